@@ -1,0 +1,142 @@
+#define _POSIX_C_SOURCE 200809L
+#include "bench_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cblas.h>
+
+static void usage(const char *prog, const char *extra, FILE *to)
+{
+    fprintf(to,
+            "usage: %s [--json] [--repeats N] [--threads N]\n"
+            "  --json        JSON lines instead of a table\n"
+            "  --repeats N   timed repeats per case; the median is reported\n"
+            "  --threads N   run only with N threads (default: 1 and 2)\n%s",
+            prog, extra ? extra : "");
+}
+
+bench_options bench_parse_args(int argc, char **argv, const char *usage_extra)
+{
+    bench_options o = {0, 0, 0};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            o.json = 1;
+        } else if ((strcmp(argv[i], "--repeats") == 0 || strcmp(argv[i], "--threads") == 0) &&
+                   i + 1 < argc) {
+            char *end = NULL;
+            long v = strtol(argv[i + 1], &end, 10);
+            if (!end || *end != '\0' || v < 1 || v > 100000) {
+                fprintf(stderr, "%s: bad value '%s' for %s\n", argv[0], argv[i + 1], argv[i]);
+                usage(argv[0], usage_extra, stderr);
+                exit(2);
+            }
+            if (argv[i][2] == 'r')
+                o.repeats = (int)v;
+            else
+                o.threads = (int)v;
+            i++;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(argv[0], usage_extra, stdout);
+            exit(0);
+        } else {
+            fprintf(stderr, "%s: unknown argument '%s'\n", argv[0], argv[i]);
+            usage(argv[0], usage_extra, stderr);
+            exit(2);
+        }
+    }
+    return o;
+}
+
+double bench_now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(double *values, int n)
+{
+    qsort(values, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+double bench_time(void (*fn)(void *), void *ctx, int repeats)
+{
+    double *t = bench_alloc(sizeof(double) * (size_t)repeats);
+    fn(ctx); /* warm-up: caches, page faults, thread pool start */
+    for (int i = 0; i < repeats; i++) {
+        const double t0 = bench_now_seconds();
+        fn(ctx);
+        t[i] = bench_now_seconds() - t0;
+    }
+    const double med = bench_median(t, repeats);
+    free(t);
+    return med;
+}
+
+typedef struct {
+    size_t m, n, k;
+    float *a, *b, *c;
+} gemm_case;
+
+static void run_gemm(void *p)
+{
+    gemm_case *g = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)g->m, (blasint)g->n,
+                (blasint)g->k, 1.0f, g->a, (blasint)g->k, g->b, (blasint)g->n, 0.0f, g->c,
+                (blasint)g->n);
+}
+
+double bench_sgemm_gflops(size_t m, size_t n, size_t k, int repeats, double *median_seconds)
+{
+    gemm_case g = {m, n, k, bench_alloc(sizeof(float) * m * k), bench_alloc(sizeof(float) * k * n),
+                   bench_alloc(sizeof(float) * m * n)};
+    bench_fill(g.a, m * k, 1);
+    bench_fill(g.b, k * n, 2);
+    const double s = bench_time(run_gemm, &g, repeats);
+    free(g.a);
+    free(g.b);
+    free(g.c);
+    if (median_seconds)
+        *median_seconds = s;
+    return 2.0 * (double)m * (double)n * (double)k / s * 1e-9;
+}
+
+void bench_fill(float *x, size_t n, unsigned seed)
+{
+    unsigned long long s = 0x9e3779b97f4a7c15ull * (seed + 1);
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(s >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+    }
+}
+
+void *bench_alloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "bench: out of memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+    return p;
+}
+
+int bench_thread_list(const bench_options *o, int *list)
+{
+    if (o->threads > 0) {
+        list[0] = o->threads;
+        return 1;
+    }
+    list[0] = 1;
+    list[1] = 2;
+    return 2;
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs, from the Debian archive, what the project needs.
+#   install-deps.sh build   compiler, CMake, OpenBLAS, zlib
+#   install-deps.sh test    build + cmocka, g++ (consumer check), gnuplot (plot test)
+#   install-deps.sh train   build + the Fashion-MNIST dataset and gnuplot
+#   install-deps.sh compare test + python3-torch/numpy (PyTorch comparison, fixtures)
+# Uses sudo when not run as root. Does nothing for packages already present.
+set -euo pipefail
+
+mode=${1:-test}
+build_pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev)
+case "$mode" in
+  build) pkgs=("${build_pkgs[@]}") ;;
+  test) pkgs=("${build_pkgs[@]}" libcmocka-dev g++ gnuplot-nox) ;;
+  train) pkgs=("${build_pkgs[@]}" dataset-fashion-mnist gnuplot-nox) ;;
+  compare) pkgs=("${build_pkgs[@]}" libcmocka-dev g++ gnuplot-nox python3-torch python3-numpy) ;;
+  *) echo "usage: $0 build|test|train|compare" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,119 @@
+/* The one door to OpenBLAS and LAPACK, plus small double-precision reductions.
+ *
+ * Everything is row-major here; cblas takes care of the layout. LAPACK is
+ * called through its Fortran symbol (OpenBLAS exports it; Debian ships no
+ * LAPACKE with it), so the hidden string-length argument is passed too. */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include <cblas.h>
+
+#include "internal.h"
+
+void dgesdd_(const char *jobz, const blasint *m, const blasint *n, double *a, const blasint *lda,
+             double *s, double *u, const blasint *ldu, double *vt, const blasint *ldvt,
+             double *work, const blasint *lwork, blasint *iwork, blasint *info, size_t jobz_len);
+
+int srp_blas_size_ok(size_t n) { return n <= (size_t)INT_MAX; }
+
+void srp_blas_set_num_threads(int n) { openblas_set_num_threads(n); }
+
+int srp_blas_get_num_threads(void) { return openblas_get_num_threads(); }
+
+void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+               const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+               size_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha, a,
+                (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+}
+
+void srp_sgemv(int trans, size_t rows, size_t cols, float alpha, const float *a, size_t lda,
+               const float *x, float beta, float *y)
+{
+    cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, (blasint)rows, (blasint)cols,
+                alpha, a, (blasint)lda, x, 1, beta, y, 1);
+}
+
+void srp_sger(size_t rows, size_t cols, float alpha, const float *x, const float *y, float *a,
+              size_t lda)
+{
+    cblas_sger(CblasRowMajor, (blasint)rows, (blasint)cols, alpha, x, 1, y, 1, a, (blasint)lda);
+}
+
+int srp_lapack_dgesdd_top(double *a, size_t m, size_t n, double *s, double *u_col, double *vt_row)
+{
+    const int want_vectors = u_col != NULL && vt_row != NULL;
+    const blasint bm = (blasint)m, bn = (blasint)n;
+    const blasint k = bm < bn ? bm : bn;
+    const char jobz = want_vectors ? 'S' : 'N';
+    blasint ldu = want_vectors ? bm : 1, ldvt = want_vectors ? k : 1;
+    double *u = NULL, *vt = NULL, *work = NULL, query = 0.0, dummy = 0.0;
+    blasint *iwork = malloc(sizeof(blasint) * 8 * (size_t)k);
+    blasint lwork = -1, info = 0;
+
+    if (!iwork)
+        return -1000;
+    if (want_vectors) {
+        u = malloc(sizeof(double) * m * (size_t)k);
+        vt = malloc(sizeof(double) * (size_t)k * n);
+        if (!u || !vt) {
+            info = -1000;
+            goto done;
+        }
+    }
+    dgesdd_(&jobz, &bm, &bn, a, &bm, s, u ? u : &dummy, &ldu, vt ? vt : &dummy, &ldvt, &query,
+            &lwork, iwork, &info, 1);
+    if (info != 0)
+        goto done;
+    lwork = (blasint)query;
+    work = malloc(sizeof(double) * (size_t)(lwork > 1 ? lwork : 1));
+    if (!work) {
+        info = -1000;
+        goto done;
+    }
+    dgesdd_(&jobz, &bm, &bn, a, &bm, s, u ? u : &dummy, &ldu, vt ? vt : &dummy, &ldvt, work,
+            &lwork, iwork, &info, 1);
+    if (info == 0 && want_vectors) {
+        for (size_t i = 0; i < m; i++) /* first column of U */
+            u_col[i] = u[i];
+        for (size_t j = 0; j < n; j++) /* first row of VT, stride ldvt */
+            vt_row[j] = vt[j * (size_t)ldvt];
+    }
+done:
+    free(work);
+    free(vt);
+    free(u);
+    free(iwork);
+    return (int)info;
+}
+
+/* Four independent accumulators: a fixed summation order (same bits on every
+ * run) that still pipelines. */
+double srp_dot_f64(const float *x, const float *y, size_t n)
+{
+    double acc[4] = {0.0, 0.0, 0.0, 0.0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        acc[0] += (double)x[i] * (double)y[i];
+        acc[1] += (double)x[i + 1] * (double)y[i + 1];
+        acc[2] += (double)x[i + 2] * (double)y[i + 2];
+        acc[3] += (double)x[i + 3] * (double)y[i + 3];
+    }
+    for (; i < n; i++)
+        acc[0] += (double)x[i] * (double)y[i];
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+double srp_sumsq_f64(const float *x, size_t n) { return srp_dot_f64(x, x, n); }
+
+int srp_all_finite(const float *x, size_t n)
+{
+    /* x - x is 0 for finite x and NaN for NaN/Inf; one branch at the end. */
+    float acc = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        acc += x[i] - x[i];
+    return acc == 0.0f;
+}

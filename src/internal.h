@@ -1,0 +1,54 @@
+/* Private helpers shared by the library's source files. Not installed. */
+#ifndef SRP_INTERNAL_H
+#define SRP_INTERNAL_H
+
+#include <stddef.h>
+
+#include "sigmareparam.h"
+
+/* ---- BLAS/LAPACK wrapper (blas.c): every BLAS call of the library goes
+ * through here. Row-major; callers check sizes with srp_blas_size_ok(). ---- */
+
+/* Largest dimension (and leading dimension) OpenBLAS's int can take. */
+int srp_blas_size_ok(size_t n);
+void srp_blas_set_num_threads(int n);
+int srp_blas_get_num_threads(void);
+
+/* C = alpha op(A) op(B) + beta C; op(A): [m][k], op(B): [k][n], C: [m][n]. */
+void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+               const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+               size_t ldc);
+/* y = alpha op(A) x + beta y; A: [rows][cols] with leading dimension lda. */
+void srp_sgemv(int trans, size_t rows, size_t cols, float alpha, const float *a, size_t lda,
+               const float *x, float beta, float *y);
+/* A += alpha x y^T; A: [rows][cols], x: [rows], y: [cols]. */
+void srp_sger(size_t rows, size_t cols, float alpha, const float *x, const float *y, float *a,
+              size_t lda);
+/* Singular values of the column-major double matrix a [m x n] (destroyed),
+ * largest first, into s (min(m,n)). With u_col/vt_row non-NULL, also the
+ * first left singular vector (length m) and the first right one (length n).
+ * Returns LAPACK's info (0 = success), or -1000 when out of memory. */
+int srp_lapack_dgesdd_top(double *a, size_t m, size_t n, double *s, double *u_col, double *vt_row);
+
+/* ---- small reductions in double (blas.c) ---- */
+double srp_dot_f64(const float *x, const float *y, size_t n);
+double srp_sumsq_f64(const float *x, size_t n);
+int srp_all_finite(const float *x, size_t n);
+
+/* ---- spectral norm helpers (spectral.c), shared with the linear layer ---- */
+
+/* eps of torch.nn.functional.normalize. */
+#define SRP_NORMALIZE_EPS 1e-12
+
+/* iters >= 1 power steps on W [rows][cols] from (u, v) into (u_out, v_out);
+ * u_out/v_out must not alias u/v. If W u or W^T v is exactly zero, the
+ * outputs are copies of u and v and sigma is 0. Non-finite: SRP_ERR_NUMERIC. */
+srp_status srp_power_iterate(const float *w, size_t rows, size_t cols, int iters, const float *u,
+                             const float *v, float *u_out, float *v_out, float *sigma);
+/* Top singular triplet of W by a double SVD; u (cols) and v (rows) may both
+ * be NULL for the value only. Allocates: set-up time only. */
+srp_status srp_svd_top(const float *w, size_t rows, size_t cols, float *u, float *v, float *sigma);
+/* A seeded random unit vector (never constant). */
+void srp_random_unit(srp_rng *rng, float *x, size_t n);
+
+#endif

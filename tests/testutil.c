@@ -1,0 +1,143 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+void dgeqrf_(const blasint *m, const blasint *n, double *a, const blasint *lda, double *tau,
+             double *work, const blasint *lwork, blasint *info);
+void dorgqr_(const blasint *m, const blasint *n, const blasint *k, double *a, const blasint *lda,
+             const double *tau, double *work, const blasint *lwork, blasint *info);
+
+void assert_close_rel(double a, double b, double tol, double floor, const char *what)
+{
+    double scale = fabs(b) > floor ? fabs(b) : floor;
+    if (!(fabs(a - b) <= tol * scale)) {
+        print_error("%s: got %.9g, expected %.9g (rel err %.3g > tol %.3g)\n", what, a, b,
+                    fabs(a - b) / scale, tol);
+        fail();
+    }
+}
+
+void fill_normal_f(srp_rng *r, float *x, size_t n, double scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(scale * srp_rng_normal(r));
+}
+
+void fill_normal_d(srp_rng *r, double *x, size_t n, double scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * srp_rng_normal(r);
+}
+
+void random_orthonormal(srp_rng *r, double *q, size_t n, size_t k)
+{
+    /* LAPACK is column-major: build A as [k columns of length n], then Q's
+     * column j is a[j*n ...]; transpose into row-major q[n][k]. */
+    double *a = malloc(sizeof(double) * n * k);
+    double *tau = malloc(sizeof(double) * k);
+    assert_non_null(a);
+    assert_non_null(tau);
+    fill_normal_d(r, a, n * k, 1.0);
+    blasint m = (blasint)n, kk = (blasint)k, info = 0, lwork = -1;
+    double query;
+    dgeqrf_(&m, &kk, a, &m, tau, &query, &lwork, &info);
+    assert_int_equal(info, 0);
+    lwork = (blasint)query;
+    double *work = malloc(sizeof(double) * (size_t)lwork);
+    assert_non_null(work);
+    dgeqrf_(&m, &kk, a, &m, tau, work, &lwork, &info);
+    assert_int_equal(info, 0);
+    free(work);
+    lwork = -1;
+    dorgqr_(&m, &kk, &kk, a, &m, tau, &query, &lwork, &info);
+    assert_int_equal(info, 0);
+    lwork = (blasint)query;
+    work = malloc(sizeof(double) * (size_t)lwork);
+    assert_non_null(work);
+    dorgqr_(&m, &kk, &kk, a, &m, tau, work, &lwork, &info);
+    assert_int_equal(info, 0);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < k; j++)
+            q[i * k + j] = a[j * n + i];
+    free(work);
+    free(tau);
+    free(a);
+}
+
+void matrix_with_spectrum(srp_rng *r, double *w, size_t rows, size_t cols, const double *s,
+                          double *u1, double *v1)
+{
+    const size_t k = rows < cols ? rows : cols;
+    double *u = malloc(sizeof(double) * rows * k);
+    double *v = malloc(sizeof(double) * cols * k);
+    assert_non_null(u);
+    assert_non_null(v);
+    random_orthonormal(r, u, rows, k);
+    random_orthonormal(r, v, cols, k);
+    if (u1)
+        for (size_t i = 0; i < rows; i++)
+            u1[i] = u[i * k];
+    if (v1)
+        for (size_t j = 0; j < cols; j++)
+            v1[j] = v[j * k];
+    for (size_t i = 0; i < rows; i++) /* U diag(s) */
+        for (size_t j = 0; j < k; j++)
+            u[i * k + j] *= s[j];
+    /* w = (U diag s) V^T: [rows][k] x [k][cols] */
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)cols, (blasint)k,
+                1.0, u, (blasint)k, v, (blasint)k, 0.0, w, (blasint)cols);
+    free(v);
+    free(u);
+}
+
+double dot_d(const double *x, const double *y, size_t n)
+{
+    double acc = 0.0;
+    for (size_t i = 0; i < n; i++)
+        acc += x[i] * y[i];
+    return acc;
+}
+
+double norm_d(const double *x, size_t n) { return sqrt(dot_d(x, x, n)); }
+
+void to_float(const double *x, float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = (float)x[i];
+}
+
+void to_double(const float *x, double *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = x[i];
+}
+
+void *read_file_bytes(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    long len = ftell(f);
+    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    void *buf = malloc((size_t)len + 1);
+    if (buf && fread(buf, 1, (size_t)len, f) != (size_t)len) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf && size)
+        *size = (size_t)len;
+    return buf;
+}

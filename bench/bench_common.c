@@ -83,6 +83,23 @@ double bench_time(void (*fn)(void *), void *ctx, int repeats)
     return med;
 }
 
+void bench_time_interleaved(void (*const *fns)(void *), void *const *ctxs, int k, int repeats,
+                            double *medians)
+{
+    double *t = bench_alloc(sizeof(double) * (size_t)(repeats * k));
+    for (int j = 0; j < k; j++)
+        fns[j](ctxs[j]); /* warm-up */
+    for (int i = 0; i < repeats; i++)
+        for (int j = 0; j < k; j++) {
+            const double t0 = bench_now_seconds();
+            fns[j](ctxs[j]);
+            t[j * repeats + i] = bench_now_seconds() - t0;
+        }
+    for (int j = 0; j < k; j++)
+        medians[j] = bench_median(t + j * repeats, repeats);
+    free(t);
+}
+
 typedef struct {
     size_t m, n, k;
     float *a, *b, *c;

@@ -20,6 +20,11 @@ double bench_median(double *values, int n); /* sorts values */
 /* Median seconds of `repeats` calls of fn(ctx) after one warm-up call. */
 double bench_time(void (*fn)(void *), void *ctx, int repeats);
 
+/* Median seconds of each of k functions, timed in turns (fn[0], fn[1], ...,
+ * fn[0], ...) so that drift of the machine hits them alike; medians[k]. */
+void bench_time_interleaved(void (*const *fns)(void *), void *const *ctxs, int k, int repeats,
+                            double *medians);
+
 /* OpenBLAS sgemm GFLOP/s for C[m][n] = A[m][k] B[k][n] at the current
  * thread count: the peak every bench reports its figures against. */
 double bench_sgemm_gflops(size_t m, size_t n, size_t k, int repeats, double *median_seconds);

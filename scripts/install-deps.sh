@@ -8,7 +8,7 @@
 set -euo pipefail
 
 mode=${1:-test}
-build_pkgs=(build-essential cmake pkg-config libopenblas-dev zlib1g-dev)
+build_pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev zlib1g-dev)
 case "$mode" in
   build) pkgs=("${build_pkgs[@]}") ;;
   test) pkgs=("${build_pkgs[@]}" libcmocka-dev g++ gnuplot-nox) ;;

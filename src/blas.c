@@ -21,6 +21,8 @@ void srp_blas_set_num_threads(int n) { openblas_set_num_threads(n); }
 
 int srp_blas_get_num_threads(void) { return openblas_get_num_threads(); }
 
+int srp_blas_nests_in_openmp(void) { return openblas_get_parallel() == 2; }
+
 void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                size_t ldc)

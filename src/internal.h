@@ -13,6 +13,12 @@
 int srp_blas_size_ok(size_t n);
 void srp_blas_set_num_threads(int n);
 int srp_blas_get_num_threads(void);
+/* 1 when BLAS may be called from inside our OpenMP parallel regions: the
+ * OpenMP build of OpenBLAS then runs it on the calling thread. */
+int srp_blas_nests_in_openmp(void);
+
+/* Threads for the library's OpenMP loops (threads.c). */
+int srp_threads(void);
 
 /* C = alpha op(A) op(B) + beta C; op(A): [m][k], op(B): [k][n], C: [m][n]. */
 void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,

@@ -1,8 +1,15 @@
-/* One thread count for the library and for OpenBLAS underneath it. */
+/* One thread count for the library's OpenMP loops and for OpenBLAS.
+ *
+ * Loops pass it explicitly (num_threads clause) because omp_set_num_threads
+ * only sets the calling thread's default. */
 #define _POSIX_C_SOURCE 200809L
 #include <unistd.h>
 
+#include <omp.h>
+
 #include "internal.h"
+
+static int g_threads; /* 0: not set, follow OpenBLAS's default */
 
 void srp_set_num_threads(int n)
 {
@@ -10,7 +17,17 @@ void srp_set_num_threads(int n)
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         n = cpus > 0 ? (int)cpus : 1;
     }
+    g_threads = n;
+    omp_set_num_threads(n);
     srp_blas_set_num_threads(n);
 }
 
-int srp_get_num_threads(void) { return srp_blas_get_num_threads(); }
+int srp_get_num_threads(void) { return srp_threads(); }
+
+int srp_threads(void)
+{
+    if (g_threads > 0)
+        return g_threads;
+    const int n = srp_blas_get_num_threads();
+    return n > 0 ? n : 1;
+}

@@ -1,0 +1,65 @@
+/* Version, export macro, status codes, threads. Part of <sigmareparam.h>; include that. */
+#ifndef SIGMAREPARAM_CORE_H
+#define SIGMAREPARAM_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SRP_VERSION_MAJOR 0
+#define SRP_VERSION_MINOR 1
+#define SRP_VERSION_PATCH 0
+#define SRP_VERSION_NUMBER (SRP_VERSION_MAJOR * 10000 + SRP_VERSION_MINOR * 100 + SRP_VERSION_PATCH)
+#define SRP_VERSION_STRINGIFY_(x) #x
+#define SRP_VERSION_STRINGIFY(x) SRP_VERSION_STRINGIFY_(x)
+#define SRP_VERSION_STRING                                                                   \
+    SRP_VERSION_STRINGIFY(SRP_VERSION_MAJOR) "." SRP_VERSION_STRINGIFY(SRP_VERSION_MINOR) "." \
+        SRP_VERSION_STRINGIFY(SRP_VERSION_PATCH)
+
+/* Symbols are hidden by default when the library is built; SRP_API marks the
+ * public ones. */
+#if defined(_WIN32) && defined(SRP_SHARED_BUILD)
+#define SRP_API __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
+#define SRP_API __attribute__((visibility("default")))
+#else
+#define SRP_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ======================================================================
+ * Status, version, threads
+ * ====================================================================== */
+
+typedef enum {
+    SRP_OK = 0,
+    SRP_ERR_INVALID_ARG, /* NULL pointer, zero size, value out of range */
+    SRP_ERR_SHAPE,       /* sizes that do not match the object or each other */
+    SRP_ERR_NOMEM,       /* allocation failed (only at create/load time) */
+    SRP_ERR_NUMERIC,     /* NaN/Inf in an input, or a result that would be */
+    SRP_ERR_IO,          /* a file could not be opened, read or written */
+    SRP_ERR_FORMAT,      /* a file is truncated, corrupt or not ours */
+    SRP_ERR_VERSION,     /* a file from a format version we cannot read */
+    SRP_ERR_UNSUPPORTED  /* a valid request this build or object cannot do */
+} srp_status;
+
+/* A short English description, never NULL (also for unknown values). */
+SRP_API const char *srp_status_str(srp_status s);
+
+/* "MAJOR.MINOR.PATCH" of the library actually linked (SRP_VERSION_STRING is
+ * the one compiled against). */
+SRP_API const char *srp_version_string(void);
+SRP_API unsigned srp_version_number(void);
+
+/* Threads used by the library and by OpenBLAS. n <= 0 means one per online
+ * CPU. Results for a given thread count are deterministic. */
+SRP_API void srp_set_num_threads(int n);
+SRP_API int srp_get_num_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SIGMAREPARAM_CORE_H */

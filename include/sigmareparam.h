@@ -25,5 +25,6 @@
 #include "sigmareparam/core.h"       /* version, SRP_API, srp_status, threads */
 #include "sigmareparam/rng.h"        /* srp_rng: seeded, machine-independent */
 #include "sigmareparam/spectral.h"   /* exact sigma, srp_power_iter */
+#include "sigmareparam/linear.h"     /* srp_linear: the sigmaReparam linear layer */
 
 #endif /* SIGMAREPARAM_H */

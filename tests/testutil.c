@@ -141,3 +141,134 @@ void *read_file_bytes(const char *path, size_t *size)
         *size = (size_t)len;
     return buf;
 }
+
+struct fixture {
+    size_t count;
+    char **names;
+    float **data;
+    size_t *sizes;
+    unsigned char *raw;
+};
+
+static uint32_t read_u32_le(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+fixture *fixture_load(const char *path)
+{
+    size_t size = 0;
+    unsigned char *raw = read_file_bytes(path, &size);
+    if (!raw) {
+        print_error("cannot read fixture file %s\n", path);
+        fail();
+    }
+    assert_true(size >= 12 && memcmp(raw, "SRPFIX01", 8) == 0);
+    fixture *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    fx->raw = raw;
+    fx->count = read_u32_le(raw + 8);
+    fx->names = calloc(fx->count, sizeof(char *));
+    fx->data = calloc(fx->count, sizeof(float *));
+    fx->sizes = calloc(fx->count, sizeof(size_t));
+    assert_true(fx->names && fx->data && fx->sizes);
+    size_t pos = 12;
+    for (size_t i = 0; i < fx->count; i++) {
+        assert_true(pos + 4 <= size);
+        const size_t len = read_u32_le(raw + pos);
+        pos += 4;
+        assert_true(pos + len + 4 <= size);
+        fx->names[i] = malloc(len + 1);
+        assert_non_null(fx->names[i]);
+        memcpy(fx->names[i], raw + pos, len);
+        fx->names[i][len] = '\0';
+        pos += len;
+        fx->sizes[i] = read_u32_le(raw + pos);
+        pos += 4;
+        assert_true(pos + 4 * fx->sizes[i] <= size);
+        fx->data[i] = malloc(sizeof(float) * (fx->sizes[i] ? fx->sizes[i] : 1));
+        assert_non_null(fx->data[i]);
+        for (size_t k = 0; k < fx->sizes[i]; k++) {
+            const uint32_t bits = read_u32_le(raw + pos + 4 * k);
+            memcpy(&fx->data[i][k], &bits, sizeof(float));
+        }
+        pos += 4 * fx->sizes[i];
+    }
+    assert_int_equal(pos, size);
+    return fx;
+}
+
+static long fixture_find(const fixture *fx, const char *name)
+{
+    for (size_t i = 0; i < fx->count; i++)
+        if (strcmp(fx->names[i], name) == 0)
+            return (long)i;
+    return -1;
+}
+
+int fixture_has(const fixture *fx, const char *name) { return fixture_find(fx, name) >= 0; }
+
+const float *fixture_get(const fixture *fx, const char *name, size_t expected_count,
+                         size_t *count)
+{
+    const long i = fixture_find(fx, name);
+    if (i < 0) {
+        print_error("fixture has no array '%s'\n", name);
+        fail();
+    }
+    if (expected_count && fx->sizes[i] != expected_count) {
+        print_error("fixture array '%s' has %zu values, expected %zu\n", name, fx->sizes[i],
+                    expected_count);
+        fail();
+    }
+    if (count)
+        *count = fx->sizes[i];
+    return fx->data[i];
+}
+
+void fixture_free(fixture *fx)
+{
+    if (!fx)
+        return;
+    for (size_t i = 0; i < fx->count; i++) {
+        free(fx->names[i]);
+        free(fx->data[i]);
+    }
+    free(fx->names);
+    free(fx->data);
+    free(fx->sizes);
+    free(fx->raw);
+    free(fx);
+}
+
+void assert_close_array(const float *a, const float *b, size_t n, double tol, const char *what)
+{
+    assert_close_array_floor(a, b, n, tol, 0.0, what);
+}
+
+void assert_close_array_floor(const float *a, const float *b, size_t n, double tol, double floor,
+                              const char *what)
+{
+    double max_err = 0.0, max_ref = 0.0;
+    size_t worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double err = fabs((double)a[i] - (double)b[i]);
+        if (isnan(err)) {
+            print_error("%s: [%zu] is %g, expected %g\n", what, i, a[i], b[i]);
+            fail();
+        }
+        if (err > max_err) {
+            max_err = err;
+            worst = i;
+        }
+        max_ref = fmax(max_ref, fabs((double)b[i]));
+    }
+    max_ref = fmax(max_ref, floor);
+    if (!(max_err <= tol * max_ref)) {
+        print_error("%s: max |err| %.3g at [%zu] (got %.9g, expected %.9g), max |ref| %.3g, "
+                    "rel %.3g > tol %.3g\n",
+                    what, max_err, worst, a[worst], b[worst], max_ref,
+                    max_ref > 0 ? max_err / max_ref : max_err, tol);
+        fail();
+    }
+}

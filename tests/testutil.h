@@ -40,4 +40,22 @@ void to_double(const float *x, double *y, size_t n);
 /* Reads a whole binary file into a malloc'd buffer; NULL when missing. */
 void *read_file_bytes(const char *path, size_t *size);
 
+/* Reference fixtures written by tests/reference/gen_*.py: named float
+ * arrays (format in gen_linear_fixtures.py). */
+typedef struct fixture fixture;
+fixture *fixture_load(const char *path); /* fails the test when unreadable */
+/* The array called name; fails the test when missing or of another length
+ * (expected_count 0 accepts any length, returned in *count if non-NULL). */
+const float *fixture_get(const fixture *fx, const char *name, size_t expected_count,
+                         size_t *count);
+int fixture_has(const fixture *fx, const char *name);
+void fixture_free(fixture *fx);
+
+/* max_i |a_i - b_i| / max_i |b_i| <= tol (relative error in the max norm). */
+void assert_close_array(const float *a, const float *b, size_t n, double tol, const char *what);
+/* The same with max |b| taken as at least floor: for arrays whose true value
+ * is a cancellation (near 0) of terms of size floor. */
+void assert_close_array_floor(const float *a, const float *b, size_t n, double tol, double floor,
+                              const char *what);
+
 #endif

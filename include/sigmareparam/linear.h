@@ -1,0 +1,108 @@
+/* The sigmaReparam linear layer. Part of <sigmareparam.h>; include that.
+ *
+ *     W_hat = (gamma / sigma) W        y = x W_hat^T + b
+ *
+ * W: [out][in] row-major, x: [n][in], y: [n][out]. sigma comes from the
+ * power iteration (see spectral.h) on W itself; gamma is a learned scalar.
+ * Semantics of SNLinear in apple/ml-sigma-reparam vision/layers.py:
+ *  - training forward: power_iters steps update u (and v); sigma is taken
+ *    from them and u, v, sigma of this forward are kept for its backward;
+ *  - eval forward: one step from the stored u into scratch; nothing changes,
+ *    and repeated calls give the same bits;
+ *  - backward treats u, v as constants, so dsigma/dW = v u^T:
+ *        dx     = (gamma/sigma) dy W
+ *        dgamma = s / sigma,                         s = <dy^T x, W>
+ *        dW     = (gamma/sigma) dy^T x - (gamma s / sigma^2) v u^T
+ *        db     = sum_n dy
+ *    W_hat is never formed: gamma/sigma rides in the GEMM's alpha and the
+ *    sigma term is one rank-1 update.
+ * Differences from the official code, on purpose: the bias starts at 0
+ * (nn.Linear's default init is uniform), and the weight init truncates at
+ * +-2 std (PyTorch's trunc_normal_ default truncates at +-2 absolute, which
+ * for std 0.02 is no truncation), as the design fixes. */
+#ifndef SIGMAREPARAM_LINEAR_H
+#define SIGMAREPARAM_LINEAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sigmareparam/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    SRP_REPARAM_SIGMA = 0,  /* W_hat = gamma / sigma * W (default) */
+    SRP_REPARAM_NONE,       /* plain linear: no power iteration, no gamma */
+    SRP_REPARAM_STATS_ONLY  /* uses W as is, but tracks sigma */
+} srp_reparam;
+
+typedef enum {
+    SRP_GAMMA_INIT_SIGMA0 = 0, /* gamma0 = sigma(W0): W_hat = W at step 0 (official PyTorch) */
+    SRP_GAMMA_INIT_ONE         /* gamma0 = 1 (the paper, official JAX) */
+} srp_gamma_init;
+
+typedef struct {
+    size_t in_features, out_features;
+    int bias;                  /* default 1 */
+    srp_reparam reparam;       /* default SRP_REPARAM_SIGMA */
+    srp_gamma_init gamma_init; /* default SRP_GAMMA_INIT_SIGMA0 */
+    float init_std;            /* default 0.02 (multiply by a gain as needed) */
+    int power_iters;           /* steps per training forward, default 1 */
+    uint64_t seed;             /* weight init; default 0 */
+} srp_linear_config;
+
+typedef struct srp_linear srp_linear;
+
+SRP_API srp_linear_config srp_linear_config_default(size_t in, size_t out);
+/* W ~ truncated normal(init_std), b = 0, u and sigma from an exact SVD of W
+ * (not in NONE mode), gamma per gamma_init. */
+SRP_API srp_status srp_linear_create(srp_linear **out, const srp_linear_config *cfg);
+SRP_API void srp_linear_destroy(srp_linear *l);
+
+SRP_API size_t srp_linear_in_features(const srp_linear *l);
+SRP_API size_t srp_linear_out_features(const srp_linear *l);
+SRP_API srp_reparam srp_linear_reparam(const srp_linear *l);
+
+/* Parameters and their gradients, owned by the layer. */
+SRP_API float *srp_linear_weight(srp_linear *l);      /* [out][in] */
+SRP_API float *srp_linear_weight_grad(srp_linear *l); /* [out][in] */
+SRP_API float *srp_linear_bias(srp_linear *l);        /* [out], NULL without bias */
+SRP_API float *srp_linear_bias_grad(srp_linear *l);   /* [out], NULL without bias */
+/* gamma is learned in SIGMA mode only; in NONE and STATS_ONLY it stays 1
+ * and its gradient stays 0 (the pointers are still valid). */
+SRP_API float *srp_linear_gamma(srp_linear *l);
+SRP_API float *srp_linear_gamma_grad(srp_linear *l);
+/* Persistent power-iteration vector, length in; writable to restore a
+ * checkpoint (with srp_linear_set_sigma). */
+SRP_API float *srp_linear_u(srp_linear *l);
+
+/* After W was set from outside (pretrained weights): u and sigma from an
+ * exact SVD of the new W; gamma is kept. NONE mode: nothing to do. */
+SRP_API srp_status srp_linear_reinit_sigma(srp_linear *l);
+/* sigma used by the last forward (before any forward: the SVD value);
+ * NaN in NONE mode, which tracks no sigma. */
+SRP_API float srp_linear_sigma(const srp_linear *l);
+/* Restores the tracked sigma (checkpoint load); must be finite and >= 0. */
+SRP_API srp_status srp_linear_set_sigma(srp_linear *l, float sigma);
+
+/* x: [n][in], y: [n][out]. training = 1 runs the power iteration.
+ * Errors: NULL, n = 0 or n too large for BLAS: SRP_ERR_INVALID_ARG; a
+ * non-finite or zero sigma, or a non-finite gamma: SRP_ERR_NUMERIC, and the
+ * layer is left as it was. Activations are not scanned: NaN in x gives NaN
+ * in y (the backward below does catch it). */
+SRP_API srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, float *y,
+                                      int training);
+/* Backward of the last forward, for the same x. dy: [n][out]; dx: [n][in]
+ * is overwritten and may be NULL. dW, db, dgamma accumulate. NaN/Inf in x
+ * or dy: SRP_ERR_NUMERIC and no gradient is touched (dx may be written). */
+SRP_API srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n,
+                                       float *dx);
+SRP_API void srp_linear_zero_grad(srp_linear *l);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SIGMAREPARAM_LINEAR_H */

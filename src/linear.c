@@ -1,0 +1,352 @@
+/* The sigmaReparam linear layer: y = x ((gamma / sigma) W)^T + b.
+ *
+ * W: [out][in], u: [in], v: [out], x: [n][in], y: [n][out].
+ * Training forward: power iteration on W (updates u, v), scale = gamma/sigma.
+ * Eval forward: the same step into scratch; the state does not move.
+ * Backward, with G = dy and u, v constant (dsigma/dW = v u^T):
+ *     dx     = scale G W
+ *     s      = <G^T x, W>
+ *     dW    += scale G^T x - (gamma s / sigma^2) v u^T
+ *     dgamma += s / sigma          db += sum_n G
+ * G^T x goes to a layer-owned scratch so that s, and a finiteness check of
+ * the whole gradient, come from one pass over it before anything is added.
+ * The math and the official-code semantics are in linear.h. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct srp_linear {
+    size_t in, out;
+    int has_bias;
+    srp_reparam mode;
+    int power_iters;
+    float *w, *dw, *b, *db;
+    float gamma, dgamma;
+    float *u, *v;           /* persistent power-iteration state */
+    float sigma;            /* of the last forward, or of the last SVD */
+    float *cand_u, *cand_v; /* a forward's power step before it is accepted */
+    /* What the backward needs from the last successful forward. */
+    float *last_u, *last_v;
+    float last_sigma, last_scale;
+    float *gtx;        /* [out][in] scratch: G^T x */
+    double *bias_acc;  /* [out] scratch: column sums of G */
+};
+
+srp_linear_config srp_linear_config_default(size_t in, size_t out)
+{
+    srp_linear_config c;
+    memset(&c, 0, sizeof(c));
+    c.in_features = in;
+    c.out_features = out;
+    c.bias = 1;
+    c.reparam = SRP_REPARAM_SIGMA;
+    c.gamma_init = SRP_GAMMA_INIT_SIGMA0;
+    c.init_std = 0.02f;
+    c.power_iters = 1;
+    c.seed = 0;
+    return c;
+}
+
+static int config_ok(const srp_linear_config *c)
+{
+    if (c->in_features == 0 || c->out_features == 0)
+        return 0;
+    if (!srp_blas_size_ok(c->in_features) || !srp_blas_size_ok(c->out_features) ||
+        c->in_features > SIZE_MAX / sizeof(float) / c->out_features)
+        return 0;
+    if (c->reparam != SRP_REPARAM_SIGMA && c->reparam != SRP_REPARAM_NONE &&
+        c->reparam != SRP_REPARAM_STATS_ONLY)
+        return 0;
+    if (c->gamma_init != SRP_GAMMA_INIT_SIGMA0 && c->gamma_init != SRP_GAMMA_INIT_ONE)
+        return 0;
+    return isfinite(c->init_std) && c->init_std > 0.0f && c->power_iters >= 1;
+}
+
+/* Sets u, v, sigma from an exact SVD of W, and the backward cache with it. */
+static srp_status init_from_svd(srp_linear *l)
+{
+    float sigma;
+    srp_status st = srp_svd_top(l->w, l->out, l->in, l->cand_u, l->cand_v, &sigma);
+    if (st != SRP_OK)
+        return st;
+    if (l->mode == SRP_REPARAM_SIGMA && !(sigma > 0.0f))
+        return SRP_ERR_NUMERIC; /* W = 0: gamma / sigma is undefined */
+    memcpy(l->u, l->cand_u, l->in * sizeof(float));
+    memcpy(l->v, l->cand_v, l->out * sizeof(float));
+    memcpy(l->last_u, l->u, l->in * sizeof(float));
+    memcpy(l->last_v, l->v, l->out * sizeof(float));
+    l->sigma = l->last_sigma = sigma;
+    l->last_scale = l->mode == SRP_REPARAM_SIGMA ? l->gamma / sigma : 1.0f;
+    return SRP_OK;
+}
+
+srp_status srp_linear_create(srp_linear **out, const srp_linear_config *cfg)
+{
+    if (!out)
+        return SRP_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!cfg || !config_ok(cfg))
+        return SRP_ERR_INVALID_ARG;
+    const size_t in = cfg->in_features, o = cfg->out_features;
+    srp_linear *l = calloc(1, sizeof(*l));
+    if (!l)
+        return SRP_ERR_NOMEM;
+    l->in = in;
+    l->out = o;
+    l->has_bias = cfg->bias != 0;
+    l->mode = cfg->reparam;
+    l->power_iters = cfg->power_iters;
+    l->w = malloc(sizeof(float) * in * o);
+    l->dw = calloc(in * o, sizeof(float));
+    l->gtx = malloc(sizeof(float) * in * o);
+    /* u, cand_u, last_u: [in]; v, cand_v, last_v: [out] */
+    l->u = malloc(sizeof(float) * 3 * (in + o));
+    l->bias_acc = malloc(sizeof(double) * o);
+    if (l->has_bias) {
+        l->b = calloc(o, sizeof(float));
+        l->db = calloc(o, sizeof(float));
+    }
+    if (!l->w || !l->dw || !l->gtx || !l->u || !l->bias_acc ||
+        (l->has_bias && (!l->b || !l->db))) {
+        srp_linear_destroy(l);
+        return SRP_ERR_NOMEM;
+    }
+    l->cand_u = l->u + in;
+    l->last_u = l->u + 2 * in;
+    l->v = l->u + 3 * in;
+    l->cand_v = l->v + o;
+    l->last_v = l->v + 2 * o;
+
+    srp_rng rng;
+    srp_rng_seed(&rng, cfg->seed);
+    srp_rng_fill_trunc_normal(&rng, l->w, in * o, cfg->init_std);
+    l->gamma = 1.0f;
+    if (l->mode == SRP_REPARAM_NONE) {
+        /* No sigma is tracked; u, v are kept valid (random) all the same. */
+        srp_random_unit(&rng, l->u, in);
+        srp_random_unit(&rng, l->v, o);
+        memcpy(l->last_u, l->u, in * sizeof(float));
+        memcpy(l->last_v, l->v, o * sizeof(float));
+        l->sigma = l->last_sigma = NAN;
+        l->last_scale = 1.0f;
+    } else {
+        srp_status st = init_from_svd(l);
+        if (st != SRP_OK) {
+            srp_linear_destroy(l);
+            return st;
+        }
+        if (l->mode == SRP_REPARAM_SIGMA && cfg->gamma_init == SRP_GAMMA_INIT_SIGMA0) {
+            l->gamma = l->sigma; /* W_hat = W at step 0 */
+            l->last_scale = 1.0f;
+        }
+    }
+    *out = l;
+    return SRP_OK;
+}
+
+void srp_linear_destroy(srp_linear *l)
+{
+    if (!l)
+        return;
+    free(l->w);
+    free(l->dw);
+    free(l->gtx);
+    free(l->u);
+    free(l->bias_acc);
+    free(l->b);
+    free(l->db);
+    free(l);
+}
+
+size_t srp_linear_in_features(const srp_linear *l) { return l ? l->in : 0; }
+size_t srp_linear_out_features(const srp_linear *l) { return l ? l->out : 0; }
+srp_reparam srp_linear_reparam(const srp_linear *l) { return l ? l->mode : SRP_REPARAM_NONE; }
+float *srp_linear_weight(srp_linear *l) { return l ? l->w : NULL; }
+float *srp_linear_weight_grad(srp_linear *l) { return l ? l->dw : NULL; }
+float *srp_linear_bias(srp_linear *l) { return l ? l->b : NULL; }
+float *srp_linear_bias_grad(srp_linear *l) { return l ? l->db : NULL; }
+float *srp_linear_gamma(srp_linear *l) { return l ? &l->gamma : NULL; }
+float *srp_linear_gamma_grad(srp_linear *l) { return l ? &l->dgamma : NULL; }
+float *srp_linear_u(srp_linear *l) { return l ? l->u : NULL; }
+float srp_linear_sigma(const srp_linear *l) { return l ? l->sigma : NAN; }
+
+srp_status srp_linear_set_sigma(srp_linear *l, float sigma)
+{
+    if (!l)
+        return SRP_ERR_INVALID_ARG;
+    if (l->mode == SRP_REPARAM_NONE)
+        return isnan(sigma) ? SRP_OK : SRP_ERR_INVALID_ARG;
+    if (!isfinite(sigma) || sigma < 0.0f)
+        return SRP_ERR_NUMERIC;
+    l->sigma = sigma;
+    return SRP_OK;
+}
+
+srp_status srp_linear_reinit_sigma(srp_linear *l)
+{
+    if (!l)
+        return SRP_ERR_INVALID_ARG;
+    if (l->mode == SRP_REPARAM_NONE)
+        return SRP_OK;
+    return init_from_svd(l);
+}
+
+void srp_linear_zero_grad(srp_linear *l)
+{
+    if (!l)
+        return;
+    memset(l->dw, 0, sizeof(float) * l->in * l->out);
+    if (l->has_bias)
+        memset(l->db, 0, sizeof(float) * l->out);
+    l->dgamma = 0.0f;
+}
+
+static int batch_ok(const srp_linear *l, size_t n)
+{
+    const size_t widest = l->in > l->out ? l->in : l->out;
+    return n > 0 && srp_blas_size_ok(n) && n <= SIZE_MAX / sizeof(float) / widest;
+}
+
+/* Loops below this many elements are not worth waking a second thread. */
+#define PARALLEL_MIN_ELEMS 65536
+
+/* y[r][:] = b for every row r. y: [n][out] */
+static void fill_rows_with_bias(float *y, const float *b, size_t n, size_t out)
+{
+    const long rows = (long)n;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * out >= PARALLEL_MIN_ELEMS)
+    for (long r = 0; r < rows; r++)
+        memcpy(y + (size_t)r * out, b, out * sizeof(float));
+}
+
+srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, float *y, int training)
+{
+    if (!l || !x || !y || !batch_ok(l, n))
+        return SRP_ERR_INVALID_ARG;
+    float sigma = l->sigma, scale = 1.0f;
+    if (l->mode != SRP_REPARAM_NONE) {
+        const int iters = training ? l->power_iters : 1;
+        srp_status st = srp_power_iterate(l->w, l->out, l->in, iters, l->u, l->v, l->cand_u,
+                                          l->cand_v, &sigma);
+        if (st != SRP_OK)
+            return st;
+        if (l->mode == SRP_REPARAM_SIGMA) {
+            scale = l->gamma / sigma;
+            if (!(sigma > 0.0f) || !isfinite(l->gamma) || !isfinite(scale))
+                return SRP_ERR_NUMERIC;
+        }
+        /* Accepted: from here on nothing can fail. */
+        if (training) {
+            memcpy(l->u, l->cand_u, l->in * sizeof(float));
+            memcpy(l->v, l->cand_v, l->out * sizeof(float));
+        }
+        memcpy(l->last_u, l->cand_u, l->in * sizeof(float));
+        memcpy(l->last_v, l->cand_v, l->out * sizeof(float));
+        l->sigma = l->last_sigma = sigma;
+    }
+    l->last_scale = scale;
+
+    /* y = scale x W^T (+ b): [n][out] = [n][in] x [in][out]. With the bias
+     * written first, the GEMM adds onto it (beta = 1) at no extra cost:
+     * OpenBLAS would otherwise zero C in a pass of its own. */
+    float beta = 0.0f;
+    if (l->has_bias) {
+        fill_rows_with_bias(y, l->b, n, l->out);
+        beta = 1.0f;
+    }
+    srp_sgemm(0, 1, n, l->out, l->in, scale, x, l->in, l->w, l->in, beta, y, l->out);
+    return SRP_OK;
+}
+
+/* Sum of x[i] * y[i] in double over fixed chunks combined in order: the same
+ * bits for any thread count. */
+static double parallel_dot_f64(const float *x, const float *y, size_t n)
+{
+    enum { MAX_CHUNKS = 64 };
+    size_t chunk = (n + MAX_CHUNKS - 1) / MAX_CHUNKS;
+    if (chunk < PARALLEL_MIN_ELEMS / 4)
+        chunk = PARALLEL_MIN_ELEMS / 4;
+    const long nchunks = (long)((n + chunk - 1) / chunk);
+    double partial[MAX_CHUNKS];
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (nchunks > 1)
+    for (long c = 0; c < nchunks; c++) {
+        const size_t lo = (size_t)c * chunk, hi = lo + chunk < n ? lo + chunk : n;
+        partial[c] = srp_dot_f64(x + lo, y + lo, hi - lo);
+    }
+    double sum = 0.0;
+    for (long c = 0; c < nchunks; c++)
+        sum += partial[c];
+    return sum;
+}
+
+/* acc[o] = sum_r dy[r][o] in double, rows in order. dy: [n][out] */
+static void column_sums(const float *dy, size_t n, size_t out, double *acc)
+{
+    const long cols = (long)out;
+    /* Blocks of 16 columns per task keep each task's reads on few lines. */
+    const long blocks = (cols + 15) / 16;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * out >= PARALLEL_MIN_ELEMS)
+    for (long blk = 0; blk < blocks; blk++) {
+        const size_t c0 = (size_t)blk * 16, c1 = c0 + 16 < out ? c0 + 16 : out;
+        for (size_t c = c0; c < c1; c++)
+            acc[c] = 0.0;
+        for (size_t r = 0; r < n; r++)
+            for (size_t c = c0; c < c1; c++)
+                acc[c] += dy[r * out + c];
+    }
+}
+
+/* dw[o][i] += a * gtx[o][i] - c * v[o] u[i]. dw, gtx: [out][in] */
+static void accumulate_weight_grad(float *dw, const float *gtx, float a, float c, const float *v,
+                                   const float *u, size_t out, size_t in)
+{
+    const long rows = (long)out;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (out * in >= PARALLEL_MIN_ELEMS)
+    for (long o = 0; o < rows; o++) {
+        float *d = dw + (size_t)o * in;
+        const float *g = gtx + (size_t)o * in;
+        const float cv = c * v[o];
+        for (size_t i = 0; i < in; i++)
+            d[i] += a * g[i] - cv * u[i];
+    }
+}
+
+srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n,
+                               float *dx)
+{
+    if (!l || !x || !dy || !batch_ok(l, n))
+        return SRP_ERR_INVALID_ARG;
+    const float scale = l->last_scale;
+
+    /* dx = scale dy W: [n][in] = [n][out] x [out][in] */
+    if (dx)
+        srp_sgemm(0, 0, n, l->in, l->out, scale, dy, l->out, l->w, l->in, 0.0f, dx, l->in);
+
+    /* gtx = dy^T x: [out][in] = [out][n] x [n][in] */
+    srp_sgemm(1, 0, l->out, l->in, n, 1.0f, dy, l->out, x, l->in, 0.0f, l->gtx, l->in);
+    /* s = <G^T x, W>; it is non-finite iff some entry of G^T x is. */
+    const double s = parallel_dot_f64(l->gtx, l->w, l->in * l->out);
+    if (!isfinite(s))
+        return SRP_ERR_NUMERIC;
+    if (l->has_bias) {
+        column_sums(dy, n, l->out, l->bias_acc);
+        for (size_t o = 0; o < l->out; o++)
+            if (!isfinite(l->bias_acc[o]))
+                return SRP_ERR_NUMERIC;
+    }
+
+    /* gamma s / sigma^2 = scale s / sigma, with the gamma of the forward. */
+    float rank1 = 0.0f;
+    if (l->mode == SRP_REPARAM_SIGMA) {
+        const double sigma = l->last_sigma;
+        rank1 = (float)((double)scale * s / sigma);
+        l->dgamma += (float)(s / sigma);
+    }
+    accumulate_weight_grad(l->dw, l->gtx, scale, rank1, l->last_v, l->last_u, l->out, l->in);
+    if (l->has_bias)
+        for (size_t o = 0; o < l->out; o++)
+            l->db[o] += (float)l->bias_acc[o];
+    return SRP_OK;
+}

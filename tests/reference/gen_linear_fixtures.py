@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""Writes linear_fixtures.bin: what the official sigmaReparam linear computes.
+
+A re-implementation, in PyTorch, of the semantics of SNLinear from
+apple/ml-sigma-reparam (vision/layers.py):
+  - u (length in_features) and sigma0 from torch.linalg.svd(W): u = Vh[0];
+  - the learned scalar (the official code calls it `sigma`, we call it gamma)
+    starts at sigma0;
+  - get_sigma, under no_grad: v = normalize(W u); u = normalize(W^T v);
+    u is stored in training mode only; sigma = einsum("c,cd,d->", v, W, u)
+    with u, v constants, so autograd sees dsigma/dW = v u^T;
+  - W_hat = W / sigma * gamma (stats_only: W_hat = W), y = F.linear(x, W_hat, b).
+Each case runs training steps (forward, backward of a given dy, SGD update of
+W, b, gamma) and one eval forward, and records everything the C test needs.
+
+Run with Debian's interpreter (python3-torch): /usr/bin/python3 gen_linear_fixtures.py
+Format (little-endian): b"SRPFIX01", u32 record count, then records of
+u32 name length, name bytes, u32 float count, float32 values.
+"""
+import os
+import struct
+
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(20230723)
+torch.set_num_threads(1)
+
+
+class OfficialSNLinear(torch.nn.Module):
+    def __init__(self, weight, bias, stats_only):
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight.clone())
+        self.bias = torch.nn.Parameter(bias.clone()) if bias is not None else None
+        self.stats_only = stats_only
+        with torch.no_grad():
+            _, s, vh = torch.linalg.svd(self.weight, full_matrices=False)
+        self.u = vh[0].clone()
+        self.spectral_norm = s[0].clone()
+        self.gamma = torch.nn.Parameter(s[0].clone().reshape(1))
+
+    def get_sigma(self):
+        with torch.no_grad():
+            v = F.normalize(self.weight.mv(self.u), dim=0)
+            u = F.normalize(self.weight.T.mv(v), dim=0)
+            if self.training:
+                self.u = u.clone()
+        return torch.einsum("c,cd,d->", v, self.weight, u)
+
+    def forward(self, x):
+        sigma = self.get_sigma()
+        if self.training:
+            self.spectral_norm = sigma.detach().clone()
+        self.last_sigma = sigma.detach().clone()
+        w = self.weight if self.stats_only else self.weight / sigma * self.gamma
+        return F.linear(x, w, self.bias)
+
+
+records = []
+
+
+def put(name, tensor):
+    records.append((name, tensor.detach().reshape(-1).to(torch.float32).tolist()))
+
+
+def case(tag, n, in_f, out_f, bias, stats_only, steps=3, lr=0.05):
+    weight = torch.randn(out_f, in_f) * 0.4
+    b = torch.randn(out_f) * 0.1 if bias else None
+    layer = OfficialSNLinear(weight, b, stats_only)
+    put(f"{tag}/config", torch.tensor([n, in_f, out_f, int(bias), int(stats_only), steps]))
+    put(f"{tag}/w0", layer.weight)
+    if bias:
+        put(f"{tag}/b0", layer.bias)
+    put(f"{tag}/u0", layer.u)
+    put(f"{tag}/gamma0", layer.gamma)
+    put(f"{tag}/sigma0", layer.spectral_norm)
+    for step in range(steps):
+        layer.train()
+        x = torch.randn(n, in_f, requires_grad=True)
+        dy = torch.randn(n, out_f)
+        y = layer(x)
+        y.backward(dy)
+        p = f"{tag}/step{step}/"
+        put(p + "x", x)
+        put(p + "dy", dy)
+        put(p + "y", y)
+        put(p + "dx", x.grad)
+        put(p + "dw", layer.weight.grad)
+        if bias:
+            put(p + "db", layer.bias.grad)
+        if not stats_only:
+            put(p + "dgamma", layer.gamma.grad)
+        put(p + "u", layer.u)
+        put(p + "sigma", layer.last_sigma)
+        with torch.no_grad():  # plain SGD between the steps
+            for prm in (layer.weight, layer.bias, layer.gamma):
+                if prm is not None and prm.grad is not None:
+                    prm.add_(prm.grad, alpha=-lr)
+                    prm.grad = None
+    layer.eval()
+    x = torch.randn(n, in_f)
+    with torch.no_grad():
+        y = layer(x)
+    put(f"{tag}/eval/x", x)
+    put(f"{tag}/eval/y", y)
+    put(f"{tag}/eval/sigma", layer.last_sigma)
+    put(f"{tag}/eval/u", layer.u)  # unchanged by the eval forward
+
+
+case("small", n=4, in_f=8, out_f=5, bias=True, stats_only=False)
+case("wide", n=7, in_f=16, out_f=24, bias=False, stats_only=False)
+case("stats", n=3, in_f=12, out_f=6, bias=True, stats_only=True)
+case("scalar", n=2, in_f=1, out_f=1, bias=True, stats_only=False)
+case("tall", n=1, in_f=40, out_f=9, bias=True, stats_only=False, steps=4)
+
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "linear_fixtures.bin")
+with open(out, "wb") as f:
+    f.write(b"SRPFIX01")
+    f.write(struct.pack("<I", len(records)))
+    for name, values in records:
+        raw = name.encode()
+        f.write(struct.pack("<I", len(raw)))
+        f.write(raw)
+        f.write(struct.pack("<I", len(values)))
+        f.write(struct.pack(f"<{len(values)}f", *values))
+print(f"wrote {len(records)} records to {out}")

@@ -1,0 +1,768 @@
+/* The sigmaReparam linear layer against a double-precision reference, central
+ * finite differences, and fixtures from a PyTorch re-implementation of the
+ * official SNLinear (tests/reference/gen_linear_fixtures.py). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#ifdef SRP_COUNT_ALLOCS
+#include "alloc_counter.h"
+#endif
+
+/* ---------------- double-precision reference ---------------- */
+
+typedef struct {
+    size_t n, in, out;
+    srp_reparam mode;
+    int bias;
+    double *w, *b, gamma; /* parameters */
+    double *u, *v;        /* power-iteration vectors used by the forward (constants) */
+    double *x, *r;        /* input and the fixed loss weights */
+} ref_layer;
+
+/* One power step from u0: v = normalize(W u0), u1 = normalize(W^T v),
+ * sigma = v^T W u1 (the official order). w: [out][in] */
+static double ref_power_step(const double *w, size_t out, size_t in, const double *u0, double *v,
+                             double *u1)
+{
+    for (size_t o = 0; o < out; o++)
+        v[o] = dot_d(w + o * in, u0, in);
+    double nv = norm_d(v, out);
+    for (size_t o = 0; o < out; o++)
+        v[o] /= fmax(nv, 1e-12);
+    for (size_t i = 0; i < in; i++) {
+        u1[i] = 0.0;
+        for (size_t o = 0; o < out; o++)
+            u1[i] += w[o * in + i] * v[o];
+    }
+    double nu = norm_d(u1, in);
+    for (size_t i = 0; i < in; i++)
+        u1[i] /= fmax(nu, 1e-12);
+    double sigma = 0.0;
+    for (size_t o = 0; o < out; o++)
+        sigma += v[o] * dot_d(w + o * in, u1, in);
+    return sigma;
+}
+
+/* y = x W_hat^T + b with sigma = v^T W u for the fixed u, v. y: [n][out] */
+static void ref_forward(const ref_layer *L, double *y)
+{
+    double scale = 1.0;
+    if (L->mode == SRP_REPARAM_SIGMA) {
+        double sigma = 0.0;
+        for (size_t o = 0; o < L->out; o++)
+            sigma += L->v[o] * dot_d(L->w + o * L->in, L->u, L->in);
+        scale = L->gamma / sigma;
+    }
+    for (size_t r = 0; r < L->n; r++)
+        for (size_t o = 0; o < L->out; o++)
+            y[r * L->out + o] =
+                scale * dot_d(L->x + r * L->in, L->w + o * L->in, L->in) + (L->bias ? L->b[o] : 0.0);
+}
+
+/* The test loss: 0.5 |y|^2 + <r, y>, so dy = y + r. */
+static double ref_loss(const ref_layer *L)
+{
+    const size_t m = L->n * L->out;
+    double *y = malloc(sizeof(double) * m);
+    assert_non_null(y);
+    ref_forward(L, y);
+    double loss = 0.5 * dot_d(y, y, m) + dot_d(L->r, y, m);
+    free(y);
+    return loss;
+}
+
+/* Central difference of ref_loss in each entry of p[0..count). */
+static void finite_diff(ref_layer *L, double *p, size_t count, double *grad)
+{
+    for (size_t i = 0; i < count; i++) {
+        const double keep = p[i], h = 1e-6 * fmax(1.0, fabs(keep));
+        p[i] = keep + h;
+        const double up = ref_loss(L);
+        p[i] = keep - h;
+        const double down = ref_loss(L);
+        p[i] = keep;
+        grad[i] = (up - down) / (2.0 * h);
+    }
+}
+
+static void assert_grad_close(const float *got, const double *want, size_t n, double tol,
+                              double floor, const char *what)
+{
+    float *wf = malloc(sizeof(float) * (n ? n : 1));
+    assert_non_null(wf);
+    to_float(want, wf, n);
+    assert_close_array_floor(got, wf, n, tol, floor, what);
+    free(wf);
+}
+
+/* ---------------- helpers on the layer ---------------- */
+
+static srp_linear *make_layer(size_t in, size_t out, srp_reparam mode, int bias, uint64_t seed)
+{
+    srp_linear_config c = srp_linear_config_default(in, out);
+    c.reparam = mode;
+    c.bias = bias;
+    c.seed = seed;
+    srp_linear *l = NULL;
+    assert_ok(srp_linear_create(&l, &c));
+    return l;
+}
+
+/* Gives the layer O(1) weights, a bias and gamma != sigma, so that every
+ * term of the gradient is of a visible size. */
+static void randomize_layer(srp_linear *l, srp_rng *r)
+{
+    const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
+    fill_normal_f(r, srp_linear_weight(l), in * out, 0.5);
+    assert_ok(srp_linear_reinit_sigma(l));
+    if (srp_linear_bias(l))
+        fill_normal_f(r, srp_linear_bias(l), out, 0.3);
+    if (srp_linear_reparam(l) == SRP_REPARAM_SIGMA)
+        *srp_linear_gamma(l) = 1.7f;
+}
+
+static void load_ref(ref_layer *L, srp_linear *l, size_t n, const float *x)
+{
+    L->n = n;
+    L->in = srp_linear_in_features(l);
+    L->out = srp_linear_out_features(l);
+    L->mode = srp_linear_reparam(l);
+    L->bias = srp_linear_bias(l) != NULL;
+    L->w = malloc(sizeof(double) * L->in * L->out);
+    L->b = calloc(L->out, sizeof(double));
+    L->u = malloc(sizeof(double) * L->in);
+    L->v = malloc(sizeof(double) * L->out);
+    L->x = malloc(sizeof(double) * n * L->in);
+    L->r = calloc(n * L->out, sizeof(double));
+    assert_true(L->w && L->b && L->u && L->v && L->x && L->r);
+    to_double(srp_linear_weight(l), L->w, L->in * L->out);
+    if (L->bias)
+        to_double(srp_linear_bias(l), L->b, L->out);
+    L->gamma = *srp_linear_gamma(l);
+    to_double(x, L->x, n * L->in);
+}
+
+static void free_ref(ref_layer *L)
+{
+    free(L->w);
+    free(L->b);
+    free(L->u);
+    free(L->v);
+    free(L->x);
+    free(L->r);
+}
+
+typedef struct {
+    size_t n, in, out;
+} shape;
+
+static const shape k_shapes[] = {{1, 1, 1},  {1, 7, 3},  {5, 16, 12}, {3, 1, 9},
+                                 {9, 20, 1}, {33, 64, 48}, {200, 130, 70}};
+static const srp_reparam k_modes[] = {SRP_REPARAM_SIGMA, SRP_REPARAM_STATS_ONLY, SRP_REPARAM_NONE};
+
+/* ---------------- tests ---------------- */
+
+static void test_forward_matches_double_reference(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 100);
+    for (size_t m = 0; m < 3; m++) {
+        for (size_t s = 0; s < sizeof(k_shapes) / sizeof(k_shapes[0]); s++) {
+            const shape sh = k_shapes[s];
+            srp_linear *l = make_layer(sh.in, sh.out, k_modes[m], (int)(s % 2 == 0), 1 + s);
+            randomize_layer(l, &r);
+            float *x = malloc(sizeof(float) * sh.n * sh.in);
+            float *y = malloc(sizeof(float) * sh.n * sh.out);
+            double *yd = malloc(sizeof(double) * sh.n * sh.out);
+            float *yref = malloc(sizeof(float) * sh.n * sh.out);
+            assert_true(x && y && yd && yref);
+            fill_normal_f(&r, x, sh.n * sh.in, 1.0);
+
+            ref_layer L;
+            load_ref(&L, l, sh.n, x);
+            double *u0 = malloc(sizeof(double) * sh.in);
+            assert_non_null(u0);
+            to_double(srp_linear_u(l), u0, sh.in);
+            const double sigma_ref = ref_power_step(L.w, sh.out, sh.in, u0, L.v, L.u);
+
+            for (int pass = 0; pass < 2; pass++) { /* training, then eval from the new u */
+                const int training = pass == 0;
+                if (!training) {
+                    to_double(srp_linear_u(l), u0, sh.in);
+                    ref_power_step(L.w, sh.out, sh.in, u0, L.v, L.u);
+                }
+                assert_ok(srp_linear_forward(l, x, sh.n, y, training));
+                ref_forward(&L, yd);
+                to_float(yd, yref, sh.n * sh.out);
+                assert_close_array(y, yref, sh.n * sh.out, 2e-5, "forward y");
+                if (k_modes[m] == SRP_REPARAM_NONE) {
+                    assert_true(isnan(srp_linear_sigma(l)));
+                } else if (training) {
+                    assert_close_rel(srp_linear_sigma(l), sigma_ref, 1e-5, 0.0, "sigma");
+                    float uref[130];
+                    to_float(L.u, uref, sh.in);
+                    assert_close_array(srp_linear_u(l), uref, sh.in, 1e-5, "u after training");
+                }
+            }
+            free_ref(&L);
+            free(u0);
+            free(x);
+            free(y);
+            free(yd);
+            free(yref);
+            srp_linear_destroy(l);
+        }
+    }
+}
+
+/* Runs a training forward and a backward of dy = y + r, and compares every
+ * gradient with central differences of the double reference in which u, v
+ * are the constants of that forward. Returns the largest |rank-1 term| of
+ * dW relative to max |dW| (SIGMA mode), to show the tolerance can see it. */
+static double check_gradients(srp_linear *l, size_t n, srp_rng *r, double tol)
+{
+    const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
+    const srp_reparam mode = srp_linear_reparam(l);
+    float *x = malloc(sizeof(float) * n * in), *y = malloc(sizeof(float) * n * out);
+    float *dy = malloc(sizeof(float) * n * out), *dx = malloc(sizeof(float) * n * in);
+    assert_true(x && y && dy && dx);
+    fill_normal_f(r, x, n * in, 1.0);
+
+    ref_layer L;
+    load_ref(&L, l, n, x);
+    double *u0 = malloc(sizeof(double) * in);
+    assert_non_null(u0);
+    to_double(srp_linear_u(l), u0, in);
+    ref_power_step(L.w, out, in, u0, L.v, L.u);
+    fill_normal_d(r, L.r, n * out, 1.0);
+
+    srp_linear_zero_grad(l);
+    assert_ok(srp_linear_forward(l, x, n, y, 1));
+    for (size_t i = 0; i < n * out; i++)
+        dy[i] = y[i] + (float)L.r[i];
+    assert_ok(srp_linear_backward(l, x, dy, n, dx));
+
+    /* G^T x, s and sigma in double: the terms dW is made of. */
+    double *gtx = calloc(in * out, sizeof(double));
+    assert_non_null(gtx);
+    double sigma = 0.0, s = 0.0, first_term = 0.0;
+    for (size_t o = 0; o < out; o++) {
+        sigma += L.v[o] * dot_d(L.w + o * in, L.u, in);
+        for (size_t i = 0; i < in; i++) {
+            for (size_t k = 0; k < n; k++)
+                gtx[o * in + i] += (double)dy[k * out + o] * L.x[k * in + i];
+            s += gtx[o * in + i] * L.w[o * in + i];
+        }
+    }
+    const double scale = mode == SRP_REPARAM_SIGMA ? L.gamma / sigma : 1.0;
+    for (size_t j = 0; j < in * out; j++)
+        first_term = fmax(first_term, fabs(scale * gtx[j]));
+
+    double *g = malloc(sizeof(double) * (in * out + n * in + out + 1));
+    assert_non_null(g);
+    finite_diff(&L, L.w, in * out, g);
+    /* For a 1x1 layer dW is exactly 0 (W_hat = gamma sign(W)): compare at the
+     * scale of the terms that cancel. */
+    assert_grad_close(srp_linear_weight_grad(l), g, in * out, tol, first_term, "dW");
+
+    /* Size of the sigma (rank-1) term, gamma s / sigma^2 v u^T, against dW. */
+    double rank1_share = 0.0;
+    if (mode == SRP_REPARAM_SIGMA) {
+        double max_r1 = 0.0, max_dw = 0.0;
+        for (size_t o = 0; o < out; o++)
+            for (size_t i = 0; i < in; i++) {
+                max_r1 = fmax(max_r1, fabs(L.gamma * s / (sigma * sigma) * L.v[o] * L.u[i]));
+                max_dw = fmax(max_dw, fabs(g[o * in + i]));
+            }
+        rank1_share = max_r1 / fmax(max_dw, first_term);
+
+        double dgamma;
+        finite_diff(&L, &L.gamma, 1, &dgamma);
+        assert_close_rel(*srp_linear_gamma_grad(l), dgamma, tol, 1e-3, "dgamma");
+    } else {
+        assert_true(*srp_linear_gamma_grad(l) == 0.0f);
+    }
+    free(gtx);
+    finite_diff(&L, L.x, n * in, g);
+    assert_grad_close(dx, g, n * in, tol, 0.0, "dx");
+    if (L.bias) {
+        finite_diff(&L, L.b, out, g);
+        assert_grad_close(srp_linear_bias_grad(l), g, out, tol, 0.0, "db");
+    }
+    free(g);
+    free(u0);
+    free_ref(&L);
+    free(x);
+    free(y);
+    free(dy);
+    free(dx);
+    return rank1_share;
+}
+
+static void test_backward_matches_finite_differences(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 200);
+    const double tol = 5e-5;
+    double smallest_rank1_share = 1.0;
+    for (size_t m = 0; m < 3; m++) {
+        for (size_t s = 0; s < 6; s++) { /* all but the largest shape */
+            const shape sh = k_shapes[s];
+            srp_linear *l = make_layer(sh.in, sh.out, k_modes[m], (int)(s % 3 != 1), 10 + s);
+            randomize_layer(l, &r);
+            const double share = check_gradients(l, sh.n, &r, tol);
+            if (k_modes[m] == SRP_REPARAM_SIGMA && sh.in * sh.out > 1)
+                smallest_rank1_share = fmin(smallest_rank1_share, share);
+            srp_linear_destroy(l);
+        }
+    }
+    /* Dropping the rank-1 term would move dW by this share of its size:
+     * far above the tolerance, so the test above would fail. */
+    assert_true(smallest_rank1_share > 20.0 * tol);
+}
+
+static void test_backward_with_gamma_init_one_and_more_iterations(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 300);
+    srp_linear_config c = srp_linear_config_default(11, 6);
+    c.gamma_init = SRP_GAMMA_INIT_ONE;
+    c.seed = 4;
+    srp_linear *l = NULL;
+    assert_ok(srp_linear_create(&l, &c));
+    assert_true(*srp_linear_gamma(l) == 1.0f);
+    randomize_layer(l, &r);
+    check_gradients(l, 4, &r, 5e-5);
+    srp_linear_destroy(l);
+
+    /* power_iters = 3: u after a training forward is three reference steps. */
+    c.gamma_init = SRP_GAMMA_INIT_SIGMA0;
+    c.power_iters = 3;
+    assert_ok(srp_linear_create(&l, &c));
+    fill_normal_f(&r, srp_linear_weight(l), 66, 1.0);
+    double w[66], u[11], v[6], u1[11];
+    to_double(srp_linear_weight(l), w, 66);
+    to_double(srp_linear_u(l), u, 11);
+    double sigma = 0.0;
+    for (int it = 0; it < 3; it++) {
+        sigma = ref_power_step(w, 6, 11, u, v, u1);
+        memcpy(u, u1, sizeof(u));
+    }
+    float x[11], y[6], uref[11];
+    fill_normal_f(&r, x, 11, 1.0);
+    assert_ok(srp_linear_forward(l, x, 1, y, 1));
+    to_float(u, uref, 11);
+    assert_close_array(srp_linear_u(l), uref, 11, 1e-5, "u after 3 iterations");
+    assert_close_rel(srp_linear_sigma(l), sigma, 1e-5, 0.0, "sigma after 3 iterations");
+    srp_linear_destroy(l);
+}
+
+static void test_eval_changes_nothing_and_repeats_bitwise(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 400);
+    for (size_t m = 0; m < 3; m++) {
+        srp_linear *l = make_layer(24, 10, k_modes[m], 1, 5);
+        randomize_layer(l, &r);
+        float x[3 * 24], y1[30], y2[30], y3[30];
+        fill_normal_f(&r, x, 3 * 24, 1.0);
+        assert_ok(srp_linear_forward(l, x, 3, y1, 1)); /* move u off the SVD vector */
+        float u_before[24], w_before[240];
+        memcpy(u_before, srp_linear_u(l), sizeof(u_before));
+        memcpy(w_before, srp_linear_weight(l), sizeof(w_before));
+        const float gamma_before = *srp_linear_gamma(l);
+        assert_ok(srp_linear_forward(l, x, 3, y1, 0));
+        assert_ok(srp_linear_forward(l, x, 3, y2, 0));
+        assert_memory_equal(y1, y2, sizeof(y1));
+        assert_memory_equal(u_before, srp_linear_u(l), sizeof(u_before));
+        assert_memory_equal(w_before, srp_linear_weight(l), sizeof(w_before));
+        assert_true(gamma_before == *srp_linear_gamma(l));
+        /* A training forward takes the same step from the same u, so its
+         * output is the eval output bit for bit; then u moves. */
+        assert_ok(srp_linear_forward(l, x, 3, y3, 1));
+        assert_memory_equal(y1, y3, sizeof(y1));
+        if (k_modes[m] != SRP_REPARAM_NONE)
+            assert_memory_not_equal(u_before, srp_linear_u(l), sizeof(u_before));
+        else
+            assert_memory_equal(u_before, srp_linear_u(l), sizeof(u_before));
+        srp_linear_destroy(l);
+    }
+}
+
+static void test_accumulation_equals_concatenated_batch(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 500);
+    for (size_t m = 0; m < 3; m++) {
+        enum { N = 10, IN = 13, OUT = 7, HALF = 4 };
+        srp_linear *a = make_layer(IN, OUT, k_modes[m], 1, 6);
+        randomize_layer(a, &r);
+        float x[N * IN], y[N * OUT], dy[N * OUT];
+        fill_normal_f(&r, x, N * IN, 1.0);
+        fill_normal_f(&r, dy, N * OUT, 1.0);
+        assert_ok(srp_linear_forward(a, x, N, y, 1));
+        assert_ok(srp_linear_backward(a, x, dy, N, NULL));
+        float dw_one[IN * OUT], db_one[OUT], dg_one = *srp_linear_gamma_grad(a);
+        memcpy(dw_one, srp_linear_weight_grad(a), sizeof(dw_one));
+        memcpy(db_one, srp_linear_bias_grad(a), sizeof(db_one));
+        srp_linear_zero_grad(a);
+        for (size_t i = 0; i < IN * OUT; i++)
+            assert_true(srp_linear_weight_grad(a)[i] == 0.0f);
+        assert_true(*srp_linear_gamma_grad(a) == 0.0f);
+        assert_ok(srp_linear_backward(a, x, dy, HALF, NULL));
+        assert_ok(srp_linear_backward(a, x + HALF * IN, dy + HALF * OUT, N - HALF, NULL));
+        assert_close_array(srp_linear_weight_grad(a), dw_one, IN * OUT, 1e-6, "dW accumulated");
+        assert_close_array(srp_linear_bias_grad(a), db_one, OUT, 1e-6, "db accumulated");
+        if (k_modes[m] == SRP_REPARAM_SIGMA)
+            assert_close_rel(*srp_linear_gamma_grad(a), dg_one, 1e-5, 1e-3, "dgamma accumulated");
+        srp_linear_destroy(a);
+    }
+}
+
+static void test_create_defaults(void **state)
+{
+    (void)state;
+    srp_linear_config c = srp_linear_config_default(64, 32);
+    assert_int_equal(c.bias, 1);
+    assert_int_equal(c.reparam, SRP_REPARAM_SIGMA);
+    assert_int_equal(c.gamma_init, SRP_GAMMA_INIT_SIGMA0);
+    assert_int_equal(c.power_iters, 1);
+    assert_true(c.init_std == 0.02f);
+    srp_linear *l = NULL, *same = NULL;
+    assert_ok(srp_linear_create(&l, &c));
+    assert_ok(srp_linear_create(&same, &c));
+    assert_memory_equal(srp_linear_weight(l), srp_linear_weight(same), 64 * 32 * sizeof(float));
+    const float *w = srp_linear_weight(l);
+    double sumsq = 0.0;
+    for (size_t i = 0; i < 64 * 32; i++) {
+        assert_true(fabsf(w[i]) <= 0.04f);
+        sumsq += (double)w[i] * w[i];
+    }
+    /* std of N(0, 0.02) truncated at 2 std: 0.02 * sqrt(0.7737) */
+    assert_close_rel(sqrt(sumsq / (64 * 32)), 0.02 * sqrt(0.77376), 0.05, 0.0, "init std");
+    for (size_t o = 0; o < 32; o++)
+        assert_true(srp_linear_bias(l)[o] == 0.0f);
+    float exact;
+    assert_ok(srp_spectral_norm_exact(w, 32, 64, &exact));
+    assert_close_rel(srp_linear_sigma(l), exact, 1e-6, 0.0, "sigma0");
+    assert_true(*srp_linear_gamma(l) == srp_linear_sigma(l)); /* W_hat = W at step 0 */
+    /* so the first forward is the plain linear */
+    float x[2 * 64], y[2 * 32], yplain[2 * 32];
+    srp_rng r;
+    srp_rng_seed(&r, 1);
+    fill_normal_f(&r, x, 2 * 64, 1.0);
+    assert_ok(srp_linear_forward(l, x, 2, y, 0));
+    for (size_t k = 0; k < 2; k++)
+        for (size_t o = 0; o < 32; o++) {
+            double acc = 0.0;
+            for (size_t i = 0; i < 64; i++)
+                acc += (double)x[k * 64 + i] * w[o * 64 + i];
+            yplain[k * 32 + o] = (float)acc;
+        }
+    assert_close_array(y, yplain, 64, 1e-5, "first forward = plain linear");
+    srp_linear_destroy(l);
+    srp_linear_destroy(same);
+
+    c.bias = 0;
+    assert_ok(srp_linear_create(&l, &c));
+    assert_null(srp_linear_bias(l));
+    assert_null(srp_linear_bias_grad(l));
+    srp_linear_destroy(l);
+    srp_linear_destroy(NULL);
+}
+
+static void test_reinit_sigma_after_loading_weights(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 600);
+    srp_linear *l = make_layer(30, 20, SRP_REPARAM_SIGMA, 1, 1);
+    *srp_linear_gamma(l) = 2.5f;
+    fill_normal_f(&r, srp_linear_weight(l), 600, 3.0);
+    assert_ok(srp_linear_reinit_sigma(l));
+    float exact;
+    assert_ok(srp_spectral_norm_exact(srp_linear_weight(l), 20, 30, &exact));
+    assert_close_rel(srp_linear_sigma(l), exact, 1e-6, 0.0, "sigma after reinit");
+    assert_true(*srp_linear_gamma(l) == 2.5f);
+    /* u is the top right singular vector: one more step keeps sigma. */
+    float x[30], y[20];
+    fill_normal_f(&r, x, 30, 1.0);
+    assert_ok(srp_linear_forward(l, x, 1, y, 1));
+    assert_close_rel(srp_linear_sigma(l), exact, 1e-5, 0.0, "sigma after a step from the SVD");
+    srp_linear_destroy(l);
+}
+
+static void test_invalid_arguments_and_configs(void **state)
+{
+    (void)state;
+    srp_linear *l = NULL;
+    srp_linear_config c = srp_linear_config_default(4, 3);
+    assert_status(srp_linear_create(NULL, &c), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_create(&l, NULL), SRP_ERR_INVALID_ARG);
+    srp_linear_config bad = c;
+    bad.in_features = 0;
+    assert_status(srp_linear_create(&l, &bad), SRP_ERR_INVALID_ARG);
+    bad = c;
+    bad.out_features = 0;
+    assert_status(srp_linear_create(&l, &bad), SRP_ERR_INVALID_ARG);
+    bad = c;
+    bad.reparam = (srp_reparam)7;
+    assert_status(srp_linear_create(&l, &bad), SRP_ERR_INVALID_ARG);
+    bad = c;
+    bad.gamma_init = (srp_gamma_init)9;
+    assert_status(srp_linear_create(&l, &bad), SRP_ERR_INVALID_ARG);
+    bad = c;
+    bad.init_std = 0.0f;
+    assert_status(srp_linear_create(&l, &bad), SRP_ERR_INVALID_ARG);
+    bad.init_std = NAN;
+    assert_status(srp_linear_create(&l, &bad), SRP_ERR_INVALID_ARG);
+    bad = c;
+    bad.power_iters = 0;
+    assert_status(srp_linear_create(&l, &bad), SRP_ERR_INVALID_ARG);
+    bad = c;
+    bad.in_features = (size_t)1 << 40;
+    assert_status(srp_linear_create(&l, &bad), SRP_ERR_INVALID_ARG);
+    assert_null(l);
+
+    assert_ok(srp_linear_create(&l, &c));
+    float x[8] = {0}, y[6], dy[6] = {0}, dx[8];
+    assert_status(srp_linear_forward(NULL, x, 2, y, 1), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_forward(l, NULL, 2, y, 1), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_forward(l, x, 2, NULL, 1), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_forward(l, x, 0, y, 1), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_backward(l, x, dy, 0, dx), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_backward(l, NULL, dy, 2, dx), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_backward(l, x, NULL, 2, dx), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_backward(NULL, x, dy, 2, dx), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_set_sigma(l, NAN), SRP_ERR_NUMERIC);
+    assert_status(srp_linear_set_sigma(l, -1.0f), SRP_ERR_NUMERIC);
+    assert_status(srp_linear_reinit_sigma(NULL), SRP_ERR_INVALID_ARG);
+    assert_null(srp_linear_weight(NULL));
+    assert_true(isnan(srp_linear_sigma(NULL)));
+    srp_linear_destroy(l);
+}
+
+/* Snapshot of everything a failed call must leave alone. */
+typedef struct {
+    float w[60], dw[60], b[6], db[6], u[10], gamma, dgamma, sigma;
+} layer_snapshot;
+
+static layer_snapshot snapshot(srp_linear *l)
+{
+    layer_snapshot s;
+    memset(&s, 0, sizeof(s));
+    memcpy(s.w, srp_linear_weight(l), sizeof(s.w));
+    memcpy(s.dw, srp_linear_weight_grad(l), sizeof(s.dw));
+    memcpy(s.b, srp_linear_bias(l), sizeof(s.b));
+    memcpy(s.db, srp_linear_bias_grad(l), sizeof(s.db));
+    memcpy(s.u, srp_linear_u(l), sizeof(s.u));
+    s.gamma = *srp_linear_gamma(l);
+    s.dgamma = *srp_linear_gamma_grad(l);
+    s.sigma = srp_linear_sigma(l);
+    return s;
+}
+
+static void test_non_finite_input_leaves_the_layer_untouched(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 700);
+    srp_linear *l = make_layer(10, 6, SRP_REPARAM_SIGMA, 1, 2);
+    randomize_layer(l, &r);
+    float x[2 * 10], y[2 * 6], dy[2 * 6], dx[2 * 10];
+    fill_normal_f(&r, x, 20, 1.0);
+    fill_normal_f(&r, dy, 12, 1.0);
+    assert_ok(srp_linear_forward(l, x, 2, y, 1));
+    assert_ok(srp_linear_backward(l, x, dy, 2, dx));
+
+    /* NaN/Inf in W: the power step sees it; nothing changes. */
+    const layer_snapshot before = snapshot(l);
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 3; k++) {
+        srp_linear_weight(l)[17] = bad[k];
+        memset(y, 0x7f, sizeof(y));
+        assert_status(srp_linear_forward(l, x, 2, y, 1), SRP_ERR_NUMERIC);
+        assert_status(srp_linear_forward(l, x, 2, y, 0), SRP_ERR_NUMERIC);
+        srp_linear_weight(l)[17] = before.w[17];
+        layer_snapshot after = snapshot(l);
+        assert_memory_equal(&before, &after, sizeof(before));
+    }
+    /* A non-finite gamma. */
+    *srp_linear_gamma(l) = INFINITY;
+    assert_status(srp_linear_forward(l, x, 2, y, 1), SRP_ERR_NUMERIC);
+    *srp_linear_gamma(l) = before.gamma;
+    layer_snapshot after = snapshot(l);
+    assert_memory_equal(&before, &after, sizeof(before));
+
+    /* NaN/Inf in dy or x: no gradient is touched. */
+    for (int k = 0; k < 3; k++) {
+        float dy_bad[12], x_bad[20];
+        memcpy(dy_bad, dy, sizeof(dy));
+        dy_bad[5] = bad[k];
+        assert_status(srp_linear_backward(l, x, dy_bad, 2, dx), SRP_ERR_NUMERIC);
+        memcpy(x_bad, x, sizeof(x));
+        x_bad[13] = bad[k];
+        assert_status(srp_linear_backward(l, x_bad, dy, 2, NULL), SRP_ERR_NUMERIC);
+        after = snapshot(l);
+        assert_memory_equal(&before, &after, sizeof(before));
+    }
+
+    /* All-zero W: sigma = 0, so gamma / sigma is undefined in SIGMA mode;
+     * STATS_ONLY just reports 0. */
+    memset(srp_linear_weight(l), 0, sizeof(float) * 60);
+    assert_status(srp_linear_forward(l, x, 2, y, 1), SRP_ERR_NUMERIC);
+    assert_status(srp_linear_reinit_sigma(l), SRP_ERR_NUMERIC);
+    srp_linear_destroy(l);
+    l = make_layer(10, 6, SRP_REPARAM_STATS_ONLY, 1, 2);
+    memset(srp_linear_weight(l), 0, sizeof(float) * 60);
+    assert_ok(srp_linear_reinit_sigma(l));
+    assert_ok(srp_linear_forward(l, x, 2, y, 1));
+    assert_true(srp_linear_sigma(l) == 0.0f);
+    for (int i = 0; i < 12; i++)
+        assert_true(y[i] == 0.0f);
+    srp_linear_destroy(l);
+}
+
+/* Equality with the official semantics: the fixtures hold what the PyTorch
+ * re-implementation computed, step by step, with SGD between the steps. */
+static void run_fixture_case(const fixture *fx, const char *tag)
+{
+    char key[128];
+#define FX(name, count) (snprintf(key, sizeof(key), "%s/%s", tag, name), fixture_get(fx, key, count, NULL))
+    const float *cfg = FX("config", 6);
+    const size_t n = (size_t)cfg[0], in = (size_t)cfg[1], out = (size_t)cfg[2];
+    const int bias = cfg[3] != 0.0f, stats = cfg[4] != 0.0f, steps = (int)cfg[5];
+    const float lr = 0.05f, tol = 1e-5f;
+    srp_linear *l = make_layer(in, out, stats ? SRP_REPARAM_STATS_ONLY : SRP_REPARAM_SIGMA, bias, 1);
+    memcpy(srp_linear_weight(l), FX("w0", in * out), sizeof(float) * in * out);
+    if (bias)
+        memcpy(srp_linear_bias(l), FX("b0", out), sizeof(float) * out);
+    assert_ok(srp_linear_reinit_sigma(l));
+    assert_close_rel(srp_linear_sigma(l), FX("sigma0", 1)[0], 1e-6, 0.0, "SVD sigma0");
+    /* torch's SVD may pick the opposite sign of u; take its vector as is. */
+    memcpy(srp_linear_u(l), FX("u0", in), sizeof(float) * in);
+    if (!stats)
+        *srp_linear_gamma(l) = FX("gamma0", 1)[0];
+
+    float *y = malloc(sizeof(float) * n * out), *dx = malloc(sizeof(float) * n * in);
+    assert_true(y && dx);
+    for (int step = 0; step < steps; step++) {
+        char p[64];
+        snprintf(p, sizeof(p), "step%d/", step);
+        char name[96];
+#define STEP(field, count) (snprintf(name, sizeof(name), "%s%s", p, field), FX(name, count))
+        const float *x = STEP("x", n * in);
+        srp_linear_zero_grad(l);
+        assert_ok(srp_linear_forward(l, x, n, y, 1));
+        assert_close_array(y, STEP("y", n * out), n * out, tol, "fixture y");
+        assert_close_array(srp_linear_u(l), STEP("u", in), in, tol, "fixture u");
+        assert_close_rel(srp_linear_sigma(l), STEP("sigma", 1)[0], tol, 0.0, "fixture sigma");
+        const float *dy = STEP("dy", n * out);
+        assert_ok(srp_linear_backward(l, x, dy, n, dx));
+        assert_close_array(dx, STEP("dx", n * in), n * in, tol, "fixture dx");
+        /* dW is (gamma/sigma) G^T x minus its projection; for a 1x1 layer the
+         * two cancel exactly, so compare at the scale of the first term. */
+        double first_term = 0.0;
+        for (size_t o = 0; o < out; o++)
+            for (size_t i = 0; i < in; i++) {
+                double acc = 0.0;
+                for (size_t k = 0; k < n; k++)
+                    acc += fabs((double)dy[k * out + o] * x[k * in + i]);
+                first_term = fmax(first_term, acc);
+            }
+        if (!stats)
+            first_term *= fabs(*srp_linear_gamma(l) / srp_linear_sigma(l));
+        assert_close_array_floor(srp_linear_weight_grad(l), STEP("dw", in * out), in * out, tol,
+                                 first_term, "fixture dW");
+        if (bias)
+            assert_close_array(srp_linear_bias_grad(l), STEP("db", out), out, tol, "fixture db");
+        if (!stats)
+            assert_close_rel(*srp_linear_gamma_grad(l), STEP("dgamma", 1)[0], tol, 0.0,
+                             "fixture dgamma");
+#undef STEP
+        /* the same plain SGD step as the generator */
+        float *w = srp_linear_weight(l);
+        for (size_t i = 0; i < in * out; i++)
+            w[i] -= lr * srp_linear_weight_grad(l)[i];
+        for (size_t o = 0; bias && o < out; o++)
+            srp_linear_bias(l)[o] -= lr * srp_linear_bias_grad(l)[o];
+        if (!stats)
+            *srp_linear_gamma(l) -= lr * *srp_linear_gamma_grad(l);
+    }
+    assert_ok(srp_linear_forward(l, FX("eval/x", n * in), n, y, 0));
+    assert_close_array(y, FX("eval/y", n * out), n * out, tol, "fixture eval y");
+    assert_close_rel(srp_linear_sigma(l), FX("eval/sigma", 1)[0], tol, 0.0, "fixture eval sigma");
+    assert_close_array(srp_linear_u(l), FX("eval/u", in), in, tol, "fixture u after eval");
+#undef FX
+    free(y);
+    free(dx);
+    srp_linear_destroy(l);
+}
+
+static void test_matches_official_pytorch_semantics(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_load(SRP_TEST_DATA_DIR "/linear_fixtures.bin");
+    const char *cases[] = {"small", "wide", "stats", "scalar", "tall"};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        run_fixture_case(fx, cases[i]);
+    fixture_free(fx);
+}
+
+#ifdef SRP_COUNT_ALLOCS
+static void test_forward_backward_allocate_nothing(void **state)
+{
+    (void)state;
+    enum { N = 300, IN = 96, OUT = 200 }; /* big enough for the parallel paths */
+    srp_rng r;
+    srp_rng_seed(&r, 800);
+    for (size_t m = 0; m < 3; m++) {
+        srp_linear *l = make_layer(IN, OUT, k_modes[m], 1, 3);
+        float *x = malloc(sizeof(float) * N * IN), *y = malloc(sizeof(float) * N * OUT);
+        float *dx = malloc(sizeof(float) * N * IN);
+        assert_true(x && y && dx);
+        fill_normal_f(&r, x, N * IN, 1.0);
+        assert_ok(srp_linear_forward(l, x, N, y, 1)); /* warm-up: thread pools */
+        assert_ok(srp_linear_backward(l, x, y, N, dx));
+        alloc_counter_start();
+        for (int it = 0; it < 3; it++) {
+            assert_ok(srp_linear_forward(l, x, N, y, 1));
+            assert_ok(srp_linear_forward(l, x, N, y, 0));
+            assert_ok(srp_linear_backward(l, x, y, N, dx));
+        }
+        assert_int_equal(alloc_counter_stop(), 0);
+        free(x);
+        free(y);
+        free(dx);
+        srp_linear_destroy(l);
+    }
+}
+#endif
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_matches_double_reference),
+        cmocka_unit_test(test_backward_matches_finite_differences),
+        cmocka_unit_test(test_backward_with_gamma_init_one_and_more_iterations),
+        cmocka_unit_test(test_eval_changes_nothing_and_repeats_bitwise),
+        cmocka_unit_test(test_accumulation_equals_concatenated_batch),
+        cmocka_unit_test(test_create_defaults),
+        cmocka_unit_test(test_reinit_sigma_after_loading_weights),
+        cmocka_unit_test(test_invalid_arguments_and_configs),
+        cmocka_unit_test(test_non_finite_input_leaves_the_layer_untouched),
+        cmocka_unit_test(test_matches_official_pytorch_semantics),
+#ifdef SRP_COUNT_ALLOCS
+        cmocka_unit_test(test_forward_backward_allocate_nothing),
+#endif
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

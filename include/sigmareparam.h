@@ -26,5 +26,6 @@
 #include "sigmareparam/rng.h"        /* srp_rng: seeded, machine-independent */
 #include "sigmareparam/spectral.h"   /* exact sigma, srp_power_iter */
 #include "sigmareparam/linear.h"     /* srp_linear: the sigmaReparam linear layer */
+#include "sigmareparam/attention.h"  /* srp_attention: multi-head attention + entropy */
 
 #endif /* SIGMAREPARAM_H */

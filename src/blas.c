@@ -32,6 +32,16 @@ void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alp
                 (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
 }
 
+void srp_dsyrk_full(int trans, size_t n, size_t k, const double *a, size_t lda, double *c,
+                    size_t ldc)
+{
+    cblas_dsyrk(CblasRowMajor, CblasUpper, trans ? CblasTrans : CblasNoTrans, (blasint)n,
+                (blasint)k, 1.0, a, (blasint)lda, 0.0, c, (blasint)ldc);
+    for (size_t i = 0; i < n; i++) /* mirror the upper triangle */
+        for (size_t j = 0; j < i; j++)
+            c[i * ldc + j] = c[j * ldc + i];
+}
+
 void srp_sgemv(int trans, size_t rows, size_t cols, float alpha, const float *a, size_t lda,
                const float *x, float beta, float *y)
 {

@@ -24,6 +24,9 @@ int srp_threads(void);
 void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                size_t ldc);
+/* C = op(A) op(A)^T, both triangles; op(A): [n][k], C: [n][n], in double. */
+void srp_dsyrk_full(int trans, size_t n, size_t k, const double *a, size_t lda, double *c,
+                    size_t ldc);
 /* y = alpha op(A) x + beta y; A: [rows][cols] with leading dimension lda. */
 void srp_sgemv(int trans, size_t rows, size_t cols, float alpha, const float *a, size_t lda,
                const float *x, float beta, float *y);
@@ -56,5 +59,10 @@ srp_status srp_power_iterate(const float *w, size_t rows, size_t cols, int iters
 srp_status srp_svd_top(const float *w, size_t rows, size_t cols, float *u, float *v, float *sigma);
 /* A seeded random unit vector (never constant). */
 void srp_random_unit(srp_rng *rng, float *x, size_t n);
+
+/* ---- linear layer internals (linear.c) ---- */
+
+/* gamma / sigma as used by the last forward (1 in NONE and STATS_ONLY). */
+float srp_linear_forward_scale(const srp_linear *l);
 
 #endif

@@ -1,0 +1,81 @@
+/* Multi-head softmax attention with sigmaReparam projections and per-head
+ * entropy tracking. Part of <sigmareparam.h>; include that.
+ *
+ * x: [B][T][D], H heads, dh = D / H, timm layout: qkv is one sigmaReparam
+ * linear D -> 3D (one sigma for the fused matrix, as the official ViT) whose
+ * output row is [q | k | v]; head h owns columns h*dh .. h*dh+dh-1 of each
+ * part. Per head: S = Q K^T / sqrt(dh), A = softmax_rows(S) (optionally
+ * causal), O = A V; y = proj(concat_h O) with proj a sigmaReparam D -> D.
+ *
+ * The entropy of every attention row, H_i = -sum_j A_ij log A_ij, is computed
+ * in the softmax pass as log Z_i - sum_j A_ij (S_ij - m_i) (no log of 0) and
+ * reduced per head to the mean and the min over batch and queries of the
+ * last forward. Entropy collapse = a head's entropy falling towards 0. */
+#ifndef SIGMAREPARAM_ATTENTION_H
+#define SIGMAREPARAM_ATTENTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sigmareparam/core.h"
+#include "sigmareparam/linear.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    size_t dim, heads;
+    int causal;                  /* default 0 */
+    int track_entropy;           /* default 1; 0 skips the entropy (saves a little time) */
+    srp_linear_config qkv, proj; /* defaults from srp_linear_config_default */
+    uint64_t seed;               /* seeds qkv and proj (their own seeds are overridden) */
+} srp_attention_config;
+
+typedef struct srp_attention srp_attention;
+
+SRP_API srp_attention_config srp_attention_config_default(size_t dim, size_t heads);
+/* Workspace for max_batch x max_tokens is allocated here; forward and
+ * backward allocate nothing. dim must be a multiple of heads. */
+SRP_API srp_status srp_attention_create(srp_attention **out, const srp_attention_config *cfg,
+                                        size_t max_batch, size_t max_tokens);
+SRP_API void srp_attention_destroy(srp_attention *a);
+
+/* x, y: [batch][tokens][dim]. batch or tokens above the maxima given at
+ * create: SRP_ERR_SHAPE. The input is copied (the backward and the entropy
+ * bound use the copy), so x may change after the call. */
+SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
+                                         size_t tokens, float *y, int training);
+/* Backward of the last forward. dy: [batch][tokens][dim]; dx (same shape)
+ * is overwritten. qkv and proj accumulate their parameter gradients. */
+SRP_API srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx);
+
+SRP_API srp_linear *srp_attention_qkv(srp_attention *a);
+SRP_API srp_linear *srp_attention_proj(srp_attention *a);
+SRP_API size_t srp_attention_heads(const srp_attention *a);
+SRP_API size_t srp_attention_dim(const srp_attention *a);
+
+/* Per head (arrays of length heads), in nats, of the last forward: the
+ * mean and the min row entropy over batch and queries. Either pointer may
+ * be NULL. Before any forward, or with track_entropy = 0: SRP_ERR_UNSUPPORTED. */
+SRP_API srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head,
+                                         float *min_per_head);
+/* The same divided by log(T) (1 = uniform attention); when causal, each
+ * row is divided by the log of its number of unmasked keys, and rows with
+ * one key (entropy 0 of 0) are left out. */
+SRP_API srp_status srp_attention_entropy_normalized(const srp_attention *a, float *mean_per_head,
+                                                    float *min_per_head);
+/* Theorem 3.1 of the paper for the last forward's input, per head, the
+ * minimum over the batch: no row of the attention can have a lower entropy.
+ * s = ||M_h||_2 ||X~ X~^T||_2 with M_h = Q~_h^T K~_h / sqrt(dh), where
+ * Q~_h = [W_hat_q,h | b_q,h] and X~ = [X | 1]. Causal: SRP_ERR_UNSUPPORTED.
+ * Allocates nothing; costs about one power iteration per head and example. */
+SRP_API srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head);
+/* The bound as a function, for a given s and T (exposed for tests/tools). */
+SRP_API double srp_entropy_lower_bound(double s, size_t tokens);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SIGMAREPARAM_ATTENTION_H */

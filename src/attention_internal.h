@@ -1,0 +1,57 @@
+/* Private to attention.c, softmax.c and entropy.c: the attention module's
+ * state, and the row kernels of the softmax. */
+#ifndef SRP_ATTENTION_INTERNAL_H
+#define SRP_ATTENTION_INTERNAL_H
+
+#include <stddef.h>
+
+#include "internal.h"
+
+struct srp_attention {
+    size_t dim, heads, head_dim;
+    int causal, track_entropy;
+    size_t max_batch, max_tokens;
+    srp_linear *qkv, *proj;
+
+    /* The last forward. */
+    size_t batch, tokens;
+    int have_forward;
+    float *x;      /* [B][T][D] copy of the input */
+    float *qkv_out; /* [B][T][3D]: [q | k | v] per token */
+    float *att;    /* [B][H][T][T] softmax probabilities */
+    float *o_cat;  /* [B][T][D] heads' outputs side by side: proj's input */
+
+    /* Per (b, h) pair of the last forward: sums and minima of the row
+     * entropies, raw and divided by log(keys); reduced per head on demand. */
+    double *pair_sum, *pair_sum_norm;
+    float *pair_min, *pair_min_norm;
+    double *inv_log_keys; /* [max_tokens + 1]: 1 / log(k), 0 for k < 2 */
+
+    /* Backward workspaces. */
+    float *d_ocat; /* [B][T][D] */
+    float *d_qkv;  /* [B][T][3D] */
+    float *d_att;  /* [slots][rows_per_block][T]: dA, then dS, per thread */
+    int slots;     /* per-thread scratch slots */
+
+    /* Entropy-bound workspaces (entropy.c), in double. */
+    double *bound_x;    /* [T][D + 1]: X~ of one example */
+    double *bound_gram; /* [gram_n][gram_n] */
+    double *bound_vecs; /* 3 vectors of max(gram_n, D + 1, dh) */
+    double *bound_qk;   /* Q~ and K~ rows of one head: [2][dh][D + 1], then G_q, G_k: [2][dh][dh] */
+    size_t gram_n;      /* min(max_tokens, D + 1) */
+};
+
+/* Rows of S handled together: a block of S stays in L2 between the GEMM
+ * that writes it, the softmax and the GEMM that reads it. */
+size_t srp_attention_rows_per_block(size_t tokens);
+
+/* Softmax of one row of logits in place, over its first `keys` entries (the
+ * rest are masked and set to 0). Subtracts the row max. Returns the row's
+ * entropy log Z - sum_j p_j (s_j - m), or 0 when track is 0. keys = 0 gives
+ * a zero row and entropy 0. row: [len] */
+float srp_softmax_row(float *row, size_t keys, size_t len, int track);
+
+/* ds = p * (da - <da, p>) over the first `keys` entries, 0 after. */
+void srp_softmax_backward_row(const float *p, float *da_to_ds, size_t keys, size_t len);
+
+#endif

@@ -1,0 +1,785 @@
+/* Multi-head attention: a double-precision reference of the whole module,
+ * central finite differences, the entropy figures, the Theorem 3.1 bound,
+ * and fixtures from a PyTorch re-implementation (timm attention with the
+ * official SNLinear, tests/reference/gen_attention_fixtures.py). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#ifdef SRP_COUNT_ALLOCS
+#include "alloc_counter.h"
+#endif
+
+/* ---------------- double-precision reference ---------------- */
+
+typedef struct {
+    size_t in, out;
+    int sigma_mode;
+    double *w, *b, gamma;
+    double *u, *v; /* the forward's power-iteration vectors, held constant */
+} ref_linear;
+
+typedef struct {
+    size_t B, T, D, H;
+    int causal;
+    ref_linear qkv, proj;
+    double *x, *r; /* input, loss weights */
+} ref_attention;
+
+static void ref_linear_load(ref_linear *L, srp_linear *l)
+{
+    L->in = srp_linear_in_features(l);
+    L->out = srp_linear_out_features(l);
+    L->sigma_mode = srp_linear_reparam(l) == SRP_REPARAM_SIGMA;
+    L->w = malloc(sizeof(double) * L->in * L->out);
+    L->b = calloc(L->out, sizeof(double));
+    L->u = malloc(sizeof(double) * L->in);
+    L->v = malloc(sizeof(double) * L->out);
+    assert_true(L->w && L->b && L->u && L->v);
+    to_double(srp_linear_weight(l), L->w, L->in * L->out);
+    if (srp_linear_bias(l))
+        to_double(srp_linear_bias(l), L->b, L->out);
+    L->gamma = *srp_linear_gamma(l);
+    /* the step a training forward takes from the current u */
+    double *u0 = malloc(sizeof(double) * L->in);
+    assert_non_null(u0);
+    to_double(srp_linear_u(l), u0, L->in);
+    for (size_t o = 0; o < L->out; o++)
+        L->v[o] = dot_d(L->w + o * L->in, u0, L->in);
+    double nv = norm_d(L->v, L->out);
+    for (size_t o = 0; o < L->out; o++)
+        L->v[o] /= nv;
+    for (size_t i = 0; i < L->in; i++) {
+        L->u[i] = 0.0;
+        for (size_t o = 0; o < L->out; o++)
+            L->u[i] += L->w[o * L->in + i] * L->v[o];
+    }
+    double nu = norm_d(L->u, L->in);
+    for (size_t i = 0; i < L->in; i++)
+        L->u[i] /= nu;
+    free(u0);
+}
+
+static void ref_linear_free(ref_linear *L)
+{
+    free(L->w);
+    free(L->b);
+    free(L->u);
+    free(L->v);
+}
+
+/* y = x W_hat^T + b, x: [n][in], y: [n][out] */
+static void ref_linear_forward(const ref_linear *L, const double *x, size_t n, double *y)
+{
+    double scale = 1.0;
+    if (L->sigma_mode) {
+        double sigma = 0.0;
+        for (size_t o = 0; o < L->out; o++)
+            sigma += L->v[o] * dot_d(L->w + o * L->in, L->u, L->in);
+        scale = L->gamma / sigma;
+    }
+    for (size_t r = 0; r < n; r++)
+        for (size_t o = 0; o < L->out; o++)
+            y[r * L->out + o] = scale * dot_d(x + r * L->in, L->w + o * L->in, L->in) + L->b[o];
+}
+
+/* Forward of the module; ent (optional): [B][H][T] row entropies. */
+static void ref_forward(const ref_attention *R, double *y, double *ent)
+{
+    const size_t B = R->B, T = R->T, D = R->D, H = R->H, dh = D / H;
+    double *qkv = malloc(sizeof(double) * B * T * 3 * D), *o = calloc(B * T * D, sizeof(double));
+    double *p = malloc(sizeof(double) * T);
+    assert_true(qkv && o && p);
+    ref_linear_forward(&R->qkv, R->x, B * T, qkv);
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t i = 0; i < T; i++) {
+                const size_t keys = R->causal ? i + 1 : T;
+                const double *q = qkv + (b * T + i) * 3 * D + h * dh;
+                double m = -INFINITY, z = 0.0;
+                for (size_t j = 0; j < keys; j++) {
+                    const double *k = qkv + (b * T + j) * 3 * D + D + h * dh;
+                    p[j] = dot_d(q, k, dh) / sqrt((double)dh);
+                    m = fmax(m, p[j]);
+                }
+                for (size_t j = 0; j < keys; j++)
+                    z += (p[j] = exp(p[j] - m));
+                double e = 0.0;
+                for (size_t j = 0; j < keys; j++) {
+                    p[j] /= z;
+                    if (p[j] > 0.0)
+                        e -= p[j] * log(p[j]);
+                    const double *v = qkv + (b * T + j) * 3 * D + 2 * D + h * dh;
+                    for (size_t d = 0; d < dh; d++)
+                        o[(b * T + i) * D + h * dh + d] += p[j] * v[d];
+                }
+                if (ent)
+                    ent[(b * H + h) * T + i] = e;
+            }
+    ref_linear_forward(&R->proj, o, B * T, y);
+    free(qkv);
+    free(o);
+    free(p);
+}
+
+static double ref_loss(const ref_attention *R)
+{
+    const size_t m = R->B * R->T * R->D;
+    double *y = malloc(sizeof(double) * m);
+    assert_non_null(y);
+    ref_forward(R, y, NULL);
+    const double loss = 0.5 * dot_d(y, y, m) + dot_d(R->r, y, m);
+    free(y);
+    return loss;
+}
+
+static void finite_diff(ref_attention *R, double *p, size_t count, double *grad)
+{
+    for (size_t i = 0; i < count; i++) {
+        const double keep = p[i], h = 1e-6 * fmax(1.0, fabs(keep));
+        p[i] = keep + h;
+        const double up = ref_loss(R);
+        p[i] = keep - h;
+        const double down = ref_loss(R);
+        p[i] = keep;
+        grad[i] = (up - down) / (2.0 * h);
+    }
+}
+
+/* ---------------- helpers ---------------- */
+
+typedef struct {
+    size_t B, T, D, H;
+    int causal;
+} attn_shape;
+
+static srp_attention *make(const attn_shape *s, uint64_t seed)
+{
+    srp_attention_config c = srp_attention_config_default(s->D, s->H);
+    c.causal = s->causal;
+    c.seed = seed;
+    srp_attention *a = NULL;
+    assert_ok(srp_attention_create(&a, &c, s->B, s->T));
+    return a;
+}
+
+/* O(1) weights, biases, and gamma != sigma, so that every term shows. */
+static void randomize_linear(srp_linear *l, srp_rng *r, double wscale, float gamma)
+{
+    const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
+    fill_normal_f(r, srp_linear_weight(l), in * out, wscale);
+    assert_ok(srp_linear_reinit_sigma(l));
+    fill_normal_f(r, srp_linear_bias(l), out, 0.2);
+    *srp_linear_gamma(l) = gamma;
+}
+
+static void ref_load(ref_attention *R, srp_attention *a, const attn_shape *s, const float *x)
+{
+    R->B = s->B;
+    R->T = s->T;
+    R->D = s->D;
+    R->H = s->H;
+    R->causal = s->causal;
+    ref_linear_load(&R->qkv, srp_attention_qkv(a));
+    ref_linear_load(&R->proj, srp_attention_proj(a));
+    R->x = malloc(sizeof(double) * s->B * s->T * s->D);
+    R->r = calloc(s->B * s->T * s->D, sizeof(double));
+    assert_true(R->x && R->r);
+    to_double(x, R->x, s->B * s->T * s->D);
+}
+
+static void ref_free(ref_attention *R)
+{
+    ref_linear_free(&R->qkv);
+    ref_linear_free(&R->proj);
+    free(R->x);
+    free(R->r);
+}
+
+static const attn_shape k_shapes[] = {
+    {2, 5, 8, 2, 0},  {2, 5, 8, 2, 1},  {3, 4, 6, 1, 0},    {2, 1, 8, 4, 0},   {2, 1, 8, 4, 1},
+    {4, 17, 12, 3, 1}, {2, 70, 16, 4, 0}, {1, 300, 8, 2, 0}, {1, 300, 8, 2, 1}, /* 2 row blocks */
+};
+
+/* ---------------- tests ---------------- */
+
+static void test_forward_and_entropy_match_reference(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 11);
+    for (size_t k = 0; k < sizeof(k_shapes) / sizeof(k_shapes[0]); k++) {
+        const attn_shape s = k_shapes[k];
+        const size_t n = s.B * s.T * s.D;
+        srp_attention *a = make(&s, k);
+        randomize_linear(srp_attention_qkv(a), &r, 0.5, 3.0f);
+        randomize_linear(srp_attention_proj(a), &r, 0.5, 1.5f);
+        float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
+        double *yd = malloc(sizeof(double) * n), *ent = malloc(sizeof(double) * s.B * s.H * s.T);
+        float *yref = malloc(sizeof(float) * n);
+        assert_true(x && y && yd && ent && yref);
+        fill_normal_f(&r, x, n, 1.0);
+        ref_attention R;
+        ref_load(&R, a, &s, x);
+        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 1));
+        ref_forward(&R, yd, ent);
+        to_float(yd, yref, n);
+        assert_close_array(y, yref, n, 2e-5, "attention y");
+
+        float mean[4], min[4], nmean[4], nmin[4];
+        assert_ok(srp_attention_entropy(a, mean, min));
+        assert_ok(srp_attention_entropy_normalized(a, nmean, nmin));
+        for (size_t h = 0; h < s.H; h++) {
+            double sum = 0.0, lo = INFINITY, nsum = 0.0, nlo = INFINITY;
+            size_t nrows = 0;
+            for (size_t b = 0; b < s.B; b++)
+                for (size_t i = 0; i < s.T; i++) {
+                    const double e = ent[(b * s.H + h) * s.T + i];
+                    const size_t keys = s.causal ? i + 1 : s.T;
+                    sum += e;
+                    lo = fmin(lo, e);
+                    if (keys >= 2) {
+                        nsum += e / log((double)keys);
+                        nlo = fmin(nlo, e / log((double)keys));
+                        nrows++;
+                    }
+                }
+            assert_close_rel(mean[h], sum / (double)(s.B * s.T), 1e-5, 1e-2, "mean entropy");
+            assert_close_rel(min[h], lo, 1e-5, 1e-2, "min entropy");
+            assert_true(min[h] <= mean[h]);
+            assert_close_rel(nmean[h], nrows ? nsum / (double)nrows : 1.0, 1e-5, 1e-2,
+                             "normalized mean entropy");
+            assert_close_rel(nmin[h], nrows ? nlo : 1.0, 1e-5, 1e-2, "normalized min entropy");
+        }
+        ref_free(&R);
+        free(x);
+        free(y);
+        free(yd);
+        free(ent);
+        free(yref);
+        srp_attention_destroy(a);
+    }
+}
+
+static void check_grad(const float *got, const double *want, size_t n, double tol, const char *what)
+{
+    float *wf = malloc(sizeof(float) * n);
+    assert_non_null(wf);
+    to_float(want, wf, n);
+    assert_close_array(got, wf, n, tol, what);
+    free(wf);
+}
+
+static void check_linear_grads(srp_linear *l, ref_attention *R, ref_linear *L, double tol,
+                               const char *name)
+{
+    char what[64];
+    const size_t nw = L->in * L->out;
+    double *g = malloc(sizeof(double) * nw);
+    assert_non_null(g);
+    finite_diff(R, L->w, nw, g);
+    snprintf(what, sizeof(what), "%s dW", name);
+    check_grad(srp_linear_weight_grad(l), g, nw, tol, what);
+    finite_diff(R, L->b, L->out, g);
+    snprintf(what, sizeof(what), "%s db", name);
+    check_grad(srp_linear_bias_grad(l), g, L->out, tol, what);
+    finite_diff(R, &L->gamma, 1, g);
+    snprintf(what, sizeof(what), "%s dgamma", name);
+    assert_close_rel(*srp_linear_gamma_grad(l), g[0], tol, 1e-3, what);
+    free(g);
+}
+
+static void test_backward_matches_finite_differences(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 22);
+    const double tol = 1e-4;
+    for (size_t k = 0; k < 6; k++) { /* the small shapes */
+        const attn_shape s = k_shapes[k];
+        const size_t n = s.B * s.T * s.D;
+        srp_attention *a = make(&s, 100 + k);
+        randomize_linear(srp_attention_qkv(a), &r, 0.5, 3.0f);
+        randomize_linear(srp_attention_proj(a), &r, 0.5, 1.5f);
+        float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
+        float *dy = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n);
+        double *g = malloc(sizeof(double) * n);
+        assert_true(x && y && dy && dx && g);
+        fill_normal_f(&r, x, n, 1.0);
+        ref_attention R;
+        ref_load(&R, a, &s, x);
+        fill_normal_d(&r, R.r, n, 1.0);
+        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 1));
+        for (size_t i = 0; i < n; i++)
+            dy[i] = y[i] + (float)R.r[i];
+        assert_ok(srp_attention_backward(a, dy, dx));
+
+        finite_diff(&R, R.x, n, g);
+        check_grad(dx, g, n, tol, "attention dx");
+        check_linear_grads(srp_attention_qkv(a), &R, &R.qkv, tol, "qkv");
+        check_linear_grads(srp_attention_proj(a), &R, &R.proj, tol, "proj");
+        ref_free(&R);
+        free(x);
+        free(y);
+        free(dy);
+        free(dx);
+        free(g);
+        srp_attention_destroy(a);
+    }
+}
+
+/* Sets the qkv so that q = c (1, 1) for every token (bias only) and k_j is
+ * W_k x_j: with scale gamma/sigma = 1. D = 2, H = 1. */
+static void set_qk(srp_attention *a, const float *w_k, const float *b_q)
+{
+    srp_linear *qkv = srp_attention_qkv(a);
+    float *w = srp_linear_weight(qkv), *b = srp_linear_bias(qkv);
+    memset(w, 0, sizeof(float) * 6 * 2);
+    memset(b, 0, sizeof(float) * 6);
+    memcpy(w + 2 * 2, w_k, sizeof(float) * 4); /* rows 2, 3: k */
+    w[4 * 2 + 0] = 1.0f;                       /* rows 4, 5: v = x */
+    w[5 * 2 + 1] = 1.0f;
+    b[0] = b_q[0];
+    b[1] = b_q[1];
+    assert_ok(srp_linear_reinit_sigma(qkv));
+    *srp_linear_gamma(qkv) = srp_linear_sigma(qkv);
+}
+
+static void test_entropy_extremes(void **state)
+{
+    (void)state;
+    enum { T = 9 };
+    float x[T * 2], y[T * 2], mean, min, nmean, nmin;
+    for (size_t t = 0; t < T; t++) {
+        x[2 * t] = t == 0 ? 1.0f : 0.0f;
+        x[2 * t + 1] = t == 0 ? 0.0f : 1.0f;
+    }
+    for (int causal = 0; causal < 2; causal++) {
+        const attn_shape s = {1, T, 2, 1, causal};
+        srp_attention *a = make(&s, 5);
+        /* Uniform logits (q = k = 0): every row has entropy log(keys). */
+        const float zero_k[4] = {0, 0, 0, 0}, zero_b[2] = {0, 0};
+        set_qk(a, zero_k, zero_b);
+        assert_ok(srp_attention_forward(a, x, 1, T, y, 0));
+        assert_ok(srp_attention_entropy(a, &mean, &min));
+        assert_ok(srp_attention_entropy_normalized(a, &nmean, &nmin));
+        if (!causal) {
+            assert_close_rel(mean, log((double)T), 1e-6, 0.0, "uniform: mean = log T");
+            assert_close_rel(min, log((double)T), 1e-6, 0.0, "uniform: min = log T");
+        } else {
+            double expect = 0.0;
+            for (size_t i = 1; i <= T; i++)
+                expect += log((double)i);
+            assert_close_rel(mean, expect / T, 1e-6, 0.0, "causal uniform mean");
+            assert_true(min == 0.0f); /* the first query sees one key */
+        }
+        assert_close_rel(nmean, 1.0, 1e-6, 0.0, "uniform: normalized mean = 1");
+        assert_close_rel(nmin, 1.0, 1e-6, 0.0, "uniform: normalized min = 1");
+
+        /* Near one-hot: every query puts logit 100 on key 0, 0 elsewhere. */
+        const float k_first[4] = {1, 0, 0, 0};
+        const float c = (float)(100.0 * sqrt(2.0));
+        const float b_q[2] = {c, c};
+        set_qk(a, k_first, b_q);
+        assert_ok(srp_attention_forward(a, x, 1, T, y, 0));
+        assert_ok(srp_attention_entropy(a, &mean, &min));
+        assert_true(mean >= 0.0f && mean < 1e-6f);
+        assert_true(min >= 0.0f && min <= mean);
+        /* and the output is then v of key 0 = x_0 for every query */
+        for (size_t t = 0; t < T; t++) {
+            assert_close_rel(y[2 * t], y[0], 1e-6, 1.0, "one-hot output");
+            assert_close_rel(y[2 * t + 1], y[1], 1e-6, 1.0, "one-hot output");
+        }
+        srp_attention_destroy(a);
+    }
+}
+
+/* Theorem 3.1's bound against the entropies it bounds, on random modules
+ * with weights from tiny to large, so that entropies range over [0, log T]. */
+static void test_bound_never_exceeds_measured_entropy(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 33);
+    int cases = 0, tight = 0;
+    for (int trial = 0; trial < 300; trial++) {
+        attn_shape s;
+        s.H = 1 + srp_rng_below(&r, 3);
+        s.D = s.H * (1 + srp_rng_below(&r, 6));
+        s.T = 2 + srp_rng_below(&r, 24);
+        s.B = 1 + srp_rng_below(&r, 3);
+        s.causal = 0;
+        srp_attention *a = make(&s, (uint64_t)trial);
+        const double gamma = exp(srp_rng_uniform(&r) * 6.0 - 2.0); /* 0.14 .. 55 */
+        randomize_linear(srp_attention_qkv(a), &r, 1.0, (float)gamma);
+        const size_t n = s.B * s.T * s.D;
+        float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
+        assert_true(x && y);
+        fill_normal_f(&r, x, n, exp(srp_rng_uniform(&r) * 3.0 - 1.5));
+        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 0));
+        float min[3], bound[3];
+        assert_ok(srp_attention_entropy(a, NULL, min));
+        assert_ok(srp_attention_entropy_bound(a, bound));
+        for (size_t h = 0; h < s.H; h++) {
+            assert_true(bound[h] >= 0.0f && bound[h] <= log((double)s.T) + 1e-6);
+            if (!(bound[h] <= min[h] + 1e-5f)) {
+                print_error("trial %d head %zu: bound %.7g above min entropy %.7g\n", trial, h,
+                            bound[h], min[h]);
+                fail();
+            }
+            tight += bound[h] > 0.1f * min[h] && bound[h] > 0.01f;
+            cases++;
+        }
+        free(x);
+        free(y);
+        srp_attention_destroy(a);
+    }
+    assert_true(cases >= 300);
+    assert_true(tight > 0); /* the bound is not trivially 0 everywhere */
+}
+
+static void test_bound_edge_values(void **state)
+{
+    (void)state;
+    /* s = 0 gives log T; T = 1 gives 0; a negative or NaN s is no bound. */
+    for (size_t T = 2; T < 2000; T = T * 3 + 1)
+        assert_close_rel(srp_entropy_lower_bound(0.0, T), log((double)T), 1e-12, 0.0, "s = 0");
+    assert_true(srp_entropy_lower_bound(3.0, 1) == 0.0);
+    assert_true(isnan(srp_entropy_lower_bound(-1.0, 5)));
+    assert_true(isnan(srp_entropy_lower_bound(NAN, 5)));
+    assert_true(srp_entropy_lower_bound(INFINITY, 5) == 0.0);
+
+    /* The bound is attained by the spike row z_1 = s sqrt((T-1)/T),
+     * z_j = -s / sqrt(T(T-1)): compare with that row's entropy. */
+    const double svals[] = {0.01, 0.5, 1.0, 3.0, 10.0, 40.0};
+    const size_t tvals[] = {2, 3, 10, 50, 197, 1024};
+    for (size_t i = 0; i < 6; i++)
+        for (size_t j = 0; j < 6; j++) {
+            const double s = svals[i], T = (double)tvals[j];
+            const double z1 = s * sqrt((T - 1.0) / T), zj = -s / sqrt(T * (T - 1.0));
+            const double ej = exp(zj - z1), Z = 1.0 + (T - 1.0) * ej;
+            const double p1 = 1.0 / Z, pj = ej / Z;
+            double h = -p1 * log(p1);
+            if (pj > 0.0)
+                h -= (T - 1.0) * pj * log(pj);
+            assert_close_rel(srp_entropy_lower_bound(s, tvals[j]), h, 1e-6, 1e-6, "spike row");
+        }
+
+    /* M = 0 (no query weights or bias): the bound is log T. */
+    const attn_shape sh = {2, 6, 4, 2, 0};
+    srp_attention *a = make(&sh, 8);
+    srp_linear *qkv = srp_attention_qkv(a);
+    srp_rng r;
+    srp_rng_seed(&r, 44);
+    randomize_linear(qkv, &r, 1.0, 2.0f);
+    memset(srp_linear_weight(qkv), 0, sizeof(float) * 4 * 4); /* q rows */
+    memset(srp_linear_bias(qkv), 0, sizeof(float) * 4);
+    float x[2 * 6 * 4], y[2 * 6 * 4], bound[2];
+    fill_normal_f(&r, x, 48, 1.0);
+    assert_ok(srp_attention_forward(a, x, 2, 6, y, 0));
+    assert_ok(srp_attention_entropy_bound(a, bound));
+    assert_close_rel(bound[0], log(6.0), 1e-6, 0.0, "M = 0");
+    assert_close_rel(bound[1], log(6.0), 1e-6, 0.0, "M = 0");
+    srp_attention_destroy(a);
+}
+
+/* The bound from an independent route: form M_h and X~ explicitly and take
+ * their norms with the exact SVD. */
+static void test_bound_matches_explicit_norms(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 55);
+    const attn_shape shapes[] = {{3, 7, 6, 2, 0}, {2, 30, 8, 4, 0}, {1, 5, 12, 3, 0}};
+    for (size_t k = 0; k < 3; k++) {
+        const attn_shape s = shapes[k];
+        const size_t D = s.D, T = s.T, dh = D / s.H, n = s.B * T * D, c = D + 1;
+        srp_attention *a = make(&s, 60 + k);
+        srp_linear *qkv = srp_attention_qkv(a);
+        randomize_linear(qkv, &r, 1.0, 1.3f);
+        float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
+        float *xt = malloc(sizeof(float) * T * c), *m = malloc(sizeof(float) * c * c);
+        double *mq = malloc(sizeof(double) * dh * c), *mk = malloc(sizeof(double) * dh * c);
+        assert_true(x && y && xt && m && mq && mk);
+        fill_normal_f(&r, x, n, 0.7);
+        assert_ok(srp_attention_forward(a, x, s.B, T, y, 0));
+        float bound[4];
+        assert_ok(srp_attention_entropy_bound(a, bound));
+
+        double x_norm2 = 0.0;
+        for (size_t b = 0; b < s.B; b++) {
+            for (size_t t = 0; t < T; t++) {
+                memcpy(xt + t * c, x + (b * T + t) * D, sizeof(float) * D);
+                xt[t * c + D] = 1.0f;
+            }
+            float sx;
+            assert_ok(srp_spectral_norm_exact(xt, T, c, &sx));
+            x_norm2 = fmax(x_norm2, (double)sx * sx);
+        }
+        const float *w = srp_linear_weight(qkv), *bias = srp_linear_bias(qkv);
+        const double scale = *srp_linear_gamma(qkv) / srp_linear_sigma(qkv);
+        for (size_t h = 0; h < s.H; h++) {
+            for (size_t row = 0; row < dh; row++) {
+                for (size_t d = 0; d < D; d++) {
+                    mq[row * c + d] = scale * w[(h * dh + row) * D + d];
+                    mk[row * c + d] = scale * w[(D + h * dh + row) * D + d];
+                }
+                mq[row * c + D] = bias[h * dh + row];
+                mk[row * c + D] = bias[D + h * dh + row];
+            }
+            for (size_t i = 0; i < c; i++) /* M = Q~^T K~ / sqrt(dh) */
+                for (size_t j = 0; j < c; j++) {
+                    double acc = 0.0;
+                    for (size_t row = 0; row < dh; row++)
+                        acc += mq[row * c + i] * mk[row * c + j];
+                    m[i * c + j] = (float)(acc / sqrt((double)dh));
+                }
+            float sm;
+            assert_ok(srp_spectral_norm_exact(m, c, c, &sm));
+            const double expect = srp_entropy_lower_bound(sm * x_norm2, T);
+            assert_close_rel(bound[h], expect, 1e-4, 1e-3, "bound vs explicit norms");
+        }
+        free(x);
+        free(y);
+        free(xt);
+        free(m);
+        free(mq);
+        free(mk);
+        srp_attention_destroy(a);
+    }
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    srp_attention *a = NULL;
+    srp_attention_config c = srp_attention_config_default(8, 3); /* 8 % 3 != 0 */
+    assert_status(srp_attention_create(&a, &c, 2, 4), SRP_ERR_INVALID_ARG);
+    c = srp_attention_config_default(8, 2);
+    assert_status(srp_attention_create(NULL, &c, 2, 4), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_create(&a, NULL, 2, 4), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_create(&a, &c, 0, 4), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_create(&a, &c, 2, 0), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_create(&a, &c, (size_t)1 << 40, (size_t)1 << 30), SRP_ERR_INVALID_ARG);
+    c.heads = 0;
+    assert_status(srp_attention_create(&a, &c, 2, 4), SRP_ERR_INVALID_ARG);
+    assert_null(a);
+
+    c = srp_attention_config_default(8, 2);
+    assert_ok(srp_attention_create(&a, &c, 2, 4));
+    float x[2 * 4 * 8] = {0}, y[2 * 4 * 8], dx[2 * 4 * 8], e[2], bound[2];
+    assert_status(srp_attention_backward(a, y, dx), SRP_ERR_UNSUPPORTED);
+    assert_status(srp_attention_entropy(a, e, e), SRP_ERR_UNSUPPORTED);
+    assert_status(srp_attention_entropy_bound(a, bound), SRP_ERR_UNSUPPORTED);
+    assert_status(srp_attention_forward(a, x, 3, 4, y, 1), SRP_ERR_SHAPE);
+    assert_status(srp_attention_forward(a, x, 2, 5, y, 1), SRP_ERR_SHAPE);
+    assert_status(srp_attention_forward(a, x, 0, 4, y, 1), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_forward(a, NULL, 2, 4, y, 1), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_forward(a, x, 2, 4, NULL, 1), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_forward(NULL, x, 2, 4, y, 1), SRP_ERR_INVALID_ARG);
+    assert_ok(srp_attention_forward(a, x, 1, 3, y, 1)); /* smaller than the maxima is fine */
+    assert_ok(srp_attention_backward(a, y, dx));
+    assert_status(srp_attention_backward(a, NULL, dx), SRP_ERR_INVALID_ARG);
+    assert_ok(srp_attention_backward(a, y, NULL)); /* dx is optional */
+
+    /* NaN in a weight: SRP_ERR_NUMERIC, parameters and u unchanged. */
+    srp_linear *qkv = srp_attention_qkv(a);
+    float u_before[8];
+    memcpy(u_before, srp_linear_u(qkv), sizeof(u_before));
+    srp_linear_weight(qkv)[5] = NAN;
+    assert_status(srp_attention_forward(a, x, 2, 4, y, 1), SRP_ERR_NUMERIC);
+    assert_memory_equal(u_before, srp_linear_u(qkv), sizeof(u_before));
+    assert_status(srp_attention_backward(a, y, dx), SRP_ERR_UNSUPPORTED);
+    srp_attention_destroy(a);
+
+    c.track_entropy = 0;
+    assert_ok(srp_attention_create(&a, &c, 2, 4));
+    assert_ok(srp_attention_forward(a, x, 2, 4, y, 1));
+    assert_status(srp_attention_entropy(a, e, e), SRP_ERR_UNSUPPORTED);
+    srp_attention_destroy(a);
+    c.track_entropy = 1;
+    c.causal = 1;
+    assert_ok(srp_attention_create(&a, &c, 2, 4));
+    assert_ok(srp_attention_forward(a, x, 2, 4, y, 1));
+    assert_status(srp_attention_entropy_bound(a, bound), SRP_ERR_UNSUPPORTED);
+    srp_attention_destroy(a);
+    srp_attention_destroy(NULL);
+}
+
+/* Runs forward + backward with the given thread count; returns y, dx, dW_qkv
+ * and the mean entropies in malloc'd buffers (out[0..3]). */
+static void run_with_threads(int threads, const float *x, const float *dy, float *out[4])
+{
+    const attn_shape s = {8, 33, 32, 4, 0};
+    const size_t n = s.B * s.T * s.D;
+    srp_set_num_threads(threads);
+    srp_attention *a = make(&s, 77);
+    out[0] = malloc(sizeof(float) * n);
+    out[1] = malloc(sizeof(float) * n);
+    out[2] = malloc(sizeof(float) * 3 * 32 * 32);
+    out[3] = malloc(sizeof(float) * 4);
+    assert_true(out[0] && out[1] && out[2] && out[3]);
+    assert_ok(srp_attention_forward(a, x, s.B, s.T, out[0], 1));
+    assert_ok(srp_attention_backward(a, dy, out[1]));
+    memcpy(out[2], srp_linear_weight_grad(srp_attention_qkv(a)), sizeof(float) * 3 * 32 * 32);
+    assert_ok(srp_attention_entropy(a, out[3], NULL));
+    srp_attention_destroy(a);
+}
+
+/* Same thread count: the same bits, run after run. Another thread count:
+ * OpenBLAS itself rounds differently (its sgemm does, with 1 vs 2 threads),
+ * so only float-close. */
+static void test_results_are_deterministic(void **state)
+{
+    (void)state;
+    const size_t n = 8 * 33 * 32, sizes[4] = {n, n, 3 * 32 * 32, 4};
+    srp_rng r;
+    srp_rng_seed(&r, 66);
+    float *x = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n);
+    assert_true(x && dy);
+    fill_normal_f(&r, x, n, 1.0);
+    fill_normal_f(&r, dy, n, 1.0);
+    float *two[4], *two_again[4], *one[4];
+    run_with_threads(2, x, dy, two);
+    run_with_threads(2, x, dy, two_again);
+    run_with_threads(1, x, dy, one);
+    for (int i = 0; i < 4; i++) {
+        assert_memory_equal(two[i], two_again[i], sizeof(float) * sizes[i]);
+        assert_close_array(one[i], two[i], sizes[i], 1e-5, "1 vs 2 threads");
+        free(two[i]);
+        free(two_again[i]);
+        free(one[i]);
+    }
+    free(x);
+    free(dy);
+    srp_set_num_threads(2);
+}
+
+static void run_fixture_case(const fixture *fx, const char *tag)
+{
+    char key[160];
+#define FX(name, count) (snprintf(key, sizeof(key), "%s/%s", tag, name), fixture_get(fx, key, count, NULL))
+    const float *cfg = FX("config", 6);
+    const attn_shape s = {(size_t)cfg[0], (size_t)cfg[1], (size_t)cfg[2], (size_t)cfg[3],
+                          cfg[4] != 0.0f};
+    const int steps = (int)cfg[5];
+    const size_t D = s.D, n = s.B * s.T * D;
+    const float tol = 1e-5f, lr = 0.05f;
+    srp_attention *a = make(&s, 1);
+    srp_linear *lin[2] = {srp_attention_qkv(a), srp_attention_proj(a)};
+    const char *names[2] = {"qkv", "proj"};
+    char name[96];
+    for (int i = 0; i < 2; i++) {
+        const size_t in = srp_linear_in_features(lin[i]), out = srp_linear_out_features(lin[i]);
+        snprintf(name, sizeof(name), "%s/w0", names[i]);
+        memcpy(srp_linear_weight(lin[i]), FX(name, in * out), sizeof(float) * in * out);
+        snprintf(name, sizeof(name), "%s/b0", names[i]);
+        memcpy(srp_linear_bias(lin[i]), FX(name, out), sizeof(float) * out);
+        assert_ok(srp_linear_reinit_sigma(lin[i]));
+        snprintf(name, sizeof(name), "%s/u0", names[i]);
+        memcpy(srp_linear_u(lin[i]), FX(name, in), sizeof(float) * in);
+        snprintf(name, sizeof(name), "%s/gamma0", names[i]);
+        *srp_linear_gamma(lin[i]) = FX(name, 1)[0];
+    }
+    float *y = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n);
+    float mean[4], min[4];
+    assert_true(y && dx);
+    for (int step = 0; step < steps; step++) {
+#define STEP(field, count) (snprintf(name, sizeof(name), "step%d/%s", step, field), FX(name, count))
+        srp_linear_zero_grad(lin[0]);
+        srp_linear_zero_grad(lin[1]);
+        assert_ok(srp_attention_forward(a, STEP("x", n), s.B, s.T, y, 1));
+        assert_close_array(y, STEP("y", n), n, tol, "fixture y");
+        assert_ok(srp_attention_entropy(a, mean, min));
+        assert_close_array(mean, STEP("ent_mean", s.H), s.H, tol, "fixture entropy mean");
+        assert_close_array_floor(min, STEP("ent_min", s.H), s.H, tol, 1.0, "fixture entropy min");
+        assert_ok(srp_attention_backward(a, STEP("dy", n), dx));
+        assert_close_array(dx, STEP("dx", n), n, tol, "fixture dx");
+        for (int i = 0; i < 2; i++) {
+            const size_t in = srp_linear_in_features(lin[i]), out = srp_linear_out_features(lin[i]);
+            char field[64];
+            snprintf(field, sizeof(field), "%s/sigma", names[i]);
+            assert_close_rel(srp_linear_sigma(lin[i]), STEP(field, 1)[0], tol, 0.0, "fixture sigma");
+            snprintf(field, sizeof(field), "%s/dw", names[i]);
+            assert_close_array(srp_linear_weight_grad(lin[i]), STEP(field, in * out), in * out, tol,
+                               "fixture dW");
+            snprintf(field, sizeof(field), "%s/db", names[i]);
+            assert_close_array(srp_linear_bias_grad(lin[i]), STEP(field, out), out, tol, "fixture db");
+            snprintf(field, sizeof(field), "%s/dgamma", names[i]);
+            assert_close_rel(*srp_linear_gamma_grad(lin[i]), STEP(field, 1)[0], tol, 1e-3,
+                             "fixture dgamma");
+            float *w = srp_linear_weight(lin[i]), *b = srp_linear_bias(lin[i]);
+            for (size_t j = 0; j < in * out; j++)
+                w[j] -= lr * srp_linear_weight_grad(lin[i])[j];
+            for (size_t j = 0; j < out; j++)
+                b[j] -= lr * srp_linear_bias_grad(lin[i])[j];
+            *srp_linear_gamma(lin[i]) -= lr * *srp_linear_gamma_grad(lin[i]);
+        }
+#undef STEP
+    }
+#undef FX
+    free(y);
+    free(dx);
+    srp_attention_destroy(a);
+}
+
+static void test_matches_pytorch_reference(void **state)
+{
+    (void)state;
+    fixture *fx = fixture_load(SRP_TEST_DATA_DIR "/attention_fixtures.bin");
+    const char *cases[] = {"vit", "causal", "onehead", "onetoken"};
+    for (size_t i = 0; i < 4; i++)
+        run_fixture_case(fx, cases[i]);
+    fixture_free(fx);
+}
+
+#ifdef SRP_COUNT_ALLOCS
+static void test_forward_backward_allocate_nothing(void **state)
+{
+    (void)state;
+    const attn_shape s = {16, 50, 64, 4, 0};
+    const size_t n = s.B * s.T * s.D;
+    srp_attention *a = make(&s, 9);
+    float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
+    float *dx = malloc(sizeof(float) * n), e[4];
+    assert_true(x && y && dx);
+    srp_rng r;
+    srp_rng_seed(&r, 99);
+    fill_normal_f(&r, x, n, 1.0);
+    assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 1)); /* warm-up */
+    assert_ok(srp_attention_backward(a, y, dx));
+    alloc_counter_start();
+    for (int it = 0; it < 3; it++) {
+        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 1));
+        assert_ok(srp_attention_backward(a, y, dx));
+        assert_ok(srp_attention_entropy(a, e, e));
+        assert_ok(srp_attention_entropy_bound(a, e));
+    }
+    assert_int_equal(alloc_counter_stop(NULL), 0);
+    free(x);
+    free(y);
+    free(dx);
+    srp_attention_destroy(a);
+}
+#endif
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_and_entropy_match_reference),
+        cmocka_unit_test(test_backward_matches_finite_differences),
+        cmocka_unit_test(test_entropy_extremes),
+        cmocka_unit_test(test_bound_never_exceeds_measured_entropy),
+        cmocka_unit_test(test_bound_edge_values),
+        cmocka_unit_test(test_bound_matches_explicit_norms),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_results_are_deterministic),
+        cmocka_unit_test(test_matches_pytorch_reference),
+#ifdef SRP_COUNT_ALLOCS
+        cmocka_unit_test(test_forward_backward_allocate_nothing),
+#endif
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -27,5 +27,8 @@
 #include "sigmareparam/spectral.h"   /* exact sigma, srp_power_iter */
 #include "sigmareparam/linear.h"     /* srp_linear: the sigmaReparam linear layer */
 #include "sigmareparam/attention.h"  /* srp_attention: multi-head attention + entropy */
+#include "sigmareparam/nn.h"         /* LayerNorm, GELU, losses, small helpers */
+#include "sigmareparam/optim.h"      /* parameter lists, SGD, LARS, AdamW, schedules */
+#include "sigmareparam/checkpoint.h" /* crash-safe named-tensor files */
 
 #endif /* SIGMAREPARAM_H */

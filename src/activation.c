@@ -1,0 +1,138 @@
+/* Elementwise and pooling kernels: exact GELU, residual add, gradient
+ * accumulation, mean-pool and token select over [batch][tokens][dim].
+ *
+ * GELU (PyTorch's default, approximate='none'), Phi the normal CDF:
+ *     y = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
+ *     dy/dx = Phi(x) + x phi(x),   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+ * Evaluated in float as 0.5 x erfc(-x / sqrt 2): the same function, without
+ * the cancellation of 1 + erf(.) for negative x (which loses all digits of
+ * y below x = -5 in float). */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Below this many elements a loop stays on one thread. */
+#define PARALLEL_MIN_ELEMS 32768
+/* Columns per pass of the mean-pool sums (double accumulators on the stack). */
+#define COL_BLOCK 64
+
+#define INV_SQRT2 0.70710678118654752440f
+#define INV_SQRT_2PI 0.39894228040143267794f
+
+/* x, y: [n] */
+srp_status srp_gelu_forward(const float *x, size_t n, float *y)
+{
+    if (!x || !y || n == 0)
+        return SRP_ERR_INVALID_ARG;
+    const long len = (long)n;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= PARALLEL_MIN_ELEMS)
+    for (long i = 0; i < len; i++) {
+        const float v = x[i];
+        y[i] = 0.5f * v * erfcf(-v * INV_SQRT2);
+    }
+    return SRP_OK;
+}
+
+/* x, dy, dx: [n] */
+srp_status srp_gelu_backward(const float *x, const float *dy, size_t n, float *dx)
+{
+    if (!x || !dy || !dx || n == 0)
+        return SRP_ERR_INVALID_ARG;
+    const long len = (long)n;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= PARALLEL_MIN_ELEMS)
+    for (long i = 0; i < len; i++) {
+        const float v = x[i];
+        const float cdf = 0.5f * erfcf(-v * INV_SQRT2);
+        const float pdf = INV_SQRT_2PI * expf(-0.5f * v * v);
+        dx[i] = dy[i] * (cdf + v * pdf);
+    }
+    return SRP_OK;
+}
+
+/* x, r, y: [n] */
+srp_status srp_residual_add(const float *x, const float *r, size_t n, float *y)
+{
+    if (!x || !r || !y || n == 0)
+        return SRP_ERR_INVALID_ARG;
+    const long len = (long)n;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= PARALLEL_MIN_ELEMS)
+    for (long i = 0; i < len; i++)
+        y[i] = x[i] + r[i];
+    return SRP_OK;
+}
+
+/* acc, x: [n] */
+srp_status srp_accumulate(float *acc, const float *x, size_t n)
+{
+    return srp_residual_add(acc, x, n, acc);
+}
+
+static int pool_args_ok(const void *in, const void *out, size_t batch, size_t tokens, size_t dim)
+{
+    return in && out && batch > 0 && tokens > 0 && dim > 0 && tokens <= SIZE_MAX / dim &&
+           batch <= SIZE_MAX / sizeof(float) / (tokens * dim);
+}
+
+/* x: [batch][tokens][dim] -> y: [batch][dim]. Sums in double, over blocks
+ * of columns so that the reads stay along rows. */
+srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, size_t dim,
+                                 float *y)
+{
+    if (!pool_args_ok(x, y, batch, tokens, dim))
+        return SRP_ERR_INVALID_ARG;
+    const long nb = (long)batch;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (batch * tokens * dim >= PARALLEL_MIN_ELEMS)
+    for (long b = 0; b < nb; b++) {
+        const float *xb = x + (size_t)b * tokens * dim;
+        for (size_t c0 = 0; c0 < dim; c0 += COL_BLOCK) {
+            const size_t c1 = c0 + COL_BLOCK < dim ? c0 + COL_BLOCK : dim;
+            double acc[COL_BLOCK] = {0};
+            for (size_t t = 0; t < tokens; t++)
+                for (size_t c = c0; c < c1; c++)
+                    acc[c - c0] += xb[t * dim + c];
+            for (size_t c = c0; c < c1; c++)
+                y[(size_t)b * dim + c] = (float)(acc[c - c0] / (double)tokens);
+        }
+    }
+    return SRP_OK;
+}
+
+/* dy: [batch][dim] -> dx: [batch][tokens][dim] */
+srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
+                                  float *dx)
+{
+    if (!pool_args_ok(dy, dx, batch, tokens, dim))
+        return SRP_ERR_INVALID_ARG;
+    const long nb = (long)batch;
+    const float count = (float)tokens;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (batch * tokens * dim >= PARALLEL_MIN_ELEMS)
+    for (long b = 0; b < nb; b++)
+        for (size_t t = 0; t < tokens; t++)
+            for (size_t c = 0; c < dim; c++)
+                dx[((size_t)b * tokens + t) * dim + c] = dy[(size_t)b * dim + c] / count;
+    return SRP_OK;
+}
+
+/* x: [batch][tokens][dim] -> y: [batch][dim] */
+srp_status srp_token_select_forward(const float *x, size_t batch, size_t tokens, size_t dim,
+                                    size_t token, float *y)
+{
+    if (!pool_args_ok(x, y, batch, tokens, dim) || token >= tokens)
+        return SRP_ERR_INVALID_ARG;
+    for (size_t b = 0; b < batch; b++)
+        memcpy(y + b * dim, x + (b * tokens + token) * dim, dim * sizeof(float));
+    return SRP_OK;
+}
+
+/* dy: [batch][dim] -> dx: [batch][tokens][dim] */
+srp_status srp_token_select_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
+                                     size_t token, float *dx)
+{
+    if (!pool_args_ok(dy, dx, batch, tokens, dim) || token >= tokens)
+        return SRP_ERR_INVALID_ARG;
+    memset(dx, 0, batch * tokens * dim * sizeof(float));
+    for (size_t b = 0; b < batch; b++)
+        memcpy(dx + (b * tokens + token) * dim, dy + b * dim, dim * sizeof(float));
+    return SRP_OK;
+}

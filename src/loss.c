@@ -1,0 +1,140 @@
+/* Softmax cross-entropy with label smoothing, as
+ * torch.nn.CrossEntropyLoss(label_smoothing=s), mean over rows.
+ *
+ * z: one row of logits [C], label y, m = max z, lse = m + log sum exp(z - m):
+ *     -log p_c = lse - z_c
+ *     loss     = (1 - s)(lse - z_y) + (s / C) sum_c (lse - z_c)
+ *              = lse - (1 - s) z_y - s mean(z)
+ *     dloss/dz = softmax(z) - (1 - s) onehot(y) - s / C
+ * Subtracting m keeps exp from overflowing; sums are in double.
+ * The mean over rows is summed over a fixed number of row chunks combined
+ * in order, so the loss has the same bits for any thread count. */
+#include <math.h>
+
+#include "internal.h"
+
+/* Below this many logits a loop stays on one thread. */
+#define PARALLEL_MIN_ELEMS 32768
+/* Row chunks of the loss sum (partials on the stack). */
+#define LOSS_CHUNKS 64
+
+static srp_status check_args(const float *logits, const int *labels, size_t n, size_t classes,
+                             float label_smoothing)
+{
+    if (!logits || !labels || n == 0 || classes == 0 || n > SIZE_MAX / classes)
+        return SRP_ERR_INVALID_ARG;
+    if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f))
+        return SRP_ERR_INVALID_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (labels[i] < 0 || (size_t)labels[i] >= classes)
+            return SRP_ERR_INVALID_ARG;
+    return SRP_OK;
+}
+
+static float row_max(const float *z, size_t classes)
+{
+    float m = z[0];
+    for (size_t c = 1; c < classes; c++)
+        m = z[c] > m ? z[c] : m;
+    return m;
+}
+
+/* sum_c exp(z_c - m) in double. z: [classes] */
+static double sum_exp(const float *z, size_t classes, float m)
+{
+    double s = 0.0;
+    for (size_t c = 0; c < classes; c++)
+        s += (double)expf(z[c] - m);
+    return s;
+}
+
+/* The smoothed loss of one row. z: [classes] */
+static double row_loss(const float *z, size_t classes, int label, double smoothing)
+{
+    const float m = row_max(z, classes);
+    const double lse = (double)m + log(sum_exp(z, classes, m));
+    double sum_z = 0.0;
+    for (size_t c = 0; c < classes; c++)
+        sum_z += z[c];
+    return lse - (1.0 - smoothing) * (double)z[label] - smoothing * (sum_z / (double)classes);
+}
+
+/* logits: [n][classes], labels: [n] */
+srp_status srp_cross_entropy_forward(const float *logits, const int *labels, size_t n,
+                                     size_t classes, float label_smoothing, float *loss)
+{
+    srp_status st = check_args(logits, labels, n, classes, label_smoothing);
+    if (st != SRP_OK || !loss)
+        return st != SRP_OK ? st : SRP_ERR_INVALID_ARG;
+    const size_t chunks = n < LOSS_CHUNKS ? n : LOSS_CHUNKS;
+    const size_t per = n / chunks, extra = n % chunks;
+    double partial[LOSS_CHUNKS];
+    const long nc = (long)chunks;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * classes >= PARALLEL_MIN_ELEMS)
+    for (long k = 0; k < nc; k++) {
+        /* The first `extra` chunks take one row more. */
+        const size_t kk = (size_t)k;
+        const size_t lo = kk * per + (kk < extra ? kk : extra);
+        const size_t hi = lo + per + (kk < extra ? 1 : 0);
+        double acc = 0.0;
+        for (size_t i = lo; i < hi; i++)
+            acc += row_loss(logits + i * classes, classes, labels[i], (double)label_smoothing);
+        partial[k] = acc;
+    }
+    double total = 0.0;
+    for (size_t k = 0; k < chunks; k++)
+        total += partial[k];
+    const float mean = (float)(total / (double)n);
+    if (!isfinite(mean))
+        return SRP_ERR_NUMERIC;
+    *loss = mean;
+    return SRP_OK;
+}
+
+/* logits, dlogits: [n][classes], labels: [n] */
+srp_status srp_cross_entropy_backward(const float *logits, const int *labels, size_t n,
+                                      size_t classes, float label_smoothing, float *dlogits)
+{
+    srp_status st = check_args(logits, labels, n, classes, label_smoothing);
+    if (st != SRP_OK || !dlogits)
+        return st != SRP_OK ? st : SRP_ERR_INVALID_ARG;
+    /* Inf logits would give NaN probabilities: refuse before writing. */
+    if (!srp_all_finite(logits, n * classes))
+        return SRP_ERR_NUMERIC;
+    const double s = (double)label_smoothing, inv_n = 1.0 / (double)n;
+    const double off = s / (double)classes, on = 1.0 - s;
+    const long rows = (long)n;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * classes >= PARALLEL_MIN_ELEMS)
+    for (long i = 0; i < rows; i++) {
+        const float *z = logits + (size_t)i * classes;
+        float *dz = dlogits + (size_t)i * classes;
+        const float m = row_max(z, classes);
+        const double inv_sum = 1.0 / sum_exp(z, classes, m);
+        for (size_t c = 0; c < classes; c++) {
+            const double p = (double)expf(z[c] - m) * inv_sum;
+            const double target = off + ((size_t)labels[i] == c ? on : 0.0);
+            dz[c] = (float)((p - target) * inv_n);
+        }
+    }
+    return SRP_OK;
+}
+
+/* logits: [n][classes], labels: [n] */
+srp_status srp_accuracy_count(const float *logits, const int *labels, size_t n, size_t classes,
+                              size_t *correct)
+{
+    srp_status st = check_args(logits, labels, n, classes, 0.0f);
+    if (st != SRP_OK || !correct)
+        return st != SRP_OK ? st : SRP_ERR_INVALID_ARG;
+    size_t hits = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *z = logits + i * classes;
+        size_t best = 0;
+        for (size_t c = 1; c < classes; c++)
+            if (z[c] > z[best] || (z[best] != z[best] && z[c] == z[c]))
+                best = c; /* strictly greater: the first max wins; NaN loses */
+        hits += best == (size_t)labels[i];
+    }
+    *correct = hits;
+    return SRP_OK;
+}

@@ -1,0 +1,391 @@
+/* Parameter lists and the optimizers: SGD (momentum, Nesterov, coupled or
+ * decoupled decay), LARS, AdamW, and clipping by global norm.
+ *
+ * The update rules, with the choices made, are written out in optim.h; the
+ * code follows torch.optim's single-tensor implementations step by step
+ * (SGD: momentum buffer = d on the first step, then m buf + (1 - damp) d;
+ * AdamW: p *= 1 - lr wd, m.lerp_(g, 1 - b1), v = b2 v + (1 - b2) g^2, eps
+ * after the bias-corrected sqrt). Every update is elementwise in float, so
+ * any thread count gives the same bits; the few reductions (norms for LARS
+ * and clipping) are in double, on one thread, in a fixed order.
+ *
+ * The state (momentum buffers or Adam's m and v) is one block taken at
+ * create: entry i's buffer b is state + offset[i] * buffers + b * size_i. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Below this many elements an update stays on one thread. */
+#define PARALLEL_MIN_ELEMS 32768
+/* Longest parameter name: leaves room for "optim." and ".momentum_buffer". */
+#define MAX_PARAM_NAME (SRP_CHECKPOINT_MAX_NAME - 32)
+
+struct srp_optim {
+    srp_optim_config cfg;
+    size_t count;
+    srp_param *params;        /* copies, names pointing into `names` */
+    size_t buffers;           /* state buffers per entry */
+    size_t *offset;           /* [count] first float of each entry in a buffer */
+    float *state;             /* buffers * sum(size) floats */
+    const char **state_names; /* [count * buffers] */
+    char *names;              /* all the strings above */
+    uint64_t steps;
+};
+
+srp_param srp_param_make(const char *name, float *data, float *grad, size_t size,
+                         srp_param_kind kind)
+{
+    srp_param p;
+    p.name = name;
+    p.data = data;
+    p.grad = grad;
+    p.size = size;
+    p.weight_decay = kind == SRP_PARAM_WEIGHT;
+    p.lr_mult = 1.0f;
+    p.lars = kind == SRP_PARAM_WEIGHT;
+    return p;
+}
+
+srp_optim_config srp_optim_config_default(srp_optim_kind kind)
+{
+    srp_optim_config c;
+    memset(&c, 0, sizeof(c));
+    c.kind = kind;
+    c.weight_decay = kind == SRP_OPTIM_ADAMW ? 0.01f : 0.0f;
+    c.wd_mode = kind == SRP_OPTIM_ADAMW ? SRP_WD_DECOUPLED : SRP_WD_COUPLED;
+    c.momentum = 0.9f;
+    c.dampening = 0.0f;
+    c.nesterov = 0;
+    c.lars_eta = 0.001f;
+    c.beta1 = 0.9f;
+    c.beta2 = 0.999f;
+    c.eps = 1e-8f;
+    return c;
+}
+
+static int in_unit(float x) { return x >= 0.0f && x < 1.0f; } /* [0, 1), false for NaN */
+
+static srp_status check_config(const srp_optim_config *c)
+{
+    if (c->kind != SRP_OPTIM_SGD && c->kind != SRP_OPTIM_LARS && c->kind != SRP_OPTIM_ADAMW)
+        return SRP_ERR_INVALID_ARG;
+    if (!(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay))
+        return SRP_ERR_INVALID_ARG;
+    if (c->wd_mode != SRP_WD_COUPLED && c->wd_mode != SRP_WD_DECOUPLED)
+        return SRP_ERR_INVALID_ARG;
+    if (c->kind == SRP_OPTIM_ADAMW) {
+        if (!in_unit(c->beta1) || !in_unit(c->beta2) || !(c->eps > 0.0f) || !isfinite(c->eps))
+            return SRP_ERR_INVALID_ARG;
+        return SRP_OK;
+    }
+    if (!in_unit(c->momentum) || !(c->dampening >= 0.0f && c->dampening <= 1.0f))
+        return SRP_ERR_INVALID_ARG;
+    if (c->nesterov && (c->momentum == 0.0f || c->dampening != 0.0f))
+        return SRP_ERR_INVALID_ARG; /* as torch: Nesterov needs momentum, no dampening */
+    if (c->kind == SRP_OPTIM_LARS) {
+        if (!(c->lars_eta > 0.0f) || !isfinite(c->lars_eta))
+            return SRP_ERR_INVALID_ARG;
+        if (c->wd_mode == SRP_WD_DECOUPLED)
+            return SRP_ERR_UNSUPPORTED; /* the decay is part of the trust ratio */
+    }
+    return SRP_OK;
+}
+
+static srp_status check_params(const srp_param *params, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const srp_param *p = &params[i];
+        if (!p->name || !p->data || !p->grad || p->size == 0)
+            return SRP_ERR_INVALID_ARG;
+        const size_t len = strlen(p->name);
+        if (len == 0 || len > MAX_PARAM_NAME)
+            return SRP_ERR_INVALID_ARG;
+        if (!(p->lr_mult >= 0.0f) || !isfinite(p->lr_mult))
+            return SRP_ERR_INVALID_ARG;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(params[j].name, p->name) == 0)
+                return SRP_ERR_INVALID_ARG;
+    }
+    return SRP_OK;
+}
+
+static const char *buffer_suffix(const srp_optim *o, size_t b)
+{
+    if (o->cfg.kind == SRP_OPTIM_ADAMW)
+        return b == 0 ? "exp_avg" : "exp_avg_sq";
+    return "momentum_buffer";
+}
+
+srp_status srp_optim_create(srp_optim **out, const srp_param *params, size_t count,
+                            const srp_optim_config *cfg)
+{
+    if (!out)
+        return SRP_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!params || count == 0 || !cfg || count > SIZE_MAX / sizeof(srp_param))
+        return SRP_ERR_INVALID_ARG;
+    srp_status st = check_config(cfg);
+    if (st == SRP_OK)
+        st = check_params(params, count);
+    if (st != SRP_OK)
+        return st;
+
+    srp_optim *o = calloc(1, sizeof(*o));
+    if (!o)
+        return SRP_ERR_NOMEM;
+    o->cfg = *cfg;
+    o->count = count;
+    o->buffers = cfg->kind == SRP_OPTIM_ADAMW ? 2 : (cfg->momentum > 0.0f ? 1 : 0);
+
+    /* Sizes first, with overflow checks: sum of entry sizes, then strings. */
+    size_t total = 0, chars = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (params[i].size > SIZE_MAX / sizeof(float) / 2 - total)
+            goto invalid;
+        total += params[i].size;
+        /* name + NUL, and per buffer "optim." name "." suffix NUL */
+        chars += (strlen(params[i].name) + 1) * (1 + o->buffers) + o->buffers * 24;
+    }
+    o->params = malloc(sizeof(srp_param) * count);
+    o->offset = malloc(sizeof(size_t) * count);
+    o->names = malloc(chars);
+    if (o->buffers > 0) {
+        o->state = calloc(total * o->buffers, sizeof(float));
+        o->state_names = malloc(sizeof(char *) * count * o->buffers);
+    }
+    if (!o->params || !o->offset || !o->names ||
+        (o->buffers > 0 && (!o->state || !o->state_names))) {
+        srp_optim_destroy(o);
+        return SRP_ERR_NOMEM;
+    }
+    char *cursor = o->names;
+    size_t at = 0;
+    for (size_t i = 0; i < count; i++) {
+        o->params[i] = params[i];
+        const size_t len = strlen(params[i].name);
+        memcpy(cursor, params[i].name, len + 1);
+        o->params[i].name = cursor;
+        cursor += len + 1;
+        o->offset[i] = at;
+        at += params[i].size;
+        for (size_t b = 0; b < o->buffers; b++) {
+            const char *suffix = buffer_suffix(o, b);
+            const size_t slen = strlen(suffix);
+            o->state_names[i * o->buffers + b] = cursor;
+            memcpy(cursor, "optim.", 6);
+            memcpy(cursor + 6, params[i].name, len);
+            cursor[6 + len] = '.';
+            memcpy(cursor + 7 + len, suffix, slen + 1);
+            cursor += 7 + len + slen + 1;
+        }
+    }
+    *out = o;
+    return SRP_OK;
+invalid:
+    srp_optim_destroy(o);
+    return SRP_ERR_INVALID_ARG;
+}
+
+void srp_optim_destroy(srp_optim *o)
+{
+    if (!o)
+        return;
+    free(o->state_names);
+    free(o->state);
+    free(o->names);
+    free(o->offset);
+    free(o->params);
+    free(o);
+}
+
+static float *buffer_of(srp_optim *o, size_t i, size_t b)
+{
+    return o->state + o->offset[i] * o->buffers + b * o->params[i].size;
+}
+
+/* ---- the updates, one entry at a time; p, g, buf: [n] ---- */
+
+/* SGD from torch.optim.SGD, with the LARS trust ratio folded into d when
+ * trust != 1. decay: coupled wd (into d) or decoupled factor (on p). */
+static void sgd_update(float *p, const float *g, float *buf, size_t n, const srp_optim_config *c,
+                       float lr, float wd, int decoupled, float trust, int first)
+{
+    const float mom = c->momentum, damp = 1.0f - c->dampening;
+    const float coupled_wd = decoupled ? 0.0f : wd;
+    const float shrink = (float)(1.0 - (double)lr * (double)(decoupled ? wd : 0.0f));
+    const int nesterov = c->nesterov;
+    const long len = (long)n;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= PARALLEL_MIN_ELEMS)
+    for (long k = 0; k < len; k++) {
+        float d = g[k] + coupled_wd * p[k];
+        if (trust != 1.0f)
+            d *= trust;
+        if (buf) {
+            const float b = first ? d : mom * buf[k] + damp * d;
+            buf[k] = b;
+            d = nesterov ? d + mom * b : b;
+        }
+        p[k] = p[k] * shrink - lr * d;
+    }
+}
+
+/* AdamW from torch.optim.AdamW; wd coupled (torch.optim.Adam) or decoupled. */
+static void adam_update(float *p, const float *g, float *m, float *v, size_t n,
+                        const srp_optim_config *c, float lr, float wd, int decoupled,
+                        uint64_t t)
+{
+    const double bc1 = 1.0 - pow((double)c->beta1, (double)t);
+    const double bc2 = 1.0 - pow((double)c->beta2, (double)t);
+    const float step_size = (float)((double)lr / bc1);
+    const float bc2_sqrt = (float)sqrt(bc2);
+    const float shrink = (float)(1.0 - (double)lr * (double)(decoupled ? wd : 0.0f));
+    const float coupled_wd = decoupled ? 0.0f : wd;
+    const float one_minus_b1 = 1.0f - c->beta1, b2 = c->beta2, one_minus_b2 = 1.0f - c->beta2;
+    const float eps = c->eps;
+    const long len = (long)n;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= PARALLEL_MIN_ELEMS)
+    for (long k = 0; k < len; k++) {
+        const float pk = p[k] * shrink;
+        const float gk = g[k] + coupled_wd * p[k];
+        const float mk = m[k] + one_minus_b1 * (gk - m[k]);
+        const float vk = b2 * v[k] + one_minus_b2 * gk * gk;
+        m[k] = mk;
+        v[k] = vk;
+        const float denom = sqrtf(vk) / bc2_sqrt + eps;
+        p[k] = pk - step_size * (mk / denom);
+    }
+}
+
+/* eta ||p|| / (||g|| + wd ||p||), 1 when a norm makes it undefined. */
+static float lars_trust(const float *p, const float *g, size_t n, double eta, double wd)
+{
+    const double pn = sqrt(srp_sumsq_f64(p, n)), gn = sqrt(srp_sumsq_f64(g, n));
+    const double denom = gn + wd * pn;
+    if (!(pn > 0.0) || !(denom > 0.0))
+        return 1.0f;
+    const double trust = eta * pn / denom;
+    return isfinite(trust) ? (float)trust : 1.0f;
+}
+
+srp_status srp_optim_step(srp_optim *o, float lr)
+{
+    if (!o || !(lr >= 0.0f) || !isfinite(lr))
+        return SRP_ERR_INVALID_ARG;
+    for (size_t i = 0; i < o->count; i++)
+        if (!srp_all_finite(o->params[i].grad, o->params[i].size))
+            return SRP_ERR_NUMERIC;
+    const srp_optim_config *c = &o->cfg;
+    const int decoupled = c->wd_mode == SRP_WD_DECOUPLED;
+    for (size_t i = 0; i < o->count; i++) {
+        const srp_param *p = &o->params[i];
+        const float lr_e = lr * p->lr_mult;
+        const float wd = p->weight_decay ? c->weight_decay : 0.0f;
+        if (c->kind == SRP_OPTIM_ADAMW) {
+            adam_update(p->data, p->grad, buffer_of(o, i, 0), buffer_of(o, i, 1), p->size, c,
+                        lr_e, wd, decoupled, o->steps + 1);
+            continue;
+        }
+        float trust = 1.0f;
+        if (c->kind == SRP_OPTIM_LARS && p->lars)
+            trust = lars_trust(p->data, p->grad, p->size, (double)c->lars_eta, (double)wd);
+        float *buf = o->buffers > 0 ? buffer_of(o, i, 0) : NULL;
+        sgd_update(p->data, p->grad, buf, p->size, c, lr_e, wd, decoupled, trust, o->steps == 0);
+    }
+    o->steps++;
+    return SRP_OK;
+}
+
+void srp_optim_zero_grad(srp_optim *o)
+{
+    if (!o)
+        return;
+    for (size_t i = 0; i < o->count; i++)
+        memset(o->params[i].grad, 0, o->params[i].size * sizeof(float));
+}
+
+size_t srp_optim_param_count(const srp_optim *o) { return o ? o->count : 0; }
+
+const srp_param *srp_optim_param(const srp_optim *o, size_t i)
+{
+    return o && i < o->count ? &o->params[i] : NULL;
+}
+
+size_t srp_optim_state_buffers(const srp_optim *o) { return o ? o->buffers : 0; }
+
+float *srp_optim_state(srp_optim *o, size_t i, size_t b)
+{
+    return o && i < o->count && b < o->buffers ? buffer_of(o, i, b) : NULL;
+}
+
+uint64_t srp_optim_step_count(const srp_optim *o) { return o ? o->steps : 0; }
+
+void srp_optim_set_step_count(srp_optim *o, uint64_t steps)
+{
+    if (o)
+        o->steps = steps;
+}
+
+size_t srp_optim_tensor_count(const srp_optim *o) { return o ? 1 + o->count * o->buffers : 0; }
+
+srp_status srp_optim_tensor_refs(srp_optim *o, srp_tensor_ref *refs, size_t capacity)
+{
+    if (!o || !refs || capacity < srp_optim_tensor_count(o))
+        return SRP_ERR_INVALID_ARG;
+    memset(refs, 0, sizeof(srp_tensor_ref) * srp_optim_tensor_count(o));
+    refs[0].name = "optim.step";
+    refs[0].dtype = SRP_DTYPE_U64;
+    refs[0].ndim = 0;
+    refs[0].data = &o->steps;
+    for (size_t i = 0; i < o->count; i++) {
+        for (size_t b = 0; b < o->buffers; b++) {
+            srp_tensor_ref *r = &refs[1 + i * o->buffers + b];
+            r->name = o->state_names[i * o->buffers + b];
+            r->dtype = SRP_DTYPE_F32;
+            r->ndim = 1;
+            r->shape[0] = o->params[i].size;
+            r->data = buffer_of(o, i, b);
+        }
+    }
+    return SRP_OK;
+}
+
+/* ---- clipping ---- */
+
+srp_status srp_clip_grad_norm(const srp_param *params, size_t count, float max_norm,
+                              float *norm_out)
+{
+    if (!params || count == 0 || !(max_norm > 0.0f) || !isfinite(max_norm))
+        return SRP_ERR_INVALID_ARG;
+    for (size_t i = 0; i < count; i++)
+        if (!params[i].grad || params[i].size == 0)
+            return SRP_ERR_INVALID_ARG;
+    double sumsq = 0.0;
+    for (size_t i = 0; i < count; i++)
+        sumsq += srp_sumsq_f64(params[i].grad, params[i].size);
+    const double norm = sqrt(sumsq);
+    if (norm_out)
+        *norm_out = (float)norm;
+    if (!isfinite(norm))
+        return SRP_ERR_NUMERIC;
+    const double coef = (double)max_norm / (norm + 1e-6);
+    if (coef < 1.0) {
+        const float cf = (float)coef;
+        for (size_t i = 0; i < count; i++) {
+            float *g = params[i].grad;
+            const long len = (long)params[i].size;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (len >= PARALLEL_MIN_ELEMS)
+            for (long k = 0; k < len; k++)
+                g[k] *= cf;
+        }
+    }
+    return SRP_OK;
+}
+
+srp_status srp_optim_clip_grad_norm(srp_optim *o, float max_norm, float *norm_out)
+{
+    if (!o)
+        return SRP_ERR_INVALID_ARG;
+    return srp_clip_grad_norm(o->params, o->count, max_norm, norm_out);
+}

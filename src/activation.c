@@ -6,11 +6,29 @@
  *     dy/dx = Phi(x) + x phi(x),   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
  * Evaluated in float as 0.5 x erfc(-x / sqrt 2): the same function, without
  * the cancellation of 1 + erf(.) for negative x (which loses all digits of
- * y below x = -5 in float). */
+ * y below x = -5 in float).
+ *
+ * Speed: glibc (2.35 and later) ships vector versions of erfcf and expf in
+ * libmvec, but <math.h> declares them only under -ffast-math. Declaring
+ * them here lets the compiler call them from the simd loops below, 4, 8 or
+ * 16 at a time (the loops are built for SSE, AVX2 and AVX-512 and picked at
+ * load time): about 20x faster than the scalar calls, within a few ulp. */
 #include <math.h>
 #include <string.h>
 
 #include "internal.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) &&     \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#pragma omp declare simd notinbranch
+float erfcf(float);
+#pragma omp declare simd notinbranch
+float expf(float);
+/* Static clones: GCC would export the ifunc of a non-static one. */
+#define SRP_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SRP_VECTOR_CLONES
+#endif
 
 /* Below this many elements a loop stays on one thread. */
 #define PARALLEL_MIN_ELEMS 32768
@@ -20,17 +38,42 @@
 #define INV_SQRT2 0.70710678118654752440f
 #define INV_SQRT_2PI 0.39894228040143267794f
 
+/* y = GELU(x) over [lo, hi). x, y: [n] */
+SRP_VECTOR_CLONES
+static void gelu_forward_range(const float *x, float *y, long lo, long hi)
+{
+#pragma omp simd
+    for (long i = lo; i < hi; i++) {
+        const float v = x[i];
+        y[i] = 0.5f * v * erfcf(-v * INV_SQRT2);
+    }
+}
+
+/* dx = dy GELU'(x) over [lo, hi). x, dy, dx: [n] */
+SRP_VECTOR_CLONES
+static void gelu_backward_range(const float *x, const float *dy, float *dx, long lo, long hi)
+{
+#pragma omp simd
+    for (long i = lo; i < hi; i++) {
+        const float v = x[i];
+        const float cdf = 0.5f * erfcf(-v * INV_SQRT2);
+        const float pdf = INV_SQRT_2PI * expf(-0.5f * v * v);
+        dx[i] = dy[i] * (cdf + v * pdf);
+    }
+}
+
+/* Chunks of this many elements per task: the vector loops run inside. */
+#define GELU_CHUNK 8192
+
 /* x, y: [n] */
 srp_status srp_gelu_forward(const float *x, size_t n, float *y)
 {
     if (!x || !y || n == 0)
         return SRP_ERR_INVALID_ARG;
-    const long len = (long)n;
+    const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
 #pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= PARALLEL_MIN_ELEMS)
-    for (long i = 0; i < len; i++) {
-        const float v = x[i];
-        y[i] = 0.5f * v * erfcf(-v * INV_SQRT2);
-    }
+    for (long c = 0; c < chunks; c++)
+        gelu_forward_range(x, y, c * GELU_CHUNK, c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
     return SRP_OK;
 }
 
@@ -39,14 +82,10 @@ srp_status srp_gelu_backward(const float *x, const float *dy, size_t n, float *d
 {
     if (!x || !dy || !dx || n == 0)
         return SRP_ERR_INVALID_ARG;
-    const long len = (long)n;
+    const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
 #pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= PARALLEL_MIN_ELEMS)
-    for (long i = 0; i < len; i++) {
-        const float v = x[i];
-        const float cdf = 0.5f * erfcf(-v * INV_SQRT2);
-        const float pdf = INV_SQRT_2PI * expf(-0.5f * v * v);
-        dx[i] = dy[i] * (cdf + v * pdf);
-    }
+    for (long c = 0; c < chunks; c++)
+        gelu_backward_range(x, dy, dx, c * GELU_CHUNK, c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
     return SRP_OK;
 }
 

@@ -15,7 +15,21 @@
 # when alternated with an OpenMP loop); with the OpenMP build they share one
 # pool, and a GEMM called inside our parallel region runs on its thread.
 # Any OpenBLAS works; the library checks at run time which one it got.
+#
+# From the installed package config (SRP_DEPENDENCY_CONTEXT = package, only
+# for the static library: a shared one carries its own links) a missing
+# dependency makes find_package(sigmareparam) report "not found" with the
+# reason, instead of stopping the consumer's configure.
 include_guard(GLOBAL)
+
+macro(srp_dependency_missing message_text)
+  if(SRP_DEPENDENCY_CONTEXT STREQUAL "package")
+    set(sigmareparam_FOUND FALSE)
+    set(sigmareparam_NOT_FOUND_MESSAGE "${message_text}")
+    return()
+  endif()
+  message(FATAL_ERROR "${message_text}")
+endmacro()
 
 if(NOT TARGET sigmareparam::openblas)
   # OpenBLAS ships OpenBLASConfig.cmake. Debian keeps one per variant and
@@ -40,7 +54,7 @@ if(NOT TARGET sigmareparam::openblas)
     endif()
   endif()
   if(NOT _srp_blas_libs)
-    message(FATAL_ERROR
+    srp_dependency_missing(
       "libsigmareparam needs OpenBLAS (cblas and LAPACK), and it was not found.\n"
       "On Debian or Ubuntu: sudo apt-get install libopenblas-openmp-dev (or libopenblas-dev)\n"
       "Elsewhere, set OpenBLAS_DIR to the folder holding OpenBLASConfig.cmake.")
@@ -54,16 +68,28 @@ if(NOT TARGET sigmareparam::openblas)
 endif()
 
 if(NOT TARGET OpenMP::OpenMP_C)
-  find_package(OpenMP COMPONENTS C QUIET)
-  if(NOT OpenMP_C_FOUND)
-    message(FATAL_ERROR "libsigmareparam needs a C compiler with OpenMP (gcc has it: libgomp).")
+  # A C++-only consumer has no C compiler enabled: take OpenMP's runtime
+  # through its C++ compiler (the same libgomp with gcc).
+  get_property(_srp_languages GLOBAL PROPERTY ENABLED_LANGUAGES)
+  if("C" IN_LIST _srp_languages)
+    find_package(OpenMP COMPONENTS C QUIET)
+  elseif("CXX" IN_LIST _srp_languages)
+    find_package(OpenMP COMPONENTS CXX QUIET)
+    if(OpenMP_CXX_FOUND)
+      add_library(OpenMP::OpenMP_C INTERFACE IMPORTED)
+      set_target_properties(OpenMP::OpenMP_C PROPERTIES INTERFACE_LINK_LIBRARIES OpenMP::OpenMP_CXX)
+    endif()
+  endif()
+  unset(_srp_languages)
+  if(NOT TARGET OpenMP::OpenMP_C)
+    srp_dependency_missing("libsigmareparam needs OpenMP (gcc has it: libgomp).")
   endif()
 endif()
 
 if(NOT TARGET ZLIB::ZLIB)
   find_package(ZLIB QUIET)
   if(NOT ZLIB_FOUND)
-    message(FATAL_ERROR
+    srp_dependency_missing(
       "libsigmareparam needs zlib, and it was not found.\n"
       "On Debian or Ubuntu: sudo apt-get install zlib1g-dev")
   endif()

@@ -117,12 +117,19 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     a->gram_n = T < D + 1 ? T : D + 1;
     const size_t widest = a->gram_n > D + 1 ? a->gram_n : D + 1;
     a->x = malloc(sizeof(float) * B * T * D);
+    a->fwd_wqk = malloc(sizeof(float) * 2 * D * D);
+    a->fwd_bqk = calloc(2 * D, sizeof(float));
     a->qkv_out = malloc(sizeof(float) * B * T * 3 * D);
     a->att = malloc(sizeof(float) * B * H * T * T);
     a->o_cat = malloc(sizeof(float) * B * T * D);
     a->d_ocat = malloc(sizeof(float) * B * T * D);
     a->d_qkv = malloc(sizeof(float) * B * T * 3 * D);
-    a->d_att = malloc(sizeof(float) * (size_t)slots * srp_attention_rows_per_block(T) * T);
+    /* A block is rows_per_block(t) * t floats, which is not monotone in t:
+     * t * t up to 256 tokens, then at most max(65536, 16 t). */
+    a->slot_stride = 65536 > 16 * T ? 65536 : 16 * T;
+    if (a->slot_stride > T * T)
+        a->slot_stride = T * T;
+    a->d_att = malloc(sizeof(float) * (size_t)slots * a->slot_stride);
     a->pair_sum = malloc(sizeof(double) * B * H);
     a->pair_sum_norm = malloc(sizeof(double) * B * H);
     a->pair_min = malloc(sizeof(float) * B * H);
@@ -132,7 +139,7 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     a->bound_gram = malloc(sizeof(double) * a->gram_n * a->gram_n);
     a->bound_vecs = malloc(sizeof(double) * 3 * widest);
     a->bound_qk = malloc(sizeof(double) * 2 * a->head_dim * (D + 1 + a->head_dim));
-    if (!a->x || !a->qkv_out || !a->att || !a->o_cat || !a->d_ocat || !a->d_qkv || !a->d_att ||
+    if (!a->x || !a->fwd_wqk || !a->fwd_bqk || !a->qkv_out || !a->att || !a->o_cat || !a->d_ocat || !a->d_qkv || !a->d_att ||
         !a->pair_sum || !a->pair_sum_norm || !a->pair_min || !a->pair_min_norm ||
         !a->inv_log_keys || !a->bound_x || !a->bound_gram || !a->bound_vecs || !a->bound_qk) {
         srp_attention_destroy(a);
@@ -151,6 +158,8 @@ void srp_attention_destroy(srp_attention *a)
     srp_linear_destroy(a->qkv);
     srp_linear_destroy(a->proj);
     free(a->x);
+    free(a->fwd_wqk);
+    free(a->fwd_bqk);
     free(a->qkv_out);
     free(a->att);
     free(a->o_cat);
@@ -209,11 +218,11 @@ static void pair_forward(srp_attention *a, size_t b, size_t h)
             const size_t keys = a->causal ? r0 + r + 1 : T;
             const float ent = srp_softmax_row(s + r * T, keys, T, a->track_entropy);
             sum += ent;
-            min = ent < min ? ent : min;
+            min = ent < min || ent != ent ? ent : min; /* a NaN stays in the min too */
             if (keys >= 2) {
                 const float en = (float)(ent * a->inv_log_keys[keys]);
                 sum_norm += en;
-                min_norm = en < min_norm ? en : min_norm;
+                min_norm = en < min_norm || en != en ? en : min_norm;
             }
         }
         /* O_blk = A_blk V: [rows][dh] = [rows][cols] x [cols][dh] */
@@ -234,11 +243,22 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
     if (batch > a->max_batch || tokens > a->max_tokens)
         return SRP_ERR_SHAPE;
     const size_t n = batch * tokens, D = a->dim;
-    a->have_forward = 0; /* the caches below are rewritten */
-    srp_status st = srp_linear_forward(a->qkv, x, n, a->qkv_out, training);
+    if (!srp_linear_batch_ok(a->qkv, n))
+        return SRP_ERR_INVALID_ARG;
+    /* Both layers' power steps and checks first: if either fails, nothing
+     * of the module has changed. */
+    srp_status st = srp_linear_forward_prepare(a->qkv, training);
+    if (st == SRP_OK)
+        st = srp_linear_forward_prepare(a->proj, training);
     if (st != SRP_OK)
         return st;
+
+    srp_linear_forward_commit(a->qkv, x, n, a->qkv_out, training);
     memcpy(a->x, x, sizeof(float) * n * D);
+    memcpy(a->fwd_wqk, srp_linear_weight(a->qkv), sizeof(float) * 2 * D * D);
+    if (srp_linear_bias(a->qkv))
+        memcpy(a->fwd_bqk, srp_linear_bias(a->qkv), sizeof(float) * 2 * D);
+    a->fwd_scale = srp_linear_forward_scale(a->qkv);
     a->batch = batch;
     a->tokens = tokens;
 
@@ -248,9 +268,7 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
     for (long p = 0; p < pairs; p++)
         pair_forward(a, (size_t)p / H, (size_t)p % H);
 
-    st = srp_linear_forward(a->proj, a->o_cat, n, y, training);
-    if (st != SRP_OK)
-        return st;
+    srp_linear_forward_commit(a->proj, a->o_cat, n, y, training);
     a->have_forward = 1;
     return SRP_OK;
 }
@@ -300,11 +318,11 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
         return st;
 
     const long pairs = (long)(a->batch * a->heads);
-    const size_t H = a->heads, slot_size = srp_attention_rows_per_block(a->tokens) * a->tokens;
+    const size_t H = a->heads;
 #pragma omp parallel for num_threads(pair_threads(a, (size_t)pairs)) schedule(static)
     for (long p = 0; p < pairs; p++)
         pair_backward(a, (size_t)p / H, (size_t)p % H,
-                      a->d_att + (size_t)omp_get_thread_num() * slot_size);
+                      a->d_att + (size_t)omp_get_thread_num() * a->slot_stride);
 
     return srp_linear_backward(a->qkv, a->x, a->d_qkv, n, dx);
 }

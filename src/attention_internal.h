@@ -30,8 +30,14 @@ struct srp_attention {
     /* Backward workspaces. */
     float *d_ocat; /* [B][T][D] */
     float *d_qkv;  /* [B][T][3D] */
-    float *d_att;  /* [slots][rows_per_block][T]: dA, then dS, per thread */
+    float *d_att;  /* [slots][slot_stride]: dA, then dS, of one row block, per thread */
     int slots;     /* per-thread scratch slots */
+    size_t slot_stride; /* >= rows_per_block(T) * T for every T <= max_tokens */
+
+    /* What the bound needs from the last forward: the q and k rows of the
+     * qkv weight ([2D][D]) and bias ([2D]), and gamma / sigma. */
+    float *fwd_wqk, *fwd_bqk;
+    float fwd_scale;
 
     /* Entropy-bound workspaces (entropy.c), in double. */
     double *bound_x;    /* [T][D + 1]: X~ of one example */

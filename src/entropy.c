@@ -29,8 +29,9 @@ srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head,
         double sum = 0.0;
         float min = INFINITY;
         for (size_t b = 0; b < a->batch; b++) { /* fixed order: same bits every time */
+            const float v = a->pair_min[b * H + h];
             sum += a->pair_sum[b * H + h];
-            min = a->pair_min[b * H + h] < min ? a->pair_min[b * H + h] : min;
+            min = v < min || v != v ? v : min;
         }
         if (mean_per_head)
             mean_per_head[h] = (float)(sum / (double)rows);
@@ -56,8 +57,9 @@ srp_status srp_attention_entropy_normalized(const srp_attention *a, float *mean_
         double sum = 0.0;
         float min = INFINITY;
         for (size_t b = 0; b < a->batch; b++) {
+            const float v = a->pair_min_norm[b * H + h];
             sum += a->pair_sum_norm[b * H + h];
-            min = a->pair_min_norm[b * H + h] < min ? a->pair_min_norm[b * H + h] : min;
+            min = v < min || v != v ? v : min;
         }
         if (mean_per_head)
             mean_per_head[h] = rows ? (float)(sum / (double)rows) : 1.0f;
@@ -124,6 +126,8 @@ static double top_eigenvalue(const double *g1, const double *g2, size_t n, doubl
             den += x[i] * gx[i];
             zz += acc * acc;
         }
+        if (!isfinite(num) || !isfinite(den) || !isfinite(zz))
+            return NAN;
         if (!(den > 0.0) || !(zz > 0.0))
             return 0.0; /* x in the null space: the matrix is 0 there */
         const double next = num / den;
@@ -158,13 +162,14 @@ static double input_norm_squared(srp_attention *a, size_t b)
     return top_eigenvalue(a->bound_gram, NULL, n, v, v + stride, v + 2 * stride);
 }
 
-/* ||M_h||_2 for head h with the weights of the last forward. */
+/* ||M_h||_2 for head h with the weights of the last forward (a copy: the
+ * optimizer may have moved the live ones since). */
 static double head_logit_norm(srp_attention *a, size_t h)
 {
     const size_t D = a->dim, dh = a->head_dim, cols = D + 1;
-    const float *w = srp_linear_weight(a->qkv); /* [3D][D] */
-    const float *bias = srp_linear_bias(a->qkv);
-    const double scale = srp_linear_forward_scale(a->qkv);
+    const float *w = a->fwd_wqk;    /* [2D][D]: the q rows, then the k rows */
+    const float *bias = a->fwd_bqk; /* [2D], zeros without a bias */
+    const double scale = a->fwd_scale;
     double *qt = a->bound_qk, *kt = qt + dh * cols;   /* Q~, K~: [dh][D+1] */
     double *gq = kt + dh * cols, *gk = gq + dh * dh;  /* G_q, G_k: [dh][dh] */
     for (size_t r = 0; r < dh; r++) {
@@ -173,8 +178,8 @@ static double head_logit_norm(srp_attention *a, size_t h)
             qt[r * cols + d] = scale * w[rq * D + d];
             kt[r * cols + d] = scale * w[rk * D + d];
         }
-        qt[r * cols + D] = bias ? bias[rq] : 0.0; /* the bias is not rescaled */
-        kt[r * cols + D] = bias ? bias[rk] : 0.0;
+        qt[r * cols + D] = bias[rq]; /* the bias is not rescaled */
+        kt[r * cols + D] = bias[rk];
     }
     srp_dsyrk_full(0, dh, cols, qt, cols, gq, dh);
     srp_dsyrk_full(0, dh, cols, kt, cols, gk, dh);
@@ -197,10 +202,10 @@ srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head)
     double x_norm = 0.0;
     for (size_t b = 0; b < a->batch; b++) {
         const double v = input_norm_squared(a, b);
+        if (!isfinite(v))
+            return SRP_ERR_NUMERIC;
         x_norm = v > x_norm ? v : x_norm;
     }
-    if (!isfinite(x_norm))
-        return SRP_ERR_NUMERIC;
     for (size_t h = 0; h < a->heads; h++) {
         const double m = head_logit_norm(a, h);
         if (!isfinite(m))

@@ -64,5 +64,14 @@ void srp_random_unit(srp_rng *rng, float *x, size_t n);
 
 /* gamma / sigma as used by the last forward (1 in NONE and STATS_ONLY). */
 float srp_linear_forward_scale(const srp_linear *l);
+/* A forward in two halves, so that a module of several layers can check
+ * them all before changing any. prepare runs the power step into scratch
+ * and checks sigma and gamma; nothing changes. commit (after a successful
+ * prepare, with arguments srp_linear_forward would accept) makes the step
+ * the layer's state and computes y; it cannot fail. */
+srp_status srp_linear_forward_prepare(srp_linear *l, int training);
+void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y, int training);
+/* n rows fit the layer's GEMMs. */
+int srp_linear_batch_ok(const srp_linear *l, size_t n);
 
 #endif

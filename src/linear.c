@@ -27,6 +27,7 @@ struct srp_linear {
     float *u, *v;           /* persistent power-iteration state */
     float sigma;            /* of the last forward, or of the last SVD */
     float *cand_u, *cand_v; /* a forward's power step before it is accepted */
+    float cand_sigma, cand_scale;
     /* What the backward needs from the last successful forward. */
     float *last_u, *last_v;
     float last_sigma, last_scale;
@@ -222,10 +223,8 @@ static void fill_rows_with_bias(float *y, const float *b, size_t n, size_t out)
         memcpy(y + (size_t)r * out, b, out * sizeof(float));
 }
 
-srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, float *y, int training)
+srp_status srp_linear_forward_prepare(srp_linear *l, int training)
 {
-    if (!l || !x || !y || !batch_ok(l, n))
-        return SRP_ERR_INVALID_ARG;
     float sigma = l->sigma, scale = 1.0f;
     if (l->mode != SRP_REPARAM_NONE) {
         const int iters = training ? l->power_iters : 1;
@@ -238,16 +237,24 @@ srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, float *y,
             if (!(sigma > 0.0f) || !isfinite(l->gamma) || !isfinite(scale))
                 return SRP_ERR_NUMERIC;
         }
-        /* Accepted: from here on nothing can fail. */
+    }
+    l->cand_sigma = sigma;
+    l->cand_scale = scale;
+    return SRP_OK;
+}
+
+void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y, int training)
+{
+    if (l->mode != SRP_REPARAM_NONE) {
         if (training) {
             memcpy(l->u, l->cand_u, l->in * sizeof(float));
             memcpy(l->v, l->cand_v, l->out * sizeof(float));
         }
         memcpy(l->last_u, l->cand_u, l->in * sizeof(float));
         memcpy(l->last_v, l->cand_v, l->out * sizeof(float));
-        l->sigma = l->last_sigma = sigma;
+        l->sigma = l->last_sigma = l->cand_sigma;
     }
-    l->last_scale = scale;
+    l->last_scale = l->cand_scale;
 
     /* y = scale x W^T (+ b): [n][out] = [n][in] x [in][out]. With the bias
      * written first, the GEMM adds onto it (beta = 1) at no extra cost:
@@ -257,7 +264,19 @@ srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, float *y,
         fill_rows_with_bias(y, l->b, n, l->out);
         beta = 1.0f;
     }
-    srp_sgemm(0, 1, n, l->out, l->in, scale, x, l->in, l->w, l->in, beta, y, l->out);
+    srp_sgemm(0, 1, n, l->out, l->in, l->last_scale, x, l->in, l->w, l->in, beta, y, l->out);
+}
+
+int srp_linear_batch_ok(const srp_linear *l, size_t n) { return batch_ok(l, n); }
+
+srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, float *y, int training)
+{
+    if (!l || !x || !y || !batch_ok(l, n))
+        return SRP_ERR_INVALID_ARG;
+    const srp_status st = srp_linear_forward_prepare(l, training);
+    if (st != SRP_OK)
+        return st;
+    srp_linear_forward_commit(l, x, n, y, training);
     return SRP_OK;
 }
 

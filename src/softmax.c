@@ -46,9 +46,11 @@ static inline float exp_approx(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits;
+    /* Unsigned: for NaN input the bits are garbage (the result is replaced
+     * by NaN below), and signed arithmetic on them could overflow. */
+    uint32_t bits;
     memcpy(&bits, &k, sizeof(bits));
-    const int32_t exponent = (bits - 0x4B400000 + 127) * (1 << 23); /* 2^n */
+    const uint32_t exponent = (bits - 0x4B400000u + 127u) << 23; /* 2^n */
     float scale;
     memcpy(&scale, &exponent, sizeof(scale));
     const float res = x < lo ? 0.0f : p * scale;

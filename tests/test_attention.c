@@ -291,6 +291,62 @@ static void check_linear_grads(srp_linear *l, ref_attention *R, ref_linear *L, d
     free(g);
 }
 
+/* Central differences on a sample of entries (a full check of every entry
+ * is too slow at T = 300), against the analytic gradient, relative to its
+ * largest entry. */
+static void check_sampled(ref_attention *R, double *p, const float *analytic, size_t count,
+                          srp_rng *r, double tol, const char *what)
+{
+    double scale = 0.0;
+    for (size_t i = 0; i < count; i++)
+        scale = fmax(scale, fabs(analytic[i]));
+    for (int k = 0; k < 24; k++) {
+        const size_t i = (size_t)srp_rng_below(r, count);
+        double g;
+        finite_diff(R, p + i, 1, &g);
+        if (!(fabs(analytic[i] - g) <= tol * scale)) {
+            print_error("%s[%zu]: analytic %.8g, finite differences %.8g (scale %.3g)\n", what, i,
+                        analytic[i], g, scale);
+            fail();
+        }
+    }
+}
+
+/* Two row blocks (T = 300), causal and not: dK and dV gather over blocks. */
+static void test_backward_across_row_blocks(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 23);
+    for (size_t k = 7; k < 9; k++) {
+        const attn_shape s = k_shapes[k];
+        const size_t n = s.B * s.T * s.D;
+        srp_attention *a = make(&s, 200 + k);
+        randomize_linear(srp_attention_qkv(a), &r, 0.5, 3.0f);
+        randomize_linear(srp_attention_proj(a), &r, 0.5, 1.5f);
+        float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
+        float *dy = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n);
+        assert_true(x && y && dy && dx);
+        fill_normal_f(&r, x, n, 1.0);
+        ref_attention R;
+        ref_load(&R, a, &s, x);
+        fill_normal_d(&r, R.r, n, 1.0);
+        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 1));
+        for (size_t i = 0; i < n; i++)
+            dy[i] = y[i] + (float)R.r[i];
+        assert_ok(srp_attention_backward(a, dy, dx));
+        check_sampled(&R, R.x, dx, n, &r, 1e-4, "T = 300 dx");
+        check_sampled(&R, R.qkv.w, srp_linear_weight_grad(srp_attention_qkv(a)), 3 * s.D * s.D,
+                      &r, 1e-4, "T = 300 qkv dW");
+        ref_free(&R);
+        free(x);
+        free(y);
+        free(dy);
+        free(dx);
+        srp_attention_destroy(a);
+    }
+}
+
 static void test_backward_matches_finite_differences(void **state)
 {
     (void)state;
@@ -551,6 +607,89 @@ static void test_bound_matches_explicit_norms(void **state)
     }
 }
 
+/* NaN in the input is not scanned for (it costs a pass): it reaches y and
+ * the entropies as NaN, without undefined behaviour (UBSan build), and the
+ * bound reports it. */
+static void test_nan_input_propagates(void **state)
+{
+    (void)state;
+    const attn_shape s = {2, 6, 8, 2, 0};
+    srp_attention *a = make(&s, 4);
+    float x[2 * 6 * 8], y[2 * 6 * 8], mean[2], min[2], bound[2];
+    srp_rng r;
+    srp_rng_seed(&r, 5);
+    fill_normal_f(&r, x, 96, 1.0);
+    x[8 * 3 + 2] = NAN; /* example 0, token 3 */
+    assert_ok(srp_attention_forward(a, x, 2, 6, y, 0));
+    assert_true(isnan(y[0]));
+    assert_ok(srp_attention_entropy(a, mean, min));
+    assert_true(isnan(mean[0]) && isnan(min[0]));
+    assert_status(srp_attention_entropy_bound(a, bound), SRP_ERR_NUMERIC);
+    srp_attention_destroy(a);
+}
+
+/* The bound is of the last forward: changing the weights afterwards (an
+ * optimizer step) does not change it. */
+static void test_bound_uses_the_forward_weights(void **state)
+{
+    (void)state;
+    const attn_shape s = {2, 7, 8, 2, 0};
+    srp_attention *a = make(&s, 6);
+    srp_rng r;
+    srp_rng_seed(&r, 7);
+    randomize_linear(srp_attention_qkv(a), &r, 1.0, 2.0f);
+    float x[2 * 7 * 8], y[2 * 7 * 8], before[2], after[2];
+    fill_normal_f(&r, x, 112, 1.0);
+    assert_ok(srp_attention_forward(a, x, 2, 7, y, 1));
+    assert_ok(srp_attention_entropy_bound(a, before));
+    float *w = srp_linear_weight(srp_attention_qkv(a));
+    for (size_t i = 0; i < 3 * 8 * 8; i++)
+        w[i] *= (i % 2) ? 3.0f : -0.5f;
+    *srp_linear_gamma(srp_attention_qkv(a)) *= 4.0f;
+    assert_ok(srp_attention_entropy_bound(a, after));
+    assert_memory_equal(before, after, sizeof(before));
+    srp_attention_destroy(a);
+}
+
+/* Fewer tokens than the maximum, past the row-block size: the backward's
+ * scratch must hold a block of any token count (ASan checks the bounds),
+ * and the result is the same as in a module made for exactly that size. */
+static void test_fewer_tokens_than_the_maximum(void **state)
+{
+    (void)state;
+    const size_t maxima[3] = {300, 2000, 256};
+    const size_t T = 256, D = 8, n = T * D;
+    float *x = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n);
+    float *y[3], *dx[3];
+    assert_true(x && dy);
+    srp_rng r;
+    srp_rng_seed(&r, 8);
+    fill_normal_f(&r, x, n, 1.0);
+    fill_normal_f(&r, dy, n, 1.0);
+    for (int k = 0; k < 3; k++) {
+        srp_attention_config c = srp_attention_config_default(D, 2);
+        c.seed = 3;
+        srp_attention *a = NULL;
+        assert_ok(srp_attention_create(&a, &c, 1, maxima[k]));
+        y[k] = malloc(sizeof(float) * n);
+        dx[k] = malloc(sizeof(float) * n);
+        assert_true(y[k] && dx[k]);
+        assert_ok(srp_attention_forward(a, x, 1, T, y[k], 1));
+        assert_ok(srp_attention_backward(a, dy, dx[k]));
+        srp_attention_destroy(a);
+    }
+    for (int k = 0; k < 2; k++) {
+        assert_memory_equal(y[k], y[2], sizeof(float) * n);
+        assert_memory_equal(dx[k], dx[2], sizeof(float) * n);
+    }
+    for (int k = 0; k < 3; k++) {
+        free(y[k]);
+        free(dx[k]);
+    }
+    free(x);
+    free(dy);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -584,14 +723,23 @@ static void test_errors(void **state)
     assert_status(srp_attention_backward(a, NULL, dx), SRP_ERR_INVALID_ARG);
     assert_ok(srp_attention_backward(a, y, NULL)); /* dx is optional */
 
-    /* NaN in a weight: SRP_ERR_NUMERIC, parameters and u unchanged. */
-    srp_linear *qkv = srp_attention_qkv(a);
-    float u_before[8];
-    memcpy(u_before, srp_linear_u(qkv), sizeof(u_before));
-    srp_linear_weight(qkv)[5] = NAN;
-    assert_status(srp_attention_forward(a, x, 2, 4, y, 1), SRP_ERR_NUMERIC);
-    assert_memory_equal(u_before, srp_linear_u(qkv), sizeof(u_before));
-    assert_status(srp_attention_backward(a, y, dx), SRP_ERR_UNSUPPORTED);
+    /* NaN in either layer's weight: SRP_ERR_NUMERIC, and neither layer's
+     * u has moved (qkv is checked before proj, and neither is committed
+     * before both are checked); the previous forward stays usable. */
+    srp_linear *qkv = srp_attention_qkv(a), *proj = srp_attention_proj(a);
+    float u_qkv[8], u_proj[8];
+    memcpy(u_qkv, srp_linear_u(qkv), sizeof(u_qkv));
+    memcpy(u_proj, srp_linear_u(proj), sizeof(u_proj));
+    for (int which = 0; which < 2; which++) {
+        srp_linear *bad = which ? proj : qkv;
+        const float keep = srp_linear_weight(bad)[5];
+        srp_linear_weight(bad)[5] = NAN;
+        assert_status(srp_attention_forward(a, x, 2, 4, y, 1), SRP_ERR_NUMERIC);
+        assert_memory_equal(u_qkv, srp_linear_u(qkv), sizeof(u_qkv));
+        assert_memory_equal(u_proj, srp_linear_u(proj), sizeof(u_proj));
+        srp_linear_weight(bad)[5] = keep;
+        assert_ok(srp_attention_backward(a, y, dx)); /* of the forward on 1 x 3 */
+    }
     srp_attention_destroy(a);
 
     c.track_entropy = 0;
@@ -770,11 +918,15 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_and_entropy_match_reference),
         cmocka_unit_test(test_backward_matches_finite_differences),
+        cmocka_unit_test(test_backward_across_row_blocks),
         cmocka_unit_test(test_entropy_extremes),
         cmocka_unit_test(test_bound_never_exceeds_measured_entropy),
         cmocka_unit_test(test_bound_edge_values),
         cmocka_unit_test(test_bound_matches_explicit_norms),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_nan_input_propagates),
+        cmocka_unit_test(test_bound_uses_the_forward_weights),
+        cmocka_unit_test(test_fewer_tokens_than_the_maximum),
         cmocka_unit_test(test_results_are_deterministic),
         cmocka_unit_test(test_matches_pytorch_reference),
 #ifdef SRP_COUNT_ALLOCS

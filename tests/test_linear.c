@@ -159,8 +159,9 @@ typedef struct {
     size_t n, in, out;
 } shape;
 
-static const shape k_shapes[] = {{1, 1, 1},  {1, 7, 3},  {5, 16, 12}, {3, 1, 9},
-                                 {9, 20, 1}, {33, 64, 48}, {200, 130, 70}};
+/* The last one is big enough for the OpenMP paths (n out and in out >= 65536). */
+static const shape k_shapes[] = {{1, 1, 1},    {1, 7, 3},      {5, 16, 12},   {3, 1, 9},
+                                 {9, 20, 1},   {33, 64, 48},   {200, 130, 70}, {600, 300, 256}};
 static const srp_reparam k_modes[] = {SRP_REPARAM_SIGMA, SRP_REPARAM_STATS_ONLY, SRP_REPARAM_NONE};
 
 /* ---------------- tests ---------------- */
@@ -203,9 +204,11 @@ static void test_forward_matches_double_reference(void **state)
                     assert_true(isnan(srp_linear_sigma(l)));
                 } else if (training) {
                     assert_close_rel(srp_linear_sigma(l), sigma_ref, 1e-5, 0.0, "sigma");
-                    float uref[130];
+                    float *uref = malloc(sizeof(float) * sh.in);
+                    assert_non_null(uref);
                     to_float(L.u, uref, sh.in);
                     assert_close_array(srp_linear_u(l), uref, sh.in, 1e-5, "u after training");
+                    free(uref);
                 }
             }
             free_ref(&L);
@@ -396,35 +399,53 @@ static void test_eval_changes_nothing_and_repeats_bitwise(void **state)
     }
 }
 
+/* Two backward calls on the halves of a batch add up to one on the whole.
+ * The large shape takes the OpenMP paths of the bias and dW passes, which
+ * must also give the same bits when run again. */
 static void test_accumulation_equals_concatenated_batch(void **state)
 {
     (void)state;
     srp_rng r;
     srp_rng_seed(&r, 500);
-    for (size_t m = 0; m < 3; m++) {
-        enum { N = 10, IN = 13, OUT = 7, HALF = 4 };
-        srp_linear *a = make_layer(IN, OUT, k_modes[m], 1, 6);
-        randomize_layer(a, &r);
-        float x[N * IN], y[N * OUT], dy[N * OUT];
-        fill_normal_f(&r, x, N * IN, 1.0);
-        fill_normal_f(&r, dy, N * OUT, 1.0);
-        assert_ok(srp_linear_forward(a, x, N, y, 1));
-        assert_ok(srp_linear_backward(a, x, dy, N, NULL));
-        float dw_one[IN * OUT], db_one[OUT], dg_one = *srp_linear_gamma_grad(a);
-        memcpy(dw_one, srp_linear_weight_grad(a), sizeof(dw_one));
-        memcpy(db_one, srp_linear_bias_grad(a), sizeof(db_one));
-        srp_linear_zero_grad(a);
-        for (size_t i = 0; i < IN * OUT; i++)
-            assert_true(srp_linear_weight_grad(a)[i] == 0.0f);
-        assert_true(*srp_linear_gamma_grad(a) == 0.0f);
-        assert_ok(srp_linear_backward(a, x, dy, HALF, NULL));
-        assert_ok(srp_linear_backward(a, x + HALF * IN, dy + HALF * OUT, N - HALF, NULL));
-        assert_close_array(srp_linear_weight_grad(a), dw_one, IN * OUT, 1e-6, "dW accumulated");
-        assert_close_array(srp_linear_bias_grad(a), db_one, OUT, 1e-6, "db accumulated");
-        if (k_modes[m] == SRP_REPARAM_SIGMA)
-            assert_close_rel(*srp_linear_gamma_grad(a), dg_one, 1e-5, 1e-3, "dgamma accumulated");
-        srp_linear_destroy(a);
-    }
+    const size_t sizes[2][4] = {{10, 13, 7, 4}, {500, 300, 256, 170}}; /* n, in, out, half */
+    for (size_t k = 0; k < 2; k++)
+        for (size_t m = 0; m < 3; m++) {
+            const size_t N = sizes[k][0], IN = sizes[k][1], OUT = sizes[k][2], HALF = sizes[k][3];
+            srp_linear *a = make_layer(IN, OUT, k_modes[m], 1, 6);
+            randomize_layer(a, &r);
+            float *x = malloc(sizeof(float) * N * IN), *y = malloc(sizeof(float) * N * OUT);
+            float *dy = malloc(sizeof(float) * N * OUT), *dw_one = malloc(sizeof(float) * IN * OUT);
+            float *db_one = malloc(sizeof(float) * OUT);
+            assert_true(x && y && dy && dw_one && db_one);
+            fill_normal_f(&r, x, N * IN, 1.0);
+            fill_normal_f(&r, dy, N * OUT, 1.0);
+            assert_ok(srp_linear_forward(a, x, N, y, 1));
+            assert_ok(srp_linear_backward(a, x, dy, N, NULL));
+            const float dg_one = *srp_linear_gamma_grad(a);
+            memcpy(dw_one, srp_linear_weight_grad(a), sizeof(float) * IN * OUT);
+            memcpy(db_one, srp_linear_bias_grad(a), sizeof(float) * OUT);
+            srp_linear_zero_grad(a); /* and again: the same bits */
+            assert_ok(srp_linear_backward(a, x, dy, N, NULL));
+            assert_memory_equal(srp_linear_weight_grad(a), dw_one, sizeof(float) * IN * OUT);
+            assert_memory_equal(srp_linear_bias_grad(a), db_one, sizeof(float) * OUT);
+            srp_linear_zero_grad(a);
+            for (size_t i = 0; i < IN * OUT; i++)
+                assert_true(srp_linear_weight_grad(a)[i] == 0.0f);
+            assert_true(*srp_linear_gamma_grad(a) == 0.0f);
+            assert_ok(srp_linear_backward(a, x, dy, HALF, NULL));
+            assert_ok(srp_linear_backward(a, x + HALF * IN, dy + HALF * OUT, N - HALF, NULL));
+            assert_close_array(srp_linear_weight_grad(a), dw_one, IN * OUT, 1e-5, "dW accumulated");
+            assert_close_array(srp_linear_bias_grad(a), db_one, OUT, 1e-5, "db accumulated");
+            if (k_modes[m] == SRP_REPARAM_SIGMA)
+                assert_close_rel(*srp_linear_gamma_grad(a), dg_one, 1e-5, 1e-3,
+                                 "dgamma accumulated");
+            free(x);
+            free(y);
+            free(dy);
+            free(dw_one);
+            free(db_one);
+            srp_linear_destroy(a);
+        }
 }
 
 static void test_create_defaults(void **state)
@@ -721,7 +742,7 @@ static void test_matches_official_pytorch_semantics(void **state)
 static void test_forward_backward_allocate_nothing(void **state)
 {
     (void)state;
-    enum { N = 300, IN = 96, OUT = 200 }; /* big enough for the parallel paths */
+    enum { N = 400, IN = 300, OUT = 256 }; /* big enough for the parallel paths */
     srp_rng r;
     srp_rng_seed(&r, 800);
     for (size_t m = 0; m < 3; m++) {

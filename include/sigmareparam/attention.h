@@ -43,11 +43,15 @@ SRP_API void srp_attention_destroy(srp_attention *a);
 
 /* x, y: [batch][tokens][dim]. batch or tokens above the maxima given at
  * create: SRP_ERR_SHAPE. The input is copied (the backward and the entropy
- * bound use the copy), so x may change after the call. */
+ * bound use the copy), so x may change after the call. qkv and proj are
+ * both checked (power step, sigma, gamma) before either changes: on an
+ * error the module is as it was, the last forward's caches included. */
 SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
                                          size_t tokens, float *y, int training);
 /* Backward of the last forward. dy: [batch][tokens][dim]; dx (same shape)
- * is overwritten. qkv and proj accumulate their parameter gradients. */
+ * is overwritten, or skipped when NULL. qkv and proj accumulate their
+ * parameter gradients. NaN/Inf in dy: SRP_ERR_NUMERIC, no gradient
+ * touched. */
 SRP_API srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx);
 
 SRP_API srp_linear *srp_attention_qkv(srp_attention *a);
@@ -68,8 +72,14 @@ SRP_API srp_status srp_attention_entropy_normalized(const srp_attention *a, floa
 /* Theorem 3.1 of the paper for the last forward's input, per head, the
  * minimum over the batch: no row of the attention can have a lower entropy.
  * s = ||M_h||_2 ||X~ X~^T||_2 with M_h = Q~_h^T K~_h / sqrt(dh), where
- * Q~_h = [W_hat_q,h | b_q,h] and X~ = [X | 1]. Causal: SRP_ERR_UNSUPPORTED.
- * Allocates nothing; costs about one power iteration per head and example. */
+ * Q~_h = [W_hat_q,h | b_q,h] and X~ = [X | 1], all as they were in the last
+ * forward (the weights are copied then, so an optimizer step in between
+ * does not matter). Causal: SRP_ERR_UNSUPPORTED; NaN/Inf in the input or
+ * weights: SRP_ERR_NUMERIC. The norms come from power iterations run until
+ * they change by less than 1e-13 (a Rayleigh quotient: it approaches the
+ * norm from below). Allocates nothing; costs a Gram matrix of
+ * min(T, D+1) rows per example plus its power iteration: compute it every
+ * so many steps, not every step. */
 SRP_API srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head);
 /* The bound as a function, for a given s and T (exposed for tests/tools). */
 SRP_API double srp_entropy_lower_bound(double s, size_t tokens);

@@ -69,7 +69,8 @@ SRP_API srp_status srp_checkpoint_save(const char *path, const srp_tensor_ref *r
  * a checkpoint, truncated, corrupt (CRC, lengths, offsets, names) or a
  * requested name missing: SRP_ERR_FORMAT; another format version:
  * SRP_ERR_VERSION; a requested name with another dtype or shape:
- * SRP_ERR_SHAPE. Memory: one buffer of the file's size during the call. */
+ * SRP_ERR_SHAPE. Memory, during the call only: the file's size plus an index of
+ * its table. */
 SRP_API srp_status srp_checkpoint_load(const char *path, const srp_tensor_ref *refs,
                                        size_t count);
 

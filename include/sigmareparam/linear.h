@@ -7,8 +7,10 @@
  * Semantics of SNLinear in apple/ml-sigma-reparam vision/layers.py:
  *  - training forward: power_iters steps update u (and v); sigma is taken
  *    from them and u, v, sigma of this forward are kept for its backward;
- *  - eval forward: one step from the stored u into scratch; nothing changes,
- *    and repeated calls give the same bits;
+ *  - eval forward: one step from the stored u into scratch; the state (W,
+ *    b, gamma, u, v) does not change, and repeated calls give the same
+ *    bits. Like any forward it becomes "the last forward": srp_linear_sigma
+ *    reports its sigma and a backward differentiates it;
  *  - backward treats u, v as constants, so dsigma/dW = v u^T:
  *        dx     = (gamma/sigma) dy W
  *        dgamma = s / sigma,                         s = <dy^T x, W>

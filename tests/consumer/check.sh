@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the library shared and static, installs each into a scratch prefix,
 # and builds tests/consumer against the installed copy both ways: with
-# find_package(sigmareparam) and with pkg-config. Run from anywhere.
+# find_package(sigmareparam) (also from a C++-only project) and with
+# pkg-config. Run from anywhere.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
@@ -21,6 +22,9 @@ for kind in shared static; do
   cmake --build "$work/cmake-$kind" > /dev/null
   "$work/cmake-$kind/consumer_c"
   "$work/cmake-$kind/consumer_cpp"
+  cmake -S "$src/tests/consumer/cxx-only" -B "$work/cxx-$kind" -DCMAKE_PREFIX_PATH="$prefix" > /dev/null
+  cmake --build "$work/cxx-$kind" > /dev/null
+  "$work/cxx-$kind/consumer_cxx_only"
 
   # 2. pkg-config
   libdir=$(find "$prefix" -name sigmareparam.pc -printf '%h\n' | head -n1)

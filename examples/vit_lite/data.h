@@ -1,0 +1,51 @@
+/* Image datasets for the ViT-lite trainer: IDX (MNIST, Fashion-MNIST; gzip
+ * or plain), CIFAR-10 binary batches, and a small built-in synthetic set.
+ * Everything is read and normalized once at start-up; batches are gathered
+ * into buffers allocated once. */
+#ifndef VIT_DATA_H
+#define VIT_DATA_H
+
+#include <stddef.h>
+
+#include <sigmareparam.h>
+
+typedef struct {
+    size_t count, channels, height, width;
+    float *images; /* [count][channels][height][width] */
+    int *labels;   /* [count] */
+    int classes;
+} vit_dataset;
+
+typedef struct {
+    vit_dataset train, test;
+    float mean[3], std[3]; /* per channel, from the training images */
+} vit_data;
+
+/* Error text for the user: names the file and what is wrong with it. */
+typedef struct {
+    char text[512];
+} vit_error;
+
+/* IDX files in dir: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
+ * package_hint (may be NULL) is added to "not found" messages, e.g. the
+ * Debian package that ships the default directory. 0 on success. */
+int vit_load_idx(const char *dir, const char *package_hint, vit_data *out, vit_error *err);
+/* CIFAR-10 binary version: data_batch_{1..5}.bin and test_batch.bin. */
+int vit_load_cifar10(const char *dir, vit_data *out, vit_error *err);
+/* Class-dependent strokes and blobs on noise, 28x28x1, 10 classes:
+ * learnable in seconds, for tests and for trying the program. */
+int vit_make_synthetic(size_t train_count, size_t test_count, uint64_t seed, vit_data *out,
+                       vit_error *err);
+void vit_data_free(vit_data *d);
+
+/* Reads one IDX file (exposed for tests): ubyte data with the expected
+ * number of dimensions; *dims gets the sizes, *data a malloc'd copy. */
+int vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **data, vit_error *err);
+
+/* Copies the examples order[first .. first + n) into images [n][C][H][W] and
+ * labels [n]; with flip != NULL, example i is mirrored left-right when
+ * flip[i] is set. */
+void vit_gather_batch(const vit_dataset *d, const size_t *order, size_t first, size_t n,
+                      const unsigned char *flip, float *images, int *labels);
+
+#endif

@@ -1,0 +1,521 @@
+/* ViT-lite forward and backward over libsigmareparam layers (see model.h).
+ * All activations are allocated at create for max_batch; forward and
+ * backward allocate nothing. */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LN_EPS 1e-6f /* timm's ViT LayerNorm eps */
+#define NAME_LEN 48
+
+typedef struct {
+    float *w, *b, *dw, *db; /* [D] each */
+    float *out, *mean, *rstd; /* [B*T][D], [B*T], [B*T] */
+} vit_norm;
+
+typedef struct {
+    srp_attention *attn;
+    srp_linear *fc1, *fc2;
+    vit_norm ln1, ln2;
+    float *x_mid; /* [B*T][D]: x + attn(...) */
+    float *h1;    /* [B*T][mlp]: fc1 output, before GELU */
+    float *g;     /* [B*T][mlp]: GELU output */
+} vit_block;
+
+struct vit_model {
+    vit_config cfg;
+    size_t patches, tokens, patch_len; /* P, T = P + 1, C p p */
+    size_t batch;                      /* of the last forward */
+    srp_linear *embed, *head;
+    float *cls, *dcls; /* [D] */
+    float *pos, *dpos; /* [T][D] */
+    vit_block *blocks;
+    vit_norm final_ln;
+    float **xs; /* depth + 1 residual streams [B*T][D]: xs[l] enters block l */
+    float *patch_buf, *emb, *cls_out, *logits; /* [B*P][CPP], [B*P][D], [B][D], [B][classes] */
+    /* backward scratch */
+    float *d_stream, *d_branch, *d_tmp, *d_mlp, *d_emb, *d_cls_out; /* see vit_backward */
+    /* checkpoint and metrics tables */
+    size_t nlinear;
+    srp_linear **linears;
+    char (*linear_names)[NAME_LEN];
+    float *sigmas; /* [nlinear]: staging for checkpoints */
+    char (*param_names)[NAME_LEN + 16]; /* for vit_params */
+    char (*state_names)[NAME_LEN + 16]; /* "<linear>.u", "<linear>.sigma" */
+};
+
+vit_config vit_config_default(void)
+{
+    vit_config c;
+    memset(&c, 0, sizeof(c));
+    c.channels = 1;
+    c.image_size = 28;
+    c.patch = 4;
+    c.dim = 128;
+    c.depth = 6;
+    c.heads = 4;
+    c.mlp_dim = 256;
+    c.classes = 10;
+    c.max_batch = 128;
+    c.sigma_reparam = 1;
+    c.layernorm = 0;
+    c.gamma_init = SRP_GAMMA_INIT_SIGMA0;
+    c.init_gain = 1.0f;
+    c.seed = 0;
+    return c;
+}
+
+static srp_linear_config linear_config(const vit_config *c, size_t in, size_t out, srp_rng *rng)
+{
+    srp_linear_config lc = srp_linear_config_default(in, out);
+    lc.reparam = c->sigma_reparam ? SRP_REPARAM_SIGMA : SRP_REPARAM_NONE;
+    lc.gamma_init = c->gamma_init;
+    lc.init_std = 0.02f * c->init_gain;
+    lc.seed = srp_rng_next_u64(rng);
+    return lc;
+}
+
+static int alloc_floats(float **p, size_t n, int zero)
+{
+    *p = zero ? calloc(n, sizeof(float)) : malloc(sizeof(float) * n);
+    return *p != NULL;
+}
+
+static int norm_alloc(vit_norm *n, size_t d, size_t rows)
+{
+    if (!alloc_floats(&n->w, d, 0) || !alloc_floats(&n->b, d, 1) || !alloc_floats(&n->dw, d, 1) ||
+        !alloc_floats(&n->db, d, 1) || !alloc_floats(&n->out, rows * d, 0) ||
+        !alloc_floats(&n->mean, rows, 0) || !alloc_floats(&n->rstd, rows, 0))
+        return 0;
+    for (size_t i = 0; i < d; i++)
+        n->w[i] = 1.0f;
+    return 1;
+}
+
+static void norm_free(vit_norm *n)
+{
+    free(n->w);
+    free(n->b);
+    free(n->dw);
+    free(n->db);
+    free(n->out);
+    free(n->mean);
+    free(n->rstd);
+}
+
+static int add_linear(vit_model *m, srp_linear *l, const char *name)
+{
+    srp_linear **ls = realloc(m->linears, sizeof(*ls) * (m->nlinear + 1));
+    if (!ls)
+        return 0;
+    m->linears = ls;
+    char(*names)[NAME_LEN] = realloc(m->linear_names, sizeof(*names) * (m->nlinear + 1));
+    if (!names)
+        return 0;
+    m->linear_names = names;
+    m->linears[m->nlinear] = l;
+    snprintf(m->linear_names[m->nlinear], NAME_LEN, "%s", name);
+    m->nlinear++;
+    return 1;
+}
+
+srp_status vit_create(vit_model **out, const vit_config *cfg)
+{
+    if (!out || !cfg)
+        return SRP_ERR_INVALID_ARG;
+    *out = NULL;
+    const vit_config *c = cfg;
+    if (c->channels == 0 || c->patch == 0 || c->image_size % c->patch != 0 || c->dim == 0 ||
+        c->depth == 0 || c->heads == 0 || c->dim % c->heads != 0 || c->mlp_dim == 0 ||
+        c->classes < 2 || c->max_batch == 0 || !(c->init_gain > 0.0f))
+        return SRP_ERR_INVALID_ARG;
+    vit_model *m = calloc(1, sizeof(*m));
+    if (!m)
+        return SRP_ERR_NOMEM;
+    m->cfg = *c;
+    const size_t side = c->image_size / c->patch, D = c->dim, B = c->max_batch;
+    m->patches = side * side;
+    m->tokens = m->patches + 1;
+    m->patch_len = c->channels * c->patch * c->patch;
+    const size_t rows = B * m->tokens;
+    srp_status st = SRP_ERR_NOMEM;
+    srp_rng rng;
+    srp_rng_seed(&rng, c->seed);
+
+    srp_linear_config lc = linear_config(c, m->patch_len, D, &rng);
+    if ((st = srp_linear_create(&m->embed, &lc)) != SRP_OK || !add_linear(m, m->embed, "patch_embed.proj"))
+        goto fail;
+    st = SRP_ERR_NOMEM;
+    if (!alloc_floats(&m->cls, D, 1) || !alloc_floats(&m->dcls, D, 1) ||
+        !alloc_floats(&m->pos, m->tokens * D, 0) || !alloc_floats(&m->dpos, m->tokens * D, 1))
+        goto fail;
+    srp_rng_fill_trunc_normal(&rng, m->pos, m->tokens * D, 0.02f);
+    m->blocks = calloc(c->depth, sizeof(vit_block));
+    m->xs = calloc(c->depth + 1, sizeof(float *));
+    if (!m->blocks || !m->xs)
+        goto fail;
+    for (size_t l = 0; l <= c->depth; l++)
+        if (!alloc_floats(&m->xs[l], rows * D, 0))
+            goto fail;
+    for (size_t l = 0; l < c->depth; l++) {
+        vit_block *b = &m->blocks[l];
+        char name[NAME_LEN];
+        srp_attention_config ac = srp_attention_config_default(D, c->heads);
+        ac.qkv = linear_config(c, D, 3 * D, &rng);
+        ac.proj = linear_config(c, D, D, &rng);
+        ac.seed = srp_rng_next_u64(&rng);
+        if ((st = srp_attention_create(&b->attn, &ac, B, m->tokens)) != SRP_OK)
+            goto fail;
+        st = SRP_ERR_NOMEM;
+        snprintf(name, sizeof(name), "blocks.%zu.attn.qkv", l);
+        if (!add_linear(m, srp_attention_qkv(b->attn), name))
+            goto fail;
+        snprintf(name, sizeof(name), "blocks.%zu.attn.proj", l);
+        if (!add_linear(m, srp_attention_proj(b->attn), name))
+            goto fail;
+        lc = linear_config(c, D, c->mlp_dim, &rng);
+        if ((st = srp_linear_create(&b->fc1, &lc)) != SRP_OK)
+            goto fail;
+        lc = linear_config(c, c->mlp_dim, D, &rng);
+        if ((st = srp_linear_create(&b->fc2, &lc)) != SRP_OK)
+            goto fail;
+        st = SRP_ERR_NOMEM;
+        snprintf(name, sizeof(name), "blocks.%zu.mlp.fc1", l);
+        if (!add_linear(m, b->fc1, name))
+            goto fail;
+        snprintf(name, sizeof(name), "blocks.%zu.mlp.fc2", l);
+        if (!add_linear(m, b->fc2, name))
+            goto fail;
+        if (c->layernorm && (!norm_alloc(&b->ln1, D, rows) || !norm_alloc(&b->ln2, D, rows)))
+            goto fail;
+        if (!alloc_floats(&b->x_mid, rows * D, 0) || !alloc_floats(&b->h1, rows * c->mlp_dim, 0) ||
+            !alloc_floats(&b->g, rows * c->mlp_dim, 0))
+            goto fail;
+    }
+    if (c->layernorm && !norm_alloc(&m->final_ln, D, rows))
+        goto fail;
+    lc = linear_config(c, D, c->classes, &rng);
+    if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK || !add_linear(m, m->head, "head"))
+        goto fail;
+    st = SRP_ERR_NOMEM;
+    const size_t wide = c->mlp_dim > D ? c->mlp_dim : D;
+    if (!alloc_floats(&m->patch_buf, B * m->patches * m->patch_len, 0) ||
+        !alloc_floats(&m->emb, B * m->patches * D, 0) || !alloc_floats(&m->cls_out, B * D, 0) ||
+        !alloc_floats(&m->logits, B * c->classes, 0) || !alloc_floats(&m->d_stream, rows * D, 0) ||
+        !alloc_floats(&m->d_branch, rows * D, 0) || !alloc_floats(&m->d_tmp, rows * D, 0) ||
+        !alloc_floats(&m->d_mlp, rows * wide, 0) || !alloc_floats(&m->d_emb, B * m->patches * D, 0) ||
+        !alloc_floats(&m->d_cls_out, B * D, 0) || !alloc_floats(&m->sigmas, m->nlinear, 0))
+        goto fail;
+    m->param_names = calloc(3 * m->nlinear + 4 * c->depth + 4, sizeof(*m->param_names));
+    m->state_names = calloc(2 * m->nlinear, sizeof(*m->state_names));
+    if (!m->param_names || !m->state_names)
+        goto fail;
+    *out = m;
+    return SRP_OK;
+fail:
+    vit_destroy(m);
+    return st;
+}
+
+void vit_destroy(vit_model *m)
+{
+    if (!m)
+        return;
+    srp_linear_destroy(m->embed);
+    srp_linear_destroy(m->head);
+    free(m->cls);
+    free(m->dcls);
+    free(m->pos);
+    free(m->dpos);
+    if (m->blocks)
+        for (size_t l = 0; l < m->cfg.depth; l++) {
+            vit_block *b = &m->blocks[l];
+            srp_attention_destroy(b->attn);
+            srp_linear_destroy(b->fc1);
+            srp_linear_destroy(b->fc2);
+            norm_free(&b->ln1);
+            norm_free(&b->ln2);
+            free(b->x_mid);
+            free(b->h1);
+            free(b->g);
+        }
+    free(m->blocks);
+    if (m->xs)
+        for (size_t l = 0; l <= m->cfg.depth; l++)
+            free(m->xs[l]);
+    free(m->xs);
+    norm_free(&m->final_ln);
+    free(m->patch_buf);
+    free(m->emb);
+    free(m->cls_out);
+    free(m->logits);
+    free(m->d_stream);
+    free(m->d_branch);
+    free(m->d_tmp);
+    free(m->d_mlp);
+    free(m->d_emb);
+    free(m->d_cls_out);
+    free(m->linears);
+    free(m->linear_names);
+    free(m->sigmas);
+    free(m->param_names);
+    free(m->state_names);
+    free(m);
+}
+
+const vit_config *vit_get_config(const vit_model *m) { return &m->cfg; }
+size_t vit_tokens(const vit_model *m) { return m->tokens; }
+
+/* images [B][C][S][S] -> patches [B][P][C][p][p], P in row-major order. */
+static void patchify(const vit_model *m, const float *images, size_t batch, float *out)
+{
+    const size_t C = m->cfg.channels, S = m->cfg.image_size, p = m->cfg.patch, side = S / p;
+    for (size_t b = 0; b < batch; b++)
+        for (size_t py = 0; py < side; py++)
+            for (size_t px = 0; px < side; px++) {
+                float *dst = out + ((b * m->patches) + py * side + px) * m->patch_len;
+                for (size_t c = 0; c < C; c++)
+                    for (size_t y = 0; y < p; y++)
+                        memcpy(dst + (c * p + y) * p,
+                               images + ((b * C + c) * S + py * p + y) * S + px * p,
+                               sizeof(float) * p);
+            }
+}
+
+/* y = LayerNorm(x) when enabled, else y is x itself. */
+static srp_status norm_forward(vit_norm *n, int enabled, const float *x, size_t rows, size_t d,
+                               const float **y)
+{
+    if (!enabled) {
+        *y = x;
+        return SRP_OK;
+    }
+    *y = n->out;
+    return srp_layernorm_forward(x, n->w, n->b, rows, d, LN_EPS, n->out, n->mean, n->rstd);
+}
+
+#define CHECK(call)                                                                               \
+    do {                                                                                          \
+        srp_status check_st_ = (call);                                                            \
+        if (check_st_ != SRP_OK)                                                                  \
+            return check_st_;                                                                     \
+    } while (0)
+
+srp_status vit_forward(vit_model *m, const float *images, size_t batch, int training,
+                       const float **logits)
+{
+    if (!m || !images || batch == 0 || batch > m->cfg.max_batch)
+        return SRP_ERR_INVALID_ARG;
+    const size_t D = m->cfg.dim, T = m->tokens, P = m->patches, rows = batch * T;
+    const int ln = m->cfg.layernorm;
+    m->batch = batch;
+    patchify(m, images, batch, m->patch_buf);
+    CHECK(srp_linear_forward(m->embed, m->patch_buf, batch * P, m->emb, training));
+    float *x0 = m->xs[0]; /* [B][T][D]: CLS, then the patches, plus positions */
+    for (size_t b = 0; b < batch; b++) {
+        for (size_t d = 0; d < D; d++)
+            x0[b * T * D + d] = m->cls[d] + m->pos[d];
+        for (size_t t = 1; t < T; t++)
+            for (size_t d = 0; d < D; d++)
+                x0[(b * T + t) * D + d] = m->emb[(b * P + t - 1) * D + d] + m->pos[t * D + d];
+    }
+    for (size_t l = 0; l < m->cfg.depth; l++) {
+        vit_block *blk = &m->blocks[l];
+        const float *a_in, *m_in;
+        CHECK(norm_forward(&blk->ln1, ln, m->xs[l], rows, D, &a_in));
+        CHECK(srp_attention_forward(blk->attn, a_in, batch, T, m->d_tmp, training));
+        CHECK(srp_residual_add(m->xs[l], m->d_tmp, rows * D, blk->x_mid));
+        CHECK(norm_forward(&blk->ln2, ln, blk->x_mid, rows, D, &m_in));
+        CHECK(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
+        CHECK(srp_gelu_forward(blk->h1, rows * m->cfg.mlp_dim, blk->g));
+        CHECK(srp_linear_forward(blk->fc2, blk->g, rows, m->d_tmp, training));
+        CHECK(srp_residual_add(blk->x_mid, m->d_tmp, rows * D, m->xs[l + 1]));
+    }
+    const float *f_in;
+    CHECK(norm_forward(&m->final_ln, ln, m->xs[m->cfg.depth], rows, D, &f_in));
+    CHECK(srp_token_select_forward(f_in, batch, T, D, 0, m->cls_out));
+    CHECK(srp_linear_forward(m->head, m->cls_out, batch, m->logits, training));
+    if (logits)
+        *logits = m->logits;
+    return SRP_OK;
+}
+
+/* d_stream += LayerNorm backward of dy (or dy itself when disabled). */
+static srp_status norm_backward_add(vit_norm *n, int enabled, const float *x, const float *dy,
+                                    size_t rows, size_t d, float *d_stream, float *scratch)
+{
+    if (!enabled)
+        return srp_accumulate(d_stream, dy, rows * d);
+    CHECK(srp_layernorm_backward(x, n->w, n->mean, n->rstd, dy, rows, d, scratch, n->dw, n->db));
+    return srp_accumulate(d_stream, scratch, rows * d);
+}
+
+srp_status vit_backward(vit_model *m, const float *dlogits)
+{
+    if (!m || !dlogits || m->batch == 0)
+        return SRP_ERR_INVALID_ARG;
+    const size_t batch = m->batch, D = m->cfg.dim, T = m->tokens, P = m->patches;
+    const size_t rows = batch * T, mlp = m->cfg.mlp_dim;
+    const int ln = m->cfg.layernorm;
+    float *ds = m->d_stream; /* gradient of the residual stream, block by block */
+
+    CHECK(srp_linear_backward(m->head, m->cls_out, dlogits, batch, m->d_cls_out));
+    if (ln) {
+        CHECK(srp_token_select_backward(m->d_cls_out, batch, T, D, 0, m->d_branch));
+        CHECK(srp_layernorm_backward(m->xs[m->cfg.depth], m->final_ln.w, m->final_ln.mean,
+                                     m->final_ln.rstd, m->d_branch, rows, D, ds, m->final_ln.dw,
+                                     m->final_ln.db));
+    } else {
+        CHECK(srp_token_select_backward(m->d_cls_out, batch, T, D, 0, ds));
+    }
+    for (size_t l = m->cfg.depth; l-- > 0;) {
+        vit_block *blk = &m->blocks[l];
+        const float *m_in = ln ? blk->ln2.out : blk->x_mid;
+        /* MLP branch: ds is d(xs[l+1]) and becomes d(x_mid). */
+        CHECK(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
+        CHECK(srp_gelu_backward(blk->h1, m->d_mlp, rows * mlp, m->d_mlp));
+        CHECK(srp_linear_backward(blk->fc1, m_in, m->d_mlp, rows, m->d_branch));
+        CHECK(norm_backward_add(&blk->ln2, ln, blk->x_mid, m->d_branch, rows, D, ds, m->d_tmp));
+        /* Attention branch: ds becomes d(xs[l]). */
+        CHECK(srp_attention_backward(blk->attn, ds, m->d_branch));
+        CHECK(norm_backward_add(&blk->ln1, ln, m->xs[l], m->d_branch, rows, D, ds, m->d_tmp));
+    }
+    /* ds = d(x0): CLS and position gradients, then the patch embedding. */
+    for (size_t b = 0; b < batch; b++) {
+        for (size_t t = 0; t < T; t++)
+            for (size_t d = 0; d < D; d++)
+                m->dpos[t * D + d] += ds[(b * T + t) * D + d];
+        for (size_t d = 0; d < D; d++)
+            m->dcls[d] += ds[b * T * D + d];
+        memcpy(m->d_emb + b * P * D, ds + (b * T + 1) * D, sizeof(float) * P * D);
+    }
+    return srp_linear_backward(m->embed, m->patch_buf, m->d_emb, batch * P, NULL);
+}
+
+/* Appends one entry (out may be NULL: counting); names live in the model. */
+static size_t push_param(vit_model *m, srp_param *out, srp_param_kind *kinds, size_t k,
+                         const char *prefix, const char *suffix, float *data, float *grad,
+                         size_t size, srp_param_kind kind)
+{
+    if (out) {
+        snprintf(m->param_names[k], sizeof(m->param_names[k]), "%s%s%s", prefix,
+                 suffix ? "." : "", suffix ? suffix : "");
+        out[k] = srp_param_make(m->param_names[k], data, grad, size, kind);
+    }
+    if (kinds)
+        kinds[k] = kind;
+    return k + 1;
+}
+
+static size_t push_norm(vit_model *m, srp_param *out, srp_param_kind *kinds, size_t k,
+                        const char *prefix, vit_norm *n)
+{
+    k = push_param(m, out, kinds, k, prefix, "weight", n->w, n->dw, m->cfg.dim, SRP_PARAM_NORM);
+    return push_param(m, out, kinds, k, prefix, "bias", n->b, n->db, m->cfg.dim, SRP_PARAM_NORM);
+}
+
+size_t vit_params(vit_model *m, srp_param *out, srp_param_kind *kinds)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->nlinear; i++) {
+        srp_linear *l = m->linears[i];
+        const char *name = m->linear_names[i];
+        const size_t in = srp_linear_in_features(l), o = srp_linear_out_features(l);
+        k = push_param(m, out, kinds, k, name, "weight", srp_linear_weight(l),
+                       srp_linear_weight_grad(l), in * o, SRP_PARAM_WEIGHT);
+        if (srp_linear_bias(l))
+            k = push_param(m, out, kinds, k, name, "bias", srp_linear_bias(l),
+                           srp_linear_bias_grad(l), o, SRP_PARAM_BIAS);
+        if (srp_linear_reparam(l) == SRP_REPARAM_SIGMA)
+            k = push_param(m, out, kinds, k, name, "gamma", srp_linear_gamma(l),
+                           srp_linear_gamma_grad(l), 1, SRP_PARAM_GAMMA);
+    }
+    k = push_param(m, out, kinds, k, "cls_token", NULL, m->cls, m->dcls, m->cfg.dim,
+                   SRP_PARAM_EMBEDDING);
+    k = push_param(m, out, kinds, k, "pos_embed", NULL, m->pos, m->dpos, m->tokens * m->cfg.dim,
+                   SRP_PARAM_EMBEDDING);
+    if (m->cfg.layernorm) {
+        char prefix[NAME_LEN];
+        for (size_t l = 0; l < m->cfg.depth; l++) {
+            snprintf(prefix, sizeof(prefix), "blocks.%zu.norm1", l);
+            k = push_norm(m, out, kinds, k, prefix, &m->blocks[l].ln1);
+            snprintf(prefix, sizeof(prefix), "blocks.%zu.norm2", l);
+            k = push_norm(m, out, kinds, k, prefix, &m->blocks[l].ln2);
+        }
+        k = push_norm(m, out, kinds, k, "norm", &m->final_ln);
+    }
+    return k;
+}
+
+size_t vit_state_tensors(vit_model *m, srp_tensor_ref *out)
+{
+    srp_param *params = NULL;
+    const size_t np = vit_params(m, NULL, NULL);
+    size_t k = 0;
+    if (out) {
+        params = malloc(sizeof(srp_param) * np);
+        if (!params)
+            return 0;
+        vit_params(m, params, NULL);
+        for (; k < np; k++) {
+            memset(&out[k], 0, sizeof(out[k]));
+            out[k].name = params[k].name;
+            out[k].dtype = SRP_DTYPE_F32;
+            out[k].ndim = 1;
+            out[k].shape[0] = params[k].size;
+            out[k].data = params[k].data;
+        }
+        free(params);
+    } else {
+        k = np;
+    }
+    for (size_t i = 0; i < m->nlinear; i++) {
+        srp_linear *l = m->linears[i];
+        if (srp_linear_reparam(l) == SRP_REPARAM_NONE)
+            continue;
+        if (out) {
+            snprintf(m->state_names[2 * i], sizeof(m->state_names[0]), "%s.u", m->linear_names[i]);
+            snprintf(m->state_names[2 * i + 1], sizeof(m->state_names[0]), "%s.sigma",
+                     m->linear_names[i]);
+            memset(&out[k], 0, sizeof(out[k]) * 2);
+            out[k] = (srp_tensor_ref){m->state_names[2 * i], SRP_DTYPE_F32, 1,
+                                      {srp_linear_in_features(l)}, srp_linear_u(l)};
+            out[k + 1] = (srp_tensor_ref){m->state_names[2 * i + 1], SRP_DTYPE_F32, 0, {0},
+                                          &m->sigmas[i]};
+        }
+        k += 2;
+    }
+    return k;
+}
+
+void vit_state_sync_out(vit_model *m)
+{
+    for (size_t i = 0; i < m->nlinear; i++)
+        m->sigmas[i] = srp_linear_sigma(m->linears[i]);
+}
+
+srp_status vit_state_sync_in(vit_model *m)
+{
+    for (size_t i = 0; i < m->nlinear; i++)
+        if (srp_linear_reparam(m->linears[i]) != SRP_REPARAM_NONE)
+            CHECK(srp_linear_set_sigma(m->linears[i], m->sigmas[i]));
+    return SRP_OK;
+}
+
+size_t vit_linear_count(const vit_model *m) { return m->nlinear; }
+
+srp_linear *vit_linear_at(vit_model *m, size_t i, const char **name)
+{
+    if (i >= m->nlinear)
+        return NULL;
+    if (name)
+        *name = m->linear_names[i];
+    return m->linears[i];
+}
+
+srp_attention *vit_attention_at(vit_model *m, size_t layer)
+{
+    return layer < m->cfg.depth ? m->blocks[layer].attn : NULL;
+}

@@ -1,0 +1,443 @@
+/* The ViT-lite example: its data readers, and vit-lite-train run as a user
+ * runs it (learning, exact resume, errors, plots). The program's path comes
+ * from CMake (VIT_TRAIN_EXE). */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "data.h"
+#include "testutil.h"
+
+static char g_dir[256]; /* scratch folder for this run */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(g_dir, sizeof(g_dir), "/tmp/srp_vit_test_XXXXXX");
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Runs vit-lite-train with args; output (stdout and stderr) into out.
+ * Returns the exit code, or -1 if it did not exit normally. */
+static int run_train(const char *args, char *out, size_t outlen)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "'%s' --threads 2 %s 2>&1", VIT_TRAIN_EXE, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t len = 0;
+    size_t got;
+    while (len + 1 < outlen && (got = fread(out + len, 1, outlen - 1 - len, p)) > 0)
+        len += got;
+    out[len] = '\0';
+    char sink[4096];
+    while (fread(sink, 1, sizeof(sink), p) > 0) {
+    }
+    const int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void path_in_dir(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", g_dir, name);
+}
+
+static void write_bytes(const char *path, const void *data, size_t n, int gzip)
+{
+    if (gzip) {
+        gzFile f = gzopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(gzwrite(f, data, (unsigned)n), (int)n);
+        assert_int_equal(gzclose(f), Z_OK);
+    } else {
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(data, 1, n, f), n);
+        assert_int_equal(fclose(f), 0);
+    }
+}
+
+/* An IDX file of unsigned bytes: header for dims, then `data_len` bytes. */
+static size_t make_idx(unsigned char *buf, int ndims, const size_t *dims, size_t data_len)
+{
+    buf[0] = 0;
+    buf[1] = 0;
+    buf[2] = 0x08;
+    buf[3] = (unsigned char)ndims;
+    for (int i = 0; i < ndims; i++) {
+        buf[4 + 4 * i] = (unsigned char)(dims[i] >> 24);
+        buf[5 + 4 * i] = (unsigned char)(dims[i] >> 16);
+        buf[6 + 4 * i] = (unsigned char)(dims[i] >> 8);
+        buf[7 + 4 * i] = (unsigned char)dims[i];
+    }
+    const size_t head = 4 + 4 * (size_t)ndims;
+    for (size_t i = 0; i < data_len; i++)
+        buf[head + i] = (unsigned char)(i * 7 % 10); /* also valid labels */
+    return head + data_len;
+}
+
+/* A folder with the four Fashion-MNIST files (tiny: 20 train, 10 test). */
+static void make_idx_dir(const char *dir, int gzip)
+{
+    static unsigned char buf[4 + 12 + 20 * 28 * 28];
+    const char *names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+    const size_t counts[4] = {20, 20, 10, 10};
+    mkdir(dir, 0700);
+    for (int i = 0; i < 4; i++) {
+        const size_t dims[3] = {counts[i], 28, 28};
+        const int nd = i % 2 == 0 ? 3 : 1;
+        const size_t n = make_idx(buf, nd, dims, nd == 3 ? counts[i] * 28 * 28 : counts[i]);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s%s", dir, names[i], gzip ? ".gz" : "");
+        write_bytes(path, buf, n, gzip);
+    }
+}
+
+static void test_idx_reader_reads_plain_and_gzip(void **state)
+{
+    (void)state;
+    for (int gzip = 0; gzip < 2; gzip++) {
+        char dir[512];
+        snprintf(dir, sizeof(dir), "%s/idx%d", g_dir, gzip);
+        make_idx_dir(dir, gzip);
+        vit_data d;
+        vit_error err;
+        assert_int_equal(vit_load_idx(dir, NULL, &d, &err), 0);
+        assert_int_equal(d.train.count, 20);
+        assert_int_equal(d.test.count, 10);
+        assert_int_equal(d.train.height, 28);
+        assert_int_equal(d.train.labels[3], 21 % 10);
+        /* normalized with the training set's statistics: mean 0, std 1 */
+        double sum = 0.0, sumsq = 0.0;
+        const size_t n = 20 * 28 * 28;
+        for (size_t i = 0; i < n; i++) {
+            sum += d.train.images[i];
+            sumsq += (double)d.train.images[i] * d.train.images[i];
+        }
+        assert_true(fabs(sum / n) < 1e-4);
+        assert_close_rel(sumsq / n, 1.0, 1e-4, 0.0, "normalized variance");
+        vit_data_free(&d);
+    }
+}
+
+/* Each broken file gives an error naming the file and the problem. */
+static void test_idx_reader_rejects_bad_files(void **state)
+{
+    (void)state;
+    static unsigned char buf[4 + 12 + 4 * 28 * 28 + 16];
+    const size_t dims[3] = {4, 28, 28};
+    char path[512];
+    path_in_dir(path, sizeof(path), "bad.idx");
+    struct {
+        const char *what;
+        size_t len;
+        int edit; /* 0 none, 1 magic, 2 type, 3 ndims, 4 huge dim, 5 zero dim */
+        const char *expect;
+    } cases[] = {
+        {"truncated header", 7, 0, "header"},
+        {"truncated data", 16 + 4 * 28 * 28 - 5, 0, "truncated"},
+        {"trailing bytes", 16 + 4 * 28 * 28 + 3, 0, "longer"},
+        {"bad magic", 16 + 4 * 28 * 28, 1, "magic"},
+        {"not ubyte", 16 + 4 * 28 * 28, 2, "magic"},
+        {"wrong rank", 16 + 4 * 28 * 28, 3, "magic"},
+        {"huge dimension", 16 + 4 * 28 * 28, 4, "dimension"},
+        {"zero dimension", 16 + 4 * 28 * 28, 5, "dimension"},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        make_idx(buf, 3, dims, 4 * 28 * 28 + 16);
+        if (cases[c].edit == 1)
+            buf[0] = 0x1f;
+        if (cases[c].edit == 2)
+            buf[2] = 0x0d;
+        if (cases[c].edit == 3)
+            buf[3] = 2;
+        if (cases[c].edit == 4)
+            buf[4] = 0x7f;
+        if (cases[c].edit == 5)
+            memset(buf + 8, 0, 4);
+        for (int gzip = 0; gzip < 2; gzip++) {
+            write_bytes(path, buf, cases[c].len, gzip);
+            size_t got[3];
+            unsigned char *data = (unsigned char *)1;
+            vit_error err;
+            if (vit_read_idx(path, 3, got, &data, &err) == 0 || data != NULL ||
+                !strstr(err.text, path) || !strstr(err.text, cases[c].expect)) {
+                print_error("%s (gzip %d): expected an error with '%s', got '%s'\n",
+                            cases[c].what, gzip, cases[c].expect, err.text);
+                fail();
+            }
+        }
+    }
+    vit_data d;
+    vit_error err;
+    assert_int_not_equal(vit_load_idx("/nonexistent-dir", "install the package X", &d, &err), 0);
+    assert_non_null(strstr(err.text, "train-images-idx3-ubyte"));
+    assert_non_null(strstr(err.text, "install the package X"));
+}
+
+/* CIFAR-10 binary batches: records of a label byte and 3x32x32 pixels. */
+static void test_cifar10_reader(void **state)
+{
+    (void)state;
+    enum { RECORD = 1 + 3 * 32 * 32, PER_FILE = 3 };
+    static unsigned char buf[PER_FILE * RECORD + 7];
+    char dir[512], path[600];
+    snprintf(dir, sizeof(dir), "%s/cifar", g_dir);
+    mkdir(dir, 0700);
+    for (int f = 0; f <= 5; f++) {
+        for (int r = 0; r < PER_FILE; r++) {
+            buf[r * RECORD] = (unsigned char)((f * PER_FILE + r) % 10);
+            for (int i = 1; i < RECORD; i++)
+                buf[r * RECORD + i] = (unsigned char)(i * (r + 1) + f);
+        }
+        if (f < 5)
+            snprintf(path, sizeof(path), "%s/data_batch_%d.bin", dir, f + 1);
+        else
+            snprintf(path, sizeof(path), "%s/test_batch.bin", dir);
+        write_bytes(path, buf, PER_FILE * RECORD, 0);
+    }
+    vit_data d;
+    vit_error err;
+    assert_int_equal(vit_load_cifar10(dir, &d, &err), 0);
+    assert_int_equal(d.train.count, 5 * PER_FILE);
+    assert_int_equal(d.test.count, PER_FILE);
+    assert_int_equal(d.train.channels, 3);
+    assert_int_equal(d.train.height, 32);
+    assert_int_equal(d.train.labels[7], 7);
+    assert_true(d.std[0] > 0.0f && d.std[2] > 0.0f);
+    vit_data_free(&d);
+
+    /* a partial record, and a label byte out of range */
+    write_bytes(path, buf, PER_FILE * RECORD - 5, 0);
+    assert_int_not_equal(vit_load_cifar10(dir, &d, &err), 0);
+    assert_non_null(strstr(err.text, "test_batch.bin"));
+    buf[RECORD] = 17;
+    write_bytes(path, buf, PER_FILE * RECORD, 0);
+    assert_int_not_equal(vit_load_cifar10(dir, &d, &err), 0);
+    assert_non_null(strstr(err.text, "label 17"));
+}
+
+static void test_cli_errors(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    assert_int_equal(run_train("--no-such-flag", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "unknown option '--no-such-flag'"));
+    assert_non_null(strstr(out, "usage:"));
+    assert_int_equal(run_train("--lr abc", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "--lr"));
+    assert_int_equal(run_train("--epochs 0", out, sizeof(out)), 2);
+    assert_int_equal(run_train("--optimizer rmsprop", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "sgd|lars|adamw"));
+    assert_int_equal(run_train("--dim 128 --heads 3", out, sizeof(out)), 2);
+    assert_int_equal(run_train("--eval-only", out, sizeof(out)), 2);
+    assert_int_equal(run_train("--help", out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "--stop-on-collapse"));
+
+    /* a missing data directory, and a corrupt IDX header */
+    assert_int_equal(run_train("--data-dir /nonexistent-dir", out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "/nonexistent-dir/train-images-idx3-ubyte"));
+    char dir[512], args[1024], file[600];
+    snprintf(dir, sizeof(dir), "%s/corrupt", g_dir);
+    make_idx_dir(dir, 1);
+    snprintf(file, sizeof(file), "%s/t10k-images-idx3-ubyte.gz", dir);
+    const unsigned char junk[16] = {0x12, 0x34, 0, 3};
+    write_bytes(file, junk, sizeof(junk), 1);
+    snprintf(args, sizeof(args), "--data-dir %s", dir);
+    assert_int_equal(run_train(args, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, file));
+    assert_non_null(strstr(out, "magic"));
+}
+
+/* A few lines of the metrics file: the "key": number of its last train line. */
+static double last_value(const char *metrics_path, const char *type, const char *key)
+{
+    size_t size;
+    char *text = read_file_bytes(metrics_path, &size);
+    assert_non_null(text);
+    text[size] = '\0';
+    double value = NAN;
+    char type_pat[64], key_pat[64];
+    snprintf(type_pat, sizeof(type_pat), "\"type\":\"%s\"", type);
+    snprintf(key_pat, sizeof(key_pat), "\"%s\":", key);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *k = strstr(line, key_pat);
+        if (strstr(line, type_pat) && k)
+            value = strtod(k + strlen(key_pat), NULL);
+    }
+    free(text);
+    return value;
+}
+
+#define SMALL_MODEL                                                                               \
+    "--dataset synthetic --synthetic-train 2048 --synthetic-test 512 --dim 32 --depth 2 "        \
+    "--heads 2 --mlp-dim 64 --batch 64 --log-every 4 --bound-every 8 "
+
+static void test_learns_the_synthetic_set(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char metrics[512], args[2048];
+    path_in_dir(metrics, sizeof(metrics), "learn.jsonl");
+    snprintf(args, sizeof(args), SMALL_MODEL "--epochs 4 --metrics %s", metrics);
+    const double t0 = now_seconds();
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    const double seconds = now_seconds() - t0;
+    const double acc = last_value(metrics, "eval", "test_acc");
+    const double first_loss = log(10.0), loss = last_value(metrics, "train", "loss");
+    if (!(acc > 0.5) || !(loss < 0.7 * first_loss)) {
+        print_error("after %.1f s: test accuracy %.3f (chance 0.1), loss %.3f\n%s", seconds, acc,
+                    loss, out);
+        fail();
+    }
+    /* the metrics hold entropies, bounds, sigmas and gammas */
+    size_t size;
+    char *text = read_file_bytes(metrics, &size);
+    assert_non_null(text);
+    text[size] = '\0';
+    assert_non_null(strstr(text, "\"entropy_mean\":[["));
+    assert_non_null(strstr(text, "\"entropy_bound\":[["));
+    assert_non_null(strstr(text, "\"sigma\":{\"patch_embed.proj\":"));
+    assert_non_null(strstr(text, "\"gamma\":{\"patch_embed.proj\":"));
+    free(text);
+}
+
+static int files_equal(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = read_file_bytes(a, &na), *y = read_file_bytes(b, &nb);
+    const int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* Stopped inside an epoch and resumed, a run gives the same metrics and the
+ * same final checkpoint, bit for bit, as a run never stopped. */
+static void test_resume_is_bit_exact(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char m_full[512], c_full[512], m_part[512], c_part[512], args[2048];
+    path_in_dir(m_full, sizeof(m_full), "full.jsonl");
+    path_in_dir(c_full, sizeof(c_full), "full.ckpt");
+    path_in_dir(m_part, sizeof(m_part), "part.jsonl");
+    path_in_dir(c_part, sizeof(c_part), "part.ckpt");
+    const char *common = SMALL_MODEL "--epochs 2 --augment --checkpoint-every 5";
+    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s", common, m_full, c_full);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    /* 32 steps per epoch: stop at 19, inside the second epoch, then twice more */
+    const int stops[2] = {19, 45};
+    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --stop-after-steps %d", common,
+             m_part, c_part, stops[0]);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "stopped after step 19"));
+    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --resume %s --stop-after-steps %d",
+             common, m_part, c_part, c_part, stops[1]);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "resumed from"));
+    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --resume %s", common, m_part,
+             c_part, c_part);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_true(files_equal(m_full, m_part));
+    assert_true(files_equal(c_full, c_part));
+
+    /* Resuming with other training options is refused. */
+    snprintf(args, sizeof(args), "%s --lr 0.5 --resume %s", common, c_part);
+    assert_int_equal(run_train(args, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "other training options"));
+
+    /* --eval-only reads the model back and gives the run's test accuracy. */
+    snprintf(args, sizeof(args), "%s --eval-only --resume %s", common, c_full);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    char expect[64];
+    snprintf(expect, sizeof(expect), "test accuracy %.4f", last_value(m_full, "eval", "test_acc"));
+    assert_non_null(strstr(out, expect));
+}
+
+static void test_non_finite_loss_stops_with_its_code(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char ckpt[512], args[2048];
+    path_in_dir(ckpt, sizeof(ckpt), "diverge.ckpt");
+    /* plain linears and a huge learning rate: the loss blows up */
+    snprintf(args, sizeof(args), SMALL_MODEL "--no-sn --optimizer sgd --lr 1e4 --epochs 3 "
+             "--checkpoint %s --checkpoint-every 1", ckpt);
+    assert_int_equal(run_train(args, out, sizeof(out)), 3);
+    assert_non_null(strstr(out, "became non-finite"));
+    assert_non_null(strstr(out, ckpt));
+    /* the last good checkpoint is still a valid one */
+    snprintf(args, sizeof(args), SMALL_MODEL "--no-sn --eval-only --resume %s", ckpt);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+}
+
+static void test_plot_renders_a_png(void **state)
+{
+    (void)state;
+    if (system("command -v gnuplot > /dev/null 2>&1") != 0) {
+        print_message("gnuplot is not installed: skipping the plot test "
+                      "(sudo apt-get install gnuplot-nox)\n");
+        skip();
+    }
+    static char out[1 << 16];
+    char metrics[512], png[512], args[2048];
+    path_in_dir(metrics, sizeof(metrics), "plot.jsonl");
+    path_in_dir(png, sizeof(png), "plot.png");
+    snprintf(args, sizeof(args), SMALL_MODEL "--epochs 1 --metrics %s --plot %s", metrics, png);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    size_t size;
+    unsigned char *bytes = read_file_bytes(png, &size);
+    assert_non_null(bytes);
+    assert_true(size > 1000 && memcmp(bytes, "\x89PNG", 4) == 0);
+    free(bytes);
+    remove(png);
+    /* the standalone way, from the metrics file alone */
+    snprintf(args, sizeof(args), "--plot-only %s --plot %s", metrics, png);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    bytes = read_file_bytes(png, &size);
+    assert_non_null(bytes);
+    assert_true(size > 1000 && memcmp(bytes, "\x89PNG", 4) == 0);
+    free(bytes);
+    snprintf(args, sizeof(args), "--plot-only /nonexistent.jsonl --plot %s", png);
+    assert_int_equal(run_train(args, out, sizeof(out)), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idx_reader_reads_plain_and_gzip),
+        cmocka_unit_test(test_idx_reader_rejects_bad_files),
+        cmocka_unit_test(test_cifar10_reader),
+        cmocka_unit_test(test_cli_errors),
+        cmocka_unit_test(test_learns_the_synthetic_set),
+        cmocka_unit_test(test_resume_is_bit_exact),
+        cmocka_unit_test(test_non_finite_loss_stops_with_its_code),
+        cmocka_unit_test(test_plot_renders_a_png),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -168,12 +168,15 @@ int vit_plot(const char *metrics_path, const char *png_path, char *err, size_t e
     fprintf(gp, "$entropy << EOD\n%sEOD\n", b.entropy ? b.entropy : "");
     fprintf(gp, "set multiplot layout %zu,%zu\nset grid\nset key top right\nset xlabel 'step'\n",
             rows, cols);
+    /* Loss falls, accuracy rises, entropies fall from log T: keys where
+     * the curves are not. */
     fprintf(gp, "set title 'training loss'\nplot $train using 1:2 with lines lw 1.5 title 'loss'\n");
-    fprintf(gp, "set title 'accuracy'\nset yrange [0:1]\n"
+    fprintf(gp, "set title 'accuracy'\nset yrange [0:1]\nset key bottom right\n"
                 "plot $train using 1:3 with lines title 'train (batch)'%s\nunset yrange\n",
             b.eval ? ", $eval using 1:2 with linespoints lw 2 pt 7 title 'test'" : "");
     for (size_t l = 0; l < layers; l++) {
         fprintf(gp, "set title 'layer %zu: attention entropy per head (nats)'\n", l);
+        fprintf(gp, "set key bottom left\n");
         fprintf(gp, "set yrange [0:%.6g]\nplot ", log_tokens * 1.05);
         for (size_t h = 0; h < heads; h++)
             fprintf(gp, "$entropy using 1:%zu with lines title 'head %zu', ", 2 + l * heads + h, h);

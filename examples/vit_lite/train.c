@@ -146,7 +146,7 @@ static int build(trainer *t)
     oc.weight_decay = o->weight_decay;
     oc.wd_mode = o->optimizer == SRP_OPTIM_LARS ? SRP_WD_COUPLED : o->wd_mode;
     oc.momentum = o->momentum;
-    oc.nesterov = o->nesterov;
+    oc.nesterov = o->nesterov && o->momentum > 0.0f; /* torch: Nesterov needs momentum */
     oc.lars_eta = o->lars_eta;
     st = srp_optim_create(&t->optim, t->params, t->nparams, &oc);
     if (st != SRP_OK)

@@ -41,7 +41,7 @@ void to_double(const float *x, double *y, size_t n);
 void *read_file_bytes(const char *path, size_t *size);
 
 /* Reference fixtures written by tests/reference/gen_*.py: named float
- * arrays (format in gen_linear_fixtures.py). */
+ * arrays (format: tests/reference/fixture_io.py). */
 typedef struct fixture fixture;
 fixture *fixture_load(const char *path); /* fails the test when unreadable */
 /* The array called name; fails the test when missing or of another length

@@ -12,13 +12,12 @@ Per head, the fixture also holds the mean and min row entropy
 
 Run with Debian's interpreter (python3-torch):
     /usr/bin/python3 gen_attention_fixtures.py
-Same file format as gen_linear_fixtures.py.
+Format: fixture_io.py.
 """
-import os
-import struct
-
 import torch
 import torch.nn.functional as F
+
+from fixture_io import FixtureWriter
 
 torch.manual_seed(1234567)
 torch.set_num_threads(1)
@@ -71,11 +70,8 @@ class Attention(torch.nn.Module):
         return self.proj(o)
 
 
-records = []
-
-
-def put(name, tensor):
-    records.append((name, tensor.detach().reshape(-1).to(torch.float32).tolist()))
+fixtures = FixtureWriter()
+put = fixtures.put
 
 
 def case(tag, B, T, D, H, causal, steps=2, lr=0.05):
@@ -115,14 +111,4 @@ case("causal", B=3, T=6, D=8, H=2, causal=True)
 case("onehead", B=1, T=9, D=6, H=1, causal=False)
 case("onetoken", B=2, T=1, D=8, H=4, causal=False)
 
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "attention_fixtures.bin")
-with open(out, "wb") as f:
-    f.write(b"SRPFIX01")
-    f.write(struct.pack("<I", len(records)))
-    for name, values in records:
-        raw = name.encode()
-        f.write(struct.pack("<I", len(raw)))
-        f.write(raw)
-        f.write(struct.pack("<I", len(values)))
-        f.write(struct.pack(f"<{len(values)}f", *values))
-print(f"wrote {len(records)} records to {out}")
+fixtures.write("attention_fixtures.bin")

@@ -14,14 +14,12 @@ Each case runs training steps (forward, backward of a given dy, SGD update of
 W, b, gamma) and one eval forward, and records everything the C test needs.
 
 Run with Debian's interpreter (python3-torch): /usr/bin/python3 gen_linear_fixtures.py
-Format (little-endian): b"SRPFIX01", u32 record count, then records of
-u32 name length, name bytes, u32 float count, float32 values.
+Format: fixture_io.py.
 """
-import os
-import struct
-
 import torch
 import torch.nn.functional as F
+
+from fixture_io import FixtureWriter
 
 torch.manual_seed(20230723)
 torch.set_num_threads(1)
@@ -56,11 +54,8 @@ class OfficialSNLinear(torch.nn.Module):
         return F.linear(x, w, self.bias)
 
 
-records = []
-
-
-def put(name, tensor):
-    records.append((name, tensor.detach().reshape(-1).to(torch.float32).tolist()))
+fixtures = FixtureWriter()
+put = fixtures.put
 
 
 def case(tag, n, in_f, out_f, bias, stats_only, steps=3, lr=0.05):
@@ -113,14 +108,4 @@ case("stats", n=3, in_f=12, out_f=6, bias=True, stats_only=True)
 case("scalar", n=2, in_f=1, out_f=1, bias=True, stats_only=False)
 case("tall", n=1, in_f=40, out_f=9, bias=True, stats_only=False, steps=4)
 
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "linear_fixtures.bin")
-with open(out, "wb") as f:
-    f.write(b"SRPFIX01")
-    f.write(struct.pack("<I", len(records)))
-    for name, values in records:
-        raw = name.encode()
-        f.write(struct.pack("<I", len(raw)))
-        f.write(raw)
-        f.write(struct.pack("<I", len(values)))
-        f.write(struct.pack(f"<{len(values)}f", *values))
-print(f"wrote {len(records)} records to {out}")
+fixtures.write("linear_fixtures.bin")

@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "data.h"
+#include "model.h"
 #include "testutil.h"
 
 static char g_dir[256]; /* scratch folder for this run */
@@ -241,6 +242,86 @@ static void test_cifar10_reader(void **state)
     assert_non_null(strstr(err.text, "label 17"));
 }
 
+/* The model's backward wires the library's backwards together (residuals,
+ * LayerNorms, GELU, token select, embeddings): check it against central
+ * differences of the loss for every tensor that is not a weight matrix
+ * (a weight's sigma term follows the official convention of u, v held
+ * constant, which differences cannot see). Eval forwards: no state moves. */
+static double model_loss(vit_model *m, const float *images, const int *labels, size_t batch)
+{
+    const float *logits;
+    float loss;
+    assert_ok(vit_forward(m, images, batch, 0, &logits));
+    assert_ok(srp_cross_entropy_forward(logits, labels, batch, 10, 0.0f, &loss));
+    return loss;
+}
+
+static void test_model_backward_matches_differences(void **state)
+{
+    (void)state;
+    for (int ln = 0; ln < 2; ln++) {
+        vit_config c = vit_config_default();
+        c.patch = 7;
+        c.dim = 8;
+        c.depth = 2;
+        c.heads = 2;
+        c.mlp_dim = 16;
+        c.max_batch = 3;
+        c.layernorm = ln;
+        c.init_gain = 10.0f;
+        c.seed = 5;
+        vit_model *m = NULL;
+        assert_ok(vit_create(&m, &c));
+        const size_t np = vit_params(m, NULL, NULL);
+        srp_param *params = malloc(sizeof(srp_param) * np);
+        srp_param_kind *kinds = malloc(sizeof(srp_param_kind) * np);
+        assert_true(params && kinds);
+        vit_params(m, params, kinds);
+        srp_rng r;
+        srp_rng_seed(&r, 9);
+        float images[3 * 28 * 28], dlogits[30];
+        const int labels[3] = {1, 7, 4};
+        fill_normal_f(&r, images, 3 * 28 * 28, 1.0);
+        for (size_t i = 0; i < np; i++) { /* non-trivial values everywhere */
+            if (kinds[i] != SRP_PARAM_WEIGHT)
+                fill_normal_f(&r, params[i].data, params[i].size, kinds[i] == SRP_PARAM_GAMMA ? 0.2 : 0.3);
+            if (kinds[i] == SRP_PARAM_GAMMA)
+                params[i].data[0] += 1.5f;
+            memset(params[i].grad, 0, sizeof(float) * params[i].size);
+        }
+        const float *logits;
+        assert_ok(vit_forward(m, images, 3, 0, &logits));
+        assert_ok(srp_cross_entropy_backward(logits, labels, 3, 10, 0.0f, dlogits));
+        assert_ok(vit_backward(m, dlogits));
+        size_t checked = 0;
+        for (size_t i = 0; i < np; i++) {
+            if (kinds[i] == SRP_PARAM_WEIGHT)
+                continue;
+            for (int k = 0; k < 3 && (size_t)k < params[i].size; k++) {
+                const size_t j = (size_t)srp_rng_below(&r, params[i].size);
+                float *p = params[i].data + j;
+                const float keep = *p, h = 1e-2f;
+                *p = keep + h;
+                const double up = model_loss(m, images, labels, 3);
+                *p = keep - h;
+                const double down = model_loss(m, images, labels, 3);
+                *p = keep;
+                const double fd = (up - down) / (2.0 * h), an = params[i].grad[j];
+                if (!(fabs(fd - an) <= 0.03 * fabs(fd) + 3e-4)) {
+                    print_error("layernorm %d, %s[%zu]: backward %.6g, differences %.6g\n", ln,
+                                params[i].name, j, an, fd);
+                    fail();
+                }
+                checked++;
+            }
+        }
+        assert_true(checked > (ln ? 60u : 30u));
+        free(params);
+        free(kinds);
+        vit_destroy(m);
+    }
+}
+
 static void test_cli_errors(void **state)
 {
     (void)state;
@@ -435,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_idx_reader_reads_plain_and_gzip),
         cmocka_unit_test(test_idx_reader_rejects_bad_files),
         cmocka_unit_test(test_cifar10_reader),
+        cmocka_unit_test(test_model_backward_matches_differences),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_learns_the_synthetic_set),
         cmocka_unit_test(test_resume_is_bit_exact),

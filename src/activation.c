@@ -8,27 +8,12 @@
  * the cancellation of 1 + erf(.) for negative x (which loses all digits of
  * y below x = -5 in float).
  *
- * Speed: glibc (2.35 and later) ships vector versions of erfcf and expf in
- * libmvec, but <math.h> declares them only under -ffast-math. Declaring
- * them here lets the compiler call them from the simd loops below, 4, 8 or
- * 16 at a time (the loops are built for SSE, AVX2 and AVX-512 and picked at
- * load time): about 20x faster than the scalar calls, within a few ulp. */
+ * Speed: the GELU loops call libmvec's vector erfcf and expf (internal.h),
+ * about 20x faster than the scalar calls. */
 #include <math.h>
 #include <string.h>
 
 #include "internal.h"
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) &&     \
-    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
-#pragma omp declare simd notinbranch
-float erfcf(float);
-#pragma omp declare simd notinbranch
-float expf(float);
-/* Static clones: GCC would export the ifunc of a non-static one. */
-#define SRP_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SRP_VECTOR_CLONES
-#endif
 
 /* Below this many elements a loop stays on one thread. */
 #define PARALLEL_MIN_ELEMS 32768

@@ -17,6 +17,26 @@ int srp_blas_get_num_threads(void);
  * OpenMP build of OpenBLAS then runs it on the calling thread. */
 int srp_blas_nests_in_openmp(void);
 
+/* ---- vector math ----
+ * glibc (2.35 and later) ships vector versions of erfcf and expf in
+ * libmvec, but <math.h> declares them only under -ffast-math. Declared here,
+ * they let the compiler call them 4, 8 or 16 at a time from `omp simd`
+ * loops, within a few ulp; elsewhere those loops call the scalar functions.
+ * SRP_VECTOR_CLONES builds a function for AVX-512, AVX2 and baseline x86-64
+ * and picks one at load time. Use it on static functions only: GCC exports
+ * the ifunc of a non-static clone even from a library built hidden. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) &&     \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#include <math.h>
+#pragma omp declare simd notinbranch
+float erfcf(float);
+#pragma omp declare simd notinbranch
+float expf(float);
+#define SRP_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SRP_VECTOR_CLONES
+#endif
+
 /* Threads for the library's OpenMP loops (threads.c). */
 int srp_threads(void);
 

@@ -15,8 +15,6 @@
 
 #include "internal.h"
 
-/* Below this many elements a loop stays on one thread. */
-#define PARALLEL_MIN_ELEMS 32768
 /* Columns per pass of the mean-pool sums (double accumulators on the stack). */
 #define COL_BLOCK 64
 
@@ -56,7 +54,7 @@ srp_status srp_gelu_forward(const float *x, size_t n, float *y)
     if (!x || !y || n == 0)
         return SRP_ERR_INVALID_ARG;
     const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long c = 0; c < chunks; c++)
         gelu_forward_range(x, y, c * GELU_CHUNK, c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
     return SRP_OK;
@@ -68,7 +66,7 @@ srp_status srp_gelu_backward(const float *x, const float *dy, size_t n, float *d
     if (!x || !dy || !dx || n == 0)
         return SRP_ERR_INVALID_ARG;
     const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long c = 0; c < chunks; c++)
         gelu_backward_range(x, dy, dx, c * GELU_CHUNK, c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
     return SRP_OK;
@@ -80,7 +78,7 @@ srp_status srp_residual_add(const float *x, const float *r, size_t n, float *y)
     if (!x || !r || !y || n == 0)
         return SRP_ERR_INVALID_ARG;
     const long len = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long i = 0; i < len; i++)
         y[i] = x[i] + r[i];
     return SRP_OK;
@@ -106,7 +104,7 @@ srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, si
     if (!pool_args_ok(x, y, batch, tokens, dim))
         return SRP_ERR_INVALID_ARG;
     const long nb = (long)batch;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (batch * tokens * dim >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (batch * tokens * dim >= SRP_PARALLEL_MIN_ELEMS)
     for (long b = 0; b < nb; b++) {
         const float *xb = x + (size_t)b * tokens * dim;
         for (size_t c0 = 0; c0 < dim; c0 += COL_BLOCK) {
@@ -130,7 +128,7 @@ srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens, 
         return SRP_ERR_INVALID_ARG;
     const long nb = (long)batch;
     const float count = (float)tokens;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (batch * tokens * dim >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (batch * tokens * dim >= SRP_PARALLEL_MIN_ELEMS)
     for (long b = 0; b < nb; b++)
         for (size_t t = 0; t < tokens; t++)
             for (size_t c = 0; c < dim; c++)

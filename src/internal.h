@@ -39,6 +39,9 @@ float expf(float);
 
 /* Threads for the library's OpenMP loops (threads.c). */
 int srp_threads(void);
+/* Below this many elements an elementwise loop stays on one thread: waking
+ * the second costs more than it saves. */
+#define SRP_PARALLEL_MIN_ELEMS 32768
 
 /* C = alpha op(A) op(B) + beta C; op(A): [m][k], op(B): [k][n], C: [m][n]. */
 void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,

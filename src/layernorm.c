@@ -12,8 +12,6 @@
 
 #include "internal.h"
 
-/* Below this many elements a loop stays on one thread. */
-#define PARALLEL_MIN_ELEMS 32768
 /* Columns per task of the dweight/dbias sums (their double accumulators
  * live on the stack). */
 #define COL_BLOCK 64
@@ -46,7 +44,7 @@ srp_status srp_layernorm_forward(const float *x, const float *weight, const floa
     if (!args_ok(x, y, n, d) || !(eps > 0.0f) || !isfinite(eps))
         return SRP_ERR_INVALID_ARG;
     const long rows = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * d >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
     for (long i = 0; i < rows; i++) {
         const float *xi = x + (size_t)i * d;
         float *yi = y + (size_t)i * d;
@@ -73,7 +71,7 @@ static void param_grads(const float *x, const float *mean, const float *rstd, co
                         size_t n, size_t d, float *dweight, float *dbias)
 {
     const long blocks = (long)((d + COL_BLOCK - 1) / COL_BLOCK);
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * d >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
     for (long blk = 0; blk < blocks; blk++) {
         const size_t j0 = (size_t)blk * COL_BLOCK, j1 = j0 + COL_BLOCK < d ? j0 + COL_BLOCK : d;
         double acc_w[COL_BLOCK] = {0}, acc_b[COL_BLOCK] = {0};
@@ -104,7 +102,7 @@ srp_status srp_layernorm_backward(const float *x, const float *weight, const flo
     if (dweight || dbias)
         param_grads(x, mean, rstd, dy, n, d, dweight, dbias);
     const long rows = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * d >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
     for (long i = 0; i < rows; i++) {
         const float *xi = x + (size_t)i * d, *gi = dy + (size_t)i * d;
         float *dxi = dx + (size_t)i * d;

@@ -211,8 +211,9 @@ static int batch_ok(const srp_linear *l, size_t n)
     return n > 0 && srp_blas_size_ok(n) && n <= SIZE_MAX / sizeof(float) / widest;
 }
 
-/* Loops below this many elements are not worth waking a second thread. */
-#define PARALLEL_MIN_ELEMS 65536
+/* The linear's passes keep twice the library's threshold: the dot's chunk
+ * size derives from it, and changing it would change the bits of dgamma. */
+#define PARALLEL_MIN_ELEMS (2 * SRP_PARALLEL_MIN_ELEMS)
 
 /* y[r][:] = b for every row r. y: [n][out] */
 static void fill_rows_with_bias(float *y, const float *b, size_t n, size_t out)

@@ -13,8 +13,6 @@
 
 #include "internal.h"
 
-/* Below this many logits a loop stays on one thread. */
-#define PARALLEL_MIN_ELEMS 32768
 /* Row chunks of the loss sum (partials on the stack). */
 #define LOSS_CHUNKS 64
 
@@ -70,7 +68,7 @@ srp_status srp_cross_entropy_forward(const float *logits, const int *labels, siz
     const size_t per = n / chunks, extra = n % chunks;
     double partial[LOSS_CHUNKS];
     const long nc = (long)chunks;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * classes >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * classes >= SRP_PARALLEL_MIN_ELEMS)
     for (long k = 0; k < nc; k++) {
         /* The first `extra` chunks take one row more. */
         const size_t kk = (size_t)k;
@@ -104,7 +102,7 @@ srp_status srp_cross_entropy_backward(const float *logits, const int *labels, si
     const double s = (double)label_smoothing, inv_n = 1.0 / (double)n;
     const double off = s / (double)classes, on = 1.0 - s;
     const long rows = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * classes >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * classes >= SRP_PARALLEL_MIN_ELEMS)
     for (long i = 0; i < rows; i++) {
         const float *z = logits + (size_t)i * classes;
         float *dz = dlogits + (size_t)i * classes;

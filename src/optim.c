@@ -17,8 +17,6 @@
 
 #include "internal.h"
 
-/* Below this many elements an update stays on one thread. */
-#define PARALLEL_MIN_ELEMS 32768
 /* Longest parameter name: leaves room for "optim." and ".momentum_buffer". */
 #define MAX_PARAM_NAME (SRP_CHECKPOINT_MAX_NAME - 32)
 
@@ -217,7 +215,7 @@ static void sgd_update(float *p, const float *g, float *buf, size_t n, const srp
     const float shrink = (float)(1.0 - (double)lr * (double)(decoupled ? wd : 0.0f));
     const int nesterov = c->nesterov;
     const long len = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long k = 0; k < len; k++) {
         float d = g[k] + coupled_wd * p[k];
         if (trust != 1.0f)
@@ -245,7 +243,7 @@ static void adam_update(float *p, const float *g, float *m, float *v, size_t n,
     const float one_minus_b1 = 1.0f - c->beta1, b2 = c->beta2, one_minus_b2 = 1.0f - c->beta2;
     const float eps = c->eps;
     const long len = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long k = 0; k < len; k++) {
         const float pk = p[k] * shrink;
         const float gk = g[k] + coupled_wd * p[k];
@@ -375,7 +373,7 @@ srp_status srp_clip_grad_norm(const srp_param *params, size_t count, float max_n
         for (size_t i = 0; i < count; i++) {
             float *g = params[i].grad;
             const long len = (long)params[i].size;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (len >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (len >= SRP_PARALLEL_MIN_ELEMS)
             for (long k = 0; k < len; k++)
                 g[k] *= cf;
         }

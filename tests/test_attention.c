@@ -291,6 +291,22 @@ static void check_linear_grads(srp_linear *l, ref_attention *R, ref_linear *L, d
     free(g);
 }
 
+/* Random x, a training forward and the backward of the test loss
+ * 0.5 |y|^2 + <r, y> (dy = y + r, r random); R gets the double reference of
+ * the module as that forward saw it. x, y, dy, dx: [B][T][D]. */
+static void run_loss_backward(srp_attention *a, const attn_shape *s, srp_rng *r,
+                              ref_attention *R, float *x, float *y, float *dy, float *dx)
+{
+    const size_t n = s->B * s->T * s->D;
+    fill_normal_f(r, x, n, 1.0);
+    ref_load(R, a, s, x);
+    fill_normal_d(r, R->r, n, 1.0);
+    assert_ok(srp_attention_forward(a, x, s->B, s->T, y, 1));
+    for (size_t i = 0; i < n; i++)
+        dy[i] = y[i] + (float)R->r[i];
+    assert_ok(srp_attention_backward(a, dy, dx));
+}
+
 /* Central differences on a sample of entries (a full check of every entry
  * is too slow at T = 300), against the analytic gradient, relative to its
  * largest entry. */
@@ -327,14 +343,8 @@ static void test_backward_across_row_blocks(void **state)
         float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
         float *dy = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n);
         assert_true(x && y && dy && dx);
-        fill_normal_f(&r, x, n, 1.0);
         ref_attention R;
-        ref_load(&R, a, &s, x);
-        fill_normal_d(&r, R.r, n, 1.0);
-        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 1));
-        for (size_t i = 0; i < n; i++)
-            dy[i] = y[i] + (float)R.r[i];
-        assert_ok(srp_attention_backward(a, dy, dx));
+        run_loss_backward(a, &s, &r, &R, x, y, dy, dx);
         check_sampled(&R, R.x, dx, n, &r, 1e-4, "T = 300 dx");
         check_sampled(&R, R.qkv.w, srp_linear_weight_grad(srp_attention_qkv(a)), 3 * s.D * s.D,
                       &r, 1e-4, "T = 300 qkv dW");
@@ -363,14 +373,8 @@ static void test_backward_matches_finite_differences(void **state)
         float *dy = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n);
         double *g = malloc(sizeof(double) * n);
         assert_true(x && y && dy && dx && g);
-        fill_normal_f(&r, x, n, 1.0);
         ref_attention R;
-        ref_load(&R, a, &s, x);
-        fill_normal_d(&r, R.r, n, 1.0);
-        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 1));
-        for (size_t i = 0; i < n; i++)
-            dy[i] = y[i] + (float)R.r[i];
-        assert_ok(srp_attention_backward(a, dy, dx));
+        run_loss_backward(a, &s, &r, &R, x, y, dy, dx);
 
         finite_diff(&R, R.x, n, g);
         check_grad(dx, g, n, tol, "attention dx");

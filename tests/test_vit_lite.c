@@ -100,13 +100,14 @@ static size_t make_idx(unsigned char *buf, int ndims, const size_t *dims, size_t
     return head + data_len;
 }
 
-/* A folder with the four Fashion-MNIST files (tiny: 20 train, 10 test). */
-static void make_idx_dir(const char *dir, int gzip)
+/* A folder with the four Fashion-MNIST files, train and test images each. */
+static void make_idx_dir_sized(const char *dir, int gzip, size_t train, size_t test)
 {
-    static unsigned char buf[4 + 12 + 20 * 28 * 28];
     const char *names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
-    const size_t counts[4] = {20, 20, 10, 10};
+    const size_t counts[4] = {train, train, test, test};
+    unsigned char *buf = malloc(4 + 12 + (train > test ? train : test) * 28 * 28);
+    assert_non_null(buf);
     mkdir(dir, 0700);
     for (int i = 0; i < 4; i++) {
         const size_t dims[3] = {counts[i], 28, 28};
@@ -116,7 +117,11 @@ static void make_idx_dir(const char *dir, int gzip)
         snprintf(path, sizeof(path), "%s/%s%s", dir, names[i], gzip ? ".gz" : "");
         write_bytes(path, buf, n, gzip);
     }
+    free(buf);
 }
+
+/* The tiny folder most tests use: 20 train, 10 test images. */
+static void make_idx_dir(const char *dir, int gzip) { make_idx_dir_sized(dir, gzip, 20, 10); }
 
 static void test_idx_reader_reads_plain_and_gzip(void **state)
 {
@@ -462,6 +467,37 @@ static void test_resume_is_bit_exact(void **state)
     assert_non_null(strstr(out, expect));
 }
 
+/* Dataset sizes a user can give: fewer training than test images, counts
+ * that are not multiples of the batch, an IDX folder whose test set is the
+ * larger. Every buffer must fit them (the sanitizer build checks). */
+static void test_odd_dataset_sizes(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char ckpt[512], args[2048];
+    path_in_dir(ckpt, sizeof(ckpt), "odd.ckpt");
+    const char *model = "--dim 16 --depth 1 --heads 2 --mlp-dim 16 --batch 48 --epochs 1 ";
+    snprintf(args, sizeof(args),
+             "%s--dataset synthetic --synthetic-train 200 --synthetic-test 1000 --checkpoint %s",
+             model, ckpt);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "test accuracy"));
+    snprintf(args, sizeof(args),
+             "%s--dataset synthetic --synthetic-train 200 --synthetic-test 1000 --eval-only "
+             "--resume %s",
+             model, ckpt);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "(1000 images)"));
+
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/idx_big_test", g_dir);
+    make_idx_dir_sized(dir, 0, 20, 50);
+    snprintf(args, sizeof(args), "--dim 16 --depth 1 --heads 2 --mlp-dim 16 --batch 8 --epochs 1 "
+             "--data-dir %s", dir);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "test accuracy"));
+}
+
 static void test_non_finite_loss_stops_with_its_code(void **state)
 {
     (void)state;
@@ -520,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_learns_the_synthetic_set),
         cmocka_unit_test(test_resume_is_bit_exact),
+        cmocka_unit_test(test_odd_dataset_sizes),
         cmocka_unit_test(test_non_finite_loss_stops_with_its_code),
         cmocka_unit_test(test_plot_renders_a_png),
     };

@@ -369,7 +369,7 @@ void vit_gather_batch(const vit_dataset *d, const size_t *order, size_t first, s
 {
     const size_t plane = d->height * d->width, size = d->channels * plane;
     for (size_t i = 0; i < n; i++) {
-        const size_t src = order[first + i];
+        const size_t src = order ? order[first + i] : first + i;
         const float *in = d->images + src * size;
         float *out = images + i * size;
         labels[i] = d->labels[src];

@@ -43,8 +43,8 @@ void vit_data_free(vit_data *d);
 int vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **data, vit_error *err);
 
 /* Copies the examples order[first .. first + n) into images [n][C][H][W] and
- * labels [n]; with flip != NULL, example i is mirrored left-right when
- * flip[i] is set. */
+ * labels [n] (order NULL: the examples first .. first + n themselves); with
+ * flip != NULL, example i is mirrored left-right when flip[i] is set. */
 void vit_gather_batch(const vit_dataset *d, const size_t *order, size_t first, size_t n,
                       const unsigned char *flip, float *images, int *labels);
 

@@ -288,11 +288,9 @@ static int evaluate(trainer *t, const vit_dataset *d, float *loss, float *acc)
     const size_t batch = t->opt.batch, classes = vit_get_config(t->model)->classes;
     double loss_sum = 0.0;
     size_t correct = 0;
-    for (size_t i = 0; i < d->count; i++)
-        t->order_tmp[i] = i;
     for (size_t first = 0; first < d->count; first += batch) {
         const size_t n = d->count - first < batch ? d->count - first : batch;
-        vit_gather_batch(d, t->order_tmp, first, n, NULL, t->images, t->labels);
+        vit_gather_batch(d, NULL, first, n, NULL, t->images, t->labels);
         const float *logits;
         srp_status st = vit_forward(t->model, t->images, n, 0, &logits);
         float l = 0.0f;

@@ -313,7 +313,9 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
     if (!a->have_forward)
         return SRP_ERR_UNSUPPORTED;
     const size_t n = a->batch * a->tokens;
-    srp_status st = srp_linear_backward(a->proj, a->o_cat, dy, n, a->d_ocat);
+    /* Both layers' gradients are computed and checked before either is
+     * added in: a failure leaves every gradient of the module as it was. */
+    srp_status st = srp_linear_backward_prepare(a->proj, a->o_cat, dy, n, a->d_ocat);
     if (st != SRP_OK)
         return st;
 
@@ -324,5 +326,10 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
         pair_backward(a, (size_t)p / H, (size_t)p % H,
                       a->d_att + (size_t)omp_get_thread_num() * a->slot_stride);
 
-    return srp_linear_backward(a->qkv, a->x, a->d_qkv, n, dx);
+    st = srp_linear_backward_prepare(a->qkv, a->x, a->d_qkv, n, dx);
+    if (st != SRP_OK)
+        return st;
+    srp_linear_backward_commit(a->proj);
+    srp_linear_backward_commit(a->qkv);
+    return SRP_OK;
 }

@@ -94,6 +94,14 @@ float srp_linear_forward_scale(const srp_linear *l);
  * the layer's state and computes y; it cannot fail. */
 srp_status srp_linear_forward_prepare(srp_linear *l, int training);
 void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y, int training);
+/* A backward in two halves, for the same reason. prepare (arguments as
+ * srp_linear_backward takes them, already checked) writes dx and the
+ * layer's scratch, and checks that the gradients are finite; no gradient
+ * changes. commit, after a successful prepare and before the layer's next
+ * forward or prepare, adds them in; it cannot fail. */
+srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy, size_t n,
+                                       float *dx);
+void srp_linear_backward_commit(srp_linear *l);
 /* n rows fit the layer's GEMMs. */
 int srp_linear_batch_ok(const srp_linear *l, size_t n);
 

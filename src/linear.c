@@ -33,6 +33,7 @@ struct srp_linear {
     float last_sigma, last_scale;
     float *gtx;        /* [out][in] scratch: G^T x */
     double *bias_acc;  /* [out] scratch: column sums of G */
+    double pending_s;  /* <G^T x, W> of a prepared backward */
 };
 
 srp_linear_config srp_linear_config_default(size_t in, size_t out)
@@ -334,11 +335,9 @@ static void accumulate_weight_grad(float *dw, const float *gtx, float a, float c
     }
 }
 
-srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n,
-                               float *dx)
+srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy, size_t n,
+                                       float *dx)
 {
-    if (!l || !x || !dy || !batch_ok(l, n))
-        return SRP_ERR_INVALID_ARG;
     const float scale = l->last_scale;
 
     /* dx = scale dy W: [n][in] = [n][out] x [out][in] */
@@ -357,7 +356,14 @@ srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, s
             if (!isfinite(l->bias_acc[o]))
                 return SRP_ERR_NUMERIC;
     }
+    l->pending_s = s;
+    return SRP_OK;
+}
 
+void srp_linear_backward_commit(srp_linear *l)
+{
+    const float scale = l->last_scale;
+    const double s = l->pending_s;
     /* gamma s / sigma^2 = scale s / sigma, with the gamma of the forward. */
     float rank1 = 0.0f;
     if (l->mode == SRP_REPARAM_SIGMA) {
@@ -369,5 +375,16 @@ srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, s
     if (l->has_bias)
         for (size_t o = 0; o < l->out; o++)
             l->db[o] += (float)l->bias_acc[o];
+}
+
+srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n,
+                               float *dx)
+{
+    if (!l || !x || !dy || !batch_ok(l, n))
+        return SRP_ERR_INVALID_ARG;
+    const srp_status st = srp_linear_backward_prepare(l, x, dy, n, dx);
+    if (st != SRP_OK)
+        return st;
+    srp_linear_backward_commit(l);
     return SRP_OK;
 }

@@ -760,6 +760,58 @@ static void test_errors(void **state)
     srp_attention_destroy(NULL);
 }
 
+/* A backward that fails in qkv, after proj's part succeeded, leaves every
+ * gradient of the module as it was. The failure: one input feature of 1e38
+ * that qkv's weights ignore (a zero column), so the forward is finite, but
+ * d_qkv^T x overflows in qkv's weight gradient while proj's is finite. */
+static void test_failed_backward_changes_no_gradient(void **state)
+{
+    (void)state;
+    const attn_shape s = {2, 5, 8, 2, 0};
+    const size_t n = s.B * s.T * s.D, D = s.D;
+    srp_attention *a = make(&s, 12);
+    srp_linear *qkv = srp_attention_qkv(a), *proj = srp_attention_proj(a);
+    srp_rng r;
+    srp_rng_seed(&r, 13);
+    float x[2 * 5 * 8], y[2 * 5 * 8], dy[2 * 5 * 8], dx[2 * 5 * 8];
+    fill_normal_f(&r, x, n, 1.0);
+    fill_normal_f(&r, dy, n, 1e3);
+    float *w = srp_linear_weight(qkv);
+    for (size_t row = 0; row < 3 * D; row++)
+        w[row * D + 3] = 0.0f;
+    assert_ok(srp_linear_reinit_sigma(qkv));
+    x[2 * D + 3] = 1e38f;
+    /* some gradient in both layers already, as mid-accumulation */
+    for (int l = 0; l < 2; l++) {
+        srp_linear *lin = l ? proj : qkv;
+        const size_t nw = srp_linear_in_features(lin) * srp_linear_out_features(lin);
+        fill_normal_f(&r, srp_linear_weight_grad(lin), nw, 0.1);
+        fill_normal_f(&r, srp_linear_bias_grad(lin), srp_linear_out_features(lin), 0.1);
+        *srp_linear_gamma_grad(lin) = 0.25f;
+    }
+    float before[2][3 * 8 * 8 + 3 * 8 + 1];
+    for (int l = 0; l < 2; l++) {
+        srp_linear *lin = l ? proj : qkv;
+        const size_t nw = srp_linear_in_features(lin) * srp_linear_out_features(lin);
+        memcpy(before[l], srp_linear_weight_grad(lin), sizeof(float) * nw);
+        memcpy(before[l] + nw, srp_linear_bias_grad(lin), sizeof(float) * srp_linear_out_features(lin));
+        before[l][nw + srp_linear_out_features(lin)] = *srp_linear_gamma_grad(lin);
+    }
+    assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 1));
+    for (size_t i = 0; i < n; i++)
+        assert_true(isfinite(y[i]));
+    assert_status(srp_attention_backward(a, dy, dx), SRP_ERR_NUMERIC);
+    for (int l = 0; l < 2; l++) {
+        srp_linear *lin = l ? proj : qkv;
+        const size_t nw = srp_linear_in_features(lin) * srp_linear_out_features(lin);
+        assert_memory_equal(before[l], srp_linear_weight_grad(lin), sizeof(float) * nw);
+        assert_memory_equal(before[l] + nw, srp_linear_bias_grad(lin),
+                            sizeof(float) * srp_linear_out_features(lin));
+        assert_true(before[l][nw + srp_linear_out_features(lin)] == *srp_linear_gamma_grad(lin));
+    }
+    srp_attention_destroy(a);
+}
+
 /* Runs forward + backward with the given thread count; returns y, dx, dW_qkv
  * and the mean entropies in malloc'd buffers (out[0..3]). */
 static void run_with_threads(int threads, const float *x, const float *dy, float *out[4])
@@ -928,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_bound_edge_values),
         cmocka_unit_test(test_bound_matches_explicit_norms),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_failed_backward_changes_no_gradient),
         cmocka_unit_test(test_nan_input_propagates),
         cmocka_unit_test(test_bound_uses_the_forward_weights),
         cmocka_unit_test(test_fewer_tokens_than_the_maximum),

@@ -50,8 +50,9 @@ SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_
                                          size_t tokens, float *y, int training);
 /* Backward of the last forward. dy: [batch][tokens][dim]; dx (same shape)
  * is overwritten, or skipped when NULL. qkv and proj accumulate their
- * parameter gradients. NaN/Inf in dy: SRP_ERR_NUMERIC, no gradient
- * touched. */
+ * parameter gradients. A non-finite gradient anywhere in the module (NaN or
+ * Inf in dy, or an overflow on the way): SRP_ERR_NUMERIC, and no parameter
+ * gradient of either layer has changed (dx may have been written). */
 SRP_API srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx);
 
 SRP_API srp_linear *srp_attention_qkv(srp_attention *a);

@@ -172,6 +172,7 @@ float *srp_linear_bias_grad(srp_linear *l) { return l ? l->db : NULL; }
 float *srp_linear_gamma(srp_linear *l) { return l ? &l->gamma : NULL; }
 float *srp_linear_gamma_grad(srp_linear *l) { return l ? &l->dgamma : NULL; }
 float *srp_linear_u(srp_linear *l) { return l ? l->u : NULL; }
+float *srp_linear_v(srp_linear *l) { return l ? l->v : NULL; }
 float srp_linear_sigma(const srp_linear *l) { return l ? l->sigma : NAN; }
 float srp_linear_forward_scale(const srp_linear *l) { return l->last_scale; }
 

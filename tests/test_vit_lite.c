@@ -327,6 +327,55 @@ static void test_model_backward_matches_differences(void **state)
     }
 }
 
+/* A checkpoint of the model keeps every sigmaReparam layer's whole power-
+ * iteration state (u, v, sigma) and gamma, bit for bit: a model made from
+ * another seed and loaded from it is the same model. */
+static void test_checkpoint_keeps_power_iteration_state(void **state)
+{
+    (void)state;
+    vit_config c = vit_config_default();
+    c.patch = 7;
+    c.dim = 16;
+    c.depth = 2;
+    c.heads = 2;
+    c.mlp_dim = 16;
+    c.max_batch = 2;
+    vit_model *m[2];
+    for (int k = 0; k < 2; k++) {
+        c.seed = 100 + (uint64_t)k;
+        assert_ok(vit_create(&m[k], &c));
+    }
+    srp_rng r;
+    srp_rng_seed(&r, 4);
+    float images[2 * 28 * 28];
+    fill_normal_f(&r, images, 2 * 28 * 28, 1.0);
+    for (int step = 0; step < 3; step++) /* training forwards move u, v, sigma */
+        assert_ok(vit_forward(m[0], images, 2, 1, NULL));
+    char path[512];
+    path_in_dir(path, sizeof(path), "model_state.srp");
+    const size_t n = vit_state_tensors(m[0], NULL);
+    srp_tensor_ref *refs = calloc(n, sizeof(*refs));
+    assert_non_null(refs);
+    vit_state_tensors(m[0], refs);
+    vit_state_sync_out(m[0]);
+    assert_ok(srp_checkpoint_save(path, refs, n));
+    vit_state_tensors(m[1], refs);
+    assert_ok(srp_checkpoint_load(path, refs, n));
+    assert_ok(vit_state_sync_in(m[1]));
+    free(refs);
+    for (size_t i = 0; i < vit_linear_count(m[0]); i++) {
+        srp_linear *a = vit_linear_at(m[0], i, NULL), *b = vit_linear_at(m[1], i, NULL);
+        const size_t in = srp_linear_in_features(a), out = srp_linear_out_features(a);
+        assert_memory_equal(srp_linear_weight(a), srp_linear_weight(b), sizeof(float) * in * out);
+        assert_memory_equal(srp_linear_u(a), srp_linear_u(b), sizeof(float) * in);
+        assert_memory_equal(srp_linear_v(a), srp_linear_v(b), sizeof(float) * out);
+        assert_true(srp_linear_sigma(a) == srp_linear_sigma(b));
+        assert_true(*srp_linear_gamma(a) == *srp_linear_gamma(b));
+    }
+    vit_destroy(m[0]);
+    vit_destroy(m[1]);
+}
+
 static void test_cli_errors(void **state)
 {
     (void)state;
@@ -553,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_idx_reader_rejects_bad_files),
         cmocka_unit_test(test_cifar10_reader),
         cmocka_unit_test(test_model_backward_matches_differences),
+        cmocka_unit_test(test_checkpoint_keeps_power_iteration_state),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_learns_the_synthetic_set),
         cmocka_unit_test(test_resume_is_bit_exact),

@@ -43,7 +43,7 @@ struct vit_model {
     char (*linear_names)[NAME_LEN];
     float *sigmas; /* [nlinear]: staging for checkpoints */
     char (*param_names)[NAME_LEN + 16]; /* for vit_params */
-    char (*state_names)[NAME_LEN + 16]; /* "<linear>.u", "<linear>.sigma" */
+    char (*state_names)[NAME_LEN + 16]; /* "<linear>.u", ".v", ".sigma" */
 };
 
 vit_config vit_config_default(void)
@@ -209,7 +209,7 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         !alloc_floats(&m->d_cls_out, B * D, 0) || !alloc_floats(&m->sigmas, m->nlinear, 0))
         goto fail;
     m->param_names = calloc(3 * m->nlinear + 4 * c->depth + 4, sizeof(*m->param_names));
-    m->state_names = calloc(2 * m->nlinear, sizeof(*m->state_names));
+    m->state_names = calloc(3 * m->nlinear, sizeof(*m->state_names));
     if (!m->param_names || !m->state_names)
         goto fail;
     *out = m;
@@ -476,16 +476,17 @@ size_t vit_state_tensors(vit_model *m, srp_tensor_ref *out)
         if (srp_linear_reparam(l) == SRP_REPARAM_NONE)
             continue;
         if (out) {
-            snprintf(m->state_names[2 * i], sizeof(m->state_names[0]), "%s.u", m->linear_names[i]);
-            snprintf(m->state_names[2 * i + 1], sizeof(m->state_names[0]), "%s.sigma",
-                     m->linear_names[i]);
-            memset(&out[k], 0, sizeof(out[k]) * 2);
-            out[k] = (srp_tensor_ref){m->state_names[2 * i], SRP_DTYPE_F32, 1,
-                                      {srp_linear_in_features(l)}, srp_linear_u(l)};
-            out[k + 1] = (srp_tensor_ref){m->state_names[2 * i + 1], SRP_DTYPE_F32, 0, {0},
-                                          &m->sigmas[i]};
+            char(*names)[NAME_LEN + 16] = m->state_names + 3 * i;
+            snprintf(names[0], sizeof(names[0]), "%s.u", m->linear_names[i]);
+            snprintf(names[1], sizeof(names[1]), "%s.v", m->linear_names[i]);
+            snprintf(names[2], sizeof(names[2]), "%s.sigma", m->linear_names[i]);
+            out[k] = (srp_tensor_ref){names[0], SRP_DTYPE_F32, 1, {srp_linear_in_features(l)},
+                                      srp_linear_u(l)};
+            out[k + 1] = (srp_tensor_ref){names[1], SRP_DTYPE_F32, 1,
+                                          {srp_linear_out_features(l)}, srp_linear_v(l)};
+            out[k + 2] = (srp_tensor_ref){names[2], SRP_DTYPE_F32, 0, {0}, &m->sigmas[i]};
         }
-        k += 2;
+        k += 3;
     }
     return k;
 }

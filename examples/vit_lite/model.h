@@ -52,7 +52,8 @@ srp_status vit_backward(vit_model *m, const float *dlogits);
 size_t vit_params(vit_model *m, srp_param *out, srp_param_kind *kinds);
 
 /* Everything that defines the model's behaviour, for checkpoints: the
- * parameters, and each sigmaReparam layer's u and sigma. Before a save,
+ * parameters, and each sigmaReparam layer's power-iteration state (u, v,
+ * sigma). Before a save,
  * call vit_state_sync_out; after a load, vit_state_sync_in (it pushes the
  * loaded sigmas into the layers). out may be NULL to count. */
 size_t vit_state_tensors(vit_model *m, srp_tensor_ref *out);

@@ -76,9 +76,12 @@ SRP_API float *srp_linear_bias_grad(srp_linear *l);   /* [out], NULL without bia
  * and its gradient stays 0 (the pointers are still valid). */
 SRP_API float *srp_linear_gamma(srp_linear *l);
 SRP_API float *srp_linear_gamma_grad(srp_linear *l);
-/* Persistent power-iteration vector, length in; writable to restore a
- * checkpoint (with srp_linear_set_sigma). */
+/* The persistent power-iteration state: u (length in) and v (length out),
+ * writable to restore a checkpoint (with srp_linear_set_sigma). A
+ * checkpoint keeps both: the next step starts from u, and from v where
+ * W u is zero. */
 SRP_API float *srp_linear_u(srp_linear *l);
+SRP_API float *srp_linear_v(srp_linear *l);
 
 /* After W was set from outside (pretrained weights): u and sigma from an
  * exact SVD of the new W; gamma is kept. NONE mode: nothing to do. */

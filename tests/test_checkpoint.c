@@ -655,20 +655,21 @@ static size_t run_refs(run *r, srp_tensor_ref *refs)
 {
     size_t n = 0;
     srp_linear *ls[2] = {r->fc1, r->fc2};
-    static const char *names[2][5] = {
-        {"fc1.weight", "fc1.bias", "fc1.gamma", "fc1.u", "fc1.sigma"},
-        {"fc2.weight", "fc2.bias", "fc2.gamma", "fc2.u", "fc2.sigma"}};
+    static const char *names[2][6] = {
+        {"fc1.weight", "fc1.bias", "fc1.gamma", "fc1.u", "fc1.v", "fc1.sigma"},
+        {"fc2.weight", "fc2.bias", "fc2.gamma", "fc2.u", "fc2.v", "fc2.sigma"}};
     for (int l = 0; l < 2; l++) {
         const size_t in = srp_linear_in_features(ls[l]), out = srp_linear_out_features(ls[l]);
-        const srp_tensor_ref layer[5] = {
+        const srp_tensor_ref layer[6] = {
             {names[l][0], SRP_DTYPE_F32, 2, {out, in, 0, 0}, srp_linear_weight(ls[l])},
             {names[l][1], SRP_DTYPE_F32, 1, {out, 0, 0, 0}, srp_linear_bias(ls[l])},
             {names[l][2], SRP_DTYPE_F32, 0, {0}, srp_linear_gamma(ls[l])},
             {names[l][3], SRP_DTYPE_F32, 1, {in, 0, 0, 0}, srp_linear_u(ls[l])},
-            {names[l][4], SRP_DTYPE_F32, 0, {0}, &r->sigma[l]},
+            {names[l][4], SRP_DTYPE_F32, 1, {out, 0, 0, 0}, srp_linear_v(ls[l])},
+            {names[l][5], SRP_DTYPE_F32, 0, {0}, &r->sigma[l]},
         };
         memcpy(refs + n, layer, sizeof(layer));
-        n += 5;
+        n += 6;
     }
     refs[n++] = (srp_tensor_ref){"ln.weight", SRP_DTYPE_F32, 1, {HID, 0, 0, 0}, r->ln_w};
     refs[n++] = (srp_tensor_ref){"ln.bias", SRP_DTYPE_F32, 1, {HID, 0, 0, 0}, r->ln_b};

@@ -115,7 +115,7 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
         slots = srp_threads();
     a->slots = slots;
     a->gram_n = T < D + 1 ? T : D + 1;
-    const size_t widest = a->gram_n > D + 1 ? a->gram_n : D + 1;
+    a->bound_vec_len = a->gram_n > a->head_dim ? a->gram_n : a->head_dim;
     a->x = malloc(sizeof(float) * B * T * D);
     a->fwd_wqk = malloc(sizeof(float) * 2 * D * D);
     a->fwd_bqk = calloc(2 * D, sizeof(float));
@@ -137,8 +137,8 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     a->inv_log_keys = malloc(sizeof(double) * (T + 1));
     a->bound_x = malloc(sizeof(double) * T * (D + 1));
     a->bound_gram = malloc(sizeof(double) * a->gram_n * a->gram_n);
-    a->bound_vecs = malloc(sizeof(double) * 3 * widest);
-    a->bound_qk = malloc(sizeof(double) * 2 * a->head_dim * (D + 1 + a->head_dim));
+    a->bound_vecs = malloc(sizeof(double) * 4 * a->bound_vec_len);
+    a->bound_qk = malloc(sizeof(double) * 2 * a->head_dim * (D + 1 + 2 * a->head_dim));
     if (!a->x || !a->fwd_wqk || !a->fwd_bqk || !a->qkv_out || !a->att || !a->o_cat || !a->d_ocat || !a->d_qkv || !a->d_att ||
         !a->pair_sum || !a->pair_sum_norm || !a->pair_min || !a->pair_min_norm ||
         !a->inv_log_keys || !a->bound_x || !a->bound_gram || !a->bound_vecs || !a->bound_qk) {

@@ -42,9 +42,10 @@ struct srp_attention {
     /* Entropy-bound workspaces (entropy.c), in double. */
     double *bound_x;    /* [T][D + 1]: X~ of one example */
     double *bound_gram; /* [gram_n][gram_n] */
-    double *bound_vecs; /* 3 vectors of max(gram_n, D + 1, dh) */
-    double *bound_qk;   /* Q~ and K~ rows of one head: [2][dh][D + 1], then G_q, G_k: [2][dh][dh] */
+    double *bound_vecs; /* eigenvalues [bound_vec_len], then LAPACK's work [3 bound_vec_len] */
+    double *bound_qk;   /* Q~, K~ of one head: [2][dh][D + 1]; G_q, G_k and two more [dh][dh] */
     size_t gram_n;      /* min(max_tokens, D + 1) */
+    size_t bound_vec_len; /* max(gram_n, dh) */
 };
 
 /* Rows of S handled together: a block of S stays in L2 between the GEMM

@@ -15,6 +15,10 @@ void dgesdd_(const char *jobz, const blasint *m, const blasint *n, double *a, co
              double *s, double *u, const blasint *ldu, double *vt, const blasint *ldvt,
              double *work, const blasint *lwork, blasint *iwork, blasint *info, size_t jobz_len);
 
+void dsyev_(const char *jobz, const char *uplo, const blasint *n, double *a, const blasint *lda,
+            double *w, double *work, const blasint *lwork, blasint *info, size_t jobz_len,
+            size_t uplo_len);
+
 int srp_blas_size_ok(size_t n) { return n <= (size_t)INT_MAX; }
 
 void srp_blas_set_num_threads(int n) { openblas_set_num_threads(n); }
@@ -100,6 +104,24 @@ done:
     free(u);
     free(iwork);
     return (int)info;
+}
+
+int srp_lapack_dsyev(int want_vectors, size_t n, double *a, size_t lda, double *w, double *work,
+                     size_t lwork)
+{
+    const char jobz = want_vectors ? 'V' : 'N', uplo = 'U';
+    const blasint bn = (blasint)n, blda = (blasint)lda, blwork = (blasint)lwork;
+    blasint info = 0;
+    dsyev_(&jobz, &uplo, &bn, a, &blda, w, work, &blwork, &info, 1, 1);
+    return (int)info;
+}
+
+void srp_dgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
+               size_t lda, const double *b, size_t ldb, double *c, size_t ldc)
+{
+    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, 1.0, a,
+                (blasint)lda, b, (blasint)ldb, 0.0, c, (blasint)ldc);
 }
 
 /* Four independent accumulators: a fixed summation order (same bits on every

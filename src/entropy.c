@@ -9,9 +9,11 @@
  * X~ = [X | 1], Q~_h = [W_hat_q,h | b_q,h] (dh x (D+1)) and K~_h alike,
  * S = X~ M_h X~^T, M_h = Q~_h^T K~_h / sqrt(dh).
  * ||M_h||_2^2 = lambda_max(K~^T G_q K~) / dh, whose non-zero eigenvalues are
- * those of the dh x dh product G_q G_k (G_q = Q~ Q~^T, G_k = K~ K~^T): the
- * power iteration runs on that product, M itself is never formed.
- * ||X~ X~^T||_2 = lambda_max of the smaller Gram matrix of X~. */
+ * those of the dh x dh product G_q G_k (G_q = Q~ Q~^T, G_k = K~ K~^T); M
+ * itself is never formed. ||X~ X~^T||_2 = lambda_max of the smaller Gram
+ * matrix of X~. Eigenvalues come from LAPACK (dsyev), raised by its error
+ * bound, so that every norm is an upper bound and the entropy bound a
+ * lower one; see srp_attention_entropy_bound for the float margins. */
 #include <math.h>
 #include <string.h>
 
@@ -83,95 +85,69 @@ double srp_entropy_lower_bound(double s, size_t tokens)
     return log1p(tm1 * beta) + s * sqrt(t * tm1) * beta / den;
 }
 
-/* Power iteration for lambda_max(P) with P = G1 G2, G1 and G2 symmetric PSD
- * [n][n] (G2 = NULL: P = G1). P is similar to G2^1/2 G1 G2^1/2, so the
- * estimate (y^T G1 y) / (x^T y), y = G2 x, is a Rayleigh quotient of a
- * symmetric PSD matrix: it never exceeds lambda_max and rises to it. Stops
- * when it changes by less than 1e-13 relative, or after 2000 steps.
- * x, y, z: [n] scratch. */
-static double top_eigenvalue(const double *g1, const double *g2, size_t n, double *x, double *y,
-                             double *z)
+/* Rounding units: float's u, and double's. */
+#define F32_UNIT 0x1p-24
+#define F64_UNIT 0x1p-53
+
+/* gamma_k = k u / (1 - k u): the classic bound on the relative error of k
+ * float operations in a row (Higham, Accuracy and Stability, 3.1). */
+static double gamma_f32(double k) { return k * F32_UNIT / (1.0 - k * F32_UNIT); }
+
+/* An upper bound on lambda_max of the symmetric PSD matrix g [n][n] (both
+ * triangles; destroyed) whose entries carry rounding errors of at most
+ * k_rounding double operations: LAPACK's eigenvalue plus its error bound
+ * (p(n) eps ||g||, with ||g||_2 <= trace for PSD g), plus the entries' own. */
+static double top_eigenvalue_upper(srp_attention *a, double *g, size_t n, double k_rounding)
 {
-    /* A fixed start with no special structure (not orthogonal to anything
-     * a Gram matrix favours, such as the all-ones direction). */
-    srp_rng rng;
-    srp_rng_seed(&rng, 0x5eed);
-    double norm = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        x[i] = 1.0 + 0.5 * srp_rng_uniform(&rng);
-        norm += x[i] * x[i];
-    }
-    norm = sqrt(norm);
+    double trace = 0.0;
     for (size_t i = 0; i < n; i++)
-        x[i] /= norm;
-    double lambda = 0.0;
-    for (int it = 0; it < 2000; it++) {
-        const double *gx = x;
-        if (g2) { /* y = G2 x */
-            for (size_t i = 0; i < n; i++) {
-                double acc = 0.0;
-                for (size_t j = 0; j < n; j++)
-                    acc += g2[i * n + j] * x[j];
-                y[i] = acc;
-            }
-            gx = y;
-        }
-        double num = 0.0, den = 0.0, zz = 0.0;
-        for (size_t i = 0; i < n; i++) { /* z = G1 y */
-            double acc = 0.0;
-            for (size_t j = 0; j < n; j++)
-                acc += g1[i * n + j] * gx[j];
-            z[i] = acc;
-            num += gx[i] * acc;
-            den += x[i] * gx[i];
-            zz += acc * acc;
-        }
-        if (!isfinite(num) || !isfinite(den) || !isfinite(zz))
-            return NAN;
-        if (!(den > 0.0) || !(zz > 0.0))
-            return 0.0; /* x in the null space: the matrix is 0 there */
-        const double next = num / den;
-        const double inv = 1.0 / sqrt(zz);
-        for (size_t i = 0; i < n; i++)
-            x[i] = z[i] * inv;
-        const int done = fabs(next - lambda) <= 1e-13 * next;
-        lambda = next;
-        if (done)
-            break;
-    }
-    return lambda;
+        trace += g[i * n + i];
+    double *w = a->bound_vecs, *work = w + a->bound_vec_len;
+    if (!isfinite(trace) ||
+        srp_lapack_dsyev(0, n, g, n, w, work, 3 * a->bound_vec_len) != 0 || !isfinite(w[n - 1]))
+        return NAN;
+    const double top = w[n - 1] > 0.0 ? w[n - 1] : 0.0;
+    return top + (16.0 * (double)n + k_rounding) * F64_UNIT * trace;
 }
 
-/* ||X~_b||_2^2 for the last forward's example b: X~ = [X_b | 1], [T][D+1]. */
-static double input_norm_squared(srp_attention *a, size_t b)
+/* For the last forward's example b: X~ = [X_b | 1] ([T][D+1]); returns an
+ * upper bound on ||X~||_2^2 = ||X~ X~^T||_2, and *frobenius2 = ||X~||_F^2. */
+static double input_gram_norm(srp_attention *a, size_t b, double *frobenius2)
 {
     const size_t T = a->tokens, D = a->dim, cols = D + 1;
     double *xt = a->bound_x;
     const float *x = a->x + b * T * D;
+    double f2 = 0.0;
     for (size_t t = 0; t < T; t++) {
-        for (size_t d = 0; d < D; d++)
+        for (size_t d = 0; d < D; d++) {
             xt[t * cols + d] = x[t * D + d];
+            f2 += (double)x[t * D + d] * x[t * D + d];
+        }
         xt[t * cols + D] = 1.0;
+        f2 += 1.0;
     }
+    *frobenius2 = f2;
     /* The smaller Gram matrix: X~ X~^T [T][T] or X~^T X~ [D+1][D+1]. */
     const int tokens_side = T <= cols;
-    const size_t n = tokens_side ? T : cols;
-    srp_dsyrk_full(!tokens_side, n, tokens_side ? cols : T, xt, cols, a->bound_gram, n);
-    double *v = a->bound_vecs;
-    const size_t stride = a->gram_n > cols ? a->gram_n : cols;
-    return top_eigenvalue(a->bound_gram, NULL, n, v, v + stride, v + 2 * stride);
+    const size_t n = tokens_side ? T : cols, k = tokens_side ? cols : T;
+    srp_dsyrk_full(!tokens_side, n, k, xt, cols, a->bound_gram, n);
+    return top_eigenvalue_upper(a, a->bound_gram, n, (double)k);
 }
 
-/* ||M_h||_2 for head h with the weights of the last forward (a copy: the
- * optimizer may have moved the live ones since). */
-static double head_logit_norm(srp_attention *a, size_t h)
+/* For head h with the weights of the last forward (a copy: the optimizer may
+ * have moved the live ones since): an upper bound on ||M_h||_2, and the
+ * Frobenius norms of Q~_h and K~_h.
+ * ||M_h||_2^2 dh = lambda_max(G_q G_k) = lambda_max(L^T G_q L) with
+ * G_k = V Lambda V^T and L = V Lambda^1/2: a symmetric dh x dh problem. */
+static double head_logit_norm(srp_attention *a, size_t h, double *q_fro, double *k_fro)
 {
     const size_t D = a->dim, dh = a->head_dim, cols = D + 1;
     const float *w = a->fwd_wqk;    /* [2D][D]: the q rows, then the k rows */
     const float *bias = a->fwd_bqk; /* [2D], zeros without a bias */
     const double scale = a->fwd_scale;
-    double *qt = a->bound_qk, *kt = qt + dh * cols;   /* Q~, K~: [dh][D+1] */
-    double *gq = kt + dh * cols, *gk = gq + dh * dh;  /* G_q, G_k: [dh][dh] */
+    double *qt = a->bound_qk, *kt = qt + dh * cols;  /* Q~, K~: [dh][D+1] */
+    double *gq = kt + dh * cols, *gk = gq + dh * dh; /* G_q, G_k: [dh][dh] */
+    double *tmp = gk + dh * dh, *bm = tmp + dh * dh; /* [dh][dh] each */
     for (size_t r = 0; r < dh; r++) {
         const size_t rq = h * dh + r, rk = D + h * dh + r; /* rows of W_qkv */
         for (size_t d = 0; d < D; d++) {
@@ -183,12 +159,82 @@ static double head_logit_norm(srp_attention *a, size_t h)
     }
     srp_dsyrk_full(0, dh, cols, qt, cols, gq, dh);
     srp_dsyrk_full(0, dh, cols, kt, cols, gk, dh);
-    double *v = a->bound_vecs;
-    const size_t stride = a->gram_n > cols ? a->gram_n : cols;
-    const double lambda = top_eigenvalue(gq, gk, dh, v, v + stride, v + 2 * stride);
-    return sqrt(lambda / (double)dh);
+    double tq = 0.0, tk = 0.0;
+    for (size_t i = 0; i < dh; i++) {
+        tq += gq[i * dh + i];
+        tk += gk[i * dh + i];
+    }
+    *q_fro = sqrt(tq);
+    *k_fro = sqrt(tk);
+    if (!isfinite(tq) || !isfinite(tk))
+        return NAN;
+    /* G_k = V Lambda V^T; V's columns overwrite gk (column j at gk[j * dh]). */
+    double *lambda = a->bound_vecs, *work = lambda + a->bound_vec_len;
+    if (srp_lapack_dsyev(1, dh, gk, dh, lambda, work, 3 * a->bound_vec_len) != 0)
+        return NAN;
+    /* L^T G_q L with L = V Lambda^1/2; rows of gk are V's columns. */
+    srp_dgemm(0, 1, dh, dh, dh, gq, dh, gk, dh, tmp, dh); /* tmp = G_q V */
+    srp_dgemm(0, 0, dh, dh, dh, gk, dh, tmp, dh, bm, dh); /* bm = V^T G_q V */
+    for (size_t i = 0; i < dh; i++)
+        for (size_t j = 0; j < dh; j++)
+            bm[i * dh + j] *= sqrt(fmax(lambda[i], 0.0) * fmax(lambda[j], 0.0));
+    /* Errors of the decomposition and the products are at most a few dh
+     * eps ||G_q|| ||G_k||, both norms below their traces. */
+    const double top = top_eigenvalue_upper(a, bm, dh, 0.0);
+    const double upper = top + 64.0 * (double)(dh + cols) * F64_UNIT * tq * tk;
+    return sqrt(upper / (double)dh);
 }
 
+/* max over the batch of ||Q_b,h||_F and ||K_b,h||_F of the float q and k
+ * that the forward computed (qkv_out). */
+static void head_output_norms(const srp_attention *a, size_t h, double *q_max, double *k_max)
+{
+    const size_t T = a->tokens, D = a->dim, dh = a->head_dim, ld = 3 * D;
+    *q_max = *k_max = 0.0;
+    for (size_t b = 0; b < a->batch; b++) {
+        const float *q = a->qkv_out + b * T * ld + h * dh, *k = q + D;
+        double sq = 0.0, sk = 0.0;
+        for (size_t t = 0; t < T; t++)
+            for (size_t j = 0; j < dh; j++) {
+                sq += (double)q[t * ld + j] * q[t * ld + j];
+                sk += (double)k[t * ld + j] * k[t * ld + j];
+            }
+        *q_max = fmax(*q_max, sqrt(sq));
+        *k_max = fmax(*k_max, sqrt(sk));
+    }
+}
+
+/* The largest double below or at x, as a float. */
+static float float_at_most(double x)
+{
+    float f = (float)x;
+    if ((double)f > x)
+        f = nextafterf(f, -INFINITY);
+    return f;
+}
+
+/* Theorem 3.1 holds for exact logits; what the forward measured are float
+ * logits through a float softmax. The bound returned is lowered by proven
+ * margins for both, so that it is never above the measured minimum:
+ *  1. Logit rounding. The theorem's bound is the least entropy over logit
+ *     rows of 2-norm <= s, and the float row S_f differs from the exact one
+ *     by e with ||e|| <= eps, from the standard GEMM error bound
+ *     |fl(A B) - A B| <= gamma_k |A| |B| (any summation order, FMA or not)
+ *     applied to q, k (k = D + 2: products, alpha and the bias) and S
+ *     (k = dh + 1), and from 1/sqrtf(dh) (2u). With F = Frobenius norms,
+ *     xf = ||X~||_F, and nq, nk those of the float Q_f, K_f of the head:
+ *         eq = gamma_{D+2} xf ||Q~||_F        ek = gamma_{D+2} xf ||K~||_F
+ *         eps = 2u s + c (eq nk + (nq + eq) ek + gamma_{dh+1} nq nk),
+ *     c = (1 + 2u) / sqrt(dh). The softmax's t_j = fl(s_j - m) moves the row
+ *     by at most 2u sqrt(T) of its norm; so s' = (s + eps)(1 + 2u sqrt(T)).
+ *  2. The softmax pass (softmax.c: exp within 4 ulp, z and the weighted sum
+ *     over T same-signed terms, logf within 1 ulp) computes a row entropy
+ *     H as h with |h - H| <= c_T (1 + H), c_T = gamma_{2T+32}. Since
+ *     H >= f(s'), h >= f(s') - c_T (1 + f(s')).
+ *  3. The result is rounded down to a float, and 1e-12 covers f's own
+ *     double rounding.
+ * The margins are of order 1e-6 nats at small s, where the bound is tight,
+ * and vanish next to the bound's own slack elsewhere. */
 srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head)
 {
     if (!a || !bound_per_head)
@@ -197,20 +243,38 @@ srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head)
         return SRP_ERR_UNSUPPORTED; /* the theorem is for full attention */
     if (!a->have_forward)
         return SRP_ERR_UNSUPPORTED;
+    const size_t T = a->tokens, D = a->dim, dh = a->head_dim;
     /* The bound falls as s grows, so the batch minimum comes from the
      * example with the largest ||X~ X~^T||. */
-    double x_norm = 0.0;
+    double x_gram_norm = 0.0, x_fro2 = 0.0;
     for (size_t b = 0; b < a->batch; b++) {
-        const double v = input_norm_squared(a, b);
+        double f2;
+        const double v = input_gram_norm(a, b, &f2);
         if (!isfinite(v))
             return SRP_ERR_NUMERIC;
-        x_norm = v > x_norm ? v : x_norm;
+        x_gram_norm = fmax(x_gram_norm, v);
+        x_fro2 = fmax(x_fro2, f2);
     }
+    const double xf = sqrt(x_fro2), u = F32_UNIT;
+    const double c_logit = (1.0 + 2.0 * u) / sqrt((double)dh);
+    const double c_softmax = gamma_f32(2.0 * (double)T + 32.0);
     for (size_t h = 0; h < a->heads; h++) {
-        const double m = head_logit_norm(a, h);
+        double q_fro, k_fro, nq, nk;
+        const double m = head_logit_norm(a, h, &q_fro, &k_fro);
         if (!isfinite(m))
             return SRP_ERR_NUMERIC;
-        bound_per_head[h] = (float)srp_entropy_lower_bound(m * x_norm, a->tokens);
+        head_output_norms(a, h, &nq, &nk);
+        const double s = m * x_gram_norm;
+        const double eq = gamma_f32((double)D + 2.0) * xf * q_fro;
+        const double ek = gamma_f32((double)D + 2.0) * xf * k_fro;
+        const double eps = 2.0 * u * s + c_logit * (eq * nk + (nq + eq) * ek +
+                                                    gamma_f32((double)dh + 1.0) * nq * nk);
+        const double s_float = (s + eps) * (1.0 + 2.0 * u * sqrt((double)T));
+        if (!isfinite(s_float))
+            return SRP_ERR_NUMERIC;
+        const double f = srp_entropy_lower_bound(s_float, T);
+        const double lowered = f - c_softmax * (1.0 + f) - 1e-12;
+        bound_per_head[h] = lowered > 0.0 ? float_at_most(lowered) : 0.0f;
     }
     return SRP_OK;
 }

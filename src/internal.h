@@ -62,6 +62,16 @@ void srp_sger(size_t rows, size_t cols, float alpha, const float *x, const float
  * Returns LAPACK's info (0 = success), or -1000 when out of memory. */
 int srp_lapack_dgesdd_top(double *a, size_t m, size_t n, double *s, double *u_col, double *vt_row);
 
+/* Eigenvalues (ascending, into w [n]) of the symmetric matrix a [n][n]
+ * (both triangles set; destroyed). With want_vectors, a is overwritten by
+ * the eigenvectors: eigenvector j is a[j * lda .. j * lda + n). work:
+ * lwork >= 3n doubles. Returns LAPACK's info (0 = success). */
+int srp_lapack_dsyev(int want_vectors, size_t n, double *a, size_t lda, double *w, double *work,
+                     size_t lwork);
+/* C = op(A) op(B) in double; op(A): [m][k], op(B): [k][n], C: [m][n]. */
+void srp_dgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
+               size_t lda, const double *b, size_t ldb, double *c, size_t ldc);
+
 /* ---- small reductions in double (blas.c) ---- */
 double srp_dot_f64(const float *x, const float *y, size_t n);
 double srp_sumsq_f64(const float *x, size_t n);

@@ -71,16 +71,20 @@ SRP_API srp_status srp_attention_entropy(const srp_attention *a, float *mean_per
 SRP_API srp_status srp_attention_entropy_normalized(const srp_attention *a, float *mean_per_head,
                                                     float *min_per_head);
 /* Theorem 3.1 of the paper for the last forward's input, per head, the
- * minimum over the batch: no row of the attention can have a lower entropy.
+ * minimum over the batch: no row of the attention can have a lower entropy,
+ * and no entropy srp_attention_entropy measured is lower either.
  * s = ||M_h||_2 ||X~ X~^T||_2 with M_h = Q~_h^T K~_h / sqrt(dh), where
  * Q~_h = [W_hat_q,h | b_q,h] and X~ = [X | 1], all as they were in the last
  * forward (the weights are copied then, so an optimizer step in between
- * does not matter). Causal: SRP_ERR_UNSUPPORTED; NaN/Inf in the input or
- * weights: SRP_ERR_NUMERIC. The norms come from power iterations run until
- * they change by less than 1e-13 (a Rayleigh quotient: it approaches the
- * norm from below). Allocates nothing; costs a Gram matrix of
- * min(T, D+1) rows per example plus its power iteration: compute it every
- * so many steps, not every step. */
+ * does not matter). The norms come from LAPACK's symmetric eigensolver,
+ * raised by its error bound; the result is then lowered by proven margins
+ * for the float rounding of the forward's logits and softmax (about 1e-6
+ * nats at small s; see entropy.c), so that it is a bound on the measured
+ * entropies too, not only on exact ones. This holds for the fp32 forward.
+ * Causal: SRP_ERR_UNSUPPORTED; NaN/Inf in the input or weights:
+ * SRP_ERR_NUMERIC. Allocates nothing; costs a Gram matrix of min(T, D+1)
+ * rows and its eigenvalues per example: compute it every so many steps,
+ * not every step. */
 SRP_API srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head);
 /* The bound as a function, for a given s and T (exposed for tests/tools). */
 SRP_API double srp_entropy_lower_bound(double s, size_t tokens);

@@ -4,6 +4,7 @@
 # same BLAS the library was built with.
 #
 #   sigmareparam::openblas  OpenBLAS: cblas + LAPACK (Debian: libopenblas-openmp-dev)
+#   sigmareparam::onednn    oneDNN's GEMMs, with SRP_WITH_ONEDNN (Debian: libdnnl-dev)
 #   OpenMP::OpenMP_C        the library's own parallel loops (libgomp, with gcc)
 #   ZLIB::ZLIB              zlib: CRC32 for checkpoints (Debian: zlib1g-dev)
 #   sigmareparam::libm      the C math library
@@ -65,6 +66,25 @@ if(NOT TARGET sigmareparam::openblas)
     INTERFACE_INCLUDE_DIRECTORIES "${_srp_blas_incs}")
   unset(_srp_blas_libs)
   unset(_srp_blas_incs)
+endif()
+
+# oneDNN (Debian: libdnnl-dev), the faster GEMM backend: found by its header
+# and library, not its dnnl-config.cmake, which requires OpenCL development
+# files (Debian's is built with the OpenCL GPU runtime) that the CPU path
+# never uses. SRP_WITH_ONEDNN says whether to look for it; the package config
+# sets it from the installed build.
+if(SRP_WITH_ONEDNN AND NOT TARGET sigmareparam::onednn)
+  find_path(SRP_ONEDNN_INCLUDE_DIR NAMES oneapi/dnnl/dnnl.h)
+  find_library(SRP_ONEDNN_LIBRARY NAMES dnnl)
+  if(NOT SRP_ONEDNN_INCLUDE_DIR OR NOT SRP_ONEDNN_LIBRARY)
+    srp_dependency_missing(
+      "libsigmareparam was configured with the oneDNN GEMM backend, and oneDNN was not found.\n"
+      "On Debian or Ubuntu: sudo apt-get install libdnnl-dev (or configure with -DSRP_GEMM=openblas)")
+  endif()
+  add_library(sigmareparam::onednn INTERFACE IMPORTED)
+  set_target_properties(sigmareparam::onednn PROPERTIES
+    INTERFACE_LINK_LIBRARIES "${SRP_ONEDNN_LIBRARY}"
+    INTERFACE_INCLUDE_DIRECTORIES "${SRP_ONEDNN_INCLUDE_DIR}")
 endif()
 
 if(NOT TARGET OpenMP::OpenMP_C)

@@ -12,7 +12,6 @@
 /* Largest dimension (and leading dimension) OpenBLAS's int can take. */
 int srp_blas_size_ok(size_t n);
 void srp_blas_set_num_threads(int n);
-int srp_blas_get_num_threads(void);
 /* 1 when BLAS may be called from inside our OpenMP parallel regions: the
  * OpenMP build of OpenBLAS then runs it on the calling thread. */
 int srp_blas_nests_in_openmp(void);

@@ -1,7 +1,8 @@
-/* One thread count for the library's OpenMP loops and for OpenBLAS.
+/* One thread count for the library's OpenMP loops, oneDNN and OpenBLAS.
  *
  * Loops pass it explicitly (num_threads clause) because omp_set_num_threads
- * only sets the calling thread's default. */
+ * only sets the calling thread's default; oneDNN's GEMMs take that default,
+ * OpenBLAS keeps its own. */
 #define _POSIX_C_SOURCE 200809L
 #include <unistd.h>
 
@@ -9,7 +10,7 @@
 
 #include "internal.h"
 
-static int g_threads; /* 0: not set, follow OpenBLAS's default */
+static int g_threads; /* 0: not set, follow OpenMP's default */
 
 void srp_set_num_threads(int n)
 {
@@ -28,6 +29,6 @@ int srp_threads(void)
 {
     if (g_threads > 0)
         return g_threads;
-    const int n = srp_blas_get_num_threads();
+    const int n = omp_get_max_threads();
     return n > 0 ? n : 1;
 }

@@ -2,6 +2,7 @@
 #include "alloc_counter.h"
 
 #include <dlfcn.h>
+#include <execinfo.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@ static volatile size_t g_count, g_blas_count;
 
 void alloc_counter_start(void)
 {
+    void *frames[4];
+    backtrace(frames, 4); /* its first call loads libgcc_s, which allocates */
     g_count = 0;
     g_blas_count = 0;
     g_on = 1;
@@ -29,39 +32,57 @@ size_t alloc_counter_stop(size_t *blas_count)
     return g_count;
 }
 
-/* caller: the return address of the interposed function. */
-static void note(void *caller)
+static __thread int t_inside; /* backtrace and dladdr must not count themselves */
+
+/* 1 when a frame of the calling stack lies in a BLAS backend: OpenBLAS or
+ * oneDNN (whose C++ code allocates through libstdc++'s operator new, so the
+ * direct caller is not enough). */
+static int called_from_backend(void)
 {
-    if (!g_on)
+    void *frames[24];
+    const int n = backtrace(frames, 24);
+    for (int i = 1; i < n; i++) {
+        Dl_info info;
+        if (dladdr(frames[i], &info) && info.dli_fname &&
+            (strstr(info.dli_fname, "openblas") || strstr(info.dli_fname, "libdnnl")))
+            return 1;
+    }
+    return 0;
+}
+
+static void note(void)
+{
+    if (!g_on || t_inside)
         return;
-    Dl_info info;
-    if (dladdr(caller, &info) && info.dli_fname && strstr(info.dli_fname, "openblas"))
+    t_inside = 1;
+    if (called_from_backend())
         __atomic_add_fetch(&g_blas_count, 1, __ATOMIC_RELAXED);
     else
         __atomic_add_fetch(&g_count, 1, __ATOMIC_RELAXED);
+    t_inside = 0;
 }
 
 void *malloc(size_t n)
 {
-    note(__builtin_return_address(0));
+    note();
     return __libc_malloc(n);
 }
 
 void *calloc(size_t n, size_t size)
 {
-    note(__builtin_return_address(0));
+    note();
     return __libc_calloc(n, size);
 }
 
 void *realloc(void *p, size_t n)
 {
-    note(__builtin_return_address(0));
+    note();
     return __libc_realloc(p, n);
 }
 
 int posix_memalign(void **out, size_t align, size_t n)
 {
-    note(__builtin_return_address(0));
+    note();
     void *p = __libc_memalign(align, n);
     if (!p)
         return ENOMEM;
@@ -71,6 +92,6 @@ int posix_memalign(void **out, size_t align, size_t n)
 
 void *aligned_alloc(size_t align, size_t n)
 {
-    note(__builtin_return_address(0));
+    note();
     return __libc_memalign(align, n);
 }

@@ -53,10 +53,19 @@ SRP_API const char *srp_status_str(srp_status s);
 SRP_API const char *srp_version_string(void);
 SRP_API unsigned srp_version_number(void);
 
-/* Threads used by the library and by OpenBLAS. n <= 0 means one per online
- * CPU. Results for a given thread count are deterministic. */
+/* Threads used by the library, its GEMM backend and OpenBLAS. n <= 0 means
+ * one per online CPU. Until it is called, OpenMP's default for the calling
+ * thread applies (OMP_NUM_THREADS, else one per CPU). Results for a given
+ * thread count and GEMM backend are deterministic. */
 SRP_API void srp_set_num_threads(int n);
 SRP_API int srp_get_num_threads(void);
+
+/* The GEMM backend this library was built with: "onednn" or "openblas"
+ * (CMake option SRP_GEMM). OpenBLAS is always linked for LAPACK and gemv. */
+SRP_API const char *srp_gemm_backend(void);
+/* The kernels OpenBLAS picked on this CPU ("Haswell", "SkylakeX", ...): its
+ * environment variable OPENBLAS_CORETYPE can pin them. */
+SRP_API const char *srp_openblas_core(void);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,11 @@
 #include <time.h>
 
 #include <cblas.h>
+#ifdef SRP_BENCH_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
+#include "sigmareparam.h"
 
 static void usage(const char *prog, const char *extra, FILE *to)
 {
@@ -18,7 +23,8 @@ static void usage(const char *prog, const char *extra, FILE *to)
             prog, extra ? extra : "");
 }
 
-bench_options bench_parse_args(int argc, char **argv, const char *usage_extra)
+bench_options bench_parse_args(int argc, char **argv, const char *usage_extra,
+                               bench_flag_fn on_flag, void *ctx)
 {
     bench_options o = {0, 0, 0};
     for (int i = 1; i < argc; i++) {
@@ -42,9 +48,13 @@ bench_options bench_parse_args(int argc, char **argv, const char *usage_extra)
             usage(argv[0], usage_extra, stdout);
             exit(0);
         } else {
-            fprintf(stderr, "%s: unknown argument '%s'\n", argv[0], argv[i]);
-            usage(argv[0], usage_extra, stderr);
-            exit(2);
+            const int took = on_flag ? on_flag(ctx, argv[i], i + 1 < argc ? argv[i + 1] : NULL) : 0;
+            if (took <= 0) {
+                fprintf(stderr, "%s: unknown or incomplete argument '%s'\n", argv[0], argv[i]);
+                usage(argv[0], usage_extra, stderr);
+                exit(2);
+            }
+            i += took - 1;
         }
     }
     return o;
@@ -103,20 +113,63 @@ void bench_time_interleaved(void (*const *fns)(void *), void *const *ctxs, int k
 typedef struct {
     size_t m, n, k;
     float *a, *b, *c;
+    int onednn;
 } gemm_case;
+
+static void sgemm_with(int onednn, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                       float alpha, const float *a, size_t lda, const float *b, size_t ldb,
+                       float beta, float *c, size_t ldc)
+{
+#ifdef SRP_BENCH_ONEDNN
+    if (onednn) {
+        dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', (dnnl_dim_t)m, (dnnl_dim_t)n,
+                   (dnnl_dim_t)k, alpha, a, (dnnl_dim_t)lda, b, (dnnl_dim_t)ldb, beta, c,
+                   (dnnl_dim_t)ldc);
+        return;
+    }
+#else
+    (void)onednn;
+#endif
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha, a,
+                (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+}
+
+void bench_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+                 size_t ldc)
+{
+    sgemm_with(strcmp(srp_gemm_backend(), "onednn") == 0, trans_a, trans_b, m, n, k, alpha, a,
+               lda, b, ldb, beta, c, ldc);
+}
 
 static void run_gemm(void *p)
 {
     gemm_case *g = p;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)g->m, (blasint)g->n,
-                (blasint)g->k, 1.0f, g->a, (blasint)g->k, g->b, (blasint)g->n, 0.0f, g->c,
-                (blasint)g->n);
+    sgemm_with(g->onednn, 0, 0, g->m, g->n, g->k, 1.0f, g->a, g->k, g->b, g->n, 0.0f, g->c, g->n);
 }
 
-double bench_sgemm_gflops(size_t m, size_t n, size_t k, int repeats, double *median_seconds)
+int bench_backends(const char *names[2])
 {
+    names[0] = "openblas";
+#ifdef SRP_BENCH_ONEDNN
+    names[1] = "onednn";
+    return 2;
+#else
+    return 1;
+#endif
+}
+
+double bench_sgemm_gflops(const char *backend, size_t m, size_t n, size_t k, int repeats,
+                          double *median_seconds)
+{
+    const int onednn = strcmp(backend, "onednn") == 0;
+#ifndef SRP_BENCH_ONEDNN
+    if (onednn)
+        return 0.0;
+#endif
     gemm_case g = {m, n, k, bench_alloc(sizeof(float) * m * k), bench_alloc(sizeof(float) * k * n),
-                   bench_alloc(sizeof(float) * m * n)};
+                   bench_alloc(sizeof(float) * m * n), onednn};
     bench_fill(g.a, m * k, 1);
     bench_fill(g.b, k * n, 2);
     const double s = bench_time(run_gemm, &g, repeats);
@@ -126,6 +179,32 @@ double bench_sgemm_gflops(size_t m, size_t n, size_t k, int repeats, double *med
     if (median_seconds)
         *median_seconds = s;
     return 2.0 * (double)m * (double)n * (double)k / s * 1e-9;
+}
+
+bench_peaks bench_measure_peaks(void)
+{
+    const char *names[2];
+    const int count = bench_backends(names);
+    bench_peaks p = {0.0, 0.0};
+    for (int i = 0; i < count; i++) {
+        const double gf = bench_sgemm_gflops(names[i], 2048, 2048, 2048, 5, NULL);
+        if (strcmp(names[i], srp_gemm_backend()) == 0)
+            p.active = gf;
+        if (gf > p.best)
+            p.best = gf;
+    }
+    return p;
+}
+
+void bench_print_setup(const bench_options *o, const char *bench)
+{
+    if (o->json)
+        printf("{\"bench\":\"%s\",\"setup\":true,\"version\":\"%s\",\"gemm_backend\":\"%s\","
+               "\"openblas_core\":\"%s\"}\n",
+               bench, srp_version_string(), srp_gemm_backend(), srp_openblas_core());
+    else
+        printf("%s: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s\n", bench,
+               srp_version_string(), srp_gemm_backend(), srp_openblas_core());
 }
 
 void bench_fill(float *x, size_t n, unsigned seed)

@@ -11,8 +11,16 @@ typedef struct {
     int threads; /* --threads N: only this thread count (0: 1 and 2) */
 } bench_options;
 
-/* Parses --json, --repeats N, --threads N, --help; exits 2 on a bad flag. */
-bench_options bench_parse_args(int argc, char **argv, const char *usage_extra);
+/* A bench's own flags: called for each flag the common parser does not know,
+ * with the next argument (NULL at the end); returns how many arguments it
+ * took (1 for a flag alone, 2 with its value), or 0 for an unknown flag. */
+typedef int (*bench_flag_fn)(void *ctx, const char *flag, const char *next);
+
+/* Parses --json, --repeats N, --threads N, --help and, through on_flag (may
+ * be NULL), the bench's own; exits 2 on a bad flag. usage_extra lists the
+ * bench's own flags for --help. */
+bench_options bench_parse_args(int argc, char **argv, const char *usage_extra,
+                               bench_flag_fn on_flag, void *ctx);
 
 double bench_now_seconds(void);
 double bench_median(double *values, int n); /* sorts values */
@@ -25,9 +33,29 @@ double bench_time(void (*fn)(void *), void *ctx, int repeats);
 void bench_time_interleaved(void (*const *fns)(void *), void *const *ctxs, int k, int repeats,
                             double *medians);
 
-/* OpenBLAS sgemm GFLOP/s for C[m][n] = A[m][k] B[k][n] at the current
- * thread count: the peak every bench reports its figures against. */
-double bench_sgemm_gflops(size_t m, size_t n, size_t k, int repeats, double *median_seconds);
+/* sgemm GFLOP/s of one backend ("openblas" or "onednn") for
+ * C[m][n] = A[m][k] B[k][n] at the current thread count; 0 when that
+ * backend is not built in. */
+double bench_sgemm_gflops(const char *backend, size_t m, size_t n, size_t k, int repeats,
+                          double *median_seconds);
+/* C = alpha op(A) op(B) + beta C (row-major) with the library's active
+ * backend: what a bare GEMM costs next to a layer's call. */
+void bench_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                 const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+                 size_t ldc);
+/* The backends built in: {"openblas"} or {"openblas", "onednn"}; returns the count. */
+int bench_backends(const char *names[2]);
+
+/* The peaks every bench divides by, measured in the same run at 2048^3:
+ * the active backend's (srp_gemm_backend) and the best built-in one's. */
+typedef struct {
+    double active, best;
+} bench_peaks;
+bench_peaks bench_measure_peaks(void);
+
+/* The first line of every bench: the GEMM backend, OpenBLAS's kernels
+ * (OPENBLAS_CORETYPE pins them) and the library version; JSON or text. */
+void bench_print_setup(const bench_options *o, const char *bench);
 
 /* Fills x with uniform values in [-1, 1) from a fixed seed. */
 void bench_fill(float *x, size_t n, unsigned seed);

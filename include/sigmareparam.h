@@ -30,5 +30,6 @@
 #include "sigmareparam/nn.h"         /* LayerNorm, GELU, losses, small helpers */
 #include "sigmareparam/optim.h"      /* parameter lists, SGD, LARS, AdamW, schedules */
 #include "sigmareparam/checkpoint.h" /* crash-safe named-tensor files */
+#include "sigmareparam/profile.h"    /* where the time goes */
 
 #endif /* SIGMAREPARAM_H */

@@ -45,11 +45,30 @@ static void gelu_backward_range(const float *x, const float *dy, float *dx, long
     }
 }
 
+/* The same from y = GELU(x) = x Phi(x): Phi(x) = y / x, taken as
+ *     Phi ~ (y + s/2) / (x + s),   s = copysign(1e-20, x),
+ * which is 1/2 at x = 0 and never divides by zero; its error,
+ * s (1/2 - Phi) / (x + s), is below 0.4 s = 4e-21 since |1/2 - Phi(x)| <=
+ * 0.4 |x|. No comparison in the loop: it vectorizes (a select on x would
+ * not, as comparisons may trap). x, y, dy, dx: [n] */
+SRP_VECTOR_CLONES
+static void gelu_backward_from_output_range(const float *x, const float *y, const float *dy,
+                                            float *dx, long lo, long hi)
+{
+#pragma omp simd
+    for (long i = lo; i < hi; i++) {
+        const float v = x[i], s = copysignf(1e-20f, v);
+        const float cdf = (y[i] + 0.5f * s) / (v + s);
+        const float pdf = INV_SQRT_2PI * expf(-0.5f * v * v);
+        dx[i] = dy[i] * (cdf + v * pdf);
+    }
+}
+
 /* Chunks of this many elements per task: the vector loops run inside. */
 #define GELU_CHUNK 8192
 
 /* x, y: [n] */
-srp_status srp_gelu_forward(const float *x, size_t n, float *y)
+static srp_status srp_gelu_forward_impl(const float *x, size_t n, float *y)
 {
     if (!x || !y || n == 0)
         return SRP_ERR_INVALID_ARG;
@@ -60,8 +79,16 @@ srp_status srp_gelu_forward(const float *x, size_t n, float *y)
     return SRP_OK;
 }
 
+srp_status srp_gelu_forward(const float *x, size_t n, float *y)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_gelu_forward_impl(x, n, y);
+    srp_profile_end(SRP_PROF_ACTIVATION, t0);
+    return st;
+}
+
 /* x, dy, dx: [n] */
-srp_status srp_gelu_backward(const float *x, const float *dy, size_t n, float *dx)
+static srp_status srp_gelu_backward_impl(const float *x, const float *dy, size_t n, float *dx)
 {
     if (!x || !dy || !dx || n == 0)
         return SRP_ERR_INVALID_ARG;
@@ -72,8 +99,39 @@ srp_status srp_gelu_backward(const float *x, const float *dy, size_t n, float *d
     return SRP_OK;
 }
 
+srp_status srp_gelu_backward(const float *x, const float *dy, size_t n, float *dx)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_gelu_backward_impl(x, dy, n, dx);
+    srp_profile_end(SRP_PROF_ACTIVATION, t0);
+    return st;
+}
+
+/* x, y, dy, dx: [n] */
+static srp_status srp_gelu_backward_from_output_impl(const float *x, const float *y,
+                                                     const float *dy, size_t n, float *dx)
+{
+    if (!x || !y || !dy || !dx || n == 0)
+        return SRP_ERR_INVALID_ARG;
+    const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
+#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
+    for (long c = 0; c < chunks; c++)
+        gelu_backward_from_output_range(x, y, dy, dx, c * GELU_CHUNK,
+                                        c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
+    return SRP_OK;
+}
+
+srp_status srp_gelu_backward_from_output(const float *x, const float *y, const float *dy,
+                                         size_t n, float *dx)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_gelu_backward_from_output_impl(x, y, dy, n, dx);
+    srp_profile_end(SRP_PROF_ACTIVATION, t0);
+    return st;
+}
+
 /* x, r, y: [n] */
-srp_status srp_residual_add(const float *x, const float *r, size_t n, float *y)
+static srp_status srp_residual_add_impl(const float *x, const float *r, size_t n, float *y)
 {
     if (!x || !r || !y || n == 0)
         return SRP_ERR_INVALID_ARG;
@@ -82,6 +140,14 @@ srp_status srp_residual_add(const float *x, const float *r, size_t n, float *y)
     for (long i = 0; i < len; i++)
         y[i] = x[i] + r[i];
     return SRP_OK;
+}
+
+srp_status srp_residual_add(const float *x, const float *r, size_t n, float *y)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_residual_add_impl(x, r, n, y);
+    srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
+    return st;
 }
 
 /* acc, x: [n] */
@@ -98,7 +164,7 @@ static int pool_args_ok(const void *in, const void *out, size_t batch, size_t to
 
 /* x: [batch][tokens][dim] -> y: [batch][dim]. Sums in double, over blocks
  * of columns so that the reads stay along rows. */
-srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, size_t dim,
+static srp_status srp_mean_pool_forward_impl(const float *x, size_t batch, size_t tokens, size_t dim,
                                  float *y)
 {
     if (!pool_args_ok(x, y, batch, tokens, dim))
@@ -120,8 +186,17 @@ srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, si
     return SRP_OK;
 }
 
+srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, size_t dim,
+                                 float *y)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_mean_pool_forward_impl(x, batch, tokens, dim, y);
+    srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
+    return st;
+}
+
 /* dy: [batch][dim] -> dx: [batch][tokens][dim] */
-srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
+static srp_status srp_mean_pool_backward_impl(const float *dy, size_t batch, size_t tokens, size_t dim,
                                   float *dx)
 {
     if (!pool_args_ok(dy, dx, batch, tokens, dim))
@@ -136,8 +211,17 @@ srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens, 
     return SRP_OK;
 }
 
+srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
+                                  float *dx)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_mean_pool_backward_impl(dy, batch, tokens, dim, dx);
+    srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
+    return st;
+}
+
 /* x: [batch][tokens][dim] -> y: [batch][dim] */
-srp_status srp_token_select_forward(const float *x, size_t batch, size_t tokens, size_t dim,
+static srp_status srp_token_select_forward_impl(const float *x, size_t batch, size_t tokens, size_t dim,
                                     size_t token, float *y)
 {
     if (!pool_args_ok(x, y, batch, tokens, dim) || token >= tokens)
@@ -147,8 +231,17 @@ srp_status srp_token_select_forward(const float *x, size_t batch, size_t tokens,
     return SRP_OK;
 }
 
+srp_status srp_token_select_forward(const float *x, size_t batch, size_t tokens, size_t dim,
+                                    size_t token, float *y)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_token_select_forward_impl(x, batch, tokens, dim, token, y);
+    srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
+    return st;
+}
+
 /* dy: [batch][dim] -> dx: [batch][tokens][dim] */
-srp_status srp_token_select_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
+static srp_status srp_token_select_backward_impl(const float *dy, size_t batch, size_t tokens, size_t dim,
                                      size_t token, float *dx)
 {
     if (!pool_args_ok(dy, dx, batch, tokens, dim) || token >= tokens)
@@ -157,4 +250,13 @@ srp_status srp_token_select_backward(const float *dy, size_t batch, size_t token
     for (size_t b = 0; b < batch; b++)
         memcpy(dx + (b * tokens + token) * dim, dy + b * dim, dim * sizeof(float));
     return SRP_OK;
+}
+
+srp_status srp_token_select_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
+                                     size_t token, float *dx)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_token_select_backward_impl(dy, batch, tokens, dim, token, dx);
+    srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
+    return st;
 }

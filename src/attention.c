@@ -7,24 +7,26 @@
  *     dV = A^T dO   dA = dO V^T   dS = A * (dA - rowsum(dA * A))
  *     dQ = dS K / sqrt(dh)       dK = dS^T Q / sqrt(dh)
  *
- * Threads. The per-(b, h) products are small (50x50x32 in the ViT-lite), and
- * OpenBLAS spends more on each call's set-up than on its arithmetic there, so
- * handing each call two threads gains nothing. What scales is running whole
- * (b, h) pairs side by side, one per thread, each with single-threaded GEMMs:
- * the OpenMP build of OpenBLAS does exactly that when called inside our
- * parallel region (it sees omp_in_parallel). With another OpenBLAS build we
- * must not call it from our threads, so the pairs run in turn and each GEMM
- * uses OpenBLAS's own threads. Rows of S are processed in blocks small
- * enough to stay in L2 from the GEMM that writes them, through the softmax,
- * to the GEMM that reads them. For a given thread count the results are the
- * same bits on every run: each pair is computed by one thread, and per-pair
- * entropy sums are reduced in a fixed order. (Across thread counts OpenBLAS
- * itself rounds differently.) */
+ * Speed. The per-(b, h) products are small (17x17x32 to 50x50x32 in the
+ * ViT-lite), and a GEMM call per pair costs more in set-up than in
+ * arithmetic. Each product runs instead as one batched GEMM over the whole
+ * [B][H] grid, reading q, k, v and writing dq, dk, dv in place in the
+ * [B][T][3D] layout through strides (srp_bgemm: one oneDNN matmul primitive,
+ * or a loop of single-threaded GEMMs side by side). The plans are built on
+ * the first forward at each (batch, tokens) shape and kept. Between the
+ * products, the softmax with its entropy (and its backward) runs over the
+ * rows of all pairs, one pair per task.
+ *
+ * Causal attention computes the full S and masks in the softmax: row i
+ * keeps keys 0..i, the rest become 0, so the products after it see zeros.
+ *
+ * For a given thread count and GEMM backend the results are the same bits
+ * on every run: the GEMMs partition their work statically, each pair's
+ * softmax is one task, and per-pair entropy sums are reduced in a fixed
+ * order. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <omp.h>
 
 #include "attention_internal.h"
 
@@ -40,14 +42,6 @@ srp_attention_config srp_attention_config_default(size_t dim, size_t heads)
     c.proj = srp_linear_config_default(dim, dim);
     c.seed = 0;
     return c;
-}
-
-size_t srp_attention_rows_per_block(size_t tokens)
-{
-    size_t rows = 65536 / (tokens ? tokens : 1); /* a 256 KiB block of S */
-    if (rows < 16)
-        rows = 16;
-    return rows < tokens ? rows : tokens;
 }
 
 static int mul_ok(size_t a, size_t b, size_t *out)
@@ -68,6 +62,14 @@ static int sizes_ok(size_t batch, size_t tokens, size_t dim, size_t heads)
            btd <= limit && mul_ok(batch, heads, &bh) && mul_ok(bh, tokens, &bht) &&
            mul_ok(bht, tokens, &bhtt) && bhtt <= limit && srp_blas_size_ok(bt) &&
            srp_blas_size_ok(3 * dim) && srp_blas_size_ok(tokens);
+}
+
+static void free_plans(srp_attention_plans *p)
+{
+    srp_bgemm *all[6] = {p->qk, p->av, p->dv, p->da, p->dq, p->dk};
+    for (int i = 0; i < 6; i++)
+        srp_bgemm_destroy(all[i]);
+    memset(p, 0, sizeof(*p));
 }
 
 srp_status srp_attention_create(srp_attention **out, const srp_attention_config *cfg,
@@ -110,10 +112,6 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
         return st;
     }
 
-    int slots = omp_get_num_procs();
-    if (srp_threads() > slots)
-        slots = srp_threads();
-    a->slots = slots;
     a->gram_n = T < D + 1 ? T : D + 1;
     a->bound_vec_len = a->gram_n > a->head_dim ? a->gram_n : a->head_dim;
     a->x = malloc(sizeof(float) * B * T * D);
@@ -124,12 +122,7 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     a->o_cat = malloc(sizeof(float) * B * T * D);
     a->d_ocat = malloc(sizeof(float) * B * T * D);
     a->d_qkv = malloc(sizeof(float) * B * T * 3 * D);
-    /* A block is rows_per_block(t) * t floats, which is not monotone in t:
-     * t * t up to 256 tokens, then at most max(65536, 16 t). */
-    a->slot_stride = 65536 > 16 * T ? 65536 : 16 * T;
-    if (a->slot_stride > T * T)
-        a->slot_stride = T * T;
-    a->d_att = malloc(sizeof(float) * (size_t)slots * a->slot_stride);
+    a->d_att = malloc(sizeof(float) * B * H * T * T);
     a->pair_sum = malloc(sizeof(double) * B * H);
     a->pair_sum_norm = malloc(sizeof(double) * B * H);
     a->pair_min = malloc(sizeof(float) * B * H);
@@ -175,6 +168,8 @@ void srp_attention_destroy(srp_attention *a)
     free(a->bound_gram);
     free(a->bound_vecs);
     free(a->bound_qk);
+    for (int i = 0; i < SRP_ATTENTION_PLAN_SHAPES; i++)
+        free_plans(&a->plans[i]);
     free(a);
 }
 
@@ -183,56 +178,111 @@ srp_linear *srp_attention_proj(srp_attention *a) { return a ? a->proj : NULL; }
 size_t srp_attention_heads(const srp_attention *a) { return a ? a->heads : 0; }
 size_t srp_attention_dim(const srp_attention *a) { return a ? a->dim : 0; }
 
-/* Threads for the (b, h) loop: > 1 only when OpenBLAS may be called from
- * them, and never more than there are scratch slots. */
-static int pair_threads(const srp_attention *a, size_t pairs)
+/* The six products for batch x tokens, in the layouts of the module's
+ * buffers: q, k, v in qkv_out ([B][T][3D], head h at column h*dh of its
+ * part), A and dS in [B][H][T][T], O and dO in [B][T][D]. */
+static srp_status build_plans(const srp_attention *a, size_t batch, size_t tokens,
+                              srp_attention_plans *p)
 {
-    if (!srp_blas_nests_in_openmp() || pairs < 2)
-        return 1;
-    int t = srp_threads();
-    if (t > a->slots)
-        t = a->slots;
-    return t;
+    const size_t T = tokens, D = a->dim, dh = a->head_dim, H = a->heads;
+    const float scale = 1.0f / sqrtf((float)dh);
+    /* strides of one (b, h) matrix in each layout: rows, batch, head */
+    const size_t qkv_ld = 3 * D, qkv_b = T * 3 * D, out_ld = D, out_b = T * D;
+    const size_t att_ld = T, att_b = H * T * T, att_h = T * T;
+    const srp_bgemm_desc descs[6] = {
+        /* S = scale Q K^T: [T][T] = [T][dh] x [dh][T] */
+        {batch, H, T, T, dh, 0, 1, qkv_ld, qkv_ld, att_ld, qkv_b, dh, qkv_b, dh, att_b, att_h, scale},
+        /* O = A V: [T][dh] = [T][T] x [T][dh] */
+        {batch, H, T, dh, T, 0, 0, att_ld, qkv_ld, out_ld, att_b, att_h, qkv_b, dh, out_b, dh, 1.0f},
+        /* dV = A^T dO: [T][dh] = [T][T] x [T][dh] */
+        {batch, H, T, dh, T, 1, 0, att_ld, out_ld, qkv_ld, att_b, att_h, out_b, dh, qkv_b, dh, 1.0f},
+        /* dA = dO V^T: [T][T] = [T][dh] x [dh][T] */
+        {batch, H, T, T, dh, 0, 1, out_ld, qkv_ld, att_ld, out_b, dh, qkv_b, dh, att_b, att_h, 1.0f},
+        /* dQ = scale dS K: [T][dh] = [T][T] x [T][dh] */
+        {batch, H, T, dh, T, 0, 0, att_ld, qkv_ld, qkv_ld, att_b, att_h, qkv_b, dh, qkv_b, dh, scale},
+        /* dK = scale dS^T Q: [T][dh] = [T][T] x [T][dh] */
+        {batch, H, T, dh, T, 1, 0, att_ld, qkv_ld, qkv_ld, att_b, att_h, qkv_b, dh, qkv_b, dh, scale},
+    };
+    srp_bgemm **slots[6] = {&p->qk, &p->av, &p->dv, &p->da, &p->dq, &p->dk};
+    for (int i = 0; i < 6; i++) {
+        const srp_status st = srp_bgemm_create(slots[i], &descs[i]);
+        if (st != SRP_OK) {
+            free_plans(p);
+            return st;
+        }
+    }
+    p->batch = batch;
+    p->tokens = tokens;
+    return SRP_OK;
 }
 
-/* Forward of one (b, h) pair: A = softmax(Q K^T / sqrt(dh)), O = A V, and
- * the entropy statistics of its rows.
- * q, k, v: [T][dh] with row stride 3D; att: [T][T]; o: [T][dh], stride D. */
-static void pair_forward(srp_attention *a, size_t b, size_t h)
+/* The plans for this shape: kept ones, or new ones in place of the least
+ * recently used (which allocates). On failure nothing changes. */
+static srp_status plans_for(srp_attention *a, size_t batch, size_t tokens,
+                            srp_attention_plans **out)
 {
-    const size_t T = a->tokens, D = a->dim, dh = a->head_dim, ld = 3 * D;
-    const float *q = a->qkv_out + b * T * ld + h * dh, *k = q + D, *v = q + 2 * D;
-    float *att = a->att + (b * a->heads + h) * T * T;
-    float *o = a->o_cat + b * T * D + h * dh;
-    const float scale = 1.0f / sqrtf((float)dh);
-    const size_t rb = srp_attention_rows_per_block(T);
+    srp_attention_plans *oldest = &a->plans[0];
+    for (int i = 0; i < SRP_ATTENTION_PLAN_SHAPES; i++) {
+        srp_attention_plans *p = &a->plans[i];
+        if (p->batch == batch && p->tokens == tokens) {
+            *out = p;
+            p->last_used = ++a->plan_clock;
+            return SRP_OK;
+        }
+        if (p->last_used < oldest->last_used)
+            oldest = p;
+    }
+    srp_attention_plans fresh;
+    memset(&fresh, 0, sizeof(fresh));
+    const srp_status st = build_plans(a, batch, tokens, &fresh);
+    if (st != SRP_OK)
+        return st;
+    free_plans(oldest);
+    *oldest = fresh;
+    oldest->last_used = ++a->plan_clock;
+    *out = oldest;
+    return SRP_OK;
+}
+
+/* Pairs of the softmax loops run one per task on the library's threads. */
+static int pair_threads(size_t pairs, size_t tokens)
+{
+    return pairs > 1 && pairs * tokens * tokens >= SRP_PARALLEL_MIN_ELEMS ? srp_threads() : 1;
+}
+
+/* Softmax of one (b, h) pair's rows of S in place, and their entropy
+ * statistics. att: [T][T] */
+static void pair_softmax(srp_attention *a, size_t p)
+{
+    const size_t T = a->tokens;
+    float *att = a->att + p * T * T;
     double sum = 0.0, sum_norm = 0.0;
     float min = INFINITY, min_norm = INFINITY;
-    for (size_t r0 = 0; r0 < T; r0 += rb) {
-        const size_t rows = r0 + rb < T ? rb : T - r0;
-        const size_t cols = a->causal ? r0 + rows : T; /* keys any row here sees */
-        float *s = att + r0 * T;
-        /* S_blk = scale Q_blk K^T: [rows][cols] (row stride T) */
-        srp_sgemm(0, 1, rows, cols, dh, scale, q + r0 * ld, ld, k, ld, 0.0f, s, T);
-        for (size_t r = 0; r < rows; r++) {
-            const size_t keys = a->causal ? r0 + r + 1 : T;
-            const float ent = srp_softmax_row(s + r * T, keys, T, a->track_entropy);
-            sum += ent;
-            min = ent < min || ent != ent ? ent : min; /* a NaN stays in the min too */
-            if (keys >= 2) {
-                const float en = (float)(ent * a->inv_log_keys[keys]);
-                sum_norm += en;
-                min_norm = en < min_norm || en != en ? en : min_norm;
-            }
+    for (size_t r = 0; r < T; r++) {
+        const size_t keys = a->causal ? r + 1 : T;
+        const float ent = srp_softmax_row(att + r * T, keys, T, a->track_entropy);
+        sum += ent;
+        min = ent < min || ent != ent ? ent : min; /* a NaN stays in the min too */
+        if (keys >= 2) {
+            const float en = (float)(ent * a->inv_log_keys[keys]);
+            sum_norm += en;
+            min_norm = en < min_norm || en != en ? en : min_norm;
         }
-        /* O_blk = A_blk V: [rows][dh] = [rows][cols] x [cols][dh] */
-        srp_sgemm(0, 0, rows, dh, cols, 1.0f, s, T, v, ld, 0.0f, o + r0 * D, D);
     }
-    const size_t p = b * a->heads + h;
     a->pair_sum[p] = sum;
     a->pair_min[p] = min;
     a->pair_sum_norm[p] = sum_norm;
     a->pair_min_norm[p] = min_norm;
+}
+
+/* dS = A * (dA - rowsum(dA * A)) in place of dA for one pair. */
+static void pair_softmax_backward(srp_attention *a, size_t p)
+{
+    const size_t T = a->tokens;
+    const float *att = a->att + p * T * T;
+    float *ds = a->d_att + p * T * T;
+    for (size_t r = 0; r < T; r++)
+        srp_softmax_backward_row(att + r * T, ds + r * T, a->causal ? r + 1 : T, T);
 }
 
 srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch, size_t tokens,
@@ -245,15 +295,20 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
     const size_t n = batch * tokens, D = a->dim;
     if (!srp_linear_batch_ok(a->qkv, n))
         return SRP_ERR_INVALID_ARG;
+    srp_attention_plans *plans;
+    srp_status st = plans_for(a, batch, tokens, &plans);
+    if (st != SRP_OK)
+        return st;
     /* Both layers' power steps and checks first: if either fails, nothing
      * of the module has changed. */
-    srp_status st = srp_linear_forward_prepare(a->qkv, training);
+    st = srp_linear_forward_prepare(a->qkv, training);
     if (st == SRP_OK)
         st = srp_linear_forward_prepare(a->proj, training);
     if (st != SRP_OK)
         return st;
 
     srp_linear_forward_commit(a->qkv, x, n, a->qkv_out, training);
+    uint64_t t0 = srp_profile_begin();
     memcpy(a->x, x, sizeof(float) * n * D);
     memcpy(a->fwd_wqk, srp_linear_weight(a->qkv), sizeof(float) * 2 * D * D);
     if (srp_linear_bias(a->qkv))
@@ -261,49 +316,21 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
     a->fwd_scale = srp_linear_forward_scale(a->qkv);
     a->batch = batch;
     a->tokens = tokens;
+    srp_profile_end(SRP_PROF_ATTENTION_COPY, t0);
 
+    t0 = srp_profile_begin();
+    const float *q = a->qkv_out, *k = q + D, *v = q + 2 * D;
+    srp_bgemm_run(plans->qk, q, k, a->att);
     const long pairs = (long)(batch * a->heads);
-    const size_t H = a->heads;
-#pragma omp parallel for num_threads(pair_threads(a, (size_t)pairs)) schedule(static)
+#pragma omp parallel for num_threads(pair_threads((size_t)pairs, tokens)) schedule(static)
     for (long p = 0; p < pairs; p++)
-        pair_forward(a, (size_t)p / H, (size_t)p % H);
+        pair_softmax(a, (size_t)p);
+    srp_bgemm_run(plans->av, a->att, v, a->o_cat);
+    srp_profile_end(SRP_PROF_ATTENTION_CORE, t0);
 
     srp_linear_forward_commit(a->proj, a->o_cat, n, y, training);
     a->have_forward = 1;
     return SRP_OK;
-}
-
-/* Backward of one (b, h) pair into d_qkv; ds: this thread's [rb][T] scratch.
- * dO: [T][dh], stride D; dq, dk, dv: [T][dh], stride 3D. */
-static void pair_backward(srp_attention *a, size_t b, size_t h, float *ds)
-{
-    const size_t T = a->tokens, D = a->dim, dh = a->head_dim, ld = 3 * D;
-    const float *q = a->qkv_out + b * T * ld + h * dh, *k = q + D, *v = q + 2 * D;
-    const float *att = a->att + (b * a->heads + h) * T * T;
-    const float *d_o = a->d_ocat + b * T * D + h * dh;
-    float *dq = a->d_qkv + b * T * ld + h * dh, *dk = dq + D, *dv = dq + 2 * D;
-    const float scale = 1.0f / sqrtf((float)dh);
-    const size_t rb = srp_attention_rows_per_block(T);
-    /* dK and dV gather contributions from every block of queries. */
-    for (size_t t = 0; t < T; t++) {
-        memset(dk + t * ld, 0, sizeof(float) * dh);
-        memset(dv + t * ld, 0, sizeof(float) * dh);
-    }
-    for (size_t r0 = 0; r0 < T; r0 += rb) {
-        const size_t rows = r0 + rb < T ? rb : T - r0;
-        const size_t cols = a->causal ? r0 + rows : T;
-        const float *p = att + r0 * T;
-        /* dV += A_blk^T dO_blk: [cols][dh] = [cols][rows] x [rows][dh] */
-        srp_sgemm(1, 0, cols, dh, rows, 1.0f, p, T, d_o + r0 * D, D, 1.0f, dv, ld);
-        /* dA_blk = dO_blk V^T: [rows][cols] = [rows][dh] x [dh][cols] */
-        srp_sgemm(0, 1, rows, cols, dh, 1.0f, d_o + r0 * D, D, v, ld, 0.0f, ds, T);
-        for (size_t r = 0; r < rows; r++)
-            srp_softmax_backward_row(p + r * T, ds + r * T, a->causal ? r0 + r + 1 : T, cols);
-        /* dQ_blk = scale dS_blk K: [rows][dh] = [rows][cols] x [cols][dh] */
-        srp_sgemm(0, 0, rows, dh, cols, scale, ds, T, k, ld, 0.0f, dq + r0 * ld, ld);
-        /* dK += scale dS_blk^T Q_blk: [cols][dh] = [cols][rows] x [rows][dh] */
-        srp_sgemm(1, 0, cols, dh, rows, scale, ds, T, q + r0 * ld, ld, 1.0f, dk, ld);
-    }
 }
 
 srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
@@ -312,19 +339,29 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
         return SRP_ERR_INVALID_ARG;
     if (!a->have_forward)
         return SRP_ERR_UNSUPPORTED;
-    const size_t n = a->batch * a->tokens;
+    const size_t n = a->batch * a->tokens, D = a->dim;
+    srp_attention_plans *plans;
+    srp_status st = plans_for(a, a->batch, a->tokens, &plans);
+    if (st != SRP_OK)
+        return st;
     /* Both layers' gradients are computed and checked before either is
      * added in: a failure leaves every gradient of the module as it was. */
-    srp_status st = srp_linear_backward_prepare(a->proj, a->o_cat, dy, n, a->d_ocat);
+    st = srp_linear_backward_prepare(a->proj, a->o_cat, dy, n, a->d_ocat);
     if (st != SRP_OK)
         return st;
 
+    const uint64_t t0 = srp_profile_begin();
+    const float *q = a->qkv_out, *k = q + D, *v = q + 2 * D;
+    float *dq = a->d_qkv, *dk = dq + D, *dv = dq + 2 * D;
+    srp_bgemm_run(plans->dv, a->att, a->d_ocat, dv);
+    srp_bgemm_run(plans->da, a->d_ocat, v, a->d_att);
     const long pairs = (long)(a->batch * a->heads);
-    const size_t H = a->heads;
-#pragma omp parallel for num_threads(pair_threads(a, (size_t)pairs)) schedule(static)
+#pragma omp parallel for num_threads(pair_threads((size_t)pairs, a->tokens)) schedule(static)
     for (long p = 0; p < pairs; p++)
-        pair_backward(a, (size_t)p / H, (size_t)p % H,
-                      a->d_att + (size_t)omp_get_thread_num() * a->slot_stride);
+        pair_softmax_backward(a, (size_t)p);
+    srp_bgemm_run(plans->dq, a->d_att, k, dq);
+    srp_bgemm_run(plans->dk, a->d_att, q, dk);
+    srp_profile_end(SRP_PROF_ATTENTION_CORE, t0);
 
     st = srp_linear_backward_prepare(a->qkv, a->x, a->d_qkv, n, dx);
     if (st != SRP_OK)

@@ -4,8 +4,20 @@
 #define SRP_ATTENTION_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "internal.h"
+
+/* Shapes whose plans a module keeps: training and evaluation batches, say. */
+#define SRP_ATTENTION_PLAN_SHAPES 4
+
+typedef struct {
+    size_t batch, tokens; /* 0: unused */
+    uint64_t last_used;
+    /* forward: S = scale Q K^T, O = A V; backward: dV = A^T dO, dA = dO V^T,
+     * dQ = scale dS K, dK = scale dS^T Q */
+    srp_bgemm *qk, *av, *dv, *da, *dq, *dk;
+} srp_attention_plans;
 
 struct srp_attention {
     size_t dim, heads, head_dim;
@@ -30,9 +42,12 @@ struct srp_attention {
     /* Backward workspaces. */
     float *d_ocat; /* [B][T][D] */
     float *d_qkv;  /* [B][T][3D] */
-    float *d_att;  /* [slots][slot_stride]: dA, then dS, of one row block, per thread */
-    int slots;     /* per-thread scratch slots */
-    size_t slot_stride; /* >= rows_per_block(T) * T for every T <= max_tokens */
+    float *d_att;  /* [B][H][T][T]: dA, then dS */
+
+    /* The six batched products of the core, per (batch, tokens) shape met
+     * (attention.c); built on first use of a shape. */
+    srp_attention_plans plans[SRP_ATTENTION_PLAN_SHAPES];
+    uint64_t plan_clock; /* for least-recently-used replacement */
 
     /* What the bound needs from the last forward: the q and k rows of the
      * qkv weight ([2D][D]) and bias ([2D]), and gamma / sigma. */
@@ -47,10 +62,6 @@ struct srp_attention {
     size_t gram_n;      /* min(max_tokens, D + 1) */
     size_t bound_vec_len; /* max(gram_n, dh) */
 };
-
-/* Rows of S handled together: a block of S stays in L2 between the GEMM
- * that writes it, the softmax and the GEMM that reads it. */
-size_t srp_attention_rows_per_block(size_t tokens);
 
 /* Softmax of one row of logits in place, over its first `keys` entries (the
  * rest are masked and set to 0). Subtracts the row max. Returns the row's

@@ -16,6 +16,8 @@
 
 #include <cblas.h>
 #ifdef SRP_HAVE_ONEDNN
+#include <pthread.h>
+
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
@@ -62,6 +64,162 @@ void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alp
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha, a,
                 (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+}
+
+/* ---- batched GEMM plans ---- */
+
+struct srp_bgemm {
+    srp_bgemm_desc d;
+#ifdef SRP_HAVE_ONEDNN
+    dnnl_primitive_t prim; /* NULL: the loop below runs instead */
+    dnnl_stream_t stream;
+    dnnl_memory_t mem_a, mem_b, mem_c, mem_scratch;
+    void *scratch;
+#endif
+};
+
+/* The loop: one (b, h) per iteration, side by side on the library's threads
+ * when BLAS may be called from them (see srp_blas_nests_in_openmp), else in
+ * turn with BLAS's own threads. */
+static void bgemm_loop(const srp_bgemm_desc *d, const float *a, const float *b, float *c)
+{
+    const long count = (long)(d->batch * d->heads);
+    const int threads = srp_blas_nests_in_openmp() && count > 1 ? srp_threads() : 1;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long i = 0; i < count; i++) {
+        const size_t bi = (size_t)i / d->heads, hi = (size_t)i % d->heads;
+        cblas_sgemm(CblasRowMajor, d->trans_a ? CblasTrans : CblasNoTrans,
+                    d->trans_b ? CblasTrans : CblasNoTrans, (blasint)d->m, (blasint)d->n,
+                    (blasint)d->k, d->alpha, a + bi * d->a_batch + hi * d->a_head,
+                    (blasint)d->lda, b + bi * d->b_batch + hi * d->b_head, (blasint)d->ldb, 0.0f,
+                    c + bi * d->c_batch + hi * d->c_head, (blasint)d->ldc);
+    }
+}
+
+#ifdef SRP_HAVE_ONEDNN
+/* One CPU engine for the process, made on first use. */
+static dnnl_engine_t g_engine;
+static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
+static void make_engine(void)
+{
+    if (dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success)
+        g_engine = NULL;
+}
+
+/* A [batch][heads][rows][cols] view of a matrix stored with row stride ld,
+ * transposed when trans (the stored matrix is then [cols][rows]). */
+static int view_desc(dnnl_memory_desc_t *md, const srp_bgemm_desc *d, size_t rows, size_t cols,
+                     int trans, size_t ld, size_t batch_stride, size_t head_stride)
+{
+    dnnl_dims_t dims = {(dnnl_dim_t)d->batch, (dnnl_dim_t)d->heads, (dnnl_dim_t)rows,
+                        (dnnl_dim_t)cols};
+    dnnl_dims_t strides = {(dnnl_dim_t)batch_stride, (dnnl_dim_t)head_stride,
+                           trans ? 1 : (dnnl_dim_t)ld, trans ? (dnnl_dim_t)ld : 1};
+    return dnnl_memory_desc_init_by_strides(md, 4, dims, dnnl_f32, strides) == dnnl_success;
+}
+
+/* Builds the matmul primitive; on any refusal, leaves g->prim NULL. */
+static void bgemm_build_onednn(srp_bgemm *g)
+{
+    const srp_bgemm_desc *d = &g->d;
+    pthread_once(&g_engine_once, make_engine);
+    if (!g_engine)
+        return;
+    dnnl_memory_desc_t a_md, b_md, c_md;
+    if (!view_desc(&a_md, d, d->m, d->k, d->trans_a, d->lda, d->a_batch, d->a_head) ||
+        !view_desc(&b_md, d, d->k, d->n, d->trans_b, d->ldb, d->b_batch, d->b_head) ||
+        !view_desc(&c_md, d, d->m, d->n, 0, d->ldc, d->c_batch, d->c_head))
+        return;
+    dnnl_matmul_desc_t mm;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    int ok = dnnl_matmul_desc_init(&mm, &a_md, &b_md, NULL, &c_md) == dnnl_success &&
+             dnnl_primitive_attr_create(&attr) == dnnl_success &&
+             dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) ==
+                 dnnl_success &&
+             (d->alpha == 1.0f ||
+              dnnl_primitive_attr_set_output_scales(attr, 1, 0, &d->alpha) == dnnl_success) &&
+             dnnl_primitive_desc_create(&pd, &mm, attr, g_engine, NULL) == dnnl_success;
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (!ok) {
+        if (pd)
+            dnnl_primitive_desc_destroy(pd);
+        return;
+    }
+    const dnnl_memory_desc_t *sp_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    const size_t sp_size = sp_md ? dnnl_memory_desc_get_size(sp_md) : 0;
+    if (sp_size)
+        g->scratch = malloc(sp_size);
+    ok = (!sp_size || g->scratch) && dnnl_primitive_create(&g->prim, pd) == dnnl_success &&
+         dnnl_stream_create(&g->stream, g_engine, dnnl_stream_default_flags) == dnnl_success &&
+         dnnl_memory_create(&g->mem_a, &a_md, g_engine, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&g->mem_b, &b_md, g_engine, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&g->mem_c, &c_md, g_engine, DNNL_MEMORY_NONE) == dnnl_success &&
+         (!sp_size ||
+          dnnl_memory_create(&g->mem_scratch, sp_md, g_engine, g->scratch) == dnnl_success);
+    dnnl_primitive_desc_destroy(pd);
+    if (!ok) { /* back to the loop: undo what was made */
+        if (g->prim)
+            dnnl_primitive_destroy(g->prim);
+        g->prim = NULL;
+    }
+}
+#endif
+
+srp_status srp_bgemm_create(srp_bgemm **out, const srp_bgemm_desc *d)
+{
+    *out = NULL;
+    if (d->batch == 0 || d->heads == 0 || d->m == 0 || d->n == 0 || d->k == 0 ||
+        !srp_blas_size_ok(d->m) || !srp_blas_size_ok(d->n) || !srp_blas_size_ok(d->k) ||
+        !srp_blas_size_ok(d->lda) || !srp_blas_size_ok(d->ldb) || !srp_blas_size_ok(d->ldc))
+        return SRP_ERR_INVALID_ARG;
+    srp_bgemm *g = calloc(1, sizeof(*g));
+    if (!g)
+        return SRP_ERR_NOMEM;
+    g->d = *d;
+#ifdef SRP_HAVE_ONEDNN
+    bgemm_build_onednn(g);
+#endif
+    *out = g;
+    return SRP_OK;
+}
+
+void srp_bgemm_run(srp_bgemm *g, const float *a, const float *b, float *c)
+{
+#ifdef SRP_HAVE_ONEDNN
+    if (g->prim && dnnl_memory_set_data_handle(g->mem_a, (void *)a) == dnnl_success &&
+        dnnl_memory_set_data_handle(g->mem_b, (void *)b) == dnnl_success &&
+        dnnl_memory_set_data_handle(g->mem_c, c) == dnnl_success) {
+        const dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, g->mem_a},
+                                         {DNNL_ARG_WEIGHTS, g->mem_b},
+                                         {DNNL_ARG_DST, g->mem_c},
+                                         {DNNL_ARG_SCRATCHPAD, g->mem_scratch}};
+        if (dnnl_primitive_execute(g->prim, g->stream, g->mem_scratch ? 4 : 3, args) ==
+                dnnl_success &&
+            dnnl_stream_wait(g->stream) == dnnl_success)
+            return;
+    }
+#endif
+    bgemm_loop(&g->d, a, b, c);
+}
+
+void srp_bgemm_destroy(srp_bgemm *g)
+{
+    if (!g)
+        return;
+#ifdef SRP_HAVE_ONEDNN
+    if (g->prim)
+        dnnl_primitive_destroy(g->prim);
+    if (g->stream)
+        dnnl_stream_destroy(g->stream);
+    dnnl_memory_t mems[4] = {g->mem_a, g->mem_b, g->mem_c, g->mem_scratch};
+    for (int i = 0; i < 4; i++)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+    free(g->scratch);
+#endif
+    free(g);
 }
 
 void srp_dsyrk_full(int trans, size_t n, size_t k, const double *a, size_t lda, double *c,

@@ -19,7 +19,7 @@
 
 #include "attention_internal.h"
 
-srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head,
+static srp_status srp_attention_entropy_impl(const srp_attention *a, float *mean_per_head,
                                  float *min_per_head)
 {
     if (!a)
@@ -43,7 +43,16 @@ srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head,
     return SRP_OK;
 }
 
-srp_status srp_attention_entropy_normalized(const srp_attention *a, float *mean_per_head,
+srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head,
+                                 float *min_per_head)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_attention_entropy_impl(a, mean_per_head, min_per_head);
+    srp_profile_end(SRP_PROF_ENTROPY, t0);
+    return st;
+}
+
+static srp_status srp_attention_entropy_normalized_impl(const srp_attention *a, float *mean_per_head,
                                             float *min_per_head)
 {
     if (!a)
@@ -69,6 +78,15 @@ srp_status srp_attention_entropy_normalized(const srp_attention *a, float *mean_
             min_per_head[h] = rows ? min : 1.0f;
     }
     return SRP_OK;
+}
+
+srp_status srp_attention_entropy_normalized(const srp_attention *a, float *mean_per_head,
+                                            float *min_per_head)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_attention_entropy_normalized_impl(a, mean_per_head, min_per_head);
+    srp_profile_end(SRP_PROF_ENTROPY, t0);
+    return st;
 }
 
 double srp_entropy_lower_bound(double s, size_t tokens)
@@ -235,7 +253,7 @@ static float float_at_most(double x)
  *     double rounding.
  * The margins are of order 1e-6 nats at small s, where the bound is tight,
  * and vanish next to the bound's own slack elsewhere. */
-srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head)
+static srp_status srp_attention_entropy_bound_impl(srp_attention *a, float *bound_per_head)
 {
     if (!a || !bound_per_head)
         return SRP_ERR_INVALID_ARG;
@@ -277,4 +295,12 @@ srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head)
         bound_per_head[h] = lowered > 0.0 ? float_at_most(lowered) : 0.0f;
     }
     return SRP_OK;
+}
+
+srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_attention_entropy_bound_impl(a, bound_per_head);
+    srp_profile_end(SRP_PROF_ENTROPY, t0);
+    return st;
 }

@@ -36,6 +36,12 @@ float expf(float);
 #define SRP_VECTOR_CLONES
 #endif
 
+/* ---- profiling (profile.c): wrap a leaf of work as
+ *     const uint64_t t0 = srp_profile_begin();  ...  srp_profile_end(PART, t0);
+ * begin returns 0 when profiling is off, and end then does nothing. ---- */
+uint64_t srp_profile_begin(void);
+void srp_profile_end(srp_profile_part part, uint64_t start);
+
 /* Threads for the library's OpenMP loops (threads.c). */
 int srp_threads(void);
 /* Below this many elements an elementwise loop stays on one thread: waking
@@ -46,6 +52,28 @@ int srp_threads(void);
 void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                size_t ldc);
+/* Batched GEMM over a [batch][heads] grid of equally shaped matrices that
+ * sit at fixed strides in memory (such as the heads of an attention layer):
+ * for every (b, h),
+ *     C_bh = alpha op(A_bh) op(B_bh),   A_bh = a + b a_batch + h a_head,
+ * op(A_bh): [m][k], op(B_bh): [k][n], C_bh: [m][n]; lda, ldb, ldc are the row
+ * strides of A, B, C as stored (before op). A plan fixes all of it but the
+ * three base pointers; creating it allocates (set-up time), running it
+ * allocates nothing in this library. With oneDNN it is one matmul primitive
+ * over the whole grid; otherwise (or where oneDNN refuses the shape) a
+ * parallel loop of single-threaded GEMMs. */
+typedef struct {
+    size_t batch, heads, m, n, k;
+    int trans_a, trans_b;
+    size_t lda, ldb, ldc;
+    size_t a_batch, a_head, b_batch, b_head, c_batch, c_head;
+    float alpha;
+} srp_bgemm_desc;
+typedef struct srp_bgemm srp_bgemm;
+srp_status srp_bgemm_create(srp_bgemm **out, const srp_bgemm_desc *d);
+void srp_bgemm_run(srp_bgemm *g, const float *a, const float *b, float *c);
+void srp_bgemm_destroy(srp_bgemm *g);
+
 /* C = op(A) op(A)^T, both triangles; op(A): [n][k], C: [n][n], in double. */
 void srp_dsyrk_full(int trans, size_t n, size_t k, const double *a, size_t lda, double *c,
                     size_t ldc);

@@ -37,7 +37,7 @@ static void row_stats(const float *x, size_t d, double eps, double *mean, double
     *rstd = 1.0 / sqrt(sq / (double)d + eps);
 }
 
-srp_status srp_layernorm_forward(const float *x, const float *weight, const float *bias,
+static srp_status srp_layernorm_forward_impl(const float *x, const float *weight, const float *bias,
                                  size_t n, size_t d, float eps, float *y, float *mean,
                                  float *rstd)
 {
@@ -63,6 +63,16 @@ srp_status srp_layernorm_forward(const float *x, const float *weight, const floa
             rstd[i] = rf;
     }
     return SRP_OK;
+}
+
+srp_status srp_layernorm_forward(const float *x, const float *weight, const float *bias,
+                                 size_t n, size_t d, float eps, float *y, float *mean,
+                                 float *rstd)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_layernorm_forward_impl(x, weight, bias, n, d, eps, y, mean, rstd);
+    srp_profile_end(SRP_PROF_LAYERNORM, t0);
+    return st;
 }
 
 /* dweight[j] += sum_i dy[i][j] xhat[i][j], dbias[j] += sum_i dy[i][j].
@@ -92,7 +102,7 @@ static void param_grads(const float *x, const float *mean, const float *rstd, co
     }
 }
 
-srp_status srp_layernorm_backward(const float *x, const float *weight, const float *mean,
+static srp_status srp_layernorm_backward_impl(const float *x, const float *weight, const float *mean,
                                   const float *rstd, const float *dy, size_t n, size_t d,
                                   float *dx, float *dweight, float *dbias)
 {
@@ -121,4 +131,14 @@ srp_status srp_layernorm_backward(const float *x, const float *weight, const flo
         }
     }
     return SRP_OK;
+}
+
+srp_status srp_layernorm_backward(const float *x, const float *weight, const float *mean,
+                                  const float *rstd, const float *dy, size_t n, size_t d,
+                                  float *dx, float *dweight, float *dbias)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_layernorm_backward_impl(x, weight, mean, rstd, dy, n, d, dx, dweight, dbias);
+    srp_profile_end(SRP_PROF_LAYERNORM, t0);
+    return st;
 }

@@ -17,6 +17,10 @@
 
 #include "internal.h"
 
+/* Row chunks of the bias gradient's sums: fixed, so that its bits do not
+ * depend on the thread count. */
+#define BIAS_CHUNKS 32
+
 struct srp_linear {
     size_t in, out;
     int has_bias;
@@ -33,6 +37,7 @@ struct srp_linear {
     float last_sigma, last_scale;
     float *gtx;        /* [out][in] scratch: G^T x */
     double *bias_acc;  /* [out] scratch: column sums of G */
+    double *bias_partial; /* [BIAS_CHUNKS][out] scratch for them */
     double pending_s;  /* <G^T x, W> of a prepared backward */
 };
 
@@ -106,11 +111,12 @@ srp_status srp_linear_create(srp_linear **out, const srp_linear_config *cfg)
     /* u, cand_u, last_u: [in]; v, cand_v, last_v: [out] */
     l->u = malloc(sizeof(float) * 3 * (in + o));
     l->bias_acc = malloc(sizeof(double) * o);
+    l->bias_partial = malloc(sizeof(double) * BIAS_CHUNKS * o);
     if (l->has_bias) {
         l->b = calloc(o, sizeof(float));
         l->db = calloc(o, sizeof(float));
     }
-    if (!l->w || !l->dw || !l->gtx || !l->u || !l->bias_acc ||
+    if (!l->w || !l->dw || !l->gtx || !l->u || !l->bias_acc || !l->bias_partial ||
         (l->has_bias && (!l->b || !l->db))) {
         srp_linear_destroy(l);
         return SRP_ERR_NOMEM;
@@ -157,6 +163,7 @@ void srp_linear_destroy(srp_linear *l)
     free(l->gtx);
     free(l->u);
     free(l->bias_acc);
+    free(l->bias_partial);
     free(l->b);
     free(l->db);
     free(l);
@@ -231,8 +238,10 @@ srp_status srp_linear_forward_prepare(srp_linear *l, int training)
     float sigma = l->sigma, scale = 1.0f;
     if (l->mode != SRP_REPARAM_NONE) {
         const int iters = training ? l->power_iters : 1;
+        const uint64_t t0 = srp_profile_begin();
         srp_status st = srp_power_iterate(l->w, l->out, l->in, iters, l->u, l->v, l->cand_u,
                                           l->cand_v, &sigma);
+        srp_profile_end(SRP_PROF_POWER_ITER, t0);
         if (st != SRP_OK)
             return st;
         if (l->mode == SRP_REPARAM_SIGMA) {
@@ -264,10 +273,14 @@ void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y
      * OpenBLAS would otherwise zero C in a pass of its own. */
     float beta = 0.0f;
     if (l->has_bias) {
+        const uint64_t t0 = srp_profile_begin();
         fill_rows_with_bias(y, l->b, n, l->out);
+        srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
         beta = 1.0f;
     }
+    const uint64_t t0 = srp_profile_begin();
     srp_sgemm(0, 1, n, l->out, l->in, l->last_scale, x, l->in, l->w, l->in, beta, y, l->out);
+    srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
 }
 
 int srp_linear_batch_ok(const srp_linear *l, size_t n) { return batch_ok(l, n); }
@@ -304,21 +317,31 @@ static double parallel_dot_f64(const float *x, const float *y, size_t n)
     return sum;
 }
 
-/* acc[o] = sum_r dy[r][o] in double, rows in order. dy: [n][out] */
-static void column_sums(const float *dy, size_t n, size_t out, double *acc)
+/* acc[o] = sum_r dy[r][o] in double. Rows go in BIAS_CHUNKS fixed chunks,
+ * each summed along its rows (contiguous, vectorized reads) into its own
+ * partial row, and the partials are added in order: the same bits for any
+ * thread count. dy: [n][out], partial: [BIAS_CHUNKS][out] scratch */
+static void column_sums(const float *dy, size_t n, size_t out, double *partial, double *acc)
 {
-    const long cols = (long)out;
-    /* Blocks of 16 columns per task keep each task's reads on few lines. */
-    const long blocks = (cols + 15) / 16;
+    const size_t rows_per = (n + BIAS_CHUNKS - 1) / BIAS_CHUNKS;
 #pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * out >= PARALLEL_MIN_ELEMS)
-    for (long blk = 0; blk < blocks; blk++) {
-        const size_t c0 = (size_t)blk * 16, c1 = c0 + 16 < out ? c0 + 16 : out;
-        for (size_t c = c0; c < c1; c++)
-            acc[c] = 0.0;
-        for (size_t r = 0; r < n; r++)
-            for (size_t c = c0; c < c1; c++)
-                acc[c] += dy[r * out + c];
+    for (long c = 0; c < BIAS_CHUNKS; c++) {
+        double *p = partial + (size_t)c * out;
+        const size_t r0 = (size_t)c * rows_per, r1 = r0 + rows_per < n ? r0 + rows_per : n;
+        for (size_t o = 0; o < out; o++)
+            p[o] = 0.0;
+        for (size_t r = r0; r < r1; r++) {
+            const float *row = dy + r * out;
+#pragma omp simd
+            for (size_t o = 0; o < out; o++)
+                p[o] += (double)row[o];
+        }
     }
+    for (size_t o = 0; o < out; o++)
+        acc[o] = 0.0;
+    for (size_t c = 0; c < BIAS_CHUNKS; c++)
+        for (size_t o = 0; o < out; o++)
+            acc[o] += partial[c * out + o];
 }
 
 /* dw[o][i] += a * gtx[o][i] - c * v[o] u[i]. dw, gtx: [out][in] */
@@ -341,28 +364,33 @@ srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const floa
 {
     const float scale = l->last_scale;
 
+    uint64_t t0 = srp_profile_begin();
     /* dx = scale dy W: [n][in] = [n][out] x [out][in] */
     if (dx)
         srp_sgemm(0, 0, n, l->in, l->out, scale, dy, l->out, l->w, l->in, 0.0f, dx, l->in);
-
     /* gtx = dy^T x: [out][in] = [out][n] x [n][in] */
     srp_sgemm(1, 0, l->out, l->in, n, 1.0f, dy, l->out, x, l->in, 0.0f, l->gtx, l->in);
+    srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
+
+    t0 = srp_profile_begin();
     /* s = <G^T x, W>; it is non-finite iff some entry of G^T x is. */
     const double s = parallel_dot_f64(l->gtx, l->w, l->in * l->out);
-    if (!isfinite(s))
-        return SRP_ERR_NUMERIC;
-    if (l->has_bias) {
-        column_sums(dy, n, l->out, l->bias_acc);
+    int finite = isfinite(s);
+    if (finite && l->has_bias) {
+        column_sums(dy, n, l->out, l->bias_partial, l->bias_acc);
         for (size_t o = 0; o < l->out; o++)
-            if (!isfinite(l->bias_acc[o]))
-                return SRP_ERR_NUMERIC;
+            finite &= isfinite(l->bias_acc[o]) != 0;
     }
+    srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
+    if (!finite)
+        return SRP_ERR_NUMERIC;
     l->pending_s = s;
     return SRP_OK;
 }
 
 void srp_linear_backward_commit(srp_linear *l)
 {
+    const uint64_t t0 = srp_profile_begin();
     const float scale = l->last_scale;
     const double s = l->pending_s;
     /* gamma s / sigma^2 = scale s / sigma, with the gamma of the forward. */
@@ -376,6 +404,7 @@ void srp_linear_backward_commit(srp_linear *l)
     if (l->has_bias)
         for (size_t o = 0; o < l->out; o++)
             l->db[o] += (float)l->bias_acc[o];
+    srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
 }
 
 srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n,

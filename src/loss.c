@@ -58,7 +58,7 @@ static double row_loss(const float *z, size_t classes, int label, double smoothi
 }
 
 /* logits: [n][classes], labels: [n] */
-srp_status srp_cross_entropy_forward(const float *logits, const int *labels, size_t n,
+static srp_status srp_cross_entropy_forward_impl(const float *logits, const int *labels, size_t n,
                                      size_t classes, float label_smoothing, float *loss)
 {
     srp_status st = check_args(logits, labels, n, classes, label_smoothing);
@@ -89,8 +89,17 @@ srp_status srp_cross_entropy_forward(const float *logits, const int *labels, siz
     return SRP_OK;
 }
 
+srp_status srp_cross_entropy_forward(const float *logits, const int *labels, size_t n,
+                                     size_t classes, float label_smoothing, float *loss)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_cross_entropy_forward_impl(logits, labels, n, classes, label_smoothing, loss);
+    srp_profile_end(SRP_PROF_LOSS, t0);
+    return st;
+}
+
 /* logits, dlogits: [n][classes], labels: [n] */
-srp_status srp_cross_entropy_backward(const float *logits, const int *labels, size_t n,
+static srp_status srp_cross_entropy_backward_impl(const float *logits, const int *labels, size_t n,
                                       size_t classes, float label_smoothing, float *dlogits)
 {
     srp_status st = check_args(logits, labels, n, classes, label_smoothing);
@@ -117,8 +126,17 @@ srp_status srp_cross_entropy_backward(const float *logits, const int *labels, si
     return SRP_OK;
 }
 
+srp_status srp_cross_entropy_backward(const float *logits, const int *labels, size_t n,
+                                      size_t classes, float label_smoothing, float *dlogits)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_cross_entropy_backward_impl(logits, labels, n, classes, label_smoothing, dlogits);
+    srp_profile_end(SRP_PROF_LOSS, t0);
+    return st;
+}
+
 /* logits: [n][classes], labels: [n] */
-srp_status srp_accuracy_count(const float *logits, const int *labels, size_t n, size_t classes,
+static srp_status srp_accuracy_count_impl(const float *logits, const int *labels, size_t n, size_t classes,
                               size_t *correct)
 {
     srp_status st = check_args(logits, labels, n, classes, 0.0f);
@@ -135,4 +153,13 @@ srp_status srp_accuracy_count(const float *logits, const int *labels, size_t n, 
     }
     *correct = hits;
     return SRP_OK;
+}
+
+srp_status srp_accuracy_count(const float *logits, const int *labels, size_t n, size_t classes,
+                              size_t *correct)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_accuracy_count_impl(logits, labels, n, classes, correct);
+    srp_profile_end(SRP_PROF_LOSS, t0);
+    return st;
 }

@@ -267,7 +267,7 @@ static float lars_trust(const float *p, const float *g, size_t n, double eta, do
     return isfinite(trust) ? (float)trust : 1.0f;
 }
 
-srp_status srp_optim_step(srp_optim *o, float lr)
+static srp_status srp_optim_step_impl(srp_optim *o, float lr)
 {
     if (!o || !(lr >= 0.0f) || !isfinite(lr))
         return SRP_ERR_INVALID_ARG;
@@ -295,12 +295,27 @@ srp_status srp_optim_step(srp_optim *o, float lr)
     return SRP_OK;
 }
 
-void srp_optim_zero_grad(srp_optim *o)
+srp_status srp_optim_step(srp_optim *o, float lr)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_optim_step_impl(o, lr);
+    srp_profile_end(SRP_PROF_OPTIMIZER, t0);
+    return st;
+}
+
+static void srp_optim_zero_grad_impl(srp_optim *o)
 {
     if (!o)
         return;
     for (size_t i = 0; i < o->count; i++)
         memset(o->params[i].grad, 0, o->params[i].size * sizeof(float));
+}
+
+void srp_optim_zero_grad(srp_optim *o)
+{
+    const uint64_t t0 = srp_profile_begin();
+    srp_optim_zero_grad_impl(o);
+    srp_profile_end(SRP_PROF_OPTIMIZER, t0);
 }
 
 size_t srp_optim_param_count(const srp_optim *o) { return o ? o->count : 0; }
@@ -351,7 +366,7 @@ srp_status srp_optim_tensor_refs(srp_optim *o, srp_tensor_ref *refs, size_t capa
 
 /* ---- clipping ---- */
 
-srp_status srp_clip_grad_norm(const srp_param *params, size_t count, float max_norm,
+static srp_status srp_clip_grad_norm_impl(const srp_param *params, size_t count, float max_norm,
                               float *norm_out)
 {
     if (!params || count == 0 || !(max_norm > 0.0f) || !isfinite(max_norm))
@@ -379,6 +394,15 @@ srp_status srp_clip_grad_norm(const srp_param *params, size_t count, float max_n
         }
     }
     return SRP_OK;
+}
+
+srp_status srp_clip_grad_norm(const srp_param *params, size_t count, float max_norm,
+                              float *norm_out)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_clip_grad_norm_impl(params, count, max_norm, norm_out);
+    srp_profile_end(SRP_PROF_OPTIMIZER, t0);
+    return st;
 }
 
 srp_status srp_optim_clip_grad_norm(srp_optim *o, float max_norm, float *norm_out)

@@ -305,6 +305,47 @@ static void test_gelu_against_erf_and_fd(void **state)
     free(buf);
 }
 
+/* The backward from the forward's output: against the same differences,
+ * on the grid and where y / x is delicate (0, +-1e-30 around the 1e-20
+ * guard, small values, and deep in the negative tail). */
+static void test_gelu_backward_from_output(void **state)
+{
+    (void)state;
+    enum { GRID = 2001, EXTRA = 14, N = GRID + EXTRA };
+    const float extra[EXTRA] = {0.0f,   -0.0f,   1e-30f, -1e-30f, 1e-20f, -1e-20f, 3e-21f,
+                                -3e-21f, 1e-13f, -1e-13f, 1e-6f,  -1e-6f,  -13.0f, -15.0f};
+    float *x = alloc_f(N), *y = alloc_f(N), *dy = alloc_f(N), *dx = alloc_f(N), *dx2 = alloc_f(N);
+    srp_rng rng;
+    srp_rng_seed(&rng, 22);
+    for (size_t i = 0; i < GRID; i++)
+        x[i] = (float)(-9.0 + 18.0 * (double)i / (double)(GRID - 1));
+    memcpy(x + GRID, extra, sizeof(extra));
+    fill_normal_f(&rng, dy, N, 1.0);
+    assert_ok(srp_gelu_forward(x, N, y));
+    assert_ok(srp_gelu_backward_from_output(x, y, dy, N, dx));
+    assert_ok(srp_gelu_backward(x, dy, N, dx2));
+    for (size_t i = 0; i < N; i++) {
+        const double xi = x[i];
+        const double h = fabs(xi) < 1e-2 ? 1e-6 : FD_H; /* the series region, finely */
+        const double ref = dy[i] * (gelu_d(xi + h) - gelu_d(xi - h)) / (2.0 * h);
+        assert_close_rel(dx[i], ref, 2e-5, 1e-12, "gelu backward from output vs differences");
+        /* where Phi(x) + x phi(x) cancels (x near -0.75) relative to the
+         * terms' size, 0.5 |dy| */
+        assert_close_rel(dx[i], dx2[i], 2e-6, 0.5 * fabs(dy[i]),
+                         "gelu backward from output vs from input");
+    }
+    memcpy(dx2, dy, N * sizeof(float)); /* dx may be dy */
+    assert_ok(srp_gelu_backward_from_output(x, y, dx2, N, dx2));
+    assert_memory_equal(dx2, dx, N * sizeof(float));
+    assert_status(srp_gelu_backward_from_output(x, NULL, dy, N, dx), SRP_ERR_INVALID_ARG);
+    assert_status(srp_gelu_backward_from_output(x, y, dy, 0, dx), SRP_ERR_INVALID_ARG);
+    free(x);
+    free(y);
+    free(dy);
+    free(dx);
+    free(dx2);
+}
+
 /* ======================================================================
  * Cross-entropy
  * ====================================================================== */
@@ -588,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_layernorm_aliasing_and_threads),
         cmocka_unit_test(test_layernorm_invalid),
         cmocka_unit_test(test_gelu_against_erf_and_fd),
+        cmocka_unit_test(test_gelu_backward_from_output),
         cmocka_unit_test(test_cross_entropy_against_reference_and_fd),
         cmocka_unit_test(test_cross_entropy_is_stable),
         cmocka_unit_test(test_cross_entropy_errors_leave_outputs),

@@ -375,7 +375,7 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
         const float *m_in = ln ? blk->ln2.out : blk->x_mid;
         /* MLP branch: ds is d(xs[l+1]) and becomes d(x_mid). */
         CHECK(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
-        CHECK(srp_gelu_backward(blk->h1, m->d_mlp, rows * mlp, m->d_mlp));
+        CHECK(srp_gelu_backward_from_output(blk->h1, blk->g, m->d_mlp, rows * mlp, m->d_mlp));
         CHECK(srp_linear_backward(blk->fc1, m_in, m->d_mlp, rows, m->d_branch));
         CHECK(norm_backward_add(&blk->ln2, ln, blk->x_mid, m->d_branch, rows, D, ds, m->d_tmp));
         /* Attention branch: ds becomes d(xs[l]). */

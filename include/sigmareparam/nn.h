@@ -50,6 +50,12 @@ SRP_API srp_status srp_layernorm_backward(const float *x, const float *weight, c
 SRP_API srp_status srp_gelu_forward(const float *x, size_t n, float *y);
 /* x: the forward's input; dy, dx: [n]; dx is overwritten and may be dy. */
 SRP_API srp_status srp_gelu_backward(const float *x, const float *dy, size_t n, float *dx);
+/* The same gradient, when the forward's output y = GELU(x) is at hand (it
+ * usually is: it feeds the next layer): 0.5 (1 + erf(x / sqrt 2)) = y / x
+ * needs no second erf, which makes it about twice as fast. Within a few
+ * ulp of srp_gelu_backward. x, y, dy, dx: [n]; dx may be dy. */
+SRP_API srp_status srp_gelu_backward_from_output(const float *x, const float *y, const float *dy,
+                                                 size_t n, float *dx);
 
 /* ======================================================================
  * Softmax cross-entropy, as torch.nn.CrossEntropyLoss(label_smoothing=s)

@@ -1,0 +1,48 @@
+/* Where the time goes: cumulative wall time per part of the library's work.
+ * Part of <sigmareparam.h>; include that.
+ *
+ * Off by default, when it costs one branch per timed call. On, each timed
+ * call reads the monotonic clock twice. The parts are leaves (none contains
+ * another), so their times add up; what the caller's own code takes between
+ * library calls is the step time minus their sum. The counters are
+ * process-wide: profile while one thread drives the library. */
+#ifndef SIGMAREPARAM_PROFILE_H
+#define SIGMAREPARAM_PROFILE_H
+
+#include <stdint.h>
+
+#include "sigmareparam/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    SRP_PROF_LINEAR_GEMM = 0,  /* the linear layers' GEMMs: forward, dx, dW */
+    SRP_PROF_LINEAR_EXTRA,     /* bias rows, <G^T x, W>, bias sums, the dW update */
+    SRP_PROF_POWER_ITER,       /* power-iteration steps (two gemv per layer) */
+    SRP_PROF_ATTENTION_CORE,   /* QK^T, softmax with entropy, AV, and their backward */
+    SRP_PROF_ATTENTION_COPY,   /* the attention's copies of its input and q/k weights */
+    SRP_PROF_ACTIVATION,       /* GELU forward and backward */
+    SRP_PROF_ELEMENTWISE,      /* residual adds, accumulation, pooling, token select */
+    SRP_PROF_LAYERNORM,        /* LayerNorm forward and backward */
+    SRP_PROF_LOSS,             /* cross-entropy and accuracy */
+    SRP_PROF_OPTIMIZER,        /* optimizer steps, zeroing and clipping of gradients */
+    SRP_PROF_ENTROPY,          /* entropy statistics and the Theorem 3.1 bound */
+    SRP_PROF_COUNT
+} srp_profile_part;
+
+/* Turns timing on (1) or off (0); the counters keep their values. */
+SRP_API void srp_profile_enable(int on);
+SRP_API void srp_profile_reset(void);
+/* Seconds and calls in a part since the last reset; 0 for an unknown part. */
+SRP_API double srp_profile_seconds(srp_profile_part part);
+SRP_API uint64_t srp_profile_calls(srp_profile_part part);
+/* A short name ("linear gemm", ...), never NULL. */
+SRP_API const char *srp_profile_name(srp_profile_part part);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SIGMAREPARAM_PROFILE_H */

@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh test
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSRP_WERROR=ON -DSRP_BUILD_TESTS=ON -DSRP_BUILD_EXAMPLES=ON
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSRP_WERROR=ON -DSRP_GEMM=onednn -DSRP_BUILD_TESTS=ON -DSRP_BUILD_EXAMPLES=ON
 cmake --build build -j"$(nproc)"
 ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"

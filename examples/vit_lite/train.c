@@ -529,6 +529,8 @@ int main(int argc, char **argv)
         return 0;
     }
     srp_set_num_threads((int)o->threads);
+    printf("vit-lite-train: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s, %d threads\n",
+           srp_version_string(), srp_gemm_backend(), srp_openblas_core(), srp_get_num_threads());
     t.interactive = isatty(STDOUT_FILENO);
     if ((rc = load_data(&t)) || (rc = build(&t))) {
         cleanup(&t);

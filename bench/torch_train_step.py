@@ -10,68 +10,17 @@ Prints JSON lines like bench_train --json. Needs Debian's python3-torch:
 """
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-
-class SNLinear(torch.nn.Linear):
-    """sigmaReparam linear, as the official code computes it."""
-
-    def __init__(self, in_f, out_f):
-        super().__init__(in_f, out_f)
-        torch.nn.init.trunc_normal_(self.weight, std=0.02)
-        torch.nn.init.zeros_(self.bias)
-        with torch.no_grad():
-            _, s, vh = torch.linalg.svd(self.weight, full_matrices=False)
-        self.register_buffer("u", vh[0].clone())
-        self.gamma = torch.nn.Parameter(s[0].clone().reshape(1))
-
-    def forward(self, x):
-        with torch.no_grad():
-            v = F.normalize(self.weight.mv(self.u), dim=0)
-            u = F.normalize(self.weight.T.mv(v), dim=0)
-            if self.training:
-                self.u.copy_(u)
-        sigma = torch.einsum("c,cd,d->", v, self.weight, u)
-        return F.linear(x, self.weight / sigma * self.gamma, self.bias)
-
-
-class Block(torch.nn.Module):
-    def __init__(self, dim, heads, mlp):
-        super().__init__()
-        self.heads = heads
-        self.qkv, self.proj = SNLinear(dim, 3 * dim), SNLinear(dim, dim)
-        self.fc1, self.fc2 = SNLinear(dim, mlp), SNLinear(mlp, dim)
-
-    def forward(self, x):
-        B, T, D = x.shape
-        qkv = self.qkv(x).reshape(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        a = (qkv[0] @ qkv[1].transpose(-2, -1)) * (D // self.heads) ** -0.5
-        o = (a.softmax(-1) @ qkv[2]).transpose(1, 2).reshape(B, T, D)
-        x = x + self.proj(o)
-        return x + self.fc2(F.gelu(self.fc1(x)))
-
-
-class ViTLite(torch.nn.Module):
-    def __init__(self, dim=128, depth=6, heads=4, mlp=256, patch=4, classes=10):
-        super().__init__()
-        self.patch = patch
-        self.embed = SNLinear(patch * patch, dim)
-        self.cls = torch.nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos = torch.nn.Parameter(torch.randn(1, 50, dim) * 0.02)
-        self.blocks = torch.nn.ModuleList(Block(dim, heads, mlp) for _ in range(depth))
-        self.head = SNLinear(dim, classes)
-
-    def forward(self, img):
-        B, p = img.shape[0], self.patch
-        x = img.unfold(2, p, p).unfold(3, p, p).reshape(B, -1, p * p)
-        x = torch.cat([self.cls.expand(B, -1, -1), self.embed(x)], 1) + self.pos
-        for blk in self.blocks:
-            x = blk(x)
-        return self.head(x[:, 0])
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "reference"))
+from sigma_reparam import ViTLite  # noqa: E402  (the shared official-semantics model)
 
 
 def main():

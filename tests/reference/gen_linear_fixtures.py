@@ -1,57 +1,20 @@
 #!/usr/bin/python3
-"""Writes linear_fixtures.bin: what the official sigmaReparam linear computes.
-
-A re-implementation, in PyTorch, of the semantics of SNLinear from
-apple/ml-sigma-reparam (vision/layers.py):
-  - u (length in_features) and sigma0 from torch.linalg.svd(W): u = Vh[0];
-  - the learned scalar (the official code calls it `sigma`, we call it gamma)
-    starts at sigma0;
-  - get_sigma, under no_grad: v = normalize(W u); u = normalize(W^T v);
-    u is stored in training mode only; sigma = einsum("c,cd,d->", v, W, u)
-    with u, v constants, so autograd sees dsigma/dW = v u^T;
-  - W_hat = W / sigma * gamma (stats_only: W_hat = W), y = F.linear(x, W_hat, b).
-Each case runs training steps (forward, backward of a given dy, SGD update of
-W, b, gamma) and one eval forward, and records everything the C test needs.
+"""Writes linear_fixtures.bin: what the official sigmaReparam linear computes
+(SNLinear of sigma_reparam.py, the shared re-implementation of
+apple/ml-sigma-reparam vision/layers.py). Each case runs training steps
+(forward, backward of a given dy, SGD update of W, b, gamma) and one eval
+forward, and records everything the C test needs.
 
 Run with Debian's interpreter (python3-torch): /usr/bin/python3 gen_linear_fixtures.py
 Format: fixture_io.py.
 """
 import torch
-import torch.nn.functional as F
 
 from fixture_io import FixtureWriter
+from sigma_reparam import SNLinear
 
 torch.manual_seed(20230723)
 torch.set_num_threads(1)
-
-
-class OfficialSNLinear(torch.nn.Module):
-    def __init__(self, weight, bias, stats_only):
-        super().__init__()
-        self.weight = torch.nn.Parameter(weight.clone())
-        self.bias = torch.nn.Parameter(bias.clone()) if bias is not None else None
-        self.stats_only = stats_only
-        with torch.no_grad():
-            _, s, vh = torch.linalg.svd(self.weight, full_matrices=False)
-        self.u = vh[0].clone()
-        self.spectral_norm = s[0].clone()
-        self.gamma = torch.nn.Parameter(s[0].clone().reshape(1))
-
-    def get_sigma(self):
-        with torch.no_grad():
-            v = F.normalize(self.weight.mv(self.u), dim=0)
-            u = F.normalize(self.weight.T.mv(v), dim=0)
-            if self.training:
-                self.u = u.clone()
-        return torch.einsum("c,cd,d->", v, self.weight, u)
-
-    def forward(self, x):
-        sigma = self.get_sigma()
-        if self.training:
-            self.spectral_norm = sigma.detach().clone()
-        self.last_sigma = sigma.detach().clone()
-        w = self.weight if self.stats_only else self.weight / sigma * self.gamma
-        return F.linear(x, w, self.bias)
 
 
 fixtures = FixtureWriter()
@@ -61,7 +24,7 @@ put = fixtures.put
 def case(tag, n, in_f, out_f, bias, stats_only, steps=3, lr=0.05):
     weight = torch.randn(out_f, in_f) * 0.4
     b = torch.randn(out_f) * 0.1 if bias else None
-    layer = OfficialSNLinear(weight, b, stats_only)
+    layer = SNLinear(weight, b, stats_only)
     put(f"{tag}/config", torch.tensor([n, in_f, out_f, int(bias), int(stats_only), steps]))
     put(f"{tag}/w0", layer.weight)
     if bias:

@@ -1,0 +1,121 @@
+"""The official sigmaReparam semantics in PyTorch: the one reference that the
+fixture generators (gen_*_fixtures.py) and the PyTorch benchmark
+(bench/torch_train_step.py) share, so that a fix lands in one place.
+
+SNLinear re-implements SNLinear of apple/ml-sigma-reparam (vision/layers.py):
+  - u (length in_features) and sigma0 from torch.linalg.svd(W): u = Vh[0];
+  - the learned scalar (the official code calls it `sigma`, we call it gamma)
+    starts at sigma0;
+  - get_sigma, under no_grad: v = normalize(W u); u = normalize(W^T v);
+    u is stored in training mode only; sigma = einsum("c,cd,d->", v, W, u)
+    with u, v constants, so autograd sees dsigma/dW = v u^T;
+  - W_hat = W / sigma * gamma (stats_only: W_hat = W), y = F.linear(x, W_hat, b).
+Attention is timm's with two SNLinears (vision/vit.py converts a timm ViT):
+qkv = x W_qkv^T + b reshaped [B, T, 3, H, dh] (the qkv row is [q | k | v],
+head h in columns h*dh..), S = q k^T dh^-0.5, A = softmax(S) (optionally
+causal), O = A v, y = proj(concat_h O). ViTLite is the model of
+examples/vit_lite (patch embedding, class token, positions, blocks of
+attention and GELU MLP, no LayerNorm, head on the class token).
+
+Needs Debian's python3-torch; run the scripts with /usr/bin/python3.
+"""
+import torch
+import torch.nn.functional as F
+
+
+class SNLinear(torch.nn.Module):
+    """sigmaReparam linear with the official semantics, from given tensors."""
+
+    def __init__(self, weight, bias=None, stats_only=False):
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight.clone())
+        self.bias = torch.nn.Parameter(bias.clone()) if bias is not None else None
+        self.stats_only = stats_only
+        with torch.no_grad():
+            _, s, vh = torch.linalg.svd(self.weight, full_matrices=False)
+        self.register_buffer("u", vh[0].clone())
+        self.gamma = torch.nn.Parameter(s[0].clone().reshape(1))
+        self.spectral_norm = s[0].clone()  # sigma of the last training forward
+        self.last_sigma = s[0].clone()     # sigma of the last forward
+
+    @classmethod
+    def initialized(cls, in_f, out_f, std=0.02):
+        """Truncated normal weights (std, cut at +-2 std) and a zero bias."""
+        w = torch.empty(out_f, in_f)
+        torch.nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+        return cls(w, torch.zeros(out_f))
+
+    def get_sigma(self):
+        with torch.no_grad():
+            v = F.normalize(self.weight.mv(self.u), dim=0)
+            u = F.normalize(self.weight.T.mv(v), dim=0)
+            if self.training:
+                self.u.copy_(u)
+        return torch.einsum("c,cd,d->", v, self.weight, u)
+
+    def forward(self, x):
+        sigma = self.get_sigma()
+        if self.training:
+            self.spectral_norm = sigma.detach().clone()
+        self.last_sigma = sigma.detach().clone()
+        w = self.weight if self.stats_only else self.weight / sigma * self.gamma
+        return F.linear(x, w, self.bias)
+
+
+class Attention(torch.nn.Module):
+    """timm's attention over two SNLinears; keeps the last forward's per-head
+    mean and min row entropy, -sum_j A_ij log A_ij over batch and queries."""
+
+    def __init__(self, qkv, proj, heads, causal=False):
+        super().__init__()
+        self.qkv, self.proj, self.heads, self.causal = qkv, proj, heads, causal
+
+    def forward(self, x):
+        B, T, D = x.shape
+        H = self.heads
+        qkv = self.qkv(x).reshape(B, T, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        s = (q @ k.transpose(-2, -1)) * (D // H) ** -0.5
+        if self.causal:
+            mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+            s = s.masked_fill(mask, float("-inf"))
+        a = s.softmax(dim=-1)
+        with torch.no_grad():
+            plogp = torch.where(a > 0, a * a.log(), torch.zeros_like(a))
+            ent = -plogp.sum(-1)  # [B, H, T]
+            self.ent_mean = ent.mean(dim=(0, 2))
+            self.ent_min = ent.amin(dim=(0, 2))
+        o = (a @ v).transpose(1, 2).reshape(B, T, D)
+        return self.proj(o)
+
+
+class Block(torch.nn.Module):
+    def __init__(self, dim, heads, mlp):
+        super().__init__()
+        self.attn = Attention(SNLinear.initialized(dim, 3 * dim),
+                              SNLinear.initialized(dim, dim), heads)
+        self.fc1, self.fc2 = SNLinear.initialized(dim, mlp), SNLinear.initialized(mlp, dim)
+
+    def forward(self, x):
+        x = x + self.attn(x)
+        return x + self.fc2(F.gelu(self.fc1(x)))
+
+
+class ViTLite(torch.nn.Module):
+    def __init__(self, dim=128, depth=6, heads=4, mlp=256, patch=4, classes=10, image=28):
+        super().__init__()
+        self.patch = patch
+        tokens = (image // patch) ** 2 + 1
+        self.embed = SNLinear.initialized(patch * patch, dim)
+        self.cls = torch.nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = torch.nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
+        self.blocks = torch.nn.ModuleList(Block(dim, heads, mlp) for _ in range(depth))
+        self.head = SNLinear.initialized(dim, classes)
+
+    def forward(self, img):
+        B, p = img.shape[0], self.patch
+        x = img.unfold(2, p, p).unfold(3, p, p).reshape(B, -1, p * p)
+        x = torch.cat([self.cls.expand(B, -1, -1), self.embed(x)], 1) + self.pos
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(x[:, 0])

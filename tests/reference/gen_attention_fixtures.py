@@ -26,7 +26,7 @@ def make_attention(dim, heads, causal, weight_scale=0.3):
         w = torch.randn(out_f, dim) * weight_scale
         b = torch.randn(out_f) * 0.1
         layers.append(SNLinear(w, b))
-    return Attention(layers[0], layers[1], heads, causal)
+    return Attention(layers[0], layers[1], heads, causal, track_entropy=True)
 
 
 fixtures = FixtureWriter()

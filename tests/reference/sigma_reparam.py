@@ -63,12 +63,14 @@ class SNLinear(torch.nn.Module):
 
 
 class Attention(torch.nn.Module):
-    """timm's attention over two SNLinears; keeps the last forward's per-head
-    mean and min row entropy, -sum_j A_ij log A_ij over batch and queries."""
+    """timm's attention over two SNLinears. With track_entropy it keeps the
+    last forward's per-head mean and min row entropy, -sum_j A_ij log A_ij
+    over batch and queries (the official code does not: off by default)."""
 
-    def __init__(self, qkv, proj, heads, causal=False):
+    def __init__(self, qkv, proj, heads, causal=False, track_entropy=False):
         super().__init__()
         self.qkv, self.proj, self.heads, self.causal = qkv, proj, heads, causal
+        self.track_entropy = track_entropy
 
     def forward(self, x):
         B, T, D = x.shape
@@ -80,13 +82,17 @@ class Attention(torch.nn.Module):
             mask = torch.ones(T, T, dtype=torch.bool).triu(1)
             s = s.masked_fill(mask, float("-inf"))
         a = s.softmax(dim=-1)
+        if self.track_entropy:
+            self.record_entropy(a)
+        o = (a @ v).transpose(1, 2).reshape(B, T, D)
+        return self.proj(o)
+
+    def record_entropy(self, a):
         with torch.no_grad():
             plogp = torch.where(a > 0, a * a.log(), torch.zeros_like(a))
             ent = -plogp.sum(-1)  # [B, H, T]
             self.ent_mean = ent.mean(dim=(0, 2))
             self.ent_min = ent.amin(dim=(0, 2))
-        o = (a @ v).transpose(1, 2).reshape(B, T, D)
-        return self.proj(o)
 
 
 class Block(torch.nn.Module):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, from the Debian archive, what the project needs.
-#   install-deps.sh build   compiler, CMake, OpenBLAS, oneDNN, zlib
+#   install-deps.sh build   compiler, CMake, OpenBLAS, oneDNN, zlib, cJSON (examples)
 #   install-deps.sh test    build + cmocka, g++ (consumer check), gnuplot (plot test)
 #   install-deps.sh train   build + the Fashion-MNIST dataset and gnuplot
 #   install-deps.sh compare test + python3-torch/numpy (PyTorch comparison, fixtures)
@@ -8,7 +8,7 @@
 set -euo pipefail
 
 mode=${1:-test}
-build_pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libdnnl-dev zlib1g-dev)
+build_pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev libdnnl-dev zlib1g-dev libcjson-dev)
 case "$mode" in
   build) pkgs=("${build_pkgs[@]}") ;;
   test) pkgs=("${build_pkgs[@]}" libcmocka-dev g++ gnuplot-nox) ;;

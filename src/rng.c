@@ -110,3 +110,15 @@ void srp_rng_shuffle(srp_rng *r, size_t *idx, size_t n)
         idx[j] = t;
     }
 }
+
+void srp_rng_permutation(srp_rng *r, uint64_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = i;
+    for (size_t i = n; i > 1; i--) { /* the draws of srp_rng_shuffle */
+        const size_t j = (size_t)srp_rng_below(r, (uint64_t)i);
+        const uint64_t t = out[i - 1];
+        out[i - 1] = out[j];
+        out[j] = t;
+    }
+}

@@ -186,6 +186,26 @@ static void test_shuffle_is_a_uniform_permutation(void **state)
     srp_rng_shuffle(&r, NULL, 0); /* nothing to do, no crash */
 }
 
+/* The permutation is the shuffle of the identity, draw for draw. */
+static void test_permutation_matches_the_shuffle(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    srp_rng a, b;
+    srp_rng_seed(&a, 11);
+    srp_rng_seed(&b, 11);
+    size_t idx[N];
+    uint64_t perm[N];
+    for (size_t i = 0; i < N; i++)
+        idx[i] = i;
+    srp_rng_shuffle(&a, idx, N);
+    srp_rng_permutation(&b, perm, N);
+    for (size_t i = 0; i < N; i++)
+        assert_true(perm[i] == idx[i]);
+    assert_true(srp_rng_next_u64(&a) == srp_rng_next_u64(&b));
+    srp_rng_permutation(&b, NULL, 0); /* nothing to do, no crash */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +218,7 @@ int main(void)
         cmocka_unit_test(test_trunc_normal),
         cmocka_unit_test(test_below_is_unbiased),
         cmocka_unit_test(test_shuffle_is_a_uniform_permutation),
+        cmocka_unit_test(test_permutation_matches_the_shuffle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -131,8 +131,8 @@ static void test_idx_reader_reads_plain_and_gzip(void **state)
         snprintf(dir, sizeof(dir), "%s/idx%d", g_dir, gzip);
         make_idx_dir(dir, gzip);
         vit_data d;
-        vit_error err;
-        assert_int_equal(vit_load_idx(dir, NULL, &d, &err), 0);
+        ex_error err;
+        assert_int_equal(vit_load_idx(dir, NULL, &d, &err), EX_OK);
         assert_int_equal(d.train.count, 20);
         assert_int_equal(d.test.count, 10);
         assert_int_equal(d.train.height, 28);
@@ -189,20 +189,20 @@ static void test_idx_reader_rejects_bad_files(void **state)
             write_bytes(path, buf, cases[c].len, gzip);
             size_t got[3];
             unsigned char *data = (unsigned char *)1;
-            vit_error err;
-            if (vit_read_idx(path, 3, got, &data, &err) == 0 || data != NULL ||
-                !strstr(err.text, path) || !strstr(err.text, cases[c].expect)) {
+            ex_error err;
+            if (vit_read_idx(path, 3, got, &data, &err) == EX_OK || data != NULL ||
+                !strstr(err.message, path) || !strstr(err.message, cases[c].expect)) {
                 print_error("%s (gzip %d): expected an error with '%s', got '%s'\n",
-                            cases[c].what, gzip, cases[c].expect, err.text);
+                            cases[c].what, gzip, cases[c].expect, err.message);
                 fail();
             }
         }
     }
     vit_data d;
-    vit_error err;
-    assert_int_not_equal(vit_load_idx("/nonexistent-dir", "install the package X", &d, &err), 0);
-    assert_non_null(strstr(err.text, "train-images-idx3-ubyte"));
-    assert_non_null(strstr(err.text, "install the package X"));
+    ex_error err;
+    assert_int_equal(vit_load_idx("/nonexistent-dir", "install the package X", &d, &err), EX_FAILED);
+    assert_non_null(strstr(err.message, "train-images-idx3-ubyte"));
+    assert_non_null(strstr(err.message, "install the package X"));
 }
 
 /* CIFAR-10 binary batches: records of a label byte and 3x32x32 pixels. */
@@ -227,8 +227,8 @@ static void test_cifar10_reader(void **state)
         write_bytes(path, buf, PER_FILE * RECORD, 0);
     }
     vit_data d;
-    vit_error err;
-    assert_int_equal(vit_load_cifar10(dir, &d, &err), 0);
+    ex_error err;
+    assert_int_equal(vit_load_cifar10(dir, &d, &err), EX_OK);
     assert_int_equal(d.train.count, 5 * PER_FILE);
     assert_int_equal(d.test.count, PER_FILE);
     assert_int_equal(d.train.channels, 3);
@@ -239,12 +239,12 @@ static void test_cifar10_reader(void **state)
 
     /* a partial record, and a label byte out of range */
     write_bytes(path, buf, PER_FILE * RECORD - 5, 0);
-    assert_int_not_equal(vit_load_cifar10(dir, &d, &err), 0);
-    assert_non_null(strstr(err.text, "test_batch.bin"));
+    assert_int_equal(vit_load_cifar10(dir, &d, &err), EX_FAILED);
+    assert_non_null(strstr(err.message, "test_batch.bin"));
     buf[RECORD] = 17;
     write_bytes(path, buf, PER_FILE * RECORD, 0);
-    assert_int_not_equal(vit_load_cifar10(dir, &d, &err), 0);
-    assert_non_null(strstr(err.text, "label 17"));
+    assert_int_equal(vit_load_cifar10(dir, &d, &err), EX_FAILED);
+    assert_non_null(strstr(err.message, "label 17"));
 }
 
 /* The model's backward wires the library's backwards together (residuals,
@@ -353,16 +353,18 @@ static void test_checkpoint_keeps_power_iteration_state(void **state)
         assert_ok(vit_forward(m[0], images, 2, 1, NULL));
     char path[512];
     path_in_dir(path, sizeof(path), "model_state.srp");
-    const size_t n = vit_state_tensors(m[0], NULL);
-    srp_tensor_ref *refs = calloc(n, sizeof(*refs));
-    assert_non_null(refs);
-    vit_state_tensors(m[0], refs);
+    ex_tensor_list list[2];
+    for (int k = 0; k < 2; k++) {
+        ex_tensors_init(&list[k]);
+        vit_state_tensors(m[k], &list[k]);
+        assert_false(list[k].failed);
+    }
     vit_state_sync_out(m[0]);
-    assert_ok(srp_checkpoint_save(path, refs, n));
-    vit_state_tensors(m[1], refs);
-    assert_ok(srp_checkpoint_load(path, refs, n));
+    assert_ok(srp_checkpoint_save(path, list[0].refs, list[0].count));
+    assert_ok(srp_checkpoint_load(path, list[1].refs, list[1].count));
     assert_ok(vit_state_sync_in(m[1]));
-    free(refs);
+    ex_tensors_free(&list[0]);
+    ex_tensors_free(&list[1]);
     for (size_t i = 0; i < vit_linear_count(m[0]); i++) {
         srp_linear *a = vit_linear_at(m[0], i, NULL), *b = vit_linear_at(m[1], i, NULL);
         const size_t in = srp_linear_in_features(a), out = srp_linear_out_features(a);

@@ -5,20 +5,11 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <zlib.h>
-
-static void set_error(vit_error *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->text, sizeof(err->text), fmt, ap);
-    va_end(ap);
-}
 
 static int file_exists(const char *path)
 {
@@ -34,30 +25,30 @@ static int file_exists(const char *path)
 #define IDX_MAX_COUNT 10000000u
 #define IDX_MAX_SIDE 4096u
 
-int vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **data, vit_error *err)
+ex_code vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **data, ex_error *err)
 {
     *data = NULL;
     gzFile f = gzopen(path, "rb");
     if (!f) {
-        set_error(err, "%s: cannot open (%s)", path, strerror(errno ? errno : ENOENT));
-        return 1;
+        ex_fail(err, EX_FAILED, "%s: cannot open (%s)", path, strerror(errno ? errno : ENOENT));
+        return EX_FAILED;
     }
     unsigned char head[4 + 4 * 3];
     const int head_len = 4 + 4 * ndims;
     int got = gzread(f, head, (unsigned)head_len);
     if (got != head_len) {
-        set_error(err, "%s: truncated or unreadable IDX header (%d of %d bytes)", path,
+        ex_fail(err, EX_FAILED, "%s: truncated or unreadable IDX header (%d of %d bytes)", path,
                   got < 0 ? 0 : got, head_len);
         gzclose(f);
-        return 1;
+        return EX_FAILED;
     }
     if (head[0] != 0 || head[1] != 0 || head[2] != 0x08 || head[3] != ndims) {
-        set_error(err,
+        ex_fail(err, EX_FAILED,
                   "%s: not an IDX file of unsigned bytes with %d dimensions (magic %02x %02x "
                   "%02x %02x, expected 00 00 08 %02x)",
                   path, ndims, head[0], head[1], head[2], head[3], ndims);
         gzclose(f);
-        return 1;
+        return EX_FAILED;
     }
     size_t total = 1;
     for (int i = 0; i < ndims; i++) {
@@ -65,17 +56,17 @@ int vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **da
         dims[i] = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
         const size_t limit = i == 0 ? IDX_MAX_COUNT : IDX_MAX_SIDE;
         if (dims[i] == 0 || dims[i] > limit) {
-            set_error(err, "%s: dimension %d is %zu (expected 1..%zu)", path, i, dims[i], limit);
+            ex_fail(err, EX_FAILED, "%s: dimension %d is %zu (expected 1..%zu)", path, i, dims[i], limit);
             gzclose(f);
-            return 1;
+            return EX_FAILED;
         }
         total *= dims[i];
     }
     unsigned char *buf = malloc(total + 1);
     if (!buf) {
-        set_error(err, "%s: out of memory for %zu bytes", path, total);
+        ex_fail(err, EX_FAILED, "%s: out of memory for %zu bytes", path, total);
         gzclose(f);
-        return 1;
+        return EX_FAILED;
     }
     size_t done = 0;
     while (done < total) {
@@ -88,21 +79,21 @@ int vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **da
     if (done != total) {
         int zerr = 0;
         const char *msg = gzerror(f, &zerr);
-        set_error(err, "%s: truncated: %zu of %zu data bytes%s%s", path, done, total,
+        ex_fail(err, EX_FAILED, "%s: truncated: %zu of %zu data bytes%s%s", path, done, total,
                   zerr != Z_OK ? ", " : "", zerr != Z_OK ? msg : "");
         free(buf);
         gzclose(f);
-        return 1;
+        return EX_FAILED;
     }
     if (gzread(f, buf + total, 1) != 0) { /* exactly the header's size, no more */
-        set_error(err, "%s: longer than its header says (%zu data bytes)", path, total);
+        ex_fail(err, EX_FAILED, "%s: longer than its header says (%zu data bytes)", path, total);
         free(buf);
         gzclose(f);
-        return 1;
+        return EX_FAILED;
     }
     gzclose(f);
     *data = buf;
-    return 0;
+    return EX_OK;
 }
 
 /* Normalizes images (bytes) per channel with the training set's statistics. */
@@ -126,9 +117,9 @@ static void compute_stats(const unsigned char *pixels, size_t count, size_t chan
     }
 }
 
-static int to_dataset(const unsigned char *pixels, const unsigned char *labels, size_t count,
+static ex_code to_dataset(const unsigned char *pixels, const unsigned char *labels, size_t count,
                       size_t channels, size_t height, size_t width, const float *mean,
-                      const float *std, vit_dataset *d, const char *labels_path, vit_error *err)
+                      const float *std, vit_dataset *d, const char *labels_path, ex_error *err)
 {
     const size_t plane = height * width;
     d->count = count;
@@ -139,13 +130,13 @@ static int to_dataset(const unsigned char *pixels, const unsigned char *labels, 
     d->images = malloc(sizeof(float) * count * channels * plane);
     d->labels = malloc(sizeof(int) * count);
     if (!d->images || !d->labels) {
-        set_error(err, "out of memory for %zu images", count);
-        return 1;
+        ex_fail(err, EX_FAILED, "out of memory for %zu images", count);
+        return EX_FAILED;
     }
     for (size_t i = 0; i < count; i++) {
         if (labels[i] >= 10) {
-            set_error(err, "%s: label %u of example %zu is not in 0..9", labels_path, labels[i], i);
-            return 1;
+            ex_fail(err, EX_FAILED, "%s: label %u of example %zu is not in 0..9", labels_path, labels[i], i);
+            return EX_FAILED;
         }
         d->labels[i] = labels[i];
         for (size_t c = 0; c < channels; c++) {
@@ -155,7 +146,7 @@ static int to_dataset(const unsigned char *pixels, const unsigned char *labels, 
                 q[k] = (p[k] / 255.0f - mean[c]) / std[c];
         }
     }
-    return 0;
+    return EX_OK;
 }
 
 /* Finds dir/name.gz or dir/name. */
@@ -168,7 +159,7 @@ static int find_idx(const char *dir, const char *name, char *path, size_t len)
     return file_exists(path);
 }
 
-int vit_load_idx(const char *dir, const char *package_hint, vit_data *out, vit_error *err)
+ex_code vit_load_idx(const char *dir, const char *package_hint, vit_data *out, ex_error *err)
 {
     memset(out, 0, sizeof(*out));
     static const char *names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -176,61 +167,61 @@ int vit_load_idx(const char *dir, const char *package_hint, vit_data *out, vit_e
     char paths[4][1024];
     for (int i = 0; i < 4; i++)
         if (!find_idx(dir, names[i], paths[i], sizeof(paths[i]))) {
-            set_error(err, "%s/%s(.gz): no such file%s%s", dir, names[i],
+            ex_fail(err, EX_FAILED, "%s/%s(.gz): no such file%s%s", dir, names[i],
                       package_hint ? "; " : "", package_hint ? package_hint : "");
-            return 1;
+            return EX_FAILED;
         }
     unsigned char *bytes[4] = {NULL, NULL, NULL, NULL};
     size_t dims[4][3];
-    int rc = 0;
-    for (int i = 0; i < 4 && rc == 0; i++)
+    ex_code rc = EX_OK;
+    for (int i = 0; i < 4 && rc == EX_OK; i++)
         rc = vit_read_idx(paths[i], i % 2 == 0 ? 3 : 1, dims[i], &bytes[i], err);
-    for (int i = 0; i < 4 && rc == 0; i += 2) {
+    for (int i = 0; i < 4 && rc == EX_OK; i += 2) {
         if (dims[i][0] != dims[i + 1][0]) {
-            set_error(err, "%s has %zu images but %s has %zu labels", paths[i], dims[i][0],
+            ex_fail(err, EX_FAILED, "%s has %zu images but %s has %zu labels", paths[i], dims[i][0],
                       paths[i + 1], dims[i + 1][0]);
-            rc = 1;
+            rc = EX_FAILED;
         }
     }
-    if (rc == 0 && (dims[0][1] != dims[2][1] || dims[0][2] != dims[2][2])) {
-        set_error(err, "%s holds %zux%zu images but %s holds %zux%zu", paths[0], dims[0][1],
+    if (rc == EX_OK && (dims[0][1] != dims[2][1] || dims[0][2] != dims[2][2])) {
+        ex_fail(err, EX_FAILED, "%s holds %zux%zu images but %s holds %zux%zu", paths[0], dims[0][1],
                   dims[0][2], paths[2], dims[2][1], dims[2][2]);
-        rc = 1;
+        rc = EX_FAILED;
     }
-    if (rc == 0) {
+    if (rc == EX_OK) {
         compute_stats(bytes[0], dims[0][0], 1, dims[0][1] * dims[0][2], out->mean, out->std);
         rc = to_dataset(bytes[0], bytes[1], dims[0][0], 1, dims[0][1], dims[0][2], out->mean,
                         out->std, &out->train, paths[1], err);
     }
-    if (rc == 0)
+    if (rc == EX_OK)
         rc = to_dataset(bytes[2], bytes[3], dims[2][0], 1, dims[2][1], dims[2][2], out->mean,
                         out->std, &out->test, paths[3], err);
     for (int i = 0; i < 4; i++)
         free(bytes[i]);
-    if (rc != 0)
+    if (rc != EX_OK)
         vit_data_free(out);
     return rc;
 }
 
 /* One CIFAR-10 batch file, appended to pixels/labels: records of 1 label
  * byte + 3x32x32 pixel bytes (channel-major). */
-static int read_cifar_file(const char *path, unsigned char **pixels, unsigned char **labels,
-                           size_t *count, vit_error *err)
+static ex_code read_cifar_file(const char *path, unsigned char **pixels, unsigned char **labels,
+                           size_t *count, ex_error *err)
 {
     enum { RECORD = 1 + 3 * 32 * 32, PER_FILE_MAX = 100000 };
     FILE *f = fopen(path, "rb");
     if (!f) {
-        set_error(err, "%s: cannot open (%s)", path, strerror(errno));
-        return 1;
+        ex_fail(err, EX_FAILED, "%s: cannot open (%s)", path, strerror(errno));
+        return EX_FAILED;
     }
     long size = -1;
     if (fseek(f, 0, SEEK_END) == 0)
         size = ftell(f);
     if (size <= 0 || size % RECORD != 0 || size / RECORD > PER_FILE_MAX || fseek(f, 0, SEEK_SET)) {
-        set_error(err, "%s: size %ld is not a whole number (1..%d) of %d-byte CIFAR-10 records",
+        ex_fail(err, EX_FAILED, "%s: size %ld is not a whole number (1..%d) of %d-byte CIFAR-10 records",
                   path, size, PER_FILE_MAX, RECORD);
         fclose(f);
-        return 1;
+        return EX_FAILED;
     }
     const size_t n = (size_t)size / RECORD;
     unsigned char *p = realloc(*pixels, (*count + n) * (RECORD - 1));
@@ -240,58 +231,58 @@ static int read_cifar_file(const char *path, unsigned char **pixels, unsigned ch
     if (l)
         *labels = l;
     if (!p || !l) {
-        set_error(err, "%s: out of memory", path);
+        ex_fail(err, EX_FAILED, "%s: out of memory", path);
         fclose(f);
-        return 1;
+        return EX_FAILED;
     }
     unsigned char rec[RECORD];
     for (size_t i = 0; i < n; i++) {
         if (fread(rec, 1, RECORD, f) != RECORD) {
-            set_error(err, "%s: read error at record %zu", path, i);
+            ex_fail(err, EX_FAILED, "%s: read error at record %zu", path, i);
             fclose(f);
-            return 1;
+            return EX_FAILED;
         }
         if (rec[0] >= 10) {
-            set_error(err, "%s: record %zu has label %u (expected 0..9)", path, i, rec[0]);
+            ex_fail(err, EX_FAILED, "%s: record %zu has label %u (expected 0..9)", path, i, rec[0]);
             fclose(f);
-            return 1;
+            return EX_FAILED;
         }
         (*labels)[*count + i] = rec[0];
         memcpy(*pixels + (*count + i) * (RECORD - 1), rec + 1, RECORD - 1);
     }
     fclose(f);
     *count += n;
-    return 0;
+    return EX_OK;
 }
 
-int vit_load_cifar10(const char *dir, vit_data *out, vit_error *err)
+ex_code vit_load_cifar10(const char *dir, vit_data *out, ex_error *err)
 {
     memset(out, 0, sizeof(*out));
     unsigned char *pix[2] = {NULL, NULL}, *lab[2] = {NULL, NULL};
     size_t count[2] = {0, 0};
     char path[1024];
-    int rc = 0;
-    for (int i = 1; i <= 5 && rc == 0; i++) {
+    ex_code rc = EX_OK;
+    for (int i = 1; i <= 5 && rc == EX_OK; i++) {
         snprintf(path, sizeof(path), "%s/data_batch_%d.bin", dir, i);
         rc = read_cifar_file(path, &pix[0], &lab[0], &count[0], err);
     }
-    if (rc == 0) {
+    if (rc == EX_OK) {
         snprintf(path, sizeof(path), "%s/test_batch.bin", dir);
         rc = read_cifar_file(path, &pix[1], &lab[1], &count[1], err);
     }
-    if (rc == 0) {
+    if (rc == EX_OK) {
         compute_stats(pix[0], count[0], 3, 32 * 32, out->mean, out->std);
         rc = to_dataset(pix[0], lab[0], count[0], 3, 32, 32, out->mean, out->std, &out->train,
                         "CIFAR-10 training batches", err);
     }
-    if (rc == 0)
+    if (rc == EX_OK)
         rc = to_dataset(pix[1], lab[1], count[1], 3, 32, 32, out->mean, out->std, &out->test,
                         path, err);
     for (int i = 0; i < 2; i++) {
         free(pix[i]);
         free(lab[i]);
     }
-    if (rc != 0)
+    if (rc != EX_OK)
         vit_data_free(out);
     return rc;
 }
@@ -316,21 +307,21 @@ static void draw_synthetic(srp_rng *r, int label, unsigned char *img)
         }
 }
 
-int vit_make_synthetic(size_t train_count, size_t test_count, uint64_t seed, vit_data *out,
-                       vit_error *err)
+ex_code vit_make_synthetic(size_t train_count, size_t test_count, uint64_t seed, vit_data *out,
+                       ex_error *err)
 {
     memset(out, 0, sizeof(*out));
     const size_t counts[2] = {train_count, test_count};
     unsigned char *pix[2] = {NULL, NULL}, *lab[2] = {NULL, NULL};
     srp_rng r;
     srp_rng_seed(&r, seed);
-    int rc = 0;
-    for (int s = 0; s < 2 && rc == 0; s++) {
+    ex_code rc = EX_OK;
+    for (int s = 0; s < 2 && rc == EX_OK; s++) {
         pix[s] = malloc(counts[s] * 28 * 28 + 1);
         lab[s] = malloc(counts[s] + 1);
         if (!pix[s] || !lab[s]) {
-            set_error(err, "out of memory for the synthetic dataset");
-            rc = 1;
+            ex_fail(err, EX_FAILED, "out of memory for the synthetic dataset");
+            rc = EX_FAILED;
             break;
         }
         for (size_t i = 0; i < counts[s]; i++) {
@@ -338,19 +329,19 @@ int vit_make_synthetic(size_t train_count, size_t test_count, uint64_t seed, vit
             draw_synthetic(&r, lab[s][i], pix[s] + i * 28 * 28);
         }
     }
-    if (rc == 0) {
+    if (rc == EX_OK) {
         compute_stats(pix[0], counts[0], 1, 28 * 28, out->mean, out->std);
         rc = to_dataset(pix[0], lab[0], counts[0], 1, 28, 28, out->mean, out->std, &out->train,
                         "synthetic", err);
     }
-    if (rc == 0)
+    if (rc == EX_OK)
         rc = to_dataset(pix[1], lab[1], counts[1], 1, 28, 28, out->mean, out->std, &out->test,
                         "synthetic", err);
     for (int s = 0; s < 2; s++) {
         free(pix[s]);
         free(lab[s]);
     }
-    if (rc != 0)
+    if (rc != EX_OK)
         vit_data_free(out);
     return rc;
 }
@@ -364,12 +355,12 @@ void vit_data_free(vit_data *d)
     memset(d, 0, sizeof(*d));
 }
 
-void vit_gather_batch(const vit_dataset *d, const size_t *order, size_t first, size_t n,
+void vit_gather_batch(const vit_dataset *d, const uint64_t *order, size_t first, size_t n,
                       const unsigned char *flip, float *images, int *labels)
 {
     const size_t plane = d->height * d->width, size = d->channels * plane;
     for (size_t i = 0; i < n; i++) {
-        const size_t src = order ? order[first + i] : first + i;
+        const size_t src = order ? (size_t)order[first + i] : first + i;
         const float *in = d->images + src * size;
         float *out = images + i * size;
         labels[i] = d->labels[src];

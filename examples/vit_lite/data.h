@@ -9,6 +9,8 @@
 
 #include <sigmareparam.h>
 
+#include "common/error.h"
+
 typedef struct {
     size_t count, channels, height, width;
     float *images; /* [count][channels][height][width] */
@@ -21,31 +23,28 @@ typedef struct {
     float mean[3], std[3]; /* per channel, from the training images */
 } vit_data;
 
-/* Error text for the user: names the file and what is wrong with it. */
-typedef struct {
-    char text[512];
-} vit_error;
-
 /* IDX files in dir: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
  * package_hint (may be NULL) is added to "not found" messages, e.g. the
- * Debian package that ships the default directory. 0 on success. */
-int vit_load_idx(const char *dir, const char *package_hint, vit_data *out, vit_error *err);
+ * Debian package that ships the default directory. Errors (EX_FAILED)
+ * name the file and what is wrong with it. */
+ex_code vit_load_idx(const char *dir, const char *package_hint, vit_data *out, ex_error *err);
 /* CIFAR-10 binary version: data_batch_{1..5}.bin and test_batch.bin. */
-int vit_load_cifar10(const char *dir, vit_data *out, vit_error *err);
+ex_code vit_load_cifar10(const char *dir, vit_data *out, ex_error *err);
 /* Class-dependent strokes and blobs on noise, 28x28x1, 10 classes:
  * learnable in seconds, for tests and for trying the program. */
-int vit_make_synthetic(size_t train_count, size_t test_count, uint64_t seed, vit_data *out,
-                       vit_error *err);
+ex_code vit_make_synthetic(size_t train_count, size_t test_count, uint64_t seed, vit_data *out,
+                           ex_error *err);
 void vit_data_free(vit_data *d);
 
 /* Reads one IDX file (exposed for tests): ubyte data with the expected
  * number of dimensions; *dims gets the sizes, *data a malloc'd copy. */
-int vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **data, vit_error *err);
+ex_code vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **data,
+                     ex_error *err);
 
 /* Copies the examples order[first .. first + n) into images [n][C][H][W] and
  * labels [n] (order NULL: the examples first .. first + n themselves); with
  * flip != NULL, example i is mirrored left-right when flip[i] is set. */
-void vit_gather_batch(const vit_dataset *d, const size_t *order, size_t first, size_t n,
+void vit_gather_batch(const vit_dataset *d, const uint64_t *order, size_t first, size_t n,
                       const unsigned char *flip, float *images, int *labels);
 
 #endif

@@ -36,14 +36,15 @@ struct vit_model {
     float **xs; /* depth + 1 residual streams [B*T][D]: xs[l] enters block l */
     float *patch_buf, *emb, *cls_out, *logits; /* [B*P][CPP], [B*P][D], [B][D], [B][classes] */
     /* backward scratch */
-    float *d_stream, *d_branch, *d_tmp, *d_mlp, *d_emb, *d_cls_out; /* see vit_backward */
+    float *branch_out; /* [B*T][D]: a block's attention or MLP output, before its residual add */
+    /* backward scratch: see vit_backward; d_norm: a LayerNorm's input gradient */
+    float *d_stream, *d_branch, *d_norm, *d_mlp, *d_emb, *d_cls_out;
     /* checkpoint and metrics tables */
     size_t nlinear;
     srp_linear **linears;
     char (*linear_names)[NAME_LEN];
     float *sigmas; /* [nlinear]: staging for checkpoints */
     char (*param_names)[NAME_LEN + 16]; /* for vit_params */
-    char (*state_names)[NAME_LEN + 16]; /* "<linear>.u", ".v", ".sigma" */
 };
 
 vit_config vit_config_default(void)
@@ -67,13 +68,16 @@ vit_config vit_config_default(void)
     return c;
 }
 
+/* A linear's configuration in this model; its seed drawn from rng (NULL:
+ * left to whoever creates it). */
 static srp_linear_config linear_config(const vit_config *c, size_t in, size_t out, srp_rng *rng)
 {
     srp_linear_config lc = srp_linear_config_default(in, out);
     lc.reparam = c->sigma_reparam ? SRP_REPARAM_SIGMA : SRP_REPARAM_NONE;
     lc.gamma_init = c->gamma_init;
     lc.init_std = 0.02f * c->init_gain;
-    lc.seed = srp_rng_next_u64(rng);
+    if (rng)
+        lc.seed = srp_rng_next_u64(rng);
     return lc;
 }
 
@@ -162,9 +166,11 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     for (size_t l = 0; l < c->depth; l++) {
         vit_block *b = &m->blocks[l];
         char name[NAME_LEN];
+        /* The attention sets its linears' sizes and draws their seeds from
+         * its own seed; the rest of their configuration is ours. */
         srp_attention_config ac = srp_attention_config_default(D, c->heads);
-        ac.qkv = linear_config(c, D, 3 * D, &rng);
-        ac.proj = linear_config(c, D, D, &rng);
+        ac.qkv = linear_config(c, D, 3 * D, NULL);
+        ac.proj = linear_config(c, D, D, NULL);
         ac.seed = srp_rng_next_u64(&rng);
         if ((st = srp_attention_create(&b->attn, &ac, B, m->tokens)) != SRP_OK)
             goto fail;
@@ -204,13 +210,13 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     if (!alloc_floats(&m->patch_buf, B * m->patches * m->patch_len, 0) ||
         !alloc_floats(&m->emb, B * m->patches * D, 0) || !alloc_floats(&m->cls_out, B * D, 0) ||
         !alloc_floats(&m->logits, B * c->classes, 0) || !alloc_floats(&m->d_stream, rows * D, 0) ||
-        !alloc_floats(&m->d_branch, rows * D, 0) || !alloc_floats(&m->d_tmp, rows * D, 0) ||
+        !alloc_floats(&m->d_branch, rows * D, 0) || !alloc_floats(&m->branch_out, rows * D, 0) ||
+        !alloc_floats(&m->d_norm, rows * D, 0) ||
         !alloc_floats(&m->d_mlp, rows * wide, 0) || !alloc_floats(&m->d_emb, B * m->patches * D, 0) ||
         !alloc_floats(&m->d_cls_out, B * D, 0) || !alloc_floats(&m->sigmas, m->nlinear, 0))
         goto fail;
     m->param_names = calloc(3 * m->nlinear + 4 * c->depth + 4, sizeof(*m->param_names));
-    m->state_names = calloc(3 * m->nlinear, sizeof(*m->state_names));
-    if (!m->param_names || !m->state_names)
+    if (!m->param_names)
         goto fail;
     *out = m;
     return SRP_OK;
@@ -253,7 +259,8 @@ void vit_destroy(vit_model *m)
     free(m->logits);
     free(m->d_stream);
     free(m->d_branch);
-    free(m->d_tmp);
+    free(m->branch_out);
+    free(m->d_norm);
     free(m->d_mlp);
     free(m->d_emb);
     free(m->d_cls_out);
@@ -261,7 +268,6 @@ void vit_destroy(vit_model *m)
     free(m->linear_names);
     free(m->sigmas);
     free(m->param_names);
-    free(m->state_names);
     free(m);
 }
 
@@ -325,13 +331,13 @@ srp_status vit_forward(vit_model *m, const float *images, size_t batch, int trai
         vit_block *blk = &m->blocks[l];
         const float *a_in, *m_in;
         CHECK(norm_forward(&blk->ln1, ln, m->xs[l], rows, D, &a_in));
-        CHECK(srp_attention_forward(blk->attn, a_in, batch, T, m->d_tmp, training));
-        CHECK(srp_residual_add(m->xs[l], m->d_tmp, rows * D, blk->x_mid));
+        CHECK(srp_attention_forward(blk->attn, a_in, batch, T, m->branch_out, training));
+        CHECK(srp_residual_add(m->xs[l], m->branch_out, rows * D, blk->x_mid));
         CHECK(norm_forward(&blk->ln2, ln, blk->x_mid, rows, D, &m_in));
         CHECK(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
         CHECK(srp_gelu_forward(blk->h1, rows * m->cfg.mlp_dim, blk->g));
-        CHECK(srp_linear_forward(blk->fc2, blk->g, rows, m->d_tmp, training));
-        CHECK(srp_residual_add(blk->x_mid, m->d_tmp, rows * D, m->xs[l + 1]));
+        CHECK(srp_linear_forward(blk->fc2, blk->g, rows, m->branch_out, training));
+        CHECK(srp_residual_add(blk->x_mid, m->branch_out, rows * D, m->xs[l + 1]));
     }
     const float *f_in;
     CHECK(norm_forward(&m->final_ln, ln, m->xs[m->cfg.depth], rows, D, &f_in));
@@ -377,10 +383,10 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
         CHECK(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
         CHECK(srp_gelu_backward_from_output(blk->h1, blk->g, m->d_mlp, rows * mlp, m->d_mlp));
         CHECK(srp_linear_backward(blk->fc1, m_in, m->d_mlp, rows, m->d_branch));
-        CHECK(norm_backward_add(&blk->ln2, ln, blk->x_mid, m->d_branch, rows, D, ds, m->d_tmp));
+        CHECK(norm_backward_add(&blk->ln2, ln, blk->x_mid, m->d_branch, rows, D, ds, m->d_norm));
         /* Attention branch: ds becomes d(xs[l]). */
         CHECK(srp_attention_backward(blk->attn, ds, m->d_branch));
-        CHECK(norm_backward_add(&blk->ln1, ln, m->xs[l], m->d_branch, rows, D, ds, m->d_tmp));
+        CHECK(norm_backward_add(&blk->ln1, ln, m->xs[l], m->d_branch, rows, D, ds, m->d_norm));
     }
     /* ds = d(x0): CLS and position gradients, then the patch embedding. */
     for (size_t b = 0; b < batch; b++) {
@@ -449,46 +455,30 @@ size_t vit_params(vit_model *m, srp_param *out, srp_param_kind *kinds)
     return k;
 }
 
-size_t vit_state_tensors(vit_model *m, srp_tensor_ref *out)
+void vit_state_tensors(vit_model *m, ex_tensor_list *list)
 {
-    srp_param *params = NULL;
     const size_t np = vit_params(m, NULL, NULL);
-    size_t k = 0;
-    if (out) {
-        params = malloc(sizeof(srp_param) * np);
-        if (!params)
-            return 0;
-        vit_params(m, params, NULL);
-        for (; k < np; k++) {
-            memset(&out[k], 0, sizeof(out[k]));
-            out[k].name = params[k].name;
-            out[k].dtype = SRP_DTYPE_F32;
-            out[k].ndim = 1;
-            out[k].shape[0] = params[k].size;
-            out[k].data = params[k].data;
-        }
-        free(params);
-    } else {
-        k = np;
+    srp_param *params = malloc(sizeof(srp_param) * np);
+    if (!params) {
+        list->failed = 1;
+        return;
     }
+    vit_params(m, params, NULL);
+    for (size_t k = 0; k < np; k++)
+        ex_tensors_add_f32(list, params[k].name, params[k].data, params[k].size);
+    free(params);
+    char name[NAME_LEN + 16];
     for (size_t i = 0; i < m->nlinear; i++) {
         srp_linear *l = m->linears[i];
         if (srp_linear_reparam(l) == SRP_REPARAM_NONE)
             continue;
-        if (out) {
-            char(*names)[NAME_LEN + 16] = m->state_names + 3 * i;
-            snprintf(names[0], sizeof(names[0]), "%s.u", m->linear_names[i]);
-            snprintf(names[1], sizeof(names[1]), "%s.v", m->linear_names[i]);
-            snprintf(names[2], sizeof(names[2]), "%s.sigma", m->linear_names[i]);
-            out[k] = (srp_tensor_ref){names[0], SRP_DTYPE_F32, 1, {srp_linear_in_features(l)},
-                                      srp_linear_u(l)};
-            out[k + 1] = (srp_tensor_ref){names[1], SRP_DTYPE_F32, 1,
-                                          {srp_linear_out_features(l)}, srp_linear_v(l)};
-            out[k + 2] = (srp_tensor_ref){names[2], SRP_DTYPE_F32, 0, {0}, &m->sigmas[i]};
-        }
-        k += 3;
+        snprintf(name, sizeof(name), "%s.u", m->linear_names[i]);
+        ex_tensors_add_f32(list, name, srp_linear_u(l), srp_linear_in_features(l));
+        snprintf(name, sizeof(name), "%s.v", m->linear_names[i]);
+        ex_tensors_add_f32(list, name, srp_linear_v(l), srp_linear_out_features(l));
+        snprintf(name, sizeof(name), "%s.sigma", m->linear_names[i]);
+        ex_tensors_add(list, name, SRP_DTYPE_F32, 0, NULL, &m->sigmas[i]);
     }
-    return k;
 }
 
 void vit_state_sync_out(vit_model *m)

@@ -16,6 +16,8 @@
 
 #include <sigmareparam.h>
 
+#include "common/tensors.h"
+
 typedef struct {
     size_t channels, image_size, patch;          /* 1, 28, 4 */
     size_t dim, depth, heads, mlp_dim, classes;  /* 128, 6, 4, 256, 10 */
@@ -27,8 +29,9 @@ typedef struct {
     uint64_t seed;
 } vit_config;
 
-/* The benchmark configuration of the issue (28x28x1, patch 4, D 128, depth 6,
- * 4 heads, MLP 256, batch 128, 10 classes). */
+/* The benchmark configuration (28x28x1, patch 4, D 128, depth 6, 4 heads,
+ * MLP 256, batch 128, 10 classes); vit-lite-train's defaults differ (patch 7,
+ * a larger init: vit_options.c). */
 vit_config vit_config_default(void);
 
 typedef struct vit_model vit_model;
@@ -53,10 +56,9 @@ size_t vit_params(vit_model *m, srp_param *out, srp_param_kind *kinds);
 
 /* Everything that defines the model's behaviour, for checkpoints: the
  * parameters, and each sigmaReparam layer's power-iteration state (u, v,
- * sigma). Before a save,
- * call vit_state_sync_out; after a load, vit_state_sync_in (it pushes the
- * loaded sigmas into the layers). out may be NULL to count. */
-size_t vit_state_tensors(vit_model *m, srp_tensor_ref *out);
+ * sigma), appended to list. Before a save, call vit_state_sync_out; after
+ * a load, vit_state_sync_in (it pushes the loaded sigmas into the layers). */
+void vit_state_tensors(vit_model *m, ex_tensor_list *list);
 void vit_state_sync_out(vit_model *m);
 srp_status vit_state_sync_in(vit_model *m);
 

@@ -45,6 +45,11 @@ typedef enum {
     SRP_ERR_UNSUPPORTED  /* a valid request this build or object cannot do */
 } srp_status;
 
+/* The `training` argument of the forwards: a training forward runs the
+ * power iteration and keeps what its backward needs; an eval forward
+ * changes no state of the layer. */
+enum { SRP_EVAL = 0, SRP_TRAIN = 1 };
+
 /* A short English description, never NULL (also for unknown values). */
 SRP_API const char *srp_status_str(srp_status s);
 

@@ -39,6 +39,10 @@ SRP_API double srp_rng_trunc_normal(srp_rng *r, double mean, double std);
 SRP_API void srp_rng_fill_trunc_normal(srp_rng *r, float *x, size_t n, float std);
 /* Fisher-Yates shuffle of idx[0..n). */
 SRP_API void srp_rng_shuffle(srp_rng *r, size_t *idx, size_t n);
+/* out[0..n) = a uniformly random permutation of 0..n-1: the shuffle of the
+ * identity, with the same draws (an epoch's order, in the 64-bit integers
+ * a checkpoint stores). */
+SRP_API void srp_rng_permutation(srp_rng *r, uint64_t *out, size_t n);
 
 #ifdef __cplusplus
 }

@@ -1,32 +1,40 @@
-/* Command-line options of vit-lite-train: defaults, parsing, usage. */
+/* Command-line options of vit-lite-train: the struct, its defaults and its
+ * table (for the common parser, examples/common/options.h). */
 #ifndef VIT_OPTIONS_H
 #define VIT_OPTIONS_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
+#include "common/options.h"
 #include "model.h"
+
+typedef enum { VIT_DATA_FASHION_MNIST = 0, VIT_DATA_MNIST, VIT_DATA_CIFAR10, VIT_DATA_SYNTHETIC } vit_dataset_kind;
+
+/* Fashion-MNIST as Debian's dataset-fashion-mnist package installs it. */
+#define VIT_DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
 
 typedef struct {
     vit_config model;
 
     /* optimization */
-    srp_optim_kind optimizer;
+    int optimizer; /* srp_optim_kind */
     float lr, momentum, weight_decay, lars_eta, min_lr, clip, label_smoothing;
     float gamma_lr_mult, bias_lr_mult; /* gammas; biases, class token, positions */
     int gamma_lars;                    /* LARS trust ratio on the gammas too */
     int nesterov;
-    srp_wd_mode wd_mode;
-    srp_lr_kind schedule;
+    int wd_mode;  /* srp_wd_mode */
+    int schedule; /* srp_lr_kind */
     uint64_t warmup_steps;
     int augment; /* random horizontal flips */
+    int gamma_init; /* srp_gamma_init, copied into model */
+    int sigma_reparam, layernorm; /* copied into model */
 
     /* run */
     size_t epochs, batch;
     size_t threads; /* 0: one per CPU */
     uint64_t seed;
-    const char *dataset; /* fashion-mnist, mnist, cifar10, synthetic */
+    int dataset; /* vit_dataset_kind */
     const char *data_dir;
     size_t synthetic_train, synthetic_test;
     uint64_t stop_after_steps; /* 0: run to the end */
@@ -44,12 +52,14 @@ typedef struct {
 } vit_options;
 
 void vit_options_default(vit_options *o);
-/* 0 on success; on a bad or unknown flag prints the problem and the usage
- * to stderr and returns 2; --help prints the usage and returns 1. */
-int vit_options_parse(vit_options *o, int argc, char **argv);
+/* Parses argv; also checks the options that depend on each other. EX_HELP
+ * after --help; EX_USAGE with the problem in err. */
+ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err);
 void vit_options_usage(const char *prog, FILE *to);
 /* The options that define a run's trajectory, as one line: a resumed run
  * must have the same. */
 void vit_options_fingerprint(const vit_options *o, char *buf, size_t len);
+/* "fashion-mnist", ... */
+const char *vit_dataset_name(int kind);
 
 #endif

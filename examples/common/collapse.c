@@ -1,0 +1,78 @@
+/* The entropy-collapse watch (collapse.h). */
+#include "collapse.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *ex_collapse_kind_name(ex_collapse_kind kind)
+{
+    return kind == EX_COLLAPSE_LOW ? "low" : "drop";
+}
+
+ex_code ex_collapse_init(ex_collapse_watch *w, size_t heads_total, uint64_t window,
+                         float fraction, float drop, float reference, ex_error *err)
+{
+    memset(w, 0, sizeof(*w));
+    w->heads_total = heads_total;
+    w->window = window;
+    w->fraction = fraction;
+    w->drop = drop;
+    w->reference = reference;
+    w->ring = calloc(window * heads_total, sizeof(float));
+    w->flags = calloc(heads_total * 2, 1);
+    if (!w->ring || !w->flags)
+        return ex_fail(err, EX_FAILED, "out of memory for the collapse watch");
+    return EX_OK;
+}
+
+void ex_collapse_free(ex_collapse_watch *w)
+{
+    free(w->ring);
+    free(w->flags);
+    memset(w, 0, sizeof(*w));
+}
+
+int ex_collapse_update(ex_collapse_watch *w, const float *entropy, ex_collapse_warn_fn warn,
+                       void *ctx)
+{
+    int warnings = 0;
+    const float low_line = w->fraction * w->reference;
+    for (size_t h = 0; h < w->heads_total; h++) {
+        const float e = entropy[h];
+        float peak = e;
+        for (uint64_t k = 0; k < w->filled; k++)
+            peak = fmaxf(peak, w->ring[k * w->heads_total + h]);
+        const int low = e < low_line, dropped = e < (1.0f - w->drop) * peak;
+        if (low && !w->flags[2 * h]) {
+            warn(ctx, h, EX_COLLAPSE_LOW, e, low_line);
+            warnings++;
+        }
+        if (dropped && !w->flags[2 * h + 1]) {
+            warn(ctx, h, EX_COLLAPSE_DROP, e, peak);
+            warnings++;
+        }
+        w->flags[2 * h] = (unsigned char)low;
+        w->flags[2 * h + 1] = (unsigned char)dropped;
+        w->ring[w->next * w->heads_total + h] = e;
+    }
+    w->next = (w->next + 1) % w->window;
+    if (w->filled < w->window)
+        w->filled++;
+    return warnings;
+}
+
+void ex_collapse_tensors(ex_collapse_watch *w, const char *prefix, ex_tensor_list *list)
+{
+    char name[128];
+    const size_t ring_shape[2] = {w->window, w->heads_total}, flag_shape[2] = {w->heads_total, 2};
+    snprintf(name, sizeof(name), "%s.ring", prefix);
+    ex_tensors_add(list, name, SRP_DTYPE_F32, 2, ring_shape, w->ring);
+    snprintf(name, sizeof(name), "%s.filled", prefix);
+    ex_tensors_add(list, name, SRP_DTYPE_U64, 0, NULL, &w->filled);
+    snprintf(name, sizeof(name), "%s.next", prefix);
+    ex_tensors_add(list, name, SRP_DTYPE_U64, 0, NULL, &w->next);
+    snprintf(name, sizeof(name), "%s.flags", prefix);
+    ex_tensors_add(list, name, SRP_DTYPE_U8, 2, flag_shape, w->flags);
+}

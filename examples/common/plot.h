@@ -1,0 +1,25 @@
+/* Plots a metrics file (our JSON lines) with gnuplot: the training loss,
+ * a score (accuracy, bits per character) with its evaluations, and every
+ * layer's per-head attention entropy over the steps with the Theorem 3.1
+ * bound beside it (the view of the paper's Figure 1). */
+#ifndef EX_PLOT_H
+#define EX_PLOT_H
+
+#include "error.h"
+
+typedef struct {
+    const char *score_key;   /* on "train" lines, e.g. "acc" (NULL: none) */
+    const char *eval_key;    /* on "eval" lines, e.g. "test_acc" (NULL: none) */
+    const char *score_title; /* the panel's title, e.g. "accuracy" */
+    const char *score_label; /* the train curve's legend */
+    const char *eval_label;  /* the eval curve's legend */
+    int unit_range;          /* 1: the score lies in [0, 1] */
+} ex_plot_spec;
+
+/* 1 when a gnuplot executable is on PATH. */
+int ex_have_gnuplot(void);
+/* Renders metrics_path to png_path. */
+ex_code ex_plot(const char *metrics_path, const char *png_path, const ex_plot_spec *spec,
+                ex_error *err);
+
+#endif

@@ -1,0 +1,28 @@
+/* Progress lines of a training run: on a terminal one line rewritten in
+ * place every 0.2 s, otherwise a line every 50 steps. */
+#ifndef EX_PROGRESS_H
+#define EX_PROGRESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int interactive;
+    int in_line; /* the last output was a line to be overwritten */
+    double last_print;
+    uint64_t last_step;
+} ex_progress;
+
+double ex_now(void); /* monotonic seconds */
+void ex_progress_start(ex_progress *p);
+/* 1 when a progress line is due at this step. */
+int ex_progress_due(ex_progress *p, uint64_t step);
+/* Prints a progress line (printf-style, no newline). */
+void ex_progress_print(ex_progress *p, uint64_t step, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Before any other output: ends a line being overwritten. */
+void ex_progress_break(ex_progress *p);
+/* H:MM:SS */
+void ex_format_duration(double seconds, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,33 @@
+/* A checkpoint's list of named tensors, built by appending: it owns the
+ * names and grows as needed, so that nobody counts entries by hand. */
+#ifndef EX_TENSORS_H
+#define EX_TENSORS_H
+
+#include <stddef.h>
+
+#include <sigmareparam.h>
+
+#include "error.h"
+
+typedef struct {
+    srp_tensor_ref *refs;
+    char **names;
+    size_t count, capacity;
+    int failed; /* an allocation failed: save and load refuse the list */
+} ex_tensor_list;
+
+void ex_tensors_init(ex_tensor_list *l);
+void ex_tensors_free(ex_tensor_list *l);
+/* Appends a tensor of ndim dimensions (0: a scalar; shape may then be NULL). */
+void ex_tensors_add(ex_tensor_list *l, const char *name, srp_dtype dtype, size_t ndim,
+                    const size_t *shape, void *data);
+/* A float vector of n elements. */
+void ex_tensors_add_f32(ex_tensor_list *l, const char *name, float *data, size_t n);
+
+/* srp_checkpoint_save / _load of the whole list, with a message naming the
+ * file. load: count = the first `count` entries only (a model out of a
+ * training checkpoint), or 0 for all. */
+ex_code ex_tensors_save(const ex_tensor_list *l, const char *path, ex_error *err);
+ex_code ex_tensors_load(const ex_tensor_list *l, size_t count, const char *path, ex_error *err);
+
+#endif

@@ -7,145 +7,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reference_model.h"
 #include "testutil.h"
 #ifdef SRP_COUNT_ALLOCS
 #include "alloc_counter.h"
 #endif
 
-/* ---------------- double-precision reference ---------------- */
+/* ---------------- the reference problem ---------------- */
 
+/* The module in the double reference with its input and the loss weights:
+ * what central differences differentiate. */
 typedef struct {
-    size_t in, out;
-    int sigma_mode;
-    double *w, *b, gamma;
-    double *u, *v; /* the forward's power-iteration vectors, held constant */
-} ref_linear;
+    ref_attention att;
+    double *x, *r; /* [B][T][D] */
+} attention_problem;
 
-typedef struct {
-    size_t B, T, D, H;
-    int causal;
-    ref_linear qkv, proj;
-    double *x, *r; /* input, loss weights */
-} ref_attention;
-
-static void ref_linear_load(ref_linear *L, srp_linear *l)
+static double attention_loss(void *ctx)
 {
-    L->in = srp_linear_in_features(l);
-    L->out = srp_linear_out_features(l);
-    L->sigma_mode = srp_linear_reparam(l) == SRP_REPARAM_SIGMA;
-    L->w = malloc(sizeof(double) * L->in * L->out);
-    L->b = calloc(L->out, sizeof(double));
-    L->u = malloc(sizeof(double) * L->in);
-    L->v = malloc(sizeof(double) * L->out);
-    assert_true(L->w && L->b && L->u && L->v);
-    to_double(srp_linear_weight(l), L->w, L->in * L->out);
-    if (srp_linear_bias(l))
-        to_double(srp_linear_bias(l), L->b, L->out);
-    L->gamma = *srp_linear_gamma(l);
-    /* the step a training forward takes from the current u */
-    double *u0 = malloc(sizeof(double) * L->in);
-    assert_non_null(u0);
-    to_double(srp_linear_u(l), u0, L->in);
-    for (size_t o = 0; o < L->out; o++)
-        L->v[o] = dot_d(L->w + o * L->in, u0, L->in);
-    double nv = norm_d(L->v, L->out);
-    for (size_t o = 0; o < L->out; o++)
-        L->v[o] /= nv;
-    for (size_t i = 0; i < L->in; i++) {
-        L->u[i] = 0.0;
-        for (size_t o = 0; o < L->out; o++)
-            L->u[i] += L->w[o * L->in + i] * L->v[o];
-    }
-    double nu = norm_d(L->u, L->in);
-    for (size_t i = 0; i < L->in; i++)
-        L->u[i] /= nu;
-    free(u0);
-}
-
-static void ref_linear_free(ref_linear *L)
-{
-    free(L->w);
-    free(L->b);
-    free(L->u);
-    free(L->v);
-}
-
-/* y = x W_hat^T + b, x: [n][in], y: [n][out] */
-static void ref_linear_forward(const ref_linear *L, const double *x, size_t n, double *y)
-{
-    double scale = 1.0;
-    if (L->sigma_mode) {
-        double sigma = 0.0;
-        for (size_t o = 0; o < L->out; o++)
-            sigma += L->v[o] * dot_d(L->w + o * L->in, L->u, L->in);
-        scale = L->gamma / sigma;
-    }
-    for (size_t r = 0; r < n; r++)
-        for (size_t o = 0; o < L->out; o++)
-            y[r * L->out + o] = scale * dot_d(x + r * L->in, L->w + o * L->in, L->in) + L->b[o];
-}
-
-/* Forward of the module; ent (optional): [B][H][T] row entropies. */
-static void ref_forward(const ref_attention *R, double *y, double *ent)
-{
-    const size_t B = R->B, T = R->T, D = R->D, H = R->H, dh = D / H;
-    double *qkv = malloc(sizeof(double) * B * T * 3 * D), *o = calloc(B * T * D, sizeof(double));
-    double *p = malloc(sizeof(double) * T);
-    assert_true(qkv && o && p);
-    ref_linear_forward(&R->qkv, R->x, B * T, qkv);
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < H; h++)
-            for (size_t i = 0; i < T; i++) {
-                const size_t keys = R->causal ? i + 1 : T;
-                const double *q = qkv + (b * T + i) * 3 * D + h * dh;
-                double m = -INFINITY, z = 0.0;
-                for (size_t j = 0; j < keys; j++) {
-                    const double *k = qkv + (b * T + j) * 3 * D + D + h * dh;
-                    p[j] = dot_d(q, k, dh) / sqrt((double)dh);
-                    m = fmax(m, p[j]);
-                }
-                for (size_t j = 0; j < keys; j++)
-                    z += (p[j] = exp(p[j] - m));
-                double e = 0.0;
-                for (size_t j = 0; j < keys; j++) {
-                    p[j] /= z;
-                    if (p[j] > 0.0)
-                        e -= p[j] * log(p[j]);
-                    const double *v = qkv + (b * T + j) * 3 * D + 2 * D + h * dh;
-                    for (size_t d = 0; d < dh; d++)
-                        o[(b * T + i) * D + h * dh + d] += p[j] * v[d];
-                }
-                if (ent)
-                    ent[(b * H + h) * T + i] = e;
-            }
-    ref_linear_forward(&R->proj, o, B * T, y);
-    free(qkv);
-    free(o);
-    free(p);
-}
-
-static double ref_loss(const ref_attention *R)
-{
-    const size_t m = R->B * R->T * R->D;
+    const attention_problem *P = ctx;
+    const size_t m = P->att.B * P->att.T * P->att.D;
     double *y = malloc(sizeof(double) * m);
     assert_non_null(y);
-    ref_forward(R, y, NULL);
-    const double loss = 0.5 * dot_d(y, y, m) + dot_d(R->r, y, m);
+    ref_attention_forward(&P->att, P->x, y, NULL);
+    const double loss = ref_quadratic_loss(y, P->r, m);
     free(y);
     return loss;
-}
-
-static void finite_diff(ref_attention *R, double *p, size_t count, double *grad)
-{
-    for (size_t i = 0; i < count; i++) {
-        const double keep = p[i], h = 1e-6 * fmax(1.0, fabs(keep));
-        p[i] = keep + h;
-        const double up = ref_loss(R);
-        p[i] = keep - h;
-        const double down = ref_loss(R);
-        p[i] = keep;
-        grad[i] = (up - down) / (2.0 * h);
-    }
 }
 
 /* ---------------- helpers ---------------- */
@@ -175,32 +61,28 @@ static void randomize_linear(srp_linear *l, srp_rng *r, double wscale, float gam
     *srp_linear_gamma(l) = gamma;
 }
 
-static void ref_load(ref_attention *R, srp_attention *a, const attn_shape *s, const float *x)
+/* The module as its next forward on x will compute it; r = 0. */
+static void problem_init(attention_problem *P, srp_attention *a, const attn_shape *s,
+                         const float *x)
 {
-    R->B = s->B;
-    R->T = s->T;
-    R->D = s->D;
-    R->H = s->H;
-    R->causal = s->causal;
-    ref_linear_load(&R->qkv, srp_attention_qkv(a));
-    ref_linear_load(&R->proj, srp_attention_proj(a));
-    R->x = malloc(sizeof(double) * s->B * s->T * s->D);
-    R->r = calloc(s->B * s->T * s->D, sizeof(double));
-    assert_true(R->x && R->r);
-    to_double(x, R->x, s->B * s->T * s->D);
+    const size_t n = s->B * s->T * s->D;
+    ref_attention_init(&P->att, a, s->B, s->T, s->causal);
+    P->x = malloc(sizeof(double) * n);
+    P->r = calloc(n, sizeof(double));
+    assert_true(P->x && P->r);
+    to_double(x, P->x, n);
 }
 
-static void ref_free(ref_attention *R)
+static void problem_free(attention_problem *P)
 {
-    ref_linear_free(&R->qkv);
-    ref_linear_free(&R->proj);
-    free(R->x);
-    free(R->r);
+    ref_attention_free(&P->att);
+    free(P->x);
+    free(P->r);
 }
 
 static const attn_shape k_shapes[] = {
     {2, 5, 8, 2, 0},  {2, 5, 8, 2, 1},  {3, 4, 6, 1, 0},    {2, 1, 8, 4, 0},   {2, 1, 8, 4, 1},
-    {4, 17, 12, 3, 1}, {2, 70, 16, 4, 0}, {1, 300, 8, 2, 0}, {1, 300, 8, 2, 1}, /* 2 row blocks */
+    {4, 17, 12, 3, 1}, {2, 70, 16, 4, 0}, {1, 300, 8, 2, 0}, {1, 300, 8, 2, 1}, /* long rows */
 };
 
 /* ---------------- tests ---------------- */
@@ -221,10 +103,10 @@ static void test_forward_and_entropy_match_reference(void **state)
         float *yref = malloc(sizeof(float) * n);
         assert_true(x && y && yd && ent && yref);
         fill_normal_f(&r, x, n, 1.0);
-        ref_attention R;
-        ref_load(&R, a, &s, x);
-        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 1));
-        ref_forward(&R, yd, ent);
+        attention_problem P;
+        problem_init(&P, a, &s, x);
+        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, SRP_TRAIN));
+        ref_attention_forward(&P.att, P.x, yd, ent);
         to_float(yd, yref, n);
         assert_close_array(y, yref, n, 2e-5, "attention y");
 
@@ -253,7 +135,7 @@ static void test_forward_and_entropy_match_reference(void **state)
                              "normalized mean entropy");
             assert_close_rel(nmin[h], nrows ? nlo : 1.0, 1e-5, 1e-2, "normalized min entropy");
         }
-        ref_free(&R);
+        problem_free(&P);
         free(x);
         free(y);
         free(yd);
@@ -272,45 +154,45 @@ static void check_grad(const float *got, const double *want, size_t n, double to
     free(wf);
 }
 
-static void check_linear_grads(srp_linear *l, ref_attention *R, ref_linear *L, double tol,
+static void check_linear_grads(srp_linear *l, attention_problem *P, ref_linear *L, double tol,
                                const char *name)
 {
     char what[64];
     const size_t nw = L->in * L->out;
     double *g = malloc(sizeof(double) * nw);
     assert_non_null(g);
-    finite_diff(R, L->w, nw, g);
+    ref_central_differences(attention_loss, P, L->w, nw, g);
     snprintf(what, sizeof(what), "%s dW", name);
     check_grad(srp_linear_weight_grad(l), g, nw, tol, what);
-    finite_diff(R, L->b, L->out, g);
+    ref_central_differences(attention_loss, P, L->b, L->out, g);
     snprintf(what, sizeof(what), "%s db", name);
     check_grad(srp_linear_bias_grad(l), g, L->out, tol, what);
-    finite_diff(R, &L->gamma, 1, g);
+    ref_central_differences(attention_loss, P, &L->gamma, 1, g);
     snprintf(what, sizeof(what), "%s dgamma", name);
     assert_close_rel(*srp_linear_gamma_grad(l), g[0], tol, 1e-3, what);
     free(g);
 }
 
 /* Random x, a training forward and the backward of the test loss
- * 0.5 |y|^2 + <r, y> (dy = y + r, r random); R gets the double reference of
+ * 0.5 |y|^2 + <r, y> (dy = y + r, r random); P gets the double reference of
  * the module as that forward saw it. x, y, dy, dx: [B][T][D]. */
 static void run_loss_backward(srp_attention *a, const attn_shape *s, srp_rng *r,
-                              ref_attention *R, float *x, float *y, float *dy, float *dx)
+                              attention_problem *P, float *x, float *y, float *dy, float *dx)
 {
     const size_t n = s->B * s->T * s->D;
     fill_normal_f(r, x, n, 1.0);
-    ref_load(R, a, s, x);
-    fill_normal_d(r, R->r, n, 1.0);
-    assert_ok(srp_attention_forward(a, x, s->B, s->T, y, 1));
+    problem_init(P, a, s, x);
+    fill_normal_d(r, P->r, n, 1.0);
+    assert_ok(srp_attention_forward(a, x, s->B, s->T, y, SRP_TRAIN));
     for (size_t i = 0; i < n; i++)
-        dy[i] = y[i] + (float)R->r[i];
+        dy[i] = y[i] + (float)P->r[i];
     assert_ok(srp_attention_backward(a, dy, dx));
 }
 
 /* Central differences on a sample of entries (a full check of every entry
  * is too slow at T = 300), against the analytic gradient, relative to its
  * largest entry. */
-static void check_sampled(ref_attention *R, double *p, const float *analytic, size_t count,
+static void check_sampled(attention_problem *P, double *p, const float *analytic, size_t count,
                           srp_rng *r, double tol, const char *what)
 {
     double scale = 0.0;
@@ -319,7 +201,7 @@ static void check_sampled(ref_attention *R, double *p, const float *analytic, si
     for (int k = 0; k < 24; k++) {
         const size_t i = (size_t)srp_rng_below(r, count);
         double g;
-        finite_diff(R, p + i, 1, &g);
+        ref_central_differences(attention_loss, P, p + i, 1, &g);
         if (!(fabs(analytic[i] - g) <= tol * scale)) {
             print_error("%s[%zu]: analytic %.8g, finite differences %.8g (scale %.3g)\n", what, i,
                         analytic[i], g, scale);
@@ -328,8 +210,8 @@ static void check_sampled(ref_attention *R, double *p, const float *analytic, si
     }
 }
 
-/* Two row blocks (T = 300), causal and not: dK and dV gather over blocks. */
-static void test_backward_across_row_blocks(void **state)
+/* Long sequences (T = 300), causal and not, checked on sampled entries. */
+static void test_backward_of_long_sequences(void **state)
 {
     (void)state;
     srp_rng r;
@@ -343,12 +225,12 @@ static void test_backward_across_row_blocks(void **state)
         float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
         float *dy = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n);
         assert_true(x && y && dy && dx);
-        ref_attention R;
-        run_loss_backward(a, &s, &r, &R, x, y, dy, dx);
-        check_sampled(&R, R.x, dx, n, &r, 1e-4, "T = 300 dx");
-        check_sampled(&R, R.qkv.w, srp_linear_weight_grad(srp_attention_qkv(a)), 3 * s.D * s.D,
+        attention_problem P;
+        run_loss_backward(a, &s, &r, &P, x, y, dy, dx);
+        check_sampled(&P, P.x, dx, n, &r, 1e-4, "T = 300 dx");
+        check_sampled(&P, P.att.qkv.w, srp_linear_weight_grad(srp_attention_qkv(a)), 3 * s.D * s.D,
                       &r, 1e-4, "T = 300 qkv dW");
-        ref_free(&R);
+        problem_free(&P);
         free(x);
         free(y);
         free(dy);
@@ -373,14 +255,14 @@ static void test_backward_matches_finite_differences(void **state)
         float *dy = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n);
         double *g = malloc(sizeof(double) * n);
         assert_true(x && y && dy && dx && g);
-        ref_attention R;
-        run_loss_backward(a, &s, &r, &R, x, y, dy, dx);
+        attention_problem P;
+        run_loss_backward(a, &s, &r, &P, x, y, dy, dx);
 
-        finite_diff(&R, R.x, n, g);
+        ref_central_differences(attention_loss, &P, P.x, n, g);
         check_grad(dx, g, n, tol, "attention dx");
-        check_linear_grads(srp_attention_qkv(a), &R, &R.qkv, tol, "qkv");
-        check_linear_grads(srp_attention_proj(a), &R, &R.proj, tol, "proj");
-        ref_free(&R);
+        check_linear_grads(srp_attention_qkv(a), &P, &P.att.qkv, tol, "qkv");
+        check_linear_grads(srp_attention_proj(a), &P, &P.att.proj, tol, "proj");
+        problem_free(&P);
         free(x);
         free(y);
         free(dy);
@@ -675,9 +557,9 @@ static void test_bound_uses_the_forward_weights(void **state)
     srp_attention_destroy(a);
 }
 
-/* Fewer tokens than the maximum, past the row-block size: the backward's
- * scratch must hold a block of any token count (ASan checks the bounds),
- * and the result is the same as in a module made for exactly that size. */
+/* Fewer tokens than the maximum: the buffers and the batched products' plans
+ * must fit any token count (ASan checks the bounds), and the result is the
+ * same as in a module made for exactly that size. */
 static void test_fewer_tokens_than_the_maximum(void **state)
 {
     (void)state;
@@ -994,7 +876,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_and_entropy_match_reference),
         cmocka_unit_test(test_backward_matches_finite_differences),
-        cmocka_unit_test(test_backward_across_row_blocks),
+        cmocka_unit_test(test_backward_of_long_sequences),
         cmocka_unit_test(test_entropy_extremes),
         cmocka_unit_test(test_bound_never_exceeds_measured_entropy),
         cmocka_unit_test(test_bound_edge_values),

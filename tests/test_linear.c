@@ -6,86 +6,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reference_model.h"
 #include "testutil.h"
 #ifdef SRP_COUNT_ALLOCS
 #include "alloc_counter.h"
 #endif
 
-/* ---------------- double-precision reference ---------------- */
+/* ---------------- the reference problem ---------------- */
 
+/* A layer in the double reference with its input and the loss weights:
+ * what central differences differentiate. */
 typedef struct {
-    size_t n, in, out;
-    srp_reparam mode;
-    int bias;
-    double *w, *b, gamma; /* parameters */
-    double *u, *v;        /* power-iteration vectors used by the forward (constants) */
-    double *x, *r;        /* input and the fixed loss weights */
-} ref_layer;
+    ref_linear lin;
+    size_t n;
+    double *x, *r; /* x: [n][in], r: [n][out] */
+} linear_problem;
 
-/* One power step from u0: v = normalize(W u0), u1 = normalize(W^T v),
- * sigma = v^T W u1 (the official order). w: [out][in] */
-static double ref_power_step(const double *w, size_t out, size_t in, const double *u0, double *v,
-                             double *u1)
+static double linear_loss(void *ctx)
 {
-    for (size_t o = 0; o < out; o++)
-        v[o] = dot_d(w + o * in, u0, in);
-    double nv = norm_d(v, out);
-    for (size_t o = 0; o < out; o++)
-        v[o] /= fmax(nv, 1e-12);
-    for (size_t i = 0; i < in; i++) {
-        u1[i] = 0.0;
-        for (size_t o = 0; o < out; o++)
-            u1[i] += w[o * in + i] * v[o];
-    }
-    double nu = norm_d(u1, in);
-    for (size_t i = 0; i < in; i++)
-        u1[i] /= fmax(nu, 1e-12);
-    double sigma = 0.0;
-    for (size_t o = 0; o < out; o++)
-        sigma += v[o] * dot_d(w + o * in, u1, in);
-    return sigma;
-}
-
-/* y = x W_hat^T + b with sigma = v^T W u for the fixed u, v. y: [n][out] */
-static void ref_forward(const ref_layer *L, double *y)
-{
-    double scale = 1.0;
-    if (L->mode == SRP_REPARAM_SIGMA) {
-        double sigma = 0.0;
-        for (size_t o = 0; o < L->out; o++)
-            sigma += L->v[o] * dot_d(L->w + o * L->in, L->u, L->in);
-        scale = L->gamma / sigma;
-    }
-    for (size_t r = 0; r < L->n; r++)
-        for (size_t o = 0; o < L->out; o++)
-            y[r * L->out + o] =
-                scale * dot_d(L->x + r * L->in, L->w + o * L->in, L->in) + (L->bias ? L->b[o] : 0.0);
-}
-
-/* The test loss: 0.5 |y|^2 + <r, y>, so dy = y + r. */
-static double ref_loss(const ref_layer *L)
-{
-    const size_t m = L->n * L->out;
+    const linear_problem *P = ctx;
+    const size_t m = P->n * P->lin.out;
     double *y = malloc(sizeof(double) * m);
     assert_non_null(y);
-    ref_forward(L, y);
-    double loss = 0.5 * dot_d(y, y, m) + dot_d(L->r, y, m);
+    ref_linear_forward(&P->lin, P->x, P->n, y);
+    const double loss = ref_quadratic_loss(y, P->r, m);
     free(y);
     return loss;
 }
 
-/* Central difference of ref_loss in each entry of p[0..count). */
-static void finite_diff(ref_layer *L, double *p, size_t count, double *grad)
+/* The layer as its next forward on x [n][in] will compute it; r = 0. */
+static void problem_init(linear_problem *P, srp_linear *l, size_t n, const float *x)
 {
-    for (size_t i = 0; i < count; i++) {
-        const double keep = p[i], h = 1e-6 * fmax(1.0, fabs(keep));
-        p[i] = keep + h;
-        const double up = ref_loss(L);
-        p[i] = keep - h;
-        const double down = ref_loss(L);
-        p[i] = keep;
-        grad[i] = (up - down) / (2.0 * h);
-    }
+    ref_linear_init(&P->lin, l);
+    P->n = n;
+    P->x = malloc(sizeof(double) * n * P->lin.in);
+    P->r = calloc(n * P->lin.out, sizeof(double));
+    assert_true(P->x && P->r);
+    to_double(x, P->x, n * P->lin.in);
+}
+
+static void problem_free(linear_problem *P)
+{
+    ref_linear_free(&P->lin);
+    free(P->x);
+    free(P->r);
 }
 
 static void assert_grad_close(const float *got, const double *want, size_t n, double tol,
@@ -124,37 +88,6 @@ static void randomize_layer(srp_linear *l, srp_rng *r)
         *srp_linear_gamma(l) = 1.7f;
 }
 
-static void load_ref(ref_layer *L, srp_linear *l, size_t n, const float *x)
-{
-    L->n = n;
-    L->in = srp_linear_in_features(l);
-    L->out = srp_linear_out_features(l);
-    L->mode = srp_linear_reparam(l);
-    L->bias = srp_linear_bias(l) != NULL;
-    L->w = malloc(sizeof(double) * L->in * L->out);
-    L->b = calloc(L->out, sizeof(double));
-    L->u = malloc(sizeof(double) * L->in);
-    L->v = malloc(sizeof(double) * L->out);
-    L->x = malloc(sizeof(double) * n * L->in);
-    L->r = calloc(n * L->out, sizeof(double));
-    assert_true(L->w && L->b && L->u && L->v && L->x && L->r);
-    to_double(srp_linear_weight(l), L->w, L->in * L->out);
-    if (L->bias)
-        to_double(srp_linear_bias(l), L->b, L->out);
-    L->gamma = *srp_linear_gamma(l);
-    to_double(x, L->x, n * L->in);
-}
-
-static void free_ref(ref_layer *L)
-{
-    free(L->w);
-    free(L->b);
-    free(L->u);
-    free(L->v);
-    free(L->x);
-    free(L->r);
-}
-
 typedef struct {
     size_t n, in, out;
 } shape;
@@ -183,21 +116,20 @@ static void test_forward_matches_double_reference(void **state)
             assert_true(x && y && yd && yref);
             fill_normal_f(&r, x, sh.n * sh.in, 1.0);
 
-            ref_layer L;
-            load_ref(&L, l, sh.n, x);
+            linear_problem P;
+            problem_init(&P, l, sh.n, x); /* u, v of the training forward's step */
+            const double sigma_ref = ref_linear_sigma(&P.lin);
             double *u0 = malloc(sizeof(double) * sh.in);
             assert_non_null(u0);
-            to_double(srp_linear_u(l), u0, sh.in);
-            const double sigma_ref = ref_power_step(L.w, sh.out, sh.in, u0, L.v, L.u);
 
             for (int pass = 0; pass < 2; pass++) { /* training, then eval from the new u */
                 const int training = pass == 0;
                 if (!training) {
                     to_double(srp_linear_u(l), u0, sh.in);
-                    ref_power_step(L.w, sh.out, sh.in, u0, L.v, L.u);
+                    ref_power_step(P.lin.w, sh.out, sh.in, u0, P.lin.v, P.lin.u);
                 }
                 assert_ok(srp_linear_forward(l, x, sh.n, y, training));
-                ref_forward(&L, yd);
+                ref_linear_forward(&P.lin, P.x, sh.n, yd);
                 to_float(yd, yref, sh.n * sh.out);
                 assert_close_array(y, yref, sh.n * sh.out, 2e-5, "forward y");
                 if (k_modes[m] == SRP_REPARAM_NONE) {
@@ -206,12 +138,12 @@ static void test_forward_matches_double_reference(void **state)
                     assert_close_rel(srp_linear_sigma(l), sigma_ref, 1e-5, 0.0, "sigma");
                     float *uref = malloc(sizeof(float) * sh.in);
                     assert_non_null(uref);
-                    to_float(L.u, uref, sh.in);
+                    to_float(P.lin.u, uref, sh.in);
                     assert_close_array(srp_linear_u(l), uref, sh.in, 1e-5, "u after training");
                     free(uref);
                 }
             }
-            free_ref(&L);
+            problem_free(&P);
             free(u0);
             free(x);
             free(y);
@@ -235,39 +167,35 @@ static double check_gradients(srp_linear *l, size_t n, srp_rng *r, double tol)
     assert_true(x && y && dy && dx);
     fill_normal_f(r, x, n * in, 1.0);
 
-    ref_layer L;
-    load_ref(&L, l, n, x);
-    double *u0 = malloc(sizeof(double) * in);
-    assert_non_null(u0);
-    to_double(srp_linear_u(l), u0, in);
-    ref_power_step(L.w, out, in, u0, L.v, L.u);
-    fill_normal_d(r, L.r, n * out, 1.0);
+    linear_problem P;
+    problem_init(&P, l, n, x); /* u, v: the constants of the training forward below */
+    const ref_linear *L = &P.lin;
+    fill_normal_d(r, P.r, n * out, 1.0);
 
     srp_linear_zero_grad(l);
-    assert_ok(srp_linear_forward(l, x, n, y, 1));
+    assert_ok(srp_linear_forward(l, x, n, y, SRP_TRAIN));
     for (size_t i = 0; i < n * out; i++)
-        dy[i] = y[i] + (float)L.r[i];
+        dy[i] = y[i] + (float)P.r[i];
     assert_ok(srp_linear_backward(l, x, dy, n, dx));
 
     /* G^T x, s and sigma in double: the terms dW is made of. */
     double *gtx = calloc(in * out, sizeof(double));
     assert_non_null(gtx);
-    double sigma = 0.0, s = 0.0, first_term = 0.0;
-    for (size_t o = 0; o < out; o++) {
-        sigma += L.v[o] * dot_d(L.w + o * in, L.u, in);
+    const double sigma = ref_linear_sigma(L);
+    double s = 0.0, first_term = 0.0;
+    for (size_t o = 0; o < out; o++)
         for (size_t i = 0; i < in; i++) {
             for (size_t k = 0; k < n; k++)
-                gtx[o * in + i] += (double)dy[k * out + o] * L.x[k * in + i];
-            s += gtx[o * in + i] * L.w[o * in + i];
+                gtx[o * in + i] += (double)dy[k * out + o] * P.x[k * in + i];
+            s += gtx[o * in + i] * L->w[o * in + i];
         }
-    }
-    const double scale = mode == SRP_REPARAM_SIGMA ? L.gamma / sigma : 1.0;
+    const double scale = mode == SRP_REPARAM_SIGMA ? L->gamma / sigma : 1.0;
     for (size_t j = 0; j < in * out; j++)
         first_term = fmax(first_term, fabs(scale * gtx[j]));
 
     double *g = malloc(sizeof(double) * (in * out + n * in + out + 1));
     assert_non_null(g);
-    finite_diff(&L, L.w, in * out, g);
+    ref_central_differences(linear_loss, &P, P.lin.w, in * out, g);
     /* For a 1x1 layer dW is exactly 0 (W_hat = gamma sign(W)): compare at the
      * scale of the terms that cancel. */
     assert_grad_close(srp_linear_weight_grad(l), g, in * out, tol, first_term, "dW");
@@ -278,27 +206,26 @@ static double check_gradients(srp_linear *l, size_t n, srp_rng *r, double tol)
         double max_r1 = 0.0, max_dw = 0.0;
         for (size_t o = 0; o < out; o++)
             for (size_t i = 0; i < in; i++) {
-                max_r1 = fmax(max_r1, fabs(L.gamma * s / (sigma * sigma) * L.v[o] * L.u[i]));
+                max_r1 = fmax(max_r1, fabs(L->gamma * s / (sigma * sigma) * L->v[o] * L->u[i]));
                 max_dw = fmax(max_dw, fabs(g[o * in + i]));
             }
         rank1_share = max_r1 / fmax(max_dw, first_term);
 
         double dgamma;
-        finite_diff(&L, &L.gamma, 1, &dgamma);
+        ref_central_differences(linear_loss, &P, &P.lin.gamma, 1, &dgamma);
         assert_close_rel(*srp_linear_gamma_grad(l), dgamma, tol, 1e-3, "dgamma");
     } else {
         assert_true(*srp_linear_gamma_grad(l) == 0.0f);
     }
     free(gtx);
-    finite_diff(&L, L.x, n * in, g);
+    ref_central_differences(linear_loss, &P, P.x, n * in, g);
     assert_grad_close(dx, g, n * in, tol, 0.0, "dx");
-    if (L.bias) {
-        finite_diff(&L, L.b, out, g);
+    if (srp_linear_bias(l)) {
+        ref_central_differences(linear_loss, &P, P.lin.b, out, g);
         assert_grad_close(srp_linear_bias_grad(l), g, out, tol, 0.0, "db");
     }
     free(g);
-    free(u0);
-    free_ref(&L);
+    problem_free(&P);
     free(x);
     free(y);
     free(dy);

@@ -1,0 +1,157 @@
+/* The tests' double-precision reference (reference_model.h). */
+#include "reference_model.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "testutil.h"
+
+double ref_power_step(const double *w, size_t out, size_t in, const double *u0, double *v,
+                      double *u1)
+{
+    for (size_t o = 0; o < out; o++)
+        v[o] = dot_d(w + o * in, u0, in);
+    const double nv = norm_d(v, out);
+    for (size_t o = 0; o < out; o++)
+        v[o] /= fmax(nv, 1e-12);
+    for (size_t i = 0; i < in; i++) {
+        u1[i] = 0.0;
+        for (size_t o = 0; o < out; o++)
+            u1[i] += w[o * in + i] * v[o];
+    }
+    const double nu = norm_d(u1, in);
+    for (size_t i = 0; i < in; i++)
+        u1[i] /= fmax(nu, 1e-12);
+    double sigma = 0.0;
+    for (size_t o = 0; o < out; o++)
+        sigma += v[o] * dot_d(w + o * in, u1, in);
+    return sigma;
+}
+
+void ref_linear_init(ref_linear *L, srp_linear *l)
+{
+    L->in = srp_linear_in_features(l);
+    L->out = srp_linear_out_features(l);
+    L->sigma_mode = srp_linear_reparam(l) == SRP_REPARAM_SIGMA;
+    L->w = malloc(sizeof(double) * L->in * L->out);
+    L->b = calloc(L->out, sizeof(double));
+    L->u = malloc(sizeof(double) * L->in);
+    L->v = malloc(sizeof(double) * L->out);
+    double *u0 = malloc(sizeof(double) * L->in);
+    assert_true(L->w && L->b && L->u && L->v && u0);
+    to_double(srp_linear_weight(l), L->w, L->in * L->out);
+    if (srp_linear_bias(l))
+        to_double(srp_linear_bias(l), L->b, L->out);
+    L->gamma = *srp_linear_gamma(l);
+    to_double(srp_linear_u(l), u0, L->in);
+    ref_power_step(L->w, L->out, L->in, u0, L->v, L->u);
+    free(u0);
+}
+
+void ref_linear_free(ref_linear *L)
+{
+    free(L->w);
+    free(L->b);
+    free(L->u);
+    free(L->v);
+}
+
+double ref_linear_sigma(const ref_linear *L)
+{
+    double sigma = 0.0;
+    for (size_t o = 0; o < L->out; o++)
+        sigma += L->v[o] * dot_d(L->w + o * L->in, L->u, L->in);
+    return sigma;
+}
+
+void ref_linear_forward(const ref_linear *L, const double *x, size_t n, double *y)
+{
+    const double scale = L->sigma_mode ? L->gamma / ref_linear_sigma(L) : 1.0;
+    for (size_t r = 0; r < n; r++)
+        for (size_t o = 0; o < L->out; o++)
+            y[r * L->out + o] = scale * dot_d(x + r * L->in, L->w + o * L->in, L->in) + L->b[o];
+}
+
+void ref_attention_init(ref_attention *R, srp_attention *a, size_t batch, size_t tokens, int causal)
+{
+    R->B = batch;
+    R->T = tokens;
+    R->D = srp_attention_dim(a);
+    R->H = srp_attention_heads(a);
+    R->causal = causal;
+    ref_linear_init(&R->qkv, srp_attention_qkv(a));
+    ref_linear_init(&R->proj, srp_attention_proj(a));
+}
+
+void ref_attention_free(ref_attention *R)
+{
+    ref_linear_free(&R->qkv);
+    ref_linear_free(&R->proj);
+}
+
+void ref_attention_forward(const ref_attention *R, const double *x, double *y, double *ent)
+{
+    const size_t B = R->B, T = R->T, D = R->D, H = R->H, dh = D / H;
+    double *qkv = malloc(sizeof(double) * B * T * 3 * D), *o = calloc(B * T * D, sizeof(double));
+    double *p = malloc(sizeof(double) * T);
+    assert_true(qkv && o && p);
+    ref_linear_forward(&R->qkv, x, B * T, qkv);
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t i = 0; i < T; i++) {
+                const size_t keys = R->causal ? i + 1 : T;
+                const double *q = qkv + (b * T + i) * 3 * D + h * dh;
+                double m = -INFINITY, z = 0.0;
+                for (size_t j = 0; j < keys; j++) {
+                    const double *k = qkv + (b * T + j) * 3 * D + D + h * dh;
+                    p[j] = dot_d(q, k, dh) / sqrt((double)dh);
+                    m = fmax(m, p[j]);
+                }
+                for (size_t j = 0; j < keys; j++)
+                    z += (p[j] = exp(p[j] - m));
+                double e = 0.0;
+                for (size_t j = 0; j < keys; j++) {
+                    p[j] /= z;
+                    if (p[j] > 0.0)
+                        e -= p[j] * log(p[j]);
+                    const double *v = qkv + (b * T + j) * 3 * D + 2 * D + h * dh;
+                    for (size_t d = 0; d < dh; d++)
+                        o[(b * T + i) * D + h * dh + d] += p[j] * v[d];
+                }
+                if (ent)
+                    ent[(b * H + h) * T + i] = e;
+            }
+    ref_linear_forward(&R->proj, o, B * T, y);
+    free(qkv);
+    free(o);
+    free(p);
+}
+
+double ref_quadratic_loss(const double *y, const double *r, size_t n)
+{
+    return 0.5 * dot_d(y, y, n) + dot_d(r, y, n);
+}
+
+void ref_central_differences(ref_loss_fn loss, void *ctx, double *p, size_t count, double *grad)
+{
+    for (size_t i = 0; i < count; i++) {
+        const double keep = p[i], h = 1e-6 * fmax(1.0, fabs(keep));
+        p[i] = keep + h;
+        const double up = loss(ctx);
+        p[i] = keep - h;
+        const double down = loss(ctx);
+        p[i] = keep;
+        grad[i] = (up - down) / (2.0 * h);
+    }
+}
+
+double ref_central_difference_f(ref_loss_fn loss, void *ctx, float *p, float h)
+{
+    const float keep = *p, hi = keep + h, lo = keep - h; /* the steps as taken, in float */
+    *p = hi;
+    const double up = loss(ctx);
+    *p = lo;
+    const double down = loss(ctx);
+    *p = keep;
+    return (up - down) / ((double)hi - (double)lo);
+}

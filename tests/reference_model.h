@@ -1,0 +1,56 @@
+/* The double-precision reference the tests check the library against: the
+ * sigmaReparam linear and the multi-head attention computed naively in
+ * double, the loss that the gradient tests differentiate, and central
+ * differences. One copy for every test: a fix lands in one place. */
+#ifndef SRP_REFERENCE_MODEL_H
+#define SRP_REFERENCE_MODEL_H
+
+#include <stddef.h>
+
+#include "sigmareparam.h"
+
+/* One power step from u0, in the official order: v = normalize(W u0),
+ * u1 = normalize(W^T v); returns sigma = v^T W u1. w: [out][in] */
+double ref_power_step(const double *w, size_t out, size_t in, const double *u0, double *v,
+                      double *u1);
+
+typedef struct {
+    size_t in, out;
+    int sigma_mode;       /* W_hat = (gamma / sigma) W; otherwise W as is */
+    double *w, *b, gamma; /* w: [out][in]; b: zeros for a layer without bias */
+    double *u, *v;        /* the forward's power-iteration vectors, held constant */
+} ref_linear;
+
+/* A copy of l's parameters, with u, v of the power step that l's next
+ * forward takes from its current u. */
+void ref_linear_init(ref_linear *L, srp_linear *l);
+void ref_linear_free(ref_linear *L);
+/* sigma = v^T W u */
+double ref_linear_sigma(const ref_linear *L);
+/* y = x W_hat^T + b. x: [n][in], y: [n][out] */
+void ref_linear_forward(const ref_linear *L, const double *x, size_t n, double *y);
+
+typedef struct {
+    size_t B, T, D, H;
+    int causal;
+    ref_linear qkv, proj;
+} ref_attention;
+
+/* The attention a as its next forward on batch x tokens will compute it. */
+void ref_attention_init(ref_attention *R, srp_attention *a, size_t batch, size_t tokens, int causal);
+void ref_attention_free(ref_attention *R);
+/* timm's attention (attention.h); ent (may be NULL): [B][H][T] row entropies.
+ * x, y: [B][T][D] */
+void ref_attention_forward(const ref_attention *R, const double *x, double *y, double *ent);
+
+/* The tests' loss: 0.5 |y|^2 + <r, y>, so that dL/dy = y + r. */
+double ref_quadratic_loss(const double *y, const double *r, size_t n);
+
+/* grad[i] = central difference of loss(ctx) in p[i], for i < count, with
+ * step 1e-6 max(1, |p[i]|); p is restored. */
+typedef double (*ref_loss_fn)(void *ctx);
+void ref_central_differences(ref_loss_fn loss, void *ctx, double *p, size_t count, double *grad);
+/* The same for one float parameter, with step h. */
+double ref_central_difference_f(ref_loss_fn loss, void *ctx, float *p, float h);
+
+#endif

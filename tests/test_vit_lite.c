@@ -13,8 +13,10 @@
 
 #include <zlib.h>
 
+#include "common/collapse.h"
 #include "data.h"
 #include "model.h"
+#include "reference_model.h"
 #include "testutil.h"
 
 static char g_dir[256]; /* scratch folder for this run */
@@ -248,16 +250,25 @@ static void test_cifar10_reader(void **state)
 }
 
 /* The model's backward wires the library's backwards together (residuals,
- * LayerNorms, GELU, token select, embeddings): check it against central
- * differences of the loss for every tensor that is not a weight matrix
- * (a weight's sigma term follows the official convention of u, v held
- * constant, which differences cannot see). Eval forwards: no state moves. */
-static double model_loss(vit_model *m, const float *images, const int *labels, size_t batch)
+ * LayerNorms, GELU, token select, embeddings, every linear): check it
+ * against central differences of the loss for sampled entries of every
+ * tensor, weight matrices included. Eval forwards keep each layer's u at
+ * its SVD vector, where sigma's derivative is v u^T to first order, as the
+ * backward takes it. */
+typedef struct {
+    vit_model *m;
+    const float *images;
+    const int *labels;
+    size_t batch;
+} model_problem;
+
+static double model_loss(void *ctx)
 {
+    const model_problem *P = ctx;
     const float *logits;
     float loss;
-    assert_ok(vit_forward(m, images, batch, 0, &logits));
-    assert_ok(srp_cross_entropy_forward(logits, labels, batch, 10, 0.0f, &loss));
+    assert_ok(vit_forward(P->m, P->images, P->batch, SRP_EVAL, &logits));
+    assert_ok(srp_cross_entropy_forward(logits, P->labels, P->batch, 10, 0.0f, &loss));
     return loss;
 }
 
@@ -295,31 +306,27 @@ static void test_model_backward_matches_differences(void **state)
             memset(params[i].grad, 0, sizeof(float) * params[i].size);
         }
         const float *logits;
-        assert_ok(vit_forward(m, images, 3, 0, &logits));
+        assert_ok(vit_forward(m, images, 3, SRP_EVAL, &logits));
         assert_ok(srp_cross_entropy_backward(logits, labels, 3, 10, 0.0f, dlogits));
         assert_ok(vit_backward(m, dlogits));
-        size_t checked = 0;
+        model_problem P = {m, images, labels, 3};
+        size_t checked = 0, weights_checked = 0;
         for (size_t i = 0; i < np; i++) {
-            if (kinds[i] == SRP_PARAM_WEIGHT)
-                continue;
-            for (int k = 0; k < 3 && (size_t)k < params[i].size; k++) {
+            const int weight = kinds[i] == SRP_PARAM_WEIGHT;
+            for (int k = 0; k < (weight ? 5 : 3) && (size_t)k < params[i].size; k++) {
                 const size_t j = (size_t)srp_rng_below(&r, params[i].size);
-                float *p = params[i].data + j;
-                const float keep = *p, h = 1e-2f;
-                *p = keep + h;
-                const double up = model_loss(m, images, labels, 3);
-                *p = keep - h;
-                const double down = model_loss(m, images, labels, 3);
-                *p = keep;
-                const double fd = (up - down) / (2.0 * h), an = params[i].grad[j];
+                const double fd = ref_central_difference_f(model_loss, &P, params[i].data + j, 1e-2f);
+                const double an = params[i].grad[j];
                 if (!(fabs(fd - an) <= 0.03 * fabs(fd) + 3e-4)) {
                     print_error("layernorm %d, %s[%zu]: backward %.6g, differences %.6g\n", ln,
                                 params[i].name, j, an, fd);
                     fail();
                 }
                 checked++;
+                weights_checked += weight;
             }
         }
+        assert_true(weights_checked >= 5 * (1 + 4 * c.depth + 1));
         assert_true(checked > (ln ? 60u : 30u));
         free(params);
         free(kinds);
@@ -440,17 +447,19 @@ static void test_learns_the_synthetic_set(void **state)
     static char out[1 << 16];
     char metrics[512], args[2048];
     path_in_dir(metrics, sizeof(metrics), "learn.jsonl");
-    snprintf(args, sizeof(args), SMALL_MODEL "--epochs 6 --metrics %s", metrics);
+    /* No flips: they turn the synthetic set's stroke angles into others,
+     * which caps it near 60%. */
+    snprintf(args, sizeof(args), SMALL_MODEL "--epochs 6 --no-augment --metrics %s", metrics);
     const double t0 = now_seconds();
     assert_int_equal(run_train(args, out, sizeof(out)), 0);
     const double seconds = now_seconds() - t0;
-    /* the default recipe, on a small model: well above chance (0.1), and
-     * the loss well below that of a uniform guess (log 10) */
+    /* the default recipe on a small model learns this set (99.6% measured):
+     * at least 95% test accuracy, and a test loss far below log 10 = 2.30 */
     const double acc = last_value(metrics, "eval", "test_acc");
-    const double first_loss = log(10.0), loss = last_value(metrics, "train", "loss");
-    if (!(acc > 0.3) || !(loss < 0.7 * first_loss)) {
-        print_error("after %.1f s: test accuracy %.3f (chance 0.1), loss %.3f\n%s", seconds, acc,
-                    loss, out);
+    const double loss = last_value(metrics, "eval", "test_loss");
+    if (!(acc >= 0.95) || !(loss < 0.5)) {
+        print_error("after %.1f s: test accuracy %.3f (chance 0.1), test loss %.3f\n%s", seconds,
+                    acc, loss, out);
         fail();
     }
     /* the metrics hold entropies, bounds, sigmas and gammas */
@@ -549,6 +558,90 @@ static void test_odd_dataset_sizes(void **state)
     assert_non_null(strstr(out, "test accuracy"));
 }
 
+/* The collapse watch on its own: a head warns when it falls below the
+ * fraction of the reference or drops within the window, once until it
+ * recovers; the state a checkpoint keeps is all of it. */
+typedef struct {
+    int low, drop;
+    size_t last_index;
+} warn_count;
+
+static void count_warning(void *ctx, size_t index, ex_collapse_kind kind, float value,
+                          float reference)
+{
+    warn_count *c = ctx;
+    (void)value;
+    (void)reference;
+    c->low += kind == EX_COLLAPSE_LOW;
+    c->drop += kind == EX_COLLAPSE_DROP;
+    c->last_index = index;
+}
+
+static void test_collapse_watch(void **state)
+{
+    (void)state;
+    ex_collapse_watch w;
+    ex_error err;
+    /* 2 heads, window 3, low below 0.1 * 2 = 0.2, drop by more than 50% */
+    assert_int_equal(ex_collapse_init(&w, 2, 3, 0.1f, 0.5f, 2.0f, &err), EX_OK);
+    warn_count c = {0, 0, 99};
+    const float steady[2] = {1.5f, 1.6f};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ex_collapse_update(&w, steady, count_warning, &c), 0);
+    const float halved[2] = {1.5f, 0.7f}; /* head 1 falls by 56% within the window */
+    assert_int_equal(ex_collapse_update(&w, halved, count_warning, &c), 1);
+    assert_true(c.drop == 1 && c.low == 0 && c.last_index == 1);
+    assert_int_equal(ex_collapse_update(&w, halved, count_warning, &c), 0); /* warned once */
+    const float collapsed[2] = {1.5f, 0.1f}; /* now below the low line too */
+    assert_int_equal(ex_collapse_update(&w, collapsed, count_warning, &c), 1);
+    assert_true(c.low == 1 && c.drop == 1);
+    for (int i = 0; i < 4; i++) /* recovered: the window forgets the peak */
+        assert_int_equal(ex_collapse_update(&w, steady, count_warning, &c), 0);
+    assert_int_equal(ex_collapse_update(&w, collapsed, count_warning, &c), 2); /* low and drop */
+    assert_true(c.low == 2 && c.drop == 2);
+    ex_tensor_list list;
+    ex_tensors_init(&list);
+    ex_collapse_tensors(&w, "watch", &list);
+    assert_int_equal(list.count, 4); /* ring, filled, next, flags */
+    ex_tensors_free(&list);
+    ex_collapse_free(&w);
+}
+
+/* The trainer's side: a warning naming layer and head on stderr and in the
+ * metrics, and --stop-on-collapse stopping with exit code 4 and a
+ * checkpoint that loads. A fraction of 0.999 of log T makes the first
+ * sharpening of any head a collapse. */
+static void test_stop_on_collapse(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char metrics[512], ckpt[512], args[2048];
+    path_in_dir(metrics, sizeof(metrics), "collapse.jsonl");
+    path_in_dir(ckpt, sizeof(ckpt), "collapse.ckpt");
+    snprintf(args, sizeof(args),
+             SMALL_MODEL "--epochs 2 --collapse-fraction 0.999 --stop-on-collapse --metrics %s "
+             "--checkpoint %s",
+             metrics, ckpt);
+    assert_int_equal(run_train(args, out, sizeof(out)), 4);
+    assert_non_null(strstr(out, "warning: step"));
+    assert_non_null(strstr(out, "entropy collapse: layer"));
+    assert_non_null(strstr(out, "--stop-on-collapse"));
+    size_t size;
+    char *text = read_file_bytes(metrics, &size);
+    assert_non_null(text);
+    text[size] = '\0';
+    assert_non_null(strstr(text, "\"type\":\"warning\""));
+    assert_non_null(strstr(text, "\"kind\":\"low\""));
+    free(text);
+    snprintf(args, sizeof(args), SMALL_MODEL "--eval-only --resume %s", ckpt);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    /* without --stop-on-collapse the same run warns and goes on to the end */
+    snprintf(args, sizeof(args), SMALL_MODEL "--epochs 2 --collapse-fraction 0.999");
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "entropy collapse: layer"));
+    assert_non_null(strstr(out, "epoch 2: test accuracy"));
+}
+
 static void test_non_finite_loss_stops_with_its_code(void **state)
 {
     (void)state;
@@ -609,6 +702,8 @@ int main(void)
         cmocka_unit_test(test_learns_the_synthetic_set),
         cmocka_unit_test(test_resume_is_bit_exact),
         cmocka_unit_test(test_odd_dataset_sizes),
+        cmocka_unit_test(test_collapse_watch),
+        cmocka_unit_test(test_stop_on_collapse),
         cmocka_unit_test(test_non_finite_loss_stops_with_its_code),
         cmocka_unit_test(test_plot_renders_a_png),
     };

@@ -46,7 +46,8 @@ static const ex_opt_spec k_specs[] = {
     {"min-lr", EX_OPT_FLOAT, OFF(min_lr), 0, 1e4, NULL, 0, 1, "final lr of the cosine schedule"},
     {"clip", EX_OPT_FLOAT, OFF(clip), 0, 1e9, NULL, 0, 1, "clip the gradient norm to this (0: off)"},
     {"label-smoothing", EX_OPT_FLOAT, OFF(label_smoothing), 0, 1, NULL, 0, 1, "label smoothing"},
-    {"augment", EX_OPT_FLAG, OFF(augment), 0, 0, NULL, 1, 1, "random horizontal flips (default)"},
+    {"augment", EX_OPT_FLAG, OFF(augment), 0, 0, NULL, 1, 1,
+     "random horizontal flips (default; not for --dataset synthetic, whose classes are stroke angles)"},
     {"no-augment", EX_OPT_FLAG, OFF(augment), 0, 0, NULL, 0, 1, "no random flips"},
     /* run */
     {"epochs", EX_OPT_SIZE, OFF(epochs), 1, 10000, NULL, 0, 1, "epochs"},

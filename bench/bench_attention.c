@@ -23,7 +23,7 @@ typedef struct {
 static void run_attention(void *ctx)
 {
     attn_case *c = ctx;
-    if (srp_attention_forward(c->a, c->x, c->batch, c->tokens, c->y, 1) != SRP_OK ||
+    if (srp_attention_forward(c->a, c->x, c->batch, c->tokens, c->y, SRP_TRAIN) != SRP_OK ||
         srp_attention_backward(c->a, c->dy, c->dx) != SRP_OK) {
         fprintf(stderr, "bench_attention: attention call failed\n");
         exit(1);
@@ -40,7 +40,7 @@ typedef struct {
 static void run_linear(void *ctx)
 {
     lin_case *c = ctx;
-    if (srp_linear_forward(c->l, c->x, c->n, c->y, 1) != SRP_OK ||
+    if (srp_linear_forward(c->l, c->x, c->n, c->y, SRP_TRAIN) != SRP_OK ||
         srp_linear_backward(c->l, c->x, c->dy, c->n, c->dx) != SRP_OK) {
         fprintf(stderr, "bench_attention: linear call failed\n");
         exit(1);

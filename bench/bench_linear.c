@@ -19,7 +19,7 @@ typedef struct {
 static void run_layer(void *ctx)
 {
     layer_case *c = ctx;
-    if (srp_linear_forward(c->l, c->x, c->n, c->y, 1) != SRP_OK ||
+    if (srp_linear_forward(c->l, c->x, c->n, c->y, SRP_TRAIN) != SRP_OK ||
         srp_linear_backward(c->l, c->x, c->dy, c->n, c->dx) != SRP_OK) {
         fprintf(stderr, "bench_linear: layer call failed\n");
         exit(1);

@@ -68,7 +68,7 @@ static void run_step(void *ctx)
     step_case *c = ctx;
     const float *logits;
     float loss;
-    if (vit_forward(c->model, c->images, c->batch, 1, &logits) != SRP_OK ||
+    if (vit_forward(c->model, c->images, c->batch, SRP_TRAIN, &logits) != SRP_OK ||
         srp_cross_entropy_forward(logits, c->labels, c->batch, c->classes, 0.0f, &loss) != SRP_OK ||
         srp_cross_entropy_backward(logits, c->labels, c->batch, c->classes, 0.0f, c->dlogits) !=
             SRP_OK ||

@@ -1,5 +1,4 @@
-/* Private to attention.c, softmax.c and entropy.c: the attention module's
- * state, and the row kernels of the softmax. */
+/* Private to attention.c and entropy.c: the attention module's state. */
 #ifndef SRP_ATTENTION_INTERNAL_H
 #define SRP_ATTENTION_INTERNAL_H
 
@@ -62,14 +61,5 @@ struct srp_attention {
     size_t gram_n;      /* min(max_tokens, D + 1) */
     size_t bound_vec_len; /* max(gram_n, dh) */
 };
-
-/* Softmax of one row of logits in place, over its first `keys` entries (the
- * rest are masked and set to 0). Subtracts the row max. Returns the row's
- * entropy log Z - sum_j p_j (s_j - m), or 0 when track is 0. keys = 0 gives
- * a zero row and entropy 0. row: [len] */
-float srp_softmax_row(float *row, size_t keys, size_t len, int track);
-
-/* ds = p * (da - <da, p>) over the first `keys` entries, 0 after. */
-void srp_softmax_backward_row(const float *p, float *da_to_ds, size_t keys, size_t len);
 
 #endif

@@ -246,12 +246,6 @@ void srp_sgemv(int trans, size_t rows, size_t cols, float alpha, const float *a,
                 alpha, a, (blasint)lda, x, 1, beta, y, 1);
 }
 
-void srp_sger(size_t rows, size_t cols, float alpha, const float *x, const float *y, float *a,
-              size_t lda)
-{
-    cblas_sger(CblasRowMajor, (blasint)rows, (blasint)cols, alpha, x, 1, y, 1, a, (blasint)lda);
-}
-
 int srp_lapack_dgesdd_top(double *a, size_t m, size_t n, double *s, double *u_col, double *vt_row)
 {
     const int want_vectors = u_col != NULL && vt_row != NULL;
@@ -264,12 +258,12 @@ int srp_lapack_dgesdd_top(double *a, size_t m, size_t n, double *s, double *u_co
     blasint lwork = -1, info = 0;
 
     if (!iwork)
-        return -1000;
+        return SRP_LAPACK_NOMEM;
     if (want_vectors) {
         u = malloc(sizeof(double) * m * (size_t)k);
         vt = malloc(sizeof(double) * (size_t)k * n);
         if (!u || !vt) {
-            info = -1000;
+            info = SRP_LAPACK_NOMEM;
             goto done;
         }
     }
@@ -280,7 +274,7 @@ int srp_lapack_dgesdd_top(double *a, size_t m, size_t n, double *s, double *u_co
     lwork = (blasint)query;
     work = malloc(sizeof(double) * (size_t)(lwork > 1 ? lwork : 1));
     if (!work) {
-        info = -1000;
+        info = SRP_LAPACK_NOMEM;
         goto done;
     }
     dgesdd_(&jobz, &bm, &bn, a, &bm, s, u ? u : &dummy, &ldu, vt ? vt : &dummy, &ldvt, work,

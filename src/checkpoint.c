@@ -152,6 +152,14 @@ static void ref_shape(const srp_tensor_ref *r, uint64_t *shape)
         shape[k] = k < r->ndim ? (uint64_t)r->shape[k] : 0;
 }
 
+/* bytes of a caller's tensor, as tensor_bytes. */
+static uint64_t ref_bytes(const srp_tensor_ref *r, int *ok)
+{
+    uint64_t shape[SRP_CHECKPOINT_MAX_NDIM];
+    ref_shape(r, shape);
+    return tensor_bytes(r->dtype, r->ndim, shape, ok);
+}
+
 static srp_status check_refs(const srp_tensor_ref *refs, size_t count)
 {
     if (!refs || count == 0)
@@ -164,10 +172,8 @@ static srp_status check_refs(const srp_tensor_ref *refs, size_t count)
         const size_t len = name_length(r->name);
         if (len == 0 || len > SRP_CHECKPOINT_MAX_NAME)
             return SRP_ERR_INVALID_ARG;
-        uint64_t shape[SRP_CHECKPOINT_MAX_NDIM];
         int ok = 1;
-        ref_shape(r, shape);
-        const uint64_t bytes = tensor_bytes(r->dtype, r->ndim, shape, &ok);
+        const uint64_t bytes = ref_bytes(r, &ok);
         if (!ok || bytes > SIZE_MAX)
             return SRP_ERR_INVALID_ARG;
         for (size_t j = 0; j < i; j++)
@@ -295,10 +301,8 @@ static int plan_layout(const srp_tensor_ref *refs, size_t count, uint64_t *table
     uint64_t at = align_up(HEADER_SIZE + table, DATA_ALIGN);
     *data_start = at;
     for (size_t i = 0; i < count; i++) {
-        uint64_t shape[SRP_CHECKPOINT_MAX_NDIM];
-        int ok = 1;
-        ref_shape(&refs[i], shape);
-        const uint64_t bytes = tensor_bytes(refs[i].dtype, refs[i].ndim, shape, &ok);
+        int ok = 1; /* checked by the caller */
+        const uint64_t bytes = ref_bytes(&refs[i], &ok);
         at = align_up(at, DATA_ALIGN);
         if (bytes > UINT64_MAX / 2 - at)
             return 0;
@@ -327,7 +331,7 @@ static void write_checkpoint(writer *w, const srp_tensor_ref *refs, size_t count
         uint64_t shape[SRP_CHECKPOINT_MAX_NDIM];
         int ok = 1;
         ref_shape(r, shape);
-        const uint64_t bytes = tensor_bytes(r->dtype, r->ndim, shape, &ok);
+        const uint64_t bytes = ref_bytes(r, &ok);
         const size_t len = strlen(r->name);
         unsigned char e[ENTRY_FIXED] = {0};
         at = align_up(at, DATA_ALIGN);
@@ -347,10 +351,8 @@ static void write_checkpoint(writer *w, const srp_tensor_ref *refs, size_t count
     uint64_t pos = HEADER_SIZE + table_size;
     for (size_t i = 0; i < count; i++) {
         const srp_tensor_ref *r = &refs[i];
-        uint64_t shape[SRP_CHECKPOINT_MAX_NDIM];
         int ok = 1;
-        ref_shape(r, shape);
-        const uint64_t bytes = tensor_bytes(r->dtype, r->ndim, shape, &ok);
+        const uint64_t bytes = ref_bytes(r, &ok);
         put_zeros(w, align_up(pos, DATA_ALIGN) - pos);
         pos = align_up(pos, DATA_ALIGN);
         put_tensor(w, r, (size_t)bytes);

@@ -19,74 +19,57 @@
 
 #include "attention_internal.h"
 
-static srp_status srp_attention_entropy_impl(const srp_attention *a, float *mean_per_head,
-                                 float *min_per_head)
+/* Per head: the mean over `rows` rows from the per-(b, h) sums, and the min
+ * of the per-(b, h) minima, in a fixed order (the same bits every time);
+ * empty (rows 0) gives `empty` for both. sums, mins: [B][H] */
+static void reduce_per_head(const srp_attention *a, const double *sums, const float *mins,
+                            size_t rows, float empty, float *mean_per_head, float *min_per_head)
 {
-    if (!a)
-        return SRP_ERR_INVALID_ARG;
-    if (!a->have_forward || !a->track_entropy)
-        return SRP_ERR_UNSUPPORTED;
-    const size_t H = a->heads, rows = a->batch * a->tokens;
+    const size_t H = a->heads;
     for (size_t h = 0; h < H; h++) {
         double sum = 0.0;
         float min = INFINITY;
-        for (size_t b = 0; b < a->batch; b++) { /* fixed order: same bits every time */
-            const float v = a->pair_min[b * H + h];
-            sum += a->pair_sum[b * H + h];
-            min = v < min || v != v ? v : min;
+        for (size_t b = 0; b < a->batch; b++) {
+            const float v = mins[b * H + h];
+            sum += sums[b * H + h];
+            min = v < min || v != v ? v : min; /* a NaN stays in the min */
         }
         if (mean_per_head)
-            mean_per_head[h] = (float)(sum / (double)rows);
+            mean_per_head[h] = rows ? (float)(sum / (double)rows) : empty;
         if (min_per_head)
-            min_per_head[h] = min;
+            min_per_head[h] = rows ? min : empty;
     }
-    return SRP_OK;
 }
 
 srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head,
                                  float *min_per_head)
 {
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_attention_entropy_impl(a, mean_per_head, min_per_head);
-    srp_profile_end(SRP_PROF_ENTROPY, t0);
-    return st;
-}
-
-static srp_status srp_attention_entropy_normalized_impl(const srp_attention *a, float *mean_per_head,
-                                            float *min_per_head)
-{
     if (!a)
         return SRP_ERR_INVALID_ARG;
     if (!a->have_forward || !a->track_entropy)
         return SRP_ERR_UNSUPPORTED;
-    const size_t H = a->heads, T = a->tokens;
-    /* Rows with a single key (T = 1, or the first query when causal) have
-     * entropy 0 = log 1 and are left out. */
-    const size_t rows_per_pair = a->causal ? T - 1 : (T >= 2 ? T : 0);
-    const size_t rows = a->batch * rows_per_pair;
-    for (size_t h = 0; h < H; h++) {
-        double sum = 0.0;
-        float min = INFINITY;
-        for (size_t b = 0; b < a->batch; b++) {
-            const float v = a->pair_min_norm[b * H + h];
-            sum += a->pair_sum_norm[b * H + h];
-            min = v < min || v != v ? v : min;
-        }
-        if (mean_per_head)
-            mean_per_head[h] = rows ? (float)(sum / (double)rows) : 1.0f;
-        if (min_per_head)
-            min_per_head[h] = rows ? min : 1.0f;
-    }
+    const uint64_t t0 = srp_profile_begin();
+    reduce_per_head(a, a->pair_sum, a->pair_min, a->batch * a->tokens, 0.0f, mean_per_head,
+                    min_per_head);
+    srp_profile_end(SRP_PROF_ENTROPY, t0);
     return SRP_OK;
 }
 
 srp_status srp_attention_entropy_normalized(const srp_attention *a, float *mean_per_head,
                                             float *min_per_head)
 {
+    if (!a)
+        return SRP_ERR_INVALID_ARG;
+    if (!a->have_forward || !a->track_entropy)
+        return SRP_ERR_UNSUPPORTED;
     const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_attention_entropy_normalized_impl(a, mean_per_head, min_per_head);
+    /* Rows with a single key (T = 1, or the first query when causal) have
+     * entropy 0 = log 1 and are left out; none left: 1 (uniform). */
+    const size_t T = a->tokens, rows_per_pair = a->causal ? T - 1 : (T >= 2 ? T : 0);
+    reduce_per_head(a, a->pair_sum_norm, a->pair_min_norm, a->batch * rows_per_pair, 1.0f,
+                    mean_per_head, min_per_head);
     srp_profile_end(SRP_PROF_ENTROPY, t0);
-    return st;
+    return SRP_OK;
 }
 
 double srp_entropy_lower_bound(double s, size_t tokens)

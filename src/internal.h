@@ -80,13 +80,13 @@ void srp_dsyrk_full(int trans, size_t n, size_t k, const double *a, size_t lda, 
 /* y = alpha op(A) x + beta y; A: [rows][cols] with leading dimension lda. */
 void srp_sgemv(int trans, size_t rows, size_t cols, float alpha, const float *a, size_t lda,
                const float *x, float beta, float *y);
-/* A += alpha x y^T; A: [rows][cols], x: [rows], y: [cols]. */
-void srp_sger(size_t rows, size_t cols, float alpha, const float *x, const float *y, float *a,
-              size_t lda);
+/* What srp_lapack_dgesdd_top returns when it cannot get its workspace (LAPACK
+ * itself returns info >= -n). */
+#define SRP_LAPACK_NOMEM (-1000)
 /* Singular values of the column-major double matrix a [m x n] (destroyed),
  * largest first, into s (min(m,n)). With u_col/vt_row non-NULL, also the
  * first left singular vector (length m) and the first right one (length n).
- * Returns LAPACK's info (0 = success), or -1000 when out of memory. */
+ * Returns LAPACK's info (0 = success), or SRP_LAPACK_NOMEM. */
 int srp_lapack_dgesdd_top(double *a, size_t m, size_t n, double *s, double *u_col, double *vt_row);
 
 /* Eigenvalues (ascending, into w [n]) of the symmetric matrix a [n][n]
@@ -119,6 +119,16 @@ srp_status srp_power_iterate(const float *w, size_t rows, size_t cols, int iters
 srp_status srp_svd_top(const float *w, size_t rows, size_t cols, float *u, float *v, float *sigma);
 /* A seeded random unit vector (never constant). */
 void srp_random_unit(srp_rng *rng, float *x, size_t n);
+
+/* ---- the softmax's row kernels (softmax.c) ---- */
+
+/* Softmax of one row of logits in place, over its first `keys` entries (the
+ * rest are masked and set to 0). Subtracts the row max. Returns the row's
+ * entropy log Z - sum_j p_j (s_j - m), or 0 when track is 0. keys = 0 gives
+ * a zero row and entropy 0. row: [len] */
+float srp_softmax_row(float *row, size_t keys, size_t len, int track);
+/* ds = p * (da - <da, p>) over the first `keys` entries, 0 after. */
+void srp_softmax_backward_row(const float *p, float *da_to_ds, size_t keys, size_t len);
 
 /* ---- linear layer internals (linear.c) ---- */
 

@@ -10,7 +10,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "attention_internal.h"
+#include "internal.h"
 
 SRP_VECTOR_CLONES
 static float softmax_row(float *row, size_t keys, size_t len, int track)

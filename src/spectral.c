@@ -105,7 +105,7 @@ srp_status srp_svd_top(const float *w, size_t rows, size_t cols, float *u, float
     for (size_t i = 0; i < rows * cols; i++)
         a[i] = w[i];
     int info = srp_lapack_dgesdd_top(a, cols, rows, s, du, dv);
-    if (info == -1000) {
+    if (info == SRP_LAPACK_NOMEM) {
         st = SRP_ERR_NOMEM;
         goto done;
     }

@@ -304,7 +304,7 @@ static void test_entropy_extremes(void **state)
         /* Uniform logits (q = k = 0): every row has entropy log(keys). */
         const float zero_k[4] = {0, 0, 0, 0}, zero_b[2] = {0, 0};
         set_qk(a, zero_k, zero_b);
-        assert_ok(srp_attention_forward(a, x, 1, T, y, 0));
+        assert_ok(srp_attention_forward(a, x, 1, T, y, SRP_EVAL));
         assert_ok(srp_attention_entropy(a, &mean, &min));
         assert_ok(srp_attention_entropy_normalized(a, &nmean, &nmin));
         if (!causal) {
@@ -325,7 +325,7 @@ static void test_entropy_extremes(void **state)
         const float c = (float)(100.0 * sqrt(2.0));
         const float b_q[2] = {c, c};
         set_qk(a, k_first, b_q);
-        assert_ok(srp_attention_forward(a, x, 1, T, y, 0));
+        assert_ok(srp_attention_forward(a, x, 1, T, y, SRP_EVAL));
         assert_ok(srp_attention_entropy(a, &mean, &min));
         assert_true(mean >= 0.0f && mean < 1e-6f);
         assert_true(min >= 0.0f && min <= mean);
@@ -370,7 +370,7 @@ static void test_bound_never_exceeds_measured_entropy(void **state)
         float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
         assert_true(x && y);
         fill_normal_f(&r, x, n, exp(srp_rng_uniform(&r) * 3.0 - 1.5));
-        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 0));
+        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, SRP_EVAL));
         float min[3], bound[3];
         assert_ok(srp_attention_entropy(a, NULL, min));
         assert_ok(srp_attention_entropy_bound(a, bound));
@@ -430,7 +430,7 @@ static void test_bound_edge_values(void **state)
     memset(srp_linear_bias(qkv), 0, sizeof(float) * 4);
     float x[2 * 6 * 4], y[2 * 6 * 4], bound[2];
     fill_normal_f(&r, x, 48, 1.0);
-    assert_ok(srp_attention_forward(a, x, 2, 6, y, 0));
+    assert_ok(srp_attention_forward(a, x, 2, 6, y, SRP_EVAL));
     assert_ok(srp_attention_entropy_bound(a, bound));
     for (int h = 0; h < 2; h++) { /* log T, lowered by the softmax margin only */
         assert_true(bound[h] <= log(6.0));
@@ -458,7 +458,7 @@ static void test_bound_matches_explicit_norms(void **state)
         double *mq = malloc(sizeof(double) * dh * c), *mk = malloc(sizeof(double) * dh * c);
         assert_true(x && y && xt && m && mq && mk);
         fill_normal_f(&r, x, n, 0.7);
-        assert_ok(srp_attention_forward(a, x, s.B, T, y, 0));
+        assert_ok(srp_attention_forward(a, x, s.B, T, y, SRP_EVAL));
         float bound[4];
         assert_ok(srp_attention_entropy_bound(a, bound));
 
@@ -526,7 +526,7 @@ static void test_nan_input_propagates(void **state)
     srp_rng_seed(&r, 5);
     fill_normal_f(&r, x, 96, 1.0);
     x[8 * 3 + 2] = NAN; /* example 0, token 3 */
-    assert_ok(srp_attention_forward(a, x, 2, 6, y, 0));
+    assert_ok(srp_attention_forward(a, x, 2, 6, y, SRP_EVAL));
     assert_true(isnan(y[0]));
     assert_ok(srp_attention_entropy(a, mean, min));
     assert_true(isnan(mean[0]) && isnan(min[0]));
@@ -546,7 +546,7 @@ static void test_bound_uses_the_forward_weights(void **state)
     randomize_linear(srp_attention_qkv(a), &r, 1.0, 2.0f);
     float x[2 * 7 * 8], y[2 * 7 * 8], before[2], after[2];
     fill_normal_f(&r, x, 112, 1.0);
-    assert_ok(srp_attention_forward(a, x, 2, 7, y, 1));
+    assert_ok(srp_attention_forward(a, x, 2, 7, y, SRP_TRAIN));
     assert_ok(srp_attention_entropy_bound(a, before));
     float *w = srp_linear_weight(srp_attention_qkv(a));
     for (size_t i = 0; i < 3 * 8 * 8; i++)
@@ -580,7 +580,7 @@ static void test_fewer_tokens_than_the_maximum(void **state)
         y[k] = malloc(sizeof(float) * n);
         dx[k] = malloc(sizeof(float) * n);
         assert_true(y[k] && dx[k]);
-        assert_ok(srp_attention_forward(a, x, 1, T, y[k], 1));
+        assert_ok(srp_attention_forward(a, x, 1, T, y[k], SRP_TRAIN));
         assert_ok(srp_attention_backward(a, dy, dx[k]));
         srp_attention_destroy(a);
     }
@@ -618,13 +618,13 @@ static void test_errors(void **state)
     assert_status(srp_attention_backward(a, y, dx), SRP_ERR_UNSUPPORTED);
     assert_status(srp_attention_entropy(a, e, e), SRP_ERR_UNSUPPORTED);
     assert_status(srp_attention_entropy_bound(a, bound), SRP_ERR_UNSUPPORTED);
-    assert_status(srp_attention_forward(a, x, 3, 4, y, 1), SRP_ERR_SHAPE);
-    assert_status(srp_attention_forward(a, x, 2, 5, y, 1), SRP_ERR_SHAPE);
-    assert_status(srp_attention_forward(a, x, 0, 4, y, 1), SRP_ERR_INVALID_ARG);
-    assert_status(srp_attention_forward(a, NULL, 2, 4, y, 1), SRP_ERR_INVALID_ARG);
-    assert_status(srp_attention_forward(a, x, 2, 4, NULL, 1), SRP_ERR_INVALID_ARG);
-    assert_status(srp_attention_forward(NULL, x, 2, 4, y, 1), SRP_ERR_INVALID_ARG);
-    assert_ok(srp_attention_forward(a, x, 1, 3, y, 1)); /* smaller than the maxima is fine */
+    assert_status(srp_attention_forward(a, x, 3, 4, y, SRP_TRAIN), SRP_ERR_SHAPE);
+    assert_status(srp_attention_forward(a, x, 2, 5, y, SRP_TRAIN), SRP_ERR_SHAPE);
+    assert_status(srp_attention_forward(a, x, 0, 4, y, SRP_TRAIN), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_forward(a, NULL, 2, 4, y, SRP_TRAIN), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_forward(a, x, 2, 4, NULL, SRP_TRAIN), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_forward(NULL, x, 2, 4, y, SRP_TRAIN), SRP_ERR_INVALID_ARG);
+    assert_ok(srp_attention_forward(a, x, 1, 3, y, SRP_TRAIN)); /* smaller than the maxima is fine */
     assert_ok(srp_attention_backward(a, y, dx));
     assert_status(srp_attention_backward(a, NULL, dx), SRP_ERR_INVALID_ARG);
     assert_ok(srp_attention_backward(a, y, NULL)); /* dx is optional */
@@ -640,7 +640,7 @@ static void test_errors(void **state)
         srp_linear *bad = which ? proj : qkv;
         const float keep = srp_linear_weight(bad)[5];
         srp_linear_weight(bad)[5] = NAN;
-        assert_status(srp_attention_forward(a, x, 2, 4, y, 1), SRP_ERR_NUMERIC);
+        assert_status(srp_attention_forward(a, x, 2, 4, y, SRP_TRAIN), SRP_ERR_NUMERIC);
         assert_memory_equal(u_qkv, srp_linear_u(qkv), sizeof(u_qkv));
         assert_memory_equal(u_proj, srp_linear_u(proj), sizeof(u_proj));
         srp_linear_weight(bad)[5] = keep;
@@ -650,13 +650,13 @@ static void test_errors(void **state)
 
     c.track_entropy = 0;
     assert_ok(srp_attention_create(&a, &c, 2, 4));
-    assert_ok(srp_attention_forward(a, x, 2, 4, y, 1));
+    assert_ok(srp_attention_forward(a, x, 2, 4, y, SRP_TRAIN));
     assert_status(srp_attention_entropy(a, e, e), SRP_ERR_UNSUPPORTED);
     srp_attention_destroy(a);
     c.track_entropy = 1;
     c.causal = 1;
     assert_ok(srp_attention_create(&a, &c, 2, 4));
-    assert_ok(srp_attention_forward(a, x, 2, 4, y, 1));
+    assert_ok(srp_attention_forward(a, x, 2, 4, y, SRP_TRAIN));
     assert_status(srp_attention_entropy_bound(a, bound), SRP_ERR_UNSUPPORTED);
     srp_attention_destroy(a);
     srp_attention_destroy(NULL);
@@ -699,7 +699,7 @@ static void test_failed_backward_changes_no_gradient(void **state)
         memcpy(before[l] + nw, srp_linear_bias_grad(lin), sizeof(float) * srp_linear_out_features(lin));
         before[l][nw + srp_linear_out_features(lin)] = *srp_linear_gamma_grad(lin);
     }
-    assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 1));
+    assert_ok(srp_attention_forward(a, x, s.B, s.T, y, SRP_TRAIN));
     for (size_t i = 0; i < n; i++)
         assert_true(isfinite(y[i]));
     assert_status(srp_attention_backward(a, dy, dx), SRP_ERR_NUMERIC);
@@ -727,7 +727,7 @@ static void run_with_threads(int threads, const float *x, const float *dy, float
     out[2] = malloc(sizeof(float) * 3 * 32 * 32);
     out[3] = malloc(sizeof(float) * 4);
     assert_true(out[0] && out[1] && out[2] && out[3]);
-    assert_ok(srp_attention_forward(a, x, s.B, s.T, out[0], 1));
+    assert_ok(srp_attention_forward(a, x, s.B, s.T, out[0], SRP_TRAIN));
     assert_ok(srp_attention_backward(a, dy, out[1]));
     memcpy(out[2], srp_linear_weight_grad(srp_attention_qkv(a)), sizeof(float) * 3 * 32 * 32);
     assert_ok(srp_attention_entropy(a, out[3], NULL));
@@ -796,7 +796,7 @@ static void run_fixture_case(const fixture *fx, const char *tag)
 #define STEP(field, count) (snprintf(name, sizeof(name), "step%d/%s", step, field), FX(name, count))
         srp_linear_zero_grad(lin[0]);
         srp_linear_zero_grad(lin[1]);
-        assert_ok(srp_attention_forward(a, STEP("x", n), s.B, s.T, y, 1));
+        assert_ok(srp_attention_forward(a, STEP("x", n), s.B, s.T, y, SRP_TRAIN));
         assert_close_array(y, STEP("y", n), n, tol, "fixture y");
         assert_ok(srp_attention_entropy(a, mean, min));
         assert_close_array(mean, STEP("ent_mean", s.H), s.H, tol, "fixture entropy mean");
@@ -854,11 +854,11 @@ static void test_forward_backward_allocate_nothing(void **state)
     srp_rng r;
     srp_rng_seed(&r, 99);
     fill_normal_f(&r, x, n, 1.0);
-    assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 1)); /* warm-up */
+    assert_ok(srp_attention_forward(a, x, s.B, s.T, y, SRP_TRAIN)); /* warm-up */
     assert_ok(srp_attention_backward(a, y, dx));
     alloc_counter_start();
     for (int it = 0; it < 3; it++) {
-        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, 1));
+        assert_ok(srp_attention_forward(a, x, s.B, s.T, y, SRP_TRAIN));
         assert_ok(srp_attention_backward(a, y, dx));
         assert_ok(srp_attention_entropy(a, e, e));
         assert_ok(srp_attention_entropy_bound(a, e));

@@ -706,10 +706,10 @@ static void run_step(run *r)
         labels[b] = (int)(ex % CLS);
     }
     srp_optim_zero_grad(r->opt);
-    assert_ok(srp_linear_forward(r->fc1, x, BATCH, h, 1));
+    assert_ok(srp_linear_forward(r->fc1, x, BATCH, h, SRP_TRAIN));
     assert_ok(srp_layernorm_forward(h, r->ln_w, r->ln_b, BATCH, HID, 1e-5f, hn, mean, rstd));
     assert_ok(srp_gelu_forward(hn, BATCH * HID, a));
-    assert_ok(srp_linear_forward(r->fc2, a, BATCH, z, 1));
+    assert_ok(srp_linear_forward(r->fc2, a, BATCH, z, SRP_TRAIN));
     assert_ok(srp_cross_entropy_forward(z, labels, BATCH, CLS, 0.1f, &loss));
     assert_ok(srp_cross_entropy_backward(z, labels, BATCH, CLS, 0.1f, dz));
     assert_ok(srp_linear_backward(r->fc2, a, dz, BATCH, da));

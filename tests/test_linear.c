@@ -286,7 +286,7 @@ static void test_backward_with_gamma_init_one_and_more_iterations(void **state)
     }
     float x[11], y[6], uref[11];
     fill_normal_f(&r, x, 11, 1.0);
-    assert_ok(srp_linear_forward(l, x, 1, y, 1));
+    assert_ok(srp_linear_forward(l, x, 1, y, SRP_TRAIN));
     to_float(u, uref, 11);
     assert_close_array(srp_linear_u(l), uref, 11, 1e-5, "u after 3 iterations");
     assert_close_rel(srp_linear_sigma(l), sigma, 1e-5, 0.0, "sigma after 3 iterations");
@@ -303,20 +303,20 @@ static void test_eval_changes_nothing_and_repeats_bitwise(void **state)
         randomize_layer(l, &r);
         float x[3 * 24], y1[30], y2[30], y3[30];
         fill_normal_f(&r, x, 3 * 24, 1.0);
-        assert_ok(srp_linear_forward(l, x, 3, y1, 1)); /* move u off the SVD vector */
+        assert_ok(srp_linear_forward(l, x, 3, y1, SRP_TRAIN)); /* move u off the SVD vector */
         float u_before[24], w_before[240];
         memcpy(u_before, srp_linear_u(l), sizeof(u_before));
         memcpy(w_before, srp_linear_weight(l), sizeof(w_before));
         const float gamma_before = *srp_linear_gamma(l);
-        assert_ok(srp_linear_forward(l, x, 3, y1, 0));
-        assert_ok(srp_linear_forward(l, x, 3, y2, 0));
+        assert_ok(srp_linear_forward(l, x, 3, y1, SRP_EVAL));
+        assert_ok(srp_linear_forward(l, x, 3, y2, SRP_EVAL));
         assert_memory_equal(y1, y2, sizeof(y1));
         assert_memory_equal(u_before, srp_linear_u(l), sizeof(u_before));
         assert_memory_equal(w_before, srp_linear_weight(l), sizeof(w_before));
         assert_true(gamma_before == *srp_linear_gamma(l));
         /* A training forward takes the same step from the same u, so its
          * output is the eval output bit for bit; then u moves. */
-        assert_ok(srp_linear_forward(l, x, 3, y3, 1));
+        assert_ok(srp_linear_forward(l, x, 3, y3, SRP_TRAIN));
         assert_memory_equal(y1, y3, sizeof(y1));
         if (k_modes[m] != SRP_REPARAM_NONE)
             assert_memory_not_equal(u_before, srp_linear_u(l), sizeof(u_before));
@@ -346,7 +346,7 @@ static void test_accumulation_equals_concatenated_batch(void **state)
             assert_true(x && y && dy && dw_one && db_one);
             fill_normal_f(&r, x, N * IN, 1.0);
             fill_normal_f(&r, dy, N * OUT, 1.0);
-            assert_ok(srp_linear_forward(a, x, N, y, 1));
+            assert_ok(srp_linear_forward(a, x, N, y, SRP_TRAIN));
             assert_ok(srp_linear_backward(a, x, dy, N, NULL));
             const float dg_one = *srp_linear_gamma_grad(a);
             memcpy(dw_one, srp_linear_weight_grad(a), sizeof(float) * IN * OUT);
@@ -407,7 +407,7 @@ static void test_create_defaults(void **state)
     srp_rng r;
     srp_rng_seed(&r, 1);
     fill_normal_f(&r, x, 2 * 64, 1.0);
-    assert_ok(srp_linear_forward(l, x, 2, y, 0));
+    assert_ok(srp_linear_forward(l, x, 2, y, SRP_EVAL));
     for (size_t k = 0; k < 2; k++)
         for (size_t o = 0; o < 32; o++) {
             double acc = 0.0;
@@ -443,7 +443,7 @@ static void test_reinit_sigma_after_loading_weights(void **state)
     /* u is the top right singular vector: one more step keeps sigma. */
     float x[30], y[20];
     fill_normal_f(&r, x, 30, 1.0);
-    assert_ok(srp_linear_forward(l, x, 1, y, 1));
+    assert_ok(srp_linear_forward(l, x, 1, y, SRP_TRAIN));
     assert_close_rel(srp_linear_sigma(l), exact, 1e-5, 0.0, "sigma after a step from the SVD");
     srp_linear_destroy(l);
 }
@@ -482,10 +482,10 @@ static void test_invalid_arguments_and_configs(void **state)
 
     assert_ok(srp_linear_create(&l, &c));
     float x[8] = {0}, y[6], dy[6] = {0}, dx[8];
-    assert_status(srp_linear_forward(NULL, x, 2, y, 1), SRP_ERR_INVALID_ARG);
-    assert_status(srp_linear_forward(l, NULL, 2, y, 1), SRP_ERR_INVALID_ARG);
-    assert_status(srp_linear_forward(l, x, 2, NULL, 1), SRP_ERR_INVALID_ARG);
-    assert_status(srp_linear_forward(l, x, 0, y, 1), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_forward(NULL, x, 2, y, SRP_TRAIN), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_forward(l, NULL, 2, y, SRP_TRAIN), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_forward(l, x, 2, NULL, SRP_TRAIN), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_forward(l, x, 0, y, SRP_TRAIN), SRP_ERR_INVALID_ARG);
     assert_status(srp_linear_backward(l, x, dy, 0, dx), SRP_ERR_INVALID_ARG);
     assert_status(srp_linear_backward(l, NULL, dy, 2, dx), SRP_ERR_INVALID_ARG);
     assert_status(srp_linear_backward(l, x, NULL, 2, dx), SRP_ERR_INVALID_ARG);
@@ -528,7 +528,7 @@ static void test_non_finite_input_leaves_the_layer_untouched(void **state)
     float x[2 * 10], y[2 * 6], dy[2 * 6], dx[2 * 10];
     fill_normal_f(&r, x, 20, 1.0);
     fill_normal_f(&r, dy, 12, 1.0);
-    assert_ok(srp_linear_forward(l, x, 2, y, 1));
+    assert_ok(srp_linear_forward(l, x, 2, y, SRP_TRAIN));
     assert_ok(srp_linear_backward(l, x, dy, 2, dx));
 
     /* NaN/Inf in W: the power step sees it; nothing changes. */
@@ -537,15 +537,15 @@ static void test_non_finite_input_leaves_the_layer_untouched(void **state)
     for (int k = 0; k < 3; k++) {
         srp_linear_weight(l)[17] = bad[k];
         memset(y, 0x7f, sizeof(y));
-        assert_status(srp_linear_forward(l, x, 2, y, 1), SRP_ERR_NUMERIC);
-        assert_status(srp_linear_forward(l, x, 2, y, 0), SRP_ERR_NUMERIC);
+        assert_status(srp_linear_forward(l, x, 2, y, SRP_TRAIN), SRP_ERR_NUMERIC);
+        assert_status(srp_linear_forward(l, x, 2, y, SRP_EVAL), SRP_ERR_NUMERIC);
         srp_linear_weight(l)[17] = before.w[17];
         layer_snapshot after = snapshot(l);
         assert_memory_equal(&before, &after, sizeof(before));
     }
     /* A non-finite gamma. */
     *srp_linear_gamma(l) = INFINITY;
-    assert_status(srp_linear_forward(l, x, 2, y, 1), SRP_ERR_NUMERIC);
+    assert_status(srp_linear_forward(l, x, 2, y, SRP_TRAIN), SRP_ERR_NUMERIC);
     *srp_linear_gamma(l) = before.gamma;
     layer_snapshot after = snapshot(l);
     assert_memory_equal(&before, &after, sizeof(before));
@@ -566,13 +566,13 @@ static void test_non_finite_input_leaves_the_layer_untouched(void **state)
     /* All-zero W: sigma = 0, so gamma / sigma is undefined in SIGMA mode;
      * STATS_ONLY just reports 0. */
     memset(srp_linear_weight(l), 0, sizeof(float) * 60);
-    assert_status(srp_linear_forward(l, x, 2, y, 1), SRP_ERR_NUMERIC);
+    assert_status(srp_linear_forward(l, x, 2, y, SRP_TRAIN), SRP_ERR_NUMERIC);
     assert_status(srp_linear_reinit_sigma(l), SRP_ERR_NUMERIC);
     srp_linear_destroy(l);
     l = make_layer(10, 6, SRP_REPARAM_STATS_ONLY, 1, 2);
     memset(srp_linear_weight(l), 0, sizeof(float) * 60);
     assert_ok(srp_linear_reinit_sigma(l));
-    assert_ok(srp_linear_forward(l, x, 2, y, 1));
+    assert_ok(srp_linear_forward(l, x, 2, y, SRP_TRAIN));
     assert_true(srp_linear_sigma(l) == 0.0f);
     for (int i = 0; i < 12; i++)
         assert_true(y[i] == 0.0f);
@@ -609,7 +609,7 @@ static void run_fixture_case(const fixture *fx, const char *tag)
 #define STEP(field, count) (snprintf(name, sizeof(name), "%s%s", p, field), FX(name, count))
         const float *x = STEP("x", n * in);
         srp_linear_zero_grad(l);
-        assert_ok(srp_linear_forward(l, x, n, y, 1));
+        assert_ok(srp_linear_forward(l, x, n, y, SRP_TRAIN));
         assert_close_array(y, STEP("y", n * out), n * out, tol, "fixture y");
         assert_close_array(srp_linear_u(l), STEP("u", in), in, tol, "fixture u");
         assert_close_rel(srp_linear_sigma(l), STEP("sigma", 1)[0], tol, 0.0, "fixture sigma");
@@ -645,7 +645,7 @@ static void run_fixture_case(const fixture *fx, const char *tag)
         if (!stats)
             *srp_linear_gamma(l) -= lr * *srp_linear_gamma_grad(l);
     }
-    assert_ok(srp_linear_forward(l, FX("eval/x", n * in), n, y, 0));
+    assert_ok(srp_linear_forward(l, FX("eval/x", n * in), n, y, SRP_EVAL));
     assert_close_array(y, FX("eval/y", n * out), n * out, tol, "fixture eval y");
     assert_close_rel(srp_linear_sigma(l), FX("eval/sigma", 1)[0], tol, 0.0, "fixture eval sigma");
     assert_close_array(srp_linear_u(l), FX("eval/u", in), in, tol, "fixture u after eval");
@@ -678,12 +678,12 @@ static void test_forward_backward_allocate_nothing(void **state)
         float *dx = malloc(sizeof(float) * N * IN);
         assert_true(x && y && dx);
         fill_normal_f(&r, x, N * IN, 1.0);
-        assert_ok(srp_linear_forward(l, x, N, y, 1)); /* warm-up: thread pools */
+        assert_ok(srp_linear_forward(l, x, N, y, SRP_TRAIN)); /* warm-up: thread pools */
         assert_ok(srp_linear_backward(l, x, y, N, dx));
         alloc_counter_start();
         for (int it = 0; it < 3; it++) {
-            assert_ok(srp_linear_forward(l, x, N, y, 1));
-            assert_ok(srp_linear_forward(l, x, N, y, 0));
+            assert_ok(srp_linear_forward(l, x, N, y, SRP_TRAIN));
+            assert_ok(srp_linear_forward(l, x, N, y, SRP_EVAL));
             assert_ok(srp_linear_backward(l, x, y, N, dx));
         }
         assert_int_equal(alloc_counter_stop(NULL), 0);

@@ -357,7 +357,7 @@ static void test_checkpoint_keeps_power_iteration_state(void **state)
     float images[2 * 28 * 28];
     fill_normal_f(&r, images, 2 * 28 * 28, 1.0);
     for (int step = 0; step < 3; step++) /* training forwards move u, v, sigma */
-        assert_ok(vit_forward(m[0], images, 2, 1, NULL));
+        assert_ok(vit_forward(m[0], images, 2, SRP_TRAIN, NULL));
     char path[512];
     path_in_dir(path, sizeof(path), "model_state.srp");
     ex_tensor_list list[2];

@@ -28,8 +28,11 @@ typedef struct {
     size_t dim, heads;
     int causal;                  /* default 0 */
     int track_entropy;           /* default 1; 0 skips the entropy (saves a little time) */
-    srp_linear_config qkv, proj; /* defaults from srp_linear_config_default */
-    uint64_t seed;               /* seeds qkv and proj (their own seeds are overridden) */
+    /* qkv and proj: their mode, init, bias, gamma_init and power_iters are
+     * used as given; their in/out sizes and seeds are not read (the module
+     * sets the sizes from dim and draws both seeds from `seed`). */
+    srp_linear_config qkv, proj;
+    uint64_t seed;
 } srp_attention_config;
 
 typedef struct srp_attention srp_attention;
@@ -43,7 +46,12 @@ SRP_API void srp_attention_destroy(srp_attention *a);
 
 /* x, y: [batch][tokens][dim]. batch or tokens above the maxima given at
  * create: SRP_ERR_SHAPE. The input is copied (the backward and the entropy
- * bound use the copy), so x may change after the call. qkv and proj are
+ * bound use the copy), so x may change after the call: the module keeps
+ * all its activations (q, k, v, the attention, the heads' outputs) for its
+ * backward, and its input with them, where a linear takes its input again
+ * at the backward (linear.h). The first forward at a new (batch, tokens)
+ * shape builds the batched products for it (allocates); the module keeps
+ * those of its last 4 shapes. qkv and proj are
  * both checked (power step, sigma, gamma) before either changes: on an
  * error the module is as it was, the last forward's caches included. */
 SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,

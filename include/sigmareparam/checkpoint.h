@@ -29,28 +29,7 @@ extern "C" {
 #define SRP_CHECKPOINT_FORMAT_VERSION 1
 /* Longest tensor name in bytes (no NUL inside), and most dimensions. */
 #define SRP_CHECKPOINT_MAX_NAME 255
-#define SRP_CHECKPOINT_MAX_NDIM 4
-
-typedef enum {
-    SRP_DTYPE_F32 = 1, /* float */
-    SRP_DTYPE_F64 = 2, /* double */
-    SRP_DTYPE_U64 = 3, /* uint64_t: counters, RNG state (srp_rng.s) */
-    SRP_DTYPE_I64 = 4, /* int64_t */
-    SRP_DTYPE_U8 = 5   /* bytes */
-} srp_dtype;
-
-/* One tensor: ndim 0 is a scalar (one element); shape[ndim..] is ignored.
- * data holds prod(shape) elements of dtype in host order. */
-typedef struct {
-    const char *name;
-    srp_dtype dtype;
-    size_t ndim;
-    size_t shape[SRP_CHECKPOINT_MAX_NDIM];
-    void *data;
-} srp_tensor_ref;
-
-/* Bytes of one element of dtype; 0 for an unknown dtype. */
-SRP_API size_t srp_dtype_size(srp_dtype dtype);
+#define SRP_CHECKPOINT_MAX_NDIM SRP_TENSOR_MAX_NDIM
 
 /* Writes refs[0..count) to path, atomically (see above). Errors: NULL,
  * count = 0, a NULL name or data, an empty, too long or duplicate name, an

@@ -1,4 +1,5 @@
-/* Version, export macro, status codes, threads. Part of <sigmareparam.h>; include that. */
+/* Version, export macro, status codes, threads, named tensors. Part of
+ * <sigmareparam.h>; include that. */
 #ifndef SIGMAREPARAM_CORE_H
 #define SIGMAREPARAM_CORE_H
 
@@ -71,6 +72,33 @@ SRP_API const char *srp_gemm_backend(void);
 /* The kernels OpenBLAS picked on this CPU ("Haswell", "SkylakeX", ...): its
  * environment variable OPENBLAS_CORETYPE can pin them. */
 SRP_API const char *srp_openblas_core(void);
+
+/* ======================================================================
+ * Named tensors: how checkpoints and optimizer state are listed
+ * ====================================================================== */
+
+#define SRP_TENSOR_MAX_NDIM 4
+
+typedef enum {
+    SRP_DTYPE_F32 = 1, /* float */
+    SRP_DTYPE_F64 = 2, /* double */
+    SRP_DTYPE_U64 = 3, /* uint64_t: counters, RNG state (srp_rng.s) */
+    SRP_DTYPE_I64 = 4, /* int64_t */
+    SRP_DTYPE_U8 = 5   /* bytes */
+} srp_dtype;
+
+/* One tensor the caller owns: ndim 0 is a scalar (one element); shape[ndim..]
+ * is ignored. data holds prod(shape) elements of dtype in host order. */
+typedef struct {
+    const char *name;
+    srp_dtype dtype;
+    size_t ndim;
+    size_t shape[SRP_TENSOR_MAX_NDIM];
+    void *data;
+} srp_tensor_ref;
+
+/* Bytes of one element of dtype; 0 for an unknown dtype. */
+SRP_API size_t srp_dtype_size(srp_dtype dtype);
 
 #ifdef __cplusplus
 }

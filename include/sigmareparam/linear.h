@@ -21,7 +21,8 @@
  * Differences from the official code, on purpose: the bias starts at 0
  * (nn.Linear's default init is uniform), and the weight init truncates at
  * +-2 std (PyTorch's trunc_normal_ default truncates at +-2 absolute, which
- * for std 0.02 is no truncation), as the design fixes. */
+ * for std 0.02 is no truncation): a truncation at 2 std keeps the init away
+ * from rare large weights, and shrinks the effective std by a factor 0.88. */
 #ifndef SIGMAREPARAM_LINEAR_H
 #define SIGMAREPARAM_LINEAR_H
 
@@ -92,16 +93,23 @@ SRP_API float srp_linear_sigma(const srp_linear *l);
 /* Restores the tracked sigma (checkpoint load); must be finite and >= 0. */
 SRP_API srp_status srp_linear_set_sigma(srp_linear *l, float sigma);
 
-/* x: [n][in], y: [n][out]. training = 1 runs the power iteration.
+/* x: [n][in], y: [n][out]. training = SRP_TRAIN runs power_iters steps and
+ * keeps them (u, v, sigma move); SRP_EVAL runs one step from the stored u
+ * into scratch and changes no state (see the top of this file).
  * Errors: NULL, n = 0 or n too large for BLAS: SRP_ERR_INVALID_ARG; a
  * non-finite or zero sigma, or a non-finite gamma: SRP_ERR_NUMERIC, and the
  * layer is left as it was. Activations are not scanned: NaN in x gives NaN
  * in y (the backward below does catch it). */
 SRP_API srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, float *y,
                                       int training);
-/* Backward of the last forward, for the same x. dy: [n][out]; dx: [n][in]
- * is overwritten and may be NULL. dW, db, dgamma accumulate. NaN/Inf in x
- * or dy: SRP_ERR_NUMERIC and no gradient is touched (dx may be written). */
+/* Backward of the last forward, for the same x. The caller passes x again:
+ * a linear's input is the caller's activation, kept anyway for the layer
+ * below, so the layer copies nothing (the attention, whose inner
+ * activations are its own, keeps a copy instead: attention.h). The u, v and
+ * sigma of that forward are the layer's; two forwards before their
+ * backwards would differentiate the second's. dy: [n][out]; dx: [n][in] is
+ * overwritten and may be NULL. dW, db, dgamma accumulate. NaN/Inf in x or
+ * dy: SRP_ERR_NUMERIC and no gradient is touched (dx may be written). */
 SRP_API srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n,
                                        float *dx);
 SRP_API void srp_linear_zero_grad(srp_linear *l);

@@ -38,7 +38,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sigmareparam/checkpoint.h"
 #include "sigmareparam/core.h"
 
 #ifdef __cplusplus

@@ -90,7 +90,8 @@ int main(int argc, char **argv)
             const size_t n = B * T;
             const int repeats = o.repeats ? o.repeats : 15;
             float *x = bench_alloc(sizeof(float) * n * D), *dy = bench_alloc(sizeof(float) * n * D);
-            float *y = bench_alloc(sizeof(float) * n * 3 * D), *dx = bench_alloc(sizeof(float) * n * D);
+            float *y = bench_alloc(sizeof(float) * n * 3 * D),
+                  *dx = bench_alloc(sizeof(float) * n * D);
             float *dy3 = bench_alloc(sizeof(float) * n * 3 * D);
             bench_fill(x, n * D, 1);
             bench_fill(dy, n * D, 2);
@@ -113,7 +114,8 @@ int main(int argc, char **argv)
                 printf("{\"bench\":\"attention\",\"threads\":%d,\"B\":%zu,\"T\":%zu,\"D\":%zu,"
                        "\"H\":%zu,\"module_ms\":%.4f,\"module_gflops\":%.2f,\"core_ms\":%.4f,"
                        "\"core_gflops\":%.2f,\"core_of_peak\":%.3f,\"no_entropy_ms\":%.4f,"
-                       "\"entropy_share\":%.4f,\"sgemm_peak_gflops\":%.2f,\"best_sgemm_peak_gflops\":%.2f}\n",
+                       "\"entropy_share\":%.4f,\"sgemm_peak_gflops\":%.2f,\"best_sgemm_peak_"
+                       "gflops\":%.2f}\n",
                        threads[t], B, T, D, H, med[0] * 1e3, gf, core * 1e3, core_gf,
                        core_gf / peak, med[1] * 1e3, entropy_share, peaks.active, peak);
             else

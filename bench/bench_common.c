@@ -139,8 +139,8 @@ void bench_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float a
                  const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                  size_t ldc)
 {
-    sgemm_with(strcmp(srp_gemm_backend(), "onednn") == 0, trans_a, trans_b, m, n, k, alpha, a,
-               lda, b, ldb, beta, c, ldc);
+    sgemm_with(strcmp(srp_gemm_backend(), "onednn") == 0, trans_a, trans_b, m, n, k, alpha, a, lda,
+               b, ldb, beta, c, ldc);
 }
 
 static void run_gemm(void *p)
@@ -168,8 +168,13 @@ double bench_sgemm_gflops(const char *backend, size_t m, size_t n, size_t k, int
     if (onednn)
         return 0.0;
 #endif
-    gemm_case g = {m, n, k, bench_alloc(sizeof(float) * m * k), bench_alloc(sizeof(float) * k * n),
-                   bench_alloc(sizeof(float) * m * n), onednn};
+    gemm_case g = {m,
+                   n,
+                   k,
+                   bench_alloc(sizeof(float) * m * k),
+                   bench_alloc(sizeof(float) * k * n),
+                   bench_alloc(sizeof(float) * m * n),
+                   onednn};
     bench_fill(g.a, m * k, 1);
     bench_fill(g.b, k * n, 2);
     const double s = bench_time(run_gemm, &g, repeats);

@@ -18,8 +18,8 @@ int main(int argc, char **argv)
     const int nbackends = bench_backends(backends);
     bench_print_setup(&o, "gemm");
     if (!o.json)
-        printf("%-8s %-9s %6s %6s %6s %10s %9s\n", "threads", "backend", "m", "n", "k",
-               "median_ms", "GFLOP/s");
+        printf("%-8s %-9s %6s %6s %6s %10s %9s\n", "threads", "backend", "m", "n", "k", "median_ms",
+               "GFLOP/s");
     for (int t = 0; t < nthreads; t++) {
         srp_set_num_threads(threads[t]);
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)

@@ -55,8 +55,8 @@ static srp_linear *make(size_t in, size_t out, srp_reparam mode)
 int main(int argc, char **argv)
 {
     bench_options o = bench_parse_args(argc, argv, NULL, NULL, NULL);
-    const size_t shapes[4][3] = {{4096, 512, 512}, {6400, 128, 384}, {6400, 128, 256},
-                                 {4096, 1024, 1024}};
+    const size_t shapes[4][3] = {
+        {4096, 512, 512}, {6400, 128, 384}, {6400, 128, 256}, {4096, 1024, 1024}};
     int threads[2];
     const int nthreads = bench_thread_list(&o, threads);
     bench_print_setup(&o, "linear");
@@ -71,12 +71,15 @@ int main(int argc, char **argv)
         for (int s = 0; s < 4; s++) {
             const size_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
             const int repeats = o.repeats ? o.repeats : 21;
-            float *x = bench_alloc(sizeof(float) * n * in), *dy = bench_alloc(sizeof(float) * n * out);
-            float *y = bench_alloc(sizeof(float) * n * out), *dx = bench_alloc(sizeof(float) * n * in);
+            float *x = bench_alloc(sizeof(float) * n * in),
+                  *dy = bench_alloc(sizeof(float) * n * out);
+            float *y = bench_alloc(sizeof(float) * n * out),
+                  *dx = bench_alloc(sizeof(float) * n * in);
             float *dw = bench_alloc(sizeof(float) * in * out);
             bench_fill(x, n * in, 1);
             bench_fill(dy, n * out, 2);
-            srp_linear *sig = make(in, out, SRP_REPARAM_SIGMA), *none = make(in, out, SRP_REPARAM_NONE);
+            srp_linear *sig = make(in, out, SRP_REPARAM_SIGMA),
+                       *none = make(in, out, SRP_REPARAM_NONE);
             layer_case cs = {sig, n, in, out, x, dy, y, dx};
             layer_case cn = {none, n, in, out, x, dy, y, dx};
             bare_case cb = {n, in, out, x, dy, srp_linear_weight(none), y, dx, dw};
@@ -107,6 +110,8 @@ int main(int argc, char **argv)
             free(dw);
         }
     }
-    printf("%s", o.json ? "" : "sigma/none: goal <= 1.02; none/bare: time ratio, goal <= 1.11 (>= 90% throughput)\n");
+    printf("%s", o.json ? ""
+                        : "sigma/none: goal <= 1.02; none/bare: time ratio, goal <= 1.11 (>= 90% "
+                          "throughput)\n");
     return 0;
 }

@@ -42,8 +42,8 @@ int main(int argc, char **argv)
     const int nthreads = bench_thread_list(&o, threads);
     bench_print_setup(&o, "spectral");
     if (!o.json)
-        printf("%-8s %6s %12s %14s %8s %14s\n", "threads", "n", "step_ms", "stream2x_ms",
-               "ratio", "sgemm_GFLOP/s");
+        printf("%-8s %6s %12s %14s %8s %14s\n", "threads", "n", "step_ms", "stream2x_ms", "ratio",
+               "sgemm_GFLOP/s");
     for (int t = 0; t < nthreads; t++) {
         srp_set_num_threads(threads[t]);
         const bench_peaks peaks = bench_measure_peaks();

@@ -37,9 +37,10 @@ static int on_flag(void *ctx, const char *flag, const char *next)
     struct {
         const char *name;
         size_t *field, lo, hi;
-    } sizes[] = {{"--patch", &f->model.patch, 1, 28},     {"--dim", &f->model.dim, 4, 4096},
-                 {"--depth", &f->model.depth, 1, 64},     {"--heads", &f->model.heads, 1, 64},
-                 {"--mlp-dim", &f->model.mlp_dim, 1, 16384}, {"--batch", &f->model.max_batch, 1, 65536}};
+    } sizes[] = {
+        {"--patch", &f->model.patch, 1, 28},        {"--dim", &f->model.dim, 4, 4096},
+        {"--depth", &f->model.depth, 1, 64},        {"--heads", &f->model.heads, 1, 64},
+        {"--mlp-dim", &f->model.mlp_dim, 1, 16384}, {"--batch", &f->model.max_batch, 1, 65536}};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         if (strcmp(flag, sizes[i].name) == 0)
             return parse_size(next, sizes[i].lo, sizes[i].hi, sizes[i].field) ? 2 : 0;
@@ -124,7 +125,12 @@ static void print_breakdown(const bench_options *o, step_case *c, int threads, i
 
 int main(int argc, char **argv)
 {
-    if (getenv("FTZ")) { unsigned csr; __asm__ volatile("stmxcsr %0" : "=m"(csr)); csr |= 0x8040; __asm__ volatile("ldmxcsr %0" : : "m"(csr)); }
+    if (getenv("FTZ")) {
+        unsigned csr;
+        __asm__ volatile("stmxcsr %0" : "=m"(csr));
+        csr |= 0x8040;
+        __asm__ volatile("ldmxcsr %0" : : "m"(csr));
+    }
     train_flags f = {vit_config_default(), 0};
     bench_options o = bench_parse_args(
         argc, argv,

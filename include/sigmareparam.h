@@ -22,14 +22,14 @@
 #define SIGMAREPARAM_H
 
 /* One header for users; the parts below are grouped by concept. */
-#include "sigmareparam/core.h"       /* version, SRP_API, srp_status, threads */
-#include "sigmareparam/rng.h"        /* srp_rng: seeded, machine-independent */
-#include "sigmareparam/spectral.h"   /* exact sigma, srp_power_iter */
-#include "sigmareparam/linear.h"     /* srp_linear: the sigmaReparam linear layer */
 #include "sigmareparam/attention.h"  /* srp_attention: multi-head attention + entropy */
+#include "sigmareparam/checkpoint.h" /* crash-safe named-tensor files */
+#include "sigmareparam/core.h"       /* version, SRP_API, srp_status, threads */
+#include "sigmareparam/linear.h"     /* srp_linear: the sigmaReparam linear layer */
 #include "sigmareparam/nn.h"         /* LayerNorm, GELU, losses, small helpers */
 #include "sigmareparam/optim.h"      /* parameter lists, SGD, LARS, AdamW, schedules */
-#include "sigmareparam/checkpoint.h" /* crash-safe named-tensor files */
 #include "sigmareparam/profile.h"    /* where the time goes */
+#include "sigmareparam/rng.h"        /* srp_rng: seeded, machine-independent */
+#include "sigmareparam/spectral.h"   /* exact sigma, srp_power_iter */
 
 #endif /* SIGMAREPARAM_H */

@@ -73,7 +73,8 @@ static srp_status srp_gelu_forward_impl(const float *x, size_t n, float *y)
     if (!x || !y || n == 0)
         return SRP_ERR_INVALID_ARG;
     const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long c = 0; c < chunks; c++)
         gelu_forward_range(x, y, c * GELU_CHUNK, c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
     return SRP_OK;
@@ -93,7 +94,8 @@ static srp_status srp_gelu_backward_impl(const float *x, const float *dy, size_t
     if (!x || !dy || !dx || n == 0)
         return SRP_ERR_INVALID_ARG;
     const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long c = 0; c < chunks; c++)
         gelu_backward_range(x, dy, dx, c * GELU_CHUNK, c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
     return SRP_OK;
@@ -114,15 +116,16 @@ static srp_status srp_gelu_backward_from_output_impl(const float *x, const float
     if (!x || !y || !dy || !dx || n == 0)
         return SRP_ERR_INVALID_ARG;
     const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long c = 0; c < chunks; c++)
         gelu_backward_from_output_range(x, y, dy, dx, c * GELU_CHUNK,
                                         c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
     return SRP_OK;
 }
 
-srp_status srp_gelu_backward_from_output(const float *x, const float *y, const float *dy,
-                                         size_t n, float *dx)
+srp_status srp_gelu_backward_from_output(const float *x, const float *y, const float *dy, size_t n,
+                                         float *dx)
 {
     const uint64_t t0 = srp_profile_begin();
     const srp_status st = srp_gelu_backward_from_output_impl(x, y, dy, n, dx);
@@ -136,7 +139,8 @@ static srp_status srp_residual_add_impl(const float *x, const float *r, size_t n
     if (!x || !r || !y || n == 0)
         return SRP_ERR_INVALID_ARG;
     const long len = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long i = 0; i < len; i++)
         y[i] = x[i] + r[i];
     return SRP_OK;
@@ -164,13 +168,14 @@ static int pool_args_ok(const void *in, const void *out, size_t batch, size_t to
 
 /* x: [batch][tokens][dim] -> y: [batch][dim]. Sums in double, over blocks
  * of columns so that the reads stay along rows. */
-static srp_status srp_mean_pool_forward_impl(const float *x, size_t batch, size_t tokens, size_t dim,
-                                 float *y)
+static srp_status srp_mean_pool_forward_impl(const float *x, size_t batch, size_t tokens,
+                                             size_t dim, float *y)
 {
     if (!pool_args_ok(x, y, batch, tokens, dim))
         return SRP_ERR_INVALID_ARG;
     const long nb = (long)batch;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (batch * tokens * dim >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (batch * tokens * dim >= SRP_PARALLEL_MIN_ELEMS)
     for (long b = 0; b < nb; b++) {
         const float *xb = x + (size_t)b * tokens * dim;
         for (size_t c0 = 0; c0 < dim; c0 += COL_BLOCK) {
@@ -186,8 +191,7 @@ static srp_status srp_mean_pool_forward_impl(const float *x, size_t batch, size_
     return SRP_OK;
 }
 
-srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, size_t dim,
-                                 float *y)
+srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, size_t dim, float *y)
 {
     const uint64_t t0 = srp_profile_begin();
     const srp_status st = srp_mean_pool_forward_impl(x, batch, tokens, dim, y);
@@ -196,14 +200,15 @@ srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, si
 }
 
 /* dy: [batch][dim] -> dx: [batch][tokens][dim] */
-static srp_status srp_mean_pool_backward_impl(const float *dy, size_t batch, size_t tokens, size_t dim,
-                                  float *dx)
+static srp_status srp_mean_pool_backward_impl(const float *dy, size_t batch, size_t tokens,
+                                              size_t dim, float *dx)
 {
     if (!pool_args_ok(dy, dx, batch, tokens, dim))
         return SRP_ERR_INVALID_ARG;
     const long nb = (long)batch;
     const float count = (float)tokens;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (batch * tokens * dim >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (batch * tokens * dim >= SRP_PARALLEL_MIN_ELEMS)
     for (long b = 0; b < nb; b++)
         for (size_t t = 0; t < tokens; t++)
             for (size_t c = 0; c < dim; c++)
@@ -221,8 +226,8 @@ srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens, 
 }
 
 /* x: [batch][tokens][dim] -> y: [batch][dim] */
-static srp_status srp_token_select_forward_impl(const float *x, size_t batch, size_t tokens, size_t dim,
-                                    size_t token, float *y)
+static srp_status srp_token_select_forward_impl(const float *x, size_t batch, size_t tokens,
+                                                size_t dim, size_t token, float *y)
 {
     if (!pool_args_ok(x, y, batch, tokens, dim) || token >= tokens)
         return SRP_ERR_INVALID_ARG;
@@ -241,8 +246,8 @@ srp_status srp_token_select_forward(const float *x, size_t batch, size_t tokens,
 }
 
 /* dy: [batch][dim] -> dx: [batch][tokens][dim] */
-static srp_status srp_token_select_backward_impl(const float *dy, size_t batch, size_t tokens, size_t dim,
-                                     size_t token, float *dx)
+static srp_status srp_token_select_backward_impl(const float *dy, size_t batch, size_t tokens,
+                                                 size_t dim, size_t token, float *dx)
 {
     if (!pool_args_ok(dy, dx, batch, tokens, dim) || token >= tokens)
         return SRP_ERR_INVALID_ARG;

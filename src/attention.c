@@ -78,9 +78,8 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     if (!out)
         return SRP_ERR_INVALID_ARG;
     *out = NULL;
-    if (!cfg || cfg->dim == 0 || cfg->heads == 0 || cfg->dim % cfg->heads != 0 ||
-        max_batch == 0 || max_tokens == 0 ||
-        !sizes_ok(max_batch, max_tokens, cfg->dim, cfg->heads))
+    if (!cfg || cfg->dim == 0 || cfg->heads == 0 || cfg->dim % cfg->heads != 0 || max_batch == 0 ||
+        max_tokens == 0 || !sizes_ok(max_batch, max_tokens, cfg->dim, cfg->heads))
         return SRP_ERR_INVALID_ARG;
     srp_attention *a = calloc(1, sizeof(*a));
     if (!a)
@@ -132,9 +131,10 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     a->bound_gram = malloc(sizeof(double) * a->gram_n * a->gram_n);
     a->bound_vecs = malloc(sizeof(double) * 4 * a->bound_vec_len);
     a->bound_qk = malloc(sizeof(double) * 2 * a->head_dim * (D + 1 + 2 * a->head_dim));
-    if (!a->x || !a->fwd_wqk || !a->fwd_bqk || !a->qkv_out || !a->att || !a->o_cat || !a->d_ocat || !a->d_qkv || !a->d_att ||
-        !a->pair_sum || !a->pair_sum_norm || !a->pair_min || !a->pair_min_norm ||
-        !a->inv_log_keys || !a->bound_x || !a->bound_gram || !a->bound_vecs || !a->bound_qk) {
+    if (!a->x || !a->fwd_wqk || !a->fwd_bqk || !a->qkv_out || !a->att || !a->o_cat || !a->d_ocat ||
+        !a->d_qkv || !a->d_att || !a->pair_sum || !a->pair_sum_norm || !a->pair_min ||
+        !a->pair_min_norm || !a->inv_log_keys || !a->bound_x || !a->bound_gram || !a->bound_vecs ||
+        !a->bound_qk) {
         srp_attention_destroy(a);
         return SRP_ERR_NOMEM;
     }
@@ -191,17 +191,23 @@ static srp_status build_plans(const srp_attention *a, size_t batch, size_t token
     const size_t att_ld = T, att_b = H * T * T, att_h = T * T;
     const srp_bgemm_desc descs[6] = {
         /* S = scale Q K^T: [T][T] = [T][dh] x [dh][T] */
-        {batch, H, T, T, dh, 0, 1, qkv_ld, qkv_ld, att_ld, qkv_b, dh, qkv_b, dh, att_b, att_h, scale},
+        {batch, H, T, T, dh, 0, 1, qkv_ld, qkv_ld, att_ld, qkv_b, dh, qkv_b, dh, att_b, att_h,
+         scale},
         /* O = A V: [T][dh] = [T][T] x [T][dh] */
-        {batch, H, T, dh, T, 0, 0, att_ld, qkv_ld, out_ld, att_b, att_h, qkv_b, dh, out_b, dh, 1.0f},
+        {batch, H, T, dh, T, 0, 0, att_ld, qkv_ld, out_ld, att_b, att_h, qkv_b, dh, out_b, dh,
+         1.0f},
         /* dV = A^T dO: [T][dh] = [T][T] x [T][dh] */
-        {batch, H, T, dh, T, 1, 0, att_ld, out_ld, qkv_ld, att_b, att_h, out_b, dh, qkv_b, dh, 1.0f},
+        {batch, H, T, dh, T, 1, 0, att_ld, out_ld, qkv_ld, att_b, att_h, out_b, dh, qkv_b, dh,
+         1.0f},
         /* dA = dO V^T: [T][T] = [T][dh] x [dh][T] */
-        {batch, H, T, T, dh, 0, 1, out_ld, qkv_ld, att_ld, out_b, dh, qkv_b, dh, att_b, att_h, 1.0f},
+        {batch, H, T, T, dh, 0, 1, out_ld, qkv_ld, att_ld, out_b, dh, qkv_b, dh, att_b, att_h,
+         1.0f},
         /* dQ = scale dS K: [T][dh] = [T][T] x [T][dh] */
-        {batch, H, T, dh, T, 0, 0, att_ld, qkv_ld, qkv_ld, att_b, att_h, qkv_b, dh, qkv_b, dh, scale},
+        {batch, H, T, dh, T, 0, 0, att_ld, qkv_ld, qkv_ld, att_b, att_h, qkv_b, dh, qkv_b, dh,
+         scale},
         /* dK = scale dS^T Q: [T][dh] = [T][T] x [T][dh] */
-        {batch, H, T, dh, T, 1, 0, att_ld, qkv_ld, qkv_ld, att_b, att_h, qkv_b, dh, qkv_b, dh, scale},
+        {batch, H, T, dh, T, 1, 0, att_ld, qkv_ld, qkv_ld, att_b, att_h, qkv_b, dh, qkv_b, dh,
+         scale},
     };
     srp_bgemm **slots[6] = {&p->qk, &p->av, &p->dv, &p->da, &p->dq, &p->dk};
     for (int i = 0; i < 6; i++) {

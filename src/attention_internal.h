@@ -27,10 +27,10 @@ struct srp_attention {
     /* The last forward. */
     size_t batch, tokens;
     int have_forward;
-    float *x;      /* [B][T][D] copy of the input */
+    float *x;       /* [B][T][D] copy of the input */
     float *qkv_out; /* [B][T][3D]: [q | k | v] per token */
-    float *att;    /* [B][H][T][T] softmax probabilities */
-    float *o_cat;  /* [B][T][D] heads' outputs side by side: proj's input */
+    float *att;     /* [B][H][T][T] softmax probabilities */
+    float *o_cat;   /* [B][T][D] heads' outputs side by side: proj's input */
 
     /* Per (b, h) pair of the last forward: sums and minima of the row
      * entropies, raw and divided by log(keys); reduced per head on demand. */
@@ -54,11 +54,11 @@ struct srp_attention {
     float fwd_scale;
 
     /* Entropy-bound workspaces (entropy.c), in double. */
-    double *bound_x;    /* [T][D + 1]: X~ of one example */
-    double *bound_gram; /* [gram_n][gram_n] */
-    double *bound_vecs; /* eigenvalues [bound_vec_len], then LAPACK's work [3 bound_vec_len] */
-    double *bound_qk;   /* Q~, K~ of one head: [2][dh][D + 1]; G_q, G_k and two more [dh][dh] */
-    size_t gram_n;      /* min(max_tokens, D + 1) */
+    double *bound_x;      /* [T][D + 1]: X~ of one example */
+    double *bound_gram;   /* [gram_n][gram_n] */
+    double *bound_vecs;   /* eigenvalues [bound_vec_len], then LAPACK's work [3 bound_vec_len] */
+    double *bound_qk;     /* Q~, K~ of one head: [2][dh][D + 1]; G_q, G_k and two more [dh][dh] */
+    size_t gram_n;        /* min(max_tokens, D + 1) */
     size_t bound_vec_len; /* max(gram_n, dh) */
 };
 

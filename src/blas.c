@@ -48,9 +48,8 @@ const char *srp_gemm_backend(void)
 
 const char *srp_openblas_core(void) { return openblas_get_corename(); }
 
-void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
-               const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-               size_t ldc)
+void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
+               size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc)
 {
 #ifdef SRP_HAVE_ONEDNN
     /* dnnl_sgemm fails only on arguments we never pass or when it cannot get
@@ -92,8 +91,8 @@ static void bgemm_loop(const srp_bgemm_desc *d, const float *a, const float *b, 
         const size_t bi = (size_t)i / d->heads, hi = (size_t)i % d->heads;
         cblas_sgemm(CblasRowMajor, d->trans_a ? CblasTrans : CblasNoTrans,
                     d->trans_b ? CblasTrans : CblasNoTrans, (blasint)d->m, (blasint)d->n,
-                    (blasint)d->k, d->alpha, a + bi * d->a_batch + hi * d->a_head,
-                    (blasint)d->lda, b + bi * d->b_batch + hi * d->b_head, (blasint)d->ldb, 0.0f,
+                    (blasint)d->k, d->alpha, a + bi * d->a_batch + hi * d->a_head, (blasint)d->lda,
+                    b + bi * d->b_batch + hi * d->b_head, (blasint)d->ldb, 0.0f,
                     c + bi * d->c_batch + hi * d->c_head, (blasint)d->ldc);
     }
 }
@@ -135,13 +134,13 @@ static void bgemm_build_onednn(srp_bgemm *g)
     dnnl_matmul_desc_t mm;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    int ok = dnnl_matmul_desc_init(&mm, &a_md, &b_md, NULL, &c_md) == dnnl_success &&
-             dnnl_primitive_attr_create(&attr) == dnnl_success &&
-             dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) ==
-                 dnnl_success &&
-             (d->alpha == 1.0f ||
-              dnnl_primitive_attr_set_output_scales(attr, 1, 0, &d->alpha) == dnnl_success) &&
-             dnnl_primitive_desc_create(&pd, &mm, attr, g_engine, NULL) == dnnl_success;
+    int ok =
+        dnnl_matmul_desc_init(&mm, &a_md, &b_md, NULL, &c_md) == dnnl_success &&
+        dnnl_primitive_attr_create(&attr) == dnnl_success &&
+        dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success &&
+        (d->alpha == 1.0f ||
+         dnnl_primitive_attr_set_output_scales(attr, 1, 0, &d->alpha) == dnnl_success) &&
+        dnnl_primitive_desc_create(&pd, &mm, attr, g_engine, NULL) == dnnl_success;
     if (attr)
         dnnl_primitive_attr_destroy(attr);
     if (!ok) {
@@ -277,8 +276,8 @@ int srp_lapack_dgesdd_top(double *a, size_t m, size_t n, double *s, double *u_co
         info = SRP_LAPACK_NOMEM;
         goto done;
     }
-    dgesdd_(&jobz, &bm, &bn, a, &bm, s, u ? u : &dummy, &ldu, vt ? vt : &dummy, &ldvt, work,
-            &lwork, iwork, &info, 1);
+    dgesdd_(&jobz, &bm, &bn, a, &bm, s, u ? u : &dummy, &ldu, vt ? vt : &dummy, &ldvt, work, &lwork,
+            iwork, &info, 1);
     if (info == 0 && want_vectors) {
         for (size_t i = 0; i < m; i++) /* first column of U */
             u_col[i] = u[i];
@@ -303,8 +302,8 @@ int srp_lapack_dsyev(int want_vectors, size_t n, double *a, size_t lda, double *
     return (int)info;
 }
 
-void srp_dgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
-               size_t lda, const double *b, size_t ldb, double *c, size_t ldc)
+void srp_dgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a, size_t lda,
+               const double *b, size_t ldb, double *c, size_t ldc)
 {
     cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, 1.0, a,

@@ -526,8 +526,7 @@ static srp_status parse_entry(const unsigned char *buf, uint64_t table_end, uint
 
 /* Checks everything that does not depend on the caller's list; on success
  * *entries (sorted by name, no duplicates) points into buf. */
-static srp_status parse_file(const unsigned char *buf, size_t size, entry **entries,
-                             size_t *count)
+static srp_status parse_file(const unsigned char *buf, size_t size, entry **entries, size_t *count)
 {
     if (size < sizeof(MAGIC) || memcmp(buf, MAGIC, sizeof(MAGIC)) != 0)
         return SRP_ERR_FORMAT;
@@ -545,8 +544,7 @@ static srp_status parse_file(const unsigned char *buf, size_t size, entry **entr
     if (crc_of(0, buf, (size_t)data_limit) != get_u32(buf + data_limit))
         return SRP_ERR_FORMAT;
     /* Every entry takes at least ENTRY_FIXED + 8 table bytes. */
-    if (table_size > data_limit - HEADER_SIZE || n == 0 ||
-        n > table_size / (ENTRY_FIXED + 8))
+    if (table_size > data_limit - HEADER_SIZE || n == 0 || n > table_size / (ENTRY_FIXED + 8))
         return SRP_ERR_FORMAT;
     const uint64_t table_end = HEADER_SIZE + table_size;
     const uint64_t data_start = align_up(table_end, DATA_ALIGN);
@@ -556,8 +554,7 @@ static srp_status parse_file(const unsigned char *buf, size_t size, entry **entr
         return SRP_ERR_NOMEM;
     uint64_t pos = HEADER_SIZE, data_end = data_start;
     for (uint64_t i = 0; i < n; i++) {
-        srp_status st = parse_entry(buf, table_end, data_start, data_limit, &pos, &data_end,
-                                    &e[i]);
+        srp_status st = parse_entry(buf, table_end, data_start, data_limit, &pos, &data_end, &e[i]);
         if (st != SRP_OK) {
             free(e);
             return st;
@@ -622,8 +619,7 @@ srp_status srp_checkpoint_load(const char *path, const srp_tensor_ref *refs, siz
     }
     for (size_t i = 0; st == SRP_OK && i < count; i++) {
         const entry *e = find_entry(entries, n, refs[i].name);
-        copy_tensor(refs[i].data, buf + e->offset, (size_t)e->bytes,
-                    srp_dtype_size(refs[i].dtype));
+        copy_tensor(refs[i].data, buf + e->offset, (size_t)e->bytes, srp_dtype_size(refs[i].dtype));
     }
     free(entries);
     free(buf);

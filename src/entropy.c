@@ -41,8 +41,7 @@ static void reduce_per_head(const srp_attention *a, const double *sums, const fl
     }
 }
 
-srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head,
-                                 float *min_per_head)
+srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head, float *min_per_head)
 {
     if (!a)
         return SRP_ERR_INVALID_ARG;
@@ -104,8 +103,8 @@ static double top_eigenvalue_upper(srp_attention *a, double *g, size_t n, double
     for (size_t i = 0; i < n; i++)
         trace += g[i * n + i];
     double *w = a->bound_vecs, *work = w + a->bound_vec_len;
-    if (!isfinite(trace) ||
-        srp_lapack_dsyev(0, n, g, n, w, work, 3 * a->bound_vec_len) != 0 || !isfinite(w[n - 1]))
+    if (!isfinite(trace) || srp_lapack_dsyev(0, n, g, n, w, work, 3 * a->bound_vec_len) != 0 ||
+        !isfinite(w[n - 1]))
         return NAN;
     const double top = w[n - 1] > 0.0 ? w[n - 1] : 0.0;
     return top + (16.0 * (double)n + k_rounding) * F64_UNIT * trace;

@@ -24,7 +24,7 @@ int srp_blas_nests_in_openmp(void);
  * SRP_VECTOR_CLONES builds a function for AVX-512, AVX2 and baseline x86-64
  * and picks one at load time. Use it on static functions only: GCC exports
  * the ifunc of a non-static clone even from a library built hidden. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) &&     \
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) &&       \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #include <math.h>
 #pragma omp declare simd notinbranch
@@ -49,9 +49,8 @@ int srp_threads(void);
 #define SRP_PARALLEL_MIN_ELEMS 32768
 
 /* C = alpha op(A) op(B) + beta C; op(A): [m][k], op(B): [k][n], C: [m][n]. */
-void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
-               const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-               size_t ldc);
+void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
+               size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc);
 /* Batched GEMM over a [batch][heads] grid of equally shaped matrices that
  * sit at fixed strides in memory (such as the heads of an attention layer):
  * for every (b, h),
@@ -96,8 +95,8 @@ int srp_lapack_dgesdd_top(double *a, size_t m, size_t n, double *s, double *u_co
 int srp_lapack_dsyev(int want_vectors, size_t n, double *a, size_t lda, double *w, double *work,
                      size_t lwork);
 /* C = op(A) op(B) in double; op(A): [m][k], op(B): [k][n], C: [m][n]. */
-void srp_dgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
-               size_t lda, const double *b, size_t ldb, double *c, size_t ldc);
+void srp_dgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a, size_t lda,
+               const double *b, size_t ldb, double *c, size_t ldc);
 
 /* ---- small reductions in double (blas.c) ---- */
 double srp_dot_f64(const float *x, const float *y, size_t n);

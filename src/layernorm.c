@@ -38,13 +38,14 @@ static void row_stats(const float *x, size_t d, double eps, double *mean, double
 }
 
 static srp_status srp_layernorm_forward_impl(const float *x, const float *weight, const float *bias,
-                                 size_t n, size_t d, float eps, float *y, float *mean,
-                                 float *rstd)
+                                             size_t n, size_t d, float eps, float *y, float *mean,
+                                             float *rstd)
 {
     if (!args_ok(x, y, n, d) || !(eps > 0.0f) || !isfinite(eps))
         return SRP_ERR_INVALID_ARG;
     const long rows = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
     for (long i = 0; i < rows; i++) {
         const float *xi = x + (size_t)i * d;
         float *yi = y + (size_t)i * d;
@@ -65,9 +66,8 @@ static srp_status srp_layernorm_forward_impl(const float *x, const float *weight
     return SRP_OK;
 }
 
-srp_status srp_layernorm_forward(const float *x, const float *weight, const float *bias,
-                                 size_t n, size_t d, float eps, float *y, float *mean,
-                                 float *rstd)
+srp_status srp_layernorm_forward(const float *x, const float *weight, const float *bias, size_t n,
+                                 size_t d, float eps, float *y, float *mean, float *rstd)
 {
     const uint64_t t0 = srp_profile_begin();
     const srp_status st = srp_layernorm_forward_impl(x, weight, bias, n, d, eps, y, mean, rstd);
@@ -81,7 +81,8 @@ static void param_grads(const float *x, const float *mean, const float *rstd, co
                         size_t n, size_t d, float *dweight, float *dbias)
 {
     const long blocks = (long)((d + COL_BLOCK - 1) / COL_BLOCK);
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
     for (long blk = 0; blk < blocks; blk++) {
         const size_t j0 = (size_t)blk * COL_BLOCK, j1 = j0 + COL_BLOCK < d ? j0 + COL_BLOCK : d;
         double acc_w[COL_BLOCK] = {0}, acc_b[COL_BLOCK] = {0};
@@ -102,9 +103,10 @@ static void param_grads(const float *x, const float *mean, const float *rstd, co
     }
 }
 
-static srp_status srp_layernorm_backward_impl(const float *x, const float *weight, const float *mean,
-                                  const float *rstd, const float *dy, size_t n, size_t d,
-                                  float *dx, float *dweight, float *dbias)
+static srp_status srp_layernorm_backward_impl(const float *x, const float *weight,
+                                              const float *mean, const float *rstd, const float *dy,
+                                              size_t n, size_t d, float *dx, float *dweight,
+                                              float *dbias)
 {
     if (!args_ok(x, dx, n, d) || !mean || !rstd || !dy)
         return SRP_ERR_INVALID_ARG;
@@ -112,7 +114,8 @@ static srp_status srp_layernorm_backward_impl(const float *x, const float *weigh
     if (dweight || dbias)
         param_grads(x, mean, rstd, dy, n, d, dweight, dbias);
     const long rows = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
     for (long i = 0; i < rows; i++) {
         const float *xi = x + (size_t)i * d, *gi = dy + (size_t)i * d;
         float *dxi = dx + (size_t)i * d;
@@ -134,11 +137,12 @@ static srp_status srp_layernorm_backward_impl(const float *x, const float *weigh
 }
 
 srp_status srp_layernorm_backward(const float *x, const float *weight, const float *mean,
-                                  const float *rstd, const float *dy, size_t n, size_t d,
-                                  float *dx, float *dweight, float *dbias)
+                                  const float *rstd, const float *dy, size_t n, size_t d, float *dx,
+                                  float *dweight, float *dbias)
 {
     const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_layernorm_backward_impl(x, weight, mean, rstd, dy, n, d, dx, dweight, dbias);
+    const srp_status st =
+        srp_layernorm_backward_impl(x, weight, mean, rstd, dy, n, d, dx, dweight, dbias);
     srp_profile_end(SRP_PROF_LAYERNORM, t0);
     return st;
 }

@@ -35,11 +35,11 @@ struct srp_linear {
     /* What the backward needs from the last successful forward. */
     float *last_u, *last_v;
     float last_sigma, last_scale;
-    float *gtx;        /* [out][in] scratch: G^T x */
-    float *xtg;        /* [in][out] scratch: x^T G, when out > in (see the backward) */
-    double *bias_acc;  /* [out] scratch: column sums of G */
+    float *gtx;           /* [out][in] scratch: G^T x */
+    float *xtg;           /* [in][out] scratch: x^T G, when out > in (see the backward) */
+    double *bias_acc;     /* [out] scratch: column sums of G */
     double *bias_partial; /* [BIAS_CHUNKS][out] scratch for them */
-    double pending_s;  /* <G^T x, W> of a prepared backward */
+    double pending_s;     /* <G^T x, W> of a prepared backward */
 };
 
 srp_linear_config srp_linear_config_default(size_t in, size_t out)
@@ -120,8 +120,7 @@ srp_status srp_linear_create(srp_linear **out, const srp_linear_config *cfg)
         l->db = calloc(o, sizeof(float));
     }
     if (!l->w || !l->dw || !l->gtx || (o > in && !l->xtg) || !l->u || !l->bias_acc ||
-        !l->bias_partial ||
-        (l->has_bias && (!l->b || !l->db))) {
+        !l->bias_partial || (l->has_bias && (!l->b || !l->db))) {
         srp_linear_destroy(l);
         return SRP_ERR_NOMEM;
     }
@@ -233,7 +232,8 @@ static int batch_ok(const srp_linear *l, size_t n)
 static void fill_rows_with_bias(float *y, const float *b, size_t n, size_t out)
 {
     const long rows = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * out >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n * out >= PARALLEL_MIN_ELEMS)
     for (long r = 0; r < rows; r++)
         memcpy(y + (size_t)r * out, b, out * sizeof(float));
 }
@@ -244,8 +244,8 @@ srp_status srp_linear_forward_prepare(srp_linear *l, int training)
     if (l->mode != SRP_REPARAM_NONE) {
         const int iters = training ? l->power_iters : 1;
         const uint64_t t0 = srp_profile_begin();
-        srp_status st = srp_power_iterate(l->w, l->out, l->in, iters, l->u, l->v, l->cand_u,
-                                          l->cand_v, &sigma);
+        srp_status st =
+            srp_power_iterate(l->w, l->out, l->in, iters, l->u, l->v, l->cand_u, l->cand_v, &sigma);
         srp_profile_end(SRP_PROF_POWER_ITER, t0);
         if (st != SRP_OK)
             return st;
@@ -329,7 +329,8 @@ static double parallel_dot_f64(const float *x, const float *y, size_t n)
 static void column_sums(const float *dy, size_t n, size_t out, double *partial, double *acc)
 {
     const size_t rows_per = (n + BIAS_CHUNKS - 1) / BIAS_CHUNKS;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * out >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n * out >= PARALLEL_MIN_ELEMS)
     for (long c = 0; c < BIAS_CHUNKS; c++) {
         double *p = partial + (size_t)c * out;
         const size_t r0 = (size_t)c * rows_per, r1 = r0 + rows_per < n ? r0 + rows_per : n;
@@ -353,7 +354,8 @@ static void column_sums(const float *dy, size_t n, size_t out, double *partial, 
 static void transpose(const float *a, size_t rows, size_t cols, float *b)
 {
     const long bcols = (long)cols;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (rows * cols >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (rows * cols >= PARALLEL_MIN_ELEMS)
     for (long c = 0; c < bcols; c++)
         for (size_t r = 0; r < rows; r++)
             b[(size_t)c * rows + r] = a[r * cols + (size_t)c];
@@ -364,7 +366,8 @@ static void accumulate_weight_grad(float *dw, const float *gtx, float a, float c
                                    const float *u, size_t out, size_t in)
 {
     const long rows = (long)out;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (out * in >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (out * in >= PARALLEL_MIN_ELEMS)
     for (long o = 0; o < rows; o++) {
         float *d = dw + (size_t)o * in;
         const float *g = gtx + (size_t)o * in;
@@ -431,8 +434,7 @@ void srp_linear_backward_commit(srp_linear *l)
     srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
 }
 
-srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n,
-                               float *dx)
+srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n, float *dx)
 {
     if (!l || !x || !dy || !batch_ok(l, n))
         return SRP_ERR_INVALID_ARG;

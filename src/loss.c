@@ -59,7 +59,7 @@ static double row_loss(const float *z, size_t classes, int label, double smoothi
 
 /* logits: [n][classes], labels: [n] */
 static srp_status srp_cross_entropy_forward_impl(const float *logits, const int *labels, size_t n,
-                                     size_t classes, float label_smoothing, float *loss)
+                                                 size_t classes, float label_smoothing, float *loss)
 {
     srp_status st = check_args(logits, labels, n, classes, label_smoothing);
     if (st != SRP_OK || !loss)
@@ -68,7 +68,8 @@ static srp_status srp_cross_entropy_forward_impl(const float *logits, const int 
     const size_t per = n / chunks, extra = n % chunks;
     double partial[LOSS_CHUNKS];
     const long nc = (long)chunks;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * classes >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n * classes >= SRP_PARALLEL_MIN_ELEMS)
     for (long k = 0; k < nc; k++) {
         /* The first `extra` chunks take one row more. */
         const size_t kk = (size_t)k;
@@ -93,14 +94,16 @@ srp_status srp_cross_entropy_forward(const float *logits, const int *labels, siz
                                      size_t classes, float label_smoothing, float *loss)
 {
     const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_cross_entropy_forward_impl(logits, labels, n, classes, label_smoothing, loss);
+    const srp_status st =
+        srp_cross_entropy_forward_impl(logits, labels, n, classes, label_smoothing, loss);
     srp_profile_end(SRP_PROF_LOSS, t0);
     return st;
 }
 
 /* logits, dlogits: [n][classes], labels: [n] */
 static srp_status srp_cross_entropy_backward_impl(const float *logits, const int *labels, size_t n,
-                                      size_t classes, float label_smoothing, float *dlogits)
+                                                  size_t classes, float label_smoothing,
+                                                  float *dlogits)
 {
     srp_status st = check_args(logits, labels, n, classes, label_smoothing);
     if (st != SRP_OK || !dlogits)
@@ -111,7 +114,8 @@ static srp_status srp_cross_entropy_backward_impl(const float *logits, const int
     const double s = (double)label_smoothing, inv_n = 1.0 / (double)n;
     const double off = s / (double)classes, on = 1.0 - s;
     const long rows = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n * classes >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n * classes >= SRP_PARALLEL_MIN_ELEMS)
     for (long i = 0; i < rows; i++) {
         const float *z = logits + (size_t)i * classes;
         float *dz = dlogits + (size_t)i * classes;
@@ -130,14 +134,15 @@ srp_status srp_cross_entropy_backward(const float *logits, const int *labels, si
                                       size_t classes, float label_smoothing, float *dlogits)
 {
     const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_cross_entropy_backward_impl(logits, labels, n, classes, label_smoothing, dlogits);
+    const srp_status st =
+        srp_cross_entropy_backward_impl(logits, labels, n, classes, label_smoothing, dlogits);
     srp_profile_end(SRP_PROF_LOSS, t0);
     return st;
 }
 
 /* logits: [n][classes], labels: [n] */
-static srp_status srp_accuracy_count_impl(const float *logits, const int *labels, size_t n, size_t classes,
-                              size_t *correct)
+static srp_status srp_accuracy_count_impl(const float *logits, const int *labels, size_t n,
+                                          size_t classes, size_t *correct)
 {
     srp_status st = check_args(logits, labels, n, classes, 0.0f);
     if (st != SRP_OK || !correct)

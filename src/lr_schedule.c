@@ -30,14 +30,12 @@ srp_status srp_lr_schedule_check(const srp_lr_schedule *s)
     if (!s || !finite_nonneg(s->base_lr))
         return SRP_ERR_INVALID_ARG;
     switch (s->kind) {
-    case SRP_LR_CONSTANT:
-        return SRP_OK;
+    case SRP_LR_CONSTANT: return SRP_OK;
     case SRP_LR_STEP:
         return s->step_size > 0 && finite_nonneg(s->step_gamma) ? SRP_OK : SRP_ERR_INVALID_ARG;
     case SRP_LR_COSINE:
-        return s->total_steps > s->warmup_steps && finite_nonneg(s->min_lr)
-                   ? SRP_OK
-                   : SRP_ERR_INVALID_ARG;
+        return s->total_steps > s->warmup_steps && finite_nonneg(s->min_lr) ? SRP_OK
+                                                                            : SRP_ERR_INVALID_ARG;
     }
     return SRP_ERR_INVALID_ARG;
 }
@@ -51,10 +49,8 @@ float srp_lr_at(const srp_lr_schedule *s, uint64_t step)
         return (float)(base * ((double)step + 1.0) / (double)s->warmup_steps);
     const uint64_t t = step - s->warmup_steps;
     switch (s->kind) {
-    case SRP_LR_CONSTANT:
-        return (float)base;
-    case SRP_LR_STEP:
-        return (float)(base * pow((double)s->step_gamma, (double)(t / s->step_size)));
+    case SRP_LR_CONSTANT: return (float)base;
+    case SRP_LR_STEP: return (float)(base * pow((double)s->step_gamma, (double)(t / s->step_size)));
     case SRP_LR_COSINE: {
         const uint64_t span = s->total_steps - s->warmup_steps;
         const double min_lr = s->min_lr;

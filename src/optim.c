@@ -215,7 +215,8 @@ static void sgd_update(float *p, const float *g, float *buf, size_t n, const srp
     const float shrink = (float)(1.0 - (double)lr * (double)(decoupled ? wd : 0.0f));
     const int nesterov = c->nesterov;
     const long len = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long k = 0; k < len; k++) {
         float d = g[k] + coupled_wd * p[k];
         if (trust != 1.0f)
@@ -231,8 +232,7 @@ static void sgd_update(float *p, const float *g, float *buf, size_t n, const srp
 
 /* AdamW from torch.optim.AdamW; wd coupled (torch.optim.Adam) or decoupled. */
 static void adam_update(float *p, const float *g, float *m, float *v, size_t n,
-                        const srp_optim_config *c, float lr, float wd, int decoupled,
-                        uint64_t t)
+                        const srp_optim_config *c, float lr, float wd, int decoupled, uint64_t t)
 {
     const double bc1 = 1.0 - pow((double)c->beta1, (double)t);
     const double bc2 = 1.0 - pow((double)c->beta2, (double)t);
@@ -243,7 +243,8 @@ static void adam_update(float *p, const float *g, float *m, float *v, size_t n,
     const float one_minus_b1 = 1.0f - c->beta1, b2 = c->beta2, one_minus_b2 = 1.0f - c->beta2;
     const float eps = c->eps;
     const long len = (long)n;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long k = 0; k < len; k++) {
         const float pk = p[k] * shrink;
         const float gk = g[k] + coupled_wd * p[k];
@@ -281,8 +282,8 @@ static srp_status srp_optim_step_impl(srp_optim *o, float lr)
         const float lr_e = lr * p->lr_mult;
         const float wd = p->weight_decay ? c->weight_decay : 0.0f;
         if (c->kind == SRP_OPTIM_ADAMW) {
-            adam_update(p->data, p->grad, buffer_of(o, i, 0), buffer_of(o, i, 1), p->size, c,
-                        lr_e, wd, decoupled, o->steps + 1);
+            adam_update(p->data, p->grad, buffer_of(o, i, 0), buffer_of(o, i, 1), p->size, c, lr_e,
+                        wd, decoupled, o->steps + 1);
             continue;
         }
         float trust = 1.0f;
@@ -367,7 +368,7 @@ srp_status srp_optim_tensor_refs(srp_optim *o, srp_tensor_ref *refs, size_t capa
 /* ---- clipping ---- */
 
 static srp_status srp_clip_grad_norm_impl(const srp_param *params, size_t count, float max_norm,
-                              float *norm_out)
+                                          float *norm_out)
 {
     if (!params || count == 0 || !(max_norm > 0.0f) || !isfinite(max_norm))
         return SRP_ERR_INVALID_ARG;
@@ -388,7 +389,8 @@ static srp_status srp_clip_grad_norm_impl(const srp_param *params, size_t count,
         for (size_t i = 0; i < count; i++) {
             float *g = params[i].grad;
             const long len = (long)params[i].size;
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) if (len >= SRP_PARALLEL_MIN_ELEMS)
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (len >= SRP_PARALLEL_MIN_ELEMS)
             for (long k = 0; k < len; k++)
                 g[k] *= cf;
         }

@@ -202,8 +202,8 @@ srp_status srp_power_iter_step(srp_power_iter *p, const float *w, int iters, flo
     if (!p || !w || iters < 1)
         return SRP_ERR_INVALID_ARG;
     float s;
-    srp_status st = srp_power_iterate(w, p->rows, p->cols, iters, p->u, p->v, p->scratch_u,
-                                      p->scratch_v, &s);
+    srp_status st =
+        srp_power_iterate(w, p->rows, p->cols, iters, p->u, p->v, p->scratch_u, p->scratch_v, &s);
     if (st != SRP_OK)
         return st;
     memcpy(p->u, p->scratch_u, p->cols * sizeof(float));

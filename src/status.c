@@ -5,7 +5,8 @@ const char *srp_status_str(srp_status s)
 {
     switch (s) {
     case SRP_OK: return "ok";
-    case SRP_ERR_INVALID_ARG: return "invalid argument (NULL pointer, zero size or value out of range)";
+    case SRP_ERR_INVALID_ARG:
+        return "invalid argument (NULL pointer, zero size or value out of range)";
     case SRP_ERR_SHAPE: return "shape mismatch";
     case SRP_ERR_NOMEM: return "out of memory";
     case SRP_ERR_NUMERIC: return "non-finite value (NaN or Inf) in input or result";

@@ -2,8 +2,8 @@
 #include "alloc_counter.h"
 
 #include <dlfcn.h>
-#include <execinfo.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <stdlib.h>
 #include <string.h>
 

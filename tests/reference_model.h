@@ -37,7 +37,8 @@ typedef struct {
 } ref_attention;
 
 /* The attention a as its next forward on batch x tokens will compute it. */
-void ref_attention_init(ref_attention *R, srp_attention *a, size_t batch, size_t tokens, int causal);
+void ref_attention_init(ref_attention *R, srp_attention *a, size_t batch, size_t tokens,
+                        int causal);
 void ref_attention_free(ref_attention *R);
 /* timm's attention (attention.h); ent (may be NULL): [B][H][T] row entropies.
  * x, y: [B][T][D] */

@@ -81,7 +81,7 @@ static void problem_free(attention_problem *P)
 }
 
 static const attn_shape k_shapes[] = {
-    {2, 5, 8, 2, 0},  {2, 5, 8, 2, 1},  {3, 4, 6, 1, 0},    {2, 1, 8, 4, 0},   {2, 1, 8, 4, 1},
+    {2, 5, 8, 2, 0},   {2, 5, 8, 2, 1},   {3, 4, 6, 1, 0},   {2, 1, 8, 4, 0},   {2, 1, 8, 4, 1},
     {4, 17, 12, 3, 1}, {2, 70, 16, 4, 0}, {1, 300, 8, 2, 0}, {1, 300, 8, 2, 1}, /* long rows */
 };
 
@@ -607,7 +607,8 @@ static void test_errors(void **state)
     assert_status(srp_attention_create(&a, NULL, 2, 4), SRP_ERR_INVALID_ARG);
     assert_status(srp_attention_create(&a, &c, 0, 4), SRP_ERR_INVALID_ARG);
     assert_status(srp_attention_create(&a, &c, 2, 0), SRP_ERR_INVALID_ARG);
-    assert_status(srp_attention_create(&a, &c, (size_t)1 << 40, (size_t)1 << 30), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_create(&a, &c, (size_t)1 << 40, (size_t)1 << 30),
+                  SRP_ERR_INVALID_ARG);
     c.heads = 0;
     assert_status(srp_attention_create(&a, &c, 2, 4), SRP_ERR_INVALID_ARG);
     assert_null(a);
@@ -624,7 +625,8 @@ static void test_errors(void **state)
     assert_status(srp_attention_forward(a, NULL, 2, 4, y, SRP_TRAIN), SRP_ERR_INVALID_ARG);
     assert_status(srp_attention_forward(a, x, 2, 4, NULL, SRP_TRAIN), SRP_ERR_INVALID_ARG);
     assert_status(srp_attention_forward(NULL, x, 2, 4, y, SRP_TRAIN), SRP_ERR_INVALID_ARG);
-    assert_ok(srp_attention_forward(a, x, 1, 3, y, SRP_TRAIN)); /* smaller than the maxima is fine */
+    assert_ok(
+        srp_attention_forward(a, x, 1, 3, y, SRP_TRAIN)); /* smaller than the maxima is fine */
     assert_ok(srp_attention_backward(a, y, dx));
     assert_status(srp_attention_backward(a, NULL, dx), SRP_ERR_INVALID_ARG);
     assert_ok(srp_attention_backward(a, y, NULL)); /* dx is optional */
@@ -696,7 +698,8 @@ static void test_failed_backward_changes_no_gradient(void **state)
         srp_linear *lin = l ? proj : qkv;
         const size_t nw = srp_linear_in_features(lin) * srp_linear_out_features(lin);
         memcpy(before[l], srp_linear_weight_grad(lin), sizeof(float) * nw);
-        memcpy(before[l] + nw, srp_linear_bias_grad(lin), sizeof(float) * srp_linear_out_features(lin));
+        memcpy(before[l] + nw, srp_linear_bias_grad(lin),
+               sizeof(float) * srp_linear_out_features(lin));
         before[l][nw + srp_linear_out_features(lin)] = *srp_linear_gamma_grad(lin);
     }
     assert_ok(srp_attention_forward(a, x, s.B, s.T, y, SRP_TRAIN));
@@ -766,7 +769,8 @@ static void test_results_are_deterministic(void **state)
 static void run_fixture_case(const fixture *fx, const char *tag)
 {
     char key[160];
-#define FX(name, count) (snprintf(key, sizeof(key), "%s/%s", tag, name), fixture_get(fx, key, count, NULL))
+#define FX(name, count)                                                                            \
+    (snprintf(key, sizeof(key), "%s/%s", tag, name), fixture_get(fx, key, count, NULL))
     const float *cfg = FX("config", 6);
     const attn_shape s = {(size_t)cfg[0], (size_t)cfg[1], (size_t)cfg[2], (size_t)cfg[3],
                           cfg[4] != 0.0f};
@@ -807,12 +811,14 @@ static void run_fixture_case(const fixture *fx, const char *tag)
             const size_t in = srp_linear_in_features(lin[i]), out = srp_linear_out_features(lin[i]);
             char field[64];
             snprintf(field, sizeof(field), "%s/sigma", names[i]);
-            assert_close_rel(srp_linear_sigma(lin[i]), STEP(field, 1)[0], tol, 0.0, "fixture sigma");
+            assert_close_rel(srp_linear_sigma(lin[i]), STEP(field, 1)[0], tol, 0.0,
+                             "fixture sigma");
             snprintf(field, sizeof(field), "%s/dw", names[i]);
             assert_close_array(srp_linear_weight_grad(lin[i]), STEP(field, in * out), in * out, tol,
                                "fixture dW");
             snprintf(field, sizeof(field), "%s/db", names[i]);
-            assert_close_array(srp_linear_bias_grad(lin[i]), STEP(field, out), out, tol, "fixture db");
+            assert_close_array(srp_linear_bias_grad(lin[i]), STEP(field, out), out, tol,
+                               "fixture db");
             snprintf(field, sizeof(field), "%s/dgamma", names[i]);
             assert_close_rel(*srp_linear_gamma_grad(lin[i]), STEP(field, 1)[0], tol, 1e-3,
                              "fixture dgamma");

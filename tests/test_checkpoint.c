@@ -117,8 +117,8 @@ static void tensors_init(tensors *t, uint64_t seed, int fill)
     srp_rng_seed(&r, seed);
     if (fill) {
         fill_normal_f(&r, &t->a[0][0], 15, 1.0);
-        t->a[0][0] = -0.0f;            /* bit patterns that a careless copy */
-        t->a[0][1] = 1e-42f;           /* (through a conversion) would lose */
+        t->a[0][0] = -0.0f;                               /* bit patterns that a careless copy */
+        t->a[0][1] = 1e-42f;                              /* (through a conversion) would lose */
         memcpy(&t->a[0][2], &(uint32_t){0x7fc00123u}, 4); /* a NaN payload */
         t->b[0] = 1.0 / 3.0;
         t->b[1] = -1e300;
@@ -424,12 +424,24 @@ static void test_mismatch_statuses(void **state)
         memcpy(refs, dst.refs, sizeof(refs));
         srp_status want = SRP_ERR_SHAPE;
         switch (k) {
-        case 0: refs[0].shape[1] = 4; break;        /* [3][4] for [3][5] */
-        case 1: refs[0].ndim = 1; refs[0].shape[0] = 15; break; /* same count, other rank */
-        case 2: refs[1].dtype = SRP_DTYPE_U64; break;           /* same size, other dtype */
-        case 3: refs[2].ndim = 1; refs[2].shape[0] = 1; break;  /* [1] for a scalar */
-        case 4: refs[6].name = "blocks.0.attn.qkv.v"; want = SRP_ERR_FORMAT; break;
-        case 5: refs[4].name = "raw bytes "; want = SRP_ERR_FORMAT; break; /* prefix */
+        case 0: refs[0].shape[1] = 4; break; /* [3][4] for [3][5] */
+        case 1:
+            refs[0].ndim = 1;
+            refs[0].shape[0] = 15;
+            break;                                    /* same count, other rank */
+        case 2: refs[1].dtype = SRP_DTYPE_U64; break; /* same size, other dtype */
+        case 3:
+            refs[2].ndim = 1;
+            refs[2].shape[0] = 1;
+            break; /* [1] for a scalar */
+        case 4:
+            refs[6].name = "blocks.0.attn.qkv.v";
+            want = SRP_ERR_FORMAT;
+            break;
+        case 5:
+            refs[4].name = "raw bytes ";
+            want = SRP_ERR_FORMAT;
+            break; /* prefix */
         }
         assert_status(srp_checkpoint_load(path, refs, NT), want);
         assert_same_data(&dst, &keep);
@@ -714,8 +726,8 @@ static void run_step(run *r)
     assert_ok(srp_cross_entropy_backward(z, labels, BATCH, CLS, 0.1f, dz));
     assert_ok(srp_linear_backward(r->fc2, a, dz, BATCH, da));
     assert_ok(srp_gelu_backward(hn, da, BATCH * HID, dhn));
-    assert_ok(srp_layernorm_backward(h, r->ln_w, mean, rstd, dhn, BATCH, HID, dh, r->dln_w,
-                                     r->dln_b));
+    assert_ok(
+        srp_layernorm_backward(h, r->ln_w, mean, rstd, dhn, BATCH, HID, dh, r->dln_w, r->dln_b));
     assert_ok(srp_linear_backward(r->fc1, x, dh, BATCH, NULL));
     assert_ok(srp_optim_clip_grad_norm(r->opt, 1.0f, NULL));
     srp_lr_schedule s = srp_lr_schedule_default(SRP_LR_COSINE, 0.01f, 40);

@@ -93,8 +93,8 @@ typedef struct {
 } shape;
 
 /* The last one is big enough for the OpenMP paths (n out and in out >= 65536). */
-static const shape k_shapes[] = {{1, 1, 1},    {1, 7, 3},      {5, 16, 12},   {3, 1, 9},
-                                 {9, 20, 1},   {33, 64, 48},   {200, 130, 70}, {600, 300, 256}};
+static const shape k_shapes[] = {{1, 1, 1},  {1, 7, 3},    {5, 16, 12},    {3, 1, 9},
+                                 {9, 20, 1}, {33, 64, 48}, {200, 130, 70}, {600, 300, 256}};
 static const srp_reparam k_modes[] = {SRP_REPARAM_SIGMA, SRP_REPARAM_STATS_ONLY, SRP_REPARAM_NONE};
 
 /* ---------------- tests ---------------- */
@@ -584,12 +584,14 @@ static void test_non_finite_input_leaves_the_layer_untouched(void **state)
 static void run_fixture_case(const fixture *fx, const char *tag)
 {
     char key[128];
-#define FX(name, count) (snprintf(key, sizeof(key), "%s/%s", tag, name), fixture_get(fx, key, count, NULL))
+#define FX(name, count)                                                                            \
+    (snprintf(key, sizeof(key), "%s/%s", tag, name), fixture_get(fx, key, count, NULL))
     const float *cfg = FX("config", 6);
     const size_t n = (size_t)cfg[0], in = (size_t)cfg[1], out = (size_t)cfg[2];
     const int bias = cfg[3] != 0.0f, stats = cfg[4] != 0.0f, steps = (int)cfg[5];
     const float lr = 0.05f, tol = 1e-5f;
-    srp_linear *l = make_layer(in, out, stats ? SRP_REPARAM_STATS_ONLY : SRP_REPARAM_SIGMA, bias, 1);
+    srp_linear *l =
+        make_layer(in, out, stats ? SRP_REPARAM_STATS_ONLY : SRP_REPARAM_SIGMA, bias, 1);
     memcpy(srp_linear_weight(l), FX("w0", in * out), sizeof(float) * in * out);
     if (bias)
         memcpy(srp_linear_bias(l), FX("b0", out), sizeof(float) * out);

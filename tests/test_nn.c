@@ -29,8 +29,8 @@ static void assert_grad_close(const float *got, const double *ref, size_t n, dou
         }
     }
     if (!(worst <= tol * scale)) {
-        print_error("%s: [%zu] got %.9g, expected %.9g (err %.3g of scale %.3g > tol %.3g)\n",
-                    what, at, (double)got[at], ref[at], worst / scale, scale, tol);
+        print_error("%s: [%zu] got %.9g, expected %.9g (err %.3g of scale %.3g > tol %.3g)\n", what,
+                    at, (double)got[at], ref[at], worst / scale, scale, tol);
         fail();
     }
 }
@@ -72,8 +72,8 @@ static void ln_ref(const double *x, const double *w, const double *b, size_t n, 
 }
 
 /* L = sum(r * LN(x; w, b)) */
-static double ln_loss(const double *x, const double *w, const double *b, const double *r,
-                      size_t n, size_t d, double eps, double *scratch)
+static double ln_loss(const double *x, const double *w, const double *b, const double *r, size_t n,
+                      size_t d, double eps, double *scratch)
 {
     ln_ref(x, w, b, n, d, eps, scratch);
     return dot_d(scratch, r, n * d);
@@ -174,9 +174,9 @@ static void test_layernorm_against_reference_and_fd(void **state)
 {
     (void)state;
     check_layernorm(5, 16, 1, 1e-5f, 1);
-    check_layernorm(3, 1, 1, 1e-5f, 2);    /* d = 1: y = bias, dx = 0 */
-    check_layernorm(4, 130, 1, 1e-5f, 3);  /* column blocks of the dweight sum */
-    check_layernorm(6, 37, 0, 1e-3f, 4);   /* no scale/shift, larger eps */
+    check_layernorm(3, 1, 1, 1e-5f, 2);   /* d = 1: y = bias, dx = 0 */
+    check_layernorm(4, 130, 1, 1e-5f, 3); /* column blocks of the dweight sum */
+    check_layernorm(6, 37, 0, 1e-3f, 4);  /* no scale/shift, larger eps */
     check_layernorm(70, 9, 1, 1e-6f, 5);
 }
 
@@ -312,8 +312,8 @@ static void test_gelu_backward_from_output(void **state)
 {
     (void)state;
     enum { GRID = 2001, EXTRA = 14, N = GRID + EXTRA };
-    const float extra[EXTRA] = {0.0f,   -0.0f,   1e-30f, -1e-30f, 1e-20f, -1e-20f, 3e-21f,
-                                -3e-21f, 1e-13f, -1e-13f, 1e-6f,  -1e-6f,  -13.0f, -15.0f};
+    const float extra[EXTRA] = {0.0f,    -0.0f,  1e-30f,  -1e-30f, 1e-20f, -1e-20f, 3e-21f,
+                                -3e-21f, 1e-13f, -1e-13f, 1e-6f,   -1e-6f, -13.0f,  -15.0f};
     float *x = alloc_f(N), *y = alloc_f(N), *dy = alloc_f(N), *dx = alloc_f(N), *dx2 = alloc_f(N);
     srp_rng rng;
     srp_rng_seed(&rng, 22);
@@ -548,8 +548,8 @@ static void test_residual_add_and_accumulate(void **state)
 typedef enum { POOL_MEAN, POOL_TOKEN } pool_kind;
 
 /* L = sum(r * pool(x)) in double. x: [B][T][D], r: [B][D] */
-static double pool_loss(pool_kind k, const double *x, const double *r, size_t B, size_t T,
-                        size_t D, size_t token)
+static double pool_loss(pool_kind k, const double *x, const double *r, size_t B, size_t T, size_t D,
+                        size_t token)
 {
     double l = 0.0;
     for (size_t b = 0; b < B; b++)

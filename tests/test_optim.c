@@ -23,7 +23,7 @@ typedef struct {
     size_t count;
     srp_param params[MAX_ENTRIES];
     float *data[MAX_ENTRIES], *grad[MAX_ENTRIES];
-    double *p[MAX_ENTRIES], *p0[MAX_ENTRIES]; /* reference params, initial params */
+    double *p[MAX_ENTRIES], *p0[MAX_ENTRIES];  /* reference params, initial params */
     double *s0[MAX_ENTRIES], *s1[MAX_ENTRIES]; /* reference state: buf or m; v */
 } model;
 
@@ -172,9 +172,8 @@ static void assert_moved_like(const float *got, const double *ref, const double 
         }
     }
     if (!(worst <= tol * scale)) {
-        print_error("%s, entry %zu [%zu]: moved %.9g, reference %.9g (err %.3g > tol %.3g)\n",
-                    what, entry, at, (double)got[at] - p0[at], ref[at] - p0[at], worst / scale,
-                    tol);
+        print_error("%s, entry %zu [%zu]: moved %.9g, reference %.9g (err %.3g > tol %.3g)\n", what,
+                    entry, at, (double)got[at] - p0[at], ref[at] - p0[at], worst / scale, tol);
         fail();
     }
 }
@@ -341,8 +340,8 @@ static void test_param_defaults(void **state)
     srp_optim_config s = srp_optim_config_default(SRP_OPTIM_SGD);
     assert_true(s.weight_decay == 0.0f && s.momentum == 0.9f && s.wd_mode == SRP_WD_COUPLED);
     srp_optim_config a = srp_optim_config_default(SRP_OPTIM_ADAMW);
-    assert_true(a.weight_decay == 0.01f && a.beta1 == 0.9f && a.beta2 == 0.999f &&
-                a.eps == 1e-8f && a.wd_mode == SRP_WD_DECOUPLED);
+    assert_true(a.weight_decay == 0.01f && a.beta1 == 0.9f && a.beta2 == 0.999f && a.eps == 1e-8f &&
+                a.wd_mode == SRP_WD_DECOUPLED);
 }
 
 /* ---- clipping ---- */
@@ -474,8 +473,14 @@ static void test_create_validates(void **state)
         cc = srp_optim_config_default(k < 5 ? SRP_OPTIM_SGD : SRP_OPTIM_ADAMW);
         switch (k) {
         case 0: cc.momentum = 1.0f; break;
-        case 1: cc.nesterov = 1; cc.dampening = 0.1f; break;
-        case 2: cc.nesterov = 1; cc.momentum = 0.0f; break;
+        case 1:
+            cc.nesterov = 1;
+            cc.dampening = 0.1f;
+            break;
+        case 2:
+            cc.nesterov = 1;
+            cc.momentum = 0.0f;
+            break;
         case 3: cc.weight_decay = -0.1f; break;
         case 4: cc.kind = (srp_optim_kind)7; break;
         case 5: cc.beta1 = 1.0f; break;
@@ -719,7 +724,7 @@ static void test_lr_schedules(void **state)
     assert_lr(&s, 9, 0.1);
     assert_lr(&s, 10, 0.1);
     assert_lr(&s, 35, 0.001 + 0.099 * 0.5 * (1.0 + sqrt(0.5))); /* a quarter: cos(pi/4) */
-    assert_lr(&s, 60, 0.001 + 0.099 * 0.5);                      /* half way: cos(pi/2) = 0 */
+    assert_lr(&s, 60, 0.001 + 0.099 * 0.5);                     /* half way: cos(pi/2) = 0 */
     assert_lr(&s, 85, 0.001 + 0.099 * 0.5 * (1.0 - sqrt(0.5)));
     assert_lr(&s, 109, 0.001 + 0.099 * 0.5 * (1.0 + cos(pi * 99.0 / 100.0)));
     assert_lr(&s, 110, 0.001);

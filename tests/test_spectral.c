@@ -58,7 +58,7 @@ static void test_exact_and_svd_init_on_50_shapes(void **state)
     (void)state;
     srp_rng r;
     srp_rng_seed(&r, 2023);
-    size_t shapes[50][2] = {{1024, 1024}, {1024, 64}, {64, 1024}, {1, 1024}, {1024, 1},
+    size_t shapes[50][2] = {{1024, 1024}, {1024, 64}, {64, 1024}, {1, 1024},  {1024, 1},
                             {1, 1},       {2, 1},     {1, 2},     {512, 256}, {256, 512}};
     for (int i = 10; i < 50; i++) { /* log-uniform sizes in [1, 600] */
         shapes[i][0] = (size_t)exp(srp_rng_uniform(&r) * log(600.0)) + 1;

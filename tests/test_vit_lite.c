@@ -194,15 +194,16 @@ static void test_idx_reader_rejects_bad_files(void **state)
             ex_error err;
             if (vit_read_idx(path, 3, got, &data, &err) == EX_OK || data != NULL ||
                 !strstr(err.message, path) || !strstr(err.message, cases[c].expect)) {
-                print_error("%s (gzip %d): expected an error with '%s', got '%s'\n",
-                            cases[c].what, gzip, cases[c].expect, err.message);
+                print_error("%s (gzip %d): expected an error with '%s', got '%s'\n", cases[c].what,
+                            gzip, cases[c].expect, err.message);
                 fail();
             }
         }
     }
     vit_data d;
     ex_error err;
-    assert_int_equal(vit_load_idx("/nonexistent-dir", "install the package X", &d, &err), EX_FAILED);
+    assert_int_equal(vit_load_idx("/nonexistent-dir", "install the package X", &d, &err),
+                     EX_FAILED);
     assert_non_null(strstr(err.message, "train-images-idx3-ubyte"));
     assert_non_null(strstr(err.message, "install the package X"));
 }
@@ -300,7 +301,8 @@ static void test_model_backward_matches_differences(void **state)
         fill_normal_f(&r, images, 3 * 28 * 28, 1.0);
         for (size_t i = 0; i < np; i++) { /* non-trivial values everywhere */
             if (kinds[i] != SRP_PARAM_WEIGHT)
-                fill_normal_f(&r, params[i].data, params[i].size, kinds[i] == SRP_PARAM_GAMMA ? 0.2 : 0.3);
+                fill_normal_f(&r, params[i].data, params[i].size,
+                              kinds[i] == SRP_PARAM_GAMMA ? 0.2 : 0.3);
             if (kinds[i] == SRP_PARAM_GAMMA)
                 params[i].data[0] += 1.5f;
             memset(params[i].grad, 0, sizeof(float) * params[i].size);
@@ -315,7 +317,8 @@ static void test_model_backward_matches_differences(void **state)
             const int weight = kinds[i] == SRP_PARAM_WEIGHT;
             for (int k = 0; k < (weight ? 5 : 3) && (size_t)k < params[i].size; k++) {
                 const size_t j = (size_t)srp_rng_below(&r, params[i].size);
-                const double fd = ref_central_difference_f(model_loss, &P, params[i].data + j, 1e-2f);
+                const double fd =
+                    ref_central_difference_f(model_loss, &P, params[i].data + j, 1e-2f);
                 const double an = params[i].grad[j];
                 if (!(fabs(fd - an) <= 0.03 * fabs(fd) + 3e-4)) {
                     print_error("layernorm %d, %s[%zu]: backward %.6g, differences %.6g\n", ln,
@@ -437,8 +440,8 @@ static double last_value(const char *metrics_path, const char *type, const char 
     return value;
 }
 
-#define SMALL_MODEL                                                                               \
-    "--dataset synthetic --synthetic-train 2048 --synthetic-test 512 --dim 32 --depth 2 "        \
+#define SMALL_MODEL                                                                                \
+    "--dataset synthetic --synthetic-train 2048 --synthetic-test 512 --dim 32 --depth 2 "          \
     "--heads 2 --mlp-dim 64 --batch 64 --log-every 4 --bound-every 8 "
 
 static void test_learns_the_synthetic_set(void **state)
@@ -504,8 +507,9 @@ static void test_resume_is_bit_exact(void **state)
              m_part, c_part, stops[0]);
     assert_int_equal(run_train(args, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "stopped after step 19"));
-    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --resume %s --stop-after-steps %d",
-             common, m_part, c_part, c_part, stops[1]);
+    snprintf(args, sizeof(args),
+             "%s --metrics %s --checkpoint %s --resume %s --stop-after-steps %d", common, m_part,
+             c_part, c_part, stops[1]);
     assert_int_equal(run_train(args, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "resumed from"));
     snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --resume %s", common, m_part,
@@ -552,8 +556,10 @@ static void test_odd_dataset_sizes(void **state)
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/idx_big_test", g_dir);
     make_idx_dir_sized(dir, 0, 20, 50);
-    snprintf(args, sizeof(args), "--dim 16 --depth 1 --heads 2 --mlp-dim 16 --batch 8 --epochs 1 "
-             "--data-dir %s", dir);
+    snprintf(args, sizeof(args),
+             "--dim 16 --depth 1 --heads 2 --mlp-dim 16 --batch 8 --epochs 1 "
+             "--data-dir %s",
+             dir);
     assert_int_equal(run_train(args, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "test accuracy"));
 }
@@ -620,7 +626,7 @@ static void test_stop_on_collapse(void **state)
     path_in_dir(ckpt, sizeof(ckpt), "collapse.ckpt");
     snprintf(args, sizeof(args),
              SMALL_MODEL "--epochs 2 --collapse-fraction 0.999 --stop-on-collapse --metrics %s "
-             "--checkpoint %s",
+                         "--checkpoint %s",
              metrics, ckpt);
     assert_int_equal(run_train(args, out, sizeof(out)), 4);
     assert_non_null(strstr(out, "warning: step"));
@@ -649,8 +655,10 @@ static void test_non_finite_loss_stops_with_its_code(void **state)
     char ckpt[512], args[2048];
     path_in_dir(ckpt, sizeof(ckpt), "diverge.ckpt");
     /* plain linears and a huge learning rate: the loss blows up */
-    snprintf(args, sizeof(args), SMALL_MODEL "--no-sn --optimizer sgd --lr 1e4 --epochs 3 "
-             "--checkpoint %s --checkpoint-every 1", ckpt);
+    snprintf(args, sizeof(args),
+             SMALL_MODEL "--no-sn --optimizer sgd --lr 1e4 --epochs 3 "
+                         "--checkpoint %s --checkpoint-every 1",
+             ckpt);
     assert_int_equal(run_train(args, out, sizeof(out)), 3);
     assert_non_null(strstr(out, "became non-finite"));
     assert_non_null(strstr(out, ckpt));

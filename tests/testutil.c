@@ -208,8 +208,7 @@ static long fixture_find(const fixture *fx, const char *name)
 
 int fixture_has(const fixture *fx, const char *name) { return fixture_find(fx, name) >= 0; }
 
-const float *fixture_get(const fixture *fx, const char *name, size_t expected_count,
-                         size_t *count)
+const float *fixture_get(const fixture *fx, const char *name, size_t expected_count, size_t *count)
 {
     const long i = fixture_find(fx, name);
     if (i < 0) {

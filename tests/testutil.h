@@ -46,8 +46,7 @@ typedef struct fixture fixture;
 fixture *fixture_load(const char *path); /* fails the test when unreadable */
 /* The array called name; fails the test when missing or of another length
  * (expected_count 0 accepts any length, returned in *count if non-NULL). */
-const float *fixture_get(const fixture *fx, const char *name, size_t expected_count,
-                         size_t *count);
+const float *fixture_get(const fixture *fx, const char *name, size_t expected_count, size_t *count);
 int fixture_has(const fixture *fx, const char *name);
 void fixture_free(fixture *fx);
 

@@ -11,8 +11,8 @@ const char *ex_collapse_kind_name(ex_collapse_kind kind)
     return kind == EX_COLLAPSE_LOW ? "low" : "drop";
 }
 
-ex_code ex_collapse_init(ex_collapse_watch *w, size_t heads_total, uint64_t window,
-                         float fraction, float drop, float reference, ex_error *err)
+ex_code ex_collapse_init(ex_collapse_watch *w, size_t heads_total, uint64_t window, float fraction,
+                         float drop, float reference, ex_error *err)
 {
     memset(w, 0, sizeof(*w));
     w->heads_total = heads_total;

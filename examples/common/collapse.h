@@ -35,8 +35,8 @@ typedef struct {
 typedef void (*ex_collapse_warn_fn)(void *ctx, size_t index, ex_collapse_kind kind, float value,
                                     float reference);
 
-ex_code ex_collapse_init(ex_collapse_watch *w, size_t heads_total, uint64_t window,
-                         float fraction, float drop, float reference, ex_error *err);
+ex_code ex_collapse_init(ex_collapse_watch *w, size_t heads_total, uint64_t window, float fraction,
+                         float drop, float reference, ex_error *err);
 void ex_collapse_free(ex_collapse_watch *w);
 /* Feeds one step's mean entropies [heads_total]; returns the number of new
  * warnings. */

@@ -111,8 +111,8 @@ void ex_metrics_matrix(ex_metrics *m, const char *key, const float *values, size
     cJSON_AddItemToObject(m->line, key, outer);
 }
 
-void ex_metrics_named(ex_metrics *m, const char *key, const char *const *names,
-                      const float *values, size_t count)
+void ex_metrics_named(ex_metrics *m, const char *key, const char *const *names, const float *values,
+                      size_t count)
 {
     if (!m->line)
         return;

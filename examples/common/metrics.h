@@ -33,8 +33,8 @@ void ex_metrics_string(ex_metrics *m, const char *key, const char *value);
 void ex_metrics_matrix(ex_metrics *m, const char *key, const float *values, size_t rows,
                        size_t cols);
 /* {"names[0]": values[0], ...} */
-void ex_metrics_named(ex_metrics *m, const char *key, const char *const *names,
-                      const float *values, size_t count);
+void ex_metrics_named(ex_metrics *m, const char *key, const char *const *names, const float *values,
+                      size_t count);
 void ex_metrics_end(ex_metrics *m);
 
 #endif

@@ -76,7 +76,8 @@ static ex_code parse_value(const ex_opt_spec *s, const char *v, void *opts, ex_e
     case EX_OPT_SIZE:
     case EX_OPT_U64: {
         if (*v == '-' || *v == '\0')
-            return ex_fail(err, EX_USAGE, "--%s needs a non-negative integer, not '%s'", s->name, v);
+            return ex_fail(err, EX_USAGE, "--%s needs a non-negative integer, not '%s'", s->name,
+                           v);
         const unsigned long long x = strtoull(v, &end, 10);
         if (errno || *end != '\0' || (double)x < s->lo || (double)x > s->hi)
             return ex_fail(err, EX_USAGE, "--%s: '%s' is not an integer in %.0f..%.0f", s->name, v,
@@ -90,8 +91,8 @@ static ex_code parse_value(const ex_opt_spec *s, const char *v, void *opts, ex_e
     case EX_OPT_FLOAT: {
         const double x = strtod(v, &end);
         if (errno || end == v || *end != '\0' || !isfinite(x) || x < s->lo || x > s->hi)
-            return ex_fail(err, EX_USAGE, "--%s: '%s' is not a number in %g..%g", s->name, v,
-                           s->lo, s->hi);
+            return ex_fail(err, EX_USAGE, "--%s: '%s' is not a number in %g..%g", s->name, v, s->lo,
+                           s->hi);
         *(float *)base = (float)x;
         return EX_OK;
     }

@@ -21,11 +21,11 @@ typedef enum {
 typedef struct {
     const char *name; /* without the leading -- */
     ex_opt_type type;
-    size_t offset;        /* of the field in the options struct */
-    double lo, hi;        /* numeric range */
-    const char *choices;  /* EX_OPT_CHOICE */
-    int value;            /* EX_OPT_FLAG */
-    int trajectory;       /* part of the fingerprint: a resumed run must match it */
+    size_t offset;       /* of the field in the options struct */
+    double lo, hi;       /* numeric range */
+    const char *choices; /* EX_OPT_CHOICE */
+    int value;           /* EX_OPT_FLAG */
+    int trajectory;      /* part of the fingerprint: a resumed run must match it */
     const char *help;
 } ex_opt_spec;
 

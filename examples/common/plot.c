@@ -95,7 +95,8 @@ ex_code ex_plot(const char *metrics_path, const char *png_path, const ex_plot_sp
                 ex_error *err)
 {
     if (!ex_have_gnuplot())
-        return ex_fail(err, EX_FAILED, "gnuplot not found (on Debian: sudo apt-get install gnuplot-nox)");
+        return ex_fail(err, EX_FAILED,
+                       "gnuplot not found (on Debian: sudo apt-get install gnuplot-nox)");
     FILE *in = fopen(metrics_path, "rb");
     if (!in)
         return ex_fail(err, EX_FAILED, "%s: cannot open the metrics file", metrics_path);
@@ -154,7 +155,8 @@ ex_code ex_plot(const char *metrics_path, const char *png_path, const ex_plot_sp
     fprintf(gp, "$bound << EOD\n%sEOD\n", bound.text ? bound.text : "");
     fprintf(gp, "set multiplot layout %zu,%zu\nset grid\nset key top right\nset xlabel 'step'\n",
             rows, cols);
-    fprintf(gp, "set title 'training loss'\nplot $train using 1:2 with lines lw 1.5 title 'loss'\n");
+    fprintf(gp,
+            "set title 'training loss'\nplot $train using 1:2 with lines lw 1.5 title 'loss'\n");
     fprintf(gp, "set title '%s'\n%sset key bottom right\n", spec->score_title,
             spec->unit_range ? "set yrange [0:1]\n" : "");
     fprintf(gp, "plot $train using 1:3 with lines title '%s'", spec->score_label);

@@ -73,8 +73,7 @@ ex_code ex_tensors_load(const ex_tensor_list *l, size_t count, const char *path,
         return ex_fail(err, EX_FAILED, "out of memory listing the checkpoint's tensors");
     const srp_status st = srp_checkpoint_load(path, l->refs, count ? count : l->count);
     if (st != SRP_OK)
-        return ex_fail(err, EX_FAILED, "loading the checkpoint %s: %s%s", path,
-                       srp_status_str(st),
+        return ex_fail(err, EX_FAILED, "loading the checkpoint %s: %s%s", path, srp_status_str(st),
                        st == SRP_ERR_SHAPE || st == SRP_ERR_FORMAT
                            ? " (was it written with other model options?)"
                            : "");

@@ -25,7 +25,8 @@ static int file_exists(const char *path)
 #define IDX_MAX_COUNT 10000000u
 #define IDX_MAX_SIDE 4096u
 
-ex_code vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **data, ex_error *err)
+ex_code vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **data,
+                     ex_error *err)
 {
     *data = NULL;
     gzFile f = gzopen(path, "rb");
@@ -38,15 +39,15 @@ ex_code vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char 
     int got = gzread(f, head, (unsigned)head_len);
     if (got != head_len) {
         ex_fail(err, EX_FAILED, "%s: truncated or unreadable IDX header (%d of %d bytes)", path,
-                  got < 0 ? 0 : got, head_len);
+                got < 0 ? 0 : got, head_len);
         gzclose(f);
         return EX_FAILED;
     }
     if (head[0] != 0 || head[1] != 0 || head[2] != 0x08 || head[3] != ndims) {
         ex_fail(err, EX_FAILED,
-                  "%s: not an IDX file of unsigned bytes with %d dimensions (magic %02x %02x "
-                  "%02x %02x, expected 00 00 08 %02x)",
-                  path, ndims, head[0], head[1], head[2], head[3], ndims);
+                "%s: not an IDX file of unsigned bytes with %d dimensions (magic %02x %02x "
+                "%02x %02x, expected 00 00 08 %02x)",
+                path, ndims, head[0], head[1], head[2], head[3], ndims);
         gzclose(f);
         return EX_FAILED;
     }
@@ -56,7 +57,8 @@ ex_code vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char 
         dims[i] = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
         const size_t limit = i == 0 ? IDX_MAX_COUNT : IDX_MAX_SIDE;
         if (dims[i] == 0 || dims[i] > limit) {
-            ex_fail(err, EX_FAILED, "%s: dimension %d is %zu (expected 1..%zu)", path, i, dims[i], limit);
+            ex_fail(err, EX_FAILED, "%s: dimension %d is %zu (expected 1..%zu)", path, i, dims[i],
+                    limit);
             gzclose(f);
             return EX_FAILED;
         }
@@ -80,7 +82,7 @@ ex_code vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char 
         int zerr = 0;
         const char *msg = gzerror(f, &zerr);
         ex_fail(err, EX_FAILED, "%s: truncated: %zu of %zu data bytes%s%s", path, done, total,
-                  zerr != Z_OK ? ", " : "", zerr != Z_OK ? msg : "");
+                zerr != Z_OK ? ", " : "", zerr != Z_OK ? msg : "");
         free(buf);
         gzclose(f);
         return EX_FAILED;
@@ -118,8 +120,8 @@ static void compute_stats(const unsigned char *pixels, size_t count, size_t chan
 }
 
 static ex_code to_dataset(const unsigned char *pixels, const unsigned char *labels, size_t count,
-                      size_t channels, size_t height, size_t width, const float *mean,
-                      const float *std, vit_dataset *d, const char *labels_path, ex_error *err)
+                          size_t channels, size_t height, size_t width, const float *mean,
+                          const float *std, vit_dataset *d, const char *labels_path, ex_error *err)
 {
     const size_t plane = height * width;
     d->count = count;
@@ -135,7 +137,8 @@ static ex_code to_dataset(const unsigned char *pixels, const unsigned char *labe
     }
     for (size_t i = 0; i < count; i++) {
         if (labels[i] >= 10) {
-            ex_fail(err, EX_FAILED, "%s: label %u of example %zu is not in 0..9", labels_path, labels[i], i);
+            ex_fail(err, EX_FAILED, "%s: label %u of example %zu is not in 0..9", labels_path,
+                    labels[i], i);
             return EX_FAILED;
         }
         d->labels[i] = labels[i];
@@ -168,7 +171,7 @@ ex_code vit_load_idx(const char *dir, const char *package_hint, vit_data *out, e
     for (int i = 0; i < 4; i++)
         if (!find_idx(dir, names[i], paths[i], sizeof(paths[i]))) {
             ex_fail(err, EX_FAILED, "%s/%s(.gz): no such file%s%s", dir, names[i],
-                      package_hint ? "; " : "", package_hint ? package_hint : "");
+                    package_hint ? "; " : "", package_hint ? package_hint : "");
             return EX_FAILED;
         }
     unsigned char *bytes[4] = {NULL, NULL, NULL, NULL};
@@ -179,13 +182,13 @@ ex_code vit_load_idx(const char *dir, const char *package_hint, vit_data *out, e
     for (int i = 0; i < 4 && rc == EX_OK; i += 2) {
         if (dims[i][0] != dims[i + 1][0]) {
             ex_fail(err, EX_FAILED, "%s has %zu images but %s has %zu labels", paths[i], dims[i][0],
-                      paths[i + 1], dims[i + 1][0]);
+                    paths[i + 1], dims[i + 1][0]);
             rc = EX_FAILED;
         }
     }
     if (rc == EX_OK && (dims[0][1] != dims[2][1] || dims[0][2] != dims[2][2])) {
-        ex_fail(err, EX_FAILED, "%s holds %zux%zu images but %s holds %zux%zu", paths[0], dims[0][1],
-                  dims[0][2], paths[2], dims[2][1], dims[2][2]);
+        ex_fail(err, EX_FAILED, "%s holds %zux%zu images but %s holds %zux%zu", paths[0],
+                dims[0][1], dims[0][2], paths[2], dims[2][1], dims[2][2]);
         rc = EX_FAILED;
     }
     if (rc == EX_OK) {
@@ -206,7 +209,7 @@ ex_code vit_load_idx(const char *dir, const char *package_hint, vit_data *out, e
 /* One CIFAR-10 batch file, appended to pixels/labels: records of 1 label
  * byte + 3x32x32 pixel bytes (channel-major). */
 static ex_code read_cifar_file(const char *path, unsigned char **pixels, unsigned char **labels,
-                           size_t *count, ex_error *err)
+                               size_t *count, ex_error *err)
 {
     enum { RECORD = 1 + 3 * 32 * 32, PER_FILE_MAX = 100000 };
     FILE *f = fopen(path, "rb");
@@ -218,8 +221,9 @@ static ex_code read_cifar_file(const char *path, unsigned char **pixels, unsigne
     if (fseek(f, 0, SEEK_END) == 0)
         size = ftell(f);
     if (size <= 0 || size % RECORD != 0 || size / RECORD > PER_FILE_MAX || fseek(f, 0, SEEK_SET)) {
-        ex_fail(err, EX_FAILED, "%s: size %ld is not a whole number (1..%d) of %d-byte CIFAR-10 records",
-                  path, size, PER_FILE_MAX, RECORD);
+        ex_fail(err, EX_FAILED,
+                "%s: size %ld is not a whole number (1..%d) of %d-byte CIFAR-10 records", path,
+                size, PER_FILE_MAX, RECORD);
         fclose(f);
         return EX_FAILED;
     }
@@ -276,8 +280,8 @@ ex_code vit_load_cifar10(const char *dir, vit_data *out, ex_error *err)
                         "CIFAR-10 training batches", err);
     }
     if (rc == EX_OK)
-        rc = to_dataset(pix[1], lab[1], count[1], 3, 32, 32, out->mean, out->std, &out->test,
-                        path, err);
+        rc = to_dataset(pix[1], lab[1], count[1], 3, 32, 32, out->mean, out->std, &out->test, path,
+                        err);
     for (int i = 0; i < 2; i++) {
         free(pix[i]);
         free(lab[i]);
@@ -308,7 +312,7 @@ static void draw_synthetic(srp_rng *r, int label, unsigned char *img)
 }
 
 ex_code vit_make_synthetic(size_t train_count, size_t test_count, uint64_t seed, vit_data *out,
-                       ex_error *err)
+                           ex_error *err)
 {
     memset(out, 0, sizeof(*out));
     const size_t counts[2] = {train_count, test_count};

@@ -11,7 +11,7 @@
 #define NAME_LEN 48
 
 typedef struct {
-    float *w, *b, *dw, *db; /* [D] each */
+    float *w, *b, *dw, *db;   /* [D] each */
     float *out, *mean, *rstd; /* [B*T][D], [B*T], [B*T] */
 } vit_norm;
 
@@ -43,7 +43,7 @@ struct vit_model {
     size_t nlinear;
     srp_linear **linears;
     char (*linear_names)[NAME_LEN];
-    float *sigmas; /* [nlinear]: staging for checkpoints */
+    float *sigmas;                      /* [nlinear]: staging for checkpoints */
     char (*param_names)[NAME_LEN + 16]; /* for vit_params */
 };
 
@@ -149,7 +149,8 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     srp_rng_seed(&rng, c->seed);
 
     srp_linear_config lc = linear_config(c, m->patch_len, D, &rng);
-    if ((st = srp_linear_create(&m->embed, &lc)) != SRP_OK || !add_linear(m, m->embed, "patch_embed.proj"))
+    if ((st = srp_linear_create(&m->embed, &lc)) != SRP_OK ||
+        !add_linear(m, m->embed, "patch_embed.proj"))
         goto fail;
     st = SRP_ERR_NOMEM;
     if (!alloc_floats(&m->cls, D, 1) || !alloc_floats(&m->dcls, D, 1) ||
@@ -211,9 +212,9 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         !alloc_floats(&m->emb, B * m->patches * D, 0) || !alloc_floats(&m->cls_out, B * D, 0) ||
         !alloc_floats(&m->logits, B * c->classes, 0) || !alloc_floats(&m->d_stream, rows * D, 0) ||
         !alloc_floats(&m->d_branch, rows * D, 0) || !alloc_floats(&m->branch_out, rows * D, 0) ||
-        !alloc_floats(&m->d_norm, rows * D, 0) ||
-        !alloc_floats(&m->d_mlp, rows * wide, 0) || !alloc_floats(&m->d_emb, B * m->patches * D, 0) ||
-        !alloc_floats(&m->d_cls_out, B * D, 0) || !alloc_floats(&m->sigmas, m->nlinear, 0))
+        !alloc_floats(&m->d_norm, rows * D, 0) || !alloc_floats(&m->d_mlp, rows * wide, 0) ||
+        !alloc_floats(&m->d_emb, B * m->patches * D, 0) || !alloc_floats(&m->d_cls_out, B * D, 0) ||
+        !alloc_floats(&m->sigmas, m->nlinear, 0))
         goto fail;
     m->param_names = calloc(3 * m->nlinear + 4 * c->depth + 4, sizeof(*m->param_names));
     if (!m->param_names)
@@ -302,11 +303,11 @@ static srp_status norm_forward(vit_norm *n, int enabled, const float *x, size_t 
     return srp_layernorm_forward(x, n->w, n->b, rows, d, LN_EPS, n->out, n->mean, n->rstd);
 }
 
-#define CHECK(call)                                                                               \
-    do {                                                                                          \
-        srp_status check_st_ = (call);                                                            \
-        if (check_st_ != SRP_OK)                                                                  \
-            return check_st_;                                                                     \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        srp_status check_st_ = (call);                                                             \
+        if (check_st_ != SRP_OK)                                                                   \
+            return check_st_;                                                                      \
     } while (0)
 
 srp_status vit_forward(vit_model *m, const float *images, size_t batch, int training,
@@ -406,8 +407,8 @@ static size_t push_param(vit_model *m, srp_param *out, srp_param_kind *kinds, si
                          size_t size, srp_param_kind kind)
 {
     if (out) {
-        snprintf(m->param_names[k], sizeof(m->param_names[k]), "%s%s%s", prefix,
-                 suffix ? "." : "", suffix ? suffix : "");
+        snprintf(m->param_names[k], sizeof(m->param_names[k]), "%s%s%s", prefix, suffix ? "." : "",
+                 suffix ? suffix : "");
         out[k] = srp_param_make(m->param_names[k], data, grad, size, kind);
     }
     if (kinds)

@@ -19,13 +19,13 @@
 #include "common/tensors.h"
 
 typedef struct {
-    size_t channels, image_size, patch;          /* 1, 28, 4 */
-    size_t dim, depth, heads, mlp_dim, classes;  /* 128, 6, 4, 256, 10 */
-    size_t max_batch;                            /* 128 */
-    int sigma_reparam;                           /* 1 */
-    int layernorm;                               /* 0 */
-    srp_gamma_init gamma_init;                   /* SRP_GAMMA_INIT_SIGMA0 */
-    float init_gain;                             /* weights ~ N(0, 0.02 gain), truncated */
+    size_t channels, image_size, patch;         /* 1, 28, 4 */
+    size_t dim, depth, heads, mlp_dim, classes; /* 128, 6, 4, 256, 10 */
+    size_t max_batch;                           /* 128 */
+    int sigma_reparam;                          /* 1 */
+    int layernorm;                              /* 0 */
+    srp_gamma_init gamma_init;                  /* SRP_GAMMA_INIT_SIGMA0 */
+    float init_gain;                            /* weights ~ N(0, 0.02 gain), truncated */
     uint64_t seed;
 } vit_config;
 

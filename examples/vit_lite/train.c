@@ -73,8 +73,8 @@ static ex_code load_data(trainer *t, ex_error *err)
     const vit_options *o = &t->opt;
     switch (o->dataset) {
     case VIT_DATA_SYNTHETIC:
-        return vit_make_synthetic(o->synthetic_train, o->synthetic_test, o->seed ^ 0x5717,
-                                  &t->data, err);
+        return vit_make_synthetic(o->synthetic_train, o->synthetic_test, o->seed ^ 0x5717, &t->data,
+                                  err);
     case VIT_DATA_CIFAR10: return vit_load_cifar10(o->data_dir, &t->data, err);
     default:
         return vit_load_idx(o->data_dir ? o->data_dir : VIT_DEFAULT_DATA_DIR,
@@ -150,8 +150,9 @@ static ex_code build(trainer *t, ex_error *err)
     t->schedule.warmup_steps = o->warmup_steps;
     t->schedule.min_lr = o->min_lr;
     if (srp_lr_schedule_check(&t->schedule) != SRP_OK)
-        return ex_fail(err, EX_USAGE, "the schedule does not fit the run (--warmup %llu must be "
-                                      "below the %llu steps)",
+        return ex_fail(err, EX_USAGE,
+                       "the schedule does not fit the run (--warmup %llu must be "
+                       "below the %llu steps)",
                        (unsigned long long)o->warmup_steps, (unsigned long long)t->total_steps);
 
     const vit_config *c = vit_get_config(t->model);
@@ -316,7 +317,8 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     size_t correct = 0;
     srp_status st = vit_forward(t->model, t->images, batch, SRP_TRAIN, &logits);
     if (st == SRP_OK)
-        st = srp_cross_entropy_forward(logits, t->labels, batch, classes, o->label_smoothing, &loss);
+        st =
+            srp_cross_entropy_forward(logits, t->labels, batch, classes, o->label_smoothing, &loss);
     if (st == SRP_OK)
         st = srp_accuracy_count(logits, t->labels, batch, classes, &correct);
     if (st == SRP_OK)
@@ -352,8 +354,8 @@ static ex_code collect_entropy(trainer *t, int with_bound, ex_error *err)
     const vit_config *c = vit_get_config(t->model);
     for (size_t l = 0; l < c->depth; l++) {
         srp_attention *a = vit_attention_at(t->model, l);
-        srp_status st = srp_attention_entropy(a, t->ent_mean + l * c->heads,
-                                              t->ent_min + l * c->heads);
+        srp_status st =
+            srp_attention_entropy(a, t->ent_mean + l * c->heads, t->ent_min + l * c->heads);
         if (st == SRP_OK && with_bound)
             st = srp_attention_entropy_bound(a, t->ent_bound + l * c->heads);
         if (st != SRP_OK)

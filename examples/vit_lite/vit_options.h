@@ -9,7 +9,12 @@
 #include "common/options.h"
 #include "model.h"
 
-typedef enum { VIT_DATA_FASHION_MNIST = 0, VIT_DATA_MNIST, VIT_DATA_CIFAR10, VIT_DATA_SYNTHETIC } vit_dataset_kind;
+typedef enum {
+    VIT_DATA_FASHION_MNIST = 0,
+    VIT_DATA_MNIST,
+    VIT_DATA_CIFAR10,
+    VIT_DATA_SYNTHETIC
+} vit_dataset_kind;
 
 /* Fashion-MNIST as Debian's dataset-fashion-mnist package installs it. */
 #define VIT_DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
@@ -26,8 +31,8 @@ typedef struct {
     int wd_mode;  /* srp_wd_mode */
     int schedule; /* srp_lr_kind */
     uint64_t warmup_steps;
-    int augment; /* random horizontal flips */
-    int gamma_init; /* srp_gamma_init, copied into model */
+    int augment;                  /* random horizontal flips */
+    int gamma_init;               /* srp_gamma_init, copied into model */
     int sigma_reparam, layernorm; /* copied into model */
 
     /* run */
@@ -45,8 +50,8 @@ typedef struct {
     int eval_only;
 
     /* entropy-collapse watch */
-    float collapse_fraction; /* warn below this fraction of log T */
-    float collapse_drop;     /* warn on a drop by more than this fraction ... */
+    float collapse_fraction;  /* warn below this fraction of log T */
+    float collapse_drop;      /* warn on a drop by more than this fraction ... */
     uint64_t collapse_window; /* ... within this many steps */
     int stop_on_collapse;
 } vit_options;

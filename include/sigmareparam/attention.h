@@ -26,8 +26,8 @@ extern "C" {
 
 typedef struct {
     size_t dim, heads;
-    int causal;                  /* default 0 */
-    int track_entropy;           /* default 1; 0 skips the entropy (saves a little time) */
+    int causal;        /* default 0 */
+    int track_entropy; /* default 1; 0 skips the entropy (saves a little time) */
     /* qkv and proj: their mode, init, bias, gamma_init and power_iters are
      * used as given; their in/out sizes and seeds are not read (the module
      * sets the sizes from dim and draws both seeds from `seed`). */

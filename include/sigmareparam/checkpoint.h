@@ -38,8 +38,7 @@ extern "C" {
  * SRP_ERR_IO, the temporary file is removed and path keeps its old file
  * (if only the final fsync of the directory fails, SRP_ERR_IO is returned
  * with the new file in place). */
-SRP_API srp_status srp_checkpoint_save(const char *path, const srp_tensor_ref *refs,
-                                       size_t count);
+SRP_API srp_status srp_checkpoint_save(const char *path, const srp_tensor_ref *refs, size_t count);
 
 /* Fills refs[0..count) from path; the file may hold more tensors (e.g. the
  * optimizer state when only the model is loaded). All or nothing: on any
@@ -50,8 +49,7 @@ SRP_API srp_status srp_checkpoint_save(const char *path, const srp_tensor_ref *r
  * SRP_ERR_VERSION; a requested name with another dtype or shape:
  * SRP_ERR_SHAPE. Memory, during the call only: the file's size plus an index of
  * its table. */
-SRP_API srp_status srp_checkpoint_load(const char *path, const srp_tensor_ref *refs,
-                                       size_t count);
+SRP_API srp_status srp_checkpoint_load(const char *path, const srp_tensor_ref *refs, size_t count);
 
 #ifdef __cplusplus
 }

@@ -12,9 +12,9 @@
 #define SRP_VERSION_NUMBER (SRP_VERSION_MAJOR * 10000 + SRP_VERSION_MINOR * 100 + SRP_VERSION_PATCH)
 #define SRP_VERSION_STRINGIFY_(x) #x
 #define SRP_VERSION_STRINGIFY(x) SRP_VERSION_STRINGIFY_(x)
-#define SRP_VERSION_STRING                                                                   \
-    SRP_VERSION_STRINGIFY(SRP_VERSION_MAJOR) "." SRP_VERSION_STRINGIFY(SRP_VERSION_MINOR) "." \
-        SRP_VERSION_STRINGIFY(SRP_VERSION_PATCH)
+#define SRP_VERSION_STRING                                                                         \
+    SRP_VERSION_STRINGIFY(SRP_VERSION_MAJOR)                                                       \
+    "." SRP_VERSION_STRINGIFY(SRP_VERSION_MINOR) "." SRP_VERSION_STRINGIFY(SRP_VERSION_PATCH)
 
 /* Symbols are hidden by default when the library is built; SRP_API marks the
  * public ones. */

@@ -36,9 +36,9 @@ extern "C" {
 #endif
 
 typedef enum {
-    SRP_REPARAM_SIGMA = 0,  /* W_hat = gamma / sigma * W (default) */
-    SRP_REPARAM_NONE,       /* plain linear: no power iteration, no gamma */
-    SRP_REPARAM_STATS_ONLY  /* uses W as is, but tracks sigma */
+    SRP_REPARAM_SIGMA = 0, /* W_hat = gamma / sigma * W (default) */
+    SRP_REPARAM_NONE,      /* plain linear: no power iteration, no gamma */
+    SRP_REPARAM_STATS_ONLY /* uses W as is, but tracks sigma */
 } srp_reparam;
 
 typedef enum {

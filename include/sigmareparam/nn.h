@@ -103,12 +103,12 @@ SRP_API srp_status srp_accumulate(float *acc, const float *x, size_t n);
 SRP_API srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, size_t dim,
                                          float *y);
 /* dy: [batch][dim] -> dx: [batch][tokens][dim] = dy / tokens, overwritten. */
-SRP_API srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens,
-                                          size_t dim, float *dx);
+SRP_API srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
+                                          float *dx);
 /* y[b] = x[b][token]: [batch][tokens][dim] -> [batch][dim]. token >= tokens:
  * SRP_ERR_INVALID_ARG. */
-SRP_API srp_status srp_token_select_forward(const float *x, size_t batch, size_t tokens,
-                                            size_t dim, size_t token, float *y);
+SRP_API srp_status srp_token_select_forward(const float *x, size_t batch, size_t tokens, size_t dim,
+                                            size_t token, float *y);
 /* dx: [batch][tokens][dim] is overwritten: dy in row `token`, zeros elsewhere. */
 SRP_API srp_status srp_token_select_backward(const float *dy, size_t batch, size_t tokens,
                                              size_t dim, size_t token, float *dx);

@@ -88,18 +88,18 @@ typedef enum {
 
 typedef struct {
     srp_optim_kind kind;
-    float weight_decay; /* >= 0. SGD, LARS: 0; AdamW: 0.01 (torch's) */
+    float weight_decay;  /* >= 0. SGD, LARS: 0; AdamW: 0.01 (torch's) */
     srp_wd_mode wd_mode; /* SGD: COUPLED by default (torch.optim.SGD);
                             AdamW: DECOUPLED by default, COUPLED gives
                             torch.optim.Adam; LARS: COUPLED only */
     /* SGD and LARS */
-    float momentum;      /* in [0, 1): 0.9 (torch's default is 0) */
-    float dampening;     /* in [0, 1]: 0 */
-    int nesterov;        /* 0; needs momentum > 0 and dampening 0, as torch */
-    float lars_eta;      /* LARS trust coefficient, > 0: 0.001 */
+    float momentum;  /* in [0, 1): 0.9 (torch's default is 0) */
+    float dampening; /* in [0, 1]: 0 */
+    int nesterov;    /* 0; needs momentum > 0 and dampening 0, as torch */
+    float lars_eta;  /* LARS trust coefficient, > 0: 0.001 */
     /* AdamW */
-    float beta1, beta2;  /* in [0, 1): 0.9, 0.999 */
-    float eps;           /* > 0: 1e-8 */
+    float beta1, beta2; /* in [0, 1): 0.9, 0.999 */
+    float eps;          /* > 0: 1e-8 */
 } srp_optim_config;
 
 typedef struct srp_optim srp_optim;

@@ -18,17 +18,17 @@ extern "C" {
 #endif
 
 typedef enum {
-    SRP_PROF_LINEAR_GEMM = 0,  /* the linear layers' GEMMs: forward, dx, dW */
-    SRP_PROF_LINEAR_EXTRA,     /* bias rows, <G^T x, W>, bias sums, the dW update */
-    SRP_PROF_POWER_ITER,       /* power-iteration steps (two gemv per layer) */
-    SRP_PROF_ATTENTION_CORE,   /* QK^T, softmax with entropy, AV, and their backward */
-    SRP_PROF_ATTENTION_COPY,   /* the attention's copies of its input and q/k weights */
-    SRP_PROF_ACTIVATION,       /* GELU forward and backward */
-    SRP_PROF_ELEMENTWISE,      /* residual adds, accumulation, pooling, token select */
-    SRP_PROF_LAYERNORM,        /* LayerNorm forward and backward */
-    SRP_PROF_LOSS,             /* cross-entropy and accuracy */
-    SRP_PROF_OPTIMIZER,        /* optimizer steps, zeroing and clipping of gradients */
-    SRP_PROF_ENTROPY,          /* entropy statistics and the Theorem 3.1 bound */
+    SRP_PROF_LINEAR_GEMM = 0, /* the linear layers' GEMMs: forward, dx, dW */
+    SRP_PROF_LINEAR_EXTRA,    /* bias rows, <G^T x, W>, bias sums, the dW update */
+    SRP_PROF_POWER_ITER,      /* power-iteration steps (two gemv per layer) */
+    SRP_PROF_ATTENTION_CORE,  /* QK^T, softmax with entropy, AV, and their backward */
+    SRP_PROF_ATTENTION_COPY,  /* the attention's copies of its input and q/k weights */
+    SRP_PROF_ACTIVATION,      /* GELU forward and backward */
+    SRP_PROF_ELEMENTWISE,     /* residual adds, accumulation, pooling, token select */
+    SRP_PROF_LAYERNORM,       /* LayerNorm forward and backward */
+    SRP_PROF_LOSS,            /* cross-entropy and accuracy */
+    SRP_PROF_OPTIMIZER,       /* optimizer steps, zeroing and clipping of gradients */
+    SRP_PROF_ENTROPY,         /* entropy statistics and the Theorem 3.1 bound */
     SRP_PROF_COUNT
 } srp_profile_part;
 

@@ -30,7 +30,8 @@ SRP_API srp_status srp_spectral_norm_exact(const float *w, size_t rows, size_t c
 typedef struct srp_power_iter srp_power_iter;
 
 /* u and v start as seeded random unit vectors; sigma starts at 0. */
-SRP_API srp_status srp_power_iter_create(srp_power_iter **out, size_t rows, size_t cols, uint64_t seed);
+SRP_API srp_status srp_power_iter_create(srp_power_iter **out, size_t rows, size_t cols,
+                                         uint64_t seed);
 SRP_API void srp_power_iter_destroy(srp_power_iter *p);
 /* u, v, sigma from an exact SVD of W (in double). */
 SRP_API srp_status srp_power_iter_init_svd(srp_power_iter *p, const float *w);
@@ -45,7 +46,8 @@ SRP_API const float *srp_power_iter_u(const srp_power_iter *p); /* length cols *
 SRP_API const float *srp_power_iter_v(const srp_power_iter *p); /* length rows */
 SRP_API float srp_power_iter_sigma(const srp_power_iter *p);    /* of the last init/step */
 /* Restore a saved state (u: cols, v: rows). Non-finite values: SRP_ERR_NUMERIC. */
-SRP_API srp_status srp_power_iter_set_state(srp_power_iter *p, const float *u, const float *v, float sigma);
+SRP_API srp_status srp_power_iter_set_state(srp_power_iter *p, const float *u, const float *v,
+                                            float sigma);
 
 #ifdef __cplusplus
 }

@@ -68,90 +68,65 @@ static void gelu_backward_from_output_range(const float *x, const float *y, cons
 #define GELU_CHUNK 8192
 
 /* x, y: [n] */
-static srp_status srp_gelu_forward_impl(const float *x, size_t n, float *y)
+srp_status srp_gelu_forward(const float *x, size_t n, float *y)
 {
     if (!x || !y || n == 0)
         return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
     const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
 #pragma omp parallel for num_threads(srp_threads())                                                \
     schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long c = 0; c < chunks; c++)
         gelu_forward_range(x, y, c * GELU_CHUNK, c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
+    srp_profile_end(SRP_PROF_ACTIVATION, t0);
     return SRP_OK;
 }
 
-srp_status srp_gelu_forward(const float *x, size_t n, float *y)
-{
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_gelu_forward_impl(x, n, y);
-    srp_profile_end(SRP_PROF_ACTIVATION, t0);
-    return st;
-}
-
 /* x, dy, dx: [n] */
-static srp_status srp_gelu_backward_impl(const float *x, const float *dy, size_t n, float *dx)
+srp_status srp_gelu_backward(const float *x, const float *dy, size_t n, float *dx)
 {
     if (!x || !dy || !dx || n == 0)
         return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
     const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
 #pragma omp parallel for num_threads(srp_threads())                                                \
     schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long c = 0; c < chunks; c++)
         gelu_backward_range(x, dy, dx, c * GELU_CHUNK, c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
+    srp_profile_end(SRP_PROF_ACTIVATION, t0);
     return SRP_OK;
 }
 
-srp_status srp_gelu_backward(const float *x, const float *dy, size_t n, float *dx)
-{
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_gelu_backward_impl(x, dy, n, dx);
-    srp_profile_end(SRP_PROF_ACTIVATION, t0);
-    return st;
-}
-
 /* x, y, dy, dx: [n] */
-static srp_status srp_gelu_backward_from_output_impl(const float *x, const float *y,
-                                                     const float *dy, size_t n, float *dx)
+srp_status srp_gelu_backward_from_output(const float *x, const float *y, const float *dy, size_t n,
+                                         float *dx)
 {
     if (!x || !y || !dy || !dx || n == 0)
         return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
     const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
 #pragma omp parallel for num_threads(srp_threads())                                                \
     schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long c = 0; c < chunks; c++)
         gelu_backward_from_output_range(x, y, dy, dx, c * GELU_CHUNK,
                                         c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
+    srp_profile_end(SRP_PROF_ACTIVATION, t0);
     return SRP_OK;
 }
 
-srp_status srp_gelu_backward_from_output(const float *x, const float *y, const float *dy, size_t n,
-                                         float *dx)
-{
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_gelu_backward_from_output_impl(x, y, dy, n, dx);
-    srp_profile_end(SRP_PROF_ACTIVATION, t0);
-    return st;
-}
-
 /* x, r, y: [n] */
-static srp_status srp_residual_add_impl(const float *x, const float *r, size_t n, float *y)
+srp_status srp_residual_add(const float *x, const float *r, size_t n, float *y)
 {
     if (!x || !r || !y || n == 0)
         return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
     const long len = (long)n;
 #pragma omp parallel for num_threads(srp_threads())                                                \
     schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
     for (long i = 0; i < len; i++)
         y[i] = x[i] + r[i];
-    return SRP_OK;
-}
-
-srp_status srp_residual_add(const float *x, const float *r, size_t n, float *y)
-{
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_residual_add_impl(x, r, n, y);
     srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
-    return st;
+    return SRP_OK;
 }
 
 /* acc, x: [n] */
@@ -168,11 +143,11 @@ static int pool_args_ok(const void *in, const void *out, size_t batch, size_t to
 
 /* x: [batch][tokens][dim] -> y: [batch][dim]. Sums in double, over blocks
  * of columns so that the reads stay along rows. */
-static srp_status srp_mean_pool_forward_impl(const float *x, size_t batch, size_t tokens,
-                                             size_t dim, float *y)
+srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, size_t dim, float *y)
 {
     if (!pool_args_ok(x, y, batch, tokens, dim))
         return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
     const long nb = (long)batch;
 #pragma omp parallel for num_threads(srp_threads())                                                \
     schedule(static) if (batch * tokens * dim >= SRP_PARALLEL_MIN_ELEMS)
@@ -188,23 +163,17 @@ static srp_status srp_mean_pool_forward_impl(const float *x, size_t batch, size_
                 y[(size_t)b * dim + c] = (float)(acc[c - c0] / (double)tokens);
         }
     }
+    srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
     return SRP_OK;
 }
 
-srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, size_t dim, float *y)
-{
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_mean_pool_forward_impl(x, batch, tokens, dim, y);
-    srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
-    return st;
-}
-
 /* dy: [batch][dim] -> dx: [batch][tokens][dim] */
-static srp_status srp_mean_pool_backward_impl(const float *dy, size_t batch, size_t tokens,
-                                              size_t dim, float *dx)
+srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
+                                  float *dx)
 {
     if (!pool_args_ok(dy, dx, batch, tokens, dim))
         return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
     const long nb = (long)batch;
     const float count = (float)tokens;
 #pragma omp parallel for num_threads(srp_threads())                                                \
@@ -213,55 +182,33 @@ static srp_status srp_mean_pool_backward_impl(const float *dy, size_t batch, siz
         for (size_t t = 0; t < tokens; t++)
             for (size_t c = 0; c < dim; c++)
                 dx[((size_t)b * tokens + t) * dim + c] = dy[(size_t)b * dim + c] / count;
-    return SRP_OK;
-}
-
-srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
-                                  float *dx)
-{
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_mean_pool_backward_impl(dy, batch, tokens, dim, dx);
     srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
-    return st;
+    return SRP_OK;
 }
 
 /* x: [batch][tokens][dim] -> y: [batch][dim] */
-static srp_status srp_token_select_forward_impl(const float *x, size_t batch, size_t tokens,
-                                                size_t dim, size_t token, float *y)
-{
-    if (!pool_args_ok(x, y, batch, tokens, dim) || token >= tokens)
-        return SRP_ERR_INVALID_ARG;
-    for (size_t b = 0; b < batch; b++)
-        memcpy(y + b * dim, x + (b * tokens + token) * dim, dim * sizeof(float));
-    return SRP_OK;
-}
-
 srp_status srp_token_select_forward(const float *x, size_t batch, size_t tokens, size_t dim,
                                     size_t token, float *y)
 {
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_token_select_forward_impl(x, batch, tokens, dim, token, y);
-    srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
-    return st;
-}
-
-/* dy: [batch][dim] -> dx: [batch][tokens][dim] */
-static srp_status srp_token_select_backward_impl(const float *dy, size_t batch, size_t tokens,
-                                                 size_t dim, size_t token, float *dx)
-{
-    if (!pool_args_ok(dy, dx, batch, tokens, dim) || token >= tokens)
+    if (!pool_args_ok(x, y, batch, tokens, dim) || token >= tokens)
         return SRP_ERR_INVALID_ARG;
-    memset(dx, 0, batch * tokens * dim * sizeof(float));
+    const uint64_t t0 = srp_profile_begin();
     for (size_t b = 0; b < batch; b++)
-        memcpy(dx + (b * tokens + token) * dim, dy + b * dim, dim * sizeof(float));
+        memcpy(y + b * dim, x + (b * tokens + token) * dim, dim * sizeof(float));
+    srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
     return SRP_OK;
 }
 
+/* dy: [batch][dim] -> dx: [batch][tokens][dim] */
 srp_status srp_token_select_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
                                      size_t token, float *dx)
 {
+    if (!pool_args_ok(dy, dx, batch, tokens, dim) || token >= tokens)
+        return SRP_ERR_INVALID_ARG;
     const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_token_select_backward_impl(dy, batch, tokens, dim, token, dx);
+    memset(dx, 0, batch * tokens * dim * sizeof(float));
+    for (size_t b = 0; b < batch; b++)
+        memcpy(dx + (b * tokens + token) * dim, dy + b * dim, dim * sizeof(float));
     srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
-    return st;
+    return SRP_OK;
 }

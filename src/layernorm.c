@@ -37,12 +37,12 @@ static void row_stats(const float *x, size_t d, double eps, double *mean, double
     *rstd = 1.0 / sqrt(sq / (double)d + eps);
 }
 
-static srp_status srp_layernorm_forward_impl(const float *x, const float *weight, const float *bias,
-                                             size_t n, size_t d, float eps, float *y, float *mean,
-                                             float *rstd)
+srp_status srp_layernorm_forward(const float *x, const float *weight, const float *bias, size_t n,
+                                 size_t d, float eps, float *y, float *mean, float *rstd)
 {
     if (!args_ok(x, y, n, d) || !(eps > 0.0f) || !isfinite(eps))
         return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
     const long rows = (long)n;
 #pragma omp parallel for num_threads(srp_threads())                                                \
     schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
@@ -63,16 +63,8 @@ static srp_status srp_layernorm_forward_impl(const float *x, const float *weight
         if (rstd)
             rstd[i] = rf;
     }
-    return SRP_OK;
-}
-
-srp_status srp_layernorm_forward(const float *x, const float *weight, const float *bias, size_t n,
-                                 size_t d, float eps, float *y, float *mean, float *rstd)
-{
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_layernorm_forward_impl(x, weight, bias, n, d, eps, y, mean, rstd);
     srp_profile_end(SRP_PROF_LAYERNORM, t0);
-    return st;
+    return SRP_OK;
 }
 
 /* dweight[j] += sum_i dy[i][j] xhat[i][j], dbias[j] += sum_i dy[i][j].
@@ -103,13 +95,13 @@ static void param_grads(const float *x, const float *mean, const float *rstd, co
     }
 }
 
-static srp_status srp_layernorm_backward_impl(const float *x, const float *weight,
-                                              const float *mean, const float *rstd, const float *dy,
-                                              size_t n, size_t d, float *dx, float *dweight,
-                                              float *dbias)
+srp_status srp_layernorm_backward(const float *x, const float *weight, const float *mean,
+                                  const float *rstd, const float *dy, size_t n, size_t d, float *dx,
+                                  float *dweight, float *dbias)
 {
     if (!args_ok(x, dx, n, d) || !mean || !rstd || !dy)
         return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
     /* Parameter gradients first: dx may be dy. */
     if (dweight || dbias)
         param_grads(x, mean, rstd, dy, n, d, dweight, dbias);
@@ -133,16 +125,6 @@ static srp_status srp_layernorm_backward_impl(const float *x, const float *weigh
             dxi[j] = (float)((double)r * (g - mean_g - xhat * mean_gx));
         }
     }
-    return SRP_OK;
-}
-
-srp_status srp_layernorm_backward(const float *x, const float *weight, const float *mean,
-                                  const float *rstd, const float *dy, size_t n, size_t d, float *dx,
-                                  float *dweight, float *dbias)
-{
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st =
-        srp_layernorm_backward_impl(x, weight, mean, rstd, dy, n, d, dx, dweight, dbias);
     srp_profile_end(SRP_PROF_LAYERNORM, t0);
-    return st;
+    return SRP_OK;
 }

@@ -52,16 +52,6 @@ static void problem_free(linear_problem *P)
     free(P->r);
 }
 
-static void assert_grad_close(const float *got, const double *want, size_t n, double tol,
-                              double floor, const char *what)
-{
-    float *wf = malloc(sizeof(float) * (n ? n : 1));
-    assert_non_null(wf);
-    to_float(want, wf, n);
-    assert_close_array_floor(got, wf, n, tol, floor, what);
-    free(wf);
-}
-
 /* ---------------- helpers on the layer ---------------- */
 
 static srp_linear *make_layer(size_t in, size_t out, srp_reparam mode, int bias, uint64_t seed)
@@ -198,7 +188,7 @@ static double check_gradients(srp_linear *l, size_t n, srp_rng *r, double tol)
     ref_central_differences(linear_loss, &P, P.lin.w, in * out, g);
     /* For a 1x1 layer dW is exactly 0 (W_hat = gamma sign(W)): compare at the
      * scale of the terms that cancel. */
-    assert_grad_close(srp_linear_weight_grad(l), g, in * out, tol, first_term, "dW");
+    assert_close_to_double(srp_linear_weight_grad(l), g, in * out, tol, first_term, "dW");
 
     /* Size of the sigma (rank-1) term, gamma s / sigma^2 v u^T, against dW. */
     double rank1_share = 0.0;
@@ -219,10 +209,10 @@ static double check_gradients(srp_linear *l, size_t n, srp_rng *r, double tol)
     }
     free(gtx);
     ref_central_differences(linear_loss, &P, P.x, n * in, g);
-    assert_grad_close(dx, g, n * in, tol, 0.0, "dx");
+    assert_close_to_double(dx, g, n * in, tol, 0.0, "dx");
     if (srp_linear_bias(l)) {
         ref_central_differences(linear_loss, &P, P.lin.b, out, g);
-        assert_grad_close(srp_linear_bias_grad(l), g, out, tol, 0.0, "db");
+        assert_close_to_double(srp_linear_bias_grad(l), g, out, tol, 0.0, "db");
     }
     free(g);
     problem_free(&P);

@@ -273,17 +273,24 @@ static double model_loss(void *ctx)
     return loss;
 }
 
+/* A small model: 7x7 patches (17 tokens), 2 blocks of 2 heads, MLP 16. */
+static vit_config small_config(size_t dim, size_t max_batch)
+{
+    vit_config c = vit_config_default();
+    c.patch = 7;
+    c.dim = dim;
+    c.depth = 2;
+    c.heads = 2;
+    c.mlp_dim = 16;
+    c.max_batch = max_batch;
+    return c;
+}
+
 static void test_model_backward_matches_differences(void **state)
 {
     (void)state;
     for (int ln = 0; ln < 2; ln++) {
-        vit_config c = vit_config_default();
-        c.patch = 7;
-        c.dim = 8;
-        c.depth = 2;
-        c.heads = 2;
-        c.mlp_dim = 16;
-        c.max_batch = 3;
+        vit_config c = small_config(8, 3);
         c.layernorm = ln;
         c.init_gain = 10.0f;
         c.seed = 5;
@@ -343,13 +350,7 @@ static void test_model_backward_matches_differences(void **state)
 static void test_checkpoint_keeps_power_iteration_state(void **state)
 {
     (void)state;
-    vit_config c = vit_config_default();
-    c.patch = 7;
-    c.dim = 16;
-    c.depth = 2;
-    c.heads = 2;
-    c.mlp_dim = 16;
-    c.max_batch = 2;
+    vit_config c = small_config(16, 2);
     vit_model *m[2];
     for (int k = 0; k < 2; k++) {
         c.seed = 100 + (uint64_t)k;

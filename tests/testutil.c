@@ -271,3 +271,13 @@ void assert_close_array_floor(const float *a, const float *b, size_t n, double t
         fail();
     }
 }
+
+void assert_close_to_double(const float *got, const double *want, size_t n, double tol,
+                            double floor, const char *what)
+{
+    float *wf = malloc(sizeof(float) * (n ? n : 1));
+    assert_non_null(wf);
+    to_float(want, wf, n);
+    assert_close_array_floor(got, wf, n, tol, floor, what);
+    free(wf);
+}

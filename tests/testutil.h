@@ -56,5 +56,9 @@ void assert_close_array(const float *a, const float *b, size_t n, double tol, co
  * is a cancellation (near 0) of terms of size floor. */
 void assert_close_array_floor(const float *a, const float *b, size_t n, double tol, double floor,
                               const char *what);
+/* assert_close_array_floor against a double reference (a gradient from
+ * central differences, say). */
+void assert_close_to_double(const float *got, const double *want, size_t n, double tol,
+                            double floor, const char *what);
 
 #endif

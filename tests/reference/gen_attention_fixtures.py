@@ -12,7 +12,7 @@ Format: fixture_io.py.
 """
 import torch
 
-from fixture_io import FixtureWriter
+from fixture_io import FixtureWriter, record_initial_state, record_training_step
 from sigma_reparam import Attention, SNLinear
 
 torch.manual_seed(1234567)
@@ -37,21 +37,10 @@ def case(tag, B, T, D, H, causal, steps=2, lr=0.05):
     m = make_attention(D, H, causal)
     put(f"{tag}/config", torch.tensor([B, T, D, H, int(causal), steps]))
     for name, lin in (("qkv", m.qkv), ("proj", m.proj)):
-        put(f"{tag}/{name}/w0", lin.weight)
-        put(f"{tag}/{name}/b0", lin.bias)
-        put(f"{tag}/{name}/u0", lin.u)
-        put(f"{tag}/{name}/gamma0", lin.gamma)
+        record_initial_state(put, f"{tag}/{name}/", lin)
     for step in range(steps):
-        m.train()
-        x = torch.randn(B, T, D, requires_grad=True)
-        dy = torch.randn(B, T, D)
-        y = m(x)
-        y.backward(dy)
         p = f"{tag}/step{step}/"
-        put(p + "x", x)
-        put(p + "dy", dy)
-        put(p + "y", y)
-        put(p + "dx", x.grad)
+        record_training_step(put, p, m, (B, T, D), (B, T, D))
         put(p + "ent_mean", m.ent_mean)
         put(p + "ent_min", m.ent_min)
         for name, lin in (("qkv", m.qkv), ("proj", m.proj)):

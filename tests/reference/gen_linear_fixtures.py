@@ -10,7 +10,7 @@ Format: fixture_io.py.
 """
 import torch
 
-from fixture_io import FixtureWriter
+from fixture_io import FixtureWriter, record_initial_state, record_training_step
 from sigma_reparam import SNLinear
 
 torch.manual_seed(20230723)
@@ -26,23 +26,11 @@ def case(tag, n, in_f, out_f, bias, stats_only, steps=3, lr=0.05):
     b = torch.randn(out_f) * 0.1 if bias else None
     layer = SNLinear(weight, b, stats_only)
     put(f"{tag}/config", torch.tensor([n, in_f, out_f, int(bias), int(stats_only), steps]))
-    put(f"{tag}/w0", layer.weight)
-    if bias:
-        put(f"{tag}/b0", layer.bias)
-    put(f"{tag}/u0", layer.u)
-    put(f"{tag}/gamma0", layer.gamma)
+    record_initial_state(put, f"{tag}/", layer)
     put(f"{tag}/sigma0", layer.spectral_norm)
     for step in range(steps):
-        layer.train()
-        x = torch.randn(n, in_f, requires_grad=True)
-        dy = torch.randn(n, out_f)
-        y = layer(x)
-        y.backward(dy)
         p = f"{tag}/step{step}/"
-        put(p + "x", x)
-        put(p + "dy", dy)
-        put(p + "y", y)
-        put(p + "dx", x.grad)
+        record_training_step(put, p, layer, (n, in_f), (n, out_f))
         put(p + "dw", layer.weight.grad)
         if bias:
             put(p + "db", layer.bias.grad)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bench_common.h"
+#include "common/progress.h"
 #include "model.h"
 #include "sigmareparam.h"
 
@@ -103,23 +104,19 @@ static void print_breakdown(const bench_options *o, step_case *c, int threads, i
         run_step(c);
     const double total = bench_now_seconds() - t0;
     srp_profile_enable(0);
+    if (!o->json) {
+        ex_print_profile(stdout, total, (uint64_t)steps, "model glue");
+        return;
+    }
     double timed = 0.0;
-    if (!o->json)
-        printf("  breakdown (%d threads, %d steps): %.2f ms per step\n", threads, steps,
-               total * 1e3 / steps);
     for (int p = 0; p <= SRP_PROF_COUNT; p++) {
         const int glue = p == SRP_PROF_COUNT;
         const double sec = glue ? total - timed : srp_profile_seconds((srp_profile_part)p);
-        const char *name = glue ? "model glue" : srp_profile_name((srp_profile_part)p);
         timed += glue ? 0.0 : sec;
-        if (sec == 0.0 && !glue)
-            continue;
-        if (o->json)
-            printf("{\"bench\":\"train_step_part\",\"threads\":%d,\"part\":\"%s\",\"ms_per_step\":"
-                   "%.3f,\"share\":%.4f}\n",
-                   threads, name, sec * 1e3 / steps, sec / total);
-        else
-            printf("    %-16s %8.2f ms %6.1f%%\n", name, sec * 1e3 / steps, 100.0 * sec / total);
+        printf("{\"bench\":\"train_step_part\",\"threads\":%d,\"part\":\"%s\",\"ms_per_step\":"
+               "%.3f,\"share\":%.4f}\n",
+               threads, glue ? "model glue" : srp_profile_name((srp_profile_part)p),
+               sec * 1e3 / steps, sec / total);
     }
 }
 

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "progress.h"
 
+#include <sigmareparam.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
@@ -54,4 +56,21 @@ void ex_format_duration(double seconds, char *buf, size_t len)
 {
     const long s = seconds > 0 && seconds < 1e7 ? (long)seconds : 0;
     snprintf(buf, len, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+}
+
+void ex_print_profile(FILE *to, double total, uint64_t steps, const char *rest_name)
+{
+    const double per = steps ? 1e3 / (double)steps : 0.0;
+    double timed = 0.0;
+    fprintf(to, "where the time went (%llu steps, %.2f ms per step):\n", (unsigned long long)steps,
+            total * per);
+    for (int p = 0; p <= SRP_PROF_COUNT; p++) {
+        const int rest = p == SRP_PROF_COUNT;
+        const double sec = rest ? total - timed : srp_profile_seconds((srp_profile_part)p);
+        timed += rest ? 0.0 : sec;
+        if (sec > 0.0 || rest)
+            fprintf(to, "    %-24s %8.2f ms %6.1f%%\n",
+                    rest ? rest_name : srp_profile_name((srp_profile_part)p), sec * per,
+                    total > 0.0 ? 100.0 * sec / total : 0.0);
+    }
 }

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct {
     int interactive;
@@ -24,5 +25,10 @@ void ex_progress_print(ex_progress *p, uint64_t step, const char *fmt, ...)
 void ex_progress_break(ex_progress *p);
 /* H:MM:SS */
 void ex_format_duration(double seconds, char *buf, size_t len);
+
+/* Prints the library's profile (srp_profile_*) of `steps` steps that took
+ * `total` seconds: each part's milliseconds per step and share, and the
+ * rest (the program's own work) as `rest_name`. */
+void ex_print_profile(FILE *to, double total, uint64_t steps, const char *rest_name);
 
 #endif

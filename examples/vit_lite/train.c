@@ -463,6 +463,7 @@ static ex_code train(trainer *t, ex_error *err)
     t->t_start = ex_now();
     ex_progress_start(&t->progress);
     t->progress.last_step = t->run.step;
+    srp_profile_enable(o->profile);
     while (t->run.epoch < o->epochs) {
         while (t->run.pos < t->steps_per_epoch) {
             if (o->stop_after_steps && t->run.step >= o->stop_after_steps) {
@@ -552,6 +553,9 @@ static ex_code run(trainer *t, ex_error *err)
            (unsigned long long)t->total_steps, o->batch);
     if ((code = train(t, err)) != EX_OK)
         return code;
+    if (o->profile)
+        ex_print_profile(stdout, ex_now() - t->t_start, t->steps_this_run,
+                         "the trainer's own work");
     if (o->plot_path && !o->metrics_path) {
         fprintf(stderr, "note: --plot needs --metrics FILE (the plot is drawn from it)\n");
     } else if (o->plot_path) {

@@ -82,6 +82,8 @@ static const ex_opt_spec k_specs[] = {
     {"resume", EX_OPT_STRING, OFF(resume_path), 0, 0, NULL, 0, 0, "continue from this checkpoint"},
     {"eval-only", EX_OPT_FLAG, OFF(eval_only), 0, 0, NULL, 1, 0,
      "evaluate the --resume checkpoint on the test set and exit"},
+    {"profile", EX_OPT_FLAG, OFF(profile), 0, 0, NULL, 1, 0,
+     "at the end, print where the training time went (the library's profiler)"},
     {"plot", EX_OPT_STRING, OFF(plot_path), 0, 0, NULL, 0, 0,
      "render loss, accuracy and entropy curves to this PNG (gnuplot)"},
     {"plot-only", EX_OPT_STRING, OFF(plot_only), 0, 0, NULL, 0, 0,

@@ -48,6 +48,7 @@ typedef struct {
     const char *metrics_path, *checkpoint_path, *resume_path, *plot_path, *plot_only;
     uint64_t log_every, bound_every, checkpoint_every;
     int eval_only;
+    int profile; /* print where the training time went */
 
     /* entropy-collapse watch */
     float collapse_fraction;  /* warn below this fraction of log T */

@@ -421,13 +421,20 @@ static void test_cli_errors(void **state)
     assert_non_null(strstr(out, "magic"));
 }
 
+/* A whole text file, NUL-terminated (fails the test when unreadable). */
+static char *read_text(const char *path)
+{
+    size_t size;
+    char *text = read_file_bytes(path, &size);
+    assert_non_null(text);
+    text[size] = '\0';
+    return text;
+}
+
 /* A few lines of the metrics file: the "key": number of its last train line. */
 static double last_value(const char *metrics_path, const char *type, const char *key)
 {
-    size_t size;
-    char *text = read_file_bytes(metrics_path, &size);
-    assert_non_null(text);
-    text[size] = '\0';
+    char *text = read_text(metrics_path);
     double value = NAN;
     char type_pat[64], key_pat[64];
     snprintf(type_pat, sizeof(type_pat), "\"type\":\"%s\"", type);
@@ -467,10 +474,7 @@ static void test_learns_the_synthetic_set(void **state)
         fail();
     }
     /* the metrics hold entropies, bounds, sigmas and gammas */
-    size_t size;
-    char *text = read_file_bytes(metrics, &size);
-    assert_non_null(text);
-    text[size] = '\0';
+    char *text = read_text(metrics);
     assert_non_null(strstr(text, "\"entropy_mean\":[["));
     assert_non_null(strstr(text, "\"entropy_bound\":[["));
     assert_non_null(strstr(text, "\"sigma\":{\"patch_embed.proj\":"));
@@ -633,10 +637,7 @@ static void test_stop_on_collapse(void **state)
     assert_non_null(strstr(out, "warning: step"));
     assert_non_null(strstr(out, "entropy collapse: layer"));
     assert_non_null(strstr(out, "--stop-on-collapse"));
-    size_t size;
-    char *text = read_file_bytes(metrics, &size);
-    assert_non_null(text);
-    text[size] = '\0';
+    char *text = read_text(metrics);
     assert_non_null(strstr(text, "\"type\":\"warning\""));
     assert_non_null(strstr(text, "\"kind\":\"low\""));
     free(text);

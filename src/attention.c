@@ -38,6 +38,7 @@ srp_attention_config srp_attention_config_default(size_t dim, size_t heads)
     c.heads = heads;
     c.causal = 0;
     c.track_entropy = 1;
+    c.qkv_sigma = SRP_QKV_SIGMA_FUSED;
     c.qkv = srp_linear_config_default(dim, 3 * dim);
     c.proj = srp_linear_config_default(dim, dim);
     c.seed = 0;
@@ -93,17 +94,32 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     a->max_batch = B;
     a->max_tokens = T;
 
-    /* The two projections get their own seeds, drawn from the module's. */
+    if (cfg->qkv_sigma != SRP_QKV_SIGMA_FUSED && cfg->qkv_sigma != SRP_QKV_SIGMA_QK_V &&
+        cfg->qkv_sigma != SRP_QKV_SIGMA_SEPARATE) {
+        srp_attention_destroy(a);
+        return SRP_ERR_INVALID_ARG;
+    }
+    /* The input projections, in column order, then proj, each with a seed
+     * drawn from the module's. */
+    static const size_t parts[3][3] = {{3, 0, 0}, {2, 1, 0}, {1, 1, 1}}; /* widths, in D */
+    a->qkv_sigma = cfg->qkv_sigma;
     srp_rng rng;
     srp_rng_seed(&rng, cfg->seed);
-    srp_linear_config qc = cfg->qkv, pc = cfg->proj;
-    qc.in_features = D;
-    qc.out_features = 3 * D;
-    qc.seed = srp_rng_next_u64(&rng);
+    srp_status st = SRP_OK;
+    for (size_t i = 0, col = 0; i < 3 && parts[a->qkv_sigma][i] && st == SRP_OK; i++) {
+        srp_linear_config c = cfg->qkv;
+        c.in_features = D;
+        c.out_features = parts[a->qkv_sigma][i] * D;
+        c.seed = srp_rng_next_u64(&rng);
+        a->in_col[i] = col;
+        col += c.out_features;
+        st = srp_linear_create(&a->in_proj[i], &c);
+        a->n_in = i + 1;
+    }
+    srp_linear_config pc = cfg->proj;
     pc.in_features = D;
     pc.out_features = D;
     pc.seed = srp_rng_next_u64(&rng);
-    srp_status st = srp_linear_create(&a->qkv, &qc);
     if (st == SRP_OK)
         st = srp_linear_create(&a->proj, &pc);
     if (st != SRP_OK) {
@@ -148,7 +164,8 @@ void srp_attention_destroy(srp_attention *a)
 {
     if (!a)
         return;
-    srp_linear_destroy(a->qkv);
+    for (size_t i = 0; i < a->n_in; i++)
+        srp_linear_destroy(a->in_proj[i]);
     srp_linear_destroy(a->proj);
     free(a->x);
     free(a->fwd_wqk);
@@ -173,7 +190,22 @@ void srp_attention_destroy(srp_attention *a)
     free(a);
 }
 
-srp_linear *srp_attention_qkv(srp_attention *a) { return a ? a->qkv : NULL; }
+srp_linear *srp_attention_qkv(srp_attention *a)
+{
+    return a && a->qkv_sigma == SRP_QKV_SIGMA_FUSED ? a->in_proj[0] : NULL;
+}
+
+size_t srp_attention_in_proj_count(const srp_attention *a) { return a ? a->n_in : 0; }
+
+srp_linear *srp_attention_in_proj(srp_attention *a, size_t i, const char **name)
+{
+    static const char *names[3][3] = {{"qkv"}, {"qk", "v"}, {"q", "k", "v"}};
+    if (!a || i >= a->n_in)
+        return NULL;
+    if (name)
+        *name = names[a->qkv_sigma][i];
+    return a->in_proj[i];
+}
 srp_linear *srp_attention_proj(srp_attention *a) { return a ? a->proj : NULL; }
 size_t srp_attention_heads(const srp_attention *a) { return a ? a->heads : 0; }
 size_t srp_attention_dim(const srp_attention *a) { return a ? a->dim : 0; }
@@ -291,6 +323,27 @@ static void pair_softmax_backward(srp_attention *a, size_t p)
         srp_softmax_backward_row(att + r * T, ds + r * T, a->causal ? r + 1 : T, T);
 }
 
+/* The bound's copy of the forward's q and k weight rows, biases and scales
+ * (fwd_wqk: [2D][D], q's rows then k's; fwd_bqk: [2D]). */
+static void copy_qk_weights(srp_attention *a)
+{
+    const size_t D = a->dim;
+    for (size_t part = 0; part < 2; part++) { /* q, then k: columns part*D.. of the row */
+        const size_t col = part * D;
+        size_t i = 0;
+        while (i + 1 < a->n_in && a->in_col[i + 1] <= col)
+            i++;
+        srp_linear *l = a->in_proj[i];
+        const size_t row = col - a->in_col[i]; /* the part's first row in that linear */
+        memcpy(a->fwd_wqk + part * D * D, srp_linear_weight(l) + row * D, sizeof(float) * D * D);
+        if (srp_linear_bias(l))
+            memcpy(a->fwd_bqk + part * D, srp_linear_bias(l) + row, sizeof(float) * D);
+        else
+            memset(a->fwd_bqk + part * D, 0, sizeof(float) * D);
+        *(part == 0 ? &a->fwd_scale_q : &a->fwd_scale_k) = srp_linear_forward_scale(l);
+    }
+}
+
 srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch, size_t tokens,
                                  float *y, int training)
 {
@@ -299,27 +352,26 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
     if (batch > a->max_batch || tokens > a->max_tokens)
         return SRP_ERR_SHAPE;
     const size_t n = batch * tokens, D = a->dim;
-    if (!srp_linear_batch_ok(a->qkv, n))
+    if (!srp_linear_batch_ok(a->proj, n))
         return SRP_ERR_INVALID_ARG;
     srp_attention_plans *plans;
     srp_status st = plans_for(a, batch, tokens, &plans);
     if (st != SRP_OK)
         return st;
-    /* Both layers' power steps and checks first: if either fails, nothing
-     * of the module has changed. */
-    st = srp_linear_forward_prepare(a->qkv, training);
+    /* Every linear's power step and checks first: if any fails, nothing of
+     * the module has changed. */
+    for (size_t i = 0; i < a->n_in && st == SRP_OK; i++)
+        st = srp_linear_forward_prepare(a->in_proj[i], training);
     if (st == SRP_OK)
         st = srp_linear_forward_prepare(a->proj, training);
     if (st != SRP_OK)
         return st;
 
-    srp_linear_forward_commit(a->qkv, x, n, a->qkv_out, training);
+    for (size_t i = 0; i < a->n_in; i++) /* x -> [q | k | v]: [n][3D] */
+        srp_linear_forward_commit(a->in_proj[i], x, n, a->qkv_out + a->in_col[i], 3 * D, training);
     uint64_t t0 = srp_profile_begin();
     memcpy(a->x, x, sizeof(float) * n * D);
-    memcpy(a->fwd_wqk, srp_linear_weight(a->qkv), sizeof(float) * 2 * D * D);
-    if (srp_linear_bias(a->qkv))
-        memcpy(a->fwd_bqk, srp_linear_bias(a->qkv), sizeof(float) * 2 * D);
-    a->fwd_scale = srp_linear_forward_scale(a->qkv);
+    copy_qk_weights(a);
     a->batch = batch;
     a->tokens = tokens;
     srp_profile_end(SRP_PROF_ATTENTION_COPY, t0);
@@ -334,7 +386,7 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
     srp_bgemm_run(plans->av, a->att, v, a->o_cat);
     srp_profile_end(SRP_PROF_ATTENTION_CORE, t0);
 
-    srp_linear_forward_commit(a->proj, a->o_cat, n, y, training);
+    srp_linear_forward_commit(a->proj, a->o_cat, n, y, D, training);
     a->have_forward = 1;
     return SRP_OK;
 }
@@ -352,7 +404,7 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
         return st;
     /* Both layers' gradients are computed and checked before either is
      * added in: a failure leaves every gradient of the module as it was. */
-    st = srp_linear_backward_prepare(a->proj, a->o_cat, dy, n, a->d_ocat);
+    st = srp_linear_backward_prepare(a->proj, a->o_cat, dy, D, n, a->d_ocat, 0);
     if (st != SRP_OK)
         return st;
 
@@ -369,10 +421,13 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
     srp_bgemm_run(plans->dk, a->d_att, q, dk);
     srp_profile_end(SRP_PROF_ATTENTION_CORE, t0);
 
-    st = srp_linear_backward_prepare(a->qkv, a->x, a->d_qkv, n, dx);
+    for (size_t i = 0; i < a->n_in && st == SRP_OK; i++) /* dx = sum over the projections */
+        st = srp_linear_backward_prepare(a->in_proj[i], a->x, a->d_qkv + a->in_col[i], 3 * D, n, dx,
+                                         i > 0);
     if (st != SRP_OK)
         return st;
     srp_linear_backward_commit(a->proj);
-    srp_linear_backward_commit(a->qkv);
+    for (size_t i = 0; i < a->n_in; i++)
+        srp_linear_backward_commit(a->in_proj[i]);
     return SRP_OK;
 }

@@ -22,7 +22,14 @@ struct srp_attention {
     size_t dim, heads, head_dim;
     int causal, track_entropy;
     size_t max_batch, max_tokens;
-    srp_linear *qkv, *proj;
+    /* The projections of x to the [q | k | v] row, by qkv_sigma: qkv (one
+     * linear D -> 3D); qk (D -> 2D) and v; or q, k and v (D -> D each).
+     * in_proj[i] writes the columns from in_col[i] on. */
+    srp_qkv_sigma qkv_sigma;
+    size_t n_in;
+    srp_linear *in_proj[3];
+    size_t in_col[3];
+    srp_linear *proj;
 
     /* The last forward. */
     size_t batch, tokens;
@@ -48,10 +55,11 @@ struct srp_attention {
     srp_attention_plans plans[SRP_ATTENTION_PLAN_SHAPES];
     uint64_t plan_clock; /* for least-recently-used replacement */
 
-    /* What the bound needs from the last forward: the q and k rows of the
-     * qkv weight ([2D][D]) and bias ([2D]), and gamma / sigma. */
+    /* What the bound needs from the last forward: the q and k weight rows
+     * ([2D][D]: q's, then k's) and biases ([2D]), and the gamma / sigma of
+     * the linears they came from. */
     float *fwd_wqk, *fwd_bqk;
-    float fwd_scale;
+    float fwd_scale_q, fwd_scale_k;
 
     /* Entropy-bound workspaces (entropy.c), in double. */
     double *bound_x;      /* [T][D + 1]: X~ of one example */

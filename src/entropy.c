@@ -144,15 +144,15 @@ static double head_logit_norm(srp_attention *a, size_t h, double *q_fro, double 
     const size_t D = a->dim, dh = a->head_dim, cols = D + 1;
     const float *w = a->fwd_wqk;    /* [2D][D]: the q rows, then the k rows */
     const float *bias = a->fwd_bqk; /* [2D], zeros without a bias */
-    const double scale = a->fwd_scale;
+    const double scale_q = a->fwd_scale_q, scale_k = a->fwd_scale_k;
     double *qt = a->bound_qk, *kt = qt + dh * cols;  /* Q~, K~: [dh][D+1] */
     double *gq = kt + dh * cols, *gk = gq + dh * dh; /* G_q, G_k: [dh][dh] */
     double *tmp = gk + dh * dh, *bm = tmp + dh * dh; /* [dh][dh] each */
     for (size_t r = 0; r < dh; r++) {
-        const size_t rq = h * dh + r, rk = D + h * dh + r; /* rows of W_qkv */
+        const size_t rq = h * dh + r, rk = D + h * dh + r; /* rows of [W_q; W_k] */
         for (size_t d = 0; d < D; d++) {
-            qt[r * cols + d] = scale * w[rq * D + d];
-            kt[r * cols + d] = scale * w[rk * D + d];
+            qt[r * cols + d] = scale_q * w[rq * D + d];
+            kt[r * cols + d] = scale_k * w[rk * D + d];
         }
         qt[r * cols + D] = bias[rq]; /* the bias is not rescaled */
         kt[r * cols + D] = bias[rk];

@@ -137,16 +137,19 @@ float srp_linear_forward_scale(const srp_linear *l);
  * them all before changing any. prepare runs the power step into scratch
  * and checks sigma and gamma; nothing changes. commit (after a successful
  * prepare, with arguments srp_linear_forward would accept) makes the step
- * the layer's state and computes y; it cannot fail. */
+ * the layer's state and computes y, whose rows are ldy >= out apart (a
+ * module writes several layers' outputs side by side); it cannot fail. */
 srp_status srp_linear_forward_prepare(srp_linear *l, int training);
-void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y, int training);
+void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y, size_t ldy,
+                               int training);
 /* A backward in two halves, for the same reason. prepare (arguments as
- * srp_linear_backward takes them, already checked) writes dx and the
- * layer's scratch, and checks that the gradients are finite; no gradient
- * changes. commit, after a successful prepare and before the layer's next
- * forward or prepare, adds them in; it cannot fail. */
-srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy, size_t n,
-                                       float *dx);
+ * srp_linear_backward takes them, already checked; dy's rows lddy apart)
+ * writes dx (adds to it with add_dx) and the layer's scratch, and checks
+ * that the gradients are finite; no parameter gradient changes. commit,
+ * after a successful prepare and before the layer's next forward or
+ * prepare, adds them in; it cannot fail. */
+srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy,
+                                       size_t lddy, size_t n, float *dx, int add_dx);
 void srp_linear_backward_commit(srp_linear *l);
 /* n rows fit the layer's GEMMs. */
 int srp_linear_batch_ok(const srp_linear *l, size_t n);

@@ -228,14 +228,14 @@ static int batch_ok(const srp_linear *l, size_t n)
  * size derives from it, and changing it would change the bits of dgamma. */
 #define PARALLEL_MIN_ELEMS (2 * SRP_PARALLEL_MIN_ELEMS)
 
-/* y[r][:] = b for every row r. y: [n][out] */
-static void fill_rows_with_bias(float *y, const float *b, size_t n, size_t out)
+/* y[r][0..out) = b for every row r. y: [n][ldy] */
+static void fill_rows_with_bias(float *y, size_t ldy, const float *b, size_t n, size_t out)
 {
     const long rows = (long)n;
 #pragma omp parallel for num_threads(srp_threads())                                                \
     schedule(static) if (n * out >= PARALLEL_MIN_ELEMS)
     for (long r = 0; r < rows; r++)
-        memcpy(y + (size_t)r * out, b, out * sizeof(float));
+        memcpy(y + (size_t)r * ldy, b, out * sizeof(float));
 }
 
 srp_status srp_linear_forward_prepare(srp_linear *l, int training)
@@ -260,7 +260,8 @@ srp_status srp_linear_forward_prepare(srp_linear *l, int training)
     return SRP_OK;
 }
 
-void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y, int training)
+void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y, size_t ldy,
+                               int training)
 {
     if (l->mode != SRP_REPARAM_NONE) {
         if (training) {
@@ -279,12 +280,12 @@ void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y
     float beta = 0.0f;
     if (l->has_bias) {
         const uint64_t t0 = srp_profile_begin();
-        fill_rows_with_bias(y, l->b, n, l->out);
+        fill_rows_with_bias(y, ldy, l->b, n, l->out);
         srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
         beta = 1.0f;
     }
     const uint64_t t0 = srp_profile_begin();
-    srp_sgemm(0, 1, n, l->out, l->in, l->last_scale, x, l->in, l->w, l->in, beta, y, l->out);
+    srp_sgemm(0, 1, n, l->out, l->in, l->last_scale, x, l->in, l->w, l->in, beta, y, ldy);
     srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
 }
 
@@ -297,7 +298,7 @@ srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, float *y,
     const srp_status st = srp_linear_forward_prepare(l, training);
     if (st != SRP_OK)
         return st;
-    srp_linear_forward_commit(l, x, n, y, training);
+    srp_linear_forward_commit(l, x, n, y, l->out, training);
     return SRP_OK;
 }
 
@@ -325,8 +326,10 @@ static double parallel_dot_f64(const float *x, const float *y, size_t n)
 /* acc[o] = sum_r dy[r][o] in double. Rows go in BIAS_CHUNKS fixed chunks,
  * each summed along its rows (contiguous, vectorized reads) into its own
  * partial row, and the partials are added in order: the same bits for any
- * thread count. dy: [n][out], partial: [BIAS_CHUNKS][out] scratch */
-static void column_sums(const float *dy, size_t n, size_t out, double *partial, double *acc)
+ * thread count. dy: [n][lddy] (its first out columns), partial:
+ * [BIAS_CHUNKS][out] scratch */
+static void column_sums(const float *dy, size_t lddy, size_t n, size_t out, double *partial,
+                        double *acc)
 {
     const size_t rows_per = (n + BIAS_CHUNKS - 1) / BIAS_CHUNKS;
 #pragma omp parallel for num_threads(srp_threads())                                                \
@@ -337,7 +340,7 @@ static void column_sums(const float *dy, size_t n, size_t out, double *partial, 
         for (size_t o = 0; o < out; o++)
             p[o] = 0.0;
         for (size_t r = r0; r < r1; r++) {
-            const float *row = dy + r * out;
+            const float *row = dy + r * lddy;
 #pragma omp simd
             for (size_t o = 0; o < out; o++)
                 p[o] += (double)row[o];
@@ -377,25 +380,26 @@ static void accumulate_weight_grad(float *dw, const float *gtx, float a, float c
     }
 }
 
-srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy, size_t n,
-                                       float *dx)
+srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy, size_t lddy,
+                                       size_t n, float *dx, int add_dx)
 {
     const float scale = l->last_scale;
 
     uint64_t t0 = srp_profile_begin();
-    /* dx = scale dy W: [n][in] = [n][out] x [out][in] */
+    /* dx (+)= scale dy W: [n][in] = [n][out] x [out][in] */
     if (dx)
-        srp_sgemm(0, 0, n, l->in, l->out, scale, dy, l->out, l->w, l->in, 0.0f, dx, l->in);
+        srp_sgemm(0, 0, n, l->in, l->out, scale, dy, lddy, l->w, l->in, add_dx ? 1.0f : 0.0f, dx,
+                  l->in);
     if (l->xtg) {
         /* The same product, transposed, when out > in: oneDNN splits an
          * [in][out] result better over 2 threads (fc1's 128 -> 256 at n 6400:
          * 359 GFLOP/s against 269, measured); then one transposing pass
          * over the small result. xtg = x^T dy: [in][out] = [in][n] x [n][out] */
-        srp_sgemm(1, 0, l->in, l->out, n, 1.0f, x, l->in, dy, l->out, 0.0f, l->xtg, l->out);
+        srp_sgemm(1, 0, l->in, l->out, n, 1.0f, x, l->in, dy, lddy, 0.0f, l->xtg, l->out);
         transpose(l->xtg, l->in, l->out, l->gtx);
     } else {
         /* gtx = dy^T x: [out][in] = [out][n] x [n][in] */
-        srp_sgemm(1, 0, l->out, l->in, n, 1.0f, dy, l->out, x, l->in, 0.0f, l->gtx, l->in);
+        srp_sgemm(1, 0, l->out, l->in, n, 1.0f, dy, lddy, x, l->in, 0.0f, l->gtx, l->in);
     }
     srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
 
@@ -404,7 +408,7 @@ srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const floa
     const double s = parallel_dot_f64(l->gtx, l->w, l->in * l->out);
     int finite = isfinite(s);
     if (finite && l->has_bias) {
-        column_sums(dy, n, l->out, l->bias_partial, l->bias_acc);
+        column_sums(dy, lddy, n, l->out, l->bias_partial, l->bias_acc);
         for (size_t o = 0; o < l->out; o++)
             finite &= isfinite(l->bias_acc[o]) != 0;
     }
@@ -438,7 +442,7 @@ srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, s
 {
     if (!l || !x || !dy || !batch_ok(l, n))
         return SRP_ERR_INVALID_ARG;
-    const srp_status st = srp_linear_backward_prepare(l, x, dy, n, dx);
+    const srp_status st = srp_linear_backward_prepare(l, x, dy, l->out, n, dx, 0);
     if (st != SRP_OK)
         return st;
     srp_linear_backward_commit(l);

@@ -79,13 +79,19 @@ void ref_attention_init(ref_attention *R, srp_attention *a, size_t batch, size_t
     R->D = srp_attention_dim(a);
     R->H = srp_attention_heads(a);
     R->causal = causal;
-    ref_linear_init(&R->qkv, srp_attention_qkv(a));
+    R->n_in = srp_attention_in_proj_count(a);
+    for (size_t i = 0, col = 0; i < R->n_in; i++) {
+        ref_linear_init(&R->in_proj[i], srp_attention_in_proj(a, i, NULL));
+        R->in_col[i] = col;
+        col += R->in_proj[i].out;
+    }
     ref_linear_init(&R->proj, srp_attention_proj(a));
 }
 
 void ref_attention_free(ref_attention *R)
 {
-    ref_linear_free(&R->qkv);
+    for (size_t i = 0; i < R->n_in; i++)
+        ref_linear_free(&R->in_proj[i]);
     ref_linear_free(&R->proj);
 }
 
@@ -95,7 +101,16 @@ void ref_attention_forward(const ref_attention *R, const double *x, double *y, d
     double *qkv = malloc(sizeof(double) * B * T * 3 * D), *o = calloc(B * T * D, sizeof(double));
     double *p = malloc(sizeof(double) * T);
     assert_true(qkv && o && p);
-    ref_linear_forward(&R->qkv, x, B * T, qkv);
+    for (size_t i = 0; i < R->n_in; i++) { /* each projection's columns of [q | k | v] */
+        const ref_linear *L = &R->in_proj[i];
+        double *part = malloc(sizeof(double) * B * T * L->out);
+        assert_non_null(part);
+        ref_linear_forward(L, x, B * T, part);
+        for (size_t r = 0; r < B * T; r++)
+            for (size_t c = 0; c < L->out; c++)
+                qkv[r * 3 * D + R->in_col[i] + c] = part[r * L->out + c];
+        free(part);
+    }
     for (size_t b = 0; b < B; b++)
         for (size_t h = 0; h < H; h++)
             for (size_t i = 0; i < T; i++) {

@@ -33,7 +33,10 @@ void ref_linear_forward(const ref_linear *L, const double *x, size_t n, double *
 typedef struct {
     size_t B, T, D, H;
     int causal;
-    ref_linear qkv, proj;
+    size_t n_in;          /* the input projections, as srp_attention_in_proj */
+    ref_linear in_proj[3];
+    size_t in_col[3];     /* each one's first column of the [q | k | v] row */
+    ref_linear proj;
 } ref_attention;
 
 /* The attention a as its next forward on batch x tokens will compute it. */

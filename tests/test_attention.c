@@ -39,12 +39,14 @@ static double attention_loss(void *ctx)
 typedef struct {
     size_t B, T, D, H;
     int causal;
+    srp_qkv_sigma qkv_sigma; /* 0 in the initializers below: FUSED */
 } attn_shape;
 
 static srp_attention *make(const attn_shape *s, uint64_t seed)
 {
     srp_attention_config c = srp_attention_config_default(s->D, s->H);
     c.causal = s->causal;
+    c.qkv_sigma = s->qkv_sigma;
     c.seed = seed;
     srp_attention *a = NULL;
     assert_ok(srp_attention_create(&a, &c, s->B, s->T));
@@ -59,6 +61,15 @@ static void randomize_linear(srp_linear *l, srp_rng *r, double wscale, float gam
     assert_ok(srp_linear_reinit_sigma(l));
     fill_normal_f(r, srp_linear_bias(l), out, 0.2);
     *srp_linear_gamma(l) = gamma;
+}
+
+/* randomize_linear on every input projection, gamma scaled a little apart
+ * between them so that sharing a sigma or not shows. */
+static void randomize_inputs(srp_attention *a, srp_rng *r, double wscale, float gamma)
+{
+    for (size_t i = 0; i < srp_attention_in_proj_count(a); i++)
+        randomize_linear(srp_attention_in_proj(a, i, NULL), r, wscale,
+                         gamma * (1.0f + 0.3f * (float)i));
 }
 
 /* The module as its next forward on x will compute it; r = 0. */
@@ -81,8 +92,11 @@ static void problem_free(attention_problem *P)
 }
 
 static const attn_shape k_shapes[] = {
-    {2, 5, 8, 2, 0},   {2, 5, 8, 2, 1},   {3, 4, 6, 1, 0},   {2, 1, 8, 4, 0},   {2, 1, 8, 4, 1},
-    {4, 17, 12, 3, 1}, {2, 70, 16, 4, 0}, {1, 300, 8, 2, 0}, {1, 300, 8, 2, 1}, /* long rows */
+    {2, 5, 8, 2, 0, SRP_QKV_SIGMA_FUSED},   {2, 5, 8, 2, 1, SRP_QKV_SIGMA_FUSED},
+    {3, 4, 6, 1, 0, SRP_QKV_SIGMA_FUSED},   {2, 1, 8, 4, 0, SRP_QKV_SIGMA_FUSED},
+    {2, 1, 8, 4, 1, SRP_QKV_SIGMA_FUSED},   {4, 17, 12, 3, 1, SRP_QKV_SIGMA_FUSED},
+    {2, 70, 16, 4, 0, SRP_QKV_SIGMA_FUSED}, {1, 300, 8, 2, 0, SRP_QKV_SIGMA_FUSED},
+    {1, 300, 8, 2, 1, SRP_QKV_SIGMA_FUSED}, /* long rows */
 };
 
 /* ---------------- tests ---------------- */
@@ -92,11 +106,13 @@ static void test_forward_and_entropy_match_reference(void **state)
     (void)state;
     srp_rng r;
     srp_rng_seed(&r, 11);
-    for (size_t k = 0; k < sizeof(k_shapes) / sizeof(k_shapes[0]); k++) {
-        const attn_shape s = k_shapes[k];
+    for (size_t kv = 0; kv < 3 * sizeof(k_shapes) / sizeof(k_shapes[0]); kv++) {
+        const size_t k = kv / 3; /* every shape with each way of sharing sigma */
+        attn_shape s = k_shapes[k];
+        s.qkv_sigma = (srp_qkv_sigma)(kv % 3);
         const size_t n = s.B * s.T * s.D;
         srp_attention *a = make(&s, k);
-        randomize_linear(srp_attention_qkv(a), &r, 0.5, 3.0f);
+        randomize_inputs(a, &r, 0.5, 3.0f);
         randomize_linear(srp_attention_proj(a), &r, 0.5, 1.5f);
         float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
         double *yd = malloc(sizeof(double) * n), *ent = malloc(sizeof(double) * s.B * s.H * s.T);
@@ -155,9 +171,14 @@ static void check_linear_grads(srp_linear *l, attention_problem *P, ref_linear *
     ref_central_differences(attention_loss, P, L->w, nw, g);
     snprintf(what, sizeof(what), "%s dW", name);
     assert_close_to_double(srp_linear_weight_grad(l), g, nw, tol, 0.0, what);
+    /* The key bias's gradient is 0 (it shifts a whole row of logits): its
+     * rounding noise is judged at the scale of the layer's dW. */
+    double dw_scale = 0.0;
+    for (size_t i = 0; i < nw; i++)
+        dw_scale = fmax(dw_scale, fabs(g[i]));
     ref_central_differences(attention_loss, P, L->b, L->out, g);
     snprintf(what, sizeof(what), "%s db", name);
-    assert_close_to_double(srp_linear_bias_grad(l), g, L->out, tol, 0.0, what);
+    assert_close_to_double(srp_linear_bias_grad(l), g, L->out, tol, dw_scale, what);
     ref_central_differences(attention_loss, P, &L->gamma, 1, g);
     snprintf(what, sizeof(what), "%s dgamma", name);
     assert_close_rel(*srp_linear_gamma_grad(l), g[0], tol, 1e-3, what);
@@ -211,7 +232,7 @@ static void test_backward_of_long_sequences(void **state)
         const attn_shape s = k_shapes[k];
         const size_t n = s.B * s.T * s.D;
         srp_attention *a = make(&s, 200 + k);
-        randomize_linear(srp_attention_qkv(a), &r, 0.5, 3.0f);
+        randomize_inputs(a, &r, 0.5, 3.0f);
         randomize_linear(srp_attention_proj(a), &r, 0.5, 1.5f);
         float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
         float *dy = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n);
@@ -219,8 +240,8 @@ static void test_backward_of_long_sequences(void **state)
         attention_problem P;
         run_loss_backward(a, &s, &r, &P, x, y, dy, dx);
         check_sampled(&P, P.x, dx, n, &r, 1e-4, "T = 300 dx");
-        check_sampled(&P, P.att.qkv.w, srp_linear_weight_grad(srp_attention_qkv(a)), 3 * s.D * s.D,
-                      &r, 1e-4, "T = 300 qkv dW");
+        check_sampled(&P, P.att.in_proj[0].w, srp_linear_weight_grad(srp_attention_qkv(a)),
+                      3 * s.D * s.D, &r, 1e-4, "T = 300 qkv dW");
         problem_free(&P);
         free(x);
         free(y);
@@ -236,11 +257,13 @@ static void test_backward_matches_finite_differences(void **state)
     srp_rng r;
     srp_rng_seed(&r, 22);
     const double tol = 1e-4;
-    for (size_t k = 0; k < 6; k++) { /* the small shapes */
-        const attn_shape s = k_shapes[k];
+    for (size_t kv = 0; kv < 3 * 6; kv++) { /* the small shapes, each way of sharing sigma */
+        const size_t k = kv / 3;
+        attn_shape s = k_shapes[k];
+        s.qkv_sigma = (srp_qkv_sigma)(kv % 3);
         const size_t n = s.B * s.T * s.D;
         srp_attention *a = make(&s, 100 + k);
-        randomize_linear(srp_attention_qkv(a), &r, 0.5, 3.0f);
+        randomize_inputs(a, &r, 0.5, 3.0f);
         randomize_linear(srp_attention_proj(a), &r, 0.5, 1.5f);
         float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
         float *dy = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n);
@@ -251,7 +274,11 @@ static void test_backward_matches_finite_differences(void **state)
 
         ref_central_differences(attention_loss, &P, P.x, n, g);
         assert_close_to_double(dx, g, n, tol, 0.0, "attention dx");
-        check_linear_grads(srp_attention_qkv(a), &P, &P.att.qkv, tol, "qkv");
+        for (size_t i = 0; i < P.att.n_in; i++) {
+            const char *name;
+            srp_linear *l = srp_attention_in_proj(a, i, &name);
+            check_linear_grads(l, &P, &P.att.in_proj[i], tol, name);
+        }
         check_linear_grads(srp_attention_proj(a), &P, &P.att.proj, tol, "proj");
         problem_free(&P);
         free(x);
@@ -290,7 +317,7 @@ static void test_entropy_extremes(void **state)
         x[2 * t + 1] = t == 0 ? 0.0f : 1.0f;
     }
     for (int causal = 0; causal < 2; causal++) {
-        const attn_shape s = {1, T, 2, 1, causal};
+        const attn_shape s = {1, T, 2, 1, causal, SRP_QKV_SIGMA_FUSED};
         srp_attention *a = make(&s, 5);
         /* Uniform logits (q = k = 0): every row has entropy log(keys). */
         const float zero_k[4] = {0, 0, 0, 0}, zero_b[2] = {0, 0};
@@ -352,11 +379,12 @@ static void test_bound_never_exceeds_measured_entropy(void **state)
         s.T = 2 + srp_rng_below(&r, 24);
         s.B = 1 + srp_rng_below(&r, 3);
         s.causal = 0;
+        s.qkv_sigma = (srp_qkv_sigma)(trial % 3);
         srp_attention *a = make(&s, (uint64_t)trial);
         /* gamma from 0.0003 (s near 0: the bound is log T to within float
          * rounding, the case that needs the margins) to 55 */
         const double gamma = exp(srp_rng_uniform(&r) * 12.0 - 8.0);
-        randomize_linear(srp_attention_qkv(a), &r, 1.0, (float)gamma);
+        randomize_inputs(a, &r, 1.0, (float)gamma);
         const size_t n = s.B * s.T * s.D;
         float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
         assert_true(x && y);
@@ -411,7 +439,7 @@ static void test_bound_edge_values(void **state)
         }
 
     /* M = 0 (no query weights or bias): the bound is log T. */
-    const attn_shape sh = {2, 6, 4, 2, 0};
+    const attn_shape sh = {2, 6, 4, 2, 0, SRP_QKV_SIGMA_FUSED};
     srp_attention *a = make(&sh, 8);
     srp_linear *qkv = srp_attention_qkv(a);
     srp_rng r;
@@ -437,13 +465,14 @@ static void test_bound_matches_explicit_norms(void **state)
     (void)state;
     srp_rng r;
     srp_rng_seed(&r, 55);
-    const attn_shape shapes[] = {{3, 7, 6, 2, 0}, {2, 30, 8, 4, 0}, {1, 5, 12, 3, 0}};
+    const attn_shape shapes[] = {{3, 7, 6, 2, 0, SRP_QKV_SIGMA_FUSED},
+                                 {2, 30, 8, 4, 0, SRP_QKV_SIGMA_QK_V},
+                                 {1, 5, 12, 3, 0, SRP_QKV_SIGMA_SEPARATE}};
     for (size_t k = 0; k < 3; k++) {
         const attn_shape s = shapes[k];
         const size_t D = s.D, T = s.T, dh = D / s.H, n = s.B * T * D, c = D + 1;
         srp_attention *a = make(&s, 60 + k);
-        srp_linear *qkv = srp_attention_qkv(a);
-        randomize_linear(qkv, &r, 1.0, 1.3f);
+        randomize_inputs(a, &r, 1.0, 1.3f);
         float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
         float *xt = malloc(sizeof(float) * T * c), *m = malloc(sizeof(float) * c * c);
         double *mq = malloc(sizeof(double) * dh * c), *mk = malloc(sizeof(double) * dh * c);
@@ -463,16 +492,29 @@ static void test_bound_matches_explicit_norms(void **state)
             assert_ok(srp_spectral_norm_exact(xt, T, c, &sx));
             x_norm2 = fmax(x_norm2, (double)sx * sx);
         }
-        const float *w = srp_linear_weight(qkv), *bias = srp_linear_bias(qkv);
-        const double scale = *srp_linear_gamma(qkv) / srp_linear_sigma(qkv);
+        /* q's and k's rows, bias and gamma / sigma, from whichever input
+         * projection holds columns 0 (q) and D (k) of the [q | k | v] row */
+        const float *w[2], *bias[2];
+        double scale[2];
+        for (size_t part = 0, col = 0, i = 0; part < 2; part++) {
+            srp_linear *l;
+            for (i = 0, col = 0;; col += srp_linear_out_features(l), i++) {
+                l = srp_attention_in_proj(a, i, NULL);
+                if (col + srp_linear_out_features(l) > part * D)
+                    break;
+            }
+            w[part] = srp_linear_weight(l) + (part * D - col) * D;
+            bias[part] = srp_linear_bias(l) + (part * D - col);
+            scale[part] = *srp_linear_gamma(l) / srp_linear_sigma(l);
+        }
         for (size_t h = 0; h < s.H; h++) {
             for (size_t row = 0; row < dh; row++) {
                 for (size_t d = 0; d < D; d++) {
-                    mq[row * c + d] = scale * w[(h * dh + row) * D + d];
-                    mk[row * c + d] = scale * w[(D + h * dh + row) * D + d];
+                    mq[row * c + d] = scale[0] * w[0][(h * dh + row) * D + d];
+                    mk[row * c + d] = scale[1] * w[1][(h * dh + row) * D + d];
                 }
-                mq[row * c + D] = bias[h * dh + row];
-                mk[row * c + D] = bias[D + h * dh + row];
+                mq[row * c + D] = bias[0][h * dh + row];
+                mk[row * c + D] = bias[1][h * dh + row];
             }
             for (size_t i = 0; i < c; i++) /* M = Q~^T K~ / sqrt(dh) */
                 for (size_t j = 0; j < c; j++) {
@@ -510,7 +552,7 @@ static void test_bound_matches_explicit_norms(void **state)
 static void test_nan_input_propagates(void **state)
 {
     (void)state;
-    const attn_shape s = {2, 6, 8, 2, 0};
+    const attn_shape s = {2, 6, 8, 2, 0, SRP_QKV_SIGMA_FUSED};
     srp_attention *a = make(&s, 4);
     float x[2 * 6 * 8], y[2 * 6 * 8], mean[2], min[2], bound[2];
     srp_rng r;
@@ -530,7 +572,7 @@ static void test_nan_input_propagates(void **state)
 static void test_bound_uses_the_forward_weights(void **state)
 {
     (void)state;
-    const attn_shape s = {2, 7, 8, 2, 0};
+    const attn_shape s = {2, 7, 8, 2, 0, SRP_QKV_SIGMA_FUSED};
     srp_attention *a = make(&s, 6);
     srp_rng r;
     srp_rng_seed(&r, 7);
@@ -662,7 +704,7 @@ static void test_errors(void **state)
 static void test_failed_backward_changes_no_gradient(void **state)
 {
     (void)state;
-    const attn_shape s = {2, 5, 8, 2, 0};
+    const attn_shape s = {2, 5, 8, 2, 0, SRP_QKV_SIGMA_FUSED};
     const size_t n = s.B * s.T * s.D, D = s.D;
     srp_attention *a = make(&s, 12);
     srp_linear *qkv = srp_attention_qkv(a), *proj = srp_attention_proj(a);
@@ -712,7 +754,7 @@ static void test_failed_backward_changes_no_gradient(void **state)
  * and the mean entropies in malloc'd buffers (out[0..3]). */
 static void run_with_threads(int threads, const float *x, const float *dy, float *out[4])
 {
-    const attn_shape s = {8, 33, 32, 4, 0};
+    const attn_shape s = {8, 33, 32, 4, 0, SRP_QKV_SIGMA_FUSED};
     const size_t n = s.B * s.T * s.D;
     srp_set_num_threads(threads);
     srp_attention *a = make(&s, 77);
@@ -763,8 +805,8 @@ static void run_fixture_case(const fixture *fx, const char *tag)
 #define FX(name, count)                                                                            \
     (snprintf(key, sizeof(key), "%s/%s", tag, name), fixture_get(fx, key, count, NULL))
     const float *cfg = FX("config", 6);
-    const attn_shape s = {(size_t)cfg[0], (size_t)cfg[1], (size_t)cfg[2], (size_t)cfg[3],
-                          cfg[4] != 0.0f};
+    const attn_shape s = {(size_t)cfg[0], (size_t)cfg[1], (size_t)cfg[2],
+                          (size_t)cfg[3], cfg[4] != 0.0f, SRP_QKV_SIGMA_FUSED};
     const int steps = (int)cfg[5];
     const size_t D = s.D, n = s.B * s.T * D;
     const float tol = 1e-5f, lr = 0.05f;
@@ -842,7 +884,7 @@ static void test_matches_pytorch_reference(void **state)
 static void test_forward_backward_allocate_nothing(void **state)
 {
     (void)state;
-    const attn_shape s = {16, 50, 64, 4, 0};
+    const attn_shape s = {16, 50, 64, 4, 0, SRP_QKV_SIGMA_FUSED};
     const size_t n = s.B * s.T * s.D;
     srp_attention *a = make(&s, 9);
     float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);

@@ -63,6 +63,7 @@ vit_config vit_config_default(void)
     c.sigma_reparam = 1;
     c.layernorm = 0;
     c.gamma_init = SRP_GAMMA_INIT_SIGMA0;
+    c.qkv_sigma = SRP_QKV_SIGMA_FUSED;
     c.init_gain = 1.0f;
     c.seed = 0;
     return c;
@@ -170,15 +171,20 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         /* The attention sets its linears' sizes and draws their seeds from
          * its own seed; the rest of their configuration is ours. */
         srp_attention_config ac = srp_attention_config_default(D, c->heads);
+        ac.qkv_sigma = c->qkv_sigma;
         ac.qkv = linear_config(c, D, 3 * D, NULL);
         ac.proj = linear_config(c, D, D, NULL);
         ac.seed = srp_rng_next_u64(&rng);
         if ((st = srp_attention_create(&b->attn, &ac, B, m->tokens)) != SRP_OK)
             goto fail;
         st = SRP_ERR_NOMEM;
-        snprintf(name, sizeof(name), "blocks.%zu.attn.qkv", l);
-        if (!add_linear(m, srp_attention_qkv(b->attn), name))
-            goto fail;
+        for (size_t i = 0; i < srp_attention_in_proj_count(b->attn); i++) {
+            const char *part;
+            srp_linear *in = srp_attention_in_proj(b->attn, i, &part);
+            snprintf(name, sizeof(name), "blocks.%zu.attn.%s", l, part);
+            if (!add_linear(m, in, name))
+                goto fail;
+        }
         snprintf(name, sizeof(name), "blocks.%zu.attn.proj", l);
         if (!add_linear(m, srp_attention_proj(b->attn), name))
             goto fail;

@@ -25,6 +25,7 @@ typedef struct {
     int sigma_reparam;                          /* 1 */
     int layernorm;                              /* 0 */
     srp_gamma_init gamma_init;                  /* SRP_GAMMA_INIT_SIGMA0 */
+    srp_qkv_sigma qkv_sigma;                    /* SRP_QKV_SIGMA_FUSED */
     float init_gain;                            /* weights ~ N(0, 0.02 gain), truncated */
     uint64_t seed;
 } vit_config;

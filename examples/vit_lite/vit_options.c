@@ -22,6 +22,8 @@ static const ex_opt_spec k_specs[] = {
      "add the LayerNorms (off by default)"},
     {"gamma-init", EX_OPT_CHOICE, OFF(gamma_init), 0, 0, "sigma0|one", 0, 1,
      "gamma0 = sigma(W0) (official PyTorch) or 1 (the paper)"},
+    {"qkv-sigma", EX_OPT_CHOICE, OFF(qkv_sigma), 0, 0, "fused|qk-v|separate", 0, 1,
+     "one sigma for the fused qkv, q and k sharing one, or q, k, v one each"},
     {"init-gain", EX_OPT_FLOAT, OFF(model.init_gain), 1e-4, 100, NULL, 0, 1,
      "weights ~ truncated N(0, 0.02 gain)"},
     /* optimization */
@@ -171,6 +173,7 @@ ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
     o->model.sigma_reparam = o->sigma_reparam;
     o->model.layernorm = o->layernorm;
     o->model.gamma_init = (srp_gamma_init)o->gamma_init;
+    o->model.qkv_sigma = (srp_qkv_sigma)o->qkv_sigma;
     if (o->model.dim % o->model.heads != 0)
         return ex_fail(err, EX_USAGE, "--heads %zu must divide --dim %zu", o->model.heads,
                        o->model.dim);

@@ -33,6 +33,7 @@ typedef struct {
     uint64_t warmup_steps;
     int augment;                  /* random horizontal flips */
     int gamma_init;               /* srp_gamma_init, copied into model */
+    int qkv_sigma;                /* srp_qkv_sigma, copied into model */
     int sigma_reparam, layernorm; /* copied into model */
 
     /* run */

@@ -4,7 +4,8 @@
  * x: [B][T][D], H heads, dh = D / H, timm layout: qkv is one sigmaReparam
  * linear D -> 3D (one sigma for the fused matrix, as the official ViT) whose
  * output row is [q | k | v]; head h owns columns h*dh .. h*dh+dh-1 of each
- * part. Per head: S = Q K^T / sqrt(dh), A = softmax_rows(S) (optionally
+ * part. Or, by srp_qkv_sigma, the same row from two or three linears with
+ * a sigma each. Per head: S = Q K^T / sqrt(dh), A = softmax_rows(S) (optionally
  * causal), O = A V; y = proj(concat_h O) with proj a sigmaReparam D -> D.
  *
  * The entropy of every attention row, H_i = -sum_j A_ij log A_ij, is computed
@@ -24,13 +25,24 @@
 extern "C" {
 #endif
 
+/* How many sigmas the projections to q, k and v have. */
+typedef enum {
+    SRP_QKV_SIGMA_FUSED =
+        0,                 /* one linear D -> 3D with one sigma (timm, the official vision code) */
+    SRP_QKV_SIGMA_QK_V,    /* q and k share a linear D -> 2D, v has its own D -> D */
+    SRP_QKV_SIGMA_SEPARATE /* q, k and v each have a linear D -> D, a sigma and a gamma */
+} srp_qkv_sigma;
+
 typedef struct {
     size_t dim, heads;
     int causal;        /* default 0 */
     int track_entropy; /* default 1; 0 skips the entropy (saves a little time) */
-    /* qkv and proj: their mode, init, bias, gamma_init and power_iters are
-     * used as given; their in/out sizes and seeds are not read (the module
-     * sets the sizes from dim and draws both seeds from `seed`). */
+    /* The official JAX speech code's disjoint_type 0, 1 and 2. Default FUSED. */
+    srp_qkv_sigma qkv_sigma;
+    /* qkv (for every input projection) and proj: their mode, init, bias,
+     * gamma_init and power_iters are used as given; their in/out sizes and
+     * seeds are not read (the module sets the sizes from dim and draws the
+     * seeds from `seed`). */
     srp_linear_config qkv, proj;
     uint64_t seed;
 } srp_attention_config;
@@ -63,7 +75,13 @@ SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_
  * gradient of either layer has changed (dx may have been written). */
 SRP_API srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx);
 
+/* The fused qkv linear; NULL unless qkv_sigma is SRP_QKV_SIGMA_FUSED. */
 SRP_API srp_linear *srp_attention_qkv(srp_attention *a);
+/* The input projections in the order of their columns of the [q | k | v]
+ * row: 1, 2 or 3 of them (qkv_sigma), named "qkv"; "qk", "v"; or "q", "k",
+ * "v" (name may be NULL). NULL for i out of range. */
+SRP_API size_t srp_attention_in_proj_count(const srp_attention *a);
+SRP_API srp_linear *srp_attention_in_proj(srp_attention *a, size_t i, const char **name);
 SRP_API srp_linear *srp_attention_proj(srp_attention *a);
 SRP_API size_t srp_attention_heads(const srp_attention *a);
 SRP_API size_t srp_attention_dim(const srp_attention *a);

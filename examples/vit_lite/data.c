@@ -129,6 +129,8 @@ static ex_code to_dataset(const unsigned char *pixels, const unsigned char *labe
     d->height = height;
     d->width = width;
     d->classes = 10;
+    for (size_t c = 0; c < channels; c++)
+        d->background[c] = -mean[c] / std[c];
     d->images = malloc(sizeof(float) * count * channels * plane);
     d->labels = malloc(sizeof(int) * count);
     if (!d->images || !d->labels) {
@@ -352,30 +354,68 @@ ex_code vit_make_synthetic(size_t train_count, size_t test_count, uint64_t seed,
 
 void vit_data_free(vit_data *d)
 {
-    free(d->train.images);
-    free(d->train.labels);
-    free(d->test.images);
-    free(d->test.labels);
+    vit_dataset *sets[3] = {&d->train, &d->val, &d->test};
+    for (int i = 0; i < 3; i++) {
+        free(sets[i]->images);
+        free(sets[i]->labels);
+    }
     memset(d, 0, sizeof(*d));
 }
 
-void vit_gather_batch(const vit_dataset *d, const uint64_t *order, size_t first, size_t n,
-                      const unsigned char *flip, float *images, int *labels)
+ex_code vit_split_validation(vit_data *d, size_t count, ex_error *err)
 {
-    const size_t plane = d->height * d->width, size = d->channels * plane;
+    vit_dataset *tr = &d->train, *val = &d->val;
+    if (count >= tr->count)
+        return ex_fail(err, EX_USAGE, "--val %zu leaves no training images (there are %zu)", count,
+                       tr->count);
+    const size_t size = tr->channels * tr->height * tr->width, first = tr->count - count;
+    *val = *tr;
+    val->count = count;
+    val->images = malloc(sizeof(float) * count * size);
+    val->labels = malloc(sizeof(int) * count);
+    if (!val->images || !val->labels) {
+        free(val->images);
+        free(val->labels);
+        memset(val, 0, sizeof(*val));
+        return ex_fail(err, EX_FAILED, "out of memory for the validation split");
+    }
+    memcpy(val->images, tr->images + first * size, sizeof(float) * count * size);
+    memcpy(val->labels, tr->labels + first, sizeof(int) * count);
+    tr->count = first;
+    return EX_OK;
+}
+
+/* One image, mirrored and/or moved by (dx, dy) pixels, the uncovered
+ * pixels set to the background. in, out: [C][H][W] */
+static void augment_image(const vit_dataset *d, const float *in, int flip, int dx, int dy,
+                          float *out)
+{
+    const long H = (long)d->height, W = (long)d->width;
+    for (size_t c = 0; c < d->channels; c++)
+        for (long y = 0; y < H; y++)
+            for (long x = 0; x < W; x++) {
+                const long sy = y - dy, sx0 = x - dx, sx = flip ? W - 1 - sx0 : sx0;
+                out[(long)c * H * W + y * W + x] = sy >= 0 && sy < H && sx0 >= 0 && sx0 < W
+                                                       ? in[(long)c * H * W + sy * W + sx]
+                                                       : d->background[c];
+            }
+}
+
+void vit_gather_batch(const vit_dataset *d, const uint64_t *order, size_t first, size_t n,
+                      const vit_augment *aug, float *images, int *labels)
+{
+    const size_t size = d->channels * d->height * d->width;
     for (size_t i = 0; i < n; i++) {
         const size_t src = order ? (size_t)order[first + i] : first + i;
         const float *in = d->images + src * size;
         float *out = images + i * size;
         labels[i] = d->labels[src];
-        if (!flip || !flip[i]) {
+        const int flip = aug && aug->flip && aug->flip[i];
+        const int dx = aug && aug->shift ? aug->shift[2 * i] : 0;
+        const int dy = aug && aug->shift ? aug->shift[2 * i + 1] : 0;
+        if (!flip && dx == 0 && dy == 0)
             memcpy(out, in, sizeof(float) * size);
-            continue;
-        }
-        for (size_t c = 0; c < d->channels; c++)
-            for (size_t y = 0; y < d->height; y++)
-                for (size_t x = 0; x < d->width; x++)
-                    out[c * plane + y * d->width + x] =
-                        in[c * plane + y * d->width + (d->width - 1 - x)];
+        else
+            augment_image(d, in, flip, dx, dy, out);
     }
 }

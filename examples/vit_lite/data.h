@@ -16,11 +16,12 @@ typedef struct {
     float *images; /* [count][channels][height][width] */
     int *labels;   /* [count] */
     int classes;
+    float background[3]; /* per channel: a black pixel, normalized (what shifts fill in) */
 } vit_dataset;
 
 typedef struct {
-    vit_dataset train, test;
-    float mean[3], std[3]; /* per channel, from the training images */
+    vit_dataset train, val, test; /* val: empty unless vit_split_validation made it */
+    float mean[3], std[3];        /* per channel, from the training file's images */
 } vit_data;
 
 /* IDX files in dir: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
@@ -41,10 +42,20 @@ void vit_data_free(vit_data *d);
 ex_code vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **data,
                      ex_error *err);
 
+/* Moves the last `count` training examples into d->val (the validation
+ * split; the normalization keeps the training file's statistics). */
+ex_code vit_split_validation(vit_data *d, size_t count, ex_error *err);
+
+/* Per-example augmentation of a batch; NULL members are not applied. */
+typedef struct {
+    const unsigned char *flip; /* [n]: mirror left-right */
+    const int *shift;          /* [n][2]: move by (dx, dy) pixels, background filling in */
+} vit_augment;
+
 /* Copies the examples order[first .. first + n) into images [n][C][H][W] and
- * labels [n] (order NULL: the examples first .. first + n themselves); with
- * flip != NULL, example i is mirrored left-right when flip[i] is set. */
+ * labels [n] (order NULL: the examples first .. first + n themselves),
+ * augmented by aug (may be NULL). */
 void vit_gather_batch(const vit_dataset *d, const uint64_t *order, size_t first, size_t n,
-                      const unsigned char *flip, float *images, int *labels);
+                      const vit_augment *aug, float *images, int *labels);
 
 #endif

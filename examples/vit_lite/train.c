@@ -16,6 +16,7 @@
 #include <sigmareparam.h>
 
 #include "common/collapse.h"
+#include "common/ema.h"
 #include "common/error.h"
 #include "common/metrics.h"
 #include "common/plot.h"
@@ -33,6 +34,7 @@ typedef struct {
     srp_rng data_rng, aug_rng;
     uint64_t step, epoch, pos; /* pos: batches done in this epoch */
     uint64_t metrics_lines;
+    double seconds;  /* of training before this run started (resumed runs) */
     uint64_t *order; /* [train count]: this epoch's example order */
     char fingerprint[FINGERPRINT_LEN];
 } run_state;
@@ -54,36 +56,67 @@ typedef struct {
     ex_metrics metrics;
     ex_collapse_watch watch;
     ex_progress progress;
+    ex_ema ema;               /* with --ema */
+    srp_linear **ema_linears; /* the layers whose sigma follows the averaged weights */
     uint64_t steps_per_epoch, total_steps;
     /* per-step buffers */
     float *images, *dlogits;
     int *labels;
-    unsigned char *flip;
+    unsigned char *flip, *mirror;          /* [batch]: this step's flips; all set (TTA) */
+    int *shift;                            /* [batch][2]: this step's shifts */
+    float *logits_sum;                     /* [batch][classes]: TTA's average */
     float *ent_mean, *ent_min, *ent_bound; /* [layers][heads] */
-    const char **linear_names;             /* for the metrics' sigma and gamma maps */
-    float *linear_values;                  /* [linears] */
-    double t_start;                        /* when this run began training */
+    float report_at[8];                    /* --report-at accuracies, ascending */
+    size_t nreport;
+    double reached_at[8];      /* seconds when first reached; < 0: not yet */
+    const char **linear_names; /* for the metrics' sigma and gamma maps */
+    float *linear_values;      /* [linears] */
+    double t_start;            /* when this run began training */
     uint64_t steps_this_run;
 } trainer;
 
-static const ex_plot_spec k_plot = {"acc", "test_acc", "accuracy", "train (batch)", "test", 1};
+static const ex_plot_spec k_plot = {"acc", "acc", "accuracy", "train (batch)", "evaluation", 1};
 
 static ex_code load_data(trainer *t, ex_error *err)
 {
     const vit_options *o = &t->opt;
+    ex_code code;
     switch (o->dataset) {
     case VIT_DATA_SYNTHETIC:
-        return vit_make_synthetic(o->synthetic_train, o->synthetic_test, o->seed ^ 0x5717, &t->data,
+        code = vit_make_synthetic(o->synthetic_train, o->synthetic_test, o->seed ^ 0x5717, &t->data,
                                   err);
-    case VIT_DATA_CIFAR10: return vit_load_cifar10(o->data_dir, &t->data, err);
+        break;
+    case VIT_DATA_CIFAR10: code = vit_load_cifar10(o->data_dir, &t->data, err); break;
     default:
-        return vit_load_idx(o->data_dir ? o->data_dir : VIT_DEFAULT_DATA_DIR,
+        code = vit_load_idx(o->data_dir ? o->data_dir : VIT_DEFAULT_DATA_DIR,
                             o->data_dir ? NULL
                                         : "install the Debian package dataset-fashion-mnist "
                                           "(sudo apt-get install dataset-fashion-mnist) or pass "
                                           "--data-dir",
                             &t->data, err);
     }
+    return code == EX_OK && o->val ? vit_split_validation(&t->data, o->val, err) : code;
+}
+
+/* --report-at "0.9,0.92" into t->report_at (ascending). */
+static ex_code parse_report_at(trainer *t, ex_error *err)
+{
+    const char *p = t->opt.report_at;
+    t->nreport = 0;
+    while (p && *p) {
+        char *end = NULL;
+        const double v = strtod(p, &end);
+        if (end == p || !(v > 0.0 && v <= 1.0) || t->nreport == 8 ||
+            (t->nreport && v <= t->report_at[t->nreport - 1]) || (*end != ',' && *end != '\0'))
+            return ex_fail(err, EX_USAGE,
+                           "--report-at takes up to 8 ascending accuracies in (0, 1], like "
+                           "0.9,0.92 (not '%s')",
+                           t->opt.report_at);
+        t->reached_at[t->nreport] = -1.0;
+        t->report_at[t->nreport++] = (float)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return EX_OK;
 }
 
 /* The optimizer over the model's parameters, each kind with its treatment:
@@ -162,17 +195,33 @@ static ex_code build(trainer *t, ex_error *err)
     t->dlogits = malloc(sizeof(float) * o->batch * c->classes);
     t->labels = malloc(sizeof(int) * o->batch);
     t->flip = malloc(o->batch);
+    t->mirror = malloc(o->batch);
+    t->shift = malloc(sizeof(int) * 2 * o->batch);
+    t->logits_sum = malloc(sizeof(float) * o->batch * c->classes);
     t->run.order = malloc(sizeof(uint64_t) * tr->count);
     t->ent_mean = malloc(sizeof(float) * lh);
     t->ent_min = malloc(sizeof(float) * lh);
     t->ent_bound = malloc(sizeof(float) * lh);
     t->linear_names = malloc(sizeof(char *) * nlin);
     t->linear_values = malloc(sizeof(float) * nlin);
-    if (!t->images || !t->dlogits || !t->labels || !t->flip || !t->run.order || !t->ent_mean ||
-        !t->ent_min || !t->ent_bound || !t->linear_names || !t->linear_values)
+    if (!t->images || !t->dlogits || !t->labels || !t->flip || !t->mirror || !t->shift ||
+        !t->logits_sum || !t->run.order || !t->ent_mean || !t->ent_min || !t->ent_bound ||
+        !t->linear_names || !t->linear_values)
         return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
+    memset(t->mirror, 1, o->batch);
     for (size_t i = 0; i < nlin; i++)
         vit_linear_at(t->model, i, &t->linear_names[i]);
+    if (o->ema > 0.0f) {
+        srp_linear **linears = malloc(sizeof(srp_linear *) * nlin);
+        if (!linears)
+            return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
+        for (size_t i = 0; i < nlin; i++)
+            linears[i] = vit_linear_at(t->model, i, NULL);
+        code = ex_ema_init(&t->ema, t->params, t->nparams, linears, nlin, o->ema, err);
+        t->ema_linears = linears;
+        if (code != EX_OK)
+            return code;
+    }
     return ex_collapse_init(&t->watch, lh, o->collapse_window, o->collapse_fraction,
                             o->collapse_drop, (float)log((double)vit_tokens(t->model)), err);
 }
@@ -199,8 +248,17 @@ static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
     ex_tensors_add(list, "train.position", SRP_DTYPE_U64, 0, NULL, &rs->pos);
     ex_tensors_add(list, "train.order", SRP_DTYPE_U64, 1, &count, rs->order);
     ex_tensors_add(list, "train.metrics_lines", SRP_DTYPE_U64, 0, NULL, &rs->metrics_lines);
+    ex_tensors_add(list, "train.seconds", SRP_DTYPE_F64, 0, NULL, &rs->seconds);
     ex_tensors_add(list, "train.fingerprint", SRP_DTYPE_U8, 1, &fp, rs->fingerprint);
     ex_collapse_tensors(&t->watch, "train.collapse", list);
+    if (t->opt.ema > 0.0f)
+        ex_ema_tensors(&t->ema, "train.ema", list);
+}
+
+/* Seconds of training so far, over every run that resumed this one. */
+static double training_seconds(const trainer *t)
+{
+    return t->run.seconds + (t->t_start > 0.0 ? ex_now() - t->t_start : 0.0);
 }
 
 static ex_code save_checkpoint(trainer *t, ex_error *err)
@@ -212,6 +270,7 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
     checkpoint_tensors(t, &list);
     vit_state_sync_out(t->model);
     t->run.metrics_lines = t->metrics.lines;
+    t->run.seconds = training_seconds(t);
     const ex_code code = ex_tensors_save(&list, t->opt.checkpoint_path, err);
     ex_tensors_free(&list);
     return code;
@@ -241,17 +300,40 @@ static ex_code load_checkpoint(trainer *t, const char *path, int model_only, ex_
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "restoring sigma");
 }
 
-/* Mean loss and accuracy over a dataset, in eval mode. */
+/* The logits of an eval forward of examples first .. first + n of d,
+ * averaged with those of their mirrors with --tta-flip (then in
+ * logits_sum); the labels into t->labels. */
+static srp_status eval_logits(trainer *t, const vit_dataset *d, size_t first, size_t n,
+                              const float **logits)
+{
+    vit_gather_batch(d, NULL, first, n, NULL, t->images, t->labels);
+    srp_status st = vit_forward(t->model, t->images, n, SRP_EVAL, logits);
+    if (st != SRP_OK || !t->opt.tta_flip)
+        return st;
+    const size_t m = n * vit_get_config(t->model)->classes;
+    memcpy(t->logits_sum, *logits, sizeof(float) * m);
+    const vit_augment mirror = {t->mirror, NULL};
+    vit_gather_batch(d, NULL, first, n, &mirror, t->images, t->labels);
+    if ((st = vit_forward(t->model, t->images, n, SRP_EVAL, logits)) != SRP_OK)
+        return st;
+    for (size_t k = 0; k < m; k++)
+        t->logits_sum[k] = 0.5f * (t->logits_sum[k] + (*logits)[k]);
+    *logits = t->logits_sum;
+    return SRP_OK;
+}
+
+/* Mean loss and accuracy over a dataset, in eval mode (the averaged weights
+ * with --ema). */
 static ex_code evaluate(trainer *t, const vit_dataset *d, float *loss, float *acc, ex_error *err)
 {
     const size_t batch = t->opt.batch, classes = vit_get_config(t->model)->classes;
     double loss_sum = 0.0;
     size_t correct = 0;
-    for (size_t first = 0; first < d->count; first += batch) {
+    ex_code code = t->opt.ema > 0.0f ? ex_ema_swap_in(&t->ema, err) : EX_OK;
+    for (size_t first = 0; first < d->count && code == EX_OK; first += batch) {
         const size_t n = d->count - first < batch ? d->count - first : batch;
-        vit_gather_batch(d, NULL, first, n, NULL, t->images, t->labels);
         const float *logits;
-        srp_status st = vit_forward(t->model, t->images, n, SRP_EVAL, &logits);
+        srp_status st = eval_logits(t, d, first, n, &logits);
         float l = 0.0f;
         size_t c = 0;
         if (st == SRP_OK) {
@@ -264,13 +346,15 @@ static ex_code evaluate(trainer *t, const vit_dataset *d, float *loss, float *ac
         if (st == SRP_OK)
             st = srp_accuracy_count(logits, t->labels, n, classes, &c);
         if (st != SRP_OK)
-            return ex_fail_status(err, st, "evaluation");
+            code = ex_fail_status(err, st, "evaluation");
         loss_sum += (double)l * (double)n;
         correct += c;
     }
+    if (t->opt.ema > 0.0f)
+        ex_ema_swap_out(&t->ema);
     *loss = (float)(loss_sum / (double)d->count);
     *acc = (float)correct / (float)d->count;
-    return EX_OK;
+    return code;
 }
 
 static void on_collapse(void *ctx, size_t index, ex_collapse_kind kind, float value,
@@ -310,8 +394,11 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     if (o->augment)
         for (size_t i = 0; i < batch; i++)
             t->flip[i] = (unsigned char)srp_rng_below(&t->run.aug_rng, 2);
-    vit_gather_batch(&t->data.train, t->run.order, t->run.pos * batch, batch,
-                     o->augment ? t->flip : NULL, t->images, t->labels);
+    for (size_t i = 0; i < 2 * batch && o->translate; i++)
+        t->shift[i] = (int)srp_rng_below(&t->run.aug_rng, 2 * o->translate + 1) - (int)o->translate;
+    const vit_augment aug = {o->augment ? t->flip : NULL, o->translate ? t->shift : NULL};
+    vit_gather_batch(&t->data.train, t->run.order, t->run.pos * batch, batch, &aug, t->images,
+                     t->labels);
     const float *logits;
     float loss = NAN, norm = NAN;
     size_t correct = 0;
@@ -341,6 +428,8 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     if (st != SRP_OK)
         return ex_fail_status(err, st, "training step");
     srp_optim_zero_grad(t->optim); /* every trainable tensor is in its list */
+    if (o->ema > 0.0f)
+        ex_ema_update(&t->ema);
     rec->loss = loss;
     rec->acc = (float)correct / (float)batch;
     rec->lr = lr;
@@ -433,27 +522,66 @@ static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
     return t->run.step % o->checkpoint_every == 0 ? save_checkpoint(t, err) : EX_OK;
 }
 
-/* At an epoch's end: the test accuracy, then the next epoch's order. */
-static ex_code end_epoch(trainer *t, ex_error *err)
+/* An evaluation line of the metrics: which set, when, loss and accuracy. */
+static void write_eval_metrics(trainer *t, const char *set, float loss, float acc)
 {
-    float loss, acc;
-    const double t0 = ex_now();
-    const ex_code code = evaluate(t, &t->data.test, &loss, &acc, err);
-    if (code != EX_OK)
-        return code;
     ex_metrics_begin(&t->metrics, "eval");
+    ex_metrics_string(&t->metrics, "set", set);
     ex_metrics_number(&t->metrics, "step", (double)t->run.step);
     ex_metrics_number(&t->metrics, "epoch", (double)t->run.epoch);
-    ex_metrics_number(&t->metrics, "test_loss", loss);
-    ex_metrics_number(&t->metrics, "test_acc", acc);
+    ex_metrics_number(&t->metrics, "seconds", training_seconds(t));
+    ex_metrics_number(&t->metrics, "loss", loss);
+    ex_metrics_number(&t->metrics, "acc", acc);
     ex_metrics_end(&t->metrics);
+}
+
+/* At an epoch's end: the accuracy on the validation split (with --val) or
+ * the test set, then the next epoch's order. */
+static ex_code end_epoch(trainer *t, ex_error *err)
+{
+    const int on_val = t->data.val.count > 0;
+    float loss, acc;
+    const double t0 = ex_now();
+    const ex_code code = evaluate(t, on_val ? &t->data.val : &t->data.test, &loss, &acc, err);
+    if (code != EX_OK)
+        return code;
+    const double seconds = training_seconds(t);
+    write_eval_metrics(t, on_val ? "val" : "test", loss, acc);
+    for (size_t i = 0; i < t->nreport; i++)
+        if (t->reached_at[i] < 0.0 && acc >= t->report_at[i])
+            t->reached_at[i] = seconds;
     ex_progress_break(&t->progress);
-    printf("epoch %llu: test accuracy %.4f, test loss %.4f (%.0f s elapsed, eval %.1f s)\n",
-           (unsigned long long)t->run.epoch + 1, acc, loss, ex_now() - t->t_start, ex_now() - t0);
+    printf("epoch %llu: %s accuracy %.4f, %s loss %.4f (%.0f s of training, eval %.1f s)\n",
+           (unsigned long long)t->run.epoch + 1, on_val ? "validation" : "test", acc,
+           on_val ? "validation" : "test", loss, seconds, ex_now() - t0);
     t->run.epoch++;
     t->run.pos = 0;
     if (t->run.epoch < t->opt.epochs)
         srp_rng_permutation(&t->run.data_rng, t->run.order, t->data.train.count);
+    return EX_OK;
+}
+
+/* After the last epoch: the test set, once, when the epochs used --val;
+ * and the times --report-at asked for. */
+static ex_code final_report(trainer *t, ex_error *err)
+{
+    if (t->data.val.count > 0) {
+        float loss, acc;
+        const ex_code code = evaluate(t, &t->data.test, &loss, &acc, err);
+        if (code != EX_OK)
+            return code;
+        write_eval_metrics(t, "test", loss, acc);
+        printf("test accuracy %.4f, test loss %.4f (%zu images, reported only)\n", acc, loss,
+               t->data.test.count);
+    }
+    for (size_t i = 0; i < t->nreport; i++) {
+        if (t->reached_at[i] >= 0.0)
+            printf("time to %.2f%% %s accuracy: %.0f s\n", 100.0 * t->report_at[i],
+                   t->data.val.count ? "validation" : "test", t->reached_at[i]);
+        else
+            printf("time to %.2f%% %s accuracy: not reached\n", 100.0 * t->report_at[i],
+                   t->data.val.count ? "validation" : "test");
+    }
     return EX_OK;
 }
 
@@ -488,7 +616,8 @@ static ex_code train(trainer *t, ex_error *err)
         if (code != EX_OK)
             return code;
     }
-    return save_checkpoint(t, err);
+    const ex_code code = save_checkpoint(t, err);
+    return code == EX_OK ? final_report(t, err) : code;
 }
 
 /* The jobs of a run after the options: see the top of this file. */
@@ -504,7 +633,9 @@ static ex_code run(trainer *t, ex_error *err)
     srp_set_num_threads((int)o->threads);
     printf("vit-lite-train: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s, %d threads\n",
            srp_version_string(), srp_gemm_backend(), srp_openblas_core(), srp_get_num_threads());
-    ex_code code = load_data(t, err);
+    ex_code code = parse_report_at(t, err);
+    if (code == EX_OK)
+        code = load_data(t, err);
     if (code == EX_OK)
         code = build(t, err);
     if (code != EX_OK)
@@ -545,11 +676,11 @@ static ex_code run(trainer *t, ex_error *err)
         ex_metrics_string(&t->metrics, "config", t->run.fingerprint);
         ex_metrics_end(&t->metrics);
     }
-    printf("ViT-lite: %zu blocks, dim %zu, %zu heads, %zu tokens, %s%s | %s, %zu train / %zu test "
-           "| %llu steps of %zu\n",
+    printf("ViT-lite: %zu blocks, dim %zu, %zu heads, %zu tokens, %s%s | %s, %zu train / %zu val "
+           "/ %zu test | %llu steps of %zu\n",
            c->depth, c->dim, c->heads, vit_tokens(t->model),
            c->sigma_reparam ? "sigmaReparam" : "plain linears", c->layernorm ? " + LayerNorm" : "",
-           vit_dataset_name(o->dataset), t->data.train.count, t->data.test.count,
+           vit_dataset_name(o->dataset), t->data.train.count, t->data.val.count, t->data.test.count,
            (unsigned long long)t->total_steps, o->batch);
     if ((code = train(t, err)) != EX_OK)
         return code;
@@ -579,7 +710,12 @@ static void cleanup(trainer *t)
     free(t->dlogits);
     free(t->labels);
     free(t->flip);
+    free(t->mirror);
+    free(t->shift);
+    free(t->logits_sum);
     free(t->run.order);
+    free(t->ema_linears);
+    ex_ema_free(&t->ema);
     free(t->ent_mean);
     free(t->ent_min);
     free(t->ent_bound);

@@ -57,6 +57,12 @@ static const ex_opt_spec k_specs[] = {
      "random horizontal flips (default; not for --dataset synthetic, whose classes are stroke "
      "angles)"},
     {"no-augment", EX_OPT_FLAG, OFF(augment), 0, 0, NULL, 0, 1, "no random flips"},
+    {"translate", EX_OPT_SIZE, OFF(translate), 0, 8, NULL, 0, 1,
+     "random shifts of up to N pixels each way (0: none)"},
+    {"ema", EX_OPT_FLOAT, OFF(ema), 0, 0.99999, NULL, 0, 1,
+     "evaluate a moving average of the weights with this decay, sigma recomputed (0: off)"},
+    {"tta-flip", EX_OPT_FLAG, OFF(tta_flip), 0, 0, NULL, 1, 1,
+     "evaluate on each image and its mirror, logits averaged"},
     /* run */
     {"epochs", EX_OPT_SIZE, OFF(epochs), 1, 10000, NULL, 0, 1, "epochs"},
     {"batch", EX_OPT_SIZE, OFF(batch), 1, 65536, NULL, 0, 1, "batch size"},
@@ -70,6 +76,9 @@ static const ex_opt_spec k_specs[] = {
      "synthetic training images"},
     {"synthetic-test", EX_OPT_SIZE, OFF(synthetic_test), 1, 1e7, NULL, 0, 1,
      "synthetic test images"},
+    {"val", EX_OPT_SIZE, OFF(val), 0, 1e7, NULL, 0, 1,
+     "hold out the last N training images: each epoch is evaluated on them, the test set "
+     "only once at the end"},
     {"stop-after-steps", EX_OPT_U64, OFF(stop_after_steps), 1, 1e15, NULL, 0, 0,
      "stop (with a checkpoint) after this many steps in all; resume later"},
     /* output */
@@ -86,6 +95,8 @@ static const ex_opt_spec k_specs[] = {
      "evaluate the --resume checkpoint on the test set and exit"},
     {"profile", EX_OPT_FLAG, OFF(profile), 0, 0, NULL, 1, 0,
      "at the end, print where the training time went (the library's profiler)"},
+    {"report-at", EX_OPT_STRING, OFF(report_at), 0, 0, NULL, 0, 0,
+     "accuracies, e.g. 0.9,0.92: print when each was first reached (time to accuracy)"},
     {"plot", EX_OPT_STRING, OFF(plot_path), 0, 0, NULL, 0, 0,
      "render loss, accuracy and entropy curves to this PNG (gnuplot)"},
     {"plot-only", EX_OPT_STRING, OFF(plot_only), 0, 0, NULL, 0, 0,

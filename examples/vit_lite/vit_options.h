@@ -32,6 +32,9 @@ typedef struct {
     int schedule; /* srp_lr_kind */
     uint64_t warmup_steps;
     int augment;                  /* random horizontal flips */
+    size_t translate;             /* random shifts of up to this many pixels (0: none) */
+    float ema;                    /* evaluate a weight average with this decay (0: off) */
+    int tta_flip;                 /* evaluate on each image and its mirror */
     int gamma_init;               /* srp_gamma_init, copied into model */
     int qkv_sigma;                /* srp_qkv_sigma, copied into model */
     int sigma_reparam, layernorm; /* copied into model */
@@ -43,13 +46,15 @@ typedef struct {
     int dataset; /* vit_dataset_kind */
     const char *data_dir;
     size_t synthetic_train, synthetic_test;
+    size_t val; /* hold out the last val training images for the per-epoch evaluation */
     uint64_t stop_after_steps; /* 0: run to the end */
 
     /* output */
     const char *metrics_path, *checkpoint_path, *resume_path, *plot_path, *plot_only;
     uint64_t log_every, bound_every, checkpoint_every;
     int eval_only;
-    int profile; /* print where the training time went */
+    int profile;           /* print where the training time went */
+    const char *report_at; /* "0.9,0.92": when each accuracy was first reached */
 
     /* entropy-collapse watch */
     float collapse_fraction;  /* warn below this fraction of log T */

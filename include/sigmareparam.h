@@ -23,6 +23,7 @@
 
 /* One header for users; the parts below are grouped by concept. */
 #include "sigmareparam/attention.h"  /* srp_attention: multi-head attention + entropy */
+#include "sigmareparam/embedding.h"  /* srp_embedding: token lookup, tied output head */
 #include "sigmareparam/checkpoint.h" /* crash-safe named-tensor files */
 #include "sigmareparam/core.h"       /* version, SRP_API, srp_status, threads */
 #include "sigmareparam/linear.h"     /* srp_linear: the sigmaReparam linear layer */

@@ -1,0 +1,145 @@
+/* Token embeddings and the tied head (embedding.h).
+ *
+ * E: [vocab][dim]. Lookup and scatter-add are plain row copies and adds;
+ * the tied head's products go through the GEMM wrapper:
+ *     logits = h E^T     dh = dlogits E     dE += dlogits^T h
+ * The head's dE term is computed into scratch first, so that a non-finite
+ * gradient is refused before anything is added. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct srp_embedding {
+    size_t vocab, dim;
+    float *w, *dw;  /* [vocab][dim] */
+    float *scratch; /* [vocab][dim]: the head's dE term */
+};
+
+srp_status srp_embedding_create(srp_embedding **out, size_t vocab, size_t dim, float init_std,
+                                uint64_t seed)
+{
+    if (!out)
+        return SRP_ERR_INVALID_ARG;
+    *out = NULL;
+    if (vocab == 0 || dim == 0 || !srp_blas_size_ok(vocab) || !srp_blas_size_ok(dim) ||
+        vocab > SIZE_MAX / sizeof(float) / dim || !isfinite(init_std) || !(init_std > 0.0f))
+        return SRP_ERR_INVALID_ARG;
+    srp_embedding *e = calloc(1, sizeof(*e));
+    if (!e)
+        return SRP_ERR_NOMEM;
+    e->vocab = vocab;
+    e->dim = dim;
+    e->w = malloc(sizeof(float) * vocab * dim);
+    e->dw = calloc(vocab * dim, sizeof(float));
+    e->scratch = malloc(sizeof(float) * vocab * dim);
+    if (!e->w || !e->dw || !e->scratch) {
+        srp_embedding_destroy(e);
+        return SRP_ERR_NOMEM;
+    }
+    srp_rng rng;
+    srp_rng_seed(&rng, seed);
+    srp_rng_fill_trunc_normal(&rng, e->w, vocab * dim, init_std);
+    *out = e;
+    return SRP_OK;
+}
+
+void srp_embedding_destroy(srp_embedding *e)
+{
+    if (!e)
+        return;
+    free(e->w);
+    free(e->dw);
+    free(e->scratch);
+    free(e);
+}
+
+size_t srp_embedding_vocab(const srp_embedding *e) { return e ? e->vocab : 0; }
+size_t srp_embedding_dim(const srp_embedding *e) { return e ? e->dim : 0; }
+float *srp_embedding_weight(srp_embedding *e) { return e ? e->w : NULL; }
+float *srp_embedding_weight_grad(srp_embedding *e) { return e ? e->dw : NULL; }
+
+void srp_embedding_zero_grad(srp_embedding *e)
+{
+    if (e)
+        memset(e->dw, 0, sizeof(float) * e->vocab * e->dim);
+}
+
+static int rows_ok(const srp_embedding *e, size_t n)
+{
+    return n > 0 && srp_blas_size_ok(n) &&
+           n <= SIZE_MAX / sizeof(float) / (e->vocab > e->dim ? e->vocab : e->dim);
+}
+
+/* tokens: [n], x: [n][dim] */
+srp_status srp_embedding_forward(const srp_embedding *e, const uint32_t *tokens, size_t n, float *x)
+{
+    if (!e || !tokens || !x || !rows_ok(e, n))
+        return SRP_ERR_INVALID_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] >= e->vocab)
+            return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
+    for (size_t i = 0; i < n; i++)
+        memcpy(x + i * e->dim, e->w + (size_t)tokens[i] * e->dim, sizeof(float) * e->dim);
+    srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
+    return SRP_OK;
+}
+
+/* tokens: [n], dx: [n][dim] */
+srp_status srp_embedding_backward(srp_embedding *e, const uint32_t *tokens, const float *dx,
+                                  size_t n)
+{
+    if (!e || !tokens || !dx || !rows_ok(e, n))
+        return SRP_ERR_INVALID_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] >= e->vocab)
+            return SRP_ERR_INVALID_ARG;
+    if (!srp_all_finite(dx, n * e->dim))
+        return SRP_ERR_NUMERIC;
+    const uint64_t t0 = srp_profile_begin();
+    for (size_t i = 0; i < n; i++) {
+        float *row = e->dw + (size_t)tokens[i] * e->dim;
+        const float *d = dx + i * e->dim;
+        for (size_t k = 0; k < e->dim; k++)
+            row[k] += d[k];
+    }
+    srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
+    return SRP_OK;
+}
+
+/* h: [n][dim], logits: [n][vocab] */
+srp_status srp_embedding_logits(const srp_embedding *e, const float *h, size_t n, float *logits)
+{
+    if (!e || !h || !logits || !rows_ok(e, n))
+        return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
+    /* logits = h E^T: [n][vocab] = [n][dim] x [dim][vocab] */
+    srp_sgemm(0, 1, n, e->vocab, e->dim, 1.0f, h, e->dim, e->w, e->dim, 0.0f, logits, e->vocab);
+    srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
+    return SRP_OK;
+}
+
+/* h: [n][dim], dlogits: [n][vocab], dh: [n][dim] */
+srp_status srp_embedding_logits_backward(srp_embedding *e, const float *h, const float *dlogits,
+                                         size_t n, float *dh)
+{
+    if (!e || !h || !dlogits || !rows_ok(e, n))
+        return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
+    /* scratch = dlogits^T h: [vocab][dim] = [vocab][n] x [n][dim] */
+    srp_sgemm(1, 0, e->vocab, e->dim, n, 1.0f, dlogits, e->vocab, h, e->dim, 0.0f, e->scratch,
+              e->dim);
+    const size_t m = e->vocab * e->dim;
+    const int finite = srp_all_finite(e->scratch, m);
+    if (finite) {
+        if (dh) /* dh = dlogits E: [n][dim] = [n][vocab] x [vocab][dim] */
+            srp_sgemm(0, 0, n, e->dim, e->vocab, 1.0f, dlogits, e->vocab, e->w, e->dim, 0.0f, dh,
+                      e->dim);
+        for (size_t i = 0; i < m; i++)
+            e->dw[i] += e->scratch[i];
+    }
+    srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
+    return finite ? SRP_OK : SRP_ERR_NUMERIC;
+}

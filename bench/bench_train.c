@@ -166,11 +166,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_train: model create failed\n");
             return 1;
         }
-        const size_t np = vit_params(model, NULL, NULL);
-        srp_param *params = bench_alloc(sizeof(srp_param) * np);
-        vit_params(model, params, NULL);
+        ex_param_list params;
+        ex_params_init(&params);
+        vit_params(model, &params);
         srp_optim_config oc = srp_optim_config_default(SRP_OPTIM_SGD);
-        if (srp_optim_create(&optim, params, np, &oc) != SRP_OK) {
+        if (params.failed ||
+            srp_optim_create(&optim, params.params, params.count, &oc) != SRP_OK) {
             fprintf(stderr, "bench_train: optimizer create failed\n");
             return 1;
         }
@@ -193,7 +194,7 @@ int main(int argc, char **argv)
             print_breakdown(&o, &c, threads[t], o.repeats ? o.repeats : 15);
         srp_optim_destroy(optim);
         vit_destroy(model);
-        free(params);
+        ex_params_free(&params);
     }
     free(images);
     free(dlogits);

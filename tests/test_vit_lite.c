@@ -297,11 +297,13 @@ static void test_model_backward_matches_differences(void **state)
         c.seed = 5;
         vit_model *m = NULL;
         assert_ok(vit_create(&m, &c));
-        const size_t np = vit_params(m, NULL, NULL);
-        srp_param *params = malloc(sizeof(srp_param) * np);
-        srp_param_kind *kinds = malloc(sizeof(srp_param_kind) * np);
-        assert_true(params && kinds);
-        vit_params(m, params, kinds);
+        ex_param_list list;
+        ex_params_init(&list);
+        vit_params(m, &list);
+        assert_false(list.failed);
+        const size_t np = list.count;
+        srp_param *params = list.params;
+        const srp_param_kind *kinds = list.kinds;
         srp_rng r;
         srp_rng_seed(&r, 9);
         float images[3 * 28 * 28], dlogits[30];
@@ -339,8 +341,7 @@ static void test_model_backward_matches_differences(void **state)
         }
         assert_true(weights_checked >= 5 * (1 + 4 * c.depth + 1));
         assert_true(checked > (ln ? 60u : 30u));
-        free(params);
-        free(kinds);
+        ex_params_free(&list);
         vit_destroy(m);
     }
 }
@@ -371,14 +372,15 @@ static void test_checkpoint_keeps_power_iteration_state(void **state)
         vit_state_tensors(m[k], &list[k]);
         assert_false(list[k].failed);
     }
-    vit_state_sync_out(m[0]);
+    ex_linears_sync_out(vit_linears(m[0]));
     assert_ok(srp_checkpoint_save(path, list[0].refs, list[0].count));
     assert_ok(srp_checkpoint_load(path, list[1].refs, list[1].count));
-    assert_ok(vit_state_sync_in(m[1]));
+    assert_ok(ex_linears_sync_in(vit_linears(m[1])));
     ex_tensors_free(&list[0]);
     ex_tensors_free(&list[1]);
-    for (size_t i = 0; i < vit_linear_count(m[0]); i++) {
-        srp_linear *a = vit_linear_at(m[0], i, NULL), *b = vit_linear_at(m[1], i, NULL);
+    for (size_t i = 0; i < vit_linears(m[0])->count; i++) {
+        srp_linear *a = ex_linears_at(vit_linears(m[0]), i, NULL);
+        srp_linear *b = ex_linears_at(vit_linears(m[1]), i, NULL);
         const size_t in = srp_linear_in_features(a), out = srp_linear_out_features(a);
         assert_memory_equal(srp_linear_weight(a), srp_linear_weight(b), sizeof(float) * in * out);
         assert_memory_equal(srp_linear_u(a), srp_linear_u(b), sizeof(float) * in);
@@ -743,13 +745,13 @@ static void test_weight_average(void **state)
     vit_config c = small_config(8, 2);
     vit_model *m;
     assert_ok(vit_create(&m, &c));
-    const size_t np = vit_params(m, NULL, NULL), nl = vit_linear_count(m);
-    srp_param *params = malloc(sizeof(srp_param) * np);
-    srp_linear **linears = malloc(sizeof(srp_linear *) * nl);
-    assert_true(params && linears);
-    vit_params(m, params, NULL);
-    for (size_t i = 0; i < nl; i++)
-        linears[i] = vit_linear_at(m, i, NULL);
+    ex_param_list list;
+    ex_params_init(&list);
+    vit_params(m, &list);
+    assert_false(list.failed);
+    const size_t np = list.count, nl = vit_linears(m)->count;
+    srp_param *params = list.params;
+    srp_linear **linears = vit_linears(m)->linears;
     ex_ema ema;
     ex_error err;
     assert_int_equal(ex_ema_init(&ema, params, np, linears, nl, 0.5f, &err), EX_OK);
@@ -783,8 +785,7 @@ static void test_weight_average(void **state)
     assert_true(srp_linear_sigma(linears[1]) == sigma);
     ex_ema_free(&ema);
     free(live_w);
-    free(params);
-    free(linears);
+    ex_params_free(&list);
     vit_destroy(m);
 }
 

@@ -11,14 +11,9 @@
 #define NAME_LEN 48
 
 typedef struct {
-    float *w, *b, *dw, *db;   /* [D] each */
-    float *out, *mean, *rstd; /* [B*T][D], [B*T], [B*T] */
-} vit_norm;
-
-typedef struct {
     srp_attention *attn;
     srp_linear *fc1, *fc2;
-    vit_norm ln1, ln2;
+    ex_norm ln1, ln2;
     float *x_mid; /* [B*T][D]: x + attn(...) */
     float *h1;    /* [B*T][mlp]: fc1 output, before GELU */
     float *g;     /* [B*T][mlp]: GELU output */
@@ -32,19 +27,14 @@ struct vit_model {
     float *cls, *dcls; /* [D] */
     float *pos, *dpos; /* [T][D] */
     vit_block *blocks;
-    vit_norm final_ln;
+    ex_norm final_ln;
     float **xs; /* depth + 1 residual streams [B*T][D]: xs[l] enters block l */
     float *patch_buf, *emb, *cls_out, *logits; /* [B*P][CPP], [B*P][D], [B][D], [B][classes] */
     /* backward scratch */
     float *branch_out; /* [B*T][D]: a block's attention or MLP output, before its residual add */
     /* backward scratch: see vit_backward; d_norm: a LayerNorm's input gradient */
     float *d_stream, *d_branch, *d_norm, *d_mlp, *d_emb, *d_cls_out;
-    /* checkpoint and metrics tables */
-    size_t nlinear;
-    srp_linear **linears;
-    char (*linear_names)[NAME_LEN];
-    float *sigmas;                      /* [nlinear]: staging for checkpoints */
-    char (*param_names)[NAME_LEN + 16]; /* for vit_params */
+    ex_linear_table linears; /* every linear, named, for metrics and checkpoints */
 };
 
 vit_config vit_config_default(void)
@@ -88,44 +78,6 @@ static int alloc_floats(float **p, size_t n, int zero)
     return *p != NULL;
 }
 
-static int norm_alloc(vit_norm *n, size_t d, size_t rows)
-{
-    if (!alloc_floats(&n->w, d, 0) || !alloc_floats(&n->b, d, 1) || !alloc_floats(&n->dw, d, 1) ||
-        !alloc_floats(&n->db, d, 1) || !alloc_floats(&n->out, rows * d, 0) ||
-        !alloc_floats(&n->mean, rows, 0) || !alloc_floats(&n->rstd, rows, 0))
-        return 0;
-    for (size_t i = 0; i < d; i++)
-        n->w[i] = 1.0f;
-    return 1;
-}
-
-static void norm_free(vit_norm *n)
-{
-    free(n->w);
-    free(n->b);
-    free(n->dw);
-    free(n->db);
-    free(n->out);
-    free(n->mean);
-    free(n->rstd);
-}
-
-static int add_linear(vit_model *m, srp_linear *l, const char *name)
-{
-    srp_linear **ls = realloc(m->linears, sizeof(*ls) * (m->nlinear + 1));
-    if (!ls)
-        return 0;
-    m->linears = ls;
-    char(*names)[NAME_LEN] = realloc(m->linear_names, sizeof(*names) * (m->nlinear + 1));
-    if (!names)
-        return 0;
-    m->linear_names = names;
-    m->linears[m->nlinear] = l;
-    snprintf(m->linear_names[m->nlinear], NAME_LEN, "%s", name);
-    m->nlinear++;
-    return 1;
-}
-
 srp_status vit_create(vit_model **out, const vit_config *cfg)
 {
     if (!out || !cfg)
@@ -151,7 +103,7 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
 
     srp_linear_config lc = linear_config(c, m->patch_len, D, &rng);
     if ((st = srp_linear_create(&m->embed, &lc)) != SRP_OK ||
-        !add_linear(m, m->embed, "patch_embed.proj"))
+        !ex_linears_add(&m->linears, m->embed, "patch_embed.proj"))
         goto fail;
     st = SRP_ERR_NOMEM;
     if (!alloc_floats(&m->cls, D, 1) || !alloc_floats(&m->dcls, D, 1) ||
@@ -182,11 +134,11 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
             const char *part;
             srp_linear *in = srp_attention_in_proj(b->attn, i, &part);
             snprintf(name, sizeof(name), "blocks.%zu.attn.%s", l, part);
-            if (!add_linear(m, in, name))
+            if (!ex_linears_add(&m->linears, in, name))
                 goto fail;
         }
         snprintf(name, sizeof(name), "blocks.%zu.attn.proj", l);
-        if (!add_linear(m, srp_attention_proj(b->attn), name))
+        if (!ex_linears_add(&m->linears, srp_attention_proj(b->attn), name))
             goto fail;
         lc = linear_config(c, D, c->mlp_dim, &rng);
         if ((st = srp_linear_create(&b->fc1, &lc)) != SRP_OK)
@@ -196,21 +148,22 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
             goto fail;
         st = SRP_ERR_NOMEM;
         snprintf(name, sizeof(name), "blocks.%zu.mlp.fc1", l);
-        if (!add_linear(m, b->fc1, name))
+        if (!ex_linears_add(&m->linears, b->fc1, name))
             goto fail;
         snprintf(name, sizeof(name), "blocks.%zu.mlp.fc2", l);
-        if (!add_linear(m, b->fc2, name))
+        if (!ex_linears_add(&m->linears, b->fc2, name))
             goto fail;
-        if (c->layernorm && (!norm_alloc(&b->ln1, D, rows) || !norm_alloc(&b->ln2, D, rows)))
+        if (!ex_norm_init(&b->ln1, c->layernorm, D, rows, LN_EPS) ||
+            !ex_norm_init(&b->ln2, c->layernorm, D, rows, LN_EPS))
             goto fail;
         if (!alloc_floats(&b->x_mid, rows * D, 0) || !alloc_floats(&b->h1, rows * c->mlp_dim, 0) ||
             !alloc_floats(&b->g, rows * c->mlp_dim, 0))
             goto fail;
     }
-    if (c->layernorm && !norm_alloc(&m->final_ln, D, rows))
+    if (!ex_norm_init(&m->final_ln, c->layernorm, D, rows, LN_EPS))
         goto fail;
     lc = linear_config(c, D, c->classes, &rng);
-    if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK || !add_linear(m, m->head, "head"))
+    if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK || !ex_linears_add(&m->linears, m->head, "head"))
         goto fail;
     st = SRP_ERR_NOMEM;
     const size_t wide = c->mlp_dim > D ? c->mlp_dim : D;
@@ -219,11 +172,7 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         !alloc_floats(&m->logits, B * c->classes, 0) || !alloc_floats(&m->d_stream, rows * D, 0) ||
         !alloc_floats(&m->d_branch, rows * D, 0) || !alloc_floats(&m->branch_out, rows * D, 0) ||
         !alloc_floats(&m->d_norm, rows * D, 0) || !alloc_floats(&m->d_mlp, rows * wide, 0) ||
-        !alloc_floats(&m->d_emb, B * m->patches * D, 0) || !alloc_floats(&m->d_cls_out, B * D, 0) ||
-        !alloc_floats(&m->sigmas, m->nlinear, 0))
-        goto fail;
-    m->param_names = calloc(3 * m->nlinear + 4 * c->depth + 4, sizeof(*m->param_names));
-    if (!m->param_names)
+        !alloc_floats(&m->d_emb, B * m->patches * D, 0) || !alloc_floats(&m->d_cls_out, B * D, 0))
         goto fail;
     *out = m;
     return SRP_OK;
@@ -248,8 +197,8 @@ void vit_destroy(vit_model *m)
             srp_attention_destroy(b->attn);
             srp_linear_destroy(b->fc1);
             srp_linear_destroy(b->fc2);
-            norm_free(&b->ln1);
-            norm_free(&b->ln2);
+            ex_norm_free(&b->ln1);
+            ex_norm_free(&b->ln2);
             free(b->x_mid);
             free(b->h1);
             free(b->g);
@@ -259,7 +208,7 @@ void vit_destroy(vit_model *m)
         for (size_t l = 0; l <= m->cfg.depth; l++)
             free(m->xs[l]);
     free(m->xs);
-    norm_free(&m->final_ln);
+    ex_norm_free(&m->final_ln);
     free(m->patch_buf);
     free(m->emb);
     free(m->cls_out);
@@ -271,10 +220,7 @@ void vit_destroy(vit_model *m)
     free(m->d_mlp);
     free(m->d_emb);
     free(m->d_cls_out);
-    free(m->linears);
-    free(m->linear_names);
-    free(m->sigmas);
-    free(m->param_names);
+    ex_linears_free(&m->linears);
     free(m);
 }
 
@@ -297,18 +243,6 @@ static void patchify(const vit_model *m, const float *images, size_t batch, floa
             }
 }
 
-/* y = LayerNorm(x) when enabled, else y is x itself. */
-static srp_status norm_forward(vit_norm *n, int enabled, const float *x, size_t rows, size_t d,
-                               const float **y)
-{
-    if (!enabled) {
-        *y = x;
-        return SRP_OK;
-    }
-    *y = n->out;
-    return srp_layernorm_forward(x, n->w, n->b, rows, d, LN_EPS, n->out, n->mean, n->rstd);
-}
-
 #define CHECK(call)                                                                                \
     do {                                                                                           \
         srp_status check_st_ = (call);                                                             \
@@ -322,7 +256,6 @@ srp_status vit_forward(vit_model *m, const float *images, size_t batch, int trai
     if (!m || !images || batch == 0 || batch > m->cfg.max_batch)
         return SRP_ERR_INVALID_ARG;
     const size_t D = m->cfg.dim, T = m->tokens, P = m->patches, rows = batch * T;
-    const int ln = m->cfg.layernorm;
     m->batch = batch;
     patchify(m, images, batch, m->patch_buf);
     CHECK(srp_linear_forward(m->embed, m->patch_buf, batch * P, m->emb, training));
@@ -337,32 +270,22 @@ srp_status vit_forward(vit_model *m, const float *images, size_t batch, int trai
     for (size_t l = 0; l < m->cfg.depth; l++) {
         vit_block *blk = &m->blocks[l];
         const float *a_in, *m_in;
-        CHECK(norm_forward(&blk->ln1, ln, m->xs[l], rows, D, &a_in));
+        CHECK(ex_norm_forward(&blk->ln1, m->xs[l], rows, &a_in));
         CHECK(srp_attention_forward(blk->attn, a_in, batch, T, m->branch_out, training));
         CHECK(srp_residual_add(m->xs[l], m->branch_out, rows * D, blk->x_mid));
-        CHECK(norm_forward(&blk->ln2, ln, blk->x_mid, rows, D, &m_in));
+        CHECK(ex_norm_forward(&blk->ln2, blk->x_mid, rows, &m_in));
         CHECK(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
         CHECK(srp_gelu_forward(blk->h1, rows * m->cfg.mlp_dim, blk->g));
         CHECK(srp_linear_forward(blk->fc2, blk->g, rows, m->branch_out, training));
         CHECK(srp_residual_add(blk->x_mid, m->branch_out, rows * D, m->xs[l + 1]));
     }
     const float *f_in;
-    CHECK(norm_forward(&m->final_ln, ln, m->xs[m->cfg.depth], rows, D, &f_in));
+    CHECK(ex_norm_forward(&m->final_ln, m->xs[m->cfg.depth], rows, &f_in));
     CHECK(srp_token_select_forward(f_in, batch, T, D, 0, m->cls_out));
     CHECK(srp_linear_forward(m->head, m->cls_out, batch, m->logits, training));
     if (logits)
         *logits = m->logits;
     return SRP_OK;
-}
-
-/* d_stream += LayerNorm backward of dy (or dy itself when disabled). */
-static srp_status norm_backward_add(vit_norm *n, int enabled, const float *x, const float *dy,
-                                    size_t rows, size_t d, float *d_stream, float *scratch)
-{
-    if (!enabled)
-        return srp_accumulate(d_stream, dy, rows * d);
-    CHECK(srp_layernorm_backward(x, n->w, n->mean, n->rstd, dy, rows, d, scratch, n->dw, n->db));
-    return srp_accumulate(d_stream, scratch, rows * d);
 }
 
 srp_status vit_backward(vit_model *m, const float *dlogits)
@@ -390,10 +313,10 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
         CHECK(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
         CHECK(srp_gelu_backward_from_output(blk->h1, blk->g, m->d_mlp, rows * mlp, m->d_mlp));
         CHECK(srp_linear_backward(blk->fc1, m_in, m->d_mlp, rows, m->d_branch));
-        CHECK(norm_backward_add(&blk->ln2, ln, blk->x_mid, m->d_branch, rows, D, ds, m->d_norm));
+        CHECK(ex_norm_backward_add(&blk->ln2, blk->x_mid, m->d_branch, rows, ds, m->d_norm));
         /* Attention branch: ds becomes d(xs[l]). */
         CHECK(srp_attention_backward(blk->attn, ds, m->d_branch));
-        CHECK(norm_backward_add(&blk->ln1, ln, m->xs[l], m->d_branch, rows, D, ds, m->d_norm));
+        CHECK(ex_norm_backward_add(&blk->ln1, m->xs[l], m->d_branch, rows, ds, m->d_norm));
     }
     /* ds = d(x0): CLS and position gradients, then the patch embedding. */
     for (size_t b = 0; b < batch; b++) {
@@ -407,111 +330,36 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
     return srp_linear_backward(m->embed, m->patch_buf, m->d_emb, batch * P, NULL);
 }
 
-/* Appends one entry (out may be NULL: counting); names live in the model. */
-static size_t push_param(vit_model *m, srp_param *out, srp_param_kind *kinds, size_t k,
-                         const char *prefix, const char *suffix, float *data, float *grad,
-                         size_t size, srp_param_kind kind)
+void vit_params(vit_model *m, ex_param_list *list)
 {
-    if (out) {
-        snprintf(m->param_names[k], sizeof(m->param_names[k]), "%s%s%s", prefix, suffix ? "." : "",
-                 suffix ? suffix : "");
-        out[k] = srp_param_make(m->param_names[k], data, grad, size, kind);
+    ex_linears_params(&m->linears, list);
+    ex_params_add(list, "cls_token", NULL, m->cls, m->dcls, m->cfg.dim, SRP_PARAM_EMBEDDING);
+    ex_params_add(list, "pos_embed", NULL, m->pos, m->dpos, m->tokens * m->cfg.dim,
+                  SRP_PARAM_EMBEDDING);
+    char prefix[NAME_LEN];
+    for (size_t l = 0; l < m->cfg.depth; l++) {
+        snprintf(prefix, sizeof(prefix), "blocks.%zu.norm1", l);
+        ex_norm_params(&m->blocks[l].ln1, prefix, list);
+        snprintf(prefix, sizeof(prefix), "blocks.%zu.norm2", l);
+        ex_norm_params(&m->blocks[l].ln2, prefix, list);
     }
-    if (kinds)
-        kinds[k] = kind;
-    return k + 1;
-}
-
-static size_t push_norm(vit_model *m, srp_param *out, srp_param_kind *kinds, size_t k,
-                        const char *prefix, vit_norm *n)
-{
-    k = push_param(m, out, kinds, k, prefix, "weight", n->w, n->dw, m->cfg.dim, SRP_PARAM_NORM);
-    return push_param(m, out, kinds, k, prefix, "bias", n->b, n->db, m->cfg.dim, SRP_PARAM_NORM);
-}
-
-size_t vit_params(vit_model *m, srp_param *out, srp_param_kind *kinds)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < m->nlinear; i++) {
-        srp_linear *l = m->linears[i];
-        const char *name = m->linear_names[i];
-        const size_t in = srp_linear_in_features(l), o = srp_linear_out_features(l);
-        k = push_param(m, out, kinds, k, name, "weight", srp_linear_weight(l),
-                       srp_linear_weight_grad(l), in * o, SRP_PARAM_WEIGHT);
-        if (srp_linear_bias(l))
-            k = push_param(m, out, kinds, k, name, "bias", srp_linear_bias(l),
-                           srp_linear_bias_grad(l), o, SRP_PARAM_BIAS);
-        if (srp_linear_reparam(l) == SRP_REPARAM_SIGMA)
-            k = push_param(m, out, kinds, k, name, "gamma", srp_linear_gamma(l),
-                           srp_linear_gamma_grad(l), 1, SRP_PARAM_GAMMA);
-    }
-    k = push_param(m, out, kinds, k, "cls_token", NULL, m->cls, m->dcls, m->cfg.dim,
-                   SRP_PARAM_EMBEDDING);
-    k = push_param(m, out, kinds, k, "pos_embed", NULL, m->pos, m->dpos, m->tokens * m->cfg.dim,
-                   SRP_PARAM_EMBEDDING);
-    if (m->cfg.layernorm) {
-        char prefix[NAME_LEN];
-        for (size_t l = 0; l < m->cfg.depth; l++) {
-            snprintf(prefix, sizeof(prefix), "blocks.%zu.norm1", l);
-            k = push_norm(m, out, kinds, k, prefix, &m->blocks[l].ln1);
-            snprintf(prefix, sizeof(prefix), "blocks.%zu.norm2", l);
-            k = push_norm(m, out, kinds, k, prefix, &m->blocks[l].ln2);
-        }
-        k = push_norm(m, out, kinds, k, "norm", &m->final_ln);
-    }
-    return k;
+    ex_norm_params(&m->final_ln, "norm", list);
 }
 
 void vit_state_tensors(vit_model *m, ex_tensor_list *list)
 {
-    const size_t np = vit_params(m, NULL, NULL);
-    srp_param *params = malloc(sizeof(srp_param) * np);
-    if (!params) {
-        list->failed = 1;
-        return;
-    }
-    vit_params(m, params, NULL);
-    for (size_t k = 0; k < np; k++)
-        ex_tensors_add_f32(list, params[k].name, params[k].data, params[k].size);
-    free(params);
-    char name[NAME_LEN + 16];
-    for (size_t i = 0; i < m->nlinear; i++) {
-        srp_linear *l = m->linears[i];
-        if (srp_linear_reparam(l) == SRP_REPARAM_NONE)
-            continue;
-        snprintf(name, sizeof(name), "%s.u", m->linear_names[i]);
-        ex_tensors_add_f32(list, name, srp_linear_u(l), srp_linear_in_features(l));
-        snprintf(name, sizeof(name), "%s.v", m->linear_names[i]);
-        ex_tensors_add_f32(list, name, srp_linear_v(l), srp_linear_out_features(l));
-        snprintf(name, sizeof(name), "%s.sigma", m->linear_names[i]);
-        ex_tensors_add(list, name, SRP_DTYPE_F32, 0, NULL, &m->sigmas[i]);
-    }
+    ex_param_list params;
+    ex_params_init(&params);
+    vit_params(m, &params);
+    list->failed |= params.failed;
+    for (size_t k = 0; k < params.count; k++)
+        ex_tensors_add_f32(list, params.params[k].name, params.params[k].data,
+                           params.params[k].size);
+    ex_params_free(&params); /* the list copied the names */
+    ex_linears_state_tensors(&m->linears, list);
 }
 
-void vit_state_sync_out(vit_model *m)
-{
-    for (size_t i = 0; i < m->nlinear; i++)
-        m->sigmas[i] = srp_linear_sigma(m->linears[i]);
-}
-
-srp_status vit_state_sync_in(vit_model *m)
-{
-    for (size_t i = 0; i < m->nlinear; i++)
-        if (srp_linear_reparam(m->linears[i]) != SRP_REPARAM_NONE)
-            CHECK(srp_linear_set_sigma(m->linears[i], m->sigmas[i]));
-    return SRP_OK;
-}
-
-size_t vit_linear_count(const vit_model *m) { return m->nlinear; }
-
-srp_linear *vit_linear_at(vit_model *m, size_t i, const char **name)
-{
-    if (i >= m->nlinear)
-        return NULL;
-    if (name)
-        *name = m->linear_names[i];
-    return m->linears[i];
-}
+ex_linear_table *vit_linears(vit_model *m) { return &m->linears; }
 
 srp_attention *vit_attention_at(vit_model *m, size_t layer)
 {

@@ -16,6 +16,9 @@
 
 #include <sigmareparam.h>
 
+#include "common/linears.h"
+#include "common/norm.h"
+#include "common/params.h"
 #include "common/tensors.h"
 
 typedef struct {
@@ -50,22 +53,18 @@ srp_status vit_forward(vit_model *m, const float *images, size_t batch, int trai
  * (zero them through the optimizer: vit_params lists every one). */
 srp_status vit_backward(vit_model *m, const float *dlogits);
 
-/* Trainable tensors with timm-style names and their kinds' defaults; kinds
- * (may be NULL) gets each entry's kind. out may be NULL to count. Returns
- * the count. */
-size_t vit_params(vit_model *m, srp_param *out, srp_param_kind *kinds);
+/* Appends the trainable tensors, with timm-style names and their kinds. */
+void vit_params(vit_model *m, ex_param_list *list);
 
 /* Everything that defines the model's behaviour, for checkpoints: the
  * parameters, and each sigmaReparam layer's power-iteration state (u, v,
- * sigma), appended to list. Before a save, call vit_state_sync_out; after
- * a load, vit_state_sync_in (it pushes the loaded sigmas into the layers). */
+ * sigma), appended to list. Before a save, call ex_linears_sync_out on
+ * vit_linears; after a load, ex_linears_sync_in. */
 void vit_state_tensors(vit_model *m, ex_tensor_list *list);
-void vit_state_sync_out(vit_model *m);
-srp_status vit_state_sync_in(vit_model *m);
 
-/* For metrics: the linear layers with their names, and the attentions. */
-size_t vit_linear_count(const vit_model *m);
-srp_linear *vit_linear_at(vit_model *m, size_t i, const char **name);
+/* For metrics and checkpoints: the linear layers with their names, and
+ * the attentions. */
+ex_linear_table *vit_linears(vit_model *m);
 srp_attention *vit_attention_at(vit_model *m, size_t layer);
 
 #endif

@@ -48,7 +48,8 @@ typedef struct {
     vit_options opt;
     vit_data data;
     vit_model *model;
-    srp_param *params;
+    ex_param_list param_list;
+    srp_param *params; /* param_list's */
     size_t nparams;
     srp_optim *optim;
     srp_lr_schedule schedule;
@@ -57,7 +58,6 @@ typedef struct {
     ex_collapse_watch watch;
     ex_progress progress;
     ex_ema ema;               /* with --ema */
-    srp_linear **ema_linears; /* the layers whose sigma follows the averaged weights */
     uint64_t steps_per_epoch, total_steps;
     /* per-step buffers */
     float *images, *dlogits;
@@ -69,8 +69,7 @@ typedef struct {
     float report_at[8];                    /* --report-at accuracies, ascending */
     size_t nreport;
     double reached_at[8];      /* seconds when first reached; < 0: not yet */
-    const char **linear_names; /* for the metrics' sigma and gamma maps */
-    float *linear_values;      /* [linears] */
+    float *linear_values; /* [linears]: the metrics' sigma and gamma maps */
     double t_start;            /* when this run began training */
     uint64_t steps_this_run;
 } trainer;
@@ -125,14 +124,13 @@ static ex_code parse_report_at(trainer *t, ex_error *err)
 static ex_code build_optimizer(trainer *t, ex_error *err)
 {
     const vit_options *o = &t->opt;
-    t->nparams = vit_params(t->model, NULL, NULL);
-    t->params = malloc(sizeof(srp_param) * t->nparams);
-    srp_param_kind *kinds = malloc(sizeof(srp_param_kind) * t->nparams);
-    if (!t->params || !kinds) {
-        free(kinds);
+    ex_params_init(&t->param_list);
+    vit_params(t->model, &t->param_list);
+    if (t->param_list.failed)
         return ex_fail_status(err, SRP_ERR_NOMEM, "parameter list");
-    }
-    vit_params(t->model, t->params, kinds);
+    t->params = t->param_list.params;
+    t->nparams = t->param_list.count;
+    const srp_param_kind *kinds = t->param_list.kinds;
     for (size_t i = 0; i < t->nparams; i++) {
         if (kinds[i] == SRP_PARAM_GAMMA) {
             t->params[i].lr_mult = o->gamma_lr_mult;
@@ -141,7 +139,6 @@ static ex_code build_optimizer(trainer *t, ex_error *err)
             t->params[i].lr_mult = o->bias_lr_mult;
         }
     }
-    free(kinds);
     srp_optim_config oc = srp_optim_config_default((srp_optim_kind)o->optimizer);
     oc.weight_decay = o->weight_decay;
     oc.wd_mode = o->optimizer == SRP_OPTIM_LARS ? SRP_WD_COUPLED : (srp_wd_mode)o->wd_mode;
@@ -190,7 +187,8 @@ static ex_code build(trainer *t, ex_error *err)
 
     const vit_config *c = vit_get_config(t->model);
     const size_t image = tr->channels * tr->height * tr->width, lh = c->depth * c->heads;
-    const size_t nlin = vit_linear_count(t->model);
+    const ex_linear_table *linears = vit_linears(t->model);
+    const size_t nlin = linears->count;
     t->images = malloc(sizeof(float) * o->batch * image);
     t->dlogits = malloc(sizeof(float) * o->batch * c->classes);
     t->labels = malloc(sizeof(int) * o->batch);
@@ -202,26 +200,16 @@ static ex_code build(trainer *t, ex_error *err)
     t->ent_mean = malloc(sizeof(float) * lh);
     t->ent_min = malloc(sizeof(float) * lh);
     t->ent_bound = malloc(sizeof(float) * lh);
-    t->linear_names = malloc(sizeof(char *) * nlin);
     t->linear_values = malloc(sizeof(float) * nlin);
     if (!t->images || !t->dlogits || !t->labels || !t->flip || !t->mirror || !t->shift ||
         !t->logits_sum || !t->run.order || !t->ent_mean || !t->ent_min || !t->ent_bound ||
-        !t->linear_names || !t->linear_values)
+        !t->linear_values)
         return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
     memset(t->mirror, 1, o->batch);
-    for (size_t i = 0; i < nlin; i++)
-        vit_linear_at(t->model, i, &t->linear_names[i]);
-    if (o->ema > 0.0f) {
-        srp_linear **linears = malloc(sizeof(srp_linear *) * nlin);
-        if (!linears)
-            return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
-        for (size_t i = 0; i < nlin; i++)
-            linears[i] = vit_linear_at(t->model, i, NULL);
-        code = ex_ema_init(&t->ema, t->params, t->nparams, linears, nlin, o->ema, err);
-        t->ema_linears = linears;
-        if (code != EX_OK)
-            return code;
-    }
+    if (o->ema > 0.0f &&
+        (code = ex_ema_init(&t->ema, t->params, t->nparams, linears->linears, nlin, o->ema,
+                            err)) != EX_OK)
+        return code;
     return ex_collapse_init(&t->watch, lh, o->collapse_window, o->collapse_fraction,
                             o->collapse_drop, (float)log((double)vit_tokens(t->model)), err);
 }
@@ -268,7 +256,7 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
     ex_tensor_list list;
     ex_tensors_init(&list);
     checkpoint_tensors(t, &list);
-    vit_state_sync_out(t->model);
+    ex_linears_sync_out(vit_linears(t->model));
     t->run.metrics_lines = t->metrics.lines;
     t->run.seconds = training_seconds(t);
     const ex_code code = ex_tensors_save(&list, t->opt.checkpoint_path, err);
@@ -296,7 +284,7 @@ static ex_code load_checkpoint(trainer *t, const char *path, int model_only, ex_
                        "%s was written by a run with other training options; resume with the "
                        "same ones.\n  checkpoint: %s\n  this run:   %s",
                        path, t->run.fingerprint, expected);
-    const srp_status st = vit_state_sync_in(t->model);
+    const srp_status st = ex_linears_sync_in(vit_linears(t->model));
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "restoring sigma");
 }
 
@@ -468,14 +456,14 @@ static void write_train_metrics(trainer *t, const step_record *rec, int with_bou
     ex_metrics_matrix(m, "entropy_min", t->ent_min, c->depth, c->heads);
     if (with_bound)
         ex_metrics_matrix(m, "entropy_bound", t->ent_bound, c->depth, c->heads);
-    const size_t nlin = vit_linear_count(t->model);
+    const ex_linear_table *linears = vit_linears(t->model);
     for (int which = 0; which < 2; which++) {
-        for (size_t i = 0; i < nlin; i++) {
-            srp_linear *l = vit_linear_at(t->model, i, NULL);
+        for (size_t i = 0; i < linears->count; i++) {
+            srp_linear *l = linears->linears[i];
             t->linear_values[i] = which == 0 ? srp_linear_sigma(l) : *srp_linear_gamma(l);
         }
-        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", t->linear_names, t->linear_values,
-                         nlin);
+        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", (const char *const *)linears->names,
+                         t->linear_values, linears->count);
     }
     ex_metrics_end(m);
 }
@@ -705,7 +693,7 @@ static void cleanup(trainer *t)
     srp_optim_destroy(t->optim);
     vit_destroy(t->model);
     vit_data_free(&t->data);
-    free(t->params);
+    ex_params_free(&t->param_list);
     free(t->images);
     free(t->dlogits);
     free(t->labels);
@@ -714,12 +702,10 @@ static void cleanup(trainer *t)
     free(t->shift);
     free(t->logits_sum);
     free(t->run.order);
-    free(t->ema_linears);
     ex_ema_free(&t->ema);
     free(t->ent_mean);
     free(t->ent_min);
     free(t->ent_bound);
-    free(t->linear_names);
     free(t->linear_values);
 }
 

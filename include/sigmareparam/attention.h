@@ -107,10 +107,24 @@ SRP_API srp_status srp_attention_entropy_normalized(const srp_attention *a, floa
  * for the float rounding of the forward's logits and softmax (about 1e-6
  * nats at small s; see entropy.c), so that it is a bound on the measured
  * entropies too, not only on exact ones. This holds for the fp32 forward.
- * Causal: SRP_ERR_UNSUPPORTED; NaN/Inf in the input or weights:
- * SRP_ERR_NUMERIC. Allocates nothing; costs a Gram matrix of min(T, D+1)
- * rows and its eigenvalues per example: compute it every so many steps,
- * not every step. */
+ *
+ * Causal attention: the bound is on the MEAN row entropy (what
+ * srp_attention_entropy's mean reports), not on the minimum: the first row
+ * has one key and entropy 0, so the minimum bound is 0. Derivation. The
+ * theorem rests on one fact: a logit row of 2-norm at most s has entropy
+ * at least f(s, n), n its number of keys (srp_entropy_lower_bound; the
+ * spike row attains it). Row i of the full logits is z = x~_i^T M X~^T, so
+ * ||z|| <= ||x~_i|| ||M|| ||X~|| <= ||M|| ||X~ X~^T|| = s. A causal row i
+ * is the softmax over the first k = i + 1 entries of z, a sub-vector, so
+ * its norm is at most ||z|| <= s too, and its entropy is >= f(s, k). The
+ * mean over the T rows is then >= (1/T) sum_{k=1..T} f(s, k), with f(s, 1)
+ * = 0; with s the largest over the batch, it bounds every sequence's mean
+ * and so the batch mean. The float margins are those above, each taken at
+ * T >= k (they grow with the row length).
+ *
+ * NaN/Inf in the input or weights: SRP_ERR_NUMERIC. Allocates nothing;
+ * costs a Gram matrix of min(T, D+1) rows and its eigenvalues per example:
+ * compute it every so many steps, not every step. */
 SRP_API srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head);
 /* The bound as a function, for a given s and T (exposed for tests/tools). */
 SRP_API double srp_entropy_lower_bound(double s, size_t tokens);

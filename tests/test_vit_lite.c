@@ -19,69 +19,24 @@
 #include "model.h"
 #include "reference_model.h"
 #include "testutil.h"
-
-static char g_dir[256]; /* scratch folder for this run */
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "trainer_harness.h"
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_dir, sizeof(g_dir), "/tmp/srp_vit_test_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return scratch_setup("srp_vit_test");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return scratch_teardown();
 }
 
-/* Runs vit-lite-train with args; output (stdout and stderr) into out.
- * Returns the exit code, or -1 if it did not exit normally. */
+/* Runs vit-lite-train with args (trainer_harness.h). */
 static int run_train(const char *args, char *out, size_t outlen)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd), "'%s' --threads 2 %s 2>&1", VIT_TRAIN_EXE, args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t len = 0;
-    size_t got;
-    while (len + 1 < outlen && (got = fread(out + len, 1, outlen - 1 - len, p)) > 0)
-        len += got;
-    out[len] = '\0';
-    char sink[4096];
-    while (fread(sink, 1, sizeof(sink), p) > 0) {
-    }
-    const int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static void path_in_dir(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, "%s/%s", g_dir, name);
-}
-
-static void write_bytes(const char *path, const void *data, size_t n, int gzip)
-{
-    if (gzip) {
-        gzFile f = gzopen(path, "wb");
-        assert_non_null(f);
-        assert_int_equal(gzwrite(f, data, (unsigned)n), (int)n);
-        assert_int_equal(gzclose(f), Z_OK);
-    } else {
-        FILE *f = fopen(path, "wb");
-        assert_non_null(f);
-        assert_int_equal(fwrite(data, 1, n, f), n);
-        assert_int_equal(fclose(f), 0);
-    }
+    return run_program(VIT_TRAIN_EXE, args, out, outlen);
 }
 
 /* An IDX file of unsigned bytes: header for dims, then `data_len` bytes. */
@@ -131,7 +86,7 @@ static void test_idx_reader_reads_plain_and_gzip(void **state)
     (void)state;
     for (int gzip = 0; gzip < 2; gzip++) {
         char dir[512];
-        snprintf(dir, sizeof(dir), "%s/idx%d", g_dir, gzip);
+        snprintf(dir, sizeof(dir), "%s/idx%d", scratch_dir(), gzip);
         make_idx_dir(dir, gzip);
         vit_data d;
         ex_error err;
@@ -160,7 +115,7 @@ static void test_idx_reader_rejects_bad_files(void **state)
     static unsigned char buf[4 + 12 + 4 * 28 * 28 + 16];
     const size_t dims[3] = {4, 28, 28};
     char path[512];
-    path_in_dir(path, sizeof(path), "bad.idx");
+    scratch_path(path, sizeof(path), "bad.idx");
     struct {
         const char *what;
         size_t len;
@@ -216,7 +171,7 @@ static void test_cifar10_reader(void **state)
     enum { RECORD = 1 + 3 * 32 * 32, PER_FILE = 3 };
     static unsigned char buf[PER_FILE * RECORD + 7];
     char dir[512], path[600];
-    snprintf(dir, sizeof(dir), "%s/cifar", g_dir);
+    snprintf(dir, sizeof(dir), "%s/cifar", scratch_dir());
     mkdir(dir, 0700);
     for (int f = 0; f <= 5; f++) {
         for (int r = 0; r < PER_FILE; r++) {
@@ -365,7 +320,7 @@ static void test_checkpoint_keeps_power_iteration_state(void **state)
     for (int step = 0; step < 3; step++) /* training forwards move u, v, sigma */
         assert_ok(vit_forward(m[0], images, 2, SRP_TRAIN, NULL));
     char path[512];
-    path_in_dir(path, sizeof(path), "model_state.srp");
+    scratch_path(path, sizeof(path), "model_state.srp");
     ex_tensor_list list[2];
     for (int k = 0; k < 2; k++) {
         ex_tensors_init(&list[k]);
@@ -413,7 +368,7 @@ static void test_cli_errors(void **state)
     assert_int_equal(run_train("--data-dir /nonexistent-dir", out, sizeof(out)), 1);
     assert_non_null(strstr(out, "/nonexistent-dir/train-images-idx3-ubyte"));
     char dir[512], args[1024], file[600];
-    snprintf(dir, sizeof(dir), "%s/corrupt", g_dir);
+    snprintf(dir, sizeof(dir), "%s/corrupt", scratch_dir());
     make_idx_dir(dir, 1);
     snprintf(file, sizeof(file), "%s/t10k-images-idx3-ubyte.gz", dir);
     const unsigned char junk[16] = {0x12, 0x34, 0, 3};
@@ -422,33 +377,6 @@ static void test_cli_errors(void **state)
     assert_int_equal(run_train(args, out, sizeof(out)), 1);
     assert_non_null(strstr(out, file));
     assert_non_null(strstr(out, "magic"));
-}
-
-/* A whole text file, NUL-terminated (fails the test when unreadable). */
-static char *read_text(const char *path)
-{
-    size_t size;
-    char *text = read_file_bytes(path, &size);
-    assert_non_null(text);
-    text[size] = '\0';
-    return text;
-}
-
-/* A few lines of the metrics file: the "key": number of its last train line. */
-static double last_value(const char *metrics_path, const char *type, const char *key)
-{
-    char *text = read_text(metrics_path);
-    double value = NAN;
-    char type_pat[64], key_pat[64];
-    snprintf(type_pat, sizeof(type_pat), "\"type\":\"%s\"", type);
-    snprintf(key_pat, sizeof(key_pat), "\"%s\":", key);
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        char *k = strstr(line, key_pat);
-        if (strstr(line, type_pat) && k)
-            value = strtod(k + strlen(key_pat), NULL);
-    }
-    free(text);
-    return value;
 }
 
 #define SMALL_MODEL                                                                                \
@@ -460,7 +388,7 @@ static void test_learns_the_synthetic_set(void **state)
     (void)state;
     static char out[1 << 16];
     char metrics[512], args[2048];
-    path_in_dir(metrics, sizeof(metrics), "learn.jsonl");
+    scratch_path(metrics, sizeof(metrics), "learn.jsonl");
     /* No flips: they turn the synthetic set's stroke angles into others,
      * which caps it near 60%. */
     snprintf(args, sizeof(args), SMALL_MODEL "--epochs 6 --no-augment --metrics %s", metrics);
@@ -485,72 +413,6 @@ static void test_learns_the_synthetic_set(void **state)
     free(text);
 }
 
-static uint64_t le64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* Blanks the data of the checkpoint tensor `name` and the CRC (the layout
- * of docs/FORMAT.md). */
-static void blank_tensor(unsigned char *file, size_t size, const char *name)
-{
-    const uint64_t count = le64(file + 24);
-    size_t at = 40;
-    for (uint64_t i = 0; i < count; i++) {
-        const size_t len = (size_t)(file[at] | file[at + 1] << 8);
-        const uint64_t offset = le64(file + at + 48), bytes = le64(file + at + 56);
-        if (len == strlen(name) && memcmp(file + at + 64, name, len) == 0)
-            memset(file + offset, 0, (size_t)bytes);
-        at += 64 + (len + 7) / 8 * 8;
-    }
-    memset(file + size - 4, 0, 4);
-}
-
-/* text without the numbers after "seconds": (in place) */
-static void drop_seconds(char *text)
-{
-    char *out = text;
-    for (const char *in = text; *in;) {
-        if (strncmp(in, "\"seconds\":", 10) == 0) {
-            in += 10;
-            while (*in && *in != ',' && *in != '}')
-                in++;
-            continue;
-        }
-        *out++ = *in++;
-    }
-    *out = '\0';
-}
-
-/* The two files hold the same bytes, but for what wall time changes: the
- * metrics' "seconds" and the checkpoint's train.seconds. */
-static int same_but_time(const char *a, const char *b, int checkpoint)
-{
-    size_t na, nb;
-    char *x = read_file_bytes(a, &na), *y = read_file_bytes(b, &nb);
-    int same = x && y;
-    if (same && checkpoint) {
-        same = na == nb;
-        if (same) {
-            blank_tensor((unsigned char *)x, na, "train.seconds");
-            blank_tensor((unsigned char *)y, nb, "train.seconds");
-            same = memcmp(x, y, na) == 0;
-        }
-    } else if (same) {
-        x[na] = '\0';
-        y[nb] = '\0';
-        drop_seconds(x);
-        drop_seconds(y);
-        same = strcmp(x, y) == 0;
-    }
-    free(x);
-    free(y);
-    return same;
-}
-
 /* Stopped inside an epoch and resumed, a run gives the same metrics and the
  * same final checkpoint, bit for bit, as a run never stopped. */
 static void test_resume_is_bit_exact(void **state)
@@ -558,10 +420,10 @@ static void test_resume_is_bit_exact(void **state)
     (void)state;
     static char out[1 << 16];
     char m_full[512], c_full[512], m_part[512], c_part[512], args[2048];
-    path_in_dir(m_full, sizeof(m_full), "full.jsonl");
-    path_in_dir(c_full, sizeof(c_full), "full.ckpt");
-    path_in_dir(m_part, sizeof(m_part), "part.jsonl");
-    path_in_dir(c_part, sizeof(c_part), "part.ckpt");
+    scratch_path(m_full, sizeof(m_full), "full.jsonl");
+    scratch_path(c_full, sizeof(c_full), "full.ckpt");
+    scratch_path(m_part, sizeof(m_part), "part.jsonl");
+    scratch_path(c_part, sizeof(c_part), "part.ckpt");
     const char *common = SMALL_MODEL "--epochs 2 --augment --checkpoint-every 5";
     snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s", common, m_full, c_full);
     assert_int_equal(run_train(args, out, sizeof(out)), 0);
@@ -603,7 +465,7 @@ static void test_odd_dataset_sizes(void **state)
     (void)state;
     static char out[1 << 16];
     char ckpt[512], args[2048];
-    path_in_dir(ckpt, sizeof(ckpt), "odd.ckpt");
+    scratch_path(ckpt, sizeof(ckpt), "odd.ckpt");
     const char *model = "--dim 16 --depth 1 --heads 2 --mlp-dim 16 --batch 48 --epochs 1 ";
     snprintf(args, sizeof(args),
              "%s--dataset synthetic --synthetic-train 200 --synthetic-test 1000 --checkpoint %s",
@@ -618,7 +480,7 @@ static void test_odd_dataset_sizes(void **state)
     assert_non_null(strstr(out, "(1000 images)"));
 
     char dir[512];
-    snprintf(dir, sizeof(dir), "%s/idx_big_test", g_dir);
+    snprintf(dir, sizeof(dir), "%s/idx_big_test", scratch_dir());
     make_idx_dir_sized(dir, 0, 20, 50);
     snprintf(args, sizeof(args),
              "--dim 16 --depth 1 --heads 2 --mlp-dim 16 --batch 8 --epochs 1 "
@@ -686,8 +548,8 @@ static void test_stop_on_collapse(void **state)
     (void)state;
     static char out[1 << 16];
     char metrics[512], ckpt[512], args[2048];
-    path_in_dir(metrics, sizeof(metrics), "collapse.jsonl");
-    path_in_dir(ckpt, sizeof(ckpt), "collapse.ckpt");
+    scratch_path(metrics, sizeof(metrics), "collapse.jsonl");
+    scratch_path(ckpt, sizeof(ckpt), "collapse.ckpt");
     snprintf(args, sizeof(args),
              SMALL_MODEL "--epochs 2 --collapse-fraction 0.999 --stop-on-collapse --metrics %s "
                          "--checkpoint %s",
@@ -797,7 +659,7 @@ static void test_validation_protocol(void **state)
     (void)state;
     static char out[1 << 16];
     char metrics[512], args[2048];
-    path_in_dir(metrics, sizeof(metrics), "val.jsonl");
+    scratch_path(metrics, sizeof(metrics), "val.jsonl");
     snprintf(args, sizeof(args),
              SMALL_MODEL "--epochs 3 --no-augment --translate 1 --tta-flip --ema 0.99 --val 256 "
                          "--report-at 0.2,0.999 --metrics %s",
@@ -824,7 +686,7 @@ static void test_non_finite_loss_stops_with_its_code(void **state)
     (void)state;
     static char out[1 << 16];
     char ckpt[512], args[2048];
-    path_in_dir(ckpt, sizeof(ckpt), "diverge.ckpt");
+    scratch_path(ckpt, sizeof(ckpt), "diverge.ckpt");
     /* plain linears and a huge learning rate: the loss blows up */
     snprintf(args, sizeof(args),
              SMALL_MODEL "--no-sn --optimizer sgd --lr 1e4 --epochs 3 "
@@ -848,8 +710,8 @@ static void test_plot_renders_a_png(void **state)
     }
     static char out[1 << 16];
     char metrics[512], png[512], args[2048];
-    path_in_dir(metrics, sizeof(metrics), "plot.jsonl");
-    path_in_dir(png, sizeof(png), "plot.png");
+    scratch_path(metrics, sizeof(metrics), "plot.jsonl");
+    scratch_path(png, sizeof(png), "plot.png");
     snprintf(args, sizeof(args), SMALL_MODEL "--epochs 1 --metrics %s --plot %s", metrics, png);
     assert_int_equal(run_train(args, out, sizeof(out)), 0);
     size_t size;

@@ -258,8 +258,12 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
     checkpoint_tensors(t, &list);
     ex_linears_sync_out(vit_linears(t->model));
     t->run.metrics_lines = t->metrics.lines;
+    /* The file holds the seconds so far; run.seconds stays those before
+     * this run (training_seconds adds this run's). */
+    const double before = t->run.seconds;
     t->run.seconds = training_seconds(t);
     const ex_code code = ex_tensors_save(&list, t->opt.checkpoint_path, err);
+    t->run.seconds = before;
     ex_tensors_free(&list);
     return code;
 }

@@ -1,0 +1,88 @@
+/* The char LM: a GPT-style causal transformer over bytes, built on
+ * libsigmareparam.
+ *
+ *   tokens [B][T] -> embedding (E, not reparametrized) + positions  [B][T][D]
+ *   -> depth x block -> (final LayerNorm) -> head -> logits [B][T][256]
+ *
+ * The head is tied (logits = h E^T) or its own linear D -> 256. The blocks
+ * by architecture (lm_arch):
+ *   sigma, preln, sigma-preln: x = x + attn(ln1(x)); x = x + mlp(ln2(x)),
+ *       the LayerNorms (and the final one) only in the *preln ones;
+ *   postln, sigma-postln:      x = ln1(x + attn(x)); x = ln2(x + mlp(x)),
+ *       no final LayerNorm (the stream leaves a LayerNorm already);
+ * with mlp = fc2(gelu(fc1(.))) and causal attention. The sigma ones make
+ * every linear a sigmaReparam one (the untied head too), the others use
+ * plain linears. Position p of row t: learned (N(0, embed_std^2)) or fixed,
+ * the sinusoids of "Attention is all you need" scaled by embed_std, so that
+ * either kind sits at the scale of the token embeddings. */
+#ifndef LM_MODEL_H
+#define LM_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sigmareparam.h>
+
+#include "common/linears.h"
+#include "common/params.h"
+#include "common/tensors.h"
+
+#define LM_VOCAB 256
+
+typedef enum {
+    LM_ARCH_SIGMA = 0,    /* sigmaReparam, no LayerNorm: the paper's default and ours */
+    LM_ARCH_SIGMA_PRELN,  /* sigmaReparam with pre-LN */
+    LM_ARCH_PRELN,        /* plain linears, pre-LN: the usual baseline */
+    LM_ARCH_POSTLN,       /* plain linears, post-LN: the unstable one */
+    LM_ARCH_SIGMA_POSTLN, /* sigmaReparam with post-LN ("post spectral") */
+    LM_ARCH_COUNT
+} lm_arch;
+
+/* "sigma", "sigma-preln", "preln", "postln", "sigma-postln" */
+const char *lm_arch_name(lm_arch a);
+int lm_arch_sigma(lm_arch a);
+int lm_arch_preln(lm_arch a);
+int lm_arch_postln(lm_arch a);
+
+typedef enum { LM_POS_LEARNED = 0, LM_POS_FIXED } lm_positions;
+
+typedef struct {
+    size_t context, dim, depth, heads, mlp_dim; /* 128, 128, 4, 4, 512 */
+    size_t max_batch;                           /* 32 */
+    lm_arch arch;                               /* LM_ARCH_SIGMA */
+    lm_positions positions;                     /* LM_POS_LEARNED */
+    int tied_head;                              /* 0 */
+    srp_gamma_init gamma_init;                  /* SRP_GAMMA_INIT_SIGMA0 */
+    srp_qkv_sigma qkv_sigma;                    /* SRP_QKV_SIGMA_FUSED */
+    float init_gain; /* linear weights ~ N(0, (0.02 gain)^2), truncated: 1 */
+    float embed_std; /* token and learned position embeddings: 0.02 */
+    uint64_t seed;
+} lm_config;
+
+lm_config lm_config_default(void);
+
+typedef struct lm_model lm_model;
+
+/* Checks the configuration (SRP_ERR_INVALID_ARG on sizes of 0, heads not
+ * dividing dim, a bad gain or std) and allocates everything. */
+srp_status lm_create(lm_model **out, const lm_config *cfg);
+void lm_destroy(lm_model *m);
+const lm_config *lm_get_config(const lm_model *m);
+
+/* tokens: [batch][tokens] (tokens <= context, each < 256) -> logits
+ * [batch][tokens][256], valid until the next forward. */
+srp_status lm_forward(lm_model *m, const uint32_t *tokens, size_t batch, size_t tokens_per_row,
+                      int training, const float **logits);
+/* dlogits: [batch][tokens][256] of the last forward; gradients accumulate. */
+srp_status lm_backward(lm_model *m, const float *dlogits);
+
+/* Appends the trainable tensors (names as nanoGPT's: wte, wpe, blocks.l.*,
+ * ln_f, lm_head) with their kinds. */
+void lm_params(lm_model *m, ex_param_list *list);
+/* The parameters and each sigmaReparam layer's u, v, sigma, for
+ * checkpoints (sync through ex_linears_sync_out/in on lm_linears). */
+void lm_state_tensors(lm_model *m, ex_tensor_list *list);
+ex_linear_table *lm_linears(lm_model *m);
+srp_attention *lm_attention_at(lm_model *m, size_t layer);
+
+#endif

@@ -1,0 +1,783 @@
+/* char-lm-train: trains a byte-level causal language model with
+ * sigmaReparam (or one of the LayerNorm baselines) on the text of Debian's
+ * fortunes and jargon-text packages, watching every attention head's
+ * entropy; checkpoints and resumes exactly; samples text.
+ * `char-lm-train --help`.
+ *
+ * The jobs, in the order main runs them: parse the options; or plot an
+ * existing metrics file; or sample from a checkpoint (--generate); load
+ * the text and print the count-model baselines; build the model, the
+ * optimizer and the buffers; train (fresh or resumed) until the steps or
+ * the minutes run out, each step followed by the entropy watch, the
+ * metrics, the progress line, the evaluations and the checkpoints; then
+ * the final validation figure and a sample. */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sigmareparam.h>
+
+#include "common/collapse.h"
+#include "common/error.h"
+#include "common/linears.h"
+#include "common/metrics.h"
+#include "common/params.h"
+#include "common/plot.h"
+#include "common/progress.h"
+#include "common/tensors.h"
+#include "lm_options.h"
+#include "model.h"
+#include "text.h"
+
+#define FINGERPRINT_LEN 2048
+#define LN2 0.69314718055994530942 /* nats per bit */
+#define CONFIG_FIELDS 10
+/* With --minutes and no --steps: the schedule's length is estimated from
+ * the speed of steps ESTIMATE_FROM .. ESTIMATE_AT, keeping a share for
+ * the evaluations and checkpoints. */
+#define ESTIMATE_FROM 5
+#define ESTIMATE_AT 25
+#define ESTIMATE_KEEP 0.97
+
+/* Everything besides the model and the optimizer that a resumed run needs
+ * to continue exactly: it all goes into the checkpoint. */
+typedef struct {
+    srp_rng data_rng;
+    uint64_t step;
+    uint64_t schedule_steps; /* the lr schedule's length; 0: not known yet */
+    uint64_t metrics_lines;
+    double seconds; /* of training before this run started (resumed runs) */
+    char fingerprint[FINGERPRINT_LEN];
+} run_state;
+
+typedef struct {
+    float loss, lr, grad_norm;
+} step_record;
+
+typedef struct {
+    lm_options opt;
+    lm_text text;
+    lm_baselines baselines;
+    lm_model *model;
+    ex_param_list param_list;
+    srp_optim *optim;
+    srp_lr_schedule schedule;
+    run_state run;
+    uint64_t config[CONFIG_FIELDS]; /* the model's shape, for --generate */
+    ex_metrics metrics;
+    ex_collapse_watch watch;
+    ex_progress progress;
+    /* per-step buffers */
+    uint32_t *tokens; /* [batch][context] */
+    int *targets;     /* [batch][context]: the next bytes */
+    float *dlogits;   /* [batch][context][256] */
+    float *ent_mean, *ent_min, *ent_norm, *ent_bound; /* [layers][heads] */
+    float *linear_values;                             /* [linears] */
+    double t_start, t_estimate;                       /* this run's start; ESTIMATE_FROM's time */
+    uint64_t steps_this_run;
+    float best_val_bpc;
+} trainer;
+
+static const ex_plot_spec k_plot = {"bpc", "bpc", "bits per character", "train (batch)",
+                                    "validation", 0};
+
+/* ---------------------------------------------------------------------
+ * Data
+ * --------------------------------------------------------------------- */
+
+static ex_code load_text(trainer *t, ex_error *err)
+{
+    const lm_options *o = &t->opt;
+    ex_code code = o->text_path ? lm_text_load_file(&t->text, o->text_path, err)
+                                : lm_text_load_default(&t->text, err);
+    if (code == EX_OK)
+        code = lm_text_check_context(&t->text, o->model.context,
+                                     o->text_path ? o->text_path : "the default text", err);
+    if (code == EX_OK)
+        code = lm_baselines_compute(&t->text, &t->baselines, err);
+    return code;
+}
+
+/* A training batch: random windows of the training text, each with the
+ * bytes that follow its positions. */
+static void sample_batch(trainer *t)
+{
+    const size_t B = t->opt.batch, T = t->opt.model.context;
+    for (size_t b = 0; b < B; b++) {
+        const size_t start = (size_t)srp_rng_below(&t->run.data_rng, t->text.train_len - T);
+        for (size_t i = 0; i < T; i++) {
+            t->tokens[b * T + i] = t->text.train[start + i];
+            t->targets[b * T + i] = t->text.train[start + i + 1];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Set-up
+ * --------------------------------------------------------------------- */
+
+/* The optimizer over the model's parameters: gammas at --gamma-lr-mult,
+ * embeddings and biases at --embed-lr-mult, the rest at the lr. */
+static ex_code build_optimizer(trainer *t, ex_error *err)
+{
+    const lm_options *o = &t->opt;
+    ex_params_init(&t->param_list);
+    lm_params(t->model, &t->param_list);
+    if (t->param_list.failed)
+        return ex_fail_status(err, SRP_ERR_NOMEM, "parameter list");
+    for (size_t i = 0; i < t->param_list.count; i++) {
+        const srp_param_kind kind = t->param_list.kinds[i];
+        if (kind == SRP_PARAM_GAMMA)
+            t->param_list.params[i].lr_mult = o->gamma_lr_mult;
+        else if (kind == SRP_PARAM_EMBEDDING || kind == SRP_PARAM_BIAS)
+            t->param_list.params[i].lr_mult = o->embed_lr_mult;
+    }
+    srp_optim_config oc = srp_optim_config_default((srp_optim_kind)o->optimizer);
+    oc.weight_decay = o->weight_decay;
+    oc.momentum = o->momentum;
+    oc.beta2 = o->beta2;
+    const srp_status st =
+        srp_optim_create(&t->optim, t->param_list.params, t->param_list.count, &oc);
+    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "creating the optimizer");
+}
+
+/* total 0: the length is not known yet (--minutes, before the estimate);
+ * the first steps then follow a schedule too long to decay noticeably. */
+static void set_schedule(trainer *t, uint64_t total)
+{
+    const lm_options *o = &t->opt;
+    t->run.schedule_steps = total;
+    t->schedule =
+        srp_lr_schedule_default((srp_lr_kind)o->schedule, o->lr, total ? total : (uint64_t)1 << 40);
+    t->schedule.warmup_steps = o->warmup_steps;
+    t->schedule.min_lr = o->min_lr;
+}
+
+static void model_config_record(const lm_config *c, uint64_t *rec)
+{
+    const uint64_t v[CONFIG_FIELDS] = {c->context,   c->dim,       c->depth,          c->heads,
+                                       c->mlp_dim,   c->arch,      c->positions,      c->tied_head,
+                                       c->gamma_init, c->qkv_sigma};
+    memcpy(rec, v, sizeof(v));
+}
+
+static ex_code build(trainer *t, ex_error *err)
+{
+    lm_options *o = &t->opt;
+    srp_status st = lm_create(&t->model, &o->model);
+    if (st != SRP_OK)
+        return ex_fail_status(err, st, "creating the model");
+    model_config_record(&o->model, t->config);
+    ex_code code = build_optimizer(t, err);
+    if (code != EX_OK)
+        return code;
+    if (o->steps && o->warmup_steps >= o->steps)
+        return ex_fail(err, EX_USAGE, "--warmup %llu must be below --steps %llu",
+                       (unsigned long long)o->warmup_steps, (unsigned long long)o->steps);
+    set_schedule(t, o->steps);
+    const size_t rows = o->batch * o->model.context;
+    const size_t lh = o->model.depth * o->model.heads, nlin = lm_linears(t->model)->count;
+    t->tokens = malloc(sizeof(uint32_t) * rows);
+    t->targets = malloc(sizeof(int) * rows);
+    t->dlogits = malloc(sizeof(float) * rows * LM_VOCAB);
+    t->ent_mean = malloc(sizeof(float) * lh);
+    t->ent_min = malloc(sizeof(float) * lh);
+    t->ent_norm = malloc(sizeof(float) * lh);
+    t->ent_bound = malloc(sizeof(float) * lh);
+    t->linear_values = malloc(sizeof(float) * (nlin ? nlin : 1));
+    if (!t->tokens || !t->targets || !t->dlogits || !t->ent_mean || !t->ent_min || !t->ent_norm ||
+        !t->ent_bound || !t->linear_values)
+        return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
+    t->best_val_bpc = INFINITY;
+    /* The watch sees each head's mean entropy over log(keys) per row: 1 is
+     * uniform attention whatever the row's length. */
+    return ex_collapse_init(&t->watch, lh, o->collapse_window, o->collapse_fraction,
+                            o->collapse_drop, 1.0f, err);
+}
+
+/* ---------------------------------------------------------------------
+ * Checkpoints
+ * --------------------------------------------------------------------- */
+
+/* The model's tensors and its shape ("model.config"): what --generate
+ * needs. */
+static void model_tensors(lm_model *m, uint64_t *config, ex_tensor_list *list)
+{
+    const size_t n = CONFIG_FIELDS;
+    ex_tensors_add(list, "model.config", SRP_DTYPE_U64, 1, &n, config);
+    lm_state_tensors(m, list);
+}
+
+/* All tensors of a checkpoint: the model's first, then the optimizer's
+ * and the run's. */
+static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
+{
+    model_tensors(t->model, t->config, list);
+    const size_t no = srp_optim_tensor_count(t->optim);
+    srp_tensor_ref *optim_refs = calloc(no ? no : 1, sizeof(*optim_refs));
+    if (!optim_refs || srp_optim_tensor_refs(t->optim, optim_refs, no) != SRP_OK)
+        list->failed = 1;
+    for (size_t i = 0; optim_refs && i < no; i++)
+        ex_tensors_add(list, optim_refs[i].name, optim_refs[i].dtype, optim_refs[i].ndim,
+                       optim_refs[i].shape, optim_refs[i].data);
+    free(optim_refs);
+    run_state *rs = &t->run;
+    const size_t four = 4, fp = FINGERPRINT_LEN;
+    ex_tensors_add(list, "train.data_rng", SRP_DTYPE_U64, 1, &four, rs->data_rng.s);
+    ex_tensors_add(list, "train.step", SRP_DTYPE_U64, 0, NULL, &rs->step);
+    ex_tensors_add(list, "train.schedule_steps", SRP_DTYPE_U64, 0, NULL, &rs->schedule_steps);
+    ex_tensors_add(list, "train.metrics_lines", SRP_DTYPE_U64, 0, NULL, &rs->metrics_lines);
+    ex_tensors_add(list, "train.seconds", SRP_DTYPE_F64, 0, NULL, &rs->seconds);
+    ex_tensors_add(list, "train.fingerprint", SRP_DTYPE_U8, 1, &fp, rs->fingerprint);
+    ex_tensors_add(list, "train.best_val_bpc", SRP_DTYPE_F32, 0, NULL, &t->best_val_bpc);
+    ex_collapse_tensors(&t->watch, "train.collapse", list);
+}
+
+/* Seconds of training so far, over every run that resumed this one. */
+static double training_seconds(const trainer *t)
+{
+    return t->run.seconds + (t->t_start > 0.0 ? ex_now() - t->t_start : 0.0);
+}
+
+static ex_code save_checkpoint(trainer *t, ex_error *err)
+{
+    if (!t->opt.checkpoint_path)
+        return EX_OK;
+    ex_tensor_list list;
+    ex_tensors_init(&list);
+    checkpoint_tensors(t, &list);
+    ex_linears_sync_out(lm_linears(t->model));
+    t->run.metrics_lines = t->metrics.lines;
+    const double seconds = t->run.seconds;
+    t->run.seconds = training_seconds(t);
+    const ex_code code = ex_tensors_save(&list, t->opt.checkpoint_path, err);
+    t->run.seconds = seconds;
+    ex_tensors_free(&list);
+    return code;
+}
+
+static ex_code load_checkpoint(trainer *t, const char *path, ex_error *err)
+{
+    ex_tensor_list list;
+    ex_tensors_init(&list);
+    checkpoint_tensors(t, &list);
+    char expected[FINGERPRINT_LEN];
+    memcpy(expected, t->run.fingerprint, sizeof(expected));
+    const ex_code code = ex_tensors_load(&list, 0, path, err);
+    ex_tensors_free(&list);
+    if (code != EX_OK)
+        return code;
+    if (strcmp(expected, t->run.fingerprint) != 0)
+        return ex_fail(err, EX_USAGE,
+                       "%s was written by a run with other training options; resume with the "
+                       "same ones.\n  checkpoint: %s\n  this run:   %s",
+                       path, t->run.fingerprint, expected);
+    set_schedule(t, t->run.schedule_steps);
+    const srp_status st = ex_linears_sync_in(lm_linears(t->model));
+    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "restoring sigma");
+}
+
+/* ---------------------------------------------------------------------
+ * Evaluation and sampling
+ * --------------------------------------------------------------------- */
+
+/* Mean loss (nats per byte) of eval forwards over windows of the
+ * validation text: consecutive windows of context bytes, each predicting
+ * its next bytes; `windows` of them spread evenly over the text (0: all). */
+static ex_code evaluate(trainer *t, size_t windows, double *loss_out, ex_error *err)
+{
+    const size_t B = t->opt.batch, T = t->opt.model.context;
+    const size_t all = (t->text.val_len - 1) / T;
+    const size_t n = windows && windows < all ? windows : all;
+    const size_t stride = all / n; /* in windows */
+    double sum = 0.0;
+    for (size_t first = 0; first < n; first += B) {
+        const size_t rows = n - first < B ? n - first : B;
+        for (size_t r = 0; r < rows; r++) {
+            const size_t start = (first + r) * stride * T;
+            for (size_t i = 0; i < T; i++) {
+                t->tokens[r * T + i] = t->text.val[start + i];
+                t->targets[r * T + i] = t->text.val[start + i + 1];
+            }
+        }
+        const float *logits;
+        float loss;
+        srp_status st = lm_forward(t->model, t->tokens, rows, T, SRP_EVAL, &logits);
+        if (st == SRP_OK)
+            st = srp_cross_entropy_forward(logits, t->targets, rows * T, LM_VOCAB, 0.0f, &loss);
+        if (st != SRP_OK)
+            return ex_fail_status(err, st, "evaluation");
+        sum += (double)loss * (double)rows;
+    }
+    *loss_out = sum / (double)n;
+    return EX_OK;
+}
+
+/* Prints n generated bytes after the prompt. Each step feeds the last
+ * context bytes (or the text so far, padded: causal attention lets no
+ * later position change an earlier one's logits) and draws the next byte
+ * from softmax(logits / temperature) of the last real position. */
+static ex_code generate(lm_model *m, const char *prompt, size_t n, float temperature,
+                        uint64_t seed, ex_error *err)
+{
+    const size_t T = lm_get_config(m)->context;
+    const size_t plen = prompt ? strlen(prompt) : 0;
+    uint8_t *text = malloc(plen + n + 1);
+    uint32_t *window = calloc(T, sizeof(uint32_t));
+    double p[LM_VOCAB];
+    if (!text || !window) {
+        free(text);
+        free(window);
+        return ex_fail_status(err, SRP_ERR_NOMEM, "sampling");
+    }
+    size_t len = 0;
+    if (plen)
+        memcpy(text, prompt, plen);
+    else
+        text[0] = '\n'; /* no prompt: start as after a document */
+    len = plen ? plen : 1;
+    srp_rng rng;
+    srp_rng_seed(&rng, seed ^ 0x5a3913ull);
+    if (plen)
+        fwrite(prompt, 1, plen, stdout);
+    for (size_t k = 0; k < n; k++) {
+        const size_t used = len < T ? len : T;
+        for (size_t i = 0; i < used; i++)
+            window[i] = text[len - used + i];
+        const float *logits;
+        const srp_status st = lm_forward(m, window, 1, T, SRP_EVAL, &logits);
+        if (st != SRP_OK) {
+            free(text);
+            free(window);
+            return ex_fail_status(err, st, "sampling");
+        }
+        const float *row = logits + (used - 1) * LM_VOCAB;
+        double max = -INFINITY, z = 0.0;
+        for (int c = 0; c < LM_VOCAB; c++)
+            max = fmax(max, (double)row[c] / temperature);
+        for (int c = 0; c < LM_VOCAB; c++)
+            z += p[c] = exp((double)row[c] / temperature - max);
+        double u = srp_rng_uniform(&rng) * z;
+        int next = LM_VOCAB - 1;
+        for (int c = 0; c < LM_VOCAB; c++)
+            if ((u -= p[c]) < 0.0) {
+                next = c;
+                break;
+            }
+        text[len++] = (uint8_t)next;
+        fputc(next, stdout);
+    }
+    fputc('\n', stdout);
+    fflush(stdout);
+    free(text);
+    free(window);
+    return EX_OK;
+}
+
+/* --generate: the model out of a checkpoint, with the shape it records. */
+static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
+{
+    uint64_t config[CONFIG_FIELDS];
+    const size_t n = CONFIG_FIELDS;
+    ex_tensor_list list;
+    ex_tensors_init(&list);
+    ex_tensors_add(&list, "model.config", SRP_DTYPE_U64, 1, &n, config);
+    ex_code code = ex_tensors_load(&list, 0, o->generate_path, err);
+    ex_tensors_free(&list);
+    if (code != EX_OK)
+        return code;
+    lm_config c = lm_config_default();
+    c.context = config[0];
+    c.dim = config[1];
+    c.depth = config[2];
+    c.heads = config[3];
+    c.mlp_dim = config[4];
+    c.arch = (lm_arch)config[5];
+    c.positions = (lm_positions)config[6];
+    c.tied_head = (int)config[7];
+    c.gamma_init = (srp_gamma_init)config[8];
+    c.qkv_sigma = (srp_qkv_sigma)config[9];
+    c.max_batch = 1;
+    lm_model *m = NULL;
+    const srp_status st = config[5] < LM_ARCH_COUNT && config[6] <= LM_POS_FIXED &&
+                                  config[8] <= SRP_GAMMA_INIT_ONE &&
+                                  config[9] <= SRP_QKV_SIGMA_SEPARATE
+                              ? lm_create(&m, &c)
+                              : SRP_ERR_FORMAT;
+    if (st != SRP_OK)
+        return ex_fail(err, EX_FAILED, "%s: its model configuration is not valid (%s)",
+                       o->generate_path, srp_status_str(st));
+    ex_tensors_init(&list);
+    model_tensors(m, config, &list);
+    code = ex_tensors_load(&list, 0, o->generate_path, err);
+    ex_tensors_free(&list);
+    if (code == EX_OK && ex_linears_sync_in(lm_linears(m)) != SRP_OK)
+        code = ex_fail(err, EX_FAILED, "%s: a sigma in it is not valid", o->generate_path);
+    if (code == EX_OK)
+        code = generate(m, o->prompt, o->sample, o->temperature, o->seed, err);
+    lm_destroy(m);
+    return code;
+}
+
+/* ---------------------------------------------------------------------
+ * Training
+ * --------------------------------------------------------------------- */
+
+static void on_collapse(void *ctx, size_t index, ex_collapse_kind kind, float value,
+                        float reference)
+{
+    trainer *t = ctx;
+    const size_t H = t->opt.model.heads;
+    ex_progress_break(&t->progress);
+    fprintf(stderr,
+            "warning: entropy collapse at step %llu: layer %zu head %zu at %.3f of uniform (%s "
+            "%.3f)\n",
+            (unsigned long long)t->run.step, index / H, index % H, value,
+            kind == EX_COLLAPSE_LOW ? "below" : "down from", reference);
+    ex_metrics_begin(&t->metrics, "collapse");
+    ex_metrics_number(&t->metrics, "step", (double)t->run.step);
+    ex_metrics_number(&t->metrics, "layer", (double)(index / H));
+    ex_metrics_number(&t->metrics, "head", (double)(index % H));
+    ex_metrics_string(&t->metrics, "kind", ex_collapse_kind_name(kind));
+    ex_metrics_number(&t->metrics, "entropy_normalized", value);
+    ex_metrics_number(&t->metrics, "reference", reference);
+    ex_metrics_end(&t->metrics);
+}
+
+static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
+{
+    const lm_options *o = &t->opt;
+    const size_t rows = o->batch * o->model.context;
+    sample_batch(t);
+    const float *logits;
+    float loss = NAN, norm = NAN;
+    srp_status st = lm_forward(t->model, t->tokens, o->batch, o->model.context, SRP_TRAIN, &logits);
+    if (st == SRP_OK)
+        st = srp_cross_entropy_forward(logits, t->targets, rows, LM_VOCAB, 0.0f, &loss);
+    if (st == SRP_OK)
+        st = srp_cross_entropy_backward(logits, t->targets, rows, LM_VOCAB, 0.0f, t->dlogits);
+    if (st == SRP_OK)
+        st = lm_backward(t->model, t->dlogits);
+    if (st == SRP_OK)
+        st = srp_optim_clip_grad_norm(t->optim, o->clip > 0.0f ? o->clip : FLT_MAX, &norm);
+    const float lr = srp_lr_at(&t->schedule, t->run.step);
+    if (st == SRP_OK)
+        st = srp_optim_step(t->optim, lr);
+    if (st == SRP_ERR_NUMERIC)
+        return ex_fail(err, EX_NONFINITE, "the %s became non-finite at step %llu; training stopped.%s%s",
+                       isfinite(loss) ? "gradient" : "loss", (unsigned long long)t->run.step,
+                       o->checkpoint_path ? " The last good checkpoint is " : "",
+                       o->checkpoint_path ? o->checkpoint_path : "");
+    if (st != SRP_OK)
+        return ex_fail_status(err, st, "training step");
+    srp_optim_zero_grad(t->optim);
+    rec->loss = loss;
+    rec->lr = lr;
+    rec->grad_norm = norm;
+    return EX_OK;
+}
+
+static ex_code collect_entropy(trainer *t, int with_bound, ex_error *err)
+{
+    const size_t H = t->opt.model.heads;
+    for (size_t l = 0; l < t->opt.model.depth; l++) {
+        srp_attention *a = lm_attention_at(t->model, l);
+        srp_status st = srp_attention_entropy(a, t->ent_mean + l * H, t->ent_min + l * H);
+        if (st == SRP_OK)
+            st = srp_attention_entropy_normalized(a, t->ent_norm + l * H, NULL);
+        if (st == SRP_OK && with_bound)
+            st = srp_attention_entropy_bound(a, t->ent_bound + l * H);
+        if (st != SRP_OK)
+            return ex_fail_status(err, st, "attention entropy");
+    }
+    return EX_OK;
+}
+
+static void write_train_metrics(trainer *t, const step_record *rec, int with_bound)
+{
+    const size_t L = t->opt.model.depth, H = t->opt.model.heads;
+    ex_metrics *m = &t->metrics;
+    ex_metrics_begin(m, "train");
+    ex_metrics_number(m, "step", (double)t->run.step);
+    ex_metrics_number(m, "seconds", training_seconds(t));
+    ex_metrics_number(m, "loss", rec->loss);
+    ex_metrics_number(m, "bpc", rec->loss / LN2);
+    ex_metrics_number(m, "lr", rec->lr);
+    ex_metrics_number(m, "grad_norm", rec->grad_norm);
+    ex_metrics_matrix(m, "entropy_mean", t->ent_mean, L, H);
+    ex_metrics_matrix(m, "entropy_min", t->ent_min, L, H);
+    ex_metrics_matrix(m, "entropy_normalized", t->ent_norm, L, H);
+    if (with_bound)
+        ex_metrics_matrix(m, "entropy_bound", t->ent_bound, L, H);
+    const ex_linear_table *linears = lm_linears(t->model);
+    for (int which = 0; which < 2; which++) {
+        for (size_t i = 0; i < linears->count; i++) {
+            srp_linear *l = linears->linears[i];
+            t->linear_values[i] = which == 0 ? srp_linear_sigma(l) : *srp_linear_gamma(l);
+        }
+        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", (const char *const *)linears->names,
+                         t->linear_values, linears->count);
+    }
+    ex_metrics_end(m);
+}
+
+static void print_progress(trainer *t, const step_record *rec)
+{
+    const size_t lh = t->opt.model.depth * t->opt.model.heads;
+    float lowest = INFINITY;
+    for (size_t i = 0; i < lh; i++)
+        lowest = fminf(lowest, t->ent_norm[i]);
+    const double per_step = (ex_now() - t->t_start) / (double)t->steps_this_run;
+    char elapsed[32];
+    ex_format_duration(training_seconds(t), elapsed, sizeof(elapsed));
+    ex_progress_print(&t->progress, t->run.step,
+                      "step %llu/%llu | %s | %.0f bytes/s | loss %.4f = %.3f bits/char | lr %.3g "
+                      "| lowest head entropy %.2f of uniform",
+                      (unsigned long long)t->run.step, (unsigned long long)t->run.schedule_steps,
+                      elapsed, (double)(t->opt.batch * t->opt.model.context) / per_step, rec->loss,
+                      rec->loss / LN2, rec->lr, lowest);
+}
+
+static ex_code write_eval(trainer *t, size_t windows, int final, ex_error *err)
+{
+    double loss = NAN;
+    const ex_code code = evaluate(t, windows, &loss, err);
+    if (code != EX_OK)
+        return code;
+    const double bpc = loss / LN2;
+    ex_metrics_begin(&t->metrics, "eval");
+    ex_metrics_string(&t->metrics, "set", "val");
+    ex_metrics_number(&t->metrics, "step", (double)t->run.step);
+    ex_metrics_number(&t->metrics, "seconds", training_seconds(t));
+    ex_metrics_number(&t->metrics, "loss", loss);
+    ex_metrics_number(&t->metrics, "bpc", bpc);
+    ex_metrics_number(&t->metrics, "windows", (double)(windows ? windows : 0));
+    ex_metrics_end(&t->metrics);
+    ex_progress_break(&t->progress);
+    if (final)
+        printf("validation: %.4f bits per character (all %zu bytes; bigram %.4f, unigram %.4f)\n",
+               bpc, t->text.val_len, t->baselines.bigram_bpc, t->baselines.unigram_bpc);
+    else
+        printf("step %llu: validation %.4f bits per character (%zu windows)\n",
+               (unsigned long long)t->run.step, bpc, windows);
+    if (bpc < t->best_val_bpc)
+        t->best_val_bpc = (float)bpc;
+    return EX_OK;
+}
+
+/* With --minutes and no --steps: the schedule's length from the speed of
+ * the first steps, once. */
+static void estimate_schedule(trainer *t)
+{
+    if (t->run.schedule_steps || t->opt.steps)
+        return;
+    if (t->steps_this_run == ESTIMATE_FROM)
+        t->t_estimate = ex_now();
+    if (t->steps_this_run != ESTIMATE_AT)
+        return;
+    const double per_step = (ex_now() - t->t_estimate) / (ESTIMATE_AT - ESTIMATE_FROM);
+    const double left = (double)t->opt.minutes * 60.0 - training_seconds(t);
+    uint64_t total = t->run.step + (uint64_t)(fmax(left, 0.0) / per_step * ESTIMATE_KEEP);
+    if (total <= t->opt.warmup_steps)
+        total = t->opt.warmup_steps + 1;
+    set_schedule(t, total);
+    ex_progress_break(&t->progress);
+    printf("%.0f ms per step: the schedule runs %llu steps in the %.4g minutes\n", per_step * 1e3,
+           (unsigned long long)total, (double)t->opt.minutes);
+}
+
+static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
+{
+    const lm_options *o = &t->opt;
+    const int log_now = t->run.step % o->log_every == 0;
+    const int bound_now = o->bound_every && t->run.step % o->bound_every == 0;
+    ex_code code = collect_entropy(t, bound_now, err);
+    if (code != EX_OK)
+        return code;
+    estimate_schedule(t);
+    if (ex_collapse_update(&t->watch, t->ent_norm, on_collapse, t) && o->stop_on_collapse) {
+        code = save_checkpoint(t, err);
+        return code != EX_OK ? code
+                             : ex_fail(err, EX_COLLAPSE,
+                                       "stopped on entropy collapse (--stop-on-collapse)%s%s",
+                                       o->checkpoint_path ? "; checkpoint " : "",
+                                       o->checkpoint_path ? o->checkpoint_path : "");
+    }
+    if (log_now || bound_now)
+        write_train_metrics(t, rec, bound_now);
+    if (ex_progress_due(&t->progress, t->run.step))
+        print_progress(t, rec);
+    if (t->run.step % o->eval_every == 0 && (code = write_eval(t, o->eval_windows, 0, err)) != EX_OK)
+        return code;
+    return t->run.step % o->checkpoint_every == 0 ? save_checkpoint(t, err) : EX_OK;
+}
+
+/* Whether the run has reached its end: the steps, or the minutes. */
+static int finished(const trainer *t)
+{
+    const lm_options *o = &t->opt;
+    if (t->run.schedule_steps && t->run.step >= t->run.schedule_steps)
+        return 1;
+    return o->minutes > 0.0f && training_seconds(t) >= (double)o->minutes * 60.0;
+}
+
+static ex_code train(trainer *t, ex_error *err)
+{
+    const lm_options *o = &t->opt;
+    t->t_start = ex_now();
+    ex_progress_start(&t->progress);
+    t->progress.last_step = t->run.step;
+    srp_profile_enable(o->profile);
+    while (!finished(t)) {
+        if (o->stop_after_steps && t->run.step >= o->stop_after_steps) {
+            ex_progress_break(&t->progress);
+            printf("stopped after step %llu as asked (--stop-after-steps); resume with --resume "
+                   "%s\n",
+                   (unsigned long long)t->run.step,
+                   o->checkpoint_path ? o->checkpoint_path : "(no --checkpoint given)");
+            return save_checkpoint(t, err);
+        }
+        step_record rec = {NAN, NAN, NAN};
+        ex_code code = train_step(t, &rec, err);
+        if (code != EX_OK)
+            return code;
+        t->run.step++;
+        t->steps_this_run++;
+        if ((code = after_step(t, &rec, err)) != EX_OK)
+            return code;
+    }
+    ex_progress_break(&t->progress);
+    printf("trained %llu steps in %.0f s\n", (unsigned long long)t->run.step,
+           training_seconds(t));
+    ex_code code = write_eval(t, 0, 1, err);
+    if (code == EX_OK)
+        code = save_checkpoint(t, err);
+    return code;
+}
+
+static void write_header(trainer *t)
+{
+    const lm_options *o = &t->opt;
+    ex_metrics *m = &t->metrics;
+    ex_metrics_begin(m, "header");
+    ex_metrics_string(m, "model", "char-lm");
+    ex_metrics_string(m, "arch", lm_arch_name(o->model.arch));
+    ex_metrics_number(m, "layers", (double)o->model.depth);
+    ex_metrics_number(m, "heads", (double)o->model.heads);
+    ex_metrics_number(m, "tokens", (double)o->model.context);
+    ex_metrics_number(m, "log_tokens", log((double)o->model.context));
+    ex_metrics_number(m, "train_bytes", (double)t->text.train_len);
+    ex_metrics_number(m, "val_bytes", (double)t->text.val_len);
+    ex_metrics_number(m, "unigram_bpc", t->baselines.unigram_bpc);
+    ex_metrics_number(m, "bigram_bpc", t->baselines.bigram_bpc);
+    ex_metrics_string(m, "config", t->run.fingerprint);
+    ex_metrics_end(m);
+}
+
+/* The jobs of a run after the options: see the top of this file. */
+static ex_code run(trainer *t, ex_error *err)
+{
+    lm_options *o = &t->opt;
+    if (o->plot_only) {
+        const ex_code code = ex_plot(o->plot_only, o->plot_path, &k_plot, err);
+        if (code == EX_OK)
+            printf("wrote %s\n", o->plot_path);
+        return code;
+    }
+    srp_set_num_threads((int)o->threads);
+    if (o->generate_path)
+        return generate_from_checkpoint(o, err);
+    printf("char-lm-train: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s, %d threads\n",
+           srp_version_string(), srp_gemm_backend(), srp_openblas_core(), srp_get_num_threads());
+    ex_code code = load_text(t, err);
+    if (code == EX_OK)
+        code = build(t, err);
+    if (code != EX_OK)
+        return code;
+    printf("text: %zu documents, %zu training bytes, %zu validation bytes (every %dth document)\n",
+           t->text.documents, t->text.train_len, t->text.val_len, LM_VAL_EVERY);
+    printf("baselines on the validation text: unigram %.4f, bigram %.4f bits per character\n",
+           t->baselines.unigram_bpc, t->baselines.bigram_bpc);
+    lm_options_fingerprint(o, t->run.fingerprint, sizeof(t->run.fingerprint));
+    srp_rng_seed(&t->run.data_rng, o->seed ^ 0xda7a5eedull);
+    if (o->resume_path) {
+        if ((code = load_checkpoint(t, o->resume_path, err)) != EX_OK)
+            return code;
+        printf("resumed from %s at step %llu\n", o->resume_path, (unsigned long long)t->run.step);
+    }
+    code = ex_metrics_open(&t->metrics, o->metrics_path, o->resume_path ? t->run.metrics_lines : 0,
+                           err);
+    if (code != EX_OK)
+        return code;
+    if (!o->resume_path)
+        write_header(t);
+    const lm_config *c = lm_get_config(t->model);
+    printf("char LM: %s, %zu blocks, dim %zu, %zu heads, context %zu, %s positions, %s head | %s, "
+           "lr %g | batch %zu\n",
+           lm_arch_name(c->arch), c->depth, c->dim, c->heads, c->context,
+           c->positions == LM_POS_FIXED ? "fixed" : "learned", c->tied_head ? "tied" : "untied",
+           o->optimizer == SRP_OPTIM_ADAMW ? "AdamW"
+           : o->optimizer == SRP_OPTIM_LARS ? "LARS"
+                                            : "SGD",
+           (double)o->lr, o->batch);
+    if ((code = train(t, err)) != EX_OK)
+        return code;
+    if (o->profile)
+        ex_print_profile(stdout, ex_now() - t->t_start, t->steps_this_run,
+                         "the trainer's own work");
+    if (o->sample) {
+        printf("sample (temperature %g):\n", (double)o->temperature);
+        if ((code = generate(t->model, o->prompt, o->sample, o->temperature, o->seed, err)) !=
+            EX_OK)
+            return code;
+    }
+    if (o->plot_path && !o->metrics_path) {
+        fprintf(stderr, "note: --plot needs --metrics FILE (the plot is drawn from it)\n");
+    } else if (o->plot_path) {
+        ex_metrics_close(&t->metrics);
+        if ((code = ex_plot(o->metrics_path, o->plot_path, &k_plot, err)) != EX_OK)
+            return code;
+        printf("wrote %s\n", o->plot_path);
+    }
+    return EX_OK;
+}
+
+static void cleanup(trainer *t)
+{
+    ex_metrics_close(&t->metrics);
+    ex_collapse_free(&t->watch);
+    srp_optim_destroy(t->optim);
+    lm_destroy(t->model);
+    lm_text_free(&t->text);
+    ex_params_free(&t->param_list);
+    free(t->tokens);
+    free(t->targets);
+    free(t->dlogits);
+    free(t->ent_mean);
+    free(t->ent_min);
+    free(t->ent_norm);
+    free(t->ent_bound);
+    free(t->linear_values);
+}
+
+int main(int argc, char **argv)
+{
+    static trainer t;
+    ex_error err = {""};
+    lm_options_default(&t.opt);
+    ex_code code = lm_options_parse(&t.opt, argc, argv, &err);
+    if (code == EX_USAGE) {
+        fprintf(stderr, "%s: %s\n\n", argv[0], err.message);
+        lm_options_usage(argv[0], stderr);
+        return ex_exit_code(code);
+    }
+    if (code == EX_OK)
+        code = run(&t, &err);
+    ex_progress_break(&t.progress);
+    if (code != EX_OK && code != EX_HELP)
+        fprintf(stderr, "error: %s\n", err.message);
+    cleanup(&t);
+    return ex_exit_code(code);
+}

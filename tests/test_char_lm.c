@@ -1,0 +1,383 @@
+/* The char LM example: its model (causality, gradients), its text (split,
+ * baselines) and char-lm-train run as a user runs it (learning, exact
+ * resume, sampling, errors). The program's path comes from CMake
+ * (LM_TRAIN_EXE). */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "reference_model.h"
+#include "testutil.h"
+#include "text.h"
+#include "trainer_harness.h"
+
+static int setup(void **state)
+{
+    (void)state;
+    return scratch_setup("srp_lm_test");
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return scratch_teardown();
+}
+
+static int run_lm(const char *args, char *out, size_t outlen)
+{
+    return run_program(LM_TRAIN_EXE, args, out, outlen);
+}
+
+/* A small model: context 8, 2 blocks of 2 heads, dim 8, MLP 12. */
+static lm_config small_config(lm_arch arch, int tied, lm_positions positions)
+{
+    lm_config c = lm_config_default();
+    c.context = 8;
+    c.dim = 8;
+    c.depth = 2;
+    c.heads = 2;
+    c.mlp_dim = 12;
+    c.max_batch = 3;
+    c.arch = arch;
+    c.tied_head = tied;
+    c.positions = positions;
+    c.init_gain = 10.0f; /* weights of 0.2: attention far from uniform */
+    c.embed_std = 1.0f;
+    c.seed = 3;
+    return c;
+}
+
+/* Changing the byte at position p changes no logit of an earlier position
+ * (bit for bit), nor any logit of another sequence of the batch; it does
+ * change position p's. Every architecture, tied and untied. */
+static void test_causal_no_leak(void **state)
+{
+    (void)state;
+    for (int arch = 0; arch < LM_ARCH_COUNT; arch++)
+        for (int tied = 0; tied < 2; tied++) {
+            lm_config c = small_config((lm_arch)arch, tied, (lm_positions)tied);
+            lm_model *m;
+            assert_ok(lm_create(&m, &c));
+            const size_t B = 3, T = 8, V = LM_VOCAB;
+            uint32_t tok[3 * 8];
+            srp_rng r;
+            srp_rng_seed(&r, 10 + (uint64_t)arch);
+            for (size_t i = 0; i < B * T; i++)
+                tok[i] = (uint32_t)srp_rng_below(&r, V);
+            float *before = malloc(sizeof(float) * B * T * V);
+            assert_non_null(before);
+            const float *logits;
+            assert_ok(lm_forward(m, tok, B, T, SRP_EVAL, &logits));
+            memcpy(before, logits, sizeof(float) * B * T * V);
+            for (size_t p = 1; p < T; p++) {
+                tok[T + p] = (tok[T + p] + 1 + (uint32_t)srp_rng_below(&r, V - 1)) % V;
+                assert_ok(lm_forward(m, tok, B, T, SRP_EVAL, &logits));
+                /* sequence 1 before p, and sequences 0 and 2 entirely */
+                assert_memory_equal(logits + T * V, before + T * V, sizeof(float) * p * V);
+                assert_memory_equal(logits, before, sizeof(float) * T * V);
+                assert_memory_equal(logits + 2 * T * V, before + 2 * T * V, sizeof(float) * T * V);
+                assert_true(memcmp(logits + (T + p) * V, before + (T + p) * V,
+                                   sizeof(float) * V) != 0);
+                memcpy(before, logits, sizeof(float) * B * T * V);
+            }
+            free(before);
+            lm_destroy(m);
+        }
+}
+
+typedef struct {
+    lm_model *m;
+    const uint32_t *tok;
+    const int *targets;
+    size_t batch, tokens;
+} lm_problem;
+
+static double lm_loss(void *ctx)
+{
+    const lm_problem *P = ctx;
+    const float *logits;
+    float loss;
+    assert_ok(lm_forward(P->m, P->tok, P->batch, P->tokens, SRP_EVAL, &logits));
+    assert_ok(srp_cross_entropy_forward(logits, P->targets, P->batch * P->tokens, LM_VOCAB, 0.0f,
+                                        &loss));
+    return loss;
+}
+
+/* Every parameter's gradient against central differences of the loss, in
+ * every architecture; the tied cases send the embedding's gradient
+ * through both the lookup and the head. Tokens repeat, so that the
+ * scatter-add sums several rows into one. */
+static void test_backward_matches_differences(void **state)
+{
+    (void)state;
+    const struct {
+        lm_arch arch;
+        int tied;
+        lm_positions positions;
+    } cases[] = {{LM_ARCH_SIGMA, 1, LM_POS_LEARNED},       {LM_ARCH_SIGMA, 0, LM_POS_FIXED},
+                 {LM_ARCH_SIGMA_PRELN, 0, LM_POS_LEARNED}, {LM_ARCH_PRELN, 1, LM_POS_LEARNED},
+                 {LM_ARCH_POSTLN, 0, LM_POS_LEARNED},      {LM_ARCH_SIGMA_POSTLN, 1, LM_POS_FIXED}};
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        lm_config c = small_config(cases[k].arch, cases[k].tied, cases[k].positions);
+        c.init_gain = 5.0f;
+        lm_model *m;
+        assert_ok(lm_create(&m, &c));
+        ex_param_list list;
+        ex_params_init(&list);
+        lm_params(m, &list);
+        assert_false(list.failed);
+        srp_rng r;
+        srp_rng_seed(&r, 20 + k);
+        const size_t B = 2, T = 6; /* fewer tokens than the context */
+        uint32_t tok[12];
+        int targets[12];
+        for (size_t i = 0; i < B * T; i++) {
+            tok[i] = 'a' + (uint32_t)srp_rng_below(&r, 4);
+            targets[i] = 'a' + (int)srp_rng_below(&r, 4);
+        }
+        for (size_t i = 0; i < list.count; i++) { /* non-trivial values everywhere */
+            const srp_param_kind kind = list.kinds[i];
+            if (kind == SRP_PARAM_GAMMA)
+                list.params[i].data[0] = 1.2f + 0.3f * (float)srp_rng_uniform(&r);
+            else if (kind == SRP_PARAM_BIAS || kind == SRP_PARAM_NORM)
+                fill_normal_f(&r, list.params[i].data, list.params[i].size, 0.3);
+            if (kind == SRP_PARAM_NORM && strstr(list.names[i], "weight"))
+                for (size_t j = 0; j < list.params[i].size; j++)
+                    list.params[i].data[j] += 1.0f;
+            memset(list.params[i].grad, 0, sizeof(float) * list.params[i].size);
+        }
+        const float *logits;
+        float *dlogits = malloc(sizeof(float) * B * T * LM_VOCAB);
+        assert_non_null(dlogits);
+        assert_ok(lm_forward(m, tok, B, T, SRP_EVAL, &logits));
+        assert_ok(srp_cross_entropy_backward(logits, targets, B * T, LM_VOCAB, 0.0f, dlogits));
+        assert_ok(lm_backward(m, dlogits));
+        lm_problem P = {m, tok, targets, B, T};
+        size_t checked = 0;
+        int saw_wte = 0;
+        for (size_t i = 0; i < list.count; i++) {
+            const int wte = strcmp(list.names[i], "wte") == 0;
+            for (int s = 0; s < (wte ? 12 : 4); s++) {
+                /* wte: mostly rows of the tokens in use (the others only
+                 * reach the loss through a tied head) */
+                size_t j = (size_t)srp_rng_below(&r, list.params[i].size);
+                if (wte && s % 3 != 0)
+                    j = ('a' + (size_t)srp_rng_below(&r, 4)) * c.dim + j % c.dim;
+                const double fd = ref_central_difference_f(lm_loss, &P, list.params[i].data + j,
+                                                           1e-2f);
+                const double an = list.params[i].grad[j];
+                if (!(fabs(fd - an) <= 0.03 * fabs(fd) + 3e-4)) {
+                    print_error("%s (tied %d): %s[%zu]: backward %.6g, differences %.6g\n",
+                                lm_arch_name(c.arch), c.tied_head, list.names[i], j, an, fd);
+                    fail();
+                }
+                saw_wte |= wte && fabs(an) > 1e-3;
+                checked++;
+            }
+        }
+        assert_true(saw_wte);
+        assert_true(checked > 40);
+        free(dlogits);
+        ex_params_free(&list);
+        lm_destroy(m);
+    }
+}
+
+/* Paragraphs are documents; every 10th is validation text; a text of
+ * fewer documents splits by bytes. */
+static void test_text_split(void **state)
+{
+    (void)state;
+    char buf[4096];
+    size_t len = 0;
+    for (int d = 1; d <= 25; d++)
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "doc %d line\nmore %d\n\n\n", d, d);
+    lm_text t;
+    ex_error err;
+    assert_int_equal(lm_text_from_buffer(&t, (const uint8_t *)buf, len, &err), EX_OK);
+    assert_int_equal(t.documents, 25);
+    const char *val = "doc 10 line\nmore 10\ndoc 20 line\nmore 20\n";
+    assert_int_equal(t.val_len, strlen(val));
+    assert_memory_equal(t.val, val, strlen(val));
+    assert_int_equal(t.train_len + t.val_len, len - 25 * 2); /* each doc keeps one newline */
+    assert_true(memcmp(t.train, "doc 1 line\nmore 1\ndoc 2 line\n", 29) == 0);
+    lm_text_free(&t);
+
+    const char *one = "a single paragraph of forty bytes, no more";
+    assert_int_equal(lm_text_from_buffer(&t, (const uint8_t *)one, strlen(one), &err), EX_OK);
+    assert_int_equal(t.val_len, (strlen(one) + 1) / 10);
+    assert_int_equal(t.train_len + t.val_len, strlen(one) + 1);
+    lm_text_free(&t);
+
+    assert_int_equal(lm_text_from_buffer(&t, (const uint8_t *)"\n\n \n", 4, &err), EX_USAGE);
+    assert_non_null(strstr(err.message, "empty"));
+}
+
+/* The count models on a text small enough to work out by hand. */
+static void test_baselines(void **state)
+{
+    (void)state;
+    /* training text "abab\n" (5 bytes), validation "ab\n" */
+    lm_text t = {(uint8_t *)"abab\n", (uint8_t *)"ab\n", 5, 3, 2};
+    lm_baselines b;
+    ex_error err;
+    assert_int_equal(lm_baselines_compute(&t, &b, &err), EX_OK);
+    const double n = 5.0 + 256.0;
+    const double pa = 3.0 / n, pb = 3.0 / n, pnl = 2.0 / n;
+    assert_close_rel(b.unigram_bpc, -(log2(pa) + log2(pb) + log2(pnl)) / 3.0, 1e-12, 0.0,
+                     "unigram");
+    /* Witten-Bell: a is followed by b twice (1 kind); b by a once and \n
+     * once (2 kinds). P(b|a) = (2 + 1 pb) / (2 + 1); P(\n|b) = (1 + 2 pnl) / (2 + 2). */
+    const double p1 = (2.0 + pb) / 3.0, p2 = (1.0 + 2.0 * pnl) / 4.0;
+    assert_close_rel(b.bigram_bpc, -(log2(p1) + log2(p2)) / 2.0, 1e-12, 0.0, "bigram");
+}
+
+/* A text of 40 alphabets: every byte determines the next, so the model
+ * can drive its loss to near zero. */
+static void write_alphabet_text(const char *path)
+{
+    char text[40 * 29];
+    size_t len = 0;
+    for (int d = 0; d < 40; d++)
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "abcdefghijklmnopqrstuvwxyz\n\n");
+    write_bytes(path, text, len, 0);
+}
+
+#define SMALL_LM                                                                                   \
+    "--context 16 --dim 32 --depth 2 --heads 2 --mlp-dim 64 --batch 8 --eval-every 20 "            \
+    "--log-every 5 --bound-every 10 --warmup 10 "
+
+static void test_overfits_a_tiny_text(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char text[512], metrics[512], args[2048];
+    scratch_path(text, sizeof(text), "alphabet.txt");
+    scratch_path(metrics, sizeof(metrics), "overfit.jsonl");
+    write_alphabet_text(text);
+    snprintf(args, sizeof(args), SMALL_LM "--text %s --steps 300 --lr 0.01 --metrics %s", text,
+             metrics);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+    const double train = last_value(metrics, "train", "loss");
+    const double val = last_value(metrics, "eval", "bpc");
+    if (!(train < 0.05) || !(val < 0.1)) {
+        print_error("final training loss %.4f nats, validation %.4f bits per character\n%s", train,
+                    val, out);
+        fail();
+    }
+    /* the metrics hold bits per character, entropies, the bound, sigmas */
+    char *m = read_text(metrics);
+    assert_non_null(strstr(m, "\"bigram_bpc\":"));
+    assert_non_null(strstr(m, "\"entropy_normalized\":[["));
+    assert_non_null(strstr(m, "\"entropy_bound\":[["));
+    assert_non_null(strstr(m, "\"sigma\":{\"blocks.0.attn.qkv\":"));
+    assert_non_null(strstr(m, "\"gamma\":{\"blocks.0.attn.qkv\":"));
+    free(m);
+}
+
+/* Stopped and resumed, a run gives the same metrics and the same final
+ * checkpoint, bit for bit, as a run never stopped; --generate samples
+ * from the checkpoint alone, the same text as the run itself. */
+static void test_resume_is_bit_exact_and_samples(void **state)
+{
+    (void)state;
+    static char out[1 << 16], out2[1 << 16];
+    char text[512], m_full[512], c_full[512], m_part[512], c_part[512], args[4096];
+    scratch_path(text, sizeof(text), "alphabet.txt");
+    write_alphabet_text(text);
+    scratch_path(m_full, sizeof(m_full), "full.jsonl");
+    scratch_path(c_full, sizeof(c_full), "full.ckpt");
+    scratch_path(m_part, sizeof(m_part), "part.jsonl");
+    scratch_path(c_part, sizeof(c_part), "part.ckpt");
+    char common[1024];
+    snprintf(common, sizeof(common), SMALL_LM "--text %s --steps 50 --checkpoint-every 7", text);
+    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --sample 40 --prompt abc",
+             common, m_full, c_full);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+    const int stops[2] = {13, 31};
+    for (int s = 0; s < 2; s++) {
+        snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --stop-after-steps %d%s%s",
+                 common, m_part, c_part, stops[s], s ? " --resume " : "", s ? c_part : "");
+        assert_int_equal(run_lm(args, out2, sizeof(out2)), 0);
+    }
+    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --resume %s", common, m_part,
+             c_part, c_part);
+    assert_int_equal(run_lm(args, out2, sizeof(out2)), 0);
+    assert_true(same_but_time(m_full, m_part, 0));
+    assert_true(same_but_time(c_full, c_part, 1));
+
+    snprintf(args, sizeof(args), "%s --lr 0.5 --resume %s", common, c_part);
+    assert_int_equal(run_lm(args, out2, sizeof(out2)), 2);
+    assert_non_null(strstr(out2, "other training options"));
+
+    /* the sample after training, and from the checkpoint alone */
+    const char *sample = strstr(out, "sample (temperature 0.8):\nabc");
+    assert_non_null(sample);
+    snprintf(args, sizeof(args), "--generate %s --sample 40 --prompt abc", c_full);
+    assert_int_equal(run_lm(args, out2, sizeof(out2)), 0);
+    const char *again = strstr(out2, "abc");
+    assert_non_null(again);
+    assert_memory_equal(again, sample + strlen("sample (temperature 0.8):\n"), 44);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char path[512], args[2048];
+
+    scratch_path(path, sizeof(path), "missing.txt");
+    snprintf(args, sizeof(args), "--text %s --steps 5", path);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "cannot open"));
+    assert_non_null(strstr(out, path));
+
+    scratch_path(path, sizeof(path), "empty.txt");
+    write_bytes(path, "", 0, 0);
+    snprintf(args, sizeof(args), "--text %s --steps 5", path);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "is empty"));
+
+    scratch_path(path, sizeof(path), "blank.txt");
+    write_bytes(path, "\n\n  \n", 5, 0);
+    snprintf(args, sizeof(args), "--text %s --steps 5", path);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "empty"));
+
+    scratch_path(path, sizeof(path), "short.txt.gz");
+    write_bytes(path, "far too short for a context of 128 bytes\n", 41, 1);
+    snprintf(args, sizeof(args), "--text %s --steps 5", path);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "too short for a context of 128"));
+
+    assert_int_equal(run_lm("--heads 3", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "--heads 3 must divide --dim 128"));
+    assert_int_equal(run_lm("--minutes 0", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "give --steps"));
+
+    scratch_path(path, sizeof(path), "not_a_checkpoint.srp");
+    write_bytes(path, "hello, not a checkpoint", 23, 0);
+    snprintf(args, sizeof(args), "--generate %s --sample 5", path);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, path));
+    snprintf(args, sizeof(args), "--generate %s", path);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "--generate needs --sample"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_causal_no_leak),
+        cmocka_unit_test(test_backward_matches_differences),
+        cmocka_unit_test(test_text_split),
+        cmocka_unit_test(test_baselines),
+        cmocka_unit_test(test_overfits_a_tiny_text),
+        cmocka_unit_test(test_resume_is_bit_exact_and_samples),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,169 @@
+/* Test helpers for the example trainers (trainer_harness.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "trainer_harness.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "testutil.h"
+
+static char g_dir[256]; /* scratch folder for this run */
+
+double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int scratch_setup(const char *prefix)
+{
+    snprintf(g_dir, sizeof(g_dir), "/tmp/%s_XXXXXX", prefix);
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+int scratch_teardown(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+const char *scratch_dir(void) { return g_dir; }
+
+int run_program(const char *exe, const char *args, char *out, size_t outlen)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "'%s' --threads 2 %s 2>&1", exe, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t len = 0;
+    size_t got;
+    while (len + 1 < outlen && (got = fread(out + len, 1, outlen - 1 - len, p)) > 0)
+        len += got;
+    out[len] = '\0';
+    char sink[4096];
+    while (fread(sink, 1, sizeof(sink), p) > 0) {
+    }
+    const int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void scratch_path(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", g_dir, name);
+}
+
+void write_bytes(const char *path, const void *data, size_t n, int gzip)
+{
+    if (gzip) {
+        gzFile f = gzopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(gzwrite(f, data, (unsigned)n), (int)n);
+        assert_int_equal(gzclose(f), Z_OK);
+    } else {
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(data, 1, n, f), n);
+        assert_int_equal(fclose(f), 0);
+    }
+}
+
+char *read_text(const char *path)
+{
+    size_t size;
+    char *text = read_file_bytes(path, &size);
+    assert_non_null(text);
+    text[size] = '\0';
+    return text;
+}
+
+double last_value(const char *metrics_path, const char *type, const char *key)
+{
+    char *text = read_text(metrics_path);
+    double value = NAN;
+    char type_pat[64], key_pat[64];
+    snprintf(type_pat, sizeof(type_pat), "\"type\":\"%s\"", type);
+    snprintf(key_pat, sizeof(key_pat), "\"%s\":", key);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *k = strstr(line, key_pat);
+        if (strstr(line, type_pat) && k)
+            value = strtod(k + strlen(key_pat), NULL);
+    }
+    free(text);
+    return value;
+}
+
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Blanks the data of the checkpoint tensor `name` and the CRC (the layout
+ * of docs/FORMAT.md). */
+static void blank_tensor(unsigned char *file, size_t size, const char *name)
+{
+    const uint64_t count = le64(file + 24);
+    size_t at = 40;
+    for (uint64_t i = 0; i < count; i++) {
+        const size_t len = (size_t)(file[at] | file[at + 1] << 8);
+        const uint64_t offset = le64(file + at + 48), bytes = le64(file + at + 56);
+        if (len == strlen(name) && memcmp(file + at + 64, name, len) == 0)
+            memset(file + offset, 0, (size_t)bytes);
+        at += 64 + (len + 7) / 8 * 8;
+    }
+    memset(file + size - 4, 0, 4);
+}
+
+/* text without the numbers after "seconds": (in place) */
+static void drop_seconds(char *text)
+{
+    char *out = text;
+    for (const char *in = text; *in;) {
+        if (strncmp(in, "\"seconds\":", 10) == 0) {
+            in += 10;
+            while (*in && *in != ',' && *in != '}')
+                in++;
+            continue;
+        }
+        *out++ = *in++;
+    }
+    *out = '\0';
+}
+
+int same_but_time(const char *a, const char *b, int checkpoint)
+{
+    size_t na, nb;
+    char *x = read_file_bytes(a, &na), *y = read_file_bytes(b, &nb);
+    int same = x && y;
+    if (same && checkpoint) {
+        same = na == nb;
+        if (same) {
+            blank_tensor((unsigned char *)x, na, "train.seconds");
+            blank_tensor((unsigned char *)y, nb, "train.seconds");
+            same = memcmp(x, y, na) == 0;
+        }
+    } else if (same) {
+        x[na] = '\0';
+        y[nb] = '\0';
+        drop_seconds(x);
+        drop_seconds(y);
+        same = strcmp(x, y) == 0;
+    }
+    free(x);
+    free(y);
+    return same;
+}
+

@@ -1,0 +1,35 @@
+/* What the tests of the example trainers share: a scratch folder, running
+ * a trainer as a user does (its output and exit code), small files, and
+ * reading metrics and checkpoints back. cmocka assertions inside. */
+#ifndef TRAINER_HARNESS_H
+#define TRAINER_HARNESS_H
+
+#include <stddef.h>
+
+double now_seconds(void); /* monotonic */
+
+/* A fresh folder /tmp/<prefix>_XXXXXX for the test program; teardown
+ * removes it. 0 on success (cmocka's group setup convention). */
+int scratch_setup(const char *prefix);
+int scratch_teardown(void);
+const char *scratch_dir(void);
+/* buf = "<scratch folder>/<name>" */
+void scratch_path(char *buf, size_t len, const char *name);
+
+/* Runs `'exe' --threads 2 args`, stdout and stderr into out (truncated to
+ * outlen). Returns the exit code, or -1 if it did not exit normally. */
+int run_program(const char *exe, const char *args, char *out, size_t outlen);
+
+/* Writes n bytes to path, gzip-compressed when gzip is set. */
+void write_bytes(const char *path, const void *data, size_t n, int gzip);
+/* A whole text file, NUL-terminated (fails the test when unreadable). */
+char *read_text(const char *path);
+/* The number after "key": on the last line of the metrics file whose type
+ * is `type`; NaN when there is none. */
+double last_value(const char *metrics_path, const char *type, const char *key);
+/* The two files hold the same bytes, but for what wall time changes: the
+ * metrics' "seconds" (checkpoint 0) or the checkpoint's train.seconds
+ * (checkpoint 1). */
+int same_but_time(const char *a, const char *b, int checkpoint);
+
+#endif

@@ -531,6 +531,16 @@ static void test_collapse_watch(void **state)
         assert_int_equal(ex_collapse_update(&w, steady, count_warning, &c), 0);
     assert_int_equal(ex_collapse_update(&w, collapsed, count_warning, &c), 2); /* low and drop */
     assert_true(c.low == 2 && c.drop == 2);
+    /* Staying collapsed, jittering among tiny values, or hovering at the
+     * low line warns no more: no drop from a peak below the line, and the
+     * low warning re-arms only at 1.25x the line. */
+    const float jitter[4][2] = {{1.5f, 0.0001f}, {1.5f, 0.01f}, {1.5f, 0.0002f}, {1.5f, 0.15f}};
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(ex_collapse_update(&w, jitter[i % 4], count_warning, &c), 0);
+    const float hover[2][2] = {{1.5f, 0.21f}, {1.5f, 0.19f}};
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(ex_collapse_update(&w, hover[i % 2], count_warning, &c), 0);
+    assert_true(c.low == 2 && c.drop == 2);
     ex_tensor_list list;
     ex_tensors_init(&list);
     ex_collapse_tensors(&w, "watch", &list);

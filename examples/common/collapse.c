@@ -44,17 +44,24 @@ int ex_collapse_update(ex_collapse_watch *w, const float *entropy, ex_collapse_w
         float peak = e;
         for (uint64_t k = 0; k < w->filled; k++)
             peak = fmaxf(peak, w->ring[k * w->heads_total + h]);
-        const int low = e < low_line, dropped = e < (1.0f - w->drop) * peak;
+        /* A drop counts from a healthy level only: among values already
+         * below the low line, halving is noise, not news. */
+        const int low = e < low_line;
+        const int dropped = peak >= low_line && e < (1.0f - w->drop) * peak;
         if (low && !w->flags[2 * h]) {
             warn(ctx, h, EX_COLLAPSE_LOW, e, low_line);
             warnings++;
+            w->flags[2 * h] = 1;
+        } else if (e >= EX_COLLAPSE_REARM * low_line) {
+            w->flags[2 * h] = 0;
         }
         if (dropped && !w->flags[2 * h + 1]) {
             warn(ctx, h, EX_COLLAPSE_DROP, e, peak);
             warnings++;
+            w->flags[2 * h + 1] = 1;
+        } else if (e >= (1.0f - 0.5f * w->drop) * peak) {
+            w->flags[2 * h + 1] = 0;
         }
-        w->flags[2 * h] = (unsigned char)low;
-        w->flags[2 * h + 1] = (unsigned char)dropped;
         w->ring[w->next * w->heads_total + h] = e;
     }
     w->next = (w->next + 1) % w->window;

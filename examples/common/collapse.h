@@ -1,9 +1,13 @@
 /* The entropy-collapse watch: per head, the mean attention entropy of every
  * step is kept for the last `window` steps. A head warns when its entropy
- * falls below fraction * reference (reference: log T, so the fraction is of
- * uniform attention), or by more than `drop` of the highest value in the
- * window; each warns once until it recovers. The state is plain arrays, so
- * that checkpoints keep it (ex_collapse_tensors). */
+ * falls below fraction * reference (reference: log T, or 1 for entropies
+ * normalized per row, so the fraction is of uniform attention), or by more
+ * than `drop` of the highest value in the window when that value was above
+ * the low line. Each warning fires once, then re-arms only when the head
+ * recovers: to EX_COLLAPSE_REARM times the low line, or to within half the
+ * drop of the window's peak; so a head that stays collapsed, or hovers at
+ * a line, does not warn at every step. The state is plain arrays, so that
+ * checkpoints keep it (ex_collapse_tensors). */
 #ifndef EX_COLLAPSE_H
 #define EX_COLLAPSE_H
 
@@ -12,6 +16,8 @@
 
 #include "error.h"
 #include "tensors.h"
+
+#define EX_COLLAPSE_REARM 1.25f
 
 typedef enum {
     EX_COLLAPSE_LOW, /* below fraction * reference */

@@ -145,11 +145,14 @@ static void test_forward_and_entropy_match_reference(void **state)
                     }
                 }
             assert_close_rel(mean[h], sum / (double)(s.B * s.T), 1e-5, 1e-2, "mean entropy");
-            assert_close_rel(min[h], lo, 1e-5, 1e-2, "min entropy");
+            /* A near one-hot row's entropy is a difference of tiny terms: its
+             * float rounding is ~1e-7 nats whatever its size, so the minima are
+             * judged at a floor of 0.1 nats (0.1 of uniform), i.e. to 1e-6. */
+            assert_close_rel(min[h], lo, 1e-5, 1e-1, "min entropy");
             assert_true(min[h] <= mean[h]);
             assert_close_rel(nmean[h], nrows ? nsum / (double)nrows : 1.0, 1e-5, 1e-2,
                              "normalized mean entropy");
-            assert_close_rel(nmin[h], nrows ? nlo : 1.0, 1e-5, 1e-2, "normalized min entropy");
+            assert_close_rel(nmin[h], nrows ? nlo : 1.0, 1e-5, 1e-1, "normalized min entropy");
         }
         problem_free(&P);
         free(x);

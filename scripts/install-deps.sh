@@ -3,6 +3,7 @@
 #   install-deps.sh build   compiler, CMake, OpenBLAS, oneDNN, zlib, cJSON (examples)
 #   install-deps.sh test    build + cmocka, g++ (consumer check), gnuplot (plot test)
 #   install-deps.sh train   build + the Fashion-MNIST dataset and gnuplot
+#   install-deps.sh lm      build + the char LM's text (fortunes, jargon-text) and gnuplot
 #   install-deps.sh compare test + python3-torch/numpy (PyTorch comparison, fixtures)
 # Uses sudo when not run as root. Does nothing for packages already present.
 set -euo pipefail
@@ -13,8 +14,9 @@ case "$mode" in
   build) pkgs=("${build_pkgs[@]}") ;;
   test) pkgs=("${build_pkgs[@]}" libcmocka-dev g++ gnuplot-nox) ;;
   train) pkgs=("${build_pkgs[@]}" dataset-fashion-mnist gnuplot-nox) ;;
+  lm) pkgs=("${build_pkgs[@]}" fortunes jargon-text gnuplot-nox) ;;
   compare) pkgs=("${build_pkgs[@]}" libcmocka-dev g++ gnuplot-nox python3-torch python3-numpy) ;;
-  *) echo "usage: $0 build|test|train|compare" >&2; exit 2 ;;
+  *) echo "usage: $0 build|test|train|lm|compare" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -112,17 +112,23 @@ static const ex_opt_table k_table = {
     k_specs, sizeof(k_specs) / sizeof(k_specs[0])};
 
 /* The defaults: the recipe measured best for sigmaReparam without
- * LayerNorm in 8 minutes on 2 cores (docs/char-lm-recipe.md). */
+ * LayerNorm on 2 cores (docs/char-lm-recipe.md): the stream at unit scale
+ * (embeddings at std 1, weights at 4x the usual init, gamma0 = sigma(W0)),
+ * AdamW at a high rate (sigmaReparam turns W rather than growing it), weight
+ * decay 0.1, 100 warmup steps, cosine decay. The LayerNorm baselines train
+ * best with their own flags (scripts/lm-compare.sh has each arm's). */
 void lm_options_default(lm_options *o)
 {
     memset(o, 0, sizeof(*o));
     o->model = lm_config_default();
+    o->model.embed_std = 1.0f;
+    o->model.init_gain = 4.0f;
     o->arch = LM_ARCH_SIGMA;
     o->positions = LM_POS_LEARNED;
     o->gamma_init = SRP_GAMMA_INIT_SIGMA0;
     o->qkv_sigma = SRP_QKV_SIGMA_FUSED;
     o->optimizer = SRP_OPTIM_ADAMW;
-    o->lr = 2e-3f;
+    o->lr = 0.016f;
     o->momentum = 0.9f;
     o->beta2 = 0.99f;
     o->weight_decay = 0.1f;

@@ -52,7 +52,7 @@ void ex_options_usage(const ex_opt_table *t, const void *defaults, const char *p
         const ex_opt_spec *s = &t->specs[i];
         const char *arg = s->type == EX_OPT_FLAG     ? ""
                           : s->type == EX_OPT_CHOICE ? s->choices
-                          : s->type == EX_OPT_STRING ? "PATH"
+                          : s->type == EX_OPT_STRING ? (s->choices ? s->choices : "PATH")
                           : s->type == EX_OPT_FLOAT  ? "X"
                                                      : "N";
         char left[96], def[96] = "";

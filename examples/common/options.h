@@ -23,7 +23,7 @@ typedef struct {
     ex_opt_type type;
     size_t offset;       /* of the field in the options struct */
     double lo, hi;       /* numeric range */
-    const char *choices; /* EX_OPT_CHOICE */
+    const char *choices; /* EX_OPT_CHOICE; for EX_OPT_STRING, its --help name (NULL: PATH) */
     int value;           /* EX_OPT_FLAG */
     int trajectory;      /* part of the fingerprint: a resumed run must match it */
     const char *help;

@@ -7,6 +7,7 @@
 #   sigmareparam::onednn    oneDNN's GEMMs, with SRP_WITH_ONEDNN (Debian: libdnnl-dev)
 #   OpenMP::OpenMP_C        the library's own parallel loops (libgomp, with gcc)
 #   ZLIB::ZLIB              zlib: CRC32 for checkpoints (Debian: zlib1g-dev)
+#   cjson                   cJSON: safetensors headers, the examples' metrics (Debian: libcjson-dev)
 #   sigmareparam::libm      the C math library
 #
 # Why the OpenMP build of OpenBLAS: the library runs its own loops (softmax,
@@ -112,6 +113,15 @@ if(NOT TARGET ZLIB::ZLIB)
     srp_dependency_missing(
       "libsigmareparam needs zlib, and it was not found.\n"
       "On Debian or Ubuntu: sudo apt-get install zlib1g-dev")
+  endif()
+endif()
+
+if(NOT TARGET cjson)
+  find_package(cJSON CONFIG QUIET)
+  if(NOT TARGET cjson)
+    srp_dependency_missing(
+      "libsigmareparam needs cJSON, and it was not found.\n"
+      "On Debian or Ubuntu: sudo apt-get install libcjson-dev")
   endif()
 endif()
 

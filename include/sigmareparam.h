@@ -31,6 +31,7 @@
 #include "sigmareparam/optim.h"      /* parameter lists, SGD, LARS, AdamW, schedules */
 #include "sigmareparam/profile.h"    /* where the time goes */
 #include "sigmareparam/rng.h"        /* srp_rng: seeded, machine-independent */
+#include "sigmareparam/safetensors.h" /* safetensors files: models to and from PyTorch */
 #include "sigmareparam/spectral.h"   /* exact sigma, srp_power_iter */
 
 #endif /* SIGMAREPARAM_H */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, from the Debian archive, what the project needs.
-#   install-deps.sh build   compiler, CMake, OpenBLAS, oneDNN, zlib, cJSON (examples)
+#   install-deps.sh build   compiler, CMake, OpenBLAS, oneDNN, zlib, cJSON
 #   install-deps.sh test    build + cmocka, g++ (consumer check), gnuplot (plot test)
 #   install-deps.sh train   build + the Fashion-MNIST dataset and gnuplot
 #   install-deps.sh lm      build + the char LM's text (fortunes, jargon-text) and gnuplot

@@ -148,10 +148,50 @@ void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y
  * that the gradients are finite; no parameter gradient changes. commit,
  * after a successful prepare and before the layer's next forward or
  * prepare, adds them in; it cannot fail. */
-srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy,
-                                       size_t lddy, size_t n, float *dx, int add_dx);
+srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy, size_t lddy,
+                                       size_t n, float *dx, int add_dx);
 void srp_linear_backward_commit(srp_linear *l);
 /* n rows fit the layer's GEMMs. */
 int srp_linear_batch_ok(const srp_linear *l, size_t n);
+
+/* ---- files of named tensors (tensor_file.c), shared by checkpoint.c and
+ * safetensors.c ---- */
+
+/* bytes of a tensor, or 0 with *ok = 0 when it overflows (a shape with a
+ * zero is a valid empty tensor). */
+uint64_t srp_tensor_bytes(srp_dtype dtype, size_t ndim, const uint64_t *shape, int *ok);
+/* The ref's shape into shape[SRP_TENSOR_MAX_NDIM], unused dimensions 0;
+ * its bytes. */
+void srp_ref_shape(const srp_tensor_ref *r, uint64_t *shape);
+uint64_t srp_ref_bytes(const srp_tensor_ref *r, int *ok);
+/* A list to save or load: not NULL or empty; each name 1..SRP_TENSOR_MAX_NAME
+ * bytes and unique, data set, a known dtype, ndim <= 4, a size that fits:
+ * otherwise SRP_ERR_INVALID_ARG. */
+srp_status srp_tensor_refs_check(const srp_tensor_ref *refs, size_t count);
+/* Host-order tensor data to/from little-endian bytes (elem: element size). */
+void srp_copy_little_endian(void *dst, const void *src, size_t bytes, size_t elem);
+uint32_t srp_crc32(uint32_t crc, const unsigned char *p, size_t n);
+
+/* Buffered writes; the first failure sticks in `failed`. crc: zlib's CRC-32
+ * of every byte put so far (a format may reset it). */
+typedef struct {
+    int fd;
+    unsigned char *buf;
+    size_t used;
+    uint32_t crc;
+    int failed;
+} srp_file_writer;
+void srp_writer_put(srp_file_writer *w, const void *data, size_t n);
+void srp_writer_put_zeros(srp_file_writer *w, uint64_t n);
+/* A tensor's data in little-endian order. */
+void srp_writer_put_tensor(srp_file_writer *w, const srp_tensor_ref *r, size_t bytes);
+/* emit(w, ctx) writes the whole file into "<path>.tmp", which is fsync'ed
+ * and renamed over path. SRP_ERR_IO (the temporary file removed, path as
+ * it was) when anything fails; SRP_ERR_IO with the new file in place when
+ * only the final fsync of the directory does. */
+srp_status srp_save_atomically(const char *path, void (*emit)(srp_file_writer *, const void *),
+                               const void *ctx);
+/* The whole of a regular file into a new buffer (free it). */
+srp_status srp_read_whole_file(const char *path, unsigned char **out, size_t *size);
 
 #endif

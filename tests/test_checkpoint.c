@@ -22,17 +22,13 @@ static char g_dir[256];
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(g_dir, sizeof(g_dir), "%s/srp_ckpt_XXXXXX", base && base[0] ? base : "/tmp");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return scratch_dir_make(g_dir, sizeof(g_dir), "srp_ckpt");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[400];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return scratch_dir_remove(g_dir);
 }
 
 static void path_in_dir(char *out, size_t cap, const char *name)
@@ -44,15 +40,6 @@ static int file_exists(const char *path)
 {
     struct stat sb;
     return stat(path, &sb) == 0;
-}
-
-static void write_bytes(const char *path, const unsigned char *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (n > 0)
-        assert_int_equal(fwrite(p, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
 }
 
 /* CRC-32 (ISO-HDLC, reflected 0xEDB88320), bit by bit: what zlib's crc32
@@ -256,7 +243,7 @@ static void test_every_truncation_is_rejected(void **state)
     unsigned char *img = saved_image(&src, path, &size);
     assert_true(size > 600);
     for (size_t len = 0; len < size; len++) {
-        write_bytes(bad, img, len);
+        write_file_bytes(bad, img, len);
         keep = dst;
         assert_status(srp_checkpoint_load(bad, dst.refs, NT), SRP_ERR_FORMAT);
         assert_same_data(&dst, &keep);
@@ -266,7 +253,7 @@ static void test_every_truncation_is_rejected(void **state)
     assert_non_null(longer);
     memcpy(longer, img, size);
     longer[size] = 0;
-    write_bytes(bad, longer, size + 1);
+    write_file_bytes(bad, longer, size + 1);
     assert_status(srp_checkpoint_load(bad, dst.refs, NT), SRP_ERR_FORMAT);
     assert_same_data(&dst, &keep);
     free(longer);
@@ -306,7 +293,7 @@ static void test_random_corruption_is_rejected(void **state)
             fix_crc(mut, size);
         if (memcmp(mut, img, size) == 0)
             continue; /* flips that cancelled out */
-        write_bytes(bad, mut, size);
+        write_file_bytes(bad, mut, size);
         keep = dst;
         const srp_status st = srp_checkpoint_load(bad, dst.refs, NT);
         if (st == SRP_OK) {
@@ -388,7 +375,7 @@ static void test_structural_edits_are_rejected(void **state)
         for (int b = 0; b < edits[k].width; b++)
             mut[edits[k].at + (size_t)b] = (unsigned char)(edits[k].value >> (8 * b));
         fix_crc(mut, size);
-        write_bytes(bad, mut, size);
+        write_file_bytes(bad, mut, size);
         keep = dst;
         srp_status st = srp_checkpoint_load(bad, dst.refs, NT);
         if (st == edits[k].want && edits[k].file)

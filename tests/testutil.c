@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include "testutil.h"
 
 #include <math.h>
@@ -140,6 +141,29 @@ void *read_file_bytes(const char *path, size_t *size)
     if (buf && size)
         *size = (size_t)len;
     return buf;
+}
+
+void write_file_bytes(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    if (n > 0)
+        assert_int_equal(fwrite(p, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+int scratch_dir_make(char *dir, size_t cap, const char *prefix)
+{
+    const char *base = getenv("TMPDIR");
+    const int len = snprintf(dir, cap, "%s/%s_XXXXXX", base && base[0] ? base : "/tmp", prefix);
+    return len > 0 && (size_t)len < cap && mkdtemp(dir) ? 0 : -1;
+}
+
+int scratch_dir_remove(const char *dir)
+{
+    char cmd[600];
+    const int len = snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return len > 0 && (size_t)len < sizeof(cmd) && system(cmd) == 0 ? 0 : -1;
 }
 
 struct fixture {

@@ -39,6 +39,14 @@ void to_double(const float *x, double *y, size_t n);
 
 /* Reads a whole binary file into a malloc'd buffer; NULL when missing. */
 void *read_file_bytes(const char *path, size_t *size);
+/* Writes p[0..n) as the whole of path (fails the test when it cannot). */
+void write_file_bytes(const char *path, const void *p, size_t n);
+
+/* A fresh directory for a test's files under $TMPDIR (or /tmp), named
+ * <prefix>_XXXXXX, into dir; 0 on success. scratch_dir_remove deletes it
+ * with its contents; 0 on success. */
+int scratch_dir_make(char *dir, size_t cap, const char *prefix);
+int scratch_dir_remove(const char *dir);
 
 /* Reference fixtures written by tests/reference/gen_*.py: named float
  * arrays (format: tests/reference/fixture_io.py). */

@@ -28,7 +28,7 @@ extern "C" {
 /* Version of the file layout written by this library (docs/FORMAT.md). */
 #define SRP_CHECKPOINT_FORMAT_VERSION 1
 /* Longest tensor name in bytes (no NUL inside), and most dimensions. */
-#define SRP_CHECKPOINT_MAX_NAME 255
+#define SRP_CHECKPOINT_MAX_NAME SRP_TENSOR_MAX_NAME
 #define SRP_CHECKPOINT_MAX_NDIM SRP_TENSOR_MAX_NDIM
 
 /* Writes refs[0..count) to path, atomically (see above). Errors: NULL,

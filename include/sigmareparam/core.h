@@ -74,10 +74,13 @@ SRP_API const char *srp_gemm_backend(void);
 SRP_API const char *srp_openblas_core(void);
 
 /* ======================================================================
- * Named tensors: how checkpoints and optimizer state are listed
+ * Named tensors: how checkpoints, safetensors files and optimizer state
+ * are listed
  * ====================================================================== */
 
 #define SRP_TENSOR_MAX_NDIM 4
+/* Longest name a list may give, in bytes (no NUL inside). */
+#define SRP_TENSOR_MAX_NAME 255
 
 typedef enum {
     SRP_DTYPE_F32 = 1, /* float */

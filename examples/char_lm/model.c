@@ -139,9 +139,9 @@ static srp_status create_block(lm_model *m, size_t l, srp_rng *rng)
     if (!ex_linears_add(&m->linears, b->fc2, name))
         return SRP_ERR_NOMEM;
     const int ln = lm_arch_preln(c->arch) || lm_arch_postln(c->arch);
-    if (!ex_norm_init(&b->ln1, ln, D, rows, LN_EPS) || !ex_norm_init(&b->ln2, ln, D, rows, LN_EPS) ||
-        !alloc_floats(&b->mid, rows * D) || !alloc_floats(&b->h1, rows * c->mlp_dim) ||
-        !alloc_floats(&b->g, rows * c->mlp_dim) ||
+    if (!ex_norm_init(&b->ln1, ln, D, rows, LN_EPS) ||
+        !ex_norm_init(&b->ln2, ln, D, rows, LN_EPS) || !alloc_floats(&b->mid, rows * D) ||
+        !alloc_floats(&b->h1, rows * c->mlp_dim) || !alloc_floats(&b->g, rows * c->mlp_dim) ||
         (lm_arch_postln(c->arch) && !alloc_floats(&b->sum, rows * D)))
         return SRP_ERR_NOMEM;
     return SRP_OK;
@@ -154,9 +154,9 @@ srp_status lm_create(lm_model **out, const lm_config *cfg)
     *out = NULL;
     const lm_config *c = cfg;
     if (c->context == 0 || c->dim == 0 || c->depth == 0 || c->heads == 0 ||
-        c->dim % c->heads != 0 || c->mlp_dim == 0 || c->max_batch == 0 || c->arch >= LM_ARCH_COUNT ||
-        !(c->init_gain > 0.0f) || !isfinite(c->init_gain) || !(c->embed_std > 0.0f) ||
-        !isfinite(c->embed_std))
+        c->dim % c->heads != 0 || c->mlp_dim == 0 || c->max_batch == 0 ||
+        c->arch >= LM_ARCH_COUNT || !(c->init_gain > 0.0f) || !isfinite(c->init_gain) ||
+        !(c->embed_std > 0.0f) || !isfinite(c->embed_std))
         return SRP_ERR_INVALID_ARG;
     lm_model *m = calloc(1, sizeof(*m));
     if (!m)
@@ -165,7 +165,8 @@ srp_status lm_create(lm_model **out, const lm_config *cfg)
     const size_t D = c->dim, rows = c->max_batch * c->context;
     srp_rng rng;
     srp_rng_seed(&rng, c->seed);
-    srp_status st = srp_embedding_create(&m->wte, LM_VOCAB, D, c->embed_std, srp_rng_next_u64(&rng));
+    srp_status st =
+        srp_embedding_create(&m->wte, LM_VOCAB, D, c->embed_std, srp_rng_next_u64(&rng));
     if (st != SRP_OK)
         goto fail;
     st = SRP_ERR_NOMEM;
@@ -396,12 +397,8 @@ void lm_state_tensors(lm_model *m, ex_tensor_list *list)
     ex_param_list params;
     ex_params_init(&params);
     lm_params(m, &params);
-    list->failed |= params.failed;
-    for (size_t k = 0; k < params.count; k++)
-        ex_tensors_add_f32(list, params.params[k].name, params.params[k].data,
-                           params.params[k].size);
-    ex_params_free(&params); /* the list copied the names */
-    ex_linears_state_tensors(&m->linears, list);
+    ex_model_state_tensors(&params, &m->linears, list); /* copies the names */
+    ex_params_free(&params);
 }
 
 ex_linear_table *lm_linears(lm_model *m) { return &m->linears; }

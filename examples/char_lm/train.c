@@ -26,12 +26,12 @@
 #include "common/params.h"
 #include "common/plot.h"
 #include "common/progress.h"
+#include "common/run_state.h"
 #include "common/tensors.h"
 #include "lm_options.h"
 #include "model.h"
 #include "text.h"
 
-#define FINGERPRINT_LEN 2048
 #define LN2 0.69314718055994530942 /* nats per bit */
 #define CONFIG_FIELDS 10
 /* With --minutes and no --steps: the schedule's length is estimated from
@@ -44,12 +44,9 @@
 /* Everything besides the model and the optimizer that a resumed run needs
  * to continue exactly: it all goes into the checkpoint. */
 typedef struct {
+    ex_run_state base; /* step, seconds, metrics lines, fingerprint */
     srp_rng data_rng;
-    uint64_t step;
     uint64_t schedule_steps; /* the lr schedule's length; 0: not known yet */
-    uint64_t metrics_lines;
-    double seconds; /* of training before this run started (resumed runs) */
-    char fingerprint[FINGERPRINT_LEN];
 } run_state;
 
 typedef struct {
@@ -70,18 +67,18 @@ typedef struct {
     ex_collapse_watch watch;
     ex_progress progress;
     /* per-step buffers */
-    uint32_t *tokens; /* [batch][context] */
-    int *targets;     /* [batch][context]: the next bytes */
-    float *dlogits;   /* [batch][context][256] */
+    uint32_t *tokens;                                 /* [batch][context] */
+    int *targets;                                     /* [batch][context]: the next bytes */
+    float *dlogits;                                   /* [batch][context][256] */
     float *ent_mean, *ent_min, *ent_norm, *ent_bound; /* [layers][heads] */
     float *linear_values;                             /* [linears] */
-    double t_start, t_estimate;                       /* this run's start; ESTIMATE_FROM's time */
+    double t_estimate;                                /* when ESTIMATE_FROM was reached */
     uint64_t steps_this_run;
     float best_val_bpc;
 } trainer;
 
-static const ex_plot_spec k_plot = {"bpc", "bpc", "bits per character", "train (batch)",
-                                    "validation", 0};
+static const ex_plot_spec k_plot = {"bpc",           "bpc",        "bits per character",
+                                    "train (batch)", "validation", 0};
 
 /* ---------------------------------------------------------------------
  * Data
@@ -157,8 +154,8 @@ static void set_schedule(trainer *t, uint64_t total)
 
 static void model_config_record(const lm_config *c, uint64_t *rec)
 {
-    const uint64_t v[CONFIG_FIELDS] = {c->context,   c->dim,       c->depth,          c->heads,
-                                       c->mlp_dim,   c->arch,      c->positions,      c->tied_head,
+    const uint64_t v[CONFIG_FIELDS] = {c->context,    c->dim,      c->depth,     c->heads,
+                                       c->mlp_dim,    c->arch,     c->positions, c->tied_head,
                                        c->gamma_init, c->qkv_sigma};
     memcpy(rec, v, sizeof(v));
 }
@@ -215,30 +212,13 @@ static void model_tensors(lm_model *m, uint64_t *config, ex_tensor_list *list)
 static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
 {
     model_tensors(t->model, t->config, list);
-    const size_t no = srp_optim_tensor_count(t->optim);
-    srp_tensor_ref *optim_refs = calloc(no ? no : 1, sizeof(*optim_refs));
-    if (!optim_refs || srp_optim_tensor_refs(t->optim, optim_refs, no) != SRP_OK)
-        list->failed = 1;
-    for (size_t i = 0; optim_refs && i < no; i++)
-        ex_tensors_add(list, optim_refs[i].name, optim_refs[i].dtype, optim_refs[i].ndim,
-                       optim_refs[i].shape, optim_refs[i].data);
-    free(optim_refs);
-    run_state *rs = &t->run;
-    const size_t four = 4, fp = FINGERPRINT_LEN;
-    ex_tensors_add(list, "train.data_rng", SRP_DTYPE_U64, 1, &four, rs->data_rng.s);
-    ex_tensors_add(list, "train.step", SRP_DTYPE_U64, 0, NULL, &rs->step);
-    ex_tensors_add(list, "train.schedule_steps", SRP_DTYPE_U64, 0, NULL, &rs->schedule_steps);
-    ex_tensors_add(list, "train.metrics_lines", SRP_DTYPE_U64, 0, NULL, &rs->metrics_lines);
-    ex_tensors_add(list, "train.seconds", SRP_DTYPE_F64, 0, NULL, &rs->seconds);
-    ex_tensors_add(list, "train.fingerprint", SRP_DTYPE_U8, 1, &fp, rs->fingerprint);
+    ex_optim_tensors(t->optim, list);
+    const size_t four = 4;
+    ex_run_tensors(&t->run.base, list);
+    ex_tensors_add(list, "train.data_rng", SRP_DTYPE_U64, 1, &four, t->run.data_rng.s);
+    ex_tensors_add(list, "train.schedule_steps", SRP_DTYPE_U64, 0, NULL, &t->run.schedule_steps);
     ex_tensors_add(list, "train.best_val_bpc", SRP_DTYPE_F32, 0, NULL, &t->best_val_bpc);
     ex_collapse_tensors(&t->watch, "train.collapse", list);
-}
-
-/* Seconds of training so far, over every run that resumed this one. */
-static double training_seconds(const trainer *t)
-{
-    return t->run.seconds + (t->t_start > 0.0 ? ex_now() - t->t_start : 0.0);
 }
 
 static ex_code save_checkpoint(trainer *t, ex_error *err)
@@ -248,12 +228,8 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
     ex_tensor_list list;
     ex_tensors_init(&list);
     checkpoint_tensors(t, &list);
-    ex_linears_sync_out(lm_linears(t->model));
-    t->run.metrics_lines = t->metrics.lines;
-    const double seconds = t->run.seconds;
-    t->run.seconds = training_seconds(t);
-    const ex_code code = ex_tensors_save(&list, t->opt.checkpoint_path, err);
-    t->run.seconds = seconds;
+    const ex_code code = ex_run_save(&t->run.base, &list, lm_linears(t->model), t->metrics.lines,
+                                     t->opt.checkpoint_path, err);
     ex_tensors_free(&list);
     return code;
 }
@@ -263,20 +239,11 @@ static ex_code load_checkpoint(trainer *t, const char *path, ex_error *err)
     ex_tensor_list list;
     ex_tensors_init(&list);
     checkpoint_tensors(t, &list);
-    char expected[FINGERPRINT_LEN];
-    memcpy(expected, t->run.fingerprint, sizeof(expected));
-    const ex_code code = ex_tensors_load(&list, 0, path, err);
+    const ex_code code = ex_run_load(&t->run.base, &list, 0, lm_linears(t->model), path, err);
     ex_tensors_free(&list);
-    if (code != EX_OK)
-        return code;
-    if (strcmp(expected, t->run.fingerprint) != 0)
-        return ex_fail(err, EX_USAGE,
-                       "%s was written by a run with other training options; resume with the "
-                       "same ones.\n  checkpoint: %s\n  this run:   %s",
-                       path, t->run.fingerprint, expected);
-    set_schedule(t, t->run.schedule_steps);
-    const srp_status st = ex_linears_sync_in(lm_linears(t->model));
-    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "restoring sigma");
+    if (code == EX_OK)
+        set_schedule(t, t->run.schedule_steps);
+    return code;
 }
 
 /* ---------------------------------------------------------------------
@@ -319,8 +286,8 @@ static ex_code evaluate(trainer *t, size_t windows, double *loss_out, ex_error *
  * context bytes (or the text so far, padded: causal attention lets no
  * later position change an earlier one's logits) and draws the next byte
  * from softmax(logits / temperature) of the last real position. */
-static ex_code generate(lm_model *m, const char *prompt, size_t n, float temperature,
-                        uint64_t seed, ex_error *err)
+static ex_code generate(lm_model *m, const char *prompt, size_t n, float temperature, uint64_t seed,
+                        ex_error *err)
 {
     const size_t T = lm_get_config(m)->context;
     const size_t plen = prompt ? strlen(prompt) : 0;
@@ -434,10 +401,10 @@ static void on_collapse(void *ctx, size_t index, ex_collapse_kind kind, float va
     fprintf(stderr,
             "warning: entropy collapse at step %llu: layer %zu head %zu at %.3f of uniform (%s "
             "%.3f)\n",
-            (unsigned long long)t->run.step, index / H, index % H, value,
+            (unsigned long long)t->run.base.step, index / H, index % H, value,
             kind == EX_COLLAPSE_LOW ? "below" : "down from", reference);
     ex_metrics_begin(&t->metrics, "collapse");
-    ex_metrics_number(&t->metrics, "step", (double)t->run.step);
+    ex_metrics_number(&t->metrics, "step", (double)t->run.base.step);
     ex_metrics_number(&t->metrics, "layer", (double)(index / H));
     ex_metrics_number(&t->metrics, "head", (double)(index % H));
     ex_metrics_string(&t->metrics, "kind", ex_collapse_kind_name(kind));
@@ -462,12 +429,13 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
         st = lm_backward(t->model, t->dlogits);
     if (st == SRP_OK)
         st = srp_optim_clip_grad_norm(t->optim, o->clip > 0.0f ? o->clip : FLT_MAX, &norm);
-    const float lr = srp_lr_at(&t->schedule, t->run.step);
+    const float lr = srp_lr_at(&t->schedule, t->run.base.step);
     if (st == SRP_OK)
         st = srp_optim_step(t->optim, lr);
     if (st == SRP_ERR_NUMERIC)
-        return ex_fail(err, EX_NONFINITE, "the %s became non-finite at step %llu; training stopped.%s%s",
-                       isfinite(loss) ? "gradient" : "loss", (unsigned long long)t->run.step,
+        return ex_fail(err, EX_NONFINITE,
+                       "the %s became non-finite at step %llu; training stopped.%s%s",
+                       isfinite(loss) ? "gradient" : "loss", (unsigned long long)t->run.base.step,
                        o->checkpoint_path ? " The last good checkpoint is " : "",
                        o->checkpoint_path ? o->checkpoint_path : "");
     if (st != SRP_OK)
@@ -500,8 +468,8 @@ static void write_train_metrics(trainer *t, const step_record *rec, int with_bou
     const size_t L = t->opt.model.depth, H = t->opt.model.heads;
     ex_metrics *m = &t->metrics;
     ex_metrics_begin(m, "train");
-    ex_metrics_number(m, "step", (double)t->run.step);
-    ex_metrics_number(m, "seconds", training_seconds(t));
+    ex_metrics_number(m, "step", (double)t->run.base.step);
+    ex_metrics_number(m, "seconds", ex_run_seconds(&t->run.base));
     ex_metrics_number(m, "loss", rec->loss);
     ex_metrics_number(m, "bpc", rec->loss / LN2);
     ex_metrics_number(m, "lr", rec->lr);
@@ -529,14 +497,15 @@ static void print_progress(trainer *t, const step_record *rec)
     float lowest = INFINITY;
     for (size_t i = 0; i < lh; i++)
         lowest = fminf(lowest, t->ent_norm[i]);
-    const double per_step = (ex_now() - t->t_start) / (double)t->steps_this_run;
+    const double per_step = (ex_now() - t->run.base.started) / (double)t->steps_this_run;
     char elapsed[32];
-    ex_format_duration(training_seconds(t), elapsed, sizeof(elapsed));
-    ex_progress_print(&t->progress, t->run.step,
+    ex_format_duration(ex_run_seconds(&t->run.base), elapsed, sizeof(elapsed));
+    ex_progress_print(&t->progress, t->run.base.step,
                       "step %llu/%llu | %s | %.0f bytes/s | loss %.4f = %.3f bits/char | lr %.3g "
                       "| lowest head entropy %.2f of uniform",
-                      (unsigned long long)t->run.step, (unsigned long long)t->run.schedule_steps,
-                      elapsed, (double)(t->opt.batch * t->opt.model.context) / per_step, rec->loss,
+                      (unsigned long long)t->run.base.step,
+                      (unsigned long long)t->run.schedule_steps, elapsed,
+                      (double)(t->opt.batch * t->opt.model.context) / per_step, rec->loss,
                       rec->loss / LN2, rec->lr, lowest);
 }
 
@@ -549,8 +518,8 @@ static ex_code write_eval(trainer *t, size_t windows, int final, ex_error *err)
     const double bpc = loss / LN2;
     ex_metrics_begin(&t->metrics, "eval");
     ex_metrics_string(&t->metrics, "set", "val");
-    ex_metrics_number(&t->metrics, "step", (double)t->run.step);
-    ex_metrics_number(&t->metrics, "seconds", training_seconds(t));
+    ex_metrics_number(&t->metrics, "step", (double)t->run.base.step);
+    ex_metrics_number(&t->metrics, "seconds", ex_run_seconds(&t->run.base));
     ex_metrics_number(&t->metrics, "loss", loss);
     ex_metrics_number(&t->metrics, "bpc", bpc);
     ex_metrics_number(&t->metrics, "windows", (double)(windows ? windows : 0));
@@ -561,7 +530,7 @@ static ex_code write_eval(trainer *t, size_t windows, int final, ex_error *err)
                bpc, t->text.val_len, t->baselines.bigram_bpc, t->baselines.unigram_bpc);
     else
         printf("step %llu: validation %.4f bits per character (%zu windows)\n",
-               (unsigned long long)t->run.step, bpc, windows);
+               (unsigned long long)t->run.base.step, bpc, windows);
     if (bpc < t->best_val_bpc)
         t->best_val_bpc = (float)bpc;
     return EX_OK;
@@ -578,8 +547,8 @@ static void estimate_schedule(trainer *t)
     if (t->steps_this_run != ESTIMATE_AT)
         return;
     const double per_step = (ex_now() - t->t_estimate) / (ESTIMATE_AT - ESTIMATE_FROM);
-    const double left = (double)t->opt.minutes * 60.0 - training_seconds(t);
-    uint64_t total = t->run.step + (uint64_t)(fmax(left, 0.0) / per_step * ESTIMATE_KEEP);
+    const double left = (double)t->opt.minutes * 60.0 - ex_run_seconds(&t->run.base);
+    uint64_t total = t->run.base.step + (uint64_t)(fmax(left, 0.0) / per_step * ESTIMATE_KEEP);
     if (total <= t->opt.warmup_steps)
         total = t->opt.warmup_steps + 1;
     set_schedule(t, total);
@@ -591,8 +560,8 @@ static void estimate_schedule(trainer *t)
 static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
 {
     const lm_options *o = &t->opt;
-    const int log_now = t->run.step % o->log_every == 0;
-    const int bound_now = o->bound_every && t->run.step % o->bound_every == 0;
+    const int log_now = t->run.base.step % o->log_every == 0;
+    const int bound_now = o->bound_every && t->run.base.step % o->bound_every == 0;
     ex_code code = collect_entropy(t, bound_now, err);
     if (code != EX_OK)
         return code;
@@ -607,35 +576,36 @@ static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
     }
     if (log_now || bound_now)
         write_train_metrics(t, rec, bound_now);
-    if (ex_progress_due(&t->progress, t->run.step))
+    if (ex_progress_due(&t->progress, t->run.base.step))
         print_progress(t, rec);
-    if (t->run.step % o->eval_every == 0 && (code = write_eval(t, o->eval_windows, 0, err)) != EX_OK)
+    if (t->run.base.step % o->eval_every == 0 &&
+        (code = write_eval(t, o->eval_windows, 0, err)) != EX_OK)
         return code;
-    return t->run.step % o->checkpoint_every == 0 ? save_checkpoint(t, err) : EX_OK;
+    return t->run.base.step % o->checkpoint_every == 0 ? save_checkpoint(t, err) : EX_OK;
 }
 
 /* Whether the run has reached its end: the steps, or the minutes. */
 static int finished(const trainer *t)
 {
     const lm_options *o = &t->opt;
-    if (t->run.schedule_steps && t->run.step >= t->run.schedule_steps)
+    if (t->run.schedule_steps && t->run.base.step >= t->run.schedule_steps)
         return 1;
-    return o->minutes > 0.0f && training_seconds(t) >= (double)o->minutes * 60.0;
+    return o->minutes > 0.0f && ex_run_seconds(&t->run.base) >= (double)o->minutes * 60.0;
 }
 
 static ex_code train(trainer *t, ex_error *err)
 {
     const lm_options *o = &t->opt;
-    t->t_start = ex_now();
+    t->run.base.started = ex_now();
     ex_progress_start(&t->progress);
-    t->progress.last_step = t->run.step;
+    t->progress.last_step = t->run.base.step;
     srp_profile_enable(o->profile);
     while (!finished(t)) {
-        if (o->stop_after_steps && t->run.step >= o->stop_after_steps) {
+        if (o->stop_after_steps && t->run.base.step >= o->stop_after_steps) {
             ex_progress_break(&t->progress);
             printf("stopped after step %llu as asked (--stop-after-steps); resume with --resume "
                    "%s\n",
-                   (unsigned long long)t->run.step,
+                   (unsigned long long)t->run.base.step,
                    o->checkpoint_path ? o->checkpoint_path : "(no --checkpoint given)");
             return save_checkpoint(t, err);
         }
@@ -643,14 +613,14 @@ static ex_code train(trainer *t, ex_error *err)
         ex_code code = train_step(t, &rec, err);
         if (code != EX_OK)
             return code;
-        t->run.step++;
+        t->run.base.step++;
         t->steps_this_run++;
         if ((code = after_step(t, &rec, err)) != EX_OK)
             return code;
     }
     ex_progress_break(&t->progress);
-    printf("trained %llu steps in %.0f s\n", (unsigned long long)t->run.step,
-           training_seconds(t));
+    printf("trained %llu steps in %.0f s\n", (unsigned long long)t->run.base.step,
+           ex_run_seconds(&t->run.base));
     ex_code code = write_eval(t, 0, 1, err);
     if (code == EX_OK)
         code = save_checkpoint(t, err);
@@ -672,7 +642,7 @@ static void write_header(trainer *t)
     ex_metrics_number(m, "val_bytes", (double)t->text.val_len);
     ex_metrics_number(m, "unigram_bpc", t->baselines.unigram_bpc);
     ex_metrics_number(m, "bigram_bpc", t->baselines.bigram_bpc);
-    ex_metrics_string(m, "config", t->run.fingerprint);
+    ex_metrics_string(m, "config", t->run.base.fingerprint);
     ex_metrics_end(m);
 }
 
@@ -700,15 +670,16 @@ static ex_code run(trainer *t, ex_error *err)
            t->text.documents, t->text.train_len, t->text.val_len, LM_VAL_EVERY);
     printf("baselines on the validation text: unigram %.4f, bigram %.4f bits per character\n",
            t->baselines.unigram_bpc, t->baselines.bigram_bpc);
-    lm_options_fingerprint(o, t->run.fingerprint, sizeof(t->run.fingerprint));
+    lm_options_fingerprint(o, t->run.base.fingerprint, sizeof(t->run.base.fingerprint));
     srp_rng_seed(&t->run.data_rng, o->seed ^ 0xda7a5eedull);
     if (o->resume_path) {
         if ((code = load_checkpoint(t, o->resume_path, err)) != EX_OK)
             return code;
-        printf("resumed from %s at step %llu\n", o->resume_path, (unsigned long long)t->run.step);
+        printf("resumed from %s at step %llu\n", o->resume_path,
+               (unsigned long long)t->run.base.step);
     }
-    code = ex_metrics_open(&t->metrics, o->metrics_path, o->resume_path ? t->run.metrics_lines : 0,
-                           err);
+    code = ex_metrics_open(&t->metrics, o->metrics_path,
+                           o->resume_path ? t->run.base.metrics_lines : 0, err);
     if (code != EX_OK)
         return code;
     if (!o->resume_path)
@@ -718,14 +689,14 @@ static ex_code run(trainer *t, ex_error *err)
            "lr %g | batch %zu\n",
            lm_arch_name(c->arch), c->depth, c->dim, c->heads, c->context,
            c->positions == LM_POS_FIXED ? "fixed" : "learned", c->tied_head ? "tied" : "untied",
-           o->optimizer == SRP_OPTIM_ADAMW ? "AdamW"
+           o->optimizer == SRP_OPTIM_ADAMW  ? "AdamW"
            : o->optimizer == SRP_OPTIM_LARS ? "LARS"
                                             : "SGD",
            (double)o->lr, o->batch);
     if ((code = train(t, err)) != EX_OK)
         return code;
     if (o->profile)
-        ex_print_profile(stdout, ex_now() - t->t_start, t->steps_this_run,
+        ex_print_profile(stdout, ex_now() - t->run.base.started, t->steps_this_run,
                          "the trainer's own work");
     if (o->sample) {
         printf("sample (temperature %g):\n", (double)o->temperature);
@@ -733,15 +704,7 @@ static ex_code run(trainer *t, ex_error *err)
             EX_OK)
             return code;
     }
-    if (o->plot_path && !o->metrics_path) {
-        fprintf(stderr, "note: --plot needs --metrics FILE (the plot is drawn from it)\n");
-    } else if (o->plot_path) {
-        ex_metrics_close(&t->metrics);
-        if ((code = ex_plot(o->metrics_path, o->plot_path, &k_plot, err)) != EX_OK)
-            return code;
-        printf("wrote %s\n", o->plot_path);
-    }
-    return EX_OK;
+    return ex_plot_at_end(&t->metrics, o->metrics_path, o->plot_path, &k_plot, err);
 }
 
 static void cleanup(trainer *t)

@@ -85,3 +85,12 @@ srp_status ex_linears_sync_in(ex_linear_table *t)
         }
     return SRP_OK;
 }
+
+void ex_model_state_tensors(const ex_param_list *params, ex_linear_table *t, ex_tensor_list *list)
+{
+    list->failed |= params->failed;
+    for (size_t k = 0; k < params->count; k++)
+        ex_tensors_add_f32(list, params->params[k].name, params->params[k].data,
+                           params->params[k].size);
+    ex_linears_state_tensors(t, list);
+}

@@ -30,6 +30,9 @@ void ex_linears_params(const ex_linear_table *t, ex_param_list *list);
  * a save, call ex_linears_sync_out; after a load, ex_linears_sync_in (it
  * pushes the loaded sigmas into the layers). */
 void ex_linears_state_tensors(ex_linear_table *t, ex_tensor_list *list);
+/* A model's checkpoint state: every parameter of params as a float tensor
+ * under its name, then the linears' u, v and sigma. */
+void ex_model_state_tensors(const ex_param_list *params, ex_linear_table *t, ex_tensor_list *list);
 void ex_linears_sync_out(ex_linear_table *t);
 srp_status ex_linears_sync_in(ex_linear_table *t);
 

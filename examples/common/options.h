@@ -35,6 +35,41 @@ typedef struct {
     size_t count;
 } ex_opt_table;
 
+/* clang-format off */
+/* Rows every trainer's table holds, over its options struct `type`, which
+ * has the fields they name. Output and resume (none is part of the
+ * fingerprint): */
+#define EX_RUN_OPTION_ROWS(type)                                                                   \
+    {"stop-after-steps", EX_OPT_U64, offsetof(type, stop_after_steps), 1, 1e15, NULL, 0, 0,        \
+     "stop (with a checkpoint) after this many steps in all; resume later"},                       \
+        {"metrics", EX_OPT_STRING, offsetof(type, metrics_path), 0, 0, NULL, 0, 0,                 \
+         "write metrics as JSON lines here"},                                                      \
+        {"log-every", EX_OPT_U64, offsetof(type, log_every), 1, 1e9, NULL, 0, 0,                   \
+         "steps between metrics lines"},                                                           \
+        {"bound-every", EX_OPT_U64, offsetof(type, bound_every), 0, 1e9, NULL, 0, 0,               \
+         "steps between Theorem 3.1 entropy bounds in the metrics (0: never)"},                    \
+        {"checkpoint", EX_OPT_STRING, offsetof(type, checkpoint_path), 0, 0, NULL, 0, 0,           \
+         "checkpoint file"},                                                                       \
+        {"checkpoint-every", EX_OPT_U64, offsetof(type, checkpoint_every), 1, 1e9, NULL, 0, 0,     \
+         "steps between checkpoints (also saved at the end)"},                                     \
+        {"resume", EX_OPT_STRING, offsetof(type, resume_path), 0, 0, NULL, 0, 0,                   \
+         "continue from this checkpoint"},                                                         \
+        {"profile", EX_OPT_FLAG, offsetof(type, profile), 0, 0, NULL, 1, 0,                        \
+         "at the end, print where the training time went (the library's profiler)"},               \
+        {"plot-only", EX_OPT_STRING, offsetof(type, plot_only), 0, 0, NULL, 0, 0,                  \
+         "plot an existing metrics file to --plot, without training"}
+/* The entropy-collapse watch (collapse.h; part of the fingerprint): */
+#define EX_COLLAPSE_OPTION_ROWS(type)                                                              \
+    {"collapse-fraction", EX_OPT_FLOAT, offsetof(type, collapse_fraction), 0, 1, NULL, 0, 1,       \
+     "warn when a head's mean entropy falls below this fraction of uniform attention's"},          \
+        {"collapse-drop", EX_OPT_FLOAT, offsetof(type, collapse_drop), 0, 1, NULL, 0, 1,           \
+         "warn when it drops by more than this fraction ..."},                                     \
+        {"collapse-window", EX_OPT_U64, offsetof(type, collapse_window), 1, 1e9, NULL, 0, 1,       \
+         "... within this many steps"},                                                            \
+        {"stop-on-collapse", EX_OPT_FLAG, offsetof(type, stop_on_collapse), 0, 0, NULL, 1, 1,      \
+         "stop training at a collapse warning (exit code 4)"}
+/* clang-format on */
+
 /* Parses argv into opts (which holds the defaults on entry). --help or -h
  * prints the usage to stdout and returns EX_HELP; a bad or unknown flag
  * returns EX_USAGE with the problem in err (ex_options_usage shows the

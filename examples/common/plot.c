@@ -187,3 +187,19 @@ done:
     free(bound.text);
     return code;
 }
+
+ex_code ex_plot_at_end(ex_metrics *metrics, const char *metrics_path, const char *plot_path,
+                       const ex_plot_spec *spec, ex_error *err)
+{
+    if (!plot_path)
+        return EX_OK;
+    if (!metrics_path) {
+        fprintf(stderr, "note: --plot needs --metrics FILE (the plot is drawn from it)\n");
+        return EX_OK;
+    }
+    ex_metrics_close(metrics);
+    const ex_code code = ex_plot(metrics_path, plot_path, spec, err);
+    if (code == EX_OK)
+        printf("wrote %s\n", plot_path);
+    return code;
+}

@@ -6,6 +6,7 @@
 #define EX_PLOT_H
 
 #include "error.h"
+#include "metrics.h"
 
 typedef struct {
     const char *score_key;   /* on "train" lines, e.g. "acc" (NULL: none) */
@@ -21,5 +22,11 @@ int ex_have_gnuplot(void);
 /* Renders metrics_path to png_path. */
 ex_code ex_plot(const char *metrics_path, const char *png_path, const ex_plot_spec *spec,
                 ex_error *err);
+
+/* At a run's end, with --plot: closes the metrics file and renders it to
+ * plot_path (saying so); with --plot but no --metrics, a note that the
+ * plot is drawn from the metrics. */
+ex_code ex_plot_at_end(ex_metrics *metrics, const char *metrics_path, const char *plot_path,
+                       const ex_plot_spec *spec, ex_error *err);
 
 #endif

@@ -163,7 +163,8 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     if (!ex_norm_init(&m->final_ln, c->layernorm, D, rows, LN_EPS))
         goto fail;
     lc = linear_config(c, D, c->classes, &rng);
-    if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK || !ex_linears_add(&m->linears, m->head, "head"))
+    if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK ||
+        !ex_linears_add(&m->linears, m->head, "head"))
         goto fail;
     st = SRP_ERR_NOMEM;
     const size_t wide = c->mlp_dim > D ? c->mlp_dim : D;
@@ -351,12 +352,8 @@ void vit_state_tensors(vit_model *m, ex_tensor_list *list)
     ex_param_list params;
     ex_params_init(&params);
     vit_params(m, &params);
-    list->failed |= params.failed;
-    for (size_t k = 0; k < params.count; k++)
-        ex_tensors_add_f32(list, params.params[k].name, params.params[k].data,
-                           params.params[k].size);
-    ex_params_free(&params); /* the list copied the names */
-    ex_linears_state_tensors(&m->linears, list);
+    ex_model_state_tensors(&params, &m->linears, list); /* copies the names */
+    ex_params_free(&params);
 }
 
 ex_linear_table *vit_linears(vit_model *m) { return &m->linears; }

@@ -21,22 +21,19 @@
 #include "common/metrics.h"
 #include "common/plot.h"
 #include "common/progress.h"
+#include "common/run_state.h"
 #include "common/tensors.h"
 #include "data.h"
 #include "model.h"
 #include "vit_options.h"
 
-#define FINGERPRINT_LEN 2048
-
 /* Everything besides the model and the optimizer that a resumed run needs
  * to continue exactly: it all goes into the checkpoint. */
 typedef struct {
+    ex_run_state base; /* step, seconds, metrics lines, fingerprint */
     srp_rng data_rng, aug_rng;
-    uint64_t step, epoch, pos; /* pos: batches done in this epoch */
-    uint64_t metrics_lines;
-    double seconds;  /* of training before this run started (resumed runs) */
-    uint64_t *order; /* [train count]: this epoch's example order */
-    char fingerprint[FINGERPRINT_LEN];
+    uint64_t epoch, pos; /* pos: batches done in this epoch */
+    uint64_t *order;     /* [train count]: this epoch's example order */
 } run_state;
 
 /* One step's figures, for the metrics and the progress line. */
@@ -57,7 +54,7 @@ typedef struct {
     ex_metrics metrics;
     ex_collapse_watch watch;
     ex_progress progress;
-    ex_ema ema;               /* with --ema */
+    ex_ema ema; /* with --ema */
     uint64_t steps_per_epoch, total_steps;
     /* per-step buffers */
     float *images, *dlogits;
@@ -68,9 +65,8 @@ typedef struct {
     float *ent_mean, *ent_min, *ent_bound; /* [layers][heads] */
     float report_at[8];                    /* --report-at accuracies, ascending */
     size_t nreport;
-    double reached_at[8];      /* seconds when first reached; < 0: not yet */
+    double reached_at[8]; /* seconds when first reached; < 0: not yet */
     float *linear_values; /* [linears]: the metrics' sigma and gamma maps */
-    double t_start;            /* when this run began training */
     uint64_t steps_this_run;
 } trainer;
 
@@ -206,9 +202,8 @@ static ex_code build(trainer *t, ex_error *err)
         !t->linear_values)
         return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
     memset(t->mirror, 1, o->batch);
-    if (o->ema > 0.0f &&
-        (code = ex_ema_init(&t->ema, t->params, t->nparams, linears->linears, nlin, o->ema,
-                            err)) != EX_OK)
+    if (o->ema > 0.0f && (code = ex_ema_init(&t->ema, t->params, t->nparams, linears->linears, nlin,
+                                             o->ema, err)) != EX_OK)
         return code;
     return ex_collapse_init(&t->watch, lh, o->collapse_window, o->collapse_fraction,
                             o->collapse_drop, (float)log((double)vit_tokens(t->model)), err);
@@ -219,34 +214,18 @@ static ex_code build(trainer *t, ex_error *err)
 static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
 {
     vit_state_tensors(t->model, list);
-    const size_t no = srp_optim_tensor_count(t->optim);
-    srp_tensor_ref *optim_refs = calloc(no ? no : 1, sizeof(*optim_refs));
-    if (!optim_refs || srp_optim_tensor_refs(t->optim, optim_refs, no) != SRP_OK)
-        list->failed = 1;
-    for (size_t i = 0; optim_refs && i < no; i++)
-        ex_tensors_add(list, optim_refs[i].name, optim_refs[i].dtype, optim_refs[i].ndim,
-                       optim_refs[i].shape, optim_refs[i].data);
-    free(optim_refs);
+    ex_optim_tensors(t->optim, list);
     run_state *rs = &t->run;
-    const size_t four = 4, count = t->data.train.count, fp = FINGERPRINT_LEN;
+    const size_t four = 4, count = t->data.train.count;
+    ex_run_tensors(&rs->base, list);
     ex_tensors_add(list, "train.data_rng", SRP_DTYPE_U64, 1, &four, rs->data_rng.s);
     ex_tensors_add(list, "train.aug_rng", SRP_DTYPE_U64, 1, &four, rs->aug_rng.s);
-    ex_tensors_add(list, "train.step", SRP_DTYPE_U64, 0, NULL, &rs->step);
     ex_tensors_add(list, "train.epoch", SRP_DTYPE_U64, 0, NULL, &rs->epoch);
     ex_tensors_add(list, "train.position", SRP_DTYPE_U64, 0, NULL, &rs->pos);
     ex_tensors_add(list, "train.order", SRP_DTYPE_U64, 1, &count, rs->order);
-    ex_tensors_add(list, "train.metrics_lines", SRP_DTYPE_U64, 0, NULL, &rs->metrics_lines);
-    ex_tensors_add(list, "train.seconds", SRP_DTYPE_F64, 0, NULL, &rs->seconds);
-    ex_tensors_add(list, "train.fingerprint", SRP_DTYPE_U8, 1, &fp, rs->fingerprint);
     ex_collapse_tensors(&t->watch, "train.collapse", list);
     if (t->opt.ema > 0.0f)
         ex_ema_tensors(&t->ema, "train.ema", list);
-}
-
-/* Seconds of training so far, over every run that resumed this one. */
-static double training_seconds(const trainer *t)
-{
-    return t->run.seconds + (t->t_start > 0.0 ? ex_now() - t->t_start : 0.0);
 }
 
 static ex_code save_checkpoint(trainer *t, ex_error *err)
@@ -256,14 +235,8 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
     ex_tensor_list list;
     ex_tensors_init(&list);
     checkpoint_tensors(t, &list);
-    ex_linears_sync_out(vit_linears(t->model));
-    t->run.metrics_lines = t->metrics.lines;
-    /* The file holds the seconds so far; run.seconds stays those before
-     * this run (training_seconds adds this run's). */
-    const double before = t->run.seconds;
-    t->run.seconds = training_seconds(t);
-    const ex_code code = ex_tensors_save(&list, t->opt.checkpoint_path, err);
-    t->run.seconds = before;
+    const ex_code code = ex_run_save(&t->run.base, &list, vit_linears(t->model), t->metrics.lines,
+                                     t->opt.checkpoint_path, err);
     ex_tensors_free(&list);
     return code;
 }
@@ -276,20 +249,11 @@ static ex_code load_checkpoint(trainer *t, const char *path, int model_only, ex_
     ex_tensors_init(&model_list);
     checkpoint_tensors(t, &list);
     vit_state_tensors(t->model, &model_list);
-    char expected[FINGERPRINT_LEN];
-    memcpy(expected, t->run.fingerprint, sizeof(expected));
-    ex_code code = ex_tensors_load(&list, model_only ? model_list.count : 0, path, err);
+    const ex_code code = ex_run_load(&t->run.base, &list, model_only ? model_list.count : 0,
+                                     vit_linears(t->model), path, err);
     ex_tensors_free(&list);
     ex_tensors_free(&model_list);
-    if (code != EX_OK)
-        return code;
-    if (!model_only && strcmp(expected, t->run.fingerprint) != 0)
-        return ex_fail(err, EX_USAGE,
-                       "%s was written by a run with other training options; resume with the "
-                       "same ones.\n  checkpoint: %s\n  this run:   %s",
-                       path, t->run.fingerprint, expected);
-    const srp_status st = ex_linears_sync_in(vit_linears(t->model));
-    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "restoring sigma");
+    return code;
 }
 
 /* The logits of an eval forward of examples first .. first + n of d,
@@ -367,9 +331,9 @@ static void on_collapse(void *ctx, size_t index, ex_collapse_kind kind, float va
                  "%.3f within %llu steps",
                  layer, head, value, reference, (unsigned long long)t->opt.collapse_window);
     ex_progress_break(&t->progress);
-    fprintf(stderr, "warning: step %llu: %s\n", (unsigned long long)t->run.step, msg);
+    fprintf(stderr, "warning: step %llu: %s\n", (unsigned long long)t->run.base.step, msg);
     ex_metrics_begin(&t->metrics, "warning");
-    ex_metrics_number(&t->metrics, "step", (double)t->run.step);
+    ex_metrics_number(&t->metrics, "step", (double)t->run.base.step);
     ex_metrics_number(&t->metrics, "layer", (double)layer);
     ex_metrics_number(&t->metrics, "head", (double)head);
     ex_metrics_string(&t->metrics, "kind", ex_collapse_kind_name(kind));
@@ -407,13 +371,13 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
         st = vit_backward(t->model, t->dlogits);
     if (st == SRP_OK)
         st = srp_optim_clip_grad_norm(t->optim, o->clip > 0.0f ? o->clip : FLT_MAX, &norm);
-    const float lr = srp_lr_at(&t->schedule, t->run.step);
+    const float lr = srp_lr_at(&t->schedule, t->run.base.step);
     if (st == SRP_OK)
         st = srp_optim_step(t->optim, lr);
     if (st == SRP_ERR_NUMERIC)
         return ex_fail(err, EX_NONFINITE,
                        "the %s became non-finite at step %llu (epoch %llu); training stopped.%s%s",
-                       isfinite(loss) ? "gradient" : "loss", (unsigned long long)t->run.step,
+                       isfinite(loss) ? "gradient" : "loss", (unsigned long long)t->run.base.step,
                        (unsigned long long)t->run.epoch,
                        o->checkpoint_path ? " The last good checkpoint is " : "",
                        o->checkpoint_path ? o->checkpoint_path : "");
@@ -450,7 +414,7 @@ static void write_train_metrics(trainer *t, const step_record *rec, int with_bou
     const vit_config *c = vit_get_config(t->model);
     ex_metrics *m = &t->metrics;
     ex_metrics_begin(m, "train");
-    ex_metrics_number(m, "step", (double)t->run.step);
+    ex_metrics_number(m, "step", (double)t->run.base.step);
     ex_metrics_number(m, "epoch", (double)t->run.epoch);
     ex_metrics_number(m, "loss", rec->loss);
     ex_metrics_number(m, "acc", rec->acc);
@@ -478,14 +442,14 @@ static void print_progress(trainer *t, const step_record *rec)
     float lowest = INFINITY;
     for (size_t i = 0; i < lh; i++)
         lowest = fminf(lowest, t->ent_mean[i]);
-    const double per_step = (ex_now() - t->t_start) / (double)t->steps_this_run;
+    const double per_step = (ex_now() - t->run.base.started) / (double)t->steps_this_run;
     char eta[32];
-    ex_format_duration(per_step * (double)(t->total_steps - t->run.step), eta, sizeof(eta));
-    ex_progress_print(&t->progress, t->run.step,
+    ex_format_duration(per_step * (double)(t->total_steps - t->run.base.step), eta, sizeof(eta));
+    ex_progress_print(&t->progress, t->run.base.step,
                       "epoch %llu/%zu step %llu/%llu | %.0f img/s | loss %.4f acc %.3f | lr %.4g "
                       "| lowest head entropy %.3f | ETA %s",
                       (unsigned long long)t->run.epoch + 1, t->opt.epochs,
-                      (unsigned long long)t->run.step, (unsigned long long)t->total_steps,
+                      (unsigned long long)t->run.base.step, (unsigned long long)t->total_steps,
                       (double)t->opt.batch / per_step, rec->loss, rec->acc, rec->lr, lowest, eta);
 }
 
@@ -494,8 +458,8 @@ static void print_progress(trainer *t, const step_record *rec)
 static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
 {
     const vit_options *o = &t->opt;
-    const int log_now = t->run.step % o->log_every == 0;
-    const int bound_now = o->bound_every && t->run.step % o->bound_every == 0;
+    const int log_now = t->run.base.step % o->log_every == 0;
+    const int bound_now = o->bound_every && t->run.base.step % o->bound_every == 0;
     ex_code code = collect_entropy(t, bound_now, err);
     if (code != EX_OK)
         return code;
@@ -509,9 +473,9 @@ static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
     }
     if (log_now || bound_now)
         write_train_metrics(t, rec, bound_now);
-    if (ex_progress_due(&t->progress, t->run.step) || t->run.pos == t->steps_per_epoch)
+    if (ex_progress_due(&t->progress, t->run.base.step) || t->run.pos == t->steps_per_epoch)
         print_progress(t, rec);
-    return t->run.step % o->checkpoint_every == 0 ? save_checkpoint(t, err) : EX_OK;
+    return t->run.base.step % o->checkpoint_every == 0 ? save_checkpoint(t, err) : EX_OK;
 }
 
 /* An evaluation line of the metrics: which set, when, loss and accuracy. */
@@ -519,9 +483,9 @@ static void write_eval_metrics(trainer *t, const char *set, float loss, float ac
 {
     ex_metrics_begin(&t->metrics, "eval");
     ex_metrics_string(&t->metrics, "set", set);
-    ex_metrics_number(&t->metrics, "step", (double)t->run.step);
+    ex_metrics_number(&t->metrics, "step", (double)t->run.base.step);
     ex_metrics_number(&t->metrics, "epoch", (double)t->run.epoch);
-    ex_metrics_number(&t->metrics, "seconds", training_seconds(t));
+    ex_metrics_number(&t->metrics, "seconds", ex_run_seconds(&t->run.base));
     ex_metrics_number(&t->metrics, "loss", loss);
     ex_metrics_number(&t->metrics, "acc", acc);
     ex_metrics_end(&t->metrics);
@@ -537,7 +501,7 @@ static ex_code end_epoch(trainer *t, ex_error *err)
     const ex_code code = evaluate(t, on_val ? &t->data.val : &t->data.test, &loss, &acc, err);
     if (code != EX_OK)
         return code;
-    const double seconds = training_seconds(t);
+    const double seconds = ex_run_seconds(&t->run.base);
     write_eval_metrics(t, on_val ? "val" : "test", loss, acc);
     for (size_t i = 0; i < t->nreport; i++)
         if (t->reached_at[i] < 0.0 && acc >= t->report_at[i])
@@ -580,17 +544,17 @@ static ex_code final_report(trainer *t, ex_error *err)
 static ex_code train(trainer *t, ex_error *err)
 {
     const vit_options *o = &t->opt;
-    t->t_start = ex_now();
+    t->run.base.started = ex_now();
     ex_progress_start(&t->progress);
-    t->progress.last_step = t->run.step;
+    t->progress.last_step = t->run.base.step;
     srp_profile_enable(o->profile);
     while (t->run.epoch < o->epochs) {
         while (t->run.pos < t->steps_per_epoch) {
-            if (o->stop_after_steps && t->run.step >= o->stop_after_steps) {
+            if (o->stop_after_steps && t->run.base.step >= o->stop_after_steps) {
                 ex_progress_break(&t->progress);
                 printf("stopped after step %llu as asked (--stop-after-steps); resume with "
                        "--resume %s\n",
-                       (unsigned long long)t->run.step,
+                       (unsigned long long)t->run.base.step,
                        o->checkpoint_path ? o->checkpoint_path : "(no --checkpoint given)");
                 return save_checkpoint(t, err);
             }
@@ -598,7 +562,7 @@ static ex_code train(trainer *t, ex_error *err)
             ex_code code = train_step(t, &rec, err);
             if (code != EX_OK)
                 return code;
-            t->run.step++;
+            t->run.base.step++;
             t->run.pos++;
             t->steps_this_run++;
             if ((code = after_step(t, &rec, err)) != EX_OK)
@@ -632,7 +596,7 @@ static ex_code run(trainer *t, ex_error *err)
         code = build(t, err);
     if (code != EX_OK)
         return code;
-    vit_options_fingerprint(o, t->run.fingerprint, sizeof(t->run.fingerprint));
+    vit_options_fingerprint(o, t->run.base.fingerprint, sizeof(t->run.base.fingerprint));
     srp_rng_seed(&t->run.data_rng, o->seed ^ 0xda7a5eedull);
     srp_rng_seed(&t->run.aug_rng, o->seed ^ 0xa0a0a0a0ull);
 
@@ -650,12 +614,12 @@ static ex_code run(trainer *t, ex_error *err)
         if ((code = load_checkpoint(t, o->resume_path, 0, err)) != EX_OK)
             return code;
         printf("resumed from %s at step %llu (epoch %llu)\n", o->resume_path,
-               (unsigned long long)t->run.step, (unsigned long long)t->run.epoch + 1);
+               (unsigned long long)t->run.base.step, (unsigned long long)t->run.epoch + 1);
     } else {
         srp_rng_permutation(&t->run.data_rng, t->run.order, t->data.train.count);
     }
-    code = ex_metrics_open(&t->metrics, o->metrics_path, o->resume_path ? t->run.metrics_lines : 0,
-                           err);
+    code = ex_metrics_open(&t->metrics, o->metrics_path,
+                           o->resume_path ? t->run.base.metrics_lines : 0, err);
     if (code != EX_OK)
         return code;
     const vit_config *c = vit_get_config(t->model);
@@ -665,7 +629,7 @@ static ex_code run(trainer *t, ex_error *err)
         ex_metrics_number(&t->metrics, "heads", (double)c->heads);
         ex_metrics_number(&t->metrics, "tokens", (double)vit_tokens(t->model));
         ex_metrics_number(&t->metrics, "log_tokens", log((double)vit_tokens(t->model)));
-        ex_metrics_string(&t->metrics, "config", t->run.fingerprint);
+        ex_metrics_string(&t->metrics, "config", t->run.base.fingerprint);
         ex_metrics_end(&t->metrics);
     }
     printf("ViT-lite: %zu blocks, dim %zu, %zu heads, %zu tokens, %s%s | %s, %zu train / %zu val "
@@ -677,17 +641,9 @@ static ex_code run(trainer *t, ex_error *err)
     if ((code = train(t, err)) != EX_OK)
         return code;
     if (o->profile)
-        ex_print_profile(stdout, ex_now() - t->t_start, t->steps_this_run,
+        ex_print_profile(stdout, ex_now() - t->run.base.started, t->steps_this_run,
                          "the trainer's own work");
-    if (o->plot_path && !o->metrics_path) {
-        fprintf(stderr, "note: --plot needs --metrics FILE (the plot is drawn from it)\n");
-    } else if (o->plot_path) {
-        ex_metrics_close(&t->metrics);
-        if ((code = ex_plot(o->metrics_path, o->plot_path, &k_plot, err)) != EX_OK)
-            return code;
-        printf("wrote %s\n", o->plot_path);
-    }
-    return EX_OK;
+    return ex_plot_at_end(&t->metrics, o->metrics_path, o->plot_path, &k_plot, err);
 }
 
 static void cleanup(trainer *t)

@@ -1,0 +1,62 @@
+#include "run_state.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "progress.h"
+
+double ex_run_seconds(const ex_run_state *r)
+{
+    return r->seconds + (r->started > 0.0 ? ex_now() - r->started : 0.0);
+}
+
+void ex_run_tensors(ex_run_state *r, ex_tensor_list *list)
+{
+    const size_t fp = EX_FINGERPRINT_LEN;
+    ex_tensors_add(list, "train.step", SRP_DTYPE_U64, 0, NULL, &r->step);
+    ex_tensors_add(list, "train.metrics_lines", SRP_DTYPE_U64, 0, NULL, &r->metrics_lines);
+    ex_tensors_add(list, "train.seconds", SRP_DTYPE_F64, 0, NULL, &r->seconds);
+    ex_tensors_add(list, "train.fingerprint", SRP_DTYPE_U8, 1, &fp, r->fingerprint);
+}
+
+void ex_optim_tensors(srp_optim *o, ex_tensor_list *list)
+{
+    const size_t n = srp_optim_tensor_count(o);
+    srp_tensor_ref *refs = calloc(n ? n : 1, sizeof(*refs));
+    if (!refs || srp_optim_tensor_refs(o, refs, n) != SRP_OK)
+        list->failed = 1;
+    for (size_t i = 0; refs && i < n; i++)
+        ex_tensors_add(list, refs[i].name, refs[i].dtype, refs[i].ndim, refs[i].shape,
+                       refs[i].data);
+    free(refs);
+}
+
+ex_code ex_run_save(ex_run_state *r, const ex_tensor_list *list, ex_linear_table *linears,
+                    uint64_t metrics_lines, const char *path, ex_error *err)
+{
+    ex_linears_sync_out(linears);
+    r->metrics_lines = metrics_lines;
+    const double before = r->seconds;
+    r->seconds = ex_run_seconds(r);
+    const ex_code code = ex_tensors_save(list, path, err);
+    r->seconds = before;
+    return code;
+}
+
+ex_code ex_run_load(ex_run_state *r, const ex_tensor_list *list, size_t count,
+                    ex_linear_table *linears, const char *path, ex_error *err)
+{
+    char expected[EX_FINGERPRINT_LEN];
+    memcpy(expected, r->fingerprint, sizeof(expected));
+    const ex_code code = ex_tensors_load(list, count, path, err);
+    if (code != EX_OK)
+        return code;
+    /* A model-only load (count) leaves the fingerprint as it was. */
+    if (strcmp(expected, r->fingerprint) != 0)
+        return ex_fail(err, EX_USAGE,
+                       "%s was written by a run with other training options; resume with the "
+                       "same ones.\n  checkpoint: %s\n  this run:   %s",
+                       path, r->fingerprint, expected);
+    const srp_status st = ex_linears_sync_in(linears);
+    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "restoring sigma");
+}

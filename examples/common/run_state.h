@@ -1,0 +1,47 @@
+/* What every trainer's checkpoint holds besides its model and its own
+ * counters: the step, the seconds of training over every resumed run, how
+ * many metrics lines were written, the options' fingerprint (a resumed run
+ * must match it), and the optimizer's state; and the save and load around
+ * them that make a resumed run continue bit for bit. */
+#ifndef EX_RUN_STATE_H
+#define EX_RUN_STATE_H
+
+#include <stdint.h>
+
+#include <sigmareparam.h>
+
+#include "error.h"
+#include "linears.h"
+#include "tensors.h"
+
+#define EX_FINGERPRINT_LEN 2048
+
+typedef struct {
+    uint64_t step;
+    uint64_t metrics_lines;
+    double seconds; /* of training before this run started (resumed runs) */
+    double started; /* ex_now() when this run began training; 0: not yet */
+    char fingerprint[EX_FINGERPRINT_LEN];
+} ex_run_state;
+
+/* Seconds of training so far, over every run that resumed this one. */
+double ex_run_seconds(const ex_run_state *r);
+
+/* Appends train.step, train.metrics_lines, train.seconds and
+ * train.fingerprint. */
+void ex_run_tensors(ex_run_state *r, ex_tensor_list *list);
+/* Appends the optimizer's state (srp_optim_tensor_refs). */
+void ex_optim_tensors(srp_optim *o, ex_tensor_list *list);
+
+/* Saves list (which holds r's tensors) to path: the linears' power-
+ * iteration state synced out first, the metrics lines and the seconds so
+ * far in the file, while r->seconds stays those before this run. */
+ex_code ex_run_save(ex_run_state *r, const ex_tensor_list *list, ex_linear_table *linears,
+                    uint64_t metrics_lines, const char *path, ex_error *err);
+/* Loads the first `count` entries of list (0: all) from path; a usage
+ * error when the file's fingerprint is not r's (a run with other training
+ * options); then the linears' sigma synced in. */
+ex_code ex_run_load(ex_run_state *r, const ex_tensor_list *list, size_t count,
+                    ex_linear_table *linears, const char *path, ex_error *err);
+
+#endif

@@ -38,13 +38,19 @@ void ex_ema_free(ex_ema *e)
 void ex_ema_update(ex_ema *e)
 {
     const float warm = (1.0f + (float)e->updates) / (10.0f + (float)e->updates);
-    const float d = e->updates == 0 ? 0.0f : (warm < e->decay ? warm : e->decay);
+    const float d = warm < e->decay ? warm : e->decay;
     float *s = e->shadow;
     for (size_t i = 0; i < e->nparams; i++) {
         const float *p = e->params[i].data;
-        for (size_t k = 0; k < e->params[i].size; k++)
-            s[k] = d * s[k] + (1.0f - d) * p[k];
-        s += e->params[i].size;
+        const size_t n = e->params[i].size;
+        /* The first update copies: the shadow starts uninitialized, and
+         * 0 * s would keep a NaN that its bytes happened to hold. */
+        if (e->updates == 0)
+            memcpy(s, p, sizeof(float) * n);
+        else
+            for (size_t k = 0; k < n; k++)
+                s[k] = d * s[k] + (1.0f - d) * p[k];
+        s += n;
     }
     e->updates++;
 }

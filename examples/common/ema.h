@@ -35,7 +35,8 @@ ex_code ex_ema_init(ex_ema *e, const srp_param *params, size_t nparams, srp_line
 void ex_ema_free(ex_ema *e);
 /* After an optimizer step: shadow = d shadow + (1 - d) p, with the usual
  * warm-up d = min(decay, (1 + t) / (10 + t)) for the t-th update, so that
- * the first averages are not dominated by the initial weights. */
+ * the first averages are not dominated by the initial weights; the first
+ * update (t = 0) copies p. */
 void ex_ema_update(ex_ema *e);
 /* Puts the averages into the model (and sigma for them); swap_out restores
  * the live model exactly. */

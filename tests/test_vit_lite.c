@@ -17,6 +17,7 @@
 #include "common/ema.h"
 #include "data.h"
 #include "model.h"
+#include "official_names.h"
 #include "reference_model.h"
 #include "testutil.h"
 #include "trainer_harness.h"
@@ -746,6 +747,131 @@ static void test_plot_renders_a_png(void **state)
     assert_int_equal(run_train(args, out, sizeof(out)), 1);
 }
 
+/* --export / --init-from: the model under the official PyTorch names. A
+ * round trip gives the same eval logits bit for bit (the power-iteration
+ * state travels as u and spectral_norm); a file of another model is
+ * refused with the names it lacks or should not have, and nothing changes. */
+static void test_official_names_round_trip(void **state)
+{
+    (void)state;
+    char path[600], other[600];
+    snprintf(path, sizeof(path), "%s/official.safetensors", scratch_dir());
+    snprintf(other, sizeof(other), "%s/official_ln.safetensors", scratch_dir());
+    vit_config c = small_config(8, 2);
+    c.seed = 1;
+    vit_model *a, *b, *ln;
+    assert_ok(vit_create(&a, &c));
+    c.seed = 2;
+    assert_ok(vit_create(&b, &c));
+    c.layernorm = 1;
+    assert_ok(vit_create(&ln, &c));
+    float images[2 * 28 * 28];
+    srp_rng r;
+    srp_rng_seed(&r, 4);
+    fill_normal_f(&r, images, 2 * 28 * 28, 1.0);
+    const float *logits;
+    assert_ok(vit_forward(a, images, 2, SRP_TRAIN, &logits)); /* u and sigma leave the SVD's */
+    ex_error err = {""};
+    assert_int_equal(vit_export_safetensors(a, path, &err), EX_OK);
+
+    /* the official layout: 10 SNLinears of 7 tensors, cls_token, pos_embed */
+    srp_safetensors *f = NULL;
+    assert_ok(srp_safetensors_open(&f, path));
+    assert_int_equal(srp_safetensors_count(f), 10 * 7 + 2);
+    static const struct {
+        const char *name;
+        size_t ndim, shape[3];
+    } want[] = {{"cls_token", 3, {1, 1, 8}},
+                {"pos_embed", 3, {1, 17, 8}},
+                {"patch_embed.proj.weight", 2, {8, 49}},
+                {"blocks.1.attn.qkv.spectral_normed_weight.u", 1, {8}},
+                {"blocks.1.attn.qkv.spectral_normed_weight.weight", 2, {24, 8}},
+                {"blocks.0.mlp.fc1.spectral_normed_weight.spectral_norm", 1, {1}},
+                {"head.sigma", 1, {1}},
+                {"head.effective_spectral_norm", 1, {1}}};
+    for (size_t w = 0; w < sizeof(want) / sizeof(want[0]); w++) {
+        int found = 0;
+        for (size_t k = 0; k < srp_safetensors_count(f); k++) {
+            srp_tensor_ref info;
+            assert_ok(srp_safetensors_info(f, k, &info));
+            if (strcmp(info.name, want[w].name) != 0)
+                continue;
+            found = 1;
+            assert_int_equal(info.ndim, want[w].ndim);
+            assert_memory_equal(info.shape, want[w].shape, want[w].ndim * sizeof(size_t));
+        }
+        if (!found)
+            print_error("%s is not in the file\n", want[w].name);
+        assert_true(found);
+    }
+    srp_safetensors_close(f);
+
+    assert_int_equal(vit_import_safetensors(b, path, &err), EX_OK);
+    for (size_t i = 0; i < vit_linears(a)->count; i++) {
+        srp_linear *la_ = vit_linears(a)->linears[i], *lb_ = vit_linears(b)->linears[i];
+        assert_memory_equal(srp_linear_u(la_), srp_linear_u(lb_),
+                            sizeof(float) * srp_linear_in_features(la_));
+        assert_true(srp_linear_sigma(la_) == srp_linear_sigma(lb_));
+        assert_true(*srp_linear_gamma(la_) == *srp_linear_gamma(lb_));
+    }
+    float la[2 * 10], lb[2 * 10];
+    assert_ok(vit_forward(a, images, 2, SRP_EVAL, &logits));
+    memcpy(la, logits, sizeof(la));
+    assert_ok(vit_forward(b, images, 2, SRP_EVAL, &logits));
+    memcpy(lb, logits, sizeof(lb));
+    assert_memory_equal(la, lb, sizeof(la));
+
+    /* another model's file: the names it lacks, the names it should not have */
+    assert_int_equal(vit_export_safetensors(ln, other, &err), EX_OK);
+    srp_linear *head = vit_linears(b)->linears[vit_linears(b)->count - 1];
+    const float keep = srp_linear_weight(head)[0];
+    assert_int_equal(vit_import_safetensors(b, other, &err), EX_FAILED);
+    assert_non_null(strstr(err.message, "unknown: blocks.0.norm1.weight"));
+    assert_int_equal(vit_import_safetensors(ln, path, &err), EX_FAILED);
+    assert_non_null(strstr(err.message, "missing: blocks.0.norm1.weight"));
+    assert_true(srp_linear_weight(head)[0] == keep);
+    snprintf(other, sizeof(other), "%s/no-such.safetensors", scratch_dir());
+    assert_int_equal(vit_import_safetensors(b, other, &err), EX_FAILED);
+    assert_non_null(strstr(err.message, other));
+    vit_destroy(a);
+    vit_destroy(b);
+    vit_destroy(ln);
+
+    /* separate sigmas for q, k, v have no official counterpart */
+    c.layernorm = 0;
+    c.qkv_sigma = SRP_QKV_SIGMA_SEPARATE;
+    assert_ok(vit_create(&a, &c));
+    assert_int_equal(vit_export_safetensors(a, path, &err), EX_USAGE);
+    assert_non_null(strstr(err.message, "--qkv-sigma fused"));
+    vit_destroy(a);
+}
+
+/* The trainer's flags: the exported model evaluates as the trained one. */
+static void test_export_and_init_from(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char args[1400], model[600];
+    snprintf(model, sizeof(model), "%s/trained.safetensors", scratch_dir());
+    const char *common = "--threads 2 --dataset synthetic --synthetic-train 256 "
+                         "--synthetic-test 128 --dim 16 --depth 1 --heads 2 --mlp-dim 32 "
+                         "--batch 32 --epochs 1";
+    snprintf(args, sizeof(args), "%s --export %s", common, model);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    const char *acc = strstr(out, "test accuracy");
+    assert_non_null(acc);
+    char trained[64];
+    snprintf(trained, sizeof(trained), "%.19s", acc); /* "test accuracy 0.xxxx" */
+    snprintf(args, sizeof(args), "%s --init-from %s --eval-only", common, model);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, trained));
+    snprintf(args, sizeof(args), "%s --init-from %s --resume %s", common, model, model);
+    assert_int_equal(run_train(args, out, sizeof(out)), 2);
+    snprintf(args, sizeof(args), "%s --dim 32 --init-from %s", common, model);
+    assert_int_equal(run_train(args, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "shape or dtype"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -765,6 +891,8 @@ int main(void)
         cmocka_unit_test(test_validation_protocol),
         cmocka_unit_test(test_non_finite_loss_stops_with_its_code),
         cmocka_unit_test(test_plot_renders_a_png),
+        cmocka_unit_test(test_official_names_round_trip),
+        cmocka_unit_test(test_export_and_init_from),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

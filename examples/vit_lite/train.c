@@ -25,6 +25,7 @@
 #include "common/tensors.h"
 #include "data.h"
 #include "model.h"
+#include "official_names.h"
 #include "vit_options.h"
 
 /* Everything besides the model and the optimizer that a resumed run needs
@@ -576,6 +577,18 @@ static ex_code train(trainer *t, ex_error *err)
     return code == EX_OK ? final_report(t, err) : code;
 }
 
+/* --export: the model (the live weights, not an --ema average), under the
+ * official PyTorch names. */
+static ex_code export_model(trainer *t, ex_error *err)
+{
+    if (!t->opt.export_path)
+        return EX_OK;
+    const ex_code code = vit_export_safetensors(t->model, t->opt.export_path, err);
+    if (code == EX_OK)
+        printf("wrote %s\n", t->opt.export_path);
+    return code;
+}
+
 /* The jobs of a run after the options: see the top of this file. */
 static ex_code run(trainer *t, ex_error *err)
 {
@@ -600,15 +613,21 @@ static ex_code run(trainer *t, ex_error *err)
     srp_rng_seed(&t->run.data_rng, o->seed ^ 0xda7a5eedull);
     srp_rng_seed(&t->run.aug_rng, o->seed ^ 0xa0a0a0a0ull);
 
+    if (o->init_from) {
+        if ((code = vit_import_safetensors(t->model, o->init_from, err)) != EX_OK)
+            return code;
+        printf("model from %s\n", o->init_from);
+    }
     if (o->eval_only) {
         float loss, acc;
-        code = load_checkpoint(t, o->resume_path, 1, err);
+        if (o->resume_path)
+            code = load_checkpoint(t, o->resume_path, 1, err);
         if (code == EX_OK)
             code = evaluate(t, &t->data.test, &loss, &acc, err);
         if (code == EX_OK)
             printf("test accuracy %.4f, test loss %.4f (%zu images)\n", acc, loss,
                    t->data.test.count);
-        return code;
+        return code == EX_OK ? export_model(t, err) : code;
     }
     if (o->resume_path) {
         if ((code = load_checkpoint(t, o->resume_path, 0, err)) != EX_OK)
@@ -638,7 +657,7 @@ static ex_code run(trainer *t, ex_error *err)
            c->sigma_reparam ? "sigmaReparam" : "plain linears", c->layernorm ? " + LayerNorm" : "",
            vit_dataset_name(o->dataset), t->data.train.count, t->data.val.count, t->data.test.count,
            (unsigned long long)t->total_steps, o->batch);
-    if ((code = train(t, err)) != EX_OK)
+    if ((code = train(t, err)) != EX_OK || (code = export_model(t, err)) != EX_OK)
         return code;
     if (o->profile)
         ex_print_profile(stdout, ex_now() - t->run.base.started, t->steps_this_run,

@@ -82,7 +82,13 @@ static const ex_opt_spec k_specs[] = {
     /* output */
     EX_RUN_OPTION_ROWS(vit_options),
     {"eval-only", EX_OPT_FLAG, OFF(eval_only), 0, 0, NULL, 1, 0,
-     "evaluate the --resume checkpoint on the test set and exit"},
+     "evaluate the --resume checkpoint's (or the --init-from) model on the test set and exit"},
+    {"export", EX_OPT_STRING, OFF(export_path), 0, 0, NULL, 0, 0,
+     "at the end, write the model to this safetensors file under the official PyTorch code's "
+     "names (docs/FORMAT.md)"},
+    {"init-from", EX_OPT_STRING, OFF(init_from), 0, 0, NULL, 0, 0,
+     "start from the model in this safetensors file (official names, e.g. trained in "
+     "PyTorch) instead of a random init"},
     {"report-at", EX_OPT_STRING, OFF(report_at), 0, 0, NULL, 0, 0,
      "accuracies, e.g. 0.9,0.92: print when each was first reached (time to accuracy)"},
     {"plot", EX_OPT_STRING, OFF(plot_path), 0, 0, NULL, 0, 0,
@@ -167,8 +173,12 @@ ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
     if (o->model.dim % o->model.heads != 0)
         return ex_fail(err, EX_USAGE, "--heads %zu must divide --dim %zu", o->model.heads,
                        o->model.dim);
-    if (o->eval_only && !o->resume_path)
-        return ex_fail(err, EX_USAGE, "--eval-only needs --resume CHECKPOINT");
+    if (o->eval_only && !o->resume_path && !o->init_from)
+        return ex_fail(err, EX_USAGE,
+                       "--eval-only needs --resume CHECKPOINT or --init-from MODEL.safetensors");
+    if (o->init_from && o->resume_path)
+        return ex_fail(err, EX_USAGE,
+                       "--init-from starts a new run and --resume continues one: give one of them");
     if (o->plot_only && !o->plot_path)
         return ex_fail(err, EX_USAGE, "--plot-only needs --plot FILE.png");
     if ((o->dataset == VIT_DATA_MNIST || o->dataset == VIT_DATA_CIFAR10) && !o->data_dir)

@@ -53,7 +53,9 @@ typedef struct {
     const char *metrics_path, *checkpoint_path, *resume_path, *plot_path, *plot_only;
     uint64_t log_every, bound_every, checkpoint_every;
     int eval_only;
-    int profile;           /* print where the training time went */
+    const char *export_path; /* the model as safetensors, official names, at the end */
+    const char *init_from;   /* start from this safetensors model */
+    int profile;             /* print where the training time went */
     const char *report_at; /* "0.9,0.92": when each accuracy was first reached */
 
     /* entropy-collapse watch */

@@ -1,0 +1,24 @@
+/* The ViT-lite's tensors under the names the official PyTorch code gives
+ * them (a timm ViT converted by apple/ml-sigma-reparam's convert_to_sn, its
+ * linears SNLinear), written to and read from safetensors files: a model
+ * trained here opens in PyTorch, one trained there continues here. The
+ * table of names is in docs/FORMAT.md. */
+#ifndef VIT_OFFICIAL_NAMES_H
+#define VIT_OFFICIAL_NAMES_H
+
+#include "common/error.h"
+#include "model.h"
+
+/* Writes the model to path. Needs one fused qkv per block (the official
+ * code has one qkv linear): EX_USAGE otherwise. */
+ex_code vit_export_safetensors(vit_model *m, const char *path, ex_error *err);
+
+/* Reads the model from path: every tensor the model has must be there with
+ * its shape and dtype, and nothing else; the message lists what is missing
+ * or unknown. All or nothing. The power-iteration state comes from the
+ * file's u and spectral_norm (v is recomputed from u, as the official
+ * forward does); effective_spectral_norm, a copy of gamma that lags it by
+ * a step, is read and not used. */
+ex_code vit_import_safetensors(vit_model *m, const char *path, ex_error *err);
+
+#endif

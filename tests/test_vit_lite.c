@@ -837,7 +837,28 @@ static void test_official_names_round_trip(void **state)
     vit_destroy(b);
     vit_destroy(ln);
 
+    /* the plain model: nn.Linear and timm's nn.Conv2d patch embedding */
+    c.layernorm = 0;
+    c.sigma_reparam = 0;
+    assert_ok(vit_create(&a, &c));
+    assert_int_equal(vit_export_safetensors(a, path, &err), EX_OK);
+    assert_ok(srp_safetensors_open(&f, path));
+    assert_int_equal(srp_safetensors_count(f), 10 * 2 + 2);
+    for (size_t k = 0; k < srp_safetensors_count(f); k++) {
+        srp_tensor_ref info;
+        assert_ok(srp_safetensors_info(f, k, &info));
+        if (strcmp(info.name, "patch_embed.proj.weight") == 0) {
+            const size_t conv[4] = {8, 1, 7, 7};
+            assert_int_equal(info.ndim, 4);
+            assert_memory_equal(info.shape, conv, sizeof(conv));
+        }
+    }
+    srp_safetensors_close(f);
+    assert_int_equal(vit_import_safetensors(a, path, &err), EX_OK);
+    vit_destroy(a);
+
     /* separate sigmas for q, k, v have no official counterpart */
+    c.sigma_reparam = 1;
     c.layernorm = 0;
     c.qkv_sigma = SRP_QKV_SIGMA_SEPARATE;
     assert_ok(vit_create(&a, &c));

@@ -9,7 +9,8 @@
  *     L.spectral_normed_weight.spectral_norm  [1]        sigma of the last training forward
  *     L.spectral_normed_weight.weight         [out][in]  W again (the same parameter)
  *
- * and a plain nn.Linear (--no-sn) only weight and bias. The rest keep
+ * and a plain nn.Linear (--no-sn) only weight and bias (the patch
+ * embedding then is timm's nn.Conv2d: weight [D][C][p][p]). The rest keep
  * timm's names: cls_token [1][1][D], pos_embed [1][T][D], the LayerNorms'
  * blocks.<i>.norm1/norm2 and norm, weight and bias [D]. */
 #include "official_names.h"
@@ -94,7 +95,13 @@ static ex_code official_tensors(vit_model *m, int for_import, official_list *o, 
         const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
         const size_t w_shape[2] = {out, in};
         linear_extras *x = &o->extras[i];
-        add_named(&o->list, name, "weight", 2, w_shape, srp_linear_weight(l));
+        if (srp_linear_reparam(l) != SRP_REPARAM_SIGMA && strcmp(name, "patch_embed.proj") == 0) {
+            /* the plain model's patch embedding is timm's nn.Conv2d */
+            const size_t conv[4] = {out, c->channels, c->patch, c->patch};
+            add_named(&o->list, name, "weight", 4, conv, srp_linear_weight(l));
+        } else {
+            add_named(&o->list, name, "weight", 2, w_shape, srp_linear_weight(l));
+        }
         if (srp_linear_bias(l))
             add_named(&o->list, name, "bias", 1, &out, srp_linear_bias(l));
         if (srp_linear_reparam(l) != SRP_REPARAM_SIGMA)

@@ -5,6 +5,7 @@
 #   install-deps.sh train   build + the Fashion-MNIST dataset and gnuplot
 #   install-deps.sh lm      build + the char LM's text (fortunes, jargon-text) and gnuplot
 #   install-deps.sh compare test + python3-torch/numpy (PyTorch comparison, fixtures)
+#   install-deps.sh interop build + python3-torch/numpy and the Fashion-MNIST dataset (torch_check.py)
 # Uses sudo when not run as root. Does nothing for packages already present.
 set -euo pipefail
 
@@ -16,7 +17,8 @@ case "$mode" in
   train) pkgs=("${build_pkgs[@]}" dataset-fashion-mnist gnuplot-nox) ;;
   lm) pkgs=("${build_pkgs[@]}" fortunes jargon-text gnuplot-nox) ;;
   compare) pkgs=("${build_pkgs[@]}" libcmocka-dev g++ gnuplot-nox python3-torch python3-numpy) ;;
-  *) echo "usage: $0 build|test|train|lm|compare" >&2; exit 2 ;;
+  interop) pkgs=("${build_pkgs[@]}" python3-torch python3-numpy dataset-fashion-mnist) ;;
+  *) echo "usage: $0 build|test|train|lm|compare|interop" >&2; exit 2 ;;
 esac
 
 missing=()

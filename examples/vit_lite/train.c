@@ -577,6 +577,35 @@ static ex_code train(trainer *t, ex_error *err)
     return code == EX_OK ? final_report(t, err) : code;
 }
 
+/* --logits: eval logits of the whole test set, [count][classes], to a
+ * safetensors file (what scripts/torch_check.py compares with PyTorch's). */
+static ex_code write_logits(trainer *t, ex_error *err)
+{
+    const vit_dataset *d = &t->data.test;
+    const size_t classes = vit_get_config(t->model)->classes, batch = t->opt.batch;
+    float *all = malloc(sizeof(float) * d->count * classes);
+    if (!all)
+        return ex_fail(err, EX_FAILED, "out of memory for %zu logits", d->count * classes);
+    srp_status st = SRP_OK;
+    for (size_t first = 0; st == SRP_OK && first < d->count; first += batch) {
+        const size_t n = d->count - first < batch ? d->count - first : batch;
+        const float *logits;
+        st = eval_logits(t, d, first, n, &logits);
+        if (st == SRP_OK)
+            memcpy(all + first * classes, logits, sizeof(float) * n * classes);
+    }
+    if (st == SRP_OK) {
+        const srp_tensor_ref ref = {"logits", SRP_DTYPE_F32, 2, {d->count, classes}, all};
+        st = srp_safetensors_save(t->opt.logits_path, &ref, 1, NULL, 0);
+    }
+    free(all);
+    if (st != SRP_OK)
+        return ex_fail(err, EX_FAILED, "writing logits to %s: %s", t->opt.logits_path,
+                       srp_status_str(st));
+    printf("wrote %s\n", t->opt.logits_path);
+    return EX_OK;
+}
+
 /* --export: the model (the live weights, not an --ema average), under the
  * official PyTorch names. */
 static ex_code export_model(trainer *t, ex_error *err)
@@ -627,6 +656,8 @@ static ex_code run(trainer *t, ex_error *err)
         if (code == EX_OK)
             printf("test accuracy %.4f, test loss %.4f (%zu images)\n", acc, loss,
                    t->data.test.count);
+        if (code == EX_OK && o->logits_path)
+            code = write_logits(t, err);
         return code == EX_OK ? export_model(t, err) : code;
     }
     if (o->resume_path) {

@@ -86,6 +86,9 @@ static const ex_opt_spec k_specs[] = {
     {"export", EX_OPT_STRING, OFF(export_path), 0, 0, NULL, 0, 0,
      "at the end, write the model to this safetensors file under the official PyTorch code's "
      "names (docs/FORMAT.md)"},
+    {"logits", EX_OPT_STRING, OFF(logits_path), 0, 0, NULL, 0, 0,
+     "with --eval-only, also write the test set's logits to this safetensors file (tensor "
+     "\"logits\" [images, classes], in the test set's order)"},
     {"init-from", EX_OPT_STRING, OFF(init_from), 0, 0, NULL, 0, 0,
      "start from the model in this safetensors file (official names, e.g. trained in "
      "PyTorch) instead of a random init"},
@@ -176,6 +179,8 @@ ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
     if (o->eval_only && !o->resume_path && !o->init_from)
         return ex_fail(err, EX_USAGE,
                        "--eval-only needs --resume CHECKPOINT or --init-from MODEL.safetensors");
+    if (o->logits_path && !o->eval_only)
+        return ex_fail(err, EX_USAGE, "--logits goes with --eval-only");
     if (o->init_from && o->resume_path)
         return ex_fail(err, EX_USAGE,
                        "--init-from starts a new run and --resume continues one: give one of them");

@@ -55,6 +55,7 @@ typedef struct {
     int eval_only;
     const char *export_path; /* the model as safetensors, official names, at the end */
     const char *init_from;   /* start from this safetensors model */
+    const char *logits_path; /* --eval-only: the test set's logits, as safetensors */
     int profile;             /* print where the training time went */
     const char *report_at; /* "0.9,0.92": when each accuracy was first reached */
 

@@ -362,6 +362,8 @@ static void test_cli_errors(void **state)
     assert_non_null(strstr(out, "sgd|lars|adamw"));
     assert_int_equal(run_train("--dim 128 --heads 3", out, sizeof(out)), 2);
     assert_int_equal(run_train("--eval-only", out, sizeof(out)), 2);
+    assert_int_equal(run_train("--logits l.safetensors", out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "--logits goes with --eval-only"));
     assert_int_equal(run_train("--help", out, sizeof(out)), 0);
     assert_non_null(strstr(out, "--stop-on-collapse"));
 

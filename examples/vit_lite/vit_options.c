@@ -92,7 +92,7 @@ static const ex_opt_spec k_specs[] = {
     {"init-from", EX_OPT_STRING, OFF(init_from), 0, 0, NULL, 0, 0,
      "start from the model in this safetensors file (official names, e.g. trained in "
      "PyTorch) instead of a random init"},
-    {"report-at", EX_OPT_STRING, OFF(report_at), 0, 0, NULL, 0, 0,
+    {"report-at", EX_OPT_STRING, OFF(report_at), 0, 0, "LIST", 0, 0,
      "accuracies, e.g. 0.9,0.92: print when each was first reached (time to accuracy)"},
     {"plot", EX_OPT_STRING, OFF(plot_path), 0, 0, NULL, 0, 0,
      "render loss, accuracy and entropy curves to this PNG (gnuplot)"},

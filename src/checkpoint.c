@@ -27,36 +27,6 @@
 
 static const unsigned char MAGIC[8] = {'S', 'R', 'P', 'C', 'K', 'P', 'T', 0};
 
-/* ---- little-endian fields ---- */
-
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 /* ======================================================================
@@ -98,11 +68,11 @@ static void write_checkpoint(srp_file_writer *w, const void *ctx)
     const srp_tensor_ref *refs = p->refs;
     unsigned char h[HEADER_SIZE] = {0};
     memcpy(h, MAGIC, 8);
-    put_u32(h + 8, SRP_CHECKPOINT_FORMAT_VERSION);
-    put_u32(h + 12, 0);
-    put_u64(h + 16, p->file_size);
-    put_u64(h + 24, p->count);
-    put_u64(h + 32, p->table_size);
+    srp_put_u32_le(h + 8, SRP_CHECKPOINT_FORMAT_VERSION);
+    srp_put_u32_le(h + 12, 0);
+    srp_put_u64_le(h + 16, p->file_size);
+    srp_put_u64_le(h + 24, p->count);
+    srp_put_u64_le(h + 32, p->table_size);
     srp_writer_put(w, h, HEADER_SIZE);
 
     uint64_t at = p->data_start;
@@ -115,13 +85,13 @@ static void write_checkpoint(srp_file_writer *w, const void *ctx)
         const size_t len = strlen(r->name);
         unsigned char e[ENTRY_FIXED] = {0};
         at = align_up(at, DATA_ALIGN);
-        put_u32(e, (uint32_t)len);
-        put_u32(e + 4, (uint32_t)r->dtype);
-        put_u32(e + 8, (uint32_t)r->ndim);
+        srp_put_u32_le(e, (uint32_t)len);
+        srp_put_u32_le(e + 4, (uint32_t)r->dtype);
+        srp_put_u32_le(e + 8, (uint32_t)r->ndim);
         for (size_t k = 0; k < SRP_CHECKPOINT_MAX_NDIM; k++)
-            put_u64(e + 16 + 8 * k, shape[k]);
-        put_u64(e + 48, at);
-        put_u64(e + 56, bytes);
+            srp_put_u64_le(e + 16 + 8 * k, shape[k]);
+        srp_put_u64_le(e + 48, at);
+        srp_put_u64_le(e + 56, bytes);
         srp_writer_put(w, e, ENTRY_FIXED);
         srp_writer_put(w, r->name, len);
         srp_writer_put_zeros(w, align_up(len, 8) - len);
@@ -140,7 +110,7 @@ static void write_checkpoint(srp_file_writer *w, const void *ctx)
     }
 
     unsigned char t[TRAILER_SIZE];
-    put_u32(t, w->crc);
+    srp_put_u32_le(t, w->crc);
     srp_writer_put(w, t, TRAILER_SIZE);
 }
 
@@ -193,21 +163,21 @@ static srp_status parse_entry(const unsigned char *buf, uint64_t table_end, uint
     if (table_end - *pos < ENTRY_FIXED)
         return SRP_ERR_FORMAT;
     const unsigned char *p = buf + *pos;
-    e->name_len = get_u32(p);
-    const uint32_t dtype = get_u32(p + 4);
-    e->ndim = get_u32(p + 8);
+    e->name_len = srp_get_u32_le(p);
+    const uint32_t dtype = srp_get_u32_le(p + 4);
+    e->ndim = srp_get_u32_le(p + 8);
     if (e->name_len == 0 || e->name_len > SRP_CHECKPOINT_MAX_NAME ||
         srp_dtype_size((srp_dtype)dtype) == 0 || e->ndim > SRP_CHECKPOINT_MAX_NDIM ||
-        get_u32(p + 12) != 0)
+        srp_get_u32_le(p + 12) != 0)
         return SRP_ERR_FORMAT;
     e->dtype = (srp_dtype)dtype;
     for (uint32_t k = 0; k < SRP_CHECKPOINT_MAX_NDIM; k++) {
-        e->shape[k] = get_u64(p + 16 + 8 * k);
+        e->shape[k] = srp_get_u64_le(p + 16 + 8 * k);
         if (k >= e->ndim && e->shape[k] != 0)
             return SRP_ERR_FORMAT;
     }
-    e->offset = get_u64(p + 48);
-    e->bytes = get_u64(p + 56);
+    e->offset = srp_get_u64_le(p + 48);
+    e->bytes = srp_get_u64_le(p + 56);
     int ok = 1;
     if (srp_tensor_bytes(e->dtype, e->ndim, e->shape, &ok) != e->bytes || !ok)
         return SRP_ERR_FORMAT;
@@ -237,16 +207,16 @@ static srp_status parse_file(const unsigned char *buf, size_t size, entry **entr
         return SRP_ERR_FORMAT;
     if (size < 12)
         return SRP_ERR_FORMAT;
-    if (get_u32(buf + 8) != SRP_CHECKPOINT_FORMAT_VERSION)
+    if (srp_get_u32_le(buf + 8) != SRP_CHECKPOINT_FORMAT_VERSION)
         return SRP_ERR_VERSION;
     if (size < HEADER_SIZE + TRAILER_SIZE)
         return SRP_ERR_FORMAT;
-    const uint64_t file_size = get_u64(buf + 16), n = get_u64(buf + 24);
-    const uint64_t table_size = get_u64(buf + 32);
-    if (get_u32(buf + 12) != 0 || file_size != (uint64_t)size)
+    const uint64_t file_size = srp_get_u64_le(buf + 16), n = srp_get_u64_le(buf + 24);
+    const uint64_t table_size = srp_get_u64_le(buf + 32);
+    if (srp_get_u32_le(buf + 12) != 0 || file_size != (uint64_t)size)
         return SRP_ERR_FORMAT;
     const uint64_t data_limit = size - TRAILER_SIZE;
-    if (srp_crc32(0, buf, (size_t)data_limit) != get_u32(buf + data_limit))
+    if (srp_crc32(0, buf, (size_t)data_limit) != srp_get_u32_le(buf + data_limit))
         return SRP_ERR_FORMAT;
     /* Every entry takes at least ENTRY_FIXED + 8 table bytes. */
     if (table_size > data_limit - HEADER_SIZE || n == 0 || n > table_size / (ENTRY_FIXED + 8))

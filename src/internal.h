@@ -168,6 +168,11 @@ uint64_t srp_ref_bytes(const srp_tensor_ref *r, int *ok);
  * bytes and unique, data set, a known dtype, ndim <= 4, a size that fits:
  * otherwise SRP_ERR_INVALID_ARG. */
 srp_status srp_tensor_refs_check(const srp_tensor_ref *refs, size_t count);
+/* Little-endian fixed-width fields, whatever the host's order. */
+void srp_put_u32_le(unsigned char *p, uint32_t v);
+void srp_put_u64_le(unsigned char *p, uint64_t v);
+uint32_t srp_get_u32_le(const unsigned char *p);
+uint64_t srp_get_u64_le(const unsigned char *p);
 /* Host-order tensor data to/from little-endian bytes (elem: element size). */
 void srp_copy_little_endian(void *dst, const void *src, size_t bytes, size_t elem);
 uint32_t srp_crc32(uint32_t crc, const unsigned char *p, size_t n);

@@ -87,12 +87,6 @@ static size_t parse_dtype(const char *s, srp_dtype *d)
  * Save
  * ====================================================================== */
 
-static void put_u64_le(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
 /* The JSON header for refs, or NULL when out of memory. */
 static char *build_header(const srp_tensor_ref *refs, size_t count, const char *const *metadata,
                           size_t metadata_count)
@@ -147,7 +141,7 @@ static void write_safetensors(srp_file_writer *w, const void *ctx)
 {
     const safetensors_plan *p = ctx;
     unsigned char n[8];
-    put_u64_le(n, p->padded_len);
+    srp_put_u64_le(n, p->padded_len);
     srp_writer_put(w, n, 8);
     srp_writer_put(w, p->header, p->header_len);
     for (size_t i = p->header_len; i < p->padded_len; i++)
@@ -199,14 +193,6 @@ srp_status srp_safetensors_save(const char *path, const srp_tensor_ref *refs, si
 /* ======================================================================
  * Open
  * ====================================================================== */
-
-static uint64_t get_u64_le(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 /* A JSON number that is a whole number in [0, 2^53]. */
 static int exact_count(const cJSON *j, uint64_t *out)
@@ -305,7 +291,7 @@ static srp_status parse_file(srp_safetensors *f, size_t size)
 {
     if (size < 8)
         return SRP_ERR_FORMAT;
-    const uint64_t n = get_u64_le(f->file);
+    const uint64_t n = srp_get_u64_le(f->file);
     if (n < 2 || n > SRP_SAFETENSORS_MAX_HEADER || n > size - 8 || f->file[8] != '{')
         return SRP_ERR_FORMAT;
     const char *text = (const char *)f->file + 8, *end = NULL;

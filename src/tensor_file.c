@@ -1,7 +1,7 @@
 /* What the two files of named tensors (checkpoint.c, safetensors.c) share:
- * the check of a caller's tensor list, tensor data to and from
- * little-endian bytes, a buffered writer, atomic saves and reading a whole
- * file into memory.
+ * the check of a caller's tensor list, little-endian fields, tensor data to
+ * and from little-endian bytes, a buffered writer, atomic saves and reading
+ * a whole file into memory.
  *
  * An atomic save writes "<path>.tmp", fsyncs it, renames it over path and
  * fsyncs the directory: a crash at any moment leaves either the old or the
@@ -90,6 +90,36 @@ srp_status srp_tensor_refs_check(const srp_tensor_ref *refs, size_t count)
                 return SRP_ERR_INVALID_ARG;
     }
     return SRP_OK;
+}
+
+/* ---- little-endian fields ---- */
+
+void srp_put_u32_le(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+void srp_put_u64_le(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+uint32_t srp_get_u32_le(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+uint64_t srp_get_u64_le(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
 }
 
 /* ---- little-endian data ---- */

@@ -757,8 +757,8 @@ static void test_official_names_round_trip(void **state)
 {
     (void)state;
     char path[600], other[600];
-    snprintf(path, sizeof(path), "%s/official.safetensors", scratch_dir());
-    snprintf(other, sizeof(other), "%s/official_ln.safetensors", scratch_dir());
+    scratch_path(path, sizeof(path), "official.safetensors");
+    scratch_path(other, sizeof(other), "official_ln.safetensors");
     vit_config c = small_config(8, 2);
     c.seed = 1;
     vit_model *a, *b, *ln;
@@ -832,7 +832,7 @@ static void test_official_names_round_trip(void **state)
     assert_int_equal(vit_import_safetensors(ln, path, &err), EX_FAILED);
     assert_non_null(strstr(err.message, "missing: blocks.0.norm1.weight"));
     assert_true(srp_linear_weight(head)[0] == keep);
-    snprintf(other, sizeof(other), "%s/no-such.safetensors", scratch_dir());
+    scratch_path(other, sizeof(other), "no-such.safetensors");
     assert_int_equal(vit_import_safetensors(b, other, &err), EX_FAILED);
     assert_non_null(strstr(err.message, other));
     vit_destroy(a);
@@ -875,10 +875,8 @@ static void test_export_and_init_from(void **state)
     (void)state;
     static char out[1 << 16];
     char args[1400], model[600];
-    snprintf(model, sizeof(model), "%s/trained.safetensors", scratch_dir());
-    const char *common = "--threads 2 --dataset synthetic --synthetic-train 256 "
-                         "--synthetic-test 128 --dim 16 --depth 1 --heads 2 --mlp-dim 32 "
-                         "--batch 32 --epochs 1";
+    scratch_path(model, sizeof(model), "trained.safetensors");
+    const char *common = SMALL_MODEL "--epochs 1";
     snprintf(args, sizeof(args), "%s --export %s", common, model);
     assert_int_equal(run_train(args, out, sizeof(out)), 0);
     const char *acc = strstr(out, "test accuracy");
@@ -890,7 +888,7 @@ static void test_export_and_init_from(void **state)
     assert_non_null(strstr(out, trained));
     snprintf(args, sizeof(args), "%s --init-from %s --resume %s", common, model, model);
     assert_int_equal(run_train(args, out, sizeof(out)), 2);
-    snprintf(args, sizeof(args), "%s --dim 32 --init-from %s", common, model);
+    snprintf(args, sizeof(args), "%s --dim 16 --init-from %s", common, model);
     assert_int_equal(run_train(args, out, sizeof(out)), 1);
     assert_non_null(strstr(out, "shape or dtype"));
 }

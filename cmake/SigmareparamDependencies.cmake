@@ -9,6 +9,7 @@
 #   ZLIB::ZLIB              zlib: CRC32 for checkpoints (Debian: zlib1g-dev)
 #   cjson                   cJSON: safetensors headers, the examples' metrics (Debian: libcjson-dev)
 #   sigmareparam::libm      the C math library
+#   MPI::MPI_C              with SRP_WITH_MPI: Open MPI or any MPI (Debian: libopenmpi-dev)
 #
 # Why the OpenMP build of OpenBLAS: the library runs its own loops (softmax,
 # entropy, norms, per-head attention) with OpenMP between GEMMs. With the
@@ -129,5 +130,15 @@ if(NOT TARGET sigmareparam::libm)
   add_library(sigmareparam::libm INTERFACE IMPORTED)
   if(UNIX)
     set_target_properties(sigmareparam::libm PROPERTIES INTERFACE_LINK_LIBRARIES m)
+  endif()
+endif()
+
+# MPI, for dist.h (SRP_WITH_MPI): public, since that header includes <mpi.h>.
+if(SRP_WITH_MPI AND NOT TARGET MPI::MPI_C)
+  find_package(MPI COMPONENTS C QUIET)
+  if(NOT MPI_C_FOUND)
+    srp_dependency_missing(
+      "libsigmareparam was configured with SRP_WITH_MPI, and no MPI was found.\n"
+      "On Debian or Ubuntu: sudo apt-get install libopenmpi-dev openmpi-bin")
   endif()
 endif()

@@ -14,6 +14,7 @@ const char *srp_status_str(srp_status s)
     case SRP_ERR_FORMAT: return "malformed or corrupt data";
     case SRP_ERR_VERSION: return "unsupported format version";
     case SRP_ERR_UNSUPPORTED: return "unsupported operation";
+    case SRP_ERR_PEER: return "another rank of the distributed run failed";
     }
     return "unknown status";
 }

@@ -43,7 +43,8 @@ typedef enum {
     SRP_ERR_IO,          /* a file could not be opened, read or written */
     SRP_ERR_FORMAT,      /* a file is truncated, corrupt or not ours */
     SRP_ERR_VERSION,     /* a file from a format version we cannot read */
-    SRP_ERR_UNSUPPORTED  /* a valid request this build or object cannot do */
+    SRP_ERR_UNSUPPORTED, /* a valid request this build or object cannot do */
+    SRP_ERR_PEER         /* distributed runs (dist.h): another rank failed, or MPI did */
 } srp_status;
 
 /* The `training` argument of the forwards: a training forward runs the

@@ -40,11 +40,11 @@ int scratch_teardown(void)
 
 const char *scratch_dir(void) { return g_dir; }
 
-int run_program(const char *exe, const char *args, char *out, size_t outlen)
+int run_command(const char *cmd, char *out, size_t outlen)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd), "'%s' --threads 2 %s 2>&1", exe, args);
-    FILE *p = popen(cmd, "r");
+    char full[4096];
+    snprintf(full, sizeof(full), "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
     assert_non_null(p);
     size_t len = 0;
     size_t got;
@@ -56,6 +56,13 @@ int run_program(const char *exe, const char *args, char *out, size_t outlen)
     }
     const int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int run_program(const char *exe, const char *args, char *out, size_t outlen)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "'%s' --threads 2 %s", exe, args);
+    return run_command(cmd, out, outlen);
 }
 
 void scratch_path(char *buf, size_t len, const char *name)
@@ -101,6 +108,23 @@ double last_value(const char *metrics_path, const char *type, const char *key)
     }
     free(text);
     return value;
+}
+
+size_t all_values(const char *metrics_path, const char *type, const char *key, double *out,
+                  size_t cap)
+{
+    char *text = read_text(metrics_path);
+    size_t n = 0;
+    char type_pat[64], key_pat[64];
+    snprintf(type_pat, sizeof(type_pat), "\"type\":\"%s\"", type);
+    snprintf(key_pat, sizeof(key_pat), "\"%s\":", key);
+    for (char *line = strtok(text, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
+        char *k = strstr(line, key_pat);
+        if (strstr(line, type_pat) && k)
+            out[n++] = strtod(k + strlen(key_pat), NULL);
+    }
+    free(text);
+    return n;
 }
 
 static uint64_t le64(const unsigned char *p)
@@ -167,3 +191,49 @@ int same_but_time(const char *a, const char *b, int checkpoint)
     return same;
 }
 
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+double checkpoint_float_difference(const char *a, const char *b, char *worst, size_t worstlen)
+{
+    size_t na, nb;
+    unsigned char *x = read_file_bytes(a, &na), *y = read_file_bytes(b, &nb);
+    assert_non_null(x);
+    assert_non_null(y);
+    double largest = -1.0;
+    const uint64_t count = le64(x + 24);
+    if (na == nb && count == le64(y + 24)) {
+        largest = 0.0;
+        size_t at = 40;
+        for (uint64_t i = 0; i < count && largest >= 0.0; i++) {
+            const size_t len = le32(x + at);
+            const uint64_t offset = le64(x + at + 48), bytes = le64(x + at + 56);
+            if (memcmp(x + at, y + at, 64 + len) != 0) { /* other tables */
+                largest = -1.0;
+                break;
+            }
+            if (le32(x + at + 4) == 1 /* F32 */) {
+                const size_t n = (size_t)bytes / 4;
+                double diff = 0.0, scale = 0.0;
+                for (size_t k = 0; k < n; k++) {
+                    float u, v;
+                    memcpy(&u, x + offset + 4 * k, 4);
+                    memcpy(&v, y + offset + 4 * k, 4);
+                    diff = fmax(diff, fabs((double)u - (double)v));
+                    scale = fmax(scale, fabs((double)u));
+                }
+                const double rel = scale > 0.0 ? diff / scale : diff;
+                if (rel > largest) {
+                    largest = rel;
+                    snprintf(worst, worstlen, "%.*s", (int)len, (const char *)x + at + 64);
+                }
+            }
+            at += 64 + (len + 7) / 8 * 8;
+        }
+    }
+    free(x);
+    free(y);
+    return largest;
+}

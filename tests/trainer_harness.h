@@ -16,6 +16,9 @@ const char *scratch_dir(void);
 /* buf = "<scratch folder>/<name>" */
 void scratch_path(char *buf, size_t len, const char *name);
 
+/* Runs a shell command line, stdout and stderr into out (truncated to
+ * outlen). Returns the exit code, or -1 if it did not exit normally. */
+int run_command(const char *cmd, char *out, size_t outlen);
 /* Runs `'exe' --threads 2 args`, stdout and stderr into out (truncated to
  * outlen). Returns the exit code, or -1 if it did not exit normally. */
 int run_program(const char *exe, const char *args, char *out, size_t outlen);
@@ -27,6 +30,15 @@ char *read_text(const char *path);
 /* The number after "key": on the last line of the metrics file whose type
  * is `type`; NaN when there is none. */
 double last_value(const char *metrics_path, const char *type, const char *key);
+/* Every value after "key": on the lines of type `type`, in order, into
+ * out (at most cap); returns how many. */
+size_t all_values(const char *metrics_path, const char *type, const char *key, double *out,
+                  size_t cap);
+/* Two checkpoints with the same tensors (names, shapes, order): the
+ * largest difference of a float tensor's values, relative to the tensor's
+ * largest magnitude in a, over all float tensors; that tensor's name into
+ * worst. -1 when the tables differ. For runs that differ only by rounding. */
+double checkpoint_float_difference(const char *a, const char *b, char *worst, size_t worstlen);
 /* The two files hold the same bytes, but for what wall time changes: the
  * metrics' "seconds" (checkpoint 0) or the checkpoint's train.seconds
  * (checkpoint 1). */

@@ -31,6 +31,7 @@ typedef struct {
     uint64_t eval_every;   /* steps between validation evaluations */
     size_t eval_windows;   /* context windows of each periodic evaluation (0: all) */
     uint64_t stop_after_steps;
+    uint64_t check_replicas; /* under mpirun: steps between replica checks; 0: never */
 
     /* output */
     const char *metrics_path, *checkpoint_path, *resume_path, *plot_path, *plot_only;

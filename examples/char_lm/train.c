@@ -20,6 +20,7 @@
 #include <sigmareparam.h>
 
 #include "common/collapse.h"
+#include "common/dist.h"
 #include "common/error.h"
 #include "common/linears.h"
 #include "common/metrics.h"
@@ -55,6 +56,8 @@ typedef struct {
 
 typedef struct {
     lm_options opt;
+    ex_dist dist;       /* one process, or this rank of an mpirun job */
+    size_t local_batch; /* this rank's share of the batch */
     lm_text text;
     lm_baselines baselines;
     lm_model *model;
@@ -98,15 +101,20 @@ static ex_code load_text(trainer *t, ex_error *err)
 }
 
 /* A training batch: random windows of the training text, each with the
- * bytes that follow its positions. */
+ * bytes that follow its positions. Every rank draws the whole batch's
+ * windows and keeps its share of them. */
 static void sample_batch(trainer *t)
 {
     const size_t B = t->opt.batch, T = t->opt.model.context;
+    const size_t first = (size_t)t->dist.rank * t->local_batch;
     for (size_t b = 0; b < B; b++) {
         const size_t start = (size_t)srp_rng_below(&t->run.data_rng, t->text.train_len - T);
+        if (b < first || b >= first + t->local_batch)
+            continue;
+        const size_t row = b - first;
         for (size_t i = 0; i < T; i++) {
-            t->tokens[b * T + i] = t->text.train[start + i];
-            t->targets[b * T + i] = t->text.train[start + i + 1];
+            t->tokens[row * T + i] = t->text.train[start + i];
+            t->targets[row * T + i] = t->text.train[start + i + 1];
         }
     }
 }
@@ -163,18 +171,22 @@ static void model_config_record(const lm_config *c, uint64_t *rec)
 static ex_code build(trainer *t, ex_error *err)
 {
     lm_options *o = &t->opt;
+    ex_code code = ex_dist_split_batch(&t->dist, o->batch, &t->local_batch, err);
+    if (code != EX_OK)
+        return code;
+    o->model.max_batch = t->local_batch;
     srp_status st = lm_create(&t->model, &o->model);
     if (st != SRP_OK)
         return ex_fail_status(err, st, "creating the model");
     model_config_record(&o->model, t->config);
-    ex_code code = build_optimizer(t, err);
+    code = build_optimizer(t, err);
     if (code != EX_OK)
         return code;
     if (o->steps && o->warmup_steps >= o->steps)
         return ex_fail(err, EX_USAGE, "--warmup %llu must be below --steps %llu",
                        (unsigned long long)o->warmup_steps, (unsigned long long)o->steps);
     set_schedule(t, o->steps);
-    const size_t rows = o->batch * o->model.context;
+    const size_t rows = t->local_batch * o->model.context;
     const size_t lh = o->model.depth * o->model.heads, nlin = lm_linears(t->model)->count;
     t->tokens = malloc(sizeof(uint32_t) * rows);
     t->targets = malloc(sizeof(int) * rows);
@@ -221,17 +233,21 @@ static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
     ex_collapse_tensors(&t->watch, "train.collapse", list);
 }
 
+/* Rank 0 writes; every rank learns whether that worked. */
 static ex_code save_checkpoint(trainer *t, ex_error *err)
 {
     if (!t->opt.checkpoint_path)
         return EX_OK;
-    ex_tensor_list list;
-    ex_tensors_init(&list);
-    checkpoint_tensors(t, &list);
-    const ex_code code = ex_run_save(&t->run.base, &list, lm_linears(t->model), t->metrics.lines,
-                                     t->opt.checkpoint_path, err);
-    ex_tensors_free(&list);
-    return code;
+    ex_code code = EX_OK;
+    if (ex_dist_is_root(&t->dist)) {
+        ex_tensor_list list;
+        ex_tensors_init(&list);
+        checkpoint_tensors(t, &list);
+        code = ex_run_save(&t->run.base, &list, lm_linears(t->model), t->metrics.lines,
+                           t->opt.checkpoint_path, err);
+        ex_tensors_free(&list);
+    }
+    return ex_dist_agree(&t->dist, code, err);
 }
 
 static ex_code load_checkpoint(trainer *t, const char *path, ex_error *err)
@@ -252,15 +268,17 @@ static ex_code load_checkpoint(trainer *t, const char *path, ex_error *err)
 
 /* Mean loss (nats per byte) of eval forwards over windows of the
  * validation text: consecutive windows of context bytes, each predicting
- * its next bytes; `windows` of them spread evenly over the text (0: all). */
+ * its next bytes; `windows` of them spread evenly over the text (0: all).
+ * The ranks take turns at the batches (of each one's share). */
 static ex_code evaluate(trainer *t, size_t windows, double *loss_out, ex_error *err)
 {
-    const size_t B = t->opt.batch, T = t->opt.model.context;
+    const size_t B = t->local_batch, T = t->opt.model.context, ranks = (size_t)t->dist.size;
     const size_t all = (t->text.val_len - 1) / T;
     const size_t n = windows && windows < all ? windows : all;
     const size_t stride = all / n; /* in windows */
     double sum = 0.0;
-    for (size_t first = 0; first < n; first += B) {
+    ex_code code = EX_OK;
+    for (size_t first = (size_t)t->dist.rank * B; first < n && code == EX_OK; first += ranks * B) {
         const size_t rows = n - first < B ? n - first : B;
         for (size_t r = 0; r < rows; r++) {
             const size_t start = (first + r) * stride * T;
@@ -275,9 +293,13 @@ static ex_code evaluate(trainer *t, size_t windows, double *loss_out, ex_error *
         if (st == SRP_OK)
             st = srp_cross_entropy_forward(logits, t->targets, rows * T, LM_VOCAB, 0.0f, &loss);
         if (st != SRP_OK)
-            return ex_fail_status(err, st, "evaluation");
+            code = ex_fail_status(err, st, "evaluation");
         sum += (double)loss * (double)rows;
     }
+    if ((code = ex_dist_agree(&t->dist, code, err)) != EX_OK)
+        return code;
+    if (ex_dist_sum(&t->dist, &sum, 1) != SRP_OK)
+        return ex_fail(err, EX_FAILED, "summing the evaluation over the ranks");
     *loss_out = sum / (double)n;
     return EX_OK;
 }
@@ -397,6 +419,8 @@ static void on_collapse(void *ctx, size_t index, ex_collapse_kind kind, float va
 {
     trainer *t = ctx;
     const size_t H = t->opt.model.heads;
+    if (!ex_dist_is_root(&t->dist)) /* every rank sees the same entropies: one speaks */
+        return;
     ex_progress_break(&t->progress);
     fprintf(stderr,
             "warning: entropy collapse at step %llu: layer %zu head %zu at %.3f of uniform (%s "
@@ -413,25 +437,38 @@ static void on_collapse(void *ctx, size_t index, ex_collapse_kind kind, float va
     ex_metrics_end(&t->metrics);
 }
 
+/* One optimization step: this rank's share of the batch (all of it in one
+ * process), its gradients averaged with the other ranks'. */
 static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
 {
     const lm_options *o = &t->opt;
-    const size_t rows = o->batch * o->model.context;
+    const size_t rows = t->local_batch * o->model.context;
     sample_batch(t);
     const float *logits;
     float loss = NAN, norm = NAN;
-    srp_status st = lm_forward(t->model, t->tokens, o->batch, o->model.context, SRP_TRAIN, &logits);
+    srp_status st =
+        lm_forward(t->model, t->tokens, t->local_batch, o->model.context, SRP_TRAIN, &logits);
     if (st == SRP_OK)
         st = srp_cross_entropy_forward(logits, t->targets, rows, LM_VOCAB, 0.0f, &loss);
     if (st == SRP_OK)
         st = srp_cross_entropy_backward(logits, t->targets, rows, LM_VOCAB, 0.0f, t->dlogits);
     if (st == SRP_OK)
         st = lm_backward(t->model, t->dlogits);
+    st = ex_dist_average_gradients(&t->dist, st); /* every rank, failed or not */
     if (st == SRP_OK)
         st = srp_optim_clip_grad_norm(t->optim, o->clip > 0.0f ? o->clip : FLT_MAX, &norm);
     const float lr = srp_lr_at(&t->schedule, t->run.base.step);
     if (st == SRP_OK)
         st = srp_optim_step(t->optim, lr);
+    if (st == SRP_OK)
+        st = ex_dist_sync_spectral(&t->dist);
+    double loss_sum = loss; /* the batch's, over the ranks */
+    if (st == SRP_OK)
+        st = ex_dist_sum(&t->dist, &loss_sum, 1);
+    if (st == SRP_ERR_PEER)
+        return ex_fail(err, EX_FAILED,
+                       "step %llu failed on another rank (its message says why); every rank stops",
+                       (unsigned long long)t->run.base.step);
     if (st == SRP_ERR_NUMERIC)
         return ex_fail(err, EX_NONFINITE,
                        "the %s became non-finite at step %llu; training stopped.%s%s",
@@ -441,7 +478,7 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     if (st != SRP_OK)
         return ex_fail_status(err, st, "training step");
     srp_optim_zero_grad(t->optim);
-    rec->loss = loss;
+    rec->loss = (float)(loss_sum / (double)t->dist.size);
     rec->lr = lr;
     rec->grad_norm = norm;
     return EX_OK;
@@ -460,7 +497,12 @@ static ex_code collect_entropy(trainer *t, int with_bound, ex_error *err)
         if (st != SRP_OK)
             return ex_fail_status(err, st, "attention entropy");
     }
-    return EX_OK;
+    /* The whole batch's: means averaged over the ranks' equal shares. */
+    const size_t lh = t->opt.model.depth * H;
+    srp_status st = ex_dist_mean_min(&t->dist, t->ent_mean, t->ent_min, lh);
+    if (st == SRP_OK)
+        st = ex_dist_mean_min(&t->dist, t->ent_norm, NULL, lh);
+    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "attention entropy over the ranks");
 }
 
 static void write_train_metrics(trainer *t, const step_record *rec, int with_bound)
@@ -546,8 +588,12 @@ static void estimate_schedule(trainer *t)
         t->t_estimate = ex_now();
     if (t->steps_this_run != ESTIMATE_AT)
         return;
-    const double per_step = (ex_now() - t->t_estimate) / (ESTIMATE_AT - ESTIMATE_FROM);
-    const double left = (double)t->opt.minutes * 60.0 - ex_run_seconds(&t->run.base);
+    /* Rank 0's clock decides, so that every rank runs the same schedule. */
+    double clock[2] = {(ex_now() - t->t_estimate) / (ESTIMATE_AT - ESTIMATE_FROM),
+                       ex_run_seconds(&t->run.base)};
+    ex_dist_broadcast(&t->dist, clock, 2);
+    const double per_step = clock[0];
+    const double left = (double)t->opt.minutes * 60.0 - clock[1];
     uint64_t total = t->run.base.step + (uint64_t)(fmax(left, 0.0) / per_step * ESTIMATE_KEEP);
     if (total <= t->opt.warmup_steps)
         total = t->opt.warmup_steps + 1;
@@ -578,19 +624,27 @@ static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
         write_train_metrics(t, rec, bound_now);
     if (ex_progress_due(&t->progress, t->run.base.step))
         print_progress(t, rec);
+    if (o->check_replicas && t->run.base.step % o->check_replicas == 0 &&
+        (code = ex_dist_check_replicas(&t->dist, t->run.base.step, err)) != EX_OK)
+        return code;
     if (t->run.base.step % o->eval_every == 0 &&
         (code = write_eval(t, o->eval_windows, 0, err)) != EX_OK)
         return code;
     return t->run.base.step % o->checkpoint_every == 0 ? save_checkpoint(t, err) : EX_OK;
 }
 
-/* Whether the run has reached its end: the steps, or the minutes. */
-static int finished(const trainer *t)
+/* Whether the run has reached its end: the steps, or the minutes (by rank
+ * 0's clock, so that every rank stops at the same step). */
+static int finished(trainer *t)
 {
     const lm_options *o = &t->opt;
     if (t->run.schedule_steps && t->run.base.step >= t->run.schedule_steps)
         return 1;
-    return o->minutes > 0.0f && ex_run_seconds(&t->run.base) >= (double)o->minutes * 60.0;
+    if (!(o->minutes > 0.0f))
+        return 0;
+    double out_of_time = ex_run_seconds(&t->run.base) >= (double)o->minutes * 60.0;
+    ex_dist_broadcast(&t->dist, &out_of_time, 1);
+    return out_of_time != 0.0;
 }
 
 static ex_code train(trainer *t, ex_error *err)
@@ -603,9 +657,11 @@ static ex_code train(trainer *t, ex_error *err)
     while (!finished(t)) {
         if (o->stop_after_steps && t->run.base.step >= o->stop_after_steps) {
             ex_progress_break(&t->progress);
-            printf("stopped after step %llu as asked (--stop-after-steps); resume with --resume "
-                   "%s\n",
+            printf("stopped after step %llu as asked (--stop-after-steps; %.1f ms per step in "
+                   "this run); resume with --resume %s\n",
                    (unsigned long long)t->run.base.step,
+                   1e3 * (ex_now() - t->run.base.started) /
+                       (double)(t->steps_this_run ? t->steps_this_run : 1),
                    o->checkpoint_path ? o->checkpoint_path : "(no --checkpoint given)");
             return save_checkpoint(t, err);
         }
@@ -651,6 +707,8 @@ static ex_code run(trainer *t, ex_error *err)
 {
     lm_options *o = &t->opt;
     if (o->plot_only) {
+        if (!ex_dist_is_root(&t->dist))
+            return EX_OK;
         const ex_code code = ex_plot(o->plot_only, o->plot_path, &k_plot, err);
         if (code == EX_OK)
             printf("wrote %s\n", o->plot_path);
@@ -658,29 +716,35 @@ static ex_code run(trainer *t, ex_error *err)
     }
     srp_set_num_threads((int)o->threads);
     if (o->generate_path)
-        return generate_from_checkpoint(o, err);
+        return ex_dist_is_root(&t->dist) ? generate_from_checkpoint(o, err) : EX_OK;
     printf("char-lm-train: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s, %d threads\n",
            srp_version_string(), srp_gemm_backend(), srp_openblas_core(), srp_get_num_threads());
     ex_code code = load_text(t, err);
     if (code == EX_OK)
         code = build(t, err);
-    if (code != EX_OK)
+    if ((code = ex_dist_agree(&t->dist, code, err)) != EX_OK)
         return code;
     printf("text: %zu documents, %zu training bytes, %zu validation bytes (every %dth document)\n",
            t->text.documents, t->text.train_len, t->text.val_len, LM_VAL_EVERY);
     printf("baselines on the validation text: unigram %.4f, bigram %.4f bits per character\n",
            t->baselines.unigram_bpc, t->baselines.bigram_bpc);
     lm_options_fingerprint(o, t->run.base.fingerprint, sizeof(t->run.base.fingerprint));
+    t->run.base.ranks = (uint64_t)t->dist.size;
+    if ((code = ex_dist_same_options(&t->dist, t->run.base.fingerprint, err)) != EX_OK ||
+        (code = ex_dist_attach(&t->dist, t->param_list.params, t->param_list.count,
+                               lm_linears(t->model), err)) != EX_OK)
+        return code;
+    ex_dist_describe(&t->dist, stdout);
     srp_rng_seed(&t->run.data_rng, o->seed ^ 0xda7a5eedull);
     if (o->resume_path) {
-        if ((code = load_checkpoint(t, o->resume_path, err)) != EX_OK)
+        if ((code = ex_dist_agree(&t->dist, load_checkpoint(t, o->resume_path, err), err)) != EX_OK)
             return code;
         printf("resumed from %s at step %llu\n", o->resume_path,
                (unsigned long long)t->run.base.step);
     }
-    code = ex_metrics_open(&t->metrics, o->metrics_path,
+    code = ex_metrics_open(&t->metrics, ex_dist_is_root(&t->dist) ? o->metrics_path : NULL,
                            o->resume_path ? t->run.base.metrics_lines : 0, err);
-    if (code != EX_OK)
+    if ((code = ex_dist_agree(&t->dist, code, err)) != EX_OK)
         return code;
     if (!o->resume_path)
         write_header(t);
@@ -698,6 +762,9 @@ static ex_code run(trainer *t, ex_error *err)
     if (o->profile)
         ex_print_profile(stdout, ex_now() - t->run.base.started, t->steps_this_run,
                          "the trainer's own work");
+    ex_dist_report(&t->dist, ex_now() - t->run.base.started, stdout);
+    if (!ex_dist_is_root(&t->dist))
+        return EX_OK;
     if (o->sample) {
         printf("sample (temperature %g):\n", (double)o->temperature);
         if ((code = generate(t->model, o->prompt, o->sample, o->temperature, o->seed, err)) !=
@@ -729,11 +796,15 @@ int main(int argc, char **argv)
 {
     static trainer t;
     ex_error err = {""};
+    ex_code code = ex_dist_init(&t.dist, &argc, &argv, &err);
     lm_options_default(&t.opt);
-    ex_code code = lm_options_parse(&t.opt, argc, argv, &err);
+    if (code == EX_OK)
+        code = ex_dist_agree(&t.dist, lm_options_parse(&t.opt, argc, argv, &err), &err);
     if (code == EX_USAGE) {
         fprintf(stderr, "%s: %s\n\n", argv[0], err.message);
-        lm_options_usage(argv[0], stderr);
+        if (ex_dist_is_root(&t.dist))
+            lm_options_usage(argv[0], stderr);
+        ex_dist_finalize(&t.dist);
         return ex_exit_code(code);
     }
     if (code == EX_OK)
@@ -742,5 +813,6 @@ int main(int argc, char **argv)
     if (code != EX_OK && code != EX_HELP)
         fprintf(stderr, "error: %s\n", err.message);
     cleanup(&t);
+    ex_dist_finalize(&t.dist);
     return ex_exit_code(code);
 }

@@ -57,7 +57,10 @@ typedef struct {
         {"profile", EX_OPT_FLAG, offsetof(type, profile), 0, 0, NULL, 1, 0,                        \
          "at the end, print where the training time went (the library's profiler)"},               \
         {"plot-only", EX_OPT_STRING, offsetof(type, plot_only), 0, 0, NULL, 0, 0,                  \
-         "plot an existing metrics file to --plot, without training"}
+         "plot an existing metrics file to --plot, without training"},                             \
+        {"check-replicas", EX_OPT_U64, offsetof(type, check_replicas), 0, 1e9, NULL, 0, 0,         \
+         "under mpirun: steps between checks that every rank holds the same parameters, u, v "     \
+         "and sigma (0: never)"}
 /* The entropy-collapse watch (collapse.h; part of the fingerprint): */
 #define EX_COLLAPSE_OPTION_ROWS(type)                                                              \
     {"collapse-fraction", EX_OPT_FLOAT, offsetof(type, collapse_fraction), 0, 1, NULL, 0, 1,       \

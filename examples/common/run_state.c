@@ -15,6 +15,7 @@ void ex_run_tensors(ex_run_state *r, ex_tensor_list *list)
     const size_t fp = EX_FINGERPRINT_LEN;
     ex_tensors_add(list, "train.step", SRP_DTYPE_U64, 0, NULL, &r->step);
     ex_tensors_add(list, "train.metrics_lines", SRP_DTYPE_U64, 0, NULL, &r->metrics_lines);
+    ex_tensors_add(list, "train.ranks", SRP_DTYPE_U64, 0, NULL, &r->ranks);
     ex_tensors_add(list, "train.seconds", SRP_DTYPE_F64, 0, NULL, &r->seconds);
     ex_tensors_add(list, "train.fingerprint", SRP_DTYPE_U8, 1, &fp, r->fingerprint);
 }
@@ -48,6 +49,7 @@ ex_code ex_run_load(ex_run_state *r, const ex_tensor_list *list, size_t count,
 {
     char expected[EX_FINGERPRINT_LEN];
     memcpy(expected, r->fingerprint, sizeof(expected));
+    const uint64_t ranks = r->ranks;
     const ex_code code = ex_tensors_load(list, count, path, err);
     if (code != EX_OK)
         return code;
@@ -57,6 +59,15 @@ ex_code ex_run_load(ex_run_state *r, const ex_tensor_list *list, size_t count,
                        "%s was written by a run with other training options; resume with the "
                        "same ones.\n  checkpoint: %s\n  this run:   %s",
                        path, r->fingerprint, expected);
+    if (r->ranks != ranks) {
+        const uint64_t written = r->ranks;
+        r->ranks = ranks;
+        return ex_fail(err, EX_USAGE,
+                       "%s was written by a run on %llu rank%s and this run has %llu: resume at "
+                       "the same number of ranks (mpirun -np %llu)",
+                       path, (unsigned long long)written, written == 1 ? "" : "s",
+                       (unsigned long long)ranks, (unsigned long long)written);
+    }
     const srp_status st = ex_linears_sync_in(linears);
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "restoring sigma");
 }

@@ -19,6 +19,7 @@
 typedef struct {
     uint64_t step;
     uint64_t metrics_lines;
+    uint64_t ranks; /* of the data-parallel run (1: one process); resume needs the same */
     double seconds; /* of training before this run started (resumed runs) */
     double started; /* ex_now() when this run began training; 0: not yet */
     char fingerprint[EX_FINGERPRINT_LEN];
@@ -27,8 +28,8 @@ typedef struct {
 /* Seconds of training so far, over every run that resumed this one. */
 double ex_run_seconds(const ex_run_state *r);
 
-/* Appends train.step, train.metrics_lines, train.seconds and
- * train.fingerprint. */
+/* Appends train.step, train.metrics_lines, train.ranks, train.seconds
+ * and train.fingerprint. */
 void ex_run_tensors(ex_run_state *r, ex_tensor_list *list);
 /* Appends the optimizer's state (srp_optim_tensor_refs). */
 void ex_optim_tensors(srp_optim *o, ex_tensor_list *list);
@@ -40,7 +41,8 @@ ex_code ex_run_save(ex_run_state *r, const ex_tensor_list *list, ex_linear_table
                     uint64_t metrics_lines, const char *path, ex_error *err);
 /* Loads the first `count` entries of list (0: all) from path; a usage
  * error when the file's fingerprint is not r's (a run with other training
- * options); then the linears' sigma synced in. */
+ * options) or it was written by a run on another number of ranks; then
+ * the linears' sigma synced in. */
 ex_code ex_run_load(ex_run_state *r, const ex_tensor_list *list, size_t count,
                     ex_linear_table *linears, const char *path, ex_error *err);
 

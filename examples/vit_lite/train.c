@@ -16,6 +16,7 @@
 #include <sigmareparam.h>
 
 #include "common/collapse.h"
+#include "common/dist.h"
 #include "common/ema.h"
 #include "common/error.h"
 #include "common/metrics.h"
@@ -44,6 +45,8 @@ typedef struct {
 
 typedef struct {
     vit_options opt;
+    ex_dist dist;       /* one process, or this rank of an mpirun job */
+    size_t local_batch; /* this rank's share of the batch */
     vit_data data;
     vit_model *model;
     ex_param_list param_list;
@@ -159,15 +162,18 @@ static ex_code build(trainer *t, ex_error *err)
     if (tr->count < o->batch)
         return ex_fail(err, EX_USAGE, "the training set (%zu images) is smaller than a batch (%zu)",
                        tr->count, o->batch);
+    ex_code code = ex_dist_split_batch(&t->dist, o->batch, &t->local_batch, err);
+    if (code != EX_OK)
+        return code;
     o->model.channels = tr->channels;
     o->model.image_size = tr->height;
     o->model.classes = (size_t)tr->classes;
-    o->model.max_batch = o->batch;
+    o->model.max_batch = t->local_batch;
     o->model.seed = o->seed;
     srp_status st = vit_create(&t->model, &o->model);
     if (st != SRP_OK)
         return ex_fail_status(err, st, "creating the model");
-    ex_code code = build_optimizer(t, err);
+    code = build_optimizer(t, err);
     if (code != EX_OK)
         return code;
 
@@ -229,17 +235,21 @@ static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
         ex_ema_tensors(&t->ema, "train.ema", list);
 }
 
+/* Rank 0 writes; every rank learns whether that worked. */
 static ex_code save_checkpoint(trainer *t, ex_error *err)
 {
     if (!t->opt.checkpoint_path)
         return EX_OK;
-    ex_tensor_list list;
-    ex_tensors_init(&list);
-    checkpoint_tensors(t, &list);
-    const ex_code code = ex_run_save(&t->run.base, &list, vit_linears(t->model), t->metrics.lines,
-                                     t->opt.checkpoint_path, err);
-    ex_tensors_free(&list);
-    return code;
+    ex_code code = EX_OK;
+    if (ex_dist_is_root(&t->dist)) {
+        ex_tensor_list list;
+        ex_tensors_init(&list);
+        checkpoint_tensors(t, &list);
+        code = ex_run_save(&t->run.base, &list, vit_linears(t->model), t->metrics.lines,
+                           t->opt.checkpoint_path, err);
+        ex_tensors_free(&list);
+    }
+    return ex_dist_agree(&t->dist, code, err);
 }
 
 /* Loads a checkpoint into the model (model_only) or the whole run. */
@@ -280,14 +290,16 @@ static srp_status eval_logits(trainer *t, const vit_dataset *d, size_t first, si
 }
 
 /* Mean loss and accuracy over a dataset, in eval mode (the averaged weights
- * with --ema). */
+ * with --ema). The ranks take turns at its batches (of each one's share). */
 static ex_code evaluate(trainer *t, const vit_dataset *d, float *loss, float *acc, ex_error *err)
 {
-    const size_t batch = t->opt.batch, classes = vit_get_config(t->model)->classes;
+    const size_t batch = t->local_batch, classes = vit_get_config(t->model)->classes;
+    const size_t ranks = (size_t)t->dist.size;
     double loss_sum = 0.0;
     size_t correct = 0;
     ex_code code = t->opt.ema > 0.0f ? ex_ema_swap_in(&t->ema, err) : EX_OK;
-    for (size_t first = 0; first < d->count && code == EX_OK; first += batch) {
+    for (size_t first = (size_t)t->dist.rank * batch; first < d->count && code == EX_OK;
+         first += ranks * batch) {
         const size_t n = d->count - first < batch ? d->count - first : batch;
         const float *logits;
         srp_status st = eval_logits(t, d, first, n, &logits);
@@ -309,8 +321,12 @@ static ex_code evaluate(trainer *t, const vit_dataset *d, float *loss, float *ac
     }
     if (t->opt.ema > 0.0f)
         ex_ema_swap_out(&t->ema);
-    *loss = (float)(loss_sum / (double)d->count);
-    *acc = (float)correct / (float)d->count;
+    code = ex_dist_agree(&t->dist, code, err);
+    double sums[2] = {loss_sum, (double)correct};
+    if (code == EX_OK && ex_dist_sum(&t->dist, sums, 2) != SRP_OK)
+        code = ex_fail(err, EX_FAILED, "summing the evaluation over the ranks");
+    *loss = (float)(sums[0] / (double)d->count);
+    *acc = (float)(sums[1] / (double)d->count);
     return code;
 }
 
@@ -321,6 +337,8 @@ static void on_collapse(void *ctx, size_t index, ex_collapse_kind kind, float va
     const size_t heads = vit_get_config(t->model)->heads;
     const size_t layer = index / heads, head = index % heads;
     char msg[256];
+    if (!ex_dist_is_root(&t->dist)) /* every rank sees the same entropies: one speaks */
+        return;
     if (kind == EX_COLLAPSE_LOW)
         snprintf(msg, sizeof(msg),
                  "entropy collapse: layer %zu head %zu mean attention entropy %.3f nats is below "
@@ -343,19 +361,24 @@ static void on_collapse(void *ctx, size_t index, ex_collapse_kind kind, float va
     ex_metrics_end(&t->metrics);
 }
 
-/* One optimization step on the next batch of the epoch's order. */
+/* One optimization step on the next batch of the epoch's order: this
+ * rank's share of it (all of it in one process), its gradients averaged
+ * with the other ranks'. Every rank draws the whole batch's augmentation,
+ * so that the shares together are the one-process batch. */
 static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
 {
     const vit_options *o = &t->opt;
-    const size_t batch = o->batch, classes = vit_get_config(t->model)->classes;
+    const size_t batch = t->local_batch, classes = vit_get_config(t->model)->classes;
+    const size_t share = (size_t)t->dist.rank * batch;
     if (o->augment)
-        for (size_t i = 0; i < batch; i++)
+        for (size_t i = 0; i < o->batch; i++)
             t->flip[i] = (unsigned char)srp_rng_below(&t->run.aug_rng, 2);
-    for (size_t i = 0; i < 2 * batch && o->translate; i++)
+    for (size_t i = 0; i < 2 * o->batch && o->translate; i++)
         t->shift[i] = (int)srp_rng_below(&t->run.aug_rng, 2 * o->translate + 1) - (int)o->translate;
-    const vit_augment aug = {o->augment ? t->flip : NULL, o->translate ? t->shift : NULL};
-    vit_gather_batch(&t->data.train, t->run.order, t->run.pos * batch, batch, &aug, t->images,
-                     t->labels);
+    const vit_augment aug = {o->augment ? t->flip + share : NULL,
+                             o->translate ? t->shift + 2 * share : NULL};
+    vit_gather_batch(&t->data.train, t->run.order, t->run.pos * o->batch + share, batch, &aug,
+                     t->images, t->labels);
     const float *logits;
     float loss = NAN, norm = NAN;
     size_t correct = 0;
@@ -370,11 +393,21 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
                                         t->dlogits);
     if (st == SRP_OK)
         st = vit_backward(t->model, t->dlogits);
+    st = ex_dist_average_gradients(&t->dist, st); /* every rank, failed or not */
     if (st == SRP_OK)
         st = srp_optim_clip_grad_norm(t->optim, o->clip > 0.0f ? o->clip : FLT_MAX, &norm);
     const float lr = srp_lr_at(&t->schedule, t->run.base.step);
     if (st == SRP_OK)
         st = srp_optim_step(t->optim, lr);
+    if (st == SRP_OK)
+        st = ex_dist_sync_spectral(&t->dist);
+    double sums[2] = {loss, (double)correct}; /* the batch's, over the ranks */
+    if (st == SRP_OK)
+        st = ex_dist_sum(&t->dist, sums, 2);
+    if (st == SRP_ERR_PEER)
+        return ex_fail(err, EX_FAILED,
+                       "step %llu failed on another rank (its message says why); every rank stops",
+                       (unsigned long long)t->run.base.step);
     if (st == SRP_ERR_NUMERIC)
         return ex_fail(err, EX_NONFINITE,
                        "the %s became non-finite at step %llu (epoch %llu); training stopped.%s%s",
@@ -387,8 +420,8 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     srp_optim_zero_grad(t->optim); /* every trainable tensor is in its list */
     if (o->ema > 0.0f)
         ex_ema_update(&t->ema);
-    rec->loss = loss;
-    rec->acc = (float)correct / (float)batch;
+    rec->loss = (float)(sums[0] / (double)t->dist.size);
+    rec->acc = (float)(sums[1] / (double)o->batch);
     rec->lr = lr;
     rec->grad_norm = norm;
     return EX_OK;
@@ -407,7 +440,9 @@ static ex_code collect_entropy(trainer *t, int with_bound, ex_error *err)
         if (st != SRP_OK)
             return ex_fail_status(err, st, "attention entropy");
     }
-    return EX_OK;
+    /* The whole batch's: means averaged over the ranks' equal shares. */
+    const srp_status st = ex_dist_mean_min(&t->dist, t->ent_mean, t->ent_min, c->depth * c->heads);
+    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "attention entropy over the ranks");
 }
 
 static void write_train_metrics(trainer *t, const step_record *rec, int with_bound)
@@ -472,6 +507,9 @@ static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
                                        o->checkpoint_path ? "; checkpoint " : "",
                                        o->checkpoint_path ? o->checkpoint_path : "");
     }
+    if (o->check_replicas && t->run.base.step % o->check_replicas == 0 &&
+        (code = ex_dist_check_replicas(&t->dist, t->run.base.step, err)) != EX_OK)
+        return code;
     if (log_now || bound_now)
         write_train_metrics(t, rec, bound_now);
     if (ex_progress_due(&t->progress, t->run.base.step) || t->run.pos == t->steps_per_epoch)
@@ -553,9 +591,11 @@ static ex_code train(trainer *t, ex_error *err)
         while (t->run.pos < t->steps_per_epoch) {
             if (o->stop_after_steps && t->run.base.step >= o->stop_after_steps) {
                 ex_progress_break(&t->progress);
-                printf("stopped after step %llu as asked (--stop-after-steps); resume with "
-                       "--resume %s\n",
+                printf("stopped after step %llu as asked (--stop-after-steps; %.1f ms per step in "
+                       "this run); resume with --resume %s\n",
                        (unsigned long long)t->run.base.step,
+                       1e3 * (ex_now() - t->run.base.started) /
+                           (double)(t->steps_this_run ? t->steps_this_run : 1),
                        o->checkpoint_path ? o->checkpoint_path : "(no --checkpoint given)");
                 return save_checkpoint(t, err);
             }
@@ -582,7 +622,7 @@ static ex_code train(trainer *t, ex_error *err)
 static ex_code write_logits(trainer *t, ex_error *err)
 {
     const vit_dataset *d = &t->data.test;
-    const size_t classes = vit_get_config(t->model)->classes, batch = t->opt.batch;
+    const size_t classes = vit_get_config(t->model)->classes, batch = t->local_batch;
     float *all = malloc(sizeof(float) * d->count * classes);
     if (!all)
         return ex_fail(err, EX_FAILED, "out of memory for %zu logits", d->count * classes);
@@ -610,7 +650,7 @@ static ex_code write_logits(trainer *t, ex_error *err)
  * official PyTorch names. */
 static ex_code export_model(trainer *t, ex_error *err)
 {
-    if (!t->opt.export_path)
+    if (!t->opt.export_path || !ex_dist_is_root(&t->dist))
         return EX_OK;
     const ex_code code = vit_export_safetensors(t->model, t->opt.export_path, err);
     if (code == EX_OK)
@@ -623,6 +663,8 @@ static ex_code run(trainer *t, ex_error *err)
 {
     vit_options *o = &t->opt;
     if (o->plot_only) {
+        if (!ex_dist_is_root(&t->dist))
+            return EX_OK;
         const ex_code code = ex_plot(o->plot_only, o->plot_path, &k_plot, err);
         if (code == EX_OK)
             printf("wrote %s\n", o->plot_path);
@@ -636,41 +678,49 @@ static ex_code run(trainer *t, ex_error *err)
         code = load_data(t, err);
     if (code == EX_OK)
         code = build(t, err);
-    if (code != EX_OK)
+    if ((code = ex_dist_agree(&t->dist, code, err)) != EX_OK)
         return code;
     vit_options_fingerprint(o, t->run.base.fingerprint, sizeof(t->run.base.fingerprint));
+    t->run.base.ranks = (uint64_t)t->dist.size;
+    if ((code = ex_dist_same_options(&t->dist, t->run.base.fingerprint, err)) != EX_OK ||
+        (code = ex_dist_attach(&t->dist, t->params, t->nparams, vit_linears(t->model), err)) !=
+            EX_OK)
+        return code;
+    ex_dist_describe(&t->dist, stdout);
     srp_rng_seed(&t->run.data_rng, o->seed ^ 0xda7a5eedull);
     srp_rng_seed(&t->run.aug_rng, o->seed ^ 0xa0a0a0a0ull);
 
     if (o->init_from) {
-        if ((code = vit_import_safetensors(t->model, o->init_from, err)) != EX_OK)
+        if ((code = ex_dist_agree(&t->dist, vit_import_safetensors(t->model, o->init_from, err),
+                                  err)) != EX_OK)
             return code;
         printf("model from %s\n", o->init_from);
     }
     if (o->eval_only) {
         float loss, acc;
         if (o->resume_path)
-            code = load_checkpoint(t, o->resume_path, 1, err);
+            code = ex_dist_agree(&t->dist, load_checkpoint(t, o->resume_path, 1, err), err);
         if (code == EX_OK)
             code = evaluate(t, &t->data.test, &loss, &acc, err);
         if (code == EX_OK)
             printf("test accuracy %.4f, test loss %.4f (%zu images)\n", acc, loss,
                    t->data.test.count);
-        if (code == EX_OK && o->logits_path)
+        if (code == EX_OK && o->logits_path && ex_dist_is_root(&t->dist))
             code = write_logits(t, err);
         return code == EX_OK ? export_model(t, err) : code;
     }
     if (o->resume_path) {
-        if ((code = load_checkpoint(t, o->resume_path, 0, err)) != EX_OK)
+        if ((code = ex_dist_agree(&t->dist, load_checkpoint(t, o->resume_path, 0, err), err)) !=
+            EX_OK)
             return code;
         printf("resumed from %s at step %llu (epoch %llu)\n", o->resume_path,
                (unsigned long long)t->run.base.step, (unsigned long long)t->run.epoch + 1);
     } else {
         srp_rng_permutation(&t->run.data_rng, t->run.order, t->data.train.count);
     }
-    code = ex_metrics_open(&t->metrics, o->metrics_path,
+    code = ex_metrics_open(&t->metrics, ex_dist_is_root(&t->dist) ? o->metrics_path : NULL,
                            o->resume_path ? t->run.base.metrics_lines : 0, err);
-    if (code != EX_OK)
+    if ((code = ex_dist_agree(&t->dist, code, err)) != EX_OK)
         return code;
     const vit_config *c = vit_get_config(t->model);
     if (!o->resume_path) {
@@ -693,7 +743,10 @@ static ex_code run(trainer *t, ex_error *err)
     if (o->profile)
         ex_print_profile(stdout, ex_now() - t->run.base.started, t->steps_this_run,
                          "the trainer's own work");
-    return ex_plot_at_end(&t->metrics, o->metrics_path, o->plot_path, &k_plot, err);
+    ex_dist_report(&t->dist, ex_now() - t->run.base.started, stdout);
+    return ex_dist_is_root(&t->dist)
+               ? ex_plot_at_end(&t->metrics, o->metrics_path, o->plot_path, &k_plot, err)
+               : EX_OK;
 }
 
 static void cleanup(trainer *t)
@@ -723,11 +776,15 @@ int main(int argc, char **argv)
 {
     static trainer t;
     ex_error err = {""};
+    ex_code code = ex_dist_init(&t.dist, &argc, &argv, &err);
     vit_options_default(&t.opt);
-    ex_code code = vit_options_parse(&t.opt, argc, argv, &err);
+    if (code == EX_OK)
+        code = ex_dist_agree(&t.dist, vit_options_parse(&t.opt, argc, argv, &err), &err);
     if (code == EX_USAGE) {
         fprintf(stderr, "%s: %s\n\n", argv[0], err.message);
-        vit_options_usage(argv[0], stderr);
+        if (ex_dist_is_root(&t.dist))
+            vit_options_usage(argv[0], stderr);
+        ex_dist_finalize(&t.dist);
         return ex_exit_code(code);
     }
     if (code == EX_OK)
@@ -736,5 +793,6 @@ int main(int argc, char **argv)
     if (code != EX_OK && code != EX_HELP)
         fprintf(stderr, "error: %s\n", err.message);
     cleanup(&t);
+    ex_dist_finalize(&t.dist);
     return ex_exit_code(code);
 }

@@ -48,6 +48,7 @@ typedef struct {
     size_t synthetic_train, synthetic_test;
     size_t val; /* hold out the last val training images for the per-epoch evaluation */
     uint64_t stop_after_steps; /* 0: run to the end */
+    uint64_t check_replicas; /* under mpirun: steps between replica checks; 0: never */
 
     /* output */
     const char *metrics_path, *checkpoint_path, *resume_path, *plot_path, *plot_only;

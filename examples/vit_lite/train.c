@@ -119,8 +119,11 @@ static ex_code parse_report_at(trainer *t, ex_error *err)
 }
 
 /* The optimizer over the model's parameters, each kind with its treatment:
- * gammas (--gamma-lr-mult, --gamma-lars), biases and embeddings
- * (--bias-lr-mult), weight matrices and LayerNorm parameters at the lr. */
+ * gammas (--gamma-lr-mult, --gamma-lars); biases, embeddings and the
+ * LayerNorms' scales and shifts (--bias-lr-mult): LARS leaves such vectors
+ * out of its trust ratio (You et al. exclude biases and BatchNorm's), so
+ * at LARS's lr of about 2 a plain step on a LayerNorm scale of 1 would be
+ * far too large; weight matrices at the lr. */
 static ex_code build_optimizer(trainer *t, ex_error *err)
 {
     const vit_options *o = &t->opt;
@@ -135,7 +138,8 @@ static ex_code build_optimizer(trainer *t, ex_error *err)
         if (kinds[i] == SRP_PARAM_GAMMA) {
             t->params[i].lr_mult = o->gamma_lr_mult;
             t->params[i].lars = o->gamma_lars;
-        } else if (kinds[i] == SRP_PARAM_BIAS || kinds[i] == SRP_PARAM_EMBEDDING) {
+        } else if (kinds[i] == SRP_PARAM_BIAS || kinds[i] == SRP_PARAM_EMBEDDING ||
+                   kinds[i] == SRP_PARAM_NORM) {
             t->params[i].lr_mult = o->bias_lr_mult;
         }
     }

@@ -45,7 +45,9 @@ static const ex_opt_spec k_specs[] = {
     {"no-gamma-lars", EX_OPT_FLAG, OFF(gamma_lars), 0, 0, NULL, 0, 1,
      "LARS: plain SGD momentum steps for the gammas"},
     {"bias-lr-mult", EX_OPT_FLOAT, OFF(bias_lr_mult), 0, 1e4, NULL, 0, 1,
-     "lr multiplier of biases, class token and position embedding"},
+     "lr multiplier of biases, LayerNorm scales and shifts, class token and position "
+     "embedding: vectors that LARS steps plainly, without its trust ratio, so that at "
+     "LARS's lr they need a small one (with SGD or AdamW, use 1)"},
     {"schedule", EX_OPT_CHOICE, OFF(schedule), 0, 0, "constant|step|cosine", 0, 1,
      "learning-rate schedule"},
     {"warmup", EX_OPT_U64, OFF(warmup_steps), 0, 1e9, NULL, 0, 1, "linear warmup steps (0: none)"},

@@ -388,6 +388,7 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
 
     srp_linear_forward_commit(a->proj, a->o_cat, n, y, D, training);
     a->have_forward = 1;
+    srp_order_forward(&a->order, training);
     return SRP_OK;
 }
 
@@ -397,6 +398,8 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
         return SRP_ERR_INVALID_ARG;
     if (!a->have_forward)
         return SRP_ERR_UNSUPPORTED;
+    if (!srp_order_backward_ok(&a->order))
+        return SRP_ERR_ORDER;
     const size_t n = a->batch * a->tokens, D = a->dim;
     srp_attention_plans *plans;
     srp_status st = plans_for(a, a->batch, a->tokens, &plans);
@@ -429,5 +432,6 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
     srp_linear_backward_commit(a->proj);
     for (size_t i = 0; i < a->n_in; i++)
         srp_linear_backward_commit(a->in_proj[i]);
+    srp_order_backward_done(&a->order);
     return SRP_OK;
 }

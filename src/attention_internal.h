@@ -34,6 +34,7 @@ struct srp_attention {
     /* The last forward. */
     size_t batch, tokens;
     int have_forward;
+    srp_call_order order; /* which forward the backward may differentiate */
     float *x;       /* [B][T][D] copy of the input */
     float *qkv_out; /* [B][T][3D]: [q | k | v] per token */
     float *att;     /* [B][H][T][T] softmax probabilities */

@@ -42,6 +42,49 @@ float expf(float);
 uint64_t srp_profile_begin(void);
 void srp_profile_end(srp_profile_part part, uint64_t start);
 
+/* ---- which forward a backward differentiates (linear.c, attention.c) ----
+ * A module keeps the activations and the sigma of its last forward only, so
+ * its backward differentiates that forward. That is what the caller means
+ * unless two training forwards ran since the last backward (a shared
+ * module applied twice, as in siamese training: the first backward would
+ * get the second forward's activations), or an eval forward ran after the
+ * training forward (its caches replaced the training forward's). Both are
+ * refused with SRP_ERR_ORDER rather than answered with a wrong gradient;
+ * the refusal changes no gradient.
+ * Eval forwards alone (finite differences) and repeated backwards of one
+ * forward stay allowed. */
+typedef struct {
+    unsigned train_forwards; /* since the last backward (saturates at 2) */
+    int eval_after_train;    /* an eval forward followed the training forward */
+} srp_call_order;
+
+static inline void srp_order_forward(srp_call_order *o, int training)
+{
+    if (training) {
+        o->train_forwards = o->train_forwards < 2 ? o->train_forwards + 1 : 2;
+        o->eval_after_train = 0;
+    } else if (o->train_forwards > 0) {
+        o->eval_after_train = 1;
+    }
+}
+
+/* 1 when the backward may go on. A refusal also starts the count afresh,
+ * so that the next forward and backward pair works. */
+static inline int srp_order_backward_ok(srp_call_order *o)
+{
+    if (o->train_forwards <= 1 && !o->eval_after_train)
+        return 1;
+    o->train_forwards = 0;
+    o->eval_after_train = 0;
+    return 0;
+}
+
+static inline void srp_order_backward_done(srp_call_order *o)
+{
+    o->train_forwards = 0;
+    o->eval_after_train = 0;
+}
+
 /* Threads for the library's OpenMP loops (threads.c). */
 int srp_threads(void);
 /* Below this many elements an elementwise loop stays on one thread: waking

@@ -40,6 +40,7 @@ struct srp_linear {
     double *bias_acc;     /* [out] scratch: column sums of G */
     double *bias_partial; /* [BIAS_CHUNKS][out] scratch for them */
     double pending_s;     /* <G^T x, W> of a prepared backward */
+    srp_call_order order; /* which forward the backward may differentiate */
 };
 
 srp_linear_config srp_linear_config_default(size_t in, size_t out)
@@ -273,6 +274,7 @@ void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y
         l->sigma = l->last_sigma = l->cand_sigma;
     }
     l->last_scale = l->cand_scale;
+    srp_order_forward(&l->order, training);
 
     /* y = scale x W^T (+ b): [n][out] = [n][in] x [in][out]. With the bias
      * written first, the GEMM adds onto it (beta = 1) at no extra cost:
@@ -435,6 +437,7 @@ void srp_linear_backward_commit(srp_linear *l)
     if (l->has_bias)
         for (size_t o = 0; o < l->out; o++)
             l->db[o] += (float)l->bias_acc[o];
+    srp_order_backward_done(&l->order);
     srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
 }
 
@@ -442,6 +445,8 @@ srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, s
 {
     if (!l || !x || !dy || !batch_ok(l, n))
         return SRP_ERR_INVALID_ARG;
+    if (!srp_order_backward_ok(&l->order))
+        return SRP_ERR_ORDER;
     const srp_status st = srp_linear_backward_prepare(l, x, dy, l->out, n, dx, 0);
     if (st != SRP_OK)
         return st;

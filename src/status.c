@@ -15,6 +15,8 @@ const char *srp_status_str(srp_status s)
     case SRP_ERR_VERSION: return "unsupported format version";
     case SRP_ERR_UNSUPPORTED: return "unsupported operation";
     case SRP_ERR_PEER: return "another rank of the distributed run failed";
+    case SRP_ERR_ORDER:
+        return "backward out of order: another forward ran after the one it differentiates";
     }
     return "unknown status";
 }

@@ -68,7 +68,11 @@ SRP_API void srp_attention_destroy(srp_attention *a);
  * error the module is as it was, the last forward's caches included. */
 SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
                                          size_t tokens, float *y, int training);
-/* Backward of the last forward. dy: [batch][tokens][dim]; dx (same shape)
+/* Backward of the last forward, whose activations the module keeps. Before
+ * any forward: SRP_ERR_UNSUPPORTED. When that forward is not the one meant
+ * (two training forwards since the last backward, or an eval forward after
+ * the training forward): SRP_ERR_ORDER and nothing changes, as for
+ * srp_linear_backward (linear.h). dy: [batch][tokens][dim]; dx (same shape)
  * is overwritten, or skipped when NULL. qkv and proj accumulate their
  * parameter gradients. A non-finite gradient anywhere in the module (NaN or
  * Inf in dy, or an overflow on the way): SRP_ERR_NUMERIC, and no parameter

@@ -44,7 +44,10 @@ typedef enum {
     SRP_ERR_FORMAT,      /* a file is truncated, corrupt or not ours */
     SRP_ERR_VERSION,     /* a file from a format version we cannot read */
     SRP_ERR_UNSUPPORTED, /* a valid request this build or object cannot do */
-    SRP_ERR_PEER         /* distributed runs (dist.h): another rank failed, or MPI did */
+    SRP_ERR_PEER,        /* distributed runs (dist.h): another rank failed, or MPI did */
+    SRP_ERR_ORDER        /* a backward whose forward is no longer the module's last
+                            (two training forwards, or an eval forward after the
+                            training forward, since the last backward) */
 } srp_status;
 
 /* The `training` argument of the forwards: a training forward runs the

@@ -106,10 +106,16 @@ SRP_API srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, f
  * a linear's input is the caller's activation, kept anyway for the layer
  * below, so the layer copies nothing (the attention, whose inner
  * activations are its own, keeps a copy instead: attention.h). The u, v and
- * sigma of that forward are the layer's; two forwards before their
- * backwards would differentiate the second's. dy: [n][out]; dx: [n][in] is
- * overwritten and may be NULL. dW, db, dgamma accumulate. NaN/Inf in x or
- * dy: SRP_ERR_NUMERIC and no gradient is touched (dx may be written). */
+ * sigma of that forward are the layer's, so only the last forward can be
+ * differentiated: when two training forwards ran since the last backward
+ * (one layer applied twice, as in siamese or contrastive training), or an
+ * eval forward ran after the training forward, the backward is refused
+ * with SRP_ERR_ORDER and changes no gradient (the next forward and
+ * backward pair works again). Run forward and backward in pairs; apply a shared layer twice as two
+ * layers sharing nothing, or one pair at a time. Eval forwards alone (finite differences) and
+ * several backwards of one forward are fine. dy: [n][out]; dx: [n][in] is overwritten and may be
+ * NULL. dW, db, dgamma accumulate. NaN/Inf in x or dy: SRP_ERR_NUMERIC and no gradient is touched
+ * (dx may be written). */
 SRP_API srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n,
                                        float *dx);
 SRP_API void srp_linear_zero_grad(srp_linear *l);

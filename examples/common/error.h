@@ -28,5 +28,8 @@ ex_code ex_fail_status(ex_error *err, srp_status st, const char *what);
 int ex_exit_code(ex_code code);
 /* The exit codes as a paragraph for --help. */
 const char *ex_exit_codes_help(void);
+/* Writes past a file-size limit (ulimit -f) then fail with an error the
+ * trainer reports, instead of SIGXFSZ killing it mid-write. */
+void ex_report_write_limits(void);
 
 #endif

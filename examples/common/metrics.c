@@ -1,56 +1,45 @@
 /* JSON-lines metrics (metrics.h). */
+#define _POSIX_C_SOURCE 200809L /* truncate */
 #include "metrics.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 ex_code ex_metrics_open(ex_metrics *m, const char *path, uint64_t keep_lines, ex_error *err)
 {
     memset(m, 0, sizeof(*m));
     if (!path)
         return EX_OK;
-    char *kept = NULL;
-    size_t kept_len = 0;
-    if (keep_lines > 0) { /* keep the lines the checkpoint had seen */
+    if (keep_lines > 0) {
+        /* Keep the lines the checkpoint had seen: cut the file after them in
+         * place. One truncate either happens or not, so a run killed here
+         * leaves a file that still resumes (rewriting the kept lines into a
+         * truncated file did not). */
         FILE *in = fopen(path, "rb");
         if (!in)
             return ex_fail(err, EX_FAILED, "%s: cannot reopen the metrics file to resume", path);
-        size_t cap = 1 << 16;
-        kept = malloc(cap);
         uint64_t lines = 0;
+        long bytes = 0;
         int c;
-        while (kept && lines < keep_lines && (c = fgetc(in)) != EOF) {
-            if (kept_len + 1 >= cap) {
-                char *grown = realloc(kept, cap *= 2);
-                if (!grown) {
-                    free(kept);
-                    kept = NULL;
-                    break;
-                }
-                kept = grown;
-            }
-            kept[kept_len++] = (char)c;
+        while (lines < keep_lines && (c = fgetc(in)) != EOF) {
+            bytes++;
             lines += c == '\n';
         }
         fclose(in);
-        if (!kept || lines < keep_lines) {
-            free(kept);
+        if (lines < keep_lines)
             return ex_fail(err, EX_FAILED,
                            "%s: has fewer lines than the checkpoint wrote (%llu); it does not "
                            "belong to this checkpoint",
                            path, (unsigned long long)keep_lines);
-        }
+        if (truncate(path, (off_t)bytes) != 0)
+            return ex_fail(err, EX_FAILED, "%s: cannot cut the metrics file to resume", path);
     }
-    m->f = fopen(path, "wb");
-    const int written = m->f && fwrite(kept ? kept : "", 1, kept_len, m->f) == kept_len;
-    free(kept);
-    if (!written) {
-        if (m->f)
-            fclose(m->f);
-        m->f = NULL;
+    m->f = fopen(path, keep_lines > 0 ? "ab" : "wb");
+    if (!m->f)
         return ex_fail(err, EX_FAILED, "%s: cannot write the metrics file", path);
-    }
     m->lines = keep_lines;
     return EX_OK;
 }

@@ -63,7 +63,10 @@ ex_code ex_tensors_save(const ex_tensor_list *l, const char *path, ex_error *err
         return ex_fail(err, EX_FAILED, "out of memory listing the checkpoint's tensors");
     const srp_status st = srp_checkpoint_save(path, l->refs, l->count);
     if (st != SRP_OK)
-        return ex_fail(err, EX_FAILED, "saving the checkpoint %s: %s", path, srp_status_str(st));
+        return ex_fail(err, EX_FAILED,
+                       "saving the checkpoint %s: %s (a full disk?); the previous checkpoint, if "
+                       "any, is intact",
+                       path, srp_status_str(st));
     return EX_OK;
 }
 

@@ -780,6 +780,7 @@ int main(int argc, char **argv)
 {
     static trainer t;
     ex_error err = {""};
+    ex_report_write_limits();
     ex_code code = ex_dist_init(&t.dist, &argc, &argv, &err);
     vit_options_default(&t.opt);
     if (code == EX_OK)

@@ -10,7 +10,12 @@
 
 #include "internal.h"
 
-static int g_threads; /* 0: not set, follow OpenMP's default */
+#include <stdatomic.h>
+
+/* 0: not set, follow OpenMP's default. Atomic: threads that each call
+ * srp_set_num_threads (as they should, for their own OpenMP default) may
+ * do so at once. */
+static _Atomic int g_threads;
 
 void srp_set_num_threads(int n)
 {

@@ -66,7 +66,20 @@ SRP_API unsigned srp_version_number(void);
 /* Threads used by the library, its GEMM backend and OpenBLAS. n <= 0 means
  * one per online CPU. Until it is called, OpenMP's default for the calling
  * thread applies (OMP_NUM_THREADS, else one per CPU). Results for a given
- * thread count and GEMM backend are deterministic. */
+ * thread count and GEMM backend are deterministic. oneDNN follows the
+ * calling thread's OpenMP default, which this sets for the calling thread
+ * only: a thread of yours that calls the library should call this first,
+ * with the same n (calls from several threads at once are safe).
+ *
+ * Concurrency: distinct objects (layers, optimizers, power iterations)
+ * may be used from different threads at the same time; one object must
+ * not be used by two threads at once (its workspaces and caches are its
+ * own), except for the const accessors while nobody writes it. The
+ * stateless functions (nn.h, rng.h on distinct generators, checkpoint and
+ * safetensors files with distinct paths) are safe from any thread. The
+ * profiler (profile.h) is process-wide: enable it with one thread calling.
+ * tests/test_threads.c trains two modules on two threads at once and gets
+ * the bits of running them one after the other. */
 SRP_API void srp_set_num_threads(int n);
 SRP_API int srp_get_num_threads(void);
 

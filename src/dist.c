@@ -7,8 +7,9 @@
  * costs nothing extra and means a rank that failed before the allreduce
  * still meets the others there, so no rank waits for a message that never
  * comes. One allreduce per step rather than buckets overlapped with the
- * backward: measured on 2 ranks, the allreduce of the ViT-lite's 0.8 M
- * gradients takes about 1% of a step (docs/SCALING.md). */
+ * backward: on 2 ranks the allreduce of the ViT-lite's 0.8 M gradients
+ * took 1-10% of a step, most of it waiting for the slower rank
+ * (docs/SCALING.md says where overlap would start to pay). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -68,9 +68,10 @@ typedef enum {
  * same shapes on every rank: SRP_ERR_SHAPE on every rank when they do not.
  * Call srp_set_num_threads first: the thread count is part of the numerics
  * compared across ranks. Errors: NULL or count 0 where a list is needed
- * (SRP_ERR_INVALID_ARG), no memory (SRP_ERR_NOMEM), an MPI failure
- * (SRP_ERR_PEER); on any error every rank returns an error and *out stays
- * NULL. */
+ * (SRP_ERR_INVALID_ARG), no memory (SRP_ERR_NOMEM), INT_MAX floats of
+ * gradients or more (one allreduce's count; SRP_ERR_UNSUPPORTED), an MPI
+ * failure (SRP_ERR_PEER); on any error every rank returns an error and
+ * *out stays NULL. */
 SRP_API srp_status srp_dist_create(srp_dist **out, MPI_Comm comm, const srp_param *params,
                                    size_t nparams, srp_linear *const *linears, size_t nlinears);
 /* Collective (frees the duplicated communicator). NULL: nothing. */

@@ -111,11 +111,12 @@ SRP_API srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, f
  * (one layer applied twice, as in siamese or contrastive training), or an
  * eval forward ran after the training forward, the backward is refused
  * with SRP_ERR_ORDER and changes no gradient (the next forward and
- * backward pair works again). Run forward and backward in pairs; apply a shared layer twice as two
- * layers sharing nothing, or one pair at a time. Eval forwards alone (finite differences) and
- * several backwards of one forward are fine. dy: [n][out]; dx: [n][in] is overwritten and may be
- * NULL. dW, db, dgamma accumulate. NaN/Inf in x or dy: SRP_ERR_NUMERIC and no gradient is touched
- * (dx may be written). */
+ * backward pair works again). Run forward and backward in pairs; apply a
+ * shared layer twice as two layers sharing nothing, or one pair at a time.
+ * Eval forwards alone (finite differences) and several backwards of one
+ * forward are fine. dy: [n][out]; dx: [n][in] is overwritten and may be
+ * NULL. dW, db, dgamma accumulate. NaN/Inf in x or dy: SRP_ERR_NUMERIC and
+ * no gradient is touched (dx may be written). */
 SRP_API srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n,
                                        float *dx);
 SRP_API void srp_linear_zero_grad(srp_linear *l);

@@ -419,6 +419,23 @@ def figure_depth(depth, figures):
             "set key top left\nplot %s\n" % plots, figures)
 
 
+def figure_gammas(vit, figures):
+    """The median gamma over the linears against the step, for sigmaReparam
+    without LayerNorm (arm c, first seed) at each lr multiple."""
+    runs = sorted(((m, r) for (m, seed), r in vit["c"]["runs"].items()
+                   if seed == min(s for (_, s) in vit["c"]["runs"])), key=lambda x: x[0])
+    with open(os.path.join(figures, "gammas.dat"), "w") as f:
+        for mult, r in runs:
+            for step, g in r["gamma_trajectory"]:
+                f.write("%d %s\n" % (step, repr(g) if finite(g) else "NaN"))
+            f.write("\n\n")
+    plots = ", ".join("'gammas.dat' index %d using 1:2 with lines title 'x%d'" % (i, m)
+                      for i, (m, _) in enumerate(runs))
+    gnuplot("set terminal pngcairo size 800,500\nset output 'gammas.png'\n"
+            "set xlabel 'step'\nset ylabel 'median gamma over the linears'\n"
+            "set key top right\nplot %s\n" % plots, figures)
+
+
 def warning_stats(all_runs):
     all_runs = [r for r in all_runs if not r["failed"]]
     tp = sum(1 for r in all_runs if r["unhealthy"] and r["lead"] is not None)
@@ -490,6 +507,7 @@ def report(cfg, vit, lm, depth, args):
     figure_lr(vit, figures, "vit_lr", "test accuracy (diverged: 0.1, chance)", "test_acc", 0.1)
     figure_lr(lm, figures, "lm_lr", "validation bits per character (diverged: 8)", "val_bpc", 8.0)
     figure_depth(depth, figures)
+    figure_gammas(vit, figures)
     all_runs = [r for res in (vit, lm, depth) for arm in res.values() for r in arm["runs"].values()]
     w = warning_stats(all_runs)
     vit_w = warning_stats([r for arm in vit.values() for r in arm["runs"].values()])
@@ -591,6 +609,14 @@ runs without sigmaReparam (arms a and b). Right: `%s`, sigmaReparam at the same 
 seed. Solid: each layer's lowest head mean entropy; dashed: the Theorem 3.1
 lower bound of that layer.
 
+## The gammas
+
+![median gamma against step](%s/gammas.png)
+
+The median gamma over the linears of sigmaReparam without LayerNorm (arm
+c, first seed) at each learning-rate multiple. Each run's start and end
+medians are in the tables below.
+
 ## The collapse warning as an early warning
 
 | runs | bad runs (diverged or spiked) | warned in time | lead time | false alarms (healthy runs warned) | precision, recall |
@@ -630,7 +656,7 @@ In words: %s.
         rel, summary_table(vit, "test_acc", "test acc", "×", 0.1),
         rel, summary_table(lm, "val_bpc", "bpc", "×", 8.0),
         rel, summary_table(depth, "val_bpc", "bpc", "depth", 8.0),
-        rel, collapsing["name"], stable["name"],
+        rel, collapsing["name"], stable["name"], rel,
         vit_w["tp"] + vit_w["fn"], vit_w["tp"], lead_text(vit_w), vit_w["fp"],
         vit_w["fp"] + vit_w["tn"], vit_w["false_alarms"], fmt(vit_w["precision"], 2),
         fmt(vit_w["recall"], 2),

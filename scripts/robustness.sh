@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The robustness checks of docs/ROBUSTNESS.md, on their own: the regression
 # suite, the crash and full-disk tests, the two-thread test and every other
-# test under AddressSanitizer + UBSan, then the mutants the regression
-# suite must catch. (.ci/run runs all of this too, among the rest.)
-#   bash scripts/robustness.sh      about 10 minutes on 2 cores
+# test under AddressSanitizer + UBSan, the mutants the regression suite
+# must catch, then the fuzz targets for 60 s each. (.ci/run runs all of
+# this too, among the rest, with 30 s of fuzzing per target.)
+#   bash scripts/robustness.sh      about 15 minutes on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh test
@@ -14,3 +15,4 @@ cmake --build build-sanitize -j"$(nproc)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-sanitize --output-on-failure -j"$(nproc)"
 bash tests/mutants.sh
+bash tests/fuzz/run.sh

@@ -79,8 +79,8 @@ static void test_causal_no_leak(void **state)
                 assert_memory_equal(logits + T * V, before + T * V, sizeof(float) * p * V);
                 assert_memory_equal(logits, before, sizeof(float) * T * V);
                 assert_memory_equal(logits + 2 * T * V, before + 2 * T * V, sizeof(float) * T * V);
-                assert_true(memcmp(logits + (T + p) * V, before + (T + p) * V,
-                                   sizeof(float) * V) != 0);
+                assert_true(memcmp(logits + (T + p) * V, before + (T + p) * V, sizeof(float) * V) !=
+                            0);
                 memcpy(before, logits, sizeof(float) * B * T * V);
             }
             free(before);
@@ -101,8 +101,8 @@ static double lm_loss(void *ctx)
     const float *logits;
     float loss;
     assert_ok(lm_forward(P->m, P->tok, P->batch, P->tokens, SRP_EVAL, &logits));
-    assert_ok(srp_cross_entropy_forward(logits, P->targets, P->batch * P->tokens, LM_VOCAB, 0.0f,
-                                        &loss));
+    assert_ok(
+        srp_cross_entropy_forward(logits, P->targets, P->batch * P->tokens, LM_VOCAB, 0.0f, &loss));
     return loss;
 }
 
@@ -166,8 +166,8 @@ static void test_backward_matches_differences(void **state)
                 size_t j = (size_t)srp_rng_below(&r, list.params[i].size);
                 if (wte && s % 3 != 0)
                     j = ('a' + (size_t)srp_rng_below(&r, 4)) * c.dim + j % c.dim;
-                const double fd = ref_central_difference_f(lm_loss, &P, list.params[i].data + j,
-                                                           1e-2f);
+                const double fd =
+                    ref_central_difference_f(lm_loss, &P, list.params[i].data + j, 1e-2f);
                 const double an = list.params[i].grad[j];
                 if (!(fabs(fd - an) <= 0.03 * fabs(fd) + 3e-4)) {
                     print_error("%s (tied %d): %s[%zu]: backward %.6g, differences %.6g\n",
@@ -214,6 +214,13 @@ static void test_text_split(void **state)
 
     assert_int_equal(lm_text_from_buffer(&t, (const uint8_t *)"\n\n \n", 4, &err), EX_USAGE);
     assert_non_null(strstr(err.message, "empty"));
+
+    /* Found by fuzz_text (tests/fuzz/corpus/text/crash-empty-append): a
+     * trailing empty piece appended nothing to a buffer not yet allocated,
+     * memcpy from NULL + 0, which UBSan (CI's sanitizer build) stops on. */
+    assert_int_equal(lm_text_from_buffer(&t, (const uint8_t *)"d2may  ", 7, &err), EX_OK);
+    assert_int_equal(t.train_len + t.val_len, 8);
+    lm_text_free(&t);
 }
 
 /* The count models on a text small enough to work out by hand. */
@@ -294,8 +301,8 @@ static void test_resume_is_bit_exact_and_samples(void **state)
     scratch_path(c_part, sizeof(c_part), "part.ckpt");
     char common[1024];
     snprintf(common, sizeof(common), SMALL_LM "--text %s --steps 50 --checkpoint-every 7", text);
-    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --sample 40 --prompt abc",
-             common, m_full, c_full);
+    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --sample 40 --prompt abc", common,
+             m_full, c_full);
     assert_int_equal(run_lm(args, out, sizeof(out)), 0);
     const int stops[2] = {13, 31};
     for (int s = 0; s < 2; s++) {

@@ -120,7 +120,9 @@ static void test_idx_reader_rejects_bad_files(void **state)
     struct {
         const char *what;
         size_t len;
-        int edit; /* 0 none, 1 magic, 2 type, 3 ndims, 4 huge dim, 5 zero dim */
+        int edit; /* 0 none, 1 magic, 2 type, 3 ndims, 4 huge dim, 5 zero dim,
+                     6 a header claiming 200 GB (found by fuzz_idx: the reader
+                     took it all up front; ASan's allocator stops on that) */
         const char *expect;
     } cases[] = {
         {"truncated header", 7, 0, "header"},
@@ -131,6 +133,7 @@ static void test_idx_reader_rejects_bad_files(void **state)
         {"wrong rank", 16 + 4 * 28 * 28, 3, "magic"},
         {"huge dimension", 16 + 4 * 28 * 28, 4, "dimension"},
         {"zero dimension", 16 + 4 * 28 * 28, 5, "dimension"},
+        {"huge claim, little data", 16 + 4 * 28 * 28, 6, "truncated"},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         make_idx(buf, 3, dims, 4 * 28 * 28 + 16);
@@ -144,6 +147,10 @@ static void test_idx_reader_rejects_bad_files(void **state)
             buf[4] = 0x7f;
         if (cases[c].edit == 5)
             memset(buf + 8, 0, 4);
+        if (cases[c].edit == 6) { /* 525,056 x 512 x 768 bytes claimed */
+            const unsigned char claim[12] = {0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0};
+            memcpy(buf + 4, claim, sizeof(claim));
+        }
         for (int gzip = 0; gzip < 2; gzip++) {
             write_bytes(path, buf, cases[c].len, gzip);
             size_t got[3];

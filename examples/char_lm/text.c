@@ -21,6 +21,8 @@ typedef struct {
 
 static int buf_append(byte_buf *b, const uint8_t *p, size_t n)
 {
+    if (n == 0) /* nothing to copy, and b->data may still be NULL */
+        return 1;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 1 << 16;
         while (cap < b->len + n)

@@ -64,19 +64,35 @@ ex_code vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char 
         }
         total *= dims[i];
     }
-    unsigned char *buf = malloc(total + 1);
-    if (!buf) {
-        ex_fail(err, EX_FAILED, "%s: out of memory for %zu bytes", path, total);
-        gzclose(f);
-        return EX_FAILED;
-    }
+    /* The buffer grows with the data that arrives, up to what the header
+     * claims: a short file that claims 200 GB costs what it holds, not
+     * 200 GB (fuzz_idx found the up-front allocation). */
+    size_t cap = total + 1 < ((size_t)1 << 20) ? total + 1 : (size_t)1 << 20;
+    unsigned char *buf = malloc(cap);
     size_t done = 0;
-    while (done < total) {
-        const size_t chunk = total - done > (1u << 30) ? (1u << 30) : total - done;
+    while (buf && done < total) {
+        if (done == cap - 1) {
+            const size_t grown = cap > (total + 1) / 2 ? total + 1 : 2 * cap;
+            unsigned char *more = realloc(buf, grown);
+            if (!more) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = more;
+            cap = grown;
+        }
+        const size_t room = cap - 1 - done;
+        const size_t chunk = room > (1u << 30) ? (1u << 30) : room;
         got = gzread(f, buf + done, (unsigned)chunk);
         if (got <= 0)
             break;
         done += (size_t)got;
+    }
+    if (!buf) {
+        ex_fail(err, EX_FAILED, "%s: out of memory for %zu bytes", path, total);
+        gzclose(f);
+        return EX_FAILED;
     }
     if (done != total) {
         int zerr = 0;

@@ -10,7 +10,7 @@ warnings with their lead time, precision and recall. Writes
 docs/RESULTS.md and its figures in docs/results/.
 
 Run it through examples/experiments/stability.sh, which installs and
-builds first. --quick runs the same path on tiny runs (about 5 minutes;
+builds first. --quick runs the same path on tiny runs (about a minute;
 its report goes to runs/stability-quick/RESULTS.md, not docs/).
 """
 import argparse
@@ -706,7 +706,7 @@ def reading(vit, lm, depth, trained, total):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny runs on the same path (~5 min)")
+    ap.add_argument("--quick", action="store_true", help="tiny runs on the same path (about a minute)")
     args = ap.parse_args()
     cfg = settings(args.quick)
     os.makedirs(cfg["out"], exist_ok=True)

@@ -3,7 +3,7 @@
 # trainers, then runs examples/experiments/stability.py with Debian's
 # Python (standard library only; it drives the trainers and gnuplot).
 #   bash examples/experiments/stability.sh           the full study, under 2 hours on 2 cores
-#   bash examples/experiments/stability.sh --quick   the same path on tiny runs, about 5 minutes
+#   bash examples/experiments/stability.sh --quick   the same path on tiny runs, about a minute
 # Finished runs in runs/stability*/ are reused; delete the folder to rerun them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -120,6 +120,11 @@ def finite(x):
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def finite_min(values):
+    """The smallest finite value, or None when there is none."""
+    return min((v for v in values if finite(v)), default=None)
+
+
 def read_metrics(path):
     """The lines of a metrics file, by type."""
     r = dict(train=[], evals=[], warnings=[], header={})
@@ -236,10 +241,9 @@ def analyse(r):
         r["lead"] = r["blowup_step"] - r["first_warning"]
     else:
         r["lead"] = None
-    r["curves"] = [(m["step"], [min(h for h in layer if finite(h)) if any(finite(h) for h in layer)
-                                else None for layer in m["entropy_mean"]],
-                    [min(h for h in layer if finite(h)) if any(finite(h) for h in layer) else None
-                     for layer in m["entropy_bound"]] if m.get("entropy_bound") else None)
+    r["curves"] = [(m["step"], [finite_min(layer) for layer in m["entropy_mean"]],
+                    [finite_min(layer) for layer in m["entropy_bound"]]
+                    if m.get("entropy_bound") else None)
                    for m in train]
     del r["train"], r["evals"]
     return r
@@ -265,33 +269,30 @@ def vit_sweep(cfg, log):
             base = max(scores)[1]
         else:
             base = grid[len(grid) // 2]
-        results[key] = dict(label=label, base=base, runs={})
-        for mult in cfg["mults"]:
-            for seed in cfg["vit_seeds"]:
-                lr = base * mult
-                r = run(VIT, cfg["vit_common"] + flags + ["--lr", repr(lr), "--seed", str(seed)],
-                        "vit-%s-x%d-seed%d" % (key, mult, seed), cfg["out"])
-                results[key]["runs"][(mult, seed)] = r
-                log("vit %s x%d seed %d: test acc %s%s%s, %d warnings" % (
-                    key, mult, seed, fmt(r["test_acc"], 4), " diverged" if r["diverged"] else "",
-                    " spiked" if r["spiked"] else "", r["warnings_count"]))
+        results[key] = lr_sweep(cfg, log, "vit", VIT, cfg["vit_common"] + flags, key, label,
+                                base, cfg["vit_seeds"], "test acc", "test_acc")
     return results
 
 
 def lm_sweep(cfg, log):
-    results = {}
-    for key, label, flags, base in LM_ARMS:
-        results[key] = dict(label=label, base=base, runs={})
-        for mult in cfg["mults"]:
-            for seed in cfg["lm_seeds"]:
-                r = run(LM, cfg["lm_common"] + flags + ["--lr", repr(base * mult),
-                                                        "--seed", str(seed)],
-                        "lm-%s-x%d-seed%d" % (key, mult, seed), cfg["out"])
-                results[key]["runs"][(mult, seed)] = r
-                log("lm %s x%d seed %d: val bpc %s%s%s, %d warnings" % (
-                    key, mult, seed, fmt(r["val_bpc"], 4), " diverged" if r["diverged"] else "",
-                    " spiked" if r["spiked"] else "", r["warnings_count"]))
-    return results
+    return {key: lr_sweep(cfg, log, "lm", LM, cfg["lm_common"] + flags, key, label, base,
+                          cfg["lm_seeds"], "val bpc", "val_bpc")
+            for key, label, flags, base in LM_ARMS}
+
+
+def lr_sweep(cfg, log, job, exe, flags, key, label, base, seeds, metric_name, metric):
+    """One arm at every lr multiple of its base lr and every seed."""
+    arm = dict(label=label, base=base, runs={})
+    for mult in cfg["mults"]:
+        for seed in seeds:
+            r = run(exe, flags + ["--lr", repr(base * mult), "--seed", str(seed)],
+                    "%s-%s-x%d-seed%d" % (job, key, mult, seed), cfg["out"])
+            arm["runs"][(mult, seed)] = r
+            log("%s %s x%d seed %d: %s %s%s%s, %d warnings" % (
+                job, key, mult, seed, metric_name, fmt(r[metric], 4),
+                " diverged" if r["diverged"] else "", " spiked" if r["spiked"] else "",
+                r["warnings_count"]))
+    return arm
 
 
 def depth_sweep(cfg, log):

@@ -36,12 +36,6 @@ static void path_in_dir(char *out, size_t cap, const char *name)
     snprintf(out, cap, "%s/%s", g_dir, name);
 }
 
-static int file_exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
 /* CRC-32 (ISO-HDLC, reflected 0xEDB88320), bit by bit: what zlib's crc32
  * computes, written independently of the library. */
 static uint32_t crc32_ref(const unsigned char *p, size_t n)

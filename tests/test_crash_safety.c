@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,12 +101,6 @@ static int wait_exit(pid_t pid)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static int exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 static void fail_with_log(const char *what, const char *log)
 {
     char *text = read_text(log);
@@ -142,7 +135,7 @@ static void test_killed_fifty_times_ends_bit_for_bit(void **state)
             fail_with_log("the run kept finishing before it could be killed", log);
         const char *resume[] = {"--checkpoint", ckpt, "--metrics", metrics, "--resume", ckpt, NULL};
         const char *fresh[] = {"--checkpoint", ckpt, "--metrics", metrics, NULL};
-        const int have = exists(ckpt);
+        const int have = file_exists(ckpt);
         fresh_starts += !have;
         const pid_t pid = start(have ? resume : fresh, log, 0);
         /* A random moment within the run's expected length. */
@@ -161,12 +154,12 @@ static void test_killed_fifty_times_ends_bit_for_bit(void **state)
         kill(pid, SIGKILL);
         assert_int_equal(waitpid(pid, &status, 0), pid);
         kills++;
-        in_write += exists(tmp); /* killed with a checkpoint half written */
+        in_write += file_exists(tmp); /* killed with a checkpoint half written */
     }
     /* Resume once more, to the end. */
     const char *resume[] = {"--checkpoint", ckpt, "--metrics", metrics, "--resume", ckpt, NULL};
     const char *fresh[] = {"--checkpoint", ckpt, "--metrics", metrics, NULL};
-    if (wait_exit(start(exists(ckpt) ? resume : fresh, log, 0)) != 0)
+    if (wait_exit(start(file_exists(ckpt) ? resume : fresh, log, 0)) != 0)
         fail_with_log("the last resumed run failed", log);
     assert_true(same_but_time(ref_ckpt, ckpt, 1));
     assert_true(same_but_time(ref_metrics, metrics, 0));

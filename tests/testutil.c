@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cblas.h>
 
@@ -116,6 +117,12 @@ void to_double(const float *x, double *y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         y[i] = x[i];
+}
+
+int file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
 }
 
 void *read_file_bytes(const char *path, size_t *size)

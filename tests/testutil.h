@@ -37,6 +37,8 @@ double norm_d(const double *x, size_t n);
 void to_float(const double *x, float *y, size_t n);
 void to_double(const float *x, double *y, size_t n);
 
+/* 1 when path names an existing file (or folder). */
+int file_exists(const char *path);
 /* Reads a whole binary file into a malloc'd buffer; NULL when missing. */
 void *read_file_bytes(const char *path, size_t *size);
 /* Writes p[0..n) as the whole of path (fails the test when it cannot). */

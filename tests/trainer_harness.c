@@ -94,37 +94,42 @@ char *read_text(const char *path)
     return text;
 }
 
-double last_value(const char *metrics_path, const char *type, const char *key)
-{
-    char *text = read_text(metrics_path);
-    double value = NAN;
-    char type_pat[64], key_pat[64];
-    snprintf(type_pat, sizeof(type_pat), "\"type\":\"%s\"", type);
-    snprintf(key_pat, sizeof(key_pat), "\"%s\":", key);
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        char *k = strstr(line, key_pat);
-        if (strstr(line, type_pat) && k)
-            value = strtod(k + strlen(key_pat), NULL);
-    }
-    free(text);
-    return value;
-}
-
-size_t all_values(const char *metrics_path, const char *type, const char *key, double *out,
-                  size_t cap)
+/* The values after "key": on the lines of type `type`, in order: the first
+ * cap into out, the last of all into *last (NaN when none); returns how
+ * many went into out. */
+static size_t scan_values(const char *metrics_path, const char *type, const char *key, double *out,
+                          size_t cap, double *last)
 {
     char *text = read_text(metrics_path);
     size_t n = 0;
     char type_pat[64], key_pat[64];
     snprintf(type_pat, sizeof(type_pat), "\"type\":\"%s\"", type);
     snprintf(key_pat, sizeof(key_pat), "\"%s\":", key);
-    for (char *line = strtok(text, "\n"); line && n < cap; line = strtok(NULL, "\n")) {
+    *last = NAN;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         char *k = strstr(line, key_pat);
-        if (strstr(line, type_pat) && k)
-            out[n++] = strtod(k + strlen(key_pat), NULL);
+        if (!strstr(line, type_pat) || !k)
+            continue;
+        *last = strtod(k + strlen(key_pat), NULL);
+        if (n < cap)
+            out[n++] = *last;
     }
     free(text);
     return n;
+}
+
+double last_value(const char *metrics_path, const char *type, const char *key)
+{
+    double last;
+    scan_values(metrics_path, type, key, NULL, 0, &last);
+    return last;
+}
+
+size_t all_values(const char *metrics_path, const char *type, const char *key, double *out,
+                  size_t cap)
+{
+    double last;
+    return scan_values(metrics_path, type, key, out, cap, &last);
 }
 
 static uint64_t le64(const unsigned char *p)

@@ -57,6 +57,15 @@ static srp_status agree_status(MPI_Comm comm, srp_status local)
     return worst != SRP_OK ? SRP_ERR_PEER : SRP_OK;
 }
 
+/* lo, hi: the minimum and the maximum over the ranks of each of mine[n]
+ * (equal where every rank holds the same value). 0 on an MPI failure. */
+static int min_max(MPI_Comm comm, const unsigned long long *mine, unsigned long long *lo,
+                   unsigned long long *hi, int n)
+{
+    return MPI_Allreduce(mine, lo, n, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm) == MPI_SUCCESS &&
+           MPI_Allreduce(mine, hi, n, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm) == MPI_SUCCESS;
+}
+
 srp_status srp_dist_agree(srp_dist *d, srp_status local)
 {
     if (!d)
@@ -133,9 +142,8 @@ srp_status srp_dist_create(srp_dist **out, MPI_Comm comm, const srp_param *param
     /* Same shapes everywhere, and the numerics: min and max of each. */
     unsigned long long lo[3], hi[3];
     if (st == SRP_OK) {
-        unsigned long long mine[3] = {d->fused_len, d->spectral_len, numerics_signature()};
-        if (MPI_Allreduce(mine, lo, 3, MPI_UNSIGNED_LONG_LONG, MPI_MIN, dup) != MPI_SUCCESS ||
-            MPI_Allreduce(mine, hi, 3, MPI_UNSIGNED_LONG_LONG, MPI_MAX, dup) != MPI_SUCCESS)
+        const unsigned long long mine[3] = {d->fused_len, d->spectral_len, numerics_signature()};
+        if (!min_max(dup, mine, lo, hi, 3))
             st = SRP_ERR_PEER;
         else if (lo[0] != hi[0] || lo[1] != hi[1])
             st = SRP_ERR_SHAPE;
@@ -267,9 +275,9 @@ srp_status srp_dist_replicas_identical(srp_dist *d, int *identical)
                     (uInt)(sizeof(float) * srp_linear_out_features(l)));
         crc = crc32(crc, (const Bytef *)&sigma, sizeof(sigma));
     }
-    unsigned long mine = crc, lo = 0, hi = 0;
-    if (MPI_Allreduce(&mine, &lo, 1, MPI_UNSIGNED_LONG, MPI_MIN, d->comm) != MPI_SUCCESS ||
-        MPI_Allreduce(&mine, &hi, 1, MPI_UNSIGNED_LONG, MPI_MAX, d->comm) != MPI_SUCCESS)
+    const unsigned long long mine = crc;
+    unsigned long long lo = 0, hi = 0;
+    if (!min_max(d->comm, &mine, &lo, &hi, 1))
         return SRP_ERR_PEER;
     *identical = lo == hi;
     return SRP_OK;

@@ -367,11 +367,13 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
     if (st != SRP_OK)
         return st;
 
+    /* The activations are overwritten from here on: the previous forward
+     * can no longer be differentiated, whatever follows. */
+    a->have_forward = 0;
     for (size_t i = 0; i < a->n_in; i++) /* x -> [q | k | v]: [n][3D] */
-        srp_linear_forward_commit(a->in_proj[i], x, n, a->qkv_out + a->in_col[i], 3 * D, training);
+        srp_linear_forward_compute(a->in_proj[i], x, n, a->qkv_out + a->in_col[i], 3 * D);
     uint64_t t0 = srp_profile_begin();
     memcpy(a->x, x, sizeof(float) * n * D);
-    copy_qk_weights(a);
     a->batch = batch;
     a->tokens = tokens;
     srp_profile_end(SRP_PROF_ATTENTION_COPY, t0);
@@ -386,7 +388,21 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
     srp_bgemm_run(plans->av, a->att, v, a->o_cat);
     srp_profile_end(SRP_PROF_ATTENTION_CORE, t0);
 
-    srp_linear_forward_commit(a->proj, a->o_cat, n, y, D, training);
+    srp_linear_forward_compute(a->proj, a->o_cat, n, y, D);
+    /* A NaN anywhere on the way (in x, or from an overflow in the logits)
+     * reaches y: one check of y covers them all. On failure no linear
+     * takes its power step. */
+    t0 = srp_profile_begin();
+    const int finite = srp_all_finite(y, n * D);
+    srp_profile_end(SRP_PROF_FINITE_CHECK, t0);
+    if (!finite) {
+        a->order = (srp_call_order){0}; /* no forward is pending any more */
+        return SRP_ERR_NUMERIC;
+    }
+    for (size_t i = 0; i < a->n_in; i++)
+        srp_linear_forward_commit(a->in_proj[i], training);
+    srp_linear_forward_commit(a->proj, training);
+    copy_qk_weights(a); /* with the committed scales */
     a->have_forward = 1;
     srp_order_forward(&a->order, training);
     return SRP_OK;

@@ -84,7 +84,7 @@ srp_status srp_embedding_forward(const srp_embedding *e, const uint32_t *tokens,
     for (size_t i = 0; i < n; i++)
         memcpy(x + i * e->dim, e->w + (size_t)tokens[i] * e->dim, sizeof(float) * e->dim);
     srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
-    return SRP_OK;
+    return srp_all_finite(x, n * e->dim) ? SRP_OK : SRP_ERR_NUMERIC;
 }
 
 /* tokens: [n], dx: [n][dim] */
@@ -118,7 +118,7 @@ srp_status srp_embedding_logits(const srp_embedding *e, const float *h, size_t n
     /* logits = h E^T: [n][vocab] = [n][dim] x [dim][vocab] */
     srp_sgemm(0, 1, n, e->vocab, e->dim, 1.0f, h, e->dim, e->w, e->dim, 0.0f, logits, e->vocab);
     srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
-    return SRP_OK;
+    return srp_all_finite(logits, n * e->vocab) ? SRP_OK : SRP_ERR_NUMERIC;
 }
 
 /* h: [n][dim], dlogits: [n][vocab], dh: [n][dim] */

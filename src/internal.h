@@ -178,13 +178,16 @@ void srp_softmax_backward_row(const float *p, float *da_to_ds, size_t keys, size
 float srp_linear_forward_scale(const srp_linear *l);
 /* A forward in two halves, so that a module of several layers can check
  * them all before changing any. prepare runs the power step into scratch
- * and checks sigma and gamma; nothing changes. commit (after a successful
- * prepare, with arguments srp_linear_forward would accept) makes the step
- * the layer's state and computes y, whose rows are ldy >= out apart (a
- * module writes several layers' outputs side by side); it cannot fail. */
+ * and checks sigma and gamma; nothing changes. compute (after a successful
+ * prepare, with arguments srp_linear_forward would accept) writes y with
+ * that step's scale, rows ldy >= out apart (a module writes several
+ * layers' outputs side by side); the layer does not change. commit makes
+ * the step the layer's state, once the caller has accepted y; neither can
+ * fail. */
 srp_status srp_linear_forward_prepare(srp_linear *l, int training);
-void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y, size_t ldy,
-                               int training);
+void srp_linear_forward_compute(const srp_linear *l, const float *x, size_t n, float *y,
+                                size_t ldy);
+void srp_linear_forward_commit(srp_linear *l, int training);
 /* A backward in two halves, for the same reason. prepare (arguments as
  * srp_linear_backward takes them, already checked; dy's rows lddy apart)
  * writes dx (adds to it with add_dx) and the layer's scratch, and checks

@@ -261,8 +261,24 @@ srp_status srp_linear_forward_prepare(srp_linear *l, int training)
     return SRP_OK;
 }
 
-void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y, size_t ldy,
-                               int training)
+void srp_linear_forward_compute(const srp_linear *l, const float *x, size_t n, float *y, size_t ldy)
+{
+    /* y = scale x W^T (+ b): [n][out] = [n][in] x [in][out]. With the bias
+     * written first, the GEMM adds onto it (beta = 1) at no extra cost:
+     * OpenBLAS would otherwise zero C in a pass of its own. */
+    float beta = 0.0f;
+    if (l->has_bias) {
+        const uint64_t t0 = srp_profile_begin();
+        fill_rows_with_bias(y, ldy, l->b, n, l->out);
+        srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
+        beta = 1.0f;
+    }
+    const uint64_t t0 = srp_profile_begin();
+    srp_sgemm(0, 1, n, l->out, l->in, l->cand_scale, x, l->in, l->w, l->in, beta, y, ldy);
+    srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
+}
+
+void srp_linear_forward_commit(srp_linear *l, int training)
 {
     if (l->mode != SRP_REPARAM_NONE) {
         if (training) {
@@ -275,20 +291,6 @@ void srp_linear_forward_commit(srp_linear *l, const float *x, size_t n, float *y
     }
     l->last_scale = l->cand_scale;
     srp_order_forward(&l->order, training);
-
-    /* y = scale x W^T (+ b): [n][out] = [n][in] x [in][out]. With the bias
-     * written first, the GEMM adds onto it (beta = 1) at no extra cost:
-     * OpenBLAS would otherwise zero C in a pass of its own. */
-    float beta = 0.0f;
-    if (l->has_bias) {
-        const uint64_t t0 = srp_profile_begin();
-        fill_rows_with_bias(y, ldy, l->b, n, l->out);
-        srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
-        beta = 1.0f;
-    }
-    const uint64_t t0 = srp_profile_begin();
-    srp_sgemm(0, 1, n, l->out, l->in, l->last_scale, x, l->in, l->w, l->in, beta, y, ldy);
-    srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
 }
 
 int srp_linear_batch_ok(const srp_linear *l, size_t n) { return batch_ok(l, n); }
@@ -300,7 +302,15 @@ srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, float *y,
     const srp_status st = srp_linear_forward_prepare(l, training);
     if (st != SRP_OK)
         return st;
-    srp_linear_forward_commit(l, x, n, y, l->out, training);
+    srp_linear_forward_compute(l, x, n, y, l->out);
+    /* NaN or Inf in x, or an overflow in the product: reported here, with
+     * the layer as it was, rather than found layers later. */
+    const uint64_t t0 = srp_profile_begin();
+    const int finite = srp_all_finite(y, n * l->out);
+    srp_profile_end(SRP_PROF_FINITE_CHECK, t0);
+    if (!finite)
+        return SRP_ERR_NUMERIC;
+    srp_linear_forward_commit(l, training);
     return SRP_OK;
 }
 

@@ -559,24 +559,60 @@ static void test_bound_matches_explicit_norms(void **state)
     }
 }
 
-/* NaN in the input is not scanned for (it costs a pass): it reaches y and
- * the entropies as NaN, without undefined behaviour (UBSan build), and the
- * bound reports it. */
-static void test_nan_input_propagates(void **state)
+/* The u, v, sigma and gamma of every linear of the module, as bits. */
+static void module_state(srp_attention *a, float *state, size_t cap, size_t *count)
+{
+    size_t n = 0;
+    for (size_t i = 0; i <= srp_attention_in_proj_count(a); i++) {
+        srp_linear *l = i < srp_attention_in_proj_count(a) ? srp_attention_in_proj(a, i, NULL)
+                                                           : srp_attention_proj(a);
+        const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
+        assert_true(n + in + out + 2 <= cap);
+        memcpy(state + n, srp_linear_u(l), sizeof(float) * in);
+        memcpy(state + n + in, srp_linear_v(l), sizeof(float) * out);
+        state[n + in + out] = srp_linear_sigma(l);
+        state[n + in + out + 1] = *srp_linear_gamma(l);
+        n += in + out + 2;
+    }
+    *count = n;
+}
+
+/* A forward whose y would hold NaN or Inf reports it: NaN in x, and finite
+ * inputs whose logits overflow. No power step is kept; the activations are
+ * gone, so the backward and the entropies say there is no forward; the
+ * next good forward works. */
+static void test_non_finite_forward_is_reported(void **state)
 {
     (void)state;
     const attn_shape s = {2, 6, 8, 2, 0, SRP_QKV_SIGMA_FUSED};
     srp_attention *a = make(&s, 4);
-    float x[2 * 6 * 8], y[2 * 6 * 8], mean[2], min[2], bound[2];
+    float x[2 * 6 * 8], bad[2 * 6 * 8], y[2 * 6 * 8], dy[2 * 6 * 8], mean[2], bound[2];
+    float before[256], after[256];
+    size_t nb, na;
     srp_rng r;
     srp_rng_seed(&r, 5);
     fill_normal_f(&r, x, 96, 1.0);
-    x[8 * 3 + 2] = NAN; /* example 0, token 3 */
-    assert_ok(srp_attention_forward(a, x, 2, 6, y, SRP_EVAL));
-    assert_true(isnan(y[0]));
-    assert_ok(srp_attention_entropy(a, mean, min));
-    assert_true(isnan(mean[0]) && isnan(min[0]));
-    assert_status(srp_attention_entropy_bound(a, bound), SRP_ERR_NUMERIC);
+    fill_normal_f(&r, dy, 96, 1.0);
+    assert_ok(srp_attention_forward(a, x, 2, 6, y, SRP_TRAIN));
+    for (int c = 0; c < 2; c++) {
+        memcpy(bad, x, sizeof x);
+        if (c == 0)
+            bad[8 * 3 + 2] = NAN; /* example 0, token 3 */
+        else
+            for (size_t i = 0; i < 96; i++) /* finite, but q.k overflows */
+                bad[i] = x[i] * 1e30f;
+        module_state(a, before, 256, &nb);
+        for (int training = 0; training < 2; training++)
+            assert_status(srp_attention_forward(a, bad, 2, 6, y, training), SRP_ERR_NUMERIC);
+        module_state(a, after, 256, &na);
+        assert_int_equal(nb, na);
+        assert_memory_equal(before, after, sizeof(float) * nb);
+        assert_status(srp_attention_backward(a, dy, NULL), SRP_ERR_UNSUPPORTED);
+        assert_status(srp_attention_entropy(a, mean, NULL), SRP_ERR_UNSUPPORTED);
+        assert_status(srp_attention_entropy_bound(a, bound), SRP_ERR_UNSUPPORTED);
+        assert_ok(srp_attention_forward(a, x, 2, 6, y, SRP_TRAIN));
+        assert_ok(srp_attention_backward(a, dy, NULL));
+    }
     srp_attention_destroy(a);
 }
 
@@ -929,7 +965,7 @@ int main(void)
         cmocka_unit_test(test_bound_matches_explicit_norms),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_failed_backward_changes_no_gradient),
-        cmocka_unit_test(test_nan_input_propagates),
+        cmocka_unit_test(test_non_finite_forward_is_reported),
         cmocka_unit_test(test_bound_uses_the_forward_weights),
         cmocka_unit_test(test_fewer_tokens_than_the_maximum),
         cmocka_unit_test(test_results_are_deterministic),

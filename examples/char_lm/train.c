@@ -288,10 +288,14 @@ static ex_code evaluate(trainer *t, size_t windows, double *loss_out, ex_error *
             }
         }
         const float *logits;
-        float loss;
+        float loss = 0.0f;
         srp_status st = lm_forward(t->model, t->tokens, rows, T, SRP_EVAL, &logits);
         if (st == SRP_OK)
             st = srp_cross_entropy_forward(logits, t->targets, rows * T, LM_VOCAB, 0.0f, &loss);
+        if (st == SRP_ERR_NUMERIC) { /* a diverged model: say so, do not stop */
+            loss = INFINITY;
+            st = SRP_OK;
+        }
         if (st != SRP_OK)
             code = ex_fail_status(err, st, "evaluation");
         sum += (double)loss * (double)rows;

@@ -309,15 +309,15 @@ static ex_code evaluate(trainer *t, const vit_dataset *d, float *loss, float *ac
         srp_status st = eval_logits(t, d, first, n, &logits);
         float l = 0.0f;
         size_t c = 0;
-        if (st == SRP_OK) {
+        if (st == SRP_OK)
             st = srp_cross_entropy_forward(logits, t->labels, n, classes, 0.0f, &l);
-            if (st == SRP_ERR_NUMERIC) { /* a diverged model: say so, do not stop */
-                l = INFINITY;
-                st = SRP_OK;
-            }
-        }
         if (st == SRP_OK)
             st = srp_accuracy_count(logits, t->labels, n, classes, &c);
+        if (st == SRP_ERR_NUMERIC) { /* a diverged model: say so, do not stop */
+            l = INFINITY;
+            c = 0;
+            st = SRP_OK;
+        }
         if (st != SRP_OK)
             code = ex_fail_status(err, st, "evaluation");
         loss_sum += (double)l * (double)n;

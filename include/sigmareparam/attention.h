@@ -64,8 +64,12 @@ SRP_API void srp_attention_destroy(srp_attention *a);
  * at the backward (linear.h). The first forward at a new (batch, tokens)
  * shape builds the batched products for it (allocates); the module keeps
  * those of its last 4 shapes. qkv and proj are
- * both checked (power step, sigma, gamma) before either changes: on an
- * error the module is as it was, the last forward's caches included. */
+ * both checked (power step, sigma, gamma) before either changes: on such an
+ * error the module is as it was, the last forward's caches included.
+ * NaN/Inf in y (from x, or from an overflow of the logits on the way):
+ * SRP_ERR_NUMERIC; no parameter, u, v, sigma or gamma has changed, but the
+ * activations were overwritten: until the next successful forward the
+ * backward, the entropies and the bound return SRP_ERR_UNSUPPORTED. */
 SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
                                          size_t tokens, float *y, int training);
 /* Backward of the last forward, whose activations the module keeps. Before

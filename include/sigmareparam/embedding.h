@@ -37,14 +37,17 @@ SRP_API void srp_embedding_zero_grad(srp_embedding *e);
 
 /* tokens: [n], each < vocab; x: [n][dim] = the tokens' rows.
  * Errors: NULL, n = 0: SRP_ERR_INVALID_ARG; a token out of range:
- * SRP_ERR_INVALID_ARG, and nothing written. */
+ * SRP_ERR_INVALID_ARG, and nothing written; a non-finite row (NaN or Inf
+ * in the table): SRP_ERR_NUMERIC, x written. */
 SRP_API srp_status srp_embedding_forward(const srp_embedding *e, const uint32_t *tokens, size_t n,
                                          float *x);
 /* dE[tokens[i]] += dx[i] for every i (in the order of i: the same bits for
  * any thread count). NaN/Inf in dx: SRP_ERR_NUMERIC, nothing changed. */
 SRP_API srp_status srp_embedding_backward(srp_embedding *e, const uint32_t *tokens, const float *dx,
                                           size_t n);
-/* The tied head: logits = h E^T. h: [n][dim], logits: [n][vocab]. */
+/* The tied head: logits = h E^T. h: [n][dim], logits: [n][vocab].
+ * NaN/Inf in the logits (from h, from the table, or an overflow):
+ * SRP_ERR_NUMERIC, logits written. The layer never changes here. */
 SRP_API srp_status srp_embedding_logits(const srp_embedding *e, const float *h, size_t n,
                                         float *logits);
 /* Its backward: dE += dlogits^T h, dh = dlogits E (overwritten; may be

@@ -96,10 +96,12 @@ SRP_API srp_status srp_linear_set_sigma(srp_linear *l, float sigma);
 /* x: [n][in], y: [n][out]. training = SRP_TRAIN runs power_iters steps and
  * keeps them (u, v, sigma move); SRP_EVAL runs one step from the stored u
  * into scratch and changes no state (see the top of this file).
- * Errors: NULL, n = 0 or n too large for BLAS: SRP_ERR_INVALID_ARG; a
- * non-finite or zero sigma, or a non-finite gamma: SRP_ERR_NUMERIC, and the
- * layer is left as it was. Activations are not scanned: NaN in x gives NaN
- * in y (the backward below does catch it). */
+ * Errors: NULL, n = 0 or n too large for BLAS: SRP_ERR_INVALID_ARG. A
+ * non-finite or zero sigma (NaN/Inf in W, an all-zero W), a non-finite
+ * gamma, or NaN/Inf anywhere in y (from x, from b, or an overflow of the
+ * product): SRP_ERR_NUMERIC, and the layer is left as it was (u, v, sigma
+ * and the last forward's backward included; y may have been written). So
+ * no NaN leaves a forward that reports success. */
 SRP_API srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, float *y,
                                       int training);
 /* Backward of the last forward, for the same x. The caller passes x again:

@@ -29,6 +29,7 @@ typedef enum {
     SRP_PROF_LOSS,            /* cross-entropy and accuracy */
     SRP_PROF_OPTIMIZER,       /* optimizer steps, zeroing and clipping of gradients */
     SRP_PROF_ENTROPY,         /* entropy statistics and the Theorem 3.1 bound */
+    SRP_PROF_FINITE_CHECK,    /* the forwards' checks of their outputs for NaN/Inf */
     SRP_PROF_COUNT
 } srp_profile_part;
 

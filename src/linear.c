@@ -194,8 +194,10 @@ srp_status srp_linear_set_sigma(srp_linear *l, float sigma)
         return SRP_ERR_INVALID_ARG;
     if (l->mode == SRP_REPARAM_NONE)
         return isnan(sigma) ? SRP_OK : SRP_ERR_INVALID_ARG;
-    if (!isfinite(sigma) || sigma < 0.0f)
+    if (!isfinite(sigma))
         return SRP_ERR_NUMERIC;
+    if (sigma < 0.0f)
+        return SRP_ERR_INVALID_ARG;
     l->sigma = sigma;
     return SRP_OK;
 }

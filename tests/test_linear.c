@@ -481,7 +481,7 @@ static void test_invalid_arguments_and_configs(void **state)
     assert_status(srp_linear_backward(l, x, NULL, 2, dx), SRP_ERR_INVALID_ARG);
     assert_status(srp_linear_backward(NULL, x, dy, 2, dx), SRP_ERR_INVALID_ARG);
     assert_status(srp_linear_set_sigma(l, NAN), SRP_ERR_NUMERIC);
-    assert_status(srp_linear_set_sigma(l, -1.0f), SRP_ERR_NUMERIC);
+    assert_status(srp_linear_set_sigma(l, -1.0f), SRP_ERR_INVALID_ARG);
     assert_status(srp_linear_reinit_sigma(NULL), SRP_ERR_INVALID_ARG);
     assert_null(srp_linear_weight(NULL));
     assert_true(isnan(srp_linear_sigma(NULL)));

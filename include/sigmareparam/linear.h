@@ -90,7 +90,8 @@ SRP_API srp_status srp_linear_reinit_sigma(srp_linear *l);
 /* sigma used by the last forward (before any forward: the SVD value);
  * NaN in NONE mode, which tracks no sigma. */
 SRP_API float srp_linear_sigma(const srp_linear *l);
-/* Restores the tracked sigma (checkpoint load); must be finite and >= 0. */
+/* Restores the tracked sigma (checkpoint load). NaN/Inf: SRP_ERR_NUMERIC;
+ * negative: SRP_ERR_INVALID_ARG; in NONE mode only NaN is accepted. */
 SRP_API srp_status srp_linear_set_sigma(srp_linear *l, float sigma);
 
 /* x: [n][in], y: [n][out]. training = SRP_TRAIN runs power_iters steps and

@@ -1,0 +1,804 @@
+/* Every public call, table-driven, on bad input: NULL handles and pointers,
+ * zero sizes, size products that overflow size_t, mismatched shapes,
+ * out-of-range and NaN configuration values, and non-finite numbers.
+ *
+ * Each row makes a bad call in a "world" holding one object of each kind
+ * (a linear, an attention module, an embedding, a power iteration and an
+ * optimizer over their parameters), in the middle of a training step: a
+ * forward has run, its backward is pending. The row checks:
+ * - the status is the documented one;
+ * - a hash of every state the API exposes (parameters, gradients, u, v,
+ *   sigma, gamma, optimizer buffers and step, the last forward's
+ *   entropies) is what it was before the call;
+ * - the caller's output buffers are untouched, except where the status is
+ *   SRP_ERR_NUMERIC (the headers allow y, dx, logits to be written then);
+ * - hidden state is untouched too: the world then finishes its step
+ *   (backwards, an optimizer step, new forwards) and must end bit for bit
+ *   where a twin world that never saw the bad call ends. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+enum {
+    IN = 6, OUT = 5, N = 4,         /* linear: x [N][IN], y [N][OUT] */
+    D = 8, H = 2, B = 2, T = 3,     /* attention: x [B][T][D] */
+    V = 7, E = 4, NT = 5,           /* embedding: table [V][E], NT tokens */
+    PR = 5, PC = 6,                 /* power iteration on a [PR][PC] matrix */
+    CLASSES = 3, ROWS = 4           /* losses: logits [ROWS][CLASSES] */
+};
+
+typedef struct {
+    srp_linear *lin;
+    srp_attention *att;
+    srp_embedding *emb;
+    srp_power_iter *pi;
+    srp_optim *opt;
+    /* inputs (the calls read them) */
+    float x[N * IN], dy[N * OUT], ax[B * T * D], ady[B * T * D], edx[NT * E], pw[PR * PC];
+    uint32_t tok[NT];
+    float logits[ROWS * CLASSES];
+    int labels[ROWS];
+    /* outputs (the calls write them) */
+    struct {
+        float y[N * OUT], dx[N * IN], ay[B * T * D], adx[B * T * D], ex[NT * E];
+        float elogits[NT * V], dh[NT * E], scalar, heads[H], heads2[H];
+        float nn[ROWS * CLASSES], nn2[ROWS * CLASSES], stats[ROWS], stats2[ROWS];
+        size_t count;
+    } out;
+} world;
+
+static void fill(float *x, size_t n, uint64_t seed, double scale)
+{
+    srp_rng r;
+    srp_rng_seed(&r, seed);
+    fill_normal_f(&r, x, n, scale);
+}
+
+static void add_linear_params(srp_param *p, size_t *n, srp_linear *l, const char *prefix)
+{
+    static char names[16][32];
+    const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
+    snprintf(names[*n], sizeof names[0], "%s.w", prefix);
+    p[*n] = srp_param_make(names[*n], srp_linear_weight(l), srp_linear_weight_grad(l), in * out,
+                           SRP_PARAM_WEIGHT);
+    (*n)++;
+    snprintf(names[*n], sizeof names[0], "%s.b", prefix);
+    p[*n] = srp_param_make(names[*n], srp_linear_bias(l), srp_linear_bias_grad(l), out,
+                           SRP_PARAM_BIAS);
+    (*n)++;
+    snprintf(names[*n], sizeof names[0], "%s.g", prefix);
+    p[*n] = srp_param_make(names[*n], srp_linear_gamma(l), srp_linear_gamma_grad(l), 1,
+                           SRP_PARAM_GAMMA);
+    (*n)++;
+}
+
+/* One training step of everything, then the forwards of the next, whose
+ * backwards stay pending. Every call must succeed. */
+static void forwards(world *w)
+{
+    assert_ok(srp_linear_forward(w->lin, w->x, N, w->out.y, SRP_TRAIN));
+    assert_ok(srp_attention_forward(w->att, w->ax, B, T, w->out.ay, SRP_TRAIN));
+    assert_ok(srp_embedding_forward(w->emb, w->tok, NT, w->out.ex));
+}
+
+static void backwards_and_step(world *w)
+{
+    assert_ok(srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx));
+    assert_ok(srp_attention_backward(w->att, w->ady, w->out.adx));
+    assert_ok(srp_embedding_backward(w->emb, w->tok, w->edx, NT));
+    assert_ok(srp_optim_step(w->opt, 0.05f));
+    assert_ok(srp_power_iter_step(w->pi, w->pw, 1, &w->out.scalar));
+}
+
+static world *world_make(void)
+{
+    world *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    srp_linear_config lc = srp_linear_config_default(IN, OUT);
+    lc.seed = 3;
+    assert_ok(srp_linear_create(&w->lin, &lc));
+    srp_attention_config ac = srp_attention_config_default(D, H);
+    ac.seed = 4;
+    ac.qkv.init_std = ac.proj.init_std = 0.3f; /* attention that is not uniform */
+    assert_ok(srp_attention_create(&w->att, &ac, B, T));
+    assert_ok(srp_embedding_create(&w->emb, V, E, 0.5f, 5));
+    assert_ok(srp_power_iter_create(&w->pi, PR, PC, 6));
+    srp_param p[16];
+    size_t np = 0;
+    add_linear_params(p, &np, w->lin, "lin");
+    add_linear_params(p, &np, srp_attention_qkv(w->att), "qkv");
+    add_linear_params(p, &np, srp_attention_proj(w->att), "proj");
+    p[np++] = srp_param_make("emb", srp_embedding_weight(w->emb), srp_embedding_weight_grad(w->emb),
+                             V * E, SRP_PARAM_EMBEDDING);
+    srp_optim_config oc = srp_optim_config_default(SRP_OPTIM_SGD);
+    oc.weight_decay = 1e-3f;
+    assert_ok(srp_optim_create(&w->opt, p, np, &oc));
+
+    fill(w->x, N * IN, 10, 1.0);
+    fill(w->dy, N * OUT, 11, 1.0);
+    fill(w->ax, B * T * D, 12, 1.0);
+    fill(w->ady, B * T * D, 13, 1.0);
+    fill(w->edx, NT * E, 14, 1.0);
+    fill(w->pw, PR * PC, 15, 1.0);
+    fill(w->logits, ROWS * CLASSES, 16, 2.0);
+    for (size_t i = 0; i < NT; i++)
+        w->tok[i] = (uint32_t)((3 * i + 1) % V);
+    for (size_t i = 0; i < ROWS; i++)
+        w->labels[i] = (int)(i % CLASSES);
+    forwards(w);
+    backwards_and_step(w); /* gradients stay: the optimizer does not zero them */
+    forwards(w);
+    return w;
+}
+
+static void world_free(world *w)
+{
+    srp_linear_destroy(w->lin);
+    srp_attention_destroy(w->att);
+    srp_embedding_destroy(w->emb);
+    srp_power_iter_destroy(w->pi);
+    srp_optim_destroy(w->opt);
+    free(w);
+}
+
+/* FNV-1a over bytes. */
+static uint64_t mix(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t mix_linear(uint64_t h, srp_linear *l)
+{
+    const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
+    const float sigma = srp_linear_sigma(l);
+    h = mix(h, srp_linear_weight(l), sizeof(float) * in * out);
+    h = mix(h, srp_linear_weight_grad(l), sizeof(float) * in * out);
+    h = mix(h, srp_linear_bias(l), sizeof(float) * out);
+    h = mix(h, srp_linear_bias_grad(l), sizeof(float) * out);
+    h = mix(h, srp_linear_gamma(l), sizeof(float));
+    h = mix(h, srp_linear_gamma_grad(l), sizeof(float));
+    h = mix(h, srp_linear_u(l), sizeof(float) * in);
+    h = mix(h, srp_linear_v(l), sizeof(float) * out);
+    return mix(h, &sigma, sizeof sigma);
+}
+
+/* Everything the API shows of the world's objects; with_activations adds
+ * what the attention keeps of its last forward (its entropies). */
+static uint64_t state_hash(world *w, int with_activations)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = mix_linear(h, w->lin);
+    for (size_t i = 0; i < srp_attention_in_proj_count(w->att); i++)
+        h = mix_linear(h, srp_attention_in_proj(w->att, i, NULL));
+    h = mix_linear(h, srp_attention_proj(w->att));
+    if (with_activations) {
+        float mean[H], min[H];
+        const srp_status st = srp_attention_entropy(w->att, mean, min);
+        h = mix(h, &st, sizeof st);
+        h = mix(h, mean, sizeof mean);
+        h = mix(h, min, sizeof min);
+    }
+    h = mix(h, srp_embedding_weight(w->emb), sizeof(float) * V * E);
+    h = mix(h, srp_embedding_weight_grad(w->emb), sizeof(float) * V * E);
+    const float sigma = srp_power_iter_sigma(w->pi);
+    h = mix(h, srp_power_iter_u(w->pi), sizeof(float) * PC);
+    h = mix(h, srp_power_iter_v(w->pi), sizeof(float) * PR);
+    h = mix(h, &sigma, sizeof sigma);
+    const uint64_t steps = srp_optim_step_count(w->opt);
+    h = mix(h, &steps, sizeof steps);
+    for (size_t i = 0; i < srp_optim_param_count(w->opt); i++)
+        for (size_t b = 0; b < srp_optim_state_buffers(w->opt); b++)
+            h = mix(h, srp_optim_state(w->opt, i, b),
+                    sizeof(float) * srp_optim_param(w->opt, i)->size);
+    return h;
+}
+
+static uint64_t output_hash(const world *w)
+{
+    return mix(0xcbf29ce484222325ull, &w->out, sizeof w->out);
+}
+
+/* ---- the table ----
+ * X(name, expected status, the call): w is the world; the calls below the
+ * table's first section build what they need (a bad config, a bad list). */
+
+static srp_linear_config linear_cfg(int which)
+{
+    srp_linear_config c = srp_linear_config_default(IN, OUT);
+    switch (which) {
+    case 0: c.in_features = 0; break;
+    case 1: c.out_features = 0; break;
+    case 2: c.in_features = SIZE_MAX / 2; c.out_features = 4; break; /* in * out overflows */
+    case 3: c.power_iters = 0; break;
+    case 4: c.init_std = NAN; break;
+    case 5: c.init_std = -1.0f; break;
+    case 6: c.reparam = (srp_reparam)7; break;
+    case 7: c.gamma_init = (srp_gamma_init)9; break;
+    }
+    return c;
+}
+
+static srp_status create_linear(int which)
+{
+    srp_linear_config c = linear_cfg(which);
+    srp_linear *l = NULL;
+    srp_status st = srp_linear_create(&l, which < 0 ? NULL : &c);
+    assert_null(l);
+    return st;
+}
+
+static srp_status create_attention(int which)
+{
+    srp_attention_config c = srp_attention_config_default(D, H);
+    size_t mb = B, mt = T;
+    switch (which) {
+    case 0: c.heads = 3; break; /* 8 is no multiple of 3 */
+    case 1: c.heads = 0; break;
+    case 2: c.dim = 0; break;
+    case 3: mb = 0; break;
+    case 4: mt = 0; break;
+    case 5: mb = SIZE_MAX / 4; mt = 8; break; /* batch * tokens overflows */
+    case 6: c.qkv.power_iters = 0; break;
+    case 7: c.proj.init_std = NAN; break;
+    case 8: c.qkv_sigma = (srp_qkv_sigma)5; break;
+    }
+    srp_attention *a = NULL;
+    srp_status st = srp_attention_create(&a, which < 0 ? NULL : &c, mb, mt);
+    assert_null(a);
+    return st;
+}
+
+static srp_status create_embedding(size_t vocab, size_t dim, float std)
+{
+    srp_embedding *e = NULL;
+    srp_status st = srp_embedding_create(&e, vocab, dim, std, 1);
+    assert_null(e);
+    return st;
+}
+
+static srp_status create_power_iter(size_t rows, size_t cols)
+{
+    srp_power_iter *p = NULL;
+    srp_status st = srp_power_iter_create(&p, rows, cols, 1);
+    assert_null(p);
+    return st;
+}
+
+static srp_status create_optim(int which)
+{
+    static float data[8], grad[8];
+    srp_param p[2] = {srp_param_make("a", data, grad, 4, SRP_PARAM_WEIGHT),
+                      srp_param_make("b", data + 4, grad + 4, 4, SRP_PARAM_BIAS)};
+    srp_optim_config c = srp_optim_config_default(SRP_OPTIM_SGD);
+    size_t count = 2;
+    switch (which) {
+    case 0: count = 0; break;
+    case 1: p[1].name = "a"; break;
+    case 2: p[0].data = NULL; break;
+    case 3: p[0].grad = NULL; break;
+    case 4: p[0].size = 0; break;
+    case 5: p[0].size = p[1].size = SIZE_MAX / 4; break; /* the sum overflows */
+    case 6: p[0].lr_mult = NAN; break;
+    case 7: p[0].lr_mult = -1.0f; break;
+    case 8: c.momentum = NAN; break;
+    case 9: c.momentum = 1.0f; break;
+    case 10: c.weight_decay = -0.1f; break;
+    case 11: c.weight_decay = NAN; break;
+    case 12: c.nesterov = 1; c.momentum = 0.0f; break;
+    case 13: c = srp_optim_config_default(SRP_OPTIM_ADAMW); c.beta1 = NAN; break;
+    case 14: c = srp_optim_config_default(SRP_OPTIM_ADAMW); c.beta2 = 1.0f; break;
+    case 15: c = srp_optim_config_default(SRP_OPTIM_ADAMW); c.eps = 0.0f; break;
+    case 16: c = srp_optim_config_default(SRP_OPTIM_LARS); c.lars_eta = NAN; break;
+    case 17: c = srp_optim_config_default(SRP_OPTIM_LARS); c.wd_mode = SRP_WD_DECOUPLED; break;
+    case 18: c.kind = (srp_optim_kind)9; break;
+    case 19: c.dampening = 2.0f; break;
+    }
+    srp_optim *o = NULL;
+    srp_status st = srp_optim_create(&o, p, count, &c);
+    assert_null(o);
+    return st;
+}
+
+static srp_status schedule_check(int which)
+{
+    srp_lr_schedule s = srp_lr_schedule_default(SRP_LR_COSINE, 0.1f, 100);
+    switch (which) {
+    case 0: s.base_lr = NAN; break;
+    case 1: s.base_lr = -0.1f; break;
+    case 2: s.warmup_steps = 100; break; /* total must exceed warmup */
+    case 3: s.min_lr = NAN; break;
+    case 4: s = srp_lr_schedule_default(SRP_LR_STEP, 0.1f, 100); s.step_size = 0; break;
+    case 5: s = srp_lr_schedule_default(SRP_LR_STEP, 0.1f, 100); s.step_gamma = NAN; break;
+    case 6: s.kind = (srp_lr_kind)8; break;
+    }
+    return srp_lr_schedule_check(&s);
+}
+
+/* A tensor list whose shape's product overflows size_t. */
+static srp_status save_overflowing(int safetensors)
+{
+    static float data[4];
+    srp_tensor_ref r = {"t", SRP_DTYPE_F32, 2, {SIZE_MAX / 2, 4}, data};
+    const char *path = "contract_never_written.bin";
+    srp_status st = safetensors ? srp_safetensors_save(path, &r, 1, NULL, 0)
+                                : srp_checkpoint_save(path, &r, 1);
+    assert_false(file_exists(path));
+    return st;
+}
+
+/* Calls that set a value and must refuse it, in the world. */
+static srp_status set_sigma(world *w, float s) { return srp_linear_set_sigma(w->lin, s); }
+
+static srp_status set_pi_state(world *w, int which)
+{
+    float u[PC], v[PR];
+    memcpy(u, srp_power_iter_u(w->pi), sizeof u);
+    memcpy(v, srp_power_iter_v(w->pi), sizeof v);
+    float sigma = 1.0f;
+    if (which == 0)
+        u[1] = NAN;
+    else if (which == 1)
+        v[0] = INFINITY;
+    else
+        sigma = NAN;
+    return srp_power_iter_set_state(w->pi, u, v, sigma);
+}
+
+/* The non-finite cases: a bad value goes into the world's own input
+ * buffer, the call runs, the value is put back. */
+static srp_status with_bad_value(world *w, float *where, float value, srp_status (*call)(world *))
+{
+    const float saved = *where;
+    *where = value;
+    const srp_status st = call(w);
+    *where = saved;
+    return st;
+}
+
+static srp_status lin_fwd_train(world *w)
+{
+    return srp_linear_forward(w->lin, w->x, N, w->out.y, SRP_TRAIN);
+}
+static srp_status lin_fwd_eval(world *w)
+{
+    return srp_linear_forward(w->lin, w->x, N, w->out.y, SRP_EVAL);
+}
+static srp_status lin_bwd(world *w) { return srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx); }
+static srp_status att_fwd_train(world *w)
+{
+    return srp_attention_forward(w->att, w->ax, B, T, w->out.ay, SRP_TRAIN);
+}
+static srp_status att_bwd(world *w) { return srp_attention_backward(w->att, w->ady, w->out.adx); }
+static srp_status emb_bwd(world *w) { return srp_embedding_backward(w->emb, w->tok, w->edx, NT); }
+static srp_status emb_fwd(world *w) { return srp_embedding_forward(w->emb, w->tok, NT, w->out.ex); }
+static srp_status emb_logits(world *w)
+{
+    return srp_embedding_logits(w->emb, w->out.ex, NT, w->out.elogits);
+}
+static srp_status opt_step(world *w) { return srp_optim_step(w->opt, 0.05f); }
+static srp_status clip(world *w) { return srp_optim_clip_grad_norm(w->opt, 1.0f, NULL); }
+static srp_status pi_step(world *w) { return srp_power_iter_step(w->pi, w->pw, 2, NULL); }
+static srp_status pi_init(world *w) { return srp_power_iter_init_svd(w->pi, w->pw); }
+static srp_status exact(world *w) { return srp_spectral_norm_exact(w->pw, PR, PC, &w->out.scalar); }
+static srp_status ce_fwd(world *w)
+{
+    return srp_cross_entropy_forward(w->logits, w->labels, ROWS, CLASSES, 0.1f, &w->out.scalar);
+}
+static srp_status ce_bwd(world *w)
+{
+    return srp_cross_entropy_backward(w->logits, w->labels, ROWS, CLASSES, 0.1f, w->out.nn);
+}
+static srp_status reinit(world *w) { return srp_linear_reinit_sigma(w->lin); }
+
+/* Sets a parameter (a weight, gamma, a bias) to a bad value for the call. */
+static srp_status with_bad_param(world *w, float *where, float value, srp_status (*call)(world *))
+{
+    return with_bad_value(w, where, value, call);
+}
+
+static float *lin_w(world *w) { return srp_linear_weight(w->lin); }
+static float *qkv_w(world *w) { return srp_linear_weight(srp_attention_qkv(w->att)); }
+static float *att_gamma(world *w) { return srp_linear_gamma(srp_attention_proj(w->att)); }
+
+/* W = 0 makes sigma 0: the reparametrized forward refuses it (gamma / 0). */
+static srp_status zero_weight_forward(world *w)
+{
+    float *wt = srp_linear_weight(w->lin), saved[IN * OUT];
+    memcpy(saved, wt, sizeof saved);
+    memset(wt, 0, sizeof saved);
+    const srp_status st = lin_fwd_train(w);
+    memcpy(wt, saved, sizeof saved);
+    return st;
+}
+
+/* Finite inputs and parameters whose product overflows float. */
+static srp_status overflowing_linear_forward(world *w)
+{
+    float saved[N * IN];
+    memcpy(saved, w->x, sizeof saved);
+    for (size_t i = 0; i < N * IN; i++)
+        w->x[i] *= 1e36f;
+    float *gamma = srp_linear_gamma(w->lin);
+    const float saved_gamma = *gamma;
+    *gamma *= 1e4f;
+    const srp_status st = lin_fwd_eval(w);
+    *gamma = saved_gamma;
+    memcpy(w->x, saved, sizeof saved);
+    return st;
+}
+
+static srp_status overflowing_attention_forward(world *w)
+{
+    float saved[B * T * D];
+    memcpy(saved, w->ax, sizeof saved);
+    for (size_t i = 0; i < B * T * D; i++)
+        w->ax[i] *= 1e30f;
+    const srp_status st = att_fwd_train(w);
+    memcpy(w->ax, saved, sizeof saved);
+    return st;
+}
+
+#define CONTRACT(X, LOSES)                                                                                \
+    /* linear */                                                                                   \
+    X(SRP_ERR_INVALID_ARG, srp_linear_create(NULL, &(srp_linear_config){IN, OUT, 1, 0, 0, .02f, 1, 0})) \
+    X(SRP_ERR_INVALID_ARG, create_linear(-1))                                                      \
+    X(SRP_ERR_INVALID_ARG, create_linear(0))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_linear(1))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_linear(2))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_linear(3))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_linear(4))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_linear(5))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_linear(6))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_linear(7))                                                       \
+    X(SRP_ERR_INVALID_ARG, srp_linear_forward(NULL, w->x, N, w->out.y, SRP_TRAIN))                 \
+    X(SRP_ERR_INVALID_ARG, srp_linear_forward(w->lin, NULL, N, w->out.y, SRP_TRAIN))               \
+    X(SRP_ERR_INVALID_ARG, srp_linear_forward(w->lin, w->x, N, NULL, SRP_TRAIN))                   \
+    X(SRP_ERR_INVALID_ARG, srp_linear_forward(w->lin, w->x, 0, w->out.y, SRP_TRAIN))               \
+    X(SRP_ERR_INVALID_ARG, srp_linear_forward(w->lin, w->x, SIZE_MAX / 8, w->out.y, SRP_TRAIN))    \
+    X(SRP_ERR_INVALID_ARG, srp_linear_backward(NULL, w->x, w->dy, N, w->out.dx))                   \
+    X(SRP_ERR_INVALID_ARG, srp_linear_backward(w->lin, NULL, w->dy, N, w->out.dx))                 \
+    X(SRP_ERR_INVALID_ARG, srp_linear_backward(w->lin, w->x, NULL, N, w->out.dx))                  \
+    X(SRP_ERR_INVALID_ARG, srp_linear_backward(w->lin, w->x, w->dy, 0, w->out.dx))                 \
+    X(SRP_ERR_INVALID_ARG, srp_linear_backward(w->lin, w->x, w->dy, SIZE_MAX / 8, w->out.dx))      \
+    X(SRP_ERR_INVALID_ARG, srp_linear_reinit_sigma(NULL))                                          \
+    X(SRP_ERR_INVALID_ARG, srp_linear_set_sigma(NULL, 1.0f))                                       \
+    X(SRP_ERR_NUMERIC, set_sigma(w, NAN))                                                          \
+    X(SRP_ERR_NUMERIC, set_sigma(w, INFINITY))                                                     \
+    X(SRP_ERR_INVALID_ARG, set_sigma(w, -1.0f))                                                    \
+    /* attention */                                                                                \
+    X(SRP_ERR_INVALID_ARG, srp_attention_create(NULL, &(srp_attention_config){0}, B, T))          \
+    X(SRP_ERR_INVALID_ARG, create_attention(-1))                                                   \
+    X(SRP_ERR_INVALID_ARG, create_attention(0))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_attention(1))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_attention(2))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_attention(3))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_attention(4))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_attention(5))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_attention(6))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_attention(7))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_attention(8))                                                    \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward(NULL, w->ax, B, T, w->out.ay, SRP_TRAIN))         \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward(w->att, NULL, B, T, w->out.ay, SRP_TRAIN))        \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward(w->att, w->ax, B, T, NULL, SRP_TRAIN))            \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward(w->att, w->ax, 0, T, w->out.ay, SRP_TRAIN))       \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward(w->att, w->ax, B, 0, w->out.ay, SRP_TRAIN))       \
+    X(SRP_ERR_SHAPE, srp_attention_forward(w->att, w->ax, B + 1, T, w->out.ay, SRP_TRAIN))         \
+    X(SRP_ERR_SHAPE, srp_attention_forward(w->att, w->ax, B, T + 1, w->out.ay, SRP_TRAIN))         \
+    X(SRP_ERR_SHAPE, srp_attention_forward(w->att, w->ax, SIZE_MAX, SIZE_MAX, w->out.ay, 1))       \
+    X(SRP_ERR_INVALID_ARG, srp_attention_backward(NULL, w->ady, w->out.adx))                       \
+    X(SRP_ERR_INVALID_ARG, srp_attention_backward(w->att, NULL, w->out.adx))                       \
+    X(SRP_ERR_INVALID_ARG, srp_attention_entropy(NULL, w->out.heads, w->out.heads2))               \
+    X(SRP_ERR_INVALID_ARG, srp_attention_entropy_normalized(NULL, w->out.heads, NULL))             \
+    X(SRP_ERR_INVALID_ARG, srp_attention_entropy_bound(NULL, w->out.heads))                        \
+    X(SRP_ERR_INVALID_ARG, srp_attention_entropy_bound(w->att, NULL))                              \
+    /* embedding */                                                                                \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_create(NULL, V, E, 0.5f, 1))                              \
+    X(SRP_ERR_INVALID_ARG, create_embedding(0, E, 0.5f))                                           \
+    X(SRP_ERR_INVALID_ARG, create_embedding(V, 0, 0.5f))                                           \
+    X(SRP_ERR_INVALID_ARG, create_embedding(SIZE_MAX / 4, 8, 0.5f))                                \
+    X(SRP_ERR_INVALID_ARG, create_embedding(V, E, NAN))                                            \
+    X(SRP_ERR_INVALID_ARG, create_embedding(V, E, 0.0f))                                           \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_forward(NULL, w->tok, NT, w->out.ex))                     \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_forward(w->emb, NULL, NT, w->out.ex))                     \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_forward(w->emb, w->tok, NT, NULL))                        \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_forward(w->emb, w->tok, 0, w->out.ex))                    \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_forward(w->emb, (uint32_t[]){1, V}, 2, w->out.ex))        \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_backward(NULL, w->tok, w->edx, NT))                       \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_backward(w->emb, NULL, w->edx, NT))                       \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_backward(w->emb, w->tok, NULL, NT))                       \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_backward(w->emb, w->tok, w->edx, 0))                      \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_backward(w->emb, (uint32_t[]){V + 3}, w->edx, 1))         \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_logits(NULL, w->out.ex, NT, w->out.elogits))              \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_logits(w->emb, NULL, NT, w->out.elogits))                 \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_logits(w->emb, w->out.ex, NT, NULL))                      \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_logits(w->emb, w->out.ex, 0, w->out.elogits))             \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_logits(w->emb, w->out.ex, SIZE_MAX / 2, w->out.elogits))  \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_logits_backward(NULL, w->out.ex, w->out.elogits, NT, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_logits_backward(w->emb, NULL, w->out.elogits, NT, NULL))  \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_logits_backward(w->emb, w->out.ex, NULL, NT, NULL))       \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_logits_backward(w->emb, w->out.ex, w->out.elogits, 0, NULL)) \
+    /* spectral */                                                                                 \
+    X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(NULL, PR, PC, &w->out.scalar))                  \
+    X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, PR, PC, NULL))                           \
+    X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, 0, PC, &w->out.scalar))                  \
+    X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, PR, 0, &w->out.scalar))                  \
+    X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, SIZE_MAX / 2, 4, &w->out.scalar))        \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_create(NULL, PR, PC, 1))                                 \
+    X(SRP_ERR_INVALID_ARG, create_power_iter(0, PC))                                               \
+    X(SRP_ERR_INVALID_ARG, create_power_iter(PR, 0))                                               \
+    X(SRP_ERR_INVALID_ARG, create_power_iter(SIZE_MAX / 2, 4))                                     \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_init_svd(NULL, w->pw))                                   \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_init_svd(w->pi, NULL))                                   \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_step(NULL, w->pw, 1, NULL))                              \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_step(w->pi, NULL, 1, NULL))                              \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_step(w->pi, w->pw, 0, NULL))                             \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_step(w->pi, w->pw, -3, NULL))                            \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_estimate(NULL, w->pw, &w->out.scalar))                   \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_estimate(w->pi, NULL, &w->out.scalar))                   \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_estimate(w->pi, w->pw, NULL))                            \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_set_state(NULL, w->pw, w->pw, 1.0f))                     \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_set_state(w->pi, NULL, w->pw, 1.0f))                     \
+    X(SRP_ERR_INVALID_ARG, srp_power_iter_set_state(w->pi, w->pw, NULL, 1.0f))                     \
+    X(SRP_ERR_NUMERIC, set_pi_state(w, 0))                                                         \
+    X(SRP_ERR_NUMERIC, set_pi_state(w, 1))                                                         \
+    X(SRP_ERR_NUMERIC, set_pi_state(w, 2))                                                         \
+    /* optimizers, clipping, schedules */                                                          \
+    X(SRP_ERR_INVALID_ARG, srp_optim_create(NULL, &(srp_param){0}, 1, NULL))                       \
+    X(SRP_ERR_INVALID_ARG, create_optim(0))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_optim(1))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_optim(2))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_optim(3))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_optim(4))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_optim(5))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_optim(6))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_optim(7))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_optim(8))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_optim(9))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_optim(10))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_optim(11))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_optim(12))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_optim(13))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_optim(14))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_optim(15))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_optim(16))                                                       \
+    X(SRP_ERR_UNSUPPORTED, create_optim(17))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_optim(18))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_optim(19))                                                       \
+    X(SRP_ERR_INVALID_ARG, srp_optim_step(NULL, 0.1f))                                             \
+    X(SRP_ERR_INVALID_ARG, srp_optim_step(w->opt, -0.1f))                                          \
+    X(SRP_ERR_INVALID_ARG, srp_optim_step(w->opt, NAN))                                            \
+    X(SRP_ERR_INVALID_ARG, srp_optim_step(w->opt, INFINITY))                                       \
+    X(SRP_ERR_INVALID_ARG, srp_optim_tensor_refs(NULL, NULL, 0))                                   \
+    X(SRP_ERR_INVALID_ARG, srp_optim_tensor_refs(w->opt, NULL, 40))                                \
+    X(SRP_ERR_INVALID_ARG, srp_optim_clip_grad_norm(NULL, 1.0f, NULL))                             \
+    X(SRP_ERR_INVALID_ARG, srp_optim_clip_grad_norm(w->opt, 0.0f, NULL))                           \
+    X(SRP_ERR_INVALID_ARG, srp_optim_clip_grad_norm(w->opt, -1.0f, NULL))                          \
+    X(SRP_ERR_INVALID_ARG, srp_optim_clip_grad_norm(w->opt, NAN, NULL))                            \
+    X(SRP_ERR_INVALID_ARG, srp_optim_clip_grad_norm(w->opt, INFINITY, NULL))                       \
+    X(SRP_ERR_INVALID_ARG, srp_clip_grad_norm(NULL, 1, 1.0f, NULL))                                \
+    X(SRP_ERR_INVALID_ARG, srp_clip_grad_norm(srp_optim_param(w->opt, 0), 0, 1.0f, NULL))          \
+    X(SRP_ERR_INVALID_ARG, srp_lr_schedule_check(NULL))                                            \
+    X(SRP_ERR_INVALID_ARG, schedule_check(0))                                                      \
+    X(SRP_ERR_INVALID_ARG, schedule_check(1))                                                      \
+    X(SRP_ERR_INVALID_ARG, schedule_check(2))                                                      \
+    X(SRP_ERR_INVALID_ARG, schedule_check(3))                                                      \
+    X(SRP_ERR_INVALID_ARG, schedule_check(4))                                                      \
+    X(SRP_ERR_INVALID_ARG, schedule_check(5))                                                      \
+    X(SRP_ERR_INVALID_ARG, schedule_check(6))                                                      \
+    /* the small layers (nn.h) */                                                                  \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(NULL, NULL, NULL, ROWS, CLASSES, 1e-5f, w->out.nn, NULL, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(w->logits, NULL, NULL, ROWS, CLASSES, 1e-5f, NULL, NULL, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(w->logits, NULL, NULL, 0, CLASSES, 1e-5f, w->out.nn, NULL, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(w->logits, NULL, NULL, ROWS, 0, 1e-5f, w->out.nn, NULL, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(w->logits, NULL, NULL, SIZE_MAX / 2, 4, 1e-5f, w->out.nn, NULL, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(w->logits, NULL, NULL, ROWS, CLASSES, NAN, w->out.nn, NULL, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(w->logits, NULL, NULL, ROWS, CLASSES, 0.0f, w->out.nn, NULL, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_backward(NULL, NULL, w->out.stats, w->out.stats2, w->logits, ROWS, CLASSES, w->out.nn, NULL, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_backward(w->logits, NULL, NULL, w->out.stats2, w->logits, ROWS, CLASSES, w->out.nn, NULL, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_backward(w->logits, NULL, w->out.stats, w->out.stats2, w->logits, SIZE_MAX / 2, 4, w->out.nn, NULL, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_gelu_forward(NULL, 4, w->out.nn))                                   \
+    X(SRP_ERR_INVALID_ARG, srp_gelu_forward(w->logits, 0, w->out.nn))                              \
+    X(SRP_ERR_INVALID_ARG, srp_gelu_forward(w->logits, 4, NULL))                                   \
+    X(SRP_ERR_INVALID_ARG, srp_gelu_backward(w->logits, NULL, 4, w->out.nn))                       \
+    X(SRP_ERR_INVALID_ARG, srp_gelu_backward(w->logits, w->logits, 0, w->out.nn))                  \
+    X(SRP_ERR_INVALID_ARG, srp_gelu_backward_from_output(w->logits, NULL, w->logits, 4, w->out.nn)) \
+    X(SRP_ERR_INVALID_ARG, srp_cross_entropy_forward(NULL, w->labels, ROWS, CLASSES, 0.0f, &w->out.scalar)) \
+    X(SRP_ERR_INVALID_ARG, srp_cross_entropy_forward(w->logits, NULL, ROWS, CLASSES, 0.0f, &w->out.scalar)) \
+    X(SRP_ERR_INVALID_ARG, srp_cross_entropy_forward(w->logits, w->labels, ROWS, CLASSES, 0.0f, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_cross_entropy_forward(w->logits, w->labels, 0, CLASSES, 0.0f, &w->out.scalar)) \
+    X(SRP_ERR_INVALID_ARG, srp_cross_entropy_forward(w->logits, w->labels, SIZE_MAX / 2, 4, 0.0f, &w->out.scalar)) \
+    X(SRP_ERR_INVALID_ARG, srp_cross_entropy_forward(w->logits, (int[]){0, 1, 3, 0}, ROWS, CLASSES, 0.0f, &w->out.scalar)) \
+    X(SRP_ERR_INVALID_ARG, srp_cross_entropy_forward(w->logits, (int[]){0, -1, 2, 0}, ROWS, CLASSES, 0.0f, &w->out.scalar)) \
+    X(SRP_ERR_INVALID_ARG, srp_cross_entropy_forward(w->logits, w->labels, ROWS, CLASSES, NAN, &w->out.scalar)) \
+    X(SRP_ERR_INVALID_ARG, srp_cross_entropy_forward(w->logits, w->labels, ROWS, CLASSES, 1.5f, &w->out.scalar)) \
+    X(SRP_ERR_INVALID_ARG, srp_cross_entropy_backward(w->logits, w->labels, ROWS, CLASSES, -0.1f, w->out.nn)) \
+    X(SRP_ERR_INVALID_ARG, srp_cross_entropy_backward(w->logits, w->labels, ROWS, CLASSES, 0.0f, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_accuracy_count(w->logits, w->labels, ROWS, CLASSES, NULL))          \
+    X(SRP_ERR_INVALID_ARG, srp_accuracy_count(w->logits, (int[]){0, 1, 9, 0}, ROWS, CLASSES, &w->out.count)) \
+    X(SRP_ERR_INVALID_ARG, srp_residual_add(w->logits, NULL, 4, w->out.nn))                       \
+    X(SRP_ERR_INVALID_ARG, srp_residual_add(w->logits, w->logits, 0, w->out.nn))                  \
+    X(SRP_ERR_INVALID_ARG, srp_accumulate(NULL, w->logits, 4))                                     \
+    X(SRP_ERR_INVALID_ARG, srp_accumulate(w->out.nn, w->logits, 0))                                \
+    X(SRP_ERR_INVALID_ARG, srp_mean_pool_forward(w->logits, 2, 2, 3, NULL))                        \
+    X(SRP_ERR_INVALID_ARG, srp_mean_pool_forward(w->logits, 0, 2, 3, w->out.nn))                   \
+    X(SRP_ERR_INVALID_ARG, srp_mean_pool_forward(w->logits, 2, SIZE_MAX / 2, 3, w->out.nn))        \
+    X(SRP_ERR_INVALID_ARG, srp_mean_pool_backward(w->logits, 2, SIZE_MAX / 2, 3, w->out.nn))       \
+    X(SRP_ERR_INVALID_ARG, srp_token_select_forward(w->logits, 2, 2, 3, 2, w->out.nn))             \
+    X(SRP_ERR_INVALID_ARG, srp_token_select_forward(w->logits, 2, 2, 0, 0, w->out.nn))             \
+    X(SRP_ERR_INVALID_ARG, srp_token_select_backward(w->logits, 2, 2, 3, 5, w->out.nn))            \
+    X(SRP_ERR_INVALID_ARG, srp_token_select_backward(w->logits, SIZE_MAX / 2, 4, 3, 0, w->out.nn)) \
+    /* files */                                                                                    \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_save(NULL, &(srp_tensor_ref){0}, 1))                     \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_save("contract_never_written.bin", NULL, 1))             \
+    X(SRP_ERR_INVALID_ARG, save_overflowing(0))                                                    \
+    X(SRP_ERR_INVALID_ARG, save_overflowing(1))                                                    \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_load(NULL, &(srp_tensor_ref){0}, 1))                     \
+    X(SRP_ERR_IO, srp_checkpoint_load("contract_no_such_file.bin", &(srp_tensor_ref){"t", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_safetensors_open(NULL, "x.safetensors"))                            \
+    X(SRP_ERR_INVALID_ARG, srp_safetensors_load(NULL, &(srp_tensor_ref){0}, 1))                    \
+    X(SRP_ERR_IO, srp_safetensors_load("contract_no_such_file.bin", &(srp_tensor_ref){"t", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1)) \
+    /* non-finite numbers (section 3 of ROBUSTNESS.md) */                                          \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->x[3], NAN, lin_fwd_train))                            \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->x[0], INFINITY, lin_fwd_eval))                        \
+    X(SRP_ERR_NUMERIC, overflowing_linear_forward(w))                                              \
+    X(SRP_ERR_NUMERIC, with_bad_param(w, lin_w(w) + 7, NAN, lin_fwd_train))                        \
+    X(SRP_ERR_NUMERIC, with_bad_param(w, lin_w(w) + 7, -INFINITY, lin_fwd_eval))                   \
+    X(SRP_ERR_NUMERIC, with_bad_param(w, srp_linear_gamma(w->lin), NAN, lin_fwd_train))            \
+    X(SRP_ERR_NUMERIC, with_bad_param(w, srp_linear_gamma(w->lin), INFINITY, lin_fwd_train))       \
+    X(SRP_ERR_NUMERIC, with_bad_param(w, srp_linear_bias(w->lin) + 2, NAN, lin_fwd_train))         \
+    X(SRP_ERR_NUMERIC, zero_weight_forward(w))                                                     \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->x[5], NAN, lin_bwd))                                  \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->dy[1], INFINITY, lin_bwd))                            \
+    X(SRP_ERR_NUMERIC, with_bad_param(w, lin_w(w) + 1, NAN, reinit))                               \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->ady[4], NAN, att_bwd))                                \
+    X(SRP_ERR_NUMERIC, with_bad_param(w, qkv_w(w) + 9, NAN, att_fwd_train))                        \
+    LOSES(SRP_ERR_NUMERIC, overflowing_attention_forward(w))                                       \
+    LOSES(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[5], NAN, att_fwd_train))                        \
+    X(SRP_ERR_NUMERIC, with_bad_param(w, att_gamma(w), INFINITY, att_fwd_train))                   \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->edx[2], NAN, emb_bwd))                                \
+    X(SRP_ERR_NUMERIC, with_bad_param(w, srp_embedding_weight(w->emb) + E, NAN, emb_fwd))          \
+    X(SRP_ERR_NUMERIC, with_bad_param(w, srp_embedding_weight(w->emb) + 1, INFINITY, emb_logits))  \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_linear_weight_grad(w->lin) + 3, NAN, opt_step))       \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_linear_gamma_grad(w->lin), INFINITY, opt_step))       \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_embedding_weight_grad(w->emb), NAN, clip))            \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->pw[4], NAN, pi_step))                                 \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->pw[4], INFINITY, pi_init))                            \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->pw[4], NAN, exact))                                   \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->logits[2], NAN, ce_fwd))                              \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->logits[2], INFINITY, ce_bwd))
+
+typedef struct {
+    srp_status want;
+    int loses_activations; /* an attention forward that failed on its output */
+    const char *call;
+} contract_row;
+
+/* The table expands twice, in the same order: into the cases of one
+ * switch (numbered by __COUNTER__ from 0) and into the rows. */
+enum { CONTRACT_FIRST = __COUNTER__ + 1 };
+#define CASE(want, expr)                                                                           \
+    case __COUNTER__ - CONTRACT_FIRST:                                                             \
+        return (expr);
+static srp_status contract_call(world *w, size_t row)
+{
+    switch (row) {
+        CONTRACT(CASE, CASE)
+    }
+    fail_msg("no row %zu", row);
+    return SRP_OK;
+}
+#define ROW(want, expr) {want, 0, #expr},
+#define ROW_LOSES(want, expr) {want, 1, #expr},
+static const contract_row k_rows[] = {CONTRACT(ROW, ROW_LOSES)};
+static const size_t k_row_count = sizeof k_rows / sizeof k_rows[0];
+
+/* The world's objects and buffers, as far as a finished step shows them:
+ * two worlds that went through the same calls end bit for bit alike. */
+static void finish_step(world *w)
+{
+    backwards_and_step(w);
+    forwards(w);
+    assert_ok(srp_embedding_logits(w->emb, w->out.ex, NT, w->out.elogits));
+    assert_ok(srp_attention_entropy_bound(w->att, w->out.heads));
+}
+
+/* What is wrong after row i's call in w (NULL: nothing); twin never saw
+ * the call. s0, o0: w's state and output hashes before it. */
+static const char *check_row(size_t i, srp_status got, world *w, world *twin, uint64_t s0,
+                             uint64_t o0)
+{
+    const contract_row *row = &k_rows[i];
+    if (got != row->want)
+        return "status";
+    if (state_hash(w, !row->loses_activations) != s0)
+        return "object state";
+    if (output_hash(w) != o0 && row->want != SRP_ERR_NUMERIC)
+        return "output buffers";
+    if (row->loses_activations) {
+        /* attention.h: the forward's activations are gone, nothing else */
+        if (srp_attention_backward(w->att, w->ady, w->out.adx) != SRP_ERR_UNSUPPORTED ||
+            srp_attention_entropy(w->att, w->out.heads, NULL) != SRP_ERR_UNSUPPORTED)
+            return "the activations should be gone";
+        if (srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx) != SRP_OK)
+            return "the linear's pending backward";
+        forwards(w); /* and the world goes on */
+        backwards_and_step(w);
+        return NULL;
+    }
+    finish_step(w);
+    finish_step(twin);
+    if (state_hash(w, 1) != state_hash(twin, 1) || output_hash(w) != output_hash(twin))
+        return "the next step (hidden state changed)";
+    return NULL;
+}
+
+static void test_every_row(void **state)
+{
+    (void)state;
+    size_t failures = 0;
+    for (size_t i = 0; i < k_row_count; i++) {
+        world *w = world_make(), *twin = world_make();
+        const uint64_t s0 = state_hash(w, !k_rows[i].loses_activations), o0 = output_hash(w);
+        const srp_status got = contract_call(w, i);
+        const char *wrong = check_row(i, got, w, twin, s0, o0);
+        if (wrong) {
+            print_error("row %zu: %s\n  returned %s, documented %s; wrong: %s\n", i,
+                        k_rows[i].call, srp_status_str(got), srp_status_str(k_rows[i].want),
+                        wrong);
+            failures++;
+        }
+        world_free(w);
+        world_free(twin);
+    }
+    print_message("%zu calls checked\n", k_row_count);
+    assert_int_equal(failures, 0);
+}
+
+/* Getters, destructors and zero_grad take NULL without harm. */
+static void test_null_handles_elsewhere(void **state)
+{
+    (void)state;
+    srp_linear_destroy(NULL);
+    srp_attention_destroy(NULL);
+    srp_embedding_destroy(NULL);
+    srp_power_iter_destroy(NULL);
+    srp_optim_destroy(NULL);
+    srp_safetensors_close(NULL);
+    srp_linear_zero_grad(NULL);
+    srp_embedding_zero_grad(NULL);
+    srp_optim_zero_grad(NULL);
+    assert_null(srp_linear_weight(NULL));
+    assert_null(srp_linear_u(NULL));
+    assert_int_equal(srp_linear_in_features(NULL), 0);
+    assert_true(isnan(srp_linear_sigma(NULL)));
+    assert_null(srp_attention_qkv(NULL));
+    assert_null(srp_attention_in_proj(NULL, 0, NULL));
+    assert_int_equal(srp_attention_heads(NULL), 0);
+    assert_null(srp_embedding_weight(NULL));
+    assert_int_equal(srp_embedding_vocab(NULL), 0);
+    assert_null(srp_power_iter_u(NULL));
+    assert_int_equal(srp_optim_param_count(NULL), 0);
+    assert_null(srp_optim_param(NULL, 0));
+    assert_null(srp_optim_state(NULL, 0, 0));
+    assert_int_equal(srp_optim_tensor_count(NULL), 0);
+    assert_int_equal(srp_safetensors_count(NULL), 0);
+    assert_true(isnan(srp_lr_at(NULL, 3)));
+    assert_non_null(srp_status_str((srp_status)999));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_row),
+        cmocka_unit_test(test_null_handles_elsewhere),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

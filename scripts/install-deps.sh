@@ -8,6 +8,7 @@
 #   install-deps.sh interop build + python3-torch/numpy and the Fashion-MNIST dataset (torch_check.py)
 #   install-deps.sh study   build + both jobs' data, gnuplot and python3 (the stability study)
 #   install-deps.sh fuzz    build + clang, its libFuzzer and OpenMP runtimes (tests/fuzz/run.sh)
+#   install-deps.sh tsan    test + clang, LLVM's OpenMP runtime and its Archer tool (scripts/tsan.sh)
 #   install-deps.sh mpi     test + Open MPI, the Fashion-MNIST dataset and the LM's text
 #                           (SRP_WITH_MPI builds, their tests, scripts/scaling.sh)
 # Uses sudo when not run as root. Does nothing for packages already present.
@@ -24,9 +25,10 @@ case "$mode" in
   interop) pkgs=("${build_pkgs[@]}" python3-torch python3-numpy dataset-fashion-mnist) ;;
   study) pkgs=("${build_pkgs[@]}" dataset-fashion-mnist fortunes jargon-text gnuplot-nox python3) ;;
   fuzz) pkgs=("${build_pkgs[@]}" clang libclang-rt-14-dev libomp-dev) ;;
+  tsan) pkgs=("${build_pkgs[@]}" libcmocka-dev clang libclang-rt-14-dev libomp-dev) ;;
   mpi) pkgs=("${build_pkgs[@]}" libcmocka-dev gnuplot-nox libopenmpi-dev openmpi-bin
              dataset-fashion-mnist fortunes jargon-text) ;;
-  *) echo "usage: $0 build|test|train|lm|compare|interop|study|fuzz|mpi" >&2; exit 2 ;;
+  *) echo "usage: $0 build|test|train|lm|compare|interop|study|fuzz|tsan|mpi" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -2,9 +2,10 @@
 # The robustness checks of docs/ROBUSTNESS.md, on their own: the regression
 # suite, the crash and full-disk tests, the two-thread test and every other
 # test under AddressSanitizer + UBSan, the mutants the regression suite
-# must catch, then the fuzz targets for 60 s each. (.ci/run runs all of
-# this too, among the rest, with 30 s of fuzzing per target.)
-#   bash scripts/robustness.sh      about 15 minutes on 2 cores
+# must catch, the fuzz targets for 60 s each, then the unit tests under
+# ThreadSanitizer. (.ci/run runs all of this too, among the rest, with 30 s
+# of fuzzing per target.)
+#   bash scripts/robustness.sh      about 16 minutes on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh test
@@ -16,3 +17,4 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
   ctest --test-dir build-sanitize --output-on-failure -j"$(nproc)"
 bash tests/mutants.sh
 bash tests/fuzz/run.sh
+bash scripts/tsan.sh

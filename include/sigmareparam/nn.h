@@ -7,8 +7,12 @@
  * Definitions are PyTorch's (nn.LayerNorm, nn.GELU(), nn.CrossEntropyLoss).
  * Input gradients (dx, dlogits) are overwritten; parameter gradients
  * (dweight, dbias) accumulate (+=). Nothing allocates. On any error nothing
- * is written. Results are bit-identical for a given thread count (and for
- * these kernels, for any thread count). */
+ * is written. Non-finite values: NaN or Inf in an input reaches the output
+ * (IEEE; no pass is spent scanning; the losses do check their logits); from
+ * finite inputs none of these makes a NaN (row statistics and sums are in
+ * double), though a residual add can overflow to Inf, which the next
+ * layer's forward reports (linear.h). Results are bit-identical for a
+ * given thread count (and for these kernels, for any thread count). */
 #ifndef SIGMAREPARAM_NN_H
 #define SIGMAREPARAM_NN_H
 

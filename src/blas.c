@@ -338,19 +338,19 @@ int srp_all_finite(const float *x, size_t n)
      * and long arrays are split over the threads: the forwards check every
      * output with this (x: [n]). */
     const uint32_t exponent = 0x7f800000u;
-    unsigned bad = 0;
+    long bad_blocks = 0;
     const long blocks = (long)((n + 4095) / 4096);
-#pragma omp parallel for num_threads(srp_threads()) schedule(static) reduction(| : bad)            \
+#pragma omp parallel for reduction(+ : bad_blocks) num_threads(srp_threads()) schedule(static)     \
     if (n >= 4 * SRP_PARALLEL_MIN_ELEMS)
     for (long blk = 0; blk < blocks; blk++) {
         const size_t lo = (size_t)blk * 4096, hi = lo + 4096 < n ? lo + 4096 : n;
-        unsigned block_bad = 0;
+        unsigned bad = 0;
         for (size_t i = lo; i < hi; i++) {
             uint32_t b;
             memcpy(&b, x + i, sizeof b);
-            block_bad |= (b & exponent) == exponent;
+            bad |= (b & exponent) == exponent;
         }
-        bad |= block_bad;
+        bad_blocks += bad;
     }
-    return !bad;
+    return bad_blocks == 0;
 }

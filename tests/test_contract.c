@@ -15,7 +15,6 @@
  * - hidden state is untouched too: the world then finishes its step
  *   (backwards, an optimizer step, new forwards) and must end bit for bit
  *   where a twin world that never saw the bad call ends. */
-#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,11 +24,20 @@
 #include "testutil.h"
 
 enum {
-    IN = 6, OUT = 5, N = 4,         /* linear: x [N][IN], y [N][OUT] */
-    D = 8, H = 2, B = 2, T = 3,     /* attention: x [B][T][D] */
-    V = 7, E = 4, NT = 5,           /* embedding: table [V][E], NT tokens */
-    PR = 5, PC = 6,                 /* power iteration on a [PR][PC] matrix */
-    CLASSES = 3, ROWS = 4           /* losses: logits [ROWS][CLASSES] */
+    IN = 6,
+    OUT = 5,
+    N = 4, /* linear: x [N][IN], y [N][OUT] */
+    D = 8,
+    H = 2,
+    B = 2,
+    T = 3, /* attention: x [B][T][D] */
+    V = 7,
+    E = 4,
+    NT = 5, /* embedding: table [V][E], NT tokens */
+    PR = 5,
+    PC = 6, /* power iteration on a [PR][PC] matrix */
+    CLASSES = 3,
+    ROWS = 4 /* losses: logits [ROWS][CLASSES] */
 };
 
 typedef struct {
@@ -46,8 +54,8 @@ typedef struct {
     /* outputs (the calls write them) */
     struct {
         float y[N * OUT], dx[N * IN], ay[B * T * D], adx[B * T * D], ex[NT * E];
-        float elogits[NT * V], dh[NT * E], scalar, heads[H], heads2[H];
-        float nn[ROWS * CLASSES], nn2[ROWS * CLASSES], stats[ROWS], stats2[ROWS];
+        float elogits[NT * V], scalar, heads[H], heads2[H];
+        float nn[ROWS * CLASSES], stats[ROWS], stats2[ROWS];
         size_t count;
     } out;
 } world;
@@ -68,8 +76,8 @@ static void add_linear_params(srp_param *p, size_t *n, srp_linear *l, const char
                            SRP_PARAM_WEIGHT);
     (*n)++;
     snprintf(names[*n], sizeof names[0], "%s.b", prefix);
-    p[*n] = srp_param_make(names[*n], srp_linear_bias(l), srp_linear_bias_grad(l), out,
-                           SRP_PARAM_BIAS);
+    p[*n] =
+        srp_param_make(names[*n], srp_linear_bias(l), srp_linear_bias_grad(l), out, SRP_PARAM_BIAS);
     (*n)++;
     snprintf(names[*n], sizeof names[0], "%s.g", prefix);
     p[*n] = srp_param_make(names[*n], srp_linear_gamma(l), srp_linear_gamma_grad(l), 1,
@@ -207,8 +215,10 @@ static uint64_t output_hash(const world *w)
 }
 
 /* ---- the table ----
- * X(name, expected status, the call): w is the world; the calls below the
- * table's first section build what they need (a bad config, a bad list). */
+ * X(documented status, the call), with w the world; LOSES(...) marks an
+ * attention forward that fails on its output, which loses its activations
+ * (attention.h). The helpers here build what a row needs: a bad config, a
+ * bad list, a bad value in place. */
 
 static srp_linear_config linear_cfg(int which)
 {
@@ -216,7 +226,10 @@ static srp_linear_config linear_cfg(int which)
     switch (which) {
     case 0: c.in_features = 0; break;
     case 1: c.out_features = 0; break;
-    case 2: c.in_features = SIZE_MAX / 2; c.out_features = 4; break; /* in * out overflows */
+    case 2:
+        c.in_features = SIZE_MAX / 2;
+        c.out_features = 4;
+        break; /* in * out overflows */
     case 3: c.power_iters = 0; break;
     case 4: c.init_std = NAN; break;
     case 5: c.init_std = -1.0f; break;
@@ -245,7 +258,10 @@ static srp_status create_attention(int which)
     case 2: c.dim = 0; break;
     case 3: mb = 0; break;
     case 4: mt = 0; break;
-    case 5: mb = SIZE_MAX / 4; mt = 8; break; /* batch * tokens overflows */
+    case 5:
+        mb = SIZE_MAX / 4;
+        mt = 8;
+        break; /* batch * tokens overflows */
     case 6: c.qkv.power_iters = 0; break;
     case 7: c.proj.init_std = NAN; break;
     case 8: c.qkv_sigma = (srp_qkv_sigma)5; break;
@@ -292,12 +308,30 @@ static srp_status create_optim(int which)
     case 9: c.momentum = 1.0f; break;
     case 10: c.weight_decay = -0.1f; break;
     case 11: c.weight_decay = NAN; break;
-    case 12: c.nesterov = 1; c.momentum = 0.0f; break;
-    case 13: c = srp_optim_config_default(SRP_OPTIM_ADAMW); c.beta1 = NAN; break;
-    case 14: c = srp_optim_config_default(SRP_OPTIM_ADAMW); c.beta2 = 1.0f; break;
-    case 15: c = srp_optim_config_default(SRP_OPTIM_ADAMW); c.eps = 0.0f; break;
-    case 16: c = srp_optim_config_default(SRP_OPTIM_LARS); c.lars_eta = NAN; break;
-    case 17: c = srp_optim_config_default(SRP_OPTIM_LARS); c.wd_mode = SRP_WD_DECOUPLED; break;
+    case 12:
+        c.nesterov = 1;
+        c.momentum = 0.0f;
+        break;
+    case 13:
+        c = srp_optim_config_default(SRP_OPTIM_ADAMW);
+        c.beta1 = NAN;
+        break;
+    case 14:
+        c = srp_optim_config_default(SRP_OPTIM_ADAMW);
+        c.beta2 = 1.0f;
+        break;
+    case 15:
+        c = srp_optim_config_default(SRP_OPTIM_ADAMW);
+        c.eps = 0.0f;
+        break;
+    case 16:
+        c = srp_optim_config_default(SRP_OPTIM_LARS);
+        c.lars_eta = NAN;
+        break;
+    case 17:
+        c = srp_optim_config_default(SRP_OPTIM_LARS);
+        c.wd_mode = SRP_WD_DECOUPLED;
+        break;
     case 18: c.kind = (srp_optim_kind)9; break;
     case 19: c.dampening = 2.0f; break;
     }
@@ -315,8 +349,14 @@ static srp_status schedule_check(int which)
     case 1: s.base_lr = -0.1f; break;
     case 2: s.warmup_steps = 100; break; /* total must exceed warmup */
     case 3: s.min_lr = NAN; break;
-    case 4: s = srp_lr_schedule_default(SRP_LR_STEP, 0.1f, 100); s.step_size = 0; break;
-    case 5: s = srp_lr_schedule_default(SRP_LR_STEP, 0.1f, 100); s.step_gamma = NAN; break;
+    case 4:
+        s = srp_lr_schedule_default(SRP_LR_STEP, 0.1f, 100);
+        s.step_size = 0;
+        break;
+    case 5:
+        s = srp_lr_schedule_default(SRP_LR_STEP, 0.1f, 100);
+        s.step_gamma = NAN;
+        break;
     case 6: s.kind = (srp_lr_kind)8; break;
     }
     return srp_lr_schedule_check(&s);
@@ -328,8 +368,8 @@ static srp_status save_overflowing(int safetensors)
     static float data[4];
     srp_tensor_ref r = {"t", SRP_DTYPE_F32, 2, {SIZE_MAX / 2, 4}, data};
     const char *path = "contract_never_written.bin";
-    srp_status st = safetensors ? srp_safetensors_save(path, &r, 1, NULL, 0)
-                                : srp_checkpoint_save(path, &r, 1);
+    srp_status st =
+        safetensors ? srp_safetensors_save(path, &r, 1, NULL, 0) : srp_checkpoint_save(path, &r, 1);
     assert_false(file_exists(path));
     return st;
 }
@@ -352,8 +392,9 @@ static srp_status set_pi_state(world *w, int which)
     return srp_power_iter_set_state(w->pi, u, v, sigma);
 }
 
-/* The non-finite cases: a bad value goes into the world's own input
- * buffer, the call runs, the value is put back. */
+/* The non-finite cases: a bad value goes into one of the world's inputs
+ * or parameters (a weight, gamma, a bias, a gradient), the call runs, the
+ * value is put back. */
 static srp_status with_bad_value(world *w, float *where, float value, srp_status (*call)(world *))
 {
     const float saved = *where;
@@ -371,7 +412,10 @@ static srp_status lin_fwd_eval(world *w)
 {
     return srp_linear_forward(w->lin, w->x, N, w->out.y, SRP_EVAL);
 }
-static srp_status lin_bwd(world *w) { return srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx); }
+static srp_status lin_bwd(world *w)
+{
+    return srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx);
+}
 static srp_status att_fwd_train(world *w)
 {
     return srp_attention_forward(w->att, w->ax, B, T, w->out.ay, SRP_TRAIN);
@@ -397,12 +441,6 @@ static srp_status ce_bwd(world *w)
     return srp_cross_entropy_backward(w->logits, w->labels, ROWS, CLASSES, 0.1f, w->out.nn);
 }
 static srp_status reinit(world *w) { return srp_linear_reinit_sigma(w->lin); }
-
-/* Sets a parameter (a weight, gamma, a bias) to a bad value for the call. */
-static srp_status with_bad_param(world *w, float *where, float value, srp_status (*call)(world *))
-{
-    return with_bad_value(w, where, value, call);
-}
 
 static float *lin_w(world *w) { return srp_linear_weight(w->lin); }
 static float *qkv_w(world *w) { return srp_linear_weight(srp_attention_qkv(w->att)); }
@@ -446,6 +484,7 @@ static srp_status overflowing_attention_forward(world *w)
     return st;
 }
 
+/* clang-format off */
 #define CONTRACT(X, LOSES)                                                                                \
     /* linear */                                                                                   \
     X(SRP_ERR_INVALID_ARG, srp_linear_create(NULL, &(srp_linear_config){IN, OUT, 1, 0, 0, .02f, 1, 0})) \
@@ -649,23 +688,23 @@ static srp_status overflowing_attention_forward(world *w)
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->x[3], NAN, lin_fwd_train))                            \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->x[0], INFINITY, lin_fwd_eval))                        \
     X(SRP_ERR_NUMERIC, overflowing_linear_forward(w))                                              \
-    X(SRP_ERR_NUMERIC, with_bad_param(w, lin_w(w) + 7, NAN, lin_fwd_train))                        \
-    X(SRP_ERR_NUMERIC, with_bad_param(w, lin_w(w) + 7, -INFINITY, lin_fwd_eval))                   \
-    X(SRP_ERR_NUMERIC, with_bad_param(w, srp_linear_gamma(w->lin), NAN, lin_fwd_train))            \
-    X(SRP_ERR_NUMERIC, with_bad_param(w, srp_linear_gamma(w->lin), INFINITY, lin_fwd_train))       \
-    X(SRP_ERR_NUMERIC, with_bad_param(w, srp_linear_bias(w->lin) + 2, NAN, lin_fwd_train))         \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, lin_w(w) + 7, NAN, lin_fwd_train))                        \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, lin_w(w) + 7, -INFINITY, lin_fwd_eval))                   \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_linear_gamma(w->lin), NAN, lin_fwd_train))            \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_linear_gamma(w->lin), INFINITY, lin_fwd_train))       \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_linear_bias(w->lin) + 2, NAN, lin_fwd_train))         \
     X(SRP_ERR_NUMERIC, zero_weight_forward(w))                                                     \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->x[5], NAN, lin_bwd))                                  \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->dy[1], INFINITY, lin_bwd))                            \
-    X(SRP_ERR_NUMERIC, with_bad_param(w, lin_w(w) + 1, NAN, reinit))                               \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, lin_w(w) + 1, NAN, reinit))                               \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->ady[4], NAN, att_bwd))                                \
-    X(SRP_ERR_NUMERIC, with_bad_param(w, qkv_w(w) + 9, NAN, att_fwd_train))                        \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, qkv_w(w) + 9, NAN, att_fwd_train))                        \
     LOSES(SRP_ERR_NUMERIC, overflowing_attention_forward(w))                                       \
     LOSES(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[5], NAN, att_fwd_train))                        \
-    X(SRP_ERR_NUMERIC, with_bad_param(w, att_gamma(w), INFINITY, att_fwd_train))                   \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, att_gamma(w), INFINITY, att_fwd_train))                   \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->edx[2], NAN, emb_bwd))                                \
-    X(SRP_ERR_NUMERIC, with_bad_param(w, srp_embedding_weight(w->emb) + E, NAN, emb_fwd))          \
-    X(SRP_ERR_NUMERIC, with_bad_param(w, srp_embedding_weight(w->emb) + 1, INFINITY, emb_logits))  \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_embedding_weight(w->emb) + E, NAN, emb_fwd))          \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_embedding_weight(w->emb) + 1, INFINITY, emb_logits))  \
     X(SRP_ERR_NUMERIC, with_bad_value(w, srp_linear_weight_grad(w->lin) + 3, NAN, opt_step))       \
     X(SRP_ERR_NUMERIC, with_bad_value(w, srp_linear_gamma_grad(w->lin), INFINITY, opt_step))       \
     X(SRP_ERR_NUMERIC, with_bad_value(w, srp_embedding_weight_grad(w->emb), NAN, clip))            \
@@ -674,6 +713,7 @@ static srp_status overflowing_attention_forward(world *w)
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->pw[4], NAN, exact))                                   \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->logits[2], NAN, ce_fwd))                              \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->logits[2], INFINITY, ce_bwd))
+/* clang-format on */
 
 typedef struct {
     srp_status want;
@@ -685,8 +725,7 @@ typedef struct {
  * switch (numbered by __COUNTER__ from 0) and into the rows. */
 enum { CONTRACT_FIRST = __COUNTER__ + 1 };
 #define CASE(want, expr)                                                                           \
-    case __COUNTER__ - CONTRACT_FIRST:                                                             \
-        return (expr);
+    case __COUNTER__ - CONTRACT_FIRST: return (expr);
 static srp_status contract_call(world *w, size_t row)
 {
     switch (row) {
@@ -750,9 +789,8 @@ static void test_every_row(void **state)
         const srp_status got = contract_call(w, i);
         const char *wrong = check_row(i, got, w, twin, s0, o0);
         if (wrong) {
-            print_error("row %zu: %s\n  returned %s, documented %s; wrong: %s\n", i,
-                        k_rows[i].call, srp_status_str(got), srp_status_str(k_rows[i].want),
-                        wrong);
+            print_error("row %zu: %s\n  returned %s, documented %s; wrong: %s\n", i, k_rows[i].call,
+                        srp_status_str(got), srp_status_str(k_rows[i].want), wrong);
             failures++;
         }
         world_free(w);

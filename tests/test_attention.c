@@ -896,7 +896,12 @@ static void run_fixture_case(const fixture *fx, const char *tag)
             assert_close_array(srp_linear_bias_grad(lin[i]), STEP(field, out), out, tol,
                                "fixture db");
             snprintf(field, sizeof(field), "%s/dgamma", names[i]);
-            assert_close_rel(*srp_linear_gamma_grad(lin[i]), STEP(field, 1)[0], tol, 1e-3,
+            /* dgamma = <G^T x, W> / sigma is one reduction of in x out
+             * products that cancel, later in a trajectory of steps: its
+             * error relative to the result is larger than an element's
+             * (1.04e-5 with AVX2 GEMM kernels, under valgrind). A missing
+             * or wrong term is off by far more (tests/mutants.sh). */
+            assert_close_rel(*srp_linear_gamma_grad(lin[i]), STEP(field, 1)[0], 3.0 * tol, 1e-3,
                              "fixture dgamma");
             float *w = srp_linear_weight(lin[i]), *b = srp_linear_bias(lin[i]);
             for (size_t j = 0; j < in * out; j++)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # valgrind memcheck over the unit tests and a short training run of each
 # trainer: no invalid access, no definite leak. Slow (valgrind runs code
-# 20-50x slower; test_linear, test_attention and test_spectral take over
-# 10 minutes each), so not in CI: docs/ROBUSTNESS.md has the last result.
+# 20-50x slower; test_spectral alone takes about 17 minutes, the whole list
+# about 35), so not in CI: docs/ROBUSTNESS.md has the last result.
 #   bash scripts/valgrind.sh [TEST ...]    default: every unit test
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +20,8 @@ vg=(valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=defini
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2
 tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=(test_core test_rng test_embedding test_nn test_optim
-  test_checkpoint test_safetensors test_regressions test_threads test_linear test_attention
-  test_spectral)
+  test_checkpoint test_safetensors test_regressions test_threads test_contract test_linear
+  test_attention test_spectral)
 for t in "${tests[@]}"; do
   start=$(date +%s)
   "${vg[@]}" "build-valgrind/tests/$t" > "build-valgrind/$t.valgrind.log" 2>&1 ||

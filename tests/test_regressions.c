@@ -184,6 +184,21 @@ static void test_several_forwards_before_backward_are_refused(void **state)
     srp_attention_destroy(a);
 }
 
+/* A linear's whole state as checkpoint tensors: W, b, gamma, u, v, and
+ * sigma through *sigma (the layer keeps it behind a getter and a setter). */
+static void linear_state_refs(srp_linear *l, float *sigma, srp_tensor_ref refs[6])
+{
+    const srp_tensor_ref r[6] = {
+        {"w", SRP_DTYPE_F32, 2, {OUT, IN}, srp_linear_weight(l)},
+        {"b", SRP_DTYPE_F32, 1, {OUT}, srp_linear_bias(l)},
+        {"gamma", SRP_DTYPE_F32, 0, {0}, srp_linear_gamma(l)},
+        {"u", SRP_DTYPE_F32, 1, {IN}, srp_linear_u(l)},
+        {"v", SRP_DTYPE_F32, 1, {OUT}, srp_linear_v(l)},
+        {"sigma", SRP_DTYPE_F32, 0, {0}, sigma},
+    };
+    memcpy(refs, r, sizeof r);
+}
+
 /* pytorch #21251: a checkpoint lost u, so a resumed run changed its
  * course. A round trip keeps u, v, sigma and gamma, and the next training
  * step of the restored layer gives the same bits as the original's. */
@@ -199,27 +214,13 @@ static void test_checkpoint_keeps_the_state(void **state)
     for (int i = 0; i < 3; i++) /* a state that is not the SVD's */
         assert_ok(srp_linear_forward(l, x, N, y1, SRP_TRAIN));
     float sigma = srp_linear_sigma(l);
-    const size_t w_shape[2] = {OUT, IN}, out = OUT, in = IN;
-    const srp_tensor_ref refs[] = {
-        {"w", SRP_DTYPE_F32, 2, {w_shape[0], w_shape[1]}, srp_linear_weight(l)},
-        {"b", SRP_DTYPE_F32, 1, {out}, srp_linear_bias(l)},
-        {"gamma", SRP_DTYPE_F32, 0, {0}, srp_linear_gamma(l)},
-        {"u", SRP_DTYPE_F32, 1, {in}, srp_linear_u(l)},
-        {"v", SRP_DTYPE_F32, 1, {out}, srp_linear_v(l)},
-        {"sigma", SRP_DTYPE_F32, 0, {0}, &sigma},
-    };
+    srp_tensor_ref refs[6];
+    linear_state_refs(l, &sigma, refs);
     assert_ok(srp_checkpoint_save(path, refs, 6));
     srp_linear *r = make_linear(5); /* other weights, other state */
     float sigma_r = 0.0f;
-    const srp_tensor_ref into[] = {
-        {"w", SRP_DTYPE_F32, 2, {w_shape[0], w_shape[1]}, srp_linear_weight(r)},
-        {"b", SRP_DTYPE_F32, 1, {out}, srp_linear_bias(r)},
-        {"gamma", SRP_DTYPE_F32, 0, {0}, srp_linear_gamma(r)},
-        {"u", SRP_DTYPE_F32, 1, {in}, srp_linear_u(r)},
-        {"v", SRP_DTYPE_F32, 1, {out}, srp_linear_v(r)},
-        {"sigma", SRP_DTYPE_F32, 0, {0}, &sigma_r},
-    };
-    assert_ok(srp_checkpoint_load(path, into, 6));
+    linear_state_refs(r, &sigma_r, refs);
+    assert_ok(srp_checkpoint_load(path, refs, 6));
     assert_ok(srp_linear_set_sigma(r, sigma_r));
     const spectral_state a = state_of(l), b = state_of(r);
     assert_same_state(&a, &b);

@@ -253,9 +253,14 @@ static vit_config small_config(size_t dim, size_t max_batch)
 static void test_model_backward_matches_differences(void **state)
 {
     (void)state;
-    for (int ln = 0; ln < 2; ln++) {
+    /* without LayerNorms, with them, and with a stem of one and of two
+     * convolutions */
+    for (int variant = 0; variant < 4; variant++) {
+        const int ln = variant == 1;
         vit_config c = small_config(8, 3);
         c.layernorm = ln;
+        c.stem_channels = variant >= 2 ? 3 : 0;
+        c.stem_layers = variant == 3 ? 2 : 1;
         c.init_gain = 10.0f;
         c.seed = 5;
         vit_model *m = NULL;
@@ -294,8 +299,8 @@ static void test_model_backward_matches_differences(void **state)
                     ref_central_difference_f(model_loss, &P, params[i].data + j, 1e-2f);
                 const double an = params[i].grad[j];
                 if (!(fabs(fd - an) <= 0.03 * fabs(fd) + 3e-4)) {
-                    print_error("layernorm %d, %s[%zu]: backward %.6g, differences %.6g\n", ln,
-                                params[i].name, j, an, fd);
+                    print_error("variant %d, %s[%zu]: backward %.6g, differences %.6g\n",
+                                variant, params[i].name, j, an, fd);
                     fail();
                 }
                 checked++;
@@ -307,6 +312,62 @@ static void test_model_backward_matches_differences(void **state)
         ex_params_free(&list);
         vit_destroy(m);
     }
+}
+
+/* The stem's columns times a [K][3][3][C] kernel are the 3x3 convolution
+ * with zero padding, computed here directly on the raster image, each
+ * pixel at its place in patch order; and the columns' backward is their
+ * adjoint: <cols(f), g> = <f, cols_backward(g)>. */
+static void test_stem_columns_are_the_convolution(void **state)
+{
+    (void)state;
+    enum { B = 2, C = 2, S = 6, p = 3, K = 2, PIX = S * S, ROW = 9 * C };
+    float images[B * C * PIX], features[B * PIX * C], kernel[K * ROW], cols[B * PIX * ROW];
+    float g[B * PIX * ROW], back[B * PIX * C];
+    int nb[PIX * 9];
+    srp_rng r;
+    srp_rng_seed(&r, 4);
+    fill_normal_f(&r, images, B * C * PIX, 1.0);
+    fill_normal_f(&r, kernel, K * ROW, 1.0);
+    for (int i = 0; i < B * PIX * ROW; i++) /* small integers: the backward's sums are exact */
+        g[i] = (float)srp_rng_below(&r, 9) - 4.0f;
+    /* patch (y / p, x / p) of S / p per row, pixel (y % p, x % p) in it */
+#define AT(y, x) (((y) / p * (S / p) + (x) / p) * p * p + (y) % p * p + (x) % p)
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++)
+                    features[(b * PIX + AT(y, x)) * C + c] = images[((b * C + c) * S + y) * S + x];
+    vit_stem_neighbours(S, p, nb);
+    vit_stem_columns(features, B, PIX, C, nb, cols);
+    for (int b = 0; b < B; b++)
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                const float *row = cols + (size_t)(b * PIX + AT(y, x)) * ROW;
+                for (int k = 0; k < K; k++) {
+                    double direct = 0.0, via_columns = 0.0;
+                    for (int dy = -1; dy <= 1; dy++)
+                        for (int dx = -1; dx <= 1; dx++)
+                            for (int c = 0; c < C; c++) {
+                                const int sy = y + dy, sx = x + dx;
+                                if (sy >= 0 && sy < S && sx >= 0 && sx < S)
+                                    direct += (double)kernel[k * ROW + ((dy + 1) * 3 + dx + 1) * C + c] *
+                                              images[((b * C + c) * S + sy) * S + sx];
+                            }
+                    for (int j = 0; j < ROW; j++)
+                        via_columns += (double)kernel[k * ROW + j] * row[j];
+                    assert_true(fabs(direct - via_columns) <= 1e-12);
+                }
+            }
+#undef AT
+    memset(back, 0, sizeof(back));
+    vit_stem_columns_backward(g, B, PIX, C, nb, back);
+    double forward_dot = 0.0, adjoint_dot = 0.0;
+    for (int i = 0; i < B * PIX * ROW; i++)
+        forward_dot += (double)cols[i] * g[i];
+    for (int i = 0; i < B * PIX * C; i++)
+        adjoint_dot += (double)features[i] * back[i];
+    assert_true(fabs(forward_dot - adjoint_dot) <= 1e-12 * (1.0 + fabs(forward_dot)));
 }
 
 /* A checkpoint of the model keeps every sigmaReparam layer's whole power-
@@ -605,7 +666,7 @@ static void test_augmentation(void **state)
     const int shift[2] = {2, -1}; /* right 2, up 1 */
     const unsigned char flip[1] = {1};
     for (int with_flip = 0; with_flip < 2; with_flip++) {
-        const vit_augment aug = {with_flip ? flip : NULL, shift};
+        const vit_augment aug = {with_flip ? flip : NULL, shift, NULL};
         vit_gather_batch(&d, NULL, 0, 1, &aug, out, &got);
         assert_int_equal(got, 3);
         for (int y = 0; y < S; y++)
@@ -615,6 +676,15 @@ static void test_augmentation(void **state)
                 assert_true(out[y * S + x] == want);
             }
     }
+    /* random erasing: the rectangle x 1-3, y 2-3 becomes the background */
+    const int rect[4] = {1, 2, 3, 2};
+    const vit_augment erase = {NULL, NULL, rect};
+    vit_gather_batch(&d, NULL, 0, 1, &erase, out, &got);
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            const int inside = x >= 1 && x < 4 && y >= 2 && y < 4;
+            assert_true(out[y * S + x] == (inside ? -0.5f : pixels[y * S + x]));
+        }
 }
 
 /* The weight average: its first update copies, later ones follow the
@@ -907,6 +977,7 @@ int main(void)
         cmocka_unit_test(test_idx_reader_rejects_bad_files),
         cmocka_unit_test(test_cifar10_reader),
         cmocka_unit_test(test_model_backward_matches_differences),
+        cmocka_unit_test(test_stem_columns_are_the_convolution),
         cmocka_unit_test(test_checkpoint_keeps_power_iteration_state),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_learns_the_synthetic_set),

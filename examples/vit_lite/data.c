@@ -417,6 +417,15 @@ static void augment_image(const vit_dataset *d, const float *in, int flip, int d
             }
 }
 
+/* Sets rect = {x, y, width, height} of image [C][H][W] to the background. */
+static void erase_rectangle(const vit_dataset *d, const int *rect, float *image)
+{
+    for (size_t c = 0; c < d->channels; c++)
+        for (int y = rect[1]; y < rect[1] + rect[3]; y++)
+            for (int x = rect[0]; x < rect[0] + rect[2]; x++)
+                image[(c * d->height + (size_t)y) * d->width + (size_t)x] = d->background[c];
+}
+
 void vit_gather_batch(const vit_dataset *d, const uint64_t *order, size_t first, size_t n,
                       const vit_augment *aug, float *images, int *labels)
 {
@@ -433,5 +442,7 @@ void vit_gather_batch(const vit_dataset *d, const uint64_t *order, size_t first,
             memcpy(out, in, sizeof(float) * size);
         else
             augment_image(d, in, flip, dx, dy, out);
+        if (aug && aug->erase)
+            erase_rectangle(d, aug->erase + 4 * i, out);
     }
 }

@@ -50,6 +50,8 @@ ex_code vit_split_validation(vit_data *d, size_t count, ex_error *err);
 typedef struct {
     const unsigned char *flip; /* [n]: mirror left-right */
     const int *shift;          /* [n][2]: move by (dx, dy) pixels, background filling in */
+    const int *erase;          /* [n][4]: x, y, width, height of a rectangle set to the
+                                  background after the rest (random erasing); width 0: none */
 } vit_augment;
 
 /* Copies the examples order[first .. first + n) into images [n][C][H][W] and

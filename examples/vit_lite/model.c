@@ -21,9 +21,12 @@ typedef struct {
 
 struct vit_model {
     vit_config cfg;
-    size_t patches, tokens, patch_len; /* P, T = P + 1, C p p */
+    size_t patches, tokens, patch_len; /* P, T = P + 1, C p p (K p p with a stem) */
+    size_t pixels;                     /* S * S */
     size_t batch;                      /* of the last forward */
     srp_linear *embed, *head;
+    vit_stem stem;  /* stem.layers 0: none */
+    float *d_stem;  /* [B*S*S][K]: the gradient of the stem's output */
     float *cls, *dcls; /* [D] */
     float *pos, *dpos; /* [T][D] */
     vit_block *blocks;
@@ -50,6 +53,7 @@ vit_config vit_config_default(void)
     c.mlp_dim = 256;
     c.classes = 10;
     c.max_batch = 128;
+    c.stem_layers = 1; /* when stem_channels > 0 */
     c.sigma_reparam = 1;
     c.layernorm = 0;
     c.gamma_init = SRP_GAMMA_INIT_SIGMA0;
@@ -95,13 +99,25 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     const size_t side = c->image_size / c->patch, D = c->dim, B = c->max_batch;
     m->patches = side * side;
     m->tokens = m->patches + 1;
-    m->patch_len = c->channels * c->patch * c->patch;
+    m->pixels = c->image_size * c->image_size;
+    const size_t K = c->stem_channels;
+    m->patch_len = (K ? K : c->channels) * c->patch * c->patch;
     const size_t rows = B * m->tokens;
     srp_status st = SRP_ERR_NOMEM;
     srp_rng rng;
     srp_rng_seed(&rng, c->seed);
 
-    srp_linear_config lc = linear_config(c, m->patch_len, D, &rng);
+    srp_linear_config lc;
+    if (K) {
+        lc = linear_config(c, 1, 1, NULL);
+        if ((st = vit_stem_init(&m->stem, c->stem_layers, K, c->channels, c->image_size, c->patch,
+                                B, &lc, &rng, &m->linears)) != SRP_OK)
+            goto fail;
+        st = SRP_ERR_NOMEM;
+        if (!alloc_floats(&m->d_stem, B * m->pixels * K, 0))
+            goto fail;
+    }
+    lc = linear_config(c, m->patch_len, D, &rng);
     if ((st = srp_linear_create(&m->embed, &lc)) != SRP_OK ||
         !ex_linears_add(&m->linears, m->embed, "patch_embed.proj"))
         goto fail;
@@ -168,7 +184,8 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         goto fail;
     st = SRP_ERR_NOMEM;
     const size_t wide = c->mlp_dim > D ? c->mlp_dim : D;
-    if (!alloc_floats(&m->patch_buf, B * m->patches * m->patch_len, 0) ||
+    /* with a stem, the embedding reads the stem's output instead */
+    if (!alloc_floats(&m->patch_buf, K ? 1 : B * m->patches * m->patch_len, 0) ||
         !alloc_floats(&m->emb, B * m->patches * D, 0) || !alloc_floats(&m->cls_out, B * D, 0) ||
         !alloc_floats(&m->logits, B * c->classes, 0) || !alloc_floats(&m->d_stream, rows * D, 0) ||
         !alloc_floats(&m->d_branch, rows * D, 0) || !alloc_floats(&m->branch_out, rows * D, 0) ||
@@ -186,8 +203,10 @@ void vit_destroy(vit_model *m)
 {
     if (!m)
         return;
+    vit_stem_free(&m->stem);
     srp_linear_destroy(m->embed);
     srp_linear_destroy(m->head);
+    free(m->d_stem);
     free(m->cls);
     free(m->dcls);
     free(m->pos);
@@ -258,8 +277,12 @@ srp_status vit_forward(vit_model *m, const float *images, size_t batch, int trai
         return SRP_ERR_INVALID_ARG;
     const size_t D = m->cfg.dim, T = m->tokens, P = m->patches, rows = batch * T;
     m->batch = batch;
-    patchify(m, images, batch, m->patch_buf);
-    CHECK(srp_linear_forward(m->embed, m->patch_buf, batch * P, m->emb, training));
+    const float *embed_in = m->patch_buf;
+    if (m->stem.layers)
+        CHECK(vit_stem_forward(&m->stem, images, batch, training, &embed_in));
+    else
+        patchify(m, images, batch, m->patch_buf);
+    CHECK(srp_linear_forward(m->embed, embed_in, batch * P, m->emb, training));
     float *x0 = m->xs[0]; /* [B][T][D]: CLS, then the patches, plus positions */
     for (size_t b = 0; b < batch; b++) {
         for (size_t d = 0; d < D; d++)
@@ -328,7 +351,11 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
             m->dcls[d] += ds[b * T * D + d];
         memcpy(m->d_emb + b * P * D, ds + (b * T + 1) * D, sizeof(float) * P * D);
     }
-    return srp_linear_backward(m->embed, m->patch_buf, m->d_emb, batch * P, NULL);
+    if (!m->stem.layers)
+        return srp_linear_backward(m->embed, m->patch_buf, m->d_emb, batch * P, NULL);
+    CHECK(srp_linear_backward(m->embed, m->stem.out[m->stem.layers - 1], m->d_emb, batch * P,
+                              m->d_stem));
+    return vit_stem_backward(&m->stem, m->d_stem);
 }
 
 void vit_params(vit_model *m, ex_param_list *list)

@@ -64,6 +64,10 @@ static ex_code official_tensors(vit_model *m, int for_import, official_list *o, 
         return ex_fail(err, EX_USAGE,
                        "the official model has one qkv linear per block: safetensors files need "
                        "--qkv-sigma fused");
+    if (c->stem_channels)
+        return ex_fail(err, EX_USAGE,
+                       "the official model has no convolutional stem: safetensors files need "
+                       "--stem 0");
     o->extras = calloc(lin->count ? lin->count : 1, sizeof(*o->extras));
     if (!o->extras)
         return ex_fail(err, EX_FAILED, "out of memory");

@@ -65,6 +65,7 @@ typedef struct {
     int *labels;
     unsigned char *flip, *mirror;          /* [batch]: this step's flips; all set (TTA) */
     int *shift;                            /* [batch][2]: this step's shifts */
+    int *erase;                            /* [batch][4]: this step's erased rectangles */
     float *logits_sum;                     /* [batch][classes]: TTA's average */
     float *ent_mean, *ent_min, *ent_bound; /* [layers][heads] */
     float report_at[8];                    /* --report-at accuracies, ascending */
@@ -202,13 +203,14 @@ static ex_code build(trainer *t, ex_error *err)
     t->flip = malloc(o->batch);
     t->mirror = malloc(o->batch);
     t->shift = malloc(sizeof(int) * 2 * o->batch);
+    t->erase = malloc(sizeof(int) * 4 * o->batch);
     t->logits_sum = malloc(sizeof(float) * o->batch * c->classes);
     t->run.order = malloc(sizeof(uint64_t) * tr->count);
     t->ent_mean = malloc(sizeof(float) * lh);
     t->ent_min = malloc(sizeof(float) * lh);
     t->ent_bound = malloc(sizeof(float) * lh);
     t->linear_values = malloc(sizeof(float) * nlin);
-    if (!t->images || !t->dlogits || !t->labels || !t->flip || !t->mirror || !t->shift ||
+    if (!t->images || !t->dlogits || !t->labels || !t->flip || !t->mirror || !t->shift || !t->erase ||
         !t->logits_sum || !t->run.order || !t->ent_mean || !t->ent_min || !t->ent_bound ||
         !t->linear_values)
         return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
@@ -283,7 +285,7 @@ static srp_status eval_logits(trainer *t, const vit_dataset *d, size_t first, si
         return st;
     const size_t m = n * vit_get_config(t->model)->classes;
     memcpy(t->logits_sum, *logits, sizeof(float) * m);
-    const vit_augment mirror = {t->mirror, NULL};
+    const vit_augment mirror = {t->mirror, NULL, NULL};
     vit_gather_batch(d, NULL, first, n, &mirror, t->images, t->labels);
     if ((st = vit_forward(t->model, t->images, n, SRP_EVAL, logits)) != SRP_OK)
         return st;
@@ -365,6 +367,26 @@ static void on_collapse(void *ctx, size_t index, ex_collapse_kind kind, float va
     ex_metrics_end(&t->metrics);
 }
 
+/* Random erasing (Zhong et al., 2020), with probability p: a rectangle of
+ * 2-40% of the image's area and aspect ratio 0.3-3.3 (log-uniform), clipped
+ * to the image. rect: x, y, width, height; width 0 when none. The draws are
+ * the same whether or not the image is erased, so that p does not shift the
+ * other augmentations' random numbers. */
+static void draw_erase_rectangle(srp_rng *rng, float p, const vit_dataset *d, int rect[4])
+{
+    const double u = srp_rng_uniform(rng), area = 0.02 + 0.38 * srp_rng_uniform(rng);
+    const double aspect = exp(log(0.3) + (log(3.3) - log(0.3)) * srp_rng_uniform(rng));
+    const double image_area = (double)d->width * (double)d->height;
+    int w = (int)lround(sqrt(area * image_area / aspect));
+    int h = (int)lround(sqrt(area * image_area * aspect));
+    w = w < 1 ? 1 : w > (int)d->width ? (int)d->width : w;
+    h = h < 1 ? 1 : h > (int)d->height ? (int)d->height : h;
+    rect[0] = (int)srp_rng_below(rng, d->width - (size_t)w + 1);
+    rect[1] = (int)srp_rng_below(rng, d->height - (size_t)h + 1);
+    rect[2] = u < p ? w : 0;
+    rect[3] = h;
+}
+
 /* One optimization step on the next batch of the epoch's order: this
  * rank's share of it (all of it in one process), its gradients averaged
  * with the other ranks'. Every rank draws the whole batch's augmentation,
@@ -379,8 +401,11 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
             t->flip[i] = (unsigned char)srp_rng_below(&t->run.aug_rng, 2);
     for (size_t i = 0; i < 2 * o->batch && o->translate; i++)
         t->shift[i] = (int)srp_rng_below(&t->run.aug_rng, 2 * o->translate + 1) - (int)o->translate;
+    for (size_t i = 0; i < o->batch && o->erase > 0.0f; i++)
+        draw_erase_rectangle(&t->run.aug_rng, o->erase, &t->data.train, t->erase + 4 * i);
     const vit_augment aug = {o->augment ? t->flip + share : NULL,
-                             o->translate ? t->shift + 2 * share : NULL};
+                             o->translate ? t->shift + 2 * share : NULL,
+                             o->erase > 0.0f ? t->erase + 4 * share : NULL};
     vit_gather_batch(&t->data.train, t->run.order, t->run.pos * o->batch + share, batch, &aug,
                      t->images, t->labels);
     const float *logits;
@@ -767,6 +792,7 @@ static void cleanup(trainer *t)
     free(t->flip);
     free(t->mirror);
     free(t->shift);
+    free(t->erase);
     free(t->logits_sum);
     free(t->run.order);
     ex_ema_free(&t->ema);

@@ -16,6 +16,11 @@ static const ex_opt_spec k_specs[] = {
     {"mlp-dim", EX_OPT_SIZE, OFF(model.mlp_dim), 1, 16384, NULL, 0, 1, "hidden width of the MLPs"},
     {"patch", EX_OPT_SIZE, OFF(model.patch), 1, 64, NULL, 0, 1,
      "patch side (must divide the image side)"},
+    {"stem", EX_OPT_SIZE, OFF(model.stem_channels), 0, 1024, NULL, 0, 1,
+     "a convolutional stem: a 3x3 sigmaReparam convolution to this many channels and a GELU "
+     "before the patch embedding (0: none)"},
+    {"stem-layers", EX_OPT_SIZE, OFF(model.stem_layers), 1, VIT_STEM_MAX_LAYERS, NULL, 0, 1,
+     "convolutions in the stem, each of --stem channels"},
     {"no-sn", EX_OPT_FLAG, OFF(sigma_reparam), 0, 0, NULL, 0, 1,
      "plain linears instead of sigmaReparam (the paper's baseline)"},
     {"layernorm", EX_OPT_FLAG, OFF(layernorm), 0, 0, NULL, 1, 1,
@@ -61,6 +66,9 @@ static const ex_opt_spec k_specs[] = {
     {"no-augment", EX_OPT_FLAG, OFF(augment), 0, 0, NULL, 0, 1, "no random flips"},
     {"translate", EX_OPT_SIZE, OFF(translate), 0, 8, NULL, 0, 1,
      "random shifts of up to N pixels each way (0: none)"},
+    {"erase", EX_OPT_FLOAT, OFF(erase), 0, 1, NULL, 0, 1,
+     "random erasing: with this probability, set a random rectangle of 2-40% of the image to "
+     "the background (0: off)"},
     {"ema", EX_OPT_FLOAT, OFF(ema), 0, 0.99999, NULL, 0, 1,
      "evaluate a moving average of the weights with this decay, sigma recomputed (0: off)"},
     {"tta-flip", EX_OPT_FLAG, OFF(tta_flip), 0, 0, NULL, 1, 1,

@@ -33,6 +33,7 @@ typedef struct {
     uint64_t warmup_steps;
     int augment;                  /* random horizontal flips */
     size_t translate;             /* random shifts of up to this many pixels (0: none) */
+    float erase;                  /* random erasing's probability (0: off) */
     float ema;                    /* evaluate a weight average with this decay (0: off) */
     int tta_flip;                 /* evaluate on each image and its mirror */
     int gamma_init;               /* srp_gamma_init, copied into model */

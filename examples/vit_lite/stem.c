@@ -1,0 +1,180 @@
+/* The convolutional stem (stem.h): im2col over pixels in patch order, a
+ * sigmaReparam linear and a GELU per layer. */
+#include "stem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void vit_stem_neighbours(size_t image_size, size_t patch, int *nb)
+{
+    const long S = (long)image_size, p = (long)patch, side = S / p;
+    /* pixel (y, x) -> its index in patch order */
+#define PATCH_ORDER(y, x) ((((y) / p) * side + (x) / p) * p * p + ((y) % p) * p + (x) % p)
+    for (long y = 0; y < S; y++)
+        for (long x = 0; x < S; x++) {
+            int *w = nb + 9 * PATCH_ORDER(y, x);
+            for (long dy = -1; dy <= 1; dy++)
+                for (long dx = -1; dx <= 1; dx++) {
+                    const long sy = y + dy, sx = x + dx;
+                    *w++ = sy >= 0 && sy < S && sx >= 0 && sx < S ? (int)PATCH_ORDER(sy, sx) : -1;
+                }
+        }
+#undef PATCH_ORDER
+}
+
+/* features: [B][S*S][C] -> cols: [B][S*S][9][C] */
+void vit_stem_columns(const float *features, size_t batch, size_t pixels, size_t channels,
+                      const int *nb, float *cols)
+{
+    for (size_t b = 0; b < batch; b++) {
+        const float *f = features + b * pixels * channels;
+        for (size_t r = 0; r < pixels; r++)
+            for (size_t k = 0; k < 9; k++, cols += channels) {
+                const int src = nb[r * 9 + k];
+                if (src < 0)
+                    memset(cols, 0, sizeof(float) * channels);
+                else
+                    memcpy(cols, f + (size_t)src * channels, sizeof(float) * channels);
+            }
+    }
+}
+
+/* d_cols: [B][S*S][9][C] -> d_features: [B][S*S][C] (accumulated) */
+void vit_stem_columns_backward(const float *d_cols, size_t batch, size_t pixels, size_t channels,
+                               const int *nb, float *d_features)
+{
+    for (size_t b = 0; b < batch; b++) {
+        float *df = d_features + b * pixels * channels;
+        for (size_t r = 0; r < pixels; r++)
+            for (size_t k = 0; k < 9; k++, d_cols += channels) {
+                const int src = nb[r * 9 + k];
+                if (src < 0)
+                    continue;
+                float *dst = df + (size_t)src * channels;
+                for (size_t c = 0; c < channels; c++)
+                    dst[c] += d_cols[c];
+            }
+    }
+}
+
+/* The raster index y * S + x of the pixel at patch-order index r. */
+static size_t raster_index(size_t image_size, size_t patch, size_t r)
+{
+    const size_t side = image_size / patch, in_patch = r % (patch * patch), q = r / (patch * patch);
+    const size_t y = (q / side) * patch + in_patch / patch, x = (q % side) * patch + in_patch % patch;
+    return y * image_size + x;
+}
+
+static int alloc_floats(float **p, size_t n)
+{
+    *p = malloc(sizeof(float) * n);
+    return *p != NULL;
+}
+
+srp_status vit_stem_init(vit_stem *s, size_t layers, size_t channels, size_t in_channels,
+                         size_t image_size, size_t patch, size_t max_batch,
+                         const srp_linear_config *base, srp_rng *rng, ex_linear_table *names)
+{
+    memset(s, 0, sizeof(*s));
+    if (layers == 0 || layers > VIT_STEM_MAX_LAYERS || channels == 0 || in_channels == 0 ||
+        patch == 0 || image_size % patch != 0 || max_batch == 0)
+        return SRP_ERR_INVALID_ARG;
+    s->layers = layers;
+    s->channels = channels;
+    s->in_channels = in_channels;
+    s->pixels = image_size * image_size;
+    s->max_batch = max_batch;
+    const size_t rows = max_batch * s->pixels;
+    srp_status st = SRP_ERR_NOMEM;
+    s->neighbours = malloc(sizeof(int) * 9 * s->pixels);
+    s->patch_order = malloc(sizeof(int) * s->pixels);
+    if (!s->neighbours || !s->patch_order || !alloc_floats(&s->in, rows * in_channels) ||
+        !alloc_floats(&s->d_cols, rows * 9 * channels))
+        goto fail;
+    vit_stem_neighbours(image_size, patch, s->neighbours);
+    for (size_t r = 0; r < s->pixels; r++)
+        s->patch_order[raster_index(image_size, patch, r)] = (int)r;
+    for (size_t l = 0; l < layers; l++) {
+        const size_t c_in = l == 0 ? in_channels : channels;
+        srp_linear_config lc = *base;
+        lc.in_features = 9 * c_in;
+        lc.out_features = channels;
+        lc.seed = srp_rng_next_u64(rng);
+        char name[32];
+        snprintf(name, sizeof(name), "stem.conv%zu", l);
+        if ((st = srp_linear_create(&s->conv[l], &lc)) != SRP_OK)
+            goto fail;
+        st = SRP_ERR_NOMEM;
+        if (!ex_linears_add(names, s->conv[l], name) || !alloc_floats(&s->cols[l], rows * 9 * c_in) ||
+            !alloc_floats(&s->pre[l], rows * channels) || !alloc_floats(&s->out[l], rows * channels))
+            goto fail;
+    }
+    return SRP_OK;
+fail:
+    vit_stem_free(s);
+    return st;
+}
+
+void vit_stem_free(vit_stem *s)
+{
+    for (size_t l = 0; l < VIT_STEM_MAX_LAYERS; l++) {
+        srp_linear_destroy(s->conv[l]);
+        free(s->cols[l]);
+        free(s->pre[l]);
+        free(s->out[l]);
+    }
+    free(s->neighbours);
+    free(s->patch_order);
+    free(s->in);
+    free(s->d_cols);
+    memset(s, 0, sizeof(*s));
+}
+
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        srp_status check_st_ = (call);                                                             \
+        if (check_st_ != SRP_OK)                                                                   \
+            return check_st_;                                                                      \
+    } while (0)
+
+srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int training,
+                            const float **out)
+{
+    if (!s->layers || !images || batch == 0 || batch > s->max_batch)
+        return SRP_ERR_INVALID_ARG;
+    const size_t C = s->in_channels, K = s->channels, pixels = s->pixels, n = batch * pixels;
+    /* images [B][C][S*S], raster order -> in [B][S*S][C], patch order */
+    for (size_t b = 0; b < batch; b++)
+        for (size_t c = 0; c < C; c++)
+            for (size_t y = 0; y < pixels; y++)
+                s->in[(b * pixels + (size_t)s->patch_order[y]) * C + c] =
+                    images[(b * C + c) * pixels + y];
+    for (size_t l = 0; l < s->layers; l++) {
+        const size_t c_in = l == 0 ? C : K;
+        vit_stem_columns(l == 0 ? s->in : s->out[l - 1], batch, pixels, c_in, s->neighbours,
+                         s->cols[l]);
+        CHECK(srp_linear_forward(s->conv[l], s->cols[l], n, s->pre[l], training));
+        CHECK(srp_gelu_forward(s->pre[l], n * K, s->out[l]));
+    }
+    s->batch = batch;
+    *out = s->out[s->layers - 1];
+    return SRP_OK;
+}
+
+srp_status vit_stem_backward(vit_stem *s, float *d_out)
+{
+    if (!s->layers || !d_out || s->batch == 0)
+        return SRP_ERR_INVALID_ARG;
+    const size_t K = s->channels, n = s->batch * s->pixels;
+    for (size_t l = s->layers; l-- > 0;) {
+        /* d_out: d(out[l]) -> d(pre[l]) -> d(out[l - 1]) */
+        CHECK(srp_gelu_backward_from_output(s->pre[l], s->out[l], d_out, n * K, d_out));
+        CHECK(srp_linear_backward(s->conv[l], s->cols[l], d_out, n, l ? s->d_cols : NULL));
+        if (l) {
+            memset(d_out, 0, sizeof(float) * n * K);
+            vit_stem_columns_backward(s->d_cols, s->batch, s->pixels, K, s->neighbours, d_out);
+        }
+    }
+    return SRP_OK;
+}

@@ -23,37 +23,42 @@ void vit_stem_neighbours(size_t image_size, size_t patch, int *nb)
 #undef PATCH_ORDER
 }
 
-/* features: [B][S*S][C] -> cols: [B][S*S][9][C] */
+/* features: [B][S*S][C] -> cols: [B][S*S][9][C]; images in parallel */
 void vit_stem_columns(const float *features, size_t batch, size_t pixels, size_t channels,
                       const int *nb, float *cols)
 {
+#pragma omp parallel for schedule(static)
     for (size_t b = 0; b < batch; b++) {
         const float *f = features + b * pixels * channels;
+        float *col = cols + b * pixels * 9 * channels;
         for (size_t r = 0; r < pixels; r++)
-            for (size_t k = 0; k < 9; k++, cols += channels) {
+            for (size_t k = 0; k < 9; k++, col += channels) {
                 const int src = nb[r * 9 + k];
                 if (src < 0)
-                    memset(cols, 0, sizeof(float) * channels);
+                    memset(col, 0, sizeof(float) * channels);
                 else
-                    memcpy(cols, f + (size_t)src * channels, sizeof(float) * channels);
+                    memcpy(col, f + (size_t)src * channels, sizeof(float) * channels);
             }
     }
 }
 
-/* d_cols: [B][S*S][9][C] -> d_features: [B][S*S][C] (accumulated) */
+/* d_cols: [B][S*S][9][C] -> d_features: [B][S*S][C] (accumulated); images
+ * in parallel, each summed in the same order at any thread count */
 void vit_stem_columns_backward(const float *d_cols, size_t batch, size_t pixels, size_t channels,
                                const int *nb, float *d_features)
 {
+#pragma omp parallel for schedule(static)
     for (size_t b = 0; b < batch; b++) {
         float *df = d_features + b * pixels * channels;
+        const float *dc = d_cols + b * pixels * 9 * channels;
         for (size_t r = 0; r < pixels; r++)
-            for (size_t k = 0; k < 9; k++, d_cols += channels) {
+            for (size_t k = 0; k < 9; k++, dc += channels) {
                 const int src = nb[r * 9 + k];
                 if (src < 0)
                     continue;
                 float *dst = df + (size_t)src * channels;
                 for (size_t c = 0; c < channels; c++)
-                    dst[c] += d_cols[c];
+                    dst[c] += dc[c];
             }
     }
 }

@@ -259,8 +259,9 @@ static void test_model_backward_matches_differences(void **state)
         const int ln = variant == 1;
         vit_config c = small_config(8, 3);
         c.layernorm = ln;
-        c.stem_channels = variant >= 2 ? 3 : 0;
-        c.stem_layers = variant == 3 ? 2 : 1;
+        c.stem_layers = variant == 3 ? 2 : variant == 2 ? 1 : 0;
+        c.stem_channels[0] = 3;
+        c.stem_channels[1] = 2;
         c.init_gain = 10.0f;
         c.seed = 5;
         vit_model *m = NULL;
@@ -432,6 +433,11 @@ static void test_cli_errors(void **state)
     assert_int_equal(run_train("--eval-only", out, sizeof(out)), 2);
     assert_int_equal(run_train("--logits l.safetensors", out, sizeof(out)), 2);
     assert_non_null(strstr(out, "--logits goes with --eval-only"));
+    for (size_t i = 0; i < 4; i++) { /* a stem list that is not one */
+        static const char *bad[] = {"--stem 3,x", "--stem 16,", "--stem 1,2,3,4,5", "--stem 0,8"};
+        assert_int_equal(run_train(bad[i], out, sizeof(out)), 2);
+        assert_non_null(strstr(out, "up to 4 channel counts"));
+    }
     assert_int_equal(run_train("--help", out, sizeof(out)), 0);
     assert_non_null(strstr(out, "--stop-on-collapse"));
 

@@ -53,7 +53,6 @@ vit_config vit_config_default(void)
     c.mlp_dim = 256;
     c.classes = 10;
     c.max_batch = 128;
-    c.stem_layers = 1; /* when stem_channels > 0 */
     c.sigma_reparam = 1;
     c.layernorm = 0;
     c.gamma_init = SRP_GAMMA_INIT_SIGMA0;
@@ -100,7 +99,7 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     m->patches = side * side;
     m->tokens = m->patches + 1;
     m->pixels = c->image_size * c->image_size;
-    const size_t K = c->stem_channels;
+    const size_t K = c->stem_layers ? c->stem_channels[c->stem_layers - 1] : 0;
     m->patch_len = (K ? K : c->channels) * c->patch * c->patch;
     const size_t rows = B * m->tokens;
     srp_status st = SRP_ERR_NOMEM;
@@ -110,7 +109,7 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     srp_linear_config lc;
     if (K) {
         lc = linear_config(c, 1, 1, NULL);
-        if ((st = vit_stem_init(&m->stem, c->stem_layers, K, c->channels, c->image_size, c->patch,
+        if ((st = vit_stem_init(&m->stem, c->stem_layers, c->stem_channels, c->channels, c->image_size, c->patch,
                                 B, &lc, &rng, &m->linears)) != SRP_OK)
             goto fail;
         st = SRP_ERR_NOMEM;

@@ -2,7 +2,7 @@
  *
  *   patchify (p x p, row-major patch order, each patch [C][p][p])
  *   -> patch embedding (sigmaReparam linear C*p*p -> D)
- * or, with a convolutional stem (stem.h) of L layers of K channels:
+ * or, with a convolutional stem (stem.h) of L layers, the last of K channels:
  *   L x { 3x3 convolution (a sigmaReparam linear over each pixel's 3x3
  *   neighbourhood, zero padding) -> GELU } -> patches [p][p][K] -> linear p*p*K -> D
  *   -> [CLS | patches] + position embedding                 [B][T][D], T = P + 1
@@ -29,7 +29,8 @@ typedef struct {
     size_t channels, image_size, patch;         /* 1, 28, 4 */
     size_t dim, depth, heads, mlp_dim, classes; /* 128, 6, 4, 256, 10 */
     size_t max_batch;                           /* 128 */
-    size_t stem_channels, stem_layers;          /* 0: no convolutional stem (stem.h) */
+    size_t stem_layers;                         /* 0: no convolutional stem (stem.h) */
+    size_t stem_channels[VIT_STEM_MAX_LAYERS];  /* each stem layer's channels */
     int sigma_reparam;                          /* 1 */
     int layernorm;                              /* 0 */
     srp_gamma_init gamma_init;                  /* SRP_GAMMA_INIT_SIGMA0 */

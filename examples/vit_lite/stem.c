@@ -77,16 +77,22 @@ static int alloc_floats(float **p, size_t n)
     return *p != NULL;
 }
 
-srp_status vit_stem_init(vit_stem *s, size_t layers, size_t channels, size_t in_channels,
+srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, size_t in_channels,
                          size_t image_size, size_t patch, size_t max_batch,
                          const srp_linear_config *base, srp_rng *rng, ex_linear_table *names)
 {
     memset(s, 0, sizeof(*s));
-    if (layers == 0 || layers > VIT_STEM_MAX_LAYERS || channels == 0 || in_channels == 0 ||
+    if (layers == 0 || layers > VIT_STEM_MAX_LAYERS || !channels || in_channels == 0 ||
         patch == 0 || image_size % patch != 0 || max_batch == 0)
         return SRP_ERR_INVALID_ARG;
+    size_t widest = 0;
+    for (size_t l = 0; l < layers; l++) {
+        if (channels[l] == 0)
+            return SRP_ERR_INVALID_ARG;
+        widest = channels[l] > widest ? channels[l] : widest;
+    }
     s->layers = layers;
-    s->channels = channels;
+    memcpy(s->channels, channels, sizeof(size_t) * layers);
     s->in_channels = in_channels;
     s->pixels = image_size * image_size;
     s->max_batch = max_batch;
@@ -95,16 +101,17 @@ srp_status vit_stem_init(vit_stem *s, size_t layers, size_t channels, size_t in_
     s->neighbours = malloc(sizeof(int) * 9 * s->pixels);
     s->patch_order = malloc(sizeof(int) * s->pixels);
     if (!s->neighbours || !s->patch_order || !alloc_floats(&s->in, rows * in_channels) ||
-        !alloc_floats(&s->d_cols, rows * 9 * channels))
+        !alloc_floats(&s->d_cols, rows * 9 * widest) ||
+        !alloc_floats(&s->d_features, rows * widest))
         goto fail;
     vit_stem_neighbours(image_size, patch, s->neighbours);
     for (size_t r = 0; r < s->pixels; r++)
         s->patch_order[raster_index(image_size, patch, r)] = (int)r;
     for (size_t l = 0; l < layers; l++) {
-        const size_t c_in = l == 0 ? in_channels : channels;
+        const size_t c_in = l == 0 ? in_channels : channels[l - 1];
         srp_linear_config lc = *base;
         lc.in_features = 9 * c_in;
-        lc.out_features = channels;
+        lc.out_features = channels[l];
         lc.seed = srp_rng_next_u64(rng);
         char name[32];
         snprintf(name, sizeof(name), "stem.conv%zu", l);
@@ -112,7 +119,8 @@ srp_status vit_stem_init(vit_stem *s, size_t layers, size_t channels, size_t in_
             goto fail;
         st = SRP_ERR_NOMEM;
         if (!ex_linears_add(names, s->conv[l], name) || !alloc_floats(&s->cols[l], rows * 9 * c_in) ||
-            !alloc_floats(&s->pre[l], rows * channels) || !alloc_floats(&s->out[l], rows * channels))
+            !alloc_floats(&s->pre[l], rows * channels[l]) ||
+            !alloc_floats(&s->out[l], rows * channels[l]))
             goto fail;
     }
     return SRP_OK;
@@ -133,6 +141,7 @@ void vit_stem_free(vit_stem *s)
     free(s->patch_order);
     free(s->in);
     free(s->d_cols);
+    free(s->d_features);
     memset(s, 0, sizeof(*s));
 }
 
@@ -148,7 +157,7 @@ srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int 
 {
     if (!s->layers || !images || batch == 0 || batch > s->max_batch)
         return SRP_ERR_INVALID_ARG;
-    const size_t C = s->in_channels, K = s->channels, pixels = s->pixels, n = batch * pixels;
+    const size_t C = s->in_channels, pixels = s->pixels, n = batch * pixels;
     /* images [B][C][S*S], raster order -> in [B][S*S][C], patch order */
     for (size_t b = 0; b < batch; b++)
         for (size_t c = 0; c < C; c++)
@@ -156,7 +165,7 @@ srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int 
                 s->in[(b * pixels + (size_t)s->patch_order[y]) * C + c] =
                     images[(b * C + c) * pixels + y];
     for (size_t l = 0; l < s->layers; l++) {
-        const size_t c_in = l == 0 ? C : K;
+        const size_t c_in = l == 0 ? C : s->channels[l - 1], K = s->channels[l];
         vit_stem_columns(l == 0 ? s->in : s->out[l - 1], batch, pixels, c_in, s->neighbours,
                          s->cols[l]);
         CHECK(srp_linear_forward(s->conv[l], s->cols[l], n, s->pre[l], training));
@@ -171,14 +180,16 @@ srp_status vit_stem_backward(vit_stem *s, float *d_out)
 {
     if (!s->layers || !d_out || s->batch == 0)
         return SRP_ERR_INVALID_ARG;
-    const size_t K = s->channels, n = s->batch * s->pixels;
+    const size_t n = s->batch * s->pixels;
+    float *d = d_out; /* d(out[l]), then d(pre[l]) in place */
     for (size_t l = s->layers; l-- > 0;) {
-        /* d_out: d(out[l]) -> d(pre[l]) -> d(out[l - 1]) */
-        CHECK(srp_gelu_backward_from_output(s->pre[l], s->out[l], d_out, n * K, d_out));
-        CHECK(srp_linear_backward(s->conv[l], s->cols[l], d_out, n, l ? s->d_cols : NULL));
-        if (l) {
-            memset(d_out, 0, sizeof(float) * n * K);
-            vit_stem_columns_backward(s->d_cols, s->batch, s->pixels, K, s->neighbours, d_out);
+        CHECK(srp_gelu_backward_from_output(s->pre[l], s->out[l], d, n * s->channels[l], d));
+        CHECK(srp_linear_backward(s->conv[l], s->cols[l], d, n, l ? s->d_cols : NULL));
+        if (l) { /* d(cols[l]) -> d(out[l - 1]) */
+            d = s->d_features;
+            memset(d, 0, sizeof(float) * n * s->channels[l - 1]);
+            vit_stem_columns_backward(s->d_cols, s->batch, s->pixels, s->channels[l - 1],
+                                      s->neighbours, d);
         }
     }
     return SRP_OK;

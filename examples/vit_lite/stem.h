@@ -5,7 +5,8 @@
  * Every feature map keeps its pixels in patch order, [B][P][p][p][channels]
  * (P patches in row-major order, p x p pixels each, channels last), so that
  * the last layer's output is the patch embedding's input [B*P][p*p*K] as it
- * is. A layer's kernel is [K][3][3][C_in] (channels last, as its columns). */
+ * is. Layer l has K_l channels; its kernel is [K_l][3][3][C_in] (channels
+ * last, as its columns). */
 #ifndef VIT_STEM_H
 #define VIT_STEM_H
 
@@ -18,7 +19,8 @@
 #define VIT_STEM_MAX_LAYERS 4
 
 typedef struct {
-    size_t layers, channels;                /* L, K */
+    size_t layers;                          /* L */
+    size_t channels[VIT_STEM_MAX_LAYERS];   /* K_l */
     size_t in_channels, pixels, max_batch;  /* C, S*S, B */
     srp_linear *conv[VIT_STEM_MAX_LAYERS];
     int *neighbours;                        /* [S*S][9]: each pixel's neighbours, -1 outside */
@@ -26,24 +28,24 @@ typedef struct {
     float *in;                              /* [B][S*S][C]: the images in patch order */
     float *cols[VIT_STEM_MAX_LAYERS];       /* [B*S*S][9*C_l]: layer l's input columns */
     float *pre[VIT_STEM_MAX_LAYERS];        /* [B*S*S][K]: layer l's output before its GELU */
-    float *out[VIT_STEM_MAX_LAYERS];        /* [B*S*S][K]: after it */
-    float *d_cols;                          /* [B*S*S][9*K]: backward scratch */
+    float *out[VIT_STEM_MAX_LAYERS];        /* [B*S*S][K_l]: after it */
+    float *d_cols, *d_features;             /* [B*S*S][9*K_max], [B*S*S][K_max]: backward */
     size_t batch;                           /* of the last forward */
 } vit_stem;
 
-/* layers 1..VIT_STEM_MAX_LAYERS of channels K each over images [C][S][S]
+/* layers 1..VIT_STEM_MAX_LAYERS of channels[l] each over images [C][S][S]
  * cut into p x p patches; each linear's seed from rng, its configuration
  * from base (sizes set here), named stem.conv<l> in names. */
-srp_status vit_stem_init(vit_stem *s, size_t layers, size_t channels, size_t in_channels,
+srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, size_t in_channels,
                          size_t image_size, size_t patch, size_t max_batch,
                          const srp_linear_config *base, srp_rng *rng, ex_linear_table *names);
 void vit_stem_free(vit_stem *s);
 
-/* images [B][C][S][S] -> *out [B*S*S][K] in patch order, valid until the
- * next forward. */
+/* images [B][C][S][S] -> *out [B*S*S][K_last] in patch order, valid until
+ * the next forward. */
 srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int training,
                             const float **out);
-/* d_out: [B*S*S][K], the gradient of the last forward's output (overwritten:
+/* d_out: [B*S*S][K_last], the gradient of the last forward's output (overwritten:
  * it is the scratch of the backward). Gradients accumulate. */
 srp_status vit_stem_backward(vit_stem *s, float *d_out);
 

@@ -1,6 +1,8 @@
 /* vit-lite-train's options: one table of flags for the common parser. */
 #include "vit_options.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define OFF(field) offsetof(vit_options, field)
@@ -16,11 +18,9 @@ static const ex_opt_spec k_specs[] = {
     {"mlp-dim", EX_OPT_SIZE, OFF(model.mlp_dim), 1, 16384, NULL, 0, 1, "hidden width of the MLPs"},
     {"patch", EX_OPT_SIZE, OFF(model.patch), 1, 64, NULL, 0, 1,
      "patch side (must divide the image side)"},
-    {"stem", EX_OPT_SIZE, OFF(model.stem_channels), 0, 1024, NULL, 0, 1,
-     "a convolutional stem: a 3x3 sigmaReparam convolution to this many channels and a GELU "
-     "before the patch embedding (0: none)"},
-    {"stem-layers", EX_OPT_SIZE, OFF(model.stem_layers), 1, VIT_STEM_MAX_LAYERS, NULL, 0, 1,
-     "convolutions in the stem, each of --stem channels"},
+    {"stem", EX_OPT_STRING, OFF(stem), 0, 0, "LIST", 0, 1,
+     "a convolutional stem before the patch embedding: one 3x3 sigmaReparam convolution and "
+     "GELU per entry, with that many channels, e.g. 16,32 (0: none)"},
     {"no-sn", EX_OPT_FLAG, OFF(sigma_reparam), 0, 0, NULL, 0, 1,
      "plain linears instead of sigmaReparam (the paper's baseline)"},
     {"layernorm", EX_OPT_FLAG, OFF(layernorm), 0, 0, NULL, 1, 1,
@@ -165,6 +165,27 @@ void vit_options_default(vit_options *o)
     o->collapse_window = 200;
 }
 
+/* "16,32" -> two stem layers of 16 and 32 channels; NULL or "0": none. */
+static int parse_stem(const char *list, vit_config *model)
+{
+    model->stem_layers = 0;
+    if (!list || strcmp(list, "0") == 0)
+        return 0;
+    const char *p = list;
+    for (;;) {
+        char *end;
+        errno = 0;
+        const unsigned long v = strtoul(p, &end, 10);
+        if (end == p || *p == '-' || *p == '+' || errno || v == 0 || v > 1024 ||
+            model->stem_layers == VIT_STEM_MAX_LAYERS || (*end != ',' && *end != '\0'))
+            return -1;
+        model->stem_channels[model->stem_layers++] = (size_t)v;
+        if (*end == '\0')
+            return 0;
+        p = end + 1;
+    }
+}
+
 void vit_options_usage(const char *prog, FILE *to)
 {
     vit_options d;
@@ -183,6 +204,10 @@ ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
     o->model.layernorm = o->layernorm;
     o->model.gamma_init = (srp_gamma_init)o->gamma_init;
     o->model.qkv_sigma = (srp_qkv_sigma)o->qkv_sigma;
+    if (parse_stem(o->stem, &o->model) != 0)
+        return ex_fail(err, EX_USAGE,
+                       "--stem %s: give 0, or up to %d channel counts from 1 to 1024, e.g. 16,32",
+                       o->stem, VIT_STEM_MAX_LAYERS);
     if (o->model.dim % o->model.heads != 0)
         return ex_fail(err, EX_USAGE, "--heads %zu must divide --dim %zu", o->model.heads,
                        o->model.dim);

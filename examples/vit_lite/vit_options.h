@@ -39,6 +39,7 @@ typedef struct {
     int gamma_init;               /* srp_gamma_init, copied into model */
     int qkv_sigma;                /* srp_qkv_sigma, copied into model */
     int sigma_reparam, layernorm; /* copied into model */
+    const char *stem;             /* "16,32": the stem's channels, parsed into model */
 
     /* run */
     size_t epochs, batch;

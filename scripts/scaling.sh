@@ -40,7 +40,9 @@ for job in vit lm; do
       IFS='|' read -r name ranks threads <<< "$arm"
       log="$out/$job-${ranks}r${threads}t-$r.log"
       if [ "$job" = vit ]; then
-        ms=$(run_arm "$vit" "$ranks" "$threads" "$log" --stop-after-steps "$steps")
+        # the model of docs/SCALING.md's figures: no stem, no weight average
+        ms=$(run_arm "$vit" "$ranks" "$threads" "$log" --stem 0 --erase 0 --ema 0 --no-tta-flip \
+          --stop-after-steps "$steps")
       else
         ms=$(run_arm "$lm" "$ranks" "$threads" "$log" --steps 100000 --stop-after-steps "$steps")
       fi

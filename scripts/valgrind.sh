@@ -30,7 +30,7 @@ for t in "${tests[@]}"; do
 done
 "${vg[@]}" build-valgrind/examples/vit_lite/vit-lite-train --threads 2 --dataset synthetic \
   --synthetic-train 256 --synthetic-test 64 --epochs 1 --batch 32 --dim 32 --depth 2 --heads 2 \
-  --mlp-dim 64 --checkpoint build-valgrind/vg.ckpt > build-valgrind/vit.valgrind.log 2>&1 ||
+  --mlp-dim 64 --stem 4,4 --checkpoint build-valgrind/vg.ckpt > build-valgrind/vit.valgrind.log 2>&1 ||
   { tail -40 build-valgrind/vit.valgrind.log; exit 1; }
 echo "vit-lite-train, 8 steps with a checkpoint: clean"
 printf 'the quick brown fox jumps over the lazy dog\n\n%.0s' {1..40} > build-valgrind/text.txt

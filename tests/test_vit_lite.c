@@ -458,7 +458,10 @@ static void test_cli_errors(void **state)
 
 #define SMALL_MODEL                                                                                \
     "--dataset synthetic --synthetic-train 2048 --synthetic-test 512 --dim 32 --depth 2 "          \
-    "--heads 2 --mlp-dim 64 --batch 64 --log-every 4 --bound-every 8 "
+    "--heads 2 --mlp-dim 64 --batch 64 --log-every 4 --bound-every 8 " PLAIN_RECIPE
+/* The tests' model predates the stem, erasing, weight average and test-time
+ * flips of the default recipe; test_resume_is_bit_exact runs them too. */
+#define PLAIN_RECIPE "--stem 0 --erase 0 --ema 0 --no-tta-flip "
 
 static void test_learns_the_synthetic_set(void **state)
 {
@@ -492,16 +495,19 @@ static void test_learns_the_synthetic_set(void **state)
 
 /* Stopped inside an epoch and resumed, a run gives the same metrics and the
  * same final checkpoint, bit for bit, as a run never stopped. */
-static void test_resume_is_bit_exact(void **state)
+/* The plain recipe, and the default one's stem, erasing, weight average and
+ * test-time flips (each with its own state to carry across a resume). */
+static void resume_is_bit_exact(const char *recipe)
 {
-    (void)state;
     static char out[1 << 16];
-    char m_full[512], c_full[512], m_part[512], c_part[512], args[2048];
+    char m_full[512], c_full[512], m_part[512], c_part[512], args[4096];
     scratch_path(m_full, sizeof(m_full), "full.jsonl");
     scratch_path(c_full, sizeof(c_full), "full.ckpt");
     scratch_path(m_part, sizeof(m_part), "part.jsonl");
     scratch_path(c_part, sizeof(c_part), "part.ckpt");
-    const char *common = SMALL_MODEL "--epochs 2 --augment --checkpoint-every 5";
+    char common[1024];
+    snprintf(common, sizeof(common), SMALL_MODEL "--epochs 2 --augment --checkpoint-every 5 %s",
+             recipe);
     snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s", common, m_full, c_full);
     assert_int_equal(run_train(args, out, sizeof(out)), 0);
     /* 32 steps per epoch: stop at 19, inside the second epoch, then twice more */
@@ -532,6 +538,13 @@ static void test_resume_is_bit_exact(void **state)
     char expect[64];
     snprintf(expect, sizeof(expect), "test accuracy %.4f", last_value(m_full, "eval", "acc"));
     assert_non_null(strstr(out, expect));
+}
+
+static void test_resume_is_bit_exact(void **state)
+{
+    (void)state;
+    resume_is_bit_exact("");
+    resume_is_bit_exact("--stem 4,4 --erase 0.5 --ema 0.99 --tta-flip");
 }
 
 /* Dataset sizes a user can give: fewer training than test images, counts
@@ -957,7 +970,7 @@ static void test_export_and_init_from(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char args[1400], model[600];
+    char args[2048], model[600];
     scratch_path(model, sizeof(model), "trained.safetensors");
     const char *common = SMALL_MODEL "--epochs 1";
     snprintf(args, sizeof(args), "%s --export %s", common, model);

@@ -300,8 +300,8 @@ static void test_model_backward_matches_differences(void **state)
                     ref_central_difference_f(model_loss, &P, params[i].data + j, 1e-2f);
                 const double an = params[i].grad[j];
                 if (!(fabs(fd - an) <= 0.03 * fabs(fd) + 3e-4)) {
-                    print_error("variant %d, %s[%zu]: backward %.6g, differences %.6g\n",
-                                variant, params[i].name, j, an, fd);
+                    print_error("variant %d, %s[%zu]: backward %.6g, differences %.6g\n", variant,
+                                params[i].name, j, an, fd);
                     fail();
                 }
                 checked++;
@@ -332,7 +332,7 @@ static void test_stem_columns_are_the_convolution(void **state)
     fill_normal_f(&r, kernel, K * ROW, 1.0);
     for (int i = 0; i < B * PIX * ROW; i++) /* small integers: the backward's sums are exact */
         g[i] = (float)srp_rng_below(&r, 9) - 4.0f;
-    /* patch (y / p, x / p) of S / p per row, pixel (y % p, x % p) in it */
+        /* patch (y / p, x / p) of S / p per row, pixel (y % p, x % p) in it */
 #define AT(y, x) (((y) / p * (S / p) + (x) / p) * p * p + (y) % p * p + (x) % p)
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++)
@@ -352,8 +352,9 @@ static void test_stem_columns_are_the_convolution(void **state)
                             for (int c = 0; c < C; c++) {
                                 const int sy = y + dy, sx = x + dx;
                                 if (sy >= 0 && sy < S && sx >= 0 && sx < S)
-                                    direct += (double)kernel[k * ROW + ((dy + 1) * 3 + dx + 1) * C + c] *
-                                              images[((b * C + c) * S + sy) * S + sx];
+                                    direct +=
+                                        (double)kernel[k * ROW + ((dy + 1) * 3 + dx + 1) * C + c] *
+                                        images[((b * C + c) * S + sy) * S + sx];
                             }
                     for (int j = 0; j < ROW; j++)
                         via_columns += (double)kernel[k * ROW + j] * row[j];

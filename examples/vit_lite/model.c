@@ -25,8 +25,8 @@ struct vit_model {
     size_t pixels;                     /* S * S */
     size_t batch;                      /* of the last forward */
     srp_linear *embed, *head;
-    vit_stem stem;  /* stem.layers 0: none */
-    float *d_stem;  /* [B*S*S][K]: the gradient of the stem's output */
+    vit_stem stem;     /* stem.layers 0: none */
+    float *d_stem;     /* [B*S*S][K]: the gradient of the stem's output */
     float *cls, *dcls; /* [D] */
     float *pos, *dpos; /* [T][D] */
     vit_block *blocks;
@@ -108,9 +108,9 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
 
     srp_linear_config lc;
     if (K) {
-        lc = linear_config(c, 1, 1, NULL);
-        if ((st = vit_stem_init(&m->stem, c->stem_layers, c->stem_channels, c->channels, c->image_size, c->patch,
-                                B, &lc, &rng, &m->linears)) != SRP_OK)
+        lc = linear_config(c, 1, 1, NULL); /* the stem sets the sizes and seeds */
+        if ((st = vit_stem_init(&m->stem, c->stem_layers, c->stem_channels, c->channels,
+                                c->image_size, c->patch, B, &lc, &rng, &m->linears)) != SRP_OK)
             goto fail;
         st = SRP_ERR_NOMEM;
         if (!alloc_floats(&m->d_stem, B * m->pixels * K, 0))

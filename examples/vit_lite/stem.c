@@ -67,7 +67,8 @@ void vit_stem_columns_backward(const float *d_cols, size_t batch, size_t pixels,
 static size_t raster_index(size_t image_size, size_t patch, size_t r)
 {
     const size_t side = image_size / patch, in_patch = r % (patch * patch), q = r / (patch * patch);
-    const size_t y = (q / side) * patch + in_patch / patch, x = (q % side) * patch + in_patch % patch;
+    const size_t y = (q / side) * patch + in_patch / patch,
+                 x = (q % side) * patch + in_patch % patch;
     return y * image_size + x;
 }
 
@@ -118,7 +119,8 @@ srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, siz
         if ((st = srp_linear_create(&s->conv[l], &lc)) != SRP_OK)
             goto fail;
         st = SRP_ERR_NOMEM;
-        if (!ex_linears_add(names, s->conv[l], name) || !alloc_floats(&s->cols[l], rows * 9 * c_in) ||
+        if (!ex_linears_add(names, s->conv[l], name) ||
+            !alloc_floats(&s->cols[l], rows * 9 * c_in) ||
             !alloc_floats(&s->pre[l], rows * channels[l]) ||
             !alloc_floats(&s->out[l], rows * channels[l]))
             goto fail;

@@ -19,18 +19,18 @@
 #define VIT_STEM_MAX_LAYERS 4
 
 typedef struct {
-    size_t layers;                          /* L */
-    size_t channels[VIT_STEM_MAX_LAYERS];   /* K_l */
-    size_t in_channels, pixels, max_batch;  /* C, S*S, B */
+    size_t layers;                         /* L */
+    size_t channels[VIT_STEM_MAX_LAYERS];  /* K_l */
+    size_t in_channels, pixels, max_batch; /* C, S*S, B */
     srp_linear *conv[VIT_STEM_MAX_LAYERS];
-    int *neighbours;                        /* [S*S][9]: each pixel's neighbours, -1 outside */
-    int *patch_order;                       /* [S*S]: raster index -> index in patch order */
-    float *in;                              /* [B][S*S][C]: the images in patch order */
-    float *cols[VIT_STEM_MAX_LAYERS];       /* [B*S*S][9*C_l]: layer l's input columns */
-    float *pre[VIT_STEM_MAX_LAYERS];        /* [B*S*S][K]: layer l's output before its GELU */
-    float *out[VIT_STEM_MAX_LAYERS];        /* [B*S*S][K_l]: after it */
-    float *d_cols, *d_features;             /* [B*S*S][9*K_max], [B*S*S][K_max]: backward */
-    size_t batch;                           /* of the last forward */
+    int *neighbours;                  /* [S*S][9]: each pixel's neighbours, -1 outside */
+    int *patch_order;                 /* [S*S]: raster index -> index in patch order */
+    float *in;                        /* [B][S*S][C]: the images in patch order */
+    float *cols[VIT_STEM_MAX_LAYERS]; /* [B*S*S][9*C_l]: layer l's input columns */
+    float *pre[VIT_STEM_MAX_LAYERS];  /* [B*S*S][K]: layer l's output before its GELU */
+    float *out[VIT_STEM_MAX_LAYERS];  /* [B*S*S][K_l]: after it */
+    float *d_cols, *d_features;       /* [B*S*S][9*K_max], [B*S*S][K_max]: backward */
+    size_t batch;                     /* of the last forward */
 } vit_stem;
 
 /* layers 1..VIT_STEM_MAX_LAYERS of channels[l] each over images [C][S][S]

@@ -210,9 +210,9 @@ static ex_code build(trainer *t, ex_error *err)
     t->ent_min = malloc(sizeof(float) * lh);
     t->ent_bound = malloc(sizeof(float) * lh);
     t->linear_values = malloc(sizeof(float) * nlin);
-    if (!t->images || !t->dlogits || !t->labels || !t->flip || !t->mirror || !t->shift || !t->erase ||
-        !t->logits_sum || !t->run.order || !t->ent_mean || !t->ent_min || !t->ent_bound ||
-        !t->linear_values)
+    if (!t->images || !t->dlogits || !t->labels || !t->flip || !t->mirror || !t->shift ||
+        !t->erase || !t->logits_sum || !t->run.order || !t->ent_mean || !t->ent_min ||
+        !t->ent_bound || !t->linear_values)
         return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
     memset(t->mirror, 1, o->batch);
     if (o->ema > 0.0f && (code = ex_ema_init(&t->ema, t->params, t->nparams, linears->linears, nlin,

@@ -73,8 +73,7 @@ static const ex_opt_spec k_specs[] = {
      "evaluate a moving average of the weights with this decay, sigma recomputed (0: off)"},
     {"tta-flip", EX_OPT_FLAG, OFF(tta_flip), 0, 0, NULL, 1, 1,
      "evaluate on each image and its mirror, logits averaged (default)"},
-    {"no-tta-flip", EX_OPT_FLAG, OFF(tta_flip), 0, 0, NULL, 0, 1,
-     "evaluate on each image alone"},
+    {"no-tta-flip", EX_OPT_FLAG, OFF(tta_flip), 0, 0, NULL, 0, 1, "evaluate on each image alone"},
     /* run */
     {"epochs", EX_OPT_SIZE, OFF(epochs), 1, 10000, NULL, 0, 1, "epochs"},
     {"batch", EX_OPT_SIZE, OFF(batch), 1, 65536, NULL, 0, 1, "batch size"},

@@ -50,7 +50,7 @@ typedef struct {
     size_t synthetic_train, synthetic_test;
     size_t val; /* hold out the last val training images for the per-epoch evaluation */
     uint64_t stop_after_steps; /* 0: run to the end */
-    uint64_t check_replicas; /* under mpirun: steps between replica checks; 0: never */
+    uint64_t check_replicas;   /* under mpirun: steps between replica checks; 0: never */
 
     /* output */
     const char *metrics_path, *checkpoint_path, *resume_path, *plot_path, *plot_only;
@@ -60,7 +60,7 @@ typedef struct {
     const char *init_from;   /* start from this safetensors model */
     const char *logits_path; /* --eval-only: the test set's logits, as safetensors */
     int profile;             /* print where the training time went */
-    const char *report_at; /* "0.9,0.92": when each accuracy was first reached */
+    const char *report_at;   /* "0.9,0.92": when each accuracy was first reached */
 
     /* entropy-collapse watch */
     float collapse_fraction;  /* warn below this fraction of log T */

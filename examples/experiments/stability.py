@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VIT = os.path.join(ROOT, "build", "examples", "vit_lite", "vit-lite-train")
 # The study ran on the ViT-lite as it was before its convolutional stem,
 # random erasing, weight average and test-time flips became the defaults.
-VIT_12_EPOCH_RECIPE = ["--stem", "0", "--erase", "0", "--ema", "0", "--no-tta-flip"]
+VIT_PLAIN_RECIPE = ["--stem", "0", "--erase", "0", "--ema", "0", "--no-tta-flip"]
 LM = os.path.join(ROOT, "build", "examples", "char_lm", "char-lm-train")
 MULTS = [1, 2, 4, 8, 16]
 EXIT_NONFINITE = 3
@@ -70,7 +70,7 @@ def settings(quick):
             vit_common=["--dataset", "synthetic", "--synthetic-train", "1536",
                         "--synthetic-test", "512", "--val", "512", "--epochs", "1",
                         "--batch", "64", "--dim", "64", "--depth", "2", "--heads", "2",
-                        "--mlp-dim", "128", "--no-augment"] + VIT_12_EPOCH_RECIPE,
+                        "--mlp-dim", "128", "--no-augment"] + VIT_PLAIN_RECIPE,
             vit_seeds=[1], vit_search=False, mults=[1, 16], vit_warmup="2",
             lm_common=["--steps", "60", "--warmup", "10", "--context", "32", "--dim", "64",
                        "--heads", "4", "--mlp-dim", "128", "--eval-every", "60",
@@ -81,7 +81,7 @@ def settings(quick):
             report=os.path.join(ROOT, "runs", "stability-quick", "RESULTS.md"),
             figures=os.path.join(ROOT, "runs", "stability-quick", "results"))
     return dict(
-        vit_common=["--val", "5000", "--epochs", "1"] + VIT_12_EPOCH_RECIPE,
+        vit_common=["--val", "5000", "--epochs", "1"] + VIT_PLAIN_RECIPE,
         vit_seeds=[1, 2], vit_search=True, mults=MULTS, vit_warmup="40",
         lm_common=["--steps", "400", "--context", "64", "--eval-every", "200",
                    "--eval-windows", "256"],

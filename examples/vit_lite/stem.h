@@ -27,7 +27,7 @@ typedef struct {
     int *patch_order;                 /* [S*S]: raster index -> index in patch order */
     float *in;                        /* [B][S*S][C]: the images in patch order */
     float *cols[VIT_STEM_MAX_LAYERS]; /* [B*S*S][9*C_l]: layer l's input columns */
-    float *pre[VIT_STEM_MAX_LAYERS];  /* [B*S*S][K]: layer l's output before its GELU */
+    float *pre[VIT_STEM_MAX_LAYERS];  /* [B*S*S][K_l]: layer l's output before its GELU */
     float *out[VIT_STEM_MAX_LAYERS];  /* [B*S*S][K_l]: after it */
     float *d_cols, *d_features;       /* [B*S*S][9*K_max], [B*S*S][K_max]: backward */
     size_t batch;                     /* of the last forward */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/error.h"
 #include "common/norm.h"
 
 #define LN_EPS 1e-5f /* torch.nn.LayerNorm's default, as nanoGPT */
@@ -256,36 +257,29 @@ void lm_destroy(lm_model *m)
 
 const lm_config *lm_get_config(const lm_model *m) { return &m->cfg; }
 
-#define CHECK(call)                                                                                \
-    do {                                                                                           \
-        srp_status check_st_ = (call);                                                             \
-        if (check_st_ != SRP_OK)                                                                   \
-            return check_st_;                                                                      \
-    } while (0)
-
 /* x, y: [B][T][D]. See model.h for the two block orders. */
 static srp_status block_forward(lm_model *m, lm_block *blk, const float *x, float *y, int training)
 {
     const size_t D = m->cfg.dim, rows = m->batch * m->tokens, mlp = m->cfg.mlp_dim;
     const float *a_in, *m_in;
     if (lm_arch_postln(m->cfg.arch)) {
-        CHECK(srp_attention_forward(blk->attn, x, m->batch, m->tokens, m->branch_out, training));
-        CHECK(srp_residual_add(x, m->branch_out, rows * D, blk->mid));
-        CHECK(ex_norm_forward(&blk->ln1, blk->mid, rows, &m_in));
-        CHECK(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
-        CHECK(srp_gelu_forward(blk->h1, rows * mlp, blk->g));
-        CHECK(srp_linear_forward(blk->fc2, blk->g, rows, m->branch_out, training));
-        CHECK(srp_residual_add(m_in, m->branch_out, rows * D, blk->sum));
+        EX_TRY(srp_attention_forward(blk->attn, x, m->batch, m->tokens, m->branch_out, training));
+        EX_TRY(srp_residual_add(x, m->branch_out, rows * D, blk->mid));
+        EX_TRY(ex_norm_forward(&blk->ln1, blk->mid, rows, &m_in));
+        EX_TRY(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
+        EX_TRY(srp_gelu_forward(blk->h1, rows * mlp, blk->g));
+        EX_TRY(srp_linear_forward(blk->fc2, blk->g, rows, m->branch_out, training));
+        EX_TRY(srp_residual_add(m_in, m->branch_out, rows * D, blk->sum));
         const float *out;
         return ex_norm_forward(&blk->ln2, blk->sum, rows, &out); /* into y = ln2.out */
     }
-    CHECK(ex_norm_forward(&blk->ln1, x, rows, &a_in));
-    CHECK(srp_attention_forward(blk->attn, a_in, m->batch, m->tokens, m->branch_out, training));
-    CHECK(srp_residual_add(x, m->branch_out, rows * D, blk->mid));
-    CHECK(ex_norm_forward(&blk->ln2, blk->mid, rows, &m_in));
-    CHECK(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
-    CHECK(srp_gelu_forward(blk->h1, rows * mlp, blk->g));
-    CHECK(srp_linear_forward(blk->fc2, blk->g, rows, m->branch_out, training));
+    EX_TRY(ex_norm_forward(&blk->ln1, x, rows, &a_in));
+    EX_TRY(srp_attention_forward(blk->attn, a_in, m->batch, m->tokens, m->branch_out, training));
+    EX_TRY(srp_residual_add(x, m->branch_out, rows * D, blk->mid));
+    EX_TRY(ex_norm_forward(&blk->ln2, blk->mid, rows, &m_in));
+    EX_TRY(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
+    EX_TRY(srp_gelu_forward(blk->h1, rows * mlp, blk->g));
+    EX_TRY(srp_linear_forward(blk->fc2, blk->g, rows, m->branch_out, training));
     return srp_residual_add(blk->mid, m->branch_out, rows * D, y);
 }
 
@@ -296,7 +290,7 @@ srp_status lm_forward(lm_model *m, const uint32_t *tokens, size_t batch, size_t 
         tokens_per_row > m->cfg.context)
         return SRP_ERR_INVALID_ARG;
     const size_t D = m->cfg.dim, T = tokens_per_row, rows = batch * T;
-    CHECK(srp_embedding_forward(m->wte, tokens, rows, m->x0)); /* checks the tokens */
+    EX_TRY(srp_embedding_forward(m->wte, tokens, rows, m->x0)); /* checks the tokens */
     m->batch = batch;
     m->tokens = T;
     memcpy(m->tok, tokens, sizeof(uint32_t) * rows);
@@ -306,15 +300,15 @@ srp_status lm_forward(lm_model *m, const uint32_t *tokens, size_t batch, size_t 
                 m->x0[(b * T + t) * D + d] += m->pos[t * D + d];
     const float *x = m->x0;
     for (size_t l = 0; l < m->cfg.depth; l++) {
-        CHECK(block_forward(m, &m->blocks[l], x, m->outs[l], training));
+        EX_TRY(block_forward(m, &m->blocks[l], x, m->outs[l], training));
         x = m->outs[l];
     }
     const float *f;
-    CHECK(ex_norm_forward(&m->ln_f, x, rows, &f));
+    EX_TRY(ex_norm_forward(&m->ln_f, x, rows, &f));
     if (m->head)
-        CHECK(srp_linear_forward(m->head, f, rows, m->logits, training));
+        EX_TRY(srp_linear_forward(m->head, f, rows, m->logits, training));
     else
-        CHECK(srp_embedding_logits(m->wte, f, rows, m->logits));
+        EX_TRY(srp_embedding_logits(m->wte, f, rows, m->logits));
     if (logits)
         *logits = m->logits;
     return SRP_OK;
@@ -328,23 +322,23 @@ static srp_status block_backward(lm_model *m, lm_block *blk, const float *x, flo
     if (lm_arch_postln(m->cfg.arch)) {
         const ex_norm *n2 = &blk->ln2, *n1 = &blk->ln1;
         /* y = ln2(sum), sum = mid_n + mlp(mid_n), mid_n = ln1(mid), mid = x + attn(x) */
-        CHECK(srp_layernorm_backward(blk->sum, n2->w, n2->mean, n2->rstd, ds, rows, D, ds, n2->dw,
-                                     n2->db));
-        CHECK(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
-        CHECK(srp_gelu_backward_from_output(blk->h1, blk->g, m->d_mlp, rows * mlp, m->d_mlp));
-        CHECK(srp_linear_backward(blk->fc1, n1->out, m->d_mlp, rows, m->d_branch));
-        CHECK(srp_accumulate(ds, m->d_branch, rows * D));
-        CHECK(srp_layernorm_backward(blk->mid, n1->w, n1->mean, n1->rstd, ds, rows, D, ds, n1->dw,
-                                     n1->db));
-        CHECK(srp_attention_backward(blk->attn, ds, m->d_branch));
+        EX_TRY(srp_layernorm_backward(blk->sum, n2->w, n2->mean, n2->rstd, ds, rows, D, ds, n2->dw,
+                                      n2->db));
+        EX_TRY(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
+        EX_TRY(srp_gelu_backward_from_output(blk->h1, blk->g, m->d_mlp, rows * mlp, m->d_mlp));
+        EX_TRY(srp_linear_backward(blk->fc1, n1->out, m->d_mlp, rows, m->d_branch));
+        EX_TRY(srp_accumulate(ds, m->d_branch, rows * D));
+        EX_TRY(srp_layernorm_backward(blk->mid, n1->w, n1->mean, n1->rstd, ds, rows, D, ds, n1->dw,
+                                      n1->db));
+        EX_TRY(srp_attention_backward(blk->attn, ds, m->d_branch));
         return srp_accumulate(ds, m->d_branch, rows * D);
     }
     const float *m_in = blk->ln2.enabled ? blk->ln2.out : blk->mid;
-    CHECK(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
-    CHECK(srp_gelu_backward_from_output(blk->h1, blk->g, m->d_mlp, rows * mlp, m->d_mlp));
-    CHECK(srp_linear_backward(blk->fc1, m_in, m->d_mlp, rows, m->d_branch));
-    CHECK(ex_norm_backward_add(&blk->ln2, blk->mid, m->d_branch, rows, ds, m->d_norm));
-    CHECK(srp_attention_backward(blk->attn, ds, m->d_branch));
+    EX_TRY(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
+    EX_TRY(srp_gelu_backward_from_output(blk->h1, blk->g, m->d_mlp, rows * mlp, m->d_mlp));
+    EX_TRY(srp_linear_backward(blk->fc1, m_in, m->d_mlp, rows, m->d_branch));
+    EX_TRY(ex_norm_backward_add(&blk->ln2, blk->mid, m->d_branch, rows, ds, m->d_norm));
+    EX_TRY(srp_attention_backward(blk->attn, ds, m->d_branch));
     return ex_norm_backward_add(&blk->ln1, x, m->d_branch, rows, ds, m->d_norm);
 }
 
@@ -358,14 +352,14 @@ srp_status lm_backward(lm_model *m, const float *dlogits)
     const float *f = m->ln_f.enabled ? m->ln_f.out : last;
     float *dh = m->ln_f.enabled ? m->d_norm : ds;
     if (m->head)
-        CHECK(srp_linear_backward(m->head, f, dlogits, rows, dh));
+        EX_TRY(srp_linear_backward(m->head, f, dlogits, rows, dh));
     else
-        CHECK(srp_embedding_logits_backward(m->wte, f, dlogits, rows, dh));
+        EX_TRY(srp_embedding_logits_backward(m->wte, f, dlogits, rows, dh));
     if (m->ln_f.enabled)
-        CHECK(srp_layernorm_backward(last, m->ln_f.w, m->ln_f.mean, m->ln_f.rstd, dh, rows, D, ds,
-                                     m->ln_f.dw, m->ln_f.db));
+        EX_TRY(srp_layernorm_backward(last, m->ln_f.w, m->ln_f.mean, m->ln_f.rstd, dh, rows, D, ds,
+                                      m->ln_f.dw, m->ln_f.db));
     for (size_t l = L; l-- > 0;)
-        CHECK(block_backward(m, &m->blocks[l], l ? m->outs[l - 1] : m->x0, ds));
+        EX_TRY(block_backward(m, &m->blocks[l], l ? m->outs[l - 1] : m->x0, ds));
     if (m->dpos)
         for (size_t b = 0; b < m->batch; b++)
             for (size_t t = 0; t < T; t++)

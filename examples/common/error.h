@@ -19,6 +19,15 @@ typedef struct {
     char message[1024];
 } ex_error;
 
+/* In a function returning srp_status: returns the call's status when it is
+ * not SRP_OK (the models' forwards and backwards chain library calls). */
+#define EX_TRY(call)                                                                               \
+    do {                                                                                           \
+        srp_status ex_try_st_ = (call);                                                            \
+        if (ex_try_st_ != SRP_OK)                                                                  \
+            return ex_try_st_;                                                                     \
+    } while (0)
+
 /* Sets the message (printf-style) and returns code. */
 ex_code ex_fail(ex_error *err, ex_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

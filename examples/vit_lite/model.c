@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/error.h"
+
 #define LN_EPS 1e-6f /* timm's ViT LayerNorm eps */
 #define NAME_LEN 48
 
@@ -262,13 +264,6 @@ static void patchify(const vit_model *m, const float *images, size_t batch, floa
             }
 }
 
-#define CHECK(call)                                                                                \
-    do {                                                                                           \
-        srp_status check_st_ = (call);                                                             \
-        if (check_st_ != SRP_OK)                                                                   \
-            return check_st_;                                                                      \
-    } while (0)
-
 srp_status vit_forward(vit_model *m, const float *images, size_t batch, int training,
                        const float **logits)
 {
@@ -278,10 +273,10 @@ srp_status vit_forward(vit_model *m, const float *images, size_t batch, int trai
     m->batch = batch;
     const float *embed_in = m->patch_buf;
     if (m->stem.layers)
-        CHECK(vit_stem_forward(&m->stem, images, batch, training, &embed_in));
+        EX_TRY(vit_stem_forward(&m->stem, images, batch, training, &embed_in));
     else
         patchify(m, images, batch, m->patch_buf);
-    CHECK(srp_linear_forward(m->embed, embed_in, batch * P, m->emb, training));
+    EX_TRY(srp_linear_forward(m->embed, embed_in, batch * P, m->emb, training));
     float *x0 = m->xs[0]; /* [B][T][D]: CLS, then the patches, plus positions */
     for (size_t b = 0; b < batch; b++) {
         for (size_t d = 0; d < D; d++)
@@ -293,19 +288,19 @@ srp_status vit_forward(vit_model *m, const float *images, size_t batch, int trai
     for (size_t l = 0; l < m->cfg.depth; l++) {
         vit_block *blk = &m->blocks[l];
         const float *a_in, *m_in;
-        CHECK(ex_norm_forward(&blk->ln1, m->xs[l], rows, &a_in));
-        CHECK(srp_attention_forward(blk->attn, a_in, batch, T, m->branch_out, training));
-        CHECK(srp_residual_add(m->xs[l], m->branch_out, rows * D, blk->x_mid));
-        CHECK(ex_norm_forward(&blk->ln2, blk->x_mid, rows, &m_in));
-        CHECK(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
-        CHECK(srp_gelu_forward(blk->h1, rows * m->cfg.mlp_dim, blk->g));
-        CHECK(srp_linear_forward(blk->fc2, blk->g, rows, m->branch_out, training));
-        CHECK(srp_residual_add(blk->x_mid, m->branch_out, rows * D, m->xs[l + 1]));
+        EX_TRY(ex_norm_forward(&blk->ln1, m->xs[l], rows, &a_in));
+        EX_TRY(srp_attention_forward(blk->attn, a_in, batch, T, m->branch_out, training));
+        EX_TRY(srp_residual_add(m->xs[l], m->branch_out, rows * D, blk->x_mid));
+        EX_TRY(ex_norm_forward(&blk->ln2, blk->x_mid, rows, &m_in));
+        EX_TRY(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
+        EX_TRY(srp_gelu_forward(blk->h1, rows * m->cfg.mlp_dim, blk->g));
+        EX_TRY(srp_linear_forward(blk->fc2, blk->g, rows, m->branch_out, training));
+        EX_TRY(srp_residual_add(blk->x_mid, m->branch_out, rows * D, m->xs[l + 1]));
     }
     const float *f_in;
-    CHECK(ex_norm_forward(&m->final_ln, m->xs[m->cfg.depth], rows, &f_in));
-    CHECK(srp_token_select_forward(f_in, batch, T, D, 0, m->cls_out));
-    CHECK(srp_linear_forward(m->head, m->cls_out, batch, m->logits, training));
+    EX_TRY(ex_norm_forward(&m->final_ln, m->xs[m->cfg.depth], rows, &f_in));
+    EX_TRY(srp_token_select_forward(f_in, batch, T, D, 0, m->cls_out));
+    EX_TRY(srp_linear_forward(m->head, m->cls_out, batch, m->logits, training));
     if (logits)
         *logits = m->logits;
     return SRP_OK;
@@ -320,26 +315,26 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
     const int ln = m->cfg.layernorm;
     float *ds = m->d_stream; /* gradient of the residual stream, block by block */
 
-    CHECK(srp_linear_backward(m->head, m->cls_out, dlogits, batch, m->d_cls_out));
+    EX_TRY(srp_linear_backward(m->head, m->cls_out, dlogits, batch, m->d_cls_out));
     if (ln) {
-        CHECK(srp_token_select_backward(m->d_cls_out, batch, T, D, 0, m->d_branch));
-        CHECK(srp_layernorm_backward(m->xs[m->cfg.depth], m->final_ln.w, m->final_ln.mean,
-                                     m->final_ln.rstd, m->d_branch, rows, D, ds, m->final_ln.dw,
-                                     m->final_ln.db));
+        EX_TRY(srp_token_select_backward(m->d_cls_out, batch, T, D, 0, m->d_branch));
+        EX_TRY(srp_layernorm_backward(m->xs[m->cfg.depth], m->final_ln.w, m->final_ln.mean,
+                                      m->final_ln.rstd, m->d_branch, rows, D, ds, m->final_ln.dw,
+                                      m->final_ln.db));
     } else {
-        CHECK(srp_token_select_backward(m->d_cls_out, batch, T, D, 0, ds));
+        EX_TRY(srp_token_select_backward(m->d_cls_out, batch, T, D, 0, ds));
     }
     for (size_t l = m->cfg.depth; l-- > 0;) {
         vit_block *blk = &m->blocks[l];
         const float *m_in = ln ? blk->ln2.out : blk->x_mid;
         /* MLP branch: ds is d(xs[l+1]) and becomes d(x_mid). */
-        CHECK(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
-        CHECK(srp_gelu_backward_from_output(blk->h1, blk->g, m->d_mlp, rows * mlp, m->d_mlp));
-        CHECK(srp_linear_backward(blk->fc1, m_in, m->d_mlp, rows, m->d_branch));
-        CHECK(ex_norm_backward_add(&blk->ln2, blk->x_mid, m->d_branch, rows, ds, m->d_norm));
+        EX_TRY(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
+        EX_TRY(srp_gelu_backward_from_output(blk->h1, blk->g, m->d_mlp, rows * mlp, m->d_mlp));
+        EX_TRY(srp_linear_backward(blk->fc1, m_in, m->d_mlp, rows, m->d_branch));
+        EX_TRY(ex_norm_backward_add(&blk->ln2, blk->x_mid, m->d_branch, rows, ds, m->d_norm));
         /* Attention branch: ds becomes d(xs[l]). */
-        CHECK(srp_attention_backward(blk->attn, ds, m->d_branch));
-        CHECK(ex_norm_backward_add(&blk->ln1, m->xs[l], m->d_branch, rows, ds, m->d_norm));
+        EX_TRY(srp_attention_backward(blk->attn, ds, m->d_branch));
+        EX_TRY(ex_norm_backward_add(&blk->ln1, m->xs[l], m->d_branch, rows, ds, m->d_norm));
     }
     /* ds = d(x0): CLS and position gradients, then the patch embedding. */
     for (size_t b = 0; b < batch; b++) {
@@ -352,8 +347,8 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
     }
     if (!m->stem.layers)
         return srp_linear_backward(m->embed, m->patch_buf, m->d_emb, batch * P, NULL);
-    CHECK(srp_linear_backward(m->embed, m->stem.out[m->stem.layers - 1], m->d_emb, batch * P,
-                              m->d_stem));
+    EX_TRY(srp_linear_backward(m->embed, m->stem.out[m->stem.layers - 1], m->d_emb, batch * P,
+                               m->d_stem));
     return vit_stem_backward(&m->stem, m->d_stem);
 }
 

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/error.h"
+
 void vit_stem_neighbours(size_t image_size, size_t patch, int *nb)
 {
     const long S = (long)image_size, p = (long)patch, side = S / p;
@@ -147,13 +149,6 @@ void vit_stem_free(vit_stem *s)
     memset(s, 0, sizeof(*s));
 }
 
-#define CHECK(call)                                                                                \
-    do {                                                                                           \
-        srp_status check_st_ = (call);                                                             \
-        if (check_st_ != SRP_OK)                                                                   \
-            return check_st_;                                                                      \
-    } while (0)
-
 srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int training,
                             const float **out)
 {
@@ -170,8 +165,8 @@ srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int 
         const size_t c_in = l == 0 ? C : s->channels[l - 1], K = s->channels[l];
         vit_stem_columns(l == 0 ? s->in : s->out[l - 1], batch, pixels, c_in, s->neighbours,
                          s->cols[l]);
-        CHECK(srp_linear_forward(s->conv[l], s->cols[l], n, s->pre[l], training));
-        CHECK(srp_gelu_forward(s->pre[l], n * K, s->out[l]));
+        EX_TRY(srp_linear_forward(s->conv[l], s->cols[l], n, s->pre[l], training));
+        EX_TRY(srp_gelu_forward(s->pre[l], n * K, s->out[l]));
     }
     s->batch = batch;
     *out = s->out[s->layers - 1];
@@ -185,8 +180,8 @@ srp_status vit_stem_backward(vit_stem *s, float *d_out)
     const size_t n = s->batch * s->pixels;
     float *d = d_out; /* d(out[l]), then d(pre[l]) in place */
     for (size_t l = s->layers; l-- > 0;) {
-        CHECK(srp_gelu_backward_from_output(s->pre[l], s->out[l], d, n * s->channels[l], d));
-        CHECK(srp_linear_backward(s->conv[l], s->cols[l], d, n, l ? s->d_cols : NULL));
+        EX_TRY(srp_gelu_backward_from_output(s->pre[l], s->out[l], d, n * s->channels[l], d));
+        EX_TRY(srp_linear_backward(s->conv[l], s->cols[l], d, n, l ? s->d_cols : NULL));
         if (l) { /* d(cols[l]) -> d(out[l - 1]) */
             d = s->d_features;
             memset(d, 0, sizeof(float) * n * s->channels[l - 1]);

@@ -24,11 +24,9 @@ typedef struct {
 struct vit_model {
     vit_config cfg;
     size_t patches, tokens, patch_len; /* P, T = P + 1, C p p (K p p with a stem) */
-    size_t pixels;                     /* S * S */
     size_t batch;                      /* of the last forward */
     srp_linear *embed, *head;
     vit_stem stem;     /* stem.layers 0: none */
-    float *d_stem;     /* [B*S*S][K]: the gradient of the stem's output */
     float *cls, *dcls; /* [D] */
     float *pos, *dpos; /* [T][D] */
     vit_block *blocks;
@@ -100,7 +98,6 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     const size_t side = c->image_size / c->patch, D = c->dim, B = c->max_batch;
     m->patches = side * side;
     m->tokens = m->patches + 1;
-    m->pixels = c->image_size * c->image_size;
     const size_t K = c->stem_layers ? c->stem_channels[c->stem_layers - 1] : 0;
     m->patch_len = (K ? K : c->channels) * c->patch * c->patch;
     const size_t rows = B * m->tokens;
@@ -113,9 +110,6 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         lc = linear_config(c, 1, 1, NULL); /* the stem sets the sizes and seeds */
         if ((st = vit_stem_init(&m->stem, c->stem_layers, c->stem_channels, c->channels,
                                 c->image_size, c->patch, B, &lc, &rng, &m->linears)) != SRP_OK)
-            goto fail;
-        st = SRP_ERR_NOMEM;
-        if (!alloc_floats(&m->d_stem, B * m->pixels * K, 0))
             goto fail;
     }
     lc = linear_config(c, m->patch_len, D, &rng);
@@ -207,7 +201,6 @@ void vit_destroy(vit_model *m)
     vit_stem_free(&m->stem);
     srp_linear_destroy(m->embed);
     srp_linear_destroy(m->head);
-    free(m->d_stem);
     free(m->cls);
     free(m->dcls);
     free(m->pos);
@@ -348,8 +341,8 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
     if (!m->stem.layers)
         return srp_linear_backward(m->embed, m->patch_buf, m->d_emb, batch * P, NULL);
     EX_TRY(srp_linear_backward(m->embed, m->stem.out[m->stem.layers - 1], m->d_emb, batch * P,
-                               m->d_stem));
-    return vit_stem_backward(&m->stem, m->d_stem);
+                               vit_stem_output_grad(&m->stem)));
+    return vit_stem_backward(&m->stem);
 }
 
 void vit_params(vit_model *m, ex_param_list *list)

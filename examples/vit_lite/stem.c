@@ -173,17 +173,18 @@ srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int 
     return SRP_OK;
 }
 
-srp_status vit_stem_backward(vit_stem *s, float *d_out)
+float *vit_stem_output_grad(vit_stem *s) { return s->d_features; }
+
+srp_status vit_stem_backward(vit_stem *s)
 {
-    if (!s->layers || !d_out || s->batch == 0)
+    if (!s->layers || s->batch == 0)
         return SRP_ERR_INVALID_ARG;
     const size_t n = s->batch * s->pixels;
-    float *d = d_out; /* d(out[l]), then d(pre[l]) in place */
+    float *d = s->d_features; /* d(out[l]), then d(pre[l]) in place */
     for (size_t l = s->layers; l-- > 0;) {
         EX_TRY(srp_gelu_backward_from_output(s->pre[l], s->out[l], d, n * s->channels[l], d));
         EX_TRY(srp_linear_backward(s->conv[l], s->cols[l], d, n, l ? s->d_cols : NULL));
-        if (l) { /* d(cols[l]) -> d(out[l - 1]) */
-            d = s->d_features;
+        if (l) { /* d(cols[l]) -> d(out[l - 1]), over d(pre[l]), now consumed */
             memset(d, 0, sizeof(float) * n * s->channels[l - 1]);
             vit_stem_columns_backward(s->d_cols, s->batch, s->pixels, s->channels[l - 1],
                                       s->neighbours, d);

@@ -29,7 +29,8 @@ typedef struct {
     float *cols[VIT_STEM_MAX_LAYERS]; /* [B*S*S][9*C_l]: layer l's input columns */
     float *pre[VIT_STEM_MAX_LAYERS];  /* [B*S*S][K_l]: layer l's output before its GELU */
     float *out[VIT_STEM_MAX_LAYERS];  /* [B*S*S][K_l]: after it */
-    float *d_cols, *d_features;       /* [B*S*S][9*K_max], [B*S*S][K_max]: backward */
+    float *d_cols, *d_features;       /* [B*S*S][9*K_max], [B*S*S][K_max]: backward; d_features
+                                         holds d(out[l]) of the layer being differentiated */
     size_t batch;                     /* of the last forward */
 } vit_stem;
 
@@ -45,9 +46,12 @@ void vit_stem_free(vit_stem *s);
  * the next forward. */
 srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int training,
                             const float **out);
-/* d_out: [B*S*S][K_last], the gradient of the last forward's output (overwritten:
- * it is the scratch of the backward). Gradients accumulate. */
-srp_status vit_stem_backward(vit_stem *s, float *d_out);
+/* Where the caller writes the gradient of the last forward's output,
+ * [B*S*S][K_last], before vit_stem_backward (which then uses it as scratch). */
+float *vit_stem_output_grad(vit_stem *s);
+/* Backward from vit_stem_output_grad's gradient; the linears' gradients
+ * accumulate. */
+srp_status vit_stem_backward(vit_stem *s);
 
 /* Exposed for tests. The neighbours of every pixel in patch order:
  * nb [S*S][9], the 3x3 window row by row, -1 outside the image. */

@@ -85,12 +85,6 @@ static srp_linear_config linear_config(const lm_config *c, size_t in, size_t out
     return lc;
 }
 
-static int alloc_floats(float **p, size_t n)
-{
-    *p = calloc(n, sizeof(float));
-    return *p != NULL;
-}
-
 /* The sinusoids of Vaswani et al., scaled: pos[t][2i] = s sin(t w_i),
  * pos[t][2i+1] = s cos(t w_i), w_i = 10000^(-2i/D). */
 static void fixed_positions(float *pos, size_t context, size_t dim, float scale)
@@ -141,9 +135,9 @@ static srp_status create_block(lm_model *m, size_t l, srp_rng *rng)
         return SRP_ERR_NOMEM;
     const int ln = lm_arch_preln(c->arch) || lm_arch_postln(c->arch);
     if (!ex_norm_init(&b->ln1, ln, D, rows, LN_EPS) ||
-        !ex_norm_init(&b->ln2, ln, D, rows, LN_EPS) || !alloc_floats(&b->mid, rows * D) ||
-        !alloc_floats(&b->h1, rows * c->mlp_dim) || !alloc_floats(&b->g, rows * c->mlp_dim) ||
-        (lm_arch_postln(c->arch) && !alloc_floats(&b->sum, rows * D)))
+        !ex_norm_init(&b->ln2, ln, D, rows, LN_EPS) || !ex_alloc_floats(&b->mid, rows * D) ||
+        !ex_alloc_floats(&b->h1, rows * c->mlp_dim) || !ex_alloc_floats(&b->g, rows * c->mlp_dim) ||
+        (lm_arch_postln(c->arch) && !ex_alloc_floats(&b->sum, rows * D)))
         return SRP_ERR_NOMEM;
     return SRP_OK;
 }
@@ -171,11 +165,11 @@ srp_status lm_create(lm_model **out, const lm_config *cfg)
     if (st != SRP_OK)
         goto fail;
     st = SRP_ERR_NOMEM;
-    if (!alloc_floats(&m->pos, c->context * D))
+    if (!ex_alloc_floats(&m->pos, c->context * D))
         goto fail;
     if (c->positions == LM_POS_LEARNED) {
         srp_rng_fill_trunc_normal(&rng, m->pos, c->context * D, c->embed_std);
-        if (!alloc_floats(&m->dpos, c->context * D))
+        if (!ex_alloc_floats(&m->dpos, c->context * D))
             goto fail;
     } else {
         fixed_positions(m->pos, c->context, D, c->embed_std);
@@ -190,7 +184,7 @@ srp_status lm_create(lm_model **out, const lm_config *cfg)
         st = SRP_ERR_NOMEM;
         if (lm_arch_postln(c->arch))
             m->outs[l] = m->blocks[l].ln2.out;
-        else if (!alloc_floats(&m->outs[l], rows * D))
+        else if (!ex_alloc_floats(&m->outs[l], rows * D))
             goto fail;
     }
     if (!ex_norm_init(&m->ln_f, lm_arch_preln(c->arch), D, rows, LN_EPS))
@@ -205,10 +199,11 @@ srp_status lm_create(lm_model **out, const lm_config *cfg)
     }
     const size_t wide = c->mlp_dim > D ? c->mlp_dim : D;
     m->tok = malloc(sizeof(uint32_t) * rows);
-    if (!m->tok || !alloc_floats(&m->x0, rows * D) || !alloc_floats(&m->logits, rows * LM_VOCAB) ||
-        !alloc_floats(&m->branch_out, rows * D) || !alloc_floats(&m->d_stream, rows * D) ||
-        !alloc_floats(&m->d_branch, rows * D) || !alloc_floats(&m->d_norm, rows * D) ||
-        !alloc_floats(&m->d_mlp, rows * wide))
+    if (!m->tok || !ex_alloc_floats(&m->x0, rows * D) ||
+        !ex_alloc_floats(&m->logits, rows * LM_VOCAB) ||
+        !ex_alloc_floats(&m->branch_out, rows * D) || !ex_alloc_floats(&m->d_stream, rows * D) ||
+        !ex_alloc_floats(&m->d_branch, rows * D) || !ex_alloc_floats(&m->d_norm, rows * D) ||
+        !ex_alloc_floats(&m->d_mlp, rows * wide))
         goto fail;
     *out = m;
     return SRP_OK;

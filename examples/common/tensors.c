@@ -82,3 +82,9 @@ ex_code ex_tensors_load(const ex_tensor_list *l, size_t count, const char *path,
                            : "");
     return EX_OK;
 }
+
+int ex_alloc_floats(float **p, size_t n)
+{
+    *p = calloc(n, sizeof(float));
+    return *p != NULL;
+}

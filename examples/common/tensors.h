@@ -24,6 +24,10 @@ void ex_tensors_add(ex_tensor_list *l, const char *name, srp_dtype dtype, size_t
 /* A float vector of n elements. */
 void ex_tensors_add_f32(ex_tensor_list *l, const char *name, float *data, size_t n);
 
+/* *p = a zeroed float buffer of n elements (the models' activations and
+ * gradients); 0 when out of memory. */
+int ex_alloc_floats(float **p, size_t n);
+
 /* srp_checkpoint_save / _load of the whole list, with a message naming the
  * file. load: count = the first `count` entries only (a model out of a
  * training checkpoint), or 0 for all. */

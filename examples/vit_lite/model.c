@@ -75,12 +75,6 @@ static srp_linear_config linear_config(const vit_config *c, size_t in, size_t ou
     return lc;
 }
 
-static int alloc_floats(float **p, size_t n, int zero)
-{
-    *p = zero ? calloc(n, sizeof(float)) : malloc(sizeof(float) * n);
-    return *p != NULL;
-}
-
 srp_status vit_create(vit_model **out, const vit_config *cfg)
 {
     if (!out || !cfg)
@@ -117,8 +111,8 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         !ex_linears_add(&m->linears, m->embed, "patch_embed.proj"))
         goto fail;
     st = SRP_ERR_NOMEM;
-    if (!alloc_floats(&m->cls, D, 1) || !alloc_floats(&m->dcls, D, 1) ||
-        !alloc_floats(&m->pos, m->tokens * D, 0) || !alloc_floats(&m->dpos, m->tokens * D, 1))
+    if (!ex_alloc_floats(&m->cls, D) || !ex_alloc_floats(&m->dcls, D) ||
+        !ex_alloc_floats(&m->pos, m->tokens * D) || !ex_alloc_floats(&m->dpos, m->tokens * D))
         goto fail;
     srp_rng_fill_trunc_normal(&rng, m->pos, m->tokens * D, 0.02f);
     m->blocks = calloc(c->depth, sizeof(vit_block));
@@ -126,7 +120,7 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     if (!m->blocks || !m->xs)
         goto fail;
     for (size_t l = 0; l <= c->depth; l++)
-        if (!alloc_floats(&m->xs[l], rows * D, 0))
+        if (!ex_alloc_floats(&m->xs[l], rows * D))
             goto fail;
     for (size_t l = 0; l < c->depth; l++) {
         vit_block *b = &m->blocks[l];
@@ -167,8 +161,8 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         if (!ex_norm_init(&b->ln1, c->layernorm, D, rows, LN_EPS) ||
             !ex_norm_init(&b->ln2, c->layernorm, D, rows, LN_EPS))
             goto fail;
-        if (!alloc_floats(&b->x_mid, rows * D, 0) || !alloc_floats(&b->h1, rows * c->mlp_dim, 0) ||
-            !alloc_floats(&b->g, rows * c->mlp_dim, 0))
+        if (!ex_alloc_floats(&b->x_mid, rows * D) || !ex_alloc_floats(&b->h1, rows * c->mlp_dim) ||
+            !ex_alloc_floats(&b->g, rows * c->mlp_dim))
             goto fail;
     }
     if (!ex_norm_init(&m->final_ln, c->layernorm, D, rows, LN_EPS))
@@ -180,12 +174,12 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     st = SRP_ERR_NOMEM;
     const size_t wide = c->mlp_dim > D ? c->mlp_dim : D;
     /* with a stem, the embedding reads the stem's output instead */
-    if (!alloc_floats(&m->patch_buf, K ? 1 : B * m->patches * m->patch_len, 0) ||
-        !alloc_floats(&m->emb, B * m->patches * D, 0) || !alloc_floats(&m->cls_out, B * D, 0) ||
-        !alloc_floats(&m->logits, B * c->classes, 0) || !alloc_floats(&m->d_stream, rows * D, 0) ||
-        !alloc_floats(&m->d_branch, rows * D, 0) || !alloc_floats(&m->branch_out, rows * D, 0) ||
-        !alloc_floats(&m->d_norm, rows * D, 0) || !alloc_floats(&m->d_mlp, rows * wide, 0) ||
-        !alloc_floats(&m->d_emb, B * m->patches * D, 0) || !alloc_floats(&m->d_cls_out, B * D, 0))
+    if (!ex_alloc_floats(&m->patch_buf, K ? 1 : B * m->patches * m->patch_len) ||
+        !ex_alloc_floats(&m->emb, B * m->patches * D) || !ex_alloc_floats(&m->cls_out, B * D) ||
+        !ex_alloc_floats(&m->logits, B * c->classes) || !ex_alloc_floats(&m->d_stream, rows * D) ||
+        !ex_alloc_floats(&m->d_branch, rows * D) || !ex_alloc_floats(&m->branch_out, rows * D) ||
+        !ex_alloc_floats(&m->d_norm, rows * D) || !ex_alloc_floats(&m->d_mlp, rows * wide) ||
+        !ex_alloc_floats(&m->d_emb, B * m->patches * D) || !ex_alloc_floats(&m->d_cls_out, B * D))
         goto fail;
     *out = m;
     return SRP_OK;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/tensors.h"
 
 void vit_stem_neighbours(size_t image_size, size_t patch, int *nb)
 {
@@ -74,12 +75,6 @@ static size_t raster_index(size_t image_size, size_t patch, size_t r)
     return y * image_size + x;
 }
 
-static int alloc_floats(float **p, size_t n)
-{
-    *p = malloc(sizeof(float) * n);
-    return *p != NULL;
-}
-
 srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, size_t in_channels,
                          size_t image_size, size_t patch, size_t max_batch,
                          const srp_linear_config *base, srp_rng *rng, ex_linear_table *names)
@@ -103,9 +98,9 @@ srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, siz
     srp_status st = SRP_ERR_NOMEM;
     s->neighbours = malloc(sizeof(int) * 9 * s->pixels);
     s->patch_order = malloc(sizeof(int) * s->pixels);
-    if (!s->neighbours || !s->patch_order || !alloc_floats(&s->in, rows * in_channels) ||
-        !alloc_floats(&s->d_cols, rows * 9 * widest) ||
-        !alloc_floats(&s->d_features, rows * widest))
+    if (!s->neighbours || !s->patch_order || !ex_alloc_floats(&s->in, rows * in_channels) ||
+        !ex_alloc_floats(&s->d_cols, rows * 9 * widest) ||
+        !ex_alloc_floats(&s->d_features, rows * widest))
         goto fail;
     vit_stem_neighbours(image_size, patch, s->neighbours);
     for (size_t r = 0; r < s->pixels; r++)
@@ -122,9 +117,9 @@ srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, siz
             goto fail;
         st = SRP_ERR_NOMEM;
         if (!ex_linears_add(names, s->conv[l], name) ||
-            !alloc_floats(&s->cols[l], rows * 9 * c_in) ||
-            !alloc_floats(&s->pre[l], rows * channels[l]) ||
-            !alloc_floats(&s->out[l], rows * channels[l]))
+            !ex_alloc_floats(&s->cols[l], rows * 9 * c_in) ||
+            !ex_alloc_floats(&s->pre[l], rows * channels[l]) ||
+            !ex_alloc_floats(&s->out[l], rows * channels[l]))
             goto fail;
     }
     return SRP_OK;

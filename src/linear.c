@@ -394,6 +394,21 @@ static void accumulate_weight_grad(float *dw, const float *gtx, float a, float c
     }
 }
 
+/* With G^T x in gtx and the bias sums in bias_acc: s = <G^T x, W>, the
+ * pending backward's, after a check that every gradient term is finite
+ * (s is non-finite iff some entry of G^T x is). */
+static srp_status take_weight_grad(srp_linear *l)
+{
+    const double s = parallel_dot_f64(l->gtx, l->w, l->in * l->out);
+    int finite = isfinite(s);
+    for (size_t o = 0; l->has_bias && o < l->out; o++)
+        finite &= isfinite(l->bias_acc[o]) != 0;
+    if (!finite)
+        return SRP_ERR_NUMERIC;
+    l->pending_s = s;
+    return SRP_OK;
+}
+
 srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy, size_t lddy,
                                        size_t n, float *dx, int add_dx)
 {
@@ -418,19 +433,11 @@ srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const floa
     srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
 
     t0 = srp_profile_begin();
-    /* s = <G^T x, W>; it is non-finite iff some entry of G^T x is. */
-    const double s = parallel_dot_f64(l->gtx, l->w, l->in * l->out);
-    int finite = isfinite(s);
-    if (finite && l->has_bias) {
+    if (l->has_bias)
         column_sums(dy, lddy, n, l->out, l->bias_partial, l->bias_acc);
-        for (size_t o = 0; o < l->out; o++)
-            finite &= isfinite(l->bias_acc[o]) != 0;
-    }
+    const srp_status st = take_weight_grad(l);
     srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
-    if (!finite)
-        return SRP_ERR_NUMERIC;
-    l->pending_s = s;
-    return SRP_OK;
+    return st;
 }
 
 void srp_linear_backward_commit(srp_linear *l)
@@ -460,6 +467,39 @@ srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, s
     if (!srp_order_backward_ok(&l->order))
         return SRP_ERR_ORDER;
     const srp_status st = srp_linear_backward_prepare(l, x, dy, l->out, n, dx, 0);
+    if (st != SRP_OK)
+        return st;
+    srp_linear_backward_commit(l);
+    return SRP_OK;
+}
+
+srp_status srp_linear_forward_weight(srp_linear *l, int training, float *w_hat)
+{
+    if (!l || !w_hat)
+        return SRP_ERR_INVALID_ARG;
+    const srp_status st = srp_linear_forward_prepare(l, training);
+    if (st != SRP_OK)
+        return st;
+    const size_t count = l->in * l->out;
+    const float scale = l->cand_scale;
+    for (size_t i = 0; i < count; i++) /* w_hat: [out][in] */
+        w_hat[i] = scale * l->w[i];
+    if (!srp_all_finite(w_hat, count)) /* scale * W overflowed */
+        return SRP_ERR_NUMERIC;
+    srp_linear_forward_commit(l, training);
+    return SRP_OK;
+}
+
+srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const float *db)
+{
+    if (!l || !dw_hat || (l->has_bias && !db))
+        return SRP_ERR_INVALID_ARG;
+    if (!srp_order_backward_ok(&l->order))
+        return SRP_ERR_ORDER;
+    memcpy(l->gtx, dw_hat, sizeof(float) * l->in * l->out);
+    for (size_t o = 0; l->has_bias && o < l->out; o++)
+        l->bias_acc[o] = db[o];
+    const srp_status st = take_weight_grad(l);
     if (st != SRP_OK)
         return st;
     srp_linear_backward_commit(l);

@@ -49,13 +49,14 @@ typedef struct {
     srp_power_iter *pi;
     srp_optim *opt;
     /* inputs (the calls read them) */
-    float x[N * IN], dy[N * OUT], ax[B * T * D], ady[B * T * D], edx[NT * E], pw[PR * PC];
+    float x[N * IN], dy[N * OUT], dw[OUT * IN], ax[B * T * D], ady[B * T * D], edx[NT * E],
+        pw[PR * PC];
     uint32_t tok[NT];
     float logits[ROWS * CLASSES];
     int labels[ROWS];
     /* outputs (the calls write them) */
     struct {
-        float y[N * OUT], dx[N * IN], ay[B * T * D], adx[B * T * D], ex[NT * E];
+        float y[N * OUT], dx[N * IN], w_hat[OUT * IN], ay[B * T * D], adx[B * T * D], ex[NT * E];
         float elogits[NT * V], scalar, heads[H], heads2[H];
         float nn[ROWS * CLASSES], stats[ROWS], stats2[ROWS];
         size_t count;
@@ -131,6 +132,7 @@ static world *world_make(void)
 
     fill(w->x, N * IN, 10, 1.0);
     fill(w->dy, N * OUT, 11, 1.0);
+    fill(w->dw, OUT * IN, 12, 1.0);
     fill(w->ax, B * T * D, 12, 1.0);
     fill(w->ady, B * T * D, 13, 1.0);
     fill(w->edx, NT * E, 14, 1.0);
@@ -503,6 +505,11 @@ static srp_status overflowing_attention_forward(world *w)
     X(SRP_ERR_INVALID_ARG, srp_linear_backward(w->lin, w->x, NULL, N, w->out.dx))                  \
     X(SRP_ERR_INVALID_ARG, srp_linear_backward(w->lin, w->x, w->dy, 0, w->out.dx))                 \
     X(SRP_ERR_INVALID_ARG, srp_linear_backward(w->lin, w->x, w->dy, SIZE_MAX / 8, w->out.dx))      \
+    X(SRP_ERR_INVALID_ARG, srp_linear_forward_weight(NULL, SRP_TRAIN, w->out.w_hat))               \
+    X(SRP_ERR_INVALID_ARG, srp_linear_forward_weight(w->lin, SRP_TRAIN, NULL))                     \
+    X(SRP_ERR_INVALID_ARG, srp_linear_backward_weight(NULL, w->dw, w->dy))                         \
+    X(SRP_ERR_INVALID_ARG, srp_linear_backward_weight(w->lin, NULL, w->dy))                        \
+    X(SRP_ERR_INVALID_ARG, srp_linear_backward_weight(w->lin, w->dw, NULL))                        \
     X(SRP_ERR_INVALID_ARG, srp_linear_reinit_sigma(NULL))                                          \
     X(SRP_ERR_INVALID_ARG, srp_linear_set_sigma(NULL, 1.0f))                                       \
     X(SRP_ERR_NUMERIC, set_sigma(w, NAN))                                                          \

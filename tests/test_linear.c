@@ -246,6 +246,81 @@ static void test_backward_matches_finite_differences(void **state)
     assert_true(smallest_rank1_share > 20.0 * tol);
 }
 
+/* The weight path (srp_linear_forward_weight / backward_weight) with the
+ * test as the caller: it computes y = x W_hat^T + b and hands back
+ * dL/dW_hat = dy^T x and dL/db = sum_n dy, which must give W_hat, dW,
+ * dgamma and db as the double reference and its central differences do. */
+static void check_weight_path(srp_linear *l, size_t n, srp_rng *r, double tol)
+{
+    const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
+    float *x = malloc(sizeof(float) * n * in), *w_hat = malloc(sizeof(float) * in * out);
+    float *dw_hat = malloc(sizeof(float) * in * out), *db = malloc(sizeof(float) * out);
+    double *y = malloc(sizeof(double) * n * out), *g = malloc(sizeof(double) * in * out);
+    assert_true(x && w_hat && dw_hat && db && y && g);
+    fill_normal_f(r, x, n * in, 1.0);
+    linear_problem P;
+    problem_init(&P, l, n, x);
+    const ref_linear *L = &P.lin;
+    fill_normal_d(r, P.r, n * out, 1.0);
+
+    srp_linear_zero_grad(l);
+    assert_ok(srp_linear_forward_weight(l, SRP_TRAIN, w_hat));
+    const double scale = L->sigma_mode ? L->gamma / ref_linear_sigma(L) : 1.0;
+    for (size_t j = 0; j < in * out; j++)
+        g[j] = scale * L->w[j];
+    assert_close_to_double(w_hat, g, in * out, 1e-6, 0.0, "W_hat");
+
+    /* The caller's product and its gradients, in double; dy = y + r. */
+    ref_linear_forward(L, P.x, n, y);
+    for (size_t k = 0; k < n * out; k++)
+        y[k] += P.r[k];
+    for (size_t o = 0; o < out; o++) {
+        double sum = 0.0;
+        for (size_t k = 0; k < n; k++)
+            sum += y[k * out + o];
+        db[o] = (float)sum;
+        for (size_t i = 0; i < in; i++) {
+            double acc = 0.0;
+            for (size_t k = 0; k < n; k++)
+                acc += y[k * out + o] * P.x[k * in + i];
+            dw_hat[o * in + i] = (float)acc;
+        }
+    }
+    assert_ok(srp_linear_backward_weight(l, dw_hat, db));
+
+    ref_central_differences(linear_loss, &P, P.lin.w, in * out, g);
+    assert_close_to_double(srp_linear_weight_grad(l), g, in * out, tol, 0.0, "dW");
+    double dgamma;
+    ref_central_differences(linear_loss, &P, &P.lin.gamma, 1, &dgamma);
+    assert_close_rel(*srp_linear_gamma_grad(l), L->sigma_mode ? dgamma : 0.0, tol, 1e-3, "dgamma");
+    if (srp_linear_bias(l)) {
+        ref_central_differences(linear_loss, &P, P.lin.b, out, g);
+        assert_close_to_double(srp_linear_bias_grad(l), g, out, tol, 0.0, "db");
+    }
+    problem_free(&P);
+    free(x);
+    free(w_hat);
+    free(dw_hat);
+    free(db);
+    free(y);
+    free(g);
+}
+
+static void test_weight_path_matches_finite_differences(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 210);
+    for (size_t m = 0; m < 3; m++)
+        for (size_t s = 1; s < 6; s++) {
+            const shape sh = k_shapes[s];
+            srp_linear *l = make_layer(sh.in, sh.out, k_modes[m], (int)(s % 3 != 1), 30 + s);
+            randomize_layer(l, &r);
+            check_weight_path(l, sh.n, &r, 5e-5);
+            srp_linear_destroy(l);
+        }
+}
+
 static void test_backward_with_gamma_init_one_and_more_iterations(void **state)
 {
     (void)state;
@@ -569,6 +644,48 @@ static void test_non_finite_input_leaves_the_layer_untouched(void **state)
     srp_linear_destroy(l);
 }
 
+/* Bad input to the weight path: clear errors, and a failed call leaves the
+ * layer as it was. */
+static void test_weight_path_refuses_bad_input(void **state)
+{
+    (void)state;
+    srp_rng r;
+    srp_rng_seed(&r, 220);
+    srp_linear *l = make_layer(10, 6, SRP_REPARAM_SIGMA, 1, 3);
+    randomize_layer(l, &r);
+    float w_hat[60], dw_hat[60], db[6];
+    fill_normal_f(&r, dw_hat, 60, 1.0);
+    fill_normal_f(&r, db, 6, 1.0);
+    assert_status(srp_linear_forward_weight(NULL, SRP_TRAIN, w_hat), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_forward_weight(l, SRP_TRAIN, NULL), SRP_ERR_INVALID_ARG);
+    assert_ok(srp_linear_forward_weight(l, SRP_TRAIN, w_hat));
+    assert_status(srp_linear_backward_weight(NULL, dw_hat, db), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_backward_weight(l, NULL, db), SRP_ERR_INVALID_ARG);
+    assert_status(srp_linear_backward_weight(l, dw_hat, NULL), SRP_ERR_INVALID_ARG);
+
+    const layer_snapshot before = snapshot(l);
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 3; k++) {
+        float dw_bad[60], db_bad[6];
+        memcpy(dw_bad, dw_hat, sizeof(dw_bad));
+        memcpy(db_bad, db, sizeof(db_bad));
+        dw_bad[7] = bad[k];
+        assert_status(srp_linear_backward_weight(l, dw_bad, db), SRP_ERR_NUMERIC);
+        db_bad[2] = bad[k];
+        assert_status(srp_linear_backward_weight(l, dw_hat, db_bad), SRP_ERR_NUMERIC);
+        srp_linear_weight(l)[17] = bad[k]; /* the power step sees it */
+        assert_status(srp_linear_forward_weight(l, SRP_TRAIN, w_hat), SRP_ERR_NUMERIC);
+        srp_linear_weight(l)[17] = before.w[17];
+        const layer_snapshot after = snapshot(l);
+        assert_memory_equal(&before, &after, sizeof(before));
+    }
+    /* Two training forwards: the backward cannot tell which to follow. */
+    assert_ok(srp_linear_forward_weight(l, SRP_TRAIN, w_hat));
+    assert_ok(srp_linear_forward_weight(l, SRP_TRAIN, w_hat));
+    assert_status(srp_linear_backward_weight(l, dw_hat, db), SRP_ERR_ORDER);
+    srp_linear_destroy(l);
+}
+
 /* Equality with the official semantics: the fixtures hold what the PyTorch
  * re-implementation computed, step by step, with SGD between the steps. */
 static void run_fixture_case(const fixture *fx, const char *tag)
@@ -692,6 +809,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_matches_double_reference),
         cmocka_unit_test(test_backward_matches_finite_differences),
+        cmocka_unit_test(test_weight_path_matches_finite_differences),
+        cmocka_unit_test(test_weight_path_refuses_bad_input),
         cmocka_unit_test(test_backward_with_gamma_init_one_and_more_iterations),
         cmocka_unit_test(test_eval_changes_nothing_and_repeats_bitwise),
         cmocka_unit_test(test_accumulation_equals_concatenated_batch),

@@ -122,6 +122,22 @@ SRP_API srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, f
  * no gradient is touched (dx may be written). */
 SRP_API srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n,
                                        float *dx);
+
+/* The same reparametrization for a product the caller computes itself, a
+ * convolution say, whose kernel is this layer's W (flattened to [out][in])
+ * and whose bias is srp_linear_bias(l).
+ * srp_linear_forward_weight takes the forward's power step exactly as
+ * srp_linear_forward does (training or eval) and writes
+ * W_hat = (gamma / sigma) W to w_hat: [out][in]. A non-finite or zero sigma
+ * or a non-finite gamma: SRP_ERR_NUMERIC, the layer as it was. Checking the
+ * product's output is then the caller's.
+ * srp_linear_backward_weight differentiates that forward (the same order
+ * rules as srp_linear_backward): dw_hat = dL/dW_hat: [out][in], db = dL/db:
+ * [out] (required with a bias, ignored without). dW, dgamma and db
+ * accumulate by the chain rule above, with G^T x = dw_hat. NaN/Inf in
+ * dw_hat or db: SRP_ERR_NUMERIC and no gradient is touched. */
+SRP_API srp_status srp_linear_forward_weight(srp_linear *l, int training, float *w_hat);
+SRP_API srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const float *db);
 SRP_API void srp_linear_zero_grad(srp_linear *l);
 
 #ifdef __cplusplus

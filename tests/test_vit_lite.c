@@ -19,6 +19,7 @@
 #include "model.h"
 #include "official_names.h"
 #include "reference_model.h"
+#include "stem.h"
 #include "testutil.h"
 #include "trainer_harness.h"
 
@@ -370,6 +371,74 @@ static void test_stem_columns_are_the_convolution(void **state)
     for (int i = 0; i < B * PIX * C; i++)
         adjoint_dot += (double)features[i] * back[i];
     assert_true(fabs(forward_dot - adjoint_dot) <= 1e-12 * (1.0 + fabs(forward_dot)));
+}
+
+/* The stem's output is the convolutions it stands for, computed here in
+ * double directly on the raster images (each layer: W_hat = (gamma /
+ * sigma) W of the forward, its bias, the GELU), read back in patch order:
+ * whichever way this build computes the layers (oneDNN's convolutions or
+ * im2col and a GEMM). */
+static void test_stem_forward_is_the_convolution(void **state)
+{
+    (void)state;
+    enum { B = 2, C = 2, S = 6, p = 3, PIX = S * S, L = 2, KMAX = 4 };
+    const size_t channels[L] = {4, 3};
+    srp_rng r;
+    srp_rng_seed(&r, 6);
+    const srp_linear_config base = srp_linear_config_default(1, 1);
+    ex_linear_table names = {0};
+    vit_stem s;
+    assert_ok(vit_stem_init(&s, L, channels, C, S, p, B, &base, &r, &names));
+    for (size_t l = 0; l < L; l++) { /* O(1) weights, a bias, gamma != sigma */
+        const size_t c_in = l ? channels[l - 1] : C;
+        fill_normal_f(&r, srp_linear_weight(s.conv[l]), channels[l] * 9 * c_in, 0.5);
+        assert_ok(srp_linear_reinit_sigma(s.conv[l]));
+        fill_normal_f(&r, srp_linear_bias(s.conv[l]), channels[l], 0.3);
+        *srp_linear_gamma(s.conv[l]) = 1.3f;
+    }
+    float images[B * C * PIX];
+    fill_normal_f(&r, images, B * C * PIX, 1.0);
+    const float *out;
+    assert_ok(vit_stem_forward(&s, images, B, SRP_TRAIN, &out));
+
+    static double maps[2][B][PIX][KMAX]; /* layer input, output: [b][y * S + x][channel] */
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            for (int i = 0; i < PIX; i++)
+                maps[0][b][i][c] = images[(b * C + c) * PIX + i];
+    for (size_t l = 0; l < L; l++) {
+        const size_t c_in = l ? channels[l - 1] : C, K = channels[l];
+        const float *w = srp_linear_weight(s.conv[l]), *bias = srp_linear_bias(s.conv[l]);
+        const double scale = *srp_linear_gamma(s.conv[l]) / (double)srp_linear_sigma(s.conv[l]);
+        for (int b = 0; b < B; b++)
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++)
+                    for (size_t k = 0; k < K; k++) {
+                        double acc = 0.0;
+                        for (int dy = -1; dy <= 1; dy++)
+                            for (int dx = -1; dx <= 1; dx++)
+                                for (size_t c = 0; c < c_in; c++)
+                                    if (y + dy >= 0 && y + dy < S && x + dx >= 0 && x + dx < S)
+                                        acc += w[(k * 9 + (size_t)((dy + 1) * 3 + dx + 1)) * c_in +
+                                                 c] *
+                                               maps[0][b][(y + dy) * S + x + dx][c];
+                        const double pre = bias[k] + scale * acc;
+                        maps[1][b][y * S + x][k] = 0.5 * pre * erfc(-pre / sqrt(2.0));
+                    }
+        memcpy(maps[0], maps[1], sizeof(maps[0]));
+    }
+    const size_t K = channels[L - 1];
+    for (int b = 0; b < B; b++)
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                /* patch (y / p, x / p) of S / p per row, pixel (y % p, x % p) in it */
+                const int at = (y / p * (S / p) + x / p) * p * p + y % p * p + x % p;
+                for (size_t k = 0; k < K; k++)
+                    assert_close_rel(out[((size_t)(b * PIX + at)) * K + k],
+                                     maps[0][b][y * S + x][k], 1e-5, 1.0, "stem output");
+            }
+    vit_stem_free(&s);
+    ex_linears_free(&names);
 }
 
 /* A checkpoint of the model keeps every sigmaReparam layer's whole power-
@@ -998,6 +1067,7 @@ int main(void)
         cmocka_unit_test(test_cifar10_reader),
         cmocka_unit_test(test_model_backward_matches_differences),
         cmocka_unit_test(test_stem_columns_are_the_convolution),
+        cmocka_unit_test(test_stem_forward_is_the_convolution),
         cmocka_unit_test(test_checkpoint_keeps_power_iteration_state),
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_learns_the_synthetic_set),

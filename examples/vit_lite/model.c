@@ -334,7 +334,7 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
     }
     if (!m->stem.layers)
         return srp_linear_backward(m->embed, m->patch_buf, m->d_emb, batch * P, NULL);
-    EX_TRY(srp_linear_backward(m->embed, m->stem.out[m->stem.layers - 1], m->d_emb, batch * P,
+    EX_TRY(srp_linear_backward(m->embed, vit_stem_output(&m->stem), m->d_emb, batch * P,
                                vit_stem_output_grad(&m->stem)));
     return vit_stem_backward(&m->stem);
 }

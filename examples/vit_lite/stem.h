@@ -1,12 +1,18 @@
 /* ViT-lite's optional convolutional stem: L layers of 3x3 convolution
  * (stride 1, zero padding), each a sigmaReparam linear over every pixel's
- * 3x3 neighbourhood followed by a GELU, before the patch embedding.
+ * 3x3 neighbourhood followed by a GELU, before the patch embedding. Layer l
+ * has K_l channels; its kernel is the linear's weight [K_l][3][3][C_in]
+ * (channels last).
  *
- * Every feature map keeps its pixels in patch order, [B][P][p][p][channels]
- * (P patches in row-major order, p x p pixels each, channels last), so that
- * the last layer's output is the patch embedding's input [B*P][p*p*K] as it
- * is. Layer l has K_l channels; its kernel is [K_l][3][3][C_in] (channels
- * last, as its columns). */
+ * The output is in patch order, [B][P][p][p][K] (P patches in row-major
+ * order, p x p pixels each, channels last): the patch embedding's input
+ * [B*P][p*p*K] as it is. Two ways to get there:
+ *  - with oneDNN (builds with VIT_STEM_ONEDNN), the layers are its direct
+ *    convolutions (conv3x3.h) on raster-order maps [B][S][S][C], with the
+ *    kernel W_hat from srp_linear_forward_weight, and the last map is
+ *    gathered into patch order;
+ *  - without, every map is kept in patch order, and a layer is im2col (a
+ *    neighbour table) and the linear's GEMM. */
 #ifndef VIT_STEM_H
 #define VIT_STEM_H
 
@@ -16,6 +22,8 @@
 
 #include "common/linears.h"
 
+struct vit_conv3x3;
+
 #define VIT_STEM_MAX_LAYERS 4
 
 typedef struct {
@@ -23,14 +31,23 @@ typedef struct {
     size_t channels[VIT_STEM_MAX_LAYERS];  /* K_l */
     size_t in_channels, pixels, max_batch; /* C, S*S, B */
     srp_linear *conv[VIT_STEM_MAX_LAYERS];
+    int *patch_order;                /* [S*S]: raster index -> index in patch order */
+    float *in;                       /* [B][S*S][C]: the images, channels last, in the
+                                        maps' order */
+    float *pre[VIT_STEM_MAX_LAYERS]; /* [B*S*S][K_l]: layer l's output before its GELU */
+    float *out[VIT_STEM_MAX_LAYERS]; /* [B*S*S][K_l]: after it */
+    float *d_features;               /* [B*S*S][K_max]: d(output) from the caller, then
+                                        backward scratch */
+    /* oneDNN's convolutions; maps in raster order */
+    struct vit_conv3x3 *op[VIT_STEM_MAX_LAYERS];
+    float *w_hat[VIT_STEM_MAX_LAYERS]; /* [K_l][9*C_l]: the forward's kernels */
+    float *dw_hat, *db, *zero_bias;    /* [K_max][9*C_max], [K_max], [K_max]: backward scratch */
+    float *patch_out;                  /* [B*S*S][K_last]: the output, in patch order */
+    float *d_maps;                     /* [B*S*S][K_max]: backward, the gradient of a map */
+    /* im2col; maps in patch order */
     int *neighbours;                  /* [S*S][9]: each pixel's neighbours, -1 outside */
-    int *patch_order;                 /* [S*S]: raster index -> index in patch order */
-    float *in;                        /* [B][S*S][C]: the images in patch order */
     float *cols[VIT_STEM_MAX_LAYERS]; /* [B*S*S][9*C_l]: layer l's input columns */
-    float *pre[VIT_STEM_MAX_LAYERS];  /* [B*S*S][K_l]: layer l's output before its GELU */
-    float *out[VIT_STEM_MAX_LAYERS];  /* [B*S*S][K_l]: after it */
-    float *d_cols, *d_features;       /* [B*S*S][9*K_max], [B*S*S][K_max]: backward; d_features
-                                         holds d(out[l]) of the layer being differentiated */
+    float *d_cols;                    /* [B*S*S][9*K_max]: backward */
     size_t batch;                     /* of the last forward */
 } vit_stem;
 
@@ -46,6 +63,8 @@ void vit_stem_free(vit_stem *s);
  * the next forward. */
 srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int training,
                             const float **out);
+/* The last forward's output, as *out gave it. */
+const float *vit_stem_output(const vit_stem *s);
 /* Where the caller writes the gradient of the last forward's output,
  * [B*S*S][K_last], before vit_stem_backward (which then uses it as scratch). */
 float *vit_stem_output_grad(vit_stem *s);

@@ -199,10 +199,12 @@ void vit_stem_free(vit_stem *s)
 }
 
 #ifdef VIT_STEM_ONEDNN
-/* maps [B][S*S][K] in raster order <-> [B][S*S][K] in patch order */
+/* maps [B][S*S][K] in raster order <-> [B][S*S][K] in patch order; images
+ * in parallel */
 static void to_patch_order(const vit_stem *s, const float *raster, size_t batch, size_t K,
                            float *patches)
 {
+#pragma omp parallel for schedule(static)
     for (size_t b = 0; b < batch; b++)
         for (size_t y = 0; y < s->pixels; y++)
             memcpy(patches + (b * s->pixels + (size_t)s->patch_order[y]) * K,
@@ -212,6 +214,7 @@ static void to_patch_order(const vit_stem *s, const float *raster, size_t batch,
 static void to_raster_order(const vit_stem *s, const float *patches, size_t batch, size_t K,
                             float *raster)
 {
+#pragma omp parallel for schedule(static)
     for (size_t b = 0; b < batch; b++)
         for (size_t y = 0; y < s->pixels; y++)
             memcpy(raster + (b * s->pixels + y) * K,

@@ -126,7 +126,7 @@ const char *vit_dataset_name(int kind)
  * sigmaReparam with the official gamma0 = sigma(W0) on weights 4x the usual
  * init, a stem of two 3x3 convolutions (32 channels each) before 7x7 patches
  * (16 tokens + CLS), LARS with Nesterov momentum and the trust ratio on the
- * gammas too, label smoothing 0.1, random flips and erasing, 9 epochs, and
+ * gammas too, label smoothing 0.1, random flips and erasing, 10 epochs, and
  * evaluation of a weight average with test-time flips; no warmup, no
  * LayerNorm, no weight decay. */
 void vit_options_default(vit_options *o)
@@ -158,7 +158,7 @@ void vit_options_default(vit_options *o)
     o->tta_flip = 1;
     o->stem = "32,32";
     o->report_at = "0.9,0.925";
-    o->epochs = 9;
+    o->epochs = 10;
     o->batch = 128;
     o->threads = 0;
     o->seed = 0;

@@ -102,6 +102,8 @@ static int op_make(step *s, const_dnnl_op_desc_t op_desc, const_dnnl_primitive_d
 static int layout_make(weight_layout *l, const dnnl_memory_desc_t *want,
                        const dnnl_memory_desc_t *user, int to_user, dnnl_engine_t engine)
 {
+    if (!want)
+        return 0;
     if (dnnl_memory_desc_equal(want, user))
         return 1;
     if (dnnl_memory_create(&l->mem, want, engine, DNNL_MEMORY_ALLOCATE) != dnnl_success)

@@ -2,6 +2,7 @@
  * convolution (oneDNN's, or im2col and a GEMM) and a GELU. */
 #include "stem.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,33 @@ void vit_stem_columns_backward(const float *d_cols, size_t batch, size_t pixels,
     }
 }
 
+int vit_stem_parse(const char *list, size_t *layers, size_t *channels)
+{
+    *layers = 0;
+    if (!list || strcmp(list, "0") == 0)
+        return 0;
+    const char *p = list;
+    for (;;) {
+        char *end;
+        errno = 0;
+        const unsigned long v = strtoul(p, &end, 10);
+        if (end == p || *p == '-' || *p == '+' || errno || v == 0 || v > 1024 ||
+            *layers == VIT_STEM_MAX_LAYERS || (*end != ',' && *end != '\0'))
+            return -1;
+        channels[(*layers)++] = (size_t)v;
+        if (*end == '\0')
+            return 0;
+        p = end + 1;
+    }
+}
+
+void vit_stem_format(size_t layers, const size_t *channels, char *buf, size_t len)
+{
+    snprintf(buf, len, "0");
+    for (size_t l = 0, at = 0; l < layers && at < len; l++)
+        at += (size_t)snprintf(buf + at, len - at, "%s%zu", l ? "," : "", channels[l]);
+}
+
 /* The raster index y * S + x of the pixel at patch-order index r. */
 static size_t raster_index(size_t image_size, size_t patch, size_t r)
 {
@@ -78,12 +106,21 @@ static size_t raster_index(size_t image_size, size_t patch, size_t r)
     return y * image_size + x;
 }
 
+/* The widest map, of all layers' outputs (K_max) or inputs (C_max). */
+static size_t widest_map(const vit_stem *s, int inputs)
+{
+    size_t widest = inputs ? s->in_channels : 0;
+    for (size_t l = 0; l < s->layers - (inputs ? 1 : 0); l++)
+        widest = s->channels[l] > widest ? s->channels[l] : widest;
+    return widest;
+}
+
 /* The buffers and convolutions of one way of computing the layers. */
 #ifdef VIT_STEM_ONEDNN
-static srp_status alloc_convolutions(vit_stem *s, size_t image_size, size_t widest,
-                                     size_t widest_in)
+static srp_status alloc_convolutions(vit_stem *s, size_t image_size)
 {
-    const size_t rows = s->max_batch * s->pixels;
+    const size_t rows = s->max_batch * s->pixels, widest = widest_map(s, 0);
+    const size_t widest_in = widest_map(s, 1);
     if (!ex_alloc_floats(&s->dw_hat, widest * 9 * widest_in) || !ex_alloc_floats(&s->db, widest) ||
         !ex_alloc_floats(&s->zero_bias, widest) ||
         !ex_alloc_floats(&s->patch_out, rows * s->channels[s->layers - 1]) ||
@@ -99,9 +136,9 @@ static srp_status alloc_convolutions(vit_stem *s, size_t image_size, size_t wide
     return SRP_OK;
 }
 #else
-static srp_status alloc_columns(vit_stem *s, size_t image_size, size_t patch, size_t widest)
+static srp_status alloc_columns(vit_stem *s, size_t image_size, size_t patch)
 {
-    const size_t rows = s->max_batch * s->pixels;
+    const size_t rows = s->max_batch * s->pixels, widest = widest_map(s, 1);
     s->neighbours = malloc(sizeof(int) * 9 * s->pixels);
     if (!s->neighbours || !ex_alloc_floats(&s->d_cols, rows * 9 * widest))
         return SRP_ERR_NOMEM;
@@ -123,20 +160,16 @@ srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, siz
     if (layers == 0 || layers > VIT_STEM_MAX_LAYERS || !channels || in_channels == 0 ||
         patch == 0 || image_size % patch != 0 || max_batch == 0)
         return SRP_ERR_INVALID_ARG;
-    size_t widest = 0, widest_in = in_channels;
-    for (size_t l = 0; l < layers; l++) {
+    for (size_t l = 0; l < layers; l++)
         if (channels[l] == 0)
             return SRP_ERR_INVALID_ARG;
-        widest = channels[l] > widest ? channels[l] : widest;
-        if (l + 1 < layers && channels[l] > widest_in)
-            widest_in = channels[l];
-    }
     s->layers = layers;
     memcpy(s->channels, channels, sizeof(size_t) * layers);
     s->in_channels = in_channels;
     s->pixels = image_size * image_size;
     s->max_batch = max_batch;
     const size_t rows = max_batch * s->pixels;
+    const size_t widest = widest_map(s, 0);
     srp_status st = SRP_ERR_NOMEM;
     s->patch_order = malloc(sizeof(int) * s->pixels);
     if (!s->patch_order || !ex_alloc_floats(&s->in, rows * in_channels) ||
@@ -161,10 +194,9 @@ srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, siz
             goto fail;
     }
 #ifdef VIT_STEM_ONEDNN
-    st = alloc_convolutions(s, image_size, widest, widest_in);
+    st = alloc_convolutions(s, image_size);
 #else
-    (void)widest_in;
-    st = alloc_columns(s, image_size, patch, widest);
+    st = alloc_columns(s, image_size, patch);
 #endif
     if (st == SRP_OK)
         return SRP_OK;

@@ -72,6 +72,13 @@ float *vit_stem_output_grad(vit_stem *s);
  * accumulate. */
 srp_status vit_stem_backward(vit_stem *s);
 
+/* "16,32" -> *layers 2, channels {16, 32}; NULL or "0": no stem. 0, or -1
+ * for anything but 0 or up to VIT_STEM_MAX_LAYERS counts of 1 to 1024. */
+int vit_stem_parse(const char *list, size_t *layers, size_t *channels);
+/* The list as vit_stem_parse reads it back: "16,32", or "0" for none. */
+#define VIT_STEM_TEXT_MAX (5 * VIT_STEM_MAX_LAYERS + 1)
+void vit_stem_format(size_t layers, const size_t *channels, char *buf, size_t len);
+
 /* Exposed for tests. The neighbours of every pixel in patch order:
  * nb [S*S][9], the 3x3 window row by row, -1 outside the image. */
 void vit_stem_neighbours(size_t image_size, size_t patch, int *nb);

@@ -1,7 +1,6 @@
 /* vit-lite-train's options: one table of flags for the common parser. */
 #include "vit_options.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,27 +170,7 @@ void vit_options_default(vit_options *o)
     o->collapse_fraction = 0.1f;
     o->collapse_drop = 0.8f;
     o->collapse_window = 200;
-}
-
-/* "16,32" -> two stem layers of 16 and 32 channels; NULL or "0": none. */
-static int parse_stem(const char *list, vit_config *model)
-{
-    model->stem_layers = 0;
-    if (!list || strcmp(list, "0") == 0)
-        return 0;
-    const char *p = list;
-    for (;;) {
-        char *end;
-        errno = 0;
-        const unsigned long v = strtoul(p, &end, 10);
-        if (end == p || *p == '-' || *p == '+' || errno || v == 0 || v > 1024 ||
-            model->stem_layers == VIT_STEM_MAX_LAYERS || (*end != ',' && *end != '\0'))
-            return -1;
-        model->stem_channels[model->stem_layers++] = (size_t)v;
-        if (*end == '\0')
-            return 0;
-        p = end + 1;
-    }
+    vit_stem_parse(o->stem, &o->model.stem_layers, o->model.stem_channels); /* as the string says */
 }
 
 void vit_options_usage(const char *prog, FILE *to)
@@ -212,7 +191,7 @@ ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
     o->model.layernorm = o->layernorm;
     o->model.gamma_init = (srp_gamma_init)o->gamma_init;
     o->model.qkv_sigma = (srp_qkv_sigma)o->qkv_sigma;
-    if (parse_stem(o->stem, &o->model) != 0)
+    if (vit_stem_parse(o->stem, &o->model.stem_layers, o->model.stem_channels) != 0)
         return ex_fail(err, EX_USAGE,
                        "--stem %s: give 0, or up to %d channel counts from 1 to 1024, e.g. 16,32",
                        o->stem, VIT_STEM_MAX_LAYERS);
@@ -239,5 +218,10 @@ ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
 
 void vit_options_fingerprint(const vit_options *o, char *buf, size_t len)
 {
-    ex_options_fingerprint(&k_table, o, buf, len);
+    /* The stem as parsed, so that "32, 32" and "32,32" are the same run. */
+    char stem[VIT_STEM_TEXT_MAX];
+    vit_stem_format(o->model.stem_layers, o->model.stem_channels, stem, sizeof(stem));
+    vit_options canonical = *o;
+    canonical.stem = stem;
+    ex_options_fingerprint(&k_table, &canonical, buf, len);
 }

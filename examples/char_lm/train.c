@@ -450,20 +450,27 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     sample_batch(t);
     const float *logits;
     float loss = NAN, norm = NAN;
+    const char *stage = "activations"; /* what the running part computes, for errors */
     srp_status st =
         lm_forward(t->model, t->tokens, t->local_batch, o->model.context, SRP_TRAIN, &logits);
-    if (st == SRP_OK)
+    if (st == SRP_OK) {
+        stage = "loss";
         st = srp_cross_entropy_forward(logits, t->targets, rows, LM_VOCAB, 0.0f, &loss);
-    if (st == SRP_OK)
+    }
+    if (st == SRP_OK) {
+        stage = "gradient";
         st = srp_cross_entropy_backward(logits, t->targets, rows, LM_VOCAB, 0.0f, t->dlogits);
+    }
     if (st == SRP_OK)
         st = lm_backward(t->model, t->dlogits);
     st = ex_dist_average_gradients(&t->dist, st); /* every rank, failed or not */
     if (st == SRP_OK)
         st = srp_optim_clip_grad_norm(t->optim, o->clip > 0.0f ? o->clip : FLT_MAX, &norm);
     const float lr = srp_lr_at(&t->schedule, t->run.base.step);
-    if (st == SRP_OK)
+    if (st == SRP_OK) {
+        stage = "weights";
         st = srp_optim_step(t->optim, lr);
+    }
     if (st == SRP_OK)
         st = ex_dist_sync_spectral(&t->dist);
     double loss_sum = loss; /* the batch's, over the ranks */
@@ -475,8 +482,8 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
                        (unsigned long long)t->run.base.step);
     if (st == SRP_ERR_NUMERIC)
         return ex_fail(err, EX_NONFINITE,
-                       "the %s became non-finite at step %llu; training stopped.%s%s",
-                       isfinite(loss) ? "gradient" : "loss", (unsigned long long)t->run.base.step,
+                       "the %s became non-finite at step %llu; training stopped.%s%s", stage,
+                       (unsigned long long)t->run.base.step,
                        o->checkpoint_path ? " The last good checkpoint is " : "",
                        o->checkpoint_path ? o->checkpoint_path : "");
     if (st != SRP_OK)

@@ -411,23 +411,30 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     const float *logits;
     float loss = NAN, norm = NAN;
     size_t correct = 0;
+    const char *stage = "activations"; /* what the running part computes, for errors */
     srp_status st = vit_forward(t->model, t->images, batch, SRP_TRAIN, &logits);
-    if (st == SRP_OK)
+    if (st == SRP_OK) {
+        stage = "loss";
         st =
             srp_cross_entropy_forward(logits, t->labels, batch, classes, o->label_smoothing, &loss);
+    }
     if (st == SRP_OK)
         st = srp_accuracy_count(logits, t->labels, batch, classes, &correct);
-    if (st == SRP_OK)
+    if (st == SRP_OK) {
+        stage = "gradient";
         st = srp_cross_entropy_backward(logits, t->labels, batch, classes, o->label_smoothing,
                                         t->dlogits);
+    }
     if (st == SRP_OK)
         st = vit_backward(t->model, t->dlogits);
     st = ex_dist_average_gradients(&t->dist, st); /* every rank, failed or not */
     if (st == SRP_OK)
         st = srp_optim_clip_grad_norm(t->optim, o->clip > 0.0f ? o->clip : FLT_MAX, &norm);
     const float lr = srp_lr_at(&t->schedule, t->run.base.step);
-    if (st == SRP_OK)
+    if (st == SRP_OK) {
+        stage = "weights";
         st = srp_optim_step(t->optim, lr);
+    }
     if (st == SRP_OK)
         st = ex_dist_sync_spectral(&t->dist);
     double sums[2] = {loss, (double)correct}; /* the batch's, over the ranks */
@@ -440,7 +447,7 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     if (st == SRP_ERR_NUMERIC)
         return ex_fail(err, EX_NONFINITE,
                        "the %s became non-finite at step %llu (epoch %llu); training stopped.%s%s",
-                       isfinite(loss) ? "gradient" : "loss", (unsigned long long)t->run.base.step,
+                       stage, (unsigned long long)t->run.base.step,
                        (unsigned long long)t->run.epoch,
                        o->checkpoint_path ? " The last good checkpoint is " : "",
                        o->checkpoint_path ? o->checkpoint_path : "");

@@ -2,7 +2,7 @@
  * update. The default is the benchmark configuration (28x28x1, patch 4 ->
  * 50 tokens, D 128, depth 6, 4 heads, MLP 256, batch 128, 10 classes,
  * sigmaReparam, no LayerNorm); the model flags bench any other, such as the
- * trainer's default (--patch 7). Reports the median step time, images/s,
+ * trainer's default (--patch 7 --stem 32,32). Reports the median step time, images/s,
  * the model's GFLOP/s and its share of the best sgemm peak measured in the
  * same run (MFU). --breakdown adds where the step's time goes (the library's
  * profiler; "model glue" is the rest: the example's own loops).
@@ -45,6 +45,9 @@ static int on_flag(void *ctx, const char *flag, const char *next)
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         if (strcmp(flag, sizes[i].name) == 0)
             return parse_size(next, sizes[i].lo, sizes[i].hi, sizes[i].field) ? 2 : 0;
+    if (strcmp(flag, "--stem") == 0) /* "32,32": the stem's channels */
+        return next && vit_stem_parse(next, &f->model.stem_layers, f->model.stem_channels) == 0 ? 2
+                                                                                                : 0;
     if (strcmp(flag, "--no-sn") == 0) {
         f->model.sigma_reparam = 0;
         return 1;
@@ -81,17 +84,25 @@ static void run_step(void *ctx)
     srp_optim_zero_grad(c->optim);
 }
 
-/* Multiply-adds of one step, times 2: three GEMMs per linear (forward, dx,
- * dW; the patch embedding has no dx, but counts it as the usual convention
- * does) and the attention core's six products. */
+/* Multiply-adds of one step, times 2: three products per linear and per
+ * stem convolution (forward, dx, dW; the first layer has no dx, but counts
+ * it as the usual convention does) and the attention core's six products. */
 static double step_flops(const vit_config *c, size_t tokens)
 {
     const double n = (double)c->max_batch * (double)tokens, D = (double)c->dim;
     const double patches = (double)c->max_batch * (double)(tokens - 1);
+    const double pixels = (double)c->max_batch * (double)(c->image_size * c->image_size);
     const double per_block = 3.0 * 2.0 * n * (3 * D * D + D * D + 2 * D * (double)c->mlp_dim) +
                              12.0 * (double)c->max_batch * (double)tokens * tokens * D;
-    const double embed = 3.0 * 2.0 * patches * D * (double)(c->channels * c->patch * c->patch);
-    return per_block * (double)c->depth + embed + 3.0 * 2.0 * (double)c->max_batch * D * c->classes;
+    double stem = 0.0;
+    size_t in = c->channels; /* the embedding's input channels */
+    for (size_t l = 0; l < c->stem_layers; l++) {
+        stem += 3.0 * 2.0 * pixels * 9.0 * (double)in * (double)c->stem_channels[l];
+        in = c->stem_channels[l];
+    }
+    const double embed = 3.0 * 2.0 * patches * D * (double)(in * c->patch * c->patch);
+    return per_block * (double)c->depth + stem + embed +
+           3.0 * 2.0 * (double)c->max_batch * D * c->classes;
 }
 
 /* Runs `steps` profiled steps and prints each part's share of them. */
@@ -122,17 +133,12 @@ static void print_breakdown(const bench_options *o, step_case *c, int threads, i
 
 int main(int argc, char **argv)
 {
-    if (getenv("FTZ")) {
-        unsigned csr;
-        __asm__ volatile("stmxcsr %0" : "=m"(csr));
-        csr |= 0x8040;
-        __asm__ volatile("ldmxcsr %0" : : "m"(csr));
-    }
     train_flags f = {vit_config_default(), 0};
     bench_options o = bench_parse_args(
         argc, argv,
-        "  --patch N, --dim N, --depth N, --heads N, --mlp-dim N, --batch N, --no-sn\n"
-        "                the model (default: the benchmark configuration, patch 4)\n"
+        "  --patch N, --dim N, --depth N, --heads N, --mlp-dim N, --batch N, --stem LIST,\n"
+        "  --no-sn       the model (default: the benchmark configuration, patch 4, no\n"
+        "                stem; the trainer's model is --patch 7 --stem 32,32)\n"
         "  --breakdown   also print where the step's time goes\n",
         on_flag, &f);
     vit_config cfg = f.model;
@@ -151,8 +157,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < B; i++)
         labels[i] = (int)(i % cfg.classes);
     if (!o.json)
-        printf("patch %zu, dim %zu, depth %zu, heads %zu, mlp %zu, batch %zu, %s\n", cfg.patch,
-               cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, B,
+        printf("patch %zu, dim %zu, depth %zu, heads %zu, mlp %zu, batch %zu, stem of %zu "
+               "layers, %s\n",
+               cfg.patch, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, B, cfg.stem_layers,
                cfg.sigma_reparam ? "sigmaReparam" : "plain linears");
     if (!o.json)
         printf("%-7s %5s | %10s %9s %9s %8s | %9s %9s\n", "threads", "batch", "step_ms", "img/s",
@@ -170,8 +177,7 @@ int main(int argc, char **argv)
         ex_params_init(&params);
         vit_params(model, &params);
         srp_optim_config oc = srp_optim_config_default(SRP_OPTIM_SGD);
-        if (params.failed ||
-            srp_optim_create(&optim, params.params, params.count, &oc) != SRP_OK) {
+        if (params.failed || srp_optim_create(&optim, params.params, params.count, &oc) != SRP_OK) {
             fprintf(stderr, "bench_train: optimizer create failed\n");
             return 1;
         }

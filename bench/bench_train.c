@@ -45,9 +45,11 @@ static int on_flag(void *ctx, const char *flag, const char *next)
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         if (strcmp(flag, sizes[i].name) == 0)
             return parse_size(next, sizes[i].lo, sizes[i].hi, sizes[i].field) ? 2 : 0;
-    if (strcmp(flag, "--stem") == 0) /* "32,32": the stem's channels */
-        return next && vit_stem_parse(next, &f->model.stem_layers, f->model.stem_channels) == 0 ? 2
-                                                                                                : 0;
+    if (strcmp(flag, "--stem") == 0) { /* "32,32": the stem's channels */
+        const int ok =
+            next && vit_stem_parse(next, &f->model.stem_layers, f->model.stem_channels) == 0;
+        return ok ? 2 : 0;
+    }
     if (strcmp(flag, "--no-sn") == 0) {
         f->model.sigma_reparam = 0;
         return 1;

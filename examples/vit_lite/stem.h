@@ -47,7 +47,7 @@ typedef struct {
     /* im2col; maps in patch order */
     int *neighbours;                  /* [S*S][9]: each pixel's neighbours, -1 outside */
     float *cols[VIT_STEM_MAX_LAYERS]; /* [B*S*S][9*C_l]: layer l's input columns */
-    float *d_cols;                    /* [B*S*S][9*K_max]: backward */
+    float *d_cols;                    /* [B*S*S][9*C_max]: backward */
     size_t batch;                     /* of the last forward */
 } vit_stem;
 

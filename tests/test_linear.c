@@ -684,6 +684,11 @@ static void test_weight_path_refuses_bad_input(void **state)
     assert_ok(srp_linear_forward_weight(l, SRP_TRAIN, w_hat));
     assert_status(srp_linear_backward_weight(l, dw_hat, db), SRP_ERR_ORDER);
     srp_linear_destroy(l);
+    /* Without a bias, db may be NULL. */
+    l = make_layer(10, 6, SRP_REPARAM_SIGMA, 0, 3);
+    assert_ok(srp_linear_forward_weight(l, SRP_TRAIN, w_hat));
+    assert_ok(srp_linear_backward_weight(l, dw_hat, NULL));
+    srp_linear_destroy(l);
 }
 
 /* Equality with the official semantics: the fixtures hold what the PyTorch

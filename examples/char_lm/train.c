@@ -450,7 +450,7 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     sample_batch(t);
     const float *logits;
     float loss = NAN, norm = NAN;
-    const char *stage = "activations"; /* what the running part computes, for errors */
+    const char *stage = "activations"; /* the part of the step under way, for its error */
     srp_status st =
         lm_forward(t->model, t->tokens, t->local_batch, o->model.context, SRP_TRAIN, &logits);
     if (st == SRP_OK) {

@@ -411,7 +411,7 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     const float *logits;
     float loss = NAN, norm = NAN;
     size_t correct = 0;
-    const char *stage = "activations"; /* what the running part computes, for errors */
+    const char *stage = "activations"; /* the part of the step under way, for its error */
     srp_status st = vit_forward(t->model, t->images, batch, SRP_TRAIN, &logits);
     if (st == SRP_OK) {
         stage = "loss";

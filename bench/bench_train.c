@@ -45,9 +45,9 @@ static int on_flag(void *ctx, const char *flag, const char *next)
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         if (strcmp(flag, sizes[i].name) == 0)
             return parse_size(next, sizes[i].lo, sizes[i].hi, sizes[i].field) ? 2 : 0;
-    if (strcmp(flag, "--stem") == 0) { /* "32,32": the stem's channels */
-        const int ok =
-            next && vit_stem_parse(next, &f->model.stem_layers, f->model.stem_channels) == 0;
+    if (strcmp(flag, "--stem") == 0) { /* "32,32": the stem's channels (and strides: 64/2) */
+        const int ok = next && vit_stem_parse(next, &f->model.stem_layers, f->model.stem_channels,
+                                              f->model.stem_strides) == 0;
         return ok ? 2 : 0;
     }
     if (strcmp(flag, "--no-sn") == 0) {
@@ -93,12 +93,13 @@ static double step_flops(const vit_config *c, size_t tokens)
 {
     const double n = (double)c->max_batch * (double)tokens, D = (double)c->dim;
     const double patches = (double)c->max_batch * (double)(tokens - 1);
-    const double pixels = (double)c->max_batch * (double)(c->image_size * c->image_size);
     const double per_block = 3.0 * 2.0 * n * (3 * D * D + D * D + 2 * D * (double)c->mlp_dim) +
                              12.0 * (double)c->max_batch * (double)tokens * tokens * D;
     double stem = 0.0;
-    size_t in = c->channels; /* the embedding's input channels */
+    size_t in = c->channels, side = c->image_size; /* the embedding's input channels */
     for (size_t l = 0; l < c->stem_layers; l++) {
+        side = vit_stem_out_side(side, c->stem_strides[l]); /* of this layer's output */
+        const double pixels = (double)c->max_batch * (double)(side * side);
         stem += 3.0 * 2.0 * pixels * 9.0 * (double)in * (double)c->stem_channels[l];
         in = c->stem_channels[l];
     }
@@ -144,8 +145,9 @@ int main(int argc, char **argv)
         "  --breakdown   also print where the step's time goes\n",
         on_flag, &f);
     vit_config cfg = f.model;
-    if (cfg.image_size % cfg.patch != 0 || cfg.dim % cfg.heads != 0) {
-        fprintf(stderr, "bench_train: --patch must divide 28 and --heads must divide --dim\n");
+    if (vit_patched_side(&cfg) % cfg.patch != 0 || cfg.dim % cfg.heads != 0) {
+        fprintf(stderr, "bench_train: --patch must divide the side of the map it cuts (28, or "
+                        "the stem's last map) and --heads must divide --dim\n");
         return 2;
     }
     int threads[2];

@@ -254,15 +254,23 @@ static vit_config small_config(size_t dim, size_t max_batch)
 static void test_model_backward_matches_differences(void **state)
 {
     (void)state;
-    /* without LayerNorms, with them, and with a stem of one and of two
-     * convolutions */
-    for (int variant = 0; variant < 4; variant++) {
-        const int ln = variant == 1;
+    /* without LayerNorms, with them, with a stem of one and of two
+     * convolutions, the head on the mean of the tokens (without, then with
+     * LayerNorms), and a stem of three convolutions at stride 2 (28 -> 14
+     * -> 7 -> 4 pixels) cut into 2x2 patches */
+    for (int variant = 0; variant < 7; variant++) {
+        const int ln = variant == 1 || variant == 5;
         vit_config c = small_config(8, 3);
         c.layernorm = ln;
-        c.stem_layers = variant == 3 ? 2 : variant == 2 ? 1 : 0;
+        c.pool = variant == 4 || variant == 5 ? VIT_POOL_MEAN : VIT_POOL_CLS;
+        c.stem_layers = variant == 6 ? 3 : variant == 3 ? 2 : variant == 2 ? 1 : 0;
         c.stem_channels[0] = 3;
         c.stem_channels[1] = 2;
+        c.stem_channels[2] = 3;
+        if (variant == 6) {
+            c.stem_strides[0] = c.stem_strides[1] = c.stem_strides[2] = 2;
+            c.patch = 2;
+        }
         c.init_gain = 10.0f;
         c.seed = 5;
         vit_model *m = NULL;
@@ -317,128 +325,148 @@ static void test_model_backward_matches_differences(void **state)
 }
 
 /* The stem's columns times a [K][3][3][C] kernel are the 3x3 convolution
- * with zero padding, computed here directly on the raster image, each
- * pixel at its place in patch order; and the columns' backward is their
- * adjoint: <cols(f), g> = <f, cols_backward(g)>. */
+ * with zero padding at the layer's stride, computed here directly on the
+ * raster map, each output pixel at its row (raster, or patch order); and
+ * the columns' backward is their adjoint: <cols(f), g> = <f, cols_backward(g)>.
+ * Stride 1 from 6x6 in raster order, and stride 2 from 7x7 to 4x4 (the
+ * last row and column of windows half outside) in 2x2 patches. */
 static void test_stem_columns_are_the_convolution(void **state)
 {
     (void)state;
-    enum { B = 2, C = 2, S = 6, p = 3, K = 2, PIX = S * S, ROW = 9 * C };
-    float images[B * C * PIX], features[B * PIX * C], kernel[K * ROW], cols[B * PIX * ROW];
-    float g[B * PIX * ROW], back[B * PIX * C];
-    int nb[PIX * 9];
-    srp_rng r;
-    srp_rng_seed(&r, 4);
-    fill_normal_f(&r, images, B * C * PIX, 1.0);
-    fill_normal_f(&r, kernel, K * ROW, 1.0);
-    for (int i = 0; i < B * PIX * ROW; i++) /* small integers: the backward's sums are exact */
-        g[i] = (float)srp_rng_below(&r, 9) - 4.0f;
-        /* patch (y / p, x / p) of S / p per row, pixel (y % p, x % p) in it */
-#define AT(y, x) (((y) / p * (S / p) + (x) / p) * p * p + (y) % p * p + (x) % p)
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < C; c++)
-            for (int y = 0; y < S; y++)
-                for (int x = 0; x < S; x++)
-                    features[(b * PIX + AT(y, x)) * C + c] = images[((b * C + c) * S + y) * S + x];
-    vit_stem_neighbours(S, p, nb);
-    vit_stem_columns(features, B, PIX, C, nb, cols);
-    for (int b = 0; b < B; b++)
-        for (int y = 0; y < S; y++)
-            for (int x = 0; x < S; x++) {
-                const float *row = cols + (size_t)(b * PIX + AT(y, x)) * ROW;
-                for (int k = 0; k < K; k++) {
-                    double direct = 0.0, via_columns = 0.0;
-                    for (int dy = -1; dy <= 1; dy++)
-                        for (int dx = -1; dx <= 1; dx++)
-                            for (int c = 0; c < C; c++) {
-                                const int sy = y + dy, sx = x + dx;
-                                if (sy >= 0 && sy < S && sx >= 0 && sx < S)
-                                    direct +=
-                                        (double)kernel[k * ROW + ((dy + 1) * 3 + dx + 1) * C + c] *
-                                        images[((b * C + c) * S + sy) * S + sx];
-                            }
-                    for (int j = 0; j < ROW; j++)
-                        via_columns += (double)kernel[k * ROW + j] * row[j];
-                    assert_true(fabs(direct - via_columns) <= 1e-12);
+    enum { B = 2, C = 2, K = 2, ROW = 9 * C, MAXPIX = 49 };
+    const struct {
+        int side, stride, patch;
+    } cases[2] = {{6, 1, 0}, {7, 2, 2}};
+    for (int t = 0; t < 2; t++) {
+        const int S = cases[t].side, st = cases[t].stride, p = cases[t].patch;
+        const int O = (S - 1) / st + 1, PIX = S * S, OPIX = O * O;
+        float features[B * MAXPIX * C], kernel[K * ROW], cols[B * MAXPIX * ROW];
+        float g[B * MAXPIX * ROW], back[B * MAXPIX * C];
+        int win[MAXPIX * 9];
+        srp_rng r;
+        srp_rng_seed(&r, 4);
+        fill_normal_f(&r, features, (size_t)(B * PIX * C), 1.0); /* [b][y * S + x][c] */
+        fill_normal_f(&r, kernel, K * ROW, 1.0);
+        for (int i = 0; i < B * OPIX * ROW; i++) /* small integers: the backward's sums are exact */
+            g[i] = (float)srp_rng_below(&r, 9) - 4.0f;
+        vit_stem_windows((size_t)S, (size_t)st, (size_t)p, win);
+        vit_stem_columns(features, B, (size_t)PIX, (size_t)OPIX, C, win, cols);
+        for (int b = 0; b < B; b++)
+            for (int y = 0; y < O; y++)
+                for (int x = 0; x < O; x++) {
+                    /* raster, or patch (y / p, x / p) of O / p per row, pixel (y % p, x % p) */
+                    const int at =
+                        p ? (y / p * (O / p) + x / p) * p * p + y % p * p + x % p : y * O + x;
+                    const float *row = cols + (size_t)(b * OPIX + at) * ROW;
+                    for (int k = 0; k < K; k++) {
+                        double direct = 0.0, via_columns = 0.0;
+                        for (int dy = -1; dy <= 1; dy++)
+                            for (int dx = -1; dx <= 1; dx++)
+                                for (int c = 0; c < C; c++) {
+                                    const int sy = y * st + dy, sx = x * st + dx;
+                                    if (sy >= 0 && sy < S && sx >= 0 && sx < S)
+                                        direct +=
+                                            (double)
+                                                kernel[k * ROW + ((dy + 1) * 3 + dx + 1) * C + c] *
+                                            features[(b * PIX + sy * S + sx) * C + c];
+                                }
+                        for (int j = 0; j < ROW; j++)
+                            via_columns += (double)kernel[k * ROW + j] * row[j];
+                        assert_true(fabs(direct - via_columns) <= 1e-12);
+                    }
                 }
-            }
-#undef AT
-    memset(back, 0, sizeof(back));
-    vit_stem_columns_backward(g, B, PIX, C, nb, back);
-    double forward_dot = 0.0, adjoint_dot = 0.0;
-    for (int i = 0; i < B * PIX * ROW; i++)
-        forward_dot += (double)cols[i] * g[i];
-    for (int i = 0; i < B * PIX * C; i++)
-        adjoint_dot += (double)features[i] * back[i];
-    assert_true(fabs(forward_dot - adjoint_dot) <= 1e-12 * (1.0 + fabs(forward_dot)));
+        memset(back, 0, sizeof(back));
+        vit_stem_columns_backward(g, B, (size_t)PIX, (size_t)OPIX, C, win, back);
+        double forward_dot = 0.0, adjoint_dot = 0.0;
+        for (int i = 0; i < B * OPIX * ROW; i++)
+            forward_dot += (double)cols[i] * g[i];
+        for (int i = 0; i < B * PIX * C; i++)
+            adjoint_dot += (double)features[i] * back[i];
+        assert_true(fabs(forward_dot - adjoint_dot) <= 1e-12 * (1.0 + fabs(forward_dot)));
+    }
 }
 
 /* The stem's output is the convolutions it stands for, computed here in
  * double directly on the raster images (each layer: W_hat = (gamma /
- * sigma) W of the forward, its bias, the GELU), read back in patch order:
- * whichever way this build computes the layers (oneDNN's convolutions or
- * im2col and a GEMM). */
+ * sigma) W of the forward, its bias, its stride, the GELU), read back in
+ * patch order: whichever way this build computes the layers (oneDNN's
+ * convolutions or im2col and a GEMM). Stride 1 on 6x6 images, and stride 2
+ * then 1 on 7x7 ones (7 -> 4 -> 4, the last windows half outside). */
 static void test_stem_forward_is_the_convolution(void **state)
 {
     (void)state;
-    enum { B = 2, C = 2, S = 6, p = 3, PIX = S * S, L = 2, KMAX = 4 };
+    enum { B = 2, C = 2, MAXPIX = 49, L = 2, KMAX = 4 };
     const size_t channels[L] = {4, 3};
-    srp_rng r;
-    srp_rng_seed(&r, 6);
-    const srp_linear_config base = srp_linear_config_default(1, 1);
-    ex_linear_table names = {0};
-    vit_stem s;
-    assert_ok(vit_stem_init(&s, L, channels, C, S, p, B, &base, &r, &names));
-    for (size_t l = 0; l < L; l++) { /* O(1) weights, a bias, gamma != sigma */
-        const size_t c_in = l ? channels[l - 1] : C;
-        fill_normal_f(&r, srp_linear_weight(s.conv[l]), channels[l] * 9 * c_in, 0.5);
-        assert_ok(srp_linear_reinit_sigma(s.conv[l]));
-        fill_normal_f(&r, srp_linear_bias(s.conv[l]), channels[l], 0.3);
-        *srp_linear_gamma(s.conv[l]) = 1.3f;
-    }
-    float images[B * C * PIX];
-    fill_normal_f(&r, images, B * C * PIX, 1.0);
-    const float *out;
-    assert_ok(vit_stem_forward(&s, images, B, SRP_TRAIN, &out));
+    const struct {
+        size_t side, strides[L], patch;
+    } cases[2] = {{6, {1, 1}, 3}, {7, {2, 1}, 2}};
+    for (int t = 0; t < 2; t++) {
+        const size_t S = cases[t].side, PIX = S * S, p = cases[t].patch;
+        srp_rng r;
+        srp_rng_seed(&r, 6);
+        const srp_linear_config base = srp_linear_config_default(1, 1);
+        ex_linear_table names = {0};
+        vit_stem s;
+        assert_ok(vit_stem_init(&s, L, channels, cases[t].strides, C, S, p, B, &base, &r, &names));
+        for (size_t l = 0; l < L; l++) { /* O(1) weights, a bias, gamma != sigma */
+            const size_t c_in = l ? channels[l - 1] : C;
+            fill_normal_f(&r, srp_linear_weight(s.conv[l]), channels[l] * 9 * c_in, 0.5);
+            assert_ok(srp_linear_reinit_sigma(s.conv[l]));
+            fill_normal_f(&r, srp_linear_bias(s.conv[l]), channels[l], 0.3);
+            *srp_linear_gamma(s.conv[l]) = 1.3f;
+        }
+        float images[B * C * MAXPIX];
+        fill_normal_f(&r, images, B * C * PIX, 1.0);
+        const float *out;
+        assert_ok(vit_stem_forward(&s, images, B, SRP_TRAIN, &out));
 
-    static double maps[2][B][PIX][KMAX]; /* layer input, output: [b][y * S + x][channel] */
-    for (int b = 0; b < B; b++)
-        for (int c = 0; c < C; c++)
-            for (int i = 0; i < PIX; i++)
-                maps[0][b][i][c] = images[(b * C + c) * PIX + i];
-    for (size_t l = 0; l < L; l++) {
-        const size_t c_in = l ? channels[l - 1] : C, K = channels[l];
-        const float *w = srp_linear_weight(s.conv[l]), *bias = srp_linear_bias(s.conv[l]);
-        const double scale = *srp_linear_gamma(s.conv[l]) / (double)srp_linear_sigma(s.conv[l]);
-        for (int b = 0; b < B; b++)
-            for (int y = 0; y < S; y++)
-                for (int x = 0; x < S; x++)
-                    for (size_t k = 0; k < K; k++) {
-                        double acc = 0.0;
-                        for (int dy = -1; dy <= 1; dy++)
-                            for (int dx = -1; dx <= 1; dx++)
-                                for (size_t c = 0; c < c_in; c++)
-                                    if (y + dy >= 0 && y + dy < S && x + dx >= 0 && x + dx < S)
+        /* layer input, output: [b][y * side + x][channel], raster */
+        static double maps[2][B][MAXPIX][KMAX];
+        for (size_t b = 0; b < B; b++)
+            for (size_t c = 0; c < C; c++)
+                for (size_t i = 0; i < PIX; i++)
+                    maps[0][b][i][c] = images[(b * C + c) * PIX + i];
+        size_t in_side = S, side = S;
+        for (size_t l = 0; l < L; l++) {
+            const size_t c_in = l ? channels[l - 1] : C, K = channels[l], st = cases[t].strides[l];
+            side = (in_side - 1) / st + 1;
+            const float *w = srp_linear_weight(s.conv[l]), *bias = srp_linear_bias(s.conv[l]);
+            const double scale = *srp_linear_gamma(s.conv[l]) / (double)srp_linear_sigma(s.conv[l]);
+            for (size_t b = 0; b < B; b++)
+                for (long y = 0; y < (long)side; y++)
+                    for (long x = 0; x < (long)side; x++)
+                        for (size_t k = 0; k < K; k++) {
+                            double acc = 0.0;
+                            for (long dy = -1; dy <= 1; dy++)
+                                for (long dx = -1; dx <= 1; dx++) {
+                                    const long sy = y * (long)st + dy, sx = x * (long)st + dx;
+                                    if (sy < 0 || sy >= (long)in_side || sx < 0 ||
+                                        sx >= (long)in_side)
+                                        continue;
+                                    for (size_t c = 0; c < c_in; c++)
                                         acc += w[(k * 9 + (size_t)((dy + 1) * 3 + dx + 1)) * c_in +
                                                  c] *
-                                               maps[0][b][(y + dy) * S + x + dx][c];
-                        const double pre = bias[k] + scale * acc;
-                        maps[1][b][y * S + x][k] = 0.5 * pre * erfc(-pre / sqrt(2.0));
-                    }
-        memcpy(maps[0], maps[1], sizeof(maps[0]));
+                                               maps[0][b][sy * (long)in_side + sx][c];
+                                }
+                            const double pre = bias[k] + scale * acc;
+                            maps[1][b][y * (long)side + x][k] = 0.5 * pre * erfc(-pre / sqrt(2.0));
+                        }
+            memcpy(maps[0], maps[1], sizeof(maps[0]));
+            in_side = side;
+        }
+        const size_t K = channels[L - 1], OPIX = side * side;
+        for (size_t b = 0; b < B; b++)
+            for (size_t y = 0; y < side; y++)
+                for (size_t x = 0; x < side; x++) {
+                    /* patch (y / p, x / p) of side / p per row, pixel (y % p, x % p) in it */
+                    const size_t at = (y / p * (side / p) + x / p) * p * p + y % p * p + x % p;
+                    for (size_t k = 0; k < K; k++)
+                        assert_close_rel(out[(b * OPIX + at) * K + k], maps[0][b][y * side + x][k],
+                                         1e-5, 1.0, "stem output");
+                }
+        vit_stem_free(&s);
+        ex_linears_free(&names);
     }
-    const size_t K = channels[L - 1];
-    for (int b = 0; b < B; b++)
-        for (int y = 0; y < S; y++)
-            for (int x = 0; x < S; x++) {
-                /* patch (y / p, x / p) of S / p per row, pixel (y % p, x % p) in it */
-                const int at = (y / p * (S / p) + x / p) * p * p + y % p * p + x % p;
-                for (size_t k = 0; k < K; k++)
-                    assert_close_rel(out[((size_t)(b * PIX + at)) * K + k],
-                                     maps[0][b][y * S + x][k], 1e-5, 1.0, "stem output");
-            }
-    vit_stem_free(&s);
-    ex_linears_free(&names);
 }
 
 /* A checkpoint of the model keeps every sigmaReparam layer's whole power-
@@ -503,11 +531,19 @@ static void test_cli_errors(void **state)
     assert_int_equal(run_train("--eval-only", out, sizeof(out)), 2);
     assert_int_equal(run_train("--logits l.safetensors", out, sizeof(out)), 2);
     assert_non_null(strstr(out, "--logits goes with --eval-only"));
-    for (size_t i = 0; i < 4; i++) { /* a stem list that is not one */
-        static const char *bad[] = {"--stem 3,x", "--stem 16,", "--stem 1,2,3,4,5", "--stem 0,8"};
+    for (size_t i = 0; i < 8; i++) { /* a stem list that is not one */
+        static const char *bad[] = {"--stem 3,x",  "--stem 16,",  "--stem 1,2,3,4,5",
+                                    "--stem 0,8",  "--stem 16/0", "--stem 16/5",
+                                    "--stem 16/,", "--stem 16/-2"};
         assert_int_equal(run_train(bad[i], out, sizeof(out)), 2);
         assert_non_null(strstr(out, "up to 4 channel counts"));
     }
+    /* patches that do not tile the stem's last map (28 -> 14 at stride 2) */
+    assert_int_equal(run_train("--dataset synthetic --synthetic-train 64 --synthetic-test 16 "
+                               "--stem 4/2 --patch 4",
+                               out, sizeof(out)),
+                     2);
+    assert_non_null(strstr(out, "the stem's last map is 14x14, which patches of 4 do not tile"));
     assert_int_equal(run_train("--help", out, sizeof(out)), 0);
     assert_non_null(strstr(out, "--stop-on-collapse"));
 
@@ -865,19 +901,20 @@ static void test_validation_protocol(void **state)
     assert_int_equal(run_train("--report-at 0.9,0.8", out, sizeof(out)), 2);
 }
 
-/* A stem list spelled with spaces or leading zeros is the same run: the
- * options' fingerprint (what --resume checks, the metrics' config) holds
- * the list as parsed. */
+/* A stem list spelled with spaces, leading zeros or a stride of 1 is the
+ * same run: the options' fingerprint (what --resume checks, the metrics'
+ * config) holds the list as parsed. */
 static void test_stem_spellings_are_one_run(void **state)
 {
     (void)state;
     static char out[1 << 16];
     char metrics[512], args[2048];
     scratch_path(metrics, sizeof(metrics), "stem-spelling.jsonl");
-    snprintf(args, sizeof(args),
-             "--dataset synthetic --synthetic-train 256 --synthetic-test 64 --dim 16 --depth 1 "
-             "--heads 2 --mlp-dim 16 --batch 32 --stem ' 4, 04' --stop-after-steps 1 --metrics %s",
-             metrics);
+    snprintf(
+        args, sizeof(args),
+        "--dataset synthetic --synthetic-train 256 --synthetic-test 64 --dim 16 --depth 1 "
+        "--heads 2 --mlp-dim 16 --batch 32 --stem ' 4/1, 04' --stop-after-steps 1 --metrics %s",
+        metrics);
     assert_int_equal(run_train(args, out, sizeof(out)), 0);
     char *text = read_text(metrics);
     assert_non_null(strstr(text, " stem=4,4 "));

@@ -37,7 +37,7 @@ typedef struct {
 } plan;
 
 struct vit_conv3x3 {
-    size_t size, c_in, c_out;
+    size_t in_side, out_side, stride, c_in, c_out;
     int input_grad;
     dnnl_engine_t engine;
     dnnl_stream_t stream;
@@ -147,9 +147,11 @@ static void plan_free(plan *p)
 static int plan_make(const vit_conv3x3 *c, size_t batch, plan *p)
 {
     const dnnl_dim_t B = (dnnl_dim_t)batch, C = (dnnl_dim_t)c->c_in, K = (dnnl_dim_t)c->c_out,
-                     S = (dnnl_dim_t)c->size;
-    const dnnl_dims_t x_dims = {B, C, S, S}, y_dims = {B, K, S, S}, w_dims = {K, C, 3, 3},
-                      b_dims = {K}, strides = {1, 1}, pad = {1, 1};
+                     S = (dnnl_dim_t)c->in_side, O = (dnnl_dim_t)c->out_side,
+                     s = (dnnl_dim_t)c->stride;
+    /* padding 1 on both sides: (S - 3 + 2) / s + 1 = O, as PyTorch's */
+    const dnnl_dims_t x_dims = {B, C, S, S}, y_dims = {B, K, O, O}, w_dims = {K, C, 3, 3},
+                      b_dims = {K}, strides = {s, s}, pad = {1, 1};
     dnnl_memory_desc_t x_md, y_md, w_md, w_any, b_md;
     if (dnnl_memory_desc_init_by_tag(&x_md, 4, x_dims, dnnl_f32, dnnl_nhwc) != dnnl_success ||
         dnnl_memory_desc_init_by_tag(&y_md, 4, y_dims, dnnl_f32, dnnl_nhwc) != dnnl_success ||
@@ -210,16 +212,18 @@ static int plan_make(const vit_conv3x3 *c, size_t batch, plan *p)
     return 1;
 }
 
-srp_status vit_conv3x3_create(vit_conv3x3 **out, size_t image_size, size_t in_channels,
+srp_status vit_conv3x3_create(vit_conv3x3 **out, size_t in_side, size_t stride, size_t in_channels,
                               size_t out_channels, int input_grad)
 {
     *out = NULL;
-    if (image_size == 0 || in_channels == 0 || out_channels == 0)
+    if (in_side == 0 || stride == 0 || in_channels == 0 || out_channels == 0)
         return SRP_ERR_INVALID_ARG;
     vit_conv3x3 *c = calloc(1, sizeof(*c));
     if (!c)
         return SRP_ERR_NOMEM;
-    c->size = image_size;
+    c->in_side = in_side;
+    c->stride = stride;
+    c->out_side = (in_side - 1) / stride + 1;
     c->c_in = in_channels;
     c->c_out = out_channels;
     c->input_grad = input_grad != 0;

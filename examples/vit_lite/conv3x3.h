@@ -1,9 +1,10 @@
-/* A 3x3 convolution, stride 1, zero padding 1, on oneDNN's primitives: the
+/* A 3x3 convolution, zero padding 1, stride s, on oneDNN's primitives: the
  * stem's layers when the build has oneDNN (stem.h). Its direct
  * convolutions read the feature maps where they lie, where im2col would
  * first copy every pixel nine times.
  *
- * x: [B][S][S][C] and y: [B][S][S][K] (NHWC, raster order), w: [K][3][3][C]
+ * x: [B][S][S][C] and y: [B][S'][S'][K] (NHWC, raster order), S' = (S - 1) /
+ * s + 1, w: [K][3][3][C]
  * (OHWI: a sigmaReparam linear's [K][9C] weight as it is), b: [K].
  * The primitives for a batch size are made on its first call and kept (a
  * few sizes: training's and evaluation's); after that a call allocates
@@ -19,7 +20,7 @@
 typedef struct vit_conv3x3 vit_conv3x3;
 
 /* input_grad = 0: the backward computes no dx (a first layer). */
-srp_status vit_conv3x3_create(vit_conv3x3 **out, size_t image_size, size_t in_channels,
+srp_status vit_conv3x3_create(vit_conv3x3 **out, size_t in_side, size_t stride, size_t in_channels,
                               size_t out_channels, int input_grad);
 void vit_conv3x3_destroy(vit_conv3x3 *c);
 

@@ -32,11 +32,11 @@ struct vit_model {
     vit_block *blocks;
     ex_norm final_ln;
     float **xs; /* depth + 1 residual streams [B*T][D]: xs[l] enters block l */
-    float *patch_buf, *emb, *cls_out, *logits; /* [B*P][CPP], [B*P][D], [B][D], [B][classes] */
+    float *patch_buf, *emb, *pooled, *logits; /* [B*P][CPP], [B*P][D], [B][D], [B][classes] */
     /* backward scratch */
     float *branch_out; /* [B*T][D]: a block's attention or MLP output, before its residual add */
     /* backward scratch: see vit_backward; d_norm: a LayerNorm's input gradient */
-    float *d_stream, *d_branch, *d_norm, *d_mlp, *d_emb, *d_cls_out;
+    float *d_stream, *d_branch, *d_norm, *d_mlp, *d_emb, *d_pooled;
     ex_linear_table linears; /* every linear, named, for metrics and checkpoints */
 };
 
@@ -57,9 +57,23 @@ vit_config vit_config_default(void)
     c.layernorm = 0;
     c.gamma_init = SRP_GAMMA_INIT_SIGMA0;
     c.qkv_sigma = SRP_QKV_SIGMA_FUSED;
+    c.pool = VIT_POOL_CLS;
+    for (size_t l = 0; l < VIT_STEM_MAX_LAYERS; l++)
+        c.stem_strides[l] = 1;
     c.init_gain = 1.0f;
     c.seed = 0;
     return c;
+}
+
+size_t vit_patched_side(const vit_config *c)
+{
+    size_t side = c->image_size;
+    for (size_t l = 0; l < c->stem_layers && l < VIT_STEM_MAX_LAYERS; l++) {
+        if (c->stem_strides[l] == 0)
+            return 0;
+        side = vit_stem_out_side(side, c->stem_strides[l]);
+    }
+    return side;
 }
 
 /* A linear's configuration in this model; its seed drawn from rng (NULL:
@@ -81,15 +95,16 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         return SRP_ERR_INVALID_ARG;
     *out = NULL;
     const vit_config *c = cfg;
-    if (c->channels == 0 || c->patch == 0 || c->image_size % c->patch != 0 || c->dim == 0 ||
-        c->depth == 0 || c->heads == 0 || c->dim % c->heads != 0 || c->mlp_dim == 0 ||
-        c->classes < 2 || c->max_batch == 0 || !(c->init_gain > 0.0f))
+    if (c->channels == 0 || c->image_size == 0 || c->stem_layers > VIT_STEM_MAX_LAYERS ||
+        c->patch == 0 || vit_patched_side(c) == 0 || vit_patched_side(c) % c->patch != 0 ||
+        c->dim == 0 || c->depth == 0 || c->heads == 0 || c->dim % c->heads != 0 ||
+        c->mlp_dim == 0 || c->classes < 2 || c->max_batch == 0 || !(c->init_gain > 0.0f))
         return SRP_ERR_INVALID_ARG;
     vit_model *m = calloc(1, sizeof(*m));
     if (!m)
         return SRP_ERR_NOMEM;
     m->cfg = *c;
-    const size_t side = c->image_size / c->patch, D = c->dim, B = c->max_batch;
+    const size_t side = vit_patched_side(c) / c->patch, D = c->dim, B = c->max_batch;
     m->patches = side * side;
     m->tokens = m->patches + 1;
     const size_t K = c->stem_layers ? c->stem_channels[c->stem_layers - 1] : 0;
@@ -102,8 +117,9 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     srp_linear_config lc;
     if (K) {
         lc = linear_config(c, 1, 1, NULL); /* the stem sets the sizes and seeds */
-        if ((st = vit_stem_init(&m->stem, c->stem_layers, c->stem_channels, c->channels,
-                                c->image_size, c->patch, B, &lc, &rng, &m->linears)) != SRP_OK)
+        if ((st = vit_stem_init(&m->stem, c->stem_layers, c->stem_channels, c->stem_strides,
+                                c->channels, c->image_size, c->patch, B, &lc, &rng, &m->linears)) !=
+            SRP_OK)
             goto fail;
     }
     lc = linear_config(c, m->patch_len, D, &rng);
@@ -175,11 +191,11 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     const size_t wide = c->mlp_dim > D ? c->mlp_dim : D;
     /* with a stem, the embedding reads the stem's output instead */
     if (!ex_alloc_floats(&m->patch_buf, K ? 1 : B * m->patches * m->patch_len) ||
-        !ex_alloc_floats(&m->emb, B * m->patches * D) || !ex_alloc_floats(&m->cls_out, B * D) ||
+        !ex_alloc_floats(&m->emb, B * m->patches * D) || !ex_alloc_floats(&m->pooled, B * D) ||
         !ex_alloc_floats(&m->logits, B * c->classes) || !ex_alloc_floats(&m->d_stream, rows * D) ||
         !ex_alloc_floats(&m->d_branch, rows * D) || !ex_alloc_floats(&m->branch_out, rows * D) ||
         !ex_alloc_floats(&m->d_norm, rows * D) || !ex_alloc_floats(&m->d_mlp, rows * wide) ||
-        !ex_alloc_floats(&m->d_emb, B * m->patches * D) || !ex_alloc_floats(&m->d_cls_out, B * D))
+        !ex_alloc_floats(&m->d_emb, B * m->patches * D) || !ex_alloc_floats(&m->d_pooled, B * D))
         goto fail;
     *out = m;
     return SRP_OK;
@@ -219,7 +235,7 @@ void vit_destroy(vit_model *m)
     ex_norm_free(&m->final_ln);
     free(m->patch_buf);
     free(m->emb);
-    free(m->cls_out);
+    free(m->pooled);
     free(m->logits);
     free(m->d_stream);
     free(m->d_branch);
@@ -227,7 +243,7 @@ void vit_destroy(vit_model *m)
     free(m->d_norm);
     free(m->d_mlp);
     free(m->d_emb);
-    free(m->d_cls_out);
+    free(m->d_pooled);
     ex_linears_free(&m->linears);
     free(m);
 }
@@ -286,8 +302,11 @@ srp_status vit_forward(vit_model *m, const float *images, size_t batch, int trai
     }
     const float *f_in;
     EX_TRY(ex_norm_forward(&m->final_ln, m->xs[m->cfg.depth], rows, &f_in));
-    EX_TRY(srp_token_select_forward(f_in, batch, T, D, 0, m->cls_out));
-    EX_TRY(srp_linear_forward(m->head, m->cls_out, batch, m->logits, training));
+    if (m->cfg.pool == VIT_POOL_MEAN)
+        EX_TRY(srp_mean_pool_forward(f_in, batch, T, D, m->pooled));
+    else
+        EX_TRY(srp_token_select_forward(f_in, batch, T, D, 0, m->pooled));
+    EX_TRY(srp_linear_forward(m->head, m->pooled, batch, m->logits, training));
     if (logits)
         *logits = m->logits;
     return SRP_OK;
@@ -302,14 +321,17 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
     const int ln = m->cfg.layernorm;
     float *ds = m->d_stream; /* gradient of the residual stream, block by block */
 
-    EX_TRY(srp_linear_backward(m->head, m->cls_out, dlogits, batch, m->d_cls_out));
+    EX_TRY(srp_linear_backward(m->head, m->pooled, dlogits, batch, m->d_pooled));
+    /* d(pooled) -> d(final stream): into d_branch before a LayerNorm, else ds */
+    float *d_final = ln ? m->d_branch : ds;
+    if (m->cfg.pool == VIT_POOL_MEAN)
+        EX_TRY(srp_mean_pool_backward(m->d_pooled, batch, T, D, d_final));
+    else
+        EX_TRY(srp_token_select_backward(m->d_pooled, batch, T, D, 0, d_final));
     if (ln) {
-        EX_TRY(srp_token_select_backward(m->d_cls_out, batch, T, D, 0, m->d_branch));
         EX_TRY(srp_layernorm_backward(m->xs[m->cfg.depth], m->final_ln.w, m->final_ln.mean,
                                       m->final_ln.rstd, m->d_branch, rows, D, ds, m->final_ln.dw,
                                       m->final_ln.db));
-    } else {
-        EX_TRY(srp_token_select_backward(m->d_cls_out, batch, T, D, 0, ds));
     }
     for (size_t l = m->cfg.depth; l-- > 0;) {
         vit_block *blk = &m->blocks[l];

@@ -3,11 +3,13 @@
  *   patchify (p x p, row-major patch order, each patch [C][p][p])
  *   -> patch embedding (sigmaReparam linear C*p*p -> D)
  * or, with a convolutional stem (stem.h) of L layers, the last of K channels:
- *   L x { 3x3 convolution (a sigmaReparam linear over each pixel's 3x3
- *   neighbourhood, zero padding) -> GELU } -> patches [p][p][K] -> linear p*p*K -> D
+ *   L x { 3x3 convolution (a sigmaReparam linear over each output pixel's
+ *   3x3 window, zero padding, a stride) -> GELU } -> patches [p][p][K] of
+ *   the last map -> linear p*p*K -> D
  *   -> [CLS | patches] + position embedding                 [B][T][D], T = P + 1
  *   -> depth x { x = x + attn(ln1(x)); x = x + fc2(gelu(fc1(ln2(x)))) }
- *   -> (final LayerNorm) -> CLS token -> head (sigmaReparam linear D -> classes)
+ *   -> (final LayerNorm) -> CLS token, or the mean of all T tokens (pool)
+ *   -> head (sigmaReparam linear D -> classes)
  *
  * LayerNorms are optional and off by default: with sigmaReparam the paper
  * trains without them. With sigma_reparam = 0 every linear is a plain one
@@ -25,16 +27,22 @@
 #include "common/tensors.h"
 #include "stem.h"
 
+/* What the head reads: the class token (ViT, the official code), or the
+ * mean of all tokens, the class token included (global average pooling). */
+typedef enum { VIT_POOL_CLS = 0, VIT_POOL_MEAN = 1 } vit_pool;
+
 typedef struct {
     size_t channels, image_size, patch;         /* 1, 28, 4 */
     size_t dim, depth, heads, mlp_dim, classes; /* 128, 6, 4, 256, 10 */
     size_t max_batch;                           /* 128 */
     size_t stem_layers;                         /* 0: no convolutional stem (stem.h) */
     size_t stem_channels[VIT_STEM_MAX_LAYERS];  /* each stem layer's channels */
+    size_t stem_strides[VIT_STEM_MAX_LAYERS];   /* and stride (1s) */
     int sigma_reparam;                          /* 1 */
     int layernorm;                              /* 0 */
     srp_gamma_init gamma_init;                  /* SRP_GAMMA_INIT_SIGMA0 */
     srp_qkv_sigma qkv_sigma;                    /* SRP_QKV_SIGMA_FUSED */
+    vit_pool pool;                              /* VIT_POOL_CLS */
     float init_gain;                            /* weights ~ N(0, 0.02 gain), truncated */
     uint64_t seed;
 } vit_config;
@@ -43,6 +51,10 @@ typedef struct {
  * MLP 256, batch 128, 10 classes); vit-lite-train's defaults differ (patch 7,
  * a larger init: vit_options.c). */
 vit_config vit_config_default(void);
+
+/* The side of the map the patches are cut from: the image's, or the
+ * stem's last map (smaller by its strides); 0 for a stride of 0. */
+size_t vit_patched_side(const vit_config *c);
 
 typedef struct vit_model vit_model;
 

@@ -64,6 +64,10 @@ static ex_code official_tensors(vit_model *m, int for_import, official_list *o, 
         return ex_fail(err, EX_USAGE,
                        "the official model has one qkv linear per block: safetensors files need "
                        "--qkv-sigma fused");
+    if (c->pool != VIT_POOL_CLS)
+        return ex_fail(err, EX_USAGE,
+                       "the official model's head reads the class token: safetensors files need "
+                       "--pool cls");
     if (c->stem_layers)
         return ex_fail(err, EX_USAGE,
                        "the official model has no convolutional stem: safetensors files need "

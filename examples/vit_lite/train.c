@@ -161,9 +161,15 @@ static ex_code build(trainer *t, ex_error *err)
 {
     vit_options *o = &t->opt;
     const vit_dataset *tr = &t->data.train;
-    if (tr->height != tr->width || tr->height % o->model.patch != 0)
-        return ex_fail(err, EX_USAGE, "images are %zux%zu, which patches of %zu do not tile",
-                       tr->height, tr->width, o->model.patch);
+    if (tr->height != tr->width)
+        return ex_fail(err, EX_USAGE, "images are %zux%zu: the model takes square ones", tr->height,
+                       tr->width);
+    o->model.image_size = tr->height;
+    const size_t side = vit_patched_side(&o->model);
+    if (side % o->model.patch != 0)
+        return ex_fail(err, EX_USAGE, "%s %zux%zu, which patches of %zu do not tile",
+                       o->model.stem_layers ? "the stem's last map is" : "images are", side, side,
+                       o->model.patch);
     if (tr->count < o->batch)
         return ex_fail(err, EX_USAGE, "the training set (%zu images) is smaller than a batch (%zu)",
                        tr->count, o->batch);
@@ -171,7 +177,6 @@ static ex_code build(trainer *t, ex_error *err)
     if (code != EX_OK)
         return code;
     o->model.channels = tr->channels;
-    o->model.image_size = tr->height;
     o->model.classes = (size_t)tr->classes;
     o->model.max_batch = t->local_batch;
     o->model.seed = o->seed;

@@ -16,10 +16,12 @@ static const ex_opt_spec k_specs[] = {
      "attention heads (must divide --dim)"},
     {"mlp-dim", EX_OPT_SIZE, OFF(model.mlp_dim), 1, 16384, NULL, 0, 1, "hidden width of the MLPs"},
     {"patch", EX_OPT_SIZE, OFF(model.patch), 1, 64, NULL, 0, 1,
-     "patch side (must divide the image side)"},
+     "patch side, in pixels of the map it cuts (the image, or the stem's last map); must "
+     "divide that map's side"},
     {"stem", EX_OPT_STRING, OFF(stem), 0, 0, "LIST", 0, 1,
      "a convolutional stem before the patch embedding: one 3x3 sigmaReparam convolution and "
-     "GELU per entry, with that many channels (default 32,32; 0: none)"},
+     "GELU per entry, with that many channels, and K/s for a stride of s (default 32,32; "
+     "e.g. 32/2,64/2,128/2 with --patch 1: 28 -> 14 -> 7 -> 4 pixels; 0: none)"},
     {"no-sn", EX_OPT_FLAG, OFF(sigma_reparam), 0, 0, NULL, 0, 1,
      "plain linears instead of sigmaReparam (the paper's baseline)"},
     {"layernorm", EX_OPT_FLAG, OFF(layernorm), 0, 0, NULL, 1, 1,
@@ -28,6 +30,8 @@ static const ex_opt_spec k_specs[] = {
      "gamma0 = sigma(W0) (official PyTorch) or 1 (the paper)"},
     {"qkv-sigma", EX_OPT_CHOICE, OFF(qkv_sigma), 0, 0, "fused|qk-v|separate", 0, 1,
      "one sigma for the fused qkv, q and k sharing one, or q, k, v one each"},
+    {"pool", EX_OPT_CHOICE, OFF(pool), 0, 0, "cls|mean", 0, 1,
+     "what the head reads: the class token, or the mean of all tokens"},
     {"init-gain", EX_OPT_FLOAT, OFF(model.init_gain), 1e-4, 100, NULL, 0, 1,
      "weights ~ truncated N(0, 0.02 gain)"},
     /* optimization */
@@ -170,7 +174,8 @@ void vit_options_default(vit_options *o)
     o->collapse_fraction = 0.1f;
     o->collapse_drop = 0.8f;
     o->collapse_window = 200;
-    vit_stem_parse(o->stem, &o->model.stem_layers, o->model.stem_channels); /* as the string says */
+    vit_stem_parse(o->stem, &o->model.stem_layers, o->model.stem_channels,
+                   o->model.stem_strides); /* as the string says */
 }
 
 void vit_options_usage(const char *prog, FILE *to)
@@ -191,10 +196,13 @@ ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
     o->model.layernorm = o->layernorm;
     o->model.gamma_init = (srp_gamma_init)o->gamma_init;
     o->model.qkv_sigma = (srp_qkv_sigma)o->qkv_sigma;
-    if (vit_stem_parse(o->stem, &o->model.stem_layers, o->model.stem_channels) != 0)
+    o->model.pool = (vit_pool)o->pool;
+    if (vit_stem_parse(o->stem, &o->model.stem_layers, o->model.stem_channels,
+                       o->model.stem_strides) != 0)
         return ex_fail(err, EX_USAGE,
-                       "--stem %s: give 0, or up to %d channel counts from 1 to 1024, e.g. 16,32",
-                       o->stem, VIT_STEM_MAX_LAYERS);
+                       "--stem %s: give 0, or up to %d channel counts from 1 to 1024, each with "
+                       "an optional stride from 1 to %d, e.g. 16,32/2",
+                       o->stem, VIT_STEM_MAX_LAYERS, VIT_STEM_MAX_STRIDE);
     if (o->model.dim % o->model.heads != 0)
         return ex_fail(err, EX_USAGE, "--heads %zu must divide --dim %zu", o->model.heads,
                        o->model.dim);
@@ -220,7 +228,8 @@ void vit_options_fingerprint(const vit_options *o, char *buf, size_t len)
 {
     /* The stem as parsed, so that "32, 32" and "32,32" are the same run. */
     char stem[VIT_STEM_TEXT_MAX];
-    vit_stem_format(o->model.stem_layers, o->model.stem_channels, stem, sizeof(stem));
+    vit_stem_format(o->model.stem_layers, o->model.stem_channels, o->model.stem_strides, stem,
+                    sizeof(stem));
     vit_options canonical = *o;
     canonical.stem = stem;
     ex_options_fingerprint(&k_table, &canonical, buf, len);

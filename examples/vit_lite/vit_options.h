@@ -38,6 +38,7 @@ typedef struct {
     int tta_flip;                 /* evaluate on each image and its mirror */
     int gamma_init;               /* srp_gamma_init, copied into model */
     int qkv_sigma;                /* srp_qkv_sigma, copied into model */
+    int pool;                     /* vit_pool, copied into model */
     int sigma_reparam, layernorm; /* copied into model */
     const char *stem;             /* "16,32": the stem's channels, parsed into model */
 

@@ -2,9 +2,9 @@
  * update. The default is the benchmark configuration (28x28x1, patch 4 ->
  * 50 tokens, D 128, depth 6, 4 heads, MLP 256, batch 128, 10 classes,
  * sigmaReparam, no LayerNorm); the model flags bench any other, such as the
- * trainer's default (--patch 7 --stem 32,32). Reports the median step time, images/s,
- * the model's GFLOP/s and its share of the best sgemm peak measured in the
- * same run (MFU). --breakdown adds where the step's time goes (the library's
+ * trainer's default (--patch 7 --stem 48/2,96/2,128/2,128). Reports the
+ * median step time, images/s, the model's GFLOP/s and its share of the best
+ * sgemm peak measured in the same run (MFU). --breakdown adds where the step's time goes (the library's
  * profiler; "model glue" is the rest: the example's own loops).
  * bench/torch_train_step.py times the same model in PyTorch;
  * scripts/compare-pytorch.sh runs the two in turns. */
@@ -103,7 +103,8 @@ static double step_flops(const vit_config *c, size_t tokens)
         stem += 3.0 * 2.0 * pixels * 9.0 * (double)in * (double)c->stem_channels[l];
         in = c->stem_channels[l];
     }
-    const double embed = 3.0 * 2.0 * patches * D * (double)(in * c->patch * c->patch);
+    const size_t q = vit_embed_patch(c); /* the embedding's patch side on its map */
+    const double embed = 3.0 * 2.0 * patches * D * (double)(in * q * q);
     return per_block * (double)c->depth + stem + embed +
            3.0 * 2.0 * (double)c->max_batch * D * c->classes;
 }
@@ -141,13 +142,13 @@ int main(int argc, char **argv)
         argc, argv,
         "  --patch N, --dim N, --depth N, --heads N, --mlp-dim N, --batch N, --stem LIST,\n"
         "  --no-sn       the model (default: the benchmark configuration, patch 4, no\n"
-        "                stem; the trainer's model is --patch 7 --stem 32,32)\n"
+        "                stem; the trainer's model is --patch 7 --stem 48/2,96/2,128/2,128)\n"
         "  --breakdown   also print where the step's time goes\n",
         on_flag, &f);
     vit_config cfg = f.model;
-    if (vit_patched_side(&cfg) % cfg.patch != 0 || cfg.dim % cfg.heads != 0) {
-        fprintf(stderr, "bench_train: --patch must divide the side of the map it cuts (28, or "
-                        "the stem's last map) and --heads must divide --dim\n");
+    if (vit_embed_patch(&cfg) == 0 || cfg.dim % cfg.heads != 0) {
+        fprintf(stderr, "bench_train: --patch must divide 28, its grid the stem's last map, and "
+                        "--heads must divide --dim\n");
         return 2;
     }
     int threads[2];

@@ -257,7 +257,7 @@ static void test_model_backward_matches_differences(void **state)
     /* without LayerNorms, with them, with a stem of one and of two
      * convolutions, the head on the mean of the tokens (without, then with
      * LayerNorms), and a stem of three convolutions at stride 2 (28 -> 14
-     * -> 7 -> 4 pixels) cut into 2x2 patches */
+     * -> 7 -> 4 pixels) */
     for (int variant = 0; variant < 7; variant++) {
         const int ln = variant == 1 || variant == 5;
         vit_config c = small_config(8, 3);
@@ -267,9 +267,9 @@ static void test_model_backward_matches_differences(void **state)
         c.stem_channels[0] = 3;
         c.stem_channels[1] = 2;
         c.stem_channels[2] = 3;
-        if (variant == 6) {
+        if (variant == 6) { /* patches of 14: a 2x2 grid, 2x2 pixels of the 4x4 map each */
             c.stem_strides[0] = c.stem_strides[1] = c.stem_strides[2] = 2;
-            c.patch = 2;
+            c.patch = 14;
         }
         c.init_gain = 10.0f;
         c.seed = 5;
@@ -538,12 +538,14 @@ static void test_cli_errors(void **state)
         assert_int_equal(run_train(bad[i], out, sizeof(out)), 2);
         assert_non_null(strstr(out, "up to 4 channel counts"));
     }
-    /* patches that do not tile the stem's last map (28 -> 14 at stride 2) */
+    /* a patch grid that does not tile the stem's last map (28 -> 14 at
+     * stride 2; patches of 7: a 4x4 grid) */
     assert_int_equal(run_train("--dataset synthetic --synthetic-train 64 --synthetic-test 16 "
-                               "--stem 4/2 --patch 4",
+                               "--stem 4/2 --patch 7",
                                out, sizeof(out)),
                      2);
-    assert_non_null(strstr(out, "the stem's last map is 14x14, which patches of 4 do not tile"));
+    assert_non_null(
+        strstr(out, "the stem's last map is 14x14, which a 4x4 grid of patches does not tile"));
     assert_int_equal(run_train("--help", out, sizeof(out)), 0);
     assert_non_null(strstr(out, "--stop-on-collapse"));
 

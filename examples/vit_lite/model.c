@@ -65,7 +65,7 @@ vit_config vit_config_default(void)
     return c;
 }
 
-size_t vit_patched_side(const vit_config *c)
+size_t vit_stem_side(const vit_config *c)
 {
     size_t side = c->image_size;
     for (size_t l = 0; l < c->stem_layers && l < VIT_STEM_MAX_LAYERS; l++) {
@@ -74,6 +74,14 @@ size_t vit_patched_side(const vit_config *c)
         side = vit_stem_out_side(side, c->stem_strides[l]);
     }
     return side;
+}
+
+size_t vit_embed_patch(const vit_config *c)
+{
+    if (c->patch == 0 || c->image_size % c->patch != 0)
+        return 0;
+    const size_t grid = c->image_size / c->patch, side = vit_stem_side(c);
+    return grid && side % grid == 0 ? side / grid : 0;
 }
 
 /* A linear's configuration in this model; its seed drawn from rng (NULL:
@@ -96,19 +104,20 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     *out = NULL;
     const vit_config *c = cfg;
     if (c->channels == 0 || c->image_size == 0 || c->stem_layers > VIT_STEM_MAX_LAYERS ||
-        c->patch == 0 || vit_patched_side(c) == 0 || vit_patched_side(c) % c->patch != 0 ||
-        c->dim == 0 || c->depth == 0 || c->heads == 0 || c->dim % c->heads != 0 ||
-        c->mlp_dim == 0 || c->classes < 2 || c->max_batch == 0 || !(c->init_gain > 0.0f))
+        vit_embed_patch(c) == 0 || c->dim == 0 || c->depth == 0 || c->heads == 0 ||
+        c->dim % c->heads != 0 || c->mlp_dim == 0 || c->classes < 2 || c->max_batch == 0 ||
+        !(c->init_gain > 0.0f))
         return SRP_ERR_INVALID_ARG;
     vit_model *m = calloc(1, sizeof(*m));
     if (!m)
         return SRP_ERR_NOMEM;
     m->cfg = *c;
-    const size_t side = vit_patched_side(c) / c->patch, D = c->dim, B = c->max_batch;
+    const size_t side = c->image_size / c->patch, D = c->dim, B = c->max_batch;
     m->patches = side * side;
     m->tokens = m->patches + 1;
     const size_t K = c->stem_layers ? c->stem_channels[c->stem_layers - 1] : 0;
-    m->patch_len = (K ? K : c->channels) * c->patch * c->patch;
+    const size_t q = vit_embed_patch(c);
+    m->patch_len = (K ? K : c->channels) * q * q;
     const size_t rows = B * m->tokens;
     srp_status st = SRP_ERR_NOMEM;
     srp_rng rng;
@@ -118,7 +127,7 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     if (K) {
         lc = linear_config(c, 1, 1, NULL); /* the stem sets the sizes and seeds */
         if ((st = vit_stem_init(&m->stem, c->stem_layers, c->stem_channels, c->stem_strides,
-                                c->channels, c->image_size, c->patch, B, &lc, &rng, &m->linears)) !=
+                                c->channels, c->image_size, q, B, &lc, &rng, &m->linears)) !=
             SRP_OK)
             goto fail;
     }

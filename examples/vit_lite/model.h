@@ -4,8 +4,9 @@
  *   -> patch embedding (sigmaReparam linear C*p*p -> D)
  * or, with a convolutional stem (stem.h) of L layers, the last of K channels:
  *   L x { 3x3 convolution (a sigmaReparam linear over each output pixel's
- *   3x3 window, zero padding, a stride) -> GELU } -> patches [p][p][K] of
- *   the last map -> linear p*p*K -> D
+ *   3x3 window, zero padding, a stride) -> GELU } -> the last map cut into
+ *   the same grid of patches, [q][q][K] each (q = its side / grid side)
+ *   -> linear q*q*K -> D
  *   -> [CLS | patches] + position embedding                 [B][T][D], T = P + 1
  *   -> depth x { x = x + attn(ln1(x)); x = x + fc2(gelu(fc1(ln2(x)))) }
  *   -> (final LayerNorm) -> CLS token, or the mean of all T tokens (pool)
@@ -52,9 +53,15 @@ typedef struct {
  * a larger init: vit_options.c). */
 vit_config vit_config_default(void);
 
-/* The side of the map the patches are cut from: the image's, or the
- * stem's last map (smaller by its strides); 0 for a stride of 0. */
-size_t vit_patched_side(const vit_config *c);
+/* The side of the squares the patch embedding reads, in pixels of the
+ * map it cuts: without a stem, the patch itself; with one, the stem's last
+ * map (smaller by its strides) cut into the same grid of image_size /
+ * patch squares a side (28 -> 4 at stride 2, three times: 1 for patch 7).
+ * 0 when the patches or that grid do not tile their map. */
+size_t vit_embed_patch(const vit_config *c);
+/* The stem's last map's side (the image's without a stem); 0 for a stride
+ * of 0. */
+size_t vit_stem_side(const vit_config *c);
 
 typedef struct vit_model vit_model;
 

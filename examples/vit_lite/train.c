@@ -165,11 +165,16 @@ static ex_code build(trainer *t, ex_error *err)
         return ex_fail(err, EX_USAGE, "images are %zux%zu: the model takes square ones", tr->height,
                        tr->width);
     o->model.image_size = tr->height;
-    const size_t side = vit_patched_side(&o->model);
-    if (side % o->model.patch != 0)
-        return ex_fail(err, EX_USAGE, "%s %zux%zu, which patches of %zu do not tile",
-                       o->model.stem_layers ? "the stem's last map is" : "images are", side, side,
-                       o->model.patch);
+    if (tr->height % o->model.patch != 0)
+        return ex_fail(err, EX_USAGE, "images are %zux%zu, which patches of %zu do not tile",
+                       tr->height, tr->width, o->model.patch);
+    if (vit_embed_patch(&o->model) == 0) {
+        const size_t side = vit_stem_side(&o->model), grid = tr->height / o->model.patch;
+        return ex_fail(err, EX_USAGE,
+                       "the stem's last map is %zux%zu, which a %zux%zu grid of patches does not "
+                       "tile",
+                       side, side, grid, grid);
+    }
     if (tr->count < o->batch)
         return ex_fail(err, EX_USAGE, "the training set (%zu images) is smaller than a batch (%zu)",
                        tr->count, o->batch);

@@ -16,12 +16,13 @@ static const ex_opt_spec k_specs[] = {
      "attention heads (must divide --dim)"},
     {"mlp-dim", EX_OPT_SIZE, OFF(model.mlp_dim), 1, 16384, NULL, 0, 1, "hidden width of the MLPs"},
     {"patch", EX_OPT_SIZE, OFF(model.patch), 1, 64, NULL, 0, 1,
-     "patch side, in pixels of the map it cuts (the image, or the stem's last map); must "
-     "divide that map's side"},
+     "patch side (must divide the image side): the tokens' grid; a stem's last map is cut "
+     "into the same grid"},
     {"stem", EX_OPT_STRING, OFF(stem), 0, 0, "LIST", 0, 1,
      "a convolutional stem before the patch embedding: one 3x3 sigmaReparam convolution and "
-     "GELU per entry, with that many channels, and K/s for a stride of s (default 32,32; "
-     "e.g. 32/2,64/2,128/2 with --patch 1: 28 -> 14 -> 7 -> 4 pixels; 0: none)"},
+     "GELU per entry, K channels, K/s for a stride of s (28 -> 14 -> 7 -> 4 pixels at "
+     "stride 2); its last map must split into the patches' grid (default "
+     "48/2,96/2,128/2,128; 0: none)"},
     {"no-sn", EX_OPT_FLAG, OFF(sigma_reparam), 0, 0, NULL, 0, 1,
      "plain linears instead of sigmaReparam (the paper's baseline)"},
     {"layernorm", EX_OPT_FLAG, OFF(layernorm), 0, 0, NULL, 1, 1,
@@ -127,9 +128,11 @@ const char *vit_dataset_name(int kind)
 /* The defaults are the recipe chosen on the validation split for
  * Fashion-MNIST within a 10-minute budget on 2 cores (docs/vit-lite-recipe.md):
  * sigmaReparam with the official gamma0 = sigma(W0) on weights 4x the usual
- * init, a stem of two 3x3 convolutions (32 channels each) before 7x7 patches
- * (16 tokens + CLS), LARS with Nesterov momentum and the trust ratio on the
- * gammas too, label smoothing 0.1, random flips and erasing, 10 epochs, and
+ * init, a stem of four 3x3 convolutions (48, 96 and 128 channels at stride
+ * 2: 28 -> 14 -> 7 -> 4 pixels, then 128 at stride 1) whose 4x4 map gives
+ * the 16 tokens (+ CLS) of 7x7 patches, LARS with Nesterov momentum and the
+ * trust ratio on the gammas too, label smoothing 0.1, random flips and
+ * erasing, 12 epochs, and
  * evaluation of a weight average with test-time flips; no warmup, no
  * LayerNorm, no weight decay. */
 void vit_options_default(vit_options *o)
@@ -159,9 +162,9 @@ void vit_options_default(vit_options *o)
     o->erase = 0.25f;
     o->ema = 0.998f;
     o->tta_flip = 1;
-    o->stem = "32,32";
+    o->stem = "48/2,96/2,128/2,128";
     o->report_at = "0.9,0.925";
-    o->epochs = 10;
+    o->epochs = 12;
     o->batch = 128;
     o->threads = 0;
     o->seed = 0;

@@ -34,7 +34,7 @@ DIM, DEPTH, HEADS, MLP, PATCH, CLASSES, IMAGE = 64, 2, 4, 128, 7, 10, 28
 # without test-time flips, from the weights themselves, not an average.
 FLAGS = ["--dim", str(DIM), "--depth", str(DEPTH), "--heads", str(HEADS),
          "--mlp-dim", str(MLP), "--patch", str(PATCH), "--threads", "2",
-         "--stem", "0", "--ema", "0", "--no-tta-flip"]
+         "--stem", "0", "--qkv-sigma", "fused", "--ema", "0", "--no-tta-flip"]
 TOLERANCE = 1e-4
 DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "U64": np.uint64, "U8": np.uint8}
 

@@ -128,11 +128,11 @@ const char *vit_dataset_name(int kind)
 /* The defaults are the recipe chosen on the validation split for
  * Fashion-MNIST within a 10-minute budget on 2 cores (docs/vit-lite-recipe.md):
  * sigmaReparam with the official gamma0 = sigma(W0) on weights 4x the usual
- * init, a stem of four 3x3 convolutions (48, 96 and 128 channels at stride
- * 2: 28 -> 14 -> 7 -> 4 pixels, then 128 at stride 1) whose 4x4 map gives
- * the 16 tokens (+ CLS) of 7x7 patches, LARS with Nesterov momentum and the
- * trust ratio on the gammas too, label smoothing 0.1, random flips and
- * erasing, 12 epochs, and
+ * init, q, k and v each under their own sigma, a stem of four 3x3
+ * convolutions (48, 96 and 128 channels at stride 2: 28 -> 14 -> 7 -> 4
+ * pixels, then 128 at stride 1) whose 4x4 map gives the 16 tokens (+ CLS)
+ * of 7x7 patches, LARS with Nesterov momentum and the trust ratio on the
+ * gammas too, label smoothing 0.1, random flips and erasing, 12 epochs, and
  * evaluation of a weight average with test-time flips; no warmup, no
  * LayerNorm, no weight decay. */
 void vit_options_default(vit_options *o)
@@ -144,6 +144,7 @@ void vit_options_default(vit_options *o)
     o->sigma_reparam = 1;
     o->layernorm = 0;
     o->gamma_init = SRP_GAMMA_INIT_SIGMA0;
+    o->qkv_sigma = SRP_QKV_SIGMA_SEPARATE;
     o->optimizer = SRP_OPTIM_LARS;
     o->lr = 2.0f;
     o->momentum = 0.9f;

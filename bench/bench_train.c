@@ -4,8 +4,9 @@
  * sigmaReparam, no LayerNorm); the model flags bench any other, such as the
  * trainer's default (--patch 7 --stem 48/2,96/2,128/2,128). Reports the
  * median step time, images/s, the model's GFLOP/s and its share of the best
- * sgemm peak measured in the same run (MFU). --breakdown adds where the step's time goes (the library's
- * profiler; "model glue" is the rest: the example's own loops).
+ * sgemm peak measured in the same run (MFU). --breakdown adds where the
+ * step's time goes (the library's profiler; "model glue" is the rest: the
+ * example's own loops).
  * bench/torch_train_step.py times the same model in PyTorch;
  * scripts/compare-pytorch.sh runs the two in turns. */
 #include <stdio.h>

@@ -11,6 +11,8 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include "stem.h"
+
 #define PLAN_SHAPES 3
 
 /* A primitive with the scratchpad it runs in, allocated with it (user
@@ -223,7 +225,7 @@ srp_status vit_conv3x3_create(vit_conv3x3 **out, size_t in_side, size_t stride, 
         return SRP_ERR_NOMEM;
     c->in_side = in_side;
     c->stride = stride;
-    c->out_side = (in_side - 1) / stride + 1;
+    c->out_side = vit_stem_out_side(in_side, stride);
     c->c_in = in_channels;
     c->c_out = out_channels;
     c->input_grad = input_grad != 0;

@@ -103,10 +103,10 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         return SRP_ERR_INVALID_ARG;
     *out = NULL;
     const vit_config *c = cfg;
-    if (c->channels == 0 || c->image_size == 0 || c->stem_layers > VIT_STEM_MAX_LAYERS ||
-        vit_embed_patch(c) == 0 || c->dim == 0 || c->depth == 0 || c->heads == 0 ||
-        c->dim % c->heads != 0 || c->mlp_dim == 0 || c->classes < 2 || c->max_batch == 0 ||
-        !(c->init_gain > 0.0f))
+    const size_t q = vit_embed_patch(c); /* 0: the patches do not tile their map */
+    if (c->channels == 0 || c->image_size == 0 || c->stem_layers > VIT_STEM_MAX_LAYERS || q == 0 ||
+        c->dim == 0 || c->depth == 0 || c->heads == 0 || c->dim % c->heads != 0 ||
+        c->mlp_dim == 0 || c->classes < 2 || c->max_batch == 0 || !(c->init_gain > 0.0f))
         return SRP_ERR_INVALID_ARG;
     vit_model *m = calloc(1, sizeof(*m));
     if (!m)
@@ -116,7 +116,6 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     m->patches = side * side;
     m->tokens = m->patches + 1;
     const size_t K = c->stem_layers ? c->stem_channels[c->stem_layers - 1] : 0;
-    const size_t q = vit_embed_patch(c);
     m->patch_len = (K ? K : c->channels) * q * q;
     const size_t rows = B * m->tokens;
     srp_status st = SRP_ERR_NOMEM;

@@ -122,16 +122,6 @@ void vit_stem_format(size_t layers, const size_t *channels, const size_t *stride
     }
 }
 
-/* The raster index y * side + x of the pixel at patch-order index r of a
- * map of this side. */
-static size_t raster_index(size_t side, size_t patch, size_t r)
-{
-    const size_t per_row = side / patch, in_patch = r % (patch * patch), q = r / (patch * patch);
-    const size_t y = (q / per_row) * patch + in_patch / patch,
-                 x = (q % per_row) * patch + in_patch % patch;
-    return y * side + x;
-}
-
 static size_t in_channels_of(const vit_stem *s, size_t l)
 {
     return l == 0 ? s->in_channels : s->channels[l - 1];
@@ -154,6 +144,16 @@ static size_t largest_map(const vit_stem *s, int columns)
 
 /* The buffers and convolutions of one way of computing the layers. */
 #ifdef VIT_STEM_ONEDNN
+/* The raster index y * side + x of the pixel at patch-order index r of a
+ * map of this side. */
+static size_t raster_index(size_t side, size_t patch, size_t r)
+{
+    const size_t per_row = side / patch, in_patch = r % (patch * patch), q = r / (patch * patch);
+    const size_t y = (q / per_row) * patch + in_patch / patch,
+                 x = (q % per_row) * patch + in_patch % patch;
+    return y * side + x;
+}
+
 /* The most channels of any layer's output (K_max) or input (C_max). */
 static size_t widest(const vit_stem *s, int inputs)
 {
@@ -165,12 +165,17 @@ static size_t widest(const vit_stem *s, int inputs)
     return w;
 }
 
-static srp_status alloc_convolutions(vit_stem *s)
+static srp_status alloc_convolutions(vit_stem *s, size_t patch)
 {
-    const size_t K_last = s->channels[s->layers - 1];
+    const size_t K_last = s->channels[s->layers - 1], last_pixels = pixels_of(s, s->layers);
+    s->patch_order = malloc(sizeof(int) * last_pixels);
+    if (!s->patch_order)
+        return SRP_ERR_NOMEM;
+    for (size_t r = 0; r < last_pixels; r++)
+        s->patch_order[raster_index(s->sides[s->layers], patch, r)] = (int)r;
     if (!ex_alloc_floats(&s->dw_hat, widest(s, 0) * 9 * widest(s, 1)) ||
         !ex_alloc_floats(&s->db, widest(s, 0)) || !ex_alloc_floats(&s->zero_bias, widest(s, 0)) ||
-        !ex_alloc_floats(&s->patch_out, s->max_batch * pixels_of(s, s->layers) * K_last) ||
+        !ex_alloc_floats(&s->patch_out, s->max_batch * last_pixels * K_last) ||
         !ex_alloc_floats(&s->d_maps, largest_map(s, 0)))
         return SRP_ERR_NOMEM;
     memset(s->zero_bias, 0, sizeof(float) * widest(s, 0));
@@ -221,14 +226,10 @@ srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, con
     memcpy(s->strides, strides, sizeof(size_t) * layers);
     s->in_channels = in_channels;
     s->max_batch = max_batch;
-    const size_t last_pixels = pixels_of(s, layers);
     srp_status st = SRP_ERR_NOMEM;
-    s->patch_order = malloc(sizeof(int) * last_pixels);
-    if (!s->patch_order || !ex_alloc_floats(&s->in, max_batch * pixels_of(s, 0) * in_channels) ||
+    if (!ex_alloc_floats(&s->in, max_batch * pixels_of(s, 0) * in_channels) ||
         !ex_alloc_floats(&s->d_features, largest_map(s, 0)))
         goto fail;
-    for (size_t r = 0; r < last_pixels; r++)
-        s->patch_order[raster_index(s->sides[layers], patch, r)] = (int)r;
     for (size_t l = 0; l < layers; l++) {
         const size_t rows = max_batch * pixels_of(s, l + 1);
         srp_linear_config lc = *base;
@@ -246,7 +247,7 @@ srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, con
             goto fail;
     }
 #ifdef VIT_STEM_ONEDNN
-    st = alloc_convolutions(s);
+    st = alloc_convolutions(s, patch);
 #else
     st = alloc_columns(s, patch);
 #endif

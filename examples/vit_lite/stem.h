@@ -36,14 +36,14 @@ typedef struct {
     size_t sides[VIT_STEM_MAX_LAYERS + 1]; /* S_l: sides[0] the image's, sides[L] the output's */
     size_t in_channels, max_batch;         /* C, B */
     srp_linear *conv[VIT_STEM_MAX_LAYERS];
-    int *patch_order; /* [S_L^2]: the last map's raster index -> its index in patch order */
-    float *in;        /* [B][S_0^2][C]: the images, channels last, raster order */
+    float *in;                       /* [B][S_0^2][C]: the images, channels last, raster order */
     float *pre[VIT_STEM_MAX_LAYERS]; /* [B*S_{l+1}^2][K_l]: layer l's output before its GELU */
     float *out[VIT_STEM_MAX_LAYERS]; /* [B*S_{l+1}^2][K_l]: after it */
     float *d_features;               /* [largest map]: d(output) from the caller, then
                                         backward scratch */
     /* oneDNN's convolutions; maps in raster order */
     struct vit_conv3x3 *op[VIT_STEM_MAX_LAYERS];
+    int *patch_order; /* [S_L^2]: the last map's raster index -> its index in patch order */
     float *w_hat[VIT_STEM_MAX_LAYERS]; /* [K_l][9*C_l]: the forward's kernels */
     float *dw_hat, *db, *zero_bias;    /* [K_max][9*C_max], [K_max], [K_max]: backward scratch */
     float *patch_out;                  /* [B*S_L^2][K_L]: the output, in patch order */

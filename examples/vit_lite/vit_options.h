@@ -40,7 +40,7 @@ typedef struct {
     int qkv_sigma;                /* srp_qkv_sigma, copied into model */
     int pool;                     /* vit_pool, copied into model */
     int sigma_reparam, layernorm; /* copied into model */
-    const char *stem;             /* "16,32": the stem's channels, parsed into model */
+    const char *stem;             /* "16,32/2": channels and strides, parsed into model */
 
     /* run */
     size_t epochs, batch;

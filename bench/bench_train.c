@@ -2,7 +2,8 @@
  * update. The default is the benchmark configuration (28x28x1, patch 4 ->
  * 50 tokens, D 128, depth 6, 4 heads, MLP 256, batch 128, 10 classes,
  * sigmaReparam, no LayerNorm); the model flags bench any other, such as the
- * trainer's default (--patch 7 --stem 48/2,96/2,128/2,128). Reports the
+ * trainer's default (--patch 7 --stem 48/2,96/2,128/2,128 --qkv-sigma
+ * separate). Reports the
  * median step time, images/s, the model's GFLOP/s and its share of the best
  * sgemm peak measured in the same run (MFU). --breakdown adds where the
  * step's time goes (the library's profiler; "model glue" is the rest: the
@@ -22,6 +23,9 @@ typedef struct {
     vit_config model;
     int breakdown;
 } train_flags;
+
+/* --qkv-sigma's values, the trainer's spellings, indexed by srp_qkv_sigma */
+static const char *const qkv_sigma_names[3] = {"fused", "qk-v", "separate"};
 
 static int parse_size(const char *v, size_t lo, size_t hi, size_t *out)
 {
@@ -50,6 +54,14 @@ static int on_flag(void *ctx, const char *flag, const char *next)
         const int ok = next && vit_stem_parse(next, &f->model.stem_layers, f->model.stem_channels,
                                               f->model.stem_strides) == 0;
         return ok ? 2 : 0;
+    }
+    if (strcmp(flag, "--qkv-sigma") == 0) {
+        for (size_t i = 0; next && i < 3; i++)
+            if (strcmp(next, qkv_sigma_names[i]) == 0) {
+                f->model.qkv_sigma = (srp_qkv_sigma)i;
+                return 2;
+            }
+        return 0;
     }
     if (strcmp(flag, "--no-sn") == 0) {
         f->model.sigma_reparam = 0;
@@ -142,8 +154,10 @@ int main(int argc, char **argv)
     bench_options o = bench_parse_args(
         argc, argv,
         "  --patch N, --dim N, --depth N, --heads N, --mlp-dim N, --batch N, --stem LIST,\n"
-        "  --no-sn       the model (default: the benchmark configuration, patch 4, no\n"
-        "                stem; the trainer's model is --patch 7 --stem 48/2,96/2,128/2,128)\n"
+        "  --qkv-sigma fused|qk-v|separate, --no-sn\n"
+        "                the model (default: the benchmark configuration, patch 4, no\n"
+        "                stem, one sigma for the fused qkv; the trainer's model is --patch 7\n"
+        "                --stem 48/2,96/2,128/2,128 --qkv-sigma separate)\n"
         "  --breakdown   also print where the step's time goes\n",
         on_flag, &f);
     vit_config cfg = f.model;
@@ -164,9 +178,10 @@ int main(int argc, char **argv)
         labels[i] = (int)(i % cfg.classes);
     if (!o.json)
         printf("patch %zu, dim %zu, depth %zu, heads %zu, mlp %zu, batch %zu, stem of %zu "
-               "layers, %s\n",
+               "layers, %s%s\n",
                cfg.patch, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_dim, B, cfg.stem_layers,
-               cfg.sigma_reparam ? "sigmaReparam" : "plain linears");
+               cfg.sigma_reparam ? "sigmaReparam, qkv sigma " : "plain linears",
+               cfg.sigma_reparam ? qkv_sigma_names[cfg.qkv_sigma] : "");
     if (!o.json)
         printf("%-7s %5s | %10s %9s %9s %8s | %9s %9s\n", "threads", "batch", "step_ms", "img/s",
                "GFLOP/s", "MFU", "peak", "best_peak");
@@ -192,12 +207,14 @@ int main(int argc, char **argv)
         const double gf = step_flops(&cfg, vit_tokens(model)) / sec * 1e-9;
         if (o.json)
             printf("{\"bench\":\"train_step\",\"threads\":%d,\"batch\":%zu,\"patch\":%zu,"
-                   "\"tokens\":%zu,\"dim\":%zu,\"depth\":%zu,\"sigma_reparam\":%d,\"step_ms\":%.3f,"
+                   "\"tokens\":%zu,\"dim\":%zu,\"depth\":%zu,\"sigma_reparam\":%d,\"qkv_sigma\":\"%"
+                   "s\","
+                   "\"step_ms\":%.3f,"
                    "\"images_per_s\":%.1f,\"gflops\":%.2f,\"sgemm_peak_gflops\":%.2f,"
                    "\"best_sgemm_peak_gflops\":%.2f,\"mfu\":%.4f}\n",
                    threads[t], B, cfg.patch, vit_tokens(model), cfg.dim, cfg.depth,
-                   cfg.sigma_reparam, sec * 1e3, (double)B / sec, gf, peaks.active, peaks.best,
-                   gf / peaks.best);
+                   cfg.sigma_reparam, qkv_sigma_names[cfg.qkv_sigma], sec * 1e3, (double)B / sec,
+                   gf, peaks.active, peaks.best, gf / peaks.best);
         else
             printf("%-7d %5zu | %10.2f %9.1f %9.1f %7.1f%% | %9.1f %9.1f\n", threads[t], B,
                    sec * 1e3, (double)B / sec, gf, 100.0 * gf / peaks.best, peaks.active,

@@ -156,7 +156,7 @@ void vit_options_default(vit_options *o)
     o->gamma_lars = 1;
     o->bias_lr_mult = 0.01f;
     o->schedule = SRP_LR_COSINE;
-    o->min_lr = 0.0f;
+    o->min_lr = 0.5f;
     o->clip = 0.0f;
     o->label_smoothing = 0.1f;
     o->augment = 1;

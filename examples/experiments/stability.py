@@ -26,8 +26,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VIT = os.path.join(ROOT, "build", "examples", "vit_lite", "vit-lite-train")
 # The study ran on the ViT-lite as it was before its convolutional stem,
-# random erasing, weight average and test-time flips became the defaults.
-VIT_PLAIN_RECIPE = ["--stem", "0", "--erase", "0", "--ema", "0", "--no-tta-flip"]
+# separate q, k, v sigmas, random erasing, weight average, test-time flips
+# and the cosine's floor became the defaults.
+VIT_PLAIN_RECIPE = ["--stem", "0", "--qkv-sigma", "fused", "--erase", "0", "--ema", "0",
+                    "--no-tta-flip", "--min-lr", "0"]
 LM = os.path.join(ROOT, "build", "examples", "char_lm", "char-lm-train")
 MULTS = [1, 2, 4, 8, 16]
 EXIT_NONFINITE = 3

@@ -3,11 +3,10 @@
  * 50 tokens, D 128, depth 6, 4 heads, MLP 256, batch 128, 10 classes,
  * sigmaReparam, no LayerNorm); the model flags bench any other, such as the
  * trainer's default (--patch 7 --stem 48/2,96/2,128/2,128 --qkv-sigma
- * separate). Reports the
- * median step time, images/s, the model's GFLOP/s and its share of the best
- * sgemm peak measured in the same run (MFU). --breakdown adds where the
- * step's time goes (the library's profiler; "model glue" is the rest: the
- * example's own loops).
+ * separate). Reports the median step time, images/s, the model's GFLOP/s
+ * and its share of the best sgemm peak measured in the same run (MFU).
+ * --breakdown adds where the step's time goes (the library's profiler;
+ * "model glue" is the rest: the example's own loops).
  * bench/torch_train_step.py times the same model in PyTorch;
  * scripts/compare-pytorch.sh runs the two in turns. */
 #include <stdio.h>
@@ -207,9 +206,8 @@ int main(int argc, char **argv)
         const double gf = step_flops(&cfg, vit_tokens(model)) / sec * 1e-9;
         if (o.json)
             printf("{\"bench\":\"train_step\",\"threads\":%d,\"batch\":%zu,\"patch\":%zu,"
-                   "\"tokens\":%zu,\"dim\":%zu,\"depth\":%zu,\"sigma_reparam\":%d,\"qkv_sigma\":\"%"
-                   "s\","
-                   "\"step_ms\":%.3f,"
+                   "\"tokens\":%zu,\"dim\":%zu,\"depth\":%zu,"
+                   "\"sigma_reparam\":%d,\"qkv_sigma\":\"%s\",\"step_ms\":%.3f,"
                    "\"images_per_s\":%.1f,\"gflops\":%.2f,\"sgemm_peak_gflops\":%.2f,"
                    "\"best_sgemm_peak_gflops\":%.2f,\"mfu\":%.4f}\n",
                    threads[t], B, cfg.patch, vit_tokens(model), cfg.dim, cfg.depth,

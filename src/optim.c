@@ -7,7 +7,9 @@
  * AdamW: p *= 1 - lr wd, m.lerp_(g, 1 - b1), v = b2 v + (1 - b2) g^2, eps
  * after the bias-corrected sqrt). Every update is elementwise in float, so
  * any thread count gives the same bits; the few reductions (norms for LARS
- * and clipping) are in double, on one thread, in a fixed order.
+ * and clipping) are in double, each tensor's on one thread, combined in a
+ * fixed order. The passes over many tensors share them out among the
+ * threads, whole tensors to each: most tensors are too small to split.
  *
  * The state (momentum buffers or Adam's m and v) is one block taken at
  * create: entry i's buffer b is state + offset[i] * buffers + b * size_i. */
@@ -30,6 +32,7 @@ struct srp_optim {
     const char **state_names; /* [count * buffers] */
     char *names;              /* all the strings above */
     uint64_t steps;
+    float *trust; /* [count] scratch: each entry's LARS trust ratio */
 };
 
 srp_param srp_param_make(const char *name, float *data, float *grad, size_t size,
@@ -148,12 +151,13 @@ srp_status srp_optim_create(srp_optim **out, const srp_param *params, size_t cou
     }
     o->params = malloc(sizeof(srp_param) * count);
     o->offset = malloc(sizeof(size_t) * count);
+    o->trust = malloc(sizeof(float) * count);
     o->names = malloc(chars);
     if (o->buffers > 0) {
         o->state = calloc(total * o->buffers, sizeof(float));
         o->state_names = malloc(sizeof(char *) * count * o->buffers);
     }
-    if (!o->params || !o->offset || !o->names ||
+    if (!o->params || !o->offset || !o->trust || !o->names ||
         (o->buffers > 0 && (!o->state || !o->state_names))) {
         srp_optim_destroy(o);
         return SRP_ERR_NOMEM;
@@ -194,6 +198,7 @@ void srp_optim_destroy(srp_optim *o)
     free(o->state);
     free(o->names);
     free(o->offset);
+    free(o->trust);
     free(o->params);
     free(o);
 }
@@ -272,11 +277,23 @@ static srp_status srp_optim_step_impl(srp_optim *o, float lr)
 {
     if (!o || !(lr >= 0.0f) || !isfinite(lr))
         return SRP_ERR_INVALID_ARG;
-    for (size_t i = 0; i < o->count; i++)
-        if (!srp_all_finite(o->params[i].grad, o->params[i].size))
-            return SRP_ERR_NUMERIC;
     const srp_optim_config *c = &o->cfg;
     const int decoupled = c->wd_mode == SRP_WD_DECOUPLED;
+    /* Every gradient checked, and the LARS ratios taken, before any entry
+     * changes: a non-finite gradient leaves the parameters as they were. */
+    const long count = (long)o->count;
+    int finite = 1;
+#pragma omp parallel for num_threads(srp_threads()) schedule(dynamic) reduction(&& : finite)
+    for (long i = 0; i < count; i++) {
+        const srp_param *p = &o->params[i];
+        finite = finite && srp_all_finite(p->grad, p->size);
+        o->trust[i] = c->kind == SRP_OPTIM_LARS && p->lars
+                          ? lars_trust(p->data, p->grad, p->size, (double)c->lars_eta,
+                                       p->weight_decay ? (double)c->weight_decay : 0.0)
+                          : 1.0f;
+    }
+    if (!finite)
+        return SRP_ERR_NUMERIC;
     for (size_t i = 0; i < o->count; i++) {
         const srp_param *p = &o->params[i];
         const float lr_e = lr * p->lr_mult;
@@ -286,11 +303,9 @@ static srp_status srp_optim_step_impl(srp_optim *o, float lr)
                         wd, decoupled, o->steps + 1);
             continue;
         }
-        float trust = 1.0f;
-        if (c->kind == SRP_OPTIM_LARS && p->lars)
-            trust = lars_trust(p->data, p->grad, p->size, (double)c->lars_eta, (double)wd);
         float *buf = o->buffers > 0 ? buffer_of(o, i, 0) : NULL;
-        sgd_update(p->data, p->grad, buf, p->size, c, lr_e, wd, decoupled, trust, o->steps == 0);
+        sgd_update(p->data, p->grad, buf, p->size, c, lr_e, wd, decoupled, o->trust[i],
+                   o->steps == 0);
     }
     o->steps++;
     return SRP_OK;
@@ -308,7 +323,9 @@ static void srp_optim_zero_grad_impl(srp_optim *o)
 {
     if (!o)
         return;
-    for (size_t i = 0; i < o->count; i++)
+    const long count = (long)o->count;
+#pragma omp parallel for num_threads(srp_threads()) schedule(dynamic)
+    for (long i = 0; i < count; i++)
         memset(o->params[i].grad, 0, o->params[i].size * sizeof(float));
 }
 
@@ -375,9 +392,19 @@ static srp_status srp_clip_grad_norm_impl(const srp_param *params, size_t count,
     for (size_t i = 0; i < count; i++)
         if (!params[i].grad || params[i].size == 0)
             return SRP_ERR_INVALID_ARG;
-    double sumsq = 0.0;
-    for (size_t i = 0; i < count; i++)
-        sumsq += srp_sumsq_f64(params[i].grad, params[i].size);
+    /* Each tensor's sum of squares on one thread, a group at a time, added
+     * in order: the bits of one thread. */
+    enum { GROUP = 64 };
+    double sumsq = 0.0, group_sums[GROUP];
+    for (size_t first = 0; first < count; first += GROUP) {
+        const long in_group = (long)(count - first < GROUP ? count - first : GROUP);
+#pragma omp parallel for num_threads(srp_threads()) schedule(dynamic)
+        for (long j = 0; j < in_group; j++)
+            group_sums[j] =
+                srp_sumsq_f64(params[first + (size_t)j].grad, params[first + (size_t)j].size);
+        for (long j = 0; j < in_group; j++)
+            sumsq += group_sums[j];
+    }
     const double norm = sqrt(sumsq);
     if (norm_out)
         *norm_out = (float)norm;

@@ -333,6 +333,16 @@ static void pair_softmax_backward(srp_attention *a, size_t p)
         srp_softmax_backward_row(att + r * T, ds + r * T, a->causal ? r + 1 : T, T);
 }
 
+/* dst = src, the rows split among the threads. dst, src: [n][d] */
+static void copy_rows(float *dst, const float *src, size_t n, size_t d)
+{
+    const long rows = (long)n;
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
+    for (long r = 0; r < rows; r++)
+        memcpy(dst + (size_t)r * d, src + (size_t)r * d, sizeof(float) * d);
+}
+
 /* The bound's copy of the forward's q and k weight rows, biases and scales
  * (fwd_wqk: [2D][D], q's rows then k's; fwd_bqk: [2D]). */
 static void copy_qk_weights(srp_attention *a)
@@ -383,7 +393,7 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
     for (size_t i = 0; i < a->n_in; i++) /* x -> [q | k | v]: [n][3D] */
         srp_linear_forward_compute(a->in_proj[i], x, n, a->qkv_out + a->in_col[i], 3 * D);
     uint64_t t0 = srp_profile_begin();
-    memcpy(a->x, x, sizeof(float) * n * D);
+    copy_rows(a->x, x, n, D);
     a->batch = batch;
     a->tokens = tokens;
     srp_profile_end(SRP_PROF_ATTENTION_COPY, t0);

@@ -14,8 +14,13 @@ ex_code ex_ema_init(ex_ema *e, const srp_param *params, size_t nparams, srp_line
     e->linears = linears;
     e->nlinears = nlinears;
     e->decay = decay;
-    for (size_t i = 0; i < nparams; i++)
+    e->offsets = malloc(sizeof(size_t) * (nparams ? nparams : 1));
+    if (!e->offsets)
+        return ex_fail(err, EX_FAILED, "out of memory for the weight average");
+    for (size_t i = 0; i < nparams; i++) {
+        e->offsets[i] = e->total;
         e->total += params[i].size;
+    }
     size_t state = 0; /* u, v, sigma of every linear */
     for (size_t i = 0; i < nlinears; i++)
         state += srp_linear_in_features(linears[i]) + srp_linear_out_features(linears[i]) + 1;
@@ -29,6 +34,7 @@ ex_code ex_ema_init(ex_ema *e, const srp_param *params, size_t nparams, srp_line
 
 void ex_ema_free(ex_ema *e)
 {
+    free(e->offsets);
     free(e->shadow);
     free(e->saved);
     free(e->saved_state);
@@ -39,9 +45,13 @@ void ex_ema_update(ex_ema *e)
 {
     const float warm = (1.0f + (float)e->updates) / (10.0f + (float)e->updates);
     const float d = warm < e->decay ? warm : e->decay;
-    float *s = e->shadow;
-    for (size_t i = 0; i < e->nparams; i++) {
+    const long count = (long)e->nparams;
+    /* Whole tensors to each thread (elementwise: the same bits for any
+     * count), as the library's optimizer does. */
+#pragma omp parallel for num_threads(srp_get_num_threads()) schedule(dynamic)
+    for (long i = 0; i < count; i++) {
         const float *p = e->params[i].data;
+        float *s = e->shadow + e->offsets[i];
         const size_t n = e->params[i].size;
         /* The first update copies: the shadow starts uninitialized, and
          * 0 * s would keep a NaN that its bytes happened to hold. */
@@ -50,7 +60,6 @@ void ex_ema_update(ex_ema *e)
         else
             for (size_t k = 0; k < n; k++)
                 s[k] = d * s[k] + (1.0f - d) * p[k];
-        s += n;
     }
     e->updates++;
 }

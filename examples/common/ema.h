@@ -18,6 +18,7 @@
 typedef struct {
     const srp_param *params;
     size_t nparams, total; /* total: floats over all params */
+    size_t *offsets;       /* [nparams]: where each param's average starts in shadow */
     srp_linear *const *linears;
     size_t nlinears;
     float decay;

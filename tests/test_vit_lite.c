@@ -642,12 +642,35 @@ static void resume_is_bit_exact(const char *recipe)
     assert_int_equal(run_train(args, out, sizeof(out)), 2);
     assert_non_null(strstr(out, "other training options"));
 
-    /* --eval-only reads the model back and gives the run's test accuracy. */
+    /* --eval-only reads the model back, with its weight average when the
+     * run kept one, and gives the run's test accuracy and loss. */
     snprintf(args, sizeof(args), "%s --eval-only --resume %s", common, c_full);
     assert_int_equal(run_train(args, out, sizeof(out)), 0);
-    char expect[64];
-    snprintf(expect, sizeof(expect), "test accuracy %.4f", last_value(m_full, "eval", "acc"));
+    char expect[128];
+    snprintf(expect, sizeof(expect), "test accuracy %.4f, test loss %.4f (",
+             last_value(m_full, "eval", "acc"), last_value(m_full, "eval", "loss"));
     assert_non_null(strstr(out, expect));
+    assert_non_null(strstr(out, strstr(recipe, "--ema") ? "images, the weight average)"
+                                                        : "images, the weights)"));
+
+    /* --logits writes the logits of the model scored: with an average in
+     * the checkpoint, not those of the weights (--ema 0). */
+    char l_avg[512], l_live[512];
+    scratch_path(l_avg, sizeof(l_avg), "avg.safetensors");
+    scratch_path(l_live, sizeof(l_live), "live.safetensors");
+    snprintf(args, sizeof(args), "%s --eval-only --resume %s --logits %s", common, c_full, l_avg);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    snprintf(args, sizeof(args), "%s --ema 0 --eval-only --resume %s --logits %s", common, c_full,
+             l_live);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    size_t n_avg, n_live;
+    unsigned char *avg = read_file_bytes(l_avg, &n_avg), *live = read_file_bytes(l_live, &n_live);
+    assert_non_null(avg);
+    assert_non_null(live);
+    assert_int_equal(n_avg, n_live);
+    assert_int_equal(memcmp(avg, live, n_avg) == 0, strstr(recipe, "--ema") == NULL);
+    free(avg);
+    free(live);
 }
 
 static void test_resume_is_bit_exact(void **state)
@@ -677,7 +700,7 @@ static void test_odd_dataset_sizes(void **state)
              "--resume %s",
              model, ckpt);
     assert_int_equal(run_train(args, out, sizeof(out)), 0);
-    assert_non_null(strstr(out, "(1000 images)"));
+    assert_non_null(strstr(out, "(1000 images, the weight average)"));
 
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/idx_big_test", scratch_dir());

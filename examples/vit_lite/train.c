@@ -283,6 +283,30 @@ static ex_code load_checkpoint(trainer *t, const char *path, int model_only, ex_
     return code;
 }
 
+/* --eval-only: the weight average of a training checkpoint, when it has
+ * one and --ema is on, so that the model evaluated is the one the run
+ * reported; *found says whether it had. The model came out of the same
+ * file already, so a name missing is the only format error left. */
+static ex_code load_average(trainer *t, const char *path, int *found, ex_error *err)
+{
+    *found = 0;
+    if (t->opt.ema <= 0.0f)
+        return EX_OK;
+    ex_tensor_list list;
+    ex_tensors_init(&list);
+    ex_ema_tensors(&t->ema, "train.ema", &list);
+    const srp_status st =
+        list.failed ? SRP_ERR_NOMEM : srp_checkpoint_load(path, list.refs, list.count);
+    ex_tensors_free(&list);
+    if (st == SRP_ERR_FORMAT) /* written with --ema 0 */
+        return EX_OK;
+    if (st != SRP_OK)
+        return ex_fail(err, EX_FAILED, "loading the weight average from %s: %s", path,
+                       srp_status_str(st));
+    *found = 1;
+    return EX_OK;
+}
+
 /* The logits of an eval forward of examples first .. first + n of d,
  * averaged with those of their mirrors with --tta-flip (then in
  * logits_sum); the labels into t->labels. */
@@ -672,6 +696,12 @@ static ex_code write_logits(trainer *t, ex_error *err)
     float *all = malloc(sizeof(float) * d->count * classes);
     if (!all)
         return ex_fail(err, EX_FAILED, "out of memory for %zu logits", d->count * classes);
+    /* The model evaluate() scored: the weight average when there is one. */
+    const ex_code code = t->opt.ema > 0.0f ? ex_ema_swap_in(&t->ema, err) : EX_OK;
+    if (code != EX_OK) {
+        free(all);
+        return code;
+    }
     srp_status st = SRP_OK;
     for (size_t first = 0; st == SRP_OK && first < d->count; first += batch) {
         const size_t n = d->count - first < batch ? d->count - first : batch;
@@ -680,6 +710,8 @@ static ex_code write_logits(trainer *t, ex_error *err)
         if (st == SRP_OK)
             memcpy(all + first * classes, logits, sizeof(float) * n * classes);
     }
+    if (t->opt.ema > 0.0f)
+        ex_ema_swap_out(&t->ema);
     if (st == SRP_OK) {
         const srp_tensor_ref ref = {"logits", SRP_DTYPE_F32, 2, {d->count, classes}, all};
         st = srp_safetensors_save(t->opt.logits_path, &ref, 1, NULL, 0);
@@ -744,13 +776,16 @@ static ex_code run(trainer *t, ex_error *err)
     }
     if (o->eval_only) {
         float loss, acc;
+        int average = 0;
         if (o->resume_path)
             code = ex_dist_agree(&t->dist, load_checkpoint(t, o->resume_path, 1, err), err);
+        if (code == EX_OK && o->resume_path)
+            code = ex_dist_agree(&t->dist, load_average(t, o->resume_path, &average, err), err);
         if (code == EX_OK)
             code = evaluate(t, &t->data.test, &loss, &acc, err);
         if (code == EX_OK)
-            printf("test accuracy %.4f, test loss %.4f (%zu images)\n", acc, loss,
-                   t->data.test.count);
+            printf("test accuracy %.4f, test loss %.4f (%zu images, %s)\n", acc, loss,
+                   t->data.test.count, average ? "the weight average" : "the weights");
         if (code == EX_OK && o->logits_path && ex_dist_is_root(&t->dist))
             code = write_logits(t, err);
         return code == EX_OK ? export_model(t, err) : code;

@@ -97,7 +97,8 @@ static const ex_opt_spec k_specs[] = {
     /* output */
     EX_RUN_OPTION_ROWS(vit_options),
     {"eval-only", EX_OPT_FLAG, OFF(eval_only), 0, 0, NULL, 1, 0,
-     "evaluate the --resume checkpoint's (or the --init-from) model on the test set and exit"},
+     "evaluate the --resume checkpoint's (or the --init-from) model on the test set and exit: "
+     "its weight average when it has one (as the run reported it; --ema 0: the weights)"},
     {"export", EX_OPT_STRING, OFF(export_path), 0, 0, NULL, 0, 0,
      "at the end, write the model to this safetensors file under the official PyTorch code's "
      "names (docs/FORMAT.md)"},

@@ -166,7 +166,7 @@ ex_code ex_plot(const char *metrics_path, const char *png_path, const ex_plot_sp
     for (size_t l = 0; l < layers; l++) {
         fprintf(gp, "set title 'layer %zu: attention entropy per head (nats)%s'\n", l,
                 bound_rows ? ", dashed: Theorem 3.1 bound" : "");
-        fprintf(gp, "set key bottom left\nset yrange [0:%.6g]\nplot ", log_tokens * 1.05);
+        fprintf(gp, "set key top right horizontal\nset yrange [0:%.6g]\nplot ", log_tokens * 1.3);
         for (size_t h = 0; h < heads; h++) {
             fprintf(gp, "$entropy using 1:%zu with lines lc %zu title 'head %zu', ",
                     2 + l * heads + h, h + 1, h);

@@ -365,10 +365,12 @@ static void column_sums(const float *dy, size_t lddy, size_t n, size_t out, doub
         /* Four rows per pass over p, added in row order: the same sums
          * with a quarter of the loads and stores of p. */
         for (; r + 4 <= r1; r += 4) {
-            const float *a = dy + r * lddy, *b = a + lddy, *c2 = b + lddy, *d = c2 + lddy;
+            const float *row = dy + r * lddy;
 #pragma omp simd
             for (size_t o = 0; o < out; o++)
-                p[o] = (((p[o] + (double)a[o]) + (double)b[o]) + (double)c2[o]) + (double)d[o];
+                p[o] = (((p[o] + (double)row[o]) + (double)row[lddy + o]) +
+                        (double)row[2 * lddy + o]) +
+                       (double)row[3 * lddy + o];
         }
         for (; r < r1; r++) {
             const float *row = dy + r * lddy;

@@ -273,6 +273,12 @@ static float lars_trust(const float *p, const float *g, size_t n, double eta, do
     return isfinite(trust) ? (float)trust : 1.0f;
 }
 
+/* The weight decay of one entry: the config's, for the entries that take it. */
+static float entry_weight_decay(const srp_optim_config *c, const srp_param *p)
+{
+    return p->weight_decay ? c->weight_decay : 0.0f;
+}
+
 static srp_status srp_optim_step_impl(srp_optim *o, float lr)
 {
     if (!o || !(lr >= 0.0f) || !isfinite(lr))
@@ -289,7 +295,7 @@ static srp_status srp_optim_step_impl(srp_optim *o, float lr)
         finite = finite && srp_all_finite(p->grad, p->size);
         o->trust[i] = c->kind == SRP_OPTIM_LARS && p->lars
                           ? lars_trust(p->data, p->grad, p->size, (double)c->lars_eta,
-                                       p->weight_decay ? (double)c->weight_decay : 0.0)
+                                       (double)entry_weight_decay(c, p))
                           : 1.0f;
     }
     if (!finite)
@@ -297,7 +303,7 @@ static srp_status srp_optim_step_impl(srp_optim *o, float lr)
     for (size_t i = 0; i < o->count; i++) {
         const srp_param *p = &o->params[i];
         const float lr_e = lr * p->lr_mult;
-        const float wd = p->weight_decay ? c->weight_decay : 0.0f;
+        const float wd = entry_weight_decay(c, p);
         if (c->kind == SRP_OPTIM_ADAMW) {
             adam_update(p->data, p->grad, buffer_of(o, i, 0), buffer_of(o, i, 1), p->size, c, lr_e,
                         wd, decoupled, o->steps + 1);

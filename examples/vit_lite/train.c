@@ -329,6 +329,19 @@ static srp_status eval_logits(trainer *t, const vit_dataset *d, size_t first, si
     return SRP_OK;
 }
 
+/* The model evaluation scores: with --ema, the weight average (once it has
+ * had an update) in place of the weights until average_out. */
+static ex_code average_in(trainer *t, ex_error *err)
+{
+    return t->opt.ema > 0.0f ? ex_ema_swap_in(&t->ema, err) : EX_OK;
+}
+
+static void average_out(trainer *t)
+{
+    if (t->opt.ema > 0.0f)
+        ex_ema_swap_out(&t->ema);
+}
+
 /* Mean loss and accuracy over a dataset, in eval mode (the averaged weights
  * with --ema). The ranks take turns at its batches (of each one's share). */
 static ex_code evaluate(trainer *t, const vit_dataset *d, float *loss, float *acc, ex_error *err)
@@ -337,7 +350,7 @@ static ex_code evaluate(trainer *t, const vit_dataset *d, float *loss, float *ac
     const size_t ranks = (size_t)t->dist.size;
     double loss_sum = 0.0;
     size_t correct = 0;
-    ex_code code = t->opt.ema > 0.0f ? ex_ema_swap_in(&t->ema, err) : EX_OK;
+    ex_code code = average_in(t, err);
     for (size_t first = (size_t)t->dist.rank * batch; first < d->count && code == EX_OK;
          first += ranks * batch) {
         const size_t n = d->count - first < batch ? d->count - first : batch;
@@ -359,8 +372,7 @@ static ex_code evaluate(trainer *t, const vit_dataset *d, float *loss, float *ac
         loss_sum += (double)l * (double)n;
         correct += c;
     }
-    if (t->opt.ema > 0.0f)
-        ex_ema_swap_out(&t->ema);
+    average_out(t);
     code = ex_dist_agree(&t->dist, code, err);
     double sums[2] = {loss_sum, (double)correct};
     if (code == EX_OK && ex_dist_sum(&t->dist, sums, 2) != SRP_OK)
@@ -696,8 +708,7 @@ static ex_code write_logits(trainer *t, ex_error *err)
     float *all = malloc(sizeof(float) * d->count * classes);
     if (!all)
         return ex_fail(err, EX_FAILED, "out of memory for %zu logits", d->count * classes);
-    /* The model evaluate() scored: the weight average when there is one. */
-    const ex_code code = t->opt.ema > 0.0f ? ex_ema_swap_in(&t->ema, err) : EX_OK;
+    const ex_code code = average_in(t, err); /* the model evaluate() scored */
     if (code != EX_OK) {
         free(all);
         return code;
@@ -710,8 +721,7 @@ static ex_code write_logits(trainer *t, ex_error *err)
         if (st == SRP_OK)
             memcpy(all + first * classes, logits, sizeof(float) * n * classes);
     }
-    if (t->opt.ema > 0.0f)
-        ex_ema_swap_out(&t->ema);
+    average_out(t);
     if (st == SRP_OK) {
         const srp_tensor_ref ref = {"logits", SRP_DTYPE_F32, 2, {d->count, classes}, all};
         st = srp_safetensors_save(t->opt.logits_path, &ref, 1, NULL, 0);

@@ -377,7 +377,10 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
     if (!a || !x || !y || batch == 0 || tokens == 0)
         return SRP_ERR_INVALID_ARG;
     if (batch > a->max_batch || tokens > a->max_tokens)
-        return SRP_ERR_SHAPE;
+        return srp_fail(SRP_ERR_SHAPE,
+                        "srp_attention_forward: batch %zu > max_batch %zu or tokens %zu > "
+                        "max_tokens %zu (the maxima given at create)",
+                        batch, a->max_batch, tokens, a->max_tokens);
     const size_t n = batch * tokens, D = a->dim;
     if (!srp_linear_batch_ok(a->proj, n))
         return SRP_ERR_INVALID_ARG;
@@ -423,7 +426,7 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
     const int finite = srp_all_finite(y, n * D);
     srp_profile_end(SRP_PROF_FINITE_CHECK, t0);
     if (!finite) {
-        a->order = (srp_call_order){0}; /* no forward is pending any more */
+        a->order = SRP_PENDING_NONE; /* no forward is pending any more */
         return SRP_ERR_NUMERIC;
     }
     for (size_t i = 0; i < a->n_in; i++)
@@ -441,8 +444,9 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
         return SRP_ERR_INVALID_ARG;
     if (!a->have_forward)
         return SRP_ERR_UNSUPPORTED;
+    const srp_call_order pending = a->order;
     if (!srp_order_backward_ok(&a->order))
-        return SRP_ERR_ORDER;
+        return srp_order_refusal("srp_attention_backward", pending);
     const size_t n = a->batch * a->tokens, D = a->dim;
     srp_attention_plans *plans;
     srp_status st = plans_for(a, a->batch, a->tokens, &plans);

@@ -6,6 +6,14 @@
 
 #include "sigmareparam.h"
 
+/* ---- the last error's detail (status.c) ----
+ * Returns status after recording a detail for srp_last_error_detail
+ * (printf-style; cut at SRP_ERROR_DETAIL_MAX - 1 bytes). Only on failure
+ * paths: it formats a string. Name the call and what was wrong with what:
+ *     return srp_fail(SRP_ERR_SHAPE, "srp_attention_forward: batch %zu > max_batch %zu", ...); */
+#define SRP_ERROR_DETAIL_MAX 512
+srp_status srp_fail(srp_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---- BLAS/LAPACK wrapper (blas.c): every BLAS call of the library goes
  * through here. Row-major; callers check sizes with srp_blas_size_ok(). ---- */
 
@@ -44,46 +52,53 @@ void srp_profile_end(srp_profile_part part, uint64_t start);
 
 /* ---- which forward a backward differentiates (linear.c, attention.c) ----
  * A module keeps the activations and the sigma of its last forward only, so
- * its backward differentiates that forward. That is what the caller means
- * unless two training forwards ran since the last backward (a shared
- * module applied twice, as in siamese training: the first backward would
- * get the second forward's activations), or an eval forward ran after the
- * training forward (its caches replaced the training forward's). Both are
- * refused with SRP_ERR_ORDER rather than answered with a wrong gradient;
- * the refusal changes no gradient.
- * Eval forwards alone (finite differences) and repeated backwards of one
- * forward stay allowed. */
-typedef struct {
-    unsigned train_forwards; /* since the last backward (saturates at 2) */
-    int eval_after_train;    /* an eval forward followed the training forward */
+ * its backward differentiates that forward, once. It refuses, with
+ * SRP_ERR_ORDER and no gradient changed:
+ *  - when two training forwards ran since the last backward (a shared
+ *    module applied twice, as in siamese training: the first backward would
+ *    get the second forward's activations);
+ *  - when an eval forward ran after the training forward (its caches
+ *    replaced the training forward's);
+ *  - when that forward was already differentiated, or its backward was
+ *    refused: a second backward would add the same gradients again, and a
+ *    retry would differentiate the forward the refusal was about.
+ * A backward, done or refused, consumes what was pending: the next backward
+ * needs a new forward that can be differentiated, a training forward, or
+ * eval forwards with no training forward pending (finite differences). */
+typedef enum {
+    SRP_PENDING_NONE = 0,  /* nothing to differentiate: created, or consumed by a backward */
+    SRP_PENDING_EVAL,      /* eval forwards only since then: the last one is meant */
+    SRP_PENDING_TRAIN,     /* one training forward, nothing after it */
+    SRP_PENDING_AMBIGUOUS  /* two training forwards, or an eval forward after the training one */
 } srp_call_order;
 
 static inline void srp_order_forward(srp_call_order *o, int training)
 {
-    if (training) {
-        o->train_forwards = o->train_forwards < 2 ? o->train_forwards + 1 : 2;
-        o->eval_after_train = 0;
-    } else if (o->train_forwards > 0) {
-        o->eval_after_train = 1;
-    }
+    const int training_pending = *o == SRP_PENDING_TRAIN || *o == SRP_PENDING_AMBIGUOUS;
+    if (training_pending)
+        *o = SRP_PENDING_AMBIGUOUS;
+    else
+        *o = training ? SRP_PENDING_TRAIN : SRP_PENDING_EVAL;
 }
 
-/* 1 when the backward may go on. A refusal also starts the count afresh,
- * so that the next forward and backward pair works. */
+/* 1 when the backward may go on. A refusal consumes the pending forward:
+ * it lasts until the next forward that can be differentiated. A backward
+ * that fails for another reason (NaN in dy, say) changes nothing and may
+ * be retried. */
 static inline int srp_order_backward_ok(srp_call_order *o)
 {
-    if (o->train_forwards <= 1 && !o->eval_after_train)
+    if (*o == SRP_PENDING_TRAIN || *o == SRP_PENDING_EVAL)
         return 1;
-    o->train_forwards = 0;
-    o->eval_after_train = 0;
+    *o = SRP_PENDING_NONE;
     return 0;
 }
 
-static inline void srp_order_backward_done(srp_call_order *o)
-{
-    o->train_forwards = 0;
-    o->eval_after_train = 0;
-}
+/* SRP_ERR_ORDER with a detail that says which rule refused `call`, from
+ * the state before srp_order_backward_ok consumed it. */
+srp_status srp_order_refusal(const char *call, srp_call_order pending);
+
+/* A successful backward consumes its forward. */
+static inline void srp_order_backward_done(srp_call_order *o) { *o = SRP_PENDING_NONE; }
 
 /* Threads for the library's OpenMP loops (threads.c). */
 int srp_threads(void);

@@ -483,8 +483,9 @@ srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, s
 {
     if (!l || !x || !dy || !batch_ok(l, n))
         return SRP_ERR_INVALID_ARG;
+    const srp_call_order pending = l->order;
     if (!srp_order_backward_ok(&l->order))
-        return SRP_ERR_ORDER;
+        return srp_order_refusal("srp_linear_backward", pending);
     const srp_status st = srp_linear_backward_prepare(l, x, dy, l->out, n, dx, 0);
     if (st != SRP_OK)
         return st;
@@ -513,8 +514,9 @@ srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const 
 {
     if (!l || !dw_hat || (l->has_bias && !db))
         return SRP_ERR_INVALID_ARG;
+    const srp_call_order pending = l->order;
     if (!srp_order_backward_ok(&l->order))
-        return SRP_ERR_ORDER;
+        return srp_order_refusal("srp_linear_backward_weight", pending);
     memcpy(l->gtx, dw_hat, sizeof(float) * l->in * l->out);
     for (size_t o = 0; l->has_bias && o < l->out; o++)
         l->bias_acc[o] = db[o];

@@ -711,6 +711,7 @@ static void test_errors(void **state)
         srp_attention_forward(a, x, 1, 3, y, SRP_TRAIN)); /* smaller than the maxima is fine */
     assert_ok(srp_attention_backward(a, y, dx));
     assert_status(srp_attention_backward(a, NULL, dx), SRP_ERR_INVALID_ARG);
+    assert_ok(srp_attention_forward(a, x, 1, 3, y, SRP_TRAIN));
     assert_ok(srp_attention_backward(a, y, NULL)); /* dx is optional */
 
     /* NaN in either layer's weight: SRP_ERR_NUMERIC, and neither layer's
@@ -718,6 +719,7 @@ static void test_errors(void **state)
      * before both are checked); the previous forward stays usable. */
     srp_linear *qkv = srp_attention_qkv(a), *proj = srp_attention_proj(a);
     float u_qkv[8], u_proj[8];
+    assert_ok(srp_attention_forward(a, x, 1, 3, y, SRP_EVAL)); /* pending, moves no u */
     memcpy(u_qkv, srp_linear_u(qkv), sizeof(u_qkv));
     memcpy(u_proj, srp_linear_u(proj), sizeof(u_proj));
     for (int which = 0; which < 2; which++) {
@@ -729,6 +731,7 @@ static void test_errors(void **state)
         assert_memory_equal(u_proj, srp_linear_u(proj), sizeof(u_proj));
         srp_linear_weight(bad)[5] = keep;
         assert_ok(srp_attention_backward(a, y, dx)); /* of the forward on 1 x 3 */
+        assert_ok(srp_attention_forward(a, x, 1, 3, y, SRP_EVAL)); /* for the next round */
     }
     srp_attention_destroy(a);
 

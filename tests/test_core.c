@@ -1,4 +1,5 @@
 /* Status strings, version and thread settings. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,7 +11,7 @@ static void test_status_strings_are_distinct(void **state)
     const srp_status all[] = {SRP_OK,         SRP_ERR_INVALID_ARG, SRP_ERR_SHAPE,
                               SRP_ERR_NOMEM,  SRP_ERR_NUMERIC,     SRP_ERR_IO,
                               SRP_ERR_FORMAT, SRP_ERR_VERSION,     SRP_ERR_UNSUPPORTED, SRP_ERR_PEER,
-                              SRP_ERR_ORDER};
+                              SRP_ERR_ORDER,  SRP_ERR_NOT_FOUND};
     const size_t n = sizeof(all) / sizeof(all[0]);
     for (size_t i = 0; i < n; i++) {
         const char *s = srp_status_str(all[i]);
@@ -20,6 +21,54 @@ static void test_status_strings_are_distinct(void **state)
             assert_string_not_equal(s, srp_status_str(all[j]));
     }
     assert_string_equal(srp_status_str((srp_status)999), "unknown status");
+}
+
+/* The detail of a failure names what was wrong, comes with its status,
+ * stays until the next failure or a clear, and is the calling thread's. */
+static void *fail_on_another_thread(void *arg)
+{
+    (void)arg;
+    srp_attention *a = NULL;
+    const srp_attention_config c = srp_attention_config_default(8, 2);
+    if (srp_attention_create(&a, &c, 2, 4) != SRP_OK)
+        return NULL;
+    float x[3 * 4 * 8] = {0}, y[3 * 4 * 8];
+    const srp_status st = srp_attention_forward(a, x, 3, 4, y, SRP_TRAIN);
+    srp_attention_destroy(a);
+    return st == SRP_ERR_SHAPE && strstr(srp_last_error_detail(), "batch 3") ? (void *)1 : NULL;
+}
+
+static void test_last_error_detail(void **state)
+{
+    (void)state;
+    srp_clear_last_error();
+    assert_string_equal(srp_last_error_detail(), "");
+    assert_int_equal(srp_last_error_status(), SRP_OK);
+
+    srp_attention *a = NULL;
+    const srp_attention_config c = srp_attention_config_default(8, 2);
+    assert_ok(srp_attention_create(&a, &c, 2, 4));
+    float x[2 * 5 * 8] = {0}, y[2 * 5 * 8];
+    assert_status(srp_attention_forward(a, x, 2, 5, y, SRP_TRAIN), SRP_ERR_SHAPE);
+    assert_int_equal(srp_last_error_status(), SRP_ERR_SHAPE);
+    assert_non_null(strstr(srp_last_error_detail(), "srp_attention_forward"));
+    assert_non_null(strstr(srp_last_error_detail(), "tokens 5 > max_tokens 4"));
+    /* a success leaves it; another thread's failure does not touch it */
+    assert_ok(srp_attention_forward(a, x, 2, 4, y, SRP_TRAIN));
+    pthread_t th;
+    void *other_ok = NULL;
+    assert_int_equal(pthread_create(&th, NULL, fail_on_another_thread, NULL), 0);
+    assert_int_equal(pthread_join(th, &other_ok), 0);
+    assert_non_null(other_ok);
+    assert_non_null(strstr(srp_last_error_detail(), "tokens 5 > max_tokens 4"));
+    /* the next failure replaces it */
+    assert_ok(srp_attention_backward(a, y, NULL));
+    assert_status(srp_attention_backward(a, y, NULL), SRP_ERR_ORDER);
+    assert_int_equal(srp_last_error_status(), SRP_ERR_ORDER);
+    assert_non_null(strstr(srp_last_error_detail(), "already differentiated"));
+    srp_clear_last_error();
+    assert_string_equal(srp_last_error_detail(), "");
+    srp_attention_destroy(a);
 }
 
 static void test_version_matches_header(void **state)
@@ -48,6 +97,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_strings_are_distinct),
+        cmocka_unit_test(test_last_error_detail),
         cmocka_unit_test(test_version_matches_header),
         cmocka_unit_test(test_threads_round_trip),
     };

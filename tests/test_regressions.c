@@ -129,7 +129,12 @@ static void test_first_forward_can_be_eval(void **state)
 /* PRs #13350, #62293: a module applied twice before its backwards
  * (siamese training, a GAN's discriminator on real and fake). Its backward
  * can only differentiate the last forward, so it refuses when that is
- * ambiguous, and changes nothing, rather than return a wrong gradient. */
+ * ambiguous, and changes nothing, rather than return a wrong gradient.
+ * A backward consumes its forward: retrying a refused backward, or a second
+ * backward of one forward (PyTorch raises there), is refused too, until a
+ * forward that can be differentiated. Both once returned SRP_OK: the retry
+ * differentiated the eval forward (or the second training forward), the
+ * second backward doubled every gradient. */
 static void test_several_forwards_before_backward_are_refused(void **state)
 {
     (void)state;
@@ -138,25 +143,44 @@ static void test_several_forwards_before_backward_are_refused(void **state)
     fill_input(x1, N * IN, 9);
     fill_input(x2, N * IN, 10);
     fill_input(dy, N * OUT, 11);
-    /* two training forwards, then the first one's backward */
+    /* before any forward there is nothing to differentiate */
+    assert_status(srp_linear_backward(l, x1, dy, N, dx), SRP_ERR_ORDER);
+    /* two training forwards, then the first one's backward; and its retry */
     assert_ok(srp_linear_forward(l, x1, N, y, SRP_TRAIN));
     assert_ok(srp_linear_forward(l, x2, N, y, SRP_TRAIN));
     assert_status(srp_linear_backward(l, x1, dy, N, dx), SRP_ERR_ORDER);
+    assert_status(srp_linear_backward(l, x1, dy, N, dx), SRP_ERR_ORDER);
+    assert_status(srp_linear_backward(l, x2, dy, N, dx), SRP_ERR_ORDER);
     for (size_t i = 0; i < OUT * IN; i++)
         assert_true(srp_linear_weight_grad(l)[i] == 0.0f);
     assert_true(*srp_linear_gamma_grad(l) == 0.0f);
-    /* a training forward, an eval forward (metrics), then the backward */
+    /* a training forward, an eval forward (metrics), then the backward, and
+     * its retry */
     assert_ok(srp_linear_forward(l, x1, N, y, SRP_TRAIN));
     assert_ok(srp_linear_forward(l, x2, N, y, SRP_EVAL));
     assert_status(srp_linear_backward(l, x1, dy, N, dx), SRP_ERR_ORDER);
-    /* pairs are fine; so are eval forwards alone, and a second backward of
-     * one forward */
+    assert_status(srp_linear_backward(l, x1, dy, N, dx), SRP_ERR_ORDER);
+    for (size_t i = 0; i < OUT * IN; i++)
+        assert_true(srp_linear_weight_grad(l)[i] == 0.0f);
+    /* one backward per forward: the second is refused and adds nothing */
     assert_ok(srp_linear_forward(l, x1, N, y, SRP_TRAIN));
     assert_ok(srp_linear_backward(l, x1, dy, N, dx));
-    assert_ok(srp_linear_backward(l, x1, dy, N, dx));
+    float dw_once[OUT * IN], dgamma_once = *srp_linear_gamma_grad(l);
+    memcpy(dw_once, srp_linear_weight_grad(l), sizeof(dw_once));
+    assert_status(srp_linear_backward(l, x1, dy, N, dx), SRP_ERR_ORDER);
+    assert_memory_equal(srp_linear_weight_grad(l), dw_once, sizeof(dw_once));
+    assert_true(*srp_linear_gamma_grad(l) == dgamma_once);
+    /* the backward_weight door (convolutions) keeps the same rules */
+    float w_hat[OUT * IN];
+    assert_ok(srp_linear_forward_weight(l, SRP_TRAIN, w_hat));
+    assert_ok(srp_linear_backward_weight(l, dw_once, dy));
+    assert_status(srp_linear_backward_weight(l, dw_once, dy), SRP_ERR_ORDER);
+    /* eval forwards alone (finite differences) can be differentiated, once */
     assert_ok(srp_linear_forward(l, x1, N, y, SRP_EVAL));
     assert_ok(srp_linear_forward(l, x1, N, y, SRP_EVAL));
     assert_ok(srp_linear_backward(l, x1, dy, N, dx));
+    assert_status(srp_linear_backward(l, x1, dy, N, dx), SRP_ERR_ORDER);
+    /* an eval forward before the training forward does not matter */
     assert_ok(srp_linear_forward(l, x2, N, y, SRP_EVAL));
     assert_ok(srp_linear_forward(l, x1, N, y, SRP_TRAIN));
     assert_ok(srp_linear_backward(l, x1, dy, N, dx));
@@ -173,14 +197,20 @@ static void test_several_forwards_before_backward_are_refused(void **state)
     assert_ok(srp_attention_forward(a, ax1, 2, 4, ay, SRP_TRAIN));
     assert_ok(srp_attention_forward(a, ax2, 2, 4, ay, SRP_TRAIN));
     assert_status(srp_attention_backward(a, ady, NULL), SRP_ERR_ORDER);
+    assert_status(srp_attention_backward(a, ady, NULL), SRP_ERR_ORDER);
     assert_ok(srp_attention_forward(a, ax1, 2, 4, ay, SRP_TRAIN));
     assert_ok(srp_attention_forward(a, ax2, 2, 4, ay, SRP_EVAL));
+    assert_status(srp_attention_backward(a, ady, NULL), SRP_ERR_ORDER);
     assert_status(srp_attention_backward(a, ady, NULL), SRP_ERR_ORDER);
     srp_linear *qkv = srp_attention_qkv(a);
     for (size_t i = 0; i < 3 * 8 * 8; i++)
         assert_true(srp_linear_weight_grad(qkv)[i] == 0.0f);
     assert_ok(srp_attention_forward(a, ax1, 2, 4, ay, SRP_TRAIN));
     assert_ok(srp_attention_backward(a, ady, NULL));
+    float dqkv_once[3 * 8 * 8];
+    memcpy(dqkv_once, srp_linear_weight_grad(qkv), sizeof(dqkv_once));
+    assert_status(srp_attention_backward(a, ady, NULL), SRP_ERR_ORDER);
+    assert_memory_equal(srp_linear_weight_grad(qkv), dqkv_once, sizeof(dqkv_once));
     srp_attention_destroy(a);
 }
 

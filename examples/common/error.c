@@ -24,7 +24,12 @@ ex_code ex_fail(ex_error *err, ex_code code, const char *fmt, ...)
 
 ex_code ex_fail_status(ex_error *err, srp_status st, const char *what)
 {
-    return ex_fail(err, EX_FAILED, "%s: %s", what, srp_status_str(st));
+    /* The library's detail, when it belongs to this failure. */
+    if (srp_last_error_status() != st || !*srp_last_error_detail())
+        return ex_fail(err, EX_FAILED, "%s: %s", what, srp_status_str(st));
+    ex_fail(err, EX_FAILED, "%s: %s (%s)", what, srp_status_str(st), srp_last_error_detail());
+    srp_clear_last_error();
+    return EX_FAILED;
 }
 
 int ex_exit_code(ex_code code)

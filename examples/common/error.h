@@ -31,7 +31,8 @@ typedef struct {
 /* Sets the message (printf-style) and returns code. */
 ex_code ex_fail(ex_error *err, ex_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* EX_FAILED with "what: <the status's text>". */
+/* EX_FAILED with "what: <the status's text>", and the library's detail in
+ * parentheses when it belongs to st (srp_last_error_detail). */
 ex_code ex_fail_status(ex_error *err, srp_status st, const char *what);
 /* The process exit code of each ex_code: the one mapping. */
 int ex_exit_code(ex_code code);

@@ -75,7 +75,9 @@ SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_
 /* Backward of the last forward, whose activations the module keeps. Before
  * any forward: SRP_ERR_UNSUPPORTED. When that forward is not the one meant
  * (two training forwards since the last backward, or an eval forward after
- * the training forward): SRP_ERR_ORDER and nothing changes, as for
+ * the training forward), or was already differentiated (a second backward
+ * of one forward, a retry after SRP_ERR_ORDER): SRP_ERR_ORDER and nothing
+ * changes; the refusal lasts until the next training forward, as for
  * srp_linear_backward (linear.h). dy: [batch][tokens][dim]; dx (same shape)
  * is overwritten, or skipped when NULL. qkv and proj accumulate their
  * parameter gradients. A non-finite gradient anywhere in the module (NaN or

@@ -45,9 +45,12 @@ typedef enum {
     SRP_ERR_VERSION,     /* a file from a format version we cannot read */
     SRP_ERR_UNSUPPORTED, /* a valid request this build or object cannot do */
     SRP_ERR_PEER,        /* distributed runs (dist.h): another rank failed, or MPI did */
-    SRP_ERR_ORDER        /* a backward whose forward is no longer the module's last
+    SRP_ERR_ORDER,       /* a backward whose forward is no longer the module's last
                             (two training forwards, or an eval forward after the
-                            training forward, since the last backward) */
+                            training forward, since the last backward), or that
+                            was already differentiated or refused */
+    SRP_ERR_NOT_FOUND    /* a name asked for is not there (a tensor missing from a
+                            file); srp_last_error_detail names it */
 } srp_status;
 
 /* The `training` argument of the forwards: a training forward runs the
@@ -57,6 +60,19 @@ enum { SRP_EVAL = 0, SRP_TRAIN = 1 };
 
 /* A short English description, never NULL (also for unknown values). */
 SRP_API const char *srp_status_str(srp_status s);
+
+/* What the last failure on the calling thread found wrong, in words, beyond
+ * its status: the argument or tensor named, the sizes expected and given,
+ * the limit exceeded ("srp_attention_forward: batch 200 > max_batch 128";
+ * "tensor not found: blocks.0.attn.qkv.weight"). Calls that fail with more
+ * to say than their status leave it; it stays until the next such failure
+ * on this thread, or srp_clear_last_error. srp_last_error_status is the
+ * status it came with (SRP_OK and "" when there is none), so that a caller
+ * can tell that a detail belongs to the failure at hand. Never NULL; valid
+ * until the thread's next library call. The library still prints nothing. */
+SRP_API const char *srp_last_error_detail(void);
+SRP_API srp_status srp_last_error_status(void);
+SRP_API void srp_clear_last_error(void);
 
 /* "MAJOR.MINOR.PATCH" of the library actually linked (SRP_VERSION_STRING is
  * the one compiled against). */

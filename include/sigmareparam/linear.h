@@ -110,14 +110,19 @@ SRP_API srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, f
  * below, so the layer copies nothing (the attention, whose inner
  * activations are its own, keeps a copy instead: attention.h). The u, v and
  * sigma of that forward are the layer's, so only the last forward can be
- * differentiated: when two training forwards ran since the last backward
- * (one layer applied twice, as in siamese or contrastive training), or an
- * eval forward ran after the training forward, the backward is refused
- * with SRP_ERR_ORDER and changes no gradient (the next forward and
- * backward pair works again). Run forward and backward in pairs; apply a
- * shared layer twice as two layers sharing nothing, or one pair at a time.
- * Eval forwards alone (finite differences) and several backwards of one
- * forward are fine. dy: [n][out]; dx: [n][in] is overwritten and may be
+ * differentiated, and only once. The backward is refused with
+ * SRP_ERR_ORDER, changing no gradient, when two training forwards ran since
+ * the last backward (one layer applied twice, as in siamese or contrastive
+ * training), when an eval forward ran after the training forward, when that
+ * forward was already differentiated (a second backward would add its
+ * gradients again), and before any forward. A backward, done or refused,
+ * consumes the pending forward: the refusal lasts until the next training
+ * forward (or, with no training forward pending, an eval forward: finite
+ * differences differentiate eval forwards, the last of them). A backward
+ * that fails for another reason (NaN in dy) consumes nothing. Run forward
+ * and backward in pairs: a shared layer applied twice is two layers sharing
+ * nothing, or one pair at a time; gradient accumulation over micro-batches
+ * is a forward and backward pair per micro-batch. dy: [n][out]; dx: [n][in] is overwritten and may be
  * NULL. dW, db, dgamma accumulate. NaN/Inf in x or dy: SRP_ERR_NUMERIC and
  * no gradient is touched (dx may be written). */
 SRP_API srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n,

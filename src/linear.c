@@ -526,3 +526,37 @@ srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const 
     srp_linear_backward_commit(l);
     return SRP_OK;
 }
+
+srp_status srp_linear_params(srp_linear *l, const char *prefix, srp_param_list *list)
+{
+    if (!l || !list)
+        return SRP_ERR_INVALID_ARG;
+    srp_status st =
+        srp_param_list_add(list, prefix, "weight", l->w, l->dw, l->in * l->out, SRP_PARAM_WEIGHT);
+    if (st == SRP_OK && l->has_bias)
+        st = srp_param_list_add(list, prefix, "bias", l->b, l->db, l->out, SRP_PARAM_BIAS);
+    if (st == SRP_OK && l->mode == SRP_REPARAM_SIGMA)
+        st = srp_param_list_add(list, prefix, "gamma", &l->gamma, &l->dgamma, 1, SRP_PARAM_GAMMA);
+    return st;
+}
+
+srp_status srp_linear_state_refs(srp_linear *l, const char *prefix, srp_tensor_list *list)
+{
+    if (!l || !list)
+        return SRP_ERR_INVALID_ARG;
+    const size_t shape[2] = {l->out, l->in};
+    srp_status st = srp_tensor_list_add(list, prefix, "weight", SRP_DTYPE_F32, 2, shape, l->w);
+    if (st == SRP_OK && l->has_bias)
+        st = srp_tensor_list_add_f32(list, prefix, "bias", l->b, l->out);
+    if (l->mode == SRP_REPARAM_NONE)
+        return st;
+    if (st == SRP_OK)
+        st = srp_tensor_list_add(list, prefix, "gamma", SRP_DTYPE_F32, 0, NULL, &l->gamma);
+    if (st == SRP_OK)
+        st = srp_tensor_list_add_f32(list, prefix, "u", l->u, l->in);
+    if (st == SRP_OK)
+        st = srp_tensor_list_add_f32(list, prefix, "v", l->v, l->out);
+    if (st == SRP_OK)
+        st = srp_tensor_list_add(list, prefix, "sigma", SRP_DTYPE_F32, 0, NULL, &l->sigma);
+    return st;
+}

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "sigmareparam/core.h"
+#include "sigmareparam/lists.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -144,6 +145,22 @@ SRP_API srp_status srp_linear_backward(srp_linear *l, const float *x, const floa
 SRP_API srp_status srp_linear_forward_weight(srp_linear *l, int training, float *w_hat);
 SRP_API srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const float *db);
 SRP_API void srp_linear_zero_grad(srp_linear *l);
+
+/* Appends the layer's trainable entries to list (lists.h): "prefix.weight"
+ * (SRP_PARAM_WEIGHT), "prefix.bias" (SRP_PARAM_BIAS, with a bias) and, in
+ * SIGMA mode, "prefix.gamma" (SRP_PARAM_GAMMA). Errors as srp_param_list_add;
+ * on one, the entries appended before it stay. */
+SRP_API srp_status srp_linear_params(srp_linear *l, const char *prefix, srp_param_list *list);
+/* Appends everything that defines the layer's behaviour, as named tensors
+ * pointing into it (lists.h): "prefix.weight" [out][in], "prefix.bias" [out],
+ * and unless in NONE mode "prefix.gamma", "prefix.u" [in], "prefix.v" [out]
+ * and "prefix.sigma" (scalars f32). A checkpoint of them restores the layer
+ * bit for bit: the next training forward continues from u and v, and
+ * srp_linear_sigma reports the saved sigma. A load writes the layer
+ * directly; do it between a backward and the next forward (a pending
+ * forward's backward would mix the old step with the new weights). Errors
+ * as srp_tensor_list_add; on one, the entries appended before it stay. */
+SRP_API srp_status srp_linear_state_refs(srp_linear *l, const char *prefix, srp_tensor_list *list);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@ Prints JSON lines like bench_train --json. Needs Debian's python3-torch:
     /usr/bin/python3 bench/torch_train_step.py [--threads N] [--repeats N]
 """
 import argparse
+import ctypes
 import json
 import os
 import statistics
@@ -21,6 +22,21 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "reference"))
 from sigma_reparam import ViTLite  # noqa: E402  (the shared official-semantics model)
+
+
+def openblas_core():
+    """The kernels the OpenBLAS that torch loaded picked on this CPU (its
+    openblas_get_corename), or "none" when torch runs without OpenBLAS."""
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "libopenblas" in line}
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return lib.openblas_get_corename().decode()
+        except (OSError, AttributeError):
+            continue
+    return "none"
 
 
 def main():
@@ -49,7 +65,9 @@ def main():
         sec = statistics.median(times)
         print(json.dumps({"bench": "torch_train_step", "threads": threads, "batch": 128,
                           "step_ms": round(sec * 1e3, 3), "images_per_s": round(128 / sec, 1),
-                          "torch": torch.__version__}), flush=True)
+                          "torch": torch.__version__, "openblas_core": openblas_core(),
+                          "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE", "")}),
+              flush=True)
 
 
 if __name__ == "__main__":

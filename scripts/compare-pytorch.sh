@@ -6,6 +6,11 @@
 # median of 10 steps. PyTorch's own step time varies a lot between rounds,
 # so the summary gives each side's median over the rounds with its min-max,
 # and the ratio of the medians with the range of the per-round ratios.
+# PyTorch runs at its best: where the environment pins OpenBLAS to older
+# kernels (OPENBLAS_CORETYPE, with OPENBLAS_L2_SIZE), PyTorch's command alone
+# runs without the pin, so that its GEMMs use the kernels OpenBLAS picks for
+# this CPU; ours keep the environment as it is. Both sides print the
+# kernels they ran with.
 #   bash scripts/compare-pytorch.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,15 +23,22 @@ trap 'rm -f "$out"' EXIT
 for threads in 1 2; do
   for round in $(seq "$rounds"); do
     ./build/bench/bench_train --json --threads "$threads" --repeats 10 | tee -a "$out"
-    /usr/bin/python3 bench/torch_train_step.py --threads "$threads" --repeats 10 | tee -a "$out"
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+      /usr/bin/python3 bench/torch_train_step.py --threads "$threads" --repeats 10 | tee -a "$out"
   done
 done
 /usr/bin/python3 - "$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 setup = next(r for r in rows if r.get("setup"))
+torch_run = next(r for r in rows if r.get("bench") == "torch_train_step")
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
+           "unknown CPU")
+print(f"CPU: {cpu}")
 print(f"libsigmareparam: GEMM backend {setup['gemm_backend']}, OpenBLAS kernels "
-      f"{setup['openblas_core']} (PyTorch uses the same OpenBLAS)")
+      f"{setup['openblas_core']}, fp32")
+print(f"PyTorch {torch_run['torch']}: OpenBLAS kernels {torch_run['openblas_core']} "
+      f"(OPENBLAS_CORETYPE unset for PyTorch), fp32")
 for t in sorted({r["threads"] for r in rows if "threads" in r}):
     ours = [r["step_ms"] for r in rows if r.get("threads") == t and r["bench"] == "train_step"]
     torch = [r["step_ms"] for r in rows if r.get("threads") == t and r["bench"] == "torch_train_step"]

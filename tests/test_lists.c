@@ -288,7 +288,8 @@ static void test_attention_params_names_and_kinds(void **state)
         char want[64];
         for (size_t l = 0; l <= n_in[m]; l++) {
             const char *lname = l < n_in[m] ? in_names[m][l] : "proj";
-            srp_linear *lin = l < n_in[m] ? srp_attention_in_proj(a, l, NULL) : srp_attention_proj(a);
+            srp_linear *lin =
+                l < n_in[m] ? srp_attention_in_proj(a, l, NULL) : srp_attention_proj(a);
             for (size_t k = 0; k < 3; k++) {
                 const size_t i = 3 * l + k;
                 snprintf(want, sizeof want, "blocks.0.attn.%s.%s", lname, suffix[k]);
@@ -324,7 +325,8 @@ static void test_attention_params_names_and_kinds(void **state)
     assert_status(srp_param_list_status(p), SRP_ERR_INVALID_ARG);
     assert_status(srp_attention_params(NULL, "a", p), SRP_ERR_INVALID_ARG);
     assert_status(srp_attention_params(a, "a", NULL), SRP_ERR_INVALID_ARG);
-    assert_status(srp_attention_state_refs(NULL, "a", (srp_tensor_list *)NULL), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_state_refs(NULL, "a", (srp_tensor_list *)NULL),
+                  SRP_ERR_INVALID_ARG);
     srp_param_list_destroy(p);
     srp_attention_destroy(a);
 }
@@ -360,7 +362,8 @@ static void test_attention_state_refs_restore_the_module(void **state)
     fill_normal_f(&r, x, AN, 1.0);
     fill_normal_f(&r, dy, AN, 1.0);
     for (int m = 0; m < 3; m++) {
-        srp_attention *a = make_attention(7, (srp_qkv_sigma)m), *b = make_attention(8, (srp_qkv_sigma)m);
+        srp_attention *a = make_attention(7, (srp_qkv_sigma)m),
+                      *b = make_attention(8, (srp_qkv_sigma)m);
         srp_param_list *pa = NULL, *pb = NULL;
         assert_ok(srp_param_list_create(&pa));
         assert_ok(srp_param_list_create(&pb));
@@ -384,8 +387,11 @@ static void test_attention_state_refs_restore_the_module(void **state)
         assert_ok(srp_attention_entropy(b, eb, NULL));
         assert_memory_equal(ea, eb, sizeof(ea));
         for (size_t i = 0; i < srp_tensor_list_count(ta); i++) { /* and every state after it */
-            const srp_tensor_ref *ra = &srp_tensor_list_refs(ta)[i], *rb = &srp_tensor_list_refs(tb)[i];
-            const size_t n = ra->ndim == 0 ? 1 : ra->ndim == 1 ? ra->shape[0] : ra->shape[0] * ra->shape[1];
+            const srp_tensor_ref *ra = &srp_tensor_list_refs(ta)[i],
+                                 *rb = &srp_tensor_list_refs(tb)[i];
+            const size_t n = ra->ndim == 0   ? 1
+                             : ra->ndim == 1 ? ra->shape[0]
+                                             : ra->shape[0] * ra->shape[1];
             assert_memory_equal(ra->data, rb->data, n * sizeof(float));
         }
         srp_tensor_list_destroy(ta);
@@ -429,7 +435,7 @@ static void test_embedding_lists(void **state)
     assert_int_equal(r[0].ndim, 2);
     assert_int_equal(r[0].shape[0], EV);
     assert_int_equal(r[0].shape[1], ED);
-    assert_status(srp_embedding_params(a, NULL, p), SRP_ERR_INVALID_ARG); /* an empty name */
+    assert_status(srp_embedding_params(a, NULL, p), SRP_ERR_INVALID_ARG);  /* an empty name */
     assert_status(srp_embedding_params(a, "wte", p), SRP_ERR_INVALID_ARG); /* taken */
     assert_status(srp_embedding_params(NULL, "x", p), SRP_ERR_INVALID_ARG);
     assert_status(srp_embedding_state_refs(a, "x", NULL), SRP_ERR_INVALID_ARG);

@@ -106,8 +106,7 @@ SRP_API void srp_attention_zero_grad(srp_attention *a);
  * "prefix.proj": "prefix.qkv.weight", "prefix.qkv.bias", "prefix.qkv.gamma",
  * ... Errors as srp_param_list_add; on one, the entries appended before it
  * stay. */
-SRP_API srp_status srp_attention_params(srp_attention *a, const char *prefix,
-                                        srp_param_list *list);
+SRP_API srp_status srp_attention_params(srp_attention *a, const char *prefix, srp_param_list *list);
 /* The same projections' state, each as srp_linear_state_refs (weight, bias,
  * gamma, u, v, sigma). A checkpoint of them restores the module bit for
  * bit (its activations are not state: the next forward makes them). Load

@@ -39,8 +39,7 @@ SRP_API void srp_embedding_zero_grad(srp_embedding *e);
  * suffix ("wte", as GPT-2 and the example LM name it), as
  * SRP_PARAM_EMBEDDING (no weight decay). Errors as srp_param_list_add
  * (a NULL or empty prefix is an empty name). */
-SRP_API srp_status srp_embedding_params(srp_embedding *e, const char *prefix,
-                                        srp_param_list *list);
+SRP_API srp_status srp_embedding_params(srp_embedding *e, const char *prefix, srp_param_list *list);
 /* The table as a named tensor [vocab][dim] under prefix: the layer's whole
  * state. Errors as srp_tensor_list_add. */
 SRP_API srp_status srp_embedding_state_refs(srp_embedding *e, const char *prefix,

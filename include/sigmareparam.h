@@ -35,5 +35,6 @@
 #include "sigmareparam/rng.h"        /* srp_rng: seeded, machine-independent */
 #include "sigmareparam/safetensors.h" /* safetensors files: models to and from PyTorch */
 #include "sigmareparam/spectral.h"   /* exact sigma, srp_power_iter */
+#include "sigmareparam/weight_average.h" /* the sigma-aware weight average (EMA) */
 
 #endif /* SIGMAREPARAM_H */

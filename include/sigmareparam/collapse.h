@@ -88,12 +88,12 @@ SRP_API size_t srp_collapse_max_events(const srp_collapse *w);
 /* Feeds one step's mean entropies, entropy: [layers][heads]. Writes the
  * new warnings to events (in the order of layer, head, then LOW before
  * DROP) and their number to *count. Allocates nothing.
- * Errors, with the watch unchanged: NULL w, entropy or count, or NULL
- * events with capacity > 0: SRP_ERR_INVALID_ARG; NaN/Inf in entropy:
- * SRP_ERR_NUMERIC; more warnings than capacity: SRP_ERR_SHAPE, with *count
- * the number needed (capacity >= srp_collapse_max_events always suffices);
- * a loaded state that cannot be (a fill above the window, a position
- * outside it): SRP_ERR_FORMAT. */
+ * Errors, with the watch, events and *count unchanged: NULL w, entropy or
+ * count, or NULL events with capacity > 0: SRP_ERR_INVALID_ARG; NaN/Inf in
+ * entropy: SRP_ERR_NUMERIC; more warnings than capacity: SRP_ERR_SHAPE,
+ * and the detail (srp_last_error_detail) says how many (capacity >=
+ * srp_collapse_max_events always suffices); a loaded state that cannot be
+ * (a fill above the window, a position outside it): SRP_ERR_FORMAT. */
 SRP_API srp_status srp_collapse_update(srp_collapse *w, uint64_t step, const float *entropy,
                                        srp_collapse_event *events, size_t capacity, size_t *count);
 

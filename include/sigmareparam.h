@@ -25,6 +25,7 @@
 #include "sigmareparam/attention.h"  /* srp_attention: multi-head attention + entropy */
 #include "sigmareparam/embedding.h"  /* srp_embedding: token lookup, tied output head */
 #include "sigmareparam/checkpoint.h" /* crash-safe named-tensor files */
+#include "sigmareparam/collapse.h"   /* srp_collapse: the entropy-collapse watch */
 #include "sigmareparam/core.h"       /* version, SRP_API, srp_status, threads */
 #include "sigmareparam/linear.h"     /* srp_linear: the sigmaReparam linear layer */
 #include "sigmareparam/lists.h"      /* a model's parameter list and state-tensor list */
@@ -34,5 +35,6 @@
 #include "sigmareparam/rng.h"        /* srp_rng: seeded, machine-independent */
 #include "sigmareparam/safetensors.h" /* safetensors files: models to and from PyTorch */
 #include "sigmareparam/spectral.h"   /* exact sigma, srp_power_iter */
+#include "sigmareparam/weight_average.h" /* the sigma-aware weight average (EMA) */
 
 #endif /* SIGMAREPARAM_H */

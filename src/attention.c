@@ -482,3 +482,55 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
     srp_order_backward_done(&a->order);
     return SRP_OK;
 }
+
+void srp_attention_zero_grad(srp_attention *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->n_in; i++)
+        srp_linear_zero_grad(a->in_proj[i]);
+    srp_linear_zero_grad(a->proj);
+}
+
+/* Projection i of the module in list order: the input projections, then
+ * proj (i = n_in); its name "prefix.<name>" goes into buf. A name too long
+ * for a list is cut one byte over the limit, so that the list still
+ * refuses it (and remembers). */
+static srp_linear *projection(srp_attention *a, size_t i, const char *prefix,
+                              char buf[SRP_TENSOR_MAX_NAME + 2])
+{
+    const char *name = "proj";
+    srp_linear *l = i < a->n_in ? srp_attention_in_proj(a, i, &name) : a->proj;
+    const size_t keep = SRP_TENSOR_MAX_NAME + 1;
+    size_t n = 0;
+    for (const char *s = prefix ? prefix : ""; *s && n < keep; s++)
+        buf[n++] = *s;
+    if (n > 0 && n < keep)
+        buf[n++] = '.';
+    for (const char *s = name; *s && n < keep; s++)
+        buf[n++] = *s;
+    buf[n] = '\0';
+    return l;
+}
+
+srp_status srp_attention_params(srp_attention *a, const char *prefix, srp_param_list *list)
+{
+    if (!a || !list)
+        return SRP_ERR_INVALID_ARG;
+    char name[SRP_TENSOR_MAX_NAME + 2];
+    srp_status st = SRP_OK;
+    for (size_t i = 0; i <= a->n_in && st == SRP_OK; i++)
+        st = srp_linear_params(projection(a, i, prefix, name), name, list);
+    return st;
+}
+
+srp_status srp_attention_state_refs(srp_attention *a, const char *prefix, srp_tensor_list *list)
+{
+    if (!a || !list)
+        return SRP_ERR_INVALID_ARG;
+    char name[SRP_TENSOR_MAX_NAME + 2];
+    srp_status st = SRP_OK;
+    for (size_t i = 0; i <= a->n_in && st == SRP_OK; i++)
+        st = srp_linear_state_refs(projection(a, i, prefix, name), name, list);
+    return st;
+}

@@ -143,3 +143,19 @@ srp_status srp_embedding_logits_backward(srp_embedding *e, const float *h, const
     srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
     return finite ? SRP_OK : SRP_ERR_NUMERIC;
 }
+
+srp_status srp_embedding_params(srp_embedding *e, const char *prefix, srp_param_list *list)
+{
+    if (!e || !list)
+        return SRP_ERR_INVALID_ARG;
+    return srp_param_list_add(list, prefix, NULL, e->w, e->dw, e->vocab * e->dim,
+                              SRP_PARAM_EMBEDDING);
+}
+
+srp_status srp_embedding_state_refs(srp_embedding *e, const char *prefix, srp_tensor_list *list)
+{
+    if (!e || !list)
+        return SRP_ERR_INVALID_ARG;
+    const size_t shape[2] = {e->vocab, e->dim};
+    return srp_tensor_list_add(list, prefix, NULL, SRP_DTYPE_F32, 2, shape, e->w);
+}

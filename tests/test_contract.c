@@ -3,13 +3,15 @@
  * out-of-range and NaN configuration values, and non-finite numbers.
  *
  * Each row makes a bad call in a "world" holding one object of each kind
- * (a linear, an attention module, an embedding, a power iteration and an
- * optimizer over their parameters), in the middle of a training step: a
- * forward has run, its backward is pending. The row checks:
+ * (a linear, an attention module, an embedding, a power iteration, an
+ * optimizer over their parameters, a weight average of them and a
+ * collapse watch over the attention's heads), in the middle of a training
+ * step: a forward has run, its backward is pending. The row checks:
  * - the status is the documented one;
  * - a hash of every state the API exposes (parameters, gradients, u, v,
  *   sigma, gamma, optimizer buffers and step, the last forward's
- *   entropies) is what it was before the call;
+ *   entropies, the weight average's and the watch's state) is what it was
+ *   before the call;
  * - the caller's output buffers are untouched, except where the status is
  *   SRP_ERR_NUMERIC (the headers allow y, dx, logits to be written then);
  * - hidden state is untouched too: the world then finishes its step
@@ -48,10 +50,17 @@ typedef struct {
     srp_embedding *emb;
     srp_power_iter *pi;
     srp_optim *opt;
+    srp_param_list *params; /* what the weight average averages */
+    srp_weight_average *avg;
+    srp_collapse *watch;
+    srp_tensor_list *avg_watch_state; /* their state refs, for the hash */
+    srp_param_list *scratch_params;   /* lists the list calls append to */
+    srp_tensor_list *scratch_refs;
     /* inputs (the calls read them) */
     float x[N * IN], dy[N * OUT], dw[OUT * IN], ax[B * T * D], ady[B * T * D], edx[NT * E],
         pw[PR * PC];
     uint32_t tok[NT];
+    float heads[H]; /* entropies the watch is fed */
     float logits[ROWS * CLASSES];
     int labels[ROWS];
     /* outputs (the calls write them) */
@@ -60,6 +69,7 @@ typedef struct {
         float elogits[NT * V], scalar, heads[H], heads2[H];
         float nn[ROWS * CLASSES], stats[ROWS], stats2[ROWS];
         size_t count;
+        srp_collapse_event events[2 * H];
     } out;
 } world;
 
@@ -103,6 +113,10 @@ static void backwards_and_step(world *w)
     assert_ok(srp_attention_backward(w->att, w->ady, w->out.adx));
     assert_ok(srp_embedding_backward(w->emb, w->tok, w->edx, NT));
     assert_ok(srp_optim_step(w->opt, 0.05f));
+    assert_ok(srp_weight_average_update(w->avg));
+    assert_ok(srp_attention_entropy(w->att, w->heads, NULL));
+    assert_ok(srp_collapse_update(w->watch, srp_optim_step_count(w->opt), w->heads, w->out.events,
+                                  2 * H, &w->out.count));
     assert_ok(srp_power_iter_step(w->pi, w->pw, 1, &w->out.scalar));
 }
 
@@ -129,6 +143,26 @@ static world *world_make(void)
     srp_optim_config oc = srp_optim_config_default(SRP_OPTIM_SGD);
     oc.weight_decay = 1e-3f;
     assert_ok(srp_optim_create(&w->opt, p, np, &oc));
+    assert_ok(srp_param_list_create(&w->params));
+    const srp_param_kind kinds[3] = {SRP_PARAM_WEIGHT, SRP_PARAM_BIAS, SRP_PARAM_GAMMA};
+    for (size_t i = 0; i < np; i++)
+        assert_ok(srp_param_list_add(w->params, p[i].name, NULL, p[i].data, p[i].grad, p[i].size,
+                                     i + 1 == np ? SRP_PARAM_EMBEDDING : kinds[i % 3]));
+    srp_linear *const linears[3] = {w->lin, srp_attention_qkv(w->att), srp_attention_proj(w->att)};
+    srp_weight_average_config wc = srp_weight_average_config_default();
+    wc.decay = 0.9f;
+    assert_ok(srp_weight_average_create(&w->avg, w->params, linears, 3, &wc));
+    srp_collapse_config cc = srp_collapse_config_default(1, H);
+    cc.window = 3;
+    cc.fraction = 0.5f;
+    cc.drop = 0.5f;
+    cc.uniform = logf((float)T);
+    assert_ok(srp_collapse_create(&w->watch, &cc));
+    assert_ok(srp_tensor_list_create(&w->avg_watch_state));
+    assert_ok(srp_weight_average_state_refs(w->avg, "avg", w->avg_watch_state));
+    assert_ok(srp_collapse_state_refs(w->watch, "watch", w->avg_watch_state));
+    assert_ok(srp_param_list_create(&w->scratch_params));
+    assert_ok(srp_tensor_list_create(&w->scratch_refs));
 
     fill(w->x, N * IN, 10, 1.0);
     fill(w->dy, N * OUT, 11, 1.0);
@@ -155,6 +189,12 @@ static void world_free(world *w)
     srp_embedding_destroy(w->emb);
     srp_power_iter_destroy(w->pi);
     srp_optim_destroy(w->opt);
+    srp_weight_average_destroy(w->avg);
+    srp_param_list_destroy(w->params);
+    srp_collapse_destroy(w->watch);
+    srp_tensor_list_destroy(w->avg_watch_state);
+    srp_param_list_destroy(w->scratch_params);
+    srp_tensor_list_destroy(w->scratch_refs);
     free(w);
 }
 
@@ -200,6 +240,15 @@ static uLong state_hash(world *w, int with_activations)
     h = mix(h, &sigma, sizeof sigma);
     const uint64_t steps = srp_optim_step_count(w->opt);
     h = mix(h, &steps, sizeof steps);
+    const int swapped = srp_weight_average_swapped(w->avg);
+    h = mix(h, &swapped, sizeof swapped);
+    for (size_t i = 0; i < srp_tensor_list_count(w->avg_watch_state); i++) {
+        const srp_tensor_ref *r = &srp_tensor_list_refs(w->avg_watch_state)[i];
+        size_t elems = 1;
+        for (size_t d = 0; d < r->ndim; d++)
+            elems *= r->shape[d];
+        h = mix(h, r->data, elems * srp_dtype_size(r->dtype));
+    }
     for (size_t i = 0; i < srp_optim_param_count(w->opt); i++)
         for (size_t b = 0; b < srp_optim_state_buffers(w->opt); b++)
             h = mix(h, srp_optim_state(w->opt, i, b),
@@ -482,6 +531,95 @@ static srp_status overflowing_attention_forward(world *w)
     return st;
 }
 
+static srp_status create_collapse(int which)
+{
+    srp_collapse_config c = srp_collapse_config_default(2, H);
+    switch (which) {
+    case 0: c.layers = 0; break;
+    case 1: c.heads = 0; break;
+    case 2: c.window = 0; break;
+    case 3: c.window = SIZE_MAX / 4; break; /* window * heads overflows */
+    case 4: c.fraction = NAN; break;
+    case 5: c.fraction = 1.5f; break;
+    case 6: c.drop = -0.5f; break;
+    case 7: c.uniform = 0.0f; break;
+    case 8: c.uniform = INFINITY; break;
+    }
+    srp_collapse *x = NULL;
+    const srp_status st = srp_collapse_create(&x, which < 0 ? NULL : &c);
+    assert_null(x);
+    return st;
+}
+
+static srp_status watch_update(world *w)
+{
+    return srp_collapse_update(w->watch, 9, w->heads, w->out.events, 2 * H, &w->out.count);
+}
+
+/* Entropies 0: every head warns, and no events array has room. */
+static srp_status watch_update_no_room(world *w)
+{
+    const float zeros[H] = {0};
+    return srp_collapse_update(w->watch, 9, zeros, w->out.events, 1, &w->out.count);
+}
+
+/* A loaded state that cannot be: the ring's fill above the window. */
+static srp_status watch_update_corrupt(world *w)
+{
+    uint64_t *filled = srp_tensor_list_refs(w->avg_watch_state)[3].data; /* watch.filled */
+    const uint64_t saved = *filled;
+    *filled = 1000;
+    const srp_status st = watch_update(w);
+    *filled = saved;
+    return st;
+}
+
+static srp_status create_average(world *w, int which)
+{
+    srp_linear *linears[2] = {w->lin, NULL};
+    srp_weight_average_config c = srp_weight_average_config_default();
+    srp_param_list *list = w->params, *empty = NULL;
+    assert_ok(srp_param_list_create(&empty));
+    size_t n = 1;
+    switch (which) {
+    case 0: list = NULL; break;
+    case 1: list = empty; break;
+    case 2: n = 2; break; /* a NULL linear */
+    case 3: c.decay = NAN; break;
+    case 4: c.decay = 1.0f; break;
+    case 5: c.decay = -0.5f; break;
+    }
+    srp_weight_average *a = NULL;
+    const srp_status st = srp_weight_average_create(&a, list, linears, n, which < 0 ? NULL : &c);
+    assert_null(a);
+    srp_param_list_destroy(empty);
+    return st;
+}
+
+static srp_status avg_update(world *w) { return srp_weight_average_update(w->avg); }
+
+/* A call between a swap in and a swap out. */
+static srp_status while_swapped(world *w, srp_status (*call)(srp_weight_average *))
+{
+    assert_ok(srp_weight_average_swap_in(w->avg));
+    const srp_status st = call(w->avg);
+    assert_ok(srp_weight_average_swap_out(w->avg));
+    return st;
+}
+
+/* A swap in of averages with value at [i] (a corrupt load; 0s in the
+ * linear's weight, the list's first entry: sigma 0). */
+static srp_status swap_in_with(world *w, size_t i, size_t n, float value)
+{
+    float *avg = srp_tensor_list_refs(w->avg_watch_state)[0].data, saved[IN * OUT];
+    memcpy(saved, avg + i, n * sizeof(float));
+    for (size_t k = 0; k < n; k++)
+        avg[i + k] = value;
+    const srp_status st = srp_weight_average_swap_in(w->avg);
+    memcpy(avg + i, saved, n * sizeof(float));
+    return st;
+}
+
 /* clang-format off */
 #define CONTRACT(X, LOSES)                                                                                \
     /* linear */                                                                                   \
@@ -541,6 +679,10 @@ static srp_status overflowing_attention_forward(world *w)
     X(SRP_ERR_INVALID_ARG, srp_attention_entropy_normalized(NULL, w->out.heads, NULL))             \
     X(SRP_ERR_INVALID_ARG, srp_attention_entropy_bound(NULL, w->out.heads))                        \
     X(SRP_ERR_INVALID_ARG, srp_attention_entropy_bound(w->att, NULL))                              \
+    X(SRP_ERR_INVALID_ARG, srp_attention_params(NULL, "attn", w->scratch_params))                  \
+    X(SRP_ERR_INVALID_ARG, srp_attention_params(w->att, "attn", NULL))                             \
+    X(SRP_ERR_INVALID_ARG, srp_attention_state_refs(NULL, "attn", w->scratch_refs))                \
+    X(SRP_ERR_INVALID_ARG, srp_attention_state_refs(w->att, "attn", NULL))                         \
     /* embedding */                                                                                \
     X(SRP_ERR_INVALID_ARG, srp_embedding_create(NULL, V, E, 0.5f, 1))                              \
     X(SRP_ERR_INVALID_ARG, create_embedding(0, E, 0.5f))                                           \
@@ -567,6 +709,48 @@ static srp_status overflowing_attention_forward(world *w)
     X(SRP_ERR_INVALID_ARG, srp_embedding_logits_backward(w->emb, NULL, w->out.elogits, NT, NULL))  \
     X(SRP_ERR_INVALID_ARG, srp_embedding_logits_backward(w->emb, w->out.ex, NULL, NT, NULL))       \
     X(SRP_ERR_INVALID_ARG, srp_embedding_logits_backward(w->emb, w->out.ex, w->out.elogits, 0, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_params(NULL, "wte", w->scratch_params))                   \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_params(w->emb, "wte", NULL))                              \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_state_refs(NULL, "wte", w->scratch_refs))                 \
+    X(SRP_ERR_INVALID_ARG, srp_embedding_state_refs(w->emb, "wte", NULL))                          \
+    /* the collapse watch */                                                                       \
+    X(SRP_ERR_INVALID_ARG, srp_collapse_create(NULL, &(srp_collapse_config){1, 1, 1, 0.1f, 0.8f, 1.0f})) \
+    X(SRP_ERR_INVALID_ARG, create_collapse(-1))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_collapse(0))                                                     \
+    X(SRP_ERR_INVALID_ARG, create_collapse(1))                                                     \
+    X(SRP_ERR_INVALID_ARG, create_collapse(2))                                                     \
+    X(SRP_ERR_INVALID_ARG, create_collapse(3))                                                     \
+    X(SRP_ERR_INVALID_ARG, create_collapse(4))                                                     \
+    X(SRP_ERR_INVALID_ARG, create_collapse(5))                                                     \
+    X(SRP_ERR_INVALID_ARG, create_collapse(6))                                                     \
+    X(SRP_ERR_INVALID_ARG, create_collapse(7))                                                     \
+    X(SRP_ERR_INVALID_ARG, create_collapse(8))                                                     \
+    X(SRP_ERR_INVALID_ARG, srp_collapse_update(NULL, 9, w->heads, w->out.events, 2 * H, &w->out.count)) \
+    X(SRP_ERR_INVALID_ARG, srp_collapse_update(w->watch, 9, NULL, w->out.events, 2 * H, &w->out.count)) \
+    X(SRP_ERR_INVALID_ARG, srp_collapse_update(w->watch, 9, w->heads, NULL, 2 * H, &w->out.count)) \
+    X(SRP_ERR_INVALID_ARG, srp_collapse_update(w->watch, 9, w->heads, w->out.events, 2 * H, NULL)) \
+    X(SRP_ERR_SHAPE, watch_update_no_room(w))                                                      \
+    X(SRP_ERR_FORMAT, watch_update_corrupt(w))                                                     \
+    X(SRP_ERR_INVALID_ARG, srp_collapse_state_refs(NULL, "watch2", w->scratch_refs))               \
+    X(SRP_ERR_INVALID_ARG, srp_collapse_state_refs(w->watch, "watch2", NULL))                      \
+    /* the weight average */                                                                       \
+    X(SRP_ERR_INVALID_ARG, srp_weight_average_create(NULL, w->params, NULL, 0, &(srp_weight_average_config){0.9f})) \
+    X(SRP_ERR_INVALID_ARG, create_average(w, -1))                                                  \
+    X(SRP_ERR_INVALID_ARG, create_average(w, 0))                                                   \
+    X(SRP_ERR_INVALID_ARG, create_average(w, 1))                                                   \
+    X(SRP_ERR_INVALID_ARG, create_average(w, 2))                                                   \
+    X(SRP_ERR_INVALID_ARG, create_average(w, 3))                                                   \
+    X(SRP_ERR_INVALID_ARG, create_average(w, 4))                                                   \
+    X(SRP_ERR_INVALID_ARG, create_average(w, 5))                                                   \
+    X(SRP_ERR_INVALID_ARG, srp_weight_average_update(NULL))                                        \
+    X(SRP_ERR_ORDER, while_swapped(w, srp_weight_average_update))                                  \
+    X(SRP_ERR_ORDER, while_swapped(w, srp_weight_average_swap_in))                                 \
+    X(SRP_ERR_INVALID_ARG, srp_weight_average_swap_in(NULL))                                       \
+    X(SRP_ERR_NUMERIC, swap_in_with(w, 3, 1, NAN))                                                 \
+    X(SRP_ERR_NUMERIC, swap_in_with(w, 0, IN * OUT, 0.0f))                                         \
+    X(SRP_ERR_INVALID_ARG, srp_weight_average_swap_out(NULL))                                      \
+    X(SRP_ERR_INVALID_ARG, srp_weight_average_state_refs(NULL, "avg2", w->scratch_refs))           \
+    X(SRP_ERR_INVALID_ARG, srp_weight_average_state_refs(w->avg, "avg2", NULL))                    \
     /* spectral */                                                                                 \
     X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(NULL, PR, PC, &w->out.scalar))                  \
     X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, PR, PC, NULL))                           \
@@ -715,6 +899,10 @@ static srp_status overflowing_attention_forward(world *w)
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->pw[4], INFINITY, pi_init))                            \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->pw[4], NAN, exact))                                   \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->logits[2], NAN, ce_fwd))                              \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->heads[1], NAN, watch_update))                         \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->heads[0], INFINITY, watch_update))                    \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, lin_w(w) + 2, NAN, avg_update))                           \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_embedding_weight(w->emb) + 3, INFINITY, avg_update))  \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->logits[2], INFINITY, ce_bwd))
 /* clang-format on */
 
@@ -815,6 +1003,13 @@ static void test_null_handles_elsewhere(void **state)
     srp_linear_zero_grad(NULL);
     srp_embedding_zero_grad(NULL);
     srp_optim_zero_grad(NULL);
+    srp_attention_zero_grad(NULL);
+    srp_collapse_destroy(NULL);
+    srp_weight_average_destroy(NULL);
+    assert_int_equal(srp_collapse_max_events(NULL), 0);
+    assert_string_equal(srp_collapse_kind_name((srp_collapse_kind)9), "unknown");
+    assert_int_equal(srp_weight_average_updates(NULL), 0);
+    assert_int_equal(srp_weight_average_swapped(NULL), 0);
     assert_null(srp_linear_weight(NULL));
     assert_null(srp_linear_u(NULL));
     assert_int_equal(srp_linear_in_features(NULL), 0);

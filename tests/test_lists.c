@@ -1,5 +1,5 @@
 /* A model's parameter list and state-tensor list (lists.h), and the
- * linear's entries in them. */
+ * entries of the linear, the attention and the embedding in them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +253,226 @@ static void test_linear_state_refs_restore_the_layer(void **state)
     assert_int_equal(scratch_dir_remove(dir), 0);
 }
 
+enum { AD = 8, AH = 2, AB = 2, AT = 5, AN = AB * AT * AD };
+
+static srp_attention *make_attention(uint64_t seed, srp_qkv_sigma mode)
+{
+    srp_attention_config c = srp_attention_config_default(AD, AH);
+    c.seed = seed;
+    c.qkv_sigma = mode;
+    c.qkv.init_std = c.proj.init_std = 0.3f; /* attention that is not uniform */
+    srp_attention *a = NULL;
+    assert_ok(srp_attention_create(&a, &c, AB, AT));
+    return a;
+}
+
+/* The names follow srp_attention_in_proj's, each projection as a linear. */
+static void test_attention_params_names_and_kinds(void **state)
+{
+    (void)state;
+    const char *in_names[3][3] = {{"qkv"}, {"qk", "v"}, {"q", "k", "v"}};
+    const size_t n_in[3] = {1, 2, 3};
+    const char *suffix[3] = {"weight", "bias", "gamma"};
+    const srp_param_kind kinds[3] = {SRP_PARAM_WEIGHT, SRP_PARAM_BIAS, SRP_PARAM_GAMMA};
+    const char *state_suffix[6] = {"weight", "bias", "gamma", "u", "v", "sigma"};
+    for (int m = 0; m < 3; m++) {
+        srp_attention *a = make_attention(1, (srp_qkv_sigma)m);
+        srp_param_list *p = NULL;
+        srp_tensor_list *t = NULL;
+        assert_ok(srp_param_list_create(&p));
+        assert_ok(srp_tensor_list_create(&t));
+        assert_ok(srp_attention_params(a, "blocks.0.attn", p));
+        assert_ok(srp_attention_state_refs(a, "blocks.0.attn", t));
+        assert_int_equal(srp_param_list_count(p), 3 * (n_in[m] + 1));
+        assert_int_equal(srp_tensor_list_count(t), 6 * (n_in[m] + 1));
+        char want[64];
+        for (size_t l = 0; l <= n_in[m]; l++) {
+            const char *lname = l < n_in[m] ? in_names[m][l] : "proj";
+            srp_linear *lin =
+                l < n_in[m] ? srp_attention_in_proj(a, l, NULL) : srp_attention_proj(a);
+            for (size_t k = 0; k < 3; k++) {
+                const size_t i = 3 * l + k;
+                snprintf(want, sizeof want, "blocks.0.attn.%s.%s", lname, suffix[k]);
+                assert_string_equal(srp_param_list_entries(p)[i].name, want);
+                assert_int_equal(srp_param_list_kind(p, i), kinds[k]);
+            }
+            assert_true(srp_param_list_entries(p)[3 * l].data == srp_linear_weight(lin));
+            assert_true(srp_param_list_entries(p)[3 * l + 1].grad == srp_linear_bias_grad(lin));
+            for (size_t k = 0; k < 6; k++) {
+                snprintf(want, sizeof want, "blocks.0.attn.%s.%s", lname, state_suffix[k]);
+                assert_string_equal(srp_tensor_list_refs(t)[6 * l + k].name, want);
+            }
+            assert_true(srp_tensor_list_refs(t)[6 * l + 3].data == srp_linear_u(lin));
+        }
+        srp_param_list_destroy(p);
+        srp_tensor_list_destroy(t);
+        srp_attention_destroy(a);
+    }
+
+    /* no prefix: the projections' own names; a prefix too long for a list:
+     * refused and remembered; NULLs */
+    srp_attention *a = make_attention(1, SRP_QKV_SIGMA_FUSED);
+    srp_param_list *p = NULL;
+    assert_ok(srp_param_list_create(&p));
+    assert_ok(srp_attention_params(a, NULL, p));
+    assert_string_equal(srp_param_list_entries(p)[0].name, "qkv.weight");
+    assert_string_equal(srp_param_list_entries(p)[5].name, "proj.gamma");
+    char longname[SRP_TENSOR_MAX_NAME + 1];
+    memset(longname, 'x', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    assert_status(srp_attention_params(a, longname, p), SRP_ERR_INVALID_ARG);
+    assert_int_equal(srp_param_list_count(p), 6);
+    assert_status(srp_param_list_status(p), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_params(NULL, "a", p), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_params(a, "a", NULL), SRP_ERR_INVALID_ARG);
+    assert_status(srp_attention_state_refs(NULL, "a", (srp_tensor_list *)NULL),
+                  SRP_ERR_INVALID_ARG);
+    srp_param_list_destroy(p);
+    srp_attention_destroy(a);
+}
+
+/* One training step of the attention with its gradients through the list:
+ * forward, backward, SGD on every entry, zero_grad. */
+static void attention_step(srp_attention *a, srp_param_list *p, const float *x, const float *dy,
+                           float *y, float *dx)
+{
+    assert_ok(srp_attention_forward(a, x, AB, AT, y, SRP_TRAIN));
+    assert_ok(srp_attention_backward(a, dy, dx));
+    srp_param *e = srp_param_list_entries(p);
+    for (size_t i = 0; i < srp_param_list_count(p); i++)
+        for (size_t k = 0; k < e[i].size; k++)
+            e[i].data[k] -= 0.05f * e[i].grad[k];
+    srp_attention_zero_grad(a);
+    for (size_t i = 0; i < srp_param_list_count(p); i++)
+        for (size_t k = 0; k < e[i].size; k++)
+            assert_true(e[i].grad[k] == 0.0f);
+}
+
+/* A trained attention's state refs through a checkpoint make a twin of
+ * another seed that continues bit for bit. */
+static void test_attention_state_refs_restore_the_module(void **state)
+{
+    (void)state;
+    char dir[512], path[600];
+    assert_int_equal(scratch_dir_make(dir, sizeof(dir), "srp_lists"), 0);
+    snprintf(path, sizeof(path), "%s/attention.ckpt", dir);
+    float x[AN], dy[AN], ya[AN], yb[AN], dxa[AN], dxb[AN];
+    srp_rng r;
+    srp_rng_seed(&r, 21);
+    fill_normal_f(&r, x, AN, 1.0);
+    fill_normal_f(&r, dy, AN, 1.0);
+    for (int m = 0; m < 3; m++) {
+        srp_attention *a = make_attention(7, (srp_qkv_sigma)m),
+                      *b = make_attention(8, (srp_qkv_sigma)m);
+        srp_param_list *pa = NULL, *pb = NULL;
+        assert_ok(srp_param_list_create(&pa));
+        assert_ok(srp_param_list_create(&pb));
+        assert_ok(srp_attention_params(a, "attn", pa));
+        assert_ok(srp_attention_params(b, "attn", pb));
+        for (int step = 0; step < 3; step++) /* move weights, u, v, sigma, gamma from init */
+            attention_step(a, pa, x, dy, ya, dxa);
+        srp_tensor_list *ta = NULL, *tb = NULL;
+        assert_ok(srp_tensor_list_create(&ta));
+        assert_ok(srp_tensor_list_create(&tb));
+        assert_ok(srp_attention_state_refs(a, "attn", ta));
+        assert_ok(srp_attention_state_refs(b, "attn", tb));
+        assert_ok(srp_checkpoint_save(path, srp_tensor_list_refs(ta), srp_tensor_list_count(ta)));
+        assert_ok(srp_checkpoint_load(path, srp_tensor_list_refs(tb), srp_tensor_list_count(tb)));
+        attention_step(a, pa, x, dy, ya, dxa);
+        attention_step(b, pb, x, dy, yb, dxb);
+        assert_memory_equal(ya, yb, sizeof(ya));
+        assert_memory_equal(dxa, dxb, sizeof(dxa));
+        float ea[AH], eb[AH];
+        assert_ok(srp_attention_entropy(a, ea, NULL));
+        assert_ok(srp_attention_entropy(b, eb, NULL));
+        assert_memory_equal(ea, eb, sizeof(ea));
+        for (size_t i = 0; i < srp_tensor_list_count(ta); i++) { /* and every state after it */
+            const srp_tensor_ref *ra = &srp_tensor_list_refs(ta)[i],
+                                 *rb = &srp_tensor_list_refs(tb)[i];
+            const size_t n = ra->ndim == 0   ? 1
+                             : ra->ndim == 1 ? ra->shape[0]
+                                             : ra->shape[0] * ra->shape[1];
+            assert_memory_equal(ra->data, rb->data, n * sizeof(float));
+        }
+        srp_tensor_list_destroy(ta);
+        srp_tensor_list_destroy(tb);
+        srp_param_list_destroy(pa);
+        srp_param_list_destroy(pb);
+        srp_attention_destroy(a);
+        srp_attention_destroy(b);
+    }
+    srp_attention_zero_grad(NULL);
+    assert_int_equal(scratch_dir_remove(dir), 0);
+}
+
+/* The table under the prefix itself, as the example LM names it ("wte");
+ * through a checkpoint, a twin continues bit for bit. */
+static void test_embedding_lists(void **state)
+{
+    (void)state;
+    enum { EV = 11, ED = 6, EN = 7 };
+    srp_embedding *a = NULL, *b = NULL;
+    assert_ok(srp_embedding_create(&a, EV, ED, 0.5f, 3));
+    assert_ok(srp_embedding_create(&b, EV, ED, 0.5f, 4));
+    srp_param_list *p = NULL;
+    srp_tensor_list *ta = NULL, *tb = NULL;
+    assert_ok(srp_param_list_create(&p));
+    assert_ok(srp_tensor_list_create(&ta));
+    assert_ok(srp_tensor_list_create(&tb));
+    assert_ok(srp_embedding_params(a, "wte", p));
+    assert_int_equal(srp_param_list_count(p), 1);
+    const srp_param *e = srp_param_list_entries(p);
+    assert_string_equal(e[0].name, "wte");
+    assert_int_equal(srp_param_list_kind(p, 0), SRP_PARAM_EMBEDDING);
+    assert_int_equal(e[0].weight_decay, 0);
+    assert_true(e[0].data == srp_embedding_weight(a) && e[0].grad == srp_embedding_weight_grad(a));
+    assert_int_equal(e[0].size, EV * ED);
+    assert_ok(srp_embedding_state_refs(a, "wte", ta));
+    assert_ok(srp_embedding_state_refs(b, "wte", tb));
+    const srp_tensor_ref *r = srp_tensor_list_refs(ta);
+    assert_string_equal(r[0].name, "wte");
+    assert_int_equal(r[0].dtype, SRP_DTYPE_F32);
+    assert_int_equal(r[0].ndim, 2);
+    assert_int_equal(r[0].shape[0], EV);
+    assert_int_equal(r[0].shape[1], ED);
+    assert_status(srp_embedding_params(a, NULL, p), SRP_ERR_INVALID_ARG);  /* an empty name */
+    assert_status(srp_embedding_params(a, "wte", p), SRP_ERR_INVALID_ARG); /* taken */
+    assert_status(srp_embedding_params(NULL, "x", p), SRP_ERR_INVALID_ARG);
+    assert_status(srp_embedding_state_refs(a, "x", NULL), SRP_ERR_INVALID_ARG);
+
+    /* train a: a step of lookups and scatter-adds, SGD */
+    const uint32_t tok[EN] = {1, 4, 4, 0, 10, 3, 1};
+    float x[EN * ED], dx[EN * ED], xb[EN * ED];
+    srp_rng rng;
+    srp_rng_seed(&rng, 5);
+    fill_normal_f(&rng, dx, EN * ED, 1.0);
+    for (int step = 0; step < 2; step++) {
+        assert_ok(srp_embedding_forward(a, tok, EN, x));
+        assert_ok(srp_embedding_backward(a, tok, dx, EN));
+        for (size_t k = 0; k < EV * ED; k++)
+            srp_embedding_weight(a)[k] -= 0.1f * srp_embedding_weight_grad(a)[k];
+        srp_embedding_zero_grad(a);
+    }
+    char dir[512], path[600];
+    assert_int_equal(scratch_dir_make(dir, sizeof(dir), "srp_lists"), 0);
+    snprintf(path, sizeof(path), "%s/embedding.ckpt", dir);
+    assert_ok(srp_checkpoint_save(path, srp_tensor_list_refs(ta), srp_tensor_list_count(ta)));
+    assert_ok(srp_checkpoint_load(path, srp_tensor_list_refs(tb), srp_tensor_list_count(tb)));
+    assert_ok(srp_embedding_forward(a, tok, EN, x));
+    assert_ok(srp_embedding_forward(b, tok, EN, xb));
+    assert_memory_equal(x, xb, sizeof(x));
+    assert_ok(srp_embedding_backward(a, tok, dx, EN));
+    assert_ok(srp_embedding_backward(b, tok, dx, EN));
+    assert_memory_equal(srp_embedding_weight_grad(a), srp_embedding_weight_grad(b),
+                        EV * ED * sizeof(float));
+    assert_int_equal(scratch_dir_remove(dir), 0);
+    srp_param_list_destroy(p);
+    srp_tensor_list_destroy(ta);
+    srp_tensor_list_destroy(tb);
+    srp_embedding_destroy(a);
+    srp_embedding_destroy(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +482,9 @@ int main(void)
         cmocka_unit_test(test_tensor_list_shapes_and_params),
         cmocka_unit_test(test_linear_params_by_mode),
         cmocka_unit_test(test_linear_state_refs_restore_the_layer),
+        cmocka_unit_test(test_attention_params_names_and_kinds),
+        cmocka_unit_test(test_attention_state_refs_restore_the_module),
+        cmocka_unit_test(test_embedding_lists),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 
 #include "sigmareparam/core.h"
 #include "sigmareparam/linear.h"
+#include "sigmareparam/lists.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -95,6 +96,23 @@ SRP_API srp_linear *srp_attention_in_proj(srp_attention *a, size_t i, const char
 SRP_API srp_linear *srp_attention_proj(srp_attention *a);
 SRP_API size_t srp_attention_heads(const srp_attention *a);
 SRP_API size_t srp_attention_dim(const srp_attention *a);
+/* Zeroes the parameter gradients of every projection. NULL: nothing. */
+SRP_API void srp_attention_zero_grad(srp_attention *a);
+
+/* Appends the projections' trainable entries to list (lists.h), each as
+ * srp_linear_params: the input projections under "prefix.qkv"; or
+ * "prefix.qk", "prefix.v"; or "prefix.q", "prefix.k", "prefix.v" (the names
+ * of srp_attention_in_proj, by qkv_sigma), then the output projection under
+ * "prefix.proj": "prefix.qkv.weight", "prefix.qkv.bias", "prefix.qkv.gamma",
+ * ... Errors as srp_param_list_add; on one, the entries appended before it
+ * stay. */
+SRP_API srp_status srp_attention_params(srp_attention *a, const char *prefix, srp_param_list *list);
+/* The same projections' state, each as srp_linear_state_refs (weight, bias,
+ * gamma, u, v, sigma). A checkpoint of them restores the module bit for
+ * bit (its activations are not state: the next forward makes them). Load
+ * between a backward and the next forward. */
+SRP_API srp_status srp_attention_state_refs(srp_attention *a, const char *prefix,
+                                            srp_tensor_list *list);
 
 /* Per head (arrays of length heads), in nats, of the last forward: the
  * mean and the min row entropy over batch and queries. Either pointer may

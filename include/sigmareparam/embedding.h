@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "sigmareparam/core.h"
+#include "sigmareparam/lists.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,6 +35,15 @@ SRP_API size_t srp_embedding_dim(const srp_embedding *e);
 SRP_API float *srp_embedding_weight(srp_embedding *e);
 SRP_API float *srp_embedding_weight_grad(srp_embedding *e);
 SRP_API void srp_embedding_zero_grad(srp_embedding *e);
+/* Appends the table to list (lists.h) under the name prefix itself, no
+ * suffix ("wte", as GPT-2 and the example LM name it), as
+ * SRP_PARAM_EMBEDDING (no weight decay). Errors as srp_param_list_add
+ * (a NULL or empty prefix is an empty name). */
+SRP_API srp_status srp_embedding_params(srp_embedding *e, const char *prefix, srp_param_list *list);
+/* The table as a named tensor [vocab][dim] under prefix: the layer's whole
+ * state. Errors as srp_tensor_list_add. */
+SRP_API srp_status srp_embedding_state_refs(srp_embedding *e, const char *prefix,
+                                            srp_tensor_list *list);
 
 /* tokens: [n], each < vocab; x: [n][dim] = the tokens' rows.
  * Errors: NULL, n = 0: SRP_ERR_INVALID_ARG; a token out of range:

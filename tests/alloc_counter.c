@@ -43,8 +43,13 @@ static int called_from_backend(void)
     const int n = backtrace(frames, 24);
     for (int i = 1; i < n; i++) {
         Dl_info info;
-        if (dladdr(frames[i], &info) && info.dli_fname &&
-            (strstr(info.dli_fname, "openblas") || strstr(info.dli_fname, "libdnnl")))
+        if (!dladdr(frames[i], &info) || !info.dli_fname)
+            continue;
+        /* the file's own name: a build folder named build-openblas must not
+         * make every library frame look like BLAS */
+        const char *slash = strrchr(info.dli_fname, '/');
+        const char *file = slash ? slash + 1 : info.dli_fname;
+        if (strstr(file, "libopenblas") || strstr(file, "libdnnl"))
             return 1;
     }
     return 0;

@@ -142,6 +142,23 @@ void ref_attention_forward(const ref_attention *R, const double *x, double *y, d
     free(p);
 }
 
+void ref_layernorm_forward(const double *x, const double *w, const double *b, size_t n, size_t d,
+                           double eps, double *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        double mean = 0.0, var = 0.0;
+        for (size_t j = 0; j < d; j++)
+            mean += x[i * d + j];
+        mean /= (double)d;
+        for (size_t j = 0; j < d; j++)
+            var += (x[i * d + j] - mean) * (x[i * d + j] - mean);
+        var /= (double)d; /* biased, as PyTorch */
+        const double rstd = 1.0 / sqrt(var + eps);
+        for (size_t j = 0; j < d; j++)
+            y[i * d + j] = (x[i * d + j] - mean) * rstd * (w ? w[j] : 1.0) + (b ? b[j] : 0.0);
+    }
+}
+
 double ref_quadratic_loss(const double *y, const double *r, size_t n)
 {
     return 0.5 * dot_d(y, y, n) + dot_d(r, y, n);

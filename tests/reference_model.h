@@ -1,6 +1,6 @@
 /* The double-precision reference the tests check the library against: the
- * sigmaReparam linear and the multi-head attention computed naively in
- * double, the loss that the gradient tests differentiate, and central
+ * sigmaReparam linear, the multi-head attention and LayerNorm computed
+ * naively in double, the loss that the gradient tests differentiate, and central
  * differences. One copy for every test: a fix lands in one place. */
 #ifndef SRP_REFERENCE_MODEL_H
 #define SRP_REFERENCE_MODEL_H
@@ -46,6 +46,11 @@ void ref_attention_free(ref_attention *R);
 /* timm's attention (attention.h); ent (may be NULL): [B][H][T] row entropies.
  * x, y: [B][T][D] */
 void ref_attention_forward(const ref_attention *R, const double *x, double *y, double *ent);
+
+/* torch.nn.LayerNorm(d, eps) over the rows: the biased variance; w, b may
+ * be NULL (1 and 0). x, y: [n][d] */
+void ref_layernorm_forward(const double *x, const double *w, const double *b, size_t n, size_t d,
+                           double eps, double *y);
 
 /* The tests' loss: 0.5 |y|^2 + <r, y>, so that dL/dy = y + r. */
 double ref_quadratic_loss(const double *y, const double *r, size_t n);

@@ -371,21 +371,10 @@ static void copy_qk_weights(srp_attention *a)
     }
 }
 
-srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch, size_t tokens,
-                                 float *y, int training)
+srp_status srp_attention_forward_prepare(srp_attention *a, size_t batch, size_t tokens,
+                                         int training)
 {
-    if (!a || !x || !y || batch == 0 || tokens == 0)
-        return SRP_ERR_INVALID_ARG;
-    if (batch > a->max_batch || tokens > a->max_tokens)
-        return srp_fail(SRP_ERR_SHAPE,
-                        "srp_attention_forward: batch %zu > max_batch %zu or tokens %zu > "
-                        "max_tokens %zu (the maxima given at create)",
-                        batch, a->max_batch, tokens, a->max_tokens);
-    const size_t n = batch * tokens, D = a->dim;
-    if (!srp_linear_batch_ok(a->proj, n))
-        return SRP_ERR_INVALID_ARG;
-    srp_attention_plans *plans;
-    srp_status st = plans_for(a, batch, tokens, &plans);
+    srp_status st = plans_for(a, batch, tokens, &a->fwd_plans);
     if (st != SRP_OK)
         return st;
     /* Every linear's power step and checks first: if any fails, nothing of
@@ -394,9 +383,14 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
         st = srp_linear_forward_prepare(a->in_proj[i], training);
     if (st == SRP_OK)
         st = srp_linear_forward_prepare(a->proj, training);
-    if (st != SRP_OK)
-        return st;
+    return st;
+}
 
+srp_status srp_attention_forward_compute(srp_attention *a, const float *x, size_t batch,
+                                         size_t tokens, float *y)
+{
+    const size_t n = batch * tokens, D = a->dim;
+    const srp_attention_plans *plans = a->fwd_plans;
     /* The activations are overwritten from here on: the previous forward
      * can no longer be differentiated, whatever follows. */
     a->have_forward = 0;
@@ -429,24 +423,43 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
         a->order = SRP_PENDING_NONE; /* no forward is pending any more */
         return SRP_ERR_NUMERIC;
     }
+    return SRP_OK;
+}
+
+void srp_attention_forward_commit(srp_attention *a, int training)
+{
     for (size_t i = 0; i < a->n_in; i++)
         srp_linear_forward_commit(a->in_proj[i], training);
     srp_linear_forward_commit(a->proj, training);
     copy_qk_weights(a); /* with the committed scales */
     a->have_forward = 1;
     srp_order_forward(&a->order, training);
+}
+
+srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch, size_t tokens,
+                                 float *y, int training)
+{
+    if (!a || !x || !y || batch == 0 || tokens == 0)
+        return SRP_ERR_INVALID_ARG;
+    if (batch > a->max_batch || tokens > a->max_tokens)
+        return srp_fail(SRP_ERR_SHAPE,
+                        "srp_attention_forward: batch %zu > max_batch %zu or tokens %zu > "
+                        "max_tokens %zu (the maxima given at create)",
+                        batch, a->max_batch, tokens, a->max_tokens);
+    const size_t n = batch * tokens;
+    if (!srp_linear_batch_ok(a->proj, n))
+        return SRP_ERR_INVALID_ARG;
+    srp_status st = srp_attention_forward_prepare(a, batch, tokens, training);
+    if (st == SRP_OK)
+        st = srp_attention_forward_compute(a, x, batch, tokens, y);
+    if (st != SRP_OK)
+        return st;
+    srp_attention_forward_commit(a, training);
     return SRP_OK;
 }
 
-srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
+srp_status srp_attention_backward_prepare(srp_attention *a, const float *dy, float *dx)
 {
-    if (!a || !dy)
-        return SRP_ERR_INVALID_ARG;
-    if (!a->have_forward)
-        return SRP_ERR_UNSUPPORTED;
-    const srp_call_order pending = a->order;
-    if (!srp_order_backward_ok(&a->order))
-        return srp_order_refusal("srp_attention_backward", pending);
     const size_t n = a->batch * a->tokens, D = a->dim;
     srp_attention_plans *plans;
     srp_status st = plans_for(a, a->batch, a->tokens, &plans);
@@ -474,11 +487,29 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
     for (size_t i = 0; i < a->n_in && st == SRP_OK; i++) /* dx = sum over the projections */
         st = srp_linear_backward_prepare(a->in_proj[i], a->x, a->d_qkv + a->in_col[i], 3 * D, n, dx,
                                          i > 0);
-    if (st != SRP_OK)
-        return st;
+    return st;
+}
+
+void srp_attention_backward_commit(srp_attention *a)
+{
     srp_linear_backward_commit(a->proj);
     for (size_t i = 0; i < a->n_in; i++)
         srp_linear_backward_commit(a->in_proj[i]);
     srp_order_backward_done(&a->order);
+}
+
+srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
+{
+    if (!a || !dy)
+        return SRP_ERR_INVALID_ARG;
+    if (!a->have_forward)
+        return SRP_ERR_UNSUPPORTED;
+    const srp_call_order pending = a->order;
+    if (!srp_order_backward_ok(&a->order))
+        return srp_order_refusal("srp_attention_backward", pending);
+    const srp_status st = srp_attention_backward_prepare(a, dy, dx);
+    if (st != SRP_OK)
+        return st;
+    srp_attention_backward_commit(a);
     return SRP_OK;
 }

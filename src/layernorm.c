@@ -41,8 +41,8 @@ static void row_stats(const float *x, size_t d, double eps, double *mean, double
 }
 
 /* The forward's rows: y and, where wanted, the statistics. */
-static void forward_rows(const float *x, const float *weight, const float *bias, size_t n,
-                         size_t d, float eps, float *y, float *mean, float *rstd)
+static void forward_rows(const float *x, const float *weight, const float *bias, size_t n, size_t d,
+                         float eps, float *y, float *mean, float *rstd)
 {
     const long rows = (long)n;
 #pragma omp parallel for num_threads(srp_threads())                                                \
@@ -166,8 +166,7 @@ srp_status srp_layernorm_create(srp_layernorm **out, const srp_layernorm_config 
         return SRP_ERR_INVALID_ARG;
     *out = NULL;
     if (!cfg || !args_ok(cfg, cfg, max_rows, cfg->dim) ||
-        max_rows * cfg->dim > SIZE_MAX / sizeof(float) || !(cfg->eps > 0.0f) ||
-        !isfinite(cfg->eps))
+        max_rows * cfg->dim > SIZE_MAX / sizeof(float) || !(cfg->eps > 0.0f) || !isfinite(cfg->eps))
         return srp_fail(SRP_ERR_INVALID_ARG,
                         "srp_layernorm_create: config %s, dim %zu, max_rows %zu, eps %g "
                         "(want dim, max_rows > 0 and eps finite > 0)",

@@ -40,6 +40,15 @@ struct srp_attention {
     float *att;     /* [B][H][T][T] softmax probabilities */
     float *o_cat;   /* [B][T][D] heads' outputs side by side: proj's input */
 
+    /* Attention dropout (attention.h): the rate, the random state, and the
+     * last forward's key (its mask, recomputed by the backward) and A
+     * after the mask ([B][H][T][T], allocated with dropout > 0). */
+    float dropout;
+    srp_rng dropout_rng;
+    int dropped; /* the last forward applied the mask */
+    uint64_t dropout_key;
+    float *att_drop;
+
     /* Per (b, h) pair of the last forward: sums and minima of the row
      * entropies, raw and divided by log(keys); reduced per head on demand. */
     double *pair_sum, *pair_sum_norm;
@@ -88,7 +97,7 @@ struct srp_attention {
 srp_status srp_attention_forward_prepare(srp_attention *a, size_t batch, size_t tokens,
                                          int training);
 srp_status srp_attention_forward_compute(srp_attention *a, const float *x, size_t batch,
-                                         size_t tokens, float *y);
+                                         size_t tokens, float *y, int training);
 void srp_attention_forward_commit(srp_attention *a, int training);
 /* backward_prepare, for the last forward (have_forward set; the order rule
  * is the caller's): dx (may be NULL) and every gradient into the linears'

@@ -540,49 +540,63 @@ static srp_status join(char *buf, const char *prefix, const char *part, const ch
     return SRP_OK;
 }
 
-srp_status srp_block_params(srp_block *b, const char *prefix, srp_param_list *list)
+/* What one list does with a linear and a LayerNorm named "prefix.part". */
+typedef struct {
+    srp_status (*linear)(srp_linear *, const char *, void *);
+    srp_status (*norm)(srp_layernorm *, const char *, void *);
+    const char *call;
+} list_adder;
+
+/* Every linear, then both LayerNorms, under their names. */
+static srp_status add_parts(srp_block *b, const char *prefix, const list_adder *add, void *list)
 {
-    if (!b || !list)
-        return SRP_ERR_INVALID_ARG;
     char name[SRP_TENSOR_MAX_NAME + 1];
+    const char *part;
     srp_status st = SRP_OK;
     for (size_t i = 0; i < srp_block_linear_count(b) && st == SRP_OK; i++) {
-        const char *part;
         srp_linear *l = srp_block_linear(b, i, &part);
-        st = join(name, prefix, part, "srp_block_params");
+        st = join(name, prefix, part, add->call);
         if (st == SRP_OK)
-            st = srp_linear_params(l, name, list);
+            st = add->linear(l, name, list);
     }
     for (size_t i = 0; i < srp_block_norm_count(b) && st == SRP_OK; i++) {
-        const char *part;
         srp_layernorm *ln = srp_block_norm(b, i, &part);
-        st = join(name, prefix, part, "srp_block_params");
+        st = join(name, prefix, part, add->call);
         if (st == SRP_OK)
-            st = srp_layernorm_params(ln, name, list);
+            st = add->norm(ln, name, list);
     }
     return st;
 }
 
+static srp_status linear_params(srp_linear *l, const char *name, void *list)
+{
+    return srp_linear_params(l, name, list);
+}
+static srp_status norm_params(srp_layernorm *ln, const char *name, void *list)
+{
+    return srp_layernorm_params(ln, name, list);
+}
+static srp_status linear_state(srp_linear *l, const char *name, void *list)
+{
+    return srp_linear_state_refs(l, name, list);
+}
+static srp_status norm_state(srp_layernorm *ln, const char *name, void *list)
+{
+    return srp_layernorm_state_refs(ln, name, list);
+}
+
+srp_status srp_block_params(srp_block *b, const char *prefix, srp_param_list *list)
+{
+    static const list_adder add = {linear_params, norm_params, "srp_block_params"};
+    return b && list ? add_parts(b, prefix, &add, list) : SRP_ERR_INVALID_ARG;
+}
+
 srp_status srp_block_state_refs(srp_block *b, const char *prefix, srp_tensor_list *list)
 {
+    static const list_adder add = {linear_state, norm_state, "srp_block_state_refs"};
     if (!b || !list)
         return SRP_ERR_INVALID_ARG;
-    char name[SRP_TENSOR_MAX_NAME + 1];
-    srp_status st = SRP_OK;
-    for (size_t i = 0; i < srp_block_linear_count(b) && st == SRP_OK; i++) {
-        const char *part;
-        srp_linear *l = srp_block_linear(b, i, &part);
-        st = join(name, prefix, part, "srp_block_state_refs");
-        if (st == SRP_OK)
-            st = srp_linear_state_refs(l, name, list);
-    }
-    for (size_t i = 0; i < srp_block_norm_count(b) && st == SRP_OK; i++) {
-        const char *part;
-        srp_layernorm *ln = srp_block_norm(b, i, &part);
-        st = join(name, prefix, part, "srp_block_state_refs");
-        if (st == SRP_OK)
-            st = srp_layernorm_state_refs(ln, name, list);
-    }
+    srp_status st = add_parts(b, prefix, &add, list);
     const size_t shape[1] = {4};
     if (st == SRP_OK && b->attn->dropout > 0.0f)
         st = srp_tensor_list_add(list, prefix, "attn.dropout_rng", SRP_DTYPE_U64, 1, shape,

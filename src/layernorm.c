@@ -291,9 +291,10 @@ void srp_layernorm_layer_backward_commit(srp_layernorm *ln)
     srp_order_backward_done(&ln->order);
 }
 
-/* The checks both backwards make; SRP_OK when the backward may go on. */
-static srp_status backward_checks(srp_layernorm *ln, const float *x, const float *dy, size_t rows,
-                                  const float *dx, const char *call)
+/* Both backwards: dx overwritten (may be dy), or with add dx += the
+ * gradient, staged and added only when finite. */
+static srp_status layer_backward(srp_layernorm *ln, const float *x, const float *dy, size_t rows,
+                                 float *dx, int add, const char *call)
 {
     if (!ln || !x || !dy || !dx)
         return SRP_ERR_INVALID_ARG;
@@ -305,39 +306,29 @@ static srp_status backward_checks(srp_layernorm *ln, const float *x, const float
     const srp_call_order pending = ln->order;
     if (!srp_order_backward_ok(&ln->order))
         return srp_order_refusal(call, pending);
+    const size_t n = rows * ln->dim;
+    float *out = add ? ln->stage : dx;
+    srp_status st = srp_layernorm_layer_backward_prepare(ln, x, dy, out);
+    if (st == SRP_OK && !srp_all_finite(out, n))
+        st = SRP_ERR_NUMERIC;
+    if (st != SRP_OK)
+        return srp_fail(st, "%s: NaN or Inf in dy or dx", call);
+    if (add)
+        srp_accumulate(dx, ln->stage, n);
+    srp_layernorm_layer_backward_commit(ln);
     return SRP_OK;
 }
 
 srp_status srp_layernorm_layer_backward(srp_layernorm *ln, const float *x, const float *dy,
                                         size_t rows, float *dx)
 {
-    srp_status st = backward_checks(ln, x, dy, rows, dx, "srp_layernorm_layer_backward");
-    if (st != SRP_OK)
-        return st;
-    st = srp_layernorm_layer_backward_prepare(ln, x, dy, dx);
-    if (st == SRP_OK && !srp_all_finite(dx, rows * ln->dim))
-        st = SRP_ERR_NUMERIC;
-    if (st != SRP_OK)
-        return srp_fail(st, "srp_layernorm_layer_backward: NaN or Inf in dy or dx");
-    srp_layernorm_layer_backward_commit(ln);
-    return SRP_OK;
+    return layer_backward(ln, x, dy, rows, dx, 0, "srp_layernorm_layer_backward");
 }
 
 srp_status srp_layernorm_layer_backward_add(srp_layernorm *ln, const float *x, const float *dy,
                                             size_t rows, float *dx)
 {
-    srp_status st = backward_checks(ln, x, dy, rows, dx, "srp_layernorm_layer_backward_add");
-    if (st != SRP_OK)
-        return st;
-    const size_t n = rows * ln->dim;
-    st = srp_layernorm_layer_backward_prepare(ln, x, dy, ln->stage);
-    if (st == SRP_OK && !srp_all_finite(ln->stage, n))
-        st = SRP_ERR_NUMERIC;
-    if (st != SRP_OK)
-        return srp_fail(st, "srp_layernorm_layer_backward_add: NaN or Inf in dy or dx");
-    srp_accumulate(dx, ln->stage, n);
-    srp_layernorm_layer_backward_commit(ln);
-    return SRP_OK;
+    return layer_backward(ln, x, dy, rows, dx, 1, "srp_layernorm_layer_backward_add");
 }
 
 void srp_layernorm_zero_grad(srp_layernorm *ln)

@@ -528,6 +528,9 @@ static void assert_same_state(model_block *mb, srp_block *b)
         return;
     assert_memory_equal(e1, e2, sizeof(float) * H);
     assert_memory_equal(m1, m2, sizeof(float) * H);
+    assert_ok(srp_attention_entropy_bound(mb->attn, e1)); /* Theorem 3.1, through the block */
+    assert_ok(srp_attention_entropy_bound(srp_block_attention(b), e2));
+    assert_memory_equal(e1, e2, sizeof(float) * H);
 }
 
 /* p -= lr g on every parameter of both, then zero the gradients: the next

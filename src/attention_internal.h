@@ -93,7 +93,7 @@ struct srp_attention {
  * the module has no forward to differentiate; SRP_ERR_NUMERIC when y is
  * not finite (no forward pending then). forward_commit, once the caller
  * accepts y: the linears' steps, the bound's copy of the weights, the
- * order; it cannot fail. */
+ * dropout's draw, the order; it cannot fail. */
 srp_status srp_attention_forward_prepare(srp_attention *a, size_t batch, size_t tokens,
                                          int training);
 srp_status srp_attention_forward_compute(srp_attention *a, const float *x, size_t batch,

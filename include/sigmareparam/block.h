@@ -91,9 +91,9 @@ SRP_API void srp_block_config_seed(srp_block_config *cfg, uint64_t seed);
 
 /* Errors: NULL; dim, heads, mlp_dim, max_batch or max_tokens 0; dim not a
  * multiple of heads; sizes that overflow; an unknown norm or qkv_sigma; a
- * rate outside [0, 1); norm_eps not finite and > 0; a NULL, empty or
- * too long norm name (with a norm); a bad linear config:
- * SRP_ERR_INVALID_ARG (with a detail, srp_last_error_detail). */
+ * rate outside [0, 1); norm_eps not finite and > 0; a NULL, empty, too
+ * long (over 64 bytes) or repeated norm name (with a norm); a bad linear
+ * config: SRP_ERR_INVALID_ARG (with a detail, srp_last_error_detail). */
 SRP_API srp_status srp_block_create(srp_block **out, const srp_block_config *cfg, size_t max_batch,
                                     size_t max_tokens);
 SRP_API void srp_block_destroy(srp_block *b);
@@ -105,11 +105,12 @@ SRP_API void srp_block_destroy(srp_block *b);
  * regularizer). Every layer is checked before any changes: on any error
  * no parameter, u, v, sigma, gamma or random state has changed.
  * Errors: NULL: SRP_ERR_INVALID_ARG; batch or tokens 0 or above the
- * maxima given at create: SRP_ERR_SHAPE; a non-finite or zero sigma, a
- * non-finite gamma, NaN or Inf in x, in a parameter, or from an overflow
- * on the way: SRP_ERR_NUMERIC, and the activations were overwritten: until
- * the next successful forward the backward returns SRP_ERR_UNSUPPORTED
- * (as the attention's, attention.h). */
+ * maxima given at create: SRP_ERR_SHAPE; a linear's non-finite or zero
+ * sigma or non-finite gamma: SRP_ERR_NUMERIC before anything runs (the
+ * last forward can still be differentiated); NaN or Inf in x, in another
+ * parameter, or from an overflow on the way: SRP_ERR_NUMERIC, and the
+ * activations were overwritten: until the next successful forward the
+ * backward returns SRP_ERR_UNSUPPORTED (as the attention's, attention.h). */
 SRP_API srp_status srp_block_forward(srp_block *b, const float *x, size_t batch, size_t tokens,
                                      float *y, int training);
 /* Backward of the last forward. dy, dx: [batch][tokens][dim] of that

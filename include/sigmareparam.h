@@ -23,10 +23,12 @@
 
 /* One header for users; the parts below are grouped by concept. */
 #include "sigmareparam/attention.h"  /* srp_attention: multi-head attention + entropy */
+#include "sigmareparam/block.h"      /* srp_block: a transformer block (attention + MLP) */
 #include "sigmareparam/embedding.h"  /* srp_embedding: token lookup, tied output head */
 #include "sigmareparam/checkpoint.h" /* crash-safe named-tensor files */
 #include "sigmareparam/collapse.h"   /* srp_collapse: the entropy-collapse watch */
 #include "sigmareparam/core.h"       /* version, SRP_API, srp_status, threads */
+#include "sigmareparam/layernorm.h"  /* srp_layernorm: the LayerNorm layer object */
 #include "sigmareparam/linear.h"     /* srp_linear: the sigmaReparam linear layer */
 #include "sigmareparam/lists.h"      /* a model's parameter list and state-tensor list */
 #include "sigmareparam/nn.h"         /* LayerNorm, GELU, losses, small helpers */

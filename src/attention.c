@@ -37,6 +37,11 @@
  * Causal attention computes the full S and masks in the softmax: row i
  * keeps keys 0..i, the rest become 0, so the products after it see zeros.
  *
+ * Dropout on A (training forwards with dropout > 0): Ad = A m / (1 - p)
+ * (dropout.h) is kept beside A; O = Ad V, and in the backward dV = Ad^T dO
+ * and dA = (dO V^T) m / (1 - p) before the softmax's backward, which uses
+ * A. With dropout 0 none of this runs.
+ *
  * For a given thread count and GEMM backend the results are the same bits
  * on every run: the GEMMs partition their work statically, each pair's
  * softmax is one task, and per-pair entropy sums are reduced in a fixed
@@ -46,6 +51,7 @@
 #include <string.h>
 
 #include "attention_internal.h"
+#include "dropout.h"
 
 srp_attention_config srp_attention_config_default(size_t dim, size_t heads)
 {
@@ -55,6 +61,7 @@ srp_attention_config srp_attention_config_default(size_t dim, size_t heads)
     c.heads = heads;
     c.causal = 0;
     c.track_entropy = 1;
+    c.dropout = 0.0f;
     c.qkv_sigma = SRP_QKV_SIGMA_FUSED;
     c.qkv = srp_linear_config_default(dim, 3 * dim);
     c.proj = srp_linear_config_default(dim, dim);
@@ -99,6 +106,10 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     if (!cfg || cfg->dim == 0 || cfg->heads == 0 || cfg->dim % cfg->heads != 0 || max_batch == 0 ||
         max_tokens == 0 || !sizes_ok(max_batch, max_tokens, cfg->dim, cfg->heads))
         return SRP_ERR_INVALID_ARG;
+    if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "srp_attention_create: dropout %g (want 0 <= dropout < 1)",
+                        (double)cfg->dropout);
     srp_attention *a = calloc(1, sizeof(*a));
     if (!a)
         return SRP_ERR_NOMEM;
@@ -139,6 +150,8 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     pc.seed = srp_rng_next_u64(&rng);
     if (st == SRP_OK)
         st = srp_linear_create(&a->proj, &pc);
+    a->dropout = cfg->dropout;
+    srp_rng_seed(&a->dropout_rng, srp_rng_next_u64(&rng)); /* after the linears' seeds */
     if (st != SRP_OK) {
         srp_attention_destroy(a);
         return st;
@@ -164,6 +177,10 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     a->bound_gram = malloc(sizeof(double) * a->gram_n * a->gram_n);
     a->bound_vecs = malloc(sizeof(double) * 4 * a->bound_vec_len);
     a->bound_qk = malloc(sizeof(double) * 2 * a->head_dim * (D + 1 + 2 * a->head_dim));
+    if (a->dropout > 0.0f && !(a->att_drop = malloc(sizeof(float) * B * H * T * T))) {
+        srp_attention_destroy(a);
+        return SRP_ERR_NOMEM;
+    }
     if (!a->x || !a->fwd_wqk || !a->fwd_bqk || !a->qkv_out || !a->att || !a->o_cat || !a->d_ocat ||
         !a->d_qkv || !a->d_att || !a->pair_sum || !a->pair_sum_norm || !a->pair_min ||
         !a->pair_min_norm || !a->inv_log_keys || !a->bound_x || !a->bound_gram || !a->bound_vecs ||
@@ -189,6 +206,7 @@ void srp_attention_destroy(srp_attention *a)
     free(a->fwd_bqk);
     free(a->qkv_out);
     free(a->att);
+    free(a->att_drop);
     free(a->o_cat);
     free(a->d_ocat);
     free(a->d_qkv);
@@ -224,6 +242,7 @@ srp_linear *srp_attention_in_proj(srp_attention *a, size_t i, const char **name)
     return a->in_proj[i];
 }
 srp_linear *srp_attention_proj(srp_attention *a) { return a ? a->proj : NULL; }
+srp_rng *srp_attention_dropout_rng(srp_attention *a) { return a ? &a->dropout_rng : NULL; }
 size_t srp_attention_heads(const srp_attention *a) { return a ? a->heads : 0; }
 size_t srp_attention_dim(const srp_attention *a) { return a ? a->dim : 0; }
 
@@ -371,21 +390,10 @@ static void copy_qk_weights(srp_attention *a)
     }
 }
 
-srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch, size_t tokens,
-                                 float *y, int training)
+srp_status srp_attention_forward_prepare(srp_attention *a, size_t batch, size_t tokens,
+                                         int training)
 {
-    if (!a || !x || !y || batch == 0 || tokens == 0)
-        return SRP_ERR_INVALID_ARG;
-    if (batch > a->max_batch || tokens > a->max_tokens)
-        return srp_fail(SRP_ERR_SHAPE,
-                        "srp_attention_forward: batch %zu > max_batch %zu or tokens %zu > "
-                        "max_tokens %zu (the maxima given at create)",
-                        batch, a->max_batch, tokens, a->max_tokens);
-    const size_t n = batch * tokens, D = a->dim;
-    if (!srp_linear_batch_ok(a->proj, n))
-        return SRP_ERR_INVALID_ARG;
-    srp_attention_plans *plans;
-    srp_status st = plans_for(a, batch, tokens, &plans);
+    srp_status st = plans_for(a, batch, tokens, &a->fwd_plans);
     if (st != SRP_OK)
         return st;
     /* Every linear's power step and checks first: if any fails, nothing of
@@ -394,9 +402,14 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
         st = srp_linear_forward_prepare(a->in_proj[i], training);
     if (st == SRP_OK)
         st = srp_linear_forward_prepare(a->proj, training);
-    if (st != SRP_OK)
-        return st;
+    return st;
+}
 
+srp_status srp_attention_forward_compute(srp_attention *a, const float *x, size_t batch,
+                                         size_t tokens, float *y, int training)
+{
+    const size_t n = batch * tokens, D = a->dim;
+    const srp_attention_plans *plans = a->fwd_plans;
     /* The activations are overwritten from here on: the previous forward
      * can no longer be differentiated, whatever follows. */
     a->have_forward = 0;
@@ -415,7 +428,17 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
 #pragma omp parallel for num_threads(pair_threads((size_t)pairs, tokens)) schedule(static)
     for (long p = 0; p < pairs; p++)
         pair_softmax(a, (size_t)p);
-    srp_bgemm_run(plans->av, a->att, v, a->o_cat);
+    int finite = 1;
+    a->dropped = training && a->dropout > 0.0f;
+    if (a->dropped) {
+        srp_rng next = a->dropout_rng; /* the draw is committed with the forward */
+        a->dropout_key = srp_rng_next_u64(&next);
+        /* A NaN in A (an overflow in the logits) could be dropped from y:
+         * it is looked for here. */
+        finite = srp_dropout_apply(a->att, a->att_drop, (size_t)pairs * tokens * tokens,
+                                   a->dropout_key, a->dropout);
+    }
+    srp_bgemm_run(plans->av, a->dropped ? a->att_drop : a->att, v, a->o_cat);
     srp_profile_end(SRP_PROF_ATTENTION_CORE, t0);
 
     srp_linear_forward_compute(a->proj, a->o_cat, n, y, D);
@@ -423,30 +446,51 @@ srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
      * reaches y: one check of y covers them all. On failure no linear
      * takes its power step. */
     t0 = srp_profile_begin();
-    const int finite = srp_all_finite(y, n * D);
+    finite = finite && srp_all_finite(y, n * D);
     srp_profile_end(SRP_PROF_FINITE_CHECK, t0);
     if (!finite) {
         a->order = SRP_PENDING_NONE; /* no forward is pending any more */
         return SRP_ERR_NUMERIC;
     }
+    return SRP_OK;
+}
+
+void srp_attention_forward_commit(srp_attention *a, int training)
+{
     for (size_t i = 0; i < a->n_in; i++)
         srp_linear_forward_commit(a->in_proj[i], training);
     srp_linear_forward_commit(a->proj, training);
     copy_qk_weights(a); /* with the committed scales */
+    if (a->dropped)
+        srp_rng_next_u64(&a->dropout_rng); /* the draw the forward's key came from */
     a->have_forward = 1;
     srp_order_forward(&a->order, training);
+}
+
+srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch, size_t tokens,
+                                 float *y, int training)
+{
+    if (!a || !x || !y || batch == 0 || tokens == 0)
+        return SRP_ERR_INVALID_ARG;
+    if (batch > a->max_batch || tokens > a->max_tokens)
+        return srp_fail(SRP_ERR_SHAPE,
+                        "srp_attention_forward: batch %zu > max_batch %zu or tokens %zu > "
+                        "max_tokens %zu (the maxima given at create)",
+                        batch, a->max_batch, tokens, a->max_tokens);
+    const size_t n = batch * tokens;
+    if (!srp_linear_batch_ok(a->proj, n))
+        return SRP_ERR_INVALID_ARG;
+    srp_status st = srp_attention_forward_prepare(a, batch, tokens, training);
+    if (st == SRP_OK)
+        st = srp_attention_forward_compute(a, x, batch, tokens, y, training);
+    if (st != SRP_OK)
+        return st;
+    srp_attention_forward_commit(a, training);
     return SRP_OK;
 }
 
-srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
+srp_status srp_attention_backward_prepare(srp_attention *a, const float *dy, float *dx)
 {
-    if (!a || !dy)
-        return SRP_ERR_INVALID_ARG;
-    if (!a->have_forward)
-        return SRP_ERR_UNSUPPORTED;
-    const srp_call_order pending = a->order;
-    if (!srp_order_backward_ok(&a->order))
-        return srp_order_refusal("srp_attention_backward", pending);
     const size_t n = a->batch * a->tokens, D = a->dim;
     srp_attention_plans *plans;
     srp_status st = plans_for(a, a->batch, a->tokens, &plans);
@@ -461,9 +505,12 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
     const uint64_t t0 = srp_profile_begin();
     const float *q = a->qkv_out, *k = q + D, *v = q + 2 * D;
     float *dq = a->d_qkv, *dk = dq + D, *dv = dq + 2 * D;
-    srp_bgemm_run(plans->dv, a->att, a->d_ocat, dv);
+    srp_bgemm_run(plans->dv, a->dropped ? a->att_drop : a->att, a->d_ocat, dv);
     srp_bgemm_run(plans->da, a->d_ocat, v, a->d_att);
     const long pairs = (long)(a->batch * a->heads);
+    if (a->dropped) /* dA through the mask: the forward's, from its key */
+        srp_dropout_apply(a->d_att, a->d_att, (size_t)pairs * a->tokens * a->tokens, a->dropout_key,
+                          a->dropout);
 #pragma omp parallel for num_threads(pair_threads((size_t)pairs, a->tokens)) schedule(static)
     for (long p = 0; p < pairs; p++)
         pair_softmax_backward(a, (size_t)p);
@@ -474,12 +521,30 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
     for (size_t i = 0; i < a->n_in && st == SRP_OK; i++) /* dx = sum over the projections */
         st = srp_linear_backward_prepare(a->in_proj[i], a->x, a->d_qkv + a->in_col[i], 3 * D, n, dx,
                                          i > 0);
-    if (st != SRP_OK)
-        return st;
+    return st;
+}
+
+void srp_attention_backward_commit(srp_attention *a)
+{
     srp_linear_backward_commit(a->proj);
     for (size_t i = 0; i < a->n_in; i++)
         srp_linear_backward_commit(a->in_proj[i]);
     srp_order_backward_done(&a->order);
+}
+
+srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
+{
+    if (!a || !dy)
+        return SRP_ERR_INVALID_ARG;
+    if (!a->have_forward)
+        return SRP_ERR_UNSUPPORTED;
+    const srp_call_order pending = a->order;
+    if (!srp_order_backward_ok(&a->order))
+        return srp_order_refusal("srp_attention_backward", pending);
+    const srp_status st = srp_attention_backward_prepare(a, dy, dx);
+    if (st != SRP_OK)
+        return st;
+    srp_attention_backward_commit(a);
     return SRP_OK;
 }
 

@@ -40,6 +40,15 @@ struct srp_attention {
     float *att;     /* [B][H][T][T] softmax probabilities */
     float *o_cat;   /* [B][T][D] heads' outputs side by side: proj's input */
 
+    /* Attention dropout (attention.h): the rate, the random state, and the
+     * last forward's key (its mask, recomputed by the backward) and A
+     * after the mask ([B][H][T][T], allocated with dropout > 0). */
+    float dropout;
+    srp_rng dropout_rng;
+    int dropped; /* the last forward applied the mask */
+    uint64_t dropout_key;
+    float *att_drop;
+
     /* Per (b, h) pair of the last forward: sums and minima of the row
      * entropies, raw and divided by log(keys); reduced per head on demand. */
     double *pair_sum, *pair_sum_norm;
@@ -55,6 +64,8 @@ struct srp_attention {
      * (attention.c); built on first use of a shape. */
     srp_attention_plans plans[SRP_ATTENTION_PLAN_SHAPES];
     uint64_t plan_clock; /* for least-recently-used replacement */
+    /* The plans of the prepared forward. */
+    srp_attention_plans *fwd_plans;
 
     /* What the bound needs from the last forward: the q and k weight rows
      * ([2D][D]: q's, then k's) and biases ([2D]), and the gamma / sigma of
@@ -70,5 +81,29 @@ struct srp_attention {
     size_t gram_n;        /* min(max_tokens, D + 1) */
     size_t bound_vec_len; /* max(gram_n, dh) */
 };
+
+/* The forward and backward in halves, for a module built around the
+ * attention (the block) that checks all its layers before it changes any;
+ * srp_attention_forward/_backward are these in a row, after their argument
+ * and order checks.
+ * forward_prepare (batch, tokens within the maxima): the plans for the
+ * shape (built on first use: it may allocate) and every linear's power
+ * step into scratch; nothing of the module changes. forward_compute,
+ * after it: y, and every activation the backward needs; from its start
+ * the module has no forward to differentiate; SRP_ERR_NUMERIC when y is
+ * not finite (no forward pending then). forward_commit, once the caller
+ * accepts y: the linears' steps, the bound's copy of the weights, the
+ * dropout's draw, the order; it cannot fail. */
+srp_status srp_attention_forward_prepare(srp_attention *a, size_t batch, size_t tokens,
+                                         int training);
+srp_status srp_attention_forward_compute(srp_attention *a, const float *x, size_t batch,
+                                         size_t tokens, float *y, int training);
+void srp_attention_forward_commit(srp_attention *a, int training);
+/* backward_prepare, for the last forward (have_forward set; the order rule
+ * is the caller's): dx (may be NULL) and every gradient into the linears'
+ * scratch, checked; no gradient changes. backward_commit adds them in and
+ * consumes the forward; it cannot fail. */
+srp_status srp_attention_backward_prepare(srp_attention *a, const float *dy, float *dx);
+void srp_attention_backward_commit(srp_attention *a);
 
 #endif

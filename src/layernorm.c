@@ -1,4 +1,5 @@
-/* LayerNorm over the last dimension, as torch.nn.LayerNorm.
+/* LayerNorm over the last dimension, as torch.nn.LayerNorm: the kernels
+ * (nn.h) and the layer object around them (layernorm.h).
  *
  * x, y: [n][d]. Per row: mean, var (biased), rstd = 1 / sqrt(var + eps),
  * xhat = (x - mean) rstd, y = xhat * weight + bias.
@@ -9,8 +10,10 @@
  * The column sums run in blocks of columns, each over all rows in order,
  * so they give the same bits for any thread count. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "internal.h"
+#include "layernorm_internal.h"
 
 /* Columns per task of the dweight/dbias sums (their double accumulators
  * live on the stack). */
@@ -37,12 +40,10 @@ static void row_stats(const float *x, size_t d, double eps, double *mean, double
     *rstd = 1.0 / sqrt(sq / (double)d + eps);
 }
 
-srp_status srp_layernorm_forward(const float *x, const float *weight, const float *bias, size_t n,
-                                 size_t d, float eps, float *y, float *mean, float *rstd)
+/* The forward's rows: y and, where wanted, the statistics. */
+static void forward_rows(const float *x, const float *weight, const float *bias, size_t n, size_t d,
+                         float eps, float *y, float *mean, float *rstd)
 {
-    if (!args_ok(x, y, n, d) || !(eps > 0.0f) || !isfinite(eps))
-        return SRP_ERR_INVALID_ARG;
-    const uint64_t t0 = srp_profile_begin();
     const long rows = (long)n;
 #pragma omp parallel for num_threads(srp_threads())                                                \
     schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
@@ -63,14 +64,24 @@ srp_status srp_layernorm_forward(const float *x, const float *weight, const floa
         if (rstd)
             rstd[i] = rf;
     }
+}
+
+srp_status srp_layernorm_forward(const float *x, const float *weight, const float *bias, size_t n,
+                                 size_t d, float eps, float *y, float *mean, float *rstd)
+{
+    if (!args_ok(x, y, n, d) || !(eps > 0.0f) || !isfinite(eps))
+        return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
+    forward_rows(x, weight, bias, n, d, eps, y, mean, rstd);
     srp_profile_end(SRP_PROF_LAYERNORM, t0);
     return SRP_OK;
 }
 
-/* dweight[j] += sum_i dy[i][j] xhat[i][j], dbias[j] += sum_i dy[i][j].
- * x, dy: [n][d]; mean, rstd: [n]. */
+/* dweight[j] (+)= sum_i dy[i][j] xhat[i][j], dbias[j] (+)= sum_i dy[i][j]:
+ * added in with add, else stored (the layer's pending gradients, added in
+ * at its commit: the same bits). x, dy: [n][d]; mean, rstd: [n]. */
 static void param_grads(const float *x, const float *mean, const float *rstd, const float *dy,
-                        size_t n, size_t d, float *dweight, float *dbias)
+                        size_t n, size_t d, float *dweight, float *dbias, int add)
 {
     const long blocks = (long)((d + COL_BLOCK - 1) / COL_BLOCK);
 #pragma omp parallel for num_threads(srp_threads())                                                \
@@ -88,23 +99,18 @@ static void param_grads(const float *x, const float *mean, const float *rstd, co
         }
         for (size_t j = j0; j < j1; j++) {
             if (dweight)
-                dweight[j] += (float)acc_w[j - j0];
+                dweight[j] = add ? dweight[j] + (float)acc_w[j - j0] : (float)acc_w[j - j0];
             if (dbias)
-                dbias[j] += (float)acc_b[j - j0];
+                dbias[j] = add ? dbias[j] + (float)acc_b[j - j0] : (float)acc_b[j - j0];
         }
     }
 }
 
-srp_status srp_layernorm_backward(const float *x, const float *weight, const float *mean,
-                                  const float *rstd, const float *dy, size_t n, size_t d, float *dx,
-                                  float *dweight, float *dbias)
+/* dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy * weight, row by
+ * row; dx may be dy. x, dy, dx: [n][d]; mean, rstd: [n]. */
+static void input_grad(const float *x, const float *weight, const float *mean, const float *rstd,
+                       const float *dy, size_t n, size_t d, float *dx)
 {
-    if (!args_ok(x, dx, n, d) || !mean || !rstd || !dy)
-        return SRP_ERR_INVALID_ARG;
-    const uint64_t t0 = srp_profile_begin();
-    /* Parameter gradients first: dx may be dy. */
-    if (dweight || dbias)
-        param_grads(x, mean, rstd, dy, n, d, dweight, dbias);
     const long rows = (long)n;
 #pragma omp parallel for num_threads(srp_threads())                                                \
     schedule(static) if (n * d >= SRP_PARALLEL_MIN_ELEMS)
@@ -125,6 +131,229 @@ srp_status srp_layernorm_backward(const float *x, const float *weight, const flo
             dxi[j] = (float)((double)r * (g - mean_g - xhat * mean_gx));
         }
     }
+}
+
+srp_status srp_layernorm_backward(const float *x, const float *weight, const float *mean,
+                                  const float *rstd, const float *dy, size_t n, size_t d, float *dx,
+                                  float *dweight, float *dbias)
+{
+    if (!args_ok(x, dx, n, d) || !mean || !rstd || !dy)
+        return SRP_ERR_INVALID_ARG;
+    const uint64_t t0 = srp_profile_begin();
+    /* Parameter gradients first: dx may be dy. */
+    if (dweight || dbias)
+        param_grads(x, mean, rstd, dy, n, d, dweight, dbias, 1);
+    input_grad(x, weight, mean, rstd, dy, n, d, dx);
     srp_profile_end(SRP_PROF_LAYERNORM, t0);
     return SRP_OK;
+}
+
+/* ---- the layer (layernorm.h) ---- */
+
+srp_layernorm_config srp_layernorm_config_default(size_t dim)
+{
+    srp_layernorm_config c;
+    memset(&c, 0, sizeof(c));
+    c.dim = dim;
+    c.eps = 1e-5f;
+    return c;
+}
+
+srp_status srp_layernorm_create(srp_layernorm **out, const srp_layernorm_config *cfg,
+                                size_t max_rows)
+{
+    if (!out)
+        return SRP_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!cfg || !args_ok(cfg, cfg, max_rows, cfg->dim) ||
+        max_rows * cfg->dim > SIZE_MAX / sizeof(float) || !(cfg->eps > 0.0f) || !isfinite(cfg->eps))
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "srp_layernorm_create: config %s, dim %zu, max_rows %zu, eps %g "
+                        "(want dim, max_rows > 0 and eps finite > 0)",
+                        cfg ? "given" : "NULL", cfg ? cfg->dim : 0, max_rows,
+                        cfg ? (double)cfg->eps : 0.0);
+    srp_layernorm *ln = calloc(1, sizeof(*ln));
+    if (!ln)
+        return SRP_ERR_NOMEM;
+    const size_t d = cfg->dim;
+    ln->dim = d;
+    ln->max_rows = max_rows;
+    ln->eps = cfg->eps;
+    ln->w = malloc(sizeof(float) * d);
+    ln->b = calloc(d, sizeof(float));
+    ln->dw = calloc(d, sizeof(float));
+    ln->db = calloc(d, sizeof(float));
+    ln->pending_dw = malloc(sizeof(float) * d);
+    ln->pending_db = malloc(sizeof(float) * d);
+    ln->mean = malloc(sizeof(float) * max_rows);
+    ln->rstd = malloc(sizeof(float) * max_rows);
+    ln->stage = malloc(sizeof(float) * max_rows * d);
+    if (!ln->w || !ln->b || !ln->dw || !ln->db || !ln->pending_dw || !ln->pending_db || !ln->mean ||
+        !ln->rstd || !ln->stage) {
+        srp_layernorm_destroy(ln);
+        return SRP_ERR_NOMEM;
+    }
+    for (size_t j = 0; j < d; j++)
+        ln->w[j] = 1.0f;
+    *out = ln;
+    return SRP_OK;
+}
+
+void srp_layernorm_destroy(srp_layernorm *ln)
+{
+    if (!ln)
+        return;
+    free(ln->w);
+    free(ln->b);
+    free(ln->dw);
+    free(ln->db);
+    free(ln->pending_dw);
+    free(ln->pending_db);
+    free(ln->mean);
+    free(ln->rstd);
+    free(ln->stage);
+    free(ln);
+}
+
+size_t srp_layernorm_dim(const srp_layernorm *ln) { return ln ? ln->dim : 0; }
+float srp_layernorm_eps(const srp_layernorm *ln) { return ln ? ln->eps : NAN; }
+float *srp_layernorm_weight(srp_layernorm *ln) { return ln ? ln->w : NULL; }
+float *srp_layernorm_weight_grad(srp_layernorm *ln) { return ln ? ln->dw : NULL; }
+float *srp_layernorm_bias(srp_layernorm *ln) { return ln ? ln->b : NULL; }
+float *srp_layernorm_bias_grad(srp_layernorm *ln) { return ln ? ln->db : NULL; }
+const float *srp_layernorm_mean(const srp_layernorm *ln)
+{
+    return ln && ln->have_forward ? ln->mean : NULL;
+}
+const float *srp_layernorm_rstd(const srp_layernorm *ln)
+{
+    return ln && ln->have_forward ? ln->rstd : NULL;
+}
+
+void srp_layernorm_layer_compute(srp_layernorm *ln, const float *x, size_t rows, float *y)
+{
+    ln->have_forward = 0;
+    const uint64_t t0 = srp_profile_begin();
+    forward_rows(x, ln->w, ln->b, rows, ln->dim, ln->eps, y, ln->mean, ln->rstd);
+    ln->rows = rows;
+    srp_profile_end(SRP_PROF_LAYERNORM, t0);
+}
+
+void srp_layernorm_layer_commit(srp_layernorm *ln, int training)
+{
+    ln->have_forward = 1;
+    srp_order_forward(&ln->order, training);
+}
+
+srp_status srp_layernorm_layer_forward(srp_layernorm *ln, const float *x, size_t rows, float *y,
+                                       int training)
+{
+    if (!ln || !x || !y)
+        return SRP_ERR_INVALID_ARG;
+    if (rows == 0 || rows > ln->max_rows)
+        return srp_fail(SRP_ERR_SHAPE,
+                        "srp_layernorm_layer_forward: rows %zu (want 1 to max_rows %zu, given at "
+                        "create)",
+                        rows, ln->max_rows);
+    srp_layernorm_layer_compute(ln, x, rows, y);
+    const uint64_t t0 = srp_profile_begin();
+    const int finite = srp_all_finite(y, rows * ln->dim);
+    srp_profile_end(SRP_PROF_FINITE_CHECK, t0);
+    if (!finite) {
+        ln->order = SRP_PENDING_NONE; /* the statistics are gone */
+        return srp_fail(SRP_ERR_NUMERIC,
+                        "srp_layernorm_layer_forward: NaN or Inf in y (from x, weight or bias)");
+    }
+    srp_layernorm_layer_commit(ln, training);
+    return SRP_OK;
+}
+
+srp_status srp_layernorm_layer_backward_prepare(srp_layernorm *ln, const float *x, const float *dy,
+                                                float *dx)
+{
+    const uint64_t t0 = srp_profile_begin();
+    const size_t rows = ln->rows, d = ln->dim;
+    /* Parameter gradients first: dx may be dy. */
+    param_grads(x, ln->mean, ln->rstd, dy, rows, d, ln->pending_dw, ln->pending_db, 0);
+    const int finite = srp_all_finite(ln->pending_dw, d) && srp_all_finite(ln->pending_db, d);
+    if (finite)
+        input_grad(x, ln->w, ln->mean, ln->rstd, dy, rows, d, dx);
+    srp_profile_end(SRP_PROF_LAYERNORM, t0);
+    return finite ? SRP_OK : SRP_ERR_NUMERIC;
+}
+
+void srp_layernorm_layer_backward_commit(srp_layernorm *ln)
+{
+    for (size_t j = 0; j < ln->dim; j++) {
+        ln->dw[j] += ln->pending_dw[j];
+        ln->db[j] += ln->pending_db[j];
+    }
+    srp_order_backward_done(&ln->order);
+}
+
+/* Both backwards: dx overwritten (may be dy), or with add dx += the
+ * gradient, staged and added only when finite. */
+static srp_status layer_backward(srp_layernorm *ln, const float *x, const float *dy, size_t rows,
+                                 float *dx, int add, const char *call)
+{
+    if (!ln || !x || !dy || !dx)
+        return SRP_ERR_INVALID_ARG;
+    if (!ln->have_forward)
+        return srp_fail(SRP_ERR_UNSUPPORTED, "%s: no forward to differentiate", call);
+    if (rows != ln->rows)
+        return srp_fail(SRP_ERR_SHAPE, "%s: rows %zu, but the forward had %zu", call, rows,
+                        ln->rows);
+    const srp_call_order pending = ln->order;
+    if (!srp_order_backward_ok(&ln->order))
+        return srp_order_refusal(call, pending);
+    const size_t n = rows * ln->dim;
+    float *out = add ? ln->stage : dx;
+    srp_status st = srp_layernorm_layer_backward_prepare(ln, x, dy, out);
+    if (st == SRP_OK && !srp_all_finite(out, n))
+        st = SRP_ERR_NUMERIC;
+    if (st != SRP_OK)
+        return srp_fail(st, "%s: NaN or Inf in dy or dx", call);
+    if (add)
+        srp_accumulate(dx, ln->stage, n);
+    srp_layernorm_layer_backward_commit(ln);
+    return SRP_OK;
+}
+
+srp_status srp_layernorm_layer_backward(srp_layernorm *ln, const float *x, const float *dy,
+                                        size_t rows, float *dx)
+{
+    return layer_backward(ln, x, dy, rows, dx, 0, "srp_layernorm_layer_backward");
+}
+
+srp_status srp_layernorm_layer_backward_add(srp_layernorm *ln, const float *x, const float *dy,
+                                            size_t rows, float *dx)
+{
+    return layer_backward(ln, x, dy, rows, dx, 1, "srp_layernorm_layer_backward_add");
+}
+
+void srp_layernorm_zero_grad(srp_layernorm *ln)
+{
+    if (!ln)
+        return;
+    memset(ln->dw, 0, sizeof(float) * ln->dim);
+    memset(ln->db, 0, sizeof(float) * ln->dim);
+}
+
+srp_status srp_layernorm_params(srp_layernorm *ln, const char *prefix, srp_param_list *list)
+{
+    if (!ln || !list)
+        return SRP_ERR_INVALID_ARG;
+    const srp_status st =
+        srp_param_list_add(list, prefix, "weight", ln->w, ln->dw, ln->dim, SRP_PARAM_NORM);
+    return st != SRP_OK
+               ? st
+               : srp_param_list_add(list, prefix, "bias", ln->b, ln->db, ln->dim, SRP_PARAM_NORM);
+}
+
+srp_status srp_layernorm_state_refs(srp_layernorm *ln, const char *prefix, srp_tensor_list *list)
+{
+    if (!ln || !list)
+        return SRP_ERR_INVALID_ARG;
+    const srp_status st = srp_tensor_list_add_f32(list, prefix, "weight", ln->w, ln->dim);
+    return st != SRP_OK ? st : srp_tensor_list_add_f32(list, prefix, "bias", ln->b, ln->dim);
 }

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "testutil.h"
 
@@ -86,6 +87,7 @@ void ref_attention_init(ref_attention *R, srp_attention *a, size_t batch, size_t
         col += R->in_proj[i].out;
     }
     ref_linear_init(&R->proj, srp_attention_proj(a));
+    R->drop = NULL;
 }
 
 void ref_attention_free(ref_attention *R)
@@ -125,13 +127,15 @@ void ref_attention_forward(const ref_attention *R, const double *x, double *y, d
                 for (size_t j = 0; j < keys; j++)
                     z += (p[j] = exp(p[j] - m));
                 double e = 0.0;
+                const double *drop = R->drop ? R->drop + ((b * H + h) * T + i) * T : NULL;
                 for (size_t j = 0; j < keys; j++) {
                     p[j] /= z;
                     if (p[j] > 0.0)
                         e -= p[j] * log(p[j]);
                     const double *v = qkv + (b * T + j) * 3 * D + 2 * D + h * dh;
+                    const double pj = drop ? p[j] * drop[j] : p[j];
                     for (size_t d = 0; d < dh; d++)
-                        o[(b * T + i) * D + h * dh + d] += p[j] * v[d];
+                        o[(b * T + i) * D + h * dh + d] += pj * v[d];
                 }
                 if (ent)
                     ent[(b * H + h) * T + i] = e;
@@ -140,6 +144,109 @@ void ref_attention_forward(const ref_attention *R, const double *x, double *y, d
     free(qkv);
     free(o);
     free(p);
+}
+
+void ref_layernorm_forward(const double *x, const double *w, const double *b, size_t n, size_t d,
+                           double eps, double *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        double mean = 0.0, var = 0.0;
+        for (size_t j = 0; j < d; j++)
+            mean += x[i * d + j];
+        mean /= (double)d;
+        for (size_t j = 0; j < d; j++)
+            var += (x[i * d + j] - mean) * (x[i * d + j] - mean);
+        var /= (double)d; /* biased, as PyTorch */
+        const double rstd = 1.0 / sqrt(var + eps);
+        for (size_t j = 0; j < d; j++)
+            y[i * d + j] = (x[i * d + j] - mean) * rstd * (w ? w[j] : 1.0) + (b ? b[j] : 0.0);
+    }
+}
+
+double ref_gelu(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
+
+void ref_block_init(ref_block *R, srp_block *b, size_t batch, size_t tokens, int causal)
+{
+    memset(R, 0, sizeof(*R));
+    R->B = batch;
+    R->T = tokens;
+    R->D = srp_block_dim(b);
+    R->norm = srp_block_norm_placement(b);
+    const size_t n_lin = srp_block_linear_count(b);
+    ref_attention_init(&R->att, srp_block_attention(b), batch, tokens, causal);
+    ref_linear_init(&R->fc1, srp_block_linear(b, n_lin - 2, NULL));
+    ref_linear_init(&R->fc2, srp_block_linear(b, n_lin - 1, NULL));
+    R->M = R->fc1.out;
+    for (size_t i = 0; i < srp_block_norm_count(b); i++) {
+        srp_layernorm *ln = srp_block_norm(b, i, NULL);
+        R->eps = srp_layernorm_eps(ln);
+        R->ln_w[i] = malloc(sizeof(double) * R->D);
+        R->ln_b[i] = malloc(sizeof(double) * R->D);
+        assert_true(R->ln_w[i] && R->ln_b[i]);
+        to_double(srp_layernorm_weight(ln), R->ln_w[i], R->D);
+        to_double(srp_layernorm_bias(ln), R->ln_b[i], R->D);
+    }
+}
+
+void ref_block_free(ref_block *R)
+{
+    ref_attention_free(&R->att);
+    ref_linear_free(&R->fc1);
+    ref_linear_free(&R->fc2);
+    for (int i = 0; i < 2; i++) {
+        free(R->ln_w[i]);
+        free(R->ln_b[i]);
+    }
+}
+
+/* x[b][..] *= s[b] over rows of len; s NULL: nothing. */
+static void scale_examples(double *x, size_t batch, size_t len, const double *s)
+{
+    for (size_t b = 0; s && b < batch; b++)
+        for (size_t j = 0; j < len; j++)
+            x[b * len + j] *= s[b];
+}
+
+void ref_block_forward(const ref_block *R, const double *x, double *y)
+{
+    const size_t rows = R->B * R->T, D = R->D, n = rows * D;
+    const int pre = R->norm == SRP_NORM_PRE, post = R->norm == SRP_NORM_POST;
+    double *a_in = malloc(sizeof(double) * n), *mid = malloc(sizeof(double) * n);
+    double *m_in = malloc(sizeof(double) * n), *branch = malloc(sizeof(double) * n);
+    double *h = malloc(sizeof(double) * rows * R->M);
+    assert_true(a_in && mid && m_in && branch && h);
+    if (pre)
+        ref_layernorm_forward(x, R->ln_w[0], R->ln_b[0], rows, D, R->eps, a_in);
+    else
+        memcpy(a_in, x, sizeof(double) * n);
+    ref_attention_forward(&R->att, a_in, branch, NULL);
+    scale_examples(branch, R->B, R->T * D, R->path_attn);
+    for (size_t i = 0; i < n; i++)
+        mid[i] = x[i] + branch[i];
+    if (pre || post)
+        ref_layernorm_forward(mid, R->ln_w[pre ? 1 : 0], R->ln_b[pre ? 1 : 0], rows, D, R->eps,
+                              m_in);
+    else
+        memcpy(m_in, mid, sizeof(double) * n);
+    ref_linear_forward(&R->fc1, m_in, rows, h);
+    for (size_t i = 0; i < rows * R->M; i++)
+        h[i] = ref_gelu(h[i]);
+    ref_linear_forward(&R->fc2, h, rows, branch);
+    for (size_t i = 0; R->mlp_drop && i < n; i++)
+        branch[i] *= R->mlp_drop[i];
+    scale_examples(branch, R->B, R->T * D, R->path_mlp);
+    const double *skip = post ? m_in : mid;
+    for (size_t i = 0; i < n; i++)
+        branch[i] += skip[i];
+    if (post)
+        ref_layernorm_forward(branch, R->ln_w[1], R->ln_b[1], rows, D, R->eps, y);
+    else
+        memcpy(y, branch, sizeof(double) * n);
+    free(a_in);
+    free(mid);
+    free(m_in);
+    free(branch);
+    free(h);
 }
 
 double ref_quadratic_loss(const double *y, const double *r, size_t n)

@@ -1,6 +1,6 @@
 /* The double-precision reference the tests check the library against: the
- * sigmaReparam linear and the multi-head attention computed naively in
- * double, the loss that the gradient tests differentiate, and central
+ * sigmaReparam linear, the multi-head attention and LayerNorm computed
+ * naively in double, the loss that the gradient tests differentiate, and central
  * differences. One copy for every test: a fix lands in one place. */
 #ifndef SRP_REFERENCE_MODEL_H
 #define SRP_REFERENCE_MODEL_H
@@ -37,6 +37,9 @@ typedef struct {
     ref_linear in_proj[3];
     size_t in_col[3];     /* each one's first column of the [q | k | v] row */
     ref_linear proj;
+    /* Attention dropout at a fixed mask: A's multipliers, 0 or 1 / (1 - p),
+     * [B][H][T][T]; NULL (ref_attention_init's) for none. Not owned. */
+    const double *drop;
 } ref_attention;
 
 /* The attention a as its next forward on batch x tokens will compute it. */
@@ -46,6 +49,35 @@ void ref_attention_free(ref_attention *R);
 /* timm's attention (attention.h); ent (may be NULL): [B][H][T] row entropies.
  * x, y: [B][T][D] */
 void ref_attention_forward(const ref_attention *R, const double *x, double *y, double *ent);
+
+/* torch.nn.LayerNorm(d, eps) over the rows: the biased variance; w, b may
+ * be NULL (1 and 0). x, y: [n][d] */
+void ref_layernorm_forward(const double *x, const double *w, const double *b, size_t n, size_t d,
+                           double eps, double *y);
+
+/* The exact GELU, 0.5 x (1 + erf(x / sqrt 2)). */
+double ref_gelu(double x);
+
+/* The transformer block (block.h) in double, at fixed regularizer masks. */
+typedef struct {
+    size_t B, T, D, M; /* M: the MLP's width */
+    srp_norm_placement norm;
+    double eps;
+    ref_attention att;
+    ref_linear fc1, fc2;
+    double *ln_w[2], *ln_b[2]; /* ln1, ln2: [D] each; NULL without LayerNorm */
+    /* Multipliers, 0 or 1 / (1 - p), NULL for none; not owned: the MLP
+     * dropout's [B][T][D], drop path's on the attention branch and on the
+     * MLP branch [B]. (The attention's are att.drop.) */
+    const double *mlp_drop, *path_attn, *path_mlp;
+} ref_block;
+
+/* The block b as its next forward on batch x tokens computes it, without
+ * regularizers (set the masks after). */
+void ref_block_init(ref_block *R, srp_block *b, size_t batch, size_t tokens, int causal);
+void ref_block_free(ref_block *R);
+/* x, y: [B][T][D] */
+void ref_block_forward(const ref_block *R, const double *x, double *y);
 
 /* The tests' loss: 0.5 |y|^2 + <r, y>, so that dL/dy = y + r. */
 double ref_quadratic_loss(const double *y, const double *r, size_t n);

@@ -3,10 +3,11 @@
  * out-of-range and NaN configuration values, and non-finite numbers.
  *
  * Each row makes a bad call in a "world" holding one object of each kind
- * (a linear, an attention module, an embedding, a power iteration, an
- * optimizer over their parameters, a weight average of them and a
- * collapse watch over the attention's heads), in the middle of a training
- * step: a forward has run, its backward is pending. The row checks:
+ * (a linear, an attention module, an embedding, a power iteration, a
+ * LayerNorm, a transformer block, an optimizer over some of their
+ * parameters, a weight average of them and a collapse watch over the
+ * attention's heads), in the middle of a training step: a forward has run,
+ * its backward is pending. The row checks:
  * - the status is the documented one;
  * - a hash of every state the API exposes (parameters, gradients, u, v,
  *   sigma, gamma, optimizer buffers and step, the last forward's
@@ -41,7 +42,9 @@ enum {
     PR = 5,
     PC = 6, /* power iteration on a [PR][PC] matrix */
     CLASSES = 3,
-    ROWS = 4 /* losses: logits [ROWS][CLASSES] */
+    ROWS = 4, /* losses: logits [ROWS][CLASSES] */
+    LNR = 3,  /* LayerNorm: x [LNR][D] */
+    MLP = 12  /* the block: x [B][T][D], its MLP D -> MLP -> D */
 };
 
 typedef struct {
@@ -49,6 +52,8 @@ typedef struct {
     srp_attention *att;
     srp_embedding *emb;
     srp_power_iter *pi;
+    srp_layernorm *ln;
+    srp_block *blk;
     srp_optim *opt;
     srp_param_list *params; /* what the weight average averages */
     srp_weight_average *avg;
@@ -61,6 +66,7 @@ typedef struct {
         pw[PR * PC];
     uint32_t tok[NT];
     float heads[H]; /* entropies the watch is fed */
+    float lnx[LNR * D], lndy[LNR * D];
     float logits[ROWS * CLASSES];
     int labels[ROWS];
     /* outputs (the calls write them) */
@@ -68,6 +74,7 @@ typedef struct {
         float y[N * OUT], dx[N * IN], w_hat[OUT * IN], ay[B * T * D], adx[B * T * D], ex[NT * E];
         float elogits[NT * V], scalar, heads[H], heads2[H];
         float nn[ROWS * CLASSES], stats[ROWS], stats2[ROWS];
+        float lny[LNR * D], lndx[LNR * D], by[B * T * D], bdx[B * T * D];
         size_t count;
         srp_collapse_event events[2 * H];
     } out;
@@ -105,6 +112,8 @@ static void forwards(world *w)
     assert_ok(srp_linear_forward(w->lin, w->x, N, w->out.y, SRP_TRAIN));
     assert_ok(srp_attention_forward(w->att, w->ax, B, T, w->out.ay, SRP_TRAIN));
     assert_ok(srp_embedding_forward(w->emb, w->tok, NT, w->out.ex));
+    assert_ok(srp_layernorm_layer_forward(w->ln, w->lnx, LNR, w->out.lny, SRP_TRAIN));
+    assert_ok(srp_block_forward(w->blk, w->ax, B, T, w->out.by, SRP_TRAIN));
 }
 
 static void backwards_and_step(world *w)
@@ -112,6 +121,8 @@ static void backwards_and_step(world *w)
     assert_ok(srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx));
     assert_ok(srp_attention_backward(w->att, w->ady, w->out.adx));
     assert_ok(srp_embedding_backward(w->emb, w->tok, w->edx, NT));
+    assert_ok(srp_layernorm_layer_backward(w->ln, w->lnx, w->lndy, LNR, w->out.lndx));
+    assert_ok(srp_block_backward(w->blk, w->ady, w->out.bdx));
     assert_ok(srp_optim_step(w->opt, 0.05f));
     assert_ok(srp_weight_average_update(w->avg));
     assert_ok(srp_attention_entropy(w->att, w->heads, NULL));
@@ -133,6 +144,13 @@ static world *world_make(void)
     assert_ok(srp_attention_create(&w->att, &ac, B, T));
     assert_ok(srp_embedding_create(&w->emb, V, E, 0.5f, 5));
     assert_ok(srp_power_iter_create(&w->pi, PR, PC, 6));
+    srp_layernorm_config nc = srp_layernorm_config_default(D);
+    assert_ok(srp_layernorm_create(&w->ln, &nc, LNR));
+    /* a block with every regularizer on: their random states are state */
+    srp_block_config bc = srp_block_config_default(D, H, MLP);
+    bc.qkv.init_std = bc.proj.init_std = 0.3f;
+    bc.attn_dropout = bc.mlp_dropout = bc.drop_path = 0.2f;
+    assert_ok(srp_block_create(&w->blk, &bc, B, T));
     srp_param p[16];
     size_t np = 0;
     add_linear_params(p, &np, w->lin, "lin");
@@ -171,6 +189,9 @@ static world *world_make(void)
     fill(w->ady, B * T * D, 13, 1.0);
     fill(w->edx, NT * E, 14, 1.0);
     fill(w->pw, PR * PC, 15, 1.0);
+    fill(w->lnx, LNR * D, 17, 2.0);
+    fill(w->lndy, LNR * D, 18, 1.0);
+    fill(srp_layernorm_weight(w->ln), D, 19, 1.0);
     fill(w->logits, ROWS * CLASSES, 16, 2.0);
     for (size_t i = 0; i < NT; i++)
         w->tok[i] = (uint32_t)((3 * i + 1) % V);
@@ -188,6 +209,8 @@ static void world_free(world *w)
     srp_attention_destroy(w->att);
     srp_embedding_destroy(w->emb);
     srp_power_iter_destroy(w->pi);
+    srp_layernorm_destroy(w->ln);
+    srp_block_destroy(w->blk);
     srp_optim_destroy(w->opt);
     srp_weight_average_destroy(w->avg);
     srp_param_list_destroy(w->params);
@@ -231,6 +254,32 @@ static uLong state_hash(world *w, int with_activations)
         h = mix(h, &st, sizeof st);
         h = mix(h, mean, sizeof mean);
         h = mix(h, min, sizeof min);
+    }
+    h = mix(h, srp_layernorm_weight(w->ln), sizeof(float) * D);
+    h = mix(h, srp_layernorm_bias(w->ln), sizeof(float) * D);
+    h = mix(h, srp_layernorm_weight_grad(w->ln), sizeof(float) * D);
+    h = mix(h, srp_layernorm_bias_grad(w->ln), sizeof(float) * D);
+    for (size_t i = 0; i < srp_block_linear_count(w->blk); i++)
+        h = mix_linear(h, srp_block_linear(w->blk, i, NULL));
+    for (size_t i = 0; i < srp_block_norm_count(w->blk); i++) {
+        srp_layernorm *ln = srp_block_norm(w->blk, i, NULL);
+        h = mix(h, srp_layernorm_weight(ln), sizeof(float) * D);
+        h = mix(h, srp_layernorm_bias(ln), sizeof(float) * D);
+        h = mix(h, srp_layernorm_weight_grad(ln), sizeof(float) * D);
+        h = mix(h, srp_layernorm_bias_grad(ln), sizeof(float) * D);
+    }
+    h = mix(h, srp_block_dropout_rng(w->blk), sizeof(srp_rng));
+    h = mix(h, srp_attention_dropout_rng(srp_block_attention(w->blk)), sizeof(srp_rng));
+    if (with_activations) {
+        const float *mean = srp_layernorm_mean(w->ln); /* NULL once lost */
+        const int have_mean = mean != NULL;
+        h = mix(h, &have_mean, sizeof have_mean);
+        if (mean)
+            h = mix(h, mean, sizeof(float) * LNR);
+        float bmean[H] = {0};
+        const srp_status st = srp_attention_entropy(srp_block_attention(w->blk), bmean, NULL);
+        h = mix(h, &st, sizeof st);
+        h = mix(h, bmean, sizeof bmean);
     }
     h = mix(h, srp_embedding_weight(w->emb), sizeof(float) * V * E);
     h = mix(h, srp_embedding_weight_grad(w->emb), sizeof(float) * V * E);
@@ -316,6 +365,58 @@ static srp_status create_attention(int which)
     srp_attention *a = NULL;
     srp_status st = srp_attention_create(&a, which < 0 ? NULL : &c, mb, mt);
     assert_null(a);
+    return st;
+}
+
+static srp_status create_layernorm(int which)
+{
+    srp_layernorm_config c = srp_layernorm_config_default(D);
+    size_t rows = LNR;
+    switch (which) {
+    case 0: c.dim = 0; break;
+    case 1: rows = 0; break;
+    case 2: c.eps = 0.0f; break;
+    case 3: c.eps = NAN; break;
+    case 4: c.eps = INFINITY; break;
+    case 5:
+        c.dim = 4;
+        rows = SIZE_MAX / 2;
+        break; /* rows * dim overflows */
+    }
+    srp_layernorm *ln = NULL;
+    srp_status st = srp_layernorm_create(&ln, which < 0 ? NULL : &c, rows);
+    assert_null(ln);
+    return st;
+}
+
+static srp_status create_block(int which)
+{
+    srp_block_config c = srp_block_config_default(D, H, MLP);
+    size_t mb = B, mt = T;
+    switch (which) {
+    case 0: c.heads = 3; break; /* 8 is no multiple of 3 */
+    case 1: c.dim = 0; break;
+    case 2: c.mlp_dim = 0; break;
+    case 3: mb = 0; break;
+    case 4: mt = 0; break;
+    case 5:
+        mb = SIZE_MAX / 4;
+        mt = 8;
+        break; /* batch * tokens overflows */
+    case 6: c.norm = (srp_norm_placement)5; break;
+    case 7: c.norm_eps = NAN; break;
+    case 8: c.attn_dropout = 1.0f; break;
+    case 9: c.mlp_dropout = -0.5f; break;
+    case 10: c.drop_path = NAN; break;
+    case 11: c.norm1_name = NULL; break;
+    case 12: c.norm2_name = c.norm1_name; break;
+    case 13: c.fc1.power_iters = 0; break;
+    case 14: c.qkv_sigma = (srp_qkv_sigma)4; break;
+    case 15: c.mlp_dim = SIZE_MAX / 2; break;
+    }
+    srp_block *b = NULL;
+    srp_status st = srp_block_create(&b, which < 0 ? NULL : &c, mb, mt);
+    assert_null(b);
     return st;
 }
 
@@ -488,6 +589,44 @@ static srp_status ce_bwd(world *w)
     return srp_cross_entropy_backward(w->logits, w->labels, ROWS, CLASSES, 0.1f, w->out.nn);
 }
 static srp_status reinit(world *w) { return srp_linear_reinit_sigma(w->lin); }
+
+static srp_status ln_fwd(world *w)
+{
+    return srp_layernorm_layer_forward(w->ln, w->lnx, LNR, w->out.lny, SRP_TRAIN);
+}
+static srp_status ln_bwd(world *w)
+{
+    return srp_layernorm_layer_backward(w->ln, w->lnx, w->lndy, LNR, w->out.lndx);
+}
+static srp_status ln_bwd_add(world *w)
+{
+    return srp_layernorm_layer_backward_add(w->ln, w->lnx, w->lndy, LNR, w->out.lndx);
+}
+static srp_status blk_fwd(world *w)
+{
+    return srp_block_forward(w->blk, w->ax, B, T, w->out.by, SRP_TRAIN);
+}
+static srp_status blk_bwd(world *w) { return srp_block_backward(w->blk, w->ady, w->out.bdx); }
+static float *blk_fc2_w(world *w)
+{
+    return srp_linear_weight(srp_block_linear(w->blk, srp_block_linear_count(w->blk) - 1, NULL));
+}
+static float *blk_ln2_w(world *w) { return srp_layernorm_weight(srp_block_norm(w->blk, 1, NULL)); }
+
+/* Finite parameters whose product overflows in the block's MLP, after its
+ * attention has run. */
+static srp_status overflowing_block_forward(world *w)
+{
+    const size_t n = srp_block_linear_count(w->blk);
+    float *g1 = srp_linear_gamma(srp_block_linear(w->blk, n - 2, NULL));
+    float *g2 = srp_linear_gamma(srp_block_linear(w->blk, n - 1, NULL));
+    const float s1 = *g1, s2 = *g2;
+    *g1 = *g2 = 1e30f;
+    const srp_status st = blk_fwd(w);
+    *g1 = s1;
+    *g2 = s2;
+    return st;
+}
 
 static float *lin_w(world *w) { return srp_linear_weight(w->lin); }
 static float *qkv_w(world *w) { return srp_linear_weight(srp_attention_qkv(w->att)); }
@@ -819,6 +958,61 @@ static srp_status swap_in_with(world *w, size_t i, size_t n, float value)
     X(SRP_ERR_INVALID_ARG, schedule_check(4))                                                      \
     X(SRP_ERR_INVALID_ARG, schedule_check(5))                                                      \
     X(SRP_ERR_INVALID_ARG, schedule_check(6))                                                      \
+    /* the LayerNorm layer */                                                                      \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_create(NULL, &(srp_layernorm_config){D, 1e-5f}, LNR))   \
+    X(SRP_ERR_INVALID_ARG, create_layernorm(-1))                                                   \
+    X(SRP_ERR_INVALID_ARG, create_layernorm(0))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_layernorm(1))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_layernorm(2))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_layernorm(3))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_layernorm(4))                                                    \
+    X(SRP_ERR_INVALID_ARG, create_layernorm(5))                                                    \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_layer_forward(NULL, w->lnx, LNR, w->out.lny, SRP_TRAIN)) \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_layer_forward(w->ln, NULL, LNR, w->out.lny, SRP_TRAIN))  \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_layer_forward(w->ln, w->lnx, LNR, NULL, SRP_TRAIN))      \
+    X(SRP_ERR_SHAPE, srp_layernorm_layer_forward(w->ln, w->lnx, 0, w->out.lny, SRP_TRAIN))        \
+    X(SRP_ERR_SHAPE, srp_layernorm_layer_forward(w->ln, w->lnx, LNR + 1, w->out.lny, SRP_TRAIN))  \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_layer_backward(NULL, w->lnx, w->lndy, LNR, w->out.lndx)) \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_layer_backward(w->ln, NULL, w->lndy, LNR, w->out.lndx))  \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_layer_backward(w->ln, w->lnx, NULL, LNR, w->out.lndx))   \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_layer_backward(w->ln, w->lnx, w->lndy, LNR, NULL))       \
+    X(SRP_ERR_SHAPE, srp_layernorm_layer_backward(w->ln, w->lnx, w->lndy, LNR - 1, w->out.lndx))  \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_layer_backward_add(w->ln, w->lnx, NULL, LNR, w->out.lndx)) \
+    X(SRP_ERR_SHAPE, srp_layernorm_layer_backward_add(w->ln, w->lnx, w->lndy, 1, w->out.lndx))    \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_params(NULL, "n", NULL))                                  \
+    X(SRP_ERR_INVALID_ARG, srp_layernorm_state_refs(w->ln, "n", NULL))                             \
+    /* the transformer block */                                                                    \
+    X(SRP_ERR_INVALID_ARG, srp_block_create(NULL, &(srp_block_config){0}, B, T))                   \
+    X(SRP_ERR_INVALID_ARG, create_block(-1))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_block(0))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_block(1))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_block(2))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_block(3))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_block(4))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_block(5))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_block(6))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_block(7))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_block(8))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_block(9))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_block(10))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_block(11))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_block(12))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_block(13))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_block(14))                                                       \
+    X(SRP_ERR_INVALID_ARG, create_block(15))                                                       \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward(NULL, w->ax, B, T, w->out.by, SRP_TRAIN))             \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward(w->blk, NULL, B, T, w->out.by, SRP_TRAIN))            \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward(w->blk, w->ax, B, T, NULL, SRP_TRAIN))                \
+    X(SRP_ERR_SHAPE, srp_block_forward(w->blk, w->ax, 0, T, w->out.by, SRP_TRAIN))                 \
+    X(SRP_ERR_SHAPE, srp_block_forward(w->blk, w->ax, B, 0, w->out.by, SRP_TRAIN))                 \
+    X(SRP_ERR_SHAPE, srp_block_forward(w->blk, w->ax, B + 1, T, w->out.by, SRP_TRAIN))             \
+    X(SRP_ERR_SHAPE, srp_block_forward(w->blk, w->ax, B, T + 1, w->out.by, SRP_TRAIN))             \
+    X(SRP_ERR_SHAPE, srp_block_forward(w->blk, w->ax, SIZE_MAX, SIZE_MAX, w->out.by, SRP_TRAIN))   \
+    X(SRP_ERR_INVALID_ARG, srp_block_backward(NULL, w->ady, w->out.bdx))                           \
+    X(SRP_ERR_INVALID_ARG, srp_block_backward(w->blk, NULL, w->out.bdx))                           \
+    X(SRP_ERR_INVALID_ARG, srp_block_backward(w->blk, w->ady, NULL))                               \
+    X(SRP_ERR_INVALID_ARG, srp_block_params(NULL, "b", NULL))                                      \
+    X(SRP_ERR_INVALID_ARG, srp_block_state_refs(w->blk, "b", NULL))                                \
     /* the small layers (nn.h) */                                                                  \
     X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(NULL, NULL, NULL, ROWS, CLASSES, 1e-5f, w->out.nn, NULL, NULL)) \
     X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(w->logits, NULL, NULL, ROWS, CLASSES, 1e-5f, NULL, NULL, NULL)) \
@@ -890,6 +1084,15 @@ static srp_status swap_in_with(world *w, size_t i, size_t n, float value)
     LOSES(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[5], NAN, att_fwd_train))                        \
     X(SRP_ERR_NUMERIC, with_bad_value(w, att_gamma(w), INFINITY, att_fwd_train))                   \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->edx[2], NAN, emb_bwd))                                \
+    LOSES(SRP_ERR_NUMERIC, with_bad_value(w, &w->lnx[4], NAN, ln_fwd))                             \
+    LOSES(SRP_ERR_NUMERIC, with_bad_value(w, srp_layernorm_bias(w->ln) + 1, INFINITY, ln_fwd))     \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->lndy[2], NAN, ln_bwd))                                \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->lndy[6], INFINITY, ln_bwd_add))                       \
+    LOSES(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[5], NAN, blk_fwd))                             \
+    LOSES(SRP_ERR_NUMERIC, with_bad_value(w, blk_ln2_w(w) + 3, NAN, blk_fwd))                      \
+    LOSES(SRP_ERR_NUMERIC, overflowing_block_forward(w))                                           \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, blk_fc2_w(w) + 7, NAN, blk_fwd))                          \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->ady[3], NAN, blk_bwd))                                \
     X(SRP_ERR_NUMERIC, with_bad_value(w, srp_embedding_weight(w->emb) + E, NAN, emb_fwd))          \
     X(SRP_ERR_NUMERIC, with_bad_value(w, srp_embedding_weight(w->emb) + 1, INFINITY, emb_logits))  \
     X(SRP_ERR_NUMERIC, with_bad_value(w, srp_linear_weight_grad(w->lin) + 3, NAN, opt_step))       \
@@ -952,10 +1155,21 @@ static const char *check_row(size_t i, srp_status got, world *w, world *twin, uL
     if (output_hash(w) != o0 && row->want != SRP_ERR_NUMERIC)
         return "output buffers";
     if (row->loses_activations) {
-        /* attention.h: the forward's activations are gone, nothing else */
-        if (srp_attention_backward(w->att, w->ady, w->out.adx) != SRP_ERR_UNSUPPORTED ||
+        /* attention.h, layernorm.h, block.h: the failed forward's
+         * activations are gone, nothing else: of the modules whose
+         * backward is pending, that one alone has none to run any more */
+        const srp_status att = srp_attention_backward(w->att, w->ady, w->out.adx);
+        const srp_status ln =
+            srp_layernorm_layer_backward(w->ln, w->lnx, w->lndy, LNR, w->out.lndx);
+        const srp_status blk = srp_block_backward(w->blk, w->ady, w->out.bdx);
+        const int lost = (att == SRP_ERR_UNSUPPORTED) + (ln == SRP_ERR_UNSUPPORTED) +
+                         (blk == SRP_ERR_UNSUPPORTED);
+        const int done = (att == SRP_OK) + (ln == SRP_OK) + (blk == SRP_OK);
+        if (lost != 1 || done != 2)
+            return "the activations of the failed module (and its only) should be gone";
+        if (att == SRP_ERR_UNSUPPORTED &&
             srp_attention_entropy(w->att, w->out.heads, NULL) != SRP_ERR_UNSUPPORTED)
-            return "the activations should be gone";
+            return "the attention's entropies should be gone";
         if (srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx) != SRP_OK)
             return "the linear's pending backward";
         forwards(w); /* and the world goes on */
@@ -998,6 +1212,8 @@ static void test_null_handles_elsewhere(void **state)
     srp_attention_destroy(NULL);
     srp_embedding_destroy(NULL);
     srp_power_iter_destroy(NULL);
+    srp_layernorm_destroy(NULL);
+    srp_block_destroy(NULL);
     srp_optim_destroy(NULL);
     srp_safetensors_close(NULL);
     srp_linear_zero_grad(NULL);
@@ -1017,6 +1233,18 @@ static void test_null_handles_elsewhere(void **state)
     assert_null(srp_attention_qkv(NULL));
     assert_null(srp_attention_in_proj(NULL, 0, NULL));
     assert_int_equal(srp_attention_heads(NULL), 0);
+    assert_null(srp_attention_dropout_rng(NULL));
+    srp_layernorm_zero_grad(NULL);
+    assert_null(srp_layernorm_weight(NULL));
+    assert_null(srp_layernorm_mean(NULL));
+    assert_int_equal(srp_layernorm_dim(NULL), 0);
+    srp_block_zero_grad(NULL);
+    assert_null(srp_block_attention(NULL));
+    assert_null(srp_block_linear(NULL, 0, NULL));
+    assert_null(srp_block_norm(NULL, 0, NULL));
+    assert_null(srp_block_dropout_rng(NULL));
+    assert_int_equal(srp_block_linear_count(NULL), 0);
+    assert_int_equal(srp_block_norm_count(NULL), 0);
     assert_null(srp_embedding_weight(NULL));
     assert_int_equal(srp_embedding_vocab(NULL), 0);
     assert_null(srp_power_iter_u(NULL));

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reference_model.h"
 #include "testutil.h"
 
 /* Central-difference step for the double forwards: truncation ~h^2, round
@@ -53,29 +54,11 @@ static double *alloc_d(size_t n)
  * LayerNorm
  * ====================================================================== */
 
-/* torch.nn.LayerNorm in double; w, b may be NULL. x, y: [n][d] */
-static void ln_ref(const double *x, const double *w, const double *b, size_t n, size_t d,
-                   double eps, double *y)
-{
-    for (size_t i = 0; i < n; i++) {
-        double mean = 0.0, var = 0.0;
-        for (size_t j = 0; j < d; j++)
-            mean += x[i * d + j];
-        mean /= (double)d;
-        for (size_t j = 0; j < d; j++)
-            var += (x[i * d + j] - mean) * (x[i * d + j] - mean);
-        var /= (double)d; /* biased, as PyTorch */
-        const double rstd = 1.0 / sqrt(var + eps);
-        for (size_t j = 0; j < d; j++)
-            y[i * d + j] = (x[i * d + j] - mean) * rstd * (w ? w[j] : 1.0) + (b ? b[j] : 0.0);
-    }
-}
-
 /* L = sum(r * LN(x; w, b)) */
 static double ln_loss(const double *x, const double *w, const double *b, const double *r, size_t n,
                       size_t d, double eps, double *scratch)
 {
-    ln_ref(x, w, b, n, d, eps, scratch);
+    ref_layernorm_forward(x, w, b, n, d, eps, scratch);
     return dot_d(scratch, r, n * d);
 }
 
@@ -120,7 +103,7 @@ static void check_layernorm(size_t n, size_t d, int affine, float eps, uint64_t 
     const double *wdp = affine ? wd : NULL, *bdp = affine ? bd : NULL;
 
     assert_ok(srp_layernorm_forward(x, wp, bp, n, d, eps, y, mean, rstd));
-    ln_ref(xd, wdp, bdp, n, d, eps, yd);
+    ref_layernorm_forward(xd, wdp, bdp, n, d, eps, yd);
     assert_grad_close(y, yd, n * d, 2e-6, "layernorm forward");
     for (size_t i = 0; i < n; i++) { /* the saved statistics */
         double m = 0.0, v = 0.0;

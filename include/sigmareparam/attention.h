@@ -11,7 +11,14 @@
  * The entropy of every attention row, H_i = -sum_j A_ij log A_ij, is computed
  * in the softmax pass as log Z_i - sum_j A_ij (S_ij - m_i) (no log of 0) and
  * reduced per head to the mean and the min over batch and queries of the
- * last forward. Entropy collapse = a head's entropy falling towards 0. */
+ * last forward. Entropy collapse = a head's entropy falling towards 0.
+ *
+ * Attention dropout (off by default): in a training forward, A is
+ * replaced by A m / (1 - p) in O = A V, m_ij ~ Bernoulli(1 - p), as
+ * timm's attn_drop; the entropies (and the bound) stay those of the
+ * softmax A. The mask comes from one 64-bit key drawn per training forward
+ * from the module's own srp_rng and each entry's index (the same mask for
+ * any thread count); eval forwards apply none and draw nothing. */
 #ifndef SIGMAREPARAM_ATTENTION_H
 #define SIGMAREPARAM_ATTENTION_H
 
@@ -21,6 +28,7 @@
 #include "sigmareparam/core.h"
 #include "sigmareparam/linear.h"
 #include "sigmareparam/lists.h"
+#include "sigmareparam/rng.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -38,6 +46,7 @@ typedef struct {
     size_t dim, heads;
     int causal;        /* default 0 */
     int track_entropy; /* default 1; 0 skips the entropy (saves a little time) */
+    float dropout;     /* on the attention weights, in [0, 1); default 0 (off) */
     /* The official JAX speech code's disjoint_type 0, 1 and 2. Default FUSED. */
     srp_qkv_sigma qkv_sigma;
     /* qkv (for every input projection) and proj: their mode, init, bias,
@@ -52,7 +61,8 @@ typedef struct srp_attention srp_attention;
 
 SRP_API srp_attention_config srp_attention_config_default(size_t dim, size_t heads);
 /* Workspace for max_batch x max_tokens is allocated here; forward and
- * backward allocate nothing. dim must be a multiple of heads. */
+ * backward allocate nothing. dim must be a multiple of heads; dropout in
+ * [0, 1) (with dropout > 0, a second [B][H][T][T] array: A after it). */
 SRP_API srp_status srp_attention_create(srp_attention **out, const srp_attention_config *cfg,
                                         size_t max_batch, size_t max_tokens);
 SRP_API void srp_attention_destroy(srp_attention *a);
@@ -85,6 +95,13 @@ SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_
  * Inf in dy, or an overflow on the way): SRP_ERR_NUMERIC, and no parameter
  * gradient of either layer has changed (dx may have been written). */
 SRP_API srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx);
+
+/* The random state of the attention dropout: one draw per training forward
+ * with dropout > 0. It is seeded at create from `seed` (after the linears'
+ * seeds, which it does not change); save and restore it with a checkpoint
+ * so that a resumed run draws the same masks (srp_block_state_refs lists
+ * it). NULL for NULL. */
+SRP_API srp_rng *srp_attention_dropout_rng(srp_attention *a);
 
 /* The fused qkv linear; NULL unless qkv_sigma is SRP_QKV_SIGMA_FUSED. */
 SRP_API srp_linear *srp_attention_qkv(srp_attention *a);

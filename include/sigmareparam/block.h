@@ -1,0 +1,167 @@
+/* A transformer block: sigmaReparam attention and a GELU MLP with
+ * residuals. Part of <sigmareparam.h>; include that.
+ *
+ * x, y: [B][T][D]. attn is srp_attention (attention.h), fc1 (D -> mlp_dim)
+ * and fc2 (mlp_dim -> D) are srp_linear, GELU the exact one (nn.h), ln1 and
+ * ln2 srp_layernorm (layernorm.h). By norm placement:
+ *     none:     mid = x + attn(x);          y = mid + fc2(gelu(fc1(mid)))
+ *     pre-LN:   mid = x + attn(ln1(x));     y = mid + fc2(gelu(fc1(ln2(mid))))
+ *     post-LN:  mid = ln1(x + attn(x));     y = ln2(mid + fc2(gelu(fc1(mid))))
+ * (pre-LN is timm's ViT and GPT-2; post-LN the original Transformer; none
+ * the paper's sigmaReparam without LayerNorm.) The computation is the one
+ * the example models make with the separate layers, call for call, so a
+ * model moves to the block with the same bits (tests/test_block.c).
+ *
+ * Regularizers, each off by default and applied in training forwards only:
+ *  - attention dropout on A after the softmax (attention.h; the entropies
+ *    stay the softmax's);
+ *  - dropout on the MLP's output, fc2(.) m / (1 - p), as timm's Mlp drop;
+ *  - drop path (stochastic depth, as DeiT and timm's DropPath): per
+ *    example, each branch (the attention's, the MLP's) is dropped with
+ *    probability p and scaled by 1 / (1 - p) when kept:
+ *    mid = x + s_b attn(.), s_b in {0, 1 / (1 - p)}.
+ * Their masks come from 64-bit keys drawn, one per mask and training
+ * forward, from a random state (srp_rng) the block keeps, and from each
+ * element's index: the same masks for any thread count, recomputed by the
+ * backward. The block's state refs list that state (and the attention's),
+ * so a resumed run draws the same masks. Per training forward, in order:
+ * the MLP dropout's key (if mlp_dropout > 0), then the attention branch's
+ * and the MLP branch's drop-path keys (if drop_path > 0); the attention
+ * draws its own key from its own state. An element (example) i of a mask
+ * with key k is kept when (h >> 11) 2^-53 >= p, h = splitmix64's output
+ * mix of k + (i + 1) 0x9E3779B97F4A7C15.
+ *
+ * Memory: the block owns its layers and every activation its backward
+ * needs, for max_batch x max_tokens, taken at create; forward and backward
+ * allocate nothing (but the attention's plans at the first forward of a
+ * shape, attention.h). Parameter gradients accumulate (+=). */
+#ifndef SIGMAREPARAM_BLOCK_H
+#define SIGMAREPARAM_BLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sigmareparam/attention.h"
+#include "sigmareparam/core.h"
+#include "sigmareparam/layernorm.h"
+#include "sigmareparam/linear.h"
+#include "sigmareparam/lists.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    SRP_NORM_NONE = 0, /* no LayerNorm (sigmaReparam alone) */
+    SRP_NORM_PRE,      /* LayerNorm before each branch (default) */
+    SRP_NORM_POST      /* LayerNorm after each residual sum */
+} srp_norm_placement;
+
+typedef struct {
+    size_t dim, heads, mlp_dim;
+    srp_norm_placement norm; /* default SRP_NORM_PRE */
+    float norm_eps;          /* default 1e-5 (torch.nn.LayerNorm's; timm's ViT: 1e-6) */
+    int causal;              /* default 0 */
+    int track_entropy;       /* default 1 (srp_attention_config) */
+    srp_qkv_sigma qkv_sigma; /* default SRP_QKV_SIGMA_FUSED */
+    /* The linears' mode, init, bias, gamma_init and power_iters, used as
+     * given; their sizes are set by the block. qkv's and proj's seeds are
+     * not read (the attention draws them from attn_seed, attention.h);
+     * fc1's and fc2's are used as given. */
+    srp_linear_config qkv, proj, fc1, fc2;
+    /* The regularizers' rates, each in [0, 1); default 0 (off). */
+    float attn_dropout, mlp_dropout, drop_path;
+    /* Seeds: the attention's (its linears' init and its dropout's state),
+     * and the block's regularizer state (mlp_dropout, drop_path). Set
+     * together by srp_block_config_seed; the defaults are its seed 0. */
+    uint64_t attn_seed, dropout_seed;
+    /* The LayerNorms' names in the lists, under the block's prefix; default
+     * "norm1" and "norm2" (timm). Copied at create. */
+    const char *norm1_name, *norm2_name;
+} srp_block_config;
+
+typedef struct srp_block srp_block;
+
+SRP_API srp_block_config srp_block_config_default(size_t dim, size_t heads, size_t mlp_dim);
+/* attn_seed, fc1.seed, fc2.seed and dropout_seed: four draws, in that
+ * order, of an srp_rng seeded with seed. Two blocks from one config share
+ * their initial weights unless their seeds differ. A model that draws its
+ * layers' seeds from its own generator sets the fields itself instead. */
+SRP_API void srp_block_config_seed(srp_block_config *cfg, uint64_t seed);
+
+/* Errors: NULL; dim, heads, mlp_dim, max_batch or max_tokens 0; dim not a
+ * multiple of heads; sizes that overflow; an unknown norm or qkv_sigma; a
+ * rate outside [0, 1); norm_eps not finite and > 0; a NULL, empty, too
+ * long (over 64 bytes) or repeated norm name (with a norm); a bad linear
+ * config: SRP_ERR_INVALID_ARG (with a detail, srp_last_error_detail). */
+SRP_API srp_status srp_block_create(srp_block **out, const srp_block_config *cfg, size_t max_batch,
+                                    size_t max_tokens);
+SRP_API void srp_block_destroy(srp_block *b);
+
+/* x, y: [batch][tokens][dim], both the caller's; y must not overlap x. The
+ * block keeps what its backward needs (x itself with pre-LN, which ln1's
+ * backward takes). training: SRP_TRAIN (power steps; the regularizers
+ * draw and apply their masks) or SRP_EVAL (no state changes, no
+ * regularizer). Every layer is checked before any changes: on any error
+ * no parameter, u, v, sigma, gamma or random state has changed.
+ * Errors: NULL: SRP_ERR_INVALID_ARG; batch or tokens 0 or above the
+ * maxima given at create: SRP_ERR_SHAPE; a linear's non-finite or zero
+ * sigma or non-finite gamma: SRP_ERR_NUMERIC before anything runs (the
+ * last forward can still be differentiated); NaN or Inf in x, in another
+ * parameter, or from an overflow on the way: SRP_ERR_NUMERIC, and the
+ * activations were overwritten: until the next successful forward the
+ * backward returns SRP_ERR_UNSUPPORTED (as the attention's, attention.h). */
+SRP_API srp_status srp_block_forward(srp_block *b, const float *x, size_t batch, size_t tokens,
+                                     float *y, int training);
+/* Backward of the last forward. dy, dx: [batch][tokens][dim] of that
+ * forward; dx is overwritten and may be dy (in place, as a model's
+ * residual stream). Every parameter gradient of the block accumulates.
+ * The order rule of linear.h: before any forward or after a failed one:
+ * SRP_ERR_UNSUPPORTED; two training forwards since the last backward, an
+ * eval forward after a training one, a second backward of one forward, a
+ * retry after SRP_ERR_ORDER: SRP_ERR_ORDER, nothing changed. NaN or Inf in
+ * dy, or a non-finite gradient on the way: SRP_ERR_NUMERIC, no parameter
+ * gradient has changed (dx may have been written), and the backward may
+ * be retried. */
+SRP_API srp_status srp_block_backward(srp_block *b, const float *dy, float *dx);
+SRP_API void srp_block_zero_grad(srp_block *b);
+
+/* The parts. The attention, for its per-head entropies and their bound
+ * (srp_attention_entropy, _entropy_normalized, _entropy_bound). */
+SRP_API srp_attention *srp_block_attention(srp_block *b);
+/* The linears, in this order: the attention's input projections (1 to 3,
+ * by qkv_sigma), its output projection, fc1, fc2; named "attn.qkv" (or
+ * "attn.qk", "attn.v"; or "attn.q", "attn.k", "attn.v"), "attn.proj",
+ * "mlp.fc1", "mlp.fc2" (name may be NULL). NULL for i out of range. */
+SRP_API size_t srp_block_linear_count(const srp_block *b);
+SRP_API srp_linear *srp_block_linear(srp_block *b, size_t i, const char **name);
+/* The LayerNorms: ln1 (i = 0) and ln2 (i = 1) under their configured names;
+ * none with SRP_NORM_NONE. NULL for i out of range. */
+SRP_API size_t srp_block_norm_count(const srp_block *b);
+SRP_API srp_layernorm *srp_block_norm(srp_block *b, size_t i, const char **name);
+/* The regularizers' random state (mlp_dropout and drop_path draws). */
+SRP_API srp_rng *srp_block_dropout_rng(srp_block *b);
+SRP_API size_t srp_block_dim(const srp_block *b);
+SRP_API srp_norm_placement srp_block_norm_placement(const srp_block *b);
+
+/* Appends every trainable tensor under "prefix.": the linears' in the
+ * order of srp_block_linear (srp_linear_params: "prefix.attn.qkv.weight",
+ * ".bias", ".gamma", ...), then the LayerNorms' ("prefix.norm1.weight",
+ * ".bias", ...; kind SRP_PARAM_NORM). Errors as srp_param_list_add (a
+ * name longer than SRP_TENSOR_MAX_NAME: SRP_ERR_INVALID_ARG); the entries
+ * appended before an error stay. */
+SRP_API srp_status srp_block_params(srp_block *b, const char *prefix, srp_param_list *list);
+/* Appends the block's whole state, as srp_block_params orders it: each
+ * linear's srp_linear_state_refs (weight, bias, and unless in NONE mode
+ * gamma, u, v, sigma), each LayerNorm's weight and bias; then, only where
+ * a regularizer is on, the random states as uint64 [4]:
+ * "prefix.attn.dropout_rng" (attn_dropout > 0) and "prefix.dropout_rng"
+ * (mlp_dropout or drop_path > 0). A checkpoint of them restores the block
+ * bit for bit; load between a backward and the next forward. */
+SRP_API srp_status srp_block_state_refs(srp_block *b, const char *prefix, srp_tensor_list *list);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SIGMAREPARAM_BLOCK_H */

@@ -1,0 +1,607 @@
+/* A transformer block (block.h): attention and a GELU MLP with residuals,
+ * LayerNorm none, pre or post.
+ *
+ * Forward, with P_a, P_m the drop-path scales of the two branches (1 when
+ * off) and M the MLP dropout (identity when off):
+ *   none/pre: a_in = ln1(x) (pre) or x;   mid = x + P_a attn(a_in)
+ *             m_in = ln2(mid) (pre) or mid;   y = mid + P_m M fc2(gelu(fc1(m_in)))
+ *   post:     mid = x + P_a attn(x);   m_in = ln1(mid)
+ *             sum = m_in + P_m M fc2(gelu(fc1(m_in)));   y = ln2(sum)
+ * Backward, ds the residual stream's gradient (dy in, dx out, in place):
+ *   none/pre: d_fc2 = M P_m ds; fc2, GELU, fc1 backward -> d_branch;
+ *             ds += ln2'(d_branch) (pre) or d_branch;
+ *             attn backward of P_a ds -> d_branch; ds += ln1'(d_branch) or d_branch
+ *   post:     ds = ln2'(ds); d_fc2 = M P_m ds; fc2, GELU, fc1 -> d_branch;
+ *             ds += d_branch; ds = ln1'(ds); attn backward of P_a ds -> d_branch;
+ *             ds += d_branch
+ * These are the calls the example models make with separate layers, in the
+ * same order and on the same buffers' values (the LayerNorm backward into
+ * a scratch and srp_accumulate, GELU's backward from its output), so that
+ * the bits are theirs. Every layer runs in prepare/compute/commit halves:
+ * nothing changes until the whole block has succeeded. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention_internal.h"
+#include "dropout.h"
+#include "layernorm_internal.h"
+
+/* Longest norm name accepted (a name is a part of a tensor's name). */
+#define NORM_NAME_MAX 64
+
+struct srp_block {
+    size_t dim, heads, mlp, max_batch, max_tokens;
+    srp_norm_placement norm;
+    float mlp_dropout, drop_path;
+    srp_attention *attn;
+    srp_linear *fc1, *fc2;
+    srp_layernorm *ln1, *ln2; /* NULL without LayerNorm */
+    char *norm_names[2];
+    srp_rng rng; /* the MLP dropout's and drop path's draws */
+
+    /* The last forward. */
+    size_t batch, tokens;
+    int have_forward;
+    srp_call_order order;
+    int mlp_dropped, path_dropped; /* the masks it applied */
+    uint64_t mlp_key;
+    float *path_scale; /* [2][max_batch]: the attention branch's, the MLP branch's */
+    float *x;          /* [rows][D]: pre-LN, the input (ln1's backward takes it) */
+    float *mid;        /* [rows][D]: x + attn(.) (post-LN: before ln1) */
+    float *m_in;       /* [rows][D]: the MLP's input, ln2(mid) (pre) or ln1(mid) (post) */
+    float *sum;        /* [rows][D]: post-LN, ln2's input */
+    float *h1, *g;     /* [rows][mlp]: fc1's output, GELU's */
+    /* Scratch. branch: a branch's output, then in the backward the
+     * gradient a regularizer scales; d_branch: a branch's input gradient,
+     * and in a pre-LN forward ln1's output. */
+    float *branch, *d_branch; /* [rows][D] */
+    float *d_mlp;             /* [rows][mlp] */
+};
+
+srp_block_config srp_block_config_default(size_t dim, size_t heads, size_t mlp_dim)
+{
+    srp_block_config c;
+    memset(&c, 0, sizeof(c));
+    c.dim = dim;
+    c.heads = heads;
+    c.mlp_dim = mlp_dim;
+    c.norm = SRP_NORM_PRE;
+    c.norm_eps = 1e-5f;
+    c.causal = 0;
+    c.track_entropy = 1;
+    c.qkv_sigma = SRP_QKV_SIGMA_FUSED;
+    c.qkv = srp_linear_config_default(dim, 3 * dim);
+    c.proj = srp_linear_config_default(dim, dim);
+    c.fc1 = srp_linear_config_default(dim, mlp_dim);
+    c.fc2 = srp_linear_config_default(mlp_dim, dim);
+    c.norm1_name = "norm1";
+    c.norm2_name = "norm2";
+    srp_block_config_seed(&c, 0);
+    return c;
+}
+
+void srp_block_config_seed(srp_block_config *cfg, uint64_t seed)
+{
+    if (!cfg)
+        return;
+    srp_rng r;
+    srp_rng_seed(&r, seed);
+    cfg->attn_seed = srp_rng_next_u64(&r);
+    cfg->fc1.seed = srp_rng_next_u64(&r);
+    cfg->fc2.seed = srp_rng_next_u64(&r);
+    cfg->dropout_seed = srp_rng_next_u64(&r);
+}
+
+static int rate_ok(float p) { return p >= 0.0f && p < 1.0f; }
+
+static int name_ok(const char *s) { return s && s[0] && strlen(s) <= NORM_NAME_MAX; }
+
+/* What srp_attention_create and srp_linear_create do not check themselves. */
+static srp_status check_config(const srp_block_config *c, size_t max_batch, size_t max_tokens)
+{
+    if (!c)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_block_create: config is NULL");
+    if (c->dim == 0 || c->heads == 0 || c->dim % c->heads != 0 || c->mlp_dim == 0 ||
+        max_batch == 0 || max_tokens == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "srp_block_create: dim %zu, heads %zu, mlp_dim %zu, max_batch %zu, "
+                        "max_tokens %zu (want all > 0, dim a multiple of heads)",
+                        c->dim, c->heads, c->mlp_dim, max_batch, max_tokens);
+    if (max_tokens > SIZE_MAX / max_batch ||
+        max_batch * max_tokens >
+            SIZE_MAX / sizeof(float) / (c->mlp_dim > c->dim ? c->mlp_dim : c->dim))
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "srp_block_create: max_batch %zu x max_tokens %zu rows overflow", max_batch,
+                        max_tokens);
+    if (c->norm != SRP_NORM_NONE && c->norm != SRP_NORM_PRE && c->norm != SRP_NORM_POST)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_block_create: norm %d is no srp_norm_placement",
+                        (int)c->norm);
+    if (!rate_ok(c->attn_dropout) || !rate_ok(c->mlp_dropout) || !rate_ok(c->drop_path))
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "srp_block_create: attn_dropout %g, mlp_dropout %g, drop_path %g (want "
+                        "each in [0, 1))",
+                        (double)c->attn_dropout, (double)c->mlp_dropout, (double)c->drop_path);
+    if (c->norm != SRP_NORM_NONE) {
+        if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps))
+            return srp_fail(SRP_ERR_INVALID_ARG,
+                            "srp_block_create: norm_eps %g (want finite and > 0)",
+                            (double)c->norm_eps);
+        if (!name_ok(c->norm1_name) || !name_ok(c->norm2_name) ||
+            strcmp(c->norm1_name, c->norm2_name) == 0)
+            return srp_fail(SRP_ERR_INVALID_ARG,
+                            "srp_block_create: norm1_name and norm2_name must be two different "
+                            "names of 1 to %d bytes",
+                            NORM_NAME_MAX);
+    }
+    return SRP_OK;
+}
+
+static char *copy_name(const char *s)
+{
+    char *c = malloc(strlen(s) + 1);
+    if (c)
+        strcpy(c, s);
+    return c;
+}
+
+static int alloc_floats(float **p, size_t n)
+{
+    *p = malloc(sizeof(float) * n);
+    return *p != NULL;
+}
+
+srp_status srp_block_create(srp_block **out, const srp_block_config *cfg, size_t max_batch,
+                            size_t max_tokens)
+{
+    if (!out)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_block_create: out is NULL");
+    *out = NULL;
+    srp_status st = check_config(cfg, max_batch, max_tokens);
+    if (st != SRP_OK)
+        return st;
+    srp_block *b = calloc(1, sizeof(*b));
+    if (!b)
+        return SRP_ERR_NOMEM;
+    const size_t D = cfg->dim, M = cfg->mlp_dim, rows = max_batch * max_tokens;
+    b->dim = D;
+    b->heads = cfg->heads;
+    b->mlp = M;
+    b->max_batch = max_batch;
+    b->max_tokens = max_tokens;
+    b->norm = cfg->norm;
+    b->mlp_dropout = cfg->mlp_dropout;
+    b->drop_path = cfg->drop_path;
+    srp_rng_seed(&b->rng, cfg->dropout_seed);
+
+    /* The attention, then fc1 and fc2: the example models' order. */
+    srp_attention_config ac = srp_attention_config_default(D, cfg->heads);
+    ac.causal = cfg->causal;
+    ac.track_entropy = cfg->track_entropy;
+    ac.qkv_sigma = cfg->qkv_sigma;
+    ac.dropout = cfg->attn_dropout;
+    ac.qkv = cfg->qkv;
+    ac.proj = cfg->proj;
+    ac.seed = cfg->attn_seed;
+    st = srp_attention_create(&b->attn, &ac, max_batch, max_tokens);
+    srp_linear_config lc = cfg->fc1;
+    lc.in_features = D;
+    lc.out_features = M;
+    if (st == SRP_OK)
+        st = srp_linear_create(&b->fc1, &lc);
+    lc = cfg->fc2;
+    lc.in_features = M;
+    lc.out_features = D;
+    if (st == SRP_OK)
+        st = srp_linear_create(&b->fc2, &lc);
+    if (st == SRP_OK && b->norm != SRP_NORM_NONE) {
+        srp_layernorm_config nc = srp_layernorm_config_default(D);
+        nc.eps = cfg->norm_eps;
+        st = srp_layernorm_create(&b->ln1, &nc, rows);
+        if (st == SRP_OK)
+            st = srp_layernorm_create(&b->ln2, &nc, rows);
+        b->norm_names[0] = copy_name(cfg->norm1_name);
+        b->norm_names[1] = copy_name(cfg->norm2_name);
+        if (st == SRP_OK && (!b->norm_names[0] || !b->norm_names[1]))
+            st = SRP_ERR_NOMEM;
+    }
+    if (st != SRP_OK) {
+        srp_block_destroy(b);
+        return st;
+    }
+    const int pre = b->norm == SRP_NORM_PRE, post = b->norm == SRP_NORM_POST;
+    if (!alloc_floats(&b->path_scale, 2 * max_batch) || (pre && !alloc_floats(&b->x, rows * D)) ||
+        !alloc_floats(&b->mid, rows * D) || ((pre || post) && !alloc_floats(&b->m_in, rows * D)) ||
+        (post && !alloc_floats(&b->sum, rows * D)) || !alloc_floats(&b->h1, rows * M) ||
+        !alloc_floats(&b->g, rows * M) || !alloc_floats(&b->branch, rows * D) ||
+        !alloc_floats(&b->d_branch, rows * D) || !alloc_floats(&b->d_mlp, rows * M)) {
+        srp_block_destroy(b);
+        return SRP_ERR_NOMEM;
+    }
+    *out = b;
+    return SRP_OK;
+}
+
+void srp_block_destroy(srp_block *b)
+{
+    if (!b)
+        return;
+    srp_attention_destroy(b->attn);
+    srp_linear_destroy(b->fc1);
+    srp_linear_destroy(b->fc2);
+    srp_layernorm_destroy(b->ln1);
+    srp_layernorm_destroy(b->ln2);
+    free(b->norm_names[0]);
+    free(b->norm_names[1]);
+    free(b->path_scale);
+    free(b->x);
+    free(b->mid);
+    free(b->m_in);
+    free(b->sum);
+    free(b->h1);
+    free(b->g);
+    free(b->branch);
+    free(b->d_branch);
+    free(b->d_mlp);
+    free(b);
+}
+
+/* The MLP's input of the last forward. */
+static const float *mlp_input(const srp_block *b)
+{
+    return b->norm == SRP_NORM_NONE ? b->mid : b->m_in;
+}
+
+/* A forward that failed after its layers began to overwrite their
+ * activations: no layer of the block has a forward to differentiate. */
+static srp_status forward_lost(srp_block *b, srp_status st)
+{
+    b->order = SRP_PENDING_NONE;
+    b->attn->order = SRP_PENDING_NONE;
+    if (b->ln1)
+        b->ln1->order = b->ln2->order = SRP_PENDING_NONE;
+    return srp_fail(st, "srp_block_forward: NaN or Inf on the way (in x, in a parameter, or an "
+                        "overflow); the activations are lost until the next forward");
+}
+
+srp_status srp_block_forward(srp_block *b, const float *x, size_t batch, size_t tokens, float *y,
+                             int training)
+{
+    if (!b || !x || !y)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_block_forward: %s is NULL",
+                        !b   ? "the block"
+                        : !x ? "x"
+                             : "y");
+    if (batch == 0 || tokens == 0 || batch > b->max_batch || tokens > b->max_tokens)
+        return srp_fail(SRP_ERR_SHAPE,
+                        "srp_block_forward: batch %zu, tokens %zu (want 1 to max_batch %zu, 1 "
+                        "to max_tokens %zu, given at create)",
+                        batch, tokens, b->max_batch, b->max_tokens);
+    const size_t rows = batch * tokens, D = b->dim, n = rows * D;
+    /* Every linear's power step and checks first. */
+    srp_status st = srp_attention_forward_prepare(b->attn, batch, tokens, training);
+    if (st == SRP_OK)
+        st = srp_linear_forward_prepare(b->fc1, training);
+    if (st == SRP_OK)
+        st = srp_linear_forward_prepare(b->fc2, training);
+    if (st != SRP_OK)
+        return srp_fail(st, "srp_block_forward: a linear's sigma or gamma is zero or not finite "
+                            "(or its plans could not be built)");
+
+    /* From here the activations are overwritten. */
+    b->have_forward = 0;
+    b->batch = batch;
+    b->tokens = tokens;
+    srp_rng next = b->rng; /* committed with the forward */
+    b->mlp_dropped = training && b->mlp_dropout > 0.0f;
+    b->path_dropped = training && b->drop_path > 0.0f;
+    if (b->mlp_dropped)
+        b->mlp_key = srp_rng_next_u64(&next);
+    float *scale_attn = b->path_scale, *scale_mlp = b->path_scale + b->max_batch;
+    if (b->path_dropped) {
+        srp_drop_path_scales(scale_attn, batch, srp_rng_next_u64(&next), b->drop_path);
+        srp_drop_path_scales(scale_mlp, batch, srp_rng_next_u64(&next), b->drop_path);
+    }
+
+    const float *a_in = x;
+    if (b->norm == SRP_NORM_PRE) {
+        memcpy(b->x, x, sizeof(float) * n);
+        srp_layernorm_layer_compute(b->ln1, x, rows, b->d_branch);
+        a_in = b->d_branch;
+    }
+    st = srp_attention_forward_compute(b->attn, a_in, batch, tokens, b->branch, training);
+    if (st != SRP_OK)
+        return forward_lost(b, st);
+    int finite = 1;
+    if (b->path_dropped)
+        finite = srp_scale_examples(b->branch, b->branch, batch, tokens * D, scale_attn);
+    srp_residual_add(x, b->branch, n, b->mid);
+    if (b->norm != SRP_NORM_NONE)
+        srp_layernorm_layer_compute(b->norm == SRP_NORM_PRE ? b->ln2 : b->ln1, b->mid, rows,
+                                    b->m_in);
+    const float *m_in = mlp_input(b);
+    srp_linear_forward_compute(b->fc1, m_in, rows, b->h1, b->mlp);
+    srp_gelu_forward(b->h1, rows * b->mlp, b->g);
+    srp_linear_forward_compute(b->fc2, b->g, rows, b->branch, D);
+    /* A regularizer could drop a NaN from y: each looks at what it gets. */
+    if (b->mlp_dropped)
+        finite &= srp_dropout_apply(b->branch, b->branch, n, b->mlp_key, b->mlp_dropout);
+    if (b->path_dropped)
+        finite &= srp_scale_examples(b->branch, b->branch, batch, tokens * D, scale_mlp);
+    if (b->norm == SRP_NORM_POST) {
+        srp_residual_add(m_in, b->branch, n, b->sum);
+        srp_layernorm_layer_compute(b->ln2, b->sum, rows, y);
+    } else {
+        srp_residual_add(b->mid, b->branch, n, y);
+    }
+    const uint64_t t0 = srp_profile_begin();
+    finite = finite && srp_all_finite(y, n);
+    srp_profile_end(SRP_PROF_FINITE_CHECK, t0);
+    if (!finite)
+        return forward_lost(b, SRP_ERR_NUMERIC);
+
+    srp_attention_forward_commit(b->attn, training);
+    srp_linear_forward_commit(b->fc1, training);
+    srp_linear_forward_commit(b->fc2, training);
+    if (b->ln1) {
+        srp_layernorm_layer_commit(b->ln1, training);
+        srp_layernorm_layer_commit(b->ln2, training);
+    }
+    b->rng = next;
+    b->have_forward = 1;
+    srp_order_forward(&b->order, training);
+    return SRP_OK;
+}
+
+/* The gradient of fc2's output from ds, the MLP branch's after its
+ * regularizers: ds itself, or M P_m ds in b->branch. */
+static const float *mlp_output_grad(srp_block *b, const float *ds)
+{
+    const size_t n = b->batch * b->tokens * b->dim;
+    const float *g = ds;
+    if (b->mlp_dropped) {
+        srp_dropout_apply(g, b->branch, n, b->mlp_key, b->mlp_dropout);
+        g = b->branch;
+    }
+    if (b->path_dropped) {
+        srp_scale_examples(g, b->branch, b->batch, b->tokens * b->dim,
+                           b->path_scale + b->max_batch);
+        g = b->branch;
+    }
+    return g;
+}
+
+/* The gradient of the attention's output: ds, or P_a ds in b->branch. */
+static const float *attention_output_grad(srp_block *b, const float *ds)
+{
+    if (!b->path_dropped)
+        return ds;
+    srp_scale_examples(ds, b->branch, b->batch, b->tokens * b->dim, b->path_scale);
+    return b->branch;
+}
+
+/* fc2, GELU and fc1 backward from fc2's output gradient d_out: d_branch
+ * gets the MLP input's gradient. */
+static srp_status mlp_backward(srp_block *b, const float *d_out)
+{
+    const size_t rows = b->batch * b->tokens;
+    srp_status st = srp_linear_backward_prepare(b->fc2, b->g, d_out, b->dim, rows, b->d_mlp, 0);
+    if (st != SRP_OK)
+        return st;
+    srp_gelu_backward_from_output(b->h1, b->g, b->d_mlp, rows * b->mlp, b->d_mlp);
+    return srp_linear_backward_prepare(b->fc1, mlp_input(b), b->d_mlp, b->mlp, rows, b->d_branch,
+                                       0);
+}
+
+/* ds += the gradient d_branch sends through ln (its input x) or, without
+ * LayerNorm, d_branch itself: what ex_norm_backward_add computed. */
+static srp_status add_through_norm(srp_block *b, srp_layernorm *ln, const float *x, float *ds)
+{
+    const size_t n = b->batch * b->tokens * b->dim;
+    if (!ln)
+        return srp_accumulate(ds, b->d_branch, n);
+    const srp_status st = srp_layernorm_layer_backward_prepare(ln, x, b->d_branch, ln->stage);
+    return st != SRP_OK ? st : srp_accumulate(ds, ln->stage, n);
+}
+
+/* none and pre-LN; ds: d(y) in, d(x) out. */
+static srp_status backward_pre(srp_block *b, float *ds)
+{
+    const int pre = b->norm == SRP_NORM_PRE;
+    srp_status st = mlp_backward(b, mlp_output_grad(b, ds));
+    if (st == SRP_OK)
+        st = add_through_norm(b, pre ? b->ln2 : NULL, b->mid, ds); /* ds = d(mid) */
+    if (st == SRP_OK)
+        st = srp_attention_backward_prepare(b->attn, attention_output_grad(b, ds), b->d_branch);
+    if (st == SRP_OK)
+        st = add_through_norm(b, pre ? b->ln1 : NULL, b->x, ds);
+    return st;
+}
+
+/* post-LN; ds: d(y) in, d(x) out. */
+static srp_status backward_post(srp_block *b, float *ds)
+{
+    const size_t n = b->batch * b->tokens * b->dim;
+    srp_status st = srp_layernorm_layer_backward_prepare(b->ln2, b->sum, ds, ds); /* d(sum) */
+    if (st == SRP_OK)
+        st = mlp_backward(b, mlp_output_grad(b, ds));
+    if (st == SRP_OK)
+        st = srp_accumulate(ds, b->d_branch, n); /* d(m_in) */
+    if (st == SRP_OK)
+        st = srp_layernorm_layer_backward_prepare(b->ln1, b->mid, ds, ds); /* d(mid) */
+    if (st == SRP_OK)
+        st = srp_attention_backward_prepare(b->attn, attention_output_grad(b, ds), b->d_branch);
+    if (st == SRP_OK)
+        st = srp_accumulate(ds, b->d_branch, n);
+    return st;
+}
+
+srp_status srp_block_backward(srp_block *b, const float *dy, float *dx)
+{
+    if (!b || !dy || !dx)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_block_backward: %s is NULL",
+                        !b    ? "the block"
+                        : !dy ? "dy"
+                              : "dx");
+    if (!b->have_forward)
+        return srp_fail(SRP_ERR_UNSUPPORTED,
+                        "srp_block_backward: no forward to differentiate (none yet, or the last "
+                        "one failed)");
+    const srp_call_order pending = b->order;
+    if (!srp_order_backward_ok(&b->order))
+        return srp_order_refusal("srp_block_backward", pending);
+    const size_t n = b->batch * b->tokens * b->dim;
+    if (dx != dy)
+        memcpy(dx, dy, sizeof(float) * n);
+    srp_status st = b->norm == SRP_NORM_POST ? backward_post(b, dx) : backward_pre(b, dx);
+    if (st == SRP_OK && !srp_all_finite(dx, n))
+        st = SRP_ERR_NUMERIC;
+    if (st != SRP_OK)
+        return srp_fail(st, "srp_block_backward: NaN or Inf in dy or in a gradient on the way");
+    srp_linear_backward_commit(b->fc2);
+    srp_linear_backward_commit(b->fc1);
+    srp_attention_backward_commit(b->attn);
+    if (b->ln1) {
+        srp_layernorm_layer_backward_commit(b->ln2);
+        srp_layernorm_layer_backward_commit(b->ln1);
+    }
+    srp_order_backward_done(&b->order);
+    return SRP_OK;
+}
+
+void srp_block_zero_grad(srp_block *b)
+{
+    for (size_t i = 0; b && i < srp_block_linear_count(b); i++)
+        srp_linear_zero_grad(srp_block_linear(b, i, NULL));
+    srp_layernorm_zero_grad(b ? b->ln1 : NULL);
+    srp_layernorm_zero_grad(b ? b->ln2 : NULL);
+}
+
+srp_attention *srp_block_attention(srp_block *b) { return b ? b->attn : NULL; }
+size_t srp_block_dim(const srp_block *b) { return b ? b->dim : 0; }
+srp_norm_placement srp_block_norm_placement(const srp_block *b)
+{
+    return b ? b->norm : SRP_NORM_NONE;
+}
+srp_rng *srp_block_dropout_rng(srp_block *b) { return b ? &b->rng : NULL; }
+
+size_t srp_block_linear_count(const srp_block *b)
+{
+    return b ? srp_attention_in_proj_count(b->attn) + 3 : 0;
+}
+
+srp_linear *srp_block_linear(srp_block *b, size_t i, const char **name)
+{
+    static const char *in_names[3][3] = {
+        {"attn.qkv"}, {"attn.qk", "attn.v"}, {"attn.q", "attn.k", "attn.v"}};
+    if (!b || i >= srp_block_linear_count(b))
+        return NULL;
+    const size_t n_in = srp_attention_in_proj_count(b->attn);
+    const char *nm;
+    srp_linear *l;
+    if (i < n_in) {
+        l = srp_attention_in_proj(b->attn, i, NULL);
+        nm = in_names[b->attn->qkv_sigma][i];
+    } else if (i == n_in) {
+        l = b->attn->proj;
+        nm = "attn.proj";
+    } else {
+        l = i == n_in + 1 ? b->fc1 : b->fc2;
+        nm = i == n_in + 1 ? "mlp.fc1" : "mlp.fc2";
+    }
+    if (name)
+        *name = nm;
+    return l;
+}
+
+size_t srp_block_norm_count(const srp_block *b) { return b && b->ln1 ? 2 : 0; }
+
+srp_layernorm *srp_block_norm(srp_block *b, size_t i, const char **name)
+{
+    if (!b || i >= srp_block_norm_count(b))
+        return NULL;
+    if (name)
+        *name = b->norm_names[i];
+    return i == 0 ? b->ln1 : b->ln2;
+}
+
+/* "prefix.part" into buf [SRP_TENSOR_MAX_NAME + 1] (just part without a
+ * prefix). */
+static srp_status join(char *buf, const char *prefix, const char *part, const char *call)
+{
+    const int has = prefix && prefix[0];
+    const int len =
+        snprintf(buf, SRP_TENSOR_MAX_NAME + 1, "%s%s%s", has ? prefix : "", has ? "." : "", part);
+    if (len < 0 || len > SRP_TENSOR_MAX_NAME)
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "%s: prefix \"%.32s...\" makes names longer than SRP_TENSOR_MAX_NAME", call,
+                        has ? prefix : "");
+    return SRP_OK;
+}
+
+/* What one list does with a linear and a LayerNorm named "prefix.part". */
+typedef struct {
+    srp_status (*linear)(srp_linear *, const char *, void *);
+    srp_status (*norm)(srp_layernorm *, const char *, void *);
+    const char *call;
+} list_adder;
+
+/* Every linear, then both LayerNorms, under their names. */
+static srp_status add_parts(srp_block *b, const char *prefix, const list_adder *add, void *list)
+{
+    char name[SRP_TENSOR_MAX_NAME + 1];
+    const char *part;
+    srp_status st = SRP_OK;
+    for (size_t i = 0; i < srp_block_linear_count(b) && st == SRP_OK; i++) {
+        srp_linear *l = srp_block_linear(b, i, &part);
+        st = join(name, prefix, part, add->call);
+        if (st == SRP_OK)
+            st = add->linear(l, name, list);
+    }
+    for (size_t i = 0; i < srp_block_norm_count(b) && st == SRP_OK; i++) {
+        srp_layernorm *ln = srp_block_norm(b, i, &part);
+        st = join(name, prefix, part, add->call);
+        if (st == SRP_OK)
+            st = add->norm(ln, name, list);
+    }
+    return st;
+}
+
+static srp_status linear_params(srp_linear *l, const char *name, void *list)
+{
+    return srp_linear_params(l, name, list);
+}
+static srp_status norm_params(srp_layernorm *ln, const char *name, void *list)
+{
+    return srp_layernorm_params(ln, name, list);
+}
+static srp_status linear_state(srp_linear *l, const char *name, void *list)
+{
+    return srp_linear_state_refs(l, name, list);
+}
+static srp_status norm_state(srp_layernorm *ln, const char *name, void *list)
+{
+    return srp_layernorm_state_refs(ln, name, list);
+}
+
+srp_status srp_block_params(srp_block *b, const char *prefix, srp_param_list *list)
+{
+    static const list_adder add = {linear_params, norm_params, "srp_block_params"};
+    return b && list ? add_parts(b, prefix, &add, list) : SRP_ERR_INVALID_ARG;
+}
+
+srp_status srp_block_state_refs(srp_block *b, const char *prefix, srp_tensor_list *list)
+{
+    static const list_adder add = {linear_state, norm_state, "srp_block_state_refs"};
+    if (!b || !list)
+        return SRP_ERR_INVALID_ARG;
+    srp_status st = add_parts(b, prefix, &add, list);
+    const size_t shape[1] = {4};
+    if (st == SRP_OK && b->attn->dropout > 0.0f)
+        st = srp_tensor_list_add(list, prefix, "attn.dropout_rng", SRP_DTYPE_U64, 1, shape,
+                                 b->attn->dropout_rng.s);
+    if (st == SRP_OK && (b->mlp_dropout > 0.0f || b->drop_path > 0.0f))
+        st = srp_tensor_list_add(list, prefix, "dropout_rng", SRP_DTYPE_U64, 1, shape, b->rng.s);
+    return st;
+}

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "internal.h"
 #include "sigmareparam/dist.h"
@@ -42,7 +41,7 @@ static uint32_t numerics_signature(void)
     char text[256];
     snprintf(text, sizeof(text), "%s|%d|%s|%s", srp_version_string(), srp_get_num_threads(),
              srp_gemm_backend(), srp_openblas_core());
-    return (uint32_t)crc32(0L, (const Bytef *)text, (uInt)strlen(text));
+    return srp_crc32(0, (const unsigned char *)text, strlen(text));
 }
 
 /* Every rank's local status into one: the worst (largest) code, so all see
@@ -262,18 +261,20 @@ srp_status srp_dist_replicas_identical(srp_dist *d, int *identical)
 {
     if (!d || !identical)
         return SRP_ERR_INVALID_ARG;
-    uLong crc = crc32(0L, Z_NULL, 0);
+    /* srp_crc32 feeds zlib in chunks: a tensor of 1 Gi floats or more
+     * would not fit crc32()'s uInt length. */
+    uint32_t crc = 0;
     for (size_t i = 0; i < d->nparams; i++)
-        crc =
-            crc32(crc, (const Bytef *)d->params[i].data, (uInt)(sizeof(float) * d->params[i].size));
+        crc = srp_crc32(crc, (const unsigned char *)d->params[i].data,
+                        sizeof(float) * d->params[i].size);
     for (size_t i = 0; i < d->nlinears; i++) {
         srp_linear *l = d->linears[i];
         const float sigma = srp_linear_sigma(l);
-        crc = crc32(crc, (const Bytef *)srp_linear_u(l),
-                    (uInt)(sizeof(float) * srp_linear_in_features(l)));
-        crc = crc32(crc, (const Bytef *)srp_linear_v(l),
-                    (uInt)(sizeof(float) * srp_linear_out_features(l)));
-        crc = crc32(crc, (const Bytef *)&sigma, sizeof(sigma));
+        crc = srp_crc32(crc, (const unsigned char *)srp_linear_u(l),
+                        sizeof(float) * srp_linear_in_features(l));
+        crc = srp_crc32(crc, (const unsigned char *)srp_linear_v(l),
+                        sizeof(float) * srp_linear_out_features(l));
+        crc = srp_crc32(crc, (const unsigned char *)&sigma, sizeof(sigma));
     }
     const unsigned long long mine = crc;
     unsigned long long lo = 0, hi = 0;

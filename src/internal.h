@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "crc32.h"
 #include "sigmareparam.h"
 
 /* ---- the last error's detail (status.c) ----
@@ -236,7 +237,6 @@ uint32_t srp_get_u32_le(const unsigned char *p);
 uint64_t srp_get_u64_le(const unsigned char *p);
 /* Host-order tensor data to/from little-endian bytes (elem: element size). */
 void srp_copy_little_endian(void *dst, const void *src, size_t bytes, size_t elem);
-uint32_t srp_crc32(uint32_t crc, const unsigned char *p, size_t n);
 
 /* Buffered writes; the first failure sticks in `failed`. crc: zlib's CRC-32
  * of every byte put so far (a format may reset it). */

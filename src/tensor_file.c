@@ -15,8 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <zlib.h>
-
 #include "internal.h"
 
 #define WRITE_BUFFER (64 * 1024)
@@ -147,18 +145,6 @@ void srp_copy_little_endian(void *dst, const void *src, size_t bytes, size_t ele
         memcpy(dst, src, bytes);
     else
         swap_copy(dst, src, bytes, elem);
-}
-
-uint32_t srp_crc32(uint32_t crc, const unsigned char *p, size_t n)
-{
-    uLong c = crc;
-    while (n > 0) { /* zlib takes uInt lengths */
-        const uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, p, chunk);
-        p += chunk;
-        n -= chunk;
-    }
-    return (uint32_t)c;
 }
 
 /* ---- the writer ---- */

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "crc32.h" /* srp_crc32_in_chunks: src/crc32.c is compiled into this test */
 #include "testutil.h"
 
 static char g_dir[256];
@@ -66,6 +67,34 @@ static void set_le32(unsigned char *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
         p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* The chunk loop behind every CRC of the library (the checkpoint trailer,
+ * dist.c's replica check): zlib takes 32-bit lengths, so srp_crc32 feeds it
+ * 1 GiB at a time. A buffer of 4 GiB is not needed to test that loop: it
+ * is the same function with a smaller chunk, here every split of short
+ * buffers (chunk 1, a prime, a multiple and a divisor of the length, the
+ * length itself and more), each against the bit-by-bit reference. */
+static void test_crc_in_chunks(void **state)
+{
+    (void)state;
+    unsigned char buf[1000];
+    srp_rng r;
+    srp_rng_seed(&r, 42);
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (unsigned char)srp_rng_next_u64(&r);
+    static const size_t lengths[] = {0, 1, 7, 8, 63, 64, 500, 999, 1000};
+    static const size_t chunks[] = {1, 7, 8, 64, 100, 999, 1000, 1001, SRP_CRC32_CHUNK};
+    for (size_t a = 0; a < sizeof(lengths) / sizeof(lengths[0]); a++) {
+        const size_t n = lengths[a];
+        const uint32_t want = crc32_ref(buf, n);
+        for (size_t b = 0; b < sizeof(chunks) / sizeof(chunks[0]); b++)
+            assert_int_equal(srp_crc32_in_chunks(0, buf, n, chunks[b]), want);
+        assert_int_equal(srp_crc32(0, buf, n), want);
+        /* continued from an earlier CRC, as the replica check chains tensors */
+        assert_int_equal(srp_crc32_in_chunks(srp_crc32(0, buf, n / 3), buf + n / 3, n - n / 3, 7),
+                         want);
+    }
 }
 
 /* Recomputes the trailer of a file image after an edit. */
@@ -768,6 +797,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_is_bit_exact),
         cmocka_unit_test(test_layout_matches_format_doc),
+        cmocka_unit_test(test_crc_in_chunks),
         cmocka_unit_test(test_every_truncation_is_rejected),
         cmocka_unit_test(test_random_corruption_is_rejected),
         cmocka_unit_test(test_structural_edits_are_rejected),

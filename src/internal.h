@@ -241,6 +241,10 @@ srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const floa
 void srp_linear_backward_commit(srp_linear *l);
 /* n rows fit the layer's GEMMs. */
 int srp_linear_batch_ok(const srp_linear *l, size_t n);
+/* The checks of srp_linear_create on a configuration: SRP_ERR_INVALID_ARG
+ * with a detail naming call and the field of `what` ("cfg->qkv") that is
+ * wrong, or SRP_OK. */
+srp_status srp_linear_config_check(const srp_linear_config *c, const char *call, const char *what);
 
 /* ---- files of named tensors (tensor_file.c), shared by checkpoint.c and
  * safetensors.c ---- */

@@ -16,9 +16,16 @@
  * live on the stack). */
 #define COL_BLOCK 64
 
-static int args_ok(const void *x, const void *y, size_t n, size_t d)
+/* x and y set, n x d elements that fit: SRP_OK, or SRP_ERR_INVALID_ARG
+ * naming call and what is wrong. */
+static srp_status args_check(const void *x, const void *y, size_t n, size_t d, const char *call)
 {
-    return x && y && n > 0 && d > 0 && n <= SIZE_MAX / d;
+    if (!x || !y)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s is NULL", call, x ? "the output" : "x");
+    if (n == 0 || d == 0 || n > SIZE_MAX / d)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: n %zu, d %zu: %s", call, n, d,
+                        n == 0 || d == 0 ? "a size is 0" : "n x d overflows");
+    return SRP_OK;
 }
 
 /* x: [d] -> mean, rstd of the row, two passes in double. */
@@ -40,8 +47,12 @@ static void row_stats(const float *x, size_t d, double eps, double *mean, double
 srp_status srp_layernorm_forward(const float *x, const float *weight, const float *bias, size_t n,
                                  size_t d, float eps, float *y, float *mean, float *rstd)
 {
-    if (!args_ok(x, y, n, d) || !(eps > 0.0f) || !isfinite(eps))
-        return SRP_ERR_INVALID_ARG;
+    const srp_status st = args_check(x, y, n, d, "srp_layernorm_forward");
+    if (st != SRP_OK)
+        return st;
+    if (!(eps > 0.0f) || !isfinite(eps))
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_layernorm_forward: eps %g: must be finite and "
+                        "> 0", (double)eps);
     const uint64_t t0 = srp_profile_begin();
     const long rows = (long)n;
 #pragma omp parallel for num_threads(srp_threads())                                                \
@@ -99,8 +110,11 @@ srp_status srp_layernorm_backward(const float *x, const float *weight, const flo
                                   const float *rstd, const float *dy, size_t n, size_t d, float *dx,
                                   float *dweight, float *dbias)
 {
-    if (!args_ok(x, dx, n, d) || !mean || !rstd || !dy)
-        return SRP_ERR_INVALID_ARG;
+    const srp_status st = args_check(x, dx, n, d, "srp_layernorm_backward");
+    if (st != SRP_OK)
+        return st;
+    if (!mean || !rstd || !dy)
+        return SRP_FAIL_NULL(mean, rstd, dy);
     const uint64_t t0 = srp_profile_begin();
     /* Parameter gradients first: dx may be dy. */
     if (dweight || dbias)

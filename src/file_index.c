@@ -236,7 +236,8 @@ srp_status srp_metadata_args_check(const char *const *metadata, size_t count, si
     if (count == 0)
         return SRP_OK;
     if (!metadata)
-        return srp_fail(SRP_ERR_INVALID_ARG, "%s: metadata is NULL with %zu pairs", call, count);
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: the (key, value) array is NULL, count %zu",
+                        call, count);
     for (size_t i = 0; i < count; i++) {
         const char *key = metadata[2 * i], *value = metadata[2 * i + 1];
         if (!key || !value)

@@ -74,8 +74,8 @@ srp_status srp_linear_config_check(const srp_linear_config *c, const char *call,
     if (!srp_blas_size_ok(c->in_features) || !srp_blas_size_ok(c->out_features) ||
         c->in_features > SIZE_MAX / sizeof(float) / c->out_features)
         return srp_fail(SRP_ERR_INVALID_ARG,
-                        "%s: %s is %zu x %zu: too large (a dimension past BLAS's int, or the "
-                        "weight's bytes past SIZE_MAX)",
+                        "%s: %s.out_features %zu x in_features %zu is too large (a dimension "
+                        "past BLAS's int, or the weight's bytes past SIZE_MAX)",
                         call, what, c->out_features, c->in_features);
     if (c->reparam != SRP_REPARAM_SIGMA && c->reparam != SRP_REPARAM_NONE &&
         c->reparam != SRP_REPARAM_STATS_ONLY)

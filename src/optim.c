@@ -81,16 +81,20 @@ static srp_status check_config(const srp_optim_config *c)
                         (int)c->wd_mode);
     if (c->kind == SRP_OPTIM_ADAMW) {
         if (!in_unit(c->beta1) || !in_unit(c->beta2))
-            return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->beta1 %g, beta2 %g: each in [0, 1)",
-                            call, (double)c->beta1, (double)c->beta2);
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->beta%d %g is not in [0, 1)", call,
+                            in_unit(c->beta1) ? 2 : 1,
+                            (double)(in_unit(c->beta1) ? c->beta2 : c->beta1));
         if (!(c->eps > 0.0f) || !isfinite(c->eps))
             return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->eps %g: must be finite and > 0", call,
                             (double)c->eps);
         return SRP_OK;
     }
-    if (!in_unit(c->momentum) || !(c->dampening >= 0.0f && c->dampening <= 1.0f))
-        return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->momentum %g in [0, 1) and dampening %g "
-                        "in [0, 1], each", call, (double)c->momentum, (double)c->dampening);
+    if (!in_unit(c->momentum))
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->momentum %g is not in [0, 1)", call,
+                        (double)c->momentum);
+    if (!(c->dampening >= 0.0f && c->dampening <= 1.0f))
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->dampening %g is not in [0, 1]", call,
+                        (double)c->dampening);
     if (c->nesterov && (c->momentum == 0.0f || c->dampening != 0.0f))
         return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->nesterov needs momentum > 0 and "
                         "dampening 0 (as torch), got %g and %g", call, (double)c->momentum,

@@ -940,6 +940,45 @@ static void test_every_row(void **state)
     assert_int_equal(failures, 0);
 }
 
+/* The details of representative failures, word for word: a maximum
+ * exceeded, a NULL argument by name, sizes given and allowed. */
+static void test_details_say_what_is_wrong(void **state)
+{
+    (void)state;
+    world *w = world_make();
+    assert_status(srp_attention_forward(w->att, w->ax, B + 1, T, w->out.ay, SRP_TRAIN),
+                  SRP_ERR_SHAPE);
+    assert_string_equal(srp_last_error_detail(),
+                        "srp_attention_forward: batch 3 > max_batch 2 or tokens 3 > max_tokens 3 "
+                        "(the maxima given at create)");
+    assert_int_equal(srp_last_error_status(), SRP_ERR_SHAPE);
+    assert_status(srp_linear_forward(w->lin, NULL, N, w->out.y, SRP_TRAIN), SRP_ERR_INVALID_ARG);
+    assert_string_equal(srp_last_error_detail(), "srp_linear_forward: x is NULL");
+    assert_status(srp_linear_forward(w->lin, w->x, SIZE_MAX / 8, w->out.y, SRP_TRAIN),
+                  SRP_ERR_INVALID_ARG);
+    assert_non_null(strstr(srp_last_error_detail(), "rows is too many for a 6 -> 5 layer"));
+    assert_status(srp_embedding_forward(w->emb, (uint32_t[]){1, V}, 2, w->out.ex),
+                  SRP_ERR_INVALID_ARG);
+    assert_string_equal(srp_last_error_detail(), "srp_embedding_forward: tokens[1] is 7 >= vocab 7");
+    srp_attention_config ac = srp_attention_config_default(D, H);
+    ac.qkv.power_iters = 0;
+    srp_attention *a = NULL;
+    assert_status(srp_attention_create(&a, &ac, B, T), SRP_ERR_INVALID_ARG);
+    assert_string_equal(srp_last_error_detail(), "srp_attention_create: cfg->qkv.power_iters 0 < 1");
+    assert_status(srp_cross_entropy_forward(w->logits, (int[]){0, 1, 3, 0}, ROWS, CLASSES, 0.0f,
+                                            &w->out.scalar),
+                  SRP_ERR_INVALID_ARG);
+    assert_string_equal(srp_last_error_detail(),
+                        "srp_cross_entropy_forward: labels[2] is 3, not in 0..2");
+    /* a success leaves the last failure's detail as it was; clear empties it */
+    assert_ok(srp_linear_forward(w->lin, w->x, N, w->out.y, SRP_EVAL));
+    assert_int_equal(srp_last_error_status(), SRP_ERR_INVALID_ARG);
+    srp_clear_last_error();
+    assert_string_equal(srp_last_error_detail(), "");
+    assert_int_equal(srp_last_error_status(), SRP_OK);
+    world_free(w);
+}
+
 /* Getters, destructors and zero_grad take NULL without harm. */
 static void test_null_handles_elsewhere(void **state)
 {
@@ -983,6 +1022,7 @@ int main(void)
     write_world_files();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_row),
+        cmocka_unit_test(test_details_say_what_is_wrong),
         cmocka_unit_test(test_null_handles_elsewhere),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,20 +39,18 @@ void srp_file_index_free(srp_file_index *ix)
     memset(ix, 0, sizeof(*ix));
 }
 
+static int name_vs_tensor(const void *key, const void *item)
+{
+    return strcmp(key, (*(const srp_file_tensor *const *)item)->name);
+}
+
 const srp_file_tensor *srp_file_index_find(const srp_file_index *ix, const char *name)
 {
-    size_t lo = 0, hi = ix->count;
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        const int c = strcmp(name, ix->by_name[mid]->name);
-        if (c == 0)
-            return ix->by_name[mid];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    if (ix->count == 0) /* by_name may be NULL: bsearch takes no NULL */
+        return NULL;
+    const srp_file_tensor *const *t =
+        bsearch(name, ix->by_name, ix->count, sizeof(*ix->by_name), name_vs_tensor);
+    return t ? *t : NULL;
 }
 
 /* "tensor not found: NAME", and the list's other names missing from the
@@ -183,20 +181,17 @@ void srp_metadata_free(srp_metadata *m)
     memset(m, 0, sizeof(*m));
 }
 
+static int key_vs_pair(const void *key, const void *item)
+{
+    return strcmp(key, ((const srp_metadata_pair *)item)->key);
+}
+
 const char *srp_metadata_get(const srp_metadata *m, const char *key)
 {
-    size_t lo = 0, hi = m->count;
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        const int c = strcmp(key, m->pairs[mid].key);
-        if (c == 0)
-            return m->pairs[mid].value;
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    if (m->count == 0) /* pairs may be NULL: bsearch takes no NULL */
+        return NULL;
+    const srp_metadata_pair *p = bsearch(key, m->pairs, m->count, sizeof(*m->pairs), key_vs_pair);
+    return p ? p->value : NULL;
 }
 
 srp_status srp_metadata_check(const srp_metadata *m, const char *const *expected, size_t count,
@@ -225,11 +220,6 @@ srp_status srp_metadata_check(const srp_metadata *m, const char *const *expected
                     differ.items, differ.items == 1 ? "" : "s", srp_detail_list_text(&differ));
 }
 
-static int key_order(const void *pa, const void *pb)
-{
-    return strcmp(**(const char *const *const *)pa, **(const char *const *const *)pb);
-}
-
 srp_status srp_metadata_args_check(const char *const *metadata, size_t count, size_t min_key,
                                    size_t max_key, const char *call)
 {
@@ -249,18 +239,13 @@ srp_status srp_metadata_args_check(const char *const *metadata, size_t count, si
                             "%s: metadata key \"%.64s\" is %zu bytes, not in %zu..%zu", call, key,
                             len, min_key, max_key);
     }
-    /* Duplicates: the keys sorted, through pointers to them. */
-    const char *const **keys = malloc(sizeof(*keys) * count);
-    if (!keys)
+    /* The pairs are items of two strings, each starting with its key. */
+    size_t a = 0, b = 0;
+    const int dup = srp_find_duplicate_name(metadata, count, 2 * sizeof(*metadata), &a, &b);
+    if (dup < 0)
         return SRP_ERR_NOMEM;
-    for (size_t i = 0; i < count; i++)
-        keys[i] = &metadata[2 * i];
-    qsort(keys, count, sizeof(*keys), key_order);
-    srp_status st = SRP_OK;
-    for (size_t i = 1; i < count && st == SRP_OK; i++)
-        if (strcmp(*keys[i - 1], *keys[i]) == 0)
-            st = srp_fail(SRP_ERR_INVALID_ARG, "%s: metadata key \"%.64s\" is given twice", call,
-                          *keys[i]);
-    free(keys);
-    return st;
+    if (dup)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: metadata key \"%.64s\" is given twice", call,
+                        metadata[2 * a]);
+    return SRP_OK;
 }

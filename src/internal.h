@@ -249,6 +249,13 @@ srp_status srp_linear_config_check(const srp_linear_config *c, const char *call,
 /* ---- files of named tensors (tensor_file.c), shared by checkpoint.c and
  * safetensors.c ---- */
 
+/* Two items of items[0..count) (stride bytes apart, each starting with its
+ * name as a const char *) with the same name: 1 with their indices in
+ * *first < *second, 0 when the names are unique, -1 when out of memory.
+ * O(n log n): it sorts pointers to the names. */
+int srp_find_duplicate_name(const void *items, size_t count, size_t stride, size_t *first,
+                            size_t *second);
+
 /* bytes of a tensor, or 0 with *ok = 0 when it overflows (a shape with a
  * zero is a valid empty tensor). */
 uint64_t srp_tensor_bytes(srp_dtype dtype, size_t ndim, const uint64_t *shape, int *ok);

@@ -110,31 +110,6 @@ static srp_status check_config(const srp_optim_config *c)
     return SRP_OK;
 }
 
-static int param_by_name(const void *pa, const void *pb)
-{
-    return strcmp((*(const srp_param *const *)pa)->name, (*(const srp_param *const *)pb)->name);
-}
-
-/* A name given twice: the list sorted by name, through pointers. */
-static srp_status params_unique(const srp_param *params, size_t count)
-{
-    const srp_param **sorted = malloc(sizeof(*sorted) * count);
-    if (!sorted)
-        return SRP_ERR_NOMEM;
-    for (size_t i = 0; i < count; i++)
-        sorted[i] = &params[i];
-    qsort(sorted, count, sizeof(*sorted), param_by_name);
-    srp_status st = SRP_OK;
-    for (size_t i = 1; i < count && st == SRP_OK; i++)
-        if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0)
-            st = srp_fail(SRP_ERR_INVALID_ARG,
-                          "srp_optim_create: params[%zu] and params[%zu] are both named %s",
-                          (size_t)(sorted[i - 1] - params), (size_t)(sorted[i] - params),
-                          sorted[i]->name);
-    free(sorted);
-    return st;
-}
-
 static srp_status check_params(const srp_param *params, size_t count)
 {
     static const char call[] = "srp_optim_create";
@@ -156,7 +131,14 @@ static srp_status check_params(const srp_param *params, size_t count)
             return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu] (%s): lr_mult %g: must be "
                             "finite and >= 0", call, i, p->name, (double)p->lr_mult);
     }
-    return params_unique(params, count);
+    size_t a = 0, b = 0;
+    const int dup = srp_find_duplicate_name(params, count, sizeof(*params), &a, &b);
+    if (dup < 0)
+        return SRP_ERR_NOMEM;
+    if (dup)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu] and params[%zu] are both named %s",
+                        call, a, b, params[a].name);
+    return SRP_OK;
 }
 
 static const char *buffer_suffix(const srp_optim *o, size_t b)

@@ -80,29 +80,35 @@ static size_t name_length(const char *s)
     return n;
 }
 
-static int ref_by_name(const void *pa, const void *pb)
+static int by_pointed_name(const void *pa, const void *pb)
 {
-    return strcmp((*(const srp_tensor_ref *const *)pa)->name,
-                  (*(const srp_tensor_ref *const *)pb)->name);
+    return strcmp(**(const char *const *const *)pa, **(const char *const *const *)pb);
 }
 
-/* A name given twice: the list sorted by name, through pointers. */
-static srp_status refs_unique(const srp_tensor_ref *refs, size_t count, const char *call)
+int srp_find_duplicate_name(const void *items, size_t count, size_t stride, size_t *first,
+                            size_t *second)
 {
-    const srp_tensor_ref **sorted = malloc(sizeof(*sorted) * count);
-    if (!sorted)
-        return SRP_ERR_NOMEM;
+    if (count < 2)
+        return 0;
+    const char *const **names = malloc(sizeof(*names) * count);
+    if (!names)
+        return -1;
+    const unsigned char *base = items;
     for (size_t i = 0; i < count; i++)
-        sorted[i] = &refs[i];
-    qsort(sorted, count, sizeof(*sorted), ref_by_name);
-    srp_status st = SRP_OK;
-    for (size_t i = 1; i < count && st == SRP_OK; i++)
-        if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0)
-            st = srp_fail(SRP_ERR_INVALID_ARG, "%s: the list names %s twice (refs[%zu] and refs[%zu])",
-                          call, sorted[i]->name, (size_t)(sorted[i - 1] - refs),
-                          (size_t)(sorted[i] - refs));
-    free(sorted);
-    return st;
+        names[i] = (const char *const *)(const void *)(base + i * stride);
+    qsort(names, count, sizeof(*names), by_pointed_name);
+    int found = 0;
+    for (size_t i = 1; i < count && !found; i++) {
+        if (strcmp(*names[i - 1], *names[i]) == 0) {
+            const size_t a = (size_t)((const unsigned char *)names[i - 1] - base) / stride;
+            const size_t b = (size_t)((const unsigned char *)names[i] - base) / stride;
+            *first = a < b ? a : b;
+            *second = a < b ? b : a;
+            found = 1;
+        }
+    }
+    free(names);
+    return found;
 }
 
 srp_status srp_tensor_refs_check(const srp_tensor_ref *refs, size_t count, const char *call)
@@ -138,7 +144,14 @@ srp_status srp_tensor_refs_check(const srp_tensor_ref *refs, size_t count, const
                             srp_shape_str(str, r->ndim, shape));
         }
     }
-    return count > 1 ? refs_unique(refs, count, call) : SRP_OK;
+    size_t a = 0, b = 0;
+    const int dup = srp_find_duplicate_name(refs, count, sizeof(*refs), &a, &b);
+    if (dup < 0)
+        return SRP_ERR_NOMEM;
+    if (dup)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: the list names %s twice (refs[%zu] and refs[%zu])",
+                        call, refs[a].name, a, b);
+    return SRP_OK;
 }
 
 /* ---- little-endian fields ---- */

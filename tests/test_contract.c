@@ -1025,5 +1025,8 @@ int main(void)
         cmocka_unit_test(test_details_say_what_is_wrong),
         cmocka_unit_test(test_null_handles_elsewhere),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    remove(CKPT_FILE);
+    remove(ST_FILE);
+    return failed;
 }

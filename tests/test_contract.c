@@ -15,6 +15,7 @@
  * - hidden state is untouched too: the world then finishes its step
  *   (backwards, an optimizer step, new forwards) and must end bit for bit
  *   where a twin world that never saw the bad call ends. */
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -649,10 +650,12 @@ static srp_status overflowing_attention_forward(world *w)
     X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, 0, PC, &w->out.scalar))                  \
     X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, PR, 0, &w->out.scalar))                  \
     X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, SIZE_MAX / 2, 4, &w->out.scalar))        \
+    X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, INT_MAX, INT_MAX, &w->out.scalar))       \
     X(SRP_ERR_INVALID_ARG, srp_power_iter_create(NULL, PR, PC, 1))                                 \
     X(SRP_ERR_INVALID_ARG, create_power_iter(0, PC))                                               \
     X(SRP_ERR_INVALID_ARG, create_power_iter(PR, 0))                                               \
     X(SRP_ERR_INVALID_ARG, create_power_iter(SIZE_MAX / 2, 4))                                     \
+    X(SRP_ERR_INVALID_ARG, create_power_iter(INT_MAX, INT_MAX)) /* the SVD's doubles overflow */   \
     X(SRP_ERR_INVALID_ARG, srp_power_iter_init_svd(NULL, w->pw))                                   \
     X(SRP_ERR_INVALID_ARG, srp_power_iter_init_svd(w->pi, NULL))                                   \
     X(SRP_ERR_INVALID_ARG, srp_power_iter_step(NULL, w->pw, 1, NULL))                              \

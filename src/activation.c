@@ -70,8 +70,10 @@ static void gelu_backward_from_output_range(const float *x, const float *y, cons
 /* x, y: [n] */
 srp_status srp_gelu_forward(const float *x, size_t n, float *y)
 {
-    if (!x || !y || n == 0)
-        return SRP_ERR_INVALID_ARG;
+    if (!x || !y)
+        return SRP_FAIL_NULL(x, y);
+    if (n == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_gelu_forward: n is 0");
     const uint64_t t0 = srp_profile_begin();
     const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
 #pragma omp parallel for num_threads(srp_threads())                                                \
@@ -85,8 +87,10 @@ srp_status srp_gelu_forward(const float *x, size_t n, float *y)
 /* x, dy, dx: [n] */
 srp_status srp_gelu_backward(const float *x, const float *dy, size_t n, float *dx)
 {
-    if (!x || !dy || !dx || n == 0)
-        return SRP_ERR_INVALID_ARG;
+    if (!x || !dy || !dx)
+        return SRP_FAIL_NULL(x, dy, dx);
+    if (n == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_gelu_backward: n is 0");
     const uint64_t t0 = srp_profile_begin();
     const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
 #pragma omp parallel for num_threads(srp_threads())                                                \
@@ -101,8 +105,10 @@ srp_status srp_gelu_backward(const float *x, const float *dy, size_t n, float *d
 srp_status srp_gelu_backward_from_output(const float *x, const float *y, const float *dy, size_t n,
                                          float *dx)
 {
-    if (!x || !y || !dy || !dx || n == 0)
-        return SRP_ERR_INVALID_ARG;
+    if (!x || !y || !dy || !dx)
+        return SRP_FAIL_NULL(x, y, dy, dx);
+    if (n == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_gelu_backward_from_output: n is 0");
     const uint64_t t0 = srp_profile_begin();
     const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
 #pragma omp parallel for num_threads(srp_threads())                                                \
@@ -114,11 +120,13 @@ srp_status srp_gelu_backward_from_output(const float *x, const float *y, const f
     return SRP_OK;
 }
 
-/* x, r, y: [n] */
-srp_status srp_residual_add(const float *x, const float *r, size_t n, float *y)
+/* y = x + r; x, r, y: [n] */
+static srp_status add_arrays(const float *x, const float *r, size_t n, float *y, const char *call)
 {
-    if (!x || !r || !y || n == 0)
-        return SRP_ERR_INVALID_ARG;
+    if (!x || !r || !y)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: a pointer argument is NULL", call);
+    if (n == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: n is 0", call);
     const uint64_t t0 = srp_profile_begin();
     const long len = (long)n;
 #pragma omp parallel for num_threads(srp_threads())                                                \
@@ -129,24 +137,55 @@ srp_status srp_residual_add(const float *x, const float *r, size_t n, float *y)
     return SRP_OK;
 }
 
+srp_status srp_residual_add(const float *x, const float *r, size_t n, float *y)
+{
+    if (!x || !r || !y)
+        return SRP_FAIL_NULL(x, r, y);
+    return add_arrays(x, r, n, y, "srp_residual_add");
+}
+
 /* acc, x: [n] */
 srp_status srp_accumulate(float *acc, const float *x, size_t n)
 {
-    return srp_residual_add(acc, x, n, acc);
+    if (!acc || !x)
+        return SRP_FAIL_NULL(acc, x);
+    return add_arrays(acc, x, n, acc, "srp_accumulate");
 }
 
-static int pool_args_ok(const void *in, const void *out, size_t batch, size_t tokens, size_t dim)
+/* The pooling calls' arguments: SRP_OK, or SRP_ERR_INVALID_ARG naming
+ * call and what is wrong. */
+static srp_status pool_args_check(const void *in, const void *out, size_t batch, size_t tokens,
+                                  size_t dim, const char *call)
 {
-    return in && out && batch > 0 && tokens > 0 && dim > 0 && tokens <= SIZE_MAX / dim &&
-           batch <= SIZE_MAX / sizeof(float) / (tokens * dim);
+    if (!in || !out)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: the %s is NULL", call, in ? "output" : "input");
+    if (batch == 0 || tokens == 0 || dim == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: batch %zu, tokens %zu, dim %zu: a size is 0",
+                        call, batch, tokens, dim);
+    if (tokens > SIZE_MAX / dim || batch > SIZE_MAX / sizeof(float) / (tokens * dim))
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "%s: batch %zu x tokens %zu x dim %zu floats overflow size_t", call, batch,
+                        tokens, dim);
+    return SRP_OK;
+}
+
+/* pool_args_check, and token < tokens. */
+static srp_status select_args_check(const void *in, const void *out, size_t batch, size_t tokens,
+                                    size_t dim, size_t token, const char *call)
+{
+    const srp_status st = pool_args_check(in, out, batch, tokens, dim, call);
+    if (st == SRP_OK && token >= tokens)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: token %zu >= tokens %zu", call, token, tokens);
+    return st;
 }
 
 /* x: [batch][tokens][dim] -> y: [batch][dim]. Sums in double, over blocks
  * of columns so that the reads stay along rows. */
 srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, size_t dim, float *y)
 {
-    if (!pool_args_ok(x, y, batch, tokens, dim))
-        return SRP_ERR_INVALID_ARG;
+    const srp_status st = pool_args_check(x, y, batch, tokens, dim, "srp_mean_pool_forward");
+    if (st != SRP_OK)
+        return st;
     const uint64_t t0 = srp_profile_begin();
     const long nb = (long)batch;
 #pragma omp parallel for num_threads(srp_threads())                                                \
@@ -171,8 +210,9 @@ srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, si
 srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
                                   float *dx)
 {
-    if (!pool_args_ok(dy, dx, batch, tokens, dim))
-        return SRP_ERR_INVALID_ARG;
+    const srp_status st = pool_args_check(dy, dx, batch, tokens, dim, "srp_mean_pool_backward");
+    if (st != SRP_OK)
+        return st;
     const uint64_t t0 = srp_profile_begin();
     const long nb = (long)batch;
     const float count = (float)tokens;
@@ -190,8 +230,10 @@ srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens, 
 srp_status srp_token_select_forward(const float *x, size_t batch, size_t tokens, size_t dim,
                                     size_t token, float *y)
 {
-    if (!pool_args_ok(x, y, batch, tokens, dim) || token >= tokens)
-        return SRP_ERR_INVALID_ARG;
+    const srp_status st =
+        select_args_check(x, y, batch, tokens, dim, token, "srp_token_select_forward");
+    if (st != SRP_OK)
+        return st;
     const uint64_t t0 = srp_profile_begin();
     for (size_t b = 0; b < batch; b++)
         memcpy(y + b * dim, x + (b * tokens + token) * dim, dim * sizeof(float));
@@ -203,8 +245,10 @@ srp_status srp_token_select_forward(const float *x, size_t batch, size_t tokens,
 srp_status srp_token_select_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
                                      size_t token, float *dx)
 {
-    if (!pool_args_ok(dy, dx, batch, tokens, dim) || token >= tokens)
-        return SRP_ERR_INVALID_ARG;
+    const srp_status st =
+        select_args_check(dy, dx, batch, tokens, dim, token, "srp_token_select_backward");
+    if (st != SRP_OK)
+        return st;
     const uint64_t t0 = srp_profile_begin();
     memset(dx, 0, batch * tokens * dim * sizeof(float));
     for (size_t b = 0; b < batch; b++)

@@ -89,6 +89,35 @@ static int sizes_ok(size_t batch, size_t tokens, size_t dim, size_t heads)
            srp_blas_size_ok(3 * dim) && srp_blas_size_ok(tokens);
 }
 
+/* The arguments of srp_attention_create, each failure with its detail. */
+static srp_status check_config(const srp_attention_config *cfg, size_t max_batch,
+                               size_t max_tokens)
+{
+    static const char call[] = "srp_attention_create";
+    if (cfg->dim == 0 || cfg->heads == 0 || cfg->dim % cfg->heads != 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->dim %zu is not a positive multiple of "
+                        "cfg->heads %zu", call, cfg->dim, cfg->heads);
+    if (max_batch == 0 || max_tokens == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: max_%s is 0", call,
+                        max_batch == 0 ? "batch" : "tokens");
+    if (!sizes_ok(max_batch, max_tokens, cfg->dim, cfg->heads))
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: max_batch %zu x max_tokens %zu at dim %zu, "
+                        "%zu heads: a workspace past SIZE_MAX bytes or a GEMM past BLAS's int",
+                        call, max_batch, max_tokens, cfg->dim, cfg->heads);
+    if (cfg->qkv_sigma != SRP_QKV_SIGMA_FUSED && cfg->qkv_sigma != SRP_QKV_SIGMA_QK_V &&
+        cfg->qkv_sigma != SRP_QKV_SIGMA_SEPARATE)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->qkv_sigma %d is unknown", call,
+                        (int)cfg->qkv_sigma);
+    if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->dropout %g (want 0 <= dropout < 1)", call,
+                        (double)cfg->dropout);
+    /* The linears' own settings (their sizes are the module's). */
+    srp_linear_config qkv = cfg->qkv, proj = cfg->proj;
+    qkv.in_features = qkv.out_features = proj.in_features = proj.out_features = cfg->dim;
+    srp_status st = srp_linear_config_check(&qkv, call, "cfg->qkv");
+    return st == SRP_OK ? srp_linear_config_check(&proj, call, "cfg->proj") : st;
+}
+
 static void free_plans(srp_attention_plans *p)
 {
     srp_bgemm *all[6] = {p->qk, p->av, p->dv, p->da, p->dq, p->dk};
@@ -101,15 +130,13 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
                                 size_t max_batch, size_t max_tokens)
 {
     if (!out)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(out);
     *out = NULL;
-    if (!cfg || cfg->dim == 0 || cfg->heads == 0 || cfg->dim % cfg->heads != 0 || max_batch == 0 ||
-        max_tokens == 0 || !sizes_ok(max_batch, max_tokens, cfg->dim, cfg->heads))
-        return SRP_ERR_INVALID_ARG;
-    if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
-        return srp_fail(SRP_ERR_INVALID_ARG,
-                        "srp_attention_create: dropout %g (want 0 <= dropout < 1)",
-                        (double)cfg->dropout);
+    if (!cfg)
+        return SRP_FAIL_NULL(cfg);
+    srp_status st = check_config(cfg, max_batch, max_tokens);
+    if (st != SRP_OK)
+        return st;
     srp_attention *a = calloc(1, sizeof(*a));
     if (!a)
         return SRP_ERR_NOMEM;
@@ -122,18 +149,12 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     a->max_batch = B;
     a->max_tokens = T;
 
-    if (cfg->qkv_sigma != SRP_QKV_SIGMA_FUSED && cfg->qkv_sigma != SRP_QKV_SIGMA_QK_V &&
-        cfg->qkv_sigma != SRP_QKV_SIGMA_SEPARATE) {
-        srp_attention_destroy(a);
-        return SRP_ERR_INVALID_ARG;
-    }
     /* The input projections, in column order, then proj, each with a seed
      * drawn from the module's. */
     static const size_t parts[3][3] = {{3, 0, 0}, {2, 1, 0}, {1, 1, 1}}; /* widths, in D */
     a->qkv_sigma = cfg->qkv_sigma;
     srp_rng rng;
     srp_rng_seed(&rng, cfg->seed);
-    srp_status st = SRP_OK;
     for (size_t i = 0, col = 0; i < 3 && parts[a->qkv_sigma][i] && st == SRP_OK; i++) {
         srp_linear_config c = cfg->qkv;
         c.in_features = D;
@@ -470,16 +491,21 @@ void srp_attention_forward_commit(srp_attention *a, int training)
 srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch, size_t tokens,
                                  float *y, int training)
 {
-    if (!a || !x || !y || batch == 0 || tokens == 0)
-        return SRP_ERR_INVALID_ARG;
+    if (!a || !x || !y)
+        return SRP_FAIL_NULL(a, x, y);
+    if (batch == 0 || tokens == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_attention_forward: %s is 0",
+                        batch == 0 ? "batch" : "tokens");
     if (batch > a->max_batch || tokens > a->max_tokens)
         return srp_fail(SRP_ERR_SHAPE,
                         "srp_attention_forward: batch %zu > max_batch %zu or tokens %zu > "
                         "max_tokens %zu (the maxima given at create)",
                         batch, a->max_batch, tokens, a->max_tokens);
     const size_t n = batch * tokens;
-    if (!srp_linear_batch_ok(a->proj, n))
-        return SRP_ERR_INVALID_ARG;
+    if (!srp_linear_batch_ok(a->proj, n)) /* only when the maxima themselves are at the limit */
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "srp_attention_forward: batch %zu x tokens %zu rows are too many", batch,
+                        tokens);
     srp_status st = srp_attention_forward_prepare(a, batch, tokens, training);
     if (st == SRP_OK)
         st = srp_attention_forward_compute(a, x, batch, tokens, y, training);
@@ -535,9 +561,11 @@ void srp_attention_backward_commit(srp_attention *a)
 srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
 {
     if (!a || !dy)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(a, dy);
     if (!a->have_forward)
-        return SRP_ERR_UNSUPPORTED;
+        return srp_fail(SRP_ERR_UNSUPPORTED,
+                        "srp_attention_backward: no forward to differentiate (none ran, or the "
+                        "last one failed and overwrote the activations)");
     const srp_call_order pending = a->order;
     if (!srp_order_backward_ok(&a->order))
         return srp_order_refusal("srp_attention_backward", pending);
@@ -581,7 +609,7 @@ static srp_linear *projection(srp_attention *a, size_t i, const char *prefix,
 srp_status srp_attention_params(srp_attention *a, const char *prefix, srp_param_list *list)
 {
     if (!a || !list)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(a, list);
     char name[SRP_TENSOR_MAX_NAME + 2];
     srp_status st = SRP_OK;
     for (size_t i = 0; i <= a->n_in && st == SRP_OK; i++)
@@ -592,7 +620,7 @@ srp_status srp_attention_params(srp_attention *a, const char *prefix, srp_param_
 srp_status srp_attention_state_refs(srp_attention *a, const char *prefix, srp_tensor_list *list)
 {
     if (!a || !list)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(a, list);
     char name[SRP_TENSOR_MAX_NAME + 2];
     srp_status st = SRP_OK;
     for (size_t i = 0; i <= a->n_in && st == SRP_OK; i++)

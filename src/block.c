@@ -588,14 +588,14 @@ static srp_status norm_state(srp_layernorm *ln, const char *name, void *list)
 srp_status srp_block_params(srp_block *b, const char *prefix, srp_param_list *list)
 {
     static const list_adder add = {linear_params, norm_params, "srp_block_params"};
-    return b && list ? add_parts(b, prefix, &add, list) : SRP_ERR_INVALID_ARG;
+    return b && list ? add_parts(b, prefix, &add, list) : SRP_FAIL_NULL(b, list);
 }
 
 srp_status srp_block_state_refs(srp_block *b, const char *prefix, srp_tensor_list *list)
 {
     static const list_adder add = {linear_state, norm_state, "srp_block_state_refs"};
     if (!b || !list)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(b, list);
     srp_status st = add_parts(b, prefix, &add, list);
     const size_t shape[1] = {4};
     if (st == SRP_OK && b->attn->dropout > 0.0f)

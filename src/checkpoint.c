@@ -1,79 +1,110 @@
-/* Checkpoint files: named tensors, a CRC32 over everything, atomic saves.
- * The byte layout is docs/FORMAT.md; in short (little-endian):
+/* Checkpoint files: named tensors, string metadata, a CRC32 over
+ * everything, atomic saves. The byte layout is docs/FORMAT.md; in short
+ * (little-endian):
  *
  *     header  [40]   magic "SRPCKPT\0", u32 version, u32 flags (0),
  *                    u64 file size, u64 tensor count, u64 table size
+ *             [+8]   version 2 only: u64 metadata size
  *     table          per tensor: u32 name length, u32 dtype, u32 ndim,
  *                    u32 reserved (0), u64 shape[4], u64 offset, u64 bytes,
  *                    the name, zero padding to a multiple of 8
+ *     metadata       version 2 only, per pair: u32 key length, u32 value
+ *                    length, the key, the value, zero padding to 8
  *     data           each tensor at its offset (a multiple of 64), in table
  *                    order, zero padding between them
  *     trailer [4]    u32 CRC-32 (zlib) of every byte before it
  *
+ * A save with metadata writes version 2, one without writes version 1 (the
+ * bytes of before, which older builds read); both are read.
+ *
  * Save: atomically, through tensor_file.c (a crash leaves the old or the
- * new file whole). Load: the whole file is read into one buffer (its size is
+ * new file whole). Open: the whole file is read into one buffer (its size is
  * the only bound on what is allocated), every field is checked against the
- * file's real size before it is used, then the CRC, then the requested
- * names; only then is anything copied out. */
+ * file's real size before it is used, then the CRC, then the table and the
+ * metadata; reads then go through file_index.c, which checks the requested
+ * names before anything is copied out. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-#define HEADER_SIZE 40
+#define HEADER_V1 40
+#define HEADER_V2 48 /* + u64 metadata size */
 #define ENTRY_FIXED 64 /* table entry without its name */
+#define META_FIXED 8   /* metadata entry without its key and value */
 #define TRAILER_SIZE 4
 #define DATA_ALIGN 64
+#define MAX_KEY SRP_CHECKPOINT_MAX_NAME
 
 static const unsigned char MAGIC[8] = {'S', 'R', 'P', 'C', 'K', 'P', 'T', 0};
 
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
+struct srp_checkpoint {
+    unsigned char *file; /* the whole file */
+    srp_file_index index;
+    char *names; /* every tensor's name, NUL-terminated */
+    srp_metadata metadata;
+};
+
 /* ======================================================================
  * Save
  * ====================================================================== */
-
-/* Layout of the file for refs: table size, data start, file size. */
-static int plan_layout(const srp_tensor_ref *refs, size_t count, uint64_t *table_size,
-                       uint64_t *data_start, uint64_t *file_size)
-{
-    uint64_t table = 0;
-    for (size_t i = 0; i < count; i++)
-        table += ENTRY_FIXED + align_up(strlen(refs[i].name), 8);
-    uint64_t at = align_up(HEADER_SIZE + table, DATA_ALIGN);
-    *data_start = at;
-    for (size_t i = 0; i < count; i++) {
-        int ok = 1; /* checked by the caller */
-        const uint64_t bytes = srp_ref_bytes(&refs[i], &ok);
-        at = align_up(at, DATA_ALIGN);
-        if (bytes > UINT64_MAX / 2 - at)
-            return 0;
-        at += bytes;
-    }
-    *table_size = table;
-    *file_size = at + TRAILER_SIZE;
-    return 1;
-}
 
 /* What write_checkpoint needs besides the writer. */
 typedef struct {
     const srp_tensor_ref *refs;
     size_t count;
-    uint64_t table_size, data_start, file_size;
+    const char *const *metadata;
+    size_t metadata_count;
+    uint64_t header_size, table_size, metadata_size, data_start, file_size;
 } checkpoint_plan;
+
+/* The file's layout: its sections' sizes and where the data starts. 0 when
+ * the sizes overflow. */
+static int plan_layout(checkpoint_plan *p)
+{
+    uint64_t table = 0, meta = 0;
+    for (size_t i = 0; i < p->count; i++)
+        table += ENTRY_FIXED + align_up(strlen(p->refs[i].name), 8);
+    for (size_t i = 0; i < p->metadata_count; i++) {
+        const uint64_t kv = strlen(p->metadata[2 * i]) + (uint64_t)strlen(p->metadata[2 * i + 1]);
+        if (kv > UINT32_MAX || meta > UINT64_MAX / 4)
+            return 0;
+        meta += META_FIXED + align_up(kv, 8);
+    }
+    p->header_size = p->metadata_count > 0 ? HEADER_V2 : HEADER_V1;
+    p->table_size = table;
+    p->metadata_size = meta;
+    uint64_t at = align_up(p->header_size + table + meta, DATA_ALIGN);
+    p->data_start = at;
+    for (size_t i = 0; i < p->count; i++) {
+        int ok = 1; /* checked by the caller */
+        const uint64_t bytes = srp_ref_bytes(&p->refs[i], &ok);
+        at = align_up(at, DATA_ALIGN);
+        if (bytes > UINT64_MAX / 2 - at)
+            return 0;
+        at += bytes;
+    }
+    p->file_size = at + TRAILER_SIZE;
+    return 1;
+}
 
 static void write_checkpoint(srp_file_writer *w, const void *ctx)
 {
     const checkpoint_plan *p = ctx;
     const srp_tensor_ref *refs = p->refs;
-    unsigned char h[HEADER_SIZE] = {0};
+    unsigned char h[HEADER_V2] = {0};
     memcpy(h, MAGIC, 8);
-    srp_put_u32_le(h + 8, SRP_CHECKPOINT_FORMAT_VERSION);
+    srp_put_u32_le(h + 8, p->metadata_count > 0 ? 2 : 1);
     srp_put_u32_le(h + 12, 0);
     srp_put_u64_le(h + 16, p->file_size);
     srp_put_u64_le(h + 24, p->count);
     srp_put_u64_le(h + 32, p->table_size);
-    srp_writer_put(w, h, HEADER_SIZE);
+    srp_put_u64_le(h + 40, p->metadata_size);
+    srp_writer_put(w, h, (size_t)p->header_size);
 
     uint64_t at = p->data_start;
     for (size_t i = 0; i < p->count; i++) {
@@ -98,7 +129,19 @@ static void write_checkpoint(srp_file_writer *w, const void *ctx)
         at += bytes;
     }
 
-    uint64_t pos = HEADER_SIZE + p->table_size;
+    for (size_t i = 0; i < p->metadata_count; i++) {
+        const char *key = p->metadata[2 * i], *value = p->metadata[2 * i + 1];
+        const size_t klen = strlen(key), vlen = strlen(value);
+        unsigned char e[META_FIXED];
+        srp_put_u32_le(e, (uint32_t)klen);
+        srp_put_u32_le(e + 4, (uint32_t)vlen);
+        srp_writer_put(w, e, META_FIXED);
+        srp_writer_put(w, key, klen);
+        srp_writer_put(w, value, vlen);
+        srp_writer_put_zeros(w, align_up(klen + vlen, 8) - (klen + vlen));
+    }
+
+    uint64_t pos = p->header_size + p->table_size + p->metadata_size;
     for (size_t i = 0; i < p->count; i++) {
         const srp_tensor_ref *r = &refs[i];
         int ok = 1;
@@ -114,190 +157,363 @@ static void write_checkpoint(srp_file_writer *w, const void *ctx)
     srp_writer_put(w, t, TRAILER_SIZE);
 }
 
-srp_status srp_checkpoint_save(const char *path, const srp_tensor_ref *refs, size_t count)
+static srp_status save(const char *path, const srp_tensor_ref *refs, size_t count,
+                       const char *const *metadata, size_t metadata_count, const char *call)
 {
     if (!path || !path[0])
-        return SRP_ERR_INVALID_ARG;
-    const srp_status st = srp_tensor_refs_check(refs, count);
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: path is %s", call, path ? "empty" : "NULL");
+    srp_status st = srp_tensor_refs_check(refs, count, call);
+    if (st == SRP_OK)
+        st = srp_metadata_args_check(metadata, metadata_count, 1, MAX_KEY, call);
     if (st != SRP_OK)
         return st;
-    checkpoint_plan plan = {refs, count, 0, 0, 0};
-    if (!plan_layout(refs, count, &plan.table_size, &plan.data_start, &plan.file_size))
-        return SRP_ERR_INVALID_ARG;
-    return srp_save_atomically(path, write_checkpoint, &plan);
+    checkpoint_plan plan = {refs, count, metadata, metadata_count, 0, 0, 0, 0, 0};
+    if (!plan_layout(&plan))
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: the tensors or metadata add up to more bytes "
+                        "than a file can hold", call);
+    return srp_save_atomically(path, write_checkpoint, &plan, call);
+}
+
+srp_status srp_checkpoint_save(const char *path, const srp_tensor_ref *refs, size_t count)
+{
+    return save(path, refs, count, NULL, 0, "srp_checkpoint_save");
+}
+
+srp_status srp_checkpoint_save_with_metadata(const char *path, const srp_tensor_ref *refs,
+                                             size_t count, const char *const *metadata,
+                                             size_t metadata_count)
+{
+    return save(path, refs, count, metadata, metadata_count, "srp_checkpoint_save_with_metadata");
 }
 
 /* ======================================================================
- * Load
+ * Open
  * ====================================================================== */
 
+/* Where parsing is: the file, its checked header fields, the call for the
+ * details. */
 typedef struct {
-    const unsigned char *name; /* into the file buffer, not NUL-terminated */
-    uint32_t name_len;
-    srp_dtype dtype;
-    uint32_t ndim;
-    uint64_t shape[SRP_CHECKPOINT_MAX_NDIM];
-    uint64_t offset, bytes;
-} entry;
+    const unsigned char *buf;
+    uint64_t header_size, table_end, metadata_end, data_start, data_limit;
+    const char *call;
+} parser;
 
-static int names_cmp(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
+/* SRP_ERR_FORMAT: entry i of a section ("table", "metadata"), at offset
+ * `at`, is wrong as fmt says. */
+static srp_status entry_fail(const parser *ps, const char *section, uint64_t i, uint64_t at,
+                             const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static srp_status entry_fail(const parser *ps, const char *section, uint64_t i, uint64_t at,
+                             const char *fmt, ...)
 {
-    const size_t n = alen < blen ? alen : blen;
-    const int c = memcmp(a, b, n);
-    if (c != 0)
-        return c;
-    return alen < blen ? -1 : (alen > blen ? 1 : 0);
+    char what[SRP_ERROR_DETAIL_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    return srp_fail(SRP_ERR_FORMAT, "%s: %s entry %llu at offset %llu: %s", ps->call, section,
+                    (unsigned long long)i, (unsigned long long)at, what);
 }
 
-static int entry_cmp(const void *pa, const void *pb)
-{
-    const entry *a = pa, *b = pb;
-    return names_cmp(a->name, a->name_len, b->name, b->name_len);
-}
-
-/* One table entry at buf[*pos]; advances *pos. *data_end is the end of the
+/* Table entry i at *pos; advances *pos. *data_end is the end of the
  * previous tensor (the next must start at or after it). */
-static srp_status parse_entry(const unsigned char *buf, uint64_t table_end, uint64_t data_start,
-                              uint64_t data_limit, uint64_t *pos, uint64_t *data_end, entry *e)
+static srp_status parse_entry(const parser *ps, uint64_t i, uint64_t *pos, uint64_t *data_end,
+                              srp_file_tensor *t, uint32_t *name_len)
 {
-    if (table_end - *pos < ENTRY_FIXED)
-        return SRP_ERR_FORMAT;
-    const unsigned char *p = buf + *pos;
-    e->name_len = srp_get_u32_le(p);
-    const uint32_t dtype = srp_get_u32_le(p + 4);
-    e->ndim = srp_get_u32_le(p + 8);
-    if (e->name_len == 0 || e->name_len > SRP_CHECKPOINT_MAX_NAME ||
-        srp_dtype_size((srp_dtype)dtype) == 0 || e->ndim > SRP_CHECKPOINT_MAX_NDIM ||
-        srp_get_u32_le(p + 12) != 0)
-        return SRP_ERR_FORMAT;
-    e->dtype = (srp_dtype)dtype;
+    const uint64_t at = *pos;
+    if (ps->table_end - at < ENTRY_FIXED)
+        return entry_fail(ps, "table", i, at, "runs past the table's end at %llu",
+                          (unsigned long long)ps->table_end);
+    const unsigned char *p = ps->buf + at;
+    const uint32_t len = srp_get_u32_le(p), dtype = srp_get_u32_le(p + 4);
+    const uint32_t ndim = srp_get_u32_le(p + 8), reserved = srp_get_u32_le(p + 12);
+    if (len == 0 || len > SRP_CHECKPOINT_MAX_NAME)
+        return entry_fail(ps, "table", i, at, "name_len %u is not in 1..%d", len, SRP_CHECKPOINT_MAX_NAME);
+    if (srp_dtype_size((srp_dtype)dtype) == 0)
+        return entry_fail(ps, "table", i, at, "dtype %u is unknown", dtype);
+    if (ndim > SRP_CHECKPOINT_MAX_NDIM)
+        return entry_fail(ps, "table", i, at, "ndim %u > %d", ndim, SRP_CHECKPOINT_MAX_NDIM);
+    if (reserved != 0)
+        return entry_fail(ps, "table", i, at, "the reserved field is %u, not 0", reserved);
+    t->dtype = (srp_dtype)dtype;
+    t->ndim = ndim;
     for (uint32_t k = 0; k < SRP_CHECKPOINT_MAX_NDIM; k++) {
-        e->shape[k] = srp_get_u64_le(p + 16 + 8 * k);
-        if (k >= e->ndim && e->shape[k] != 0)
-            return SRP_ERR_FORMAT;
+        t->shape[k] = srp_get_u64_le(p + 16 + 8 * k);
+        if (k >= ndim && t->shape[k] != 0)
+            return entry_fail(ps, "table", i, at, "shape[%u] is %llu past ndim %u", k,
+                              (unsigned long long)t->shape[k], ndim);
     }
-    e->offset = srp_get_u64_le(p + 48);
-    e->bytes = srp_get_u64_le(p + 56);
+    t->offset = srp_get_u64_le(p + 48);
+    t->bytes = srp_get_u64_le(p + 56);
     int ok = 1;
-    if (srp_tensor_bytes(e->dtype, e->ndim, e->shape, &ok) != e->bytes || !ok)
-        return SRP_ERR_FORMAT;
-    if (e->offset % DATA_ALIGN != 0 || e->offset < data_start || e->offset < *data_end ||
-        e->offset > data_limit || e->bytes > data_limit - e->offset)
-        return SRP_ERR_FORMAT;
-    *data_end = e->offset + e->bytes;
+    const uint64_t want = srp_tensor_bytes(t->dtype, t->ndim, t->shape, &ok);
+    if (!ok)
+        return entry_fail(ps, "table", i, at, "the shape's size overflows");
+    if (t->bytes != want)
+        return entry_fail(ps, "table", i, at, "bytes %llu, but dtype and shape make %llu",
+                          (unsigned long long)t->bytes, (unsigned long long)want);
+    if (t->offset % DATA_ALIGN != 0)
+        return entry_fail(ps, "table", i, at, "data offset %llu is not a multiple of %d",
+                          (unsigned long long)t->offset, DATA_ALIGN);
+    if (t->offset < ps->data_start || t->offset < *data_end)
+        return entry_fail(ps, "table", i, at, "data offset %llu is before %llu (%s)",
+                          (unsigned long long)t->offset,
+                          (unsigned long long)(*data_end > ps->data_start ? *data_end
+                                                                          : ps->data_start),
+                          *data_end > ps->data_start ? "the previous tensor's end"
+                                                     : "the start of the data");
+    if (t->offset > ps->data_limit || t->bytes > ps->data_limit - t->offset)
+        return entry_fail(ps, "table", i, at, "data [%llu, +%llu) runs past the data's end at %llu",
+                          (unsigned long long)t->offset, (unsigned long long)t->bytes,
+                          (unsigned long long)ps->data_limit);
+    *data_end = t->offset + t->bytes;
 
-    const uint64_t padded = align_up(e->name_len, 8);
-    if (table_end - *pos - ENTRY_FIXED < padded)
-        return SRP_ERR_FORMAT;
-    e->name = p + ENTRY_FIXED;
-    if (memchr(e->name, 0, e->name_len))
-        return SRP_ERR_FORMAT;
-    for (uint64_t k = e->name_len; k < padded; k++)
-        if (e->name[k] != 0)
-            return SRP_ERR_FORMAT;
-    *pos += ENTRY_FIXED + padded;
+    const uint64_t padded = align_up(len, 8);
+    if (ps->table_end - at - ENTRY_FIXED < padded)
+        return entry_fail(ps, "table", i, at, "the name (%u bytes) runs past the table's end", len);
+    const unsigned char *name = p + ENTRY_FIXED;
+    if (memchr(name, 0, len))
+        return entry_fail(ps, "table", i, at, "the name holds a NUL byte");
+    for (uint64_t k = len; k < padded; k++)
+        if (name[k] != 0)
+            return entry_fail(ps, "table", i, at, "the padding after the name is not zero");
+    *name_len = len;
+    *pos = at + ENTRY_FIXED + padded;
     return SRP_OK;
 }
 
-/* Checks everything that does not depend on the caller's list; on success
- * *entries (sorted by name, no duplicates) points into buf. */
-static srp_status parse_file(const unsigned char *buf, size_t size, entry **entries, size_t *count)
+/* The metadata section (version 2), into c->metadata. */
+static srp_status parse_metadata(const parser *ps, srp_checkpoint *c)
 {
+    /* Every pair takes at least META_FIXED + 8 bytes, its key and value
+     * with two NULs at most its size. */
+    const uint64_t size = ps->metadata_end - ps->table_end;
+    const srp_status st = srp_metadata_reserve(&c->metadata, (size_t)(size / (META_FIXED + 8)),
+                                               (size_t)size);
+    if (st != SRP_OK)
+        return st;
+    uint64_t pos = ps->table_end;
+    for (uint64_t i = 0; pos < ps->metadata_end; i++) {
+        const uint64_t at = pos;
+        if (ps->metadata_end - at < META_FIXED + 8)
+            return entry_fail(ps, "metadata", i, at, "runs past the metadata's end at %llu",
+                              (unsigned long long)ps->metadata_end);
+        const unsigned char *p = ps->buf + at;
+        const uint32_t klen = srp_get_u32_le(p), vlen = srp_get_u32_le(p + 4);
+        const uint64_t padded = align_up((uint64_t)klen + vlen, 8);
+        const char *key = (const char *)p + META_FIXED, *value = key + klen;
+        if (klen == 0 || klen > MAX_KEY)
+            return entry_fail(ps, "metadata", i, at, "key_len %u is not in 1..%d", klen, MAX_KEY);
+        if (ps->metadata_end - at - META_FIXED < padded)
+            return entry_fail(ps, "metadata", i, at,
+                              "key and value (%u + %u bytes) run past the metadata's end at %llu",
+                              klen, vlen, (unsigned long long)ps->metadata_end);
+        if (memchr(key, 0, (size_t)klen + vlen))
+            return entry_fail(ps, "metadata", i, at, "the key or the value holds a NUL byte");
+        for (uint64_t k = (uint64_t)klen + vlen; k < padded; k++)
+            if (key[k] != 0)
+                return entry_fail(ps, "metadata", i, at, "the padding after the value is not zero");
+        srp_metadata_append(&c->metadata, key, klen, value, vlen);
+        pos = at + META_FIXED + padded;
+    }
+    return srp_metadata_sort(&c->metadata, ps->call);
+}
+
+/* The table, into c->index (names copied into c->names). */
+static srp_status parse_table(const parser *ps, uint64_t n, srp_checkpoint *c)
+{
+    srp_file_index *ix = &c->index;
+    ix->tensors = calloc((size_t)n, sizeof(*ix->tensors));
+    /* The names fit in the table's bytes, a NUL each included. */
+    c->names = malloc((size_t)(ps->table_end - ps->header_size));
+    if (!ix->tensors || !c->names)
+        return SRP_ERR_NOMEM;
+    uint64_t pos = ps->header_size, data_end = ps->data_start;
+    char *name = c->names;
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t len = 0;
+        const uint64_t at = pos;
+        const srp_status st = parse_entry(ps, i, &pos, &data_end, &ix->tensors[i], &len);
+        if (st != SRP_OK)
+            return st;
+        memcpy(name, ps->buf + at + ENTRY_FIXED, len);
+        name[len] = 0;
+        ix->tensors[i].name = name;
+        name += len + 1;
+        ix->count++;
+    }
+    if (pos != ps->table_end)
+        return srp_fail(SRP_ERR_FORMAT, "%s: the %llu table entries end at offset %llu, "
+                        "table_size (offset 32) ends the table at %llu", ps->call,
+                        (unsigned long long)n, (unsigned long long)pos,
+                        (unsigned long long)ps->table_end);
+    return srp_file_index_sort(ix, ps->call);
+}
+
+/* Checks the whole file in c->file and builds c's index and metadata. */
+static srp_status parse_file(srp_checkpoint *c, size_t size, const char *call)
+{
+    const unsigned char *buf = c->file;
     if (size < sizeof(MAGIC) || memcmp(buf, MAGIC, sizeof(MAGIC)) != 0)
-        return SRP_ERR_FORMAT;
+        return srp_fail(SRP_ERR_FORMAT, "%s: not a checkpoint (the file does not start with "
+                        "\"SRPCKPT\")", call);
     if (size < 12)
-        return SRP_ERR_FORMAT;
-    if (srp_get_u32_le(buf + 8) != SRP_CHECKPOINT_FORMAT_VERSION)
-        return SRP_ERR_VERSION;
-    if (size < HEADER_SIZE + TRAILER_SIZE)
-        return SRP_ERR_FORMAT;
+        return srp_fail(SRP_ERR_FORMAT, "%s: truncated at %zu bytes, in the header", call, size);
+    const uint32_t version = srp_get_u32_le(buf + 8);
+    if (version != 1 && version != 2)
+        return srp_fail(SRP_ERR_VERSION, "%s: format version %u; this library reads versions 1 "
+                        "and 2", call, version);
+    parser ps = {buf, version == 1 ? HEADER_V1 : HEADER_V2, 0, 0, 0, 0, call};
+    if (size < ps.header_size + TRAILER_SIZE)
+        return srp_fail(SRP_ERR_FORMAT, "%s: truncated at %zu bytes, in the header", call, size);
+    const uint32_t flags = srp_get_u32_le(buf + 12);
     const uint64_t file_size = srp_get_u64_le(buf + 16), n = srp_get_u64_le(buf + 24);
     const uint64_t table_size = srp_get_u64_le(buf + 32);
-    if (srp_get_u32_le(buf + 12) != 0 || file_size != (uint64_t)size)
-        return SRP_ERR_FORMAT;
-    const uint64_t data_limit = size - TRAILER_SIZE;
-    if (srp_crc32(0, buf, (size_t)data_limit) != srp_get_u32_le(buf + data_limit))
-        return SRP_ERR_FORMAT;
+    const uint64_t metadata_size = version == 1 ? 0 : srp_get_u64_le(buf + 40);
+    if (flags != 0)
+        return srp_fail(SRP_ERR_FORMAT, "%s: flags (offset 12) are 0x%x, not 0", call, flags);
+    if (file_size != (uint64_t)size)
+        return srp_fail(SRP_ERR_FORMAT, "%s: file_size (offset 16) says %llu bytes, the file "
+                        "has %zu: truncated or extended", call, (unsigned long long)file_size,
+                        size);
+    ps.data_limit = size - TRAILER_SIZE;
+    const uint32_t stored = srp_get_u32_le(buf + ps.data_limit);
+    const uint32_t crc = srp_crc32(0, buf, (size_t)ps.data_limit);
+    if (crc != stored)
+        return srp_fail(SRP_ERR_FORMAT, "%s: CRC-32 0x%08x stored, 0x%08x computed: the file "
+                        "is corrupt", call, stored, crc);
+    if (table_size > ps.data_limit - ps.header_size)
+        return srp_fail(SRP_ERR_FORMAT, "%s: table_size (offset 32) %llu runs past the end of "
+                        "the file", call, (unsigned long long)table_size);
+    if (metadata_size > ps.data_limit - ps.header_size - table_size)
+        return srp_fail(SRP_ERR_FORMAT, "%s: metadata_size (offset 40) %llu runs past the end "
+                        "of the file", call, (unsigned long long)metadata_size);
     /* Every entry takes at least ENTRY_FIXED + 8 table bytes. */
-    if (table_size > data_limit - HEADER_SIZE || n == 0 || n > table_size / (ENTRY_FIXED + 8))
-        return SRP_ERR_FORMAT;
-    const uint64_t table_end = HEADER_SIZE + table_size;
-    const uint64_t data_start = align_up(table_end, DATA_ALIGN);
+    if (n == 0 || n > table_size / (ENTRY_FIXED + 8))
+        return srp_fail(SRP_ERR_FORMAT, "%s: count (offset 24) %llu is 0 or more than "
+                        "table_size %llu can hold", call, (unsigned long long)n,
+                        (unsigned long long)table_size);
+    ps.table_end = ps.header_size + table_size;
+    ps.metadata_end = ps.table_end + metadata_size;
+    ps.data_start = align_up(ps.metadata_end, DATA_ALIGN);
+    srp_status st = parse_table(&ps, n, c);
+    if (st == SRP_OK)
+        st = parse_metadata(&ps, c);
+    return st;
+}
 
-    entry *e = malloc(sizeof(entry) * (size_t)n);
-    if (!e)
+void srp_checkpoint_close(srp_checkpoint *c)
+{
+    if (!c)
+        return;
+    srp_file_index_free(&c->index);
+    srp_metadata_free(&c->metadata);
+    free(c->names);
+    free(c->file);
+    free(c);
+}
+
+static srp_status open_checkpoint(srp_checkpoint **out, const char *path, const char *call)
+{
+    srp_checkpoint *c = calloc(1, sizeof(*c));
+    if (!c)
         return SRP_ERR_NOMEM;
-    uint64_t pos = HEADER_SIZE, data_end = data_start;
-    for (uint64_t i = 0; i < n; i++) {
-        srp_status st = parse_entry(buf, table_end, data_start, data_limit, &pos, &data_end, &e[i]);
-        if (st != SRP_OK) {
-            free(e);
-            return st;
-        }
+    size_t size = 0;
+    srp_status st = srp_read_whole_file(path, &c->file, &size, call);
+    if (st == SRP_OK)
+        st = parse_file(c, size, call);
+    if (st != SRP_OK) {
+        srp_checkpoint_close(c);
+        return st;
     }
-    if (pos != table_end) {
-        free(e);
-        return SRP_ERR_FORMAT;
-    }
-    qsort(e, (size_t)n, sizeof(entry), entry_cmp);
-    for (uint64_t i = 1; i < n; i++) {
-        if (entry_cmp(&e[i - 1], &e[i]) == 0) {
-            free(e);
-            return SRP_ERR_FORMAT;
-        }
-    }
-    *entries = e;
-    *count = (size_t)n;
+    *out = c;
     return SRP_OK;
 }
 
-static const entry *find_entry(const entry *e, size_t n, const char *name)
+srp_status srp_checkpoint_open(srp_checkpoint **out, const char *path)
 {
-    size_t lo = 0, hi = n;
-    const size_t len = strlen(name);
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        const int c = names_cmp((const unsigned char *)name, len, e[mid].name, e[mid].name_len);
-        if (c == 0)
-            return &e[mid];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    if (!out)
+        return SRP_FAIL_NULL(out);
+    *out = NULL;
+    if (!path)
+        return SRP_FAIL_NULL(path);
+    return open_checkpoint(out, path, "srp_checkpoint_open");
+}
+
+/* ======================================================================
+ * Queries and reads
+ * ====================================================================== */
+
+size_t srp_checkpoint_count(const srp_checkpoint *c) { return c ? c->index.count : 0; }
+
+srp_status srp_checkpoint_info(const srp_checkpoint *c, size_t i, srp_tensor_ref *info)
+{
+    if (!c || !info)
+        return SRP_FAIL_NULL(c, info);
+    if (i >= c->index.count)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_checkpoint_info: i %zu >= count %zu", i,
+                        c->index.count);
+    const srp_file_tensor *t = &c->index.tensors[i];
+    memset(info, 0, sizeof(*info));
+    info->name = t->name;
+    info->dtype = t->dtype;
+    info->ndim = t->ndim;
+    for (size_t k = 0; k < SRP_TENSOR_MAX_NDIM; k++)
+        info->shape[k] = (size_t)t->shape[k];
+    return SRP_OK;
+}
+
+size_t srp_checkpoint_metadata_count(const srp_checkpoint *c) { return c ? c->metadata.count : 0; }
+
+const char *srp_checkpoint_metadata(const srp_checkpoint *c, const char *key)
+{
+    return c && key ? srp_metadata_get(&c->metadata, key) : NULL;
+}
+
+srp_status srp_checkpoint_check_metadata(const srp_checkpoint *c, const char *const *expected,
+                                         size_t count)
+{
+    if (!c)
+        return SRP_FAIL_NULL(c);
+    return srp_metadata_check(&c->metadata, expected, count, "srp_checkpoint_check_metadata");
+}
+
+srp_status srp_checkpoint_read(const srp_checkpoint *c, const srp_tensor_ref *refs, size_t count)
+{
+    if (!c)
+        return SRP_FAIL_NULL(c);
+    return srp_file_index_read(&c->index, c->file, refs, count, 0, "srp_checkpoint_read");
+}
+
+srp_status srp_checkpoint_read_strict(const srp_checkpoint *c, const srp_tensor_ref *refs,
+                                      size_t count)
+{
+    if (!c)
+        return SRP_FAIL_NULL(c);
+    return srp_file_index_read(&c->index, c->file, refs, count, 1, "srp_checkpoint_read_strict");
+}
+
+/* open, read, close, with the list checked first. */
+static srp_status load(const char *path, const srp_tensor_ref *refs, size_t count, int strict,
+                       const char *call)
+{
+    if (!path)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: path is NULL", call);
+    srp_status st = srp_tensor_refs_check(refs, count, call);
+    srp_checkpoint *c = NULL;
+    if (st == SRP_OK)
+        st = open_checkpoint(&c, path, call);
+    if (st == SRP_OK)
+        st = srp_file_index_read(&c->index, c->file, refs, count, strict, call);
+    srp_checkpoint_close(c);
+    return st;
 }
 
 srp_status srp_checkpoint_load(const char *path, const srp_tensor_ref *refs, size_t count)
 {
-    if (!path)
-        return SRP_ERR_INVALID_ARG;
-    srp_status st = srp_tensor_refs_check(refs, count);
-    if (st != SRP_OK)
-        return st;
-    unsigned char *buf = NULL;
-    size_t size = 0, n = 0;
-    entry *entries = NULL;
-    st = srp_read_whole_file(path, &buf, &size);
-    if (st == SRP_OK)
-        st = parse_file(buf, size, &entries, &n);
-    /* Every requested tensor present and alike before anything is copied. */
-    for (size_t i = 0; st == SRP_OK && i < count; i++) {
-        const entry *e = find_entry(entries, n, refs[i].name);
-        uint64_t shape[SRP_CHECKPOINT_MAX_NDIM];
-        srp_ref_shape(&refs[i], shape);
-        if (!e)
-            st = SRP_ERR_FORMAT;
-        else if (e->dtype != refs[i].dtype || e->ndim != refs[i].ndim ||
-                 memcmp(e->shape, shape, sizeof(shape)) != 0)
-            st = SRP_ERR_SHAPE;
-    }
-    for (size_t i = 0; st == SRP_OK && i < count; i++) {
-        const entry *e = find_entry(entries, n, refs[i].name);
-        srp_copy_little_endian(refs[i].data, buf + e->offset, (size_t)e->bytes,
-                               srp_dtype_size(refs[i].dtype));
-    }
-    free(entries);
-    free(buf);
-    return st;
+    return load(path, refs, count, 0, "srp_checkpoint_load");
+}
+
+srp_status srp_checkpoint_load_strict(const char *path, const srp_tensor_ref *refs, size_t count)
+{
+    return load(path, refs, count, 1, "srp_checkpoint_load_strict");
 }

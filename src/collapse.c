@@ -49,10 +49,10 @@ static int unit_interval(float x) { return x >= 0.0f && x <= 1.0f; } /* NaN: 0 *
 srp_status srp_collapse_create(srp_collapse **out, const srp_collapse_config *cfg)
 {
     if (!out)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(out);
     *out = NULL;
     if (!cfg)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(cfg);
     if (cfg->layers == 0 || cfg->heads == 0 || cfg->window == 0 ||
         cfg->heads > SIZE_MAX / 4 / cfg->layers ||
         cfg->window > SIZE_MAX / 4 / (cfg->layers * cfg->heads))
@@ -100,7 +100,7 @@ srp_status srp_collapse_update(srp_collapse *w, uint64_t step, const float *entr
                                srp_collapse_event *events, size_t capacity, size_t *count)
 {
     if (!w || !entropy || !count || (!events && capacity > 0))
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(w, entropy, count, events);
     const size_t n = w->heads_total;
     if (w->filled > w->cfg.window || w->next >= w->cfg.window)
         return srp_fail(SRP_ERR_FORMAT,
@@ -175,7 +175,7 @@ srp_status srp_collapse_update(srp_collapse *w, uint64_t step, const float *entr
 srp_status srp_collapse_state_refs(srp_collapse *w, const char *prefix, srp_tensor_list *list)
 {
     if (!w || !list)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(w, list);
     const size_t ring_shape[2] = {(size_t)w->cfg.window, w->heads_total};
     const size_t flag_shape[2] = {w->heads_total, 2};
     srp_status st =

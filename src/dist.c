@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "internal.h"
 #include "sigmareparam/dist.h"
@@ -42,7 +41,7 @@ static uint32_t numerics_signature(void)
     char text[256];
     snprintf(text, sizeof(text), "%s|%d|%s|%s", srp_version_string(), srp_get_num_threads(),
              srp_gemm_backend(), srp_openblas_core());
-    return (uint32_t)crc32(0L, (const Bytef *)text, (uInt)strlen(text));
+    return srp_crc32(0, (const unsigned char *)text, strlen(text));
 }
 
 /* Every rank's local status into one: the worst (largest) code, so all see
@@ -69,7 +68,7 @@ static int min_max(MPI_Comm comm, const unsigned long long *mine, unsigned long 
 srp_status srp_dist_agree(srp_dist *d, srp_status local)
 {
     if (!d)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(d);
     return agree_status(d->comm, local);
 }
 
@@ -78,21 +77,30 @@ srp_status srp_dist_agree(srp_dist *d, srp_status local)
 static srp_status dist_init(srp_dist *d, const srp_param *params, size_t nparams,
                             srp_linear *const *linears, size_t nlinears)
 {
-    if (!params || nparams == 0 || (nlinears > 0 && !linears))
-        return SRP_ERR_INVALID_ARG;
+    static const char call[] = "srp_dist_create";
+    if (!params || nparams == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s", call,
+                        params ? "nparams is 0" : "params is NULL");
+    if (nlinears > 0 && !linears)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: linears is NULL with nlinears %zu", call,
+                        nlinears);
     size_t total = 0;
     for (size_t i = 0; i < nparams; i++) {
         if (!params[i].grad || !params[i].data || params[i].size == 0)
-            return SRP_ERR_INVALID_ARG;
-        total += params[i].size;
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu]: %s", call, i,
+                            params[i].size == 0 ? "size is 0"
+                                                : (params[i].data ? "grad is NULL" : "data is NULL"));
+        /* Past INT_MAX the sum stops growing (it could wrap): refused below. */
+        total = params[i].size < (size_t)INT_MAX - total ? total + params[i].size : (size_t)INT_MAX;
     }
     /* One allreduce takes an int count. */
     if (total >= (size_t)INT_MAX)
-        return SRP_ERR_UNSUPPORTED;
+        return srp_fail(SRP_ERR_UNSUPPORTED, "%s: the gradients take INT_MAX floats or more, "
+                        "past one allreduce's int count", call);
     size_t spectral = 0, with_state = 0;
     for (size_t i = 0; i < nlinears; i++) {
         if (!linears[i])
-            return SRP_ERR_INVALID_ARG;
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: linears[%zu] is NULL", call, i);
         if (srp_linear_reparam(linears[i]) != SRP_REPARAM_NONE) {
             spectral +=
                 srp_linear_out_features(linears[i]) + srp_linear_in_features(linears[i]) + 1;
@@ -128,7 +136,7 @@ srp_status srp_dist_create(srp_dist **out, MPI_Comm comm, const srp_param *param
                            srp_linear *const *linears, size_t nlinears)
 {
     if (!out)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(out);
     *out = NULL;
     MPI_Comm dup;
     if (MPI_Comm_dup(comm, &dup) != MPI_SUCCESS)
@@ -146,7 +154,10 @@ srp_status srp_dist_create(srp_dist **out, MPI_Comm comm, const srp_param *param
         if (!min_max(dup, mine, lo, hi, 3))
             st = SRP_ERR_PEER;
         else if (lo[0] != hi[0] || lo[1] != hi[1])
-            st = SRP_ERR_SHAPE;
+            st = srp_fail(SRP_ERR_SHAPE,
+                          "srp_dist_create: the ranks' models differ: %llu to %llu gradient "
+                          "floats, %llu to %llu floats of u, v and sigma (here %llu and %llu)",
+                          lo[0] - 1, hi[0] - 1, lo[1], hi[1], mine[0] - 1, mine[1]);
     }
     if (st != SRP_OK) {
         MPI_Comm_free(&dup);
@@ -195,7 +206,7 @@ int srp_dist_spectral_broadcasts(const srp_dist *d)
 srp_status srp_dist_average_gradients(srp_dist *d, srp_status local)
 {
     if (!d)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(d);
     /* fused: [gradients of every entry][failed ranks] */
     float *p = d->fused;
     for (size_t i = 0; i < d->nparams; i++) {
@@ -228,7 +239,7 @@ srp_status srp_dist_average_gradients(srp_dist *d, srp_status local)
 srp_status srp_dist_sync_spectral(srp_dist *d)
 {
     if (!d)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(d);
     if (!srp_dist_spectral_broadcasts(d) || d->spectral_len == 0)
         return SRP_OK;
     /* spectral: per linear [u: in][v: out][sigma] */
@@ -261,19 +272,21 @@ srp_status srp_dist_sync_spectral(srp_dist *d)
 srp_status srp_dist_replicas_identical(srp_dist *d, int *identical)
 {
     if (!d || !identical)
-        return SRP_ERR_INVALID_ARG;
-    uLong crc = crc32(0L, Z_NULL, 0);
+        return SRP_FAIL_NULL(d, identical);
+    /* srp_crc32 feeds zlib in chunks: a tensor of 1 Gi floats or more
+     * would not fit crc32()'s uInt length. */
+    uint32_t crc = 0;
     for (size_t i = 0; i < d->nparams; i++)
-        crc =
-            crc32(crc, (const Bytef *)d->params[i].data, (uInt)(sizeof(float) * d->params[i].size));
+        crc = srp_crc32(crc, (const unsigned char *)d->params[i].data,
+                        sizeof(float) * d->params[i].size);
     for (size_t i = 0; i < d->nlinears; i++) {
         srp_linear *l = d->linears[i];
         const float sigma = srp_linear_sigma(l);
-        crc = crc32(crc, (const Bytef *)srp_linear_u(l),
-                    (uInt)(sizeof(float) * srp_linear_in_features(l)));
-        crc = crc32(crc, (const Bytef *)srp_linear_v(l),
-                    (uInt)(sizeof(float) * srp_linear_out_features(l)));
-        crc = crc32(crc, (const Bytef *)&sigma, sizeof(sigma));
+        crc = srp_crc32(crc, (const unsigned char *)srp_linear_u(l),
+                        sizeof(float) * srp_linear_in_features(l));
+        crc = srp_crc32(crc, (const unsigned char *)srp_linear_v(l),
+                        sizeof(float) * srp_linear_out_features(l));
+        crc = srp_crc32(crc, (const unsigned char *)&sigma, sizeof(sigma));
     }
     const unsigned long long mine = crc;
     unsigned long long lo = 0, hi = 0;
@@ -283,10 +296,22 @@ srp_status srp_dist_replicas_identical(srp_dist *d, int *identical)
     return SRP_OK;
 }
 
+/* The arguments of srp_dist_sum and srp_dist_min. */
+static srp_status reduce_args_check(const srp_dist *d, const void *values, size_t n,
+                                    const char *call)
+{
+    if (!d || !values)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s is NULL", call, d ? "values" : "d");
+    if (n == 0 || n > (size_t)INT_MAX)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: n %zu is 0 or past INT_MAX", call, n);
+    return SRP_OK;
+}
+
 srp_status srp_dist_sum(srp_dist *d, double *values, size_t n)
 {
-    if (!d || !values || n == 0 || n > (size_t)INT_MAX)
-        return SRP_ERR_INVALID_ARG;
+    const srp_status st = reduce_args_check(d, values, n, "srp_dist_sum");
+    if (st != SRP_OK)
+        return st;
     return MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_DOUBLE, MPI_SUM, d->comm) == MPI_SUCCESS
                ? SRP_OK
                : SRP_ERR_PEER;
@@ -294,8 +319,9 @@ srp_status srp_dist_sum(srp_dist *d, double *values, size_t n)
 
 srp_status srp_dist_min(srp_dist *d, float *values, size_t n)
 {
-    if (!d || !values || n == 0 || n > (size_t)INT_MAX)
-        return SRP_ERR_INVALID_ARG;
+    const srp_status st = reduce_args_check(d, values, n, "srp_dist_min");
+    if (st != SRP_OK)
+        return st;
     return MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_FLOAT, MPI_MIN, d->comm) == MPI_SUCCESS
                ? SRP_OK
                : SRP_ERR_PEER;

@@ -20,12 +20,19 @@ struct srp_embedding {
 srp_status srp_embedding_create(srp_embedding **out, size_t vocab, size_t dim, float init_std,
                                 uint64_t seed)
 {
+    static const char call[] = "srp_embedding_create";
     if (!out)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(out);
     *out = NULL;
-    if (vocab == 0 || dim == 0 || !srp_blas_size_ok(vocab) || !srp_blas_size_ok(dim) ||
-        vocab > SIZE_MAX / sizeof(float) / dim || !isfinite(init_std) || !(init_std > 0.0f))
-        return SRP_ERR_INVALID_ARG;
+    if (vocab == 0 || dim == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s is 0", call, vocab == 0 ? "vocab" : "dim");
+    if (!srp_blas_size_ok(vocab) || !srp_blas_size_ok(dim) ||
+        vocab > SIZE_MAX / sizeof(float) / dim)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: vocab %zu x dim %zu is too large (past BLAS's "
+                        "int, or the bytes past SIZE_MAX)", call, vocab, dim);
+    if (!isfinite(init_std) || !(init_std > 0.0f))
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: init_std %g: must be finite and > 0", call,
+                        (double)init_std);
     srp_embedding *e = calloc(1, sizeof(*e));
     if (!e)
         return SRP_ERR_NOMEM;
@@ -72,14 +79,37 @@ static int rows_ok(const srp_embedding *e, size_t n)
            n <= SIZE_MAX / sizeof(float) / (e->vocab > e->dim ? e->vocab : e->dim);
 }
 
+/* SRP_ERR_INVALID_ARG for a row count rows_ok refuses. */
+static srp_status rows_fail(const srp_embedding *e, size_t n, const char *call)
+{
+    if (n == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: n is 0", call);
+    return srp_fail(SRP_ERR_INVALID_ARG, "%s: n %zu rows is too many for vocab %zu, dim %zu "
+                    "(past BLAS's int, or the bytes past SIZE_MAX)", call, n, e->vocab, e->dim);
+}
+
+/* SRP_OK when every token is below the vocabulary's size. */
+static srp_status tokens_check(const srp_embedding *e, const uint32_t *tokens, size_t n,
+                               const char *call)
+{
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] >= e->vocab)
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: tokens[%zu] is %u >= vocab %zu", call, i,
+                            tokens[i], e->vocab);
+    return SRP_OK;
+}
+
 /* tokens: [n], x: [n][dim] */
 srp_status srp_embedding_forward(const srp_embedding *e, const uint32_t *tokens, size_t n, float *x)
 {
-    if (!e || !tokens || !x || !rows_ok(e, n))
-        return SRP_ERR_INVALID_ARG;
-    for (size_t i = 0; i < n; i++)
-        if (tokens[i] >= e->vocab)
-            return SRP_ERR_INVALID_ARG;
+    static const char call[] = "srp_embedding_forward";
+    if (!e || !tokens || !x)
+        return SRP_FAIL_NULL(e, tokens, x);
+    if (!rows_ok(e, n))
+        return rows_fail(e, n, call);
+    const srp_status st = tokens_check(e, tokens, n, call);
+    if (st != SRP_OK)
+        return st;
     const uint64_t t0 = srp_profile_begin();
     for (size_t i = 0; i < n; i++)
         memcpy(x + i * e->dim, e->w + (size_t)tokens[i] * e->dim, sizeof(float) * e->dim);
@@ -91,11 +121,14 @@ srp_status srp_embedding_forward(const srp_embedding *e, const uint32_t *tokens,
 srp_status srp_embedding_backward(srp_embedding *e, const uint32_t *tokens, const float *dx,
                                   size_t n)
 {
-    if (!e || !tokens || !dx || !rows_ok(e, n))
-        return SRP_ERR_INVALID_ARG;
-    for (size_t i = 0; i < n; i++)
-        if (tokens[i] >= e->vocab)
-            return SRP_ERR_INVALID_ARG;
+    static const char call[] = "srp_embedding_backward";
+    if (!e || !tokens || !dx)
+        return SRP_FAIL_NULL(e, tokens, dx);
+    if (!rows_ok(e, n))
+        return rows_fail(e, n, call);
+    const srp_status st = tokens_check(e, tokens, n, call);
+    if (st != SRP_OK)
+        return st;
     if (!srp_all_finite(dx, n * e->dim))
         return SRP_ERR_NUMERIC;
     const uint64_t t0 = srp_profile_begin();
@@ -112,8 +145,10 @@ srp_status srp_embedding_backward(srp_embedding *e, const uint32_t *tokens, cons
 /* h: [n][dim], logits: [n][vocab] */
 srp_status srp_embedding_logits(const srp_embedding *e, const float *h, size_t n, float *logits)
 {
-    if (!e || !h || !logits || !rows_ok(e, n))
-        return SRP_ERR_INVALID_ARG;
+    if (!e || !h || !logits)
+        return SRP_FAIL_NULL(e, h, logits);
+    if (!rows_ok(e, n))
+        return rows_fail(e, n, "srp_embedding_logits");
     const uint64_t t0 = srp_profile_begin();
     /* logits = h E^T: [n][vocab] = [n][dim] x [dim][vocab] */
     srp_sgemm(0, 1, n, e->vocab, e->dim, 1.0f, h, e->dim, e->w, e->dim, 0.0f, logits, e->vocab);
@@ -125,8 +160,10 @@ srp_status srp_embedding_logits(const srp_embedding *e, const float *h, size_t n
 srp_status srp_embedding_logits_backward(srp_embedding *e, const float *h, const float *dlogits,
                                          size_t n, float *dh)
 {
-    if (!e || !h || !dlogits || !rows_ok(e, n))
-        return SRP_ERR_INVALID_ARG;
+    if (!e || !h || !dlogits)
+        return SRP_FAIL_NULL(e, h, dlogits);
+    if (!rows_ok(e, n))
+        return rows_fail(e, n, "srp_embedding_logits_backward");
     const uint64_t t0 = srp_profile_begin();
     /* scratch = dlogits^T h: [vocab][dim] = [vocab][n] x [n][dim] */
     srp_sgemm(1, 0, e->vocab, e->dim, n, 1.0f, dlogits, e->vocab, h, e->dim, 0.0f, e->scratch,
@@ -147,7 +184,7 @@ srp_status srp_embedding_logits_backward(srp_embedding *e, const float *h, const
 srp_status srp_embedding_params(srp_embedding *e, const char *prefix, srp_param_list *list)
 {
     if (!e || !list)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(e, list);
     return srp_param_list_add(list, prefix, NULL, e->w, e->dw, e->vocab * e->dim,
                               SRP_PARAM_EMBEDDING);
 }
@@ -155,7 +192,7 @@ srp_status srp_embedding_params(srp_embedding *e, const char *prefix, srp_param_
 srp_status srp_embedding_state_refs(srp_embedding *e, const char *prefix, srp_tensor_list *list)
 {
     if (!e || !list)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(e, list);
     const size_t shape[2] = {e->vocab, e->dim};
     return srp_tensor_list_add(list, prefix, NULL, SRP_DTYPE_F32, 2, shape, e->w);
 }

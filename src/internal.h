@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "crc32.h"
 #include "sigmareparam.h"
 
 /* ---- the last error's detail (status.c) ----
@@ -13,6 +14,32 @@
  *     return srp_fail(SRP_ERR_SHAPE, "srp_attention_forward: batch %zu > max_batch %zu", ...); */
 #define SRP_ERROR_DETAIL_MAX 512
 srp_status srp_fail(srp_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* SRP_ERR_INVALID_ARG naming the first NULL of a call's pointer arguments:
+ *     if (!l || !x || !y)
+ *         return SRP_FAIL_NULL(l, x, y);   // "srp_linear_forward: x is NULL"
+ * The call is __func__: use it in the public function itself. */
+#define SRP_FAIL_NULL(...)                                                                         \
+    srp_fail_null(__func__, #__VA_ARGS__, (const void *const[]){__VA_ARGS__},                      \
+                  sizeof((const void *const[]){__VA_ARGS__}) / sizeof(const void *))
+srp_status srp_fail_null(const char *call, const char *names, const void *const *ptrs, size_t n);
+/* "[3, 4]" ("[]" for a scalar) into buf, which it returns. */
+#define SRP_SHAPE_STR_MAX 96
+const char *srp_shape_str(char *buf, size_t ndim, const uint64_t *shape);
+/* "f32", "u64", ...; "unknown" for another value. */
+const char *srp_dtype_str(srp_dtype dtype);
+/* Items for a detail (names, fields), in the order added: as many as fit
+ * in SRP_DETAIL_LIST_MAX bytes, then ", and N more". */
+#define SRP_DETAIL_LIST_MAX 320
+typedef struct {
+    char text[SRP_DETAIL_LIST_MAX];
+    size_t len;
+    size_t items;  /* added */
+    size_t listed; /* in text */
+} srp_detail_list;
+void srp_detail_list_init(srp_detail_list *l);
+void srp_detail_list_add(srp_detail_list *l, const char *item);
+/* The list, with ", and N more" when some did not fit. */
+const char *srp_detail_list_text(srp_detail_list *l);
 
 /* ---- BLAS/LAPACK wrapper (blas.c): every BLAS call of the library goes
  * through here. Row-major; callers check sizes with srp_blas_size_ok(). ---- */
@@ -214,9 +241,20 @@ srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const floa
 void srp_linear_backward_commit(srp_linear *l);
 /* n rows fit the layer's GEMMs. */
 int srp_linear_batch_ok(const srp_linear *l, size_t n);
+/* The checks of srp_linear_create on a configuration: SRP_ERR_INVALID_ARG
+ * with a detail naming call and the field of `what` ("cfg->qkv") that is
+ * wrong, or SRP_OK. */
+srp_status srp_linear_config_check(const srp_linear_config *c, const char *call, const char *what);
 
 /* ---- files of named tensors (tensor_file.c), shared by checkpoint.c and
  * safetensors.c ---- */
+
+/* Two items of items[0..count) (stride bytes apart, each starting with its
+ * name as a const char *) with the same name: 1 with their indices in
+ * *first < *second, 0 when the names are unique, -1 when out of memory.
+ * O(n log n): it sorts pointers to the names. */
+int srp_find_duplicate_name(const void *items, size_t count, size_t stride, size_t *first,
+                            size_t *second);
 
 /* bytes of a tensor, or 0 with *ok = 0 when it overflows (a shape with a
  * zero is a valid empty tensor). */
@@ -227,8 +265,9 @@ void srp_ref_shape(const srp_tensor_ref *r, uint64_t *shape);
 uint64_t srp_ref_bytes(const srp_tensor_ref *r, int *ok);
 /* A list to save or load: not NULL or empty; each name 1..SRP_TENSOR_MAX_NAME
  * bytes and unique, data set, a known dtype, ndim <= 4, a size that fits:
- * otherwise SRP_ERR_INVALID_ARG. */
-srp_status srp_tensor_refs_check(const srp_tensor_ref *refs, size_t count);
+ * otherwise SRP_ERR_INVALID_ARG with a detail naming call and the entry.
+ * O(n log n) (the duplicate check sorts; SRP_ERR_NOMEM possible). */
+srp_status srp_tensor_refs_check(const srp_tensor_ref *refs, size_t count, const char *call);
 /* Little-endian fixed-width fields, whatever the host's order. */
 void srp_put_u32_le(unsigned char *p, uint32_t v);
 void srp_put_u64_le(unsigned char *p, uint64_t v);
@@ -236,10 +275,9 @@ uint32_t srp_get_u32_le(const unsigned char *p);
 uint64_t srp_get_u64_le(const unsigned char *p);
 /* Host-order tensor data to/from little-endian bytes (elem: element size). */
 void srp_copy_little_endian(void *dst, const void *src, size_t bytes, size_t elem);
-uint32_t srp_crc32(uint32_t crc, const unsigned char *p, size_t n);
 
-/* Buffered writes; the first failure sticks in `failed`. crc: zlib's CRC-32
- * of every byte put so far (a format may reset it). */
+/* Buffered writes; the first failure sticks in `failed` (its errno). crc:
+ * zlib's CRC-32 of every byte put so far (a format may reset it). */
 typedef struct {
     int fd;
     unsigned char *buf;
@@ -253,11 +291,80 @@ void srp_writer_put_zeros(srp_file_writer *w, uint64_t n);
 void srp_writer_put_tensor(srp_file_writer *w, const srp_tensor_ref *r, size_t bytes);
 /* emit(w, ctx) writes the whole file into "<path>.tmp", which is fsync'ed
  * and renamed over path. SRP_ERR_IO (the temporary file removed, path as
- * it was) when anything fails; SRP_ERR_IO with the new file in place when
- * only the final fsync of the directory does. */
+ * it was) when anything up to the rename fails; SRP_ERR_IO with the new
+ * file in place when only the fsync of the directory after it does (a
+ * crash may then still bring back the old file). The detail says which. */
 srp_status srp_save_atomically(const char *path, void (*emit)(srp_file_writer *, const void *),
-                               const void *ctx);
-/* The whole of a regular file into a new buffer (free it). */
-srp_status srp_read_whole_file(const char *path, unsigned char **out, size_t *size);
+                               const void *ctx, const char *call);
+/* The whole of a regular file into a new buffer (free it). SRP_ERR_IO
+ * with a detail naming call, the path and the reason. */
+srp_status srp_read_whole_file(const char *path, unsigned char **out, size_t *size,
+                               const char *call);
+
+/* ---- a checked file's index (file_index.c), shared by checkpoint.c and
+ * safetensors.c ---- */
+
+/* One tensor of a file that passed its format's checks. */
+typedef struct {
+    const char *name; /* NUL-terminated, owned by the format's object */
+    srp_dtype dtype;
+    size_t ndim;
+    uint64_t shape[SRP_TENSOR_MAX_NDIM]; /* 0 past ndim */
+    uint64_t offset, bytes;              /* little-endian data, from the file's start */
+} srp_file_tensor;
+
+typedef struct {
+    srp_file_tensor *tensors; /* [count], in the order of their data in the file */
+    const srp_file_tensor **by_name;
+    size_t count;
+} srp_file_index;
+
+/* Builds by_name; a name found twice: SRP_ERR_FORMAT (detail: call, name). */
+srp_status srp_file_index_sort(srp_file_index *ix, const char *call);
+void srp_file_index_free(srp_file_index *ix);
+/* The tensor named name, or NULL (binary search). */
+const srp_file_tensor *srp_file_index_find(const srp_file_index *ix, const char *name);
+/* Copies the tensors refs[0..count) name out of file, all or nothing:
+ * first every name is looked up (missing: SRP_ERR_NOT_FOUND, "tensor not
+ * found: NAME") and its dtype and shape compared (SRP_ERR_SHAPE naming the
+ * tensor and both shapes); with strict, a file tensor that no ref names is
+ * SRP_ERR_SHAPE, the names listed. Bad refs: SRP_ERR_INVALID_ARG. */
+srp_status srp_file_index_read(const srp_file_index *ix, const unsigned char *file,
+                               const srp_tensor_ref *refs, size_t count, int strict,
+                               const char *call);
+
+/* String metadata (key, value), sorted by key once complete; the strings
+ * live in one block (fewer allocations, and a sort that stays in cache). */
+typedef struct {
+    const char *key, *value;
+} srp_metadata_pair;
+typedef struct {
+    srp_metadata_pair *pairs; /* owned */
+    size_t count;
+    char *text; /* owned: every key and value, NUL-terminated */
+    size_t text_used;
+} srp_metadata;
+/* Room for n pairs whose keys and values take text_bytes in all, a NUL
+ * each included. */
+srp_status srp_metadata_reserve(srp_metadata *m, size_t n, size_t text_bytes);
+/* Copies of key[0..key_len) and value[0..value_len), NUL added, within
+ * what was reserved. */
+void srp_metadata_append(srp_metadata *m, const char *key, size_t key_len, const char *value,
+                         size_t value_len);
+/* Sorts by key; a key found twice: SRP_ERR_FORMAT (detail: call, key). */
+srp_status srp_metadata_sort(srp_metadata *m, const char *call);
+void srp_metadata_free(srp_metadata *m);
+/* The value of key, or NULL (binary search, after srp_metadata_sort). */
+const char *srp_metadata_get(const srp_metadata *m, const char *key);
+/* SRP_OK when every expected pair (count of them, as metadata[2i],
+ * metadata[2i + 1]) is in m with the same value; SRP_ERR_SHAPE listing the
+ * fields that differ or are missing. */
+srp_status srp_metadata_check(const srp_metadata *m, const char *const *expected, size_t count,
+                              const char *call);
+/* Pairs a caller gives: not NULL when count > 0, no NULL key or value,
+ * key lengths in min_key..max_key, no key twice: else SRP_ERR_INVALID_ARG
+ * with a detail. O(n log n). */
+srp_status srp_metadata_args_check(const char *const *metadata, size_t count, size_t min_key,
+                                   size_t max_key, const char *call);
 
 #endif

@@ -19,9 +19,16 @@
  * live on the stack). */
 #define COL_BLOCK 64
 
-static int args_ok(const void *x, const void *y, size_t n, size_t d)
+/* x and y set, n x d elements that fit: SRP_OK, or SRP_ERR_INVALID_ARG
+ * naming call and what is wrong. */
+static srp_status args_check(const void *x, const void *y, size_t n, size_t d, const char *call)
 {
-    return x && y && n > 0 && d > 0 && n <= SIZE_MAX / d;
+    if (!x || !y)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s is NULL", call, x ? "the output" : "x");
+    if (n == 0 || d == 0 || n > SIZE_MAX / d)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: n %zu, d %zu: %s", call, n, d,
+                        n == 0 || d == 0 ? "a size is 0" : "n x d overflows");
+    return SRP_OK;
 }
 
 /* x: [d] -> mean, rstd of the row, two passes in double. */
@@ -69,8 +76,12 @@ static void forward_rows(const float *x, const float *weight, const float *bias,
 srp_status srp_layernorm_forward(const float *x, const float *weight, const float *bias, size_t n,
                                  size_t d, float eps, float *y, float *mean, float *rstd)
 {
-    if (!args_ok(x, y, n, d) || !(eps > 0.0f) || !isfinite(eps))
-        return SRP_ERR_INVALID_ARG;
+    const srp_status st = args_check(x, y, n, d, "srp_layernorm_forward");
+    if (st != SRP_OK)
+        return st;
+    if (!(eps > 0.0f) || !isfinite(eps))
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "srp_layernorm_forward: eps %g: must be finite and > 0", (double)eps);
     const uint64_t t0 = srp_profile_begin();
     forward_rows(x, weight, bias, n, d, eps, y, mean, rstd);
     srp_profile_end(SRP_PROF_LAYERNORM, t0);
@@ -137,8 +148,11 @@ srp_status srp_layernorm_backward(const float *x, const float *weight, const flo
                                   const float *rstd, const float *dy, size_t n, size_t d, float *dx,
                                   float *dweight, float *dbias)
 {
-    if (!args_ok(x, dx, n, d) || !mean || !rstd || !dy)
-        return SRP_ERR_INVALID_ARG;
+    const srp_status st = args_check(x, dx, n, d, "srp_layernorm_backward");
+    if (st != SRP_OK)
+        return st;
+    if (!mean || !rstd || !dy)
+        return SRP_FAIL_NULL(mean, rstd, dy);
     const uint64_t t0 = srp_profile_begin();
     /* Parameter gradients first: dx may be dy. */
     if (dweight || dbias)
@@ -163,9 +177,9 @@ srp_status srp_layernorm_create(srp_layernorm **out, const srp_layernorm_config 
                                 size_t max_rows)
 {
     if (!out)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(out);
     *out = NULL;
-    if (!cfg || !args_ok(cfg, cfg, max_rows, cfg->dim) ||
+    if (!cfg || max_rows == 0 || cfg->dim == 0 || max_rows > SIZE_MAX / cfg->dim ||
         max_rows * cfg->dim > SIZE_MAX / sizeof(float) || !(cfg->eps > 0.0f) || !isfinite(cfg->eps))
         return srp_fail(SRP_ERR_INVALID_ARG,
                         "srp_layernorm_create: config %s, dim %zu, max_rows %zu, eps %g "
@@ -249,7 +263,7 @@ srp_status srp_layernorm_layer_forward(srp_layernorm *ln, const float *x, size_t
                                        int training)
 {
     if (!ln || !x || !y)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(ln, x, y);
     if (rows == 0 || rows > ln->max_rows)
         return srp_fail(SRP_ERR_SHAPE,
                         "srp_layernorm_layer_forward: rows %zu (want 1 to max_rows %zu, given at "
@@ -297,7 +311,7 @@ static srp_status layer_backward(srp_layernorm *ln, const float *x, const float 
                                  float *dx, int add, const char *call)
 {
     if (!ln || !x || !dy || !dx)
-        return SRP_ERR_INVALID_ARG;
+        return srp_fail_null(call, "ln, x, dy, dx", (const void *const[]){ln, x, dy, dx}, 4);
     if (!ln->have_forward)
         return srp_fail(SRP_ERR_UNSUPPORTED, "%s: no forward to differentiate", call);
     if (rows != ln->rows)
@@ -342,7 +356,7 @@ void srp_layernorm_zero_grad(srp_layernorm *ln)
 srp_status srp_layernorm_params(srp_layernorm *ln, const char *prefix, srp_param_list *list)
 {
     if (!ln || !list)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(ln, list);
     const srp_status st =
         srp_param_list_add(list, prefix, "weight", ln->w, ln->dw, ln->dim, SRP_PARAM_NORM);
     return st != SRP_OK
@@ -353,7 +367,7 @@ srp_status srp_layernorm_params(srp_layernorm *ln, const char *prefix, srp_param
 srp_status srp_layernorm_state_refs(srp_layernorm *ln, const char *prefix, srp_tensor_list *list)
 {
     if (!ln || !list)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(ln, list);
     const srp_status st = srp_tensor_list_add_f32(list, prefix, "weight", ln->w, ln->dim);
     return st != SRP_OK ? st : srp_tensor_list_add_f32(list, prefix, "bias", ln->b, ln->dim);
 }

@@ -66,19 +66,31 @@ srp_linear_config srp_linear_config_default(size_t in, size_t out)
     return c;
 }
 
-static int config_ok(const srp_linear_config *c)
+srp_status srp_linear_config_check(const srp_linear_config *c, const char *call, const char *what)
 {
     if (c->in_features == 0 || c->out_features == 0)
-        return 0;
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s.%s_features is 0", call, what,
+                        c->in_features == 0 ? "in" : "out");
     if (!srp_blas_size_ok(c->in_features) || !srp_blas_size_ok(c->out_features) ||
         c->in_features > SIZE_MAX / sizeof(float) / c->out_features)
-        return 0;
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "%s: %s.out_features %zu x in_features %zu is too large (a dimension "
+                        "past BLAS's int, or the weight's bytes past SIZE_MAX)",
+                        call, what, c->out_features, c->in_features);
     if (c->reparam != SRP_REPARAM_SIGMA && c->reparam != SRP_REPARAM_NONE &&
         c->reparam != SRP_REPARAM_STATS_ONLY)
-        return 0;
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s.reparam %d is unknown", call, what,
+                        (int)c->reparam);
     if (c->gamma_init != SRP_GAMMA_INIT_SIGMA0 && c->gamma_init != SRP_GAMMA_INIT_ONE)
-        return 0;
-    return isfinite(c->init_std) && c->init_std > 0.0f && c->power_iters >= 1;
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s.gamma_init %d is unknown", call, what,
+                        (int)c->gamma_init);
+    if (!isfinite(c->init_std) || !(c->init_std > 0.0f))
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s.init_std %g: must be finite and > 0", call,
+                        what, (double)c->init_std);
+    if (c->power_iters < 1)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s.power_iters %d < 1", call, what,
+                        c->power_iters);
+    return SRP_OK;
 }
 
 /* Sets u, v, sigma from an exact SVD of W, and the backward cache with it. */
@@ -102,10 +114,13 @@ static srp_status init_from_svd(srp_linear *l)
 srp_status srp_linear_create(srp_linear **out, const srp_linear_config *cfg)
 {
     if (!out)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(out);
     *out = NULL;
-    if (!cfg || !config_ok(cfg))
-        return SRP_ERR_INVALID_ARG;
+    if (!cfg)
+        return SRP_FAIL_NULL(cfg);
+    const srp_status checked = srp_linear_config_check(cfg, "srp_linear_create", "cfg");
+    if (checked != SRP_OK)
+        return checked;
     const size_t in = cfg->in_features, o = cfg->out_features;
     srp_linear *l = calloc(1, sizeof(*l));
     if (!l)
@@ -199,13 +214,17 @@ float srp_linear_forward_scale(const srp_linear *l) { return l->last_scale; }
 srp_status srp_linear_set_sigma(srp_linear *l, float sigma)
 {
     if (!l)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(l);
     if (l->mode == SRP_REPARAM_NONE)
-        return isnan(sigma) ? SRP_OK : SRP_ERR_INVALID_ARG;
+        return isnan(sigma) ? SRP_OK
+                            : srp_fail(SRP_ERR_INVALID_ARG,
+                                       "srp_linear_set_sigma: sigma %g for a layer without "
+                                       "sigma (SRP_REPARAM_NONE): only NaN",
+                                       (double)sigma);
     if (!isfinite(sigma))
         return SRP_ERR_NUMERIC;
     if (sigma < 0.0f)
-        return SRP_ERR_INVALID_ARG;
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_linear_set_sigma: sigma %g < 0", (double)sigma);
     l->sigma = sigma;
     return SRP_OK;
 }
@@ -213,7 +232,7 @@ srp_status srp_linear_set_sigma(srp_linear *l, float sigma)
 srp_status srp_linear_reinit_sigma(srp_linear *l)
 {
     if (!l)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(l);
     if (l->mode == SRP_REPARAM_NONE)
         return SRP_OK;
     return init_from_svd(l);
@@ -233,6 +252,17 @@ static int batch_ok(const srp_linear *l, size_t n)
 {
     const size_t widest = l->in > l->out ? l->in : l->out;
     return n > 0 && srp_blas_size_ok(n) && n <= SIZE_MAX / sizeof(float) / widest;
+}
+
+/* SRP_ERR_INVALID_ARG for a row count batch_ok refuses. */
+static srp_status batch_fail(const srp_linear *l, size_t n, const char *call)
+{
+    if (n == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: n is 0", call);
+    return srp_fail(SRP_ERR_INVALID_ARG,
+                    "%s: n %zu rows is too many for a %zu -> %zu layer (past BLAS's int, or "
+                    "the bytes past SIZE_MAX)",
+                    call, n, l->in, l->out);
 }
 
 /* The linear's passes keep twice the library's threshold: the dot's chunk
@@ -307,8 +337,10 @@ int srp_linear_batch_ok(const srp_linear *l, size_t n) { return batch_ok(l, n); 
 
 srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, float *y, int training)
 {
-    if (!l || !x || !y || !batch_ok(l, n))
-        return SRP_ERR_INVALID_ARG;
+    if (!l || !x || !y)
+        return SRP_FAIL_NULL(l, x, y);
+    if (!batch_ok(l, n))
+        return batch_fail(l, n, "srp_linear_forward");
     const srp_status st = srp_linear_forward_prepare(l, training);
     if (st != SRP_OK)
         return st;
@@ -481,8 +513,10 @@ void srp_linear_backward_commit(srp_linear *l)
 
 srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n, float *dx)
 {
-    if (!l || !x || !dy || !batch_ok(l, n))
-        return SRP_ERR_INVALID_ARG;
+    if (!l || !x || !dy)
+        return SRP_FAIL_NULL(l, x, dy);
+    if (!batch_ok(l, n))
+        return batch_fail(l, n, "srp_linear_backward");
     const srp_call_order pending = l->order;
     if (!srp_order_backward_ok(&l->order))
         return srp_order_refusal("srp_linear_backward", pending);
@@ -496,7 +530,7 @@ srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, s
 srp_status srp_linear_forward_weight(srp_linear *l, int training, float *w_hat)
 {
     if (!l || !w_hat)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(l, w_hat);
     const srp_status st = srp_linear_forward_prepare(l, training);
     if (st != SRP_OK)
         return st;
@@ -512,8 +546,11 @@ srp_status srp_linear_forward_weight(srp_linear *l, int training, float *w_hat)
 
 srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const float *db)
 {
-    if (!l || !dw_hat || (l->has_bias && !db))
-        return SRP_ERR_INVALID_ARG;
+    if (!l || !dw_hat)
+        return SRP_FAIL_NULL(l, dw_hat);
+    if (l->has_bias && !db)
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "srp_linear_backward_weight: db is NULL, and the layer has a bias");
     const srp_call_order pending = l->order;
     if (!srp_order_backward_ok(&l->order))
         return srp_order_refusal("srp_linear_backward_weight", pending);
@@ -530,7 +567,7 @@ srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const 
 srp_status srp_linear_params(srp_linear *l, const char *prefix, srp_param_list *list)
 {
     if (!l || !list)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(l, list);
     srp_status st =
         srp_param_list_add(list, prefix, "weight", l->w, l->dw, l->in * l->out, SRP_PARAM_WEIGHT);
     if (st == SRP_OK && l->has_bias)
@@ -543,7 +580,7 @@ srp_status srp_linear_params(srp_linear *l, const char *prefix, srp_param_list *
 srp_status srp_linear_state_refs(srp_linear *l, const char *prefix, srp_tensor_list *list)
 {
     if (!l || !list)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(l, list);
     const size_t shape[2] = {l->out, l->in};
     srp_status st = srp_tensor_list_add(list, prefix, "weight", SRP_DTYPE_F32, 2, shape, l->w);
     if (st == SRP_OK && l->has_bias)

@@ -152,7 +152,7 @@ struct srp_param_list {
 srp_status srp_param_list_create(srp_param_list **out)
 {
     if (!out)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(out);
     *out = calloc(1, sizeof(**out));
     return *out ? SRP_OK : SRP_ERR_NOMEM;
 }
@@ -171,7 +171,7 @@ srp_status srp_param_list_add(srp_param_list *l, const char *prefix, const char 
                               float *data, float *grad, size_t size, srp_param_kind kind)
 {
     if (!l)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(l);
     name_table *t = &l->names;
     if (!data || !grad || size == 0 || kind < SRP_PARAM_WEIGHT || kind > SRP_PARAM_EMBEDDING)
         return remember(t, srp_fail(SRP_ERR_INVALID_ARG,
@@ -232,7 +232,7 @@ struct srp_tensor_list {
 srp_status srp_tensor_list_create(srp_tensor_list **out)
 {
     if (!out)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(out);
     *out = calloc(1, sizeof(**out));
     return *out ? SRP_OK : SRP_ERR_NOMEM;
 }
@@ -250,7 +250,7 @@ srp_status srp_tensor_list_add(srp_tensor_list *l, const char *prefix, const cha
                                srp_dtype dtype, size_t ndim, const size_t *shape, void *data)
 {
     if (!l)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(l);
     name_table *t = &l->names;
     if (!data || ndim > SRP_TENSOR_MAX_NDIM || (ndim > 0 && !shape) || srp_dtype_size(dtype) == 0)
         return remember(t, srp_fail(SRP_ERR_INVALID_ARG,
@@ -292,9 +292,9 @@ srp_status srp_tensor_list_add_f32(srp_tensor_list *l, const char *prefix, const
 srp_status srp_tensor_list_add_params(srp_tensor_list *l, srp_param_list *params)
 {
     if (!l)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(l);
     if (!params)
-        return remember(&l->names, SRP_ERR_INVALID_ARG);
+        return remember(&l->names, SRP_FAIL_NULL(params));
     if (params->names.failed != SRP_OK) /* an incomplete model would save as a complete one */
         return remember(&l->names, params->names.failed);
     const size_t before = l->names.count;

@@ -16,16 +16,24 @@
 /* Row chunks of the loss sum (partials on the stack). */
 #define LOSS_CHUNKS 64
 
+/* The arguments every loss call takes, and its output out: SRP_OK, or
+ * SRP_ERR_INVALID_ARG naming call and what is wrong. */
 static srp_status check_args(const float *logits, const int *labels, size_t n, size_t classes,
-                             float label_smoothing)
+                             float label_smoothing, const void *out, const char *call)
 {
-    if (!logits || !labels || n == 0 || classes == 0 || n > SIZE_MAX / classes)
-        return SRP_ERR_INVALID_ARG;
+    if (!logits || !labels || !out)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s is NULL", call,
+                        !logits ? "logits" : (!labels ? "labels" : "the output"));
+    if (n == 0 || classes == 0 || n > SIZE_MAX / classes)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: n %zu, classes %zu: %s", call, n, classes,
+                        n == 0 || classes == 0 ? "a size is 0" : "n x classes overflows");
     if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f))
-        return SRP_ERR_INVALID_ARG;
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: label_smoothing %g is not in [0, 1]", call,
+                        (double)label_smoothing);
     for (size_t i = 0; i < n; i++)
         if (labels[i] < 0 || (size_t)labels[i] >= classes)
-            return SRP_ERR_INVALID_ARG;
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: labels[%zu] is %d, not in 0..%zu", call, i,
+                            labels[i], classes - 1);
     return SRP_OK;
 }
 
@@ -61,9 +69,10 @@ static double row_loss(const float *z, size_t classes, int label, double smoothi
 static srp_status srp_cross_entropy_forward_impl(const float *logits, const int *labels, size_t n,
                                                  size_t classes, float label_smoothing, float *loss)
 {
-    srp_status st = check_args(logits, labels, n, classes, label_smoothing);
-    if (st != SRP_OK || !loss)
-        return st != SRP_OK ? st : SRP_ERR_INVALID_ARG;
+    const srp_status st = check_args(logits, labels, n, classes, label_smoothing, loss,
+                                     "srp_cross_entropy_forward");
+    if (st != SRP_OK)
+        return st;
     const size_t chunks = n < LOSS_CHUNKS ? n : LOSS_CHUNKS;
     const size_t per = n / chunks, extra = n % chunks;
     double partial[LOSS_CHUNKS];
@@ -105,9 +114,10 @@ static srp_status srp_cross_entropy_backward_impl(const float *logits, const int
                                                   size_t classes, float label_smoothing,
                                                   float *dlogits)
 {
-    srp_status st = check_args(logits, labels, n, classes, label_smoothing);
-    if (st != SRP_OK || !dlogits)
-        return st != SRP_OK ? st : SRP_ERR_INVALID_ARG;
+    const srp_status st = check_args(logits, labels, n, classes, label_smoothing, dlogits,
+                                     "srp_cross_entropy_backward");
+    if (st != SRP_OK)
+        return st;
     /* Inf logits would give NaN probabilities: refuse before writing. */
     if (!srp_all_finite(logits, n * classes))
         return SRP_ERR_NUMERIC;
@@ -144,9 +154,10 @@ srp_status srp_cross_entropy_backward(const float *logits, const int *labels, si
 static srp_status srp_accuracy_count_impl(const float *logits, const int *labels, size_t n,
                                           size_t classes, size_t *correct)
 {
-    srp_status st = check_args(logits, labels, n, classes, 0.0f);
-    if (st != SRP_OK || !correct)
-        return st != SRP_OK ? st : SRP_ERR_INVALID_ARG;
+    const srp_status st =
+        check_args(logits, labels, n, classes, 0.0f, correct, "srp_accuracy_count");
+    if (st != SRP_OK)
+        return st;
     size_t hits = 0;
     for (size_t i = 0; i < n; i++) {
         const float *z = logits + i * classes;

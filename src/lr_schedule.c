@@ -27,17 +27,32 @@ static int finite_nonneg(float x) { return x >= 0.0f && isfinite(x); }
 
 srp_status srp_lr_schedule_check(const srp_lr_schedule *s)
 {
-    if (!s || !finite_nonneg(s->base_lr))
-        return SRP_ERR_INVALID_ARG;
+    static const char call[] = "srp_lr_schedule_check";
+    if (!s)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: s is NULL", call);
+    if (!finite_nonneg(s->base_lr))
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: base_lr %g: must be finite and >= 0", call,
+                        (double)s->base_lr);
     switch (s->kind) {
     case SRP_LR_CONSTANT: return SRP_OK;
     case SRP_LR_STEP:
-        return s->step_size > 0 && finite_nonneg(s->step_gamma) ? SRP_OK : SRP_ERR_INVALID_ARG;
+        if (s->step_size == 0)
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: step_size is 0", call);
+        if (!finite_nonneg(s->step_gamma))
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: step_gamma %g: must be finite and >= 0",
+                            call, (double)s->step_gamma);
+        return SRP_OK;
     case SRP_LR_COSINE:
-        return s->total_steps > s->warmup_steps && finite_nonneg(s->min_lr) ? SRP_OK
-                                                                            : SRP_ERR_INVALID_ARG;
+        if (s->total_steps <= s->warmup_steps)
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: total_steps %llu <= warmup_steps %llu",
+                            call, (unsigned long long)s->total_steps,
+                            (unsigned long long)s->warmup_steps);
+        if (!finite_nonneg(s->min_lr))
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: min_lr %g: must be finite and >= 0", call,
+                            (double)s->min_lr);
+        return SRP_OK;
     }
-    return SRP_ERR_INVALID_ARG;
+    return srp_fail(SRP_ERR_INVALID_ARG, "%s: kind %d is unknown", call, (int)s->kind);
 }
 
 float srp_lr_at(const srp_lr_schedule *s, uint64_t step)

@@ -70,45 +70,74 @@ static int in_unit(float x) { return x >= 0.0f && x < 1.0f; } /* [0, 1), false f
 
 static srp_status check_config(const srp_optim_config *c)
 {
+    static const char call[] = "srp_optim_create";
     if (c->kind != SRP_OPTIM_SGD && c->kind != SRP_OPTIM_LARS && c->kind != SRP_OPTIM_ADAMW)
-        return SRP_ERR_INVALID_ARG;
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->kind %d is unknown", call, (int)c->kind);
     if (!(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay))
-        return SRP_ERR_INVALID_ARG;
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->weight_decay %g: must be finite and >= 0",
+                        call, (double)c->weight_decay);
     if (c->wd_mode != SRP_WD_COUPLED && c->wd_mode != SRP_WD_DECOUPLED)
-        return SRP_ERR_INVALID_ARG;
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->wd_mode %d is unknown", call,
+                        (int)c->wd_mode);
     if (c->kind == SRP_OPTIM_ADAMW) {
-        if (!in_unit(c->beta1) || !in_unit(c->beta2) || !(c->eps > 0.0f) || !isfinite(c->eps))
-            return SRP_ERR_INVALID_ARG;
+        if (!in_unit(c->beta1) || !in_unit(c->beta2))
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->beta%d %g is not in [0, 1)", call,
+                            in_unit(c->beta1) ? 2 : 1,
+                            (double)(in_unit(c->beta1) ? c->beta2 : c->beta1));
+        if (!(c->eps > 0.0f) || !isfinite(c->eps))
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->eps %g: must be finite and > 0", call,
+                            (double)c->eps);
         return SRP_OK;
     }
-    if (!in_unit(c->momentum) || !(c->dampening >= 0.0f && c->dampening <= 1.0f))
-        return SRP_ERR_INVALID_ARG;
+    if (!in_unit(c->momentum))
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->momentum %g is not in [0, 1)", call,
+                        (double)c->momentum);
+    if (!(c->dampening >= 0.0f && c->dampening <= 1.0f))
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->dampening %g is not in [0, 1]", call,
+                        (double)c->dampening);
     if (c->nesterov && (c->momentum == 0.0f || c->dampening != 0.0f))
-        return SRP_ERR_INVALID_ARG; /* as torch: Nesterov needs momentum, no dampening */
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->nesterov needs momentum > 0 and "
+                        "dampening 0 (as torch), got %g and %g", call, (double)c->momentum,
+                        (double)c->dampening);
     if (c->kind == SRP_OPTIM_LARS) {
         if (!(c->lars_eta > 0.0f) || !isfinite(c->lars_eta))
-            return SRP_ERR_INVALID_ARG;
-        if (c->wd_mode == SRP_WD_DECOUPLED)
-            return SRP_ERR_UNSUPPORTED; /* the decay is part of the trust ratio */
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: cfg->lars_eta %g: must be finite and > 0",
+                            call, (double)c->lars_eta);
+        if (c->wd_mode == SRP_WD_DECOUPLED) /* the decay is part of the trust ratio */
+            return srp_fail(SRP_ERR_UNSUPPORTED, "%s: LARS takes coupled weight decay only (it "
+                            "is part of the trust ratio)", call);
     }
     return SRP_OK;
 }
 
 static srp_status check_params(const srp_param *params, size_t count)
 {
+    static const char call[] = "srp_optim_create";
     for (size_t i = 0; i < count; i++) {
         const srp_param *p = &params[i];
-        if (!p->name || !p->data || !p->grad || p->size == 0)
-            return SRP_ERR_INVALID_ARG;
+        if (!p->name)
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu].name is NULL", call, i);
+        if (!p->data || !p->grad)
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu] (%s): %s is NULL", call, i,
+                            p->name, p->data ? "grad" : "data");
+        if (p->size == 0)
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu] (%s): size is 0", call, i,
+                            p->name);
         const size_t len = strlen(p->name);
         if (len == 0 || len > MAX_PARAM_NAME)
-            return SRP_ERR_INVALID_ARG;
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu].name is %zu bytes, not in "
+                            "1..%d", call, i, len, MAX_PARAM_NAME);
         if (!(p->lr_mult >= 0.0f) || !isfinite(p->lr_mult))
-            return SRP_ERR_INVALID_ARG;
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(params[j].name, p->name) == 0)
-                return SRP_ERR_INVALID_ARG;
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu] (%s): lr_mult %g: must be "
+                            "finite and >= 0", call, i, p->name, (double)p->lr_mult);
     }
+    size_t a = 0, b = 0;
+    const int dup = srp_find_duplicate_name(params, count, sizeof(*params), &a, &b);
+    if (dup < 0)
+        return SRP_ERR_NOMEM;
+    if (dup)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu] and params[%zu] are both named %s",
+                        call, a, b, params[a].name);
     return SRP_OK;
 }
 
@@ -123,10 +152,13 @@ srp_status srp_optim_create(srp_optim **out, const srp_param *params, size_t cou
                             const srp_optim_config *cfg)
 {
     if (!out)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(out);
     *out = NULL;
-    if (!params || count == 0 || !cfg || count > SIZE_MAX / sizeof(srp_param))
-        return SRP_ERR_INVALID_ARG;
+    if (!params || !cfg)
+        return SRP_FAIL_NULL(params, cfg);
+    if (count == 0 || count > SIZE_MAX / sizeof(srp_param))
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_optim_create: count %zu: %s", count,
+                        count == 0 ? "an empty list" : "too many");
     srp_status st = check_config(cfg);
     if (st == SRP_OK)
         st = check_params(params, count);
@@ -187,7 +219,8 @@ srp_status srp_optim_create(srp_optim **out, const srp_param *params, size_t cou
     return SRP_OK;
 invalid:
     srp_optim_destroy(o);
-    return SRP_ERR_INVALID_ARG;
+    return srp_fail(SRP_ERR_INVALID_ARG, "srp_optim_create: the entries' sizes add up to more "
+                    "floats than memory can address");
 }
 
 void srp_optim_destroy(srp_optim *o)
@@ -281,8 +314,11 @@ static float entry_weight_decay(const srp_optim_config *c, const srp_param *p)
 
 static srp_status srp_optim_step_impl(srp_optim *o, float lr)
 {
-    if (!o || !(lr >= 0.0f) || !isfinite(lr))
-        return SRP_ERR_INVALID_ARG;
+    if (!o)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_optim_step: o is NULL");
+    if (!(lr >= 0.0f) || !isfinite(lr))
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_optim_step: lr %g: must be finite and >= 0",
+                        (double)lr);
     const srp_optim_config *c = &o->cfg;
     const int decoupled = c->wd_mode == SRP_WD_DECOUPLED;
     /* Every gradient checked, and the LARS ratios taken, before any entry
@@ -368,8 +404,12 @@ size_t srp_optim_tensor_count(const srp_optim *o) { return o ? 1 + o->count * o-
 
 srp_status srp_optim_tensor_refs(srp_optim *o, srp_tensor_ref *refs, size_t capacity)
 {
-    if (!o || !refs || capacity < srp_optim_tensor_count(o))
-        return SRP_ERR_INVALID_ARG;
+    if (!o || !refs)
+        return SRP_FAIL_NULL(o, refs);
+    if (capacity < srp_optim_tensor_count(o))
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "srp_optim_tensor_refs: capacity %zu < srp_optim_tensor_count %zu",
+                        capacity, srp_optim_tensor_count(o));
     memset(refs, 0, sizeof(srp_tensor_ref) * srp_optim_tensor_count(o));
     refs[0].name = "optim.step";
     refs[0].dtype = SRP_DTYPE_U64;
@@ -391,13 +431,19 @@ srp_status srp_optim_tensor_refs(srp_optim *o, srp_tensor_ref *refs, size_t capa
 /* ---- clipping ---- */
 
 static srp_status srp_clip_grad_norm_impl(const srp_param *params, size_t count, float max_norm,
-                                          float *norm_out)
+                                          float *norm_out, const char *call)
 {
-    if (!params || count == 0 || !(max_norm > 0.0f) || !isfinite(max_norm))
-        return SRP_ERR_INVALID_ARG;
+    if (!params)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: params is NULL", call);
+    if (count == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: count is 0", call);
+    if (!(max_norm > 0.0f) || !isfinite(max_norm))
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: max_norm %g: must be finite and > 0", call,
+                        (double)max_norm);
     for (size_t i = 0; i < count; i++)
         if (!params[i].grad || params[i].size == 0)
-            return SRP_ERR_INVALID_ARG;
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu]: %s", call, i,
+                            params[i].grad ? "size is 0" : "grad is NULL");
     /* Each tensor's sum of squares on one thread, a group at a time, added
      * in order: the bits of one thread. */
     enum { GROUP = 64 };
@@ -435,7 +481,8 @@ srp_status srp_clip_grad_norm(const srp_param *params, size_t count, float max_n
                               float *norm_out)
 {
     const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_clip_grad_norm_impl(params, count, max_norm, norm_out);
+    const srp_status st =
+        srp_clip_grad_norm_impl(params, count, max_norm, norm_out, "srp_clip_grad_norm");
     srp_profile_end(SRP_PROF_OPTIMIZER, t0);
     return st;
 }
@@ -443,6 +490,10 @@ srp_status srp_clip_grad_norm(const srp_param *params, size_t count, float max_n
 srp_status srp_optim_clip_grad_norm(srp_optim *o, float max_norm, float *norm_out)
 {
     if (!o)
-        return SRP_ERR_INVALID_ARG;
-    return srp_clip_grad_norm(o->params, o->count, max_norm, norm_out);
+        return SRP_FAIL_NULL(o);
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st = srp_clip_grad_norm_impl(o->params, o->count, max_norm, norm_out,
+                                                  "srp_optim_clip_grad_norm");
+    srp_profile_end(SRP_PROF_OPTIMIZER, t0);
+    return st;
 }

@@ -5,9 +5,11 @@
  * Open reads the whole file, parses the header, checks every entry (dtype,
  * shape, offsets as exact integers, bytes = elements x dtype size) and then
  * that the tensors, sorted by offset, tile the data exactly. Only a file
- * that passes all of it becomes an srp_safetensors. */
+ * that passes all of it becomes an srp_safetensors; its tensors and
+ * metadata are then looked up and read through file_index.c. */
 #define _POSIX_C_SOURCE 200809L /* strdup */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,22 +23,11 @@
  * 2^53 are exact. */
 #define MAX_EXACT_INTEGER ((uint64_t)1 << 53)
 
-typedef struct {
-    char *name;
-    srp_dtype dtype;
-    size_t ndim;
-    size_t shape[SRP_TENSOR_MAX_NDIM];
-    uint64_t begin, end; /* into the data */
-} st_entry;
-
 struct srp_safetensors {
-    unsigned char *file; /* the whole file */
-    const unsigned char *data;
-    st_entry *entries; /* sorted by begin */
-    size_t count;
-    const st_entry **by_name; /* the entries sorted by name */
-    char **metadata;          /* key, value, key, value, ... */
-    size_t metadata_count;
+    unsigned char *file;  /* the whole file */
+    srp_file_index index; /* offsets from the file's start */
+    char **names;         /* [index.count], each tensor's name */
+    srp_metadata metadata;
 };
 
 /* ---- dtypes ---- */
@@ -155,25 +146,25 @@ static void write_safetensors(srp_file_writer *w, const void *ctx)
 srp_status srp_safetensors_save(const char *path, const srp_tensor_ref *refs, size_t count,
                                 const char *const *metadata, size_t metadata_count)
 {
-    if (!path || !path[0] || (metadata_count > 0 && !metadata))
-        return SRP_ERR_INVALID_ARG;
-    srp_status st = srp_tensor_refs_check(refs, count);
+    static const char call[] = "srp_safetensors_save";
+    if (!path || !path[0])
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: path is %s", call, path ? "empty" : "NULL");
+    srp_status st = srp_tensor_refs_check(refs, count, call);
+    if (st == SRP_OK)
+        st = srp_metadata_args_check(metadata, metadata_count, 0, SIZE_MAX, call);
     if (st != SRP_OK)
         return st;
     uint64_t total = 0;
     for (size_t i = 0; i < count; i++) {
         int ok = 1;
         const uint64_t bytes = srp_ref_bytes(&refs[i], &ok);
-        if (strcmp(refs[i].name, METADATA_KEY) == 0 || bytes > MAX_EXACT_INTEGER - total)
-            return SRP_ERR_INVALID_ARG;
+        if (strcmp(refs[i].name, METADATA_KEY) == 0)
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: refs[%zu] is named %s, the format's "
+                            "metadata key", call, i, METADATA_KEY);
+        if (bytes > MAX_EXACT_INTEGER - total)
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: the data pass 2^53 bytes at tensor %s "
+                            "(offsets are JSON numbers)", call, refs[i].name);
         total += bytes;
-    }
-    for (size_t i = 0; i < metadata_count; i++) {
-        if (!metadata[2 * i] || !metadata[2 * i + 1])
-            return SRP_ERR_INVALID_ARG;
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(metadata[2 * j], metadata[2 * i]) == 0)
-                return SRP_ERR_INVALID_ARG;
     }
     char *header = build_header(refs, count, metadata, metadata_count);
     if (!header)
@@ -182,10 +173,11 @@ srp_status srp_safetensors_save(const char *path, const srp_tensor_ref *refs, si
     const size_t padded = (len + HEADER_ALIGN - 1) / HEADER_ALIGN * HEADER_ALIGN;
     if (padded > SRP_SAFETENSORS_MAX_HEADER) {
         cJSON_free(header);
-        return SRP_ERR_INVALID_ARG;
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: the header would take %zu bytes > %u (the "
+                        "format's limit)", call, padded, SRP_SAFETENSORS_MAX_HEADER);
     }
     const safetensors_plan plan = {refs, count, header, len, padded};
-    st = srp_save_atomically(path, write_safetensors, &plan);
+    st = srp_save_atomically(path, write_safetensors, &plan, call);
     cJSON_free(header);
     return st;
 }
@@ -206,193 +198,227 @@ static int exact_count(const cJSON *j, uint64_t *out)
     return 1;
 }
 
-/* One tensor's entry; e->name is set by the caller. *supported = 0 for
- * a valid entry this library cannot read (another dtype, more than 4
- * dimensions): e->dtype is then 0. */
-static srp_status parse_entry(const cJSON *t, st_entry *e, int *supported)
+/* SRP_ERR_FORMAT: tensor `name`'s entry in the header is wrong in `what`. */
+static srp_status entry_fail(const char *call, const char *name, const char *what)
 {
+    return srp_fail(SRP_ERR_FORMAT, "%s: the header's entry for tensor \"%.200s\": %s", call,
+                    name, what);
+}
+
+/* One tensor's entry (the JSON item t) into *e, its offsets from the start
+ * of the data; e->name is set by the caller. *supported = 0 for a valid
+ * entry this library cannot read (another dtype, more than 4 dimensions):
+ * e->dtype is then 0. */
+static srp_status parse_entry(const cJSON *t, srp_file_tensor *e, int *supported, const char *call)
+{
+    const char *name = t->string;
     if (!cJSON_IsObject(t) || cJSON_GetArraySize(t) != 3)
-        return SRP_ERR_FORMAT;
+        return entry_fail(call, name, "not an object of the three keys dtype, shape, data_offsets");
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(t, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(t, "shape");
     const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
     if (!cJSON_IsString(dtype) || !cJSON_IsArray(shape) || !cJSON_IsArray(offsets) ||
         cJSON_GetArraySize(offsets) != 2)
-        return SRP_ERR_FORMAT;
+        return entry_fail(call, name, "wants a dtype string, a shape array and two data_offsets");
     srp_dtype d;
     const size_t elem = parse_dtype(dtype->valuestring, &d);
     if (elem == 0)
-        return SRP_ERR_FORMAT;
-    uint64_t dims[SRP_TENSOR_MAX_NDIM] = {0}, bytes = elem;
+        return entry_fail(call, name, "unknown dtype");
+    uint64_t dims[SRP_TENSOR_MAX_NDIM] = {0}, bytes = elem, begin, end;
     size_t ndim = 0;
     const cJSON *dim;
     cJSON_ArrayForEach(dim, shape)
     {
         uint64_t n;
-        if (!exact_count(dim, &n) || (n != 0 && bytes > UINT64_MAX / n))
-            return SRP_ERR_FORMAT;
+        if (!exact_count(dim, &n))
+            return entry_fail(call, name, "a dimension is not a whole number in 0..2^53");
+        if (n != 0 && bytes > UINT64_MAX / n)
+            return entry_fail(call, name, "the shape's size overflows");
         bytes *= n;
         if (ndim < SRP_TENSOR_MAX_NDIM)
             dims[ndim] = n;
         ndim++;
     }
-    if (!exact_count(offsets->child, &e->begin) || !exact_count(offsets->child->next, &e->end) ||
-        e->begin > e->end || e->end - e->begin != bytes)
-        return SRP_ERR_FORMAT;
+    if (!exact_count(offsets->child, &begin) || !exact_count(offsets->child->next, &end))
+        return entry_fail(call, name, "an offset is not a whole number in 0..2^53");
+    if (begin > end || end - begin != bytes) {
+        char what[160];
+        snprintf(what, sizeof(what), "data_offsets [%llu, %llu] hold %s bytes, dtype and shape "
+                 "make %llu", (unsigned long long)begin, (unsigned long long)end,
+                 begin > end ? "negative" : "other", (unsigned long long)bytes);
+        return entry_fail(call, name, what);
+    }
     *supported = d != 0 && ndim <= SRP_TENSOR_MAX_NDIM;
     e->dtype = *supported ? d : (srp_dtype)0;
     e->ndim = ndim;
-    for (size_t k = 0; k < SRP_TENSOR_MAX_NDIM; k++)
-        e->shape[k] = (size_t)dims[k];
+    memcpy(e->shape, dims, sizeof(dims));
+    e->offset = begin;
+    e->bytes = bytes;
     return SRP_OK;
 }
 
-static srp_status parse_metadata(const cJSON *m, srp_safetensors *f)
+static srp_status parse_metadata(const cJSON *m, srp_safetensors *f, const char *call)
 {
     if (!cJSON_IsObject(m))
-        return SRP_ERR_FORMAT;
-    const size_t n = (size_t)cJSON_GetArraySize(m);
-    f->metadata = calloc(2 * n + 1, sizeof(char *));
-    if (!f->metadata)
-        return SRP_ERR_NOMEM;
-    const cJSON *kv;
-    cJSON_ArrayForEach(kv, m)
-    {
+        return srp_fail(SRP_ERR_FORMAT, "%s: %s is not an object", call, METADATA_KEY);
+    size_t pairs = 0, text = 0;
+    for (const cJSON *kv = m->child; kv; kv = kv->next) {
         if (!cJSON_IsString(kv))
-            return SRP_ERR_FORMAT;
-        for (size_t i = 0; i < f->metadata_count; i++)
-            if (strcmp(f->metadata[2 * i], kv->string) == 0)
-                return SRP_ERR_FORMAT; /* a duplicate key */
-        char *key = strdup(kv->string), *value = strdup(kv->valuestring);
-        f->metadata[2 * f->metadata_count] = key;
-        f->metadata[2 * f->metadata_count + 1] = value;
-        f->metadata_count++;
-        if (!key || !value)
-            return SRP_ERR_NOMEM;
+            return srp_fail(SRP_ERR_FORMAT, "%s: %s[\"%.200s\"] is not a string", call,
+                            METADATA_KEY, kv->string);
+        pairs++;
+        text += strlen(kv->string) + strlen(kv->valuestring) + 2;
     }
-    return SRP_OK;
+    const srp_status st = srp_metadata_reserve(&f->metadata, pairs, text);
+    if (st != SRP_OK)
+        return st;
+    for (const cJSON *kv = m->child; kv; kv = kv->next)
+        srp_metadata_append(&f->metadata, kv->string, strlen(kv->string), kv->valuestring,
+                            strlen(kv->valuestring));
+    /* Sorting finds a key given twice in O(n log n): a header within the
+     * limit may hold millions of keys. */
+    return srp_metadata_sort(&f->metadata, call);
 }
 
-static int by_begin(const void *pa, const void *pb)
+static int by_offset(const void *pa, const void *pb)
 {
-    const st_entry *a = pa, *b = pb;
-    if (a->begin != b->begin)
-        return a->begin < b->begin ? -1 : 1;
-    return a->end < b->end ? -1 : (a->end > b->end ? 1 : 0);
+    const srp_file_tensor *a = pa, *b = pb;
+    if (a->offset != b->offset)
+        return a->offset < b->offset ? -1 : 1;
+    return a->bytes < b->bytes ? -1 : (a->bytes > b->bytes ? 1 : 0);
 }
 
-static int by_name(const void *pa, const void *pb)
+/* The items of the header's object: the tensors into f->index (offsets
+ * still from the start of the data), the metadata into f->metadata.
+ * *unsupported: a tensor this library cannot read. */
+static srp_status parse_items(const cJSON *root, srp_safetensors *f, int *unsupported,
+                              const char *call)
 {
-    return strcmp((*(const st_entry *const *)pa)->name, (*(const st_entry *const *)pb)->name);
+    const size_t items = (size_t)cJSON_GetArraySize(root);
+    srp_file_index *ix = &f->index;
+    ix->tensors = calloc(items > 0 ? items : 1, sizeof(*ix->tensors));
+    f->names = calloc(items > 0 ? items : 1, sizeof(*f->names));
+    if (!ix->tensors || !f->names)
+        return SRP_ERR_NOMEM;
+    int seen_metadata = 0;
+    srp_status st = SRP_OK;
+    for (const cJSON *item = root->child; st == SRP_OK && item; item = item->next) {
+        if (strcmp(item->string, METADATA_KEY) == 0) {
+            st = seen_metadata ? srp_fail(SRP_ERR_FORMAT, "%s: %s appears twice", call,
+                                          METADATA_KEY)
+                               : parse_metadata(item, f, call);
+            seen_metadata = 1;
+            continue;
+        }
+        if (item->string[0] == 0)
+            return srp_fail(SRP_ERR_FORMAT, "%s: a tensor's name is empty", call);
+        srp_file_tensor *e = &ix->tensors[ix->count];
+        int supported = 1;
+        st = parse_entry(item, e, &supported, call);
+        if (st == SRP_OK && !supported && !*unsupported)
+            srp_fail(SRP_ERR_UNSUPPORTED, "%s: tensor %.200s is %s with %zu dimensions; this "
+                     "library reads F32, F64, I64, U64, U8 of at most %d", call, item->string,
+                     cJSON_GetObjectItemCaseSensitive(item, "dtype")->valuestring, e->ndim,
+                     SRP_TENSOR_MAX_NDIM);
+        *unsupported |= !supported;
+        if (st == SRP_OK) {
+            f->names[ix->count] = strdup(item->string);
+            st = f->names[ix->count] ? SRP_OK : SRP_ERR_NOMEM;
+            e->name = f->names[ix->count];
+        }
+        if (st == SRP_OK)
+            ix->count++;
+    }
+    return st;
 }
 
 /* Everything after the file is in memory. */
-static srp_status parse_file(srp_safetensors *f, size_t size)
+static srp_status parse_file(srp_safetensors *f, size_t size, const char *call)
 {
     if (size < 8)
-        return SRP_ERR_FORMAT;
+        return srp_fail(SRP_ERR_FORMAT, "%s: %zu bytes, fewer than the 8 of the header's "
+                        "length", call, size);
     const uint64_t n = srp_get_u64_le(f->file);
-    if (n < 2 || n > SRP_SAFETENSORS_MAX_HEADER || n > size - 8 || f->file[8] != '{')
-        return SRP_ERR_FORMAT;
+    if (n < 2 || n > SRP_SAFETENSORS_MAX_HEADER || n > size - 8)
+        return srp_fail(SRP_ERR_FORMAT, "%s: the header's length (the first 8 bytes) is %llu: "
+                        "%s", call, (unsigned long long)n,
+                        n < 2 ? "too short for an object"
+                              : (n > SRP_SAFETENSORS_MAX_HEADER ? "above the format's limit"
+                                                                : "past the end of the file"));
+    if (f->file[8] != '{')
+        return srp_fail(SRP_ERR_FORMAT, "%s: the header (offset 8) does not start with '{'",
+                        call);
     const char *text = (const char *)f->file + 8, *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, (size_t)n, &end, 0);
-    if (!root)
-        return SRP_ERR_FORMAT;
-    srp_status st = cJSON_IsObject(root) ? SRP_OK : SRP_ERR_FORMAT;
+    if (!root || !cJSON_IsObject(root)) {
+        /* cJSON points end at a parse error (not at the global error
+         * pointer, which threads would share). */
+        const size_t at = !root && end ? (size_t)(end - text) : 0;
+        cJSON_Delete(root);
+        return srp_fail(SRP_ERR_FORMAT, "%s: the header is not a JSON object (%s near offset %zu)",
+                        call, root ? "another value" : "a syntax error", at + 8);
+    }
+    srp_status st = SRP_OK;
     /* After the object, only padding: writers pad with spaces, and the
      * reference reader takes any JSON whitespace. */
     for (const char *p = end; st == SRP_OK && p < text + n; p++)
         if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t')
-            st = SRP_ERR_FORMAT;
-
-    const size_t items = st == SRP_OK ? (size_t)cJSON_GetArraySize(root) : 0;
-    if (st == SRP_OK) {
-        f->entries = calloc(items > 0 ? items : 1, sizeof(st_entry));
-        if (!f->entries)
-            st = SRP_ERR_NOMEM;
-    }
-    const cJSON *item = st == SRP_OK ? root->child : NULL;
-    int seen_metadata = 0, unsupported = 0;
-    for (; st == SRP_OK && item; item = item->next) {
-        if (strcmp(item->string, METADATA_KEY) == 0) {
-            st = seen_metadata ? SRP_ERR_FORMAT : parse_metadata(item, f);
-            seen_metadata = 1;
-            continue;
-        }
-        st_entry *e = &f->entries[f->count];
-        if (item->string[0] == 0) {
-            st = SRP_ERR_FORMAT;
-            break;
-        }
-        int supported = 1;
-        st = parse_entry(item, e, &supported);
-        unsupported |= !supported;
-        if (st == SRP_OK) {
-            e->name = strdup(item->string);
-            st = e->name ? SRP_OK : SRP_ERR_NOMEM;
-        }
-        if (st == SRP_OK)
-            f->count++;
-    }
+            st = srp_fail(SRP_ERR_FORMAT, "%s: the header holds more than its object (offset "
+                          "%zu)", call, (size_t)(p - (const char *)f->file));
+    int unsupported = 0;
+    if (st == SRP_OK)
+        st = parse_items(root, f, &unsupported, call);
     cJSON_Delete(root);
     if (st != SRP_OK)
         return st;
 
     /* The tensors tile the data: sorted by offset, each begins where the
      * one before ended, and the last ends at the end of the file. */
-    qsort(f->entries, f->count, sizeof(st_entry), by_begin);
+    srp_file_index *ix = &f->index;
+    qsort(ix->tensors, ix->count, sizeof(*ix->tensors), by_offset);
     const uint64_t data_size = size - 8 - n;
     uint64_t at = 0;
-    for (size_t i = 0; i < f->count; i++) {
-        if (f->entries[i].begin != at)
-            return SRP_ERR_FORMAT;
-        at = f->entries[i].end;
+    for (size_t i = 0; i < ix->count; i++) {
+        if (ix->tensors[i].offset != at)
+            return srp_fail(SRP_ERR_FORMAT, "%s: tensor %s's data begins at %llu, the data "
+                            "before it end at %llu (a gap or an overlap)", call,
+                            ix->tensors[i].name, (unsigned long long)ix->tensors[i].offset,
+                            (unsigned long long)at);
+        at += ix->tensors[i].bytes;
     }
     if (at != data_size)
-        return SRP_ERR_FORMAT;
-    f->data = f->file + 8 + n;
-
-    f->by_name = malloc(sizeof(*f->by_name) * (f->count > 0 ? f->count : 1));
-    if (!f->by_name)
-        return SRP_ERR_NOMEM;
-    for (size_t i = 0; i < f->count; i++)
-        f->by_name[i] = &f->entries[i];
-    qsort(f->by_name, f->count, sizeof(*f->by_name), by_name);
-    for (size_t i = 1; i < f->count; i++)
-        if (strcmp(f->by_name[i - 1]->name, f->by_name[i]->name) == 0)
-            return SRP_ERR_FORMAT; /* a duplicate name */
-    return unsupported ? SRP_ERR_UNSUPPORTED : SRP_OK;
+        return srp_fail(SRP_ERR_FORMAT, "%s: the tensors' data end at %llu, the file's at %llu",
+                        call, (unsigned long long)at, (unsigned long long)data_size);
+    for (size_t i = 0; i < ix->count; i++)
+        ix->tensors[i].offset += 8 + n; /* from the start of the file */
+    st = srp_file_index_sort(ix, call);
+    if (st == SRP_OK && unsupported)
+        st = SRP_ERR_UNSUPPORTED; /* its detail was left when it was found */
+    return st;
 }
 
 void srp_safetensors_close(srp_safetensors *f)
 {
     if (!f)
         return;
-    for (size_t i = 0; f->entries && i < f->count; i++)
-        free(f->entries[i].name);
-    for (size_t i = 0; f->metadata && i < 2 * f->metadata_count; i++)
-        free(f->metadata[i]);
-    free(f->metadata);
-    free(f->by_name);
-    free(f->entries);
+    for (size_t i = 0; f->names && i < f->index.count; i++)
+        free(f->names[i]);
+    free(f->names);
+    srp_file_index_free(&f->index);
+    srp_metadata_free(&f->metadata);
     free(f->file);
     free(f);
 }
 
-srp_status srp_safetensors_open(srp_safetensors **out, const char *path)
+static srp_status open_file(srp_safetensors **out, const char *path, const char *call)
 {
-    if (!out)
-        return SRP_ERR_INVALID_ARG;
-    *out = NULL;
-    if (!path)
-        return SRP_ERR_INVALID_ARG;
     srp_safetensors *f = calloc(1, sizeof(*f));
     if (!f)
         return SRP_ERR_NOMEM;
     size_t size = 0;
-    srp_status st = srp_read_whole_file(path, &f->file, &size);
+    srp_status st = srp_read_whole_file(path, &f->file, &size, call);
     if (st == SRP_OK)
-        st = parse_file(f, size);
+        st = parse_file(f, size, call);
     if (st != SRP_OK) {
         srp_safetensors_close(f);
         return st;
@@ -401,79 +427,92 @@ srp_status srp_safetensors_open(srp_safetensors **out, const char *path)
     return SRP_OK;
 }
 
+srp_status srp_safetensors_open(srp_safetensors **out, const char *path)
+{
+    if (!out)
+        return SRP_FAIL_NULL(out);
+    *out = NULL;
+    if (!path)
+        return SRP_FAIL_NULL(path);
+    return open_file(out, path, "srp_safetensors_open");
+}
+
 /* ======================================================================
  * Queries and reads
  * ====================================================================== */
 
-size_t srp_safetensors_count(const srp_safetensors *f) { return f ? f->count : 0; }
+size_t srp_safetensors_count(const srp_safetensors *f) { return f ? f->index.count : 0; }
 
 srp_status srp_safetensors_info(const srp_safetensors *f, size_t i, srp_tensor_ref *info)
 {
-    if (!f || !info || i >= f->count)
-        return SRP_ERR_INVALID_ARG;
-    const st_entry *e = &f->entries[i];
+    if (!f || !info)
+        return SRP_FAIL_NULL(f, info);
+    if (i >= f->index.count)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_safetensors_info: i %zu >= count %zu", i,
+                        f->index.count);
+    const srp_file_tensor *e = &f->index.tensors[i];
     memset(info, 0, sizeof(*info));
     info->name = e->name;
     info->dtype = e->dtype;
     info->ndim = e->ndim;
-    memcpy(info->shape, e->shape, sizeof(info->shape));
+    for (size_t k = 0; k < SRP_TENSOR_MAX_NDIM; k++)
+        info->shape[k] = (size_t)e->shape[k];
     return SRP_OK;
+}
+
+size_t srp_safetensors_metadata_count(const srp_safetensors *f)
+{
+    return f ? f->metadata.count : 0;
 }
 
 const char *srp_safetensors_metadata(const srp_safetensors *f, const char *key)
 {
-    if (!f || !key)
-        return NULL;
-    for (size_t i = 0; i < f->metadata_count; i++)
-        if (strcmp(f->metadata[2 * i], key) == 0)
-            return f->metadata[2 * i + 1];
-    return NULL;
+    return f && key ? srp_metadata_get(&f->metadata, key) : NULL;
 }
 
-static const st_entry *find(const srp_safetensors *f, const char *name)
+srp_status srp_safetensors_check_metadata(const srp_safetensors *f, const char *const *expected,
+                                          size_t count)
 {
-    size_t lo = 0, hi = f->count;
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        const st_entry *e = f->by_name[mid];
-        const int c = strcmp(name, e->name);
-        if (c == 0)
-            return e;
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    if (!f)
+        return SRP_FAIL_NULL(f);
+    return srp_metadata_check(&f->metadata, expected, count, "srp_safetensors_check_metadata");
 }
 
 srp_status srp_safetensors_read(const srp_safetensors *f, const srp_tensor_ref *refs, size_t count)
 {
     if (!f)
-        return SRP_ERR_INVALID_ARG;
-    srp_status st = srp_tensor_refs_check(refs, count);
-    for (size_t i = 0; st == SRP_OK && i < count; i++) {
-        const st_entry *e = find(f, refs[i].name);
-        if (!e)
-            st = SRP_ERR_FORMAT;
-        else if (e->dtype != refs[i].dtype || e->ndim != refs[i].ndim ||
-                 memcmp(e->shape, refs[i].shape, e->ndim * sizeof(size_t)) != 0)
-            st = SRP_ERR_SHAPE;
-    }
-    for (size_t i = 0; st == SRP_OK && i < count; i++) {
-        const st_entry *e = find(f, refs[i].name);
-        srp_copy_little_endian(refs[i].data, f->data + e->begin, (size_t)(e->end - e->begin),
-                               srp_dtype_size(e->dtype));
-    }
+        return SRP_FAIL_NULL(f);
+    return srp_file_index_read(&f->index, f->file, refs, count, 0, "srp_safetensors_read");
+}
+
+srp_status srp_safetensors_read_strict(const srp_safetensors *f, const srp_tensor_ref *refs,
+                                       size_t count)
+{
+    if (!f)
+        return SRP_FAIL_NULL(f);
+    return srp_file_index_read(&f->index, f->file, refs, count, 1, "srp_safetensors_read_strict");
+}
+
+/* open, read, close. */
+static srp_status load(const char *path, const srp_tensor_ref *refs, size_t count, int strict,
+                       const char *call)
+{
+    if (!path)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: path is NULL", call);
+    srp_safetensors *f = NULL;
+    srp_status st = open_file(&f, path, call);
+    if (st == SRP_OK)
+        st = srp_file_index_read(&f->index, f->file, refs, count, strict, call);
+    srp_safetensors_close(f);
     return st;
 }
 
 srp_status srp_safetensors_load(const char *path, const srp_tensor_ref *refs, size_t count)
 {
-    srp_safetensors *f = NULL;
-    srp_status st = srp_safetensors_open(&f, path);
-    if (st == SRP_OK)
-        st = srp_safetensors_read(f, refs, count);
-    srp_safetensors_close(f);
-    return st;
+    return load(path, refs, count, 0, "srp_safetensors_load");
+}
+
+srp_status srp_safetensors_load_strict(const char *path, const srp_tensor_ref *refs, size_t count)
+{
+    return load(path, refs, count, 1, "srp_safetensors_load_strict");
 }

@@ -21,9 +21,16 @@ struct srp_power_iter {
     float *scratch_u, *scratch_v; /* step candidates and estimates */
 };
 
-static int power_sizes_ok(size_t rows, size_t cols)
+/* rows x cols fits the power iteration's gemv (and is not empty): SRP_OK,
+ * else SRP_ERR_INVALID_ARG naming call. */
+static srp_status power_sizes_check(size_t rows, size_t cols, const char *call)
 {
-    return rows > 0 && cols > 0 && srp_blas_size_ok(rows) && srp_blas_size_ok(cols);
+    if (rows == 0 || cols == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s is 0", call, rows == 0 ? "rows" : "cols");
+    if (!srp_blas_size_ok(rows) || !srp_blas_size_ok(cols) || rows > SIZE_MAX / sizeof(double) / cols)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: rows %zu x cols %zu is too large (past BLAS's "
+                        "int, or the bytes past SIZE_MAX)", call, rows, cols);
+    return SRP_OK;
 }
 
 /* y = x / max(||x||, eps) in place, given ||x|| (computed in double). */
@@ -130,9 +137,10 @@ done:
 
 srp_status srp_spectral_norm_exact(const float *w, size_t rows, size_t cols, float *sigma)
 {
-    if (!w || !sigma || !power_sizes_ok(rows, cols))
-        return SRP_ERR_INVALID_ARG;
-    return srp_svd_top(w, rows, cols, NULL, NULL, sigma);
+    if (!w || !sigma)
+        return SRP_FAIL_NULL(w, sigma);
+    const srp_status st = power_sizes_check(rows, cols, "srp_spectral_norm_exact");
+    return st == SRP_OK ? srp_svd_top(w, rows, cols, NULL, NULL, sigma) : st;
 }
 
 void srp_random_unit(srp_rng *rng, float *x, size_t n)
@@ -149,10 +157,11 @@ void srp_random_unit(srp_rng *rng, float *x, size_t n)
 srp_status srp_power_iter_create(srp_power_iter **out, size_t rows, size_t cols, uint64_t seed)
 {
     if (!out)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(out);
     *out = NULL;
-    if (!power_sizes_ok(rows, cols))
-        return SRP_ERR_INVALID_ARG;
+    const srp_status st = power_sizes_check(rows, cols, "srp_power_iter_create");
+    if (st != SRP_OK)
+        return st;
     srp_power_iter *p = calloc(1, sizeof(*p));
     float *block = malloc(sizeof(float) * 2 * (rows + cols));
     if (!p || !block) {
@@ -186,7 +195,7 @@ void srp_power_iter_destroy(srp_power_iter *p)
 srp_status srp_power_iter_init_svd(srp_power_iter *p, const float *w)
 {
     if (!p || !w)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(p, w);
     float sigma;
     srp_status st = srp_svd_top(w, p->rows, p->cols, p->scratch_u, p->scratch_v, &sigma);
     if (st != SRP_OK)
@@ -199,8 +208,10 @@ srp_status srp_power_iter_init_svd(srp_power_iter *p, const float *w)
 
 srp_status srp_power_iter_step(srp_power_iter *p, const float *w, int iters, float *sigma)
 {
-    if (!p || !w || iters < 1)
-        return SRP_ERR_INVALID_ARG;
+    if (!p || !w)
+        return SRP_FAIL_NULL(p, w);
+    if (iters < 1)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_power_iter_step: iters %d < 1", iters);
     float s;
     srp_status st =
         srp_power_iterate(w, p->rows, p->cols, iters, p->u, p->v, p->scratch_u, p->scratch_v, &s);
@@ -217,7 +228,7 @@ srp_status srp_power_iter_step(srp_power_iter *p, const float *w, int iters, flo
 srp_status srp_power_iter_estimate(const srp_power_iter *p, const float *w, float *sigma)
 {
     if (!p || !w || !sigma)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(p, w, sigma);
     /* The scratch vectors are workspace, not state: writing them through a
      * const handle is why this call is not thread-safe per object. */
     srp_power_iter *mut = (srp_power_iter *)p;
@@ -234,7 +245,7 @@ float srp_power_iter_sigma(const srp_power_iter *p) { return p ? p->sigma : NAN;
 srp_status srp_power_iter_set_state(srp_power_iter *p, const float *u, const float *v, float sigma)
 {
     if (!p || !u || !v)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(p, u, v);
     if (!srp_all_finite(u, p->cols) || !srp_all_finite(v, p->rows) || !isfinite(sigma))
         return SRP_ERR_NUMERIC;
     memcpy(p->u, u, p->cols * sizeof(float));

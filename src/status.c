@@ -1,6 +1,8 @@
-/* Status strings, the last error's detail and the run-time version. */
+/* Status strings, the last error's detail (and helpers that word it) and
+ * the run-time version. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -44,6 +46,63 @@ srp_status srp_fail(srp_status status, const char *fmt, ...)
     va_end(ap);
     last_error.status = status;
     return status;
+}
+
+srp_status srp_fail_null(const char *call, const char *names, const void *const *ptrs, size_t n)
+{
+    /* names is "a, b, c" as the macro wrote the arguments: find the i-th. */
+    size_t i = 0;
+    while (i < n && ptrs[i])
+        i++;
+    const char *name = names;
+    for (size_t k = 0; k < i && name; k++) {
+        name = strchr(name, ',');
+        if (name)
+            name += 1 + strspn(name + 1, " ");
+    }
+    if (i == n || !name)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: a pointer argument is NULL", call);
+    return srp_fail(SRP_ERR_INVALID_ARG, "%s: %.*s is NULL", call, (int)strcspn(name, ","), name);
+}
+
+const char *srp_shape_str(char *buf, size_t ndim, const uint64_t *shape)
+{
+    size_t len = (size_t)snprintf(buf, SRP_SHAPE_STR_MAX, "[");
+    for (size_t k = 0; k < ndim && len < SRP_SHAPE_STR_MAX; k++)
+        len += (size_t)snprintf(buf + len, SRP_SHAPE_STR_MAX - len, "%s%llu", k ? ", " : "",
+                                (unsigned long long)shape[k]);
+    if (len < SRP_SHAPE_STR_MAX)
+        snprintf(buf + len, SRP_SHAPE_STR_MAX - len, "]");
+    return buf;
+}
+
+void srp_detail_list_init(srp_detail_list *l)
+{
+    l->text[0] = 0;
+    l->len = l->items = l->listed = 0;
+}
+
+void srp_detail_list_add(srp_detail_list *l, const char *item)
+{
+    /* Room is kept for ", and N more"; once one item is left out, the
+     * later ones are too, so that the list keeps its order. */
+    enum { TAIL = 32 };
+    const size_t sep = l->listed ? 2 : 0, len = strlen(item);
+    if (l->items == l->listed && l->len + sep + len + TAIL < SRP_DETAIL_LIST_MAX) {
+        memcpy(l->text + l->len, ", ", sep);
+        memcpy(l->text + l->len + sep, item, len + 1);
+        l->len += sep + len;
+        l->listed++;
+    }
+    l->items++;
+}
+
+const char *srp_detail_list_text(srp_detail_list *l)
+{
+    if (l->items > l->listed)
+        snprintf(l->text + l->len, SRP_DETAIL_LIST_MAX - l->len, "%sand %zu more",
+                 l->listed ? ", " : "", l->items - l->listed);
+    return l->text;
 }
 
 const char *srp_last_error_detail(void) { return last_error.text; }

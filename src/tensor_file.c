@@ -15,8 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <zlib.h>
-
 #include "internal.h"
 
 #define WRITE_BUFFER (64 * 1024)
@@ -61,6 +59,18 @@ uint64_t srp_ref_bytes(const srp_tensor_ref *r, int *ok)
     return srp_tensor_bytes(r->dtype, r->ndim, shape, ok);
 }
 
+const char *srp_dtype_str(srp_dtype dtype)
+{
+    switch (dtype) {
+    case SRP_DTYPE_F32: return "f32";
+    case SRP_DTYPE_F64: return "f64";
+    case SRP_DTYPE_U64: return "u64";
+    case SRP_DTYPE_I64: return "i64";
+    case SRP_DTYPE_U8: return "u8";
+    }
+    return "unknown";
+}
+
 /* Bounded strlen: SRP_TENSOR_MAX_NAME + 1 means too long. */
 static size_t name_length(const char *s)
 {
@@ -70,25 +80,77 @@ static size_t name_length(const char *s)
     return n;
 }
 
-srp_status srp_tensor_refs_check(const srp_tensor_ref *refs, size_t count)
+static int by_pointed_name(const void *pa, const void *pb)
 {
-    if (!refs || count == 0)
-        return SRP_ERR_INVALID_ARG;
+    return strcmp(**(const char *const *const *)pa, **(const char *const *const *)pb);
+}
+
+int srp_find_duplicate_name(const void *items, size_t count, size_t stride, size_t *first,
+                            size_t *second)
+{
+    if (count < 2)
+        return 0;
+    const char *const **names = malloc(sizeof(*names) * count);
+    if (!names)
+        return -1;
+    const unsigned char *base = items;
+    for (size_t i = 0; i < count; i++)
+        names[i] = (const char *const *)(const void *)(base + i * stride);
+    qsort(names, count, sizeof(*names), by_pointed_name);
+    int found = 0;
+    for (size_t i = 1; i < count && !found; i++) {
+        if (strcmp(*names[i - 1], *names[i]) == 0) {
+            const size_t a = (size_t)((const unsigned char *)names[i - 1] - base) / stride;
+            const size_t b = (size_t)((const unsigned char *)names[i] - base) / stride;
+            *first = a < b ? a : b;
+            *second = a < b ? b : a;
+            found = 1;
+        }
+    }
+    free(names);
+    return found;
+}
+
+srp_status srp_tensor_refs_check(const srp_tensor_ref *refs, size_t count, const char *call)
+{
+    if (!refs)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: refs is NULL", call);
+    if (count == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: count is 0 (an empty list)", call);
     for (size_t i = 0; i < count; i++) {
         const srp_tensor_ref *r = &refs[i];
-        if (!r->name || !r->data || srp_dtype_size(r->dtype) == 0 || r->ndim > SRP_TENSOR_MAX_NDIM)
-            return SRP_ERR_INVALID_ARG;
+        if (!r->name)
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: refs[%zu].name is NULL", call, i);
         const size_t len = name_length(r->name);
         if (len == 0 || len > SRP_TENSOR_MAX_NAME)
-            return SRP_ERR_INVALID_ARG;
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: refs[%zu].name is %s (1 to %d bytes)", call,
+                            i, len ? "too long" : "empty", SRP_TENSOR_MAX_NAME);
+        if (!r->data)
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: tensor %s: data is NULL", call, r->name);
+        if (srp_dtype_size(r->dtype) == 0)
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: tensor %s: dtype %d is unknown", call,
+                            r->name, (int)r->dtype);
+        if (r->ndim > SRP_TENSOR_MAX_NDIM)
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: tensor %s: ndim %zu > %d", call, r->name,
+                            r->ndim, SRP_TENSOR_MAX_NDIM);
         int ok = 1;
         const uint64_t bytes = srp_ref_bytes(r, &ok);
-        if (!ok || bytes > SIZE_MAX)
-            return SRP_ERR_INVALID_ARG;
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(refs[j].name, r->name) == 0)
-                return SRP_ERR_INVALID_ARG;
+        if (!ok || bytes > SIZE_MAX) {
+            uint64_t shape[SRP_TENSOR_MAX_NDIM];
+            char str[SRP_SHAPE_STR_MAX];
+            srp_ref_shape(r, shape);
+            return srp_fail(SRP_ERR_INVALID_ARG, "%s: tensor %s: %s %s overflows size_t in bytes",
+                            call, r->name, srp_dtype_str(r->dtype),
+                            srp_shape_str(str, r->ndim, shape));
+        }
     }
+    size_t a = 0, b = 0;
+    const int dup = srp_find_duplicate_name(refs, count, sizeof(*refs), &a, &b);
+    if (dup < 0)
+        return SRP_ERR_NOMEM;
+    if (dup)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: the list names %s twice (refs[%zu] and refs[%zu])",
+                        call, refs[a].name, a, b);
     return SRP_OK;
 }
 
@@ -149,18 +211,6 @@ void srp_copy_little_endian(void *dst, const void *src, size_t bytes, size_t ele
         swap_copy(dst, src, bytes, elem);
 }
 
-uint32_t srp_crc32(uint32_t crc, const unsigned char *p, size_t n)
-{
-    uLong c = crc;
-    while (n > 0) { /* zlib takes uInt lengths */
-        const uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, p, chunk);
-        p += chunk;
-        n -= chunk;
-    }
-    return (uint32_t)c;
-}
-
 /* ---- the writer ---- */
 
 static void write_all(srp_file_writer *w, const unsigned char *p, size_t n)
@@ -170,7 +220,7 @@ static void write_all(srp_file_writer *w, const unsigned char *p, size_t n)
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            w->failed = 1;
+            w->failed = r < 0 ? errno : EIO;
             return;
         }
         p += r;
@@ -227,7 +277,8 @@ void srp_writer_put_tensor(srp_file_writer *w, const srp_tensor_ref *r, size_t b
     }
 }
 
-/* The directory holding path, fsync'ed so that the rename is durable. */
+/* The directory holding path, fsync'ed so that the rename is durable: 0,
+ * or the errno of the failure. */
 static int sync_parent_dir(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -245,20 +296,21 @@ static int sync_parent_dir(const char *path)
         }
     }
     if (!dir)
-        return -1;
+        return ENOMEM;
     const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const int open_err = errno;
     free(dir);
     if (fd < 0)
-        return -1;
-    int r = fsync(fd);
-    if (r != 0 && (errno == EINVAL || errno == ENOTSUP))
-        r = 0; /* file systems that cannot sync a directory */
+        return open_err;
+    int err = fsync(fd) == 0 ? 0 : errno;
+    if (err == EINVAL || err == ENOTSUP)
+        err = 0; /* file systems that cannot sync a directory */
     close(fd);
-    return r;
+    return err;
 }
 
 srp_status srp_save_atomically(const char *path, void (*emit)(srp_file_writer *, const void *),
-                               const void *ctx)
+                               const void *ctx, const char *call)
 {
     const size_t plen = strlen(path);
     char *tmp = malloc(plen + 5);
@@ -277,22 +329,32 @@ srp_status srp_save_atomically(const char *path, void (*emit)(srp_file_writer *,
     unlink(tmp);
     w.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (w.fd < 0) {
-        st = SRP_ERR_IO;
+        st = srp_fail(SRP_ERR_IO, "%s: cannot create %s: %s (%s is as it was)", call, tmp,
+                      strerror(errno), path);
         goto done;
     }
     emit(&w, ctx);
     flush_writer(&w);
     if (!w.failed && fsync(w.fd) != 0)
-        w.failed = 1;
-    if (close(w.fd) != 0)
-        w.failed = 1;
-    if (w.failed || rename(tmp, path) != 0) {
+        w.failed = errno;
+    if (close(w.fd) != 0 && !w.failed)
+        w.failed = errno;
+    const int renamed = !w.failed && rename(tmp, path) == 0;
+    if (!renamed) {
+        const int err = w.failed ? w.failed : errno;
         unlink(tmp);
-        st = SRP_ERR_IO;
+        st = srp_fail(SRP_ERR_IO, "%s: %s %s: %s (%s is as it was)", call,
+                      w.failed ? "writing" : "renaming", tmp, strerror(err), path);
         goto done;
     }
-    if (sync_parent_dir(path) != 0)
-        st = SRP_ERR_IO; /* the new file is in place, but maybe not durably */
+    /* The new file is in place; until the directory reaches the disk, a
+     * crash may still bring the old one back (either one whole). */
+    const int dir_err = sync_parent_dir(path);
+    if (dir_err != 0)
+        st = srp_fail(SRP_ERR_IO,
+                      "%s: %s now holds the new file, but syncing its directory failed (%s): "
+                      "after a crash it may hold the old one",
+                      call, path, strerror(dir_err));
 done:
     free(w.buf);
     free(tmp);
@@ -301,17 +363,18 @@ done:
 
 /* ---- reading ---- */
 
-srp_status srp_read_whole_file(const char *path, unsigned char **out, size_t *size)
+srp_status srp_read_whole_file(const char *path, unsigned char **out, size_t *size,
+                               const char *call)
 {
     /* O_NONBLOCK: a FIFO in place of the file must not hang the open. */
     const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
-        return SRP_ERR_IO;
+        return srp_fail(SRP_ERR_IO, "%s: cannot open %s: %s", call, path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 0 ||
         (uint64_t)sb.st_size > SIZE_MAX) {
         close(fd);
-        return SRP_ERR_IO;
+        return srp_fail(SRP_ERR_IO, "%s: %s is not a regular file", call, path);
     }
     const size_t n = (size_t)sb.st_size;
     unsigned char *buf = malloc(n > 0 ? n : 1);
@@ -331,7 +394,8 @@ srp_status srp_read_whole_file(const char *path, unsigned char **out, size_t *si
     close(fd);
     if (got != n) { /* a read error, or the file shrank under us */
         free(buf);
-        return SRP_ERR_IO;
+        return srp_fail(SRP_ERR_IO, "%s: reading %s stopped at byte %zu of %zu", call, path, got,
+                        n);
     }
     *out = buf;
     *size = n;

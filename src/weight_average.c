@@ -52,10 +52,10 @@ srp_status srp_weight_average_create(srp_weight_average **out, srp_param_list *p
                                      const srp_weight_average_config *cfg)
 {
     if (!out)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(out);
     *out = NULL;
     if (!params || !cfg || (!linears && nlinears > 0))
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(params, cfg, linears);
     const size_t count = srp_param_list_count(params);
     if (count == 0 || srp_param_list_status(params) != SRP_OK)
         return srp_fail(SRP_ERR_INVALID_ARG,
@@ -140,7 +140,7 @@ void srp_weight_average_destroy(srp_weight_average *a)
 srp_status srp_weight_average_update(srp_weight_average *a)
 {
     if (!a)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(a);
     if (a->swapped)
         return srp_fail(SRP_ERR_ORDER, "srp_weight_average_update: the averages are swapped in");
     const long count = (long)a->count;
@@ -241,7 +241,7 @@ static srp_status prepare_linear_state(srp_weight_average *a)
 srp_status srp_weight_average_swap_in(srp_weight_average *a)
 {
     if (!a)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(a);
     if (a->swapped)
         return srp_fail(SRP_ERR_ORDER, "srp_weight_average_swap_in: already swapped in");
     if (a->updates == 0)
@@ -262,7 +262,7 @@ srp_status srp_weight_average_swap_in(srp_weight_average *a)
 srp_status srp_weight_average_swap_out(srp_weight_average *a)
 {
     if (!a)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(a);
     if (!a->swapped)
         return SRP_OK;
     copy_params(a, a->saved, 1);
@@ -275,7 +275,7 @@ srp_status srp_weight_average_state_refs(srp_weight_average *a, const char *pref
                                          srp_tensor_list *list)
 {
     if (!a || !list)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(a, list);
     srp_status st = srp_tensor_list_add_f32(list, prefix, "average", a->average, a->total);
     if (st == SRP_OK)
         st = srp_tensor_list_add(list, prefix, "updates", SRP_DTYPE_U64, 0, NULL, &a->updates);

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "crc32.h" /* srp_crc32_in_chunks: src/crc32.c is compiled into this test */
 #include "testutil.h"
 
 static char g_dir[256];
@@ -66,6 +67,34 @@ static void set_le32(unsigned char *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
         p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* The chunk loop behind every CRC of the library (the checkpoint trailer,
+ * dist.c's replica check): zlib takes 32-bit lengths, so srp_crc32 feeds it
+ * 1 GiB at a time. A buffer of 4 GiB is not needed to test that loop: it
+ * is the same function with a smaller chunk, here every split of short
+ * buffers (chunk 1, a prime, a multiple and a divisor of the length, the
+ * length itself and more), each against the bit-by-bit reference. */
+static void test_crc_in_chunks(void **state)
+{
+    (void)state;
+    unsigned char buf[1000];
+    srp_rng r;
+    srp_rng_seed(&r, 42);
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (unsigned char)srp_rng_next_u64(&r);
+    static const size_t lengths[] = {0, 1, 7, 8, 63, 64, 500, 999, 1000};
+    static const size_t chunks[] = {1, 7, 8, 64, 100, 999, 1000, 1001, SRP_CRC32_CHUNK};
+    for (size_t a = 0; a < sizeof(lengths) / sizeof(lengths[0]); a++) {
+        const size_t n = lengths[a];
+        const uint32_t want = crc32_ref(buf, n);
+        for (size_t b = 0; b < sizeof(chunks) / sizeof(chunks[0]); b++)
+            assert_int_equal(srp_crc32_in_chunks(0, buf, n, chunks[b]), want);
+        assert_int_equal(srp_crc32(0, buf, n), want);
+        /* continued from an earlier CRC, as the replica check chains tensors */
+        assert_int_equal(srp_crc32_in_chunks(srp_crc32(0, buf, n / 3), buf + n / 3, n - n / 3, 7),
+                         want);
+    }
 }
 
 /* Recomputes the trailer of a file image after an edit. */
@@ -297,7 +326,9 @@ static void test_random_corruption_is_rejected(void **state)
             tensors_init(&dst, 8, 1); /* back to the reference contents */
             continue;
         }
-        assert_true(st == SRP_ERR_FORMAT || st == SRP_ERR_VERSION || st == SRP_ERR_SHAPE);
+        /* a repaired edit of a name loses a tensor: SRP_ERR_NOT_FOUND */
+        assert_true(st == SRP_ERR_FORMAT || st == SRP_ERR_VERSION || st == SRP_ERR_SHAPE ||
+                    st == SRP_ERR_NOT_FOUND);
         if (!repaired)
             assert_true(st == SRP_ERR_FORMAT || st == SRP_ERR_VERSION);
         assert_same_data(&dst, &keep);
@@ -334,7 +365,7 @@ static void test_structural_edits_are_rejected(void **state)
     } edit;
     const edit edits[] = {
         {0, 'X', 1, SRP_ERR_FORMAT, 1, "magic"},
-        {8, 2, 4, SRP_ERR_VERSION, 1, "version 2"},
+        {8, 3, 4, SRP_ERR_VERSION, 1, "version 3"},
         {8, 0, 4, SRP_ERR_VERSION, 1, "version 0"},
         {12, 1, 4, SRP_ERR_FORMAT, 1, "flags"},
         {16, 1u << 20, 8, SRP_ERR_FORMAT, 1, "file size"},
@@ -361,7 +392,7 @@ static void test_structural_edits_are_rejected(void **state)
         {e1 + 48, 0, 8, SRP_ERR_FORMAT, 1, "offset 0"},
         {e1 + 48, le64(img + e0 + 48), 8, SRP_ERR_FORMAT, 1, "tensor 1 overlapping tensor 0"},
         {e1 + 64 + 6, 'a', 1, SRP_ERR_FORMAT, 1, "duplicate name (model.b -> model.a)"},
-        {e0 + 64, 'M', 1, SRP_ERR_FORMAT, 0, "renamed: a requested name is missing"},
+        {e0 + 64, 'M', 1, SRP_ERR_NOT_FOUND, 0, "renamed: a requested name is missing"},
     };
     const srp_tensor_ref *tail = dst.refs + 2; /* all but entries 0 and 1 */
     for (size_t k = 0; k < sizeof(edits) / sizeof(edits[0]); k++) {
@@ -382,6 +413,426 @@ static void test_structural_edits_are_rejected(void **state)
     }
     /* the tail alone does load from the intact file */
     assert_ok(srp_checkpoint_load(path, tail, NT - 2));
+    free(mut);
+    free(img);
+}
+
+/* ======================================================================
+ * Files of older builds, metadata, strict loads, what the details say
+ * ====================================================================== */
+
+static void set_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* tests/reference/checkpoint_v1.ckpt: written by srp_checkpoint_save of
+ * the build before format version 2 (commit e79714e) from these values. */
+typedef struct {
+    float w[3][2], sigma;
+    uint64_t step, order[3];
+    unsigned char note[5];
+    srp_tensor_ref refs[5];
+} v1_model;
+
+static void v1_model_init(v1_model *m, int fill)
+{
+    memset(m, 0, sizeof(*m));
+    if (fill) {
+        const float w[3][2] = {{0.5f, -1.0f}, {2.0f, 0.25f}, {-0.125f, 3.0f}};
+        memcpy(m->w, w, sizeof(w));
+        m->sigma = 1.5f;
+        m->step = 1234567890123ull;
+        m->order[0] = 2;
+        m->order[1] = 0;
+        m->order[2] = 1;
+        memcpy(m->note, "hello", 5);
+    }
+    const srp_tensor_ref refs[5] = {
+        {"blocks.0.attn.qkv.weight", SRP_DTYPE_F32, 2, {3, 2}, m->w},
+        {"blocks.0.attn.qkv.sigma", SRP_DTYPE_F32, 0, {0}, &m->sigma},
+        {"optim.step", SRP_DTYPE_U64, 0, {0}, &m->step},
+        {"data.order", SRP_DTYPE_U64, 1, {3}, m->order},
+        {"note", SRP_DTYPE_U8, 1, {5}, m->note},
+    };
+    memcpy(m->refs, refs, sizeof(refs));
+}
+
+static void test_version_1_files_still_load(void **state)
+{
+    (void)state;
+    const char *old = SRP_TEST_DATA_DIR "/checkpoint_v1.ckpt";
+    v1_model want, got;
+    v1_model_init(&want, 1);
+    v1_model_init(&got, 0);
+    assert_ok(srp_checkpoint_load_strict(old, got.refs, 5));
+    assert_memory_equal(got.w, want.w, sizeof(want.w));
+    assert_memory_equal(&got.sigma, &want.sigma, sizeof(want.sigma));
+    assert_int_equal(got.step, want.step);
+    assert_memory_equal(got.order, want.order, sizeof(want.order));
+    assert_memory_equal(got.note, want.note, sizeof(want.note));
+
+    srp_checkpoint *c = NULL;
+    assert_ok(srp_checkpoint_open(&c, old));
+    assert_int_equal(srp_checkpoint_count(c), 5);
+    assert_int_equal(srp_checkpoint_metadata_count(c), 0);
+    assert_null(srp_checkpoint_metadata(c, "heads"));
+    srp_tensor_ref info;
+    assert_ok(srp_checkpoint_info(c, 0, &info)); /* the table's order */
+    assert_string_equal(info.name, "blocks.0.attn.qkv.weight");
+    assert_int_equal(info.ndim, 2);
+    assert_int_equal(info.shape[0], 3);
+    assert_int_equal(info.shape[1], 2);
+    assert_null(info.data);
+    srp_checkpoint_close(c);
+
+    /* A save without metadata still writes version 1, byte for byte. */
+    char path[300];
+    path_in_dir(path, sizeof(path), "v1_again.ckpt");
+    assert_ok(srp_checkpoint_save(path, want.refs, 5));
+    size_t n_old = 0, n_new = 0;
+    unsigned char *a = read_file_bytes(old, &n_old), *b = read_file_bytes(path, &n_new);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(n_old, n_new);
+    assert_memory_equal(a, b, n_old);
+    free(a);
+    free(b);
+}
+
+/* The configuration the metadata tests record, as a trainer would. */
+static const char *const k_config[] = {"model", "vit-lite", "heads", "4", "depth", "2",
+                                       "note", ""};
+enum { K_CONFIG_PAIRS = 4 };
+
+static void test_metadata_round_trip_and_layout(void **state)
+{
+    (void)state;
+    char path[300];
+    path_in_dir(path, sizeof(path), "meta.ckpt");
+    tensors src, dst;
+    tensors_init(&src, 31, 1);
+    tensors_init(&dst, 32, 0);
+    assert_ok(srp_checkpoint_save_with_metadata(path, src.refs, NT, k_config, K_CONFIG_PAIRS));
+    size_t size = 0;
+    unsigned char *img = read_file_bytes(path, &size);
+    assert_non_null(img);
+
+    /* docs/FORMAT.md, version 2: a 48-byte header ending in metadata_size,
+     * the table, then the pairs, each 8-aligned, then the data. */
+    assert_int_equal(le32(img + 8), 2);
+    assert_int_equal(le64(img + 16), size);
+    const uint64_t table = le64(img + 32), meta = le64(img + 40);
+    assert_int_equal(le32(img + size - 4), crc32_ref(img, size - 4));
+    size_t pos = 48 + (size_t)table;
+    for (int i = 0; i < K_CONFIG_PAIRS; i++) {
+        const char *key = k_config[2 * i], *value = k_config[2 * i + 1];
+        const size_t klen = strlen(key), vlen = strlen(value), padded = (klen + vlen + 7) / 8 * 8;
+        assert_int_equal(le32(img + pos), klen);
+        assert_int_equal(le32(img + pos + 4), vlen);
+        assert_memory_equal(img + pos + 8, key, klen);
+        assert_memory_equal(img + pos + 8 + klen, value, vlen);
+        for (size_t k = klen + vlen; k < padded; k++)
+            assert_int_equal(img[pos + 8 + k], 0);
+        pos += 8 + padded;
+    }
+    assert_int_equal(pos, 48 + table + meta);
+    const uint64_t first_offset = le64(img + 48 + 48); /* entry 0's data offset */
+    assert_int_equal(first_offset, (pos + 63) / 64 * 64);
+
+    /* The metadata without the tensors, then the tensors. */
+    srp_checkpoint *c = NULL;
+    assert_ok(srp_checkpoint_open(&c, path));
+    assert_int_equal(srp_checkpoint_metadata_count(c), K_CONFIG_PAIRS);
+    assert_string_equal(srp_checkpoint_metadata(c, "heads"), "4");
+    assert_string_equal(srp_checkpoint_metadata(c, "model"), "vit-lite");
+    assert_string_equal(srp_checkpoint_metadata(c, "note"), "");
+    assert_null(srp_checkpoint_metadata(c, "width"));
+    assert_null(srp_checkpoint_metadata(c, NULL));
+    assert_ok(srp_checkpoint_check_metadata(c, k_config, K_CONFIG_PAIRS));
+    assert_ok(srp_checkpoint_check_metadata(c, k_config + 2, 1)); /* a subset */
+    assert_ok(srp_checkpoint_read_strict(c, dst.refs, NT));
+    assert_same_data(&src, &dst);
+    srp_checkpoint_close(c);
+    tensors_init(&dst, 32, 0);
+    assert_ok(srp_checkpoint_load(path, dst.refs, NT)); /* a plain load ignores the metadata */
+    assert_same_data(&src, &dst);
+
+    /* No metadata: the version 1 file of srp_checkpoint_save. */
+    char plain[300];
+    path_in_dir(plain, sizeof(plain), "meta_none.ckpt");
+    assert_ok(srp_checkpoint_save_with_metadata(plain, src.refs, NT, NULL, 0));
+    size_t size1 = 0, size2 = 0;
+    unsigned char *a = read_file_bytes(plain, &size1);
+    assert_ok(srp_checkpoint_save(plain, src.refs, NT));
+    unsigned char *b = read_file_bytes(plain, &size2);
+    assert_int_equal(le32(a + 8), 1);
+    assert_int_equal(size1, size2);
+    assert_memory_equal(a, b, size1);
+    free(a);
+    free(b);
+    free(img);
+}
+
+/* A trainer's comparison: every field that differs, by name, both values. */
+static void test_metadata_check_names_each_field(void **state)
+{
+    (void)state;
+    char path[300];
+    path_in_dir(path, sizeof(path), "meta_check.ckpt");
+    tensors src;
+    tensors_init(&src, 33, 1);
+    assert_ok(srp_checkpoint_save_with_metadata(path, src.refs, NT, k_config, K_CONFIG_PAIRS));
+    srp_checkpoint *c = NULL;
+    assert_ok(srp_checkpoint_open(&c, path));
+    const char *other[] = {"model", "vit-lite", "heads", "8", "depth", "1", "stem", "1"};
+    assert_status(srp_checkpoint_check_metadata(c, other, 4), SRP_ERR_SHAPE);
+    const char *detail = srp_last_error_detail();
+    assert_int_equal(srp_last_error_status(), SRP_ERR_SHAPE);
+    assert_non_null(strstr(detail, "3 fields"));
+    assert_non_null(strstr(detail, "heads is 4 in the file, 8 here"));
+    assert_non_null(strstr(detail, "depth is 2 in the file, 1 here"));
+    assert_non_null(strstr(detail, "stem is not in the file (1 here)"));
+    assert_null(strstr(detail, "model"));
+    const char *dup[] = {"heads", "4", "heads", "4"};
+    assert_status(srp_checkpoint_check_metadata(c, dup, 2), SRP_ERR_INVALID_ARG);
+    assert_status(srp_checkpoint_check_metadata(c, NULL, 1), SRP_ERR_INVALID_ARG);
+    assert_status(srp_checkpoint_check_metadata(NULL, k_config, 1), SRP_ERR_INVALID_ARG);
+    srp_checkpoint_close(c);
+}
+
+static void test_metadata_edits_are_rejected(void **state)
+{
+    (void)state;
+    char path[300], bad[300];
+    path_in_dir(path, sizeof(path), "meta_edit.ckpt");
+    path_in_dir(bad, sizeof(bad), "meta_edit_bad.ckpt");
+    tensors src, dst, keep;
+    tensors_init(&src, 34, 1);
+    tensors_init(&dst, 35, 1);
+    const char *meta[] = {"heads", "4", "depth", "2"};
+    assert_ok(srp_checkpoint_save_with_metadata(path, src.refs, NT, meta, 2));
+    size_t size = 0;
+    unsigned char *img = read_file_bytes(path, &size);
+    assert_non_null(img);
+    unsigned char *mut = malloc(size);
+    assert_non_null(mut);
+    const size_t m0 = 48 + (size_t)le64(img + 32), m1 = m0 + 8 + 8; /* "heads" "4": 6 bytes */
+    const uint64_t meta_size = le64(img + 40);
+    typedef struct {
+        size_t at;
+        uint64_t value;
+        int width;
+        const char *detail; /* a part of the detail */
+        const char *what;
+    } edit;
+    const edit edits[] = {
+        {40, meta_size + 8, 8, "metadata entry 2", "metadata_size past its pairs"},
+        {40, meta_size - 8, 8, "metadata entry 1", "metadata_size cutting a pair"},
+        {40, UINT64_MAX - 100, 8, "metadata_size (offset 40)", "metadata_size past the file"},
+        {m0, 0, 4, "key_len 0", "an empty key"},
+        {m0, 256, 4, "key_len 256", "a key too long"},
+        {m0 + 4, 1000, 4, "run past the metadata's end", "a value past the section"},
+        {m0 + 8 + 1, 0, 1, "NUL byte", "a NUL in a key"},
+        {m0 + 8 + 6, 'x', 1, "padding", "non-zero padding"},
+        {m1 + 8, 'h', 1, "key \"heads\" appears twice", "a duplicate key (depth -> heads)"},
+    };
+    for (size_t k = 0; k < sizeof(edits) / sizeof(edits[0]); k++) {
+        memcpy(mut, img, size);
+        for (int b = 0; b < edits[k].width; b++)
+            mut[edits[k].at + (size_t)b] = (unsigned char)(edits[k].value >> (8 * b));
+        if (k == sizeof(edits) / sizeof(edits[0]) - 1)
+            memcpy(mut + m1 + 8, "heads4\0\0", 8); /* key_len 5, value_len 1: "heads" "4" */
+        if (k == sizeof(edits) / sizeof(edits[0]) - 1) {
+            set_le32(mut + m1, 5);
+            set_le32(mut + m1 + 4, 1);
+        }
+        fix_crc(mut, size);
+        write_file_bytes(bad, mut, size);
+        keep = dst;
+        const srp_status st = srp_checkpoint_load(bad, dst.refs, NT);
+        if (st != SRP_ERR_FORMAT || !strstr(srp_last_error_detail(), edits[k].detail)) {
+            print_error("edit '%s': got %s, \"%s\"\n", edits[k].what, srp_status_str(st),
+                        srp_last_error_detail());
+            fail();
+        }
+        assert_same_data(&dst, &keep);
+    }
+    free(mut);
+    free(img);
+}
+
+static void test_metadata_arguments(void **state)
+{
+    (void)state;
+    char path[300];
+    path_in_dir(path, sizeof(path), "meta_args.ckpt");
+    tensors t;
+    tensors_init(&t, 36, 1);
+    char long_key[300];
+    memset(long_key, 'k', 256);
+    long_key[256] = 0;
+    const char *null_key[] = {NULL, "v"}, *null_value[] = {"k", NULL}, *empty_key[] = {"", "v"},
+               *too_long[] = {long_key, "v"}, *dup[] = {"k", "a", "j", "b", "k", "c"};
+    assert_status(srp_checkpoint_save_with_metadata(path, t.refs, NT, NULL, 1),
+                  SRP_ERR_INVALID_ARG);
+    assert_status(srp_checkpoint_save_with_metadata(path, t.refs, NT, null_key, 1),
+                  SRP_ERR_INVALID_ARG);
+    assert_status(srp_checkpoint_save_with_metadata(path, t.refs, NT, null_value, 1),
+                  SRP_ERR_INVALID_ARG);
+    assert_status(srp_checkpoint_save_with_metadata(path, t.refs, NT, empty_key, 1),
+                  SRP_ERR_INVALID_ARG);
+    assert_status(srp_checkpoint_save_with_metadata(path, t.refs, NT, too_long, 1),
+                  SRP_ERR_INVALID_ARG);
+    assert_non_null(strstr(srp_last_error_detail(), "256 bytes"));
+    assert_status(srp_checkpoint_save_with_metadata(path, t.refs, NT, dup, 3),
+                  SRP_ERR_INVALID_ARG);
+    assert_non_null(strstr(srp_last_error_detail(), "\"k\" is given twice"));
+    assert_false(file_exists(path));
+    long_key[255] = 0; /* the longest key */
+    assert_ok(srp_checkpoint_save_with_metadata(path, t.refs, NT, too_long, 1));
+    srp_checkpoint *c = NULL;
+    assert_ok(srp_checkpoint_open(&c, path));
+    assert_string_equal(srp_checkpoint_metadata(c, long_key), "v");
+    srp_checkpoint_close(c);
+}
+
+/* Strict loads: the file's tensors that the list leaves out are an error,
+ * listed by name, and nothing is written. */
+static void test_strict_load_refuses_left_over_tensors(void **state)
+{
+    (void)state;
+    char path[300];
+    path_in_dir(path, sizeof(path), "strict.ckpt");
+    tensors src, dst, keep;
+    tensors_init(&src, 37, 1);
+    tensors_init(&dst, 38, 1);
+    assert_ok(srp_checkpoint_save(path, src.refs, NT));
+    keep = dst;
+    const srp_tensor_ref *tail = dst.refs + 2; /* leaves out model.a and model.b */
+    assert_ok(srp_checkpoint_load(path, tail, NT - 2));
+    tensors_init(&dst, 38, 1);
+    assert_status(srp_checkpoint_load_strict(path, tail, NT - 2), SRP_ERR_SHAPE);
+    assert_string_equal(srp_last_error_detail(),
+                        "srp_checkpoint_load_strict: the file holds 2 tensors that the list does "
+                        "not ask for (strict read): model.a, model.b");
+    assert_same_data(&dst, &keep);
+    srp_checkpoint *c = NULL;
+    assert_ok(srp_checkpoint_open(&c, path));
+    assert_status(srp_checkpoint_read_strict(c, tail, NT - 2), SRP_ERR_SHAPE);
+    assert_same_data(&dst, &keep);
+    assert_ok(srp_checkpoint_read_strict(c, dst.refs, NT));
+    assert_same_data(&dst, &src);
+    srp_checkpoint_close(c);
+
+    /* Many left over (a model of 1 block, a file of 100): as many names as
+     * fit, then how many more. */
+    enum { MANY = 100 };
+    static float values[MANY];
+    static char names[MANY][64];
+    srp_tensor_ref many[MANY];
+    for (int i = 0; i < MANY; i++) {
+        snprintf(names[i], sizeof(names[i]), "blocks.%d.attn.qkv.weight", i);
+        many[i] = (srp_tensor_ref){names[i], SRP_DTYPE_F32, 0, {0}, &values[i]};
+    }
+    assert_ok(srp_checkpoint_save(path, many, MANY));
+    assert_status(srp_checkpoint_load_strict(path, many, 1), SRP_ERR_SHAPE);
+    const char *detail = srp_last_error_detail();
+    assert_non_null(strstr(detail, "99 tensors"));
+    assert_non_null(strstr(detail, "blocks.1.attn.qkv.weight, blocks.2.attn.qkv.weight"));
+    size_t listed = 0;
+    for (const char *p = strstr(detail, "blocks."); p; p = strstr(p + 1, "blocks."))
+        listed++;
+    const char *more = strstr(detail, ", and ");
+    assert_non_null(more);
+    assert_int_equal(listed + strtoul(more + 6, NULL, 10), MANY - 1);
+    assert_true(strlen(detail) < 512);
+}
+
+/* What the details say for representative failures. */
+static void test_details_name_what_is_wrong(void **state)
+{
+    (void)state;
+    char path[300], bad[300];
+    path_in_dir(path, sizeof(path), "detail.ckpt");
+    path_in_dir(bad, sizeof(bad), "detail_bad.ckpt");
+    tensors src, dst, keep;
+    tensors_init(&src, 39, 1);
+    tensors_init(&dst, 40, 1);
+    keep = dst;
+    size_t size = 0;
+    unsigned char *img = saved_image(&src, path, &size);
+    srp_tensor_ref refs[NT];
+
+    /* a name missing from the file: its own status, not "corrupt" */
+    memcpy(refs, dst.refs, sizeof(refs));
+    refs[6].name = "blocks.0.attn.qkv.v";
+    assert_status(srp_checkpoint_load(path, refs, NT), SRP_ERR_NOT_FOUND);
+    assert_string_equal(srp_last_error_detail(), "tensor not found: blocks.0.attn.qkv.v");
+    assert_int_equal(srp_last_error_status(), SRP_ERR_NOT_FOUND);
+    refs[1].name = "model.z";
+    assert_status(srp_checkpoint_load(path, refs, NT), SRP_ERR_NOT_FOUND);
+    assert_string_equal(srp_last_error_detail(),
+                        "tensor not found: model.z (nor 1 more of the list: blocks.0.attn.qkv.v)");
+    assert_same_data(&dst, &keep);
+
+    /* a shape mismatch names the tensor and both shapes */
+    memcpy(refs, dst.refs, sizeof(refs));
+    refs[0].shape[1] = 4;
+    assert_status(srp_checkpoint_load(path, refs, NT), SRP_ERR_SHAPE);
+    assert_string_equal(srp_last_error_detail(), "srp_checkpoint_load: tensor model.a is f32 "
+                                                 "[3, 5] in the file, the list asks for f32 [3, 4]");
+    refs[0] = dst.refs[0];
+    refs[2].dtype = SRP_DTYPE_I64;
+    assert_status(srp_checkpoint_load(path, refs, NT), SRP_ERR_SHAPE);
+    assert_string_equal(srp_last_error_detail(), "srp_checkpoint_load: tensor train.step is u64 "
+                                                 "[] in the file, the list asks for i64 []");
+    assert_same_data(&dst, &keep);
+
+    /* a bad list names the entry */
+    memcpy(refs, dst.refs, sizeof(refs));
+    refs[3].data = NULL;
+    assert_status(srp_checkpoint_load(path, refs, NT), SRP_ERR_INVALID_ARG);
+    assert_string_equal(srp_last_error_detail(), "srp_checkpoint_load: tensor c4: data is NULL");
+    refs[3] = dst.refs[3];
+    refs[5].name = refs[1].name;
+    assert_status(srp_checkpoint_save(bad, refs, NT), SRP_ERR_INVALID_ARG);
+    assert_string_equal(srp_last_error_detail(),
+                        "srp_checkpoint_save: the list names model.b twice (refs[1] and refs[5])");
+
+    /* a corrupt file: the field, its offset, the values */
+    unsigned char *mut = malloc(size);
+    assert_non_null(mut);
+    memcpy(mut, img, size);
+    mut[size / 2] ^= 1;
+    write_file_bytes(bad, mut, size);
+    assert_status(srp_checkpoint_load(bad, dst.refs, NT), SRP_ERR_FORMAT);
+    assert_non_null(strstr(srp_last_error_detail(), "srp_checkpoint_load: CRC-32 0x"));
+    memcpy(mut, img, size);
+    set_le32(mut + 40 + 4, 9); /* entry 0's dtype */
+    fix_crc(mut, size);
+    write_file_bytes(bad, mut, size);
+    assert_status(srp_checkpoint_load(bad, dst.refs, NT), SRP_ERR_FORMAT);
+    assert_string_equal(srp_last_error_detail(),
+                        "srp_checkpoint_load: table entry 0 at offset 40: dtype 9 is unknown");
+    memcpy(mut, img, size);
+    set_le64(mut + 16, size + 1);
+    fix_crc(mut, size);
+    write_file_bytes(bad, mut, size);
+    assert_status(srp_checkpoint_load(bad, dst.refs, NT), SRP_ERR_FORMAT);
+    assert_non_null(strstr(srp_last_error_detail(), "file_size (offset 16)"));
+    memcpy(mut, img, size);
+    set_le32(mut + 8, 7);
+    write_file_bytes(bad, mut, size);
+    assert_status(srp_checkpoint_load(bad, dst.refs, NT), SRP_ERR_VERSION);
+    assert_string_equal(srp_last_error_detail(), "srp_checkpoint_load: format version 7; this "
+                                                 "library reads versions 1 and 2");
+    assert_same_data(&dst, &keep);
+    char missing[300];
+    path_in_dir(missing, sizeof(missing), "no_such.ckpt");
+    assert_status(srp_checkpoint_load(missing, dst.refs, NT), SRP_ERR_IO);
+    assert_non_null(strstr(srp_last_error_detail(), "no_such.ckpt"));
     free(mut);
     free(img);
 }
@@ -417,11 +868,11 @@ static void test_mismatch_statuses(void **state)
             break; /* [1] for a scalar */
         case 4:
             refs[6].name = "blocks.0.attn.qkv.v";
-            want = SRP_ERR_FORMAT;
+            want = SRP_ERR_NOT_FOUND;
             break;
         case 5:
             refs[4].name = "raw bytes ";
-            want = SRP_ERR_FORMAT;
+            want = SRP_ERR_NOT_FOUND;
             break; /* prefix */
         }
         assert_status(srp_checkpoint_load(path, refs, NT), want);
@@ -768,9 +1219,17 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_is_bit_exact),
         cmocka_unit_test(test_layout_matches_format_doc),
+        cmocka_unit_test(test_crc_in_chunks),
         cmocka_unit_test(test_every_truncation_is_rejected),
         cmocka_unit_test(test_random_corruption_is_rejected),
         cmocka_unit_test(test_structural_edits_are_rejected),
+        cmocka_unit_test(test_version_1_files_still_load),
+        cmocka_unit_test(test_metadata_round_trip_and_layout),
+        cmocka_unit_test(test_metadata_check_names_each_field),
+        cmocka_unit_test(test_metadata_edits_are_rejected),
+        cmocka_unit_test(test_metadata_arguments),
+        cmocka_unit_test(test_strict_load_refuses_left_over_tensors),
+        cmocka_unit_test(test_details_name_what_is_wrong),
         cmocka_unit_test(test_mismatch_statuses),
         cmocka_unit_test(test_invalid_arguments),
         cmocka_unit_test(test_failed_saves_keep_the_old_file),

@@ -18,6 +18,7 @@
  * - hidden state is untouched too: the world then finishes its step
  *   (backwards, an optimizer step, new forwards) and must end bit for bit
  *   where a twin world that never saw the bad call ends. */
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -522,6 +523,82 @@ static srp_status save_overflowing(int safetensors)
     return st;
 }
 
+/* The files the file rows open: a checkpoint (with metadata) and a
+ * safetensors file, each of the tensors "t" [ROWS] and "s" (a scalar),
+ * written once by main. Reads target the world's output buffers, whose
+ * hash shows any write. */
+#define CKPT_FILE "contract_world.ckpt"
+#define ST_FILE "contract_world.safetensors"
+static const char *const k_file_meta[] = {"heads", "4"};
+
+static void write_world_files(void)
+{
+    float t[ROWS] = {1, 2, 3, 4}, sc = 5;
+    const srp_tensor_ref refs[2] = {{"t", SRP_DTYPE_F32, 1, {ROWS}, t},
+                                    {"s", SRP_DTYPE_F32, 0, {0}, &sc}};
+    assert_ok(srp_checkpoint_save_with_metadata(CKPT_FILE, refs, 2, k_file_meta, 1));
+    assert_ok(srp_safetensors_save(ST_FILE, refs, 2, k_file_meta, 1));
+}
+
+/* One bad call on an opened file: which = 0..8 (see the switch). */
+static srp_status bad_file_call(world *w, int safetensors, int which)
+{
+    srp_checkpoint *c = NULL;
+    srp_safetensors *f = NULL;
+    if (safetensors)
+        assert_ok(srp_safetensors_open(&f, ST_FILE));
+    else
+        assert_ok(srp_checkpoint_open(&c, CKPT_FILE));
+    const srp_tensor_ref t = {"t", SRP_DTYPE_F32, 1, {ROWS}, w->out.stats};
+    srp_tensor_ref list[2] = {t, {"s", SRP_DTYPE_F32, 0, {0}, &w->out.scalar}};
+    const char *other[] = {"heads", "8"};
+    srp_tensor_ref info;
+    switch (which) {
+    case 0: list[1].name = "missing"; break;                        /* SRP_ERR_NOT_FOUND */
+    case 1: list[0].shape[0] = ROWS + 1; break;                     /* SRP_ERR_SHAPE */
+    case 2: list[1].dtype = SRP_DTYPE_F64; break;                   /* SRP_ERR_SHAPE */
+    case 3: list[1] = list[0]; break;                               /* a name twice */
+    }
+    srp_status st = SRP_OK;
+    if (which <= 3)
+        st = safetensors ? srp_safetensors_read(f, list, 2) : srp_checkpoint_read(c, list, 2);
+    else if (which == 4) /* "s" left out */
+        st = safetensors ? srp_safetensors_read_strict(f, &t, 1) : srp_checkpoint_read_strict(c, &t, 1);
+    else if (which == 5)
+        st = safetensors ? srp_safetensors_check_metadata(f, other, 1)
+                         : srp_checkpoint_check_metadata(c, other, 1);
+    else if (which == 6)
+        st = safetensors ? srp_safetensors_check_metadata(f, NULL, 1)
+                         : srp_checkpoint_check_metadata(c, NULL, 1);
+    else if (which == 7)
+        st = safetensors ? srp_safetensors_info(f, 2, &info) : srp_checkpoint_info(c, 2, &info);
+    else
+        st = safetensors ? srp_safetensors_read_strict(f, NULL, 1)
+                         : srp_checkpoint_read_strict(c, NULL, 1);
+    srp_safetensors_close(f);
+    srp_checkpoint_close(c);
+    return st;
+}
+
+/* open with a NULL path: *out must come back NULL. */
+static srp_status open_null_path(int safetensors)
+{
+    srp_checkpoint *c = (srp_checkpoint *)&c;
+    srp_safetensors *f = (srp_safetensors *)&f;
+    const srp_status st =
+        safetensors ? srp_safetensors_open(&f, NULL) : srp_checkpoint_open(&c, NULL);
+    assert_null(safetensors ? (void *)f : (void *)c);
+    return st;
+}
+
+/* A file loaded strictly into the world's buffers: "s" is left out. */
+static srp_status load_strict_leaving_out(world *w, int safetensors)
+{
+    const srp_tensor_ref t = {"t", SRP_DTYPE_F32, 1, {ROWS}, w->out.stats};
+    return safetensors ? srp_safetensors_load_strict(ST_FILE, &t, 1)
+                       : srp_checkpoint_load_strict(CKPT_FILE, &t, 1);
+}
+
 /* Calls that set a value and must refuse it, in the world. */
 static srp_status set_sigma(world *w, float s) { return srp_linear_set_sigma(w->lin, s); }
 
@@ -896,10 +973,12 @@ static srp_status swap_in_with(world *w, size_t i, size_t n, float value)
     X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, 0, PC, &w->out.scalar))                  \
     X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, PR, 0, &w->out.scalar))                  \
     X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, SIZE_MAX / 2, 4, &w->out.scalar))        \
+    X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, INT_MAX, INT_MAX, &w->out.scalar))       \
     X(SRP_ERR_INVALID_ARG, srp_power_iter_create(NULL, PR, PC, 1))                                 \
     X(SRP_ERR_INVALID_ARG, create_power_iter(0, PC))                                               \
     X(SRP_ERR_INVALID_ARG, create_power_iter(PR, 0))                                               \
     X(SRP_ERR_INVALID_ARG, create_power_iter(SIZE_MAX / 2, 4))                                     \
+    X(SRP_ERR_INVALID_ARG, create_power_iter(INT_MAX, INT_MAX)) /* the SVD's doubles overflow */   \
     X(SRP_ERR_INVALID_ARG, srp_power_iter_init_svd(NULL, w->pw))                                   \
     X(SRP_ERR_INVALID_ARG, srp_power_iter_init_svd(w->pi, NULL))                                   \
     X(SRP_ERR_INVALID_ARG, srp_power_iter_step(NULL, w->pw, 1, NULL))                              \
@@ -1065,6 +1144,48 @@ static srp_status swap_in_with(world *w, size_t i, size_t n, float value)
     X(SRP_ERR_INVALID_ARG, srp_safetensors_open(NULL, "x.safetensors"))                            \
     X(SRP_ERR_INVALID_ARG, srp_safetensors_load(NULL, &(srp_tensor_ref){0}, 1))                    \
     X(SRP_ERR_IO, srp_safetensors_load("contract_no_such_file.bin", &(srp_tensor_ref){"t", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1)) \
+    X(SRP_ERR_NOT_FOUND, srp_checkpoint_load(CKPT_FILE, &(srp_tensor_ref){"u", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1)) \
+    X(SRP_ERR_NOT_FOUND, srp_safetensors_load(ST_FILE, &(srp_tensor_ref){"u", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_save_with_metadata(NULL, &(srp_tensor_ref){0}, 1, NULL, 0)) \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_save_with_metadata("contract_never_written.bin", &(srp_tensor_ref){"t", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1, NULL, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_save_with_metadata("contract_never_written.bin", &(srp_tensor_ref){"t", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1, (const char *[]){"k", "a", "k", "b"}, 2)) \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_save_with_metadata("contract_never_written.bin", &(srp_tensor_ref){"t", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1, (const char *[]){"", "a"}, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_load_strict(NULL, &(srp_tensor_ref){0}, 1))              \
+    X(SRP_ERR_IO, srp_checkpoint_load_strict("contract_no_such_file.bin", &(srp_tensor_ref){"t", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1)) \
+    X(SRP_ERR_SHAPE, load_strict_leaving_out(w, 0))                                                \
+    X(SRP_ERR_INVALID_ARG, srp_safetensors_load_strict(NULL, &(srp_tensor_ref){0}, 1))             \
+    X(SRP_ERR_SHAPE, load_strict_leaving_out(w, 1))                                                \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_open(NULL, CKPT_FILE))                                   \
+    X(SRP_ERR_INVALID_ARG, open_null_path(0))                                                      \
+    X(SRP_ERR_INVALID_ARG, open_null_path(1))                                                      \
+    X(SRP_ERR_IO, srp_checkpoint_open(&(srp_checkpoint *){NULL}, "contract_no_such_file.bin"))      \
+    X(SRP_ERR_FORMAT, srp_checkpoint_open(&(srp_checkpoint *){NULL}, ST_FILE))                     \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_info(NULL, 0, &(srp_tensor_ref){0}))                     \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_read(NULL, &(srp_tensor_ref){"t", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_read_strict(NULL, &(srp_tensor_ref){"t", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_checkpoint_check_metadata(NULL, k_file_meta, 1))                    \
+    X(SRP_ERR_INVALID_ARG, srp_safetensors_info(NULL, 0, &(srp_tensor_ref){0}))                    \
+    X(SRP_ERR_INVALID_ARG, srp_safetensors_read(NULL, &(srp_tensor_ref){"t", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_safetensors_read_strict(NULL, &(srp_tensor_ref){"t", SRP_DTYPE_F32, 1, {4}, w->out.stats}, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_safetensors_check_metadata(NULL, k_file_meta, 1))                   \
+    X(SRP_ERR_NOT_FOUND, bad_file_call(w, 0, 0))                                                   \
+    X(SRP_ERR_SHAPE, bad_file_call(w, 0, 1))                                                       \
+    X(SRP_ERR_SHAPE, bad_file_call(w, 0, 2))                                                       \
+    X(SRP_ERR_INVALID_ARG, bad_file_call(w, 0, 3))                                                 \
+    X(SRP_ERR_SHAPE, bad_file_call(w, 0, 4))                                                       \
+    X(SRP_ERR_SHAPE, bad_file_call(w, 0, 5))                                                       \
+    X(SRP_ERR_INVALID_ARG, bad_file_call(w, 0, 6))                                                 \
+    X(SRP_ERR_INVALID_ARG, bad_file_call(w, 0, 7))                                                 \
+    X(SRP_ERR_INVALID_ARG, bad_file_call(w, 0, 8))                                                 \
+    X(SRP_ERR_NOT_FOUND, bad_file_call(w, 1, 0))                                                   \
+    X(SRP_ERR_SHAPE, bad_file_call(w, 1, 1))                                                       \
+    X(SRP_ERR_SHAPE, bad_file_call(w, 1, 2))                                                       \
+    X(SRP_ERR_INVALID_ARG, bad_file_call(w, 1, 3))                                                 \
+    X(SRP_ERR_SHAPE, bad_file_call(w, 1, 4))                                                       \
+    X(SRP_ERR_SHAPE, bad_file_call(w, 1, 5))                                                       \
+    X(SRP_ERR_INVALID_ARG, bad_file_call(w, 1, 6))                                                 \
+    X(SRP_ERR_INVALID_ARG, bad_file_call(w, 1, 7))                                                 \
+    X(SRP_ERR_INVALID_ARG, bad_file_call(w, 1, 8))                                                 \
     /* non-finite numbers (section 3 of ROBUSTNESS.md) */                                          \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->x[3], NAN, lin_fwd_train))                            \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->x[0], INFINITY, lin_fwd_eval))                        \
@@ -1143,6 +1264,18 @@ static void finish_step(world *w)
     assert_ok(srp_attention_entropy_bound(w->att, w->out.heads));
 }
 
+/* A failure of these kinds says what was wrong (srp_last_error_detail):
+ * the call, the argument or tensor, the sizes, the limit. */
+static int needs_detail(const contract_row *row)
+{
+    /* entropy.c is another change's: its calls get their details there. */
+    if (strstr(row->call, "entropy"))
+        return 0;
+    return row->want == SRP_ERR_INVALID_ARG || row->want == SRP_ERR_SHAPE ||
+           row->want == SRP_ERR_FORMAT || row->want == SRP_ERR_VERSION ||
+           row->want == SRP_ERR_NOT_FOUND;
+}
+
 /* What is wrong after row i's call in w (NULL: nothing); twin never saw
  * the call. s0, o0: w's state and output hashes before it. */
 static const char *check_row(size_t i, srp_status got, world *w, world *twin, uLong s0, uLong o0)
@@ -1150,6 +1283,12 @@ static const char *check_row(size_t i, srp_status got, world *w, world *twin, uL
     const contract_row *row = &k_rows[i];
     if (got != row->want)
         return "status";
+    if (needs_detail(row)) {
+        const char *d = srp_last_error_detail();
+        if (srp_last_error_status() != got ||
+            (strncmp(d, "srp_", 4) != 0 && strncmp(d, "tensor not found: ", 18) != 0))
+            return "no detail naming the call";
+    }
     if (state_hash(w, !row->loses_activations) != s0)
         return "object state";
     if (output_hash(w) != o0 && row->want != SRP_ERR_NUMERIC)
@@ -1190,11 +1329,13 @@ static void test_every_row(void **state)
     for (size_t i = 0; i < k_row_count; i++) {
         world *w = world_make(), *twin = world_make();
         const uLong s0 = state_hash(w, !k_rows[i].loses_activations), o0 = output_hash(w);
+        srp_clear_last_error();
         const srp_status got = contract_call(w, i);
         const char *wrong = check_row(i, got, w, twin, s0, o0);
         if (wrong) {
-            print_error("row %zu: %s\n  returned %s, documented %s; wrong: %s\n", i, k_rows[i].call,
-                        srp_status_str(got), srp_status_str(k_rows[i].want), wrong);
+            print_error("row %zu: %s\n  returned %s, documented %s; wrong: %s\n  detail: %s\n", i,
+                        k_rows[i].call, srp_status_str(got), srp_status_str(k_rows[i].want), wrong,
+                        srp_last_error_detail());
             failures++;
         }
         world_free(w);
@@ -1202,6 +1343,45 @@ static void test_every_row(void **state)
     }
     print_message("%zu calls checked\n", k_row_count);
     assert_int_equal(failures, 0);
+}
+
+/* The details of representative failures, word for word: a maximum
+ * exceeded, a NULL argument by name, sizes given and allowed. */
+static void test_details_say_what_is_wrong(void **state)
+{
+    (void)state;
+    world *w = world_make();
+    assert_status(srp_attention_forward(w->att, w->ax, B + 1, T, w->out.ay, SRP_TRAIN),
+                  SRP_ERR_SHAPE);
+    assert_string_equal(srp_last_error_detail(),
+                        "srp_attention_forward: batch 3 > max_batch 2 or tokens 3 > max_tokens 3 "
+                        "(the maxima given at create)");
+    assert_int_equal(srp_last_error_status(), SRP_ERR_SHAPE);
+    assert_status(srp_linear_forward(w->lin, NULL, N, w->out.y, SRP_TRAIN), SRP_ERR_INVALID_ARG);
+    assert_string_equal(srp_last_error_detail(), "srp_linear_forward: x is NULL");
+    assert_status(srp_linear_forward(w->lin, w->x, SIZE_MAX / 8, w->out.y, SRP_TRAIN),
+                  SRP_ERR_INVALID_ARG);
+    assert_non_null(strstr(srp_last_error_detail(), "rows is too many for a 6 -> 5 layer"));
+    assert_status(srp_embedding_forward(w->emb, (uint32_t[]){1, V}, 2, w->out.ex),
+                  SRP_ERR_INVALID_ARG);
+    assert_string_equal(srp_last_error_detail(), "srp_embedding_forward: tokens[1] is 7 >= vocab 7");
+    srp_attention_config ac = srp_attention_config_default(D, H);
+    ac.qkv.power_iters = 0;
+    srp_attention *a = NULL;
+    assert_status(srp_attention_create(&a, &ac, B, T), SRP_ERR_INVALID_ARG);
+    assert_string_equal(srp_last_error_detail(), "srp_attention_create: cfg->qkv.power_iters 0 < 1");
+    assert_status(srp_cross_entropy_forward(w->logits, (int[]){0, 1, 3, 0}, ROWS, CLASSES, 0.0f,
+                                            &w->out.scalar),
+                  SRP_ERR_INVALID_ARG);
+    assert_string_equal(srp_last_error_detail(),
+                        "srp_cross_entropy_forward: labels[2] is 3, not in 0..2");
+    /* a success leaves the last failure's detail as it was; clear empties it */
+    assert_ok(srp_linear_forward(w->lin, w->x, N, w->out.y, SRP_EVAL));
+    assert_int_equal(srp_last_error_status(), SRP_ERR_INVALID_ARG);
+    srp_clear_last_error();
+    assert_string_equal(srp_last_error_detail(), "");
+    assert_int_equal(srp_last_error_status(), SRP_OK);
+    world_free(w);
 }
 
 /* Getters, destructors and zero_grad take NULL without harm. */
@@ -1216,6 +1396,12 @@ static void test_null_handles_elsewhere(void **state)
     srp_block_destroy(NULL);
     srp_optim_destroy(NULL);
     srp_safetensors_close(NULL);
+    srp_checkpoint_close(NULL);
+    assert_int_equal(srp_checkpoint_count(NULL), 0);
+    assert_int_equal(srp_checkpoint_metadata_count(NULL), 0);
+    assert_null(srp_checkpoint_metadata(NULL, "heads"));
+    assert_int_equal(srp_safetensors_metadata_count(NULL), 0);
+    assert_null(srp_safetensors_metadata(NULL, "heads"));
     srp_linear_zero_grad(NULL);
     srp_embedding_zero_grad(NULL);
     srp_optim_zero_grad(NULL);
@@ -1259,9 +1445,14 @@ static void test_null_handles_elsewhere(void **state)
 
 int main(void)
 {
+    write_world_files();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_row),
+        cmocka_unit_test(test_details_say_what_is_wrong),
         cmocka_unit_test(test_null_handles_elsewhere),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    remove(CKPT_FILE);
+    remove(ST_FILE);
+    return failed;
 }

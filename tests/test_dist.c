@@ -184,6 +184,9 @@ static void test_create_checks_every_rank(void **state)
     assert_status(srp_dist_create(&d, MPI_COMM_WORLD, m.params, g_rank == 1 ? 2 : 3, &m.l, 1),
                   SRP_ERR_SHAPE);
     assert_null(d);
+    /* the detail, on every rank: both sizes (weight 60 + bias 5 + gamma 1) */
+    assert_non_null(strstr(srp_last_error_detail(), "srp_dist_create: the ranks' models differ: "
+                                                    "65 to 66 gradient floats"));
     /* Rank 1 passes no list at all. */
     assert_status(srp_dist_create(&d, MPI_COMM_WORLD, g_rank == 1 ? NULL : m.params, 3, &m.l, 1),
                   g_rank == 1 ? SRP_ERR_INVALID_ARG : SRP_ERR_PEER);
@@ -193,6 +196,7 @@ static void test_create_checks_every_rank(void **state)
     memcpy(broken, m.params, sizeof(broken));
     broken[2].grad = NULL;
     assert_status(srp_dist_create(&d, MPI_COMM_WORLD, broken, 3, &m.l, 1), SRP_ERR_INVALID_ARG);
+    assert_string_equal(srp_last_error_detail(), "srp_dist_create: params[2]: grad is NULL");
     assert_status(srp_dist_create(&d, MPI_COMM_WORLD, m.params, 3, NULL, 1), SRP_ERR_INVALID_ARG);
     assert_status(srp_dist_create(NULL, MPI_COMM_WORLD, m.params, 3, &m.l, 1), SRP_ERR_INVALID_ARG);
     /* No linears at all is fine (a model without sigmaReparam). */
@@ -202,6 +206,7 @@ static void test_create_checks_every_rank(void **state)
     double v = 1.0;
     assert_status(srp_dist_sum(d, NULL, 1), SRP_ERR_INVALID_ARG);
     assert_status(srp_dist_sum(d, &v, 0), SRP_ERR_INVALID_ARG);
+    assert_string_equal(srp_last_error_detail(), "srp_dist_sum: n 0 is 0 or past INT_MAX");
     assert_status(srp_dist_replicas_identical(d, NULL), SRP_ERR_INVALID_ARG);
     assert_status(srp_dist_average_gradients(NULL, SRP_OK), SRP_ERR_INVALID_ARG);
     srp_dist_destroy(d);

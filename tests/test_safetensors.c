@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "testutil.h"
 
@@ -424,7 +425,7 @@ static void test_flipped_bytes_are_handled(void **state)
             /* and reading the original list gives a status, never garbage */
             sample_init(&b, 6);
             const srp_status rs = srp_safetensors_read(f, b.refs, NREF);
-            assert_true(rs == SRP_OK || rs == SRP_ERR_FORMAT || rs == SRP_ERR_SHAPE ||
+            assert_true(rs == SRP_OK || rs == SRP_ERR_NOT_FOUND || rs == SRP_ERR_SHAPE ||
                         rs == SRP_ERR_INVALID_ARG);
             srp_safetensors_close(f);
         }
@@ -454,7 +455,7 @@ static void test_read_errors_write_nothing(void **state)
     sample_init(&keep, 8);
     srp_tensor_ref list[2] = {b.refs[0], b.refs[1]};
     list[1].name = "not there";
-    assert_status(srp_safetensors_read(f, list, 2), SRP_ERR_FORMAT);
+    assert_status(srp_safetensors_read(f, list, 2), SRP_ERR_NOT_FOUND);
     list[1] = b.refs[1];
     list[1].dtype = SRP_DTYPE_F32; /* the file has F64 */
     assert_status(srp_safetensors_read(f, list, 2), SRP_ERR_SHAPE);
@@ -542,6 +543,130 @@ static void test_save_rejects_bad_input(void **state)
     free(after);
 }
 
+/* ---------------- strict reads, metadata checks, details ---------------- */
+
+static void test_strict_reads_and_metadata_checks(void **state)
+{
+    (void)state;
+    char path[300];
+    path_in_dir(path, sizeof(path), "strict.safetensors");
+    sample a, b, keep;
+    sample_init(&a, 11);
+    sample_init(&b, 12);
+    keep = b;
+    const char *config[] = {"heads", "4", "depth", "2"};
+    assert_ok(srp_safetensors_save(path, a.refs, NREF, config, 2));
+    srp_safetensors *f = NULL;
+    assert_ok(srp_safetensors_open(&f, path));
+    assert_int_equal(srp_safetensors_metadata_count(f), 2);
+    assert_ok(srp_safetensors_check_metadata(f, config, 2));
+    const char *other[] = {"heads", "8", "depth", "2"};
+    assert_status(srp_safetensors_check_metadata(f, other, 2), SRP_ERR_SHAPE);
+    assert_string_equal(srp_last_error_detail(), "srp_safetensors_check_metadata: the file's "
+                                                 "metadata differs in 1 field: heads is 4 in the "
+                                                 "file, 8 here");
+
+    /* the list without "d" and "cube": refused, both named, nothing written */
+    srp_tensor_ref part[NREF - 2] = {b.refs[0], b.refs[2], b.refs[3], b.refs[4], b.refs[6]};
+    assert_ok(srp_safetensors_read(f, part, NREF - 2));
+    b = keep;
+    sample_init(&b, 12);
+    assert_status(srp_safetensors_read_strict(f, part, NREF - 2), SRP_ERR_SHAPE);
+    assert_string_equal(srp_last_error_detail(),
+                        "srp_safetensors_read_strict: the file holds 2 tensors that the list does "
+                        "not ask for (strict read): d, cube");
+    assert_memory_equal(b.w, keep.w, sizeof(b.w));
+    assert_ok(srp_safetensors_read_strict(f, b.refs, NREF));
+    assert_memory_equal(b.cube, a.cube, sizeof(a.cube));
+    srp_safetensors_close(f);
+    sample_init(&b, 12);
+    assert_status(srp_safetensors_load_strict(path, part, NREF - 2), SRP_ERR_SHAPE);
+    assert_memory_equal(b.w, keep.w, sizeof(b.w));
+    assert_ok(srp_safetensors_load_strict(path, b.refs, NREF));
+
+    /* a missing name and a shape mismatch, as their details say them */
+    sample_init(&b, 12);
+    srp_tensor_ref list[2] = {b.refs[0], b.refs[1]};
+    list[0].name = "blocks.1.attn.qkv.weight";
+    assert_status(srp_safetensors_load(path, list, 2), SRP_ERR_NOT_FOUND);
+    assert_string_equal(srp_last_error_detail(), "tensor not found: blocks.1.attn.qkv.weight");
+    list[0] = b.refs[0];
+    list[0].shape[0] = 6;
+    list[0].shape[1] = 1;
+    assert_status(srp_safetensors_load(path, list, 2), SRP_ERR_SHAPE);
+    assert_string_equal(srp_last_error_detail(),
+                        "srp_safetensors_load: tensor blocks.0.attn.qkv.weight is f32 [2, 3] in "
+                        "the file, the list asks for f32 [6, 1]");
+    assert_memory_equal(b.w, keep.w, sizeof(b.w));
+}
+
+/* Process CPU time in seconds: what the open costs, not what the machine's
+ * other work takes from it. */
+static double cpu_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* A file whose __metadata__ holds n distinct keys, in no sorted order, and
+ * one tensor. */
+static void write_many_keys(const char *path, size_t n)
+{
+    const size_t cap = 64 + n * 24;
+    char *json = malloc(cap);
+    assert_non_null(json);
+    size_t len = (size_t)snprintf(json, cap, "{\"__metadata__\":{");
+    for (size_t i = 0; i < n; i++) {
+        const size_t key = (i * 2654435761u) % 1000003; /* distinct for n < 1000003 */
+        len += (size_t)snprintf(json + len, cap - len, "%s\"k%zu\":\"v\"", i ? "," : "", key);
+    }
+    snprintf(json + len, cap - len, "},\"t\":{\"dtype\":\"U8\",\"shape\":[1],"
+                                    "\"data_offsets\":[0,1]}}");
+    write_raw(path, json, (const unsigned char *)"x", 1);
+    free(json);
+}
+
+/* The least CPU time of `reps` opens of path (each must succeed). */
+static double open_seconds(const char *path, size_t keys, int reps)
+{
+    double best = INFINITY;
+    for (int r = 0; r < reps; r++) {
+        srp_safetensors *f = NULL;
+        const double t0 = cpu_seconds();
+        assert_ok(srp_safetensors_open(&f, path));
+        const double t = cpu_seconds() - t0;
+        assert_int_equal(srp_safetensors_metadata_count(f), keys);
+        srp_safetensors_close(f);
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+/* The duplicate check on metadata keys must not be quadratic: a header
+ * within the format's limit can hold millions of keys, and this reader is
+ * meant for untrusted files. This guards the complexity, not the speed
+ * (the project never asserts speed): at 100,000 keys a pairwise check
+ * takes minutes, the sort milliseconds, so doubling the keys must not
+ * triple the time, where a quadratic check would quadruple it. To keep
+ * other work on the machine out of it, it measures process CPU time (not
+ * wall time) and takes the least of five opens of each file. */
+static void test_many_metadata_keys_open_in_n_log_n(void **state)
+{
+    (void)state;
+    char small[300], large[300];
+    path_in_dir(small, sizeof(small), "keys_100k.safetensors");
+    path_in_dir(large, sizeof(large), "keys_200k.safetensors");
+    write_many_keys(small, 100000);
+    write_many_keys(large, 200000);
+    const double t1 = open_seconds(small, 100000, 5), t2 = open_seconds(large, 200000, 5);
+    print_message("  open: 100,000 keys %.1f ms, 200,000 keys %.1f ms (CPU, best of 5)\n",
+                  1e3 * t1, 1e3 * t2);
+    assert_true(t2 < 3.0 * t1);
+    remove(small);
+    remove(large);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -553,6 +678,8 @@ int main(void)
         cmocka_unit_test(test_flipped_bytes_are_handled),
         cmocka_unit_test(test_read_errors_write_nothing),
         cmocka_unit_test(test_save_rejects_bad_input),
+        cmocka_unit_test(test_strict_reads_and_metadata_checks),
+        cmocka_unit_test(test_many_metadata_keys_open_in_n_log_n),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -77,7 +77,7 @@ ex_code ex_tensors_load(const ex_tensor_list *l, size_t count, const char *path,
     const srp_status st = srp_checkpoint_load(path, l->refs, count ? count : l->count);
     if (st != SRP_OK)
         return ex_fail(err, EX_FAILED, "loading the checkpoint %s: %s%s", path, srp_status_str(st),
-                       st == SRP_ERR_SHAPE || st == SRP_ERR_FORMAT
+                       st == SRP_ERR_SHAPE || st == SRP_ERR_FORMAT || st == SRP_ERR_NOT_FOUND
                            ? " (was it written with other model options?)"
                            : "");
     return EX_OK;

@@ -298,7 +298,7 @@ static ex_code load_average(trainer *t, const char *path, int *found, ex_error *
     const srp_status st =
         list.failed ? SRP_ERR_NOMEM : srp_checkpoint_load(path, list.refs, list.count);
     ex_tensors_free(&list);
-    if (st == SRP_ERR_FORMAT) /* written with --ema 0 */
+    if (st == SRP_ERR_NOT_FOUND) /* written with --ema 0 */
         return EX_OK;
     if (st != SRP_OK)
         return ex_fail(err, EX_FAILED, "loading the weight average from %s: %s", path,

@@ -25,6 +25,7 @@
 #include "sigmareparam/attention.h"  /* srp_attention: multi-head attention + entropy */
 #include "sigmareparam/embedding.h"  /* srp_embedding: token lookup, tied output head */
 #include "sigmareparam/checkpoint.h" /* crash-safe named-tensor files */
+#include "sigmareparam/conv2d.h"     /* srp_conv2d: the sigmaReparam 2-D convolution */
 #include "sigmareparam/core.h"       /* version, SRP_API, srp_status, threads */
 #include "sigmareparam/linear.h"     /* srp_linear: the sigmaReparam linear layer */
 #include "sigmareparam/lists.h"      /* a model's parameter list and state-tensor list */

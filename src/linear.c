@@ -195,6 +195,7 @@ float *srp_linear_u(srp_linear *l) { return l ? l->u : NULL; }
 float *srp_linear_v(srp_linear *l) { return l ? l->v : NULL; }
 float srp_linear_sigma(const srp_linear *l) { return l ? l->sigma : NAN; }
 float srp_linear_forward_scale(const srp_linear *l) { return l->last_scale; }
+float srp_linear_prepared_scale(const srp_linear *l) { return l->cand_scale; }
 
 srp_status srp_linear_set_sigma(srp_linear *l, float sigma)
 {
@@ -508,6 +509,12 @@ srp_status srp_linear_forward_weight(srp_linear *l, int training, float *w_hat)
         return SRP_ERR_NUMERIC;
     srp_linear_forward_commit(l, training);
     return SRP_OK;
+}
+
+srp_status srp_linear_backward_order(srp_linear *l, const char *call)
+{
+    const srp_call_order pending = l->order;
+    return srp_order_backward_ok(&l->order) ? SRP_OK : srp_order_refusal(call, pending);
 }
 
 srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const float *db)

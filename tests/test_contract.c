@@ -3,8 +3,8 @@
  * out-of-range and NaN configuration values, and non-finite numbers.
  *
  * Each row makes a bad call in a "world" holding one object of each kind
- * (a linear, an attention module, an embedding, a power iteration and an
- * optimizer over their parameters), in the middle of a training step: a
+ * (a linear, an attention module, an embedding, a convolution, a power
+ * iteration and an optimizer over their parameters), in the middle of a training step: a
  * forward has run, its backward is pending. The row checks:
  * - the status is the documented one;
  * - a hash of every state the API exposes (parameters, gradients, u, v,
@@ -39,7 +39,16 @@ enum {
     PR = 5,
     PC = 6, /* power iteration on a [PR][PC] matrix */
     CLASSES = 3,
-    ROWS = 4 /* losses: logits [ROWS][CLASSES] */
+    ROWS = 4, /* losses: logits [ROWS][CLASSES] */
+    CB = 2,
+    CC = 2,
+    CK = 3,
+    CH = 6,
+    CW = 5,
+    CS = 2,
+    KS = 3,
+    COH = 2,
+    COW = 2 /* conv: x [CB][CC][CH][CW], kernel KS, stride CS, no padding, y [CB][CK][COH][COW] */
 };
 
 typedef struct {
@@ -47,10 +56,11 @@ typedef struct {
     srp_attention *att;
     srp_embedding *emb;
     srp_power_iter *pi;
+    srp_conv2d *conv;
     srp_optim *opt;
     /* inputs (the calls read them) */
     float x[N * IN], dy[N * OUT], dw[OUT * IN], ax[B * T * D], ady[B * T * D], edx[NT * E],
-        pw[PR * PC];
+        pw[PR * PC], cx[CB * CC * CH * CW], cdy[CB * CK * COH * COW];
     uint32_t tok[NT];
     float logits[ROWS * CLASSES];
     int labels[ROWS];
@@ -59,7 +69,8 @@ typedef struct {
         float y[N * OUT], dx[N * IN], w_hat[OUT * IN], ay[B * T * D], adx[B * T * D], ex[NT * E];
         float elogits[NT * V], scalar, heads[H], heads2[H];
         float nn[ROWS * CLASSES], stats[ROWS], stats2[ROWS];
-        size_t count;
+        float cy[CB * CK * COH * COW], cdx[CB * CC * CH * CW];
+        size_t count, oh, ow;
     } out;
 } world;
 
@@ -95,6 +106,7 @@ static void forwards(world *w)
     assert_ok(srp_linear_forward(w->lin, w->x, N, w->out.y, SRP_TRAIN));
     assert_ok(srp_attention_forward(w->att, w->ax, B, T, w->out.ay, SRP_TRAIN));
     assert_ok(srp_embedding_forward(w->emb, w->tok, NT, w->out.ex));
+    assert_ok(srp_conv2d_forward(w->conv, w->cx, CB, CH, CW, w->out.cy, SRP_TRAIN));
 }
 
 static void backwards_and_step(world *w)
@@ -102,6 +114,7 @@ static void backwards_and_step(world *w)
     assert_ok(srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx));
     assert_ok(srp_attention_backward(w->att, w->ady, w->out.adx));
     assert_ok(srp_embedding_backward(w->emb, w->tok, w->edx, NT));
+    assert_ok(srp_conv2d_backward(w->conv, w->cx, w->cdy, w->out.cdx));
     assert_ok(srp_optim_step(w->opt, 0.05f));
     assert_ok(srp_power_iter_step(w->pi, w->pw, 1, &w->out.scalar));
 }
@@ -119,11 +132,17 @@ static world *world_make(void)
     assert_ok(srp_attention_create(&w->att, &ac, B, T));
     assert_ok(srp_embedding_create(&w->emb, V, E, 0.5f, 5));
     assert_ok(srp_power_iter_create(&w->pi, PR, PC, 6));
+    srp_conv2d_config cc = srp_conv2d_config_default(CC, CK, KS);
+    cc.stride = CS;
+    cc.seed = 7;
+    cc.init_std = 0.3f;
+    assert_ok(srp_conv2d_create(&w->conv, &cc, CB, CH, CW));
     srp_param p[16];
     size_t np = 0;
     add_linear_params(p, &np, w->lin, "lin");
     add_linear_params(p, &np, srp_attention_qkv(w->att), "qkv");
     add_linear_params(p, &np, srp_attention_proj(w->att), "proj");
+    add_linear_params(p, &np, srp_conv2d_linear(w->conv), "conv");
     p[np++] = srp_param_make("emb", srp_embedding_weight(w->emb), srp_embedding_weight_grad(w->emb),
                              V * E, SRP_PARAM_EMBEDDING);
     srp_optim_config oc = srp_optim_config_default(SRP_OPTIM_SGD);
@@ -137,6 +156,8 @@ static world *world_make(void)
     fill(w->ady, B * T * D, 13, 1.0);
     fill(w->edx, NT * E, 14, 1.0);
     fill(w->pw, PR * PC, 15, 1.0);
+    fill(w->cx, CB * CC * CH * CW, 17, 1.0);
+    fill(w->cdy, CB * CK * COH * COW, 18, 1.0);
     fill(w->logits, ROWS * CLASSES, 16, 2.0);
     for (size_t i = 0; i < NT; i++)
         w->tok[i] = (uint32_t)((3 * i + 1) % V);
@@ -154,6 +175,7 @@ static void world_free(world *w)
     srp_attention_destroy(w->att);
     srp_embedding_destroy(w->emb);
     srp_power_iter_destroy(w->pi);
+    srp_conv2d_destroy(w->conv);
     srp_optim_destroy(w->opt);
     free(w);
 }
@@ -185,6 +207,7 @@ static uLong state_hash(world *w, int with_activations)
     for (size_t i = 0; i < srp_attention_in_proj_count(w->att); i++)
         h = mix_linear(h, srp_attention_in_proj(w->att, i, NULL));
     h = mix_linear(h, srp_attention_proj(w->att));
+    h = mix_linear(h, srp_conv2d_linear(w->conv));
     if (with_activations) {
         float mean[H], min[H];
         const srp_status st = srp_attention_entropy(w->att, mean, min);
@@ -372,6 +395,50 @@ static srp_status save_overflowing(int safetensors)
     return st;
 }
 
+static srp_status create_conv(int which)
+{
+    srp_conv2d_config c = srp_conv2d_config_default(CC, CK, KS);
+    size_t mb = CB, mh = CH, mw = CW;
+    switch (which) {
+    case 0: c.in_channels = 0; break;
+    case 1: c.out_channels = 0; break;
+    case 2: c.kernel = 0; break;
+    case 3: c.stride = 0; break;
+    case 4: mb = 0; break;
+    case 5: mh = 0; break;
+    case 6: mw = 0; break;
+    case 7: c.kernel = CW + 1; break; /* larger than the largest image */
+    case 8:
+        c.in_channels = SIZE_MAX / 4;
+        break; /* in k k overflows */
+    case 9: c.power_iters = 0; break;
+    case 10: c.init_std = NAN; break;
+    case 11: c.gamma_init = (srp_gamma_init)9; break;
+    }
+    srp_conv2d *l = NULL;
+    srp_status st = srp_conv2d_create(&l, which < 0 ? NULL : &c, mb, mh, mw);
+    assert_null(l);
+    return st;
+}
+
+static srp_status conv_params(world *w, int which)
+{
+    srp_param_list *pl = NULL;
+    srp_tensor_list *tl = NULL;
+    assert_ok(srp_param_list_create(&pl));
+    assert_ok(srp_tensor_list_create(&tl));
+    srp_status st;
+    switch (which) {
+    case 0: st = srp_conv2d_params(NULL, "c", pl); break;
+    case 1: st = srp_conv2d_params(w->conv, "c", NULL); break;
+    case 2: st = srp_conv2d_state_refs(NULL, "c", tl); break;
+    default: st = srp_conv2d_state_refs(w->conv, "c", NULL); break;
+    }
+    srp_param_list_destroy(pl);
+    srp_tensor_list_destroy(tl);
+    return st;
+}
+
 /* Calls that set a value and must refuse it, in the world. */
 static srp_status set_sigma(world *w, float s) { return srp_linear_set_sigma(w->lin, s); }
 
@@ -425,6 +492,19 @@ static srp_status emb_logits(world *w)
 {
     return srp_embedding_logits(w->emb, w->out.ex, NT, w->out.elogits);
 }
+static srp_status conv_fwd_train(world *w)
+{
+    return srp_conv2d_forward(w->conv, w->cx, CB, CH, CW, w->out.cy, SRP_TRAIN);
+}
+static srp_status conv_fwd_eval(world *w)
+{
+    return srp_conv2d_forward(w->conv, w->cx, CB, CH, CW, w->out.cy, SRP_EVAL);
+}
+static srp_status conv_bwd(world *w)
+{
+    return srp_conv2d_backward(w->conv, w->cx, w->cdy, w->out.cdx);
+}
+static float *conv_w(world *w) { return srp_conv2d_weight(w->conv); }
 static srp_status opt_step(world *w) { return srp_optim_step(w->opt, 0.05f); }
 static srp_status clip(world *w) { return srp_optim_clip_grad_norm(w->opt, 1.0f, NULL); }
 static srp_status pi_step(world *w) { return srp_power_iter_step(w->pi, w->pw, 2, NULL); }
@@ -479,6 +559,22 @@ static srp_status overflowing_attention_forward(world *w)
         w->ax[i] *= 1e30f;
     const srp_status st = att_fwd_train(w);
     memcpy(w->ax, saved, sizeof saved);
+    return st;
+}
+
+/* Finite inputs and parameters whose convolution overflows float. */
+static srp_status overflowing_conv_forward(world *w)
+{
+    float saved[CB * CC * CH * CW];
+    memcpy(saved, w->cx, sizeof saved);
+    for (size_t i = 0; i < CB * CC * CH * CW; i++)
+        w->cx[i] *= 1e36f;
+    float *gamma = srp_conv2d_gamma(w->conv);
+    const float saved_gamma = *gamma;
+    *gamma *= 1e4f;
+    const srp_status st = conv_fwd_train(w);
+    *gamma = saved_gamma;
+    memcpy(w->cx, saved, sizeof saved);
     return st;
 }
 
@@ -567,6 +663,45 @@ static srp_status overflowing_attention_forward(world *w)
     X(SRP_ERR_INVALID_ARG, srp_embedding_logits_backward(w->emb, NULL, w->out.elogits, NT, NULL))  \
     X(SRP_ERR_INVALID_ARG, srp_embedding_logits_backward(w->emb, w->out.ex, NULL, NT, NULL))       \
     X(SRP_ERR_INVALID_ARG, srp_embedding_logits_backward(w->emb, w->out.ex, w->out.elogits, 0, NULL)) \
+    /* convolution */                                                                              \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_create(NULL, &(srp_conv2d_config){0}, CB, CH, CW))          \
+    X(SRP_ERR_INVALID_ARG, create_conv(-1))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_conv(0))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(1))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(2))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(3))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(4))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(5))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(6))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(7))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(8))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(9))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(10))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_conv(11))                                                        \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(NULL, w->cx, CB, CH, CW, w->out.cy, SRP_TRAIN))      \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, NULL, CB, CH, CW, w->out.cy, SRP_TRAIN))    \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, w->cx, CB, CH, CW, NULL, SRP_TRAIN))        \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, w->cx, 0, CH, CW, w->out.cy, SRP_TRAIN))    \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, w->cx, CB, 0, CW, w->out.cy, SRP_TRAIN))    \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, w->cx, CB, CH, 0, w->out.cy, SRP_TRAIN))    \
+    X(SRP_ERR_SHAPE, srp_conv2d_forward(w->conv, w->cx, CB + 1, CH, CW, w->out.cy, SRP_TRAIN))     \
+    X(SRP_ERR_SHAPE, srp_conv2d_forward(w->conv, w->cx, CB, CH + 1, CW, w->out.cy, SRP_EVAL))      \
+    X(SRP_ERR_SHAPE, srp_conv2d_forward(w->conv, w->cx, CB, CH, CW + 1, w->out.cy, SRP_TRAIN))     \
+    X(SRP_ERR_SHAPE, srp_conv2d_forward(w->conv, w->cx, SIZE_MAX, SIZE_MAX, SIZE_MAX, w->out.cy, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, w->cx, CB, KS - 1, CW, w->out.cy, SRP_TRAIN)) \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, w->cx, 1, CH, KS - 1, w->out.cy, SRP_EVAL)) \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_backward(NULL, w->cx, w->cdy, w->out.cdx))                   \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_backward(w->conv, NULL, w->cdy, w->out.cdx))                 \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_backward(w->conv, w->cx, NULL, w->out.cdx))                  \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_output_size(NULL, CH, CW, &w->out.oh, &w->out.ow))           \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_output_size(w->conv, CH, CW, NULL, &w->out.ow))              \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_output_size(w->conv, CH, CW, &w->out.oh, NULL))              \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_output_size(w->conv, 0, CW, &w->out.oh, &w->out.ow))         \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_output_size(w->conv, CH, KS - 1, &w->out.oh, &w->out.ow))    \
+    X(SRP_ERR_INVALID_ARG, conv_params(w, 0))                                                      \
+    X(SRP_ERR_INVALID_ARG, conv_params(w, 1))                                                      \
+    X(SRP_ERR_INVALID_ARG, conv_params(w, 2))                                                      \
+    X(SRP_ERR_INVALID_ARG, conv_params(w, 3))                                                      \
     /* spectral */                                                                                 \
     X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(NULL, PR, PC, &w->out.scalar))                  \
     X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, PR, PC, NULL))                           \
@@ -706,6 +841,15 @@ static srp_status overflowing_attention_forward(world *w)
     LOSES(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[5], NAN, att_fwd_train))                        \
     X(SRP_ERR_NUMERIC, with_bad_value(w, att_gamma(w), INFINITY, att_fwd_train))                   \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->edx[2], NAN, emb_bwd))                                \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->cx[7], NAN, conv_fwd_train))                          \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->cx[0], INFINITY, conv_fwd_eval))                      \
+    X(SRP_ERR_NUMERIC, overflowing_conv_forward(w))                                                \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, conv_w(w) + 5, NAN, conv_fwd_train))                      \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, conv_w(w) + 5, -INFINITY, conv_fwd_eval))                 \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_conv2d_gamma(w->conv), NAN, conv_fwd_train))          \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_conv2d_bias(w->conv) + 1, INFINITY, conv_fwd_train))  \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->cdy[3], NAN, conv_bwd))                               \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->cx[8], INFINITY, conv_bwd))                           \
     X(SRP_ERR_NUMERIC, with_bad_value(w, srp_embedding_weight(w->emb) + E, NAN, emb_fwd))          \
     X(SRP_ERR_NUMERIC, with_bad_value(w, srp_embedding_weight(w->emb) + 1, INFINITY, emb_logits))  \
     X(SRP_ERR_NUMERIC, with_bad_value(w, srp_linear_weight_grad(w->lin) + 3, NAN, opt_step))       \
@@ -770,6 +914,8 @@ static const char *check_row(size_t i, srp_status got, world *w, world *twin, uL
             return "the activations should be gone";
         if (srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx) != SRP_OK)
             return "the linear's pending backward";
+        if (srp_conv2d_backward(w->conv, w->cx, w->cdy, w->out.cdx) != SRP_OK)
+            return "the convolution's pending backward";
         forwards(w); /* and the world goes on */
         backwards_and_step(w);
         return NULL;
@@ -810,15 +956,23 @@ static void test_null_handles_elsewhere(void **state)
     srp_attention_destroy(NULL);
     srp_embedding_destroy(NULL);
     srp_power_iter_destroy(NULL);
+    srp_conv2d_destroy(NULL);
     srp_optim_destroy(NULL);
     srp_safetensors_close(NULL);
     srp_linear_zero_grad(NULL);
     srp_embedding_zero_grad(NULL);
+    srp_conv2d_zero_grad(NULL);
     srp_optim_zero_grad(NULL);
     assert_null(srp_linear_weight(NULL));
     assert_null(srp_linear_u(NULL));
     assert_int_equal(srp_linear_in_features(NULL), 0);
     assert_true(isnan(srp_linear_sigma(NULL)));
+    assert_null(srp_conv2d_weight(NULL));
+    assert_null(srp_conv2d_bias_grad(NULL));
+    assert_null(srp_conv2d_gamma(NULL));
+    assert_null(srp_conv2d_u(NULL));
+    assert_null(srp_conv2d_linear(NULL));
+    assert_true(isnan(srp_conv2d_sigma(NULL)));
     assert_null(srp_attention_qkv(NULL));
     assert_null(srp_attention_in_proj(NULL, 0, NULL));
     assert_int_equal(srp_attention_heads(NULL), 0);

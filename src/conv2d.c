@@ -179,20 +179,33 @@ srp_status srp_conv2d_create(srp_conv2d **out, const srp_conv2d_config *cfg, siz
     return SRP_OK;
 }
 
+/* *oh x *ow, the output of a height x width image; SRP_ERR_INVALID_ARG,
+ * with a detail naming call, when the kernel is larger than the padded
+ * image. */
+static srp_status output_size(const srp_conv2d *c, const char *call, size_t height, size_t width,
+                              size_t *oh, size_t *ow)
+{
+    *oh = out_side(c, height);
+    *ow = out_side(c, width);
+    if (*oh == 0 || *ow == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "%s: kernel %zu larger than the padded image %zu x %zu (padding %zu)", call,
+                        c->kernel, height, width, c->padding);
+    return SRP_OK;
+}
+
 srp_status srp_conv2d_output_size(const srp_conv2d *c, size_t height, size_t width, size_t *out_h,
                                   size_t *out_w)
 {
     if (!c || !out_h || !out_w || height == 0 || width == 0)
         return SRP_ERR_INVALID_ARG;
-    const size_t oh = out_side(c, height), ow = out_side(c, width);
-    if (oh == 0 || ow == 0)
-        return srp_fail(SRP_ERR_INVALID_ARG,
-                        "srp_conv2d_output_size: kernel %zu larger than the padded image %zu x %zu "
-                        "(padding %zu)",
-                        c->kernel, height, width, c->padding);
-    *out_h = oh;
-    *out_w = ow;
-    return SRP_OK;
+    size_t oh, ow; /* the caller's untouched on failure */
+    const srp_status st = output_size(c, "srp_conv2d_output_size", height, width, &oh, &ow);
+    if (st == SRP_OK) {
+        *out_h = oh;
+        *out_w = ow;
+    }
+    return st;
 }
 
 srp_linear *srp_conv2d_linear(srp_conv2d *c) { return c ? c->lin : NULL; }
@@ -399,13 +412,11 @@ srp_status srp_conv2d_forward(srp_conv2d *c, const float *x, size_t batch, size_
                         "srp_conv2d_forward: batch %zu, height %zu, width %zu above the maxima "
                         "given at create (%zu, %zu, %zu)",
                         batch, height, width, c->max_batch, c->max_height, c->max_width);
-    const size_t OH = out_side(c, height), OW = out_side(c, width);
-    if (OH == 0 || OW == 0)
-        return srp_fail(SRP_ERR_INVALID_ARG,
-                        "srp_conv2d_forward: kernel %zu larger than the padded image %zu x %zu "
-                        "(padding %zu)",
-                        c->kernel, height, width, c->padding);
-    srp_status st = srp_linear_forward_prepare(c->lin, training);
+    size_t OH, OW;
+    srp_status st = output_size(c, "srp_conv2d_forward", height, width, &OH, &OW);
+    if (st != SRP_OK)
+        return st;
+    st = srp_linear_forward_prepare(c->lin, training);
     if (st != SRP_OK)
         return srp_fail(st, "srp_conv2d_forward: the weight's power step gave a non-finite or "
                             "zero sigma, or gamma is not finite");

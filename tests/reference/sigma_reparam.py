@@ -55,13 +55,17 @@ class SNLinear(torch.nn.Module):
                 self.u.copy_(u)
         return torch.einsum("c,cd,d->", v, self.weight, u)
 
-    def forward(self, x):
+    def weight_hat(self):
+        """The forward's weight: W / sigma * gamma (stats_only: W), sigma
+        from this forward's power step."""
         sigma = self.get_sigma()
         if self.training:
             self.spectral_norm = sigma.detach().clone()
         self.last_sigma = sigma.detach().clone()
-        w = self.weight if self.stats_only else self.weight / sigma * self.gamma
-        return F.linear(x, w, self.bias)
+        return self.weight if self.stats_only else self.weight / sigma * self.gamma
+
+    def forward(self, x):
+        return F.linear(x, self.weight_hat(), self.bias)
 
 
 class SNConv2d(SNLinear):
@@ -76,13 +80,8 @@ class SNConv2d(SNLinear):
         self.stride, self.padding = stride, padding
 
     def forward(self, x):
-        sigma = self.get_sigma()
-        if self.training:
-            self.spectral_norm = sigma.detach().clone()
-        self.last_sigma = sigma.detach().clone()
-        w = self.weight if self.stats_only else self.weight / sigma * self.gamma
-        return F.conv2d(x, w.view(self.kernel_shape), self.bias, stride=self.stride,
-                        padding=self.padding)
+        return F.conv2d(x, self.weight_hat().view(self.kernel_shape), self.bias,
+                        stride=self.stride, padding=self.padding)
 
 
 class Attention(torch.nn.Module):

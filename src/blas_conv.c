@@ -13,7 +13,7 @@
  * reference kernel (some hundred times slower: with one input channel, the
  * backward on the preferred layouts does). Measured on the ViT-lite stem's
  * four layers (AMD EPYC, AVX2, one thread, CPU time, forward and both
- * backward passes): preferred layouts 67 ms for the last three layers,
+ * backward passes): preferred layouts 68 ms for the last three layers,
  * channels last 76 ms, NCHW itself (oneDNN's GEMM-based kernel) 84 ms.
  *
  * Everything a pass needs is made at create, a scratchpad included, so that

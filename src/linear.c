@@ -521,13 +521,13 @@ srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const 
 {
     if (!l || !dw_hat || (l->has_bias && !db))
         return SRP_ERR_INVALID_ARG;
-    const srp_call_order pending = l->order;
-    if (!srp_order_backward_ok(&l->order))
-        return srp_order_refusal("srp_linear_backward_weight", pending);
+    srp_status st = srp_linear_backward_order(l, "srp_linear_backward_weight");
+    if (st != SRP_OK)
+        return st;
     memcpy(l->gtx, dw_hat, sizeof(float) * l->in * l->out);
     for (size_t o = 0; l->has_bias && o < l->out; o++)
         l->bias_acc[o] = db[o];
-    const srp_status st = take_weight_grad(l);
+    st = take_weight_grad(l);
     if (st != SRP_OK)
         return st;
     srp_linear_backward_commit(l);

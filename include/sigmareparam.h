@@ -27,6 +27,7 @@
 #include "sigmareparam/embedding.h"  /* srp_embedding: token lookup, tied output head */
 #include "sigmareparam/checkpoint.h" /* crash-safe named-tensor files */
 #include "sigmareparam/collapse.h"   /* srp_collapse: the entropy-collapse watch */
+#include "sigmareparam/conv2d.h"     /* srp_conv2d: the sigmaReparam 2-D convolution */
 #include "sigmareparam/core.h"       /* version, SRP_API, srp_status, threads */
 #include "sigmareparam/layernorm.h"  /* srp_layernorm: the LayerNorm layer object */
 #include "sigmareparam/linear.h"     /* srp_linear: the sigmaReparam linear layer */

@@ -3,6 +3,7 @@
  * Two GEMM backends live behind srp_sgemm, chosen at build time (SRP_GEMM):
  * oneDNN's dnnl_sgemm where it is built in (its AVX-512 kernels run at
  * twice the speed of an OpenBLAS held to AVX2 ones), else OpenBLAS's.
+ * oneDNN's convolutions, behind the same door, are in blas_conv.c.
  * OpenBLAS is always there for gemv, the double-precision BLAS and LAPACK.
  * Both use libgomp, as our own loops do: one thread pool. Called inside one
  * of our parallel regions, each runs on the calling thread.
@@ -109,6 +110,12 @@ static void make_engine(void)
         g_engine = NULL;
 }
 
+dnnl_engine_t srp_onednn_engine(void)
+{
+    pthread_once(&g_engine_once, make_engine);
+    return g_engine;
+}
+
 /* A [batch][heads][rows][cols] view of a matrix stored with row stride ld,
  * transposed when trans (the stored matrix is then [cols][rows]). */
 static int view_desc(dnnl_memory_desc_t *md, const srp_bgemm_desc *d, size_t rows, size_t cols,
@@ -125,8 +132,7 @@ static int view_desc(dnnl_memory_desc_t *md, const srp_bgemm_desc *d, size_t row
 static void bgemm_build_onednn(srp_bgemm *g)
 {
     const srp_bgemm_desc *d = &g->d;
-    pthread_once(&g_engine_once, make_engine);
-    if (!g_engine)
+    if (!srp_onednn_engine())
         return;
     dnnl_memory_desc_t a_md, b_md, c_md;
     if (!view_desc(&a_md, d, d->m, d->k, d->trans_a, d->lda, d->a_batch, d->a_head) ||

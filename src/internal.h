@@ -158,6 +158,35 @@ srp_status srp_bgemm_create(srp_bgemm **out, const srp_bgemm_desc *d);
 void srp_bgemm_run(srp_bgemm *g, const float *a, const float *b, float *c);
 void srp_bgemm_destroy(srp_bgemm *g);
 
+/* A convolution for one shape (the door's, blas_conv.c): oneDNN's direct
+ * convolution where the build has oneDNN and oneDNN has a real kernel for
+ * the shape. x, dx: [batch][in_ch][height][width]; y, dy: [batch][out_ch]
+ * [out_h][out_w] (zero padding, out_h = (height + 2 padding - kernel) /
+ * stride + 1); w_hat, dw_hat: [out_ch][in_ch][kernel][kernel]; b, db:
+ * [out_ch], used only with bias. create leaves *out NULL, with SRP_OK, where
+ * there is no such convolution (the OpenBLAS build, a refused shape):
+ * conv2d.c then runs im2col and srp_sgemm. Creating allocates; running
+ * allocates nothing in this library. forward writes y = conv(x, w_hat) + b;
+ * backward writes dw_hat and db (overwritten) and, unless dx is NULL, dx.
+ * Both return 1 when done, 0 when oneDNN failed (the caller computes the
+ * same another way). */
+typedef struct {
+    size_t batch, in_ch, out_ch, height, width, kernel, stride, padding;
+    int bias;
+} srp_conv_desc;
+typedef struct srp_conv srp_conv;
+srp_status srp_conv_create(srp_conv **out, const srp_conv_desc *d);
+int srp_conv_forward(srp_conv *p, const float *x, const float *w_hat, const float *b, float *y);
+int srp_conv_backward(srp_conv *p, const float *x, const float *w_hat, const float *dy,
+                      float *dw_hat, float *db, float *dx);
+void srp_conv_destroy(srp_conv *p);
+#ifdef SRP_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+/* The process's one oneDNN CPU engine, made on first use (blas.c); NULL
+ * when oneDNN cannot make one. */
+dnnl_engine_t srp_onednn_engine(void);
+#endif
+
 /* C = op(A) op(A)^T, both triangles; op(A): [n][k], C: [n][n], in double. */
 void srp_dsyrk_full(int trans, size_t n, size_t k, const double *a, size_t lda, double *c,
                     size_t ldc);
@@ -218,6 +247,9 @@ void srp_softmax_backward_row(const float *p, float *da_to_ds, size_t keys, size
 
 /* gamma / sigma as used by the last forward (1 in NONE and STATS_ONLY). */
 float srp_linear_forward_scale(const srp_linear *l);
+/* gamma / sigma of the forward srp_linear_forward_prepare has just prepared
+ * (a module that computes the product itself, conv2d.c, scales with it). */
+float srp_linear_prepared_scale(const srp_linear *l);
 /* A forward in two halves, so that a module of several layers can check
  * them all before changing any. prepare runs the power step into scratch
  * and checks sigma and gamma; nothing changes. compute (after a successful
@@ -239,6 +271,11 @@ void srp_linear_forward_commit(srp_linear *l, int training);
 srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy, size_t lddy,
                                        size_t n, float *dx, int add_dx);
 void srp_linear_backward_commit(srp_linear *l);
+/* The order rules of a backward (srp_call_order), for a module that
+ * computes the product's gradients itself before srp_linear_backward_weight
+ * adds them in: SRP_OK when the backward may go on (nothing changes), else
+ * SRP_ERR_ORDER naming call, the pending forward consumed. */
+srp_status srp_linear_backward_order(srp_linear *l, const char *call);
 /* n rows fit the layer's GEMMs. */
 int srp_linear_batch_ok(const srp_linear *l, size_t n);
 /* The checks of srp_linear_create on a configuration: SRP_ERR_INVALID_ARG

@@ -210,6 +210,7 @@ float *srp_linear_u(srp_linear *l) { return l ? l->u : NULL; }
 float *srp_linear_v(srp_linear *l) { return l ? l->v : NULL; }
 float srp_linear_sigma(const srp_linear *l) { return l ? l->sigma : NAN; }
 float srp_linear_forward_scale(const srp_linear *l) { return l->last_scale; }
+float srp_linear_prepared_scale(const srp_linear *l) { return l->cand_scale; }
 
 srp_status srp_linear_set_sigma(srp_linear *l, float sigma)
 {
@@ -544,6 +545,12 @@ srp_status srp_linear_forward_weight(srp_linear *l, int training, float *w_hat)
     return SRP_OK;
 }
 
+srp_status srp_linear_backward_order(srp_linear *l, const char *call)
+{
+    const srp_call_order pending = l->order;
+    return srp_order_backward_ok(&l->order) ? SRP_OK : srp_order_refusal(call, pending);
+}
+
 srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const float *db)
 {
     if (!l || !dw_hat)
@@ -551,13 +558,13 @@ srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const 
     if (l->has_bias && !db)
         return srp_fail(SRP_ERR_INVALID_ARG,
                         "srp_linear_backward_weight: db is NULL, and the layer has a bias");
-    const srp_call_order pending = l->order;
-    if (!srp_order_backward_ok(&l->order))
-        return srp_order_refusal("srp_linear_backward_weight", pending);
+    srp_status st = srp_linear_backward_order(l, "srp_linear_backward_weight");
+    if (st != SRP_OK)
+        return st;
     memcpy(l->gtx, dw_hat, sizeof(float) * l->in * l->out);
     for (size_t o = 0; l->has_bias && o < l->out; o++)
         l->bias_acc[o] = db[o];
-    const srp_status st = take_weight_grad(l);
+    st = take_weight_grad(l);
     if (st != SRP_OK)
         return st;
     srp_linear_backward_commit(l);

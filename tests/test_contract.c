@@ -3,9 +3,9 @@
  * out-of-range and NaN configuration values, and non-finite numbers.
  *
  * Each row makes a bad call in a "world" holding one object of each kind
- * (a linear, an attention module, an embedding, a power iteration, a
- * LayerNorm, a transformer block, an optimizer over some of their
- * parameters, a weight average of them and a collapse watch over the
+ * (a linear, an attention module, an embedding, a convolution, a power
+ * iteration, a LayerNorm, a transformer block, an optimizer over some of
+ * their parameters, a weight average of them and a collapse watch over the
  * attention's heads), in the middle of a training step: a forward has run,
  * its backward is pending. The row checks:
  * - the status is the documented one;
@@ -45,7 +45,16 @@ enum {
     CLASSES = 3,
     ROWS = 4, /* losses: logits [ROWS][CLASSES] */
     LNR = 3,  /* LayerNorm: x [LNR][D] */
-    MLP = 12  /* the block: x [B][T][D], its MLP D -> MLP -> D */
+    MLP = 12, /* the block: x [B][T][D], its MLP D -> MLP -> D */
+    CB = 2,
+    CC = 2,
+    CK = 3,
+    CH = 6,
+    CW = 5,
+    CS = 2,
+    KS = 3,
+    COH = 2,
+    COW = 2 /* conv: x [CB][CC][CH][CW], kernel KS, stride CS, no padding, y [CB][CK][COH][COW] */
 };
 
 typedef struct {
@@ -55,6 +64,7 @@ typedef struct {
     srp_power_iter *pi;
     srp_layernorm *ln;
     srp_block *blk;
+    srp_conv2d *conv;
     srp_optim *opt;
     srp_param_list *params; /* what the weight average averages */
     srp_weight_average *avg;
@@ -64,7 +74,7 @@ typedef struct {
     srp_tensor_list *scratch_refs;
     /* inputs (the calls read them) */
     float x[N * IN], dy[N * OUT], dw[OUT * IN], ax[B * T * D], ady[B * T * D], edx[NT * E],
-        pw[PR * PC];
+        pw[PR * PC], cx[CB * CC * CH * CW], cdy[CB * CK * COH * COW];
     uint32_t tok[NT];
     float heads[H]; /* entropies the watch is fed */
     float lnx[LNR * D], lndy[LNR * D];
@@ -76,7 +86,8 @@ typedef struct {
         float elogits[NT * V], scalar, heads[H], heads2[H];
         float nn[ROWS * CLASSES], stats[ROWS], stats2[ROWS];
         float lny[LNR * D], lndx[LNR * D], by[B * T * D], bdx[B * T * D];
-        size_t count;
+        float cy[CB * CK * COH * COW], cdx[CB * CC * CH * CW];
+        size_t count, oh, ow;
         srp_collapse_event events[2 * H];
     } out;
 } world;
@@ -115,6 +126,7 @@ static void forwards(world *w)
     assert_ok(srp_embedding_forward(w->emb, w->tok, NT, w->out.ex));
     assert_ok(srp_layernorm_layer_forward(w->ln, w->lnx, LNR, w->out.lny, SRP_TRAIN));
     assert_ok(srp_block_forward(w->blk, w->ax, B, T, w->out.by, SRP_TRAIN));
+    assert_ok(srp_conv2d_forward(w->conv, w->cx, CB, CH, CW, w->out.cy, SRP_TRAIN));
 }
 
 static void backwards_and_step(world *w)
@@ -124,6 +136,7 @@ static void backwards_and_step(world *w)
     assert_ok(srp_embedding_backward(w->emb, w->tok, w->edx, NT));
     assert_ok(srp_layernorm_layer_backward(w->ln, w->lnx, w->lndy, LNR, w->out.lndx));
     assert_ok(srp_block_backward(w->blk, w->ady, w->out.bdx));
+    assert_ok(srp_conv2d_backward(w->conv, w->cx, w->cdy, w->out.cdx));
     assert_ok(srp_optim_step(w->opt, 0.05f));
     assert_ok(srp_weight_average_update(w->avg));
     assert_ok(srp_attention_entropy(w->att, w->heads, NULL));
@@ -152,11 +165,17 @@ static world *world_make(void)
     bc.qkv.init_std = bc.proj.init_std = 0.3f;
     bc.attn_dropout = bc.mlp_dropout = bc.drop_path = 0.2f;
     assert_ok(srp_block_create(&w->blk, &bc, B, T));
+    srp_conv2d_config vc = srp_conv2d_config_default(CC, CK, KS);
+    vc.stride = CS;
+    vc.seed = 7;
+    vc.init_std = 0.3f;
+    assert_ok(srp_conv2d_create(&w->conv, &vc, CB, CH, CW));
     srp_param p[16];
     size_t np = 0;
     add_linear_params(p, &np, w->lin, "lin");
     add_linear_params(p, &np, srp_attention_qkv(w->att), "qkv");
     add_linear_params(p, &np, srp_attention_proj(w->att), "proj");
+    add_linear_params(p, &np, srp_conv2d_linear(w->conv), "conv");
     p[np++] = srp_param_make("emb", srp_embedding_weight(w->emb), srp_embedding_weight_grad(w->emb),
                              V * E, SRP_PARAM_EMBEDDING);
     srp_optim_config oc = srp_optim_config_default(SRP_OPTIM_SGD);
@@ -193,6 +212,8 @@ static world *world_make(void)
     fill(w->lnx, LNR * D, 17, 2.0);
     fill(w->lndy, LNR * D, 18, 1.0);
     fill(srp_layernorm_weight(w->ln), D, 19, 1.0);
+    fill(w->cx, CB * CC * CH * CW, 17, 1.0);
+    fill(w->cdy, CB * CK * COH * COW, 18, 1.0);
     fill(w->logits, ROWS * CLASSES, 16, 2.0);
     for (size_t i = 0; i < NT; i++)
         w->tok[i] = (uint32_t)((3 * i + 1) % V);
@@ -212,6 +233,7 @@ static void world_free(world *w)
     srp_power_iter_destroy(w->pi);
     srp_layernorm_destroy(w->ln);
     srp_block_destroy(w->blk);
+    srp_conv2d_destroy(w->conv);
     srp_optim_destroy(w->opt);
     srp_weight_average_destroy(w->avg);
     srp_param_list_destroy(w->params);
@@ -249,6 +271,7 @@ static uLong state_hash(world *w, int with_activations)
     for (size_t i = 0; i < srp_attention_in_proj_count(w->att); i++)
         h = mix_linear(h, srp_attention_in_proj(w->att, i, NULL));
     h = mix_linear(h, srp_attention_proj(w->att));
+    h = mix_linear(h, srp_conv2d_linear(w->conv));
     if (with_activations) {
         float mean[H], min[H];
         const srp_status st = srp_attention_entropy(w->att, mean, min);
@@ -599,6 +622,50 @@ static srp_status load_strict_leaving_out(world *w, int safetensors)
                        : srp_checkpoint_load_strict(CKPT_FILE, &t, 1);
 }
 
+static srp_status create_conv(int which)
+{
+    srp_conv2d_config c = srp_conv2d_config_default(CC, CK, KS);
+    size_t mb = CB, mh = CH, mw = CW;
+    switch (which) {
+    case 0: c.in_channels = 0; break;
+    case 1: c.out_channels = 0; break;
+    case 2: c.kernel = 0; break;
+    case 3: c.stride = 0; break;
+    case 4: mb = 0; break;
+    case 5: mh = 0; break;
+    case 6: mw = 0; break;
+    case 7: c.kernel = CW + 1; break; /* larger than the largest image */
+    case 8:
+        c.in_channels = SIZE_MAX / 4;
+        break; /* in k k overflows */
+    case 9: c.power_iters = 0; break;
+    case 10: c.init_std = NAN; break;
+    case 11: c.gamma_init = (srp_gamma_init)9; break;
+    }
+    srp_conv2d *l = NULL;
+    srp_status st = srp_conv2d_create(&l, which < 0 ? NULL : &c, mb, mh, mw);
+    assert_null(l);
+    return st;
+}
+
+static srp_status conv_params(world *w, int which)
+{
+    srp_param_list *pl = NULL;
+    srp_tensor_list *tl = NULL;
+    assert_ok(srp_param_list_create(&pl));
+    assert_ok(srp_tensor_list_create(&tl));
+    srp_status st;
+    switch (which) {
+    case 0: st = srp_conv2d_params(NULL, "c", pl); break;
+    case 1: st = srp_conv2d_params(w->conv, "c", NULL); break;
+    case 2: st = srp_conv2d_state_refs(NULL, "c", tl); break;
+    default: st = srp_conv2d_state_refs(w->conv, "c", NULL); break;
+    }
+    srp_param_list_destroy(pl);
+    srp_tensor_list_destroy(tl);
+    return st;
+}
+
 /* Calls that set a value and must refuse it, in the world. */
 static srp_status set_sigma(world *w, float s) { return srp_linear_set_sigma(w->lin, s); }
 
@@ -652,6 +719,19 @@ static srp_status emb_logits(world *w)
 {
     return srp_embedding_logits(w->emb, w->out.ex, NT, w->out.elogits);
 }
+static srp_status conv_fwd_train(world *w)
+{
+    return srp_conv2d_forward(w->conv, w->cx, CB, CH, CW, w->out.cy, SRP_TRAIN);
+}
+static srp_status conv_fwd_eval(world *w)
+{
+    return srp_conv2d_forward(w->conv, w->cx, CB, CH, CW, w->out.cy, SRP_EVAL);
+}
+static srp_status conv_bwd(world *w)
+{
+    return srp_conv2d_backward(w->conv, w->cx, w->cdy, w->out.cdx);
+}
+static float *conv_w(world *w) { return srp_conv2d_weight(w->conv); }
 static srp_status opt_step(world *w) { return srp_optim_step(w->opt, 0.05f); }
 static srp_status clip(world *w) { return srp_optim_clip_grad_norm(w->opt, 1.0f, NULL); }
 static srp_status pi_step(world *w) { return srp_power_iter_step(w->pi, w->pw, 2, NULL); }
@@ -836,6 +916,22 @@ static srp_status swap_in_with(world *w, size_t i, size_t n, float value)
     return st;
 }
 
+/* Finite inputs and parameters whose convolution overflows float. */
+static srp_status overflowing_conv_forward(world *w)
+{
+    float saved[CB * CC * CH * CW];
+    memcpy(saved, w->cx, sizeof saved);
+    for (size_t i = 0; i < CB * CC * CH * CW; i++)
+        w->cx[i] *= 1e36f;
+    float *gamma = srp_conv2d_gamma(w->conv);
+    const float saved_gamma = *gamma;
+    *gamma *= 1e4f;
+    const srp_status st = conv_fwd_train(w);
+    *gamma = saved_gamma;
+    memcpy(w->cx, saved, sizeof saved);
+    return st;
+}
+
 /* clang-format off */
 #define CONTRACT(X, LOSES)                                                                                \
     /* linear */                                                                                   \
@@ -967,6 +1063,45 @@ static srp_status swap_in_with(world *w, size_t i, size_t n, float value)
     X(SRP_ERR_INVALID_ARG, srp_weight_average_swap_out(NULL))                                      \
     X(SRP_ERR_INVALID_ARG, srp_weight_average_state_refs(NULL, "avg2", w->scratch_refs))           \
     X(SRP_ERR_INVALID_ARG, srp_weight_average_state_refs(w->avg, "avg2", NULL))                    \
+    /* convolution */                                                                              \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_create(NULL, &(srp_conv2d_config){0}, CB, CH, CW))          \
+    X(SRP_ERR_INVALID_ARG, create_conv(-1))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_conv(0))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(1))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(2))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(3))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(4))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(5))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(6))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(7))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(8))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(9))                                                         \
+    X(SRP_ERR_INVALID_ARG, create_conv(10))                                                        \
+    X(SRP_ERR_INVALID_ARG, create_conv(11))                                                        \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(NULL, w->cx, CB, CH, CW, w->out.cy, SRP_TRAIN))      \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, NULL, CB, CH, CW, w->out.cy, SRP_TRAIN))    \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, w->cx, CB, CH, CW, NULL, SRP_TRAIN))        \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, w->cx, 0, CH, CW, w->out.cy, SRP_TRAIN))    \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, w->cx, CB, 0, CW, w->out.cy, SRP_TRAIN))    \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, w->cx, CB, CH, 0, w->out.cy, SRP_TRAIN))    \
+    X(SRP_ERR_SHAPE, srp_conv2d_forward(w->conv, w->cx, CB + 1, CH, CW, w->out.cy, SRP_TRAIN))     \
+    X(SRP_ERR_SHAPE, srp_conv2d_forward(w->conv, w->cx, CB, CH + 1, CW, w->out.cy, SRP_EVAL))      \
+    X(SRP_ERR_SHAPE, srp_conv2d_forward(w->conv, w->cx, CB, CH, CW + 1, w->out.cy, SRP_TRAIN))     \
+    X(SRP_ERR_SHAPE, srp_conv2d_forward(w->conv, w->cx, SIZE_MAX, SIZE_MAX, SIZE_MAX, w->out.cy, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, w->cx, CB, KS - 1, CW, w->out.cy, SRP_TRAIN)) \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_forward(w->conv, w->cx, 1, CH, KS - 1, w->out.cy, SRP_EVAL)) \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_backward(NULL, w->cx, w->cdy, w->out.cdx))                   \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_backward(w->conv, NULL, w->cdy, w->out.cdx))                 \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_backward(w->conv, w->cx, NULL, w->out.cdx))                  \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_output_size(NULL, CH, CW, &w->out.oh, &w->out.ow))           \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_output_size(w->conv, CH, CW, NULL, &w->out.ow))              \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_output_size(w->conv, CH, CW, &w->out.oh, NULL))              \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_output_size(w->conv, 0, CW, &w->out.oh, &w->out.ow))         \
+    X(SRP_ERR_INVALID_ARG, srp_conv2d_output_size(w->conv, CH, KS - 1, &w->out.oh, &w->out.ow))    \
+    X(SRP_ERR_INVALID_ARG, conv_params(w, 0))                                                      \
+    X(SRP_ERR_INVALID_ARG, conv_params(w, 1))                                                      \
+    X(SRP_ERR_INVALID_ARG, conv_params(w, 2))                                                      \
+    X(SRP_ERR_INVALID_ARG, conv_params(w, 3))                                                      \
     /* spectral */                                                                                 \
     X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(NULL, PR, PC, &w->out.scalar))                  \
     X(SRP_ERR_INVALID_ARG, srp_spectral_norm_exact(w->pw, PR, PC, NULL))                           \
@@ -1214,6 +1349,15 @@ static srp_status swap_in_with(world *w, size_t i, size_t n, float value)
     LOSES(SRP_ERR_NUMERIC, overflowing_block_forward(w))                                           \
     X(SRP_ERR_NUMERIC, with_bad_value(w, blk_fc2_w(w) + 7, NAN, blk_fwd))                          \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->ady[3], NAN, blk_bwd))                                \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->cx[7], NAN, conv_fwd_train))                          \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->cx[0], INFINITY, conv_fwd_eval))                      \
+    X(SRP_ERR_NUMERIC, overflowing_conv_forward(w))                                                \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, conv_w(w) + 5, NAN, conv_fwd_train))                      \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, conv_w(w) + 5, -INFINITY, conv_fwd_eval))                 \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_conv2d_gamma(w->conv), NAN, conv_fwd_train))          \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, srp_conv2d_bias(w->conv) + 1, INFINITY, conv_fwd_train))  \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->cdy[3], NAN, conv_bwd))                               \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->cx[8], INFINITY, conv_bwd))                           \
     X(SRP_ERR_NUMERIC, with_bad_value(w, srp_embedding_weight(w->emb) + E, NAN, emb_fwd))          \
     X(SRP_ERR_NUMERIC, with_bad_value(w, srp_embedding_weight(w->emb) + 1, INFINITY, emb_logits))  \
     X(SRP_ERR_NUMERIC, with_bad_value(w, srp_linear_weight_grad(w->lin) + 3, NAN, opt_step))       \
@@ -1311,6 +1455,8 @@ static const char *check_row(size_t i, srp_status got, world *w, world *twin, uL
             return "the attention's entropies should be gone";
         if (srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx) != SRP_OK)
             return "the linear's pending backward";
+        if (srp_conv2d_backward(w->conv, w->cx, w->cdy, w->out.cdx) != SRP_OK)
+            return "the convolution's pending backward";
         forwards(w); /* and the world goes on */
         backwards_and_step(w);
         return NULL;
@@ -1394,6 +1540,7 @@ static void test_null_handles_elsewhere(void **state)
     srp_power_iter_destroy(NULL);
     srp_layernorm_destroy(NULL);
     srp_block_destroy(NULL);
+    srp_conv2d_destroy(NULL);
     srp_optim_destroy(NULL);
     srp_safetensors_close(NULL);
     srp_checkpoint_close(NULL);
@@ -1404,6 +1551,7 @@ static void test_null_handles_elsewhere(void **state)
     assert_null(srp_safetensors_metadata(NULL, "heads"));
     srp_linear_zero_grad(NULL);
     srp_embedding_zero_grad(NULL);
+    srp_conv2d_zero_grad(NULL);
     srp_optim_zero_grad(NULL);
     srp_attention_zero_grad(NULL);
     srp_collapse_destroy(NULL);
@@ -1416,6 +1564,12 @@ static void test_null_handles_elsewhere(void **state)
     assert_null(srp_linear_u(NULL));
     assert_int_equal(srp_linear_in_features(NULL), 0);
     assert_true(isnan(srp_linear_sigma(NULL)));
+    assert_null(srp_conv2d_weight(NULL));
+    assert_null(srp_conv2d_bias_grad(NULL));
+    assert_null(srp_conv2d_gamma(NULL));
+    assert_null(srp_conv2d_u(NULL));
+    assert_null(srp_conv2d_linear(NULL));
+    assert_true(isnan(srp_conv2d_sigma(NULL)));
     assert_null(srp_attention_qkv(NULL));
     assert_null(srp_attention_in_proj(NULL, 0, NULL));
     assert_int_equal(srp_attention_heads(NULL), 0);

@@ -324,74 +324,12 @@ static void test_model_backward_matches_differences(void **state)
     }
 }
 
-/* The stem's columns times a [K][3][3][C] kernel are the 3x3 convolution
- * with zero padding at the layer's stride, computed here directly on the
- * raster map, each output pixel at its row (raster, or patch order); and
- * the columns' backward is their adjoint: <cols(f), g> = <f, cols_backward(g)>.
- * Stride 1 from 6x6 in raster order, and stride 2 from 7x7 to 4x4 (the
- * last row and column of windows half outside) in 2x2 patches. */
-static void test_stem_columns_are_the_convolution(void **state)
-{
-    (void)state;
-    enum { B = 2, C = 2, K = 2, ROW = 9 * C, MAXPIX = 49 };
-    const struct {
-        int side, stride, patch;
-    } cases[2] = {{6, 1, 0}, {7, 2, 2}};
-    for (int t = 0; t < 2; t++) {
-        const int S = cases[t].side, st = cases[t].stride, p = cases[t].patch;
-        const int O = (S - 1) / st + 1, PIX = S * S, OPIX = O * O;
-        float features[B * MAXPIX * C], kernel[K * ROW], cols[B * MAXPIX * ROW];
-        float g[B * MAXPIX * ROW], back[B * MAXPIX * C];
-        int win[MAXPIX * 9];
-        srp_rng r;
-        srp_rng_seed(&r, 4);
-        fill_normal_f(&r, features, (size_t)(B * PIX * C), 1.0); /* [b][y * S + x][c] */
-        fill_normal_f(&r, kernel, K * ROW, 1.0);
-        for (int i = 0; i < B * OPIX * ROW; i++) /* small integers: the backward's sums are exact */
-            g[i] = (float)srp_rng_below(&r, 9) - 4.0f;
-        vit_stem_windows((size_t)S, (size_t)st, (size_t)p, win);
-        vit_stem_columns(features, B, (size_t)PIX, (size_t)OPIX, C, win, cols);
-        for (int b = 0; b < B; b++)
-            for (int y = 0; y < O; y++)
-                for (int x = 0; x < O; x++) {
-                    /* raster, or patch (y / p, x / p) of O / p per row, pixel (y % p, x % p) */
-                    const int at =
-                        p ? (y / p * (O / p) + x / p) * p * p + y % p * p + x % p : y * O + x;
-                    const float *row = cols + (size_t)(b * OPIX + at) * ROW;
-                    for (int k = 0; k < K; k++) {
-                        double direct = 0.0, via_columns = 0.0;
-                        for (int dy = -1; dy <= 1; dy++)
-                            for (int dx = -1; dx <= 1; dx++)
-                                for (int c = 0; c < C; c++) {
-                                    const int sy = y * st + dy, sx = x * st + dx;
-                                    if (sy >= 0 && sy < S && sx >= 0 && sx < S)
-                                        direct +=
-                                            (double)
-                                                kernel[k * ROW + ((dy + 1) * 3 + dx + 1) * C + c] *
-                                            features[(b * PIX + sy * S + sx) * C + c];
-                                }
-                        for (int j = 0; j < ROW; j++)
-                            via_columns += (double)kernel[k * ROW + j] * row[j];
-                        assert_true(fabs(direct - via_columns) <= 1e-12);
-                    }
-                }
-        memset(back, 0, sizeof(back));
-        vit_stem_columns_backward(g, B, (size_t)PIX, (size_t)OPIX, C, win, back);
-        double forward_dot = 0.0, adjoint_dot = 0.0;
-        for (int i = 0; i < B * OPIX * ROW; i++)
-            forward_dot += (double)cols[i] * g[i];
-        for (int i = 0; i < B * PIX * C; i++)
-            adjoint_dot += (double)features[i] * back[i];
-        assert_true(fabs(forward_dot - adjoint_dot) <= 1e-12 * (1.0 + fabs(forward_dot)));
-    }
-}
-
 /* The stem's output is the convolutions it stands for, computed here in
  * double directly on the raster images (each layer: W_hat = (gamma /
  * sigma) W of the forward, its bias, its stride, the GELU), read back in
- * patch order: whichever way this build computes the layers (oneDNN's
- * convolutions or im2col and a GEMM). Stride 1 on 6x6 images, and stride 2
- * then 1 on 7x7 ones (7 -> 4 -> 4, the last windows half outside). */
+ * patch order, with the kernels [K][C][3][3] as PyTorch's. Stride 1 on
+ * 6x6 images, and stride 2 then 1 on 7x7 ones (7 -> 4 -> 4, the last
+ * windows half outside). */
 static void test_stem_forward_is_the_convolution(void **state)
 {
     (void)state;
@@ -410,10 +348,10 @@ static void test_stem_forward_is_the_convolution(void **state)
         assert_ok(vit_stem_init(&s, L, channels, cases[t].strides, C, S, p, B, &base, &r, &names));
         for (size_t l = 0; l < L; l++) { /* O(1) weights, a bias, gamma != sigma */
             const size_t c_in = l ? channels[l - 1] : C;
-            fill_normal_f(&r, srp_linear_weight(s.conv[l]), channels[l] * 9 * c_in, 0.5);
-            assert_ok(srp_linear_reinit_sigma(s.conv[l]));
-            fill_normal_f(&r, srp_linear_bias(s.conv[l]), channels[l], 0.3);
-            *srp_linear_gamma(s.conv[l]) = 1.3f;
+            fill_normal_f(&r, srp_conv2d_weight(s.conv[l]), channels[l] * 9 * c_in, 0.5);
+            assert_ok(srp_linear_reinit_sigma(srp_conv2d_linear(s.conv[l])));
+            fill_normal_f(&r, srp_conv2d_bias(s.conv[l]), channels[l], 0.3);
+            *srp_conv2d_gamma(s.conv[l]) = 1.3f;
         }
         float images[B * C * MAXPIX];
         fill_normal_f(&r, images, B * C * PIX, 1.0);
@@ -430,8 +368,8 @@ static void test_stem_forward_is_the_convolution(void **state)
         for (size_t l = 0; l < L; l++) {
             const size_t c_in = l ? channels[l - 1] : C, K = channels[l], st = cases[t].strides[l];
             side = (in_side - 1) / st + 1;
-            const float *w = srp_linear_weight(s.conv[l]), *bias = srp_linear_bias(s.conv[l]);
-            const double scale = *srp_linear_gamma(s.conv[l]) / (double)srp_linear_sigma(s.conv[l]);
+            const float *w = srp_conv2d_weight(s.conv[l]), *bias = srp_conv2d_bias(s.conv[l]);
+            const double scale = *srp_conv2d_gamma(s.conv[l]) / (double)srp_conv2d_sigma(s.conv[l]);
             for (size_t b = 0; b < B; b++)
                 for (long y = 0; y < (long)side; y++)
                     for (long x = 0; x < (long)side; x++)
@@ -443,9 +381,9 @@ static void test_stem_forward_is_the_convolution(void **state)
                                     if (sy < 0 || sy >= (long)in_side || sx < 0 ||
                                         sx >= (long)in_side)
                                         continue;
-                                    for (size_t c = 0; c < c_in; c++)
-                                        acc += w[(k * 9 + (size_t)((dy + 1) * 3 + dx + 1)) * c_in +
-                                                 c] *
+                                    for (size_t c = 0; c < c_in; c++) /* w: [K][C][3][3] */
+                                        acc += w[(k * c_in + c) * 9 +
+                                                 (size_t)((dy + 1) * 3 + dx + 1)] *
                                                maps[0][b][sy * (long)in_side + sx][c];
                                 }
                             const double pre = bias[k] + scale * acc;
@@ -1150,7 +1088,6 @@ int main(void)
         cmocka_unit_test(test_idx_reader_rejects_bad_files),
         cmocka_unit_test(test_cifar10_reader),
         cmocka_unit_test(test_model_backward_matches_differences),
-        cmocka_unit_test(test_stem_columns_are_the_convolution),
         cmocka_unit_test(test_stem_forward_is_the_convolution),
         cmocka_unit_test(test_checkpoint_keeps_power_iteration_state),
         cmocka_unit_test(test_cli_errors),

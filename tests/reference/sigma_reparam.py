@@ -10,6 +10,8 @@ SNLinear re-implements SNLinear of apple/ml-sigma-reparam (vision/layers.py):
     u is stored in training mode only; sigma = einsum("c,cd,d->", v, W, u)
     with u, v constants, so autograd sees dsigma/dW = v u^T;
   - W_hat = W / sigma * gamma (stats_only: W_hat = W), y = F.linear(x, W_hat, b).
+SNConv2d is the official SNConv2d: an SNLinear on the kernel flattened to
+[out][in*kh*kw], y = F.conv2d(x, W_hat viewed as the kernel, b, stride, padding).
 Attention is timm's with two SNLinears (vision/vit.py converts a timm ViT):
 qkv = x W_qkv^T + b reshaped [B, T, 3, H, dh] (the qkv row is [q | k | v],
 head h in columns h*dh..), S = q k^T dh^-0.5, A = softmax(S) (optionally
@@ -53,13 +55,33 @@ class SNLinear(torch.nn.Module):
                 self.u.copy_(u)
         return torch.einsum("c,cd,d->", v, self.weight, u)
 
-    def forward(self, x):
+    def weight_hat(self):
+        """The forward's weight: W / sigma * gamma (stats_only: W), sigma
+        from this forward's power step."""
         sigma = self.get_sigma()
         if self.training:
             self.spectral_norm = sigma.detach().clone()
         self.last_sigma = sigma.detach().clone()
-        w = self.weight if self.stats_only else self.weight / sigma * self.gamma
-        return F.linear(x, w, self.bias)
+        return self.weight if self.stats_only else self.weight / sigma * self.gamma
+
+    def forward(self, x):
+        return F.linear(x, self.weight_hat(), self.bias)
+
+
+class SNConv2d(SNLinear):
+    """sigmaReparam 2-D convolution as the official SNConv2d: an SNLinear
+    whose weight is the kernel [out][in][kh][kw] flattened to [out][in*kh*kw]
+    (sigma, u and gamma are that matrix's), viewed back as the kernel of
+    F.conv2d (zero padding, dilation 1, groups 1)."""
+
+    def __init__(self, weight, bias=None, stride=1, padding=0, stats_only=False):
+        self.kernel_shape = tuple(weight.shape)
+        super().__init__(weight.reshape(weight.shape[0], -1), bias, stats_only)
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight_hat().view(self.kernel_shape), self.bias,
+                        stride=self.stride, padding=self.padding)
 
 
 class Attention(torch.nn.Module):

@@ -72,6 +72,23 @@ static void randomize_inputs(srp_attention *a, srp_rng *r, double wscale, float 
                          gamma * (1.0f + 0.3f * (float)i));
 }
 
+/* Where q's (part 0) or k's (part 1) weight rows [D][D] and bias [D] are,
+ * in whichever input projection holds columns part * D.. of the
+ * [q | k | v] row, and that projection's gamma / sigma. */
+static void qk_part(srp_attention *a, size_t part, float **w, float **bias, double *scale)
+{
+    const size_t D = srp_attention_dim(a);
+    size_t col = 0, i = 0;
+    srp_linear *l = srp_attention_in_proj(a, 0, NULL);
+    while (col + srp_linear_out_features(l) <= part * D) {
+        col += srp_linear_out_features(l);
+        l = srp_attention_in_proj(a, ++i, NULL);
+    }
+    *w = srp_linear_weight(l) + (part * D - col) * D;
+    *bias = srp_linear_bias(l) + (part * D - col);
+    *scale = *srp_linear_gamma(l) / srp_linear_sigma(l);
+}
+
 /* The module as its next forward on x will compute it; r = 0. */
 static void problem_init(attention_problem *P, srp_attention *a, const attn_shape *s,
                          const float *x)
@@ -389,6 +406,17 @@ static void test_bound_never_exceeds_measured_entropy(void **state)
          * rounding, the case that needs the margins) to 55 */
         const double gamma = exp(srp_rng_uniform(&r) * 12.0 - 8.0);
         randomize_inputs(a, &r, 1.0, (float)gamma);
+        if (trial % 4 == 3) {
+            /* A key bias up to 1e6: each row's logits shifted by q . b_k,
+             * which the bound leaves out but the float logits carry, with
+             * their rounding (up to about 0.1 here). */
+            float *w, *b_k;
+            double scale;
+            qk_part(a, 1, &w, &b_k, &scale);
+            const float grow = (float)exp(srp_rng_uniform(&r) * log(5e6));
+            for (size_t i = 0; i < s.D; i++)
+                b_k[i] *= grow;
+        }
         const size_t n = s.B * s.T * s.D;
         float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
         assert_true(x && y);
@@ -485,8 +513,10 @@ static void test_bound_matches_explicit_norms(void **state)
         assert_true(x && y && xt && m && mq && mk);
         fill_normal_f(&r, x, n, 0.7);
         assert_ok(srp_attention_forward(a, x, s.B, T, y, SRP_EVAL));
-        float bound[4];
-        assert_ok(srp_attention_entropy_bound(a, bound));
+        float bound[4], s_h[4], m_h[4], x_gram, bound_short[4];
+        assert_ok(srp_attention_entropy_bound_terms(a, bound, s_h, m_h, &x_gram));
+        assert_ok(srp_attention_entropy_bound(a, bound_short));
+        assert_memory_equal(bound, bound_short, sizeof(float) * s.H);
 
         double x_norm2 = 0.0;
         for (size_t b = 0; b < s.B; b++) {
@@ -498,21 +528,12 @@ static void test_bound_matches_explicit_norms(void **state)
             assert_ok(srp_spectral_norm_exact(xt, T, c, &sx));
             x_norm2 = fmax(x_norm2, (double)sx * sx);
         }
-        /* q's and k's rows, bias and gamma / sigma, from whichever input
-         * projection holds columns 0 (q) and D (k) of the [q | k | v] row */
-        const float *w[2], *bias[2];
+        assert_close_rel(x_gram, x_norm2, 1e-5, 0.0, "max ||X~ X~^T||");
+        assert_true(x_gram >= x_norm2 * (1.0 - 1e-6));
+        float *w[2], *bias[2];
         double scale[2];
-        for (size_t part = 0, col = 0, i = 0; part < 2; part++) {
-            srp_linear *l;
-            for (i = 0, col = 0;; col += srp_linear_out_features(l), i++) {
-                l = srp_attention_in_proj(a, i, NULL);
-                if (col + srp_linear_out_features(l) > part * D)
-                    break;
-            }
-            w[part] = srp_linear_weight(l) + (part * D - col) * D;
-            bias[part] = srp_linear_bias(l) + (part * D - col);
-            scale[part] = *srp_linear_gamma(l) / srp_linear_sigma(l);
-        }
+        for (size_t part = 0; part < 2; part++)
+            qk_part(a, part, &w[part], &bias[part], &scale[part]);
         for (size_t h = 0; h < s.H; h++) {
             for (size_t row = 0; row < dh; row++) {
                 for (size_t d = 0; d < D; d++) {
@@ -520,7 +541,7 @@ static void test_bound_matches_explicit_norms(void **state)
                     mk[row * c + d] = scale[1] * w[1][(h * dh + row) * D + d];
                 }
                 mq[row * c + D] = bias[0][h * dh + row];
-                mk[row * c + D] = bias[1][h * dh + row];
+                mk[row * c + D] = 0.0; /* the key bias only shifts each row */
             }
             for (size_t i = 0; i < c; i++) /* M = Q~^T K~ / sqrt(dh) */
                 for (size_t j = 0; j < c; j++) {
@@ -531,6 +552,11 @@ static void test_bound_matches_explicit_norms(void **state)
                 }
             float sm;
             assert_ok(srp_spectral_norm_exact(m, c, c, &sm));
+            /* The terms: upper bounds, within the eigensolver's error (and
+             * this route's float SVD) of the exact norms. */
+            assert_close_rel(m_h[h], sm, 1e-5, 0.0, "||M_h||");
+            assert_true(m_h[h] >= sm * (1.0 - 1e-6));
+            assert_close_rel(s_h[h], (double)m_h[h] * x_gram, 1e-6, 0.0, "s = ||M|| ||X~ X~^T||");
             /* Theorem 3.1 with the exact norms (causal: the mean over rows
              * of k = 1..T keys), minus the documented margins: at most the
              * softmax's, plus 1e-4 relative for the logits' rounding and
@@ -555,6 +581,48 @@ static void test_bound_matches_explicit_norms(void **state)
         free(m);
         free(mq);
         free(mk);
+        srp_attention_destroy(a);
+    }
+}
+
+/* The key bias adds q_i . b_k / sqrt(dh) to every logit of row i, which
+ * the softmax ignores: a large one leaves the attention near uniform, and
+ * the bound near log T (with it in K~, s was about 200 here and the bound
+ * 0). ||M_h|| and s do not depend on it at all. */
+static void test_key_bias_does_not_loosen_the_bound(void **state)
+{
+    (void)state;
+    for (int causal = 0; causal < 2; causal++) {
+        const attn_shape sh = {2, 7, 8, 2, causal, SRP_QKV_SIGMA_FUSED};
+        srp_attention *a = make(&sh, 12);
+        srp_rng r;
+        srp_rng_seed(&r, 13);
+        randomize_inputs(a, &r, 1.0, 0.01f); /* small logits, b_q ~ 0.2 */
+        float x[2 * 7 * 8], y[2 * 7 * 8], *w, *b_k;
+        double scale;
+        fill_normal_f(&r, x, 112, 1.0);
+        qk_part(a, 1, &w, &b_k, &scale);
+        float bound[2][2], s_h[2][2], m_h[2][2], x_gram[2], mean[2], min[2];
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            for (size_t i = 0; i < 8; i++) /* -20, 10, 40, ... */
+                b_k[i] = with_bias ? 30.0f * (float)(i % 3) - 20.0f : 0.0f;
+            assert_ok(srp_attention_forward(a, x, 2, 7, y, SRP_EVAL));
+            assert_ok(srp_attention_entropy_bound_terms(a, bound[with_bias], s_h[with_bias],
+                                                        m_h[with_bias], &x_gram[with_bias]));
+            assert_ok(srp_attention_entropy(a, mean, min));
+            for (size_t h = 0; h < 2; h++) {
+                const double uniform = causal ? mean[h] : log(7.0);
+                assert_true(bound[with_bias][h] <= (causal ? mean[h] : min[h]));
+                assert_true(bound[with_bias][h] > 0.95 * uniform);
+            }
+        }
+        assert_memory_equal(m_h[0], m_h[1], sizeof m_h[0]);
+        assert_memory_equal(s_h[0], s_h[1], sizeof s_h[0]);
+        assert_true(x_gram[0] == x_gram[1]);
+        /* Every output is optional. */
+        assert_ok(srp_attention_entropy_bound_terms(a, NULL, NULL, NULL, NULL));
+        assert_ok(srp_attention_entropy_bound_terms(a, NULL, s_h[0], NULL, NULL));
+        assert_memory_equal(s_h[0], s_h[1], sizeof s_h[0]);
         srp_attention_destroy(a);
     }
 }
@@ -701,6 +769,9 @@ static void test_errors(void **state)
     assert_status(srp_attention_backward(a, y, dx), SRP_ERR_UNSUPPORTED);
     assert_status(srp_attention_entropy(a, e, e), SRP_ERR_UNSUPPORTED);
     assert_status(srp_attention_entropy_bound(a, bound), SRP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(srp_last_error_detail(), "srp_attention_entropy_bound: no forward"));
+    assert_status(srp_attention_entropy_bound_terms(NULL, bound, NULL, NULL, NULL),
+                  SRP_ERR_INVALID_ARG);
     assert_status(srp_attention_forward(a, x, 3, 4, y, SRP_TRAIN), SRP_ERR_SHAPE);
     assert_status(srp_attention_forward(a, x, 2, 5, y, SRP_TRAIN), SRP_ERR_SHAPE);
     assert_status(srp_attention_forward(a, x, 0, 4, y, SRP_TRAIN), SRP_ERR_INVALID_ARG);
@@ -971,6 +1042,7 @@ int main(void)
         cmocka_unit_test(test_bound_never_exceeds_measured_entropy),
         cmocka_unit_test(test_bound_edge_values),
         cmocka_unit_test(test_bound_matches_explicit_norms),
+        cmocka_unit_test(test_key_bias_does_not_loosen_the_bound),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_failed_backward_changes_no_gradient),
         cmocka_unit_test(test_non_finite_forward_is_reported),

@@ -541,6 +541,7 @@ static srp_status overflowing_attention_forward(world *w)
     X(SRP_ERR_INVALID_ARG, srp_attention_entropy_normalized(NULL, w->out.heads, NULL))             \
     X(SRP_ERR_INVALID_ARG, srp_attention_entropy_bound(NULL, w->out.heads))                        \
     X(SRP_ERR_INVALID_ARG, srp_attention_entropy_bound(w->att, NULL))                              \
+    X(SRP_ERR_INVALID_ARG, srp_attention_entropy_bound_terms(NULL, w->out.heads, w->out.heads2, NULL, &w->out.scalar)) \
     /* embedding */                                                                                \
     X(SRP_ERR_INVALID_ARG, srp_embedding_create(NULL, V, E, 0.5f, 1))                              \
     X(SRP_ERR_INVALID_ARG, create_embedding(0, E, 0.5f))                                           \
@@ -766,7 +767,9 @@ static const char *check_row(size_t i, srp_status got, world *w, world *twin, uL
     if (row->loses_activations) {
         /* attention.h: the forward's activations are gone, nothing else */
         if (srp_attention_backward(w->att, w->ady, w->out.adx) != SRP_ERR_UNSUPPORTED ||
-            srp_attention_entropy(w->att, w->out.heads, NULL) != SRP_ERR_UNSUPPORTED)
+            srp_attention_entropy(w->att, w->out.heads, NULL) != SRP_ERR_UNSUPPORTED ||
+            srp_attention_entropy_bound_terms(w->att, NULL, NULL, NULL, NULL) !=
+                SRP_ERR_UNSUPPORTED)
             return "the activations should be gone";
         if (srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx) != SRP_OK)
             return "the linear's pending backward";

@@ -3,7 +3,8 @@
  * Entropy of p = softmax(s): with m = max_j s_j, e_j = exp(s_j - m), Z = sum e_j,
  *     H = -sum_j p_j log p_j = log Z - sum_j p_j (s_j - m)
  * which needs no log of a probability (no log 0) and costs one multiply-add
- * per entry next to the exp it shares.
+ * per entry next to the exp it shares. A term whose e_j is 0 adds 0 (the
+ * limit of p log p), never 0 * (-Inf) = NaN for a logit of -Inf.
  *
  * Speed: the exp is most of a softmax. The loops call libmvec's vector
  * expf (internal.h), 4-8x faster than scalar expf calls. */
@@ -30,7 +31,8 @@ static float softmax_row(float *row, size_t keys, size_t len, int track)
             const float t = row[j] - m, e = expf(t);
             row[j] = e;
             z += e;
-            weighted += e * t;
+            /* a zero term adds 0, also for t = -Inf (0 * -Inf is NaN) */
+            weighted += e > 0.0f ? e * t : 0.0f;
         }
     } else {
 #pragma omp simd reduction(+ : z)

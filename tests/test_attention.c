@@ -1049,7 +1049,13 @@ static void test_forward_backward_allocate_nothing(void **state)
     (void)state;
     const attn_shape s = {16, 50, 64, 4, 0, SRP_QKV_SIGMA_FUSED};
     const size_t n = s.B * s.T * s.D;
+    /* The probe: create allocates, so the counter must see it. If it saw
+     * nothing here (the interposed malloc not exported from the test
+     * binary, so the shared library's calls bypass it), the 0 below would
+     * prove nothing. */
+    alloc_counter_start();
     srp_attention *a = make(&s, 9);
+    assert_true(alloc_counter_stop(NULL) > 0);
     float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
     float *dx = malloc(sizeof(float) * n), e[4];
     assert_true(x && y && dx);

@@ -36,15 +36,19 @@ static __thread int t_inside; /* backtrace and dladdr must not count themselves 
 
 /* 1 when a frame of the calling stack lies in a BLAS backend: OpenBLAS or
  * oneDNN (whose C++ code allocates through libstdc++'s operator new, so the
- * direct caller is not enough). */
+ * direct caller is not enough). By the file's name, not its path: the
+ * library and the tests of a build in build-openblas/ are no backend. */
 static int called_from_backend(void)
 {
     void *frames[24];
     const int n = backtrace(frames, 24);
     for (int i = 1; i < n; i++) {
         Dl_info info;
-        if (dladdr(frames[i], &info) && info.dli_fname &&
-            (strstr(info.dli_fname, "openblas") || strstr(info.dli_fname, "libdnnl")))
+        if (!dladdr(frames[i], &info) || !info.dli_fname)
+            continue;
+        const char *slash = strrchr(info.dli_fname, '/');
+        const char *name = slash ? slash + 1 : info.dli_fname;
+        if (strstr(name, "openblas") || strstr(name, "libdnnl"))
             return 1;
     }
     return 0;

@@ -260,9 +260,9 @@ static float float_at_least(double x)
  *     over T same-signed terms, logf within 1 ulp) computes a row entropy
  *     H as h with |h - H| <= c_T (1 + H), c_T = gamma_{2T+32}. Since
  *     H >= f(s'), h >= f(s') - c_T (1 + f(s')). (exp results below
- *     FLT_MIN, with an absolute error instead, and the terms whose exp is
- *     0, which add 0, change H and h by less than T 2^-118 nats: far below
- *     c_T.)
+ *     FLT_MIN, with an absolute error instead, change H and h by less than
+ *     T 2^-118 nats: far below c_T. A row with a t_j of -Inf takes another
+ *     formula, but its bound is 0: see the overflows in 1.)
  *  3. The result is rounded down to a float, and 1e-12 covers f's own
  *     double rounding.
  * The margins are of order 1e-6 nats at small s, where the bound is tight,

@@ -628,25 +628,24 @@ static void test_key_bias_does_not_loosen_the_bound(void **state)
 }
 
 /* A logit of -Inf (q . k overflowing) with a finite row maximum, or a key
- * of -Inf: the forward succeeds with a finite y, and the entropy of that
- * row is 0 (the zero-probability term adds 0), not 0 * -Inf = NaN. The
- * bound is then 0, and no error. */
+ * of -Inf: the forward succeeds with a finite y, and the row's entropy is
+ * that of its other keys (the zero-probability term adds 0), not
+ * 0 * -Inf = NaN. The bound is then 0, and no error. */
 static void test_minus_infinite_logit_gives_a_finite_entropy(void **state)
 {
     (void)state;
     /* D = 2, one head: per token x = (x0, x1), q = g (x1, 0),
      * k = g (x0, 0), v = g (0, x1), through the fused qkv (rows 0-1 q,
-     * 2-3 k, 4-5 v) with gamma = g sigma. Tokens (1, 10) and (-3e38, 2):
-     * logit rows [7.1 g^2, -Inf] and [1.4 g^2, -Inf] (q . k overflows), and
-     * at g = 2 the second key is -Inf itself. Causal: the first row is
-     * [7.1 g^2]. Every row is one-hot. */
-    float x[4] = {1.0f, 10.0f, -3e38f, 2.0f}, y[4];
+     * 2-3 k, 4-5 v) with gamma = g sigma. Tokens (0.1, 10), (0.2, 10) and
+     * (-3e38, 10): every row's logits are g^2 [0.71, 1.41, -Inf] (q . k
+     * overflows; at g = 2 the third key is -Inf itself). */
+    const float x[6] = {0.1f, 10.0f, 0.2f, 10.0f, -3e38f, 10.0f};
     for (int causal = 0; causal < 2; causal++)
         for (int g = 1; g <= 2; g++) {
-            const attn_shape sh = {1, 2, 2, 1, causal, SRP_QKV_SIGMA_FUSED};
+            const attn_shape sh = {1, 3, 2, 1, causal, SRP_QKV_SIGMA_FUSED};
             srp_attention *a = make(&sh, 14);
             srp_linear *qkv = srp_attention_qkv(a);
-            float *w = srp_linear_weight(qkv);
+            float *w = srp_linear_weight(qkv), y[6];
             memset(w, 0, sizeof(float) * 6 * 2);
             memset(srp_linear_bias(qkv), 0, sizeof(float) * 6);
             w[0 * 2 + 1] = 1.0f; /* q = (x1, 0) */
@@ -654,14 +653,26 @@ static void test_minus_infinite_logit_gives_a_finite_entropy(void **state)
             w[5 * 2 + 1] = 1.0f; /* v = (0, x1) */
             assert_ok(srp_linear_reinit_sigma(qkv));
             *srp_linear_gamma(qkv) = (float)g * srp_linear_sigma(qkv);
-            assert_ok(srp_attention_forward(a, x, 1, 2, y, SRP_EVAL));
-            for (size_t i = 0; i < 4; i++)
+            assert_ok(srp_attention_forward(a, x, 1, 3, y, SRP_EVAL));
+            for (size_t i = 0; i < 6; i++)
                 assert_true(isfinite(y[i]));
+            /* two keys whose logits differ by d, the third of weight 0 */
+            const double d = g * g * 10.0 * 0.1 / sqrt(2.0), p = 1.0 / (1.0 + exp(d));
+            const double two = -p * log(p) - (1.0 - p) * log(1.0 - p);
             float mean, min, nmean, nmin, bound;
             assert_ok(srp_attention_entropy(a, &mean, &min));
             assert_ok(srp_attention_entropy_normalized(a, &nmean, &nmin));
-            assert_true(mean == 0.0f && min == 0.0f);
-            assert_true(nmean == 0.0f && nmin == 0.0f);
+            if (!causal) { /* three rows alike */
+                assert_close_rel(mean, two, 1e-5, 0.0, "mean entropy");
+                assert_close_rel(min, two, 1e-5, 0.0, "min entropy");
+                assert_close_rel(nmean, two / log(3.0), 1e-5, 0.0, "normalized mean");
+            } else { /* rows of 1, 2 and 3 keys: 0, two and two */
+                assert_close_rel(mean, 2.0 * two / 3.0, 1e-5, 0.0, "causal mean entropy");
+                assert_true(min == 0.0f);
+                assert_close_rel(nmean, (two / log(2.0) + two / log(3.0)) / 2.0, 1e-5, 0.0,
+                                 "causal normalized mean");
+            }
+            assert_close_rel(nmin, two / log(3.0), 1e-5, 0.0, "normalized min");
             assert_ok(srp_attention_entropy_bound(a, &bound));
             assert_true(bound == 0.0f);
             srp_attention_destroy(a);

@@ -166,7 +166,9 @@ SRP_API srp_status srp_attention_entropy_normalized(const srp_attention *a, floa
  *    code). Round-to-nearest is monotone, so B_r <= E_r for every r still
  *    gives fl(bound) <= fl(entropy). The minimum rounds nothing.
  *
- * NaN/Inf in the input or weights: SRP_ERR_NUMERIC. Allocates nothing;
+ * NaN/Inf in the input or weights: SRP_ERR_NUMERIC (srp_last_error_detail
+ * says which). A q or k that overflowed to -Inf in a forward that succeeded
+ * (y finite) gives the bound 0. Allocates nothing;
  * costs a Gram matrix of min(T, D+1) rows and its eigenvalues per example:
  * compute it every so many steps, not every step. */
 SRP_API srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head);

@@ -409,7 +409,7 @@ static void test_bound_never_exceeds_measured_entropy(void **state)
         if (trial % 4 == 3) {
             /* A key bias up to 1e6: each row's logits shifted by q . b_k,
              * which the bound leaves out but the float logits carry, with
-             * their rounding (up to about 0.1 here). */
+             * a rounding error that grows with it. */
             float *w, *b_k;
             double scale;
             qk_part(a, 1, &w, &b_k, &scale);
@@ -587,8 +587,8 @@ static void test_bound_matches_explicit_norms(void **state)
 
 /* The key bias adds q_i . b_k / sqrt(dh) to every logit of row i, which
  * the softmax ignores: a large one leaves the attention near uniform, and
- * the bound near log T (with it in K~, s was about 200 here and the bound
- * 0). ||M_h|| and s do not depend on it at all. */
+ * the bound near log T (with it in K~, s was 78 here and the bound 0).
+ * ||M_h|| and s do not depend on it at all. */
 static void test_key_bias_does_not_loosen_the_bound(void **state)
 {
     (void)state;

@@ -551,7 +551,7 @@ typedef struct {
 static srp_status add_parts(srp_block *b, const char *prefix, const list_adder *add, void *list)
 {
     char name[SRP_TENSOR_MAX_NAME + 1];
-    const char *part;
+    const char *part = NULL;
     srp_status st = SRP_OK;
     for (size_t i = 0; i < srp_block_linear_count(b) && st == SRP_OK; i++) {
         srp_linear *l = srp_block_linear(b, i, &part);

@@ -5,15 +5,19 @@
  * beta = exp(-s sqrt(T/(T-1))), every row of softmax(a) has entropy
  *     >= log(1 + (T-1) beta) + s sqrt(T(T-1)) beta / (1 + (T-1) beta),
  * with equality for the logit row z_1 = s sqrt((T-1)/T), z_j = -s/sqrt(T(T-1)).
- * For head h, S = Q K^T / sqrt(dh) with q = x W_hat_q^T + b_q, so with
- * X~ = [X | 1], Q~_h = [W_hat_q,h | b_q,h] (dh x (D+1)) and K~_h alike,
- * S = X~ M_h X~^T, M_h = Q~_h^T K~_h / sqrt(dh).
+ * For head h, S = Q K^T / sqrt(dh) with q = x W_hat_q^T + b_q and k alike.
+ * With X~ = [X | 1], Q~_h = [W_hat_q,h | b_q,h] (dh x (D+1)) and
+ * K~_h = [W_hat_k,h | 0]: S = X~ M_h X~^T + c 1^T, M_h = Q~_h^T K~_h / sqrt(dh),
+ * c_i = q_i . b_k,h / sqrt(dh). The key bias adds the same c_i to every
+ * logit of row i, which the softmax ignores (attention.h has the proof), so
+ * the theorem applies to X~ M_h X~^T, whose s leaves the key bias out.
  * ||M_h||_2^2 = lambda_max(K~^T G_q K~) / dh, whose non-zero eigenvalues are
- * those of the dh x dh product G_q G_k (G_q = Q~ Q~^T, G_k = K~ K~^T); M
- * itself is never formed. ||X~ X~^T||_2 = lambda_max of the smaller Gram
- * matrix of X~. Eigenvalues come from LAPACK (dsyev), raised by its error
- * bound, so that every norm is an upper bound and the entropy bound a
- * lower one; see srp_attention_entropy_bound for the float margins.
+ * those of the dh x dh product G_q G_k (G_q = Q~ Q~^T, G_k = K~ K~^T, which
+ * is W_hat_k,h W_hat_k,h^T); M itself is never formed. ||X~ X~^T||_2 =
+ * lambda_max of the smaller Gram matrix of X~. Eigenvalues come from
+ * LAPACK (dsyev), raised by its error bound, so that every norm is an upper
+ * bound and the entropy bound a lower one; see entropy_bound_terms for the
+ * float margins.
  *
  * Causal rows (attention.h has the derivation): row i is a softmax over
  * k = i + 1 logits of 2-norm <= s too, so its entropy is >= f(s, k), and
@@ -48,7 +52,7 @@ static void reduce_per_head(const srp_attention *a, const double *sums, const fl
 srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head, float *min_per_head)
 {
     if (!a)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(a);
     if (!a->have_forward || !a->track_entropy)
         return SRP_ERR_UNSUPPORTED;
     const uint64_t t0 = srp_profile_begin();
@@ -62,7 +66,7 @@ srp_status srp_attention_entropy_normalized(const srp_attention *a, float *mean_
                                             float *min_per_head)
 {
     if (!a)
-        return SRP_ERR_INVALID_ARG;
+        return SRP_FAIL_NULL(a);
     if (!a->have_forward || !a->track_entropy)
         return SRP_ERR_UNSUPPORTED;
     const uint64_t t0 = srp_profile_begin();
@@ -140,7 +144,8 @@ static double input_gram_norm(srp_attention *a, size_t b, double *frobenius2)
 
 /* For head h with the weights of the last forward (a copy: the optimizer may
  * have moved the live ones since): an upper bound on ||M_h||_2, and the
- * Frobenius norms of Q~_h and K~_h.
+ * Frobenius norms of [W_hat_q,h | b_q,h] and [W_hat_k,h | b_k,h] (the
+ * forward's k has its bias, M_h does not).
  * ||M_h||_2^2 dh = lambda_max(G_q G_k) = lambda_max(L^T G_q L) with
  * G_k = V Lambda V^T and L = V Lambda^1/2: a symmetric dh x dh problem. */
 static double head_logit_norm(srp_attention *a, size_t h, double *q_fro, double *k_fro)
@@ -159,18 +164,18 @@ static double head_logit_norm(srp_attention *a, size_t h, double *q_fro, double 
             kt[r * cols + d] = scale_k * w[rk * D + d];
         }
         qt[r * cols + D] = bias[rq]; /* the bias is not rescaled */
-        kt[r * cols + D] = bias[rk];
     }
     srp_dsyrk_full(0, dh, cols, qt, cols, gq, dh);
-    srp_dsyrk_full(0, dh, cols, kt, cols, gk, dh);
-    double tq = 0.0, tk = 0.0;
+    srp_dsyrk_full(0, dh, D, kt, cols, gk, dh); /* K~'s last column is 0 */
+    double tq = 0.0, tk = 0.0, bk2 = 0.0;
     for (size_t i = 0; i < dh; i++) {
         tq += gq[i * dh + i];
         tk += gk[i * dh + i];
+        bk2 += (double)bias[D + h * dh + i] * bias[D + h * dh + i];
     }
     *q_fro = sqrt(tq);
-    *k_fro = sqrt(tk);
-    if (!isfinite(tq) || !isfinite(tk))
+    *k_fro = sqrt(tk + bk2);
+    if (!isfinite(tq) || !isfinite(tk + bk2))
         return NAN;
     /* G_k = V Lambda V^T; V's columns overwrite gk (column j at gk[j * dh]). */
     double *lambda = a->bound_vecs, *work = lambda + a->bound_vec_len;
@@ -208,7 +213,7 @@ static void head_output_norms(const srp_attention *a, size_t h, double *q_max, d
     }
 }
 
-/* The largest double below or at x, as a float. */
+/* The largest float at or below x, and the smallest at or above it. */
 static float float_at_most(double x)
 {
     float f = (float)x;
@@ -217,34 +222,58 @@ static float float_at_most(double x)
     return f;
 }
 
+static float float_at_least(double x)
+{
+    float f = (float)x;
+    if ((double)f < x)
+        f = nextafterf(f, INFINITY);
+    return f;
+}
+
 /* Theorem 3.1 holds for exact logits; what the forward measured are float
  * logits through a float softmax. The bound returned is lowered by proven
  * margins for both, so that it is never above the measured minimum:
  *  1. Logit rounding. The theorem's bound is the least entropy over logit
- *     rows of 2-norm <= s, and the float row S_f differs from the exact one
- *     by e with ||e|| <= eps, from the standard GEMM error bound
- *     |fl(A B) - A B| <= gamma_k |A| |B| (any summation order, FMA or not)
- *     applied to q, k (k = D + 2: products, alpha and the bias) and S
- *     (k = dh + 1), and from 1/sqrtf(dh) (2u). With F = Frobenius norms,
+ *     rows of 2-norm <= s. Row i of the exact logits is z + c_i 1 with
+ *     ||z|| <= s (c_i: the key bias's shift, see the top), and the float
+ *     row S_f differs from it by e with ||e|| <= eps; so r = S_f - c_i 1, a
+ *     shift that the softmax ignores, has ||r|| <= s + eps. eps comes from
+ *     the standard GEMM error bound |fl(A B) - A B| <= gamma_k |A| |B| (any
+ *     summation order, FMA or not) applied to q, k (k = D + 2: products,
+ *     alpha and the bias) and S (k = dh + 1), and from the scale
+ *     alpha_f = 1/sqrtf(dh), within gamma_2 of a = 1/sqrt(dh). With
+ *     S_f - S = (alpha_f - a) Q_f K_f^T + a (Q_f K_f^T - Q K^T) + E,
+ *     |E| <= gamma_{dh+1} alpha_f |Q_f| |K_f|^T, F = Frobenius norms,
  *     xf = ||X~||_F, and nq, nk those of the float Q_f, K_f of the head:
- *         eq = gamma_{D+2} xf ||Q~||_F        ek = gamma_{D+2} xf ||K~||_F
- *         eps = 2u s + c (eq nk + (nq + eq) ek + gamma_{dh+1} nq nk),
- *     c = (1 + 2u) / sqrt(dh). The softmax's t_j = fl(s_j - m) moves the row
- *     by at most 2u sqrt(T) of its norm; so s' = (s + eps)(1 + 2u sqrt(T)).
+ *         eq = gamma_{D+2} xf ||[W_q | b_q]||_F    (>= ||Q_f - Q||_F)
+ *         ek = gamma_{D+2} xf ||[W_k | b_k]||_F    (the forward's k has b_k)
+ *         eps = a (gamma_2 nq nk + eq nk + (nq + eq) ek
+ *                  + (1 + gamma_2) gamma_{dh+1} nq nk).
+ *     No term is a multiple of the exact row's norm, which the shift c_i
+ *     can make much larger than s. The softmax's t_j = fl(s_j - m) errs by
+ *     at most u |s_j - m| = u |r_j - max r| <= 2u ||r||, which moves the row
+ *     by at most 2u sqrt(T) ||r||: so s' = (s + eps)(1 + 2u sqrt(T)).
+ *     An overflow on the way (a logit or a k of -Inf, with y finite) needs
+ *     a |q . k| or a |s_j - m| above FLT_MAX: then s' > 1e31, or nq or nk
+ *     is infinite and s' is taken as infinite, and the bound is 0.
  *  2. The softmax pass (softmax.c: exp within 4 ulp, z and the weighted sum
  *     over T same-signed terms, logf within 1 ulp) computes a row entropy
  *     H as h with |h - H| <= c_T (1 + H), c_T = gamma_{2T+32}. Since
- *     H >= f(s'), h >= f(s') - c_T (1 + f(s')).
+ *     H >= f(s'), h >= f(s') - c_T (1 + f(s')). (exp results below
+ *     FLT_MIN, with an absolute error instead, change H and h by less than
+ *     T 2^-118 nats: far below c_T. A row with a t_j of -Inf takes another
+ *     formula, but its bound is 0: see the overflows in 1.)
  *  3. The result is rounded down to a float, and 1e-12 covers f's own
  *     double rounding.
  * The margins are of order 1e-6 nats at small s, where the bound is tight,
  * and vanish next to the bound's own slack elsewhere. */
-static srp_status srp_attention_entropy_bound_impl(srp_attention *a, float *bound_per_head)
+static srp_status entropy_bound_terms(srp_attention *a, const char *call, float *bound_per_head,
+                                      float *s_per_head, float *m_norm_per_head,
+                                      float *x_gram_norm_out)
 {
-    if (!a || !bound_per_head)
-        return SRP_ERR_INVALID_ARG;
     if (!a->have_forward)
-        return SRP_ERR_UNSUPPORTED;
+        return srp_fail(SRP_ERR_UNSUPPORTED,
+                        "%s: no forward to bound (none ran yet, or the last one failed)", call);
     const size_t T = a->tokens, D = a->dim, dh = a->head_dim;
     /* The bound falls as s grows, so the batch minimum comes from the
      * example with the largest ||X~ X~^T||. */
@@ -253,27 +282,33 @@ static srp_status srp_attention_entropy_bound_impl(srp_attention *a, float *boun
         double f2;
         const double v = input_gram_norm(a, b, &f2);
         if (!isfinite(v))
-            return SRP_ERR_NUMERIC;
+            return srp_fail(SRP_ERR_NUMERIC,
+                            "%s: the last forward's input x (example %zu) "
+                            "holds a NaN or Inf, or its Gram matrix overflows",
+                            call, b);
         x_gram_norm = fmax(x_gram_norm, v);
         x_fro2 = fmax(x_fro2, f2);
     }
-    const double xf = sqrt(x_fro2), u = F32_UNIT;
-    const double c_logit = (1.0 + 2.0 * u) / sqrt((double)dh);
+    const double xf = sqrt(x_fro2), u = F32_UNIT, g2 = gamma_f32(2.0);
+    const double scale = 1.0 / sqrt((double)dh);
     const double c_softmax = gamma_f32(2.0 * (double)T + 32.0);
     for (size_t h = 0; h < a->heads; h++) {
         double q_fro, k_fro, nq, nk;
         const double m = head_logit_norm(a, h, &q_fro, &k_fro);
         if (!isfinite(m))
-            return SRP_ERR_NUMERIC;
+            return srp_fail(SRP_ERR_NUMERIC,
+                            "%s: head %zu's query or key weights or biases (as of the last "
+                            "forward) hold a NaN or Inf, or their Gram matrices overflow",
+                            call, h);
         head_output_norms(a, h, &nq, &nk);
         const double s = m * x_gram_norm;
         const double eq = gamma_f32((double)D + 2.0) * xf * q_fro;
         const double ek = gamma_f32((double)D + 2.0) * xf * k_fro;
-        const double eps = 2.0 * u * s + c_logit * (eq * nk + (nq + eq) * ek +
-                                                    gamma_f32((double)dh + 1.0) * nq * nk);
-        const double s_float = (s + eps) * (1.0 + 2.0 * u * sqrt((double)T));
-        if (!isfinite(s_float))
-            return SRP_ERR_NUMERIC;
+        const double eps = scale * (g2 * nq * nk + eq * nk + (nq + eq) * ek +
+                                    (1.0 + g2) * gamma_f32((double)dh + 1.0) * nq * nk);
+        /* nq or nk infinite: q or k overflowed in the forward; no bound but 0 */
+        const double s_float =
+            isinf(nq) || isinf(nk) ? INFINITY : (s + eps) * (1.0 + 2.0 * u * sqrt((double)T));
         double lowered;
         if (!a->causal) {
             const double f = srp_entropy_lower_bound(s_float, T);
@@ -289,15 +324,41 @@ static srp_status srp_attention_entropy_bound_impl(srp_attention *a, float *boun
             }
             lowered = sum / (double)T * (1.0 - 0x1p-23) - 1e-12;
         }
-        bound_per_head[h] = lowered > 0.0 ? float_at_most(lowered) : 0.0f;
+        if (bound_per_head)
+            bound_per_head[h] = lowered > 0.0 ? float_at_most(lowered) : 0.0f;
+        if (s_per_head)
+            s_per_head[h] = float_at_least(s);
+        if (m_norm_per_head)
+            m_norm_per_head[h] = float_at_least(m);
     }
+    if (x_gram_norm_out)
+        *x_gram_norm_out = float_at_least(x_gram_norm);
     return SRP_OK;
 }
 
 srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head)
 {
+    if (!a || !bound_per_head)
+        return srp_fail(SRP_ERR_INVALID_ARG, "srp_attention_entropy_bound: %s is NULL",
+                        !a ? "the module" : "bound_per_head");
     const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_attention_entropy_bound_impl(a, bound_per_head);
+    const srp_status st =
+        entropy_bound_terms(a, "srp_attention_entropy_bound", bound_per_head, NULL, NULL, NULL);
+    srp_profile_end(SRP_PROF_ENTROPY, t0);
+    return st;
+}
+
+srp_status srp_attention_entropy_bound_terms(srp_attention *a, float *bound_per_head,
+                                             float *s_per_head, float *m_norm_per_head,
+                                             float *x_gram_norm)
+{
+    if (!a)
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "srp_attention_entropy_bound_terms: the module is NULL");
+    const uint64_t t0 = srp_profile_begin();
+    const srp_status st =
+        entropy_bound_terms(a, "srp_attention_entropy_bound_terms", bound_per_head, s_per_head,
+                            m_norm_per_head, x_gram_norm);
     srp_profile_end(SRP_PROF_ENTROPY, t0);
     return st;
 }

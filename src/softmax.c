@@ -3,7 +3,9 @@
  * Entropy of p = softmax(s): with m = max_j s_j, e_j = exp(s_j - m), Z = sum e_j,
  *     H = -sum_j p_j log p_j = log Z - sum_j p_j (s_j - m)
  * which needs no log of a probability (no log 0) and costs one multiply-add
- * per entry next to the exp it shares.
+ * per entry next to the exp it shares. A logit of -Inf makes that formula
+ * 0 * (-Inf) = NaN; such a row (y is finite) takes -sum p log p over its
+ * non-zero p instead: a zero-probability term adds 0, the limit of p log p.
  *
  * Speed: the exp is most of a softmax. The loops call libmvec's vector
  * expf (internal.h), 4-8x faster than scalar expf calls. */
@@ -11,6 +13,20 @@
 #include <string.h>
 
 #include "internal.h"
+
+/* -sum p_j log p_j over the p_j > 0 of a softmax row p, for the rare row
+ * that met 0 * (-Inf) in the main formula: a logit of -Inf (or s_j - m
+ * overflowing) with a finite maximum. A test in the main loop instead would
+ * keep it from vectorizing (GCC sees control flow there under
+ * -ftrapping-math), and change z's summation order with it. */
+static float entropy_of_probabilities(const float *p, size_t keys)
+{
+    float h = 0.0f;
+    for (size_t j = 0; j < keys; j++)
+        if (p[j] > 0.0f)
+            h -= p[j] * logf(p[j]);
+    return h;
+}
 
 SRP_VECTOR_CLONES
 static float softmax_row(float *row, size_t keys, size_t len, int track)
@@ -50,7 +66,9 @@ static float softmax_row(float *row, size_t keys, size_t len, int track)
         return 0.0f;
     /* z >= 1 (the max contributes e^0), so the log is finite; rounding can
      * leave a near one-hot row a hair below 0. */
-    const float h = logf(z) - weighted * inv;
+    float h = logf(z) - weighted * inv;
+    if (h != h && z == z) /* a t_j of -Inf met its e_j = 0 */
+        h = entropy_of_probabilities(row, keys);
     return h < 0.0f ? 0.0f : h; /* NaN stays NaN */
 }
 

@@ -36,7 +36,8 @@ static __thread int t_inside; /* backtrace and dladdr must not count themselves 
 
 /* 1 when a frame of the calling stack lies in a BLAS backend: OpenBLAS or
  * oneDNN (whose C++ code allocates through libstdc++'s operator new, so the
- * direct caller is not enough). */
+ * direct caller is not enough). By the file's name, not its path: the
+ * library and the tests of a build in build-openblas/ are no backend. */
 static int called_from_backend(void)
 {
     void *frames[24];

@@ -13,7 +13,7 @@ mutants=(
   "u and v never normalized|src/spectral.c|x\[i\] /= denom;|(void)denom;"
   "W divided by sigma twice|src/linear.c|scale = l->gamma / sigma;|scale = l->gamma / (sigma * sigma);"
   "u updated in eval forwards|src/linear.c|if \(training\) \{\n            memcpy\(l->u|if (1) {\n            memcpy(l->u"
-  "no SVD init: u not the top singular vector|src/linear.c|memcpy\(l->u, l->cand_u, l->in \* sizeof\(float\)\);\n    memcpy\(l->v, l->cand_v|l->u[0] += 1.0f;\n    memcpy(l->v, l->cand_v"
+  "no SVD init: u a fixed unit vector, not the top singular vector|src/linear.c|memcpy\(l->u, l->cand_u, l->in \* sizeof\(float\)\);\n    memcpy\(l->v, l->cand_v|memset(l->u, 0, l->in * sizeof(float));\n    l->u[0] = 1.0f;\n    memcpy(l->v, l->cand_v"
   "the rank-1 sigma term dropped|src/linear.c|rank1 = \(float\)\(\(double\)scale \* s / sigma\);|rank1 = 0.0f;"
   "off-by-one in the causal mask|src/attention.c|const size_t keys = a->causal \? r \+ 1 : T;|const size_t keys = a->causal ? (r + 2 < T ? r + 2 : T) : T;"
 )

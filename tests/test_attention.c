@@ -72,6 +72,23 @@ static void randomize_inputs(srp_attention *a, srp_rng *r, double wscale, float 
                          gamma * (1.0f + 0.3f * (float)i));
 }
 
+/* Where q's (part 0) or k's (part 1) weight rows [D][D] and bias [D] are,
+ * in whichever input projection holds columns part * D.. of the
+ * [q | k | v] row, and that projection's gamma / sigma. */
+static void qk_part(srp_attention *a, size_t part, float **w, float **bias, double *scale)
+{
+    const size_t D = srp_attention_dim(a);
+    size_t col = 0, i = 0;
+    srp_linear *l = srp_attention_in_proj(a, 0, NULL);
+    while (col + srp_linear_out_features(l) <= part * D) {
+        col += srp_linear_out_features(l);
+        l = srp_attention_in_proj(a, ++i, NULL);
+    }
+    *w = srp_linear_weight(l) + (part * D - col) * D;
+    *bias = srp_linear_bias(l) + (part * D - col);
+    *scale = *srp_linear_gamma(l) / srp_linear_sigma(l);
+}
+
 /* The module as its next forward on x will compute it; r = 0. */
 static void problem_init(attention_problem *P, srp_attention *a, const attn_shape *s,
                          const float *x)
@@ -389,6 +406,17 @@ static void test_bound_never_exceeds_measured_entropy(void **state)
          * rounding, the case that needs the margins) to 55 */
         const double gamma = exp(srp_rng_uniform(&r) * 12.0 - 8.0);
         randomize_inputs(a, &r, 1.0, (float)gamma);
+        if (trial % 4 == 3) {
+            /* A key bias up to 1e6: each row's logits shifted by q . b_k,
+             * which the bound leaves out but the float logits carry, with
+             * a rounding error that grows with it. */
+            float *w, *b_k;
+            double scale;
+            qk_part(a, 1, &w, &b_k, &scale);
+            const float grow = (float)exp(srp_rng_uniform(&r) * log(5e6));
+            for (size_t i = 0; i < s.D; i++)
+                b_k[i] *= grow;
+        }
         const size_t n = s.B * s.T * s.D;
         float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
         assert_true(x && y);
@@ -485,8 +513,10 @@ static void test_bound_matches_explicit_norms(void **state)
         assert_true(x && y && xt && m && mq && mk);
         fill_normal_f(&r, x, n, 0.7);
         assert_ok(srp_attention_forward(a, x, s.B, T, y, SRP_EVAL));
-        float bound[4];
-        assert_ok(srp_attention_entropy_bound(a, bound));
+        float bound[4], s_h[4], m_h[4], x_gram, bound_short[4];
+        assert_ok(srp_attention_entropy_bound_terms(a, bound, s_h, m_h, &x_gram));
+        assert_ok(srp_attention_entropy_bound(a, bound_short));
+        assert_memory_equal(bound, bound_short, sizeof(float) * s.H);
 
         double x_norm2 = 0.0;
         for (size_t b = 0; b < s.B; b++) {
@@ -498,21 +528,12 @@ static void test_bound_matches_explicit_norms(void **state)
             assert_ok(srp_spectral_norm_exact(xt, T, c, &sx));
             x_norm2 = fmax(x_norm2, (double)sx * sx);
         }
-        /* q's and k's rows, bias and gamma / sigma, from whichever input
-         * projection holds columns 0 (q) and D (k) of the [q | k | v] row */
-        const float *w[2], *bias[2];
+        assert_close_rel(x_gram, x_norm2, 1e-5, 0.0, "max ||X~ X~^T||");
+        assert_true(x_gram >= x_norm2 * (1.0 - 1e-6));
+        float *w[2], *bias[2];
         double scale[2];
-        for (size_t part = 0, col = 0, i = 0; part < 2; part++) {
-            srp_linear *l;
-            for (i = 0, col = 0;; col += srp_linear_out_features(l), i++) {
-                l = srp_attention_in_proj(a, i, NULL);
-                if (col + srp_linear_out_features(l) > part * D)
-                    break;
-            }
-            w[part] = srp_linear_weight(l) + (part * D - col) * D;
-            bias[part] = srp_linear_bias(l) + (part * D - col);
-            scale[part] = *srp_linear_gamma(l) / srp_linear_sigma(l);
-        }
+        for (size_t part = 0; part < 2; part++)
+            qk_part(a, part, &w[part], &bias[part], &scale[part]);
         for (size_t h = 0; h < s.H; h++) {
             for (size_t row = 0; row < dh; row++) {
                 for (size_t d = 0; d < D; d++) {
@@ -520,7 +541,7 @@ static void test_bound_matches_explicit_norms(void **state)
                     mk[row * c + d] = scale[1] * w[1][(h * dh + row) * D + d];
                 }
                 mq[row * c + D] = bias[0][h * dh + row];
-                mk[row * c + D] = bias[1][h * dh + row];
+                mk[row * c + D] = 0.0; /* the key bias only shifts each row */
             }
             for (size_t i = 0; i < c; i++) /* M = Q~^T K~ / sqrt(dh) */
                 for (size_t j = 0; j < c; j++) {
@@ -531,6 +552,11 @@ static void test_bound_matches_explicit_norms(void **state)
                 }
             float sm;
             assert_ok(srp_spectral_norm_exact(m, c, c, &sm));
+            /* The terms: upper bounds, within the eigensolver's error (and
+             * this route's float SVD) of the exact norms. */
+            assert_close_rel(m_h[h], sm, 1e-5, 0.0, "||M_h||");
+            assert_true(m_h[h] >= sm * (1.0 - 1e-6));
+            assert_close_rel(s_h[h], (double)m_h[h] * x_gram, 1e-6, 0.0, "s = ||M|| ||X~ X~^T||");
             /* Theorem 3.1 with the exact norms (causal: the mean over rows
              * of k = 1..T keys), minus the documented margins: at most the
              * softmax's, plus 1e-4 relative for the logits' rounding and
@@ -557,6 +583,100 @@ static void test_bound_matches_explicit_norms(void **state)
         free(mk);
         srp_attention_destroy(a);
     }
+}
+
+/* The key bias adds q_i . b_k / sqrt(dh) to every logit of row i, which
+ * the softmax ignores: a large one leaves the attention near uniform, and
+ * the bound near log T (with it in K~, s was 78 here and the bound 0).
+ * ||M_h|| and s do not depend on it at all. */
+static void test_key_bias_does_not_loosen_the_bound(void **state)
+{
+    (void)state;
+    for (int causal = 0; causal < 2; causal++) {
+        const attn_shape sh = {2, 7, 8, 2, causal, SRP_QKV_SIGMA_FUSED};
+        srp_attention *a = make(&sh, 12);
+        srp_rng r;
+        srp_rng_seed(&r, 13);
+        randomize_inputs(a, &r, 1.0, 0.01f); /* small logits, b_q ~ 0.2 */
+        float x[2 * 7 * 8], y[2 * 7 * 8], *w, *b_k;
+        double scale;
+        fill_normal_f(&r, x, 112, 1.0);
+        qk_part(a, 1, &w, &b_k, &scale);
+        float bound[2][2], s_h[2][2], m_h[2][2], x_gram[2], mean[2], min[2];
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            for (size_t i = 0; i < 8; i++) /* -20, 10, 40, ... */
+                b_k[i] = with_bias ? 30.0f * (float)(i % 3) - 20.0f : 0.0f;
+            assert_ok(srp_attention_forward(a, x, 2, 7, y, SRP_EVAL));
+            assert_ok(srp_attention_entropy_bound_terms(a, bound[with_bias], s_h[with_bias],
+                                                        m_h[with_bias], &x_gram[with_bias]));
+            assert_ok(srp_attention_entropy(a, mean, min));
+            for (size_t h = 0; h < 2; h++) {
+                const double uniform = causal ? mean[h] : log(7.0);
+                assert_true(bound[with_bias][h] <= (causal ? mean[h] : min[h]));
+                assert_true(bound[with_bias][h] > 0.95 * uniform);
+            }
+        }
+        assert_memory_equal(m_h[0], m_h[1], sizeof m_h[0]);
+        assert_memory_equal(s_h[0], s_h[1], sizeof s_h[0]);
+        assert_true(x_gram[0] == x_gram[1]);
+        /* Every output is optional. */
+        assert_ok(srp_attention_entropy_bound_terms(a, NULL, NULL, NULL, NULL));
+        assert_ok(srp_attention_entropy_bound_terms(a, NULL, s_h[0], NULL, NULL));
+        assert_memory_equal(s_h[0], s_h[1], sizeof s_h[0]);
+        srp_attention_destroy(a);
+    }
+}
+
+/* A logit of -Inf (q . k overflowing) with a finite row maximum, or a key
+ * of -Inf: the forward succeeds with a finite y, and the row's entropy is
+ * that of its other keys (the zero-probability term adds 0), not
+ * 0 * -Inf = NaN. The bound is then 0, and no error. */
+static void test_minus_infinite_logit_gives_a_finite_entropy(void **state)
+{
+    (void)state;
+    /* D = 2, one head: per token x = (x0, x1), q = g (x1, 0),
+     * k = g (x0, 0), v = g (0, x1), through the fused qkv (rows 0-1 q,
+     * 2-3 k, 4-5 v) with gamma = g sigma. Tokens (0.1, 10), (0.2, 10) and
+     * (-3e38, 10): every row's logits are g^2 [0.71, 1.41, -Inf] (q . k
+     * overflows; at g = 2 the third key is -Inf itself). */
+    const float x[6] = {0.1f, 10.0f, 0.2f, 10.0f, -3e38f, 10.0f};
+    for (int causal = 0; causal < 2; causal++)
+        for (int g = 1; g <= 2; g++) {
+            const attn_shape sh = {1, 3, 2, 1, causal, SRP_QKV_SIGMA_FUSED};
+            srp_attention *a = make(&sh, 14);
+            srp_linear *qkv = srp_attention_qkv(a);
+            float *w = srp_linear_weight(qkv), y[6];
+            memset(w, 0, sizeof(float) * 6 * 2);
+            memset(srp_linear_bias(qkv), 0, sizeof(float) * 6);
+            w[0 * 2 + 1] = 1.0f; /* q = (x1, 0) */
+            w[2 * 2 + 0] = 1.0f; /* k = (x0, 0) */
+            w[5 * 2 + 1] = 1.0f; /* v = (0, x1) */
+            assert_ok(srp_linear_reinit_sigma(qkv));
+            *srp_linear_gamma(qkv) = (float)g * srp_linear_sigma(qkv);
+            assert_ok(srp_attention_forward(a, x, 1, 3, y, SRP_EVAL));
+            for (size_t i = 0; i < 6; i++)
+                assert_true(isfinite(y[i]));
+            /* two keys whose logits differ by d, the third of weight 0 */
+            const double d = g * g * 10.0 * 0.1 / sqrt(2.0), p = 1.0 / (1.0 + exp(d));
+            const double two = -p * log(p) - (1.0 - p) * log(1.0 - p);
+            float mean, min, nmean, nmin, bound;
+            assert_ok(srp_attention_entropy(a, &mean, &min));
+            assert_ok(srp_attention_entropy_normalized(a, &nmean, &nmin));
+            if (!causal) { /* three rows alike */
+                assert_close_rel(mean, two, 1e-5, 0.0, "mean entropy");
+                assert_close_rel(min, two, 1e-5, 0.0, "min entropy");
+                assert_close_rel(nmean, two / log(3.0), 1e-5, 0.0, "normalized mean");
+            } else { /* rows of 1, 2 and 3 keys: 0, two and two */
+                assert_close_rel(mean, 2.0 * two / 3.0, 1e-5, 0.0, "causal mean entropy");
+                assert_true(min == 0.0f);
+                assert_close_rel(nmean, (two / log(2.0) + two / log(3.0)) / 2.0, 1e-5, 0.0,
+                                 "causal normalized mean");
+            }
+            assert_close_rel(nmin, two / log(3.0), 1e-5, 0.0, "normalized min");
+            assert_ok(srp_attention_entropy_bound(a, &bound));
+            assert_true(bound == 0.0f);
+            srp_attention_destroy(a);
+        }
 }
 
 /* The u, v, sigma and gamma of every linear of the module, as bits. */
@@ -701,6 +821,9 @@ static void test_errors(void **state)
     assert_status(srp_attention_backward(a, y, dx), SRP_ERR_UNSUPPORTED);
     assert_status(srp_attention_entropy(a, e, e), SRP_ERR_UNSUPPORTED);
     assert_status(srp_attention_entropy_bound(a, bound), SRP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(srp_last_error_detail(), "srp_attention_entropy_bound: no forward"));
+    assert_status(srp_attention_entropy_bound_terms(NULL, bound, NULL, NULL, NULL),
+                  SRP_ERR_INVALID_ARG);
     assert_status(srp_attention_forward(a, x, 3, 4, y, SRP_TRAIN), SRP_ERR_SHAPE);
     assert_status(srp_attention_forward(a, x, 2, 5, y, SRP_TRAIN), SRP_ERR_SHAPE);
     assert_status(srp_attention_forward(a, x, 0, 4, y, SRP_TRAIN), SRP_ERR_INVALID_ARG);
@@ -937,7 +1060,13 @@ static void test_forward_backward_allocate_nothing(void **state)
     (void)state;
     const attn_shape s = {16, 50, 64, 4, 0, SRP_QKV_SIGMA_FUSED};
     const size_t n = s.B * s.T * s.D;
+    /* The probe: create allocates, so the counter must see it. If it saw
+     * nothing here (the interposed malloc not exported from the test
+     * binary, so the shared library's calls bypass it), the 0 below would
+     * prove nothing. */
+    alloc_counter_start();
     srp_attention *a = make(&s, 9);
+    assert_true(alloc_counter_stop(NULL) > 0);
     float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
     float *dx = malloc(sizeof(float) * n), e[4];
     assert_true(x && y && dx);
@@ -971,6 +1100,8 @@ int main(void)
         cmocka_unit_test(test_bound_never_exceeds_measured_entropy),
         cmocka_unit_test(test_bound_edge_values),
         cmocka_unit_test(test_bound_matches_explicit_norms),
+        cmocka_unit_test(test_key_bias_does_not_loosen_the_bound),
+        cmocka_unit_test(test_minus_infinite_logit_gives_a_finite_entropy),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_failed_backward_changes_no_gradient),
         cmocka_unit_test(test_non_finite_forward_is_reported),

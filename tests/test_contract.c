@@ -995,6 +995,7 @@ static srp_status overflowing_conv_forward(world *w)
     X(SRP_ERR_INVALID_ARG, srp_attention_params(w->att, "attn", NULL))                             \
     X(SRP_ERR_INVALID_ARG, srp_attention_state_refs(NULL, "attn", w->scratch_refs))                \
     X(SRP_ERR_INVALID_ARG, srp_attention_state_refs(w->att, "attn", NULL))                         \
+    X(SRP_ERR_INVALID_ARG, srp_attention_entropy_bound_terms(NULL, w->out.heads, w->out.heads2, NULL, &w->out.scalar)) \
     /* embedding */                                                                                \
     X(SRP_ERR_INVALID_ARG, srp_embedding_create(NULL, V, E, 0.5f, 1))                              \
     X(SRP_ERR_INVALID_ARG, create_embedding(0, E, 0.5f))                                           \
@@ -1412,9 +1413,6 @@ static void finish_step(world *w)
  * the call, the argument or tensor, the sizes, the limit. */
 static int needs_detail(const contract_row *row)
 {
-    /* entropy.c is another change's: its calls get their details there. */
-    if (strstr(row->call, "entropy"))
-        return 0;
     return row->want == SRP_ERR_INVALID_ARG || row->want == SRP_ERR_SHAPE ||
            row->want == SRP_ERR_FORMAT || row->want == SRP_ERR_VERSION ||
            row->want == SRP_ERR_NOT_FOUND;
@@ -1451,8 +1449,10 @@ static const char *check_row(size_t i, srp_status got, world *w, world *twin, uL
         if (lost != 1 || done != 2)
             return "the activations of the failed module (and its only) should be gone";
         if (att == SRP_ERR_UNSUPPORTED &&
-            srp_attention_entropy(w->att, w->out.heads, NULL) != SRP_ERR_UNSUPPORTED)
-            return "the attention's entropies should be gone";
+            (srp_attention_entropy(w->att, w->out.heads, NULL) != SRP_ERR_UNSUPPORTED ||
+             srp_attention_entropy_bound_terms(w->att, NULL, NULL, NULL, NULL) !=
+                 SRP_ERR_UNSUPPORTED))
+            return "the attention's entropies and bound should be gone";
         if (srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx) != SRP_OK)
             return "the linear's pending backward";
         if (srp_conv2d_backward(w->conv, w->cx, w->cdy, w->out.cdx) != SRP_OK)

@@ -138,7 +138,13 @@ static void test_allocates_nothing(void **state)
 {
     (void)state;
     enum { V = 256, D = 64, N = 512 };
+    /* The probe: create allocates, so the counter must see it. If it saw
+     * nothing here (the interposed malloc not exported from the test
+     * binary, so the shared library's calls bypass it), the 0 below would
+     * prove nothing. */
+    alloc_counter_start();
     srp_embedding *e = make(V, D, 6);
+    assert_true(alloc_counter_stop(NULL) > 0);
     uint32_t tokens[N];
     float *x = malloc(sizeof(float) * N * D), *logits = malloc(sizeof(float) * N * V);
     assert_true(x && logits);

@@ -795,7 +795,13 @@ static void test_forward_backward_allocate_nothing(void **state)
     srp_rng r;
     srp_rng_seed(&r, 800);
     for (size_t m = 0; m < 3; m++) {
+        /* The probe: create allocates, so the counter must see it. If it saw
+         * nothing here (the interposed malloc not exported from the test
+         * binary, so the shared library's calls bypass it), the 0 below would
+         * prove nothing. */
+        alloc_counter_start();
         srp_linear *l = make_layer(IN, OUT, k_modes[m], 1, 3);
+        assert_true(alloc_counter_stop(NULL) > 0);
         float *x = malloc(sizeof(float) * N * IN), *y = malloc(sizeof(float) * N * OUT);
         float *dx = malloc(sizeof(float) * N * IN);
         assert_true(x && y && dx);

@@ -145,32 +145,81 @@ SRP_API srp_status srp_attention_entropy_normalized(const srp_attention *a, floa
  * minimum over the batch: no row of the attention can have a lower entropy,
  * and no entropy srp_attention_entropy measured is lower either.
  * s = ||M_h||_2 ||X~ X~^T||_2 with M_h = Q~_h^T K~_h / sqrt(dh), where
- * Q~_h = [W_hat_q,h | b_q,h] and X~ = [X | 1], all as they were in the last
- * forward (the weights are copied then, so an optimizer step in between
- * does not matter). The norms come from LAPACK's symmetric eigensolver,
- * raised by its error bound; the result is then lowered by proven margins
- * for the float rounding of the forward's logits and softmax (about 1e-6
- * nats at small s; see entropy.c), so that it is a bound on the measured
- * entropies too, not only on exact ones. This holds for the fp32 forward.
+ * X~ = [X | 1], Q~_h = [W_hat_q,h | b_q,h] and K~_h = [W_hat_k,h | 0], all
+ * as they were in the last forward (the weights are copied then, so an
+ * optimizer step in between does not matter). The norms come from LAPACK's
+ * symmetric eigensolver, raised by its error bound; the result is then
+ * lowered by proven margins for the float rounding of the forward's logits
+ * and softmax (about 1e-6 nats at small s; see entropy.c), so that it is a
+ * bound on the measured entropies too, not only on exact ones. This holds
+ * for the fp32 forward.
+ *
+ * Why the key bias is left out of K~ (the paper's X~ M X~^T keeps it).
+ * Logit i, j is q_i . k_j / sqrt(dh) with q_i = Q~ x~_i and
+ * k_j = W_hat_k x_j + b_k, so it is x~_i^T M x~_j + c_i with
+ * c_i = q_i . b_k / sqrt(dh): the same for every key j of row i. Softmax
+ * ignores a constant added to a row (exp(z_j + c) / sum_l exp(z_l + c) =
+ * exp(z_j) / sum_l exp(z_l)), so row i of the attention, and its entropy,
+ * is that of z = x~_i^T M X~^T alone, and the theorem applies to z. The
+ * shift can only enlarge s: with the bias, ||M|| is that of
+ * Q~^T [W_hat_k | b_k], whose columns include those of Q~^T [W_hat_k | 0].
+ * (The float logits do include the shift; entropy.c's margins are written
+ * so that they hold whatever its size.)
  *
  * Causal attention: the bound is on the MEAN row entropy (what
  * srp_attention_entropy's mean reports), not on the minimum: the first row
  * has one key and entropy 0, so the minimum bound is 0. Derivation. The
  * theorem rests on one fact: a logit row of 2-norm at most s has entropy
  * at least f(s, n), n its number of keys (srp_entropy_lower_bound; the
- * spike row attains it). Row i of the full logits is z = x~_i^T M X~^T, so
- * ||z|| <= ||x~_i|| ||M|| ||X~|| <= ||M|| ||X~ X~^T|| = s. A causal row i
- * is the softmax over the first k = i + 1 entries of z, a sub-vector, so
- * its norm is at most ||z|| <= s too, and its entropy is >= f(s, k). The
- * mean over the T rows is then >= (1/T) sum_{k=1..T} f(s, k), with f(s, 1)
- * = 0; with s the largest over the batch, it bounds every sequence's mean
- * and so the batch mean. The float margins are those above, each taken at
- * T >= k (they grow with the row length).
+ * spike row attains it). Row i of the logits is z + c_i 1 with
+ * z = x~_i^T M X~^T, and ||z|| <= ||x~_i|| ||M|| ||X~|| <= ||M|| ||X~ X~^T||
+ * = s. A causal row i is the softmax over the first k = i + 1 entries, a
+ * sub-vector of z shifted by c_i, whose entropy is that of the sub-vector
+ * of z, of norm at most ||z|| <= s: so it is >= f(s, k). The mean over the
+ * T rows is then >= (1/T) sum_{k=1..T} f(s, k), with f(s, 1) = 0; with s the
+ * largest over the batch, it bounds every sequence's mean and so the batch
+ * mean. The float margins are those above, each taken at T >= k (they grow
+ * with the row length).
  *
- * NaN/Inf in the input or weights: SRP_ERR_NUMERIC. Allocates nothing;
+ * Several shards (data parallel, as the trainers run under MPI): rank r
+ * holds n_r sequences of T tokens, computes its entropies and its bound
+ * B_r on them, and the ranks reduce. Per head:
+ *  - Full attention, the minimum over all ranks' rows: the all-rank minimum
+ *    entropy is min_r E_min,r, and B_r <= E_min,r for every r, so
+ *    min_r B_r <= min_r E_min,r. Reduce the bounds with MIN, as the
+ *    entropies. (min_r B_r is also the bound at the largest s of the ranks:
+ *    f falls as s grows.)
+ *  - Causal attention, the mean over all ranks' rows: the all-rank mean is
+ *    E = sum_r w_r E_r with w_r = n_r / sum_l n_l (every sequence has T
+ *    rows), E_r the rank's mean. B_r <= E_r and w_r >= 0, so
+ *    sum_r w_r B_r <= E: the shard-size-weighted mean of the ranks' bounds
+ *    (with equal shards, the plain mean). The same holds for any weights
+ *    w_r >= 0 summing to 1 that the entropy's own reduction uses: reduce
+ *    the bound with the entropy's weights.
+ *  - Rounding: compute the reduced bound with the same operations, in the
+ *    same order, as the reduced entropy (one allreduce of both, or the same
+ *    code). Round-to-nearest is monotone, so B_r <= E_r for every r still
+ *    gives fl(bound) <= fl(entropy). The minimum rounds nothing.
+ *
+ * NaN/Inf in the input or weights: SRP_ERR_NUMERIC (srp_last_error_detail
+ * says which). A q or k that overflowed to -Inf in a forward that succeeded
+ * (y finite) gives the bound 0. Allocates nothing;
  * costs a Gram matrix of min(T, D+1) rows and its eigenvalues per example:
  * compute it every so many steps, not every step. */
 SRP_API srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_per_head);
+/* The same bound with what it is made of, so that a bound of 0 can be
+ * read: per head (arrays of length heads) the bound, s, and ||M_h||_2; and
+ * x_gram_norm (one float), the largest ||X~_b X~_b^T||_2 over the batch;
+ * s = ||M_h|| x_gram_norm. s and the norms are the upper bounds the bound
+ * is computed from (rounded up to float); the bound is f(s', T) minus the
+ * softmax's margin, with s' = s (1 + about 1e-6) + the logits' rounding
+ * (entropy.c). The bound is below 0.01 nats once s exceeds log T by
+ * about 7 to 8 (s = 10 at T = 17, 12 at T = 128): a head whose logits may
+ * spread that far. Any output may be NULL.
+ * srp_attention_entropy_bound is this with bound_per_head only. */
+SRP_API srp_status srp_attention_entropy_bound_terms(srp_attention *a, float *bound_per_head,
+                                                     float *s_per_head, float *m_norm_per_head,
+                                                     float *x_gram_norm);
 /* The bound as a function, for a given s and T (exposed for tests/tools). */
 SRP_API double srp_entropy_lower_bound(double s, size_t tokens);
 

@@ -42,8 +42,9 @@ SRP_API srp_weight_average_config srp_weight_average_config_default(void);
  * appended later are not averaged). linears[0..nlinears) are the model's
  * layers whose sigma must follow the weights (nlinears may be 0, and
  * linears then NULL); their weights should be in params. The list and the
- * linears must outlive the average. Takes 2 floats per parameter element
- * and 2 (in + out + 1) per linear.
+ * linears must outlive the average; the array linears is copied (it may be
+ * the caller's local). Takes 2 floats per parameter element and
+ * 2 (in + out + 1) per linear.
  * Errors: NULL out, params or cfg, an empty list, a list that failed an
  * append (srp_param_list_status), a NULL linear, NULL linears with
  * nlinears > 0, decay outside [0, 1) or NaN: SRP_ERR_INVALID_ARG;

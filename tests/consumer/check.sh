@@ -2,11 +2,23 @@
 # Builds the library shared and static, installs each into a scratch prefix,
 # runs the installed example program from there, and builds tests/consumer
 # against the installed copy both ways: with find_package(sigmareparam)
-# (also from a C++-only project) and with pkg-config. Run from anywhere.
+# (also from a C++-only project) and with pkg-config. Both ways it also
+# builds examples/tiny_transformer from its source alone, and runs it through
+# its check (accuracy goal, resume bit for bit): it needs nothing but the
+# installed library. Run from anywhere.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+# tiny_check EXE WORK: the example's own check (one thread: quick and the
+# same bits however many cores the machine has)
+tiny_check() {
+  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+    cmake -DEXE="$1" -DWORK="$2" -P "$src/examples/tiny_transformer/check.cmake" > "$2.log" 2>&1 ||
+    { cat "$2.log"; return 1; }
+  tail -n 1 "$2.log"
+}
 
 for kind in shared static; do
   shared=$([ "$kind" = shared ] && echo ON || echo OFF)
@@ -29,6 +41,7 @@ for kind in shared static; do
   cmake --build "$work/cmake-$kind" > /dev/null
   "$work/cmake-$kind/consumer_c"
   "$work/cmake-$kind/consumer_cpp"
+  tiny_check "$work/cmake-$kind/tiny_transformer" "$work/tiny-cmake-$kind"
   cmake -S "$src/tests/consumer/cxx-only" -B "$work/cxx-$kind" -DCMAKE_PREFIX_PATH="$prefix" > /dev/null
   cmake --build "$work/cxx-$kind" > /dev/null
   "$work/cxx-$kind/consumer_cxx_only"
@@ -42,7 +55,10 @@ for kind in shared static; do
   flags=($(pkg-config "${pcflags[@]}" sigmareparam))
   cc -std=c11 -Wall -Wextra -Wpedantic -Werror "$src/tests/consumer/main.c" -o "$work/pc_c-$kind" "${flags[@]}"
   c++ -std=c++11 -Wall -Wextra -Wpedantic -Werror "$src/tests/consumer/main.cpp" -o "$work/pc_cpp-$kind" "${flags[@]}"
+  cc -std=c11 -Wall -Wextra -Wpedantic -Werror "$src/examples/tiny_transformer/tiny_transformer.c" \
+    -o "$work/pc_tiny-$kind" "${flags[@]}"
   LD_LIBRARY_PATH="$(dirname "$libdir")" "$work/pc_c-$kind"
   LD_LIBRARY_PATH="$(dirname "$libdir")" "$work/pc_cpp-$kind"
+  LD_LIBRARY_PATH="$(dirname "$libdir")" tiny_check "$work/pc_tiny-$kind" "$work/tiny-pc-$kind"
   echo "consumer check ($kind): ok"
 done

@@ -428,6 +428,18 @@ srp_status srp_optim_tensor_refs(srp_optim *o, srp_tensor_ref *refs, size_t capa
     return SRP_OK;
 }
 
+srp_status srp_optim_state_refs(srp_optim *o, srp_tensor_list *list)
+{
+    if (!o || !list)
+        return SRP_FAIL_NULL(o, list);
+    srp_status st = srp_tensor_list_add(list, "optim.step", NULL, SRP_DTYPE_U64, 0, NULL, &o->steps);
+    for (size_t i = 0; i < o->count && st == SRP_OK; i++)
+        for (size_t b = 0; b < o->buffers && st == SRP_OK; b++)
+            st = srp_tensor_list_add_f32(list, o->state_names[i * o->buffers + b], NULL,
+                                         buffer_of(o, i, b), o->params[i].size);
+    return st;
+}
+
 /* ---- clipping ---- */
 
 static srp_status srp_clip_grad_norm_impl(const srp_param *params, size_t count, float max_norm,

@@ -1158,6 +1158,24 @@ static srp_status overflowing_conv_forward(world *w)
     X(SRP_ERR_INVALID_ARG, srp_optim_step(w->opt, INFINITY))                                       \
     X(SRP_ERR_INVALID_ARG, srp_optim_tensor_refs(NULL, NULL, 0))                                   \
     X(SRP_ERR_INVALID_ARG, srp_optim_tensor_refs(w->opt, NULL, 40))                                \
+    X(SRP_ERR_INVALID_ARG, srp_optim_state_refs(NULL, w->scratch_refs))                            \
+    X(SRP_ERR_INVALID_ARG, srp_optim_state_refs(w->opt, NULL))                                     \
+    /* the lists */                                                                                \
+    X(SRP_ERR_INVALID_ARG, srp_param_list_create(NULL))                                            \
+    X(SRP_ERR_INVALID_ARG, srp_param_list_add(NULL, "p", NULL, w->x, w->dy, 1, SRP_PARAM_WEIGHT))  \
+    X(SRP_ERR_INVALID_ARG, srp_param_list_add(w->scratch_params, "p", NULL, NULL, w->dy, 1, SRP_PARAM_WEIGHT)) \
+    X(SRP_ERR_INVALID_ARG, srp_param_list_add(w->scratch_params, "p", NULL, w->x, w->dy, 0, SRP_PARAM_WEIGHT)) \
+    X(SRP_ERR_INVALID_ARG, srp_param_list_add(w->scratch_params, NULL, NULL, w->x, w->dy, 1, SRP_PARAM_WEIGHT)) \
+    X(SRP_ERR_INVALID_ARG, srp_tensor_list_create(NULL))                                           \
+    X(SRP_ERR_INVALID_ARG, srp_tensor_list_add(NULL, "t", NULL, SRP_DTYPE_F32, 0, NULL, w->x))     \
+    X(SRP_ERR_INVALID_ARG, srp_tensor_list_add(w->scratch_refs, "t", NULL, SRP_DTYPE_F32, 0, NULL, NULL)) \
+    X(SRP_ERR_INVALID_ARG, srp_tensor_list_add(w->scratch_refs, "t", NULL, SRP_DTYPE_F32, 5, (size_t[5]){1, 1, 1, 1, 1}, w->x)) \
+    X(SRP_ERR_INVALID_ARG, srp_tensor_list_add(w->scratch_refs, "t", NULL, (srp_dtype)77, 0, NULL, w->x)) \
+    X(SRP_ERR_INVALID_ARG, srp_tensor_list_add_params(w->scratch_refs, NULL))                      \
+    X(SRP_ERR_INVALID_ARG, srp_linear_params(NULL, "l", w->scratch_params))                        \
+    X(SRP_ERR_INVALID_ARG, srp_linear_params(w->lin, "l", NULL))                                   \
+    X(SRP_ERR_INVALID_ARG, srp_linear_state_refs(NULL, "l", w->scratch_refs))                      \
+    X(SRP_ERR_INVALID_ARG, srp_linear_state_refs(w->lin, "l", NULL))                               \
     X(SRP_ERR_INVALID_ARG, srp_optim_clip_grad_norm(NULL, 1.0f, NULL))                             \
     X(SRP_ERR_INVALID_ARG, srp_optim_clip_grad_norm(w->opt, 0.0f, NULL))                           \
     X(SRP_ERR_INVALID_ARG, srp_optim_clip_grad_norm(w->opt, -1.0f, NULL))                          \

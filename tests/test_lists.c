@@ -473,6 +473,43 @@ static void test_embedding_lists(void **state)
     srp_embedding_destroy(b);
 }
 
+/* The optimizer's state in the list style: the same tensors, names and
+ * data as srp_optim_tensor_refs gives. */
+static void test_optim_state_refs_match_tensor_refs(void **state)
+{
+    (void)state;
+    srp_linear *l = make(6, SRP_REPARAM_SIGMA, 1);
+    srp_param_list *p = NULL;
+    assert_ok(srp_param_list_create(&p));
+    assert_ok(srp_linear_params(l, "fc", p));
+    srp_optim_config oc = srp_optim_config_default(SRP_OPTIM_ADAMW);
+    srp_optim *o = NULL;
+    assert_ok(srp_optim_create(&o, srp_param_list_entries(p), srp_param_list_count(p), &oc));
+    srp_tensor_ref refs[16];
+    const size_t n = srp_optim_tensor_count(o);
+    assert_int_equal(n, 1 + 3 * 2);
+    assert_ok(srp_optim_tensor_refs(o, refs, 16));
+    srp_tensor_list *t = NULL;
+    assert_ok(srp_tensor_list_create(&t));
+    assert_ok(srp_optim_state_refs(o, t));
+    assert_int_equal(srp_tensor_list_count(t), n);
+    for (size_t i = 0; i < n; i++) {
+        const srp_tensor_ref *r = &srp_tensor_list_refs(t)[i];
+        assert_string_equal(r->name, refs[i].name);
+        assert_true(r->data == refs[i].data);
+        assert_int_equal(r->dtype, refs[i].dtype);
+        assert_int_equal(r->ndim, refs[i].ndim);
+        assert_int_equal(r->shape[0], refs[i].shape[0]);
+    }
+    assert_status(srp_optim_state_refs(o, t), SRP_ERR_INVALID_ARG); /* the names are taken */
+    assert_status(srp_optim_state_refs(NULL, t), SRP_ERR_INVALID_ARG);
+    assert_status(srp_optim_state_refs(o, NULL), SRP_ERR_INVALID_ARG);
+    srp_tensor_list_destroy(t);
+    srp_optim_destroy(o);
+    srp_param_list_destroy(p);
+    srp_linear_destroy(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_tensor_list_shapes_and_params),
         cmocka_unit_test(test_linear_params_by_mode),
         cmocka_unit_test(test_linear_state_refs_restore_the_layer),
+        cmocka_unit_test(test_optim_state_refs_match_tensor_refs),
         cmocka_unit_test(test_attention_params_names_and_kinds),
         cmocka_unit_test(test_attention_state_refs_restore_the_module),
         cmocka_unit_test(test_embedding_lists),

@@ -145,6 +145,11 @@ SRP_API void srp_optim_set_step_count(srp_optim *o, uint64_t steps);
  * entries * buffers; refs must hold srp_optim_tensor_count(o) entries. */
 SRP_API size_t srp_optim_tensor_count(const srp_optim *o);
 SRP_API srp_status srp_optim_tensor_refs(srp_optim *o, srp_tensor_ref *refs, size_t capacity);
+/* The same tensors appended to a model's state list (lists.h), as the
+ * layers' srp_*_state_refs do. Errors as srp_tensor_list_add; on one, the
+ * entries appended before it stay. */
+typedef struct srp_tensor_list srp_tensor_list;
+SRP_API srp_status srp_optim_state_refs(srp_optim *o, srp_tensor_list *list);
 
 /* ======================================================================
  * Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_)

@@ -223,12 +223,56 @@ static void test_text_split(void **state)
     lm_text_free(&t);
 }
 
+/* A document that repeats one seen before (trailing newlines aside) is
+ * dropped before the split, wherever the two copies would have gone: the
+ * 10th distinct document validates, and no repeat of a training document
+ * is validation text. */
+static void test_text_drops_repeated_documents(void **state)
+{
+    (void)state;
+    static char buf[1 << 16];
+    size_t len = 0;
+    /* documents 1..30; after each multiple of 3 repeat an earlier one,
+     * with extra trailing newlines or a \r to show they do not count */
+    for (int d = 1; d <= 30; d++) {
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "doc %d\n\n", d);
+        if (d % 3 == 0)
+            len += (size_t)snprintf(buf + len, sizeof(buf) - len, "doc %d%s\n\n", d - 1,
+                                    d % 2 ? "\r\n" : "\n\n");
+    }
+    lm_text t;
+    ex_error err;
+    assert_int_equal(lm_text_from_buffer(&t, (const uint8_t *)buf, len, &err), EX_OK);
+    assert_int_equal(t.documents, 30);
+    assert_int_equal(t.duplicates, 10);
+    const char *val = "doc 10\ndoc 20\ndoc 30\n";
+    assert_int_equal(t.val_len, strlen(val));
+    assert_memory_equal(t.val, val, strlen(val));
+    /* "doc 9" follows "doc 8" in training: its repeat was dropped */
+    char *train = malloc(t.train_len + 1);
+    assert_non_null(train);
+    memcpy(train, t.train, t.train_len);
+    train[t.train_len] = '\0';
+    assert_non_null(strstr(train, "doc 8\ndoc 9\ndoc 11\n"));
+    free(train);
+    lm_text_free(&t);
+
+    /* the same bytes in other documents are not repeats: a prefix, a
+     * longer one, the same words spread differently */
+    const char *distinct = "ab\n\nabc\n\nab c\n\na\nbc\n\nabcd";
+    assert_int_equal(lm_text_from_buffer(&t, (const uint8_t *)distinct, strlen(distinct), &err),
+                     EX_OK);
+    assert_int_equal(t.duplicates, 0);
+    assert_int_equal(t.documents, 5);
+    lm_text_free(&t);
+}
+
 /* The count models on a text small enough to work out by hand. */
 static void test_baselines(void **state)
 {
     (void)state;
     /* training text "abab\n" (5 bytes), validation "ab\n" */
-    lm_text t = {(uint8_t *)"abab\n", (uint8_t *)"ab\n", 5, 3, 2};
+    lm_text t = {(uint8_t *)"abab\n", (uint8_t *)"ab\n", 5, 3, 2, 0};
     lm_baselines b;
     ex_error err;
     assert_int_equal(lm_baselines_compute(&t, &b, &err), EX_OK);
@@ -242,14 +286,15 @@ static void test_baselines(void **state)
     assert_close_rel(b.bigram_bpc, -(log2(p1) + log2(p2)) / 2.0, 1e-12, 0.0, "bigram");
 }
 
-/* A text of 40 alphabets: every byte determines the next, so the model
- * can drive its loss to near zero. */
+/* A text of 40 alphabets, one a line: every byte determines the next, so
+ * the model can drive its loss to near zero. One document (40 of them
+ * would be repeats, dropped): its last tenth validates. */
 static void write_alphabet_text(const char *path)
 {
-    char text[40 * 29];
+    char text[40 * 28];
     size_t len = 0;
     for (int d = 0; d < 40; d++)
-        len += (size_t)snprintf(text + len, sizeof(text) - len, "abcdefghijklmnopqrstuvwxyz\n\n");
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "abcdefghijklmnopqrstuvwxyz\n");
     write_bytes(path, text, len, 0);
 }
 
@@ -381,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_causal_no_leak),
         cmocka_unit_test(test_backward_matches_differences),
         cmocka_unit_test(test_text_split),
+        cmocka_unit_test(test_text_drops_repeated_documents),
         cmocka_unit_test(test_baselines),
         cmocka_unit_test(test_overfits_a_tiny_text),
         cmocka_unit_test(test_resume_is_bit_exact_and_samples),

@@ -707,6 +707,8 @@ static void write_header(trainer *t)
     ex_metrics_number(m, "log_tokens", log((double)o->model.context));
     ex_metrics_number(m, "train_bytes", (double)t->text.train_len);
     ex_metrics_number(m, "val_bytes", (double)t->text.val_len);
+    ex_metrics_number(m, "documents", (double)t->text.documents);
+    ex_metrics_number(m, "duplicates_dropped", (double)t->text.duplicates);
     ex_metrics_number(m, "unigram_bpc", t->baselines.unigram_bpc);
     ex_metrics_number(m, "bigram_bpc", t->baselines.bigram_bpc);
     ex_metrics_string(m, "config", t->run.base.fingerprint);
@@ -735,8 +737,9 @@ static ex_code run(trainer *t, ex_error *err)
         code = build(t, err);
     if ((code = ex_dist_agree(&t->dist, code, err)) != EX_OK)
         return code;
-    printf("text: %zu documents, %zu training bytes, %zu validation bytes (every %dth document)\n",
-           t->text.documents, t->text.train_len, t->text.val_len, LM_VAL_EVERY);
+    printf("text: %zu documents (%zu repeats of them dropped), %zu training bytes, %zu "
+           "validation bytes (every %dth document)\n",
+           t->text.documents, t->text.duplicates, t->text.train_len, t->text.val_len, LM_VAL_EVERY);
     printf("baselines on the validation text: unigram %.4f, bigram %.4f bits per character\n",
            t->baselines.unigram_bpc, t->baselines.bigram_bpc);
     lm_options_fingerprint(o, t->run.base.fingerprint, sizeof(t->run.base.fingerprint));

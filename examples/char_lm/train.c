@@ -400,14 +400,15 @@ static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
                               ? lm_create(&m, &c)
                               : SRP_ERR_FORMAT;
     if (st != SRP_OK)
-        return ex_fail(err, EX_FAILED, "%s: its model configuration is not valid (%s)",
-                       o->generate_path, srp_status_str(st));
+        return ex_fail_statusf(err, st, "%s: its model configuration is not valid",
+                               o->generate_path);
     ex_tensors_init(&list);
     model_tensors(m, config, &list);
     code = ex_tensors_load(&list, 0, o->generate_path, err);
     ex_tensors_free(&list);
-    if (code == EX_OK && ex_linears_sync_in(lm_linears(m)) != SRP_OK)
-        code = ex_fail(err, EX_FAILED, "%s: a sigma in it is not valid", o->generate_path);
+    srp_status sync = SRP_OK;
+    if (code == EX_OK && (sync = ex_linears_sync_in(lm_linears(m))) != SRP_OK)
+        code = ex_fail_statusf(err, sync, "%s: a sigma in it is not valid", o->generate_path);
     if (code == EX_OK)
         code = generate(m, o->prompt, o->sample, o->temperature, o->seed, err);
     lm_destroy(m);

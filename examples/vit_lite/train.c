@@ -298,11 +298,12 @@ static ex_code load_average(trainer *t, const char *path, int *found, ex_error *
     const srp_status st =
         list.failed ? SRP_ERR_NOMEM : srp_checkpoint_load(path, list.refs, list.count);
     ex_tensors_free(&list);
-    if (st == SRP_ERR_FORMAT) /* written with --ema 0 */
+    if (st == SRP_ERR_NOT_FOUND || st == SRP_ERR_FORMAT) { /* written with --ema 0 */
+        srp_clear_last_error();
         return EX_OK;
+    }
     if (st != SRP_OK)
-        return ex_fail(err, EX_FAILED, "loading the weight average from %s: %s", path,
-                       srp_status_str(st));
+        return ex_fail_statusf(err, st, "loading the weight average from %s", path);
     *found = 1;
     return EX_OK;
 }
@@ -375,8 +376,9 @@ static ex_code evaluate(trainer *t, const vit_dataset *d, float *loss, float *ac
     average_out(t);
     code = ex_dist_agree(&t->dist, code, err);
     double sums[2] = {loss_sum, (double)correct};
-    if (code == EX_OK && ex_dist_sum(&t->dist, sums, 2) != SRP_OK)
-        code = ex_fail(err, EX_FAILED, "summing the evaluation over the ranks");
+    srp_status st = SRP_OK;
+    if (code == EX_OK && (st = ex_dist_sum(&t->dist, sums, 2)) != SRP_OK)
+        code = ex_fail_status(err, st, "summing the evaluation over the ranks");
     *loss = (float)(sums[0] / (double)d->count);
     *acc = (float)(sums[1] / (double)d->count);
     return code;
@@ -728,8 +730,7 @@ static ex_code write_logits(trainer *t, ex_error *err)
     }
     free(all);
     if (st != SRP_OK)
-        return ex_fail(err, EX_FAILED, "writing logits to %s: %s", t->opt.logits_path,
-                       srp_status_str(st));
+        return ex_fail_statusf(err, st, "writing logits to %s", t->opt.logits_path);
     printf("wrote %s\n", t->opt.logits_path);
     return EX_OK;
 }

@@ -132,6 +132,43 @@ size_t all_values(const char *metrics_path, const char *type, const char *key, d
     return scan_values(metrics_path, type, key, out, cap, &last);
 }
 
+size_t all_array_values(const char *metrics_path, const char *type, const char *key, double *out,
+                        size_t cap)
+{
+    char *text = read_text(metrics_path);
+    size_t n = 0;
+    char type_pat[64], key_pat[64];
+    snprintf(type_pat, sizeof(type_pat), "\"type\":\"%s\"", type);
+    snprintf(key_pat, sizeof(key_pat), "\"%s\":[", key);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *p = strstr(line, key_pat);
+        if (!strstr(line, type_pat) || !p)
+            continue;
+        p += strlen(key_pat);
+        for (int depth = 1; depth > 0 && *p;) {
+            if (*p == '[' || *p == ']' || *p == ',') {
+                depth += *p == '[' ? 1 : *p == ']' ? -1 : 0;
+                p++;
+                continue;
+            }
+            char *end;
+            const double v = strtod(p, &end);
+            if (end == p) { /* null (NaN) or something else: NaN */
+                while (*p && *p != ',' && *p != ']')
+                    p++;
+                if (n < cap)
+                    out[n++] = NAN;
+                continue;
+            }
+            if (n < cap)
+                out[n++] = v;
+            p = end;
+        }
+    }
+    free(text);
+    return n;
+}
+
 static uint64_t le64(const unsigned char *p)
 {
     uint64_t v = 0;

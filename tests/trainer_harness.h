@@ -34,6 +34,11 @@ double last_value(const char *metrics_path, const char *type, const char *key);
  * out (at most cap); returns how many. */
 size_t all_values(const char *metrics_path, const char *type, const char *key, double *out,
                   size_t cap);
+/* Every number of the array (or nested arrays) after "key": on the lines
+ * of type `type`, flattened in order, into out (at most cap); returns how
+ * many. */
+size_t all_array_values(const char *metrics_path, const char *type, const char *key, double *out,
+                        size_t cap);
 /* Two checkpoints with the same tensors (names, shapes, order): the
  * largest difference of a float tensor's values, relative to the tensor's
  * largest magnitude in a, over all float tensors; that tensor's name into

@@ -29,6 +29,7 @@
 #include "common/progress.h"
 #include "common/run_state.h"
 #include "common/tensors.h"
+#include "common/test_hooks.h"
 #include "lm_options.h"
 #include "model.h"
 #include "text.h"
@@ -472,21 +473,31 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
         stage = "weights";
         st = srp_optim_step(t->optim, lr);
     }
+    const int injected =
+        st == SRP_OK && ex_test_fail_due(t->dist.rank, t->run.base.step + 1, "step");
+    if (injected)
+        st = SRP_ERR_UNSUPPORTED;
+    /* The batch's loss over the ranks, and whether every rank got through
+     * its optimizer step: a rank that failed alone there must not leave
+     * the others waiting in the next collective call. */
+    double loss_sum = loss;
+    st = ex_dist_sum_agree(&t->dist, &loss_sum, 1, st);
     if (st == SRP_OK)
         st = ex_dist_sync_spectral(&t->dist);
-    double loss_sum = loss; /* the batch's, over the ranks */
-    if (st == SRP_OK)
-        st = ex_dist_sum(&t->dist, &loss_sum, 1);
+    if (injected)
+        return ex_test_fail(err, t->run.base.step + 1, "step");
     if (st == SRP_ERR_PEER)
         return ex_fail(err, EX_FAILED,
                        "step %llu failed on another rank (its message says why); every rank stops",
-                       (unsigned long long)t->run.base.step);
-    if (st == SRP_ERR_NUMERIC)
-        return ex_fail(err, EX_NONFINITE,
-                       "the %s became non-finite at step %llu; training stopped.%s%s", stage,
-                       (unsigned long long)t->run.base.step,
-                       o->checkpoint_path ? " The last good checkpoint is " : "",
-                       o->checkpoint_path ? o->checkpoint_path : "");
+                       (unsigned long long)t->run.base.step + 1);
+    if (st == SRP_ERR_NUMERIC) {
+        ex_fail(err, EX_NONFINITE, "the %s became non-finite at step %llu; training stopped.%s%s",
+                stage, (unsigned long long)t->run.base.step,
+                o->checkpoint_path ? " The last good checkpoint is " : "",
+                o->checkpoint_path ? o->checkpoint_path : "");
+        ex_append_detail(err, st);
+        return EX_NONFINITE;
+    }
     if (st != SRP_OK)
         return ex_fail_status(err, st, "training step");
     srp_optim_zero_grad(t->optim);
@@ -496,24 +507,36 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     return EX_OK;
 }
 
+/* Per-head entropy of the last forward, and with_bound the bound too, of
+ * the whole global batch: every rank reads its share's, they agree that
+ * every rank could, then the figures are reduced over the ranks. */
 static ex_code collect_entropy(trainer *t, int with_bound, ex_error *err)
 {
-    const size_t H = t->opt.model.heads;
-    for (size_t l = 0; l < t->opt.model.depth; l++) {
+    const size_t H = t->opt.model.heads, lh = t->opt.model.depth * H;
+    srp_status st = SRP_OK;
+    for (size_t l = 0; l < t->opt.model.depth && st == SRP_OK; l++) {
         srp_attention *a = lm_attention_at(t->model, l);
-        srp_status st = srp_attention_entropy(a, t->ent_mean + l * H, t->ent_min + l * H);
+        st = srp_attention_entropy(a, t->ent_mean + l * H, t->ent_min + l * H);
         if (st == SRP_OK)
             st = srp_attention_entropy_normalized(a, t->ent_norm + l * H, NULL);
         if (st == SRP_OK && with_bound)
             st = srp_attention_entropy_bound(a, t->ent_bound + l * H);
-        if (st != SRP_OK)
-            return ex_fail_status(err, st, "attention entropy");
     }
-    /* The whole batch's: means averaged over the ranks' equal shares. */
-    const size_t lh = t->opt.model.depth * H;
-    srp_status st = ex_dist_mean_min(&t->dist, t->ent_mean, t->ent_min, lh);
+    ex_code code = st == SRP_OK ? EX_OK : ex_fail_status(err, st, "attention entropy");
+    if (code == EX_OK && ex_test_fail_due(t->dist.rank, t->run.base.step, "entropy"))
+        code = ex_test_fail(err, t->run.base.step, "entropy");
+    if ((code = ex_dist_agree(&t->dist, code, err)) != EX_OK)
+        return code;
+    /* Means averaged over the ranks' equal shares; minimums the least of
+     * the ranks'. Causal attention's bound is on each rank's mean row
+     * entropy (attention.h), so the mean of the ranks' bounds bounds the
+     * mean of their means over equal shares: the batch's mean, logged
+     * beside it. */
+    st = ex_dist_mean_min(&t->dist, t->ent_mean, t->ent_min, lh);
     if (st == SRP_OK)
         st = ex_dist_mean_min(&t->dist, t->ent_norm, NULL, lh);
+    if (st == SRP_OK && with_bound)
+        st = ex_dist_mean_min(&t->dist, t->ent_bound, NULL, lh);
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "attention entropy over the ranks");
 }
 
@@ -827,7 +850,7 @@ int main(int argc, char **argv)
         code = run(&t, &err);
     ex_progress_break(&t.progress);
     if (code != EX_OK && code != EX_HELP)
-        fprintf(stderr, "error: %s\n", err.message);
+        ex_dist_print_error(&t.dist, &err);
     cleanup(&t);
     ex_dist_finalize(&t.dist);
     return ex_exit_code(code);

@@ -269,43 +269,63 @@ static ex_code load_checkpoint(trainer *t, const char *path, ex_error *err)
 
 /* Mean loss (nats per byte) of eval forwards over windows of the
  * validation text: consecutive windows of context bytes, each predicting
- * its next bytes; `windows` of them spread evenly over the text (0: all).
- * The ranks take turns at the batches (of each one's share). */
-static ex_code evaluate(trainer *t, size_t windows, double *loss_out, ex_error *err)
+ * its next bytes; `windows` of them spread evenly over the text, or with
+ * windows 0 all of them and one more that ends at the text's end, whose
+ * last positions score the bytes the whole windows left: every byte after
+ * the first is then scored once (*bytes_out). The ranks take turns at the
+ * batches (of each one's share). */
+static ex_code evaluate(trainer *t, size_t windows, double *loss_out, size_t *bytes_out,
+                        ex_error *err)
 {
     const size_t B = t->local_batch, T = t->opt.model.context, ranks = (size_t)t->dist.size;
-    const size_t all = (t->text.val_len - 1) / T;
-    const size_t n = windows && windows < all ? windows : all;
-    const size_t stride = all / n; /* in windows */
-    double sum = 0.0;
+    const size_t V = LM_VOCAB, all = (t->text.val_len - 1) / T;
+    const int every = windows == 0 || windows >= all;
+    const size_t n = every ? all : windows;
+    const size_t stride = all / n;                                 /* in windows */
+    const size_t tail = every ? t->text.val_len - 1 - all * T : 0; /* bytes after window n - 1 */
+    const size_t count = n + (tail > 0);                           /* the tail's window last */
+    double sum = 0.0;                                              /* nats over the bytes */
     ex_code code = EX_OK;
-    for (size_t first = (size_t)t->dist.rank * B; first < n && code == EX_OK; first += ranks * B) {
-        const size_t rows = n - first < B ? n - first : B;
+    for (size_t first = (size_t)t->dist.rank * B; first < count && code == EX_OK;
+         first += ranks * B) {
+        const size_t rows = count - first < B ? count - first : B;
+        const size_t whole = first + rows > n ? rows - 1 : rows; /* rows before the tail's */
         for (size_t r = 0; r < rows; r++) {
-            const size_t start = (first + r) * stride * T;
+            const size_t start = first + r < n ? (first + r) * stride * T : t->text.val_len - 1 - T;
             for (size_t i = 0; i < T; i++) {
                 t->tokens[r * T + i] = t->text.val[start + i];
                 t->targets[r * T + i] = t->text.val[start + i + 1];
             }
         }
         const float *logits;
-        float loss = 0.0f;
+        float loss = 0.0f, tail_loss = 0.0f;
         srp_status st = lm_forward(t->model, t->tokens, rows, T, SRP_EVAL, &logits);
-        if (st == SRP_OK)
-            st = srp_cross_entropy_forward(logits, t->targets, rows * T, LM_VOCAB, 0.0f, &loss);
+        if (st == SRP_OK && ex_test_fail_due(t->dist.rank, t->run.base.step, "eval")) {
+            code = ex_test_fail(err, t->run.base.step, "eval");
+            break;
+        }
+        if (st == SRP_OK && whole)
+            st = srp_cross_entropy_forward(logits, t->targets, whole * T, V, 0.0f, &loss);
+        if (st == SRP_OK && whole < rows) {
+            const size_t at = whole * T + T - tail; /* the tail window's last positions */
+            st = srp_cross_entropy_forward(logits + at * V, t->targets + at, tail, V, 0.0f,
+                                           &tail_loss);
+        }
         if (st == SRP_ERR_NUMERIC) { /* a diverged model: say so, do not stop */
-            loss = INFINITY;
+            loss = tail_loss = INFINITY;
             st = SRP_OK;
         }
         if (st != SRP_OK)
             code = ex_fail_status(err, st, "evaluation");
-        sum += (double)loss * (double)rows;
+        sum += (double)loss * (double)(whole * T) + (whole < rows ? (double)tail_loss * tail : 0.0);
     }
     if ((code = ex_dist_agree(&t->dist, code, err)) != EX_OK)
         return code;
-    if (ex_dist_sum(&t->dist, &sum, 1) != SRP_OK)
-        return ex_fail(err, EX_FAILED, "summing the evaluation over the ranks");
-    *loss_out = sum / (double)n;
+    const srp_status st = ex_dist_sum(&t->dist, &sum, 1);
+    if (st != SRP_OK)
+        return ex_fail_status(err, st, "summing the evaluation over the ranks");
+    *bytes_out = n * T + tail;
+    *loss_out = sum / (double)*bytes_out;
     return EX_OK;
 }
 
@@ -589,7 +609,8 @@ static void print_progress(trainer *t, const step_record *rec)
 static ex_code write_eval(trainer *t, size_t windows, int final, ex_error *err)
 {
     double loss = NAN;
-    const ex_code code = evaluate(t, windows, &loss, err);
+    size_t bytes = 0;
+    const ex_code code = evaluate(t, windows, &loss, &bytes, err);
     if (code != EX_OK)
         return code;
     const double bpc = loss / LN2;
@@ -600,11 +621,13 @@ static ex_code write_eval(trainer *t, size_t windows, int final, ex_error *err)
     ex_metrics_number(&t->metrics, "loss", loss);
     ex_metrics_number(&t->metrics, "bpc", bpc);
     ex_metrics_number(&t->metrics, "windows", (double)(windows ? windows : 0));
+    ex_metrics_number(&t->metrics, "bytes", (double)bytes);
     ex_metrics_end(&t->metrics);
     ex_progress_break(&t->progress);
     if (final)
-        printf("validation: %.4f bits per character (all %zu bytes; bigram %.4f, unigram %.4f)\n",
-               bpc, t->text.val_len, t->baselines.bigram_bpc, t->baselines.unigram_bpc);
+        printf("validation: %.4f bits per character (all %zu bytes after the first; bigram "
+               "%.4f, unigram %.4f)\n",
+               bpc, bytes, t->baselines.bigram_bpc, t->baselines.unigram_bpc);
     else
         printf("step %llu: validation %.4f bits per character (%zu windows)\n",
                (unsigned long long)t->run.base.step, bpc, windows);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "model.h"
 #include "reference_model.h"
 #include "testutil.h"
@@ -375,6 +376,153 @@ static void test_resume_is_bit_exact_and_samples(void **state)
     assert_memory_equal(again, sample + strlen("sample (temperature 0.8):\n"), 44);
 }
 
+/* The --minutes plans (budget.h), on a simulated clock whose step time
+ * starts at a and grows by b a step: steps run until the schedule ends or
+ * the budget does. Returns the fraction of the budget used; *ended: the
+ * schedule ran to its end. replan 0: only the first plan (the trainer
+ * before re-planning). */
+static double simulate_budget(double a, double b, double budget, int replan, lm_budget *out,
+                              int *ended)
+{
+    lm_budget_init(out);
+    uint64_t n = 0;
+    double clock = 0.0, per_step;
+    for (;;) {
+        if (replan || out->count == 0)
+            lm_budget_update(out, budget, n, clock, 101, &per_step);
+        const uint64_t total = lm_budget_total(out);
+        if ((total && n >= total) || clock >= budget)
+            break;
+        clock += a + b * (double)n;
+        n++;
+    }
+    *ended = lm_budget_total(out) && n >= lm_budget_total(out);
+    return clock / budget;
+}
+
+/* With a step time that drifts by half over the run, one plan from the
+ * first steps' speed runs out of time before its schedule ends (slowing)
+ * or ends with a fifth of the budget unused (speeding up); the re-plans at
+ * 25, 50, 75 and 90% of the budget end the schedule within the last
+ * percents of it, both ways. */
+static void test_budget_plans_fill_the_budget(void **state)
+{
+    (void)state;
+    const double budget = 480.0;
+    const double drift[2][2] = {{0.2, 5e-5}, {0.3, -5e-5}}; /* slowing, speeding up */
+    for (int k = 0; k < 2; k++) {
+        lm_budget b;
+        int ended;
+        const double once = simulate_budget(drift[k][0], drift[k][1], budget, 0, &b, &ended);
+        if (k == 0)
+            assert_false(ended); /* out of time before the schedule's end */
+        else
+            assert_true(once < 0.85);
+        const double used = simulate_budget(drift[k][0], drift[k][1], budget, 1, &b, &ended);
+        if (!ended || !(used > 0.97 && used <= 1.001)) { /* 1.001: the last step may cross it */
+            print_error("drift %d: used %.4f of the budget (one plan: %.4f), schedule %s\n", k,
+                        used, once, ended ? "ended" : "cut short");
+            fail();
+        }
+        /* the first plan at step 25, then one at each fraction of the budget */
+        assert_int_equal(b.count, 1 + LM_BUDGET_FRACTION_COUNT);
+        assert_int_equal(b.steps[0], LM_BUDGET_FIRST_AT);
+        for (uint64_t i = 1; i < b.count; i++) {
+            assert_true(b.clocks[i] >= LM_BUDGET_FRACTIONS[i - 1] * budget);
+            assert_true(b.clocks[i] < LM_BUDGET_FRACTIONS[i - 1] * budget + 0.31); /* one step */
+        }
+    }
+}
+
+/* The lr: with one plan it is the library's schedule of that length, bit
+ * for bit, warmup included; a later plan changes no lr before it, moves on
+ * from the same lr at its step (no jump), decays monotonically and ends on
+ * min_lr at its last step. */
+static void test_budget_lr_is_continuous(void **state)
+{
+    (void)state;
+    srp_lr_schedule s = srp_lr_schedule_default(SRP_LR_COSINE, 0.016f, (uint64_t)1 << 40);
+    s.warmup_steps = 100;
+    s.min_lr = 0.001f;
+    lm_budget one, two;
+    lm_budget_init(&one);
+    one.count = 1;
+    one.steps[0] = 25;
+    one.totals[0] = 1000;
+    srp_lr_schedule lib = s;
+    lib.total_steps = 1000;
+    for (uint64_t n = 0; n < 1010; n++) {
+        const float got = lm_budget_lr(&one, &s, n), want = srp_lr_at(&lib, n);
+        assert_memory_equal(&got, &want, sizeof(float));
+    }
+    two = one;
+    two.count = 2;
+    two.steps[1] = 400;
+    two.totals[1] = 1600;
+    for (uint64_t n = 0; n < 400; n++)
+        assert_true(lm_budget_lr(&two, &s, n) == lm_budget_lr(&one, &s, n));
+    /* at the new plan's step: the lr the first plan would have given */
+    assert_close_rel(lm_budget_lr(&two, &s, 400), lm_budget_lr(&one, &s, 400), 1e-5, 0.0,
+                     "lr at the re-plan");
+    float last = lm_budget_lr(&two, &s, 399);
+    for (uint64_t n = 400; n < 1600; n++) {
+        const float lr = lm_budget_lr(&two, &s, n);
+        assert_true(lr <= last && lr > s.min_lr);
+        /* a step moves the lr by at most the stretched cosine's steepest slope */
+        assert_true(last - lr <= (s.base_lr - s.min_lr) * 3.1416f / 2.0f / 1000.0f);
+        last = lr;
+    }
+    assert_true(lm_budget_lr(&two, &s, 1600) == s.min_lr);
+    /* before any plan: the schedule too long to decay noticeably */
+    lm_budget none;
+    lm_budget_init(&none);
+    assert_true(lm_budget_lr(&none, &s, 50) == srp_lr_at(&lib, 50));
+    assert_close_rel(lm_budget_lr(&none, &s, 500), s.base_lr, 1e-6, 0.0, "lr before a plan");
+}
+
+/* A --minutes run on the test clock (EX_TEST_CLOCK: the same on every
+ * machine): it plans at step 25 and at each fraction of the budget, ends
+ * its schedule within the budget and says how much it used; stopped before
+ * its first plan and between two, and resumed, it makes the same plans and
+ * ends in the same state, bit for bit. */
+static void test_budget_resume_makes_the_same_plans(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char text[512], m_full[512], c_full[512], m_part[512], c_part[512], cmd[8192];
+    scratch_path(text, sizeof(text), "alphabet.txt");
+    write_alphabet_text(text);
+    scratch_path(m_full, sizeof(m_full), "budget_full.jsonl");
+    scratch_path(c_full, sizeof(c_full), "budget_full.ckpt");
+    scratch_path(m_part, sizeof(m_part), "budget_part.jsonl");
+    scratch_path(c_part, sizeof(c_part), "budget_part.ckpt");
+    /* a step of 0.1 s growing by 0.1 ms a step: 483 steps in the minute */
+    char common[2048];
+    snprintf(common, sizeof(common),
+             "EX_TEST_CLOCK=0.1,0.0001 '%s' --threads 2 " SMALL_LM
+             "--text %s --minutes 1 --checkpoint-every 50 --eval-windows 4",
+             LM_TRAIN_EXE, text);
+    snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s", common, m_full, c_full);
+    assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "plan 1 at step 25"));
+    assert_non_null(strstr(out, "plan 5 at step"));
+    assert_non_null(strstr(out, "% of the 1-minute budget; the schedule ran to its end"));
+    const double used = last_value(m_full, "budget", "budget_used");
+    assert_true(used > 0.97 && used <= 1.0);
+    assert_true(last_value(m_full, "budget", "plans") == 5.0);
+    const int stops[2] = {13, 200};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s --stop-after-steps %d%s%s",
+                 common, m_part, c_part, stops[k], k ? " --resume " : "", k ? c_part : "");
+        assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
+    }
+    snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s --resume %s", common, m_part,
+             c_part, c_part);
+    assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
+    assert_true(same_but_time(m_full, m_part, 0));
+    assert_true(same_but_time(c_full, c_part, 1));
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -430,6 +578,9 @@ int main(void)
         cmocka_unit_test(test_baselines),
         cmocka_unit_test(test_overfits_a_tiny_text),
         cmocka_unit_test(test_resume_is_bit_exact_and_samples),
+        cmocka_unit_test(test_budget_plans_fill_the_budget),
+        cmocka_unit_test(test_budget_lr_is_continuous),
+        cmocka_unit_test(test_budget_resume_makes_the_same_plans),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

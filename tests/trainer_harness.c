@@ -193,13 +193,20 @@ static void blank_tensor(unsigned char *file, size_t size, const char *name)
     memset(file + size - 4, 0, 4);
 }
 
-/* text without the numbers after "seconds": (in place) */
+/* text without the keys that wall time changes and their numbers (in
+ * place): "seconds", and the --minutes budget's "budget_seconds",
+ * "budget_used" and "ms_per_step". */
 static void drop_seconds(char *text)
 {
+    static const char *keys[] = {
+        "\"seconds\":", "\"budget_seconds\":", "\"budget_used\":", "\"ms_per_step\":"};
     char *out = text;
     for (const char *in = text; *in;) {
-        if (strncmp(in, "\"seconds\":", 10) == 0) {
-            in += 10;
+        size_t k = 0;
+        while (k < sizeof(keys) / sizeof(keys[0]) && strncmp(in, keys[k], strlen(keys[k])) != 0)
+            k++;
+        if (k < sizeof(keys) / sizeof(keys[0])) {
+            in += strlen(keys[k]);
             while (*in && *in != ',' && *in != '}')
                 in++;
             continue;

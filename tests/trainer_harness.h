@@ -45,8 +45,8 @@ size_t all_array_values(const char *metrics_path, const char *type, const char *
  * worst. -1 when the tables differ. For runs that differ only by rounding. */
 double checkpoint_float_difference(const char *a, const char *b, char *worst, size_t worstlen);
 /* The two files hold the same bytes, but for what wall time changes: the
- * metrics' "seconds" (checkpoint 0) or the checkpoint's train.seconds
- * (checkpoint 1). */
+ * metrics' "seconds", "budget_seconds", "budget_used" and "ms_per_step"
+ * (checkpoint 0) or the checkpoint's train.seconds (checkpoint 1). */
 int same_but_time(const char *a, const char *b, int checkpoint);
 
 #endif

@@ -19,6 +19,7 @@
 
 #include <sigmareparam.h>
 
+#include "budget.h"
 #include "common/collapse.h"
 #include "common/dist.h"
 #include "common/error.h"
@@ -36,19 +37,13 @@
 
 #define LN2 0.69314718055994530942 /* nats per bit */
 #define CONFIG_FIELDS 10
-/* With --minutes and no --steps: the schedule's length is estimated from
- * the speed of steps ESTIMATE_FROM .. ESTIMATE_AT, keeping a share for
- * the evaluations and checkpoints. */
-#define ESTIMATE_FROM 5
-#define ESTIMATE_AT 25
-#define ESTIMATE_KEEP 0.97
 
 /* Everything besides the model and the optimizer that a resumed run needs
  * to continue exactly: it all goes into the checkpoint. */
 typedef struct {
     ex_run_state base; /* step, seconds, metrics lines, fingerprint */
     srp_rng data_rng;
-    uint64_t schedule_steps; /* the lr schedule's length; 0: not known yet */
+    lm_budget budget; /* --minutes without --steps: the schedule's plans */
 } run_state;
 
 typedef struct {
@@ -76,7 +71,7 @@ typedef struct {
     float *dlogits;                                   /* [batch][context][256] */
     float *ent_mean, *ent_min, *ent_norm, *ent_bound; /* [layers][heads] */
     float *linear_values;                             /* [linears] */
-    double t_estimate;                                /* when ESTIMATE_FROM was reached */
+    double clock; /* --minutes: the budget's seconds used, by rank 0's clock */
     uint64_t steps_this_run;
     float best_val_bpc;
 } trainer;
@@ -149,16 +144,29 @@ static ex_code build_optimizer(trainer *t, ex_error *err)
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "creating the optimizer");
 }
 
-/* total 0: the length is not known yet (--minutes, before the estimate);
- * the first steps then follow a schedule too long to decay noticeably. */
-static void set_schedule(trainer *t, uint64_t total)
+/* The lr schedule: --steps long; with --minutes alone, its length comes
+ * from the budget's plans (budget.h), and t->schedule gives its kind,
+ * rates and warmup. */
+static void set_schedule(trainer *t)
 {
     const lm_options *o = &t->opt;
-    t->run.schedule_steps = total;
-    t->schedule =
-        srp_lr_schedule_default((srp_lr_kind)o->schedule, o->lr, total ? total : (uint64_t)1 << 40);
+    t->schedule = srp_lr_schedule_default((srp_lr_kind)o->schedule, o->lr,
+                                          o->steps ? o->steps : (uint64_t)1 << 40);
     t->schedule.warmup_steps = o->warmup_steps;
     t->schedule.min_lr = o->min_lr;
+    lm_budget_init(&t->run.budget);
+}
+
+/* The schedule's length; 0 while the budget has not planned it yet. */
+static uint64_t schedule_steps(const trainer *t)
+{
+    return t->opt.steps ? t->opt.steps : lm_budget_total(&t->run.budget);
+}
+
+static float lr_at(const trainer *t, uint64_t step)
+{
+    return t->opt.steps ? srp_lr_at(&t->schedule, step)
+                        : lm_budget_lr(&t->run.budget, &t->schedule, step);
 }
 
 static void model_config_record(const lm_config *c, uint64_t *rec)
@@ -186,7 +194,7 @@ static ex_code build(trainer *t, ex_error *err)
     if (o->steps && o->warmup_steps >= o->steps)
         return ex_fail(err, EX_USAGE, "--warmup %llu must be below --steps %llu",
                        (unsigned long long)o->warmup_steps, (unsigned long long)o->steps);
-    set_schedule(t, o->steps);
+    set_schedule(t);
     const size_t rows = t->local_batch * o->model.context;
     const size_t lh = o->model.depth * o->model.heads, nlin = lm_linears(t->model)->count;
     t->tokens = malloc(sizeof(uint32_t) * rows);
@@ -229,7 +237,14 @@ static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
     const size_t four = 4;
     ex_run_tensors(&t->run.base, list);
     ex_tensors_add(list, "train.data_rng", SRP_DTYPE_U64, 1, &four, t->run.data_rng.s);
-    ex_tensors_add(list, "train.schedule_steps", SRP_DTYPE_U64, 0, NULL, &t->run.schedule_steps);
+    lm_budget *b = &t->run.budget;
+    const size_t plans = LM_BUDGET_PLANS;
+    ex_tensors_add(list, "train.budget.count", SRP_DTYPE_U64, 0, NULL, &b->count);
+    ex_tensors_add(list, "train.budget.steps", SRP_DTYPE_U64, 1, &plans, b->steps);
+    ex_tensors_add(list, "train.budget.totals", SRP_DTYPE_U64, 1, &plans, b->totals);
+    ex_tensors_add(list, "train.budget.clocks", SRP_DTYPE_F64, 1, &plans, b->clocks);
+    ex_tensors_add(list, "train.budget.from_step", SRP_DTYPE_U64, 0, NULL, &b->from_step);
+    ex_tensors_add(list, "train.budget.from_clock", SRP_DTYPE_F64, 0, NULL, &b->from_clock);
     ex_tensors_add(list, "train.best_val_bpc", SRP_DTYPE_F32, 0, NULL, &t->best_val_bpc);
     ex_collapse_tensors(&t->watch, "train.collapse", list);
 }
@@ -258,8 +273,6 @@ static ex_code load_checkpoint(trainer *t, const char *path, ex_error *err)
     checkpoint_tensors(t, &list);
     const ex_code code = ex_run_load(&t->run.base, &list, 0, lm_linears(t->model), path, err);
     ex_tensors_free(&list);
-    if (code == EX_OK)
-        set_schedule(t, t->run.schedule_steps);
     return code;
 }
 
@@ -488,7 +501,7 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     st = ex_dist_average_gradients(&t->dist, st); /* every rank, failed or not */
     if (st == SRP_OK)
         st = srp_optim_clip_grad_norm(t->optim, o->clip > 0.0f ? o->clip : FLT_MAX, &norm);
-    const float lr = srp_lr_at(&t->schedule, t->run.base.step);
+    const float lr = lr_at(t, t->run.base.step);
     if (st == SRP_OK) {
         stage = "weights";
         st = srp_optim_step(t->optim, lr);
@@ -600,9 +613,8 @@ static void print_progress(trainer *t, const step_record *rec)
     ex_progress_print(&t->progress, t->run.base.step,
                       "step %llu/%llu | %s | %.0f bytes/s | loss %.4f = %.3f bits/char | lr %.3g "
                       "| lowest head entropy %.2f of uniform",
-                      (unsigned long long)t->run.base.step,
-                      (unsigned long long)t->run.schedule_steps, elapsed,
-                      (double)(t->opt.batch * t->opt.model.context) / per_step, rec->loss,
+                      (unsigned long long)t->run.base.step, (unsigned long long)schedule_steps(t),
+                      elapsed, (double)(t->opt.batch * t->opt.model.context) / per_step, rec->loss,
                       rec->loss / LN2, rec->lr, lowest);
 }
 
@@ -636,29 +648,39 @@ static ex_code write_eval(trainer *t, size_t windows, int final, ex_error *err)
     return EX_OK;
 }
 
-/* With --minutes and no --steps: the schedule's length from the speed of
- * the first steps, once. */
-static void estimate_schedule(trainer *t)
+/* Rank 0's budget clock on every rank (the test clock with EX_TEST_CLOCK):
+ * every rank then plans and stops at the same step. */
+static double budget_clock(trainer *t)
 {
-    if (t->run.schedule_steps || t->opt.steps)
+    double clock;
+    if (!ex_test_clock(t->run.base.step, &clock))
+        clock = ex_run_seconds(&t->run.base);
+    ex_dist_broadcast(&t->dist, &clock, 1);
+    return clock;
+}
+
+/* With --minutes and no --steps: the schedule's length, planned and
+ * planned again as the budget is used (budget.h). */
+static void plan_schedule(trainer *t)
+{
+    const lm_options *o = &t->opt;
+    double per_step;
+    if (o->steps || !lm_budget_update(&t->run.budget, (double)o->minutes * 60.0, t->run.base.step,
+                                      t->clock, o->warmup_steps + 1, &per_step))
         return;
-    if (t->steps_this_run == ESTIMATE_FROM)
-        t->t_estimate = ex_now();
-    if (t->steps_this_run != ESTIMATE_AT)
-        return;
-    /* Rank 0's clock decides, so that every rank runs the same schedule. */
-    double clock[2] = {(ex_now() - t->t_estimate) / (ESTIMATE_AT - ESTIMATE_FROM),
-                       ex_run_seconds(&t->run.base)};
-    ex_dist_broadcast(&t->dist, clock, 2);
-    const double per_step = clock[0];
-    const double left = (double)t->opt.minutes * 60.0 - clock[1];
-    uint64_t total = t->run.base.step + (uint64_t)(fmax(left, 0.0) / per_step * ESTIMATE_KEEP);
-    if (total <= t->opt.warmup_steps)
-        total = t->opt.warmup_steps + 1;
-    set_schedule(t, total);
+    const lm_budget *b = &t->run.budget;
     ex_progress_break(&t->progress);
-    printf("%.0f ms per step: the schedule runs %llu steps in the %.4g minutes\n", per_step * 1e3,
-           (unsigned long long)total, (double)t->opt.minutes);
+    printf("plan %llu at step %llu (%.0f%% of the budget): %.0f ms per step, so the schedule runs "
+           "%llu steps in the %.4g minutes\n",
+           (unsigned long long)b->count, (unsigned long long)t->run.base.step,
+           100.0 * t->clock / ((double)o->minutes * 60.0), per_step * 1e3,
+           (unsigned long long)lm_budget_total(b), (double)o->minutes);
+    ex_metrics_begin(&t->metrics, "plan");
+    ex_metrics_number(&t->metrics, "step", (double)t->run.base.step);
+    ex_metrics_number(&t->metrics, "budget_seconds", t->clock);
+    ex_metrics_number(&t->metrics, "ms_per_step", per_step * 1e3);
+    ex_metrics_number(&t->metrics, "schedule_steps", (double)lm_budget_total(b));
+    ex_metrics_end(&t->metrics);
 }
 
 static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
@@ -669,7 +691,6 @@ static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
     ex_code code = collect_entropy(t, bound_now, err);
     if (code != EX_OK)
         return code;
-    estimate_schedule(t);
     if (ex_collapse_update(&t->watch, t->ent_norm, on_collapse, t) && o->stop_on_collapse) {
         code = save_checkpoint(t, err);
         return code != EX_OK ? code
@@ -691,18 +712,43 @@ static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
     return t->run.base.step % o->checkpoint_every == 0 ? save_checkpoint(t, err) : EX_OK;
 }
 
-/* Whether the run has reached its end: the steps, or the minutes (by rank
- * 0's clock, so that every rank stops at the same step). */
-static int finished(trainer *t)
+/* Whether the run has reached its end: the schedule's steps, or the
+ * minutes (t->clock, rank 0's). */
+static int finished(const trainer *t)
+{
+    const uint64_t total = schedule_steps(t);
+    if (total && t->run.base.step >= total)
+        return 1;
+    return t->opt.minutes > 0.0f && t->clock >= (double)t->opt.minutes * 60.0;
+}
+
+/* The last line of the training: the steps and time, and with --minutes
+ * how much of the budget the run used and whether the schedule ended. */
+static void report_training(trainer *t)
 {
     const lm_options *o = &t->opt;
-    if (t->run.schedule_steps && t->run.base.step >= t->run.schedule_steps)
-        return 1;
-    if (!(o->minutes > 0.0f))
-        return 0;
-    double out_of_time = ex_run_seconds(&t->run.base) >= (double)o->minutes * 60.0;
-    ex_dist_broadcast(&t->dist, &out_of_time, 1);
-    return out_of_time != 0.0;
+    ex_progress_break(&t->progress);
+    printf("trained %llu steps in %.0f s", (unsigned long long)t->run.base.step,
+           ex_run_seconds(&t->run.base));
+    if (!(o->minutes > 0.0f)) {
+        printf("\n");
+        return;
+    }
+    const double budget = (double)o->minutes * 60.0, used = t->clock / budget;
+    const uint64_t total = schedule_steps(t);
+    printf(": %.1f%% of the %.4g-minute budget; ", 100.0 * used, (double)o->minutes);
+    if (total && t->run.base.step >= total)
+        printf("the schedule ran to its end\n");
+    else
+        printf("the budget ran out at step %llu of the schedule's %llu\n",
+               (unsigned long long)t->run.base.step, (unsigned long long)total);
+    ex_metrics_begin(&t->metrics, "budget");
+    ex_metrics_number(&t->metrics, "step", (double)t->run.base.step);
+    ex_metrics_number(&t->metrics, "schedule_steps", (double)total);
+    ex_metrics_number(&t->metrics, "minutes", o->minutes);
+    ex_metrics_number(&t->metrics, "budget_used", used);
+    ex_metrics_number(&t->metrics, "plans", (double)t->run.budget.count);
+    ex_metrics_end(&t->metrics);
 }
 
 static ex_code train(trainer *t, ex_error *err)
@@ -712,7 +758,12 @@ static ex_code train(trainer *t, ex_error *err)
     ex_progress_start(&t->progress);
     t->progress.last_step = t->run.base.step;
     srp_profile_enable(o->profile);
-    while (!finished(t)) {
+    for (;;) {
+        if (o->minutes > 0.0f) /* one broadcast a step */
+            t->clock = budget_clock(t);
+        plan_schedule(t);
+        if (finished(t))
+            break;
         if (o->stop_after_steps && t->run.base.step >= o->stop_after_steps) {
             ex_progress_break(&t->progress);
             printf("stopped after step %llu as asked (--stop-after-steps; %.1f ms per step in "
@@ -732,9 +783,7 @@ static ex_code train(trainer *t, ex_error *err)
         if ((code = after_step(t, &rec, err)) != EX_OK)
             return code;
     }
-    ex_progress_break(&t->progress);
-    printf("trained %llu steps in %.0f s\n", (unsigned long long)t->run.base.step,
-           ex_run_seconds(&t->run.base));
+    report_training(t);
     ex_code code = write_eval(t, 0, 1, err);
     if (code == EX_OK)
         code = save_checkpoint(t, err);

@@ -7,11 +7,22 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "test_hooks.h"
+
 #ifdef EX_WITH_MPI
 #include <sigmareparam/dist.h>
 #endif
 
 int ex_dist_is_root(const ex_dist *d) { return d->rank == 0; }
+
+ex_code ex_dist_agree_status(ex_dist *d, srp_status st, const char *what, const char *phase,
+                             uint64_t step, ex_error *err)
+{
+    ex_code code = st == SRP_OK ? EX_OK : ex_fail_status(err, st, what);
+    if (code == EX_OK && ex_test_fail_due(d->rank, step, phase))
+        code = ex_test_fail(err, step, phase);
+    return ex_dist_agree(d, code, err);
+}
 
 void ex_dist_print_error(const ex_dist *d, const ex_error *err)
 {

@@ -46,6 +46,12 @@ int ex_dist_is_root(const ex_dist *d);
  * stops every rank: the ranks that were not given it get a usage error
  * that says so, instead of training while the others have left. */
 ex_code ex_dist_agree(ex_dist *d, ex_code code, ex_error *err);
+/* Collective: the end of a phase each rank went through alone, whose
+ * library status was st (what: the phase, for the message), with the
+ * test-only failure of that phase at step (EX_TEST_FAIL, test_hooks.h);
+ * then ex_dist_agree. */
+ex_code ex_dist_agree_status(ex_dist *d, srp_status st, const char *what, const char *phase,
+                             uint64_t step, ex_error *err);
 /* main's last word: "error: <message>" on stderr, after "rank N: " when
  * there are several ranks (every rank prints its own). */
 void ex_dist_print_error(const ex_dist *d, const ex_error *err);

@@ -540,10 +540,9 @@ static ex_code collect_entropy(trainer *t, int with_bound, ex_error *err)
         if (st == SRP_OK && with_bound)
             st = srp_attention_entropy_bound(a, t->ent_bound + l * c->heads);
     }
-    ex_code code = st == SRP_OK ? EX_OK : ex_fail_status(err, st, "attention entropy");
-    if (code == EX_OK && ex_test_fail_due(t->dist.rank, t->run.base.step, "entropy"))
-        code = ex_test_fail(err, t->run.base.step, "entropy");
-    if ((code = ex_dist_agree(&t->dist, code, err)) != EX_OK)
+    const ex_code code =
+        ex_dist_agree_status(&t->dist, st, "attention entropy", "entropy", t->run.base.step, err);
+    if (code != EX_OK)
         return code;
     /* Means averaged over the ranks' equal shares; minimums the least of
      * the ranks'. The bound is the least of the ranks' bounds: each rank's

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "budget.h"
+#include "common/linears.h"
+#include "common/tensors.h"
 #include "model.h"
 #include "reference_model.h"
 #include "testutil.h"
@@ -331,6 +333,28 @@ static void test_overfits_a_tiny_text(void **state)
     free(m);
 }
 
+/* Runs `command` (a trainer and its options) stopped at stops[0], resumed
+ * and stopped at stops[1], resumed to the end, into m_part and c_part: the
+ * same metrics and final checkpoint, bit for bit, as m_full and c_full of
+ * the run never stopped. */
+static void assert_resume_is_bit_exact(const char *command, const int stops[2], const char *m_full,
+                                       const char *c_full, const char *m_part, const char *c_part)
+{
+    static char out[1 << 16];
+    char cmd[8192];
+    for (int k = 0; k < 3; k++) {
+        snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s", command, m_part, c_part);
+        if (k < 2)
+            snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --stop-after-steps %d",
+                     stops[k]);
+        if (k > 0)
+            snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --resume %s", c_part);
+        assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
+    }
+    assert_true(same_but_time(m_full, m_part, 0));
+    assert_true(same_but_time(c_full, c_part, 1));
+}
+
 /* Stopped and resumed, a run gives the same metrics and the same final
  * checkpoint, bit for bit, as a run never stopped; --generate samples
  * from the checkpoint alone, the same text as the run itself. */
@@ -351,16 +375,8 @@ static void test_resume_is_bit_exact_and_samples(void **state)
              m_full, c_full);
     assert_int_equal(run_lm(args, out, sizeof(out)), 0);
     const int stops[2] = {13, 31};
-    for (int s = 0; s < 2; s++) {
-        snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --stop-after-steps %d%s%s",
-                 common, m_part, c_part, stops[s], s ? " --resume " : "", s ? c_part : "");
-        assert_int_equal(run_lm(args, out2, sizeof(out2)), 0);
-    }
-    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --resume %s", common, m_part,
-             c_part, c_part);
-    assert_int_equal(run_lm(args, out2, sizeof(out2)), 0);
-    assert_true(same_but_time(m_full, m_part, 0));
-    assert_true(same_but_time(c_full, c_part, 1));
+    snprintf(args, sizeof(args), "'%s' --threads 2 %s", LM_TRAIN_EXE, common);
+    assert_resume_is_bit_exact(args, stops, m_full, c_full, m_part, c_part);
 
     snprintf(args, sizeof(args), "%s --lr 0.5 --resume %s", common, c_part);
     assert_int_equal(run_lm(args, out2, sizeof(out2)), 2);
@@ -511,16 +527,86 @@ static void test_budget_resume_makes_the_same_plans(void **state)
     assert_true(used > 0.97 && used <= 1.0);
     assert_true(last_value(m_full, "budget", "plans") == 5.0);
     const int stops[2] = {13, 200};
-    for (int k = 0; k < 2; k++) {
-        snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s --stop-after-steps %d%s%s",
-                 common, m_part, c_part, stops[k], k ? " --resume " : "", k ? c_part : "");
-        assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
+    assert_resume_is_bit_exact(common, stops, m_full, c_full, m_part, c_part);
+}
+
+/* The final validation figure scores every byte of the validation text
+ * after its first, once: its whole windows of context bytes, and the bytes
+ * after the last whole window from a window that ends at the text's end.
+ * Recomputed here in double from the run's final checkpoint, one window at
+ * a time; the count and the figure must match the run's. */
+static void test_final_evaluation_scores_every_byte(void **state)
+{
+    (void)state;
+    static char out[1 << 16], body[4096];
+    char text[512], metrics[512], ckpt[512], args[2048];
+    scratch_path(text, sizeof(text), "every_byte.txt");
+    scratch_path(metrics, sizeof(metrics), "every_byte.jsonl");
+    scratch_path(ckpt, sizeof(ckpt), "every_byte.ckpt");
+    size_t len = 0;
+    for (int d = 0; len + 64 < sizeof(body); d++)
+        len += (size_t)snprintf(body + len, sizeof(body) - len, "row %d of %d, said %d\n\n", d,
+                                d * 7 % 11, d * d % 13);
+    write_bytes(text, body, len, 0);
+    snprintf(args, sizeof(args), SMALL_LM "--text %s --steps 30 --metrics %s --checkpoint %s", text,
+             metrics, ckpt);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+
+    lm_text t;
+    ex_error err;
+    assert_int_equal(lm_text_from_buffer(&t, (const uint8_t *)body, len, &err), EX_OK);
+    const size_t T = 16, scored = t.val_len - 1;
+    assert_true(scored % T != 0); /* a tail after the whole windows */
+    assert_true(last_value(metrics, "eval", "bytes") == (double)scored);
+    char expect[128];
+    snprintf(expect, sizeof(expect), "(all %zu bytes after the first;", scored);
+    assert_non_null(strstr(out, expect));
+
+    lm_config c = lm_config_default();
+    c.context = T;
+    c.dim = 32;
+    c.depth = 2;
+    c.heads = 2;
+    c.mlp_dim = 64;
+    c.max_batch = 1;
+    lm_model *m;
+    assert_int_equal(lm_create(&m, &c), SRP_OK);
+    ex_tensor_list list;
+    ex_tensors_init(&list);
+    uint64_t config[10];
+    const size_t ten = 10;
+    ex_tensors_add(&list, "model.config", SRP_DTYPE_U64, 1, &ten, config);
+    lm_state_tensors(m, &list);
+    assert_int_equal(ex_tensors_load(&list, 0, ckpt, &err), EX_OK);
+    ex_tensors_free(&list);
+    assert_int_equal(ex_linears_sync_in(lm_linears(m)), SRP_OK);
+    double nats = 0.0;
+    size_t counted = 0;
+    uint32_t window[16];
+    for (size_t w = 0; w <= scored / T; w++) {
+        /* window w scores bytes w T + 1 .. w T + T; the last, the rest */
+        const size_t start = w < scored / T ? w * T : t.val_len - 1 - T;
+        const size_t first = w < scored / T ? 0 : T - (scored - (scored / T) * T);
+        for (size_t i = 0; i < T; i++)
+            window[i] = t.val[start + i];
+        const float *logits;
+        assert_int_equal(lm_forward(m, window, 1, T, SRP_EVAL, &logits), SRP_OK);
+        for (size_t i = first; i < T; i++) {
+            const float *row = logits + i * LM_VOCAB;
+            double max = row[0], z = 0.0;
+            for (int v = 1; v < LM_VOCAB; v++)
+                max = fmax(max, row[v]);
+            for (int v = 0; v < LM_VOCAB; v++)
+                z += exp((double)row[v] - max);
+            nats += max + log(z) - row[t.val[start + i + 1]];
+            counted++;
+        }
     }
-    snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s --resume %s", common, m_part,
-             c_part, c_part);
-    assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
-    assert_true(same_but_time(m_full, m_part, 0));
-    assert_true(same_but_time(c_full, c_part, 1));
+    assert_int_equal(counted, scored);
+    assert_close_rel(last_value(metrics, "eval", "loss"), nats / (double)scored, 1e-5, 0.0,
+                     "the final validation loss");
+    lm_destroy(m);
+    lm_text_free(&t);
 }
 
 static void test_bad_input(void **state)
@@ -581,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_budget_plans_fill_the_budget),
         cmocka_unit_test(test_budget_lr_is_continuous),
         cmocka_unit_test(test_budget_resume_makes_the_same_plans),
+        cmocka_unit_test(test_final_evaluation_scores_every_byte),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

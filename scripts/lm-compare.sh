@@ -37,14 +37,15 @@ for arm in "${arms[@]}"; do
 done
 
 echo
-echo "| architecture | optimizer, flags | steps in $minutes min | validation bits/char |"
-echo "|---|---|---|---|"
+echo "| architecture | optimizer, flags | steps in $minutes min | budget used | validation bits/char |"
+echo "|---|---|---|---|---|"
 for arm in "${arms[@]}"; do
   name=${arm%%|*}
   flags=${arm#*|}
   steps=$(sed -n 's/^trained \([0-9]*\) steps.*/\1/p' "$out/$name.log")
+  used=$(sed -n 's/^trained .*: \([0-9.]*%\) of the .*/\1/p' "$out/$name.log")
   bpc=$(sed -n 's/^validation: \([0-9.]*\) bits.*/\1/p' "$out/$name.log")
-  echo "| $name | AdamW ${flags:-(defaults)} | ${steps:-} | ${bpc:-failed} |"
+  echo "| $name | AdamW ${flags:-(defaults)} | ${steps:-} | ${used:-} | ${bpc:-failed} |"
 done
 bigram=$(sed -n 's/.*bigram \([0-9.]*\), unigram.*/\1/p' "$out/sigma.log" | head -1)
-echo "| bigram count model | | | $bigram |"
+echo "| bigram count model | | | | $bigram |"

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
+#include "common/linears.h"
+#include "common/tensors.h"
 #include "model.h"
 #include "reference_model.h"
 #include "testutil.h"
@@ -223,12 +226,56 @@ static void test_text_split(void **state)
     lm_text_free(&t);
 }
 
+/* A document that repeats one seen before (trailing newlines aside) is
+ * dropped before the split, wherever the two copies would have gone: the
+ * 10th distinct document validates, and no repeat of a training document
+ * is validation text. */
+static void test_text_drops_repeated_documents(void **state)
+{
+    (void)state;
+    static char buf[1 << 16];
+    size_t len = 0;
+    /* documents 1..30; after each multiple of 3 repeat an earlier one,
+     * with extra trailing newlines or a \r to show they do not count */
+    for (int d = 1; d <= 30; d++) {
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "doc %d\n\n", d);
+        if (d % 3 == 0)
+            len += (size_t)snprintf(buf + len, sizeof(buf) - len, "doc %d%s\n\n", d - 1,
+                                    d % 2 ? "\r\n" : "\n\n");
+    }
+    lm_text t;
+    ex_error err;
+    assert_int_equal(lm_text_from_buffer(&t, (const uint8_t *)buf, len, &err), EX_OK);
+    assert_int_equal(t.documents, 30);
+    assert_int_equal(t.duplicates, 10);
+    const char *val = "doc 10\ndoc 20\ndoc 30\n";
+    assert_int_equal(t.val_len, strlen(val));
+    assert_memory_equal(t.val, val, strlen(val));
+    /* "doc 9" follows "doc 8" in training: its repeat was dropped */
+    char *train = malloc(t.train_len + 1);
+    assert_non_null(train);
+    memcpy(train, t.train, t.train_len);
+    train[t.train_len] = '\0';
+    assert_non_null(strstr(train, "doc 8\ndoc 9\ndoc 11\n"));
+    free(train);
+    lm_text_free(&t);
+
+    /* the same bytes in other documents are not repeats: a prefix, a
+     * longer one, the same words spread differently */
+    const char *distinct = "ab\n\nabc\n\nab c\n\na\nbc\n\nabcd";
+    assert_int_equal(lm_text_from_buffer(&t, (const uint8_t *)distinct, strlen(distinct), &err),
+                     EX_OK);
+    assert_int_equal(t.duplicates, 0);
+    assert_int_equal(t.documents, 5);
+    lm_text_free(&t);
+}
+
 /* The count models on a text small enough to work out by hand. */
 static void test_baselines(void **state)
 {
     (void)state;
     /* training text "abab\n" (5 bytes), validation "ab\n" */
-    lm_text t = {(uint8_t *)"abab\n", (uint8_t *)"ab\n", 5, 3, 2};
+    lm_text t = {(uint8_t *)"abab\n", (uint8_t *)"ab\n", 5, 3, 2, 0};
     lm_baselines b;
     ex_error err;
     assert_int_equal(lm_baselines_compute(&t, &b, &err), EX_OK);
@@ -242,14 +289,15 @@ static void test_baselines(void **state)
     assert_close_rel(b.bigram_bpc, -(log2(p1) + log2(p2)) / 2.0, 1e-12, 0.0, "bigram");
 }
 
-/* A text of 40 alphabets: every byte determines the next, so the model
- * can drive its loss to near zero. */
+/* A text of 40 alphabets, one a line: every byte determines the next, so
+ * the model can drive its loss to near zero. One document (40 of them
+ * would be repeats, dropped): its last tenth validates. */
 static void write_alphabet_text(const char *path)
 {
-    char text[40 * 29];
+    char text[40 * 28];
     size_t len = 0;
     for (int d = 0; d < 40; d++)
-        len += (size_t)snprintf(text + len, sizeof(text) - len, "abcdefghijklmnopqrstuvwxyz\n\n");
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "abcdefghijklmnopqrstuvwxyz\n");
     write_bytes(path, text, len, 0);
 }
 
@@ -285,6 +333,28 @@ static void test_overfits_a_tiny_text(void **state)
     free(m);
 }
 
+/* Runs `command` (a trainer and its options) stopped at stops[0], resumed
+ * and stopped at stops[1], resumed to the end, into m_part and c_part: the
+ * same metrics and final checkpoint, bit for bit, as m_full and c_full of
+ * the run never stopped. */
+static void assert_resume_is_bit_exact(const char *command, const int stops[2], const char *m_full,
+                                       const char *c_full, const char *m_part, const char *c_part)
+{
+    static char out[1 << 16];
+    char cmd[8192];
+    for (int k = 0; k < 3; k++) {
+        snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s", command, m_part, c_part);
+        if (k < 2)
+            snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --stop-after-steps %d",
+                     stops[k]);
+        if (k > 0)
+            snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --resume %s", c_part);
+        assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
+    }
+    assert_true(same_but_time(m_full, m_part, 0));
+    assert_true(same_but_time(c_full, c_part, 1));
+}
+
 /* Stopped and resumed, a run gives the same metrics and the same final
  * checkpoint, bit for bit, as a run never stopped; --generate samples
  * from the checkpoint alone, the same text as the run itself. */
@@ -305,16 +375,8 @@ static void test_resume_is_bit_exact_and_samples(void **state)
              m_full, c_full);
     assert_int_equal(run_lm(args, out, sizeof(out)), 0);
     const int stops[2] = {13, 31};
-    for (int s = 0; s < 2; s++) {
-        snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --stop-after-steps %d%s%s",
-                 common, m_part, c_part, stops[s], s ? " --resume " : "", s ? c_part : "");
-        assert_int_equal(run_lm(args, out2, sizeof(out2)), 0);
-    }
-    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --resume %s", common, m_part,
-             c_part, c_part);
-    assert_int_equal(run_lm(args, out2, sizeof(out2)), 0);
-    assert_true(same_but_time(m_full, m_part, 0));
-    assert_true(same_but_time(c_full, c_part, 1));
+    snprintf(args, sizeof(args), "'%s' --threads 2 %s", LM_TRAIN_EXE, common);
+    assert_resume_is_bit_exact(args, stops, m_full, c_full, m_part, c_part);
 
     snprintf(args, sizeof(args), "%s --lr 0.5 --resume %s", common, c_part);
     assert_int_equal(run_lm(args, out2, sizeof(out2)), 2);
@@ -328,6 +390,223 @@ static void test_resume_is_bit_exact_and_samples(void **state)
     const char *again = strstr(out2, "abc");
     assert_non_null(again);
     assert_memory_equal(again, sample + strlen("sample (temperature 0.8):\n"), 44);
+}
+
+/* The --minutes plans (budget.h), on a simulated clock whose step time
+ * starts at a and grows by b a step: steps run until the schedule ends or
+ * the budget does. Returns the fraction of the budget used; *ended: the
+ * schedule ran to its end. replan 0: only the first plan (the trainer
+ * before re-planning). */
+static double simulate_budget(double a, double b, double budget, int replan, lm_budget *out,
+                              int *ended)
+{
+    lm_budget_init(out);
+    uint64_t n = 0;
+    double clock = 0.0, per_step;
+    for (;;) {
+        if (replan || out->count == 0)
+            lm_budget_update(out, budget, n, clock, 101, &per_step);
+        const uint64_t total = lm_budget_total(out);
+        if ((total && n >= total) || clock >= budget)
+            break;
+        clock += a + b * (double)n;
+        n++;
+    }
+    *ended = lm_budget_total(out) && n >= lm_budget_total(out);
+    return clock / budget;
+}
+
+/* With a step time that drifts by half over the run, one plan from the
+ * first steps' speed runs out of time before its schedule ends (slowing)
+ * or ends with a fifth of the budget unused (speeding up); the re-plans at
+ * 25, 50, 75 and 90% of the budget end the schedule within the last
+ * percents of it, both ways. */
+static void test_budget_plans_fill_the_budget(void **state)
+{
+    (void)state;
+    const double budget = 480.0;
+    const double drift[2][2] = {{0.2, 5e-5}, {0.3, -5e-5}}; /* slowing, speeding up */
+    for (int k = 0; k < 2; k++) {
+        lm_budget b;
+        int ended;
+        const double once = simulate_budget(drift[k][0], drift[k][1], budget, 0, &b, &ended);
+        if (k == 0)
+            assert_false(ended); /* out of time before the schedule's end */
+        else
+            assert_true(once < 0.85);
+        const double used = simulate_budget(drift[k][0], drift[k][1], budget, 1, &b, &ended);
+        if (!ended || !(used > 0.97 && used <= 1.001)) { /* 1.001: the last step may cross it */
+            print_error("drift %d: used %.4f of the budget (one plan: %.4f), schedule %s\n", k,
+                        used, once, ended ? "ended" : "cut short");
+            fail();
+        }
+        /* the first plan at step 25, then one at each fraction of the budget */
+        assert_int_equal(b.count, 1 + LM_BUDGET_FRACTION_COUNT);
+        assert_int_equal(b.steps[0], LM_BUDGET_FIRST_AT);
+        for (uint64_t i = 1; i < b.count; i++) {
+            assert_true(b.clocks[i] >= LM_BUDGET_FRACTIONS[i - 1] * budget);
+            assert_true(b.clocks[i] < LM_BUDGET_FRACTIONS[i - 1] * budget + 0.31); /* one step */
+        }
+    }
+}
+
+/* The lr: with one plan it is the library's schedule of that length, bit
+ * for bit, warmup included; a later plan changes no lr before it, moves on
+ * from the same lr at its step (no jump), decays monotonically and ends on
+ * min_lr at its last step. */
+static void test_budget_lr_is_continuous(void **state)
+{
+    (void)state;
+    srp_lr_schedule s = srp_lr_schedule_default(SRP_LR_COSINE, 0.016f, (uint64_t)1 << 40);
+    s.warmup_steps = 100;
+    s.min_lr = 0.001f;
+    lm_budget one, two;
+    lm_budget_init(&one);
+    one.count = 1;
+    one.steps[0] = 25;
+    one.totals[0] = 1000;
+    srp_lr_schedule lib = s;
+    lib.total_steps = 1000;
+    for (uint64_t n = 0; n < 1010; n++) {
+        const float got = lm_budget_lr(&one, &s, n), want = srp_lr_at(&lib, n);
+        assert_memory_equal(&got, &want, sizeof(float));
+    }
+    two = one;
+    two.count = 2;
+    two.steps[1] = 400;
+    two.totals[1] = 1600;
+    for (uint64_t n = 0; n < 400; n++)
+        assert_true(lm_budget_lr(&two, &s, n) == lm_budget_lr(&one, &s, n));
+    /* at the new plan's step: the lr the first plan would have given */
+    assert_close_rel(lm_budget_lr(&two, &s, 400), lm_budget_lr(&one, &s, 400), 1e-5, 0.0,
+                     "lr at the re-plan");
+    float last = lm_budget_lr(&two, &s, 399);
+    for (uint64_t n = 400; n < 1600; n++) {
+        const float lr = lm_budget_lr(&two, &s, n);
+        assert_true(lr <= last && lr > s.min_lr);
+        /* a step moves the lr by at most the stretched cosine's steepest slope */
+        assert_true(last - lr <= (s.base_lr - s.min_lr) * 3.1416f / 2.0f / 1000.0f);
+        last = lr;
+    }
+    assert_true(lm_budget_lr(&two, &s, 1600) == s.min_lr);
+    /* before any plan: the schedule too long to decay noticeably */
+    lm_budget none;
+    lm_budget_init(&none);
+    assert_true(lm_budget_lr(&none, &s, 50) == srp_lr_at(&lib, 50));
+    assert_close_rel(lm_budget_lr(&none, &s, 500), s.base_lr, 1e-6, 0.0, "lr before a plan");
+}
+
+/* A --minutes run on the test clock (EX_TEST_CLOCK: the same on every
+ * machine): it plans at step 25 and at each fraction of the budget, ends
+ * its schedule within the budget and says how much it used; stopped before
+ * its first plan and between two, and resumed, it makes the same plans and
+ * ends in the same state, bit for bit. */
+static void test_budget_resume_makes_the_same_plans(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char text[512], m_full[512], c_full[512], m_part[512], c_part[512], cmd[8192];
+    scratch_path(text, sizeof(text), "alphabet.txt");
+    write_alphabet_text(text);
+    scratch_path(m_full, sizeof(m_full), "budget_full.jsonl");
+    scratch_path(c_full, sizeof(c_full), "budget_full.ckpt");
+    scratch_path(m_part, sizeof(m_part), "budget_part.jsonl");
+    scratch_path(c_part, sizeof(c_part), "budget_part.ckpt");
+    /* a step of 0.1 s growing by 0.1 ms a step: 483 steps in the minute */
+    char common[2048];
+    snprintf(common, sizeof(common),
+             "EX_TEST_CLOCK=0.1,0.0001 '%s' --threads 2 " SMALL_LM
+             "--text %s --minutes 1 --checkpoint-every 50 --eval-windows 4",
+             LM_TRAIN_EXE, text);
+    snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s", common, m_full, c_full);
+    assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "plan 1 at step 25"));
+    assert_non_null(strstr(out, "plan 5 at step"));
+    assert_non_null(strstr(out, "% of the 1-minute budget; the schedule ran to its end"));
+    const double used = last_value(m_full, "budget", "budget_used");
+    assert_true(used > 0.97 && used <= 1.0);
+    assert_true(last_value(m_full, "budget", "plans") == 5.0);
+    const int stops[2] = {13, 200};
+    assert_resume_is_bit_exact(common, stops, m_full, c_full, m_part, c_part);
+}
+
+/* The final validation figure scores every byte of the validation text
+ * after its first, once: its whole windows of context bytes, and the bytes
+ * after the last whole window from a window that ends at the text's end.
+ * Recomputed here in double from the run's final checkpoint, one window at
+ * a time; the count and the figure must match the run's. */
+static void test_final_evaluation_scores_every_byte(void **state)
+{
+    (void)state;
+    static char out[1 << 16], body[4096];
+    char text[512], metrics[512], ckpt[512], args[2048];
+    scratch_path(text, sizeof(text), "every_byte.txt");
+    scratch_path(metrics, sizeof(metrics), "every_byte.jsonl");
+    scratch_path(ckpt, sizeof(ckpt), "every_byte.ckpt");
+    size_t len = 0;
+    for (int d = 0; len + 64 < sizeof(body); d++)
+        len += (size_t)snprintf(body + len, sizeof(body) - len, "row %d of %d, said %d\n\n", d,
+                                d * 7 % 11, d * d % 13);
+    write_bytes(text, body, len, 0);
+    snprintf(args, sizeof(args), SMALL_LM "--text %s --steps 30 --metrics %s --checkpoint %s", text,
+             metrics, ckpt);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+
+    lm_text t;
+    ex_error err;
+    assert_int_equal(lm_text_from_buffer(&t, (const uint8_t *)body, len, &err), EX_OK);
+    const size_t T = 16, scored = t.val_len - 1;
+    assert_true(scored % T != 0); /* a tail after the whole windows */
+    assert_true(last_value(metrics, "eval", "bytes") == (double)scored);
+    char expect[128];
+    snprintf(expect, sizeof(expect), "(all %zu bytes after the first;", scored);
+    assert_non_null(strstr(out, expect));
+
+    lm_config c = lm_config_default();
+    c.context = T;
+    c.dim = 32;
+    c.depth = 2;
+    c.heads = 2;
+    c.mlp_dim = 64;
+    c.max_batch = 1;
+    lm_model *m;
+    assert_int_equal(lm_create(&m, &c), SRP_OK);
+    ex_tensor_list list;
+    ex_tensors_init(&list);
+    uint64_t config[10];
+    const size_t ten = 10;
+    ex_tensors_add(&list, "model.config", SRP_DTYPE_U64, 1, &ten, config);
+    lm_state_tensors(m, &list);
+    assert_int_equal(ex_tensors_load(&list, 0, ckpt, &err), EX_OK);
+    ex_tensors_free(&list);
+    assert_int_equal(ex_linears_sync_in(lm_linears(m)), SRP_OK);
+    double nats = 0.0;
+    size_t counted = 0;
+    uint32_t window[16];
+    for (size_t w = 0; w <= scored / T; w++) {
+        /* window w scores bytes w T + 1 .. w T + T; the last, the rest */
+        const size_t start = w < scored / T ? w * T : t.val_len - 1 - T;
+        const size_t first = w < scored / T ? 0 : T - (scored - (scored / T) * T);
+        for (size_t i = 0; i < T; i++)
+            window[i] = t.val[start + i];
+        const float *logits;
+        assert_int_equal(lm_forward(m, window, 1, T, SRP_EVAL, &logits), SRP_OK);
+        for (size_t i = first; i < T; i++) {
+            const float *row = logits + i * LM_VOCAB;
+            double max = row[0], z = 0.0;
+            for (int v = 1; v < LM_VOCAB; v++)
+                max = fmax(max, row[v]);
+            for (int v = 0; v < LM_VOCAB; v++)
+                z += exp((double)row[v] - max);
+            nats += max + log(z) - row[t.val[start + i + 1]];
+            counted++;
+        }
+    }
+    assert_int_equal(counted, scored);
+    assert_close_rel(last_value(metrics, "eval", "loss"), nats / (double)scored, 1e-5, 0.0,
+                     "the final validation loss");
+    lm_destroy(m);
+    lm_text_free(&t);
 }
 
 static void test_bad_input(void **state)
@@ -381,9 +660,14 @@ int main(void)
         cmocka_unit_test(test_causal_no_leak),
         cmocka_unit_test(test_backward_matches_differences),
         cmocka_unit_test(test_text_split),
+        cmocka_unit_test(test_text_drops_repeated_documents),
         cmocka_unit_test(test_baselines),
         cmocka_unit_test(test_overfits_a_tiny_text),
         cmocka_unit_test(test_resume_is_bit_exact_and_samples),
+        cmocka_unit_test(test_budget_plans_fill_the_budget),
+        cmocka_unit_test(test_budget_lr_is_continuous),
+        cmocka_unit_test(test_budget_resume_makes_the_same_plans),
+        cmocka_unit_test(test_final_evaluation_scores_every_byte),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

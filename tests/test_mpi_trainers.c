@@ -1,9 +1,11 @@
 /* Both trainers data-parallel under mpirun (SRP_WITH_MPI builds), run as a
  * user runs them: 2 ranks at 1 thread each against 1 process with the
- * same global batch (the same losses and final state, to float rounding),
- * the replica check every step, the u/v/sigma broadcast when the ranks'
- * thread counts differ, one rank's bad data file stopping every rank,
- * exact resume at the same rank count and a clear refusal at another. */
+ * same global batch (the same losses, entropy bounds and final state, to
+ * float rounding), the replica check every step, the u/v/sigma broadcast
+ * when the ranks' thread counts differ, one rank's bad data file, a
+ * failure injected on one rank in each collective phase, or --help on one
+ * rank stopping every rank, exact resume at the same rank count and a
+ * clear refusal at another. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include "trainer_harness.h"
 
 #define MAX_VALUES 256
+#define MAX_ARRAY_VALUES 4096
 
 /* Small runs. The test set (200) is not a multiple of a rank's share of
  * the batch (32), so the last evaluation batch is partial. One fused qkv:
@@ -22,14 +25,14 @@
 #define VIT_ARGS                                                                                   \
     "--dataset synthetic --synthetic-train 512 --synthetic-test 200 --epochs 2 --batch 64 "        \
     "--dim 32 --depth 2 --heads 2 --mlp-dim 64 --patch 7 --stem 4 --qkv-sigma fused "              \
-    "--log-every 1 --bound-every 4"
+    "--log-every 1 --bound-every 1"
 /* SGD, not the LM's default AdamW: the key bias gets no gradient but
  * rounding noise (softmax ignores a shift of every score), which AdamW's
  * normalization turns into full-size steps whose sign differs with the
  * summation order, across ranks as across thread counts. */
 #define LM_ARGS                                                                                    \
     "--context 16 --dim 32 --depth 2 --heads 2 --mlp-dim 64 --batch 8 --steps 40 --warmup 5 "      \
-    "--eval-every 20 --eval-windows 30 --log-every 1 --optimizer sgd --lr 0.1"
+    "--eval-every 20 --eval-windows 30 --log-every 1 --bound-every 1 --optimizer sgd --lr 0.1"
 
 static int setup(void **state)
 {
@@ -68,6 +71,38 @@ static void assert_metrics_close(const char *a, const char *b, const char *type,
     for (size_t i = 0; i < n; i++)
         if (!(fabs(x[i] - y[i]) <= rel * fabs(x[i]))) {
             print_error("%s %s #%zu: %.9g on 1 rank, %.9g on 2\n", type, key, i, x[i], y[i]);
+            fail();
+        }
+}
+
+/* The entropy bound, logged at every step on 1 rank (m1) and on 2 (m2),
+ * is never above the entropy it bounds (`bounded`: the ViT's per-head
+ * minimum, the causal LM's per-head mean) on either. On 2 ranks it must
+ * cover both ranks' shares: the ViT's, the least of the ranks' bounds, is
+ * the 1-rank bound of the whole batch (the bound falls as s grows, and
+ * the batch's s is the larger of the shares'), to float rounding; the
+ * LM's, the mean of the ranks' bounds, is at least the 1-rank one. */
+static void assert_bounds_hold(const char *m1, const char *m2, const char *bounded, int same)
+{
+    static double b1[MAX_ARRAY_VALUES], b2[MAX_ARRAY_VALUES], e[MAX_ARRAY_VALUES];
+    const size_t n = all_array_values(m1, "train", "entropy_bound", b1, MAX_ARRAY_VALUES);
+    assert_true(n > 0 && n < MAX_ARRAY_VALUES);
+    assert_int_equal(all_array_values(m2, "train", "entropy_bound", b2, MAX_ARRAY_VALUES), n);
+    for (int ranks = 1; ranks <= 2; ranks++) {
+        const double *b = ranks == 1 ? b1 : b2;
+        assert_int_equal(
+            all_array_values(ranks == 1 ? m1 : m2, "train", bounded, e, MAX_ARRAY_VALUES), n);
+        for (size_t i = 0; i < n; i++)
+            if (!(b[i] <= e[i])) {
+                print_error("%d rank(s), value #%zu: bound %.9g above %s %.9g\n", ranks, i, b[i],
+                            bounded, e[i]);
+                fail();
+            }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (same ? !(fabs(b2[i] - b1[i]) <= 1e-5 * fabs(b1[i]) + 1e-6)
+                 : !(b2[i] >= b1[i] * (1.0 - 1e-4) - 1e-6)) {
+            print_error("bound #%zu: %.9g on 1 rank, %.9g on 2\n", i, b1[i], b2[i]);
             fail();
         }
 }
@@ -112,7 +147,19 @@ static void test_vit_two_ranks_match_one(void **state)
     assert_metrics_close(m1, m2, "train", "grad_norm", 1e-4);
     assert_metrics_close(m1, m2, "eval", "loss", 1e-5);
     assert_metrics_close(m1, m2, "eval", "acc", 0.0);
+    assert_bounds_hold(m1, m2, "entropy_min", 1);
     assert_checkpoints_close(c1, c2, 1e-4);
+}
+
+/* The LM's text: 8 KB of short, distinct documents. */
+static void write_lm_text(const char *path)
+{
+    static char body[8192];
+    size_t len = 0;
+    for (int d = 0; len + 64 < sizeof(body); d++)
+        len += (size_t)snprintf(body + len, sizeof(body) - len,
+                                "document %d: the quick brown fox %d\n\n", d, d * 7 % 13);
+    write_bytes(path, body, len, 0);
 }
 
 static void test_lm_two_ranks_match_one(void **state)
@@ -121,12 +168,7 @@ static void test_lm_two_ranks_match_one(void **state)
     static char out[1 << 16];
     char text[512], m1[512], m2[512], c1[512], c2[512], args[2048];
     scratch_path(text, sizeof(text), "text.txt");
-    static char body[8192];
-    size_t len = 0;
-    for (int d = 0; len + 64 < sizeof(body); d++)
-        len += (size_t)snprintf(body + len, sizeof(body) - len,
-                                "document %d: the quick brown fox %d\n\n", d, d * 7 % 13);
-    write_bytes(text, body, len, 0);
+    write_lm_text(text);
     scratch_path(m1, sizeof(m1), "lm1.jsonl");
     scratch_path(m2, sizeof(m2), "lm2.jsonl");
     scratch_path(c1, sizeof(c1), "lm1.ckpt");
@@ -143,6 +185,7 @@ static void test_lm_two_ranks_match_one(void **state)
     assert_metrics_close(m1, m2, "train", "loss", 1e-5);
     assert_metrics_close(m1, m2, "train", "grad_norm", 1e-4);
     assert_metrics_close(m1, m2, "eval", "bpc", 1e-5);
+    assert_bounds_hold(m1, m2, "entropy_mean", 0);
     assert_checkpoints_close(c1, c2, 1e-4);
 }
 
@@ -188,9 +231,73 @@ static void test_one_bad_rank_stops_every_rank(void **state)
              SRP_MPIRUN, VIT_TRAIN_EXE, VIT_TRAIN_EXE, bad);
     const int rc = run_command(cmd, out, sizeof(out));
     if (rc == 0 || rc == 124 || !strstr(out, "error: rank 1: ") ||
-        !strstr(out, "error: rank 1 failed (its message says why)")) {
+        !strstr(out, "error: rank 0: rank 1 failed (its message says why)")) {
         print_error("exit %d\n%s\n", rc, out);
         fail();
+    }
+}
+
+/* A failure on rank 1 alone, injected (EX_TEST_FAIL, examples/common/
+ * test_hooks.h) into each phase that ends in a collective call: after the
+ * gradient allreduce (the optimizer step), in reading the entropies, in an
+ * evaluation. Every rank exits, rank 1 with the reason and rank 0 naming
+ * rank 1 (no hang: the timeout would give 124). */
+static void test_a_failure_on_one_rank_stops_every_rank(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char text[512], args[2048], cmd[4096], expect[256];
+    scratch_path(text, sizeof(text), "text.txt");
+    write_lm_text(text);
+    const struct {
+        const char *exe, *args, *phase;
+        int step, lm;
+    } cases[] = {
+        {VIT_TRAIN_EXE, VIT_ARGS, "step", 5, 0},  {VIT_TRAIN_EXE, VIT_ARGS, "entropy", 5, 0},
+        {VIT_TRAIN_EXE, VIT_ARGS, "eval", 8, 0},  {LM_TRAIN_EXE, LM_ARGS, "step", 5, 1},
+        {LM_TRAIN_EXE, LM_ARGS, "entropy", 5, 1}, {LM_TRAIN_EXE, LM_ARGS, "eval", 20, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(args, sizeof(args), "%s%s%s", cases[i].args, cases[i].lm ? " --text " : "",
+                 cases[i].lm ? text : "");
+        snprintf(cmd, sizeof(cmd), "EX_TEST_FAIL=1:%d:%s timeout 120 %s -np 2 '%s' --threads 1 %s",
+                 cases[i].step, cases[i].phase, SRP_MPIRUN, cases[i].exe, args);
+        const int rc = run_command(cmd, out, sizeof(out));
+        snprintf(expect, sizeof(expect),
+                 "error: rank 1: a failure injected for a test (EX_TEST_FAIL) in the %s phase of "
+                 "step %d\n",
+                 cases[i].phase, cases[i].step);
+        char peer[256]; /* rank 0's word */
+        if (strcmp(cases[i].phase, "step") == 0)
+            snprintf(peer, sizeof(peer), "error: rank 0: step %d failed on another rank",
+                     cases[i].step);
+        else
+            snprintf(peer, sizeof(peer), "error: rank 0: rank 1 failed (its message says why)");
+        if (rc == 0 || rc == 124 || !strstr(out, expect) || !strstr(out, peer)) {
+            print_error("%s at step %d: exit %d\n%s\n", cases[i].phase, cases[i].step, rc, out);
+            fail();
+        }
+    }
+}
+
+/* --help given to one rank only: every rank stops (the others with a
+ * usage error that says why) instead of training while it has left. */
+static void test_help_on_one_rank_stops_every_rank(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char cmd[4096];
+    for (int helped = 0; helped < 2; helped++) {
+        snprintf(cmd, sizeof(cmd),
+                 "timeout 120 %s -np 1 '%s' --threads 1 " VIT_ARGS
+                 "%s : -np 1 '%s' --threads 1 " VIT_ARGS "%s",
+                 SRP_MPIRUN, VIT_TRAIN_EXE, helped == 0 ? " --help" : "", VIT_TRAIN_EXE,
+                 helped == 1 ? " --help" : "");
+        const int rc = run_command(cmd, out, sizeof(out));
+        if (rc == 124 || rc == 0 || !strstr(out, "another rank was given --help")) {
+            print_error("--help on rank %d: exit %d\n%s\n", helped, rc, out);
+            fail();
+        }
     }
 }
 
@@ -232,6 +339,8 @@ int main(void)
         cmocka_unit_test(test_lm_two_ranks_match_one),
         cmocka_unit_test(test_mixed_threads_broadcast_the_spectral_state),
         cmocka_unit_test(test_one_bad_rank_stops_every_rank),
+        cmocka_unit_test(test_a_failure_on_one_rank_stops_every_rank),
+        cmocka_unit_test(test_help_on_one_rank_stops_every_rank),
         cmocka_unit_test(test_resume_at_the_same_rank_count),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -777,6 +777,64 @@ static void test_augmentation(void **state)
         }
 }
 
+/* Flips, random and at test time, are on by default only where a mirror
+ * keeps the class: Fashion-MNIST (and CIFAR-10), not MNIST (a mirrored
+ * digit is no digit) nor the synthetic set (a mirrored stroke has another
+ * class's angle); --augment, --no-augment, --tta-flip and --no-tta-flip
+ * still decide when given. What a run used is in its fingerprint (the
+ * metrics' header), and the synthetic set's default run is the one with
+ * --no-augment --no-tta-flip, bit for bit. */
+static void test_flips_by_dataset(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char dir[512], metrics[512], other[512], args[2048];
+    snprintf(dir, sizeof(dir), "%s/flips", scratch_dir());
+    make_idx_dir_sized(dir, 0, 32, 16);
+    scratch_path(metrics, sizeof(metrics), "flips.jsonl");
+    scratch_path(other, sizeof(other), "flips_explicit.jsonl");
+    const struct {
+        const char *data, *flags;
+        int flips;
+    } cases[] = {
+        {"--dataset fashion-mnist --data-dir", "", 1},
+        {"--dataset mnist --data-dir", "", 0},
+        {"--dataset synthetic --synthetic-train 32 --synthetic-test 16", "", 0},
+        {"--dataset fashion-mnist --data-dir", "--no-augment --no-tta-flip", 0},
+        {"--dataset mnist --data-dir", "--augment --tta-flip", 1},
+        {"--dataset synthetic --synthetic-train 32 --synthetic-test 16", "--augment", -1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const int idx = strstr(cases[i].data, "--data-dir") != NULL;
+        snprintf(args, sizeof(args),
+                 "%s %s %s --dim 16 --depth 1 --heads 2 --mlp-dim 16 --stem 0 --batch 16 "
+                 "--epochs 1 --metrics %s",
+                 cases[i].data, idx ? dir : "", cases[i].flags, metrics);
+        assert_int_equal(run_train(args, out, sizeof(out)), 0);
+        char *text = read_text(metrics);
+        char augment[32], tta[32];
+        snprintf(augment, sizeof(augment), " augment=%d ", cases[i].flips != 0);
+        snprintf(tta, sizeof(tta), " tta-flip=%d ", cases[i].flips > 0);
+        if (!strstr(text, augment) || !strstr(text, tta)) {
+            print_error("%s %s: expected%s and%s in\n%s\n", cases[i].data, cases[i].flags, augment,
+                        tta, text);
+            fail();
+        }
+        free(text);
+    }
+    const char *synthetic = "--dataset synthetic --synthetic-train 64 --synthetic-test 32 "
+                            "--dim 16 --depth 1 --heads 2 --mlp-dim 16 --stem 0 --batch 16 "
+                            "--epochs 2";
+    snprintf(args, sizeof(args), "%s --metrics %s", synthetic, metrics);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    snprintf(args, sizeof(args), "%s --no-augment --no-tta-flip --metrics %s", synthetic, other);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_true(same_but_time(metrics, other, 0));
+    snprintf(args, sizeof(args), "%s --augment --metrics %s", synthetic, other);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_false(same_but_time(metrics, other, 0));
+}
+
 /* The weight average: its first update copies, later ones follow the
  * warm-up rule; swapped in, every sigmaReparam layer's sigma is that of the
  * averaged weights (exact SVD); swapped out, the live model is back, bit for
@@ -1097,6 +1155,7 @@ int main(void)
         cmocka_unit_test(test_collapse_watch),
         cmocka_unit_test(test_stop_on_collapse),
         cmocka_unit_test(test_augmentation),
+        cmocka_unit_test(test_flips_by_dataset),
         cmocka_unit_test(test_weight_average),
         cmocka_unit_test(test_validation_protocol),
         cmocka_unit_test(test_stem_spellings_are_one_run),

@@ -94,25 +94,47 @@ char *read_text(const char *path)
     return text;
 }
 
-/* The values after "key": on the lines of type `type`, in order: the first
- * cap into out, the last of all into *last (NaN when none); returns how
- * many went into out. */
-static size_t scan_values(const char *metrics_path, const char *type, const char *key, double *out,
-                          size_t cap, double *last)
+/* The numbers after "key": on the lines of type `type`, in order (all of an
+ * array's, nested ones flattened, with array; else the one number): the
+ * first cap into out, the last of all into *last (NaN when none); returns
+ * how many went into out. A null (NaN, Inf) reads as NaN. */
+static size_t scan_values(const char *metrics_path, const char *type, const char *key, int array,
+                          double *out, size_t cap, double *last)
 {
     char *text = read_text(metrics_path);
     size_t n = 0;
     char type_pat[64], key_pat[64];
     snprintf(type_pat, sizeof(type_pat), "\"type\":\"%s\"", type);
-    snprintf(key_pat, sizeof(key_pat), "\"%s\":", key);
+    snprintf(key_pat, sizeof(key_pat), "\"%s\":%s", key, array ? "[" : "");
     *last = NAN;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        char *k = strstr(line, key_pat);
-        if (!strstr(line, type_pat) || !k)
+        char *p = strstr(line, key_pat);
+        if (!strstr(line, type_pat) || !p)
             continue;
-        *last = strtod(k + strlen(key_pat), NULL);
-        if (n < cap)
-            out[n++] = *last;
+        p += strlen(key_pat);
+        /* depth: the arrays open around p; 0 after one plain number */
+        for (int depth = array; *p;) {
+            if (*p == '[' || *p == ']' || *p == ',') {
+                depth += *p == '[' ? 1 : *p == ']' ? -1 : 0;
+                p++;
+                if (depth == 0)
+                    break;
+                continue;
+            }
+            char *end;
+            *last = strtod(p, &end);
+            if (end == p) { /* null */
+                *last = NAN;
+                while (*p && *p != ',' && *p != ']' && *p != '}')
+                    p++;
+            } else {
+                p = end;
+            }
+            if (n < cap)
+                out[n++] = *last;
+            if (depth == 0)
+                break;
+        }
     }
     free(text);
     return n;
@@ -121,7 +143,7 @@ static size_t scan_values(const char *metrics_path, const char *type, const char
 double last_value(const char *metrics_path, const char *type, const char *key)
 {
     double last;
-    scan_values(metrics_path, type, key, NULL, 0, &last);
+    scan_values(metrics_path, type, key, 0, NULL, 0, &last);
     return last;
 }
 
@@ -129,7 +151,14 @@ size_t all_values(const char *metrics_path, const char *type, const char *key, d
                   size_t cap)
 {
     double last;
-    return scan_values(metrics_path, type, key, out, cap, &last);
+    return scan_values(metrics_path, type, key, 0, out, cap, &last);
+}
+
+size_t all_array_values(const char *metrics_path, const char *type, const char *key, double *out,
+                        size_t cap)
+{
+    double last;
+    return scan_values(metrics_path, type, key, 1, out, cap, &last);
 }
 
 static uint64_t le64(const unsigned char *p)
@@ -156,13 +185,20 @@ static void blank_tensor(unsigned char *file, size_t size, const char *name)
     memset(file + size - 4, 0, 4);
 }
 
-/* text without the numbers after "seconds": (in place) */
+/* text without the keys that wall time changes and their numbers (in
+ * place): "seconds", and the --minutes budget's "budget_seconds",
+ * "budget_used" and "ms_per_step". */
 static void drop_seconds(char *text)
 {
+    static const char *keys[] = {
+        "\"seconds\":", "\"budget_seconds\":", "\"budget_used\":", "\"ms_per_step\":"};
     char *out = text;
     for (const char *in = text; *in;) {
-        if (strncmp(in, "\"seconds\":", 10) == 0) {
-            in += 10;
+        size_t k = 0;
+        while (k < sizeof(keys) / sizeof(keys[0]) && strncmp(in, keys[k], strlen(keys[k])) != 0)
+            k++;
+        if (k < sizeof(keys) / sizeof(keys[0])) {
+            in += strlen(keys[k]);
             while (*in && *in != ',' && *in != '}')
                 in++;
             continue;

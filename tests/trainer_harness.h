@@ -34,14 +34,19 @@ double last_value(const char *metrics_path, const char *type, const char *key);
  * out (at most cap); returns how many. */
 size_t all_values(const char *metrics_path, const char *type, const char *key, double *out,
                   size_t cap);
+/* Every number of the array (or nested arrays) after "key": on the lines
+ * of type `type`, flattened in order, into out (at most cap); returns how
+ * many. */
+size_t all_array_values(const char *metrics_path, const char *type, const char *key, double *out,
+                        size_t cap);
 /* Two checkpoints with the same tensors (names, shapes, order): the
  * largest difference of a float tensor's values, relative to the tensor's
  * largest magnitude in a, over all float tensors; that tensor's name into
  * worst. -1 when the tables differ. For runs that differ only by rounding. */
 double checkpoint_float_difference(const char *a, const char *b, char *worst, size_t worstlen);
 /* The two files hold the same bytes, but for what wall time changes: the
- * metrics' "seconds" (checkpoint 0) or the checkpoint's train.seconds
- * (checkpoint 1). */
+ * metrics' "seconds", "budget_seconds", "budget_used" and "ms_per_step"
+ * (checkpoint 0) or the checkpoint's train.seconds (checkpoint 1). */
 int same_but_time(const char *a, const char *b, int checkpoint);
 
 #endif

@@ -60,20 +60,87 @@ static ex_code read_file(const char *path, byte_buf *out, ex_error *err)
     return EX_OK;
 }
 
-/* Where the documents go, one after the other. */
+/* A document already split: where its bytes went (train or val buffer,
+ * offset, length), and their hash; hash 0 marks an empty slot. */
+typedef struct {
+    uint64_t hash;
+    size_t offset, len;
+    int in_val;
+} seen_doc;
+
+/* Where the documents go, one after the other, and the ones seen so far
+ * (an open-addressing table), so that a repeat is dropped. */
 typedef struct {
     byte_buf train, val;
-    size_t documents;
+    size_t documents, duplicates;
+    seen_doc *seen;
+    size_t seen_cap; /* a power of 2, kept at most half full */
 } splitter;
 
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h ? h : 1;
+}
+
+/* Doubles the table (or makes its first one): 0 when out of memory. */
+static int seen_grow(splitter *s)
+{
+    const size_t cap = s->seen_cap ? 2 * s->seen_cap : 1024;
+    seen_doc *table = calloc(cap, sizeof(*table));
+    if (!table)
+        return 0;
+    for (size_t i = 0; i < s->seen_cap; i++)
+        if (s->seen[i].hash) {
+            size_t k = (size_t)s->seen[i].hash & (cap - 1);
+            while (table[k].hash)
+                k = (k + 1) & (cap - 1);
+            table[k] = s->seen[i];
+        }
+    free(s->seen);
+    s->seen = table;
+    s->seen_cap = cap;
+    return 1;
+}
+
+/* The document's slot: the one holding the same bytes, or the empty one
+ * where they go. */
+static seen_doc *seen_find(splitter *s, const uint8_t *p, size_t n, uint64_t hash)
+{
+    size_t k = (size_t)hash & (s->seen_cap - 1);
+    for (;; k = (k + 1) & (s->seen_cap - 1)) {
+        seen_doc *e = &s->seen[k];
+        if (!e->hash)
+            return e;
+        const uint8_t *bytes = (e->in_val ? s->val.data : s->train.data) + e->offset;
+        if (e->hash == hash && e->len == n && memcmp(bytes, p, n) == 0)
+            return e;
+    }
+}
+
+/* Appends a document to its side of the split, unless the same bytes are
+ * there already: a repeated fortune or Jargon File paragraph on both sides
+ * would be validation text the model has trained on. */
 static int add_document(splitter *s, const uint8_t *p, size_t n)
 {
     while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
         n--;
     if (n == 0)
         return 1;
+    if (2 * (s->documents + 1) > s->seen_cap && !seen_grow(s))
+        return 0;
+    const uint64_t hash = fnv1a(p, n);
+    seen_doc *e = seen_find(s, p, n, hash);
+    if (e->hash) {
+        s->duplicates++;
+        return 1;
+    }
     s->documents++;
-    byte_buf *to = s->documents % LM_VAL_EVERY == 0 ? &s->val : &s->train;
+    const int in_val = s->documents % LM_VAL_EVERY == 0;
+    byte_buf *to = in_val ? &s->val : &s->train;
+    *e = (seen_doc){hash, to->len, n, in_val};
     const uint8_t nl = '\n';
     return buf_append(to, p, n) && buf_append(to, &nl, 1);
 }
@@ -111,7 +178,9 @@ static int split_documents(splitter *s, const uint8_t *text, size_t len, int for
 static ex_code finish(lm_text *t, splitter *s, ex_error *err)
 {
     memset(t, 0, sizeof(*t));
+    free(s->seen);
     t->documents = s->documents;
+    t->duplicates = s->duplicates;
     if (s->train.len == 0) {
         free(s->val.data);
         return ex_fail(err, EX_USAGE, "the text is empty (no document holds a byte)");
@@ -139,6 +208,7 @@ ex_code lm_text_from_buffer(lm_text *t, const uint8_t *bytes, size_t len, ex_err
     if (!split_documents(&s, bytes, len, 0)) {
         free(s.train.data);
         free(s.val.data);
+        free(s.seen);
         return ex_fail_status(err, SRP_ERR_NOMEM, "splitting the text");
     }
     return finish(t, &s, err);
@@ -254,6 +324,7 @@ ex_code lm_text_load_default(lm_text *t, ex_error *err)
     if (code != EX_OK) {
         free(s.train.data);
         free(s.val.data);
+        free(s.seen);
         return code;
     }
     return finish(t, &s, err);

@@ -19,6 +19,7 @@
 
 #include <sigmareparam.h>
 
+#include "budget.h"
 #include "common/collapse.h"
 #include "common/dist.h"
 #include "common/error.h"
@@ -29,25 +30,20 @@
 #include "common/progress.h"
 #include "common/run_state.h"
 #include "common/tensors.h"
+#include "common/test_hooks.h"
 #include "lm_options.h"
 #include "model.h"
 #include "text.h"
 
 #define LN2 0.69314718055994530942 /* nats per bit */
 #define CONFIG_FIELDS 10
-/* With --minutes and no --steps: the schedule's length is estimated from
- * the speed of steps ESTIMATE_FROM .. ESTIMATE_AT, keeping a share for
- * the evaluations and checkpoints. */
-#define ESTIMATE_FROM 5
-#define ESTIMATE_AT 25
-#define ESTIMATE_KEEP 0.97
 
 /* Everything besides the model and the optimizer that a resumed run needs
  * to continue exactly: it all goes into the checkpoint. */
 typedef struct {
     ex_run_state base; /* step, seconds, metrics lines, fingerprint */
     srp_rng data_rng;
-    uint64_t schedule_steps; /* the lr schedule's length; 0: not known yet */
+    lm_budget budget; /* --minutes without --steps: the schedule's plans */
 } run_state;
 
 typedef struct {
@@ -75,7 +71,7 @@ typedef struct {
     float *dlogits;                                   /* [batch][context][256] */
     float *ent_mean, *ent_min, *ent_norm, *ent_bound; /* [layers][heads] */
     float *linear_values;                             /* [linears] */
-    double t_estimate;                                /* when ESTIMATE_FROM was reached */
+    double clock; /* --minutes: the budget's seconds used, by rank 0's clock */
     uint64_t steps_this_run;
     float best_val_bpc;
 } trainer;
@@ -148,16 +144,29 @@ static ex_code build_optimizer(trainer *t, ex_error *err)
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "creating the optimizer");
 }
 
-/* total 0: the length is not known yet (--minutes, before the estimate);
- * the first steps then follow a schedule too long to decay noticeably. */
-static void set_schedule(trainer *t, uint64_t total)
+/* The lr schedule: --steps long; with --minutes alone, its length comes
+ * from the budget's plans (budget.h), and t->schedule gives its kind,
+ * rates and warmup. */
+static void set_schedule(trainer *t)
 {
     const lm_options *o = &t->opt;
-    t->run.schedule_steps = total;
-    t->schedule =
-        srp_lr_schedule_default((srp_lr_kind)o->schedule, o->lr, total ? total : (uint64_t)1 << 40);
+    t->schedule = srp_lr_schedule_default((srp_lr_kind)o->schedule, o->lr,
+                                          o->steps ? o->steps : (uint64_t)1 << 40);
     t->schedule.warmup_steps = o->warmup_steps;
     t->schedule.min_lr = o->min_lr;
+    lm_budget_init(&t->run.budget);
+}
+
+/* The schedule's length; 0 while the budget has not planned it yet. */
+static uint64_t schedule_steps(const trainer *t)
+{
+    return t->opt.steps ? t->opt.steps : lm_budget_total(&t->run.budget);
+}
+
+static float lr_at(const trainer *t, uint64_t step)
+{
+    return t->opt.steps ? srp_lr_at(&t->schedule, step)
+                        : lm_budget_lr(&t->run.budget, &t->schedule, step);
 }
 
 static void model_config_record(const lm_config *c, uint64_t *rec)
@@ -185,7 +194,7 @@ static ex_code build(trainer *t, ex_error *err)
     if (o->steps && o->warmup_steps >= o->steps)
         return ex_fail(err, EX_USAGE, "--warmup %llu must be below --steps %llu",
                        (unsigned long long)o->warmup_steps, (unsigned long long)o->steps);
-    set_schedule(t, o->steps);
+    set_schedule(t);
     const size_t rows = t->local_batch * o->model.context;
     const size_t lh = o->model.depth * o->model.heads, nlin = lm_linears(t->model)->count;
     t->tokens = malloc(sizeof(uint32_t) * rows);
@@ -228,7 +237,14 @@ static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
     const size_t four = 4;
     ex_run_tensors(&t->run.base, list);
     ex_tensors_add(list, "train.data_rng", SRP_DTYPE_U64, 1, &four, t->run.data_rng.s);
-    ex_tensors_add(list, "train.schedule_steps", SRP_DTYPE_U64, 0, NULL, &t->run.schedule_steps);
+    lm_budget *b = &t->run.budget;
+    const size_t plans = LM_BUDGET_PLANS;
+    ex_tensors_add(list, "train.budget.count", SRP_DTYPE_U64, 0, NULL, &b->count);
+    ex_tensors_add(list, "train.budget.steps", SRP_DTYPE_U64, 1, &plans, b->steps);
+    ex_tensors_add(list, "train.budget.totals", SRP_DTYPE_U64, 1, &plans, b->totals);
+    ex_tensors_add(list, "train.budget.clocks", SRP_DTYPE_F64, 1, &plans, b->clocks);
+    ex_tensors_add(list, "train.budget.from_step", SRP_DTYPE_U64, 0, NULL, &b->from_step);
+    ex_tensors_add(list, "train.budget.from_clock", SRP_DTYPE_F64, 0, NULL, &b->from_clock);
     ex_tensors_add(list, "train.best_val_bpc", SRP_DTYPE_F32, 0, NULL, &t->best_val_bpc);
     ex_collapse_tensors(&t->watch, "train.collapse", list);
 }
@@ -257,8 +273,6 @@ static ex_code load_checkpoint(trainer *t, const char *path, ex_error *err)
     checkpoint_tensors(t, &list);
     const ex_code code = ex_run_load(&t->run.base, &list, 0, lm_linears(t->model), path, err);
     ex_tensors_free(&list);
-    if (code == EX_OK)
-        set_schedule(t, t->run.schedule_steps);
     return code;
 }
 
@@ -268,43 +282,63 @@ static ex_code load_checkpoint(trainer *t, const char *path, ex_error *err)
 
 /* Mean loss (nats per byte) of eval forwards over windows of the
  * validation text: consecutive windows of context bytes, each predicting
- * its next bytes; `windows` of them spread evenly over the text (0: all).
- * The ranks take turns at the batches (of each one's share). */
-static ex_code evaluate(trainer *t, size_t windows, double *loss_out, ex_error *err)
+ * its next bytes; `windows` of them spread evenly over the text, or with
+ * windows 0 all of them and one more that ends at the text's end, whose
+ * last positions score the bytes the whole windows left: every byte after
+ * the first is then scored once (*bytes_out). The ranks take turns at the
+ * batches (of each one's share). */
+static ex_code evaluate(trainer *t, size_t windows, double *loss_out, size_t *bytes_out,
+                        ex_error *err)
 {
     const size_t B = t->local_batch, T = t->opt.model.context, ranks = (size_t)t->dist.size;
-    const size_t all = (t->text.val_len - 1) / T;
-    const size_t n = windows && windows < all ? windows : all;
-    const size_t stride = all / n; /* in windows */
-    double sum = 0.0;
+    const size_t V = LM_VOCAB, all = (t->text.val_len - 1) / T;
+    const int every = windows == 0 || windows >= all;
+    const size_t n = every ? all : windows;
+    const size_t stride = all / n;                                 /* in windows */
+    const size_t tail = every ? t->text.val_len - 1 - all * T : 0; /* bytes after window n - 1 */
+    const size_t count = n + (tail > 0);                           /* the tail's window last */
+    double sum = 0.0;                                              /* nats over the bytes */
     ex_code code = EX_OK;
-    for (size_t first = (size_t)t->dist.rank * B; first < n && code == EX_OK; first += ranks * B) {
-        const size_t rows = n - first < B ? n - first : B;
+    for (size_t first = (size_t)t->dist.rank * B; first < count && code == EX_OK;
+         first += ranks * B) {
+        const size_t rows = count - first < B ? count - first : B;
+        const size_t whole = first + rows > n ? rows - 1 : rows; /* rows before the tail's */
         for (size_t r = 0; r < rows; r++) {
-            const size_t start = (first + r) * stride * T;
+            const size_t start = first + r < n ? (first + r) * stride * T : t->text.val_len - 1 - T;
             for (size_t i = 0; i < T; i++) {
                 t->tokens[r * T + i] = t->text.val[start + i];
                 t->targets[r * T + i] = t->text.val[start + i + 1];
             }
         }
         const float *logits;
-        float loss = 0.0f;
+        float loss = 0.0f, tail_loss = 0.0f;
         srp_status st = lm_forward(t->model, t->tokens, rows, T, SRP_EVAL, &logits);
-        if (st == SRP_OK)
-            st = srp_cross_entropy_forward(logits, t->targets, rows * T, LM_VOCAB, 0.0f, &loss);
+        if (st == SRP_OK && ex_test_fail_due(t->dist.rank, t->run.base.step, "eval")) {
+            code = ex_test_fail(err, t->run.base.step, "eval");
+            break;
+        }
+        if (st == SRP_OK && whole)
+            st = srp_cross_entropy_forward(logits, t->targets, whole * T, V, 0.0f, &loss);
+        if (st == SRP_OK && whole < rows) {
+            const size_t at = whole * T + T - tail; /* the tail window's last positions */
+            st = srp_cross_entropy_forward(logits + at * V, t->targets + at, tail, V, 0.0f,
+                                           &tail_loss);
+        }
         if (st == SRP_ERR_NUMERIC) { /* a diverged model: say so, do not stop */
-            loss = INFINITY;
+            loss = tail_loss = INFINITY;
             st = SRP_OK;
         }
         if (st != SRP_OK)
             code = ex_fail_status(err, st, "evaluation");
-        sum += (double)loss * (double)rows;
+        sum += (double)loss * (double)(whole * T) + (whole < rows ? (double)tail_loss * tail : 0.0);
     }
     if ((code = ex_dist_agree(&t->dist, code, err)) != EX_OK)
         return code;
-    if (ex_dist_sum(&t->dist, &sum, 1) != SRP_OK)
-        return ex_fail(err, EX_FAILED, "summing the evaluation over the ranks");
-    *loss_out = sum / (double)n;
+    const srp_status st = ex_dist_sum(&t->dist, &sum, 1);
+    if (st != SRP_OK)
+        return ex_fail_status(err, st, "summing the evaluation over the ranks");
+    *bytes_out = n * T + tail;
+    *loss_out = sum / (double)*bytes_out;
     return EX_OK;
 }
 
@@ -400,14 +434,15 @@ static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
                               ? lm_create(&m, &c)
                               : SRP_ERR_FORMAT;
     if (st != SRP_OK)
-        return ex_fail(err, EX_FAILED, "%s: its model configuration is not valid (%s)",
-                       o->generate_path, srp_status_str(st));
+        return ex_fail_statusf(err, st, "%s: its model configuration is not valid",
+                               o->generate_path);
     ex_tensors_init(&list);
     model_tensors(m, config, &list);
     code = ex_tensors_load(&list, 0, o->generate_path, err);
     ex_tensors_free(&list);
-    if (code == EX_OK && ex_linears_sync_in(lm_linears(m)) != SRP_OK)
-        code = ex_fail(err, EX_FAILED, "%s: a sigma in it is not valid", o->generate_path);
+    srp_status sync = SRP_OK;
+    if (code == EX_OK && (sync = ex_linears_sync_in(lm_linears(m))) != SRP_OK)
+        code = ex_fail_statusf(err, sync, "%s: a sigma in it is not valid", o->generate_path);
     if (code == EX_OK)
         code = generate(m, o->prompt, o->sample, o->temperature, o->seed, err);
     lm_destroy(m);
@@ -466,26 +501,36 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     st = ex_dist_average_gradients(&t->dist, st); /* every rank, failed or not */
     if (st == SRP_OK)
         st = srp_optim_clip_grad_norm(t->optim, o->clip > 0.0f ? o->clip : FLT_MAX, &norm);
-    const float lr = srp_lr_at(&t->schedule, t->run.base.step);
+    const float lr = lr_at(t, t->run.base.step);
     if (st == SRP_OK) {
         stage = "weights";
         st = srp_optim_step(t->optim, lr);
     }
+    const int injected =
+        st == SRP_OK && ex_test_fail_due(t->dist.rank, t->run.base.step + 1, "step");
+    if (injected)
+        st = SRP_ERR_UNSUPPORTED;
+    /* The batch's loss over the ranks, and whether every rank got through
+     * its optimizer step: a rank that failed alone there must not leave
+     * the others waiting in the next collective call. */
+    double loss_sum = loss;
+    st = ex_dist_sum_agree(&t->dist, &loss_sum, 1, st);
     if (st == SRP_OK)
         st = ex_dist_sync_spectral(&t->dist);
-    double loss_sum = loss; /* the batch's, over the ranks */
-    if (st == SRP_OK)
-        st = ex_dist_sum(&t->dist, &loss_sum, 1);
+    if (injected)
+        return ex_test_fail(err, t->run.base.step + 1, "step");
     if (st == SRP_ERR_PEER)
         return ex_fail(err, EX_FAILED,
                        "step %llu failed on another rank (its message says why); every rank stops",
-                       (unsigned long long)t->run.base.step);
-    if (st == SRP_ERR_NUMERIC)
-        return ex_fail(err, EX_NONFINITE,
-                       "the %s became non-finite at step %llu; training stopped.%s%s", stage,
-                       (unsigned long long)t->run.base.step,
-                       o->checkpoint_path ? " The last good checkpoint is " : "",
-                       o->checkpoint_path ? o->checkpoint_path : "");
+                       (unsigned long long)t->run.base.step + 1);
+    if (st == SRP_ERR_NUMERIC) {
+        ex_fail(err, EX_NONFINITE, "the %s became non-finite at step %llu; training stopped.%s%s",
+                stage, (unsigned long long)t->run.base.step,
+                o->checkpoint_path ? " The last good checkpoint is " : "",
+                o->checkpoint_path ? o->checkpoint_path : "");
+        ex_append_detail(err, st);
+        return EX_NONFINITE;
+    }
     if (st != SRP_OK)
         return ex_fail_status(err, st, "training step");
     srp_optim_zero_grad(t->optim);
@@ -495,24 +540,35 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     return EX_OK;
 }
 
+/* Per-head entropy of the last forward, and with_bound the bound too, of
+ * the whole global batch: every rank reads its share's, they agree that
+ * every rank could, then the figures are reduced over the ranks. */
 static ex_code collect_entropy(trainer *t, int with_bound, ex_error *err)
 {
-    const size_t H = t->opt.model.heads;
-    for (size_t l = 0; l < t->opt.model.depth; l++) {
+    const size_t H = t->opt.model.heads, lh = t->opt.model.depth * H;
+    srp_status st = SRP_OK;
+    for (size_t l = 0; l < t->opt.model.depth && st == SRP_OK; l++) {
         srp_attention *a = lm_attention_at(t->model, l);
-        srp_status st = srp_attention_entropy(a, t->ent_mean + l * H, t->ent_min + l * H);
+        st = srp_attention_entropy(a, t->ent_mean + l * H, t->ent_min + l * H);
         if (st == SRP_OK)
             st = srp_attention_entropy_normalized(a, t->ent_norm + l * H, NULL);
         if (st == SRP_OK && with_bound)
             st = srp_attention_entropy_bound(a, t->ent_bound + l * H);
-        if (st != SRP_OK)
-            return ex_fail_status(err, st, "attention entropy");
     }
-    /* The whole batch's: means averaged over the ranks' equal shares. */
-    const size_t lh = t->opt.model.depth * H;
-    srp_status st = ex_dist_mean_min(&t->dist, t->ent_mean, t->ent_min, lh);
+    const ex_code code =
+        ex_dist_agree_status(&t->dist, st, "attention entropy", "entropy", t->run.base.step, err);
+    if (code != EX_OK)
+        return code;
+    /* Means averaged over the ranks' equal shares; minimums the least of
+     * the ranks'. Causal attention's bound is on each rank's mean row
+     * entropy (attention.h), so the mean of the ranks' bounds bounds the
+     * mean of their means over equal shares: the batch's mean, logged
+     * beside it. */
+    st = ex_dist_mean_min(&t->dist, t->ent_mean, t->ent_min, lh);
     if (st == SRP_OK)
         st = ex_dist_mean_min(&t->dist, t->ent_norm, NULL, lh);
+    if (st == SRP_OK && with_bound)
+        st = ex_dist_mean_min(&t->dist, t->ent_bound, NULL, lh);
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "attention entropy over the ranks");
 }
 
@@ -556,16 +612,16 @@ static void print_progress(trainer *t, const step_record *rec)
     ex_progress_print(&t->progress, t->run.base.step,
                       "step %llu/%llu | %s | %.0f bytes/s | loss %.4f = %.3f bits/char | lr %.3g "
                       "| lowest head entropy %.2f of uniform",
-                      (unsigned long long)t->run.base.step,
-                      (unsigned long long)t->run.schedule_steps, elapsed,
-                      (double)(t->opt.batch * t->opt.model.context) / per_step, rec->loss,
+                      (unsigned long long)t->run.base.step, (unsigned long long)schedule_steps(t),
+                      elapsed, (double)(t->opt.batch * t->opt.model.context) / per_step, rec->loss,
                       rec->loss / LN2, rec->lr, lowest);
 }
 
 static ex_code write_eval(trainer *t, size_t windows, int final, ex_error *err)
 {
     double loss = NAN;
-    const ex_code code = evaluate(t, windows, &loss, err);
+    size_t bytes = 0;
+    const ex_code code = evaluate(t, windows, &loss, &bytes, err);
     if (code != EX_OK)
         return code;
     const double bpc = loss / LN2;
@@ -576,11 +632,13 @@ static ex_code write_eval(trainer *t, size_t windows, int final, ex_error *err)
     ex_metrics_number(&t->metrics, "loss", loss);
     ex_metrics_number(&t->metrics, "bpc", bpc);
     ex_metrics_number(&t->metrics, "windows", (double)(windows ? windows : 0));
+    ex_metrics_number(&t->metrics, "bytes", (double)bytes);
     ex_metrics_end(&t->metrics);
     ex_progress_break(&t->progress);
     if (final)
-        printf("validation: %.4f bits per character (all %zu bytes; bigram %.4f, unigram %.4f)\n",
-               bpc, t->text.val_len, t->baselines.bigram_bpc, t->baselines.unigram_bpc);
+        printf("validation: %.4f bits per character (all %zu bytes after the first; bigram "
+               "%.4f, unigram %.4f)\n",
+               bpc, bytes, t->baselines.bigram_bpc, t->baselines.unigram_bpc);
     else
         printf("step %llu: validation %.4f bits per character (%zu windows)\n",
                (unsigned long long)t->run.base.step, bpc, windows);
@@ -589,29 +647,39 @@ static ex_code write_eval(trainer *t, size_t windows, int final, ex_error *err)
     return EX_OK;
 }
 
-/* With --minutes and no --steps: the schedule's length from the speed of
- * the first steps, once. */
-static void estimate_schedule(trainer *t)
+/* Rank 0's budget clock on every rank (the test clock with EX_TEST_CLOCK):
+ * every rank then plans and stops at the same step. */
+static double budget_clock(trainer *t)
 {
-    if (t->run.schedule_steps || t->opt.steps)
+    double clock;
+    if (!ex_test_clock(t->run.base.step, &clock))
+        clock = ex_run_seconds(&t->run.base);
+    ex_dist_broadcast(&t->dist, &clock, 1);
+    return clock;
+}
+
+/* With --minutes and no --steps: the schedule's length, planned and
+ * planned again as the budget is used (budget.h). */
+static void plan_schedule(trainer *t)
+{
+    const lm_options *o = &t->opt;
+    double per_step;
+    if (o->steps || !lm_budget_update(&t->run.budget, (double)o->minutes * 60.0, t->run.base.step,
+                                      t->clock, o->warmup_steps + 1, &per_step))
         return;
-    if (t->steps_this_run == ESTIMATE_FROM)
-        t->t_estimate = ex_now();
-    if (t->steps_this_run != ESTIMATE_AT)
-        return;
-    /* Rank 0's clock decides, so that every rank runs the same schedule. */
-    double clock[2] = {(ex_now() - t->t_estimate) / (ESTIMATE_AT - ESTIMATE_FROM),
-                       ex_run_seconds(&t->run.base)};
-    ex_dist_broadcast(&t->dist, clock, 2);
-    const double per_step = clock[0];
-    const double left = (double)t->opt.minutes * 60.0 - clock[1];
-    uint64_t total = t->run.base.step + (uint64_t)(fmax(left, 0.0) / per_step * ESTIMATE_KEEP);
-    if (total <= t->opt.warmup_steps)
-        total = t->opt.warmup_steps + 1;
-    set_schedule(t, total);
+    const lm_budget *b = &t->run.budget;
     ex_progress_break(&t->progress);
-    printf("%.0f ms per step: the schedule runs %llu steps in the %.4g minutes\n", per_step * 1e3,
-           (unsigned long long)total, (double)t->opt.minutes);
+    printf("plan %llu at step %llu (%.0f%% of the budget): %.0f ms per step, so the schedule runs "
+           "%llu steps in the %.4g minutes\n",
+           (unsigned long long)b->count, (unsigned long long)t->run.base.step,
+           100.0 * t->clock / ((double)o->minutes * 60.0), per_step * 1e3,
+           (unsigned long long)lm_budget_total(b), (double)o->minutes);
+    ex_metrics_begin(&t->metrics, "plan");
+    ex_metrics_number(&t->metrics, "step", (double)t->run.base.step);
+    ex_metrics_number(&t->metrics, "budget_seconds", t->clock);
+    ex_metrics_number(&t->metrics, "ms_per_step", per_step * 1e3);
+    ex_metrics_number(&t->metrics, "schedule_steps", (double)lm_budget_total(b));
+    ex_metrics_end(&t->metrics);
 }
 
 static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
@@ -622,7 +690,6 @@ static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
     ex_code code = collect_entropy(t, bound_now, err);
     if (code != EX_OK)
         return code;
-    estimate_schedule(t);
     if (ex_collapse_update(&t->watch, t->ent_norm, on_collapse, t) && o->stop_on_collapse) {
         code = save_checkpoint(t, err);
         return code != EX_OK ? code
@@ -644,18 +711,43 @@ static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
     return t->run.base.step % o->checkpoint_every == 0 ? save_checkpoint(t, err) : EX_OK;
 }
 
-/* Whether the run has reached its end: the steps, or the minutes (by rank
- * 0's clock, so that every rank stops at the same step). */
-static int finished(trainer *t)
+/* Whether the run has reached its end: the schedule's steps, or the
+ * minutes (t->clock, rank 0's). */
+static int finished(const trainer *t)
+{
+    const uint64_t total = schedule_steps(t);
+    if (total && t->run.base.step >= total)
+        return 1;
+    return t->opt.minutes > 0.0f && t->clock >= (double)t->opt.minutes * 60.0;
+}
+
+/* The last line of the training: the steps and time, and with --minutes
+ * how much of the budget the run used and whether the schedule ended. */
+static void report_training(trainer *t)
 {
     const lm_options *o = &t->opt;
-    if (t->run.schedule_steps && t->run.base.step >= t->run.schedule_steps)
-        return 1;
-    if (!(o->minutes > 0.0f))
-        return 0;
-    double out_of_time = ex_run_seconds(&t->run.base) >= (double)o->minutes * 60.0;
-    ex_dist_broadcast(&t->dist, &out_of_time, 1);
-    return out_of_time != 0.0;
+    ex_progress_break(&t->progress);
+    printf("trained %llu steps in %.0f s", (unsigned long long)t->run.base.step,
+           ex_run_seconds(&t->run.base));
+    if (!(o->minutes > 0.0f)) {
+        printf("\n");
+        return;
+    }
+    const double budget = (double)o->minutes * 60.0, used = t->clock / budget;
+    const uint64_t total = schedule_steps(t);
+    printf(": %.1f%% of the %.4g-minute budget; ", 100.0 * used, (double)o->minutes);
+    if (total && t->run.base.step >= total)
+        printf("the schedule ran to its end\n");
+    else
+        printf("the budget ran out at step %llu of the schedule's %llu\n",
+               (unsigned long long)t->run.base.step, (unsigned long long)total);
+    ex_metrics_begin(&t->metrics, "budget");
+    ex_metrics_number(&t->metrics, "step", (double)t->run.base.step);
+    ex_metrics_number(&t->metrics, "schedule_steps", (double)total);
+    ex_metrics_number(&t->metrics, "minutes", o->minutes);
+    ex_metrics_number(&t->metrics, "budget_used", used);
+    ex_metrics_number(&t->metrics, "plans", (double)t->run.budget.count);
+    ex_metrics_end(&t->metrics);
 }
 
 static ex_code train(trainer *t, ex_error *err)
@@ -665,7 +757,12 @@ static ex_code train(trainer *t, ex_error *err)
     ex_progress_start(&t->progress);
     t->progress.last_step = t->run.base.step;
     srp_profile_enable(o->profile);
-    while (!finished(t)) {
+    for (;;) {
+        if (o->minutes > 0.0f) /* one broadcast a step */
+            t->clock = budget_clock(t);
+        plan_schedule(t);
+        if (finished(t))
+            break;
         if (o->stop_after_steps && t->run.base.step >= o->stop_after_steps) {
             ex_progress_break(&t->progress);
             printf("stopped after step %llu as asked (--stop-after-steps; %.1f ms per step in "
@@ -685,9 +782,7 @@ static ex_code train(trainer *t, ex_error *err)
         if ((code = after_step(t, &rec, err)) != EX_OK)
             return code;
     }
-    ex_progress_break(&t->progress);
-    printf("trained %llu steps in %.0f s\n", (unsigned long long)t->run.base.step,
-           ex_run_seconds(&t->run.base));
+    report_training(t);
     ex_code code = write_eval(t, 0, 1, err);
     if (code == EX_OK)
         code = save_checkpoint(t, err);
@@ -707,6 +802,8 @@ static void write_header(trainer *t)
     ex_metrics_number(m, "log_tokens", log((double)o->model.context));
     ex_metrics_number(m, "train_bytes", (double)t->text.train_len);
     ex_metrics_number(m, "val_bytes", (double)t->text.val_len);
+    ex_metrics_number(m, "documents", (double)t->text.documents);
+    ex_metrics_number(m, "duplicates_dropped", (double)t->text.duplicates);
     ex_metrics_number(m, "unigram_bpc", t->baselines.unigram_bpc);
     ex_metrics_number(m, "bigram_bpc", t->baselines.bigram_bpc);
     ex_metrics_string(m, "config", t->run.base.fingerprint);
@@ -735,8 +832,9 @@ static ex_code run(trainer *t, ex_error *err)
         code = build(t, err);
     if ((code = ex_dist_agree(&t->dist, code, err)) != EX_OK)
         return code;
-    printf("text: %zu documents, %zu training bytes, %zu validation bytes (every %dth document)\n",
-           t->text.documents, t->text.train_len, t->text.val_len, LM_VAL_EVERY);
+    printf("text: %zu documents (%zu repeats of them dropped), %zu training bytes, %zu "
+           "validation bytes (every %dth document)\n",
+           t->text.documents, t->text.duplicates, t->text.train_len, t->text.val_len, LM_VAL_EVERY);
     printf("baselines on the validation text: unigram %.4f, bigram %.4f bits per character\n",
            t->baselines.unigram_bpc, t->baselines.bigram_bpc);
     lm_options_fingerprint(o, t->run.base.fingerprint, sizeof(t->run.base.fingerprint));
@@ -823,7 +921,7 @@ int main(int argc, char **argv)
         code = run(&t, &err);
     ex_progress_break(&t.progress);
     if (code != EX_OK && code != EX_HELP)
-        fprintf(stderr, "error: %s\n", err.message);
+        ex_dist_print_error(&t.dist, &err);
     cleanup(&t);
     ex_dist_finalize(&t.dist);
     return ex_exit_code(code);

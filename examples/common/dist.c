@@ -7,11 +7,30 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "test_hooks.h"
+
 #ifdef EX_WITH_MPI
 #include <sigmareparam/dist.h>
 #endif
 
 int ex_dist_is_root(const ex_dist *d) { return d->rank == 0; }
+
+ex_code ex_dist_agree_status(ex_dist *d, srp_status st, const char *what, const char *phase,
+                             uint64_t step, ex_error *err)
+{
+    ex_code code = st == SRP_OK ? EX_OK : ex_fail_status(err, st, what);
+    if (code == EX_OK && ex_test_fail_due(d->rank, step, phase))
+        code = ex_test_fail(err, step, phase);
+    return ex_dist_agree(d, code, err);
+}
+
+void ex_dist_print_error(const ex_dist *d, const ex_error *err)
+{
+    if (d->size > 1)
+        fprintf(stderr, "error: rank %d: %s\n", d->rank, err->message);
+    else
+        fprintf(stderr, "error: %s\n", err->message);
+}
 
 ex_code ex_dist_split_batch(ex_dist *d, size_t batch, size_t *local, ex_error *err)
 {
@@ -55,17 +74,21 @@ ex_code ex_dist_agree(ex_dist *d, ex_code code, ex_error *err)
 {
     if (d->size == 1)
         return code;
-    int mine = code != EX_OK && code != EX_HELP ? d->rank : -1, failed = -1;
-    if (MPI_Allreduce(&mine, &failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
-        failed = d->rank;
-    if (mine >= 0) {
-        char own[sizeof(err->message)];
-        memcpy(own, err->message, sizeof(own));
-        return ex_fail(err, code, "rank %d: %s", d->rank, own);
+    /* [0]: the highest failed rank (-1: none); [1]: whether a rank had --help */
+    int mine[2] = {code != EX_OK && code != EX_HELP ? d->rank : -1, code == EX_HELP}, all[2];
+    if (MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) {
+        all[0] = d->rank;
+        all[1] = 0;
     }
-    if (failed >= 0)
+    if (mine[0] >= 0)
+        return code;
+    if (all[0] >= 0)
         return ex_fail(err, EX_FAILED, "rank %d failed (its message says why); every rank stops",
-                       failed);
+                       all[0]);
+    if (all[1] && code != EX_HELP)
+        return ex_fail(err, EX_USAGE,
+                       "another rank was given --help and this one was not; every rank stops "
+                       "(start every rank with the same options)");
     return code;
 }
 
@@ -120,6 +143,24 @@ srp_status ex_dist_sum(ex_dist *d, double *values, size_t n)
     return d->handle ? srp_dist_sum(d->handle, values, n) : SRP_OK;
 }
 
+srp_status ex_dist_sum_agree(ex_dist *d, double *values, size_t n, srp_status local)
+{
+    if (!d->handle)
+        return local;
+    double all[16]; /* the values, then how many ranks failed */
+    if (n >= sizeof(all) / sizeof(all[0]))
+        return SRP_ERR_INVALID_ARG;
+    memcpy(all, values, sizeof(double) * n);
+    all[n] = local != SRP_OK;
+    const srp_status st = srp_dist_sum(d->handle, all, n + 1);
+    if (local != SRP_OK)
+        return local;
+    if (st != SRP_OK)
+        return st;
+    memcpy(values, all, sizeof(double) * n);
+    return all[n] > 0.0 ? SRP_ERR_PEER : SRP_OK;
+}
+
 srp_status ex_dist_mean_min(ex_dist *d, float *mean, float *min, size_t n)
 {
     if (!d->handle)
@@ -127,7 +168,7 @@ srp_status ex_dist_mean_min(ex_dist *d, float *mean, float *min, size_t n)
     srp_status st = min ? srp_dist_min(d->handle, min, n) : SRP_OK;
     /* The mean through the double sum: a few floats, once per step. */
     double sums[256];
-    for (size_t first = 0; st == SRP_OK && first < n; first += 256) {
+    for (size_t first = 0; mean && st == SRP_OK && first < n; first += 256) {
         const size_t m = n - first < 256 ? n - first : 256;
         for (size_t i = 0; i < m; i++)
             sums[i] = mean[first + i];
@@ -247,6 +288,14 @@ srp_status ex_dist_sum(ex_dist *d, double *values, size_t n)
     (void)values;
     (void)n;
     return SRP_OK;
+}
+
+srp_status ex_dist_sum_agree(ex_dist *d, double *values, size_t n, srp_status local)
+{
+    (void)d;
+    (void)values;
+    (void)n;
+    return local;
 }
 
 srp_status ex_dist_mean_min(ex_dist *d, float *mean, float *min, size_t n)

@@ -9,9 +9,16 @@
  * (its files, its memory, rank 0's checkpoint writes), so every rank stops
  * together instead of waiting; ex_dist_attach once the model and its
  * parameter list exist; then per step ex_dist_average_gradients between
- * backward and clipping, and ex_dist_sync_spectral after the optimizer
- * step; ex_dist_sum and ex_dist_mean_min for the metrics. Only rank 0
- * writes files (ex_dist_is_root). */
+ * backward and clipping, ex_dist_sum_agree after the optimizer step, then
+ * ex_dist_sync_spectral; ex_dist_sum and ex_dist_mean_min for the metrics.
+ * Only rank 0 writes files (ex_dist_is_root).
+ *
+ * The rule that keeps a job from hanging: every rank reaches each
+ * collective call, or none does. A rank that fails never returns early
+ * from a phase that ends in a collective call; the phase ends in an
+ * agreement (ex_dist_agree, ex_dist_sum_agree, or the failure status that
+ * ex_dist_average_gradients carries), and every rank takes the same
+ * branch after it. */
 #ifndef EX_DIST_H
 #define EX_DIST_H
 
@@ -34,10 +41,20 @@ ex_code ex_dist_init(ex_dist *d, int *argc, char ***argv, ex_error *err);
 void ex_dist_finalize(ex_dist *d);
 int ex_dist_is_root(const ex_dist *d);
 
-/* Collective. code on a rank that failed (its message prefixed with its
- * rank when there are several); EX_FAILED, naming a failed rank, on the
- * others; EX_OK when every rank is. */
+/* Collective. code on a rank that failed; EX_FAILED, naming a failed
+ * rank, on the others; EX_OK when every rank is. EX_HELP (--help, parsed)
+ * stops every rank: the ranks that were not given it get a usage error
+ * that says so, instead of training while the others have left. */
 ex_code ex_dist_agree(ex_dist *d, ex_code code, ex_error *err);
+/* Collective: the end of a phase each rank went through alone, whose
+ * library status was st (what: the phase, for the message), with the
+ * test-only failure of that phase at step (EX_TEST_FAIL, test_hooks.h);
+ * then ex_dist_agree. */
+ex_code ex_dist_agree_status(ex_dist *d, srp_status st, const char *what, const char *phase,
+                             uint64_t step, ex_error *err);
+/* main's last word: "error: <message>" on stderr, after "rank N: " when
+ * there are several ranks (every rank prints its own). */
+void ex_dist_print_error(const ex_dist *d, const ex_error *err);
 /* Collective: a usage error on every rank unless all were started with
  * the same options (their fingerprints). */
 ex_code ex_dist_same_options(ex_dist *d, const char *fingerprint, ex_error *err);
@@ -56,8 +73,14 @@ srp_status ex_dist_sync_spectral(ex_dist *d);
 srp_status ex_dist_broadcast(ex_dist *d, double *values, size_t n);
 /* values summed over the ranks, in place. */
 srp_status ex_dist_sum(ex_dist *d, double *values, size_t n);
-/* mean: averaged over the ranks; min (if not NULL): their minimum (in
- * place, n each). */
+/* Collective, one allreduce for a step's figures and its agreement: values
+ * summed over the ranks (n <= 15), and the status every rank then goes on
+ * with: local when it is a failure, SRP_ERR_PEER when another rank's was,
+ * SRP_OK when all were fine. For the phase between the gradient allreduce
+ * and the next collective call, where one rank could fail alone. */
+srp_status ex_dist_sum_agree(ex_dist *d, double *values, size_t n, srp_status local);
+/* mean (if not NULL): averaged over the ranks; min (if not NULL): their
+ * minimum (in place, n each). */
 srp_status ex_dist_mean_min(ex_dist *d, float *mean, float *min, size_t n);
 /* Collective: a failure unless every rank holds the same parameters, u, v
  * and sigma (srp_dist_replicas_identical). */

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 void ex_report_write_limits(void)
 {
@@ -22,14 +23,38 @@ ex_code ex_fail(ex_error *err, ex_code code, const char *fmt, ...)
     return code;
 }
 
+void ex_append(ex_error *err, const char *fmt, ...)
+{
+    const size_t used = strlen(err->message);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message + used, sizeof(err->message) - used, fmt, ap);
+    va_end(ap);
+}
+
 ex_code ex_fail_status(ex_error *err, srp_status st, const char *what)
 {
-    /* The library's detail, when it belongs to this failure. */
-    if (srp_last_error_status() != st || !*srp_last_error_detail())
-        return ex_fail(err, EX_FAILED, "%s: %s", what, srp_status_str(st));
-    ex_fail(err, EX_FAILED, "%s: %s (%s)", what, srp_status_str(st), srp_last_error_detail());
-    srp_clear_last_error();
+    return ex_fail_statusf(err, st, "%s", what);
+}
+
+ex_code ex_fail_statusf(ex_error *err, srp_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    ex_append(err, ": %s", srp_status_str(st));
+    ex_append_detail(err, st);
     return EX_FAILED;
+}
+
+void ex_append_detail(ex_error *err, srp_status st)
+{
+    /* The library's detail, when it belongs to this failure. */
+    if (srp_last_error_status() == st && *srp_last_error_detail()) {
+        ex_append(err, " (%s)", srp_last_error_detail());
+        srp_clear_last_error();
+    }
 }
 
 int ex_exit_code(ex_code code)

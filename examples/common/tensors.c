@@ -62,11 +62,12 @@ ex_code ex_tensors_save(const ex_tensor_list *l, const char *path, ex_error *err
     if (l->failed)
         return ex_fail(err, EX_FAILED, "out of memory listing the checkpoint's tensors");
     const srp_status st = srp_checkpoint_save(path, l->refs, l->count);
-    if (st != SRP_OK)
-        return ex_fail(err, EX_FAILED,
-                       "saving the checkpoint %s: %s (a full disk?); the previous checkpoint, if "
-                       "any, is intact",
-                       path, srp_status_str(st));
+    if (st != SRP_OK) {
+        ex_fail_statusf(err, st, "saving the checkpoint %s", path);
+        ex_append(err, "%s; the previous checkpoint, if any, is intact",
+                  st == SRP_ERR_IO ? " (a full disk?)" : "");
+        return EX_FAILED;
+    }
     return EX_OK;
 }
 
@@ -75,11 +76,12 @@ ex_code ex_tensors_load(const ex_tensor_list *l, size_t count, const char *path,
     if (l->failed)
         return ex_fail(err, EX_FAILED, "out of memory listing the checkpoint's tensors");
     const srp_status st = srp_checkpoint_load(path, l->refs, count ? count : l->count);
-    if (st != SRP_OK)
-        return ex_fail(err, EX_FAILED, "loading the checkpoint %s: %s%s", path, srp_status_str(st),
-                       st == SRP_ERR_SHAPE || st == SRP_ERR_FORMAT || st == SRP_ERR_NOT_FOUND
-                           ? " (was it written with other model options?)"
-                           : "");
+    if (st != SRP_OK) {
+        ex_fail_statusf(err, st, "loading the checkpoint %s", path);
+        if (st == SRP_ERR_SHAPE || st == SRP_ERR_FORMAT || st == SRP_ERR_NOT_FOUND)
+            ex_append(err, "; was it written with other model options?");
+        return EX_FAILED;
+    }
     return EX_OK;
 }
 

@@ -553,8 +553,11 @@ Every number below comes from that run; the runs' logs and metrics are in
 
 **ViT-lite on Fashion-MNIST** (the full study: one epoch of the 55,000
 training images left after a 5,000-image validation split, 429 steps of
-128), with the trainer's defaults but for these flags: `%s`. The default
-model has 6 blocks of dim 128 with 4 heads over 17 tokens. Four arms:
+128), with the trainer's defaults but for these flags: `%s`. They pin
+the recipe the ViT-lite had before its convolutional stem, separate q, k, v
+sigmas, random erasing, weight average, test-time flips and the cosine's
+floor became its defaults: 6 blocks of dim 128 with 4 heads over 17 tokens
+of 7x7 patches, one fused qkv sigma, 802k parameters. Four arms:
 
 | arm | what | flags |
 |---|---|---|
@@ -570,7 +573,8 @@ about 2 a full plain step on a scale of 1 would be far too large. With SGD
 and AdamW (arms a, b) they and the biases take the full lr
 (`--bias-lr-mult 1`).
 
-**Char LM** (fortunes and the Jargon File; validation: every 10th document),
+**Char LM** (fortunes and the Jargon File, repeated documents dropped;
+validation: every 10th document),
 the trainer's defaults (4 blocks of dim 128, 4 heads, AdamW, 100 warmup
 steps) but for `%s`, each arm from its own best lr of the 2-minute search in
 `docs/char-lm-recipe.md`, ×%s, seeds %s. Depth sweep: %s blocks at

@@ -137,7 +137,7 @@ ex_code vit_export_safetensors(vit_model *m, const char *path, ex_error *err)
         const char *meta[] = {"format", "pt", "producer", "libsigmareparam vit-lite-train"};
         const srp_status st = srp_safetensors_save(path, o.list.refs, o.list.count, meta, 2);
         if (st != SRP_OK)
-            code = ex_fail(err, EX_FAILED, "writing %s: %s", path, srp_status_str(st));
+            code = ex_fail_statusf(err, st, "writing %s", path);
     }
     official_free(&o, vit_linears(m)->count);
     return code;
@@ -213,7 +213,7 @@ ex_code vit_import_safetensors(vit_model *m, const char *path, ex_error *err)
     if (code == EX_OK) {
         const srp_status st = srp_safetensors_open(&f, path);
         if (st != SRP_OK)
-            code = ex_fail(err, EX_FAILED, "reading %s: %s", path, srp_status_str(st));
+            code = ex_fail_statusf(err, st, "reading %s", path);
     }
     if (code == EX_OK)
         code = check_names(&o, f, path, err);
@@ -226,15 +226,17 @@ ex_code vit_import_safetensors(vit_model *m, const char *path, ex_error *err)
             continue;
         const srp_status st = srp_safetensors_read(f, &o.list.refs[k], 1);
         const float sigma = *(const float *)o.list.refs[k].data;
-        if (st != SRP_OK || !(sigma > 0.0f) || !isfinite(sigma))
+        if (st != SRP_OK)
+            code = ex_fail_statusf(err, st, "reading %s from %s", name, path);
+        else if (!(sigma > 0.0f) || !isfinite(sigma))
             code = ex_fail(err, EX_FAILED, "%s: %s must be one positive number", path, name);
     }
     if (code == EX_OK) {
         const srp_status st = srp_safetensors_read(f, o.list.refs, o.list.count);
-        if (st != SRP_OK)
-            code = ex_fail(err, EX_FAILED,
-                           "reading %s: %s (a tensor's shape or dtype differs from this model's)",
-                           path, srp_status_str(st));
+        if (st != SRP_OK) {
+            code = ex_fail_statusf(err, st, "reading %s", path);
+            ex_append(err, "; a tensor's shape or dtype differs from this model's");
+        }
     }
     for (size_t i = 0; code == EX_OK && i < lin->count; i++) {
         srp_linear *l = lin->linears[i];

@@ -24,6 +24,7 @@
 #include "common/progress.h"
 #include "common/run_state.h"
 #include "common/tensors.h"
+#include "common/test_hooks.h"
 #include "data.h"
 #include "model.h"
 #include "official_names.h"
@@ -298,11 +299,12 @@ static ex_code load_average(trainer *t, const char *path, int *found, ex_error *
     const srp_status st =
         list.failed ? SRP_ERR_NOMEM : srp_checkpoint_load(path, list.refs, list.count);
     ex_tensors_free(&list);
-    if (st == SRP_ERR_NOT_FOUND) /* written with --ema 0 */
+    if (st == SRP_ERR_NOT_FOUND) { /* written with --ema 0 */
+        srp_clear_last_error();
         return EX_OK;
+    }
     if (st != SRP_OK)
-        return ex_fail(err, EX_FAILED, "loading the weight average from %s: %s", path,
-                       srp_status_str(st));
+        return ex_fail_statusf(err, st, "loading the weight average from %s", path);
     *found = 1;
     return EX_OK;
 }
@@ -356,6 +358,10 @@ static ex_code evaluate(trainer *t, const vit_dataset *d, float *loss, float *ac
         const size_t n = d->count - first < batch ? d->count - first : batch;
         const float *logits;
         srp_status st = eval_logits(t, d, first, n, &logits);
+        if (st == SRP_OK && ex_test_fail_due(t->dist.rank, t->run.base.step, "eval")) {
+            code = ex_test_fail(err, t->run.base.step, "eval");
+            break;
+        }
         float l = 0.0f;
         size_t c = 0;
         if (st == SRP_OK)
@@ -375,8 +381,9 @@ static ex_code evaluate(trainer *t, const vit_dataset *d, float *loss, float *ac
     average_out(t);
     code = ex_dist_agree(&t->dist, code, err);
     double sums[2] = {loss_sum, (double)correct};
-    if (code == EX_OK && ex_dist_sum(&t->dist, sums, 2) != SRP_OK)
-        code = ex_fail(err, EX_FAILED, "summing the evaluation over the ranks");
+    srp_status st = SRP_OK;
+    if (code == EX_OK && (st = ex_dist_sum(&t->dist, sums, 2)) != SRP_OK)
+        code = ex_fail_status(err, st, "summing the evaluation over the ranks");
     *loss = (float)(sums[0] / (double)d->count);
     *acc = (float)(sums[1] / (double)d->count);
     return code;
@@ -481,22 +488,32 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
         stage = "weights";
         st = srp_optim_step(t->optim, lr);
     }
+    const int injected =
+        st == SRP_OK && ex_test_fail_due(t->dist.rank, t->run.base.step + 1, "step");
+    if (injected)
+        st = SRP_ERR_UNSUPPORTED;
+    /* The batch's figures over the ranks, and whether every rank got
+     * through its optimizer step: a rank that failed alone there must not
+     * leave the others waiting in the next collective call. */
+    double sums[2] = {loss, (double)correct};
+    st = ex_dist_sum_agree(&t->dist, sums, 2, st);
     if (st == SRP_OK)
         st = ex_dist_sync_spectral(&t->dist);
-    double sums[2] = {loss, (double)correct}; /* the batch's, over the ranks */
-    if (st == SRP_OK)
-        st = ex_dist_sum(&t->dist, sums, 2);
+    if (injected)
+        return ex_test_fail(err, t->run.base.step + 1, "step");
     if (st == SRP_ERR_PEER)
         return ex_fail(err, EX_FAILED,
                        "step %llu failed on another rank (its message says why); every rank stops",
-                       (unsigned long long)t->run.base.step);
-    if (st == SRP_ERR_NUMERIC)
-        return ex_fail(err, EX_NONFINITE,
-                       "the %s became non-finite at step %llu (epoch %llu); training stopped.%s%s",
-                       stage, (unsigned long long)t->run.base.step,
-                       (unsigned long long)t->run.epoch,
-                       o->checkpoint_path ? " The last good checkpoint is " : "",
-                       o->checkpoint_path ? o->checkpoint_path : "");
+                       (unsigned long long)t->run.base.step + 1);
+    if (st == SRP_ERR_NUMERIC) {
+        ex_fail(err, EX_NONFINITE,
+                "the %s became non-finite at step %llu (epoch %llu); training stopped.%s%s", stage,
+                (unsigned long long)t->run.base.step, (unsigned long long)t->run.epoch,
+                o->checkpoint_path ? " The last good checkpoint is " : "",
+                o->checkpoint_path ? o->checkpoint_path : "");
+        ex_append_detail(err, st);
+        return EX_NONFINITE;
+    }
     if (st != SRP_OK)
         return ex_fail_status(err, st, "training step");
     srp_optim_zero_grad(t->optim); /* every trainable tensor is in its list */
@@ -509,21 +526,31 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     return EX_OK;
 }
 
-/* Per-head entropy of the last forward, and with_bound the bound too. */
+/* Per-head entropy of the last forward, and with_bound the bound too, of
+ * the whole global batch: every rank reads its share's, they agree that
+ * every rank could, then the figures are reduced over the ranks. */
 static ex_code collect_entropy(trainer *t, int with_bound, ex_error *err)
 {
     const vit_config *c = vit_get_config(t->model);
-    for (size_t l = 0; l < c->depth; l++) {
+    const size_t lh = c->depth * c->heads;
+    srp_status st = SRP_OK;
+    for (size_t l = 0; l < c->depth && st == SRP_OK; l++) {
         srp_attention *a = vit_attention_at(t->model, l);
-        srp_status st =
-            srp_attention_entropy(a, t->ent_mean + l * c->heads, t->ent_min + l * c->heads);
+        st = srp_attention_entropy(a, t->ent_mean + l * c->heads, t->ent_min + l * c->heads);
         if (st == SRP_OK && with_bound)
             st = srp_attention_entropy_bound(a, t->ent_bound + l * c->heads);
-        if (st != SRP_OK)
-            return ex_fail_status(err, st, "attention entropy");
     }
-    /* The whole batch's: means averaged over the ranks' equal shares. */
-    const srp_status st = ex_dist_mean_min(&t->dist, t->ent_mean, t->ent_min, c->depth * c->heads);
+    const ex_code code =
+        ex_dist_agree_status(&t->dist, st, "attention entropy", "entropy", t->run.base.step, err);
+    if (code != EX_OK)
+        return code;
+    /* Means averaged over the ranks' equal shares; minimums the least of
+     * the ranks'. The bound is the least of the ranks' bounds: each rank's
+     * bounds every row of its share (attention.h), so the least bounds
+     * every row of the batch, and so the minimum logged beside it. */
+    st = ex_dist_mean_min(&t->dist, t->ent_mean, t->ent_min, lh);
+    if (st == SRP_OK && with_bound)
+        st = ex_dist_mean_min(&t->dist, NULL, t->ent_bound, lh);
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "attention entropy over the ranks");
 }
 
@@ -728,8 +755,7 @@ static ex_code write_logits(trainer *t, ex_error *err)
     }
     free(all);
     if (st != SRP_OK)
-        return ex_fail(err, EX_FAILED, "writing logits to %s: %s", t->opt.logits_path,
-                       srp_status_str(st));
+        return ex_fail_statusf(err, st, "writing logits to %s", t->opt.logits_path);
     printf("wrote %s\n", t->opt.logits_path);
     return EX_OK;
 }
@@ -884,7 +910,7 @@ int main(int argc, char **argv)
         code = run(&t, &err);
     ex_progress_break(&t.progress);
     if (code != EX_OK && code != EX_HELP)
-        fprintf(stderr, "error: %s\n", err.message);
+        ex_dist_print_error(&t.dist, &err);
     cleanup(&t);
     ex_dist_finalize(&t.dist);
     return ex_exit_code(code);

@@ -65,9 +65,11 @@ static const ex_opt_spec k_specs[] = {
      "clip the gradient norm to this (0: off)"},
     {"label-smoothing", EX_OPT_FLOAT, OFF(label_smoothing), 0, 1, NULL, 0, 1, "label smoothing"},
     {"augment", EX_OPT_FLAG, OFF(augment), 0, 0, NULL, 1, 1,
-     "random horizontal flips (default; not for --dataset synthetic, whose classes are stroke "
-     "angles)"},
-    {"no-augment", EX_OPT_FLAG, OFF(augment), 0, 0, NULL, 0, 1, "no random flips"},
+     "random horizontal flips (default for fashion-mnist and cifar10, whose classes a mirror "
+     "keeps)"},
+    {"no-augment", EX_OPT_FLAG, OFF(augment), 0, 0, NULL, 0, 1,
+     "no random flips (default for mnist and synthetic, whose classes a mirror changes: digits, "
+     "stroke angles)"},
     {"translate", EX_OPT_SIZE, OFF(translate), 0, 8, NULL, 0, 1,
      "random shifts of up to N pixels each way (0: none)"},
     {"erase", EX_OPT_FLOAT, OFF(erase), 0, 1, NULL, 0, 1,
@@ -76,8 +78,10 @@ static const ex_opt_spec k_specs[] = {
     {"ema", EX_OPT_FLOAT, OFF(ema), 0, 0.99999, NULL, 0, 1,
      "evaluate a moving average of the weights with this decay, sigma recomputed (0: off)"},
     {"tta-flip", EX_OPT_FLAG, OFF(tta_flip), 0, 0, NULL, 1, 1,
-     "evaluate on each image and its mirror, logits averaged (default)"},
-    {"no-tta-flip", EX_OPT_FLAG, OFF(tta_flip), 0, 0, NULL, 0, 1, "evaluate on each image alone"},
+     "evaluate on each image and its mirror, logits averaged (default where flips are: "
+     "fashion-mnist, cifar10)"},
+    {"no-tta-flip", EX_OPT_FLAG, OFF(tta_flip), 0, 0, NULL, 0, 1,
+     "evaluate on each image alone (default for mnist and synthetic)"},
     /* run */
     {"epochs", EX_OPT_SIZE, OFF(epochs), 1, 10000, NULL, 0, 1, "epochs"},
     {"batch", EX_OPT_SIZE, OFF(batch), 1, 65536, NULL, 0, 1, "batch size"},
@@ -120,6 +124,14 @@ static const ex_opt_table k_table = {
     "entropy of every attention head.\n",
     k_specs, sizeof(k_specs) / sizeof(k_specs[0])};
 
+int vit_flips_keep_class(int kind)
+{
+    /* A mirrored shirt is a shirt and a mirrored cat a cat (flips are
+     * CIFAR-10's standard augmentation); a mirrored 2 or 7 is no digit,
+     * and a mirrored stroke has the angle of another synthetic class. */
+    return kind == VIT_DATA_FASHION_MNIST || kind == VIT_DATA_CIFAR10;
+}
+
 const char *vit_dataset_name(int kind)
 {
     static const char *names[] = {"fashion-mnist", "mnist", "cifar10", "synthetic"};
@@ -135,7 +147,8 @@ const char *vit_dataset_name(int kind)
  * of 7x7 patches, LARS with Nesterov momentum and the trust ratio on the
  * gammas too, label smoothing 0.1, random flips and erasing, 12 epochs, and
  * evaluation of a weight average with test-time flips; no warmup, no
- * LayerNorm, no weight decay. */
+ * LayerNorm, no weight decay. Flips, in training and at test time, are on
+ * by default only where a mirror keeps the class (vit_flips_keep_class). */
 void vit_options_default(vit_options *o)
 {
     memset(o, 0, sizeof(*o));
@@ -160,10 +173,10 @@ void vit_options_default(vit_options *o)
     o->min_lr = 0.5f;
     o->clip = 0.0f;
     o->label_smoothing = 0.1f;
-    o->augment = 1;
+    o->augment = -1; /* by dataset, after parsing */
     o->erase = 0.25f;
     o->ema = 0.998f;
-    o->tta_flip = 1;
+    o->tta_flip = -1; /* by dataset, after parsing */
     o->stem = "48/2,96/2,128/2,128";
     o->report_at = "0.9,0.925";
     o->epochs = 12;
@@ -197,6 +210,11 @@ ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
     const ex_code code = ex_options_parse(&k_table, o, &defaults, argc, argv, err);
     if (code != EX_OK)
         return code;
+    /* Flips unless asked otherwise where a mirror keeps the class. */
+    if (o->augment < 0)
+        o->augment = vit_flips_keep_class(o->dataset);
+    if (o->tta_flip < 0)
+        o->tta_flip = vit_flips_keep_class(o->dataset);
     o->model.sigma_reparam = o->sigma_reparam;
     o->model.layernorm = o->layernorm;
     o->model.gamma_init = (srp_gamma_init)o->gamma_init;

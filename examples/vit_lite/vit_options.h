@@ -31,11 +31,11 @@ typedef struct {
     int wd_mode;  /* srp_wd_mode */
     int schedule; /* srp_lr_kind */
     uint64_t warmup_steps;
-    int augment;                  /* random horizontal flips */
+    int augment;                  /* random horizontal flips; -1: by dataset */
     size_t translate;             /* random shifts of up to this many pixels (0: none) */
     float erase;                  /* random erasing's probability (0: off) */
     float ema;                    /* evaluate a weight average with this decay (0: off) */
-    int tta_flip;                 /* evaluate on each image and its mirror */
+    int tta_flip;                 /* evaluate on each image and its mirror; -1: by dataset */
     int gamma_init;               /* srp_gamma_init, copied into model */
     int qkv_sigma;                /* srp_qkv_sigma, copied into model */
     int pool;                     /* vit_pool, copied into model */
@@ -80,5 +80,8 @@ void vit_options_usage(const char *prog, FILE *to);
 void vit_options_fingerprint(const vit_options *o, char *buf, size_t len);
 /* "fashion-mnist", ... */
 const char *vit_dataset_name(int kind);
+/* 1 for the datasets whose classes a horizontal mirror keeps (Fashion-
+ * MNIST, CIFAR-10): the default of --augment and --tta-flip. */
+int vit_flips_keep_class(int kind);
 
 #endif

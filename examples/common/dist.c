@@ -179,6 +179,19 @@ srp_status ex_dist_mean_min(ex_dist *d, float *mean, float *min, size_t n)
     return st;
 }
 
+srp_status ex_dist_max(ex_dist *d, float *values, size_t n)
+{
+    if (!d->handle)
+        return SRP_OK;
+    /* max = -min(-x): negation is exact. */
+    for (size_t i = 0; i < n; i++)
+        values[i] = -values[i];
+    const srp_status st = srp_dist_min(d->handle, values, n);
+    for (size_t i = 0; i < n; i++)
+        values[i] = -values[i];
+    return st;
+}
+
 ex_code ex_dist_check_replicas(ex_dist *d, uint64_t step, ex_error *err)
 {
     if (!d->handle)
@@ -303,6 +316,14 @@ srp_status ex_dist_mean_min(ex_dist *d, float *mean, float *min, size_t n)
     (void)d;
     (void)mean;
     (void)min;
+    (void)n;
+    return SRP_OK;
+}
+
+srp_status ex_dist_max(ex_dist *d, float *values, size_t n)
+{
+    (void)d;
+    (void)values;
     (void)n;
     return SRP_OK;
 }

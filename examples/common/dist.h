@@ -82,6 +82,8 @@ srp_status ex_dist_sum_agree(ex_dist *d, double *values, size_t n, srp_status lo
 /* mean (if not NULL): averaged over the ranks; min (if not NULL): their
  * minimum (in place, n each). */
 srp_status ex_dist_mean_min(ex_dist *d, float *mean, float *min, size_t n);
+/* values: their maximum over the ranks (in place, n). */
+srp_status ex_dist_max(ex_dist *d, float *values, size_t n);
 /* Collective: a failure unless every rank holds the same parameters, u, v
  * and sigma (srp_dist_replicas_identical). */
 ex_code ex_dist_check_replicas(ex_dist *d, uint64_t step, ex_error *err);

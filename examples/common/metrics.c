@@ -100,6 +100,16 @@ void ex_metrics_matrix(ex_metrics *m, const char *key, const float *values, size
     cJSON_AddItemToObject(m->line, key, outer);
 }
 
+void ex_metrics_vector(ex_metrics *m, const char *key, const float *values, size_t count)
+{
+    if (!m->line)
+        return;
+    cJSON *array = cJSON_CreateArray();
+    for (size_t i = 0; i < count; i++)
+        cJSON_AddItemToArray(array, number_item(values[i]));
+    cJSON_AddItemToObject(m->line, key, array);
+}
+
 void ex_metrics_named(ex_metrics *m, const char *key, const char *const *names, const float *values,
                       size_t count)
 {

@@ -32,6 +32,8 @@ void ex_metrics_string(ex_metrics *m, const char *key, const char *value);
 /* values [rows][cols] as nested arrays */
 void ex_metrics_matrix(ex_metrics *m, const char *key, const float *values, size_t rows,
                        size_t cols);
+/* values [count] as an array */
+void ex_metrics_vector(ex_metrics *m, const char *key, const float *values, size_t count);
 /* {"names[0]": values[0], ...} */
 void ex_metrics_named(ex_metrics *m, const char *key, const char *const *names, const float *values,
                       size_t count);

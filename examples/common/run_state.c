@@ -33,41 +33,65 @@ void ex_optim_tensors(srp_optim *o, ex_tensor_list *list)
 }
 
 ex_code ex_run_save(ex_run_state *r, const ex_tensor_list *list, ex_linear_table *linears,
-                    uint64_t metrics_lines, const char *path, ex_error *err)
+                    uint64_t metrics_lines, const char *path, const ex_metadata *meta,
+                    ex_error *err)
 {
     ex_linears_sync_out(linears);
     r->metrics_lines = metrics_lines;
     const double before = r->seconds;
     r->seconds = ex_run_seconds(r);
-    const ex_code code = ex_tensors_save(list, path, err);
+    const ex_code code = ex_tensors_save(list, path, meta, err);
     r->seconds = before;
     return code;
 }
 
-ex_code ex_run_load(ex_run_state *r, const ex_tensor_list *list, size_t count,
-                    ex_linear_table *linears, const char *path, ex_error *err)
+/* A resume: the file's training options and ranks must be this run's; read
+ * alone first, so that a run with other options hears so before any
+ * tensor that they add or remove is reported. */
+static ex_code check_run(const ex_run_state *r, const srp_checkpoint *c, const char *path,
+                         ex_error *err)
 {
-    char expected[EX_FINGERPRINT_LEN];
-    memcpy(expected, r->fingerprint, sizeof(expected));
-    const uint64_t ranks = r->ranks;
-    const ex_code code = ex_tensors_load(list, count, path, err);
-    if (code != EX_OK)
-        return code;
-    /* A model-only load (count) leaves the fingerprint as it was. */
-    if (strcmp(expected, r->fingerprint) != 0)
+    char written[EX_FINGERPRINT_LEN];
+    uint64_t ranks = 0;
+    const srp_tensor_ref refs[2] = {
+        {"train.fingerprint", SRP_DTYPE_U8, 1, {EX_FINGERPRINT_LEN}, written},
+        {"train.ranks", SRP_DTYPE_U64, 0, {0}, &ranks}};
+    if (srp_checkpoint_read(c, refs, 2) != SRP_OK) {
+        srp_clear_last_error(); /* the whole read says what is wrong */
+        return EX_OK;
+    }
+    written[EX_FINGERPRINT_LEN - 1] = '\0';
+    if (strcmp(written, r->fingerprint) != 0)
         return ex_fail(err, EX_USAGE,
                        "%s was written by a run with other training options; resume with the "
                        "same ones.\n  checkpoint: %s\n  this run:   %s",
-                       path, r->fingerprint, expected);
-    if (r->ranks != ranks) {
-        const uint64_t written = r->ranks;
-        r->ranks = ranks;
+                       path, written, r->fingerprint);
+    if (ranks != r->ranks)
         return ex_fail(err, EX_USAGE,
                        "%s was written by a run on %llu rank%s and this run has %llu: resume at "
                        "the same number of ranks (mpirun -np %llu)",
-                       path, (unsigned long long)written, written == 1 ? "" : "s",
-                       (unsigned long long)ranks, (unsigned long long)written);
-    }
+                       path, (unsigned long long)ranks, ranks == 1 ? "" : "s",
+                       (unsigned long long)r->ranks, (unsigned long long)ranks);
+    return EX_OK;
+}
+
+ex_code ex_run_load(ex_run_state *r, const ex_tensor_list *list, size_t count,
+                    ex_linear_table *linears, const char *path, const ex_metadata *meta,
+                    ex_error *err)
+{
+    if (list->failed)
+        return ex_fail(err, EX_FAILED, "out of memory listing the checkpoint's tensors");
+    srp_checkpoint *c = NULL;
+    ex_code code = ex_checkpoint_open_checked(&c, path, meta, err);
+    if (code == EX_OK && count == 0)
+        code = check_run(r, c, path, err);
+    /* A model-only load (count) leaves the run's state as it was. */
+    if (code == EX_OK)
+        code = ex_checkpoint_read_checked(c, path, list->refs, count ? count : list->count,
+                                          count != 0, err);
+    srp_checkpoint_close(c);
+    if (code != EX_OK)
+        return code;
     const srp_status st = ex_linears_sync_in(linears);
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "restoring sigma");
 }

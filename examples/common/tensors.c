@@ -57,32 +57,30 @@ void ex_tensors_add_f32(ex_tensor_list *l, const char *name, float *data, size_t
     ex_tensors_add(l, name, SRP_DTYPE_F32, 1, &n, data);
 }
 
-ex_code ex_tensors_save(const ex_tensor_list *l, const char *path, ex_error *err)
+void ex_tensors_add_list(ex_tensor_list *l, const srp_tensor_list *from)
 {
-    if (l->failed)
-        return ex_fail(err, EX_FAILED, "out of memory listing the checkpoint's tensors");
-    const srp_status st = srp_checkpoint_save(path, l->refs, l->count);
-    if (st != SRP_OK) {
-        ex_fail_statusf(err, st, "saving the checkpoint %s", path);
-        ex_append(err, "%s; the previous checkpoint, if any, is intact",
-                  st == SRP_ERR_IO ? " (a full disk?)" : "");
-        return EX_FAILED;
-    }
-    return EX_OK;
+    const srp_tensor_ref *refs = srp_tensor_list_refs(from);
+    if (srp_tensor_list_status(from) != SRP_OK)
+        l->failed = 1;
+    for (size_t i = 0; i < srp_tensor_list_count(from); i++)
+        ex_tensors_add(l, refs[i].name, refs[i].dtype, refs[i].ndim, refs[i].shape, refs[i].data);
 }
 
-ex_code ex_tensors_load(const ex_tensor_list *l, size_t count, const char *path, ex_error *err)
+ex_code ex_tensors_save(const ex_tensor_list *l, const char *path, const ex_metadata *meta,
+                        ex_error *err)
 {
     if (l->failed)
         return ex_fail(err, EX_FAILED, "out of memory listing the checkpoint's tensors");
-    const srp_status st = srp_checkpoint_load(path, l->refs, count ? count : l->count);
-    if (st != SRP_OK) {
-        ex_fail_statusf(err, st, "loading the checkpoint %s", path);
-        if (st == SRP_ERR_SHAPE || st == SRP_ERR_FORMAT || st == SRP_ERR_NOT_FOUND)
-            ex_append(err, "; was it written with other model options?");
-        return EX_FAILED;
-    }
-    return EX_OK;
+    return ex_checkpoint_write(path, l->refs, l->count, meta, err);
+}
+
+ex_code ex_tensors_load(const ex_tensor_list *l, size_t count, const char *path,
+                        const ex_metadata *meta, ex_error *err)
+{
+    if (l->failed)
+        return ex_fail(err, EX_FAILED, "out of memory listing the checkpoint's tensors");
+    return ex_checkpoint_load_checked(path, l->refs, count ? count : l->count, count != 0, meta,
+                                      err);
 }
 
 int ex_alloc_floats(float **p, size_t n)

@@ -1,0 +1,133 @@
+/* A trainer's checkpoint file (checkpoint_file.h). */
+#include "checkpoint_file.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void ex_metadata_init(ex_metadata *m, const char *model, const char *predates)
+{
+    memset(m, 0, sizeof(*m));
+    m->predates = predates;
+    ex_metadata_add(m, "model", "%s", model);
+}
+
+void ex_metadata_add(ex_metadata *m, const char *key, const char *fmt, ...)
+{
+    if (m->count == EX_METADATA_MAX)
+        return; /* a programming error: the tests' round trips would miss the key */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->values[m->count], sizeof(m->values[0]), fmt, ap);
+    va_end(ap);
+    m->pairs[2 * m->count] = key;
+    m->pairs[2 * m->count + 1] = m->values[m->count];
+    m->count++;
+}
+
+ex_code ex_checkpoint_write(const char *path, const srp_tensor_ref *refs, size_t count,
+                            const ex_metadata *meta, ex_error *err)
+{
+    const srp_status st =
+        srp_checkpoint_save_with_metadata(path, refs, count, meta->pairs, meta->count);
+    if (st != SRP_OK) {
+        ex_fail_statusf(err, st, "saving the checkpoint %s", path);
+        ex_append(err, "%s; the previous checkpoint, if any, is intact",
+                  st == SRP_ERR_IO ? " (a full disk?)" : "");
+        return EX_FAILED;
+    }
+    return EX_OK;
+}
+
+ex_code ex_checkpoint_open_checked(srp_checkpoint **out, const char *path,
+                                   const ex_metadata *meta, ex_error *err)
+{
+    srp_checkpoint *c = NULL;
+    srp_status st = srp_checkpoint_open(&c, path);
+    if (st != SRP_OK)
+        return ex_fail_statusf(err, st, "loading the checkpoint %s", path);
+    if (srp_checkpoint_metadata_count(c) == 0) {
+        srp_checkpoint_close(c);
+        return ex_fail(err, EX_USAGE,
+                       "%s records no model configuration: it was written by an older build, "
+                       "before the checkpoints recorded their model%s%s, and loading it could "
+                       "misread its tensors without an error",
+                       path, meta->predates ? " and before " : "",
+                       meta->predates ? meta->predates : "");
+    }
+    st = srp_checkpoint_check_metadata(c, meta->pairs, meta->count);
+    if (st != SRP_OK) {
+        srp_checkpoint_close(c);
+        ex_fail_statusf(err, st, "%s holds another model", path);
+        ex_append(err, "; resume or evaluate it with the model options it was written with");
+        return EX_USAGE;
+    }
+    *out = c;
+    return EX_OK;
+}
+
+static int is_run_state(const char *name)
+{
+    return strncmp(name, "train.", 6) == 0 || strncmp(name, "optim.", 6) == 0;
+}
+
+/* model_only: the file's tensors that are neither the model's (refs) nor a
+ * run's, listed in the message; SRP_OK when there are none. */
+static srp_status find_unexpected(const srp_checkpoint *c, const srp_tensor_ref *refs,
+                                  size_t count, char *names, size_t len)
+{
+    size_t found = 0, used = 0;
+    names[0] = '\0';
+    for (size_t i = 0; i < srp_checkpoint_count(c); i++) {
+        srp_tensor_ref info;
+        if (srp_checkpoint_info(c, i, &info) != SRP_OK || is_run_state(info.name))
+            continue;
+        size_t k = 0;
+        while (k < count && strcmp(refs[k].name, info.name) != 0)
+            k++;
+        if (k < count)
+            continue;
+        if (used < len) {
+            const int n = snprintf(names + used, len - used, "%s%s", found ? ", " : "", info.name);
+            used += n > 0 ? (size_t)n : 0;
+        }
+        found++;
+    }
+    return found ? SRP_ERR_SHAPE : SRP_OK;
+}
+
+ex_code ex_checkpoint_read_checked(const srp_checkpoint *c, const char *path,
+                                   const srp_tensor_ref *refs, size_t count, int model_only,
+                                   ex_error *err)
+{
+    srp_status st;
+    if (model_only) {
+        char names[512];
+        if ((st = find_unexpected(c, refs, count, names, sizeof(names))) != SRP_OK)
+            return ex_fail(err, EX_USAGE,
+                           "loading the checkpoint %s: it holds tensors this model does not "
+                           "have: %s; was it written with other model options?",
+                           path, names);
+        st = srp_checkpoint_read(c, refs, count);
+    } else {
+        st = srp_checkpoint_read_strict(c, refs, count);
+    }
+    if (st != SRP_OK) {
+        ex_fail_statusf(err, st, "loading the checkpoint %s", path);
+        if (st == SRP_ERR_SHAPE || st == SRP_ERR_NOT_FOUND)
+            ex_append(err, "; was it written with other model options?");
+        return EX_FAILED;
+    }
+    return EX_OK;
+}
+
+ex_code ex_checkpoint_load_checked(const char *path, const srp_tensor_ref *refs, size_t count,
+                                   int model_only, const ex_metadata *meta, ex_error *err)
+{
+    srp_checkpoint *c = NULL;
+    ex_code code = ex_checkpoint_open_checked(&c, path, meta, err);
+    if (code == EX_OK)
+        code = ex_checkpoint_read_checked(c, path, refs, count, model_only, err);
+    srp_checkpoint_close(c);
+    return code;
+}

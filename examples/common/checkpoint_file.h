@@ -1,0 +1,52 @@
+/* A trainer's checkpoint file: the tensors, and the model's configuration
+ * as metadata (key, value strings), compared on every load so that a run
+ * resumed or evaluated with other model options stops with an error that
+ * names the option; reads are strict: a tensor in the file that the list
+ * does not name is an error, listed by name (issue 27: a checkpoint of 8
+ * heads or 2 blocks loaded silently into a model of 4 heads or 1 block). */
+#ifndef EX_CHECKPOINT_FILE_H
+#define EX_CHECKPOINT_FILE_H
+
+#include <stddef.h>
+
+#include <sigmareparam.h>
+
+#include "error.h"
+
+#define EX_METADATA_MAX 32
+
+typedef struct {
+    const char *pairs[2 * EX_METADATA_MAX]; /* key, value, key, value, ... */
+    char values[EX_METADATA_MAX][64];
+    size_t count; /* pairs */
+    /* What a file without metadata predates, for its error ("the stem's
+     * OIHW kernels"); NULL: only that it records no model. */
+    const char *predates;
+} ex_metadata;
+
+/* An empty configuration but for "model" = model. */
+void ex_metadata_init(ex_metadata *m, const char *model, const char *predates);
+/* Appends key (a string that outlives m: a literal) = the formatted value;
+ * keys are the options' names, so that an error names the option. */
+void ex_metadata_add(ex_metadata *m, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* srp_checkpoint_save_with_metadata, with a message naming the file. */
+ex_code ex_checkpoint_write(const char *path, const srp_tensor_ref *refs, size_t count,
+                            const ex_metadata *meta, ex_error *err);
+/* Opens path and compares its metadata with meta: a file that records no
+ * model, or another one, is a usage error naming each field that differs.
+ * On success *out is open (srp_checkpoint_close it). */
+ex_code ex_checkpoint_open_checked(srp_checkpoint **out, const char *path,
+                                   const ex_metadata *meta, ex_error *err);
+/* Reads refs[0..count) out of c, strictly: the file holds nothing else.
+ * model_only: refs are a model's, and the file may hold a run's state
+ * besides ("train.*" and "optim.*"), but no other tensor. All or nothing. */
+ex_code ex_checkpoint_read_checked(const srp_checkpoint *c, const char *path,
+                                   const srp_tensor_ref *refs, size_t count, int model_only,
+                                   ex_error *err);
+/* Open, check, read (model_only as above), close. */
+ex_code ex_checkpoint_load_checked(const char *path, const srp_tensor_ref *refs, size_t count,
+                                   int model_only, const ex_metadata *meta, ex_error *err);
+
+#endif

@@ -20,7 +20,8 @@
 #include <sigmareparam.h>
 
 #include "budget.h"
-#include "common/collapse.h"
+#include "common/checkpoint_file.h"
+#include "common/collapse_log.h"
 #include "common/dist.h"
 #include "common/error.h"
 #include "common/linears.h"
@@ -63,13 +64,15 @@ typedef struct {
     run_state run;
     uint64_t config[CONFIG_FIELDS]; /* the model's shape, for --generate */
     ex_metrics metrics;
-    ex_collapse_watch watch;
+    ex_collapse_log watch;
     ex_progress progress;
     /* per-step buffers */
     uint32_t *tokens;                                 /* [batch][context] */
     int *targets;                                     /* [batch][context]: the next bytes */
     float *dlogits;                                   /* [batch][context][256] */
     float *ent_mean, *ent_min, *ent_norm, *ent_bound; /* [layers][heads] */
+    float *bound_s, *bound_m_norm;                    /* [layers][heads]: the bound's terms */
+    float *bound_x_norm;                              /* [layers] */
     float *linear_values;                             /* [linears] */
     double clock; /* --minutes: the budget's seconds used, by rank 0's clock */
     uint64_t steps_this_run;
@@ -204,15 +207,22 @@ static ex_code build(trainer *t, ex_error *err)
     t->ent_min = malloc(sizeof(float) * lh);
     t->ent_norm = malloc(sizeof(float) * lh);
     t->ent_bound = malloc(sizeof(float) * lh);
+    t->bound_s = malloc(sizeof(float) * lh);
+    t->bound_m_norm = malloc(sizeof(float) * lh);
+    t->bound_x_norm = malloc(sizeof(float) * o->model.depth);
     t->linear_values = malloc(sizeof(float) * (nlin ? nlin : 1));
     if (!t->tokens || !t->targets || !t->dlogits || !t->ent_mean || !t->ent_min || !t->ent_norm ||
-        !t->ent_bound || !t->linear_values)
+        !t->ent_bound || !t->bound_s || !t->bound_m_norm || !t->bound_x_norm || !t->linear_values)
         return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
     t->best_val_bpc = INFINITY;
     /* The watch sees each head's mean entropy over log(keys) per row: 1 is
      * uniform attention whatever the row's length. */
-    return ex_collapse_init(&t->watch, lh, o->collapse_window, o->collapse_fraction,
-                            o->collapse_drop, 1.0f, err);
+    srp_collapse_config cc = srp_collapse_config_default(o->model.depth, o->model.heads);
+    cc.window = o->collapse_window;
+    cc.fraction = o->collapse_fraction;
+    cc.drop = o->collapse_drop;
+    cc.uniform = 1.0f;
+    return ex_collapse_log_init(&t->watch, &cc, err);
 }
 
 /* ---------------------------------------------------------------------
@@ -246,7 +256,34 @@ static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
     ex_tensors_add(list, "train.budget.from_step", SRP_DTYPE_U64, 0, NULL, &b->from_step);
     ex_tensors_add(list, "train.budget.from_clock", SRP_DTYPE_F64, 0, NULL, &b->from_clock);
     ex_tensors_add(list, "train.best_val_bpc", SRP_DTYPE_F32, 0, NULL, &t->best_val_bpc);
-    ex_collapse_tensors(&t->watch, "train.collapse", list);
+    srp_tensor_list *state = NULL;
+    srp_status st = srp_tensor_list_create(&state);
+    if (st == SRP_OK)
+        st = srp_collapse_state_refs(t->watch.watch, "train.collapse", state);
+    if (st == SRP_OK)
+        ex_tensors_add_list(list, state);
+    else
+        list->failed = 1;
+    srp_tensor_list_destroy(state);
+}
+
+/* The model's configuration, saved with every checkpoint and checked on
+ * every load: the options that make the model, by their names. */
+static void model_metadata(const lm_config *c, ex_metadata *meta)
+{
+    static const char *const gamma_inits[] = {"sigma0", "one"};
+    static const char *const qkv_sigmas[] = {"fused", "qk-v", "separate"};
+    ex_metadata_init(meta, "char-lm", NULL);
+    ex_metadata_add(meta, "arch", "%s", lm_arch_name(c->arch));
+    ex_metadata_add(meta, "context", "%zu", c->context);
+    ex_metadata_add(meta, "dim", "%zu", c->dim);
+    ex_metadata_add(meta, "depth", "%zu", c->depth);
+    ex_metadata_add(meta, "heads", "%zu", c->heads);
+    ex_metadata_add(meta, "mlp-dim", "%zu", c->mlp_dim);
+    ex_metadata_add(meta, "positions", "%s", c->positions == LM_POS_FIXED ? "fixed" : "learned");
+    ex_metadata_add(meta, "tied-head", "%d", c->tied_head);
+    ex_metadata_add(meta, "gamma-init", "%s", gamma_inits[c->gamma_init]);
+    ex_metadata_add(meta, "qkv-sigma", "%s", qkv_sigmas[c->qkv_sigma]);
 }
 
 /* Rank 0 writes; every rank learns whether that worked. */
@@ -259,8 +296,10 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
         ex_tensor_list list;
         ex_tensors_init(&list);
         checkpoint_tensors(t, &list);
+        ex_metadata meta;
+        model_metadata(lm_get_config(t->model), &meta);
         code = ex_run_save(&t->run.base, &list, lm_linears(t->model), t->metrics.lines,
-                           t->opt.checkpoint_path, err);
+                           t->opt.checkpoint_path, &meta, err);
         ex_tensors_free(&list);
     }
     return ex_dist_agree(&t->dist, code, err);
@@ -271,7 +310,10 @@ static ex_code load_checkpoint(trainer *t, const char *path, ex_error *err)
     ex_tensor_list list;
     ex_tensors_init(&list);
     checkpoint_tensors(t, &list);
-    const ex_code code = ex_run_load(&t->run.base, &list, 0, lm_linears(t->model), path, err);
+    ex_metadata meta;
+    model_metadata(lm_get_config(t->model), &meta);
+    const ex_code code =
+        ex_run_load(&t->run.base, &list, 0, lm_linears(t->model), path, &meta, err);
     ex_tensors_free(&list);
     return code;
 }
@@ -407,14 +449,11 @@ static ex_code generate(lm_model *m, const char *prompt, size_t n, float tempera
 static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
 {
     uint64_t config[CONFIG_FIELDS];
-    const size_t n = CONFIG_FIELDS;
-    ex_tensor_list list;
-    ex_tensors_init(&list);
-    ex_tensors_add(&list, "model.config", SRP_DTYPE_U64, 1, &n, config);
-    ex_code code = ex_tensors_load(&list, 0, o->generate_path, err);
-    ex_tensors_free(&list);
-    if (code != EX_OK)
-        return code;
+    /* The shape first, to build the model that the rest is checked against. */
+    const srp_tensor_ref shape = {"model.config", SRP_DTYPE_U64, 1, {CONFIG_FIELDS}, config};
+    const srp_status loaded = srp_checkpoint_load(o->generate_path, &shape, 1);
+    if (loaded != SRP_OK)
+        return ex_fail_statusf(err, loaded, "loading the checkpoint %s", o->generate_path);
     lm_config c = lm_config_default();
     c.context = config[0];
     c.dim = config[1];
@@ -436,9 +475,12 @@ static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
     if (st != SRP_OK)
         return ex_fail_statusf(err, st, "%s: its model configuration is not valid",
                                o->generate_path);
+    ex_tensor_list list;
     ex_tensors_init(&list);
     model_tensors(m, config, &list);
-    code = ex_tensors_load(&list, 0, o->generate_path, err);
+    ex_metadata meta;
+    model_metadata(&c, &meta);
+    ex_code code = ex_tensors_load(&list, list.count, o->generate_path, &meta, err);
     ex_tensors_free(&list);
     srp_status sync = SRP_OK;
     if (code == EX_OK && (sync = ex_linears_sync_in(lm_linears(m))) != SRP_OK)
@@ -452,29 +494,6 @@ static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
 /* ---------------------------------------------------------------------
  * Training
  * --------------------------------------------------------------------- */
-
-static void on_collapse(void *ctx, size_t index, ex_collapse_kind kind, float value,
-                        float reference)
-{
-    trainer *t = ctx;
-    const size_t H = t->opt.model.heads;
-    if (!ex_dist_is_root(&t->dist)) /* every rank sees the same entropies: one speaks */
-        return;
-    ex_progress_break(&t->progress);
-    fprintf(stderr,
-            "warning: entropy collapse at step %llu: layer %zu head %zu at %.3f of uniform (%s "
-            "%.3f)\n",
-            (unsigned long long)t->run.base.step, index / H, index % H, value,
-            kind == EX_COLLAPSE_LOW ? "below" : "down from", reference);
-    ex_metrics_begin(&t->metrics, "collapse");
-    ex_metrics_number(&t->metrics, "step", (double)t->run.base.step);
-    ex_metrics_number(&t->metrics, "layer", (double)(index / H));
-    ex_metrics_number(&t->metrics, "head", (double)(index % H));
-    ex_metrics_string(&t->metrics, "kind", ex_collapse_kind_name(kind));
-    ex_metrics_number(&t->metrics, "entropy_normalized", value);
-    ex_metrics_number(&t->metrics, "reference", reference);
-    ex_metrics_end(&t->metrics);
-}
 
 /* One optimization step: this rank's share of the batch (all of it in one
  * process), its gradients averaged with the other ranks'. */
@@ -553,7 +572,8 @@ static ex_code collect_entropy(trainer *t, int with_bound, ex_error *err)
         if (st == SRP_OK)
             st = srp_attention_entropy_normalized(a, t->ent_norm + l * H, NULL);
         if (st == SRP_OK && with_bound)
-            st = srp_attention_entropy_bound(a, t->ent_bound + l * H);
+            st = srp_attention_entropy_bound_terms(a, t->ent_bound + l * H, t->bound_s + l * H,
+                                                   t->bound_m_norm + l * H, t->bound_x_norm + l);
     }
     const ex_code code =
         ex_dist_agree_status(&t->dist, st, "attention entropy", "entropy", t->run.base.step, err);
@@ -563,12 +583,19 @@ static ex_code collect_entropy(trainer *t, int with_bound, ex_error *err)
      * the ranks'. Causal attention's bound is on each rank's mean row
      * entropy (attention.h), so the mean of the ranks' bounds bounds the
      * mean of their means over equal shares: the batch's mean, logged
-     * beside it. */
+     * beside it. Its terms, s and the norms, are the largest of the
+     * ranks'. */
     st = ex_dist_mean_min(&t->dist, t->ent_mean, t->ent_min, lh);
     if (st == SRP_OK)
         st = ex_dist_mean_min(&t->dist, t->ent_norm, NULL, lh);
     if (st == SRP_OK && with_bound)
         st = ex_dist_mean_min(&t->dist, t->ent_bound, NULL, lh);
+    if (st == SRP_OK && with_bound)
+        st = ex_dist_max(&t->dist, t->bound_s, lh);
+    if (st == SRP_OK && with_bound)
+        st = ex_dist_max(&t->dist, t->bound_m_norm, lh);
+    if (st == SRP_OK && with_bound)
+        st = ex_dist_max(&t->dist, t->bound_x_norm, t->opt.model.depth);
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "attention entropy over the ranks");
 }
 
@@ -586,8 +613,12 @@ static void write_train_metrics(trainer *t, const step_record *rec, int with_bou
     ex_metrics_matrix(m, "entropy_mean", t->ent_mean, L, H);
     ex_metrics_matrix(m, "entropy_min", t->ent_min, L, H);
     ex_metrics_matrix(m, "entropy_normalized", t->ent_norm, L, H);
-    if (with_bound)
+    if (with_bound) {
         ex_metrics_matrix(m, "entropy_bound", t->ent_bound, L, H);
+        ex_metrics_matrix(m, "entropy_bound_s", t->bound_s, L, H);
+        ex_metrics_matrix(m, "entropy_bound_m_norm", t->bound_m_norm, L, H);
+        ex_metrics_vector(m, "entropy_bound_x_gram_norm", t->bound_x_norm, L);
+    }
     const ex_linear_table *linears = lm_linears(t->model);
     for (int which = 0; which < 2; which++) {
         for (size_t i = 0; i < linears->count; i++) {
@@ -690,7 +721,12 @@ static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
     ex_code code = collect_entropy(t, bound_now, err);
     if (code != EX_OK)
         return code;
-    if (ex_collapse_update(&t->watch, t->ent_norm, on_collapse, t) && o->stop_on_collapse) {
+    size_t warnings = 0;
+    if ((code = ex_collapse_log_update(&t->watch, t->run.base.step, t->ent_norm,
+                                       ex_dist_is_root(&t->dist), &t->metrics, &t->progress,
+                                       &warnings, err)) != EX_OK)
+        return code;
+    if (warnings && o->stop_on_collapse) {
         code = save_checkpoint(t, err);
         return code != EX_OK ? code
                              : ex_fail(err, EX_COLLAPSE,
@@ -886,7 +922,7 @@ static ex_code run(trainer *t, ex_error *err)
 static void cleanup(trainer *t)
 {
     ex_metrics_close(&t->metrics);
-    ex_collapse_free(&t->watch);
+    ex_collapse_log_free(&t->watch);
     srp_optim_destroy(t->optim);
     lm_destroy(t->model);
     lm_text_free(&t->text);
@@ -898,6 +934,9 @@ static void cleanup(trainer *t)
     free(t->ent_min);
     free(t->ent_norm);
     free(t->ent_bound);
+    free(t->bound_s);
+    free(t->bound_m_norm);
+    free(t->bound_x_norm);
     free(t->linear_values);
 }
 

@@ -15,9 +15,9 @@
 
 #include <sigmareparam.h>
 
-#include "common/collapse.h"
+#include "common/checkpoint_file.h"
+#include "common/collapse_log.h"
 #include "common/dist.h"
-#include "common/ema.h"
 #include "common/error.h"
 #include "common/metrics.h"
 #include "common/plot.h"
@@ -57,9 +57,10 @@ typedef struct {
     srp_lr_schedule schedule;
     run_state run;
     ex_metrics metrics;
-    ex_collapse_watch watch;
+    ex_collapse_log watch;
     ex_progress progress;
-    ex_ema ema; /* with --ema */
+    srp_param_list *average_params; /* params, as the weight average takes them */
+    srp_weight_average *ema;        /* with --ema */
     uint64_t steps_per_epoch, total_steps;
     /* per-step buffers */
     float *images, *dlogits;
@@ -69,6 +70,8 @@ typedef struct {
     int *erase;                            /* [batch][4]: this step's erased rectangles */
     float *logits_sum;                     /* [batch][classes]: TTA's average */
     float *ent_mean, *ent_min, *ent_bound; /* [layers][heads] */
+    float *bound_s, *bound_m_norm;         /* [layers][heads]: the bound's terms */
+    float *bound_x_norm;                   /* [layers] */
     float report_at[8];                    /* --report-at accuracies, ascending */
     size_t nreport;
     double reached_at[8]; /* seconds when first reached; < 0: not yet */
@@ -158,6 +161,23 @@ static ex_code build_optimizer(trainer *t, ex_error *err)
     return EX_OK;
 }
 
+/* --ema: the weight average of every parameter, each linear's sigma
+ * recomputed for the averages. */
+static ex_code build_average(trainer *t, ex_error *err)
+{
+    srp_status st = srp_param_list_create(&t->average_params);
+    for (size_t i = 0; st == SRP_OK && i < t->nparams; i++)
+        st = srp_param_list_add(t->average_params, NULL, t->param_list.names[i], t->params[i].data,
+                                t->params[i].grad, t->params[i].size, t->param_list.kinds[i]);
+    srp_weight_average_config ac = srp_weight_average_config_default();
+    ac.decay = t->opt.ema;
+    const ex_linear_table *linears = vit_linears(t->model);
+    if (st == SRP_OK)
+        st = srp_weight_average_create(&t->ema, t->average_params, linears->linears,
+                                       linears->count, &ac);
+    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "creating the weight average");
+}
+
 static ex_code build(trainer *t, ex_error *err)
 {
     vit_options *o = &t->opt;
@@ -220,17 +240,23 @@ static ex_code build(trainer *t, ex_error *err)
     t->ent_mean = malloc(sizeof(float) * lh);
     t->ent_min = malloc(sizeof(float) * lh);
     t->ent_bound = malloc(sizeof(float) * lh);
+    t->bound_s = malloc(sizeof(float) * lh);
+    t->bound_m_norm = malloc(sizeof(float) * lh);
+    t->bound_x_norm = malloc(sizeof(float) * c->depth);
     t->linear_values = malloc(sizeof(float) * nlin);
     if (!t->images || !t->dlogits || !t->labels || !t->flip || !t->mirror || !t->shift ||
         !t->erase || !t->logits_sum || !t->run.order || !t->ent_mean || !t->ent_min ||
-        !t->ent_bound || !t->linear_values)
+        !t->ent_bound || !t->bound_s || !t->bound_m_norm || !t->bound_x_norm || !t->linear_values)
         return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
     memset(t->mirror, 1, o->batch);
-    if (o->ema > 0.0f && (code = ex_ema_init(&t->ema, t->params, t->nparams, linears->linears, nlin,
-                                             o->ema, err)) != EX_OK)
+    if (o->ema > 0.0f && (code = build_average(t, err)) != EX_OK)
         return code;
-    return ex_collapse_init(&t->watch, lh, o->collapse_window, o->collapse_fraction,
-                            o->collapse_drop, (float)log((double)vit_tokens(t->model)), err);
+    srp_collapse_config cc = srp_collapse_config_default(c->depth, c->heads);
+    cc.window = o->collapse_window;
+    cc.fraction = o->collapse_fraction;
+    cc.drop = o->collapse_drop;
+    cc.uniform = (float)log((double)vit_tokens(t->model)); /* the entropies are in nats */
+    return ex_collapse_log_init(&t->watch, &cc, err);
 }
 
 /* All tensors of a checkpoint: the model's first (so that a model alone
@@ -247,9 +273,49 @@ static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
     ex_tensors_add(list, "train.epoch", SRP_DTYPE_U64, 0, NULL, &rs->epoch);
     ex_tensors_add(list, "train.position", SRP_DTYPE_U64, 0, NULL, &rs->pos);
     ex_tensors_add(list, "train.order", SRP_DTYPE_U64, 1, &count, rs->order);
-    ex_collapse_tensors(&t->watch, "train.collapse", list);
-    if (t->opt.ema > 0.0f)
-        ex_ema_tensors(&t->ema, "train.ema", list);
+    srp_tensor_list *state = NULL;
+    srp_status st = srp_tensor_list_create(&state);
+    if (st == SRP_OK)
+        st = srp_collapse_state_refs(t->watch.watch, "train.collapse", state);
+    if (st == SRP_OK && t->ema)
+        st = srp_weight_average_state_refs(t->ema, "train.ema", state);
+    if (st == SRP_OK)
+        ex_tensors_add_list(list, state);
+    else
+        list->failed = 1;
+    srp_tensor_list_destroy(state);
+}
+
+/* The model's configuration, saved with every checkpoint and checked on
+ * every load: the options that make the model, by their names. */
+static void model_metadata(const trainer *t, ex_metadata *meta)
+{
+    const vit_config *c = vit_get_config(t->model);
+    static const char *const gamma_inits[] = {"sigma0", "one"};
+    static const char *const qkv_sigmas[] = {"fused", "qk-v", "separate"};
+    ex_metadata_init(meta, "vit-lite", "the stem's kernels became [out][in][3][3] (OIHW)");
+    /* The stem kernels' layout: OIHW since srp_conv2d (channels last before). */
+    ex_metadata_add(meta, "stem-layout", "oihw");
+    char stem[64] = "none";
+    for (size_t l = 0, used = 0; l < c->stem_layers && used < sizeof(stem); l++) {
+        const int n = snprintf(stem + used, sizeof(stem) - used, "%s%zu:%zu", l ? "," : "",
+                               c->stem_channels[l], c->stem_strides[l]);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    ex_metadata_add(meta, "stem", "%s", stem);
+    ex_metadata_add(meta, "channels", "%zu", c->channels);
+    ex_metadata_add(meta, "image-size", "%zu", c->image_size);
+    ex_metadata_add(meta, "classes", "%zu", c->classes);
+    ex_metadata_add(meta, "patch", "%zu", c->patch);
+    ex_metadata_add(meta, "dim", "%zu", c->dim);
+    ex_metadata_add(meta, "depth", "%zu", c->depth);
+    ex_metadata_add(meta, "heads", "%zu", c->heads);
+    ex_metadata_add(meta, "mlp-dim", "%zu", c->mlp_dim);
+    ex_metadata_add(meta, "no-sn", "%d", !c->sigma_reparam);
+    ex_metadata_add(meta, "layernorm", "%d", c->layernorm);
+    ex_metadata_add(meta, "gamma-init", "%s", gamma_inits[c->gamma_init]);
+    ex_metadata_add(meta, "qkv-sigma", "%s", qkv_sigmas[c->qkv_sigma]);
+    ex_metadata_add(meta, "pool", "%s", c->pool == VIT_POOL_MEAN ? "mean" : "cls");
 }
 
 /* Rank 0 writes; every rank learns whether that worked. */
@@ -262,8 +328,10 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
         ex_tensor_list list;
         ex_tensors_init(&list);
         checkpoint_tensors(t, &list);
+        ex_metadata meta;
+        model_metadata(t, &meta);
         code = ex_run_save(&t->run.base, &list, vit_linears(t->model), t->metrics.lines,
-                           t->opt.checkpoint_path, err);
+                           t->opt.checkpoint_path, &meta, err);
         ex_tensors_free(&list);
     }
     return ex_dist_agree(&t->dist, code, err);
@@ -277,8 +345,10 @@ static ex_code load_checkpoint(trainer *t, const char *path, int model_only, ex_
     ex_tensors_init(&model_list);
     checkpoint_tensors(t, &list);
     vit_state_tensors(t->model, &model_list);
+    ex_metadata meta;
+    model_metadata(t, &meta);
     const ex_code code = ex_run_load(&t->run.base, &list, model_only ? model_list.count : 0,
-                                     vit_linears(t->model), path, err);
+                                     vit_linears(t->model), path, &meta, err);
     ex_tensors_free(&list);
     ex_tensors_free(&model_list);
     return code;
@@ -291,14 +361,15 @@ static ex_code load_checkpoint(trainer *t, const char *path, int model_only, ex_
 static ex_code load_average(trainer *t, const char *path, int *found, ex_error *err)
 {
     *found = 0;
-    if (t->opt.ema <= 0.0f)
+    if (!t->ema)
         return EX_OK;
-    ex_tensor_list list;
-    ex_tensors_init(&list);
-    ex_ema_tensors(&t->ema, "train.ema", &list);
-    const srp_status st =
-        list.failed ? SRP_ERR_NOMEM : srp_checkpoint_load(path, list.refs, list.count);
-    ex_tensors_free(&list);
+    srp_tensor_list *list = NULL;
+    srp_status st = srp_tensor_list_create(&list);
+    if (st == SRP_OK)
+        st = srp_weight_average_state_refs(t->ema, "train.ema", list);
+    if (st == SRP_OK)
+        st = srp_checkpoint_load(path, srp_tensor_list_refs(list), srp_tensor_list_count(list));
+    srp_tensor_list_destroy(list);
     if (st == SRP_ERR_NOT_FOUND) { /* written with --ema 0 */
         srp_clear_last_error();
         return EX_OK;
@@ -335,13 +406,14 @@ static srp_status eval_logits(trainer *t, const vit_dataset *d, size_t first, si
  * had an update) in place of the weights until average_out. */
 static ex_code average_in(trainer *t, ex_error *err)
 {
-    return t->opt.ema > 0.0f ? ex_ema_swap_in(&t->ema, err) : EX_OK;
+    const srp_status st = t->ema ? srp_weight_average_swap_in(t->ema) : SRP_OK;
+    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "sigma of the averaged weights");
 }
 
 static void average_out(trainer *t)
 {
-    if (t->opt.ema > 0.0f)
-        ex_ema_swap_out(&t->ema);
+    if (t->ema)
+        srp_weight_average_swap_out(t->ema); /* swapped in, or nothing to do: cannot fail */
 }
 
 /* Mean loss and accuracy over a dataset, in eval mode (the averaged weights
@@ -387,37 +459,6 @@ static ex_code evaluate(trainer *t, const vit_dataset *d, float *loss, float *ac
     *loss = (float)(sums[0] / (double)d->count);
     *acc = (float)(sums[1] / (double)d->count);
     return code;
-}
-
-static void on_collapse(void *ctx, size_t index, ex_collapse_kind kind, float value,
-                        float reference)
-{
-    trainer *t = ctx;
-    const size_t heads = vit_get_config(t->model)->heads;
-    const size_t layer = index / heads, head = index % heads;
-    char msg[256];
-    if (!ex_dist_is_root(&t->dist)) /* every rank sees the same entropies: one speaks */
-        return;
-    if (kind == EX_COLLAPSE_LOW)
-        snprintf(msg, sizeof(msg),
-                 "entropy collapse: layer %zu head %zu mean attention entropy %.3f nats is below "
-                 "%.3f (%.0f%% of log T)",
-                 layer, head, value, reference, 100.0 * t->opt.collapse_fraction);
-    else
-        snprintf(msg, sizeof(msg),
-                 "entropy drop: layer %zu head %zu mean attention entropy fell to %.3f nats from "
-                 "%.3f within %llu steps",
-                 layer, head, value, reference, (unsigned long long)t->opt.collapse_window);
-    ex_progress_break(&t->progress);
-    fprintf(stderr, "warning: step %llu: %s\n", (unsigned long long)t->run.base.step, msg);
-    ex_metrics_begin(&t->metrics, "warning");
-    ex_metrics_number(&t->metrics, "step", (double)t->run.base.step);
-    ex_metrics_number(&t->metrics, "layer", (double)layer);
-    ex_metrics_number(&t->metrics, "head", (double)head);
-    ex_metrics_string(&t->metrics, "kind", ex_collapse_kind_name(kind));
-    ex_metrics_number(&t->metrics, "entropy", value);
-    ex_metrics_string(&t->metrics, "message", msg);
-    ex_metrics_end(&t->metrics);
 }
 
 /* Random erasing (Zhong et al., 2020), with probability p: a rectangle of
@@ -517,8 +558,8 @@ static ex_code train_step(trainer *t, step_record *rec, ex_error *err)
     if (st != SRP_OK)
         return ex_fail_status(err, st, "training step");
     srp_optim_zero_grad(t->optim); /* every trainable tensor is in its list */
-    if (o->ema > 0.0f)
-        ex_ema_update(&t->ema);
+    if (t->ema && (st = srp_weight_average_update(t->ema)) != SRP_OK)
+        return ex_fail_status(err, st, "the weight average");
     rec->loss = (float)(sums[0] / (double)t->dist.size);
     rec->acc = (float)(sums[1] / (double)o->batch);
     rec->lr = lr;
@@ -538,7 +579,10 @@ static ex_code collect_entropy(trainer *t, int with_bound, ex_error *err)
         srp_attention *a = vit_attention_at(t->model, l);
         st = srp_attention_entropy(a, t->ent_mean + l * c->heads, t->ent_min + l * c->heads);
         if (st == SRP_OK && with_bound)
-            st = srp_attention_entropy_bound(a, t->ent_bound + l * c->heads);
+            st = srp_attention_entropy_bound_terms(a, t->ent_bound + l * c->heads,
+                                                   t->bound_s + l * c->heads,
+                                                   t->bound_m_norm + l * c->heads,
+                                                   t->bound_x_norm + l);
     }
     const ex_code code =
         ex_dist_agree_status(&t->dist, st, "attention entropy", "entropy", t->run.base.step, err);
@@ -547,10 +591,18 @@ static ex_code collect_entropy(trainer *t, int with_bound, ex_error *err)
     /* Means averaged over the ranks' equal shares; minimums the least of
      * the ranks'. The bound is the least of the ranks' bounds: each rank's
      * bounds every row of its share (attention.h), so the least bounds
-     * every row of the batch, and so the minimum logged beside it. */
+     * every row of the batch, and so the minimum logged beside it. Its
+     * terms, s and the norms, are the largest of the ranks': the bound at
+     * the largest s is the least. */
     st = ex_dist_mean_min(&t->dist, t->ent_mean, t->ent_min, lh);
     if (st == SRP_OK && with_bound)
         st = ex_dist_mean_min(&t->dist, NULL, t->ent_bound, lh);
+    if (st == SRP_OK && with_bound)
+        st = ex_dist_max(&t->dist, t->bound_s, lh);
+    if (st == SRP_OK && with_bound)
+        st = ex_dist_max(&t->dist, t->bound_m_norm, lh);
+    if (st == SRP_OK && with_bound)
+        st = ex_dist_max(&t->dist, t->bound_x_norm, c->depth);
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "attention entropy over the ranks");
 }
 
@@ -567,8 +619,12 @@ static void write_train_metrics(trainer *t, const step_record *rec, int with_bou
     ex_metrics_number(m, "grad_norm", rec->grad_norm);
     ex_metrics_matrix(m, "entropy_mean", t->ent_mean, c->depth, c->heads);
     ex_metrics_matrix(m, "entropy_min", t->ent_min, c->depth, c->heads);
-    if (with_bound)
+    if (with_bound) {
         ex_metrics_matrix(m, "entropy_bound", t->ent_bound, c->depth, c->heads);
+        ex_metrics_matrix(m, "entropy_bound_s", t->bound_s, c->depth, c->heads);
+        ex_metrics_matrix(m, "entropy_bound_m_norm", t->bound_m_norm, c->depth, c->heads);
+        ex_metrics_vector(m, "entropy_bound_x_gram_norm", t->bound_x_norm, c->depth);
+    }
     const ex_linear_table *linears = vit_linears(t->model);
     for (int which = 0; which < 2; which++) {
         for (size_t i = 0; i < linears->count; i++) {
@@ -608,7 +664,12 @@ static ex_code after_step(trainer *t, const step_record *rec, ex_error *err)
     ex_code code = collect_entropy(t, bound_now, err);
     if (code != EX_OK)
         return code;
-    if (ex_collapse_update(&t->watch, t->ent_mean, on_collapse, t) && o->stop_on_collapse) {
+    size_t warnings = 0;
+    if ((code = ex_collapse_log_update(&t->watch, t->run.base.step, t->ent_mean,
+                                       ex_dist_is_root(&t->dist), &t->metrics, &t->progress,
+                                       &warnings, err)) != EX_OK)
+        return code;
+    if (warnings && o->stop_on_collapse) {
         code = save_checkpoint(t, err);
         return code != EX_OK ? code
                              : ex_fail(err, EX_COLLAPSE,
@@ -869,7 +930,7 @@ static ex_code run(trainer *t, ex_error *err)
 static void cleanup(trainer *t)
 {
     ex_metrics_close(&t->metrics);
-    ex_collapse_free(&t->watch);
+    ex_collapse_log_free(&t->watch);
     srp_optim_destroy(t->optim);
     vit_destroy(t->model);
     vit_data_free(&t->data);
@@ -883,10 +944,14 @@ static void cleanup(trainer *t)
     free(t->erase);
     free(t->logits_sum);
     free(t->run.order);
-    ex_ema_free(&t->ema);
+    srp_weight_average_destroy(t->ema);
+    srp_param_list_destroy(t->average_params);
     free(t->ent_mean);
     free(t->ent_min);
     free(t->ent_bound);
+    free(t->bound_s);
+    free(t->bound_m_norm);
+    free(t->bound_x_norm);
     free(t->linear_values);
 }
 

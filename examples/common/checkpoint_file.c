@@ -46,14 +46,17 @@ ex_code ex_checkpoint_open_checked(srp_checkpoint **out, const char *path,
     srp_status st = srp_checkpoint_open(&c, path);
     if (st != SRP_OK)
         return ex_fail_statusf(err, st, "loading the checkpoint %s", path);
-    if (srp_checkpoint_metadata_count(c) == 0) {
+    if (srp_checkpoint_metadata_count(c) == 0) { /* an older build's */
+        if (!meta->predates) {
+            *out = c; /* the strict read's shapes alone decide */
+            return EX_OK;
+        }
         srp_checkpoint_close(c);
         return ex_fail(err, EX_USAGE,
                        "%s records no model configuration: it was written by an older build, "
-                       "before the checkpoints recorded their model%s%s, and loading it could "
-                       "misread its tensors without an error",
-                       path, meta->predates ? " and before " : "",
-                       meta->predates ? meta->predates : "");
+                       "before the checkpoints recorded their model and before %s, and this "
+                       "model would misread it without an error",
+                       path, meta->predates);
     }
     st = srp_checkpoint_check_metadata(c, meta->pairs, meta->count);
     if (st != SRP_OK) {
@@ -104,7 +107,7 @@ ex_code ex_checkpoint_read_checked(const srp_checkpoint *c, const char *path,
     if (model_only) {
         char names[512];
         if ((st = find_unexpected(c, refs, count, names, sizeof(names))) != SRP_OK)
-            return ex_fail(err, EX_USAGE,
+            return ex_fail(err, EX_FAILED,
                            "loading the checkpoint %s: it holds tensors this model does not "
                            "have: %s; was it written with other model options?",
                            path, names);

@@ -19,8 +19,9 @@ typedef struct {
     const char *pairs[2 * EX_METADATA_MAX]; /* key, value, key, value, ... */
     char values[EX_METADATA_MAX][64];
     size_t count; /* pairs */
-    /* What a file without metadata predates, for its error ("the stem's
-     * OIHW kernels"); NULL: only that it records no model. */
+    /* A file without metadata (an older build's): NULL: loaded, its shapes
+     * alone checked; else refused, as predating this ("the stem's kernels
+     * became OIHW": a change that shapes do not show). */
     const char *predates;
 } ex_metadata;
 
@@ -34,8 +35,9 @@ void ex_metadata_add(ex_metadata *m, const char *key, const char *fmt, ...)
 /* srp_checkpoint_save_with_metadata, with a message naming the file. */
 ex_code ex_checkpoint_write(const char *path, const srp_tensor_ref *refs, size_t count,
                             const ex_metadata *meta, ex_error *err);
-/* Opens path and compares its metadata with meta: a file that records no
- * model, or another one, is a usage error naming each field that differs.
+/* Opens path and compares its metadata with meta: a file of another model
+ * is a usage error naming each field that differs; one that records no
+ * model, as meta->predates says. 
  * On success *out is open (srp_checkpoint_close it). */
 ex_code ex_checkpoint_open_checked(srp_checkpoint **out, const char *path,
                                    const ex_metadata *meta, ex_error *err);

@@ -293,12 +293,16 @@ static void model_metadata(const trainer *t, ex_metadata *meta)
     const vit_config *c = vit_get_config(t->model);
     static const char *const gamma_inits[] = {"sigma0", "one"};
     static const char *const qkv_sigmas[] = {"fused", "qk-v", "separate"};
-    ex_metadata_init(meta, "vit-lite", "the stem's kernels became [out][in][3][3] (OIHW)");
+    /* A file of an older build would load its stem's kernels permuted: they
+     * had the same shapes, channels last, before the stem moved onto
+     * srp_conv2d. Without a stem, its shapes can tell. */
+    ex_metadata_init(meta, "vit-lite",
+                     c->stem_layers ? "the stem's kernels became [out][in][3][3] (OIHW)" : NULL);
     /* The stem kernels' layout: OIHW since srp_conv2d (channels last before). */
     ex_metadata_add(meta, "stem-layout", "oihw");
     char stem[64] = "none";
     for (size_t l = 0, used = 0; l < c->stem_layers && used < sizeof(stem); l++) {
-        const int n = snprintf(stem + used, sizeof(stem) - used, "%s%zu:%zu", l ? "," : "",
+        const int n = snprintf(stem + used, sizeof(stem) - used, "%s%zu/%zu", l ? "," : "",
                                c->stem_channels[l], c->stem_strides[l]);
         used += n > 0 ? (size_t)n : 0;
     }

@@ -331,6 +331,55 @@ static void test_overfits_a_tiny_text(void **state)
     assert_non_null(strstr(m, "\"sigma\":{\"blocks.0.attn.qkv\":"));
     assert_non_null(strstr(m, "\"gamma\":{\"blocks.0.attn.qkv\":"));
     free(m);
+    assert_bound_terms_logged(metrics, 2, 2);
+}
+
+/* A checkpoint carries its model's configuration: 1 block into 2 stops
+ * naming the option; --generate checks the file against the model it
+ * builds from it. And a collapse warning in the one schema (collapse.h),
+ * the entropies normalized (uniform 1), the line the ViT prints. */
+static void test_checkpoint_holds_its_model_and_collapse_schema(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char text[512], ckpt[512], metrics[512], args[2048];
+    scratch_path(text, sizeof(text), "alphabet.txt");
+    scratch_path(ckpt, sizeof(ckpt), "depth1.ckpt");
+    scratch_path(metrics, sizeof(metrics), "collapse.jsonl");
+    write_alphabet_text(text);
+#define META_LM "--context 16 --dim 32 --heads 2 --mlp-dim 64 --batch 8 --warmup 2 "
+    snprintf(args, sizeof(args), META_LM "--depth 1 --text %s --steps 5 --checkpoint %s", text,
+             ckpt);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+    snprintf(args, sizeof(args), META_LM "--depth 2 --text %s --steps 10 --resume %s", text, ckpt);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "depth is 1 in the file, 2 here"));
+    snprintf(args, sizeof(args), "--generate %s --sample 8", ckpt);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+    /* An older build's file, without metadata: its shapes decide, strictly. */
+    char copy[512];
+    scratch_path(copy, sizeof(copy), "old.ckpt");
+    rewrite_checkpoint(ckpt, copy, NULL, 0, NULL, NULL);
+    snprintf(args, sizeof(args), META_LM "--depth 1 --text %s --steps 5 --resume %s", text, copy);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+    rewrite_checkpoint(ckpt, copy, NULL, 0, NULL, "blocks.1.attn.qkv.weight");
+    snprintf(args, sizeof(args), META_LM "--depth 1 --text %s --steps 5 --resume %s", text, copy);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "blocks.1.attn.qkv.weight"));
+
+    snprintf(args, sizeof(args),
+             META_LM "--depth 1 --text %s --steps 3 --collapse-fraction 0.999 --metrics %s", text,
+             metrics);
+    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "warning: step 1: entropy collapse: layer 0 head "));
+    char *m = read_text(metrics);
+    assert_non_null(strstr(m, "\"type\":\"collapse\""));
+    assert_null(strstr(m, "entropy_normalized\":0")); /* the old LM field */
+    free(m);
+    assert_true(last_value(metrics, "collapse", "uniform") == 1.0);
+    assert_true(last_value(metrics, "collapse", "entropy") <
+                last_value(metrics, "collapse", "reference"));
+#undef META_LM
 }
 
 /* Runs `command` (a trainer and its options) stopped at stops[0], resumed
@@ -664,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_text_drops_repeated_documents),
         cmocka_unit_test(test_baselines),
         cmocka_unit_test(test_overfits_a_tiny_text),
+        cmocka_unit_test(test_checkpoint_holds_its_model_and_collapse_schema),
         cmocka_unit_test(test_resume_is_bit_exact_and_samples),
         cmocka_unit_test(test_budget_plans_fill_the_budget),
         cmocka_unit_test(test_budget_lr_is_continuous),

@@ -692,6 +692,66 @@ static void test_stop_on_collapse(void **state)
     assert_non_null(strstr(out, "epoch 2: test accuracy"));
 }
 
+/* A checkpoint carries its model's configuration, and a load checks it:
+ * 8 heads into 4 (the same tensor shapes) stops naming the option, for a
+ * resume and an evaluation; a tensor the model does not have is listed by
+ * name; a file missing a key, or any metadata (an older build's, before the
+ * stem's kernels were OIHW), is refused, not loaded permuted; the same file
+ * rewritten with everything resumes. With the stem and the weight average,
+ * so that their tensors and keys are in it. */
+static void test_checkpoint_holds_its_model(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char metrics[512], ckpt[512], copy[512], args[2048];
+    scratch_path(metrics, sizeof(metrics), "model8.jsonl");
+    scratch_path(ckpt, sizeof(ckpt), "model8.ckpt");
+    scratch_path(copy, sizeof(copy), "copy.ckpt");
+#define META_BASE                                                                                  \
+    "--dataset synthetic --synthetic-train 256 --synthetic-test 64 --dim 32 --depth 2 "            \
+    "--mlp-dim 32 --batch 32 --epochs 1 --log-every 1 --bound-every 2 --stem 8/2 --patch 4 "
+    snprintf(args, sizeof(args), META_BASE "--heads 8 --stop-after-steps 4 --metrics %s "
+             "--checkpoint %s", metrics, ckpt);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_bound_terms_logged(metrics, 2, 8);
+
+    snprintf(args, sizeof(args), META_BASE "--heads 4 --eval-only --resume %s", ckpt);
+    assert_int_equal(run_train(args, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "heads is 8 in the file, 4 here"));
+    snprintf(args, sizeof(args), META_BASE "--heads 4 --resume %s", ckpt);
+    assert_int_equal(run_train(args, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "heads is 8 in the file, 4 here"));
+
+    static const char *const keys[] = {"model", "stem-layout", "stem", "channels", "image-size",
+                                       "classes", "patch", "dim", "depth", "heads", "mlp-dim",
+                                       "no-sn", "layernorm", "gamma-init", "qkv-sigma", "pool"};
+    const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
+    rewrite_checkpoint(ckpt, copy, keys, nkeys, NULL, "blocks.7.attn.extra");
+    snprintf(args, sizeof(args), META_BASE "--heads 8 --resume %s", copy);
+    assert_int_equal(run_train(args, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "blocks.7.attn.extra"));
+    snprintf(args, sizeof(args), META_BASE "--heads 8 --eval-only --resume %s", copy);
+    assert_int_equal(run_train(args, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "does not have: blocks.7.attn.extra"));
+
+    rewrite_checkpoint(ckpt, copy, keys, nkeys, "heads", NULL);
+    snprintf(args, sizeof(args), META_BASE "--heads 8 --resume %s", copy);
+    assert_int_equal(run_train(args, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "heads is not in the file (8 here)"));
+
+    rewrite_checkpoint(ckpt, copy, keys, 0, NULL, NULL);
+    snprintf(args, sizeof(args), META_BASE "--heads 8 --eval-only --resume %s", copy);
+    assert_int_equal(run_train(args, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "records no model configuration"));
+    assert_non_null(strstr(out, "(OIHW)"));
+
+    rewrite_checkpoint(ckpt, copy, keys, nkeys, NULL, NULL);
+    snprintf(args, sizeof(args), META_BASE "--heads 8 --resume %s", copy);
+    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "resumed from"));
+#undef META_BASE
+}
+
 /* Shifts move the image and fill in the background; a flip mirrors first
  * (the shift is of the mirrored image). */
 static void test_augmentation(void **state)
@@ -1044,6 +1104,7 @@ int main(void)
         cmocka_unit_test(test_resume_is_bit_exact),
         cmocka_unit_test(test_odd_dataset_sizes),
         cmocka_unit_test(test_stop_on_collapse),
+        cmocka_unit_test(test_checkpoint_holds_its_model),
         cmocka_unit_test(test_augmentation),
         cmocka_unit_test(test_flips_by_dataset),
         cmocka_unit_test(test_validation_protocol),

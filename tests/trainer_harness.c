@@ -169,12 +169,19 @@ static uint64_t le64(const unsigned char *p)
     return v;
 }
 
+/* Where a checkpoint's table starts: after the header, 40 bytes in
+ * version 1, 48 in version 2 (metadata_size; docs/FORMAT.md). */
+static size_t table_start(const unsigned char *file)
+{
+    return file[8] == 2 ? 48 : 40;
+}
+
 /* Blanks the data of the checkpoint tensor `name` and the CRC (the layout
  * of docs/FORMAT.md). */
 static void blank_tensor(unsigned char *file, size_t size, const char *name)
 {
     const uint64_t count = le64(file + 24);
-    size_t at = 40;
+    size_t at = table_start(file);
     for (uint64_t i = 0; i < count; i++) {
         const size_t len = (size_t)(file[at] | file[at + 1] << 8);
         const uint64_t offset = le64(file + at + 48), bytes = le64(file + at + 56);
@@ -247,7 +254,7 @@ double checkpoint_float_difference(const char *a, const char *b, char *worst, si
     const uint64_t count = le64(x + 24);
     if (na == nb && count == le64(y + 24)) {
         largest = 0.0;
-        size_t at = 40;
+        size_t at = table_start(x);
         for (uint64_t i = 0; i < count && largest >= 0.0; i++) {
             const size_t len = le32(x + at);
             const uint64_t offset = le64(x + at + 48), bytes = le64(x + at + 56);
@@ -277,4 +284,65 @@ double checkpoint_float_difference(const char *a, const char *b, char *worst, si
     free(x);
     free(y);
     return largest;
+}
+
+void rewrite_checkpoint(const char *src, const char *dst, const char *const *keys, size_t nkeys,
+                        const char *drop_key, const char *extra)
+{
+    srp_checkpoint *c = NULL;
+    assert_int_equal(srp_checkpoint_open(&c, src), SRP_OK);
+    const size_t n = srp_checkpoint_count(c);
+    srp_tensor_ref *refs = calloc(n + 1, sizeof(*refs));
+    void **data = calloc(n + 1, sizeof(*data));
+    const char **meta = calloc(2 * nkeys + 1, sizeof(*meta));
+    assert_true(refs && data && meta);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(srp_checkpoint_info(c, i, &refs[i]), SRP_OK);
+        size_t bytes = srp_dtype_size(refs[i].dtype);
+        for (size_t d = 0; d < refs[i].ndim; d++)
+            bytes *= refs[i].shape[d];
+        data[i] = refs[i].data = malloc(bytes ? bytes : 1);
+        assert_non_null(data[i]);
+    }
+    assert_int_equal(srp_checkpoint_read(c, refs, n), SRP_OK);
+    size_t count = n, pairs = 0;
+    static float one = 1.0f;
+    if (extra)
+        refs[count++] = (srp_tensor_ref){extra, SRP_DTYPE_F32, 1, {1}, &one};
+    for (size_t k = 0; k < nkeys; k++) {
+        if (drop_key && strcmp(keys[k], drop_key) == 0)
+            continue;
+        meta[2 * pairs] = keys[k];
+        meta[2 * pairs + 1] = srp_checkpoint_metadata(c, keys[k]);
+        assert_non_null(meta[2 * pairs + 1]);
+        pairs++;
+    }
+    assert_int_equal(srp_checkpoint_save_with_metadata(dst, refs, count, meta, pairs), SRP_OK);
+    srp_checkpoint_close(c);
+    for (size_t i = 0; i < n; i++)
+        free(data[i]);
+    free(data);
+    free(refs);
+    free(meta);
+}
+
+/* The bound's terms beside it in every metrics line that has the bound
+ * (trainer_harness: all_array_values): s and ||M|| per head, ||X X^T|| per
+ * layer, finite, and s = ||M|| ||X X^T|| (both rounded up to float). */
+void assert_bound_terms_logged(const char *metrics, size_t layers, size_t heads)
+{
+    enum { CAP = 4096 };
+    static double bound[CAP], s[CAP], m[CAP], x[CAP];
+    const size_t nb = all_array_values(metrics, "train", "entropy_bound", bound, CAP);
+    const size_t ns = all_array_values(metrics, "train", "entropy_bound_s", s, CAP);
+    const size_t nm = all_array_values(metrics, "train", "entropy_bound_m_norm", m, CAP);
+    const size_t nx = all_array_values(metrics, "train", "entropy_bound_x_gram_norm", x, CAP);
+    assert_true(nb > 0 && nb % (layers * heads) == 0);
+    assert_true(ns == nb && nm == nb && nx == nb / heads);
+    for (size_t i = 0; i < nb; i++) {
+        assert_true(isfinite(bound[i]) && bound[i] >= 0.0);
+        assert_true(isfinite(s[i]) && isfinite(m[i]) && isfinite(x[i / heads]));
+        assert_true(m[i] > 0.0 && x[i / heads] > 0.0);
+        assert_close_rel(s[i], m[i] * x[i / heads], 1e-5, 0.0, "s = ||M|| ||X X^T||");
+    }
 }

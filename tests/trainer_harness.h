@@ -49,4 +49,15 @@ double checkpoint_float_difference(const char *a, const char *b, char *worst, si
  * (checkpoint 0) or the checkpoint's train.seconds (checkpoint 1). */
 int same_but_time(const char *a, const char *b, int checkpoint);
 
+/* Copies the checkpoint src to dst with the metadata keys[0..nkeys) of src
+ * but drop_key (none: NULL; nkeys 0: a file without metadata, as older
+ * builds wrote), and with extra (not NULL) a tensor of that name added. */
+void rewrite_checkpoint(const char *src, const char *dst, const char *const *keys, size_t nkeys,
+                        const char *drop_key, const char *extra);
+
+/* Every metrics line with the entropy bound has its terms beside it:
+ * entropy_bound_s and entropy_bound_m_norm [layers][heads],
+ * entropy_bound_x_gram_norm [layers], finite, s = ||M|| ||X X^T||. */
+void assert_bound_terms_logged(const char *metrics, size_t layers, size_t heads);
+
 #endif

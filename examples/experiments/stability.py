@@ -146,7 +146,7 @@ def read_metrics(path):
                 r["train"].append(m)
             elif t == "eval":
                 r["evals"].append(m)
-            elif t in ("warning", "collapse"):
+            elif t == "collapse":  # collapse.h's one schema, in both trainers
                 r["warnings"].append(m)
             elif t == "header":
                 r["header"] = m

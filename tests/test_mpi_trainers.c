@@ -105,6 +105,21 @@ static void assert_bounds_hold(const char *m1, const char *m2, const char *bound
             print_error("bound #%zu: %.9g on 1 rank, %.9g on 2\n", i, b1[i], b2[i]);
             fail();
         }
+    /* Its terms are the largest of the ranks': s and ||X X^T||, maxima over
+     * the batch's sequences, are the 1-rank ones (||M|| is the weights'),
+     * to the rounding of the runs' weights. */
+    static const char *const terms[] = {"entropy_bound_s", "entropy_bound_m_norm",
+                                        "entropy_bound_x_gram_norm"};
+    for (size_t k = 0; k < 3; k++) {
+        const size_t nt = all_array_values(m1, "train", terms[k], b1, MAX_ARRAY_VALUES);
+        assert_true(nt > 0);
+        assert_int_equal(all_array_values(m2, "train", terms[k], b2, MAX_ARRAY_VALUES), nt);
+        for (size_t i = 0; i < nt; i++)
+            if (!(fabs(b2[i] - b1[i]) <= 1e-4 * fabs(b1[i]))) {
+                print_error("%s #%zu: %.9g on 1 rank, %.9g on 2\n", terms[k], i, b1[i], b2[i]);
+                fail();
+            }
+    }
 }
 
 static void assert_checkpoints_close(const char *a, const char *b, double rel)

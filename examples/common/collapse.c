@@ -70,16 +70,11 @@ int ex_collapse_update(ex_collapse_watch *w, const float *entropy, ex_collapse_w
     return warnings;
 }
 
-void ex_collapse_tensors(ex_collapse_watch *w, const char *prefix, ex_tensor_list *list)
+void ex_collapse_tensors(ex_collapse_watch *w, const char *prefix, srp_tensor_list *list)
 {
-    char name[128];
     const size_t ring_shape[2] = {w->window, w->heads_total}, flag_shape[2] = {w->heads_total, 2};
-    snprintf(name, sizeof(name), "%s.ring", prefix);
-    ex_tensors_add(list, name, SRP_DTYPE_F32, 2, ring_shape, w->ring);
-    snprintf(name, sizeof(name), "%s.filled", prefix);
-    ex_tensors_add(list, name, SRP_DTYPE_U64, 0, NULL, &w->filled);
-    snprintf(name, sizeof(name), "%s.next", prefix);
-    ex_tensors_add(list, name, SRP_DTYPE_U64, 0, NULL, &w->next);
-    snprintf(name, sizeof(name), "%s.flags", prefix);
-    ex_tensors_add(list, name, SRP_DTYPE_U8, 2, flag_shape, w->flags);
+    srp_tensor_list_add(list, prefix, "ring", SRP_DTYPE_F32, 2, ring_shape, w->ring);
+    srp_tensor_list_add(list, prefix, "filled", SRP_DTYPE_U64, 0, NULL, &w->filled);
+    srp_tensor_list_add(list, prefix, "next", SRP_DTYPE_U64, 0, NULL, &w->next);
+    srp_tensor_list_add(list, prefix, "flags", SRP_DTYPE_U8, 2, flag_shape, w->flags);
 }

@@ -49,6 +49,6 @@ void ex_collapse_free(ex_collapse_watch *w);
 int ex_collapse_update(ex_collapse_watch *w, const float *entropy, ex_collapse_warn_fn warn,
                        void *ctx);
 /* Adds the watch's state to a checkpoint's list, names under prefix. */
-void ex_collapse_tensors(ex_collapse_watch *w, const char *prefix, ex_tensor_list *list);
+void ex_collapse_tensors(ex_collapse_watch *w, const char *prefix, srp_tensor_list *list);
 
 #endif

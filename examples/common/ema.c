@@ -123,11 +123,8 @@ void ex_ema_swap_out(ex_ema *e)
     e->swapped = 0;
 }
 
-void ex_ema_tensors(ex_ema *e, const char *prefix, ex_tensor_list *list)
+void ex_ema_tensors(ex_ema *e, const char *prefix, srp_tensor_list *list)
 {
-    char name[128];
-    snprintf(name, sizeof(name), "%s.average", prefix);
-    ex_tensors_add_f32(list, name, e->shadow, e->total);
-    snprintf(name, sizeof(name), "%s.updates", prefix);
-    ex_tensors_add(list, name, SRP_DTYPE_U64, 0, NULL, &e->updates);
+    srp_tensor_list_add_f32(list, prefix, "average", e->shadow, e->total);
+    srp_tensor_list_add(list, prefix, "updates", SRP_DTYPE_U64, 0, NULL, &e->updates);
 }

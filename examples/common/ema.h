@@ -44,6 +44,6 @@ void ex_ema_update(ex_ema *e);
 ex_code ex_ema_swap_in(ex_ema *e, ex_error *err);
 void ex_ema_swap_out(ex_ema *e);
 /* The averages and the update count, for checkpoints, names under prefix. */
-void ex_ema_tensors(ex_ema *e, const char *prefix, ex_tensor_list *list);
+void ex_ema_tensors(ex_ema *e, const char *prefix, srp_tensor_list *list);
 
 #endif

@@ -1,5 +1,6 @@
-/* A checkpoint's list of named tensors, built by appending: it owns the
- * names and grows as needed, so that nobody counts entries by hand. */
+/* Checkpoints of a list of named tensors (the library's srp_tensor_list,
+ * lists.h), with messages that name the file; and the models' zeroed
+ * buffers. */
 #ifndef EX_TENSORS_H
 #define EX_TENSORS_H
 
@@ -9,29 +10,15 @@
 
 #include "error.h"
 
-typedef struct {
-    srp_tensor_ref *refs;
-    char **names;
-    size_t count, capacity;
-    int failed; /* an allocation failed: save and load refuse the list */
-} ex_tensor_list;
-
-void ex_tensors_init(ex_tensor_list *l);
-void ex_tensors_free(ex_tensor_list *l);
-/* Appends a tensor of ndim dimensions (0: a scalar; shape may then be NULL). */
-void ex_tensors_add(ex_tensor_list *l, const char *name, srp_dtype dtype, size_t ndim,
-                    const size_t *shape, void *data);
-/* A float vector of n elements. */
-void ex_tensors_add_f32(ex_tensor_list *l, const char *name, float *data, size_t n);
-
 /* *p = a zeroed float buffer of n elements (the models' activations and
  * gradients); 0 when out of memory. */
 int ex_alloc_floats(float **p, size_t n);
 
 /* srp_checkpoint_save / _load of the whole list, with a message naming the
- * file. load: count = the first `count` entries only (a model out of a
- * training checkpoint), or 0 for all. */
-ex_code ex_tensors_save(const ex_tensor_list *l, const char *path, ex_error *err);
-ex_code ex_tensors_load(const ex_tensor_list *l, size_t count, const char *path, ex_error *err);
+ * file (a list whose building failed is refused). load: count = the first
+ * `count` entries only (a model out of a training checkpoint), or 0 for
+ * all. */
+ex_code ex_tensors_save(const srp_tensor_list *l, const char *path, ex_error *err);
+ex_code ex_tensors_load(const srp_tensor_list *l, size_t count, const char *path, ex_error *err);
 
 #endif

@@ -17,8 +17,6 @@
 
 #include <sigmareparam.h>
 
-#include "common/linears.h"
-
 #define VIT_STEM_MAX_LAYERS 4
 
 typedef struct {
@@ -45,11 +43,10 @@ size_t vit_stem_out_side(size_t side, size_t stride);
 /* layers 1..VIT_STEM_MAX_LAYERS of channels[l] each at strides[l] (1 to
  * VIT_STEM_MAX_STRIDE) over images [C][S][S], the last map cut into p x p
  * patches (p must divide its side); each convolution's seed from rng, its
- * linear fields (reparam, gamma_init, init_std, ...) from base, its linear
- * named stem.conv<l> in names. */
+ * linear fields (reparam, gamma_init, init_std, ...) from base. */
 srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, const size_t *strides,
                          size_t in_channels, size_t image_size, size_t patch, size_t max_batch,
-                         const srp_linear_config *base, srp_rng *rng, ex_linear_table *names);
+                         const srp_linear_config *base, srp_rng *rng);
 void vit_stem_free(vit_stem *s);
 
 /* images [B][C][S][S] -> *out [B*S_L^2][K_L] in patch order, valid until

@@ -50,8 +50,8 @@ typedef struct {
     size_t local_batch; /* this rank's share of the batch */
     vit_data data;
     vit_model *model;
-    ex_param_list param_list;
-    srp_param *params; /* param_list's */
+    srp_param_list *param_list;
+    srp_param *params; /* param_list's entries */
     size_t nparams;
     srp_optim *optim;
     srp_lr_schedule schedule;
@@ -129,19 +129,20 @@ static ex_code parse_report_at(trainer *t, ex_error *err)
 static ex_code build_optimizer(trainer *t, ex_error *err)
 {
     const vit_options *o = &t->opt;
-    ex_params_init(&t->param_list);
-    vit_params(t->model, &t->param_list);
-    if (t->param_list.failed)
-        return ex_fail_status(err, SRP_ERR_NOMEM, "parameter list");
-    t->params = t->param_list.params;
-    t->nparams = t->param_list.count;
-    const srp_param_kind *kinds = t->param_list.kinds;
+    srp_status st = srp_param_list_create(&t->param_list);
+    if (st == SRP_OK)
+        st = vit_model_params(t->model, t->param_list);
+    if (st != SRP_OK)
+        return ex_fail_status(err, st, "parameter list");
+    t->params = srp_param_list_entries(t->param_list);
+    t->nparams = srp_param_list_count(t->param_list);
     for (size_t i = 0; i < t->nparams; i++) {
-        if (kinds[i] == SRP_PARAM_GAMMA) {
+        const srp_param_kind kind = srp_param_list_kind(t->param_list, i);
+        if (kind == SRP_PARAM_GAMMA) {
             t->params[i].lr_mult = o->gamma_lr_mult;
             t->params[i].lars = o->gamma_lars;
-        } else if (kinds[i] == SRP_PARAM_BIAS || kinds[i] == SRP_PARAM_EMBEDDING ||
-                   kinds[i] == SRP_PARAM_NORM) {
+        } else if (kind == SRP_PARAM_BIAS || kind == SRP_PARAM_EMBEDDING ||
+                   kind == SRP_PARAM_NORM) {
             t->params[i].lr_mult = o->bias_lr_mult;
         }
     }
@@ -151,7 +152,7 @@ static ex_code build_optimizer(trainer *t, ex_error *err)
     oc.momentum = o->momentum;
     oc.nesterov = o->nesterov && o->momentum > 0.0f; /* torch: Nesterov needs momentum */
     oc.lars_eta = o->lars_eta;
-    const srp_status st = srp_optim_create(&t->optim, t->params, t->nparams, &oc);
+    st = srp_optim_create(&t->optim, t->params, t->nparams, &oc);
     if (st != SRP_OK)
         return ex_fail_status(err, st,
                               "creating the optimizer (check --momentum, --nesterov, --wd-mode)");
@@ -206,8 +207,7 @@ static ex_code build(trainer *t, ex_error *err)
 
     const vit_config *c = vit_get_config(t->model);
     const size_t image = tr->channels * tr->height * tr->width, lh = c->depth * c->heads;
-    const ex_linear_table *linears = vit_linears(t->model);
-    const size_t nlin = linears->count;
+    const size_t nlin = vit_linear_count(t->model);
     t->images = malloc(sizeof(float) * o->batch * image);
     t->dlogits = malloc(sizeof(float) * o->batch * c->classes);
     t->labels = malloc(sizeof(int) * o->batch);
@@ -226,7 +226,7 @@ static ex_code build(trainer *t, ex_error *err)
         !t->ent_bound || !t->linear_values)
         return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
     memset(t->mirror, 1, o->batch);
-    if (o->ema > 0.0f && (code = ex_ema_init(&t->ema, t->params, t->nparams, linears->linears, nlin,
+    if (o->ema > 0.0f && (code = ex_ema_init(&t->ema, t->params, t->nparams, vit_linears(t->model), nlin,
                                              o->ema, err)) != EX_OK)
         return code;
     return ex_collapse_init(&t->watch, lh, o->collapse_window, o->collapse_fraction,
@@ -235,18 +235,18 @@ static ex_code build(trainer *t, ex_error *err)
 
 /* All tensors of a checkpoint: the model's first (so that a model alone
  * loads from the list's head), then the optimizer's and the run's. */
-static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
+static void checkpoint_tensors(trainer *t, srp_tensor_list *list)
 {
-    vit_state_tensors(t->model, list);
-    ex_optim_tensors(t->optim, list);
+    vit_model_state_refs(t->model, list);
+    srp_optim_state_refs(t->optim, list);
     run_state *rs = &t->run;
     const size_t four = 4, count = t->data.train.count;
     ex_run_tensors(&rs->base, list);
-    ex_tensors_add(list, "train.data_rng", SRP_DTYPE_U64, 1, &four, rs->data_rng.s);
-    ex_tensors_add(list, "train.aug_rng", SRP_DTYPE_U64, 1, &four, rs->aug_rng.s);
-    ex_tensors_add(list, "train.epoch", SRP_DTYPE_U64, 0, NULL, &rs->epoch);
-    ex_tensors_add(list, "train.position", SRP_DTYPE_U64, 0, NULL, &rs->pos);
-    ex_tensors_add(list, "train.order", SRP_DTYPE_U64, 1, &count, rs->order);
+    srp_tensor_list_add(list, "train.data_rng", NULL, SRP_DTYPE_U64, 1, &four, rs->data_rng.s);
+    srp_tensor_list_add(list, "train.aug_rng", NULL, SRP_DTYPE_U64, 1, &four, rs->aug_rng.s);
+    srp_tensor_list_add(list, "train.epoch", NULL, SRP_DTYPE_U64, 0, NULL, &rs->epoch);
+    srp_tensor_list_add(list, "train.position", NULL, SRP_DTYPE_U64, 0, NULL, &rs->pos);
+    srp_tensor_list_add(list, "train.order", NULL, SRP_DTYPE_U64, 1, &count, rs->order);
     ex_collapse_tensors(&t->watch, "train.collapse", list);
     if (t->opt.ema > 0.0f)
         ex_ema_tensors(&t->ema, "train.ema", list);
@@ -259,12 +259,14 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
         return EX_OK;
     ex_code code = EX_OK;
     if (ex_dist_is_root(&t->dist)) {
-        ex_tensor_list list;
-        ex_tensors_init(&list);
-        checkpoint_tensors(t, &list);
-        code = ex_run_save(&t->run.base, &list, vit_linears(t->model), t->metrics.lines,
-                           t->opt.checkpoint_path, err);
-        ex_tensors_free(&list);
+        srp_tensor_list *list = NULL;
+        const srp_status st = srp_tensor_list_create(&list);
+        if (st == SRP_OK)
+            checkpoint_tensors(t, list);
+        code = st != SRP_OK ? ex_fail_status(err, st, "the checkpoint's list")
+                            : ex_run_save(&t->run.base, list, t->metrics.lines,
+                                          t->opt.checkpoint_path, err);
+        srp_tensor_list_destroy(list);
     }
     return ex_dist_agree(&t->dist, code, err);
 }
@@ -272,15 +274,19 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
 /* Loads a checkpoint into the model (model_only) or the whole run. */
 static ex_code load_checkpoint(trainer *t, const char *path, int model_only, ex_error *err)
 {
-    ex_tensor_list list, model_list;
-    ex_tensors_init(&list);
-    ex_tensors_init(&model_list);
-    checkpoint_tensors(t, &list);
-    vit_state_tensors(t->model, &model_list);
-    const ex_code code = ex_run_load(&t->run.base, &list, model_only ? model_list.count : 0,
-                                     vit_linears(t->model), path, err);
-    ex_tensors_free(&list);
-    ex_tensors_free(&model_list);
+    srp_tensor_list *list = NULL, *model_list = NULL;
+    srp_status st = srp_tensor_list_create(&list);
+    if (st == SRP_OK)
+        st = srp_tensor_list_create(&model_list);
+    ex_code code = st != SRP_OK ? ex_fail_status(err, st, "the checkpoint's list") : EX_OK;
+    if (code == EX_OK) {
+        checkpoint_tensors(t, list);
+        vit_model_state_refs(t->model, model_list);
+        code = ex_run_load(&t->run.base, list, model_only ? srp_tensor_list_count(model_list) : 0,
+                           path, err);
+    }
+    srp_tensor_list_destroy(list);
+    srp_tensor_list_destroy(model_list);
     return code;
 }
 
@@ -293,12 +299,15 @@ static ex_code load_average(trainer *t, const char *path, int *found, ex_error *
     *found = 0;
     if (t->opt.ema <= 0.0f)
         return EX_OK;
-    ex_tensor_list list;
-    ex_tensors_init(&list);
-    ex_ema_tensors(&t->ema, "train.ema", &list);
-    const srp_status st =
-        list.failed ? SRP_ERR_NOMEM : srp_checkpoint_load(path, list.refs, list.count);
-    ex_tensors_free(&list);
+    srp_tensor_list *list = NULL;
+    srp_status st = srp_tensor_list_create(&list);
+    if (st == SRP_OK) {
+        ex_ema_tensors(&t->ema, "train.ema", list);
+        st = srp_tensor_list_status(list);
+    }
+    if (st == SRP_OK)
+        st = srp_checkpoint_load(path, srp_tensor_list_refs(list), srp_tensor_list_count(list));
+    srp_tensor_list_destroy(list);
     if (st == SRP_ERR_NOT_FOUND) { /* written with --ema 0 */
         srp_clear_last_error();
         return EX_OK;
@@ -569,14 +578,14 @@ static void write_train_metrics(trainer *t, const step_record *rec, int with_bou
     ex_metrics_matrix(m, "entropy_min", t->ent_min, c->depth, c->heads);
     if (with_bound)
         ex_metrics_matrix(m, "entropy_bound", t->ent_bound, c->depth, c->heads);
-    const ex_linear_table *linears = vit_linears(t->model);
+    const size_t nlin = vit_linear_count(t->model);
     for (int which = 0; which < 2; which++) {
-        for (size_t i = 0; i < linears->count; i++) {
-            srp_linear *l = linears->linears[i];
+        for (size_t i = 0; i < nlin; i++) {
+            srp_linear *l = vit_linear(t->model, i, NULL);
             t->linear_values[i] = which == 0 ? srp_linear_sigma(l) : *srp_linear_gamma(l);
         }
-        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", (const char *const *)linears->names,
-                         t->linear_values, linears->count);
+        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", vit_linear_names(t->model),
+                         t->linear_values, nlin);
     }
     ex_metrics_end(m);
 }
@@ -797,8 +806,8 @@ static ex_code run(trainer *t, ex_error *err)
     vit_options_fingerprint(o, t->run.base.fingerprint, sizeof(t->run.base.fingerprint));
     t->run.base.ranks = (uint64_t)t->dist.size;
     if ((code = ex_dist_same_options(&t->dist, t->run.base.fingerprint, err)) != EX_OK ||
-        (code = ex_dist_attach(&t->dist, t->params, t->nparams, vit_linears(t->model), err)) !=
-            EX_OK)
+        (code = ex_dist_attach(&t->dist, t->params, t->nparams, vit_linears(t->model),
+                               vit_linear_count(t->model), err)) != EX_OK)
         return code;
     ex_dist_describe(&t->dist, stdout);
     srp_rng_seed(&t->run.data_rng, o->seed ^ 0xda7a5eedull);
@@ -873,7 +882,7 @@ static void cleanup(trainer *t)
     srp_optim_destroy(t->optim);
     vit_destroy(t->model);
     vit_data_free(&t->data);
-    ex_params_free(&t->param_list);
+    srp_param_list_destroy(t->param_list);
     free(t->images);
     free(t->dlogits);
     free(t->labels);

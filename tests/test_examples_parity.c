@@ -103,15 +103,17 @@ static void test_collapse_same_warnings(void **state)
 
         /* the state: the names, dtypes and shapes of the trainers' checkpoints,
          * and the same bytes */
-        ex_tensor_list el;
-        ex_tensors_init(&el);
-        ex_collapse_tensors(&ex, "train.collapse", &el);
+        srp_tensor_list *el_list = NULL;
+        assert_ok(srp_tensor_list_create(&el_list));
+        ex_collapse_tensors(&ex, "train.collapse", el_list);
+        const size_t el_count = srp_tensor_list_count(el_list);
+        const srp_tensor_ref *el_refs = srp_tensor_list_refs(el_list);
         srp_tensor_list *sl = NULL;
         assert_ok(srp_tensor_list_create(&sl));
         assert_ok(srp_collapse_state_refs(w, "train.collapse", sl));
-        assert_int_equal(srp_tensor_list_count(sl), el.count);
-        for (size_t i = 0; i < el.count; i++) {
-            const srp_tensor_ref *a = &srp_tensor_list_refs(sl)[i], *b = &el.refs[i];
+        assert_int_equal(srp_tensor_list_count(sl), el_count);
+        for (size_t i = 0; i < el_count; i++) {
+            const srp_tensor_ref *a = &srp_tensor_list_refs(sl)[i], *b = &el_refs[i];
             assert_string_equal(a->name, b->name);
             assert_int_equal(a->dtype, b->dtype);
             assert_int_equal(a->ndim, b->ndim);
@@ -123,7 +125,7 @@ static void test_collapse_same_warnings(void **state)
             assert_memory_equal(a->data, b->data, elems * srp_dtype_size(a->dtype));
         }
         srp_tensor_list_destroy(sl);
-        ex_tensors_free(&el);
+        srp_tensor_list_destroy(el_list);
         ex_collapse_free(&ex);
         srp_collapse_destroy(w);
     }
@@ -262,18 +264,19 @@ static void test_weight_average_same_bits(void **state)
         assert_models_equal(&lib, &ex);
     }
     /* the trainers' checkpoint entries: names, dtypes, shapes, bytes */
-    ex_tensor_list el;
-    ex_tensors_init(&el);
-    ex_ema_tensors(&e, "train.ema", &el);
-    assert_int_equal(el.count, srp_tensor_list_count(sl));
-    for (size_t i = 0; i < el.count; i++) {
-        assert_string_equal(avg[i].name, el.refs[i].name);
-        assert_int_equal(avg[i].dtype, el.refs[i].dtype);
-        assert_int_equal(avg[i].ndim, el.refs[i].ndim);
-        assert_int_equal(avg[i].shape[0], el.refs[i].shape[0]);
+    srp_tensor_list *el = NULL;
+    assert_ok(srp_tensor_list_create(&el));
+    ex_ema_tensors(&e, "train.ema", el);
+    const srp_tensor_ref *el_refs = srp_tensor_list_refs(el);
+    assert_int_equal(srp_tensor_list_count(el), srp_tensor_list_count(sl));
+    for (size_t i = 0; i < srp_tensor_list_count(el); i++) {
+        assert_string_equal(avg[i].name, el_refs[i].name);
+        assert_int_equal(avg[i].dtype, el_refs[i].dtype);
+        assert_int_equal(avg[i].ndim, el_refs[i].ndim);
+        assert_int_equal(avg[i].shape[0], el_refs[i].shape[0]);
     }
-    assert_memory_equal(avg[1].data, el.refs[1].data, sizeof(uint64_t));
-    ex_tensors_free(&el);
+    assert_memory_equal(avg[1].data, el_refs[1].data, sizeof(uint64_t));
+    srp_tensor_list_destroy(el);
     srp_tensor_list_destroy(sl);
     ex_ema_free(&e);
     srp_weight_average_destroy(a);

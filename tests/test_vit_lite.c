@@ -275,13 +275,15 @@ static void test_model_backward_matches_differences(void **state)
         c.seed = 5;
         vit_model *m = NULL;
         assert_ok(vit_create(&m, &c));
-        ex_param_list list;
-        ex_params_init(&list);
-        vit_params(m, &list);
-        assert_false(list.failed);
-        const size_t np = list.count;
-        srp_param *params = list.params;
-        const srp_param_kind *kinds = list.kinds;
+        srp_param_list *list = NULL;
+        assert_ok(srp_param_list_create(&list));
+        assert_ok(vit_model_params(m, list));
+        const size_t np = srp_param_list_count(list);
+        srp_param *params = srp_param_list_entries(list);
+        srp_param_kind kinds[64];
+        assert_true(np <= 64);
+        for (size_t i = 0; i < np; i++)
+            kinds[i] = srp_param_list_kind(list, i);
         srp_rng r;
         srp_rng_seed(&r, 9);
         float images[3 * 28 * 28], dlogits[30];
@@ -319,7 +321,7 @@ static void test_model_backward_matches_differences(void **state)
         }
         assert_true(weights_checked >= 5 * (1 + 4 * c.depth + 1));
         assert_true(checked > (ln ? 60u : 30u));
-        ex_params_free(&list);
+        srp_param_list_destroy(list);
         vit_destroy(m);
     }
 }
@@ -343,9 +345,8 @@ static void test_stem_forward_is_the_convolution(void **state)
         srp_rng r;
         srp_rng_seed(&r, 6);
         const srp_linear_config base = srp_linear_config_default(1, 1);
-        ex_linear_table names = {0};
         vit_stem s;
-        assert_ok(vit_stem_init(&s, L, channels, cases[t].strides, C, S, p, B, &base, &r, &names));
+        assert_ok(vit_stem_init(&s, L, channels, cases[t].strides, C, S, p, B, &base, &r));
         for (size_t l = 0; l < L; l++) { /* O(1) weights, a bias, gamma != sigma */
             const size_t c_in = l ? channels[l - 1] : C;
             fill_normal_f(&r, srp_conv2d_weight(s.conv[l]), channels[l] * 9 * c_in, 0.5);
@@ -403,7 +404,6 @@ static void test_stem_forward_is_the_convolution(void **state)
                                          1e-5, 1.0, "stem output");
                 }
         vit_stem_free(&s);
-        ex_linears_free(&names);
     }
 }
 
@@ -427,21 +427,21 @@ static void test_checkpoint_keeps_power_iteration_state(void **state)
         assert_ok(vit_forward(m[0], images, 2, SRP_TRAIN, NULL));
     char path[512];
     scratch_path(path, sizeof(path), "model_state.srp");
-    ex_tensor_list list[2];
+    srp_tensor_list *list[2];
     for (int k = 0; k < 2; k++) {
-        ex_tensors_init(&list[k]);
-        vit_state_tensors(m[k], &list[k]);
-        assert_false(list[k].failed);
+        assert_ok(srp_tensor_list_create(&list[k]));
+        assert_ok(vit_model_state_refs(m[k], list[k]));
     }
-    ex_linears_sync_out(vit_linears(m[0]));
-    assert_ok(srp_checkpoint_save(path, list[0].refs, list[0].count));
-    assert_ok(srp_checkpoint_load(path, list[1].refs, list[1].count));
-    assert_ok(ex_linears_sync_in(vit_linears(m[1])));
-    ex_tensors_free(&list[0]);
-    ex_tensors_free(&list[1]);
-    for (size_t i = 0; i < vit_linears(m[0])->count; i++) {
-        srp_linear *a = ex_linears_at(vit_linears(m[0]), i, NULL);
-        srp_linear *b = ex_linears_at(vit_linears(m[1]), i, NULL);
+    assert_ok(srp_checkpoint_save(path, srp_tensor_list_refs(list[0]),
+                                  srp_tensor_list_count(list[0])));
+    assert_ok(srp_checkpoint_load(path, srp_tensor_list_refs(list[1]),
+                                  srp_tensor_list_count(list[1])));
+    srp_tensor_list_destroy(list[0]);
+    srp_tensor_list_destroy(list[1]);
+    assert_true(vit_linear_count(m[0]) > 0);
+    for (size_t i = 0; i < vit_linear_count(m[0]); i++) {
+        srp_linear *a = vit_linear(m[0], i, NULL);
+        srp_linear *b = vit_linear(m[1], i, NULL);
         const size_t in = srp_linear_in_features(a), out = srp_linear_out_features(a);
         assert_memory_equal(srp_linear_weight(a), srp_linear_weight(b), sizeof(float) * in * out);
         assert_memory_equal(srp_linear_u(a), srp_linear_u(b), sizeof(float) * in);
@@ -702,11 +702,11 @@ static void test_collapse_watch(void **state)
     for (int i = 0; i < 12; i++)
         assert_int_equal(ex_collapse_update(&w, hover[i % 2], count_warning, &c), 0);
     assert_true(c.low == 2 && c.drop == 2);
-    ex_tensor_list list;
-    ex_tensors_init(&list);
-    ex_collapse_tensors(&w, "watch", &list);
-    assert_int_equal(list.count, 4); /* ring, filled, next, flags */
-    ex_tensors_free(&list);
+    srp_tensor_list *list = NULL;
+    assert_ok(srp_tensor_list_create(&list));
+    ex_collapse_tensors(&w, "watch", list);
+    assert_int_equal(srp_tensor_list_count(list), 4); /* ring, filled, next, flags */
+    srp_tensor_list_destroy(list);
     ex_collapse_free(&w);
 }
 
@@ -845,13 +845,12 @@ static void test_weight_average(void **state)
     vit_config c = small_config(8, 2);
     vit_model *m;
     assert_ok(vit_create(&m, &c));
-    ex_param_list list;
-    ex_params_init(&list);
-    vit_params(m, &list);
-    assert_false(list.failed);
-    const size_t np = list.count, nl = vit_linears(m)->count;
-    srp_param *params = list.params;
-    srp_linear **linears = vit_linears(m)->linears;
+    srp_param_list *list = NULL;
+    assert_ok(srp_param_list_create(&list));
+    assert_ok(vit_model_params(m, list));
+    const size_t np = srp_param_list_count(list), nl = vit_linear_count(m);
+    srp_param *params = srp_param_list_entries(list);
+    srp_linear *const *linears = vit_linears(m);
     ex_ema ema;
     ex_error err;
     assert_int_equal(ex_ema_init(&ema, params, np, linears, nl, 0.5f, &err), EX_OK);
@@ -890,7 +889,7 @@ static void test_weight_average(void **state)
     assert_true(srp_linear_sigma(linears[1]) == sigma);
     ex_ema_free(&ema);
     free(live_w);
-    ex_params_free(&list);
+    srp_param_list_destroy(list);
     vit_destroy(m);
 }
 
@@ -1055,8 +1054,8 @@ static void test_official_names_round_trip(void **state)
     srp_safetensors_close(f);
 
     assert_int_equal(vit_import_safetensors(b, path, &err), EX_OK);
-    for (size_t i = 0; i < vit_linears(a)->count; i++) {
-        srp_linear *la_ = vit_linears(a)->linears[i], *lb_ = vit_linears(b)->linears[i];
+    for (size_t i = 0; i < vit_linear_count(a); i++) {
+        srp_linear *la_ = vit_linear(a, i, NULL), *lb_ = vit_linear(b, i, NULL);
         assert_memory_equal(srp_linear_u(la_), srp_linear_u(lb_),
                             sizeof(float) * srp_linear_in_features(la_));
         assert_true(srp_linear_sigma(la_) == srp_linear_sigma(lb_));
@@ -1071,7 +1070,7 @@ static void test_official_names_round_trip(void **state)
 
     /* another model's file: the names it lacks, the names it should not have */
     assert_int_equal(vit_export_safetensors(ln, other, &err), EX_OK);
-    srp_linear *head = vit_linears(b)->linears[vit_linears(b)->count - 1];
+    srp_linear *head = vit_linear(b, vit_linear_count(b) - 1, NULL);
     const float keep = srp_linear_weight(head)[0];
     assert_int_equal(vit_import_safetensors(b, other, &err), EX_FAILED);
     assert_non_null(strstr(err.message, "unknown: blocks.0.norm1.weight"));

@@ -169,8 +169,7 @@ static void test_backward_matches_differences(void **state)
                 size_t j = (size_t)srp_rng_below(&r, params[i].size);
                 if (wte && s % 3 != 0)
                     j = ('a' + (size_t)srp_rng_below(&r, 4)) * c.dim + j % c.dim;
-                const double fd =
-                    ref_central_difference_f(lm_loss, &P, params[i].data + j, 1e-2f);
+                const double fd = ref_central_difference_f(lm_loss, &P, params[i].data + j, 1e-2f);
                 const double an = params[i].grad[j];
                 if (!(fabs(fd - an) <= 0.03 * fabs(fd) + 3e-4)) {
                     print_error("%s (tied %d): %s[%zu]: backward %.6g, differences %.6g\n",

@@ -432,16 +432,16 @@ static void test_checkpoint_keeps_power_iteration_state(void **state)
         assert_ok(srp_tensor_list_create(&list[k]));
         assert_ok(vit_model_state_refs(m[k], list[k]));
     }
-    assert_ok(srp_checkpoint_save(path, srp_tensor_list_refs(list[0]),
-                                  srp_tensor_list_count(list[0])));
-    assert_ok(srp_checkpoint_load(path, srp_tensor_list_refs(list[1]),
-                                  srp_tensor_list_count(list[1])));
+    assert_ok(
+        srp_checkpoint_save(path, srp_tensor_list_refs(list[0]), srp_tensor_list_count(list[0])));
+    assert_ok(
+        srp_checkpoint_load(path, srp_tensor_list_refs(list[1]), srp_tensor_list_count(list[1])));
     srp_tensor_list_destroy(list[0]);
     srp_tensor_list_destroy(list[1]);
-    assert_true(vit_linear_count(m[0]) > 0);
-    for (size_t i = 0; i < vit_linear_count(m[0]); i++) {
-        srp_linear *a = vit_linear(m[0], i, NULL);
-        srp_linear *b = vit_linear(m[1], i, NULL);
+    assert_true(vit_linears(m[0])->count > 0);
+    for (size_t i = 0; i < vit_linears(m[0])->count; i++) {
+        srp_linear *a = vit_linears(m[0])->linears[i];
+        srp_linear *b = vit_linears(m[1])->linears[i];
         const size_t in = srp_linear_in_features(a), out = srp_linear_out_features(a);
         assert_memory_equal(srp_linear_weight(a), srp_linear_weight(b), sizeof(float) * in * out);
         assert_memory_equal(srp_linear_u(a), srp_linear_u(b), sizeof(float) * in);
@@ -848,9 +848,9 @@ static void test_weight_average(void **state)
     srp_param_list *list = NULL;
     assert_ok(srp_param_list_create(&list));
     assert_ok(vit_model_params(m, list));
-    const size_t np = srp_param_list_count(list), nl = vit_linear_count(m);
+    const size_t np = srp_param_list_count(list), nl = vit_linears(m)->count;
     srp_param *params = srp_param_list_entries(list);
-    srp_linear *const *linears = vit_linears(m);
+    srp_linear *const *linears = vit_linears(m)->linears;
     ex_ema ema;
     ex_error err;
     assert_int_equal(ex_ema_init(&ema, params, np, linears, nl, 0.5f, &err), EX_OK);
@@ -1054,8 +1054,8 @@ static void test_official_names_round_trip(void **state)
     srp_safetensors_close(f);
 
     assert_int_equal(vit_import_safetensors(b, path, &err), EX_OK);
-    for (size_t i = 0; i < vit_linear_count(a); i++) {
-        srp_linear *la_ = vit_linear(a, i, NULL), *lb_ = vit_linear(b, i, NULL);
+    for (size_t i = 0; i < vit_linears(a)->count; i++) {
+        srp_linear *la_ = vit_linears(a)->linears[i], *lb_ = vit_linears(b)->linears[i];
         assert_memory_equal(srp_linear_u(la_), srp_linear_u(lb_),
                             sizeof(float) * srp_linear_in_features(la_));
         assert_true(srp_linear_sigma(la_) == srp_linear_sigma(lb_));
@@ -1070,7 +1070,7 @@ static void test_official_names_round_trip(void **state)
 
     /* another model's file: the names it lacks, the names it should not have */
     assert_int_equal(vit_export_safetensors(ln, other, &err), EX_OK);
-    srp_linear *head = vit_linear(b, vit_linear_count(b) - 1, NULL);
+    srp_linear *head = vit_linears(b)->linears[vit_linears(b)->count - 1];
     const float keep = srp_linear_weight(head)[0];
     assert_int_equal(vit_import_safetensors(b, other, &err), EX_FAILED);
     assert_non_null(strstr(err.message, "unknown: blocks.0.norm1.weight"));

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/layers.h"
 #include "common/tensors.h"
 
 #define LN_EPS 1e-5f /* torch.nn.LayerNorm's default, as nanoGPT */
@@ -30,11 +31,7 @@ struct lm_model {
     /* backward scratch: the residual stream's gradient, the head's input
      * gradient before ln_f */
     float *d_stream, *d_norm; /* [rows][D] */
-    /* every linear, for metrics and the lists */
-    srp_linear **linears;
-    size_t nlinears;
-    char (*name_buf)[NAME_LEN]; /* [nlinears]: their names, */
-    const char **names;         /* pointing there */
+    ex_linear_names linears;  /* every linear, named, for metrics and the lists */
 };
 
 lm_config lm_config_default(void)
@@ -92,9 +89,6 @@ static void fixed_positions(float *pos, size_t context, size_t dim, float scale)
         }
 }
 
-/* Appends a linear to the model's table (room taken at create). */
-static void add_linear(lm_model *m, srp_linear *l) { m->linears[m->nlinears++] = l; }
-
 static srp_status create_block(lm_model *m, size_t l, srp_rng *rng)
 {
     const lm_config *c = &m->cfg;
@@ -117,36 +111,8 @@ static srp_status create_block(lm_model *m, size_t l, srp_rng *rng)
     srp_status st = srp_block_create(&m->blocks[l], &bc, c->max_batch, c->context);
     if (st != SRP_OK)
         return st;
-    for (size_t i = 0; i < srp_block_linear_count(m->blocks[l]); i++)
-        add_linear(m, srp_block_linear(m->blocks[l], i, NULL));
+    ex_linear_names_add_block(&m->linears, m->blocks[l], l);
     return SRP_OK;
-}
-
-/* Linear i's name into buf. */
-static void name_linear(lm_model *m, size_t i, char *buf)
-{
-    const size_t per_block = srp_block_linear_count(m->blocks[0]), l = i / per_block;
-    if (l < m->cfg.depth) {
-        const char *part;
-        srp_block_linear(m->blocks[l], i % per_block, &part);
-        snprintf(buf, NAME_LEN, "blocks.%zu.%s", l, part);
-    } else {
-        snprintf(buf, NAME_LEN, "lm_head");
-    }
-}
-
-/* Every linear's name, once the table is complete; 0 when out of memory. */
-static int name_linears(lm_model *m)
-{
-    m->name_buf = calloc(m->nlinears, sizeof(*m->name_buf));
-    m->names = calloc(m->nlinears, sizeof(*m->names));
-    if (!m->name_buf || !m->names)
-        return 0;
-    for (size_t i = 0; i < m->nlinears; i++) {
-        name_linear(m, i, m->name_buf[i]);
-        m->names[i] = m->name_buf[i];
-    }
-    return 1;
 }
 
 srp_status lm_create(lm_model **out, const lm_config *cfg)
@@ -183,9 +149,10 @@ srp_status lm_create(lm_model **out, const lm_config *cfg)
     }
     m->blocks = calloc(c->depth, sizeof(srp_block *));
     m->outs = calloc(c->depth, sizeof(float *));
-    /* at most 3 input projections, proj, fc1 and fc2 a block, and the head */
-    m->linears = calloc(6 * c->depth + 1, sizeof(srp_linear *));
-    if (!m->blocks || !m->outs || !m->linears)
+    /* Room for every linear (at most 3 input projections, proj, fc1 and fc2
+     * a block, and the head), so that the appends, of short names, cannot
+     * fail. */
+    if (!m->blocks || !m->outs || !ex_linear_names_init(&m->linears, 6 * c->depth + 1))
         goto fail;
     for (size_t l = 0; l < c->depth; l++) {
         if ((st = create_block(m, l, &rng)) != SRP_OK)
@@ -207,14 +174,12 @@ srp_status lm_create(lm_model **out, const lm_config *cfg)
         srp_linear_config lc = linear_config(c, D, LM_VOCAB, &rng);
         if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK)
             goto fail;
-        add_linear(m, m->head);
+        ex_linear_names_add(&m->linears, m->head, NULL, "lm_head");
         st = SRP_ERR_NOMEM;
     }
     m->tok = malloc(sizeof(uint32_t) * rows);
     if (!m->tok || !ex_alloc_floats(&m->x0, rows * D) ||
         !ex_alloc_floats(&m->logits, rows * LM_VOCAB) || !ex_alloc_floats(&m->d_stream, rows * D))
-        goto fail;
-    if (!name_linears(m))
         goto fail;
     *out = m;
     return SRP_OK;
@@ -244,9 +209,7 @@ void lm_destroy(lm_model *m)
     free(m->logits);
     free(m->d_stream);
     free(m->d_norm);
-    free(m->linears);
-    free(m->name_buf);
-    free(m->names);
+    ex_linear_names_free(&m->linears);
     free(m);
 }
 
@@ -317,20 +280,8 @@ srp_status lm_model_params(lm_model *m, srp_param_list *list)
     if (m->dpos)
         srp_param_list_add(list, "wpe", NULL, m->pos, m->dpos, m->cfg.context * m->cfg.dim,
                            SRP_PARAM_EMBEDDING);
-    for (size_t i = 0; i < m->nlinears; i++)
-        {
-        const char *name;
-        srp_linear *l = lm_linear(m, i, &name);
-        srp_linear_params(l, name, list);
-    }
-    char prefix[NAME_LEN];
-    for (size_t l = 0; l < m->cfg.depth; l++)
-        for (size_t i = 0; i < srp_block_norm_count(m->blocks[l]); i++) {
-            const char *name;
-            srp_layernorm *ln = srp_block_norm(m->blocks[l], i, &name);
-            snprintf(prefix, sizeof(prefix), "blocks.%zu.%s", l, name);
-            srp_layernorm_params(ln, prefix, list);
-        }
+    ex_linear_names_params(&m->linears, list);
+    ex_blocks_norm_params(m->blocks, m->cfg.depth, list);
     if (m->ln_f)
         srp_layernorm_params(m->ln_f, "ln_f", list);
     return srp_param_list_status(list);
@@ -341,11 +292,7 @@ srp_status lm_model_state_refs(lm_model *m, srp_tensor_list *list)
     srp_embedding_state_refs(m->wte, "wte", list);
     if (m->dpos)
         srp_tensor_list_add_f32(list, "wpe", NULL, m->pos, m->cfg.context * m->cfg.dim);
-    char prefix[NAME_LEN];
-    for (size_t l = 0; l < m->cfg.depth; l++) {
-        snprintf(prefix, sizeof(prefix), "blocks.%zu", l);
-        srp_block_state_refs(m->blocks[l], prefix, list);
-    }
+    ex_blocks_state_refs(m->blocks, m->cfg.depth, list);
     if (m->ln_f)
         srp_layernorm_state_refs(m->ln_f, "ln_f", list);
     if (m->head)
@@ -353,20 +300,7 @@ srp_status lm_model_state_refs(lm_model *m, srp_tensor_list *list)
     return srp_tensor_list_status(list);
 }
 
-size_t lm_linear_count(const lm_model *m) { return m->nlinears; }
-
-srp_linear *lm_linear(lm_model *m, size_t i, const char **name)
-{
-    if (i >= m->nlinears)
-        return NULL;
-    if (name)
-        *name = m->names[i];
-    return m->linears[i];
-}
-
-const char *const *lm_linear_names(const lm_model *m) { return m->names; }
-
-srp_linear *const *lm_linears(const lm_model *m) { return m->linears; }
+const ex_linear_names *lm_linears(const lm_model *m) { return &m->linears; }
 
 srp_attention *lm_attention_at(lm_model *m, size_t layer)
 {

@@ -23,6 +23,7 @@
 
 #include <sigmareparam.h>
 
+#include "common/layers.h"
 
 #define LM_VOCAB 256
 
@@ -76,20 +77,17 @@ srp_status lm_backward(lm_model *m, const float *dlogits);
 /* Appends the trainable tensors (names as nanoGPT's: wte, wpe, blocks.l.*,
  * ln_f, lm_head) with their kinds, in this order (the optimizer's and the
  * gradient norm's): wte, wpe (learned positions), every linear as
- * lm_linear orders them (srp_linear_params), each block's ln1 and ln2,
+ * lm_linears orders them (srp_linear_params), each block's ln1 and ln2,
  * ln_f. */
 srp_status lm_model_params(lm_model *m, srp_param_list *list);
 /* The parameters and each sigmaReparam layer's u, v, sigma, for
  * checkpoints, as the layers' own state refs (srp_block_state_refs, ...)
  * name them, pointing at the layers themselves. */
 srp_status lm_model_state_refs(lm_model *m, srp_tensor_list *list);
-/* The linears, in this order: each block's (srp_block_linear's order,
- * under blocks.<l>), then lm_head (untied); lm_linears and lm_linear_names:
- * all of them, arrays of lm_linear_count. */
-size_t lm_linear_count(const lm_model *m);
-srp_linear *lm_linear(lm_model *m, size_t i, const char **name);
-srp_linear *const *lm_linears(const lm_model *m);
-const char *const *lm_linear_names(const lm_model *m);
+/* For metrics and data-parallel training: the linears with their names,
+ * in this order: each block's (srp_block_linear's order, under
+ * blocks.<l>), then lm_head (untied); and the attentions. */
+const ex_linear_names *lm_linears(const lm_model *m);
 srp_attention *lm_attention_at(lm_model *m, size_t layer);
 
 #endif

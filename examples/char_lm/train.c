@@ -196,7 +196,7 @@ static ex_code build(trainer *t, ex_error *err)
                        (unsigned long long)o->warmup_steps, (unsigned long long)o->steps);
     set_schedule(t);
     const size_t rows = t->local_batch * o->model.context;
-    const size_t lh = o->model.depth * o->model.heads, nlin = lm_linear_count(t->model);
+    const size_t lh = o->model.depth * o->model.heads, nlin = lm_linears(t->model)->count;
     t->tokens = malloc(sizeof(uint32_t) * rows);
     t->targets = malloc(sizeof(int) * rows);
     t->dlogits = malloc(sizeof(float) * rows * LM_VOCAB);
@@ -247,8 +247,7 @@ static void checkpoint_tensors(trainer *t, srp_tensor_list *list)
                         &b->from_step);
     srp_tensor_list_add(list, "train.budget.from_clock", NULL, SRP_DTYPE_F64, 0, NULL,
                         &b->from_clock);
-    srp_tensor_list_add(list, "train.best_val_bpc", NULL, SRP_DTYPE_F32, 0, NULL,
-                        &t->best_val_bpc);
+    srp_tensor_list_add(list, "train.best_val_bpc", NULL, SRP_DTYPE_F32, 0, NULL, &t->best_val_bpc);
     ex_collapse_tensors(&t->watch, "train.collapse", list);
 }
 
@@ -263,9 +262,9 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
         const srp_status st = srp_tensor_list_create(&list);
         if (st == SRP_OK)
             checkpoint_tensors(t, list);
-        code = st != SRP_OK ? ex_fail_status(err, st, "the checkpoint's list")
-                            : ex_run_save(&t->run.base, list, t->metrics.lines,
-                                          t->opt.checkpoint_path, err);
+        code = st != SRP_OK
+                   ? ex_fail_status(err, st, "the checkpoint's list")
+                   : ex_run_save(&t->run.base, list, t->metrics.lines, t->opt.checkpoint_path, err);
         srp_tensor_list_destroy(list);
     }
     return ex_dist_agree(&t->dist, code, err);
@@ -438,10 +437,9 @@ static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
     c.max_batch = 1;
     lm_model *m = NULL;
     st = config[5] < LM_ARCH_COUNT && config[6] <= LM_POS_FIXED &&
-                                  config[8] <= SRP_GAMMA_INIT_ONE &&
-                                  config[9] <= SRP_QKV_SIGMA_SEPARATE
-                              ? lm_create(&m, &c)
-                              : SRP_ERR_FORMAT;
+                 config[8] <= SRP_GAMMA_INIT_ONE && config[9] <= SRP_QKV_SIGMA_SEPARATE
+             ? lm_create(&m, &c)
+             : SRP_ERR_FORMAT;
     if (st != SRP_OK)
         return ex_fail_statusf(err, st, "%s: its model configuration is not valid",
                                o->generate_path);
@@ -454,8 +452,8 @@ static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
     }
     srp_tensor_list_destroy(list);
     /* The file wrote each sigma into its layer: a bad one is refused. */
-    for (size_t i = 0; code == EX_OK && i < lm_linear_count(m); i++) {
-        srp_linear *l = lm_linear(m, i, NULL);
+    for (size_t i = 0; code == EX_OK && i < lm_linears(m)->count; i++) {
+        srp_linear *l = lm_linears(m)->linears[i];
         if ((st = srp_linear_set_sigma(l, srp_linear_sigma(l))) != SRP_OK)
             code = ex_fail_statusf(err, st, "%s: a sigma in it is not valid", o->generate_path);
     }
@@ -604,13 +602,13 @@ static void write_train_metrics(trainer *t, const step_record *rec, int with_bou
     ex_metrics_matrix(m, "entropy_normalized", t->ent_norm, L, H);
     if (with_bound)
         ex_metrics_matrix(m, "entropy_bound", t->ent_bound, L, H);
-    const size_t nlin = lm_linear_count(t->model);
+    const size_t nlin = lm_linears(t->model)->count;
     for (int which = 0; which < 2; which++) {
         for (size_t i = 0; i < nlin; i++) {
-            srp_linear *l = lm_linear(t->model, i, NULL);
+            srp_linear *l = lm_linears(t->model)->linears[i];
             t->linear_values[i] = which == 0 ? srp_linear_sigma(l) : *srp_linear_gamma(l);
         }
-        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", lm_linear_names(t->model),
+        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", lm_linears(t->model)->names,
                          t->linear_values, nlin);
     }
     ex_metrics_end(m);
@@ -857,8 +855,8 @@ static ex_code run(trainer *t, ex_error *err)
     t->run.base.ranks = (uint64_t)t->dist.size;
     if ((code = ex_dist_same_options(&t->dist, t->run.base.fingerprint, err)) != EX_OK ||
         (code = ex_dist_attach(&t->dist, srp_param_list_entries(t->param_list),
-                               srp_param_list_count(t->param_list), lm_linears(t->model),
-                               lm_linear_count(t->model), err)) != EX_OK)
+                               srp_param_list_count(t->param_list), lm_linears(t->model)->linears,
+                               lm_linears(t->model)->count, err)) != EX_OK)
         return code;
     ex_dist_describe(&t->dist, stdout);
     srp_rng_seed(&t->run.data_rng, o->seed ^ 0xda7a5eedull);

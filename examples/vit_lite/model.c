@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/layers.h"
 #include "common/tensors.h"
 
 #define LN_EPS 1e-6f /* timm's ViT LayerNorm eps */
@@ -23,17 +24,13 @@ struct vit_model {
     float *pos, *dpos; /* [T][D] */
     srp_block **blocks;
     srp_layernorm *final_ln; /* NULL without layernorm */
-    float **xs; /* depth + 1 residual streams [B*T][D]: xs[l] enters block l */
-    float *final_out; /* [B*T][D]: the final LayerNorm's output */
+    float **xs;              /* depth + 1 residual streams [B*T][D]: xs[l] enters block l */
+    float *final_out;        /* [B*T][D]: the final LayerNorm's output */
     float *patch_buf, *emb, *pooled, *logits; /* [B*P][CPP], [B*P][D], [B][D], [B][classes] */
     /* backward scratch: the residual stream's gradient, the final
      * LayerNorm's output gradient */
     float *d_stream, *d_final, *d_emb, *d_pooled;
-    /* every linear, for metrics, the weight average and the lists */
-    srp_linear **linears;
-    size_t nlinears;
-    char (*name_buf)[NAME_LEN]; /* [nlinears]: their names, */
-    const char **names;         /* pointing there */
+    ex_linear_names linears; /* every linear, named, for metrics and the lists */
 };
 
 vit_config vit_config_default(void)
@@ -93,39 +90,6 @@ static srp_linear_config linear_config(const vit_config *c, size_t in, size_t ou
     return lc;
 }
 
-/* Appends a linear to the model's table (room taken at create). */
-static void add_linear(vit_model *m, srp_linear *l) { m->linears[m->nlinears++] = l; }
-
-/* Linear i's name into buf. */
-static void name_linear(vit_model *m, size_t i, char *buf)
-{
-    const size_t stem = m->stem.layers, per_block = srp_block_linear_count(m->blocks[0]);
-    if (i < stem) {
-        snprintf(buf, NAME_LEN, "stem.conv%zu", i);
-    } else if (i == stem || i + 1 == m->nlinears) {
-        snprintf(buf, NAME_LEN, "%s", i == stem ? "patch_embed.proj" : "head");
-    } else {
-        const size_t l = (i - stem - 1) / per_block;
-        const char *part;
-        srp_block_linear(m->blocks[l], (i - stem - 1) % per_block, &part);
-        snprintf(buf, NAME_LEN, "blocks.%zu.%s", l, part);
-    }
-}
-
-/* Every linear's name, once the table is complete; 0 when out of memory. */
-static int name_linears(vit_model *m)
-{
-    m->name_buf = calloc(m->nlinears, sizeof(*m->name_buf));
-    m->names = calloc(m->nlinears, sizeof(*m->names));
-    if (!m->name_buf || !m->names)
-        return 0;
-    for (size_t i = 0; i < m->nlinears; i++) {
-        name_linear(m, i, m->name_buf[i]);
-        m->names[i] = m->name_buf[i];
-    }
-    return 1;
-}
-
 srp_status vit_create(vit_model **out, const vit_config *cfg)
 {
     if (!out || !cfg)
@@ -150,9 +114,9 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     srp_status st = SRP_ERR_NOMEM;
     srp_rng rng;
     srp_rng_seed(&rng, c->seed);
-    /* at most 3 input projections, proj, fc1 and fc2 a block */
-    m->linears = calloc(c->stem_layers + 2 + 6 * c->depth, sizeof(srp_linear *));
-    if (!m->linears)
+    /* Room for every linear (at most 3 input projections, proj, fc1 and fc2
+     * a block), so that the appends below, of short names, cannot fail. */
+    if (!ex_linear_names_init(&m->linears, c->stem_layers + 2 + 6 * c->depth))
         goto fail;
 
     srp_linear_config lc;
@@ -161,17 +125,19 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         if ((st = vit_stem_init(&m->stem, c->stem_layers, c->stem_channels, c->stem_strides,
                                 c->channels, c->image_size, q, B, &lc, &rng)) != SRP_OK)
             goto fail;
-        for (size_t l = 0; l < c->stem_layers; l++)
-            add_linear(m, srp_conv2d_linear(m->stem.conv[l]));
+        char name[NAME_LEN];
+        for (size_t l = 0; l < c->stem_layers; l++) {
+            snprintf(name, sizeof(name), "conv%zu", l);
+            ex_linear_names_add(&m->linears, srp_conv2d_linear(m->stem.conv[l]), "stem", name);
+        }
     }
     lc = linear_config(c, m->patch_len, D, &rng);
     if ((st = srp_linear_create(&m->embed, &lc)) != SRP_OK)
         goto fail;
     st = SRP_ERR_NOMEM;
-    add_linear(m, m->embed);
-    if (!ex_alloc_floats(&m->cls, D) ||
-        !ex_alloc_floats(&m->dcls, D) || !ex_alloc_floats(&m->pos, m->tokens * D) ||
-        !ex_alloc_floats(&m->dpos, m->tokens * D))
+    ex_linear_names_add(&m->linears, m->embed, NULL, "patch_embed.proj");
+    if (!ex_alloc_floats(&m->cls, D) || !ex_alloc_floats(&m->dcls, D) ||
+        !ex_alloc_floats(&m->pos, m->tokens * D) || !ex_alloc_floats(&m->dpos, m->tokens * D))
         goto fail;
     srp_rng_fill_trunc_normal(&rng, m->pos, m->tokens * D, 0.02f);
     m->blocks = calloc(c->depth, sizeof(srp_block *));
@@ -196,9 +162,7 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         bc.fc2 = linear_config(c, c->mlp_dim, D, &rng);
         if ((st = srp_block_create(&m->blocks[l], &bc, B, m->tokens)) != SRP_OK)
             goto fail;
-        st = SRP_ERR_NOMEM;
-        for (size_t i = 0; i < srp_block_linear_count(m->blocks[l]); i++)
-            add_linear(m, srp_block_linear(m->blocks[l], i, NULL));
+        ex_linear_names_add_block(&m->linears, m->blocks[l], l);
     }
     if (c->layernorm) {
         srp_layernorm_config nc = srp_layernorm_config_default(D);
@@ -211,15 +175,13 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         goto fail;
     st = SRP_ERR_NOMEM;
     /* with a stem, the embedding reads the stem's output instead */
-    add_linear(m, m->head);
+    ex_linear_names_add(&m->linears, m->head, NULL, "head");
     if (!ex_alloc_floats(&m->patch_buf, K ? 1 : B * m->patches * m->patch_len) ||
         !ex_alloc_floats(&m->emb, B * m->patches * D) || !ex_alloc_floats(&m->pooled, B * D) ||
         !ex_alloc_floats(&m->logits, B * c->classes) || !ex_alloc_floats(&m->d_stream, rows * D) ||
         (c->layernorm &&
          (!ex_alloc_floats(&m->final_out, rows * D) || !ex_alloc_floats(&m->d_final, rows * D))) ||
         !ex_alloc_floats(&m->d_emb, B * m->patches * D) || !ex_alloc_floats(&m->d_pooled, B * D))
-        goto fail;
-    if (!name_linears(m))
         goto fail;
     *out = m;
     return SRP_OK;
@@ -256,9 +218,7 @@ void vit_destroy(vit_model *m)
     free(m->d_final);
     free(m->d_emb);
     free(m->d_pooled);
-    free(m->linears);
-    free(m->name_buf);
-    free(m->names);
+    ex_linear_names_free(&m->linears);
     free(m);
 }
 
@@ -356,23 +316,11 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
 
 srp_status vit_model_params(vit_model *m, srp_param_list *list)
 {
-    for (size_t i = 0; i < m->nlinears; i++)
-        {
-        const char *name;
-        srp_linear *l = vit_linear(m, i, &name);
-        srp_linear_params(l, name, list);
-    }
+    ex_linear_names_params(&m->linears, list);
     srp_param_list_add(list, "cls_token", NULL, m->cls, m->dcls, m->cfg.dim, SRP_PARAM_EMBEDDING);
     srp_param_list_add(list, "pos_embed", NULL, m->pos, m->dpos, m->tokens * m->cfg.dim,
                        SRP_PARAM_EMBEDDING);
-    char prefix[NAME_LEN];
-    for (size_t l = 0; l < m->cfg.depth; l++)
-        for (size_t i = 0; i < srp_block_norm_count(m->blocks[l]); i++) {
-            const char *name;
-            srp_layernorm *ln = srp_block_norm(m->blocks[l], i, &name);
-            snprintf(prefix, sizeof(prefix), "blocks.%zu.%s", l, name);
-            srp_layernorm_params(ln, prefix, list);
-        }
+    ex_blocks_norm_params(m->blocks, m->cfg.depth, list);
     if (m->final_ln)
         srp_layernorm_params(m->final_ln, "norm", list);
     return srp_param_list_status(list);
@@ -388,30 +336,14 @@ srp_status vit_model_state_refs(vit_model *m, srp_tensor_list *list)
     srp_linear_state_refs(m->embed, "patch_embed.proj", list);
     srp_tensor_list_add_f32(list, "cls_token", NULL, m->cls, m->cfg.dim);
     srp_tensor_list_add_f32(list, "pos_embed", NULL, m->pos, m->tokens * m->cfg.dim);
-    for (size_t l = 0; l < m->cfg.depth; l++) {
-        snprintf(prefix, sizeof(prefix), "blocks.%zu", l);
-        srp_block_state_refs(m->blocks[l], prefix, list);
-    }
+    ex_blocks_state_refs(m->blocks, m->cfg.depth, list);
     if (m->final_ln)
         srp_layernorm_state_refs(m->final_ln, "norm", list);
     srp_linear_state_refs(m->head, "head", list);
     return srp_tensor_list_status(list);
 }
 
-size_t vit_linear_count(const vit_model *m) { return m->nlinears; }
-
-srp_linear *vit_linear(vit_model *m, size_t i, const char **name)
-{
-    if (i >= m->nlinears)
-        return NULL;
-    if (name)
-        *name = m->names[i];
-    return m->linears[i];
-}
-
-const char *const *vit_linear_names(const vit_model *m) { return m->names; }
-
-srp_linear *const *vit_linears(const vit_model *m) { return m->linears; }
+const ex_linear_names *vit_linears(const vit_model *m) { return &m->linears; }
 
 srp_attention *vit_attention_at(vit_model *m, size_t layer)
 {

@@ -22,6 +22,7 @@
 
 #include <sigmareparam.h>
 
+#include "common/layers.h"
 #include "stem.h"
 
 /* What the head reads: the class token (ViT, the official code), or the
@@ -76,7 +77,7 @@ srp_status vit_backward(vit_model *m, const float *dlogits);
 
 /* Appends the trainable tensors, with timm-style names and their kinds, in
  * this order (the optimizer's, the weight average's and the gradient
- * norm's): every linear as vit_linear orders them (srp_linear_params:
+ * norm's): every linear as vit_linears orders them (srp_linear_params:
  * weight, bias, gamma), cls_token, pos_embed, then each block's norm1 and
  * norm2 and the final norm (with layernorm). */
 srp_status vit_model_params(vit_model *m, srp_param_list *list);
@@ -87,15 +88,11 @@ srp_status vit_model_params(vit_model *m, srp_param_list *list);
  * them, pointing at the layers themselves. */
 srp_status vit_model_state_refs(vit_model *m, srp_tensor_list *list);
 
-/* For metrics, the weight average and checkpoints: the linear layers, in
- * this order: the stem's convolutions (stem.conv<l>), patch_embed.proj,
- * each block's (srp_block_linear's order, under blocks.<l>), head; and the
- * attentions. vit_linears and vit_linear_names: all of them, arrays of
- * vit_linear_count. */
-size_t vit_linear_count(const vit_model *m);
-srp_linear *vit_linear(vit_model *m, size_t i, const char **name);
-srp_linear *const *vit_linears(const vit_model *m);
-const char *const *vit_linear_names(const vit_model *m);
+/* For metrics, the weight average and data-parallel training: the linear
+ * layers with their names, in this order: the stem's convolutions
+ * (stem.conv<l>), patch_embed.proj, each block's (srp_block_linear's
+ * order, under blocks.<l>), head; and the attentions. */
+const ex_linear_names *vit_linears(const vit_model *m);
 srp_attention *vit_attention_at(vit_model *m, size_t layer);
 
 #endif

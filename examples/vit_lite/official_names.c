@@ -58,7 +58,7 @@ static ex_code official_tensors(vit_model *m, int for_import, official_list *o, 
     srp_status st = srp_tensor_list_create(&o->list);
     if (st != SRP_OK)
         return ex_fail_status(err, st, "the list of the official names");
-    const size_t nlin = vit_linear_count(m);
+    const size_t nlin = vit_linears(m)->count;
     const vit_config *c = vit_get_config(m);
     if (c->sigma_reparam && c->qkv_sigma != SRP_QKV_SIGMA_FUSED)
         return ex_fail(err, EX_USAGE,
@@ -100,8 +100,8 @@ static ex_code official_tensors(vit_model *m, int for_import, official_list *o, 
         return ex_fail_status(err, st, "the model's parameter list");
 
     for (size_t i = 0; i < nlin; i++) {
-        const char *name;
-        srp_linear *l = vit_linear(m, i, &name);
+        srp_linear *l = vit_linears(m)->linears[i];
+        const char *name = vit_linears(m)->names[i];
         const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
         const size_t w_shape[2] = {out, in};
         linear_extras *x = &o->extras[i];
@@ -143,7 +143,7 @@ ex_code vit_export_safetensors(vit_model *m, const char *path, ex_error *err)
         if (st != SRP_OK)
             code = ex_fail_statusf(err, st, "writing %s", path);
     }
-    official_free(&o, vit_linear_count(m));
+    official_free(&o, vit_linears(m)->count);
     return code;
 }
 
@@ -168,8 +168,8 @@ static ex_code check_names(const official_list *o, const srp_safetensors *f, con
         int found = 0;
         for (size_t k = 0; !found && k < srp_safetensors_count(f); k++) {
             srp_tensor_ref info;
-            found = srp_safetensors_info(f, k, &info) == SRP_OK &&
-                    strcmp(info.name, refs[i].name) == 0;
+            found =
+                srp_safetensors_info(f, k, &info) == SRP_OK && strcmp(info.name, refs[i].name) == 0;
         }
         if (!found)
             append_name(missing, sizeof(missing), refs[i].name);
@@ -213,7 +213,7 @@ static void v_from_u(srp_linear *l)
 ex_code vit_import_safetensors(vit_model *m, const char *path, ex_error *err)
 {
     official_list o;
-    const size_t nlin = vit_linear_count(m);
+    const size_t nlin = vit_linears(m)->count;
     ex_code code = official_tensors(m, 1, &o, err);
     srp_safetensors *f = NULL;
     if (code == EX_OK) {
@@ -247,7 +247,7 @@ ex_code vit_import_safetensors(vit_model *m, const char *path, ex_error *err)
         }
     }
     for (size_t i = 0; code == EX_OK && i < nlin; i++) {
-        srp_linear *l = vit_linear(m, i, NULL);
+        srp_linear *l = vit_linears(m)->linears[i];
         if (srp_linear_reparam(l) != SRP_REPARAM_SIGMA)
             continue;
         v_from_u(l);

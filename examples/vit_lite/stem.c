@@ -194,8 +194,8 @@ srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int 
         const float *x = l == 0 ? s->in : s->out[l - 1];
         EX_TRY(srp_conv2d_forward(s->conv[l], x, batch, s->sides[l], s->sides[l], s->pre[l],
                                   training));
-        EX_TRY(srp_gelu_forward(s->pre[l], batch * pixels_of(s, l + 1) * s->channels[l],
-                                s->out[l]));
+        EX_TRY(
+            srp_gelu_forward(s->pre[l], batch * pixels_of(s, l + 1) * s->channels[l], s->out[l]));
     }
     s->batch = batch;
     to_patch_order(s, s->out[s->layers - 1], batch, s->patch_out);

@@ -29,11 +29,11 @@ typedef struct {
     float *in;                       /* [B][C][S_0][S_0]: the last forward's images */
     float *pre[VIT_STEM_MAX_LAYERS]; /* [B][K_l][S_{l+1}][S_{l+1}]: layer l before its GELU */
     float *out[VIT_STEM_MAX_LAYERS]; /* the same after it */
-    int *patch_order;   /* [S_L^2]: the last map's raster index -> its index in patch order */
-    float *patch_out;   /* [B*S_L^2][K_L]: the output, in patch order */
-    float *d_features;  /* [B*S_L^2][K_L]: d(output) from the caller, in patch order */
-    float *d_maps[2];   /* [largest map] each: backward, the gradients of a layer's maps */
-    size_t batch;       /* of the last forward */
+    int *patch_order;  /* [S_L^2]: the last map's raster index -> its index in patch order */
+    float *patch_out;  /* [B*S_L^2][K_L]: the output, in patch order */
+    float *d_features; /* [B*S_L^2][K_L]: d(output) from the caller, in patch order */
+    float *d_maps[2];  /* [largest map] each: backward, the gradients of a layer's maps */
+    size_t batch;      /* of the last forward */
 } vit_stem;
 
 /* The side of a 3x3 convolution's output, zero padding 1: (side - 1) /

@@ -207,7 +207,7 @@ static ex_code build(trainer *t, ex_error *err)
 
     const vit_config *c = vit_get_config(t->model);
     const size_t image = tr->channels * tr->height * tr->width, lh = c->depth * c->heads;
-    const size_t nlin = vit_linear_count(t->model);
+    const size_t nlin = vit_linears(t->model)->count;
     t->images = malloc(sizeof(float) * o->batch * image);
     t->dlogits = malloc(sizeof(float) * o->batch * c->classes);
     t->labels = malloc(sizeof(int) * o->batch);
@@ -226,8 +226,9 @@ static ex_code build(trainer *t, ex_error *err)
         !t->ent_bound || !t->linear_values)
         return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
     memset(t->mirror, 1, o->batch);
-    if (o->ema > 0.0f && (code = ex_ema_init(&t->ema, t->params, t->nparams, vit_linears(t->model), nlin,
-                                             o->ema, err)) != EX_OK)
+    if (o->ema > 0.0f &&
+        (code = ex_ema_init(&t->ema, t->params, t->nparams, vit_linears(t->model)->linears, nlin,
+                            o->ema, err)) != EX_OK)
         return code;
     return ex_collapse_init(&t->watch, lh, o->collapse_window, o->collapse_fraction,
                             o->collapse_drop, (float)log((double)vit_tokens(t->model)), err);
@@ -263,9 +264,9 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
         const srp_status st = srp_tensor_list_create(&list);
         if (st == SRP_OK)
             checkpoint_tensors(t, list);
-        code = st != SRP_OK ? ex_fail_status(err, st, "the checkpoint's list")
-                            : ex_run_save(&t->run.base, list, t->metrics.lines,
-                                          t->opt.checkpoint_path, err);
+        code = st != SRP_OK
+                   ? ex_fail_status(err, st, "the checkpoint's list")
+                   : ex_run_save(&t->run.base, list, t->metrics.lines, t->opt.checkpoint_path, err);
         srp_tensor_list_destroy(list);
     }
     return ex_dist_agree(&t->dist, code, err);
@@ -578,13 +579,13 @@ static void write_train_metrics(trainer *t, const step_record *rec, int with_bou
     ex_metrics_matrix(m, "entropy_min", t->ent_min, c->depth, c->heads);
     if (with_bound)
         ex_metrics_matrix(m, "entropy_bound", t->ent_bound, c->depth, c->heads);
-    const size_t nlin = vit_linear_count(t->model);
+    const size_t nlin = vit_linears(t->model)->count;
     for (int which = 0; which < 2; which++) {
         for (size_t i = 0; i < nlin; i++) {
-            srp_linear *l = vit_linear(t->model, i, NULL);
+            srp_linear *l = vit_linears(t->model)->linears[i];
             t->linear_values[i] = which == 0 ? srp_linear_sigma(l) : *srp_linear_gamma(l);
         }
-        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", vit_linear_names(t->model),
+        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", vit_linears(t->model)->names,
                          t->linear_values, nlin);
     }
     ex_metrics_end(m);
@@ -806,8 +807,8 @@ static ex_code run(trainer *t, ex_error *err)
     vit_options_fingerprint(o, t->run.base.fingerprint, sizeof(t->run.base.fingerprint));
     t->run.base.ranks = (uint64_t)t->dist.size;
     if ((code = ex_dist_same_options(&t->dist, t->run.base.fingerprint, err)) != EX_OK ||
-        (code = ex_dist_attach(&t->dist, t->params, t->nparams, vit_linears(t->model),
-                               vit_linear_count(t->model), err)) != EX_OK)
+        (code = ex_dist_attach(&t->dist, t->params, t->nparams, vit_linears(t->model)->linears,
+                               vit_linears(t->model)->count, err)) != EX_OK)
         return code;
     ex_dist_describe(&t->dist, stdout);
     srp_rng_seed(&t->run.data_rng, o->seed ^ 0xda7a5eedull);

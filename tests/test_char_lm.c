@@ -576,7 +576,7 @@ static void test_final_evaluation_scores_every_byte(void **state)
     const size_t ten = 10;
     assert_ok(srp_tensor_list_add(list, "model.config", NULL, SRP_DTYPE_U64, 1, &ten, config));
     assert_ok(lm_model_state_refs(m, list));
-    assert_int_equal(ex_tensors_load(list, 0, ckpt, &err), EX_OK);
+    assert_ok(srp_checkpoint_load(ckpt, srp_tensor_list_refs(list), srp_tensor_list_count(list)));
     srp_tensor_list_destroy(list);
     double nats = 0.0;
     size_t counted = 0;

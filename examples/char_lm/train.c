@@ -221,18 +221,27 @@ static ex_code build(trainer *t, ex_error *err)
 
 /* The model's tensors and its shape ("model.config"): what --generate
  * needs. */
-static void model_tensors(lm_model *m, uint64_t *config, srp_tensor_list *list)
+typedef struct {
+    lm_model *model; /* NULL: the shape alone */
+    uint64_t *config;
+} model_state;
+
+static void model_tensors(void *ctx, srp_tensor_list *list)
 {
+    const model_state *s = ctx;
     const size_t n = CONFIG_FIELDS;
-    srp_tensor_list_add(list, "model.config", NULL, SRP_DTYPE_U64, 1, &n, config);
-    lm_model_state_refs(m, list);
+    srp_tensor_list_add(list, "model.config", NULL, SRP_DTYPE_U64, 1, &n, s->config);
+    if (s->model)
+        lm_model_state_refs(s->model, list);
 }
 
 /* All tensors of a checkpoint: the model's first, then the optimizer's
  * and the run's. */
-static void checkpoint_tensors(trainer *t, srp_tensor_list *list)
+static void checkpoint_tensors(void *ctx, srp_tensor_list *list)
 {
-    model_tensors(t->model, t->config, list);
+    trainer *t = ctx;
+    model_state model = {t->model, t->config};
+    model_tensors(&model, list);
     srp_optim_state_refs(t->optim, list);
     const size_t four = 4;
     ex_run_tensors(&t->run.base, list);
@@ -258,28 +267,15 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
         return EX_OK;
     ex_code code = EX_OK;
     if (ex_dist_is_root(&t->dist)) {
-        srp_tensor_list *list = NULL;
-        const srp_status st = srp_tensor_list_create(&list);
-        if (st == SRP_OK)
-            checkpoint_tensors(t, list);
-        code = st != SRP_OK
-                   ? ex_fail_status(err, st, "the checkpoint's list")
-                   : ex_run_save(&t->run.base, list, t->metrics.lines, t->opt.checkpoint_path, err);
-        srp_tensor_list_destroy(list);
+        code = ex_run_save(&t->run.base, checkpoint_tensors, t, t->metrics.lines,
+                           t->opt.checkpoint_path, err);
     }
     return ex_dist_agree(&t->dist, code, err);
 }
 
 static ex_code load_checkpoint(trainer *t, const char *path, ex_error *err)
 {
-    srp_tensor_list *list = NULL;
-    const srp_status st = srp_tensor_list_create(&list);
-    if (st == SRP_OK)
-        checkpoint_tensors(t, list);
-    const ex_code code = st != SRP_OK ? ex_fail_status(err, st, "the checkpoint's list")
-                                      : ex_run_load(&t->run.base, list, 0, path, err);
-    srp_tensor_list_destroy(list);
-    return code;
+    return ex_run_load(&t->run.base, checkpoint_tensors, t, path, err);
 }
 
 /* ---------------------------------------------------------------------
@@ -413,14 +409,8 @@ static ex_code generate(lm_model *m, const char *prompt, size_t n, float tempera
 static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
 {
     uint64_t config[CONFIG_FIELDS];
-    const size_t n = CONFIG_FIELDS;
-    srp_tensor_list *list = NULL;
-    srp_status st = srp_tensor_list_create(&list);
-    if (st != SRP_OK)
-        return ex_fail_status(err, st, "the checkpoint's list");
-    srp_tensor_list_add(list, "model.config", NULL, SRP_DTYPE_U64, 1, &n, config);
-    ex_code code = ex_tensors_load(list, 0, o->generate_path, err);
-    srp_tensor_list_destroy(list);
+    model_state shape = {NULL, config};
+    ex_code code = ex_tensors_load(model_tensors, &shape, o->generate_path, err);
     if (code != EX_OK)
         return code;
     lm_config c = lm_config_default();
@@ -436,21 +426,15 @@ static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
     c.qkv_sigma = (srp_qkv_sigma)config[9];
     c.max_batch = 1;
     lm_model *m = NULL;
-    st = config[5] < LM_ARCH_COUNT && config[6] <= LM_POS_FIXED &&
-                 config[8] <= SRP_GAMMA_INIT_ONE && config[9] <= SRP_QKV_SIGMA_SEPARATE
-             ? lm_create(&m, &c)
-             : SRP_ERR_FORMAT;
+    srp_status st = config[5] < LM_ARCH_COUNT && config[6] <= LM_POS_FIXED &&
+                            config[8] <= SRP_GAMMA_INIT_ONE && config[9] <= SRP_QKV_SIGMA_SEPARATE
+                        ? lm_create(&m, &c)
+                        : SRP_ERR_FORMAT;
     if (st != SRP_OK)
         return ex_fail_statusf(err, st, "%s: its model configuration is not valid",
                                o->generate_path);
-    list = NULL;
-    if ((st = srp_tensor_list_create(&list)) != SRP_OK)
-        code = ex_fail_status(err, st, "the checkpoint's list");
-    if (code == EX_OK) {
-        model_tensors(m, config, list);
-        code = ex_tensors_load(list, 0, o->generate_path, err);
-    }
-    srp_tensor_list_destroy(list);
+    model_state model = {m, config};
+    code = ex_tensors_load(model_tensors, &model, o->generate_path, err);
     /* The file wrote each sigma into its layer: a bad one is refused. */
     for (size_t i = 0; code == EX_OK && i < lm_linears(m)->count; i++) {
         srp_linear *l = lm_linears(m)->linears[i];

@@ -21,27 +21,27 @@ void ex_run_tensors(ex_run_state *r, srp_tensor_list *list)
     srp_tensor_list_add(list, "train.fingerprint", NULL, SRP_DTYPE_U8, 1, &fp, r->fingerprint);
 }
 
-ex_code ex_run_save(ex_run_state *r, const srp_tensor_list *list, uint64_t metrics_lines,
+ex_code ex_run_save(ex_run_state *r, ex_tensor_fill fill, void *ctx, uint64_t metrics_lines,
                     const char *path, ex_error *err)
 {
     r->metrics_lines = metrics_lines;
     const double before = r->seconds;
     r->seconds = ex_run_seconds(r);
-    const ex_code code = ex_tensors_save(list, path, err);
+    const ex_code code = ex_tensors_save(fill, ctx, path, err);
     r->seconds = before;
     return code;
 }
 
-ex_code ex_run_load(ex_run_state *r, const srp_tensor_list *list, size_t count, const char *path,
+ex_code ex_run_load(ex_run_state *r, ex_tensor_fill fill, void *ctx, const char *path,
                     ex_error *err)
 {
     char expected[EX_FINGERPRINT_LEN];
     memcpy(expected, r->fingerprint, sizeof(expected));
     const uint64_t ranks = r->ranks;
-    const ex_code code = ex_tensors_load(list, count, path, err);
+    const ex_code code = ex_tensors_load(fill, ctx, path, err);
     if (code != EX_OK)
         return code;
-    /* A model-only load (count) leaves the fingerprint as it was. */
+    /* A model-only load leaves the fingerprint as it was. */
     if (strcmp(expected, r->fingerprint) != 0)
         return ex_fail(err, EX_USAGE,
                        "%s was written by a run with other training options; resume with the "

@@ -31,15 +31,16 @@ double ex_run_seconds(const ex_run_state *r);
  * and train.fingerprint. */
 void ex_run_tensors(ex_run_state *r, srp_tensor_list *list);
 
-/* Saves list (which holds r's tensors) to path: the metrics lines and the
- * seconds so far in the file, while r->seconds stays those before this
- * run. */
-ex_code ex_run_save(ex_run_state *r, const srp_tensor_list *list, uint64_t metrics_lines,
+/* Saves the list fill makes (which holds r's tensors) to path: the metrics
+ * lines and the seconds so far in the file, while r->seconds stays those
+ * before this run. */
+ex_code ex_run_save(ex_run_state *r, ex_tensor_fill fill, void *ctx, uint64_t metrics_lines,
                     const char *path, ex_error *err);
-/* Loads the first `count` entries of list (0: all) from path; a usage
- * error when the file's fingerprint is not r's (a run with other training
- * options) or it was written by a run on another number of ranks. */
-ex_code ex_run_load(ex_run_state *r, const srp_tensor_list *list, size_t count, const char *path,
+/* Loads the list fill makes from path; a usage error when the file's
+ * fingerprint is not r's (a run with other training options) or it was
+ * written by a run on another number of ranks. A list without r's tensors
+ * (a model alone out of a training checkpoint) leaves r as it was. */
+ex_code ex_run_load(ex_run_state *r, ex_tensor_fill fill, void *ctx, const char *path,
                     ex_error *err);
 
 #endif

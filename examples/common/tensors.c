@@ -4,40 +4,49 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A list that could not be built completely. */
-static ex_code list_failed(const srp_tensor_list *l, ex_error *err)
+/* The list fill makes into *out; a message when it cannot be built. */
+static ex_code make_list(ex_tensor_fill fill, void *ctx, srp_tensor_list **out, ex_error *err)
 {
-    return ex_fail_status(err, srp_tensor_list_status(l), "listing the checkpoint's tensors");
+    srp_status st = srp_tensor_list_create(out);
+    if (st == SRP_OK) {
+        fill(ctx, *out);
+        st = srp_tensor_list_status(*out);
+    }
+    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "listing the checkpoint's tensors");
 }
 
-ex_code ex_tensors_save(const srp_tensor_list *l, const char *path, ex_error *err)
+ex_code ex_tensors_save(ex_tensor_fill fill, void *ctx, const char *path, ex_error *err)
 {
-    if (srp_tensor_list_status(l) != SRP_OK)
-        return list_failed(l, err);
-    const srp_status st =
-        srp_checkpoint_save(path, srp_tensor_list_refs(l), srp_tensor_list_count(l));
+    srp_tensor_list *l = NULL;
+    ex_code code = make_list(fill, ctx, &l, err);
+    const srp_status st = code != EX_OK ? SRP_OK
+                                        : srp_checkpoint_save(path, srp_tensor_list_refs(l),
+                                                              srp_tensor_list_count(l));
+    srp_tensor_list_destroy(l);
     if (st != SRP_OK) {
         ex_fail_statusf(err, st, "saving the checkpoint %s", path);
         ex_append(err, "%s; the previous checkpoint, if any, is intact",
                   st == SRP_ERR_IO ? " (a full disk?)" : "");
-        return EX_FAILED;
+        code = EX_FAILED;
     }
-    return EX_OK;
+    return code;
 }
 
-ex_code ex_tensors_load(const srp_tensor_list *l, size_t count, const char *path, ex_error *err)
+ex_code ex_tensors_load(ex_tensor_fill fill, void *ctx, const char *path, ex_error *err)
 {
-    if (srp_tensor_list_status(l) != SRP_OK)
-        return list_failed(l, err);
-    const srp_status st = srp_checkpoint_load(path, srp_tensor_list_refs(l),
-                                              count ? count : srp_tensor_list_count(l));
+    srp_tensor_list *l = NULL;
+    ex_code code = make_list(fill, ctx, &l, err);
+    const srp_status st = code != EX_OK ? SRP_OK
+                                        : srp_checkpoint_load(path, srp_tensor_list_refs(l),
+                                                              srp_tensor_list_count(l));
+    srp_tensor_list_destroy(l);
     if (st != SRP_OK) {
         ex_fail_statusf(err, st, "loading the checkpoint %s", path);
         if (st == SRP_ERR_SHAPE || st == SRP_ERR_FORMAT || st == SRP_ERR_NOT_FOUND)
             ex_append(err, "; was it written with other model options?");
-        return EX_FAILED;
+        code = EX_FAILED;
     }
-    return EX_OK;
+    return code;
 }
 
 int ex_alloc_floats(float **p, size_t n)

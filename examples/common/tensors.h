@@ -14,11 +14,13 @@
  * gradients); 0 when out of memory. */
 int ex_alloc_floats(float **p, size_t n);
 
-/* srp_checkpoint_save / _load of the whole list, with a message naming the
- * file (a list whose building failed is refused). load: count = the first
- * `count` entries only (a model out of a training checkpoint), or 0 for
- * all. */
-ex_code ex_tensors_save(const srp_tensor_list *l, const char *path, ex_error *err);
-ex_code ex_tensors_load(const srp_tensor_list *l, size_t count, const char *path, ex_error *err);
+/* Appends the tensors of a file (a trainer's checkpoint, a model's part of
+ * it) to list. */
+typedef void (*ex_tensor_fill)(void *ctx, srp_tensor_list *list);
+
+/* srp_checkpoint_save / _load of the list that fill(ctx, .) makes, with a
+ * message naming the file (a list whose building failed is refused). */
+ex_code ex_tensors_save(ex_tensor_fill fill, void *ctx, const char *path, ex_error *err);
+ex_code ex_tensors_load(ex_tensor_fill fill, void *ctx, const char *path, ex_error *err);
 
 #endif

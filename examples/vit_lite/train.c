@@ -236,8 +236,9 @@ static ex_code build(trainer *t, ex_error *err)
 
 /* All tensors of a checkpoint: the model's first (so that a model alone
  * loads from the list's head), then the optimizer's and the run's. */
-static void checkpoint_tensors(trainer *t, srp_tensor_list *list)
+static void checkpoint_tensors(void *ctx, srp_tensor_list *list)
 {
+    trainer *t = ctx;
     vit_model_state_refs(t->model, list);
     srp_optim_state_refs(t->optim, list);
     run_state *rs = &t->run;
@@ -260,35 +261,21 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
         return EX_OK;
     ex_code code = EX_OK;
     if (ex_dist_is_root(&t->dist)) {
-        srp_tensor_list *list = NULL;
-        const srp_status st = srp_tensor_list_create(&list);
-        if (st == SRP_OK)
-            checkpoint_tensors(t, list);
-        code = st != SRP_OK
-                   ? ex_fail_status(err, st, "the checkpoint's list")
-                   : ex_run_save(&t->run.base, list, t->metrics.lines, t->opt.checkpoint_path, err);
-        srp_tensor_list_destroy(list);
+        code = ex_run_save(&t->run.base, checkpoint_tensors, t, t->metrics.lines,
+                           t->opt.checkpoint_path, err);
     }
     return ex_dist_agree(&t->dist, code, err);
+}
+
+static void model_tensors(void *ctx, srp_tensor_list *list)
+{
+    vit_model_state_refs(((trainer *)ctx)->model, list);
 }
 
 /* Loads a checkpoint into the model (model_only) or the whole run. */
 static ex_code load_checkpoint(trainer *t, const char *path, int model_only, ex_error *err)
 {
-    srp_tensor_list *list = NULL, *model_list = NULL;
-    srp_status st = srp_tensor_list_create(&list);
-    if (st == SRP_OK)
-        st = srp_tensor_list_create(&model_list);
-    ex_code code = st != SRP_OK ? ex_fail_status(err, st, "the checkpoint's list") : EX_OK;
-    if (code == EX_OK) {
-        checkpoint_tensors(t, list);
-        vit_model_state_refs(t->model, model_list);
-        code = ex_run_load(&t->run.base, list, model_only ? srp_tensor_list_count(model_list) : 0,
-                           path, err);
-    }
-    srp_tensor_list_destroy(list);
-    srp_tensor_list_destroy(model_list);
-    return code;
+    return ex_run_load(&t->run.base, model_only ? model_tensors : checkpoint_tensors, t, path, err);
 }
 
 /* --eval-only: the weight average of a training checkpoint, when it has

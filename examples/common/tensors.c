@@ -4,49 +4,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The list fill makes into *out; a message when it cannot be built. */
-static ex_code make_list(ex_tensor_fill fill, void *ctx, srp_tensor_list **out, ex_error *err)
+/* The list fill makes, saved to path (save) or loaded from it. */
+static ex_code save_or_load(ex_tensor_fill fill, void *ctx, const char *path, int save,
+                            ex_error *err)
 {
-    srp_status st = srp_tensor_list_create(out);
+    srp_tensor_list *l = NULL;
+    srp_status st = srp_tensor_list_create(&l);
     if (st == SRP_OK) {
-        fill(ctx, *out);
-        st = srp_tensor_list_status(*out);
+        fill(ctx, l);
+        st = srp_tensor_list_status(l);
     }
-    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "listing the checkpoint's tensors");
+    if (st != SRP_OK) {
+        srp_tensor_list_destroy(l);
+        return ex_fail_status(err, st, "listing the checkpoint's tensors");
+    }
+    const srp_tensor_ref *refs = srp_tensor_list_refs(l);
+    const size_t count = srp_tensor_list_count(l);
+    st = save ? srp_checkpoint_save(path, refs, count) : srp_checkpoint_load(path, refs, count);
+    srp_tensor_list_destroy(l);
+    if (st == SRP_OK)
+        return EX_OK;
+    ex_fail_statusf(err, st, "%s the checkpoint %s", save ? "saving" : "loading", path);
+    if (save)
+        ex_append(err, "%s; the previous checkpoint, if any, is intact",
+                  st == SRP_ERR_IO ? " (a full disk?)" : "");
+    else if (st == SRP_ERR_SHAPE || st == SRP_ERR_FORMAT || st == SRP_ERR_NOT_FOUND)
+        ex_append(err, "; was it written with other model options?");
+    return EX_FAILED;
 }
 
 ex_code ex_tensors_save(ex_tensor_fill fill, void *ctx, const char *path, ex_error *err)
 {
-    srp_tensor_list *l = NULL;
-    ex_code code = make_list(fill, ctx, &l, err);
-    const srp_status st = code != EX_OK ? SRP_OK
-                                        : srp_checkpoint_save(path, srp_tensor_list_refs(l),
-                                                              srp_tensor_list_count(l));
-    srp_tensor_list_destroy(l);
-    if (st != SRP_OK) {
-        ex_fail_statusf(err, st, "saving the checkpoint %s", path);
-        ex_append(err, "%s; the previous checkpoint, if any, is intact",
-                  st == SRP_ERR_IO ? " (a full disk?)" : "");
-        code = EX_FAILED;
-    }
-    return code;
+    return save_or_load(fill, ctx, path, 1, err);
 }
 
 ex_code ex_tensors_load(ex_tensor_fill fill, void *ctx, const char *path, ex_error *err)
 {
-    srp_tensor_list *l = NULL;
-    ex_code code = make_list(fill, ctx, &l, err);
-    const srp_status st = code != EX_OK ? SRP_OK
-                                        : srp_checkpoint_load(path, srp_tensor_list_refs(l),
-                                                              srp_tensor_list_count(l));
-    srp_tensor_list_destroy(l);
-    if (st != SRP_OK) {
-        ex_fail_statusf(err, st, "loading the checkpoint %s", path);
-        if (st == SRP_ERR_SHAPE || st == SRP_ERR_FORMAT || st == SRP_ERR_NOT_FOUND)
-            ex_append(err, "; was it written with other model options?");
-        code = EX_FAILED;
-    }
-    return code;
+    return save_or_load(fill, ctx, path, 0, err);
 }
 
 int ex_alloc_floats(float **p, size_t n)

@@ -13,7 +13,6 @@
 #include "common/tensors.h"
 
 #define LN_EPS 1e-5f /* torch.nn.LayerNorm's default, as nanoGPT */
-#define NAME_LEN 48
 
 struct lm_model {
     lm_config cfg;

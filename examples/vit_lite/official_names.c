@@ -20,10 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/tensors.h"
-
-#define NAME_LEN 256
-
 /* Scalars the list points at, one set per linear: sigma as the file holds
  * it, and the two copies that import reads and drops. */
 typedef struct {

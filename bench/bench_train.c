@@ -193,11 +193,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_train: model create failed\n");
             return 1;
         }
-        ex_param_list params;
-        ex_params_init(&params);
-        vit_params(model, &params);
+        srp_param_list *params = NULL;
         srp_optim_config oc = srp_optim_config_default(SRP_OPTIM_SGD);
-        if (params.failed || srp_optim_create(&optim, params.params, params.count, &oc) != SRP_OK) {
+        if (srp_param_list_create(&params) != SRP_OK || vit_model_params(model, params) != SRP_OK ||
+            srp_optim_create(&optim, srp_param_list_entries(params), srp_param_list_count(params),
+                             &oc) != SRP_OK) {
             fprintf(stderr, "bench_train: optimizer create failed\n");
             return 1;
         }
@@ -221,7 +221,7 @@ int main(int argc, char **argv)
             print_breakdown(&o, &c, threads[t], o.repeats ? o.repeats : 15);
         srp_optim_destroy(optim);
         vit_destroy(model);
-        ex_params_free(&params);
+        srp_param_list_destroy(params);
     }
     free(images);
     free(dlogits);

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "budget.h"
-#include "common/linears.h"
 #include "common/tensors.h"
 #include "model.h"
 #include "reference_model.h"
@@ -128,10 +127,11 @@ static void test_backward_matches_differences(void **state)
         c.init_gain = 5.0f;
         lm_model *m;
         assert_ok(lm_create(&m, &c));
-        ex_param_list list;
-        ex_params_init(&list);
-        lm_params(m, &list);
-        assert_false(list.failed);
+        srp_param_list *plist = NULL;
+        assert_ok(srp_param_list_create(&plist));
+        assert_ok(lm_model_params(m, plist));
+        const size_t count = srp_param_list_count(plist);
+        srp_param *params = srp_param_list_entries(plist);
         srp_rng r;
         srp_rng_seed(&r, 20 + k);
         const size_t B = 2, T = 6; /* fewer tokens than the context */
@@ -141,16 +141,16 @@ static void test_backward_matches_differences(void **state)
             tok[i] = 'a' + (uint32_t)srp_rng_below(&r, 4);
             targets[i] = 'a' + (int)srp_rng_below(&r, 4);
         }
-        for (size_t i = 0; i < list.count; i++) { /* non-trivial values everywhere */
-            const srp_param_kind kind = list.kinds[i];
+        for (size_t i = 0; i < count; i++) { /* non-trivial values everywhere */
+            const srp_param_kind kind = srp_param_list_kind(plist, i);
             if (kind == SRP_PARAM_GAMMA)
-                list.params[i].data[0] = 1.2f + 0.3f * (float)srp_rng_uniform(&r);
+                params[i].data[0] = 1.2f + 0.3f * (float)srp_rng_uniform(&r);
             else if (kind == SRP_PARAM_BIAS || kind == SRP_PARAM_NORM)
-                fill_normal_f(&r, list.params[i].data, list.params[i].size, 0.3);
-            if (kind == SRP_PARAM_NORM && strstr(list.names[i], "weight"))
-                for (size_t j = 0; j < list.params[i].size; j++)
-                    list.params[i].data[j] += 1.0f;
-            memset(list.params[i].grad, 0, sizeof(float) * list.params[i].size);
+                fill_normal_f(&r, params[i].data, params[i].size, 0.3);
+            if (kind == SRP_PARAM_NORM && strstr(params[i].name, "weight"))
+                for (size_t j = 0; j < params[i].size; j++)
+                    params[i].data[j] += 1.0f;
+            memset(params[i].grad, 0, sizeof(float) * params[i].size);
         }
         const float *logits;
         float *dlogits = malloc(sizeof(float) * B * T * LM_VOCAB);
@@ -161,20 +161,19 @@ static void test_backward_matches_differences(void **state)
         lm_problem P = {m, tok, targets, B, T};
         size_t checked = 0;
         int saw_wte = 0;
-        for (size_t i = 0; i < list.count; i++) {
-            const int wte = strcmp(list.names[i], "wte") == 0;
+        for (size_t i = 0; i < count; i++) {
+            const int wte = strcmp(params[i].name, "wte") == 0;
             for (int s = 0; s < (wte ? 12 : 4); s++) {
                 /* wte: mostly rows of the tokens in use (the others only
                  * reach the loss through a tied head) */
-                size_t j = (size_t)srp_rng_below(&r, list.params[i].size);
+                size_t j = (size_t)srp_rng_below(&r, params[i].size);
                 if (wte && s % 3 != 0)
                     j = ('a' + (size_t)srp_rng_below(&r, 4)) * c.dim + j % c.dim;
-                const double fd =
-                    ref_central_difference_f(lm_loss, &P, list.params[i].data + j, 1e-2f);
-                const double an = list.params[i].grad[j];
+                const double fd = ref_central_difference_f(lm_loss, &P, params[i].data + j, 1e-2f);
+                const double an = params[i].grad[j];
                 if (!(fabs(fd - an) <= 0.03 * fabs(fd) + 3e-4)) {
                     print_error("%s (tied %d): %s[%zu]: backward %.6g, differences %.6g\n",
-                                lm_arch_name(c.arch), c.tied_head, list.names[i], j, an, fd);
+                                lm_arch_name(c.arch), c.tied_head, params[i].name, j, an, fd);
                     fail();
                 }
                 saw_wte |= wte && fabs(an) > 1e-3;
@@ -184,7 +183,7 @@ static void test_backward_matches_differences(void **state)
         assert_true(saw_wte);
         assert_true(checked > 40);
         free(dlogits);
-        ex_params_free(&list);
+        srp_param_list_destroy(plist);
         lm_destroy(m);
     }
 }
@@ -620,16 +619,14 @@ static void test_final_evaluation_scores_every_byte(void **state)
     c.max_batch = 1;
     lm_model *m;
     assert_int_equal(lm_create(&m, &c), SRP_OK);
-    ex_tensor_list list;
-    ex_tensors_init(&list);
+    srp_tensor_list *list = NULL;
+    assert_ok(srp_tensor_list_create(&list));
     uint64_t config[10];
     const size_t ten = 10;
-    ex_tensors_add(&list, "model.config", SRP_DTYPE_U64, 1, &ten, config);
-    lm_state_tensors(m, &list);
-    assert_false(list.failed);
-    assert_int_equal(srp_checkpoint_load(ckpt, list.refs, list.count), SRP_OK);
-    ex_tensors_free(&list);
-    assert_int_equal(ex_linears_sync_in(lm_linears(m)), SRP_OK);
+    assert_ok(srp_tensor_list_add(list, "model.config", NULL, SRP_DTYPE_U64, 1, &ten, config));
+    assert_ok(lm_model_state_refs(m, list));
+    assert_ok(srp_checkpoint_load(ckpt, srp_tensor_list_refs(list), srp_tensor_list_count(list)));
+    srp_tensor_list_destroy(list);
     double nats = 0.0;
     size_t counted = 0;
     uint32_t window[16];

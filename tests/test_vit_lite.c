@@ -273,13 +273,15 @@ static void test_model_backward_matches_differences(void **state)
         c.seed = 5;
         vit_model *m = NULL;
         assert_ok(vit_create(&m, &c));
-        ex_param_list list;
-        ex_params_init(&list);
-        vit_params(m, &list);
-        assert_false(list.failed);
-        const size_t np = list.count;
-        srp_param *params = list.params;
-        const srp_param_kind *kinds = list.kinds;
+        srp_param_list *list = NULL;
+        assert_ok(srp_param_list_create(&list));
+        assert_ok(vit_model_params(m, list));
+        const size_t np = srp_param_list_count(list);
+        srp_param *params = srp_param_list_entries(list);
+        srp_param_kind kinds[64];
+        assert_true(np <= 64);
+        for (size_t i = 0; i < np; i++)
+            kinds[i] = srp_param_list_kind(list, i);
         srp_rng r;
         srp_rng_seed(&r, 9);
         float images[3 * 28 * 28], dlogits[30];
@@ -317,7 +319,7 @@ static void test_model_backward_matches_differences(void **state)
         }
         assert_true(weights_checked >= 5 * (1 + 4 * c.depth + 1));
         assert_true(checked > (ln ? 60u : 30u));
-        ex_params_free(&list);
+        srp_param_list_destroy(list);
         vit_destroy(m);
     }
 }
@@ -341,9 +343,8 @@ static void test_stem_forward_is_the_convolution(void **state)
         srp_rng r;
         srp_rng_seed(&r, 6);
         const srp_linear_config base = srp_linear_config_default(1, 1);
-        ex_linear_table names = {0};
         vit_stem s;
-        assert_ok(vit_stem_init(&s, L, channels, cases[t].strides, C, S, p, B, &base, &r, &names));
+        assert_ok(vit_stem_init(&s, L, channels, cases[t].strides, C, S, p, B, &base, &r));
         for (size_t l = 0; l < L; l++) { /* O(1) weights, a bias, gamma != sigma */
             const size_t c_in = l ? channels[l - 1] : C;
             fill_normal_f(&r, srp_conv2d_weight(s.conv[l]), channels[l] * 9 * c_in, 0.5);
@@ -401,7 +402,6 @@ static void test_stem_forward_is_the_convolution(void **state)
                                          1e-5, 1.0, "stem output");
                 }
         vit_stem_free(&s);
-        ex_linears_free(&names);
     }
 }
 
@@ -425,21 +425,21 @@ static void test_checkpoint_keeps_power_iteration_state(void **state)
         assert_ok(vit_forward(m[0], images, 2, SRP_TRAIN, NULL));
     char path[512];
     scratch_path(path, sizeof(path), "model_state.srp");
-    ex_tensor_list list[2];
+    srp_tensor_list *list[2];
     for (int k = 0; k < 2; k++) {
-        ex_tensors_init(&list[k]);
-        vit_state_tensors(m[k], &list[k]);
-        assert_false(list[k].failed);
+        assert_ok(srp_tensor_list_create(&list[k]));
+        assert_ok(vit_model_state_refs(m[k], list[k]));
     }
-    ex_linears_sync_out(vit_linears(m[0]));
-    assert_ok(srp_checkpoint_save(path, list[0].refs, list[0].count));
-    assert_ok(srp_checkpoint_load(path, list[1].refs, list[1].count));
-    assert_ok(ex_linears_sync_in(vit_linears(m[1])));
-    ex_tensors_free(&list[0]);
-    ex_tensors_free(&list[1]);
+    assert_ok(
+        srp_checkpoint_save(path, srp_tensor_list_refs(list[0]), srp_tensor_list_count(list[0])));
+    assert_ok(
+        srp_checkpoint_load(path, srp_tensor_list_refs(list[1]), srp_tensor_list_count(list[1])));
+    srp_tensor_list_destroy(list[0]);
+    srp_tensor_list_destroy(list[1]);
+    assert_true(vit_linears(m[0])->count > 0);
     for (size_t i = 0; i < vit_linears(m[0])->count; i++) {
-        srp_linear *a = ex_linears_at(vit_linears(m[0]), i, NULL);
-        srp_linear *b = ex_linears_at(vit_linears(m[1]), i, NULL);
+        srp_linear *a = vit_linears(m[0])->linears[i];
+        srp_linear *b = vit_linears(m[1])->linears[i];
         const size_t in = srp_linear_in_features(a), out = srp_linear_out_features(a);
         assert_memory_equal(srp_linear_weight(a), srp_linear_weight(b), sizeof(float) * in * out);
         assert_memory_equal(srp_linear_u(a), srp_linear_u(b), sizeof(float) * in);

@@ -9,36 +9,28 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "common/norm.h"
+#include "common/layers.h"
+#include "common/tensors.h"
 
 #define LN_EPS 1e-5f /* torch.nn.LayerNorm's default, as nanoGPT */
-#define NAME_LEN 48
-
-typedef struct {
-    srp_attention *attn;
-    srp_linear *fc1, *fc2;
-    ex_norm ln1, ln2;
-    float *mid; /* [rows][D]: pre-LN/none: x + attn(.); post-LN: the sum before ln1 */
-    float *sum; /* [rows][D]: post-LN: the sum before ln2 (unused otherwise) */
-    float *h1;  /* [rows][mlp]: fc1 output, before GELU */
-    float *g;   /* [rows][mlp]: GELU output */
-} lm_block;
 
 struct lm_model {
     lm_config cfg;
     size_t batch, tokens; /* of the last forward */
     srp_embedding *wte;
     float *pos, *dpos; /* [context][D]; dpos NULL for fixed positions */
-    lm_block *blocks;
-    ex_norm ln_f;
-    srp_linear *head; /* NULL when tied */
-    uint32_t *tok;    /* [rows]: the last forward's tokens */
-    float *x0;        /* [rows][D]: embeddings plus positions */
-    float **outs;     /* [depth]: each block's output, [rows][D] (post-LN: its ln2.out) */
-    float *logits;    /* [rows][256] */
-    /* backward scratch */
-    float *branch_out, *d_stream, *d_branch, *d_norm, *d_mlp; /* [rows][D or mlp] */
-    ex_linear_table linears;
+    srp_block **blocks;
+    srp_layernorm *ln_f; /* NULL without pre-LN */
+    srp_linear *head;    /* NULL when tied */
+    uint32_t *tok;       /* [rows]: the last forward's tokens */
+    float *x0;           /* [rows][D]: embeddings plus positions */
+    float **outs;        /* [depth]: each block's output, [rows][D] */
+    float *f_out;        /* [rows][D]: ln_f's output (pre-LN) */
+    float *logits;       /* [rows][256] */
+    /* backward scratch: the residual stream's gradient, the head's input
+     * gradient before ln_f */
+    float *d_stream, *d_norm; /* [rows][D] */
+    ex_linear_names linears;  /* every linear, named, for metrics and the lists */
 };
 
 lm_config lm_config_default(void)
@@ -99,46 +91,26 @@ static void fixed_positions(float *pos, size_t context, size_t dim, float scale)
 static srp_status create_block(lm_model *m, size_t l, srp_rng *rng)
 {
     const lm_config *c = &m->cfg;
-    lm_block *b = &m->blocks[l];
-    const size_t D = c->dim, rows = c->max_batch * c->context;
-    srp_attention_config ac = srp_attention_config_default(D, c->heads);
-    ac.causal = 1;
-    ac.qkv_sigma = c->qkv_sigma;
-    ac.qkv = linear_config(c, D, 3 * D, NULL);
-    ac.proj = linear_config(c, D, D, NULL);
-    ac.seed = srp_rng_next_u64(rng);
-    srp_status st = srp_attention_create(&b->attn, &ac, c->max_batch, c->context);
+    const size_t D = c->dim;
+    /* Seeds in the order attention, fc1, fc2. */
+    srp_block_config bc = srp_block_config_default(D, c->heads, c->mlp_dim);
+    bc.norm = lm_arch_preln(c->arch)    ? SRP_NORM_PRE
+              : lm_arch_postln(c->arch) ? SRP_NORM_POST
+                                        : SRP_NORM_NONE;
+    bc.norm_eps = LN_EPS;
+    bc.causal = 1;
+    bc.qkv_sigma = c->qkv_sigma;
+    bc.qkv = linear_config(c, D, 3 * D, NULL);
+    bc.proj = linear_config(c, D, D, NULL);
+    bc.attn_seed = srp_rng_next_u64(rng);
+    bc.fc1 = linear_config(c, D, c->mlp_dim, rng);
+    bc.fc2 = linear_config(c, c->mlp_dim, D, rng);
+    bc.norm1_name = "ln1";
+    bc.norm2_name = "ln2";
+    srp_status st = srp_block_create(&m->blocks[l], &bc, c->max_batch, c->context);
     if (st != SRP_OK)
         return st;
-    srp_linear_config lc = linear_config(c, D, c->mlp_dim, rng);
-    if ((st = srp_linear_create(&b->fc1, &lc)) != SRP_OK)
-        return st;
-    lc = linear_config(c, c->mlp_dim, D, rng);
-    if ((st = srp_linear_create(&b->fc2, &lc)) != SRP_OK)
-        return st;
-    char name[NAME_LEN];
-    for (size_t i = 0; i < srp_attention_in_proj_count(b->attn); i++) {
-        const char *part;
-        srp_linear *in = srp_attention_in_proj(b->attn, i, &part);
-        snprintf(name, sizeof(name), "blocks.%zu.attn.%s", l, part);
-        if (!ex_linears_add(&m->linears, in, name))
-            return SRP_ERR_NOMEM;
-    }
-    snprintf(name, sizeof(name), "blocks.%zu.attn.proj", l);
-    if (!ex_linears_add(&m->linears, srp_attention_proj(b->attn), name))
-        return SRP_ERR_NOMEM;
-    snprintf(name, sizeof(name), "blocks.%zu.mlp.fc1", l);
-    if (!ex_linears_add(&m->linears, b->fc1, name))
-        return SRP_ERR_NOMEM;
-    snprintf(name, sizeof(name), "blocks.%zu.mlp.fc2", l);
-    if (!ex_linears_add(&m->linears, b->fc2, name))
-        return SRP_ERR_NOMEM;
-    const int ln = lm_arch_preln(c->arch) || lm_arch_postln(c->arch);
-    if (!ex_norm_init(&b->ln1, ln, D, rows, LN_EPS) ||
-        !ex_norm_init(&b->ln2, ln, D, rows, LN_EPS) || !ex_alloc_floats(&b->mid, rows * D) ||
-        !ex_alloc_floats(&b->h1, rows * c->mlp_dim) || !ex_alloc_floats(&b->g, rows * c->mlp_dim) ||
-        (lm_arch_postln(c->arch) && !ex_alloc_floats(&b->sum, rows * D)))
-        return SRP_ERR_NOMEM;
+    ex_linear_names_add_block(&m->linears, m->blocks[l], l);
     return SRP_OK;
 }
 
@@ -174,36 +146,39 @@ srp_status lm_create(lm_model **out, const lm_config *cfg)
     } else {
         fixed_positions(m->pos, c->context, D, c->embed_std);
     }
-    m->blocks = calloc(c->depth, sizeof(lm_block));
+    m->blocks = calloc(c->depth, sizeof(srp_block *));
     m->outs = calloc(c->depth, sizeof(float *));
-    if (!m->blocks || !m->outs)
+    /* Room for every linear (at most 3 input projections, proj, fc1 and fc2
+     * a block, and the head), so that the appends, of short names, cannot
+     * fail. */
+    if (!m->blocks || !m->outs || !ex_linear_names_init(&m->linears, 6 * c->depth + 1))
         goto fail;
     for (size_t l = 0; l < c->depth; l++) {
         if ((st = create_block(m, l, &rng)) != SRP_OK)
             goto fail;
         st = SRP_ERR_NOMEM;
-        if (lm_arch_postln(c->arch))
-            m->outs[l] = m->blocks[l].ln2.out;
-        else if (!ex_alloc_floats(&m->outs[l], rows * D))
+        if (!ex_alloc_floats(&m->outs[l], rows * D))
             goto fail;
     }
-    if (!ex_norm_init(&m->ln_f, lm_arch_preln(c->arch), D, rows, LN_EPS))
-        goto fail;
+    if (lm_arch_preln(c->arch)) {
+        srp_layernorm_config nc = srp_layernorm_config_default(D);
+        nc.eps = LN_EPS;
+        if ((st = srp_layernorm_create(&m->ln_f, &nc, rows)) != SRP_OK)
+            goto fail;
+        st = SRP_ERR_NOMEM;
+        if (!ex_alloc_floats(&m->f_out, rows * D) || !ex_alloc_floats(&m->d_norm, rows * D))
+            goto fail;
+    }
     if (!c->tied_head) {
         srp_linear_config lc = linear_config(c, D, LM_VOCAB, &rng);
         if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK)
             goto fail;
+        ex_linear_names_add(&m->linears, m->head, NULL, "lm_head");
         st = SRP_ERR_NOMEM;
-        if (!ex_linears_add(&m->linears, m->head, "lm_head"))
-            goto fail;
     }
-    const size_t wide = c->mlp_dim > D ? c->mlp_dim : D;
     m->tok = malloc(sizeof(uint32_t) * rows);
     if (!m->tok || !ex_alloc_floats(&m->x0, rows * D) ||
-        !ex_alloc_floats(&m->logits, rows * LM_VOCAB) ||
-        !ex_alloc_floats(&m->branch_out, rows * D) || !ex_alloc_floats(&m->d_stream, rows * D) ||
-        !ex_alloc_floats(&m->d_branch, rows * D) || !ex_alloc_floats(&m->d_norm, rows * D) ||
-        !ex_alloc_floats(&m->d_mlp, rows * wide))
+        !ex_alloc_floats(&m->logits, rows * LM_VOCAB) || !ex_alloc_floats(&m->d_stream, rows * D))
         goto fail;
     *out = m;
     return SRP_OK;
@@ -219,64 +194,25 @@ void lm_destroy(lm_model *m)
     srp_embedding_destroy(m->wte);
     free(m->pos);
     free(m->dpos);
-    const int post = lm_arch_postln(m->cfg.arch);
-    for (size_t l = 0; m->blocks && l < m->cfg.depth; l++) {
-        lm_block *b = &m->blocks[l];
-        srp_attention_destroy(b->attn);
-        srp_linear_destroy(b->fc1);
-        srp_linear_destroy(b->fc2);
-        ex_norm_free(&b->ln1);
-        ex_norm_free(&b->ln2);
-        free(b->mid);
-        free(b->sum);
-        free(b->h1);
-        free(b->g);
-        if (!post && m->outs)
-            free(m->outs[l]);
-    }
+    for (size_t l = 0; m->blocks && l < m->cfg.depth; l++)
+        srp_block_destroy(m->blocks[l]);
+    for (size_t l = 0; m->outs && l < m->cfg.depth; l++)
+        free(m->outs[l]);
     free(m->blocks);
     free(m->outs);
-    ex_norm_free(&m->ln_f);
+    srp_layernorm_destroy(m->ln_f);
     srp_linear_destroy(m->head);
     free(m->tok);
     free(m->x0);
+    free(m->f_out);
     free(m->logits);
-    free(m->branch_out);
     free(m->d_stream);
-    free(m->d_branch);
     free(m->d_norm);
-    free(m->d_mlp);
-    ex_linears_free(&m->linears);
+    ex_linear_names_free(&m->linears);
     free(m);
 }
 
 const lm_config *lm_get_config(const lm_model *m) { return &m->cfg; }
-
-/* x, y: [B][T][D]. See model.h for the two block orders. */
-static srp_status block_forward(lm_model *m, lm_block *blk, const float *x, float *y, int training)
-{
-    const size_t D = m->cfg.dim, rows = m->batch * m->tokens, mlp = m->cfg.mlp_dim;
-    const float *a_in, *m_in;
-    if (lm_arch_postln(m->cfg.arch)) {
-        EX_TRY(srp_attention_forward(blk->attn, x, m->batch, m->tokens, m->branch_out, training));
-        EX_TRY(srp_residual_add(x, m->branch_out, rows * D, blk->mid));
-        EX_TRY(ex_norm_forward(&blk->ln1, blk->mid, rows, &m_in));
-        EX_TRY(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
-        EX_TRY(srp_gelu_forward(blk->h1, rows * mlp, blk->g));
-        EX_TRY(srp_linear_forward(blk->fc2, blk->g, rows, m->branch_out, training));
-        EX_TRY(srp_residual_add(m_in, m->branch_out, rows * D, blk->sum));
-        const float *out;
-        return ex_norm_forward(&blk->ln2, blk->sum, rows, &out); /* into y = ln2.out */
-    }
-    EX_TRY(ex_norm_forward(&blk->ln1, x, rows, &a_in));
-    EX_TRY(srp_attention_forward(blk->attn, a_in, m->batch, m->tokens, m->branch_out, training));
-    EX_TRY(srp_residual_add(x, m->branch_out, rows * D, blk->mid));
-    EX_TRY(ex_norm_forward(&blk->ln2, blk->mid, rows, &m_in));
-    EX_TRY(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
-    EX_TRY(srp_gelu_forward(blk->h1, rows * mlp, blk->g));
-    EX_TRY(srp_linear_forward(blk->fc2, blk->g, rows, m->branch_out, training));
-    return srp_residual_add(blk->mid, m->branch_out, rows * D, y);
-}
 
 srp_status lm_forward(lm_model *m, const uint32_t *tokens, size_t batch, size_t tokens_per_row,
                       int training, const float **logits)
@@ -295,11 +231,14 @@ srp_status lm_forward(lm_model *m, const uint32_t *tokens, size_t batch, size_t 
                 m->x0[(b * T + t) * D + d] += m->pos[t * D + d];
     const float *x = m->x0;
     for (size_t l = 0; l < m->cfg.depth; l++) {
-        EX_TRY(block_forward(m, &m->blocks[l], x, m->outs[l], training));
+        EX_TRY(srp_block_forward(m->blocks[l], x, batch, T, m->outs[l], training));
         x = m->outs[l];
     }
-    const float *f;
-    EX_TRY(ex_norm_forward(&m->ln_f, x, rows, &f));
+    const float *f = x;
+    if (m->ln_f) {
+        EX_TRY(srp_layernorm_layer_forward(m->ln_f, x, rows, m->f_out, training));
+        f = m->f_out;
+    }
     if (m->head)
         EX_TRY(srp_linear_forward(m->head, f, rows, m->logits, training));
     else
@@ -309,34 +248,6 @@ srp_status lm_forward(lm_model *m, const uint32_t *tokens, size_t batch, size_t 
     return SRP_OK;
 }
 
-/* ds: d(block output) on entry, d(block input x) on return. */
-static srp_status block_backward(lm_model *m, lm_block *blk, const float *x, float *ds)
-{
-    const size_t rows = m->batch * m->tokens, mlp = m->cfg.mlp_dim;
-    const size_t D = m->cfg.dim;
-    if (lm_arch_postln(m->cfg.arch)) {
-        const ex_norm *n2 = &blk->ln2, *n1 = &blk->ln1;
-        /* y = ln2(sum), sum = mid_n + mlp(mid_n), mid_n = ln1(mid), mid = x + attn(x) */
-        EX_TRY(srp_layernorm_backward(blk->sum, n2->w, n2->mean, n2->rstd, ds, rows, D, ds, n2->dw,
-                                      n2->db));
-        EX_TRY(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
-        EX_TRY(srp_gelu_backward_from_output(blk->h1, blk->g, m->d_mlp, rows * mlp, m->d_mlp));
-        EX_TRY(srp_linear_backward(blk->fc1, n1->out, m->d_mlp, rows, m->d_branch));
-        EX_TRY(srp_accumulate(ds, m->d_branch, rows * D));
-        EX_TRY(srp_layernorm_backward(blk->mid, n1->w, n1->mean, n1->rstd, ds, rows, D, ds, n1->dw,
-                                      n1->db));
-        EX_TRY(srp_attention_backward(blk->attn, ds, m->d_branch));
-        return srp_accumulate(ds, m->d_branch, rows * D);
-    }
-    const float *m_in = blk->ln2.enabled ? blk->ln2.out : blk->mid;
-    EX_TRY(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
-    EX_TRY(srp_gelu_backward_from_output(blk->h1, blk->g, m->d_mlp, rows * mlp, m->d_mlp));
-    EX_TRY(srp_linear_backward(blk->fc1, m_in, m->d_mlp, rows, m->d_branch));
-    EX_TRY(ex_norm_backward_add(&blk->ln2, blk->mid, m->d_branch, rows, ds, m->d_norm));
-    EX_TRY(srp_attention_backward(blk->attn, ds, m->d_branch));
-    return ex_norm_backward_add(&blk->ln1, x, m->d_branch, rows, ds, m->d_norm);
-}
-
 srp_status lm_backward(lm_model *m, const float *dlogits)
 {
     if (!m || !dlogits || m->batch == 0)
@@ -344,17 +255,16 @@ srp_status lm_backward(lm_model *m, const float *dlogits)
     const size_t D = m->cfg.dim, T = m->tokens, rows = m->batch * T, L = m->cfg.depth;
     float *ds = m->d_stream;
     const float *last = m->outs[L - 1];
-    const float *f = m->ln_f.enabled ? m->ln_f.out : last;
-    float *dh = m->ln_f.enabled ? m->d_norm : ds;
+    const float *f = m->ln_f ? m->f_out : last;
+    float *dh = m->ln_f ? m->d_norm : ds;
     if (m->head)
         EX_TRY(srp_linear_backward(m->head, f, dlogits, rows, dh));
     else
         EX_TRY(srp_embedding_logits_backward(m->wte, f, dlogits, rows, dh));
-    if (m->ln_f.enabled)
-        EX_TRY(srp_layernorm_backward(last, m->ln_f.w, m->ln_f.mean, m->ln_f.rstd, dh, rows, D, ds,
-                                      m->ln_f.dw, m->ln_f.db));
+    if (m->ln_f)
+        EX_TRY(srp_layernorm_layer_backward(m->ln_f, last, dh, rows, ds));
     for (size_t l = L; l-- > 0;)
-        EX_TRY(block_backward(m, &m->blocks[l], l ? m->outs[l - 1] : m->x0, ds));
+        EX_TRY(srp_block_backward(m->blocks[l], ds, ds)); /* d(its output) -> d(its input) */
     if (m->dpos)
         for (size_t b = 0; b < m->batch; b++)
             for (size_t t = 0; t < T; t++)
@@ -363,36 +273,35 @@ srp_status lm_backward(lm_model *m, const float *dlogits)
     return srp_embedding_backward(m->wte, m->tok, ds, rows);
 }
 
-void lm_params(lm_model *m, ex_param_list *list)
+srp_status lm_model_params(lm_model *m, srp_param_list *list)
 {
-    const size_t D = m->cfg.dim;
-    ex_params_add(list, "wte", NULL, srp_embedding_weight(m->wte),
-                  srp_embedding_weight_grad(m->wte), LM_VOCAB * D, SRP_PARAM_EMBEDDING);
+    srp_embedding_params(m->wte, "wte", list);
     if (m->dpos)
-        ex_params_add(list, "wpe", NULL, m->pos, m->dpos, m->cfg.context * D, SRP_PARAM_EMBEDDING);
-    ex_linears_params(&m->linears, list);
-    char prefix[NAME_LEN];
-    for (size_t l = 0; l < m->cfg.depth; l++) {
-        snprintf(prefix, sizeof(prefix), "blocks.%zu.ln1", l);
-        ex_norm_params(&m->blocks[l].ln1, prefix, list);
-        snprintf(prefix, sizeof(prefix), "blocks.%zu.ln2", l);
-        ex_norm_params(&m->blocks[l].ln2, prefix, list);
-    }
-    ex_norm_params(&m->ln_f, "ln_f", list);
+        srp_param_list_add(list, "wpe", NULL, m->pos, m->dpos, m->cfg.context * m->cfg.dim,
+                           SRP_PARAM_EMBEDDING);
+    ex_linear_names_params(&m->linears, list);
+    ex_blocks_norm_params(m->blocks, m->cfg.depth, list);
+    if (m->ln_f)
+        srp_layernorm_params(m->ln_f, "ln_f", list);
+    return srp_param_list_status(list);
 }
 
-void lm_state_tensors(lm_model *m, ex_tensor_list *list)
+srp_status lm_model_state_refs(lm_model *m, srp_tensor_list *list)
 {
-    ex_param_list params;
-    ex_params_init(&params);
-    lm_params(m, &params);
-    ex_model_state_tensors(&params, &m->linears, list); /* copies the names */
-    ex_params_free(&params);
+    srp_embedding_state_refs(m->wte, "wte", list);
+    if (m->dpos)
+        srp_tensor_list_add_f32(list, "wpe", NULL, m->pos, m->cfg.context * m->cfg.dim);
+    ex_blocks_state_refs(m->blocks, m->cfg.depth, list);
+    if (m->ln_f)
+        srp_layernorm_state_refs(m->ln_f, "ln_f", list);
+    if (m->head)
+        srp_linear_state_refs(m->head, "lm_head", list);
+    return srp_tensor_list_status(list);
 }
 
-ex_linear_table *lm_linears(lm_model *m) { return &m->linears; }
+const ex_linear_names *lm_linears(const lm_model *m) { return &m->linears; }
 
 srp_attention *lm_attention_at(lm_model *m, size_t layer)
 {
-    return layer < m->cfg.depth ? m->blocks[layer].attn : NULL;
+    return layer < m->cfg.depth ? srp_block_attention(m->blocks[layer]) : NULL;
 }

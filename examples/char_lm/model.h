@@ -5,7 +5,7 @@
  *   -> depth x block -> (final LayerNorm) -> head -> logits [B][T][256]
  *
  * The head is tied (logits = h E^T) or its own linear D -> 256. The blocks
- * by architecture (lm_arch):
+ * (srp_block) by architecture (lm_arch):
  *   sigma, preln, sigma-preln: x = x + attn(ln1(x)); x = x + mlp(ln2(x)),
  *       the LayerNorms (and the final one) only in the *preln ones;
  *   postln, sigma-postln:      x = ln1(x + attn(x)); x = ln2(x + mlp(x)),
@@ -23,9 +23,7 @@
 
 #include <sigmareparam.h>
 
-#include "common/linears.h"
-#include "common/params.h"
-#include "common/tensors.h"
+#include "common/layers.h"
 
 #define LM_VOCAB 256
 
@@ -77,12 +75,19 @@ srp_status lm_forward(lm_model *m, const uint32_t *tokens, size_t batch, size_t 
 srp_status lm_backward(lm_model *m, const float *dlogits);
 
 /* Appends the trainable tensors (names as nanoGPT's: wte, wpe, blocks.l.*,
- * ln_f, lm_head) with their kinds. */
-void lm_params(lm_model *m, ex_param_list *list);
+ * ln_f, lm_head) with their kinds, in this order (the optimizer's and the
+ * gradient norm's): wte, wpe (learned positions), every linear as
+ * lm_linears orders them (srp_linear_params), each block's ln1 and ln2,
+ * ln_f. */
+srp_status lm_model_params(lm_model *m, srp_param_list *list);
 /* The parameters and each sigmaReparam layer's u, v, sigma, for
- * checkpoints (sync through ex_linears_sync_out/in on lm_linears). */
-void lm_state_tensors(lm_model *m, ex_tensor_list *list);
-ex_linear_table *lm_linears(lm_model *m);
+ * checkpoints, as the layers' own state refs (srp_block_state_refs, ...)
+ * name them, pointing at the layers themselves. */
+srp_status lm_model_state_refs(lm_model *m, srp_tensor_list *list);
+/* For metrics and data-parallel training: the linears with their names,
+ * in this order: each block's (srp_block_linear's order, under
+ * blocks.<l>), then lm_head (untied); and the attentions. */
+const ex_linear_names *lm_linears(const lm_model *m);
 srp_attention *lm_attention_at(lm_model *m, size_t layer);
 
 #endif

@@ -24,9 +24,7 @@
 #include "common/collapse_log.h"
 #include "common/dist.h"
 #include "common/error.h"
-#include "common/linears.h"
 #include "common/metrics.h"
-#include "common/params.h"
 #include "common/plot.h"
 #include "common/progress.h"
 #include "common/run_state.h"
@@ -58,7 +56,7 @@ typedef struct {
     lm_text text;
     lm_baselines baselines;
     lm_model *model;
-    ex_param_list param_list;
+    srp_param_list *param_list;
     srp_optim *optim;
     srp_lr_schedule schedule;
     run_state run;
@@ -127,23 +125,25 @@ static void sample_batch(trainer *t)
 static ex_code build_optimizer(trainer *t, ex_error *err)
 {
     const lm_options *o = &t->opt;
-    ex_params_init(&t->param_list);
-    lm_params(t->model, &t->param_list);
-    if (t->param_list.failed)
-        return ex_fail_status(err, SRP_ERR_NOMEM, "parameter list");
-    for (size_t i = 0; i < t->param_list.count; i++) {
-        const srp_param_kind kind = t->param_list.kinds[i];
+    srp_status st = srp_param_list_create(&t->param_list);
+    if (st == SRP_OK)
+        st = lm_model_params(t->model, t->param_list);
+    if (st != SRP_OK)
+        return ex_fail_status(err, st, "parameter list");
+    srp_param *params = srp_param_list_entries(t->param_list);
+    const size_t count = srp_param_list_count(t->param_list);
+    for (size_t i = 0; i < count; i++) {
+        const srp_param_kind kind = srp_param_list_kind(t->param_list, i);
         if (kind == SRP_PARAM_GAMMA)
-            t->param_list.params[i].lr_mult = o->gamma_lr_mult;
+            params[i].lr_mult = o->gamma_lr_mult;
         else if (kind == SRP_PARAM_EMBEDDING || kind == SRP_PARAM_BIAS)
-            t->param_list.params[i].lr_mult = o->embed_lr_mult;
+            params[i].lr_mult = o->embed_lr_mult;
     }
     srp_optim_config oc = srp_optim_config_default((srp_optim_kind)o->optimizer);
     oc.weight_decay = o->weight_decay;
     oc.momentum = o->momentum;
     oc.beta2 = o->beta2;
-    const srp_status st =
-        srp_optim_create(&t->optim, t->param_list.params, t->param_list.count, &oc);
+    st = srp_optim_create(&t->optim, params, count, &oc);
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "creating the optimizer");
 }
 
@@ -231,40 +231,43 @@ static ex_code build(trainer *t, ex_error *err)
 
 /* The model's tensors and its shape ("model.config"): what --generate
  * needs. */
-static void model_tensors(lm_model *m, uint64_t *config, ex_tensor_list *list)
+typedef struct {
+    lm_model *model; /* NULL: the shape alone */
+    uint64_t *config;
+} model_state;
+
+static void model_tensors(void *ctx, srp_tensor_list *list)
 {
+    const model_state *s = ctx;
     const size_t n = CONFIG_FIELDS;
-    ex_tensors_add(list, "model.config", SRP_DTYPE_U64, 1, &n, config);
-    lm_state_tensors(m, list);
+    srp_tensor_list_add(list, "model.config", NULL, SRP_DTYPE_U64, 1, &n, s->config);
+    if (s->model)
+        lm_model_state_refs(s->model, list);
 }
 
 /* All tensors of a checkpoint: the model's first, then the optimizer's
  * and the run's. */
-static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
+static void checkpoint_tensors(void *ctx, srp_tensor_list *list)
 {
-    model_tensors(t->model, t->config, list);
-    ex_optim_tensors(t->optim, list);
+    trainer *t = ctx;
+    model_state model = {t->model, t->config};
+    model_tensors(&model, list);
+    srp_optim_state_refs(t->optim, list);
     const size_t four = 4;
     ex_run_tensors(&t->run.base, list);
-    ex_tensors_add(list, "train.data_rng", SRP_DTYPE_U64, 1, &four, t->run.data_rng.s);
+    srp_tensor_list_add(list, "train.data_rng", NULL, SRP_DTYPE_U64, 1, &four, t->run.data_rng.s);
     lm_budget *b = &t->run.budget;
     const size_t plans = LM_BUDGET_PLANS;
-    ex_tensors_add(list, "train.budget.count", SRP_DTYPE_U64, 0, NULL, &b->count);
-    ex_tensors_add(list, "train.budget.steps", SRP_DTYPE_U64, 1, &plans, b->steps);
-    ex_tensors_add(list, "train.budget.totals", SRP_DTYPE_U64, 1, &plans, b->totals);
-    ex_tensors_add(list, "train.budget.clocks", SRP_DTYPE_F64, 1, &plans, b->clocks);
-    ex_tensors_add(list, "train.budget.from_step", SRP_DTYPE_U64, 0, NULL, &b->from_step);
-    ex_tensors_add(list, "train.budget.from_clock", SRP_DTYPE_F64, 0, NULL, &b->from_clock);
-    ex_tensors_add(list, "train.best_val_bpc", SRP_DTYPE_F32, 0, NULL, &t->best_val_bpc);
-    srp_tensor_list *state = NULL;
-    srp_status st = srp_tensor_list_create(&state);
-    if (st == SRP_OK)
-        st = srp_collapse_state_refs(t->watch.watch, "train.collapse", state);
-    if (st == SRP_OK)
-        ex_tensors_add_list(list, state);
-    else
-        list->failed = 1;
-    srp_tensor_list_destroy(state);
+    srp_tensor_list_add(list, "train.budget.count", NULL, SRP_DTYPE_U64, 0, NULL, &b->count);
+    srp_tensor_list_add(list, "train.budget.steps", NULL, SRP_DTYPE_U64, 1, &plans, b->steps);
+    srp_tensor_list_add(list, "train.budget.totals", NULL, SRP_DTYPE_U64, 1, &plans, b->totals);
+    srp_tensor_list_add(list, "train.budget.clocks", NULL, SRP_DTYPE_F64, 1, &plans, b->clocks);
+    srp_tensor_list_add(list, "train.budget.from_step", NULL, SRP_DTYPE_U64, 0, NULL,
+                        &b->from_step);
+    srp_tensor_list_add(list, "train.budget.from_clock", NULL, SRP_DTYPE_F64, 0, NULL,
+                        &b->from_clock);
+    srp_tensor_list_add(list, "train.best_val_bpc", NULL, SRP_DTYPE_F32, 0, NULL, &t->best_val_bpc);
+    srp_collapse_state_refs(t->watch.watch, "train.collapse", list);
 }
 
 /* The model's configuration, saved with every checkpoint and checked on
@@ -293,29 +296,19 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
         return EX_OK;
     ex_code code = EX_OK;
     if (ex_dist_is_root(&t->dist)) {
-        ex_tensor_list list;
-        ex_tensors_init(&list);
-        checkpoint_tensors(t, &list);
         ex_metadata meta;
         model_metadata(lm_get_config(t->model), &meta);
-        code = ex_run_save(&t->run.base, &list, lm_linears(t->model), t->metrics.lines,
+        code = ex_run_save(&t->run.base, checkpoint_tensors, t, t->metrics.lines,
                            t->opt.checkpoint_path, &meta, err);
-        ex_tensors_free(&list);
     }
     return ex_dist_agree(&t->dist, code, err);
 }
 
 static ex_code load_checkpoint(trainer *t, const char *path, ex_error *err)
 {
-    ex_tensor_list list;
-    ex_tensors_init(&list);
-    checkpoint_tensors(t, &list);
     ex_metadata meta;
     model_metadata(lm_get_config(t->model), &meta);
-    const ex_code code =
-        ex_run_load(&t->run.base, &list, 0, lm_linears(t->model), path, &meta, err);
-    ex_tensors_free(&list);
-    return code;
+    return ex_run_load(&t->run.base, checkpoint_tensors, t, path, 0, &meta, err);
 }
 
 /* ---------------------------------------------------------------------
@@ -467,24 +460,23 @@ static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
     c.qkv_sigma = (srp_qkv_sigma)config[9];
     c.max_batch = 1;
     lm_model *m = NULL;
-    const srp_status st = config[5] < LM_ARCH_COUNT && config[6] <= LM_POS_FIXED &&
-                                  config[8] <= SRP_GAMMA_INIT_ONE &&
-                                  config[9] <= SRP_QKV_SIGMA_SEPARATE
-                              ? lm_create(&m, &c)
-                              : SRP_ERR_FORMAT;
+    srp_status st = config[5] < LM_ARCH_COUNT && config[6] <= LM_POS_FIXED &&
+                            config[8] <= SRP_GAMMA_INIT_ONE && config[9] <= SRP_QKV_SIGMA_SEPARATE
+                        ? lm_create(&m, &c)
+                        : SRP_ERR_FORMAT;
     if (st != SRP_OK)
         return ex_fail_statusf(err, st, "%s: its model configuration is not valid",
                                o->generate_path);
-    ex_tensor_list list;
-    ex_tensors_init(&list);
-    model_tensors(m, config, &list);
+    model_state model = {m, config};
     ex_metadata meta;
     model_metadata(&c, &meta);
-    ex_code code = ex_tensors_load(&list, list.count, o->generate_path, &meta, err);
-    ex_tensors_free(&list);
-    srp_status sync = SRP_OK;
-    if (code == EX_OK && (sync = ex_linears_sync_in(lm_linears(m))) != SRP_OK)
-        code = ex_fail_statusf(err, sync, "%s: a sigma in it is not valid", o->generate_path);
+    ex_code code = ex_tensors_load(model_tensors, &model, o->generate_path, 1, &meta, err);
+    /* The file wrote each sigma into its layer: a bad one is refused. */
+    for (size_t i = 0; code == EX_OK && i < lm_linears(m)->count; i++) {
+        srp_linear *l = lm_linears(m)->linears[i];
+        if ((st = srp_linear_set_sigma(l, srp_linear_sigma(l))) != SRP_OK)
+            code = ex_fail_statusf(err, st, "%s: a sigma in it is not valid", o->generate_path);
+    }
     if (code == EX_OK)
         code = generate(m, o->prompt, o->sample, o->temperature, o->seed, err);
     lm_destroy(m);
@@ -619,14 +611,14 @@ static void write_train_metrics(trainer *t, const step_record *rec, int with_bou
         ex_metrics_matrix(m, "entropy_bound_m_norm", t->bound_m_norm, L, H);
         ex_metrics_vector(m, "entropy_bound_x_gram_norm", t->bound_x_norm, L);
     }
-    const ex_linear_table *linears = lm_linears(t->model);
+    const size_t nlin = lm_linears(t->model)->count;
     for (int which = 0; which < 2; which++) {
-        for (size_t i = 0; i < linears->count; i++) {
-            srp_linear *l = linears->linears[i];
+        for (size_t i = 0; i < nlin; i++) {
+            srp_linear *l = lm_linears(t->model)->linears[i];
             t->linear_values[i] = which == 0 ? srp_linear_sigma(l) : *srp_linear_gamma(l);
         }
-        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", (const char *const *)linears->names,
-                         t->linear_values, linears->count);
+        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", lm_linears(t->model)->names,
+                         t->linear_values, nlin);
     }
     ex_metrics_end(m);
 }
@@ -876,8 +868,9 @@ static ex_code run(trainer *t, ex_error *err)
     lm_options_fingerprint(o, t->run.base.fingerprint, sizeof(t->run.base.fingerprint));
     t->run.base.ranks = (uint64_t)t->dist.size;
     if ((code = ex_dist_same_options(&t->dist, t->run.base.fingerprint, err)) != EX_OK ||
-        (code = ex_dist_attach(&t->dist, t->param_list.params, t->param_list.count,
-                               lm_linears(t->model), err)) != EX_OK)
+        (code = ex_dist_attach(&t->dist, srp_param_list_entries(t->param_list),
+                               srp_param_list_count(t->param_list), lm_linears(t->model)->linears,
+                               lm_linears(t->model)->count, err)) != EX_OK)
         return code;
     ex_dist_describe(&t->dist, stdout);
     srp_rng_seed(&t->run.data_rng, o->seed ^ 0xda7a5eedull);
@@ -926,7 +919,7 @@ static void cleanup(trainer *t)
     srp_optim_destroy(t->optim);
     lm_destroy(t->model);
     lm_text_free(&t->text);
-    ex_params_free(&t->param_list);
+    srp_param_list_destroy(t->param_list);
     free(t->tokens);
     free(t->targets);
     free(t->dlogits);

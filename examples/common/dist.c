@@ -107,13 +107,13 @@ ex_code ex_dist_same_options(ex_dist *d, const char *fingerprint, ex_error *err)
 }
 
 ex_code ex_dist_attach(ex_dist *d, const srp_param *params, size_t count,
-                       const ex_linear_table *linears, ex_error *err)
+                       srp_linear *const *linears, size_t nlinears, ex_error *err)
 {
     if (d->size == 1)
         return EX_OK;
     srp_dist *handle = NULL;
     const srp_status st =
-        srp_dist_create(&handle, MPI_COMM_WORLD, params, count, linears->linears, linears->count);
+        srp_dist_create(&handle, MPI_COMM_WORLD, params, count, linears, nlinears);
     if (st != SRP_OK)
         return ex_fail_status(err, st, "setting up data-parallel training");
     d->handle = handle;
@@ -265,12 +265,13 @@ ex_code ex_dist_same_options(ex_dist *d, const char *fingerprint, ex_error *err)
 }
 
 ex_code ex_dist_attach(ex_dist *d, const srp_param *params, size_t count,
-                       const ex_linear_table *linears, ex_error *err)
+                       srp_linear *const *linears, size_t nlinears, ex_error *err)
 {
     (void)d;
     (void)params;
     (void)count;
     (void)linears;
+    (void)nlinears;
     (void)err;
     return EX_OK;
 }

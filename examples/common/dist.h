@@ -28,7 +28,6 @@
 #include <sigmareparam.h>
 
 #include "error.h"
-#include "linears.h"
 
 typedef struct {
     int rank, size;
@@ -62,9 +61,9 @@ ex_code ex_dist_same_options(ex_dist *d, const char *fingerprint, ex_error *err)
  * every rank); *local gets each rank's share. */
 ex_code ex_dist_split_batch(ex_dist *d, size_t batch, size_t *local, ex_error *err);
 /* Collective: the data-parallel state over the model's parameter list and
- * linears (srp_dist_create). */
+ * its nlinears linears (srp_dist_create). */
 ex_code ex_dist_attach(ex_dist *d, const srp_param *params, size_t count,
-                       const ex_linear_table *linears, ex_error *err);
+                       srp_linear *const *linears, size_t nlinears, ex_error *err);
 
 /* Per step, collective (srp_dist_average_gradients, _sync_spectral). */
 srp_status ex_dist_average_gradients(ex_dist *d, srp_status local);

@@ -11,7 +11,6 @@
 #include <sigmareparam.h>
 
 #include "error.h"
-#include "linears.h"
 #include "tensors.h"
 
 #define EX_FINGERPRINT_LEN 2048
@@ -30,23 +29,21 @@ double ex_run_seconds(const ex_run_state *r);
 
 /* Appends train.step, train.metrics_lines, train.ranks, train.seconds
  * and train.fingerprint. */
-void ex_run_tensors(ex_run_state *r, ex_tensor_list *list);
-/* Appends the optimizer's state (srp_optim_tensor_refs). */
-void ex_optim_tensors(srp_optim *o, ex_tensor_list *list);
+void ex_run_tensors(ex_run_state *r, srp_tensor_list *list);
 
-/* Saves list (which holds r's tensors) to path, meta as its metadata: the linears' power-
- * iteration state synced out first, the metrics lines and the seconds so
- * far in the file, while r->seconds stays those before this run. */
-ex_code ex_run_save(ex_run_state *r, const ex_tensor_list *list, ex_linear_table *linears,
-                    uint64_t metrics_lines, const char *path, const ex_metadata *meta,
-                    ex_error *err);
-/* Loads the first `count` entries of list (0: all) from path, after its
- * model configuration is checked against meta (checkpoint_file.h); all:
+/* Saves the list fill makes (which holds r's tensors) to path, meta as
+ * its metadata: the metrics lines and the seconds so far in the file,
+ * while r->seconds stays those before this run. */
+ex_code ex_run_save(ex_run_state *r, ex_tensor_fill fill, void *ctx, uint64_t metrics_lines,
+                    const char *path, const ex_metadata *meta, ex_error *err);
+/* Loads the list fill makes from path, after its model configuration is
+ * checked against meta (checkpoint_file.h). A whole run (model_only 0):
  * strictly, and a usage error when the file's fingerprint is not r's (a
  * run with other training options) or it was written by a run on another
- * number of ranks; then the linears' sigma synced in. */
-ex_code ex_run_load(ex_run_state *r, const ex_tensor_list *list, size_t count,
-                    ex_linear_table *linears, const char *path, const ex_metadata *meta,
+ * number of ranks. model_only: the list is a model's alone (out of a
+ * training checkpoint), and r stays as it was. */
+ex_code ex_run_load(ex_run_state *r, ex_tensor_fill fill, void *ctx, const char *path,
+                    int model_only, const ex_metadata *meta,
                     ex_error *err);
 
 #endif

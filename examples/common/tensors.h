@@ -1,5 +1,7 @@
-/* A checkpoint's list of named tensors, built by appending: it owns the
- * names and grows as needed, so that nobody counts entries by hand. */
+/* Checkpoints of a list of named tensors (the library's srp_tensor_list,
+ * lists.h), saved with the model's configuration and loaded strictly
+ * (checkpoint_file.h), with messages that name the file; and the models'
+ * zeroed buffers. */
 #ifndef EX_TENSORS_H
 #define EX_TENSORS_H
 
@@ -10,36 +12,24 @@
 #include "checkpoint_file.h"
 #include "error.h"
 
-typedef struct {
-    srp_tensor_ref *refs;
-    char **names;
-    size_t count, capacity;
-    int failed; /* an allocation failed: save and load refuse the list */
-} ex_tensor_list;
-
-void ex_tensors_init(ex_tensor_list *l);
-void ex_tensors_free(ex_tensor_list *l);
-/* Appends a tensor of ndim dimensions (0: a scalar; shape may then be NULL). */
-void ex_tensors_add(ex_tensor_list *l, const char *name, srp_dtype dtype, size_t ndim,
-                    const size_t *shape, void *data);
-/* A float vector of n elements. */
-void ex_tensors_add_f32(ex_tensor_list *l, const char *name, float *data, size_t n);
-
-/* Appends every entry of a library list (a layer's or module's state refs). */
-void ex_tensors_add_list(ex_tensor_list *l, const srp_tensor_list *from);
-
 /* *p = a zeroed float buffer of n elements (the models' activations and
  * gradients); 0 when out of memory. */
 int ex_alloc_floats(float **p, size_t n);
 
-/* The whole list saved with the model's configuration (checkpoint_file.h),
- * or loaded after that configuration is checked: count = the first `count`
- * entries only (a model out of a training checkpoint, whose run state the
- * file may hold besides), or 0 for all, strictly (nothing else in the
- * file). */
-ex_code ex_tensors_save(const ex_tensor_list *l, const char *path, const ex_metadata *meta,
+/* Appends the tensors of a file (a trainer's checkpoint, a model's part of
+ * it) to list. */
+typedef void (*ex_tensor_fill)(void *ctx, srp_tensor_list *list);
+
+/* *out = the list fill(ctx, .) makes (srp_tensor_list_destroy it); a list
+ * whose building failed is refused, *out NULL. */
+ex_code ex_tensors_make(srp_tensor_list **out, ex_tensor_fill fill, void *ctx, ex_error *err);
+/* The list saved with meta as its metadata, or loaded after the file's
+ * metadata is checked against meta: strictly (the file holds nothing
+ * else), or with model_only the list is a model's and the file may hold a
+ * run's state besides (ex_checkpoint_read_checked). */
+ex_code ex_tensors_save(ex_tensor_fill fill, void *ctx, const char *path, const ex_metadata *meta,
                         ex_error *err);
-ex_code ex_tensors_load(const ex_tensor_list *l, size_t count, const char *path,
+ex_code ex_tensors_load(ex_tensor_fill fill, void *ctx, const char *path, int model_only,
                         const ex_metadata *meta, ex_error *err);
 
 #endif

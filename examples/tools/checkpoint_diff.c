@@ -1,12 +1,16 @@
-/* srp-checkpoint-diff [--ignore NAME]... A B: are two checkpoints the
- * same, tensor by tensor?
+/* srp-checkpoint-diff [--reshaped] [--ignore NAME]... A B: are two
+ * checkpoints the same, tensor by tensor?
  *
  * Tensors are matched by name, so a file that holds the same tensors in
  * another order is the same; dtype, shape and every byte must agree.
  * Prints one line per difference and exits 0 when there is none, 1 when
  * there is, 2 when a file cannot be read. --ignore leaves a tensor's
- * values out (a wall-clock total such as train.seconds), not its presence. Used for the proof that a
- * refactor leaves training bit for bit unchanged (scripts/same-bits.sh). */
+ * values out (a wall-clock total such as train.seconds), not its presence.
+ * --reshaped accepts a tensor whose shape changed but not its dtype, its
+ * element count or its bytes (a weight once stored flat, [out·in], now
+ * [out, in]): the proof across a change of the stored shapes. Used for
+ * the proof that a refactor leaves training bit for bit unchanged
+ * (scripts/same-bits.sh). */
 #include <sigmareparam.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +84,7 @@ static int ignored(const char *name, char **ignore, size_t count)
 /* One line per tensor of a that b lacks or (compare) holds otherwise; the
  * count. */
 static size_t report(const checkpoint_copy *a, const checkpoint_copy *b, const char *b_path,
-                     int compare, char **ignore, size_t ignore_count)
+                     int compare, int reshaped, char **ignore, size_t ignore_count)
 {
     size_t differences = 0;
     for (size_t i = 0; i < a->count; ++i) {
@@ -90,8 +94,10 @@ static size_t report(const checkpoint_copy *a, const checkpoint_copy *b, const c
             ++differences;
         } else if (!compare || ignored(x->name, ignore, ignore_count)) {
             continue;
-        } else if ((x->dtype != y->dtype || x->ndim != y->ndim ||
-                               memcmp(x->shape, y->shape, x->ndim * sizeof *x->shape) != 0)) {
+        } else if (x->dtype != y->dtype ||
+                   (reshaped ? element_count(x) != element_count(y)
+                             : x->ndim != y->ndim ||
+                                   memcmp(x->shape, y->shape, x->ndim * sizeof *x->shape) != 0)) {
             printf("%s: dtype or shape differs\n", x->name);
             ++differences;
         } else if (memcmp(x->data, y->data,
@@ -105,22 +111,23 @@ static size_t report(const checkpoint_copy *a, const checkpoint_copy *b, const c
 
 int main(int argc, char **argv)
 {
-    int first = 1;
+    const int reshaped = argc > 1 && strcmp(argv[1], "--reshaped") == 0;
+    int first = 1 + reshaped;
     while (first + 1 < argc && strcmp(argv[first], "--ignore") == 0)
         first += 2;
     if (argc - first != 2) {
-        fprintf(stderr, "usage: srp-checkpoint-diff [--ignore NAME]... A B\n");
+        fprintf(stderr, "usage: srp-checkpoint-diff [--reshaped] [--ignore NAME]... A B\n");
         return 2;
     }
-    char **ignore = argv + 1;
-    const size_t ignore_count = (size_t)(first - 1) / 2;
+    char **ignore = argv + 1 + reshaped;
+    const size_t ignore_count = (size_t)(first - 1 - reshaped) / 2;
     const char *path_a = argv[first], *path_b = argv[first + 1];
     checkpoint_copy a, b;
     const int read = copy_read(&a, path_a) & copy_read(&b, path_b);
     size_t differences = 0;
     if (read)
-        differences = report(&a, &b, path_b, 1, ignore, ignore_count) +
-                      report(&b, &a, path_a, 0, ignore, ignore_count);
+        differences = report(&a, &b, path_b, 1, reshaped, ignore, ignore_count) +
+                      report(&b, &a, path_a, 0, reshaped, ignore, ignore_count);
     if (read && differences == 0)
         printf("same: %zu tensors\n", a.count);
     copy_free(&a);

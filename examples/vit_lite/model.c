@@ -8,18 +8,11 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/layers.h"
+#include "common/tensors.h"
 
 #define LN_EPS 1e-6f /* timm's ViT LayerNorm eps */
 #define NAME_LEN 48
-
-typedef struct {
-    srp_attention *attn;
-    srp_linear *fc1, *fc2;
-    ex_norm ln1, ln2;
-    float *x_mid; /* [B*T][D]: x + attn(...) */
-    float *h1;    /* [B*T][mlp]: fc1 output, before GELU */
-    float *g;     /* [B*T][mlp]: GELU output */
-} vit_block;
 
 struct vit_model {
     vit_config cfg;
@@ -29,15 +22,15 @@ struct vit_model {
     vit_stem stem;     /* stem.layers 0: none */
     float *cls, *dcls; /* [D] */
     float *pos, *dpos; /* [T][D] */
-    vit_block *blocks;
-    ex_norm final_ln;
-    float **xs; /* depth + 1 residual streams [B*T][D]: xs[l] enters block l */
+    srp_block **blocks;
+    srp_layernorm *final_ln; /* NULL without layernorm */
+    float **xs;              /* depth + 1 residual streams [B*T][D]: xs[l] enters block l */
+    float *final_out;        /* [B*T][D]: the final LayerNorm's output */
     float *patch_buf, *emb, *pooled, *logits; /* [B*P][CPP], [B*P][D], [B][D], [B][classes] */
-    /* backward scratch */
-    float *branch_out; /* [B*T][D]: a block's attention or MLP output, before its residual add */
-    /* backward scratch: see vit_backward; d_norm: a LayerNorm's input gradient */
-    float *d_stream, *d_branch, *d_norm, *d_mlp, *d_emb, *d_pooled;
-    ex_linear_table linears; /* every linear, named, for metrics and checkpoints */
+    /* backward scratch: the residual stream's gradient, the final
+     * LayerNorm's output gradient */
+    float *d_stream, *d_final, *d_emb, *d_pooled;
+    ex_linear_names linears; /* every linear, named, for metrics and the lists */
 };
 
 vit_config vit_config_default(void)
@@ -121,25 +114,33 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     srp_status st = SRP_ERR_NOMEM;
     srp_rng rng;
     srp_rng_seed(&rng, c->seed);
+    /* Room for every linear (at most 3 input projections, proj, fc1 and fc2
+     * a block), so that the appends below, of short names, cannot fail. */
+    if (!ex_linear_names_init(&m->linears, c->stem_layers + 2 + 6 * c->depth))
+        goto fail;
 
     srp_linear_config lc;
     if (K) {
         lc = linear_config(c, 1, 1, NULL); /* the stem sets the sizes and seeds */
         if ((st = vit_stem_init(&m->stem, c->stem_layers, c->stem_channels, c->stem_strides,
-                                c->channels, c->image_size, q, B, &lc, &rng, &m->linears)) !=
-            SRP_OK)
+                                c->channels, c->image_size, q, B, &lc, &rng)) != SRP_OK)
             goto fail;
+        char name[NAME_LEN];
+        for (size_t l = 0; l < c->stem_layers; l++) {
+            snprintf(name, sizeof(name), "conv%zu", l);
+            ex_linear_names_add(&m->linears, srp_conv2d_linear(m->stem.conv[l]), "stem", name);
+        }
     }
     lc = linear_config(c, m->patch_len, D, &rng);
-    if ((st = srp_linear_create(&m->embed, &lc)) != SRP_OK ||
-        !ex_linears_add(&m->linears, m->embed, "patch_embed.proj"))
+    if ((st = srp_linear_create(&m->embed, &lc)) != SRP_OK)
         goto fail;
     st = SRP_ERR_NOMEM;
+    ex_linear_names_add(&m->linears, m->embed, NULL, "patch_embed.proj");
     if (!ex_alloc_floats(&m->cls, D) || !ex_alloc_floats(&m->dcls, D) ||
         !ex_alloc_floats(&m->pos, m->tokens * D) || !ex_alloc_floats(&m->dpos, m->tokens * D))
         goto fail;
     srp_rng_fill_trunc_normal(&rng, m->pos, m->tokens * D, 0.02f);
-    m->blocks = calloc(c->depth, sizeof(vit_block));
+    m->blocks = calloc(c->depth, sizeof(srp_block *));
     m->xs = calloc(c->depth + 1, sizeof(float *));
     if (!m->blocks || !m->xs)
         goto fail;
@@ -147,62 +148,39 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         if (!ex_alloc_floats(&m->xs[l], rows * D))
             goto fail;
     for (size_t l = 0; l < c->depth; l++) {
-        vit_block *b = &m->blocks[l];
-        char name[NAME_LEN];
         /* The attention sets its linears' sizes and draws their seeds from
-         * its own seed; the rest of their configuration is ours. */
-        srp_attention_config ac = srp_attention_config_default(D, c->heads);
-        ac.qkv_sigma = c->qkv_sigma;
-        ac.qkv = linear_config(c, D, 3 * D, NULL);
-        ac.proj = linear_config(c, D, D, NULL);
-        ac.seed = srp_rng_next_u64(&rng);
-        if ((st = srp_attention_create(&b->attn, &ac, B, m->tokens)) != SRP_OK)
+         * its own seed; the rest of their configuration is ours. Seeds in
+         * the order attention, fc1, fc2. */
+        srp_block_config bc = srp_block_config_default(D, c->heads, c->mlp_dim);
+        bc.norm = c->layernorm ? SRP_NORM_PRE : SRP_NORM_NONE;
+        bc.norm_eps = LN_EPS;
+        bc.qkv_sigma = c->qkv_sigma;
+        bc.qkv = linear_config(c, D, 3 * D, NULL);
+        bc.proj = linear_config(c, D, D, NULL);
+        bc.attn_seed = srp_rng_next_u64(&rng);
+        bc.fc1 = linear_config(c, D, c->mlp_dim, &rng);
+        bc.fc2 = linear_config(c, c->mlp_dim, D, &rng);
+        if ((st = srp_block_create(&m->blocks[l], &bc, B, m->tokens)) != SRP_OK)
             goto fail;
-        st = SRP_ERR_NOMEM;
-        for (size_t i = 0; i < srp_attention_in_proj_count(b->attn); i++) {
-            const char *part;
-            srp_linear *in = srp_attention_in_proj(b->attn, i, &part);
-            snprintf(name, sizeof(name), "blocks.%zu.attn.%s", l, part);
-            if (!ex_linears_add(&m->linears, in, name))
-                goto fail;
-        }
-        snprintf(name, sizeof(name), "blocks.%zu.attn.proj", l);
-        if (!ex_linears_add(&m->linears, srp_attention_proj(b->attn), name))
-            goto fail;
-        lc = linear_config(c, D, c->mlp_dim, &rng);
-        if ((st = srp_linear_create(&b->fc1, &lc)) != SRP_OK)
-            goto fail;
-        lc = linear_config(c, c->mlp_dim, D, &rng);
-        if ((st = srp_linear_create(&b->fc2, &lc)) != SRP_OK)
-            goto fail;
-        st = SRP_ERR_NOMEM;
-        snprintf(name, sizeof(name), "blocks.%zu.mlp.fc1", l);
-        if (!ex_linears_add(&m->linears, b->fc1, name))
-            goto fail;
-        snprintf(name, sizeof(name), "blocks.%zu.mlp.fc2", l);
-        if (!ex_linears_add(&m->linears, b->fc2, name))
-            goto fail;
-        if (!ex_norm_init(&b->ln1, c->layernorm, D, rows, LN_EPS) ||
-            !ex_norm_init(&b->ln2, c->layernorm, D, rows, LN_EPS))
-            goto fail;
-        if (!ex_alloc_floats(&b->x_mid, rows * D) || !ex_alloc_floats(&b->h1, rows * c->mlp_dim) ||
-            !ex_alloc_floats(&b->g, rows * c->mlp_dim))
+        ex_linear_names_add_block(&m->linears, m->blocks[l], l);
+    }
+    if (c->layernorm) {
+        srp_layernorm_config nc = srp_layernorm_config_default(D);
+        nc.eps = LN_EPS;
+        if ((st = srp_layernorm_create(&m->final_ln, &nc, rows)) != SRP_OK)
             goto fail;
     }
-    if (!ex_norm_init(&m->final_ln, c->layernorm, D, rows, LN_EPS))
-        goto fail;
     lc = linear_config(c, D, c->classes, &rng);
-    if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK ||
-        !ex_linears_add(&m->linears, m->head, "head"))
+    if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK)
         goto fail;
     st = SRP_ERR_NOMEM;
-    const size_t wide = c->mlp_dim > D ? c->mlp_dim : D;
     /* with a stem, the embedding reads the stem's output instead */
+    ex_linear_names_add(&m->linears, m->head, NULL, "head");
     if (!ex_alloc_floats(&m->patch_buf, K ? 1 : B * m->patches * m->patch_len) ||
         !ex_alloc_floats(&m->emb, B * m->patches * D) || !ex_alloc_floats(&m->pooled, B * D) ||
         !ex_alloc_floats(&m->logits, B * c->classes) || !ex_alloc_floats(&m->d_stream, rows * D) ||
-        !ex_alloc_floats(&m->d_branch, rows * D) || !ex_alloc_floats(&m->branch_out, rows * D) ||
-        !ex_alloc_floats(&m->d_norm, rows * D) || !ex_alloc_floats(&m->d_mlp, rows * wide) ||
+        (c->layernorm &&
+         (!ex_alloc_floats(&m->final_out, rows * D) || !ex_alloc_floats(&m->d_final, rows * D))) ||
         !ex_alloc_floats(&m->d_emb, B * m->patches * D) || !ex_alloc_floats(&m->d_pooled, B * D))
         goto fail;
     *out = m;
@@ -223,36 +201,24 @@ void vit_destroy(vit_model *m)
     free(m->dcls);
     free(m->pos);
     free(m->dpos);
-    if (m->blocks)
-        for (size_t l = 0; l < m->cfg.depth; l++) {
-            vit_block *b = &m->blocks[l];
-            srp_attention_destroy(b->attn);
-            srp_linear_destroy(b->fc1);
-            srp_linear_destroy(b->fc2);
-            ex_norm_free(&b->ln1);
-            ex_norm_free(&b->ln2);
-            free(b->x_mid);
-            free(b->h1);
-            free(b->g);
-        }
+    for (size_t l = 0; m->blocks && l < m->cfg.depth; l++)
+        srp_block_destroy(m->blocks[l]);
     free(m->blocks);
     if (m->xs)
         for (size_t l = 0; l <= m->cfg.depth; l++)
             free(m->xs[l]);
     free(m->xs);
-    ex_norm_free(&m->final_ln);
+    srp_layernorm_destroy(m->final_ln);
+    free(m->final_out);
     free(m->patch_buf);
     free(m->emb);
     free(m->pooled);
     free(m->logits);
     free(m->d_stream);
-    free(m->d_branch);
-    free(m->branch_out);
-    free(m->d_norm);
-    free(m->d_mlp);
+    free(m->d_final);
     free(m->d_emb);
     free(m->d_pooled);
-    ex_linears_free(&m->linears);
+    ex_linear_names_free(&m->linears);
     free(m);
 }
 
@@ -296,20 +262,13 @@ srp_status vit_forward(vit_model *m, const float *images, size_t batch, int trai
             for (size_t d = 0; d < D; d++)
                 x0[(b * T + t) * D + d] = m->emb[(b * P + t - 1) * D + d] + m->pos[t * D + d];
     }
-    for (size_t l = 0; l < m->cfg.depth; l++) {
-        vit_block *blk = &m->blocks[l];
-        const float *a_in, *m_in;
-        EX_TRY(ex_norm_forward(&blk->ln1, m->xs[l], rows, &a_in));
-        EX_TRY(srp_attention_forward(blk->attn, a_in, batch, T, m->branch_out, training));
-        EX_TRY(srp_residual_add(m->xs[l], m->branch_out, rows * D, blk->x_mid));
-        EX_TRY(ex_norm_forward(&blk->ln2, blk->x_mid, rows, &m_in));
-        EX_TRY(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
-        EX_TRY(srp_gelu_forward(blk->h1, rows * m->cfg.mlp_dim, blk->g));
-        EX_TRY(srp_linear_forward(blk->fc2, blk->g, rows, m->branch_out, training));
-        EX_TRY(srp_residual_add(blk->x_mid, m->branch_out, rows * D, m->xs[l + 1]));
+    for (size_t l = 0; l < m->cfg.depth; l++)
+        EX_TRY(srp_block_forward(m->blocks[l], m->xs[l], batch, T, m->xs[l + 1], training));
+    const float *f_in = m->xs[m->cfg.depth];
+    if (m->final_ln) {
+        EX_TRY(srp_layernorm_layer_forward(m->final_ln, f_in, rows, m->final_out, training));
+        f_in = m->final_out;
     }
-    const float *f_in;
-    EX_TRY(ex_norm_forward(&m->final_ln, m->xs[m->cfg.depth], rows, &f_in));
     if (m->cfg.pool == VIT_POOL_MEAN)
         EX_TRY(srp_mean_pool_forward(f_in, batch, T, D, m->pooled));
     else
@@ -325,34 +284,20 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
     if (!m || !dlogits || m->batch == 0)
         return SRP_ERR_INVALID_ARG;
     const size_t batch = m->batch, D = m->cfg.dim, T = m->tokens, P = m->patches;
-    const size_t rows = batch * T, mlp = m->cfg.mlp_dim;
-    const int ln = m->cfg.layernorm;
+    const size_t rows = batch * T;
     float *ds = m->d_stream; /* gradient of the residual stream, block by block */
 
     EX_TRY(srp_linear_backward(m->head, m->pooled, dlogits, batch, m->d_pooled));
-    /* d(pooled) -> d(final stream): into d_branch before a LayerNorm, else ds */
-    float *d_final = ln ? m->d_branch : ds;
+    /* d(pooled) -> d(final stream): into d_final before a LayerNorm, else ds */
+    float *d_final = m->final_ln ? m->d_final : ds;
     if (m->cfg.pool == VIT_POOL_MEAN)
         EX_TRY(srp_mean_pool_backward(m->d_pooled, batch, T, D, d_final));
     else
         EX_TRY(srp_token_select_backward(m->d_pooled, batch, T, D, 0, d_final));
-    if (ln) {
-        EX_TRY(srp_layernorm_backward(m->xs[m->cfg.depth], m->final_ln.w, m->final_ln.mean,
-                                      m->final_ln.rstd, m->d_branch, rows, D, ds, m->final_ln.dw,
-                                      m->final_ln.db));
-    }
-    for (size_t l = m->cfg.depth; l-- > 0;) {
-        vit_block *blk = &m->blocks[l];
-        const float *m_in = ln ? blk->ln2.out : blk->x_mid;
-        /* MLP branch: ds is d(xs[l+1]) and becomes d(x_mid). */
-        EX_TRY(srp_linear_backward(blk->fc2, blk->g, ds, rows, m->d_mlp));
-        EX_TRY(srp_gelu_backward_from_output(blk->h1, blk->g, m->d_mlp, rows * mlp, m->d_mlp));
-        EX_TRY(srp_linear_backward(blk->fc1, m_in, m->d_mlp, rows, m->d_branch));
-        EX_TRY(ex_norm_backward_add(&blk->ln2, blk->x_mid, m->d_branch, rows, ds, m->d_norm));
-        /* Attention branch: ds becomes d(xs[l]). */
-        EX_TRY(srp_attention_backward(blk->attn, ds, m->d_branch));
-        EX_TRY(ex_norm_backward_add(&blk->ln1, m->xs[l], m->d_branch, rows, ds, m->d_norm));
-    }
+    if (m->final_ln)
+        EX_TRY(srp_layernorm_layer_backward(m->final_ln, m->xs[m->cfg.depth], d_final, rows, ds));
+    for (size_t l = m->cfg.depth; l-- > 0;)
+        EX_TRY(srp_block_backward(m->blocks[l], ds, ds)); /* d(xs[l + 1]) -> d(xs[l]) */
     /* ds = d(x0): CLS and position gradients, then the patch embedding. */
     for (size_t b = 0; b < batch; b++) {
         for (size_t t = 0; t < T; t++)
@@ -369,34 +314,38 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
     return vit_stem_backward(&m->stem);
 }
 
-void vit_params(vit_model *m, ex_param_list *list)
+srp_status vit_model_params(vit_model *m, srp_param_list *list)
 {
-    ex_linears_params(&m->linears, list);
-    ex_params_add(list, "cls_token", NULL, m->cls, m->dcls, m->cfg.dim, SRP_PARAM_EMBEDDING);
-    ex_params_add(list, "pos_embed", NULL, m->pos, m->dpos, m->tokens * m->cfg.dim,
-                  SRP_PARAM_EMBEDDING);
+    ex_linear_names_params(&m->linears, list);
+    srp_param_list_add(list, "cls_token", NULL, m->cls, m->dcls, m->cfg.dim, SRP_PARAM_EMBEDDING);
+    srp_param_list_add(list, "pos_embed", NULL, m->pos, m->dpos, m->tokens * m->cfg.dim,
+                       SRP_PARAM_EMBEDDING);
+    ex_blocks_norm_params(m->blocks, m->cfg.depth, list);
+    if (m->final_ln)
+        srp_layernorm_params(m->final_ln, "norm", list);
+    return srp_param_list_status(list);
+}
+
+srp_status vit_model_state_refs(vit_model *m, srp_tensor_list *list)
+{
     char prefix[NAME_LEN];
-    for (size_t l = 0; l < m->cfg.depth; l++) {
-        snprintf(prefix, sizeof(prefix), "blocks.%zu.norm1", l);
-        ex_norm_params(&m->blocks[l].ln1, prefix, list);
-        snprintf(prefix, sizeof(prefix), "blocks.%zu.norm2", l);
-        ex_norm_params(&m->blocks[l].ln2, prefix, list);
+    for (size_t l = 0; l < m->stem.layers; l++) {
+        snprintf(prefix, sizeof(prefix), "stem.conv%zu", l);
+        srp_conv2d_state_refs(m->stem.conv[l], prefix, list);
     }
-    ex_norm_params(&m->final_ln, "norm", list);
+    srp_linear_state_refs(m->embed, "patch_embed.proj", list);
+    srp_tensor_list_add_f32(list, "cls_token", NULL, m->cls, m->cfg.dim);
+    srp_tensor_list_add_f32(list, "pos_embed", NULL, m->pos, m->tokens * m->cfg.dim);
+    ex_blocks_state_refs(m->blocks, m->cfg.depth, list);
+    if (m->final_ln)
+        srp_layernorm_state_refs(m->final_ln, "norm", list);
+    srp_linear_state_refs(m->head, "head", list);
+    return srp_tensor_list_status(list);
 }
 
-void vit_state_tensors(vit_model *m, ex_tensor_list *list)
-{
-    ex_param_list params;
-    ex_params_init(&params);
-    vit_params(m, &params);
-    ex_model_state_tensors(&params, &m->linears, list); /* copies the names */
-    ex_params_free(&params);
-}
-
-ex_linear_table *vit_linears(vit_model *m) { return &m->linears; }
+const ex_linear_names *vit_linears(const vit_model *m) { return &m->linears; }
 
 srp_attention *vit_attention_at(vit_model *m, size_t layer)
 {
-    return layer < m->cfg.depth ? m->blocks[layer].attn : NULL;
+    return layer < m->cfg.depth ? srp_block_attention(m->blocks[layer]) : NULL;
 }

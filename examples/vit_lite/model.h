@@ -8,7 +8,7 @@
  *   the same grid of patches, [q][q][K] each (q = its side / grid side)
  *   -> linear q*q*K -> D
  *   -> [CLS | patches] + position embedding                 [B][T][D], T = P + 1
- *   -> depth x { x = x + attn(ln1(x)); x = x + fc2(gelu(fc1(ln2(x)))) }
+ *   -> depth x srp_block: { x = x + attn(ln1(x)); x = x + fc2(gelu(fc1(ln2(x)))) }
  *   -> (final LayerNorm) -> CLS token, or the mean of all T tokens (pool)
  *   -> head (sigmaReparam linear D -> classes)
  *
@@ -22,10 +22,7 @@
 
 #include <sigmareparam.h>
 
-#include "common/linears.h"
-#include "common/norm.h"
-#include "common/params.h"
-#include "common/tensors.h"
+#include "common/layers.h"
 #include "stem.h"
 
 /* What the head reads: the class token (ViT, the official code), or the
@@ -75,21 +72,27 @@ size_t vit_tokens(const vit_model *m);
 srp_status vit_forward(vit_model *m, const float *images, size_t batch, int training,
                        const float **logits);
 /* dlogits: [batch][classes] of the last forward; gradients accumulate
- * (zero them through the optimizer: vit_params lists every one). */
+ * (zero them through the optimizer: vit_model_params lists every one). */
 srp_status vit_backward(vit_model *m, const float *dlogits);
 
-/* Appends the trainable tensors, with timm-style names and their kinds. */
-void vit_params(vit_model *m, ex_param_list *list);
+/* Appends the trainable tensors, with timm-style names and their kinds, in
+ * this order (the optimizer's, the weight average's and the gradient
+ * norm's): every linear as vit_linears orders them (srp_linear_params:
+ * weight, bias, gamma), cls_token, pos_embed, then each block's norm1 and
+ * norm2 and the final norm (with layernorm). */
+srp_status vit_model_params(vit_model *m, srp_param_list *list);
 
 /* Everything that defines the model's behaviour, for checkpoints: the
  * parameters, and each sigmaReparam layer's power-iteration state (u, v,
- * sigma), appended to list. Before a save, call ex_linears_sync_out on
- * vit_linears; after a load, ex_linears_sync_in. */
-void vit_state_tensors(vit_model *m, ex_tensor_list *list);
+ * sigma), as the layers' own state refs (srp_block_state_refs, ...) name
+ * them, pointing at the layers themselves. */
+srp_status vit_model_state_refs(vit_model *m, srp_tensor_list *list);
 
-/* For metrics and checkpoints: the linear layers with their names, and
- * the attentions. */
-ex_linear_table *vit_linears(vit_model *m);
+/* For metrics, the weight average and data-parallel training: the linear
+ * layers with their names, in this order: the stem's convolutions
+ * (stem.conv<l>), patch_embed.proj, each block's (srp_block_linear's
+ * order, under blocks.<l>), head; and the attentions. */
+const ex_linear_names *vit_linears(const vit_model *m);
 srp_attention *vit_attention_at(vit_model *m, size_t layer);
 
 #endif

@@ -20,10 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/tensors.h"
-
-#define NAME_LEN 256
-
 /* Scalars the list points at, one set per linear: sigma as the file holds
  * it, and the two copies that import reads and drops. */
 typedef struct {
@@ -32,16 +28,14 @@ typedef struct {
 } linear_extras;
 
 typedef struct {
-    ex_tensor_list list;
+    srp_tensor_list *list;
     linear_extras *extras; /* [linears] */
 } official_list;
 
-static void add_named(ex_tensor_list *list, const char *prefix, const char *suffix, size_t ndim,
+static void add_named(srp_tensor_list *list, const char *prefix, const char *suffix, size_t ndim,
                       const size_t *shape, float *data)
 {
-    char name[NAME_LEN];
-    snprintf(name, sizeof(name), "%s.%s", prefix, suffix);
-    ex_tensors_add(list, name, SRP_DTYPE_F32, ndim, shape, data);
+    srp_tensor_list_add(list, prefix, suffix, SRP_DTYPE_F32, ndim, shape, data);
 }
 
 static void official_free(official_list *o, size_t nlinears)
@@ -49,16 +43,18 @@ static void official_free(official_list *o, size_t nlinears)
     for (size_t i = 0; o->extras && i < nlinears; i++)
         free(o->extras[i].weight_alias);
     free(o->extras);
-    ex_tensors_free(&o->list);
+    srp_tensor_list_destroy(o->list);
 }
 
 /* The list of the model's tensors under the official names. for_import:
  * the aliases point at scratch buffers instead of the model. */
 static ex_code official_tensors(vit_model *m, int for_import, official_list *o, ex_error *err)
 {
-    ex_tensors_init(&o->list);
     o->extras = NULL;
-    ex_linear_table *lin = vit_linears(m);
+    srp_status st = srp_tensor_list_create(&o->list);
+    if (st != SRP_OK)
+        return ex_fail_status(err, st, "the list of the official names");
+    const size_t nlin = vit_linears(m)->count;
     const vit_config *c = vit_get_config(m);
     if (c->sigma_reparam && c->qkv_sigma != SRP_QKV_SIGMA_FUSED)
         return ex_fail(err, EX_USAGE,
@@ -72,46 +68,48 @@ static ex_code official_tensors(vit_model *m, int for_import, official_list *o, 
         return ex_fail(err, EX_USAGE,
                        "the official model has no convolutional stem: safetensors files need "
                        "--stem 0");
-    o->extras = calloc(lin->count ? lin->count : 1, sizeof(*o->extras));
+    o->extras = calloc(nlin ? nlin : 1, sizeof(*o->extras));
     if (!o->extras)
         return ex_fail(err, EX_FAILED, "out of memory");
 
     /* Everything that is not a linear, with the official shapes. */
-    ex_param_list params;
-    ex_params_init(&params);
-    vit_params(m, &params);
+    srp_param_list *params = NULL;
+    st = srp_param_list_create(&params);
+    if (st == SRP_OK)
+        st = vit_model_params(m, params);
     const size_t D = c->dim, one = 1;
-    for (size_t k = 0; k < params.count; k++) {
-        const srp_param_kind kind = params.kinds[k];
+    for (size_t k = 0; st == SRP_OK && k < srp_param_list_count(params); k++) {
+        const srp_param_kind kind = srp_param_list_kind(params, k);
         if (kind != SRP_PARAM_EMBEDDING && kind != SRP_PARAM_NORM)
             continue;
-        const srp_param *p = &params.params[k];
+        const srp_param *p = &srp_param_list_entries(params)[k];
         const size_t token[3] = {1, 1, D}, pos[3] = {1, p->size / D, D};
         if (strcmp(p->name, "cls_token") == 0)
-            ex_tensors_add(&o->list, p->name, SRP_DTYPE_F32, 3, token, p->data);
+            add_named(o->list, p->name, NULL, 3, token, p->data);
         else if (strcmp(p->name, "pos_embed") == 0)
-            ex_tensors_add(&o->list, p->name, SRP_DTYPE_F32, 3, pos, p->data);
+            add_named(o->list, p->name, NULL, 3, pos, p->data);
         else
-            ex_tensors_add(&o->list, p->name, SRP_DTYPE_F32, 1, &p->size, p->data);
+            add_named(o->list, p->name, NULL, 1, &p->size, p->data);
     }
-    o->list.failed |= params.failed;
-    ex_params_free(&params);
+    srp_param_list_destroy(params);
+    if (st != SRP_OK)
+        return ex_fail_status(err, st, "the model's parameter list");
 
-    for (size_t i = 0; i < lin->count; i++) {
-        srp_linear *l = lin->linears[i];
-        const char *name = lin->names[i];
+    for (size_t i = 0; i < nlin; i++) {
+        srp_linear *l = vit_linears(m)->linears[i];
+        const char *name = vit_linears(m)->names[i];
         const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
         const size_t w_shape[2] = {out, in};
         linear_extras *x = &o->extras[i];
         if (srp_linear_reparam(l) != SRP_REPARAM_SIGMA && strcmp(name, "patch_embed.proj") == 0) {
             /* the plain model's patch embedding is timm's nn.Conv2d */
             const size_t conv[4] = {out, c->channels, c->patch, c->patch};
-            add_named(&o->list, name, "weight", 4, conv, srp_linear_weight(l));
+            add_named(o->list, name, "weight", 4, conv, srp_linear_weight(l));
         } else {
-            add_named(&o->list, name, "weight", 2, w_shape, srp_linear_weight(l));
+            add_named(o->list, name, "weight", 2, w_shape, srp_linear_weight(l));
         }
         if (srp_linear_bias(l))
-            add_named(&o->list, name, "bias", 1, &out, srp_linear_bias(l));
+            add_named(o->list, name, "bias", 1, &out, srp_linear_bias(l));
         if (srp_linear_reparam(l) != SRP_REPARAM_SIGMA)
             continue;
         x->sigma = srp_linear_sigma(l);
@@ -119,14 +117,15 @@ static ex_code official_tensors(vit_model *m, int for_import, official_list *o, 
         x->weight_alias = for_import ? malloc(sizeof(float) * in * out) : NULL;
         if (for_import && !x->weight_alias)
             return ex_fail(err, EX_FAILED, "out of memory");
-        add_named(&o->list, name, "sigma", 1, &one, srp_linear_gamma(l));
-        add_named(&o->list, name, "effective_spectral_norm", 1, &one, &x->effective_gamma);
-        add_named(&o->list, name, "spectral_normed_weight.u", 1, &in, srp_linear_u(l));
-        add_named(&o->list, name, "spectral_normed_weight.spectral_norm", 1, &one, &x->sigma);
-        add_named(&o->list, name, "spectral_normed_weight.weight", 2, w_shape,
+        add_named(o->list, name, "sigma", 1, &one, srp_linear_gamma(l));
+        add_named(o->list, name, "effective_spectral_norm", 1, &one, &x->effective_gamma);
+        add_named(o->list, name, "spectral_normed_weight.u", 1, &in, srp_linear_u(l));
+        add_named(o->list, name, "spectral_normed_weight.spectral_norm", 1, &one, &x->sigma);
+        add_named(o->list, name, "spectral_normed_weight.weight", 2, w_shape,
                   for_import ? x->weight_alias : srp_linear_weight(l));
     }
-    return o->list.failed ? ex_fail(err, EX_FAILED, "out of memory") : EX_OK;
+    st = srp_tensor_list_status(o->list);
+    return st != SRP_OK ? ex_fail_status(err, st, "the list of the official names") : EX_OK;
 }
 
 ex_code vit_export_safetensors(vit_model *m, const char *path, ex_error *err)
@@ -135,7 +134,8 @@ ex_code vit_export_safetensors(vit_model *m, const char *path, ex_error *err)
     ex_code code = official_tensors(m, 0, &o, err);
     if (code == EX_OK) {
         const char *meta[] = {"format", "pt", "producer", "libsigmareparam vit-lite-train"};
-        const srp_status st = srp_safetensors_save(path, o.list.refs, o.list.count, meta, 2);
+        const srp_status st = srp_safetensors_save(path, srp_tensor_list_refs(o.list),
+                                                   srp_tensor_list_count(o.list), meta, 2);
         if (st != SRP_OK)
             code = ex_fail_statusf(err, st, "writing %s", path);
     }
@@ -158,23 +158,25 @@ static ex_code check_names(const official_list *o, const srp_safetensors *f, con
                            ex_error *err)
 {
     char missing[512] = "", unknown[512] = "";
-    for (size_t i = 0; i < o->list.count; i++) {
+    const srp_tensor_ref *refs = srp_tensor_list_refs(o->list);
+    const size_t count = srp_tensor_list_count(o->list);
+    for (size_t i = 0; i < count; i++) {
         int found = 0;
         for (size_t k = 0; !found && k < srp_safetensors_count(f); k++) {
             srp_tensor_ref info;
-            found = srp_safetensors_info(f, k, &info) == SRP_OK &&
-                    strcmp(info.name, o->list.refs[i].name) == 0;
+            found =
+                srp_safetensors_info(f, k, &info) == SRP_OK && strcmp(info.name, refs[i].name) == 0;
         }
         if (!found)
-            append_name(missing, sizeof(missing), o->list.refs[i].name);
+            append_name(missing, sizeof(missing), refs[i].name);
     }
     for (size_t k = 0; k < srp_safetensors_count(f); k++) {
         srp_tensor_ref info;
         int found = 0;
         if (srp_safetensors_info(f, k, &info) != SRP_OK)
             continue;
-        for (size_t i = 0; !found && i < o->list.count; i++)
-            found = strcmp(info.name, o->list.refs[i].name) == 0;
+        for (size_t i = 0; !found && i < count; i++)
+            found = strcmp(info.name, refs[i].name) == 0;
         if (!found)
             append_name(unknown, sizeof(unknown), info.name);
     }
@@ -207,7 +209,7 @@ static void v_from_u(srp_linear *l)
 ex_code vit_import_safetensors(vit_model *m, const char *path, ex_error *err)
 {
     official_list o;
-    ex_linear_table *lin = vit_linears(m);
+    const size_t nlin = vit_linears(m)->count;
     ex_code code = official_tensors(m, 1, &o, err);
     srp_safetensors *f = NULL;
     if (code == EX_OK) {
@@ -219,33 +221,35 @@ ex_code vit_import_safetensors(vit_model *m, const char *path, ex_error *err)
         code = check_names(&o, f, path, err);
     /* The spectral norms first, into the list's scratch scalars: a bad one
      * is refused before the model changes. */
-    for (size_t k = 0; code == EX_OK && k < o.list.count; k++) {
-        const char *name = o.list.refs[k].name, *tail = ".spectral_normed_weight.spectral_norm";
+    const srp_tensor_ref *refs = srp_tensor_list_refs(o.list);
+    const size_t count = srp_tensor_list_count(o.list);
+    for (size_t k = 0; code == EX_OK && k < count; k++) {
+        const char *name = refs[k].name, *tail = ".spectral_normed_weight.spectral_norm";
         const size_t n = strlen(name), t = strlen(tail);
         if (n < t || strcmp(name + n - t, tail) != 0)
             continue;
-        const srp_status st = srp_safetensors_read(f, &o.list.refs[k], 1);
-        const float sigma = *(const float *)o.list.refs[k].data;
+        const srp_status st = srp_safetensors_read(f, &refs[k], 1);
+        const float sigma = *(const float *)refs[k].data;
         if (st != SRP_OK)
             code = ex_fail_statusf(err, st, "reading %s from %s", name, path);
         else if (!(sigma > 0.0f) || !isfinite(sigma))
             code = ex_fail(err, EX_FAILED, "%s: %s must be one positive number", path, name);
     }
     if (code == EX_OK) {
-        const srp_status st = srp_safetensors_read(f, o.list.refs, o.list.count);
+        const srp_status st = srp_safetensors_read(f, refs, count);
         if (st != SRP_OK) {
             code = ex_fail_statusf(err, st, "reading %s", path);
             ex_append(err, "; a tensor's shape or dtype differs from this model's");
         }
     }
-    for (size_t i = 0; code == EX_OK && i < lin->count; i++) {
-        srp_linear *l = lin->linears[i];
+    for (size_t i = 0; code == EX_OK && i < nlin; i++) {
+        srp_linear *l = vit_linears(m)->linears[i];
         if (srp_linear_reparam(l) != SRP_REPARAM_SIGMA)
             continue;
         v_from_u(l);
         srp_linear_set_sigma(l, o.extras[i].sigma); /* checked above: cannot fail */
     }
     srp_safetensors_close(f);
-    official_free(&o, lin->count);
+    official_free(&o, nlin);
     return code;
 }

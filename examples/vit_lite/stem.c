@@ -89,7 +89,7 @@ static size_t raster_index(size_t side, size_t patch, size_t r)
 
 srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, const size_t *strides,
                          size_t in_channels, size_t image_size, size_t patch, size_t max_batch,
-                         const srp_linear_config *base, srp_rng *rng, ex_linear_table *names)
+                         const srp_linear_config *base, srp_rng *rng)
 {
     memset(s, 0, sizeof(*s));
     if (layers == 0 || layers > VIT_STEM_MAX_LAYERS || !channels || !strides || in_channels == 0 ||
@@ -130,14 +130,11 @@ srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, con
         cc.init_std = base->init_std;
         cc.power_iters = base->power_iters;
         cc.seed = srp_rng_next_u64(rng);
-        char name[32];
-        snprintf(name, sizeof(name), "stem.conv%zu", l);
         if ((st = srp_conv2d_create(&s->conv[l], &cc, max_batch, s->sides[l], s->sides[l])) !=
             SRP_OK)
             goto fail;
         st = SRP_ERR_NOMEM;
-        if (!ex_linears_add(names, srp_conv2d_linear(s->conv[l]), name) ||
-            !ex_alloc_floats(&s->pre[l], n) || !ex_alloc_floats(&s->out[l], n))
+        if (!ex_alloc_floats(&s->pre[l], n) || !ex_alloc_floats(&s->out[l], n))
             goto fail;
     }
     return SRP_OK;
@@ -197,8 +194,8 @@ srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int 
         const float *x = l == 0 ? s->in : s->out[l - 1];
         EX_TRY(srp_conv2d_forward(s->conv[l], x, batch, s->sides[l], s->sides[l], s->pre[l],
                                   training));
-        EX_TRY(srp_gelu_forward(s->pre[l], batch * pixels_of(s, l + 1) * s->channels[l],
-                                s->out[l]));
+        EX_TRY(
+            srp_gelu_forward(s->pre[l], batch * pixels_of(s, l + 1) * s->channels[l], s->out[l]));
     }
     s->batch = batch;
     to_patch_order(s, s->out[s->layers - 1], batch, s->patch_out);

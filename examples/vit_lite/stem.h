@@ -17,8 +17,6 @@
 
 #include <sigmareparam.h>
 
-#include "common/linears.h"
-
 #define VIT_STEM_MAX_LAYERS 4
 
 typedef struct {
@@ -31,11 +29,11 @@ typedef struct {
     float *in;                       /* [B][C][S_0][S_0]: the last forward's images */
     float *pre[VIT_STEM_MAX_LAYERS]; /* [B][K_l][S_{l+1}][S_{l+1}]: layer l before its GELU */
     float *out[VIT_STEM_MAX_LAYERS]; /* the same after it */
-    int *patch_order;   /* [S_L^2]: the last map's raster index -> its index in patch order */
-    float *patch_out;   /* [B*S_L^2][K_L]: the output, in patch order */
-    float *d_features;  /* [B*S_L^2][K_L]: d(output) from the caller, in patch order */
-    float *d_maps[2];   /* [largest map] each: backward, the gradients of a layer's maps */
-    size_t batch;       /* of the last forward */
+    int *patch_order;  /* [S_L^2]: the last map's raster index -> its index in patch order */
+    float *patch_out;  /* [B*S_L^2][K_L]: the output, in patch order */
+    float *d_features; /* [B*S_L^2][K_L]: d(output) from the caller, in patch order */
+    float *d_maps[2];  /* [largest map] each: backward, the gradients of a layer's maps */
+    size_t batch;      /* of the last forward */
 } vit_stem;
 
 /* The side of a 3x3 convolution's output, zero padding 1: (side - 1) /
@@ -45,11 +43,10 @@ size_t vit_stem_out_side(size_t side, size_t stride);
 /* layers 1..VIT_STEM_MAX_LAYERS of channels[l] each at strides[l] (1 to
  * VIT_STEM_MAX_STRIDE) over images [C][S][S], the last map cut into p x p
  * patches (p must divide its side); each convolution's seed from rng, its
- * linear fields (reparam, gamma_init, init_std, ...) from base, its linear
- * named stem.conv<l> in names. */
+ * linear fields (reparam, gamma_init, init_std, ...) from base. */
 srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, const size_t *strides,
                          size_t in_channels, size_t image_size, size_t patch, size_t max_batch,
-                         const srp_linear_config *base, srp_rng *rng, ex_linear_table *names);
+                         const srp_linear_config *base, srp_rng *rng);
 void vit_stem_free(vit_stem *s);
 
 /* images [B][C][S][S] -> *out [B*S_L^2][K_L] in patch order, valid until

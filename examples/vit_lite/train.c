@@ -50,8 +50,8 @@ typedef struct {
     size_t local_batch; /* this rank's share of the batch */
     vit_data data;
     vit_model *model;
-    ex_param_list param_list;
-    srp_param *params; /* param_list's */
+    srp_param_list *param_list;
+    srp_param *params; /* param_list's entries */
     size_t nparams;
     srp_optim *optim;
     srp_lr_schedule schedule;
@@ -59,7 +59,6 @@ typedef struct {
     ex_metrics metrics;
     ex_collapse_log watch;
     ex_progress progress;
-    srp_param_list *average_params; /* params, as the weight average takes them */
     srp_weight_average *ema;        /* with --ema */
     uint64_t steps_per_epoch, total_steps;
     /* per-step buffers */
@@ -132,19 +131,20 @@ static ex_code parse_report_at(trainer *t, ex_error *err)
 static ex_code build_optimizer(trainer *t, ex_error *err)
 {
     const vit_options *o = &t->opt;
-    ex_params_init(&t->param_list);
-    vit_params(t->model, &t->param_list);
-    if (t->param_list.failed)
-        return ex_fail_status(err, SRP_ERR_NOMEM, "parameter list");
-    t->params = t->param_list.params;
-    t->nparams = t->param_list.count;
-    const srp_param_kind *kinds = t->param_list.kinds;
+    srp_status st = srp_param_list_create(&t->param_list);
+    if (st == SRP_OK)
+        st = vit_model_params(t->model, t->param_list);
+    if (st != SRP_OK)
+        return ex_fail_status(err, st, "parameter list");
+    t->params = srp_param_list_entries(t->param_list);
+    t->nparams = srp_param_list_count(t->param_list);
     for (size_t i = 0; i < t->nparams; i++) {
-        if (kinds[i] == SRP_PARAM_GAMMA) {
+        const srp_param_kind kind = srp_param_list_kind(t->param_list, i);
+        if (kind == SRP_PARAM_GAMMA) {
             t->params[i].lr_mult = o->gamma_lr_mult;
             t->params[i].lars = o->gamma_lars;
-        } else if (kinds[i] == SRP_PARAM_BIAS || kinds[i] == SRP_PARAM_EMBEDDING ||
-                   kinds[i] == SRP_PARAM_NORM) {
+        } else if (kind == SRP_PARAM_BIAS || kind == SRP_PARAM_EMBEDDING ||
+                   kind == SRP_PARAM_NORM) {
             t->params[i].lr_mult = o->bias_lr_mult;
         }
     }
@@ -154,7 +154,7 @@ static ex_code build_optimizer(trainer *t, ex_error *err)
     oc.momentum = o->momentum;
     oc.nesterov = o->nesterov && o->momentum > 0.0f; /* torch: Nesterov needs momentum */
     oc.lars_eta = o->lars_eta;
-    const srp_status st = srp_optim_create(&t->optim, t->params, t->nparams, &oc);
+    st = srp_optim_create(&t->optim, t->params, t->nparams, &oc);
     if (st != SRP_OK)
         return ex_fail_status(err, st,
                               "creating the optimizer (check --momentum, --nesterov, --wd-mode)");
@@ -165,16 +165,11 @@ static ex_code build_optimizer(trainer *t, ex_error *err)
  * recomputed for the averages. */
 static ex_code build_average(trainer *t, ex_error *err)
 {
-    srp_status st = srp_param_list_create(&t->average_params);
-    for (size_t i = 0; st == SRP_OK && i < t->nparams; i++)
-        st = srp_param_list_add(t->average_params, NULL, t->param_list.names[i], t->params[i].data,
-                                t->params[i].grad, t->params[i].size, t->param_list.kinds[i]);
     srp_weight_average_config ac = srp_weight_average_config_default();
     ac.decay = t->opt.ema;
-    const ex_linear_table *linears = vit_linears(t->model);
-    if (st == SRP_OK)
-        st = srp_weight_average_create(&t->ema, t->average_params, linears->linears,
-                                       linears->count, &ac);
+    const ex_linear_names *linears = vit_linears(t->model);
+    const srp_status st = srp_weight_average_create(&t->ema, t->param_list, linears->linears,
+                                                    linears->count, &ac);
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "creating the weight average");
 }
 
@@ -226,8 +221,7 @@ static ex_code build(trainer *t, ex_error *err)
 
     const vit_config *c = vit_get_config(t->model);
     const size_t image = tr->channels * tr->height * tr->width, lh = c->depth * c->heads;
-    const ex_linear_table *linears = vit_linears(t->model);
-    const size_t nlin = linears->count;
+    const size_t nlin = vit_linears(t->model)->count;
     t->images = malloc(sizeof(float) * o->batch * image);
     t->dlogits = malloc(sizeof(float) * o->batch * c->classes);
     t->labels = malloc(sizeof(int) * o->batch);
@@ -261,29 +255,22 @@ static ex_code build(trainer *t, ex_error *err)
 
 /* All tensors of a checkpoint: the model's first (so that a model alone
  * loads from the list's head), then the optimizer's and the run's. */
-static void checkpoint_tensors(trainer *t, ex_tensor_list *list)
+static void checkpoint_tensors(void *ctx, srp_tensor_list *list)
 {
-    vit_state_tensors(t->model, list);
-    ex_optim_tensors(t->optim, list);
+    trainer *t = ctx;
+    vit_model_state_refs(t->model, list);
+    srp_optim_state_refs(t->optim, list);
     run_state *rs = &t->run;
     const size_t four = 4, count = t->data.train.count;
     ex_run_tensors(&rs->base, list);
-    ex_tensors_add(list, "train.data_rng", SRP_DTYPE_U64, 1, &four, rs->data_rng.s);
-    ex_tensors_add(list, "train.aug_rng", SRP_DTYPE_U64, 1, &four, rs->aug_rng.s);
-    ex_tensors_add(list, "train.epoch", SRP_DTYPE_U64, 0, NULL, &rs->epoch);
-    ex_tensors_add(list, "train.position", SRP_DTYPE_U64, 0, NULL, &rs->pos);
-    ex_tensors_add(list, "train.order", SRP_DTYPE_U64, 1, &count, rs->order);
-    srp_tensor_list *state = NULL;
-    srp_status st = srp_tensor_list_create(&state);
-    if (st == SRP_OK)
-        st = srp_collapse_state_refs(t->watch.watch, "train.collapse", state);
-    if (st == SRP_OK && t->ema)
-        st = srp_weight_average_state_refs(t->ema, "train.ema", state);
-    if (st == SRP_OK)
-        ex_tensors_add_list(list, state);
-    else
-        list->failed = 1;
-    srp_tensor_list_destroy(state);
+    srp_tensor_list_add(list, "train.data_rng", NULL, SRP_DTYPE_U64, 1, &four, rs->data_rng.s);
+    srp_tensor_list_add(list, "train.aug_rng", NULL, SRP_DTYPE_U64, 1, &four, rs->aug_rng.s);
+    srp_tensor_list_add(list, "train.epoch", NULL, SRP_DTYPE_U64, 0, NULL, &rs->epoch);
+    srp_tensor_list_add(list, "train.position", NULL, SRP_DTYPE_U64, 0, NULL, &rs->pos);
+    srp_tensor_list_add(list, "train.order", NULL, SRP_DTYPE_U64, 1, &count, rs->order);
+    srp_collapse_state_refs(t->watch.watch, "train.collapse", list);
+    if (t->ema)
+        srp_weight_average_state_refs(t->ema, "train.ema", list);
 }
 
 /* The model's configuration, saved with every checkpoint and checked on
@@ -329,33 +316,26 @@ static ex_code save_checkpoint(trainer *t, ex_error *err)
         return EX_OK;
     ex_code code = EX_OK;
     if (ex_dist_is_root(&t->dist)) {
-        ex_tensor_list list;
-        ex_tensors_init(&list);
-        checkpoint_tensors(t, &list);
         ex_metadata meta;
         model_metadata(t, &meta);
-        code = ex_run_save(&t->run.base, &list, vit_linears(t->model), t->metrics.lines,
+        code = ex_run_save(&t->run.base, checkpoint_tensors, t, t->metrics.lines,
                            t->opt.checkpoint_path, &meta, err);
-        ex_tensors_free(&list);
     }
     return ex_dist_agree(&t->dist, code, err);
+}
+
+static void model_tensors(void *ctx, srp_tensor_list *list)
+{
+    vit_model_state_refs(((trainer *)ctx)->model, list);
 }
 
 /* Loads a checkpoint into the model (model_only) or the whole run. */
 static ex_code load_checkpoint(trainer *t, const char *path, int model_only, ex_error *err)
 {
-    ex_tensor_list list, model_list;
-    ex_tensors_init(&list);
-    ex_tensors_init(&model_list);
-    checkpoint_tensors(t, &list);
-    vit_state_tensors(t->model, &model_list);
     ex_metadata meta;
     model_metadata(t, &meta);
-    const ex_code code = ex_run_load(&t->run.base, &list, model_only ? model_list.count : 0,
-                                     vit_linears(t->model), path, &meta, err);
-    ex_tensors_free(&list);
-    ex_tensors_free(&model_list);
-    return code;
+    return ex_run_load(&t->run.base, model_only ? model_tensors : checkpoint_tensors, t, path,
+                       model_only, &meta, err);
 }
 
 /* --eval-only: the weight average of a training checkpoint, when it has
@@ -629,14 +609,14 @@ static void write_train_metrics(trainer *t, const step_record *rec, int with_bou
         ex_metrics_matrix(m, "entropy_bound_m_norm", t->bound_m_norm, c->depth, c->heads);
         ex_metrics_vector(m, "entropy_bound_x_gram_norm", t->bound_x_norm, c->depth);
     }
-    const ex_linear_table *linears = vit_linears(t->model);
+    const size_t nlin = vit_linears(t->model)->count;
     for (int which = 0; which < 2; which++) {
-        for (size_t i = 0; i < linears->count; i++) {
-            srp_linear *l = linears->linears[i];
+        for (size_t i = 0; i < nlin; i++) {
+            srp_linear *l = vit_linears(t->model)->linears[i];
             t->linear_values[i] = which == 0 ? srp_linear_sigma(l) : *srp_linear_gamma(l);
         }
-        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", (const char *const *)linears->names,
-                         t->linear_values, linears->count);
+        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", vit_linears(t->model)->names,
+                         t->linear_values, nlin);
     }
     ex_metrics_end(m);
 }
@@ -862,8 +842,8 @@ static ex_code run(trainer *t, ex_error *err)
     vit_options_fingerprint(o, t->run.base.fingerprint, sizeof(t->run.base.fingerprint));
     t->run.base.ranks = (uint64_t)t->dist.size;
     if ((code = ex_dist_same_options(&t->dist, t->run.base.fingerprint, err)) != EX_OK ||
-        (code = ex_dist_attach(&t->dist, t->params, t->nparams, vit_linears(t->model), err)) !=
-            EX_OK)
+        (code = ex_dist_attach(&t->dist, t->params, t->nparams, vit_linears(t->model)->linears,
+                               vit_linears(t->model)->count, err)) != EX_OK)
         return code;
     ex_dist_describe(&t->dist, stdout);
     srp_rng_seed(&t->run.data_rng, o->seed ^ 0xda7a5eedull);
@@ -938,7 +918,7 @@ static void cleanup(trainer *t)
     srp_optim_destroy(t->optim);
     vit_destroy(t->model);
     vit_data_free(&t->data);
-    ex_params_free(&t->param_list);
+    srp_param_list_destroy(t->param_list);
     free(t->images);
     free(t->dlogits);
     free(t->labels);
@@ -949,7 +929,6 @@ static void cleanup(trainer *t)
     free(t->logits_sum);
     free(t->run.order);
     srp_weight_average_destroy(t->ema);
-    srp_param_list_destroy(t->average_params);
     free(t->ent_mean);
     free(t->ent_min);
     free(t->ent_bound);

@@ -646,25 +646,38 @@ static double open_seconds(const char *path, size_t keys, int reps)
 /* The duplicate check on metadata keys must not be quadratic: a header
  * within the format's limit can hold millions of keys, and this reader is
  * meant for untrusted files. This guards the complexity, not the speed
- * (the project never asserts speed): at 100,000 keys a pairwise check
- * takes minutes, the sort milliseconds, so doubling the keys must not
- * triple the time, where a quadratic check would quadruple it. To keep
- * other work on the machine out of it, it measures process CPU time (not
- * wall time) and takes the least of five opens of each file. */
+ * (the project never asserts speed): ten times the keys must take well
+ * under the hundred times a pairwise check would (n log n: about 12x;
+ * measured 11.7-12.2x). Doubling the keys (the issue's 100,000 ->
+ * 200,000) is printed, not asserted: its 2.1x against a quadratic 4x
+ * leaves too little margin on a loaded machine (measured 2.5x with the
+ * files not alternated, over 3x under ctest -j2 beside the trainers). To keep other work out of it, it measures
+ * process CPU time and takes the least of five opens, the files
+ * alternated. */
 static void test_many_metadata_keys_open_in_n_log_n(void **state)
 {
     (void)state;
-    char small[300], large[300];
-    path_in_dir(small, sizeof(small), "keys_100k.safetensors");
-    path_in_dir(large, sizeof(large), "keys_200k.safetensors");
-    write_many_keys(small, 100000);
-    write_many_keys(large, 200000);
-    const double t1 = open_seconds(small, 100000, 5), t2 = open_seconds(large, 200000, 5);
-    print_message("  open: 100,000 keys %.1f ms, 200,000 keys %.1f ms (CPU, best of 5)\n",
-                  1e3 * t1, 1e3 * t2);
-    assert_true(t2 < 3.0 * t1);
-    remove(small);
-    remove(large);
+    static const size_t keys[3] = {20000, 100000, 200000};
+    char paths[3][300];
+    double best[3] = {INFINITY, INFINITY, INFINITY};
+    for (int i = 0; i < 3; i++) {
+        static const char *const names[3] = {"keys_20k.safetensors", "keys_100k.safetensors",
+                                             "keys_200k.safetensors"};
+        path_in_dir(paths[i], sizeof(paths[i]), names[i]);
+        write_many_keys(paths[i], keys[i]);
+    }
+    for (int round = 0; round < 5; round++)
+        for (int i = 0; i < 3; i++) {
+            const double t = open_seconds(paths[i], keys[i], 1);
+            best[i] = t < best[i] ? t : best[i];
+        }
+    print_message("  open: 20,000 keys %.1f ms, 100,000 keys %.1f ms, 200,000 keys %.1f ms "
+                  "(CPU, best of 5): 10x the keys %.1fx the time, 2x %.2fx\n",
+                  1e3 * best[0], 1e3 * best[1], 1e3 * best[2], best[2] / best[0],
+                  best[2] / best[1]);
+    assert_true(best[2] < 40.0 * best[0]);
+    for (int i = 0; i < 3; i++)
+        remove(paths[i]);
 }
 
 int main(void)

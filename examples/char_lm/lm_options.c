@@ -83,11 +83,13 @@ static const ex_opt_spec k_specs[] = {
     EX_COLLAPSE_OPTION_ROWS(lm_options),
 };
 
+static void defaults(void *o) { lm_options_default(o); }
+
 static const ex_opt_table k_table = {
     "Trains a character-level (byte-level) causal language model with sigmaReparam on the\n"
     "text of Debian's fortunes and jargon-text packages (or --text FILE), watching every\n"
     "attention head's entropy; prints validation bits per character and a sample.\n",
-    k_specs, sizeof(k_specs) / sizeof(k_specs[0])};
+    k_specs, sizeof(k_specs) / sizeof(k_specs[0]), sizeof(lm_options), defaults};
 
 /* The defaults: the recipe measured best for sigmaReparam without
  * LayerNorm on 2 cores (docs/char-lm-recipe.md): the stream at unit scale
@@ -98,6 +100,7 @@ static const ex_opt_table k_table = {
 void lm_options_default(lm_options *o)
 {
     memset(o, 0, sizeof(*o));
+    ex_train_options_default(&o->run);
     o->model = lm_config_default();
     o->model.embed_std = 1.0f;
     o->model.init_gain = 4.0f;
@@ -121,27 +124,15 @@ void lm_options_default(lm_options *o)
     o->steps = 0;
     o->eval_every = 500;
     o->eval_windows = 256;
-    o->run.log_every = 10;
-    o->run.bound_every = 100;
     o->run.checkpoint_every = 1000;
     o->temperature = 0.8f;
-    o->run.collapse_fraction = 0.1f;
-    o->run.collapse_drop = 0.8f;
-    o->run.collapse_window = 200;
 }
 
-void lm_options_usage(const char *prog, FILE *to)
-{
-    lm_options d;
-    lm_options_default(&d);
-    ex_options_usage(&k_table, &d, prog, to);
-}
+void lm_options_usage(const char *prog, FILE *to) { ex_options_usage(&k_table, prog, to); }
 
 ex_code lm_options_parse(lm_options *o, int argc, char **argv, ex_error *err)
 {
-    lm_options defaults;
-    lm_options_default(&defaults);
-    const ex_code code = ex_options_parse(&k_table, o, &defaults, argc, argv, err);
+    const ex_code code = ex_options_parse(&k_table, o, argc, argv, err);
     if (code != EX_OK)
         return code;
     o->model.arch = (lm_arch)o->arch;

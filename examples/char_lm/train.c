@@ -49,7 +49,6 @@ static const ex_plot_spec k_plot = {"bpc",           "bpc",        "bits per cha
 
 static lm_trainer *lt(ex_trainer *t) { return (lm_trainer *)t; }
 
-static void options_default(ex_trainer *t) { lm_options_default(&lt(t)->opt); }
 static ex_code options_parse(ex_trainer *t, int argc, char **argv, ex_error *err)
 {
     return lm_options_parse(&lt(t)->opt, argc, argv, err);
@@ -464,8 +463,6 @@ static ex_code build(ex_trainer *base, ex_error *err)
     lm_trainer *t = lt(base);
     lm_options *o = &t->opt;
     ex_code code = load_text(t, err);
-    if (code == EX_OK)
-        code = ex_dist_split_batch(&base->dist, o->run.batch, &base->local_batch, err);
     if (code != EX_OK)
         return code;
     o->model.max_batch = base->local_batch;
@@ -667,7 +664,6 @@ static void cleanup(ex_trainer *base)
 static const ex_trainer_hooks k_hooks = {
     .program = "char-lm-train",
     .plot = &k_plot,
-    .options_default = options_default,
     .options_parse = options_parse,
     .options_usage = lm_options_usage,
     .fingerprint = fingerprint,

@@ -34,6 +34,8 @@ typedef struct {
     const char *summary; /* the lines under "usage:" */
     const ex_opt_spec *specs;
     size_t count;
+    size_t size;                  /* of the options struct */
+    void (*defaults)(void *opts); /* fills one with the defaults */
 } ex_opt_table;
 
 /* The options every trainer has, as its options struct holds them (a
@@ -51,6 +53,11 @@ typedef struct {
     uint64_t collapse_window;
     int stop_on_collapse;
 } ex_train_options;
+
+/* The defaults every trainer shares: a metrics line every 10 steps, the
+ * bound every 100, the collapse watch at 0.1 of uniform or a drop by 0.8
+ * within 200 steps; the rest 0 or NULL. */
+void ex_train_options_default(ex_train_options *r);
 
 /* clang-format off */
 /* Rows every trainer's table holds, over its options struct `type`, which
@@ -90,13 +97,12 @@ typedef struct {
          "stop training at a collapse warning (exit code 4)"}
 /* clang-format on */
 
-/* Parses argv into opts (which holds the defaults on entry). --help or -h
- * prints the usage to stdout and returns EX_HELP; a bad or unknown flag
+/* Parses argv into opts, which start with the table's defaults. --help or
+ * -h prints the usage to stdout and returns EX_HELP; a bad or unknown flag
  * returns EX_USAGE with the problem in err (ex_options_usage shows the
- * rest). defaults: the same struct as it was before parsing, for --help. */
-ex_code ex_options_parse(const ex_opt_table *t, void *opts, const void *defaults, int argc,
-                         char **argv, ex_error *err);
-void ex_options_usage(const ex_opt_table *t, const void *defaults, const char *prog, FILE *to);
+ * rest). */
+ex_code ex_options_parse(const ex_opt_table *t, void *opts, int argc, char **argv, ex_error *err);
+void ex_options_usage(const ex_opt_table *t, const char *prog, FILE *to);
 /* "name=value ..." over the trajectory options. */
 void ex_options_fingerprint(const ex_opt_table *t, const void *opts, char *buf, size_t len);
 /* The text of choice `index` of "a|b|c" into buf. */

@@ -39,11 +39,14 @@ static ex_code create_average(ex_trainer *t, ex_error *err)
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "creating the weight average");
 }
 
-/* What the skeleton keeps besides the model: entropy buffers, the collapse
- * watch, the weight average. */
+/* This rank's share of the batch, the trainer's data and model, and what
+ * the skeleton keeps besides: entropy buffers, the collapse watch, the
+ * weight average. */
 static ex_code build(ex_trainer *t, ex_error *err)
 {
-    ex_code code = t->hooks->build(t, err);
+    ex_code code = ex_dist_split_batch(&t->dist, t->opt->batch, &t->local_batch, err);
+    if (code == EX_OK)
+        code = t->hooks->build(t, err);
     if (code != EX_OK)
         return code;
     const size_t lh = t->layers * t->heads, nlin = t->linears->count;
@@ -489,7 +492,6 @@ int ex_trainer_main(ex_trainer *t, const ex_trainer_hooks *hooks, ex_train_optio
     t->opt = opt;
     ex_report_write_limits();
     ex_code code = ex_dist_init(&t->dist, &argc, &argv, &err);
-    hooks->options_default(t);
     if (code == EX_OK)
         code = ex_dist_agree(&t->dist, hooks->options_parse(t, argc, argv, &err), &err);
     if (code == EX_USAGE) {

@@ -45,19 +45,18 @@ typedef struct {
     const char *program; /* "vit-lite-train", for the banner */
     const ex_plot_spec *plot;
     size_t step_sums; /* how many of ex_step_record.sums forward_backward fills */
-    /* The options: defaults, argv, --help, the fingerprint (options.h). */
-    void (*options_default)(ex_trainer *t);
+    /* The options: argv (over the defaults), --help, the fingerprint. */
     ex_code (*options_parse)(ex_trainer *t, int argc, char **argv, ex_error *err);
     void (*options_usage)(const char *prog, FILE *to);
     void (*fingerprint)(ex_trainer *t, char *buf, size_t len);
     /* The phases of a run, in order; NULL where a trainer has nothing.
      * other_job: a job instead of training (*done 1: --generate). build:
-     * the data and the model; it sets the model's fields of ex_trainer and
-     * the optimizer (ex_trainer_create_optimizer). describe_data: lines
-     * about the data. before_training: --init-from, --eval-only (*done 1:
-     * no training). start_fresh: a fresh run's first data order. header:
-     * the header line's fields ("config" follows). describe_model: its
-     * line. */
+     * the data and the model for local_batch; it sets the model's fields
+     * of ex_trainer and the optimizer (ex_trainer_create_optimizer).
+     * describe_data: lines about the data. before_training: --init-from,
+     * --eval-only (*done 1: no training). start_fresh: a fresh run's
+     * first data order. header: the header line's fields ("config"
+     * follows). describe_model: its line. */
     ex_code (*other_job)(ex_trainer *t, int *done, ex_error *err);
     ex_code (*build)(ex_trainer *t, ex_error *err);
     void (*describe_data)(ex_trainer *t);

@@ -50,7 +50,6 @@ static vit_trainer *vt(ex_trainer *t) { return (vit_trainer *)t; }
 
 /* ---- options ---- */
 
-static void options_default(ex_trainer *t) { vit_options_default(&vt(t)->opt); }
 static ex_code options_parse(ex_trainer *t, int argc, char **argv, ex_error *err)
 {
     return vit_options_parse(&vt(t)->opt, argc, argv, err);
@@ -168,8 +167,6 @@ static ex_code build(ex_trainer *base, ex_error *err)
         code = load_data(t, err);
     if (code == EX_OK)
         code = check_shapes(t, err);
-    if (code == EX_OK)
-        code = ex_dist_split_batch(&base->dist, o->run.batch, &base->local_batch, err);
     if (code != EX_OK)
         return code;
     const vit_dataset *tr = &t->data.train;
@@ -641,7 +638,6 @@ static const ex_trainer_hooks k_hooks = {
     .program = "vit-lite-train",
     .plot = &k_plot,
     .step_sums = 1,
-    .options_default = options_default,
     .options_parse = options_parse,
     .options_usage = vit_options_usage,
     .fingerprint = fingerprint,

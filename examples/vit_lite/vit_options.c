@@ -119,10 +119,12 @@ static const ex_opt_spec k_specs[] = {
     EX_COLLAPSE_OPTION_ROWS(vit_options),
 };
 
+static void defaults(void *o) { vit_options_default(o); }
+
 static const ex_opt_table k_table = {
     "Trains a ViT-lite with sigmaReparam on Fashion-MNIST (by default) and watches the\n"
     "entropy of every attention head.\n",
-    k_specs, sizeof(k_specs) / sizeof(k_specs[0])};
+    k_specs, sizeof(k_specs) / sizeof(k_specs[0]), sizeof(vit_options), defaults};
 
 int vit_flips_keep_class(int kind)
 {
@@ -152,6 +154,7 @@ const char *vit_dataset_name(int kind)
 void vit_options_default(vit_options *o)
 {
     memset(o, 0, sizeof(*o));
+    ex_train_options_default(&o->run);
     o->model = vit_config_default();
     o->model.patch = 7;
     o->model.init_gain = 4.0f;
@@ -171,7 +174,6 @@ void vit_options_default(vit_options *o)
     o->bias_lr_mult = 0.01f;
     o->schedule = SRP_LR_COSINE;
     o->min_lr = 0.5f;
-    o->run.clip = 0.0f;
     o->label_smoothing = 0.1f;
     o->augment = -1; /* by dataset, after parsing */
     o->erase = 0.25f;
@@ -181,33 +183,19 @@ void vit_options_default(vit_options *o)
     o->report_at = "0.9,0.925";
     o->epochs = 12;
     o->run.batch = 128;
-    o->run.threads = 0;
-    o->run.seed = 0;
     o->dataset = VIT_DATA_FASHION_MNIST;
     o->synthetic_train = 4096;
     o->synthetic_test = 1024;
-    o->run.log_every = 10;
-    o->run.bound_every = 100;
     o->run.checkpoint_every = 500;
-    o->run.collapse_fraction = 0.1f;
-    o->run.collapse_drop = 0.8f;
-    o->run.collapse_window = 200;
     vit_stem_parse(o->stem, &o->model.stem_layers, o->model.stem_channels,
                    o->model.stem_strides); /* as the string says */
 }
 
-void vit_options_usage(const char *prog, FILE *to)
-{
-    vit_options d;
-    vit_options_default(&d);
-    ex_options_usage(&k_table, &d, prog, to);
-}
+void vit_options_usage(const char *prog, FILE *to) { ex_options_usage(&k_table, prog, to); }
 
 ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
 {
-    vit_options defaults;
-    vit_options_default(&defaults);
-    const ex_code code = ex_options_parse(&k_table, o, &defaults, argc, argv, err);
+    const ex_code code = ex_options_parse(&k_table, o, argc, argv, err);
     if (code != EX_OK)
         return code;
     /* Flips unless asked otherwise where a mirror keeps the class. */

@@ -47,17 +47,17 @@ static const ex_opt_spec k_specs[] = {
      "learning-rate schedule"},
     {"warmup", EX_OPT_U64, OFF(warmup_steps), 0, 1e9, NULL, 0, 1, "linear warmup steps (0: none)"},
     {"min-lr", EX_OPT_FLOAT, OFF(min_lr), 0, 1e4, NULL, 0, 1, "final lr of the cosine schedule"},
-    {"clip", EX_OPT_FLOAT, OFF(clip), 0, 1e9, NULL, 0, 1,
+    {"clip", EX_OPT_FLOAT, OFF(run.clip), 0, 1e9, NULL, 0, 1,
      "clip the gradient norm to this (0: off)"},
     /* run */
-    {"batch", EX_OPT_SIZE, OFF(batch), 1, 65536, NULL, 0, 1, "sequences per step"},
+    {"batch", EX_OPT_SIZE, OFF(run.batch), 1, 65536, NULL, 0, 1, "sequences per step"},
     {"minutes", EX_OPT_FLOAT, OFF(minutes), 0, 1e6, NULL, 0, 0,
      "wall-clock budget of the training, evaluations included (0: no limit; see --steps)"},
     {"steps", EX_OPT_U64, OFF(steps), 0, 1e12, NULL, 0, 1,
      "training steps; 0: as many as --minutes allows (the schedule's length is then estimated "
      "from the first steps' speed)"},
-    {"threads", EX_OPT_SIZE, OFF(threads), 0, 1024, NULL, 0, 0, "threads, 0 = one per CPU"},
-    {"seed", EX_OPT_U64, OFF(seed), 0, 1.8e19, NULL, 0, 1,
+    {"threads", EX_OPT_SIZE, OFF(run.threads), 0, 1024, NULL, 0, 0, "threads, 0 = one per CPU"},
+    {"seed", EX_OPT_U64, OFF(run.seed), 0, 1.8e19, NULL, 0, 1,
      "seed of the weights and the data order"},
     {"text", EX_OPT_STRING, OFF(text_path), 0, 0, NULL, 0, 1,
      "train on this file (plain or .gz; paragraphs are its documents) instead of the default "
@@ -69,7 +69,7 @@ static const ex_opt_spec k_specs[] = {
      "one always uses it all)"},
     /* output */
     EX_RUN_OPTION_ROWS(lm_options),
-    {"plot", EX_OPT_STRING, OFF(plot_path), 0, 0, NULL, 0, 0,
+    {"plot", EX_OPT_STRING, OFF(run.plot_path), 0, 0, NULL, 0, 0,
      "render loss, bits per character and entropy curves to this PNG (gnuplot)"},
     /* sampling */
     {"sample", EX_OPT_SIZE, OFF(sample), 0, 1e7, NULL, 0, 0,
@@ -83,11 +83,13 @@ static const ex_opt_spec k_specs[] = {
     EX_COLLAPSE_OPTION_ROWS(lm_options),
 };
 
+static void defaults(void *o) { lm_options_default(o); }
+
 static const ex_opt_table k_table = {
     "Trains a character-level (byte-level) causal language model with sigmaReparam on the\n"
     "text of Debian's fortunes and jargon-text packages (or --text FILE), watching every\n"
     "attention head's entropy; prints validation bits per character and a sample.\n",
-    k_specs, sizeof(k_specs) / sizeof(k_specs[0])};
+    k_specs, sizeof(k_specs) / sizeof(k_specs[0]), sizeof(lm_options), defaults};
 
 /* The defaults: the recipe measured best for sigmaReparam without
  * LayerNorm on 2 cores (docs/char-lm-recipe.md): the stream at unit scale
@@ -98,6 +100,7 @@ static const ex_opt_table k_table = {
 void lm_options_default(lm_options *o)
 {
     memset(o, 0, sizeof(*o));
+    ex_train_options_default(&o->run);
     o->model = lm_config_default();
     o->model.embed_std = 1.0f;
     o->model.init_gain = 4.0f;
@@ -115,49 +118,37 @@ void lm_options_default(lm_options *o)
     o->schedule = SRP_LR_COSINE;
     o->warmup_steps = 100;
     o->min_lr = 0.0f;
-    o->clip = 1.0f;
-    o->batch = 32;
+    o->run.clip = 1.0f;
+    o->run.batch = 32;
     o->minutes = 8.0f;
     o->steps = 0;
     o->eval_every = 500;
     o->eval_windows = 256;
-    o->log_every = 10;
-    o->bound_every = 100;
-    o->checkpoint_every = 1000;
+    o->run.checkpoint_every = 1000;
     o->temperature = 0.8f;
-    o->collapse_fraction = 0.1f;
-    o->collapse_drop = 0.8f;
-    o->collapse_window = 200;
 }
 
-void lm_options_usage(const char *prog, FILE *to)
-{
-    lm_options d;
-    lm_options_default(&d);
-    ex_options_usage(&k_table, &d, prog, to);
-}
+void lm_options_usage(const char *prog, FILE *to) { ex_options_usage(&k_table, prog, to); }
 
 ex_code lm_options_parse(lm_options *o, int argc, char **argv, ex_error *err)
 {
-    lm_options defaults;
-    lm_options_default(&defaults);
-    const ex_code code = ex_options_parse(&k_table, o, &defaults, argc, argv, err);
+    const ex_code code = ex_options_parse(&k_table, o, argc, argv, err);
     if (code != EX_OK)
         return code;
     o->model.arch = (lm_arch)o->arch;
     o->model.positions = (lm_positions)o->positions;
     o->model.gamma_init = (srp_gamma_init)o->gamma_init;
     o->model.qkv_sigma = (srp_qkv_sigma)o->qkv_sigma;
-    o->model.max_batch = o->batch;
-    o->model.seed = o->seed;
+    o->model.max_batch = o->run.batch;
+    o->model.seed = o->run.seed;
     if (o->model.dim % o->model.heads != 0)
         return ex_fail(err, EX_USAGE, "--heads %zu must divide --dim %zu", o->model.heads,
                        o->model.dim);
-    if (o->plot_only && !o->plot_path)
+    if (o->run.plot_only && !o->run.plot_path)
         return ex_fail(err, EX_USAGE, "--plot-only needs --plot FILE.png");
     if (o->generate_path && o->sample == 0)
         return ex_fail(err, EX_USAGE, "--generate needs --sample N (how many bytes)");
-    if (!o->generate_path && !o->plot_only && o->steps == 0 && !(o->minutes > 0.0f))
+    if (!o->generate_path && !o->run.plot_only && o->steps == 0 && !(o->minutes > 0.0f))
         return ex_fail(err, EX_USAGE, "give --steps N or --minutes M (or both)");
     return EX_OK;
 }

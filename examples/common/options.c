@@ -45,8 +45,22 @@ static void value_text(const ex_opt_spec *s, const void *opts, char *buf, size_t
     }
 }
 
-void ex_options_usage(const ex_opt_table *t, const void *defaults, const char *prog, FILE *to)
+void ex_train_options_default(ex_train_options *r)
 {
+    memset(r, 0, sizeof(*r));
+    r->log_every = 10;
+    r->bound_every = 100;
+    r->collapse_fraction = 0.1f;
+    r->collapse_drop = 0.8f;
+    r->collapse_window = 200;
+}
+
+void ex_options_usage(const ex_opt_table *t, const char *prog, FILE *to)
+{
+    void *defaults = malloc(t->size);
+    if (!defaults)
+        return;
+    t->defaults(defaults);
     fprintf(to, "usage: %s [options]\n%s\n", prog, t->summary);
     for (size_t i = 0; i < t->count; i++) {
         const ex_opt_spec *s = &t->specs[i];
@@ -65,6 +79,7 @@ void ex_options_usage(const ex_opt_table *t, const void *defaults, const char *p
         fprintf(to, "  %-40s %s%s\n", left, s->help, def);
     }
     fprintf(to, "  %-40s %s\n\n%s", "--help", "this text", ex_exit_codes_help());
+    free(defaults);
 }
 
 static ex_code parse_value(const ex_opt_spec *s, const char *v, void *opts, ex_error *err)
@@ -119,14 +134,14 @@ static ex_code parse_value(const ex_opt_spec *s, const char *v, void *opts, ex_e
     return EX_OK;
 }
 
-ex_code ex_options_parse(const ex_opt_table *t, void *opts, const void *defaults, int argc,
-                         char **argv, ex_error *err)
+ex_code ex_options_parse(const ex_opt_table *t, void *opts, int argc, char **argv, ex_error *err)
 {
     const char *prog = argc > 0 ? argv[0] : "program";
+    t->defaults(opts);
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            ex_options_usage(t, defaults, prog, stdout);
+            ex_options_usage(t, prog, stdout);
             return EX_HELP;
         }
         if (strncmp(arg, "--", 2) != 0)

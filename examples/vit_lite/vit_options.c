@@ -61,7 +61,7 @@ static const ex_opt_spec k_specs[] = {
      "learning-rate schedule"},
     {"warmup", EX_OPT_U64, OFF(warmup_steps), 0, 1e9, NULL, 0, 1, "linear warmup steps (0: none)"},
     {"min-lr", EX_OPT_FLOAT, OFF(min_lr), 0, 1e4, NULL, 0, 1, "final lr of the cosine schedule"},
-    {"clip", EX_OPT_FLOAT, OFF(clip), 0, 1e9, NULL, 0, 1,
+    {"clip", EX_OPT_FLOAT, OFF(run.clip), 0, 1e9, NULL, 0, 1,
      "clip the gradient norm to this (0: off)"},
     {"label-smoothing", EX_OPT_FLOAT, OFF(label_smoothing), 0, 1, NULL, 0, 1, "label smoothing"},
     {"augment", EX_OPT_FLAG, OFF(augment), 0, 0, NULL, 1, 1,
@@ -84,9 +84,9 @@ static const ex_opt_spec k_specs[] = {
      "evaluate on each image alone (default for mnist and synthetic)"},
     /* run */
     {"epochs", EX_OPT_SIZE, OFF(epochs), 1, 10000, NULL, 0, 1, "epochs"},
-    {"batch", EX_OPT_SIZE, OFF(batch), 1, 65536, NULL, 0, 1, "batch size"},
-    {"threads", EX_OPT_SIZE, OFF(threads), 0, 1024, NULL, 0, 0, "threads, 0 = one per CPU"},
-    {"seed", EX_OPT_U64, OFF(seed), 0, 1.8e19, NULL, 0, 1,
+    {"batch", EX_OPT_SIZE, OFF(run.batch), 1, 65536, NULL, 0, 1, "batch size"},
+    {"threads", EX_OPT_SIZE, OFF(run.threads), 0, 1024, NULL, 0, 0, "threads, 0 = one per CPU"},
+    {"seed", EX_OPT_U64, OFF(run.seed), 0, 1.8e19, NULL, 0, 1,
      "seed of the weights and the data order"},
     {"dataset", EX_OPT_CHOICE, OFF(dataset), 0, 0, DATASETS, 0, 1, "dataset"},
     {"data-dir", EX_OPT_STRING, OFF(data_dir), 0, 0, NULL, 0, 0,
@@ -114,15 +114,17 @@ static const ex_opt_spec k_specs[] = {
      "PyTorch) instead of a random init"},
     {"report-at", EX_OPT_STRING, OFF(report_at), 0, 0, "LIST", 0, 0,
      "accuracies: print when each was first reached (time to accuracy; default 0.9,0.925)"},
-    {"plot", EX_OPT_STRING, OFF(plot_path), 0, 0, NULL, 0, 0,
+    {"plot", EX_OPT_STRING, OFF(run.plot_path), 0, 0, NULL, 0, 0,
      "render loss, accuracy and entropy curves to this PNG (gnuplot)"},
     EX_COLLAPSE_OPTION_ROWS(vit_options),
 };
 
+static void defaults(void *o) { vit_options_default(o); }
+
 static const ex_opt_table k_table = {
     "Trains a ViT-lite with sigmaReparam on Fashion-MNIST (by default) and watches the\n"
     "entropy of every attention head.\n",
-    k_specs, sizeof(k_specs) / sizeof(k_specs[0])};
+    k_specs, sizeof(k_specs) / sizeof(k_specs[0]), sizeof(vit_options), defaults};
 
 int vit_flips_keep_class(int kind)
 {
@@ -152,6 +154,7 @@ const char *vit_dataset_name(int kind)
 void vit_options_default(vit_options *o)
 {
     memset(o, 0, sizeof(*o));
+    ex_train_options_default(&o->run);
     o->model = vit_config_default();
     o->model.patch = 7;
     o->model.init_gain = 4.0f;
@@ -171,7 +174,6 @@ void vit_options_default(vit_options *o)
     o->bias_lr_mult = 0.01f;
     o->schedule = SRP_LR_COSINE;
     o->min_lr = 0.5f;
-    o->clip = 0.0f;
     o->label_smoothing = 0.1f;
     o->augment = -1; /* by dataset, after parsing */
     o->erase = 0.25f;
@@ -180,34 +182,20 @@ void vit_options_default(vit_options *o)
     o->stem = "48/2,96/2,128/2,128";
     o->report_at = "0.9,0.925";
     o->epochs = 12;
-    o->batch = 128;
-    o->threads = 0;
-    o->seed = 0;
+    o->run.batch = 128;
     o->dataset = VIT_DATA_FASHION_MNIST;
     o->synthetic_train = 4096;
     o->synthetic_test = 1024;
-    o->log_every = 10;
-    o->bound_every = 100;
-    o->checkpoint_every = 500;
-    o->collapse_fraction = 0.1f;
-    o->collapse_drop = 0.8f;
-    o->collapse_window = 200;
+    o->run.checkpoint_every = 500;
     vit_stem_parse(o->stem, &o->model.stem_layers, o->model.stem_channels,
                    o->model.stem_strides); /* as the string says */
 }
 
-void vit_options_usage(const char *prog, FILE *to)
-{
-    vit_options d;
-    vit_options_default(&d);
-    ex_options_usage(&k_table, &d, prog, to);
-}
+void vit_options_usage(const char *prog, FILE *to) { ex_options_usage(&k_table, prog, to); }
 
 ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
 {
-    vit_options defaults;
-    vit_options_default(&defaults);
-    const ex_code code = ex_options_parse(&k_table, o, &defaults, argc, argv, err);
+    const ex_code code = ex_options_parse(&k_table, o, argc, argv, err);
     if (code != EX_OK)
         return code;
     /* Flips unless asked otherwise where a mirror keeps the class. */
@@ -229,15 +217,15 @@ ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
     if (o->model.dim % o->model.heads != 0)
         return ex_fail(err, EX_USAGE, "--heads %zu must divide --dim %zu", o->model.heads,
                        o->model.dim);
-    if (o->eval_only && !o->resume_path && !o->init_from)
+    if (o->eval_only && !o->run.resume_path && !o->init_from)
         return ex_fail(err, EX_USAGE,
                        "--eval-only needs --resume CHECKPOINT or --init-from MODEL.safetensors");
     if (o->logits_path && !o->eval_only)
         return ex_fail(err, EX_USAGE, "--logits goes with --eval-only");
-    if (o->init_from && o->resume_path)
+    if (o->init_from && o->run.resume_path)
         return ex_fail(err, EX_USAGE,
                        "--init-from starts a new run and --resume continues one: give one of them");
-    if (o->plot_only && !o->plot_path)
+    if (o->run.plot_only && !o->run.plot_path)
         return ex_fail(err, EX_USAGE, "--plot-only needs --plot FILE.png");
     if ((o->dataset == VIT_DATA_MNIST || o->dataset == VIT_DATA_CIFAR10) && !o->data_dir)
         return ex_fail(err, EX_USAGE, "--dataset %s needs --data-dir (%s)",

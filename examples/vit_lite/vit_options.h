@@ -20,11 +20,12 @@ typedef enum {
 #define VIT_DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
 
 typedef struct {
+    ex_train_options run; /* batch, threads, seed, clip, output, resume, collapse watch */
     vit_config model;
 
     /* optimization */
     int optimizer; /* srp_optim_kind */
-    float lr, momentum, weight_decay, lars_eta, min_lr, clip, label_smoothing;
+    float lr, momentum, weight_decay, lars_eta, min_lr, label_smoothing;
     float gamma_lr_mult, bias_lr_mult; /* gammas; biases, class token, positions */
     int gamma_lars;                    /* LARS trust ratio on the gammas too */
     int nesterov;
@@ -43,31 +44,18 @@ typedef struct {
     const char *stem;             /* "16,32/2": channels and strides, parsed into model */
 
     /* run */
-    size_t epochs, batch;
-    size_t threads; /* 0: one per CPU */
-    uint64_t seed;
+    size_t epochs;
     int dataset; /* vit_dataset_kind */
     const char *data_dir;
     size_t synthetic_train, synthetic_test;
     size_t val; /* hold out the last val training images for the per-epoch evaluation */
-    uint64_t stop_after_steps; /* 0: run to the end */
-    uint64_t check_replicas;   /* under mpirun: steps between replica checks; 0: never */
 
     /* output */
-    const char *metrics_path, *checkpoint_path, *resume_path, *plot_path, *plot_only;
-    uint64_t log_every, bound_every, checkpoint_every;
     int eval_only;
     const char *export_path; /* the model as safetensors, official names, at the end */
     const char *init_from;   /* start from this safetensors model */
     const char *logits_path; /* --eval-only: the test set's logits, as safetensors */
-    int profile;             /* print where the training time went */
     const char *report_at;   /* "0.9,0.92": when each accuracy was first reached */
-
-    /* entropy-collapse watch */
-    float collapse_fraction;  /* warn below this fraction of log T */
-    float collapse_drop;      /* warn on a drop by more than this fraction ... */
-    uint64_t collapse_window; /* ... within this many steps */
-    int stop_on_collapse;
 } vit_options;
 
 void vit_options_default(vit_options *o);

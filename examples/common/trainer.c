@@ -1,0 +1,512 @@
+/* The example trainers' one skeleton (trainer.h). */
+#include "trainer.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_hooks.h"
+
+/* ---- set-up ---- */
+
+ex_code ex_trainer_create_optimizer(ex_trainer *t, const srp_optim_config *oc,
+                                    const float lr_mult[5], int gamma_lars, const char *check,
+                                    ex_error *err)
+{
+    srp_param *p = srp_param_list_entries(t->params);
+    for (size_t i = 0; i < srp_param_list_count(t->params); i++) {
+        const srp_param_kind kind = srp_param_list_kind(t->params, i);
+        p[i].lr_mult = lr_mult[kind];
+        if (kind == SRP_PARAM_GAMMA)
+            p[i].lars = gamma_lars;
+    }
+    const srp_status st = srp_optim_create(&t->optim, p, srp_param_list_count(t->params), oc);
+    if (st != SRP_OK)
+        return ex_fail_statusf(err, st, "creating the optimizer%s%s%s", check ? " (check " : "",
+                               check ? check : "", check ? ")" : "");
+    return EX_OK;
+}
+
+/* The weight average of every parameter, each linear's sigma recomputed
+ * for the averages (weight_average.h). */
+static ex_code create_average(ex_trainer *t, ex_error *err)
+{
+    srp_weight_average_config ac = srp_weight_average_config_default();
+    ac.decay = t->average_decay;
+    const srp_status st = srp_weight_average_create(&t->average, t->params, t->linears->linears,
+                                                    t->linears->count, &ac);
+    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "creating the weight average");
+}
+
+/* This rank's share of the batch, the trainer's data and model, and what
+ * the skeleton keeps besides: entropy buffers, the collapse watch, the
+ * weight average. */
+static ex_code build(ex_trainer *t, ex_error *err)
+{
+    ex_code code = ex_dist_split_batch(&t->dist, t->opt->batch, &t->local_batch, err);
+    if (code == EX_OK)
+        code = t->hooks->build(t, err);
+    if (code != EX_OK)
+        return code;
+    const size_t lh = t->layers * t->heads, nlin = t->linears->count;
+    float **per_head[] = {&t->ent_mean, &t->ent_min, &t->ent_norm,
+                          &t->bound,    &t->bound_s, &t->bound_m_norm};
+    for (size_t i = 0; i < sizeof(per_head) / sizeof(per_head[0]); i++)
+        if (!(*per_head[i] = malloc(sizeof(float) * lh)))
+            return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
+    t->bound_x_norm = malloc(sizeof(float) * t->layers);
+    t->linear_values = malloc(sizeof(float) * (nlin ? nlin : 1));
+    if (!t->bound_x_norm || !t->linear_values)
+        return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
+    if (t->average_decay > 0.0f && (code = create_average(t, err)) != EX_OK)
+        return code;
+    srp_collapse_config cc = srp_collapse_config_default(t->layers, t->heads);
+    cc.window = t->opt->collapse_window;
+    cc.fraction = t->opt->collapse_fraction;
+    cc.drop = t->opt->collapse_drop;
+    cc.uniform = t->uniform;
+    return ex_collapse_log_init(&t->watch, &cc, err);
+}
+
+/* ---- checkpoints ---- */
+
+/* All tensors of a checkpoint: the model's first, then the optimizer's,
+ * the run's, the trainer's own, the collapse watch's and the average's. */
+static void checkpoint_fill(void *ctx, srp_tensor_list *list)
+{
+    ex_trainer *t = ctx;
+    const size_t four = 4;
+    t->hooks->model_refs(t, list);
+    srp_optim_state_refs(t->optim, list);
+    ex_run_tensors(&t->run, list);
+    srp_tensor_list_add(list, "train.data_rng", NULL, SRP_DTYPE_U64, 1, &four, t->data_rng.s);
+    if (t->hooks->state_refs)
+        t->hooks->state_refs(t, list);
+    srp_collapse_state_refs(t->watch.watch, "train.collapse", list);
+    if (t->average)
+        srp_weight_average_state_refs(t->average, "train.ema", list);
+}
+
+static void model_fill(void *ctx, srp_tensor_list *list)
+{
+    ((ex_trainer *)ctx)->hooks->model_refs(ctx, list);
+}
+
+ex_code ex_trainer_save(ex_trainer *t, ex_error *err)
+{
+    if (!t->opt->checkpoint_path)
+        return EX_OK;
+    ex_code code = EX_OK;
+    if (ex_dist_is_root(&t->dist)) {
+        ex_metadata meta;
+        t->hooks->metadata(t, &meta);
+        code = ex_run_save(&t->run, checkpoint_fill, t, t->metrics.lines,
+                           t->opt->checkpoint_path, &meta, err);
+    }
+    return ex_dist_agree(&t->dist, code, err);
+}
+
+ex_code ex_trainer_load(ex_trainer *t, const char *path, int model_only, ex_error *err)
+{
+    ex_metadata meta;
+    t->hooks->metadata(t, &meta);
+    return ex_run_load(&t->run, model_only ? model_fill : checkpoint_fill, t, path, model_only,
+                       &meta, err);
+}
+
+ex_code ex_trainer_load_average(ex_trainer *t, const char *path, int *found, ex_error *err)
+{
+    *found = 0;
+    if (!t->average)
+        return EX_OK;
+    srp_tensor_list *list = NULL;
+    srp_status st = srp_tensor_list_create(&list);
+    if (st == SRP_OK)
+        st = srp_weight_average_state_refs(t->average, "train.ema", list);
+    if (st == SRP_OK)
+        st = srp_checkpoint_load(path, srp_tensor_list_refs(list), srp_tensor_list_count(list));
+    srp_tensor_list_destroy(list);
+    if (st == SRP_ERR_NOT_FOUND) { /* written without an average */
+        srp_clear_last_error();
+        return EX_OK;
+    }
+    if (st != SRP_OK)
+        return ex_fail_statusf(err, st, "loading the weight average from %s", path);
+    *found = 1;
+    return EX_OK;
+}
+
+ex_code ex_trainer_average_in(ex_trainer *t, ex_error *err)
+{
+    const srp_status st = t->average ? srp_weight_average_swap_in(t->average) : SRP_OK;
+    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "sigma of the averaged weights");
+}
+
+void ex_trainer_average_out(ex_trainer *t)
+{
+    if (t->average)
+        srp_weight_average_swap_out(t->average); /* swapped in, or nothing to do: cannot fail */
+}
+
+/* ---- one step ---- */
+
+static void position(ex_trainer *t, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (t->hooks->position)
+        t->hooks->position(t, buf, len);
+}
+
+/* One optimization step: this rank's share of the batch, its gradients
+ * averaged with the other ranks', clipped, the optimizer's step, the
+ * weight average's update. */
+static ex_code train_step(ex_trainer *t, ex_step_record *rec, ex_error *err)
+{
+    const uint64_t step = t->run.step;
+    double sums[1 + EX_STEP_SUMS] = {0.0};
+    float loss = NAN, norm = NAN;
+    const char *stage = "activations"; /* the part of the step under way, for its error */
+    srp_status st = t->hooks->forward_backward(t, &loss, sums + 1, &stage);
+    st = ex_dist_average_gradients(&t->dist, st); /* every rank, failed or not */
+    if (st == SRP_OK)
+        st = srp_optim_clip_grad_norm(t->optim, t->opt->clip > 0.0f ? t->opt->clip : FLT_MAX,
+                                      &norm);
+    const float lr = t->hooks->lr_at(t, step);
+    if (st == SRP_OK) {
+        stage = "weights";
+        st = srp_optim_step(t->optim, lr);
+    }
+    const int injected = st == SRP_OK && ex_test_fail_due(t->dist.rank, step + 1, "step");
+    if (injected)
+        st = SRP_ERR_UNSUPPORTED;
+    /* The batch's figures over the ranks, and whether every rank got
+     * through its optimizer step: a rank that failed alone there must not
+     * leave the others waiting in the next collective call. */
+    sums[0] = loss;
+    st = ex_dist_sum_agree(&t->dist, sums, 1 + t->hooks->step_sums, st);
+    if (st == SRP_OK)
+        st = ex_dist_sync_spectral(&t->dist);
+    if (injected)
+        return ex_test_fail(err, step + 1, "step");
+    if (st == SRP_ERR_PEER)
+        return ex_fail(err, EX_FAILED,
+                       "step %llu failed on another rank (its message says why); every rank stops",
+                       (unsigned long long)step + 1);
+    if (st == SRP_ERR_NUMERIC) {
+        char where[64];
+        position(t, where, sizeof(where));
+        ex_fail(err, EX_NONFINITE, "the %s became non-finite at step %llu%s; training stopped.%s%s",
+                stage, (unsigned long long)step, where,
+                t->opt->checkpoint_path ? " The last good checkpoint is " : "",
+                t->opt->checkpoint_path ? t->opt->checkpoint_path : "");
+        ex_append_detail(err, st);
+        return EX_NONFINITE;
+    }
+    if (st != SRP_OK)
+        return ex_fail_status(err, st, "training step");
+    srp_optim_zero_grad(t->optim); /* every trainable tensor is in its list */
+    if (t->average && (st = srp_weight_average_update(t->average)) != SRP_OK)
+        return ex_fail_status(err, st, "the weight average");
+    rec->loss = (float)(sums[0] / (double)t->dist.size);
+    rec->lr = lr;
+    rec->grad_norm = norm;
+    memcpy(rec->sums, sums + 1, sizeof(rec->sums));
+    return EX_OK;
+}
+
+/* ---- after each step ---- */
+
+/* Per-head entropy of the last forward, and with_bound the bound and its
+ * terms, of the whole global batch: every rank reads its share's, they
+ * agree that every rank could, then the figures are reduced over the
+ * ranks (attention.h derives each reduction). */
+static ex_code collect_entropy(ex_trainer *t, int with_bound, ex_error *err)
+{
+    const size_t H = t->heads, lh = t->layers * H;
+    srp_status st = SRP_OK;
+    for (size_t l = 0; l < t->layers && st == SRP_OK; l++) {
+        srp_attention *a = t->attention_at(t, l);
+        st = srp_attention_entropy(a, t->ent_mean + l * H, t->ent_min + l * H);
+        if (st == SRP_OK && t->normalized)
+            st = srp_attention_entropy_normalized(a, t->ent_norm + l * H, NULL);
+        if (st == SRP_OK && with_bound)
+            st = srp_attention_entropy_bound_terms(a, t->bound + l * H, t->bound_s + l * H,
+                                                   t->bound_m_norm + l * H, t->bound_x_norm + l);
+    }
+    const ex_code code =
+        ex_dist_agree_status(&t->dist, st, "attention entropy", "entropy", t->run.step, err);
+    if (code != EX_OK)
+        return code;
+    /* Means averaged over the ranks' equal shares; minimums the least of
+     * the ranks'. Full attention's bound is on each rank's minimum: the
+     * least of the ranks' bounds every row of the batch. Causal attention's
+     * is on each rank's mean row entropy: the mean of the ranks' bounds
+     * bounds the mean of their means over equal shares. s and the norms are
+     * the largest of the ranks': the bound at the largest s is the least. */
+    st = ex_dist_mean_min(&t->dist, t->ent_mean, t->ent_min, lh);
+    if (st == SRP_OK && t->normalized)
+        st = ex_dist_mean_min(&t->dist, t->ent_norm, NULL, lh);
+    if (st == SRP_OK && with_bound)
+        st = t->normalized ? ex_dist_mean_min(&t->dist, t->bound, NULL, lh)
+                           : ex_dist_mean_min(&t->dist, NULL, t->bound, lh);
+    if (st == SRP_OK && with_bound)
+        st = ex_dist_max(&t->dist, t->bound_s, lh);
+    if (st == SRP_OK && with_bound)
+        st = ex_dist_max(&t->dist, t->bound_m_norm, lh);
+    if (st == SRP_OK && with_bound)
+        st = ex_dist_max(&t->dist, t->bound_x_norm, t->layers);
+    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "attention entropy over the ranks");
+}
+
+/* The entropies the collapse watch sees and the progress line reports. */
+static const float *watched(const ex_trainer *t)
+{
+    return t->normalized ? t->ent_norm : t->ent_mean;
+}
+
+static void write_train_metrics(ex_trainer *t, const ex_step_record *rec, int with_bound)
+{
+    ex_metrics *m = &t->metrics;
+    const size_t L = t->layers, H = t->heads;
+    ex_metrics_begin(m, "train");
+    ex_metrics_number(m, "step", (double)t->run.step);
+    t->hooks->train_fields(t, m, rec);
+    ex_metrics_number(m, "lr", rec->lr);
+    ex_metrics_number(m, "grad_norm", rec->grad_norm);
+    ex_metrics_matrix(m, "entropy_mean", t->ent_mean, L, H);
+    ex_metrics_matrix(m, "entropy_min", t->ent_min, L, H);
+    if (t->normalized)
+        ex_metrics_matrix(m, "entropy_normalized", t->ent_norm, L, H);
+    if (with_bound) {
+        ex_metrics_matrix(m, "entropy_bound", t->bound, L, H);
+        ex_metrics_matrix(m, "entropy_bound_s", t->bound_s, L, H);
+        ex_metrics_matrix(m, "entropy_bound_m_norm", t->bound_m_norm, L, H);
+        ex_metrics_vector(m, "entropy_bound_x_gram_norm", t->bound_x_norm, L);
+    }
+    for (int which = 0; which < 2; which++) {
+        for (size_t i = 0; i < t->linears->count; i++) {
+            srp_linear *l = t->linears->linears[i];
+            t->linear_values[i] = which == 0 ? srp_linear_sigma(l) : *srp_linear_gamma(l);
+        }
+        ex_metrics_named(m, which == 0 ? "sigma" : "gamma", t->linears->names, t->linear_values,
+                         t->linears->count);
+    }
+    ex_metrics_end(m);
+}
+
+/* After each step: entropies and the collapse watch, the replicas' check,
+ * metrics, the progress line, the trainer's own, the periodic checkpoint. */
+static ex_code after_step(ex_trainer *t, const ex_step_record *rec, ex_error *err)
+{
+    const ex_train_options *o = t->opt;
+    const uint64_t step = t->run.step;
+    const int bound_now = o->bound_every && step % o->bound_every == 0;
+    ex_code code = collect_entropy(t, bound_now, err);
+    size_t warnings = 0;
+    if (code == EX_OK)
+        code = ex_collapse_log_update(&t->watch, step, watched(t), ex_dist_is_root(&t->dist),
+                                      &t->metrics, &t->progress, &warnings, err);
+    if (code != EX_OK)
+        return code;
+    if (warnings && o->stop_on_collapse) {
+        code = ex_trainer_save(t, err);
+        return code != EX_OK ? code
+                             : ex_fail(err, EX_COLLAPSE,
+                                       "stopped on entropy collapse (--stop-on-collapse)%s%s",
+                                       o->checkpoint_path ? "; checkpoint " : "",
+                                       o->checkpoint_path ? o->checkpoint_path : "");
+    }
+    if (o->check_replicas && step % o->check_replicas == 0 &&
+        (code = ex_dist_check_replicas(&t->dist, step, err)) != EX_OK)
+        return code;
+    if (step % o->log_every == 0 || bound_now)
+        write_train_metrics(t, rec, bound_now);
+    if (ex_progress_due(&t->progress, step) ||
+        (t->hooks->progress_due && t->hooks->progress_due(t)))
+        t->hooks->progress(t, rec);
+    if (t->hooks->after_step && (code = t->hooks->after_step(t, err)) != EX_OK)
+        return code;
+    return step % o->checkpoint_every == 0 ? ex_trainer_save(t, err) : EX_OK;
+}
+
+double ex_trainer_seconds_per_step(const ex_trainer *t)
+{
+    return (ex_now() - t->run.started) / (double)(t->steps_this_run ? t->steps_this_run : 1);
+}
+
+float ex_trainer_lowest_entropy(const ex_trainer *t)
+{
+    float lowest = INFINITY;
+    for (size_t i = 0; i < t->layers * t->heads; i++)
+        lowest = fminf(lowest, watched(t)[i]);
+    return lowest;
+}
+
+/* ---- the run ---- */
+
+static ex_code train(ex_trainer *t, ex_error *err)
+{
+    const ex_train_options *o = t->opt;
+    t->run.started = ex_now();
+    ex_progress_start(&t->progress);
+    t->progress.last_step = t->run.step;
+    srp_profile_enable(o->profile);
+    for (;;) {
+        int done = 0;
+        ex_code code = t->hooks->before_step(t, &done, err);
+        if (code != EX_OK)
+            return code;
+        if (done)
+            break;
+        if (o->stop_after_steps && t->run.step >= o->stop_after_steps) {
+            ex_progress_break(&t->progress);
+            printf("stopped after step %llu as asked (--stop-after-steps; %.1f ms per step in "
+                   "this run); resume with --resume %s\n",
+                   (unsigned long long)t->run.step, 1e3 * ex_trainer_seconds_per_step(t),
+                   o->checkpoint_path ? o->checkpoint_path : "(no --checkpoint given)");
+            return ex_trainer_save(t, err);
+        }
+        ex_step_record rec = {NAN, NAN, NAN, {0.0}};
+        if ((code = train_step(t, &rec, err)) != EX_OK)
+            return code;
+        t->run.step++;
+        t->steps_this_run++;
+        if ((code = after_step(t, &rec, err)) != EX_OK)
+            return code;
+    }
+    return t->hooks->finish(t, err);
+}
+
+/* The fingerprint, the ranks, the data order's generator: what every run
+ * starts from; then the trainer's --init-from or --eval-only. */
+static ex_code prepare(ex_trainer *t, int *done, ex_error *err)
+{
+    t->hooks->fingerprint(t, t->run.fingerprint, sizeof(t->run.fingerprint));
+    t->run.ranks = (uint64_t)t->dist.size;
+    ex_code code = ex_dist_same_options(&t->dist, t->run.fingerprint, err);
+    if (code == EX_OK)
+        code = ex_dist_attach(&t->dist, srp_param_list_entries(t->params),
+                              srp_param_list_count(t->params), t->linears->linears,
+                              t->linears->count, err);
+    if (code != EX_OK)
+        return code;
+    ex_dist_describe(&t->dist, stdout);
+    srp_rng_seed(&t->data_rng, t->opt->seed ^ 0xda7a5eedull);
+    return t->hooks->before_training ? t->hooks->before_training(t, done, err) : EX_OK;
+}
+
+/* Resumed or fresh; the metrics file opened (a resumed run keeps the lines
+ * its checkpoint had seen), its header for a fresh one. */
+static ex_code start(ex_trainer *t, ex_error *err)
+{
+    const ex_train_options *o = t->opt;
+    ex_code code;
+    if (o->resume_path) {
+        if ((code = ex_dist_agree(&t->dist, ex_trainer_load(t, o->resume_path, 0, err), err)) !=
+            EX_OK)
+            return code;
+        char where[64];
+        position(t, where, sizeof(where));
+        printf("resumed from %s at step %llu%s\n", o->resume_path, (unsigned long long)t->run.step,
+               where);
+    } else if (t->hooks->start_fresh) {
+        t->hooks->start_fresh(t);
+    }
+    code = ex_metrics_open(&t->metrics, ex_dist_is_root(&t->dist) ? o->metrics_path : NULL,
+                           o->resume_path ? t->run.metrics_lines : 0, err);
+    if ((code = ex_dist_agree(&t->dist, code, err)) != EX_OK)
+        return code;
+    if (!o->resume_path) {
+        ex_metrics_begin(&t->metrics, "header");
+        t->hooks->header(t, &t->metrics);
+        ex_metrics_string(&t->metrics, "config", t->run.fingerprint);
+        ex_metrics_end(&t->metrics);
+    }
+    return EX_OK;
+}
+
+/* The jobs of a run after the options: plot a metrics file; or another
+ * job; or build, prepare, start, train, and what follows. */
+static ex_code run(ex_trainer *t, ex_error *err)
+{
+    const ex_trainer_hooks *h = t->hooks;
+    const ex_train_options *o = t->opt;
+    if (o->plot_only) {
+        if (!ex_dist_is_root(&t->dist))
+            return EX_OK;
+        const ex_code code = ex_plot(o->plot_only, o->plot_path, h->plot, err);
+        if (code == EX_OK)
+            printf("wrote %s\n", o->plot_path);
+        return code;
+    }
+    srp_set_num_threads((int)o->threads);
+    int done = 0;
+    ex_code code = h->other_job ? h->other_job(t, &done, err) : EX_OK;
+    if (code != EX_OK || done)
+        return code;
+    printf("%s: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s, %d threads\n", h->program,
+           srp_version_string(), srp_gemm_backend(), srp_openblas_core(), srp_get_num_threads());
+    if ((code = ex_dist_agree(&t->dist, build(t, err), err)) != EX_OK)
+        return code;
+    if (h->describe_data)
+        h->describe_data(t);
+    if ((code = prepare(t, &done, err)) != EX_OK || done)
+        return code;
+    if ((code = start(t, err)) != EX_OK)
+        return code;
+    h->describe_model(t);
+    if ((code = train(t, err)) != EX_OK)
+        return code;
+    if (o->profile)
+        ex_print_profile(stdout, ex_now() - t->run.started, t->steps_this_run,
+                         "the trainer's own work");
+    ex_dist_report(&t->dist, ex_now() - t->run.started, stdout);
+    if (h->after_run && (code = h->after_run(t, err)) != EX_OK)
+        return code;
+    return ex_dist_is_root(&t->dist)
+               ? ex_plot_at_end(&t->metrics, o->metrics_path, o->plot_path, h->plot, err)
+               : EX_OK;
+}
+
+static void cleanup(ex_trainer *t)
+{
+    if (t->hooks->cleanup)
+        t->hooks->cleanup(t);
+    ex_metrics_close(&t->metrics);
+    ex_collapse_log_free(&t->watch);
+    srp_weight_average_destroy(t->average);
+    srp_optim_destroy(t->optim);
+    srp_param_list_destroy(t->params);
+    float *buffers[] = {t->ent_mean, t->ent_min,      t->ent_norm,     t->bound,
+                        t->bound_s,  t->bound_m_norm, t->bound_x_norm, t->linear_values};
+    for (size_t i = 0; i < sizeof(buffers) / sizeof(buffers[0]); i++)
+        free(buffers[i]);
+}
+
+int ex_trainer_main(ex_trainer *t, const ex_trainer_hooks *hooks, ex_train_options *opt,
+                    int argc, char **argv)
+{
+    ex_error err = {""};
+    t->hooks = hooks;
+    t->opt = opt;
+    ex_report_write_limits();
+    ex_code code = ex_dist_init(&t->dist, &argc, &argv, &err);
+    if (code == EX_OK)
+        code = ex_dist_agree(&t->dist, hooks->options_parse(t, argc, argv, &err), &err);
+    if (code == EX_USAGE) {
+        fprintf(stderr, "%s: %s\n\n", argv[0], err.message);
+        if (ex_dist_is_root(&t->dist))
+            hooks->options_usage(argv[0], stderr);
+        ex_dist_finalize(&t->dist);
+        return ex_exit_code(code);
+    }
+    if (code == EX_OK)
+        code = run(t, &err);
+    ex_progress_break(&t->progress);
+    if (code != EX_OK && code != EX_HELP)
+        ex_dist_print_error(&t->dist, &err);
+    cleanup(t);
+    ex_dist_finalize(&t->dist);
+    return ex_exit_code(code);
+}

@@ -1,0 +1,154 @@
+/* The one skeleton of the example trainers: main, the run's phases, the
+ * training loop, the update (gradients averaged over the ranks, clipped,
+ * the optimizer's step, the weight average), what follows each step (the
+ * per-head entropies and the Theorem 3.1 bound, the collapse watch, the
+ * metrics, the progress line), checkpoints and their model check. A
+ * trainer adds what is its own through a table of hooks: its options, its
+ * data and model, the forward and backward of a step, its evaluation and
+ * its lines. docs/ARCHITECTURE.md, "Adding a trainer", walks through one.
+ *
+ * A trainer's struct holds an ex_trainer first; its hooks get that and cast
+ * it back. Its options struct holds an ex_train_options (options.h), which
+ * its table fills (EX_RUN_OPTION_ROWS, EX_COLLAPSE_OPTION_ROWS, ...). */
+#ifndef EX_TRAINER_H
+#define EX_TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <sigmareparam.h>
+
+#include "checkpoint_file.h"
+#include "collapse_log.h"
+#include "dist.h"
+#include "error.h"
+#include "layers.h"
+#include "metrics.h"
+#include "options.h"
+#include "plot.h"
+#include "progress.h"
+#include "run_state.h"
+#include "tensors.h"
+
+/* One step's figures: the loss and the trainer's own sums (the ViT's
+ * correct answers), summed over the ranks; lr and the gradients' norm. */
+#define EX_STEP_SUMS 2
+typedef struct {
+    float loss, lr, grad_norm;
+    double sums[EX_STEP_SUMS];
+} ex_step_record;
+
+typedef struct ex_trainer ex_trainer;
+
+typedef struct {
+    const char *program; /* "vit-lite-train", for the banner */
+    const ex_plot_spec *plot;
+    size_t step_sums; /* how many of ex_step_record.sums forward_backward fills */
+    /* The options: argv (over the defaults), --help, the fingerprint. */
+    ex_code (*options_parse)(ex_trainer *t, int argc, char **argv, ex_error *err);
+    void (*options_usage)(const char *prog, FILE *to);
+    void (*fingerprint)(ex_trainer *t, char *buf, size_t len);
+    /* The phases of a run, in order; NULL where a trainer has nothing.
+     * other_job: a job instead of training (*done 1: --generate). build:
+     * the data and the model for local_batch; it sets the model's fields
+     * of ex_trainer and the optimizer (ex_trainer_create_optimizer).
+     * describe_data: lines about the data. before_training: --init-from,
+     * --eval-only (*done 1: no training). start_fresh: a fresh run's
+     * first data order. header: the header line's fields ("config"
+     * follows). describe_model: its line. */
+    ex_code (*other_job)(ex_trainer *t, int *done, ex_error *err);
+    ex_code (*build)(ex_trainer *t, ex_error *err);
+    void (*describe_data)(ex_trainer *t);
+    ex_code (*before_training)(ex_trainer *t, int *done, ex_error *err);
+    void (*start_fresh)(ex_trainer *t);
+    void (*header)(ex_trainer *t, ex_metrics *m);
+    void (*describe_model)(ex_trainer *t);
+    /* The loop. before_step: an epoch's end, a --minutes plan (*done 1: the
+     * training is over). forward_backward: this rank's share of the next
+     * batch, forward, loss, backward, its own sums; *stage the part under
+     * way, for an error; a failure goes on to the other ranks. position:
+     * " (epoch 3)", for messages. train_fields: the train line's fields
+     * between "step" and "lr". progress: the progress line, when due or
+     * progress_due says so. after_step: before the periodic checkpoint (the
+     * LM's evaluations). finish: the last checkpoint (ex_trainer_save) and
+     * the final figures. after_run: --export, a sample. */
+    ex_code (*before_step)(ex_trainer *t, int *done, ex_error *err);
+    srp_status (*forward_backward)(ex_trainer *t, float *loss, double *sums, const char **stage);
+    float (*lr_at)(ex_trainer *t, uint64_t step);
+    void (*position)(ex_trainer *t, char *buf, size_t len);
+    void (*train_fields)(ex_trainer *t, ex_metrics *m, const ex_step_record *rec);
+    void (*progress)(ex_trainer *t, const ex_step_record *rec);
+    int (*progress_due)(ex_trainer *t);
+    ex_code (*after_step)(ex_trainer *t, ex_error *err);
+    ex_code (*finish)(ex_trainer *t, ex_error *err);
+    ex_code (*after_run)(ex_trainer *t, ex_error *err);
+    /* Checkpoints: the model's tensors, the trainer's own run state, the
+     * model's configuration (checkpoint_file.h). */
+    void (*model_refs)(ex_trainer *t, srp_tensor_list *list);
+    void (*state_refs)(ex_trainer *t, srp_tensor_list *list);
+    void (*metadata)(ex_trainer *t, ex_metadata *meta);
+    void (*cleanup)(ex_trainer *t);
+} ex_trainer_hooks;
+
+struct ex_trainer {
+    const ex_trainer_hooks *hooks;
+    ex_train_options *opt; /* the trainer's options' shared part */
+    ex_dist dist;          /* one process, or this rank of an mpirun job */
+    size_t local_batch;    /* this rank's share of the batch */
+
+    /* The model, as build sets it. */
+    srp_param_list *params;
+    srp_optim *optim;
+    const ex_linear_names *linears;
+    srp_attention *(*attention_at)(ex_trainer *t, size_t layer);
+    size_t layers, heads;
+    float uniform;        /* the entropy of uniform attention: log T (nats), or 1 */
+    int normalized;       /* 1: watch the entropies normalized per row (causal) */
+    float average_decay;  /* > 0: evaluate a weight average with this decay */
+    srp_weight_average *average;
+
+    /* The run. */
+    ex_run_state run;
+    srp_rng data_rng; /* the data order's generator, seeded seed ^ 0xda7a5eed */
+    uint64_t steps_this_run;
+    ex_metrics metrics;
+    ex_progress progress;
+    ex_collapse_log watch;
+
+    /* The last step's entropies and bound, [layers][heads] (x_norm:
+     * [layers]); ent_norm with normalized. */
+    float *ent_mean, *ent_min, *ent_norm, *bound, *bound_s, *bound_m_norm, *bound_x_norm;
+    float *linear_values; /* [linears]: the metrics' sigma and gamma maps */
+};
+
+/* The whole program: options, the run, the error, the exit code. */
+int ex_trainer_main(ex_trainer *t, const ex_trainer_hooks *hooks, ex_train_options *opt,
+                    int argc, char **argv);
+
+/* For build: the optimizer over the model's parameters (t->params, which
+ * build fills), each kind at lr_mult[kind] (SRP_PARAM_WEIGHT ...
+ * SRP_PARAM_EMBEDDING) and, with gamma_lars, LARS's trust ratio on the
+ * gammas; what to check names the options at fault. */
+ex_code ex_trainer_create_optimizer(ex_trainer *t, const srp_optim_config *oc,
+                                    const float lr_mult[5], int gamma_lars, const char *check,
+                                    ex_error *err);
+
+/* Checkpoints: rank 0 writes, every rank learns whether that worked (no
+ * path: nothing); a load of the whole run, or of the model alone. */
+ex_code ex_trainer_save(ex_trainer *t, ex_error *err);
+ex_code ex_trainer_load(ex_trainer *t, const char *path, int model_only, ex_error *err);
+/* --eval-only: the weight average out of a training checkpoint, when the
+ * run has one and the file too (*found). */
+ex_code ex_trainer_load_average(ex_trainer *t, const char *path, int *found, ex_error *err);
+/* What an evaluation scores: the weight average, when there is one, in
+ * place of the weights until average_out. */
+ex_code ex_trainer_average_in(ex_trainer *t, ex_error *err);
+void ex_trainer_average_out(ex_trainer *t);
+
+/* For the progress line: seconds per step in this run; the lowest watched
+ * head entropy. */
+double ex_trainer_seconds_per_step(const ex_trainer *t);
+float ex_trainer_lowest_entropy(const ex_trainer *t);
+
+#endif

@@ -8,7 +8,7 @@
  * --breakdown adds where the step's time goes (the library's profiler;
  * "model glue" is the rest: the example's own loops).
  * bench/torch_train_step.py times the same model in PyTorch;
- * scripts/compare-pytorch.sh runs the two in turns. */
+ * experiments/compare-pytorch.sh runs the two in turns. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

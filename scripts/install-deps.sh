@@ -10,7 +10,7 @@
 #   install-deps.sh fuzz    build + clang, its libFuzzer and OpenMP runtimes (tests/fuzz/run.sh)
 #   install-deps.sh tsan    test + clang, LLVM's OpenMP runtime and its Archer tool (scripts/tsan.sh)
 #   install-deps.sh mpi     test + Open MPI, the Fashion-MNIST dataset and the LM's text
-#                           (SRP_WITH_MPI builds, their tests, scripts/scaling.sh)
+#                           (SRP_WITH_MPI builds, their tests, experiments/scaling.sh)
 # Uses sudo when not run as root. Does nothing for packages already present.
 set -euo pipefail
 

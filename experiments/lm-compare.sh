@@ -3,7 +3,7 @@
 # for the same wall time (default 8 minutes, as the main job) with the
 # flags its own search found best (docs/char-lm-recipe.md), one after the
 # other, then a table of their validation bits per character.
-#   bash scripts/lm-compare.sh [MINUTES]
+#   bash experiments/lm-compare.sh [MINUTES]
 # Runs go to runs/lm-compare/<arch>.{log,jsonl}. About 5 x (MINUTES + 0.5)
 # minutes in all.
 set -euo pipefail

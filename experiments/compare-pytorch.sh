@@ -11,7 +11,7 @@
 # runs without the pin, so that its GEMMs use the kernels OpenBLAS picks for
 # this CPU; ours keep the environment as it is. Both sides print the
 # kernels they ran with.
-#   bash scripts/compare-pytorch.sh [ROUNDS]
+#   bash experiments/compare-pytorch.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}

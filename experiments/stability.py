@@ -9,7 +9,7 @@ Theorem 3.1's bound beside it, the gammas, and the entropy-collapse
 warnings with their lead time, precision and recall. Writes
 docs/RESULTS.md and its figures in docs/results/.
 
-Run it through examples/experiments/stability.sh, which installs and
+Run it through experiments/stability.sh, which installs and
 builds first. --quick runs the same path on tiny runs (about a minute;
 its report goes to runs/stability-quick/RESULTS.md, not docs/).
 """
@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VIT = os.path.join(ROOT, "build", "examples", "vit_lite", "vit-lite-train")
 # The study ran on the ViT-lite as it was before its convolutional stem,
 # separate q, k, v sigmas, random erasing, weight average, test-time flips
@@ -543,7 +543,7 @@ def report(cfg, vit, lm, depth, args):
     lm_cfg = " ".join(cfg["lm_common"])
     text = """# Stability results: the paper's claims at small scale
 
-Produced by `bash examples/experiments/stability.sh%s`: %d runs, %.0f
+Produced by `bash experiments/stability.sh%s`: %d runs, %.0f
 minutes of training in all (the sum of the runs' wall times), on this
 machine (%s). The trainers' first line: `%s`.
 Every number below comes from that run; the runs' logs and metrics are in
@@ -684,7 +684,7 @@ In words: %s.
 
 def reading(vit, lm, depth, trained, total):
     """The claims, each with what the numbers above say about it."""
-    path = os.path.join(ROOT, "examples", "experiments", "reading.md")
+    path = os.path.join(ROOT, "experiments", "reading.md")
     lines = ["Counted from the tables above (a run is healthy when it neither diverged nor "
              "spiked):", ""]
     failed = [r["name"] for res in (vit, lm, depth) for arm in res.values()

@@ -14,7 +14,7 @@
 Both within 1e-4, relative to the largest logit. Needs Debian's
 python3-torch and python3-numpy and the Fashion-MNIST package; run with
 /usr/bin/python3:
-    /usr/bin/python3 scripts/torch_check.py build/examples/vit_lite/vit-lite-train
+    /usr/bin/python3 experiments/torch_check.py build/examples/vit_lite/vit-lite-train
 """
 import gzip
 import json

@@ -6,7 +6,7 @@
 # process on 2 threads, alternated over ROUNDS rounds (default 3) so that
 # the machine's drift hits every arm alike; then the median and the range
 # of each arm's time per step.
-#   bash scripts/scaling.sh [ROUNDS] [STEPS]
+#   bash experiments/scaling.sh [ROUNDS] [STEPS]
 # Runs go to runs/scaling/: 3 x ROUNDS x 2 runs of STEPS (default 100)
 # steps each, plus each run's start (the ViT loads Fashion-MNIST).
 set -euo pipefail

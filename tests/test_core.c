@@ -93,6 +93,28 @@ static void test_threads_round_trip(void **state)
     assert_true(srp_get_num_threads() >= 1);
 }
 
+/* Only fp32 runs in this version: auto resolves to it, bf16 is refused with
+ * the reason, and a refused or invalid request changes nothing. */
+static void test_precision(void **state)
+{
+    (void)state;
+    assert_int_equal(srp_precision_active(), SRP_PRECISION_FP32);
+    assert_int_equal(srp_set_precision(SRP_PRECISION_AUTO), SRP_OK);
+    assert_int_equal(srp_precision_active(), SRP_PRECISION_FP32);
+    assert_int_equal(srp_set_precision(SRP_PRECISION_BF16), SRP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(srp_last_error_detail(), "srp_set_precision: "));
+    assert_non_null(strstr(srp_last_error_detail(), "bf16"));
+    assert_int_equal(srp_precision_active(), SRP_PRECISION_FP32);
+    assert_int_equal(srp_set_precision((srp_precision)7), SRP_ERR_INVALID_ARG);
+    assert_non_null(strstr(srp_last_error_detail(), "precision 7"));
+    assert_int_equal(srp_set_precision(SRP_PRECISION_FP32), SRP_OK);
+    assert_int_equal(srp_precision_active(), SRP_PRECISION_FP32);
+    assert_string_equal(srp_precision_name(SRP_PRECISION_FP32), "fp32");
+    assert_string_equal(srp_precision_name(SRP_PRECISION_BF16), "bf16");
+    assert_string_equal(srp_precision_name(SRP_PRECISION_AUTO), "auto");
+    assert_string_equal(srp_precision_name((srp_precision)7), "unknown");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -100,6 +122,7 @@ int main(void)
         cmocka_unit_test(test_last_error_detail),
         cmocka_unit_test(test_version_matches_header),
         cmocka_unit_test(test_threads_round_trip),
+        cmocka_unit_test(test_precision),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

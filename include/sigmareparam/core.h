@@ -106,6 +106,26 @@ SRP_API const char *srp_gemm_backend(void);
  * environment variable OPENBLAS_CORETYPE can pin them. */
 SRP_API const char *srp_openblas_core(void);
 
+/* The precision of the GEMM inputs. Accumulation, outputs and every state
+ * (weights, gradients, optimizer state, gamma, sigma, u, v, the power
+ * iteration, softmax, the entropies, the loss) stay fp32 in any case.
+ *   SRP_PRECISION_FP32: fp32 inputs (the default).
+ *   SRP_PRECISION_BF16: bf16 inputs, which pay on CPUs that multiply bf16
+ *     natively (avx512_bf16 or AMX) through oneDNN. This version has no bf16
+ *     GEMM path yet: the request is refused with SRP_ERR_UNSUPPORTED, and
+ *     srp_last_error_detail() says why (the build has no oneDNN, the CPU
+ *     lacks avx512_bf16 and AMX, or the path is not built).
+ *   SRP_PRECISION_AUTO: bf16 where the CPU does it fast and the path
+ *     exists, else fp32 (today: fp32 everywhere).
+ * Process-wide, like srp_set_num_threads; set it before creating layers.
+ * Another value: SRP_ERR_INVALID_ARG. Nothing changes on failure. */
+typedef enum { SRP_PRECISION_FP32 = 0, SRP_PRECISION_BF16, SRP_PRECISION_AUTO } srp_precision;
+SRP_API srp_status srp_set_precision(srp_precision p);
+/* The precision the GEMMs run with now: FP32 or BF16, never AUTO. */
+SRP_API srp_precision srp_precision_active(void);
+/* "fp32", "bf16", "auto"; "unknown" for another value. */
+SRP_API const char *srp_precision_name(srp_precision p);
+
 /* ======================================================================
  * Named tensors: how checkpoints, safetensors files and optimizer state
  * are listed

@@ -13,12 +13,9 @@ static srp_precision g_active = SRP_PRECISION_FP32;
 const char *srp_precision_name(srp_precision p)
 {
     switch (p) {
-    case SRP_PRECISION_FP32:
-        return "fp32";
-    case SRP_PRECISION_BF16:
-        return "bf16";
-    case SRP_PRECISION_AUTO:
-        return "auto";
+    case SRP_PRECISION_FP32: return "fp32";
+    case SRP_PRECISION_BF16: return "bf16";
+    case SRP_PRECISION_AUTO: return "auto";
     }
     return "unknown";
 }
@@ -54,11 +51,11 @@ srp_status srp_set_precision(srp_precision p)
     case SRP_PRECISION_AUTO: /* no bf16 path to pick yet */
         g_active = SRP_PRECISION_FP32;
         return SRP_OK;
-    case SRP_PRECISION_BF16:
-        return bf16_refusal();
+    case SRP_PRECISION_BF16: return bf16_refusal();
     }
-    return srp_fail(SRP_ERR_INVALID_ARG, "srp_set_precision: precision %d is none of fp32 (0), "
-                                         "bf16 (1) and auto (2)",
+    return srp_fail(SRP_ERR_INVALID_ARG,
+                    "srp_set_precision: precision %d is none of fp32 (0), "
+                    "bf16 (1) and auto (2)",
                     (int)p);
 }
 

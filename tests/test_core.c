@@ -10,8 +10,8 @@ static void test_status_strings_are_distinct(void **state)
     (void)state;
     const srp_status all[] = {SRP_OK,         SRP_ERR_INVALID_ARG, SRP_ERR_SHAPE,
                               SRP_ERR_NOMEM,  SRP_ERR_NUMERIC,     SRP_ERR_IO,
-                              SRP_ERR_FORMAT, SRP_ERR_VERSION,     SRP_ERR_UNSUPPORTED, SRP_ERR_PEER,
-                              SRP_ERR_ORDER,  SRP_ERR_NOT_FOUND};
+                              SRP_ERR_FORMAT, SRP_ERR_VERSION,     SRP_ERR_UNSUPPORTED,
+                              SRP_ERR_PEER,   SRP_ERR_ORDER,       SRP_ERR_NOT_FOUND};
     const size_t n = sizeof(all) / sizeof(all[0]);
     for (size_t i = 0; i < n; i++) {
         const char *s = srp_status_str(all[i]);

@@ -313,7 +313,7 @@ static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
     model_state model = {m, config};
     ex_metadata meta;
     model_metadata(&c, &meta);
-    ex_code code = ex_tensors_load(model_tensors, &model, o->generate_path, 1, &meta, err);
+    ex_code code = ex_checkpoint_load(model_tensors, &model, o->generate_path, 1, &meta, NULL, err);
     /* The file wrote each sigma into its layer: a bad one is refused. */
     for (size_t i = 0; code == EX_OK && i < lm_linears(m)->count; i++) {
         srp_linear *l = lm_linears(m)->linears[i];

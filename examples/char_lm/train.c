@@ -44,8 +44,11 @@ typedef struct {
     double clock;     /* --minutes: the budget's seconds used, by rank 0's clock */
 } lm_trainer;
 
-static const ex_plot_spec k_plot = {"bpc",           "bpc",        "bits per character",
-                                    "train (batch)", "validation", 0};
+static const ex_plot_spec k_plot = {.score_key = "bpc",
+                                    .eval_key = "bpc",
+                                    .score_title = "bits per character",
+                                    .score_label = "train (batch)",
+                                    .eval_label = "validation"};
 
 static lm_trainer *lt(ex_trainer *t) { return (lm_trainer *)t; }
 

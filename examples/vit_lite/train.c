@@ -44,7 +44,12 @@ typedef struct {
     double reached_at[8]; /* seconds when first reached; < 0: not yet */
 } vit_trainer;
 
-static const ex_plot_spec k_plot = {"acc", "acc", "accuracy", "train (batch)", "evaluation", 1};
+static const ex_plot_spec k_plot = {.score_key = "acc",
+                                    .eval_key = "acc",
+                                    .score_title = "accuracy",
+                                    .score_label = "train (batch)",
+                                    .eval_label = "evaluation",
+                                    .unit_range = 1};
 
 static vit_trainer *vt(ex_trainer *t) { return (vit_trainer *)t; }
 

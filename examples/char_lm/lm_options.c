@@ -1,89 +1,99 @@
 /* char-lm-train's options: one table of flags for the common parser. */
 #include "lm_options.h"
 
-#include <string.h>
-
 #define OFF(field) offsetof(lm_options, field)
 #define ARCHS "sigma|sigma-preln|preln|postln|sigma-postln"
+_Static_assert(sizeof(lm_arch) == sizeof(int) && sizeof(lm_positions) == sizeof(int) &&
+                   sizeof(srp_gamma_init) == sizeof(int) && sizeof(srp_qkv_sigma) == sizeof(int),
+               "the choices' enums are stored as ints");
 
-/* name, type, field, lo, hi, choices, flag value, trajectory, help */
+/* The defaults: the recipe measured best for sigmaReparam without
+ * LayerNorm on 2 cores (docs/char-lm-recipe.md): the stream at unit scale
+ * (embeddings at std 1, weights at 4x the usual init, gamma0 = sigma(W0)),
+ * AdamW at a high rate (sigmaReparam turns W rather than growing it), weight
+ * decay 0.1, 100 warmup steps, cosine decay. The LayerNorm baselines train
+ * best with their own flags (scripts/lm-compare.sh has each arm's).
+ *
+ * Rows: name, type, field, lo, hi, choices, flag value, trajectory,
+ * default, help. */
 static const ex_opt_spec k_specs[] = {
     /* model */
-    {"arch", EX_OPT_CHOICE, OFF(arch), 0, 0, ARCHS, 0, 1,
+    {"arch", EX_OPT_CHOICE, OFF(model.arch), 0, 0, ARCHS, 0, 1, NULL,
      "sigmaReparam without LayerNorm, with pre-LN; plain pre-LN, post-LN; sigmaReparam + post-LN"},
-    {"context", EX_OPT_SIZE, OFF(model.context), 2, 4096, NULL, 0, 1,
+    {"context", EX_OPT_SIZE, OFF(model.context), 2, 4096, NULL, 0, 1, NULL,
      "bytes of context (the sequence length)"},
-    {"dim", EX_OPT_SIZE, OFF(model.dim), 4, 4096, NULL, 0, 1, "model width D"},
-    {"depth", EX_OPT_SIZE, OFF(model.depth), 1, 64, NULL, 0, 1, "transformer blocks"},
-    {"heads", EX_OPT_SIZE, OFF(model.heads), 1, 64, NULL, 0, 1,
-     "attention heads (must divide --dim)"},
-    {"mlp-dim", EX_OPT_SIZE, OFF(model.mlp_dim), 1, 16384, NULL, 0, 1, "hidden width of the MLPs"},
-    {"positions", EX_OPT_CHOICE, OFF(positions), 0, 0, "learned|fixed", 0, 1,
+    {.name = "dim", .type = EX_OPT_SHARED, .offset = OFF(model.dim)},
+    {.name = "depth", .type = EX_OPT_SHARED, .offset = OFF(model.depth)},
+    {.name = "heads", .type = EX_OPT_SHARED, .offset = OFF(model.heads)},
+    {.name = "mlp-dim", .type = EX_OPT_SHARED, .offset = OFF(model.mlp_dim)},
+    {"positions", EX_OPT_CHOICE, OFF(model.positions), 0, 0, "learned|fixed", 0, 1, NULL,
      "learned position embeddings or fixed sinusoids"},
-    {"tied-head", EX_OPT_FLAG, OFF(model.tied_head), 0, 0, NULL, 1, 1,
+    {"tied-head", EX_OPT_FLAG, OFF(model.tied_head), 0, 0, NULL, 1, 1, NULL,
      "the output head is the token embedding transposed"},
-    {"untied-head", EX_OPT_FLAG, OFF(model.tied_head), 0, 0, NULL, 0, 1,
+    {"untied-head", EX_OPT_FLAG, OFF(model.tied_head), 0, 0, NULL, 0, 1, NULL,
      "the output head is its own linear (default)"},
-    {"gamma-init", EX_OPT_CHOICE, OFF(gamma_init), 0, 0, "sigma0|one", 0, 1,
-     "gamma0 = sigma(W0) (official PyTorch) or 1 (the paper)"},
-    {"qkv-sigma", EX_OPT_CHOICE, OFF(qkv_sigma), 0, 0, "fused|qk-v|separate", 0, 1,
-     "one sigma for the fused qkv, q and k sharing one, or q, k, v one each"},
-    {"init-gain", EX_OPT_FLOAT, OFF(model.init_gain), 1e-4, 100, NULL, 0, 1,
+    {.name = "gamma-init", .type = EX_OPT_SHARED, .offset = OFF(model.gamma_init)},
+    {.name = "qkv-sigma", .type = EX_OPT_SHARED, .offset = OFF(model.qkv_sigma)},
+    {"init-gain", EX_OPT_FLOAT, OFF(model.init_gain), 1e-4, 100, NULL, 0, 1, "4",
      "linear weights ~ truncated N(0, (0.02 gain)^2)"},
-    {"embed-std", EX_OPT_FLOAT, OFF(model.embed_std), 1e-6, 100, NULL, 0, 1,
+    {"embed-std", EX_OPT_FLOAT, OFF(model.embed_std), 1e-6, 100, NULL, 0, 1, "1",
      "std of the token and position embeddings at init (and the fixed positions' scale)"},
     /* optimization */
-    {"optimizer", EX_OPT_CHOICE, OFF(optimizer), 0, 0, "sgd|lars|adamw", 0, 1, "optimizer"},
-    {"lr", EX_OPT_FLOAT, OFF(lr), 0, 1e4, NULL, 0, 1, "peak learning rate"},
-    {"momentum", EX_OPT_FLOAT, OFF(momentum), 0, 0.9999, NULL, 0, 1, "SGD/LARS momentum"},
-    {"beta2", EX_OPT_FLOAT, OFF(beta2), 0, 0.99999, NULL, 0, 1, "AdamW's beta2"},
-    {"weight-decay", EX_OPT_FLOAT, OFF(weight_decay), 0, 10, NULL, 0, 1,
+    {.name = "optimizer", .type = EX_OPT_SHARED, .offset = OFF(optimizer), .def = "adamw"},
+    {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(lr), .def = "0.016"},
+    {.name = "momentum", .type = EX_OPT_SHARED, .offset = OFF(momentum)},
+    {"beta2", EX_OPT_FLOAT, OFF(beta2), 0, 0.99999, NULL, 0, 1, "0.99", "AdamW's beta2"},
+    {"weight-decay", EX_OPT_FLOAT, OFF(weight_decay), 0, 10, NULL, 0, 1, "0.1",
      "weight decay (matrices only; decoupled for AdamW)"},
-    {"gamma-lr-mult", EX_OPT_FLOAT, OFF(gamma_lr_mult), 0, 1e4, NULL, 0, 1,
-     "lr multiplier of the sigmaReparam gammas"},
-    {"embed-lr-mult", EX_OPT_FLOAT, OFF(embed_lr_mult), 0, 1e4, NULL, 0, 1,
+    {.name = "gamma-lr-mult", .type = EX_OPT_SHARED, .offset = OFF(gamma_lr_mult)},
+    {"embed-lr-mult", EX_OPT_FLOAT, OFF(embed_lr_mult), 0, 1e4, NULL, 0, 1, "1",
      "lr multiplier of the embeddings and biases"},
-    {"schedule", EX_OPT_CHOICE, OFF(schedule), 0, 0, "constant|step|cosine", 0, 1,
-     "learning-rate schedule"},
-    {"warmup", EX_OPT_U64, OFF(warmup_steps), 0, 1e9, NULL, 0, 1, "linear warmup steps (0: none)"},
-    {"min-lr", EX_OPT_FLOAT, OFF(min_lr), 0, 1e4, NULL, 0, 1, "final lr of the cosine schedule"},
-    {"clip", EX_OPT_FLOAT, OFF(run.clip), 0, 1e9, NULL, 0, 1,
-     "clip the gradient norm to this (0: off)"},
+    {.name = "schedule", .type = EX_OPT_SHARED, .offset = OFF(schedule)},
+    {.name = "warmup", .type = EX_OPT_SHARED, .offset = OFF(warmup_steps), .def = "100"},
+    {.name = "min-lr", .type = EX_OPT_SHARED, .offset = OFF(min_lr)},
+    {.name = "clip", .type = EX_OPT_SHARED, .offset = OFF(run.clip), .def = "1"},
     /* run */
-    {"batch", EX_OPT_SIZE, OFF(run.batch), 1, 65536, NULL, 0, 1, "sequences per step"},
-    {"minutes", EX_OPT_FLOAT, OFF(minutes), 0, 1e6, NULL, 0, 0,
+    {"batch", EX_OPT_SIZE, OFF(run.batch), 1, 65536, NULL, 0, 1, "32", "sequences per step"},
+    {"minutes", EX_OPT_FLOAT, OFF(minutes), 0, 1e6, NULL, 0, 0, "8",
      "wall-clock budget of the training, evaluations included (0: no limit; see --steps)"},
-    {"steps", EX_OPT_U64, OFF(steps), 0, 1e12, NULL, 0, 1,
+    {"steps", EX_OPT_U64, OFF(steps), 0, 1e12, NULL, 0, 1, NULL,
      "training steps; 0: as many as --minutes allows (the schedule's length is then estimated "
      "from the first steps' speed)"},
-    {"threads", EX_OPT_SIZE, OFF(run.threads), 0, 1024, NULL, 0, 0, "threads, 0 = one per CPU"},
-    {"seed", EX_OPT_U64, OFF(run.seed), 0, 1.8e19, NULL, 0, 1,
-     "seed of the weights and the data order"},
-    {"text", EX_OPT_STRING, OFF(text_path), 0, 0, NULL, 0, 1,
+    {.name = "threads", .type = EX_OPT_SHARED, .offset = OFF(run.threads)},
+    {.name = "seed", .type = EX_OPT_SHARED, .offset = OFF(run.seed)},
+    {"text", EX_OPT_STRING, OFF(text_path), 0, 0, NULL, 0, 1, NULL,
      "train on this file (plain or .gz; paragraphs are its documents) instead of the default "
      "corpus (fortunes and the Jargon File)"},
-    {"eval-every", EX_OPT_U64, OFF(eval_every), 1, 1e12, NULL, 0, 0,
+    {"eval-every", EX_OPT_U64, OFF(eval_every), 1, 1e12, NULL, 0, 0, "500",
      "steps between validation evaluations"},
-    {"eval-windows", EX_OPT_SIZE, OFF(eval_windows), 0, 1e9, NULL, 0, 0,
+    {"eval-windows", EX_OPT_SIZE, OFF(eval_windows), 0, 1e9, NULL, 0, 0, "256",
      "context windows in each periodic evaluation (0: the whole validation text; the final "
      "one always uses it all)"},
     /* output */
-    EX_RUN_OPTION_ROWS(lm_options),
-    {"plot", EX_OPT_STRING, OFF(run.plot_path), 0, 0, NULL, 0, 0,
+    {.name = "output", .type = EX_OPT_SHARED, .offset = OFF(run)},
+    {"plot", EX_OPT_STRING, OFF(run.plot_path), 0, 0, NULL, 0, 0, NULL,
      "render loss, bits per character and entropy curves to this PNG (gnuplot)"},
     /* sampling */
-    {"sample", EX_OPT_SIZE, OFF(sample), 0, 1e7, NULL, 0, 0,
+    {"sample", EX_OPT_SIZE, OFF(sample), 0, 1e7, NULL, 0, 0, NULL,
      "after training, print this many generated bytes"},
-    {"temperature", EX_OPT_FLOAT, OFF(temperature), 1e-3, 100, NULL, 0, 0, "sampling temperature"},
-    {"prompt", EX_OPT_STRING, OFF(prompt), 0, 0, "TEXT", 0, 0, "text the sample continues"},
-    {"generate", EX_OPT_STRING, OFF(generate_path), 0, 0, NULL, 0, 0,
+    {"temperature", EX_OPT_FLOAT, OFF(temperature), 1e-3, 100, NULL, 0, 0, "0.8",
+     "sampling temperature"},
+    {"prompt", EX_OPT_STRING, OFF(prompt), 0, 0, "TEXT", 0, 0, NULL, "text the sample continues"},
+    {"generate", EX_OPT_STRING, OFF(generate_path), 0, 0, NULL, 0, 0, NULL,
      "no training: load the model from this checkpoint (its own configuration) and print "
      "--sample bytes"},
     /* collapse watch */
-    EX_COLLAPSE_OPTION_ROWS(lm_options),
+    {.name = "collapse", .type = EX_OPT_SHARED, .offset = OFF(run)},
 };
 
-static void defaults(void *o) { lm_options_default(o); }
+/* What the rows do not say: the model's defaults, a checkpoint every 1000
+ * steps. */
+static void defaults(void *opts)
+{
+    lm_options *o = opts;
+    o->model = lm_config_default();
+    o->run.checkpoint_every = 1000;
+}
 
 static const ex_opt_table k_table = {
     "Trains a character-level (byte-level) causal language model with sigmaReparam on the\n"
@@ -91,42 +101,7 @@ static const ex_opt_table k_table = {
     "attention head's entropy; prints validation bits per character and a sample.\n",
     k_specs, sizeof(k_specs) / sizeof(k_specs[0]), sizeof(lm_options), defaults};
 
-/* The defaults: the recipe measured best for sigmaReparam without
- * LayerNorm on 2 cores (docs/char-lm-recipe.md): the stream at unit scale
- * (embeddings at std 1, weights at 4x the usual init, gamma0 = sigma(W0)),
- * AdamW at a high rate (sigmaReparam turns W rather than growing it), weight
- * decay 0.1, 100 warmup steps, cosine decay. The LayerNorm baselines train
- * best with their own flags (scripts/lm-compare.sh has each arm's). */
-void lm_options_default(lm_options *o)
-{
-    memset(o, 0, sizeof(*o));
-    ex_train_options_default(&o->run);
-    o->model = lm_config_default();
-    o->model.embed_std = 1.0f;
-    o->model.init_gain = 4.0f;
-    o->arch = LM_ARCH_SIGMA;
-    o->positions = LM_POS_LEARNED;
-    o->gamma_init = SRP_GAMMA_INIT_SIGMA0;
-    o->qkv_sigma = SRP_QKV_SIGMA_FUSED;
-    o->optimizer = SRP_OPTIM_ADAMW;
-    o->lr = 0.016f;
-    o->momentum = 0.9f;
-    o->beta2 = 0.99f;
-    o->weight_decay = 0.1f;
-    o->gamma_lr_mult = 1.0f;
-    o->embed_lr_mult = 1.0f;
-    o->schedule = SRP_LR_COSINE;
-    o->warmup_steps = 100;
-    o->min_lr = 0.0f;
-    o->run.clip = 1.0f;
-    o->run.batch = 32;
-    o->minutes = 8.0f;
-    o->steps = 0;
-    o->eval_every = 500;
-    o->eval_windows = 256;
-    o->run.checkpoint_every = 1000;
-    o->temperature = 0.8f;
-}
+void lm_options_default(lm_options *o) { ex_options_defaults(&k_table, o); }
 
 void lm_options_usage(const char *prog, FILE *to) { ex_options_usage(&k_table, prog, to); }
 
@@ -135,10 +110,6 @@ ex_code lm_options_parse(lm_options *o, int argc, char **argv, ex_error *err)
     const ex_code code = ex_options_parse(&k_table, o, argc, argv, err);
     if (code != EX_OK)
         return code;
-    o->model.arch = (lm_arch)o->arch;
-    o->model.positions = (lm_positions)o->positions;
-    o->model.gamma_init = (srp_gamma_init)o->gamma_init;
-    o->model.qkv_sigma = (srp_qkv_sigma)o->qkv_sigma;
     o->model.max_batch = o->run.batch;
     o->model.seed = o->run.seed;
     if (o->model.dim % o->model.heads != 0)

@@ -13,7 +13,6 @@
 typedef struct {
     ex_train_options run; /* batch, threads, seed, clip, output, resume, collapse watch */
     lm_config model;
-    int arch, positions, gamma_init, qkv_sigma; /* enums, copied into model */
 
     /* optimization */
     int optimizer; /* srp_optim_kind */

@@ -44,8 +44,11 @@ typedef struct {
     double clock;     /* --minutes: the budget's seconds used, by rank 0's clock */
 } lm_trainer;
 
-static const ex_plot_spec k_plot = {"bpc",           "bpc",        "bits per character",
-                                    "train (batch)", "validation", 0};
+static const ex_plot_spec k_plot = {.score_key = "bpc",
+                                    .eval_key = "bpc",
+                                    .score_title = "bits per character",
+                                    .score_label = "train (batch)",
+                                    .eval_label = "validation"};
 
 static lm_trainer *lt(ex_trainer *t) { return (lm_trainer *)t; }
 
@@ -313,7 +316,7 @@ static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
     model_state model = {m, config};
     ex_metadata meta;
     model_metadata(&c, &meta);
-    ex_code code = ex_tensors_load(model_tensors, &model, o->generate_path, 1, &meta, err);
+    ex_code code = ex_checkpoint_load(model_tensors, &model, o->generate_path, 1, &meta, NULL, err);
     /* The file wrote each sigma into its layer: a bad one is refused. */
     for (size_t i = 0; code == EX_OK && i < lm_linears(m)->count; i++) {
         srp_linear *l = lm_linears(m)->linears[i];

@@ -2,6 +2,7 @@
 #include "checkpoint_file.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,22 +26,9 @@ void ex_metadata_add(ex_metadata *m, const char *key, const char *fmt, ...)
     m->count++;
 }
 
-ex_code ex_checkpoint_write(const char *path, const srp_tensor_ref *refs, size_t count,
-                            const ex_metadata *meta, ex_error *err)
-{
-    const srp_status st =
-        srp_checkpoint_save_with_metadata(path, refs, count, meta->pairs, meta->count);
-    if (st != SRP_OK) {
-        ex_fail_statusf(err, st, "saving the checkpoint %s", path);
-        ex_append(err, "%s; the previous checkpoint, if any, is intact",
-                  st == SRP_ERR_IO ? " (a full disk?)" : "");
-        return EX_FAILED;
-    }
-    return EX_OK;
-}
-
-ex_code ex_checkpoint_open_checked(srp_checkpoint **out, const char *path,
-                                   const ex_metadata *meta, ex_error *err)
+/* path opened, its metadata compared with meta. */
+static ex_code open_checked(srp_checkpoint **out, const char *path, const ex_metadata *meta,
+                            ex_error *err)
 {
     srp_checkpoint *c = NULL;
     srp_status st = srp_checkpoint_open(&c, path);
@@ -74,21 +62,17 @@ static int is_run_state(const char *name)
     return strncmp(name, "train.", 6) == 0 || strncmp(name, "optim.", 6) == 0;
 }
 
-/* model_only: the file's tensors that are neither the model's (refs) nor a
- * run's, listed in the message; SRP_OK when there are none. */
-static srp_status find_unexpected(const srp_checkpoint *c, const srp_tensor_ref *refs,
-                                  size_t count, char *names, size_t len)
+/* model_only: the file's tensors that are neither the model's (list) nor
+ * a run's, listed in the message; SRP_OK when there are none. */
+static srp_status find_unexpected(const srp_checkpoint *c, const srp_tensor_list *list, char *names,
+                                  size_t len)
 {
     size_t found = 0, used = 0;
     names[0] = '\0';
     for (size_t i = 0; i < srp_checkpoint_count(c); i++) {
         srp_tensor_ref info;
-        if (srp_checkpoint_info(c, i, &info) != SRP_OK || is_run_state(info.name))
-            continue;
-        size_t k = 0;
-        while (k < count && strcmp(refs[k].name, info.name) != 0)
-            k++;
-        if (k < count)
+        if (srp_checkpoint_info(c, i, &info) != SRP_OK || is_run_state(info.name) ||
+            srp_tensor_list_find(list, info.name) != SIZE_MAX)
             continue;
         if (used < len) {
             const int n = snprintf(names + used, len - used, "%s%s", found ? ", " : "", info.name);
@@ -99,14 +83,16 @@ static srp_status find_unexpected(const srp_checkpoint *c, const srp_tensor_ref 
     return found ? SRP_ERR_SHAPE : SRP_OK;
 }
 
-ex_code ex_checkpoint_read_checked(const srp_checkpoint *c, const char *path,
-                                   const srp_tensor_ref *refs, size_t count, int model_only,
-                                   ex_error *err)
+/* The list read out of c: strictly, or as a model's (model_only). */
+static ex_code read_checked(const srp_checkpoint *c, const char *path, const srp_tensor_list *list,
+                            int model_only, ex_error *err)
 {
+    const srp_tensor_ref *refs = srp_tensor_list_refs(list);
+    const size_t count = srp_tensor_list_count(list);
     srp_status st;
     if (model_only) {
         char names[512];
-        if ((st = find_unexpected(c, refs, count, names, sizeof(names))) != SRP_OK)
+        if ((st = find_unexpected(c, list, names, sizeof(names))) != SRP_OK)
             return ex_fail(err, EX_FAILED,
                            "loading the checkpoint %s: it holds tensors this model does not "
                            "have: %s; was it written with other model options?",
@@ -124,13 +110,55 @@ ex_code ex_checkpoint_read_checked(const srp_checkpoint *c, const char *path,
     return EX_OK;
 }
 
-ex_code ex_checkpoint_load_checked(const char *path, const srp_tensor_ref *refs, size_t count,
-                                   int model_only, const ex_metadata *meta, ex_error *err)
+/* *out = the list fill(ctx, .) makes; a list whose building failed is
+ * refused, *out NULL. */
+static ex_code make_list(srp_tensor_list **out, ex_tensor_fill fill, void *ctx, ex_error *err)
 {
+    srp_status st = srp_tensor_list_create(out);
+    if (st == SRP_OK) {
+        fill(ctx, *out);
+        st = srp_tensor_list_status(*out);
+    }
+    if (st == SRP_OK)
+        return EX_OK;
+    srp_tensor_list_destroy(*out);
+    *out = NULL;
+    return ex_fail_status(err, st, "listing the checkpoint's tensors");
+}
+
+ex_code ex_checkpoint_save(ex_tensor_fill fill, void *ctx, const char *path,
+                           const ex_metadata *meta, ex_error *err)
+{
+    srp_tensor_list *l = NULL;
+    ex_code code = make_list(&l, fill, ctx, err);
+    const srp_status st =
+        code != EX_OK
+            ? SRP_OK
+            : srp_checkpoint_save_with_metadata(path, srp_tensor_list_refs(l),
+                                                srp_tensor_list_count(l), meta->pairs, meta->count);
+    srp_tensor_list_destroy(l);
+    if (st != SRP_OK) {
+        ex_fail_statusf(err, st, "saving the checkpoint %s", path);
+        ex_append(err, "%s; the previous checkpoint, if any, is intact",
+                  st == SRP_ERR_IO ? " (a full disk?)" : "");
+        return EX_FAILED;
+    }
+    return code;
+}
+
+ex_code ex_checkpoint_load(ex_tensor_fill fill, void *ctx, const char *path, int model_only,
+                           const ex_metadata *meta, ex_checkpoint_check check, ex_error *err)
+{
+    srp_tensor_list *list = NULL;
     srp_checkpoint *c = NULL;
-    ex_code code = ex_checkpoint_open_checked(&c, path, meta, err);
+    ex_code code = make_list(&list, fill, ctx, err);
     if (code == EX_OK)
-        code = ex_checkpoint_read_checked(c, path, refs, count, model_only, err);
+        code = open_checked(&c, path, meta, err);
+    if (code == EX_OK && check)
+        code = check(ctx, c, path, err);
+    if (code == EX_OK)
+        code = read_checked(c, path, list, model_only, err);
     srp_checkpoint_close(c);
+    srp_tensor_list_destroy(list);
     return code;
 }

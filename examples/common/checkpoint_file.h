@@ -32,23 +32,25 @@ void ex_metadata_init(ex_metadata *m, const char *model, const char *predates);
 void ex_metadata_add(ex_metadata *m, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* srp_checkpoint_save_with_metadata, with a message naming the file. */
-ex_code ex_checkpoint_write(const char *path, const srp_tensor_ref *refs, size_t count,
-                            const ex_metadata *meta, ex_error *err);
-/* Opens path and compares its metadata with meta: a file of another model
- * is a usage error naming each field that differs; one that records no
- * model, as meta->predates says. 
- * On success *out is open (srp_checkpoint_close it). */
-ex_code ex_checkpoint_open_checked(srp_checkpoint **out, const char *path,
-                                   const ex_metadata *meta, ex_error *err);
-/* Reads refs[0..count) out of c, strictly: the file holds nothing else.
- * model_only: refs are a model's, and the file may hold a run's state
- * besides ("train.*" and "optim.*"), but no other tensor. All or nothing. */
-ex_code ex_checkpoint_read_checked(const srp_checkpoint *c, const char *path,
-                                   const srp_tensor_ref *refs, size_t count, int model_only,
-                                   ex_error *err);
-/* Open, check, read (model_only as above), close. */
-ex_code ex_checkpoint_load_checked(const char *path, const srp_tensor_ref *refs, size_t count,
-                                   int model_only, const ex_metadata *meta, ex_error *err);
+/* Appends the tensors of a file (a trainer's checkpoint, a model's part of
+ * it) to list. */
+typedef void (*ex_tensor_fill)(void *ctx, srp_tensor_list *list);
+/* Checks an open file before it is read (a resume's training options). */
+typedef ex_code (*ex_checkpoint_check)(void *ctx, const srp_checkpoint *c, const char *path,
+                                       ex_error *err);
+
+/* The list fill makes, saved to path with meta; on failure the previous
+ * file stays. */
+ex_code ex_checkpoint_save(ex_tensor_fill fill, void *ctx, const char *path,
+                           const ex_metadata *meta, ex_error *err);
+/* The list fill makes, read from path once the file's metadata matches
+ * meta (a file of another model is a usage error that names each field
+ * that differs; one without metadata, as meta->predates says) and check
+ * (NULL: none) passes. Strictly: the file holds nothing else; with
+ * model_only the list is a model's, and the file may hold a run's state
+ * besides ("train.*" and "optim.*"), but no other tensor. All or
+ * nothing. */
+ex_code ex_checkpoint_load(ex_tensor_fill fill, void *ctx, const char *path, int model_only,
+                           const ex_metadata *meta, ex_checkpoint_check check, ex_error *err);
 
 #endif

@@ -1,18 +1,9 @@
 /* The examples' error convention (error.h). */
-#define _POSIX_C_SOURCE 200809L /* SIGXFSZ */
 #include "error.h"
 
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-void ex_report_write_limits(void)
-{
-#ifdef SIGXFSZ
-    signal(SIGXFSZ, SIG_IGN);
-#endif
-}
 
 ex_code ex_fail(ex_error *err, ex_code code, const char *fmt, ...)
 {

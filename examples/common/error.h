@@ -19,15 +19,6 @@ typedef struct {
     char message[1024];
 } ex_error;
 
-/* In a function returning srp_status: returns the call's status when it is
- * not SRP_OK (the models' forwards and backwards chain library calls). */
-#define EX_TRY(call)                                                                               \
-    do {                                                                                           \
-        srp_status ex_try_st_ = (call);                                                            \
-        if (ex_try_st_ != SRP_OK)                                                                  \
-            return ex_try_st_;                                                                     \
-    } while (0)
-
 /* Sets the message (printf-style) and returns code. */
 ex_code ex_fail(ex_error *err, ex_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -47,8 +38,5 @@ void ex_append_detail(ex_error *err, srp_status st);
 int ex_exit_code(ex_code code);
 /* The exit codes as a paragraph for --help. */
 const char *ex_exit_codes_help(void);
-/* Writes past a file-size limit (ulimit -f) then fail with an error the
- * trainer reports, instead of SIGXFSZ killing it mid-write. */
-void ex_report_write_limits(void);
 
 #endif

@@ -85,29 +85,30 @@ void ex_metrics_string(ex_metrics *m, const char *key, const char *value)
         cJSON_AddStringToObject(m->line, key, value);
 }
 
+/* values [count] as an array */
+static cJSON *array(const float *values, size_t count)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < count; i++)
+        cJSON_AddItemToArray(a, number_item(values[i]));
+    return a;
+}
+
 void ex_metrics_matrix(ex_metrics *m, const char *key, const float *values, size_t rows,
                        size_t cols)
 {
     if (!m->line)
         return;
     cJSON *outer = cJSON_CreateArray();
-    for (size_t r = 0; r < rows; r++) {
-        cJSON *row = cJSON_CreateArray();
-        for (size_t c = 0; c < cols; c++)
-            cJSON_AddItemToArray(row, number_item(values[r * cols + c]));
-        cJSON_AddItemToArray(outer, row);
-    }
+    for (size_t r = 0; r < rows; r++)
+        cJSON_AddItemToArray(outer, array(values + r * cols, cols));
     cJSON_AddItemToObject(m->line, key, outer);
 }
 
 void ex_metrics_vector(ex_metrics *m, const char *key, const float *values, size_t count)
 {
-    if (!m->line)
-        return;
-    cJSON *array = cJSON_CreateArray();
-    for (size_t i = 0; i < count; i++)
-        cJSON_AddItemToArray(array, number_item(values[i]));
-    cJSON_AddItemToObject(m->line, key, array);
+    if (m->line)
+        cJSON_AddItemToObject(m->line, key, array(values, count));
 }
 
 void ex_metrics_named(ex_metrics *m, const char *key, const char *const *names, const float *values,

@@ -7,7 +7,96 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ex_options_choice_name(const char *choices, int index, char *buf, size_t len)
+#define RUN(field) offsetof(ex_train_options, field)
+#define MAX_ROWS 128
+
+/* The rows every trainer has: a single row's field is where the trainer's
+ * EX_OPT_SHARED row says; a group's, at their place in the
+ * ex_train_options there. */
+static const ex_opt_spec k_shared[] = {
+    {"dim", EX_OPT_SIZE, 0, 4, 4096, NULL, 0, 1, NULL, "model width D"},
+    {"depth", EX_OPT_SIZE, 0, 1, 64, NULL, 0, 1, NULL, "transformer blocks"},
+    {"heads", EX_OPT_SIZE, 0, 1, 64, NULL, 0, 1, NULL, "attention heads (must divide --dim)"},
+    {"mlp-dim", EX_OPT_SIZE, 0, 1, 16384, NULL, 0, 1, NULL, "hidden width of the MLPs"},
+    {"gamma-init", EX_OPT_CHOICE, 0, 0, 0, "sigma0|one", 0, 1, NULL,
+     "gamma0 = sigma(W0) (official PyTorch) or 1 (the paper)"},
+    {"qkv-sigma", EX_OPT_CHOICE, 0, 0, 0, "fused|qk-v|separate", 0, 1, NULL,
+     "one sigma for the fused qkv, q and k sharing one, or q, k, v one each"},
+    {"optimizer", EX_OPT_CHOICE, 0, 0, 0, "sgd|lars|adamw", 0, 1, NULL, "optimizer"},
+    {"lr", EX_OPT_FLOAT, 0, 0, 1e4, NULL, 0, 1, NULL, "peak learning rate"},
+    {"momentum", EX_OPT_FLOAT, 0, 0, 0.9999, NULL, 0, 1, "0.9", "SGD/LARS momentum"},
+    {"gamma-lr-mult", EX_OPT_FLOAT, 0, 0, 1e4, NULL, 0, 1, "1",
+     "lr multiplier of the sigmaReparam gammas"},
+    {"schedule", EX_OPT_CHOICE, 0, 0, 0, "constant|step|cosine", 0, 1, "cosine",
+     "learning-rate schedule"},
+    {"warmup", EX_OPT_U64, 0, 0, 1e9, NULL, 0, 1, NULL, "linear warmup steps (0: none)"},
+    {"min-lr", EX_OPT_FLOAT, 0, 0, 1e4, NULL, 0, 1, NULL, "final lr of the cosine schedule"},
+    {"clip", EX_OPT_FLOAT, 0, 0, 1e9, NULL, 0, 1, NULL, "clip the gradient norm to this (0: off)"},
+    {"threads", EX_OPT_SIZE, 0, 0, 1024, NULL, 0, 0, NULL, "threads, 0 = one per CPU"},
+    {"seed", EX_OPT_U64, 0, 0, 1.8e19, NULL, 0, 1, NULL, "seed of the weights and the data order"},
+    /* output and resume (none is part of the fingerprint) */
+    {.name = "output", .type = EX_OPT_SHARED},
+    {"stop-after-steps", EX_OPT_U64, RUN(stop_after_steps), 1, 1e15, NULL, 0, 0, NULL,
+     "stop (with a checkpoint) after this many steps in all; resume later"},
+    {"metrics", EX_OPT_STRING, RUN(metrics_path), 0, 0, NULL, 0, 0, NULL,
+     "write metrics as JSON lines here"},
+    {"log-every", EX_OPT_U64, RUN(log_every), 1, 1e9, NULL, 0, 0, "10",
+     "steps between metrics lines"},
+    {"bound-every", EX_OPT_U64, RUN(bound_every), 0, 1e9, NULL, 0, 0, "100",
+     "steps between Theorem 3.1 entropy bounds in the metrics (0: never)"},
+    {"checkpoint", EX_OPT_STRING, RUN(checkpoint_path), 0, 0, NULL, 0, 0, NULL, "checkpoint file"},
+    {"checkpoint-every", EX_OPT_U64, RUN(checkpoint_every), 1, 1e9, NULL, 0, 0, NULL,
+     "steps between checkpoints (also saved at the end)"},
+    {"resume", EX_OPT_STRING, RUN(resume_path), 0, 0, NULL, 0, 0, NULL,
+     "continue from this checkpoint"},
+    {"profile", EX_OPT_FLAG, RUN(profile), 0, 0, NULL, 1, 0, NULL,
+     "at the end, print where the training time went (the library's profiler)"},
+    {"plot-only", EX_OPT_STRING, RUN(plot_only), 0, 0, NULL, 0, 0, NULL,
+     "plot an existing metrics file to --plot, without training"},
+    {"check-replicas", EX_OPT_U64, RUN(check_replicas), 0, 1e9, NULL, 0, 0, NULL,
+     "under mpirun: steps between checks that every rank holds the same parameters, u, v and "
+     "sigma (0: never)"},
+    /* the entropy-collapse watch (collapse.h) */
+    {.name = "collapse", .type = EX_OPT_SHARED},
+    {"collapse-fraction", EX_OPT_FLOAT, RUN(collapse_fraction), 0, 1, NULL, 0, 1, "0.1",
+     "warn when a head's mean entropy falls below this fraction of uniform attention's"},
+    {"collapse-drop", EX_OPT_FLOAT, RUN(collapse_drop), 0, 1, NULL, 0, 1, "0.8",
+     "warn when it drops by more than this fraction ..."},
+    {"collapse-window", EX_OPT_U64, RUN(collapse_window), 1, 1e9, NULL, 0, 1, "200",
+     "... within this many steps"},
+    {"stop-on-collapse", EX_OPT_FLAG, RUN(stop_on_collapse), 0, 0, NULL, 1, 1, NULL,
+     "stop training at a collapse warning (exit code 4)"},
+};
+
+/* The table's rows with the shared ones taken in: *rows[MAX_ROWS]. */
+static size_t table_rows(const ex_opt_table *t, ex_opt_spec *rows)
+{
+    const size_t shared = sizeof(k_shared) / sizeof(k_shared[0]);
+    size_t n = 0;
+    for (size_t i = 0; i < t->count && n < MAX_ROWS; i++) {
+        const ex_opt_spec *r = &t->specs[i];
+        size_t k = 0;
+        while (r->type == EX_OPT_SHARED && k < shared && strcmp(k_shared[k].name, r->name) != 0)
+            k++;
+        if (r->type != EX_OPT_SHARED || k == shared) { /* a name that is none: parsing says so */
+            rows[n++] = *r;
+            continue;
+        }
+        /* A group's rows follow its first, up to the next group's. */
+        const int group = k_shared[k].type == EX_OPT_SHARED;
+        for (k += group; k < shared && k_shared[k].type != EX_OPT_SHARED && n < MAX_ROWS; k++) {
+            rows[n] = k_shared[k];
+            rows[n].offset += r->offset;
+            rows[n++].def = r->def ? r->def : k_shared[k].def;
+            if (!group)
+                break;
+        }
+    }
+    return n;
+}
+
+/* The text of choice `index` of "a|b|c" into buf. */
+static void choice_name(const char *choices, int index, char *buf, size_t len)
 {
     const char *p = choices;
     for (; index > 0 && strchr(p, '|'); index--)
@@ -41,47 +130,12 @@ static void value_text(const ex_opt_spec *s, const void *opts, char *buf, size_t
         snprintf(buf, len, "%s", v ? v : "");
         break;
     }
-    case EX_OPT_CHOICE: ex_options_choice_name(s->choices, *(const int *)base, buf, len); break;
+    case EX_OPT_CHOICE: choice_name(s->choices, *(const int *)base, buf, len); break;
+    case EX_OPT_SHARED: break;
     }
 }
 
-void ex_train_options_default(ex_train_options *r)
-{
-    memset(r, 0, sizeof(*r));
-    r->log_every = 10;
-    r->bound_every = 100;
-    r->collapse_fraction = 0.1f;
-    r->collapse_drop = 0.8f;
-    r->collapse_window = 200;
-}
-
-void ex_options_usage(const ex_opt_table *t, const char *prog, FILE *to)
-{
-    void *defaults = malloc(t->size);
-    if (!defaults)
-        return;
-    t->defaults(defaults);
-    fprintf(to, "usage: %s [options]\n%s\n", prog, t->summary);
-    for (size_t i = 0; i < t->count; i++) {
-        const ex_opt_spec *s = &t->specs[i];
-        const char *arg = s->type == EX_OPT_FLAG     ? ""
-                          : s->type == EX_OPT_CHOICE ? s->choices
-                          : s->type == EX_OPT_STRING ? (s->choices ? s->choices : "PATH")
-                          : s->type == EX_OPT_FLOAT  ? "X"
-                                                     : "N";
-        char left[96], def[96] = "";
-        snprintf(left, sizeof(left), "--%s%s%s", s->name, *arg ? " " : "", arg);
-        if (s->type != EX_OPT_FLAG && s->type != EX_OPT_STRING) {
-            char v[64];
-            value_text(s, defaults, v, sizeof(v));
-            snprintf(def, sizeof(def), " [%s]", v);
-        }
-        fprintf(to, "  %-40s %s%s\n", left, s->help, def);
-    }
-    fprintf(to, "  %-40s %s\n\n%s", "--help", "this text", ex_exit_codes_help());
-    free(defaults);
-}
-
+/* One option's value from its text (a flag's: none). */
 static ex_code parse_value(const ex_opt_spec *s, const char *v, void *opts, ex_error *err)
 {
     char *base = (char *)opts + s->offset;
@@ -129,15 +183,69 @@ static ex_code parse_value(const ex_opt_spec *s, const char *v, void *opts, ex_e
         }
         return ex_fail(err, EX_USAGE, "--%s must be one of %s, not '%s'", s->name, s->choices, v);
     }
-    case EX_OPT_FLAG: break;
+    case EX_OPT_FLAG: *(int *)base = s->value; return EX_OK;
+    case EX_OPT_SHARED: break;
     }
     return EX_OK;
+}
+
+/* opts: zero, then the table's defaults function's, then the rows'. */
+static void set_defaults(const ex_opt_table *t, const ex_opt_spec *rows, size_t n, void *opts)
+{
+    memset(opts, 0, t->size);
+    if (t->defaults)
+        t->defaults(opts);
+    ex_error ignored; /* the rows' defaults are in their ranges (--help shows them) */
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].def)
+            parse_value(&rows[i], rows[i].def, opts, &ignored);
+}
+
+void ex_options_defaults(const ex_opt_table *t, void *opts)
+{
+    ex_opt_spec rows[MAX_ROWS];
+    set_defaults(t, rows, table_rows(t, rows), opts);
+}
+
+void ex_options_usage(const ex_opt_table *t, const char *prog, FILE *to)
+{
+    ex_opt_spec rows[MAX_ROWS];
+    const size_t n = table_rows(t, rows);
+    void *defaults = malloc(t->size);
+    if (!defaults)
+        return;
+    set_defaults(t, rows, n, defaults);
+    fprintf(to, "usage: %s [options]\n%s\n", prog, t->summary);
+    for (size_t i = 0; i < n; i++) {
+        const ex_opt_spec *s = &rows[i];
+        const char *arg = s->type == EX_OPT_FLAG     ? ""
+                          : s->type == EX_OPT_CHOICE ? s->choices
+                          : s->type == EX_OPT_STRING ? (s->choices ? s->choices : "PATH")
+                          : s->type == EX_OPT_FLOAT  ? "X"
+                                                     : "N";
+        char left[96], def[96] = "";
+        snprintf(left, sizeof(left), "--%s%s%s", s->name, *arg ? " " : "", arg);
+        if (s->type != EX_OPT_FLAG && s->type != EX_OPT_STRING) {
+            char v[64];
+            value_text(s, defaults, v, sizeof(v));
+            snprintf(def, sizeof(def), " [%s]", v);
+        }
+        fprintf(to, "  %-40s %s%s\n", left, s->help, def);
+    }
+    fprintf(to, "  %-40s %s\n\n%s", "--help", "this text", ex_exit_codes_help());
+    free(defaults);
 }
 
 ex_code ex_options_parse(const ex_opt_table *t, void *opts, int argc, char **argv, ex_error *err)
 {
     const char *prog = argc > 0 ? argv[0] : "program";
-    t->defaults(opts);
+    ex_opt_spec rows[MAX_ROWS];
+    const size_t n = table_rows(t, rows);
+    for (size_t k = 0; k < n; k++)
+        if (rows[k].type == EX_OPT_SHARED)
+            return ex_fail(err, EX_FAILED, "the options' table names no shared row '%s'",
+                           rows[k].name);
+    set_defaults(t, rows, n, opts);
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -149,18 +257,17 @@ ex_code ex_options_parse(const ex_opt_table *t, void *opts, int argc, char **arg
         const char *name = arg + 2, *eq = strchr(name, '=');
         const size_t len = eq ? (size_t)(eq - name) : strlen(name);
         const ex_opt_spec *s = NULL;
-        for (size_t k = 0; k < t->count; k++)
-            if (strlen(t->specs[k].name) == len && strncmp(t->specs[k].name, name, len) == 0)
-                s = &t->specs[k];
+        for (size_t k = 0; k < n; k++)
+            if (strlen(rows[k].name) == len && strncmp(rows[k].name, name, len) == 0)
+                s = &rows[k];
         if (!s)
             return ex_fail(err, EX_USAGE, "unknown option '%s'", arg);
-        if (s->type == EX_OPT_FLAG) {
-            if (eq)
-                return ex_fail(err, EX_USAGE, "--%s takes no value", s->name);
-            *(int *)((char *)opts + s->offset) = s->value;
-            continue;
-        }
-        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (s->type == EX_OPT_FLAG && eq)
+            return ex_fail(err, EX_USAGE, "--%s takes no value", s->name);
+        const char *value = s->type == EX_OPT_FLAG ? ""
+                            : eq                   ? eq + 1
+                            : i + 1 < argc         ? argv[++i]
+                                                   : NULL;
         if (!value)
             return ex_fail(err, EX_USAGE, "--%s needs a value", s->name);
         const ex_code code = parse_value(s, value, opts, err);
@@ -172,13 +279,15 @@ ex_code ex_options_parse(const ex_opt_table *t, void *opts, int argc, char **arg
 
 void ex_options_fingerprint(const ex_opt_table *t, const void *opts, char *buf, size_t len)
 {
+    ex_opt_spec rows[MAX_ROWS];
+    const size_t n = table_rows(t, rows);
     size_t used = 0;
     buf[0] = '\0';
-    for (size_t i = 0; i < t->count && used + 1 < len; i++) {
-        const ex_opt_spec *s = &t->specs[i];
+    for (size_t i = 0; i < n && used + 1 < len; i++) {
+        const ex_opt_spec *s = &rows[i];
         int seen = 0; /* a field set by several flags (--x / --no-x) counts once */
         for (size_t k = 0; k < i; k++)
-            seen |= t->specs[k].trajectory && t->specs[k].offset == s->offset;
+            seen |= rows[k].trajectory && rows[k].offset == s->offset;
         if (!s->trajectory || seen)
             continue;
         char v[128];

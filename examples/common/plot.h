@@ -17,15 +17,13 @@ typedef struct {
     int unit_range;          /* 1: the score lies in [0, 1] */
 } ex_plot_spec;
 
-/* 1 when a gnuplot executable is on PATH. */
-int ex_have_gnuplot(void);
-/* Renders metrics_path to png_path. */
+/* Renders metrics_path to png_path, and says so. */
 ex_code ex_plot(const char *metrics_path, const char *png_path, const ex_plot_spec *spec,
                 ex_error *err);
 
 /* At a run's end, with --plot: closes the metrics file and renders it to
- * plot_path (saying so); with --plot but no --metrics, a note that the
- * plot is drawn from the metrics. */
+ * plot_path; with --plot but no --metrics, a note that the plot is drawn
+ * from the metrics. */
 ex_code ex_plot_at_end(ex_metrics *metrics, const char *metrics_path, const char *plot_path,
                        const ex_plot_spec *spec, ex_error *err);
 

@@ -1,5 +1,6 @@
-/* Progress lines of a training run: on a terminal one line rewritten in
- * place every 0.2 s, otherwise a line every 50 steps. */
+/* A training run's clock and its progress lines: on a terminal one line
+ * rewritten in place every 0.2 s, otherwise a line every 50 steps; and
+ * where the time went (the library's profile). */
 #ifndef EX_PROGRESS_H
 #define EX_PROGRESS_H
 

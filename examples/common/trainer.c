@@ -1,8 +1,10 @@
 /* The example trainers' one skeleton (trainer.h). */
+#define _POSIX_C_SOURCE 200809L /* SIGXFSZ */
 #include "trainer.h"
 
 #include <float.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,17 +30,6 @@ ex_code ex_trainer_create_optimizer(ex_trainer *t, const srp_optim_config *oc,
     return EX_OK;
 }
 
-/* The weight average of every parameter, each linear's sigma recomputed
- * for the averages (weight_average.h). */
-static ex_code create_average(ex_trainer *t, ex_error *err)
-{
-    srp_weight_average_config ac = srp_weight_average_config_default();
-    ac.decay = t->average_decay;
-    const srp_status st = srp_weight_average_create(&t->average, t->params, t->linears->linears,
-                                                    t->linears->count, &ac);
-    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "creating the weight average");
-}
-
 /* This rank's share of the batch, the trainer's data and model, and what
  * the skeleton keeps besides: entropy buffers, the collapse watch, the
  * weight average. */
@@ -49,41 +40,63 @@ static ex_code build(ex_trainer *t, ex_error *err)
         code = t->hooks->build(t, err);
     if (code != EX_OK)
         return code;
-    const size_t lh = t->layers * t->heads, nlin = t->linears->count;
-    float **per_head[] = {&t->ent_mean, &t->ent_min, &t->ent_norm,
-                          &t->bound,    &t->bound_s, &t->bound_m_norm};
-    for (size_t i = 0; i < sizeof(per_head) / sizeof(per_head[0]); i++)
-        if (!(*per_head[i] = malloc(sizeof(float) * lh)))
-            return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
-    t->bound_x_norm = malloc(sizeof(float) * t->layers);
-    t->linear_values = malloc(sizeof(float) * (nlin ? nlin : 1));
-    if (!t->bound_x_norm || !t->linear_values)
+    const size_t lh = t->layers * t->heads;
+    /* One block: six [layers][heads], then [layers] and [linears]. */
+    if (!(t->ent_mean = malloc(sizeof(float) * (6 * lh + t->layers + t->linears->count))))
         return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
-    if (t->average_decay > 0.0f && (code = create_average(t, err)) != EX_OK)
-        return code;
+    t->ent_min = t->ent_mean + lh;
+    t->ent_norm = t->ent_min + lh;
+    t->bound = t->ent_norm + lh;
+    t->bound_s = t->bound + lh;
+    t->bound_m_norm = t->bound_s + lh;
+    t->bound_x_norm = t->bound_m_norm + lh;
+    t->linear_values = t->bound_x_norm + t->layers;
+    srp_status st = SRP_OK;
+    if (t->average_decay > 0.0f) { /* each linear's sigma recomputed for the averages */
+        srp_weight_average_config ac = srp_weight_average_config_default();
+        ac.decay = t->average_decay;
+        st = srp_weight_average_create(&t->average, t->params, t->linears->linears,
+                                       t->linears->count, &ac);
+    }
+    if (st != SRP_OK)
+        return ex_fail_status(err, st, "creating the weight average");
     srp_collapse_config cc = srp_collapse_config_default(t->layers, t->heads);
     cc.window = t->opt->collapse_window;
     cc.fraction = t->opt->collapse_fraction;
     cc.drop = t->opt->collapse_drop;
     cc.uniform = t->uniform;
-    return ex_collapse_log_init(&t->watch, &cc, err);
+    if ((st = srp_collapse_create(&t->watch, &cc)) != SRP_OK)
+        return ex_fail_status(err, st, "creating the collapse watch (check --collapse-*)");
+    t->events = malloc(sizeof(*t->events) * srp_collapse_max_events(t->watch));
+    return t->events ? EX_OK : ex_fail_status(err, SRP_ERR_NOMEM, "the collapse watch");
 }
 
 /* ---- checkpoints ---- */
+
+double ex_run_seconds(const ex_run_state *r)
+{
+    return r->seconds + (r->started > 0.0 ? ex_now() - r->started : 0.0);
+}
 
 /* All tensors of a checkpoint: the model's first, then the optimizer's,
  * the run's, the trainer's own, the collapse watch's and the average's. */
 static void checkpoint_fill(void *ctx, srp_tensor_list *list)
 {
     ex_trainer *t = ctx;
-    const size_t four = 4;
+    ex_run_state *r = &t->run;
+    const size_t four = 4, fp = EX_FINGERPRINT_LEN;
     t->hooks->model_refs(t, list);
     srp_optim_state_refs(t->optim, list);
-    ex_run_tensors(&t->run, list);
+    srp_tensor_list_add(list, "train.step", NULL, SRP_DTYPE_U64, 0, NULL, &r->step);
+    srp_tensor_list_add(list, "train.metrics_lines", NULL, SRP_DTYPE_U64, 0, NULL,
+                        &r->metrics_lines);
+    srp_tensor_list_add(list, "train.ranks", NULL, SRP_DTYPE_U64, 0, NULL, &r->ranks);
+    srp_tensor_list_add(list, "train.seconds", NULL, SRP_DTYPE_F64, 0, NULL, &r->seconds);
+    srp_tensor_list_add(list, "train.fingerprint", NULL, SRP_DTYPE_U8, 1, &fp, r->fingerprint);
     srp_tensor_list_add(list, "train.data_rng", NULL, SRP_DTYPE_U64, 1, &four, t->data_rng.s);
     if (t->hooks->state_refs)
         t->hooks->state_refs(t, list);
-    srp_collapse_state_refs(t->watch.watch, "train.collapse", list);
+    srp_collapse_state_refs(t->watch, "train.collapse", list);
     if (t->average)
         srp_weight_average_state_refs(t->average, "train.ema", list);
 }
@@ -101,18 +114,54 @@ ex_code ex_trainer_save(ex_trainer *t, ex_error *err)
     if (ex_dist_is_root(&t->dist)) {
         ex_metadata meta;
         t->hooks->metadata(t, &meta);
-        code = ex_run_save(&t->run, checkpoint_fill, t, t->metrics.lines,
-                           t->opt->checkpoint_path, &meta, err);
+        /* The file gets the metrics lines and the seconds so far; run.seconds
+         * stays those before this run. */
+        const double before = t->run.seconds;
+        t->run.metrics_lines = t->metrics.lines;
+        t->run.seconds = ex_run_seconds(&t->run);
+        code = ex_checkpoint_save(checkpoint_fill, t, t->opt->checkpoint_path, &meta, err);
+        t->run.seconds = before;
     }
     return ex_dist_agree(&t->dist, code, err);
+}
+
+/* A resume: the file's training options and ranks must be this run's; read
+ * alone first, so that a run with other options hears so before any
+ * tensor that they add or remove is reported. */
+static ex_code check_run(void *ctx, const srp_checkpoint *c, const char *path, ex_error *err)
+{
+    const ex_run_state *r = &((const ex_trainer *)ctx)->run;
+    char written[EX_FINGERPRINT_LEN];
+    uint64_t ranks = 0;
+    const srp_tensor_ref refs[2] = {
+        {"train.fingerprint", SRP_DTYPE_U8, 1, {EX_FINGERPRINT_LEN}, written},
+        {"train.ranks", SRP_DTYPE_U64, 0, {0}, &ranks}};
+    if (srp_checkpoint_read(c, refs, 2) != SRP_OK) {
+        srp_clear_last_error(); /* the whole read says what is wrong */
+        return EX_OK;
+    }
+    written[EX_FINGERPRINT_LEN - 1] = '\0';
+    if (strcmp(written, r->fingerprint) != 0)
+        return ex_fail(err, EX_USAGE,
+                       "%s was written by a run with other training options; resume with the "
+                       "same ones.\n  checkpoint: %s\n  this run:   %s",
+                       path, written, r->fingerprint);
+    if (ranks != r->ranks)
+        return ex_fail(err, EX_USAGE,
+                       "%s was written by a run on %llu rank%s and this run has %llu: resume at "
+                       "the same number of ranks (mpirun -np %llu)",
+                       path, (unsigned long long)ranks, ranks == 1 ? "" : "s",
+                       (unsigned long long)r->ranks, (unsigned long long)ranks);
+    return EX_OK;
 }
 
 ex_code ex_trainer_load(ex_trainer *t, const char *path, int model_only, ex_error *err)
 {
     ex_metadata meta;
     t->hooks->metadata(t, &meta);
-    return ex_run_load(&t->run, model_only ? model_fill : checkpoint_fill, t, path, model_only,
-                       &meta, err);
+    /* A model's alone leaves the run's state as it was. */
+    return model_only ? ex_checkpoint_load(model_fill, t, path, 1, &meta, NULL, err)
+                      : ex_checkpoint_load(checkpoint_fill, t, path, 0, &meta, check_run, err);
 }
 
 ex_code ex_trainer_load_average(ex_trainer *t, const char *path, int *found, ex_error *err)
@@ -137,13 +186,13 @@ ex_code ex_trainer_load_average(ex_trainer *t, const char *path, int *found, ex_
     return EX_OK;
 }
 
-ex_code ex_trainer_average_in(ex_trainer *t, ex_error *err)
+ex_code ex_trainer_swap_in_average(ex_trainer *t, ex_error *err)
 {
     const srp_status st = t->average ? srp_weight_average_swap_in(t->average) : SRP_OK;
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "sigma of the averaged weights");
 }
 
-void ex_trainer_average_out(ex_trainer *t)
+void ex_trainer_swap_out_average(ex_trainer *t)
 {
     if (t->average)
         srp_weight_average_swap_out(t->average); /* swapped in, or nothing to do: cannot fail */
@@ -170,8 +219,8 @@ static ex_code train_step(ex_trainer *t, ex_step_record *rec, ex_error *err)
     srp_status st = t->hooks->forward_backward(t, &loss, sums + 1, &stage);
     st = ex_dist_average_gradients(&t->dist, st); /* every rank, failed or not */
     if (st == SRP_OK)
-        st = srp_optim_clip_grad_norm(t->optim, t->opt->clip > 0.0f ? t->opt->clip : FLT_MAX,
-                                      &norm);
+        st =
+            srp_optim_clip_grad_norm(t->optim, t->opt->clip > 0.0f ? t->opt->clip : FLT_MAX, &norm);
     const float lr = t->hooks->lr_at(t, step);
     if (st == SRP_OK) {
         stage = "weights";
@@ -295,20 +344,54 @@ static void write_train_metrics(ex_trainer *t, const ex_step_record *rec, int wi
     ex_metrics_end(m);
 }
 
-/* After each step: entropies and the collapse watch, the replicas' check,
- * metrics, the progress line, the trainer's own, the periodic checkpoint. */
+/* A collapse warning, the same in every trainer: a line on stderr for
+ * people, and a metrics line of the one schema collapse.h defines. */
+static void report_collapse(ex_trainer *t, const srp_collapse_event *e)
+{
+    const float uniform = t->uniform;
+    ex_metrics *m = &t->metrics;
+    ex_progress_break(&t->progress);
+    if (e->kind == SRP_COLLAPSE_LOW)
+        fprintf(stderr,
+                "warning: step %llu: entropy collapse: layer %zu head %zu mean attention entropy "
+                "%.3f is below %.3f (%.0f%% of uniform attention's %.3f)\n",
+                (unsigned long long)e->step, e->layer, e->head, e->entropy, e->reference,
+                100.0 * t->opt->collapse_fraction, uniform);
+    else
+        fprintf(stderr,
+                "warning: step %llu: entropy drop: layer %zu head %zu mean attention entropy "
+                "fell to %.3f from %.3f within %llu steps (uniform attention: %.3f)\n",
+                (unsigned long long)e->step, e->layer, e->head, e->entropy, e->reference,
+                (unsigned long long)t->opt->collapse_window, uniform);
+    ex_metrics_begin(m, "collapse");
+    ex_metrics_number(m, "step", (double)e->step);
+    ex_metrics_number(m, "layer", (double)e->layer);
+    ex_metrics_number(m, "head", (double)e->head);
+    ex_metrics_string(m, "kind", srp_collapse_kind_name(e->kind));
+    ex_metrics_number(m, "entropy", e->entropy);
+    ex_metrics_number(m, "reference", e->reference);
+    ex_metrics_number(m, "uniform", uniform);
+    ex_metrics_end(m);
+}
+
+/* After each step: entropies and the collapse watch (every rank sees the
+ * same entropies; rank 0 reports), the replicas' check, metrics, the
+ * progress line, the trainer's own, the periodic checkpoint. */
 static ex_code after_step(ex_trainer *t, const ex_step_record *rec, ex_error *err)
 {
     const ex_train_options *o = t->opt;
     const uint64_t step = t->run.step;
     const int bound_now = o->bound_every && step % o->bound_every == 0;
     ex_code code = collect_entropy(t, bound_now, err);
-    size_t warnings = 0;
-    if (code == EX_OK)
-        code = ex_collapse_log_update(&t->watch, step, watched(t), ex_dist_is_root(&t->dist),
-                                      &t->metrics, &t->progress, &warnings, err);
     if (code != EX_OK)
         return code;
+    size_t warnings = 0;
+    const srp_status st = srp_collapse_update(t->watch, step, watched(t), t->events,
+                                              srp_collapse_max_events(t->watch), &warnings);
+    if (st != SRP_OK)
+        return ex_fail_status(err, st, "the collapse watch");
+    for (size_t i = 0; ex_dist_is_root(&t->dist) && i < warnings; i++)
+        report_collapse(t, &t->events[i]);
     if (warnings && o->stop_on_collapse) {
         code = ex_trainer_save(t, err);
         return code != EX_OK ? code
@@ -432,14 +515,9 @@ static ex_code run(ex_trainer *t, ex_error *err)
 {
     const ex_trainer_hooks *h = t->hooks;
     const ex_train_options *o = t->opt;
-    if (o->plot_only) {
-        if (!ex_dist_is_root(&t->dist))
-            return EX_OK;
-        const ex_code code = ex_plot(o->plot_only, o->plot_path, h->plot, err);
-        if (code == EX_OK)
-            printf("wrote %s\n", o->plot_path);
-        return code;
-    }
+    if (o->plot_only)
+        return ex_dist_is_root(&t->dist) ? ex_plot(o->plot_only, o->plot_path, h->plot, err)
+                                         : EX_OK;
     srp_set_num_threads((int)o->threads);
     int done = 0;
     ex_code code = h->other_job ? h->other_job(t, &done, err) : EX_OK;
@@ -474,23 +552,25 @@ static void cleanup(ex_trainer *t)
     if (t->hooks->cleanup)
         t->hooks->cleanup(t);
     ex_metrics_close(&t->metrics);
-    ex_collapse_log_free(&t->watch);
+    srp_collapse_destroy(t->watch);
+    free(t->events);
     srp_weight_average_destroy(t->average);
     srp_optim_destroy(t->optim);
     srp_param_list_destroy(t->params);
-    float *buffers[] = {t->ent_mean, t->ent_min,      t->ent_norm,     t->bound,
-                        t->bound_s,  t->bound_m_norm, t->bound_x_norm, t->linear_values};
-    for (size_t i = 0; i < sizeof(buffers) / sizeof(buffers[0]); i++)
-        free(buffers[i]);
+    free(t->ent_mean); /* the entropy buffers' block */
 }
 
-int ex_trainer_main(ex_trainer *t, const ex_trainer_hooks *hooks, ex_train_options *opt,
-                    int argc, char **argv)
+int ex_trainer_main(ex_trainer *t, const ex_trainer_hooks *hooks, ex_train_options *opt, int argc,
+                    char **argv)
 {
     ex_error err = {""};
     t->hooks = hooks;
     t->opt = opt;
-    ex_report_write_limits();
+#ifdef SIGXFSZ
+    /* Writes past a file-size limit (ulimit -f) then fail with an error
+     * that is reported, instead of the signal killing the run mid-write. */
+    signal(SIGXFSZ, SIG_IGN);
+#endif
     ex_code code = ex_dist_init(&t->dist, &argc, &argv, &err);
     if (code == EX_OK)
         code = ex_dist_agree(&t->dist, hooks->options_parse(t, argc, argv, &err), &err);

@@ -9,7 +9,7 @@
  *
  * A trainer's struct holds an ex_trainer first; its hooks get that and cast
  * it back. Its options struct holds an ex_train_options (options.h), which
- * its table fills (EX_RUN_OPTION_ROWS, EX_COLLAPSE_OPTION_ROWS, ...). */
+ * its table fills (the shared rows "output", "collapse", "threads" ...). */
 #ifndef EX_TRAINER_H
 #define EX_TRAINER_H
 
@@ -20,7 +20,6 @@
 #include <sigmareparam.h>
 
 #include "checkpoint_file.h"
-#include "collapse_log.h"
 #include "dist.h"
 #include "error.h"
 #include "layers.h"
@@ -28,8 +27,24 @@
 #include "options.h"
 #include "plot.h"
 #include "progress.h"
-#include "run_state.h"
-#include "tensors.h"
+
+#define EX_FINGERPRINT_LEN 2048
+
+/* What every checkpoint holds besides the model, the optimizer and the
+ * trainer's own: the step, how many metrics lines were written, the ranks
+ * and the options' fingerprint (a resumed run must have the same), the
+ * seconds of training over every resumed run. */
+typedef struct {
+    uint64_t step;
+    uint64_t metrics_lines;
+    uint64_t ranks; /* of the data-parallel run (1: one process) */
+    double seconds; /* of training before this run started (resumed runs) */
+    double started; /* ex_now() when this run began training; 0: not yet */
+    char fingerprint[EX_FINGERPRINT_LEN];
+} ex_run_state;
+
+/* Seconds of training so far, over every run that resumed this one. */
+double ex_run_seconds(const ex_run_state *r);
 
 /* One step's figures: the loss and the trainer's own sums (the ViT's
  * correct answers), summed over the ranks; lr and the gradients' norm. */
@@ -103,9 +118,9 @@ struct ex_trainer {
     const ex_linear_names *linears;
     srp_attention *(*attention_at)(ex_trainer *t, size_t layer);
     size_t layers, heads;
-    float uniform;        /* the entropy of uniform attention: log T (nats), or 1 */
-    int normalized;       /* 1: watch the entropies normalized per row (causal) */
-    float average_decay;  /* > 0: evaluate a weight average with this decay */
+    float uniform;       /* the entropy of uniform attention: log T (nats), or 1 */
+    int normalized;      /* 1: watch the entropies normalized per row (causal) */
+    float average_decay; /* > 0: evaluate a weight average with this decay */
     srp_weight_average *average;
 
     /* The run. */
@@ -114,17 +129,18 @@ struct ex_trainer {
     uint64_t steps_this_run;
     ex_metrics metrics;
     ex_progress progress;
-    ex_collapse_log watch;
+    srp_collapse *watch;
+    srp_collapse_event *events; /* [srp_collapse_max_events]: its warnings */
 
     /* The last step's entropies and bound, [layers][heads] (x_norm:
-     * [layers]); ent_norm with normalized. */
+     * [layers]); ent_norm with normalized. One block, from ent_mean. */
     float *ent_mean, *ent_min, *ent_norm, *bound, *bound_s, *bound_m_norm, *bound_x_norm;
     float *linear_values; /* [linears]: the metrics' sigma and gamma maps */
 };
 
 /* The whole program: options, the run, the error, the exit code. */
-int ex_trainer_main(ex_trainer *t, const ex_trainer_hooks *hooks, ex_train_options *opt,
-                    int argc, char **argv);
+int ex_trainer_main(ex_trainer *t, const ex_trainer_hooks *hooks, ex_train_options *opt, int argc,
+                    char **argv);
 
 /* For build: the optimizer over the model's parameters (t->params, which
  * build fills), each kind at lr_mult[kind] (SRP_PARAM_WEIGHT ...
@@ -142,9 +158,9 @@ ex_code ex_trainer_load(ex_trainer *t, const char *path, int model_only, ex_erro
  * run has one and the file too (*found). */
 ex_code ex_trainer_load_average(ex_trainer *t, const char *path, int *found, ex_error *err);
 /* What an evaluation scores: the weight average, when there is one, in
- * place of the weights until average_out. */
-ex_code ex_trainer_average_in(ex_trainer *t, ex_error *err);
-void ex_trainer_average_out(ex_trainer *t);
+ * place of the weights until the swap out. */
+ex_code ex_trainer_swap_in_average(ex_trainer *t, ex_error *err);
+void ex_trainer_swap_out_average(ex_trainer *t);
 
 /* For the progress line: seconds per step in this run; the lowest watched
  * head entropy. */

@@ -44,7 +44,12 @@ typedef struct {
     double reached_at[8]; /* seconds when first reached; < 0: not yet */
 } vit_trainer;
 
-static const ex_plot_spec k_plot = {"acc", "acc", "accuracy", "train (batch)", "evaluation", 1};
+static const ex_plot_spec k_plot = {.score_key = "acc",
+                                    .eval_key = "acc",
+                                    .score_title = "accuracy",
+                                    .score_label = "train (batch)",
+                                    .eval_label = "evaluation",
+                                    .unit_range = 1};
 
 static vit_trainer *vt(ex_trainer *t) { return (vit_trainer *)t; }
 
@@ -301,7 +306,7 @@ static ex_code evaluate(vit_trainer *t, const vit_dataset *d, float *loss, float
     const size_t ranks = (size_t)base->dist.size;
     double loss_sum = 0.0;
     size_t correct = 0;
-    ex_code code = ex_trainer_average_in(base, err);
+    ex_code code = ex_trainer_swap_in_average(base, err);
     for (size_t first = (size_t)base->dist.rank * batch; first < d->count && code == EX_OK;
          first += ranks * batch) {
         const size_t n = d->count - first < batch ? d->count - first : batch;
@@ -327,7 +332,7 @@ static ex_code evaluate(vit_trainer *t, const vit_dataset *d, float *loss, float
         loss_sum += (double)l * (double)n;
         correct += c;
     }
-    ex_trainer_average_out(base);
+    ex_trainer_swap_out_average(base);
     code = ex_dist_agree(&base->dist, code, err);
     double sums[2] = {loss_sum, (double)correct};
     srp_status st = SRP_OK;
@@ -520,7 +525,8 @@ static ex_code write_logits(vit_trainer *t, ex_error *err)
     float *all = malloc(sizeof(float) * d->count * classes);
     if (!all)
         return ex_fail(err, EX_FAILED, "out of memory for %zu logits", d->count * classes);
-    const ex_code code = ex_trainer_average_in(&t->base, err); /* the model evaluate() scored */
+    /* The model evaluate() scored. */
+    const ex_code code = ex_trainer_swap_in_average(&t->base, err);
     if (code != EX_OK) {
         free(all);
         return code;
@@ -533,7 +539,7 @@ static ex_code write_logits(vit_trainer *t, ex_error *err)
         if (st == SRP_OK)
             memcpy(all + first * classes, logits, sizeof(float) * n * classes);
     }
-    ex_trainer_average_out(&t->base);
+    ex_trainer_swap_out_average(&t->base);
     if (st == SRP_OK) {
         const srp_tensor_ref ref = {"logits", SRP_DTYPE_F32, 2, {d->count, classes}, all};
         st = srp_safetensors_save(t->opt.logits_path, &ref, 1, NULL, 0);

@@ -32,16 +32,12 @@ typedef struct {
     int wd_mode;  /* srp_wd_mode */
     int schedule; /* srp_lr_kind */
     uint64_t warmup_steps;
-    int augment;                  /* random horizontal flips; -1: by dataset */
-    size_t translate;             /* random shifts of up to this many pixels (0: none) */
-    float erase;                  /* random erasing's probability (0: off) */
-    float ema;                    /* evaluate a weight average with this decay (0: off) */
-    int tta_flip;                 /* evaluate on each image and its mirror; -1: by dataset */
-    int gamma_init;               /* srp_gamma_init, copied into model */
-    int qkv_sigma;                /* srp_qkv_sigma, copied into model */
-    int pool;                     /* vit_pool, copied into model */
-    int sigma_reparam, layernorm; /* copied into model */
-    const char *stem;             /* "16,32/2": channels and strides, parsed into model */
+    int augment;      /* random horizontal flips; -1: by dataset */
+    size_t translate; /* random shifts of up to this many pixels (0: none) */
+    float erase;      /* random erasing's probability (0: off) */
+    float ema;        /* evaluate a weight average with this decay (0: off) */
+    int tta_flip;     /* evaluate on each image and its mirror; -1: by dataset */
+    const char *stem; /* "16,32/2": channels and strides, parsed into model */
 
     /* run */
     size_t epochs;

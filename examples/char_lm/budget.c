@@ -89,14 +89,10 @@ static double progress(const lm_budget *b, uint64_t warmup, uint64_t n)
 
 float lm_budget_lr(const lm_budget *b, const srp_lr_schedule *s, uint64_t step)
 {
+    if (b->count == 0)
+        return srp_lr_at(s, step);
     srp_lr_schedule v = *s;
     const uint64_t w = s->warmup_steps;
-    if (b->count == 0) {
-        v = srp_lr_schedule_default(s->kind, s->base_lr, (uint64_t)1 << 40);
-        v.warmup_steps = w;
-        v.min_lr = s->min_lr;
-        return srp_lr_at(&v, step);
-    }
     /* The grid: the first plan's decay, 2^FINE points per step. */
     const uint64_t a0 = b->steps[0] > w ? b->steps[0] : w;
     const uint64_t span = (b->totals[0] - a0) << FINE;

@@ -65,7 +65,7 @@ uint64_t lm_budget_total(const lm_budget *b);
 
 /* The lr at step (updates done before it) of the schedule s (its kind,
  * base and min lr, warmup; its length is the plans'): before the first
- * plan, s with a length too long to decay noticeably. */
+ * plan, s itself, which should be too long to decay noticeably. */
 float lm_budget_lr(const lm_budget *b, const srp_lr_schedule *s, uint64_t step);
 
 #endif

@@ -1,6 +1,6 @@
-/* The char LM's text (text.h): reading, splitting into documents, the
- * train/validation split and the count-model baselines. */
-#define _POSIX_C_SOURCE 200809L /* opendir, lstat, strdup */
+/* The char LM's text (text.h): reading, splitting into documents, dropping
+ * their repeats, the train/validation split and the count-model baselines. */
+#define _POSIX_C_SOURCE 200809L /* scandir, open_memstream, lstat */
 
 #include "text.h"
 
@@ -13,137 +13,45 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-/* A growing byte buffer. */
+/* Bytes to split into documents: at lines holding only "%" (fortune
+ * files) or at blank lines (paragraphs); owned: what to free. */
 typedef struct {
-    uint8_t *data;
-    size_t len, cap;
-} byte_buf;
+    const uint8_t *bytes;
+    size_t len;
+    int fortune_format;
+    char *owned;
+} raw_text;
 
-static int buf_append(byte_buf *b, const uint8_t *p, size_t n)
-{
-    if (n == 0) /* nothing to copy, and b->data may still be NULL */
-        return 1;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1 << 16;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *d = realloc(b->data, cap);
-        if (!d)
-            return 0;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 1;
-}
-
-/* The whole file; gzread reads plain files as they are. */
-static ex_code read_file(const char *path, byte_buf *out, ex_error *err)
+/* The whole file into s; gzread reads plain files as they are, and a
+ * memstream grows as it is written. */
+static ex_code read_file(const char *path, raw_text *s, ex_error *err)
 {
     gzFile f = gzopen(path, "rb");
     if (!f)
         return ex_fail(err, EX_FAILED, "cannot open %s: %s", path,
                        errno ? strerror(errno) : "out of memory");
-    uint8_t chunk[1 << 16];
-    int n;
-    while ((n = gzread(f, chunk, sizeof(chunk))) > 0)
-        if (!buf_append(out, chunk, (size_t)n)) {
-            gzclose(f);
-            return ex_fail_status(err, SRP_ERR_NOMEM, "reading the text");
-        }
-    int zerr = Z_OK;
-    const char *msg = n < 0 ? gzerror(f, &zerr) : NULL;
+    FILE *out = open_memstream(&s->owned, &s->len);
+    char chunk[1 << 16];
+    int n = 0, zerr = Z_OK;
+    while (out && (n = gzread(f, chunk, sizeof(chunk))) > 0)
+        fwrite(chunk, 1, (size_t)n, out);
+    ex_code code =
+        n < 0 ? ex_fail(err, EX_FAILED, "cannot read %s: %s", path, gzerror(f, &zerr)) : EX_OK;
     gzclose(f);
-    if (n < 0)
-        return ex_fail(err, EX_FAILED, "cannot read %s: %s", path, msg);
-    return EX_OK;
+    const int held = out != NULL && fclose(out) == 0; /* every byte written */
+    if (code == EX_OK && !held)
+        code = ex_fail_status(err, SRP_ERR_NOMEM, "reading the text");
+    s->bytes = (const uint8_t *)s->owned;
+    return code;
 }
 
-/* A document already split: where its bytes went (train or val buffer,
- * offset, length), and their hash; hash 0 marks an empty slot. */
+/* A document's bytes, its trailing newlines cut; repeat: a document before
+ * it holds the same bytes. */
 typedef struct {
-    uint64_t hash;
-    size_t offset, len;
-    int in_val;
-} seen_doc;
-
-/* Where the documents go, one after the other, and the ones seen so far
- * (an open-addressing table), so that a repeat is dropped. */
-typedef struct {
-    byte_buf train, val;
-    size_t documents, duplicates;
-    seen_doc *seen;
-    size_t seen_cap; /* a power of 2, kept at most half full */
-} splitter;
-
-static uint64_t fnv1a(const uint8_t *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h ? h : 1;
-}
-
-/* Doubles the table (or makes its first one): 0 when out of memory. */
-static int seen_grow(splitter *s)
-{
-    const size_t cap = s->seen_cap ? 2 * s->seen_cap : 1024;
-    seen_doc *table = calloc(cap, sizeof(*table));
-    if (!table)
-        return 0;
-    for (size_t i = 0; i < s->seen_cap; i++)
-        if (s->seen[i].hash) {
-            size_t k = (size_t)s->seen[i].hash & (cap - 1);
-            while (table[k].hash)
-                k = (k + 1) & (cap - 1);
-            table[k] = s->seen[i];
-        }
-    free(s->seen);
-    s->seen = table;
-    s->seen_cap = cap;
-    return 1;
-}
-
-/* The document's slot: the one holding the same bytes, or the empty one
- * where they go. */
-static seen_doc *seen_find(splitter *s, const uint8_t *p, size_t n, uint64_t hash)
-{
-    size_t k = (size_t)hash & (s->seen_cap - 1);
-    for (;; k = (k + 1) & (s->seen_cap - 1)) {
-        seen_doc *e = &s->seen[k];
-        if (!e->hash)
-            return e;
-        const uint8_t *bytes = (e->in_val ? s->val.data : s->train.data) + e->offset;
-        if (e->hash == hash && e->len == n && memcmp(bytes, p, n) == 0)
-            return e;
-    }
-}
-
-/* Appends a document to its side of the split, unless the same bytes are
- * there already: a repeated fortune or Jargon File paragraph on both sides
- * would be validation text the model has trained on. */
-static int add_document(splitter *s, const uint8_t *p, size_t n)
-{
-    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
-        n--;
-    if (n == 0)
-        return 1;
-    if (2 * (s->documents + 1) > s->seen_cap && !seen_grow(s))
-        return 0;
-    const uint64_t hash = fnv1a(p, n);
-    seen_doc *e = seen_find(s, p, n, hash);
-    if (e->hash) {
-        s->duplicates++;
-        return 1;
-    }
-    s->documents++;
-    const int in_val = s->documents % LM_VAL_EVERY == 0;
-    byte_buf *to = in_val ? &s->val : &s->train;
-    *e = (seen_doc){hash, to->len, n, in_val};
-    const uint8_t nl = '\n';
-    return buf_append(to, p, n) && buf_append(to, &nl, 1);
-}
+    const uint8_t *bytes;
+    size_t len;
+    int repeat;
+} document;
 
 static int blank_line(const uint8_t *p, size_t n)
 {
@@ -153,181 +61,187 @@ static int blank_line(const uint8_t *p, size_t n)
     return 1;
 }
 
-/* Splits text into documents: at lines holding only "%" (fortune files)
- * or at blank lines (paragraphs). */
-static int split_documents(splitter *s, const uint8_t *text, size_t len, int fortune_format)
+/* One document, its trailing newlines cut; an empty one is left out. */
+static size_t add_document(document *docs, size_t count, const uint8_t *p, size_t n)
 {
-    size_t doc = 0, line = 0;
-    while (line < len) {
-        const uint8_t *nl = memchr(text + line, '\n', len - line);
-        const size_t end = nl ? (size_t)(nl - text) + 1 : len;
+    while (n > 0 && (p[n - 1] == '\n' || p[n - 1] == '\r'))
+        n--;
+    if (n > 0 && docs)
+        docs[count] = (document){p, n, 0};
+    return count + (n > 0);
+}
+
+/* The documents of s, into docs (NULL: counted only); how many. */
+static size_t split_documents(const raw_text *s, document *docs)
+{
+    const uint8_t *text = s->bytes;
+    size_t doc = 0, line = 0, count = 0;
+    while (line < s->len) {
+        const uint8_t *nl = memchr(text + line, '\n', s->len - line);
+        const size_t end = nl ? (size_t)(nl - text) + 1 : s->len;
         const uint8_t *l = text + line;
         const size_t ll = end - line;
-        const int separator = fortune_format ? (ll >= 1 && l[0] == '%' && blank_line(l + 1, ll - 1))
-                                             : blank_line(l, ll);
+        const int separator = s->fortune_format
+                                  ? (ll >= 1 && l[0] == '%' && blank_line(l + 1, ll - 1))
+                                  : blank_line(l, ll);
         if (separator) {
-            if (!add_document(s, text + doc, line - doc))
-                return 0;
+            count = add_document(docs, count, text + doc, line - doc);
             doc = end;
         }
         line = end;
     }
-    return add_document(s, text + doc, len - doc);
+    return add_document(docs, count, text + doc, s->len - doc);
 }
 
-static ex_code finish(lm_text *t, splitter *s, ex_error *err)
+static int compare_bytes(const document *x, const document *y)
+{
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return memcmp(x->bytes, y->bytes, x->len);
+}
+
+/* qsort's order of documents: by their bytes, copies in text order. */
+static int by_bytes(const void *a, const void *b)
+{
+    const document *x = *(document *const *)a, *y = *(document *const *)b;
+    const int c = compare_bytes(x, y);
+    return c ? c : (x > y) - (x < y);
+}
+
+/* Marks every document that repeats the bytes of one before it: a repeated
+ * fortune or Jargon File paragraph on both sides of the split would be
+ * validation text the model has trained on. */
+static int mark_repeats(document *docs, size_t count)
+{
+    document **sorted = malloc(sizeof(*sorted) * (count ? count : 1));
+    if (!sorted)
+        return 0;
+    for (size_t i = 0; i < count; i++)
+        sorted[i] = &docs[i];
+    qsort(sorted, count, sizeof(*sorted), by_bytes);
+    for (size_t i = 1; i < count; i++)
+        sorted[i]->repeat = compare_bytes(sorted[i - 1], sorted[i]) == 0;
+    free(sorted);
+    return 1;
+}
+
+/* The split of the texts' documents, repeats dropped: every 10th kept
+ * document validates, the others train, each followed by one "\n"; with
+ * no 10th, the last tenth of the bytes validates. */
+static ex_code split_texts(lm_text *t, const raw_text *src, size_t n, ex_error *err)
 {
     memset(t, 0, sizeof(*t));
-    free(s->seen);
-    t->documents = s->documents;
-    t->duplicates = s->duplicates;
-    if (s->train.len == 0) {
-        free(s->val.data);
-        return ex_fail(err, EX_USAGE, "the text is empty (no document holds a byte)");
+    size_t count = 0, size[2] = {0, 0}; /* train, val */
+    for (size_t i = 0; i < n; i++)
+        count += split_documents(&src[i], NULL);
+    document *docs = malloc(sizeof(*docs) * (count ? count : 1));
+    for (size_t i = 0, at = 0; docs && i < n; i++)
+        at += split_documents(&src[i], docs + at);
+    if (!docs || !mark_repeats(docs, count)) {
+        free(docs);
+        return ex_fail_status(err, SRP_ERR_NOMEM, "splitting the text");
     }
-    if (s->val.len == 0) {
-        /* Too few documents for the split by document: the last tenth. */
-        const size_t cut = s->train.len - s->train.len / LM_VAL_EVERY;
-        if (!buf_append(&s->val, s->train.data + cut, s->train.len - cut)) {
-            free(s->train.data);
-            return ex_fail_status(err, SRP_ERR_NOMEM, "splitting the text");
-        }
-        s->train.len = cut;
+    for (size_t i = 0; i < count; i++)
+        if (!docs[i].repeat)
+            size[++t->documents % LM_VAL_EVERY == 0] += docs[i].len + 1;
+    t->duplicates = count - t->documents;
+    const size_t tenth = size[1] ? 0 : size[0] / LM_VAL_EVERY;
+    uint8_t *part[2] = {size[0] ? malloc(size[0]) : NULL, malloc(size[1] + tenth + 1)};
+    if (!part[0] || !part[1]) {
+        free(docs);
+        free(part[0]);
+        free(part[1]);
+        return size[0] ? ex_fail_status(err, SRP_ERR_NOMEM, "splitting the text")
+                       : ex_fail(err, EX_USAGE, "the text is empty (no document holds a byte)");
     }
-    t->train = s->train.data;
-    t->train_len = s->train.len;
-    t->val = s->val.data;
-    t->val_len = s->val.len;
+    size_t at[2] = {0, 0}, kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (docs[i].repeat)
+            continue;
+        const int v = ++kept % LM_VAL_EVERY == 0;
+        memcpy(part[v] + at[v], docs[i].bytes, docs[i].len);
+        part[v][at[v] + docs[i].len] = '\n';
+        at[v] += docs[i].len + 1;
+    }
+    free(docs);
+    memcpy(part[1], part[0] + size[0] - tenth, tenth);
+    t->train = part[0];
+    t->train_len = size[0] - tenth;
+    t->val = part[1];
+    t->val_len = size[1] + tenth;
     return EX_OK;
 }
 
 ex_code lm_text_from_buffer(lm_text *t, const uint8_t *bytes, size_t len, ex_error *err)
 {
-    splitter s;
-    memset(&s, 0, sizeof(s));
-    if (!split_documents(&s, bytes, len, 0)) {
-        free(s.train.data);
-        free(s.val.data);
-        free(s.seen);
-        return ex_fail_status(err, SRP_ERR_NOMEM, "splitting the text");
-    }
-    return finish(t, &s, err);
+    const raw_text s = {bytes, len, 0, NULL};
+    return split_texts(t, &s, 1, err);
 }
 
 ex_code lm_text_load_file(lm_text *t, const char *path, ex_error *err)
 {
-    byte_buf raw = {NULL, 0, 0};
-    ex_code code = read_file(path, &raw, err);
-    if (code == EX_OK && raw.len == 0)
+    raw_text s = {NULL, 0, 0, NULL};
+    ex_code code = read_file(path, &s, err);
+    if (code == EX_OK && s.len == 0)
         code = ex_fail(err, EX_USAGE, "%s is empty", path);
-    if (code == EX_OK) {
-        code = lm_text_from_buffer(t, raw.data, raw.len, err);
-        if (code != EX_OK)
-            snprintf(err->message + strlen(err->message),
-                     sizeof(err->message) - strlen(err->message), " (%s)", path);
-    }
-    free(raw.data);
+    if (code == EX_OK && (code = split_texts(t, &s, 1, err)) != EX_OK)
+        snprintf(err->message + strlen(err->message), sizeof(err->message) - strlen(err->message),
+                 " (%s)", path);
+    free(s.owned);
     return code;
 }
 
-static int compare_names(const void *a, const void *b)
+/* The fortune files: not the .dat indexes; the .u8 links lstat leaves out. */
+static int fortune_name(const struct dirent *e)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    const size_t n = strlen(e->d_name);
+    return e->d_name[0] != '.' && !(n >= 4 && strcmp(e->d_name + n - 4, ".dat") == 0);
 }
 
-static int ends_with(const char *s, const char *suffix)
+static int by_name(const struct dirent **a, const struct dirent **b)
 {
-    const size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-/* The fortune files of dir (regular files; not the .dat indexes nor the
- * .u8 links), sorted. */
-static ex_code list_fortune_files(const char *dir, char ***names, size_t *count, ex_error *err)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return ex_fail(err, EX_FAILED,
-                       "cannot open %s (%s): install the text with sudo apt-get install fortunes "
-                       "jargon-text, or pass --text FILE",
-                       dir, strerror(errno));
-    size_t n = 0, cap = 0;
-    char **list = NULL;
-    const struct dirent *e;
-    char path[4096];
-    while ((e = readdir(d)) != NULL) {
-        struct stat st;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (e->d_name[0] == '.' || ends_with(e->d_name, ".dat") || lstat(path, &st) != 0 ||
-            !S_ISREG(st.st_mode))
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **grown = realloc(list, sizeof(char *) * cap);
-            if (!grown)
-                break;
-            list = grown;
-        }
-        if (!(list[n] = strdup(e->d_name)))
-            break;
-        n++;
-    }
-    const int incomplete = e != NULL;
-    closedir(d);
-    if (incomplete) {
-        for (size_t i = 0; i < n; i++)
-            free(list[i]);
-        free(list);
-        return ex_fail_status(err, SRP_ERR_NOMEM, "listing the fortune files");
-    }
-    qsort(list, n, sizeof(char *), compare_names);
-    *names = list;
-    *count = n;
-    return EX_OK;
+    return strcmp((*a)->d_name, (*b)->d_name);
 }
 
 ex_code lm_text_load_default(lm_text *t, ex_error *err)
 {
-    char **names = NULL;
-    size_t count = 0;
-    ex_code code = list_fortune_files(LM_FORTUNES_DIR, &names, &count, err);
-    if (code == EX_OK && count == 0)
+    struct dirent **names;
+    const int count = scandir(LM_FORTUNES_DIR, &names, fortune_name, by_name);
+    if (count < 0)
+        return ex_fail(err, EX_FAILED,
+                       "cannot open %s (%s): install the text with sudo apt-get install fortunes "
+                       "jargon-text, or pass --text FILE",
+                       LM_FORTUNES_DIR, strerror(errno));
+    raw_text *s = calloc((size_t)count + 1, sizeof(*s)); /* the fortune files, the Jargon File */
+    size_t n = 0;
+    struct stat st;
+    ex_code code = s ? EX_OK : ex_fail_status(err, SRP_ERR_NOMEM, "reading the text");
+    for (int i = 0; i < count; i++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", LM_FORTUNES_DIR, names[i]->d_name);
+        if (code == EX_OK && lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+            s[n].fortune_format = 1;
+            code = read_file(path, &s[n++], err);
+        }
+        free(names[i]);
+    }
+    free(names);
+    if (code == EX_OK && n == 0)
         code = ex_fail(err, EX_FAILED,
                        "no fortune files in %s: sudo apt-get install fortunes, or pass --text FILE",
                        LM_FORTUNES_DIR);
-    splitter s;
-    memset(&s, 0, sizeof(s));
-    char path[4096];
-    for (size_t i = 0; i < count && code == EX_OK; i++) {
-        byte_buf raw = {NULL, 0, 0};
-        snprintf(path, sizeof(path), "%s/%s", LM_FORTUNES_DIR, names[i]);
-        code = read_file(path, &raw, err);
-        if (code == EX_OK && !split_documents(&s, raw.data, raw.len, 1))
-            code = ex_fail_status(err, SRP_ERR_NOMEM, "splitting the text");
-        free(raw.data);
-    }
-    for (size_t i = 0; i < count; i++)
-        free(names[i]);
-    free(names);
-    if (code == EX_OK) {
-        byte_buf raw = {NULL, 0, 0};
-        struct stat st;
-        if (stat(LM_JARGON_FILE, &st) != 0)
-            code = ex_fail(err, EX_FAILED,
-                           "%s is missing: sudo apt-get install jargon-text, or pass --text FILE",
-                           LM_JARGON_FILE);
-        else if ((code = read_file(LM_JARGON_FILE, &raw, err)) == EX_OK &&
-                 !split_documents(&s, raw.data, raw.len, 0))
-            code = ex_fail_status(err, SRP_ERR_NOMEM, "splitting the text");
-        free(raw.data);
-    }
-    if (code != EX_OK) {
-        free(s.train.data);
-        free(s.val.data);
-        free(s.seen);
-        return code;
-    }
-    return finish(t, &s, err);
+    else if (code == EX_OK && stat(LM_JARGON_FILE, &st) != 0)
+        code = ex_fail(err, EX_FAILED,
+                       "%s is missing: sudo apt-get install jargon-text, or pass --text FILE",
+                       LM_JARGON_FILE);
+    else if (code == EX_OK)
+        code = read_file(LM_JARGON_FILE, &s[n++], err);
+    if (code == EX_OK)
+        code = split_texts(t, s, n, err);
+    for (size_t i = 0; i < n; i++)
+        free(s[i].owned);
+    free(s);
+    return code;
 }
 
 void lm_text_free(lm_text *t)

@@ -74,36 +74,28 @@ static ex_code load_text(lm_trainer *t, ex_error *err)
     return code;
 }
 
-/* A training batch: random windows of the training text, each with the
- * bytes that follow its positions. Every rank draws the whole batch's
- * windows and keeps its share of them. */
+/* Row `row` of the batch: the context bytes at text, each with the byte
+ * that follows it. */
+static void put_window(lm_trainer *t, size_t row, const uint8_t *text)
+{
+    const size_t T = t->opt.model.context;
+    for (size_t i = 0; i < T; i++) {
+        t->tokens[row * T + i] = text[i];
+        t->targets[row * T + i] = text[i + 1];
+    }
+}
+
+/* A training batch: random windows of the training text. Every rank draws
+ * the whole batch's windows and keeps its share of them. */
 static void sample_batch(lm_trainer *t)
 {
     const size_t B = t->opt.run.batch, T = t->opt.model.context;
     const size_t first = (size_t)t->base.dist.rank * t->base.local_batch;
     for (size_t b = 0; b < B; b++) {
         const size_t start = (size_t)srp_rng_below(&t->base.data_rng, t->text.train_len - T);
-        if (b < first || b >= first + t->base.local_batch)
-            continue;
-        const size_t row = b - first;
-        for (size_t i = 0; i < T; i++) {
-            t->tokens[row * T + i] = t->text.train[start + i];
-            t->targets[row * T + i] = t->text.train[start + i + 1];
-        }
+        if (b >= first && b < first + t->base.local_batch)
+            put_window(t, b - first, t->text.train + start);
     }
-}
-
-/* The lr schedule: --steps long; with --minutes alone, its length comes
- * from the budget's plans (budget.h), and t->schedule gives its kind,
- * rates and warmup. */
-static void set_schedule(lm_trainer *t)
-{
-    const lm_options *o = &t->opt;
-    t->schedule = srp_lr_schedule_default((srp_lr_kind)o->schedule, o->lr,
-                                          o->steps ? o->steps : (uint64_t)1 << 40);
-    t->schedule.warmup_steps = o->warmup_steps;
-    t->schedule.min_lr = o->min_lr;
-    lm_budget_init(&t->budget);
 }
 
 /* The schedule's length; 0 while the budget has not planned it yet. */
@@ -112,8 +104,14 @@ static uint64_t schedule_steps(const lm_trainer *t)
     return t->opt.steps ? t->opt.steps : lm_budget_total(&t->budget);
 }
 
-static float lr_at(const lm_trainer *t, uint64_t step)
+static int schedule_ended(const lm_trainer *t)
 {
+    return schedule_steps(t) && t->base.run.step >= schedule_steps(t);
+}
+
+static float lr_at(ex_trainer *base, uint64_t step)
+{
+    const lm_trainer *t = lt(base);
     return t->opt.steps ? srp_lr_at(&t->schedule, step)
                         : lm_budget_lr(&t->budget, &t->schedule, step);
 }
@@ -170,10 +168,7 @@ static ex_code evaluate(lm_trainer *t, size_t windows, double *loss_out, size_t 
         const size_t whole = first + rows > n ? rows - 1 : rows; /* rows before the tail's */
         for (size_t r = 0; r < rows; r++) {
             const size_t start = first + r < n ? (first + r) * stride * T : t->text.val_len - 1 - T;
-            for (size_t i = 0; i < T; i++) {
-                t->tokens[r * T + i] = t->text.val[start + i];
-                t->targets[r * T + i] = t->text.val[start + i + 1];
-            }
+            put_window(t, r, t->text.val + start);
         }
         const float *logits;
         float loss = 0.0f, tail_loss = 0.0f;
@@ -214,34 +209,24 @@ static ex_code evaluate(lm_trainer *t, size_t windows, double *loss_out, size_t 
 static ex_code generate(lm_model *m, const char *prompt, size_t n, float temperature, uint64_t seed,
                         ex_error *err)
 {
-    const size_t T = lm_get_config(m)->context;
-    const size_t plen = prompt ? strlen(prompt) : 0;
-    uint8_t *text = malloc(plen + n + 1);
-    uint32_t *window = calloc(T, sizeof(uint32_t));
-    double p[LM_VOCAB];
-    if (!text || !window) {
-        free(text);
-        free(window);
+    const size_t T = lm_get_config(m)->context, plen = prompt ? strlen(prompt) : 0;
+    uint32_t *window = calloc(T, sizeof(uint32_t)); /* the text's last bytes */
+    if (!window)
         return ex_fail_status(err, SRP_ERR_NOMEM, "sampling");
-    }
-    size_t len = 0;
-    if (plen)
-        memcpy(text, prompt, plen);
-    else
-        text[0] = '\n'; /* no prompt: start as after a document */
-    len = plen ? plen : 1;
-    srp_rng rng;
-    srp_rng_seed(&rng, seed ^ 0x5a3913ull);
+    size_t used = 0;
+    if (plen == 0)
+        window[used++] = '\n'; /* no prompt: start as after a document */
+    for (size_t i = plen > T ? plen - T : 0; i < plen; i++)
+        window[used++] = (uint8_t)prompt[i];
     if (plen)
         fwrite(prompt, 1, plen, stdout);
+    srp_rng rng;
+    srp_rng_seed(&rng, seed ^ 0x5a3913ull);
+    double p[LM_VOCAB];
     for (size_t k = 0; k < n; k++) {
-        const size_t used = len < T ? len : T;
-        for (size_t i = 0; i < used; i++)
-            window[i] = text[len - used + i];
         const float *logits;
         const srp_status st = lm_forward(m, window, 1, T, SRP_EVAL, &logits);
         if (st != SRP_OK) {
-            free(text);
             free(window);
             return ex_fail_status(err, st, "sampling");
         }
@@ -258,36 +243,34 @@ static ex_code generate(lm_model *m, const char *prompt, size_t n, float tempera
                 next = c;
                 break;
             }
-        text[len++] = (uint8_t)next;
+        if (used == T) /* full: the oldest byte leaves */
+            memmove(window, window + 1, sizeof(uint32_t) * --used);
+        window[used++] = (uint32_t)next;
         fputc(next, stdout);
     }
     fputc('\n', stdout);
     fflush(stdout);
-    free(text);
     free(window);
     return EX_OK;
 }
 
 /* The model's tensors and its shape ("model.config"): what --generate
  * needs. */
-typedef struct {
-    lm_model *model; /* NULL: the shape alone */
-    uint64_t *config;
-} model_state;
-
-static void model_tensors(void *ctx, srp_tensor_list *list)
+static void model_refs(ex_trainer *base, srp_tensor_list *list)
 {
-    const model_state *s = ctx;
+    lm_trainer *t = lt(base);
     const size_t n = CONFIG_FIELDS;
-    srp_tensor_list_add(list, "model.config", NULL, SRP_DTYPE_U64, 1, &n, s->config);
-    if (s->model)
-        lm_model_state_refs(s->model, list);
+    srp_tensor_list_add(list, "model.config", NULL, SRP_DTYPE_U64, 1, &n, t->config);
+    lm_model_state_refs(t->model, list);
 }
 
+static void model_fill(void *t, srp_tensor_list *list) { model_refs(t, list); }
+
 /* --generate: the model out of a checkpoint, with the shape it records. */
-static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
+static ex_code generate_from_checkpoint(lm_trainer *t, ex_error *err)
 {
-    uint64_t config[CONFIG_FIELDS];
+    const lm_options *o = &t->opt;
+    uint64_t *config = t->config;
     /* The shape first, to build the model that the rest is checked against. */
     const srp_tensor_ref shape = {"model.config", SRP_DTYPE_U64, 1, {CONFIG_FIELDS}, config};
     const srp_status loaded = srp_checkpoint_load(o->generate_path, &shape, 1);
@@ -305,28 +288,26 @@ static ex_code generate_from_checkpoint(const lm_options *o, ex_error *err)
     c.gamma_init = (srp_gamma_init)config[8];
     c.qkv_sigma = (srp_qkv_sigma)config[9];
     c.max_batch = 1;
-    lm_model *m = NULL;
     srp_status st = config[5] < LM_ARCH_COUNT && config[6] <= LM_POS_FIXED &&
                             config[8] <= SRP_GAMMA_INIT_ONE && config[9] <= SRP_QKV_SIGMA_SEPARATE
-                        ? lm_create(&m, &c)
+                        ? lm_create(&t->model, &c)
                         : SRP_ERR_FORMAT;
     if (st != SRP_OK)
         return ex_fail_statusf(err, st, "%s: its model configuration is not valid",
                                o->generate_path);
-    model_state model = {m, config};
     ex_metadata meta;
     model_metadata(&c, &meta);
-    ex_code code = ex_checkpoint_load(model_tensors, &model, o->generate_path, 1, &meta, NULL, err);
+    ex_code code = ex_checkpoint_load(model_fill, t, o->generate_path, 1, &meta, NULL, err);
     /* The file wrote each sigma into its layer: a bad one is refused. */
-    for (size_t i = 0; code == EX_OK && i < lm_linears(m)->count; i++) {
-        srp_linear *l = lm_linears(m)->linears[i];
+    const ex_linear_names *linears = lm_linears(t->model);
+    for (size_t i = 0; code == EX_OK && i < linears->count; i++) {
+        srp_linear *l = linears->linears[i];
         if ((st = srp_linear_set_sigma(l, srp_linear_sigma(l))) != SRP_OK)
             code = ex_fail_statusf(err, st, "%s: a sigma in it is not valid", o->generate_path);
     }
-    if (code == EX_OK)
-        code = generate(m, o->prompt, o->sample, o->temperature, o->run.seed, err);
-    lm_destroy(m);
-    return code;
+    return code == EX_OK
+               ? generate(t->model, o->prompt, o->sample, o->temperature, o->run.seed, err)
+               : code;
 }
 
 static ex_code write_eval(lm_trainer *t, size_t windows, int final, ex_error *err)
@@ -359,17 +340,6 @@ static ex_code write_eval(lm_trainer *t, size_t windows, int final, ex_error *er
     return EX_OK;
 }
 
-/* Rank 0's budget clock on every rank (the test clock with EX_TEST_CLOCK):
- * every rank then plans and stops at the same step. */
-static double budget_clock(lm_trainer *t)
-{
-    double clock;
-    if (!ex_test_clock(t->base.run.step, &clock))
-        clock = ex_run_seconds(&t->base.run);
-    ex_dist_broadcast(&t->base.dist, &clock, 1);
-    return clock;
-}
-
 /* With --minutes and no --steps: the schedule's length, planned and
  * planned again as the budget is used (budget.h). */
 static void plan_schedule(lm_trainer *t)
@@ -394,16 +364,6 @@ static void plan_schedule(lm_trainer *t)
     ex_metrics_end(&t->base.metrics);
 }
 
-/* Whether the run has reached its end: the schedule's steps, or the
- * minutes (t->clock, rank 0's). */
-static int finished(const lm_trainer *t)
-{
-    const uint64_t total = schedule_steps(t);
-    if (total && t->base.run.step >= total)
-        return 1;
-    return t->opt.minutes > 0.0f && t->clock >= (double)t->opt.minutes * 60.0;
-}
-
 /* The last line of the training: the steps and time, and with --minutes
  * how much of the budget the run used and whether the schedule ended. */
 static void report_training(lm_trainer *t)
@@ -419,7 +379,7 @@ static void report_training(lm_trainer *t)
     const double budget = (double)o->minutes * 60.0, used = t->clock / budget;
     const uint64_t total = schedule_steps(t);
     printf(": %.1f%% of the %.4g-minute budget; ", 100.0 * used, (double)o->minutes);
-    if (total && t->base.run.step >= total)
+    if (schedule_ended(t))
         printf("the schedule ran to its end\n");
     else
         printf("the budget ran out at step %llu of the schedule's %llu\n",
@@ -495,7 +455,14 @@ static ex_code build(ex_trainer *base, ex_error *err)
     if (o->steps && o->warmup_steps >= o->steps)
         return ex_fail(err, EX_USAGE, "--warmup %llu must be below --steps %llu",
                        (unsigned long long)o->warmup_steps, (unsigned long long)o->steps);
-    set_schedule(t);
+    /* The lr schedule: --steps long; with --minutes alone, the budget's
+     * plans give its length (budget.h), t->schedule its kind, rates and
+     * warmup, and a length too long to decay before the first plan. */
+    t->schedule = srp_lr_schedule_default((srp_lr_kind)o->schedule, o->lr,
+                                          o->steps ? o->steps : (uint64_t)1 << 40);
+    t->schedule.warmup_steps = o->warmup_steps;
+    t->schedule.min_lr = o->min_lr;
+    lm_budget_init(&t->budget);
     const size_t rows = base->local_batch * o->model.context;
     t->tokens = malloc(sizeof(uint32_t) * rows);
     t->targets = malloc(sizeof(int) * rows);
@@ -532,12 +499,6 @@ static void describe_model(ex_trainer *base)
 }
 
 /* ---- checkpoints ---- */
-
-static void model_refs(ex_trainer *t, srp_tensor_list *list)
-{
-    model_state model = {lt(t)->model, lt(t)->config};
-    model_tensors(&model, list);
-}
 
 static void state_refs(ex_trainer *base, srp_tensor_list *list)
 {
@@ -582,8 +543,6 @@ static srp_status forward_backward(ex_trainer *base, float *loss, double *sums, 
     return st == SRP_OK ? lm_backward(t->model, t->dlogits) : st;
 }
 
-static float lr_hook(ex_trainer *t, uint64_t step) { return lr_at(lt(t), step); }
-
 static void train_fields(ex_trainer *t, ex_metrics *m, const ex_step_record *rec)
 {
     ex_metrics_number(m, "seconds", ex_run_seconds(&t->run));
@@ -614,16 +573,22 @@ static ex_code after_step(ex_trainer *base, ex_error *err)
                                                    : EX_OK;
 }
 
-/* Before each step: with --minutes, rank 0's clock and the schedule's
- * plans; the end, at the schedule's steps or the minutes. */
+/* Before each step: with --minutes, rank 0's clock (the test clock with
+ * EX_TEST_CLOCK) on every rank, so that every rank plans and stops at the
+ * same step; the schedule's plans; the end, at the schedule's steps or the
+ * minutes. */
 static ex_code before_step(ex_trainer *base, int *done, ex_error *err)
 {
     lm_trainer *t = lt(base);
+    const double budget = (double)t->opt.minutes * 60.0;
     (void)err;
-    if (t->opt.minutes > 0.0f) /* one broadcast a step */
-        t->clock = budget_clock(t);
+    if (budget > 0.0) { /* one broadcast a step */
+        if (!ex_test_clock(base->run.step, &t->clock))
+            t->clock = ex_run_seconds(&base->run);
+        ex_dist_broadcast(&base->dist, &t->clock, 1);
+    }
     plan_schedule(t);
-    *done = finished(t);
+    *done = schedule_ended(t) || (budget > 0.0 && t->clock >= budget);
     return EX_OK;
 }
 
@@ -641,7 +606,7 @@ static ex_code other_job(ex_trainer *base, int *done, ex_error *err)
 {
     const lm_options *o = &lt(base)->opt;
     *done = o->generate_path != NULL;
-    return *done && ex_dist_is_root(&base->dist) ? generate_from_checkpoint(o, err) : EX_OK;
+    return *done && ex_dist_is_root(&base->dist) ? generate_from_checkpoint(lt(base), err) : EX_OK;
 }
 
 /* --sample: text from the trained model. */
@@ -677,7 +642,7 @@ static const ex_trainer_hooks k_hooks = {
     .describe_model = describe_model,
     .before_step = before_step,
     .forward_backward = forward_backward,
-    .lr_at = lr_hook,
+    .lr_at = lr_at,
     .train_fields = train_fields,
     .progress = progress,
     .after_step = after_step,

@@ -139,10 +139,7 @@ static srp_status run(uint64_t steps, const char *checkpoint, const char *resume
     srp_weight_average_state_refs(avg, "average", state);
     srp_collapse_state_refs(watch, "watch", state);
     srp_tensor_list_add(state, NULL, "data_rng", SRP_DTYPE_U64, 1, (size_t[]){4}, data.s);
-    srp_tensor_ref o[256];
-    TRY(srp_optim_tensor_refs(opt, o, 256));
-    for (size_t i = 0; i < srp_optim_tensor_count(opt); i++)
-        srp_tensor_list_add(state, NULL, o[i].name, o[i].dtype, o[i].ndim, o[i].shape, o[i].data);
+    srp_optim_state_refs(opt, state); /* the moments of every parameter */
     TRY(srp_tensor_list_status(state));
     const srp_tensor_ref *refs = srp_tensor_list_refs(state);
     size_t nrefs = srp_tensor_list_count(state);

@@ -196,7 +196,7 @@ static ex_code evaluate(lm_trainer *t, size_t windows, double *loss_out, size_t 
     }
     if ((code = ex_dist_agree(&t->base.dist, code, err)) != EX_OK)
         return code;
-    const srp_status st = ex_dist_sum(&t->base.dist, &sum, 1);
+    const srp_status st = srp_dist_sum(t->base.dist.handle, &sum, 1);
     if (st != SRP_OK)
         return ex_fail_status(err, st, "summing the evaluation over the ranks");
     *bytes_out = n * T + tail;
@@ -363,7 +363,7 @@ static double budget_clock(lm_trainer *t)
     double clock;
     if (!ex_test_clock(t->base.run.step, &clock))
         clock = ex_run_seconds(&t->base.run);
-    ex_dist_broadcast(&t->base.dist, &clock, 1);
+    srp_dist_broadcast(t->base.dist.handle, &clock, 1);
     return clock;
 }
 

@@ -133,7 +133,7 @@ if(NOT TARGET sigmareparam::libm)
   endif()
 endif()
 
-# MPI, for dist.h (SRP_WITH_MPI): public, since that header includes <mpi.h>.
+# MPI, for dist_mpi.h (SRP_WITH_MPI): public, since that header includes <mpi.h>.
 if(SRP_WITH_MPI AND NOT TARGET MPI::MPI_C)
   find_package(MPI COMPONENTS C QUIET)
   if(NOT MPI_C_FOUND)

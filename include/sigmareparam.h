@@ -29,6 +29,7 @@
 #include "sigmareparam/collapse.h"   /* srp_collapse: the entropy-collapse watch */
 #include "sigmareparam/conv2d.h"     /* srp_conv2d: the sigmaReparam 2-D convolution */
 #include "sigmareparam/core.h"       /* version, SRP_API, srp_status, threads */
+#include "sigmareparam/dist.h"       /* srp_dist: data-parallel training (MPI: dist_mpi.h) */
 #include "sigmareparam/layernorm.h"  /* srp_layernorm: the LayerNorm layer object */
 #include "sigmareparam/linear.h"     /* srp_linear: the sigmaReparam linear layer */
 #include "sigmareparam/lists.h"      /* a model's parameter list and state-tensor list */

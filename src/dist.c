@@ -1,5 +1,15 @@
-/* Data-parallel training over MPI (dist.h): the fused gradient allreduce,
- * the sigmaReparam state kept one across ranks, and agreement on failure.
+/* Data-parallel training (dist.h): the fused gradient allreduce, the
+ * sigmaReparam state kept one across ranks, agreement on failure, and the
+ * small collectives of the metrics; over MPI (dist_mpi.h, built with
+ * SRP_HAVE_MPI) or in one process.
+ *
+ * Every message goes through collective(), which with one rank returns
+ * at once: the values in place are then the answer (the sum, minimum,
+ * maximum or broadcast of one rank's values are those values). So a
+ * one-process handle runs the code an MPI one runs, and a build without
+ * MPI needs no second version of it. The calls whose work is only there
+ * for other ranks (packing the gradients, hashing the replicas) return
+ * before it.
  *
  * The gradients travel in one buffer of floats taken at create: every
  * entry's gradient in the parameter list's order, then one slot counting
@@ -14,12 +24,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 #include "sigmareparam/dist.h"
+#ifdef SRP_HAVE_MPI
+#include "sigmareparam/dist_mpi.h"
+#endif
 
 struct srp_dist {
-    MPI_Comm comm; /* our duplicate of the application's */
+#ifdef SRP_HAVE_MPI
+    MPI_Comm comm; /* our duplicate of the application's; MPI_COMM_NULL in one process */
+#endif
     int rank, size;
     srp_param *params; /* copies of the entries (pointers into the caller's model) */
     size_t nparams;
@@ -35,52 +51,92 @@ struct srp_dist {
     double allreduce_seconds;
 };
 
-/* The numerics that decide a power step's bits on this rank. */
-static uint32_t numerics_signature(void)
+typedef enum { DIST_SUM, DIST_MIN, DIST_MAX, DIST_BROADCAST } dist_op;
+
+/* values[n] (doubles when is_double, else floats) in place: their sum,
+ * minimum or maximum over the ranks, or rank 0's. 1 when it went through,
+ * 0 on an MPI failure. */
+static int collective(const srp_dist *d, void *values, size_t n, int is_double, dist_op op)
 {
-    char text[256];
-    snprintf(text, sizeof(text), "%s|%d|%s|%s", srp_version_string(), srp_get_num_threads(),
-             srp_gemm_backend(), srp_openblas_core());
-    return srp_crc32(0, (const unsigned char *)text, strlen(text));
+#ifdef SRP_HAVE_MPI
+    if (d->size > 1) {
+        const MPI_Datatype type = is_double ? MPI_DOUBLE : MPI_FLOAT;
+        if (op == DIST_BROADCAST)
+            return MPI_Bcast(values, (int)n, type, 0, d->comm) == MPI_SUCCESS;
+        const MPI_Op reduce = op == DIST_SUM ? MPI_SUM : op == DIST_MIN ? MPI_MIN : MPI_MAX;
+        return MPI_Allreduce(MPI_IN_PLACE, values, (int)n, type, reduce, d->comm) == MPI_SUCCESS;
+    }
+#endif
+    (void)d;
+    (void)values;
+    (void)n;
+    (void)is_double;
+    (void)op;
+    return 1; /* one rank: the values are the answer */
 }
 
-/* Every rank's local status into one: the worst (largest) code, so all see
- * that something failed. MPI failure: SRP_ERR_PEER. */
-static srp_status agree_status(MPI_Comm comm, srp_status local)
+/* Every rank's status into one: local when it is a failure; SRP_ERR_PEER
+ * when another rank's is (the largest code over the ranks is not SRP_OK)
+ * or MPI failed; SRP_OK when all are fine. */
+static srp_status agree(const srp_dist *d, srp_status local)
 {
-    int mine = (int)local, worst = 0;
-    if (MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, comm) != MPI_SUCCESS)
-        return local != SRP_OK ? local : SRP_ERR_PEER;
+    double worst = (double)local;
+    const int reduced = collective(d, &worst, 1, 1, DIST_MAX);
     if (local != SRP_OK)
         return local;
-    return worst != SRP_OK ? SRP_ERR_PEER : SRP_OK;
+    return reduced && worst == (double)SRP_OK ? SRP_OK : SRP_ERR_PEER;
 }
 
-/* lo, hi: the minimum and the maximum over the ranks of each of mine[n]
+/* lo, hi: the least and the largest over the ranks of each of mine[n]
  * (equal where every rank holds the same value). 0 on an MPI failure. */
-static int min_max(MPI_Comm comm, const unsigned long long *mine, unsigned long long *lo,
-                   unsigned long long *hi, int n)
+static int min_max(const srp_dist *d, const double *mine, double *lo, double *hi, size_t n)
 {
-    return MPI_Allreduce(mine, lo, n, MPI_UNSIGNED_LONG_LONG, MPI_MIN, comm) == MPI_SUCCESS &&
-           MPI_Allreduce(mine, hi, n, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm) == MPI_SUCCESS;
+    memcpy(lo, mine, sizeof(double) * n);
+    memcpy(hi, mine, sizeof(double) * n);
+    const int low = collective(d, lo, n, 1, DIST_MIN), high = collective(d, hi, n, 1, DIST_MAX);
+    return low && high;
 }
 
-srp_status srp_dist_agree(srp_dist *d, srp_status local)
+/* *same = 1 when every rank's crc is this one's. */
+static srp_status same_crc(const srp_dist *d, uint32_t crc, int *same)
 {
+    const double mine = crc;
+    double lo, hi;
+    if (!min_max(d, &mine, &lo, &hi, 1))
+        return SRP_ERR_PEER;
+    *same = lo == hi;
+    return SRP_OK;
+}
+
+static double wall_seconds(void)
+{
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A handle of one rank whose lists are still empty. */
+static srp_dist *dist_new(void)
+{
+    srp_dist *d = calloc(1, sizeof(*d));
     if (!d)
-        return SRP_FAIL_NULL(d);
-    return agree_status(d->comm, local);
+        return NULL;
+#ifdef SRP_HAVE_MPI
+    d->comm = MPI_COMM_NULL;
+#endif
+    d->size = 1;
+    d->numerics_uniform = 1;
+    d->policy = SRP_DIST_SPECTRAL_AUTO;
+    return d;
 }
 
-/* Checks the arguments and takes the buffers; a local status, not yet
- * agreed. */
+/* Checks the arguments of call and takes the buffers, for d->size ranks;
+ * a local status, not yet agreed. */
 static srp_status dist_init(srp_dist *d, const srp_param *params, size_t nparams,
-                            srp_linear *const *linears, size_t nlinears)
+                            srp_linear *const *linears, size_t nlinears, const char *call)
 {
-    static const char call[] = "srp_dist_create";
-    if (!params || nparams == 0)
-        return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s", call,
-                        params ? "nparams is 0" : "params is NULL");
+    if (nparams > 0 && !params)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: params is NULL with nparams %zu", call, nparams);
     if (nlinears > 0 && !linears)
         return srp_fail(SRP_ERR_INVALID_ARG, "%s: linears is NULL with nlinears %zu", call,
                         nlinears);
@@ -88,15 +144,19 @@ static srp_status dist_init(srp_dist *d, const srp_param *params, size_t nparams
     for (size_t i = 0; i < nparams; i++) {
         if (!params[i].grad || !params[i].data || params[i].size == 0)
             return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu]: %s", call, i,
-                            params[i].size == 0 ? "size is 0"
-                                                : (params[i].data ? "grad is NULL" : "data is NULL"));
+                            params[i].size == 0
+                                ? "size is 0"
+                                : (params[i].data ? "grad is NULL" : "data is NULL"));
         /* Past INT_MAX the sum stops growing (it could wrap): refused below. */
         total = params[i].size < (size_t)INT_MAX - total ? total + params[i].size : (size_t)INT_MAX;
     }
+    const int several = d->size > 1; /* one rank moves nothing: no buffers to move it in */
     /* One allreduce takes an int count. */
-    if (total >= (size_t)INT_MAX)
-        return srp_fail(SRP_ERR_UNSUPPORTED, "%s: the gradients take INT_MAX floats or more, "
-                        "past one allreduce's int count", call);
+    if (several && total >= (size_t)INT_MAX)
+        return srp_fail(SRP_ERR_UNSUPPORTED,
+                        "%s: the gradients take INT_MAX floats or more, "
+                        "past one allreduce's int count",
+                        call);
     size_t spectral = 0, with_state = 0;
     for (size_t i = 0; i < nlinears; i++) {
         if (!linears[i])
@@ -107,13 +167,14 @@ static srp_status dist_init(srp_dist *d, const srp_param *params, size_t nparams
             with_state++;
         }
     }
-    d->params = malloc(sizeof(*d->params) * nparams);
-    d->fused = malloc(sizeof(float) * (total + 1));
+    d->params = malloc(sizeof(*d->params) * (nparams ? nparams : 1));
+    d->fused = malloc(sizeof(float) * (several ? total + 1 : 1));
     d->linears = malloc(sizeof(*d->linears) * (with_state ? with_state : 1));
-    d->spectral = malloc(sizeof(float) * (spectral ? spectral : 1));
+    d->spectral = malloc(sizeof(float) * (several && spectral ? spectral : 1));
     if (!d->params || !d->fused || !d->linears || !d->spectral)
         return SRP_ERR_NOMEM;
-    memcpy(d->params, params, sizeof(*d->params) * nparams);
+    if (nparams)
+        memcpy(d->params, params, sizeof(*d->params) * nparams);
     d->nparams = nparams;
     d->fused_len = total + 1;
     for (size_t i = 0; i < nlinears; i++)
@@ -123,13 +184,31 @@ static srp_status dist_init(srp_dist *d, const srp_param *params, size_t nparams
     return SRP_OK;
 }
 
-static void dist_free(srp_dist *d)
+srp_status srp_dist_create_single(srp_dist **out, const srp_param *params, size_t nparams,
+                                  srp_linear *const *linears, size_t nlinears)
 {
-    free(d->params);
-    free(d->fused);
-    free(d->linears);
-    free(d->spectral);
-    free(d);
+    if (!out)
+        return SRP_FAIL_NULL(out);
+    *out = NULL;
+    srp_dist *d = dist_new();
+    const srp_status st =
+        d ? dist_init(d, params, nparams, linears, nlinears, __func__) : SRP_ERR_NOMEM;
+    if (st != SRP_OK) {
+        srp_dist_destroy(d);
+        return st;
+    }
+    *out = d;
+    return SRP_OK;
+}
+
+#ifdef SRP_HAVE_MPI
+/* The numerics that decide a power step's bits on this rank. */
+static uint32_t numerics_signature(void)
+{
+    char text[256];
+    snprintf(text, sizeof(text), "%s|%d|%s|%s", srp_version_string(), srp_get_num_threads(),
+             srp_gemm_backend(), srp_openblas_core());
+    return srp_crc32(0, (const unsigned char *)text, strlen(text));
 }
 
 srp_status srp_dist_create(srp_dist **out, MPI_Comm comm, const srp_param *params, size_t nparams,
@@ -138,48 +217,64 @@ srp_status srp_dist_create(srp_dist **out, MPI_Comm comm, const srp_param *param
     if (!out)
         return SRP_FAIL_NULL(out);
     *out = NULL;
-    MPI_Comm dup;
-    if (MPI_Comm_dup(comm, &dup) != MPI_SUCCESS)
-        return SRP_ERR_PEER;
+    /* The communicator alone, for the agreement below: it runs on every
+     * rank, one whose handle could not be allocated too. */
+    srp_dist link = {.size = 1};
+    if (MPI_Comm_dup(comm, &link.comm) != MPI_SUCCESS)
+        return srp_fail(SRP_ERR_PEER, "srp_dist_create: MPI_Comm_dup failed");
     /* Our checks of MPI's return codes, not MPI's default of aborting. */
-    MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
-    /* A rank that fails here still takes part in the agreement. */
-    srp_dist *d = calloc(1, sizeof(*d));
-    srp_status st = d ? dist_init(d, params, nparams, linears, nlinears) : SRP_ERR_NOMEM;
-    st = agree_status(dup, st);
+    MPI_Comm_set_errhandler(link.comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(link.comm, &link.rank);
+    MPI_Comm_size(link.comm, &link.size);
+    srp_dist *d = dist_new();
+    srp_status st = SRP_ERR_NOMEM;
+    if (d) {
+        d->comm = link.comm;
+        d->rank = link.rank;
+        d->size = link.size;
+        st = dist_init(d, params, nparams, linears, nlinears, __func__);
+    }
+    st = agree(&link, st);
     /* Same shapes everywhere, and the numerics: min and max of each. */
-    unsigned long long lo[3], hi[3];
     if (st == SRP_OK) {
-        const unsigned long long mine[3] = {d->fused_len, d->spectral_len, numerics_signature()};
-        if (!min_max(dup, mine, lo, hi, 3))
+        const double mine[3] = {(double)d->fused_len, (double)d->spectral_len,
+                                (double)numerics_signature()};
+        double lo[3], hi[3];
+        if (!min_max(&link, mine, lo, hi, 3))
             st = SRP_ERR_PEER;
         else if (lo[0] != hi[0] || lo[1] != hi[1])
             st = srp_fail(SRP_ERR_SHAPE,
-                          "srp_dist_create: the ranks' models differ: %llu to %llu gradient "
-                          "floats, %llu to %llu floats of u, v and sigma (here %llu and %llu)",
+                          "srp_dist_create: the ranks' models differ: %.0f to %.0f gradient "
+                          "floats, %.0f to %.0f floats of u, v and sigma (here %.0f and %.0f)",
                           lo[0] - 1, hi[0] - 1, lo[1], hi[1], mine[0] - 1, mine[1]);
+        else
+            d->numerics_uniform = lo[2] == hi[2];
     }
     if (st != SRP_OK) {
-        MPI_Comm_free(&dup);
         if (d)
-            dist_free(d);
+            srp_dist_destroy(d); /* and the communicator with it */
+        else
+            MPI_Comm_free(&link.comm);
         return st;
     }
-    d->comm = dup;
-    MPI_Comm_rank(dup, &d->rank);
-    MPI_Comm_size(dup, &d->size);
-    d->numerics_uniform = lo[2] == hi[2];
-    d->policy = SRP_DIST_SPECTRAL_AUTO;
     *out = d;
     return SRP_OK;
 }
+#endif
 
 void srp_dist_destroy(srp_dist *d)
 {
     if (!d)
         return;
-    MPI_Comm_free(&d->comm);
-    dist_free(d);
+#ifdef SRP_HAVE_MPI
+    if (d->comm != MPI_COMM_NULL)
+        MPI_Comm_free(&d->comm);
+#endif
+    free(d->params);
+    free(d->fused);
+    free(d->linears);
+    free(d->spectral);
+    free(d);
 }
 
 int srp_dist_rank(const srp_dist *d) { return d ? d->rank : 0; }
@@ -197,16 +292,25 @@ void srp_dist_set_spectral_policy(srp_dist *d, srp_dist_spectral_policy policy)
 
 int srp_dist_spectral_broadcasts(const srp_dist *d)
 {
-    if (!d)
+    if (!d || d->size == 1)
         return 0;
     return d->policy == SRP_DIST_SPECTRAL_BROADCAST ||
            (d->policy == SRP_DIST_SPECTRAL_AUTO && !d->numerics_uniform);
+}
+
+srp_status srp_dist_agree(srp_dist *d, srp_status local)
+{
+    if (!d)
+        return SRP_FAIL_NULL(d);
+    return agree(d, local);
 }
 
 srp_status srp_dist_average_gradients(srp_dist *d, srp_status local)
 {
     if (!d)
         return SRP_FAIL_NULL(d);
+    if (d->size == 1)
+        return local; /* the mean of one rank's gradients is its own */
     /* fused: [gradients of every entry][failed ranks] */
     float *p = d->fused;
     for (size_t i = 0; i < d->nparams; i++) {
@@ -214,16 +318,13 @@ srp_status srp_dist_average_gradients(srp_dist *d, srp_status local)
         p += d->params[i].size;
     }
     *p = local != SRP_OK ? 1.0f : 0.0f;
-    const double t0 = MPI_Wtime();
-    const int rc =
-        MPI_Allreduce(MPI_IN_PLACE, d->fused, (int)d->fused_len, MPI_FLOAT, MPI_SUM, d->comm);
-    d->allreduce_seconds += MPI_Wtime() - t0;
+    const double t0 = wall_seconds();
+    const int reduced = collective(d, d->fused, d->fused_len, 0, DIST_SUM);
+    d->allreduce_seconds += wall_seconds() - t0;
     d->allreduce_calls++;
-    if (rc != MPI_SUCCESS)
-        return local != SRP_OK ? local : SRP_ERR_PEER;
     if (local != SRP_OK)
         return local;
-    if (*p != 0.0f)
+    if (!reduced || *p != 0.0f)
         return SRP_ERR_PEER;
     const float scale = 1.0f / (float)d->size;
     p = d->fused;
@@ -252,7 +353,7 @@ srp_status srp_dist_sync_spectral(srp_dist *d)
         p[in + out] = srp_linear_sigma(l);
         p += out + in + 1;
     }
-    if (MPI_Bcast(d->spectral, (int)d->spectral_len, MPI_FLOAT, 0, d->comm) != MPI_SUCCESS)
+    if (!collective(d, d->spectral, d->spectral_len, 0, DIST_BROADCAST))
         return SRP_ERR_PEER;
     p = d->spectral;
     srp_status st = SRP_OK;
@@ -273,6 +374,10 @@ srp_status srp_dist_replicas_identical(srp_dist *d, int *identical)
 {
     if (!d || !identical)
         return SRP_FAIL_NULL(d, identical);
+    if (d->size == 1) {
+        *identical = 1; /* one replica */
+        return SRP_OK;
+    }
     /* srp_crc32 feeds zlib in chunks: a tensor of 1 Gi floats or more
      * would not fit crc32()'s uInt length. */
     uint32_t crc = 0;
@@ -288,17 +393,18 @@ srp_status srp_dist_replicas_identical(srp_dist *d, int *identical)
                         sizeof(float) * srp_linear_out_features(l));
         crc = srp_crc32(crc, (const unsigned char *)&sigma, sizeof(sigma));
     }
-    const unsigned long long mine = crc;
-    unsigned long long lo = 0, hi = 0;
-    if (!min_max(d->comm, &mine, &lo, &hi, 1))
-        return SRP_ERR_PEER;
-    *identical = lo == hi;
-    return SRP_OK;
+    return same_crc(d, crc, identical);
 }
 
-/* The arguments of srp_dist_sum and srp_dist_min. */
-static srp_status reduce_args_check(const srp_dist *d, const void *values, size_t n,
-                                    const char *call)
+srp_status srp_dist_same_bytes(srp_dist *d, const void *bytes, size_t len, int *same)
+{
+    if (!d || !bytes || !same)
+        return SRP_FAIL_NULL(d, bytes, same);
+    return same_crc(d, srp_crc32(0, bytes, len), same);
+}
+
+/* The arguments of the collectives on values[n]. */
+static srp_status values_check(const srp_dist *d, const void *values, size_t n, const char *call)
 {
     if (!d || !values)
         return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s is NULL", call, d ? "values" : "d");
@@ -307,24 +413,83 @@ static srp_status reduce_args_check(const srp_dist *d, const void *values, size_
     return SRP_OK;
 }
 
-srp_status srp_dist_sum(srp_dist *d, double *values, size_t n)
+/* srp_dist_sum, _min, _max and _broadcast: one collective on values[n]. */
+static srp_status values_collective(srp_dist *d, void *values, size_t n, int is_double, dist_op op,
+                                    const char *call)
 {
-    const srp_status st = reduce_args_check(d, values, n, "srp_dist_sum");
+    const srp_status st = values_check(d, values, n, call);
     if (st != SRP_OK)
         return st;
-    return MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_DOUBLE, MPI_SUM, d->comm) == MPI_SUCCESS
-               ? SRP_OK
-               : SRP_ERR_PEER;
+    return collective(d, values, n, is_double, op) ? SRP_OK : SRP_ERR_PEER;
+}
+
+srp_status srp_dist_sum(srp_dist *d, double *values, size_t n)
+{
+    return values_collective(d, values, n, 1, DIST_SUM, __func__);
 }
 
 srp_status srp_dist_min(srp_dist *d, float *values, size_t n)
 {
-    const srp_status st = reduce_args_check(d, values, n, "srp_dist_min");
+    return values_collective(d, values, n, 0, DIST_MIN, __func__);
+}
+
+srp_status srp_dist_max(srp_dist *d, float *values, size_t n)
+{
+    return values_collective(d, values, n, 0, DIST_MAX, __func__);
+}
+
+srp_status srp_dist_broadcast(srp_dist *d, double *values, size_t n)
+{
+    return values_collective(d, values, n, 1, DIST_BROADCAST, __func__);
+}
+
+/* Chunks of these many doubles on the stack: nothing allocated. */
+#define DIST_CHUNK 64
+
+srp_status srp_dist_mean(srp_dist *d, float *values, size_t n)
+{
+    const srp_status st = values_check(d, values, n, __func__);
+    if (st != SRP_OK || d->size == 1)
+        return st; /* the mean of one value is itself */
+    double sums[DIST_CHUNK];
+    int reduced = 1;
+    for (size_t first = 0; first < n; first += DIST_CHUNK) {
+        const size_t m = n - first < DIST_CHUNK ? n - first : DIST_CHUNK;
+        for (size_t i = 0; i < m; i++)
+            sums[i] = values[first + i];
+        if (!collective(d, sums, m, 1, DIST_SUM)) {
+            reduced = 0; /* the later chunks still go, as on the other ranks */
+            continue;
+        }
+        for (size_t i = 0; i < m; i++)
+            values[first + i] = (float)(sums[i] / (double)d->size);
+    }
+    return reduced ? SRP_OK : SRP_ERR_PEER;
+}
+
+srp_status srp_dist_sum_agree(srp_dist *d, double *values, size_t n, srp_status local)
+{
+    const srp_status st = values_check(d, values, n, __func__);
     if (st != SRP_OK)
         return st;
-    return MPI_Allreduce(MPI_IN_PLACE, values, (int)n, MPI_FLOAT, MPI_MIN, d->comm) == MPI_SUCCESS
-               ? SRP_OK
-               : SRP_ERR_PEER;
+    /* chunk: [up to DIST_CHUNK - 1 values][failed ranks] */
+    double chunk[DIST_CHUNK];
+    int reduced = 1, failed = 0;
+    for (size_t first = 0; first < n; first += DIST_CHUNK - 1) {
+        const size_t m = n - first < DIST_CHUNK - 1 ? n - first : DIST_CHUNK - 1;
+        memcpy(chunk, values + first, sizeof(double) * m);
+        chunk[m] = local != SRP_OK ? 1.0 : 0.0;
+        if (!collective(d, chunk, m + 1, 1, DIST_SUM)) {
+            reduced = 0;
+            continue;
+        }
+        failed |= chunk[m] != 0.0;
+        if (local == SRP_OK)
+            memcpy(values + first, chunk, sizeof(double) * m);
+    }
+    if (local != SRP_OK)
+        return local;
+    return reduced && !failed ? SRP_OK : SRP_ERR_PEER;
 }
 
 void srp_dist_allreduce_stats(const srp_dist *d, size_t *bytes, uint64_t *calls, double *seconds)

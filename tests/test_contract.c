@@ -932,6 +932,57 @@ static srp_status overflowing_conv_forward(world *w)
     return st;
 }
 
+/* srp_dist's bad calls, one process: on a handle over the world's
+ * parameters and two of its linears, or its create with a bad list. */
+static srp_status bad_dist_call(world *w, int which)
+{
+    srp_param *params = srp_param_list_entries(w->params);
+    srp_param broken[16]; /* a copy to spoil */
+    const size_t np = srp_param_list_count(w->params);
+    srp_linear *linears[2] = {w->lin, srp_attention_proj(w->att)};
+    assert_true(np <= 16);
+    memcpy(broken, params, sizeof(*params) * np);
+    double v[2] = {1.0, 2.0};
+    float f[2] = {1.0f, 2.0f};
+    int same = 0;
+    srp_dist *d = NULL;
+    srp_status st = SRP_OK;
+    switch (which) {
+    case 0: return srp_dist_create_single(NULL, params, np, linears, 2);
+    case 1: st = srp_dist_create_single(&d, NULL, np, linears, 2); break;
+    case 2: broken[1].grad = NULL; break;
+    case 3: broken[2].size = 0; break;
+    case 4: broken[0].data = NULL; break;
+    case 5: linears[1] = NULL; break;
+    case 6: st = srp_dist_create_single(&d, params, np, NULL, 2); break;
+    }
+    if (which >= 2 && which <= 5)
+        st = srp_dist_create_single(&d, broken, np, linears, 2);
+    if (which <= 6) {
+        assert_null(d);
+        return st;
+    }
+    assert_ok(srp_dist_create_single(&d, params, np, linears, 2));
+    switch (which) {
+    case 7: st = srp_dist_average_gradients(NULL, SRP_OK); break;
+    case 8: st = srp_dist_sync_spectral(NULL); break;
+    case 9: st = srp_dist_replicas_identical(d, NULL); break;
+    case 10: st = srp_dist_same_bytes(d, NULL, 2, &same); break;
+    case 11: st = srp_dist_same_bytes(d, v, sizeof v, NULL); break;
+    case 12: st = srp_dist_sum(d, NULL, 2); break;
+    case 13: st = srp_dist_sum(d, v, 0); break;
+    case 14: st = srp_dist_mean(d, f, 0); break;
+    case 15: st = srp_dist_min(NULL, f, 2); break;
+    case 16: st = srp_dist_max(d, f, (size_t)INT_MAX + 1); break;
+    case 17: st = srp_dist_broadcast(d, NULL, 1); break;
+    case 18: st = srp_dist_agree(NULL, SRP_OK); break;
+    case 19: st = srp_dist_sum_agree(d, v, 0, SRP_OK); break;
+    case 20: st = srp_dist_sum_agree(NULL, v, 2, SRP_ERR_NUMERIC); break;
+    }
+    srp_dist_destroy(d);
+    return st;
+}
+
 /* clang-format off */
 #define CONTRACT(X, LOSES)                                                                                \
     /* linear */                                                                                   \
@@ -1340,6 +1391,28 @@ static srp_status overflowing_conv_forward(world *w)
     X(SRP_ERR_INVALID_ARG, bad_file_call(w, 1, 6))                                                 \
     X(SRP_ERR_INVALID_ARG, bad_file_call(w, 1, 7))                                                 \
     X(SRP_ERR_INVALID_ARG, bad_file_call(w, 1, 8))                                                 \
+    /* data-parallel training, one process (dist.h) */                                             \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 0))                                                    \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 1))                                                    \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 2))                                                    \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 3))                                                    \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 4))                                                    \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 5))                                                    \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 6))                                                    \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 7))                                                    \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 8))                                                    \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 9))                                                    \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 10))                                                   \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 11))                                                   \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 12))                                                   \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 13))                                                   \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 14))                                                   \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 15))                                                   \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 16))                                                   \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 17))                                                   \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 18))                                                   \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 19))                                                   \
+    X(SRP_ERR_INVALID_ARG, bad_dist_call(w, 20))                                                   \
     /* non-finite numbers (section 3 of ROBUSTNESS.md) */                                          \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->x[3], NAN, lin_fwd_train))                            \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->x[0], INFINITY, lin_fwd_eval))                        \

@@ -1,15 +1,16 @@
-/* Data-parallel training over MPI (dist.h), run by CTest under
- * `mpirun -np 2`: gradient averaging against one process's full-batch
- * gradient, agreement on a failure of one rank (no hang, nothing
- * changed), the replica check and the u/v/sigma broadcast, the shape and
- * argument checks of create, the metrics reductions. Every rank runs the
- * same tests in the same order; each rank asserts what it sees. */
+/* Data-parallel training over MPI (dist.h, dist_mpi.h), run by CTest
+ * under `mpirun -np 2`: gradient averaging against one process's
+ * full-batch gradient, agreement on a failure of one rank (no hang,
+ * nothing changed), the replica check and the u/v/sigma broadcast, the
+ * shape and argument checks of create, the metrics reductions. Every rank
+ * runs the same tests in the same order; each rank asserts what it sees.
+ * test_dist_single.c runs the same calls in one process. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <sigmareparam/dist.h>
+#include <sigmareparam/dist_mpi.h>
 
 #include "testutil.h"
 
@@ -128,6 +129,23 @@ static void test_a_failed_rank_stops_every_rank(void **state)
     /* Agreement on a status outside the step, likewise. */
     assert_status(srp_dist_agree(d, local), g_rank == 1 ? SRP_ERR_NUMERIC : SRP_ERR_PEER);
     assert_ok(srp_dist_agree(d, SRP_OK));
+    /* And with a step's figures: the failed rank keeps its own, the other
+     * gets the sums with the news. */
+    double sums[2] = {1.0 + g_rank, 10.0};
+    assert_status(srp_dist_sum_agree(d, sums, 2, local),
+                  g_rank == 1 ? SRP_ERR_NUMERIC : SRP_ERR_PEER);
+    assert_true(g_rank == 1 ? sums[0] == 2.0 && sums[1] == 10.0
+                            : sums[0] == 3.0 && sums[1] == 20.0);
+    /* More figures than one allreduce carries: each chunk has the news. */
+    double many[150];
+    for (size_t i = 0; i < 150; i++)
+        many[i] = (double)i * (g_rank + 1);
+    assert_status(srp_dist_sum_agree(d, many, 150, g_rank == 0 ? SRP_ERR_IO : SRP_OK),
+                  g_rank == 0 ? SRP_ERR_IO : SRP_ERR_PEER);
+    /* rank 0 kept its i, rank 1 took the sums 3 i: 4 i now */
+    assert_ok(srp_dist_sum_agree(d, many, 150, SRP_OK));
+    for (size_t i = 0; i < 150; i++)
+        assert_true(many[i] == 4.0 * (double)i);
     srp_dist_destroy(d);
     srp_linear_destroy(m.l);
 }
@@ -199,6 +217,11 @@ static void test_create_checks_every_rank(void **state)
     assert_string_equal(srp_last_error_detail(), "srp_dist_create: params[2]: grad is NULL");
     assert_status(srp_dist_create(&d, MPI_COMM_WORLD, m.params, 3, NULL, 1), SRP_ERR_INVALID_ARG);
     assert_status(srp_dist_create(NULL, MPI_COMM_WORLD, m.params, 3, &m.l, 1), SRP_ERR_INVALID_ARG);
+    /* No model at all: a handle for the collectives, on 2 ranks. */
+    assert_ok(srp_dist_create(&d, MPI_COMM_WORLD, NULL, 0, NULL, 0));
+    assert_int_equal(srp_dist_size(d), 2);
+    assert_ok(srp_dist_average_gradients(d, SRP_OK));
+    srp_dist_destroy(d);
     /* No linears at all is fine (a model without sigmaReparam). */
     assert_ok(srp_dist_create(&d, MPI_COMM_WORLD, m.params, 3, NULL, 0));
     assert_ok(srp_dist_sync_spectral(d));
@@ -227,6 +250,27 @@ static void test_metric_reductions(void **state)
     float mins[3] = {(float)g_rank, 5.0f - (float)g_rank, -1.0f};
     assert_ok(srp_dist_min(d, mins, 3));
     assert_true(mins[0] == 0.0f && mins[1] == 4.0f && mins[2] == -1.0f);
+    float maxs[3] = {(float)g_rank, 5.0f - (float)g_rank, -1.0f};
+    assert_ok(srp_dist_max(d, maxs, 3));
+    assert_true(maxs[0] == 1.0f && maxs[1] == 5.0f && maxs[2] == -1.0f);
+    double decision[2] = {10.0 + g_rank, -g_rank};
+    assert_ok(srp_dist_broadcast(d, decision, 2));
+    assert_true(decision[0] == 10.0 && decision[1] == 0.0); /* rank 0's */
+    /* The mean, over more values than one chunk of its sums. */
+    float means[150];
+    for (size_t i = 0; i < 150; i++)
+        means[i] = (float)i * (float)(g_rank + 1) / 3.0f;
+    assert_ok(srp_dist_mean(d, means, 150));
+    for (size_t i = 0; i < 150; i++) {
+        const double want = 0.5 * ((double)((float)i / 3.0f) + (double)((float)i * 2.0f / 3.0f));
+        assert_true(means[i] == (float)want);
+    }
+    /* The ranks' options: the same, then not. */
+    int same = 0;
+    assert_ok(srp_dist_same_bytes(d, "--lr 0.1", 8, &same));
+    assert_true(same);
+    assert_ok(srp_dist_same_bytes(d, g_rank == 0 ? "--lr 0.1" : "--lr 0.2", 8, &same));
+    assert_false(same);
     srp_dist_destroy(d);
     srp_linear_destroy(m.l);
 }

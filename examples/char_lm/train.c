@@ -194,7 +194,7 @@ static ex_code evaluate(lm_trainer *t, size_t windows, double *loss_out, size_t 
     }
     if ((code = ex_dist_agree(&t->base.dist, code, err)) != EX_OK)
         return code;
-    const srp_status st = ex_dist_sum(&t->base.dist, &sum, 1);
+    const srp_status st = srp_dist_sum(t->base.dist.handle, &sum, 1);
     if (st != SRP_OK)
         return ex_fail_status(err, st, "summing the evaluation over the ranks");
     *bytes_out = n * T + tail;
@@ -585,7 +585,7 @@ static ex_code before_step(ex_trainer *base, int *done, ex_error *err)
     if (budget > 0.0) { /* one broadcast a step */
         if (!ex_test_clock(base->run.step, &t->clock))
             t->clock = ex_run_seconds(&base->run);
-        ex_dist_broadcast(&base->dist, &t->clock, 1);
+        srp_dist_broadcast(base->dist.handle, &t->clock, 1);
     }
     plan_schedule(t);
     *done = schedule_ended(t) || (budget > 0.0 && t->clock >= budget);

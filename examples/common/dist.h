@@ -1,28 +1,29 @@
 /* Data-parallel training for the trainers: one process, or many under
- * mpirun when built with SRP_WITH_MPI (the library's dist.h underneath).
- * Without MPI every call is the one-process answer, so a trainer has one
- * code path.
+ * mpirun when built with SRP_WITH_MPI. The library's srp_dist (dist.h)
+ * does the work, giving the one-process answer on one rank, so a trainer
+ * has one code path; what is here is the trainers' own (MPI_Init, their
+ * messages, agreeing on --help and on the options).
  *
- * What a trainer does with it: ex_dist_init first thing in main (MPI_Init;
- * ranks other than 0 send their stdout to /dev/null, so rank 0 speaks for
- * the job); ex_dist_agree after each phase where one rank can fail alone
- * (its files, its memory, rank 0's checkpoint writes), so every rank stops
+ * What a trainer does with it: ex_dist_init first thing in main (ranks
+ * other than 0 send their stdout to /dev/null, so rank 0 speaks for the
+ * job); ex_dist_agree after each phase where one rank can fail alone (its
+ * files, its memory, rank 0's checkpoint writes), so every rank stops
  * together instead of waiting; ex_dist_attach once the model and its
- * parameter list exist; then per step ex_dist_average_gradients between
- * backward and clipping, ex_dist_sum_agree after the optimizer step, then
- * ex_dist_sync_spectral; ex_dist_sum and ex_dist_mean_min for the metrics.
- * Only rank 0 writes files (ex_dist_is_root).
+ * parameter list exist; then per step, on d->handle,
+ * srp_dist_average_gradients between backward and clipping,
+ * srp_dist_sum_agree after the optimizer step, then srp_dist_sync_spectral;
+ * srp_dist_sum, _mean, _min and _max for the metrics. Only rank 0 writes
+ * files (ex_dist_is_root).
  *
  * The rule that keeps a job from hanging: every rank reaches each
  * collective call, or none does. A rank that fails never returns early
  * from a phase that ends in a collective call; the phase ends in an
- * agreement (ex_dist_agree, ex_dist_sum_agree, or the failure status that
- * ex_dist_average_gradients carries), and every rank takes the same
+ * agreement (ex_dist_agree, srp_dist_sum_agree, or the failure status that
+ * srp_dist_average_gradients carries), and every rank takes the same
  * branch after it. */
 #ifndef EX_DIST_H
 #define EX_DIST_H
 
-#include <stddef.h>
 #include <stdio.h>
 
 #include <sigmareparam.h>
@@ -31,7 +32,9 @@
 
 typedef struct {
     int rank, size;
-    void *handle; /* the srp_dist, with MPI */
+    /* The library's, for its collectives (srp_dist_sum, _max, ...); from
+     * ex_dist_attach on, over the model's gradients and u, v, sigma too. */
+    srp_dist *handle;
 } ex_dist;
 
 /* MPI_Init with MPI (a run without mpirun is one rank); else rank 0 of 1. */
@@ -60,29 +63,11 @@ ex_code ex_dist_same_options(ex_dist *d, const char *fingerprint, ex_error *err)
 /* The global batch must split evenly over the ranks (the same answer on
  * every rank); *local gets each rank's share. */
 ex_code ex_dist_split_batch(ex_dist *d, size_t batch, size_t *local, ex_error *err);
-/* Collective: the data-parallel state over the model's parameter list and
+/* Collective: d->handle becomes one over the model's parameter list and
  * its nlinears linears (srp_dist_create). */
 ex_code ex_dist_attach(ex_dist *d, const srp_param *params, size_t count,
                        srp_linear *const *linears, size_t nlinears, ex_error *err);
 
-/* Per step, collective (srp_dist_average_gradients, _sync_spectral). */
-srp_status ex_dist_average_gradients(ex_dist *d, srp_status local);
-srp_status ex_dist_sync_spectral(ex_dist *d);
-/* Rank 0's values on every rank, in place (decisions taken by its clock). */
-srp_status ex_dist_broadcast(ex_dist *d, double *values, size_t n);
-/* values summed over the ranks, in place. */
-srp_status ex_dist_sum(ex_dist *d, double *values, size_t n);
-/* Collective, one allreduce for a step's figures and its agreement: values
- * summed over the ranks (n <= 15), and the status every rank then goes on
- * with: local when it is a failure, SRP_ERR_PEER when another rank's was,
- * SRP_OK when all were fine. For the phase between the gradient allreduce
- * and the next collective call, where one rank could fail alone. */
-srp_status ex_dist_sum_agree(ex_dist *d, double *values, size_t n, srp_status local);
-/* mean (if not NULL): averaged over the ranks; min (if not NULL): their
- * minimum (in place, n each). */
-srp_status ex_dist_mean_min(ex_dist *d, float *mean, float *min, size_t n);
-/* values: their maximum over the ranks (in place, n). */
-srp_status ex_dist_max(ex_dist *d, float *values, size_t n);
 /* Collective: a failure unless every rank holds the same parameters, u, v
  * and sigma (srp_dist_replicas_identical). */
 ex_code ex_dist_check_replicas(ex_dist *d, uint64_t step, ex_error *err);

@@ -217,7 +217,7 @@ static ex_code train_step(ex_trainer *t, ex_step_record *rec, ex_error *err)
     float loss = NAN, norm = NAN;
     const char *stage = "activations"; /* the part of the step under way, for its error */
     srp_status st = t->hooks->forward_backward(t, &loss, sums + 1, &stage);
-    st = ex_dist_average_gradients(&t->dist, st); /* every rank, failed or not */
+    st = srp_dist_average_gradients(t->dist.handle, st); /* every rank, failed or not */
     if (st == SRP_OK)
         st =
             srp_optim_clip_grad_norm(t->optim, t->opt->clip > 0.0f ? t->opt->clip : FLT_MAX, &norm);
@@ -233,9 +233,9 @@ static ex_code train_step(ex_trainer *t, ex_step_record *rec, ex_error *err)
      * through its optimizer step: a rank that failed alone there must not
      * leave the others waiting in the next collective call. */
     sums[0] = loss;
-    st = ex_dist_sum_agree(&t->dist, sums, 1 + t->hooks->step_sums, st);
+    st = srp_dist_sum_agree(t->dist.handle, sums, 1 + t->hooks->step_sums, st);
     if (st == SRP_OK)
-        st = ex_dist_sync_spectral(&t->dist);
+        st = srp_dist_sync_spectral(t->dist.handle);
     if (injected)
         return ex_test_fail(err, step + 1, "step");
     if (st == SRP_ERR_PEER)
@@ -293,18 +293,20 @@ static ex_code collect_entropy(ex_trainer *t, int with_bound, ex_error *err)
      * is on each rank's mean row entropy: the mean of the ranks' bounds
      * bounds the mean of their means over equal shares. s and the norms are
      * the largest of the ranks': the bound at the largest s is the least. */
-    st = ex_dist_mean_min(&t->dist, t->ent_mean, t->ent_min, lh);
+    srp_dist *dist = t->dist.handle;
+    st = srp_dist_mean(dist, t->ent_mean, lh);
+    if (st == SRP_OK)
+        st = srp_dist_min(dist, t->ent_min, lh);
     if (st == SRP_OK && t->normalized)
-        st = ex_dist_mean_min(&t->dist, t->ent_norm, NULL, lh);
+        st = srp_dist_mean(dist, t->ent_norm, lh);
     if (st == SRP_OK && with_bound)
-        st = t->normalized ? ex_dist_mean_min(&t->dist, t->bound, NULL, lh)
-                           : ex_dist_mean_min(&t->dist, NULL, t->bound, lh);
+        st = t->normalized ? srp_dist_mean(dist, t->bound, lh) : srp_dist_min(dist, t->bound, lh);
     if (st == SRP_OK && with_bound)
-        st = ex_dist_max(&t->dist, t->bound_s, lh);
+        st = srp_dist_max(dist, t->bound_s, lh);
     if (st == SRP_OK && with_bound)
-        st = ex_dist_max(&t->dist, t->bound_m_norm, lh);
+        st = srp_dist_max(dist, t->bound_m_norm, lh);
     if (st == SRP_OK && with_bound)
-        st = ex_dist_max(&t->dist, t->bound_x_norm, t->layers);
+        st = srp_dist_max(dist, t->bound_x_norm, t->layers);
     return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "attention entropy over the ranks");
 }
 

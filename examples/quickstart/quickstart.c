@@ -18,19 +18,15 @@ int main(void)
 
     srp_linear_config cfg = srp_linear_config_default(IN, OUT); /* W_hat = gamma / sigma(W) W */
     srp_linear *layer;
-    if (srp_linear_create(&layer, &cfg) != SRP_OK)
+    srp_param_list *params; /* the layer's weight, bias and gamma, by name */
+    if (srp_linear_create(&layer, &cfg) != SRP_OK || srp_param_list_create(&params) != SRP_OK ||
+        srp_linear_params(layer, "layer", params) != SRP_OK)
         return 1;
-    srp_param params[3] = {
-        srp_param_make("weight", srp_linear_weight(layer), srp_linear_weight_grad(layer), IN * OUT,
-                       SRP_PARAM_WEIGHT),
-        srp_param_make("bias", srp_linear_bias(layer), srp_linear_bias_grad(layer), OUT,
-                       SRP_PARAM_BIAS),
-        srp_param_make("gamma", srp_linear_gamma(layer), srp_linear_gamma_grad(layer), 1,
-                       SRP_PARAM_GAMMA)};
     srp_optim_config oc = srp_optim_config_default(SRP_OPTIM_SGD);
     oc.momentum = 0.9f;
     srp_optim *opt;
-    if (srp_optim_create(&opt, params, 3, &oc) != SRP_OK)
+    if (srp_optim_create(&opt, srp_param_list_entries(params), srp_param_list_count(params), &oc) !=
+        SRP_OK)
         return 1;
 
     for (int step = 0; step < 300; step++) {
@@ -47,6 +43,7 @@ int main(void)
     printf("loss %.2e, sigma %.3f, gamma %.3f\n", loss, srp_linear_sigma(layer),
            *srp_linear_gamma(layer));
     srp_optim_destroy(opt);
+    srp_param_list_destroy(params);
     srp_linear_destroy(layer);
     return loss < 1e-4f ? 0 : 1;
 }

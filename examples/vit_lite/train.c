@@ -336,7 +336,7 @@ static ex_code evaluate(vit_trainer *t, const vit_dataset *d, float *loss, float
     code = ex_dist_agree(&base->dist, code, err);
     double sums[2] = {loss_sum, (double)correct};
     srp_status st = SRP_OK;
-    if (code == EX_OK && (st = ex_dist_sum(&base->dist, sums, 2)) != SRP_OK)
+    if (code == EX_OK && (st = srp_dist_sum(base->dist.handle, sums, 2)) != SRP_OK)
         code = ex_fail_status(err, st, "summing the evaluation over the ranks");
     *loss = (float)(sums[0] / (double)d->count);
     *acc = (float)(sums[1] / (double)d->count);

@@ -1,12 +1,22 @@
-/* Data-parallel training over MPI: gradients averaged across ranks, one
+/* Data-parallel training: gradients averaged across ranks, one
  * sigmaReparam state for the whole job, failures that reach every rank.
- * Only in builds configured with SRP_WITH_MPI=ON; not part of
- * <sigmareparam.h> (it needs <mpi.h>): include it next to that.
+ * Part of <sigmareparam.h>, in every build.
  *
- * The application owns MPI: it calls MPI_Init before srp_dist_create and
- * MPI_Finalize after srp_dist_destroy. The library works on its own
- * duplicate of the communicator, so its messages never meet the
- * application's.
+ * Two ways to make a handle:
+ *  - srp_dist_create_single: one process, rank 0 of 1, in any build. Every
+ *    collective gives the one-process answer at once (the mean, sum,
+ *    minimum or maximum of one rank's values are those values, a broadcast
+ *    leaves them, the replicas are identical, an agreement is the local
+ *    status), moving and allocating nothing. A program written for several
+ *    ranks thus runs unchanged on one.
+ *  - srp_dist_create: several processes over an MPI communicator. It is
+ *    declared in <sigmareparam/dist_mpi.h>, which includes <mpi.h> and
+ *    exists only in builds configured with SRP_WITH_MPI=ON. The
+ *    application owns MPI: it calls MPI_Init before srp_dist_create and
+ *    MPI_Finalize after srp_dist_destroy. The library works on its own
+ *    duplicate of the communicator, so its messages never meet the
+ *    application's.
+ * Everything else is the same for both.
  *
  * How a data-parallel step goes, on every rank with the same model:
  *   forward and backward on this rank's share of the global batch (each
@@ -44,9 +54,12 @@
 #ifndef SIGMAREPARAM_DIST_H
 #define SIGMAREPARAM_DIST_H
 
-#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
 
-#include "sigmareparam.h"
+#include "sigmareparam/core.h"
+#include "sigmareparam/linear.h"
+#include "sigmareparam/optim.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -61,19 +74,15 @@ typedef enum {
     SRP_DIST_SPECTRAL_LOCAL      /* never: each rank keeps its own (for tests) */
 } srp_dist_spectral_policy;
 
-/* Collective over comm. params: the list the optimizer steps (gradients
- * are averaged in its order, fused into one buffer taken here); linears:
- * the model's layers, whose u, v and sigma srp_dist_sync_spectral keeps
- * equal (NULL with count 0 when there are none). Both must describe the
- * same shapes on every rank: SRP_ERR_SHAPE on every rank when they do not.
- * Call srp_set_num_threads first: the thread count is part of the numerics
- * compared across ranks. Errors: NULL or count 0 where a list is needed
- * (SRP_ERR_INVALID_ARG), no memory (SRP_ERR_NOMEM), INT_MAX floats of
- * gradients or more (one allreduce's count; SRP_ERR_UNSUPPORTED), an MPI
- * failure (SRP_ERR_PEER); on any error every rank returns an error and
+/* One process: rank 0 of 1. params: the list the optimizer steps; linears:
+ * the model's layers (NULL with count 0 when there are none). nparams 0
+ * (params may then be NULL) makes a handle without a model, for the
+ * collectives before one exists; so does srp_dist_create. Errors: params
+ * or linears NULL with a count, an entry without data or gradient or of
+ * size 0, a NULL linear (SRP_ERR_INVALID_ARG), no memory (SRP_ERR_NOMEM);
  * *out stays NULL. */
-SRP_API srp_status srp_dist_create(srp_dist **out, MPI_Comm comm, const srp_param *params,
-                                   size_t nparams, srp_linear *const *linears, size_t nlinears);
+SRP_API srp_status srp_dist_create_single(srp_dist **out, const srp_param *params, size_t nparams,
+                                          srp_linear *const *linears, size_t nlinears);
 /* Collective (frees the duplicated communicator). NULL: nothing. */
 SRP_API void srp_dist_destroy(srp_dist *d);
 
@@ -84,14 +93,16 @@ SRP_API int srp_dist_size(const srp_dist *d);
  * kernels and library version (so the power steps agree bit for bit). */
 SRP_API int srp_dist_numerics_uniform(const srp_dist *d);
 SRP_API void srp_dist_set_spectral_policy(srp_dist *d, srp_dist_spectral_policy policy);
-/* 1 when srp_dist_sync_spectral broadcasts under the current policy. */
+/* 1 when srp_dist_sync_spectral broadcasts under the current policy (never
+ * with one rank). */
 SRP_API int srp_dist_spectral_broadcasts(const srp_dist *d);
 
 /* Collective. Every entry's gradient becomes its mean over the ranks, in
  * one fused allreduce. local is this rank's status for the step so far:
  * a rank that failed still calls, so that no rank waits for it. When any
  * rank passed a failure, no gradient changes and every rank gets an error:
- * its own status on the failed rank, SRP_ERR_PEER on the others. */
+ * its own status on the failed rank, SRP_ERR_PEER on the others. One rank:
+ * local, and nothing moves. */
 SRP_API srp_status srp_dist_average_gradients(srp_dist *d, srp_status local);
 
 /* Collective. After the optimizer step: broadcasts u, v and sigma of every
@@ -102,20 +113,33 @@ SRP_API srp_status srp_dist_sync_spectral(srp_dist *d);
  * parameter, and every linear's u, v and sigma (a CRC-32 of each rank's
  * bytes, compared); 0 otherwise. */
 SRP_API srp_status srp_dist_replicas_identical(srp_dist *d, int *identical);
+/* Collective. *same = 1 when every rank passed the same len bytes (their
+ * CRC-32s compared), such as the options the ranks were started with. */
+SRP_API srp_status srp_dist_same_bytes(srp_dist *d, const void *bytes, size_t len, int *same);
 
-/* Collective reductions of small arrays for metrics, in place: the sum of
- * values (double) over the ranks; the minimum of values (float). */
+/* Collective reductions of small arrays for metrics, in place, over the
+ * ranks: the sum (double); the mean of floats, summed in double; the
+ * minimum and the maximum (float); rank 0's values (double: a decision
+ * taken by rank 0's clock, say). n from 1 to INT_MAX. */
 SRP_API srp_status srp_dist_sum(srp_dist *d, double *values, size_t n);
+SRP_API srp_status srp_dist_mean(srp_dist *d, float *values, size_t n);
 SRP_API srp_status srp_dist_min(srp_dist *d, float *values, size_t n);
+SRP_API srp_status srp_dist_max(srp_dist *d, float *values, size_t n);
+SRP_API srp_status srp_dist_broadcast(srp_dist *d, double *values, size_t n);
 
 /* Collective. Agrees on a status: local when it is a failure; SRP_ERR_PEER
  * when this rank is fine and another is not; SRP_OK when all are. For the
  * points where one rank may fail alone (reading its files, writing a
  * checkpoint on rank 0). */
 SRP_API srp_status srp_dist_agree(srp_dist *d, srp_status local);
+/* Collective: srp_dist_sum of values and srp_dist_agree of local in the
+ * same allreduce (one per 63 values), for a step's figures taken where one
+ * rank could fail alone. On a failed rank the values stay as they were. */
+SRP_API srp_status srp_dist_sum_agree(srp_dist *d, double *values, size_t n, srp_status local);
 
 /* What the gradient allreduce moved and took: bytes per call (the fused
- * buffer), the number of calls and their total seconds (wall clock). */
+ * buffer), the number of calls and their total seconds (wall clock). One
+ * rank moves nothing: no calls. */
 SRP_API void srp_dist_allreduce_stats(const srp_dist *d, size_t *bytes, uint64_t *calls,
                                       double *seconds);
 

@@ -30,44 +30,13 @@ static void run_attention(void *ctx)
     }
 }
 
-typedef struct {
-    srp_linear *l;
-    size_t n;
-    const float *x, *dy;
-    float *y, *dx;
-} lin_case;
-
-static void run_linear(void *ctx)
-{
-    lin_case *c = ctx;
-    if (srp_linear_forward(c->l, c->x, c->n, c->y, SRP_TRAIN) != SRP_OK ||
-        srp_linear_backward(c->l, c->x, c->dy, c->n, c->dx) != SRP_OK) {
-        fprintf(stderr, "bench_attention: linear call failed\n");
-        exit(1);
-    }
-}
-
 static srp_attention *make_attention(size_t b, size_t t, size_t d, size_t h, int track)
 {
     srp_attention_config c = srp_attention_config_default(d, h);
     c.track_entropy = track;
     srp_attention *a = NULL;
-    if (srp_attention_create(&a, &c, b, t) != SRP_OK) {
-        fprintf(stderr, "bench_attention: create failed\n");
-        exit(1);
-    }
+    bench_check(srp_attention_create(&a, &c, b, t), "srp_attention_create");
     return a;
-}
-
-static srp_linear *make_linear(size_t in, size_t out)
-{
-    srp_linear_config c = srp_linear_config_default(in, out);
-    srp_linear *l = NULL;
-    if (srp_linear_create(&l, &c) != SRP_OK) {
-        fprintf(stderr, "bench_attention: linear create failed\n");
-        exit(1);
-    }
-    return l;
 }
 
 int main(int argc, char **argv)
@@ -84,8 +53,7 @@ int main(int argc, char **argv)
                "T", "D", "H", "module_ms", "GFLOP/s", "of_peak", "core_ms", "GFLOP/s", "core_peak",
                "entropy", "peak");
     for (int t = 0; t < nthreads; t++) {
-        srp_set_num_threads(threads[t]);
-        const bench_peaks peaks = bench_measure_peaks();
+        const bench_peaks peaks = bench_measure_peaks(threads[t]);
         const double peak = peaks.best;
         for (int s = 0; s < 4; s++) {
             const size_t B = shapes[s][0], T = shapes[s][1], D = shapes[s][2], H = shapes[s][3];
@@ -100,9 +68,11 @@ int main(int argc, char **argv)
             bench_fill(dy3, n * 3 * D, 3);
             attn_case with = {make_attention(B, T, D, H, 1), B, T, x, dy, y, dx};
             attn_case without = {make_attention(B, T, D, H, 0), B, T, x, dy, y, dx};
-            lin_case qkv = {make_linear(D, 3 * D), n, x, dy3, y, dx};
-            lin_case proj = {make_linear(D, D), n, x, dy, y, dx};
-            void (*fns[4])(void *) = {run_attention, run_attention, run_linear, run_linear};
+            bench_linear_case qkv = {
+                bench_make_linear(D, 3 * D, SRP_REPARAM_SIGMA), n, x, dy3, y, dx};
+            bench_linear_case proj = {bench_make_linear(D, D, SRP_REPARAM_SIGMA), n, x, dy, y, dx};
+            void (*fns[4])(void *) = {run_attention, run_attention, bench_run_linear,
+                                      bench_run_linear};
             void *ctxs[4] = {&with, &without, &qkv, &proj};
             double med[4];
             bench_time_interleaved(fns, ctxs, 4, repeats, med);

@@ -186,8 +186,9 @@ double bench_sgemm_gflops(const char *backend, size_t m, size_t n, size_t k, int
     return 2.0 * (double)m * (double)n * (double)k / s * 1e-9;
 }
 
-bench_peaks bench_measure_peaks(void)
+bench_peaks bench_measure_peaks(int threads)
 {
+    srp_set_num_threads(threads);
     const char *names[2];
     const int count = bench_backends(names);
     bench_peaks p = {0.0, 0.0};
@@ -229,6 +230,30 @@ void *bench_alloc(size_t bytes)
         exit(1);
     }
     return p;
+}
+
+void bench_check(srp_status st, const char *what)
+{
+    if (st != SRP_OK) {
+        fprintf(stderr, "%s failed: %s (%s)\n", what, srp_status_str(st), srp_last_error_detail());
+        exit(1);
+    }
+}
+
+srp_linear *bench_make_linear(size_t in, size_t out, srp_reparam mode)
+{
+    srp_linear_config cfg = srp_linear_config_default(in, out);
+    cfg.reparam = mode;
+    srp_linear *l = NULL;
+    bench_check(srp_linear_create(&l, &cfg), "srp_linear_create");
+    return l;
+}
+
+void bench_run_linear(void *ctx)
+{
+    bench_linear_case *c = ctx;
+    bench_check(srp_linear_forward(c->l, c->x, c->n, c->y, SRP_TRAIN), "srp_linear_forward");
+    bench_check(srp_linear_backward(c->l, c->x, c->dy, c->n, c->dx), "srp_linear_backward");
 }
 
 int bench_thread_list(const bench_options *o, int *list)

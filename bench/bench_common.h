@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "sigmareparam.h"
+
 typedef struct {
     int json;    /* --json: one JSON object per line instead of a table */
     int repeats; /* --repeats N: timed repeats per case (median reported) */
@@ -47,11 +49,12 @@ void bench_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float a
 int bench_backends(const char *names[2]);
 
 /* The peaks every bench divides by, measured in the same run at 2048^3:
- * the active backend's (srp_gemm_backend) and the best built-in one's. */
+ * the active backend's (srp_gemm_backend) and the best built-in one's,
+ * after setting the library's thread count to threads. */
 typedef struct {
     double active, best;
 } bench_peaks;
-bench_peaks bench_measure_peaks(void);
+bench_peaks bench_measure_peaks(int threads);
 
 /* The first line of every bench: the GEMM backend, OpenBLAS's kernels
  * (OPENBLAS_CORETYPE pins them) and the library version; JSON or text. */
@@ -61,6 +64,19 @@ void bench_print_setup(const bench_options *o, const char *bench);
 void bench_fill(float *x, size_t n, unsigned seed);
 /* malloc that exits with a message: bench binaries only. */
 void *bench_alloc(size_t bytes);
+/* Exits 1 with "<what> failed: <status> (<detail>)" unless st is SRP_OK. */
+void bench_check(srp_status st, const char *what);
+/* A linear of the default config with reparam mode (bench_check'd). */
+srp_linear *bench_make_linear(size_t in, size_t out, srp_reparam mode);
+/* A linear's training forward and backward on n rows, timed by
+ * bench_time(bench_run_linear, &c, ...). x, dx: [n][in]; y, dy: [n][out] */
+typedef struct {
+    srp_linear *l;
+    size_t n;
+    const float *x, *dy;
+    float *y, *dx;
+} bench_linear_case;
+void bench_run_linear(void *ctx);
 
 /* Thread counts to run: {1, 2} or the one given with --threads. */
 int bench_thread_list(const bench_options *o, int *list);

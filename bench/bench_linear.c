@@ -10,23 +10,6 @@
 #include "sigmareparam.h"
 
 typedef struct {
-    srp_linear *l;
-    size_t n, in, out;
-    const float *x, *dy;
-    float *y, *dx;
-} layer_case;
-
-static void run_layer(void *ctx)
-{
-    layer_case *c = ctx;
-    if (srp_linear_forward(c->l, c->x, c->n, c->y, SRP_TRAIN) != SRP_OK ||
-        srp_linear_backward(c->l, c->x, c->dy, c->n, c->dx) != SRP_OK) {
-        fprintf(stderr, "bench_linear: layer call failed\n");
-        exit(1);
-    }
-}
-
-typedef struct {
     size_t n, in, out;
     const float *x, *dy, *w;
     float *y, *dx, *dw;
@@ -38,18 +21,6 @@ static void run_bare(void *ctx)
     bench_sgemm(0, 1, c->n, c->out, c->in, 1.0f, c->x, c->in, c->w, c->in, 0.0f, c->y, c->out);
     bench_sgemm(0, 0, c->n, c->in, c->out, 1.0f, c->dy, c->out, c->w, c->in, 0.0f, c->dx, c->in);
     bench_sgemm(1, 0, c->out, c->in, c->n, 1.0f, c->dy, c->out, c->x, c->in, 1.0f, c->dw, c->in);
-}
-
-static srp_linear *make(size_t in, size_t out, srp_reparam mode)
-{
-    srp_linear_config cfg = srp_linear_config_default(in, out);
-    cfg.reparam = mode;
-    srp_linear *l = NULL;
-    if (srp_linear_create(&l, &cfg) != SRP_OK) {
-        fprintf(stderr, "bench_linear: create failed\n");
-        exit(1);
-    }
-    return l;
 }
 
 int main(int argc, char **argv)
@@ -65,8 +36,7 @@ int main(int argc, char **argv)
                "out", "sigma_ms", "none_ms", "bare_ms", "sigma/none", "none/bare", "GFLOP/s",
                "of_peak");
     for (int t = 0; t < nthreads; t++) {
-        srp_set_num_threads(threads[t]);
-        const bench_peaks peaks = bench_measure_peaks();
+        const bench_peaks peaks = bench_measure_peaks(threads[t]);
         const double peak = peaks.best;
         for (int s = 0; s < 4; s++) {
             const size_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
@@ -78,12 +48,12 @@ int main(int argc, char **argv)
             float *dw = bench_alloc(sizeof(float) * in * out);
             bench_fill(x, n * in, 1);
             bench_fill(dy, n * out, 2);
-            srp_linear *sig = make(in, out, SRP_REPARAM_SIGMA),
-                       *none = make(in, out, SRP_REPARAM_NONE);
-            layer_case cs = {sig, n, in, out, x, dy, y, dx};
-            layer_case cn = {none, n, in, out, x, dy, y, dx};
+            srp_linear *sig = bench_make_linear(in, out, SRP_REPARAM_SIGMA),
+                       *none = bench_make_linear(in, out, SRP_REPARAM_NONE);
+            bench_linear_case cs = {sig, n, x, dy, y, dx};
+            bench_linear_case cn = {none, n, x, dy, y, dx};
             bare_case cb = {n, in, out, x, dy, srp_linear_weight(none), y, dx, dw};
-            void (*fns[3])(void *) = {run_layer, run_layer, run_bare};
+            void (*fns[3])(void *) = {bench_run_linear, bench_run_linear, run_bare};
             void *ctxs[3] = {&cs, &cn, &cb};
             double med[3];
             bench_time_interleaved(fns, ctxs, 3, repeats, med);

@@ -45,8 +45,7 @@ int main(int argc, char **argv)
         printf("%-8s %6s %12s %14s %8s %14s\n", "threads", "n", "step_ms", "stream2x_ms", "ratio",
                "sgemm_GFLOP/s");
     for (int t = 0; t < nthreads; t++) {
-        srp_set_num_threads(threads[t]);
-        const bench_peaks peaks = bench_measure_peaks();
+        const bench_peaks peaks = bench_measure_peaks(threads[t]);
         const double peak = peaks.best;
         for (int s = 0; s < 3; s++) {
             const size_t n = sizes[s];
@@ -54,10 +53,7 @@ int main(int argc, char **argv)
             float *w = bench_alloc(sizeof(float) * n * n);
             bench_fill(w, n * n, 3);
             spectral_case c = {NULL, w, n, 0.0f};
-            if (srp_power_iter_create(&c.p, n, n, 1) != SRP_OK) {
-                fprintf(stderr, "bench_spectral: create failed\n");
-                return 1;
-            }
+            bench_check(srp_power_iter_create(&c.p, n, n, 1), "srp_power_iter_create");
             const double step = bench_time(run_step, &c, repeats);
             const double stream = bench_time(run_stream_twice, &c, repeats);
             if (o.json)

@@ -185,8 +185,7 @@ int main(int argc, char **argv)
         printf("%-7s %5s | %10s %9s %9s %8s | %9s %9s\n", "threads", "batch", "step_ms", "img/s",
                "GFLOP/s", "MFU", "peak", "best_peak");
     for (int t = 0; t < nthreads; t++) {
-        srp_set_num_threads(threads[t]);
-        const bench_peaks peaks = bench_measure_peaks();
+        const bench_peaks peaks = bench_measure_peaks(threads[t]);
         vit_model *model = NULL;
         srp_optim *optim = NULL;
         if (vit_create(&model, &cfg) != SRP_OK) {

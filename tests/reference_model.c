@@ -2,6 +2,7 @@
 #include "reference_model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,18 +147,24 @@ void ref_attention_forward(const ref_attention *R, const double *x, double *y, d
     free(p);
 }
 
+double ref_row_mean(const double *x, size_t d, double eps, double *rstd)
+{
+    double mean = 0.0, var = 0.0;
+    for (size_t j = 0; j < d; j++)
+        mean += x[j];
+    mean /= (double)d;
+    for (size_t j = 0; j < d; j++)
+        var += (x[j] - mean) * (x[j] - mean);
+    *rstd = 1.0 / sqrt(var / (double)d + eps); /* the biased variance, as PyTorch's */
+    return mean;
+}
+
 void ref_layernorm_forward(const double *x, const double *w, const double *b, size_t n, size_t d,
                            double eps, double *y)
 {
     for (size_t i = 0; i < n; i++) {
-        double mean = 0.0, var = 0.0;
-        for (size_t j = 0; j < d; j++)
-            mean += x[i * d + j];
-        mean /= (double)d;
-        for (size_t j = 0; j < d; j++)
-            var += (x[i * d + j] - mean) * (x[i * d + j] - mean);
-        var /= (double)d; /* biased, as PyTorch */
-        const double rstd = 1.0 / sqrt(var + eps);
+        double rstd;
+        const double mean = ref_row_mean(x + i * d, d, eps, &rstd);
         for (size_t j = 0; j < d; j++)
             y[i * d + j] = (x[i * d + j] - mean) * rstd * (w ? w[j] : 1.0) + (b ? b[j] : 0.0);
     }
@@ -276,4 +283,32 @@ double ref_central_difference_f(ref_loss_fn loss, void *ctx, float *p, float h)
     const double down = loss(ctx);
     *p = keep;
     return (up - down) / ((double)hi - (double)lo);
+}
+
+double ref_assert_gradient(ref_loss_fn loss, void *ctx, double *p, size_t count, const float *got,
+                           double tol, double floor, const char *what)
+{
+    double *g = alloc_d(count), scale = 0.0;
+    ref_central_differences(loss, ctx, p, count, g);
+    assert_close_to_double(got, g, count, tol, floor, what);
+    for (size_t i = 0; i < count; i++)
+        scale = fmax(scale, fabs(g[i]));
+    free(g);
+    return scale;
+}
+
+void ref_assert_linear_gradients(ref_loss_fn loss, void *ctx, ref_linear *L, srp_linear *l,
+                                 double tol, double floor, const char *name)
+{
+    char what[80];
+    snprintf(what, sizeof(what), "%s dW", name);
+    const double dw_scale = ref_assert_gradient(loss, ctx, L->w, L->in * L->out,
+                                                srp_linear_weight_grad(l), tol, floor, what);
+    snprintf(what, sizeof(what), "%s db", name);
+    ref_assert_gradient(loss, ctx, L->b, L->out, srp_linear_bias_grad(l), tol,
+                        fmax(floor, dw_scale), what);
+    double dgamma;
+    ref_central_differences(loss, ctx, &L->gamma, 1, &dgamma);
+    snprintf(what, sizeof(what), "%s dgamma", name);
+    assert_close_rel(*srp_linear_gamma_grad(l), dgamma, tol, 1e-3, what);
 }

@@ -50,6 +50,9 @@ void ref_attention_free(ref_attention *R);
  * x, y: [B][T][D] */
 void ref_attention_forward(const ref_attention *R, const double *x, double *y, double *ent);
 
+/* The mean of x[0..d), and 1 / sqrt(var + eps) of its biased variance
+ * into *rstd: LayerNorm's statistics of a row. */
+double ref_row_mean(const double *x, size_t d, double eps, double *rstd);
 /* torch.nn.LayerNorm(d, eps) over the rows: the biased variance; w, b may
  * be NULL (1 and 0). x, y: [n][d] */
 void ref_layernorm_forward(const double *x, const double *w, const double *b, size_t n, size_t d,
@@ -88,5 +91,18 @@ typedef double (*ref_loss_fn)(void *ctx);
 void ref_central_differences(ref_loss_fn loss, void *ctx, double *p, size_t count, double *grad);
 /* The same for one float parameter, with step h. */
 double ref_central_difference_f(ref_loss_fn loss, void *ctx, float *p, float h);
+
+/* got[0..count) against the central differences of loss(ctx) in p
+ * (assert_close_to_double with tol and floor; what names it in a
+ * failure). Returns the differences' largest magnitude, the gradient's
+ * scale. */
+double ref_assert_gradient(ref_loss_fn loss, void *ctx, double *p, size_t count, const float *got,
+                           double tol, double floor, const char *what);
+/* A linear's dW, db and dgamma against central differences in L's
+ * parameters, named "<name> dW" and so on: dW with floor, db at the scale
+ * of dW (at least floor; a bias whose gradient is 0, such as the key
+ * bias, shows only rounding noise), dgamma with floor 1e-3. */
+void ref_assert_linear_gradients(ref_loss_fn loss, void *ctx, ref_linear *L, srp_linear *l,
+                                 double tol, double floor, const char *name);
 
 #endif

@@ -121,8 +121,7 @@ static const attn_shape k_shapes[] = {
 static void test_forward_and_entropy_match_reference(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 11);
+    srp_rng r = seeded_rng(11);
     for (size_t kv = 0; kv < 3 * sizeof(k_shapes) / sizeof(k_shapes[0]); kv++) {
         const size_t k = kv / 3; /* every shape with each way of sharing sigma */
         attn_shape s = k_shapes[k];
@@ -181,44 +180,40 @@ static void test_forward_and_entropy_match_reference(void **state)
     }
 }
 
-static void check_linear_grads(srp_linear *l, attention_problem *P, ref_linear *L, double tol,
-                               const char *name)
-{
-    char what[64];
-    const size_t nw = L->in * L->out;
-    double *g = malloc(sizeof(double) * nw);
-    assert_non_null(g);
-    ref_central_differences(attention_loss, P, L->w, nw, g);
-    snprintf(what, sizeof(what), "%s dW", name);
-    assert_close_to_double(srp_linear_weight_grad(l), g, nw, tol, 0.0, what);
-    /* The key bias's gradient is 0 (it shifts a whole row of logits): its
-     * rounding noise is judged at the scale of the layer's dW. */
-    double dw_scale = 0.0;
-    for (size_t i = 0; i < nw; i++)
-        dw_scale = fmax(dw_scale, fabs(g[i]));
-    ref_central_differences(attention_loss, P, L->b, L->out, g);
-    snprintf(what, sizeof(what), "%s db", name);
-    assert_close_to_double(srp_linear_bias_grad(l), g, L->out, tol, dw_scale, what);
-    ref_central_differences(attention_loss, P, &L->gamma, 1, g);
-    snprintf(what, sizeof(what), "%s dgamma", name);
-    assert_close_rel(*srp_linear_gamma_grad(l), g[0], tol, 1e-3, what);
-    free(g);
-}
+/* A module of shape s (make's seed), randomized, after a training forward
+ * on random x and the backward of the test loss 0.5 |y|^2 + <r, y>
+ * (dy = y + r, r random); P: the double reference of the module as that
+ * forward saw it. x, y, dy, dx: [B][T][D]. */
+typedef struct {
+    srp_attention *a;
+    attention_problem P;
+    float *x, *y, *dy, *dx;
+} loss_step;
 
-/* Random x, a training forward and the backward of the test loss
- * 0.5 |y|^2 + <r, y> (dy = y + r, r random); P gets the double reference of
- * the module as that forward saw it. x, y, dy, dx: [B][T][D]. */
-static void run_loss_backward(srp_attention *a, const attn_shape *s, srp_rng *r,
-                              attention_problem *P, float *x, float *y, float *dy, float *dx)
+static void loss_step_run(loss_step *t, const attn_shape *s, uint64_t seed, srp_rng *r)
 {
     const size_t n = s->B * s->T * s->D;
-    fill_normal_f(r, x, n, 1.0);
-    problem_init(P, a, s, x);
-    fill_normal_d(r, P->r, n, 1.0);
-    assert_ok(srp_attention_forward(a, x, s->B, s->T, y, SRP_TRAIN));
+    t->a = make(s, seed);
+    randomize_inputs(t->a, r, 0.5, 3.0f);
+    randomize_linear(srp_attention_proj(t->a), r, 0.5, 1.5f);
+    t->x = alloc_f(4 * n); /* one buffer for the four */
+    t->y = t->x + n;
+    t->dy = t->y + n;
+    t->dx = t->dy + n;
+    fill_normal_f(r, t->x, n, 1.0);
+    problem_init(&t->P, t->a, s, t->x);
+    fill_normal_d(r, t->P.r, n, 1.0);
+    assert_ok(srp_attention_forward(t->a, t->x, s->B, s->T, t->y, SRP_TRAIN));
     for (size_t i = 0; i < n; i++)
-        dy[i] = y[i] + (float)P->r[i];
-    assert_ok(srp_attention_backward(a, dy, dx));
+        t->dy[i] = t->y[i] + (float)t->P.r[i];
+    assert_ok(srp_attention_backward(t->a, t->dy, t->dx));
+}
+
+static void loss_step_free(loss_step *t)
+{
+    problem_free(&t->P);
+    free(t->x);
+    srp_attention_destroy(t->a);
 }
 
 /* Central differences on a sample of entries (a full check of every entry
@@ -246,67 +241,40 @@ static void check_sampled(attention_problem *P, double *p, const float *analytic
 static void test_backward_of_long_sequences(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 23);
+    srp_rng r = seeded_rng(23);
     for (size_t k = 7; k < 9; k++) {
         const attn_shape s = k_shapes[k];
-        const size_t n = s.B * s.T * s.D;
-        srp_attention *a = make(&s, 200 + k);
-        randomize_inputs(a, &r, 0.5, 3.0f);
-        randomize_linear(srp_attention_proj(a), &r, 0.5, 1.5f);
-        float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
-        float *dy = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n);
-        assert_true(x && y && dy && dx);
-        attention_problem P;
-        run_loss_backward(a, &s, &r, &P, x, y, dy, dx);
-        check_sampled(&P, P.x, dx, n, &r, 1e-4, "T = 300 dx");
-        check_sampled(&P, P.att.in_proj[0].w, srp_linear_weight_grad(srp_attention_qkv(a)),
+        loss_step t;
+        loss_step_run(&t, &s, 200 + k, &r);
+        check_sampled(&t.P, t.P.x, t.dx, s.B * s.T * s.D, &r, 1e-4, "T = 300 dx");
+        check_sampled(&t.P, t.P.att.in_proj[0].w, srp_linear_weight_grad(srp_attention_qkv(t.a)),
                       3 * s.D * s.D, &r, 1e-4, "T = 300 qkv dW");
-        problem_free(&P);
-        free(x);
-        free(y);
-        free(dy);
-        free(dx);
-        srp_attention_destroy(a);
+        loss_step_free(&t);
     }
 }
 
 static void test_backward_matches_finite_differences(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 22);
+    srp_rng r = seeded_rng(22);
     const double tol = 1e-4;
     for (size_t kv = 0; kv < 3 * 6; kv++) { /* the small shapes, each way of sharing sigma */
         const size_t k = kv / 3;
         attn_shape s = k_shapes[k];
         s.qkv_sigma = (srp_qkv_sigma)(kv % 3);
-        const size_t n = s.B * s.T * s.D;
-        srp_attention *a = make(&s, 100 + k);
-        randomize_inputs(a, &r, 0.5, 3.0f);
-        randomize_linear(srp_attention_proj(a), &r, 0.5, 1.5f);
-        float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
-        float *dy = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n);
-        double *g = malloc(sizeof(double) * n);
-        assert_true(x && y && dy && dx && g);
-        attention_problem P;
-        run_loss_backward(a, &s, &r, &P, x, y, dy, dx);
-
-        ref_central_differences(attention_loss, &P, P.x, n, g);
-        assert_close_to_double(dx, g, n, tol, 0.0, "attention dx");
-        for (size_t i = 0; i < P.att.n_in; i++) {
+        loss_step t;
+        loss_step_run(&t, &s, 100 + k, &r);
+        ref_assert_gradient(attention_loss, &t.P, t.P.x, s.B * s.T * s.D, t.dx, tol, 0.0,
+                            "attention dx");
+        for (size_t i = 0; i < t.P.att.n_in; i++) {
             const char *name;
-            srp_linear *l = srp_attention_in_proj(a, i, &name);
-            check_linear_grads(l, &P, &P.att.in_proj[i], tol, name);
+            srp_linear *l = srp_attention_in_proj(t.a, i, &name);
+            ref_assert_linear_gradients(attention_loss, &t.P, &t.P.att.in_proj[i], l, tol, 0.0,
+                                        name);
         }
-        check_linear_grads(srp_attention_proj(a), &P, &P.att.proj, tol, "proj");
-        problem_free(&P);
-        free(x);
-        free(y);
-        free(dy);
-        free(dx);
-        free(g);
-        srp_attention_destroy(a);
+        ref_assert_linear_gradients(attention_loss, &t.P, &t.P.att.proj, srp_attention_proj(t.a),
+                                    tol, 0.0, "proj");
+        loss_step_free(&t);
     }
 }
 
@@ -390,8 +358,7 @@ static double softmax_margin(size_t T, double f)
 static void test_bound_never_exceeds_measured_entropy(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 33);
+    srp_rng r = seeded_rng(33);
     int cases = 0, tight = 0;
     for (int trial = 0; trial < 300; trial++) {
         attn_shape s;
@@ -475,8 +442,7 @@ static void test_bound_edge_values(void **state)
     const attn_shape sh = {2, 6, 4, 2, 0, SRP_QKV_SIGMA_FUSED};
     srp_attention *a = make(&sh, 8);
     srp_linear *qkv = srp_attention_qkv(a);
-    srp_rng r;
-    srp_rng_seed(&r, 44);
+    srp_rng r = seeded_rng(44);
     randomize_linear(qkv, &r, 1.0, 2.0f);
     memset(srp_linear_weight(qkv), 0, sizeof(float) * 4 * 4); /* q rows */
     memset(srp_linear_bias(qkv), 0, sizeof(float) * 4);
@@ -496,8 +462,7 @@ static void test_bound_edge_values(void **state)
 static void test_bound_matches_explicit_norms(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 55);
+    srp_rng r = seeded_rng(55);
     const attn_shape shapes[] = {{3, 7, 6, 2, 0, SRP_QKV_SIGMA_FUSED},
                                  {2, 30, 8, 4, 0, SRP_QKV_SIGMA_QK_V},
                                  {1, 5, 12, 3, 0, SRP_QKV_SIGMA_SEPARATE},
@@ -595,8 +560,7 @@ static void test_key_bias_does_not_loosen_the_bound(void **state)
     for (int causal = 0; causal < 2; causal++) {
         const attn_shape sh = {2, 7, 8, 2, causal, SRP_QKV_SIGMA_FUSED};
         srp_attention *a = make(&sh, 12);
-        srp_rng r;
-        srp_rng_seed(&r, 13);
+        srp_rng r = seeded_rng(13);
         randomize_inputs(a, &r, 1.0, 0.01f); /* small logits, b_q ~ 0.2 */
         float x[2 * 7 * 8], y[2 * 7 * 8], *w, *b_k;
         double scale;
@@ -709,8 +673,7 @@ static void test_non_finite_forward_is_reported(void **state)
     float x[2 * 6 * 8], bad[2 * 6 * 8], y[2 * 6 * 8], dy[2 * 6 * 8], mean[2], bound[2];
     float before[256], after[256];
     size_t nb, na;
-    srp_rng r;
-    srp_rng_seed(&r, 5);
+    srp_rng r = seeded_rng(5);
     fill_normal_f(&r, x, 96, 1.0);
     fill_normal_f(&r, dy, 96, 1.0);
     assert_ok(srp_attention_forward(a, x, 2, 6, y, SRP_TRAIN));
@@ -743,8 +706,7 @@ static void test_bound_uses_the_forward_weights(void **state)
     (void)state;
     const attn_shape s = {2, 7, 8, 2, 0, SRP_QKV_SIGMA_FUSED};
     srp_attention *a = make(&s, 6);
-    srp_rng r;
-    srp_rng_seed(&r, 7);
+    srp_rng r = seeded_rng(7);
     randomize_linear(srp_attention_qkv(a), &r, 1.0, 2.0f);
     float x[2 * 7 * 8], y[2 * 7 * 8], before[2], after[2];
     fill_normal_f(&r, x, 112, 1.0);
@@ -770,8 +732,7 @@ static void test_fewer_tokens_than_the_maximum(void **state)
     float *x = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n);
     float *y[3], *dx[3];
     assert_true(x && dy);
-    srp_rng r;
-    srp_rng_seed(&r, 8);
+    srp_rng r = seeded_rng(8);
     fill_normal_f(&r, x, n, 1.0);
     fill_normal_f(&r, dy, n, 1.0);
     for (int k = 0; k < 3; k++) {
@@ -866,6 +827,16 @@ static void test_errors(void **state)
     srp_attention_destroy(NULL);
 }
 
+/* l's dW, db and dgamma one after the other into g; returns how many. */
+static size_t linear_grads(srp_linear *l, float *g)
+{
+    const size_t out = srp_linear_out_features(l), nw = srp_linear_in_features(l) * out;
+    memcpy(g, srp_linear_weight_grad(l), sizeof(float) * nw);
+    memcpy(g + nw, srp_linear_bias_grad(l), sizeof(float) * out);
+    g[nw + out] = *srp_linear_gamma_grad(l);
+    return nw + out + 1;
+}
+
 /* A backward that fails in qkv, after proj's part succeeded, leaves every
  * gradient of the module as it was. The failure: one input feature of 1e38
  * that qkv's weights ignore (a zero column), so the forward is finite, but
@@ -877,8 +848,7 @@ static void test_failed_backward_changes_no_gradient(void **state)
     const size_t n = s.B * s.T * s.D, D = s.D;
     srp_attention *a = make(&s, 12);
     srp_linear *qkv = srp_attention_qkv(a), *proj = srp_attention_proj(a);
-    srp_rng r;
-    srp_rng_seed(&r, 13);
+    srp_rng r = seeded_rng(13);
     float x[2 * 5 * 8], y[2 * 5 * 8], dy[2 * 5 * 8], dx[2 * 5 * 8];
     fill_normal_f(&r, x, n, 1.0);
     fill_normal_f(&r, dy, n, 1e3);
@@ -895,26 +865,17 @@ static void test_failed_backward_changes_no_gradient(void **state)
         fill_normal_f(&r, srp_linear_bias_grad(lin), srp_linear_out_features(lin), 0.1);
         *srp_linear_gamma_grad(lin) = 0.25f;
     }
-    float before[2][3 * 8 * 8 + 3 * 8 + 1];
-    for (int l = 0; l < 2; l++) {
-        srp_linear *lin = l ? proj : qkv;
-        const size_t nw = srp_linear_in_features(lin) * srp_linear_out_features(lin);
-        memcpy(before[l], srp_linear_weight_grad(lin), sizeof(float) * nw);
-        memcpy(before[l] + nw, srp_linear_bias_grad(lin),
-               sizeof(float) * srp_linear_out_features(lin));
-        before[l][nw + srp_linear_out_features(lin)] = *srp_linear_gamma_grad(lin);
-    }
+    enum { GRADS = 3 * 8 * 8 + 3 * 8 + 1 };
+    float before[2][GRADS], after[GRADS];
+    for (int l = 0; l < 2; l++)
+        linear_grads(l ? proj : qkv, before[l]);
     assert_ok(srp_attention_forward(a, x, s.B, s.T, y, SRP_TRAIN));
     for (size_t i = 0; i < n; i++)
         assert_true(isfinite(y[i]));
     assert_status(srp_attention_backward(a, dy, dx), SRP_ERR_NUMERIC);
     for (int l = 0; l < 2; l++) {
-        srp_linear *lin = l ? proj : qkv;
-        const size_t nw = srp_linear_in_features(lin) * srp_linear_out_features(lin);
-        assert_memory_equal(before[l], srp_linear_weight_grad(lin), sizeof(float) * nw);
-        assert_memory_equal(before[l] + nw, srp_linear_bias_grad(lin),
-                            sizeof(float) * srp_linear_out_features(lin));
-        assert_true(before[l][nw + srp_linear_out_features(lin)] == *srp_linear_gamma_grad(lin));
+        const size_t n_l = linear_grads(l ? proj : qkv, after);
+        assert_memory_equal(before[l], after, sizeof(float) * n_l);
     }
     srp_attention_destroy(a);
 }
@@ -946,8 +907,7 @@ static void test_results_are_deterministic(void **state)
 {
     (void)state;
     const size_t n = 8 * 33 * 32, sizes[4] = {n, n, 3 * 32 * 32, 4};
-    srp_rng r;
-    srp_rng_seed(&r, 66);
+    srp_rng r = seeded_rng(66);
     float *x = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n);
     assert_true(x && dy);
     fill_normal_f(&r, x, n, 1.0);
@@ -1070,8 +1030,7 @@ static void test_forward_backward_allocate_nothing(void **state)
     float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
     float *dx = malloc(sizeof(float) * n), e[4];
     assert_true(x && y && dx);
-    srp_rng r;
-    srp_rng_seed(&r, 99);
+    srp_rng r = seeded_rng(99);
     fill_normal_f(&r, x, n, 1.0);
     assert_ok(srp_attention_forward(a, x, s.B, s.T, y, SRP_TRAIN)); /* warm-up */
     assert_ok(srp_attention_backward(a, y, dx));

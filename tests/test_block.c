@@ -16,20 +16,6 @@
 #include "alloc_counter.h"
 #endif
 
-static float *alloc_f(size_t n)
-{
-    float *p = calloc(n ? n : 1, sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static double *alloc_d(size_t n)
-{
-    double *p = calloc(n ? n : 1, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
-
 typedef struct {
     size_t B, T, D, H, M;
     srp_norm_placement norm;
@@ -157,35 +143,11 @@ static double block_loss(void *ctx)
     return loss;
 }
 
-/* A linear's dW, db and dgamma against central differences; db judged at
- * the scale of dW (the key bias's gradient is 0 plus rounding). */
-static void check_linear(srp_linear *l, ref_linear *L, block_problem *P, double tol,
-                         const char *name)
-{
-    char what[80];
-    const size_t nw = L->in * L->out;
-    double *g = alloc_d(nw);
-    ref_central_differences(block_loss, P, L->w, nw, g);
-    snprintf(what, sizeof(what), "%s dW", name);
-    assert_close_to_double(srp_linear_weight_grad(l), g, nw, tol, 1e-3, what);
-    double scale = 1e-3;
-    for (size_t i = 0; i < nw; i++)
-        scale = fmax(scale, fabs(g[i]));
-    ref_central_differences(block_loss, P, L->b, L->out, g);
-    snprintf(what, sizeof(what), "%s db", name);
-    assert_close_to_double(srp_linear_bias_grad(l), g, L->out, tol, scale, what);
-    ref_central_differences(block_loss, P, &L->gamma, 1, g);
-    snprintf(what, sizeof(what), "%s dgamma", name);
-    assert_close_rel(*srp_linear_gamma_grad(l), g[0], tol, 1e-3, what);
-    free(g);
-}
-
 /* One training forward and backward of s against the reference. */
 static void check_gradients(const block_shape *s, uint64_t seed)
 {
     const size_t n = s->B * s->T * s->D;
-    srp_rng r;
-    srp_rng_seed(&r, seed);
+    srp_rng r = seeded_rng(seed);
     srp_block *b = make(s, seed);
     randomize(b, &r);
     float *x = alloc_f(n), *y = alloc_f(n), *dy = alloc_f(n), *dx = alloc_f(n);
@@ -210,27 +172,27 @@ static void check_gradients(const block_shape *s, uint64_t seed)
     assert_ok(srp_block_backward(b, dy, dx));
 
     const double tol = 2e-4;
-    double *g = alloc_d(n);
-    ref_central_differences(block_loss, &P, P.x, n, g);
-    assert_close_to_double(dx, g, n, tol, 0.0, "block dx");
+    ref_assert_gradient(block_loss, &P, P.x, n, dx, tol, 0.0, "block dx");
     srp_attention *a = srp_block_attention(b);
     for (size_t i = 0; i < P.blk.att.n_in; i++) {
         const char *name;
         srp_linear *l = srp_attention_in_proj(a, i, &name);
-        check_linear(l, &P.blk.att.in_proj[i], &P, tol, name);
+        ref_assert_linear_gradients(block_loss, &P, &P.blk.att.in_proj[i], l, tol, 1e-3, name);
     }
     const size_t nl = srp_block_linear_count(b);
-    check_linear(srp_attention_proj(a), &P.blk.att.proj, &P, tol, "proj");
-    check_linear(srp_block_linear(b, nl - 2, NULL), &P.blk.fc1, &P, tol, "fc1");
-    check_linear(srp_block_linear(b, nl - 1, NULL), &P.blk.fc2, &P, tol, "fc2");
+    ref_assert_linear_gradients(block_loss, &P, &P.blk.att.proj, srp_attention_proj(a), tol, 1e-3,
+                                "proj");
+    ref_assert_linear_gradients(block_loss, &P, &P.blk.fc1, srp_block_linear(b, nl - 2, NULL), tol,
+                                1e-3, "fc1");
+    ref_assert_linear_gradients(block_loss, &P, &P.blk.fc2, srp_block_linear(b, nl - 1, NULL), tol,
+                                1e-3, "fc2");
     for (size_t i = 0; i < srp_block_norm_count(b); i++) {
         srp_layernorm *ln = srp_block_norm(b, i, NULL);
-        ref_central_differences(block_loss, &P, P.blk.ln_w[i], s->D, g);
-        assert_close_to_double(srp_layernorm_weight_grad(ln), g, s->D, tol, 1e-3, "norm dweight");
-        ref_central_differences(block_loss, &P, P.blk.ln_b[i], s->D, g);
-        assert_close_to_double(srp_layernorm_bias_grad(ln), g, s->D, tol, 1e-3, "norm dbias");
+        ref_assert_gradient(block_loss, &P, P.blk.ln_w[i], s->D, srp_layernorm_weight_grad(ln), tol,
+                            1e-3, "norm dweight");
+        ref_assert_gradient(block_loss, &P, P.blk.ln_b[i], s->D, srp_layernorm_bias_grad(ln), tol,
+                            1e-3, "norm dbias");
     }
-    free(g);
     free(yd);
     masks_free(&m);
     ref_block_free(&P.blk);
@@ -411,26 +373,20 @@ static void model_block_forward(model_block *blk, const float *x, size_t B, size
                                 int training)
 {
     const size_t D = blk->D, rows = B * T, mlp = blk->mlp;
-    const float *a_in, *m_in;
-    if (blk->post) {
-        assert_ok(srp_attention_forward(blk->attn, x, B, T, blk->branch_out, training));
-        assert_ok(srp_residual_add(x, blk->branch_out, rows * D, blk->mid));
-        m_in = norm_forward(&blk->ln1, blk->mid, rows);
-        assert_ok(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
-        assert_ok(srp_gelu_forward(blk->h1, rows * mlp, blk->g));
-        assert_ok(srp_linear_forward(blk->fc2, blk->g, rows, blk->branch_out, training));
-        assert_ok(srp_residual_add(m_in, blk->branch_out, rows * D, blk->sum));
-        memcpy(y, norm_forward(&blk->ln2, blk->sum, rows), sizeof(float) * rows * D);
-        return;
-    }
-    a_in = norm_forward(&blk->ln1, x, rows);
+    /* post-LN: ln1 after the attention's residual, ln2 after the MLP's */
+    const float *a_in = blk->post ? x : norm_forward(&blk->ln1, x, rows);
     assert_ok(srp_attention_forward(blk->attn, a_in, B, T, blk->branch_out, training));
     assert_ok(srp_residual_add(x, blk->branch_out, rows * D, blk->mid));
-    m_in = norm_forward(&blk->ln2, blk->mid, rows);
+    const float *m_in = norm_forward(blk->post ? &blk->ln1 : &blk->ln2, blk->mid, rows);
     assert_ok(srp_linear_forward(blk->fc1, m_in, rows, blk->h1, training));
     assert_ok(srp_gelu_forward(blk->h1, rows * mlp, blk->g));
     assert_ok(srp_linear_forward(blk->fc2, blk->g, rows, blk->branch_out, training));
-    assert_ok(srp_residual_add(blk->mid, blk->branch_out, rows * D, y));
+    if (!blk->post) {
+        assert_ok(srp_residual_add(blk->mid, blk->branch_out, rows * D, y));
+        return;
+    }
+    assert_ok(srp_residual_add(m_in, blk->branch_out, rows * D, blk->sum));
+    memcpy(y, norm_forward(&blk->ln2, blk->sum, rows), sizeof(float) * rows * D);
 }
 
 /* char_lm/model.c's block_backward (pre-LN: vit_backward's loop body);
@@ -672,8 +628,7 @@ static void test_mlp_dropout_and_drop_path_statistics(void **state)
     const block_shape s = {64, 16, 64, 4, 128, SRP_NORM_NONE, 0, 0, 0.0f, 0.25f, 0.0f};
     const size_t n = s.B * s.T * s.D;
     float *x = alloc_f(n), *y_eval = alloc_f(n), *y = alloc_f(n), *y2 = alloc_f(n);
-    srp_rng r;
-    srp_rng_seed(&r, 4);
+    srp_rng r = seeded_rng(4);
     fill_normal_f(&r, x, n, 1.0);
     srp_block *b = mlp_probe(&s, 3);
     assert_ok(srp_block_forward(b, x, s.B, s.T, y_eval, SRP_EVAL));
@@ -806,8 +761,7 @@ static void test_attention_dropout_off_changes_nothing(void **state)
     c.dropout = 0.5f;
     assert_ok(srp_attention_create(&a2, &c, B, T));
     float x[B * T * D], y[B * T * D], y2[B * T * D], dx[B * T * D], dx2[B * T * D];
-    srp_rng r;
-    srp_rng_seed(&r, 2);
+    srp_rng r = seeded_rng(2);
     fill_normal_f(&r, x, B * T * D, 1.0);
     /* with dropout 0.5 an eval forward and its backward are the plain ones */
     assert_ok(srp_attention_forward(a, x, B, T, y, SRP_EVAL));
@@ -830,8 +784,7 @@ static void test_regularizers_reproduce_and_resume(void **state)
     float *x = alloc_f(n), *y[4], *yb = alloc_f(n), *dy = alloc_f(n);
     for (int k = 0; k < 4; k++)
         y[k] = alloc_f(n);
-    srp_rng r;
-    srp_rng_seed(&r, 6);
+    srp_rng r = seeded_rng(6);
     fill_normal_f(&r, x, n, 1.0);
     fill_normal_f(&r, dy, n, 1.0);
     char dir[256], path[300];
@@ -890,8 +843,7 @@ static void test_config_and_create(void **state)
     assert_string_equal(c.norm1_name, "norm1");
     assert_string_equal(c.norm2_name, "norm2");
     /* the default seeds: srp_block_config_seed(0), four draws */
-    srp_rng r;
-    srp_rng_seed(&r, 0);
+    srp_rng r = seeded_rng(0);
     assert_true(c.attn_seed == srp_rng_next_u64(&r));
     assert_true(c.fc1.seed == srp_rng_next_u64(&r));
     assert_true(c.fc2.seed == srp_rng_next_u64(&r));
@@ -948,8 +900,7 @@ static void test_order_rule(void **state)
     const size_t n = s.B * s.T * s.D;
     srp_block *b = make(&s, 1);
     float *x = alloc_f(n), *y = alloc_f(n), *dx = alloc_f(n);
-    srp_rng r;
-    srp_rng_seed(&r, 1);
+    srp_rng r = seeded_rng(1);
     fill_normal_f(&r, x, n, 1.0);
     assert_status(srp_block_backward(b, y, dx), SRP_ERR_UNSUPPORTED);
     assert_ok(srp_block_forward(b, x, s.B, s.T, y, SRP_TRAIN));
@@ -1021,8 +972,7 @@ static void test_bad_input(void **state)
         const size_t n = s.B * s.T * s.D;
         srp_block *b = make(&s, 2);
         float *x = alloc_f(n + s.T * s.D), *y = alloc_f(n), *dy = alloc_f(n), *dx = alloc_f(n);
-        srp_rng r;
-        srp_rng_seed(&r, 2);
+        srp_rng r = seeded_rng(2);
         fill_normal_f(&r, x, n + s.T * s.D, 1.0);
         fill_normal_f(&r, dy, n, 1.0);
         assert_ok(srp_block_forward(b, x, s.B, s.T, y, SRP_TRAIN));
@@ -1203,8 +1153,7 @@ static void test_forward_backward_allocate_nothing(void **state)
         const size_t n = s.B * s.T * s.D;
         srp_block *b = make(&s, 3);
         float *x = alloc_f(n), *y = alloc_f(n), *dx = alloc_f(n), e[4];
-        srp_rng r;
-        srp_rng_seed(&r, 3);
+        srp_rng r = seeded_rng(3);
         fill_normal_f(&r, x, n, 1.0);
         assert_ok(srp_block_forward(b, x, s.B, s.T, y, SRP_TRAIN)); /* warm-up: plans, threads */
         assert_ok(srp_block_backward(b, y, dx));

@@ -16,22 +16,9 @@
 #include "text.h"
 #include "trainer_harness.h"
 
-static int setup(void **state)
-{
-    (void)state;
-    return scratch_setup("srp_lm_test");
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return scratch_teardown();
-}
-
-static int run_lm(const char *args, char *out, size_t outlen)
-{
-    return run_program(LM_TRAIN_EXE, args, out, outlen);
-}
+/* Runs char-lm-train with the options fmt formats (trainer_harness.h); out is an
+ * array, its size taken. */
+#define run_lm(out, ...) run_programf(LM_TRAIN_EXE, out, sizeof(out), __VA_ARGS__)
 
 /* A small model: context 8, 2 blocks of 2 heads, dim 8, MLP 12. */
 static lm_config small_config(lm_arch arch, int tied, lm_positions positions)
@@ -65,8 +52,7 @@ static void test_causal_no_leak(void **state)
             assert_ok(lm_create(&m, &c));
             const size_t B = 3, T = 8, V = LM_VOCAB;
             uint32_t tok[3 * 8];
-            srp_rng r;
-            srp_rng_seed(&r, 10 + (uint64_t)arch);
+            srp_rng r = seeded_rng(10 + (uint64_t)arch);
             for (size_t i = 0; i < B * T; i++)
                 tok[i] = (uint32_t)srp_rng_below(&r, V);
             float *before = malloc(sizeof(float) * B * T * V);
@@ -132,8 +118,7 @@ static void test_backward_matches_differences(void **state)
         assert_ok(lm_model_params(m, plist));
         const size_t count = srp_param_list_count(plist);
         srp_param *params = srp_param_list_entries(plist);
-        srp_rng r;
-        srp_rng_seed(&r, 20 + k);
+        srp_rng r = seeded_rng(20 + k);
         const size_t B = 2, T = 6; /* fewer tokens than the context */
         uint32_t tok[12];
         int targets[12];
@@ -290,9 +275,11 @@ static void test_baselines(void **state)
 
 /* A text of 40 alphabets, one a line: every byte determines the next, so
  * the model can drive its loss to near zero. One document (40 of them
- * would be repeats, dropped): its last tenth validates. */
-static void write_alphabet_text(const char *path)
+ * would be repeats, dropped): its last tenth validates. Written as
+ * alphabet.txt in the scratch folder, whose path goes into path. */
+static void alphabet_text(char *path, size_t cap)
 {
+    scratch_path(path, cap, "alphabet.txt");
     char text[40 * 28];
     size_t len = 0;
     for (int d = 0; d < 40; d++)
@@ -308,13 +295,11 @@ static void test_overfits_a_tiny_text(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char text[512], metrics[512], args[2048];
-    scratch_path(text, sizeof(text), "alphabet.txt");
+    char text[512], metrics[512];
     scratch_path(metrics, sizeof(metrics), "overfit.jsonl");
-    write_alphabet_text(text);
-    snprintf(args, sizeof(args), SMALL_LM "--text %s --steps 300 --lr 0.01 --metrics %s", text,
-             metrics);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+    alphabet_text(text, sizeof(text));
+    assert_int_equal(
+        run_lm(out, SMALL_LM "--text %s --steps 300 --lr 0.01 --metrics %s", text, metrics), 0);
     const double train = last_value(metrics, "train", "loss");
     const double val = last_value(metrics, "eval", "bpc");
     if (!(train < 0.05) || !(val < 0.1)) {
@@ -341,35 +326,32 @@ static void test_checkpoint_holds_its_model_and_collapse_schema(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char text[512], ckpt[512], metrics[512], args[2048];
-    scratch_path(text, sizeof(text), "alphabet.txt");
+    char text[512], ckpt[512], metrics[512];
     scratch_path(ckpt, sizeof(ckpt), "depth1.ckpt");
     scratch_path(metrics, sizeof(metrics), "collapse.jsonl");
-    write_alphabet_text(text);
+    alphabet_text(text, sizeof(text));
 #define META_LM "--context 16 --dim 32 --heads 2 --mlp-dim 64 --batch 8 --warmup 2 "
-    snprintf(args, sizeof(args), META_LM "--depth 1 --text %s --steps 5 --checkpoint %s", text,
-             ckpt);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
-    snprintf(args, sizeof(args), META_LM "--depth 2 --text %s --steps 10 --resume %s", text, ckpt);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 2);
+    assert_int_equal(
+        run_lm(out, META_LM "--depth 1 --text %s --steps 5 --checkpoint %s", text, ckpt), 0);
+    assert_int_equal(run_lm(out, META_LM "--depth 2 --text %s --steps 10 --resume %s", text, ckpt),
+                     2);
     assert_non_null(strstr(out, "depth is 1 in the file, 2 here"));
-    snprintf(args, sizeof(args), "--generate %s --sample 8", ckpt);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+    assert_int_equal(run_lm(out, "--generate %s --sample 8", ckpt), 0);
     /* An older build's file, without metadata: its shapes decide, strictly. */
     char copy[512];
     scratch_path(copy, sizeof(copy), "old.ckpt");
     rewrite_checkpoint(ckpt, copy, NULL, 0, NULL, NULL);
-    snprintf(args, sizeof(args), META_LM "--depth 1 --text %s --steps 5 --resume %s", text, copy);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+    assert_int_equal(run_lm(out, META_LM "--depth 1 --text %s --steps 5 --resume %s", text, copy),
+                     0);
     rewrite_checkpoint(ckpt, copy, NULL, 0, NULL, "blocks.1.attn.qkv.weight");
-    snprintf(args, sizeof(args), META_LM "--depth 1 --text %s --steps 5 --resume %s", text, copy);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 1);
+    assert_int_equal(run_lm(out, META_LM "--depth 1 --text %s --steps 5 --resume %s", text, copy),
+                     1);
     assert_non_null(strstr(out, "blocks.1.attn.qkv.weight"));
 
-    snprintf(args, sizeof(args),
-             META_LM "--depth 1 --text %s --steps 3 --collapse-fraction 0.999 --metrics %s", text,
-             metrics);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+    assert_int_equal(
+        run_lm(out, META_LM "--depth 1 --text %s --steps 3 --collapse-fraction 0.999 --metrics %s",
+               text, metrics),
+        0);
     assert_non_null(strstr(out, "warning: step 1: entropy collapse: layer 0 head "));
     char *m = read_text(metrics);
     assert_non_null(strstr(m, "\"type\":\"collapse\""));
@@ -381,28 +363,6 @@ static void test_checkpoint_holds_its_model_and_collapse_schema(void **state)
 #undef META_LM
 }
 
-/* Runs `command` (a trainer and its options) stopped at stops[0], resumed
- * and stopped at stops[1], resumed to the end, into m_part and c_part: the
- * same metrics and final checkpoint, bit for bit, as m_full and c_full of
- * the run never stopped. */
-static void assert_resume_is_bit_exact(const char *command, const int stops[2], const char *m_full,
-                                       const char *c_full, const char *m_part, const char *c_part)
-{
-    static char out[1 << 16];
-    char cmd[8192];
-    for (int k = 0; k < 3; k++) {
-        snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s", command, m_part, c_part);
-        if (k < 2)
-            snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --stop-after-steps %d",
-                     stops[k]);
-        if (k > 0)
-            snprintf(cmd + strlen(cmd), sizeof(cmd) - strlen(cmd), " --resume %s", c_part);
-        assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
-    }
-    assert_true(same_but_time(m_full, m_part, 0));
-    assert_true(same_but_time(c_full, c_part, 1));
-}
-
 /* Stopped and resumed, a run gives the same metrics and the same final
  * checkpoint, bit for bit, as a run never stopped; --generate samples
  * from the checkpoint alone, the same text as the run itself. */
@@ -410,31 +370,26 @@ static void test_resume_is_bit_exact_and_samples(void **state)
 {
     (void)state;
     static char out[1 << 16], out2[1 << 16];
-    char text[512], m_full[512], c_full[512], m_part[512], c_part[512], args[4096];
-    scratch_path(text, sizeof(text), "alphabet.txt");
-    write_alphabet_text(text);
-    scratch_path(m_full, sizeof(m_full), "full.jsonl");
-    scratch_path(c_full, sizeof(c_full), "full.ckpt");
-    scratch_path(m_part, sizeof(m_part), "part.jsonl");
-    scratch_path(c_part, sizeof(c_part), "part.ckpt");
+    char text[512], args[4096];
+    alphabet_text(text, sizeof(text));
+    resume_files f;
+    resume_files_init(&f, "");
     char common[1024];
     snprintf(common, sizeof(common), SMALL_LM "--text %s --steps 50 --checkpoint-every 7", text);
-    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --sample 40 --prompt abc", common,
-             m_full, c_full);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+    assert_int_equal(run_lm(out, "%s --metrics %s --checkpoint %s --sample 40 --prompt abc", common,
+                            f.m_full, f.c_full),
+                     0);
     const int stops[2] = {13, 31};
     snprintf(args, sizeof(args), "'%s' --threads 2 %s", LM_TRAIN_EXE, common);
-    assert_resume_is_bit_exact(args, stops, m_full, c_full, m_part, c_part);
+    assert_resume_is_bit_exact(args, stops, &f);
 
-    snprintf(args, sizeof(args), "%s --lr 0.5 --resume %s", common, c_part);
-    assert_int_equal(run_lm(args, out2, sizeof(out2)), 2);
+    assert_int_equal(run_lm(out2, "%s --lr 0.5 --resume %s", common, f.c_part), 2);
     assert_non_null(strstr(out2, "other training options"));
 
     /* the sample after training, and from the checkpoint alone */
     const char *sample = strstr(out, "sample (temperature 0.8):\nabc");
     assert_non_null(sample);
-    snprintf(args, sizeof(args), "--generate %s --sample 40 --prompt abc", c_full);
-    assert_int_equal(run_lm(args, out2, sizeof(out2)), 0);
+    assert_int_equal(run_lm(out2, "--generate %s --sample 40 --prompt abc", f.c_full), 0);
     const char *again = strstr(out2, "abc");
     assert_non_null(again);
     assert_memory_equal(again, sample + strlen("sample (temperature 0.8):\n"), 44);
@@ -553,29 +508,26 @@ static void test_budget_resume_makes_the_same_plans(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char text[512], m_full[512], c_full[512], m_part[512], c_part[512], cmd[8192];
-    scratch_path(text, sizeof(text), "alphabet.txt");
-    write_alphabet_text(text);
-    scratch_path(m_full, sizeof(m_full), "budget_full.jsonl");
-    scratch_path(c_full, sizeof(c_full), "budget_full.ckpt");
-    scratch_path(m_part, sizeof(m_part), "budget_part.jsonl");
-    scratch_path(c_part, sizeof(c_part), "budget_part.ckpt");
+    char text[512], cmd[8192];
+    alphabet_text(text, sizeof(text));
+    resume_files f;
+    resume_files_init(&f, "budget_");
     /* a step of 0.1 s growing by 0.1 ms a step: 483 steps in the minute */
     char common[2048];
     snprintf(common, sizeof(common),
              "EX_TEST_CLOCK=0.1,0.0001 '%s' --threads 2 " SMALL_LM
              "--text %s --minutes 1 --checkpoint-every 50 --eval-windows 4",
              LM_TRAIN_EXE, text);
-    snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s", common, m_full, c_full);
+    snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s", common, f.m_full, f.c_full);
     assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "plan 1 at step 25"));
     assert_non_null(strstr(out, "plan 5 at step"));
     assert_non_null(strstr(out, "% of the 1-minute budget; the schedule ran to its end"));
-    const double used = last_value(m_full, "budget", "budget_used");
+    const double used = last_value(f.m_full, "budget", "budget_used");
     assert_true(used > 0.97 && used <= 1.0);
-    assert_true(last_value(m_full, "budget", "plans") == 5.0);
+    assert_true(last_value(f.m_full, "budget", "plans") == 5.0);
     const int stops[2] = {13, 200};
-    assert_resume_is_bit_exact(common, stops, m_full, c_full, m_part, c_part);
+    assert_resume_is_bit_exact(common, stops, &f);
 }
 
 /* The final validation figure scores every byte of the validation text
@@ -587,7 +539,7 @@ static void test_final_evaluation_scores_every_byte(void **state)
 {
     (void)state;
     static char out[1 << 16], body[4096];
-    char text[512], metrics[512], ckpt[512], args[2048];
+    char text[512], metrics[512], ckpt[512];
     scratch_path(text, sizeof(text), "every_byte.txt");
     scratch_path(metrics, sizeof(metrics), "every_byte.jsonl");
     scratch_path(ckpt, sizeof(ckpt), "every_byte.ckpt");
@@ -596,9 +548,9 @@ static void test_final_evaluation_scores_every_byte(void **state)
         len += (size_t)snprintf(body + len, sizeof(body) - len, "row %d of %d, said %d\n\n", d,
                                 d * 7 % 11, d * d % 13);
     write_bytes(text, body, len, 0);
-    snprintf(args, sizeof(args), SMALL_LM "--text %s --steps 30 --metrics %s --checkpoint %s", text,
-             metrics, ckpt);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 0);
+    assert_int_equal(run_lm(out, SMALL_LM "--text %s --steps 30 --metrics %s --checkpoint %s", text,
+                            metrics, ckpt),
+                     0);
 
     lm_text t;
     ex_error err;
@@ -660,44 +612,38 @@ static void test_bad_input(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char path[512], args[2048];
+    char path[512];
 
     scratch_path(path, sizeof(path), "missing.txt");
-    snprintf(args, sizeof(args), "--text %s --steps 5", path);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 1);
+    assert_int_equal(run_lm(out, "--text %s --steps 5", path), 1);
     assert_non_null(strstr(out, "cannot open"));
     assert_non_null(strstr(out, path));
 
     scratch_path(path, sizeof(path), "empty.txt");
     write_bytes(path, "", 0, 0);
-    snprintf(args, sizeof(args), "--text %s --steps 5", path);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 2);
+    assert_int_equal(run_lm(out, "--text %s --steps 5", path), 2);
     assert_non_null(strstr(out, "is empty"));
 
     scratch_path(path, sizeof(path), "blank.txt");
     write_bytes(path, "\n\n  \n", 5, 0);
-    snprintf(args, sizeof(args), "--text %s --steps 5", path);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 2);
+    assert_int_equal(run_lm(out, "--text %s --steps 5", path), 2);
     assert_non_null(strstr(out, "empty"));
 
     scratch_path(path, sizeof(path), "short.txt.gz");
     write_bytes(path, "far too short for a context of 128 bytes\n", 41, 1);
-    snprintf(args, sizeof(args), "--text %s --steps 5", path);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 2);
+    assert_int_equal(run_lm(out, "--text %s --steps 5", path), 2);
     assert_non_null(strstr(out, "too short for a context of 128"));
 
-    assert_int_equal(run_lm("--heads 3", out, sizeof(out)), 2);
+    assert_int_equal(run_lm(out, "--heads 3"), 2);
     assert_non_null(strstr(out, "--heads 3 must divide --dim 128"));
-    assert_int_equal(run_lm("--minutes 0", out, sizeof(out)), 2);
+    assert_int_equal(run_lm(out, "--minutes 0"), 2);
     assert_non_null(strstr(out, "give --steps"));
 
     scratch_path(path, sizeof(path), "not_a_checkpoint.srp");
     write_bytes(path, "hello, not a checkpoint", 23, 0);
-    snprintf(args, sizeof(args), "--generate %s --sample 5", path);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 1);
+    assert_int_equal(run_lm(out, "--generate %s --sample 5", path), 1);
     assert_non_null(strstr(out, path));
-    snprintf(args, sizeof(args), "--generate %s", path);
-    assert_int_equal(run_lm(args, out, sizeof(out)), 2);
+    assert_int_equal(run_lm(out, "--generate %s", path), 2);
     assert_non_null(strstr(out, "--generate needs --sample"));
 }
 
@@ -718,5 +664,5 @@ int main(void)
         cmocka_unit_test(test_final_evaluation_scores_every_byte),
         cmocka_unit_test(test_bad_input),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

@@ -18,25 +18,6 @@
 #include "crc32.h" /* srp_crc32_in_chunks: src/crc32.c is compiled into this test */
 #include "testutil.h"
 
-static char g_dir[256];
-
-static int setup(void **state)
-{
-    (void)state;
-    return scratch_dir_make(g_dir, sizeof(g_dir), "srp_ckpt");
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return scratch_dir_remove(g_dir);
-}
-
-static void path_in_dir(char *out, size_t cap, const char *name)
-{
-    snprintf(out, cap, "%s/%s", g_dir, name);
-}
-
 /* CRC-32 (ISO-HDLC, reflected 0xEDB88320), bit by bit: what zlib's crc32
  * computes, written independently of the library. */
 static uint32_t crc32_ref(const unsigned char *p, size_t n)
@@ -79,8 +60,7 @@ static void test_crc_in_chunks(void **state)
 {
     (void)state;
     unsigned char buf[1000];
-    srp_rng r;
-    srp_rng_seed(&r, 42);
+    srp_rng r = seeded_rng(42);
     for (size_t i = 0; i < sizeof(buf); i++)
         buf[i] = (unsigned char)srp_rng_next_u64(&r);
     static const size_t lengths[] = {0, 1, 7, 8, 63, 64, 500, 999, 1000};
@@ -123,8 +103,7 @@ typedef struct {
 static void tensors_init(tensors *t, uint64_t seed, int fill)
 {
     memset(t, 0, sizeof(*t));
-    srp_rng r;
-    srp_rng_seed(&r, seed);
+    srp_rng r = seeded_rng(seed);
     if (fill) {
         fill_normal_f(&r, &t->a[0][0], 15, 1.0);
         t->a[0][0] = -0.0f;                               /* bit patterns that a careless copy */
@@ -170,6 +149,30 @@ static unsigned char *saved_image(tensors *t, const char *path, size_t *size)
     return img;
 }
 
+/* A test of bad files: src (seed) saved as <name>.ckpt, whose bytes are
+ * img; dst (seed + 1) to load edited copies into, written as
+ * <name>_bad.ckpt; keep for a copy of dst. */
+typedef struct {
+    char path[300], bad[300];
+    tensors src, dst, keep;
+    unsigned char *img;
+    size_t size;
+} bad_files;
+
+static void bad_files_init(bad_files *f, const char *name, uint64_t seed)
+{
+    char file[64];
+    snprintf(file, sizeof(file), "%s.ckpt", name);
+    scratch_path(f->path, sizeof(f->path), file);
+    snprintf(file, sizeof(file), "%s_bad.ckpt", name);
+    scratch_path(f->bad, sizeof(f->bad), file);
+    tensors_init(&f->src, seed, 1);
+    tensors_init(&f->dst, seed + 1, 1);
+    f->img = saved_image(&f->src, f->path, &f->size);
+}
+
+static void bad_files_free(bad_files *f) { free(f->img); }
+
 /* ======================================================================
  * Round trip and layout
  * ====================================================================== */
@@ -178,7 +181,7 @@ static void test_round_trip_is_bit_exact(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "rt.ckpt");
+    scratch_path(path, sizeof(path), "rt.ckpt");
     tensors src, dst;
     tensors_init(&src, 1, 1);
     tensors_init(&dst, 2, 0);
@@ -210,7 +213,7 @@ static void test_layout_matches_format_doc(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "layout.ckpt");
+    scratch_path(path, sizeof(path), "layout.ckpt");
     tensors t;
     tensors_init(&t, 4, 1);
     size_t size;
@@ -256,74 +259,61 @@ static void test_layout_matches_format_doc(void **state)
 static void test_every_truncation_is_rejected(void **state)
 {
     (void)state;
-    char path[300], bad[300];
-    path_in_dir(path, sizeof(path), "trunc.ckpt");
-    path_in_dir(bad, sizeof(bad), "trunc_bad.ckpt");
-    tensors src, dst, keep;
-    tensors_init(&src, 5, 1);
-    tensors_init(&dst, 6, 1);
-    size_t size;
-    unsigned char *img = saved_image(&src, path, &size);
-    assert_true(size > 600);
-    for (size_t len = 0; len < size; len++) {
-        write_file_bytes(bad, img, len);
-        keep = dst;
-        assert_status(srp_checkpoint_load(bad, dst.refs, NT), SRP_ERR_FORMAT);
-        assert_same_data(&dst, &keep);
+    bad_files f;
+    bad_files_init(&f, "trunc", 5);
+    assert_true(f.size > 600);
+    for (size_t len = 0; len < f.size; len++) {
+        write_file_bytes(f.bad, f.img, len);
+        f.keep = f.dst;
+        assert_status(srp_checkpoint_load(f.bad, f.dst.refs, NT), SRP_ERR_FORMAT);
+        assert_same_data(&f.dst, &f.keep);
     }
     /* and one byte too many */
-    unsigned char *longer = malloc(size + 1);
+    unsigned char *longer = malloc(f.size + 1);
     assert_non_null(longer);
-    memcpy(longer, img, size);
-    longer[size] = 0;
-    write_file_bytes(bad, longer, size + 1);
-    assert_status(srp_checkpoint_load(bad, dst.refs, NT), SRP_ERR_FORMAT);
-    assert_same_data(&dst, &keep);
+    memcpy(longer, f.img, f.size);
+    longer[f.size] = 0;
+    write_file_bytes(f.bad, longer, f.size + 1);
+    assert_status(srp_checkpoint_load(f.bad, f.dst.refs, NT), SRP_ERR_FORMAT);
+    assert_same_data(&f.dst, &f.keep);
     free(longer);
-    free(img);
+    bad_files_free(&f);
 }
 
 static void test_random_corruption_is_rejected(void **state)
 {
     (void)state;
-    char path[300], bad[300];
-    path_in_dir(path, sizeof(path), "flip.ckpt");
-    path_in_dir(bad, sizeof(bad), "flip_bad.ckpt");
-    tensors src, dst, keep;
-    tensors_init(&src, 7, 1);
-    tensors_init(&dst, 8, 1);
-    size_t size;
-    unsigned char *img = saved_image(&src, path, &size);
-    unsigned char *mut = malloc(size);
+    bad_files f;
+    bad_files_init(&f, "flip", 7);
+    unsigned char *mut = malloc(f.size);
     assert_non_null(mut);
-    const size_t data_start = (size_t)((40 + le64(img + 32) + 63) / 64 * 64);
-    srp_rng r;
-    srp_rng_seed(&r, 99);
+    const size_t data_start = (size_t)((40 + le64(f.img + 32) + 63) / 64 * 64);
+    srp_rng r = seeded_rng(99);
     int accepted_in_data = 0;
     for (int trial = 0; trial < 3000; trial++) {
-        memcpy(mut, img, size);
+        memcpy(mut, f.img, f.size);
         const int flips = 1 + (int)srp_rng_below(&r, 4);
-        size_t first = size;
-        for (int f = 0; f < flips; f++) {
-            const size_t at = (size_t)srp_rng_below(&r, size);
+        size_t first = f.size;
+        for (int k = 0; k < flips; k++) {
+            const size_t at = (size_t)srp_rng_below(&r, f.size);
             mut[at] ^= (unsigned char)(1 + srp_rng_below(&r, 255));
             first = at < first ? at : first;
         }
         /* Half the trials repair the CRC: the parser itself must then catch
          * (or, in tensor data, accept) the edit, and never crash. */
-        const int repaired = trial % 2 == 1 && first < size - 4;
+        const int repaired = trial % 2 == 1 && first < f.size - 4;
         if (repaired)
-            fix_crc(mut, size);
-        if (memcmp(mut, img, size) == 0)
+            fix_crc(mut, f.size);
+        if (memcmp(mut, f.img, f.size) == 0)
             continue; /* flips that cancelled out */
-        write_file_bytes(bad, mut, size);
-        keep = dst;
-        const srp_status st = srp_checkpoint_load(bad, dst.refs, NT);
+        write_file_bytes(f.bad, mut, f.size);
+        f.keep = f.dst;
+        const srp_status st = srp_checkpoint_load(f.bad, f.dst.refs, NT);
         if (st == SRP_OK) {
             /* only a CRC-valid edit of tensor bytes can load */
             assert_true(repaired && first >= data_start);
             accepted_in_data++;
-            tensors_init(&dst, 8, 1); /* back to the reference contents */
+            tensors_init(&f.dst, 8, 1); /* back to the reference contents */
             continue;
         }
         /* a repaired edit of a name loses a tensor: SRP_ERR_NOT_FOUND */
@@ -331,26 +321,20 @@ static void test_random_corruption_is_rejected(void **state)
                     st == SRP_ERR_NOT_FOUND);
         if (!repaired)
             assert_true(st == SRP_ERR_FORMAT || st == SRP_ERR_VERSION);
-        assert_same_data(&dst, &keep);
+        assert_same_data(&f.dst, &f.keep);
     }
     assert_true(accepted_in_data > 0); /* the repaired trials did reach the data */
     free(mut);
-    free(img);
+    bad_files_free(&f);
 }
 
 /* Structural edits with a valid CRC: each must be caught by its own check. */
 static void test_structural_edits_are_rejected(void **state)
 {
     (void)state;
-    char path[300], bad[300];
-    path_in_dir(path, sizeof(path), "edit.ckpt");
-    path_in_dir(bad, sizeof(bad), "edit_bad.ckpt");
-    tensors src, dst, keep;
-    tensors_init(&src, 9, 1);
-    tensors_init(&dst, 10, 1);
-    size_t size;
-    unsigned char *img = saved_image(&src, path, &size);
-    unsigned char *mut = malloc(size);
+    bad_files f;
+    bad_files_init(&f, "edit", 9);
+    unsigned char *mut = malloc(f.size);
     assert_non_null(mut);
     const size_t e0 = 40, e1 = 40 + 64 + 8; /* entries 0 ("model.a") and 1 */
     /* file: a fault of the file itself, caught whatever is requested (also
@@ -390,31 +374,31 @@ static void test_structural_edits_are_rejected(void **state)
         {e0 + 64, 0, 1, SRP_ERR_FORMAT, 1, "NUL in a name"},
         {e0 + 64 + 7, 'x', 1, SRP_ERR_FORMAT, 1, "non-zero name padding"},
         {e1 + 48, 0, 8, SRP_ERR_FORMAT, 1, "offset 0"},
-        {e1 + 48, le64(img + e0 + 48), 8, SRP_ERR_FORMAT, 1, "tensor 1 overlapping tensor 0"},
+        {e1 + 48, le64(f.img + e0 + 48), 8, SRP_ERR_FORMAT, 1, "tensor 1 overlapping tensor 0"},
         {e1 + 64 + 6, 'a', 1, SRP_ERR_FORMAT, 1, "duplicate name (model.b -> model.a)"},
         {e0 + 64, 'M', 1, SRP_ERR_NOT_FOUND, 0, "renamed: a requested name is missing"},
     };
-    const srp_tensor_ref *tail = dst.refs + 2; /* all but entries 0 and 1 */
+    const srp_tensor_ref *tail = f.dst.refs + 2; /* all but entries 0 and 1 */
     for (size_t k = 0; k < sizeof(edits) / sizeof(edits[0]); k++) {
-        memcpy(mut, img, size);
+        memcpy(mut, f.img, f.size);
         for (int b = 0; b < edits[k].width; b++)
             mut[edits[k].at + (size_t)b] = (unsigned char)(edits[k].value >> (8 * b));
-        fix_crc(mut, size);
-        write_file_bytes(bad, mut, size);
-        keep = dst;
-        srp_status st = srp_checkpoint_load(bad, dst.refs, NT);
+        fix_crc(mut, f.size);
+        write_file_bytes(f.bad, mut, f.size);
+        f.keep = f.dst;
+        srp_status st = srp_checkpoint_load(f.bad, f.dst.refs, NT);
         if (st == edits[k].want && edits[k].file)
-            st = srp_checkpoint_load(bad, tail, NT - 2);
+            st = srp_checkpoint_load(f.bad, tail, NT - 2);
         if (st != edits[k].want) {
             print_error("edit '%s': got %s\n", edits[k].what, srp_status_str(st));
             fail();
         }
-        assert_same_data(&dst, &keep);
+        assert_same_data(&f.dst, &f.keep);
     }
     /* the tail alone does load from the intact file */
-    assert_ok(srp_checkpoint_load(path, tail, NT - 2));
+    assert_ok(srp_checkpoint_load(f.path, tail, NT - 2));
     free(mut);
-    free(img);
+    bad_files_free(&f);
 }
 
 /* ======================================================================
@@ -489,7 +473,7 @@ static void test_version_1_files_still_load(void **state)
 
     /* A save without metadata still writes version 1, byte for byte. */
     char path[300];
-    path_in_dir(path, sizeof(path), "v1_again.ckpt");
+    scratch_path(path, sizeof(path), "v1_again.ckpt");
     assert_ok(srp_checkpoint_save(path, want.refs, 5));
     size_t n_old = 0, n_new = 0;
     unsigned char *a = read_file_bytes(old, &n_old), *b = read_file_bytes(path, &n_new);
@@ -510,7 +494,7 @@ static void test_metadata_round_trip_and_layout(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "meta.ckpt");
+    scratch_path(path, sizeof(path), "meta.ckpt");
     tensors src, dst;
     tensors_init(&src, 31, 1);
     tensors_init(&dst, 32, 0);
@@ -561,7 +545,7 @@ static void test_metadata_round_trip_and_layout(void **state)
 
     /* No metadata: the version 1 file of srp_checkpoint_save. */
     char plain[300];
-    path_in_dir(plain, sizeof(plain), "meta_none.ckpt");
+    scratch_path(plain, sizeof(plain), "meta_none.ckpt");
     assert_ok(srp_checkpoint_save_with_metadata(plain, src.refs, NT, NULL, 0));
     size_t size1 = 0, size2 = 0;
     unsigned char *a = read_file_bytes(plain, &size1);
@@ -580,7 +564,7 @@ static void test_metadata_check_names_each_field(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "meta_check.ckpt");
+    scratch_path(path, sizeof(path), "meta_check.ckpt");
     tensors src;
     tensors_init(&src, 33, 1);
     assert_ok(srp_checkpoint_save_with_metadata(path, src.refs, NT, k_config, K_CONFIG_PAIRS));
@@ -606,8 +590,8 @@ static void test_metadata_edits_are_rejected(void **state)
 {
     (void)state;
     char path[300], bad[300];
-    path_in_dir(path, sizeof(path), "meta_edit.ckpt");
-    path_in_dir(bad, sizeof(bad), "meta_edit_bad.ckpt");
+    scratch_path(path, sizeof(path), "meta_edit.ckpt");
+    scratch_path(bad, sizeof(bad), "meta_edit_bad.ckpt");
     tensors src, dst, keep;
     tensors_init(&src, 34, 1);
     tensors_init(&dst, 35, 1);
@@ -667,7 +651,7 @@ static void test_metadata_arguments(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "meta_args.ckpt");
+    scratch_path(path, sizeof(path), "meta_args.ckpt");
     tensors t;
     tensors_init(&t, 36, 1);
     char long_key[300];
@@ -704,7 +688,7 @@ static void test_strict_load_refuses_left_over_tensors(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "strict.ckpt");
+    scratch_path(path, sizeof(path), "strict.ckpt");
     tensors src, dst, keep;
     tensors_init(&src, 37, 1);
     tensors_init(&dst, 38, 1);
@@ -754,87 +738,81 @@ static void test_strict_load_refuses_left_over_tensors(void **state)
 static void test_details_name_what_is_wrong(void **state)
 {
     (void)state;
-    char path[300], bad[300];
-    path_in_dir(path, sizeof(path), "detail.ckpt");
-    path_in_dir(bad, sizeof(bad), "detail_bad.ckpt");
-    tensors src, dst, keep;
-    tensors_init(&src, 39, 1);
-    tensors_init(&dst, 40, 1);
-    keep = dst;
-    size_t size = 0;
-    unsigned char *img = saved_image(&src, path, &size);
+    bad_files f;
+    bad_files_init(&f, "detail", 39);
+    f.keep = f.dst;
     srp_tensor_ref refs[NT];
 
     /* a name missing from the file: its own status, not "corrupt" */
-    memcpy(refs, dst.refs, sizeof(refs));
+    memcpy(refs, f.dst.refs, sizeof(refs));
     refs[6].name = "blocks.0.attn.qkv.v";
-    assert_status(srp_checkpoint_load(path, refs, NT), SRP_ERR_NOT_FOUND);
+    assert_status(srp_checkpoint_load(f.path, refs, NT), SRP_ERR_NOT_FOUND);
     assert_string_equal(srp_last_error_detail(), "tensor not found: blocks.0.attn.qkv.v");
     assert_int_equal(srp_last_error_status(), SRP_ERR_NOT_FOUND);
     refs[1].name = "model.z";
-    assert_status(srp_checkpoint_load(path, refs, NT), SRP_ERR_NOT_FOUND);
+    assert_status(srp_checkpoint_load(f.path, refs, NT), SRP_ERR_NOT_FOUND);
     assert_string_equal(srp_last_error_detail(),
                         "tensor not found: model.z (nor 1 more of the list: blocks.0.attn.qkv.v)");
-    assert_same_data(&dst, &keep);
+    assert_same_data(&f.dst, &f.keep);
 
     /* a shape mismatch names the tensor and both shapes */
-    memcpy(refs, dst.refs, sizeof(refs));
+    memcpy(refs, f.dst.refs, sizeof(refs));
     refs[0].shape[1] = 4;
-    assert_status(srp_checkpoint_load(path, refs, NT), SRP_ERR_SHAPE);
+    assert_status(srp_checkpoint_load(f.path, refs, NT), SRP_ERR_SHAPE);
     assert_string_equal(srp_last_error_detail(), "srp_checkpoint_load: tensor model.a is f32 "
                                                  "[3, 5] in the file, the list asks for f32 [3, 4]");
-    refs[0] = dst.refs[0];
+    refs[0] = f.dst.refs[0];
     refs[2].dtype = SRP_DTYPE_I64;
-    assert_status(srp_checkpoint_load(path, refs, NT), SRP_ERR_SHAPE);
+    assert_status(srp_checkpoint_load(f.path, refs, NT), SRP_ERR_SHAPE);
     assert_string_equal(srp_last_error_detail(), "srp_checkpoint_load: tensor train.step is u64 "
                                                  "[] in the file, the list asks for i64 []");
-    assert_same_data(&dst, &keep);
+    assert_same_data(&f.dst, &f.keep);
 
     /* a bad list names the entry */
-    memcpy(refs, dst.refs, sizeof(refs));
+    memcpy(refs, f.dst.refs, sizeof(refs));
     refs[3].data = NULL;
-    assert_status(srp_checkpoint_load(path, refs, NT), SRP_ERR_INVALID_ARG);
+    assert_status(srp_checkpoint_load(f.path, refs, NT), SRP_ERR_INVALID_ARG);
     assert_string_equal(srp_last_error_detail(), "srp_checkpoint_load: tensor c4: data is NULL");
-    refs[3] = dst.refs[3];
+    refs[3] = f.dst.refs[3];
     refs[5].name = refs[1].name;
-    assert_status(srp_checkpoint_save(bad, refs, NT), SRP_ERR_INVALID_ARG);
+    assert_status(srp_checkpoint_save(f.bad, refs, NT), SRP_ERR_INVALID_ARG);
     assert_string_equal(srp_last_error_detail(),
                         "srp_checkpoint_save: the list names model.b twice (refs[1] and refs[5])");
 
     /* a corrupt file: the field, its offset, the values */
-    unsigned char *mut = malloc(size);
+    unsigned char *mut = malloc(f.size);
     assert_non_null(mut);
-    memcpy(mut, img, size);
-    mut[size / 2] ^= 1;
-    write_file_bytes(bad, mut, size);
-    assert_status(srp_checkpoint_load(bad, dst.refs, NT), SRP_ERR_FORMAT);
+    memcpy(mut, f.img, f.size);
+    mut[f.size / 2] ^= 1;
+    write_file_bytes(f.bad, mut, f.size);
+    assert_status(srp_checkpoint_load(f.bad, f.dst.refs, NT), SRP_ERR_FORMAT);
     assert_non_null(strstr(srp_last_error_detail(), "srp_checkpoint_load: CRC-32 0x"));
-    memcpy(mut, img, size);
+    memcpy(mut, f.img, f.size);
     set_le32(mut + 40 + 4, 9); /* entry 0's dtype */
-    fix_crc(mut, size);
-    write_file_bytes(bad, mut, size);
-    assert_status(srp_checkpoint_load(bad, dst.refs, NT), SRP_ERR_FORMAT);
+    fix_crc(mut, f.size);
+    write_file_bytes(f.bad, mut, f.size);
+    assert_status(srp_checkpoint_load(f.bad, f.dst.refs, NT), SRP_ERR_FORMAT);
     assert_string_equal(srp_last_error_detail(),
                         "srp_checkpoint_load: table entry 0 at offset 40: dtype 9 is unknown");
-    memcpy(mut, img, size);
-    set_le64(mut + 16, size + 1);
-    fix_crc(mut, size);
-    write_file_bytes(bad, mut, size);
-    assert_status(srp_checkpoint_load(bad, dst.refs, NT), SRP_ERR_FORMAT);
+    memcpy(mut, f.img, f.size);
+    set_le64(mut + 16, f.size + 1);
+    fix_crc(mut, f.size);
+    write_file_bytes(f.bad, mut, f.size);
+    assert_status(srp_checkpoint_load(f.bad, f.dst.refs, NT), SRP_ERR_FORMAT);
     assert_non_null(strstr(srp_last_error_detail(), "file_size (offset 16)"));
-    memcpy(mut, img, size);
+    memcpy(mut, f.img, f.size);
     set_le32(mut + 8, 7);
-    write_file_bytes(bad, mut, size);
-    assert_status(srp_checkpoint_load(bad, dst.refs, NT), SRP_ERR_VERSION);
+    write_file_bytes(f.bad, mut, f.size);
+    assert_status(srp_checkpoint_load(f.bad, f.dst.refs, NT), SRP_ERR_VERSION);
     assert_string_equal(srp_last_error_detail(), "srp_checkpoint_load: format version 7; this "
                                                  "library reads versions 1 and 2");
-    assert_same_data(&dst, &keep);
+    assert_same_data(&f.dst, &f.keep);
     char missing[300];
-    path_in_dir(missing, sizeof(missing), "no_such.ckpt");
-    assert_status(srp_checkpoint_load(missing, dst.refs, NT), SRP_ERR_IO);
+    scratch_path(missing, sizeof(missing), "no_such.ckpt");
+    assert_status(srp_checkpoint_load(missing, f.dst.refs, NT), SRP_ERR_IO);
     assert_non_null(strstr(srp_last_error_detail(), "no_such.ckpt"));
     free(mut);
-    free(img);
+    bad_files_free(&f);
 }
 
 /* ======================================================================
@@ -845,7 +823,7 @@ static void test_mismatch_statuses(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "mm.ckpt");
+    scratch_path(path, sizeof(path), "mm.ckpt");
     tensors src, dst, keep;
     tensors_init(&src, 11, 1);
     tensors_init(&dst, 12, 1);
@@ -879,13 +857,13 @@ static void test_mismatch_statuses(void **state)
         assert_same_data(&dst, &keep);
     }
     char missing[300], dir[300];
-    path_in_dir(missing, sizeof(missing), "no_such.ckpt");
+    scratch_path(missing, sizeof(missing), "no_such.ckpt");
     assert_status(srp_checkpoint_load(missing, dst.refs, NT), SRP_ERR_IO);
-    path_in_dir(dir, sizeof(dir), "a_directory");
+    scratch_path(dir, sizeof(dir), "a_directory");
     assert_int_equal(mkdir(dir, 0700), 0);
     assert_status(srp_checkpoint_load(dir, dst.refs, NT), SRP_ERR_IO);
     char fifo[300];
-    path_in_dir(fifo, sizeof(fifo), "a_fifo");
+    scratch_path(fifo, sizeof(fifo), "a_fifo");
     assert_int_equal(mkfifo(fifo, 0600), 0);
     assert_status(srp_checkpoint_load(fifo, dst.refs, NT), SRP_ERR_IO); /* and no hang */
     assert_same_data(&dst, &keep);
@@ -895,7 +873,7 @@ static void test_invalid_arguments(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "args.ckpt");
+    scratch_path(path, sizeof(path), "args.ckpt");
     tensors t;
     tensors_init(&t, 13, 1);
     char long_name[300];
@@ -952,7 +930,7 @@ static void test_failed_saves_keep_the_old_file(void **state)
 {
     (void)state;
     char path[300], tmp[310], nodir[300];
-    path_in_dir(path, sizeof(path), "safe.ckpt");
+    scratch_path(path, sizeof(path), "safe.ckpt");
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     tensors old, fresh;
     tensors_init(&old, 20, 1);
@@ -966,7 +944,7 @@ static void test_failed_saves_keep_the_old_file(void **state)
     assert_int_equal(rmdir(tmp), 0); /* still there: not ours to remove */
 
     /* a directory that does not exist */
-    path_in_dir(nodir, sizeof(nodir), "missing_dir/x.ckpt");
+    scratch_path(nodir, sizeof(nodir), "missing_dir/x.ckpt");
     assert_status(srp_checkpoint_save(nodir, fresh.refs, NT), SRP_ERR_IO);
     assert_false(file_exists(nodir));
 
@@ -991,7 +969,7 @@ static void test_failed_saves_keep_the_old_file(void **state)
 
     /* renaming over a directory fails: temp removed, nothing else moved */
     char dirpath[300];
-    path_in_dir(dirpath, sizeof(dirpath), "is_a_dir.ckpt");
+    scratch_path(dirpath, sizeof(dirpath), "is_a_dir.ckpt");
     assert_int_equal(mkdir(dirpath, 0700), 0);
     assert_status(srp_checkpoint_save(dirpath, fresh.refs, NT), SRP_ERR_IO);
     char dirtmp[310];
@@ -1006,7 +984,7 @@ static void test_crash_mid_save(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "crash.ckpt");
+    scratch_path(path, sizeof(path), "crash.ckpt");
     tensors old;
     tensors_init(&old, 30, 1);
     assert_ok(srp_checkpoint_save(path, old.refs, NT));
@@ -1178,7 +1156,7 @@ static void test_resumed_run_continues_exactly(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "run.ckpt");
+    scratch_path(path, sizeof(path), "run.ckpt");
     srp_tensor_ref ra[64], rb[64];
     /* run A: 9 steps (an epoch is 6), checkpoint, 9 more */
     run a, b;
@@ -1236,5 +1214,5 @@ int main(void)
         cmocka_unit_test(test_crash_mid_save),
         cmocka_unit_test(test_resumed_run_continues_exactly),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

@@ -231,8 +231,7 @@ static void test_bad_input_changes_nothing(void **state)
  * then: many events of both kinds. [steps][heads] */
 static void walk(float *e, size_t steps, size_t heads, uint64_t seed)
 {
-    srp_rng r;
-    srp_rng_seed(&r, seed);
+    srp_rng r = seeded_rng(seed);
     for (size_t h = 0; h < heads; h++) {
         double x = 2.0;
         for (size_t s = 0; s < steps; s++) {

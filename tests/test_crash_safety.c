@@ -52,18 +52,6 @@ static const char *const k_args[] = {"--threads",
                                      "7",
                                      NULL};
 
-static int setup(void **state)
-{
-    (void)state;
-    return scratch_setup("srp_crash");
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return scratch_teardown();
-}
-
 /* Starts the trainer with k_args, then extra (NULL-terminated), output to
  * log; fsize_limit > 0 caps the size of any file it writes. */
 static pid_t start(const char *const *extra, const char *log, rlim_t fsize_limit)
@@ -214,5 +202,5 @@ int main(void)
         cmocka_unit_test(test_killed_fifty_times_ends_bit_for_bit),
         cmocka_unit_test(test_full_disk_keeps_the_previous_checkpoint),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

@@ -14,20 +14,6 @@
 #include "alloc_counter.h"
 #endif
 
-static float *alloc_f(size_t n)
-{
-    float *p = calloc(n ? n : 1, sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static double *alloc_d(size_t n)
-{
-    double *p = calloc(n ? n : 1, sizeof(double));
-    assert_non_null(p);
-    return p;
-}
-
 static srp_layernorm *make(size_t dim, size_t max_rows, float eps)
 {
     srp_layernorm_config c = srp_layernorm_config_default(dim);
@@ -67,8 +53,7 @@ static double ln_loss(void *ctx)
  * the reference; the parameter gradients accumulate onto 0.25. */
 static void check_against_reference(size_t n, size_t d, float eps, int add, uint64_t seed)
 {
-    srp_rng r;
-    srp_rng_seed(&r, seed);
+    srp_rng r = seeded_rng(seed);
     srp_layernorm *ln = make(d, n + 3, eps);
     randomize(ln, &r);
     float *x = alloc_f(n * d), *y = alloc_f(n * d), *dy = alloc_f(n * d), *dx = alloc_f(n * d);
@@ -148,8 +133,7 @@ static void test_same_bits_as_the_kernels(void **state)
 {
     (void)state;
     const size_t n = 200, d = 192, nd = n * d;
-    srp_rng r;
-    srp_rng_seed(&r, 7);
+    srp_rng r = seeded_rng(7);
     srp_layernorm *ln = make(d, n, 1e-6f);
     randomize(ln, &r);
     float *x = alloc_f(nd), *dy = alloc_f(nd), *y = alloc_f(nd), *yk = alloc_f(nd);
@@ -245,8 +229,7 @@ static void test_order_rule(void **state)
     enum { n = 3, d = 5 };
     srp_layernorm *ln = make(d, n, 1e-5f);
     float x[n * d], y[n * d], dy[n * d], dx[n * d], dw[d];
-    srp_rng r;
-    srp_rng_seed(&r, 3);
+    srp_rng r = seeded_rng(3);
     fill_normal_f(&r, x, n * d, 1.0);
     fill_normal_f(&r, dy, n * d, 1.0);
     assert_status(srp_layernorm_layer_backward(ln, x, dy, n, dx), SRP_ERR_UNSUPPORTED);
@@ -279,8 +262,7 @@ static void test_bad_input(void **state)
     (void)state;
     enum { n = 4, d = 6 };
     srp_layernorm *ln = make(d, n, 1e-5f);
-    srp_rng r;
-    srp_rng_seed(&r, 5);
+    srp_rng r = seeded_rng(5);
     randomize(ln, &r);
     float x[(n + 1) * d], y[(n + 1) * d], dy[n * d], dx[n * d], dx0[n * d], keep[4 * d];
     fill_normal_f(&r, x, (n + 1) * d, 1.0);
@@ -373,8 +355,7 @@ static void test_forward_backward_allocate_nothing(void **state)
     const size_t n = 256, d = 160;
     srp_layernorm *ln = make(d, n, 1e-5f);
     float *x = alloc_f(n * d), *y = alloc_f(n * d), *dx = alloc_f(n * d);
-    srp_rng r;
-    srp_rng_seed(&r, 1);
+    srp_rng r = seeded_rng(1);
     fill_normal_f(&r, x, n * d, 1.0);
     assert_ok(srp_layernorm_layer_forward(ln, x, n, y, SRP_TRAIN)); /* warm-up: the thread pool */
     assert_ok(srp_layernorm_layer_backward(ln, x, y, n, dx));

@@ -92,8 +92,7 @@ static const srp_reparam k_modes[] = {SRP_REPARAM_SIGMA, SRP_REPARAM_STATS_ONLY,
 static void test_forward_matches_double_reference(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 100);
+    srp_rng r = seeded_rng(100);
     for (size_t m = 0; m < 3; m++) {
         for (size_t s = 0; s < sizeof(k_shapes) / sizeof(k_shapes[0]); s++) {
             const shape sh = k_shapes[s];
@@ -152,9 +151,8 @@ static double check_gradients(srp_linear *l, size_t n, srp_rng *r, double tol)
 {
     const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
     const srp_reparam mode = srp_linear_reparam(l);
-    float *x = malloc(sizeof(float) * n * in), *y = malloc(sizeof(float) * n * out);
-    float *dy = malloc(sizeof(float) * n * out), *dx = malloc(sizeof(float) * n * in);
-    assert_true(x && y && dy && dx);
+    float *x = alloc_f(2 * n * (in + out)); /* one buffer for x, dx, y, dy */
+    float *dx = x + n * in, *y = dx + n * in, *dy = y + n * out;
     fill_normal_f(r, x, n * in, 1.0);
 
     linear_problem P;
@@ -183,22 +181,18 @@ static double check_gradients(srp_linear *l, size_t n, srp_rng *r, double tol)
     for (size_t j = 0; j < in * out; j++)
         first_term = fmax(first_term, fabs(scale * gtx[j]));
 
-    double *g = malloc(sizeof(double) * (in * out + n * in + out + 1));
-    assert_non_null(g);
-    ref_central_differences(linear_loss, &P, P.lin.w, in * out, g);
     /* For a 1x1 layer dW is exactly 0 (W_hat = gamma sign(W)): compare at the
      * scale of the terms that cancel. */
-    assert_close_to_double(srp_linear_weight_grad(l), g, in * out, tol, first_term, "dW");
+    const double max_dw = ref_assert_gradient(linear_loss, &P, P.lin.w, in * out,
+                                              srp_linear_weight_grad(l), tol, first_term, "dW");
 
     /* Size of the sigma (rank-1) term, gamma s / sigma^2 v u^T, against dW. */
     double rank1_share = 0.0;
     if (mode == SRP_REPARAM_SIGMA) {
-        double max_r1 = 0.0, max_dw = 0.0;
+        double max_r1 = 0.0;
         for (size_t o = 0; o < out; o++)
-            for (size_t i = 0; i < in; i++) {
+            for (size_t i = 0; i < in; i++)
                 max_r1 = fmax(max_r1, fabs(L->gamma * s / (sigma * sigma) * L->v[o] * L->u[i]));
-                max_dw = fmax(max_dw, fabs(g[o * in + i]));
-            }
         rank1_share = max_r1 / fmax(max_dw, first_term);
 
         double dgamma;
@@ -208,26 +202,18 @@ static double check_gradients(srp_linear *l, size_t n, srp_rng *r, double tol)
         assert_true(*srp_linear_gamma_grad(l) == 0.0f);
     }
     free(gtx);
-    ref_central_differences(linear_loss, &P, P.x, n * in, g);
-    assert_close_to_double(dx, g, n * in, tol, 0.0, "dx");
-    if (srp_linear_bias(l)) {
-        ref_central_differences(linear_loss, &P, P.lin.b, out, g);
-        assert_close_to_double(srp_linear_bias_grad(l), g, out, tol, 0.0, "db");
-    }
-    free(g);
+    ref_assert_gradient(linear_loss, &P, P.x, n * in, dx, tol, 0.0, "dx");
+    if (srp_linear_bias(l))
+        ref_assert_gradient(linear_loss, &P, P.lin.b, out, srp_linear_bias_grad(l), tol, 0.0, "db");
     problem_free(&P);
     free(x);
-    free(y);
-    free(dy);
-    free(dx);
     return rank1_share;
 }
 
 static void test_backward_matches_finite_differences(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 200);
+    srp_rng r = seeded_rng(200);
     const double tol = 5e-5;
     double smallest_rank1_share = 1.0;
     for (size_t m = 0; m < 3; m++) {
@@ -288,15 +274,13 @@ static void check_weight_path(srp_linear *l, size_t n, srp_rng *r, double tol)
     }
     assert_ok(srp_linear_backward_weight(l, dw_hat, db));
 
-    ref_central_differences(linear_loss, &P, P.lin.w, in * out, g);
-    assert_close_to_double(srp_linear_weight_grad(l), g, in * out, tol, 0.0, "dW");
+    ref_assert_gradient(linear_loss, &P, P.lin.w, in * out, srp_linear_weight_grad(l), tol, 0.0,
+                        "dW");
     double dgamma;
     ref_central_differences(linear_loss, &P, &P.lin.gamma, 1, &dgamma);
     assert_close_rel(*srp_linear_gamma_grad(l), L->sigma_mode ? dgamma : 0.0, tol, 1e-3, "dgamma");
-    if (srp_linear_bias(l)) {
-        ref_central_differences(linear_loss, &P, P.lin.b, out, g);
-        assert_close_to_double(srp_linear_bias_grad(l), g, out, tol, 0.0, "db");
-    }
+    if (srp_linear_bias(l))
+        ref_assert_gradient(linear_loss, &P, P.lin.b, out, srp_linear_bias_grad(l), tol, 0.0, "db");
     problem_free(&P);
     free(x);
     free(w_hat);
@@ -309,8 +293,7 @@ static void check_weight_path(srp_linear *l, size_t n, srp_rng *r, double tol)
 static void test_weight_path_matches_finite_differences(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 210);
+    srp_rng r = seeded_rng(210);
     for (size_t m = 0; m < 3; m++)
         for (size_t s = 1; s < 6; s++) {
             const shape sh = k_shapes[s];
@@ -324,8 +307,7 @@ static void test_weight_path_matches_finite_differences(void **state)
 static void test_backward_with_gamma_init_one_and_more_iterations(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 300);
+    srp_rng r = seeded_rng(300);
     srp_linear_config c = srp_linear_config_default(11, 6);
     c.gamma_init = SRP_GAMMA_INIT_ONE;
     c.seed = 4;
@@ -361,8 +343,7 @@ static void test_backward_with_gamma_init_one_and_more_iterations(void **state)
 static void test_eval_changes_nothing_and_repeats_bitwise(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 400);
+    srp_rng r = seeded_rng(400);
     for (size_t m = 0; m < 3; m++) {
         srp_linear *l = make_layer(24, 10, k_modes[m], 1, 5);
         randomize_layer(l, &r);
@@ -400,8 +381,7 @@ static void test_eval_changes_nothing_and_repeats_bitwise(void **state)
 static void test_accumulation_equals_concatenated_batch(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 500);
+    srp_rng r = seeded_rng(500);
     const size_t sizes[2][4] = {{10, 13, 7, 4}, {500, 300, 256, 170}}; /* n, in, out, half */
     for (size_t k = 0; k < 2; k++)
         for (size_t m = 0; m < 3; m++) {
@@ -475,8 +455,7 @@ static void test_create_defaults(void **state)
     assert_true(*srp_linear_gamma(l) == srp_linear_sigma(l)); /* W_hat = W at step 0 */
     /* so the first forward is the plain linear */
     float x[2 * 64], y[2 * 32], yplain[2 * 32];
-    srp_rng r;
-    srp_rng_seed(&r, 1);
+    srp_rng r = seeded_rng(1);
     fill_normal_f(&r, x, 2 * 64, 1.0);
     assert_ok(srp_linear_forward(l, x, 2, y, SRP_EVAL));
     for (size_t k = 0; k < 2; k++)
@@ -501,8 +480,7 @@ static void test_create_defaults(void **state)
 static void test_reinit_sigma_after_loading_weights(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 600);
+    srp_rng r = seeded_rng(600);
     srp_linear *l = make_layer(30, 20, SRP_REPARAM_SIGMA, 1, 1);
     *srp_linear_gamma(l) = 2.5f;
     fill_normal_f(&r, srp_linear_weight(l), 600, 3.0);
@@ -592,8 +570,7 @@ static layer_snapshot snapshot(srp_linear *l)
 static void test_non_finite_input_leaves_the_layer_untouched(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 700);
+    srp_rng r = seeded_rng(700);
     srp_linear *l = make_layer(10, 6, SRP_REPARAM_SIGMA, 1, 2);
     randomize_layer(l, &r);
     float x[2 * 10], y[2 * 6], dy[2 * 6], dx[2 * 10];
@@ -657,8 +634,7 @@ static void test_non_finite_input_leaves_the_layer_untouched(void **state)
 static void test_weight_path_refuses_bad_input(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 220);
+    srp_rng r = seeded_rng(220);
     srp_linear *l = make_layer(10, 6, SRP_REPARAM_SIGMA, 1, 3);
     randomize_layer(l, &r);
     float w_hat[60], dw_hat[60], db[6];
@@ -792,8 +768,7 @@ static void test_forward_backward_allocate_nothing(void **state)
 {
     (void)state;
     enum { N = 400, IN = 300, OUT = 256 }; /* big enough for the parallel paths */
-    srp_rng r;
-    srp_rng_seed(&r, 800);
+    srp_rng r = seeded_rng(800);
     for (size_t m = 0; m < 3; m++) {
         /* The probe: create allocates, so the counter must see it. If it saw
          * nothing here (the interposed malloc not exported from the test

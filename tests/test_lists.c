@@ -207,8 +207,7 @@ static void test_linear_state_refs_restore_the_layer(void **state)
     snprintf(path, sizeof(path), "%s/linear.ckpt", dir);
     srp_linear *a = make(3, SRP_REPARAM_SIGMA, 1), *b = make(4, SRP_REPARAM_SIGMA, 1);
     float x[2 * 5], y[2 * 3], yb[2 * 3], dy[2 * 3];
-    srp_rng r;
-    srp_rng_seed(&r, 9);
+    srp_rng r = seeded_rng(9);
     fill_normal_f(&r, x, 10, 1.0);
     fill_normal_f(&r, dy, 6, 1.0);
     for (int step = 0; step < 3; step++) { /* move u, v, sigma, gamma, b away from init */
@@ -357,8 +356,7 @@ static void test_attention_state_refs_restore_the_module(void **state)
     assert_int_equal(scratch_dir_make(dir, sizeof(dir), "srp_lists"), 0);
     snprintf(path, sizeof(path), "%s/attention.ckpt", dir);
     float x[AN], dy[AN], ya[AN], yb[AN], dxa[AN], dxb[AN];
-    srp_rng r;
-    srp_rng_seed(&r, 21);
+    srp_rng r = seeded_rng(21);
     fill_normal_f(&r, x, AN, 1.0);
     fill_normal_f(&r, dy, AN, 1.0);
     for (int m = 0; m < 3; m++) {
@@ -443,8 +441,7 @@ static void test_embedding_lists(void **state)
     /* train a: a step of lookups and scatter-adds, SGD */
     const uint32_t tok[EN] = {1, 4, 4, 0, 10, 3, 1};
     float x[EN * ED], dx[EN * ED], xb[EN * ED];
-    srp_rng rng;
-    srp_rng_seed(&rng, 5);
+    srp_rng rng = seeded_rng(5);
     fill_normal_f(&rng, dx, EN * ED, 1.0);
     for (int step = 0; step < 2; step++) {
         assert_ok(srp_embedding_forward(a, tok, EN, x));

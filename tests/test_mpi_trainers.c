@@ -34,18 +34,6 @@
     "--context 16 --dim 32 --depth 2 --heads 2 --mlp-dim 64 --batch 8 --steps 40 --warmup 5 "      \
     "--eval-every 20 --eval-windows 30 --log-every 1 --bound-every 1 --optimizer sgd --lr 0.1"
 
-static int setup(void **state)
-{
-    (void)state;
-    return scratch_setup("srp_mpi");
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return scratch_teardown();
-}
-
 /* `exe --threads <threads> args`, on one process or under mpirun. */
 static int run_ranks(int ranks, const char *exe, int threads, const char *args, char *out,
                      size_t outlen)
@@ -358,5 +346,5 @@ int main(void)
         cmocka_unit_test(test_help_on_one_rank_stops_every_rank),
         cmocka_unit_test(test_resume_at_the_same_rank_count),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

@@ -36,20 +36,6 @@ static void assert_grad_close(const float *got, const double *ref, size_t n, dou
     }
 }
 
-static float *alloc_f(size_t n)
-{
-    float *p = malloc(sizeof(float) * (n ? n : 1));
-    assert_non_null(p);
-    return p;
-}
-
-static double *alloc_d(size_t n)
-{
-    double *p = malloc(sizeof(double) * (n ? n : 1));
-    assert_non_null(p);
-    return p;
-}
-
 /* ======================================================================
  * LayerNorm
  * ====================================================================== */
@@ -81,8 +67,7 @@ static void ln_fd(double *v, size_t len, const double *x, const double *w, const
 
 static void check_layernorm(size_t n, size_t d, int affine, float eps, uint64_t seed)
 {
-    srp_rng rng;
-    srp_rng_seed(&rng, seed);
+    srp_rng rng = seeded_rng(seed);
     float *x = alloc_f(n * d), *y = alloc_f(n * d), *dy = alloc_f(n * d), *dx = alloc_f(n * d);
     float *w = alloc_f(d), *b = alloc_f(d), *dw = alloc_f(d), *db = alloc_f(d);
     float *mean = alloc_f(n), *rstd = alloc_f(n);
@@ -106,14 +91,10 @@ static void check_layernorm(size_t n, size_t d, int affine, float eps, uint64_t 
     ref_layernorm_forward(xd, wdp, bdp, n, d, eps, yd);
     assert_grad_close(y, yd, n * d, 2e-6, "layernorm forward");
     for (size_t i = 0; i < n; i++) { /* the saved statistics */
-        double m = 0.0, v = 0.0;
-        for (size_t j = 0; j < d; j++)
-            m += xd[i * d + j];
-        m /= (double)d;
-        for (size_t j = 0; j < d; j++)
-            v += (xd[i * d + j] - m) * (xd[i * d + j] - m);
+        double r;
+        const double m = ref_row_mean(xd + i * d, d, eps, &r);
         assert_close_rel(mean[i], m, 1e-6, 1e-3, "saved mean");
-        assert_close_rel(rstd[i], 1.0 / sqrt(v / (double)d + eps), 1e-6, 0.0, "saved rstd");
+        assert_close_rel(rstd[i], r, 1e-6, 0.0, "saved rstd");
     }
 
     /* dx is overwritten (start from garbage); dw, db accumulate onto 0.5. */
@@ -180,8 +161,7 @@ static void test_layernorm_aliasing_and_threads(void **state)
 {
     (void)state;
     const size_t n = 96, d = 384; /* above the parallel threshold */
-    srp_rng rng;
-    srp_rng_seed(&rng, 9);
+    srp_rng rng = seeded_rng(9);
     float *x = alloc_f(n * d), *dy = alloc_f(n * d), *w = alloc_f(d), *b = alloc_f(d);
     float *y1 = alloc_f(n * d), *y2 = alloc_f(n * d), *dx1 = alloc_f(n * d), *dx2 = alloc_f(n * d);
     float dw1[384] = {0}, db1[384] = {0}, dw2[384] = {0}, db2[384] = {0};
@@ -251,8 +231,7 @@ static void test_gelu_against_erf_and_fd(void **state)
     enum { N = 2001 };
     float *x = alloc_f(N), *y = alloc_f(N), *dy = alloc_f(N), *dx = alloc_f(N);
     double *ref = alloc_d(N);
-    srp_rng rng;
-    srp_rng_seed(&rng, 21);
+    srp_rng rng = seeded_rng(21);
     for (size_t i = 0; i < N; i++) /* a grid over [-9, 9], and 0 exactly */
         x[i] = (float)(-9.0 + 18.0 * (double)i / (double)(N - 1));
     fill_normal_f(&rng, dy, N, 1.0);
@@ -298,8 +277,7 @@ static void test_gelu_backward_from_output(void **state)
     const float extra[EXTRA] = {0.0f,    -0.0f,  1e-30f,  -1e-30f, 1e-20f, -1e-20f, 3e-21f,
                                 -3e-21f, 1e-13f, -1e-13f, 1e-6f,   -1e-6f, -13.0f,  -15.0f};
     float *x = alloc_f(N), *y = alloc_f(N), *dy = alloc_f(N), *dx = alloc_f(N), *dx2 = alloc_f(N);
-    srp_rng rng;
-    srp_rng_seed(&rng, 22);
+    srp_rng rng = seeded_rng(22);
     for (size_t i = 0; i < GRID; i++)
         x[i] = (float)(-9.0 + 18.0 * (double)i / (double)(GRID - 1));
     memcpy(x + GRID, extra, sizeof(extra));
@@ -355,8 +333,7 @@ static double ce_ref(const double *z, const int *labels, size_t n, size_t c, dou
 
 static void check_cross_entropy(size_t n, size_t c, double scale, float s, uint64_t seed)
 {
-    srp_rng rng;
-    srp_rng_seed(&rng, seed);
+    srp_rng rng = seeded_rng(seed);
     float *z = alloc_f(n * c), *dz = alloc_f(n * c);
     double *zd = alloc_d(n * c), *fd = alloc_d(n * c);
     int *labels = malloc(sizeof(int) * n);
@@ -479,8 +456,7 @@ static void test_cross_entropy_threads_bit_identical(void **state)
 {
     (void)state;
     const size_t n = 300, c = 200; /* above the parallel threshold, 64 chunks */
-    srp_rng rng;
-    srp_rng_seed(&rng, 77);
+    srp_rng rng = seeded_rng(77);
     float *z = alloc_f(n * c), *g1 = alloc_f(n * c), *g2 = alloc_f(n * c);
     int *labels = malloc(sizeof(int) * n);
     assert_non_null(labels);
@@ -554,8 +530,7 @@ static void test_pooling_forward_and_fd(void **state)
 {
     (void)state;
     const size_t B = 3, T = 7, D = 70, token = 4; /* D > 64: two column blocks */
-    srp_rng rng;
-    srp_rng_seed(&rng, 31);
+    srp_rng rng = seeded_rng(31);
     float *x = alloc_f(B * T * D), *dx = alloc_f(B * T * D), y[3 * 70], dy[3 * 70];
     double *xd = alloc_d(B * T * D), *fd = alloc_d(B * T * D), rd[3 * 70];
     fill_normal_f(&rng, x, B * T * D, 1.0);

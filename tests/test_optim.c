@@ -48,8 +48,7 @@ static void model_init(model *m, uint64_t seed)
 {
     memset(m, 0, sizeof(*m));
     m->count = MAX_ENTRIES;
-    srp_rng rng;
-    srp_rng_seed(&rng, seed);
+    srp_rng rng = seeded_rng(seed);
     for (size_t i = 0; i < m->count; i++) {
         const size_t n = SPECS[i].size;
         m->data[i] = malloc(sizeof(float) * n);
@@ -207,8 +206,7 @@ static void run_against_reference(const srp_optim_config *cfg, double gscale, fl
     srp_lr_schedule sched = srp_lr_schedule_default(SRP_LR_COSINE, 0.2f, STEPS + 2);
     sched.warmup_steps = 2;
     sched.min_lr = 0.01f;
-    srp_rng rng;
-    srp_rng_seed(&rng, seed + 100);
+    srp_rng rng = seeded_rng(seed + 100);
     for (uint64_t t = 0; t < STEPS; t++) {
         new_gradients(&m, &rng, gscale);
         if (clip > 0.0f) {
@@ -403,8 +401,7 @@ static void test_step_rejects_bad_input_and_changes_nothing(void **state)
         srp_optim_config c = srp_optim_config_default(kinds[k]);
         srp_optim *o = NULL;
         assert_ok(srp_optim_create(&o, m.params, m.count, &c));
-        srp_rng rng;
-        srp_rng_seed(&rng, 9);
+        srp_rng rng = seeded_rng(9);
         new_gradients(&m, &rng, 1.0);
         assert_ok(srp_optim_step(o, 0.1f)); /* some state to keep */
         enum { TOTAL = 48 + 6 + 1 + 8 + 30 };
@@ -568,8 +565,7 @@ static void test_restored_state_continues_exactly(void **state)
         c.weight_decay = 0.05f;
         srp_optim *oa = NULL, *ob = NULL;
         assert_ok(srp_optim_create(&oa, a.params, a.count, &c));
-        srp_rng ra;
-        srp_rng_seed(&ra, 3);
+        srp_rng ra = seeded_rng(3);
         for (int t = 0; t < 3; t++) {
             new_gradients(&a, &ra, 1.0);
             assert_ok(srp_optim_step(oa, 0.05f));
@@ -635,8 +631,7 @@ static void test_threads_and_no_allocation(void **state)
                       "the no-allocation check is skipped\n");
 #endif
     for (int k = 0; k < 3; k++) {
-        srp_rng rng;
-        srp_rng_seed(&rng, 5);
+        srp_rng rng = seeded_rng(5);
         fill_normal_f(&rng, d1, n, 1.0);
         memcpy(d2, d1, n * sizeof(float));
         srp_param p1 = srp_param_make("w", d1, g, n, SRP_PARAM_WEIGHT);

@@ -23,8 +23,7 @@ static srp_linear *make_linear(uint64_t seed)
     c.seed = seed;
     srp_linear *l = NULL;
     assert_ok(srp_linear_create(&l, &c));
-    srp_rng r;
-    srp_rng_seed(&r, seed + 100);
+    srp_rng r = seeded_rng(seed + 100);
     double s[OUT], w[OUT * IN];
     for (size_t i = 0; i < OUT; i++)
         s[i] = i == 0 ? 3.0 : i == 1 ? 2.9 : 1.0 / (double)i;
@@ -39,8 +38,7 @@ static srp_linear *make_linear(uint64_t seed)
 
 static void fill_input(float *x, size_t n, uint64_t seed)
 {
-    srp_rng r;
-    srp_rng_seed(&r, seed);
+    srp_rng r = seeded_rng(seed);
     fill_normal_f(&r, x, n, 1.0);
 }
 
@@ -73,9 +71,21 @@ static spectral_state state_of(srp_linear *l)
     return s;
 }
 
-static void assert_same_state(const spectral_state *a, const spectral_state *b)
+static void assert_same_state(srp_linear *a, srp_linear *b)
 {
-    assert_memory_equal(a, b, sizeof(*a));
+    const spectral_state sa = state_of(a), sb = state_of(b);
+    assert_memory_equal(&sa, &sb, sizeof(sa));
+}
+
+/* The next training forward of a and of b on x: the same bits out, the
+ * same state after. */
+static void assert_same_next_step(srp_linear *a, srp_linear *b, const float *x)
+{
+    float ya[N * OUT], yb[N * OUT];
+    assert_ok(srp_linear_forward(a, x, N, ya, SRP_TRAIN));
+    assert_ok(srp_linear_forward(b, x, N, yb, SRP_TRAIN));
+    assert_memory_equal(ya, yb, sizeof(ya));
+    assert_same_state(a, b);
 }
 
 /* pytorch #8208, PR #8590: an eval forward updated u. Eval forwards change
@@ -99,11 +109,7 @@ static void test_eval_does_not_touch_state(void **state)
     /* The next training step is the one a twin that never evaluated takes. */
     srp_linear *twin = make_linear(1);
     assert_ok(srp_linear_forward(twin, x, N, y2, SRP_TRAIN));
-    assert_ok(srp_linear_forward(l, x, N, y1, SRP_TRAIN));
-    assert_ok(srp_linear_forward(twin, x, N, y2, SRP_TRAIN));
-    assert_memory_equal(y1, y2, sizeof(y1));
-    const spectral_state a = state_of(l), b = state_of(twin);
-    assert_same_state(&a, &b);
+    assert_same_next_step(l, twin, x);
     srp_linear_destroy(twin);
     srp_linear_destroy(l);
 }
@@ -239,10 +245,10 @@ static void test_checkpoint_keeps_the_state(void **state)
     assert_int_equal(scratch_dir_make(dir, sizeof(dir), "srp_regress"), 0);
     snprintf(path, sizeof(path), "%s/linear.ckpt", dir);
     srp_linear *l = make_linear(4);
-    float x[N * IN], y1[N * OUT], y2[N * OUT];
+    float x[N * IN], y[N * OUT];
     fill_input(x, N * IN, 15);
     for (int i = 0; i < 3; i++) /* a state that is not the SVD's */
-        assert_ok(srp_linear_forward(l, x, N, y1, SRP_TRAIN));
+        assert_ok(srp_linear_forward(l, x, N, y, SRP_TRAIN));
     float sigma = srp_linear_sigma(l);
     srp_tensor_ref refs[6];
     linear_state_refs(l, &sigma, refs);
@@ -252,13 +258,8 @@ static void test_checkpoint_keeps_the_state(void **state)
     linear_state_refs(r, &sigma_r, refs);
     assert_ok(srp_checkpoint_load(path, refs, 6));
     assert_ok(srp_linear_set_sigma(r, sigma_r));
-    const spectral_state a = state_of(l), b = state_of(r);
-    assert_same_state(&a, &b);
-    assert_ok(srp_linear_forward(l, x, N, y1, SRP_TRAIN));
-    assert_ok(srp_linear_forward(r, x, N, y2, SRP_TRAIN));
-    assert_memory_equal(y1, y2, sizeof(y1));
-    const spectral_state a2 = state_of(l), b2 = state_of(r);
-    assert_same_state(&a2, &b2);
+    assert_same_state(l, r);
+    assert_same_next_step(l, r, x);
     srp_linear_destroy(l);
     srp_linear_destroy(r);
     assert_int_equal(scratch_dir_remove(dir), 0);

@@ -14,25 +14,6 @@
 
 #include "testutil.h"
 
-static char g_dir[256];
-
-static int setup(void **state)
-{
-    (void)state;
-    return scratch_dir_make(g_dir, sizeof(g_dir), "srp_safetensors");
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return scratch_dir_remove(g_dir);
-}
-
-static void path_in_dir(char *out, size_t cap, const char *name)
-{
-    snprintf(out, cap, "%s/%s", g_dir, name);
-}
-
 static srp_tensor_ref ref(const char *name, srp_dtype dtype, size_t ndim, const size_t *shape,
                           void *data)
 {
@@ -80,8 +61,7 @@ typedef struct {
 
 static void sample_init(sample *s, uint64_t seed)
 {
-    srp_rng r;
-    srp_rng_seed(&r, seed);
+    srp_rng r = seeded_rng(seed);
     fill_normal_f(&r, &s->w[0][0], 6, 1.0);
     s->w[1][2] = NAN; /* payload bits must survive too */
     fill_normal_d(&r, s->d, 4, 1.0);
@@ -107,7 +87,7 @@ static void test_round_trip_is_bit_exact(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "round.safetensors");
+    scratch_path(path, sizeof(path), "round.safetensors");
     sample a, b;
     sample_init(&a, 1);
     sample_init(&b, 2); /* other values everywhere */
@@ -160,7 +140,7 @@ static void test_layout_follows_the_format(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "layout.safetensors");
+    scratch_path(path, sizeof(path), "layout.safetensors");
     float b[2] = {1.0f, -2.0f};
     unsigned char a[3] = {1, 2, 3};
     const size_t sb[1] = {2}, sa[1] = {3};
@@ -195,7 +175,7 @@ static void test_reads_files_laid_out_otherwise(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "other.safetensors");
+    scratch_path(path, sizeof(path), "other.safetensors");
     const char *header = "{ \"w\" : {\"data_offsets\": [8, 24], \"shape\": [2, 2],\n"
                          "          \"dtype\": \"F32\"},\n"
                          "  \"__metadata__\": {\"format\": \"pt\"},\n"
@@ -324,7 +304,7 @@ static void test_malformed_headers_are_refused(void **state)
         {"{", 0, SRP_ERR_FORMAT, "one byte"},
     };
     char path[300];
-    path_in_dir(path, sizeof(path), "bad.safetensors");
+    scratch_path(path, sizeof(path), "bad.safetensors");
     unsigned char zeros[32] = {0};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         print_message("  %s\n", cases[i].what);
@@ -347,17 +327,17 @@ static void test_malformed_headers_are_refused(void **state)
     expect_open_status(path, SRP_ERR_FORMAT);
     write_file_bytes(path, raw, 0);
     expect_open_status(path, SRP_ERR_FORMAT);
-    path_in_dir(path, sizeof(path), "missing.safetensors");
+    scratch_path(path, sizeof(path), "missing.safetensors");
     expect_open_status(path, SRP_ERR_IO);
-    expect_open_status(g_dir, SRP_ERR_IO); /* a directory */
+    expect_open_status(scratch_dir(), SRP_ERR_IO); /* a directory */
 }
 
 static void test_every_truncation_is_refused(void **state)
 {
     (void)state;
     char path[300], bad[300];
-    path_in_dir(path, sizeof(path), "whole.safetensors");
-    path_in_dir(bad, sizeof(bad), "cut.safetensors");
+    scratch_path(path, sizeof(path), "whole.safetensors");
+    scratch_path(bad, sizeof(bad), "cut.safetensors");
     sample a;
     sample_init(&a, 4);
     assert_ok(srp_safetensors_save(path, a.refs, NREF, NULL, 0));
@@ -378,8 +358,8 @@ static void test_flipped_bytes_are_handled(void **state)
 {
     (void)state;
     char path[300], bad[300];
-    path_in_dir(path, sizeof(path), "whole.safetensors");
-    path_in_dir(bad, sizeof(bad), "flipped.safetensors");
+    scratch_path(path, sizeof(path), "whole.safetensors");
+    scratch_path(bad, sizeof(bad), "flipped.safetensors");
     sample a, b;
     sample_init(&a, 5);
     const char *meta[] = {"format", "pt"};
@@ -444,7 +424,7 @@ static void test_read_errors_write_nothing(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "read.safetensors");
+    scratch_path(path, sizeof(path), "read.safetensors");
     sample a, b, keep;
     sample_init(&a, 7);
     assert_ok(srp_safetensors_save(path, a.refs, NREF, NULL, 0));
@@ -492,8 +472,8 @@ static void test_save_rejects_bad_input(void **state)
 {
     (void)state;
     char path[300], fresh[300];
-    path_in_dir(path, sizeof(path), "keep.safetensors");
-    path_in_dir(fresh, sizeof(fresh), "never.safetensors");
+    scratch_path(path, sizeof(path), "keep.safetensors");
+    scratch_path(fresh, sizeof(fresh), "never.safetensors");
     sample a;
     sample_init(&a, 9);
     assert_ok(srp_safetensors_save(path, a.refs, NREF, NULL, 0));
@@ -529,7 +509,7 @@ static void test_save_rejects_bad_input(void **state)
     assert_status(srp_safetensors_save(NULL, a.refs, 1, NULL, 0), SRP_ERR_INVALID_ARG);
     assert_status(srp_safetensors_save("", a.refs, 1, NULL, 0), SRP_ERR_INVALID_ARG);
     char nodir[300];
-    path_in_dir(nodir, sizeof(nodir), "missing_dir/x.safetensors");
+    scratch_path(nodir, sizeof(nodir), "missing_dir/x.safetensors");
     assert_status(srp_safetensors_save(nodir, a.refs, 1, NULL, 0), SRP_ERR_IO);
 
     struct stat sb;
@@ -549,7 +529,7 @@ static void test_strict_reads_and_metadata_checks(void **state)
 {
     (void)state;
     char path[300];
-    path_in_dir(path, sizeof(path), "strict.safetensors");
+    scratch_path(path, sizeof(path), "strict.safetensors");
     sample a, b, keep;
     sample_init(&a, 11);
     sample_init(&b, 12);
@@ -663,7 +643,7 @@ static void test_many_metadata_keys_open_in_n_log_n(void **state)
     for (int i = 0; i < 3; i++) {
         static const char *const names[3] = {"keys_20k.safetensors", "keys_100k.safetensors",
                                              "keys_200k.safetensors"};
-        path_in_dir(paths[i], sizeof(paths[i]), names[i]);
+        scratch_path(paths[i], sizeof(paths[i]), names[i]);
         write_many_keys(paths[i], keys[i]);
     }
     for (int round = 0; round < 5; round++)
@@ -694,5 +674,5 @@ int main(void)
         cmocka_unit_test(test_strict_reads_and_metadata_checks),
         cmocka_unit_test(test_many_metadata_keys_open_in_n_log_n),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

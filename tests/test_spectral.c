@@ -56,8 +56,7 @@ static double float_rounding_bound(const built_matrix *m)
 static void test_exact_and_svd_init_on_50_shapes(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 2023);
+    srp_rng r = seeded_rng(2023);
     size_t shapes[50][2] = {{1024, 1024}, {1024, 64}, {64, 1024}, {1, 1024},  {1024, 1},
                             {1, 1},       {2, 1},     {1, 2},     {512, 256}, {256, 512}};
     for (int i = 10; i < 50; i++) { /* log-uniform sizes in [1, 600] */
@@ -106,8 +105,7 @@ static double tan_angle(const float *u, const double *right1, size_t n)
  * The sigma estimate ||W^T v|| has relative error <= tan^2(theta_prev) rho^2. */
 static void check_convergence(size_t rows, size_t cols, double rho, uint64_t seed)
 {
-    srp_rng r;
-    srp_rng_seed(&r, seed);
+    srp_rng r = seeded_rng(seed);
     built_matrix m = build(&r, rows, cols, 2.0, rho, 0);
     /* Make the tail clearly below s2 so that the rate is set by rho alone. */
     const size_t k = rows < cols ? rows : cols;
@@ -160,8 +158,7 @@ static void test_convergence_follows_the_gap(void **state)
 static void test_multi_iter_equals_repeated_single(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 5);
+    srp_rng r = seeded_rng(5);
     built_matrix m = build(&r, 40, 70, 1.0, 0.7, 0);
     srp_power_iter *a = NULL, *b = NULL;
     assert_ok(srp_power_iter_create(&a, 40, 70, 11));
@@ -191,8 +188,7 @@ static void test_multi_iter_equals_repeated_single(void **state)
 static void test_estimate_is_pure_and_repeatable(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 6);
+    srp_rng r = seeded_rng(6);
     built_matrix m = build(&r, 30, 50, 3.0, 0.8, 0);
     srp_power_iter *p = NULL;
     assert_ok(srp_power_iter_create(&p, 30, 50, 3));
@@ -234,8 +230,7 @@ static void test_zero_matrix(void **state)
     for (int i = 0; i < 6; i++)
         assert_true(isfinite(srp_power_iter_v(p)[i]));
     /* The iteration recovers as soon as W is non-zero again. */
-    srp_rng r;
-    srp_rng_seed(&r, 10);
+    srp_rng r = seeded_rng(10);
     built_matrix m = build(&r, 6, 4, 5.0, 0.3, 0);
     for (int i = 0; i < 40; i++)
         assert_ok(srp_power_iter_step(p, m.w, 1, &sigma));
@@ -247,8 +242,7 @@ static void test_zero_matrix(void **state)
 static void test_non_finite_is_rejected_and_state_kept(void **state)
 {
     (void)state;
-    srp_rng r;
-    srp_rng_seed(&r, 12);
+    srp_rng r = seeded_rng(12);
     built_matrix m = build(&r, 8, 5, 1.0, 0.5, 0);
     srp_power_iter *p = NULL;
     assert_ok(srp_power_iter_create(&p, 8, 5, 1));
@@ -323,8 +317,7 @@ static void test_vector_shapes(void **state)
     assert_true(sigma == 3.5f);
     srp_power_iter_destroy(p);
 
-    srp_rng r;
-    srp_rng_seed(&r, 77);
+    srp_rng r = seeded_rng(77);
     float x[300];
     double xd[300];
     fill_normal_f(&r, x, 300, 1.0);

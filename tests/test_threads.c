@@ -46,8 +46,7 @@ static void *train(void *arg)
         j->status = srp_optim_create(&o, params, 3, &oc);
     }
     float x[B * T * D], h[B * T * D], dy[B * T * D], dh[B * T * D];
-    srp_rng r;
-    srp_rng_seed(&r, j->seed + 2);
+    srp_rng r = seeded_rng(j->seed + 2);
     for (size_t i = 0; i < B * T * D; i++)
         x[i] = (float)srp_rng_normal(&r);
     for (int s = 0; s < STEPS && j->status == SRP_OK; s++) {

@@ -21,23 +21,9 @@
 #include "testutil.h"
 #include "trainer_harness.h"
 
-static int setup(void **state)
-{
-    (void)state;
-    return scratch_setup("srp_vit_test");
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return scratch_teardown();
-}
-
-/* Runs vit-lite-train with args (trainer_harness.h). */
-static int run_train(const char *args, char *out, size_t outlen)
-{
-    return run_program(VIT_TRAIN_EXE, args, out, outlen);
-}
+/* Runs vit-lite-train with the options fmt formats (trainer_harness.h); out is an
+ * array, its size taken. */
+#define run_train(out, ...) run_programf(VIT_TRAIN_EXE, out, sizeof(out), __VA_ARGS__)
 
 /* An IDX file of unsigned bytes: header for dims, then `data_len` bytes. */
 static size_t make_idx(unsigned char *buf, int ndims, const size_t *dims, size_t data_len)
@@ -178,7 +164,7 @@ static void test_cifar10_reader(void **state)
     enum { RECORD = 1 + 3 * 32 * 32, PER_FILE = 3 };
     static unsigned char buf[PER_FILE * RECORD + 7];
     char dir[512], path[600];
-    snprintf(dir, sizeof(dir), "%s/cifar", scratch_dir());
+    scratch_path(dir, sizeof(dir), "cifar");
     mkdir(dir, 0700);
     for (int f = 0; f <= 5; f++) {
         for (int r = 0; r < PER_FILE; r++) {
@@ -282,8 +268,7 @@ static void test_model_backward_matches_differences(void **state)
         assert_true(np <= 64);
         for (size_t i = 0; i < np; i++)
             kinds[i] = srp_param_list_kind(list, i);
-        srp_rng r;
-        srp_rng_seed(&r, 9);
+        srp_rng r = seeded_rng(9);
         float images[3 * 28 * 28], dlogits[30];
         const int labels[3] = {1, 7, 4};
         fill_normal_f(&r, images, 3 * 28 * 28, 1.0);
@@ -340,8 +325,7 @@ static void test_stem_forward_is_the_convolution(void **state)
     } cases[2] = {{6, {1, 1}, 3}, {7, {2, 1}, 2}};
     for (int t = 0; t < 2; t++) {
         const size_t S = cases[t].side, PIX = S * S, p = cases[t].patch;
-        srp_rng r;
-        srp_rng_seed(&r, 6);
+        srp_rng r = seeded_rng(6);
         const srp_linear_config base = srp_linear_config_default(1, 1);
         vit_stem s;
         assert_ok(vit_stem_init(&s, L, channels, cases[t].strides, C, S, p, B, &base, &r));
@@ -417,8 +401,7 @@ static void test_checkpoint_keeps_power_iteration_state(void **state)
         c.seed = 100 + (uint64_t)k;
         assert_ok(vit_create(&m[k], &c));
     }
-    srp_rng r;
-    srp_rng_seed(&r, 4);
+    srp_rng r = seeded_rng(4);
     float images[2 * 28 * 28];
     fill_normal_f(&r, images, 2 * 28 * 28, 1.0);
     for (int step = 0; step < 3; step++) /* training forwards move u, v, sigma */
@@ -455,47 +438,45 @@ static void test_cli_errors(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    assert_int_equal(run_train("--no-such-flag", out, sizeof(out)), 2);
+    assert_int_equal(run_train(out, "--no-such-flag"), 2);
     assert_non_null(strstr(out, "unknown option '--no-such-flag'"));
     assert_non_null(strstr(out, "usage:"));
-    assert_int_equal(run_train("--lr abc", out, sizeof(out)), 2);
+    assert_int_equal(run_train(out, "--lr abc"), 2);
     assert_non_null(strstr(out, "--lr"));
-    assert_int_equal(run_train("--epochs 0", out, sizeof(out)), 2);
-    assert_int_equal(run_train("--optimizer rmsprop", out, sizeof(out)), 2);
+    assert_int_equal(run_train(out, "--epochs 0"), 2);
+    assert_int_equal(run_train(out, "--optimizer rmsprop"), 2);
     assert_non_null(strstr(out, "sgd|lars|adamw"));
-    assert_int_equal(run_train("--dim 128 --heads 3", out, sizeof(out)), 2);
-    assert_int_equal(run_train("--eval-only", out, sizeof(out)), 2);
-    assert_int_equal(run_train("--logits l.safetensors", out, sizeof(out)), 2);
+    assert_int_equal(run_train(out, "--dim 128 --heads 3"), 2);
+    assert_int_equal(run_train(out, "--eval-only"), 2);
+    assert_int_equal(run_train(out, "--logits l.safetensors"), 2);
     assert_non_null(strstr(out, "--logits goes with --eval-only"));
     for (size_t i = 0; i < 8; i++) { /* a stem list that is not one */
         static const char *bad[] = {"--stem 3,x",  "--stem 16,",  "--stem 1,2,3,4,5",
                                     "--stem 0,8",  "--stem 16/0", "--stem 16/5",
                                     "--stem 16/,", "--stem 16/-2"};
-        assert_int_equal(run_train(bad[i], out, sizeof(out)), 2);
+        assert_int_equal(run_train(out, "%s", bad[i]), 2);
         assert_non_null(strstr(out, "up to 4 channel counts"));
     }
     /* a patch grid that does not tile the stem's last map (28 -> 14 at
      * stride 2; patches of 7: a 4x4 grid) */
-    assert_int_equal(run_train("--dataset synthetic --synthetic-train 64 --synthetic-test 16 "
-                               "--stem 4/2 --patch 7",
-                               out, sizeof(out)),
+    assert_int_equal(run_train(out, "--dataset synthetic --synthetic-train 64 --synthetic-test 16 "
+                                    "--stem 4/2 --patch 7"),
                      2);
     assert_non_null(
         strstr(out, "the stem's last map is 14x14, which a 4x4 grid of patches does not tile"));
-    assert_int_equal(run_train("--help", out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, "--help"), 0);
     assert_non_null(strstr(out, "--stop-on-collapse"));
 
     /* a missing data directory, and a corrupt IDX header */
-    assert_int_equal(run_train("--data-dir /nonexistent-dir", out, sizeof(out)), 1);
+    assert_int_equal(run_train(out, "--data-dir /nonexistent-dir"), 1);
     assert_non_null(strstr(out, "/nonexistent-dir/train-images-idx3-ubyte"));
-    char dir[512], args[1024], file[600];
-    snprintf(dir, sizeof(dir), "%s/corrupt", scratch_dir());
+    char dir[512], file[600];
+    scratch_path(dir, sizeof(dir), "corrupt");
     make_idx_dir(dir, 1);
     snprintf(file, sizeof(file), "%s/t10k-images-idx3-ubyte.gz", dir);
     const unsigned char junk[16] = {0x12, 0x34, 0, 3};
     write_bytes(file, junk, sizeof(junk), 1);
-    snprintf(args, sizeof(args), "--data-dir %s", dir);
-    assert_int_equal(run_train(args, out, sizeof(out)), 1);
+    assert_int_equal(run_train(out, "--data-dir %s", dir), 1);
     assert_non_null(strstr(out, file));
     assert_non_null(strstr(out, "magic"));
 }
@@ -513,13 +494,13 @@ static void test_learns_the_synthetic_set(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char metrics[512], args[2048];
+    char metrics[512];
     scratch_path(metrics, sizeof(metrics), "learn.jsonl");
     /* No flips: they turn the synthetic set's stroke angles into others,
      * which caps it near 60%. */
-    snprintf(args, sizeof(args), SMALL_MODEL "--epochs 6 --no-augment --metrics %s", metrics);
     const double t0 = now_seconds();
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, SMALL_MODEL "--epochs 6 --no-augment --metrics %s", metrics),
+                     0);
     const double seconds = now_seconds() - t0;
     /* the default recipe on a small model learns this set (99.6% measured):
      * at least 95% test accuracy, and a test loss far below log 10 = 2.30 */
@@ -546,45 +527,29 @@ static void test_learns_the_synthetic_set(void **state)
 static void resume_is_bit_exact(const char *recipe)
 {
     static char out[1 << 16];
-    char m_full[512], c_full[512], m_part[512], c_part[512], args[4096];
-    scratch_path(m_full, sizeof(m_full), "full.jsonl");
-    scratch_path(c_full, sizeof(c_full), "full.ckpt");
-    scratch_path(m_part, sizeof(m_part), "part.jsonl");
-    scratch_path(c_part, sizeof(c_part), "part.ckpt");
+    char args[4096];
+    resume_files f;
+    resume_files_init(&f, "");
     char common[1024];
     snprintf(common, sizeof(common), SMALL_MODEL "--epochs 2 --augment --checkpoint-every 5 %s",
              recipe);
-    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s", common, m_full, c_full);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, "%s --metrics %s --checkpoint %s", common, f.m_full, f.c_full),
+                     0);
     /* 32 steps per epoch: stop at 19, inside the second epoch, then twice more */
     const int stops[2] = {19, 45};
-    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --stop-after-steps %d", common,
-             m_part, c_part, stops[0]);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
-    assert_non_null(strstr(out, "stopped after step 19"));
-    snprintf(args, sizeof(args),
-             "%s --metrics %s --checkpoint %s --resume %s --stop-after-steps %d", common, m_part,
-             c_part, c_part, stops[1]);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
-    assert_non_null(strstr(out, "resumed from"));
-    snprintf(args, sizeof(args), "%s --metrics %s --checkpoint %s --resume %s", common, m_part,
-             c_part, c_part);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
-    assert_true(same_but_time(m_full, m_part, 0));
-    assert_true(same_but_time(c_full, c_part, 1));
+    snprintf(args, sizeof(args), "'%s' --threads 2 %s", VIT_TRAIN_EXE, common);
+    assert_resume_is_bit_exact(args, stops, &f);
 
     /* Resuming with other training options is refused. */
-    snprintf(args, sizeof(args), "%s --lr 0.5 --resume %s", common, c_part);
-    assert_int_equal(run_train(args, out, sizeof(out)), 2);
+    assert_int_equal(run_train(out, "%s --lr 0.5 --resume %s", common, f.c_part), 2);
     assert_non_null(strstr(out, "other training options"));
 
     /* --eval-only reads the model back, with its weight average when the
      * run kept one, and gives the run's test accuracy and loss. */
-    snprintf(args, sizeof(args), "%s --eval-only --resume %s", common, c_full);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, "%s --eval-only --resume %s", common, f.c_full), 0);
     char expect[128];
     snprintf(expect, sizeof(expect), "test accuracy %.4f, test loss %.4f (",
-             last_value(m_full, "eval", "acc"), last_value(m_full, "eval", "loss"));
+             last_value(f.m_full, "eval", "acc"), last_value(f.m_full, "eval", "loss"));
     assert_non_null(strstr(out, expect));
     assert_non_null(strstr(out, strstr(recipe, "--ema") ? "images, the weight average)"
                                                         : "images, the weights)"));
@@ -594,11 +559,11 @@ static void resume_is_bit_exact(const char *recipe)
     char l_avg[512], l_live[512];
     scratch_path(l_avg, sizeof(l_avg), "avg.safetensors");
     scratch_path(l_live, sizeof(l_live), "live.safetensors");
-    snprintf(args, sizeof(args), "%s --eval-only --resume %s --logits %s", common, c_full, l_avg);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
-    snprintf(args, sizeof(args), "%s --ema 0 --eval-only --resume %s --logits %s", common, c_full,
-             l_live);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(
+        run_train(out, "%s --eval-only --resume %s --logits %s", common, f.c_full, l_avg), 0);
+    assert_int_equal(
+        run_train(out, "%s --ema 0 --eval-only --resume %s --logits %s", common, f.c_full, l_live),
+        0);
     size_t n_avg, n_live;
     unsigned char *avg = read_file_bytes(l_avg, &n_avg), *live = read_file_bytes(l_live, &n_live);
     assert_non_null(avg);
@@ -623,29 +588,32 @@ static void test_odd_dataset_sizes(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char ckpt[512], args[2048];
+    char ckpt[512];
     scratch_path(ckpt, sizeof(ckpt), "odd.ckpt");
     const char *model = "--dim 16 --depth 1 --heads 2 --mlp-dim 16 --batch 48 --epochs 1 ";
-    snprintf(args, sizeof(args),
-             "%s--dataset synthetic --synthetic-train 200 --synthetic-test 1000 --checkpoint %s",
-             model, ckpt);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(
+        run_train(
+            out,
+            "%s--dataset synthetic --synthetic-train 200 --synthetic-test 1000 --checkpoint %s",
+            model, ckpt),
+        0);
     assert_non_null(strstr(out, "test accuracy"));
-    snprintf(args, sizeof(args),
-             "%s--dataset synthetic --synthetic-train 200 --synthetic-test 1000 --eval-only "
-             "--resume %s",
-             model, ckpt);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(
+        run_train(out,
+                  "%s--dataset synthetic --synthetic-train 200 --synthetic-test 1000 --eval-only "
+                  "--resume %s",
+                  model, ckpt),
+        0);
     assert_non_null(strstr(out, "(1000 images, the weight average)"));
 
     char dir[512];
-    snprintf(dir, sizeof(dir), "%s/idx_big_test", scratch_dir());
+    scratch_path(dir, sizeof(dir), "idx_big_test");
     make_idx_dir_sized(dir, 0, 20, 50);
-    snprintf(args, sizeof(args),
-             "--dim 16 --depth 1 --heads 2 --mlp-dim 16 --batch 8 --epochs 1 "
-             "--data-dir %s",
-             dir);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out,
+                               "--dim 16 --depth 1 --heads 2 --mlp-dim 16 --batch 8 --epochs 1 "
+                               "--data-dir %s",
+                               dir),
+                     0);
     assert_non_null(strstr(out, "test accuracy"));
 }
 
@@ -657,14 +625,16 @@ static void test_stop_on_collapse(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char metrics[512], ckpt[512], args[2048];
+    char metrics[512], ckpt[512];
     scratch_path(metrics, sizeof(metrics), "collapse.jsonl");
     scratch_path(ckpt, sizeof(ckpt), "collapse.ckpt");
-    snprintf(args, sizeof(args),
-             SMALL_MODEL "--epochs 2 --collapse-fraction 0.999 --stop-on-collapse --metrics %s "
-                         "--checkpoint %s",
-             metrics, ckpt);
-    assert_int_equal(run_train(args, out, sizeof(out)), 4);
+    assert_int_equal(
+        run_train(out,
+                  SMALL_MODEL
+                  "--epochs 2 --collapse-fraction 0.999 --stop-on-collapse --metrics %s "
+                  "--checkpoint %s",
+                  metrics, ckpt),
+        4);
     assert_non_null(strstr(out, "warning: step"));
     assert_non_null(strstr(out, "entropy collapse: layer"));
     assert_non_null(strstr(out, "--stop-on-collapse"));
@@ -683,11 +653,9 @@ static void test_stop_on_collapse(void **state)
     assert_close_rel(last_value(metrics, "collapse", "uniform"),
                      last_value(metrics, "header", "log_tokens"), 1e-6, 0.0, "uniform");
     free(text);
-    snprintf(args, sizeof(args), SMALL_MODEL "--eval-only --resume %s", ckpt);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, SMALL_MODEL "--eval-only --resume %s", ckpt), 0);
     /* without --stop-on-collapse the same run warns and goes on to the end */
-    snprintf(args, sizeof(args), SMALL_MODEL "--epochs 2 --collapse-fraction 0.999");
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, SMALL_MODEL "--epochs 2 --collapse-fraction 0.999"), 0);
     assert_non_null(strstr(out, "entropy collapse: layer"));
     assert_non_null(strstr(out, "epoch 2: test accuracy"));
 }
@@ -703,23 +671,23 @@ static void test_checkpoint_holds_its_model(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char metrics[512], ckpt[512], copy[512], args[2048];
+    char metrics[512], ckpt[512], copy[512];
     scratch_path(metrics, sizeof(metrics), "model8.jsonl");
     scratch_path(ckpt, sizeof(ckpt), "model8.ckpt");
     scratch_path(copy, sizeof(copy), "copy.ckpt");
 #define META_BASE                                                                                  \
     "--dataset synthetic --synthetic-train 256 --synthetic-test 64 --dim 32 --depth 2 "            \
     "--mlp-dim 32 --batch 32 --epochs 1 --log-every 1 --bound-every 2 --stem 8/2 --patch 4 "
-    snprintf(args, sizeof(args), META_BASE "--heads 8 --stop-after-steps 4 --metrics %s "
-             "--checkpoint %s", metrics, ckpt);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out,
+                               META_BASE "--heads 8 --stop-after-steps 4 --metrics %s "
+                                         "--checkpoint %s",
+                               metrics, ckpt),
+                     0);
     assert_bound_terms_logged(metrics, 2, 8);
 
-    snprintf(args, sizeof(args), META_BASE "--heads 4 --eval-only --resume %s", ckpt);
-    assert_int_equal(run_train(args, out, sizeof(out)), 2);
+    assert_int_equal(run_train(out, META_BASE "--heads 4 --eval-only --resume %s", ckpt), 2);
     assert_non_null(strstr(out, "heads is 8 in the file, 4 here"));
-    snprintf(args, sizeof(args), META_BASE "--heads 4 --resume %s", ckpt);
-    assert_int_equal(run_train(args, out, sizeof(out)), 2);
+    assert_int_equal(run_train(out, META_BASE "--heads 4 --resume %s", ckpt), 2);
     assert_non_null(strstr(out, "heads is 8 in the file, 4 here"));
 
     static const char *const keys[] = {"model", "stem-layout", "stem", "channels", "image-size",
@@ -727,27 +695,22 @@ static void test_checkpoint_holds_its_model(void **state)
                                        "no-sn", "layernorm", "gamma-init", "qkv-sigma", "pool"};
     const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
     rewrite_checkpoint(ckpt, copy, keys, nkeys, NULL, "blocks.7.attn.extra");
-    snprintf(args, sizeof(args), META_BASE "--heads 8 --resume %s", copy);
-    assert_int_equal(run_train(args, out, sizeof(out)), 1);
+    assert_int_equal(run_train(out, META_BASE "--heads 8 --resume %s", copy), 1);
     assert_non_null(strstr(out, "blocks.7.attn.extra"));
-    snprintf(args, sizeof(args), META_BASE "--heads 8 --eval-only --resume %s", copy);
-    assert_int_equal(run_train(args, out, sizeof(out)), 1);
+    assert_int_equal(run_train(out, META_BASE "--heads 8 --eval-only --resume %s", copy), 1);
     assert_non_null(strstr(out, "does not have: blocks.7.attn.extra"));
 
     rewrite_checkpoint(ckpt, copy, keys, nkeys, "heads", NULL);
-    snprintf(args, sizeof(args), META_BASE "--heads 8 --resume %s", copy);
-    assert_int_equal(run_train(args, out, sizeof(out)), 2);
+    assert_int_equal(run_train(out, META_BASE "--heads 8 --resume %s", copy), 2);
     assert_non_null(strstr(out, "heads is not in the file (8 here)"));
 
     rewrite_checkpoint(ckpt, copy, keys, 0, NULL, NULL);
-    snprintf(args, sizeof(args), META_BASE "--heads 8 --eval-only --resume %s", copy);
-    assert_int_equal(run_train(args, out, sizeof(out)), 2);
+    assert_int_equal(run_train(out, META_BASE "--heads 8 --eval-only --resume %s", copy), 2);
     assert_non_null(strstr(out, "records no model configuration"));
     assert_non_null(strstr(out, "(OIHW)"));
 
     rewrite_checkpoint(ckpt, copy, keys, nkeys, NULL, NULL);
-    snprintf(args, sizeof(args), META_BASE "--heads 8 --resume %s", copy);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, META_BASE "--heads 8 --resume %s", copy), 0);
     assert_non_null(strstr(out, "resumed from"));
 #undef META_BASE
 }
@@ -798,8 +761,8 @@ static void test_flips_by_dataset(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char dir[512], metrics[512], other[512], args[2048];
-    snprintf(dir, sizeof(dir), "%s/flips", scratch_dir());
+    char dir[512], metrics[512], other[512];
+    scratch_path(dir, sizeof(dir), "flips");
     make_idx_dir_sized(dir, 0, 32, 16);
     scratch_path(metrics, sizeof(metrics), "flips.jsonl");
     scratch_path(other, sizeof(other), "flips_explicit.jsonl");
@@ -816,11 +779,12 @@ static void test_flips_by_dataset(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const int idx = strstr(cases[i].data, "--data-dir") != NULL;
-        snprintf(args, sizeof(args),
-                 "%s %s %s --dim 16 --depth 1 --heads 2 --mlp-dim 16 --stem 0 --batch 16 "
-                 "--epochs 1 --metrics %s",
-                 cases[i].data, idx ? dir : "", cases[i].flags, metrics);
-        assert_int_equal(run_train(args, out, sizeof(out)), 0);
+        assert_int_equal(
+            run_train(out,
+                      "%s %s %s --dim 16 --depth 1 --heads 2 --mlp-dim 16 --stem 0 --batch 16 "
+                      "--epochs 1 --metrics %s",
+                      cases[i].data, idx ? dir : "", cases[i].flags, metrics),
+            0);
         char *text = read_text(metrics);
         char augment[32], tta[32];
         snprintf(augment, sizeof(augment), " augment=%d ", cases[i].flips != 0);
@@ -835,13 +799,11 @@ static void test_flips_by_dataset(void **state)
     const char *synthetic = "--dataset synthetic --synthetic-train 64 --synthetic-test 32 "
                             "--dim 16 --depth 1 --heads 2 --mlp-dim 16 --stem 0 --batch 16 "
                             "--epochs 2";
-    snprintf(args, sizeof(args), "%s --metrics %s", synthetic, metrics);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
-    snprintf(args, sizeof(args), "%s --no-augment --no-tta-flip --metrics %s", synthetic, other);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, "%s --metrics %s", synthetic, metrics), 0);
+    assert_int_equal(run_train(out, "%s --no-augment --no-tta-flip --metrics %s", synthetic, other),
+                     0);
     assert_true(same_but_time(metrics, other, 0));
-    snprintf(args, sizeof(args), "%s --augment --metrics %s", synthetic, other);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, "%s --augment --metrics %s", synthetic, other), 0);
     assert_false(same_but_time(metrics, other, 0));
 }
 
@@ -852,13 +814,15 @@ static void test_validation_protocol(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char metrics[512], args[2048];
+    char metrics[512];
     scratch_path(metrics, sizeof(metrics), "val.jsonl");
-    snprintf(args, sizeof(args),
-             SMALL_MODEL "--epochs 3 --no-augment --translate 1 --tta-flip --ema 0.99 --val 256 "
-                         "--report-at 0.2,0.999 --metrics %s",
-             metrics);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(
+        run_train(out,
+                  SMALL_MODEL
+                  "--epochs 3 --no-augment --translate 1 --tta-flip --ema 0.99 --val 256 "
+                  "--report-at 0.2,0.999 --metrics %s",
+                  metrics),
+        0);
     assert_non_null(strstr(out, "1792 train / 256 val / 512 test"));
     assert_non_null(strstr(out, "epoch 3: validation accuracy"));
     assert_non_null(strstr(out, "(512 images, reported only)"));
@@ -870,9 +834,9 @@ static void test_validation_protocol(void **state)
     assert_non_null(strstr(text, "\"type\":\"eval\",\"set\":\"test\""));
     assert_non_null(strstr(text, "\"seconds\":"));
     free(text);
-    assert_int_equal(run_train("--val 999999 --dataset synthetic", out, sizeof(out)), 2);
+    assert_int_equal(run_train(out, "--val 999999 --dataset synthetic"), 2);
     assert_non_null(strstr(out, "leaves no training images"));
-    assert_int_equal(run_train("--report-at 0.9,0.8", out, sizeof(out)), 2);
+    assert_int_equal(run_train(out, "--report-at 0.9,0.8"), 2);
 }
 
 /* A stem list spelled with spaces, leading zeros or a stride of 1 is the
@@ -882,14 +846,15 @@ static void test_stem_spellings_are_one_run(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char metrics[512], args[2048];
+    char metrics[512];
     scratch_path(metrics, sizeof(metrics), "stem-spelling.jsonl");
-    snprintf(
-        args, sizeof(args),
-        "--dataset synthetic --synthetic-train 256 --synthetic-test 64 --dim 16 --depth 1 "
-        "--heads 2 --mlp-dim 16 --batch 32 --stem ' 4/1, 04' --stop-after-steps 1 --metrics %s",
-        metrics);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(
+        run_train(
+            out,
+            "--dataset synthetic --synthetic-train 256 --synthetic-test 64 --dim 16 --depth 1 "
+            "--heads 2 --mlp-dim 16 --batch 32 --stem ' 4/1, 04' --stop-after-steps 1 --metrics %s",
+            metrics),
+        0);
     char *text = read_text(metrics);
     assert_non_null(strstr(text, " stem=4,4 "));
     free(text);
@@ -899,20 +864,19 @@ static void test_non_finite_loss_stops_with_its_code(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char ckpt[512], args[2048];
+    char ckpt[512];
     scratch_path(ckpt, sizeof(ckpt), "diverge.ckpt");
     /* plain linears and a huge learning rate: the loss blows up */
-    snprintf(args, sizeof(args),
-             SMALL_MODEL "--no-sn --optimizer sgd --lr 1e4 --epochs 3 "
-                         "--checkpoint %s --checkpoint-every 1",
-             ckpt);
-    assert_int_equal(run_train(args, out, sizeof(out)), 3);
+    assert_int_equal(run_train(out,
+                               SMALL_MODEL "--no-sn --optimizer sgd --lr 1e4 --epochs 3 "
+                                           "--checkpoint %s --checkpoint-every 1",
+                               ckpt),
+                     3);
     /* the step after the blow-up overflows in the forward: named as such */
     assert_non_null(strstr(out, "the activations became non-finite"));
     assert_non_null(strstr(out, ckpt));
     /* the last good checkpoint is still a valid one */
-    snprintf(args, sizeof(args), SMALL_MODEL "--no-sn --eval-only --resume %s", ckpt);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, SMALL_MODEL "--no-sn --eval-only --resume %s", ckpt), 0);
 }
 
 static void test_plot_renders_a_png(void **state)
@@ -924,11 +888,11 @@ static void test_plot_renders_a_png(void **state)
         skip();
     }
     static char out[1 << 16];
-    char metrics[512], png[512], args[2048];
+    char metrics[512], png[512];
     scratch_path(metrics, sizeof(metrics), "plot.jsonl");
     scratch_path(png, sizeof(png), "plot.png");
-    snprintf(args, sizeof(args), SMALL_MODEL "--epochs 1 --metrics %s --plot %s", metrics, png);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, SMALL_MODEL "--epochs 1 --metrics %s --plot %s", metrics, png),
+                     0);
     size_t size;
     unsigned char *bytes = read_file_bytes(png, &size);
     assert_non_null(bytes);
@@ -936,14 +900,12 @@ static void test_plot_renders_a_png(void **state)
     free(bytes);
     remove(png);
     /* the standalone way, from the metrics file alone */
-    snprintf(args, sizeof(args), "--plot-only %s --plot %s", metrics, png);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, "--plot-only %s --plot %s", metrics, png), 0);
     bytes = read_file_bytes(png, &size);
     assert_non_null(bytes);
     assert_true(size > 1000 && memcmp(bytes, "\x89PNG", 4) == 0);
     free(bytes);
-    snprintf(args, sizeof(args), "--plot-only /nonexistent.jsonl --plot %s", png);
-    assert_int_equal(run_train(args, out, sizeof(out)), 1);
+    assert_int_equal(run_train(out, "--plot-only /nonexistent.jsonl --plot %s", png), 1);
 }
 
 /* --export / --init-from: the model under the official PyTorch names. A
@@ -965,8 +927,7 @@ static void test_official_names_round_trip(void **state)
     c.layernorm = 1;
     assert_ok(vit_create(&ln, &c));
     float images[2 * 28 * 28];
-    srp_rng r;
-    srp_rng_seed(&r, 4);
+    srp_rng r = seeded_rng(4);
     fill_normal_f(&r, images, 2 * 28 * 28, 1.0);
     const float *logits;
     assert_ok(vit_forward(a, images, 2, SRP_TRAIN, &logits)); /* u and sigma leave the SVD's */
@@ -1071,22 +1032,18 @@ static void test_export_and_init_from(void **state)
 {
     (void)state;
     static char out[1 << 16];
-    char args[2048], model[600];
+    char model[600];
     scratch_path(model, sizeof(model), "trained.safetensors");
     const char *common = SMALL_MODEL "--epochs 1";
-    snprintf(args, sizeof(args), "%s --export %s", common, model);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, "%s --export %s", common, model), 0);
     const char *acc = strstr(out, "test accuracy");
     assert_non_null(acc);
     char trained[64];
     snprintf(trained, sizeof(trained), "%.19s", acc); /* "test accuracy 0.xxxx" */
-    snprintf(args, sizeof(args), "%s --init-from %s --eval-only", common, model);
-    assert_int_equal(run_train(args, out, sizeof(out)), 0);
+    assert_int_equal(run_train(out, "%s --init-from %s --eval-only", common, model), 0);
     assert_non_null(strstr(out, trained));
-    snprintf(args, sizeof(args), "%s --init-from %s --resume %s", common, model, model);
-    assert_int_equal(run_train(args, out, sizeof(out)), 2);
-    snprintf(args, sizeof(args), "%s --dim 16 --init-from %s", common, model);
-    assert_int_equal(run_train(args, out, sizeof(out)), 1);
+    assert_int_equal(run_train(out, "%s --init-from %s --resume %s", common, model, model), 2);
+    assert_int_equal(run_train(out, "%s --dim 16 --init-from %s", common, model), 1);
     assert_non_null(strstr(out, "shape or dtype"));
 }
 
@@ -1114,5 +1071,5 @@ int main(void)
         cmocka_unit_test(test_official_names_round_trip),
         cmocka_unit_test(test_export_and_init_from),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

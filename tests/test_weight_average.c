@@ -468,8 +468,7 @@ static void test_threads_and_no_allocation(void **state)
     const int threads_before = srp_get_num_threads();
     for (int run = 0; run < 2; run++) {
         srp_set_num_threads(run + 1);
-        srp_rng r;
-        srp_rng_seed(&r, 8);
+        srp_rng r = seeded_rng(8);
         fill_normal_f(&r, p, BIG + SMALL, 1.0);
         srp_param_list *l = NULL;
         assert_ok(srp_param_list_create(&l));

@@ -24,6 +24,13 @@ void assert_close_rel(double a, double b, double tol, double floor, const char *
     }
 }
 
+srp_rng seeded_rng(uint64_t seed)
+{
+    srp_rng r;
+    srp_rng_seed(&r, seed);
+    return r;
+}
+
 void fill_normal_f(srp_rng *r, float *x, size_t n, double scale)
 {
     for (size_t i = 0; i < n; i++)
@@ -95,6 +102,20 @@ void matrix_with_spectrum(srp_rng *r, double *w, size_t rows, size_t cols, const
                 1.0, u, (blasint)k, v, (blasint)k, 0.0, w, (blasint)cols);
     free(v);
     free(u);
+}
+
+float *alloc_f(size_t n)
+{
+    float *p = calloc(n ? n : 1, sizeof(float));
+    assert_non_null(p);
+    return p;
+}
+
+double *alloc_d(size_t n)
+{
+    double *p = calloc(n ? n : 1, sizeof(double));
+    assert_non_null(p);
+    return p;
 }
 
 double dot_d(const double *x, const double *y, size_t n)
@@ -171,6 +192,27 @@ int scratch_dir_remove(const char *dir)
     char cmd[600];
     const int len = snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     return len > 0 && (size_t)len < sizeof(cmd) && system(cmd) == 0 ? 0 : -1;
+}
+
+static char g_scratch[512]; /* the test program's scratch directory */
+
+int scratch_setup(void **state)
+{
+    (void)state;
+    return scratch_dir_make(g_scratch, sizeof(g_scratch), "srp_test");
+}
+
+int scratch_teardown(void **state)
+{
+    (void)state;
+    return scratch_dir_remove(g_scratch);
+}
+
+const char *scratch_dir(void) { return g_scratch; }
+
+void scratch_path(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", g_scratch, name);
 }
 
 struct fixture {

@@ -17,6 +17,9 @@
 /* |a - b| <= tol * max(|b|, floor); prints both on failure. */
 void assert_close_rel(double a, double b, double tol, double floor, const char *what);
 
+/* A generator seeded with seed (srp_rng_seed). */
+srp_rng seeded_rng(uint64_t seed);
+
 /* Random N(0, 1) values into x (float or double). */
 void fill_normal_f(srp_rng *r, float *x, size_t n, double scale);
 void fill_normal_d(srp_rng *r, double *x, size_t n, double scale);
@@ -30,6 +33,11 @@ void random_orthonormal(srp_rng *r, double *q, size_t n, size_t k);
  * of U (u1: [rows]) and V (v1: [cols]). */
 void matrix_with_spectrum(srp_rng *r, double *w, size_t rows, size_t cols, const double *s,
                           double *u1, double *v1);
+
+/* n zeros (at least one element), freed with free(); fails the test
+ * when out of memory. */
+float *alloc_f(size_t n);
+double *alloc_d(size_t n);
 
 /* Double helpers. */
 double dot_d(const double *x, const double *y, size_t n);
@@ -49,6 +57,14 @@ void write_file_bytes(const char *path, const void *p, size_t n);
  * with its contents; 0 on success. */
 int scratch_dir_make(char *dir, size_t cap, const char *prefix);
 int scratch_dir_remove(const char *dir);
+/* The test program's own scratch directory, made by scratch_dir_make:
+ * cmocka_run_group_tests(tests, scratch_setup, scratch_teardown) makes it
+ * before the tests and removes it after them. */
+int scratch_setup(void **state);
+int scratch_teardown(void **state);
+const char *scratch_dir(void);
+/* buf = "<scratch_dir()>/<name>" */
+void scratch_path(char *buf, size_t len, const char *name);
 
 /* Reference fixtures written by tests/reference/gen_*.py: named float
  * arrays (format: tests/reference/fixture_io.py). */

@@ -3,6 +3,7 @@
 #include "trainer_harness.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,29 +17,12 @@
 
 #include "testutil.h"
 
-static char g_dir[256]; /* scratch folder for this run */
-
 double now_seconds(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
-
-int scratch_setup(const char *prefix)
-{
-    snprintf(g_dir, sizeof(g_dir), "/tmp/%s_XXXXXX", prefix);
-    return mkdtemp(g_dir) ? 0 : -1;
-}
-
-int scratch_teardown(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-const char *scratch_dir(void) { return g_dir; }
 
 int run_command(const char *cmd, char *out, size_t outlen)
 {
@@ -58,16 +42,16 @@ int run_command(const char *cmd, char *out, size_t outlen)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-int run_program(const char *exe, const char *args, char *out, size_t outlen)
+int run_programf(const char *exe, char *out, size_t outlen, const char *fmt, ...)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd), "'%s' --threads 2 %s", exe, args);
+    char cmd[8192];
+    const int len = snprintf(cmd, sizeof(cmd), "'%s' --threads 2 ", exe);
+    va_list ap;
+    va_start(ap, fmt);
+    const int more = vsnprintf(cmd + len, sizeof(cmd) - (size_t)len, fmt, ap);
+    va_end(ap);
+    assert_true(more >= 0 && (size_t)(len + more) < sizeof(cmd));
     return run_command(cmd, out, outlen);
-}
-
-void scratch_path(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, "%s/%s", g_dir, name);
 }
 
 void write_bytes(const char *path, const void *data, size_t n, int gzip)
@@ -284,6 +268,35 @@ double checkpoint_float_difference(const char *a, const char *b, char *worst, si
     free(x);
     free(y);
     return largest;
+}
+
+void resume_files_init(resume_files *f, const char *prefix)
+{
+    snprintf(f->m_full, sizeof(f->m_full), "%s/%sfull.jsonl", scratch_dir(), prefix);
+    snprintf(f->c_full, sizeof(f->c_full), "%s/%sfull.ckpt", scratch_dir(), prefix);
+    snprintf(f->m_part, sizeof(f->m_part), "%s/%spart.jsonl", scratch_dir(), prefix);
+    snprintf(f->c_part, sizeof(f->c_part), "%s/%spart.ckpt", scratch_dir(), prefix);
+}
+
+void assert_resume_is_bit_exact(const char *command, const int stops[2], const resume_files *f)
+{
+    static char out[1 << 16];
+    char cmd[8192], said[64];
+    for (int k = 0; k < 3; k++) {
+        int len = snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s", command, f->m_part,
+                           f->c_part);
+        if (k < 2)
+            len +=
+                snprintf(cmd + len, sizeof(cmd) - (size_t)len, " --stop-after-steps %d", stops[k]);
+        if (k > 0)
+            snprintf(cmd + len, sizeof(cmd) - (size_t)len, " --resume %s", f->c_part);
+        assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
+        snprintf(said, sizeof(said), "stopped after step %d", k < 2 ? stops[k] : 0);
+        assert_true(k == 2 || strstr(out, said));
+        assert_true(k == 0 || strstr(out, "resumed from"));
+    }
+    assert_true(same_but_time(f->m_full, f->m_part, 0));
+    assert_true(same_but_time(f->c_full, f->c_part, 1));
 }
 
 void rewrite_checkpoint(const char *src, const char *dst, const char *const *keys, size_t nkeys,

@@ -1,6 +1,7 @@
-/* What the tests of the example trainers share: a scratch folder, running
- * a trainer as a user does (its output and exit code), small files, and
- * reading metrics and checkpoints back. cmocka assertions inside. */
+/* What the tests of the example trainers share: running a trainer as a
+ * user does (its output and exit code), small files, and reading metrics
+ * and checkpoints back. cmocka assertions inside; the scratch folder is
+ * testutil.h's. */
 #ifndef TRAINER_HARNESS_H
 #define TRAINER_HARNESS_H
 
@@ -8,20 +9,14 @@
 
 double now_seconds(void); /* monotonic */
 
-/* A fresh folder /tmp/<prefix>_XXXXXX for the test program; teardown
- * removes it. 0 on success (cmocka's group setup convention). */
-int scratch_setup(const char *prefix);
-int scratch_teardown(void);
-const char *scratch_dir(void);
-/* buf = "<scratch folder>/<name>" */
-void scratch_path(char *buf, size_t len, const char *name);
-
 /* Runs a shell command line, stdout and stderr into out (truncated to
  * outlen). Returns the exit code, or -1 if it did not exit normally. */
 int run_command(const char *cmd, char *out, size_t outlen);
-/* Runs `'exe' --threads 2 args`, stdout and stderr into out (truncated to
- * outlen). Returns the exit code, or -1 if it did not exit normally. */
-int run_program(const char *exe, const char *args, char *out, size_t outlen);
+/* Runs `'exe' --threads 2 args`, args formatted from fmt, stdout and
+ * stderr into out (truncated to outlen). Returns the exit code, or -1 if
+ * it did not exit normally. */
+int run_programf(const char *exe, char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Writes n bytes to path, gzip-compressed when gzip is set. */
 void write_bytes(const char *path, const void *data, size_t n, int gzip);
@@ -48,6 +43,19 @@ double checkpoint_float_difference(const char *a, const char *b, char *worst, si
  * metrics' "seconds", "budget_seconds", "budget_used" and "ms_per_step"
  * (checkpoint 0) or the checkpoint's train.seconds (checkpoint 1). */
 int same_but_time(const char *a, const char *b, int checkpoint);
+
+/* The files of a resume test in the scratch folder: the metrics and
+ * checkpoint of a run through (<prefix>full.jsonl, .ckpt) and of the same
+ * run stopped and resumed (<prefix>part.jsonl, .ckpt). */
+typedef struct {
+    char m_full[512], c_full[512], m_part[512], c_part[512];
+} resume_files;
+void resume_files_init(resume_files *f, const char *prefix);
+/* Runs `command` (a trainer and its options; run_command) into m_part and
+ * c_part stopped after stops[0] steps, resumed and stopped after stops[1],
+ * resumed to the end, each saying so: the same metrics and final
+ * checkpoint, bit for bit, as m_full and c_full of the run through. */
+void assert_resume_is_bit_exact(const char *command, const int stops[2], const resume_files *f);
 
 /* Copies the checkpoint src to dst with the metadata keys[0..nkeys) of src
  * but drop_key (none: NULL; nkeys 0: a file without metadata, as older

@@ -67,17 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(buf);
     if (!path)
         return 0;
-    /* fuzz_checkpoint's list, loaded plainly and strictly */
-    float w[3 * 4], scalar;
-    uint64_t step, rng[4];
-    unsigned char text[16];
-    const srp_tensor_ref refs[] = {
-        {"w", SRP_DTYPE_F32, 2, {3, 4}, w},     {"s", SRP_DTYPE_F32, 0, {0}, &scalar},
-        {"step", SRP_DTYPE_U64, 0, {0}, &step}, {"rng", SRP_DTYPE_U64, 1, {4}, rng},
-        {"text", SRP_DTYPE_U8, 1, {16}, text},
-    };
-    srp_checkpoint_load(path, refs, 5);
-    srp_checkpoint_load_strict(path, refs, 5);
+    fuzz_load_checkpoint_list(path, 1); /* fuzz_checkpoint's list, plainly and strictly */
     srp_checkpoint *c = NULL;
     if (srp_checkpoint_open(&c, path) != SRP_OK)
         return 0;

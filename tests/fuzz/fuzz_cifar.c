@@ -2,18 +2,16 @@
  * the input as every one of its six files. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
-#include <stdlib.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "data.h"
+#include "fuzz_file.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static char dir[256];
     if (!dir[0]) {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(dir, sizeof(dir), "%s/srp_fuzz_cifar_%ld", tmp ? tmp : "/tmp", (long)getpid());
+        fuzz_temp_path(dir, sizeof(dir), "cifar");
         mkdir(dir, 0700);
     }
     static const char *const names[] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",

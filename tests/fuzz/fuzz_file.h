@@ -6,8 +6,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Writes data to path (created once per process under $TMPDIR or /tmp,
- * named after tag) and returns that path; NULL if it could not. */
+/* buf = "$TMPDIR/srp_fuzz_<tag>_<pid>" ($TMPDIR or /tmp): a name of this
+ * process's own for a fuzz target's file or folder. */
+void fuzz_temp_path(char *buf, size_t cap, const char *tag);
+
+/* Writes data to path (fuzz_temp_path's, named once per process) and
+ * returns that path; NULL if it could not. */
 const char *fuzz_write_file(const char *tag, const uint8_t *data, size_t size);
+
+/* srp_checkpoint_load of path into a fixed list of tensors, one of each
+ * kind the trainers use; with strict, srp_checkpoint_load_strict too. */
+void fuzz_load_checkpoint_list(const char *path, int strict);
 
 #endif

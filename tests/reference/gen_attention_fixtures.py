@@ -12,11 +12,11 @@ Format: fixture_io.py.
 """
 import torch
 
-from fixture_io import FixtureWriter, record_initial_state, record_training_step
+from fixture_io import record_initial_state, record_training_step, sgd_step, start_fixtures
 from sigma_reparam import Attention, SNLinear
 
-torch.manual_seed(1234567)
-torch.set_num_threads(1)
+fixtures = start_fixtures(1234567)
+put = fixtures.put
 
 
 def make_attention(dim, heads, causal, weight_scale=0.3):
@@ -27,10 +27,6 @@ def make_attention(dim, heads, causal, weight_scale=0.3):
         b = torch.randn(out_f) * 0.1
         layers.append(SNLinear(w, b))
     return Attention(layers[0], layers[1], heads, causal, track_entropy=True)
-
-
-fixtures = FixtureWriter()
-put = fixtures.put
 
 
 def case(tag, B, T, D, H, causal, steps=2, lr=0.05):
@@ -48,10 +44,7 @@ def case(tag, B, T, D, H, causal, steps=2, lr=0.05):
             put(p + name + "/db", lin.bias.grad)
             put(p + name + "/dgamma", lin.gamma.grad)
             put(p + name + "/sigma", lin.last_sigma)
-        with torch.no_grad():
-            for prm in m.parameters():
-                prm.add_(prm.grad, alpha=-lr)
-                prm.grad = None
+        sgd_step(m.parameters(), lr)
 
 
 case("vit", B=2, T=7, D=12, H=3, causal=False)

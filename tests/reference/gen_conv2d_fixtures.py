@@ -10,14 +10,10 @@ Format: fixture_io.py.
 """
 import torch
 
-from fixture_io import FixtureWriter, record_initial_state, record_training_step
+from fixture_io import record_eval, record_initial_state, record_layer_steps, start_fixtures
 from sigma_reparam import SNConv2d
 
-torch.manual_seed(20230724)
-torch.set_num_threads(1)
-
-
-fixtures = FixtureWriter()
+fixtures = start_fixtures(20230724)
 put = fixtures.put
 
 
@@ -31,45 +27,20 @@ def case(tag, batch, in_ch, out_ch, kernel, height, width, stride, padding, bias
     put(f"{tag}/config", torch.tensor([batch, in_ch, out_ch, kernel, height, width, stride,
                                        padding, int(bias), int(stats_only), steps]))
     record_initial_state(put, f"{tag}/", layer)
-    for step in range(steps):
-        p = f"{tag}/step{step}/"
-        record_training_step(put, p, layer, (batch, in_ch, height, width),
-                             (batch, out_ch, out_h, out_w))
-        put(p + "dw", layer.weight.grad)
-        if bias:
-            put(p + "db", layer.bias.grad)
-        if not stats_only:
-            put(p + "dgamma", layer.gamma.grad)
-        put(p + "u", layer.u)
-        put(p + "sigma", layer.last_sigma)
-        with torch.no_grad():  # plain SGD between the steps
-            for prm in (layer.weight, layer.bias, layer.gamma):
-                if prm is not None and prm.grad is not None:
-                    prm.add_(prm.grad, alpha=-lr)
-                    prm.grad = None
-    layer.eval()
-    x = torch.randn(batch, in_ch, height, width)
-    with torch.no_grad():
-        y = layer(x)
-    put(f"{tag}/eval/x", x)
-    put(f"{tag}/eval/y", y)
-    put(f"{tag}/eval/sigma", layer.last_sigma)
+    record_layer_steps(put, tag, layer, steps, lr, (batch, in_ch, height, width),
+                       (batch, out_ch, out_h, out_w))
+    record_eval(put, tag, layer, (batch, in_ch, height, width))
 
 
-# stride 1 and 2, padding 0 and 1, kernels 1, 3 and 5, non-square images
-case("k3s1p1", batch=2, in_ch=3, out_ch=4, kernel=3, height=6, width=5, stride=1, padding=1,
-     bias=True, stats_only=False)
-case("k3s2p1", batch=3, in_ch=2, out_ch=5, kernel=3, height=7, width=9, stride=2, padding=1,
-     bias=True, stats_only=False)
-case("k1s1p0", batch=2, in_ch=4, out_ch=3, kernel=1, height=3, width=4, stride=1, padding=0,
-     bias=False, stats_only=False)
-case("k5s2p0", batch=2, in_ch=2, out_ch=3, kernel=5, height=8, width=11, stride=2, padding=0,
-     bias=True, stats_only=False)
-case("k5s1p1", batch=1, in_ch=3, out_ch=2, kernel=5, height=5, width=7, stride=1, padding=1,
-     bias=True, stats_only=False)
-case("k3s2p0", batch=2, in_ch=1, out_ch=6, kernel=3, height=10, width=6, stride=2, padding=0,
-     bias=False, stats_only=False)
-case("stats", batch=2, in_ch=2, out_ch=3, kernel=3, height=5, width=4, stride=1, padding=1,
-     bias=True, stats_only=True)
+# stride 1 and 2, padding 0 and 1, kernels 1, 3 and 5, non-square images:
+# tag, batch, in_ch, out_ch, kernel, height, width, stride, padding, bias, stats_only
+for args in (("k3s1p1", 2, 3, 4, 3, 6, 5, 1, 1, True, False),
+             ("k3s2p1", 3, 2, 5, 3, 7, 9, 2, 1, True, False),
+             ("k1s1p0", 2, 4, 3, 1, 3, 4, 1, 0, False, False),
+             ("k5s2p0", 2, 2, 3, 5, 8, 11, 2, 0, True, False),
+             ("k5s1p1", 1, 3, 2, 5, 5, 7, 1, 1, True, False),
+             ("k3s2p0", 2, 1, 6, 3, 10, 6, 2, 0, False, False),
+             ("stats", 2, 2, 3, 3, 5, 4, 1, 1, True, True)):
+    case(*args)
 
 fixtures.write("conv2d_fixtures.bin")

@@ -10,14 +10,10 @@ Format: fixture_io.py.
 """
 import torch
 
-from fixture_io import FixtureWriter, record_initial_state, record_training_step
+from fixture_io import record_eval, record_initial_state, record_layer_steps, start_fixtures
 from sigma_reparam import SNLinear
 
-torch.manual_seed(20230723)
-torch.set_num_threads(1)
-
-
-fixtures = FixtureWriter()
+fixtures = start_fixtures(20230723)
 put = fixtures.put
 
 
@@ -28,28 +24,8 @@ def case(tag, n, in_f, out_f, bias, stats_only, steps=3, lr=0.05):
     put(f"{tag}/config", torch.tensor([n, in_f, out_f, int(bias), int(stats_only), steps]))
     record_initial_state(put, f"{tag}/", layer)
     put(f"{tag}/sigma0", layer.spectral_norm)
-    for step in range(steps):
-        p = f"{tag}/step{step}/"
-        record_training_step(put, p, layer, (n, in_f), (n, out_f))
-        put(p + "dw", layer.weight.grad)
-        if bias:
-            put(p + "db", layer.bias.grad)
-        if not stats_only:
-            put(p + "dgamma", layer.gamma.grad)
-        put(p + "u", layer.u)
-        put(p + "sigma", layer.last_sigma)
-        with torch.no_grad():  # plain SGD between the steps
-            for prm in (layer.weight, layer.bias, layer.gamma):
-                if prm is not None and prm.grad is not None:
-                    prm.add_(prm.grad, alpha=-lr)
-                    prm.grad = None
-    layer.eval()
-    x = torch.randn(n, in_f)
-    with torch.no_grad():
-        y = layer(x)
-    put(f"{tag}/eval/x", x)
-    put(f"{tag}/eval/y", y)
-    put(f"{tag}/eval/sigma", layer.last_sigma)
+    record_layer_steps(put, tag, layer, steps, lr, (n, in_f), (n, out_f))
+    record_eval(put, tag, layer, (n, in_f))
     put(f"{tag}/eval/u", layer.u)  # unchanged by the eval forward
 
 

@@ -189,7 +189,7 @@ void vit_patches(const float *from, size_t batch, size_t channels, size_t side, 
     const size_t C = channels, S = side, g = S / q;
     const size_t sc = channels_last ? 1 : q * q, sy = channels_last ? q * C : q,
                  sx = channels_last ? C : 1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (channels_last) /* the stem's maps are large */
     for (size_t b = 0; b < batch; b++)
         for (size_t py = 0; py < g; py++)
             for (size_t px = 0; px < g; px++)

@@ -312,7 +312,8 @@ static void test_model_backward_matches_differences(void **state)
 /* The stem's output is the convolutions it stands for, computed here in
  * double directly on the raster images (each layer: W_hat = (gamma /
  * sigma) W of the forward, its bias, its stride, the GELU), read back in
- * patch order, with the kernels [K][C][3][3] as PyTorch's. Stride 1 on
+ * patch order (vit_patches, channels last), with the kernels [K][C][3][3]
+ * as PyTorch's. Stride 1 on
  * 6x6 images, and stride 2 then 1 on 7x7 ones (7 -> 4 -> 4, the last
  * windows half outside). */
 static void test_stem_forward_is_the_convolution(void **state)
@@ -328,7 +329,7 @@ static void test_stem_forward_is_the_convolution(void **state)
         srp_rng r = seeded_rng(6);
         const srp_linear_config base = srp_linear_config_default(1, 1);
         vit_stem s;
-        assert_ok(vit_stem_init(&s, L, channels, cases[t].strides, C, S, p, B, &base, &r));
+        assert_ok(vit_stem_init(&s, L, channels, cases[t].strides, C, S, B, &base, &r));
         for (size_t l = 0; l < L; l++) { /* O(1) weights, a bias, gamma != sigma */
             const size_t c_in = l ? channels[l - 1] : C;
             fill_normal_f(&r, srp_conv2d_weight(s.conv[l]), channels[l] * 9 * c_in, 0.5);
@@ -338,8 +339,8 @@ static void test_stem_forward_is_the_convolution(void **state)
         }
         float images[B * C * MAXPIX];
         fill_normal_f(&r, images, B * C * PIX, 1.0);
-        const float *out;
-        assert_ok(vit_stem_forward(&s, images, B, SRP_TRAIN, &out));
+        const float *map;
+        assert_ok(vit_stem_forward(&s, images, B, SRP_TRAIN, &map));
 
         /* layer input, output: [b][y * side + x][channel], raster */
         static double maps[2][B][MAXPIX][KMAX];
@@ -376,6 +377,8 @@ static void test_stem_forward_is_the_convolution(void **state)
             in_side = side;
         }
         const size_t K = channels[L - 1], OPIX = side * side;
+        static float out[B * MAXPIX * KMAX]; /* the last map as the patch embedding reads it */
+        vit_patches(map, B, K, side, p, 1, 1, out);
         for (size_t b = 0; b < B; b++)
             for (size_t y = 0; y < side; y++)
                 for (size_t x = 0; x < side; x++) {

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "common/layers.h"
 #include "common/tensors.h"
 
 #define LN_EPS 1e-5f /* torch.nn.LayerNorm's default, as nanoGPT */
@@ -18,63 +17,46 @@ struct lm_model {
     lm_config cfg;
     size_t batch, tokens; /* of the last forward */
     srp_embedding *wte;
-    float *pos, *dpos; /* [context][D]; dpos NULL for fixed positions */
-    srp_block **blocks;
-    srp_layernorm *ln_f; /* NULL without pre-LN */
-    srp_linear *head;    /* NULL when tied */
-    uint32_t *tok;       /* [rows]: the last forward's tokens */
-    float *x0;           /* [rows][D]: embeddings plus positions */
-    float **outs;        /* [depth]: each block's output, [rows][D] */
-    float *f_out;        /* [rows][D]: ln_f's output (pre-LN) */
-    float *logits;       /* [rows][256] */
-    /* backward scratch: the residual stream's gradient, the head's input
-     * gradient before ln_f */
-    float *d_stream, *d_norm; /* [rows][D] */
-    ex_linear_names linears;  /* every linear, named, for metrics and the lists */
+    float *pos, *dpos;       /* [context][D]; dpos NULL for fixed positions */
+    ex_stack stack;          /* the blocks and ln_f (pre-LN); xs[0]: embeddings plus positions */
+    srp_linear *head;        /* NULL when tied */
+    uint32_t *tok;           /* [rows]: the last forward's tokens */
+    float *logits;           /* [rows][256] */
+    ex_linear_names linears; /* every linear, named, for metrics and the lists */
 };
 
 lm_config lm_config_default(void)
 {
-    lm_config c;
-    memset(&c, 0, sizeof(c));
-    c.context = 128;
-    c.dim = 128;
-    c.depth = 4;
-    c.heads = 4;
-    c.mlp_dim = 512;
-    c.max_batch = 32;
-    c.arch = LM_ARCH_SIGMA;
-    c.positions = LM_POS_LEARNED;
-    c.tied_head = 0;
-    c.gamma_init = SRP_GAMMA_INIT_SIGMA0;
-    c.qkv_sigma = SRP_QKV_SIGMA_FUSED;
-    c.init_gain = 1.0f;
-    c.embed_std = 0.02f;
-    return c;
+    return (lm_config){.context = 128,
+                       .dim = 128,
+                       .depth = 4,
+                       .heads = 4,
+                       .mlp_dim = 512,
+                       .max_batch = 32,
+                       .arch = LM_ARCH_SIGMA,
+                       .positions = LM_POS_LEARNED,
+                       .gamma_init = SRP_GAMMA_INIT_SIGMA0,
+                       .qkv_sigma = SRP_QKV_SIGMA_FUSED,
+                       .init_gain = 1.0f,
+                       .embed_std = 0.02f};
 }
 
-const char *lm_arch_name(lm_arch a)
-{
-    static const char *names[] = {"sigma", "sigma-preln", "preln", "postln", "sigma-postln"};
-    return a < LM_ARCH_COUNT ? names[a] : "unknown";
-}
+/* Each architecture's name, linears and norm placement. */
+static const struct {
+    const char *name;
+    int sigma;
+    srp_norm_placement norm;
+} k_archs[LM_ARCH_COUNT] = {[LM_ARCH_SIGMA] = {"sigma", 1, SRP_NORM_NONE},
+                            [LM_ARCH_SIGMA_PRELN] = {"sigma-preln", 1, SRP_NORM_PRE},
+                            [LM_ARCH_PRELN] = {"preln", 0, SRP_NORM_PRE},
+                            [LM_ARCH_POSTLN] = {"postln", 0, SRP_NORM_POST},
+                            [LM_ARCH_SIGMA_POSTLN] = {"sigma-postln", 1, SRP_NORM_POST}};
 
-int lm_arch_sigma(lm_arch a)
-{
-    return a == LM_ARCH_SIGMA || a == LM_ARCH_SIGMA_PRELN || a == LM_ARCH_SIGMA_POSTLN;
-}
-int lm_arch_preln(lm_arch a) { return a == LM_ARCH_SIGMA_PRELN || a == LM_ARCH_PRELN; }
-int lm_arch_postln(lm_arch a) { return a == LM_ARCH_POSTLN || a == LM_ARCH_SIGMA_POSTLN; }
+const char *lm_arch_name(lm_arch a) { return a < LM_ARCH_COUNT ? k_archs[a].name : "unknown"; }
 
 static srp_linear_config linear_config(const lm_config *c, size_t in, size_t out, srp_rng *rng)
 {
-    srp_linear_config lc = srp_linear_config_default(in, out);
-    lc.reparam = lm_arch_sigma(c->arch) ? SRP_REPARAM_SIGMA : SRP_REPARAM_NONE;
-    lc.gamma_init = c->gamma_init;
-    lc.init_std = 0.02f * c->init_gain;
-    if (rng)
-        lc.seed = srp_rng_next_u64(rng);
-    return lc;
+    return ex_linear_config(in, out, k_archs[c->arch].sigma, c->gamma_init, c->init_gain, rng);
 }
 
 /* The sinusoids of Vaswani et al., scaled: pos[t][2i] = s sin(t w_i),
@@ -88,30 +70,22 @@ static void fixed_positions(float *pos, size_t context, size_t dim, float scale)
         }
 }
 
-static srp_status create_block(lm_model *m, size_t l, srp_rng *rng)
+/* The blocks' configuration; their seeds are drawn by ex_stack_init. */
+static srp_block_config block_config(const lm_config *c)
 {
-    const lm_config *c = &m->cfg;
     const size_t D = c->dim;
-    /* Seeds in the order attention, fc1, fc2. */
     srp_block_config bc = srp_block_config_default(D, c->heads, c->mlp_dim);
-    bc.norm = lm_arch_preln(c->arch)    ? SRP_NORM_PRE
-              : lm_arch_postln(c->arch) ? SRP_NORM_POST
-                                        : SRP_NORM_NONE;
+    bc.norm = k_archs[c->arch].norm;
     bc.norm_eps = LN_EPS;
     bc.causal = 1;
     bc.qkv_sigma = c->qkv_sigma;
     bc.qkv = linear_config(c, D, 3 * D, NULL);
     bc.proj = linear_config(c, D, D, NULL);
-    bc.attn_seed = srp_rng_next_u64(rng);
-    bc.fc1 = linear_config(c, D, c->mlp_dim, rng);
-    bc.fc2 = linear_config(c, c->mlp_dim, D, rng);
+    bc.fc1 = linear_config(c, D, c->mlp_dim, NULL);
+    bc.fc2 = linear_config(c, c->mlp_dim, D, NULL);
     bc.norm1_name = "ln1";
     bc.norm2_name = "ln2";
-    srp_status st = srp_block_create(&m->blocks[l], &bc, c->max_batch, c->context);
-    if (st != SRP_OK)
-        return st;
-    ex_linear_names_add_block(&m->linears, m->blocks[l], l);
-    return SRP_OK;
+    return bc;
 }
 
 srp_status lm_create(lm_model **out, const lm_config *cfg)
@@ -146,39 +120,25 @@ srp_status lm_create(lm_model **out, const lm_config *cfg)
     } else {
         fixed_positions(m->pos, c->context, D, c->embed_std);
     }
-    m->blocks = calloc(c->depth, sizeof(srp_block *));
-    m->outs = calloc(c->depth, sizeof(float *));
     /* Room for every linear (at most 3 input projections, proj, fc1 and fc2
      * a block, and the head), so that the appends, of short names, cannot
      * fail. */
-    if (!m->blocks || !m->outs || !ex_linear_names_init(&m->linears, 6 * c->depth + 1))
+    if (!ex_linear_names_init(&m->linears, 6 * c->depth + 1))
         goto fail;
-    for (size_t l = 0; l < c->depth; l++) {
-        if ((st = create_block(m, l, &rng)) != SRP_OK)
-            goto fail;
-        st = SRP_ERR_NOMEM;
-        if (!ex_alloc_floats(&m->outs[l], rows * D))
-            goto fail;
-    }
-    if (lm_arch_preln(c->arch)) {
-        srp_layernorm_config nc = srp_layernorm_config_default(D);
-        nc.eps = LN_EPS;
-        if ((st = srp_layernorm_create(&m->ln_f, &nc, rows)) != SRP_OK)
-            goto fail;
-        st = SRP_ERR_NOMEM;
-        if (!ex_alloc_floats(&m->f_out, rows * D) || !ex_alloc_floats(&m->d_norm, rows * D))
-            goto fail;
-    }
+    const srp_block_config bc = block_config(c);
+    st = ex_stack_init(&m->stack, &bc, c->depth, bc.norm == SRP_NORM_PRE ? "ln_f" : NULL,
+                       c->max_batch, c->context, &rng, &m->linears);
+    if (st != SRP_OK)
+        goto fail;
     if (!c->tied_head) {
         srp_linear_config lc = linear_config(c, D, LM_VOCAB, &rng);
         if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK)
             goto fail;
         ex_linear_names_add(&m->linears, m->head, NULL, "lm_head");
-        st = SRP_ERR_NOMEM;
     }
+    st = SRP_ERR_NOMEM;
     m->tok = malloc(sizeof(uint32_t) * rows);
-    if (!m->tok || !ex_alloc_floats(&m->x0, rows * D) ||
-        !ex_alloc_floats(&m->logits, rows * LM_VOCAB) || !ex_alloc_floats(&m->d_stream, rows * D))
+    if (!m->tok || !ex_alloc_floats(&m->logits, rows * LM_VOCAB))
         goto fail;
     *out = m;
     return SRP_OK;
@@ -194,20 +154,10 @@ void lm_destroy(lm_model *m)
     srp_embedding_destroy(m->wte);
     free(m->pos);
     free(m->dpos);
-    for (size_t l = 0; m->blocks && l < m->cfg.depth; l++)
-        srp_block_destroy(m->blocks[l]);
-    for (size_t l = 0; m->outs && l < m->cfg.depth; l++)
-        free(m->outs[l]);
-    free(m->blocks);
-    free(m->outs);
-    srp_layernorm_destroy(m->ln_f);
+    ex_stack_free(&m->stack);
     srp_linear_destroy(m->head);
     free(m->tok);
-    free(m->x0);
-    free(m->f_out);
     free(m->logits);
-    free(m->d_stream);
-    free(m->d_norm);
     ex_linear_names_free(&m->linears);
     free(m);
 }
@@ -221,24 +171,17 @@ srp_status lm_forward(lm_model *m, const uint32_t *tokens, size_t batch, size_t 
         tokens_per_row > m->cfg.context)
         return SRP_ERR_INVALID_ARG;
     const size_t D = m->cfg.dim, T = tokens_per_row, rows = batch * T;
-    EX_TRY(srp_embedding_forward(m->wte, tokens, rows, m->x0)); /* checks the tokens */
+    float *x0 = m->stack.xs[0];
+    EX_TRY(srp_embedding_forward(m->wte, tokens, rows, x0)); /* checks the tokens */
     m->batch = batch;
     m->tokens = T;
     memcpy(m->tok, tokens, sizeof(uint32_t) * rows);
     for (size_t b = 0; b < batch; b++)
         for (size_t t = 0; t < T; t++)
             for (size_t d = 0; d < D; d++)
-                m->x0[(b * T + t) * D + d] += m->pos[t * D + d];
-    const float *x = m->x0;
-    for (size_t l = 0; l < m->cfg.depth; l++) {
-        EX_TRY(srp_block_forward(m->blocks[l], x, batch, T, m->outs[l], training));
-        x = m->outs[l];
-    }
-    const float *f = x;
-    if (m->ln_f) {
-        EX_TRY(srp_layernorm_layer_forward(m->ln_f, x, rows, m->f_out, training));
-        f = m->f_out;
-    }
+                x0[(b * T + t) * D + d] += m->pos[t * D + d];
+    const float *f;
+    EX_TRY(ex_stack_forward(&m->stack, batch, T, training, &f));
     if (m->head)
         EX_TRY(srp_linear_forward(m->head, f, rows, m->logits, training));
     else
@@ -252,19 +195,15 @@ srp_status lm_backward(lm_model *m, const float *dlogits)
 {
     if (!m || !dlogits || m->batch == 0)
         return SRP_ERR_INVALID_ARG;
-    const size_t D = m->cfg.dim, T = m->tokens, rows = m->batch * T, L = m->cfg.depth;
-    float *ds = m->d_stream;
-    const float *last = m->outs[L - 1];
-    const float *f = m->ln_f ? m->f_out : last;
-    float *dh = m->ln_f ? m->d_norm : ds;
+    const size_t D = m->cfg.dim, T = m->tokens, rows = m->batch * T;
+    ex_stack *s = &m->stack;
+    const float *f = s->norm ? s->normed : s->xs[s->depth];
     if (m->head)
-        EX_TRY(srp_linear_backward(m->head, f, dlogits, rows, dh));
+        EX_TRY(srp_linear_backward(m->head, f, dlogits, rows, ex_stack_output_grad(s)));
     else
-        EX_TRY(srp_embedding_logits_backward(m->wte, f, dlogits, rows, dh));
-    if (m->ln_f)
-        EX_TRY(srp_layernorm_layer_backward(m->ln_f, last, dh, rows, ds));
-    for (size_t l = L; l-- > 0;)
-        EX_TRY(srp_block_backward(m->blocks[l], ds, ds)); /* d(its output) -> d(its input) */
+        EX_TRY(srp_embedding_logits_backward(m->wte, f, dlogits, rows, ex_stack_output_grad(s)));
+    EX_TRY(ex_stack_backward(s));
+    const float *ds = s->d_stream;
     if (m->dpos)
         for (size_t b = 0; b < m->batch; b++)
             for (size_t t = 0; t < T; t++)
@@ -280,9 +219,7 @@ srp_status lm_model_params(lm_model *m, srp_param_list *list)
         srp_param_list_add(list, "wpe", NULL, m->pos, m->dpos, m->cfg.context * m->cfg.dim,
                            SRP_PARAM_EMBEDDING);
     ex_linear_names_params(&m->linears, list);
-    ex_blocks_norm_params(m->blocks, m->cfg.depth, list);
-    if (m->ln_f)
-        srp_layernorm_params(m->ln_f, "ln_f", list);
+    ex_stack_norm_params(&m->stack, list);
     return srp_param_list_status(list);
 }
 
@@ -291,9 +228,7 @@ srp_status lm_model_state_refs(lm_model *m, srp_tensor_list *list)
     srp_embedding_state_refs(m->wte, "wte", list);
     if (m->dpos)
         srp_tensor_list_add_f32(list, "wpe", NULL, m->pos, m->cfg.context * m->cfg.dim);
-    ex_blocks_state_refs(m->blocks, m->cfg.depth, list);
-    if (m->ln_f)
-        srp_layernorm_state_refs(m->ln_f, "ln_f", list);
+    ex_stack_state_refs(&m->stack, list);
     if (m->head)
         srp_linear_state_refs(m->head, "lm_head", list);
     return srp_tensor_list_status(list);
@@ -303,5 +238,5 @@ const ex_linear_names *lm_linears(const lm_model *m) { return &m->linears; }
 
 srp_attention *lm_attention_at(lm_model *m, size_t layer)
 {
-    return layer < m->cfg.depth ? srp_block_attention(m->blocks[layer]) : NULL;
+    return ex_stack_attention(&m->stack, layer);
 }

@@ -38,9 +38,6 @@ typedef enum {
 
 /* "sigma", "sigma-preln", "preln", "postln", "sigma-postln" */
 const char *lm_arch_name(lm_arch a);
-int lm_arch_sigma(lm_arch a);
-int lm_arch_preln(lm_arch a);
-int lm_arch_postln(lm_arch a);
 
 typedef enum { LM_POS_LEARNED = 0, LM_POS_FIXED } lm_positions;
 
@@ -74,19 +71,15 @@ srp_status lm_forward(lm_model *m, const uint32_t *tokens, size_t batch, size_t 
 /* dlogits: [batch][tokens][256] of the last forward; gradients accumulate. */
 srp_status lm_backward(lm_model *m, const float *dlogits);
 
-/* Appends the trainable tensors (names as nanoGPT's: wte, wpe, blocks.l.*,
- * ln_f, lm_head) with their kinds, in this order (the optimizer's and the
- * gradient norm's): wte, wpe (learned positions), every linear as
- * lm_linears orders them (srp_linear_params), each block's ln1 and ln2,
- * ln_f. */
+/* The model's lists (layers.h), names as nanoGPT's. params: the trainable
+ * tensors with their kinds, in the optimizer's and the gradient norm's
+ * order: wte, wpe (learned positions), every linear as lm_linears orders
+ * them, each block's ln1 and ln2, ln_f. state_refs: the parameters and
+ * each sigmaReparam layer's u, v, sigma, for checkpoints (the layers' own
+ * state refs). linears: each block's (under blocks.<l>), then lm_head
+ * (untied). */
 srp_status lm_model_params(lm_model *m, srp_param_list *list);
-/* The parameters and each sigmaReparam layer's u, v, sigma, for
- * checkpoints, as the layers' own state refs (srp_block_state_refs, ...)
- * name them, pointing at the layers themselves. */
 srp_status lm_model_state_refs(lm_model *m, srp_tensor_list *list);
-/* For metrics and data-parallel training: the linears with their names,
- * in this order: each block's (srp_block_linear's order, under
- * blocks.<l>), then lm_head (untied); and the attentions. */
 const ex_linear_names *lm_linears(const lm_model *m);
 srp_attention *lm_attention_at(lm_model *m, size_t layer);
 

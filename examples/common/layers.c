@@ -1,9 +1,13 @@
-/* The models' tables of named linears and their blocks' lists (layers.h). */
+/* The models' tables of named linears, their linears' configuration and
+ * their trunk of blocks (layers.h). */
 #include "layers.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "error.h"
+#include "tensors.h"
 
 int ex_linear_names_init(ex_linear_names *t, size_t capacity)
 {
@@ -34,42 +38,133 @@ int ex_linear_names_add(ex_linear_names *t, srp_linear *l, const char *prefix, c
     return 1;
 }
 
-int ex_linear_names_add_block(ex_linear_names *t, srp_block *b, size_t index)
-{
-    char prefix[EX_LAYER_NAME_MAX];
-    snprintf(prefix, sizeof(prefix), "blocks.%zu", index);
-    for (size_t i = 0; i < srp_block_linear_count(b); i++) {
-        const char *name;
-        srp_linear *l = srp_block_linear(b, i, &name);
-        if (!ex_linear_names_add(t, l, prefix, name))
-            return 0;
-    }
-    return 1;
-}
-
 void ex_linear_names_params(const ex_linear_names *t, srp_param_list *list)
 {
     for (size_t i = 0; i < t->count; i++)
         srp_linear_params(t->linears[i], t->names[i], list);
 }
 
-void ex_blocks_norm_params(srp_block *const *blocks, size_t depth, srp_param_list *list)
+srp_linear_config ex_linear_config(size_t in, size_t out, int sigma, srp_gamma_init gamma_init,
+                                   float init_gain, srp_rng *rng)
+{
+    srp_linear_config lc = srp_linear_config_default(in, out);
+    lc.reparam = sigma ? SRP_REPARAM_SIGMA : SRP_REPARAM_NONE;
+    lc.gamma_init = gamma_init;
+    lc.init_std = 0.02f * init_gain;
+    if (rng)
+        lc.seed = srp_rng_next_u64(rng);
+    return lc;
+}
+
+srp_status ex_stack_init(ex_stack *s, const srp_block_config *bc, size_t depth,
+                         const char *norm_name, size_t max_batch, size_t max_tokens, srp_rng *rng,
+                         ex_linear_names *names)
+{
+    memset(s, 0, sizeof(*s));
+    const size_t D = bc->dim, rows = max_batch * max_tokens;
+    s->blocks = calloc(depth, sizeof(*s->blocks));
+    s->xs = calloc(depth + 1, sizeof(*s->xs));
+    if (!s->blocks || !s->xs)
+        return SRP_ERR_NOMEM;
+    s->depth = depth;
+    for (size_t l = 0; l <= depth; l++)
+        if (!ex_alloc_floats(&s->xs[l], rows * D))
+            return SRP_ERR_NOMEM;
+    char prefix[EX_LAYER_NAME_MAX];
+    for (size_t l = 0; l < depth; l++) {
+        srp_block_config c = *bc;
+        c.attn_seed = srp_rng_next_u64(rng);
+        c.fc1.seed = srp_rng_next_u64(rng);
+        c.fc2.seed = srp_rng_next_u64(rng);
+        EX_TRY(srp_block_create(&s->blocks[l], &c, max_batch, max_tokens));
+        snprintf(prefix, sizeof(prefix), "blocks.%zu", l);
+        for (size_t i = 0; i < srp_block_linear_count(s->blocks[l]); i++) {
+            const char *name;
+            srp_linear *lin = srp_block_linear(s->blocks[l], i, &name);
+            if (!ex_linear_names_add(names, lin, prefix, name))
+                return SRP_ERR_INVALID_ARG;
+        }
+    }
+    if (!ex_alloc_floats(&s->d_stream, rows * D))
+        return SRP_ERR_NOMEM;
+    if (!norm_name)
+        return SRP_OK;
+    srp_layernorm_config nc = srp_layernorm_config_default(D);
+    nc.eps = bc->norm_eps;
+    s->norm_name = norm_name;
+    EX_TRY(srp_layernorm_create(&s->norm, &nc, rows));
+    return ex_alloc_floats(&s->normed, rows * D) && ex_alloc_floats(&s->d_normed, rows * D)
+               ? SRP_OK
+               : SRP_ERR_NOMEM;
+}
+
+void ex_stack_free(ex_stack *s)
+{
+    for (size_t l = 0; s->blocks && l < s->depth; l++)
+        srp_block_destroy(s->blocks[l]);
+    for (size_t l = 0; s->xs && l <= s->depth; l++)
+        free(s->xs[l]);
+    free(s->blocks);
+    free(s->xs);
+    srp_layernorm_destroy(s->norm);
+    free(s->normed);
+    free(s->d_stream);
+    free(s->d_normed);
+    memset(s, 0, sizeof(*s));
+}
+
+srp_status ex_stack_forward(ex_stack *s, size_t batch, size_t tokens, int training,
+                            const float **out)
+{
+    s->rows = batch * tokens;
+    for (size_t l = 0; l < s->depth; l++)
+        EX_TRY(srp_block_forward(s->blocks[l], s->xs[l], batch, tokens, s->xs[l + 1], training));
+    *out = s->xs[s->depth];
+    if (s->norm) {
+        EX_TRY(srp_layernorm_layer_forward(s->norm, *out, s->rows, s->normed, training));
+        *out = s->normed;
+    }
+    return SRP_OK;
+}
+
+float *ex_stack_output_grad(ex_stack *s) { return s->norm ? s->d_normed : s->d_stream; }
+
+srp_status ex_stack_backward(ex_stack *s)
+{
+    float *ds = s->d_stream;
+    if (s->norm)
+        EX_TRY(srp_layernorm_layer_backward(s->norm, s->xs[s->depth], s->d_normed, s->rows, ds));
+    for (size_t l = s->depth; l-- > 0;)
+        EX_TRY(srp_block_backward(s->blocks[l], ds, ds)); /* d(xs[l + 1]) -> d(xs[l]) */
+    return SRP_OK;
+}
+
+void ex_stack_norm_params(ex_stack *s, srp_param_list *list)
 {
     char prefix[EX_LAYER_NAME_MAX];
-    for (size_t l = 0; l < depth; l++)
-        for (size_t i = 0; i < srp_block_norm_count(blocks[l]); i++) {
+    for (size_t l = 0; l < s->depth; l++)
+        for (size_t i = 0; i < srp_block_norm_count(s->blocks[l]); i++) {
             const char *name;
-            srp_layernorm *ln = srp_block_norm(blocks[l], i, &name);
+            srp_layernorm *ln = srp_block_norm(s->blocks[l], i, &name);
             snprintf(prefix, sizeof(prefix), "blocks.%zu.%s", l, name);
             srp_layernorm_params(ln, prefix, list);
         }
+    if (s->norm)
+        srp_layernorm_params(s->norm, s->norm_name, list);
 }
 
-void ex_blocks_state_refs(srp_block *const *blocks, size_t depth, srp_tensor_list *list)
+void ex_stack_state_refs(ex_stack *s, srp_tensor_list *list)
 {
     char prefix[EX_LAYER_NAME_MAX];
-    for (size_t l = 0; l < depth; l++) {
+    for (size_t l = 0; l < s->depth; l++) {
         snprintf(prefix, sizeof(prefix), "blocks.%zu", l);
-        srp_block_state_refs(blocks[l], prefix, list);
+        srp_block_state_refs(s->blocks[l], prefix, list);
     }
+    if (s->norm)
+        srp_layernorm_state_refs(s->norm, s->norm_name, list);
+}
+
+srp_attention *ex_stack_attention(ex_stack *s, size_t layer)
+{
+    return layer < s->depth ? srp_block_attention(s->blocks[layer]) : NULL;
 }

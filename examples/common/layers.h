@@ -1,7 +1,8 @@
 /* What both example models share over the library's layers: a table of
  * their linears with their names (for the metrics' sigma and gamma, the
- * weight average and data-parallel training), and the lists of a stack of
- * srp_blocks named blocks.<l> (lists.h). */
+ * weight average and data-parallel training), their linears'
+ * configuration, and their trunk: a stack of srp_blocks named blocks.<l>
+ * over the residual stream, then an optional final LayerNorm. */
 #ifndef EX_LAYERS_H
 #define EX_LAYERS_H
 
@@ -24,18 +25,53 @@ void ex_linear_names_free(ex_linear_names *t);
 /* Appends l named "prefix.name" (prefix NULL: name); 0 when full or the
  * name is too long. */
 int ex_linear_names_add(ex_linear_names *t, srp_linear *l, const char *prefix, const char *name);
-/* Appends block index's linears (srp_block_linear's order) under
- * blocks.<index>; 0 as ex_linear_names_add. */
-int ex_linear_names_add_block(ex_linear_names *t, srp_block *b, size_t index);
 /* Every linear's srp_linear_params under its name, in table order. */
 void ex_linear_names_params(const ex_linear_names *t, srp_param_list *list);
 
-/* Each block's LayerNorms' parameters (srp_layernorm_params under
- * blocks.<l>.<its norm name>), block by block. The models list them after
- * all their linears, cls_token or the embeddings: the order the optimizer
- * state, the weight average and the gradient norm have always had. */
-void ex_blocks_norm_params(srp_block *const *blocks, size_t depth, srp_param_list *list);
-/* Each block's srp_block_state_refs under blocks.<l>. */
-void ex_blocks_state_refs(srp_block *const *blocks, size_t depth, srp_tensor_list *list);
+/* A linear of a model whose linears share their mode (sigmaReparam or
+ * plain), gamma_init and gain: weights ~ N(0, (0.02 gain)^2), truncated;
+ * the seed drawn from rng (NULL: left to whoever creates it). */
+srp_linear_config ex_linear_config(size_t in, size_t out, int sigma, srp_gamma_init gamma_init,
+                                   float init_gain, srp_rng *rng);
+
+/* The trunk: x_{l+1} = block_l(x_l) for l < depth, then the final
+ * LayerNorm (when it has one) of x_depth; rows = batch x tokens. */
+typedef struct {
+    size_t depth, rows;  /* rows: of the last forward */
+    srp_block **blocks;  /* [depth] */
+    srp_layernorm *norm; /* the final LayerNorm; NULL: none */
+    const char *norm_name;
+    float **xs;      /* [depth + 1] of [max rows][D]: xs[0] the input, which the model writes */
+    float *normed;   /* [max rows][D]: the final LayerNorm's output */
+    float *d_stream; /* [max rows][D]: backward: the stream's gradient; at the end d(xs[0]) */
+    float *d_normed; /* [max rows][D]: the gradient of normed */
+} ex_stack;
+
+/* depth blocks of bc (their seeds drawn from rng, block by block, in the
+ * order attention, fc1, fc2) for max_batch x max_tokens rows, their linears
+ * appended to names under blocks.<l>; a final LayerNorm of bc's eps named
+ * norm_name (NULL: none). Free it either way. */
+srp_status ex_stack_init(ex_stack *s, const srp_block_config *bc, size_t depth,
+                         const char *norm_name, size_t max_batch, size_t max_tokens, srp_rng *rng,
+                         ex_linear_names *names);
+void ex_stack_free(ex_stack *s);
+/* xs[0] [batch][tokens][D] -> *out [batch][tokens][D], valid until the
+ * next forward. */
+srp_status ex_stack_forward(ex_stack *s, size_t batch, size_t tokens, int training,
+                            const float **out);
+/* Where the caller writes the gradient of the last forward's output before
+ * ex_stack_backward, which leaves d(xs[0]) in d_stream. */
+float *ex_stack_output_grad(ex_stack *s);
+srp_status ex_stack_backward(ex_stack *s);
+/* Each block's LayerNorms' parameters (blocks.<l>.<its norm name>), then
+ * the final one's. The models list them after all their linears and
+ * embeddings: the order the optimizer state, the weight average and the
+ * gradient norm have always had. */
+void ex_stack_norm_params(ex_stack *s, srp_param_list *list);
+/* Each block's srp_block_state_refs under blocks.<l>, then the final
+ * LayerNorm's. */
+void ex_stack_state_refs(ex_stack *s, srp_tensor_list *list);
+/* Block layer's attention (NULL out of range). */
+srp_attention *ex_stack_attention(ex_stack *s, size_t layer);
 
 #endif

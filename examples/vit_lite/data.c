@@ -25,93 +25,81 @@ static int file_exists(const char *path)
 #define IDX_MAX_COUNT 10000000u
 #define IDX_MAX_SIDE 4096u
 
+/* Reads what is left of f, up to max bytes, into *data (malloc'd; *len:
+ * how many came). The buffer grows with the data that arrives: a short
+ * file that claims 200 GB costs what it holds, not 200 GB (fuzz_idx found
+ * the up-front allocation). 0 when out of memory. */
+static int read_rest(gzFile f, size_t max, unsigned char **data, size_t *len)
+{
+    size_t cap = max < ((size_t)1 << 20) ? max : (size_t)1 << 20;
+    unsigned char *buf = malloc(cap);
+    *len = 0;
+    while (buf && *len < max) {
+        if (*len == cap) {
+            const size_t grown = cap > max / 2 ? max : 2 * cap;
+            unsigned char *more = realloc(buf, grown);
+            if (!more)
+                free(buf);
+            buf = more;
+            cap = grown;
+            continue;
+        }
+        const size_t room = cap - *len;
+        const int got = gzread(f, buf + *len, (unsigned)(room > (1u << 30) ? (1u << 30) : room));
+        if (got <= 0)
+            break;
+        *len += (size_t)got;
+    }
+    *data = buf;
+    return buf != NULL;
+}
+
 ex_code vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **data,
                      ex_error *err)
 {
     *data = NULL;
     gzFile f = gzopen(path, "rb");
-    if (!f) {
-        ex_fail(err, EX_FAILED, "%s: cannot open (%s)", path, strerror(errno ? errno : ENOENT));
-        return EX_FAILED;
-    }
+    if (!f)
+        return ex_fail(err, EX_FAILED, "%s: cannot open (%s)", path,
+                       strerror(errno ? errno : ENOENT));
     unsigned char head[4 + 4 * 3];
-    const int head_len = 4 + 4 * ndims;
-    int got = gzread(f, head, (unsigned)head_len);
-    if (got != head_len) {
-        ex_fail(err, EX_FAILED, "%s: truncated or unreadable IDX header (%d of %d bytes)", path,
-                got < 0 ? 0 : got, head_len);
-        gzclose(f);
-        return EX_FAILED;
-    }
-    if (head[0] != 0 || head[1] != 0 || head[2] != 0x08 || head[3] != ndims) {
-        ex_fail(err, EX_FAILED,
-                "%s: not an IDX file of unsigned bytes with %d dimensions (magic %02x %02x "
-                "%02x %02x, expected 00 00 08 %02x)",
-                path, ndims, head[0], head[1], head[2], head[3], ndims);
-        gzclose(f);
-        return EX_FAILED;
-    }
-    size_t total = 1;
-    for (int i = 0; i < ndims; i++) {
+    const int head_len = 4 + 4 * ndims, got = gzread(f, head, (unsigned)head_len);
+    ex_code rc = EX_OK;
+    if (got != head_len)
+        rc = ex_fail(err, EX_FAILED, "%s: truncated or unreadable IDX header (%d of %d bytes)",
+                     path, got < 0 ? 0 : got, head_len);
+    else if (head[0] != 0 || head[1] != 0 || head[2] != 0x08 || head[3] != ndims)
+        rc = ex_fail(err, EX_FAILED,
+                     "%s: not an IDX file of unsigned bytes with %d dimensions (magic %02x %02x "
+                     "%02x %02x, expected 00 00 08 %02x)",
+                     path, ndims, head[0], head[1], head[2], head[3], ndims);
+    size_t total = 1, len = 0;
+    for (int i = 0; rc == EX_OK && i < ndims; i++) {
         const unsigned char *p = head + 4 + 4 * i;
         dims[i] = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
         const size_t limit = i == 0 ? IDX_MAX_COUNT : IDX_MAX_SIDE;
-        if (dims[i] == 0 || dims[i] > limit) {
-            ex_fail(err, EX_FAILED, "%s: dimension %d is %zu (expected 1..%zu)", path, i, dims[i],
-                    limit);
-            gzclose(f);
-            return EX_FAILED;
-        }
+        if (dims[i] == 0 || dims[i] > limit)
+            rc = ex_fail(err, EX_FAILED, "%s: dimension %d is %zu (expected 1..%zu)", path, i,
+                         dims[i], limit);
         total *= dims[i];
     }
-    /* The buffer grows with the data that arrives, up to what the header
-     * claims: a short file that claims 200 GB costs what it holds, not
-     * 200 GB (fuzz_idx found the up-front allocation). */
-    size_t cap = total + 1 < ((size_t)1 << 20) ? total + 1 : (size_t)1 << 20;
-    unsigned char *buf = malloc(cap);
-    size_t done = 0;
-    while (buf && done < total) {
-        if (done == cap - 1) {
-            const size_t grown = cap > (total + 1) / 2 ? total + 1 : 2 * cap;
-            unsigned char *more = realloc(buf, grown);
-            if (!more) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = more;
-            cap = grown;
-        }
-        const size_t room = cap - 1 - done;
-        const size_t chunk = room > (1u << 30) ? (1u << 30) : room;
-        got = gzread(f, buf + done, (unsigned)chunk);
-        if (got <= 0)
-            break;
-        done += (size_t)got;
-    }
-    if (!buf) {
-        ex_fail(err, EX_FAILED, "%s: out of memory for %zu bytes", path, total);
-        gzclose(f);
-        return EX_FAILED;
-    }
-    if (done != total) {
-        int zerr = 0;
-        const char *msg = gzerror(f, &zerr);
-        ex_fail(err, EX_FAILED, "%s: truncated: %zu of %zu data bytes%s%s", path, done, total,
-                zerr != Z_OK ? ", " : "", zerr != Z_OK ? msg : "");
-        free(buf);
-        gzclose(f);
-        return EX_FAILED;
-    }
-    if (gzread(f, buf + total, 1) != 0) { /* exactly the header's size, no more */
-        ex_fail(err, EX_FAILED, "%s: longer than its header says (%zu data bytes)", path, total);
-        free(buf);
-        gzclose(f);
-        return EX_FAILED;
-    }
+    /* one byte more than the header claims: a longer file is refused */
+    if (rc == EX_OK && !read_rest(f, total + 1, data, &len))
+        rc = ex_fail(err, EX_FAILED, "%s: out of memory for %zu bytes", path, total);
+    int zerr = 0;
+    const char *msg = gzerror(f, &zerr);
+    if (rc == EX_OK && len < total)
+        rc = ex_fail(err, EX_FAILED, "%s: truncated: %zu of %zu data bytes%s%s", path, len, total,
+                     zerr != Z_OK ? ", " : "", zerr != Z_OK ? msg : "");
+    else if (rc == EX_OK && len > total)
+        rc = ex_fail(err, EX_FAILED, "%s: longer than its header says (%zu data bytes)", path,
+                     total);
     gzclose(f);
-    *data = buf;
-    return EX_OK;
+    if (rc != EX_OK) {
+        free(*data);
+        *data = NULL;
+    }
+    return rc;
 }
 
 /* Normalizes images (bytes) per channel with the training set's statistics. */
@@ -149,16 +137,12 @@ static ex_code to_dataset(const unsigned char *pixels, const unsigned char *labe
         d->background[c] = -mean[c] / std[c];
     d->images = malloc(sizeof(float) * count * channels * plane);
     d->labels = malloc(sizeof(int) * count);
-    if (!d->images || !d->labels) {
-        ex_fail(err, EX_FAILED, "out of memory for %zu images", count);
-        return EX_FAILED;
-    }
+    if (!d->images || !d->labels)
+        return ex_fail(err, EX_FAILED, "out of memory for %zu images", count);
     for (size_t i = 0; i < count; i++) {
-        if (labels[i] >= 10) {
-            ex_fail(err, EX_FAILED, "%s: label %u of example %zu is not in 0..9", labels_path,
-                    labels[i], i);
-            return EX_FAILED;
-        }
+        if (labels[i] >= 10)
+            return ex_fail(err, EX_FAILED, "%s: label %u of example %zu is not in 0..9",
+                           labels_path, labels[i], i);
         d->labels[i] = labels[i];
         for (size_t c = 0; c < channels; c++) {
             const unsigned char *p = pixels + (i * channels + c) * plane;
@@ -168,6 +152,27 @@ static ex_code to_dataset(const unsigned char *pixels, const unsigned char *labe
         }
     }
     return EX_OK;
+}
+
+/* The training and the test set (of 10 classes), from pixel and label
+ * bytes after a reader's rc, normalized with the training images'
+ * statistics; the bytes are freed, and out too on failure. */
+static ex_code make_sets(ex_code rc, unsigned char *pix[2], unsigned char *lab[2],
+                         const size_t count[2], size_t channels, size_t height, size_t width,
+                         const char *const labels_path[2], vit_data *out, ex_error *err)
+{
+    if (rc == EX_OK)
+        compute_stats(pix[0], count[0], channels, height * width, out->mean, out->std);
+    for (int s = 0; s < 2 && rc == EX_OK; s++)
+        rc = to_dataset(pix[s], lab[s], count[s], channels, height, width, out->mean, out->std,
+                        s ? &out->test : &out->train, labels_path[s], err);
+    for (int s = 0; s < 2; s++) {
+        free(pix[s]);
+        free(lab[s]);
+    }
+    if (rc != EX_OK)
+        vit_data_free(out);
+    return rc;
 }
 
 /* Finds dir/name.gz or dir/name. */
@@ -183,45 +188,30 @@ static int find_idx(const char *dir, const char *name, char *path, size_t len)
 ex_code vit_load_idx(const char *dir, const char *package_hint, vit_data *out, ex_error *err)
 {
     memset(out, 0, sizeof(*out));
+    /* train images, train labels, test images, test labels */
     static const char *names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                    "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
     char paths[4][1024];
     for (int i = 0; i < 4; i++)
-        if (!find_idx(dir, names[i], paths[i], sizeof(paths[i]))) {
-            ex_fail(err, EX_FAILED, "%s/%s(.gz): no such file%s%s", dir, names[i],
-                    package_hint ? "; " : "", package_hint ? package_hint : "");
-            return EX_FAILED;
-        }
-    unsigned char *bytes[4] = {NULL, NULL, NULL, NULL};
-    size_t dims[4][3];
+        if (!find_idx(dir, names[i], paths[i], sizeof(paths[i])))
+            return ex_fail(err, EX_FAILED, "%s/%s(.gz): no such file%s%s", dir, names[i],
+                           package_hint ? "; " : "", package_hint ? package_hint : "");
+    unsigned char *pix[2] = {NULL, NULL}, *lab[2] = {NULL, NULL};
+    size_t dims[4][3] = {{0}};
     ex_code rc = EX_OK;
     for (int i = 0; i < 4 && rc == EX_OK; i++)
-        rc = vit_read_idx(paths[i], i % 2 == 0 ? 3 : 1, dims[i], &bytes[i], err);
-    for (int i = 0; i < 4 && rc == EX_OK; i += 2) {
-        if (dims[i][0] != dims[i + 1][0]) {
-            ex_fail(err, EX_FAILED, "%s has %zu images but %s has %zu labels", paths[i], dims[i][0],
-                    paths[i + 1], dims[i + 1][0]);
-            rc = EX_FAILED;
-        }
-    }
-    if (rc == EX_OK && (dims[0][1] != dims[2][1] || dims[0][2] != dims[2][2])) {
-        ex_fail(err, EX_FAILED, "%s holds %zux%zu images but %s holds %zux%zu", paths[0],
-                dims[0][1], dims[0][2], paths[2], dims[2][1], dims[2][2]);
-        rc = EX_FAILED;
-    }
-    if (rc == EX_OK) {
-        compute_stats(bytes[0], dims[0][0], 1, dims[0][1] * dims[0][2], out->mean, out->std);
-        rc = to_dataset(bytes[0], bytes[1], dims[0][0], 1, dims[0][1], dims[0][2], out->mean,
-                        out->std, &out->train, paths[1], err);
-    }
-    if (rc == EX_OK)
-        rc = to_dataset(bytes[2], bytes[3], dims[2][0], 1, dims[2][1], dims[2][2], out->mean,
-                        out->std, &out->test, paths[3], err);
-    for (int i = 0; i < 4; i++)
-        free(bytes[i]);
-    if (rc != EX_OK)
-        vit_data_free(out);
-    return rc;
+        rc = vit_read_idx(paths[i], i % 2 == 0 ? 3 : 1, dims[i], i % 2 ? &lab[i / 2] : &pix[i / 2],
+                          err);
+    for (int i = 0; i < 4 && rc == EX_OK; i += 2)
+        if (dims[i][0] != dims[i + 1][0])
+            rc = ex_fail(err, EX_FAILED, "%s has %zu images but %s has %zu labels", paths[i],
+                         dims[i][0], paths[i + 1], dims[i + 1][0]);
+    if (rc == EX_OK && (dims[0][1] != dims[2][1] || dims[0][2] != dims[2][2]))
+        rc = ex_fail(err, EX_FAILED, "%s holds %zux%zu images but %s holds %zux%zu", paths[0],
+                     dims[0][1], dims[0][2], paths[2], dims[2][1], dims[2][2]);
+    const size_t count[2] = {rc == EX_OK ? dims[0][0] : 0, rc == EX_OK ? dims[2][0] : 0};
+    const char *const labels_path[2] = {paths[1], paths[3]};
+    return make_sets(rc, pix, lab, count, 1, dims[0][1], dims[0][2], labels_path, out, err);
 }
 
 /* One CIFAR-10 batch file, appended to pixels/labels: records of 1 label
@@ -231,50 +221,40 @@ static ex_code read_cifar_file(const char *path, unsigned char **pixels, unsigne
 {
     enum { RECORD = 1 + 3 * 32 * 32, PER_FILE_MAX = 100000 };
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        ex_fail(err, EX_FAILED, "%s: cannot open (%s)", path, strerror(errno));
-        return EX_FAILED;
-    }
+    if (!f)
+        return ex_fail(err, EX_FAILED, "%s: cannot open (%s)", path, strerror(errno));
     long size = -1;
     if (fseek(f, 0, SEEK_END) == 0)
         size = ftell(f);
-    if (size <= 0 || size % RECORD != 0 || size / RECORD > PER_FILE_MAX || fseek(f, 0, SEEK_SET)) {
-        ex_fail(err, EX_FAILED,
-                "%s: size %ld is not a whole number (1..%d) of %d-byte CIFAR-10 records", path,
-                size, PER_FILE_MAX, RECORD);
-        fclose(f);
-        return EX_FAILED;
-    }
-    const size_t n = (size_t)size / RECORD;
-    unsigned char *p = realloc(*pixels, (*count + n) * (RECORD - 1));
+    ex_code rc = EX_OK;
+    if (size <= 0 || size % RECORD != 0 || size / RECORD > PER_FILE_MAX || fseek(f, 0, SEEK_SET))
+        rc = ex_fail(err, EX_FAILED,
+                     "%s: size %ld is not a whole number (1..%d) of %d-byte CIFAR-10 records", path,
+                     size, PER_FILE_MAX, RECORD);
+    const size_t n = rc == EX_OK ? (size_t)size / RECORD : 0;
+    unsigned char *p = realloc(*pixels, (*count + n) * (RECORD - 1) + 1);
     if (p)
         *pixels = p;
-    unsigned char *l = realloc(*labels, *count + n);
+    unsigned char *l = realloc(*labels, *count + n + 1);
     if (l)
         *labels = l;
-    if (!p || !l) {
-        ex_fail(err, EX_FAILED, "%s: out of memory", path);
-        fclose(f);
-        return EX_FAILED;
-    }
+    if (rc == EX_OK && (!p || !l))
+        rc = ex_fail(err, EX_FAILED, "%s: out of memory", path);
     unsigned char rec[RECORD];
-    for (size_t i = 0; i < n; i++) {
-        if (fread(rec, 1, RECORD, f) != RECORD) {
-            ex_fail(err, EX_FAILED, "%s: read error at record %zu", path, i);
-            fclose(f);
-            return EX_FAILED;
+    for (size_t i = 0; i < n && rc == EX_OK; i++) {
+        if (fread(rec, 1, RECORD, f) != RECORD)
+            rc = ex_fail(err, EX_FAILED, "%s: read error at record %zu", path, i);
+        else if (rec[0] >= 10)
+            rc = ex_fail(err, EX_FAILED, "%s: record %zu has label %u (expected 0..9)", path, i,
+                         rec[0]);
+        else {
+            (*labels)[*count + i] = rec[0];
+            memcpy(*pixels + (*count + i) * (RECORD - 1), rec + 1, RECORD - 1);
         }
-        if (rec[0] >= 10) {
-            ex_fail(err, EX_FAILED, "%s: record %zu has label %u (expected 0..9)", path, i, rec[0]);
-            fclose(f);
-            return EX_FAILED;
-        }
-        (*labels)[*count + i] = rec[0];
-        memcpy(*pixels + (*count + i) * (RECORD - 1), rec + 1, RECORD - 1);
     }
     fclose(f);
     *count += n;
-    return EX_OK;
+    return rc;
 }
 
 ex_code vit_load_cifar10(const char *dir, vit_data *out, ex_error *err)
@@ -292,21 +272,8 @@ ex_code vit_load_cifar10(const char *dir, vit_data *out, ex_error *err)
         snprintf(path, sizeof(path), "%s/test_batch.bin", dir);
         rc = read_cifar_file(path, &pix[1], &lab[1], &count[1], err);
     }
-    if (rc == EX_OK) {
-        compute_stats(pix[0], count[0], 3, 32 * 32, out->mean, out->std);
-        rc = to_dataset(pix[0], lab[0], count[0], 3, 32, 32, out->mean, out->std, &out->train,
-                        "CIFAR-10 training batches", err);
-    }
-    if (rc == EX_OK)
-        rc = to_dataset(pix[1], lab[1], count[1], 3, 32, 32, out->mean, out->std, &out->test, path,
-                        err);
-    for (int i = 0; i < 2; i++) {
-        free(pix[i]);
-        free(lab[i]);
-    }
-    if (rc != EX_OK)
-        vit_data_free(out);
-    return rc;
+    const char *const labels_path[2] = {"CIFAR-10 training batches", path};
+    return make_sets(rc, pix, lab, count, 3, 32, 32, labels_path, out, err);
 }
 
 /* A stroke through the middle at the class's angle (10 angles, 18 degrees
@@ -342,8 +309,7 @@ ex_code vit_make_synthetic(size_t train_count, size_t test_count, uint64_t seed,
         pix[s] = malloc(counts[s] * 28 * 28 + 1);
         lab[s] = malloc(counts[s] + 1);
         if (!pix[s] || !lab[s]) {
-            ex_fail(err, EX_FAILED, "out of memory for the synthetic dataset");
-            rc = EX_FAILED;
+            rc = ex_fail(err, EX_FAILED, "out of memory for the synthetic dataset");
             break;
         }
         for (size_t i = 0; i < counts[s]; i++) {
@@ -351,52 +317,30 @@ ex_code vit_make_synthetic(size_t train_count, size_t test_count, uint64_t seed,
             draw_synthetic(&r, lab[s][i], pix[s] + i * 28 * 28);
         }
     }
-    if (rc == EX_OK) {
-        compute_stats(pix[0], counts[0], 1, 28 * 28, out->mean, out->std);
-        rc = to_dataset(pix[0], lab[0], counts[0], 1, 28, 28, out->mean, out->std, &out->train,
-                        "synthetic", err);
-    }
-    if (rc == EX_OK)
-        rc = to_dataset(pix[1], lab[1], counts[1], 1, 28, 28, out->mean, out->std, &out->test,
-                        "synthetic", err);
-    for (int s = 0; s < 2; s++) {
-        free(pix[s]);
-        free(lab[s]);
-    }
-    if (rc != EX_OK)
-        vit_data_free(out);
-    return rc;
+    const char *const labels_path[2] = {"synthetic", "synthetic"};
+    return make_sets(rc, pix, lab, counts, 1, 28, 28, labels_path, out, err);
 }
 
 void vit_data_free(vit_data *d)
 {
-    vit_dataset *sets[3] = {&d->train, &d->val, &d->test};
-    for (int i = 0; i < 3; i++) {
-        free(sets[i]->images);
-        free(sets[i]->labels);
-    }
+    free(d->train.images); /* val is a view of it */
+    free(d->train.labels);
+    free(d->test.images);
+    free(d->test.labels);
     memset(d, 0, sizeof(*d));
 }
 
 ex_code vit_split_validation(vit_data *d, size_t count, ex_error *err)
 {
-    vit_dataset *tr = &d->train, *val = &d->val;
+    vit_dataset *tr = &d->train;
     if (count >= tr->count)
         return ex_fail(err, EX_USAGE, "--val %zu leaves no training images (there are %zu)", count,
                        tr->count);
-    const size_t size = tr->channels * tr->height * tr->width, first = tr->count - count;
-    *val = *tr;
-    val->count = count;
-    val->images = malloc(sizeof(float) * count * size);
-    val->labels = malloc(sizeof(int) * count);
-    if (!val->images || !val->labels) {
-        free(val->images);
-        free(val->labels);
-        memset(val, 0, sizeof(*val));
-        return ex_fail(err, EX_FAILED, "out of memory for the validation split");
-    }
-    memcpy(val->images, tr->images + first * size, sizeof(float) * count * size);
-    memcpy(val->labels, tr->labels + first, sizeof(int) * count);
+    const size_t first = tr->count - count;
+    d->val = *tr;
+    d->val.count = count;
+    d->val.images = tr->images + first * tr->channels * tr->height * tr->width;
+    d->val.labels = tr->labels + first;
     tr->count = first;
     return EX_OK;
 }

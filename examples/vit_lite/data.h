@@ -20,7 +20,7 @@ typedef struct {
 } vit_dataset;
 
 typedef struct {
-    vit_dataset train, val, test; /* val: empty unless vit_split_validation made it */
+    vit_dataset train, val, test; /* val: empty, or vit_split_validation's view of train's end */
     float mean[3], std[3];        /* per channel, from the training file's images */
 } vit_data;
 
@@ -42,8 +42,9 @@ void vit_data_free(vit_data *d);
 ex_code vit_read_idx(const char *path, int ndims, size_t dims[3], unsigned char **data,
                      ex_error *err);
 
-/* Moves the last `count` training examples into d->val (the validation
- * split; the normalization keeps the training file's statistics). */
+/* Makes the last `count` training examples d->val (the validation split,
+ * in train's memory; the normalization keeps the training file's
+ * statistics). */
 ex_code vit_split_validation(vit_data *d, size_t count, ex_error *err);
 
 /* Per-example augmentation of a batch; NULL members are not applied. */

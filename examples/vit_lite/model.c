@@ -8,53 +8,43 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "common/layers.h"
 #include "common/tensors.h"
 
 #define LN_EPS 1e-6f /* timm's ViT LayerNorm eps */
-#define NAME_LEN 48
 
 struct vit_model {
     vit_config cfg;
-    size_t patches, tokens, patch_len; /* P, T = P + 1, C p p (K p p with a stem) */
+    size_t patches, tokens, patch_len; /* P, T = P + 1, C p p (K q q with a stem) */
+    size_t map_channels, map_side, q;  /* the map the patch embedding cuts: C, S, p or K, S_L, q */
     size_t batch;                      /* of the last forward */
     srp_linear *embed, *head;
     vit_stem stem;     /* stem.layers 0: none */
     float *cls, *dcls; /* [D] */
     float *pos, *dpos; /* [T][D] */
-    srp_block **blocks;
-    srp_layernorm *final_ln; /* NULL without layernorm */
-    float **xs;              /* depth + 1 residual streams [B*T][D]: xs[l] enters block l */
-    float *final_out;        /* [B*T][D]: the final LayerNorm's output */
+    ex_stack stack;    /* the blocks and the final LayerNorm; xs[0]: [CLS | patches] + pos */
     float *patch_buf, *emb, *pooled, *logits; /* [B*P][CPP], [B*P][D], [B][D], [B][classes] */
-    /* backward scratch: the residual stream's gradient, the final
-     * LayerNorm's output gradient */
-    float *d_stream, *d_final, *d_emb, *d_pooled;
-    ex_linear_names linears; /* every linear, named, for metrics and the lists */
+    float *d_patches, *d_emb, *d_pooled; /* backward: [B*P][CPP] (with a stem), [B*P][D], [B][D] */
+    ex_linear_names linears;             /* every linear, named, for metrics and the lists */
 };
 
 vit_config vit_config_default(void)
 {
-    vit_config c;
-    memset(&c, 0, sizeof(c));
-    c.channels = 1;
-    c.image_size = 28;
-    c.patch = 4;
-    c.dim = 128;
-    c.depth = 6;
-    c.heads = 4;
-    c.mlp_dim = 256;
-    c.classes = 10;
-    c.max_batch = 128;
-    c.sigma_reparam = 1;
-    c.layernorm = 0;
-    c.gamma_init = SRP_GAMMA_INIT_SIGMA0;
-    c.qkv_sigma = SRP_QKV_SIGMA_FUSED;
-    c.pool = VIT_POOL_CLS;
+    vit_config c = {.channels = 1,
+                    .image_size = 28,
+                    .patch = 4,
+                    .dim = 128,
+                    .depth = 6,
+                    .heads = 4,
+                    .mlp_dim = 256,
+                    .classes = 10,
+                    .max_batch = 128,
+                    .sigma_reparam = 1,
+                    .gamma_init = SRP_GAMMA_INIT_SIGMA0,
+                    .qkv_sigma = SRP_QKV_SIGMA_FUSED,
+                    .pool = VIT_POOL_CLS,
+                    .init_gain = 1.0f};
     for (size_t l = 0; l < VIT_STEM_MAX_LAYERS; l++)
         c.stem_strides[l] = 1;
-    c.init_gain = 1.0f;
-    c.seed = 0;
     return c;
 }
 
@@ -81,13 +71,23 @@ size_t vit_embed_patch(const vit_config *c)
  * left to whoever creates it). */
 static srp_linear_config linear_config(const vit_config *c, size_t in, size_t out, srp_rng *rng)
 {
-    srp_linear_config lc = srp_linear_config_default(in, out);
-    lc.reparam = c->sigma_reparam ? SRP_REPARAM_SIGMA : SRP_REPARAM_NONE;
-    lc.gamma_init = c->gamma_init;
-    lc.init_std = 0.02f * c->init_gain;
-    if (rng)
-        lc.seed = srp_rng_next_u64(rng);
-    return lc;
+    return ex_linear_config(in, out, c->sigma_reparam, c->gamma_init, c->init_gain, rng);
+}
+
+/* The blocks' configuration: the attention sets its linears' sizes and
+ * draws their seeds from its own seed; ex_stack_init draws the seeds. */
+static srp_block_config block_config(const vit_config *c)
+{
+    const size_t D = c->dim;
+    srp_block_config bc = srp_block_config_default(D, c->heads, c->mlp_dim);
+    bc.norm = c->layernorm ? SRP_NORM_PRE : SRP_NORM_NONE;
+    bc.norm_eps = LN_EPS;
+    bc.qkv_sigma = c->qkv_sigma;
+    bc.qkv = linear_config(c, D, 3 * D, NULL);
+    bc.proj = linear_config(c, D, D, NULL);
+    bc.fc1 = linear_config(c, D, c->mlp_dim, NULL);
+    bc.fc2 = linear_config(c, c->mlp_dim, D, NULL);
+    return bc;
 }
 
 srp_status vit_create(vit_model **out, const vit_config *cfg)
@@ -109,8 +109,10 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     m->patches = side * side;
     m->tokens = m->patches + 1;
     const size_t K = c->stem_layers ? c->stem_channels[c->stem_layers - 1] : 0;
-    m->patch_len = (K ? K : c->channels) * q * q;
-    const size_t rows = B * m->tokens;
+    m->map_channels = K ? K : c->channels;
+    m->map_side = vit_stem_side(c);
+    m->q = q;
+    m->patch_len = m->map_channels * q * q;
     srp_status st = SRP_ERR_NOMEM;
     srp_rng rng;
     srp_rng_seed(&rng, c->seed);
@@ -123,9 +125,9 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
     if (K) {
         lc = linear_config(c, 1, 1, NULL); /* the stem sets the sizes and seeds */
         if ((st = vit_stem_init(&m->stem, c->stem_layers, c->stem_channels, c->stem_strides,
-                                c->channels, c->image_size, q, B, &lc, &rng)) != SRP_OK)
+                                c->channels, c->image_size, B, &lc, &rng)) != SRP_OK)
             goto fail;
-        char name[NAME_LEN];
+        char name[32];
         for (size_t l = 0; l < c->stem_layers; l++) {
             snprintf(name, sizeof(name), "conv%zu", l);
             ex_linear_names_add(&m->linears, srp_conv2d_linear(m->stem.conv[l]), "stem", name);
@@ -140,47 +142,19 @@ srp_status vit_create(vit_model **out, const vit_config *cfg)
         !ex_alloc_floats(&m->pos, m->tokens * D) || !ex_alloc_floats(&m->dpos, m->tokens * D))
         goto fail;
     srp_rng_fill_trunc_normal(&rng, m->pos, m->tokens * D, 0.02f);
-    m->blocks = calloc(c->depth, sizeof(srp_block *));
-    m->xs = calloc(c->depth + 1, sizeof(float *));
-    if (!m->blocks || !m->xs)
+    const srp_block_config bc = block_config(c);
+    if ((st = ex_stack_init(&m->stack, &bc, c->depth, c->layernorm ? "norm" : NULL, B, m->tokens,
+                            &rng, &m->linears)) != SRP_OK)
         goto fail;
-    for (size_t l = 0; l <= c->depth; l++)
-        if (!ex_alloc_floats(&m->xs[l], rows * D))
-            goto fail;
-    for (size_t l = 0; l < c->depth; l++) {
-        /* The attention sets its linears' sizes and draws their seeds from
-         * its own seed; the rest of their configuration is ours. Seeds in
-         * the order attention, fc1, fc2. */
-        srp_block_config bc = srp_block_config_default(D, c->heads, c->mlp_dim);
-        bc.norm = c->layernorm ? SRP_NORM_PRE : SRP_NORM_NONE;
-        bc.norm_eps = LN_EPS;
-        bc.qkv_sigma = c->qkv_sigma;
-        bc.qkv = linear_config(c, D, 3 * D, NULL);
-        bc.proj = linear_config(c, D, D, NULL);
-        bc.attn_seed = srp_rng_next_u64(&rng);
-        bc.fc1 = linear_config(c, D, c->mlp_dim, &rng);
-        bc.fc2 = linear_config(c, c->mlp_dim, D, &rng);
-        if ((st = srp_block_create(&m->blocks[l], &bc, B, m->tokens)) != SRP_OK)
-            goto fail;
-        ex_linear_names_add_block(&m->linears, m->blocks[l], l);
-    }
-    if (c->layernorm) {
-        srp_layernorm_config nc = srp_layernorm_config_default(D);
-        nc.eps = LN_EPS;
-        if ((st = srp_layernorm_create(&m->final_ln, &nc, rows)) != SRP_OK)
-            goto fail;
-    }
     lc = linear_config(c, D, c->classes, &rng);
     if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK)
         goto fail;
     st = SRP_ERR_NOMEM;
-    /* with a stem, the embedding reads the stem's output instead */
     ex_linear_names_add(&m->linears, m->head, NULL, "head");
-    if (!ex_alloc_floats(&m->patch_buf, K ? 1 : B * m->patches * m->patch_len) ||
+    if (!ex_alloc_floats(&m->patch_buf, B * m->patches * m->patch_len) ||
+        (K && !ex_alloc_floats(&m->d_patches, B * m->patches * m->patch_len)) ||
         !ex_alloc_floats(&m->emb, B * m->patches * D) || !ex_alloc_floats(&m->pooled, B * D) ||
-        !ex_alloc_floats(&m->logits, B * c->classes) || !ex_alloc_floats(&m->d_stream, rows * D) ||
-        (c->layernorm &&
-         (!ex_alloc_floats(&m->final_out, rows * D) || !ex_alloc_floats(&m->d_final, rows * D))) ||
+        !ex_alloc_floats(&m->logits, B * c->classes) ||
         !ex_alloc_floats(&m->d_emb, B * m->patches * D) || !ex_alloc_floats(&m->d_pooled, B * D))
         goto fail;
     *out = m;
@@ -197,27 +171,11 @@ void vit_destroy(vit_model *m)
     vit_stem_free(&m->stem);
     srp_linear_destroy(m->embed);
     srp_linear_destroy(m->head);
-    free(m->cls);
-    free(m->dcls);
-    free(m->pos);
-    free(m->dpos);
-    for (size_t l = 0; m->blocks && l < m->cfg.depth; l++)
-        srp_block_destroy(m->blocks[l]);
-    free(m->blocks);
-    if (m->xs)
-        for (size_t l = 0; l <= m->cfg.depth; l++)
-            free(m->xs[l]);
-    free(m->xs);
-    srp_layernorm_destroy(m->final_ln);
-    free(m->final_out);
-    free(m->patch_buf);
-    free(m->emb);
-    free(m->pooled);
-    free(m->logits);
-    free(m->d_stream);
-    free(m->d_final);
-    free(m->d_emb);
-    free(m->d_pooled);
+    ex_stack_free(&m->stack);
+    float *buffers[] = {m->cls,    m->dcls,   m->pos,       m->dpos,  m->patch_buf, m->emb,
+                        m->pooled, m->logits, m->d_patches, m->d_emb, m->d_pooled};
+    for (size_t i = 0; i < sizeof(buffers) / sizeof(buffers[0]); i++)
+        free(buffers[i]);
     ex_linear_names_free(&m->linears);
     free(m);
 }
@@ -225,20 +183,27 @@ void vit_destroy(vit_model *m)
 const vit_config *vit_get_config(const vit_model *m) { return &m->cfg; }
 size_t vit_tokens(const vit_model *m) { return m->tokens; }
 
-/* images [B][C][S][S] -> patches [B][P][C][p][p], P in row-major order. */
-static void patchify(const vit_model *m, const float *images, size_t batch, float *out)
+void vit_patches(const float *from, size_t batch, size_t channels, size_t side, size_t q,
+                 int channels_last, int to_patches, float *to)
 {
-    const size_t C = m->cfg.channels, S = m->cfg.image_size, p = m->cfg.patch, side = S / p;
+    const size_t C = channels, S = side, g = S / q;
+    const size_t sc = channels_last ? 1 : q * q, sy = channels_last ? q * C : q,
+                 sx = channels_last ? C : 1;
+#pragma omp parallel for schedule(static) if (channels_last) /* the stem's maps are large */
     for (size_t b = 0; b < batch; b++)
-        for (size_t py = 0; py < side; py++)
-            for (size_t px = 0; px < side; px++) {
-                float *dst = out + ((b * m->patches) + py * side + px) * m->patch_len;
+        for (size_t py = 0; py < g; py++)
+            for (size_t px = 0; px < g; px++)
                 for (size_t c = 0; c < C; c++)
-                    for (size_t y = 0; y < p; y++)
-                        memcpy(dst + (c * p + y) * p,
-                               images + ((b * C + c) * S + py * p + y) * S + px * p,
-                               sizeof(float) * p);
-            }
+                    for (size_t y = 0; y < q; y++)
+                        for (size_t x = 0; x < q; x++) {
+                            const size_t at_map = ((b * C + c) * S + py * q + y) * S + px * q + x;
+                            const size_t at_patch =
+                                ((b * g + py) * g + px) * C * q * q + c * sc + y * sy + x * sx;
+                            if (to_patches)
+                                to[at_patch] = from[at_map];
+                            else
+                                to[at_map] = from[at_patch];
+                        }
 }
 
 srp_status vit_forward(vit_model *m, const float *images, size_t batch, int training,
@@ -246,15 +211,15 @@ srp_status vit_forward(vit_model *m, const float *images, size_t batch, int trai
 {
     if (!m || !images || batch == 0 || batch > m->cfg.max_batch)
         return SRP_ERR_INVALID_ARG;
-    const size_t D = m->cfg.dim, T = m->tokens, P = m->patches, rows = batch * T;
+    const size_t D = m->cfg.dim, T = m->tokens, P = m->patches;
     m->batch = batch;
-    const float *embed_in = m->patch_buf;
+    const float *map = images; /* what the patch embedding cuts: the images or the stem's map */
     if (m->stem.layers)
-        EX_TRY(vit_stem_forward(&m->stem, images, batch, training, &embed_in));
-    else
-        patchify(m, images, batch, m->patch_buf);
-    EX_TRY(srp_linear_forward(m->embed, embed_in, batch * P, m->emb, training));
-    float *x0 = m->xs[0]; /* [B][T][D]: CLS, then the patches, plus positions */
+        EX_TRY(vit_stem_forward(&m->stem, images, batch, training, &map));
+    vit_patches(map, batch, m->map_channels, m->map_side, m->q, m->stem.layers > 0, 1,
+                m->patch_buf);
+    EX_TRY(srp_linear_forward(m->embed, m->patch_buf, batch * P, m->emb, training));
+    float *x0 = m->stack.xs[0]; /* [B][T][D]: CLS, then the patches, plus positions */
     for (size_t b = 0; b < batch; b++) {
         for (size_t d = 0; d < D; d++)
             x0[b * T * D + d] = m->cls[d] + m->pos[d];
@@ -262,13 +227,8 @@ srp_status vit_forward(vit_model *m, const float *images, size_t batch, int trai
             for (size_t d = 0; d < D; d++)
                 x0[(b * T + t) * D + d] = m->emb[(b * P + t - 1) * D + d] + m->pos[t * D + d];
     }
-    for (size_t l = 0; l < m->cfg.depth; l++)
-        EX_TRY(srp_block_forward(m->blocks[l], m->xs[l], batch, T, m->xs[l + 1], training));
-    const float *f_in = m->xs[m->cfg.depth];
-    if (m->final_ln) {
-        EX_TRY(srp_layernorm_layer_forward(m->final_ln, f_in, rows, m->final_out, training));
-        f_in = m->final_out;
-    }
+    const float *f_in;
+    EX_TRY(ex_stack_forward(&m->stack, batch, T, training, &f_in));
     if (m->cfg.pool == VIT_POOL_MEAN)
         EX_TRY(srp_mean_pool_forward(f_in, batch, T, D, m->pooled));
     else
@@ -284,20 +244,14 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
     if (!m || !dlogits || m->batch == 0)
         return SRP_ERR_INVALID_ARG;
     const size_t batch = m->batch, D = m->cfg.dim, T = m->tokens, P = m->patches;
-    const size_t rows = batch * T;
-    float *ds = m->d_stream; /* gradient of the residual stream, block by block */
-
     EX_TRY(srp_linear_backward(m->head, m->pooled, dlogits, batch, m->d_pooled));
-    /* d(pooled) -> d(final stream): into d_final before a LayerNorm, else ds */
-    float *d_final = m->final_ln ? m->d_final : ds;
+    float *d_final = ex_stack_output_grad(&m->stack); /* d(pooled) -> d(the stack's output) */
     if (m->cfg.pool == VIT_POOL_MEAN)
         EX_TRY(srp_mean_pool_backward(m->d_pooled, batch, T, D, d_final));
     else
         EX_TRY(srp_token_select_backward(m->d_pooled, batch, T, D, 0, d_final));
-    if (m->final_ln)
-        EX_TRY(srp_layernorm_layer_backward(m->final_ln, m->xs[m->cfg.depth], d_final, rows, ds));
-    for (size_t l = m->cfg.depth; l-- > 0;)
-        EX_TRY(srp_block_backward(m->blocks[l], ds, ds)); /* d(xs[l + 1]) -> d(xs[l]) */
+    EX_TRY(ex_stack_backward(&m->stack));
+    const float *ds = m->stack.d_stream;
     /* ds = d(x0): CLS and position gradients, then the patch embedding. */
     for (size_t b = 0; b < batch; b++) {
         for (size_t t = 0; t < T; t++)
@@ -307,10 +261,11 @@ srp_status vit_backward(vit_model *m, const float *dlogits)
             m->dcls[d] += ds[b * T * D + d];
         memcpy(m->d_emb + b * P * D, ds + (b * T + 1) * D, sizeof(float) * P * D);
     }
+    EX_TRY(srp_linear_backward(m->embed, m->patch_buf, m->d_emb, batch * P, m->d_patches));
     if (!m->stem.layers)
-        return srp_linear_backward(m->embed, m->patch_buf, m->d_emb, batch * P, NULL);
-    EX_TRY(srp_linear_backward(m->embed, vit_stem_output(&m->stem), m->d_emb, batch * P,
-                               vit_stem_output_grad(&m->stem)));
+        return SRP_OK;
+    vit_patches(m->d_patches, batch, m->map_channels, m->map_side, m->q, 1, 0,
+                m->stem.d_out[m->stem.layers - 1]);
     return vit_stem_backward(&m->stem);
 }
 
@@ -320,25 +275,18 @@ srp_status vit_model_params(vit_model *m, srp_param_list *list)
     srp_param_list_add(list, "cls_token", NULL, m->cls, m->dcls, m->cfg.dim, SRP_PARAM_EMBEDDING);
     srp_param_list_add(list, "pos_embed", NULL, m->pos, m->dpos, m->tokens * m->cfg.dim,
                        SRP_PARAM_EMBEDDING);
-    ex_blocks_norm_params(m->blocks, m->cfg.depth, list);
-    if (m->final_ln)
-        srp_layernorm_params(m->final_ln, "norm", list);
+    ex_stack_norm_params(&m->stack, list);
     return srp_param_list_status(list);
 }
 
 srp_status vit_model_state_refs(vit_model *m, srp_tensor_list *list)
 {
-    char prefix[NAME_LEN];
-    for (size_t l = 0; l < m->stem.layers; l++) {
-        snprintf(prefix, sizeof(prefix), "stem.conv%zu", l);
-        srp_conv2d_state_refs(m->stem.conv[l], prefix, list);
-    }
+    for (size_t l = 0; l < m->stem.layers; l++) /* the table's first names: stem.conv<l> */
+        srp_conv2d_state_refs(m->stem.conv[l], m->linears.names[l], list);
     srp_linear_state_refs(m->embed, "patch_embed.proj", list);
     srp_tensor_list_add_f32(list, "cls_token", NULL, m->cls, m->cfg.dim);
     srp_tensor_list_add_f32(list, "pos_embed", NULL, m->pos, m->tokens * m->cfg.dim);
-    ex_blocks_state_refs(m->blocks, m->cfg.depth, list);
-    if (m->final_ln)
-        srp_layernorm_state_refs(m->final_ln, "norm", list);
+    ex_stack_state_refs(&m->stack, list);
     srp_linear_state_refs(m->head, "head", list);
     return srp_tensor_list_status(list);
 }
@@ -347,5 +295,5 @@ const ex_linear_names *vit_linears(const vit_model *m) { return &m->linears; }
 
 srp_attention *vit_attention_at(vit_model *m, size_t layer)
 {
-    return layer < m->cfg.depth ? srp_block_attention(m->blocks[layer]) : NULL;
+    return ex_stack_attention(&m->stack, layer);
 }

@@ -2,11 +2,8 @@
  *
  *   patchify (p x p, row-major patch order, each patch [C][p][p])
  *   -> patch embedding (sigmaReparam linear C*p*p -> D)
- * or, with a convolutional stem (stem.h) of L layers, the last of K channels:
- *   L x { 3x3 convolution (a sigmaReparam linear over each output pixel's
- *   3x3 window, zero padding, a stride) -> GELU } -> the last map cut into
- *   the same grid of patches, [q][q][K] each (q = its side / grid side)
- *   -> linear q*q*K -> D
+ * or a convolutional stem (stem.h) whose last map, of K channels, is cut
+ * into the same grid of patches, [q][q][K] each -> linear q*q*K -> D
  *   -> [CLS | patches] + position embedding                 [B][T][D], T = P + 1
  *   -> depth x srp_block: { x = x + attn(ln1(x)); x = x + fc2(gelu(fc1(ln2(x)))) }
  *   -> (final LayerNorm) -> CLS token, or the mean of all T tokens (pool)
@@ -60,6 +57,14 @@ size_t vit_embed_patch(const vit_config *c);
  * of 0. */
 size_t vit_stem_side(const vit_config *c);
 
+/* Between a map [B][C][S][S] (NCHW: the images, or the stem's last map)
+ * and its squares of q x q pixels, P = (S / q)^2 in row-major order, as
+ * the patch embedding reads them: [B][P][C][q][q] (the images'), or
+ * [B][P][q][q][C] with channels_last (the stem's). to_patches: from the
+ * map to the patches, else back. */
+void vit_patches(const float *from, size_t batch, size_t channels, size_t side, size_t q,
+                 int channels_last, int to_patches, float *to);
+
 typedef struct vit_model vit_model;
 
 srp_status vit_create(vit_model **out, const vit_config *cfg);
@@ -75,23 +80,16 @@ srp_status vit_forward(vit_model *m, const float *images, size_t batch, int trai
  * (zero them through the optimizer: vit_model_params lists every one). */
 srp_status vit_backward(vit_model *m, const float *dlogits);
 
-/* Appends the trainable tensors, with timm-style names and their kinds, in
- * this order (the optimizer's, the weight average's and the gradient
- * norm's): every linear as vit_linears orders them (srp_linear_params:
- * weight, bias, gamma), cls_token, pos_embed, then each block's norm1 and
- * norm2 and the final norm (with layernorm). */
+/* The model's lists (layers.h). params: the trainable tensors with
+ * timm-style names and their kinds, in the optimizer's, the weight
+ * average's and the gradient norm's order: every linear as vit_linears
+ * orders them, cls_token, pos_embed, then each block's norm1 and norm2 and
+ * the final norm (with layernorm). state_refs: everything that defines the
+ * model's behaviour, for checkpoints (the layers' own state refs, pointing
+ * at the layers). linears: the stem's convolutions (stem.conv<l>),
+ * patch_embed.proj, each block's (under blocks.<l>), head. */
 srp_status vit_model_params(vit_model *m, srp_param_list *list);
-
-/* Everything that defines the model's behaviour, for checkpoints: the
- * parameters, and each sigmaReparam layer's power-iteration state (u, v,
- * sigma), as the layers' own state refs (srp_block_state_refs, ...) name
- * them, pointing at the layers themselves. */
 srp_status vit_model_state_refs(vit_model *m, srp_tensor_list *list);
-
-/* For metrics, the weight average and data-parallel training: the linear
- * layers with their names, in this order: the stem's convolutions
- * (stem.conv<l>), patch_embed.proj, each block's (srp_block_linear's
- * order, under blocks.<l>), head; and the attentions. */
 const ex_linear_names *vit_linears(const vit_model *m);
 srp_attention *vit_attention_at(vit_model *m, size_t layer);
 

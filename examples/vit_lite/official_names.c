@@ -16,20 +16,19 @@
 #include "official_names.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Scalars the list points at, one set per linear: sigma as the file holds
- * it, and the two copies that import reads and drops. */
-typedef struct {
-    float sigma, effective_gamma;
-    float *weight_alias; /* [out][in] */
-} linear_extras;
-
+/* The list, and what it points at besides the model: per linear the
+ * sigma the file holds and effective_spectral_norm; for import, one
+ * scratch matrix that every spectral_normed_weight.weight is read into
+ * and dropped. */
 typedef struct {
     srp_tensor_list *list;
-    linear_extras *extras; /* [linears] */
+    float (*scalars)[2]; /* [linears]: sigma, the copy of gamma */
+    float *scratch;      /* [the largest linear's out][in] */
 } official_list;
 
 static void add_named(srp_tensor_list *list, const char *prefix, const char *suffix, size_t ndim,
@@ -38,23 +37,41 @@ static void add_named(srp_tensor_list *list, const char *prefix, const char *suf
     srp_tensor_list_add(list, prefix, suffix, SRP_DTYPE_F32, ndim, shape, data);
 }
 
-static void official_free(official_list *o, size_t nlinears)
+static void official_free(official_list *o)
 {
-    for (size_t i = 0; o->extras && i < nlinears; i++)
-        free(o->extras[i].weight_alias);
-    free(o->extras);
+    free(o->scalars);
+    free(o->scratch);
     srp_tensor_list_destroy(o->list);
 }
 
+/* Everything that is not a linear, with the official shapes. */
+static srp_status add_others(vit_model *m, srp_tensor_list *list)
+{
+    srp_param_list *params = NULL;
+    srp_status st = srp_param_list_create(&params);
+    if (st == SRP_OK)
+        st = vit_model_params(m, params);
+    const size_t D = vit_get_config(m)->dim;
+    for (size_t k = 0; st == SRP_OK && k < srp_param_list_count(params); k++) {
+        const srp_param_kind kind = srp_param_list_kind(params, k);
+        const srp_param *p = &srp_param_list_entries(params)[k];
+        const size_t token[3] = {1, 1, D}, pos[3] = {1, p->size / D, D};
+        if (strcmp(p->name, "cls_token") == 0)
+            add_named(list, p->name, NULL, 3, token, p->data);
+        else if (strcmp(p->name, "pos_embed") == 0)
+            add_named(list, p->name, NULL, 3, pos, p->data);
+        else if (kind == SRP_PARAM_NORM)
+            add_named(list, p->name, NULL, 1, &p->size, p->data);
+    }
+    srp_param_list_destroy(params);
+    return st;
+}
+
 /* The list of the model's tensors under the official names. for_import:
- * the aliases point at scratch buffers instead of the model. */
+ * spectral_normed_weight.weight points at scratch instead of the model. */
 static ex_code official_tensors(vit_model *m, int for_import, official_list *o, ex_error *err)
 {
-    o->extras = NULL;
-    srp_status st = srp_tensor_list_create(&o->list);
-    if (st != SRP_OK)
-        return ex_fail_status(err, st, "the list of the official names");
-    const size_t nlin = vit_linears(m)->count;
+    memset(o, 0, sizeof(*o));
     const vit_config *c = vit_get_config(m);
     if (c->sigma_reparam && c->qkv_sigma != SRP_QKV_SIGMA_FUSED)
         return ex_fail(err, EX_USAGE,
@@ -68,61 +85,48 @@ static ex_code official_tensors(vit_model *m, int for_import, official_list *o, 
         return ex_fail(err, EX_USAGE,
                        "the official model has no convolutional stem: safetensors files need "
                        "--stem 0");
-    o->extras = calloc(nlin ? nlin : 1, sizeof(*o->extras));
-    if (!o->extras)
-        return ex_fail(err, EX_FAILED, "out of memory");
-
-    /* Everything that is not a linear, with the official shapes. */
-    srp_param_list *params = NULL;
-    st = srp_param_list_create(&params);
-    if (st == SRP_OK)
-        st = vit_model_params(m, params);
-    const size_t D = c->dim, one = 1;
-    for (size_t k = 0; st == SRP_OK && k < srp_param_list_count(params); k++) {
-        const srp_param_kind kind = srp_param_list_kind(params, k);
-        if (kind != SRP_PARAM_EMBEDDING && kind != SRP_PARAM_NORM)
-            continue;
-        const srp_param *p = &srp_param_list_entries(params)[k];
-        const size_t token[3] = {1, 1, D}, pos[3] = {1, p->size / D, D};
-        if (strcmp(p->name, "cls_token") == 0)
-            add_named(o->list, p->name, NULL, 3, token, p->data);
-        else if (strcmp(p->name, "pos_embed") == 0)
-            add_named(o->list, p->name, NULL, 3, pos, p->data);
-        else
-            add_named(o->list, p->name, NULL, 1, &p->size, p->data);
+    const ex_linear_names *lin = vit_linears(m);
+    size_t largest = 1;
+    for (size_t i = 0; i < lin->count; i++) {
+        const size_t n =
+            srp_linear_in_features(lin->linears[i]) * srp_linear_out_features(lin->linears[i]);
+        largest = n > largest ? n : largest;
     }
-    srp_param_list_destroy(params);
+    o->scalars = calloc(lin->count ? lin->count : 1, sizeof(*o->scalars));
+    o->scratch = for_import ? malloc(sizeof(float) * largest) : NULL;
+    if (!o->scalars || (for_import && !o->scratch))
+        return ex_fail(err, EX_FAILED, "out of memory");
+    srp_status st = srp_tensor_list_create(&o->list);
+    if (st == SRP_OK)
+        st = add_others(m, o->list);
     if (st != SRP_OK)
-        return ex_fail_status(err, st, "the model's parameter list");
+        return ex_fail_status(err, st, "the list of the official names");
 
-    for (size_t i = 0; i < nlin; i++) {
-        srp_linear *l = vit_linears(m)->linears[i];
-        const char *name = vit_linears(m)->names[i];
+    const size_t one = 1;
+    for (size_t i = 0; i < lin->count; i++) {
+        srp_linear *l = lin->linears[i];
+        const char *name = lin->names[i];
         const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
-        const size_t w_shape[2] = {out, in};
-        linear_extras *x = &o->extras[i];
-        if (srp_linear_reparam(l) != SRP_REPARAM_SIGMA && strcmp(name, "patch_embed.proj") == 0) {
-            /* the plain model's patch embedding is timm's nn.Conv2d */
-            const size_t conv[4] = {out, c->channels, c->patch, c->patch};
+        const size_t w_shape[2] = {out, in}, conv[4] = {out, c->channels, c->patch, c->patch};
+        const int sigma = srp_linear_reparam(l) == SRP_REPARAM_SIGMA;
+        /* the plain model's patch embedding is timm's nn.Conv2d */
+        if (!sigma && strcmp(name, "patch_embed.proj") == 0)
             add_named(o->list, name, "weight", 4, conv, srp_linear_weight(l));
-        } else {
+        else
             add_named(o->list, name, "weight", 2, w_shape, srp_linear_weight(l));
-        }
         if (srp_linear_bias(l))
             add_named(o->list, name, "bias", 1, &out, srp_linear_bias(l));
-        if (srp_linear_reparam(l) != SRP_REPARAM_SIGMA)
+        if (!sigma)
             continue;
-        x->sigma = srp_linear_sigma(l);
-        x->effective_gamma = *srp_linear_gamma(l);
-        x->weight_alias = for_import ? malloc(sizeof(float) * in * out) : NULL;
-        if (for_import && !x->weight_alias)
-            return ex_fail(err, EX_FAILED, "out of memory");
+        o->scalars[i][0] = srp_linear_sigma(l);
+        o->scalars[i][1] = *srp_linear_gamma(l);
         add_named(o->list, name, "sigma", 1, &one, srp_linear_gamma(l));
-        add_named(o->list, name, "effective_spectral_norm", 1, &one, &x->effective_gamma);
+        add_named(o->list, name, "effective_spectral_norm", 1, &one, &o->scalars[i][1]);
         add_named(o->list, name, "spectral_normed_weight.u", 1, &in, srp_linear_u(l));
-        add_named(o->list, name, "spectral_normed_weight.spectral_norm", 1, &one, &x->sigma);
+        add_named(o->list, name, "spectral_normed_weight.spectral_norm", 1, &one,
+                  &o->scalars[i][0]);
         add_named(o->list, name, "spectral_normed_weight.weight", 2, w_shape,
-                  for_import ? x->weight_alias : srp_linear_weight(l));
+                  for_import ? o->scratch : srp_linear_weight(l));
     }
     st = srp_tensor_list_status(o->list);
     return st != SRP_OK ? ex_fail_status(err, st, "the list of the official names") : EX_OK;
@@ -139,7 +143,7 @@ ex_code vit_export_safetensors(vit_model *m, const char *path, ex_error *err)
         if (st != SRP_OK)
             code = ex_fail_statusf(err, st, "writing %s", path);
     }
-    official_free(&o, vit_linears(m)->count);
+    official_free(&o);
     return code;
 }
 
@@ -159,27 +163,19 @@ static ex_code check_names(const official_list *o, const srp_safetensors *f, con
 {
     char missing[512] = "", unknown[512] = "";
     const srp_tensor_ref *refs = srp_tensor_list_refs(o->list);
-    const size_t count = srp_tensor_list_count(o->list);
-    for (size_t i = 0; i < count; i++) {
+    srp_tensor_ref info;
+    for (size_t i = 0; i < srp_tensor_list_count(o->list); i++) {
         int found = 0;
-        for (size_t k = 0; !found && k < srp_safetensors_count(f); k++) {
-            srp_tensor_ref info;
+        for (size_t k = 0; !found && k < srp_safetensors_count(f); k++)
             found =
                 srp_safetensors_info(f, k, &info) == SRP_OK && strcmp(info.name, refs[i].name) == 0;
-        }
         if (!found)
             append_name(missing, sizeof(missing), refs[i].name);
     }
-    for (size_t k = 0; k < srp_safetensors_count(f); k++) {
-        srp_tensor_ref info;
-        int found = 0;
-        if (srp_safetensors_info(f, k, &info) != SRP_OK)
-            continue;
-        for (size_t i = 0; !found && i < count; i++)
-            found = strcmp(info.name, refs[i].name) == 0;
-        if (!found)
+    for (size_t k = 0; k < srp_safetensors_count(f); k++)
+        if (srp_safetensors_info(f, k, &info) == SRP_OK &&
+            srp_tensor_list_find(o->list, info.name) == SIZE_MAX)
             append_name(unknown, sizeof(unknown), info.name);
-    }
     if (missing[0] || unknown[0])
         return ex_fail(err, EX_FAILED, "%s does not hold this model's tensors:%s%s%s%s", path,
                        missing[0] ? "\n  missing: " : "", missing,
@@ -209,7 +205,7 @@ static void v_from_u(srp_linear *l)
 ex_code vit_import_safetensors(vit_model *m, const char *path, ex_error *err)
 {
     official_list o;
-    const size_t nlin = vit_linears(m)->count;
+    const ex_linear_names *lin = vit_linears(m);
     ex_code code = official_tensors(m, 1, &o, err);
     srp_safetensors *f = NULL;
     if (code == EX_OK) {
@@ -219,8 +215,8 @@ ex_code vit_import_safetensors(vit_model *m, const char *path, ex_error *err)
     }
     if (code == EX_OK)
         code = check_names(&o, f, path, err);
-    /* The spectral norms first, into the list's scratch scalars: a bad one
-     * is refused before the model changes. */
+    /* The spectral norms first, into the list's scalars: a bad one is
+     * refused before the model changes. */
     const srp_tensor_ref *refs = srp_tensor_list_refs(o.list);
     const size_t count = srp_tensor_list_count(o.list);
     for (size_t k = 0; code == EX_OK && k < count; k++) {
@@ -242,14 +238,14 @@ ex_code vit_import_safetensors(vit_model *m, const char *path, ex_error *err)
             ex_append(err, "; a tensor's shape or dtype differs from this model's");
         }
     }
-    for (size_t i = 0; code == EX_OK && i < nlin; i++) {
-        srp_linear *l = vit_linears(m)->linears[i];
+    for (size_t i = 0; code == EX_OK && i < lin->count; i++) {
+        srp_linear *l = lin->linears[i];
         if (srp_linear_reparam(l) != SRP_REPARAM_SIGMA)
             continue;
         v_from_u(l);
-        srp_linear_set_sigma(l, o.extras[i].sigma); /* checked above: cannot fail */
+        srp_linear_set_sigma(l, o.scalars[i][0]); /* checked above: cannot fail */
     }
     srp_safetensors_close(f);
-    official_free(&o, nlin);
+    official_free(&o);
     return code;
 }

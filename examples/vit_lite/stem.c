@@ -1,6 +1,5 @@
 /* The convolutional stem (stem.h): per layer a sigmaReparam 3x3
- * convolution (the library's srp_conv2d) and a GELU, on NCHW maps; the
- * last map gathered into the patch embedding's order. */
+ * convolution (the library's srp_conv2d) and a GELU, on NCHW maps. */
 #include "stem.h"
 
 #include <errno.h>
@@ -59,41 +58,15 @@ void vit_stem_format(size_t layers, const size_t *channels, const size_t *stride
     }
 }
 
-static size_t in_channels_of(const vit_stem *s, size_t l)
-{
-    return l == 0 ? s->in_channels : s->channels[l - 1];
-}
-
 static size_t pixels_of(const vit_stem *s, size_t l) { return s->sides[l] * s->sides[l]; }
 
-/* The most floats of any layer's input or output map at the largest batch. */
-static size_t largest_map(const vit_stem *s)
-{
-    size_t largest = 0;
-    for (size_t l = 0; l <= s->layers; l++) {
-        const size_t n = pixels_of(s, l) * (l ? s->channels[l - 1] : s->in_channels);
-        largest = n > largest ? n : largest;
-    }
-    return s->max_batch * largest;
-}
-
-/* The raster index y * side + x of the pixel at patch-order index r of a
- * map of this side. */
-static size_t raster_index(size_t side, size_t patch, size_t r)
-{
-    const size_t per_row = side / patch, in_patch = r % (patch * patch), q = r / (patch * patch);
-    const size_t y = (q / per_row) * patch + in_patch / patch,
-                 x = (q % per_row) * patch + in_patch % patch;
-    return y * side + x;
-}
-
 srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, const size_t *strides,
-                         size_t in_channels, size_t image_size, size_t patch, size_t max_batch,
+                         size_t in_channels, size_t image_size, size_t max_batch,
                          const srp_linear_config *base, srp_rng *rng)
 {
     memset(s, 0, sizeof(*s));
     if (layers == 0 || layers > VIT_STEM_MAX_LAYERS || !channels || !strides || in_channels == 0 ||
-        image_size == 0 || patch == 0 || max_batch == 0)
+        image_size == 0 || max_batch == 0)
         return SRP_ERR_INVALID_ARG;
     s->sides[0] = image_size;
     for (size_t l = 0; l < layers; l++) {
@@ -101,27 +74,18 @@ srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, con
             return SRP_ERR_INVALID_ARG;
         s->sides[l + 1] = vit_stem_out_side(s->sides[l], strides[l]);
     }
-    if (s->sides[layers] % patch != 0)
-        return SRP_ERR_INVALID_ARG;
     s->layers = layers;
     memcpy(s->channels, channels, sizeof(size_t) * layers);
     memcpy(s->strides, strides, sizeof(size_t) * layers);
     s->in_channels = in_channels;
     s->max_batch = max_batch;
-    const size_t last_pixels = pixels_of(s, layers), K_last = channels[layers - 1];
     srp_status st = SRP_ERR_NOMEM;
-    s->patch_order = malloc(sizeof(int) * last_pixels);
-    if (!s->patch_order || !ex_alloc_floats(&s->in, max_batch * pixels_of(s, 0) * in_channels) ||
-        !ex_alloc_floats(&s->patch_out, max_batch * last_pixels * K_last) ||
-        !ex_alloc_floats(&s->d_features, max_batch * last_pixels * K_last) ||
-        !ex_alloc_floats(&s->d_maps[0], largest_map(s)) ||
-        !ex_alloc_floats(&s->d_maps[1], largest_map(s)))
+    if (!ex_alloc_floats(&s->in, max_batch * pixels_of(s, 0) * in_channels))
         goto fail;
-    for (size_t r = 0; r < last_pixels; r++)
-        s->patch_order[raster_index(s->sides[layers], patch, r)] = (int)r;
     for (size_t l = 0; l < layers; l++) {
         const size_t n = max_batch * pixels_of(s, l + 1) * channels[l];
-        srp_conv2d_config cc = srp_conv2d_config_default(in_channels_of(s, l), channels[l], 3);
+        srp_conv2d_config cc =
+            srp_conv2d_config_default(l ? channels[l - 1] : in_channels, channels[l], 3);
         cc.stride = strides[l];
         cc.padding = 1;
         cc.bias = base->bias;
@@ -134,7 +98,8 @@ srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, con
             SRP_OK)
             goto fail;
         st = SRP_ERR_NOMEM;
-        if (!ex_alloc_floats(&s->pre[l], n) || !ex_alloc_floats(&s->out[l], n))
+        if (!ex_alloc_floats(&s->pre[l], n) || !ex_alloc_floats(&s->out[l], n) ||
+            !ex_alloc_floats(&s->d_out[l], n))
             goto fail;
     }
     return SRP_OK;
@@ -149,38 +114,10 @@ void vit_stem_free(vit_stem *s)
         srp_conv2d_destroy(s->conv[l]);
         free(s->pre[l]);
         free(s->out[l]);
+        free(s->d_out[l]);
     }
-    free(s->patch_order);
     free(s->in);
-    free(s->patch_out);
-    free(s->d_features);
-    free(s->d_maps[0]);
-    free(s->d_maps[1]);
     memset(s, 0, sizeof(*s));
-}
-
-/* the last map [B][K][S_L^2] (NCHW) <-> [B][S_L^2][K] in patch order;
- * images in parallel */
-static void to_patch_order(const vit_stem *s, const float *map, size_t batch, float *patches)
-{
-    const size_t pixels = pixels_of(s, s->layers), K = s->channels[s->layers - 1];
-#pragma omp parallel for schedule(static)
-    for (size_t b = 0; b < batch; b++)
-        for (size_t k = 0; k < K; k++)
-            for (size_t y = 0; y < pixels; y++)
-                patches[(b * pixels + (size_t)s->patch_order[y]) * K + k] =
-                    map[(b * K + k) * pixels + y];
-}
-
-static void to_map(const vit_stem *s, const float *patches, size_t batch, float *map)
-{
-    const size_t pixels = pixels_of(s, s->layers), K = s->channels[s->layers - 1];
-#pragma omp parallel for schedule(static)
-    for (size_t b = 0; b < batch; b++)
-        for (size_t k = 0; k < K; k++)
-            for (size_t y = 0; y < pixels; y++)
-                map[(b * K + k) * pixels + y] =
-                    patches[(b * pixels + (size_t)s->patch_order[y]) * K + k];
 }
 
 srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int training,
@@ -198,30 +135,21 @@ srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int 
             srp_gelu_forward(s->pre[l], batch * pixels_of(s, l + 1) * s->channels[l], s->out[l]));
     }
     s->batch = batch;
-    to_patch_order(s, s->out[s->layers - 1], batch, s->patch_out);
-    *out = s->patch_out;
+    *out = s->out[s->layers - 1];
     return SRP_OK;
 }
-
-const float *vit_stem_output(const vit_stem *s) { return s->patch_out; }
-
-float *vit_stem_output_grad(vit_stem *s) { return s->d_features; }
 
 srp_status vit_stem_backward(vit_stem *s)
 {
     if (!s->layers || s->batch == 0)
         return SRP_ERR_INVALID_ARG;
     const size_t B = s->batch;
-    /* d(out[l]) in d, then d(pre[l]) in place; d(out[l - 1]) into other */
-    float *d = s->d_maps[0], *other = s->d_maps[1];
-    to_map(s, s->d_features, B, d);
-    for (size_t l = s->layers; l-- > 0;) {
+    for (size_t l = s->layers; l-- > 0;) { /* d(out[l]) -> d(pre[l]) in place -> d(out[l - 1]) */
+        float *d = s->d_out[l];
         EX_TRY(srp_gelu_backward_from_output(s->pre[l], s->out[l], d,
                                              B * pixels_of(s, l + 1) * s->channels[l], d));
-        EX_TRY(srp_conv2d_backward(s->conv[l], l ? s->out[l - 1] : s->in, d, l ? other : NULL));
-        float *t = d;
-        d = other;
-        other = t;
+        EX_TRY(srp_conv2d_backward(s->conv[l], l ? s->out[l - 1] : s->in, d,
+                                   l ? s->d_out[l - 1] : NULL));
     }
     return SRP_OK;
 }

@@ -6,10 +6,7 @@
  * Conv2d(padding=1) gives); its kernel is [K_l][C_l][3][3], as PyTorch's.
  *
  * The maps are NCHW, [B][K_l][S_{l+1}][S_{l+1}], as the library's
- * convolution takes them. The output is the last map in patch order,
- * [B][P][p][p][K] (P patches of p x p pixels of the last map, row-major,
- * channels last): the patch embedding's input [B*P][p*p*K] as it is,
- * gathered from the last map. */
+ * convolution takes them; the output is the last one. */
 #ifndef VIT_STEM_H
 #define VIT_STEM_H
 
@@ -26,14 +23,11 @@ typedef struct {
     size_t sides[VIT_STEM_MAX_LAYERS + 1]; /* S_l: sides[0] the image's, sides[L] the output's */
     size_t in_channels, max_batch;         /* C, B */
     srp_conv2d *conv[VIT_STEM_MAX_LAYERS];
-    float *in;                       /* [B][C][S_0][S_0]: the last forward's images */
-    float *pre[VIT_STEM_MAX_LAYERS]; /* [B][K_l][S_{l+1}][S_{l+1}]: layer l before its GELU */
-    float *out[VIT_STEM_MAX_LAYERS]; /* the same after it */
-    int *patch_order;  /* [S_L^2]: the last map's raster index -> its index in patch order */
-    float *patch_out;  /* [B*S_L^2][K_L]: the output, in patch order */
-    float *d_features; /* [B*S_L^2][K_L]: d(output) from the caller, in patch order */
-    float *d_maps[2];  /* [largest map] each: backward, the gradients of a layer's maps */
-    size_t batch;      /* of the last forward */
+    float *in;                         /* [B][C][S_0][S_0]: the last forward's images */
+    float *pre[VIT_STEM_MAX_LAYERS];   /* [B][K_l][S_{l+1}][S_{l+1}]: layer l before its GELU */
+    float *out[VIT_STEM_MAX_LAYERS];   /* the same after it */
+    float *d_out[VIT_STEM_MAX_LAYERS]; /* backward: d(out[l]), then d(pre[l]) in its place */
+    size_t batch;                      /* of the last forward */
 } vit_stem;
 
 /* The side of a 3x3 convolution's output, zero padding 1: (side - 1) /
@@ -41,25 +35,19 @@ typedef struct {
 size_t vit_stem_out_side(size_t side, size_t stride);
 
 /* layers 1..VIT_STEM_MAX_LAYERS of channels[l] each at strides[l] (1 to
- * VIT_STEM_MAX_STRIDE) over images [C][S][S], the last map cut into p x p
- * patches (p must divide its side); each convolution's seed from rng, its
- * linear fields (reparam, gamma_init, init_std, ...) from base. */
+ * VIT_STEM_MAX_STRIDE) over images [C][S][S]; each convolution's seed from
+ * rng, its linear fields (reparam, gamma_init, init_std, ...) from base. */
 srp_status vit_stem_init(vit_stem *s, size_t layers, const size_t *channels, const size_t *strides,
-                         size_t in_channels, size_t image_size, size_t patch, size_t max_batch,
+                         size_t in_channels, size_t image_size, size_t max_batch,
                          const srp_linear_config *base, srp_rng *rng);
 void vit_stem_free(vit_stem *s);
 
-/* images [B][C][S][S] -> *out [B*S_L^2][K_L] in patch order, valid until
- * the next forward. */
+/* images [B][C][S][S] -> *out, the last map out[L - 1], valid until the
+ * next forward. */
 srp_status vit_stem_forward(vit_stem *s, const float *images, size_t batch, int training,
                             const float **out);
-/* The last forward's output, as *out gave it. */
-const float *vit_stem_output(const vit_stem *s);
-/* Where the caller writes the gradient of the last forward's output,
- * [B*S_L^2][K_L] in patch order, before vit_stem_backward. */
-float *vit_stem_output_grad(vit_stem *s);
-/* Backward from vit_stem_output_grad's gradient; the convolutions'
- * gradients accumulate. */
+/* Backward from d(*out), which the caller writes into d_out[L - 1]; the
+ * convolutions' gradients accumulate. */
 srp_status vit_stem_backward(vit_stem *s);
 
 /* "16,32/2" -> *layers 2, channels {16, 32}, strides {1, 2}; NULL or "0":

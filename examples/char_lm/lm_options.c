@@ -12,7 +12,7 @@ _Static_assert(sizeof(lm_arch) == sizeof(int) && sizeof(lm_positions) == sizeof(
  * (embeddings at std 1, weights at 4x the usual init, gamma0 = sigma(W0)),
  * AdamW at a high rate (sigmaReparam turns W rather than growing it), weight
  * decay 0.1, 100 warmup steps, cosine decay. The LayerNorm baselines train
- * best with their own flags (scripts/lm-compare.sh has each arm's).
+ * best with their own flags (experiments/lm-compare.sh has each arm's).
  *
  * Rows: name, type, field, lo, hi, choices, flag value, trajectory,
  * default, help. */

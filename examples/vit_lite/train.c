@@ -517,7 +517,7 @@ static ex_code finish(ex_trainer *base, ex_error *err)
 /* ---- the other jobs ---- */
 
 /* --logits: eval logits of the whole test set, [count][classes], to a
- * safetensors file (what scripts/torch_check.py compares with PyTorch's). */
+ * safetensors file (what experiments/torch_check.py compares with PyTorch's). */
 static ex_code write_logits(vit_trainer *t, ex_error *err)
 {
     const vit_dataset *d = &t->data.test;

@@ -17,6 +17,13 @@ struct srp_embedding {
     float *scratch; /* [vocab][dim]: the head's dE term */
 };
 
+/* The three, in the block of the table (srp_arena_new). */
+static void layout(void *obj, srp_arena *a)
+{
+    srp_embedding *e = obj;
+    SRP_ARENA_FLOATS(a, e->vocab * e->dim, &e->w, &e->dw, &e->scratch);
+}
+
 srp_status srp_embedding_create(srp_embedding **out, size_t vocab, size_t dim, float init_std,
                                 uint64_t seed)
 {
@@ -33,18 +40,9 @@ srp_status srp_embedding_create(srp_embedding **out, size_t vocab, size_t dim, f
     if (!isfinite(init_std) || !(init_std > 0.0f))
         return srp_fail(SRP_ERR_INVALID_ARG, "%s: init_std %g: must be finite and > 0", call,
                         (double)init_std);
-    srp_embedding *e = calloc(1, sizeof(*e));
+    srp_embedding *e = SRP_ARENA_NEW(srp_embedding, layout, .vocab = vocab, .dim = dim);
     if (!e)
         return SRP_ERR_NOMEM;
-    e->vocab = vocab;
-    e->dim = dim;
-    e->w = malloc(sizeof(float) * vocab * dim);
-    e->dw = calloc(vocab * dim, sizeof(float));
-    e->scratch = malloc(sizeof(float) * vocab * dim);
-    if (!e->w || !e->dw || !e->scratch) {
-        srp_embedding_destroy(e);
-        return SRP_ERR_NOMEM;
-    }
     srp_rng rng;
     srp_rng_seed(&rng, seed);
     srp_rng_fill_trunc_normal(&rng, e->w, vocab * dim, init_std);
@@ -52,15 +50,7 @@ srp_status srp_embedding_create(srp_embedding **out, size_t vocab, size_t dim, f
     return SRP_OK;
 }
 
-void srp_embedding_destroy(srp_embedding *e)
-{
-    if (!e)
-        return;
-    free(e->w);
-    free(e->dw);
-    free(e->scratch);
-    free(e);
-}
+void srp_embedding_destroy(srp_embedding *e) { free(e); }
 
 size_t srp_embedding_vocab(const srp_embedding *e) { return e ? e->vocab : 0; }
 size_t srp_embedding_dim(const srp_embedding *e) { return e ? e->dim : 0; }

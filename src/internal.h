@@ -41,6 +41,42 @@ void srp_detail_list_add(srp_detail_list *l, const char *item);
 /* The list, with ", and N more" when some did not fit. */
 const char *srp_detail_list_text(srp_detail_list *l);
 
+/* ---- one allocation per object (arena.c) ----
+ * A create names the object's buffers in a layout function,
+ *     static void layout(void *obj, srp_arena *a)
+ *     { srp_x *x = obj;  SRP_ARENA_FLOATS(a, x->n, &x->w, &x->dw);  ... }
+ * and srp_arena_new runs it twice: on a prototype that holds the sizes, to
+ * add them up (every buffer NULL), then on the new object, a copy of the
+ * prototype, to hand the buffers out of the same zeroed block. So a create
+ * has one allocation to check, and a destroy frees its sub-objects and
+ * then the object. Each buffer starts on an SRP_ARENA_ALIGN-byte boundary
+ * (a cache line; malloc gives 16). */
+#define SRP_ARENA_ALIGN 64
+typedef struct {
+    unsigned char *base; /* NULL while sizing */
+    size_t used;         /* bytes handed out, each buffer rounded up to the alignment */
+    int overflow;        /* the sizes add up past SIZE_MAX / 2 */
+} srp_arena;
+/* count elements of size bytes, zeroed; NULL for count 0 (a buffer the
+ * object does not need) and while sizing. */
+void *srp_arena_take(srp_arena *a, size_t count, size_t size);
+/* Points each of the pointers after count at count zeroed elements. */
+#define SRP_ARENA_FLOATS(a, count, ...)                                                            \
+    srp_arena_floats_into(a, count, (float **const[]){__VA_ARGS__},                                \
+                          sizeof((float **const[]){__VA_ARGS__}) / sizeof(float **))
+#define SRP_ARENA_DOUBLES(a, count, ...)                                                           \
+    srp_arena_doubles_into(a, count, (double **const[]){__VA_ARGS__},                              \
+                           sizeof((double **const[]){__VA_ARGS__}) / sizeof(double **))
+void srp_arena_floats_into(srp_arena *a, size_t count, float **const *bufs, size_t n);
+void srp_arena_doubles_into(srp_arena *a, size_t count, double **const *bufs, size_t n);
+/* A copy of proto (size bytes) and its buffers, in one zeroed block:
+ * free() it. NULL when out of memory or when the sizes overflow. */
+void *srp_arena_new(void *proto, size_t size, void (*layout)(void *obj, srp_arena *a));
+/* srp_arena_new of a compound literal of type, the fields given and the
+ * rest 0:  srp_x *x = SRP_ARENA_NEW(srp_x, layout, .n = n, .m = m); */
+#define SRP_ARENA_NEW(type, layout, ...)                                                           \
+    ((type *)srp_arena_new(&(type){__VA_ARGS__}, sizeof(type), layout))
+
 /* ---- BLAS/LAPACK wrapper (blas.c): every BLAS call of the library goes
  * through here. Row-major; callers check sizes with srp_blas_size_ok(). ---- */
 

@@ -154,6 +154,14 @@ void srp_random_unit(srp_rng *rng, float *x, size_t n)
     scale_to_unit(x, n, norm);
 }
 
+/* The vectors, in the block of the object (srp_arena_new). */
+static void layout(void *obj, srp_arena *a)
+{
+    srp_power_iter *p = obj;
+    SRP_ARENA_FLOATS(a, p->cols, &p->u, &p->scratch_u);
+    SRP_ARENA_FLOATS(a, p->rows, &p->v, &p->scratch_v);
+}
+
 srp_status srp_power_iter_create(srp_power_iter **out, size_t rows, size_t cols, uint64_t seed)
 {
     if (!out)
@@ -162,34 +170,25 @@ srp_status srp_power_iter_create(srp_power_iter **out, size_t rows, size_t cols,
     const srp_status st = power_sizes_check(rows, cols, "srp_power_iter_create");
     if (st != SRP_OK)
         return st;
-    srp_power_iter *p = calloc(1, sizeof(*p));
-    float *block = malloc(sizeof(float) * 2 * (rows + cols));
-    if (!p || !block) {
-        free(p);
-        free(block);
+    srp_power_iter *p = SRP_ARENA_NEW(srp_power_iter, layout, .rows = rows, .cols = cols);
+    if (!p)
         return SRP_ERR_NOMEM;
-    }
-    p->rows = rows;
-    p->cols = cols;
-    p->u = block;
-    p->scratch_u = block + cols;
-    p->v = block + 2 * cols;
-    p->scratch_v = block + 2 * cols + rows;
     srp_rng rng;
     srp_rng_seed(&rng, seed);
     srp_random_unit(&rng, p->u, cols);
     srp_random_unit(&rng, p->v, rows);
-    p->sigma = 0.0f;
     *out = p;
     return SRP_OK;
 }
 
-void srp_power_iter_destroy(srp_power_iter *p)
+void srp_power_iter_destroy(srp_power_iter *p) { free(p); }
+
+/* The state: u, v, sigma. */
+static void set_state(srp_power_iter *p, const float *u, const float *v, float sigma)
 {
-    if (!p)
-        return;
-    free(p->u); /* the block */
-    free(p);
+    memcpy(p->u, u, p->cols * sizeof(float));
+    memcpy(p->v, v, p->rows * sizeof(float));
+    p->sigma = sigma;
 }
 
 srp_status srp_power_iter_init_svd(srp_power_iter *p, const float *w)
@@ -198,12 +197,9 @@ srp_status srp_power_iter_init_svd(srp_power_iter *p, const float *w)
         return SRP_FAIL_NULL(p, w);
     float sigma;
     srp_status st = srp_svd_top(w, p->rows, p->cols, p->scratch_u, p->scratch_v, &sigma);
-    if (st != SRP_OK)
-        return st;
-    memcpy(p->u, p->scratch_u, p->cols * sizeof(float));
-    memcpy(p->v, p->scratch_v, p->rows * sizeof(float));
-    p->sigma = sigma;
-    return SRP_OK;
+    if (st == SRP_OK)
+        set_state(p, p->scratch_u, p->scratch_v, sigma);
+    return st;
 }
 
 srp_status srp_power_iter_step(srp_power_iter *p, const float *w, int iters, float *sigma)
@@ -217,9 +213,7 @@ srp_status srp_power_iter_step(srp_power_iter *p, const float *w, int iters, flo
         srp_power_iterate(w, p->rows, p->cols, iters, p->u, p->v, p->scratch_u, p->scratch_v, &s);
     if (st != SRP_OK)
         return st;
-    memcpy(p->u, p->scratch_u, p->cols * sizeof(float));
-    memcpy(p->v, p->scratch_v, p->rows * sizeof(float));
-    p->sigma = s;
+    set_state(p, p->scratch_u, p->scratch_v, s);
     if (sigma)
         *sigma = s;
     return SRP_OK;
@@ -248,8 +242,6 @@ srp_status srp_power_iter_set_state(srp_power_iter *p, const float *u, const flo
         return SRP_FAIL_NULL(p, u, v);
     if (!srp_all_finite(u, p->cols) || !srp_all_finite(v, p->rows) || !isfinite(sigma))
         return SRP_ERR_NUMERIC;
-    memcpy(p->u, u, p->cols * sizeof(float));
-    memcpy(p->v, v, p->rows * sizeof(float));
-    p->sigma = sigma;
+    set_state(p, u, v, sigma);
     return SRP_OK;
 }

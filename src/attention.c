@@ -537,10 +537,9 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
         return srp_fail(SRP_ERR_UNSUPPORTED,
                         "srp_attention_backward: no forward to differentiate (none ran, or the "
                         "last one failed and overwrote the activations)");
-    const srp_call_order pending = a->order;
-    if (!srp_order_backward_ok(&a->order))
-        return srp_order_refusal("srp_attention_backward", pending);
-    const srp_status st = srp_attention_backward_prepare(a, dy, dx);
+    srp_status st = srp_order_backward(&a->order, "srp_attention_backward");
+    if (st == SRP_OK)
+        st = srp_attention_backward_prepare(a, dy, dx);
     if (st != SRP_OK)
         return st;
     srp_attention_backward_commit(a);

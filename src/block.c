@@ -421,9 +421,9 @@ srp_status srp_block_backward(srp_block *b, const float *dy, float *dx)
         return srp_fail(SRP_ERR_UNSUPPORTED,
                         "srp_block_backward: no forward to differentiate (none yet, or the last "
                         "one failed)");
-    const srp_call_order pending = b->order;
-    if (!srp_order_backward_ok(&b->order))
-        return srp_order_refusal("srp_block_backward", pending);
+    const srp_status order = srp_order_backward(&b->order, "srp_block_backward");
+    if (order != SRP_OK)
+        return order;
     const size_t n = b->batch * b->tokens * b->dim;
     if (dx != dy)
         memcpy(dx, dy, sizeof(float) * n);

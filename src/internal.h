@@ -144,21 +144,12 @@ static inline void srp_order_forward(srp_call_order *o, int training)
         *o = training ? SRP_PENDING_TRAIN : SRP_PENDING_EVAL;
 }
 
-/* 1 when the backward may go on. A refusal consumes the pending forward:
- * it lasts until the next forward that can be differentiated. A backward
- * that fails for another reason (NaN in dy, say) changes nothing and may
- * be retried. */
-static inline int srp_order_backward_ok(srp_call_order *o)
-{
-    if (*o == SRP_PENDING_TRAIN || *o == SRP_PENDING_EVAL)
-        return 1;
-    *o = SRP_PENDING_NONE;
-    return 0;
-}
-
-/* SRP_ERR_ORDER with a detail that says which rule refused `call`, from
- * the state before srp_order_backward_ok consumed it. */
-srp_status srp_order_refusal(const char *call, srp_call_order pending);
+/* SRP_OK when the backward may go on. Else SRP_ERR_ORDER, with a detail
+ * that says which rule refused `call`, and the pending forward consumed:
+ * the refusal lasts until the next forward that can be differentiated. A
+ * backward that fails for another reason (NaN in dy, say) changes nothing
+ * and may be retried. */
+srp_status srp_order_backward(srp_call_order *o, const char *call);
 
 /* A successful backward consumes its forward. */
 static inline void srp_order_backward_done(srp_call_order *o) { *o = SRP_PENDING_NONE; }

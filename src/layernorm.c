@@ -296,9 +296,9 @@ static srp_status layer_backward(srp_layernorm *ln, const float *x, const float 
     if (rows != ln->rows)
         return srp_fail(SRP_ERR_SHAPE, "%s: rows %zu, but the forward had %zu", call, rows,
                         ln->rows);
-    const srp_call_order pending = ln->order;
-    if (!srp_order_backward_ok(&ln->order))
-        return srp_order_refusal(call, pending);
+    const srp_status order = srp_order_backward(&ln->order, call);
+    if (order != SRP_OK)
+        return order;
     const size_t n = rows * ln->dim;
     float *out = add ? ln->stage : dx;
     srp_status st = srp_layernorm_layer_backward_prepare(ln, x, dy, out);

@@ -492,10 +492,9 @@ srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, s
         return SRP_FAIL_NULL(l, x, dy);
     if (!batch_ok(l, n))
         return batch_fail(l, n, "srp_linear_backward");
-    const srp_call_order pending = l->order;
-    if (!srp_order_backward_ok(&l->order))
-        return srp_order_refusal("srp_linear_backward", pending);
-    const srp_status st = srp_linear_backward_prepare(l, x, dy, l->out, n, dx, 0);
+    srp_status st = srp_order_backward(&l->order, "srp_linear_backward");
+    if (st == SRP_OK)
+        st = srp_linear_backward_prepare(l, x, dy, l->out, n, dx, 0);
     if (st != SRP_OK)
         return st;
     srp_linear_backward_commit(l);
@@ -521,8 +520,7 @@ srp_status srp_linear_forward_weight(srp_linear *l, int training, float *w_hat)
 
 srp_status srp_linear_backward_order(srp_linear *l, const char *call)
 {
-    const srp_call_order pending = l->order;
-    return srp_order_backward_ok(&l->order) ? SRP_OK : srp_order_refusal(call, pending);
+    return srp_order_backward(&l->order, call);
 }
 
 srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const float *db)

@@ -313,11 +313,12 @@ srp_status srp_linear_config_check(const srp_linear_config *c, const char *call,
 /* ---- files of named tensors (tensor_file.c), shared by checkpoint.c and
  * safetensors.c ---- */
 
-/* Two items of items[0..count) (stride bytes apart, each starting with its
- * name as a const char *) with the same name: 1 with their indices in
- * *first < *second, 0 when the names are unique, -1 when out of memory.
+/* SRP_OK when the items of items[0..count) (stride bytes apart, each
+ * starting with its name as a const char *) have different names;
+ * SRP_ERR_INVALID_ARG, with no detail (the caller's to leave), and the
+ * indices of two with the same name in *first < *second; SRP_ERR_NOMEM.
  * O(n log n): it sorts pointers to the names. */
-int srp_find_duplicate_name(const void *items, size_t count, size_t stride, size_t *first,
+srp_status srp_unique_names(const void *items, size_t count, size_t stride, size_t *first,
                             size_t *second);
 
 /* bytes of a tensor, or 0 with *ok = 0 when it overflows (a shape with a
@@ -385,7 +386,6 @@ typedef struct {
 
 /* Builds by_name; a name found twice: SRP_ERR_FORMAT (detail: call, name). */
 srp_status srp_file_index_sort(srp_file_index *ix, const char *call);
-void srp_file_index_free(srp_file_index *ix);
 /* The tensor named name, or NULL (binary search). */
 const srp_file_tensor *srp_file_index_find(const srp_file_index *ix, const char *name);
 /* Copies the tensors refs[0..count) name out of file, all or nothing:
@@ -417,7 +417,6 @@ void srp_metadata_append(srp_metadata *m, const char *key, size_t key_len, const
                          size_t value_len);
 /* Sorts by key; a key found twice: SRP_ERR_FORMAT (detail: call, key). */
 srp_status srp_metadata_sort(srp_metadata *m, const char *call);
-void srp_metadata_free(srp_metadata *m);
 /* The value of key, or NULL (binary search, after srp_metadata_sort). */
 const char *srp_metadata_get(const srp_metadata *m, const char *key);
 /* SRP_OK when every expected pair (count of them, as metadata[2i],
@@ -430,5 +429,33 @@ srp_status srp_metadata_check(const srp_metadata *m, const char *const *expected
  * with a detail. O(n log n). */
 srp_status srp_metadata_args_check(const char *const *metadata, size_t count, size_t min_key,
                                    size_t max_key, const char *call);
+
+/* A file of named tensors read whole and checked: what an opened
+ * srp_checkpoint or srp_safetensors is (its first member). Each format
+ * has its parser; opening, closing, and reading out are shared. */
+typedef struct {
+    unsigned char *file;  /* the whole file */
+    srp_file_index index; /* offsets from the file's start */
+    srp_metadata metadata;
+    char *names; /* the tensors' names, NUL-terminated, one after another */
+} srp_named_file;
+/* Checks f->file (size bytes) and fills f's index, metadata and names;
+ * SRP_ERR_FORMAT with a detail naming call when the file is not right. */
+typedef srp_status (*srp_named_file_parser)(srp_named_file *f, size_t size, const char *call);
+/* A new object of object_size bytes that begins with an srp_named_file,
+ * path read into it and parsed. NULL on failure, with *st: a NULL path
+ * (SRP_ERR_INVALID_ARG), the read's error, or the parser's. */
+void *srp_named_file_open(size_t object_size, const char *path, srp_named_file_parser parse,
+                          const char *call, srp_status *st);
+/* Frees f and the object it begins; NULL: nothing. */
+void srp_named_file_close(srp_named_file *f);
+/* Tensor i's name, dtype, ndim and shape into *info (data NULL); i out of
+ * range: SRP_ERR_INVALID_ARG naming call. */
+srp_status srp_named_file_info(const srp_named_file *f, size_t i, srp_tensor_ref *info,
+                               const char *call);
+/* Opens path, reads refs out of it (srp_file_index_read) and closes it. */
+srp_status srp_named_file_load(const char *path, srp_named_file_parser parse,
+                               const srp_tensor_ref *refs, size_t count, int strict,
+                               const char *call);
 
 #endif

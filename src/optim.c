@@ -133,13 +133,11 @@ static srp_status check_params(const srp_param *params, size_t count)
                             "finite and >= 0", call, i, p->name, (double)p->lr_mult);
     }
     size_t a = 0, b = 0;
-    const int dup = srp_find_duplicate_name(params, count, sizeof(*params), &a, &b);
-    if (dup < 0)
-        return SRP_ERR_NOMEM;
-    if (dup)
-        return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu] and params[%zu] are both named %s",
-                        call, a, b, params[a].name);
-    return SRP_OK;
+    const srp_status st = srp_unique_names(params, count, sizeof(*params), &a, &b);
+    if (st != SRP_ERR_INVALID_ARG)
+        return st;
+    return srp_fail(st, "%s: params[%zu] and params[%zu] are both named %s", call, a, b,
+                    params[a].name);
 }
 
 static const char *buffer_suffix(const srp_optim *o, size_t b)

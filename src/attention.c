@@ -573,24 +573,26 @@ static srp_linear *projection(srp_attention *a, size_t i, const char *prefix,
     return l;
 }
 
-srp_status srp_attention_params(srp_attention *a, const char *prefix, srp_param_list *list)
+/* Every projection's parameters into params, or its state into refs (the
+ * other NULL). */
+static srp_status add_projections(srp_attention *a, const char *prefix, srp_param_list *params,
+                                  srp_tensor_list *refs)
 {
-    if (!a || !list)
-        return SRP_FAIL_NULL(a, list);
     char name[SRP_TENSOR_MAX_NAME + 2];
     srp_status st = SRP_OK;
-    for (size_t i = 0; i <= a->n_in && st == SRP_OK; i++)
-        st = srp_linear_params(projection(a, i, prefix, name), name, list);
+    for (size_t i = 0; i <= a->n_in && st == SRP_OK; i++) {
+        srp_linear *l = projection(a, i, prefix, name);
+        st = params ? srp_linear_params(l, name, params) : srp_linear_state_refs(l, name, refs);
+    }
     return st;
+}
+
+srp_status srp_attention_params(srp_attention *a, const char *prefix, srp_param_list *list)
+{
+    return a && list ? add_projections(a, prefix, list, NULL) : SRP_FAIL_NULL(a, list);
 }
 
 srp_status srp_attention_state_refs(srp_attention *a, const char *prefix, srp_tensor_list *list)
 {
-    if (!a || !list)
-        return SRP_FAIL_NULL(a, list);
-    char name[SRP_TENSOR_MAX_NAME + 2];
-    srp_status st = SRP_OK;
-    for (size_t i = 0; i <= a->n_in && st == SRP_OK; i++)
-        st = srp_linear_state_refs(projection(a, i, prefix, name), name, list);
-    return st;
+    return a && list ? add_projections(a, prefix, NULL, list) : SRP_FAIL_NULL(a, list);
 }

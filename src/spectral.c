@@ -43,30 +43,37 @@ static void scale_to_unit(float *x, size_t n, double norm)
 
 enum { STEP_OK, STEP_ZERO, STEP_NONFINITE };
 
+/* y = op(W) x scaled to unit length, *norm its norm before: STEP_OK, or
+ * STEP_NONFINITE, or STEP_ZERO (y is then left unscaled). W: [rows][cols];
+ * x, y: [cols], [rows] (trans 0) or [rows], [cols] (trans 1). */
+static int unit_product(int trans, const float *w, size_t rows, size_t cols, const float *x,
+                        float *y, double *norm)
+{
+    const size_t n = trans ? cols : rows;
+    srp_sgemv(trans, rows, cols, 1.0f, w, cols, x, 0.0f, y);
+    *norm = sqrt(srp_sumsq_f64(y, n));
+    if (!isfinite(*norm))
+        return STEP_NONFINITE;
+    if (*norm == 0.0)
+        return STEP_ZERO;
+    scale_to_unit(y, n, *norm);
+    return STEP_OK;
+}
+
 /* One step from u_in into v_out, u_out. STEP_ZERO: W u_in or W^T v is
  * exactly zero, outputs are garbage and the caller keeps its vectors. */
 static int power_step(const float *w, size_t rows, size_t cols, const float *u_in, float *v_out,
                       float *u_out, double *sigma)
 {
+    double norm_v, norm_t;
     /* v_out = W u_in: [rows] = [rows][cols] x [cols] */
-    srp_sgemv(0, rows, cols, 1.0f, w, cols, u_in, 0.0f, v_out);
-    const double norm_v = sqrt(srp_sumsq_f64(v_out, rows));
-    if (!isfinite(norm_v))
-        return STEP_NONFINITE;
-    if (norm_v == 0.0)
-        return STEP_ZERO;
-    scale_to_unit(v_out, rows, norm_v);
-
+    int r = unit_product(0, w, rows, cols, u_in, v_out, &norm_v);
     /* u_out = t = W^T v_out: [cols] = [rows][cols]^T x [rows] */
-    srp_sgemv(1, rows, cols, 1.0f, w, cols, v_out, 0.0f, u_out);
-    const double norm_t = sqrt(srp_sumsq_f64(u_out, cols));
-    if (!isfinite(norm_t))
-        return STEP_NONFINITE;
-    if (norm_t == 0.0)
-        return STEP_ZERO;
-    scale_to_unit(u_out, cols, norm_t);
-    *sigma = norm_t >= SRP_NORMALIZE_EPS ? norm_t : norm_t * norm_t / SRP_NORMALIZE_EPS;
-    return STEP_OK;
+    if (r == STEP_OK)
+        r = unit_product(1, w, rows, cols, v_out, u_out, &norm_t);
+    if (r == STEP_OK)
+        *sigma = norm_t >= SRP_NORMALIZE_EPS ? norm_t : norm_t * norm_t / SRP_NORMALIZE_EPS;
+    return r;
 }
 
 srp_status srp_power_iterate(const float *w, size_t rows, size_t cols, int iters, const float *u,

@@ -67,21 +67,36 @@ static void gelu_backward_from_output_range(const float *x, const float *y, cons
 /* Chunks of this many elements per task: the vector loops run inside. */
 #define GELU_CHUNK 8192
 
+/* One of the GELU kernels over [0, n), a chunk per task: y = GELU(x) into
+ * out (dy NULL), dx = dy GELU'(x) into out (y NULL), or dx from y. */
+static srp_status gelu(const float *x, const float *y, const float *dy, size_t n, float *out,
+                       const char *call)
+{
+    if (n == 0)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: n is 0", call);
+    const uint64_t t0 = srp_profile_begin();
+    const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
+#pragma omp parallel for num_threads(srp_threads())                                                \
+    schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
+    for (long c = 0; c < chunks; c++) {
+        const long lo = c * GELU_CHUNK, hi = c + 1 < chunks ? (c + 1) * GELU_CHUNK : len;
+        if (!dy)
+            gelu_forward_range(x, out, lo, hi);
+        else if (!y)
+            gelu_backward_range(x, dy, out, lo, hi);
+        else
+            gelu_backward_from_output_range(x, y, dy, out, lo, hi);
+    }
+    srp_profile_end(SRP_PROF_ACTIVATION, t0);
+    return SRP_OK;
+}
+
 /* x, y: [n] */
 srp_status srp_gelu_forward(const float *x, size_t n, float *y)
 {
     if (!x || !y)
         return SRP_FAIL_NULL(x, y);
-    if (n == 0)
-        return srp_fail(SRP_ERR_INVALID_ARG, "srp_gelu_forward: n is 0");
-    const uint64_t t0 = srp_profile_begin();
-    const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
-#pragma omp parallel for num_threads(srp_threads())                                                \
-    schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
-    for (long c = 0; c < chunks; c++)
-        gelu_forward_range(x, y, c * GELU_CHUNK, c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
-    srp_profile_end(SRP_PROF_ACTIVATION, t0);
-    return SRP_OK;
+    return gelu(x, NULL, NULL, n, y, "srp_gelu_forward");
 }
 
 /* x, dy, dx: [n] */
@@ -89,16 +104,7 @@ srp_status srp_gelu_backward(const float *x, const float *dy, size_t n, float *d
 {
     if (!x || !dy || !dx)
         return SRP_FAIL_NULL(x, dy, dx);
-    if (n == 0)
-        return srp_fail(SRP_ERR_INVALID_ARG, "srp_gelu_backward: n is 0");
-    const uint64_t t0 = srp_profile_begin();
-    const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
-#pragma omp parallel for num_threads(srp_threads())                                                \
-    schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
-    for (long c = 0; c < chunks; c++)
-        gelu_backward_range(x, dy, dx, c * GELU_CHUNK, c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
-    srp_profile_end(SRP_PROF_ACTIVATION, t0);
-    return SRP_OK;
+    return gelu(x, NULL, dy, n, dx, "srp_gelu_backward");
 }
 
 /* x, y, dy, dx: [n] */
@@ -107,17 +113,7 @@ srp_status srp_gelu_backward_from_output(const float *x, const float *y, const f
 {
     if (!x || !y || !dy || !dx)
         return SRP_FAIL_NULL(x, y, dy, dx);
-    if (n == 0)
-        return srp_fail(SRP_ERR_INVALID_ARG, "srp_gelu_backward_from_output: n is 0");
-    const uint64_t t0 = srp_profile_begin();
-    const long len = (long)n, chunks = (len + GELU_CHUNK - 1) / GELU_CHUNK;
-#pragma omp parallel for num_threads(srp_threads())                                                \
-    schedule(static) if (n >= SRP_PARALLEL_MIN_ELEMS)
-    for (long c = 0; c < chunks; c++)
-        gelu_backward_from_output_range(x, y, dy, dx, c * GELU_CHUNK,
-                                        c + 1 < chunks ? (c + 1) * GELU_CHUNK : len);
-    srp_profile_end(SRP_PROF_ACTIVATION, t0);
-    return SRP_OK;
+    return gelu(x, y, dy, n, dx, "srp_gelu_backward_from_output");
 }
 
 /* y = x + r; x, r, y: [n] */
@@ -169,16 +165,6 @@ static srp_status pool_args_check(const void *in, const void *out, size_t batch,
     return SRP_OK;
 }
 
-/* pool_args_check, and token < tokens. */
-static srp_status select_args_check(const void *in, const void *out, size_t batch, size_t tokens,
-                                    size_t dim, size_t token, const char *call)
-{
-    const srp_status st = pool_args_check(in, out, batch, tokens, dim, call);
-    if (st == SRP_OK && token >= tokens)
-        return srp_fail(SRP_ERR_INVALID_ARG, "%s: token %zu >= tokens %zu", call, token, tokens);
-    return st;
-}
-
 /* x: [batch][tokens][dim] -> y: [batch][dim]. Sums in double, over blocks
  * of columns so that the reads stay along rows. */
 srp_status srp_mean_pool_forward(const float *x, size_t batch, size_t tokens, size_t dim, float *y)
@@ -226,33 +212,37 @@ srp_status srp_mean_pool_backward(const float *dy, size_t batch, size_t tokens, 
     return SRP_OK;
 }
 
-/* x: [batch][tokens][dim] -> y: [batch][dim] */
-srp_status srp_token_select_forward(const float *x, size_t batch, size_t tokens, size_t dim,
-                                    size_t token, float *y)
+/* Token `token` of every example: gathered, y[b] = x[b][token], or
+ * scattered back, dx[b][token] = dy[b] and every other token 0.
+ * x, dx: [batch][tokens][dim]; y, dy: [batch][dim] */
+static srp_status select_token(const float *in, size_t batch, size_t tokens, size_t dim,
+                               size_t token, float *out, int scatter, const char *call)
 {
-    const srp_status st =
-        select_args_check(x, y, batch, tokens, dim, token, "srp_token_select_forward");
+    srp_status st = pool_args_check(in, out, batch, tokens, dim, call);
+    if (st == SRP_OK && token >= tokens)
+        st = srp_fail(SRP_ERR_INVALID_ARG, "%s: token %zu >= tokens %zu", call, token, tokens);
     if (st != SRP_OK)
         return st;
     const uint64_t t0 = srp_profile_begin();
-    for (size_t b = 0; b < batch; b++)
-        memcpy(y + b * dim, x + (b * tokens + token) * dim, dim * sizeof(float));
+    if (scatter)
+        memset(out, 0, batch * tokens * dim * sizeof(float));
+    for (size_t b = 0; b < batch; b++) {
+        const size_t picked = (b * tokens + token) * dim, example = b * dim;
+        memcpy(out + (scatter ? picked : example), in + (scatter ? example : picked),
+               dim * sizeof(float));
+    }
     srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
     return SRP_OK;
 }
 
-/* dy: [batch][dim] -> dx: [batch][tokens][dim] */
+srp_status srp_token_select_forward(const float *x, size_t batch, size_t tokens, size_t dim,
+                                    size_t token, float *y)
+{
+    return select_token(x, batch, tokens, dim, token, y, 0, "srp_token_select_forward");
+}
+
 srp_status srp_token_select_backward(const float *dy, size_t batch, size_t tokens, size_t dim,
                                      size_t token, float *dx)
 {
-    const srp_status st =
-        select_args_check(dy, dx, batch, tokens, dim, token, "srp_token_select_backward");
-    if (st != SRP_OK)
-        return st;
-    const uint64_t t0 = srp_profile_begin();
-    memset(dx, 0, batch * tokens * dim * sizeof(float));
-    for (size_t b = 0; b < batch; b++)
-        memcpy(dx + (b * tokens + token) * dim, dy + b * dim, dim * sizeof(float));
-    srp_profile_end(SRP_PROF_ELEMENTWISE, t0);
-    return SRP_OK;
+    return select_token(dy, batch, tokens, dim, token, dx, 1, "srp_token_select_backward");
 }

@@ -126,6 +126,28 @@ static void free_plans(srp_attention_plans *p)
     memset(p, 0, sizeof(*p));
 }
 
+/* The module's buffers, in its block (srp_arena_new); att_drop only with
+ * dropout. */
+static void layout(void *obj, srp_arena *arena)
+{
+    srp_attention *a = obj;
+    const size_t D = a->dim, dh = a->head_dim, B = a->max_batch, T = a->max_tokens;
+    const size_t pairs = B * a->heads;
+    SRP_ARENA_FLOATS(arena, B * T * D, &a->x, &a->o_cat, &a->d_ocat);
+    SRP_ARENA_FLOATS(arena, B * T * 3 * D, &a->qkv_out, &a->d_qkv);
+    SRP_ARENA_FLOATS(arena, pairs * T * T, &a->att, &a->d_att);
+    SRP_ARENA_FLOATS(arena, a->dropout > 0.0f ? pairs * T * T : 0, &a->att_drop);
+    SRP_ARENA_FLOATS(arena, 2 * D * D, &a->fwd_wqk);
+    SRP_ARENA_FLOATS(arena, 2 * D, &a->fwd_bqk);
+    SRP_ARENA_FLOATS(arena, pairs, &a->pair_min, &a->pair_min_norm);
+    SRP_ARENA_DOUBLES(arena, pairs, &a->pair_sum, &a->pair_sum_norm);
+    SRP_ARENA_DOUBLES(arena, T + 1, &a->inv_log_keys);
+    SRP_ARENA_DOUBLES(arena, T * (D + 1), &a->bound_x);
+    SRP_ARENA_DOUBLES(arena, a->gram_n * a->gram_n, &a->bound_gram);
+    SRP_ARENA_DOUBLES(arena, 4 * a->bound_vec_len, &a->bound_vecs);
+    SRP_ARENA_DOUBLES(arena, 2 * dh * (D + 1 + 2 * dh), &a->bound_qk);
+}
+
 srp_status srp_attention_create(srp_attention **out, const srp_attention_config *cfg,
                                 size_t max_batch, size_t max_tokens)
 {
@@ -137,22 +159,21 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     srp_status st = check_config(cfg, max_batch, max_tokens);
     if (st != SRP_OK)
         return st;
-    srp_attention *a = calloc(1, sizeof(*a));
+    const size_t D = cfg->dim, T = max_tokens, dh = D / cfg->heads;
+    const size_t gram_n = T < D + 1 ? T : D + 1;
+    srp_attention *a = SRP_ARENA_NEW(
+        srp_attention, layout, .dim = D, .heads = cfg->heads, .head_dim = dh,
+        .causal = cfg->causal != 0, .track_entropy = cfg->track_entropy != 0,
+        .max_batch = max_batch, .max_tokens = T, .qkv_sigma = cfg->qkv_sigma,
+        .dropout = cfg->dropout, .gram_n = gram_n, .bound_vec_len = gram_n > dh ? gram_n : dh);
     if (!a)
         return SRP_ERR_NOMEM;
-    const size_t D = cfg->dim, H = cfg->heads, B = max_batch, T = max_tokens;
-    a->dim = D;
-    a->heads = H;
-    a->head_dim = D / H;
-    a->causal = cfg->causal != 0;
-    a->track_entropy = cfg->track_entropy != 0;
-    a->max_batch = B;
-    a->max_tokens = T;
+    for (size_t k = 0; k <= T; k++)
+        a->inv_log_keys[k] = k >= 2 ? 1.0 / log((double)k) : 0.0;
 
     /* The input projections, in column order, then proj, each with a seed
      * drawn from the module's. */
     static const size_t parts[3][3] = {{3, 0, 0}, {2, 1, 0}, {1, 1, 1}}; /* widths, in D */
-    a->qkv_sigma = cfg->qkv_sigma;
     srp_rng rng;
     srp_rng_seed(&rng, cfg->seed);
     for (size_t i = 0, col = 0; i < 3 && parts[a->qkv_sigma][i] && st == SRP_OK; i++) {
@@ -171,76 +192,28 @@ srp_status srp_attention_create(srp_attention **out, const srp_attention_config 
     pc.seed = srp_rng_next_u64(&rng);
     if (st == SRP_OK)
         st = srp_linear_create(&a->proj, &pc);
-    a->dropout = cfg->dropout;
     srp_rng_seed(&a->dropout_rng, srp_rng_next_u64(&rng)); /* after the linears' seeds */
     if (st != SRP_OK) {
         srp_attention_destroy(a);
         return st;
     }
-
-    a->gram_n = T < D + 1 ? T : D + 1;
-    a->bound_vec_len = a->gram_n > a->head_dim ? a->gram_n : a->head_dim;
-    a->x = malloc(sizeof(float) * B * T * D);
-    a->fwd_wqk = malloc(sizeof(float) * 2 * D * D);
-    a->fwd_bqk = calloc(2 * D, sizeof(float));
-    a->qkv_out = malloc(sizeof(float) * B * T * 3 * D);
-    a->att = malloc(sizeof(float) * B * H * T * T);
-    a->o_cat = malloc(sizeof(float) * B * T * D);
-    a->d_ocat = malloc(sizeof(float) * B * T * D);
-    a->d_qkv = malloc(sizeof(float) * B * T * 3 * D);
-    a->d_att = malloc(sizeof(float) * B * H * T * T);
-    a->pair_sum = malloc(sizeof(double) * B * H);
-    a->pair_sum_norm = malloc(sizeof(double) * B * H);
-    a->pair_min = malloc(sizeof(float) * B * H);
-    a->pair_min_norm = malloc(sizeof(float) * B * H);
-    a->inv_log_keys = malloc(sizeof(double) * (T + 1));
-    a->bound_x = malloc(sizeof(double) * T * (D + 1));
-    a->bound_gram = malloc(sizeof(double) * a->gram_n * a->gram_n);
-    a->bound_vecs = malloc(sizeof(double) * 4 * a->bound_vec_len);
-    a->bound_qk = malloc(sizeof(double) * 2 * a->head_dim * (D + 1 + 2 * a->head_dim));
-    if (a->dropout > 0.0f && !(a->att_drop = malloc(sizeof(float) * B * H * T * T))) {
-        srp_attention_destroy(a);
-        return SRP_ERR_NOMEM;
-    }
-    if (!a->x || !a->fwd_wqk || !a->fwd_bqk || !a->qkv_out || !a->att || !a->o_cat || !a->d_ocat ||
-        !a->d_qkv || !a->d_att || !a->pair_sum || !a->pair_sum_norm || !a->pair_min ||
-        !a->pair_min_norm || !a->inv_log_keys || !a->bound_x || !a->bound_gram || !a->bound_vecs ||
-        !a->bound_qk) {
-        srp_attention_destroy(a);
-        return SRP_ERR_NOMEM;
-    }
-    for (size_t k = 0; k <= T; k++)
-        a->inv_log_keys[k] = k >= 2 ? 1.0 / log((double)k) : 0.0;
     *out = a;
     return SRP_OK;
+}
+
+/* fn on every linear of the module: the input projections, then proj. */
+static void each_linear(srp_attention *a, void (*fn)(srp_linear *))
+{
+    for (size_t i = 0; i < a->n_in; i++)
+        fn(a->in_proj[i]);
+    fn(a->proj);
 }
 
 void srp_attention_destroy(srp_attention *a)
 {
     if (!a)
         return;
-    for (size_t i = 0; i < a->n_in; i++)
-        srp_linear_destroy(a->in_proj[i]);
-    srp_linear_destroy(a->proj);
-    free(a->x);
-    free(a->fwd_wqk);
-    free(a->fwd_bqk);
-    free(a->qkv_out);
-    free(a->att);
-    free(a->att_drop);
-    free(a->o_cat);
-    free(a->d_ocat);
-    free(a->d_qkv);
-    free(a->d_att);
-    free(a->pair_sum);
-    free(a->pair_sum_norm);
-    free(a->pair_min);
-    free(a->pair_min_norm);
-    free(a->inv_log_keys);
-    free(a->bound_x);
-    free(a->bound_gram);
-    free(a->bound_vecs);
-    free(a->bound_qk);
+    each_linear(a, srp_linear_destroy);
     for (int i = 0; i < SRP_ATTENTION_PLAN_SHAPES; i++)
         free_plans(&a->plans[i]);
     free(a);
@@ -552,9 +525,7 @@ srp_status srp_attention_backward_prepare(srp_attention *a, const float *dy, flo
 
 void srp_attention_backward_commit(srp_attention *a)
 {
-    srp_linear_backward_commit(a->proj);
-    for (size_t i = 0; i < a->n_in; i++)
-        srp_linear_backward_commit(a->in_proj[i]);
+    each_linear(a, srp_linear_backward_commit); /* each adds its own gradients */
     srp_order_backward_done(&a->order);
 }
 
@@ -566,10 +537,9 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
         return srp_fail(SRP_ERR_UNSUPPORTED,
                         "srp_attention_backward: no forward to differentiate (none ran, or the "
                         "last one failed and overwrote the activations)");
-    const srp_call_order pending = a->order;
-    if (!srp_order_backward_ok(&a->order))
-        return srp_order_refusal("srp_attention_backward", pending);
-    const srp_status st = srp_attention_backward_prepare(a, dy, dx);
+    srp_status st = srp_order_backward(&a->order, "srp_attention_backward");
+    if (st == SRP_OK)
+        st = srp_attention_backward_prepare(a, dy, dx);
     if (st != SRP_OK)
         return st;
     srp_attention_backward_commit(a);
@@ -578,11 +548,8 @@ srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx)
 
 void srp_attention_zero_grad(srp_attention *a)
 {
-    if (!a)
-        return;
-    for (size_t i = 0; i < a->n_in; i++)
-        srp_linear_zero_grad(a->in_proj[i]);
-    srp_linear_zero_grad(a->proj);
+    if (a)
+        each_linear(a, srp_linear_zero_grad);
 }
 
 /* Projection i of the module in list order: the input projections, then
@@ -606,24 +573,26 @@ static srp_linear *projection(srp_attention *a, size_t i, const char *prefix,
     return l;
 }
 
-srp_status srp_attention_params(srp_attention *a, const char *prefix, srp_param_list *list)
+/* Every projection's parameters into params, or its state into refs (the
+ * other NULL). */
+static srp_status add_projections(srp_attention *a, const char *prefix, srp_param_list *params,
+                                  srp_tensor_list *refs)
 {
-    if (!a || !list)
-        return SRP_FAIL_NULL(a, list);
     char name[SRP_TENSOR_MAX_NAME + 2];
     srp_status st = SRP_OK;
-    for (size_t i = 0; i <= a->n_in && st == SRP_OK; i++)
-        st = srp_linear_params(projection(a, i, prefix, name), name, list);
+    for (size_t i = 0; i <= a->n_in && st == SRP_OK; i++) {
+        srp_linear *l = projection(a, i, prefix, name);
+        st = params ? srp_linear_params(l, name, params) : srp_linear_state_refs(l, name, refs);
+    }
     return st;
+}
+
+srp_status srp_attention_params(srp_attention *a, const char *prefix, srp_param_list *list)
+{
+    return a && list ? add_projections(a, prefix, list, NULL) : SRP_FAIL_NULL(a, list);
 }
 
 srp_status srp_attention_state_refs(srp_attention *a, const char *prefix, srp_tensor_list *list)
 {
-    if (!a || !list)
-        return SRP_FAIL_NULL(a, list);
-    char name[SRP_TENSOR_MAX_NAME + 2];
-    srp_status st = SRP_OK;
-    for (size_t i = 0; i <= a->n_in && st == SRP_OK; i++)
-        st = srp_linear_state_refs(projection(a, i, prefix, name), name, list);
-    return st;
+    return a && list ? add_projections(a, prefix, NULL, list) : SRP_FAIL_NULL(a, list);
 }

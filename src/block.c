@@ -38,7 +38,7 @@ struct srp_block {
     srp_attention *attn;
     srp_linear *fc1, *fc2;
     srp_layernorm *ln1, *ln2; /* NULL without LayerNorm */
-    char *norm_names[2];
+    char norm_names[2][NORM_NAME_MAX + 1];
     srp_rng rng; /* the MLP dropout's and drop path's draws */
 
     /* The last forward. */
@@ -138,18 +138,19 @@ static srp_status check_config(const srp_block_config *c, size_t max_batch, size
     return SRP_OK;
 }
 
-static char *copy_name(const char *s)
+/* The activations and scratch, in the block's allocation (srp_arena_new):
+ * x with pre-LN only, m_in with LayerNorm, sum with post-LN. */
+static void layout(void *obj, srp_arena *a)
 {
-    char *c = malloc(strlen(s) + 1);
-    if (c)
-        strcpy(c, s);
-    return c;
-}
-
-static int alloc_floats(float **p, size_t n)
-{
-    *p = malloc(sizeof(float) * n);
-    return *p != NULL;
+    srp_block *b = obj;
+    const size_t D = b->dim, M = b->mlp, rows = b->max_batch * b->max_tokens;
+    const int pre = b->norm == SRP_NORM_PRE, post = b->norm == SRP_NORM_POST;
+    SRP_ARENA_FLOATS(a, 2 * b->max_batch, &b->path_scale);
+    SRP_ARENA_FLOATS(a, pre ? rows * D : 0, &b->x);
+    SRP_ARENA_FLOATS(a, pre || post ? rows * D : 0, &b->m_in);
+    SRP_ARENA_FLOATS(a, post ? rows * D : 0, &b->sum);
+    SRP_ARENA_FLOATS(a, rows * D, &b->mid, &b->branch, &b->d_branch);
+    SRP_ARENA_FLOATS(a, rows * M, &b->h1, &b->g, &b->d_mlp);
 }
 
 srp_status srp_block_create(srp_block **out, const srp_block_config *cfg, size_t max_batch,
@@ -161,18 +162,13 @@ srp_status srp_block_create(srp_block **out, const srp_block_config *cfg, size_t
     srp_status st = check_config(cfg, max_batch, max_tokens);
     if (st != SRP_OK)
         return st;
-    srp_block *b = calloc(1, sizeof(*b));
+    const size_t D = cfg->dim, M = cfg->mlp_dim, rows = max_batch * max_tokens;
+    srp_block *b =
+        SRP_ARENA_NEW(srp_block, layout, .dim = D, .heads = cfg->heads, .mlp = M,
+                      .max_batch = max_batch, .max_tokens = max_tokens, .norm = cfg->norm,
+                      .mlp_dropout = cfg->mlp_dropout, .drop_path = cfg->drop_path);
     if (!b)
         return SRP_ERR_NOMEM;
-    const size_t D = cfg->dim, M = cfg->mlp_dim, rows = max_batch * max_tokens;
-    b->dim = D;
-    b->heads = cfg->heads;
-    b->mlp = M;
-    b->max_batch = max_batch;
-    b->max_tokens = max_tokens;
-    b->norm = cfg->norm;
-    b->mlp_dropout = cfg->mlp_dropout;
-    b->drop_path = cfg->drop_path;
     srp_rng_seed(&b->rng, cfg->dropout_seed);
 
     /* The attention, then fc1 and fc2: the example models' order. */
@@ -201,23 +197,12 @@ srp_status srp_block_create(srp_block **out, const srp_block_config *cfg, size_t
         st = srp_layernorm_create(&b->ln1, &nc, rows);
         if (st == SRP_OK)
             st = srp_layernorm_create(&b->ln2, &nc, rows);
-        b->norm_names[0] = copy_name(cfg->norm1_name);
-        b->norm_names[1] = copy_name(cfg->norm2_name);
-        if (st == SRP_OK && (!b->norm_names[0] || !b->norm_names[1]))
-            st = SRP_ERR_NOMEM;
+        strcpy(b->norm_names[0], cfg->norm1_name); /* lengths checked */
+        strcpy(b->norm_names[1], cfg->norm2_name);
     }
     if (st != SRP_OK) {
         srp_block_destroy(b);
         return st;
-    }
-    const int pre = b->norm == SRP_NORM_PRE, post = b->norm == SRP_NORM_POST;
-    if (!alloc_floats(&b->path_scale, 2 * max_batch) || (pre && !alloc_floats(&b->x, rows * D)) ||
-        !alloc_floats(&b->mid, rows * D) || ((pre || post) && !alloc_floats(&b->m_in, rows * D)) ||
-        (post && !alloc_floats(&b->sum, rows * D)) || !alloc_floats(&b->h1, rows * M) ||
-        !alloc_floats(&b->g, rows * M) || !alloc_floats(&b->branch, rows * D) ||
-        !alloc_floats(&b->d_branch, rows * D) || !alloc_floats(&b->d_mlp, rows * M)) {
-        srp_block_destroy(b);
-        return SRP_ERR_NOMEM;
     }
     *out = b;
     return SRP_OK;
@@ -232,18 +217,6 @@ void srp_block_destroy(srp_block *b)
     srp_linear_destroy(b->fc2);
     srp_layernorm_destroy(b->ln1);
     srp_layernorm_destroy(b->ln2);
-    free(b->norm_names[0]);
-    free(b->norm_names[1]);
-    free(b->path_scale);
-    free(b->x);
-    free(b->mid);
-    free(b->m_in);
-    free(b->sum);
-    free(b->h1);
-    free(b->g);
-    free(b->branch);
-    free(b->d_branch);
-    free(b->d_mlp);
     free(b);
 }
 
@@ -448,9 +421,9 @@ srp_status srp_block_backward(srp_block *b, const float *dy, float *dx)
         return srp_fail(SRP_ERR_UNSUPPORTED,
                         "srp_block_backward: no forward to differentiate (none yet, or the last "
                         "one failed)");
-    const srp_call_order pending = b->order;
-    if (!srp_order_backward_ok(&b->order))
-        return srp_order_refusal("srp_block_backward", pending);
+    const srp_status order = srp_order_backward(&b->order, "srp_block_backward");
+    if (order != SRP_OK)
+        return order;
     const size_t n = b->batch * b->tokens * b->dim;
     if (dx != dy)
         memcpy(dx, dy, sizeof(float) * n);

@@ -43,10 +43,7 @@ static const unsigned char MAGIC[8] = {'S', 'R', 'P', 'C', 'K', 'P', 'T', 0};
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 struct srp_checkpoint {
-    unsigned char *file; /* the whole file */
-    srp_file_index index;
-    char *names; /* every tensor's name, NUL-terminated */
-    srp_metadata metadata;
+    srp_named_file named; /* first: file_index.c opens and closes it */
 };
 
 /* ======================================================================
@@ -281,14 +278,14 @@ static srp_status parse_entry(const parser *ps, uint64_t i, uint64_t *pos, uint6
     return SRP_OK;
 }
 
-/* The metadata section (version 2), into c->metadata. */
-static srp_status parse_metadata(const parser *ps, srp_checkpoint *c)
+/* The metadata section (version 2), into f->metadata. */
+static srp_status parse_metadata(const parser *ps, srp_named_file *f)
 {
     /* Every pair takes at least META_FIXED + 8 bytes, its key and value
      * with two NULs at most its size. */
     const uint64_t size = ps->metadata_end - ps->table_end;
-    const srp_status st = srp_metadata_reserve(&c->metadata, (size_t)(size / (META_FIXED + 8)),
-                                               (size_t)size);
+    const srp_status st =
+        srp_metadata_reserve(&f->metadata, (size_t)(size / (META_FIXED + 8)), (size_t)size);
     if (st != SRP_OK)
         return st;
     uint64_t pos = ps->table_end;
@@ -312,23 +309,23 @@ static srp_status parse_metadata(const parser *ps, srp_checkpoint *c)
         for (uint64_t k = (uint64_t)klen + vlen; k < padded; k++)
             if (key[k] != 0)
                 return entry_fail(ps, "metadata", i, at, "the padding after the value is not zero");
-        srp_metadata_append(&c->metadata, key, klen, value, vlen);
+        srp_metadata_append(&f->metadata, key, klen, value, vlen);
         pos = at + META_FIXED + padded;
     }
-    return srp_metadata_sort(&c->metadata, ps->call);
+    return srp_metadata_sort(&f->metadata, ps->call);
 }
 
-/* The table, into c->index (names copied into c->names). */
-static srp_status parse_table(const parser *ps, uint64_t n, srp_checkpoint *c)
+/* The table, into f->index (names copied into f->names). */
+static srp_status parse_table(const parser *ps, uint64_t n, srp_named_file *f)
 {
-    srp_file_index *ix = &c->index;
+    srp_file_index *ix = &f->index;
     ix->tensors = calloc((size_t)n, sizeof(*ix->tensors));
     /* The names fit in the table's bytes, a NUL each included. */
-    c->names = malloc((size_t)(ps->table_end - ps->header_size));
-    if (!ix->tensors || !c->names)
+    f->names = malloc((size_t)(ps->table_end - ps->header_size));
+    if (!ix->tensors || !f->names)
         return SRP_ERR_NOMEM;
     uint64_t pos = ps->header_size, data_end = ps->data_start;
-    char *name = c->names;
+    char *name = f->names;
     for (uint64_t i = 0; i < n; i++) {
         uint32_t len = 0;
         const uint64_t at = pos;
@@ -349,10 +346,11 @@ static srp_status parse_table(const parser *ps, uint64_t n, srp_checkpoint *c)
     return srp_file_index_sort(ix, ps->call);
 }
 
-/* Checks the whole file in c->file and builds c's index and metadata. */
-static srp_status parse_file(srp_checkpoint *c, size_t size, const char *call)
+/* Checks the whole file in f->file and builds its index, names and
+ * metadata (an srp_named_file_parser). */
+static srp_status parse_file(srp_named_file *f, size_t size, const char *call)
 {
-    const unsigned char *buf = c->file;
+    const unsigned char *buf = f->file;
     if (size < sizeof(MAGIC) || memcmp(buf, MAGIC, sizeof(MAGIC)) != 0)
         return srp_fail(SRP_ERR_FORMAT, "%s: not a checkpoint (the file does not start with "
                         "\"SRPCKPT\")", call);
@@ -395,117 +393,71 @@ static srp_status parse_file(srp_checkpoint *c, size_t size, const char *call)
     ps.table_end = ps.header_size + table_size;
     ps.metadata_end = ps.table_end + metadata_size;
     ps.data_start = align_up(ps.metadata_end, DATA_ALIGN);
-    srp_status st = parse_table(&ps, n, c);
+    srp_status st = parse_table(&ps, n, f);
     if (st == SRP_OK)
-        st = parse_metadata(&ps, c);
+        st = parse_metadata(&ps, f);
     return st;
 }
 
-void srp_checkpoint_close(srp_checkpoint *c)
-{
-    if (!c)
-        return;
-    srp_file_index_free(&c->index);
-    srp_metadata_free(&c->metadata);
-    free(c->names);
-    free(c->file);
-    free(c);
-}
-
-static srp_status open_checkpoint(srp_checkpoint **out, const char *path, const char *call)
-{
-    srp_checkpoint *c = calloc(1, sizeof(*c));
-    if (!c)
-        return SRP_ERR_NOMEM;
-    size_t size = 0;
-    srp_status st = srp_read_whole_file(path, &c->file, &size, call);
-    if (st == SRP_OK)
-        st = parse_file(c, size, call);
-    if (st != SRP_OK) {
-        srp_checkpoint_close(c);
-        return st;
-    }
-    *out = c;
-    return SRP_OK;
-}
+void srp_checkpoint_close(srp_checkpoint *c) { srp_named_file_close(c ? &c->named : NULL); }
 
 srp_status srp_checkpoint_open(srp_checkpoint **out, const char *path)
 {
     if (!out)
         return SRP_FAIL_NULL(out);
-    *out = NULL;
-    if (!path)
-        return SRP_FAIL_NULL(path);
-    return open_checkpoint(out, path, "srp_checkpoint_open");
+    srp_status st;
+    *out = srp_named_file_open(sizeof(**out), path, parse_file, "srp_checkpoint_open", &st);
+    return st;
 }
 
 /* ======================================================================
  * Queries and reads
  * ====================================================================== */
 
-size_t srp_checkpoint_count(const srp_checkpoint *c) { return c ? c->index.count : 0; }
+size_t srp_checkpoint_count(const srp_checkpoint *c) { return c ? c->named.index.count : 0; }
 
 srp_status srp_checkpoint_info(const srp_checkpoint *c, size_t i, srp_tensor_ref *info)
 {
-    if (!c || !info)
-        return SRP_FAIL_NULL(c, info);
-    if (i >= c->index.count)
-        return srp_fail(SRP_ERR_INVALID_ARG, "srp_checkpoint_info: i %zu >= count %zu", i,
-                        c->index.count);
-    const srp_file_tensor *t = &c->index.tensors[i];
-    memset(info, 0, sizeof(*info));
-    info->name = t->name;
-    info->dtype = t->dtype;
-    info->ndim = t->ndim;
-    for (size_t k = 0; k < SRP_TENSOR_MAX_NDIM; k++)
-        info->shape[k] = (size_t)t->shape[k];
-    return SRP_OK;
+    return c && info ? srp_named_file_info(&c->named, i, info, __func__) : SRP_FAIL_NULL(c, info);
 }
 
-size_t srp_checkpoint_metadata_count(const srp_checkpoint *c) { return c ? c->metadata.count : 0; }
+size_t srp_checkpoint_metadata_count(const srp_checkpoint *c)
+{
+    return c ? c->named.metadata.count : 0;
+}
 
 const char *srp_checkpoint_metadata(const srp_checkpoint *c, const char *key)
 {
-    return c && key ? srp_metadata_get(&c->metadata, key) : NULL;
+    return c && key ? srp_metadata_get(&c->named.metadata, key) : NULL;
 }
 
 srp_status srp_checkpoint_check_metadata(const srp_checkpoint *c, const char *const *expected,
                                          size_t count)
 {
-    if (!c)
-        return SRP_FAIL_NULL(c);
-    return srp_metadata_check(&c->metadata, expected, count, "srp_checkpoint_check_metadata");
+    return c ? srp_metadata_check(&c->named.metadata, expected, count, __func__) : SRP_FAIL_NULL(c);
 }
 
 srp_status srp_checkpoint_read(const srp_checkpoint *c, const srp_tensor_ref *refs, size_t count)
 {
-    if (!c)
-        return SRP_FAIL_NULL(c);
-    return srp_file_index_read(&c->index, c->file, refs, count, 0, "srp_checkpoint_read");
+    return c ? srp_file_index_read(&c->named.index, c->named.file, refs, count, 0, __func__)
+             : SRP_FAIL_NULL(c);
 }
 
 srp_status srp_checkpoint_read_strict(const srp_checkpoint *c, const srp_tensor_ref *refs,
                                       size_t count)
 {
-    if (!c)
-        return SRP_FAIL_NULL(c);
-    return srp_file_index_read(&c->index, c->file, refs, count, 1, "srp_checkpoint_read_strict");
+    return c ? srp_file_index_read(&c->named.index, c->named.file, refs, count, 1, __func__)
+             : SRP_FAIL_NULL(c);
 }
 
-/* open, read, close, with the list checked first. */
+/* open, read, close, with the list checked before the file is read. */
 static srp_status load(const char *path, const srp_tensor_ref *refs, size_t count, int strict,
                        const char *call)
 {
     if (!path)
         return srp_fail(SRP_ERR_INVALID_ARG, "%s: path is NULL", call);
-    srp_status st = srp_tensor_refs_check(refs, count, call);
-    srp_checkpoint *c = NULL;
-    if (st == SRP_OK)
-        st = open_checkpoint(&c, path, call);
-    if (st == SRP_OK)
-        st = srp_file_index_read(&c->index, c->file, refs, count, strict, call);
-    srp_checkpoint_close(c);
-    return st;
+    const srp_status st = srp_tensor_refs_check(refs, count, call);
+    return st == SRP_OK ? srp_named_file_load(path, parse_file, refs, count, strict, call) : st;
 }
 
 srp_status srp_checkpoint_load(const char *path, const srp_tensor_ref *refs, size_t count)

@@ -22,6 +22,16 @@ struct srp_collapse {
     float *peak;              /* [heads_total] */
 };
 
+/* The four, in the block of the watch (srp_arena_new). */
+static void layout(void *obj, srp_arena *a)
+{
+    srp_collapse *w = obj;
+    SRP_ARENA_FLOATS(a, (size_t)w->cfg.window * w->heads_total, &w->ring);
+    w->flags = srp_arena_take(a, 2 * w->heads_total, 1);
+    w->new_flags = srp_arena_take(a, 2 * w->heads_total, 1);
+    SRP_ARENA_FLOATS(a, w->heads_total, &w->peak);
+}
+
 const char *srp_collapse_kind_name(srp_collapse_kind kind)
 {
     switch (kind) {
@@ -66,33 +76,15 @@ srp_status srp_collapse_create(srp_collapse **out, const srp_collapse_config *cf
                         "srp_collapse_create: fraction %g, drop %g (each in [0, 1]), uniform %g "
                         "(finite, > 0)",
                         (double)cfg->fraction, (double)cfg->drop, (double)cfg->uniform);
-    srp_collapse *w = calloc(1, sizeof(*w));
+    srp_collapse *w =
+        SRP_ARENA_NEW(srp_collapse, layout, .cfg = *cfg, .heads_total = cfg->layers * cfg->heads);
     if (!w)
         return SRP_ERR_NOMEM;
-    w->cfg = *cfg;
-    w->heads_total = cfg->layers * cfg->heads;
-    w->ring = calloc((size_t)cfg->window * w->heads_total, sizeof(float));
-    w->flags = calloc(2 * w->heads_total, 1);
-    w->new_flags = calloc(2 * w->heads_total, 1);
-    w->peak = calloc(w->heads_total, sizeof(float));
-    if (!w->ring || !w->flags || !w->new_flags || !w->peak) {
-        srp_collapse_destroy(w);
-        return SRP_ERR_NOMEM;
-    }
     *out = w;
     return SRP_OK;
 }
 
-void srp_collapse_destroy(srp_collapse *w)
-{
-    if (!w)
-        return;
-    free(w->ring);
-    free(w->flags);
-    free(w->new_flags);
-    free(w->peak);
-    free(w);
-}
+void srp_collapse_destroy(srp_collapse *w) { free(w); }
 
 size_t srp_collapse_max_events(const srp_collapse *w) { return w ? 2 * w->heads_total : 0; }
 

@@ -97,13 +97,19 @@ void srp_conv2d_destroy(srp_conv2d *c)
         return;
     srp_linear_destroy(c->lin);
     srp_conv_destroy(c->door);
-    free(c->cols);
-    free(c->prod);
-    free(c->w_hat);
-    free(c->dw_hat);
-    free(c->db);
-    free(c->db_acc);
     free(c);
+}
+
+/* The buffers, in the block of the layer (srp_arena_new). */
+static void layout(void *obj, srp_arena *a)
+{
+    srp_conv2d *c = obj;
+    const size_t columns = c->group * out_side(c, c->max_height) * out_side(c, c->max_width);
+    SRP_ARENA_FLOATS(a, c->patch * columns, &c->cols);
+    SRP_ARENA_FLOATS(a, c->out_ch * columns, &c->prod);
+    SRP_ARENA_FLOATS(a, c->out_ch * c->patch, &c->w_hat, &c->dw_hat);
+    SRP_ARENA_FLOATS(a, c->out_ch, &c->db);
+    SRP_ARENA_DOUBLES(a, c->out_ch, &c->db_acc);
 }
 
 srp_status srp_conv2d_create(srp_conv2d **out, const srp_conv2d_config *cfg, size_t max_batch,
@@ -127,42 +133,39 @@ srp_status srp_conv2d_create(srp_conv2d **out, const srp_conv2d_config *cfg, siz
                         "srp_conv2d_create: in_channels %zu x kernel %zu x kernel overflows, or "
                         "padding %zu is absurd",
                         cfg->in_channels, cfg->kernel, cfg->padding);
-    srp_conv2d *c = calloc(1, sizeof(*c));
-    if (!c)
-        return SRP_ERR_NOMEM;
-    c->in_ch = cfg->in_channels;
-    c->out_ch = cfg->out_channels;
-    c->kernel = cfg->kernel;
-    c->stride = cfg->stride;
-    c->padding = cfg->padding;
-    c->max_batch = max_batch;
-    c->max_height = max_height;
-    c->max_width = max_width;
-    c->patch = c->in_ch * c->kernel * c->kernel;
-    const size_t oh = out_side(c, max_height), ow = out_side(c, max_width);
-    if (oh == 0 || ow == 0) {
-        free(c);
+    srp_conv2d proto = {.in_ch = cfg->in_channels,
+                        .out_ch = cfg->out_channels,
+                        .kernel = cfg->kernel,
+                        .stride = cfg->stride,
+                        .padding = cfg->padding,
+                        .max_batch = max_batch,
+                        .max_height = max_height,
+                        .max_width = max_width,
+                        .patch = cfg->in_channels * cfg->kernel * cfg->kernel};
+    const size_t oh = out_side(&proto, max_height), ow = out_side(&proto, max_width);
+    if (oh == 0 || ow == 0)
         return srp_fail(SRP_ERR_INVALID_ARG,
                         "srp_conv2d_create: kernel %zu larger than the padded largest image "
                         "%zu x %zu (padding %zu)",
                         cfg->kernel, max_height, max_width, cfg->padding);
-    }
     const size_t pixels = oh * ow; /* fits: oh <= max_height + 1, ow likewise */
-    c->group = (GEMM_COLUMNS + pixels - 1) / pixels;
-    if (c->group > max_batch)
-        c->group = max_batch;
+    proto.group = (GEMM_COLUMNS + pixels - 1) / pixels;
+    if (proto.group > max_batch)
+        proto.group = max_batch;
     /* every buffer's size, and the GEMMs' sizes, fit */
-    const size_t widest = c->patch > c->out_ch ? c->patch : c->out_ch;
-    if (!product_fits(max_batch, c->in_ch, max_height, max_width) ||
-        !product_fits(max_batch, c->out_ch, oh, ow) || !product_fits(widest, c->group, pixels, 1) ||
-        !product_fits(c->out_ch, c->patch, 1, 1) || !srp_blas_size_ok(c->patch) ||
-        !srp_blas_size_ok(c->out_ch) || !srp_blas_size_ok(c->group * pixels)) {
-        free(c);
+    const size_t widest = proto.patch > proto.out_ch ? proto.patch : proto.out_ch;
+    if (!product_fits(max_batch, proto.in_ch, max_height, max_width) ||
+        !product_fits(max_batch, proto.out_ch, oh, ow) ||
+        !product_fits(widest, proto.group, pixels, 1) ||
+        !product_fits(proto.out_ch, proto.patch, 1, 1) || !srp_blas_size_ok(proto.patch) ||
+        !srp_blas_size_ok(proto.out_ch) || !srp_blas_size_ok(proto.group * pixels))
         return srp_fail(SRP_ERR_INVALID_ARG,
                         "srp_conv2d_create: max_batch %zu x %zu channels x %zu x %zu pixels: a "
                         "buffer past SIZE_MAX bytes or a GEMM past BLAS's int",
                         max_batch, cfg->in_channels, max_height, max_width);
-    }
+    srp_conv2d *c = srp_arena_new(&proto, sizeof(proto), layout);
+    if (!c)
+        return SRP_ERR_NOMEM;
 
     srp_linear_config lc = srp_linear_config_default(c->patch, c->out_ch);
     lc.bias = cfg->bias;
@@ -172,22 +175,13 @@ srp_status srp_conv2d_create(srp_conv2d **out, const srp_conv2d_config *cfg, siz
     lc.power_iters = cfg->power_iters;
     lc.seed = cfg->seed;
     srp_status st = srp_linear_create(&c->lin, &lc);
+    const srp_conv_desc d = {max_batch, c->in_ch,  c->out_ch,  max_height, max_width,
+                             c->kernel, c->stride, c->padding, cfg->bias != 0};
+    if (st == SRP_OK)
+        st = srp_conv_create(&c->door, &d);
     if (st != SRP_OK) {
         srp_conv2d_destroy(c);
         return st;
-    }
-    c->cols = malloc(sizeof(float) * c->patch * c->group * pixels);
-    c->prod = malloc(sizeof(float) * c->out_ch * c->group * pixels);
-    c->w_hat = malloc(sizeof(float) * c->out_ch * c->patch);
-    c->dw_hat = malloc(sizeof(float) * c->out_ch * c->patch);
-    c->db = calloc(c->out_ch, sizeof(float));
-    c->db_acc = malloc(sizeof(double) * c->out_ch);
-    const srp_conv_desc d = {max_batch, c->in_ch,  c->out_ch,  max_height, max_width,
-                             c->kernel, c->stride, c->padding, cfg->bias != 0};
-    if (!c->cols || !c->prod || !c->w_hat || !c->dw_hat || !c->db || !c->db_acc ||
-        (st = srp_conv_create(&c->door, &d)) != SRP_OK) {
-        srp_conv2d_destroy(c);
-        return st != SRP_OK ? st : SRP_ERR_NOMEM;
     }
     *out = c;
     return SRP_OK;

@@ -17,6 +17,13 @@ struct srp_embedding {
     float *scratch; /* [vocab][dim]: the head's dE term */
 };
 
+/* The three, in the block of the table (srp_arena_new). */
+static void layout(void *obj, srp_arena *a)
+{
+    srp_embedding *e = obj;
+    SRP_ARENA_FLOATS(a, e->vocab * e->dim, &e->w, &e->dw, &e->scratch);
+}
+
 srp_status srp_embedding_create(srp_embedding **out, size_t vocab, size_t dim, float init_std,
                                 uint64_t seed)
 {
@@ -33,18 +40,9 @@ srp_status srp_embedding_create(srp_embedding **out, size_t vocab, size_t dim, f
     if (!isfinite(init_std) || !(init_std > 0.0f))
         return srp_fail(SRP_ERR_INVALID_ARG, "%s: init_std %g: must be finite and > 0", call,
                         (double)init_std);
-    srp_embedding *e = calloc(1, sizeof(*e));
+    srp_embedding *e = SRP_ARENA_NEW(srp_embedding, layout, .vocab = vocab, .dim = dim);
     if (!e)
         return SRP_ERR_NOMEM;
-    e->vocab = vocab;
-    e->dim = dim;
-    e->w = malloc(sizeof(float) * vocab * dim);
-    e->dw = calloc(vocab * dim, sizeof(float));
-    e->scratch = malloc(sizeof(float) * vocab * dim);
-    if (!e->w || !e->dw || !e->scratch) {
-        srp_embedding_destroy(e);
-        return SRP_ERR_NOMEM;
-    }
     srp_rng rng;
     srp_rng_seed(&rng, seed);
     srp_rng_fill_trunc_normal(&rng, e->w, vocab * dim, init_std);
@@ -52,15 +50,7 @@ srp_status srp_embedding_create(srp_embedding **out, size_t vocab, size_t dim, f
     return SRP_OK;
 }
 
-void srp_embedding_destroy(srp_embedding *e)
-{
-    if (!e)
-        return;
-    free(e->w);
-    free(e->dw);
-    free(e->scratch);
-    free(e);
-}
+void srp_embedding_destroy(srp_embedding *e) { free(e); }
 
 size_t srp_embedding_vocab(const srp_embedding *e) { return e ? e->vocab : 0; }
 size_t srp_embedding_dim(const srp_embedding *e) { return e ? e->dim : 0; }
@@ -73,41 +63,39 @@ void srp_embedding_zero_grad(srp_embedding *e)
         memset(e->dw, 0, sizeof(float) * e->vocab * e->dim);
 }
 
-static int rows_ok(const srp_embedding *e, size_t n)
-{
-    return n > 0 && srp_blas_size_ok(n) &&
-           n <= SIZE_MAX / sizeof(float) / (e->vocab > e->dim ? e->vocab : e->dim);
-}
-
-/* SRP_ERR_INVALID_ARG for a row count rows_ok refuses. */
-static srp_status rows_fail(const srp_embedding *e, size_t n, const char *call)
+/* n rows fit the GEMMs and their buffers: SRP_OK, or SRP_ERR_INVALID_ARG
+ * naming call. */
+static srp_status rows_check(const srp_embedding *e, size_t n, const char *call)
 {
     if (n == 0)
         return srp_fail(SRP_ERR_INVALID_ARG, "%s: n is 0", call);
-    return srp_fail(SRP_ERR_INVALID_ARG, "%s: n %zu rows is too many for vocab %zu, dim %zu "
-                    "(past BLAS's int, or the bytes past SIZE_MAX)", call, n, e->vocab, e->dim);
+    if (!srp_blas_size_ok(n) ||
+        n > SIZE_MAX / sizeof(float) / (e->vocab > e->dim ? e->vocab : e->dim))
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "%s: n %zu rows is too many for vocab %zu, dim %zu "
+                        "(past BLAS's int, or the bytes past SIZE_MAX)",
+                        call, n, e->vocab, e->dim);
+    return SRP_OK;
 }
 
-/* SRP_OK when every token is below the vocabulary's size. */
+/* rows_check, and every token below the vocabulary's size. */
 static srp_status tokens_check(const srp_embedding *e, const uint32_t *tokens, size_t n,
                                const char *call)
 {
-    for (size_t i = 0; i < n; i++)
+    const srp_status st = rows_check(e, n, call);
+    for (size_t i = 0; st == SRP_OK && i < n; i++)
         if (tokens[i] >= e->vocab)
             return srp_fail(SRP_ERR_INVALID_ARG, "%s: tokens[%zu] is %u >= vocab %zu", call, i,
                             tokens[i], e->vocab);
-    return SRP_OK;
+    return st;
 }
 
 /* tokens: [n], x: [n][dim] */
 srp_status srp_embedding_forward(const srp_embedding *e, const uint32_t *tokens, size_t n, float *x)
 {
-    static const char call[] = "srp_embedding_forward";
     if (!e || !tokens || !x)
         return SRP_FAIL_NULL(e, tokens, x);
-    if (!rows_ok(e, n))
-        return rows_fail(e, n, call);
-    const srp_status st = tokens_check(e, tokens, n, call);
+    const srp_status st = tokens_check(e, tokens, n, "srp_embedding_forward");
     if (st != SRP_OK)
         return st;
     const uint64_t t0 = srp_profile_begin();
@@ -121,12 +109,9 @@ srp_status srp_embedding_forward(const srp_embedding *e, const uint32_t *tokens,
 srp_status srp_embedding_backward(srp_embedding *e, const uint32_t *tokens, const float *dx,
                                   size_t n)
 {
-    static const char call[] = "srp_embedding_backward";
     if (!e || !tokens || !dx)
         return SRP_FAIL_NULL(e, tokens, dx);
-    if (!rows_ok(e, n))
-        return rows_fail(e, n, call);
-    const srp_status st = tokens_check(e, tokens, n, call);
+    const srp_status st = tokens_check(e, tokens, n, "srp_embedding_backward");
     if (st != SRP_OK)
         return st;
     if (!srp_all_finite(dx, n * e->dim))
@@ -147,8 +132,9 @@ srp_status srp_embedding_logits(const srp_embedding *e, const float *h, size_t n
 {
     if (!e || !h || !logits)
         return SRP_FAIL_NULL(e, h, logits);
-    if (!rows_ok(e, n))
-        return rows_fail(e, n, "srp_embedding_logits");
+    const srp_status st = rows_check(e, n, "srp_embedding_logits");
+    if (st != SRP_OK)
+        return st;
     const uint64_t t0 = srp_profile_begin();
     /* logits = h E^T: [n][vocab] = [n][dim] x [dim][vocab] */
     srp_sgemm(0, 1, n, e->vocab, e->dim, 1.0f, h, e->dim, e->w, e->dim, 0.0f, logits, e->vocab);
@@ -162,8 +148,9 @@ srp_status srp_embedding_logits_backward(srp_embedding *e, const float *h, const
 {
     if (!e || !h || !dlogits)
         return SRP_FAIL_NULL(e, h, dlogits);
-    if (!rows_ok(e, n))
-        return rows_fail(e, n, "srp_embedding_logits_backward");
+    const srp_status st = rows_check(e, n, "srp_embedding_logits_backward");
+    if (st != SRP_OK)
+        return st;
     const uint64_t t0 = srp_profile_begin();
     /* scratch = dlogits^T h: [vocab][dim] = [vocab][n] x [n][dim] */
     srp_sgemm(1, 0, e->vocab, e->dim, n, 1.0f, dlogits, e->vocab, h, e->dim, 0.0f, e->scratch,

@@ -1,8 +1,9 @@
 /* What the two readers of named-tensor files (checkpoint.c, safetensors.c)
- * do once a file is parsed and checked: its tensors by name, the caller's
- * list matched against them (every name found, every dtype and shape equal,
- * and in a strict read nothing in the file left over) before anything is
- * copied out, and its string metadata by key. Sorting keeps every lookup
+ * share: a file read whole for the format's parser, and once it is parsed
+ * and checked, its tensors by name, the caller's list matched against them
+ * (every name found, every dtype and shape equal, and in a strict read
+ * nothing in the file left over) before anything is copied out, and its
+ * string metadata by key. Sorting keeps every lookup
  * and every duplicate check O(n log n) in the file's size: the files come
  * from users. */
 #include <stdio.h>
@@ -30,13 +31,6 @@ srp_status srp_file_index_sort(srp_file_index *ix, const char *call)
             return srp_fail(SRP_ERR_FORMAT, "%s: the tensor name \"%s\" appears twice in the file",
                             call, ix->by_name[i]->name);
     return SRP_OK;
-}
-
-void srp_file_index_free(srp_file_index *ix)
-{
-    free(ix->tensors);
-    free(ix->by_name);
-    memset(ix, 0, sizeof(*ix));
 }
 
 static int name_vs_tensor(const void *key, const void *item)
@@ -174,13 +168,6 @@ srp_status srp_metadata_sort(srp_metadata *m, const char *call)
     return SRP_OK;
 }
 
-void srp_metadata_free(srp_metadata *m)
-{
-    free(m->pairs);
-    free(m->text);
-    memset(m, 0, sizeof(*m));
-}
-
 static int key_vs_pair(const void *key, const void *item)
 {
     return strcmp(key, ((const srp_metadata_pair *)item)->key);
@@ -241,11 +228,80 @@ srp_status srp_metadata_args_check(const char *const *metadata, size_t count, si
     }
     /* The pairs are items of two strings, each starting with its key. */
     size_t a = 0, b = 0;
-    const int dup = srp_find_duplicate_name(metadata, count, 2 * sizeof(*metadata), &a, &b);
-    if (dup < 0)
-        return SRP_ERR_NOMEM;
-    if (dup)
-        return srp_fail(SRP_ERR_INVALID_ARG, "%s: metadata key \"%.64s\" is given twice", call,
-                        metadata[2 * a]);
+    const srp_status st = srp_unique_names(metadata, count, 2 * sizeof(*metadata), &a, &b);
+    if (st != SRP_ERR_INVALID_ARG)
+        return st;
+    return srp_fail(st, "%s: metadata key \"%.64s\" is given twice", call, metadata[2 * a]);
+}
+
+/* Everything f holds freed; f empty again. */
+static void free_named_file(srp_named_file *f)
+{
+    free(f->index.tensors);
+    free(f->index.by_name);
+    free(f->metadata.pairs);
+    free(f->metadata.text);
+    free(f->names);
+    free(f->file);
+    memset(f, 0, sizeof(*f));
+}
+
+/* path read whole into f (empty) and parsed; on failure f is empty again. */
+static srp_status read_named_file(srp_named_file *f, const char *path, srp_named_file_parser parse,
+                                  const char *call)
+{
+    if (!path)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: path is NULL", call);
+    size_t size = 0;
+    srp_status st = srp_read_whole_file(path, &f->file, &size, call);
+    if (st == SRP_OK)
+        st = parse(f, size, call);
+    if (st != SRP_OK)
+        free_named_file(f);
+    return st;
+}
+
+void *srp_named_file_open(size_t object_size, const char *path, srp_named_file_parser parse,
+                          const char *call, srp_status *st)
+{
+    srp_named_file *f = calloc(1, object_size);
+    *st = f ? read_named_file(f, path, parse, call) : SRP_ERR_NOMEM;
+    if (*st == SRP_OK)
+        return f;
+    free(f);
+    return NULL;
+}
+
+void srp_named_file_close(srp_named_file *f)
+{
+    if (f)
+        free_named_file(f);
+    free(f);
+}
+
+srp_status srp_named_file_info(const srp_named_file *f, size_t i, srp_tensor_ref *info,
+                               const char *call)
+{
+    if (i >= f->index.count)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: i %zu >= count %zu", call, i, f->index.count);
+    const srp_file_tensor *t = &f->index.tensors[i];
+    memset(info, 0, sizeof(*info));
+    info->name = t->name;
+    info->dtype = t->dtype;
+    info->ndim = t->ndim;
+    for (size_t k = 0; k < SRP_TENSOR_MAX_NDIM; k++)
+        info->shape[k] = (size_t)t->shape[k];
     return SRP_OK;
+}
+
+srp_status srp_named_file_load(const char *path, srp_named_file_parser parse,
+                               const srp_tensor_ref *refs, size_t count, int strict,
+                               const char *call)
+{
+    srp_named_file f = {0};
+    srp_status st = read_named_file(&f, path, parse, call);
+    if (st == SRP_OK)
+        st = srp_file_index_read(&f.index, f.file, refs, count, strict, call);
+    free_named_file(&f);
+    return st;
 }

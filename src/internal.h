@@ -41,6 +41,42 @@ void srp_detail_list_add(srp_detail_list *l, const char *item);
 /* The list, with ", and N more" when some did not fit. */
 const char *srp_detail_list_text(srp_detail_list *l);
 
+/* ---- one allocation per object (arena.c) ----
+ * A create names the object's buffers in a layout function,
+ *     static void layout(void *obj, srp_arena *a)
+ *     { srp_x *x = obj;  SRP_ARENA_FLOATS(a, x->n, &x->w, &x->dw);  ... }
+ * and srp_arena_new runs it twice: on a prototype that holds the sizes, to
+ * add them up (every buffer NULL), then on the new object, a copy of the
+ * prototype, to hand the buffers out of the same zeroed block. So a create
+ * has one allocation to check, and a destroy frees its sub-objects and
+ * then the object. Each buffer starts on an SRP_ARENA_ALIGN-byte boundary
+ * (a cache line; malloc gives 16). */
+#define SRP_ARENA_ALIGN 64
+typedef struct {
+    unsigned char *base; /* NULL while sizing */
+    size_t used;         /* bytes handed out, each buffer rounded up to the alignment */
+    int overflow;        /* the sizes add up past SIZE_MAX / 2 */
+} srp_arena;
+/* count elements of size bytes, zeroed; NULL for count 0 (a buffer the
+ * object does not need) and while sizing. */
+void *srp_arena_take(srp_arena *a, size_t count, size_t size);
+/* Points each of the pointers after count at count zeroed elements. */
+#define SRP_ARENA_FLOATS(a, count, ...)                                                            \
+    srp_arena_floats_into(a, count, (float **const[]){__VA_ARGS__},                                \
+                          sizeof((float **const[]){__VA_ARGS__}) / sizeof(float **))
+#define SRP_ARENA_DOUBLES(a, count, ...)                                                           \
+    srp_arena_doubles_into(a, count, (double **const[]){__VA_ARGS__},                              \
+                           sizeof((double **const[]){__VA_ARGS__}) / sizeof(double **))
+void srp_arena_floats_into(srp_arena *a, size_t count, float **const *bufs, size_t n);
+void srp_arena_doubles_into(srp_arena *a, size_t count, double **const *bufs, size_t n);
+/* A copy of proto (size bytes) and its buffers, in one zeroed block:
+ * free() it. NULL when out of memory or when the sizes overflow. */
+void *srp_arena_new(void *proto, size_t size, void (*layout)(void *obj, srp_arena *a));
+/* srp_arena_new of a compound literal of type, the fields given and the
+ * rest 0:  srp_x *x = SRP_ARENA_NEW(srp_x, layout, .n = n, .m = m); */
+#define SRP_ARENA_NEW(type, layout, ...)                                                           \
+    ((type *)srp_arena_new(&(type){__VA_ARGS__}, sizeof(type), layout))
+
 /* ---- BLAS/LAPACK wrapper (blas.c): every BLAS call of the library goes
  * through here. Row-major; callers check sizes with srp_blas_size_ok(). ---- */
 
@@ -108,21 +144,12 @@ static inline void srp_order_forward(srp_call_order *o, int training)
         *o = training ? SRP_PENDING_TRAIN : SRP_PENDING_EVAL;
 }
 
-/* 1 when the backward may go on. A refusal consumes the pending forward:
- * it lasts until the next forward that can be differentiated. A backward
- * that fails for another reason (NaN in dy, say) changes nothing and may
- * be retried. */
-static inline int srp_order_backward_ok(srp_call_order *o)
-{
-    if (*o == SRP_PENDING_TRAIN || *o == SRP_PENDING_EVAL)
-        return 1;
-    *o = SRP_PENDING_NONE;
-    return 0;
-}
-
-/* SRP_ERR_ORDER with a detail that says which rule refused `call`, from
- * the state before srp_order_backward_ok consumed it. */
-srp_status srp_order_refusal(const char *call, srp_call_order pending);
+/* SRP_OK when the backward may go on. Else SRP_ERR_ORDER, with a detail
+ * that says which rule refused `call`, and the pending forward consumed:
+ * the refusal lasts until the next forward that can be differentiated. A
+ * backward that fails for another reason (NaN in dy, say) changes nothing
+ * and may be retried. */
+srp_status srp_order_backward(srp_call_order *o, const char *call);
 
 /* A successful backward consumes its forward. */
 static inline void srp_order_backward_done(srp_call_order *o) { *o = SRP_PENDING_NONE; }
@@ -286,11 +313,12 @@ srp_status srp_linear_config_check(const srp_linear_config *c, const char *call,
 /* ---- files of named tensors (tensor_file.c), shared by checkpoint.c and
  * safetensors.c ---- */
 
-/* Two items of items[0..count) (stride bytes apart, each starting with its
- * name as a const char *) with the same name: 1 with their indices in
- * *first < *second, 0 when the names are unique, -1 when out of memory.
+/* SRP_OK when the items of items[0..count) (stride bytes apart, each
+ * starting with its name as a const char *) have different names;
+ * SRP_ERR_INVALID_ARG, with no detail (the caller's to leave), and the
+ * indices of two with the same name in *first < *second; SRP_ERR_NOMEM.
  * O(n log n): it sorts pointers to the names. */
-int srp_find_duplicate_name(const void *items, size_t count, size_t stride, size_t *first,
+srp_status srp_unique_names(const void *items, size_t count, size_t stride, size_t *first,
                             size_t *second);
 
 /* bytes of a tensor, or 0 with *ok = 0 when it overflows (a shape with a
@@ -358,7 +386,6 @@ typedef struct {
 
 /* Builds by_name; a name found twice: SRP_ERR_FORMAT (detail: call, name). */
 srp_status srp_file_index_sort(srp_file_index *ix, const char *call);
-void srp_file_index_free(srp_file_index *ix);
 /* The tensor named name, or NULL (binary search). */
 const srp_file_tensor *srp_file_index_find(const srp_file_index *ix, const char *name);
 /* Copies the tensors refs[0..count) name out of file, all or nothing:
@@ -390,7 +417,6 @@ void srp_metadata_append(srp_metadata *m, const char *key, size_t key_len, const
                          size_t value_len);
 /* Sorts by key; a key found twice: SRP_ERR_FORMAT (detail: call, key). */
 srp_status srp_metadata_sort(srp_metadata *m, const char *call);
-void srp_metadata_free(srp_metadata *m);
 /* The value of key, or NULL (binary search, after srp_metadata_sort). */
 const char *srp_metadata_get(const srp_metadata *m, const char *key);
 /* SRP_OK when every expected pair (count of them, as metadata[2i],
@@ -403,5 +429,33 @@ srp_status srp_metadata_check(const srp_metadata *m, const char *const *expected
  * with a detail. O(n log n). */
 srp_status srp_metadata_args_check(const char *const *metadata, size_t count, size_t min_key,
                                    size_t max_key, const char *call);
+
+/* A file of named tensors read whole and checked: what an opened
+ * srp_checkpoint or srp_safetensors is (its first member). Each format
+ * has its parser; opening, closing, and reading out are shared. */
+typedef struct {
+    unsigned char *file;  /* the whole file */
+    srp_file_index index; /* offsets from the file's start */
+    srp_metadata metadata;
+    char *names; /* the tensors' names, NUL-terminated, one after another */
+} srp_named_file;
+/* Checks f->file (size bytes) and fills f's index, metadata and names;
+ * SRP_ERR_FORMAT with a detail naming call when the file is not right. */
+typedef srp_status (*srp_named_file_parser)(srp_named_file *f, size_t size, const char *call);
+/* A new object of object_size bytes that begins with an srp_named_file,
+ * path read into it and parsed. NULL on failure, with *st: a NULL path
+ * (SRP_ERR_INVALID_ARG), the read's error, or the parser's. */
+void *srp_named_file_open(size_t object_size, const char *path, srp_named_file_parser parse,
+                          const char *call, srp_status *st);
+/* Frees f and the object it begins; NULL: nothing. */
+void srp_named_file_close(srp_named_file *f);
+/* Tensor i's name, dtype, ndim and shape into *info (data NULL); i out of
+ * range: SRP_ERR_INVALID_ARG naming call. */
+srp_status srp_named_file_info(const srp_named_file *f, size_t i, srp_tensor_ref *info,
+                               const char *call);
+/* Opens path, reads refs out of it (srp_file_index_read) and closes it. */
+srp_status srp_named_file_load(const char *path, srp_named_file_parser parse,
+                               const srp_tensor_ref *refs, size_t count, int strict,
+                               const char *call);
 
 #endif

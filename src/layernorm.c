@@ -173,6 +173,16 @@ srp_layernorm_config srp_layernorm_config_default(size_t dim)
     return c;
 }
 
+/* The layer's buffers, in the block of the layer (srp_arena_new). */
+static void layout(void *obj, srp_arena *a)
+{
+    srp_layernorm *ln = obj;
+    SRP_ARENA_FLOATS(a, ln->dim, &ln->w, &ln->b, &ln->dw, &ln->db, &ln->pending_dw,
+                     &ln->pending_db);
+    SRP_ARENA_FLOATS(a, ln->max_rows, &ln->mean, &ln->rstd);
+    SRP_ARENA_FLOATS(a, ln->max_rows * ln->dim, &ln->stage);
+}
+
 srp_status srp_layernorm_create(srp_layernorm **out, const srp_layernorm_config *cfg,
                                 size_t max_rows)
 {
@@ -186,48 +196,17 @@ srp_status srp_layernorm_create(srp_layernorm **out, const srp_layernorm_config 
                         "(want dim, max_rows > 0 and eps finite > 0)",
                         cfg ? "given" : "NULL", cfg ? cfg->dim : 0, max_rows,
                         cfg ? (double)cfg->eps : 0.0);
-    srp_layernorm *ln = calloc(1, sizeof(*ln));
+    srp_layernorm *ln = SRP_ARENA_NEW(srp_layernorm, layout, .dim = cfg->dim, .max_rows = max_rows,
+                                      .eps = cfg->eps);
     if (!ln)
         return SRP_ERR_NOMEM;
-    const size_t d = cfg->dim;
-    ln->dim = d;
-    ln->max_rows = max_rows;
-    ln->eps = cfg->eps;
-    ln->w = malloc(sizeof(float) * d);
-    ln->b = calloc(d, sizeof(float));
-    ln->dw = calloc(d, sizeof(float));
-    ln->db = calloc(d, sizeof(float));
-    ln->pending_dw = malloc(sizeof(float) * d);
-    ln->pending_db = malloc(sizeof(float) * d);
-    ln->mean = malloc(sizeof(float) * max_rows);
-    ln->rstd = malloc(sizeof(float) * max_rows);
-    ln->stage = malloc(sizeof(float) * max_rows * d);
-    if (!ln->w || !ln->b || !ln->dw || !ln->db || !ln->pending_dw || !ln->pending_db || !ln->mean ||
-        !ln->rstd || !ln->stage) {
-        srp_layernorm_destroy(ln);
-        return SRP_ERR_NOMEM;
-    }
-    for (size_t j = 0; j < d; j++)
+    for (size_t j = 0; j < ln->dim; j++)
         ln->w[j] = 1.0f;
     *out = ln;
     return SRP_OK;
 }
 
-void srp_layernorm_destroy(srp_layernorm *ln)
-{
-    if (!ln)
-        return;
-    free(ln->w);
-    free(ln->b);
-    free(ln->dw);
-    free(ln->db);
-    free(ln->pending_dw);
-    free(ln->pending_db);
-    free(ln->mean);
-    free(ln->rstd);
-    free(ln->stage);
-    free(ln);
-}
+void srp_layernorm_destroy(srp_layernorm *ln) { free(ln); }
 
 size_t srp_layernorm_dim(const srp_layernorm *ln) { return ln ? ln->dim : 0; }
 float srp_layernorm_eps(const srp_layernorm *ln) { return ln ? ln->eps : NAN; }
@@ -317,9 +296,9 @@ static srp_status layer_backward(srp_layernorm *ln, const float *x, const float 
     if (rows != ln->rows)
         return srp_fail(SRP_ERR_SHAPE, "%s: rows %zu, but the forward had %zu", call, rows,
                         ln->rows);
-    const srp_call_order pending = ln->order;
-    if (!srp_order_backward_ok(&ln->order))
-        return srp_order_refusal(call, pending);
+    const srp_status order = srp_order_backward(&ln->order, call);
+    if (order != SRP_OK)
+        return order;
     const size_t n = rows * ln->dim;
     float *out = add ? ln->stage : dx;
     srp_status st = srp_layernorm_layer_backward_prepare(ln, x, dy, out);

@@ -111,6 +111,20 @@ static srp_status init_from_svd(srp_linear *l)
     return SRP_OK;
 }
 
+/* The layer's buffers, in the block of the layer (srp_arena_new). */
+static void layout(void *obj, srp_arena *a)
+{
+    srp_linear *l = obj;
+    const size_t in = l->in, o = l->out;
+    SRP_ARENA_FLOATS(a, in * o, &l->w, &l->dw, &l->gtx);
+    SRP_ARENA_FLOATS(a, o > in ? in * o : 0, &l->xtg);
+    SRP_ARENA_FLOATS(a, in, &l->u, &l->cand_u, &l->last_u);
+    SRP_ARENA_FLOATS(a, o, &l->v, &l->cand_v, &l->last_v);
+    SRP_ARENA_DOUBLES(a, o, &l->bias_acc);
+    SRP_ARENA_DOUBLES(a, BIAS_CHUNKS * o, &l->bias_partial);
+    SRP_ARENA_FLOATS(a, l->has_bias ? o : 0, &l->b, &l->db);
+}
+
 srp_status srp_linear_create(srp_linear **out, const srp_linear_config *cfg)
 {
     if (!out)
@@ -122,37 +136,11 @@ srp_status srp_linear_create(srp_linear **out, const srp_linear_config *cfg)
     if (checked != SRP_OK)
         return checked;
     const size_t in = cfg->in_features, o = cfg->out_features;
-    srp_linear *l = calloc(1, sizeof(*l));
+    srp_linear *l =
+        SRP_ARENA_NEW(srp_linear, layout, .in = in, .out = o, .has_bias = cfg->bias != 0,
+                      .mode = cfg->reparam, .power_iters = cfg->power_iters);
     if (!l)
         return SRP_ERR_NOMEM;
-    l->in = in;
-    l->out = o;
-    l->has_bias = cfg->bias != 0;
-    l->mode = cfg->reparam;
-    l->power_iters = cfg->power_iters;
-    l->w = malloc(sizeof(float) * in * o);
-    l->dw = calloc(in * o, sizeof(float));
-    l->gtx = malloc(sizeof(float) * in * o);
-    if (o > in)
-        l->xtg = malloc(sizeof(float) * in * o);
-    /* u, cand_u, last_u: [in]; v, cand_v, last_v: [out] */
-    l->u = malloc(sizeof(float) * 3 * (in + o));
-    l->bias_acc = malloc(sizeof(double) * o);
-    l->bias_partial = malloc(sizeof(double) * BIAS_CHUNKS * o);
-    if (l->has_bias) {
-        l->b = calloc(o, sizeof(float));
-        l->db = calloc(o, sizeof(float));
-    }
-    if (!l->w || !l->dw || !l->gtx || (o > in && !l->xtg) || !l->u || !l->bias_acc ||
-        !l->bias_partial || (l->has_bias && (!l->b || !l->db))) {
-        srp_linear_destroy(l);
-        return SRP_ERR_NOMEM;
-    }
-    l->cand_u = l->u + in;
-    l->last_u = l->u + 2 * in;
-    l->v = l->u + 3 * in;
-    l->cand_v = l->v + o;
-    l->last_v = l->v + 2 * o;
 
     srp_rng rng;
     srp_rng_seed(&rng, cfg->seed);
@@ -181,21 +169,7 @@ srp_status srp_linear_create(srp_linear **out, const srp_linear_config *cfg)
     return SRP_OK;
 }
 
-void srp_linear_destroy(srp_linear *l)
-{
-    if (!l)
-        return;
-    free(l->w);
-    free(l->dw);
-    free(l->gtx);
-    free(l->xtg);
-    free(l->u);
-    free(l->bias_acc);
-    free(l->bias_partial);
-    free(l->b);
-    free(l->db);
-    free(l);
-}
+void srp_linear_destroy(srp_linear *l) { free(l); }
 
 size_t srp_linear_in_features(const srp_linear *l) { return l ? l->in : 0; }
 size_t srp_linear_out_features(const srp_linear *l) { return l ? l->out : 0; }
@@ -518,10 +492,9 @@ srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, s
         return SRP_FAIL_NULL(l, x, dy);
     if (!batch_ok(l, n))
         return batch_fail(l, n, "srp_linear_backward");
-    const srp_call_order pending = l->order;
-    if (!srp_order_backward_ok(&l->order))
-        return srp_order_refusal("srp_linear_backward", pending);
-    const srp_status st = srp_linear_backward_prepare(l, x, dy, l->out, n, dx, 0);
+    srp_status st = srp_order_backward(&l->order, "srp_linear_backward");
+    if (st == SRP_OK)
+        st = srp_linear_backward_prepare(l, x, dy, l->out, n, dx, 0);
     if (st != SRP_OK)
         return st;
     srp_linear_backward_commit(l);
@@ -547,8 +520,7 @@ srp_status srp_linear_forward_weight(srp_linear *l, int training, float *w_hat)
 
 srp_status srp_linear_backward_order(srp_linear *l, const char *call)
 {
-    const srp_call_order pending = l->order;
-    return srp_order_backward_ok(&l->order) ? SRP_OK : srp_order_refusal(call, pending);
+    return srp_order_backward(&l->order, call);
 }
 
 srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const float *db)

@@ -65,14 +65,16 @@ static double row_loss(const float *z, size_t classes, int label, double smoothi
     return lse - (1.0 - smoothing) * (double)z[label] - smoothing * (sum_z / (double)classes);
 }
 
-/* logits: [n][classes], labels: [n] */
-static srp_status srp_cross_entropy_forward_impl(const float *logits, const int *labels, size_t n,
-                                                 size_t classes, float label_smoothing, float *loss)
+/* logits: [n][classes], labels: [n]. The profile times the arithmetic,
+ * after the arguments' checks. */
+srp_status srp_cross_entropy_forward(const float *logits, const int *labels, size_t n,
+                                     size_t classes, float label_smoothing, float *loss)
 {
     const srp_status st = check_args(logits, labels, n, classes, label_smoothing, loss,
                                      "srp_cross_entropy_forward");
     if (st != SRP_OK)
         return st;
+    const uint64_t t0 = srp_profile_begin();
     const size_t chunks = n < LOSS_CHUNKS ? n : LOSS_CHUNKS;
     const size_t per = n / chunks, extra = n % chunks;
     double partial[LOSS_CHUNKS];
@@ -93,26 +95,16 @@ static srp_status srp_cross_entropy_forward_impl(const float *logits, const int 
     for (size_t k = 0; k < chunks; k++)
         total += partial[k];
     const float mean = (float)(total / (double)n);
+    srp_profile_end(SRP_PROF_LOSS, t0);
     if (!isfinite(mean))
         return SRP_ERR_NUMERIC;
     *loss = mean;
     return SRP_OK;
 }
 
-srp_status srp_cross_entropy_forward(const float *logits, const int *labels, size_t n,
-                                     size_t classes, float label_smoothing, float *loss)
-{
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st =
-        srp_cross_entropy_forward_impl(logits, labels, n, classes, label_smoothing, loss);
-    srp_profile_end(SRP_PROF_LOSS, t0);
-    return st;
-}
-
 /* logits, dlogits: [n][classes], labels: [n] */
-static srp_status srp_cross_entropy_backward_impl(const float *logits, const int *labels, size_t n,
-                                                  size_t classes, float label_smoothing,
-                                                  float *dlogits)
+srp_status srp_cross_entropy_backward(const float *logits, const int *labels, size_t n,
+                                      size_t classes, float label_smoothing, float *dlogits)
 {
     const srp_status st = check_args(logits, labels, n, classes, label_smoothing, dlogits,
                                      "srp_cross_entropy_backward");
@@ -121,6 +113,7 @@ static srp_status srp_cross_entropy_backward_impl(const float *logits, const int
     /* Inf logits would give NaN probabilities: refuse before writing. */
     if (!srp_all_finite(logits, n * classes))
         return SRP_ERR_NUMERIC;
+    const uint64_t t0 = srp_profile_begin();
     const double s = (double)label_smoothing, inv_n = 1.0 / (double)n;
     const double off = s / (double)classes, on = 1.0 - s;
     const long rows = (long)n;
@@ -137,27 +130,19 @@ static srp_status srp_cross_entropy_backward_impl(const float *logits, const int
             dz[c] = (float)((p - target) * inv_n);
         }
     }
+    srp_profile_end(SRP_PROF_LOSS, t0);
     return SRP_OK;
 }
 
-srp_status srp_cross_entropy_backward(const float *logits, const int *labels, size_t n,
-                                      size_t classes, float label_smoothing, float *dlogits)
-{
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st =
-        srp_cross_entropy_backward_impl(logits, labels, n, classes, label_smoothing, dlogits);
-    srp_profile_end(SRP_PROF_LOSS, t0);
-    return st;
-}
-
 /* logits: [n][classes], labels: [n] */
-static srp_status srp_accuracy_count_impl(const float *logits, const int *labels, size_t n,
-                                          size_t classes, size_t *correct)
+srp_status srp_accuracy_count(const float *logits, const int *labels, size_t n, size_t classes,
+                              size_t *correct)
 {
     const srp_status st =
         check_args(logits, labels, n, classes, 0.0f, correct, "srp_accuracy_count");
     if (st != SRP_OK)
         return st;
+    const uint64_t t0 = srp_profile_begin();
     size_t hits = 0;
     for (size_t i = 0; i < n; i++) {
         const float *z = logits + i * classes;
@@ -167,15 +152,7 @@ static srp_status srp_accuracy_count_impl(const float *logits, const int *labels
                 best = c; /* strictly greater: the first max wins; NaN loses */
         hits += best == (size_t)labels[i];
     }
+    srp_profile_end(SRP_PROF_LOSS, t0);
     *correct = hits;
     return SRP_OK;
-}
-
-srp_status srp_accuracy_count(const float *logits, const int *labels, size_t n, size_t classes,
-                              size_t *correct)
-{
-    const uint64_t t0 = srp_profile_begin();
-    const srp_status st = srp_accuracy_count_impl(logits, labels, n, classes, correct);
-    srp_profile_end(SRP_PROF_LOSS, t0);
-    return st;
 }

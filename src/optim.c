@@ -33,6 +33,7 @@ struct srp_optim {
     char *names;              /* all the strings above */
     uint64_t steps;
     float *trust; /* [count] scratch: each entry's LARS trust ratio */
+    size_t total, chars; /* floats of a buffer, bytes of names */
 };
 
 srp_param srp_param_make(const char *name, float *data, float *grad, size_t size,
@@ -132,13 +133,11 @@ static srp_status check_params(const srp_param *params, size_t count)
                             "finite and >= 0", call, i, p->name, (double)p->lr_mult);
     }
     size_t a = 0, b = 0;
-    const int dup = srp_find_duplicate_name(params, count, sizeof(*params), &a, &b);
-    if (dup < 0)
-        return SRP_ERR_NOMEM;
-    if (dup)
-        return srp_fail(SRP_ERR_INVALID_ARG, "%s: params[%zu] and params[%zu] are both named %s",
-                        call, a, b, params[a].name);
-    return SRP_OK;
+    const srp_status st = srp_unique_names(params, count, sizeof(*params), &a, &b);
+    if (st != SRP_ERR_INVALID_ARG)
+        return st;
+    return srp_fail(st, "%s: params[%zu] and params[%zu] are both named %s", call, a, b,
+                    params[a].name);
 }
 
 static const char *buffer_suffix(const srp_optim *o, size_t b)
@@ -146,6 +145,19 @@ static const char *buffer_suffix(const srp_optim *o, size_t b)
     if (o->cfg.kind == SRP_OPTIM_ADAMW)
         return b == 0 ? "exp_avg" : "exp_avg_sq";
     return "momentum_buffer";
+}
+
+/* The arrays, in the block of the optimizer (srp_arena_new); the state
+ * buffers start at zero. */
+static void layout(void *obj, srp_arena *a)
+{
+    srp_optim *o = obj;
+    o->params = srp_arena_take(a, o->count, sizeof(srp_param));
+    o->offset = srp_arena_take(a, o->count, sizeof(size_t));
+    SRP_ARENA_FLOATS(a, o->count, &o->trust);
+    o->names = srp_arena_take(a, o->chars, 1);
+    SRP_ARENA_FLOATS(a, o->total * o->buffers, &o->state);
+    o->state_names = srp_arena_take(a, o->count * o->buffers, sizeof(char *));
 }
 
 srp_status srp_optim_create(srp_optim **out, const srp_param *params, size_t count,
@@ -165,35 +177,20 @@ srp_status srp_optim_create(srp_optim **out, const srp_param *params, size_t cou
     if (st != SRP_OK)
         return st;
 
-    srp_optim *o = calloc(1, sizeof(*o));
+    srp_optim proto = {.cfg = *cfg, .count = count};
+    proto.buffers = cfg->kind == SRP_OPTIM_ADAMW ? 2 : (cfg->momentum > 0.0f ? 1 : 0);
+    /* Sizes first, with overflow checks: sum of entry sizes, then strings. */
+    for (size_t i = 0; i < count; i++) {
+        if (params[i].size > SIZE_MAX / sizeof(float) / 2 - proto.total)
+            return srp_fail(SRP_ERR_INVALID_ARG, "srp_optim_create: the entries' sizes add up "
+                                                 "to more floats than memory can address");
+        proto.total += params[i].size;
+        /* name + NUL, and per buffer "optim." name "." suffix NUL */
+        proto.chars += (strlen(params[i].name) + 1) * (1 + proto.buffers) + proto.buffers * 24;
+    }
+    srp_optim *o = srp_arena_new(&proto, sizeof(proto), layout);
     if (!o)
         return SRP_ERR_NOMEM;
-    o->cfg = *cfg;
-    o->count = count;
-    o->buffers = cfg->kind == SRP_OPTIM_ADAMW ? 2 : (cfg->momentum > 0.0f ? 1 : 0);
-
-    /* Sizes first, with overflow checks: sum of entry sizes, then strings. */
-    size_t total = 0, chars = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (params[i].size > SIZE_MAX / sizeof(float) / 2 - total)
-            goto invalid;
-        total += params[i].size;
-        /* name + NUL, and per buffer "optim." name "." suffix NUL */
-        chars += (strlen(params[i].name) + 1) * (1 + o->buffers) + o->buffers * 24;
-    }
-    o->params = malloc(sizeof(srp_param) * count);
-    o->offset = malloc(sizeof(size_t) * count);
-    o->trust = malloc(sizeof(float) * count);
-    o->names = malloc(chars);
-    if (o->buffers > 0) {
-        o->state = calloc(total * o->buffers, sizeof(float));
-        o->state_names = malloc(sizeof(char *) * count * o->buffers);
-    }
-    if (!o->params || !o->offset || !o->trust || !o->names ||
-        (o->buffers > 0 && (!o->state || !o->state_names))) {
-        srp_optim_destroy(o);
-        return SRP_ERR_NOMEM;
-    }
     char *cursor = o->names;
     size_t at = 0;
     for (size_t i = 0; i < count; i++) {
@@ -217,24 +214,9 @@ srp_status srp_optim_create(srp_optim **out, const srp_param *params, size_t cou
     }
     *out = o;
     return SRP_OK;
-invalid:
-    srp_optim_destroy(o);
-    return srp_fail(SRP_ERR_INVALID_ARG, "srp_optim_create: the entries' sizes add up to more "
-                    "floats than memory can address");
 }
 
-void srp_optim_destroy(srp_optim *o)
-{
-    if (!o)
-        return;
-    free(o->state_names);
-    free(o->state);
-    free(o->names);
-    free(o->offset);
-    free(o->trust);
-    free(o->params);
-    free(o);
-}
+void srp_optim_destroy(srp_optim *o) { free(o); }
 
 static float *buffer_of(srp_optim *o, size_t i, size_t b)
 {

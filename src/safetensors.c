@@ -7,7 +7,6 @@
  * that the tensors, sorted by offset, tile the data exactly. Only a file
  * that passes all of it becomes an srp_safetensors; its tensors and
  * metadata are then looked up and read through file_index.c. */
-#define _POSIX_C_SOURCE 200809L /* strdup */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +23,7 @@
 #define MAX_EXACT_INTEGER ((uint64_t)1 << 53)
 
 struct srp_safetensors {
-    unsigned char *file;  /* the whole file */
-    srp_file_index index; /* offsets from the file's start */
-    char **names;         /* [index.count], each tensor's name */
-    srp_metadata metadata;
+    srp_named_file named; /* first: file_index.c opens and closes it */
 };
 
 /* ---- dtypes ---- */
@@ -257,7 +253,7 @@ static srp_status parse_entry(const cJSON *t, srp_file_tensor *e, int *supported
     return SRP_OK;
 }
 
-static srp_status parse_metadata(const cJSON *m, srp_safetensors *f, const char *call)
+static srp_status parse_metadata(const cJSON *m, srp_named_file *f, const char *call)
 {
     if (!cJSON_IsObject(m))
         return srp_fail(SRP_ERR_FORMAT, "%s: %s is not an object", call, METADATA_KEY);
@@ -291,15 +287,19 @@ static int by_offset(const void *pa, const void *pb)
 /* The items of the header's object: the tensors into f->index (offsets
  * still from the start of the data), the metadata into f->metadata.
  * *unsupported: a tensor this library cannot read. */
-static srp_status parse_items(const cJSON *root, srp_safetensors *f, int *unsupported,
+static srp_status parse_items(const cJSON *root, srp_named_file *f, int *unsupported,
                               const char *call)
 {
     const size_t items = (size_t)cJSON_GetArraySize(root);
     srp_file_index *ix = &f->index;
     ix->tensors = calloc(items > 0 ? items : 1, sizeof(*ix->tensors));
-    f->names = calloc(items > 0 ? items : 1, sizeof(*f->names));
+    size_t name_bytes = 0; /* the names, a NUL each, in one block */
+    for (const cJSON *item = root->child; item; item = item->next)
+        name_bytes += strcmp(item->string, METADATA_KEY) != 0 ? strlen(item->string) + 1 : 0;
+    f->names = malloc(name_bytes > 0 ? name_bytes : 1);
     if (!ix->tensors || !f->names)
         return SRP_ERR_NOMEM;
+    char *name = f->names;
     int seen_metadata = 0;
     srp_status st = SRP_OK;
     for (const cJSON *item = root->child; st == SRP_OK && item; item = item->next) {
@@ -322,18 +322,18 @@ static srp_status parse_items(const cJSON *root, srp_safetensors *f, int *unsupp
                      SRP_TENSOR_MAX_NDIM);
         *unsupported |= !supported;
         if (st == SRP_OK) {
-            f->names[ix->count] = strdup(item->string);
-            st = f->names[ix->count] ? SRP_OK : SRP_ERR_NOMEM;
-            e->name = f->names[ix->count];
-        }
-        if (st == SRP_OK)
+            const size_t bytes = strlen(item->string) + 1;
+            memcpy(name, item->string, bytes);
+            e->name = name;
+            name += bytes;
             ix->count++;
+        }
     }
     return st;
 }
 
-/* Everything after the file is in memory. */
-static srp_status parse_file(srp_safetensors *f, size_t size, const char *call)
+/* Everything after the file is in memory (an srp_named_file_parser). */
+static srp_status parse_file(srp_named_file *f, size_t size, const char *call)
 {
     if (size < 8)
         return srp_fail(SRP_ERR_FORMAT, "%s: %zu bytes, fewer than the 8 of the header's "
@@ -397,122 +397,63 @@ static srp_status parse_file(srp_safetensors *f, size_t size, const char *call)
     return st;
 }
 
-void srp_safetensors_close(srp_safetensors *f)
-{
-    if (!f)
-        return;
-    for (size_t i = 0; f->names && i < f->index.count; i++)
-        free(f->names[i]);
-    free(f->names);
-    srp_file_index_free(&f->index);
-    srp_metadata_free(&f->metadata);
-    free(f->file);
-    free(f);
-}
-
-static srp_status open_file(srp_safetensors **out, const char *path, const char *call)
-{
-    srp_safetensors *f = calloc(1, sizeof(*f));
-    if (!f)
-        return SRP_ERR_NOMEM;
-    size_t size = 0;
-    srp_status st = srp_read_whole_file(path, &f->file, &size, call);
-    if (st == SRP_OK)
-        st = parse_file(f, size, call);
-    if (st != SRP_OK) {
-        srp_safetensors_close(f);
-        return st;
-    }
-    *out = f;
-    return SRP_OK;
-}
+void srp_safetensors_close(srp_safetensors *f) { srp_named_file_close(f ? &f->named : NULL); }
 
 srp_status srp_safetensors_open(srp_safetensors **out, const char *path)
 {
     if (!out)
         return SRP_FAIL_NULL(out);
-    *out = NULL;
-    if (!path)
-        return SRP_FAIL_NULL(path);
-    return open_file(out, path, "srp_safetensors_open");
+    srp_status st;
+    *out = srp_named_file_open(sizeof(**out), path, parse_file, "srp_safetensors_open", &st);
+    return st;
 }
 
 /* ======================================================================
  * Queries and reads
  * ====================================================================== */
 
-size_t srp_safetensors_count(const srp_safetensors *f) { return f ? f->index.count : 0; }
+size_t srp_safetensors_count(const srp_safetensors *f) { return f ? f->named.index.count : 0; }
 
 srp_status srp_safetensors_info(const srp_safetensors *f, size_t i, srp_tensor_ref *info)
 {
-    if (!f || !info)
-        return SRP_FAIL_NULL(f, info);
-    if (i >= f->index.count)
-        return srp_fail(SRP_ERR_INVALID_ARG, "srp_safetensors_info: i %zu >= count %zu", i,
-                        f->index.count);
-    const srp_file_tensor *e = &f->index.tensors[i];
-    memset(info, 0, sizeof(*info));
-    info->name = e->name;
-    info->dtype = e->dtype;
-    info->ndim = e->ndim;
-    for (size_t k = 0; k < SRP_TENSOR_MAX_NDIM; k++)
-        info->shape[k] = (size_t)e->shape[k];
-    return SRP_OK;
+    return f && info ? srp_named_file_info(&f->named, i, info, __func__) : SRP_FAIL_NULL(f, info);
 }
 
 size_t srp_safetensors_metadata_count(const srp_safetensors *f)
 {
-    return f ? f->metadata.count : 0;
+    return f ? f->named.metadata.count : 0;
 }
 
 const char *srp_safetensors_metadata(const srp_safetensors *f, const char *key)
 {
-    return f && key ? srp_metadata_get(&f->metadata, key) : NULL;
+    return f && key ? srp_metadata_get(&f->named.metadata, key) : NULL;
 }
 
 srp_status srp_safetensors_check_metadata(const srp_safetensors *f, const char *const *expected,
                                           size_t count)
 {
-    if (!f)
-        return SRP_FAIL_NULL(f);
-    return srp_metadata_check(&f->metadata, expected, count, "srp_safetensors_check_metadata");
+    return f ? srp_metadata_check(&f->named.metadata, expected, count, __func__) : SRP_FAIL_NULL(f);
 }
 
 srp_status srp_safetensors_read(const srp_safetensors *f, const srp_tensor_ref *refs, size_t count)
 {
-    if (!f)
-        return SRP_FAIL_NULL(f);
-    return srp_file_index_read(&f->index, f->file, refs, count, 0, "srp_safetensors_read");
+    return f ? srp_file_index_read(&f->named.index, f->named.file, refs, count, 0, __func__)
+             : SRP_FAIL_NULL(f);
 }
 
 srp_status srp_safetensors_read_strict(const srp_safetensors *f, const srp_tensor_ref *refs,
                                        size_t count)
 {
-    if (!f)
-        return SRP_FAIL_NULL(f);
-    return srp_file_index_read(&f->index, f->file, refs, count, 1, "srp_safetensors_read_strict");
-}
-
-/* open, read, close. */
-static srp_status load(const char *path, const srp_tensor_ref *refs, size_t count, int strict,
-                       const char *call)
-{
-    if (!path)
-        return srp_fail(SRP_ERR_INVALID_ARG, "%s: path is NULL", call);
-    srp_safetensors *f = NULL;
-    srp_status st = open_file(&f, path, call);
-    if (st == SRP_OK)
-        st = srp_file_index_read(&f->index, f->file, refs, count, strict, call);
-    srp_safetensors_close(f);
-    return st;
+    return f ? srp_file_index_read(&f->named.index, f->named.file, refs, count, 1, __func__)
+             : SRP_FAIL_NULL(f);
 }
 
 srp_status srp_safetensors_load(const char *path, const srp_tensor_ref *refs, size_t count)
 {
-    return load(path, refs, count, 0, "srp_safetensors_load");
+    return srp_named_file_load(path, parse_file, refs, count, 0, "srp_safetensors_load");
 }
 
 srp_status srp_safetensors_load_strict(const char *path, const srp_tensor_ref *refs, size_t count)
 {
-    return load(path, refs, count, 1, "srp_safetensors_load_strict");
+    return srp_named_file_load(path, parse_file, refs, count, 1, "srp_safetensors_load_strict");
 }

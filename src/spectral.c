@@ -43,30 +43,37 @@ static void scale_to_unit(float *x, size_t n, double norm)
 
 enum { STEP_OK, STEP_ZERO, STEP_NONFINITE };
 
+/* y = op(W) x scaled to unit length, *norm its norm before: STEP_OK, or
+ * STEP_NONFINITE, or STEP_ZERO (y is then left unscaled). W: [rows][cols];
+ * x, y: [cols], [rows] (trans 0) or [rows], [cols] (trans 1). */
+static int unit_product(int trans, const float *w, size_t rows, size_t cols, const float *x,
+                        float *y, double *norm)
+{
+    const size_t n = trans ? cols : rows;
+    srp_sgemv(trans, rows, cols, 1.0f, w, cols, x, 0.0f, y);
+    *norm = sqrt(srp_sumsq_f64(y, n));
+    if (!isfinite(*norm))
+        return STEP_NONFINITE;
+    if (*norm == 0.0)
+        return STEP_ZERO;
+    scale_to_unit(y, n, *norm);
+    return STEP_OK;
+}
+
 /* One step from u_in into v_out, u_out. STEP_ZERO: W u_in or W^T v is
  * exactly zero, outputs are garbage and the caller keeps its vectors. */
 static int power_step(const float *w, size_t rows, size_t cols, const float *u_in, float *v_out,
                       float *u_out, double *sigma)
 {
+    double norm_v, norm_t;
     /* v_out = W u_in: [rows] = [rows][cols] x [cols] */
-    srp_sgemv(0, rows, cols, 1.0f, w, cols, u_in, 0.0f, v_out);
-    const double norm_v = sqrt(srp_sumsq_f64(v_out, rows));
-    if (!isfinite(norm_v))
-        return STEP_NONFINITE;
-    if (norm_v == 0.0)
-        return STEP_ZERO;
-    scale_to_unit(v_out, rows, norm_v);
-
+    int r = unit_product(0, w, rows, cols, u_in, v_out, &norm_v);
     /* u_out = t = W^T v_out: [cols] = [rows][cols]^T x [rows] */
-    srp_sgemv(1, rows, cols, 1.0f, w, cols, v_out, 0.0f, u_out);
-    const double norm_t = sqrt(srp_sumsq_f64(u_out, cols));
-    if (!isfinite(norm_t))
-        return STEP_NONFINITE;
-    if (norm_t == 0.0)
-        return STEP_ZERO;
-    scale_to_unit(u_out, cols, norm_t);
-    *sigma = norm_t >= SRP_NORMALIZE_EPS ? norm_t : norm_t * norm_t / SRP_NORMALIZE_EPS;
-    return STEP_OK;
+    if (r == STEP_OK)
+        r = unit_product(1, w, rows, cols, v_out, u_out, &norm_t);
+    if (r == STEP_OK)
+        *sigma = norm_t >= SRP_NORMALIZE_EPS ? norm_t : norm_t * norm_t / SRP_NORMALIZE_EPS;
+    return r;
 }
 
 srp_status srp_power_iterate(const float *w, size_t rows, size_t cols, int iters, const float *u,
@@ -154,6 +161,14 @@ void srp_random_unit(srp_rng *rng, float *x, size_t n)
     scale_to_unit(x, n, norm);
 }
 
+/* The vectors, in the block of the object (srp_arena_new). */
+static void layout(void *obj, srp_arena *a)
+{
+    srp_power_iter *p = obj;
+    SRP_ARENA_FLOATS(a, p->cols, &p->u, &p->scratch_u);
+    SRP_ARENA_FLOATS(a, p->rows, &p->v, &p->scratch_v);
+}
+
 srp_status srp_power_iter_create(srp_power_iter **out, size_t rows, size_t cols, uint64_t seed)
 {
     if (!out)
@@ -162,34 +177,25 @@ srp_status srp_power_iter_create(srp_power_iter **out, size_t rows, size_t cols,
     const srp_status st = power_sizes_check(rows, cols, "srp_power_iter_create");
     if (st != SRP_OK)
         return st;
-    srp_power_iter *p = calloc(1, sizeof(*p));
-    float *block = malloc(sizeof(float) * 2 * (rows + cols));
-    if (!p || !block) {
-        free(p);
-        free(block);
+    srp_power_iter *p = SRP_ARENA_NEW(srp_power_iter, layout, .rows = rows, .cols = cols);
+    if (!p)
         return SRP_ERR_NOMEM;
-    }
-    p->rows = rows;
-    p->cols = cols;
-    p->u = block;
-    p->scratch_u = block + cols;
-    p->v = block + 2 * cols;
-    p->scratch_v = block + 2 * cols + rows;
     srp_rng rng;
     srp_rng_seed(&rng, seed);
     srp_random_unit(&rng, p->u, cols);
     srp_random_unit(&rng, p->v, rows);
-    p->sigma = 0.0f;
     *out = p;
     return SRP_OK;
 }
 
-void srp_power_iter_destroy(srp_power_iter *p)
+void srp_power_iter_destroy(srp_power_iter *p) { free(p); }
+
+/* The state: u, v, sigma. */
+static void set_state(srp_power_iter *p, const float *u, const float *v, float sigma)
 {
-    if (!p)
-        return;
-    free(p->u); /* the block */
-    free(p);
+    memcpy(p->u, u, p->cols * sizeof(float));
+    memcpy(p->v, v, p->rows * sizeof(float));
+    p->sigma = sigma;
 }
 
 srp_status srp_power_iter_init_svd(srp_power_iter *p, const float *w)
@@ -198,12 +204,9 @@ srp_status srp_power_iter_init_svd(srp_power_iter *p, const float *w)
         return SRP_FAIL_NULL(p, w);
     float sigma;
     srp_status st = srp_svd_top(w, p->rows, p->cols, p->scratch_u, p->scratch_v, &sigma);
-    if (st != SRP_OK)
-        return st;
-    memcpy(p->u, p->scratch_u, p->cols * sizeof(float));
-    memcpy(p->v, p->scratch_v, p->rows * sizeof(float));
-    p->sigma = sigma;
-    return SRP_OK;
+    if (st == SRP_OK)
+        set_state(p, p->scratch_u, p->scratch_v, sigma);
+    return st;
 }
 
 srp_status srp_power_iter_step(srp_power_iter *p, const float *w, int iters, float *sigma)
@@ -217,9 +220,7 @@ srp_status srp_power_iter_step(srp_power_iter *p, const float *w, int iters, flo
         srp_power_iterate(w, p->rows, p->cols, iters, p->u, p->v, p->scratch_u, p->scratch_v, &s);
     if (st != SRP_OK)
         return st;
-    memcpy(p->u, p->scratch_u, p->cols * sizeof(float));
-    memcpy(p->v, p->scratch_v, p->rows * sizeof(float));
-    p->sigma = s;
+    set_state(p, p->scratch_u, p->scratch_v, s);
     if (sigma)
         *sigma = s;
     return SRP_OK;
@@ -248,8 +249,6 @@ srp_status srp_power_iter_set_state(srp_power_iter *p, const float *u, const flo
         return SRP_FAIL_NULL(p, u, v);
     if (!srp_all_finite(u, p->cols) || !srp_all_finite(v, p->rows) || !isfinite(sigma))
         return SRP_ERR_NUMERIC;
-    memcpy(p->u, u, p->cols * sizeof(float));
-    memcpy(p->v, v, p->rows * sizeof(float));
-    p->sigma = sigma;
+    set_state(p, u, v, sigma);
     return SRP_OK;
 }

@@ -115,8 +115,12 @@ void srp_clear_last_error(void)
     last_error.text[0] = '\0';
 }
 
-srp_status srp_order_refusal(const char *call, srp_call_order pending)
+srp_status srp_order_backward(srp_call_order *o, const char *call)
 {
+    const srp_call_order pending = *o;
+    if (pending == SRP_PENDING_TRAIN || pending == SRP_PENDING_EVAL)
+        return SRP_OK;
+    *o = SRP_PENDING_NONE;
     return srp_fail(SRP_ERR_ORDER, "%s: %s", call,
                     pending == SRP_PENDING_AMBIGUOUS
                         ? "two training forwards, or an eval forward after the training "

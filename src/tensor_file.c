@@ -85,14 +85,14 @@ static int by_pointed_name(const void *pa, const void *pb)
     return strcmp(**(const char *const *const *)pa, **(const char *const *const *)pb);
 }
 
-int srp_find_duplicate_name(const void *items, size_t count, size_t stride, size_t *first,
+srp_status srp_unique_names(const void *items, size_t count, size_t stride, size_t *first,
                             size_t *second)
 {
     if (count < 2)
-        return 0;
+        return SRP_OK;
     const char *const **names = malloc(sizeof(*names) * count);
     if (!names)
-        return -1;
+        return SRP_ERR_NOMEM;
     const unsigned char *base = items;
     for (size_t i = 0; i < count; i++)
         names[i] = (const char *const *)(const void *)(base + i * stride);
@@ -108,7 +108,7 @@ int srp_find_duplicate_name(const void *items, size_t count, size_t stride, size
         }
     }
     free(names);
-    return found;
+    return found ? SRP_ERR_INVALID_ARG : SRP_OK;
 }
 
 srp_status srp_tensor_refs_check(const srp_tensor_ref *refs, size_t count, const char *call)
@@ -145,13 +145,11 @@ srp_status srp_tensor_refs_check(const srp_tensor_ref *refs, size_t count, const
         }
     }
     size_t a = 0, b = 0;
-    const int dup = srp_find_duplicate_name(refs, count, sizeof(*refs), &a, &b);
-    if (dup < 0)
-        return SRP_ERR_NOMEM;
-    if (dup)
-        return srp_fail(SRP_ERR_INVALID_ARG, "%s: the list names %s twice (refs[%zu] and refs[%zu])",
-                        call, refs[a].name, a, b);
-    return SRP_OK;
+    const srp_status st = srp_unique_names(refs, count, sizeof(*refs), &a, &b);
+    if (st != SRP_ERR_INVALID_ARG)
+        return st;
+    return srp_fail(st, "%s: the list names %s twice (refs[%zu] and refs[%zu])", call, refs[a].name,
+                    a, b);
 }
 
 /* ---- little-endian fields ---- */

@@ -36,6 +36,7 @@ struct srp_weight_average {
     float *saved;       /* [total]: the live parameters during a swap */
     float *saved_state; /* the linears' live u, v, sigma during a swap */
     float *new_state;   /* their u, v, sigma for the averaged weights */
+    size_t state_floats; /* of saved_state, and of new_state */
     int swapped;
 };
 
@@ -45,6 +46,20 @@ srp_weight_average_config srp_weight_average_config_default(void)
     memset(&c, 0, sizeof(c));
     c.decay = 0.999f;
     return c;
+}
+
+/* The arrays, in the block of the average (srp_arena_new). average starts
+ * at zero: never read before the first update, which copies, zeros keep a
+ * state save before it deterministic. */
+static void layout(void *obj, srp_arena *b)
+{
+    srp_weight_average *a = obj;
+    a->entries = srp_arena_take(b, a->count, sizeof(*a->entries));
+    a->offsets = srp_arena_take(b, a->count, sizeof(*a->offsets));
+    a->linears = srp_arena_take(b, a->nlinears, sizeof(*a->linears));
+    a->weights = srp_arena_take(b, a->nlinears, sizeof(*a->weights));
+    SRP_ARENA_FLOATS(b, a->total, &a->average, &a->saved);
+    SRP_ARENA_FLOATS(b, a->state_floats, &a->saved_state, &a->new_state);
 }
 
 srp_status srp_weight_average_create(srp_weight_average **out, srp_param_list *params,
@@ -78,26 +93,11 @@ srp_status srp_weight_average_create(srp_weight_average **out, srp_param_list *p
                             i);
         state += srp_linear_in_features(linears[i]) + srp_linear_out_features(linears[i]) + 1;
     }
-    srp_weight_average *a = calloc(1, sizeof(*a));
+    srp_weight_average *a =
+        SRP_ARENA_NEW(srp_weight_average, layout, .decay = cfg->decay, .count = count,
+                      .total = total, .nlinears = nlinears, .state_floats = state);
     if (!a)
         return SRP_ERR_NOMEM;
-    a->decay = cfg->decay;
-    a->count = count;
-    a->total = total;
-    a->nlinears = nlinears;
-    a->entries = malloc(count * sizeof(*a->entries));
-    a->offsets = malloc(count * sizeof(*a->offsets));
-    a->linears = malloc((nlinears ? nlinears : 1) * sizeof(*a->linears));
-    a->weights = malloc((nlinears ? nlinears : 1) * sizeof(*a->weights));
-    a->average = malloc(total * sizeof(float));
-    a->saved = malloc(total * sizeof(float));
-    a->saved_state = malloc((state ? state : 1) * sizeof(float));
-    a->new_state = malloc((state ? state : 1) * sizeof(float));
-    if (!a->entries || !a->offsets || !a->linears || !a->weights || !a->average || !a->saved ||
-        !a->saved_state || !a->new_state) {
-        srp_weight_average_destroy(a);
-        return SRP_ERR_NOMEM;
-    }
     for (size_t i = 0, off = 0; i < count; i++) {
         a->entries[i] = (entry){p[i].data, p[i].size};
         a->offsets[i] = off;
@@ -115,27 +115,11 @@ srp_status srp_weight_average_create(srp_weight_average **out, srp_param_list *p
                 break;
             }
     }
-    /* Never read before the first update, which copies; zeros keep a
-     * state save before it deterministic. */
-    memset(a->average, 0, total * sizeof(float));
     *out = a;
     return SRP_OK;
 }
 
-void srp_weight_average_destroy(srp_weight_average *a)
-{
-    if (!a)
-        return;
-    free(a->entries);
-    free(a->offsets);
-    free(a->linears);
-    free(a->weights);
-    free(a->average);
-    free(a->saved);
-    free(a->saved_state);
-    free(a->new_state);
-    free(a);
-}
+void srp_weight_average_destroy(srp_weight_average *a) { free(a); }
 
 srp_status srp_weight_average_update(srp_weight_average *a)
 {

@@ -12,27 +12,11 @@
  * arithmetic. Each product runs instead as one batched GEMM over the whole
  * [B][H] grid, reading q, k, v and writing dq, dk, dv in place in the
  * [B][T][3D] layout through strides (srp_bgemm: one oneDNN matmul primitive,
- * or a loop of single-threaded GEMMs side by side). oneDNN runs these
- * strided views through its general gemm kernel; copies of q, k, v split by
- * head (k and v also transposed) let it take its batched brgemm kernel, 1.5-2x
- * faster alone, but in a step the copies cost what the products gained (at
- * 50 tokens, 2 threads: products 35 -> 31-35 ms, copies +14 ms), and running
- * the core in cache-sized slices of the batch was no faster either. Nor was
- * libxsmm (Debian's 1.17): its JIT kernels one pair at a time, the softmax
- * between them while the pair is in cache, took 12.1 ms per layer against
- * 11.9 at 50 tokens and 1.9 against 1.7 at 17 (1 thread, forward and
- * backward); it generates no A B^T kernel, and the per-pair transposes of
- * K and V, first to touch them, cost what its products saved. At 17 tokens
- * the loop of OpenBLAS calls is not what costs either: products written out
- * in C (4x32 register blocks, FMAs, B^T for the Q K^T products, each pair's
- * products and softmax in one task, the next pair's rows prefetched) ran
- * the core in 1.28-1.39 ms per layer against 1.25-1.31 (bench_attention,
- * 2 threads, 3 rounds in turns). Alone, on rows already in cache, those
- * products took half the core's time (1.3 of 2.5 ms, 1 thread): the rest
- * is the softmax of 17-wide rows and the wait for the strided q, k, v. The
- * plans are built on the first forward at each (batch, tokens) shape and
- * kept. Between the products, the softmax with its entropy (and its
- * backward) runs over the rows of all pairs, one pair per task.
+ * or a loop of single-threaded GEMMs side by side); what else was tried is
+ * in docs/PERFORMANCE.md, "Tried and not kept". The plans are built on the
+ * first forward at each (batch, tokens) shape and kept. Between the
+ * products, the softmax with its entropy (and its backward) runs over the
+ * rows of all pairs, one pair per task.
  *
  * Causal attention computes the full S and masks in the softmax: row i
  * keeps keys 0..i, the rest become 0, so the products after it see zeros.

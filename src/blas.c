@@ -189,12 +189,8 @@ srp_status srp_bgemm_create(srp_bgemm **out, const srp_bgemm_desc *d)
     g->d = *d;
 #ifdef SRP_HAVE_ONEDNN
     /* Below this size per matrix (17x17x32, the ViT-lite's 7x7 patches) the
-     * loop of OpenBLAS calls beat oneDNN's batched matmul: 9.5 against 11
-     * ms per training step (6 layers, 2 threads); at 50x50x32 oneDNN wins,
-     * 31 against 39 ms (AMD EPYC, OpenBLAS on its Haswell kernels). On an
-     * Intel Xeon, with OpenBLAS's SkylakeX small-matrix kernels, the two
-     * tie at 50 tokens: 6.3-6.6 ms per layer either way (bench_attention,
-     * 2 threads, the threshold raised past it, 2 rounds in turns). */
+     * loop of OpenBLAS calls beat oneDNN's batched matmul; above it oneDNN
+     * wins or ties (the measurements: docs/PERFORMANCE.md). */
     if (d->m * d->n * d->k >= BGEMM_ONEDNN_MIN_MNK)
         bgemm_build_onednn(g);
 #endif

@@ -11,10 +11,8 @@
  * turn: the layouts oneDNN prefers, channels last, the caller's NCHW, and
  * keeps the first where none of the three passes falls back to oneDNN's
  * reference kernel (some hundred times slower: with one input channel, the
- * backward on the preferred layouts does). Measured on the ViT-lite stem's
- * four layers (AMD EPYC, AVX2, one thread, CPU time, forward and both
- * backward passes): preferred layouts 68 ms for the last three layers,
- * channels last 76 ms, NCHW itself (oneDNN's GEMM-based kernel) 84 ms.
+ * backward on the preferred layouts does). The order is measured
+ * (docs/PERFORMANCE.md): preferred layouts, then channels last, then NCHW.
  *
  * Everything a pass needs is made at create, a scratchpad included, so that
  * running one allocates nothing in this library. */

@@ -10,15 +10,8 @@
  *     dgamma += s / sigma          db += sum_n G
  * G^T x goes to a layer-owned scratch so that s, and a finiteness check of
  * the whole gradient, come from one pass over it before anything is added.
- * The math and the official-code semantics are in linear.h.
- *
- * Speed, measured and not kept: oneDNN's matmul primitive (its brgemm
- * kernel, with W_hat formed first and the bias fused) in place of
- * dnnl_sgemm ran these shapes 20% faster alone on warm operands and no
- * faster in a training step (188-192 ms either way, bench_train, 2
- * threads); the backward's two GEMMs side by side, one thread each, gained
- * 2% of the trainer's step at 2 threads and nothing at the benchmark
- * configuration. */
+ * The math and the official-code semantics are in linear.h; what was tried
+ * for speed and not kept, in docs/PERFORMANCE.md. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -447,9 +440,9 @@ srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const floa
                   l->in);
     if (l->xtg) {
         /* The same product, transposed, when out > in: oneDNN splits an
-         * [in][out] result better over 2 threads (fc1's 128 -> 256 at n 6400:
-         * 359 GFLOP/s against 269, measured); then one transposing pass
-         * over the small result. xtg = x^T dy: [in][out] = [in][n] x [n][out] */
+         * [in][out] result better over 2 threads (docs/PERFORMANCE.md); then
+         * one transposing pass over the small result.
+         * xtg = x^T dy: [in][out] = [in][n] x [n][out] */
         srp_sgemm(1, 0, l->in, l->out, n, 1.0f, x, l->in, dy, lddy, 0.0f, l->xtg, l->out);
         transpose(l->xtg, l->in, l->out, l->gtx);
     } else {

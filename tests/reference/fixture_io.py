@@ -55,8 +55,8 @@ def record_initial_state(put, prefix, layer):
     put(prefix + "w0", layer.weight)
     if layer.bias is not None:
         put(prefix + "b0", layer.bias)
-    put(prefix + "u0", layer.u)
-    put(prefix + "gamma0", layer.gamma)
+    put(prefix + "u0", layer.spectral_normed_weight.u)
+    put(prefix + "gamma0", layer.sigma)
 
 
 def sgd_step(parameters, lr):
@@ -79,10 +79,10 @@ def record_layer_steps(put, tag, layer, steps, lr, x_shape, y_shape):
         if layer.bias is not None:
             put(p + "db", layer.bias.grad)
         if not layer.stats_only:
-            put(p + "dgamma", layer.gamma.grad)
-        put(p + "u", layer.u)
+            put(p + "dgamma", layer.sigma.grad)
+        put(p + "u", layer.spectral_normed_weight.u)
         put(p + "sigma", layer.last_sigma)
-        sgd_step((layer.weight, layer.bias, layer.gamma), lr)
+        sgd_step((layer.weight, layer.bias, layer.sigma), lr)
 
 
 def record_eval(put, tag, layer, x_shape):

@@ -42,7 +42,7 @@ def case(tag, B, T, D, H, causal, steps=2, lr=0.05):
         for name, lin in (("qkv", m.qkv), ("proj", m.proj)):
             put(p + name + "/dw", lin.weight.grad)
             put(p + name + "/db", lin.bias.grad)
-            put(p + name + "/dgamma", lin.gamma.grad)
+            put(p + name + "/dgamma", lin.sigma.grad)
             put(p + name + "/sigma", lin.last_sigma)
         sgd_step(m.parameters(), lr)
 

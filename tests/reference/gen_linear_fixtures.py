@@ -23,10 +23,10 @@ def case(tag, n, in_f, out_f, bias, stats_only, steps=3, lr=0.05):
     layer = SNLinear(weight, b, stats_only)
     put(f"{tag}/config", torch.tensor([n, in_f, out_f, int(bias), int(stats_only), steps]))
     record_initial_state(put, f"{tag}/", layer)
-    put(f"{tag}/sigma0", layer.spectral_norm)
+    put(f"{tag}/sigma0", layer.spectral_normed_weight.spectral_norm)
     record_layer_steps(put, tag, layer, steps, lr, (n, in_f), (n, out_f))
     record_eval(put, tag, layer, (n, in_f))
-    put(f"{tag}/eval/u", layer.u)  # unchanged by the eval forward
+    put(f"{tag}/eval/u", layer.spectral_normed_weight.u)  # unchanged by the eval forward
 
 
 case("small", n=4, in_f=8, out_f=5, bias=True, stats_only=False)

@@ -1,8 +1,11 @@
 """The official sigmaReparam semantics in PyTorch: the one reference that the
-fixture generators (gen_*_fixtures.py) and the PyTorch benchmark
+fixture generators (gen_*_fixtures.py), the interop check
+(experiments/torch_check.py) and the PyTorch benchmark
 (bench/torch_train_step.py) share, so that a fix lands in one place.
 
-SNLinear re-implements SNLinear of apple/ml-sigma-reparam (vision/layers.py):
+SNLinear re-implements SNLinear of apple/ml-sigma-reparam (vision/layers.py),
+under its state_dict names (so that experiments/torch_check.py loads our
+safetensors files into these very modules):
   - u (length in_features) and sigma0 from torch.linalg.svd(W): u = Vh[0];
   - the learned scalar (the official code calls it `sigma`, we call it gamma)
     starts at sigma0;
@@ -16,8 +19,9 @@ Attention is timm's with two SNLinears (vision/vit.py converts a timm ViT):
 qkv = x W_qkv^T + b reshaped [B, T, 3, H, dh] (the qkv row is [q | k | v],
 head h in columns h*dh..), S = q k^T dh^-0.5, A = softmax(S) (optionally
 causal), O = A v, y = proj(concat_h O). ViTLite is the model of
-examples/vit_lite (patch embedding, class token, positions, blocks of
-attention and GELU MLP, no LayerNorm, head on the class token).
+examples/vit_lite with --stem 0 --qkv-sigma fused (patch embedding, class
+token, positions, blocks of attention and GELU MLP, no LayerNorm, head on
+the class token), under timm's names.
 
 Needs Debian's python3-torch; run the scripts with /usr/bin/python3.
 """
@@ -25,20 +29,49 @@ import torch
 import torch.nn.functional as F
 
 
+class SpectralNormedWeight(torch.nn.Module):
+    """The official module of this name: it holds the layer's W (the same
+    Parameter as the layer's own weight, so state_dict lists it twice), u,
+    and spectral_norm, sigma of the last training forward; u and sigma0 come
+    from torch.linalg.svd(W), u = Vh[0]."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = weight
+        with torch.no_grad():
+            _, s, vh = torch.linalg.svd(weight, full_matrices=False)
+        self.register_buffer("u", vh[0].clone())
+        self.register_buffer("spectral_norm", s[0].clone().reshape(1))
+
+    def get_sigma(self):
+        """One power step from u (u stored in training mode only); sigma =
+        v^T W u with u and v constants, so that dsigma/dW = v u^T."""
+        with torch.no_grad():
+            v = F.normalize(self.weight.mv(self.u), dim=0)
+            u = F.normalize(self.weight.T.mv(v), dim=0)
+            if self.training:
+                self.u.copy_(u)
+        return torch.einsum("c,cd,d->", v, self.weight, u)
+
+
 class SNLinear(torch.nn.Module):
-    """sigmaReparam linear with the official semantics, from given tensors."""
+    """sigmaReparam linear with the official semantics and state_dict names,
+    from given tensors: weight, bias, sigma (the learned scale, which we
+    call gamma; it starts at sigma0), effective_spectral_norm (a copy of it,
+    refreshed at each forward), spectral_normed_weight.{weight, u,
+    spectral_norm}. last_sigma is the sigma of the last forward, for the
+    fixtures."""
 
     def __init__(self, weight, bias=None, stats_only=False):
         super().__init__()
         self.weight = torch.nn.Parameter(weight.clone())
         self.bias = torch.nn.Parameter(bias.clone()) if bias is not None else None
         self.stats_only = stats_only
-        with torch.no_grad():
-            _, s, vh = torch.linalg.svd(self.weight, full_matrices=False)
-        self.register_buffer("u", vh[0].clone())
-        self.gamma = torch.nn.Parameter(s[0].clone().reshape(1))
-        self.spectral_norm = s[0].clone()  # sigma of the last training forward
-        self.last_sigma = s[0].clone()     # sigma of the last forward
+        self.spectral_normed_weight = SpectralNormedWeight(self.weight)
+        sigma0 = self.spectral_normed_weight.spectral_norm
+        self.sigma = torch.nn.Parameter(sigma0.clone())
+        self.register_buffer("effective_spectral_norm", sigma0.clone())
+        self.last_sigma = sigma0[0].clone()
 
     @classmethod
     def initialized(cls, in_f, out_f, std=0.02):
@@ -47,22 +80,16 @@ class SNLinear(torch.nn.Module):
         torch.nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
         return cls(w, torch.zeros(out_f))
 
-    def get_sigma(self):
-        with torch.no_grad():
-            v = F.normalize(self.weight.mv(self.u), dim=0)
-            u = F.normalize(self.weight.T.mv(v), dim=0)
-            if self.training:
-                self.u.copy_(u)
-        return torch.einsum("c,cd,d->", v, self.weight, u)
-
     def weight_hat(self):
         """The forward's weight: W / sigma * gamma (stats_only: W), sigma
         from this forward's power step."""
-        sigma = self.get_sigma()
-        if self.training:
-            self.spectral_norm = sigma.detach().clone()
+        sigma = self.spectral_normed_weight.get_sigma()
+        with torch.no_grad():
+            if self.training:
+                self.spectral_normed_weight.spectral_norm.copy_(sigma.reshape(1))
+            self.effective_spectral_norm.copy_(self.sigma)
         self.last_sigma = sigma.detach().clone()
-        return self.weight if self.stats_only else self.weight / sigma * self.gamma
+        return self.weight if self.stats_only else self.weight / sigma * self.sigma
 
     def forward(self, x):
         return F.linear(x, self.weight_hat(), self.bias)
@@ -117,33 +144,56 @@ class Attention(torch.nn.Module):
             self.ent_min = ent.amin(dim=(0, 2))
 
 
+class Mlp(torch.nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1, self.fc2 = SNLinear.initialized(dim, hidden), SNLinear.initialized(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
 class Block(torch.nn.Module):
     def __init__(self, dim, heads, mlp):
         super().__init__()
         self.attn = Attention(SNLinear.initialized(dim, 3 * dim),
                               SNLinear.initialized(dim, dim), heads)
-        self.fc1, self.fc2 = SNLinear.initialized(dim, mlp), SNLinear.initialized(mlp, dim)
+        self.mlp = Mlp(dim, mlp)
 
     def forward(self, x):
         x = x + self.attn(x)
-        return x + self.fc2(F.gelu(self.fc1(x)))
+        return x + self.mlp(x)
+
+
+class PatchEmbed(torch.nn.Module):
+    """Row-major p x p patches of a [B, 1, H, W] image, embedded by proj."""
+
+    def __init__(self, patch, dim):
+        super().__init__()
+        self.patch = patch
+        self.proj = SNLinear.initialized(patch * patch, dim)
+
+    def forward(self, img):
+        b, p = img.shape[0], self.patch
+        return self.proj(img.unfold(2, p, p).unfold(3, p, p).reshape(b, -1, p * p))
 
 
 class ViTLite(torch.nn.Module):
+    """timm's ViT layout without LayerNorms, under the official state_dict
+    names (what apple/ml-sigma-reparam's convert_to_sn makes of it)."""
+
     def __init__(self, dim=128, depth=6, heads=4, mlp=256, patch=4, classes=10, image=28):
         super().__init__()
-        self.patch = patch
         tokens = (image // patch) ** 2 + 1
-        self.embed = SNLinear.initialized(patch * patch, dim)
-        self.cls = torch.nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos = torch.nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
+        self.patch_embed = PatchEmbed(patch, dim)
+        self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = torch.nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
         self.blocks = torch.nn.ModuleList(Block(dim, heads, mlp) for _ in range(depth))
         self.head = SNLinear.initialized(dim, classes)
 
     def forward(self, img):
-        B, p = img.shape[0], self.patch
-        x = img.unfold(2, p, p).unfold(3, p, p).reshape(B, -1, p * p)
-        x = torch.cat([self.cls.expand(B, -1, -1), self.embed(x)], 1) + self.pos
+        x = self.patch_embed(img)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1) + self.pos_embed
         for blk in self.blocks:
             x = blk(x)
         return self.head(x[:, 0])

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shows that the regression suite (tests/test_regressions.c) catches the
+# Shows that the regression suite (tests/lib/test_regressions.c) catches the
 # spectral-norm bugs found in public implementations: each broken variant
 # is applied to the source, the suite is built and run and must fail, and
 # the source is restored (also on Ctrl-C or an error).

@@ -8,14 +8,14 @@
  *     that step, as the metrics give it): "step" (the optimizer step,
  *     after the gradient allreduce), "entropy" (reading the attention
  *     entropies after the step) or "eval" (an evaluation at that step).
- *     tests/test_mpi_trainers.c uses it to check that every rank stops
+ *     tests/examples/test_mpi_trainers.c uses it to check that every rank stops
  *     with the reason instead of waiting for the failed one.
  *
  *   EX_TEST_CLOCK=A,B
  *     the char LM's --minutes budget reads a clock that says
  *     A n + B n^2 / 2 seconds after n steps (a step time of A growing by
  *     B a step) instead of the wall clock, so that the schedule's plan is
- *     the same on every machine and at any load (tests/test_char_lm.c). */
+ *     the same on every machine and at any load (tests/examples/test_char_lm.c). */
 #ifndef EX_TEST_HOOKS_H
 #define EX_TEST_HOOKS_H
 

@@ -1,5 +1,5 @@
 """The fixture file format shared by gen_*_fixtures.py and read by
-tests/testutil.c (fixture_load): little-endian, b"SRPFIX01", u32 record
+tests/support/testutil.c (fixture_load): little-endian, b"SRPFIX01", u32 record
 count, then per record u32 name length, the name, u32 float count and the
 float32 values. Also what the generators share: their start, what they
 record of a layer and of a step, and the SGD step between steps."""

@@ -3,7 +3,7 @@
 computes (SNConv2d of sigma_reparam.py, the shared re-implementation of
 apple/ml-sigma-reparam vision/layers.py). Each case runs training steps
 (forward, backward of a given dy, SGD update of W, b, gamma) and one eval
-forward, and records everything the C test (tests/test_conv2d.c) needs.
+forward, and records everything the C test (tests/lib/test_conv2d.c) needs.
 
 Run with Debian's interpreter (python3-torch): /usr/bin/python3 gen_conv2d_fixtures.py
 Format: fixture_io.py.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent implementation of the library's RNG (splitmix64 seeding,
 xoshiro256**), from the published algorithms, to produce the reference
-values hard-coded in tests/test_rng.c. Run: python3 rng_reference.py"""
+values hard-coded in tests/lib/test_rng.c. Run: python3 rng_reference.py"""
 
 M = (1 << 64) - 1
 

@@ -220,7 +220,9 @@ SRP_API srp_status srp_attention_entropy_bound(srp_attention *a, float *bound_pe
 SRP_API srp_status srp_attention_entropy_bound_terms(srp_attention *a, float *bound_per_head,
                                                      float *s_per_head, float *m_norm_per_head,
                                                      float *x_gram_norm);
-/* The bound as a function, for a given s and T (exposed for tests/tools). */
+/* Theorem 3.1's f(s, T) itself, for s = ||M|| ||X X^T|| (as above) and T
+ * keys, before any margin: what the calls above evaluate per head, for a
+ * plot or a bound of your own. s < 0 or NaN: NaN; T < 2 or s = Inf: 0. */
 SRP_API double srp_entropy_lower_bound(double s, size_t tokens);
 
 #ifdef __cplusplus

@@ -10,7 +10,7 @@
  * (pre-LN is timm's ViT and GPT-2; post-LN the original Transformer; none
  * the paper's sigmaReparam without LayerNorm.) The computation is the one
  * the example models make with the separate layers, call for call, so a
- * model moves to the block with the same bits (tests/lib/test_block.c).
+ * model moves to the block with the same bits (the library's tests check it).
  *
  * Regularizers, each off by default and applied in training forwards only:
  *  - attention dropout on A after the softmax (attention.h; the entropies

@@ -94,8 +94,8 @@ SRP_API unsigned srp_version_number(void);
  * stateless functions (nn.h, rng.h on distinct generators, checkpoint and
  * safetensors files with distinct paths) are safe from any thread. The
  * profiler (profile.h) is process-wide: enable it with one thread calling.
- * tests/lib/test_threads.c trains two modules on two threads at once and gets
- * the bits of running them one after the other. */
+ * The library's tests train two modules on two threads at once and get the
+ * bits of running them one after the other. */
 SRP_API void srp_set_num_threads(int n);
 SRP_API int srp_get_num_threads(void);
 

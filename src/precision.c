@@ -8,8 +8,6 @@
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
-static srp_precision g_active = SRP_PRECISION_FP32;
-
 const char *srp_precision_name(srp_precision p)
 {
     switch (p) {
@@ -48,9 +46,7 @@ srp_status srp_set_precision(srp_precision p)
 {
     switch (p) {
     case SRP_PRECISION_FP32:
-    case SRP_PRECISION_AUTO: /* no bf16 path to pick yet */
-        g_active = SRP_PRECISION_FP32;
-        return SRP_OK;
+    case SRP_PRECISION_AUTO: /* no bf16 path to pick yet: fp32 stays */ return SRP_OK;
     case SRP_PRECISION_BF16: return bf16_refusal();
     }
     return srp_fail(SRP_ERR_INVALID_ARG,
@@ -59,4 +55,5 @@ srp_status srp_set_precision(srp_precision p)
                     (int)p);
 }
 
-srp_precision srp_precision_active(void) { return g_active; }
+/* Nothing but fp32 runs until a bf16 path exists. */
+srp_precision srp_precision_active(void) { return SRP_PRECISION_FP32; }

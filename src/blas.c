@@ -11,6 +11,7 @@
  * Everything is row-major here; cblas takes care of the layout. LAPACK is
  * called through its Fortran symbol (OpenBLAS exports it; Debian ships no
  * LAPACKE with it), so the hidden string-length argument is passed too. */
+#define _POSIX_C_SOURCE 200809L /* sysconf */
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -18,6 +19,8 @@
 #include <string.h>
 
 #include <cblas.h>
+#include <omp.h>
+#include <unistd.h>
 #ifdef SRP_HAVE_ONEDNN
 #include <pthread.h>
 
@@ -36,7 +39,18 @@ void dsyev_(const char *jobz, const char *uplo, const blasint *n, double *a, con
 
 int srp_blas_size_ok(size_t n) { return n <= (size_t)INT_MAX; }
 
-void srp_blas_set_num_threads(int n) { openblas_set_num_threads(n); }
+/* Here rather than in threads.c, which only holds the count: OpenMP's
+ * default (that oneDNN's GEMMs take) and OpenBLAS's own count follow it. */
+void srp_set_num_threads(int n)
+{
+    if (n <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (int)cpus : 1;
+    }
+    srp_threads_store(n);
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
 
 int srp_blas_nests_in_openmp(void) { return openblas_get_parallel() == 2; }
 

@@ -82,7 +82,6 @@ void *srp_arena_new(void *proto, size_t size, void (*layout)(void *obj, srp_aren
 
 /* Largest dimension (and leading dimension) OpenBLAS's int can take. */
 int srp_blas_size_ok(size_t n);
-void srp_blas_set_num_threads(int n);
 /* 1 when BLAS may be called from inside our OpenMP parallel regions: the
  * OpenMP build of OpenBLAS then runs it on the calling thread. */
 int srp_blas_nests_in_openmp(void);
@@ -156,6 +155,8 @@ static inline void srp_order_backward_done(srp_call_order *o) { *o = SRP_PENDING
 
 /* Threads for the library's OpenMP loops (threads.c). */
 int srp_threads(void);
+/* Stores the count srp_set_num_threads (blas.c) resolved. */
+void srp_threads_store(int n);
 /* Below this many elements an elementwise loop stays on one thread: waking
  * the second costs more than it saves. */
 #define SRP_PARALLEL_MIN_ELEMS 32768
@@ -249,11 +250,14 @@ int srp_all_finite(const float *x, size_t n);
 /* eps of torch.nn.functional.normalize. */
 #define SRP_NORMALIZE_EPS 1e-12
 
-/* iters >= 1 power steps on W [rows][cols] from (u, v) into (u_out, v_out);
+/* The buffer-level core of srp_power_iter_step (spectral.h), which the
+ * linear runs on its own u, v (it commits them only once its forward
+ * succeeds): iters >= 1 power steps on W [rows][cols] from (u, v) into
+ * (u_out, v_out);
  * u_out/v_out must not alias u/v. If W u or W^T v is exactly zero, the
  * outputs are copies of u and v and sigma is 0. Non-finite: SRP_ERR_NUMERIC. */
-srp_status srp_power_iterate(const float *w, size_t rows, size_t cols, int iters, const float *u,
-                             const float *v, float *u_out, float *v_out, float *sigma);
+srp_status srp_power_steps_into(const float *w, size_t rows, size_t cols, int iters, const float *u,
+                                const float *v, float *u_out, float *v_out, float *sigma);
 /* Top singular triplet of W by a double SVD; u (cols) and v (rows) may both
  * be NULL for the value only. Allocates: set-up time only. */
 srp_status srp_svd_top(const float *w, size_t rows, size_t cols, float *u, float *v, float *sigma);

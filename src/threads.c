@@ -1,11 +1,7 @@
-/* One thread count for the library's OpenMP loops, oneDNN and OpenBLAS.
- *
- * Loops pass it explicitly (num_threads clause) because omp_set_num_threads
- * only sets the calling thread's default; oneDNN's GEMMs take that default,
- * OpenBLAS keeps its own. */
-#define _POSIX_C_SOURCE 200809L
-#include <unistd.h>
-
+/* The library's thread count, and only that: srp_set_num_threads (blas.c,
+ * the one door to OpenBLAS) stores it here and hands it to OpenMP and
+ * OpenBLAS. Loops pass it explicitly (num_threads clause) because
+ * omp_set_num_threads only sets the calling thread's default. */
 #include <omp.h>
 
 #include "internal.h"
@@ -17,16 +13,7 @@
  * do so at once. */
 static _Atomic int g_threads;
 
-void srp_set_num_threads(int n)
-{
-    if (n <= 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus > 0 ? (int)cpus : 1;
-    }
-    g_threads = n;
-    omp_set_num_threads(n);
-    srp_blas_set_num_threads(n);
-}
+void srp_threads_store(int n) { g_threads = n; }
 
 int srp_get_num_threads(void) { return srp_threads(); }
 

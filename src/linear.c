@@ -253,8 +253,8 @@ srp_status srp_linear_forward_prepare(srp_linear *l, int training)
     if (l->mode != SRP_REPARAM_NONE) {
         const int iters = training ? l->power_iters : 1;
         const uint64_t t0 = srp_profile_begin();
-        srp_status st =
-            srp_power_iterate(l->w, l->out, l->in, iters, l->u, l->v, l->cand_u, l->cand_v, &sigma);
+        srp_status st = srp_power_steps_into(l->w, l->out, l->in, iters, l->u, l->v, l->cand_u,
+                                             l->cand_v, &sigma);
         srp_profile_end(SRP_PROF_POWER_ITER, t0);
         if (st != SRP_OK)
             return st;

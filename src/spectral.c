@@ -27,9 +27,12 @@ static srp_status power_sizes_check(size_t rows, size_t cols, const char *call)
 {
     if (rows == 0 || cols == 0)
         return srp_fail(SRP_ERR_INVALID_ARG, "%s: %s is 0", call, rows == 0 ? "rows" : "cols");
-    if (!srp_blas_size_ok(rows) || !srp_blas_size_ok(cols) || rows > SIZE_MAX / sizeof(double) / cols)
-        return srp_fail(SRP_ERR_INVALID_ARG, "%s: rows %zu x cols %zu is too large (past BLAS's "
-                        "int, or the bytes past SIZE_MAX)", call, rows, cols);
+    if (!srp_blas_size_ok(rows) || !srp_blas_size_ok(cols) ||
+        rows > SIZE_MAX / sizeof(double) / cols)
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "%s: rows %zu x cols %zu is too large (past BLAS's "
+                        "int, or the bytes past SIZE_MAX)",
+                        call, rows, cols);
     return SRP_OK;
 }
 
@@ -76,15 +79,18 @@ static int power_step(const float *w, size_t rows, size_t cols, const float *u_i
     return r;
 }
 
-srp_status srp_power_iterate(const float *w, size_t rows, size_t cols, int iters, const float *u,
-                             const float *v, float *u_out, float *v_out, float *sigma)
+srp_status srp_power_steps_into(const float *w, size_t rows, size_t cols, int iters, const float *u,
+                                const float *v, float *u_out, float *v_out, float *sigma)
 {
     const float *u_cur = u;
     double s = 0.0;
     for (int it = 0; it < iters; it++) {
         const int r = power_step(w, rows, cols, u_cur, v_out, u_out, &s);
         if (r == STEP_NONFINITE)
-            return SRP_ERR_NUMERIC;
+            return srp_fail(SRP_ERR_NUMERIC,
+                            "power iteration on W [%zu][%zu]: W u or W^T v is "
+                            "not finite (NaN/Inf in W, or an overflow)",
+                            rows, cols);
         if (r == STEP_ZERO) {
             memcpy(u_out, u, cols * sizeof(float));
             memcpy(v_out, v, rows * sizeof(float));
@@ -94,7 +100,10 @@ srp_status srp_power_iterate(const float *w, size_t rows, size_t cols, int iters
         u_cur = u_out;
     }
     if (!isfinite((float)s))
-        return SRP_ERR_NUMERIC;
+        return srp_fail(SRP_ERR_NUMERIC,
+                        "power iteration on W [%zu][%zu]: sigma %g overflows "
+                        "a float",
+                        rows, cols, s);
     *sigma = (float)s;
     return SRP_OK;
 }
@@ -102,7 +111,7 @@ srp_status srp_power_iterate(const float *w, size_t rows, size_t cols, int iters
 srp_status srp_svd_top(const float *w, size_t rows, size_t cols, float *u, float *v, float *sigma)
 {
     if (!srp_all_finite(w, rows * cols))
-        return SRP_ERR_NUMERIC;
+        return srp_fail(SRP_ERR_NUMERIC, "SVD of W [%zu][%zu]: W holds NaN or Inf", rows, cols);
     const size_t k = rows < cols ? rows : cols;
     double *a = malloc(sizeof(double) * rows * cols);
     double *s = malloc(sizeof(double) * k);
@@ -124,7 +133,10 @@ srp_status srp_svd_top(const float *w, size_t rows, size_t cols, float *u, float
         goto done;
     }
     if (info != 0 || !isfinite(s[0])) {
-        st = SRP_ERR_NUMERIC;
+        st = srp_fail(SRP_ERR_NUMERIC,
+                      "SVD of W [%zu][%zu]: LAPACK dgesdd returned info %d, "
+                      "sigma %g",
+                      rows, cols, info, s[0]);
         goto done;
     }
     *sigma = (float)s[0];
@@ -216,8 +228,8 @@ srp_status srp_power_iter_step(srp_power_iter *p, const float *w, int iters, flo
     if (iters < 1)
         return srp_fail(SRP_ERR_INVALID_ARG, "srp_power_iter_step: iters %d < 1", iters);
     float s;
-    srp_status st =
-        srp_power_iterate(w, p->rows, p->cols, iters, p->u, p->v, p->scratch_u, p->scratch_v, &s);
+    srp_status st = srp_power_steps_into(w, p->rows, p->cols, iters, p->u, p->v, p->scratch_u,
+                                         p->scratch_v, &s);
     if (st != SRP_OK)
         return st;
     set_state(p, p->scratch_u, p->scratch_v, s);
@@ -233,8 +245,8 @@ srp_status srp_power_iter_estimate(const srp_power_iter *p, const float *w, floa
     /* The scratch vectors are workspace, not state: writing them through a
      * const handle is why this call is not thread-safe per object. */
     srp_power_iter *mut = (srp_power_iter *)p;
-    return srp_power_iterate(w, p->rows, p->cols, 1, p->u, p->v, mut->scratch_u, mut->scratch_v,
-                             sigma);
+    return srp_power_steps_into(w, p->rows, p->cols, 1, p->u, p->v, mut->scratch_u, mut->scratch_v,
+                                sigma);
 }
 
 const float *srp_power_iter_u(const srp_power_iter *p) { return p ? p->u : NULL; }
@@ -248,7 +260,10 @@ srp_status srp_power_iter_set_state(srp_power_iter *p, const float *u, const flo
     if (!p || !u || !v)
         return SRP_FAIL_NULL(p, u, v);
     if (!srp_all_finite(u, p->cols) || !srp_all_finite(v, p->rows) || !isfinite(sigma))
-        return SRP_ERR_NUMERIC;
+        return srp_fail(SRP_ERR_NUMERIC, "srp_power_iter_set_state: %s is not finite",
+                        !srp_all_finite(u, p->cols)   ? "u"
+                        : !srp_all_finite(v, p->rows) ? "v"
+                                                      : "sigma");
     set_state(p, u, v, sigma);
     return SRP_OK;
 }

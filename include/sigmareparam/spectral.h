@@ -24,19 +24,30 @@ extern "C" {
  * so the iteration can recover once W is non-zero again; sigma is 0.
  * ====================================================================== */
 
-/* Largest singular value of W by a LAPACK SVD done in double. */
+/* Errors, as for every call of the library (core.h): a NULL pointer
+ * argument, rows or cols 0, or so large that a BLAS int or SIZE_MAX bytes
+ * cannot hold them: SRP_ERR_INVALID_ARG; NaN/Inf in W, u or
+ * v, or a result that is not finite: SRP_ERR_NUMERIC; no memory:
+ * SRP_ERR_NOMEM. srp_last_error_detail() says which argument, and the
+ * object is unchanged on every error. */
+
+/* Largest singular value of W by a LAPACK SVD done in double. Allocates
+ * (its workspace). A LAPACK failure to converge: SRP_ERR_NUMERIC. */
 SRP_API srp_status srp_spectral_norm_exact(const float *w, size_t rows, size_t cols, float *sigma);
 
 typedef struct srp_power_iter srp_power_iter;
 
-/* u and v start as seeded random unit vectors; sigma starts at 0. */
+/* u and v start as seeded random unit vectors; sigma starts at 0. W is
+ * then [rows][cols]. */
 SRP_API srp_status srp_power_iter_create(srp_power_iter **out, size_t rows, size_t cols,
                                          uint64_t seed);
 SRP_API void srp_power_iter_destroy(srp_power_iter *p);
-/* u, v, sigma from an exact SVD of W (in double). */
+/* u, v, sigma from an exact SVD of W (in double). Allocates, as
+ * srp_spectral_norm_exact. */
 SRP_API srp_status srp_power_iter_init_svd(srp_power_iter *p, const float *w);
-/* iters >= 1 power steps on W; updates u, v, sigma; *sigma may be NULL.
- * NaN/Inf in W (or a non-finite result): SRP_ERR_NUMERIC, state untouched. */
+/* iters >= 1 power steps on W; updates u, v, sigma; sigma may be NULL.
+ * iters < 1: SRP_ERR_INVALID_ARG. NaN/Inf in W (or a non-finite result):
+ * SRP_ERR_NUMERIC, state untouched. Allocates nothing. */
 SRP_API srp_status srp_power_iter_step(srp_power_iter *p, const float *w, int iters, float *sigma);
 /* One step from the stored u into internal scratch; returns its sigma and
  * leaves u, v, sigma untouched (bit-identical when repeated). Not safe to

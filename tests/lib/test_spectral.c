@@ -258,11 +258,16 @@ static void test_non_finite_is_rejected_and_state_kept(void **state)
             memcpy(w, m.w, sizeof(w));
             w[pos] = bad_values[b];
             float sigma = 123.0f;
+            /* Each failure says what was not finite, and in which W. */
             assert_status(srp_power_iter_step(p, w, 1, &sigma), SRP_ERR_NUMERIC);
+            assert_non_null(strstr(srp_last_error_detail(), "W [8][5]"));
             assert_status(srp_power_iter_step(p, w, 4, &sigma), SRP_ERR_NUMERIC);
             assert_status(srp_power_iter_estimate(p, w, &sigma), SRP_ERR_NUMERIC);
+            assert_non_null(strstr(srp_last_error_detail(), "not finite"));
             assert_status(srp_power_iter_init_svd(p, w), SRP_ERR_NUMERIC);
+            assert_non_null(strstr(srp_last_error_detail(), "NaN or Inf"));
             assert_status(srp_spectral_norm_exact(w, 8, 5, &sigma), SRP_ERR_NUMERIC);
+            assert_non_null(strstr(srp_last_error_detail(), "SVD of W [8][5]"));
             assert_true(sigma == 123.0f);
             assert_memory_equal(u0, srp_power_iter_u(p), sizeof(u0));
             assert_memory_equal(v0, srp_power_iter_v(p), sizeof(v0));
@@ -297,7 +302,11 @@ static void test_invalid_arguments(void **state)
     assert_status(srp_power_iter_set_state(p, NULL, w, 1.0f), SRP_ERR_INVALID_ARG);
     float bad[2] = {NAN, 0.0f};
     assert_status(srp_power_iter_set_state(p, bad, w, 1.0f), SRP_ERR_NUMERIC);
+    assert_string_equal(srp_last_error_detail(), "srp_power_iter_set_state: u is not finite");
+    assert_status(srp_power_iter_set_state(p, w, bad, 1.0f), SRP_ERR_NUMERIC);
+    assert_string_equal(srp_last_error_detail(), "srp_power_iter_set_state: v is not finite");
     assert_status(srp_power_iter_set_state(p, w, w, INFINITY), SRP_ERR_NUMERIC);
+    assert_string_equal(srp_last_error_detail(), "srp_power_iter_set_state: sigma is not finite");
     assert_null(srp_power_iter_u(NULL));
     assert_null(srp_power_iter_v(NULL));
     srp_power_iter_destroy(p);

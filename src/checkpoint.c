@@ -36,7 +36,7 @@
 #define META_FIXED 8   /* metadata entry without its key and value */
 #define TRAILER_SIZE 4
 #define DATA_ALIGN 64
-#define MAX_KEY SRP_CHECKPOINT_MAX_NAME
+#define MAX_KEY SRP_TENSOR_MAX_NAME
 
 static const unsigned char MAGIC[8] = {'S', 'R', 'P', 'C', 'K', 'P', 'T', 0};
 
@@ -106,7 +106,7 @@ static void write_checkpoint(srp_file_writer *w, const void *ctx)
     uint64_t at = p->data_start;
     for (size_t i = 0; i < p->count; i++) {
         const srp_tensor_ref *r = &refs[i];
-        uint64_t shape[SRP_CHECKPOINT_MAX_NDIM];
+        uint64_t shape[SRP_TENSOR_MAX_NDIM];
         int ok = 1;
         srp_ref_shape(r, shape);
         const uint64_t bytes = srp_ref_bytes(r, &ok);
@@ -116,7 +116,7 @@ static void write_checkpoint(srp_file_writer *w, const void *ctx)
         srp_put_u32_le(e, (uint32_t)len);
         srp_put_u32_le(e + 4, (uint32_t)r->dtype);
         srp_put_u32_le(e + 8, (uint32_t)r->ndim);
-        for (size_t k = 0; k < SRP_CHECKPOINT_MAX_NDIM; k++)
+        for (size_t k = 0; k < SRP_TENSOR_MAX_NDIM; k++)
             srp_put_u64_le(e + 16 + 8 * k, shape[k]);
         srp_put_u64_le(e + 48, at);
         srp_put_u64_le(e + 56, bytes);
@@ -223,17 +223,17 @@ static srp_status parse_entry(const parser *ps, uint64_t i, uint64_t *pos, uint6
     const unsigned char *p = ps->buf + at;
     const uint32_t len = srp_get_u32_le(p), dtype = srp_get_u32_le(p + 4);
     const uint32_t ndim = srp_get_u32_le(p + 8), reserved = srp_get_u32_le(p + 12);
-    if (len == 0 || len > SRP_CHECKPOINT_MAX_NAME)
-        return entry_fail(ps, "table", i, at, "name_len %u is not in 1..%d", len, SRP_CHECKPOINT_MAX_NAME);
+    if (len == 0 || len > SRP_TENSOR_MAX_NAME)
+        return entry_fail(ps, "table", i, at, "name_len %u is not in 1..%d", len, SRP_TENSOR_MAX_NAME);
     if (srp_dtype_size((srp_dtype)dtype) == 0)
         return entry_fail(ps, "table", i, at, "dtype %u is unknown", dtype);
-    if (ndim > SRP_CHECKPOINT_MAX_NDIM)
-        return entry_fail(ps, "table", i, at, "ndim %u > %d", ndim, SRP_CHECKPOINT_MAX_NDIM);
+    if (ndim > SRP_TENSOR_MAX_NDIM)
+        return entry_fail(ps, "table", i, at, "ndim %u > %d", ndim, SRP_TENSOR_MAX_NDIM);
     if (reserved != 0)
         return entry_fail(ps, "table", i, at, "the reserved field is %u, not 0", reserved);
     t->dtype = (srp_dtype)dtype;
     t->ndim = ndim;
-    for (uint32_t k = 0; k < SRP_CHECKPOINT_MAX_NDIM; k++) {
+    for (uint32_t k = 0; k < SRP_TENSOR_MAX_NDIM; k++) {
         t->shape[k] = srp_get_u64_le(p + 16 + 8 * k);
         if (k >= ndim && t->shape[k] != 0)
             return entry_fail(ps, "table", i, at, "shape[%u] is %llu past ndim %u", k,

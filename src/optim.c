@@ -20,7 +20,7 @@
 #include "internal.h"
 
 /* Longest parameter name: leaves room for "optim." and ".momentum_buffer". */
-#define MAX_PARAM_NAME (SRP_CHECKPOINT_MAX_NAME - 32)
+#define MAX_PARAM_NAME (SRP_TENSOR_MAX_NAME - 32)
 
 struct srp_optim {
     srp_optim_config cfg;

@@ -57,10 +57,9 @@ extern "C" {
  * version 2, one without writes version 1 (readable by older builds); both
  * are read. */
 #define SRP_CHECKPOINT_FORMAT_VERSION 2
-/* Longest tensor name, and metadata key, in bytes (no NUL inside); most
- * dimensions. */
-#define SRP_CHECKPOINT_MAX_NAME SRP_TENSOR_MAX_NAME
-#define SRP_CHECKPOINT_MAX_NDIM SRP_TENSOR_MAX_NDIM
+/* A tensor name, and a metadata key, is at most SRP_TENSOR_MAX_NAME bytes
+ * (no NUL inside); a tensor has at most SRP_TENSOR_MAX_NDIM dimensions
+ * (core.h). */
 
 /* Writes refs[0..count) to path, atomically (see above). Errors: NULL,
  * count = 0, a NULL name or data, an empty, too long or duplicate name, an
@@ -73,7 +72,7 @@ extern "C" {
 SRP_API srp_status srp_checkpoint_save(const char *path, const srp_tensor_ref *refs, size_t count);
 
 /* srp_checkpoint_save with metadata: metadata_count (key, value) pairs as
- * metadata[2i], metadata[2i + 1], C strings, keys 1..SRP_CHECKPOINT_MAX_NAME
+ * metadata[2i], metadata[2i + 1], C strings, keys 1..SRP_TENSOR_MAX_NAME
  * bytes and unique, values shorter than 4 GiB. Errors as for save, and for
  * the pairs (NULL array, key or value, a key too long, empty or given
  * twice): SRP_ERR_INVALID_ARG. With metadata_count 0 the file is the one

@@ -108,7 +108,7 @@ SRP_API srp_optim_config srp_optim_config_default(srp_optim_kind kind);
 
 /* Copies the list (and the names); state buffers are zeroed. Errors: NULL,
  * count = 0, an entry with NULL name/data/grad, size 0, a name longer than
- * SRP_CHECKPOINT_MAX_NAME - 32, a duplicate name, lr_mult not finite or
+ * SRP_TENSOR_MAX_NAME - 32, a duplicate name, lr_mult not finite or
  * < 0, a config value out of range: SRP_ERR_INVALID_ARG; a decoupled LARS:
  * SRP_ERR_UNSUPPORTED; no memory: SRP_ERR_NOMEM. */
 SRP_API srp_status srp_optim_create(srp_optim **out, const srp_param *params, size_t count,

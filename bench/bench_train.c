@@ -9,6 +9,7 @@
  * "model glue" is the rest: the example's own loops).
  * bench/torch_train_step.py times the same model in PyTorch;
  * experiments/compare-pytorch.sh runs the two in turns. */
+#define SRP_UNSTABLE_API /* the library's profile (profile.h), for --breakdown */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -35,7 +35,9 @@
 #include "sigmareparam/lists.h"      /* a model's parameter list and state-tensor list */
 #include "sigmareparam/nn.h"         /* LayerNorm, GELU, losses, small helpers */
 #include "sigmareparam/optim.h"      /* parameter lists, SGD, LARS, AdamW, schedules */
-#include "sigmareparam/profile.h"    /* where the time goes */
+#ifdef SRP_UNSTABLE_API
+#include "sigmareparam/profile.h" /* where the time goes; its parts change between versions */
+#endif
 #include "sigmareparam/rng.h"        /* srp_rng: seeded, machine-independent */
 #include "sigmareparam/safetensors.h" /* safetensors files: models to and from PyTorch */
 #include "sigmareparam/spectral.h"   /* exact sigma, srp_power_iter */

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "crc32.h"
+#define SRP_UNSTABLE_API /* the library times its own parts (profile.h) */
 #include "sigmareparam.h"
 
 /* ---- the last error's detail (status.c) ----

@@ -1,5 +1,6 @@
 /* Progress lines (progress.h). */
 #define _POSIX_C_SOURCE 200809L
+#define SRP_UNSTABLE_API /* the library's profile (profile.h), for --profile */
 #include "progress.h"
 
 #include <sigmareparam.h>

@@ -1,5 +1,6 @@
 /* The example trainers' one skeleton (trainer.h). */
 #define _POSIX_C_SOURCE 200809L /* SIGXFSZ */
+#define SRP_UNSTABLE_API        /* the library's profile (profile.h), for --profile */
 #include "trainer.h"
 
 #include <float.h>

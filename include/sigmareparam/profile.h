@@ -5,9 +5,18 @@
  * call reads the monotonic clock twice. The parts are leaves (none contains
  * another), so their times add up; what the caller's own code takes between
  * library calls is the step time minus their sum. The counters are
- * process-wide: profile while one thread drives the library. */
+ * process-wide: profile while one thread drives the library.
+ *
+ * Unstable API: the parts name the library's internal costs, so they are
+ * added, split and renumbered as its code changes, from one version to the
+ * next. It is declared only where SRP_UNSTABLE_API is defined before
+ * <sigmareparam.h> is included (as zstd's ZSTD_STATIC_LINKING_ONLY): a
+ * program that uses it says so, and knows to rebuild with each version. */
 #ifndef SIGMAREPARAM_PROFILE_H
 #define SIGMAREPARAM_PROFILE_H
+#ifndef SRP_UNSTABLE_API
+#error "sigmareparam/profile.h is unstable API: define SRP_UNSTABLE_API before including <sigmareparam.h>"
+#endif
 
 #include <stdint.h>
 

@@ -4,6 +4,8 @@
 #   install-deps.sh test    build + cmocka, g++ (consumer check), gnuplot (plot test)
 #   install-deps.sh train   build + the Fashion-MNIST dataset and gnuplot
 #   install-deps.sh lm      build + the char LM's text (fortunes, jargon-text) and gnuplot
+#   install-deps.sh mt      build + the translation job's catalogs (the packages of the
+#                           manifest in examples/mt/corpus.c) and gnuplot
 #   install-deps.sh compare test + python3-torch/numpy (PyTorch comparison, fixtures)
 #   install-deps.sh interop build + python3-torch/numpy and the Fashion-MNIST dataset (torch_check.py)
 #   install-deps.sh study   build + both jobs' data, gnuplot and python3 (the stability study)
@@ -21,6 +23,10 @@ case "$mode" in
   test) pkgs=("${build_pkgs[@]}" libcmocka-dev g++ gnuplot-nox) ;;
   train) pkgs=("${build_pkgs[@]}" dataset-fashion-mnist gnuplot-nox) ;;
   lm) pkgs=("${build_pkgs[@]}" fortunes jargon-text gnuplot-nox) ;;
+  mt) pkgs=("${build_pkgs[@]}" gnuplot-nox apt bash binutils-common coreutils diffutils dpkg
+            findutils gettext gettext-base git gnupg-l10n grep krb5-locales libapt-pkg6.0
+            libc-l10n libdpkg-perl libglib2.0-data libgnutls30 libpam-runtime login m4 make
+            procps sed shared-mime-info tar wget xkb-data) ;;
   compare) pkgs=("${build_pkgs[@]}" libcmocka-dev g++ gnuplot-nox python3-torch python3-numpy) ;;
   interop) pkgs=("${build_pkgs[@]}" python3-torch python3-numpy dataset-fashion-mnist) ;;
   study) pkgs=("${build_pkgs[@]}" dataset-fashion-mnist fortunes jargon-text gnuplot-nox python3) ;;
@@ -28,7 +34,7 @@ case "$mode" in
   tsan) pkgs=("${build_pkgs[@]}" libcmocka-dev clang libclang-rt-14-dev libomp-dev) ;;
   mpi) pkgs=("${build_pkgs[@]}" libcmocka-dev gnuplot-nox libopenmpi-dev openmpi-bin
              dataset-fashion-mnist fortunes jargon-text) ;;
-  *) echo "usage: $0 build|test|train|lm|compare|interop|study|fuzz|tsan|mpi" >&2; exit 2 ;;
+  *) echo "usage: $0 build|test|train|lm|mt|compare|interop|study|fuzz|tsan|mpi" >&2; exit 2 ;;
 esac
 
 missing=()

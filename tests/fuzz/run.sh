@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/install-deps.sh fuzz
 seconds=${1:-60}
-targets=(idx cifar checkpoint checkpoint_table safetensors text options)
+targets=(idx cifar checkpoint checkpoint_table safetensors text options mo)
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSRP_BUILD_FUZZ=ON \
   -DSRP_BUILD_TESTS=OFF -DSRP_BUILD_BENCH=OFF -DSRP_BUILD_EXAMPLES=OFF -DSRP_GEMM=openblas > /dev/null
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/#/fuzz_}" > build-fuzz/build.log 2>&1 ||

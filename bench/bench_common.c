@@ -16,11 +16,28 @@
 static void usage(const char *prog, const char *extra, FILE *to)
 {
     fprintf(to,
-            "usage: %s [--json] [--repeats N] [--threads N]\n"
+            "usage: %s [--json] [--repeats N] [--threads N] [--precision P]\n"
             "  --json        JSON lines instead of a table\n"
             "  --repeats N   timed repeats per case; the median is reported\n"
-            "  --threads N   run only with N threads (default: 1 and 2)\n%s",
+            "  --threads N   run only with N threads (default: 1 and 2)\n"
+            "  --precision P the GEMM inputs' precision: fp32 (default), bf16, or auto (bf16\n"
+            "                where the CPU does it fast); bf16 where it cannot run: exit 2\n%s",
             prog, extra ? extra : "");
+}
+
+/* --precision NAME: sets it for the library, or exits 2 saying why not. */
+static void set_precision(const char *prog, const char *name, const char *usage_extra)
+{
+    for (int p = SRP_PRECISION_FP32; p <= SRP_PRECISION_AUTO; p++)
+        if (strcmp(name, srp_precision_name((srp_precision)p)) == 0) {
+            if (srp_set_precision((srp_precision)p) == SRP_OK)
+                return;
+            fprintf(stderr, "%s: --precision %s: %s\n", prog, name, srp_last_error_detail());
+            exit(2);
+        }
+    fprintf(stderr, "%s: --precision %s: one of fp32, bf16 and auto\n", prog, name);
+    usage(prog, usage_extra, stderr);
+    exit(2);
 }
 
 bench_options bench_parse_args(int argc, char **argv, const char *usage_extra,
@@ -44,6 +61,8 @@ bench_options bench_parse_args(int argc, char **argv, const char *usage_extra,
             else
                 o.threads = (int)v;
             i++;
+        } else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc) {
+            set_precision(argv[0], argv[++i], usage_extra);
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(argv[0], usage_extra, stdout);
             exit(0);
@@ -206,11 +225,13 @@ void bench_print_setup(const bench_options *o, const char *bench)
 {
     if (o->json)
         printf("{\"bench\":\"%s\",\"setup\":true,\"version\":\"%s\",\"gemm_backend\":\"%s\","
-               "\"openblas_core\":\"%s\"}\n",
-               bench, srp_version_string(), srp_gemm_backend(), srp_openblas_core());
+               "\"openblas_core\":\"%s\",\"precision\":\"%s\"}\n",
+               bench, srp_version_string(), srp_gemm_backend(), srp_openblas_core(),
+               srp_precision_name(srp_precision_active()));
     else
-        printf("%s: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s\n", bench,
-               srp_version_string(), srp_gemm_backend(), srp_openblas_core());
+        printf("%s: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s, precision %s\n",
+               bench, srp_version_string(), srp_gemm_backend(), srp_openblas_core(),
+               srp_precision_name(srp_precision_active()));
 }
 
 void bench_fill(float *x, size_t n, unsigned seed)

@@ -384,10 +384,6 @@ static void header(ex_trainer *base, ex_metrics *m)
     const lm_options *o = &t->opt;
     ex_metrics_string(m, "model", "char-lm");
     ex_metrics_string(m, "arch", lm_arch_name(o->model.arch));
-    ex_metrics_number(m, "layers", (double)o->model.depth);
-    ex_metrics_number(m, "heads", (double)o->model.heads);
-    ex_metrics_number(m, "tokens", (double)o->model.context);
-    ex_metrics_number(m, "log_tokens", log((double)o->model.context));
     ex_metrics_number(m, "train_bytes", (double)t->text.train_len);
     ex_metrics_number(m, "val_bytes", (double)t->text.val_len);
     ex_metrics_number(m, "documents", (double)t->text.documents);
@@ -426,10 +422,10 @@ static ex_code build(ex_trainer *base, ex_error *err)
     base->attention_at = attention_at;
     base->layers = o->model.depth;
     base->heads = o->model.heads;
+    base->tokens = o->model.context;
     /* The watch sees each head's mean entropy over log(keys) per row: 1 is
      * uniform attention whatever the row's length. */
     base->normalized = 1;
-    base->uniform = 1.0f;
     const float e = o->embed_lr_mult, lr_mult[5] = {1.0f, e, o->gamma_lr_mult, 1.0f, e};
     srp_optim_config oc = srp_optim_config_default((srp_optim_kind)o->optimizer);
     oc.weight_decay = o->weight_decay;

@@ -40,6 +40,7 @@ static ex_code build(ex_trainer *t, ex_error *err)
         code = t->hooks->build(t, err);
     if (code != EX_OK)
         return code;
+    t->uniform = t->normalized ? 1.0f : (float)log((double)t->tokens); /* in nats */
     const size_t lh = t->layers * t->heads;
     /* One block: six [layers][heads], then [layers] and [linears]. */
     if (!(t->ent_mean = malloc(sizeof(float) * (6 * lh + t->layers + t->linears->count))))
@@ -528,7 +529,12 @@ static ex_code start(ex_trainer *t, ex_error *err)
         return code;
     if (!o->resume_path) {
         ex_metrics_begin(&t->metrics, "header");
-        t->hooks->header(t, &t->metrics);
+        ex_metrics_number(&t->metrics, "layers", (double)t->layers);
+        ex_metrics_number(&t->metrics, "heads", (double)t->heads);
+        ex_metrics_number(&t->metrics, "tokens", (double)t->tokens);
+        ex_metrics_number(&t->metrics, "log_tokens", log((double)t->tokens));
+        if (t->hooks->header)
+            t->hooks->header(t, &t->metrics);
         ex_metrics_string(&t->metrics, "config", t->run.fingerprint);
         ex_metrics_end(&t->metrics);
     }

@@ -68,8 +68,9 @@ typedef struct {
      * of ex_trainer and the optimizer (ex_trainer_create_optimizer).
      * describe_data: lines about the data. before_training: --init-from,
      * --eval-only (*done 1: no training). start_fresh: a fresh run's
-     * first data order. header: the header line's fields ("config"
-     * follows). describe_model: its line. */
+     * first data order. header: the header line's own fields (after
+     * layers, heads, tokens and log_tokens; "config" follows).
+     * describe_model: its line. */
     ex_code (*other_job)(ex_trainer *t, int *done, ex_error *err);
     ex_code (*build)(ex_trainer *t, ex_error *err);
     void (*describe_data)(ex_trainer *t);
@@ -116,9 +117,9 @@ struct ex_trainer {
     srp_optim *optim;
     const ex_linear_names *linears;
     srp_attention *(*attention_at)(ex_trainer *t, size_t layer);
-    size_t layers, heads;
-    float uniform;       /* the entropy of uniform attention: log T (nats), or 1 */
-    int normalized;      /* 1: watch the entropies normalized per row (causal) */
+    size_t layers, heads, tokens; /* tokens: T, the attention's longest rows */
+    int normalized;               /* 1: watch the entropies normalized per row (causal) */
+    float uniform;       /* the entropy of uniform attention: log T (nats), or 1 if normalized */
     float average_decay; /* > 0: evaluate a weight average with this decay */
     srp_weight_average *average;
 

@@ -179,7 +179,7 @@ static ex_code build(ex_trainer *base, ex_error *err)
     base->attention_at = attention_at;
     base->layers = c->depth;
     base->heads = c->heads;
-    base->uniform = (float)log((double)vit_tokens(t->model)); /* the entropies are in nats */
+    base->tokens = vit_tokens(t->model);
     base->average_decay = o->ema;
     if ((code = build_optimizer(t, err)) != EX_OK)
         return code;
@@ -582,15 +582,6 @@ static void start_fresh(ex_trainer *t)
     srp_rng_permutation(&t->data_rng, vt(t)->order, vt(t)->data.train.count);
 }
 
-static void header(ex_trainer *t, ex_metrics *m)
-{
-    const vit_config *c = vit_get_config(vt(t)->model);
-    ex_metrics_number(m, "layers", (double)c->depth);
-    ex_metrics_number(m, "heads", (double)c->heads);
-    ex_metrics_number(m, "tokens", (double)vit_tokens(vt(t)->model));
-    ex_metrics_number(m, "log_tokens", log((double)vit_tokens(vt(t)->model)));
-}
-
 static void describe_model(ex_trainer *base)
 {
     vit_trainer *t = vt(base);
@@ -622,7 +613,6 @@ static const ex_trainer_hooks k_hooks = {
     .build = build,
     .before_training = before_training,
     .start_fresh = start_fresh,
-    .header = header,
     .describe_model = describe_model,
     .before_step = before_step,
     .forward_backward = forward_backward,

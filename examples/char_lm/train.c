@@ -119,8 +119,9 @@ static void model_config_record(const lm_config *c, uint64_t *rec)
 
 /* The model's configuration, saved with every checkpoint and checked on
  * every load: the options that make the model, by their names. */
-static void model_metadata(const lm_config *c, ex_metadata *meta)
+static void metadata(ex_trainer *t, ex_metadata *meta)
 {
+    const lm_config *c = lm_get_config(lt(t)->model);
     static const char *const gamma_inits[] = {"sigma0", "one"};
     static const char *const qkv_sigmas[] = {"fused", "qk-v", "separate"};
     ex_metadata_init(meta, "char-lm", NULL);
@@ -249,8 +250,6 @@ static void model_refs(ex_trainer *base, srp_tensor_list *list)
     lm_model_state_refs(t->model, list);
 }
 
-static void model_fill(void *t, srp_tensor_list *list) { model_refs(t, list); }
-
 /* --generate: the model out of a checkpoint, with the shape it records. */
 static ex_code generate_from_checkpoint(lm_trainer *t, ex_error *err)
 {
@@ -280,9 +279,8 @@ static ex_code generate_from_checkpoint(lm_trainer *t, ex_error *err)
     if (st != SRP_OK)
         return ex_fail_statusf(err, st, "%s: its model configuration is not valid",
                                o->generate_path);
-    ex_metadata meta;
-    model_metadata(&c, &meta);
-    ex_code code = ex_checkpoint_load(model_fill, t, o->generate_path, 1, &meta, NULL, err);
+    /* The rest, the file's metadata checked against this model's. */
+    ex_code code = ex_trainer_load(&t->base, o->generate_path, 1, err);
     /* The file wrote each sigma into its layer: a bad one is refused. */
     const ex_linear_names *linears = lm_linears(t->model);
     for (size_t i = 0; code == EX_OK && i < linears->count; i++) {
@@ -495,11 +493,6 @@ static void state_refs(ex_trainer *base, srp_tensor_list *list)
     srp_tensor_list_add(list, "train.budget.from_clock", NULL, SRP_DTYPE_F64, 0, NULL,
                         &b->from_clock);
     srp_tensor_list_add(list, "train.best_val_bpc", NULL, SRP_DTYPE_F32, 0, NULL, &t->best_val_bpc);
-}
-
-static void metadata(ex_trainer *t, ex_metadata *meta)
-{
-    model_metadata(lm_get_config(lt(t)->model), meta);
 }
 
 /* ---- the loop ---- */

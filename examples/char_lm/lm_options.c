@@ -95,21 +95,11 @@ static void defaults(void *opts)
     o->run.checkpoint_every = 1000;
 }
 
-static const ex_opt_table k_table = {
-    "Trains a character-level (byte-level) causal language model with sigmaReparam on the\n"
-    "text of Debian's fortunes and jargon-text packages (or --text FILE), watching every\n"
-    "attention head's entropy; prints validation bits per character and a sample.\n",
-    k_specs, sizeof(k_specs) / sizeof(k_specs[0]), sizeof(lm_options), defaults};
-
-void lm_options_default(lm_options *o) { ex_options_defaults(&k_table, o); }
-
-void lm_options_usage(const char *prog, FILE *to) { ex_options_usage(&k_table, prog, to); }
-
-ex_code lm_options_parse(lm_options *o, int argc, char **argv, ex_error *err)
+/* After the rows: the model's batch and seed, the checks that span
+ * options. */
+static ex_code check(void *opts, ex_error *err)
 {
-    const ex_code code = ex_options_parse(&k_table, o, argc, argv, err);
-    if (code != EX_OK)
-        return code;
+    lm_options *o = opts;
     o->model.max_batch = o->run.batch;
     o->model.seed = o->run.seed;
     if (o->model.dim % o->model.heads != 0)
@@ -124,7 +114,12 @@ ex_code lm_options_parse(lm_options *o, int argc, char **argv, ex_error *err)
     return EX_OK;
 }
 
-void lm_options_fingerprint(const lm_options *o, char *buf, size_t len)
-{
-    ex_options_fingerprint(&k_table, o, buf, len);
-}
+const ex_opt_table lm_options_table = {
+    "Trains a character-level (byte-level) causal language model with sigmaReparam on the\n"
+    "text of Debian's fortunes and jargon-text packages (or --text FILE), watching every\n"
+    "attention head's entropy; prints validation bits per character and a sample.\n",
+    k_specs,
+    sizeof(k_specs) / sizeof(k_specs[0]),
+    sizeof(lm_options),
+    defaults,
+    check};

@@ -35,12 +35,8 @@ typedef struct {
     const char *generate_path; /* sample from this checkpoint alone, no training */
 } lm_options;
 
-void lm_options_default(lm_options *o);
-/* Parses argv and checks the options that depend on each other. EX_HELP
- * after --help; EX_USAGE with the problem in err. */
-ex_code lm_options_parse(lm_options *o, int argc, char **argv, ex_error *err);
-void lm_options_usage(const char *prog, FILE *to);
-/* The options that define a run's trajectory, as one line. */
-void lm_options_fingerprint(const lm_options *o, char *buf, size_t len);
+/* The table (options.h); its check refuses options that contradict each
+ * other. */
+extern const ex_opt_table lm_options_table;
 
 #endif

@@ -17,6 +17,7 @@
 #include <sigmareparam.h>
 
 #include "budget.h"
+#include "common/tensors.h"
 #include "common/test_hooks.h"
 #include "common/trainer.h"
 #include "lm_options.h"
@@ -42,6 +43,7 @@ typedef struct {
     int *targets;     /* [batch][context]: the next bytes */
     float *dlogits;   /* [batch][context][256] */
     double clock;     /* --minutes: the budget's seconds used, by rank 0's clock */
+    size_t eval_n, eval_stride, eval_tail; /* evaluate()'s windows, stride, tail bytes */
 } lm_trainer;
 
 static const ex_plot_spec k_plot = {.score_key = "bpc",
@@ -51,15 +53,6 @@ static const ex_plot_spec k_plot = {.score_key = "bpc",
                                     .eval_label = "validation"};
 
 static lm_trainer *lt(ex_trainer *t) { return (lm_trainer *)t; }
-
-static ex_code options_parse(ex_trainer *t, int argc, char **argv, ex_error *err)
-{
-    return lm_options_parse(&lt(t)->opt, argc, argv, err);
-}
-static void fingerprint(ex_trainer *t, char *buf, size_t len)
-{
-    lm_options_fingerprint(&lt(t)->opt, buf, len);
-}
 
 static ex_code load_text(lm_trainer *t, ex_error *err)
 {
@@ -126,8 +119,9 @@ static void model_config_record(const lm_config *c, uint64_t *rec)
 
 /* The model's configuration, saved with every checkpoint and checked on
  * every load: the options that make the model, by their names. */
-static void model_metadata(const lm_config *c, ex_metadata *meta)
+static void metadata(ex_trainer *t, ex_metadata *meta)
 {
+    const lm_config *c = lm_get_config(lt(t)->model);
     static const char *const gamma_inits[] = {"sigma0", "one"};
     static const char *const qkv_sigmas[] = {"fused", "qk-v", "separate"};
     ex_metadata_init(meta, "char-lm", NULL);
@@ -143,6 +137,32 @@ static void model_metadata(const lm_config *c, ex_metadata *meta)
     ex_metadata_add(meta, "qkv-sigma", "%s", qkv_sigmas[c->qkv_sigma]);
 }
 
+/* One batch of an evaluation: windows first .. first + rows - 1 (the
+ * tail's last), forward, the nats over the bytes they score. */
+static srp_status eval_batch(ex_trainer *base, size_t first, size_t rows, double *sums)
+{
+    lm_trainer *t = lt(base);
+    const size_t T = t->opt.model.context, V = LM_VOCAB, n = t->eval_n, tail = t->eval_tail;
+    const size_t whole = first + rows > n ? rows - 1 : rows; /* rows before the tail's */
+    for (size_t r = 0; r < rows; r++) {
+        const size_t start =
+            first + r < n ? (first + r) * t->eval_stride * T : t->text.val_len - 1 - T;
+        put_window(t, r, t->text.val + start);
+    }
+    const float *logits;
+    float loss = 0.0f, tail_loss = 0.0f;
+    EX_TRY(lm_forward(t->model, t->tokens, rows, T, SRP_EVAL, &logits));
+    if (whole)
+        EX_TRY(srp_cross_entropy_forward(logits, t->targets, whole * T, V, 0.0f, &loss));
+    if (whole < rows) {
+        const size_t at = whole * T + T - tail; /* the tail window's last positions */
+        EX_TRY(
+            srp_cross_entropy_forward(logits + at * V, t->targets + at, tail, V, 0.0f, &tail_loss));
+    }
+    sums[0] += (double)loss * (double)(whole * T) + (whole < rows ? (double)tail_loss * tail : 0.0);
+    return SRP_OK;
+}
+
 /* Mean loss (nats per byte) of eval forwards over windows of the
  * validation text: consecutive windows of context bytes, each predicting
  * its next bytes; `windows` of them spread evenly over the text, or with
@@ -153,51 +173,17 @@ static void model_metadata(const lm_config *c, ex_metadata *meta)
 static ex_code evaluate(lm_trainer *t, size_t windows, double *loss_out, size_t *bytes_out,
                         ex_error *err)
 {
-    const size_t B = t->base.local_batch, T = t->opt.model.context, ranks = (size_t)t->base.dist.size;
-    const size_t V = LM_VOCAB, all = (t->text.val_len - 1) / T;
+    const size_t T = t->opt.model.context, all = (t->text.val_len - 1) / T;
     const int every = windows == 0 || windows >= all;
-    const size_t n = every ? all : windows;
-    const size_t stride = all / n;                                 /* in windows */
-    const size_t tail = every ? t->text.val_len - 1 - all * T : 0; /* bytes after window n - 1 */
-    const size_t count = n + (tail > 0);                           /* the tail's window last */
-    double sum = 0.0;                                              /* nats over the bytes */
-    ex_code code = EX_OK;
-    for (size_t first = (size_t)t->base.dist.rank * B; first < count && code == EX_OK;
-         first += ranks * B) {
-        const size_t rows = count - first < B ? count - first : B;
-        const size_t whole = first + rows > n ? rows - 1 : rows; /* rows before the tail's */
-        for (size_t r = 0; r < rows; r++) {
-            const size_t start = first + r < n ? (first + r) * stride * T : t->text.val_len - 1 - T;
-            put_window(t, r, t->text.val + start);
-        }
-        const float *logits;
-        float loss = 0.0f, tail_loss = 0.0f;
-        srp_status st = lm_forward(t->model, t->tokens, rows, T, SRP_EVAL, &logits);
-        if (st == SRP_OK && ex_test_fail_due(t->base.dist.rank, t->base.run.step, "eval")) {
-            code = ex_test_fail(err, t->base.run.step, "eval");
-            break;
-        }
-        if (st == SRP_OK && whole)
-            st = srp_cross_entropy_forward(logits, t->targets, whole * T, V, 0.0f, &loss);
-        if (st == SRP_OK && whole < rows) {
-            const size_t at = whole * T + T - tail; /* the tail window's last positions */
-            st = srp_cross_entropy_forward(logits + at * V, t->targets + at, tail, V, 0.0f,
-                                           &tail_loss);
-        }
-        if (st == SRP_ERR_NUMERIC) { /* a diverged model: say so, do not stop */
-            loss = tail_loss = INFINITY;
-            st = SRP_OK;
-        }
-        if (st != SRP_OK)
-            code = ex_fail_status(err, st, "evaluation");
-        sum += (double)loss * (double)(whole * T) + (whole < rows ? (double)tail_loss * tail : 0.0);
-    }
-    if ((code = ex_dist_agree(&t->base.dist, code, err)) != EX_OK)
+    t->eval_n = every ? all : windows;
+    t->eval_stride = all / t->eval_n;                         /* in windows */
+    t->eval_tail = every ? t->text.val_len - 1 - all * T : 0; /* bytes after window n - 1 */
+    double sum = 0.0;                                         /* nats over the bytes */
+    const ex_code code =
+        ex_trainer_evaluate(&t->base, t->eval_n + (t->eval_tail > 0), eval_batch, &sum, 1, err);
+    if (code != EX_OK)
         return code;
-    const srp_status st = srp_dist_sum(t->base.dist.handle, &sum, 1);
-    if (st != SRP_OK)
-        return ex_fail_status(err, st, "summing the evaluation over the ranks");
-    *bytes_out = n * T + tail;
+    *bytes_out = t->eval_n * T + t->eval_tail;
     *loss_out = sum / (double)*bytes_out;
     return EX_OK;
 }
@@ -264,8 +250,6 @@ static void model_refs(ex_trainer *base, srp_tensor_list *list)
     lm_model_state_refs(t->model, list);
 }
 
-static void model_fill(void *t, srp_tensor_list *list) { model_refs(t, list); }
-
 /* --generate: the model out of a checkpoint, with the shape it records. */
 static ex_code generate_from_checkpoint(lm_trainer *t, ex_error *err)
 {
@@ -295,9 +279,8 @@ static ex_code generate_from_checkpoint(lm_trainer *t, ex_error *err)
     if (st != SRP_OK)
         return ex_fail_statusf(err, st, "%s: its model configuration is not valid",
                                o->generate_path);
-    ex_metadata meta;
-    model_metadata(&c, &meta);
-    ex_code code = ex_checkpoint_load(model_fill, t, o->generate_path, 1, &meta, NULL, err);
+    /* The rest, the file's metadata checked against this model's. */
+    ex_code code = ex_trainer_load(&t->base, o->generate_path, 1, err);
     /* The file wrote each sigma into its layer: a bad one is refused. */
     const ex_linear_names *linears = lm_linears(t->model);
     for (size_t i = 0; code == EX_OK && i < linears->count; i++) {
@@ -399,10 +382,6 @@ static void header(ex_trainer *base, ex_metrics *m)
     const lm_options *o = &t->opt;
     ex_metrics_string(m, "model", "char-lm");
     ex_metrics_string(m, "arch", lm_arch_name(o->model.arch));
-    ex_metrics_number(m, "layers", (double)o->model.depth);
-    ex_metrics_number(m, "heads", (double)o->model.heads);
-    ex_metrics_number(m, "tokens", (double)o->model.context);
-    ex_metrics_number(m, "log_tokens", log((double)o->model.context));
     ex_metrics_number(m, "train_bytes", (double)t->text.train_len);
     ex_metrics_number(m, "val_bytes", (double)t->text.val_len);
     ex_metrics_number(m, "documents", (double)t->text.documents);
@@ -441,10 +420,10 @@ static ex_code build(ex_trainer *base, ex_error *err)
     base->attention_at = attention_at;
     base->layers = o->model.depth;
     base->heads = o->model.heads;
+    base->tokens = o->model.context;
     /* The watch sees each head's mean entropy over log(keys) per row: 1 is
      * uniform attention whatever the row's length. */
     base->normalized = 1;
-    base->uniform = 1.0f;
     const float e = o->embed_lr_mult, lr_mult[5] = {1.0f, e, o->gamma_lr_mult, 1.0f, e};
     srp_optim_config oc = srp_optim_config_default((srp_optim_kind)o->optimizer);
     oc.weight_decay = o->weight_decay;
@@ -514,11 +493,6 @@ static void state_refs(ex_trainer *base, srp_tensor_list *list)
     srp_tensor_list_add(list, "train.budget.from_clock", NULL, SRP_DTYPE_F64, 0, NULL,
                         &b->from_clock);
     srp_tensor_list_add(list, "train.best_val_bpc", NULL, SRP_DTYPE_F32, 0, NULL, &t->best_val_bpc);
-}
-
-static void metadata(ex_trainer *t, ex_metadata *meta)
-{
-    model_metadata(lm_get_config(lt(t)->model), meta);
 }
 
 /* ---- the loop ---- */
@@ -632,9 +606,7 @@ static void cleanup(ex_trainer *base)
 static const ex_trainer_hooks k_hooks = {
     .program = "char-lm-train",
     .plot = &k_plot,
-    .options_parse = options_parse,
-    .options_usage = lm_options_usage,
-    .fingerprint = fingerprint,
+    .options = &lm_options_table,
     .other_job = other_job,
     .build = build,
     .describe_data = describe_data,
@@ -657,5 +629,5 @@ static const ex_trainer_hooks k_hooks = {
 int main(int argc, char **argv)
 {
     static lm_trainer t;
-    return ex_trainer_main(&t.base, &k_hooks, &t.opt.run, argc, argv);
+    return ex_trainer_main(&t.base, &k_hooks, &t.opt, argc, argv);
 }

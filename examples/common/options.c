@@ -201,12 +201,6 @@ static void set_defaults(const ex_opt_table *t, const ex_opt_spec *rows, size_t 
             parse_value(&rows[i], rows[i].def, opts, &ignored);
 }
 
-void ex_options_defaults(const ex_opt_table *t, void *opts)
-{
-    ex_opt_spec rows[MAX_ROWS];
-    set_defaults(t, rows, table_rows(t, rows), opts);
-}
-
 void ex_options_usage(const ex_opt_table *t, const char *prog, FILE *to)
 {
     ex_opt_spec rows[MAX_ROWS];
@@ -274,7 +268,7 @@ ex_code ex_options_parse(const ex_opt_table *t, void *opts, int argc, char **arg
         if (code != EX_OK)
             return code;
     }
-    return EX_OK;
+    return t->check ? t->check(opts, err) : EX_OK;
 }
 
 void ex_options_fingerprint(const ex_opt_table *t, const void *opts, char *buf, size_t len)

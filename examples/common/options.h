@@ -48,6 +48,9 @@ typedef struct {
     size_t size; /* of the options struct */
     /* The defaults that no row gives (the model's), before the rows'. */
     void (*defaults)(void *opts);
+    /* After the rows: the checks that span options, and what follows from
+     * them (EX_USAGE with the problem in err); NULL: none. */
+    ex_code (*check)(void *opts, ex_error *err);
 } ex_opt_table;
 
 /* The options every trainer has, as its options struct holds them (a
@@ -67,12 +70,10 @@ typedef struct {
     int stop_on_collapse;
 } ex_train_options;
 
-/* opts set to the table's defaults. */
-void ex_options_defaults(const ex_opt_table *t, void *opts);
-/* Parses argv into opts, which start with the table's defaults. --help or
- * -h prints the usage to stdout and returns EX_HELP; a bad or unknown flag
- * returns EX_USAGE with the problem in err (ex_options_usage shows the
- * rest). */
+/* Parses argv into opts, which start with the table's defaults, and runs
+ * the table's check. --help or -h prints the usage to stdout and returns
+ * EX_HELP; a bad or unknown flag returns EX_USAGE with the problem in err
+ * (ex_options_usage shows the rest). */
 ex_code ex_options_parse(const ex_opt_table *t, void *opts, int argc, char **argv, ex_error *err);
 void ex_options_usage(const ex_opt_table *t, const char *prog, FILE *to);
 /* "name=value ..." over the trajectory options. */

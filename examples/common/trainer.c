@@ -41,6 +41,7 @@ static ex_code build(ex_trainer *t, ex_error *err)
         code = t->hooks->build(t, err);
     if (code != EX_OK)
         return code;
+    t->uniform = t->normalized ? 1.0f : (float)log((double)t->tokens); /* in nats */
     const size_t lh = t->layers * t->heads;
     /* One block: six [layers][heads], then [layers] and [linears]. */
     if (!(t->ent_mean = malloc(sizeof(float) * (6 * lh + t->layers + t->linears->count))))
@@ -197,6 +198,29 @@ void ex_trainer_swap_out_average(ex_trainer *t)
 {
     if (t->average)
         srp_weight_average_swap_out(t->average); /* swapped in, or nothing to do: cannot fail */
+}
+
+ex_code ex_trainer_evaluate(ex_trainer *t, size_t count, ex_eval_batch batch, double *sums,
+                            size_t nsums, ex_error *err)
+{
+    const size_t B = t->local_batch, ranks = (size_t)t->dist.size;
+    ex_code code = ex_trainer_swap_in_average(t, err);
+    for (size_t first = (size_t)t->dist.rank * B; first < count && code == EX_OK;
+         first += ranks * B) {
+        srp_status st = batch(t, first, count - first < B ? count - first : B, sums);
+        if (st == SRP_ERR_NUMERIC) {
+            sums[0] += INFINITY;
+            st = SRP_OK;
+        }
+        if (st == SRP_OK && ex_test_fail_due(t->dist.rank, t->run.step, "eval"))
+            code = ex_test_fail(err, t->run.step, "eval");
+        else if (st != SRP_OK)
+            code = ex_fail_status(err, st, "evaluation");
+    }
+    ex_trainer_swap_out_average(t);
+    code = ex_dist_agree(&t->dist, code, err);
+    const srp_status st = code == EX_OK ? srp_dist_sum(t->dist.handle, sums, nsums) : SRP_OK;
+    return st == SRP_OK ? code : ex_fail_status(err, st, "summing the evaluation over the ranks");
 }
 
 /* ---- one step ---- */
@@ -468,7 +492,8 @@ static ex_code train(ex_trainer *t, ex_error *err)
  * starts from; then the trainer's --init-from or --eval-only. */
 static ex_code prepare(ex_trainer *t, int *done, ex_error *err)
 {
-    t->hooks->fingerprint(t, t->run.fingerprint, sizeof(t->run.fingerprint));
+    ex_options_fingerprint(t->hooks->options, t->options, t->run.fingerprint,
+                           sizeof(t->run.fingerprint));
     t->run.ranks = (uint64_t)t->dist.size;
     ex_code code = ex_dist_same_options(&t->dist, t->run.fingerprint, err);
     if (code == EX_OK)
@@ -505,7 +530,12 @@ static ex_code start(ex_trainer *t, ex_error *err)
         return code;
     if (!o->resume_path) {
         ex_metrics_begin(&t->metrics, "header");
-        t->hooks->header(t, &t->metrics);
+        ex_metrics_number(&t->metrics, "layers", (double)t->layers);
+        ex_metrics_number(&t->metrics, "heads", (double)t->heads);
+        ex_metrics_number(&t->metrics, "tokens", (double)t->tokens);
+        ex_metrics_number(&t->metrics, "log_tokens", log((double)t->tokens));
+        if (t->hooks->header)
+            t->hooks->header(t, &t->metrics);
         ex_metrics_string(&t->metrics, "config", t->run.fingerprint);
         ex_metrics_end(&t->metrics);
     }
@@ -563,12 +593,12 @@ static void cleanup(ex_trainer *t)
     free(t->ent_mean); /* the entropy buffers' block */
 }
 
-int ex_trainer_main(ex_trainer *t, const ex_trainer_hooks *hooks, ex_train_options *opt, int argc,
-                    char **argv)
+int ex_trainer_main(ex_trainer *t, const ex_trainer_hooks *hooks, void *opts, int argc, char **argv)
 {
     ex_error err = {""};
     t->hooks = hooks;
-    t->opt = opt;
+    t->options = opts;
+    t->opt = opts;
 #ifdef SIGXFSZ
     /* Writes past a file-size limit (ulimit -f) then fail with an error
      * that is reported, instead of the signal killing the run mid-write. */
@@ -576,11 +606,12 @@ int ex_trainer_main(ex_trainer *t, const ex_trainer_hooks *hooks, ex_train_optio
 #endif
     ex_code code = ex_dist_init(&t->dist, &argc, &argv, &err);
     if (code == EX_OK)
-        code = ex_dist_agree(&t->dist, hooks->options_parse(t, argc, argv, &err), &err);
+        code =
+            ex_dist_agree(&t->dist, ex_options_parse(hooks->options, opts, argc, argv, &err), &err);
     if (code == EX_USAGE) {
         fprintf(stderr, "%s: %s\n\n", argv[0], err.message);
         if (ex_dist_is_root(&t->dist))
-            hooks->options_usage(argv[0], stderr);
+            ex_options_usage(hooks->options, argv[0], stderr);
         ex_dist_finalize(&t->dist);
         return ex_exit_code(code);
     }

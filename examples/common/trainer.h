@@ -60,18 +60,17 @@ typedef struct {
     const char *program; /* "vit-lite-train", for the banner */
     const ex_plot_spec *plot;
     size_t step_sums; /* how many of ex_step_record.sums forward_backward fills */
-    /* The options: argv (over the defaults), --help, the fingerprint. */
-    ex_code (*options_parse)(ex_trainer *t, int argc, char **argv, ex_error *err);
-    void (*options_usage)(const char *prog, FILE *to);
-    void (*fingerprint)(ex_trainer *t, char *buf, size_t len);
+    /* The options' table: argv, --help, the fingerprint. */
+    const ex_opt_table *options;
     /* The phases of a run, in order; NULL where a trainer has nothing.
      * other_job: a job instead of training (*done 1: --generate). build:
      * the data and the model for local_batch; it sets the model's fields
      * of ex_trainer and the optimizer (ex_trainer_create_optimizer).
      * describe_data: lines about the data. before_training: --init-from,
      * --eval-only (*done 1: no training). start_fresh: a fresh run's
-     * first data order. header: the header line's fields ("config"
-     * follows). describe_model: its line. */
+     * first data order. header: the header line's own fields (after
+     * layers, heads, tokens and log_tokens; "config" follows).
+     * describe_model: its line. */
     ex_code (*other_job)(ex_trainer *t, int *done, ex_error *err);
     ex_code (*build)(ex_trainer *t, ex_error *err);
     void (*describe_data)(ex_trainer *t);
@@ -108,7 +107,8 @@ typedef struct {
 
 struct ex_trainer {
     const ex_trainer_hooks *hooks;
-    ex_train_options *opt; /* the trainer's options' shared part */
+    void *options;         /* the trainer's options */
+    ex_train_options *opt; /* their shared part, their first member */
     ex_dist dist;          /* one process, or this rank of an mpirun job */
     size_t local_batch;    /* this rank's share of the batch */
 
@@ -117,9 +117,9 @@ struct ex_trainer {
     srp_optim *optim;
     const ex_linear_names *linears;
     srp_attention *(*attention_at)(ex_trainer *t, size_t layer);
-    size_t layers, heads;
-    float uniform;       /* the entropy of uniform attention: log T (nats), or 1 */
-    int normalized;      /* 1: watch the entropies normalized per row (causal) */
+    size_t layers, heads, tokens; /* tokens: T, the attention's longest rows */
+    int normalized;               /* 1: watch the entropies normalized per row (causal) */
+    float uniform;       /* the entropy of uniform attention: log T (nats), or 1 if normalized */
     float average_decay; /* > 0: evaluate a weight average with this decay */
     srp_weight_average *average;
 
@@ -138,8 +138,10 @@ struct ex_trainer {
     float *linear_values; /* [linears]: the metrics' sigma and gamma maps */
 };
 
-/* The whole program: options, the run, the error, the exit code. */
-int ex_trainer_main(ex_trainer *t, const ex_trainer_hooks *hooks, ex_train_options *opt, int argc,
+/* The whole program: options (into opts, the options struct of
+ * hooks->options, whose first member is its ex_train_options), the run,
+ * the error, the exit code. */
+int ex_trainer_main(ex_trainer *t, const ex_trainer_hooks *hooks, void *opts, int argc,
                     char **argv);
 
 /* For build: the optimizer over the model's parameters (t->params, which
@@ -161,6 +163,18 @@ ex_code ex_trainer_load_average(ex_trainer *t, const char *path, int *found, ex_
  * place of the weights until the swap out. */
 ex_code ex_trainer_swap_in_average(ex_trainer *t, ex_error *err);
 void ex_trainer_swap_out_average(ex_trainer *t);
+
+/* One batch of an evaluation: items first .. first + n - 1, forward, its
+ * figures added to sums (sums[0]: the loss summed over the batch's items).
+ * SRP_ERR_NUMERIC: a diverged model, whose batch then adds an infinite
+ * loss and nothing else (the run says so and goes on). */
+typedef srp_status (*ex_eval_batch)(ex_trainer *t, size_t first, size_t n, double *sums);
+/* An evaluation of count items in batches of local_batch, in eval mode
+ * (the weight average swapped in, when there is one): the ranks take
+ * turns at the batches, and sums[nsums] (zero before) are summed over the
+ * ranks. */
+ex_code ex_trainer_evaluate(ex_trainer *t, size_t count, ex_eval_batch batch, double *sums,
+                            size_t nsums, ex_error *err);
 
 /* For the progress line: seconds per step in this run; the lowest watched
  * head entropy. */

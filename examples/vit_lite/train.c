@@ -14,7 +14,7 @@
 
 #include <sigmareparam.h>
 
-#include "common/test_hooks.h"
+#include "common/tensors.h"
 #include "common/trainer.h"
 #include "data.h"
 #include "model.h"
@@ -41,7 +41,8 @@ typedef struct {
     float *logits_sum;            /* [batch][classes]: TTA's average */
     float report_at[8];           /* --report-at accuracies, ascending */
     size_t nreport;
-    double reached_at[8]; /* seconds when first reached; < 0: not yet */
+    double reached_at[8];      /* seconds when first reached; < 0: not yet */
+    const vit_dataset *scored; /* what evaluate() scores */
 } vit_trainer;
 
 static const ex_plot_spec k_plot = {.score_key = "acc",
@@ -54,15 +55,6 @@ static const ex_plot_spec k_plot = {.score_key = "acc",
 static vit_trainer *vt(ex_trainer *t) { return (vit_trainer *)t; }
 
 /* ---- options ---- */
-
-static ex_code options_parse(ex_trainer *t, int argc, char **argv, ex_error *err)
-{
-    return vit_options_parse(&vt(t)->opt, argc, argv, err);
-}
-static void fingerprint(ex_trainer *t, char *buf, size_t len)
-{
-    vit_options_fingerprint(&vt(t)->opt, buf, len);
-}
 
 /* --report-at "0.9,0.92" into report_at (ascending). */
 static ex_code parse_report_at(vit_trainer *t, ex_error *err)
@@ -187,7 +179,7 @@ static ex_code build(ex_trainer *base, ex_error *err)
     base->attention_at = attention_at;
     base->layers = c->depth;
     base->heads = c->heads;
-    base->uniform = (float)log((double)vit_tokens(t->model)); /* the entropies are in nats */
+    base->tokens = vit_tokens(t->model);
     base->average_decay = o->ema;
     if ((code = build_optimizer(t, err)) != EX_OK)
         return code;
@@ -296,48 +288,30 @@ static srp_status eval_logits(vit_trainer *t, const vit_dataset *d, size_t first
     return SRP_OK;
 }
 
+/* One batch of an evaluation of t->scored: its loss and correct answers. */
+static srp_status eval_batch(ex_trainer *base, size_t first, size_t n, double *sums)
+{
+    vit_trainer *t = vt(base);
+    const size_t classes = vit_get_config(t->model)->classes;
+    const float *logits;
+    float loss;
+    size_t correct;
+    EX_TRY(eval_logits(t, t->scored, first, n, &logits));
+    EX_TRY(srp_cross_entropy_forward(logits, t->labels, n, classes, 0.0f, &loss));
+    EX_TRY(srp_accuracy_count(logits, t->labels, n, classes, &correct));
+    sums[0] += (double)loss * (double)n;
+    sums[1] += (double)correct;
+    return SRP_OK;
+}
+
 /* Mean loss and accuracy over a dataset, in eval mode (the averaged weights
- * with --ema). The ranks take turns at its batches (of each one's share). */
+ * with --ema), the ranks taking turns at its batches. */
 static ex_code evaluate(vit_trainer *t, const vit_dataset *d, float *loss, float *acc,
                         ex_error *err)
 {
-    ex_trainer *base = &t->base;
-    const size_t batch = base->local_batch, classes = vit_get_config(t->model)->classes;
-    const size_t ranks = (size_t)base->dist.size;
-    double loss_sum = 0.0;
-    size_t correct = 0;
-    ex_code code = ex_trainer_swap_in_average(base, err);
-    for (size_t first = (size_t)base->dist.rank * batch; first < d->count && code == EX_OK;
-         first += ranks * batch) {
-        const size_t n = d->count - first < batch ? d->count - first : batch;
-        const float *logits;
-        srp_status st = eval_logits(t, d, first, n, &logits);
-        if (st == SRP_OK && ex_test_fail_due(base->dist.rank, base->run.step, "eval")) {
-            code = ex_test_fail(err, base->run.step, "eval");
-            break;
-        }
-        float l = 0.0f;
-        size_t c = 0;
-        if (st == SRP_OK)
-            st = srp_cross_entropy_forward(logits, t->labels, n, classes, 0.0f, &l);
-        if (st == SRP_OK)
-            st = srp_accuracy_count(logits, t->labels, n, classes, &c);
-        if (st == SRP_ERR_NUMERIC) { /* a diverged model: say so, do not stop */
-            l = INFINITY;
-            c = 0;
-            st = SRP_OK;
-        }
-        if (st != SRP_OK)
-            code = ex_fail_status(err, st, "evaluation");
-        loss_sum += (double)l * (double)n;
-        correct += c;
-    }
-    ex_trainer_swap_out_average(base);
-    code = ex_dist_agree(&base->dist, code, err);
-    double sums[2] = {loss_sum, (double)correct};
-    srp_status st = SRP_OK;
-    if (code == EX_OK && (st = srp_dist_sum(base->dist.handle, sums, 2)) != SRP_OK)
-        code = ex_fail_status(err, st, "summing the evaluation over the ranks");
+    double sums[2] = {0.0, 0.0};
+    t->scored = d;
+    const ex_code code = ex_trainer_evaluate(&t->base, d->count, eval_batch, sums, 2, err);
     *loss = (float)(sums[0] / (double)d->count);
     *acc = (float)(sums[1] / (double)d->count);
     return code;
@@ -608,15 +582,6 @@ static void start_fresh(ex_trainer *t)
     srp_rng_permutation(&t->data_rng, vt(t)->order, vt(t)->data.train.count);
 }
 
-static void header(ex_trainer *t, ex_metrics *m)
-{
-    const vit_config *c = vit_get_config(vt(t)->model);
-    ex_metrics_number(m, "layers", (double)c->depth);
-    ex_metrics_number(m, "heads", (double)c->heads);
-    ex_metrics_number(m, "tokens", (double)vit_tokens(vt(t)->model));
-    ex_metrics_number(m, "log_tokens", log((double)vit_tokens(vt(t)->model)));
-}
-
 static void describe_model(ex_trainer *base)
 {
     vit_trainer *t = vt(base);
@@ -644,13 +609,10 @@ static const ex_trainer_hooks k_hooks = {
     .program = "vit-lite-train",
     .plot = &k_plot,
     .step_sums = 1,
-    .options_parse = options_parse,
-    .options_usage = vit_options_usage,
-    .fingerprint = fingerprint,
+    .options = &vit_options_table,
     .build = build,
     .before_training = before_training,
     .start_fresh = start_fresh,
-    .header = header,
     .describe_model = describe_model,
     .before_step = before_step,
     .forward_backward = forward_backward,
@@ -670,5 +632,5 @@ static const ex_trainer_hooks k_hooks = {
 int main(int argc, char **argv)
 {
     static vit_trainer t;
-    return ex_trainer_main(&t.base, &k_hooks, &t.opt.run, argc, argv);
+    return ex_trainer_main(&t.base, &k_hooks, &t.opt, argc, argv);
 }

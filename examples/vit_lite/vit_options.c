@@ -139,11 +139,6 @@ static void defaults(void *opts)
     o->run.checkpoint_every = 500;
 }
 
-static const ex_opt_table k_table = {
-    "Trains a ViT-lite with sigmaReparam on Fashion-MNIST (by default) and watches the\n"
-    "entropy of every attention head.\n",
-    k_specs, sizeof(k_specs) / sizeof(k_specs[0]), sizeof(vit_options), defaults};
-
 int vit_flips_keep_class(int kind)
 {
     /* A mirrored shirt is a shirt and a mirrored cat a cat (flips are
@@ -158,15 +153,11 @@ const char *vit_dataset_name(int kind)
     return kind >= 0 && kind < 4 ? names[kind] : "unknown";
 }
 
-void vit_options_default(vit_options *o) { ex_options_defaults(&k_table, o); }
-
-void vit_options_usage(const char *prog, FILE *to) { ex_options_usage(&k_table, prog, to); }
-
-ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
+/* After the rows: flips by dataset, the stem, the checks that span
+ * options. */
+static ex_code check(void *opts, ex_error *err)
 {
-    const ex_code code = ex_options_parse(&k_table, o, argc, argv, err);
-    if (code != EX_OK)
-        return code;
+    vit_options *o = opts;
     /* Flips unless asked otherwise where a mirror keeps the class. */
     if (o->augment < 0)
         o->augment = vit_flips_keep_class(o->dataset);
@@ -178,6 +169,10 @@ ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
                        "--stem %s: give 0, or up to %d channel counts from 1 to 1024, each with "
                        "an optional stride from 1 to %d, e.g. 16,32/2",
                        o->stem, VIT_STEM_MAX_LAYERS, VIT_STEM_MAX_STRIDE);
+    /* The stem as parsed, so that "32, 32" and "32,32" are the same run. */
+    vit_stem_format(o->model.stem_layers, o->model.stem_channels, o->model.stem_strides,
+                    o->stem_text, sizeof(o->stem_text));
+    o->stem = o->stem_text;
     if (o->model.dim % o->model.heads != 0)
         return ex_fail(err, EX_USAGE, "--heads %zu must divide --dim %zu", o->model.heads,
                        o->model.dim);
@@ -199,13 +194,11 @@ ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err)
     return EX_OK;
 }
 
-void vit_options_fingerprint(const vit_options *o, char *buf, size_t len)
-{
-    /* The stem as parsed, so that "32, 32" and "32,32" are the same run. */
-    char stem[VIT_STEM_TEXT_MAX];
-    vit_stem_format(o->model.stem_layers, o->model.stem_channels, o->model.stem_strides, stem,
-                    sizeof(stem));
-    vit_options canonical = *o;
-    canonical.stem = stem;
-    ex_options_fingerprint(&k_table, &canonical, buf, len);
-}
+const ex_opt_table vit_options_table = {
+    "Trains a ViT-lite with sigmaReparam on Fashion-MNIST (by default) and watches the\n"
+    "entropy of every attention head.\n",
+    k_specs,
+    sizeof(k_specs) / sizeof(k_specs[0]),
+    sizeof(vit_options),
+    defaults,
+    check};

@@ -38,6 +38,7 @@ typedef struct {
     float ema;        /* evaluate a weight average with this decay (0: off) */
     int tta_flip;     /* evaluate on each image and its mirror; -1: by dataset */
     const char *stem; /* "16,32/2": channels and strides, parsed into model */
+    char stem_text[VIT_STEM_TEXT_MAX]; /* the stem as parsed, where stem then points */
 
     /* run */
     size_t epochs;
@@ -54,14 +55,10 @@ typedef struct {
     const char *report_at;   /* "0.9,0.92": when each accuracy was first reached */
 } vit_options;
 
-void vit_options_default(vit_options *o);
-/* Parses argv; also checks the options that depend on each other. EX_HELP
- * after --help; EX_USAGE with the problem in err. */
-ex_code vit_options_parse(vit_options *o, int argc, char **argv, ex_error *err);
-void vit_options_usage(const char *prog, FILE *to);
-/* The options that define a run's trajectory, as one line: a resumed run
- * must have the same. */
-void vit_options_fingerprint(const vit_options *o, char *buf, size_t len);
+/* The table (options.h); its check sets what follows from the flags (flips
+ * by dataset, the stem in model) and refuses options that contradict each
+ * other. */
+extern const ex_opt_table vit_options_table;
 /* "fashion-mnist", ... */
 const char *vit_dataset_name(int kind);
 /* 1 for the datasets whose classes a horizontal mirror keeps (Fashion-

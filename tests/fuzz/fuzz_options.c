@@ -25,17 +25,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     argv[argc] = NULL;
     ex_error err;
     vit_options v;
-    vit_options_default(&v);
-    if (vit_options_parse(&v, argc, argv, &err) == EX_OK) {
-        char fp[4096];
-        vit_options_fingerprint(&v, fp, sizeof(fp));
-    }
     lm_options l;
-    lm_options_default(&l);
-    if (lm_options_parse(&l, argc, argv, &err) == EX_OK) {
-        char fp[4096];
-        lm_options_fingerprint(&l, fp, sizeof(fp));
-    }
+    char fp[4096];
+    if (ex_options_parse(&vit_options_table, &v, argc, argv, &err) == EX_OK)
+        ex_options_fingerprint(&vit_options_table, &v, fp, sizeof(fp));
+    if (ex_options_parse(&lm_options_table, &l, argc, argv, &err) == EX_OK)
+        ex_options_fingerprint(&lm_options_table, &l, fp, sizeof(fp));
     free(copy);
     return 0;
 }

@@ -27,10 +27,13 @@ static const ex_opt_spec k_specs[] = {
     {"show", EX_OPT_SIZE, OFF(show), 0, 1 << 20, NULL, 0, 0, "5", "print this many test pairs"},
 };
 static const ex_opt_table k_table = {
-    "English messages and their translations out of the gettext catalogs of the\n"
-    "packages in examples/mt/corpus.c (bash scripts/install-deps.sh mt installs them):\n"
-    "prints the split, a fingerprint and the copy baseline's chrF2.\n",
-    k_specs, sizeof(k_specs) / sizeof(k_specs[0]), sizeof(corpus_options), NULL};
+    .summary = "English messages and their translations out of the gettext catalogs of the\n"
+               "packages in examples/mt/corpus.c (bash scripts/install-deps.sh mt installs them):\n"
+               "prints the split, a fingerprint and the copy baseline's chrF2.\n",
+    .specs = k_specs,
+    .count = sizeof(k_specs) / sizeof(k_specs[0]),
+    .size = sizeof(corpus_options),
+};
 
 /* chrF2 of the English messages as their own translations. */
 static ex_code copy_baseline(const mt_corpus *c, mt_split s, double *score, ex_error *err)

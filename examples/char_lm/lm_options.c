@@ -60,6 +60,7 @@ static const ex_opt_spec k_specs[] = {
      "training steps; 0: as many as --minutes allows (the schedule's length is then estimated "
      "from the first steps' speed)"},
     {.name = "threads", .type = EX_OPT_SHARED, .offset = OFF(run.threads)},
+    {.name = "precision", .type = EX_OPT_SHARED, .offset = OFF(run.precision)},
     {.name = "seed", .type = EX_OPT_SHARED, .offset = OFF(run.seed)},
     {"text", EX_OPT_STRING, OFF(text_path), 0, 0, NULL, 0, 1, NULL,
      "train on this file (plain or .gz; paragraphs are its documents) instead of the default "

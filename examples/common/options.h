@@ -57,8 +57,9 @@ typedef struct {
  * field `run`, where its "output" and "collapse" rows go), and what the
  * trainer skeleton reads (trainer.h). */
 typedef struct {
-    size_t batch;   /* the global batch, over every rank */
-    size_t threads; /* 0: one per CPU */
+    size_t batch;            /* the global batch, over every rank */
+    size_t threads;          /* 0: one per CPU */
+    srp_precision precision; /* of the GEMM inputs (srp_set_precision) */
     uint64_t seed;
     float clip; /* the gradients' global norm (0: none) */
     uint64_t stop_after_steps, check_replicas;

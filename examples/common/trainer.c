@@ -552,12 +552,18 @@ static ex_code run(ex_trainer *t, ex_error *err)
         return ex_dist_is_root(&t->dist) ? ex_plot(o->plot_only, o->plot_path, h->plot, err)
                                          : EX_OK;
     srp_set_num_threads((int)o->threads);
+    if (srp_set_precision(o->precision) != SRP_OK)
+        return ex_fail(err, EX_USAGE, "--precision %s: %s", srp_precision_name(o->precision),
+                       srp_last_error_detail());
     int done = 0;
     ex_code code = h->other_job ? h->other_job(t, &done, err) : EX_OK;
     if (code != EX_OK || done)
         return code;
-    printf("%s: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s, %d threads\n", h->program,
-           srp_version_string(), srp_gemm_backend(), srp_openblas_core(), srp_get_num_threads());
+    printf("%s: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s, %d threads, "
+           "precision %s%s\n",
+           h->program, srp_version_string(), srp_gemm_backend(), srp_openblas_core(),
+           srp_get_num_threads(), srp_precision_name(srp_precision_active()),
+           o->precision == SRP_PRECISION_AUTO ? " (auto)" : "");
     if ((code = ex_dist_agree(&t->dist, build(t, err), err)) != EX_OK)
         return code;
     if (h->describe_data)

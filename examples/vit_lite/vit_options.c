@@ -96,6 +96,7 @@ static const ex_opt_spec k_specs[] = {
     {"epochs", EX_OPT_SIZE, OFF(epochs), 1, 10000, NULL, 0, 1, "12", "epochs"},
     {"batch", EX_OPT_SIZE, OFF(run.batch), 1, 65536, NULL, 0, 1, "128", "batch size"},
     {.name = "threads", .type = EX_OPT_SHARED, .offset = OFF(run.threads)},
+    {.name = "precision", .type = EX_OPT_SHARED, .offset = OFF(run.precision)},
     {.name = "seed", .type = EX_OPT_SHARED, .offset = OFF(run.seed)},
     {"dataset", EX_OPT_CHOICE, OFF(dataset), 0, 0, DATASETS, 0, 1, NULL, "dataset"},
     {"data-dir", EX_OPT_STRING, OFF(data_dir), 0, 0, NULL, 0, 0, NULL,

@@ -469,6 +469,12 @@ static void test_cli_errors(void **state)
         strstr(out, "the stem's last map is 14x14, which a 4x4 grid of patches does not tile"));
     assert_int_equal(run_train(out, "--help"), 0);
     assert_non_null(strstr(out, "--stop-on-collapse"));
+    /* A precision that cannot run here says why (this version has no bf16
+     * GEMM path on any CPU); one that is none of the three, which they are. */
+    assert_int_equal(run_train(out, "--dataset synthetic --precision bf16"), 2);
+    assert_non_null(strstr(out, "--precision bf16: srp_set_precision: "));
+    assert_int_equal(run_train(out, "--precision fp16"), 2);
+    assert_non_null(strstr(out, "fp32|bf16|auto"));
 
     /* a missing data directory, and a corrupt IDX header */
     assert_int_equal(run_train(out, "--data-dir /nonexistent-dir"), 1);
@@ -502,9 +508,15 @@ static void test_learns_the_synthetic_set(void **state)
     /* No flips: they turn the synthetic set's stroke angles into others,
      * which caps it near 60%. */
     const double t0 = now_seconds();
-    assert_int_equal(run_train(out, SMALL_MODEL "--epochs 6 --no-augment --metrics %s", metrics),
+    assert_int_equal(run_train(out,
+                               SMALL_MODEL "--epochs 6 --no-augment --precision auto "
+                                           "--metrics %s",
+                               metrics),
                      0);
     const double seconds = now_seconds() - t0;
+    /* The first line names what runs: auto picks fp32 where bf16 cannot
+     * run, which is every CPU in this version. */
+    assert_non_null(strstr(out, " threads, precision fp32 (auto)\n"));
     /* the default recipe on a small model learns this set (99.6% measured):
      * at least 95% test accuracy, and a test loss far below log 10 = 2.30 */
     const double acc = last_value(metrics, "eval", "acc");

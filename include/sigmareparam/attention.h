@@ -246,9 +246,11 @@ SRP_API double srp_entropy_lower_bound(double s, size_t tokens);
  * more), independent of the module's own maxima; decoding allocates
  * nothing. Errors: NULL: SRP_ERR_INVALID_ARG; a module that is not causal:
  * SRP_ERR_UNSUPPORTED; max_batch or max_tokens 0, or sizes past SIZE_MAX
- * bytes or BLAS's int: SRP_ERR_INVALID_ARG. The cache refers to the module
- * (destroy it first). reset: empty again, for new sequences of any batch
- * up to max_batch. length: the positions decoded (0 for NULL). */
+ * bytes or BLAS's int: SRP_ERR_INVALID_ARG. The cache refers to the module:
+ * destroy the cache first. A decode uses the module as a forward does (its
+ * linears' scratch, at position 0): not at the same time as another call
+ * on the module from another thread. reset: empty again, for new sequences
+ * of any batch up to max_batch. length: the positions decoded (0 for NULL). */
 typedef struct srp_attention_cache srp_attention_cache;
 SRP_API srp_status srp_attention_cache_create(srp_attention_cache **out, const srp_attention *a,
                                               size_t max_batch, size_t max_tokens);

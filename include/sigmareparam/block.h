@@ -172,7 +172,8 @@ SRP_API srp_status srp_block_state_refs(srp_block *b, const char *prefix, srp_te
  * srp_block_cache_create: the attention's cache (srp_attention_cache_create:
  * its errors, SRP_ERR_UNSUPPORTED for a block that is not causal) and
  * [max_batch] rows of scratch; decoding allocates nothing. The cache refers
- * to the block: destroy it first. reset and length as the attention's. */
+ * to the block: destroy the cache first. reset, length and threads as the
+ * attention's. */
 typedef struct srp_block_cache srp_block_cache;
 SRP_API srp_status srp_block_cache_create(srp_block_cache **out, const srp_block *b,
                                           size_t max_batch, size_t max_tokens);

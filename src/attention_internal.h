@@ -106,4 +106,19 @@ void srp_attention_forward_commit(srp_attention *a, int training);
 srp_status srp_attention_backward_prepare(srp_attention *a, const float *dy, float *dx);
 void srp_attention_backward_commit(srp_attention *a);
 
+/* Cached decoding (attention_decode.c) in the same halves, for the block.
+ * decode_check: the arguments srp_attention_decode refuses besides NULL
+ * (another module's cache, batch 0, above the cache's max_batch or not its
+ * sequences' count, a full cache); nothing changes. decode_compute, after
+ * it: y, and the new position's [q | k | v] into the cache's next slot,
+ * which does not count yet (at position 0 it first takes the linears' eval
+ * power steps, failing with SRP_ERR_NUMERIC on a zero or non-finite sigma
+ * or gamma); y may be x; y is not checked. decode_commit, once the caller
+ * accepts y: the position counts; it cannot fail. */
+srp_status srp_attention_decode_check(const srp_attention *a, const srp_attention_cache *c,
+                                      size_t batch, const char *call);
+srp_status srp_attention_decode_compute(srp_attention *a, srp_attention_cache *c, const float *x,
+                                        size_t batch, float *y);
+void srp_attention_decode_commit(srp_attention_cache *c, size_t batch);
+
 #endif

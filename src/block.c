@@ -578,3 +578,137 @@ srp_status srp_block_state_refs(srp_block *b, const char *prefix, srp_tensor_lis
         st = srp_tensor_list_add(list, prefix, "dropout_rng", SRP_DTYPE_U64, 1, shape, b->rng.s);
     return st;
 }
+
+/* ---- cached decoding (block.h) ----
+ * One position of each sequence through the block: the attention from its
+ * cache (attention_decode.c), LayerNorm and MLP per position, as the eval
+ * forward computes them, with fc1's and fc2's eval scales taken at
+ * position 0 as the attention's are. Nothing of the block changes. */
+
+struct srp_block_cache {
+    const srp_block *owner;
+    srp_attention_cache *attn;
+    size_t max_batch;
+    float fc1_scale, fc2_scale;
+    /* [max_batch][D]: the attention's input (pre-LN: ln1(x)), a branch's
+     * output, mid, the MLP's input; [max_batch][mlp]: fc1's output, GELU's */
+    float *a_in, *branch, *mid, *m_in, *h;
+};
+
+static void cache_layout(void *obj, srp_arena *arena)
+{
+    srp_block_cache *c = obj;
+    const size_t rows = c->max_batch;
+    SRP_ARENA_FLOATS(arena, rows * c->owner->dim, &c->a_in, &c->branch, &c->mid, &c->m_in);
+    SRP_ARENA_FLOATS(arena, rows * c->owner->mlp, &c->h);
+}
+
+srp_status srp_block_cache_create(srp_block_cache **out, const srp_block *b, size_t max_batch,
+                                  size_t max_tokens)
+{
+    if (!out)
+        return SRP_FAIL_NULL(out);
+    *out = NULL;
+    if (!b)
+        return SRP_FAIL_NULL(b);
+    srp_attention_cache *attn = NULL;
+    srp_status st = srp_attention_cache_create(&attn, b->attn, max_batch, max_tokens);
+    if (st != SRP_OK)
+        return st; /* with the attention cache's detail */
+    if (!srp_linear_batch_ok(b->fc1, max_batch) || !srp_linear_batch_ok(b->fc2, max_batch)) {
+        srp_attention_cache_destroy(attn);
+        return srp_fail(SRP_ERR_INVALID_ARG,
+                        "srp_block_cache_create: max_batch %zu is too many rows for the MLP",
+                        max_batch);
+    }
+    srp_block_cache *c =
+        SRP_ARENA_NEW(srp_block_cache, cache_layout, .owner = b, .max_batch = max_batch);
+    if (!c) {
+        srp_attention_cache_destroy(attn);
+        return SRP_ERR_NOMEM;
+    }
+    c->attn = attn;
+    *out = c;
+    return SRP_OK;
+}
+
+void srp_block_cache_destroy(srp_block_cache *c)
+{
+    if (!c)
+        return;
+    srp_attention_cache_destroy(c->attn);
+    free(c);
+}
+
+void srp_block_cache_reset(srp_block_cache *c)
+{
+    if (c)
+        srp_attention_cache_reset(c->attn);
+}
+
+size_t srp_block_cache_length(const srp_block_cache *c)
+{
+    return c ? srp_attention_cache_length(c->attn) : 0;
+}
+
+/* LayerNorm of rows x [n][D] into y with ln's parameters: the kernel the
+ * layer runs, without touching the layer's statistics. */
+static void norm_rows(const srp_layernorm *ln, const float *x, size_t n, float *y)
+{
+    srp_layernorm_forward(x, ln->w, ln->b, n, ln->dim, ln->eps, y, NULL, NULL);
+}
+
+srp_status srp_block_decode(srp_block *b, srp_block_cache *c, const float *x, size_t batch,
+                            float *y)
+{
+    static const char call[] = "srp_block_decode";
+    if (!b || !c || !x || !y)
+        return SRP_FAIL_NULL(b, c, x, y);
+    if (c->owner != b)
+        return srp_fail(SRP_ERR_INVALID_ARG, "%s: the cache was made for another block", call);
+    srp_status st = srp_attention_decode_check(b->attn, c->attn, batch, call);
+    if (st != SRP_OK)
+        return st;
+    if (srp_attention_cache_length(c->attn) == 0) { /* the MLP's eval scales, as the attention's */
+        st = srp_linear_forward_prepare(b->fc1, SRP_EVAL);
+        c->fc1_scale = srp_linear_prepared_scale(b->fc1);
+        if (st == SRP_OK)
+            st = srp_linear_forward_prepare(b->fc2, SRP_EVAL);
+        c->fc2_scale = srp_linear_prepared_scale(b->fc2);
+        if (st != SRP_OK)
+            return srp_fail(st, "%s: fc1's or fc2's sigma or gamma is zero or not finite", call);
+    }
+    const size_t D = b->dim, n = batch * D;
+    const int pre = b->norm == SRP_NORM_PRE, post = b->norm == SRP_NORM_POST;
+    /* The eval forward's path (block.c's top), one position a sequence. */
+    const float *a_in = x;
+    if (pre) {
+        norm_rows(b->ln1, x, batch, c->a_in);
+        a_in = c->a_in;
+    }
+    st = srp_attention_decode_compute(b->attn, c->attn, a_in, batch, c->branch);
+    if (st != SRP_OK)
+        return st;
+    srp_residual_add(x, c->branch, n, c->mid);
+    const float *m_in = c->mid;
+    if (b->norm != SRP_NORM_NONE) {
+        norm_rows(pre ? b->ln2 : b->ln1, c->mid, batch, c->m_in);
+        m_in = c->m_in;
+    }
+    srp_linear_forward_scaled(b->fc1, c->fc1_scale, m_in, batch, c->h, b->mlp);
+    srp_gelu_forward(c->h, batch * b->mlp, c->h);
+    srp_linear_forward_scaled(b->fc2, c->fc2_scale, c->h, batch, c->branch, D);
+    if (post) {
+        srp_residual_add(m_in, c->branch, n, c->mid); /* sum, in mid's place */
+        norm_rows(b->ln2, c->mid, batch, y);
+    } else {
+        srp_residual_add(c->mid, c->branch, n, y);
+    }
+    if (!srp_all_finite(y, n))
+        return srp_fail(SRP_ERR_NUMERIC,
+                        "%s: NaN or Inf in y (from x, a parameter, or an overflow); the cache is "
+                        "as it was",
+                        call);
+    srp_attention_decode_commit(c->attn, batch);
+    return SRP_OK;
+}

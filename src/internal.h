@@ -294,6 +294,12 @@ srp_status srp_linear_forward_prepare(srp_linear *l, int training);
 void srp_linear_forward_compute(const srp_linear *l, const float *x, size_t n, float *y,
                                 size_t ldy);
 void srp_linear_forward_commit(srp_linear *l, int training);
+/* forward_compute with a scale of the caller's instead of the prepared
+ * one: a cached decoder (attention_decode.c) keeps the eval forward's
+ * gamma / sigma (srp_linear_prepared_scale after an eval prepare) for a
+ * whole sequence rather than taking the power step at every position. */
+void srp_linear_forward_scaled(const srp_linear *l, float scale, const float *x, size_t n, float *y,
+                               size_t ldy);
 /* A backward in two halves, for the same reason. prepare (arguments as
  * srp_linear_backward takes them, already checked; dy's rows lddy apart)
  * writes dx (adds to it with add_dx) and the layer's scratch, and checks

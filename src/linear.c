@@ -271,6 +271,12 @@ srp_status srp_linear_forward_prepare(srp_linear *l, int training)
 
 void srp_linear_forward_compute(const srp_linear *l, const float *x, size_t n, float *y, size_t ldy)
 {
+    srp_linear_forward_scaled(l, l->cand_scale, x, n, y, ldy);
+}
+
+void srp_linear_forward_scaled(const srp_linear *l, float scale, const float *x, size_t n, float *y,
+                               size_t ldy)
+{
     /* y = scale x W^T (+ b): [n][out] = [n][in] x [in][out]. With the bias
      * written first, the GEMM adds onto it (beta = 1) at no extra cost:
      * OpenBLAS would otherwise zero C in a pass of its own. */
@@ -282,7 +288,7 @@ void srp_linear_forward_compute(const srp_linear *l, const float *x, size_t n, f
         beta = 1.0f;
     }
     const uint64_t t0 = srp_profile_begin();
-    srp_sgemm(0, 1, n, l->out, l->in, l->cand_scale, x, l->in, l->w, l->in, beta, y, ldy);
+    srp_sgemm(0, 1, n, l->out, l->in, scale, x, l->in, l->w, l->in, beta, y, ldy);
     srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
 }
 

@@ -240,3 +240,96 @@ srp_attention *lm_attention_at(lm_model *m, size_t layer)
 {
     return ex_stack_attention(&m->stack, layer);
 }
+
+struct lm_decoder {
+    lm_model *m;
+    size_t max_batch;
+    srp_block_cache **caches; /* [depth] */
+    float *x;                 /* [max_batch][D]: the residual stream of the new position */
+    float *normed;            /* [max_batch][D]: the final LayerNorm's output */
+    float *logits;            /* [max_batch][256] */
+};
+
+srp_status lm_decoder_create(lm_decoder **out, lm_model *m, size_t max_batch)
+{
+    if (!out || !m || max_batch == 0)
+        return SRP_ERR_INVALID_ARG;
+    *out = NULL;
+    lm_decoder *d = calloc(1, sizeof(*d));
+    if (!d)
+        return SRP_ERR_NOMEM;
+    d->m = m;
+    d->max_batch = max_batch;
+    const size_t depth = m->stack.depth, D = m->cfg.dim;
+    srp_status st = SRP_ERR_NOMEM;
+    d->caches = calloc(depth, sizeof(*d->caches));
+    if (!d->caches || !ex_alloc_floats(&d->x, max_batch * D) ||
+        !ex_alloc_floats(&d->normed, max_batch * D) ||
+        !ex_alloc_floats(&d->logits, max_batch * LM_VOCAB))
+        goto fail;
+    for (size_t l = 0; l < depth; l++)
+        if ((st = srp_block_cache_create(&d->caches[l], m->stack.blocks[l], max_batch,
+                                         m->cfg.context)) != SRP_OK)
+            goto fail;
+    *out = d;
+    return SRP_OK;
+fail:
+    lm_decoder_destroy(d);
+    return st;
+}
+
+void lm_decoder_destroy(lm_decoder *d)
+{
+    if (!d)
+        return;
+    for (size_t l = 0; d->caches && l < d->m->stack.depth; l++)
+        srp_block_cache_destroy(d->caches[l]);
+    free(d->caches);
+    free(d->x);
+    free(d->normed);
+    free(d->logits);
+    free(d);
+}
+
+void lm_decoder_reset(lm_decoder *d)
+{
+    for (size_t l = 0; d && l < d->m->stack.depth; l++)
+        srp_block_cache_reset(d->caches[l]);
+}
+
+size_t lm_decoder_length(const lm_decoder *d)
+{
+    return d ? srp_block_cache_length(d->caches[0]) : 0;
+}
+
+srp_status lm_decode(lm_decoder *d, const uint32_t *tokens, size_t batch, const float **logits)
+{
+    if (!d || !tokens || batch == 0 || batch > d->max_batch)
+        return SRP_ERR_INVALID_ARG;
+    lm_model *m = d->m;
+    const size_t D = m->cfg.dim, t = lm_decoder_length(d);
+    if (t == m->cfg.context)
+        return SRP_ERR_SHAPE;
+    /* lm_forward's path for one position: embedding plus position t, the
+     * blocks (each from its cache), the final LayerNorm, the head */
+    EX_TRY(srp_embedding_forward(m->wte, tokens, batch, d->x));
+    for (size_t b = 0; b < batch; b++)
+        for (size_t i = 0; i < D; i++)
+            d->x[b * D + i] += m->pos[t * D + i];
+    for (size_t l = 0; l < m->stack.depth; l++)
+        EX_TRY(srp_block_decode(m->stack.blocks[l], d->caches[l], d->x, batch, d->x));
+    const float *f = d->x;
+    srp_layernorm *ln = m->stack.norm;
+    if (ln) {
+        EX_TRY(srp_layernorm_forward(d->x, srp_layernorm_weight(ln), srp_layernorm_bias(ln), batch,
+                                     D, srp_layernorm_eps(ln), d->normed, NULL, NULL));
+        f = d->normed;
+    }
+    if (m->head)
+        EX_TRY(srp_linear_forward(m->head, f, batch, d->logits, SRP_EVAL));
+    else
+        EX_TRY(srp_embedding_logits(m->wte, f, batch, d->logits));
+    if (logits)
+        *logits = d->logits;
+    return SRP_OK;
+}

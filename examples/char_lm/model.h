@@ -83,4 +83,23 @@ srp_status lm_model_state_refs(lm_model *m, srp_tensor_list *list);
 const ex_linear_names *lm_linears(const lm_model *m);
 srp_attention *lm_attention_at(lm_model *m, size_t layer);
 
+/* Cached decoding (srp_block_decode): the model's eval forward one
+ * position at a time, each block's keys and values kept, for up to
+ * max_batch sequences of up to context positions. lm_decode feeds tokens
+ * [batch] (one per sequence) at position lm_decoder_length and gives that
+ * position's logits [batch][256], those of lm_forward in eval over the
+ * positions so far (within rounding), valid until the next call. A full
+ * decoder (length == context, the learned positions' end): SRP_ERR_SHAPE;
+ * lm_decoder_reset starts again (the caller re-feeds what it keeps). The
+ * weights are taken as they are at position 0: reset after they change.
+ * On an error mid-stack the blocks' caches may disagree: reset. Made
+ * apart from the model, which training never needs it for; it refers to
+ * the model (destroy it first). */
+typedef struct lm_decoder lm_decoder;
+srp_status lm_decoder_create(lm_decoder **out, lm_model *m, size_t max_batch);
+void lm_decoder_destroy(lm_decoder *d);
+void lm_decoder_reset(lm_decoder *d);
+size_t lm_decoder_length(const lm_decoder *d);
+srp_status lm_decode(lm_decoder *d, const uint32_t *tokens, size_t batch, const float **logits);
+
 #endif

@@ -225,6 +225,49 @@ SRP_API srp_status srp_attention_entropy_bound_terms(srp_attention *a, float *bo
  * plot or a bound of your own. s < 0 or NaN: NaN; T < 2 or s = Inf: 0. */
 SRP_API double srp_entropy_lower_bound(double s, size_t tokens);
 
+/* Cached (incremental) decoding of causal self-attention: one new position
+ * of each of `batch` sequences per call, each attending to its own earlier
+ * positions, whose keys and values the cache keeps. After positions
+ * 0..t-1 were decoded, decoding x_t gives row t of srp_attention_forward
+ * in eval over x_0..x_t (the same function; the floats round differently,
+ * within about 1e-6 relative), at O(t D) a position instead of a forward
+ * over all of them. No dropout, no backward, no entropies: the module's
+ * state (u, v, sigma, gamma, its last forward and its backward) is not
+ * touched, and the cache is the caller's, one per stream of sequences.
+ *
+ * The weights are the eval forward's W_hat = gamma / sigma W, sigma from
+ * one power step from the stored u (srp_linear_forward in SRP_EVAL),
+ * taken at position 0 and kept for the sequence: after the weights, u,
+ * gamma or sigma change (an optimizer step, a checkpoint load), reset the
+ * cache, whose keys and values were made with the old ones.
+ *
+ * srp_attention_cache_create: room for max_batch sequences of max_tokens
+ * positions (a [max_batch][max_tokens][3 dim] array of floats, and little
+ * more), independent of the module's own maxima; decoding allocates
+ * nothing. Errors: NULL: SRP_ERR_INVALID_ARG; a module that is not causal:
+ * SRP_ERR_UNSUPPORTED; max_batch or max_tokens 0, or sizes past SIZE_MAX
+ * bytes or BLAS's int: SRP_ERR_INVALID_ARG. The cache refers to the module:
+ * destroy the cache first. A decode uses the module as a forward does (its
+ * linears' scratch, at position 0): not at the same time as another call
+ * on the module from another thread. reset: empty again, for new sequences
+ * of any batch up to max_batch. length: the positions decoded (0 for NULL). */
+typedef struct srp_attention_cache srp_attention_cache;
+SRP_API srp_status srp_attention_cache_create(srp_attention_cache **out, const srp_attention *a,
+                                              size_t max_batch, size_t max_tokens);
+SRP_API void srp_attention_cache_destroy(srp_attention_cache *c);
+SRP_API void srp_attention_cache_reset(srp_attention_cache *c);
+SRP_API size_t srp_attention_cache_length(const srp_attention_cache *c);
+/* x, y: [batch][dim], position length of each sequence; y may be x. The
+ * first call after create or reset fixes batch until the next reset.
+ * Errors, each leaving the cache as it was: NULL, a cache made for another
+ * module, batch 0: SRP_ERR_INVALID_ARG; batch above the cache's max_batch
+ * or not the count of the sequences it holds, a full cache (length ==
+ * max_tokens): SRP_ERR_SHAPE; a zero or non-finite sigma or gamma (at
+ * position 0), NaN or Inf in y (from x, or an overflow): SRP_ERR_NUMERIC
+ * (y may have been written). */
+SRP_API srp_status srp_attention_decode(srp_attention *a, srp_attention_cache *c, const float *x,
+                                        size_t batch, float *y);
+
 #ifdef __cplusplus
 }
 #endif

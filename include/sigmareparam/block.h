@@ -160,6 +160,34 @@ SRP_API srp_status srp_block_params(srp_block *b, const char *prefix, srp_param_
  * bit for bit; load between a backward and the next forward. */
 SRP_API srp_status srp_block_state_refs(srp_block *b, const char *prefix, srp_tensor_list *list);
 
+/* Cached (incremental) decoding of a causal block, one new position of
+ * each of `batch` sequences per call: the attention's keys and values in
+ * its cache (srp_attention_decode, attention.h, whose rules hold here:
+ * eval weights taken at position 0, reset after they change, the block's
+ * state untouched); LayerNorm and the MLP act per position, so they need
+ * none. After positions 0..t-1, decoding x_t gives row t of
+ * srp_block_forward in SRP_EVAL over x_0..x_t, for every norm placement,
+ * within about 1e-6 relative. A stack of blocks decodes block by block,
+ * each with its own cache.
+ * srp_block_cache_create: the attention's cache (srp_attention_cache_create:
+ * its errors, SRP_ERR_UNSUPPORTED for a block that is not causal) and
+ * [max_batch] rows of scratch; decoding allocates nothing. The cache refers
+ * to the block: destroy the cache first. reset, length and threads as the
+ * attention's. */
+typedef struct srp_block_cache srp_block_cache;
+SRP_API srp_status srp_block_cache_create(srp_block_cache **out, const srp_block *b,
+                                          size_t max_batch, size_t max_tokens);
+SRP_API void srp_block_cache_destroy(srp_block_cache *c);
+SRP_API void srp_block_cache_reset(srp_block_cache *c);
+SRP_API size_t srp_block_cache_length(const srp_block_cache *c);
+/* x, y: [batch][dim]; y may be x. Errors as srp_attention_decode's (the
+ * cache as it was): NULL, another block's cache, batch 0:
+ * SRP_ERR_INVALID_ARG; batch above max_batch or not the cached sequences'
+ * count, a full cache: SRP_ERR_SHAPE; a zero or non-finite sigma or gamma
+ * of any linear (at position 0), NaN or Inf in y: SRP_ERR_NUMERIC. */
+SRP_API srp_status srp_block_decode(srp_block *b, srp_block_cache *c, const float *x, size_t batch,
+                                    float *y);
+
 #ifdef __cplusplus
 }
 #endif

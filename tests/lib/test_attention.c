@@ -1014,6 +1014,64 @@ static void test_matches_pytorch_reference(void **state)
     fixture_free(fx);
 }
 
+/* Cached decoding (srp_attention_decode), position by position to the
+ * cache's end, gives the last row of srp_attention_forward in eval over
+ * the same prefix (1e-6 relative), in every qkv_sigma mode, for 2
+ * sequences at once; the module's state is not touched. u is moved off the
+ * top singular vector first, so that the eval forward's power step gives a
+ * sigma of its own, which the decoder must take too. */
+static void test_decode_matches_forward(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 3; mode++) {
+        const attn_shape s = {2, 6, 16, 4, 1, (srp_qkv_sigma)mode};
+        const size_t B = s.B, T = s.T, D = s.D;
+        srp_attention *a = make(&s, 30 + (uint64_t)mode);
+        srp_rng r = seeded_rng(31);
+        randomize_inputs(a, &r, 0.3, 1.5f);
+        randomize_linear(srp_attention_proj(a), &r, 0.3, 0.8f);
+        for (size_t i = 0; i <= srp_attention_in_proj_count(a); i++) {
+            srp_linear *l = i < srp_attention_in_proj_count(a) ? srp_attention_in_proj(a, i, NULL)
+                                                               : srp_attention_proj(a);
+            fill_normal_f(&r, srp_linear_u(l), D, 1.0);
+        }
+        srp_attention_cache *c = NULL;
+        assert_ok(srp_attention_cache_create(&c, a, B, T));
+        float *x = alloc_f(B * T * D), *prefix = alloc_f(B * T * D), *full = alloc_f(B * T * D);
+        float *step = alloc_f(B * D);
+        fill_normal_f(&r, x, B * T * D, 1.0);
+        for (size_t t = 0; t < T; t++) {
+            for (size_t b = 0; b < B; b++)
+                memcpy(step + b * D, x + (b * T + t) * D, sizeof(float) * D);
+            const float sigma = srp_linear_sigma(srp_attention_proj(a));
+            assert_ok(srp_attention_decode(a, c, step, B, step));
+            assert_true(srp_linear_sigma(srp_attention_proj(a)) == sigma); /* no state moves */
+            const size_t n = t + 1;
+            for (size_t b = 0; b < B; b++)
+                memcpy(prefix + b * n * D, x + b * T * D, sizeof(float) * n * D);
+            assert_ok(srp_attention_forward(a, prefix, B, n, full, SRP_EVAL));
+            double diff = 0.0, scale = 0.0;
+            for (size_t b = 0; b < B; b++)
+                for (size_t i = 0; i < D; i++) {
+                    const double want = full[(b * n + t) * D + i];
+                    diff = fmax(diff, fabs(step[b * D + i] - want));
+                    scale = fmax(scale, fabs(want));
+                }
+            if (diff > 1e-6 * scale)
+                fail_msg("qkv_sigma %d, position %zu: decoded vs forward %.3g relative", mode, t,
+                         diff / scale);
+        }
+        assert_int_equal(srp_attention_cache_length(c), T);
+        assert_status(srp_attention_decode(a, c, step, B, step), SRP_ERR_SHAPE);
+        srp_attention_cache_destroy(c);
+        srp_attention_destroy(a);
+        free(x);
+        free(prefix);
+        free(full);
+        free(step);
+    }
+}
+
 #ifdef SRP_COUNT_ALLOCS
 static void test_forward_backward_allocate_nothing(void **state)
 {
@@ -1068,6 +1126,7 @@ int main(void)
         cmocka_unit_test(test_fewer_tokens_than_the_maximum),
         cmocka_unit_test(test_results_are_deterministic),
         cmocka_unit_test(test_matches_pytorch_reference),
+        cmocka_unit_test(test_decode_matches_forward),
 #ifdef SRP_COUNT_ALLOCS
         cmocka_unit_test(test_forward_backward_allocate_nothing),
 #endif

@@ -1143,6 +1143,171 @@ static void test_lists_and_names(void **state)
     srp_block_destroy(lm);
 }
 
+/* ---- cached decoding (srp_block_decode) ---- */
+
+/* A stack of causal blocks with O(1) weights (randomize) whose u is moved
+ * off the top singular vector, so that the eval forward's power step gives
+ * a sigma of its own: a decoder that skipped it, or took another scale,
+ * would not match. gamma is halved: at randomize's full scale, without
+ * LayerNorm, the logits grow so large that two full forwards of different
+ * lengths already differ by 2e-6 relative (the softmax amplifies their
+ * rounding); at half, they agree to 4e-7, and decoding must too. */
+static void make_decode_stack(const block_shape *s, size_t depth, uint64_t seed, srp_block **blocks)
+{
+    srp_rng r = seeded_rng(seed);
+    for (size_t l = 0; l < depth; l++) {
+        blocks[l] = make(s, seed + l);
+        randomize(blocks[l], &r);
+        for (size_t i = 0; i < srp_block_linear_count(blocks[l]); i++) {
+            srp_linear *lin = srp_block_linear(blocks[l], i, NULL);
+            fill_normal_f(&r, srp_linear_u(lin), srp_linear_in_features(lin), 1.0);
+            *srp_linear_gamma(lin) *= 0.5f;
+        }
+    }
+}
+
+/* Largest |a - b| over the largest |b|: [n] */
+static double rel_max_diff(const float *a, const float *b, size_t n)
+{
+    double diff = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return diff / scale;
+}
+
+/* Position by position through a stack of blocks, each with its cache, to
+ * the caches' end: every position's output equals the last row of
+ * srp_block_forward in eval over the same prefix (to 1e-6 relative), in
+ * every norm placement and qkv_sigma mode, for 3 sequences at once. */
+static void check_decode_matches_forward(srp_norm_placement norm, srp_qkv_sigma mode)
+{
+    enum { DEPTH = 2 };
+    const block_shape s = {3, 9, 16, 4, 24, norm, 1, mode, 0.0f, 0.0f, 0.0f};
+    const size_t B = s.B, T = s.T, D = s.D;
+    srp_block *blocks[DEPTH];
+    srp_block_cache *caches[DEPTH];
+    make_decode_stack(&s, DEPTH, 40 + 3 * (uint64_t)norm + (uint64_t)mode, blocks);
+    for (size_t l = 0; l < DEPTH; l++)
+        assert_ok(srp_block_cache_create(&caches[l], blocks[l], B, T));
+    float *x = alloc_f(B * T * D), *prefix = alloc_f(B * T * D), *full = alloc_f(B * T * D);
+    float *step = alloc_f(B * D), *want = alloc_f(B * D);
+    srp_rng r = seeded_rng(7);
+    fill_normal_f(&r, x, B * T * D, 1.0);
+    double worst = 0.0;
+    for (size_t t = 0; t < T; t++) {
+        /* the cached step: position t of each sequence, in place through the stack */
+        for (size_t b = 0; b < B; b++)
+            memcpy(step + b * D, x + (b * T + t) * D, sizeof(float) * D);
+        for (size_t l = 0; l < DEPTH; l++) {
+            assert_ok(srp_block_decode(blocks[l], caches[l], step, B, step));
+            assert_int_equal(srp_block_cache_length(caches[l]), t + 1);
+        }
+        /* the full forward over positions 0..t */
+        const size_t n = t + 1;
+        for (size_t b = 0; b < B; b++)
+            memcpy(prefix + b * n * D, x + b * T * D, sizeof(float) * n * D);
+        for (size_t l = 0; l < DEPTH; l++) {
+            assert_ok(srp_block_forward(blocks[l], prefix, B, n, full, SRP_EVAL));
+            memcpy(prefix, full, sizeof(float) * B * n * D);
+        }
+        for (size_t b = 0; b < B; b++)
+            memcpy(want + b * D, full + (b * n + t) * D, sizeof(float) * D);
+        const double rel = rel_max_diff(step, want, B * D);
+        worst = fmax(worst, rel);
+        if (rel > 1e-6)
+            fail_msg("norm %d, qkv_sigma %d, position %zu: decoded vs full forward %.3g relative",
+                     (int)norm, (int)mode, t, rel);
+    }
+    /* full: one more position is refused, and a reset starts again */
+    assert_status(srp_block_decode(blocks[0], caches[0], step, B, step), SRP_ERR_SHAPE);
+    assert_non_null(strstr(srp_last_error_detail(), "full"));
+    srp_block_cache_reset(caches[0]);
+    assert_int_equal(srp_block_cache_length(caches[0]), 0);
+    printf("norm %d, qkv_sigma %d: decoded vs full forward, worst %.2g relative\n", (int)norm,
+           (int)mode, worst);
+    for (size_t l = 0; l < DEPTH; l++) {
+        srp_block_cache_destroy(caches[l]);
+        srp_block_destroy(blocks[l]);
+    }
+    free(x);
+    free(prefix);
+    free(full);
+    free(step);
+    free(want);
+}
+
+static void test_decode_matches_forward(void **state)
+{
+    (void)state;
+    for (int norm = 0; norm < 3; norm++)
+        for (int mode = 0; mode < 3; mode++)
+            check_decode_matches_forward((srp_norm_placement)norm, (srp_qkv_sigma)mode);
+}
+
+/* Bad calls leave the cache as it was: a NaN in x, a batch other than the
+ * cached sequences', another block's cache; the next good call gives the
+ * bits of a cache that never saw them. The block itself is untouched by
+ * decoding: its last forward can still be differentiated. */
+static void test_decode_bad_input(void **state)
+{
+    (void)state;
+    for (int norm = 0; norm < 3; norm++) {
+        const block_shape s = {2, 4, 8, 2, 16, (srp_norm_placement)norm, 1, 0, 0.0f, 0.0f, 0.0f};
+        const size_t n = s.B * s.T * s.D;
+        srp_block *b = make(&s, 5), *other = make(&s, 6);
+        float *x = alloc_f(n), *y = alloc_f(n), *dx = alloc_f(n);
+        float *a = alloc_f(s.B * s.D), *want = alloc_f(s.B * s.D), *got = alloc_f(s.B * s.D);
+        srp_rng r = seeded_rng(5);
+        fill_normal_f(&r, x, n, 1.0);
+        srp_block_cache *c = NULL, *clean = NULL;
+        assert_ok(srp_block_cache_create(&c, b, s.B, s.T));
+        assert_ok(srp_block_cache_create(&clean, b, s.B, s.T));
+        assert_ok(srp_block_forward(b, x, s.B, s.T, y, SRP_TRAIN)); /* its backward pending */
+        const uint32_t h0 = block_hash(b);
+
+        assert_ok(srp_block_decode(b, c, x, s.B, y));
+        assert_ok(srp_block_decode(b, clean, x, s.B, y));
+        memcpy(a, x + s.B * s.D, sizeof(float) * s.B * s.D);
+        a[3] = NAN;
+        assert_status(srp_block_decode(b, c, a, s.B, got), SRP_ERR_NUMERIC);
+        assert_non_null(strstr(srp_last_error_detail(), "srp_block_decode"));
+        a[3] = 0.25f;
+        assert_status(srp_block_decode(b, c, a, 1, got), SRP_ERR_SHAPE);
+        assert_status(srp_block_decode(b, c, a, s.B + 1, got), SRP_ERR_SHAPE);
+        assert_status(srp_block_decode(b, c, a, 0, got), SRP_ERR_INVALID_ARG);
+        assert_status(srp_block_decode(other, c, a, s.B, got), SRP_ERR_INVALID_ARG);
+        assert_status(srp_block_decode(b, c, NULL, s.B, got), SRP_ERR_INVALID_ARG);
+        assert_int_equal(srp_block_cache_length(c), 1);
+        assert_ok(srp_block_decode(b, c, a, s.B, got));
+        assert_ok(srp_block_decode(b, clean, a, s.B, want));
+        assert_memory_equal(got, want, sizeof(float) * s.B * s.D);
+
+        assert_int_equal(block_hash(b), h0);
+        assert_ok(srp_block_backward(b, y, dx)); /* the training forward's, as before */
+
+        /* a block that is not causal has no cache */
+        block_shape full = s;
+        full.causal = 0;
+        srp_block *nc = make(&full, 7);
+        srp_block_cache *none = NULL;
+        assert_status(srp_block_cache_create(&none, nc, 1, 1), SRP_ERR_UNSUPPORTED);
+        assert_null(none);
+        srp_block_destroy(nc);
+        srp_block_cache_destroy(c);
+        srp_block_cache_destroy(clean);
+        srp_block_destroy(b);
+        srp_block_destroy(other);
+        free(x);
+        free(y);
+        free(dx);
+        free(a);
+        free(want);
+        free(got);
+    }
+}
+
 #ifdef SRP_COUNT_ALLOCS
 static void test_forward_backward_allocate_nothing(void **state)
 {
@@ -1172,6 +1337,30 @@ static void test_forward_backward_allocate_nothing(void **state)
         free(dx);
     }
 }
+
+static void test_decode_allocates_nothing(void **state)
+{
+    (void)state;
+    for (int norm = 0; norm < 3; norm++) {
+        const block_shape s = {4, 32, 64, 4, 128, (srp_norm_placement)norm, 1, 0, 0.0f, 0.0f, 0.0f};
+        srp_block *b = make(&s, 3);
+        srp_block_cache *c = NULL;
+        assert_ok(srp_block_cache_create(&c, b, s.B, s.T));
+        float *x = alloc_f(s.B * s.D);
+        srp_rng r = seeded_rng(3);
+        fill_normal_f(&r, x, s.B * s.D, 1.0);
+        assert_ok(srp_block_decode(b, c, x, s.B, x)); /* warm-up: the BLAS's threads */
+        alloc_counter_start();
+        for (size_t t = 1; t < s.T; t++)
+            assert_ok(srp_block_decode(b, c, x, s.B, x));
+        srp_block_cache_reset(c);
+        assert_ok(srp_block_decode(b, c, x, s.B, x));
+        assert_int_equal(alloc_counter_stop(NULL), 0);
+        srp_block_cache_destroy(c);
+        srp_block_destroy(b);
+        free(x);
+    }
+}
 #endif
 
 int main(void)
@@ -1187,8 +1376,11 @@ int main(void)
         cmocka_unit_test(test_order_rule),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_lists_and_names),
+        cmocka_unit_test(test_decode_matches_forward),
+        cmocka_unit_test(test_decode_bad_input),
 #ifdef SRP_COUNT_ALLOCS
         cmocka_unit_test(test_forward_backward_allocate_nothing),
+        cmocka_unit_test(test_decode_allocates_nothing),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

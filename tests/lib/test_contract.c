@@ -72,6 +72,12 @@ typedef struct {
     srp_tensor_list *avg_watch_state; /* their state refs, for the hash */
     srp_param_list *scratch_params;   /* lists the list calls append to */
     srp_tensor_list *scratch_refs;
+    /* cached decoding: a causal attention and a causal block, each with a
+     * cache of 2 positions holding 1 and a full cache of 1 */
+    srp_attention *catt;
+    srp_block *cblk;
+    srp_attention_cache *acache, *afull;
+    srp_block_cache *bcache, *bfull;
     /* inputs (the calls read them) */
     float x[N * IN], dy[N * OUT], dw[OUT * IN], ax[B * T * D], ady[B * T * D], edx[NT * E],
         pw[PR * PC], cx[CB * CC * CH * CW], cdy[CB * CK * COH * COW];
@@ -89,6 +95,7 @@ typedef struct {
         float cy[CB * CK * COH * COW], cdx[CB * CC * CH * CW];
         size_t count, oh, ow;
         srp_collapse_event events[2 * H];
+        float dec_ay[B * D], dec_by[B * D]; /* the decoders' outputs */
     } out;
 } world;
 
@@ -221,6 +228,18 @@ static world *world_make(void)
     forwards(w);
     backwards_and_step(w); /* gradients stay: the optimizer does not zero them */
     forwards(w);
+    ac.causal = 1;
+    assert_ok(srp_attention_create(&w->catt, &ac, B, T));
+    bc.causal = 1;
+    assert_ok(srp_block_create(&w->cblk, &bc, B, T));
+    assert_ok(srp_attention_cache_create(&w->acache, w->catt, B, 2));
+    assert_ok(srp_attention_cache_create(&w->afull, w->catt, B, 1));
+    assert_ok(srp_block_cache_create(&w->bcache, w->cblk, B, 2));
+    assert_ok(srp_block_cache_create(&w->bfull, w->cblk, B, 1));
+    assert_ok(srp_attention_decode(w->catt, w->acache, w->ax, B, w->out.dec_ay));
+    assert_ok(srp_attention_decode(w->catt, w->afull, w->ax, B, w->out.dec_ay));
+    assert_ok(srp_block_decode(w->cblk, w->bcache, w->ax, B, w->out.dec_by));
+    assert_ok(srp_block_decode(w->cblk, w->bfull, w->ax, B, w->out.dec_by));
     return w;
 }
 
@@ -240,6 +259,12 @@ static void world_free(world *w)
     srp_tensor_list_destroy(w->avg_watch_state);
     srp_param_list_destroy(w->scratch_params);
     srp_tensor_list_destroy(w->scratch_refs);
+    srp_attention_cache_destroy(w->acache);
+    srp_attention_cache_destroy(w->afull);
+    srp_block_cache_destroy(w->bcache);
+    srp_block_cache_destroy(w->bfull);
+    srp_attention_destroy(w->catt);
+    srp_block_destroy(w->cblk);
     free(w);
 }
 
@@ -312,6 +337,15 @@ static uLong state_hash(world *w, int with_activations)
     h = mix(h, &sigma, sizeof sigma);
     const uint64_t steps = srp_optim_step_count(w->opt);
     h = mix(h, &steps, sizeof steps);
+    for (size_t i = 0; i < srp_block_linear_count(w->cblk); i++)
+        h = mix_linear(h, srp_block_linear(w->cblk, i, NULL));
+    for (size_t i = 0; i < srp_attention_in_proj_count(w->catt); i++)
+        h = mix_linear(h, srp_attention_in_proj(w->catt, i, NULL));
+    h = mix_linear(h, srp_attention_proj(w->catt));
+    const size_t lengths[4] = {
+        srp_attention_cache_length(w->acache), srp_attention_cache_length(w->afull),
+        srp_block_cache_length(w->bcache), srp_block_cache_length(w->bfull)};
+    h = mix(h, lengths, sizeof lengths);
     const int swapped = srp_weight_average_swapped(w->avg);
     h = mix(h, &swapped, sizeof swapped);
     for (size_t i = 0; i < srp_tensor_list_count(w->avg_watch_state); i++) {
@@ -788,6 +822,65 @@ static srp_status overflowing_block_forward(world *w)
     return st;
 }
 
+static srp_status att_decode(world *w)
+{
+    return srp_attention_decode(w->catt, w->acache, w->ax, B, w->out.dec_ay);
+}
+static srp_status blk_decode(world *w)
+{
+    return srp_block_decode(w->cblk, w->bcache, w->ax, B, w->out.dec_by);
+}
+static float *catt_gamma(world *w) { return srp_linear_gamma(srp_attention_proj(w->catt)); }
+static float *cblk_fc1_gamma(world *w)
+{
+    return srp_linear_gamma(srp_block_linear(w->cblk, srp_block_linear_count(w->cblk) - 2, NULL));
+}
+
+/* NULLs, sizes of 0 or past SIZE_MAX at create; a cache of another module. */
+static srp_status bad_cache_call(world *w, int which)
+{
+    srp_attention_cache *ac = NULL;
+    srp_block_cache *bc = NULL;
+    switch (which) {
+    case 0: return srp_attention_cache_create(NULL, w->catt, B, 2);
+    case 1: return srp_attention_cache_create(&ac, NULL, B, 2);
+    case 2: return srp_attention_cache_create(&ac, w->catt, 0, 2);
+    case 3: return srp_attention_cache_create(&ac, w->catt, B, 0);
+    case 4: return srp_attention_cache_create(&ac, w->catt, SIZE_MAX / 2, SIZE_MAX / 2);
+    case 5: return srp_block_cache_create(NULL, w->cblk, B, 2);
+    case 6: return srp_block_cache_create(&bc, NULL, B, 2);
+    case 7: return srp_block_cache_create(&bc, w->cblk, B, 0);
+    case 8: return srp_block_cache_create(&bc, w->cblk, SIZE_MAX / 4, 2);
+    case 9: return srp_attention_decode(w->att, w->acache, w->ax, B, w->out.dec_ay);
+    default: return srp_block_decode(w->blk, w->bcache, w->ax, B, w->out.dec_by);
+    }
+}
+
+/* The world's attention and block are not causal: no cache for them. */
+static srp_status cache_of_full_attention(world *w, int which)
+{
+    srp_attention_cache *ac = NULL;
+    srp_block_cache *bc = NULL;
+    return which == 0 ? srp_attention_cache_create(&ac, w->att, B, 2)
+                      : srp_block_cache_create(&bc, w->blk, B, 2);
+}
+
+/* The first position of fresh caches, which takes the eval scales: a bad
+ * gamma shows there (later positions keep position 0's). */
+static srp_status decode_from_start(world *w)
+{
+    srp_attention_cache *ac = NULL;
+    srp_block_cache *bc = NULL;
+    assert_ok(srp_attention_cache_create(&ac, w->catt, B, 1));
+    assert_ok(srp_block_cache_create(&bc, w->cblk, B, 1));
+    srp_status st = srp_attention_decode(w->catt, ac, w->ax, B, w->out.dec_ay);
+    if (st == SRP_OK)
+        st = srp_block_decode(w->cblk, bc, w->ax, B, w->out.dec_by);
+    srp_attention_cache_destroy(ac);
+    srp_block_cache_destroy(bc);
+    return st;
+}
+
 static float *lin_w(world *w) { return srp_linear_weight(w->lin); }
 static float *qkv_w(world *w) { return srp_linear_weight(srp_attention_qkv(w->att)); }
 static float *att_gamma(world *w) { return srp_linear_gamma(srp_attention_proj(w->att)); }
@@ -1206,6 +1299,25 @@ static srp_status bad_dist_call(world *w, int which)
     X(SRP_ERR_INVALID_ARG, srp_block_backward(w->blk, w->ady, NULL))                               \
     X(SRP_ERR_INVALID_ARG, srp_block_params(NULL, "b", NULL))                                      \
     X(SRP_ERR_INVALID_ARG, srp_block_state_refs(w->blk, "b", NULL))                                \
+    /* cached decoding */                                                                          \
+    X(SRP_ERR_INVALID_ARG, srp_attention_decode(NULL, w->acache, w->ax, B, w->out.dec_ay))         \
+    X(SRP_ERR_INVALID_ARG, srp_attention_decode(w->catt, NULL, w->ax, B, w->out.dec_ay))           \
+    X(SRP_ERR_INVALID_ARG, srp_attention_decode(w->catt, w->acache, NULL, B, w->out.dec_ay))       \
+    X(SRP_ERR_INVALID_ARG, srp_attention_decode(w->catt, w->acache, w->ax, B, NULL))               \
+    X(SRP_ERR_INVALID_ARG, srp_attention_decode(w->catt, w->acache, w->ax, 0, w->out.dec_ay))      \
+    X(SRP_ERR_SHAPE, srp_attention_decode(w->catt, w->acache, w->ax, B + 1, w->out.dec_ay))        \
+    X(SRP_ERR_SHAPE, srp_attention_decode(w->catt, w->acache, w->ax, B - 1, w->out.dec_ay))        \
+    X(SRP_ERR_SHAPE, srp_attention_decode(w->catt, w->afull, w->ax, B, w->out.dec_ay))             \
+    X(SRP_ERR_INVALID_ARG, srp_block_decode(NULL, w->bcache, w->ax, B, w->out.dec_by))             \
+    X(SRP_ERR_INVALID_ARG, srp_block_decode(w->cblk, NULL, w->ax, B, w->out.dec_by))               \
+    X(SRP_ERR_INVALID_ARG, srp_block_decode(w->cblk, w->bcache, NULL, B, w->out.dec_by))           \
+    X(SRP_ERR_INVALID_ARG, srp_block_decode(w->cblk, w->bcache, w->ax, B, NULL))                   \
+    X(SRP_ERR_INVALID_ARG, srp_block_decode(w->cblk, w->bcache, w->ax, 0, w->out.dec_by))          \
+    X(SRP_ERR_SHAPE, srp_block_decode(w->cblk, w->bcache, w->ax, B + 1, w->out.dec_by))            \
+    X(SRP_ERR_SHAPE, srp_block_decode(w->cblk, w->bcache, w->ax, B - 1, w->out.dec_by))            \
+    X(SRP_ERR_SHAPE, srp_block_decode(w->cblk, w->bfull, w->ax, B, w->out.dec_by))                 \
+    EACH(SRP_ERR_INVALID_ARG, 11, bad_cache_call(w, which))                                        \
+    EACH(SRP_ERR_UNSUPPORTED, 2, cache_of_full_attention(w, which))                                \
     /* the small layers (nn.h) */                                                                  \
     X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(NULL, NULL, NULL, ROWS, CLASSES, 1e-5f, w->out.nn, NULL, NULL)) \
     X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(w->logits, NULL, NULL, ROWS, CLASSES, 1e-5f, NULL, NULL, NULL)) \
@@ -1321,6 +1433,10 @@ static srp_status bad_dist_call(world *w, int which)
     LOSES(SRP_ERR_NUMERIC, overflowing_block_forward(w))                                           \
     X(SRP_ERR_NUMERIC, with_bad_value(w, blk_fc2_w(w) + 7, NAN, blk_fwd))                          \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->ady[3], NAN, blk_bwd))                                \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[5], NAN, att_decode))                              \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[D + 1], INFINITY, blk_decode))                     \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, catt_gamma(w), INFINITY, decode_from_start))              \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, cblk_fc1_gamma(w), INFINITY, decode_from_start))           \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->cx[7], NAN, conv_fwd_train))                          \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->cx[0], INFINITY, conv_fwd_eval))                      \
     X(SRP_ERR_NUMERIC, overflowing_conv_forward(w))                                                \
@@ -1382,6 +1498,9 @@ static void finish_step(world *w)
     forwards(w);
     assert_ok(srp_embedding_logits(w->emb, w->out.ex, NT, w->out.elogits));
     assert_ok(srp_attention_entropy_bound(w->att, w->out.heads));
+    /* the next position: what a bad call left in the caches shows here */
+    assert_ok(srp_attention_decode(w->catt, w->acache, w->ax + B * D, B, w->out.dec_ay));
+    assert_ok(srp_block_decode(w->cblk, w->bcache, w->ax + B * D, B, w->out.dec_by));
 }
 
 /* A failure of these kinds says what was wrong (srp_last_error_detail):
@@ -1517,6 +1636,12 @@ static void test_null_handles_elsewhere(void **state)
     srp_power_iter_destroy(NULL);
     srp_layernorm_destroy(NULL);
     srp_block_destroy(NULL);
+    srp_attention_cache_destroy(NULL);
+    srp_attention_cache_reset(NULL);
+    assert_int_equal(srp_attention_cache_length(NULL), 0);
+    srp_block_cache_destroy(NULL);
+    srp_block_cache_reset(NULL);
+    assert_int_equal(srp_block_cache_length(NULL), 0);
     srp_conv2d_destroy(NULL);
     srp_optim_destroy(NULL);
     srp_safetensors_close(NULL);

@@ -18,7 +18,28 @@
  * timm's attn_drop; the entropies (and the bound) stay those of the
  * softmax A. The mask comes from one 64-bit key drawn per training forward
  * from the module's own srp_rng and each entry's index (the same mask for
- * any thread count); eval forwards apply none and draw nothing. */
+ * any thread count); eval forwards apply none and draw nothing.
+ *
+ * Padding masks: a key length per sequence, key_len[b] in 1..(keys), for
+ * sequences shorter than the batch's (srp_attention_forward_masked,
+ * srp_attention_forward_cross). Key j of example b is masked when
+ * j >= key_len[b] (on top of the causal mask when causal): its weight is
+ * exactly 0 in every row. In a self-attention, query row i >= key_len[b]
+ * is padding too: its attention row is all 0, its y row is 0 (not proj's
+ * bias) and its dy row is ignored, so its dx row is 0, as are the
+ * gradients that reach a masked key. Padded positions of x (and of the
+ * memory) still go through the projections: keep them finite (zeros,
+ * say). The entropies (mean, min, normalized) are taken over the query
+ * rows that attend and their unmasked keys only.
+ *
+ * Cross-attention (cfg.cross = 1): queries from x [B][Tq][D], keys and
+ * values from a memory [B][Tk][D] (Tq != Tk allowed), as in an
+ * encoder-decoder's decoder: q = x W_hat_q^T + b_q (a linear D -> D named
+ * "q"), [k | v] = memory W_hat_kv^T + b_kv under one sigma (qkv_sigma
+ * FUSED: a linear D -> 2D named "kv", k in its first D columns) or under
+ * a sigma each (SEPARATE: "k" and "v", D -> D each); QK_V and causal are
+ * refused at create. Per head S = Q K^T / sqrt(dh) ([Tq][Tk]), A, O and y
+ * as above; key_len masks the memory's padding (every query row attends). */
 #ifndef SIGMAREPARAM_ATTENTION_H
 #define SIGMAREPARAM_ATTENTION_H
 
@@ -55,6 +76,12 @@ typedef struct {
      * seeds from `seed`). */
     srp_linear_config qkv, proj;
     uint64_t seed;
+    /* Cross-attention (default 0): keys and values from a memory, through
+     * srp_attention_forward_cross and srp_attention_backward_cross only. */
+    int cross;
+    /* With cross: the longest memory a forward may pass (its workspace is
+     * sized for it); 0 (the default): max_tokens. */
+    size_t max_memory_tokens;
 } srp_attention_config;
 
 typedef struct srp_attention srp_attention;
@@ -83,6 +110,27 @@ SRP_API void srp_attention_destroy(srp_attention *a);
  * backward, the entropies and the bound return SRP_ERR_UNSUPPORTED. */
 SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
                                          size_t tokens, float *y, int training);
+/* srp_attention_forward with padding: key_len [batch], each in 1..tokens
+ * (the top of the file says what it masks); NULL: no mask, the same bits
+ * as srp_attention_forward. A length of 0 or above tokens:
+ * SRP_ERR_INVALID_ARG and nothing changes. srp_attention_backward
+ * differentiates it. A cross-attention module refuses srp_attention_forward
+ * and this (SRP_ERR_UNSUPPORTED). */
+SRP_API srp_status srp_attention_forward_masked(srp_attention *a, const float *x, size_t batch,
+                                                size_t tokens, const size_t *key_len, float *y,
+                                                int training);
+/* Cross-attention (cfg.cross): x, y: [batch][tokens][dim] (the queries),
+ * memory: [batch][memory_tokens][dim] (keys and values), key_len:
+ * [batch], each in 1..memory_tokens, or NULL for none. tokens above
+ * max_tokens or memory_tokens above max_memory_tokens: SRP_ERR_SHAPE; a
+ * length of 0 or above memory_tokens: SRP_ERR_INVALID_ARG; both inputs
+ * are copied; otherwise as srp_attention_forward (errors, the failure
+ * rules, the plans kept per (batch, tokens, memory_tokens)). A
+ * self-attention module: SRP_ERR_UNSUPPORTED. */
+SRP_API srp_status srp_attention_forward_cross(srp_attention *a, const float *x, size_t batch,
+                                               size_t tokens, const float *memory,
+                                               size_t memory_tokens, const size_t *key_len,
+                                               float *y, int training);
 /* Backward of the last forward, whose activations the module keeps. Before
  * any forward: SRP_ERR_UNSUPPORTED. When that forward is not the one meant
  * (two training forwards since the last backward, or an eval forward after
@@ -95,6 +143,13 @@ SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_
  * Inf in dy, or an overflow on the way): SRP_ERR_NUMERIC, and no parameter
  * gradient of either layer has changed (dx may have been written). */
 SRP_API srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx);
+/* The backward of srp_attention_forward_cross, with the rules of
+ * srp_attention_backward: dy, dx: [batch][tokens][dim]; dmemory:
+ * [batch][memory_tokens][dim], overwritten (0 in the masked rows); either
+ * may be NULL. A self-attention module: SRP_ERR_UNSUPPORTED (and
+ * srp_attention_backward refuses a cross-attention module alike). */
+SRP_API srp_status srp_attention_backward_cross(srp_attention *a, const float *dy, float *dx,
+                                                float *dmemory);
 
 /* The random state of the attention dropout: one draw per training forward
  * with dropout > 0. It is seeded at create from `seed` (after the linears'
@@ -103,11 +158,13 @@ SRP_API srp_status srp_attention_backward(srp_attention *a, const float *dy, flo
  * it). NULL for NULL. */
 SRP_API srp_rng *srp_attention_dropout_rng(srp_attention *a);
 
-/* The fused qkv linear; NULL unless qkv_sigma is SRP_QKV_SIGMA_FUSED. */
+/* The fused qkv linear; NULL unless qkv_sigma is SRP_QKV_SIGMA_FUSED (and
+ * the module a self-attention). */
 SRP_API srp_linear *srp_attention_qkv(srp_attention *a);
 /* The input projections in the order of their columns of the [q | k | v]
  * row: 1, 2 or 3 of them (qkv_sigma), named "qkv"; "qk", "v"; or "q", "k",
- * "v" (name may be NULL). NULL for i out of range. */
+ * "v"; for a cross-attention "q", "kv" or "q", "k", "v" (q reads x, the
+ * others the memory). name may be NULL. NULL for i out of range. */
 SRP_API size_t srp_attention_in_proj_count(const srp_attention *a);
 SRP_API srp_linear *srp_attention_in_proj(srp_attention *a, size_t i, const char **name);
 SRP_API srp_linear *srp_attention_proj(srp_attention *a);
@@ -119,7 +176,8 @@ SRP_API void srp_attention_zero_grad(srp_attention *a);
 /* Appends the projections' trainable entries to list (lists.h), each as
  * srp_linear_params: the input projections under "prefix.qkv"; or
  * "prefix.qk", "prefix.v"; or "prefix.q", "prefix.k", "prefix.v" (the names
- * of srp_attention_in_proj, by qkv_sigma), then the output projection under
+ * of srp_attention_in_proj, by qkv_sigma; "prefix.q", "prefix.kv" for a
+ * fused cross-attention), then the output projection under
  * "prefix.proj": "prefix.qkv.weight", "prefix.qkv.bias", "prefix.qkv.gamma",
  * ... Errors as srp_param_list_add; on one, the entries appended before it
  * stay. */

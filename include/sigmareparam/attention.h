@@ -239,6 +239,36 @@ SRP_API srp_status srp_attention_entropy_normalized(const srp_attention *a, floa
  * mean. The float margins are those above, each taken at T >= k (they grow
  * with the row length).
  *
+ * Padding masks (srp_attention_forward_masked). The bound is the minimum
+ * (causal: the mean) over the rows that attend, as the entropies are.
+ * Derivation. No logit of an unmasked row i and unmasked key j of example
+ * b reads a padded row of x, so row i is a sub-vector of
+ * z = x~_i^T M X~_L^T (X~_L: the first L = key_len[b] rows of X~_b),
+ * shifted by c_i, with ||z|| <= ||M|| ||X~_L X~_L^T|| = s_b: the padded
+ * rows, whatever they hold, do not enter s_b. Without causality the row
+ * has L keys: entropy >= f(s_b, L); causal, row i < L has i + 1 keys:
+ * entropy >= f(s_b, i + 1). The bound is min_b f(s_b, L_b), or the mean
+ * over all unmasked rows sum_b sum_{k=1..L_b} f(s_b, k) / sum_b L_b (each
+ * f >= 0 lowers a row's entropy, the weights are the rows counted); a
+ * sequence of length 1 makes it 0, as it should (one key, entropy 0).
+ *
+ * Cross-attention. Logit row i of example b is z + c_i 1 with
+ * z = x~_i^T M Mem~_b^T, M = Q~_h^T K~_h / sqrt(dh) as above (K~ from the
+ * memory's projection, its bias again only a shift c_i), Mem~_b = [Mem_b | 1]
+ * over the memory's first L = key_len[b] rows (the masked ones are cut).
+ * ||z|| <= ||x~_i|| ||M|| ||Mem~_b||_2 <= ||M|| g_b with
+ * g_b = max_i ||x~_i|| ||Mem~_b||_2: a row of L keys of norm at most
+ * s_b = ||M|| g_b, so its entropy is >= f(s_b, L), and the bound is
+ * min_b f(s_b, L_b). (Not the paper's square X M X^T: with two inputs the
+ * Gram norm ||X~ X~^T|| becomes this product of norms, with the query
+ * side's largest row norm rather than its spectral norm, which is
+ * tighter and as cheap.) srp_attention_entropy_bound_terms reports
+ * x_gram_norm = max_b g_b for a cross-attention (and, with masks,
+ * max_b ||X~_L X~_L^T||), s = ||M_h|| x_gram_norm. The float margins of
+ * entropy.c hold as they are: eps takes its Frobenius norms from the rows
+ * that make q and k (the queries' x, the memory's unmasked rows), and the
+ * softmax's margin is taken at the row length Tk >= L.
+ *
  * Several shards (data parallel, as the trainers run under MPI): rank r
  * holds n_r sequences of T tokens, computes its entropies and its bound
  * B_r on them, and the ranks reduce. Per head:

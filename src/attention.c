@@ -269,27 +269,29 @@ size_t srp_attention_dim(const srp_attention *a) { return a ? a->dim : 0; }
  * cross: q rows D apart, [k | v] rows 2D apart. */
 typedef struct {
     float *q, *k, *v;
-    size_t q_ld, kv_ld;
 } qkv_view;
 
 static qkv_view view_of(const srp_attention *a, float *q_base, float *kv_base)
 {
     const size_t D = a->dim;
     if (!a->cross)
-        return (qkv_view){q_base, q_base + D, q_base + 2 * D, 3 * D, 3 * D};
-    return (qkv_view){q_base, kv_base, kv_base + D, D, 2 * D};
+        return (qkv_view){q_base, q_base + D, q_base + 2 * D};
+    return (qkv_view){q_base, kv_base, kv_base + D};
 }
+
+/* The row strides of view_of's q and [k | v] rows. */
+static size_t q_stride(const srp_attention *a) { return a->cross ? a->dim : 3 * a->dim; }
+static size_t kv_stride(const srp_attention *a) { return a->cross ? 2 * a->dim : 3 * a->dim; }
 
 /* Input projection i's output columns in that layout, and their row stride. */
 static float *in_proj_out(const srp_attention *a, size_t i, float *q_base, float *kv_base,
                           size_t *ld)
 {
-    const qkv_view v = view_of(a, q_base, kv_base);
     if (!a->cross || i == 0) {
-        *ld = v.q_ld;
+        *ld = q_stride(a);
         return q_base + a->in_col[i];
     }
-    *ld = v.kv_ld;
+    *ld = kv_stride(a);
     return kv_base + (a->in_col[i] - a->dim);
 }
 
@@ -301,9 +303,8 @@ static srp_status build_plans(const srp_attention *a, size_t batch, size_t token
 {
     const size_t T = tokens, Tk = keys, D = a->dim, dh = a->head_dim, H = a->heads;
     const float scale = 1.0f / sqrtf((float)dh);
-    const qkv_view view = view_of(a, NULL, NULL);
     /* strides of one (b, h) matrix in each layout: rows, batch, head */
-    const size_t q_ld = view.q_ld, q_b = T * q_ld, kv_ld = view.kv_ld, kv_b = Tk * kv_ld;
+    const size_t q_ld = q_stride(a), q_b = T * q_ld, kv_ld = kv_stride(a), kv_b = Tk * kv_ld;
     const size_t out_ld = D, out_b = T * D;
     const size_t att_ld = Tk, att_b = H * T * Tk, att_h = T * Tk;
     const srp_bgemm_desc descs[6] = {

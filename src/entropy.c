@@ -264,6 +264,26 @@ static double logit_rounding(const srp_attention *a, double xf, double kf, doubl
                     (1.0 + g2) * gamma_f32((double)dh + 1.0) * nq * nk);
 }
 
+/* Head h's terms: *m, an upper bound on ||M_h||_2, and *eps, the logits'
+ * rounding (logit_rounding with xf, kf); *overflowed when the forward's q
+ * or k of the head holds an Inf (its bound is then 0). SRP_ERR_NUMERIC
+ * when the weights are not finite. */
+static srp_status head_terms(srp_attention *a, const char *call, size_t h, double xf, double kf,
+                             double *m, double *eps, int *overflowed)
+{
+    double q_fro, k_fro, nq, nk;
+    *m = head_logit_norm(a, h, &q_fro, &k_fro);
+    if (!isfinite(*m))
+        return srp_fail(SRP_ERR_NUMERIC,
+                        "%s: head %zu's query or key weights or biases (as of the last "
+                        "forward) hold a NaN or Inf, or their Gram matrices overflow",
+                        call, h);
+    head_output_norms(a, h, &nq, &nk);
+    *eps = logit_rounding(a, xf, kf, q_fro, k_fro, nq, nk);
+    *overflowed = isinf(nq) || isinf(nk);
+    return SRP_OK;
+}
+
 /* max_i ||x~_i||^2 over the T rows of x ([T][D]) with x~_i = [x_i | 1],
  * raised by the rounding of the double sums; *frobenius2 = ||X~||_F^2. */
 static double max_row_norm2(const float *x, size_t T, size_t D, double *frobenius2)
@@ -321,20 +341,17 @@ static srp_status masked_bound_terms(srp_attention *a, const char *call, float *
     }
     const double c_softmax = gamma_f32(2.0 * (double)Tk + 32.0);
     for (size_t h = 0; h < a->heads; h++) {
-        double q_fro, k_fro, nq, nk;
-        const double m = head_logit_norm(a, h, &q_fro, &k_fro);
-        if (!isfinite(m))
-            return srp_fail(SRP_ERR_NUMERIC,
-                            "%s: head %zu's query or key weights or biases (as of the last "
-                            "forward) hold a NaN or Inf, or their Gram matrices overflow",
-                            call, h);
-        head_output_norms(a, h, &nq, &nk);
-        const double eps = logit_rounding(a, sqrt(x_fro2), sqrt(k_fro2), q_fro, k_fro, nq, nk);
+        double m, eps;
+        int overflowed;
+        const srp_status st =
+            head_terms(a, call, h, sqrt(x_fro2), sqrt(k_fro2), &m, &eps, &overflowed);
+        if (st != SRP_OK)
+            return st;
         double lowest = INFINITY, sum = 0.0;
         size_t rows = 0;
         for (size_t b = 0; b < a->batch; b++) {
             const size_t len = a->masked ? a->key_len[b] : Tk;
-            const double s_float = isinf(nq) || isinf(nk) ? INFINITY
+            const double s_float = overflowed ? INFINITY
                                    : (m * a->bound_g[b] + eps) *
                                          (1.0 + 2.0 * F32_UNIT * sqrt((double)Tk));
             if (!a->causal) {
@@ -427,19 +444,14 @@ static srp_status entropy_bound_terms(srp_attention *a, const char *call, float 
     const double xf = sqrt(x_fro2), u = F32_UNIT;
     const double c_softmax = gamma_f32(2.0 * (double)T + 32.0);
     for (size_t h = 0; h < a->heads; h++) {
-        double q_fro, k_fro, nq, nk;
-        const double m = head_logit_norm(a, h, &q_fro, &k_fro);
-        if (!isfinite(m))
-            return srp_fail(SRP_ERR_NUMERIC,
-                            "%s: head %zu's query or key weights or biases (as of the last "
-                            "forward) hold a NaN or Inf, or their Gram matrices overflow",
-                            call, h);
-        head_output_norms(a, h, &nq, &nk);
+        double m, eps;
+        int overflowed; /* q or k overflowed in the forward; no bound but 0 */
+        const srp_status st = head_terms(a, call, h, xf, xf, &m, &eps, &overflowed);
+        if (st != SRP_OK)
+            return st;
         const double s = m * x_gram_norm;
-        const double eps = logit_rounding(a, xf, xf, q_fro, k_fro, nq, nk);
-        /* nq or nk infinite: q or k overflowed in the forward; no bound but 0 */
         const double s_float =
-            isinf(nq) || isinf(nk) ? INFINITY : (s + eps) * (1.0 + 2.0 * u * sqrt((double)T));
+            overflowed ? INFINITY : (s + eps) * (1.0 + 2.0 * u * sqrt((double)T));
         double lowered;
         if (!a->causal) {
             const double f = srp_entropy_lower_bound(s_float, T);

@@ -535,33 +535,16 @@ static void run_fixture_case(const fixture *fx, const char *tag)
         if (c.cross)
             assert_close_array(dmem, STEP("dmemory", nm), nm, tol, "fixture dmemory");
         for (size_t i = 0; i < n_lin; i++) {
-            const size_t in = srp_linear_in_features(lin[i]), out = srp_linear_out_features(lin[i]);
-            char field[64];
-            snprintf(field, sizeof(field), "%s/sigma", names[i]);
-            assert_close_rel(srp_linear_sigma(lin[i]), STEP(field, 1)[0], tol, 0.0,
-                             "fixture sigma");
-            snprintf(field, sizeof(field), "%s/dw", names[i]);
-            assert_close_array(srp_linear_weight_grad(lin[i]), STEP(field, in * out), in * out, tol,
-                               "fixture dW");
             /* db at the scale of dW: the key bias's gradient is 0 up to
              * rounding (softmax ignores a shift of a row) */
-            const float *dw_ref = STEP(field, in * out);
+            const size_t nw = srp_linear_in_features(lin[i]) * srp_linear_out_features(lin[i]);
+            snprintf(name, sizeof(name), "step%d/%s/dw", step, names[i]);
+            const float *dw_ref = FX(name, nw);
             double dw_scale = 0.0;
-            for (size_t j = 0; j < in * out; j++)
+            for (size_t j = 0; j < nw; j++)
                 dw_scale = fmax(dw_scale, fabs(dw_ref[j]));
-            snprintf(field, sizeof(field), "%s/db", names[i]);
-            assert_close_array_floor(srp_linear_bias_grad(lin[i]), STEP(field, out), out, tol,
-                                     dw_scale, "fixture db");
-            snprintf(field, sizeof(field), "%s/dgamma", names[i]);
-            /* one reduction of products that cancel (test_attention.c) */
-            assert_close_rel(*srp_linear_gamma_grad(lin[i]), STEP(field, 1)[0], 3.0 * tol, 1e-3,
-                             "fixture dgamma");
-            float *w = srp_linear_weight(lin[i]), *bias = srp_linear_bias(lin[i]);
-            for (size_t j = 0; j < in * out; j++)
-                w[j] -= lr * srp_linear_weight_grad(lin[i])[j];
-            for (size_t j = 0; j < out; j++)
-                bias[j] -= lr * srp_linear_bias_grad(lin[i])[j];
-            *srp_linear_gamma(lin[i]) -= lr * *srp_linear_gamma_grad(lin[i]);
+            snprintf(name, sizeof(name), "%s/step%d/%s", tag, step, names[i]);
+            fixture_check_linear_step(fx, name, lin[i], tol, dw_scale, lr);
         }
 #undef STEP
     }

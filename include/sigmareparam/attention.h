@@ -87,9 +87,11 @@ typedef struct {
 typedef struct srp_attention srp_attention;
 
 SRP_API srp_attention_config srp_attention_config_default(size_t dim, size_t heads);
-/* Workspace for max_batch x max_tokens is allocated here; forward and
- * backward allocate nothing. dim must be a multiple of heads; dropout in
- * [0, 1) (with dropout > 0, a second [B][H][T][T] array: A after it). */
+/* Workspace for max_batch x max_tokens (queries; keys: max_tokens, or
+ * cfg.max_memory_tokens for a cross-attention) is allocated here; forward
+ * and backward allocate nothing. dim must be a multiple of heads; dropout
+ * in [0, 1) (with dropout > 0, a second [B][H][T][Tk] array: A after it);
+ * cross with causal or with SRP_QKV_SIGMA_QK_V: SRP_ERR_INVALID_ARG. */
 SRP_API srp_status srp_attention_create(srp_attention **out, const srp_attention_config *cfg,
                                         size_t max_batch, size_t max_tokens);
 SRP_API void srp_attention_destroy(srp_attention *a);
@@ -190,13 +192,13 @@ SRP_API srp_status srp_attention_state_refs(srp_attention *a, const char *prefix
                                             srp_tensor_list *list);
 
 /* Per head (arrays of length heads), in nats, of the last forward: the
- * mean and the min row entropy over batch and queries. Either pointer may
- * be NULL. Before any forward, or with track_entropy = 0: SRP_ERR_UNSUPPORTED. */
+ * mean and the min row entropy over batch and queries (those that attend:
+ * a padded query row is left out). Either pointer may be NULL. Before any forward, or with track_entropy = 0: SRP_ERR_UNSUPPORTED. */
 SRP_API srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head,
                                          float *min_per_head);
-/* The same divided by log(T) (1 = uniform attention); when causal, each
- * row is divided by the log of its number of unmasked keys, and rows with
- * one key (entropy 0 of 0) are left out. */
+/* The same divided by log(T) (1 = uniform attention); when causal or
+ * masked, each row is divided by the log of its number of unmasked keys,
+ * and rows with one key (entropy 0 of 0) are left out. */
 SRP_API srp_status srp_attention_entropy_normalized(const srp_attention *a, float *mean_per_head,
                                                     float *min_per_head);
 /* Theorem 3.1 of the paper for the last forward's input, per head, the

@@ -435,6 +435,16 @@ static void test_errors(void **state)
     assert_non_null(srp_attention_in_proj(a, 1, &name));
     assert_string_equal(name, "kv");
     assert_int_equal(srp_linear_out_features(srp_attention_in_proj(a, 1, NULL)), 16);
+    srp_param_list *list;
+    assert_ok(srp_param_list_create(&list));
+    assert_ok(srp_attention_params(a, "dec.cross", list));
+    const char *want[] = {"dec.cross.q.weight",   "dec.cross.q.bias",   "dec.cross.q.gamma",
+                          "dec.cross.kv.weight",  "dec.cross.kv.bias",  "dec.cross.kv.gamma",
+                          "dec.cross.proj.weight", "dec.cross.proj.bias", "dec.cross.proj.gamma"};
+    assert_int_equal(srp_param_list_count(list), 9);
+    for (size_t i = 0; i < 9; i++)
+        assert_string_equal(srp_param_list_entries(list)[i].name, want[i]);
+    srp_param_list_destroy(list);
 
     float x[2 * 4 * 8] = {0}, mem[2 * 6 * 8] = {0}, y[2 * 4 * 8], dx[2 * 4 * 8], dm[2 * 6 * 8];
     size_t lens[2] = {6, 2};

@@ -11,11 +11,12 @@
 #define SRP_ATTENTION_PLAN_SHAPES 4
 
 typedef struct {
-    size_t batch, tokens; /* 0: unused */
+    size_t batch, tokens; /* 0: unused; tokens: the queries */
     uint64_t last_used;
     /* forward: S = scale Q K^T, O = A V; backward: dV = A^T dO, dA = dO V^T,
      * dQ = scale dS K, dK = scale dS^T Q */
     srp_bgemm *qk, *av, *dv, *da, *dq, *dk;
+    size_t keys; /* the keys: tokens, or the memory's length (cross-attention) */
 } srp_attention_plans;
 
 struct srp_attention {
@@ -80,7 +81,27 @@ struct srp_attention {
     double *bound_qk;     /* Q~, K~ of one head: [2][dh][D + 1]; G_q, G_k and two more [dh][dh] */
     size_t gram_n;        /* min(max_tokens, D + 1) */
     size_t bound_vec_len; /* max(gram_n, dh) */
+
+    /* Cross-attention and padding masks (attention.h). With cross, q
+     * sits in qkv_out and dq in d_qkv ([B][T][D], rows D apart), k and v
+     * in kv_out and their gradients in d_kv; in_col[] are then the
+     * projections' columns of a virtual [q | k | v] row (q's linear at 0,
+     * the memory's from D on), which is what copy_qk_weights reads. */
+    int cross;
+    size_t max_keys;      /* the most keys: max_tokens, or the memory's maximum */
+    size_t keys;          /* the last forward's keys: tokens, or the memory's length */
+    float *mem;           /* [B][Tk][D] copy of the memory (cross) */
+    float *kv_out, *d_kv; /* [B][Tk][2D]: [k | v] per memory token, and its gradient (cross) */
+    int masked;           /* the last forward had key lengths */
+    size_t *key_len;      /* [max_batch]: those lengths */
+    float *dy_masked;     /* [B][T][D]: dy with the padded query rows zeroed (self, masked) */
+    double *bound_g;      /* [max_batch]: each example's input factor of s (entropy.c) */
 };
+
+/* The keys that query row r of example b attends to in the last forward:
+ * its causal prefix, cut at the example's key length when masked; 0 for a
+ * padded query row of a masked self-attention (its weights are all 0). */
+size_t srp_attention_row_keys(const srp_attention *a, size_t b, size_t r);
 
 /* The forward and backward in halves, for a module built around the
  * attention (the block) that checks all its layers before it changes any;

@@ -21,7 +21,10 @@
  *
  * Causal rows (attention.h has the derivation): row i is a softmax over
  * k = i + 1 logits of 2-norm <= s too, so its entropy is >= f(s, k), and
- * the mean over the rows of a sequence is >= (1/T) sum_k f(s, k). */
+ * the mean over the rows of a sequence is >= (1/T) sum_k f(s, k).
+ * Padding masks and cross-attention (attention.h has the derivations):
+ * per example, s_b from its unmasked rows (and its memory's), and f at
+ * each row's number of unmasked keys. */
 #include <math.h>
 #include <string.h>
 
@@ -49,6 +52,18 @@ static void reduce_per_head(const srp_attention *a, const double *sums, const fl
     }
 }
 
+/* The query rows of the last forward with at least min_keys keys: those
+ * that the entropies count (1), or the normalized ones (2). The same for
+ * every head. */
+static size_t counted_rows(const srp_attention *a, size_t min_keys)
+{
+    size_t rows = 0;
+    for (size_t b = 0; b < a->batch; b++)
+        for (size_t r = 0; r < a->tokens; r++)
+            rows += srp_attention_row_keys(a, b, r) >= min_keys;
+    return rows;
+}
+
 srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head, float *min_per_head)
 {
     if (!a)
@@ -56,7 +71,7 @@ srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head, f
     if (!a->have_forward || !a->track_entropy)
         return SRP_ERR_UNSUPPORTED;
     const uint64_t t0 = srp_profile_begin();
-    reduce_per_head(a, a->pair_sum, a->pair_min, a->batch * a->tokens, 0.0f, mean_per_head,
+    reduce_per_head(a, a->pair_sum, a->pair_min, counted_rows(a, 1), 0.0f, mean_per_head,
                     min_per_head);
     srp_profile_end(SRP_PROF_ENTROPY, t0);
     return SRP_OK;
@@ -70,10 +85,10 @@ srp_status srp_attention_entropy_normalized(const srp_attention *a, float *mean_
     if (!a->have_forward || !a->track_entropy)
         return SRP_ERR_UNSUPPORTED;
     const uint64_t t0 = srp_profile_begin();
-    /* Rows with a single key (T = 1, or the first query when causal) have
-     * entropy 0 = log 1 and are left out; none left: 1 (uniform). */
-    const size_t T = a->tokens, rows_per_pair = a->causal ? T - 1 : (T >= 2 ? T : 0);
-    reduce_per_head(a, a->pair_sum_norm, a->pair_min_norm, a->batch * rows_per_pair, 1.0f,
+    /* Rows with a single key (T = 1, the first query when causal, a key
+     * length of 1) have entropy 0 = log 1 and are left out, as are padded
+     * query rows; none left: 1 (uniform). */
+    reduce_per_head(a, a->pair_sum_norm, a->pair_min_norm, counted_rows(a, 2), 1.0f,
                     mean_per_head, min_per_head);
     srp_profile_end(SRP_PROF_ENTROPY, t0);
     return SRP_OK;
@@ -118,13 +133,13 @@ static double top_eigenvalue_upper(srp_attention *a, double *g, size_t n, double
     return top + (16.0 * (double)n + k_rounding) * F64_UNIT * trace;
 }
 
-/* For the last forward's example b: X~ = [X_b | 1] ([T][D+1]); returns an
- * upper bound on ||X~||_2^2 = ||X~ X~^T||_2, and *frobenius2 = ||X~||_F^2. */
-static double input_gram_norm(srp_attention *a, size_t b, double *frobenius2)
+/* X~ = [X | 1] ([T][D+1]) of T rows of x ([T][D]: one example's first
+ * rows); returns an upper bound on ||X~||_2^2 = ||X~ X~^T||_2, and
+ * *frobenius2 = ||X~||_F^2. */
+static double input_gram_norm(srp_attention *a, const float *x, size_t T, double *frobenius2)
 {
-    const size_t T = a->tokens, D = a->dim, cols = D + 1;
+    const size_t D = a->dim, cols = D + 1;
     double *xt = a->bound_x;
-    const float *x = a->x + b * T * D;
     double f2 = 0.0;
     for (size_t t = 0; t < T; t++) {
         for (size_t d = 0; d < D; d++) {
@@ -198,16 +213,20 @@ static double head_logit_norm(srp_attention *a, size_t h, double *q_fro, double 
  * that the forward computed (qkv_out). */
 static void head_output_norms(const srp_attention *a, size_t h, double *q_max, double *k_max)
 {
-    const size_t T = a->tokens, D = a->dim, dh = a->head_dim, ld = 3 * D;
+    const size_t T = a->tokens, Tk = a->keys, D = a->dim, dh = a->head_dim;
+    /* attention.c's layouts: [q | k | v] rows, or q and [k | v] rows */
+    const size_t q_ld = a->cross ? D : 3 * D, k_ld = a->cross ? 2 * D : 3 * D;
+    const float *q0 = a->qkv_out + h * dh, *k0 = a->cross ? a->kv_out + h * dh : q0 + D;
     *q_max = *k_max = 0.0;
     for (size_t b = 0; b < a->batch; b++) {
-        const float *q = a->qkv_out + b * T * ld + h * dh, *k = q + D;
+        const float *q = q0 + b * T * q_ld, *k = k0 + b * Tk * k_ld;
         double sq = 0.0, sk = 0.0;
         for (size_t t = 0; t < T; t++)
-            for (size_t j = 0; j < dh; j++) {
-                sq += (double)q[t * ld + j] * q[t * ld + j];
-                sk += (double)k[t * ld + j] * k[t * ld + j];
-            }
+            for (size_t j = 0; j < dh; j++)
+                sq += (double)q[t * q_ld + j] * q[t * q_ld + j];
+        for (size_t t = 0; t < Tk; t++)
+            for (size_t j = 0; j < dh; j++)
+                sk += (double)k[t * k_ld + j] * k[t * k_ld + j];
         *q_max = fmax(*q_max, sqrt(sq));
         *k_max = fmax(*k_max, sqrt(sk));
     }
@@ -228,6 +247,136 @@ static float float_at_least(double x)
     if ((double)f < x)
         f = nextafterf(f, INFINITY);
     return f;
+}
+
+/* eps of 1. below: a bound on how far a float logit row is from the exact
+ * one, from xf and kf (the largest ||X~||_F of the rows that make q and
+ * k), the Frobenius norms of [W_q | b_q] and [W_k | b_k] of the head, and
+ * nq, nk (those of its float Q and K). */
+static double logit_rounding(const srp_attention *a, double xf, double kf, double q_fro,
+                             double k_fro, double nq, double nk)
+{
+    const size_t D = a->dim, dh = a->head_dim;
+    const double g2 = gamma_f32(2.0), scale = 1.0 / sqrt((double)dh);
+    const double eq = gamma_f32((double)D + 2.0) * xf * q_fro;
+    const double ek = gamma_f32((double)D + 2.0) * kf * k_fro;
+    return scale * (g2 * nq * nk + eq * nk + (nq + eq) * ek +
+                    (1.0 + g2) * gamma_f32((double)dh + 1.0) * nq * nk);
+}
+
+/* Head h's terms: *m, an upper bound on ||M_h||_2, and *eps, the logits'
+ * rounding (logit_rounding with xf, kf); *overflowed when the forward's q
+ * or k of the head holds an Inf (its bound is then 0). SRP_ERR_NUMERIC
+ * when the weights are not finite. */
+static srp_status head_terms(srp_attention *a, const char *call, size_t h, double xf, double kf,
+                             double *m, double *eps, int *overflowed)
+{
+    double q_fro, k_fro, nq, nk;
+    *m = head_logit_norm(a, h, &q_fro, &k_fro);
+    if (!isfinite(*m))
+        return srp_fail(SRP_ERR_NUMERIC,
+                        "%s: head %zu's query or key weights or biases (as of the last "
+                        "forward) hold a NaN or Inf, or their Gram matrices overflow",
+                        call, h);
+    head_output_norms(a, h, &nq, &nk);
+    *eps = logit_rounding(a, xf, kf, q_fro, k_fro, nq, nk);
+    *overflowed = isinf(nq) || isinf(nk);
+    return SRP_OK;
+}
+
+/* max_i ||x~_i||^2 over the T rows of x ([T][D]) with x~_i = [x_i | 1],
+ * raised by the rounding of the double sums; *frobenius2 = ||X~||_F^2. */
+static double max_row_norm2(const float *x, size_t T, size_t D, double *frobenius2)
+{
+    double top = 0.0, f2 = 0.0;
+    for (size_t t = 0; t < T; t++) {
+        double r = 1.0;
+        for (size_t d = 0; d < D; d++)
+            r += (double)x[t * D + d] * x[t * D + d];
+        top = fmax(top, r);
+        f2 += r;
+    }
+    *frobenius2 = f2;
+    return top * (1.0 + 2.0 * ((double)D + 2.0) * F64_UNIT);
+}
+
+/* The bound of a forward with key lengths, or of a cross-attention (the
+ * derivations are in attention.h): per example b, g_b is s's input
+ * factor, s_b = ||M_h|| g_b, with
+ *   self-attention: g_b = ||X~_b X~_b^T||_2 over its first key_len[b]
+ *     rows (the unmasked ones: no logit of an unmasked row and key reads
+ *     another);
+ *   cross-attention: g_b = max_i ||x~_i|| ||Mem~_b||_2, Mem~_b over the
+ *     memory's unmasked rows (logit row i is x~_i^T M Mem~_b^T).
+ * Every row of example b has len = key_len[b] unmasked keys (causal: row
+ * i has i + 1): the minimum over the batch of f(s_b', len), or for causal
+ * the mean over the unmasked rows of f(s_b', i + 1), each lowered by the
+ * margins of entropy_bound_terms, with rows of Tk keys at most. */
+static srp_status masked_bound_terms(srp_attention *a, const char *call, float *bound_per_head,
+                                     float *s_per_head, float *m_norm_per_head,
+                                     float *x_gram_norm_out)
+{
+    const size_t T = a->tokens, Tk = a->keys, D = a->dim;
+    double g_max = 0.0, x_fro2 = 0.0, k_fro2 = 0.0;
+    for (size_t b = 0; b < a->batch; b++) {
+        const size_t len = a->masked ? a->key_len[b] : Tk;
+        double f2, xf2, g;
+        if (!a->cross) {
+            g = input_gram_norm(a, a->x + b * T * D, len, &f2);
+            xf2 = f2;
+        } else {
+            const double r2 = max_row_norm2(a->x + b * T * D, T, D, &xf2);
+            g = sqrt(r2 * input_gram_norm(a, a->mem + b * Tk * D, len, &f2)) *
+                (1.0 + 4.0 * F64_UNIT);
+        }
+        if (!isfinite(g))
+            return srp_fail(SRP_ERR_NUMERIC,
+                            "%s: the last forward's input x or memory (example %zu) holds a NaN "
+                            "or Inf in an unmasked row, or its Gram matrix overflows",
+                            call, b);
+        a->bound_g[b] = g;
+        g_max = fmax(g_max, g);
+        x_fro2 = fmax(x_fro2, xf2);
+        k_fro2 = fmax(k_fro2, f2);
+    }
+    const double c_softmax = gamma_f32(2.0 * (double)Tk + 32.0);
+    for (size_t h = 0; h < a->heads; h++) {
+        double m, eps;
+        int overflowed;
+        const srp_status st =
+            head_terms(a, call, h, sqrt(x_fro2), sqrt(k_fro2), &m, &eps, &overflowed);
+        if (st != SRP_OK)
+            return st;
+        double lowest = INFINITY, sum = 0.0;
+        size_t rows = 0;
+        for (size_t b = 0; b < a->batch; b++) {
+            const size_t len = a->masked ? a->key_len[b] : Tk;
+            const double s_float = overflowed ? INFINITY
+                                   : (m * a->bound_g[b] + eps) *
+                                         (1.0 + 2.0 * F32_UNIT * sqrt((double)Tk));
+            if (!a->causal) {
+                const double f = srp_entropy_lower_bound(s_float, len);
+                lowest = fmin(lowest, f - c_softmax * (1.0 + f) - 1e-12);
+                continue;
+            }
+            for (size_t k = 2; k <= len; k++) {
+                const double f = srp_entropy_lower_bound(s_float, k);
+                sum += fmax(f - c_softmax * (1.0 + f), 0.0);
+            }
+            rows += len;
+        }
+        const double lowered =
+            a->causal ? sum / (double)rows * (1.0 - 0x1p-23) - 1e-12 : lowest;
+        if (bound_per_head)
+            bound_per_head[h] = lowered > 0.0 ? float_at_most(lowered) : 0.0f;
+        if (s_per_head)
+            s_per_head[h] = float_at_least(m * g_max);
+        if (m_norm_per_head)
+            m_norm_per_head[h] = float_at_least(m);
+    }
+    if (x_gram_norm_out)
+        *x_gram_norm_out = float_at_least(g_max);
+    return SRP_OK;
 }
 
 /* Theorem 3.1 holds for exact logits; what the forward measured are float
@@ -274,13 +423,16 @@ static srp_status entropy_bound_terms(srp_attention *a, const char *call, float 
     if (!a->have_forward)
         return srp_fail(SRP_ERR_UNSUPPORTED,
                         "%s: no forward to bound (none ran yet, or the last one failed)", call);
-    const size_t T = a->tokens, D = a->dim, dh = a->head_dim;
+    if (a->masked || a->cross)
+        return masked_bound_terms(a, call, bound_per_head, s_per_head, m_norm_per_head,
+                                  x_gram_norm_out);
+    const size_t T = a->tokens, D = a->dim;
     /* The bound falls as s grows, so the batch minimum comes from the
      * example with the largest ||X~ X~^T||. */
     double x_gram_norm = 0.0, x_fro2 = 0.0;
     for (size_t b = 0; b < a->batch; b++) {
         double f2;
-        const double v = input_gram_norm(a, b, &f2);
+        const double v = input_gram_norm(a, a->x + b * T * D, T, &f2);
         if (!isfinite(v))
             return srp_fail(SRP_ERR_NUMERIC,
                             "%s: the last forward's input x (example %zu) "
@@ -289,26 +441,17 @@ static srp_status entropy_bound_terms(srp_attention *a, const char *call, float 
         x_gram_norm = fmax(x_gram_norm, v);
         x_fro2 = fmax(x_fro2, f2);
     }
-    const double xf = sqrt(x_fro2), u = F32_UNIT, g2 = gamma_f32(2.0);
-    const double scale = 1.0 / sqrt((double)dh);
+    const double xf = sqrt(x_fro2), u = F32_UNIT;
     const double c_softmax = gamma_f32(2.0 * (double)T + 32.0);
     for (size_t h = 0; h < a->heads; h++) {
-        double q_fro, k_fro, nq, nk;
-        const double m = head_logit_norm(a, h, &q_fro, &k_fro);
-        if (!isfinite(m))
-            return srp_fail(SRP_ERR_NUMERIC,
-                            "%s: head %zu's query or key weights or biases (as of the last "
-                            "forward) hold a NaN or Inf, or their Gram matrices overflow",
-                            call, h);
-        head_output_norms(a, h, &nq, &nk);
+        double m, eps;
+        int overflowed; /* q or k overflowed in the forward; no bound but 0 */
+        const srp_status st = head_terms(a, call, h, xf, xf, &m, &eps, &overflowed);
+        if (st != SRP_OK)
+            return st;
         const double s = m * x_gram_norm;
-        const double eq = gamma_f32((double)D + 2.0) * xf * q_fro;
-        const double ek = gamma_f32((double)D + 2.0) * xf * k_fro;
-        const double eps = scale * (g2 * nq * nk + eq * nk + (nq + eq) * ek +
-                                    (1.0 + g2) * gamma_f32((double)dh + 1.0) * nq * nk);
-        /* nq or nk infinite: q or k overflowed in the forward; no bound but 0 */
         const double s_float =
-            isinf(nq) || isinf(nk) ? INFINITY : (s + eps) * (1.0 + 2.0 * u * sqrt((double)T));
+            overflowed ? INFINITY : (s + eps) * (1.0 + 2.0 * u * sqrt((double)T));
         double lowered;
         if (!a->causal) {
             const double f = srp_entropy_lower_bound(s_float, T);

@@ -18,7 +18,28 @@
  * timm's attn_drop; the entropies (and the bound) stay those of the
  * softmax A. The mask comes from one 64-bit key drawn per training forward
  * from the module's own srp_rng and each entry's index (the same mask for
- * any thread count); eval forwards apply none and draw nothing. */
+ * any thread count); eval forwards apply none and draw nothing.
+ *
+ * Padding masks: a key length per sequence, key_len[b] in 1..(keys), for
+ * sequences shorter than the batch's (srp_attention_forward_masked,
+ * srp_attention_forward_cross). Key j of example b is masked when
+ * j >= key_len[b] (on top of the causal mask when causal): its weight is
+ * exactly 0 in every row. In a self-attention, query row i >= key_len[b]
+ * is padding too: its attention row is all 0, its y row is 0 (not proj's
+ * bias) and its dy row is ignored, so its dx row is 0, as are the
+ * gradients that reach a masked key. Padded positions of x (and of the
+ * memory) still go through the projections: keep them finite (zeros,
+ * say). The entropies (mean, min, normalized) are taken over the query
+ * rows that attend and their unmasked keys only.
+ *
+ * Cross-attention (cfg.cross = 1): queries from x [B][Tq][D], keys and
+ * values from a memory [B][Tk][D] (Tq != Tk allowed), as in an
+ * encoder-decoder's decoder: q = x W_hat_q^T + b_q (a linear D -> D named
+ * "q"), [k | v] = memory W_hat_kv^T + b_kv under one sigma (qkv_sigma
+ * FUSED: a linear D -> 2D named "kv", k in its first D columns) or under
+ * a sigma each (SEPARATE: "k" and "v", D -> D each); QK_V and causal are
+ * refused at create. Per head S = Q K^T / sqrt(dh) ([Tq][Tk]), A, O and y
+ * as above; key_len masks the memory's padding (every query row attends). */
 #ifndef SIGMAREPARAM_ATTENTION_H
 #define SIGMAREPARAM_ATTENTION_H
 
@@ -55,14 +76,22 @@ typedef struct {
      * seeds from `seed`). */
     srp_linear_config qkv, proj;
     uint64_t seed;
+    /* Cross-attention (default 0): keys and values from a memory, through
+     * srp_attention_forward_cross and srp_attention_backward_cross only. */
+    int cross;
+    /* With cross: the longest memory a forward may pass (its workspace is
+     * sized for it); 0 (the default): max_tokens. */
+    size_t max_memory_tokens;
 } srp_attention_config;
 
 typedef struct srp_attention srp_attention;
 
 SRP_API srp_attention_config srp_attention_config_default(size_t dim, size_t heads);
-/* Workspace for max_batch x max_tokens is allocated here; forward and
- * backward allocate nothing. dim must be a multiple of heads; dropout in
- * [0, 1) (with dropout > 0, a second [B][H][T][T] array: A after it). */
+/* Workspace for max_batch x max_tokens (queries; keys: max_tokens, or
+ * cfg.max_memory_tokens for a cross-attention) is allocated here; forward
+ * and backward allocate nothing. dim must be a multiple of heads; dropout
+ * in [0, 1) (with dropout > 0, a second [B][H][T][Tk] array: A after it);
+ * cross with causal or with SRP_QKV_SIGMA_QK_V: SRP_ERR_INVALID_ARG. */
 SRP_API srp_status srp_attention_create(srp_attention **out, const srp_attention_config *cfg,
                                         size_t max_batch, size_t max_tokens);
 SRP_API void srp_attention_destroy(srp_attention *a);
@@ -83,6 +112,27 @@ SRP_API void srp_attention_destroy(srp_attention *a);
  * backward, the entropies and the bound return SRP_ERR_UNSUPPORTED. */
 SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_t batch,
                                          size_t tokens, float *y, int training);
+/* srp_attention_forward with padding: key_len [batch], each in 1..tokens
+ * (the top of the file says what it masks); NULL: no mask, the same bits
+ * as srp_attention_forward. A length of 0 or above tokens:
+ * SRP_ERR_INVALID_ARG and nothing changes. srp_attention_backward
+ * differentiates it. A cross-attention module refuses srp_attention_forward
+ * and this (SRP_ERR_UNSUPPORTED). */
+SRP_API srp_status srp_attention_forward_masked(srp_attention *a, const float *x, size_t batch,
+                                                size_t tokens, const size_t *key_len, float *y,
+                                                int training);
+/* Cross-attention (cfg.cross): x, y: [batch][tokens][dim] (the queries),
+ * memory: [batch][memory_tokens][dim] (keys and values), key_len:
+ * [batch], each in 1..memory_tokens, or NULL for none. tokens above
+ * max_tokens or memory_tokens above max_memory_tokens: SRP_ERR_SHAPE; a
+ * length of 0 or above memory_tokens: SRP_ERR_INVALID_ARG; both inputs
+ * are copied; otherwise as srp_attention_forward (errors, the failure
+ * rules, the plans kept per (batch, tokens, memory_tokens)). A
+ * self-attention module: SRP_ERR_UNSUPPORTED. */
+SRP_API srp_status srp_attention_forward_cross(srp_attention *a, const float *x, size_t batch,
+                                               size_t tokens, const float *memory,
+                                               size_t memory_tokens, const size_t *key_len,
+                                               float *y, int training);
 /* Backward of the last forward, whose activations the module keeps. Before
  * any forward: SRP_ERR_UNSUPPORTED. When that forward is not the one meant
  * (two training forwards since the last backward, or an eval forward after
@@ -95,6 +145,13 @@ SRP_API srp_status srp_attention_forward(srp_attention *a, const float *x, size_
  * Inf in dy, or an overflow on the way): SRP_ERR_NUMERIC, and no parameter
  * gradient of either layer has changed (dx may have been written). */
 SRP_API srp_status srp_attention_backward(srp_attention *a, const float *dy, float *dx);
+/* The backward of srp_attention_forward_cross, with the rules of
+ * srp_attention_backward: dy, dx: [batch][tokens][dim]; dmemory:
+ * [batch][memory_tokens][dim], overwritten (0 in the masked rows); either
+ * may be NULL. A self-attention module: SRP_ERR_UNSUPPORTED (and
+ * srp_attention_backward refuses a cross-attention module alike). */
+SRP_API srp_status srp_attention_backward_cross(srp_attention *a, const float *dy, float *dx,
+                                                float *dmemory);
 
 /* The random state of the attention dropout: one draw per training forward
  * with dropout > 0. It is seeded at create from `seed` (after the linears'
@@ -103,11 +160,13 @@ SRP_API srp_status srp_attention_backward(srp_attention *a, const float *dy, flo
  * it). NULL for NULL. */
 SRP_API srp_rng *srp_attention_dropout_rng(srp_attention *a);
 
-/* The fused qkv linear; NULL unless qkv_sigma is SRP_QKV_SIGMA_FUSED. */
+/* The fused qkv linear; NULL unless qkv_sigma is SRP_QKV_SIGMA_FUSED (and
+ * the module a self-attention). */
 SRP_API srp_linear *srp_attention_qkv(srp_attention *a);
 /* The input projections in the order of their columns of the [q | k | v]
  * row: 1, 2 or 3 of them (qkv_sigma), named "qkv"; "qk", "v"; or "q", "k",
- * "v" (name may be NULL). NULL for i out of range. */
+ * "v"; for a cross-attention "q", "kv" or "q", "k", "v" (q reads x, the
+ * others the memory). name may be NULL. NULL for i out of range. */
 SRP_API size_t srp_attention_in_proj_count(const srp_attention *a);
 SRP_API srp_linear *srp_attention_in_proj(srp_attention *a, size_t i, const char **name);
 SRP_API srp_linear *srp_attention_proj(srp_attention *a);
@@ -119,7 +178,8 @@ SRP_API void srp_attention_zero_grad(srp_attention *a);
 /* Appends the projections' trainable entries to list (lists.h), each as
  * srp_linear_params: the input projections under "prefix.qkv"; or
  * "prefix.qk", "prefix.v"; or "prefix.q", "prefix.k", "prefix.v" (the names
- * of srp_attention_in_proj, by qkv_sigma), then the output projection under
+ * of srp_attention_in_proj, by qkv_sigma; "prefix.q", "prefix.kv" for a
+ * fused cross-attention), then the output projection under
  * "prefix.proj": "prefix.qkv.weight", "prefix.qkv.bias", "prefix.qkv.gamma",
  * ... Errors as srp_param_list_add; on one, the entries appended before it
  * stay. */
@@ -132,13 +192,13 @@ SRP_API srp_status srp_attention_state_refs(srp_attention *a, const char *prefix
                                             srp_tensor_list *list);
 
 /* Per head (arrays of length heads), in nats, of the last forward: the
- * mean and the min row entropy over batch and queries. Either pointer may
- * be NULL. Before any forward, or with track_entropy = 0: SRP_ERR_UNSUPPORTED. */
+ * mean and the min row entropy over batch and queries (those that attend:
+ * a padded query row is left out). Either pointer may be NULL. Before any forward, or with track_entropy = 0: SRP_ERR_UNSUPPORTED. */
 SRP_API srp_status srp_attention_entropy(const srp_attention *a, float *mean_per_head,
                                          float *min_per_head);
-/* The same divided by log(T) (1 = uniform attention); when causal, each
- * row is divided by the log of its number of unmasked keys, and rows with
- * one key (entropy 0 of 0) are left out. */
+/* The same divided by log(T) (1 = uniform attention); when causal or
+ * masked, each row is divided by the log of its number of unmasked keys,
+ * and rows with one key (entropy 0 of 0) are left out. */
 SRP_API srp_status srp_attention_entropy_normalized(const srp_attention *a, float *mean_per_head,
                                                     float *min_per_head);
 /* Theorem 3.1 of the paper for the last forward's input, per head, the
@@ -180,6 +240,36 @@ SRP_API srp_status srp_attention_entropy_normalized(const srp_attention *a, floa
  * largest over the batch, it bounds every sequence's mean and so the batch
  * mean. The float margins are those above, each taken at T >= k (they grow
  * with the row length).
+ *
+ * Padding masks (srp_attention_forward_masked). The bound is the minimum
+ * (causal: the mean) over the rows that attend, as the entropies are.
+ * Derivation. No logit of an unmasked row i and unmasked key j of example
+ * b reads a padded row of x, so row i is a sub-vector of
+ * z = x~_i^T M X~_L^T (X~_L: the first L = key_len[b] rows of X~_b),
+ * shifted by c_i, with ||z|| <= ||M|| ||X~_L X~_L^T|| = s_b: the padded
+ * rows, whatever they hold, do not enter s_b. Without causality the row
+ * has L keys: entropy >= f(s_b, L); causal, row i < L has i + 1 keys:
+ * entropy >= f(s_b, i + 1). The bound is min_b f(s_b, L_b), or the mean
+ * over all unmasked rows sum_b sum_{k=1..L_b} f(s_b, k) / sum_b L_b (each
+ * f >= 0 lowers a row's entropy, the weights are the rows counted); a
+ * sequence of length 1 makes it 0, as it should (one key, entropy 0).
+ *
+ * Cross-attention. Logit row i of example b is z + c_i 1 with
+ * z = x~_i^T M Mem~_b^T, M = Q~_h^T K~_h / sqrt(dh) as above (K~ from the
+ * memory's projection, its bias again only a shift c_i), Mem~_b = [Mem_b | 1]
+ * over the memory's first L = key_len[b] rows (the masked ones are cut).
+ * ||z|| <= ||x~_i|| ||M|| ||Mem~_b||_2 <= ||M|| g_b with
+ * g_b = max_i ||x~_i|| ||Mem~_b||_2: a row of L keys of norm at most
+ * s_b = ||M|| g_b, so its entropy is >= f(s_b, L), and the bound is
+ * min_b f(s_b, L_b). (Not the paper's square X M X^T: with two inputs the
+ * Gram norm ||X~ X~^T|| becomes this product of norms, with the query
+ * side's largest row norm rather than its spectral norm, which is
+ * tighter and as cheap.) srp_attention_entropy_bound_terms reports
+ * x_gram_norm = max_b g_b for a cross-attention (and, with masks,
+ * max_b ||X~_L X~_L^T||), s = ||M_h|| x_gram_norm. The float margins of
+ * entropy.c hold as they are: eps takes its Frobenius norms from the rows
+ * that make q and k (the queries' x, the memory's unmasked rows), and the
+ * softmax's margin is taken at the row length Tk >= L.
  *
  * Several shards (data parallel, as the trainers run under MPI): rank r
  * holds n_r sequences of T tokens, computes its entropies and its bound

@@ -970,31 +970,8 @@ static void run_fixture_case(const fixture *fx, const char *tag)
         assert_ok(srp_attention_backward(a, STEP("dy", n), dx));
         assert_close_array(dx, STEP("dx", n), n, tol, "fixture dx");
         for (int i = 0; i < 2; i++) {
-            const size_t in = srp_linear_in_features(lin[i]), out = srp_linear_out_features(lin[i]);
-            char field[64];
-            snprintf(field, sizeof(field), "%s/sigma", names[i]);
-            assert_close_rel(srp_linear_sigma(lin[i]), STEP(field, 1)[0], tol, 0.0,
-                             "fixture sigma");
-            snprintf(field, sizeof(field), "%s/dw", names[i]);
-            assert_close_array(srp_linear_weight_grad(lin[i]), STEP(field, in * out), in * out, tol,
-                               "fixture dW");
-            snprintf(field, sizeof(field), "%s/db", names[i]);
-            assert_close_array(srp_linear_bias_grad(lin[i]), STEP(field, out), out, tol,
-                               "fixture db");
-            snprintf(field, sizeof(field), "%s/dgamma", names[i]);
-            /* dgamma = <G^T x, W> / sigma is one reduction of in x out
-             * products that cancel, later in a trajectory of steps: its
-             * error relative to the result is larger than an element's
-             * (1.04e-5 with AVX2 GEMM kernels, under valgrind). A missing
-             * or wrong term is off by far more (tests/mutants.sh). */
-            assert_close_rel(*srp_linear_gamma_grad(lin[i]), STEP(field, 1)[0], 3.0 * tol, 1e-3,
-                             "fixture dgamma");
-            float *w = srp_linear_weight(lin[i]), *b = srp_linear_bias(lin[i]);
-            for (size_t j = 0; j < in * out; j++)
-                w[j] -= lr * srp_linear_weight_grad(lin[i])[j];
-            for (size_t j = 0; j < out; j++)
-                b[j] -= lr * srp_linear_bias_grad(lin[i])[j];
-            *srp_linear_gamma(lin[i]) -= lr * *srp_linear_gamma_grad(lin[i]);
+            snprintf(name, sizeof(name), "%s/step%d/%s", tag, step, names[i]);
+            fixture_check_linear_step(fx, name, lin[i], tol, 0.0, lr);
         }
 #undef STEP
     }

@@ -37,6 +37,7 @@ enum {
     H = 2,
     B = 2,
     T = 3, /* attention: x [B][T][D] */
+    TK = 4, /* cross-attention: memory [B][TK][D] */
     V = 7,
     E = 4,
     NT = 5, /* embedding: table [V][E], NT tokens */
@@ -60,6 +61,7 @@ enum {
 typedef struct {
     srp_linear *lin;
     srp_attention *att;
+    srp_attention *xatt; /* a cross-attention, queries ax, memory mx */
     srp_embedding *emb;
     srp_power_iter *pi;
     srp_layernorm *ln;
@@ -82,6 +84,8 @@ typedef struct {
     float x[N * IN], dy[N * OUT], dw[OUT * IN], ax[B * T * D], ady[B * T * D], edx[NT * E],
         pw[PR * PC], cx[CB * CC * CH * CW], cdy[CB * CK * COH * COW];
     uint32_t tok[NT];
+    float mx[B * TK * D];
+    size_t klen[B], slen[B]; /* key lengths: the memory's, and a self-attention's */
     float heads[H]; /* entropies the watch is fed */
     float lnx[LNR * D], lndy[LNR * D];
     float logits[ROWS * CLASSES];
@@ -96,6 +100,7 @@ typedef struct {
         size_t count, oh, ow;
         srp_collapse_event events[2 * H];
         float dec_ay[B * D], dec_by[B * D]; /* the decoders' outputs */
+        float xy[B * T * D], xdx[B * T * D], xdm[B * TK * D];
     } out;
 } world;
 
@@ -129,6 +134,8 @@ static void forwards(world *w)
 {
     assert_ok(srp_linear_forward(w->lin, w->x, N, w->out.y, SRP_TRAIN));
     assert_ok(srp_attention_forward(w->att, w->ax, B, T, w->out.ay, SRP_TRAIN));
+    assert_ok(srp_attention_forward_cross(w->xatt, w->ax, B, T, w->mx, TK, w->klen, w->out.xy,
+                                          SRP_TRAIN));
     assert_ok(srp_embedding_forward(w->emb, w->tok, NT, w->out.ex));
     assert_ok(srp_layernorm_layer_forward(w->ln, w->lnx, LNR, w->out.lny, SRP_TRAIN));
     assert_ok(srp_block_forward(w->blk, w->ax, B, T, w->out.by, SRP_TRAIN));
@@ -139,6 +146,7 @@ static void backwards_and_step(world *w)
 {
     assert_ok(srp_linear_backward(w->lin, w->x, w->dy, N, w->out.dx));
     assert_ok(srp_attention_backward(w->att, w->ady, w->out.adx));
+    assert_ok(srp_attention_backward_cross(w->xatt, w->ady, w->out.xdx, w->out.xdm));
     assert_ok(srp_embedding_backward(w->emb, w->tok, w->edx, NT));
     assert_ok(srp_layernorm_layer_backward(w->ln, w->lnx, w->lndy, LNR, w->out.lndx));
     assert_ok(srp_block_backward(w->blk, w->ady, w->out.bdx));
@@ -162,6 +170,10 @@ static world *world_make(void)
     ac.seed = 4;
     ac.qkv.init_std = ac.proj.init_std = 0.3f; /* attention that is not uniform */
     assert_ok(srp_attention_create(&w->att, &ac, B, T));
+    ac.cross = 1;
+    ac.max_memory_tokens = TK;
+    ac.seed = 8;
+    assert_ok(srp_attention_create(&w->xatt, &ac, B, T));
     assert_ok(srp_embedding_create(&w->emb, V, E, 0.5f, 5));
     assert_ok(srp_power_iter_create(&w->pi, PR, PC, 6));
     srp_layernorm_config nc = srp_layernorm_config_default(D);
@@ -213,6 +225,11 @@ static world *world_make(void)
     fill(w->dw, OUT * IN, 12, 1.0);
     fill(w->ax, B * T * D, 12, 1.0);
     fill(w->ady, B * T * D, 13, 1.0);
+    fill(w->mx, B * TK * D, 20, 1.0);
+    w->klen[0] = TK;
+    w->klen[1] = 2;
+    w->slen[0] = T;
+    w->slen[1] = 1;
     fill(w->edx, NT * E, 14, 1.0);
     fill(w->pw, PR * PC, 15, 1.0);
     fill(w->lnx, LNR * D, 17, 2.0);
@@ -247,6 +264,7 @@ static void world_free(world *w)
 {
     srp_linear_destroy(w->lin);
     srp_attention_destroy(w->att);
+    srp_attention_destroy(w->xatt);
     srp_embedding_destroy(w->emb);
     srp_power_iter_destroy(w->pi);
     srp_layernorm_destroy(w->ln);
@@ -303,10 +321,14 @@ static uLong state_hash(world *w, int with_activations)
     for (size_t i = 0; i < srp_attention_in_proj_count(w->att); i++)
         h = mix_linear(h, srp_attention_in_proj(w->att, i, NULL));
     h = mix_linear(h, srp_attention_proj(w->att));
+    for (size_t i = 0; i <= srp_attention_in_proj_count(w->xatt); i++)
+        h = mix_linear(h, i < srp_attention_in_proj_count(w->xatt)
+                              ? srp_attention_in_proj(w->xatt, i, NULL)
+                              : srp_attention_proj(w->xatt));
     h = mix_linear(h, srp_conv2d_linear(w->conv));
-    if (with_activations) {
+    for (int k = 0; k < 2 && with_activations; k++) {
         float mean[H], min[H];
-        const srp_status st = srp_attention_entropy(w->att, mean, min);
+        const srp_status st = srp_attention_entropy(k ? w->xatt : w->att, mean, min);
         h = mix(h, &st, sizeof st);
         h = mix(h, mean, sizeof mean);
         h = mix(h, min, sizeof min);
@@ -431,6 +453,26 @@ static srp_status create_attention(int which)
     }
     srp_attention *a = NULL;
     srp_status st = srp_attention_create(&a, which < 0 ? NULL : &c, mb, mt);
+    assert_null(a);
+    return st;
+}
+
+/* Bad configurations of a cross-attention: which 0..2. */
+static srp_status create_cross_attention(int which)
+{
+    srp_attention_config c = srp_attention_config_default(D, H);
+    c.cross = 1;
+    size_t mb = B;
+    switch (which) {
+    case 0: c.causal = 1; break;
+    case 1: c.qkv_sigma = SRP_QKV_SIGMA_QK_V; break;
+    case 2:
+        c.max_memory_tokens = SIZE_MAX / 8;
+        mb = 1024;
+        break; /* batch * memory tokens overflows */
+    }
+    srp_attention *a = NULL;
+    srp_status st = srp_attention_create(&a, &c, mb, T);
     assert_null(a);
     return st;
 }
@@ -750,6 +792,19 @@ static srp_status att_fwd_train(world *w)
     return srp_attention_forward(w->att, w->ax, B, T, w->out.ay, SRP_TRAIN);
 }
 static srp_status att_bwd(world *w) { return srp_attention_backward(w->att, w->ady, w->out.adx); }
+static srp_status att_fwd_masked(world *w)
+{
+    return srp_attention_forward_masked(w->att, w->ax, B, T, w->slen, w->out.ay, SRP_TRAIN);
+}
+static srp_status xatt_fwd(world *w)
+{
+    return srp_attention_forward_cross(w->xatt, w->ax, B, T, w->mx, TK, w->klen, w->out.xy,
+                                       SRP_TRAIN);
+}
+static srp_status xatt_bwd(world *w)
+{
+    return srp_attention_backward_cross(w->xatt, w->ady, w->out.xdx, w->out.xdm);
+}
 static srp_status emb_bwd(world *w) { return srp_embedding_backward(w->emb, w->tok, w->edx, NT); }
 static srp_status emb_fwd(world *w) { return srp_embedding_forward(w->emb, w->tok, NT, w->out.ex); }
 static srp_status emb_logits(world *w)
@@ -1126,6 +1181,40 @@ static srp_status bad_dist_call(world *w, int which)
     X(SRP_ERR_INVALID_ARG, srp_attention_state_refs(NULL, "attn", w->scratch_refs))                \
     X(SRP_ERR_INVALID_ARG, srp_attention_state_refs(w->att, "attn", NULL))                         \
     X(SRP_ERR_INVALID_ARG, srp_attention_entropy_bound_terms(NULL, w->out.heads, w->out.heads2, NULL, &w->out.scalar)) \
+    /* padding masks and cross-attention */                                                        \
+    EACH(SRP_ERR_INVALID_ARG, 3, create_cross_attention(which))                                    \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_masked(NULL, w->ax, B, T, w->slen, w->out.ay, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_masked(w->att, NULL, B, T, w->slen, w->out.ay, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_masked(w->att, w->ax, B, T, w->slen, NULL, 1))    \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_masked(w->att, w->ax, 0, T, w->slen, w->out.ay, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_masked(w->att, w->ax, B, 0, w->slen, w->out.ay, 1)) \
+    X(SRP_ERR_SHAPE, srp_attention_forward_masked(w->att, w->ax, B + 1, T, w->slen, w->out.ay, 1)) \
+    X(SRP_ERR_SHAPE, srp_attention_forward_masked(w->att, w->ax, B, T + 1, w->slen, w->out.ay, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_masked(w->att, w->ax, B, T, (size_t[]){T, 0}, w->out.ay, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_masked(w->att, w->ax, B, T, (size_t[]){T + 1, 1}, w->out.ay, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_masked(w->att, w->ax, B, 2, (size_t[]){1, 3}, w->out.ay, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_masked(w->att, w->ax, B, T, (size_t[]){SIZE_MAX, 1}, w->out.ay, 1)) \
+    X(SRP_ERR_UNSUPPORTED, srp_attention_forward_masked(w->xatt, w->ax, B, T, NULL, w->out.xy, 1)) \
+    X(SRP_ERR_UNSUPPORTED, srp_attention_forward(w->xatt, w->ax, B, T, w->out.xy, SRP_TRAIN))      \
+    X(SRP_ERR_UNSUPPORTED, srp_attention_backward(w->xatt, w->ady, w->out.xdx))                    \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_cross(NULL, w->ax, B, T, w->mx, TK, w->klen, w->out.xy, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_cross(w->xatt, NULL, B, T, w->mx, TK, w->klen, w->out.xy, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_cross(w->xatt, w->ax, B, T, NULL, TK, w->klen, w->out.xy, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_cross(w->xatt, w->ax, B, T, w->mx, TK, w->klen, NULL, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_cross(w->xatt, w->ax, 0, T, w->mx, TK, w->klen, w->out.xy, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_cross(w->xatt, w->ax, B, 0, w->mx, TK, w->klen, w->out.xy, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_cross(w->xatt, w->ax, B, T, w->mx, 0, w->klen, w->out.xy, 1)) \
+    X(SRP_ERR_SHAPE, srp_attention_forward_cross(w->xatt, w->ax, B + 1, T, w->mx, TK, NULL, w->out.xy, 1)) \
+    X(SRP_ERR_SHAPE, srp_attention_forward_cross(w->xatt, w->ax, B, T + 1, w->mx, TK, NULL, w->out.xy, 1)) \
+    X(SRP_ERR_SHAPE, srp_attention_forward_cross(w->xatt, w->ax, B, T, w->mx, TK + 1, NULL, w->out.xy, 1)) \
+    X(SRP_ERR_SHAPE, srp_attention_forward_cross(w->xatt, w->ax, SIZE_MAX, SIZE_MAX, w->mx, SIZE_MAX, NULL, w->out.xy, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_cross(w->xatt, w->ax, B, T, w->mx, TK, (size_t[]){0, 1}, w->out.xy, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_cross(w->xatt, w->ax, B, T, w->mx, TK, (size_t[]){1, TK + 1}, w->out.xy, 1)) \
+    X(SRP_ERR_INVALID_ARG, srp_attention_forward_cross(w->xatt, w->ax, B, T, w->mx, 2, w->klen, w->out.xy, 1)) \
+    X(SRP_ERR_UNSUPPORTED, srp_attention_forward_cross(w->att, w->ax, B, T, w->mx, TK, NULL, w->out.ay, 1)) \
+    X(SRP_ERR_UNSUPPORTED, srp_attention_backward_cross(w->att, w->ady, w->out.adx, NULL))         \
+    X(SRP_ERR_INVALID_ARG, srp_attention_backward_cross(NULL, w->ady, w->out.xdx, w->out.xdm))     \
+    X(SRP_ERR_INVALID_ARG, srp_attention_backward_cross(w->xatt, NULL, w->out.xdx, w->out.xdm))    \
     /* embedding */                                                                                \
     X(SRP_ERR_INVALID_ARG, srp_embedding_create(NULL, V, E, 0.5f, 1))                              \
     X(SRP_ERR_INVALID_ARG, create_embedding(0, E, 0.5f))                                           \
@@ -1422,6 +1511,10 @@ static srp_status bad_dist_call(world *w, int which)
     X(SRP_ERR_NUMERIC, with_bad_value(w, qkv_w(w) + 9, NAN, att_fwd_train))                        \
     LOSES(SRP_ERR_NUMERIC, overflowing_attention_forward(w))                                       \
     LOSES(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[5], NAN, att_fwd_train))                        \
+    LOSES(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[2], INFINITY, att_fwd_masked))                 \
+    LOSES(SRP_ERR_NUMERIC, with_bad_value(w, &w->mx[3], NAN, xatt_fwd))                            \
+    LOSES(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[7], NAN, xatt_fwd))                            \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->ady[4], NAN, xatt_bwd))                               \
     X(SRP_ERR_NUMERIC, with_bad_value(w, att_gamma(w), INFINITY, att_fwd_train))                   \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->edx[2], NAN, emb_bwd))                                \
     LOSES(SRP_ERR_NUMERIC, with_bad_value(w, &w->lnx[4], NAN, ln_fwd))                             \
@@ -1534,13 +1627,14 @@ static const char *check_row(size_t i, srp_status got, world *w, world *twin, uL
          * activations are gone, nothing else: of the modules whose
          * backward is pending, that one alone has none to run any more */
         const srp_status att = srp_attention_backward(w->att, w->ady, w->out.adx);
+        const srp_status xatt = xatt_bwd(w);
         const srp_status ln =
             srp_layernorm_layer_backward(w->ln, w->lnx, w->lndy, LNR, w->out.lndx);
         const srp_status blk = srp_block_backward(w->blk, w->ady, w->out.bdx);
-        const int lost = (att == SRP_ERR_UNSUPPORTED) + (ln == SRP_ERR_UNSUPPORTED) +
-                         (blk == SRP_ERR_UNSUPPORTED);
-        const int done = (att == SRP_OK) + (ln == SRP_OK) + (blk == SRP_OK);
-        if (lost != 1 || done != 2)
+        const int lost = (att == SRP_ERR_UNSUPPORTED) + (xatt == SRP_ERR_UNSUPPORTED) +
+                         (ln == SRP_ERR_UNSUPPORTED) + (blk == SRP_ERR_UNSUPPORTED);
+        const int done = (att == SRP_OK) + (xatt == SRP_OK) + (ln == SRP_OK) + (blk == SRP_OK);
+        if (lost != 1 || done != 3)
             return "the activations of the failed module (and its only) should be gone";
         if (att == SRP_ERR_UNSUPPORTED &&
             (srp_attention_entropy(w->att, w->out.heads, NULL) != SRP_ERR_UNSUPPORTED ||

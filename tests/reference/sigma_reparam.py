@@ -18,7 +18,9 @@ SNConv2d is the official SNConv2d: an SNLinear on the kernel flattened to
 Attention is timm's with two SNLinears (vision/vit.py converts a timm ViT):
 qkv = x W_qkv^T + b reshaped [B, T, 3, H, dh] (the qkv row is [q | k | v],
 head h in columns h*dh..), S = q k^T dh^-0.5, A = softmax(S) (optionally
-causal), O = A v, y = proj(concat_h O). ViTLite is the model of
+causal), O = A v, y = proj(concat_h O); with padding masks, and
+CrossAttention (queries from x, keys and values from a memory) as the
+library defines them (attention.h). ViTLite is the model of
 examples/vit_lite with --stem 0 --qkv-sigma fused (patch embedding, class
 token, positions, blocks of attention and GELU MLP, no LayerNorm, head on
 the class token), under timm's names.
@@ -114,34 +116,103 @@ class SNConv2d(SNLinear):
 class Attention(torch.nn.Module):
     """timm's attention over two SNLinears. With track_entropy it keeps the
     last forward's per-head mean and min row entropy, -sum_j A_ij log A_ij
-    over batch and queries (the official code does not: off by default)."""
+    over batch and queries (the official code does not: off by default).
+
+    forward(x, key_len) adds padding masks as libsigmareparam defines them
+    (attention.h; the official code has none): key j of example b is masked
+    (-inf before the softmax) when j >= key_len[b], and a query row
+    i >= key_len[b] is padding: its attention row and its output row are 0
+    (so it gets no gradient) and the entropies leave it out."""
 
     def __init__(self, qkv, proj, heads, causal=False, track_entropy=False):
         super().__init__()
         self.qkv, self.proj, self.heads, self.causal = qkv, proj, heads, causal
         self.track_entropy = track_entropy
 
-    def forward(self, x):
+    def forward(self, x, key_len=None):
         B, T, D = x.shape
         H = self.heads
         qkv = self.qkv(x).reshape(B, T, 3, H, D // H).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        s = (q @ k.transpose(-2, -1)) * (D // H) ** -0.5
-        if self.causal:
-            mask = torch.ones(T, T, dtype=torch.bool).triu(1)
-            s = s.masked_fill(mask, float("-inf"))
-        a = s.softmax(dim=-1)
-        if self.track_entropy:
-            self.record_entropy(a)
-        o = (a @ v).transpose(1, 2).reshape(B, T, D)
-        return self.proj(o)
+        query_ok = None if key_len is None else padding(key_len, T)
+        return attend(self, q, k, v, key_len, query_ok)
 
-    def record_entropy(self, a):
-        with torch.no_grad():
-            plogp = torch.where(a > 0, a * a.log(), torch.zeros_like(a))
-            ent = -plogp.sum(-1)  # [B, H, T]
-            self.ent_mean = ent.mean(dim=(0, 2))
-            self.ent_min = ent.amin(dim=(0, 2))
+
+class CrossAttention(torch.nn.Module):
+    """The decoder's cross-attention as libsigmareparam builds it
+    (attention.h, cfg.cross): q = q(x), [k | v] = kv(memory) from one SNLinear
+    D -> 2D (one sigma), or k(memory) and v(memory) when kv is a pair of
+    SNLinears; then the attention above over the memory's keys, key_len
+    masking the memory's padding (every query row attends)."""
+
+    def __init__(self, q, kv, proj, heads, track_entropy=False):
+        super().__init__()
+        self.q, self.proj, self.heads, self.causal = q, proj, heads, False
+        if isinstance(kv, tuple):
+            self.k, self.v = kv
+        else:
+            self.kv = kv
+        self.track_entropy = track_entropy
+
+    def forward(self, x, memory, key_len=None):
+        B, T, D = x.shape
+        Tk, H = memory.shape[1], self.heads
+        q = self.q(x).reshape(B, T, H, D // H).transpose(1, 2)
+        if hasattr(self, "kv"):
+            kv = self.kv(memory).reshape(B, Tk, 2, H, D // H).permute(2, 0, 3, 1, 4)
+            k, v = kv[0], kv[1]
+        else:
+            k = self.k(memory).reshape(B, Tk, H, D // H).transpose(1, 2)
+            v = self.v(memory).reshape(B, Tk, H, D // H).transpose(1, 2)
+        return attend(self, q, k, v, key_len, None)
+
+
+def padding(key_len, T):
+    """[B, T] bool: True where position t < key_len[b]."""
+    return torch.arange(T)[None, :] < torch.as_tensor(key_len)[:, None]
+
+
+def attend(m, q, k, v, key_len, query_ok):
+    """softmax(q k^T / sqrt(dh)) v and proj, for module m (heads, causal,
+    track_entropy, proj): q [B, H, T, dh], k, v [B, H, Tk, dh]; key_len
+    masks the keys, query_ok ([B, T] bool, or None) zeroes padded query rows
+    (before the softmax they mask only what causality does, so that no row
+    is all -inf)."""
+    B, H, T, dh = q.shape
+    Tk = k.shape[2]
+    s = (q @ k.transpose(-2, -1)) * dh ** -0.5
+    masked = torch.zeros(B, 1, T, Tk, dtype=torch.bool)
+    if m.causal:
+        masked |= torch.ones(T, Tk, dtype=torch.bool).triu(1)
+    if key_len is not None:
+        keys_out = ~padding(key_len, Tk)[:, None, None, :]
+        if query_ok is not None:
+            keys_out = keys_out & query_ok[:, None, :, None]
+        masked |= keys_out
+    s = s.masked_fill(masked, float("-inf"))
+    a = s.softmax(dim=-1)
+    if query_ok is not None:
+        a = a * query_ok[:, None, :, None]
+    if m.track_entropy:
+        record_entropy(m, a, query_ok)
+    o = (a @ v).transpose(1, 2).reshape(B, T, H * dh)
+    y = m.proj(o)
+    return y if query_ok is None else y * query_ok[:, :, None]
+
+
+def record_entropy(m, a, query_ok=None):
+    """m.ent_mean, m.ent_min: per head over batch and the query rows that
+    attend (query_ok)."""
+    with torch.no_grad():
+        plogp = torch.where(a > 0, a * a.log(), torch.zeros_like(a))
+        ent = -plogp.sum(-1)  # [B, H, T]
+        if query_ok is None:
+            m.ent_mean = ent.mean(dim=(0, 2))
+            m.ent_min = ent.amin(dim=(0, 2))
+        else:
+            rows = query_ok[:, None, :].expand_as(ent)
+            m.ent_mean = torch.where(rows, ent, 0.0).sum(dim=(0, 2)) / rows.sum(dim=(0, 2))
+            m.ent_min = torch.where(rows, ent, float("inf")).amin(dim=(0, 2))
 
 
 class Mlp(torch.nn.Module):

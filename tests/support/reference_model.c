@@ -89,6 +89,17 @@ void ref_attention_init(ref_attention *R, srp_attention *a, size_t batch, size_t
     }
     ref_linear_init(&R->proj, srp_attention_proj(a));
     R->drop = NULL;
+    R->cross = 0;
+    R->Tk = tokens;
+    R->key_len = NULL;
+}
+
+void ref_attention_init_cross(ref_attention *R, srp_attention *a, size_t batch, size_t tokens,
+                              size_t keys)
+{
+    ref_attention_init(R, a, batch, tokens, 0);
+    R->cross = 1;
+    R->Tk = keys;
 }
 
 void ref_attention_free(ref_attention *R)
@@ -100,49 +111,68 @@ void ref_attention_free(ref_attention *R)
 
 void ref_attention_forward(const ref_attention *R, const double *x, double *y, double *ent)
 {
-    const size_t B = R->B, T = R->T, D = R->D, H = R->H, dh = D / H;
-    double *qkv = malloc(sizeof(double) * B * T * 3 * D), *o = calloc(B * T * D, sizeof(double));
-    double *p = malloc(sizeof(double) * T);
-    assert_true(qkv && o && p);
+    ref_attention_forward_memory(R, x, x, y, ent);
+}
+
+void ref_attention_forward_memory(const ref_attention *R, const double *x, const double *memory,
+                                  double *y, double *ent)
+{
+    const size_t B = R->B, T = R->T, Tk = R->Tk, D = R->D, H = R->H, dh = D / H;
+    /* q: [B][T][D]; k, v: [B][Tk][D] */
+    double *q = malloc(sizeof(double) * B * T * D), *kv = malloc(sizeof(double) * 2 * B * Tk * D);
+    double *o = calloc(B * T * D, sizeof(double)), *p = malloc(sizeof(double) * Tk);
+    assert_true(q && kv && o && p);
+    double *parts[3] = {q, kv, kv + B * Tk * D};
     for (size_t i = 0; i < R->n_in; i++) { /* each projection's columns of [q | k | v] */
         const ref_linear *L = &R->in_proj[i];
-        double *part = malloc(sizeof(double) * B * T * L->out);
-        assert_non_null(part);
-        ref_linear_forward(L, x, B * T, part);
-        for (size_t r = 0; r < B * T; r++)
-            for (size_t c = 0; c < L->out; c++)
-                qkv[r * 3 * D + R->in_col[i] + c] = part[r * L->out + c];
-        free(part);
+        const int from_memory = R->cross && i > 0;
+        const size_t rows = B * (from_memory ? Tk : T);
+        double *out = malloc(sizeof(double) * rows * L->out);
+        assert_non_null(out);
+        ref_linear_forward(L, from_memory ? memory : x, rows, out);
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < L->out; c++) {
+                const size_t col = R->in_col[i] + c;
+                parts[col / D][r * D + col % D] = out[r * L->out + c];
+            }
+        free(out);
     }
     for (size_t b = 0; b < B; b++)
         for (size_t h = 0; h < H; h++)
             for (size_t i = 0; i < T; i++) {
-                const size_t keys = R->causal ? i + 1 : T;
-                const double *q = qkv + (b * T + i) * 3 * D + h * dh;
+                const size_t len = R->key_len ? R->key_len[b] : Tk;
+                size_t keys = R->causal ? i + 1 : Tk;
+                keys = keys < len ? keys : len;
+                if (R->key_len && !R->cross && i >= len)
+                    keys = 0; /* a padded query row */
+                const double *qi = q + (b * T + i) * D + h * dh;
                 double m = -INFINITY, z = 0.0;
                 for (size_t j = 0; j < keys; j++) {
-                    const double *k = qkv + (b * T + j) * 3 * D + D + h * dh;
-                    p[j] = dot_d(q, k, dh) / sqrt((double)dh);
+                    p[j] = dot_d(qi, kv + (b * Tk + j) * D + h * dh, dh) / sqrt((double)dh);
                     m = fmax(m, p[j]);
                 }
                 for (size_t j = 0; j < keys; j++)
                     z += (p[j] = exp(p[j] - m));
                 double e = 0.0;
-                const double *drop = R->drop ? R->drop + ((b * H + h) * T + i) * T : NULL;
+                const double *drop = R->drop ? R->drop + ((b * H + h) * T + i) * Tk : NULL;
                 for (size_t j = 0; j < keys; j++) {
                     p[j] /= z;
                     if (p[j] > 0.0)
                         e -= p[j] * log(p[j]);
-                    const double *v = qkv + (b * T + j) * 3 * D + 2 * D + h * dh;
+                    const double *v = parts[2] + (b * Tk + j) * D + h * dh;
                     const double pj = drop ? p[j] * drop[j] : p[j];
                     for (size_t d = 0; d < dh; d++)
                         o[(b * T + i) * D + h * dh + d] += pj * v[d];
                 }
                 if (ent)
-                    ent[(b * H + h) * T + i] = e;
+                    ent[(b * H + h) * T + i] = keys ? e : NAN;
             }
     ref_linear_forward(&R->proj, o, B * T, y);
-    free(qkv);
+    for (size_t b = 0; R->key_len && !R->cross && b < B; b++) /* padded query rows: y = 0 */
+        for (size_t i = R->key_len[b]; i < T; i++)
+            memset(y + (b * T + i) * D, 0, sizeof(double) * D);
+    free(q);
+    free(kv);
     free(o);
     free(p);
 }

@@ -40,6 +40,12 @@ typedef struct {
     /* Attention dropout at a fixed mask: A's multipliers, 0 or 1 / (1 - p),
      * [B][H][T][T]; NULL (ref_attention_init's) for none. Not owned. */
     const double *drop;
+    /* Cross-attention (in_proj[0] reads x, the others the memory) with Tk
+     * memory tokens; key lengths [B] (NULL: none, ref_attention_init's;
+     * not owned), as attention.h defines the masks. Self-attention: Tk = T. */
+    int cross;
+    size_t Tk;
+    const size_t *key_len;
 } ref_attention;
 
 /* The attention a as its next forward on batch x tokens will compute it. */
@@ -49,6 +55,14 @@ void ref_attention_free(ref_attention *R);
 /* timm's attention (attention.h); ent (may be NULL): [B][H][T] row entropies.
  * x, y: [B][T][D] */
 void ref_attention_forward(const ref_attention *R, const double *x, double *y, double *ent);
+/* The cross-attention a (cfg.cross) as its next forward on batch x tokens
+ * queries and keys memory tokens computes it. */
+void ref_attention_init_cross(ref_attention *R, srp_attention *a, size_t batch, size_t tokens,
+                              size_t keys);
+/* ref_attention_forward with a memory [B][Tk][D] (cross; ignored
+ * otherwise) and the key lengths; ent's rows of padded queries are NaN. */
+void ref_attention_forward_memory(const ref_attention *R, const double *x, const double *memory,
+                                  double *y, double *ent);
 
 /* The mean of x[0..d), and 1 / sqrt(var + eps) of its biased variance
  * into *rstd: LayerNorm's statistics of a row. */

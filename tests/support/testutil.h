@@ -75,6 +75,13 @@ fixture *fixture_load(const char *path); /* fails the test when unreadable */
 const float *fixture_get(const fixture *fx, const char *name, size_t expected_count, size_t *count);
 int fixture_has(const fixture *fx, const char *name);
 void fixture_free(fixture *fx);
+/* A sigmaReparam linear after a training step against a fixture step's
+ * "<prefix>/sigma", "/dw", "/db" and "/dgamma" (tol relative; db with its
+ * largest value taken as at least db_floor, 0 for none; dgamma, one
+ * reduction of products that cancel, at 3 tol), then one SGD step of
+ * rate lr on its weight, bias and gamma, as fixture_io.py's sgd_step. */
+void fixture_check_linear_step(const fixture *fx, const char *prefix, srp_linear *l, double tol,
+                               double db_floor, float lr);
 
 /* max_i |a_i - b_i| / max_i |b_i| <= tol (relative error in the max norm). */
 void assert_close_array(const float *a, const float *b, size_t n, double tol, const char *what);

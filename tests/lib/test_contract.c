@@ -170,10 +170,11 @@ static world *world_make(void)
     ac.seed = 4;
     ac.qkv.init_std = ac.proj.init_std = 0.3f; /* attention that is not uniform */
     assert_ok(srp_attention_create(&w->att, &ac, B, T));
-    ac.cross = 1;
-    ac.max_memory_tokens = TK;
-    ac.seed = 8;
-    assert_ok(srp_attention_create(&w->xatt, &ac, B, T));
+    srp_attention_config xc = ac; /* ac stays the self-attention's: the decoders' too */
+    xc.cross = 1;
+    xc.max_memory_tokens = TK;
+    xc.seed = 8;
+    assert_ok(srp_attention_create(&w->xatt, &xc, B, T));
     assert_ok(srp_embedding_create(&w->emb, V, E, 0.5f, 5));
     assert_ok(srp_power_iter_create(&w->pi, PR, PC, 6));
     srp_layernorm_config nc = srp_layernorm_config_default(D);

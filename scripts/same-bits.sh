@@ -13,11 +13,15 @@
 # Wall-clock fields (dropped before comparing): keys named seconds or
 # budget_used (the fraction of --minutes used), any key ending in _ms or
 # _seconds, or starting with wall or time. Set SAME_BITS_IGNORE="k1 k2"
-# to drop more (an intended change; say why), and SAME_BITS_RESHAPED=1 to
+# to drop more metrics keys and checkpoint tensors (an intended change, such
+# as a new option in the run's fingerprint: "config train.fingerprint"; say
+# why), and SAME_BITS_RESHAPED=1 to
 # accept tensors stored in another shape with the same bytes.
 set -euo pipefail
 before=$(realpath "$1") after=$(realpath "$2")
 out=${3:-$(mktemp -d)}
+ignored=()
+for k in ${SAME_BITS_IGNORE:-}; do ignored+=(--ignore "$k"); done
 mkdir -p "$out"
 diff_tool="$after/examples/tools/srp-checkpoint-diff"
 text="$out/corpus.txt"
@@ -54,7 +58,7 @@ run_pair() { # name, trainer path inside a build, args...
   done
   if diff <(metrics_less_clock "$out/$name.before.jsonl") \
           <(metrics_less_clock "$out/$name.after.jsonl") > "$out/$name.metrics.diff" &&
-     "$diff_tool" ${SAME_BITS_RESHAPED:+--reshaped} --ignore train.seconds --ignore train.budget.clocks "$out/$name.before.ckpt" "$out/$name.after.ckpt" > "$out/$name.ckpt.diff"; then
+     "$diff_tool" ${SAME_BITS_RESHAPED:+--reshaped} --ignore train.seconds --ignore train.budget.clocks "${ignored[@]}" "$out/$name.before.ckpt" "$out/$name.after.ckpt" > "$out/$name.ckpt.diff"; then
     echo "$name: same metrics ($(wc -l < "$out/$name.after.jsonl") lines), $(cat "$out/$name.ckpt.diff")"
   else
     echo "$name: DIFFERS (see $out/$name.metrics.diff, $out/$name.ckpt.diff)"; failed=1

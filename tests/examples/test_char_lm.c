@@ -76,17 +76,6 @@ static void test_causal_no_leak(void **state)
         }
 }
 
-/* Largest |a - b| over the largest |b|: [n] */
-static double rel_max_diff(const float *a, const float *b, size_t n)
-{
-    double diff = 0.0, scale = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        diff = fmax(diff, fabs((double)a[i] - b[i]));
-        scale = fmax(scale, fabs((double)b[i]));
-    }
-    return diff / scale;
-}
-
 /* Cached decoding (lm_decode), position by position to the end of the
  * context, gives the logits of lm_forward in eval over the same prefix
  * (1e-6 relative), for 3 sequences at once; every architecture, tied and

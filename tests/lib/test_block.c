@@ -1166,17 +1166,6 @@ static void make_decode_stack(const block_shape *s, size_t depth, uint64_t seed,
     }
 }
 
-/* Largest |a - b| over the largest |b|: [n] */
-static double rel_max_diff(const float *a, const float *b, size_t n)
-{
-    double diff = 0.0, scale = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        diff = fmax(diff, fabs((double)a[i] - b[i]));
-        scale = fmax(scale, fabs((double)b[i]));
-    }
-    return diff / scale;
-}
-
 /* Position by position through a stack of blocks, each with its cache, to
  * the caches' end: every position's output equals the last row of
  * srp_block_forward in eval over the same prefix (to 1e-6 relative), in

@@ -313,6 +313,18 @@ void fixture_free(fixture *fx)
     free(fx);
 }
 
+double rel_max_diff(const float *a, const float *b, size_t n)
+{
+    double diff = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i]))
+            return INFINITY; /* fmax would pass over a NaN */
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return diff / scale;
+}
+
 void assert_close_array(const float *a, const float *b, size_t n, double tol, const char *what)
 {
     assert_close_array_floor(a, b, n, tol, 0.0, what);

@@ -83,7 +83,10 @@ void fixture_free(fixture *fx);
 void fixture_check_linear_step(const fixture *fx, const char *prefix, srp_linear *l, double tol,
                                double db_floor, float lr);
 
-/* max_i |a_i - b_i| / max_i |b_i| <= tol (relative error in the max norm). */
+/* max_i |a_i - b_i| / max_i |b_i| (relative error in the max norm): [n];
+ * Inf when either holds a NaN or Inf. */
+double rel_max_diff(const float *a, const float *b, size_t n);
+/* rel_max_diff(a, b, n) <= tol. */
 void assert_close_array(const float *a, const float *b, size_t n, double tol, const char *what);
 /* The same with max |b| taken as at least floor: for arrays whose true value
  * is a cancellation (near 0) of terms of size floor. */

@@ -132,14 +132,16 @@ static ex_code official_tensors(vit_model *m, int for_import, official_list *o, 
     return st != SRP_OK ? ex_fail_status(err, st, "the list of the official names") : EX_OK;
 }
 
-ex_code vit_export_safetensors(vit_model *m, const char *path, ex_error *err)
+ex_code vit_export_safetensors(vit_model *m, const char *path, const char *weights,
+                               ex_error *err)
 {
     official_list o;
     ex_code code = official_tensors(m, 0, &o, err);
     if (code == EX_OK) {
-        const char *meta[] = {"format", "pt", "producer", "libsigmareparam vit-lite-train"};
+        const char *meta[] = {"format", "pt", "producer", "libsigmareparam vit-lite-train",
+                              "weights", weights};
         const srp_status st = srp_safetensors_save(path, srp_tensor_list_refs(o.list),
-                                                   srp_tensor_list_count(o.list), meta, 2);
+                                                   srp_tensor_list_count(o.list), meta, 3);
         if (st != SRP_OK)
             code = ex_fail_statusf(err, st, "writing %s", path);
     }

@@ -9,9 +9,11 @@
 #include "common/error.h"
 #include "model.h"
 
-/* Writes the model to path. Needs one fused qkv per block (the official
- * code has one qkv linear): EX_USAGE otherwise. */
-ex_code vit_export_safetensors(vit_model *m, const char *path, ex_error *err);
+/* Writes the model to path, with weights (what they are: "live" or
+ * "average") under the metadata key "weights". Needs one fused qkv per
+ * block (the official code has one qkv linear): EX_USAGE otherwise. */
+ex_code vit_export_safetensors(vit_model *m, const char *path, const char *weights,
+                               ex_error *err);
 
 /* Reads the model from path: every tensor the model has must be there with
  * its shape and dtype, and nothing else; the message lists what is missing

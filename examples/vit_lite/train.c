@@ -525,16 +525,23 @@ static ex_code write_logits(vit_trainer *t, ex_error *err)
     return EX_OK;
 }
 
-/* --export: the model (the live weights, not an --ema average), under the
- * official PyTorch names. */
+/* --export: the model the run evaluated (the weight average with its own
+ * sigma, when there is one: what evaluate() swaps in), under the official
+ * PyTorch names; the line and the file's metadata say which. */
 static ex_code export_model(ex_trainer *base, ex_error *err)
 {
     vit_trainer *t = vt(base);
     if (!t->opt.export_path || !ex_dist_is_root(&base->dist))
         return EX_OK;
-    const ex_code code = vit_export_safetensors(t->model, t->opt.export_path, err);
+    const int average = srp_weight_average_updates(base->average) > 0;
+    ex_code code = ex_trainer_swap_in_average(base, err);
     if (code == EX_OK)
-        printf("wrote %s\n", t->opt.export_path);
+        code = vit_export_safetensors(t->model, t->opt.export_path, average ? "average" : "live",
+                                      err);
+    ex_trainer_swap_out_average(base);
+    if (code == EX_OK)
+        printf("wrote %s (%s)\n", t->opt.export_path,
+               average ? "the weight average, its sigma recomputed" : "the live weights");
     return code;
 }
 

@@ -12,7 +12,22 @@
    sigma from the SVD, gamma = sigma) is written as safetensors, and
    vit-lite-train --init-from it must give the same logits.
 
-Both within 1e-4, relative to the largest logit. Needs Debian's
+3. The weight average: a run with --ema exports the model it evaluated
+   (the average, its sigma recomputed); the PyTorch model's logits from
+   that file must match those of the run's checkpoint evaluated as the
+   run did (--resume --eval-only --logits, the average swapped in).
+4. Folded: the same run's --export-folded file (gamma / sigma * W baked
+   into each weight) loads into PlainViTLite (nn.Linear, nn.Conv2d) and
+   must give those logits too.
+5. The trainer's default model: a convolutional stem and separate q, k, v
+   sigmas (tests/reference/sigma_reparam.py's DefaultViTLite), both ways
+   as in 1 and 2: the default stem (48/2,96/2,128/2,128, whose last map is
+   cut into 1 x 1 patches) and a stem whose map is cut into 7 x 7 patches
+   of 8 channels (where the patch embedding's columns are permuted from
+   our channels-last order to PyTorch's (c, y, x)); and its folded file
+   into the plain model (nn.Conv2d, nn.Linear q, k, v).
+
+All within 1e-4, relative to the largest logit. Needs Debian's
 python3-torch and python3-numpy and the Fashion-MNIST package; run with
 /usr/bin/python3:
     /usr/bin/python3 experiments/torch_check.py build/examples/vit_lite/vit-lite-train
@@ -30,7 +45,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "reference"))
-from sigma_reparam import ViTLite  # noqa: E402  (the one model of the official code)
+from sigma_reparam import DefaultViTLite, PlainViTLite, ViTLite  # noqa: E402  (the one model of the official code)
 
 DATA = "/usr/share/datasets/fashion-mnist"
 DIM, DEPTH, HEADS, MLP, PATCH, CLASSES, IMAGE = 64, 2, 4, 128, 7, 10, 28
@@ -95,10 +110,30 @@ def vit():
                    image=IMAGE)
 
 
-def c_logits(exe, model, out):
-    subprocess.run([exe, *FLAGS, "--init-from", model, "--eval-only", "--logits", out],
+def default_vit(stem, plain=False):
+    return DefaultViTLite(dim=DIM, depth=DEPTH, heads=HEADS, mlp=MLP, patch=PATCH, classes=CLASSES,
+                          image=IMAGE, stem=stem, qkv="separate", plain=plain)
+
+
+def stem_text(stem):
+    return ",".join(f"{k}/{s}" if s != 1 else str(k) for k, s in stem)
+
+
+def plain_vit():
+    return PlainViTLite(dim=DIM, depth=DEPTH, heads=HEADS, mlp=MLP, patch=PATCH, classes=CLASSES,
+                        image=IMAGE)
+
+
+def c_logits(exe, model, out, how="--init-from", flags=()):
+    subprocess.run([exe, *FLAGS, *flags, how, model, "--eval-only", "--logits", out],
                    check=True, stdout=subprocess.DEVNULL)
     return read_safetensors(out)["logits"]
+
+
+def metadata(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n)).get("__metadata__", {})
 
 
 def compare(what, ours, theirs):
@@ -130,6 +165,42 @@ def main():
         write_safetensors(ours, fresh.state_dict())
         ok &= compare("PyTorch -> C", c_logits(exe, ours, os.path.join(tmp, "t_logits")),
                       fresh(images))
+        # 3. the weight average, and 4. folded, against what the run evaluated
+        ema = ["--ema", "0.9"]
+        ckpt, averaged = os.path.join(tmp, "ema.ckpt"), os.path.join(tmp, "ema.safetensors")
+        folded = os.path.join(tmp, "folded.safetensors")
+        subprocess.run([exe, *FLAGS, *ema, "--epochs", "1", "--checkpoint", ckpt, "--export",
+                        averaged, "--export-folded", folded], check=True,
+                       stdout=subprocess.DEVNULL)
+        evaluated = c_logits(exe, ckpt, os.path.join(tmp, "e_logits"), "--resume", ema)
+        ok &= metadata(averaged).get("weights") == "average" == metadata(folded).get("weights")
+        model = vit().eval()
+        model.load_state_dict(read_safetensors(averaged), strict=True)
+        ok &= compare("C (weight average) -> PyTorch", evaluated, model(images))
+        plain = plain_vit().eval()
+        plain.load_state_dict(read_safetensors(folded), strict=True)
+        ok &= compare("C (folded) -> plain PyTorch", evaluated, plain(images))
+        # 5. the default model, both ways (a short run: the stem is slow here)
+        for stem in ([(48, 2), (96, 2), (128, 2), (128, 1)], [(4, 1), (8, 1)]):
+            flags = ["--stem", stem_text(stem), "--qkv-sigma", "separate"]
+            exported = os.path.join(tmp, "default.safetensors")
+            subprocess.run([exe, *FLAGS, *flags, "--epochs", "1", "--stop-after-steps", "20",
+                            "--export", exported, "--export-folded", folded], check=True,
+                           stdout=subprocess.DEVNULL)
+            model = default_vit(stem).eval()
+            model.load_state_dict(read_safetensors(exported), strict=True)
+            evaluated = c_logits(exe, exported, os.path.join(tmp, "d_logits"), flags=flags)
+            ok &= compare(f"C -> PyTorch, stem {stem_text(stem)}, q k v separate", evaluated,
+                          model(images))
+            plain = default_vit(stem, plain=True).eval()
+            plain.load_state_dict(read_safetensors(folded), strict=True)
+            ok &= compare(f"C (folded) -> plain PyTorch, stem {stem_text(stem)}", evaluated,
+                          plain(images))
+            fresh = default_vit(stem).eval()
+            write_safetensors(ours, fresh.state_dict())
+            ok &= compare(f"PyTorch -> C, stem {stem_text(stem)}, q k v separate",
+                          c_logits(exe, ours, os.path.join(tmp, "dt_logits"), flags=flags),
+                          fresh(images))
     print("torch check:", "passed" if ok else "FAILED")
     return 0 if ok else 1
 

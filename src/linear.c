@@ -517,6 +517,36 @@ srp_status srp_linear_forward_weight(srp_linear *l, int training, float *w_hat)
     return SRP_OK;
 }
 
+srp_status srp_linear_folded_weight(const srp_linear *l, float *w_hat)
+{
+    if (!l || !w_hat)
+        return SRP_FAIL_NULL(l, w_hat);
+    float scale = 1.0f;
+    if (l->mode == SRP_REPARAM_SIGMA) {
+        /* the eval forward's power step, into scratch of our own: the
+         * layer's candidates belong to its forwards */
+        float *uv = malloc(sizeof(float) * (l->in + l->out)), sigma;
+        if (!uv)
+            return srp_fail(SRP_ERR_NOMEM, "srp_linear_folded_weight: %zu floats of scratch",
+                            l->in + l->out);
+        const srp_status st =
+            srp_power_steps_into(l->w, l->out, l->in, 1, l->u, l->v, uv, uv + l->in, &sigma);
+        free(uv);
+        if (st != SRP_OK)
+            return st;
+        scale = l->gamma / sigma;
+        if (!(sigma > 0.0f) || !isfinite(l->gamma) || !isfinite(scale))
+            return srp_fail(SRP_ERR_NUMERIC, "srp_linear_folded_weight: gamma %g / sigma %g",
+                            (double)l->gamma, (double)sigma);
+    }
+    const size_t count = l->in * l->out;
+    for (size_t i = 0; i < count; i++) /* w_hat: [out][in] */
+        w_hat[i] = scale * l->w[i];
+    if (!srp_all_finite(w_hat, count))
+        return srp_fail(SRP_ERR_NUMERIC, "srp_linear_folded_weight: gamma / sigma * W overflows");
+    return SRP_OK;
+}
+
 srp_status srp_linear_backward_order(srp_linear *l, const char *call)
 {
     return srp_order_backward(&l->order, call);

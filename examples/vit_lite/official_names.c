@@ -9,9 +9,13 @@
  *     L.spectral_normed_weight.spectral_norm  [1]        sigma of the last training forward
  *     L.spectral_normed_weight.weight         [out][in]  W again (the same parameter)
  *
- * and a plain nn.Linear (--no-sn) only weight and bias (the patch
- * embedding then is timm's nn.Conv2d: weight [D][C][p][p]). The rest keep
- * timm's names: cls_token [1][1][D], pos_embed [1][T][D], the LayerNorms'
+ * and a plain nn.Linear (--no-sn, and a folded export) only weight and
+ * bias (the stem's convolutions and the patch embedding then are
+ * nn.Conv2d's: weight [out][in][kh][kw]). The linears are the model's own
+ * names: stem.conv<l> (an SNConv2d, its kernel flattened [out][in 3 3]),
+ * patch_embed.proj, blocks.<i>.attn.qkv or q, k, v (three SNLinears) or
+ * qk, v, .proj, .mlp.fc1, .mlp.fc2, head. The rest keep timm's names:
+ * cls_token [1][1][D], pos_embed [1][T][D], the LayerNorms'
  * blocks.<i>.norm1/norm2 and norm, weight and bias [D]. */
 #include "official_names.h"
 
@@ -29,7 +33,15 @@ typedef struct {
     srp_tensor_list *list;
     float (*scalars)[2]; /* [linears]: sigma, the copy of gamma */
     float *scratch;      /* [the largest linear's out][in] */
+    float *folded;       /* a folded export: every linear's W_hat, one after another */
+    float *staged;       /* with a stem: the patch embedding's W [D][K q q] and u [K q q]
+                            in PyTorch's column order (permute_patch_columns) */
+    srp_linear *embed;   /* whose they are; NULL when the orders agree */
 } official_list;
+
+/* What the list is for: the model's SNLinears written or read, or its
+ * folded weights (plain nn.Linear / nn.Conv2d) written. */
+typedef enum { OFFICIAL_EXPORT, OFFICIAL_IMPORT, OFFICIAL_FOLDED } official_use;
 
 static void add_named(srp_tensor_list *list, const char *prefix, const char *suffix, size_t ndim,
                       const size_t *shape, float *data)
@@ -41,6 +53,8 @@ static void official_free(official_list *o)
 {
     free(o->scalars);
     free(o->scratch);
+    free(o->folded);
+    free(o->staged);
     srp_tensor_list_destroy(o->list);
 }
 
@@ -67,34 +81,62 @@ static srp_status add_others(vit_model *m, srp_tensor_list *list)
     return st;
 }
 
-/* The list of the model's tensors under the official names. for_import:
- * spectral_normed_weight.weight points at scratch instead of the model. */
-static ex_code official_tensors(vit_model *m, int for_import, official_list *o, ex_error *err)
+/* With a stem, the patch embedding cuts a channels-last patch: its columns
+ * (and u) are in the order (y, x, c), PyTorch's convolution's in (c, y, x).
+ * to_torch: ours -> PyTorch's; otherwise back. from, to: [rows][C q q]. */
+static void permute_patch_columns(const float *from, float *to, size_t rows, size_t C, size_t q,
+                                  int to_torch)
 {
+    const size_t n = C * q * q;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t ch = 0; ch < C; ch++)
+            for (size_t yx = 0; yx < q * q; yx++) {
+                const size_t ours = r * n + yx * C + ch, theirs = r * n + ch * q * q + yx;
+                if (to_torch)
+                    to[theirs] = from[ours];
+                else
+                    to[ours] = from[theirs];
+            }
+}
+
+/* The channels of the map the patch embedding cuts: C, or K_L with a stem
+ * (the side of a patch of it: vit_embed_patch). */
+static size_t map_channels(const vit_config *c)
+{
+    return c->stem_layers ? c->stem_channels[c->stem_layers - 1] : c->channels;
+}
+
+/* The list of the model's tensors under the official names. For import,
+ * spectral_normed_weight.weight points at scratch instead of the model;
+ * folded, each linear is weight W_hat (srp_linear_folded_weight: the eval
+ * forward's) and bias, the patch embedding a plain nn.Conv2d's. */
+static ex_code official_tensors(vit_model *m, official_use use, official_list *o, ex_error *err)
+{
+    const int for_import = use == OFFICIAL_IMPORT;
     memset(o, 0, sizeof(*o));
     const vit_config *c = vit_get_config(m);
-    if (c->sigma_reparam && c->qkv_sigma != SRP_QKV_SIGMA_FUSED)
-        return ex_fail(err, EX_USAGE,
-                       "the official model has one qkv linear per block: safetensors files need "
-                       "--qkv-sigma fused");
     if (c->pool != VIT_POOL_CLS)
         return ex_fail(err, EX_USAGE,
                        "the official model's head reads the class token: safetensors files need "
                        "--pool cls");
-    if (c->stem_layers)
-        return ex_fail(err, EX_USAGE,
-                       "the official model has no convolutional stem: safetensors files need "
-                       "--stem 0");
+    const size_t C = map_channels(c), q = vit_embed_patch(c);
     const ex_linear_names *lin = vit_linears(m);
-    size_t largest = 1;
+    size_t largest = 1, total = 1;
     for (size_t i = 0; i < lin->count; i++) {
         const size_t n =
             srp_linear_in_features(lin->linears[i]) * srp_linear_out_features(lin->linears[i]);
         largest = n > largest ? n : largest;
+        total += n;
     }
     o->scalars = calloc(lin->count ? lin->count : 1, sizeof(*o->scalars));
     o->scratch = for_import ? malloc(sizeof(float) * largest) : NULL;
-    if (!o->scalars || (for_import && !o->scratch))
+    o->folded = use == OFFICIAL_FOLDED ? malloc(sizeof(float) * total) : NULL;
+    if (c->stem_layers && C > 1 && q > 1) {
+        o->embed = lin->linears[c->stem_layers]; /* after the stem's: patch_embed.proj */
+        o->staged = malloc(sizeof(float) * (c->dim + 1) * C * q * q);
+    }
+    if (!o->scalars || (for_import && !o->scratch) || (use == OFFICIAL_FOLDED && !o->folded) ||
+        (o->embed && !o->staged))
         return ex_fail(err, EX_FAILED, "out of memory");
     srp_status st = srp_tensor_list_create(&o->list);
     if (st == SRP_OK)
@@ -103,46 +145,82 @@ static ex_code official_tensors(vit_model *m, int for_import, official_list *o, 
         return ex_fail_status(err, st, "the list of the official names");
 
     const size_t one = 1;
+    float *folded = o->folded;
     for (size_t i = 0; i < lin->count; i++) {
         srp_linear *l = lin->linears[i];
         const char *name = lin->names[i];
         const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
-        const size_t w_shape[2] = {out, in}, conv[4] = {out, c->channels, c->patch, c->patch};
-        const int sigma = srp_linear_reparam(l) == SRP_REPARAM_SIGMA;
-        /* the plain model's patch embedding is timm's nn.Conv2d */
-        if (!sigma && strcmp(name, "patch_embed.proj") == 0)
-            add_named(o->list, name, "weight", 4, conv, srp_linear_weight(l));
+        const size_t w_shape[2] = {out, in};
+        const int plain = use == OFFICIAL_FOLDED || srp_linear_reparam(l) != SRP_REPARAM_SIGMA;
+        float *weight = srp_linear_weight(l), *u = plain ? NULL : srp_linear_u(l);
+        if (use == OFFICIAL_FOLDED) {
+            if ((st = srp_linear_folded_weight(l, folded)) != SRP_OK)
+                return ex_fail_statusf(err, st, "the folded weight of %s", name);
+            weight = folded;
+            folded += in * out;
+        }
+        if (l == o->embed) { /* staged in PyTorch's order; an import puts it back */
+            if (!for_import) {
+                permute_patch_columns(weight, o->staged, out, C, q, 1);
+                if (u)
+                    permute_patch_columns(u, o->staged + out * in, 1, C, q, 1);
+            }
+            weight = o->staged;
+            u = u ? o->staged + out * in : NULL;
+        }
+        /* a plain model's convolutions are nn.Conv2d's: [out][in][kh][kw] */
+        const int stem = i < c->stem_layers, embed = i == c->stem_layers;
+        const size_t conv[4] = {out, stem ? in / 9 : C, stem ? 3 : q, stem ? 3 : q};
+        if (plain && (stem || embed))
+            add_named(o->list, name, "weight", 4, conv, weight);
         else
-            add_named(o->list, name, "weight", 2, w_shape, srp_linear_weight(l));
+            add_named(o->list, name, "weight", 2, w_shape, weight);
         if (srp_linear_bias(l))
             add_named(o->list, name, "bias", 1, &out, srp_linear_bias(l));
-        if (!sigma)
+        if (plain)
             continue;
         o->scalars[i][0] = srp_linear_sigma(l);
         o->scalars[i][1] = *srp_linear_gamma(l);
         add_named(o->list, name, "sigma", 1, &one, srp_linear_gamma(l));
         add_named(o->list, name, "effective_spectral_norm", 1, &one, &o->scalars[i][1]);
-        add_named(o->list, name, "spectral_normed_weight.u", 1, &in, srp_linear_u(l));
+        add_named(o->list, name, "spectral_normed_weight.u", 1, &in, u);
         add_named(o->list, name, "spectral_normed_weight.spectral_norm", 1, &one,
                   &o->scalars[i][0]);
         add_named(o->list, name, "spectral_normed_weight.weight", 2, w_shape,
-                  for_import ? o->scratch : srp_linear_weight(l));
+                  for_import ? o->scratch : weight);
     }
     st = srp_tensor_list_status(o->list);
     return st != SRP_OK ? ex_fail_status(err, st, "the list of the official names") : EX_OK;
 }
 
-ex_code vit_export_safetensors(vit_model *m, const char *path, ex_error *err)
+/* The list o as a safetensors file at path. */
+static ex_code write_official(official_list *o, const char *path, const char *weights,
+                              ex_error *err)
+{
+    const char *meta[] = {"format", "pt", "producer", "libsigmareparam vit-lite-train",
+                          "weights", weights};
+    const srp_status st = srp_safetensors_save(path, srp_tensor_list_refs(o->list),
+                                               srp_tensor_list_count(o->list), meta, 3);
+    return st == SRP_OK ? EX_OK : ex_fail_statusf(err, st, "writing %s", path);
+}
+
+ex_code vit_export_folded(vit_model *m, const char *path, const char *weights, ex_error *err)
 {
     official_list o;
-    ex_code code = official_tensors(m, 0, &o, err);
-    if (code == EX_OK) {
-        const char *meta[] = {"format", "pt", "producer", "libsigmareparam vit-lite-train"};
-        const srp_status st = srp_safetensors_save(path, srp_tensor_list_refs(o.list),
-                                                   srp_tensor_list_count(o.list), meta, 2);
-        if (st != SRP_OK)
-            code = ex_fail_statusf(err, st, "writing %s", path);
-    }
+    ex_code code = official_tensors(m, OFFICIAL_FOLDED, &o, err);
+    if (code == EX_OK)
+        code = write_official(&o, path, weights, err);
+    official_free(&o);
+    return code;
+}
+
+ex_code vit_export_safetensors(vit_model *m, const char *path, const char *weights,
+                               ex_error *err)
+{
+    official_list o;
+    ex_code code = official_tensors(m, OFFICIAL_EXPORT, &o, err);
+    if (code == EX_OK)
+        code = write_official(&o, path, weights, err);
     official_free(&o);
     return code;
 }
@@ -206,7 +284,7 @@ ex_code vit_import_safetensors(vit_model *m, const char *path, ex_error *err)
 {
     official_list o;
     const ex_linear_names *lin = vit_linears(m);
-    ex_code code = official_tensors(m, 1, &o, err);
+    ex_code code = official_tensors(m, OFFICIAL_IMPORT, &o, err);
     srp_safetensors *f = NULL;
     if (code == EX_OK) {
         const srp_status st = srp_safetensors_open(&f, path);
@@ -237,6 +315,15 @@ ex_code vit_import_safetensors(vit_model *m, const char *path, ex_error *err)
             code = ex_fail_statusf(err, st, "reading %s", path);
             ex_append(err, "; a tensor's shape or dtype differs from this model's");
         }
+    }
+    if (code == EX_OK && o.embed) { /* the staged patch embedding, back in our order */
+        const vit_config *c = vit_get_config(m);
+        const size_t in = srp_linear_in_features(o.embed), out = srp_linear_out_features(o.embed);
+        permute_patch_columns(o.staged, srp_linear_weight(o.embed), out, map_channels(c),
+                              vit_embed_patch(c), 0);
+        if (srp_linear_reparam(o.embed) == SRP_REPARAM_SIGMA)
+            permute_patch_columns(o.staged + out * in, srp_linear_u(o.embed), 1, map_channels(c),
+                                  vit_embed_patch(c), 0);
     }
     for (size_t i = 0; code == EX_OK && i < lin->count; i++) {
         srp_linear *l = lin->linears[i];

@@ -9,9 +9,19 @@
 #include "common/error.h"
 #include "model.h"
 
-/* Writes the model to path. Needs one fused qkv per block (the official
- * code has one qkv linear): EX_USAGE otherwise. */
-ex_code vit_export_safetensors(vit_model *m, const char *path, ex_error *err);
+/* Writes the model to path, with weights (what they are: "live" or
+ * "average") under the metadata key "weights". Any stem and any
+ * --qkv-sigma (separate: three SNLinears q, k, v); the head must read the
+ * class token (--pool cls): EX_USAGE otherwise. */
+ex_code vit_export_safetensors(vit_model *m, const char *path, const char *weights,
+                               ex_error *err);
+
+/* Writes the model for inference to path, as a plain PyTorch model holds
+ * it: each linear's weight W_hat = gamma / sigma * W of the eval forward
+ * (srp_linear_folded_weight) and its bias, no u, sigma or gamma; the patch
+ * embedding is nn.Conv2d's [D][C][p][p]; the rest as
+ * vit_export_safetensors. The same models as it. */
+ex_code vit_export_folded(vit_model *m, const char *path, const char *weights, ex_error *err);
 
 /* Reads the model from path: every tensor the model has must be there with
  * its shape and dtype, and nothing else; the message lists what is missing

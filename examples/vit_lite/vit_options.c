@@ -116,6 +116,9 @@ static const ex_opt_spec k_specs[] = {
     {"export", EX_OPT_STRING, OFF(export_path), 0, 0, NULL, 0, 0, NULL,
      "at the end, write the model to this safetensors file under the official PyTorch code's "
      "names (docs/FORMAT.md)"},
+    {"export-folded", EX_OPT_STRING, OFF(export_folded), 0, 0, NULL, 0, 0, NULL,
+     "at the end, write the model for inference to this safetensors file: each linear's "
+     "gamma / sigma * W baked into a plain nn.Linear / nn.Conv2d weight (docs/FORMAT.md)"},
     {"logits", EX_OPT_STRING, OFF(logits_path), 0, 0, NULL, 0, 0, NULL,
      "with --eval-only, also write the test set's logits to this safetensors file (tensor "
      "\"logits\" [images, classes], in the test set's order)"},

@@ -144,6 +144,17 @@ SRP_API srp_status srp_linear_backward(srp_linear *l, const float *x, const floa
  * dw_hat or db: SRP_ERR_NUMERIC and no gradient is touched. */
 SRP_API srp_status srp_linear_forward_weight(srp_linear *l, int training, float *w_hat);
 SRP_API srp_status srp_linear_backward_weight(srp_linear *l, const float *dw_hat, const float *db);
+/* The weight an eval forward multiplies with, for a deployment without
+ * sigmaReparam (a plain nn.Linear): w_hat = (gamma / sigma) W, [out][in],
+ * sigma from one power step from the stored u as srp_linear_forward(...,
+ * SRP_EVAL) takes it, so that x w_hat^T + b is the eval forward's y (to
+ * float rounding). STATS_ONLY and NONE: W itself. Changes nothing in the
+ * layer (no power step is kept, the order of forwards and backwards
+ * untouched). Allocates in + out floats of scratch: not for the training
+ * loop. Errors: NULL: SRP_ERR_INVALID_ARG; a non-finite or zero sigma, a
+ * non-finite gamma, an overflow: SRP_ERR_NUMERIC (w_hat may be written);
+ * SRP_ERR_NOMEM. */
+SRP_API srp_status srp_linear_folded_weight(const srp_linear *l, float *w_hat);
 SRP_API void srp_linear_zero_grad(srp_linear *l);
 
 /* Appends the layer's trainable entries to list (lists.h): "prefix.weight"

@@ -947,7 +947,7 @@ static void test_official_names_round_trip(void **state)
     const float *logits;
     assert_ok(vit_forward(a, images, 2, SRP_TRAIN, &logits)); /* u and sigma leave the SVD's */
     ex_error err = {""};
-    assert_int_equal(vit_export_safetensors(a, path, &err), EX_OK);
+    assert_int_equal(vit_export_safetensors(a, path, "live", &err), EX_OK);
 
     /* the official layout: 10 SNLinears of 7 tensors, cls_token, pos_embed */
     srp_safetensors *f = NULL;
@@ -996,8 +996,30 @@ static void test_official_names_round_trip(void **state)
     memcpy(lb, logits, sizeof(lb));
     assert_memory_equal(la, lb, sizeof(la));
 
+    /* folded: plain nn.Linear names, gamma / sigma * W baked in, which the
+     * plain model (--no-sn) reads and evaluates as a does */
+    char folded[600];
+    scratch_path(folded, sizeof(folded), "folded.safetensors");
+    for (size_t i = 0; i < vit_linears(a)->count; i++) /* gamma / sigma far from 1 */
+        *srp_linear_gamma(vit_linears(a)->linears[i]) *= 0.5f + 0.25f * (float)i;
+    assert_ok(vit_forward(a, images, 2, SRP_EVAL, &logits));
+    memcpy(la, logits, sizeof(la));
+    assert_int_equal(vit_export_folded(a, folded, "live", &err), EX_OK);
+    vit_config pc = small_config(8, 2);
+    pc.sigma_reparam = 0;
+    vit_model *plain;
+    assert_ok(vit_create(&plain, &pc));
+    assert_int_equal(vit_import_safetensors(plain, folded, &err), EX_OK);
+    float lp[2 * 10];
+    assert_ok(vit_forward(plain, images, 2, SRP_EVAL, &logits));
+    memcpy(lp, logits, sizeof(lp));
+    assert_close_array(lp, la, 2 * 10, 1e-5, "the folded model's logits");
+    assert_int_equal(vit_import_safetensors(b, folded, &err), EX_FAILED); /* not an SN model */
+    assert_non_null(strstr(err.message, "missing: patch_embed.proj.sigma"));
+    vit_destroy(plain);
+
     /* another model's file: the names it lacks, the names it should not have */
-    assert_int_equal(vit_export_safetensors(ln, other, &err), EX_OK);
+    assert_int_equal(vit_export_safetensors(ln, other, "live", &err), EX_OK);
     srp_linear *head = vit_linears(b)->linears[vit_linears(b)->count - 1];
     const float keep = srp_linear_weight(head)[0];
     assert_int_equal(vit_import_safetensors(b, other, &err), EX_FAILED);
@@ -1016,7 +1038,7 @@ static void test_official_names_round_trip(void **state)
     c.layernorm = 0;
     c.sigma_reparam = 0;
     assert_ok(vit_create(&a, &c));
-    assert_int_equal(vit_export_safetensors(a, path, &err), EX_OK);
+    assert_int_equal(vit_export_safetensors(a, path, "live", &err), EX_OK);
     assert_ok(srp_safetensors_open(&f, path));
     assert_int_equal(srp_safetensors_count(f), 10 * 2 + 2);
     for (size_t k = 0; k < srp_safetensors_count(f); k++) {
@@ -1032,13 +1054,47 @@ static void test_official_names_round_trip(void **state)
     assert_int_equal(vit_import_safetensors(a, path, &err), EX_OK);
     vit_destroy(a);
 
-    /* separate sigmas for q, k, v have no official counterpart */
+    /* the trainer's default kind of model: a stem (two convolutions at
+     * stride 1, so that the patch embedding cuts 7 x 7 patches of 3
+     * channels, ours channels last) and q, k, v under SNLinears of their
+     * own; the round trip gives the same logits bit for bit */
     c.sigma_reparam = 1;
-    c.layernorm = 0;
     c.qkv_sigma = SRP_QKV_SIGMA_SEPARATE;
+    c.stem_layers = 2;
+    c.stem_channels[0] = 2;
+    c.stem_channels[1] = 3;
+    c.seed = 5;
     assert_ok(vit_create(&a, &c));
-    assert_int_equal(vit_export_safetensors(a, path, &err), EX_USAGE);
-    assert_non_null(strstr(err.message, "--qkv-sigma fused"));
+    c.seed = 6;
+    assert_ok(vit_create(&b, &c));
+    assert_ok(vit_forward(a, images, 2, SRP_TRAIN, &logits));
+    assert_int_equal(vit_export_safetensors(a, path, "live", &err), EX_OK);
+    assert_int_equal(vit_import_safetensors(b, path, &err), EX_OK);
+    assert_ok(vit_forward(a, images, 2, SRP_EVAL, &logits));
+    memcpy(la, logits, sizeof(la));
+    assert_ok(vit_forward(b, images, 2, SRP_EVAL, &logits));
+    assert_memory_equal(la, logits, sizeof(la));
+    /* names and shapes: SNConv2d kernels flattened, three SNLinears q, k, v;
+     * the patch embedding's columns in PyTorch's (c, y, x) order: column
+     * c 49 + y 7 + x of the file is ours (y 7 + x) 3 + c */
+    static float embed[8 * 3 * 49], conv1[3 * 2 * 9], q_u[8];
+    const srp_tensor_ref named[] = {
+        {"patch_embed.proj.weight", SRP_DTYPE_F32, 2, {8, 3 * 49}, embed},
+        {"stem.conv1.weight", SRP_DTYPE_F32, 2, {3, 2 * 9}, conv1},
+        {"blocks.1.attn.q.spectral_normed_weight.u", SRP_DTYPE_F32, 1, {8}, q_u}};
+    assert_ok(srp_safetensors_load(path, named, 3));
+    const float *ours = srp_linear_weight(vit_linears(a)->linears[2]);
+    assert_true(embed[5 * 147 + 2 * 49 + 1 * 7 + 4] == ours[5 * 147 + (1 * 7 + 4) * 3 + 2]);
+    assert_memory_not_equal(embed, ours, sizeof(embed));
+    assert_memory_equal(conv1, srp_linear_weight(vit_linears(a)->linears[1]), sizeof(conv1));
+    vit_destroy(a);
+    vit_destroy(b);
+
+    /* --pool mean has no official counterpart */
+    c.pool = VIT_POOL_MEAN;
+    assert_ok(vit_create(&a, &c));
+    assert_int_equal(vit_export_safetensors(a, path, "live", &err), EX_USAGE);
+    assert_non_null(strstr(err.message, "--pool cls"));
     vit_destroy(a);
 }
 
@@ -1060,6 +1116,70 @@ static void test_export_and_init_from(void **state)
     assert_int_equal(run_train(out, "%s --init-from %s --resume %s", common, model, model), 2);
     assert_int_equal(run_train(out, "%s --dim 16 --init-from %s", common, model), 1);
     assert_non_null(strstr(out, "shape or dtype"));
+}
+
+/* A tensor of a safetensors file, as written. */
+static void read_exported(const char *path, const char *name, size_t n, float *data)
+{
+    const srp_tensor_ref ref = {name, SRP_DTYPE_F32, 2, {n / 49, 49}, data};
+    assert_ok(srp_safetensors_load(path, &ref, 1));
+}
+
+/* --export of an --ema run writes the model the run evaluated: the weight
+ * average with its own sigma, not the live weights. Imported, it scores
+ * the test set as the run's checkpoint does with its average swapped in
+ * (the same logits, bit for bit); its weights are not the checkpoint's live
+ * ones; the line and the metadata say "average". Without an average, the
+ * live weights, and they say so. */
+static void test_export_holds_the_weight_average(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char model[600], ckpt[600], from_ckpt[600], from_export[600];
+    scratch_path(model, sizeof(model), "averaged.safetensors");
+    scratch_path(ckpt, sizeof(ckpt), "averaged.ckpt");
+    scratch_path(from_ckpt, sizeof(from_ckpt), "averaged_ckpt_logits");
+    scratch_path(from_export, sizeof(from_export), "averaged_export_logits");
+    const char *common = SMALL_MODEL "--epochs 1 --ema 0.9";
+    assert_int_equal(run_train(out, "%s --checkpoint %s --export %s", common, ckpt, model), 0);
+    assert_non_null(strstr(out, "(the weight average, its sigma recomputed)"));
+    assert_int_equal(
+        run_train(out, "%s --resume %s --eval-only --logits %s", common, ckpt, from_ckpt), 0);
+    assert_non_null(strstr(out, "the weight average)"));
+    assert_int_equal(
+        run_train(out, "%s --init-from %s --eval-only --logits %s", common, model, from_export),
+        0);
+    size_t na, nb;
+    unsigned char *a = read_file_bytes(from_ckpt, &na), *b = read_file_bytes(from_export, &nb);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na);
+    free(a);
+    free(b);
+
+    srp_safetensors *f = NULL;
+    assert_ok(srp_safetensors_open(&f, model));
+    assert_string_equal(srp_safetensors_metadata(f, "weights"), "average");
+    srp_safetensors_close(f);
+    enum { N = 32 * 49 };
+    static float exported[N], live[N];
+    read_exported(model, "patch_embed.proj.weight", N, exported);
+    const srp_tensor_ref ref = {"patch_embed.proj.weight", SRP_DTYPE_F32, 2, {32, 49}, live};
+    assert_ok(srp_checkpoint_load(ckpt, &ref, 1));
+    assert_memory_not_equal(exported, live, sizeof(live));
+
+    /* --ema 0: the live weights */
+    assert_int_equal(run_train(out, SMALL_MODEL "--epochs 1 --checkpoint %s --export %s", ckpt,
+                               model),
+                     0);
+    assert_non_null(strstr(out, "(the live weights)"));
+    assert_ok(srp_safetensors_open(&f, model));
+    assert_string_equal(srp_safetensors_metadata(f, "weights"), "live");
+    srp_safetensors_close(f);
+    read_exported(model, "patch_embed.proj.weight", N, exported);
+    assert_ok(srp_checkpoint_load(ckpt, &ref, 1));
+    assert_memory_equal(exported, live, sizeof(live));
 }
 
 int main(void)
@@ -1085,6 +1205,7 @@ int main(void)
         cmocka_unit_test(test_plot_renders_a_png),
         cmocka_unit_test(test_official_names_round_trip),
         cmocka_unit_test(test_export_and_init_from),
+        cmocka_unit_test(test_export_holds_the_weight_average),
     };
     return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

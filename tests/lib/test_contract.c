@@ -1152,6 +1152,8 @@ static srp_status bad_dist_call(world *w, int which)
     X(SRP_ERR_INVALID_ARG, srp_linear_backward(w->lin, w->x, w->dy, SIZE_MAX / 8, w->out.dx))      \
     X(SRP_ERR_INVALID_ARG, srp_linear_forward_weight(NULL, SRP_TRAIN, w->out.w_hat))               \
     X(SRP_ERR_INVALID_ARG, srp_linear_forward_weight(w->lin, SRP_TRAIN, NULL))                     \
+    X(SRP_ERR_INVALID_ARG, srp_linear_folded_weight(NULL, w->out.w_hat))                           \
+    X(SRP_ERR_INVALID_ARG, srp_linear_folded_weight(w->lin, NULL))                                 \
     X(SRP_ERR_INVALID_ARG, srp_linear_backward_weight(NULL, w->dw, w->dy))                         \
     X(SRP_ERR_INVALID_ARG, srp_linear_backward_weight(w->lin, NULL, w->dy))                        \
     X(SRP_ERR_INVALID_ARG, srp_linear_backward_weight(w->lin, w->dw, NULL))                        \

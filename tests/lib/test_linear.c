@@ -372,6 +372,65 @@ static void test_eval_changes_nothing_and_repeats_bitwise(void **state)
     }
 }
 
+/* srp_linear_folded_weight is the weight of the eval forward: x W_hat^T + b
+ * is the double reference's next forward (one power step from the stored
+ * u, gamma / sigma applied in SIGMA mode, W as is otherwise), and the layer
+ * is unchanged: u, sigma and the pending backward. */
+static void test_folded_weight_is_the_eval_weight(void **state)
+{
+    (void)state;
+    srp_rng r = seeded_rng(450);
+    for (size_t m = 0; m < 3; m++) {
+        for (size_t s = 0; s + 1 < sizeof(k_shapes) / sizeof(k_shapes[0]); s++) {
+            const shape sh = k_shapes[s];
+            srp_linear *l = make_layer(sh.in, sh.out, k_modes[m], (int)(s % 2 == 0), 1 + s);
+            randomize_layer(l, &r);
+            float *x = malloc(sizeof(float) * sh.n * sh.in);
+            float *y = malloc(sizeof(float) * sh.n * sh.out);
+            float *yref = malloc(sizeof(float) * sh.n * sh.out);
+            float *w_hat = malloc(sizeof(float) * sh.in * sh.out);
+            float *u = malloc(sizeof(float) * sh.in);
+            double *yd = malloc(sizeof(double) * sh.n * sh.out);
+            assert_true(x && y && yref && w_hat && u && yd);
+            fill_normal_f(&r, x, sh.n * sh.in, 1.0);
+            /* u far from the singular vector, so that the eval step's sigma
+             * is not the last training forward's */
+            fill_normal_f(&r, srp_linear_u(l), sh.in, 1.0);
+            assert_ok(srp_linear_forward(l, x, sh.n, y, SRP_TRAIN));
+            memcpy(u, srp_linear_u(l), sizeof(float) * sh.in);
+            const float sigma = srp_linear_sigma(l);
+
+            assert_ok(srp_linear_folded_weight(l, w_hat));
+            assert_memory_equal(u, srp_linear_u(l), sizeof(float) * sh.in);
+            assert_true(memcmp(&sigma, &(float){srp_linear_sigma(l)}, sizeof(float)) == 0);
+            float *dy = y; /* any dy: the backward of the training forward is still due */
+            assert_ok(srp_linear_backward(l, x, dy, sh.n, NULL));
+
+            linear_problem P;
+            problem_init(&P, l, sh.n, x); /* the next forward: the eval forward's step */
+            ref_linear_forward(&P.lin, P.x, sh.n, yd);
+            to_float(yd, yref, sh.n * sh.out);
+            const float *b = srp_linear_bias(l);
+            for (size_t i = 0; i < sh.n; i++)
+                for (size_t o = 0; o < sh.out; o++) { /* y = x W_hat^T + b, in double */
+                    double acc = b ? b[o] : 0.0;
+                    for (size_t k = 0; k < sh.in; k++)
+                        acc += (double)x[i * sh.in + k] * w_hat[o * sh.in + k];
+                    y[i * sh.out + o] = (float)acc;
+                }
+            assert_close_array(y, yref, sh.n * sh.out, 2e-5, "x folded^T + b");
+            problem_free(&P);
+            free(x);
+            free(y);
+            free(yref);
+            free(w_hat);
+            free(u);
+            free(yd);
+            srp_linear_destroy(l);
+        }
+    }
+}
+
 /* Backwards on the halves of a batch add up to one on the whole. Eval
  * forwards all take sigma from the same stored u, so the three forwards
  * (whole, first half, second half) share one sigma; each backward
@@ -807,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_weight_path_refuses_bad_input),
         cmocka_unit_test(test_backward_with_gamma_init_one_and_more_iterations),
         cmocka_unit_test(test_eval_changes_nothing_and_repeats_bitwise),
+        cmocka_unit_test(test_folded_weight_is_the_eval_weight),
         cmocka_unit_test(test_accumulation_equals_concatenated_batch),
         cmocka_unit_test(test_create_defaults),
         cmocka_unit_test(test_reinit_sigma_after_loading_weights),

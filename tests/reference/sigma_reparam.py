@@ -23,7 +23,13 @@ CrossAttention (queries from x, keys and values from a memory) as the
 library defines them (attention.h). ViTLite is the model of
 examples/vit_lite with --stem 0 --qkv-sigma fused (patch embedding, class
 token, positions, blocks of attention and GELU MLP, no LayerNorm, head on
-the class token), under timm's names.
+the class token), under timm's names. PlainViTLite is the same model with
+plain nn.Linear layers and timm's nn.Conv2d patch embedding: what
+vit-lite-train --export-folded writes (W_hat = gamma / sigma * W baked in)
+loads into it. DefaultViTLite adds what the trainer's default model has
+beyond it: the convolutional stem (SNConv2d 3x3, padding 1, each followed
+by a GELU; stem.conv<l>) and q, k and v under three SNLinears (attn.q,
+attn.k, attn.v; --qkv-sigma separate).
 
 Needs Debian's python3-torch; run the scripts with /usr/bin/python3.
 """
@@ -268,3 +274,128 @@ class ViTLite(torch.nn.Module):
         for blk in self.blocks:
             x = blk(x)
         return self.head(x[:, 0])
+
+
+# ---- the plain model: what --export-folded files load into ----
+
+class PlainMlp(torch.nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(dim, hidden), torch.nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class PlainBlock(torch.nn.Module):
+    def __init__(self, dim, heads, mlp):
+        super().__init__()
+        self.attn = Attention(torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim), heads)
+        self.mlp = PlainMlp(dim, mlp)
+
+    def forward(self, x):
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+class PlainPatchEmbed(torch.nn.Module):
+    """timm's patch embedding: a p x p convolution of stride p, tokens row-major."""
+
+    def __init__(self, patch, dim, channels=1):
+        super().__init__()
+        self.proj = torch.nn.Conv2d(channels, dim, patch, stride=patch)
+
+    def forward(self, img):
+        return self.proj(img).flatten(2).transpose(1, 2)
+
+
+class PlainViTLite(ViTLite):
+    """ViTLite with nn.Linear and nn.Conv2d, no sigmaReparam: a deployment's model."""
+
+    def __init__(self, dim=128, depth=6, heads=4, mlp=256, patch=4, classes=10, image=28):
+        super().__init__(dim, depth, heads, mlp, patch, classes, image)
+        self.patch_embed = PlainPatchEmbed(patch, dim)
+        self.blocks = torch.nn.ModuleList(PlainBlock(dim, heads, mlp) for _ in range(depth))
+        self.head = torch.nn.Linear(dim, classes)
+
+
+# ---- the trainer's default model: a stem and separate q, k, v sigmas ----
+
+class SeparateAttention(Attention):
+    """Attention whose q, k and v are three linears D -> D (state_dict
+    names attn.q, attn.k, attn.v; SNLinears, or linear(in, out)'s): their
+    outputs side by side are the fused qkv's row [q | k | v]."""
+
+    def __init__(self, dim, heads, linear=SNLinear.initialized):
+        super().__init__(None, linear(dim, dim), heads)
+        self.q, self.k, self.v = (linear(dim, dim) for _ in range(3))
+        # a plain attribute (not a module): Attention.forward calls it
+        self.qkv = lambda x: torch.cat([self.q(x), self.k(x), self.v(x)], -1)
+
+
+def plain_conv2d(in_ch, out_ch, kernel, stride, padding):
+    return torch.nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding)
+
+
+def sn_conv2d(in_ch, out_ch, kernel, stride, padding, std=0.02):
+    w = torch.empty(out_ch, in_ch, kernel, kernel)
+    torch.nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+    return SNConv2d(w, torch.zeros(out_ch), stride=stride, padding=padding)
+
+
+class Stem(torch.nn.Module):
+    """layers = [(channels, stride), ...]: conv<l> = SNConv2d (or conv's)
+    3x3, padding 1, then a GELU."""
+
+    def __init__(self, layers, channels=1, conv=sn_conv2d):
+        super().__init__()
+        self.count = len(layers)
+        for i, (k, stride) in enumerate(layers):
+            setattr(self, f"conv{i}", conv(channels, k, 3, stride, 1))
+            channels = k
+
+    def forward(self, x):
+        for i in range(self.count):
+            x = F.gelu(getattr(self, f"conv{i}")(x))
+        return x
+
+
+class ConvPatchEmbed(torch.nn.Module):
+    """The patch embedding of a stem's map: a q x q SNConv2d of stride q
+    (its weight [D][K q q], columns in the order (c, y, x)), tokens row-major."""
+
+    def __init__(self, channels, q, dim, conv=sn_conv2d):
+        super().__init__()
+        self.proj = conv(channels, dim, q, q, 0)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class DefaultViTLite(ViTLite):
+    """ViTLite with the trainer's default stem (stem=[(K, s), ...]) and
+    qkv="separate" (or "fused"). plain: nn.Linear and nn.Conv2d throughout,
+    what --export-folded files of it load into."""
+
+    def __init__(self, dim=128, depth=6, heads=4, mlp=256, patch=4, classes=10, image=28,
+                 stem=(), qkv="separate", plain=False):
+        super().__init__(dim, depth, heads, mlp, patch, classes, image)
+        conv, linear = (plain_conv2d, torch.nn.Linear) if plain else (sn_conv2d,
+                                                                       SNLinear.initialized)
+        if plain:
+            self.patch_embed = PlainPatchEmbed(patch, dim)
+            self.blocks = torch.nn.ModuleList(PlainBlock(dim, heads, mlp) for _ in range(depth))
+            self.head = torch.nn.Linear(dim, classes)
+        self.has_stem = bool(stem)
+        if stem:
+            self.stem = Stem(stem, conv=conv)
+            side = image
+            for _, stride in stem:
+                side = (side - 1) // stride + 1
+            self.patch_embed = ConvPatchEmbed(stem[-1][0], side // (image // patch), dim, conv)
+        if qkv == "separate":
+            for blk in self.blocks:
+                blk.attn = SeparateAttention(dim, heads, linear)
+
+    def forward(self, img):
+        return super().forward(self.stem(img) if self.has_stem else img)

@@ -1704,6 +1704,8 @@ static const char *check_row(size_t i, srp_status got, world *w, world *twin, uL
             return "the linear's pending backward";
         if (srp_conv2d_backward(w->conv, w->cx, w->cdy, w->out.cdx) != SRP_OK)
             return "the convolution's pending backward";
+        if (srp_block_backward_cross(w->dblk, w->ady, w->out.dbdx, w->out.dbdm) != SRP_OK)
+            return "the decoder block's pending backward";
         forwards(w); /* and the world goes on */
         backwards_and_step(w);
         return NULL;

@@ -14,6 +14,12 @@
  *   post:     ds = ln2'(ds); d_fc2 = M P_m ds; fc2, GELU, fc1 -> d_branch;
  *             ds += d_branch; ds = ln1'(ds); attn backward of P_a ds -> d_branch;
  *             ds += d_branch
+ * A decoder block (cfg.cross) adds, after the self-attention's residual,
+ * c_in = lnc(mid) (pre), ln1(mid) (post) or mid; cmid = (post ? c_in : mid)
+ * + P_c xattn(c_in, memory); the MLP stage then reads cmid where it read
+ * mid, through ln2 (pre) or lnc (post); its backward runs the same steps in
+ * reverse between the MLP's and the self-attention's. With key lengths the
+ * padded rows of y are set to 0 and those of dy are zeroed first (block.h).
  * These are the calls the example models make with separate layers, in the
  * same order and on the same buffers' values (the LayerNorm backward into
  * a scratch and srp_accumulate, GELU's backward from its output), so that

@@ -558,6 +558,20 @@ srp_status srp_attention_forward_compute(srp_attention *a, const float *x, size_
     return compute_forward(a, x, NULL, batch, tokens, tokens, NULL, y, training);
 }
 
+srp_status srp_attention_forward_prepare_keys(srp_attention *a, size_t batch, size_t tokens,
+                                              size_t keys, int training)
+{
+    return prepare_forward(a, batch, tokens, keys, training);
+}
+
+srp_status srp_attention_forward_compute_masked(srp_attention *a, const float *x,
+                                                const float *memory, size_t batch, size_t tokens,
+                                                size_t keys, const size_t *key_len, float *y,
+                                                int training)
+{
+    return compute_forward(a, x, memory, batch, tokens, keys, key_len, y, training);
+}
+
 void srp_attention_forward_commit(srp_attention *a, int training)
 {
     for (size_t i = 0; i < a->n_in; i++)
@@ -717,6 +731,12 @@ static srp_status prepare_backward(srp_attention *a, const float *dy, float *dx,
 srp_status srp_attention_backward_prepare(srp_attention *a, const float *dy, float *dx)
 {
     return prepare_backward(a, dy, dx, NULL);
+}
+
+srp_status srp_attention_backward_prepare_cross(srp_attention *a, const float *dy, float *dx,
+                                                float *dmemory)
+{
+    return prepare_backward(a, dy, dx, dmemory);
 }
 
 void srp_attention_backward_commit(srp_attention *a)

@@ -126,6 +126,20 @@ void srp_attention_forward_commit(srp_attention *a, int training);
  * consumes the forward; it cannot fail. */
 srp_status srp_attention_backward_prepare(srp_attention *a, const float *dy, float *dx);
 void srp_attention_backward_commit(srp_attention *a);
+/* The same halves for padding masks and cross-attention (the block's
+ * encoder and decoder layers): prepare for keys keys (memory_tokens, or
+ * tokens); compute with memory (NULL for self-attention) and key_len
+ * (NULL: none; checked by the caller); backward_prepare_cross with
+ * dmemory (may be NULL). With keys = tokens and NULL, these are the calls
+ * above. */
+srp_status srp_attention_forward_prepare_keys(srp_attention *a, size_t batch, size_t tokens,
+                                              size_t keys, int training);
+srp_status srp_attention_forward_compute_masked(srp_attention *a, const float *x,
+                                                const float *memory, size_t batch, size_t tokens,
+                                                size_t keys, const size_t *key_len, float *y,
+                                                int training);
+srp_status srp_attention_backward_prepare_cross(srp_attention *a, const float *dy, float *dx,
+                                                float *dmemory);
 
 /* Cached decoding (attention_decode.c) in the same halves, for the block.
  * decode_check: the arguments srp_attention_decode refuses besides NULL

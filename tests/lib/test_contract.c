@@ -66,6 +66,7 @@ typedef struct {
     srp_power_iter *pi;
     srp_layernorm *ln;
     srp_block *blk;
+    srp_block *dblk; /* a decoder block (cfg.cross), queries ax, memory mx */
     srp_conv2d *conv;
     srp_optim *opt;
     srp_param_list *params; /* what the weight average averages */
@@ -86,6 +87,7 @@ typedef struct {
     uint32_t tok[NT];
     float mx[B * TK * D];
     size_t klen[B], slen[B]; /* key lengths: the memory's, and a self-attention's */
+    size_t zero_len[B], long_len[B]; /* bad ones: a 0, and one above T (and TK) */
     float heads[H]; /* entropies the watch is fed */
     float lnx[LNR * D], lndy[LNR * D];
     float logits[ROWS * CLASSES];
@@ -101,6 +103,7 @@ typedef struct {
         srp_collapse_event events[2 * H];
         float dec_ay[B * D], dec_by[B * D]; /* the decoders' outputs */
         float xy[B * T * D], xdx[B * T * D], xdm[B * TK * D];
+        float dby[B * T * D], dbdx[B * T * D], dbdm[B * TK * D]; /* the decoder block's */
     } out;
 } world;
 
@@ -139,6 +142,8 @@ static void forwards(world *w)
     assert_ok(srp_embedding_forward(w->emb, w->tok, NT, w->out.ex));
     assert_ok(srp_layernorm_layer_forward(w->ln, w->lnx, LNR, w->out.lny, SRP_TRAIN));
     assert_ok(srp_block_forward(w->blk, w->ax, B, T, w->out.by, SRP_TRAIN));
+    assert_ok(srp_block_forward_cross(w->dblk, w->ax, B, T, w->slen, w->mx, TK, w->klen,
+                                      w->out.dby, SRP_TRAIN));
     assert_ok(srp_conv2d_forward(w->conv, w->cx, CB, CH, CW, w->out.cy, SRP_TRAIN));
 }
 
@@ -150,6 +155,7 @@ static void backwards_and_step(world *w)
     assert_ok(srp_embedding_backward(w->emb, w->tok, w->edx, NT));
     assert_ok(srp_layernorm_layer_backward(w->ln, w->lnx, w->lndy, LNR, w->out.lndx));
     assert_ok(srp_block_backward(w->blk, w->ady, w->out.bdx));
+    assert_ok(srp_block_backward_cross(w->dblk, w->ady, w->out.dbdx, w->out.dbdm));
     assert_ok(srp_conv2d_backward(w->conv, w->cx, w->cdy, w->out.cdx));
     assert_ok(srp_optim_step(w->opt, 0.05f));
     assert_ok(srp_weight_average_update(w->avg));
@@ -184,6 +190,13 @@ static world *world_make(void)
     bc.qkv.init_std = bc.proj.init_std = 0.3f;
     bc.attn_dropout = bc.mlp_dropout = bc.drop_path = 0.2f;
     assert_ok(srp_block_create(&w->blk, &bc, B, T));
+    srp_block_config dc = bc; /* bc stays the plain block's: the decoders' too */
+    dc.cross = 1;
+    dc.causal = 1;
+    dc.norm = SRP_NORM_POST;
+    dc.max_memory_tokens = TK;
+    srp_block_config_seed(&dc, 9);
+    assert_ok(srp_block_create(&w->dblk, &dc, B, T));
     srp_conv2d_config vc = srp_conv2d_config_default(CC, CK, KS);
     vc.stride = CS;
     vc.seed = 7;
@@ -231,6 +244,9 @@ static world *world_make(void)
     w->klen[1] = 2;
     w->slen[0] = T;
     w->slen[1] = 1;
+    w->zero_len[0] = 1;
+    w->long_len[0] = 1;
+    w->long_len[1] = T > TK ? T + 1 : TK + 1;
     fill(w->edx, NT * E, 14, 1.0);
     fill(w->pw, PR * PC, 15, 1.0);
     fill(w->lnx, LNR * D, 17, 2.0);
@@ -270,6 +286,7 @@ static void world_free(world *w)
     srp_power_iter_destroy(w->pi);
     srp_layernorm_destroy(w->ln);
     srp_block_destroy(w->blk);
+    srp_block_destroy(w->dblk);
     srp_conv2d_destroy(w->conv);
     srp_optim_destroy(w->opt);
     srp_weight_average_destroy(w->avg);
@@ -341,6 +358,12 @@ static uLong state_hash(world *w, int with_activations)
         h = mix_layernorm(h, srp_block_norm(w->blk, i, NULL));
     h = mix(h, srp_block_dropout_rng(w->blk), sizeof(srp_rng));
     h = mix(h, srp_attention_dropout_rng(srp_block_attention(w->blk)), sizeof(srp_rng));
+    for (size_t i = 0; i < srp_block_linear_count(w->dblk); i++)
+        h = mix_linear(h, srp_block_linear(w->dblk, i, NULL));
+    for (size_t i = 0; i < srp_block_norm_count(w->dblk); i++)
+        h = mix_layernorm(h, srp_block_norm(w->dblk, i, NULL));
+    h = mix(h, srp_block_dropout_rng(w->dblk), sizeof(srp_rng));
+    h = mix(h, srp_attention_dropout_rng(srp_block_cross_attention(w->dblk)), sizeof(srp_rng));
     if (with_activations) {
         const float *mean = srp_layernorm_mean(w->ln); /* NULL once lost */
         const int have_mean = mean != NULL;
@@ -912,6 +935,15 @@ static srp_status bad_cache_call(world *w, int which)
     }
 }
 
+/* A decoder block has no cached decoding (block.h). */
+static srp_status decoder_block_cache(world *w)
+{
+    srp_block_cache *bc = NULL;
+    const srp_status st = srp_block_cache_create(&bc, w->dblk, B, 2);
+    assert_null(bc);
+    return st;
+}
+
 /* The world's attention and block are not causal: no cache for them. */
 static srp_status cache_of_full_attention(world *w, int which)
 {
@@ -1391,6 +1423,32 @@ static srp_status bad_dist_call(world *w, int which)
     X(SRP_ERR_INVALID_ARG, srp_block_backward(w->blk, w->ady, NULL))                               \
     X(SRP_ERR_INVALID_ARG, srp_block_params(NULL, "b", NULL))                                      \
     X(SRP_ERR_INVALID_ARG, srp_block_state_refs(w->blk, "b", NULL))                                \
+    /* padding masks and the decoder block */                                                      \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward_masked(NULL, w->ax, B, T, w->slen, w->out.by, SRP_TRAIN)) \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward_masked(w->blk, w->ax, B, T, w->zero_len, w->out.by, SRP_TRAIN)) \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward_masked(w->blk, w->ax, B, T, w->long_len, w->out.by, SRP_TRAIN)) \
+    X(SRP_ERR_SHAPE, srp_block_forward_masked(w->blk, w->ax, B, T + 1, w->slen, w->out.by, SRP_TRAIN)) \
+    X(SRP_ERR_UNSUPPORTED, srp_block_forward_masked(w->dblk, w->ax, B, T, NULL, w->out.dby, SRP_TRAIN)) \
+    X(SRP_ERR_UNSUPPORTED, srp_block_forward(w->dblk, w->ax, B, T, w->out.dby, SRP_TRAIN))         \
+    X(SRP_ERR_UNSUPPORTED, srp_block_backward(w->dblk, w->ady, w->out.dbdx))                       \
+    X(SRP_ERR_UNSUPPORTED, srp_block_forward_cross(w->blk, w->ax, B, T, NULL, w->mx, TK, NULL, w->out.by, SRP_TRAIN)) \
+    X(SRP_ERR_UNSUPPORTED, srp_block_backward_cross(w->blk, w->ady, w->out.bdx, w->out.dbdm))      \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward_cross(NULL, w->ax, B, T, NULL, w->mx, TK, NULL, w->out.dby, SRP_TRAIN)) \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward_cross(w->dblk, NULL, B, T, NULL, w->mx, TK, NULL, w->out.dby, SRP_TRAIN)) \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward_cross(w->dblk, w->ax, B, T, NULL, NULL, TK, NULL, w->out.dby, SRP_TRAIN)) \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward_cross(w->dblk, w->ax, B, T, NULL, w->mx, TK, NULL, NULL, SRP_TRAIN)) \
+    X(SRP_ERR_SHAPE, srp_block_forward_cross(w->dblk, w->ax, 0, T, NULL, w->mx, TK, NULL, w->out.dby, SRP_TRAIN)) \
+    X(SRP_ERR_SHAPE, srp_block_forward_cross(w->dblk, w->ax, B, T + 1, NULL, w->mx, TK, NULL, w->out.dby, SRP_TRAIN)) \
+    X(SRP_ERR_SHAPE, srp_block_forward_cross(w->dblk, w->ax, B, T, NULL, w->mx, 0, NULL, w->out.dby, SRP_TRAIN)) \
+    X(SRP_ERR_SHAPE, srp_block_forward_cross(w->dblk, w->ax, B, T, NULL, w->mx, TK + 1, NULL, w->out.dby, SRP_TRAIN)) \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward_cross(w->dblk, w->ax, B, T, w->zero_len, w->mx, TK, NULL, w->out.dby, SRP_TRAIN)) \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward_cross(w->dblk, w->ax, B, T, NULL, w->mx, TK, w->zero_len, w->out.dby, SRP_TRAIN)) \
+    X(SRP_ERR_INVALID_ARG, srp_block_forward_cross(w->dblk, w->ax, B, T, NULL, w->mx, TK, w->long_len, w->out.dby, SRP_TRAIN)) \
+    X(SRP_ERR_INVALID_ARG, srp_block_backward_cross(NULL, w->ady, w->out.dbdx, w->out.dbdm))       \
+    X(SRP_ERR_INVALID_ARG, srp_block_backward_cross(w->dblk, NULL, w->out.dbdx, w->out.dbdm))      \
+    X(SRP_ERR_INVALID_ARG, srp_block_backward_cross(w->dblk, w->ady, NULL, w->out.dbdm))           \
+    X(SRP_ERR_INVALID_ARG, srp_block_backward_cross(w->dblk, w->ady, w->out.dbdx, NULL))           \
+    X(SRP_ERR_UNSUPPORTED, decoder_block_cache(w))                                                 \
     /* cached decoding */                                                                          \
     X(SRP_ERR_INVALID_ARG, srp_attention_decode(NULL, w->acache, w->ax, B, w->out.dec_ay))         \
     X(SRP_ERR_INVALID_ARG, srp_attention_decode(w->catt, NULL, w->ax, B, w->out.dec_ay))           \
@@ -1648,6 +1706,8 @@ static const char *check_row(size_t i, srp_status got, world *w, world *twin, uL
             return "the linear's pending backward";
         if (srp_conv2d_backward(w->conv, w->cx, w->cdy, w->out.cdx) != SRP_OK)
             return "the convolution's pending backward";
+        if (srp_block_backward_cross(w->dblk, w->ady, w->out.dbdx, w->out.dbdm) != SRP_OK)
+            return "the decoder block's pending backward";
         forwards(w); /* and the world goes on */
         backwards_and_step(w);
         return NULL;

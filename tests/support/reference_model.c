@@ -225,12 +225,23 @@ void ref_block_init(ref_block *R, srp_block *b, size_t batch, size_t tokens, int
     }
 }
 
+void ref_block_init_cross(ref_block *R, srp_block *b, size_t batch, size_t tokens, int causal,
+                          size_t memory_tokens)
+{
+    ref_block_init(R, b, batch, tokens, causal);
+    R->cross = 1;
+    ref_attention_init_cross(&R->xatt, srp_block_cross_attention(b), batch, tokens,
+                             memory_tokens);
+}
+
 void ref_block_free(ref_block *R)
 {
     ref_attention_free(&R->att);
+    if (R->cross)
+        ref_attention_free(&R->xatt);
     ref_linear_free(&R->fc1);
     ref_linear_free(&R->fc2);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         free(R->ln_w[i]);
         free(R->ln_b[i]);
     }
@@ -260,9 +271,21 @@ void ref_block_forward(const ref_block *R, const double *x, double *y)
     scale_examples(branch, R->B, R->T * D, R->path_attn);
     for (size_t i = 0; i < n; i++)
         mid[i] = x[i] + branch[i];
+    if (R->cross) { /* mid becomes the stream after the cross-attention (block.h) */
+        if (pre || post)
+            ref_layernorm_forward(mid, R->ln_w[pre ? 2 : 0], R->ln_b[pre ? 2 : 0], rows, D, R->eps,
+                                  a_in);
+        else
+            memcpy(a_in, mid, sizeof(double) * n);
+        ref_attention_forward_memory(&R->xatt, a_in, R->memory, branch, NULL);
+        scale_examples(branch, R->B, R->T * D, R->path_cross);
+        for (size_t i = 0; i < n; i++)
+            mid[i] = (post ? a_in[i] : mid[i]) + branch[i];
+    }
+    /* The LayerNorm before the MLP: pre ln2; post ln1, or lnc after a cross. */
+    const size_t mlp_ln = pre ? 1 : R->cross ? 2 : 0;
     if (pre || post)
-        ref_layernorm_forward(mid, R->ln_w[pre ? 1 : 0], R->ln_b[pre ? 1 : 0], rows, D, R->eps,
-                              m_in);
+        ref_layernorm_forward(mid, R->ln_w[mlp_ln], R->ln_b[mlp_ln], rows, D, R->eps, m_in);
     else
         memcpy(m_in, mid, sizeof(double) * n);
     ref_linear_forward(&R->fc1, m_in, rows, h);
@@ -279,6 +302,9 @@ void ref_block_forward(const ref_block *R, const double *x, double *y)
         ref_layernorm_forward(branch, R->ln_w[1], R->ln_b[1], rows, D, R->eps, y);
     else
         memcpy(y, branch, sizeof(double) * n);
+    for (size_t b = 0; R->att.key_len && b < R->B; b++) /* padded rows: y = 0 (block.h) */
+        for (size_t i = R->att.key_len[b]; i < R->T; i++)
+            memset(y + (b * R->T + i) * D, 0, sizeof(double) * D);
     free(a_in);
     free(mid);
     free(m_in);

@@ -82,16 +82,28 @@ typedef struct {
     double eps;
     ref_attention att;
     ref_linear fc1, fc2;
-    double *ln_w[2], *ln_b[2]; /* ln1, ln2: [D] each; NULL without LayerNorm */
+    double *ln_w[3], *ln_b[3]; /* ln1, ln2, lnc: [D] each; NULL without LayerNorm */
     /* Multipliers, 0 or 1 / (1 - p), NULL for none; not owned: the MLP
-     * dropout's [B][T][D], drop path's on the attention branch and on the
-     * MLP branch [B]. (The attention's are att.drop.) */
-    const double *mlp_drop, *path_attn, *path_mlp;
+     * dropout's [B][T][D], drop path's on the attention branch, on the
+     * MLP branch and on the cross-attention branch [B]. (The attentions'
+     * are att.drop and xatt.drop.) */
+    const double *mlp_drop, *path_attn, *path_mlp, *path_cross;
+    /* Padding (block.h): the self-attention's key lengths are att.key_len
+     * (y's padded rows are 0 then). A decoder block: its cross-attention
+     * (key lengths xatt.key_len) and the memory [B][xatt.Tk][D] (not
+     * owned). */
+    int cross;
+    ref_attention xatt;
+    const double *memory;
 } ref_block;
 
 /* The block b as its next forward on batch x tokens computes it, without
  * regularizers (set the masks after). */
 void ref_block_init(ref_block *R, srp_block *b, size_t batch, size_t tokens, int causal);
+/* The same for a decoder block with memory_tokens memory rows (set the
+ * memory after). */
+void ref_block_init_cross(ref_block *R, srp_block *b, size_t batch, size_t tokens, int causal,
+                          size_t memory_tokens);
 void ref_block_free(ref_block *R);
 /* x, y: [B][T][D] */
 void ref_block_forward(const ref_block *R, const double *x, double *y);

@@ -1,0 +1,536 @@
+/* The block with padding masks (srp_block_forward_masked) and the decoder
+ * block (cfg.cross, srp_block_forward_cross): every gradient (dx,
+ * dmemory, each linear's, each LayerNorm's) against central differences
+ * of the double reference (reference_model.h) in every norm placement,
+ * FUSED and SEPARATE, causal or not, with masks and with each regularizer
+ * at a fixed mask; the padding rules (y 0 on padded rows, dy there
+ * reaching nothing, padded x and memory rows read by nothing); NULL masks
+ * the same bits as the unmasked calls; the kinds refusing each other's
+ * calls; the lists; no allocation after the first forward. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reference_model.h"
+#include "testutil.h"
+#ifdef SRP_COUNT_ALLOCS
+#include "alloc_counter.h"
+#endif
+
+typedef struct {
+    size_t B, T, Tk, D, H, M;
+    srp_norm_placement norm;
+    int causal, cross;
+    srp_qkv_sigma qkv_sigma;
+    float attn_dropout, mlp_dropout, drop_path;
+    const size_t *lens, *mem_lens; /* [B] or NULL */
+} xshape;
+
+static srp_block *make(const xshape *s, uint64_t seed)
+{
+    srp_block_config c = srp_block_config_default(s->D, s->H, s->M);
+    c.norm = s->norm;
+    c.causal = s->causal;
+    c.cross = s->cross;
+    c.max_memory_tokens = s->Tk;
+    c.qkv_sigma = s->qkv_sigma;
+    c.attn_dropout = s->attn_dropout;
+    c.mlp_dropout = s->mlp_dropout;
+    c.drop_path = s->drop_path;
+    srp_block_config_seed(&c, seed);
+    srp_block *b = NULL;
+    assert_ok(srp_block_create(&b, &c, s->B, s->T));
+    return b;
+}
+
+/* O(1) weights, gamma != sigma, LayerNorm away from (1, 0). */
+static void randomize(srp_block *b, srp_rng *r)
+{
+    for (size_t i = 0; i < srp_block_linear_count(b); i++) {
+        srp_linear *l = srp_block_linear(b, i, NULL);
+        const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
+        fill_normal_f(r, srp_linear_weight(l), in * out, 1.2 / sqrt((double)in));
+        assert_ok(srp_linear_reinit_sigma(l));
+        fill_normal_f(r, srp_linear_bias(l), out, 0.2);
+        *srp_linear_gamma(l) = srp_linear_sigma(l) * (0.7f + 0.1f * (float)i);
+    }
+    for (size_t i = 0; i < srp_block_norm_count(b); i++) {
+        srp_layernorm *ln = srp_block_norm(b, i, NULL);
+        const size_t d = srp_layernorm_dim(ln);
+        for (size_t j = 0; j < d; j++)
+            srp_layernorm_weight(ln)[j] = 1.0f + 0.3f * (float)srp_rng_normal(r);
+        fill_normal_f(r, srp_layernorm_bias(ln), d, 0.3);
+    }
+}
+
+/* The mask rule of block.h, written out again. */
+static uint64_t rule_mix(uint64_t key, uint64_t i)
+{
+    uint64_t z = key + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double *rule_mask(size_t n, uint64_t key, float p)
+{
+    double *m = alloc_d(n);
+    const float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++)
+        m[i] = (double)(rule_mix(key, i) >> 11) * 0x1.0p-53 >= (double)p ? (double)scale : 0.0;
+    return m;
+}
+
+/* The masks the next training forward draws (block.h's order), into R;
+ * out[] gets them for freeing. */
+static void masks_for_next_forward(srp_block *b, const xshape *s, ref_block *R, double *out[6])
+{
+    memset(out, 0, 6 * sizeof(double *));
+    if (s->attn_dropout > 0.0f) {
+        srp_rng r = *srp_attention_dropout_rng(srp_block_attention(b));
+        out[0] = rule_mask(s->B * s->H * s->T * s->T, srp_rng_next_u64(&r), s->attn_dropout);
+        if (s->cross) {
+            r = *srp_attention_dropout_rng(srp_block_cross_attention(b));
+            out[1] = rule_mask(s->B * s->H * s->T * s->Tk, srp_rng_next_u64(&r), s->attn_dropout);
+        }
+    }
+    srp_rng r = *srp_block_dropout_rng(b);
+    if (s->mlp_dropout > 0.0f)
+        out[2] = rule_mask(s->B * s->T * s->D, srp_rng_next_u64(&r), s->mlp_dropout);
+    if (s->drop_path > 0.0f) {
+        out[3] = rule_mask(s->B, srp_rng_next_u64(&r), s->drop_path);
+        out[4] = rule_mask(s->B, srp_rng_next_u64(&r), s->drop_path);
+        if (s->cross)
+            out[5] = rule_mask(s->B, srp_rng_next_u64(&r), s->drop_path);
+    }
+    R->att.drop = out[0];
+    R->xatt.drop = out[1];
+    R->mlp_drop = out[2];
+    R->path_attn = out[3];
+    R->path_mlp = out[4];
+    R->path_cross = out[5];
+}
+
+static srp_status forward(srp_block *b, const xshape *s, const float *x, const float *mem,
+                          float *y, int training)
+{
+    return s->cross ? srp_block_forward_cross(b, x, s->B, s->T, s->lens, mem, s->Tk, s->mem_lens,
+                                              y, training)
+                    : srp_block_forward_masked(b, x, s->B, s->T, s->lens, y, training);
+}
+
+static srp_status backward(srp_block *b, const xshape *s, const float *dy, float *dx, float *dmem)
+{
+    return s->cross ? srp_block_backward_cross(b, dy, dx, dmem) : srp_block_backward(b, dy, dx);
+}
+
+typedef struct {
+    ref_block blk;
+    double *x, *mem, *r;
+} problem;
+
+static double loss(void *ctx)
+{
+    const problem *P = ctx;
+    const size_t n = P->blk.B * P->blk.T * P->blk.D;
+    double *y = alloc_d(n);
+    ref_block_forward(&P->blk, P->x, y);
+    const double l = ref_quadratic_loss(y, P->r, n);
+    free(y);
+    return l;
+}
+
+/* One training forward and backward of s against the reference. */
+static void check_gradients(const xshape *s, uint64_t seed)
+{
+    const size_t n = s->B * s->T * s->D, nm = s->B * s->Tk * s->D;
+    srp_rng r = seeded_rng(seed);
+    srp_block *b = make(s, seed);
+    randomize(b, &r);
+    float *x = alloc_f(n), *y = alloc_f(n), *dy = alloc_f(n), *dx = alloc_f(n);
+    float *mem = alloc_f(nm), *dmem = alloc_f(nm), *yref = alloc_f(n);
+    fill_normal_f(&r, x, n, 1.0);
+    fill_normal_f(&r, mem, nm, 1.0);
+    problem P;
+    if (s->cross)
+        ref_block_init_cross(&P.blk, b, s->B, s->T, s->causal, s->Tk);
+    else
+        ref_block_init(&P.blk, b, s->B, s->T, s->causal);
+    P.blk.att.key_len = s->lens;
+    P.blk.xatt.key_len = s->mem_lens;
+    double *m[6];
+    masks_for_next_forward(b, s, &P.blk, m);
+    P.x = alloc_d(n);
+    P.mem = alloc_d(nm);
+    P.r = alloc_d(n);
+    to_double(x, P.x, n);
+    to_double(mem, P.mem, nm);
+    P.blk.memory = P.mem;
+    fill_normal_d(&r, P.r, n, 1.0);
+
+    assert_ok(forward(b, s, x, mem, y, SRP_TRAIN));
+    double *yd = alloc_d(n);
+    ref_block_forward(&P.blk, P.x, yd);
+    to_float(yd, yref, n);
+    assert_close_array(y, yref, n, 2e-5, "block y");
+    for (size_t i = 0; i < n; i++)
+        dy[i] = y[i] + (float)P.r[i];
+    assert_ok(backward(b, s, dy, dx, dmem));
+
+    const double tol = 2e-4;
+    ref_assert_gradient(loss, &P, P.x, n, dx, tol, 0.0, "block dx");
+    if (s->cross)
+        ref_assert_gradient(loss, &P, P.mem, nm, dmem, tol, 0.0, "block dmemory");
+    /* every linear of the block, in srp_block_linear's order */
+    ref_linear *refs[12];
+    size_t k = 0;
+    for (size_t i = 0; i < P.blk.att.n_in; i++)
+        refs[k++] = &P.blk.att.in_proj[i];
+    refs[k++] = &P.blk.att.proj;
+    for (size_t i = 0; s->cross && i < P.blk.xatt.n_in; i++)
+        refs[k++] = &P.blk.xatt.in_proj[i];
+    if (s->cross)
+        refs[k++] = &P.blk.xatt.proj;
+    refs[k++] = &P.blk.fc1;
+    refs[k++] = &P.blk.fc2;
+    assert_int_equal(k, srp_block_linear_count(b));
+    for (size_t i = 0; i < k; i++) {
+        const char *name;
+        srp_linear *l = srp_block_linear(b, i, &name);
+        ref_assert_linear_gradients(loss, &P, refs[i], l, tol, 1e-3, name);
+    }
+    for (size_t i = 0; i < srp_block_norm_count(b); i++) {
+        srp_layernorm *ln = srp_block_norm(b, i, NULL);
+        ref_assert_gradient(loss, &P, P.blk.ln_w[i], s->D, srp_layernorm_weight_grad(ln), tol,
+                            1e-3, "norm dweight");
+        ref_assert_gradient(loss, &P, P.blk.ln_b[i], s->D, srp_layernorm_bias_grad(ln), tol, 1e-3,
+                            "norm dbias");
+    }
+    /* the padding rules: y and dx 0 on padded rows, dmemory on masked ones */
+    for (size_t e = 0; s->lens && e < s->B; e++)
+        for (size_t j = s->lens[e] * s->D; j < s->T * s->D; j++) {
+            assert_true(y[e * s->T * s->D + j] == 0.0f);
+            assert_true(dx[e * s->T * s->D + j] == 0.0f);
+        }
+    for (size_t e = 0; s->cross && s->mem_lens && e < s->B; e++)
+        for (size_t j = s->mem_lens[e] * s->D; j < s->Tk * s->D; j++)
+            assert_true(dmem[e * s->Tk * s->D + j] == 0.0f);
+    for (int i = 0; i < 6; i++)
+        free(m[i]);
+    ref_block_free(&P.blk);
+    free(yd);
+    free(P.x);
+    free(P.mem);
+    free(P.r);
+    free(x);
+    free(y);
+    free(dy);
+    free(dx);
+    free(mem);
+    free(dmem);
+    free(yref);
+    srp_block_destroy(b);
+}
+
+static const size_t lens3[3] = {5, 2, 1}, mem_lens3[3] = {3, 4, 1};
+
+static void test_decoder_gradients_match_central_differences(void **state)
+{
+    (void)state;
+    static const float regs[3][3] = {{0, 0, 0}, {0.3f, 0, 0.5f}, {0.2f, 0.3f, 0.5f}};
+    uint64_t seed = 100;
+    for (int norm = 0; norm < 3; norm++)
+        for (int causal = 0; causal < 2; causal++)
+            for (int k = 0; k < 3; k++) {
+                const int masked = (int)(seed % 2);
+                const xshape s = {3,
+                                  5,
+                                  4,
+                                  8,
+                                  2,
+                                  12,
+                                  (srp_norm_placement)norm,
+                                  causal,
+                                  1,
+                                  seed % 3 == 1 ? SRP_QKV_SIGMA_SEPARATE : SRP_QKV_SIGMA_FUSED,
+                                  regs[k][0],
+                                  regs[k][1],
+                                  regs[k][2],
+                                  masked ? lens3 : NULL,
+                                  masked || k == 2 ? mem_lens3 : NULL};
+                check_gradients(&s, seed++);
+            }
+}
+
+static void test_masked_gradients_match_central_differences(void **state)
+{
+    (void)state;
+    uint64_t seed = 200;
+    for (int norm = 0; norm < 3; norm++)
+        for (int causal = 0; causal < 2; causal++)
+            for (int k = 0; k < 2; k++) {
+                const xshape s = {3,    5,    5,    8,    2,     12,   (srp_norm_placement)norm,
+                                  causal, 0,  (srp_qkv_sigma)(seed % 3),
+                                  k ? 0.3f : 0.0f, k ? 0.2f : 0.0f, k ? 0.5f : 0.0f,
+                                  lens3,  NULL};
+                check_gradients(&s, seed++);
+            }
+}
+
+/* Changing x's padded rows, the memory's masked rows and dy's padded rows
+ * changes no y, no dx of a real row, no dmemory, no parameter gradient. */
+static void test_padding_reaches_nothing(void **state)
+{
+    (void)state;
+    for (int norm = 0; norm < 3; norm++)
+        for (int cross = 0; cross < 2; cross++) {
+            const xshape s = {3,  5,     4, 8, 2, 12, (srp_norm_placement)norm, cross, cross,
+                              SRP_QKV_SIGMA_FUSED, 0, 0, 0, lens3, cross ? mem_lens3 : NULL};
+            const size_t n = s.B * s.T * s.D, nm = s.B * s.Tk * s.D;
+            float *x = alloc_f(n), *dy = alloc_f(n), *mem = alloc_f(nm);
+            float *y[2], *dx[2], *dmem[2];
+            srp_block *b[2];
+            srp_param_list *lists[2];
+            srp_rng r = seeded_rng(7);
+            fill_normal_f(&r, x, n, 1.0);
+            fill_normal_f(&r, dy, n, 1.0);
+            fill_normal_f(&r, mem, nm, 1.0);
+            for (int run = 0; run < 2; run++) {
+                for (size_t e = 0; run == 1 && e < s.B; e++) { /* garbage in the padding */
+                    for (size_t j = s.lens[e] * s.D; j < s.T * s.D; j++) {
+                        x[e * s.T * s.D + j] = 1e3f * (float)srp_rng_normal(&r);
+                        dy[e * s.T * s.D + j] = 1e3f * (float)srp_rng_normal(&r);
+                    }
+                    for (size_t j = cross ? s.mem_lens[e] * s.D : s.Tk * s.D; j < s.Tk * s.D; j++)
+                        mem[e * s.Tk * s.D + j] = 1e3f * (float)srp_rng_normal(&r);
+                }
+                b[run] = make(&s, 5);
+                y[run] = alloc_f(n);
+                dx[run] = alloc_f(n);
+                dmem[run] = alloc_f(nm);
+                assert_ok(forward(b[run], &s, x, mem, y[run], SRP_TRAIN));
+                assert_ok(backward(b[run], &s, dy, dx[run], dmem[run]));
+                assert_ok(srp_param_list_create(&lists[run]));
+                assert_ok(srp_block_params(b[run], "blk", lists[run]));
+            }
+            assert_memory_equal(y[0], y[1], sizeof(float) * n);
+            assert_memory_equal(dx[0], dx[1], sizeof(float) * n);
+            if (cross)
+                assert_memory_equal(dmem[0], dmem[1], sizeof(float) * nm);
+            const srp_param *p0 = srp_param_list_entries(lists[0]);
+            const srp_param *p1 = srp_param_list_entries(lists[1]);
+            assert_int_equal(srp_param_list_count(lists[0]), srp_param_list_count(lists[1]));
+            for (size_t i = 0; i < srp_param_list_count(lists[0]); i++)
+                assert_memory_equal(p0[i].grad, p1[i].grad, sizeof(float) * p0[i].size);
+            for (int run = 0; run < 2; run++) {
+                srp_param_list_destroy(lists[run]);
+                srp_block_destroy(b[run]);
+                free(y[run]);
+                free(dx[run]);
+                free(dmem[run]);
+            }
+            free(x);
+            free(dy);
+            free(mem);
+        }
+}
+
+/* NULL masks: the same bits as srp_block_forward/_backward, in training
+ * (with every regularizer) and eval. */
+static void test_null_mask_same_bits(void **state)
+{
+    (void)state;
+    for (int norm = 0; norm < 3; norm++) {
+        const xshape s = {2, 6, 6, 8, 2, 12, (srp_norm_placement)norm, norm == 1, 0,
+                          SRP_QKV_SIGMA_FUSED, 0.2f, 0.2f, 0.3f, NULL, NULL};
+        const size_t n = s.B * s.T * s.D;
+        srp_block *a = make(&s, 9), *b = make(&s, 9);
+        float *x = alloc_f(n), *ya = alloc_f(n), *yb = alloc_f(n), *da = alloc_f(n);
+        float *db = alloc_f(n);
+        srp_rng r = seeded_rng(9);
+        fill_normal_f(&r, x, n, 1.0);
+        for (int training = 0; training < 2; training++) {
+            assert_ok(srp_block_forward(a, x, s.B, s.T, ya, training ? SRP_TRAIN : SRP_EVAL));
+            assert_ok(srp_block_forward_masked(b, x, s.B, s.T, NULL, yb,
+                                               training ? SRP_TRAIN : SRP_EVAL));
+            assert_memory_equal(ya, yb, sizeof(float) * n);
+        }
+        assert_ok(srp_block_backward(a, ya, da));
+        assert_ok(srp_block_backward(b, yb, db));
+        assert_memory_equal(da, db, sizeof(float) * n);
+        for (size_t i = 0; i < srp_block_linear_count(a); i++) {
+            srp_linear *la = srp_block_linear(a, i, NULL), *lb = srp_block_linear(b, i, NULL);
+            assert_memory_equal(srp_linear_weight_grad(la), srp_linear_weight_grad(lb),
+                                sizeof(float) * srp_linear_in_features(la) *
+                                    srp_linear_out_features(la));
+        }
+        srp_block_destroy(a);
+        srp_block_destroy(b);
+        free(x);
+        free(ya);
+        free(yb);
+        free(da);
+        free(db);
+    }
+}
+
+/* The kinds refuse each other's calls; the config's cross errors. */
+static void test_kinds_and_config(void **state)
+{
+    (void)state;
+    const xshape plain_s = {2, 4, 3, 8, 2, 12, SRP_NORM_PRE, 0, 0, SRP_QKV_SIGMA_FUSED, 0, 0, 0,
+                            NULL, NULL};
+    xshape cross_s = plain_s;
+    cross_s.cross = 1;
+    srp_block *plain = make(&plain_s, 1), *dec = make(&cross_s, 1);
+    float x[2 * 4 * 8] = {0}, mem[2 * 3 * 8] = {0}, y[2 * 4 * 8], dm[2 * 3 * 8];
+    assert_null(srp_block_cross_attention(plain));
+    assert_non_null(srp_block_cross_attention(dec));
+    assert_int_equal(srp_block_forward_cross(plain, x, 2, 4, NULL, mem, 3, NULL, y, SRP_TRAIN),
+                     SRP_ERR_UNSUPPORTED);
+    assert_int_equal(srp_block_forward(dec, x, 2, 4, y, SRP_TRAIN), SRP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(srp_last_error_detail(), "srp_block_forward_cross"));
+    assert_int_equal(srp_block_forward_masked(dec, x, 2, 4, NULL, y, SRP_TRAIN),
+                     SRP_ERR_UNSUPPORTED);
+    assert_ok(srp_block_forward(plain, x, 2, 4, y, SRP_TRAIN));
+    assert_int_equal(srp_block_backward_cross(plain, y, y, dm), SRP_ERR_UNSUPPORTED);
+    assert_ok(srp_block_backward(plain, y, y));
+    assert_ok(srp_block_forward_cross(dec, x, 2, 4, NULL, mem, 3, NULL, y, SRP_TRAIN));
+    assert_int_equal(srp_block_backward(dec, y, y), SRP_ERR_UNSUPPORTED);
+    assert_ok(srp_block_backward_cross(dec, y, y, dm));
+    assert_int_equal(srp_block_backward_cross(dec, y, y, dm), SRP_ERR_ORDER);
+    srp_block_cache *c = NULL;
+    assert_int_equal(srp_block_cache_create(&c, dec, 2, 4), SRP_ERR_UNSUPPORTED);
+    assert_null(c);
+    /* memory sizes and lengths */
+    const size_t bad_len[2] = {0, 1}, long_len[2] = {4, 1};
+    assert_int_equal(srp_block_forward_cross(dec, x, 2, 4, NULL, mem, 4, NULL, y, SRP_TRAIN),
+                     SRP_ERR_SHAPE);
+    assert_int_equal(srp_block_forward_cross(dec, x, 2, 4, NULL, mem, 0, NULL, y, SRP_TRAIN),
+                     SRP_ERR_SHAPE);
+    assert_int_equal(srp_block_forward_cross(dec, x, 2, 4, NULL, mem, 3, bad_len, y, SRP_TRAIN),
+                     SRP_ERR_INVALID_ARG);
+    assert_int_equal(srp_block_forward_cross(dec, x, 2, 4, NULL, mem, 3, long_len, y, SRP_TRAIN),
+                     SRP_ERR_INVALID_ARG);
+    assert_int_equal(srp_block_forward_cross(dec, x, 2, 4, bad_len, mem, 3, NULL, y, SRP_TRAIN),
+                     SRP_ERR_INVALID_ARG);
+    assert_int_equal(srp_block_forward_masked(plain, x, 2, 4, bad_len, y, SRP_TRAIN),
+                     SRP_ERR_INVALID_ARG);
+    const size_t too_long[2] = {5, 1};
+    assert_int_equal(srp_block_forward_masked(plain, x, 2, 4, too_long, y, SRP_TRAIN),
+                     SRP_ERR_INVALID_ARG);
+    /* config: QK_V, a norm_cross_name that repeats one */
+    srp_block_config cfg = srp_block_config_default(8, 2, 12);
+    cfg.cross = 1;
+    srp_block *bad = NULL;
+    cfg.qkv_sigma = SRP_QKV_SIGMA_QK_V;
+    assert_int_equal(srp_block_create(&bad, &cfg, 2, 4), SRP_ERR_INVALID_ARG);
+    cfg.qkv_sigma = SRP_QKV_SIGMA_FUSED;
+    cfg.norm_cross_name = "norm1";
+    assert_int_equal(srp_block_create(&bad, &cfg, 2, 4), SRP_ERR_INVALID_ARG);
+    cfg.norm_cross_name = NULL;
+    assert_int_equal(srp_block_create(&bad, &cfg, 2, 4), SRP_ERR_INVALID_ARG);
+    cfg.norm = SRP_NORM_NONE; /* no LayerNorm: the names are not read */
+    assert_ok(srp_block_create(&bad, &cfg, 2, 4));
+    assert_int_equal(srp_block_norm_count(bad), 0);
+    srp_block_destroy(bad);
+    srp_block_destroy(plain);
+    srp_block_destroy(dec);
+}
+
+static int has(srp_param_list *l, const char *name)
+{
+    return srp_param_list_find(l, name) != SIZE_MAX;
+}
+
+static void test_lists_and_names(void **state)
+{
+    (void)state;
+    for (int sep = 0; sep < 2; sep++) {
+        xshape s = {2, 4, 3, 8, 2, 12, SRP_NORM_POST, 1, 1,
+                    sep ? SRP_QKV_SIGMA_SEPARATE : SRP_QKV_SIGMA_FUSED, 0.1f, 0, 0, NULL, NULL};
+        srp_block *b = make(&s, 2);
+        srp_param_list *p = NULL;
+        assert_ok(srp_param_list_create(&p));
+        assert_ok(srp_block_params(b, "dec.0", p));
+        assert_true(has(p, "dec.0.cross_attn.q.weight"));
+        assert_true(has(p, sep ? "dec.0.cross_attn.k.weight" : "dec.0.cross_attn.kv.weight"));
+        assert_true(!sep || has(p, "dec.0.cross_attn.v.gamma"));
+        assert_true(has(p, "dec.0.cross_attn.proj.bias"));
+        assert_true(has(p, "dec.0.norm_cross.weight"));
+        assert_true(has(p, "dec.0.norm1.weight") && has(p, "dec.0.norm2.bias"));
+        /* the linears in srp_block_linear's order: attn, cross_attn, mlp */
+        const char *name;
+        const size_t n_self = srp_attention_in_proj_count(srp_block_attention(b)) + 1;
+        srp_linear *l = srp_block_linear(b, n_self, &name);
+        assert_string_equal(name, "cross_attn.q");
+        assert_ptr_equal(l, srp_attention_in_proj(srp_block_cross_attention(b), 0, NULL));
+        l = srp_block_linear(b, n_self + (sep ? 3 : 2), &name);
+        assert_string_equal(name, "cross_attn.proj");
+        assert_ptr_equal(l, srp_attention_proj(srp_block_cross_attention(b)));
+        srp_block_linear(b, srp_block_linear_count(b) - 2, &name);
+        assert_string_equal(name, "mlp.fc1");
+        assert_int_equal(srp_block_norm_count(b), 3);
+        srp_block_norm(b, 2, &name);
+        assert_string_equal(name, "norm_cross");
+        srp_tensor_list *t = NULL;
+        assert_ok(srp_tensor_list_create(&t));
+        assert_ok(srp_block_state_refs(b, "dec.0", t));
+        assert_true(srp_tensor_list_find(t, "dec.0.cross_attn.dropout_rng") != SIZE_MAX);
+        assert_true(srp_tensor_list_find(t, "dec.0.cross_attn.q.u") != SIZE_MAX);
+        srp_tensor_list_destroy(t);
+        srp_param_list_destroy(p);
+        srp_block_destroy(b);
+    }
+}
+
+#ifdef SRP_COUNT_ALLOCS
+static void test_forward_backward_allocate_nothing(void **state)
+{
+    (void)state;
+    for (int norm = 0; norm < 3; norm++) {
+        const xshape s = {4, 9, 7, 16, 2, 32, (srp_norm_placement)norm, 1, 1,
+                          SRP_QKV_SIGMA_FUSED, 0.1f, 0.1f, 0.1f, lens3, mem_lens3};
+        const size_t lens[4] = {9, 3, 1, 8}, mlens[4] = {7, 1, 2, 5};
+        const size_t n = s.B * s.T * s.D, nm = s.B * s.Tk * s.D;
+        srp_block *b = make(&s, 3);
+        float *x = alloc_f(n), *y = alloc_f(n), *mem = alloc_f(nm), *dm = alloc_f(nm);
+        srp_rng r = seeded_rng(3);
+        fill_normal_f(&r, x, n, 1.0);
+        fill_normal_f(&r, mem, nm, 1.0);
+        /* warm-up: plans, threads */
+        assert_ok(srp_block_forward_cross(b, x, s.B, s.T, lens, mem, s.Tk, mlens, y, SRP_TRAIN));
+        assert_ok(srp_block_backward_cross(b, y, y, dm));
+        alloc_counter_start();
+        for (int it = 0; it < 2; it++) {
+            assert_ok(
+                srp_block_forward_cross(b, x, s.B, s.T, lens, mem, s.Tk, mlens, y, SRP_TRAIN));
+            assert_ok(srp_block_backward_cross(b, y, y, dm));
+            assert_ok(srp_block_forward_cross(b, x, s.B, s.T, NULL, mem, s.Tk, NULL, y, SRP_EVAL));
+        }
+        assert_int_equal(alloc_counter_stop(NULL), 0);
+        srp_block_destroy(b);
+        free(x);
+        free(y);
+        free(mem);
+        free(dm);
+    }
+}
+#endif
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decoder_gradients_match_central_differences),
+        cmocka_unit_test(test_masked_gradients_match_central_differences),
+        cmocka_unit_test(test_padding_reaches_nothing),
+        cmocka_unit_test(test_null_mask_same_bits),
+        cmocka_unit_test(test_kinds_and_config),
+        cmocka_unit_test(test_lists_and_names),
+#ifdef SRP_COUNT_ALLOCS
+        cmocka_unit_test(test_forward_backward_allocate_nothing),
+#endif
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -15,7 +15,7 @@ mutants=(
   "u updated in eval forwards|src/linear.c|if \(training\) \{\n            memcpy\(l->u|if (1) {\n            memcpy(l->u"
   "no SVD init: u a fixed unit vector, not the top singular vector|src/linear.c|memcpy\(l->u, l->cand_u, l->in \* sizeof\(float\)\);\n    memcpy\(l->v, l->cand_v|memset(l->u, 0, l->in * sizeof(float));\n    l->u[0] = 1.0f;\n    memcpy(l->v, l->cand_v"
   "the rank-1 sigma term dropped|src/linear.c|rank1 = \(float\)\(\(double\)scale \* s / sigma\);|rank1 = 0.0f;"
-  "off-by-one in the causal mask|src/attention.c|const size_t keys = a->causal \? r \+ 1 : T;|const size_t keys = a->causal ? (r + 2 < T ? r + 2 : T) : T;"
+  "off-by-one in the causal mask|src/attention.c|const size_t keys = a->causal \? r \+ 1 : a->keys;|const size_t keys = a->causal ? (r + 2 < a->keys ? r + 2 : a->keys) : a->keys;"
 )
 
 backup=$(mktemp -d)

@@ -45,45 +45,9 @@ static srp_block *make(const block_shape *s, uint64_t seed)
     return b;
 }
 
-/* O(1) weights and biases, gamma != sigma, LayerNorm away from (1, 0): every
- * term of every gradient shows. */
-static void randomize(srp_block *b, srp_rng *r)
-{
-    for (size_t i = 0; i < srp_block_linear_count(b); i++) {
-        srp_linear *l = srp_block_linear(b, i, NULL);
-        const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
-        fill_normal_f(r, srp_linear_weight(l), in * out, 0.6 / sqrt((double)in) * 2.0);
-        assert_ok(srp_linear_reinit_sigma(l));
-        fill_normal_f(r, srp_linear_bias(l), out, 0.2);
-        *srp_linear_gamma(l) = srp_linear_sigma(l) * (0.7f + 0.2f * (float)i);
-    }
-    for (size_t i = 0; i < srp_block_norm_count(b); i++) {
-        srp_layernorm *ln = srp_block_norm(b, i, NULL);
-        const size_t d = srp_layernorm_dim(ln);
-        for (size_t j = 0; j < d; j++)
-            srp_layernorm_weight(ln)[j] = 1.0f + 0.3f * (float)srp_rng_normal(r);
-        fill_normal_f(r, srp_layernorm_bias(ln), d, 0.3);
-    }
-}
-
-/* ---- the masks, from the rule block.h documents (written out here
- * again, so that the test checks the library against its documentation) */
-
-static uint64_t rule_mix(uint64_t key, uint64_t i)
-{
-    uint64_t z = key + (i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* m[i] = 0 or 1 / (1 - p), as the float scale the library applies. */
-static void rule_mask(double *m, size_t n, uint64_t key, float p)
-{
-    const float scale = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < n; i++)
-        m[i] = (double)(rule_mix(key, i) >> 11) * 0x1.0p-53 >= (double)p ? (double)scale : 0.0;
-}
+/* The parameters: randomize_block (testutil.h), so that every term of
+ * every gradient shows. The masks: block_rule_mask (testutil.h), the rule
+ * block.h documents written out again. */
 
 typedef struct {
     double *att, *mlp, *path_attn, *path_mlp;
@@ -98,18 +62,18 @@ static void masks_for_next_forward(srp_block *b, const block_shape *s, ref_block
         srp_rng r = *srp_attention_dropout_rng(srp_block_attention(b));
         const size_t n = s->B * s->H * s->T * s->T;
         m->att = alloc_d(n);
-        rule_mask(m->att, n, srp_rng_next_u64(&r), s->attn_dropout);
+        block_rule_mask(m->att, n, srp_rng_next_u64(&r), s->attn_dropout);
     }
     srp_rng r = *srp_block_dropout_rng(b);
     if (s->mlp_dropout > 0.0f) {
         m->mlp = alloc_d(s->B * s->T * s->D);
-        rule_mask(m->mlp, s->B * s->T * s->D, srp_rng_next_u64(&r), s->mlp_dropout);
+        block_rule_mask(m->mlp, s->B * s->T * s->D, srp_rng_next_u64(&r), s->mlp_dropout);
     }
     if (s->drop_path > 0.0f) {
         m->path_attn = alloc_d(s->B);
         m->path_mlp = alloc_d(s->B);
-        rule_mask(m->path_attn, s->B, srp_rng_next_u64(&r), s->drop_path);
-        rule_mask(m->path_mlp, s->B, srp_rng_next_u64(&r), s->drop_path);
+        block_rule_mask(m->path_attn, s->B, srp_rng_next_u64(&r), s->drop_path);
+        block_rule_mask(m->path_mlp, s->B, srp_rng_next_u64(&r), s->drop_path);
     }
     R->att.drop = m->att;
     R->mlp_drop = m->mlp;
@@ -149,7 +113,7 @@ static void check_gradients(const block_shape *s, uint64_t seed)
     const size_t n = s->B * s->T * s->D;
     srp_rng r = seeded_rng(seed);
     srp_block *b = make(s, seed);
-    randomize(b, &r);
+    randomize_block(b, &r, 0.2f);
     float *x = alloc_f(n), *y = alloc_f(n), *dy = alloc_f(n), *dx = alloc_f(n);
     float *yref = alloc_f(n);
     fill_normal_f(&r, x, n, 1.0);
@@ -1157,7 +1121,7 @@ static void make_decode_stack(const block_shape *s, size_t depth, uint64_t seed,
     srp_rng r = seeded_rng(seed);
     for (size_t l = 0; l < depth; l++) {
         blocks[l] = make(s, seed + l);
-        randomize(blocks[l], &r);
+        randomize_block(blocks[l], &r, 0.2f);
         for (size_t i = 0; i < srp_block_linear_count(blocks[l]); i++) {
             srp_linear *lin = srp_block_linear(blocks[l], i, NULL);
             fill_normal_f(&r, srp_linear_u(lin), srp_linear_in_features(lin), 1.0);

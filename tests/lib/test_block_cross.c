@@ -44,41 +44,11 @@ static srp_block *make(const xshape *s, uint64_t seed)
     return b;
 }
 
-/* O(1) weights, gamma != sigma, LayerNorm away from (1, 0). */
-static void randomize(srp_block *b, srp_rng *r)
-{
-    for (size_t i = 0; i < srp_block_linear_count(b); i++) {
-        srp_linear *l = srp_block_linear(b, i, NULL);
-        const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
-        fill_normal_f(r, srp_linear_weight(l), in * out, 1.2 / sqrt((double)in));
-        assert_ok(srp_linear_reinit_sigma(l));
-        fill_normal_f(r, srp_linear_bias(l), out, 0.2);
-        *srp_linear_gamma(l) = srp_linear_sigma(l) * (0.7f + 0.1f * (float)i);
-    }
-    for (size_t i = 0; i < srp_block_norm_count(b); i++) {
-        srp_layernorm *ln = srp_block_norm(b, i, NULL);
-        const size_t d = srp_layernorm_dim(ln);
-        for (size_t j = 0; j < d; j++)
-            srp_layernorm_weight(ln)[j] = 1.0f + 0.3f * (float)srp_rng_normal(r);
-        fill_normal_f(r, srp_layernorm_bias(ln), d, 0.3);
-    }
-}
-
-/* The mask rule of block.h, written out again. */
-static uint64_t rule_mix(uint64_t key, uint64_t i)
-{
-    uint64_t z = key + (i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
+/* block_rule_mask (testutil.h, block.h's rule) into a new array. */
 static double *rule_mask(size_t n, uint64_t key, float p)
 {
     double *m = alloc_d(n);
-    const float scale = 1.0f / (1.0f - p);
-    for (size_t i = 0; i < n; i++)
-        m[i] = (double)(rule_mix(key, i) >> 11) * 0x1.0p-53 >= (double)p ? (double)scale : 0.0;
+    block_rule_mask(m, n, key, p);
     return m;
 }
 
@@ -147,7 +117,7 @@ static void check_gradients(const xshape *s, uint64_t seed)
     const size_t n = s->B * s->T * s->D, nm = s->B * s->Tk * s->D;
     srp_rng r = seeded_rng(seed);
     srp_block *b = make(s, seed);
-    randomize(b, &r);
+    randomize_block(b, &r, 0.1f);
     float *x = alloc_f(n), *y = alloc_f(n), *dy = alloc_f(n), *dx = alloc_f(n);
     float *mem = alloc_f(nm), *dmem = alloc_f(nm), *yref = alloc_f(n);
     fill_normal_f(&r, x, n, 1.0);

@@ -313,6 +313,40 @@ void fixture_free(fixture *fx)
     free(fx);
 }
 
+void randomize_block(srp_block *b, srp_rng *r, float gamma_step)
+{
+    for (size_t i = 0; i < srp_block_linear_count(b); i++) {
+        srp_linear *l = srp_block_linear(b, i, NULL);
+        const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
+        fill_normal_f(r, srp_linear_weight(l), in * out, 1.2 / sqrt((double)in));
+        assert_ok(srp_linear_reinit_sigma(l));
+        fill_normal_f(r, srp_linear_bias(l), out, 0.2);
+        *srp_linear_gamma(l) = srp_linear_sigma(l) * (0.7f + gamma_step * (float)i);
+    }
+    for (size_t i = 0; i < srp_block_norm_count(b); i++) {
+        srp_layernorm *ln = srp_block_norm(b, i, NULL);
+        const size_t d = srp_layernorm_dim(ln);
+        for (size_t j = 0; j < d; j++)
+            srp_layernorm_weight(ln)[j] = 1.0f + 0.3f * (float)srp_rng_normal(r);
+        fill_normal_f(r, srp_layernorm_bias(ln), d, 0.3);
+    }
+}
+
+static uint64_t splitmix_mix(uint64_t key, uint64_t i)
+{
+    uint64_t z = key + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void block_rule_mask(double *m, size_t n, uint64_t key, float p)
+{
+    const float scale = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++)
+        m[i] = (double)(splitmix_mix(key, i) >> 11) * 0x1.0p-53 >= (double)p ? (double)scale : 0.0;
+}
+
 double rel_max_diff(const float *a, const float *b, size_t n)
 {
     double diff = 0.0, scale = 0.0;

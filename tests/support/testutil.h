@@ -83,6 +83,18 @@ void fixture_free(fixture *fx);
 void fixture_check_linear_step(const fixture *fx, const char *prefix, srp_linear *l, double tol,
                                double db_floor, float lr);
 
+/* A block's parameters at O(1) scale, for the block tests: each linear's
+ * weight ~ N(0, (1.2 / sqrt(in))^2) with its sigma by SVD, bias ~ N(0, 0.2^2)
+ * and gamma = sigma (0.7 + gamma_step i) for linear i (so gamma != sigma);
+ * each LayerNorm's weight ~ 1 + N(0, 0.3^2) and bias ~ N(0, 0.3^2). */
+void randomize_block(srp_block *b, srp_rng *r, float gamma_step);
+/* The dropout and drop-path masks' rule that block.h documents, written
+ * out again so that the tests check the library against its header:
+ * m[i] = 1 / (1 - p) (as the float scale the library applies) when
+ * (h >> 11) 2^-53 >= p with h = splitmix64's output mix of
+ * key + (i + 1) 0x9E3779B97F4A7C15, else 0. m: [n] */
+void block_rule_mask(double *m, size_t n, uint64_t key, float p);
+
 /* max_i |a_i - b_i| / max_i |b_i| (relative error in the max norm): [n];
  * Inf when either holds a NaN or Inf. */
 double rel_max_diff(const float *a, const float *b, size_t n);

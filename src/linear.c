@@ -133,10 +133,10 @@ static void layout(void *obj, srp_arena *a)
 static srp_status create_layer(srp_linear **out, const srp_linear_config *cfg, int bf16)
 {
     if (!out)
-        return SRP_FAIL_NULL(out);
+        return srp_fail_null("srp_linear_create", "out", (const void *const[]){out}, 1);
     *out = NULL;
     if (!cfg)
-        return SRP_FAIL_NULL(cfg);
+        return srp_fail_null("srp_linear_create", "cfg", (const void *const[]){cfg}, 1);
     const srp_status checked = srp_linear_config_check(cfg, "srp_linear_create", "cfg");
     if (checked != SRP_OK)
         return checked;

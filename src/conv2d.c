@@ -174,7 +174,7 @@ srp_status srp_conv2d_create(srp_conv2d **out, const srp_conv2d_config *cfg, siz
     lc.init_std = cfg->init_std;
     lc.power_iters = cfg->power_iters;
     lc.seed = cfg->seed;
-    srp_status st = srp_linear_create(&c->lin, &lc);
+    srp_status st = srp_linear_create_fp32(&c->lin, &lc); /* the convolution stays fp32 */
     const srp_conv_desc d = {max_batch, c->in_ch,  c->out_ch,  max_height, max_width,
                              c->kernel, c->stride, c->padding, cfg->bias != 0};
     if (st == SRP_OK)

@@ -258,8 +258,13 @@ static double logit_rounding(const srp_attention *a, double xf, double kf, doubl
 {
     const size_t D = a->dim, dh = a->head_dim;
     const double g2 = gamma_f32(2.0), scale = 1.0 / sqrt((double)dh);
-    const double eq = gamma_f32((double)D + 2.0) * xf * q_fro;
-    const double ek = gamma_f32((double)D + 2.0) * kf * k_fro;
+    double projection = gamma_f32((double)D + 2.0);
+    if (srp_linear_rounds_to_bf16(a->in_proj[0])) {
+        const double r = (1.0 + SRP_BF16_UNIT) * (1.0 + SRP_BF16_UNIT);
+        projection = (r - 1.0) + r * projection;
+    }
+    const double eq = projection * xf * q_fro;
+    const double ek = projection * kf * k_fro;
     return scale * (g2 * nq * nk + eq * nk + (nq + eq) * ek +
                     (1.0 + g2) * gamma_f32((double)dh + 1.0) * nq * nk);
 }
@@ -398,6 +403,12 @@ static srp_status masked_bound_terms(srp_attention *a, const char *call, float *
  *         ek = gamma_{D+2} xf ||[W_k | b_k]||_F    (the forward's k has b_k)
  *         eps = a (gamma_2 nq nk + eq nk + (nq + eq) ek
  *                  + (1 + gamma_2) gamma_{dh+1} nq nk).
+ *     With bf16 GEMM inputs (precision.c), q and k are products of x and W
+ *     each rounded to bf16 (|x_b - x| <= u_b |x|, u_b = 2^-8): with
+ *     r = (1 + u_b)^2, |x_b W_b^T - x W^T| <= (r - 1) |x| |W|^T, and the
+ *     float GEMM of the rounded factors errs by gamma_{D+2} r times the
+ *     same: so gamma_{D+2} in eq and ek becomes (r - 1) + r gamma_{D+2}.
+ *     The attention's own products (S and P V) stay fp32.
  *     No term is a multiple of the exact row's norm, which the shift c_i
  *     can make much larger than s. The softmax's t_j = fl(s_j - m) errs by
  *     at most u |s_j - m| = u |r_j - max r| <= 2u ||r||, which moves the row

@@ -275,8 +275,25 @@ float srp_softmax_row(float *row, size_t keys, size_t len, int track);
 /* ds = p * (da - <da, p>) over the first `keys` entries, 0 after. */
 void srp_softmax_backward_row(const float *p, float *da_to_ds, size_t keys, size_t len);
 
+/* ---- bf16 GEMM inputs (precision.c) ---- */
+
+/* bf16's unit roundoff: 8 significant bits, rounded to nearest. */
+#define SRP_BF16_UNIT 0x1p-8
+/* x rounded to the nearest bf16 (ties to even), kept in a float; NaN stays
+ * NaN, and past bf16's largest finite value it gives Inf. */
+float srp_bf16_round(float x);
+/* dst = bf16(src) for rows of cols floats. src: [rows][ld], dst: [rows][cols] */
+void srp_bf16_round_rows(const float *src, size_t ld, size_t rows, size_t cols, float *dst);
+/* Rows a layer rounds at a time: its bf16 scratch holds this many. */
+#define SRP_BF16_CHUNK_ROWS 256
+
 /* ---- linear layer internals (linear.c) ---- */
 
+/* Whether the layer rounds its GEMMs' inputs to bf16. */
+int srp_linear_rounds_to_bf16(const srp_linear *l);
+/* srp_linear_create for a module that multiplies W itself (conv2d.c): no
+ * bf16 rounding or its scratch, whatever the precision. */
+srp_status srp_linear_create_fp32(srp_linear **out, const srp_linear_config *cfg);
 /* gamma / sigma as used by the last forward (1 in NONE and STATS_ONLY). */
 float srp_linear_forward_scale(const srp_linear *l);
 /* gamma / sigma of the forward srp_linear_forward_prepare has just prepared
@@ -287,18 +304,18 @@ float srp_linear_prepared_scale(const srp_linear *l);
  * and checks sigma and gamma; nothing changes. compute (after a successful
  * prepare, with arguments srp_linear_forward would accept) writes y with
  * that step's scale, rows ldy >= out apart (a module writes several
- * layers' outputs side by side); the layer does not change. commit makes
+ * layers' outputs side by side); the layer's state does not change (a bf16
+ * layer's rounding scratch does). commit makes
  * the step the layer's state, once the caller has accepted y; neither can
  * fail. */
 srp_status srp_linear_forward_prepare(srp_linear *l, int training);
-void srp_linear_forward_compute(const srp_linear *l, const float *x, size_t n, float *y,
-                                size_t ldy);
+void srp_linear_forward_compute(srp_linear *l, const float *x, size_t n, float *y, size_t ldy);
 void srp_linear_forward_commit(srp_linear *l, int training);
 /* forward_compute with a scale of the caller's instead of the prepared
  * one: a cached decoder (attention_decode.c) keeps the eval forward's
  * gamma / sigma (srp_linear_prepared_scale after an eval prepare) for a
  * whole sequence rather than taking the power step at every position. */
-void srp_linear_forward_scaled(const srp_linear *l, float scale, const float *x, size_t n, float *y,
+void srp_linear_forward_scaled(srp_linear *l, float scale, const float *x, size_t n, float *y,
                                size_t ldy);
 /* A backward in two halves, for the same reason. prepare (arguments as
  * srp_linear_backward takes them, already checked; dy's rows lddy apart)

@@ -10,6 +10,9 @@
  *     dgamma += s / sigma          db += sum_n G
  * G^T x goes to a layer-owned scratch so that s, and a finiteness check of
  * the whole gradient, come from one pass over it before anything is added.
+ * A layer created under bf16 GEMM inputs (precision.c) rounds W once per
+ * forward, and x and G in chunks of SRP_BF16_CHUNK_ROWS rows, before each
+ * of the three products; everything else stays fp32.
  * The math and the official-code semantics are in linear.h; what was tried
  * for speed and not kept, in docs/PERFORMANCE.md. */
 #include <math.h>
@@ -41,6 +44,10 @@ struct srp_linear {
     double *bias_acc;     /* [out] scratch: column sums of G */
     double *bias_partial; /* [BIAS_CHUNKS][out] scratch for them */
     double pending_s;     /* <G^T x, W> of a prepared backward */
+    int bf16;             /* GEMM inputs rounded to bf16 (the precision at create) */
+    float *w_bf16;        /* [out][in]: W rounded, by the last forward_prepare */
+    float *x_bf16;        /* [SRP_BF16_CHUNK_ROWS][in] scratch: rows of x rounded */
+    float *g_bf16;        /* [SRP_BF16_CHUNK_ROWS][out] scratch: rows of G rounded */
     srp_call_order order; /* which forward the backward may differentiate */
 };
 
@@ -116,22 +123,27 @@ static void layout(void *obj, srp_arena *a)
     SRP_ARENA_DOUBLES(a, o, &l->bias_acc);
     SRP_ARENA_DOUBLES(a, BIAS_CHUNKS * o, &l->bias_partial);
     SRP_ARENA_FLOATS(a, l->has_bias ? o : 0, &l->b, &l->db);
+    SRP_ARENA_FLOATS(a, l->bf16 ? in * o : 0, &l->w_bf16);
+    SRP_ARENA_FLOATS(a, l->bf16 ? SRP_BF16_CHUNK_ROWS * in : 0, &l->x_bf16);
+    SRP_ARENA_FLOATS(a, l->bf16 ? SRP_BF16_CHUNK_ROWS * o : 0, &l->g_bf16);
 }
 
-srp_status srp_linear_create(srp_linear **out, const srp_linear_config *cfg)
+/* bf16: round the GEMMs' inputs (the precision at create, or fp32 for a
+ * module that multiplies W itself). */
+static srp_status create_layer(srp_linear **out, const srp_linear_config *cfg, int bf16)
 {
     if (!out)
-        return SRP_FAIL_NULL(out);
+        return srp_fail_null("srp_linear_create", "out", (const void *const[]){out}, 1);
     *out = NULL;
     if (!cfg)
-        return SRP_FAIL_NULL(cfg);
+        return srp_fail_null("srp_linear_create", "cfg", (const void *const[]){cfg}, 1);
     const srp_status checked = srp_linear_config_check(cfg, "srp_linear_create", "cfg");
     if (checked != SRP_OK)
         return checked;
     const size_t in = cfg->in_features, o = cfg->out_features;
     srp_linear *l =
         SRP_ARENA_NEW(srp_linear, layout, .in = in, .out = o, .has_bias = cfg->bias != 0,
-                      .mode = cfg->reparam, .power_iters = cfg->power_iters);
+                      .mode = cfg->reparam, .power_iters = cfg->power_iters, .bf16 = bf16);
     if (!l)
         return SRP_ERR_NOMEM;
 
@@ -162,6 +174,16 @@ srp_status srp_linear_create(srp_linear **out, const srp_linear_config *cfg)
     return SRP_OK;
 }
 
+srp_status srp_linear_create(srp_linear **out, const srp_linear_config *cfg)
+{
+    return create_layer(out, cfg, srp_precision_active() == SRP_PRECISION_BF16);
+}
+
+srp_status srp_linear_create_fp32(srp_linear **out, const srp_linear_config *cfg)
+{
+    return create_layer(out, cfg, 0);
+}
+
 void srp_linear_destroy(srp_linear *l) { free(l); }
 
 size_t srp_linear_in_features(const srp_linear *l) { return l ? l->in : 0; }
@@ -177,6 +199,7 @@ float *srp_linear_u(srp_linear *l) { return l ? l->u : NULL; }
 float *srp_linear_v(srp_linear *l) { return l ? l->v : NULL; }
 float srp_linear_sigma(const srp_linear *l) { return l ? l->sigma : NAN; }
 float srp_linear_forward_scale(const srp_linear *l) { return l->last_scale; }
+int srp_linear_rounds_to_bf16(const srp_linear *l) { return l->bf16; }
 float srp_linear_prepared_scale(const srp_linear *l) { return l->cand_scale; }
 
 srp_status srp_linear_set_sigma(srp_linear *l, float sigma)
@@ -266,15 +289,38 @@ srp_status srp_linear_forward_prepare(srp_linear *l, int training)
     }
     l->cand_sigma = sigma;
     l->cand_scale = scale;
+    if (l->bf16) {
+        /* The rounded W serves this forward and its backward's dx. */
+        const uint64_t t0 = srp_profile_begin();
+        srp_bf16_round_rows(l->w, l->in, l->out, l->in, l->w_bf16);
+        srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
+    }
     return SRP_OK;
 }
 
-void srp_linear_forward_compute(const srp_linear *l, const float *x, size_t n, float *y, size_t ldy)
+void srp_linear_forward_compute(srp_linear *l, const float *x, size_t n, float *y, size_t ldy)
 {
     srp_linear_forward_scaled(l, l->cand_scale, x, n, y, ldy);
 }
 
-void srp_linear_forward_scaled(const srp_linear *l, float scale, const float *x, size_t n, float *y,
+/* The forward's product with bf16 inputs: y (+)= scale bf16(x) bf16(W)^T,
+ * SRP_BF16_CHUNK_ROWS rows of x rounded at a time. x: [n][in], y: [n][ldy] */
+static void forward_product_bf16(srp_linear *l, float scale, const float *x, size_t n, float beta,
+                                 float *y, size_t ldy)
+{
+    for (size_t r = 0; r < n; r += SRP_BF16_CHUNK_ROWS) {
+        const size_t rows = n - r < SRP_BF16_CHUNK_ROWS ? n - r : SRP_BF16_CHUNK_ROWS;
+        uint64_t t0 = srp_profile_begin();
+        srp_bf16_round_rows(x + r * l->in, l->in, rows, l->in, l->x_bf16);
+        srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
+        t0 = srp_profile_begin();
+        srp_sgemm(0, 1, rows, l->out, l->in, scale, l->x_bf16, l->in, l->w_bf16, l->in, beta,
+                  y + r * ldy, ldy);
+        srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
+    }
+}
+
+void srp_linear_forward_scaled(srp_linear *l, float scale, const float *x, size_t n, float *y,
                                size_t ldy)
 {
     /* y = scale x W^T (+ b): [n][out] = [n][in] x [in][out]. With the bias
@@ -286,6 +332,10 @@ void srp_linear_forward_scaled(const srp_linear *l, float scale, const float *x,
         fill_rows_with_bias(y, ldy, l->b, n, l->out);
         srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
         beta = 1.0f;
+    }
+    if (l->bf16) {
+        forward_product_bf16(l, scale, x, n, beta, y, ldy);
+        return;
     }
     const uint64_t t0 = srp_profile_begin();
     srp_sgemm(0, 1, n, l->out, l->in, scale, x, l->in, l->w, l->in, beta, y, ldy);
@@ -434,16 +484,47 @@ static srp_status take_weight_grad(srp_linear *l)
     return SRP_OK;
 }
 
-srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy, size_t lddy,
-                                       size_t n, float *dx, int add_dx)
+/* The backward's products with bf16 inputs, SRP_BF16_CHUNK_ROWS rows of G
+ * and x rounded at a time: dx (+)= scale bf16(G) bf16(W), and
+ * gtx = sum over the chunks of bf16(G)^T bf16(x) (or xtg, its transpose,
+ * when out > in, as the fp32 path does it). x: [n][in], dy: [n][lddy] */
+static void backward_products_bf16(srp_linear *l, const float *x, const float *dy, size_t lddy,
+                                   size_t n, float *dx, int add_dx)
 {
-    const float scale = l->last_scale;
+    const size_t in = l->in, out = l->out;
+    for (size_t r = 0; r < n; r += SRP_BF16_CHUNK_ROWS) {
+        const size_t rows = n - r < SRP_BF16_CHUNK_ROWS ? n - r : SRP_BF16_CHUNK_ROWS;
+        const float beta = r > 0 ? 1.0f : 0.0f; /* the first chunk writes, the rest add */
+        uint64_t t0 = srp_profile_begin();
+        srp_bf16_round_rows(dy + r * lddy, lddy, rows, out, l->g_bf16);
+        srp_bf16_round_rows(x + r * in, in, rows, in, l->x_bf16);
+        srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
+        t0 = srp_profile_begin();
+        if (dx)
+            srp_sgemm(0, 0, rows, in, out, l->last_scale, l->g_bf16, out, l->w_bf16, in,
+                      add_dx ? 1.0f : 0.0f, dx + r * in, in);
+        if (l->xtg)
+            srp_sgemm(1, 0, in, out, rows, 1.0f, l->x_bf16, in, l->g_bf16, out, beta, l->xtg, out);
+        else
+            srp_sgemm(1, 0, out, in, rows, 1.0f, l->g_bf16, out, l->x_bf16, in, beta, l->gtx, in);
+        srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
+    }
+    if (l->xtg) {
+        const uint64_t t0 = srp_profile_begin();
+        transpose(l->xtg, in, out, l->gtx);
+        srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
+    }
+}
 
-    uint64_t t0 = srp_profile_begin();
+/* The backward's products in fp32. x: [n][in], dy: [n][lddy] */
+static void backward_products_fp32(srp_linear *l, const float *x, const float *dy, size_t lddy,
+                                   size_t n, float *dx, int add_dx)
+{
+    const uint64_t t0 = srp_profile_begin();
     /* dx (+)= scale dy W: [n][in] = [n][out] x [out][in] */
     if (dx)
-        srp_sgemm(0, 0, n, l->in, l->out, scale, dy, lddy, l->w, l->in, add_dx ? 1.0f : 0.0f, dx,
-                  l->in);
+        srp_sgemm(0, 0, n, l->in, l->out, l->last_scale, dy, lddy, l->w, l->in,
+                  add_dx ? 1.0f : 0.0f, dx, l->in);
     if (l->xtg) {
         /* The same product, transposed, when out > in: oneDNN splits an
          * [in][out] result better over 2 threads (docs/PERFORMANCE.md); then
@@ -456,8 +537,17 @@ srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const floa
         srp_sgemm(1, 0, l->out, l->in, n, 1.0f, dy, lddy, x, l->in, 0.0f, l->gtx, l->in);
     }
     srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
+}
 
-    t0 = srp_profile_begin();
+srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy, size_t lddy,
+                                       size_t n, float *dx, int add_dx)
+{
+    if (l->bf16)
+        backward_products_bf16(l, x, dy, lddy, n, dx, add_dx);
+    else
+        backward_products_fp32(l, x, dy, lddy, n, dx, add_dx);
+
+    const uint64_t t0 = srp_profile_begin();
     if (l->has_bias)
         column_sums(dy, lddy, n, l->out, l->bias_partial, l->bias_acc);
     const srp_status st = take_weight_grad(l);

@@ -291,6 +291,11 @@ SRP_API srp_status srp_attention_entropy_normalized(const srp_attention *a, floa
  *    code). Round-to-nearest is monotone, so B_r <= E_r for every r still
  *    gives fl(bound) <= fl(entropy). The minimum rounds nothing.
  *
+ * bf16 GEMM inputs (core.h): the projections that make q and k round x
+ * and W to bf16, whose error the margins take (entropy.c), so the bound
+ * stays a bound on the entropies measured; the attention's own products
+ * (the logits and P V) and the softmax stay fp32.
+ *
  * NaN/Inf in the input or weights: SRP_ERR_NUMERIC (srp_last_error_detail
  * says which). A q or k that overflowed to -Inf in a forward that succeeded
  * (y finite) gives the bound 0. Allocates nothing;

@@ -111,10 +111,13 @@ SRP_API const char *srp_openblas_core(void);
  * iteration, softmax, the entropies, the loss) stay fp32 in any case.
  *   SRP_PRECISION_FP32: fp32 inputs (the default).
  *   SRP_PRECISION_BF16: bf16 inputs, which pay on CPUs that multiply bf16
- *     natively (avx512_bf16 or AMX) through oneDNN. This version has no bf16
- *     GEMM path yet: the request is refused with SRP_ERR_UNSUPPORTED, and
- *     srp_last_error_detail() says why (the build has no oneDNN, the CPU
- *     lacks avx512_bf16 and AMX, or the path is not built).
+ *     natively (avx512_bf16 or AMX) through oneDNN. This version has no
+ *     native bf16 GEMM yet: the request is refused with SRP_ERR_UNSUPPORTED,
+ *     and srp_last_error_detail() says why (the build has no oneDNN, the
+ *     CPU lacks avx512_bf16 and AMX, or the path is not built). What bf16
+ *     rounds is settled and tested on the reference path below: a linear's
+ *     x, W and dy (linear.h); the attention's logits, the convolution,
+ *     the embedding and every state stay fp32.
  *   SRP_PRECISION_AUTO: bf16 where the CPU does it fast and the path
  *     exists, else fp32 (today: fp32 everywhere).
  * Process-wide, like srp_set_num_threads; set it before creating layers.
@@ -125,6 +128,16 @@ SRP_API srp_status srp_set_precision(srp_precision p);
 SRP_API srp_precision srp_precision_active(void);
 /* "fp32", "bf16", "auto"; "unknown" for another value. */
 SRP_API const char *srp_precision_name(srp_precision p);
+#ifdef SRP_UNSTABLE_API
+/* Unstable: bf16 GEMM inputs on any CPU through the reference path. Layers
+ * created from now on round their GEMMs' inputs to bf16 (to nearest, ties
+ * to even) and multiply them with the fp32 GEMM, whose products of bf16
+ * values are exact: the results of a native bf16 GEMM with fp32
+ * accumulation, up to the order of the sums, and slower than fp32. For
+ * tests of what bf16 does to a model and to the entropy bound, and as the
+ * yardstick of a native path. srp_set_precision(FP32) ends it. */
+SRP_API void srp_set_precision_bf16_reference(void);
+#endif
 
 /* ======================================================================
  * Named tensors: how checkpoints, safetensors files and optimizer state

@@ -14,7 +14,7 @@
 #include <zlib.h>
 
 #include "data.h"
-#include "model.h"
+#include "vit_model.h"
 #include "official_names.h"
 #include "reference_model.h"
 #include "stem.h"

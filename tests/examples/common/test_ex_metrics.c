@@ -9,18 +9,7 @@
 
 #include "common/metrics.h"
 #include "testutil.h"
-
-/* The whole file as a string. */
-static char *text_of(const char *path)
-{
-    size_t size;
-    char *bytes = read_file_bytes(path, &size);
-    assert_non_null(bytes);
-    char *text = realloc(bytes, size + 1);
-    assert_non_null(text);
-    text[size] = '\0';
-    return text;
-}
+#include "trainer_harness.h"
 
 static void write_line(ex_metrics *m, double step)
 {
@@ -63,7 +52,7 @@ static void test_line_text(void **state)
     ex_metrics_close(&m);
     assert_null(m.f);
 
-    char *text = text_of(path);
+    char *text = read_text(path);
     assert_string_equal(text, "{\"type\":\"train\",\"step\":12,\"loss\":2.30258509,"
                               "\"lr\":0.100000001,\"nan\":null,\"inf\":null,"
                               "\"set\":\"val \\\"quoted\\\"\","
@@ -111,7 +100,7 @@ static void test_resume_keeps_lines(void **state)
     write_line(&m, 30);
     assert_int_equal(m.lines, 3);
     ex_metrics_close(&m);
-    char *text = text_of(path);
+    char *text = read_text(path);
     assert_string_equal(text, "{\"type\":\"train\",\"step\":1}\n{\"type\":\"train\",\"step\":2}\n"
                               "{\"type\":\"train\",\"step\":30}\n");
     free(text);
@@ -119,13 +108,13 @@ static void test_resume_keeps_lines(void **state)
     assert_int_equal(ex_metrics_open(&m, path, 4, &err), EX_FAILED);
     assert_non_null(strstr(err.message, path));
     assert_non_null(strstr(err.message, "fewer lines than the checkpoint wrote (4)"));
-    text = text_of(path);
+    text = read_text(path);
     assert_int_equal(strlen(text), 3 * strlen("{\"type\":\"train\",\"step\":1}\n") + 1);
     free(text);
     /* exactly as many lines: all kept */
     assert_int_equal(ex_metrics_open(&m, path, 3, &err), EX_OK);
     ex_metrics_close(&m);
-    text = text_of(path);
+    text = read_text(path);
     assert_non_null(strstr(text, "\"step\":30}\n"));
     free(text);
 

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "common/progress.h"
 #include "testutil.h"
+#include "trainer_harness.h"
 
 static void test_duration(void **state)
 {
@@ -26,29 +26,6 @@ static void test_duration(void **state)
         ex_format_duration(cases[i].seconds, buf, sizeof(buf));
         assert_string_equal(buf, cases[i].text);
     }
-}
-
-/* stdout into path while f runs. */
-static void to_file(const char *path, void (*f)(void *), void *ctx)
-{
-    fflush(stdout);
-    const int saved = dup(STDOUT_FILENO);
-    assert_true(saved >= 0);
-    assert_non_null(freopen(path, "w", stdout));
-    f(ctx);
-    fflush(stdout);
-    dup2(saved, STDOUT_FILENO);
-    close(saved);
-}
-
-static char *text_of(const char *path)
-{
-    size_t size;
-    char *bytes = read_file_bytes(path, &size);
-    assert_non_null(bytes);
-    char *text = realloc(bytes, size + 1);
-    text[size] = '\0';
-    return text;
 }
 
 /* To a file: due every 50 steps after the last line; lines end with a
@@ -95,12 +72,12 @@ static void test_progress_lines(void **state)
     char path[512];
     scratch_path(path, sizeof(path), "progress.txt");
     ex_progress p;
-    to_file(path, lines_to_file, &p);
-    char *text = text_of(path);
+    stdout_into(path, lines_to_file, &p);
+    char *text = read_text(path);
     assert_string_equal(text, "step 50\nstep 120\n");
     free(text);
-    to_file(path, lines_on_terminal, &p);
-    text = text_of(path);
+    stdout_into(path, lines_on_terminal, &p);
+    text = read_text(path);
     assert_string_equal(text, "\ra   \rb   \n");
     free(text);
 }
@@ -125,7 +102,7 @@ static void test_profile_table(void **state)
     assert_non_null(f);
     ex_print_profile(f, 1.0, 4, "the trainer");
     fclose(f);
-    char *text = text_of(path);
+    char *text = read_text(path);
     assert_string_equal(text, "where the time went (4 steps, 250.00 ms per step):\n"
                               "    the trainer                250.00 ms  100.0%\n");
     free(text);

@@ -16,7 +16,7 @@
 
 #include "bench_common.h"
 #include "common/progress.h"
-#include "model.h"
+#include "vit_model.h"
 #include "sigmareparam.h"
 
 typedef struct {

@@ -8,7 +8,7 @@
 #include <stdio.h>
 
 #include "common/options.h"
-#include "model.h"
+#include "lm_model.h"
 
 typedef struct {
     ex_train_options run; /* batch, threads, seed, clip, output, resume, collapse watch */

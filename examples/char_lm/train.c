@@ -21,7 +21,7 @@
 #include "common/test_hooks.h"
 #include "common/trainer.h"
 #include "lm_options.h"
-#include "model.h"
+#include "lm_model.h"
 #include "text.h"
 
 #define LN2 0.69314718055994530942 /* nats per bit */

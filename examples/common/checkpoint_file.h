@@ -2,8 +2,8 @@
  * as metadata (key, value strings), compared on every load so that a run
  * resumed or evaluated with other model options stops with an error that
  * names the option; reads are strict: a tensor in the file that the list
- * does not name is an error, listed by name (issue 27: a checkpoint of 8
- * heads or 2 blocks loaded silently into a model of 4 heads or 1 block). */
+ * does not name is an error, listed by name (else a checkpoint of 8 heads
+ * or 2 blocks would load silently into a model of 4 heads or 1 block). */
 #ifndef EX_CHECKPOINT_FILE_H
 #define EX_CHECKPOINT_FILE_H
 

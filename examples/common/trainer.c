@@ -239,13 +239,13 @@ static ex_code train_step(ex_trainer *t, ex_step_record *rec, ex_error *err)
 {
     const uint64_t step = t->run.step;
     double sums[1 + EX_STEP_SUMS] = {0.0};
-    float loss = NAN, norm = NAN;
+    float loss = NAN, grad_norm = NAN;
     const char *stage = "activations"; /* the part of the step under way, for its error */
     srp_status st = t->hooks->forward_backward(t, &loss, sums + 1, &stage);
     st = srp_dist_average_gradients(t->dist.handle, st); /* every rank, failed or not */
     if (st == SRP_OK)
-        st =
-            srp_optim_clip_grad_norm(t->optim, t->opt->clip > 0.0f ? t->opt->clip : FLT_MAX, &norm);
+        st = srp_optim_clip_grad_norm(t->optim, t->opt->clip > 0.0f ? t->opt->clip : FLT_MAX,
+                                      &grad_norm);
     const float lr = t->hooks->lr_at(t, step);
     if (st == SRP_OK) {
         stage = "weights";
@@ -284,7 +284,7 @@ static ex_code train_step(ex_trainer *t, ex_step_record *rec, ex_error *err)
         return ex_fail_status(err, st, "the weight average");
     rec->loss = (float)(sums[0] / (double)t->dist.size);
     rec->lr = lr;
-    rec->grad_norm = norm;
+    rec->grad_norm = grad_norm;
     memcpy(rec->sums, sums + 1, sizeof(rec->sums));
     return EX_OK;
 }

@@ -1,7 +1,7 @@
-/* ViT-lite forward and backward over libsigmareparam layers (see model.h).
+/* ViT-lite forward and backward over libsigmareparam layers (see vit_model.h).
  * All activations are allocated at create for max_batch; forward and
  * backward allocate nothing. */
-#include "model.h"
+#include "vit_model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -17,7 +17,7 @@
 #include "common/tensors.h"
 #include "common/trainer.h"
 #include "data.h"
-#include "model.h"
+#include "vit_model.h"
 #include "official_names.h"
 #include "vit_options.h"
 

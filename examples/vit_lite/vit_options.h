@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "common/options.h"
-#include "model.h"
+#include "vit_model.h"
 
 typedef enum {
     VIT_DATA_FASHION_MNIST = 0,

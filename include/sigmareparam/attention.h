@@ -160,8 +160,10 @@ SRP_API srp_status srp_attention_backward_cross(srp_attention *a, const float *d
  * it). NULL for NULL. */
 SRP_API srp_rng *srp_attention_dropout_rng(srp_attention *a);
 
-/* The fused qkv linear; NULL unless qkv_sigma is SRP_QKV_SIGMA_FUSED (and
- * the module a self-attention). */
+/* The fused qkv linear: srp_attention_in_proj(a, 0, NULL) of a fused
+ * self-attention (qkv_sigma SRP_QKV_SIGMA_FUSED); NULL for every other
+ * layout. The first API's name, kept for its callers; code that should
+ * work with every layout walks srp_attention_in_proj instead. */
 SRP_API srp_linear *srp_attention_qkv(srp_attention *a);
 /* The input projections in the order of their columns of the [q | k | v]
  * row: 1, 2 or 3 of them (qkv_sigma), named "qkv"; "qk", "v"; or "q", "k",

@@ -10,7 +10,7 @@
 
 #include "budget.h"
 #include "common/tensors.h"
-#include "model.h"
+#include "lm_model.h"
 #include "reference_model.h"
 #include "testutil.h"
 #include "text.h"

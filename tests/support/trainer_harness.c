@@ -124,6 +124,18 @@ static size_t scan_values(const char *metrics_path, const char *type, const char
     return n;
 }
 
+void stdout_into(const char *path, void (*f)(void *ctx), void *ctx)
+{
+    fflush(stdout);
+    const int saved = dup(STDOUT_FILENO);
+    assert_true(saved >= 0);
+    assert_non_null(freopen(path, "w", stdout));
+    f(ctx);
+    fflush(stdout);
+    assert_true(dup2(saved, STDOUT_FILENO) == STDOUT_FILENO);
+    close(saved);
+}
+
 double last_value(const char *metrics_path, const char *type, const char *key)
 {
     double last;

@@ -22,6 +22,9 @@ int run_programf(const char *exe, char *out, size_t outlen, const char *fmt, ...
 void write_bytes(const char *path, const void *data, size_t n, int gzip);
 /* A whole text file, NUL-terminated (fails the test when unreadable). */
 char *read_text(const char *path);
+/* Runs f(ctx) with the process's stdout written to path (for what a
+ * program prints there: --help, progress lines). */
+void stdout_into(const char *path, void (*f)(void *ctx), void *ctx);
 /* The number after "key": on the last line of the metrics file whose type
  * is `type`; NaN when there is none. */
 double last_value(const char *metrics_path, const char *type, const char *key);

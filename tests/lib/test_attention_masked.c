@@ -767,6 +767,49 @@ static void test_forward_backward_allocate_nothing(void **state)
         srp_attention_destroy(a);
     }
 }
+
+/* The bare cross-attention's and causal self-attention's caches: after
+ * create, set_memory, decode, select and reset allocate nothing. */
+static void test_decode_allocates_nothing(void **state)
+{
+    (void)state;
+    static const size_t lens[4] = {9, 1, 4, 6}, rows[4] = {2, 2, 0, 3};
+    const xcase self = {4, 12, 12, 32, 4, 1, 0, SRP_QKV_SIGMA_FUSED, NULL};
+    const xcase cross = {4, 12, 9, 32, 4, 0, 1, SRP_QKV_SIGMA_FUSED, lens};
+    const xcase *cs[2] = {&self, &cross};
+    for (int k = 0; k < 2; k++) {
+        const xcase *c = cs[k];
+        srp_attention *a = make(c, 5);
+        srp_attention_cache *cache = NULL;
+        alloc_counter_start();
+        assert_ok(srp_attention_cache_create(&cache, a, c->B, c->T));
+        assert_true(alloc_counter_stop(NULL) > 0); /* the probe sees create's */
+        float *x = alloc_f(c->B * c->D), *mem = alloc_f(c->B * c->Tk * c->D);
+        srp_rng r = seeded_rng(77);
+        fill_normal_f(&r, x, c->B * c->D, 1.0);
+        fill_normal_f(&r, mem, c->B * c->Tk * c->D, 1.0);
+        if (c->cross)
+            assert_ok(srp_attention_cache_set_memory(cache, mem, c->B, c->Tk, c->lens));
+        assert_ok(srp_attention_decode(a, cache, x, c->B, x)); /* warm-up: the BLAS's threads */
+        alloc_counter_start();
+        if (c->cross)
+            assert_ok(srp_attention_cache_set_memory(cache, mem, c->B, c->Tk, c->lens));
+        for (size_t t = 0; t < c->T / 2; t++)
+            assert_ok(srp_attention_decode(a, cache, x, c->B, x));
+        assert_ok(srp_attention_cache_select(cache, rows, c->B));
+        for (size_t t = c->T / 2; t < c->T - 1; t++)
+            assert_ok(srp_attention_decode(a, cache, x, c->B, x));
+        srp_attention_cache_reset(cache);
+        if (c->cross)
+            assert_ok(srp_attention_cache_set_memory(cache, mem, c->B, c->Tk, NULL));
+        assert_ok(srp_attention_decode(a, cache, x, c->B, x));
+        assert_int_equal(alloc_counter_stop(NULL), 0);
+        srp_attention_cache_destroy(cache);
+        srp_attention_destroy(a);
+        free(x);
+        free(mem);
+    }
+}
 #endif
 
 int main(void)
@@ -783,6 +826,7 @@ int main(void)
         cmocka_unit_test(test_cross_decode_select),
 #ifdef SRP_COUNT_ALLOCS
         cmocka_unit_test(test_forward_backward_allocate_nothing),
+        cmocka_unit_test(test_decode_allocates_nothing),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -713,6 +713,59 @@ static void test_forward_backward_allocate_nothing(void **state)
         free(dm);
     }
 }
+
+/* Cached decoding of a decoder block: after create, set_memory, decode,
+ * select and reset allocate nothing (the probe: create's allocations are
+ * seen). */
+static void test_decode_allocates_nothing(void **state)
+{
+    (void)state;
+    static const size_t mlens[4] = {7, 1, 2, 5}, rows[4] = {2, 2, 0, 1};
+    for (int norm = 0; norm < 3; norm++) {
+        const xshape s = {4,
+                          16,
+                          7,
+                          32,
+                          4,
+                          64,
+                          (srp_norm_placement)norm,
+                          1,
+                          1,
+                          SRP_QKV_SIGMA_SEPARATE,
+                          0.0f,
+                          0.0f,
+                          0.0f,
+                          NULL,
+                          mlens};
+        srp_block *b = make(&s, 3);
+        srp_block_cache *c = NULL;
+        alloc_counter_start();
+        assert_ok(srp_block_cache_create(&c, b, s.B, s.T));
+        assert_true(alloc_counter_stop(NULL) > 0); /* the probe sees create's */
+        float *x = alloc_f(s.B * s.D), *mem = alloc_f(s.B * s.Tk * s.D);
+        srp_rng r = seeded_rng(3);
+        fill_normal_f(&r, x, s.B * s.D, 1.0);
+        fill_normal_f(&r, mem, s.B * s.Tk * s.D, 1.0);
+        assert_ok(srp_block_cache_set_memory(c, mem, s.B, s.Tk, mlens));
+        assert_ok(srp_block_decode(b, c, x, s.B, x)); /* warm-up: the BLAS's threads */
+        alloc_counter_start();
+        assert_ok(srp_block_cache_set_memory(c, mem, s.B, s.Tk, mlens));
+        for (size_t t = 0; t < s.T / 2; t++)
+            assert_ok(srp_block_decode(b, c, x, s.B, x));
+        assert_ok(srp_block_cache_select(c, rows, s.B));
+        for (size_t t = s.T / 2; t < s.T; t++)
+            assert_ok(srp_block_decode(b, c, x, s.B, x));
+        srp_block_cache_reset(c);
+        assert_ok(srp_block_cache_set_memory(c, mem, s.B - 1, s.Tk - 2, NULL));
+        assert_ok(srp_block_cache_select(c, rows, s.B));
+        assert_ok(srp_block_decode(b, c, x, s.B, x));
+        assert_int_equal(alloc_counter_stop(NULL), 0);
+        srp_block_cache_destroy(c);
+        srp_block_destroy(b);
+        free(x);
+        free(mem);
+    }
+}
 #endif
 
 int main(void)
@@ -728,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_decode_select),
 #ifdef SRP_COUNT_ALLOCS
         cmocka_unit_test(test_forward_backward_allocate_nothing),
+        cmocka_unit_test(test_decode_allocates_nothing),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

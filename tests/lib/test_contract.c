@@ -81,6 +81,13 @@ typedef struct {
     srp_block *cblk;
     srp_attention_cache *acache, *afull;
     srp_block_cache *bcache, *bfull;
+    /* and against a memory (mx, klen): the cross-attention's and the
+     * decoder block's caches, each with 1 position decoded, and each kind
+     * once without a memory */
+    srp_attention_cache *xcache, *xempty;
+    srp_block_cache *dcache, *dempty;
+    /* select's rows: a repeat (and a drop); one too many; one >= B */
+    size_t rows_ok[B], rows_big[B + 1], rows_bad[B];
     /* inputs (the calls read them) */
     float x[N * IN], dy[N * OUT], dw[OUT * IN], ax[B * T * D], ady[B * T * D], edx[NT * E],
         pw[PR * PC], cx[CB * CC * CH * CW], cdy[CB * CK * COH * COW];
@@ -102,6 +109,7 @@ typedef struct {
         size_t count, oh, ow;
         srp_collapse_event events[2 * H];
         float dec_ay[B * D], dec_by[B * D]; /* the decoders' outputs */
+        float dec_xy[B * D], dec_dy[B * D]; /* the cross-attention's and the decoder block's */
         float xy[B * T * D], xdx[B * T * D], xdm[B * TK * D];
         float dby[B * T * D], dbdx[B * T * D], dbdm[B * TK * D]; /* the decoder block's */
     } out;
@@ -274,6 +282,18 @@ static world *world_make(void)
     assert_ok(srp_attention_decode(w->catt, w->afull, w->ax, B, w->out.dec_ay));
     assert_ok(srp_block_decode(w->cblk, w->bcache, w->ax, B, w->out.dec_by));
     assert_ok(srp_block_decode(w->cblk, w->bfull, w->ax, B, w->out.dec_by));
+    assert_ok(srp_attention_cache_create(&w->xcache, w->xatt, B, 2));
+    assert_ok(srp_attention_cache_create(&w->xempty, w->xatt, B, 2));
+    assert_ok(srp_block_cache_create(&w->dcache, w->dblk, B, 2));
+    assert_ok(srp_block_cache_create(&w->dempty, w->dblk, B, 2));
+    assert_ok(srp_attention_cache_set_memory(w->xcache, w->mx, B, TK, w->klen));
+    assert_ok(srp_block_cache_set_memory(w->dcache, w->mx, B, TK, w->klen));
+    assert_ok(srp_attention_decode(w->xatt, w->xcache, w->ax, B, w->out.dec_xy));
+    assert_ok(srp_block_decode(w->dblk, w->dcache, w->ax, B, w->out.dec_dy));
+    for (size_t i = 0; i < B; i++) {
+        w->rows_ok[i] = B - 1;
+        w->rows_bad[i] = i == 0 ? 0 : B;
+    }
     return w;
 }
 
@@ -299,6 +319,10 @@ static void world_free(world *w)
     srp_attention_cache_destroy(w->afull);
     srp_block_cache_destroy(w->bcache);
     srp_block_cache_destroy(w->bfull);
+    srp_attention_cache_destroy(w->xcache);
+    srp_attention_cache_destroy(w->xempty);
+    srp_block_cache_destroy(w->dcache);
+    srp_block_cache_destroy(w->dempty);
     srp_attention_destroy(w->catt);
     srp_block_destroy(w->cblk);
     free(w);
@@ -388,9 +412,11 @@ static uLong state_hash(world *w, int with_activations)
     for (size_t i = 0; i < srp_attention_in_proj_count(w->catt); i++)
         h = mix_linear(h, srp_attention_in_proj(w->catt, i, NULL));
     h = mix_linear(h, srp_attention_proj(w->catt));
-    const size_t lengths[4] = {
+    const size_t lengths[8] = {
         srp_attention_cache_length(w->acache), srp_attention_cache_length(w->afull),
-        srp_block_cache_length(w->bcache), srp_block_cache_length(w->bfull)};
+        srp_block_cache_length(w->bcache),     srp_block_cache_length(w->bfull),
+        srp_attention_cache_length(w->xcache), srp_attention_cache_length(w->xempty),
+        srp_block_cache_length(w->dcache),     srp_block_cache_length(w->dempty)};
     h = mix(h, lengths, sizeof lengths);
     const int swapped = srp_weight_average_swapped(w->avg);
     h = mix(h, &swapped, sizeof swapped);
@@ -935,12 +961,45 @@ static srp_status bad_cache_call(world *w, int which)
     }
 }
 
-/* A decoder block has no cached decoding (block.h). */
-static srp_status decoder_block_cache(world *w)
+/* Against the memory: the cross-attention's and the decoder block's next
+ * position, and setting the memory again. */
+static srp_status xatt_decode(world *w)
 {
+    return srp_attention_decode(w->xatt, w->xcache, w->ax, B, w->out.dec_xy);
+}
+static srp_status dblk_decode(world *w)
+{
+    return srp_block_decode(w->dblk, w->dcache, w->ax, B, w->out.dec_dy);
+}
+static srp_status xcache_set(world *w)
+{
+    return srp_attention_cache_set_memory(w->xcache, w->mx, B, TK, w->klen);
+}
+static srp_status dcache_set(world *w)
+{
+    return srp_block_cache_set_memory(w->dcache, w->mx, B, TK, w->klen);
+}
+static float *xatt_kv_gamma(world *w)
+{
+    return srp_linear_gamma(srp_attention_in_proj(w->xatt, 1, NULL));
+}
+static float *dblk_cross_q_gamma(world *w)
+{
+    return srp_linear_gamma(srp_attention_in_proj(srp_block_cross_attention(w->dblk), 0, NULL));
+}
+
+/* Selecting rows of caches that hold no sequences yet: a causal
+ * attention's and a causal block's before their first position. */
+static srp_status select_before_decoding(world *w, int which)
+{
+    srp_attention_cache *ac = NULL;
     srp_block_cache *bc = NULL;
-    const srp_status st = srp_block_cache_create(&bc, w->dblk, B, 2);
-    assert_null(bc);
+    assert_ok(srp_attention_cache_create(&ac, w->catt, B, 2));
+    assert_ok(srp_block_cache_create(&bc, w->cblk, B, 2));
+    const srp_status st = which == 0 ? srp_attention_cache_select(ac, w->rows_ok, B)
+                                     : srp_block_cache_select(bc, w->rows_ok, B);
+    srp_attention_cache_destroy(ac);
+    srp_block_cache_destroy(bc);
     return st;
 }
 
@@ -1448,7 +1507,6 @@ static srp_status bad_dist_call(world *w, int which)
     X(SRP_ERR_INVALID_ARG, srp_block_backward_cross(w->dblk, NULL, w->out.dbdx, w->out.dbdm))      \
     X(SRP_ERR_INVALID_ARG, srp_block_backward_cross(w->dblk, w->ady, NULL, w->out.dbdm))           \
     X(SRP_ERR_INVALID_ARG, srp_block_backward_cross(w->dblk, w->ady, w->out.dbdx, NULL))           \
-    X(SRP_ERR_UNSUPPORTED, decoder_block_cache(w))                                                 \
     /* cached decoding */                                                                          \
     X(SRP_ERR_INVALID_ARG, srp_attention_decode(NULL, w->acache, w->ax, B, w->out.dec_ay))         \
     X(SRP_ERR_INVALID_ARG, srp_attention_decode(w->catt, NULL, w->ax, B, w->out.dec_ay))           \
@@ -1468,6 +1526,48 @@ static srp_status bad_dist_call(world *w, int which)
     X(SRP_ERR_SHAPE, srp_block_decode(w->cblk, w->bfull, w->ax, B, w->out.dec_by))                 \
     EACH(SRP_ERR_INVALID_ARG, 11, bad_cache_call(w, which))                                        \
     EACH(SRP_ERR_UNSUPPORTED, 2, cache_of_full_attention(w, which))                                \
+    /* cached decoding against a memory, row selection */                                        \
+    X(SRP_ERR_INVALID_ARG, srp_attention_cache_set_memory(NULL, w->mx, B, TK, w->klen))            \
+    X(SRP_ERR_INVALID_ARG, srp_attention_cache_set_memory(w->xcache, NULL, B, TK, w->klen))        \
+    X(SRP_ERR_INVALID_ARG, srp_attention_cache_set_memory(w->xcache, w->mx, 0, TK, w->klen))       \
+    X(SRP_ERR_SHAPE, srp_attention_cache_set_memory(w->xcache, w->mx, B + 1, TK, NULL))            \
+    X(SRP_ERR_INVALID_ARG, srp_attention_cache_set_memory(w->xcache, w->mx, B, 0, NULL))           \
+    X(SRP_ERR_SHAPE, srp_attention_cache_set_memory(w->xcache, w->mx, B, TK + 1, NULL))            \
+    X(SRP_ERR_INVALID_ARG, srp_attention_cache_set_memory(w->xcache, w->mx, B, TK, w->zero_len))   \
+    X(SRP_ERR_INVALID_ARG, srp_attention_cache_set_memory(w->xcache, w->mx, B, TK, w->long_len))   \
+    X(SRP_ERR_UNSUPPORTED, srp_attention_cache_set_memory(w->acache, w->mx, B, TK, NULL))          \
+    X(SRP_ERR_INVALID_ARG, srp_block_cache_set_memory(NULL, w->mx, B, TK, w->klen))                \
+    X(SRP_ERR_INVALID_ARG, srp_block_cache_set_memory(w->dcache, NULL, B, TK, w->klen))            \
+    X(SRP_ERR_INVALID_ARG, srp_block_cache_set_memory(w->dcache, w->mx, 0, TK, w->klen))           \
+    X(SRP_ERR_SHAPE, srp_block_cache_set_memory(w->dcache, w->mx, B + 1, TK, NULL))                \
+    X(SRP_ERR_INVALID_ARG, srp_block_cache_set_memory(w->dcache, w->mx, B, 0, NULL))               \
+    X(SRP_ERR_SHAPE, srp_block_cache_set_memory(w->dcache, w->mx, B, TK + 1, NULL))                \
+    X(SRP_ERR_INVALID_ARG, srp_block_cache_set_memory(w->dcache, w->mx, B, TK, w->zero_len))       \
+    X(SRP_ERR_INVALID_ARG, srp_block_cache_set_memory(w->dcache, w->mx, B, TK, w->long_len))       \
+    X(SRP_ERR_UNSUPPORTED, srp_block_cache_set_memory(w->bcache, w->mx, B, TK, NULL))              \
+    X(SRP_ERR_ORDER, srp_attention_decode(w->xatt, w->xempty, w->ax, B, w->out.dec_xy))            \
+    X(SRP_ERR_ORDER, srp_block_decode(w->dblk, w->dempty, w->ax, B, w->out.dec_dy))                \
+    X(SRP_ERR_SHAPE, srp_attention_decode(w->xatt, w->xcache, w->ax, B - 1, w->out.dec_xy))        \
+    X(SRP_ERR_SHAPE, srp_block_decode(w->dblk, w->dcache, w->ax, B - 1, w->out.dec_dy))            \
+    X(SRP_ERR_INVALID_ARG, srp_attention_decode(w->catt, w->xcache, w->ax, B, w->out.dec_xy))      \
+    X(SRP_ERR_INVALID_ARG, srp_block_decode(w->cblk, w->dcache, w->ax, B, w->out.dec_dy))          \
+    X(SRP_ERR_INVALID_ARG, srp_attention_cache_select(NULL, w->rows_ok, B))                        \
+    X(SRP_ERR_INVALID_ARG, srp_attention_cache_select(w->acache, NULL, B))                         \
+    X(SRP_ERR_INVALID_ARG, srp_attention_cache_select(w->acache, w->rows_ok, 0))                   \
+    X(SRP_ERR_SHAPE, srp_attention_cache_select(w->acache, w->rows_big, B + 1))                    \
+    X(SRP_ERR_INVALID_ARG, srp_attention_cache_select(w->acache, w->rows_bad, B))                  \
+    X(SRP_ERR_INVALID_ARG, srp_attention_cache_select(w->xcache, w->rows_bad, B))                  \
+    X(SRP_ERR_SHAPE, srp_attention_cache_select(w->xcache, w->rows_big, B + 1))                    \
+    X(SRP_ERR_ORDER, srp_attention_cache_select(w->xempty, w->rows_ok, B))                         \
+    X(SRP_ERR_INVALID_ARG, srp_block_cache_select(NULL, w->rows_ok, B))                            \
+    X(SRP_ERR_INVALID_ARG, srp_block_cache_select(w->bcache, NULL, B))                             \
+    X(SRP_ERR_INVALID_ARG, srp_block_cache_select(w->bcache, w->rows_ok, 0))                       \
+    X(SRP_ERR_SHAPE, srp_block_cache_select(w->bcache, w->rows_big, B + 1))                        \
+    X(SRP_ERR_INVALID_ARG, srp_block_cache_select(w->bcache, w->rows_bad, B))                      \
+    X(SRP_ERR_INVALID_ARG, srp_block_cache_select(w->dcache, w->rows_bad, B))                      \
+    X(SRP_ERR_SHAPE, srp_block_cache_select(w->dcache, w->rows_big, B + 1))                        \
+    X(SRP_ERR_ORDER, srp_block_cache_select(w->dempty, w->rows_ok, B))                             \
+    EACH(SRP_ERR_ORDER, 2, select_before_decoding(w, which))                                       \
     /* the small layers (nn.h) */                                                                  \
     X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(NULL, NULL, NULL, ROWS, CLASSES, 1e-5f, w->out.nn, NULL, NULL)) \
     X(SRP_ERR_INVALID_ARG, srp_layernorm_forward(w->logits, NULL, NULL, ROWS, CLASSES, 1e-5f, NULL, NULL, NULL)) \
@@ -1591,6 +1691,12 @@ static srp_status bad_dist_call(world *w, int which)
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[D + 1], INFINITY, blk_decode))                     \
     X(SRP_ERR_NUMERIC, with_bad_value(w, catt_gamma(w), INFINITY, decode_from_start))              \
     X(SRP_ERR_NUMERIC, with_bad_value(w, cblk_fc1_gamma(w), INFINITY, decode_from_start))           \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[3], NAN, xatt_decode))                             \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->ax[D + 2], INFINITY, dblk_decode))                    \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->mx[3], NAN, xcache_set))                              \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, &w->mx[TK * D + 1], INFINITY, dcache_set))                \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, xatt_kv_gamma(w), INFINITY, xcache_set))                  \
+    X(SRP_ERR_NUMERIC, with_bad_value(w, dblk_cross_q_gamma(w), NAN, dcache_set))                  \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->cx[7], NAN, conv_fwd_train))                          \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->cx[0], INFINITY, conv_fwd_eval))                      \
     X(SRP_ERR_NUMERIC, overflowing_conv_forward(w))                                                \
@@ -1655,6 +1761,8 @@ static void finish_step(world *w)
     /* the next position: what a bad call left in the caches shows here */
     assert_ok(srp_attention_decode(w->catt, w->acache, w->ax + B * D, B, w->out.dec_ay));
     assert_ok(srp_block_decode(w->cblk, w->bcache, w->ax + B * D, B, w->out.dec_by));
+    assert_ok(srp_attention_decode(w->xatt, w->xcache, w->ax + B * D, B, w->out.dec_xy));
+    assert_ok(srp_block_decode(w->dblk, w->dcache, w->ax + B * D, B, w->out.dec_dy));
 }
 
 /* A failure of these kinds says what was wrong (srp_last_error_detail):

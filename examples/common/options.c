@@ -9,8 +9,10 @@
 
 #define RUN(field) offsetof(ex_train_options, field)
 _Static_assert(sizeof(srp_precision) == sizeof(int) && SRP_PRECISION_FP32 == 0 &&
-                   SRP_PRECISION_BF16 == 1 && SRP_PRECISION_AUTO == 2,
-               "--precision's choices are srp_precision's values, stored as an int");
+                   SRP_PRECISION_BF16 == 1 && SRP_PRECISION_AUTO == 2 &&
+                   EX_PRECISION_BF16_REFERENCE == 3,
+               "--precision's choices are srp_precision's values and then the reference "
+               "path's, stored as an int");
 #define MAX_ROWS 128
 
 /* The rows every trainer has: a single row's field is where the trainer's
@@ -36,8 +38,9 @@ static const ex_opt_spec k_shared[] = {
     {"min-lr", EX_OPT_FLOAT, 0, 0, 1e4, NULL, 0, 1, NULL, "final lr of the cosine schedule"},
     {"clip", EX_OPT_FLOAT, 0, 0, 1e9, NULL, 0, 1, NULL, "clip the gradient norm to this (0: off)"},
     {"threads", EX_OPT_SIZE, 0, 0, 1024, NULL, 0, 0, NULL, "threads, 0 = one per CPU"},
-    {"precision", EX_OPT_CHOICE, 0, 0, 0, "fp32|bf16|auto", 0, 1, "fp32",
-     "the GEMM inputs' precision: bf16 where the CPU does it fast, with auto (fp32 elsewhere)"},
+    {"precision", EX_OPT_CHOICE, 0, 0, 0, "fp32|bf16|auto|bf16-reference", 0, 1, "fp32",
+     "the GEMM inputs' precision: bf16 where the CPU does it fast, with auto (fp32 elsewhere); "
+     "bf16-reference: bf16's results on any CPU, slower than fp32"},
     {"seed", EX_OPT_U64, 0, 0, 1.8e19, NULL, 0, 1, NULL, "seed of the weights and the data order"},
     /* output and resume (none is part of the fingerprint) */
     {.name = "output", .type = EX_OPT_SHARED},

@@ -59,7 +59,8 @@ typedef struct {
 typedef struct {
     size_t batch;            /* the global batch, over every rank */
     size_t threads;          /* 0: one per CPU */
-    srp_precision precision; /* of the GEMM inputs (srp_set_precision) */
+    srp_precision precision; /* of the GEMM inputs (srp_set_precision), or: */
+#define EX_PRECISION_BF16_REFERENCE 3 /* bf16 on the library's reference path (core.h) */
     uint64_t seed;
     float clip; /* the gradients' global norm (0: none) */
     uint64_t stop_after_steps, check_replicas;

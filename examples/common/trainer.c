@@ -552,7 +552,10 @@ static ex_code run(ex_trainer *t, ex_error *err)
         return ex_dist_is_root(&t->dist) ? ex_plot(o->plot_only, o->plot_path, h->plot, err)
                                          : EX_OK;
     srp_set_num_threads((int)o->threads);
-    if (srp_set_precision(o->precision) != SRP_OK)
+    const int reference = (int)o->precision == EX_PRECISION_BF16_REFERENCE;
+    if (reference)
+        srp_set_precision_bf16_reference();
+    else if (srp_set_precision(o->precision) != SRP_OK)
         return ex_fail(err, EX_USAGE, "--precision %s: %s", srp_precision_name(o->precision),
                        srp_last_error_detail());
     int done = 0;
@@ -563,7 +566,9 @@ static ex_code run(ex_trainer *t, ex_error *err)
            "precision %s%s\n",
            h->program, srp_version_string(), srp_gemm_backend(), srp_openblas_core(),
            srp_get_num_threads(), srp_precision_name(srp_precision_active()),
-           o->precision == SRP_PRECISION_AUTO ? " (auto)" : "");
+           o->precision == SRP_PRECISION_AUTO ? " (auto)"
+           : reference                        ? " (reference path)"
+                                              : "");
     if ((code = ex_dist_agree(&t->dist, build(t, err), err)) != EX_OK)
         return code;
     if (h->describe_data)

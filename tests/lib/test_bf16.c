@@ -54,17 +54,6 @@ static float rounded_by_layer(srp_linear *one, float x)
     return y;
 }
 
-static srp_linear *make_linear(size_t in, size_t out, srp_reparam mode, int bias, uint64_t seed)
-{
-    srp_linear_config c = srp_linear_config_default(in, out);
-    c.reparam = mode;
-    c.bias = bias;
-    c.seed = seed;
-    srp_linear *l = NULL;
-    assert_ok(srp_linear_create(&l, &c));
-    return l;
-}
-
 /* Round to nearest, ties to even, at bf16's 8 significant bits; the
  * expected values are worked out by hand from the bit patterns. */
 static void test_rounding(void **state)

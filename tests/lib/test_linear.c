@@ -54,17 +54,6 @@ static void problem_free(linear_problem *P)
 
 /* ---------------- helpers on the layer ---------------- */
 
-static srp_linear *make_layer(size_t in, size_t out, srp_reparam mode, int bias, uint64_t seed)
-{
-    srp_linear_config c = srp_linear_config_default(in, out);
-    c.reparam = mode;
-    c.bias = bias;
-    c.seed = seed;
-    srp_linear *l = NULL;
-    assert_ok(srp_linear_create(&l, &c));
-    return l;
-}
-
 /* Gives the layer O(1) weights, a bias and gamma != sigma, so that every
  * term of the gradient is of a visible size. */
 static void randomize_layer(srp_linear *l, srp_rng *r)
@@ -96,7 +85,7 @@ static void test_forward_matches_double_reference(void **state)
     for (size_t m = 0; m < 3; m++) {
         for (size_t s = 0; s < sizeof(k_shapes) / sizeof(k_shapes[0]); s++) {
             const shape sh = k_shapes[s];
-            srp_linear *l = make_layer(sh.in, sh.out, k_modes[m], (int)(s % 2 == 0), 1 + s);
+            srp_linear *l = make_linear(sh.in, sh.out, k_modes[m], (int)(s % 2 == 0), 1 + s);
             randomize_layer(l, &r);
             float *x = malloc(sizeof(float) * sh.n * sh.in);
             float *y = malloc(sizeof(float) * sh.n * sh.out);
@@ -219,7 +208,7 @@ static void test_backward_matches_finite_differences(void **state)
     for (size_t m = 0; m < 3; m++) {
         for (size_t s = 0; s < 6; s++) { /* all but the largest shape */
             const shape sh = k_shapes[s];
-            srp_linear *l = make_layer(sh.in, sh.out, k_modes[m], (int)(s % 3 != 1), 10 + s);
+            srp_linear *l = make_linear(sh.in, sh.out, k_modes[m], (int)(s % 3 != 1), 10 + s);
             randomize_layer(l, &r);
             const double share = check_gradients(l, sh.n, &r, tol);
             if (k_modes[m] == SRP_REPARAM_SIGMA && sh.in * sh.out > 1)
@@ -297,7 +286,7 @@ static void test_weight_path_matches_finite_differences(void **state)
     for (size_t m = 0; m < 3; m++)
         for (size_t s = 1; s < 6; s++) {
             const shape sh = k_shapes[s];
-            srp_linear *l = make_layer(sh.in, sh.out, k_modes[m], (int)(s % 3 != 1), 30 + s);
+            srp_linear *l = make_linear(sh.in, sh.out, k_modes[m], (int)(s % 3 != 1), 30 + s);
             randomize_layer(l, &r);
             check_weight_path(l, sh.n, &r, 5e-5);
             srp_linear_destroy(l);
@@ -345,7 +334,7 @@ static void test_eval_changes_nothing_and_repeats_bitwise(void **state)
     (void)state;
     srp_rng r = seeded_rng(400);
     for (size_t m = 0; m < 3; m++) {
-        srp_linear *l = make_layer(24, 10, k_modes[m], 1, 5);
+        srp_linear *l = make_linear(24, 10, k_modes[m], 1, 5);
         randomize_layer(l, &r);
         float x[3 * 24], y1[30], y2[30], y3[30];
         fill_normal_f(&r, x, 3 * 24, 1.0);
@@ -383,7 +372,7 @@ static void test_folded_weight_is_the_eval_weight(void **state)
     for (size_t m = 0; m < 3; m++) {
         for (size_t s = 0; s + 1 < sizeof(k_shapes) / sizeof(k_shapes[0]); s++) {
             const shape sh = k_shapes[s];
-            srp_linear *l = make_layer(sh.in, sh.out, k_modes[m], (int)(s % 2 == 0), 1 + s);
+            srp_linear *l = make_linear(sh.in, sh.out, k_modes[m], (int)(s % 2 == 0), 1 + s);
             randomize_layer(l, &r);
             float *x = malloc(sizeof(float) * sh.n * sh.in);
             float *y = malloc(sizeof(float) * sh.n * sh.out);
@@ -445,7 +434,7 @@ static void test_accumulation_equals_concatenated_batch(void **state)
     for (size_t k = 0; k < 2; k++)
         for (size_t m = 0; m < 3; m++) {
             const size_t N = sizes[k][0], IN = sizes[k][1], OUT = sizes[k][2], HALF = sizes[k][3];
-            srp_linear *a = make_layer(IN, OUT, k_modes[m], 1, 6);
+            srp_linear *a = make_linear(IN, OUT, k_modes[m], 1, 6);
             randomize_layer(a, &r);
             float *x = malloc(sizeof(float) * N * IN), *y = malloc(sizeof(float) * N * OUT);
             float *dy = malloc(sizeof(float) * N * OUT), *dw_one = malloc(sizeof(float) * IN * OUT);
@@ -540,7 +529,7 @@ static void test_reinit_sigma_after_loading_weights(void **state)
 {
     (void)state;
     srp_rng r = seeded_rng(600);
-    srp_linear *l = make_layer(30, 20, SRP_REPARAM_SIGMA, 1, 1);
+    srp_linear *l = make_linear(30, 20, SRP_REPARAM_SIGMA, 1, 1);
     *srp_linear_gamma(l) = 2.5f;
     fill_normal_f(&r, srp_linear_weight(l), 600, 3.0);
     assert_ok(srp_linear_reinit_sigma(l));
@@ -630,7 +619,7 @@ static void test_non_finite_input_leaves_the_layer_untouched(void **state)
 {
     (void)state;
     srp_rng r = seeded_rng(700);
-    srp_linear *l = make_layer(10, 6, SRP_REPARAM_SIGMA, 1, 2);
+    srp_linear *l = make_linear(10, 6, SRP_REPARAM_SIGMA, 1, 2);
     randomize_layer(l, &r);
     float x[2 * 10], y[2 * 6], dy[2 * 6], dx[2 * 10];
     fill_normal_f(&r, x, 20, 1.0);
@@ -678,7 +667,7 @@ static void test_non_finite_input_leaves_the_layer_untouched(void **state)
     assert_status(srp_linear_forward(l, x, 2, y, SRP_TRAIN), SRP_ERR_NUMERIC);
     assert_status(srp_linear_reinit_sigma(l), SRP_ERR_NUMERIC);
     srp_linear_destroy(l);
-    l = make_layer(10, 6, SRP_REPARAM_STATS_ONLY, 1, 2);
+    l = make_linear(10, 6, SRP_REPARAM_STATS_ONLY, 1, 2);
     memset(srp_linear_weight(l), 0, sizeof(float) * 60);
     assert_ok(srp_linear_reinit_sigma(l));
     assert_ok(srp_linear_forward(l, x, 2, y, SRP_TRAIN));
@@ -694,7 +683,7 @@ static void test_weight_path_refuses_bad_input(void **state)
 {
     (void)state;
     srp_rng r = seeded_rng(220);
-    srp_linear *l = make_layer(10, 6, SRP_REPARAM_SIGMA, 1, 3);
+    srp_linear *l = make_linear(10, 6, SRP_REPARAM_SIGMA, 1, 3);
     randomize_layer(l, &r);
     float w_hat[60], dw_hat[60], db[6];
     fill_normal_f(&r, dw_hat, 60, 1.0);
@@ -728,7 +717,7 @@ static void test_weight_path_refuses_bad_input(void **state)
     assert_status(srp_linear_backward_weight(l, dw_hat, db), SRP_ERR_ORDER);
     srp_linear_destroy(l);
     /* Without a bias, db may be NULL. */
-    l = make_layer(10, 6, SRP_REPARAM_SIGMA, 0, 3);
+    l = make_linear(10, 6, SRP_REPARAM_SIGMA, 0, 3);
     assert_ok(srp_linear_forward_weight(l, SRP_TRAIN, w_hat));
     assert_ok(srp_linear_backward_weight(l, dw_hat, NULL));
     srp_linear_destroy(l);
@@ -746,7 +735,7 @@ static void run_fixture_case(const fixture *fx, const char *tag)
     const int bias = cfg[3] != 0.0f, stats = cfg[4] != 0.0f, steps = (int)cfg[5];
     const float lr = 0.05f, tol = 1e-5f;
     srp_linear *l =
-        make_layer(in, out, stats ? SRP_REPARAM_STATS_ONLY : SRP_REPARAM_SIGMA, bias, 1);
+        make_linear(in, out, stats ? SRP_REPARAM_STATS_ONLY : SRP_REPARAM_SIGMA, bias, 1);
     memcpy(srp_linear_weight(l), FX("w0", in * out), sizeof(float) * in * out);
     if (bias)
         memcpy(srp_linear_bias(l), FX("b0", out), sizeof(float) * out);
@@ -834,7 +823,7 @@ static void test_forward_backward_allocate_nothing(void **state)
          * binary, so the shared library's calls bypass it), the 0 below would
          * prove nothing. */
         alloc_counter_start();
-        srp_linear *l = make_layer(IN, OUT, k_modes[m], 1, 3);
+        srp_linear *l = make_linear(IN, OUT, k_modes[m], 1, 3);
         assert_true(alloc_counter_stop(NULL) > 0);
         float *x = malloc(sizeof(float) * N * IN), *y = malloc(sizeof(float) * N * OUT);
         float *dx = malloc(sizeof(float) * N * IN);

@@ -17,7 +17,7 @@
 /* A linear whose W has singular values 3, 2.9, 1, ...: sigma is not 1
  * (so dividing by it twice shows), and the top two are close (so one
  * power step from anything but the top singular vector is visibly off). */
-static srp_linear *make_linear(uint64_t seed)
+static srp_linear *make_spectrum_linear(uint64_t seed)
 {
     srp_linear_config c = srp_linear_config_default(IN, OUT);
     c.seed = seed;
@@ -93,7 +93,7 @@ static void assert_same_next_step(srp_linear *a, srp_linear *b, const float *x)
 static void test_eval_does_not_touch_state(void **state)
 {
     (void)state;
-    srp_linear *l = make_linear(1);
+    srp_linear *l = make_spectrum_linear(1);
     float x[N * IN], y1[N * OUT], y2[N * OUT];
     fill_input(x, N * IN, 7);
     assert_ok(srp_linear_forward(l, x, N, y1, SRP_TRAIN)); /* a state a step in */
@@ -107,7 +107,7 @@ static void test_eval_does_not_touch_state(void **state)
     assert_memory_equal(before.v, after.v, sizeof(before.v));
     assert_true(before.gamma == after.gamma && before.w0 == after.w0);
     /* The next training step is the one a twin that never evaluated takes. */
-    srp_linear *twin = make_linear(1);
+    srp_linear *twin = make_spectrum_linear(1);
     assert_ok(srp_linear_forward(twin, x, N, y2, SRP_TRAIN));
     assert_same_next_step(l, twin, x);
     srp_linear_destroy(twin);
@@ -120,7 +120,7 @@ static void test_eval_does_not_touch_state(void **state)
 static void test_first_forward_can_be_eval(void **state)
 {
     (void)state;
-    srp_linear *l = make_linear(2);
+    srp_linear *l = make_spectrum_linear(2);
     float x[N * IN], y[N * OUT];
     double ref[N * OUT];
     fill_input(x, N * IN, 8);
@@ -144,7 +144,7 @@ static void test_first_forward_can_be_eval(void **state)
 static void test_several_forwards_before_backward_are_refused(void **state)
 {
     (void)state;
-    srp_linear *l = make_linear(3);
+    srp_linear *l = make_spectrum_linear(3);
     float x1[N * IN], x2[N * IN], y[N * OUT], dy[N * OUT], dx[N * IN];
     fill_input(x1, N * IN, 9);
     fill_input(x2, N * IN, 10);
@@ -244,7 +244,7 @@ static void test_checkpoint_keeps_the_state(void **state)
     char dir[256], path[320];
     assert_int_equal(scratch_dir_make(dir, sizeof(dir), "srp_regress"), 0);
     snprintf(path, sizeof(path), "%s/linear.ckpt", dir);
-    srp_linear *l = make_linear(4);
+    srp_linear *l = make_spectrum_linear(4);
     float x[N * IN], y[N * OUT];
     fill_input(x, N * IN, 15);
     for (int i = 0; i < 3; i++) /* a state that is not the SVD's */
@@ -253,7 +253,7 @@ static void test_checkpoint_keeps_the_state(void **state)
     srp_tensor_ref refs[6];
     linear_state_refs(l, &sigma, refs);
     assert_ok(srp_checkpoint_save(path, refs, 6));
-    srp_linear *r = make_linear(5); /* other weights, other state */
+    srp_linear *r = make_spectrum_linear(5); /* other weights, other state */
     float sigma_r = 0.0f;
     linear_state_refs(r, &sigma_r, refs);
     assert_ok(srp_checkpoint_load(path, refs, 6));
@@ -271,7 +271,7 @@ static void test_checkpoint_keeps_the_state(void **state)
 static void test_gradient_goes_through_sigma(void **state)
 {
     (void)state;
-    srp_linear *l = make_linear(6);
+    srp_linear *l = make_spectrum_linear(6);
     float x[N * IN], y[N * OUT], dy[N * OUT];
     fill_input(x, N * IN, 16);
     fill_input(dy, N * OUT, 17);

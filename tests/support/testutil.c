@@ -313,6 +313,17 @@ void fixture_free(fixture *fx)
     free(fx);
 }
 
+srp_linear *make_linear(size_t in, size_t out, srp_reparam mode, int bias, uint64_t seed)
+{
+    srp_linear_config c = srp_linear_config_default(in, out);
+    c.reparam = mode;
+    c.bias = bias;
+    c.seed = seed;
+    srp_linear *l = NULL;
+    assert_ok(srp_linear_create(&l, &c));
+    return l;
+}
+
 void randomize_block(srp_block *b, srp_rng *r, float gamma_step)
 {
     for (size_t i = 0; i < srp_block_linear_count(b); i++) {

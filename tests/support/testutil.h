@@ -83,6 +83,10 @@ void fixture_free(fixture *fx);
 void fixture_check_linear_step(const fixture *fx, const char *prefix, srp_linear *l, double tol,
                                double db_floor, float lr);
 
+/* A linear layer of the given reparametrization, bias and seed (the rest
+ * the defaults), created under the precision active now. */
+srp_linear *make_linear(size_t in, size_t out, srp_reparam mode, int bias, uint64_t seed);
+
 /* A block's parameters at O(1) scale, for the block tests: each linear's
  * weight ~ N(0, (1.2 / sqrt(in))^2) with its sigma by SVD, bias ~ N(0, 0.2^2)
  * and gamma = sigma (0.7 + gamma_step i) for linear i (so gamma != sigma);

@@ -407,7 +407,9 @@ static srp_status masked_bound_terms(srp_attention *a, const char *call, float *
  *     each rounded to bf16 (|x_b - x| <= u_b |x|, u_b = 2^-8): with
  *     r = (1 + u_b)^2, |x_b W_b^T - x W^T| <= (r - 1) |x| |W|^T, and the
  *     float GEMM of the rounded factors errs by gamma_{D+2} r times the
- *     same: so gamma_{D+2} in eq and ek becomes (r - 1) + r gamma_{D+2}.
+ *     same: so gamma_{D+2} in eq and ek becomes (r - 1) + r gamma_{D+2}
+ *     (barring underflow, which the fp32 model also sets aside: below
+ *     2^-126 bf16's error is absolute, at most 2^-134).
  *     The attention's own products (S and P V) stay fp32.
  *     No term is a multiple of the exact row's norm, which the shift c_i
  *     can make much larger than s. The softmax's t_j = fl(s_j - m) errs by

@@ -50,8 +50,9 @@ static srp_status bf16_refusal(void)
 #endif
 }
 
-/* What layers created from now on multiply with: FP32 or BF16. */
-static srp_precision active = SRP_PRECISION_FP32;
+/* What layers created from now on multiply with: FP32 or BF16 (atomic:
+ * any thread may set it, as the thread count). */
+static _Atomic srp_precision active = SRP_PRECISION_FP32;
 
 srp_status srp_set_precision(srp_precision p)
 {

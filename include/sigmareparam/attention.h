@@ -357,8 +357,9 @@ SRP_API double srp_entropy_lower_bound(double s, size_t tokens);
  * cross-attention: SRP_ERR_UNSUPPORTED; max_batch or max_tokens 0, or
  * sizes past SIZE_MAX bytes or BLAS's int: SRP_ERR_INVALID_ARG. The cache
  * refers to the module: destroy the cache first. A decode (and
- * set_memory) uses the module as a forward does (its linears' scratch, at
- * position 0): not at the same time as another call on the module from
+ * set_memory) uses the module as a forward does (its linears' scratch at
+ * position 0, and their bf16 rounding scratch at every position under bf16
+ * inputs): not at the same time as another call on the module from
  * another thread. reset: empty again, for new sequences of any batch up
  * to max_batch (a cross-attention's cache forgets its memory too). length:
  * the positions decoded (0 for NULL). */

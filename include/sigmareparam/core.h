@@ -127,7 +127,8 @@ SRP_API const char *srp_openblas_core(void);
  * Another value: SRP_ERR_INVALID_ARG. Nothing changes on failure. */
 typedef enum { SRP_PRECISION_FP32 = 0, SRP_PRECISION_BF16, SRP_PRECISION_AUTO } srp_precision;
 SRP_API srp_status srp_set_precision(srp_precision p);
-/* The precision the GEMMs run with now: FP32 or BF16, never AUTO. */
+/* The precision of the layers created from now on: FP32 or BF16, never
+ * AUTO (a layer keeps the one it was created with). */
 SRP_API srp_precision srp_precision_active(void);
 /* "fp32", "bf16", "auto"; "unknown" for another value. */
 SRP_API const char *srp_precision_name(srp_precision p);
@@ -138,7 +139,7 @@ SRP_API const char *srp_precision_name(srp_precision p);
  * values are exact: the results of a native bf16 GEMM with fp32
  * accumulation, up to the order of the sums, and slower than fp32. For
  * tests of what bf16 does to a model and to the entropy bound, and as the
- * yardstick of a native path. srp_set_precision(FP32) ends it. */
+ * yardstick of a native path. srp_set_precision(FP32 or AUTO) ends it. */
 SRP_API void srp_set_precision_bf16_reference(void);
 #endif
 

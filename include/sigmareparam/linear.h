@@ -129,7 +129,8 @@ SRP_API srp_status srp_linear_forward(srp_linear *l, const float *x, size_t n, f
  * and backward in pairs: a shared layer applied twice is two layers sharing
  * nothing, or one pair at a time; gradient accumulation over micro-batches
  * is a forward and backward pair per micro-batch. dy: [n][out]; dx: [n][in] is overwritten and may be
- * NULL. dW, db, dgamma accumulate. NaN/Inf in x or dy: SRP_ERR_NUMERIC and
+ * NULL. dW, db, dgamma accumulate. NaN/Inf in x or dy (under bf16 inputs,
+ * also a dy past bf16's largest value, 3.39e38): SRP_ERR_NUMERIC and
  * no gradient is touched (dx may be written). */
 SRP_API srp_status srp_linear_backward(srp_linear *l, const float *x, const float *dy, size_t n,
                                        float *dx);

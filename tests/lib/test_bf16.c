@@ -133,7 +133,10 @@ static void assert_within(const float *got, const double *want, const double *m,
 
 /* y, dx and G^T x of a bf16 layer, with more rows than one rounding chunk
  * (256) and both shapes of dW's product (out > in takes x^T G), against
- * the products of the rounded inputs in double and against the fp32 path. */
+ * the products of the rounded inputs in double and against the fp32 path:
+ * with sigma (scale = gamma / sigma != 1 in y and dx) and without (dW is
+ * then G^T x itself). A forward with other weights runs first, so that a
+ * W rounded once and kept would show. */
 static void test_linear_products(void **state)
 {
     (void)state;
@@ -143,16 +146,13 @@ static void test_linear_products(void **state)
     srp_set_precision(SRP_PRECISION_FP32);
     srp_linear_weight(one)[0] = 1.0f;
     srp_rng r = seeded_rng(11);
-    for (size_t s = 0; s < 2; s++) {
-        const size_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+    for (size_t run = 0; run < 4; run++) {
+        const size_t s = run / 2, n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        const srp_reparam mode = run % 2 ? SRP_REPARAM_NONE : SRP_REPARAM_SIGMA;
         srp_set_precision_bf16_reference();
-        srp_linear *lb = make_linear(in, out, SRP_REPARAM_NONE, 1, 3 + s);
+        srp_linear *lb = make_linear(in, out, mode, 1, 3 + s);
         srp_set_precision(SRP_PRECISION_FP32);
-        srp_linear *lf = make_linear(in, out, SRP_REPARAM_NONE, 1, 3 + s);
-        fill_normal_f(&r, srp_linear_weight(lb), in * out, 1.0);
-        fill_normal_f(&r, srp_linear_bias(lb), out, 1.0);
-        memcpy(srp_linear_weight(lf), srp_linear_weight(lb), in * out * sizeof(float));
-        memcpy(srp_linear_bias(lf), srp_linear_bias(lb), out * sizeof(float));
+        srp_linear *lf = make_linear(in, out, mode, 1, 3 + s);
         float *x = alloc_f(n * in), *dy = alloc_f(n * out), *yb = alloc_f(n * out);
         float *yf = alloc_f(n * out), *dxb = alloc_f(n * in), *dxf = alloc_f(n * in);
         float *xr = alloc_f(n * in), *dyr = alloc_f(n * out), *wr = alloc_f(in * out);
@@ -161,28 +161,41 @@ static void test_linear_products(void **state)
         double *m = alloc_d(n * (in > out ? in : out) + in * out);
         fill_normal_f(&r, x, n * in, 1.0);
         fill_normal_f(&r, dy, n * out, 1.0);
+        assert_ok(srp_linear_forward(lb, x, n, yb, SRP_EVAL)); /* with the initial W */
+        assert_ok(srp_linear_forward(lf, x, n, yf, SRP_EVAL));
+        fill_normal_f(&r, srp_linear_weight(lb), in * out, 1.0);
+        fill_normal_f(&r, srp_linear_bias(lb), out, 1.0);
+        *srp_linear_gamma(lb) = 1.7f;
+        memcpy(srp_linear_weight(lf), srp_linear_weight(lb), in * out * sizeof(float));
+        memcpy(srp_linear_bias(lf), srp_linear_bias(lb), out * sizeof(float));
+        *srp_linear_gamma(lf) = 1.7f;
         round_copy(x, xr, n * in, one);
         round_copy(dy, dyr, n * out, one);
         round_copy(srp_linear_weight(lb), wr, in * out, one);
 
-        /* forward: y = x_b W_b^T + b */
+        /* forward: y = scale x_b W_b^T + b, scale = gamma / sigma as the
+         * layer divides them (1 without sigma) */
         assert_ok(srp_linear_forward(lb, x, n, yb, SRP_TRAIN));
         assert_ok(srp_linear_forward(lf, x, n, yf, SRP_TRAIN));
+        const double scale = mode == SRP_REPARAM_SIGMA
+                                 ? (double)(*srp_linear_gamma(lb) / srp_linear_sigma(lb))
+                                 : 1.0;
+        assert_true(mode == SRP_REPARAM_NONE || fabs(scale - 1.0) > 0.1);
         reference_product(xr, wr, n, out, in, c, m);
         for (size_t i = 0; i < n * out; i++) {
-            c[i] += srp_linear_bias(lb)[i % out];
-            m[i] += fabs(srp_linear_bias(lb)[i % out]);
+            c[i] = scale * c[i] + srp_linear_bias(lb)[i % out];
+            m[i] = scale * m[i] + fabs(srp_linear_bias(lb)[i % out]);
         }
         assert_within(yb, c, m, n * out, gamma_f32((double)in + 2.0), "y against bf16 inputs");
         /* against the fp32 path, m from the fp32 inputs */
         reference_product(x, srp_linear_weight(lf), n, out, in, c, m);
         for (size_t i = 0; i < n * out; i++) {
-            m[i] += fabs(srp_linear_bias(lb)[i % out]);
+            m[i] = scale * m[i] + fabs(srp_linear_bias(lb)[i % out]);
             c[i] = yf[i];
         }
         assert_within(yb, c, m, n * out, bf16_against_fp32(in), "y against the fp32 path");
 
-        /* backward: dx = G_b W_b, dW = G_b^T x_b (no sigma: scale 1) */
+        /* backward: dx = scale G_b W_b; without sigma, dW = G_b^T x_b */
         srp_linear_zero_grad(lb);
         srp_linear_zero_grad(lf);
         assert_ok(srp_linear_backward(lb, x, dy, n, dxb));
@@ -191,34 +204,38 @@ static void test_linear_products(void **state)
             for (size_t i = 0; i < in; i++)
                 wt[i * out + o] = wr[o * in + i];
         reference_product(dyr, wt, n, in, out, c, m);
+        for (size_t i = 0; i < n * in; i++)
+            c[i] *= scale, m[i] *= scale;
         assert_within(dxb, c, m, n * in, gamma_f32((double)out + 2.0), "dx against bf16 inputs");
         for (size_t o = 0; o < out; o++)
             for (size_t i = 0; i < in; i++)
                 wt[i * out + o] = srp_linear_weight(lf)[o * in + i];
         reference_product(dy, wt, n, in, out, c, m);
         for (size_t i = 0; i < n * in; i++)
-            c[i] = dxf[i];
+            c[i] = dxf[i], m[i] *= scale;
         assert_within(dxb, c, m, n * in, bf16_against_fp32(out), "dx against the fp32 path");
-        for (size_t t = 0; t < n; t++) {
-            for (size_t o = 0; o < out; o++)
-                dyrt[o * n + t] = dyr[t * out + o];
-            for (size_t i = 0; i < in; i++)
-                xrt[i * n + t] = xr[t * in + i];
+        if (mode == SRP_REPARAM_NONE) { /* with sigma, dW has its rank-1 term too */
+            for (size_t t = 0; t < n; t++) {
+                for (size_t o = 0; o < out; o++)
+                    dyrt[o * n + t] = dyr[t * out + o];
+                for (size_t i = 0; i < in; i++)
+                    xrt[i * n + t] = xr[t * in + i];
+            }
+            reference_product(dyrt, xrt, out, in, n, c, m);
+            assert_within(srp_linear_weight_grad(lb), c, m, in * out, gamma_f32((double)n + 2.0),
+                          "dW against bf16 inputs");
+            for (size_t t = 0; t < n; t++) {
+                for (size_t o = 0; o < out; o++)
+                    dyrt[o * n + t] = dy[t * out + o];
+                for (size_t i = 0; i < in; i++)
+                    xrt[i * n + t] = x[t * in + i];
+            }
+            reference_product(dyrt, xrt, out, in, n, c, m);
+            for (size_t i = 0; i < in * out; i++)
+                c[i] = srp_linear_weight_grad(lf)[i];
+            assert_within(srp_linear_weight_grad(lb), c, m, in * out, bf16_against_fp32(n),
+                          "dW against the fp32 path");
         }
-        reference_product(dyrt, xrt, out, in, n, c, m);
-        assert_within(srp_linear_weight_grad(lb), c, m, in * out, gamma_f32((double)n + 2.0),
-                      "dW against bf16 inputs");
-        for (size_t t = 0; t < n; t++) {
-            for (size_t o = 0; o < out; o++)
-                dyrt[o * n + t] = dy[t * out + o];
-            for (size_t i = 0; i < in; i++)
-                xrt[i * n + t] = x[t * in + i];
-        }
-        reference_product(dyrt, xrt, out, in, n, c, m);
-        for (size_t i = 0; i < in * out; i++)
-            c[i] = srp_linear_weight_grad(lf)[i];
-        assert_within(srp_linear_weight_grad(lb), c, m, in * out, bf16_against_fp32(n),
-                      "dW against the fp32 path");
         free(x), free(dy), free(yb), free(yf), free(dxb), free(dxf), free(xr), free(dyr);
         free(wr), free(dyrt), free(xrt), free(wt), free(c), free(m);
         srp_linear_destroy(lb);
@@ -338,6 +355,97 @@ static void test_entropy_bound_with_bf16_logits(void **state)
     assert_true(wider > 10); /* the bf16 margins are taken */
 }
 
+/* The attention's wiring of its linears under bf16: q, k, v one linear
+ * (its G read with a stride of 3D) or three (each adding into dx). The
+ * sharp checks are the per-product ones above; here the bf16 module
+ * follows the fp32 one within 2^-4 of the largest entry, which a G read
+ * with the wrong stride or a dx overwritten instead of added misses by
+ * far. (Measured: 0.3% to 0.8%.) */
+static void test_attention_under_bf16(void **state)
+{
+    (void)state;
+    const size_t B = 2, T = 7, D = 16, H = 2, n = B * T * D;
+    for (int layout = 0; layout < 3; layout++) {
+        srp_rng r = seeded_rng(40 + (uint64_t)layout), r_fp32 = r;
+        srp_attention *ab = make_attention(1, B, T, D, H, 0, (srp_qkv_sigma)layout, &r, 1.5);
+        srp_attention *af = make_attention(0, B, T, D, H, 0, (srp_qkv_sigma)layout, &r_fp32, 1.5);
+        float *x = alloc_f(n), *dy = alloc_f(n), *y[2], *dx[2];
+        fill_normal_f(&r, x, n, 1.0);
+        fill_normal_f(&r, dy, n, 1.0);
+        srp_attention *mods[2] = {ab, af};
+        for (int i = 0; i < 2; i++) {
+            y[i] = alloc_f(n);
+            dx[i] = alloc_f(n);
+            assert_ok(srp_attention_forward(mods[i], x, B, T, y[i], SRP_TRAIN));
+            assert_ok(srp_attention_backward(mods[i], dy, dx[i]));
+        }
+        double y_max = 0.0, dx_max = 0.0, y_err = 0.0, dx_err = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            y_max = fmax(y_max, fabs(y[1][i]));
+            dx_max = fmax(dx_max, fabs(dx[1][i]));
+            y_err = fmax(y_err, fabs((double)y[0][i] - y[1][i]));
+            dx_err = fmax(dx_err, fabs((double)dx[0][i] - dx[1][i]));
+        }
+        assert_true(y_err <= 0x1p-4 * y_max && dx_err <= 0x1p-4 * dx_max);
+        assert_true(y_err > 0.0 && dx_err > 0.0); /* bf16 did round something */
+        for (int i = 0; i < 2; i++)
+            free(y[i]), free(dx[i]);
+        free(x);
+        free(dy);
+        srp_attention_destroy(ab);
+        srp_attention_destroy(af);
+    }
+}
+
+/* Theorem 3.1's equality case, where no bound has slack to spare: one
+ * head of width 1, two tokens x = (1, -1), q = t x + t and k = t x (W's q
+ * and k entries w, scale t / w; the bias t on q alone). Row 1's logits are
+ * (2t^2, -2t^2), of norm exactly s = ||M|| ||X~ X~^T|| = sqrt(2) t^2 * 2
+ * and mean 0: its entropy is f(s, 2). w sits just above a bf16 tie, so
+ * rounding W lengthens q and k by about 2^-8 and row 1's logits by 1.5
+ * times that, and the measured entropy falls below f(s, 2): only margins
+ * for the rounded inputs keep the bf16 bound below it. */
+static void test_entropy_bound_at_its_equality_case(void **state)
+{
+    (void)state;
+    const float w = from_bits(0x3f808001u); /* 1 + 2^-8 + 2^-23: bf16 rounds it up */
+    const double t = sqrt(1.6 / (2.0 * sqrt(2.0)));
+    const float x[2] = {1.0f, -1.0f};
+    float entropy[2], bound[2];
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        srp_attention_config c = srp_attention_config_default(1, 1);
+        if (bf16)
+            srp_set_precision_bf16_reference();
+        srp_attention *a = NULL;
+        assert_ok(srp_attention_create(&a, &c, 1, 2));
+        srp_set_precision(SRP_PRECISION_FP32);
+        srp_linear *qkv = srp_attention_in_proj(a, 0, NULL);
+        float *W = srp_linear_weight(qkv), *b = srp_linear_bias(qkv); /* [3][1], [3] */
+        W[0] = W[1] = w;
+        W[2] = 1.0f;
+        b[0] = (float)t;
+        b[1] = b[2] = 0.0f;
+        assert_ok(srp_linear_reinit_sigma(qkv));
+        *srp_linear_gamma(qkv) = (float)(t / w * srp_linear_sigma(qkv));
+        float y[2], mean;
+        assert_ok(srp_attention_forward(a, x, 1, 2, y, SRP_EVAL));
+        assert_ok(srp_attention_entropy(a, &mean, &entropy[bf16]));
+        assert_ok(srp_attention_entropy_bound(a, &bound[bf16]));
+        srp_attention_destroy(a);
+    }
+    const double exact = srp_entropy_lower_bound(2.0 * sqrt(2.0) * t * t, 2);
+    /* fp32: the bound is tight, and below the entropy */
+    assert_true(bound[0] <= entropy[0] && entropy[0] - bound[0] < 1e-4);
+    assert_close_rel(entropy[0], exact, 1e-5, 0.0, "fp32 entropy at the equality case");
+    /* bf16: rounding took the entropy below f(s, 2), and the bound below it */
+    assert_true(entropy[1] < exact - 1e-3);
+    if (!(bound[1] <= entropy[1])) {
+        print_error("bf16 bound %.7g above the entropy %.7g (f(s, 2) = %.7g)\n", bound[1],
+                    entropy[1], exact);
+        fail();
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -345,6 +453,8 @@ int main(void)
         cmocka_unit_test(test_linear_products),
         cmocka_unit_test(test_determinism_and_no_allocation),
         cmocka_unit_test(test_entropy_bound_with_bf16_logits),
+        cmocka_unit_test(test_entropy_bound_at_its_equality_case),
+        cmocka_unit_test(test_attention_under_bf16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

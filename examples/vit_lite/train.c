@@ -525,28 +525,21 @@ static ex_code write_logits(vit_trainer *t, ex_error *err)
     return EX_OK;
 }
 
-/* --export and --export-folded: the model the run evaluated (the weight
- * average with its own sigma, when there is one: what evaluate() swaps
- * in), under the official PyTorch names, and folded for inference; the
- * line and the file's metadata say which weights. */
+/* --export and --export-folded: the model the run evaluated
+ * (ex_official_export_run), under the official PyTorch names, and folded
+ * for inference. */
+static ex_code write_model_file(ex_trainer *base, ex_official_use use, const char *path,
+                                const char *weights, ex_error *err)
+{
+    vit_model *m = vt(base)->model;
+    return use == EX_OFFICIAL_FOLDED ? vit_export_folded(m, path, weights, err)
+                                     : vit_export_safetensors(m, path, weights, err);
+}
+
 static ex_code export_model(ex_trainer *base, ex_error *err)
 {
-    vit_trainer *t = vt(base);
-    const vit_options *o = &t->opt;
-    if ((!o->export_path && !o->export_folded) || !ex_dist_is_root(&base->dist))
-        return EX_OK;
-    const int average = srp_weight_average_updates(base->average) > 0;
-    const char *weights = average ? "average" : "live";
-    const char *said = average ? "the weight average, its sigma recomputed" : "the live weights";
-    ex_code code = ex_trainer_swap_in_average(base, err);
-    if (code == EX_OK && o->export_path &&
-        (code = vit_export_safetensors(t->model, o->export_path, weights, err)) == EX_OK)
-        printf("wrote %s (%s)\n", o->export_path, said);
-    if (code == EX_OK && o->export_folded &&
-        (code = vit_export_folded(t->model, o->export_folded, weights, err)) == EX_OK)
-        printf("wrote %s (%s, folded)\n", o->export_folded, said);
-    ex_trainer_swap_out_average(base);
-    return code;
+    const vit_options *o = &vt(base)->opt;
+    return ex_official_export_run(base, o->export_path, o->export_folded, write_model_file, err);
 }
 
 /* --eval-only: the test set scored by a checkpoint's model (and its weight

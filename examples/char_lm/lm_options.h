@@ -28,6 +28,15 @@ typedef struct {
     uint64_t eval_every;   /* steps between validation evaluations */
     size_t eval_windows;   /* context windows of each periodic evaluation (0: all) */
 
+    float ema; /* evaluate a weight average with this decay (0: off) */
+
+    /* models in safetensors files (lm_safetensors.h) */
+    int eval_only;             /* evaluate the --resume or --init-from model and exit */
+    const char *logits_path;   /* with eval_only: the validation windows' logits */
+    const char *export_path;   /* the model evaluated, under PyTorch's names, at the end */
+    const char *export_folded; /* the same, W_hat baked in, plain nn.Linear names */
+    const char *init_from;     /* start from this safetensors model */
+
     /* sampling */
     size_t sample;
     float temperature;

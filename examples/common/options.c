@@ -291,6 +291,8 @@ void ex_options_fingerprint(const ex_opt_table *t, const void *opts, char *buf, 
             continue;
         char v[128];
         value_text(s, opts, v, sizeof(v));
+        if (s->trajectory == EX_OPT_UNLESS_DEFAULT && s->def && strcmp(v, s->def) == 0)
+            continue;
         used += (size_t)snprintf(buf + used, len - used, "%s%s=%s", used ? " " : "", s->name, v);
     }
 }

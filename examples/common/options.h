@@ -26,6 +26,8 @@ typedef enum {
     EX_OPT_SHARED
 } ex_opt_type;
 
+#define EX_OPT_UNLESS_DEFAULT 2
+
 typedef struct {
     const char *name; /* without the leading -- */
     ex_opt_type type;
@@ -33,7 +35,9 @@ typedef struct {
     double lo, hi;       /* numeric range */
     const char *choices; /* EX_OPT_CHOICE; for EX_OPT_STRING, its --help name (NULL: PATH) */
     int value;           /* EX_OPT_FLAG */
-    int trajectory;      /* part of the fingerprint: a resumed run must match it */
+    int trajectory;      /* part of the fingerprint: a resumed run must match it;
+                            EX_OPT_UNLESS_DEFAULT: only when not at its default (an
+                            option added later, so that older runs still resume) */
     /* The default as a command line gives it (a flag: "on", set by
      * default); NULL: the table's defaults function's. An EX_OPT_SHARED
      * row's replaces the shared row's. */

@@ -75,22 +75,7 @@ static const ex_opt_spec k_specs[] = {
      "recomputed (0: off)"},
     /* output */
     {.name = "output", .type = EX_OPT_SHARED, .offset = OFF(run)},
-    {"eval-only", EX_OPT_FLAG, OFF(eval_only), 0, 0, NULL, 1, 0, NULL,
-     "score the validation text with the --resume checkpoint's model (its weight average "
-     "with --ema, as the run did) or the --init-from model, and exit"},
-    {"logits", EX_OPT_STRING, OFF(logits_path), 0, 0, NULL, 0, 0, NULL,
-     "with --eval-only, also write the logits of the --eval-windows validation windows to "
-     "this safetensors file (\"tokens\" [windows, context] u8, \"logits\" [windows, "
-     "context, 256])"},
-    {"export", EX_OPT_STRING, OFF(export_path), 0, 0, NULL, 0, 0, NULL,
-     "at the end, write the model the run evaluated to this safetensors file under the names "
-     "of PyTorch's modules with the official SNLinear (docs/FORMAT.md)"},
-    {"export-folded", EX_OPT_STRING, OFF(export_folded), 0, 0, NULL, 0, 0, NULL,
-     "at the end, write that model for inference: gamma / sigma * W baked into plain "
-     "nn.Linear weights (docs/FORMAT.md)"},
-    {"init-from", EX_OPT_STRING, OFF(init_from), 0, 0, NULL, 0, 0, NULL,
-     "start from the model in this safetensors file (--export's names, e.g. written by "
-     "PyTorch) instead of a random init"},
+    {.name = "model-files", .type = EX_OPT_SHARED, .offset = OFF(run)},
     {"plot", EX_OPT_STRING, OFF(run.plot_path), 0, 0, NULL, 0, 0, NULL,
      "render loss, bits per character and entropy curves to this PNG (gnuplot)"},
     /* sampling */
@@ -130,15 +115,10 @@ static ex_code check(void *opts, ex_error *err)
         return ex_fail(err, EX_USAGE, "--plot-only needs --plot FILE.png");
     if (o->generate_path && o->sample == 0)
         return ex_fail(err, EX_USAGE, "--generate needs --sample N (how many bytes)");
-    if (o->eval_only && !o->run.resume_path && !o->init_from)
-        return ex_fail(err, EX_USAGE,
-                       "--eval-only needs --resume CHECKPOINT or --init-from MODEL.safetensors");
-    if (o->logits_path && !o->eval_only)
-        return ex_fail(err, EX_USAGE, "--logits needs --eval-only");
-    if (o->init_from && o->run.resume_path)
-        return ex_fail(err, EX_USAGE,
-                       "--init-from starts a new run and --resume continues one: give one of them");
-    if (!o->generate_path && !o->run.plot_only && !o->eval_only && o->steps == 0 &&
+    const ex_code files = ex_model_files_check(&o->run, err);
+    if (files != EX_OK)
+        return files;
+    if (!o->generate_path && !o->run.plot_only && !o->run.eval_only && o->steps == 0 &&
         !(o->minutes > 0.0f))
         return ex_fail(err, EX_USAGE, "give --steps N or --minutes M (or both)");
     return EX_OK;

@@ -8,7 +8,7 @@
 #include <stdio.h>
 
 #include "common/options.h"
-#include "model.h"
+#include "lm_model.h"
 
 typedef struct {
     ex_train_options run; /* batch, threads, seed, clip, output, resume, collapse watch */
@@ -28,14 +28,7 @@ typedef struct {
     uint64_t eval_every;   /* steps between validation evaluations */
     size_t eval_windows;   /* context windows of each periodic evaluation (0: all) */
 
-    float ema; /* evaluate a weight average with this decay (0: off) */
-
-    /* models in safetensors files (lm_safetensors.h) */
-    int eval_only;             /* evaluate the --resume or --init-from model and exit */
-    const char *logits_path;   /* with eval_only: the validation windows' logits */
-    const char *export_path;   /* the model evaluated, under PyTorch's names, at the end */
-    const char *export_folded; /* the same, W_hat baked in, plain nn.Linear names */
-    const char *init_from;     /* start from this safetensors model */
+    float ema; /* evaluate (and export) a weight average with this decay (0: off) */
 
     /* sampling */
     size_t sample;

@@ -1,8 +1,6 @@
 /* The char LM under PyTorch's names (lm_safetensors.h). */
 #include "lm_safetensors.h"
 
-#include "common/official_file.h"
-
 /* The model's tensors under the names, for use. */
 static ex_code lm_tensors(lm_model *m, ex_official_use use, ex_official *o, ex_error *err)
 {
@@ -23,8 +21,8 @@ static ex_code lm_tensors(lm_model *m, ex_official_use use, ex_official *o, ex_e
                         : ex_fail_status(err, st, "the list of the model's tensors");
 }
 
-static ex_code write_model(lm_model *m, ex_official_use use, const char *path, const char *weights,
-                           ex_error *err)
+ex_code lm_export(lm_model *m, ex_official_use use, const char *path, const char *weights,
+                  ex_error *err)
 {
     ex_official o;
     ex_code code = lm_tensors(m, use, &o, err);
@@ -34,17 +32,7 @@ static ex_code write_model(lm_model *m, ex_official_use use, const char *path, c
     return code;
 }
 
-ex_code lm_export_safetensors(lm_model *m, const char *path, const char *weights, ex_error *err)
-{
-    return write_model(m, EX_OFFICIAL_EXPORT, path, weights, err);
-}
-
-ex_code lm_export_folded(lm_model *m, const char *path, const char *weights, ex_error *err)
-{
-    return write_model(m, EX_OFFICIAL_FOLDED, path, weights, err);
-}
-
-ex_code lm_import_safetensors(lm_model *m, const char *path, ex_error *err)
+ex_code lm_import(lm_model *m, const char *path, ex_error *err)
 {
     ex_official o;
     ex_code code = lm_tensors(m, EX_OFFICIAL_IMPORT, &o, err);

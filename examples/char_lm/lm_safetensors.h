@@ -15,22 +15,21 @@
 #define LM_SAFETENSORS_H
 
 #include "common/error.h"
-#include "model.h"
+#include "common/official_file.h"
+#include "lm_model.h"
 
 /* Writes the model to path, with weights ("live" or "average") under the
- * metadata key "weights". */
-ex_code lm_export_safetensors(lm_model *m, const char *path, const char *weights, ex_error *err);
-
-/* Writes the model for inference: each linear a plain nn.Linear whose
- * weight is W_hat = gamma / sigma * W of the eval forward
- * (srp_linear_folded_weight), no u, sigma or gamma; the rest as
- * lm_export_safetensors. */
-ex_code lm_export_folded(lm_model *m, const char *path, const char *weights, ex_error *err);
+ * metadata key "weights": as it is (EX_OFFICIAL_EXPORT), or for inference
+ * (EX_OFFICIAL_FOLDED): each linear a plain nn.Linear whose weight is
+ * W_hat = gamma / sigma * W of the eval forward (srp_linear_folded_weight),
+ * no u, sigma or gamma, the rest as it is. */
+ex_code lm_export(lm_model *m, ex_official_use use, const char *path, const char *weights,
+                  ex_error *err);
 
 /* Reads the model from path: every tensor the model has must be there with
  * its shape and dtype, and nothing else (the message lists what is missing
  * or unknown); all or nothing. The power iteration's state comes from the
  * file's u and spectral_norm (v recomputed from u). */
-ex_code lm_import_safetensors(lm_model *m, const char *path, ex_error *err);
+ex_code lm_import(lm_model *m, const char *path, ex_error *err);
 
 #endif

@@ -1,7 +1,7 @@
 /* The char LM's forward and backward over libsigmareparam layers (see
- * model.h). All activations are allocated at create for max_batch rows of
+ * lm_model.h). All activations are allocated at create for max_batch rows of
  * the full context; forward and backward allocate nothing. */
-#include "model.h"
+#include "lm_model.h"
 
 #include <math.h>
 #include <stdio.h>

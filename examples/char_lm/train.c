@@ -23,7 +23,7 @@
 #include "common/trainer.h"
 #include "lm_options.h"
 #include "lm_safetensors.h"
-#include "model.h"
+#include "lm_model.h"
 #include "text.h"
 
 #define LN2 0.69314718055994530942 /* nats per bit */
@@ -604,8 +604,9 @@ static ex_code other_job(ex_trainer *base, int *done, ex_error *err)
  * validation text (all whole windows with 0), of the model it scores,
  * with their tokens, to a safetensors file (what
  * experiments/torch_check_lm.py compares with PyTorch's). */
-static ex_code write_logits(lm_trainer *t, ex_error *err)
+static ex_code write_logits(ex_trainer *base, ex_error *err)
 {
+    lm_trainer *t = lt(base);
     const size_t T = t->opt.model.context, V = LM_VOCAB, batch = t->base.local_batch;
     const size_t all = (t->text.val_len - 1) / T, want = t->opt.eval_windows;
     const size_t n = want == 0 || want >= all ? all : want, stride = all / n;
@@ -634,78 +635,49 @@ static ex_code write_logits(lm_trainer *t, ex_error *err)
     if (code == EX_OK && st == SRP_OK) {
         const srp_tensor_ref refs[2] = {{"tokens", SRP_DTYPE_U8, 2, {n, T}, tokens},
                                         {"logits", SRP_DTYPE_F32, 3, {n, T, V}, logits_all}};
-        st = srp_safetensors_save(t->opt.logits_path, refs, 2, NULL, 0);
+        st = srp_safetensors_save(t->opt.run.logits_path, refs, 2, NULL, 0);
     }
     free(logits_all);
     free(tokens);
     if (code == EX_OK && st != SRP_OK)
-        code = ex_fail_statusf(err, st, "writing logits to %s", t->opt.logits_path);
+        code = ex_fail_statusf(err, st, "writing logits to %s", t->opt.run.logits_path);
     if (code == EX_OK)
-        printf("wrote %s\n", t->opt.logits_path);
+        printf("wrote %s\n", t->opt.run.logits_path);
     return code;
 }
 
-/* --export and --export-folded: the model the run evaluated
- * (ex_official_export_run). */
-static ex_code write_model_file(ex_trainer *base, ex_official_use use, const char *path,
-                                const char *weights, ex_error *err)
+/* --eval-only: the validation text scored (the weight average swapped
+ * in, when there is one), as the run's final evaluation. */
+static ex_code score(ex_trainer *base, int average, ex_error *err)
 {
-    lm_model *m = lt(base)->model;
-    return use == EX_OFFICIAL_FOLDED ? lm_export_folded(m, path, weights, err)
-                                     : lm_export_safetensors(m, path, weights, err);
-}
-
-static ex_code export_model(ex_trainer *base, ex_error *err)
-{
-    const lm_options *o = &lt(base)->opt;
-    return ex_official_export_run(base, o->export_path, o->export_folded, write_model_file, err);
-}
-
-/* --eval-only: the validation text scored by the --resume checkpoint's
- * model (with its weight average, when it has one and --ema is on: the
- * model the run reported) or the --init-from one; --logits, --export. */
-static ex_code eval_only(lm_trainer *t, ex_error *err)
-{
-    ex_trainer *base = &t->base;
-    const char *path = t->opt.run.resume_path;
-    int average = 0;
-    ex_code code = EX_OK;
-    if (path)
-        code = ex_dist_agree(&base->dist, ex_trainer_load(base, path, 1, err), err);
-    if (code == EX_OK && path)
-        code = ex_dist_agree(&base->dist, ex_trainer_load_average(base, path, &average, err), err);
     double loss = NAN;
     size_t bytes = 0;
-    if (code == EX_OK)
-        code = evaluate(t, 0, &loss, &bytes, err);
+    const ex_code code = evaluate(lt(base), 0, &loss, &bytes, err);
     if (code == EX_OK)
         printf("validation: %.4f bits per character (all %zu bytes after the first; %s)\n",
                loss / LN2, bytes, average ? "the weight average" : "the weights");
-    if (code == EX_OK && t->opt.logits_path && ex_dist_is_root(&base->dist))
-        code = write_logits(t, err);
-    return code == EX_OK ? export_model(base, err) : code;
+    return code;
 }
 
-/* --init-from a safetensors model; --eval-only instead of training. */
-static ex_code before_training(ex_trainer *base, int *done, ex_error *err)
+/* The model under PyTorch's names, or folded for inference. */
+static ex_code write_model_file(ex_trainer *base, ex_official_use use, const char *path,
+                                const char *weights, ex_error *err)
 {
-    lm_trainer *t = lt(base);
-    if (t->opt.init_from) {
-        const ex_code code =
-            ex_dist_agree(&base->dist, lm_import_safetensors(t->model, t->opt.init_from, err), err);
-        if (code != EX_OK)
-            return code;
-        printf("model from %s\n", t->opt.init_from);
-    }
-    *done = t->opt.eval_only;
-    return t->opt.eval_only ? eval_only(t, err) : EX_OK;
+    return lm_export(lt(base)->model, use, path, weights, err);
 }
+
+static ex_code read_model_file(ex_trainer *base, const char *path, ex_error *err)
+{
+    return lm_import(lt(base)->model, path, err);
+}
+
+static const ex_official_hooks k_files = {read_model_file, write_model_file, score, write_logits};
 
 /* --export, --export-folded; --sample: text from the trained model. */
 static ex_code after_run(ex_trainer *base, ex_error *err)
 {
     const lm_options *o = &lt(base)->opt;
-    const ex_code code = export_model(base, err);
+    const ex_code code = ex_official_export_run(base, err);
     if (code != EX_OK || !ex_dist_is_root(&base->dist) || !o->sample)
         return code;
     printf("sample (temperature %g):\n", (double)o->temperature);
@@ -729,7 +701,7 @@ static const ex_trainer_hooks k_hooks = {
     .other_job = other_job,
     .build = build,
     .describe_data = describe_data,
-    .before_training = before_training,
+    .before_training = ex_official_before_training,
     .header = header,
     .describe_model = describe_model,
     .before_step = before_step,
@@ -744,6 +716,7 @@ static const ex_trainer_hooks k_hooks = {
     .state_refs = state_refs,
     .metadata = metadata,
     .cleanup = cleanup,
+    .files = &k_files,
 };
 
 int main(int argc, char **argv)

@@ -240,20 +240,54 @@ ex_code ex_official_import(ex_official *o, const char *path, ex_error *err)
     return code;
 }
 
-ex_code ex_official_export_run(ex_trainer *t, const char *path, const char *folded,
-                               ex_official_writer write, ex_error *err)
+ex_code ex_official_export_run(ex_trainer *t, ex_error *err)
 {
+    const ex_official_hooks *h = t->hooks->files;
+    const char *path = t->opt->export_path, *folded = t->opt->export_folded;
     if ((!path && !folded) || !ex_dist_is_root(&t->dist))
         return EX_OK;
     const int average = srp_weight_average_updates(t->average) > 0;
     const char *weights = average ? "average" : "live";
     const char *said = average ? "the weight average, its sigma recomputed" : "the live weights";
     ex_code code = ex_trainer_swap_in_average(t, err);
-    if (code == EX_OK && path && (code = write(t, EX_OFFICIAL_EXPORT, path, weights, err)) == EX_OK)
+    if (code == EX_OK && path &&
+        (code = h->write(t, EX_OFFICIAL_EXPORT, path, weights, err)) == EX_OK)
         printf("wrote %s (%s)\n", path, said);
     if (code == EX_OK && folded &&
-        (code = write(t, EX_OFFICIAL_FOLDED, folded, weights, err)) == EX_OK)
+        (code = h->write(t, EX_OFFICIAL_FOLDED, folded, weights, err)) == EX_OK)
         printf("wrote %s (%s, folded)\n", folded, said);
     ex_trainer_swap_out_average(t);
     return code;
+}
+
+/* --eval-only: the model, scored, its logits, its export. */
+static ex_code eval_only(ex_trainer *t, ex_error *err)
+{
+    const ex_official_hooks *h = t->hooks->files;
+    const char *path = t->opt->resume_path;
+    int average = 0;
+    ex_code code = EX_OK;
+    if (path)
+        code = ex_dist_agree(&t->dist, ex_trainer_load(t, path, 1, err), err);
+    if (code == EX_OK && path)
+        code = ex_dist_agree(&t->dist, ex_trainer_load_average(t, path, &average, err), err);
+    if (code == EX_OK)
+        code = h->score(t, average, err);
+    if (code == EX_OK && t->opt->logits_path && ex_dist_is_root(&t->dist))
+        code = h->write_logits(t, err);
+    return code == EX_OK ? ex_official_export_run(t, err) : code;
+}
+
+ex_code ex_official_before_training(ex_trainer *t, int *done, ex_error *err)
+{
+    const ex_official_hooks *h = t->hooks->files;
+    const char *from = t->opt->init_from;
+    if (from) {
+        const ex_code code = ex_dist_agree(&t->dist, h->read(t, from, err), err);
+        if (code != EX_OK)
+            return code;
+        printf("model from %s\n", from);
+    }
+    *done = t->opt->eval_only;
+    return *done ? eval_only(t, err) : EX_OK;
 }

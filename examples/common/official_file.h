@@ -86,14 +86,32 @@ void ex_official_commit(ex_official *o);
  * are (no permutation): read, then commit. */
 ex_code ex_official_import(ex_official *o, const char *path, ex_error *err);
 
-/* A trainer's --export (path) and --export-folded (folded; either NULL:
- * not asked): the model the run evaluated, the weight average with its
- * own sigma when it has been updated (what ex_trainer_evaluate swaps in),
- * the live weights otherwise, written by write with weights "average" or
- * "live"; rank 0 only. A line says what each file holds. */
-typedef ex_code (*ex_official_writer)(ex_trainer *t, ex_official_use use, const char *path,
-                                      const char *weights, ex_error *err);
-ex_code ex_official_export_run(ex_trainer *t, const char *path, const char *folded,
-                               ex_official_writer write, ex_error *err);
+/* What a trainer's model files need of it (the "model-files" options,
+ * options.h; ex_trainer_hooks.files): read: --init-from, the model from path (its import);
+ * write: --export and --export-folded (use EX_OFFICIAL_EXPORT or
+ * EX_OFFICIAL_FOLDED), with weights "average" or "live"; score:
+ * --eval-only, the trainer's final evaluation of the model as it stands
+ * and its line (average: the weight average is the one scored);
+ * write_logits: --logits. */
+struct ex_official_hooks {
+    ex_code (*read)(ex_trainer *t, const char *path, ex_error *err);
+    ex_code (*write)(ex_trainer *t, ex_official_use use, const char *path, const char *weights,
+                     ex_error *err);
+    ex_code (*score)(ex_trainer *t, int average, ex_error *err);
+    ex_code (*write_logits)(ex_trainer *t, ex_error *err);
+};
+
+/* A trainer's before_training: --init-from (every rank agrees, a line
+ * says so); then --eval-only (*done 1): the --resume checkpoint's model
+ * (with its weight average, when it has one and the run keeps one: the
+ * model the run reported) or the --init-from one, scored; --logits; the
+ * --export of it. */
+ex_code ex_official_before_training(ex_trainer *t, int *done, ex_error *err);
+
+/* --export and --export-folded, at the end (after_run; rank 0 only): the
+ * model the run evaluated, the weight average with its own sigma when it
+ * has been updated (what ex_trainer_evaluate swaps in), the live weights
+ * otherwise. A line says what each file holds. */
+ex_code ex_official_export_run(ex_trainer *t, ex_error *err);
 
 #endif

@@ -7,7 +7,8 @@
 #   install-deps.sh mt      build + the translation job's catalogs (the packages of the
 #                           manifest in examples/mt/corpus.c) and gnuplot
 #   install-deps.sh compare test + python3-torch/numpy (PyTorch comparison, fixtures)
-#   install-deps.sh interop build + python3-torch/numpy and the Fashion-MNIST dataset (torch_check.py)
+#   install-deps.sh interop build + python3-torch/numpy and the Fashion-MNIST dataset (torch_check.py;
+#                           torch_check_lm.py trains on the repository's docs)
 #   install-deps.sh study   build + both jobs' data, gnuplot and python3 (the stability study)
 #   install-deps.sh fuzz    build + clang, its libFuzzer and OpenMP runtimes (tests/fuzz/run.sh)
 #   install-deps.sh tsan    test + clang, LLVM's OpenMP runtime and its Archer tool (scripts/tsan.sh)

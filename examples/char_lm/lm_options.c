@@ -70,8 +70,12 @@ static const ex_opt_spec k_specs[] = {
     {"eval-windows", EX_OPT_SIZE, OFF(eval_windows), 0, 1e9, NULL, 0, 0, "256",
      "context windows in each periodic evaluation (0: the whole validation text; the final "
      "one always uses it all)"},
+    {"ema", EX_OPT_FLOAT, OFF(ema), 0, 0.99999, NULL, 0, EX_OPT_UNLESS_DEFAULT, "0",
+     "evaluate (and --export) a moving average of the weights with this decay, sigma "
+     "recomputed (0: off)"},
     /* output */
     {.name = "output", .type = EX_OPT_SHARED, .offset = OFF(run)},
+    {.name = "model-files", .type = EX_OPT_SHARED, .offset = OFF(run)},
     {"plot", EX_OPT_STRING, OFF(run.plot_path), 0, 0, NULL, 0, 0, NULL,
      "render loss, bits per character and entropy curves to this PNG (gnuplot)"},
     /* sampling */
@@ -111,7 +115,11 @@ static ex_code check(void *opts, ex_error *err)
         return ex_fail(err, EX_USAGE, "--plot-only needs --plot FILE.png");
     if (o->generate_path && o->sample == 0)
         return ex_fail(err, EX_USAGE, "--generate needs --sample N (how many bytes)");
-    if (!o->generate_path && !o->run.plot_only && o->steps == 0 && !(o->minutes > 0.0f))
+    const ex_code files = ex_model_files_check(&o->run, err);
+    if (files != EX_OK)
+        return files;
+    if (!o->generate_path && !o->run.plot_only && !o->run.eval_only && o->steps == 0 &&
+        !(o->minutes > 0.0f))
         return ex_fail(err, EX_USAGE, "give --steps N or --minutes M (or both)");
     return EX_OK;
 }

@@ -28,6 +28,8 @@ typedef struct {
     uint64_t eval_every;   /* steps between validation evaluations */
     size_t eval_windows;   /* context windows of each periodic evaluation (0: all) */
 
+    float ema; /* evaluate (and export) a weight average with this decay (0: off) */
+
     /* sampling */
     size_t sample;
     float temperature;

@@ -8,7 +8,7 @@
  * phases, the loop, the update, the entropy watch, metrics, checkpoints.
  * What is the LM's own is here: the text and its count-model baselines,
  * the model, the --minutes budget and its plans, the evaluations on the
- * validation text, sampling and --generate. */
+ * validation text, sampling and --generate, --export and --init-from. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +17,13 @@
 #include <sigmareparam.h>
 
 #include "budget.h"
+#include "common/official_file.h"
 #include "common/tensors.h"
 #include "common/test_hooks.h"
 #include "common/trainer.h"
 #include "lm_options.h"
 #include "lm_model.h"
+#include "lm_safetensors.h"
 #include "text.h"
 
 #define LN2 0.69314718055994530942 /* nats per bit */
@@ -436,6 +438,7 @@ static ex_code build(ex_trainer *base, ex_error *err)
     /* The watch sees each head's mean entropy over log(keys) per row: 1 is
      * uniform attention whatever the row's length. */
     base->normalized = 1;
+    base->average_decay = o->ema;
     const float e = o->embed_lr_mult, lr_mult[5] = {1.0f, e, o->gamma_lr_mult, 1.0f, e};
     srp_optim_config oc = srp_optim_config_default((srp_optim_kind)o->optimizer);
     oc.weight_decay = o->weight_decay;
@@ -595,12 +598,88 @@ static ex_code other_job(ex_trainer *base, int *done, ex_error *err)
     return *done && ex_dist_is_root(&base->dist) ? generate_from_checkpoint(lt(base), err) : EX_OK;
 }
 
-/* --sample: text from the trained model. */
+/* ---- models in safetensors files ---- */
+
+/* --logits: the eval logits of evaluate()'s --eval-windows windows of the
+ * validation text (all whole windows with 0), of the model it scores,
+ * with their tokens, to a safetensors file (what
+ * experiments/torch_check_lm.py compares with PyTorch's). */
+static ex_code write_logits(ex_trainer *base, ex_error *err)
+{
+    lm_trainer *t = lt(base);
+    const size_t T = t->opt.model.context, V = LM_VOCAB, batch = t->base.local_batch;
+    const size_t all = (t->text.val_len - 1) / T, want = t->opt.eval_windows;
+    const size_t n = want == 0 || want >= all ? all : want, stride = all / n;
+    float *logits_all = malloc(sizeof(float) * n * T * V);
+    uint8_t *tokens = malloc(n * T);
+    if (!logits_all || !tokens) {
+        free(logits_all);
+        free(tokens);
+        return ex_fail(err, EX_FAILED, "out of memory for %zu windows' logits", n);
+    }
+    ex_code code = ex_trainer_swap_in_average(&t->base, err); /* the model evaluate() scored */
+    srp_status st = SRP_OK;
+    for (size_t first = 0; code == EX_OK && st == SRP_OK && first < n; first += batch) {
+        const size_t rows = n - first < batch ? n - first : batch;
+        for (size_t r = 0; r < rows; r++) {
+            put_window(t, r, t->text.val + (first + r) * stride * T);
+            for (size_t i = 0; i < T; i++)
+                tokens[(first + r) * T + i] = (uint8_t)t->tokens[r * T + i];
+        }
+        const float *logits;
+        st = lm_forward(t->model, t->tokens, rows, T, SRP_EVAL, &logits);
+        if (st == SRP_OK)
+            memcpy(logits_all + first * T * V, logits, sizeof(float) * rows * T * V);
+    }
+    ex_trainer_swap_out_average(&t->base);
+    if (code == EX_OK && st == SRP_OK) {
+        const srp_tensor_ref refs[2] = {{"tokens", SRP_DTYPE_U8, 2, {n, T}, tokens},
+                                        {"logits", SRP_DTYPE_F32, 3, {n, T, V}, logits_all}};
+        st = srp_safetensors_save(t->opt.run.logits_path, refs, 2, NULL, 0);
+    }
+    free(logits_all);
+    free(tokens);
+    if (code == EX_OK && st != SRP_OK)
+        code = ex_fail_statusf(err, st, "writing logits to %s", t->opt.run.logits_path);
+    if (code == EX_OK)
+        printf("wrote %s\n", t->opt.run.logits_path);
+    return code;
+}
+
+/* --eval-only: the validation text scored (the weight average swapped
+ * in, when there is one), as the run's final evaluation. */
+static ex_code score(ex_trainer *base, int average, ex_error *err)
+{
+    double loss = NAN;
+    size_t bytes = 0;
+    const ex_code code = evaluate(lt(base), 0, &loss, &bytes, err);
+    if (code == EX_OK)
+        printf("validation: %.4f bits per character (all %zu bytes after the first; %s)\n",
+               loss / LN2, bytes, average ? "the weight average" : "the weights");
+    return code;
+}
+
+/* The model under PyTorch's names, or folded for inference. */
+static ex_code write_model_file(ex_trainer *base, ex_official_use use, const char *path,
+                                const char *weights, ex_error *err)
+{
+    return lm_export(lt(base)->model, use, path, weights, err);
+}
+
+static ex_code read_model_file(ex_trainer *base, const char *path, ex_error *err)
+{
+    return lm_import(lt(base)->model, path, err);
+}
+
+static const ex_official_hooks k_files = {read_model_file, write_model_file, score, write_logits};
+
+/* --export, --export-folded; --sample: text from the trained model. */
 static ex_code after_run(ex_trainer *base, ex_error *err)
 {
     const lm_options *o = &lt(base)->opt;
-    if (!ex_dist_is_root(&base->dist) || !o->sample)
-        return EX_OK;
+    const ex_code code = ex_official_export_run(base, err);
+    if (code != EX_OK || !ex_dist_is_root(&base->dist) || !o->sample)
+        return code;
     printf("sample (temperature %g):\n", (double)o->temperature);
     return generate(lt(base)->model, o->prompt, o->sample, o->temperature, o->run.seed, err);
 }
@@ -622,6 +701,7 @@ static const ex_trainer_hooks k_hooks = {
     .other_job = other_job,
     .build = build,
     .describe_data = describe_data,
+    .before_training = ex_official_before_training,
     .header = header,
     .describe_model = describe_model,
     .before_step = before_step,
@@ -636,6 +716,7 @@ static const ex_trainer_hooks k_hooks = {
     .state_refs = state_refs,
     .metadata = metadata,
     .cleanup = cleanup,
+    .files = &k_files,
 };
 
 int main(int argc, char **argv)

@@ -74,6 +74,25 @@ static const ex_opt_spec k_shared[] = {
      "... within this many steps"},
     {"stop-on-collapse", EX_OPT_FLAG, RUN(stop_on_collapse), 0, 0, NULL, 1, 1, NULL,
      "stop training at a collapse warning (exit code 4)"},
+    /* the model in safetensors files, to and from PyTorch (official_file.h) */
+    {.name = "model-files", .type = EX_OPT_SHARED},
+    {"eval-only", EX_OPT_FLAG, RUN(eval_only), 0, 0, NULL, 1, 0, NULL,
+     "score the --resume checkpoint's (or the --init-from) model as the run's final evaluation "
+     "does and exit: its weight average when it has one (as the run reported it; --ema 0: the "
+     "weights)"},
+    {"export", EX_OPT_STRING, RUN(export_path), 0, 0, NULL, 0, 0, NULL,
+     "at the end, write the model the run evaluated to this safetensors file under the "
+     "official PyTorch code's names (docs/FORMAT.md)"},
+    {"export-folded", EX_OPT_STRING, RUN(export_folded), 0, 0, NULL, 0, 0, NULL,
+     "at the end, write that model for inference to this safetensors file: each linear's "
+     "gamma / sigma * W baked into a plain nn.Linear / nn.Conv2d weight (docs/FORMAT.md)"},
+    {"logits", EX_OPT_STRING, RUN(logits_path), 0, 0, NULL, 0, 0, NULL,
+     "with --eval-only, also write the evaluated logits to this safetensors file (tensor "
+     "\"logits\": the ViT's test set [images, classes]; the LM's --eval-windows validation "
+     "windows [windows, context, 256], with their bytes, \"tokens\")"},
+    {"init-from", EX_OPT_STRING, RUN(init_from), 0, 0, NULL, 0, 0, NULL,
+     "start from the model in this safetensors file (official names, e.g. trained in "
+     "PyTorch) instead of a random init"},
 };
 
 /* The table's rows with the shared ones taken in: *rows[MAX_ROWS]. */
@@ -294,6 +313,21 @@ void ex_options_fingerprint(const ex_opt_table *t, const void *opts, char *buf, 
             continue;
         char v[128];
         value_text(s, opts, v, sizeof(v));
+        if (s->trajectory == EX_OPT_UNLESS_DEFAULT && s->def && strcmp(v, s->def) == 0)
+            continue;
         used += (size_t)snprintf(buf + used, len - used, "%s%s=%s", used ? " " : "", s->name, v);
     }
+}
+
+ex_code ex_model_files_check(const ex_train_options *o, ex_error *err)
+{
+    if (o->eval_only && !o->resume_path && !o->init_from)
+        return ex_fail(err, EX_USAGE,
+                       "--eval-only needs --resume CHECKPOINT or --init-from MODEL.safetensors");
+    if (o->logits_path && !o->eval_only)
+        return ex_fail(err, EX_USAGE, "--logits goes with --eval-only");
+    if (o->init_from && o->resume_path)
+        return ex_fail(err, EX_USAGE,
+                       "--init-from starts a new run and --resume continues one: give one of them");
+    return EX_OK;
 }

@@ -26,6 +26,8 @@ typedef enum {
     EX_OPT_SHARED
 } ex_opt_type;
 
+#define EX_OPT_UNLESS_DEFAULT 2
+
 typedef struct {
     const char *name; /* without the leading -- */
     ex_opt_type type;
@@ -33,7 +35,9 @@ typedef struct {
     double lo, hi;       /* numeric range */
     const char *choices; /* EX_OPT_CHOICE; for EX_OPT_STRING, its --help name (NULL: PATH) */
     int value;           /* EX_OPT_FLAG */
-    int trajectory;      /* part of the fingerprint: a resumed run must match it */
+    int trajectory;      /* part of the fingerprint: a resumed run must match it;
+                            EX_OPT_UNLESS_DEFAULT: only when not at its default (an
+                            option added later, so that older runs still resume) */
     /* The default as a command line gives it (a flag: "on", set by
      * default); NULL: the table's defaults function's. An EX_OPT_SHARED
      * row's replaces the shared row's. */
@@ -54,7 +58,7 @@ typedef struct {
 } ex_opt_table;
 
 /* The options every trainer has, as its options struct holds them (a
- * field `run`, where its "output" and "collapse" rows go), and what the
+ * field `run`, where its "output", "collapse" and "model-files" rows go), and what the
  * trainer skeleton reads (trainer.h). */
 typedef struct {
     size_t batch;            /* the global batch, over every rank */
@@ -70,7 +74,18 @@ typedef struct {
     float collapse_fraction, collapse_drop; /* the collapse watch (collapse.h) */
     uint64_t collapse_window;
     int stop_on_collapse;
+    /* the model in safetensors files ("model-files": common/official_file.h) */
+    int eval_only;             /* score the --resume or --init-from model and exit */
+    const char *logits_path;   /* with eval_only: the evaluated logits */
+    const char *export_path;   /* the model evaluated, under PyTorch's names, at the end */
+    const char *export_folded; /* the same, W_hat baked in, plain nn.Linear names */
+    const char *init_from;     /* start from this safetensors model */
 } ex_train_options;
+
+/* For a table with the "model-files" rows: they go together (--eval-only
+ * needs a model to score, --logits --eval-only, --init-from no --resume);
+ * EX_USAGE otherwise. */
+ex_code ex_model_files_check(const ex_train_options *o, ex_error *err);
 
 /* Parses argv into opts, which start with the table's defaults, and runs
  * the table's check. --help or -h prints the usage to stdout and returns

@@ -55,6 +55,7 @@ typedef struct {
 } ex_step_record;
 
 typedef struct ex_trainer ex_trainer;
+typedef struct ex_official_hooks ex_official_hooks; /* official_file.h */
 
 typedef struct {
     const char *program; /* "vit-lite-train", for the banner */
@@ -103,6 +104,9 @@ typedef struct {
     void (*state_refs)(ex_trainer *t, srp_tensor_list *list);
     void (*metadata)(ex_trainer *t, ex_metadata *meta);
     void (*cleanup)(ex_trainer *t);
+    /* The model in safetensors files (official_file.h: --init-from,
+     * --eval-only, --export); NULL: none. */
+    const ex_official_hooks *files;
 } ex_trainer_hooks;
 
 struct ex_trainer {

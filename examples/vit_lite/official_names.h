@@ -7,6 +7,7 @@
 #define VIT_OFFICIAL_NAMES_H
 
 #include "common/error.h"
+#include "common/official_file.h"
 #include "vit_model.h"
 
 /* Writes the model to path, with weights (what they are: "live" or

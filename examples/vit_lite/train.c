@@ -492,8 +492,9 @@ static ex_code finish(ex_trainer *base, ex_error *err)
 
 /* --logits: eval logits of the whole test set, [count][classes], to a
  * safetensors file (what experiments/torch_check.py compares with PyTorch's). */
-static ex_code write_logits(vit_trainer *t, ex_error *err)
+static ex_code write_logits(ex_trainer *base, ex_error *err)
 {
+    vit_trainer *t = vt(base);
     const vit_dataset *d = &t->data.test;
     const size_t classes = vit_get_config(t->model)->classes, batch = t->base.local_batch;
     float *all = malloc(sizeof(float) * d->count * classes);
@@ -516,77 +517,43 @@ static ex_code write_logits(vit_trainer *t, ex_error *err)
     ex_trainer_swap_out_average(&t->base);
     if (st == SRP_OK) {
         const srp_tensor_ref ref = {"logits", SRP_DTYPE_F32, 2, {d->count, classes}, all};
-        st = srp_safetensors_save(t->opt.logits_path, &ref, 1, NULL, 0);
+        st = srp_safetensors_save(t->opt.run.logits_path, &ref, 1, NULL, 0);
     }
     free(all);
     if (st != SRP_OK)
-        return ex_fail_statusf(err, st, "writing logits to %s", t->opt.logits_path);
-    printf("wrote %s\n", t->opt.logits_path);
+        return ex_fail_statusf(err, st, "writing logits to %s", t->opt.run.logits_path);
+    printf("wrote %s\n", t->opt.run.logits_path);
     return EX_OK;
 }
 
-/* --export and --export-folded: the model the run evaluated (the weight
- * average with its own sigma, when there is one: what evaluate() swaps
- * in), under the official PyTorch names, and folded for inference; the
- * line and the file's metadata say which weights. */
-static ex_code export_model(ex_trainer *base, ex_error *err)
+/* --eval-only: the test set scored (the weight average swapped in, when
+ * there is one), as the run's final evaluation. */
+static ex_code score(ex_trainer *base, int average, ex_error *err)
 {
     vit_trainer *t = vt(base);
-    const vit_options *o = &t->opt;
-    if ((!o->export_path && !o->export_folded) || !ex_dist_is_root(&base->dist))
-        return EX_OK;
-    const int average = srp_weight_average_updates(base->average) > 0;
-    const char *weights = average ? "average" : "live";
-    const char *said = average ? "the weight average, its sigma recomputed" : "the live weights";
-    ex_code code = ex_trainer_swap_in_average(base, err);
-    if (code == EX_OK && o->export_path &&
-        (code = vit_export_safetensors(t->model, o->export_path, weights, err)) == EX_OK)
-        printf("wrote %s (%s)\n", o->export_path, said);
-    if (code == EX_OK && o->export_folded &&
-        (code = vit_export_folded(t->model, o->export_folded, weights, err)) == EX_OK)
-        printf("wrote %s (%s, folded)\n", o->export_folded, said);
-    ex_trainer_swap_out_average(base);
-    return code;
-}
-
-/* --eval-only: the test set scored by a checkpoint's model (and its weight
- * average, when it has one and --ema is on, so that the model evaluated is
- * the one the run reported). */
-static ex_code eval_only(vit_trainer *t, ex_error *err)
-{
-    ex_trainer *base = &t->base;
-    const char *path = t->opt.run.resume_path;
     float loss, acc;
-    int average = 0;
-    ex_code code = EX_OK;
-    if (path)
-        code = ex_dist_agree(&base->dist, ex_trainer_load(base, path, 1, err), err);
-    if (code == EX_OK && path)
-        code = ex_dist_agree(&base->dist, ex_trainer_load_average(base, path, &average, err), err);
-    if (code == EX_OK)
-        code = evaluate(t, &t->data.test, &loss, &acc, err);
+    const ex_code code = evaluate(t, &t->data.test, &loss, &acc, err);
     if (code == EX_OK)
         printf("test accuracy %.4f, test loss %.4f (%zu images, %s)\n", acc, loss,
                t->data.test.count, average ? "the weight average" : "the weights");
-    if (code == EX_OK && t->opt.logits_path && ex_dist_is_root(&base->dist))
-        code = write_logits(t, err);
-    return code == EX_OK ? export_model(base, err) : code;
+    return code;
 }
 
-/* --init-from a safetensors model; --eval-only instead of training. */
-static ex_code before_training(ex_trainer *base, int *done, ex_error *err)
+/* The model under the official PyTorch names, or folded for inference. */
+static ex_code write_model_file(ex_trainer *base, ex_official_use use, const char *path,
+                                const char *weights, ex_error *err)
 {
-    vit_trainer *t = vt(base);
-    if (t->opt.init_from) {
-        const ex_code code = ex_dist_agree(
-            &base->dist, vit_import_safetensors(t->model, t->opt.init_from, err), err);
-        if (code != EX_OK)
-            return code;
-        printf("model from %s\n", t->opt.init_from);
-    }
-    *done = t->opt.eval_only;
-    return t->opt.eval_only ? eval_only(t, err) : EX_OK;
+    vit_model *m = vt(base)->model;
+    return use == EX_OFFICIAL_FOLDED ? vit_export_folded(m, path, weights, err)
+                                     : vit_export_safetensors(m, path, weights, err);
 }
+
+static ex_code read_model_file(ex_trainer *base, const char *path, ex_error *err)
+{
+    return vit_import_safetensors(vt(base)->model, path, err);
+}
+
+static const ex_official_hooks k_files = {read_model_file, write_model_file, score, write_logits};
 
 static void start_fresh(ex_trainer *t)
 {
@@ -622,7 +589,7 @@ static const ex_trainer_hooks k_hooks = {
     .step_sums = 1,
     .options = &vit_options_table,
     .build = build,
-    .before_training = before_training,
+    .before_training = ex_official_before_training,
     .start_fresh = start_fresh,
     .describe_model = describe_model,
     .before_step = before_step,
@@ -633,11 +600,12 @@ static const ex_trainer_hooks k_hooks = {
     .progress = progress,
     .progress_due = progress_due,
     .finish = finish,
-    .after_run = export_model,
+    .after_run = ex_official_export_run,
     .model_refs = model_refs,
     .state_refs = state_refs,
     .metadata = model_metadata,
     .cleanup = cleanup,
+    .files = &k_files,
 };
 
 int main(int argc, char **argv)

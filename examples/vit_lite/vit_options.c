@@ -110,21 +110,7 @@ static const ex_opt_spec k_specs[] = {
      "only once at the end"},
     /* output */
     {.name = "output", .type = EX_OPT_SHARED, .offset = OFF(run)},
-    {"eval-only", EX_OPT_FLAG, OFF(eval_only), 0, 0, NULL, 1, 0, NULL,
-     "evaluate the --resume checkpoint's (or the --init-from) model on the test set and exit: "
-     "its weight average when it has one (as the run reported it; --ema 0: the weights)"},
-    {"export", EX_OPT_STRING, OFF(export_path), 0, 0, NULL, 0, 0, NULL,
-     "at the end, write the model to this safetensors file under the official PyTorch code's "
-     "names (docs/FORMAT.md)"},
-    {"export-folded", EX_OPT_STRING, OFF(export_folded), 0, 0, NULL, 0, 0, NULL,
-     "at the end, write the model for inference to this safetensors file: each linear's "
-     "gamma / sigma * W baked into a plain nn.Linear / nn.Conv2d weight (docs/FORMAT.md)"},
-    {"logits", EX_OPT_STRING, OFF(logits_path), 0, 0, NULL, 0, 0, NULL,
-     "with --eval-only, also write the test set's logits to this safetensors file (tensor "
-     "\"logits\" [images, classes], in the test set's order)"},
-    {"init-from", EX_OPT_STRING, OFF(init_from), 0, 0, NULL, 0, 0, NULL,
-     "start from the model in this safetensors file (official names, e.g. trained in "
-     "PyTorch) instead of a random init"},
+    {.name = "model-files", .type = EX_OPT_SHARED, .offset = OFF(run)},
     {"report-at", EX_OPT_STRING, OFF(report_at), 0, 0, "LIST", 0, 0, "0.9,0.925",
      "accuracies: print when each was first reached (time to accuracy; default 0.9,0.925)"},
     {"plot", EX_OPT_STRING, OFF(run.plot_path), 0, 0, NULL, 0, 0, NULL,
@@ -180,14 +166,9 @@ static ex_code check(void *opts, ex_error *err)
     if (o->model.dim % o->model.heads != 0)
         return ex_fail(err, EX_USAGE, "--heads %zu must divide --dim %zu", o->model.heads,
                        o->model.dim);
-    if (o->eval_only && !o->run.resume_path && !o->init_from)
-        return ex_fail(err, EX_USAGE,
-                       "--eval-only needs --resume CHECKPOINT or --init-from MODEL.safetensors");
-    if (o->logits_path && !o->eval_only)
-        return ex_fail(err, EX_USAGE, "--logits goes with --eval-only");
-    if (o->init_from && o->run.resume_path)
-        return ex_fail(err, EX_USAGE,
-                       "--init-from starts a new run and --resume continues one: give one of them");
+    const ex_code files = ex_model_files_check(&o->run, err);
+    if (files != EX_OK)
+        return files;
     if (o->run.plot_only && !o->run.plot_path)
         return ex_fail(err, EX_USAGE, "--plot-only needs --plot FILE.png");
     if ((o->dataset == VIT_DATA_MNIST || o->dataset == VIT_DATA_CIFAR10) && !o->data_dir)

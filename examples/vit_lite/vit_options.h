@@ -48,11 +48,6 @@ typedef struct {
     size_t val; /* hold out the last val training images for the per-epoch evaluation */
 
     /* output */
-    int eval_only;
-    const char *export_path; /* the model as safetensors, official names, at the end */
-    const char *export_folded; /* the same, W_hat baked in, plain nn.Linear names */
-    const char *init_from;   /* start from this safetensors model */
-    const char *logits_path; /* --eval-only: the test set's logits, as safetensors */
     const char *report_at;   /* "0.9,0.92": when each accuracy was first reached */
 } vit_options;
 

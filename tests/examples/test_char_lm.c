@@ -11,6 +11,7 @@
 #include "budget.h"
 #include "common/tensors.h"
 #include "lm_model.h"
+#include "lm_safetensors.h"
 #include "reference_model.h"
 #include "testutil.h"
 #include "text.h"
@@ -700,6 +701,314 @@ static void test_bad_input(void **state)
     assert_non_null(strstr(out, "--generate needs --sample"));
 }
 
+/* ---- the model in safetensors files (lm_safetensors.h; the trainer's
+ * flags: test_char_lm_interop.c) ---- */
+
+static void some_tokens(uint32_t *tokens, size_t n, uint64_t seed)
+{
+    srp_rng r = seeded_rng(seed);
+    for (size_t i = 0; i < n; i++)
+        tokens[i] = (uint32_t)srp_rng_below(&r, 256);
+}
+
+/* The bytes of a tensor. */
+static size_t ref_bytes(const srp_tensor_ref *r)
+{
+    size_t n = srp_dtype_size(r->dtype);
+    for (size_t d = 0; d < r->ndim; d++)
+        n *= r->shape[d];
+    return n;
+}
+
+/* Every tensor of the model's checkpoint state (parameters, u, v, sigma),
+ * one after another: what "unchanged" compares. */
+static float *model_state(lm_model *m, size_t *count)
+{
+    srp_tensor_list *list = NULL;
+    assert_ok(srp_tensor_list_create(&list));
+    assert_ok(lm_model_state_refs(m, list));
+    const srp_tensor_ref *refs = srp_tensor_list_refs(list);
+    size_t total = 0;
+    for (size_t k = 0; k < srp_tensor_list_count(list); k++)
+        total += ref_bytes(&refs[k]);
+    unsigned char *out = malloc(total), *at = out;
+    assert_non_null(out);
+    for (size_t k = 0; k < srp_tensor_list_count(list); k++) {
+        memcpy(at, refs[k].data, ref_bytes(&refs[k]));
+        at += ref_bytes(&refs[k]);
+    }
+    srp_tensor_list_destroy(list);
+    *count = total;
+    return (float *)out;
+}
+
+static void eval_logits(lm_model *m, const uint32_t *tokens, float *out)
+{
+    const float *logits;
+    const size_t T = lm_get_config(m)->context;
+    assert_ok(lm_forward(m, tokens, 3, T, SRP_EVAL, &logits));
+    memcpy(out, logits, sizeof(float) * 3 * T * LM_VOCAB);
+}
+
+/* Exported and imported into a model of other weights, every variant gives
+ * the same eval logits bit for bit: the power iteration's state travels as
+ * u and spectral_norm, v is rebuilt from u. */
+static void test_round_trip_is_bit_exact(void **state)
+{
+    (void)state;
+    static const struct {
+        lm_arch arch;
+        int tied;
+        lm_positions positions;
+        srp_qkv_sigma qkv;
+        size_t tensors; /* in the file: 2 blocks, 4 or more linears each */
+    } variants[] = {
+        {LM_ARCH_SIGMA, 0, LM_POS_LEARNED, SRP_QKV_SIGMA_FUSED, 2 + 9 * 7},
+        {LM_ARCH_SIGMA_PRELN, 1, LM_POS_LEARNED, SRP_QKV_SIGMA_QK_V, 2 + 10 * 7 + 10},
+        {LM_ARCH_PRELN, 0, LM_POS_FIXED, SRP_QKV_SIGMA_FUSED, 1 + 9 * 2 + 10},
+        {LM_ARCH_POSTLN, 0, LM_POS_LEARNED, SRP_QKV_SIGMA_FUSED, 2 + 9 * 2 + 8},
+        {LM_ARCH_SIGMA_POSTLN, 0, LM_POS_LEARNED, SRP_QKV_SIGMA_SEPARATE, 2 + 13 * 7 + 8},
+    };
+    char path[600];
+    scratch_path(path, sizeof(path), "lm.safetensors");
+    uint32_t tokens[3 * 8];
+    some_tokens(tokens, 3 * 8, 5);
+    static float la[3 * 8 * LM_VOCAB], lb[3 * 8 * LM_VOCAB];
+    for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
+        lm_config c = small_config(variants[v].arch, variants[v].tied, variants[v].positions);
+        c.qkv_sigma = variants[v].qkv;
+        c.seed = 1;
+        lm_model *a, *b;
+        assert_ok(lm_create(&a, &c));
+        c.seed = 2;
+        assert_ok(lm_create(&b, &c));
+        const float *logits;
+        assert_ok(lm_forward(a, tokens, 3, 8, SRP_TRAIN, &logits)); /* u, sigma move */
+        ex_error err = {""};
+        assert_int_equal(lm_export(a, EX_OFFICIAL_EXPORT, path, "live", &err), EX_OK);
+        srp_safetensors *f = NULL;
+        assert_ok(srp_safetensors_open(&f, path));
+        if (srp_safetensors_count(f) != variants[v].tensors)
+            print_error("variant %zu: %zu tensors\n", v, srp_safetensors_count(f));
+        assert_int_equal(srp_safetensors_count(f), variants[v].tensors);
+        assert_string_equal(srp_safetensors_metadata(f, "weights"), "live");
+        srp_safetensors_close(f);
+        eval_logits(b, tokens, lb); /* before: other weights */
+        assert_int_equal(lm_import(b, path, &err), EX_OK);
+        for (size_t i = 0; i < lm_linears(a)->count; i++) { /* a's sigma: its training one */
+            srp_linear *x = lm_linears(a)->linears[i], *y = lm_linears(b)->linears[i];
+            if (srp_linear_reparam(x) != SRP_REPARAM_SIGMA)
+                continue;
+            assert_true(srp_linear_sigma(x) == srp_linear_sigma(y));
+            assert_true(*srp_linear_gamma(x) == *srp_linear_gamma(y));
+            assert_memory_equal(srp_linear_u(x), srp_linear_u(y),
+                                sizeof(float) * srp_linear_in_features(x));
+        }
+        eval_logits(a, tokens, la);
+        assert_memory_not_equal(la, lb, sizeof(la));
+        eval_logits(b, tokens, lb);
+        assert_memory_equal(la, lb, sizeof(la));
+        lm_destroy(a);
+        lm_destroy(b);
+    }
+}
+
+/* The trainer's default kind of model, small, and a scratch path. */
+static lm_model *default_model(char *path, size_t cap, const char *file)
+{
+    scratch_path(path, cap, file);
+    lm_config c = small_config(LM_ARCH_SIGMA, 0, LM_POS_LEARNED);
+    lm_model *m;
+    assert_ok(lm_create(&m, &c));
+    return m;
+}
+
+/* The default model's names and shapes, as PyTorch's modules hold them. */
+static void test_names_and_shapes(void **state)
+{
+    (void)state;
+    char path[600];
+    lm_model *m = default_model(path, sizeof(path), "names.safetensors");
+    ex_error err = {""};
+    assert_int_equal(lm_export(m, EX_OFFICIAL_EXPORT, path, "live", &err), EX_OK);
+    static float wte[256 * 8], wpe[8 * 8], qkv_u[8], head_w[256 * 8], fc2_sigma[1], fc1_gamma[1];
+    const srp_tensor_ref want[] = {
+        {"wte.weight", SRP_DTYPE_F32, 2, {256, 8}, wte},
+        {"wpe.weight", SRP_DTYPE_F32, 2, {8, 8}, wpe},
+        {"blocks.1.attn.qkv.spectral_normed_weight.u", SRP_DTYPE_F32, 1, {8}, qkv_u},
+        {"lm_head.spectral_normed_weight.weight", SRP_DTYPE_F32, 2, {256, 8}, head_w},
+        {"blocks.0.mlp.fc2.spectral_normed_weight.spectral_norm", SRP_DTYPE_F32, 1, {1}, fc2_sigma},
+        {"blocks.0.mlp.fc1.sigma", SRP_DTYPE_F32, 1, {1}, fc1_gamma}};
+    assert_ok(srp_safetensors_load(path, want, sizeof(want) / sizeof(want[0])));
+    const ex_linear_names *lin = lm_linears(m);
+    assert_string_equal(lin->names[2], "blocks.0.mlp.fc1");
+    assert_true(fc1_gamma[0] == *srp_linear_gamma(lin->linears[2]));
+    assert_true(fc2_sigma[0] == srp_linear_sigma(lin->linears[3]));
+    assert_memory_equal(qkv_u, srp_linear_u(lin->linears[4]), sizeof(qkv_u));
+    assert_memory_equal(head_w, srp_linear_weight(lin->linears[lin->count - 1]), sizeof(head_w));
+    lm_destroy(m);
+}
+
+/* --export-folded: per linear weight and bias alone, the weight
+ * gamma / sigma * W with sigma from one power step from the stored u, as
+ * the eval forward takes it (computed here in double). */
+static void test_folded_weights(void **state)
+{
+    (void)state;
+    char path[600];
+    lm_model *m = default_model(path, sizeof(path), "folded.safetensors");
+    uint32_t tokens[3 * 8];
+    some_tokens(tokens, 3 * 8, 6);
+    const float *logits;
+    assert_ok(lm_forward(m, tokens, 3, 8, SRP_TRAIN, &logits));
+    const ex_linear_names *lin = lm_linears(m);
+    for (size_t i = 0; i < lin->count; i++) /* gamma / sigma far from 1 */
+        *srp_linear_gamma(lin->linears[i]) *= 0.5f + 0.25f * (float)i;
+    ex_error err = {""};
+    assert_int_equal(lm_export(m, EX_OFFICIAL_FOLDED, path, "average", &err), EX_OK);
+    srp_safetensors *f = NULL;
+    assert_ok(srp_safetensors_open(&f, path));
+    assert_int_equal(srp_safetensors_count(f), 2 + 2 * lin->count);
+    assert_string_equal(srp_safetensors_metadata(f, "weights"), "average");
+    srp_safetensors_close(f);
+    for (size_t i = 0; i < lin->count; i++) {
+        srp_linear *l = lin->linears[i];
+        const size_t in = srp_linear_in_features(l), out = srp_linear_out_features(l);
+        const float *w = srp_linear_weight(l), *u = srp_linear_u(l);
+        double *v = calloc(out, sizeof(double)), *u2 = calloc(in, sizeof(double)), nv = 0, nu = 0;
+        float *folded = malloc(sizeof(float) * in * out);
+        assert_non_null(v);
+        assert_non_null(u2);
+        assert_non_null(folded);
+        for (size_t r = 0; r < out; r++) {
+            for (size_t k = 0; k < in; k++)
+                v[r] += (double)w[r * in + k] * u[k];
+            nv += v[r] * v[r];
+        }
+        for (size_t k = 0; k < in; k++) {
+            for (size_t r = 0; r < out; r++)
+                u2[k] += (double)w[r * in + k] * v[r] / sqrt(nv);
+            nu += u2[k] * u2[k];
+        }
+        double sigma = 0.0; /* v^T W u2, both normalized */
+        for (size_t r = 0; r < out; r++)
+            for (size_t k = 0; k < in; k++)
+                sigma += v[r] / sqrt(nv) * w[r * in + k] * u2[k] / sqrt(nu);
+        char name[128];
+        snprintf(name, sizeof(name), "%s.weight", lin->names[i]);
+        const srp_tensor_ref ref = {name, SRP_DTYPE_F32, 2, {out, in}, folded};
+        assert_ok(srp_safetensors_load(path, &ref, 1));
+        const double scale = *srp_linear_gamma(l) / sigma;
+        for (size_t k = 0; k < in * out; k++)
+            assert_true(fabs(folded[k] - scale * w[k]) <= 1e-5 * fabs(scale * w[k]) + 1e-7);
+        free(v);
+        free(u2);
+        free(folded);
+    }
+    lm_destroy(m);
+}
+
+/* A copy of the safetensors file src at dst, every tensor as it is but the
+ * one named `name`, whose first element becomes value. */
+static void rewrite_with(const char *src, const char *dst, const char *name, float value)
+{
+    srp_safetensors *f = NULL;
+    assert_ok(srp_safetensors_open(&f, src));
+    const size_t n = srp_safetensors_count(f);
+    srp_tensor_ref *refs = calloc(n, sizeof(*refs));
+    assert_non_null(refs);
+    for (size_t k = 0; k < n; k++) {
+        assert_ok(srp_safetensors_info(f, k, &refs[k]));
+        refs[k].name = strdup(refs[k].name);
+        refs[k].data = malloc(ref_bytes(&refs[k]) + 1);
+        assert_ok(srp_safetensors_read(f, &refs[k], 1));
+        if (strcmp(refs[k].name, name) == 0)
+            *(float *)refs[k].data = value;
+    }
+    srp_safetensors_close(f);
+    assert_ok(srp_safetensors_save(dst, refs, n, NULL, 0));
+    for (size_t k = 0; k < n; k++) {
+        free((void *)refs[k].name);
+        free(refs[k].data);
+    }
+    free(refs);
+}
+
+/* A file of another model, or a bad one, is refused with what is missing
+ * and unknown (or what is wrong), and the model is left as it was, to the
+ * bit: its weights, u, v and sigma. */
+static void test_mismatched_files_are_refused(void **state)
+{
+    (void)state;
+    char path[600], other[600], bad[600];
+    scratch_path(path, sizeof(path), "mine.safetensors");
+    scratch_path(other, sizeof(other), "other.safetensors");
+    scratch_path(bad, sizeof(bad), "bad.safetensors");
+    lm_config c = small_config(LM_ARCH_SIGMA, 0, LM_POS_LEARNED);
+    lm_model *m, *x;
+    assert_ok(lm_create(&m, &c));
+    ex_error err = {""};
+    assert_int_equal(lm_export(m, EX_OFFICIAL_EXPORT, path, "live", &err), EX_OK);
+    size_t bytes, after;
+    float *before = model_state(m, &bytes);
+
+    /* other models: the file of each into m says (in), and m's file into
+     * each (out, when a name differs); in_not must not be said */
+    static const struct {
+        lm_arch arch;
+        size_t depth, dim, heads;
+        int tied;
+        const char *in[2], *in_not, *out;
+    } others[] = {
+        /* pre-LN: LayerNorms m lacks; plain linears: no sigma, u */
+        {LM_ARCH_PRELN, 2, 8, 2, 0,
+         {"missing: blocks.0.attn.qkv.sigma", "unknown: blocks.0.ln1.weight"}, NULL,
+         "missing: blocks.0.ln1.weight"},
+        {LM_ARCH_SIGMA, 3, 8, 2, 0, {"unknown: blocks.2.attn.qkv.weight", NULL}, "missing",
+         "missing: blocks.2.attn.qkv.weight"},
+        {LM_ARCH_SIGMA, 2, 8, 2, 1, {"missing: lm_head.weight", NULL}, "unknown", NULL},
+        /* the same names, another width */
+        {LM_ARCH_SIGMA, 2, 16, 4, 0, {"shape or dtype", NULL}, NULL, NULL},
+    };
+    for (size_t k = 0; k < sizeof(others) / sizeof(others[0]); k++) {
+        c.arch = others[k].arch;
+        c.depth = others[k].depth;
+        c.dim = others[k].dim;
+        c.heads = others[k].heads;
+        c.tied_head = others[k].tied;
+        assert_ok(lm_create(&x, &c));
+        assert_int_equal(lm_export(x, EX_OFFICIAL_EXPORT, other, "live", &err), EX_OK);
+        assert_int_equal(lm_import(m, other, &err), EX_FAILED);
+        for (size_t i = 0; i < 2 && others[k].in[i]; i++)
+            assert_non_null(strstr(err.message, others[k].in[i]));
+        if (others[k].in_not)
+            assert_null(strstr(err.message, others[k].in_not));
+        if (others[k].out) {
+            assert_int_equal(lm_import(x, path, &err), EX_FAILED);
+            assert_non_null(strstr(err.message, others[k].out));
+        }
+        lm_destroy(x);
+    }
+    /* a spectral norm that is no sigma; a file that is not there */
+    rewrite_with(path, bad, "blocks.1.mlp.fc1.spectral_normed_weight.spectral_norm", -1.0f);
+    assert_int_equal(lm_import(m, bad, &err), EX_FAILED);
+    assert_non_null(strstr(err.message, "blocks.1.mlp.fc1.spectral_normed_weight.spectral_norm"));
+    rewrite_with(path, bad, "blocks.0.attn.proj.spectral_normed_weight.spectral_norm", NAN);
+    assert_int_equal(lm_import(m, bad, &err), EX_FAILED);
+    scratch_path(other, sizeof(other), "no-such.safetensors");
+    assert_int_equal(lm_import(m, other, &err), EX_FAILED);
+    assert_non_null(strstr(err.message, other));
+
+    float *now = model_state(m, &after);
+    assert_int_equal(after, bytes);
+    assert_memory_equal(now, before, bytes);
+    free(now);
+    /* and the file the model wrote still loads */
+    assert_int_equal(lm_import(m, path, &err), EX_OK);
+    free(before);
+    lm_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -717,6 +1026,10 @@ int main(void)
         cmocka_unit_test(test_budget_resume_makes_the_same_plans),
         cmocka_unit_test(test_final_evaluation_scores_every_byte),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_round_trip_is_bit_exact),
+        cmocka_unit_test(test_names_and_shapes),
+        cmocka_unit_test(test_folded_weights),
+        cmocka_unit_test(test_mismatched_files_are_refused),
     };
     return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

@@ -31,6 +31,13 @@ beyond it: the convolutional stem (SNConv2d 3x3, padding 1, each followed
 by a GELU; stem.conv<l>) and q, k and v under three SNLinears (attn.q,
 attn.k, attn.v; --qkv-sigma separate).
 
+CharLM is examples/char_lm's model (model.h) under the names
+char-lm-train --export writes: nn.Embedding wte, learned positions wpe (or
+the fixed sinusoids, a buffer), blocks of causal attention and GELU MLP in
+each --arch's placement of LayerNorms (ln1, ln2, and ln_f after pre-LN
+blocks), the head lm_head (or wte's transpose, tied); SNLinears in the
+sigma architectures, nn.Linear in the others and in the folded model.
+
 Needs Debian's python3-torch; run the scripts with /usr/bin/python3.
 """
 import torch
@@ -222,9 +229,9 @@ def record_entropy(m, a, query_ok=None):
 
 
 class Mlp(torch.nn.Module):
-    def __init__(self, dim, hidden):
+    def __init__(self, dim, hidden, linear=SNLinear.initialized):
         super().__init__()
-        self.fc1, self.fc2 = SNLinear.initialized(dim, hidden), SNLinear.initialized(hidden, dim)
+        self.fc1, self.fc2 = linear(dim, hidden), linear(hidden, dim)
 
     def forward(self, x):
         return self.fc2(F.gelu(self.fc1(x)))
@@ -278,13 +285,9 @@ class ViTLite(torch.nn.Module):
 
 # ---- the plain model: what --export-folded files load into ----
 
-class PlainMlp(torch.nn.Module):
+class PlainMlp(Mlp):
     def __init__(self, dim, hidden):
-        super().__init__()
-        self.fc1, self.fc2 = torch.nn.Linear(dim, hidden), torch.nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x)))
+        super().__init__(dim, hidden, torch.nn.Linear)
 
 
 class PlainBlock(torch.nn.Module):
@@ -399,3 +402,99 @@ class DefaultViTLite(ViTLite):
 
     def forward(self, img):
         return super().forward(self.stem(img) if self.has_stem else img)
+
+
+# ---- the char LM (examples/char_lm) ----
+
+class QkVAttention(Attention):
+    """Attention whose q and k share one linear D -> 2D (its row [q | k];
+    state_dict name attn.qk) and v has its own (attn.v): --qkv-sigma qk-v."""
+
+    def __init__(self, dim, heads, linear=SNLinear.initialized, causal=False):
+        super().__init__(None, linear(dim, dim), heads, causal)
+        self.qk, self.v = linear(dim, 2 * dim), linear(dim, dim)
+        self.qkv = lambda x: torch.cat([self.qk(x), self.v(x)], -1)
+
+
+def lm_attention(dim, heads, linear, qkv):
+    """Causal attention with one sigma for the fused qkv ("fused"), q and k
+    sharing one ("qk-v"), or q, k and v one each ("separate")."""
+    if qkv == "fused":
+        return Attention(linear(dim, 3 * dim), linear(dim, dim), heads, causal=True)
+    if qkv == "qk-v":
+        return QkVAttention(dim, heads, linear, causal=True)
+    attn = SeparateAttention(dim, heads, linear)
+    attn.causal = True
+    return attn
+
+
+class LMBlock(torch.nn.Module):
+    """srp_block as the LM places its LayerNorms (eps 1e-5): norm "none"
+    x + attn(x), then + mlp; "pre" x + attn(ln1(x)), then x + mlp(ln2(x));
+    "post" ln1(x + attn(x)), then ln2(x + mlp(x))."""
+
+    def __init__(self, dim, heads, mlp, norm, linear, qkv):
+        super().__init__()
+        self.norm = norm
+        if norm != "none":
+            self.ln1 = torch.nn.LayerNorm(dim, eps=1e-5)
+            self.ln2 = torch.nn.LayerNorm(dim, eps=1e-5)
+        self.attn = lm_attention(dim, heads, linear, qkv)
+        self.mlp = Mlp(dim, mlp, linear)
+
+    def forward(self, x):
+        if self.norm == "post":
+            x = self.ln1(x + self.attn(x))
+            return self.ln2(x + self.mlp(x))
+        if self.norm == "pre":
+            x = x + self.attn(self.ln1(x))
+            return x + self.mlp(self.ln2(x))
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+LM_ARCHS = {"sigma": (True, "none"), "sigma-preln": (True, "pre"), "preln": (False, "pre"),
+            "postln": (False, "post"), "sigma-postln": (True, "post")}
+
+
+def fixed_positions(context, dim, scale):
+    """The sinusoids of model.c, in float32 as it stores them: pos[t][d] =
+    scale sin(t w) (d even) or scale cos(t w) (d odd), w = 10000^(-(d - d % 2) / D)."""
+    t = torch.arange(context, dtype=torch.float64)[:, None]
+    d = torch.arange(dim)
+    w = 10000.0 ** (-(d - d % 2).double() / dim)
+    wave = torch.where(d % 2 == 1, torch.cos(t * w), torch.sin(t * w)).float()
+    return torch.tensor(scale, dtype=torch.float32) * wave
+
+
+class CharLM(torch.nn.Module):
+    """The char LM over bytes: tokens [B, T] -> logits [B, T, 256]. arch,
+    positions ("learned" or "fixed", the sinusoids scaled by embed_std),
+    tied_head and qkv as char-lm-train's flags; folded: every linear a
+    plain nn.Linear (what --export-folded files load into)."""
+
+    def __init__(self, context=128, dim=128, depth=4, heads=4, mlp=512, arch="sigma",
+                 positions="learned", tied_head=False, qkv="fused", embed_std=1.0, folded=False):
+        super().__init__()
+        sigma, norm = LM_ARCHS[arch]
+        linear = SNLinear.initialized if sigma and not folded else torch.nn.Linear
+        self.wte = torch.nn.Embedding(256, dim)
+        if positions == "learned":
+            self.wpe = torch.nn.Embedding(context, dim)
+        else:
+            self.register_buffer("pos", fixed_positions(context, dim, embed_std),
+                                 persistent=False)
+        self.blocks = torch.nn.ModuleList(LMBlock(dim, heads, mlp, norm, linear, qkv)
+                                          for _ in range(depth))
+        self.ln_f = torch.nn.LayerNorm(dim, eps=1e-5) if norm == "pre" else None
+        self.lm_head = None if tied_head else linear(dim, 256)
+
+    def forward(self, tokens):
+        T = tokens.shape[1]
+        pos = self.wpe.weight[:T] if hasattr(self, "wpe") else self.pos[:T]
+        x = self.wte(tokens) + pos
+        for blk in self.blocks:
+            x = blk(x)
+        if self.ln_f is not None:
+            x = self.ln_f(x)
+        return x @ self.wte.weight.T if self.lm_head is None else self.lm_head(x)

@@ -235,6 +235,16 @@ int same_but_time(const char *a, const char *b, int checkpoint)
     return same;
 }
 
+int same_bytes(const char *a, const char *b)
+{
+    size_t na, nb;
+    unsigned char *x = read_file_bytes(a, &na), *y = read_file_bytes(b, &nb);
+    const int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
 static uint32_t le32(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;

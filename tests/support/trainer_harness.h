@@ -46,6 +46,8 @@ double checkpoint_float_difference(const char *a, const char *b, char *worst, si
  * metrics' "seconds", "budget_seconds", "budget_used" and "ms_per_step"
  * (checkpoint 0) or the checkpoint's train.seconds (checkpoint 1). */
 int same_but_time(const char *a, const char *b, int checkpoint);
+/* The two files hold the same bytes (both readable). */
+int same_bytes(const char *a, const char *b);
 
 /* The files of a resume test in the scratch folder: the metrics and
  * checkpoint of a run through (<prefix>full.jsonl, .ckpt) and of the same

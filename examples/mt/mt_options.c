@@ -73,6 +73,14 @@ static const ex_opt_spec k_specs[] = {
      "after training, translate these splits greedily and print their chrF2"},
     {"show", EX_OPT_SIZE, OFF(show), 0, 1e6, NULL, 0, 0, "5",
      "sample translations printed (of the test split's first pairs)"},
+    {"translate", EX_OPT_STRING, OFF(translate), 0, 0, "TEXT", 0, 0, NULL,
+     "translate this English text (its first --max-bytes bytes) after training, or with "
+     "--init instead of training"},
+    {"translate-file", EX_OPT_STRING, OFF(translate_file), 0, 0, NULL, 0, 0, NULL,
+     "translate each line of this file, one translation a line"},
+    {"init", EX_OPT_STRING, OFF(init_path), 0, 0, NULL, 0, 0, NULL,
+     "no training: load the model from this checkpoint (its own configuration) and "
+     "--translate"},
     /* collapse watch */
     {.name = "collapse", .type = EX_OPT_SHARED, .offset = OFF(run)},
 };
@@ -100,7 +108,9 @@ static ex_code check(void *opts, ex_error *err)
                        o->model.dim);
     if (o->run.plot_only && !o->run.plot_path)
         return ex_fail(err, EX_USAGE, "--plot-only needs --plot FILE.png");
-    if (!o->run.plot_only && o->steps == 0 && !(o->minutes > 0.0f))
+    if (o->init_path && !o->translate && !o->translate_file)
+        return ex_fail(err, EX_USAGE, "--init needs --translate TEXT or --translate-file FILE");
+    if (!o->init_path && !o->run.plot_only && o->steps == 0 && !(o->minutes > 0.0f))
         return ex_fail(err, EX_USAGE, "give --steps N or --minutes M (or both)");
     return EX_OK;
 }

@@ -9,6 +9,7 @@
  * The skeleton (common/trainer.h) runs the jobs; what is the translator's
  * own is here: the batches of pairs padded by length, the loss over the
  * target bytes and EOS, the evaluations, the decoding. */
+#define _POSIX_C_SOURCE 200809L /* getline, strdup */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +104,7 @@ static size_t bucket_of(const mt_trainer *t, const mt_pair *p)
 /* Bucket k's padded lengths. */
 static void bucket_sizes(const mt_trainer *t, size_t k, size_t *S, size_t *T)
 {
-    const mt_config *c = &t->opt.model;
+    const mt_config *c = mt_get_config(t->model);
     const size_t L = (k + 1) * MT_BUCKET;
     const int last = k + 1 == t->buckets;
     *S = !last && L < c->max_src ? L : c->max_src;
@@ -370,6 +371,56 @@ static ex_code score_splits(mt_trainer *t, ex_error *err)
     return code;
 }
 
+/* --translate and --translate-file: each text's translation on a line of
+ * its own, in batches of the model's. */
+static ex_code translate_texts(mt_trainer *t, ex_error *err)
+{
+    const mt_options *o = &t->opt;
+    const mt_config *c = mt_get_config(t->model);
+    const size_t B = c->max_batch, width = c->max_tgt + 1;
+    char *lines = NULL, *texts[B], *hyp[B];
+    size_t cap = 0;
+    FILE *f = o->translate_file ? fopen(o->translate_file, "r") : NULL;
+    if (o->translate_file && !f)
+        return ex_fail(err, EX_FAILED, "cannot open %s", o->translate_file);
+    char *block = malloc(width * B);
+    ex_code code = block ? EX_OK : ex_fail_status(err, SRP_ERR_NOMEM, "translating");
+    for (size_t r = 0; r < B && block; r++)
+        hyp[r] = block + r * width;
+    int given = o->translate != NULL; /* the text of --translate, before the file's */
+    while (code == EX_OK) {
+        size_t n = 0;
+        if (given) {
+            texts[n++] = strdup(o->translate);
+            given = 0;
+        }
+        while (f && n < B && getline(&lines, &cap, f) >= 0) {
+            lines[strcspn(lines, "\r\n")] = '\0';
+            texts[n++] = strdup(lines);
+        }
+        if (n == 0)
+            break;
+        int ok = 1;
+        for (size_t r = 0; r < n; r++)
+            ok &= texts[r] != NULL;
+        const srp_status st =
+            ok ? translate_batch(t, (const char *const *)texts, n, hyp) : SRP_ERR_NOMEM;
+        if (st != SRP_OK)
+            code = ex_fail_status(err, st, "translating");
+        for (size_t r = 0; r < n; r++) {
+            if (code == EX_OK)
+                printf("%s\n", hyp[r]);
+            free(texts[r]);
+        }
+    }
+    fflush(stdout);
+    free(lines);
+    free(block);
+    if (f)
+        fclose(f);
+    return code;
+}
+
 /* ---- the run's lines ---- */
 
 static void model_config_record(const mt_config *c, uint64_t *rec)
@@ -492,7 +543,6 @@ static int by_bucket(const void *a, const void *b)
 static ex_code make_buckets(mt_trainer *t, ex_error *err)
 {
     const mt_corpus *c = &t->corpus;
-    t->buckets = bucket_count(&t->opt.model);
     for (size_t k = 0; k < t->buckets; k++)
         if (!(t->bucket_pairs[k] = malloc(sizeof(size_t) * c->count[MT_TRAIN])))
             return ex_fail_status(err, SRP_ERR_NOMEM, "buckets");
@@ -507,6 +557,25 @@ static ex_code make_buckets(mt_trainer *t, ex_error *err)
         t->val_order[i] = i;
     g_sort_trainer = t;
     qsort(t->val_order, n, sizeof(size_t), by_bucket);
+    return EX_OK;
+}
+
+/* The batches' buffers, for batch pairs of the model's sizes. */
+static ex_code alloc_buffers(mt_trainer *t, size_t batch, ex_error *err)
+{
+    const mt_config *c = mt_get_config(t->model);
+    const size_t B = batch, T = c->max_tgt + 1;
+    t->src = malloc(sizeof(uint32_t) * B * c->max_src);
+    t->tgt = malloc(sizeof(uint32_t) * B * T);
+    t->src_len = malloc(sizeof(size_t) * B);
+    t->tgt_len = malloc(sizeof(size_t) * B);
+    t->labels = malloc(sizeof(int) * B * T);
+    if (!t->src || !t->tgt || !t->src_len || !t->tgt_len || !t->labels ||
+        !ex_alloc_floats(&t->scored, B * T * MT_VOCAB) ||
+        !ex_alloc_floats(&t->dscored, B * T * MT_VOCAB) ||
+        !ex_alloc_floats(&t->dlogits, B * T * MT_VOCAB))
+        return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
+    t->buckets = bucket_count(c);
     return EX_OK;
 }
 
@@ -553,17 +622,8 @@ static ex_code build(ex_trainer *base, ex_error *err)
     t->schedule.warmup_steps = o->warmup_steps;
     t->schedule.min_lr = o->min_lr;
     lm_budget_init(&t->budget);
-    const size_t B = base->local_batch, T = o->model.max_tgt + 1;
-    t->src = malloc(sizeof(uint32_t) * B * o->model.max_src);
-    t->tgt = malloc(sizeof(uint32_t) * B * T);
-    t->src_len = malloc(sizeof(size_t) * B);
-    t->tgt_len = malloc(sizeof(size_t) * B);
-    t->labels = malloc(sizeof(int) * B * T);
-    if (!t->src || !t->tgt || !t->src_len || !t->tgt_len || !t->labels ||
-        !ex_alloc_floats(&t->scored, B * T * MT_VOCAB) ||
-        !ex_alloc_floats(&t->dscored, B * T * MT_VOCAB) ||
-        !ex_alloc_floats(&t->dlogits, B * T * MT_VOCAB))
-        return ex_fail_status(err, SRP_ERR_NOMEM, "buffers");
+    if ((code = alloc_buffers(t, base->local_batch, err)) != EX_OK)
+        return code;
     t->best_val_bpb = INFINITY;
     return make_buckets(t, err);
 }
@@ -690,9 +750,60 @@ static ex_code finish(ex_trainer *base, ex_error *err)
 static ex_code after_run(ex_trainer *base, ex_error *err)
 {
     mt_trainer *t = mt(base);
-    if (!ex_dist_is_root(&base->dist) || !t->finished || t->opt.chrf == MT_CHRF_NONE)
+    if (!ex_dist_is_root(&base->dist) || !t->finished)
         return EX_OK;
-    return score_splits(t, err);
+    const ex_code code = t->opt.chrf == MT_CHRF_NONE ? EX_OK : score_splits(t, err);
+    return code == EX_OK && (t->opt.translate || t->opt.translate_file) ? translate_texts(t, err)
+                                                                        : code;
+}
+
+/* --init: the model out of a checkpoint, with the shape it records, to
+ * translate with (no training). */
+static ex_code translate_from_checkpoint(mt_trainer *t, ex_error *err)
+{
+    const mt_options *o = &t->opt;
+    uint64_t *v = t->config;
+    const srp_tensor_ref shape = {"model.config", SRP_DTYPE_U64, 1, {CONFIG_FIELDS}, v};
+    const srp_status loaded = srp_checkpoint_load(o->init_path, &shape, 1);
+    if (loaded != SRP_OK)
+        return ex_fail_statusf(err, loaded, "loading the checkpoint %s", o->init_path);
+    mt_config c = mt_config_default();
+    c.max_src = v[0];
+    c.max_tgt = v[1];
+    c.dim = v[2];
+    c.heads = v[3];
+    c.mlp_dim = v[4];
+    c.enc_layers = v[5];
+    c.dec_layers = v[6];
+    c.arch = (mt_arch)v[7];
+    c.gamma_init = (srp_gamma_init)v[8];
+    c.qkv_sigma = (srp_qkv_sigma)v[9];
+    c.max_batch = o->run.batch;
+    srp_status st = v[7] < MT_ARCH_COUNT && v[8] <= SRP_GAMMA_INIT_ONE &&
+                            v[9] <= SRP_QKV_SIGMA_SEPARATE && v[0] <= 1024 && v[1] <= 1024
+                        ? mt_create(&t->model, &c)
+                        : SRP_ERR_FORMAT;
+    if (st != SRP_OK)
+        return ex_fail_statusf(err, st, "%s: its model configuration is not valid", o->init_path);
+    ex_code code = ex_trainer_load(&t->base, o->init_path, 1, err);
+    /* the file wrote each sigma into its layer: a bad one is refused */
+    const ex_linear_names *linears = mt_linears(t->model);
+    for (size_t i = 0; code == EX_OK && i < linears->count; i++) {
+        srp_linear *l = linears->linears[i];
+        if ((st = srp_linear_set_sigma(l, srp_linear_sigma(l))) != SRP_OK)
+            code = ex_fail_statusf(err, st, "%s: a sigma in it is not valid", o->init_path);
+    }
+    if (code == EX_OK)
+        code = alloc_buffers(t, c.max_batch, err);
+    return code == EX_OK ? translate_texts(t, err) : code;
+}
+
+/* --init: translating from a checkpoint instead of training. */
+static ex_code other_job(ex_trainer *base, int *done, ex_error *err)
+{
+    mt_trainer *t = mt(base);
+    *done = t->opt.init_path != NULL;
+    return *done && ex_dist_is_root(&base->dist) ? translate_from_checkpoint(t, err) : EX_OK;
 }
 
 static void cleanup(ex_trainer *base)
@@ -717,6 +828,7 @@ static const ex_trainer_hooks k_hooks = {
     .program = "mt-train",
     .plot = &k_plot,
     .options = &mt_options_table,
+    .other_job = other_job,
     .build = build,
     .describe_data = describe_data,
     .header = header,

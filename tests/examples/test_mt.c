@@ -268,10 +268,10 @@ static void write_catalog(char *dir, size_t cap)
 
 /* mt-train learns the toy catalog (validation bits per byte far below the
  * uniform 8), logs every watched attention's entropies and bound (2
- * encoder, 2 decoder self-, 2 cross-attentions), translates the splits
- * and scores them; a run stopped twice and resumed is bit for bit the run
- * through; other options on resume, and a language without catalogs, are
- * refused. */
+ * encoder, 1 decoder self-, 1 cross-attention), translates the splits
+ * and scores them, and a text after training and from its checkpoint; a
+ * run stopped twice and resumed is bit for bit the run through; other
+ * options on resume, and a language without catalogs, are refused. */
 static void test_trainer_learns_resumes_and_translates(void **state)
 {
     (void)state;
@@ -299,12 +299,25 @@ static void test_trainer_learns_resumes_and_translates(void **state)
     assert_int_equal(run_mt(out, "%s --lang xx", common), 2);
     assert_non_null(strstr(out, "de")); /* the languages there are */
 
-    /* translations: chrF2 of both splits next to the copy baseline's */
-    assert_int_equal(run_mt(out, "%s --chrf both --show 2 --steps 60", common), 0);
+    /* translations: chrF2 of both splits next to the copy baseline's;
+     * --translate after training and from the checkpoint alone agree */
+    assert_int_equal(run_mt(out,
+                            "%s --chrf both --show 2 --steps 60 --checkpoint %s --translate "
+                            "'open page 9'",
+                            common, f.c_full),
+                     0);
     assert_non_null(strstr(out, "validation chrF2: "));
     assert_non_null(strstr(out, "test chrF2: "));
     assert_non_null(strstr(out, "copy baseline"));
     assert_non_null(strstr(out, "    => "));
+    const char *last = out + strlen(out) - 1; /* the translation: the last line */
+    while (last > out && last[-1] != '\n')
+        last--;
+    static char again[1 << 12];
+    assert_int_equal(run_mt(again, "--init %s --translate 'open page 9'", f.c_full), 0);
+    assert_string_equal(again, last);
+    assert_int_equal(run_mt(again, "--init %s", f.c_full), 2);
+    assert_non_null(strstr(again, "--init needs --translate"));
 }
 
 int main(void)

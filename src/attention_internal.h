@@ -144,7 +144,8 @@ srp_status srp_attention_backward_prepare_cross(srp_attention *a, const float *d
 /* Cached decoding (attention_decode.c) in the same halves, for the block.
  * decode_check: the arguments srp_attention_decode refuses besides NULL
  * (another module's cache, batch 0, above the cache's max_batch or not its
- * sequences' count, a full cache); nothing changes. decode_compute, after
+ * sequences' count, a cross-attention's cache without a memory, a full
+ * cache); nothing changes. decode_compute, after
  * it: y, and the new position's [q | k | v] into the cache's next slot,
  * which does not count yet (at position 0 it first takes the linears' eval
  * power steps, failing with SRP_ERR_NUMERIC on a zero or non-finite sigma
@@ -155,5 +156,26 @@ srp_status srp_attention_decode_check(const srp_attention *a, const srp_attentio
 srp_status srp_attention_decode_compute(srp_attention *a, srp_attention_cache *c, const float *x,
                                         size_t batch, float *y);
 void srp_attention_decode_commit(srp_attention_cache *c, size_t batch);
+/* A cross-attention cache's memory in the same halves (the block sets its
+ * cross-attention's): memory_check refuses what
+ * srp_attention_cache_set_memory refuses besides NULL and NaN (a
+ * self-attention's cache, sizes, lengths); memory_set, after it: NaN in
+ * memory or a bad scale, the cache as it was; the memory's keys and values
+ * projected and kept, the length 0 (an overflow there: SRP_ERR_NUMERIC and
+ * the cache empty, as after a reset). */
+srp_status srp_attention_memory_check(const srp_attention_cache *c, size_t batch,
+                                      size_t memory_tokens, const size_t *memory_key_len,
+                                      const char *call);
+srp_status srp_attention_memory_set(srp_attention_cache *c, const float *memory, size_t batch,
+                                    size_t memory_tokens, const size_t *memory_key_len,
+                                    const char *call);
+/* Row selection in the same halves: select_check refuses what
+ * srp_attention_cache_select refuses besides NULL (nothing changes);
+ * select_apply moves the rows (a cache that holds no sequences yet, a
+ * block's self-attention before its first position, stays as it is); it
+ * cannot fail. */
+srp_status srp_attention_cache_select_check(const srp_attention_cache *c, const size_t *rows,
+                                            size_t batch, const char *call);
+void srp_attention_cache_select_apply(srp_attention_cache *c, const size_t *rows, size_t batch);
 
 #endif

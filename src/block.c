@@ -825,18 +825,21 @@ srp_status srp_block_state_refs(srp_block *b, const char *prefix, srp_tensor_lis
 
 /* ---- cached decoding (block.h) ----
  * One position of each sequence through the block: the attention from its
- * cache (attention_decode.c), LayerNorm and MLP per position, as the eval
- * forward computes them, with fc1's and fc2's eval scales taken at
- * position 0 as the attention's are. Nothing of the block changes. */
+ * cache (attention_decode.c), a decoder block's cross-attention from its
+ * cache of the memory, LayerNorm and MLP per position, as the eval forward
+ * computes them, with fc1's and fc2's eval scales taken at position 0 as
+ * the attention's are. Nothing of the block changes. */
 
 struct srp_block_cache {
     const srp_block *owner;
     srp_attention_cache *attn;
+    srp_attention_cache *xattn; /* a decoder block's: its memory's keys and values */
     size_t max_batch;
     float fc1_scale, fc2_scale;
-    /* [max_batch][D]: the attention's input (pre-LN: ln1(x)), a branch's
-     * output, mid, the MLP's input; [max_batch][mlp]: fc1's output, GELU's */
-    float *a_in, *branch, *mid, *m_in, *h;
+    /* [max_batch][D]: the attention's input (pre-LN: ln1(x); then the
+     * cross-attention's, c_in), a branch's output, mid, the MLP's input, a
+     * decoder block's cmid; [max_batch][mlp]: fc1's output, GELU's */
+    float *a_in, *branch, *mid, *m_in, *cmid, *h;
 };
 
 static void cache_layout(void *obj, srp_arena *arena)
@@ -844,6 +847,7 @@ static void cache_layout(void *obj, srp_arena *arena)
     srp_block_cache *c = obj;
     const size_t rows = c->max_batch;
     SRP_ARENA_FLOATS(arena, rows * c->owner->dim, &c->a_in, &c->branch, &c->mid, &c->m_in);
+    SRP_ARENA_FLOATS(arena, c->owner->cross ? rows * c->owner->dim : 0, &c->cmid);
     SRP_ARENA_FLOATS(arena, rows * c->owner->mlp, &c->h);
 }
 
@@ -855,16 +859,17 @@ srp_status srp_block_cache_create(srp_block_cache **out, const srp_block *b, siz
     *out = NULL;
     if (!b)
         return SRP_FAIL_NULL(b);
-    if (b->cross)
-        return srp_fail(SRP_ERR_UNSUPPORTED,
-                        "srp_block_cache_create: cached decoding of a decoder block (cfg.cross) "
-                        "is not implemented");
-    srp_attention_cache *attn = NULL;
+    srp_attention_cache *attn = NULL, *xattn = NULL;
     srp_status st = srp_attention_cache_create(&attn, b->attn, max_batch, max_tokens);
-    if (st != SRP_OK)
+    if (st == SRP_OK && b->cross)
+        st = srp_attention_cache_create(&xattn, b->xattn, max_batch, max_tokens);
+    if (st != SRP_OK) {
+        srp_attention_cache_destroy(attn);
         return st; /* with the attention cache's detail */
+    }
     if (!srp_linear_batch_ok(b->fc1, max_batch) || !srp_linear_batch_ok(b->fc2, max_batch)) {
         srp_attention_cache_destroy(attn);
+        srp_attention_cache_destroy(xattn);
         return srp_fail(SRP_ERR_INVALID_ARG,
                         "srp_block_cache_create: max_batch %zu is too many rows for the MLP",
                         max_batch);
@@ -873,9 +878,11 @@ srp_status srp_block_cache_create(srp_block_cache **out, const srp_block *b, siz
         SRP_ARENA_NEW(srp_block_cache, cache_layout, .owner = b, .max_batch = max_batch);
     if (!c) {
         srp_attention_cache_destroy(attn);
+        srp_attention_cache_destroy(xattn);
         return SRP_ERR_NOMEM;
     }
     c->attn = attn;
+    c->xattn = xattn;
     *out = c;
     return SRP_OK;
 }
@@ -885,18 +892,56 @@ void srp_block_cache_destroy(srp_block_cache *c)
     if (!c)
         return;
     srp_attention_cache_destroy(c->attn);
+    srp_attention_cache_destroy(c->xattn);
     free(c);
 }
 
 void srp_block_cache_reset(srp_block_cache *c)
 {
-    if (c)
+    if (c) {
         srp_attention_cache_reset(c->attn);
+        srp_attention_cache_reset(c->xattn);
+    }
 }
 
 size_t srp_block_cache_length(const srp_block_cache *c)
 {
     return c ? srp_attention_cache_length(c->attn) : 0;
+}
+
+srp_status srp_block_cache_set_memory(srp_block_cache *c, const float *memory, size_t batch,
+                                      size_t memory_tokens, const size_t *memory_key_len)
+{
+    static const char call[] = "srp_block_cache_set_memory";
+    if (!c || !memory)
+        return SRP_FAIL_NULL(c, memory);
+    if (!c->xattn)
+        return srp_fail(SRP_ERR_UNSUPPORTED,
+                        "%s: the block is not a decoder block (cfg.cross): it has no memory", call);
+    srp_status st =
+        srp_attention_memory_check(c->xattn, batch, memory_tokens, memory_key_len, call);
+    if (st == SRP_OK)
+        st = srp_attention_memory_set(c->xattn, memory, batch, memory_tokens, memory_key_len, call);
+    if (st == SRP_OK)
+        srp_attention_cache_reset(c->attn); /* new sequences for the new memory */
+    return st;
+}
+
+srp_status srp_block_cache_select(srp_block_cache *c, const size_t *rows, size_t batch)
+{
+    static const char call[] = "srp_block_cache_select";
+    if (!c || !rows)
+        return SRP_FAIL_NULL(c, rows);
+    /* A decoder block holds its memory's sequences from set_memory on,
+     * before the self-attention's first position. */
+    const srp_status st =
+        srp_attention_cache_select_check(c->xattn ? c->xattn : c->attn, rows, batch, call);
+    if (st != SRP_OK)
+        return st;
+    srp_attention_cache_select_apply(c->attn, rows, batch);
+    if (c->xattn)
+        srp_attention_cache_select_apply(c->xattn, rows, batch);
+    return SRP_OK;
 }
 
 /* LayerNorm of rows x [n][D] into y with ln's parameters: the kernel the
@@ -915,6 +960,8 @@ srp_status srp_block_decode(srp_block *b, srp_block_cache *c, const float *x, si
     if (c->owner != b)
         return srp_fail(SRP_ERR_INVALID_ARG, "%s: the cache was made for another block", call);
     srp_status st = srp_attention_decode_check(b->attn, c->attn, batch, call);
+    if (st == SRP_OK && b->cross)
+        st = srp_attention_decode_check(b->xattn, c->xattn, batch, call);
     if (st != SRP_OK)
         return st;
     if (srp_attention_cache_length(c->attn) == 0) { /* the MLP's eval scales, as the attention's */
@@ -938,9 +985,22 @@ srp_status srp_block_decode(srp_block *b, srp_block_cache *c, const float *x, si
     if (st != SRP_OK)
         return st;
     srp_residual_add(x, c->branch, n, c->mid);
-    const float *m_in = c->mid;
+    const float *stream = c->mid; /* what the MLP stage reads */
+    if (b->cross) { /* pre: cmid = mid + xattn(lnc(mid)); post: cmid = c_in + xattn(c_in) */
+        const float *c_in = c->mid;
+        if (b->norm != SRP_NORM_NONE) {
+            norm_rows(pre ? b->lnc : b->ln1, c->mid, batch, c->a_in);
+            c_in = c->a_in;
+        }
+        st = srp_attention_decode_compute(b->xattn, c->xattn, c_in, batch, c->branch);
+        if (st != SRP_OK)
+            return st;
+        srp_residual_add(post ? c_in : c->mid, c->branch, n, c->cmid);
+        stream = c->cmid;
+    }
+    const float *m_in = stream;
     if (b->norm != SRP_NORM_NONE) {
-        norm_rows(pre ? b->ln2 : b->ln1, c->mid, batch, c->m_in);
+        norm_rows(mlp_norm(b), stream, batch, c->m_in);
         m_in = c->m_in;
     }
     srp_linear_forward_scaled(b->fc1, c->fc1_scale, m_in, batch, c->h, b->mlp);
@@ -950,7 +1010,7 @@ srp_status srp_block_decode(srp_block *b, srp_block_cache *c, const float *x, si
         srp_residual_add(m_in, c->branch, n, c->mid); /* sum, in mid's place */
         norm_rows(b->ln2, c->mid, batch, y);
     } else {
-        srp_residual_add(c->mid, c->branch, n, y);
+        srp_residual_add(stream, c->branch, n, y);
     }
     if (!srp_all_finite(y, n))
         return srp_fail(SRP_ERR_NUMERIC,
@@ -958,5 +1018,7 @@ srp_status srp_block_decode(srp_block *b, srp_block_cache *c, const float *x, si
                         "as it was",
                         call);
     srp_attention_decode_commit(c->attn, batch);
+    if (b->cross)
+        srp_attention_decode_commit(c->xattn, batch);
     return SRP_OK;
 }

@@ -27,8 +27,8 @@ const char *srp_status_str(srp_status s)
     case SRP_ERR_UNSUPPORTED: return "unsupported operation";
     case SRP_ERR_PEER: return "another rank of the distributed run failed";
     case SRP_ERR_ORDER:
-        return "backward out of order: its forward was replaced by another, or already "
-               "differentiated";
+        return "call out of order: a backward whose forward was replaced by another or "
+               "already differentiated, or a decode or selection before its cache is set up";
     case SRP_ERR_NOT_FOUND: return "not found";
     }
     return "unknown status";

@@ -325,38 +325,84 @@ SRP_API double srp_entropy_lower_bound(double s, size_t tokens);
  * state (u, v, sigma, gamma, its last forward and its backward) is not
  * touched, and the cache is the caller's, one per stream of sequences.
  *
+ * And of cross-attention (cfg.cross): srp_attention_cache_set_memory
+ * projects a memory's keys and values once and keeps them, with each
+ * sequence's key length; decoding x_t then gives row t of
+ * srp_attention_forward_cross in eval over that memory (within about 1e-6
+ * relative). Cross-attention has no causal mask, so each row depends on
+ * its own x_t only; the length still counts the positions decoded (up to
+ * max_tokens), as a decoder block's self-attention counts them.
+ *
  * The weights are the eval forward's W_hat = gamma / sigma W, sigma from
  * one power step from the stored u (srp_linear_forward in SRP_EVAL),
- * taken at position 0 and kept for the sequence: after the weights, u,
- * gamma or sigma change (an optimizer step, a checkpoint load), reset the
- * cache, whose keys and values were made with the old ones.
+ * taken at position 0 (cross: at set_memory) and kept for the sequence:
+ * after the weights, u, gamma or sigma change (an optimizer step, a
+ * checkpoint load), reset the cache (and set the memory again), whose
+ * keys and values were made with the old ones.
  *
  * srp_attention_cache_create: room for max_batch sequences of max_tokens
  * positions (a [max_batch][max_tokens][3 dim] array of floats, and little
- * more), independent of the module's own maxima; decoding allocates
- * nothing. Errors: NULL: SRP_ERR_INVALID_ARG; a module that is not causal:
- * SRP_ERR_UNSUPPORTED; max_batch or max_tokens 0, or sizes past SIZE_MAX
- * bytes or BLAS's int: SRP_ERR_INVALID_ARG. The cache refers to the module:
- * destroy the cache first. A decode uses the module as a forward does (its
- * linears' scratch, at position 0): not at the same time as another call
- * on the module from another thread. reset: empty again, for new sequences
- * of any batch up to max_batch. length: the positions decoded (0 for NULL). */
+ * more), independent of the module's own maxima; for a cross-attention,
+ * room for max_batch memories of the module's max_memory_tokens (a
+ * [max_batch][max_memory_tokens][2 dim] array, and little more). Decoding,
+ * set_memory and select allocate nothing. Errors: NULL:
+ * SRP_ERR_INVALID_ARG; a module that is neither causal nor a
+ * cross-attention: SRP_ERR_UNSUPPORTED; max_batch or max_tokens 0, or
+ * sizes past SIZE_MAX bytes or BLAS's int: SRP_ERR_INVALID_ARG. The cache
+ * refers to the module: destroy the cache first. A decode (and
+ * set_memory) uses the module as a forward does (its linears' scratch, at
+ * position 0): not at the same time as another call on the module from
+ * another thread. reset: empty again, for new sequences of any batch up
+ * to max_batch (a cross-attention's cache forgets its memory too). length:
+ * the positions decoded (0 for NULL). */
 typedef struct srp_attention_cache srp_attention_cache;
 SRP_API srp_status srp_attention_cache_create(srp_attention_cache **out, const srp_attention *a,
                                               size_t max_batch, size_t max_tokens);
 SRP_API void srp_attention_cache_destroy(srp_attention_cache *c);
 SRP_API void srp_attention_cache_reset(srp_attention_cache *c);
 SRP_API size_t srp_attention_cache_length(const srp_attention_cache *c);
+/* A cross-attention's cache: memory [batch][memory_tokens][dim] (the
+ * encoder's output; read here, not kept), memory_key_len [batch], each in
+ * 1..memory_tokens, or NULL (every memory position is a key), as
+ * srp_attention_forward_cross takes them. Projects the memory's keys and
+ * values (the module's eval scales, taken now and kept), keeps them and
+ * the lengths, and starts the cache's sequences: length 0, batch fixed
+ * until the next set_memory or reset. Errors, each leaving the cache as it
+ * was: NULL, batch or memory_tokens 0, a length of 0 or above
+ * memory_tokens: SRP_ERR_INVALID_ARG; batch above the cache's max_batch,
+ * memory_tokens above the module's max_memory_tokens: SRP_ERR_SHAPE; a
+ * self-attention's cache: SRP_ERR_UNSUPPORTED; NaN or Inf in memory, a
+ * zero or non-finite sigma or gamma: SRP_ERR_NUMERIC. Only a projection
+ * that overflows float (finite memory and weights) leaves the cache
+ * empty, as after a reset (SRP_ERR_NUMERIC too). */
+SRP_API srp_status srp_attention_cache_set_memory(srp_attention_cache *c, const float *memory,
+                                                  size_t batch, size_t memory_tokens,
+                                                  const size_t *memory_key_len);
 /* x, y: [batch][dim], position length of each sequence; y may be x. The
- * first call after create or reset fixes batch until the next reset.
- * Errors, each leaving the cache as it was: NULL, a cache made for another
- * module, batch 0: SRP_ERR_INVALID_ARG; batch above the cache's max_batch
- * or not the count of the sequences it holds, a full cache (length ==
- * max_tokens): SRP_ERR_SHAPE; a zero or non-finite sigma or gamma (at
- * position 0), NaN or Inf in y (from x, or an overflow): SRP_ERR_NUMERIC
- * (y may have been written). */
+ * first call after create or reset fixes batch until the next reset (a
+ * cross-attention's: set_memory fixed it). Errors, each leaving the cache
+ * as it was: NULL, a cache made for another module, batch 0:
+ * SRP_ERR_INVALID_ARG; batch above the cache's max_batch or not the count
+ * of the sequences it holds, a full cache (length == max_tokens):
+ * SRP_ERR_SHAPE; a cross-attention's cache without a memory (before
+ * set_memory, or after reset): SRP_ERR_ORDER; a zero or non-finite sigma
+ * or gamma (at position 0), NaN or Inf in y (from x, or an overflow):
+ * SRP_ERR_NUMERIC (y may have been written). */
 SRP_API srp_status srp_attention_decode(srp_attention *a, srp_attention_cache *c, const float *x,
                                         size_t batch, float *y);
+/* Row selection, for beam search: the cache's sequence i becomes its old
+ * sequence rows[i], for i in 0..batch-1: its keys and values (self), or
+ * its memory's keys, values and key length (cross). rows [batch] may
+ * repeat a sequence and leave some out; batch may differ from the count
+ * the cache holds (up to max_batch), and is the count from then on; the
+ * length is unchanged. Allocates nothing (scratch from create). Errors,
+ * each leaving the cache as it was: NULL, batch 0, rows[i] not below the
+ * count of sequences the cache holds: SRP_ERR_INVALID_ARG; batch above
+ * max_batch: SRP_ERR_SHAPE; a cache that holds no sequences (self:
+ * nothing decoded since create or reset; cross: no memory):
+ * SRP_ERR_ORDER. */
+SRP_API srp_status srp_attention_cache_select(srp_attention_cache *c, const size_t *rows,
+                                              size_t batch);
 
 #ifdef __cplusplus
 }

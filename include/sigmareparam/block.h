@@ -248,25 +248,65 @@ SRP_API srp_status srp_block_state_refs(srp_block *b, const char *prefix, srp_te
  * srp_block_forward in SRP_EVAL over x_0..x_t, for every norm placement,
  * within about 1e-6 relative. A stack of blocks decodes block by block,
  * each with its own cache.
+ *
+ * A causal decoder block (cfg.cross) decodes the same way against a
+ * memory: srp_block_cache_set_memory projects the memory's keys and values
+ * for the cross-attention once (srp_attention_cache_set_memory) and starts
+ * the sequences; decoding x_t then gives row t of srp_block_forward_cross
+ * in SRP_EVAL over x_0..x_t (key_len NULL) and that memory (with its
+ * memory_key_len), for every norm placement, within about 1e-6 relative.
+ * Each decoder block of a stack sets the same memory (the encoder's
+ * output) into its own cache.
+ *
  * srp_block_cache_create: the attention's cache (srp_attention_cache_create:
- * its errors, SRP_ERR_UNSUPPORTED for a block that is not causal, and for
- * a decoder block (cfg.cross), whose cached decoding is not implemented) and
- * [max_batch] rows of scratch; decoding allocates nothing. The cache refers
- * to the block: destroy the cache first. reset, length and threads as the
- * attention's. */
+ * its errors, SRP_ERR_UNSUPPORTED for a block that is not causal), a
+ * decoder block's cross-attention cache (room for max_batch memories of
+ * cfg.max_memory_tokens) and [max_batch] rows of scratch; set_memory,
+ * decoding and select allocate nothing. The cache refers to the block:
+ * destroy the cache first. reset (which forgets a decoder block's memory
+ * too), length and threads as the attention's. */
 typedef struct srp_block_cache srp_block_cache;
 SRP_API srp_status srp_block_cache_create(srp_block_cache **out, const srp_block *b,
                                           size_t max_batch, size_t max_tokens);
 SRP_API void srp_block_cache_destroy(srp_block_cache *c);
 SRP_API void srp_block_cache_reset(srp_block_cache *c);
 SRP_API size_t srp_block_cache_length(const srp_block_cache *c);
+/* A decoder block's cache: memory [batch][memory_tokens][dim] (read, not
+ * kept) with memory_key_len [batch] (each in 1..memory_tokens, or NULL),
+ * as srp_block_forward_cross takes them. Sets the cross-attention's memory
+ * (srp_attention_cache_set_memory) and empties the self-attention's cache:
+ * length 0, batch fixed until the next set_memory or reset. Errors as
+ * srp_attention_cache_set_memory's, each leaving the cache as it was
+ * (NULL, batch or memory_tokens 0, a length of 0 or above memory_tokens:
+ * SRP_ERR_INVALID_ARG; batch above max_batch, memory_tokens above
+ * cfg.max_memory_tokens: SRP_ERR_SHAPE; NaN or Inf in memory, a zero or
+ * non-finite sigma or gamma of the cross-attention: SRP_ERR_NUMERIC), and
+ * a block that is not a decoder block: SRP_ERR_UNSUPPORTED. */
+SRP_API srp_status srp_block_cache_set_memory(srp_block_cache *c, const float *memory, size_t batch,
+                                              size_t memory_tokens, const size_t *memory_key_len);
 /* x, y: [batch][dim]; y may be x. Errors as srp_attention_decode's (the
  * cache as it was): NULL, another block's cache, batch 0:
  * SRP_ERR_INVALID_ARG; batch above max_batch or not the cached sequences'
- * count, a full cache: SRP_ERR_SHAPE; a zero or non-finite sigma or gamma
- * of any linear (at position 0), NaN or Inf in y: SRP_ERR_NUMERIC. */
+ * count (a decoder block's: the memory's batch), a full cache:
+ * SRP_ERR_SHAPE; a decoder block's cache without a memory (before
+ * set_memory, or after reset): SRP_ERR_ORDER; a zero or non-finite sigma
+ * or gamma of any linear (at position 0), NaN or Inf in y:
+ * SRP_ERR_NUMERIC. */
 SRP_API srp_status srp_block_decode(srp_block *b, srp_block_cache *c, const float *x, size_t batch,
                                     float *y);
+/* Row selection, for beam search (srp_attention_cache_select): sequence i
+ * becomes old sequence rows[i], i in 0..batch-1, in the self-attention's
+ * keys and values and a decoder block's memory (keys, values, lengths);
+ * rows may repeat and drop sequences, batch (up to max_batch) may differ
+ * from the count held and is the count from then on. A decoder block's
+ * cache holds its memory's sequences from set_memory on, so beams may be
+ * made before the first position (rows {0, 0, 0, 1, 1, 1}: three of each
+ * of two sources). A stack selects the same rows in every block's cache.
+ * Allocates nothing. Errors, each leaving the cache as it was: NULL, batch
+ * 0, rows[i] not below the count held: SRP_ERR_INVALID_ARG; batch above
+ * max_batch: SRP_ERR_SHAPE; a cache that holds no sequences (nothing
+ * decoded; a decoder block's: no memory): SRP_ERR_ORDER. */
+SRP_API srp_status srp_block_cache_select(srp_block_cache *c, const size_t *rows, size_t batch);
 
 #ifdef __cplusplus
 }

@@ -48,7 +48,10 @@ typedef enum {
     SRP_ERR_ORDER,       /* a backward whose forward is no longer the module's last
                             (two training forwards, or an eval forward after the
                             training forward, since the last backward), or that
-                            was already differentiated or refused */
+                            was already differentiated or refused; or a call
+                            whose set-up has not run: a decode before its
+                            cache's memory is set, a row selection on a cache
+                            that holds no sequences */
     SRP_ERR_NOT_FOUND    /* a name asked for is not there (a tensor missing from a
                             file); srp_last_error_detail names it */
 } srp_status;

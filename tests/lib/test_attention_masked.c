@@ -577,6 +577,156 @@ static void test_matches_python_reference(void **state)
     fixture_free(fx);
 }
 
+/* ---- cached decoding of cross-attention (attention.h) ---- */
+
+/* A cross-attention for decoding: O(1) weights, and u moved off the top
+ * singular vector, so that the eval forward's power step gives a sigma of
+ * its own, which set_memory must take too. */
+static srp_attention *make_decoding(const xcase *c, uint64_t seed)
+{
+    srp_attention *a = make(c, seed);
+    srp_rng r = seeded_rng(seed);
+    randomize(a, &r, 0.3, 1.5f);
+    for (size_t i = 0; i <= srp_attention_in_proj_count(a); i++) {
+        srp_linear *l = i < srp_attention_in_proj_count(a) ? srp_attention_in_proj(a, i, NULL)
+                                                           : srp_attention_proj(a);
+        fill_normal_f(&r, srp_linear_u(l), srp_linear_in_features(l), 1.0);
+    }
+    return a;
+}
+
+/* dst [batch][n] = the rows of src [.][n] that rows names. */
+static void pick_rows(float *dst, const float *src, const size_t *rows, size_t batch, size_t n)
+{
+    for (size_t i = 0; i < batch; i++)
+        memcpy(dst + i * n, src + rows[i] * n, sizeof(float) * n);
+}
+
+/* Decodes x's positions 0..T-1 one at a time and compares each with row t
+ * of want [batch][T][D] (1e-6 relative); returns the worst. */
+static double decode_and_compare(srp_attention *a, srp_attention_cache *cache, const float *x,
+                                 const float *want, size_t batch, size_t T, size_t D,
+                                 const char *what)
+{
+    float *step = alloc_f(batch * D), *row = alloc_f(batch * D);
+    double worst = 0.0;
+    for (size_t t = 0; t < T; t++) {
+        for (size_t b = 0; b < batch; b++) {
+            memcpy(step + b * D, x + (b * T + t) * D, sizeof(float) * D);
+            memcpy(row + b * D, want + (b * T + t) * D, sizeof(float) * D);
+        }
+        const size_t before = srp_attention_cache_length(cache);
+        assert_ok(srp_attention_decode(a, cache, step, batch, step));
+        assert_int_equal(srp_attention_cache_length(cache), before + 1);
+        const double rel = rel_max_diff(step, row, batch * D);
+        worst = fmax(worst, rel);
+        if (rel > 1e-6)
+            fail_msg("%s, position %zu: decoded vs forward_cross %.3g relative", what, t, rel);
+    }
+    free(step);
+    free(row);
+    return worst;
+}
+
+/* Row t of the eval srp_attention_forward_cross, decoded position by
+ * position from a cache whose memory was set once: FUSED and SEPARATE,
+ * a memory of the module's full length and a shorter one, with and
+ * without key lengths (one of them the full memory, one a single key). */
+static void test_cross_decode_matches_forward(void **state)
+{
+    (void)state;
+    static const size_t lens_full[3] = {6, 2, 1}, lens_short[3] = {3, 1, 2};
+    const struct {
+        size_t mt;
+        const size_t *lens;
+    } mems[4] = {{6, NULL}, {6, lens_full}, {3, NULL}, {3, lens_short}};
+    for (int mode = 0; mode < 3; mode += 2) {
+        for (int m = 0; m < 4; m++) {
+            const xcase c = {3, 5, 6, 16, 4, 0, 1, (srp_qkv_sigma)mode, mems[m].lens};
+            const size_t B = c.B, T = c.T, D = c.D, mt = mems[m].mt;
+            srp_attention *a = make_decoding(&c, 60 + (uint64_t)(3 * mode + m));
+            float *x = alloc_f(B * T * D), *mem = alloc_f(B * mt * D), *want = alloc_f(B * T * D);
+            srp_rng r = seeded_rng(61);
+            fill_normal_f(&r, x, B * T * D, 1.0);
+            fill_normal_f(&r, mem, B * mt * D, 1.0);
+            assert_ok(srp_attention_forward_cross(a, x, B, T, mem, mt, c.lens, want, SRP_EVAL));
+            const float sigma = srp_linear_sigma(srp_attention_in_proj(a, 1, NULL));
+            srp_attention_cache *cache = NULL;
+            assert_ok(srp_attention_cache_create(&cache, a, B, T));
+            assert_ok(srp_attention_cache_set_memory(cache, mem, B, mt, c.lens));
+            assert_int_equal(srp_attention_cache_length(cache), 0);
+            char what[64];
+            snprintf(what, sizeof what, "qkv_sigma %d, memory %d", mode, m);
+            const double worst = decode_and_compare(a, cache, x, want, B, T, D, what);
+            assert_true(srp_linear_sigma(srp_attention_in_proj(a, 1, NULL)) == sigma);
+            /* full: the length counts as a self-attention's; a new memory starts again */
+            assert_status(srp_attention_decode(a, cache, x, B, want), SRP_ERR_SHAPE);
+            assert_ok(srp_attention_cache_set_memory(cache, mem, B, mt, c.lens));
+            assert_int_equal(srp_attention_cache_length(cache), 0);
+            /* reset forgets the memory */
+            srp_attention_cache_reset(cache);
+            assert_status(srp_attention_decode(a, cache, x, B, want), SRP_ERR_ORDER);
+            printf("cross decode, %s: worst %.2g relative\n", what, worst);
+            srp_attention_cache_destroy(cache);
+            srp_attention_destroy(a);
+            free(x);
+            free(mem);
+            free(want);
+        }
+    }
+}
+
+/* srp_attention_cache_select on a cross-attention's cache: decode two
+ * positions of 3 sequences, keep rows {2, 0, 0, 2} (a repeat each, row 1
+ * dropped, one more row than before), decode the rest: the rows are those
+ * of a forward over the picked memories and key lengths. */
+static void test_cross_decode_select(void **state)
+{
+    (void)state;
+    static const size_t lens[3] = {4, 1, 3}, rows[4] = {2, 0, 0, 2};
+    for (int mode = 0; mode < 3; mode += 2) {
+        const xcase c = {4, 5, 4, 8, 2, 0, 1, (srp_qkv_sigma)mode, lens};
+        const size_t B0 = 3, B1 = 4, T = c.T, D = c.D, Tk = c.Tk;
+        srp_attention *a = make_decoding(&c, 70 + (uint64_t)mode);
+        float *x = alloc_f(B1 * T * D), *mem = alloc_f(B0 * Tk * D), *want = alloc_f(B1 * T * D);
+        float *pmem = alloc_f(B1 * Tk * D);
+        size_t plens[4];
+        srp_rng r = seeded_rng(71);
+        fill_normal_f(&r, x, B1 * T * D, 1.0);
+        fill_normal_f(&r, mem, B0 * Tk * D, 1.0);
+        srp_attention_cache *cache = NULL;
+        assert_ok(srp_attention_cache_create(&cache, a, B1, T));
+        assert_ok(srp_attention_cache_set_memory(cache, mem, B0, Tk, lens));
+        /* two positions of the 3 sequences (their rows of x: the first 3) */
+        float *head = alloc_f(B0 * 2 * D), *head_want = alloc_f(B0 * 2 * D);
+        for (size_t b = 0; b < B0; b++)
+            memcpy(head + b * 2 * D, x + b * T * D, sizeof(float) * 2 * D);
+        assert_ok(srp_attention_forward_cross(a, head, B0, 2, mem, Tk, lens, head_want, SRP_EVAL));
+        decode_and_compare(a, cache, head, head_want, B0, 2, D, "before select");
+        assert_ok(srp_attention_cache_select(cache, rows, B1));
+        assert_int_equal(srp_attention_cache_length(cache), 2);
+        /* the rest: 3 positions of 4 sequences against the picked memories */
+        pick_rows(pmem, mem, rows, B1, Tk * D);
+        for (size_t i = 0; i < B1; i++)
+            plens[i] = lens[rows[i]];
+        float *tail = alloc_f(B1 * 3 * D);
+        for (size_t b = 0; b < B1; b++)
+            memcpy(tail + b * 3 * D, x + (b * T + 2) * D, sizeof(float) * 3 * D);
+        assert_ok(srp_attention_forward_cross(a, tail, B1, 3, pmem, Tk, plens, want, SRP_EVAL));
+        decode_and_compare(a, cache, tail, want, B1, 3, D, "after select");
+        assert_status(srp_attention_decode(a, cache, x, B0, want), SRP_ERR_SHAPE); /* 4 now */
+        srp_attention_cache_destroy(cache);
+        srp_attention_destroy(a);
+        free(x);
+        free(mem);
+        free(want);
+        free(pmem);
+        free(head);
+        free(head_want);
+        free(tail);
+    }
+}
+
 #ifdef SRP_COUNT_ALLOCS
 /* After the first call at each shape, masked and cross forwards and
  * backwards, the entropies and the bound allocate nothing. */
@@ -629,6 +779,8 @@ int main(void)
         cmocka_unit_test(test_cross_bound_terms),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_matches_python_reference),
+        cmocka_unit_test(test_cross_decode_matches_forward),
+        cmocka_unit_test(test_cross_decode_select),
 #ifdef SRP_COUNT_ALLOCS
         cmocka_unit_test(test_forward_backward_allocate_nothing),
 #endif

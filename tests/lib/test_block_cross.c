@@ -455,6 +455,232 @@ static void test_lists_and_names(void **state)
     }
 }
 
+/* ---- cached decoding of the decoder block (block.h) ---- */
+
+enum { DEPTH = 2 };
+
+/* A stack of blocks of shape s for decoding: O(1) weights, u moved off the
+ * top singular vector (the eval power step then gives a sigma of its own,
+ * which the caches must take too), gamma times 0.35: test_block.c's
+ * make_decode_stack says why it is lowered; a decoder block, with a third
+ * branch, needs it lower than 0.5, where two full forwards of different
+ * lengths without LayerNorm already differ by 1.1e-6 relative (at 0.35:
+ * 5e-7 at most, and decoding 4e-7). */
+static void make_decode_stack(const xshape *s, uint64_t seed, srp_block **blocks)
+{
+    srp_rng r = seeded_rng(seed);
+    for (size_t l = 0; l < DEPTH; l++) {
+        blocks[l] = make(s, seed + l);
+        randomize_block(blocks[l], &r, 0.2f);
+        for (size_t i = 0; i < srp_block_linear_count(blocks[l]); i++) {
+            srp_linear *lin = srp_block_linear(blocks[l], i, NULL);
+            fill_normal_f(&r, srp_linear_u(lin), srp_linear_in_features(lin), 1.0);
+            *srp_linear_gamma(lin) *= 0.35f;
+        }
+    }
+}
+
+/* One position of batch sequences through the stack: step [batch][D], in place. */
+static void decode_stack(srp_block **blocks, srp_block_cache **caches, float *step, size_t batch)
+{
+    for (size_t l = 0; l < DEPTH; l++)
+        assert_ok(srp_block_decode(blocks[l], caches[l], step, batch, step));
+}
+
+/* The eval forward of the stack over x [batch][n][D] (memory [batch][mt][D]
+ * with lens, for a decoder block) into y. */
+static void forward_stack(srp_block **blocks, const float *x, size_t batch, size_t n,
+                          const float *mem, size_t mt, const size_t *lens, float *y)
+{
+    const size_t rows = batch * n * srp_block_dim(blocks[0]);
+    float *in = alloc_f(rows);
+    memcpy(in, x, sizeof(float) * rows);
+    for (size_t l = 0; l < DEPTH; l++) {
+        if (mem)
+            assert_ok(
+                srp_block_forward_cross(blocks[l], in, batch, n, NULL, mem, mt, lens, y, SRP_EVAL));
+        else
+            assert_ok(srp_block_forward(blocks[l], in, batch, n, y, SRP_EVAL));
+        memcpy(in, y, sizeof(float) * rows);
+    }
+    free(in);
+}
+
+/* Position t of sequence b of x [batch][T][D] into step's row b. */
+static void position(float *step, const float *x, size_t batch, size_t T, size_t D, size_t t)
+{
+    for (size_t b = 0; b < batch; b++)
+        memcpy(step + b * D, x + (b * T + t) * D, sizeof(float) * D);
+}
+
+/* Decoding a stack of decoder blocks position by position, against
+ * srp_block_forward_cross in eval over the prefix: every norm placement,
+ * FUSED and SEPARATE, a memory of the blocks' full length without and
+ * with key lengths (one sequence using all of it, one a single key), and
+ * a shorter memory with lengths; 1e-6 relative. */
+static void check_decoder_decode(srp_norm_placement norm, srp_qkv_sigma mode, size_t mt,
+                                 const size_t *lens)
+{
+    const xshape s = {3, 7, 6, 16, 4, 24, norm, 1, 1, mode, 0.0f, 0.0f, 0.0f, NULL, lens};
+    const size_t B = s.B, T = s.T, D = s.D;
+    srp_block *blocks[DEPTH];
+    srp_block_cache *caches[DEPTH];
+    make_decode_stack(&s, 80 + 3 * (uint64_t)norm + (uint64_t)mode, blocks);
+    float *x = alloc_f(B * T * D), *mem = alloc_f(B * mt * D), *full = alloc_f(B * T * D);
+    float *prefix = alloc_f(B * T * D), *step = alloc_f(B * D), *want = alloc_f(B * D);
+    srp_rng r = seeded_rng(81);
+    fill_normal_f(&r, x, B * T * D, 1.0);
+    fill_normal_f(&r, mem, B * mt * D, 1.0);
+    for (size_t l = 0; l < DEPTH; l++) {
+        assert_ok(srp_block_cache_create(&caches[l], blocks[l], B, T));
+        assert_status(srp_block_decode(blocks[l], caches[l], x, B, step), SRP_ERR_ORDER);
+        assert_ok(srp_block_cache_set_memory(caches[l], mem, B, mt, lens));
+    }
+    double worst = 0.0;
+    for (size_t t = 0; t < T; t++) {
+        position(step, x, B, T, D, t);
+        decode_stack(blocks, caches, step, B);
+        assert_int_equal(srp_block_cache_length(caches[DEPTH - 1]), t + 1);
+        const size_t n = t + 1;
+        for (size_t b = 0; b < B; b++)
+            memcpy(prefix + b * n * D, x + b * T * D, sizeof(float) * n * D);
+        forward_stack(blocks, prefix, B, n, mem, mt, lens, full);
+        position(want, full, B, n, D, t);
+        const double rel = rel_max_diff(step, want, B * D);
+        worst = fmax(worst, rel);
+        if (rel > 1e-6)
+            fail_msg("norm %d, qkv_sigma %d, memory %zu%s, position %zu: decoded vs "
+                     "forward_cross %.3g relative",
+                     (int)norm, (int)mode, mt, lens ? " masked" : "", t, rel);
+    }
+    assert_status(srp_block_decode(blocks[0], caches[0], step, B, step), SRP_ERR_SHAPE);
+    /* set_memory starts again; reset forgets the memory */
+    assert_ok(srp_block_cache_set_memory(caches[0], mem, B, mt, lens));
+    assert_int_equal(srp_block_cache_length(caches[0]), 0);
+    srp_block_cache_reset(caches[0]);
+    assert_status(srp_block_decode(blocks[0], caches[0], step, B, step), SRP_ERR_ORDER);
+    printf("norm %d, qkv_sigma %d, memory %zu%s: decoded vs forward_cross, worst %.2g relative\n",
+           (int)norm, (int)mode, mt, lens ? " masked" : "", worst);
+    for (size_t l = 0; l < DEPTH; l++) {
+        srp_block_cache_destroy(caches[l]);
+        srp_block_destroy(blocks[l]);
+    }
+    free(x);
+    free(mem);
+    free(full);
+    free(prefix);
+    free(step);
+    free(want);
+}
+
+static void test_decoder_decode_matches_forward(void **state)
+{
+    (void)state;
+    static const size_t full_lens[3] = {6, 1, 4}, short_lens[3] = {2, 4, 1};
+    for (int norm = 0; norm < 3; norm++)
+        for (int mode = 0; mode < 3; mode += 2) {
+            check_decoder_decode((srp_norm_placement)norm, (srp_qkv_sigma)mode, 6, NULL);
+            check_decoder_decode((srp_norm_placement)norm, (srp_qkv_sigma)mode, 6, full_lens);
+            check_decoder_decode((srp_norm_placement)norm, (srp_qkv_sigma)mode, 4, short_lens);
+        }
+}
+
+/* srp_block_cache_select: decode `before` positions of 3 sequences
+ * (sources), keep rows {2, 0, 0, 2} (row 1 dropped, 0 and 2 twice, one
+ * more row than before), decode 3 more positions; each output equals
+ * decoding the picked sequences from scratch (their memories and lengths
+ * picked too). before = 0: beams made from a decoder block's sources right
+ * after set_memory. A plain causal block (s->cross 0) the same without a
+ * memory. */
+static void check_select(const xshape *s, size_t before)
+{
+    static const size_t rows[4] = {2, 0, 0, 2};
+    const size_t B0 = 3, B1 = 4, T = before + 3, D = s->D, Tk = s->Tk;
+    srp_block *blocks[DEPTH];
+    srp_block_cache *caches[DEPTH], *fresh[DEPTH];
+    make_decode_stack(s, 90 + before, blocks);
+    float *x = alloc_f(B1 * T * D), *px = alloc_f(B1 * T * D), *mem = alloc_f(B0 * Tk * D);
+    float *pmem = alloc_f(B1 * Tk * D), *step = alloc_f(B1 * D), *want = alloc_f(B1 * D);
+    size_t plens[4];
+    srp_rng r = seeded_rng(91);
+    fill_normal_f(&r, x, B1 * T * D, 1.0);
+    fill_normal_f(&r, mem, B0 * Tk * D, 1.0);
+    /* the picked sequences: their first `before` positions are the old rows' */
+    for (size_t i = 0; i < B1; i++) {
+        memcpy(px + i * T * D, x + rows[i] * T * D, sizeof(float) * before * D);
+        memcpy(px + (i * T + before) * D, x + (i * T + before) * D, sizeof(float) * 3 * D);
+        memcpy(pmem + i * Tk * D, mem + rows[i] * Tk * D, sizeof(float) * Tk * D);
+        plens[i] = s->mem_lens[rows[i]];
+    }
+    for (size_t l = 0; l < DEPTH; l++) {
+        assert_ok(srp_block_cache_create(&caches[l], blocks[l], B1, T));
+        assert_ok(srp_block_cache_create(&fresh[l], blocks[l], B1, T));
+        if (s->cross) {
+            assert_ok(srp_block_cache_set_memory(caches[l], mem, B0, Tk, s->mem_lens));
+            assert_ok(srp_block_cache_set_memory(fresh[l], pmem, B1, Tk, plens));
+        }
+    }
+    for (size_t t = 0; t < before; t++) {
+        position(step, x, B0, T, D, t);
+        decode_stack(blocks, caches, step, B0);
+        position(step, px, B1, T, D, t);
+        decode_stack(blocks, fresh, step, B1);
+    }
+    for (size_t l = 0; l < DEPTH; l++) {
+        assert_ok(srp_block_cache_select(caches[l], rows, B1));
+        assert_int_equal(srp_block_cache_length(caches[l]), before);
+    }
+    for (size_t t = before; t < T; t++) {
+        position(step, px, B1, T, D, t);
+        memcpy(want, step, sizeof(float) * B1 * D);
+        decode_stack(blocks, caches, step, B1);
+        decode_stack(blocks, fresh, want, B1);
+        if (rel_max_diff(step, want, B1 * D) > 1e-6)
+            fail_msg("cross %d, norm %d, %zu positions before select, position %zu: selected vs "
+                     "fresh %.3g relative",
+                     s->cross, (int)s->norm, before, t, rel_max_diff(step, want, B1 * D));
+    }
+    for (size_t l = 0; l < DEPTH; l++) {
+        srp_block_cache_destroy(caches[l]);
+        srp_block_cache_destroy(fresh[l]);
+        srp_block_destroy(blocks[l]);
+    }
+    free(x);
+    free(px);
+    free(mem);
+    free(pmem);
+    free(step);
+    free(want);
+}
+
+static void test_decode_select(void **state)
+{
+    (void)state;
+    static const size_t mem_lens[3] = {5, 1, 3};
+    for (int norm = 0; norm < 3; norm++)
+        for (int mode = 0; mode < 3; mode += 2) {
+            xshape s = {4,
+                        8,
+                        5,
+                        16,
+                        4,
+                        24,
+                        (srp_norm_placement)norm,
+                        1,
+                        1,
+                        (srp_qkv_sigma)mode,
+                        0.0f,
+                        0.0f,
+                        0.0f,
+                        NULL,
+                        mem_lens};
+            check_select(&s, 3);
+            check_select(&s, 0);
+            s.cross = 0;
+            check_select(&s, 3);
+        }
+}
+
 #ifdef SRP_COUNT_ALLOCS
 static void test_forward_backward_allocate_nothing(void **state)
 {
@@ -498,6 +724,8 @@ int main(void)
         cmocka_unit_test(test_null_mask_same_bits),
         cmocka_unit_test(test_kinds_and_config),
         cmocka_unit_test(test_lists_and_names),
+        cmocka_unit_test(test_decoder_decode_matches_forward),
+        cmocka_unit_test(test_decode_select),
 #ifdef SRP_COUNT_ALLOCS
         cmocka_unit_test(test_forward_backward_allocate_nothing),
 #endif

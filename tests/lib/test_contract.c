@@ -935,15 +935,6 @@ static srp_status bad_cache_call(world *w, int which)
     }
 }
 
-/* A decoder block has no cached decoding (block.h). */
-static srp_status decoder_block_cache(world *w)
-{
-    srp_block_cache *bc = NULL;
-    const srp_status st = srp_block_cache_create(&bc, w->dblk, B, 2);
-    assert_null(bc);
-    return st;
-}
-
 /* The world's attention and block are not causal: no cache for them. */
 static srp_status cache_of_full_attention(world *w, int which)
 {
@@ -1448,7 +1439,6 @@ static srp_status bad_dist_call(world *w, int which)
     X(SRP_ERR_INVALID_ARG, srp_block_backward_cross(w->dblk, NULL, w->out.dbdx, w->out.dbdm))      \
     X(SRP_ERR_INVALID_ARG, srp_block_backward_cross(w->dblk, w->ady, NULL, w->out.dbdm))           \
     X(SRP_ERR_INVALID_ARG, srp_block_backward_cross(w->dblk, w->ady, w->out.dbdx, NULL))           \
-    X(SRP_ERR_UNSUPPORTED, decoder_block_cache(w))                                                 \
     /* cached decoding */                                                                          \
     X(SRP_ERR_INVALID_ARG, srp_attention_decode(NULL, w->acache, w->ax, B, w->out.dec_ay))         \
     X(SRP_ERR_INVALID_ARG, srp_attention_decode(w->catt, NULL, w->ax, B, w->out.dec_ay))           \

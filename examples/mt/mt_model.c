@@ -330,3 +330,110 @@ srp_attention *mt_attention_at(mt_model *m, size_t layer)
         return ex_stack_attention(&m->dec, layer - E);
     return layer < E + 2 * Dd ? srp_block_cross_attention(m->dec.blocks[layer - E - Dd]) : NULL;
 }
+
+struct mt_decoder {
+    mt_model *m;
+    size_t max_batch;
+    srp_block_cache **caches; /* [dec_layers] */
+    float *x;                 /* [max_batch][D]: the residual stream of the new position */
+    float *normed;            /* [max_batch][D]: the final LayerNorm's output */
+    float *logits;            /* [max_batch][MT_VOCAB] */
+};
+
+srp_status mt_decoder_create(mt_decoder **out, mt_model *m, size_t max_batch)
+{
+    if (!out || !m || max_batch == 0)
+        return SRP_ERR_INVALID_ARG;
+    *out = NULL;
+    mt_decoder *d = calloc(1, sizeof(*d));
+    if (!d)
+        return SRP_ERR_NOMEM;
+    d->m = m;
+    d->max_batch = max_batch;
+    const size_t depth = m->dec.depth, D = m->cfg.dim;
+    srp_status st = SRP_ERR_NOMEM;
+    d->caches = calloc(depth, sizeof(*d->caches));
+    if (!d->caches || !ex_alloc_floats(&d->x, max_batch * D) ||
+        !ex_alloc_floats(&d->normed, max_batch * D) ||
+        !ex_alloc_floats(&d->logits, max_batch * MT_VOCAB))
+        goto fail;
+    for (size_t l = 0; l < depth; l++)
+        if ((st = srp_block_cache_create(&d->caches[l], m->dec.blocks[l], max_batch,
+                                         m->cfg.max_tgt + 1)) != SRP_OK)
+            goto fail;
+    *out = d;
+    return SRP_OK;
+fail:
+    mt_decoder_destroy(d);
+    return st;
+}
+
+void mt_decoder_destroy(mt_decoder *d)
+{
+    if (!d)
+        return;
+    for (size_t l = 0; d->caches && l < d->m->dec.depth; l++)
+        srp_block_cache_destroy(d->caches[l]);
+    free(d->caches);
+    free(d->x);
+    free(d->normed);
+    free(d->logits);
+    free(d);
+}
+
+srp_status mt_decoder_start(mt_decoder *d)
+{
+    if (!d)
+        return SRP_ERR_INVALID_ARG;
+    const mt_model *m = d->m;
+    if (m->batch == 0)
+        return SRP_ERR_ORDER;
+    for (size_t l = 0; l < m->dec.depth; l++)
+        EX_TRY(srp_block_cache_set_memory(d->caches[l], m->memory, m->batch, m->src_tokens,
+                                          m->src_len));
+    return SRP_OK;
+}
+
+size_t mt_decoder_length(const mt_decoder *d)
+{
+    return d ? srp_block_cache_length(d->caches[0]) : 0;
+}
+
+srp_status mt_decoder_step(mt_decoder *d, const uint32_t *tokens, size_t batch,
+                           const float **logits)
+{
+    if (!d || !tokens || batch == 0 || batch > d->max_batch)
+        return SRP_ERR_INVALID_ARG;
+    mt_model *m = d->m;
+    const size_t D = m->cfg.dim, t = mt_decoder_length(d);
+    if (t == m->cfg.max_tgt + 1)
+        return SRP_ERR_SHAPE;
+    /* mt_decode's path for one position: embedding plus position t, the
+     * blocks (each from its cache), the final LayerNorm, the head */
+    EX_TRY(srp_embedding_forward(m->tgt.wte, tokens, batch, d->x));
+    for (size_t b = 0; b < batch; b++)
+        for (size_t i = 0; i < D; i++)
+            d->x[b * D + i] += m->tgt.pos[t * D + i];
+    for (size_t l = 0; l < m->dec.depth; l++)
+        EX_TRY(srp_block_decode(m->dec.blocks[l], d->caches[l], d->x, batch, d->x));
+    const float *f = d->x;
+    srp_layernorm *ln = m->dec.norm;
+    if (ln) {
+        EX_TRY(srp_layernorm_forward(d->x, srp_layernorm_weight(ln), srp_layernorm_bias(ln), batch,
+                                     D, srp_layernorm_eps(ln), d->normed, NULL, NULL));
+        f = d->normed;
+    }
+    EX_TRY(srp_linear_forward(m->head, f, batch, d->logits, SRP_EVAL));
+    if (logits)
+        *logits = d->logits;
+    return SRP_OK;
+}
+
+srp_status mt_decoder_select(mt_decoder *d, const size_t *rows, size_t batch)
+{
+    if (!d || !rows || batch == 0 || batch > d->max_batch)
+        return SRP_ERR_INVALID_ARG;
+    for (size_t l = 0; l < d->m->dec.depth; l++)
+        EX_TRY(srp_block_cache_select(d->caches[l], rows, batch));
+    return SRP_OK;
+}

@@ -96,4 +96,27 @@ const ex_linear_names *mt_linears(const mt_model *m);
 size_t mt_attention_count(const mt_model *m);
 srp_attention *mt_attention_at(mt_model *m, size_t layer);
 
+/* Cached decoding (srp_block_decode): the decoder's eval forward one
+ * position at a time against the memory of the model's last mt_encode
+ * (in eval), each decoder block's keys and values kept, for up to
+ * max_batch sequences of up to max_tgt + 1 positions. mt_decoder_start
+ * takes that memory (its batch of sequences) and empties the caches;
+ * mt_decoder_step feeds tokens [batch] at position mt_decoder_length and
+ * gives that position's logits [batch][MT_VOCAB], those of mt_decode in
+ * eval over the positions so far (within rounding), valid until the next
+ * call; mt_decoder_select makes sequence i old sequence rows[i] (beam
+ * search: rows may repeat, batch may change; srp_block_cache_select). The
+ * weights are taken as they are at the start. It refers to the model
+ * (destroy it first). Errors: the library's (a full decoder, a batch
+ * other than the sequences': SRP_ERR_SHAPE; a step before a start:
+ * SRP_ERR_ORDER); after an error mid-stack, start again. */
+typedef struct mt_decoder mt_decoder;
+srp_status mt_decoder_create(mt_decoder **out, mt_model *m, size_t max_batch);
+void mt_decoder_destroy(mt_decoder *d);
+srp_status mt_decoder_start(mt_decoder *d);
+size_t mt_decoder_length(const mt_decoder *d);
+srp_status mt_decoder_step(mt_decoder *d, const uint32_t *tokens, size_t batch,
+                           const float **logits);
+srp_status mt_decoder_select(mt_decoder *d, const size_t *rows, size_t batch);
+
 #endif

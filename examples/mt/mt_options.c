@@ -32,7 +32,7 @@ static const ex_opt_spec k_specs[] = {
      "caps; the splits and the copy baseline of docs/translation-corpus.md are at 128)"},
     /* optimization */
     {.name = "optimizer", .type = EX_OPT_SHARED, .offset = OFF(optimizer), .def = "adamw"},
-    {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(lr), .def = "0.002"},
+    {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(lr), .def = "0.004"},
     {.name = "momentum", .type = EX_OPT_SHARED, .offset = OFF(momentum)},
     {"beta2", EX_OPT_FLOAT, OFF(beta2), 0, 0.99999, NULL, 0, 1, "0.98", "AdamW's beta2"},
     {"weight-decay", EX_OPT_FLOAT, OFF(weight_decay), 0, 10, NULL, 0, 1, "0.01",
@@ -70,7 +70,9 @@ static const ex_opt_spec k_specs[] = {
      "render loss, bits per byte and entropy curves to this PNG (gnuplot)"},
     /* translation */
     {"chrf", EX_OPT_CHOICE, OFF(chrf), 0, 0, "none|val|test|both", 0, 0, "both",
-     "after training, translate these splits greedily and print their chrF2"},
+     "after training, translate these splits and print their chrF2"},
+    {"beam", EX_OPT_SIZE, OFF(beam), 1, 64, NULL, 0, 0, "1",
+     "translate by beam search with this many hypotheses, length-normalised (1: greedy)"},
     {"show", EX_OPT_SIZE, OFF(show), 0, 1e6, NULL, 0, 0, "5",
      "sample translations printed (of the test split's first pairs)"},
     {"translate", EX_OPT_STRING, OFF(translate), 0, 0, "TEXT", 0, 0, NULL,

@@ -35,6 +35,7 @@ typedef struct {
     /* translation */
     int chrf;    /* mt_chrf_splits */
     size_t show; /* sample translations printed */
+    size_t beam; /* hypotheses of the beam search (1: greedy) */
     const char *translate, *translate_file, *init_path;
 } mt_options;
 

@@ -25,6 +25,7 @@
 #include "corpus.h"
 #include "mt_model.h"
 #include "mt_options.h"
+#include "translate.h"
 
 #define LN2 0.69314718055994530942 /* nats per bit */
 #define CONFIG_FIELDS 10
@@ -41,6 +42,7 @@ typedef struct {
     mt_corpus corpus;
     double copy_chrf[MT_SPLITS]; /* the copy baseline's chrF2 of each split */
     mt_model *model;
+    mt_translator *translator;
     srp_lr_schedule schedule;
     uint64_t config[CONFIG_FIELDS]; /* the model's shape, in every checkpoint */
     /* the run's own state, in the checkpoint */
@@ -212,71 +214,16 @@ static ex_code write_eval(mt_trainer *t, size_t pairs, int final, ex_error *err)
     return EX_OK;
 }
 
-/* ---- greedy translation ---- */
+/* ---- translation ---- */
 
-/* Translates sources[0..n) (n <= the model's max_batch) greedily, each
- * cut to the model's max_src bytes: the decoder is run again over the
- * whole prefix for every byte (full recomputation), the most likely byte
- * or EOS taken, up to 2 len + 16 bytes (and max_tgt). out[i]: room for
- * max_tgt + 1 bytes, NUL-terminated. */
-static srp_status translate_batch(mt_trainer *t, const char *const *sources, size_t n, char **out)
+/* The translator (translate.h: greedy, or --beam), made at its first use. */
+static ex_code translator(mt_trainer *t, ex_error *err)
 {
-    const mt_config *c = mt_get_config(t->model);
-    size_t longest = 1, limit[n], len[n], S, T;
-    int done[n];
-    for (size_t r = 0; r < n; r++) {
-        size_t ls = strlen(sources[r]);
-        ls = ls > c->max_src ? c->max_src : ls;
-        longest = ls > longest ? ls : longest;
-        limit[r] = 2 * ls + 16 < c->max_tgt ? 2 * ls + 16 : c->max_tgt;
-        len[r] = 0;
-        done[r] = 0;
-    }
-    /* padded as a bucket's batch (the source to its bucket's length) */
-    size_t k = 0;
-    while (k + 1 < t->buckets && (k + 1) * MT_BUCKET < longest)
-        k++;
-    bucket_sizes(t, k, &S, &T);
-    for (size_t r = 0; r < n; r++) {
-        const size_t ls = strlen(sources[r]);
-        for (size_t i = 0; i < S; i++)
-            t->src[r * S + i] = i < ls ? (uint8_t)sources[r][i] : 0;
-        t->src_len[r] = ls == 0 ? 1 : ls > S ? S : ls;
-    }
-    EX_TRY(mt_encode(t->model, t->src, t->src_len, n, S, SRP_EVAL));
-    size_t left = n;
-    for (size_t at = 1; left > 0 && at <= c->max_tgt + 1; at++) {
-        /* the at tokens so far, padded to their bucket (causal: the
-         * padding after them changes nothing before it) */
-        for (k = 0; k + 1 < t->buckets && (k + 1) * MT_BUCKET < at;)
-            k++;
-        bucket_sizes(t, k, &S, &T);
-        for (size_t r = 0; r < n; r++) {
-            t->tgt[r * T] = MT_BOS;
-            for (size_t i = 1; i < T; i++)
-                t->tgt[r * T + i] = i - 1 < len[r] ? (uint8_t)out[r][i - 1] : 0;
-        }
-        const float *logits;
-        EX_TRY(mt_decode(t->model, t->tgt, NULL, T, SRP_EVAL, &logits));
-        for (size_t r = 0; r < n; r++) {
-            if (done[r])
-                continue;
-            const float *z = logits + (r * T + at - 1) * MT_VOCAB;
-            int best = MT_EOS;
-            for (int v = 0; v < 256; v++)
-                if (z[v] > z[best])
-                    best = v;
-            if (best == MT_EOS || len[r] == limit[r]) {
-                done[r] = 1;
-                left--;
-            } else {
-                out[r][len[r]++] = (char)best;
-            }
-        }
-    }
-    for (size_t r = 0; r < n; r++)
-        out[r][len[r]] = '\0';
-    return SRP_OK;
+    const srp_status st =
+        t->translator ? SRP_OK
+                      : mt_translator_create(&t->translator, t->model,
+                                             mt_get_config(t->model)->max_batch, t->opt.beam);
+    return st == SRP_OK ? EX_OK : ex_fail_status(err, st, "creating the translator");
 }
 
 /* Pairs ordered by source length (then index): batches of like lengths. */
@@ -288,12 +235,15 @@ static int by_source_length(const void *a, const void *b)
     return li != lj ? (li < lj ? -1 : 1) : (i < j ? -1 : i > j);
 }
 
-/* Translates split s greedily: hyp[i] gets pair i's translation (each
+/* Translates split s: hyp[i] gets pair i's translation (each
  * max_tgt + 1 bytes), *score its chrF2. */
 static ex_code translate_split(mt_trainer *t, mt_split s, char **hyp, double *score, ex_error *err)
 {
     const mt_pair *pairs = t->corpus.pairs[s];
     const size_t n = t->corpus.count[s], B = t->base.local_batch;
+    ex_code code = translator(t, err);
+    if (code != EX_OK)
+        return code;
     size_t *order = malloc(sizeof(size_t) * (n ? n : 1));
     if (!order)
         return ex_fail_status(err, SRP_ERR_NOMEM, "translating");
@@ -310,7 +260,7 @@ static ex_code translate_split(mt_trainer *t, mt_split s, char **hyp, double *sc
             src[r] = pairs[order[first + r]].english;
             out[r] = hyp[order[first + r]];
         }
-        st = translate_batch(t, src, m, out);
+        st = mt_translate(t->translator, src, m, out);
     }
     free(order);
     if (st != SRP_OK)
@@ -351,12 +301,18 @@ static ex_code score_splits(mt_trainer *t, ex_error *err)
         double score = 0.0;
         code = translate_split(t, (mt_split)s, hyp, &score, err);
         if (code == EX_OK) {
-            printf("%s chrF2: %.2f (greedy, %zu pairs, %.0f s); copy baseline %.2f\n", names[s],
-                   score, n, ex_now() - start, t->copy_chrf[s]);
+            char how[32];
+            if (t->opt.beam > 1)
+                snprintf(how, sizeof(how), "beam %zu", t->opt.beam);
+            else
+                snprintf(how, sizeof(how), "greedy");
+            printf("%s chrF2: %.2f (%s, %zu pairs, %.0f s); copy baseline %.2f\n", names[s], score,
+                   how, n, ex_now() - start, t->copy_chrf[s]);
             ex_metrics_begin(&t->base.metrics, "chrf");
             ex_metrics_string(&t->base.metrics, "set", s == MT_TEST ? "test" : "val");
             ex_metrics_number(&t->base.metrics, "step", (double)t->base.run.step);
             ex_metrics_number(&t->base.metrics, "chrf", score);
+            ex_metrics_number(&t->base.metrics, "beam", (double)t->opt.beam);
             ex_metrics_number(&t->base.metrics, "copy_chrf", t->copy_chrf[s]);
             ex_metrics_number(&t->base.metrics, "pairs", (double)n);
             ex_metrics_end(&t->base.metrics);
@@ -384,7 +340,7 @@ static ex_code translate_texts(mt_trainer *t, ex_error *err)
     if (o->translate_file && !f)
         return ex_fail(err, EX_FAILED, "cannot open %s", o->translate_file);
     char *block = malloc(width * B);
-    ex_code code = block ? EX_OK : ex_fail_status(err, SRP_ERR_NOMEM, "translating");
+    ex_code code = block ? translator(t, err) : ex_fail_status(err, SRP_ERR_NOMEM, "translating");
     for (size_t r = 0; r < B && block; r++)
         hyp[r] = block + r * width;
     int given = o->translate != NULL; /* the text of --translate, before the file's */
@@ -404,7 +360,7 @@ static ex_code translate_texts(mt_trainer *t, ex_error *err)
         for (size_t r = 0; r < n; r++)
             ok &= texts[r] != NULL;
         const srp_status st =
-            ok ? translate_batch(t, (const char *const *)texts, n, hyp) : SRP_ERR_NOMEM;
+            ok ? mt_translate(t->translator, (const char *const *)texts, n, hyp) : SRP_ERR_NOMEM;
         if (st != SRP_OK)
             code = ex_fail_status(err, st, "translating");
         for (size_t r = 0; r < n; r++) {
@@ -809,6 +765,7 @@ static ex_code other_job(ex_trainer *base, int *done, ex_error *err)
 static void cleanup(ex_trainer *base)
 {
     mt_trainer *t = mt(base);
+    mt_translator_destroy(t->translator);
     mt_destroy(t->model);
     mt_corpus_free(&t->corpus);
     free(t->src);

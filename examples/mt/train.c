@@ -3,8 +3,9 @@
  * (--lang), with sigmaReparam or a LayerNorm baseline, watching every
  * attention head's entropy (the encoder's, the decoder's self- and
  * cross-attentions); checkpoints and resumes exactly; prints validation
- * bits per byte, then translates the validation and test splits greedily
- * and prints their chrF2 next to the copy baseline's. `mt-train --help`.
+ * bits per byte, then translates the validation and test splits (greedy
+ * or --beam, on the decoder's caches: translate.h) and prints their chrF2
+ * next to the copy baseline's. `mt-train --help`.
  *
  * The skeleton (common/trainer.h) runs the jobs; what is the translator's
  * own is here: the batches of pairs padded by length, the loss over the

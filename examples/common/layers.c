@@ -60,7 +60,16 @@ srp_status ex_stack_init(ex_stack *s, const srp_block_config *bc, size_t depth,
                          const char *norm_name, size_t max_batch, size_t max_tokens, srp_rng *rng,
                          ex_linear_names *names)
 {
+    return ex_stack_init_named(s, bc, depth, "blocks", norm_name, max_batch, max_tokens, rng,
+                               names);
+}
+
+srp_status ex_stack_init_named(ex_stack *s, const srp_block_config *bc, size_t depth,
+                               const char *prefix_name, const char *norm_name, size_t max_batch,
+                               size_t max_tokens, srp_rng *rng, ex_linear_names *names)
+{
     memset(s, 0, sizeof(*s));
+    s->prefix = prefix_name;
     const size_t D = bc->dim, rows = max_batch * max_tokens;
     s->blocks = calloc(depth, sizeof(*s->blocks));
     s->xs = calloc(depth + 1, sizeof(*s->xs));
@@ -77,7 +86,7 @@ srp_status ex_stack_init(ex_stack *s, const srp_block_config *bc, size_t depth,
         c.fc1.seed = srp_rng_next_u64(rng);
         c.fc2.seed = srp_rng_next_u64(rng);
         EX_TRY(srp_block_create(&s->blocks[l], &c, max_batch, max_tokens));
-        snprintf(prefix, sizeof(prefix), "blocks.%zu", l);
+        snprintf(prefix, sizeof(prefix), "%s.%zu", s->prefix, l);
         for (size_t i = 0; i < srp_block_linear_count(s->blocks[l]); i++) {
             const char *name;
             srp_linear *lin = srp_block_linear(s->blocks[l], i, &name);
@@ -146,7 +155,7 @@ void ex_stack_norm_params(ex_stack *s, srp_param_list *list)
         for (size_t i = 0; i < srp_block_norm_count(s->blocks[l]); i++) {
             const char *name;
             srp_layernorm *ln = srp_block_norm(s->blocks[l], i, &name);
-            snprintf(prefix, sizeof(prefix), "blocks.%zu.%s", l, name);
+            snprintf(prefix, sizeof(prefix), "%s.%zu.%s", s->prefix, l, name);
             srp_layernorm_params(ln, prefix, list);
         }
     if (s->norm)
@@ -157,7 +166,7 @@ void ex_stack_state_refs(ex_stack *s, srp_tensor_list *list)
 {
     char prefix[EX_LAYER_NAME_MAX];
     for (size_t l = 0; l < s->depth; l++) {
-        snprintf(prefix, sizeof(prefix), "blocks.%zu", l);
+        snprintf(prefix, sizeof(prefix), "%s.%zu", s->prefix, l);
         srp_block_state_refs(s->blocks[l], prefix, list);
     }
     if (s->norm)

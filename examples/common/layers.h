@@ -39,6 +39,7 @@ srp_linear_config ex_linear_config(size_t in, size_t out, int sigma, srp_gamma_i
 typedef struct {
     size_t depth, rows;  /* rows: of the last forward */
     srp_block **blocks;  /* [depth] */
+    const char *prefix;  /* the blocks' names: <prefix>.<l> ("blocks") */
     srp_layernorm *norm; /* the final LayerNorm; NULL: none */
     const char *norm_name;
     float **xs;      /* [depth + 1] of [max rows][D]: xs[0] the input, which the model writes */
@@ -54,6 +55,11 @@ typedef struct {
 srp_status ex_stack_init(ex_stack *s, const srp_block_config *bc, size_t depth,
                          const char *norm_name, size_t max_batch, size_t max_tokens, srp_rng *rng,
                          ex_linear_names *names);
+/* ex_stack_init with the blocks named <prefix>.<l> (a string that outlives
+ * the stack): two stacks of one model (an encoder's and a decoder's). */
+srp_status ex_stack_init_named(ex_stack *s, const srp_block_config *bc, size_t depth,
+                               const char *prefix, const char *norm_name, size_t max_batch,
+                               size_t max_tokens, srp_rng *rng, ex_linear_names *names);
 void ex_stack_free(ex_stack *s);
 /* xs[0] [batch][tokens][D] -> *out [batch][tokens][D], valid until the
  * next forward. */

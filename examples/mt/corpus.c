@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "chrf.h"
 #include "mo.h"
 
 /* Programs' user messages, from packages of Debian's main archive; no
@@ -342,4 +343,17 @@ void mt_corpus_free(mt_corpus *c)
         free(c->pairs[s]);
     free(c->text);
     memset(c, 0, sizeof(*c));
+}
+
+ex_code mt_copy_baseline(const mt_corpus *c, mt_split s, double *score, ex_error *err)
+{
+    mt_chrf_stats stats = {{0}, {0}, {0}};
+    for (size_t i = 0; i < c->count[s]; i++) {
+        const mt_pair *p = &c->pairs[s][i];
+        if (mt_chrf_add(&stats, p->english, strlen(p->english), p->translation,
+                        strlen(p->translation)))
+            return ex_fail(err, EX_FAILED, "out of memory scoring the copy baseline");
+    }
+    *score = mt_chrf_score(&stats);
+    return EX_OK;
 }

@@ -65,6 +65,10 @@ ex_code mt_corpus_load(mt_corpus *c, const char *locale_dir, const char *lang, s
                        FILE *log, ex_error *err);
 void mt_corpus_free(mt_corpus *c);
 
+/* chrF2 (chrf.h) of split s with each English message taken as its own
+ * translation: the score a translator has to beat. */
+ex_code mt_copy_baseline(const mt_corpus *c, mt_split s, double *score, ex_error *err);
+
 /* Which split an English message belongs to. */
 mt_split mt_split_of(const char *english);
 

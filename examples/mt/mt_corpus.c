@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chrf.h"
 #include "common/options.h"
 #include "corpus.h"
 
@@ -35,20 +34,6 @@ static const ex_opt_table k_table = {
     .size = sizeof(corpus_options),
 };
 
-/* chrF2 of the English messages as their own translations. */
-static ex_code copy_baseline(const mt_corpus *c, mt_split s, double *score, ex_error *err)
-{
-    mt_chrf_stats stats = {{0}, {0}, {0}};
-    for (size_t i = 0; i < c->count[s]; i++) {
-        const mt_pair *p = &c->pairs[s][i];
-        if (mt_chrf_add(&stats, p->english, strlen(p->english), p->translation,
-                        strlen(p->translation)))
-            return ex_fail(err, EX_FAILED, "out of memory scoring the copy baseline");
-    }
-    *score = mt_chrf_score(&stats);
-    return EX_OK;
-}
-
 static ex_code run(int argc, char **argv, ex_error *err)
 {
     corpus_options o;
@@ -66,9 +51,9 @@ static ex_code run(int argc, char **argv, ex_error *err)
     printf("pairs: %zu train, %zu validation, %zu test; fingerprint %016llx\n", c.count[MT_TRAIN],
            c.count[MT_VALIDATION], c.count[MT_TEST], (unsigned long long)c.fingerprint);
     double val = 0.0, test = 0.0;
-    code = copy_baseline(&c, MT_VALIDATION, &val, err);
+    code = mt_copy_baseline(&c, MT_VALIDATION, &val, err);
     if (code == EX_OK)
-        code = copy_baseline(&c, MT_TEST, &test, err);
+        code = mt_copy_baseline(&c, MT_TEST, &test, err);
     if (code == EX_OK)
         printf("copy baseline (the English as its translation), chrF2: validation %.2f, test "
                "%.2f\n",

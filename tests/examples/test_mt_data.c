@@ -13,66 +13,18 @@
 #include "chrf.h"
 #include "corpus.h"
 #include "mo.h"
+#include "mo_writer.h"
 #include "testutil.h"
 
-/* ---- .mo files, written as GNU msgfmt lays them out ---- */
+/* ---- .mo files, written as GNU msgfmt lays them out (mo_writer.h) ---- */
 
-typedef struct {
-    const char *original, *translation;
-    size_t original_len, translation_len; /* with inner NULs (plurals) */
-} entry;
-
-#define E(o, t)                                                                                    \
-    {                                                                                              \
-        o, t, sizeof(o) - 1, sizeof(t) - 1                                                         \
-    }
-
-/* Header (28 bytes), the original table, the translation table, then the
- * strings, each followed by a NUL. Returns the size written into buf. */
-static size_t write_mo(uint8_t *buf, const entry *e, uint32_t n, int big_endian)
-{
-    size_t at = 0;
-#define PUT(v)                                                                                     \
-    do {                                                                                           \
-        const uint32_t w = (v);                                                                    \
-        for (int k = 0; k < 4; k++)                                                                \
-            buf[at + (size_t)k] = (uint8_t)(w >> (big_endian ? 24 - 8 * k : 8 * k));               \
-        at += 4;                                                                                   \
-    } while (0)
-    const uint32_t o = 28, t = o + 8 * n;
-    PUT(MT_MO_MAGIC);
-    PUT(0);
-    PUT(n);
-    PUT(o);
-    PUT(t);
-    PUT(0);
-    PUT(t + 8 * n);
-    uint32_t strings = t + 8 * n;
-    for (int side = 0; side < 2; side++)
-        for (uint32_t i = 0; i < n; i++) {
-            const uint32_t len = (uint32_t)(side ? e[i].translation_len : e[i].original_len);
-            PUT(len);
-            PUT(strings);
-            strings += len + 1;
-        }
-    for (int side = 0; side < 2; side++)
-        for (uint32_t i = 0; i < n; i++) {
-            const size_t len = side ? e[i].translation_len : e[i].original_len;
-            memcpy(buf + at, side ? e[i].translation : e[i].original, len);
-            at += len;
-            buf[at++] = 0;
-        }
-#undef PUT
-    return at;
-}
-
-static const entry k_entries[] = {
-    E("", "Content-Type: text/plain; charset=UTF-8\n"), /* the header */
-    E("file", "Datei"),
-    E("menu\4Open", "Öffnen"),                      /* a context */
-    E("%d file\0%d files", "%d Datei\0%d Dateien"), /* a plural */
-    E("untranslated", ""),
-    E("Quit", "Beenden"),
+static const mo_entry k_entries[] = {
+    MO_ENTRY("", "Content-Type: text/plain; charset=UTF-8\n"), /* the header */
+    MO_ENTRY("file", "Datei"),
+    MO_ENTRY("menu\4Open", "Öffnen"),                      /* a context */
+    MO_ENTRY("%d file\0%d files", "%d Datei\0%d Dateien"), /* a plural */
+    MO_ENTRY("untranslated", ""),
+    MO_ENTRY("Quit", "Beenden"),
 };
 #define N_ENTRIES (sizeof(k_entries) / sizeof(k_entries[0]))
 
@@ -89,7 +41,7 @@ static void test_mo_reads_both_byte_orders(void **state)
     (void)state;
     for (int be = 0; be < 2; be++) {
         uint8_t buf[1024];
-        const size_t len = write_mo(buf, k_entries, N_ENTRIES, be);
+        const size_t len = mo_write(buf, k_entries, N_ENTRIES, be);
         mt_mo_catalog cat;
         ex_error err;
         assert_int_equal(mt_mo_parse(buf, len, &cat, &err), EX_OK);
@@ -140,7 +92,7 @@ static void test_mo_refuses_every_truncation(void **state)
 {
     (void)state;
     uint8_t buf[1024];
-    const size_t len = write_mo(buf, k_entries, N_ENTRIES, 0);
+    const size_t len = mo_write(buf, k_entries, N_ENTRIES, 0);
     for (size_t cut = 0; cut < len; cut++) {
         uint8_t *copy = malloc(cut ? cut : 1); /* exactly cut bytes: ASan sees a read past */
         memcpy(copy, buf, cut);
@@ -173,7 +125,7 @@ static void test_mo_refuses_corrupt_fields(void **state)
 {
     (void)state;
     uint8_t good[1024], buf[1024];
-    const size_t len = write_mo(good, k_entries, N_ENTRIES, 0);
+    const size_t len = mo_write(good, k_entries, N_ENTRIES, 0);
     const uint32_t t = 28 + 8 * N_ENTRIES;
 #define CORRUPT(offset, value, says)                                                               \
     do {                                                                                           \
@@ -218,13 +170,14 @@ static void test_corpus_drops_repeats_and_long_pairs_and_splits_by_english(void 
     (void)state;
     /* a: three pairs; b: one repeat of a's, one new translation of a's
      * English, one too long; then a file that is not a .mo and a missing one. */
-    static const entry a[] = {E("file", "Datei"), E("Quit", "Beenden"), E("Open", "Öffnen")};
-    static const entry b[] = {E("Quit", "Beenden"), E("file", "Akte"),
-                              E("a message far too long", "eine viel zu lange Meldung")};
+    static const mo_entry a[] = {MO_ENTRY("file", "Datei"), MO_ENTRY("Quit", "Beenden"),
+                                 MO_ENTRY("Open", "Öffnen")};
+    static const mo_entry b[] = {MO_ENTRY("Quit", "Beenden"), MO_ENTRY("file", "Akte"),
+                                 MO_ENTRY("a message far too long", "eine viel zu lange Meldung")};
     uint8_t buf[1024];
     char pa[4096], pb[4096], pbad[4096], pmissing[4096];
-    write_file("a.mo", buf, write_mo(buf, a, 3, 0), pa, sizeof(pa));
-    write_file("b.mo", buf, write_mo(buf, b, 3, 1), pb, sizeof(pb));
+    write_file("a.mo", buf, mo_write(buf, a, 3, 0), pa, sizeof(pa));
+    write_file("b.mo", buf, mo_write(buf, b, 3, 1), pb, sizeof(pb));
     write_file("bad.mo", (const uint8_t *)"not a catalog at all, just text", 31, pbad,
                sizeof(pbad));
     scratch_path(pmissing, sizeof(pmissing), "missing.mo");
@@ -291,7 +244,7 @@ static void test_split_shares(void **state)
 static void test_corpus_load_names_languages_and_what_to_install(void **state)
 {
     (void)state;
-    static const entry a[] = {E("file", "Datei")};
+    static const mo_entry a[] = {MO_ENTRY("file", "Datei")};
     char dir[1024], sub[1100], path[1200];
     scratch_path(dir, sizeof(dir), "locale");
     snprintf(sub, sizeof(sub), "%s/xx/LC_MESSAGES", dir);
@@ -300,7 +253,7 @@ static void test_corpus_load_names_languages_and_what_to_install(void **state)
     assert_int_equal(mkdir(path, 0700), 0);
     assert_int_equal(mkdir(sub, 0700), 0);
     uint8_t buf[256];
-    const size_t len = write_mo(buf, a, 1, 0);
+    const size_t len = mo_write(buf, a, 1, 0);
     snprintf(path, sizeof(path), "%s/%s.mo", sub, mt_manifest[0].domain);
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
@@ -316,9 +269,9 @@ static void test_corpus_load_names_languages_and_what_to_install(void **state)
     assert_non_null(strstr(err.message, "languages with one: xx"));
     assert_int_equal(mt_corpus_load(&c, dir, "../xx", 100, NULL, &err), EX_USAGE);
     /* A catalog with no translated message: what to install. */
-    static const entry untranslated[] = {E("file", "")};
+    static const mo_entry untranslated[] = {MO_ENTRY("file", "")};
     f = fopen(path, "wb");
-    fwrite(buf, 1, write_mo(buf, untranslated, 1, 0), f);
+    fwrite(buf, 1, mo_write(buf, untranslated, 1, 0), f);
     fclose(f);
     assert_int_equal(mt_corpus_load(&c, dir, "xx", 100, NULL, &err), EX_FAILED);
     assert_non_null(strstr(err.message, "install-deps.sh mt"));

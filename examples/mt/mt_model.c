@@ -221,7 +221,8 @@ srp_status mt_encode(mt_model *m, const uint32_t *src, const size_t *src_len, si
         return SRP_ERR_INVALID_ARG;
     const size_t D = m->cfg.dim, S = src_tokens;
     ex_stack *s = &m->enc;
-    m->batch = 0; /* no decode until this encode is through */
+    m->batch = 0;      /* no decode until this encode is through */
+    m->tgt_tokens = 0; /* nor a backward of the last memory's decode */
     EX_TRY(input_forward(&m->src, src, batch, S, D, s->xs[0]));
     s->rows = batch * S;
     for (size_t l = 0; l < s->depth; l++)

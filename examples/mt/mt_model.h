@@ -50,7 +50,7 @@ typedef struct {
     srp_gamma_init gamma_init;     /* SRP_GAMMA_INIT_SIGMA0 */
     srp_qkv_sigma qkv_sigma;       /* SRP_QKV_SIGMA_FUSED */
     float init_gain;               /* linear weights ~ N(0, (0.02 gain)^2), truncated: 1 */
-    float embed_std;               /* token and position embeddings: 0.02 */
+    float embed_std;               /* token and position embeddings: 0.02 (mt-train's default: 1) */
     uint64_t seed;
 } mt_config;
 

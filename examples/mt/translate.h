@@ -11,8 +11,8 @@
  * differ); a hypothesis that takes EOS (or reaches the length limit) is
  * finished with the score log P / (its bytes + 1), the length-normalised
  * score; a source is done when K hypotheses have finished, and its
- * translation is the finished one of the best score (the best live one if
- * none finished). */
+ * translation is the finished one of the best score (at the length limit
+ * every live one finishes, so one always has). */
 #ifndef MT_TRANSLATE_H
 #define MT_TRANSLATE_H
 

@@ -3,8 +3,8 @@
 # gettext catalogs make the corpus), build mt-train (Release, ./build),
 # train the English->German translator with its defaults for 6.5 minutes,
 # then translate the test split greedily and print its chrF2 next to the
-# copy baseline's, with a few sample translations: about 10 minutes on 2
-# cores in all (docs/translation.md). Metrics, checkpoint and plot go to
+# copy baseline's, with a few sample translations (the goal: 10 minutes on
+# 2 cores in all; docs/translation.md). Metrics, checkpoint and plot go to
 # ./runs/mt/. Extra arguments go to mt-train (--help).
 set -euo pipefail
 cd "$(dirname "$0")/.."

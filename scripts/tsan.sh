@@ -24,8 +24,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh tsan
 build=build-tsan
+# Every test on 2 threads (SRP_TEST_THREADS), so that each parallel region
+# runs with a second thread for TSan to watch.
 CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSRP_TSAN=ON \
-  -DSRP_BUILD_BENCH=OFF -DSRP_BUILD_EXAMPLES=OFF > /dev/null
+  -DSRP_BUILD_BENCH=OFF -DSRP_BUILD_EXAMPLES=OFF -DSRP_TEST_THREADS=2 > /dev/null
 cmake --build "$build" -j"$(nproc)"
 
 libdir=$(dirname "$(ls /usr/lib/llvm-*/lib/libarcher.so | sort -V | tail -1)")

@@ -428,7 +428,7 @@ static void test_resume_is_bit_exact_and_samples(void **state)
                             f.m_full, f.c_full),
                      0);
     const int stops[2] = {13, 31};
-    snprintf(args, sizeof(args), "'%s' --threads 2 %s", LM_TRAIN_EXE, common);
+    snprintf(args, sizeof(args), "'%s' --threads 1 %s", LM_TRAIN_EXE, common);
     assert_resume_is_bit_exact(args, stops, &f);
 
     assert_int_equal(run_lm(out2, "%s --lr 0.5 --resume %s", common, f.c_part), 2);
@@ -569,7 +569,7 @@ static void test_budget_resume_makes_the_same_plans(void **state)
     /* a step of 0.1 s growing by 0.1 ms a step: 483 steps in the minute */
     char common[2048];
     snprintf(common, sizeof(common),
-             "EX_TEST_CLOCK=0.1,0.0001 '%s' --threads 2 " SMALL_LM
+             "EX_TEST_CLOCK=0.1,0.0001 '%s' --threads 1 " SMALL_LM
              "--text %s --minutes 1 --checkpoint-every 50 --eval-windows 4",
              LM_TRAIN_EXE, text);
     snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s", common, f.m_full, f.c_full);

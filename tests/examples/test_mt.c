@@ -476,7 +476,7 @@ static void test_trainer_learns_resumes_and_translates(void **state)
     assert_true(bpb < 4.0); /* uniform over 258 tokens: 8.01 */
     assert_bound_terms_logged(f.m_full, 2 + 2 * 1, 2);
     const int stops[2] = {13, 27};
-    snprintf(args, sizeof(args), "'%s' --threads 2 %s", MT_TRAIN_EXE, common);
+    snprintf(args, sizeof(args), "'%s' --threads 1 %s", MT_TRAIN_EXE, common);
     assert_resume_is_bit_exact(args, stops, &f);
 
     assert_int_equal(run_mt(out, "%s --lr 0.5 --resume %s", common, f.c_part), 2);

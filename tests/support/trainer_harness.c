@@ -45,7 +45,7 @@ int run_command(const char *cmd, char *out, size_t outlen)
 int run_programf(const char *exe, char *out, size_t outlen, const char *fmt, ...)
 {
     char cmd[8192];
-    const int len = snprintf(cmd, sizeof(cmd), "'%s' --threads 2 ", exe);
+    const int len = snprintf(cmd, sizeof(cmd), "'%s' --threads 1 ", exe);
     va_list ap;
     va_start(ap, fmt);
     const int more = vsnprintf(cmd + len, sizeof(cmd) - (size_t)len, fmt, ap);

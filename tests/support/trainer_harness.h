@@ -12,9 +12,11 @@ double now_seconds(void); /* monotonic */
 /* Runs a shell command line, stdout and stderr into out (truncated to
  * outlen). Returns the exit code, or -1 if it did not exit normally. */
 int run_command(const char *cmd, char *out, size_t outlen);
-/* Runs `'exe' --threads 2 args`, args formatted from fmt, stdout and
+/* Runs `'exe' --threads 1 args`, args formatted from fmt, stdout and
  * stderr into out (truncated to outlen). Returns the exit code, or -1 if
- * it did not exit normally. */
+ * it did not exit normally. One thread, as every test runs by default
+ * (tests/CMakeLists.txt says why); a test that compares with such a run
+ * runs on one thread too (results are deterministic per thread count). */
 int run_programf(const char *exe, char *out, size_t outlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

@@ -71,7 +71,7 @@ static void resume_is_bit_exact(const char *recipe)
                      0);
     /* 32 steps per epoch: stop at 19, inside the second epoch, then twice more */
     const int stops[2] = {19, 45};
-    snprintf(args, sizeof(args), "'%s' --threads 2 %s", VIT_TRAIN_EXE, common);
+    snprintf(args, sizeof(args), "'%s' --threads 1 %s", VIT_TRAIN_EXE, common);
     assert_resume_is_bit_exact(args, stops, &f);
 
     /* Resuming with other training options is refused. */

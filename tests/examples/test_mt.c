@@ -1,5 +1,6 @@
 /* The translation example: its model (gradients against central
- * differences in every architecture, padding and causality) and mt-train
+ * differences in every architecture, padding and causality, no allocation
+ * in the training step or the cached decoding) and mt-train
  * run as a user runs it on a catalog written here (learning, exact
  * resume, the translations and their chrF2, errors). The program's path
  * comes from CMake (MT_TRAIN_EXE). */
@@ -17,6 +18,9 @@
 #include "testutil.h"
 #include "trainer_harness.h"
 #include "translate.h"
+#ifdef SRP_COUNT_ALLOCS
+#include "alloc_counter.h"
+#endif
 
 #define run_mt(out, ...) run_programf(MT_TRAIN_EXE, out, sizeof(out), __VA_ARGS__)
 
@@ -280,6 +284,49 @@ static void test_cached_decoding_matches_recomputation(void **state)
     }
 }
 
+#ifdef SRP_COUNT_ALLOCS
+/* mt-train's step (encode, decode and backward in training, then an eval
+ * encode and decode) and translation's cached decoding (start, step,
+ * select) allocate nothing after the first call, in every architecture. */
+static void test_step_and_decoding_allocate_nothing(void **state)
+{
+    (void)state;
+    static const size_t rows[B] = {1, 1};
+    for (int arch = 0; arch < MT_ARCH_COUNT; arch++) {
+        mt_config c = tiny_config((mt_arch)arch);
+        mt_model *m;
+        assert_ok(mt_create(&m, &c));
+        mt_decoder *d;
+        assert_ok(mt_decoder_create(&d, m, B));
+        srp_rng r = seeded_rng(70 + (uint64_t)arch);
+        uint32_t src[B * S], tgt[B * T];
+        int labels[B * T];
+        tiny_batch(&r, src, tgt, labels);
+        static float dlogits[B * T * MT_VOCAB];
+        fill_normal_f(&r, dlogits, B * T * MT_VOCAB, 1.0);
+        const float *logits;
+        for (int round = 0; round < 2; round++) { /* round 0 warms up: plans, threads */
+            if (round == 1)
+                alloc_counter_start();
+            assert_ok(mt_encode(m, src, k_src_len, B, S, SRP_TRAIN));
+            assert_ok(mt_decode(m, tgt, k_tgt_len, T, SRP_TRAIN, &logits));
+            assert_ok(mt_backward(m, dlogits));
+            assert_ok(mt_encode(m, src, k_src_len, B, S, SRP_EVAL));
+            assert_ok(mt_decode(m, tgt, NULL, T, SRP_EVAL, &logits));
+            assert_ok(mt_decoder_start(d));
+            for (size_t t = 0; t < T; t++) {
+                assert_ok(mt_decoder_step(d, tgt + t, B, &logits));
+                assert_ok(mt_decoder_select(d, rows, B));
+            }
+            if (round == 1)
+                assert_int_equal(alloc_counter_stop(NULL), 0);
+        }
+        mt_decoder_destroy(d);
+        mt_destroy(m);
+    }
+}
+#endif
+
 /* A hypothesis of the reference search. */
 typedef struct {
     char text[T];
@@ -511,6 +558,9 @@ int main(void)
         cmocka_unit_test(test_backward_matches_differences),
         cmocka_unit_test(test_padding_and_causality),
         cmocka_unit_test(test_cached_decoding_matches_recomputation),
+#ifdef SRP_COUNT_ALLOCS
+        cmocka_unit_test(test_step_and_decoding_allocate_nothing),
+#endif
         cmocka_unit_test(test_translate_matches_recomputation),
         cmocka_unit_test(test_trainer_learns_resumes_and_translates),
     };

@@ -7,8 +7,8 @@
  * The skeleton (common/trainer.h) runs the jobs: the options, the run's
  * phases, the loop, the update, the entropy watch, metrics, checkpoints.
  * What is the LM's own is here: the text and its count-model baselines,
- * the model, the --minutes budget and its plans, the evaluations on the
- * validation text, sampling and --generate, --export and --init-from. */
+ * the model, the evaluations on the validation text, sampling and
+ * --generate, --export and --init-from. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,10 +16,9 @@
 
 #include <sigmareparam.h>
 
-#include "budget.h"
+#include "common/budget.h"
 #include "common/official_file.h"
 #include "common/tensors.h"
-#include "common/test_hooks.h"
 #include "common/trainer.h"
 #include "lm_options.h"
 #include "lm_model.h"
@@ -35,16 +34,14 @@ typedef struct {
     lm_text text;
     lm_baselines baselines;
     lm_model *model;
-    srp_lr_schedule schedule;
+    ex_schedule schedule;           /* --steps or --minutes; its plans in the checkpoint */
     uint64_t config[CONFIG_FIELDS]; /* the model's shape, for --generate */
     /* the run's own state, in the checkpoint */
-    lm_budget budget; /* --minutes without --steps: the schedule's plans */
     float best_val_bpc;
     /* per-step buffers */
     uint32_t *tokens; /* [batch][context] */
     int *targets;     /* [batch][context]: the next bytes */
     float *dlogits;   /* [batch][context][256] */
-    double clock;     /* --minutes: the budget's seconds used, by rank 0's clock */
     size_t eval_n, eval_stride, eval_tail; /* evaluate()'s windows, stride, tail bytes */
 } lm_trainer;
 
@@ -93,22 +90,9 @@ static void sample_batch(lm_trainer *t)
     }
 }
 
-/* The schedule's length; 0 while the budget has not planned it yet. */
-static uint64_t schedule_steps(const lm_trainer *t)
-{
-    return t->opt.steps ? t->opt.steps : lm_budget_total(&t->budget);
-}
-
-static int schedule_ended(const lm_trainer *t)
-{
-    return schedule_steps(t) && t->base.run.step >= schedule_steps(t);
-}
-
 static float lr_at(ex_trainer *base, uint64_t step)
 {
-    const lm_trainer *t = lt(base);
-    return t->opt.steps ? srp_lr_at(&t->schedule, step)
-                        : lm_budget_lr(&t->budget, &t->schedule, step);
+    return ex_schedule_lr(&lt(base)->schedule, step);
 }
 
 static void model_config_record(const lm_config *c, uint64_t *rec)
@@ -337,59 +321,6 @@ static ex_code write_eval(lm_trainer *t, size_t windows, int final, ex_error *er
     return EX_OK;
 }
 
-/* With --minutes and no --steps: the schedule's length, planned and
- * planned again as the budget is used (budget.h). */
-static void plan_schedule(lm_trainer *t)
-{
-    const lm_options *o = &t->opt;
-    double per_step;
-    if (o->steps || !lm_budget_update(&t->budget, (double)o->minutes * 60.0, t->base.run.step,
-                                      t->clock, o->warmup_steps + 1, &per_step))
-        return;
-    const lm_budget *b = &t->budget;
-    ex_progress_break(&t->base.progress);
-    printf("plan %llu at step %llu (%.0f%% of the budget): %.0f ms per step, so the schedule runs "
-           "%llu steps in the %.4g minutes\n",
-           (unsigned long long)b->count, (unsigned long long)t->base.run.step,
-           100.0 * t->clock / ((double)o->minutes * 60.0), per_step * 1e3,
-           (unsigned long long)lm_budget_total(b), (double)o->minutes);
-    ex_metrics_begin(&t->base.metrics, "plan");
-    ex_metrics_number(&t->base.metrics, "step", (double)t->base.run.step);
-    ex_metrics_number(&t->base.metrics, "budget_seconds", t->clock);
-    ex_metrics_number(&t->base.metrics, "ms_per_step", per_step * 1e3);
-    ex_metrics_number(&t->base.metrics, "schedule_steps", (double)lm_budget_total(b));
-    ex_metrics_end(&t->base.metrics);
-}
-
-/* The last line of the training: the steps and time, and with --minutes
- * how much of the budget the run used and whether the schedule ended. */
-static void report_training(lm_trainer *t)
-{
-    const lm_options *o = &t->opt;
-    ex_progress_break(&t->base.progress);
-    printf("trained %llu steps in %.0f s", (unsigned long long)t->base.run.step,
-           ex_run_seconds(&t->base.run));
-    if (!(o->minutes > 0.0f)) {
-        printf("\n");
-        return;
-    }
-    const double budget = (double)o->minutes * 60.0, used = t->clock / budget;
-    const uint64_t total = schedule_steps(t);
-    printf(": %.1f%% of the %.4g-minute budget; ", 100.0 * used, (double)o->minutes);
-    if (schedule_ended(t))
-        printf("the schedule ran to its end\n");
-    else
-        printf("the budget ran out at step %llu of the schedule's %llu\n",
-               (unsigned long long)t->base.run.step, (unsigned long long)total);
-    ex_metrics_begin(&t->base.metrics, "budget");
-    ex_metrics_number(&t->base.metrics, "step", (double)t->base.run.step);
-    ex_metrics_number(&t->base.metrics, "schedule_steps", (double)total);
-    ex_metrics_number(&t->base.metrics, "minutes", o->minutes);
-    ex_metrics_number(&t->base.metrics, "budget_used", used);
-    ex_metrics_number(&t->base.metrics, "plans", (double)t->budget.count);
-    ex_metrics_end(&t->base.metrics);
-}
-
 static void header(ex_trainer *base, ex_metrics *m)
 {
     lm_trainer *t = lt(base);
@@ -446,17 +377,9 @@ static ex_code build(ex_trainer *base, ex_error *err)
     oc.beta2 = o->beta2;
     if ((code = ex_trainer_create_optimizer(base, &oc, lr_mult, 0, NULL, err)) != EX_OK)
         return code;
-    if (o->steps && o->warmup_steps >= o->steps)
-        return ex_fail(err, EX_USAGE, "--warmup %llu must be below --steps %llu",
-                       (unsigned long long)o->warmup_steps, (unsigned long long)o->steps);
-    /* The lr schedule: --steps long; with --minutes alone, the budget's
-     * plans give its length (budget.h), t->schedule its kind, rates and
-     * warmup, and a length too long to decay before the first plan. */
-    t->schedule = srp_lr_schedule_default((srp_lr_kind)o->schedule, o->lr,
-                                          o->steps ? o->steps : (uint64_t)1 << 40);
-    t->schedule.warmup_steps = o->warmup_steps;
-    t->schedule.min_lr = o->min_lr;
-    lm_budget_init(&t->budget);
+    if ((code = ex_schedule_init(&t->schedule, (srp_lr_kind)o->schedule, o->lr, o->min_lr,
+                                 o->warmup_steps, o->steps, o->minutes, err)) != EX_OK)
+        return code;
     const size_t rows = base->local_batch * o->model.context;
     t->tokens = malloc(sizeof(uint32_t) * rows);
     t->targets = malloc(sizeof(int) * rows);
@@ -497,16 +420,7 @@ static void describe_model(ex_trainer *base)
 static void state_refs(ex_trainer *base, srp_tensor_list *list)
 {
     lm_trainer *t = lt(base);
-    lm_budget *b = &t->budget;
-    const size_t plans = LM_BUDGET_PLANS;
-    srp_tensor_list_add(list, "train.budget.count", NULL, SRP_DTYPE_U64, 0, NULL, &b->count);
-    srp_tensor_list_add(list, "train.budget.steps", NULL, SRP_DTYPE_U64, 1, &plans, b->steps);
-    srp_tensor_list_add(list, "train.budget.totals", NULL, SRP_DTYPE_U64, 1, &plans, b->totals);
-    srp_tensor_list_add(list, "train.budget.clocks", NULL, SRP_DTYPE_F64, 1, &plans, b->clocks);
-    srp_tensor_list_add(list, "train.budget.from_step", NULL, SRP_DTYPE_U64, 0, NULL,
-                        &b->from_step);
-    srp_tensor_list_add(list, "train.budget.from_clock", NULL, SRP_DTYPE_F64, 0, NULL,
-                        &b->from_clock);
+    ex_schedule_state_refs(&t->schedule, list);
     srp_tensor_list_add(list, "train.best_val_bpc", NULL, SRP_DTYPE_F32, 0, NULL, &t->best_val_bpc);
 }
 
@@ -547,8 +461,8 @@ static void progress(ex_trainer *base, const ex_step_record *rec)
     ex_progress_print(&base->progress, base->run.step,
                       "step %llu/%llu | %s | %.0f bytes/s | loss %.4f = %.3f bits/char | lr %.3g "
                       "| lowest head entropy %.2f of uniform",
-                      (unsigned long long)base->run.step, (unsigned long long)schedule_steps(t),
-                      elapsed,
+                      (unsigned long long)base->run.step,
+                      (unsigned long long)ex_schedule_steps(&t->schedule), elapsed,
                       (double)(t->opt.run.batch * t->opt.model.context) /
                           ex_trainer_seconds_per_step(base),
                       rec->loss, rec->loss / LN2, rec->lr, ex_trainer_lowest_entropy(base));
@@ -562,22 +476,11 @@ static ex_code after_step(ex_trainer *base, ex_error *err)
                                                    : EX_OK;
 }
 
-/* Before each step: with --minutes, rank 0's clock (the test clock with
- * EX_TEST_CLOCK) on every rank, so that every rank plans and stops at the
- * same step; the schedule's plans; the end, at the schedule's steps or the
- * minutes. */
+/* Before each step: the --minutes plans and the end (budget.h). */
 static ex_code before_step(ex_trainer *base, int *done, ex_error *err)
 {
-    lm_trainer *t = lt(base);
-    const double budget = (double)t->opt.minutes * 60.0;
     (void)err;
-    if (budget > 0.0) { /* one broadcast a step */
-        if (!ex_test_clock(base->run.step, &t->clock))
-            t->clock = ex_run_seconds(&base->run);
-        srp_dist_broadcast(base->dist.handle, &t->clock, 1);
-    }
-    plan_schedule(t);
-    *done = schedule_ended(t) || (budget > 0.0 && t->clock >= budget);
+    *done = ex_schedule_before_step(&lt(base)->schedule, base);
     return EX_OK;
 }
 
@@ -585,7 +488,7 @@ static ex_code before_step(ex_trainer *base, int *done, ex_error *err)
  * byte, the last checkpoint. */
 static ex_code finish(ex_trainer *base, ex_error *err)
 {
-    report_training(lt(base));
+    ex_schedule_report(&lt(base)->schedule, base);
     const ex_code code = write_eval(lt(base), 0, 1, err);
     return code == EX_OK ? ex_trainer_save(base, err) : code;
 }

@@ -18,10 +18,9 @@
 
 #include <sigmareparam.h>
 
-#include "char_lm/budget.h"
 #include "chrf.h"
+#include "common/budget.h"
 #include "common/tensors.h"
-#include "common/test_hooks.h"
 #include "common/trainer.h"
 #include "corpus.h"
 #include "mt_model.h"
@@ -44,10 +43,9 @@ typedef struct {
     double copy_chrf[MT_SPLITS]; /* the copy baseline's chrF2 of each split */
     mt_model *model;
     mt_translator *translator;
-    srp_lr_schedule schedule;
+    ex_schedule schedule;           /* --steps or --minutes; its plans in the checkpoint */
     uint64_t config[CONFIG_FIELDS]; /* the model's shape, in every checkpoint */
     /* the run's own state, in the checkpoint */
-    lm_budget budget; /* --minutes without --steps: the schedule's plans */
     float best_val_bpb;
     int finished; /* the training ran to its end (not --stop-after-steps) */
     /* per-step buffers, for local_batch pairs */
@@ -56,7 +54,6 @@ typedef struct {
     int *labels;               /* [batch (max_tgt + 1)]: the scored positions' next tokens */
     float *scored, *dscored;   /* [batch (max_tgt + 1)][MT_VOCAB]: their logits, gradients */
     float *dlogits;            /* [batch][max_tgt + 1][MT_VOCAB] */
-    double clock;              /* --minutes: the budget's seconds used, by rank 0's clock */
     size_t buckets;            /* of the training pairs, by length */
     size_t *bucket_pairs[MT_MAX_BUCKETS], bucket_count[MT_MAX_BUCKETS];
     size_t *val_order;          /* the validation pairs by bucket, then index */
@@ -146,23 +143,19 @@ static srp_status forward_scored(mt_trainer *t, size_t n, size_t S, size_t T, in
     return SRP_OK;
 }
 
-/* ---- the schedule ---- */
-
-static uint64_t schedule_steps(const mt_trainer *t)
-{
-    return t->opt.steps ? t->opt.steps : lm_budget_total(&t->budget);
-}
-
-static int schedule_ended(const mt_trainer *t)
-{
-    return schedule_steps(t) && t->base.run.step >= schedule_steps(t);
-}
+/* ---- the schedule (common/budget.h) ---- */
 
 static float lr_at(ex_trainer *base, uint64_t step)
 {
-    const mt_trainer *t = mt(base);
-    return t->opt.steps ? srp_lr_at(&t->schedule, step)
-                        : lm_budget_lr(&t->budget, &t->schedule, step);
+    return ex_schedule_lr(&mt(base)->schedule, step);
+}
+
+/* Before each step: the --minutes plans and the end. */
+static ex_code before_step(ex_trainer *base, int *done, ex_error *err)
+{
+    (void)err;
+    *done = ex_schedule_before_step(&mt(base)->schedule, base);
+    return EX_OK;
 }
 
 /* ---- evaluation ---- */
@@ -418,16 +411,7 @@ static void model_refs(ex_trainer *base, srp_tensor_list *list)
 static void state_refs(ex_trainer *base, srp_tensor_list *list)
 {
     mt_trainer *t = mt(base);
-    lm_budget *b = &t->budget;
-    const size_t plans = LM_BUDGET_PLANS;
-    srp_tensor_list_add(list, "train.budget.count", NULL, SRP_DTYPE_U64, 0, NULL, &b->count);
-    srp_tensor_list_add(list, "train.budget.steps", NULL, SRP_DTYPE_U64, 1, &plans, b->steps);
-    srp_tensor_list_add(list, "train.budget.totals", NULL, SRP_DTYPE_U64, 1, &plans, b->totals);
-    srp_tensor_list_add(list, "train.budget.clocks", NULL, SRP_DTYPE_F64, 1, &plans, b->clocks);
-    srp_tensor_list_add(list, "train.budget.from_step", NULL, SRP_DTYPE_U64, 0, NULL,
-                        &b->from_step);
-    srp_tensor_list_add(list, "train.budget.from_clock", NULL, SRP_DTYPE_F64, 0, NULL,
-                        &b->from_clock);
+    ex_schedule_state_refs(&t->schedule, list);
     srp_tensor_list_add(list, "train.best_val_bpb", NULL, SRP_DTYPE_F32, 0, NULL, &t->best_val_bpb);
 }
 
@@ -571,14 +555,9 @@ static ex_code build(ex_trainer *base, ex_error *err)
     oc.beta2 = o->beta2;
     if ((code = ex_trainer_create_optimizer(base, &oc, lr_mult, 0, NULL, err)) != EX_OK)
         return code;
-    if (o->steps && o->warmup_steps >= o->steps)
-        return ex_fail(err, EX_USAGE, "--warmup %llu must be below --steps %llu",
-                       (unsigned long long)o->warmup_steps, (unsigned long long)o->steps);
-    t->schedule = srp_lr_schedule_default((srp_lr_kind)o->schedule, o->lr,
-                                          o->steps ? o->steps : (uint64_t)1 << 40);
-    t->schedule.warmup_steps = o->warmup_steps;
-    t->schedule.min_lr = o->min_lr;
-    lm_budget_init(&t->budget);
+    if ((code = ex_schedule_init(&t->schedule, (srp_lr_kind)o->schedule, o->lr, o->min_lr,
+                                 o->warmup_steps, o->steps, o->minutes, err)) != EX_OK)
+        return code;
     if ((code = alloc_buffers(t, base->local_batch, err)) != EX_OK)
         return code;
     t->best_val_bpb = INFINITY;
@@ -638,8 +617,9 @@ static void progress(ex_trainer *base, const ex_step_record *rec)
     ex_progress_print(&base->progress, base->run.step,
                       "step %llu/%llu | %s | %.2f s/step | loss %.4f | lr %.3g | lowest head "
                       "entropy %.2f of uniform",
-                      (unsigned long long)base->run.step, (unsigned long long)schedule_steps(t),
-                      elapsed, ex_trainer_seconds_per_step(base), rec->loss, rec->lr,
+                      (unsigned long long)base->run.step,
+                      (unsigned long long)ex_schedule_steps(&t->schedule), elapsed,
+                      ex_trainer_seconds_per_step(base), rec->loss, rec->lr,
                       ex_trainer_lowest_entropy(base));
 }
 
@@ -650,53 +630,12 @@ static ex_code after_step(ex_trainer *base, ex_error *err)
                                                    : EX_OK;
 }
 
-/* With --minutes and no --steps, the schedule's length is planned from the
- * steps' speed (char_lm/budget.h). */
-static void plan_schedule(mt_trainer *t)
-{
-    const mt_options *o = &t->opt;
-    double per_step;
-    if (o->steps || !lm_budget_update(&t->budget, (double)o->minutes * 60.0, t->base.run.step,
-                                      t->clock, o->warmup_steps + 1, &per_step))
-        return;
-    ex_progress_break(&t->base.progress);
-    printf("plan %llu at step %llu: %.0f ms per step, so the schedule runs %llu steps in the "
-           "%.4g minutes\n",
-           (unsigned long long)t->budget.count, (unsigned long long)t->base.run.step,
-           per_step * 1e3, (unsigned long long)lm_budget_total(&t->budget), (double)o->minutes);
-    ex_metrics_begin(&t->base.metrics, "plan");
-    ex_metrics_number(&t->base.metrics, "step", (double)t->base.run.step);
-    ex_metrics_number(&t->base.metrics, "budget_seconds", t->clock);
-    ex_metrics_number(&t->base.metrics, "ms_per_step", per_step * 1e3);
-    ex_metrics_number(&t->base.metrics, "schedule_steps", (double)lm_budget_total(&t->budget));
-    ex_metrics_end(&t->base.metrics);
-}
-
-/* Before each step: with --minutes, rank 0's clock on every rank; the
- * schedule's plans; the end, at the schedule's steps or the minutes. */
-static ex_code before_step(ex_trainer *base, int *done, ex_error *err)
-{
-    mt_trainer *t = mt(base);
-    const double budget = (double)t->opt.minutes * 60.0;
-    (void)err;
-    if (budget > 0.0) {
-        if (!ex_test_clock(base->run.step, &t->clock))
-            t->clock = ex_run_seconds(&base->run);
-        srp_dist_broadcast(base->dist.handle, &t->clock, 1);
-    }
-    plan_schedule(t);
-    *done = schedule_ended(t) || (budget > 0.0 && t->clock >= budget);
-    return EX_OK;
-}
-
 /* The end: the training's last line, the validation cross-entropy over
  * every pair, the last checkpoint. */
 static ex_code finish(ex_trainer *base, ex_error *err)
 {
     mt_trainer *t = mt(base);
-    ex_progress_break(&base->progress);
-    printf("trained %llu steps in %.0f s\n", (unsigned long long)base->run.step,
-           ex_run_seconds(&base->run));
+    ex_schedule_report(&t->schedule, base);
     t->finished = 1;
     const ex_code code = write_eval(t, 0, 1, err);
     return code == EX_OK ? ex_trainer_save(base, err) : code;

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "budget.h"
 #include "common/tensors.h"
 #include "lm_model.h"
 #include "lm_safetensors.h"
@@ -447,110 +446,6 @@ static void test_resume_is_bit_exact_and_samples(void **state)
     assert_int_equal(run_lm(out2, "--generate %s --sample 200 --seed 5", f.c_full), 0);
     assert_string_equal(out, out2);
     assert_true(strlen(out) > 200);
-}
-
-/* The --minutes plans (budget.h), on a simulated clock whose step time
- * starts at a and grows by b a step: steps run until the schedule ends or
- * the budget does. Returns the fraction of the budget used; *ended: the
- * schedule ran to its end. replan 0: only the first plan (the trainer
- * before re-planning). */
-static double simulate_budget(double a, double b, double budget, int replan, lm_budget *out,
-                              int *ended)
-{
-    lm_budget_init(out);
-    uint64_t n = 0;
-    double clock = 0.0, per_step;
-    for (;;) {
-        if (replan || out->count == 0)
-            lm_budget_update(out, budget, n, clock, 101, &per_step);
-        const uint64_t total = lm_budget_total(out);
-        if ((total && n >= total) || clock >= budget)
-            break;
-        clock += a + b * (double)n;
-        n++;
-    }
-    *ended = lm_budget_total(out) && n >= lm_budget_total(out);
-    return clock / budget;
-}
-
-/* With a step time that drifts by half over the run, one plan from the
- * first steps' speed runs out of time before its schedule ends (slowing)
- * or ends with a fifth of the budget unused (speeding up); the re-plans at
- * 25, 50, 75 and 90% of the budget end the schedule within the last
- * percents of it, both ways. */
-static void test_budget_plans_fill_the_budget(void **state)
-{
-    (void)state;
-    const double budget = 480.0;
-    const double drift[2][2] = {{0.2, 5e-5}, {0.3, -5e-5}}; /* slowing, speeding up */
-    for (int k = 0; k < 2; k++) {
-        lm_budget b;
-        int ended;
-        const double once = simulate_budget(drift[k][0], drift[k][1], budget, 0, &b, &ended);
-        if (k == 0)
-            assert_false(ended); /* out of time before the schedule's end */
-        else
-            assert_true(once < 0.85);
-        const double used = simulate_budget(drift[k][0], drift[k][1], budget, 1, &b, &ended);
-        if (!ended || !(used > 0.97 && used <= 1.001)) { /* 1.001: the last step may cross it */
-            print_error("drift %d: used %.4f of the budget (one plan: %.4f), schedule %s\n", k,
-                        used, once, ended ? "ended" : "cut short");
-            fail();
-        }
-        /* the first plan at step 25, then one at each fraction of the budget */
-        assert_int_equal(b.count, 1 + LM_BUDGET_FRACTION_COUNT);
-        assert_int_equal(b.steps[0], LM_BUDGET_FIRST_AT);
-        for (uint64_t i = 1; i < b.count; i++) {
-            assert_true(b.clocks[i] >= LM_BUDGET_FRACTIONS[i - 1] * budget);
-            assert_true(b.clocks[i] < LM_BUDGET_FRACTIONS[i - 1] * budget + 0.31); /* one step */
-        }
-    }
-}
-
-/* The lr: with one plan it is the library's schedule of that length, bit
- * for bit, warmup included; a later plan changes no lr before it, moves on
- * from the same lr at its step (no jump), decays monotonically and ends on
- * min_lr at its last step. */
-static void test_budget_lr_is_continuous(void **state)
-{
-    (void)state;
-    srp_lr_schedule s = srp_lr_schedule_default(SRP_LR_COSINE, 0.016f, (uint64_t)1 << 40);
-    s.warmup_steps = 100;
-    s.min_lr = 0.001f;
-    lm_budget one, two;
-    lm_budget_init(&one);
-    one.count = 1;
-    one.steps[0] = 25;
-    one.totals[0] = 1000;
-    srp_lr_schedule lib = s;
-    lib.total_steps = 1000;
-    for (uint64_t n = 0; n < 1010; n++) {
-        const float got = lm_budget_lr(&one, &s, n), want = srp_lr_at(&lib, n);
-        assert_memory_equal(&got, &want, sizeof(float));
-    }
-    two = one;
-    two.count = 2;
-    two.steps[1] = 400;
-    two.totals[1] = 1600;
-    for (uint64_t n = 0; n < 400; n++)
-        assert_true(lm_budget_lr(&two, &s, n) == lm_budget_lr(&one, &s, n));
-    /* at the new plan's step: the lr the first plan would have given */
-    assert_close_rel(lm_budget_lr(&two, &s, 400), lm_budget_lr(&one, &s, 400), 1e-5, 0.0,
-                     "lr at the re-plan");
-    float last = lm_budget_lr(&two, &s, 399);
-    for (uint64_t n = 400; n < 1600; n++) {
-        const float lr = lm_budget_lr(&two, &s, n);
-        assert_true(lr <= last && lr > s.min_lr);
-        /* a step moves the lr by at most the stretched cosine's steepest slope */
-        assert_true(last - lr <= (s.base_lr - s.min_lr) * 3.1416f / 2.0f / 1000.0f);
-        last = lr;
-    }
-    assert_true(lm_budget_lr(&two, &s, 1600) == s.min_lr);
-    /* before any plan: the schedule too long to decay noticeably */
-    lm_budget none;
-    lm_budget_init(&none);
-    assert_true(lm_budget_lr(&none, &s, 50) == srp_lr_at(&lib, 50));
-    assert_close_rel(lm_budget_lr(&none, &s, 500), s.base_lr, 1e-6, 0.0, "lr before a plan");
 }
 
 /* A --minutes run on the test clock (EX_TEST_CLOCK: the same on every
@@ -1021,8 +916,6 @@ int main(void)
         cmocka_unit_test(test_overfits_a_tiny_text),
         cmocka_unit_test(test_checkpoint_holds_its_model_and_collapse_schema),
         cmocka_unit_test(test_resume_is_bit_exact_and_samples),
-        cmocka_unit_test(test_budget_plans_fill_the_budget),
-        cmocka_unit_test(test_budget_lr_is_continuous),
         cmocka_unit_test(test_budget_resume_makes_the_same_plans),
         cmocka_unit_test(test_final_evaluation_scores_every_byte),
         cmocka_unit_test(test_bad_input),

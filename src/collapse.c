@@ -2,9 +2,10 @@
  *
  * ring: [window][heads_total], the entropies of the last `filled` steps,
  * `next` the slot the coming step takes. An update checks every head
- * against the low line and the window's peak, works out the new flags and
- * the warnings into scratch, and commits them (flags, the step's row of the
- * ring) only when the warnings fit the caller's array. */
+ * against the low line and the window's peak (re-arming on the window's
+ * trough), works out the new flags and the warnings into scratch, and
+ * commits them (flags, the step's row of the ring) only when the warnings
+ * fit the caller's array. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,17 +20,17 @@ struct srp_collapse {
     unsigned char *flags; /* [heads_total][2]: LOW, DROP warned (not re-armed) */
     /* scratch of an update */
     unsigned char *new_flags; /* [heads_total][2] */
-    float *peak;              /* [heads_total] */
+    float *peak, *trough;     /* [heads_total]: the window's highest and lowest */
 };
 
-/* The four, in the block of the watch (srp_arena_new). */
+/* The five, in the block of the watch (srp_arena_new). */
 static void layout(void *obj, srp_arena *a)
 {
     srp_collapse *w = obj;
     SRP_ARENA_FLOATS(a, (size_t)w->cfg.window * w->heads_total, &w->ring);
     w->flags = srp_arena_take(a, 2 * w->heads_total, 1);
     w->new_flags = srp_arena_take(a, 2 * w->heads_total, 1);
-    SRP_ARENA_FLOATS(a, w->heads_total, &w->peak);
+    SRP_ARENA_FLOATS(a, w->heads_total, &w->peak, &w->trough);
 }
 
 const char *srp_collapse_kind_name(srp_collapse_kind kind)
@@ -105,30 +106,36 @@ srp_status srp_collapse_update(srp_collapse *w, uint64_t step, const float *entr
             return srp_fail(SRP_ERR_NUMERIC, "srp_collapse_update: entropy[%zu] is %g", h,
                             (double)entropy[h]);
 
-    /* The window's peak of every head, this step's entropy included. */
+    /* The window's peak and trough of every head, this step's entropy
+     * included. */
     for (size_t h = 0; h < n; h++)
-        w->peak[h] = entropy[h];
+        w->peak[h] = w->trough[h] = entropy[h];
     for (uint64_t k = 0; k < w->filled; k++) {
         const float *row = w->ring + (size_t)k * n;
-        for (size_t h = 0; h < n; h++)
+        for (size_t h = 0; h < n; h++) {
             w->peak[h] = fmaxf(w->peak[h], row[h]);
+            w->trough[h] = fminf(w->trough[h], row[h]);
+        }
     }
     const float low_line = w->cfg.fraction * w->cfg.uniform, drop = w->cfg.drop;
     size_t fired = 0;
     for (size_t h = 0; h < n; h++) {
-        const float e = entropy[h], peak = w->peak[h];
+        /* A warning re-arms on the trough: when the whole window is
+         * above the re-arm line, not one step that the batch's noise
+         * lifts over it. */
+        const float e = entropy[h], peak = w->peak[h], trough = w->trough[h];
         const unsigned char warned_low = w->flags[2 * h], warned_drop = w->flags[2 * h + 1];
         unsigned char low = warned_low, dropped = warned_drop;
         if (e < low_line && !warned_low) {
             low = 1;
             fired++;
-        } else if (e >= SRP_COLLAPSE_REARM * low_line) {
+        } else if (trough >= SRP_COLLAPSE_REARM * low_line) {
             low = 0;
         }
         if (peak >= low_line && e < (1.0f - drop) * peak && !warned_drop) {
             dropped = 1;
             fired++;
-        } else if (e >= (1.0f - 0.5f * drop) * peak) {
+        } else if (trough >= (1.0f - 0.5f * drop) * peak) {
             dropped = 0;
         }
         w->new_flags[2 * h] = low;

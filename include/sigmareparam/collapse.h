@@ -12,10 +12,20 @@
  *  - DROP: e < (1 - drop) * P, where P, the window's peak, is the highest
  *    of e and the window's entries, and P >= L (among values already below
  *    the low line, halving is noise, not news).
- * Each warning fires once, then re-arms only when the head recovers: LOW
- * when e >= SRP_COLLAPSE_REARM * L, DROP when e >= (1 - drop / 2) * P; so a
- * head that stays collapsed, or hovers at a line, does not warn at every
- * step. The step's entropies enter the window after the checks.
+ * Each warning fires once, then re-arms only when the head has recovered
+ * for a whole window: LOW when the window's trough (the lowest of e and the
+ * window's entries) is >= SRP_COLLAPSE_REARM * L, DROP when the trough is
+ * >= (1 - drop / 2) * P (no fall of more than half the drop left in the
+ * window). So a head that stays collapsed, or hovers at a line with the
+ * step-to-step noise of its batches (batches of other lengths, say), warns
+ * once, not at every crossing. The step's entropies enter the window after
+ * the checks.
+ *
+ * uniform: 1 for normalized entropies (srp_attention_entropy_normalized
+ * divides each row by the log of its own number of keys, so 1 is uniform
+ * for causal, padded and cross-attention alike); log T in nats is uniform
+ * for full, unmasked self-attention only (a causal row i sees i + 1 keys):
+ * feed masked attention's entropies normalized.
  *
  * The state (the window, its fill, the armed flags) is listed by
  * srp_collapse_state_refs, so that a checkpoint keeps it and a resumed run

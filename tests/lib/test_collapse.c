@@ -1,7 +1,8 @@
 /* The entropy-collapse watch (collapse.h): when it warns, that each warning
- * fires once and re-arms on recovery, the drop window, its state through a
- * checkpoint, bad input. The expected events are worked out by hand from
- * the rules in collapse.h, step by step in the comments. */
+ * fires once and re-arms when a whole window has recovered, the drop
+ * window, its state through a checkpoint, bad input. The expected events
+ * are worked out by hand from the rules in collapse.h, step by step in the
+ * comments. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,20 +75,25 @@ static void test_defaults_and_names(void **state)
     srp_collapse_destroy(NULL);
 }
 
-/* Low line L = 0.5 (fraction 0.5 of uniform 1), re-armed at 0.625; drop
- * 0.9 (a fall to a tenth of the peak), so that only LOW fires here. */
+/* Low line L = 0.5 (fraction 0.5 of uniform 1), re-armed at 0.625 once
+ * the window (3 steps) and the step are all at or above it; drop 0.9 (a
+ * fall to a tenth of the peak), so that only LOW fires here. */
 static void test_low_fires_once_and_rearms(void **state)
 {
     (void)state;
-    srp_collapse *w = make(1, 1, 4, 0.5f, 0.9f, 1.0f);
+    srp_collapse *w = make(1, 1, 3, 0.5f, 0.9f, 1.0f);
     srp_collapse_event ev[2];
-    const float e[] = {1.0f, 0.5f, 0.4f, 0.3f, 0.6f, 0.45f, 0.7f, 0.45f};
-    /* 1.0: healthy. 0.5 = L is not below L. 0.4 < L: LOW. 0.3: still
-     * below, already warned. 0.6: above L but under 0.625: not re-armed.
-     * 0.45 < L: still warned, no event. 0.7 >= 0.625: re-armed. 0.45 < L:
-     * LOW again. */
-    const size_t want[] = {0, 0, 1, 0, 0, 0, 0, 1};
-    for (size_t s = 0; s < 8; s++) {
+    const float e[] = {1.0f,   0.5f,   0.4f,   0.7f,   0.45f, 0.7f, 0.6f,
+                       0.625f, 0.625f, 0.625f, 0.625f, 0.45f, 0.3f};
+    /* s0 1.0: healthy. s1 0.5 = L is not below L. s2 0.4 < L: LOW.
+     * s3 0.7 >= 0.625, but the window (1.0, 0.5, 0.4) holds 0.4: not
+     * re-armed. s4 0.45 < L: still warned, no event (re-armed at s3 by
+     * the step alone, it would warn again: the flood of a noisy head).
+     * s5 0.7. s6 0.6: above L, under 0.625. s7-s9 0.625: the window holds
+     * 0.6 (or less) until s10, whose window (s7-s9) and itself are all
+     * 0.625 = 1.25 L: re-armed. s11 0.45 < L: LOW again. s12 0.3: warned. */
+    const size_t want[] = {0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0};
+    for (size_t s = 0; s < sizeof e / sizeof e[0]; s++) {
         const size_t n = feed(w, 100 + s, &e[s], ev);
         assert_int_equal(n, want[s]);
         if (n)
@@ -96,7 +102,38 @@ static void test_low_fires_once_and_rearms(void **state)
     srp_collapse_destroy(w);
 }
 
-/* Fraction 0: no LOW ever; drop 0.5 over a window of 3. */
+/* mt-train's flood: a head whose entropy hovers at the low line, the
+ * batches (of other lengths each step) lifting it over the re-arm line
+ * every other step. L = 0.1, re-armed at 0.125, window 10; the head
+ * alternates 0.09 and 0.13 for 100 steps: one LOW (step 0), not 50. Then
+ * it recovers: at 0.5 for 10 steps the window still holds 0.13 (no
+ * re-arm); at the 11th (step 110) all of it is 0.5: re-armed; at 0.05
+ * (step 111) it warns again. Drop 0.95: the DROP line (0.05 of the peak,
+ * 0.13 or 0.5) is never crossed. */
+static void test_hovering_head_warns_once(void **state)
+{
+    (void)state;
+    srp_collapse *w = make(1, 1, 10, 0.1f, 0.95f, 1.0f);
+    srp_collapse_event ev[2];
+    size_t events = 0;
+    for (uint64_t s = 0; s < 100; s++) {
+        const float e = s % 2 ? 0.13f : 0.09f;
+        const size_t n = feed(w, s, &e, ev);
+        events += n;
+        if (n)
+            assert_event(&ev[0], 0, 0, 0, SRP_COLLAPSE_LOW, 0.09f, 0.1f);
+    }
+    assert_int_equal(events, 1);
+    const float healthy = 0.5f, low = 0.05f;
+    for (uint64_t s = 100; s < 111; s++)
+        assert_int_equal(feed(w, s, &healthy, ev), 0);
+    assert_int_equal(feed(w, 111, &low, ev), 1);
+    assert_event(&ev[0], 111, 0, 0, SRP_COLLAPSE_LOW, low, 0.1f);
+    srp_collapse_destroy(w);
+}
+
+/* Fraction 0: no LOW ever; drop 0.5 over a window of 3, re-armed once
+ * the window and the step are all at or above 0.75 of their peak. */
 static void test_drop_within_the_window(void **state)
 {
     (void)state;
@@ -106,15 +143,21 @@ static void test_drop_within_the_window(void **state)
      * step 4: 0.45. The window holds steps 1-3 (0.8 each); 1.0 has left it:
      * peak 0.8, 0.45 is not under 0.4: nothing, though 0.45 is under half
      * of 1.0. step 5: 0.39 < 0.4 (peak 0.8): DROP, reference 0.8.
-     * step 6: 0.3: warned. step 7: 0.32: the window (0.45, 0.39, 0.3) has
-     * peak 0.45; 0.32 >= 0.75 * 0.45 = 0.3375? no: not re-armed (at half
-     * the drop; at the whole drop, 0.225, it would be).
-     * step 8: 0.15: window (0.39, 0.3, 0.32), peak 0.39: 0.15 is under
-     * 0.195, but the head is still warned: nothing.
-     * step 9: 0.7, its own peak: re-armed. step 10: 0.2 < 0.5 * 0.7: DROP. */
-    const float e[] = {1.0f, 0.8f, 0.8f, 0.8f, 0.45f, 0.39f, 0.3f, 0.32f, 0.15f, 0.7f, 0.2f};
-    const size_t want[] = {0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
-    const float ref[] = {0, 0, 0, 0, 0, 0.8f, 0, 0, 0, 0, 0.7f};
+     * step 6: 0.3: warned. step 7: 0.32: the window (0.45, 0.39, 0.3) and
+     * the step have peak 0.45, trough 0.3 < 0.75 * 0.45: not re-armed.
+     * step 8: 0.15: under half its peak 0.39, but still warned: nothing.
+     * step 9: 0.7, its own peak, but the trough is 0.15: not re-armed (by
+     * the step alone it would be, and step 10, 0.2 < 0.5 * 0.7, would warn).
+     * step 10: 0.2: nothing. steps 11-13: 0.7, 0.5, 0.7: the window holds
+     * 0.2 or 0.15. step 14: 0.7: the window (0.7, 0.5, 0.7) has peak 0.7,
+     * trough 0.5 < 0.525: a fall of more than half the drop is still in
+     * it: not re-armed (at the whole drop, 0.35, it would be). step 15: 0.7,
+     * trough 0.5 still. step 16: 0.7, all of it 0.7: re-armed. step 17:
+     * 0.2 < 0.5 * 0.7: DROP, reference 0.7. */
+    const float e[] = {1.0f, 0.8f, 0.8f, 0.8f, 0.45f, 0.39f, 0.3f, 0.32f, 0.15f,
+                       0.7f, 0.2f, 0.7f, 0.5f, 0.7f,  0.7f,  0.7f, 0.7f,  0.2f};
+    const size_t want[] = {0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    const float ref[] = {0, 0, 0, 0, 0, 0.8f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.7f};
     for (size_t s = 0; s < sizeof e / sizeof e[0]; s++) {
         const size_t n = feed(w, s, &e[s], ev);
         assert_int_equal(n, want[s]);
@@ -383,6 +426,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_names),
         cmocka_unit_test(test_low_fires_once_and_rearms),
+        cmocka_unit_test(test_hovering_head_warns_once),
         cmocka_unit_test(test_drop_within_the_window),
         cmocka_unit_test(test_layers_heads_and_both_kinds),
         cmocka_unit_test(test_bad_input_changes_nothing),

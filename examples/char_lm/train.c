@@ -583,8 +583,14 @@ static ex_code after_run(ex_trainer *base, ex_error *err)
     const ex_code code = ex_official_export_run(base, err);
     if (code != EX_OK || !ex_dist_is_root(&base->dist) || !o->sample)
         return code;
-    printf("sample (temperature %g):\n", (double)o->temperature);
-    return generate(lt(base)->model, o->prompt, o->sample, o->temperature, o->run.seed, err);
+    printf("sample (temperature %g%s):\n", (double)o->temperature,
+           base->average ? ", the weight average" : "");
+    /* the model the run evaluated and exported: the average under --ema */
+    ex_code sampled = ex_trainer_swap_in_average(base, err);
+    if (sampled == EX_OK)
+        sampled = generate(lt(base)->model, o->prompt, o->sample, o->temperature, o->run.seed, err);
+    ex_trainer_swap_out_average(base);
+    return sampled;
 }
 
 static void cleanup(ex_trainer *base)

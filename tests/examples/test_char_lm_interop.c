@@ -145,6 +145,24 @@ static void test_export_holds_the_weight_average(void **state)
     double relative;
     assert_false(exported_is_live(&f, "average", &relative));
     assert_true(relative > 0.0 && relative < 0.25);
+
+    /* --sample after an --ema run draws from the average too, which the
+     * line says; --generate draws from the checkpoint's live weights
+     * (without --ema the two are the same text: test_char_lm.c). */
+    static char out[1 << 16], live[1 << 16];
+    assert_int_equal(run_lm(out,
+                            LM_FLAGS "--ema 0.9 --text %s --steps 30 --warmup 2 --checkpoint %s "
+                                     "--sample 60 --prompt abc",
+                            f.text, f.ckpt),
+                     0);
+    const char *sample = strstr(out, "sample (temperature 0.8, the weight average):\nabc");
+    assert_non_null(sample);
+    sample = strchr(sample, '\n') + 1;
+    assert_int_equal(run_lm(live, "--generate %s --sample 60 --prompt abc", f.ckpt), 0);
+    const char *from_live = strstr(live, "abc");
+    assert_non_null(from_live);
+    assert_true(strlen(sample) >= 63 && strlen(from_live) >= 63);
+    assert_true(memcmp(sample, from_live, 63) != 0);
 }
 
 int main(void)

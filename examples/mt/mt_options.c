@@ -35,7 +35,7 @@ static const ex_opt_spec k_specs[] = {
      "caps; the splits and the copy baseline of docs/translation-corpus.md are at 128)"},
     /* optimization */
     {.name = "optimizer", .type = EX_OPT_SHARED, .offset = OFF(optimizer), .def = "adamw"},
-    {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(lr), .def = "0.004"},
+    {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(lr), .def = "0.002"},
     {.name = "momentum", .type = EX_OPT_SHARED, .offset = OFF(momentum)},
     {"beta2", EX_OPT_FLOAT, OFF(beta2), 0, 0.99999, NULL, 0, 1, "0.98", "AdamW's beta2"},
     {"weight-decay", EX_OPT_FLOAT, OFF(weight_decay), 0, 10, NULL, 0, 1, "0.01",

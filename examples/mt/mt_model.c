@@ -13,9 +13,10 @@
 
 #define LN_EPS 1e-5f /* torch.nn.LayerNorm's default */
 
-/* One side's input: token embedding plus learned positions. */
+/* One side's input: token embedding (scaled) plus learned positions. */
 typedef struct {
-    srp_embedding *wte;
+    srp_embedding *wte; /* the decoder's is the encoder's when tied (not its own) */
+    float scale;        /* of the table's rows: 1, or sqrt(dim) with MT_TIE_ALL */
     float *pos, *dpos; /* [positions][D] */
     uint32_t *tok;     /* [max rows]: the last forward's tokens */
 } mt_input;
@@ -28,7 +29,7 @@ struct mt_model {
     ex_stack enc, dec; /* dec.xs[0]: the decoder's input */
     const float *memory;
     float *dmemory, *dmemory_block; /* [max_batch][max_src][D] */
-    srp_linear *head;
+    srp_linear *head;               /* NULL with MT_TIE_ALL: the head is tgt.wte's transpose */
     float *logits;           /* [max_batch][max_tgt + 1][MT_VOCAB] */
     ex_linear_names linears; /* every linear, named */
 };
@@ -85,10 +86,16 @@ static srp_block_config block_config(const mt_config *c, int cross)
     return bc;
 }
 
+/* shared: the table to use rather than one of its own (NULL: its own). */
 static srp_status input_init(mt_input *in, size_t vocab, size_t positions, size_t rows,
-                             const mt_config *c, srp_rng *rng)
+                             const mt_config *c, srp_embedding *shared, srp_rng *rng)
 {
-    EX_TRY(srp_embedding_create(&in->wte, vocab, c->dim, c->embed_std, srp_rng_next_u64(rng)));
+    in->scale = c->tie == MT_TIE_ALL ? sqrtf((float)c->dim) : 1.0f;
+    const uint64_t seed = srp_rng_next_u64(rng);
+    if (shared)
+        in->wte = shared;
+    else
+        EX_TRY(srp_embedding_create(&in->wte, vocab, c->dim, c->embed_std / in->scale, seed));
     if (!ex_alloc_floats(&in->pos, positions * c->dim) ||
         !ex_alloc_floats(&in->dpos, positions * c->dim) ||
         !(in->tok = malloc(sizeof(uint32_t) * rows)))
@@ -97,20 +104,25 @@ static srp_status input_init(mt_input *in, size_t vocab, size_t positions, size_
     return SRP_OK;
 }
 
-static void input_free(mt_input *in)
+static void input_free(mt_input *in, int owns_wte)
 {
-    srp_embedding_destroy(in->wte);
+    if (owns_wte)
+        srp_embedding_destroy(in->wte);
     free(in->pos);
     free(in->dpos);
     free(in->tok);
 }
 
-/* x [batch][T][D] = wte(tok) + pos[t]; the tokens kept for the backward. */
+/* x [batch][T][D] = scale wte(tok) + pos[t]; the tokens kept for the
+ * backward. */
 static srp_status input_forward(mt_input *in, const uint32_t *tok, size_t batch, size_t T, size_t D,
                                 float *x)
 {
     EX_TRY(srp_embedding_forward(in->wte, tok, batch * T, x)); /* checks the tokens */
     memcpy(in->tok, tok, sizeof(uint32_t) * batch * T);
+    if (in->scale != 1.0f)
+        for (size_t i = 0; i < batch * T * D; i++)
+            x[i] *= in->scale;
     for (size_t b = 0; b < batch; b++)
         for (size_t t = 0; t < T; t++)
             for (size_t d = 0; d < D; d++)
@@ -118,12 +130,17 @@ static srp_status input_forward(mt_input *in, const uint32_t *tok, size_t batch,
     return SRP_OK;
 }
 
-static srp_status input_backward(mt_input *in, const float *dx, size_t batch, size_t T, size_t D)
+/* dx [batch][T][D]: scaled in place (the caller's last use of it); the
+ * table's gradient accumulates (a tied one's sums both sides). */
+static srp_status input_backward(mt_input *in, float *dx, size_t batch, size_t T, size_t D)
 {
     for (size_t b = 0; b < batch; b++)
         for (size_t t = 0; t < T; t++)
             for (size_t d = 0; d < D; d++)
                 in->dpos[t * D + d] += dx[(b * T + t) * D + d];
+    if (in->scale != 1.0f)
+        for (size_t i = 0; i < batch * T * D; i++)
+            dx[i] *= in->scale;
     return srp_embedding_backward(in->wte, in->tok, dx, batch * T);
 }
 
@@ -135,8 +152,9 @@ srp_status mt_create(mt_model **out, const mt_config *cfg)
     const mt_config *c = cfg;
     if (c->max_src == 0 || c->max_tgt == 0 || c->dim == 0 || c->heads == 0 ||
         c->dim % c->heads != 0 || c->mlp_dim == 0 || c->enc_layers == 0 || c->dec_layers == 0 ||
-        c->max_batch == 0 || c->arch >= MT_ARCH_COUNT || !(c->init_gain > 0.0f) ||
-        !isfinite(c->init_gain) || !(c->embed_std > 0.0f) || !isfinite(c->embed_std))
+        c->max_batch == 0 || c->arch >= MT_ARCH_COUNT || c->tie >= MT_TIE_COUNT ||
+        !(c->init_gain > 0.0f) || !isfinite(c->init_gain) || !(c->embed_std > 0.0f) ||
+        !isfinite(c->embed_std))
         return SRP_ERR_INVALID_ARG;
     mt_model *m = calloc(1, sizeof(*m));
     if (!m)
@@ -146,9 +164,10 @@ srp_status mt_create(mt_model **out, const mt_config *cfg)
     const size_t src_rows = c->max_batch * c->max_src, tgt_rows = c->max_batch * T;
     srp_rng rng;
     srp_rng_seed(&rng, c->seed);
-    srp_status st = input_init(&m->src, 256, c->max_src, src_rows, c, &rng);
+    const int tied = c->tie != MT_TIE_NONE; /* the encoder's table is then the decoder's */
+    srp_status st = input_init(&m->src, tied ? MT_VOCAB : 256, c->max_src, src_rows, c, NULL, &rng);
     if (st == SRP_OK)
-        st = input_init(&m->tgt, MT_VOCAB, T, tgt_rows, c, &rng);
+        st = input_init(&m->tgt, MT_VOCAB, T, tgt_rows, c, tied ? m->src.wte : NULL, &rng);
     if (st != SRP_OK)
         goto fail;
     st = SRP_ERR_NOMEM;
@@ -168,10 +187,12 @@ srp_status mt_create(mt_model **out, const mt_config *cfg)
                              pre ? "decoder.ln_f" : NULL, c->max_batch, T, &rng, &m->linears);
     if (st != SRP_OK)
         goto fail;
-    srp_linear_config lc = linear_config(c, D, MT_VOCAB, &rng);
-    if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK)
-        goto fail;
-    ex_linear_names_add(&m->linears, m->head, NULL, "head");
+    if (c->tie != MT_TIE_ALL) {
+        srp_linear_config lc = linear_config(c, D, MT_VOCAB, &rng);
+        if ((st = srp_linear_create(&m->head, &lc)) != SRP_OK)
+            goto fail;
+        ex_linear_names_add(&m->linears, m->head, NULL, "head");
+    }
     st = SRP_ERR_NOMEM;
     m->src_len = calloc(c->max_batch, sizeof(size_t));
     if (!m->src_len || !ex_alloc_floats(&m->dmemory, src_rows * D) ||
@@ -189,8 +210,8 @@ void mt_destroy(mt_model *m)
 {
     if (!m)
         return;
-    input_free(&m->src);
-    input_free(&m->tgt);
+    input_free(&m->src, 1);
+    input_free(&m->tgt, m->tgt.wte != m->src.wte);
     ex_stack_free(&m->enc);
     ex_stack_free(&m->dec);
     srp_linear_destroy(m->head);
@@ -219,6 +240,9 @@ srp_status mt_encode(mt_model *m, const uint32_t *src, const size_t *src_len, si
     if (!m || !src || !src_len || batch == 0 || batch > m->cfg.max_batch || src_tokens == 0 ||
         src_tokens > m->cfg.max_src || !lengths_ok(src_len, batch, src_tokens))
         return SRP_ERR_INVALID_ARG;
+    for (size_t i = 0; i < batch * src_tokens; i++) /* a tied table would take BOS and EOS */
+        if (src[i] >= 256)
+            return SRP_ERR_INVALID_ARG;
     const size_t D = m->cfg.dim, S = src_tokens;
     ex_stack *s = &m->enc;
     m->batch = 0;      /* no decode until this encode is through */
@@ -257,7 +281,8 @@ srp_status mt_decode(mt_model *m, const uint32_t *tgt, const size_t *tgt_len, si
         EX_TRY(srp_layernorm_layer_forward(s->norm, f, rows, s->normed, training));
         f = s->normed;
     }
-    EX_TRY(srp_linear_forward(m->head, f, rows, m->logits, training));
+    EX_TRY(m->head ? srp_linear_forward(m->head, f, rows, m->logits, training)
+                   : srp_embedding_logits(m->tgt.wte, f, rows, m->logits));
     m->tgt_tokens = T;
     if (logits)
         *logits = m->logits;
@@ -272,7 +297,9 @@ srp_status mt_backward(mt_model *m, const float *dlogits)
     ex_stack *dec = &m->dec, *enc = &m->enc;
     /* the decoder, from the head down; each block's memory gradient adds up */
     const float *f = dec->norm ? dec->normed : dec->xs[dec->depth];
-    EX_TRY(srp_linear_backward(m->head, f, dlogits, B * T, ex_stack_output_grad(dec)));
+    float *df = ex_stack_output_grad(dec);
+    EX_TRY(m->head ? srp_linear_backward(m->head, f, dlogits, B * T, df)
+                   : srp_embedding_logits_backward(m->tgt.wte, f, dlogits, B * T, df));
     float *ds = dec->d_stream;
     if (dec->norm)
         EX_TRY(
@@ -293,10 +320,12 @@ srp_status mt_backward(mt_model *m, const float *dlogits)
 srp_status mt_model_params(mt_model *m, srp_param_list *list)
 {
     const size_t D = m->cfg.dim;
-    srp_embedding_params(m->src.wte, "encoder.wte", list);
+    const int tied = m->tgt.wte == m->src.wte; /* one tensor, listed once */
+    srp_embedding_params(m->src.wte, tied ? "shared.wte" : "encoder.wte", list);
     srp_param_list_add(list, "encoder.wpe", NULL, m->src.pos, m->src.dpos, m->cfg.max_src * D,
                        SRP_PARAM_EMBEDDING);
-    srp_embedding_params(m->tgt.wte, "decoder.wte", list);
+    if (!tied)
+        srp_embedding_params(m->tgt.wte, "decoder.wte", list);
     srp_param_list_add(list, "decoder.wpe", NULL, m->tgt.pos, m->tgt.dpos, (m->cfg.max_tgt + 1) * D,
                        SRP_PARAM_EMBEDDING);
     ex_linear_names_params(&m->linears, list);
@@ -308,13 +337,16 @@ srp_status mt_model_params(mt_model *m, srp_param_list *list)
 srp_status mt_model_state_refs(mt_model *m, srp_tensor_list *list)
 {
     const size_t D = m->cfg.dim;
-    srp_embedding_state_refs(m->src.wte, "encoder.wte", list);
+    const int tied = m->tgt.wte == m->src.wte;
+    srp_embedding_state_refs(m->src.wte, tied ? "shared.wte" : "encoder.wte", list);
     srp_tensor_list_add_f32(list, "encoder.wpe", NULL, m->src.pos, m->cfg.max_src * D);
-    srp_embedding_state_refs(m->tgt.wte, "decoder.wte", list);
+    if (!tied)
+        srp_embedding_state_refs(m->tgt.wte, "decoder.wte", list);
     srp_tensor_list_add_f32(list, "decoder.wpe", NULL, m->tgt.pos, (m->cfg.max_tgt + 1) * D);
     ex_stack_state_refs(&m->enc, list);
     ex_stack_state_refs(&m->dec, list);
-    srp_linear_state_refs(m->head, "head", list);
+    if (m->head)
+        srp_linear_state_refs(m->head, "head", list);
     return srp_tensor_list_status(list);
 }
 
@@ -412,9 +444,10 @@ srp_status mt_decoder_step(mt_decoder *d, const uint32_t *tokens, size_t batch,
     /* mt_decode's path for one position: embedding plus position t, the
      * blocks (each from its cache), the final LayerNorm, the head */
     EX_TRY(srp_embedding_forward(m->tgt.wte, tokens, batch, d->x));
+    const float scale = m->tgt.scale;
     for (size_t b = 0; b < batch; b++)
         for (size_t i = 0; i < D; i++)
-            d->x[b * D + i] += m->tgt.pos[t * D + i];
+            d->x[b * D + i] = scale * d->x[b * D + i] + m->tgt.pos[t * D + i]; /* 1 x is x */
     for (size_t l = 0; l < m->dec.depth; l++)
         EX_TRY(srp_block_decode(m->dec.blocks[l], d->caches[l], d->x, batch, d->x));
     const float *f = d->x;
@@ -424,7 +457,8 @@ srp_status mt_decoder_step(mt_decoder *d, const uint32_t *tokens, size_t batch,
                                      D, srp_layernorm_eps(ln), d->normed, NULL, NULL));
         f = d->normed;
     }
-    EX_TRY(srp_linear_forward(m->head, f, batch, d->logits, SRP_EVAL));
+    EX_TRY(m->head ? srp_linear_forward(m->head, f, batch, d->logits, SRP_EVAL)
+                   : srp_embedding_logits(m->tgt.wte, f, batch, d->logits));
     if (logits)
         *logits = d->logits;
     return SRP_OK;

@@ -11,7 +11,8 @@
  *       -> head -> logits [B][T][MT_VOCAB]
  *
  * The output vocabulary is the 256 bytes, BOS (never predicted: only an
- * input) and EOS. The architectures (mt_arch) place the LayerNorms as
+ * input) and EOS; the two embeddings and the head may share one table
+ * (mt_tie). The architectures (mt_arch) place the LayerNorms as
  * block.h says: sigma-postln and postln after each residual sum (no final
  * LayerNorm), preln before each branch (and a final LayerNorm after each
  * stack), sigma none at all; the sigma ones make every linear (the head's
@@ -41,6 +42,17 @@ typedef enum {
 /* "sigma-postln", "sigma", "postln", "preln" */
 const char *mt_arch_name(mt_arch a);
 
+/* Which byte embeddings share one table. Source and target are bytes of
+ * one alphabet (names and format strings pass through untranslated), so
+ * the encoder may read the decoder's table: MT_TIE_ENC_DEC makes one
+ * [MT_VOCAB][dim] table (the encoder uses its first 256 rows) whose
+ * gradient sums both uses. MT_TIE_ALL also makes the head that table's
+ * transpose (logits = h E^T, no bias; a plain product even in the sigma
+ * archs), scaled as the original Transformer does: the table starts at
+ * embed_std / sqrt(dim) and the inputs read sqrt(dim) E, so that the
+ * inputs keep embed_std's scale and the logits stay near unit scale. */
+typedef enum { MT_TIE_NONE = 0, MT_TIE_ENC_DEC, MT_TIE_ALL, MT_TIE_COUNT } mt_tie;
+
 typedef struct {
     size_t max_src, max_tgt;       /* bytes of a source, of a target: 128, 128 */
     size_t dim, heads, mlp_dim;    /* 128, 4, 512 */
@@ -51,6 +63,7 @@ typedef struct {
     srp_qkv_sigma qkv_sigma;       /* SRP_QKV_SIGMA_FUSED */
     float init_gain;               /* linear weights ~ N(0, (0.02 gain)^2), truncated: 1 */
     float embed_std;               /* token and position embeddings: 0.02 (mt-train's default: 1) */
+    mt_tie tie;                    /* MT_TIE_NONE */
     uint64_t seed;
 } mt_config;
 
@@ -59,7 +72,7 @@ mt_config mt_config_default(void);
 typedef struct mt_model mt_model;
 
 /* Checks the configuration (SRP_ERR_INVALID_ARG on sizes of 0, heads not
- * dividing dim, an unknown arch, a bad gain or std) and allocates
+ * dividing dim, an unknown arch or tie, a bad gain or std) and allocates
  * everything. */
 srp_status mt_create(mt_model **out, const mt_config *cfg);
 void mt_destroy(mt_model *m);
@@ -85,8 +98,9 @@ srp_status mt_backward(mt_model *m, const float *dlogits);
 /* The model's lists (layers.h): params (the optimizer's and the gradient
  * norm's order: encoder.wte, encoder.wpe, decoder.wte, decoder.wpe,
  * every linear as mt_linears orders them, the blocks' LayerNorms and the
- * final ones), state_refs (for checkpoints: the layers' own), linears
- * (encoder.blocks.<l>, decoder.blocks.<l>, head). */
+ * final ones; a tied table is one tensor, shared.wte, in encoder.wte's
+ * place), state_refs (for checkpoints: the layers' own), linears
+ * (encoder.blocks.<l>, decoder.blocks.<l>, head unless MT_TIE_ALL). */
 srp_status mt_model_params(mt_model *m, srp_param_list *list);
 srp_status mt_model_state_refs(mt_model *m, srp_tensor_list *list);
 const ex_linear_names *mt_linears(const mt_model *m);

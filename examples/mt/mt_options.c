@@ -6,7 +6,7 @@
 #define OFF(field) offsetof(mt_options, field)
 #define ARCHS "sigma-postln|sigma|postln|preln"
 _Static_assert(sizeof(mt_arch) == sizeof(int) && sizeof(srp_gamma_init) == sizeof(int) &&
-                   sizeof(srp_qkv_sigma) == sizeof(int),
+                   sizeof(srp_qkv_sigma) == sizeof(int) && sizeof(mt_tie) == sizeof(int),
                "the choices' enums are stored as ints");
 
 /* The defaults: the recipe chosen on the validation split for a run of
@@ -27,12 +27,15 @@ static const ex_opt_spec k_specs[] = {
      "linear weights ~ truncated N(0, (0.02 gain)^2)"},
     {"embed-std", EX_OPT_FLOAT, OFF(model.embed_std), 1e-6, 100, NULL, 0, 1, "1",
      "std of the token and position embeddings at init"},
+    {"tie-embeddings", EX_OPT_CHOICE, OFF(model.tie), 0, 0, "none|enc-dec|all", 0, 1, "none",
+     "share one byte table between the encoder and decoder embeddings (enc-dec), and the head "
+     "too (all: its transpose, scaled as in the original Transformer)"},
     {"max-bytes", EX_OPT_SIZE, OFF(max_bytes), 2, 1024, NULL, 0, 1, "128",
      "the corpus keeps the pairs whose two sides fit this many bytes (the model's length "
      "caps; the splits and the copy baseline of docs/translation-corpus.md are at 128)"},
     /* optimization */
     {.name = "optimizer", .type = EX_OPT_SHARED, .offset = OFF(optimizer), .def = "adamw"},
-    {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(lr), .def = "0.004"},
+    {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(lr), .def = "0.002"},
     {.name = "momentum", .type = EX_OPT_SHARED, .offset = OFF(momentum)},
     {"beta2", EX_OPT_FLOAT, OFF(beta2), 0, 0.99999, NULL, 0, 1, "0.98", "AdamW's beta2"},
     {"weight-decay", EX_OPT_FLOAT, OFF(weight_decay), 0, 10, NULL, 0, 1, "0.01",

@@ -105,78 +105,117 @@ static void tiny_batch(srp_rng *r, uint32_t *src, uint32_t *tgt, int *labels)
     }
 }
 
-/* Every parameter's gradient (both embeddings and position tables, every
- * linear of the encoder, the decoder's self- and cross-attentions, the
- * head, the LayerNorms) against central differences of the whole model's
- * loss, in every architecture, with padding on both sides. */
+/* Every parameter's gradient of the model c (both embeddings and position
+ * tables, every linear of the encoder, the decoder's self- and
+ * cross-attentions, the head, the LayerNorms) against central differences
+ * of the whole model's loss, with padding on both sides. */
+static void backward_matches_differences(const mt_config *cfg, uint64_t seed)
+{
+    const mt_config c = *cfg;
+    mt_model *m;
+    assert_ok(mt_create(&m, &c));
+    srp_param_list *plist = NULL;
+    assert_ok(srp_param_list_create(&plist));
+    assert_ok(mt_model_params(m, plist));
+    const size_t count = srp_param_list_count(plist);
+    srp_param *params = srp_param_list_entries(plist);
+    srp_rng r = seeded_rng(seed);
+    uint32_t src[B * S], tgt[B * T];
+    int labels[B * T];
+    tiny_batch(&r, src, tgt, labels);
+    for (size_t i = 0; i < count; i++) { /* non-trivial values everywhere */
+        const srp_param_kind kind = srp_param_list_kind(plist, i);
+        if (kind == SRP_PARAM_GAMMA)
+            params[i].data[0] = 1.2f + 0.3f * (float)srp_rng_uniform(&r);
+        else if (kind == SRP_PARAM_BIAS || kind == SRP_PARAM_NORM)
+            fill_normal_f(&r, params[i].data, params[i].size, 0.3);
+        if (kind == SRP_PARAM_NORM && strstr(params[i].name, "weight"))
+            for (size_t j = 0; j < params[i].size; j++)
+                params[i].data[j] += 1.0f;
+        memset(params[i].grad, 0, sizeof(float) * params[i].size);
+    }
+    mt_problem P = {m, src, tgt, labels, 0.1f};
+    float *dlogits = malloc(sizeof(float) * B * T * MT_VOCAB);
+    assert_non_null(dlogits);
+    mt_loss_and_grad(&P, dlogits);
+    assert_ok(mt_backward(m, dlogits));
+    size_t checked = 0, cross = 0;
+    for (size_t i = 0; i < count; i++) {
+        const int table = strstr(params[i].name, ".wte") || strstr(params[i].name, ".wpe");
+        size_t nonzero = 0;
+        for (int s = 0; s < (table ? 10 : 4); s++) {
+            size_t j = (size_t)srp_rng_below(&r, params[i].size);
+            if (strstr(params[i].name, ".wte")) /* rows of the tokens in use */
+                j = ('a' + (size_t)srp_rng_below(&r, 4)) * c.dim + j % c.dim;
+            if (strstr(params[i].name, ".wpe")) /* positions every batch row uses */
+                j = (size_t)srp_rng_below(&r, 3) * c.dim + j % c.dim;
+            const double fd = ref_central_difference_f(mt_loss, &P, params[i].data + j, 1e-2f);
+            const double an = params[i].grad[j];
+            if (!(fabs(fd - an) <= 0.03 * fabs(fd) + 3e-4)) {
+                print_error("%s: %s[%zu]: backward %.6g, differences %.6g\n", mt_arch_name(c.arch),
+                            params[i].name, j, an, fd);
+                fail();
+            }
+            nonzero += an != 0.0;
+            checked++;
+        }
+        cross += strstr(params[i].name, "cross_attn") && nonzero > 0;
+        /* every tensor reaches the loss (the encoder through the
+         * cross-attention): a gradient of 0 everywhere checks nothing
+         * (a table's rows may be a token that only pads) */
+        if (nonzero == 0 && !table) {
+            print_error("%s: %s: no gradient at the entries checked\n", mt_arch_name(c.arch),
+                        params[i].name);
+            fail();
+        }
+    }
+    assert_true(cross >= 4);
+    assert_true(checked > 100);
+    free(dlogits);
+    srp_param_list_destroy(plist);
+    mt_destroy(m);
+}
+
+/* ... in every architecture. */
 static void test_backward_matches_differences(void **state)
 {
     (void)state;
     for (int arch = 0; arch < MT_ARCH_COUNT; arch++) {
-        mt_config c = tiny_config((mt_arch)arch);
-        mt_model *m;
-        assert_ok(mt_create(&m, &c));
-        srp_param_list *plist = NULL;
-        assert_ok(srp_param_list_create(&plist));
-        assert_ok(mt_model_params(m, plist));
-        const size_t count = srp_param_list_count(plist);
-        srp_param *params = srp_param_list_entries(plist);
-        srp_rng r = seeded_rng(30 + (uint64_t)arch);
-        uint32_t src[B * S], tgt[B * T];
-        int labels[B * T];
-        tiny_batch(&r, src, tgt, labels);
-        for (size_t i = 0; i < count; i++) { /* non-trivial values everywhere */
-            const srp_param_kind kind = srp_param_list_kind(plist, i);
-            if (kind == SRP_PARAM_GAMMA)
-                params[i].data[0] = 1.2f + 0.3f * (float)srp_rng_uniform(&r);
-            else if (kind == SRP_PARAM_BIAS || kind == SRP_PARAM_NORM)
-                fill_normal_f(&r, params[i].data, params[i].size, 0.3);
-            if (kind == SRP_PARAM_NORM && strstr(params[i].name, "weight"))
-                for (size_t j = 0; j < params[i].size; j++)
-                    params[i].data[j] += 1.0f;
-            memset(params[i].grad, 0, sizeof(float) * params[i].size);
-        }
-        mt_problem P = {m, src, tgt, labels, 0.1f};
-        float *dlogits = malloc(sizeof(float) * B * T * MT_VOCAB);
-        assert_non_null(dlogits);
-        mt_loss_and_grad(&P, dlogits);
-        assert_ok(mt_backward(m, dlogits));
-        size_t checked = 0, cross = 0;
-        for (size_t i = 0; i < count; i++) {
-            const int table = strstr(params[i].name, ".wte") || strstr(params[i].name, ".wpe");
-            size_t nonzero = 0;
-            for (int s = 0; s < (table ? 10 : 4); s++) {
-                size_t j = (size_t)srp_rng_below(&r, params[i].size);
-                if (strstr(params[i].name, ".wte")) /* rows of the tokens in use */
-                    j = ('a' + (size_t)srp_rng_below(&r, 4)) * c.dim + j % c.dim;
-                if (strstr(params[i].name, ".wpe")) /* positions every batch row uses */
-                    j = (size_t)srp_rng_below(&r, 3) * c.dim + j % c.dim;
-                const double fd = ref_central_difference_f(mt_loss, &P, params[i].data + j, 1e-2f);
-                const double an = params[i].grad[j];
-                if (!(fabs(fd - an) <= 0.03 * fabs(fd) + 3e-4)) {
-                    print_error("%s: %s[%zu]: backward %.6g, differences %.6g\n",
-                                mt_arch_name(c.arch), params[i].name, j, an, fd);
-                    fail();
-                }
-                nonzero += an != 0.0;
-                checked++;
-            }
-            cross += strstr(params[i].name, "cross_attn") && nonzero > 0;
-            /* every tensor reaches the loss (the encoder through the
-             * cross-attention): a gradient of 0 everywhere checks nothing
-             * (a table's rows may be a token that only pads) */
-            if (nonzero == 0 && !table) {
-                print_error("%s: %s: no gradient at the entries checked\n", mt_arch_name(c.arch),
-                            params[i].name);
-                fail();
-            }
-        }
-        assert_true(cross >= 4);
-        assert_true(checked > 100);
-        free(dlogits);
-        srp_param_list_destroy(plist);
-        mt_destroy(m);
+        const mt_config c = tiny_config((mt_arch)arch);
+        backward_matches_differences(&c, 30 + (uint64_t)arch);
     }
+}
+
+/* Tied embeddings (mt_tie): one table, listed once, whose gradient is the
+ * sum of the encoder's and the decoder's uses (and the head's with
+ * MT_TIE_ALL: its rows 'a'..'d' are checked, every one of which each side
+ * reads), against central differences in every architecture. */
+static void test_tied_backward_matches_differences(void **state)
+{
+    (void)state;
+    for (int tie = MT_TIE_ENC_DEC; tie < MT_TIE_COUNT; tie++)
+        for (int arch = 0; arch < MT_ARCH_COUNT; arch++) {
+            mt_config c = tiny_config((mt_arch)arch);
+            c.tie = (mt_tie)tie;
+            mt_model *m;
+            assert_ok(mt_create(&m, &c));
+            srp_param_list *plist = NULL;
+            assert_ok(srp_param_list_create(&plist));
+            assert_ok(mt_model_params(m, plist));
+            size_t tables = 0, heads = 0;
+            for (size_t i = 0; i < srp_param_list_count(plist); i++) {
+                const char *name = srp_param_list_entries(plist)[i].name;
+                tables += strstr(name, ".wte") != NULL;
+                heads += strncmp(name, "head", 4) == 0;
+                if (strstr(name, ".wte"))
+                    assert_string_equal(name, "shared.wte");
+            }
+            assert_int_equal(tables, 1);
+            assert_int_equal(heads, tie == MT_TIE_ALL ? 0 : 2 + (arch <= MT_ARCH_SIGMA));
+            srp_param_list_destroy(plist);
+            mt_destroy(m);
+            backward_matches_differences(&c, 60 + (uint64_t)(4 * tie + arch));
+        }
 }
 
 /* Bytes in the padding (of the source, of the target) change no logit of
@@ -240,16 +279,18 @@ static void test_padding_and_causality(void **state)
 /* ---- decoding ---- */
 
 /* The cached decoder's logits, position by position, against mt_decode in
- * eval over the same prefix (1e-5 relative), every architecture, two
- * sources of different lengths at once. */
+ * eval over the same prefix (1e-5 relative), every architecture untied
+ * and tied, two sources of different lengths at once. */
 static void test_cached_decoding_matches_recomputation(void **state)
 {
     (void)state;
-    for (int arch = 0; arch < MT_ARCH_COUNT; arch++) {
+    for (int k = 0; k < MT_ARCH_COUNT * MT_TIE_COUNT; k++) { /* every arch, untied and tied */
+        const int arch = k % MT_ARCH_COUNT;
         mt_config c = tiny_config((mt_arch)arch);
+        c.tie = (mt_tie)(k / MT_ARCH_COUNT);
         mt_model *m;
         assert_ok(mt_create(&m, &c));
-        srp_rng r = seeded_rng(50 + (uint64_t)arch);
+        srp_rng r = seeded_rng(50 + (uint64_t)k);
         uint32_t src[B * S], tgt[B * T], prefix[B * T], step[B];
         int labels[B * T];
         tiny_batch(&r, src, tgt, labels);
@@ -273,9 +314,9 @@ static void test_cached_decoding_matches_recomputation(void **state)
                 const double rel = rel_max_diff(want + b * MT_VOCAB,
                                                 full + (b * (t + 1) + t) * MT_VOCAB, MT_VOCAB);
                 if (rel > 1e-5)
-                    fail_msg("%s: position %zu, sequence %zu: cached logits vs mt_decode %.3g "
-                             "relative",
-                             mt_arch_name((mt_arch)arch), t, b, rel);
+                    fail_msg("%s, tie %d: position %zu, sequence %zu: cached logits vs "
+                             "mt_decode %.3g relative",
+                             mt_arch_name((mt_arch)arch), (int)c.tie, t, b, rel);
             }
         }
         assert_int_equal(mt_decoder_step(d, step, B, NULL), SRP_ERR_SHAPE); /* full */
@@ -556,6 +597,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backward_matches_differences),
+        cmocka_unit_test(test_tied_backward_matches_differences),
         cmocka_unit_test(test_padding_and_causality),
         cmocka_unit_test(test_cached_decoding_matches_recomputation),
 #ifdef SRP_COUNT_ALLOCS

@@ -28,7 +28,7 @@
 #include "translate.h"
 
 #define LN2 0.69314718055994530942 /* nats per bit */
-#define CONFIG_FIELDS 10
+#define CONFIG_FIELDS 11
 /* Batches are padded to a multiple of MT_BUCKET positions (the length
  * caps aside): few shapes, so the attentions keep their plans for them
  * (attention.h), and little padding, since a batch is drawn from pairs of
@@ -377,7 +377,7 @@ static void model_config_record(const mt_config *c, uint64_t *rec)
 {
     const uint64_t v[CONFIG_FIELDS] = {c->max_src,    c->max_tgt,    c->dim,        c->heads,
                                        c->mlp_dim,    c->enc_layers, c->dec_layers, c->arch,
-                                       c->gamma_init, c->qkv_sigma};
+                                       c->gamma_init, c->qkv_sigma,  c->tie};
     memcpy(rec, v, sizeof(v));
 }
 
@@ -388,6 +388,7 @@ static void metadata(ex_trainer *t, ex_metadata *meta)
     const mt_config *c = mt_get_config(mt(t)->model);
     static const char *const gamma_inits[] = {"sigma0", "one"};
     static const char *const qkv_sigmas[] = {"fused", "qk-v", "separate"};
+    static const char *const ties[] = {"none", "enc-dec", "all"};
     ex_metadata_init(meta, "mt", NULL);
     ex_metadata_add(meta, "arch", "%s", mt_arch_name(c->arch));
     ex_metadata_add(meta, "max-bytes", "%zu", c->max_src);
@@ -398,6 +399,7 @@ static void metadata(ex_trainer *t, ex_metadata *meta)
     ex_metadata_add(meta, "mlp-dim", "%zu", c->mlp_dim);
     ex_metadata_add(meta, "gamma-init", "%s", gamma_inits[c->gamma_init]);
     ex_metadata_add(meta, "qkv-sigma", "%s", qkv_sigmas[c->qkv_sigma]);
+    ex_metadata_add(meta, "tie-embeddings", "%s", ties[c->tie]);
 }
 
 static void model_refs(ex_trainer *base, srp_tensor_list *list)
@@ -674,9 +676,11 @@ static ex_code translate_from_checkpoint(mt_trainer *t, ex_error *err)
     c.arch = (mt_arch)v[7];
     c.gamma_init = (srp_gamma_init)v[8];
     c.qkv_sigma = (srp_qkv_sigma)v[9];
+    c.tie = (mt_tie)v[10];
     c.max_batch = o->run.batch;
     srp_status st = v[7] < MT_ARCH_COUNT && v[8] <= SRP_GAMMA_INIT_ONE &&
-                            v[9] <= SRP_QKV_SIGMA_SEPARATE && v[0] <= 1024 && v[1] <= 1024
+                            v[9] <= SRP_QKV_SIGMA_SEPARATE && v[10] < MT_TIE_COUNT &&
+                            v[0] <= 1024 && v[1] <= 1024
                         ? mt_create(&t->model, &c)
                         : SRP_ERR_FORMAT;
     if (st != SRP_OK)

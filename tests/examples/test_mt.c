@@ -591,6 +591,18 @@ static void test_trainer_learns_resumes_and_translates(void **state)
     assert_string_equal(again, last);
     assert_int_equal(run_mt(again, "--init %s", f.c_full), 2);
     assert_non_null(strstr(again, "--init needs --translate"));
+
+    /* the same from a checkpoint of a tied model (the tie is recorded) */
+    assert_int_equal(run_mt(out,
+                            "%s --tie-embeddings all --steps 20 --checkpoint %s --translate "
+                            "'open page 9'",
+                            common, f.c_part),
+                     0);
+    last = out + strlen(out) - 1;
+    while (last > out && last[-1] != '\n')
+        last--;
+    assert_int_equal(run_mt(again, "--init %s --translate 'open page 9'", f.c_part), 0);
+    assert_string_equal(again, last);
 }
 
 int main(void)

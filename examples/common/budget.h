@@ -61,7 +61,7 @@ typedef struct {
 
 void ex_budget_init(ex_budget *b);
 
-/* After each step: step (steps done), clock (seconds of the budget used;
+/* Before each step: step (steps done), clock (seconds of the budget used;
  * the same on every rank), budget (its seconds), min_total (the shortest
  * schedule allowed: the warmup + 1). Returns 1 when a plan was due and
  * made (then the last entries hold it and *per_step the seconds per step

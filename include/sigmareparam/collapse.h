@@ -15,11 +15,13 @@
  * Each warning fires once, then re-arms only when the head has recovered
  * for a whole window: LOW when the window's trough (the lowest of e and the
  * window's entries) is >= SRP_COLLAPSE_REARM * L, DROP when the trough is
- * >= (1 - drop / 2) * P (no fall of more than half the drop left in the
- * window). So a head that stays collapsed, or hovers at a line with the
- * step-to-step noise of its batches (batches of other lengths, say), warns
- * once, not at every crossing. The step's entropies enter the window after
- * the checks.
+ * >= (1 - drop / 2) * P (the window's lowest within half the drop of its
+ * highest: any wider spread, a recovery included, keeps DROP disarmed).
+ * So a head that stays collapsed, or hovers at a line with the step-to-step
+ * noise of its batches (batches of other lengths, say), warns once, not at
+ * every crossing; the price is that a head that recovers and falls again
+ * within one window is not warned again. The step's entropies enter the
+ * window after the checks.
  *
  * uniform: 1 for normalized entropies (srp_attention_entropy_normalized
  * divides each row by the log of its own number of keys, so 1 is uniform

@@ -328,18 +328,20 @@ static void test_cached_decoding_matches_recomputation(void **state)
 #ifdef SRP_COUNT_ALLOCS
 /* mt-train's step (encode, decode and backward in training, then an eval
  * encode and decode) and translation's cached decoding (start, step,
- * select) allocate nothing after the first call, in every architecture. */
+ * select) allocate nothing after the first call, in every architecture
+ * and tie. */
 static void test_step_and_decoding_allocate_nothing(void **state)
 {
     (void)state;
     static const size_t rows[B] = {1, 1};
-    for (int arch = 0; arch < MT_ARCH_COUNT; arch++) {
-        mt_config c = tiny_config((mt_arch)arch);
+    for (int case_ = 0; case_ < MT_ARCH_COUNT * MT_TIE_COUNT; case_++) {
+        mt_config c = tiny_config((mt_arch)(case_ / MT_TIE_COUNT));
+        c.tie = (mt_tie)(case_ % MT_TIE_COUNT);
         mt_model *m;
         assert_ok(mt_create(&m, &c));
         mt_decoder *d;
         assert_ok(mt_decoder_create(&d, m, B));
-        srp_rng r = seeded_rng(70 + (uint64_t)arch);
+        srp_rng r = seeded_rng(70 + (uint64_t)case_);
         uint32_t src[B * S], tgt[B * T];
         int labels[B * T];
         tiny_batch(&r, src, tgt, labels);

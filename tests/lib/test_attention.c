@@ -906,6 +906,7 @@ static void run_with_threads(int threads, const float *x, const float *dy, float
 static void test_results_are_deterministic(void **state)
 {
     (void)state;
+    const int threads_before = srp_get_num_threads();
     const size_t n = 8 * 33 * 32, sizes[4] = {n, n, 3 * 32 * 32, 4};
     srp_rng r = seeded_rng(66);
     float *x = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n);
@@ -925,7 +926,7 @@ static void test_results_are_deterministic(void **state)
     }
     free(x);
     free(dy);
-    srp_set_num_threads(2);
+    srp_set_num_threads(threads_before);
 }
 
 static void run_fixture_case(const fixture *fx, const char *tag)

@@ -607,6 +607,39 @@ static void test_trainer_learns_resumes_and_translates(void **state)
     assert_string_equal(again, last);
 }
 
+/* mt-train's --minutes on the test clock (EX_TEST_CLOCK: the same on every
+ * machine), the schedule examples/common/budget.h shares with the LM: it
+ * plans at step 25 and at each fraction of the budget, ends its schedule
+ * within the budget and says how much it used; stopped before its first
+ * plan and between two, and resumed, it makes the same plans and ends in
+ * the same state, bit for bit. */
+static void test_budget_resume_makes_the_same_plans(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char locale[512], common[4096], cmd[8192];
+    write_catalog(locale, sizeof(locale));
+    resume_files f;
+    resume_files_init(&f, "budget_");
+    /* a step of 0.1 s growing by 0.1 ms a step: about 115 steps in 12 s */
+    snprintf(common, sizeof(common),
+             "EX_TEST_CLOCK=0.1,0.0001 '%s' --threads 1 --locale-dir %s --dim 16 --heads 2 "
+             "--mlp-dim 32 --enc-layers 2 --dec-layers 1 --max-bytes 24 --batch 8 --warmup 5 "
+             "--lr 0.01 --eval-every 50 --eval-pairs 0 --log-every 5 --chrf none --minutes 0.2 "
+             "--checkpoint-every 20",
+             MT_TRAIN_EXE, locale);
+    snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s", common, f.m_full, f.c_full);
+    assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "plan 1 at step 25"));
+    assert_non_null(strstr(out, "plan 5 at step"));
+    assert_non_null(strstr(out, "% of the 0.2-minute budget; the schedule ran to its end"));
+    const double used = last_value(f.m_full, "budget", "budget_used");
+    assert_true(used > 0.97 && used <= 1.0);
+    assert_true(last_value(f.m_full, "budget", "plans") == 5.0);
+    const int stops[2] = {13, 60};
+    assert_resume_is_bit_exact(common, stops, &f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -619,6 +652,7 @@ int main(void)
 #endif
         cmocka_unit_test(test_translate_matches_recomputation),
         cmocka_unit_test(test_trainer_learns_resumes_and_translates),
+        cmocka_unit_test(test_budget_resume_makes_the_same_plans),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -654,5 +654,5 @@ int main(void)
         cmocka_unit_test(test_trainer_learns_resumes_and_translates),
         cmocka_unit_test(test_budget_resume_makes_the_same_plans),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

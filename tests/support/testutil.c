@@ -208,11 +208,18 @@ int scratch_teardown(void **state)
     return scratch_dir_remove(g_scratch);
 }
 
-const char *scratch_dir(void) { return g_scratch; }
+/* Without scratch_setup the paths would be "/<name>": files in the root
+ * folder, shared by every test program that forgot it. */
+const char *scratch_dir(void)
+{
+    if (!g_scratch[0])
+        fail_msg("no scratch directory: run the group with scratch_setup, scratch_teardown");
+    return g_scratch;
+}
 
 void scratch_path(char *buf, size_t len, const char *name)
 {
-    snprintf(buf, len, "%s/%s", g_scratch, name);
+    snprintf(buf, len, "%s/%s", scratch_dir(), name);
 }
 
 struct fixture {

@@ -321,6 +321,24 @@ void assert_resume_is_bit_exact(const char *command, const int stops[2], const r
     assert_true(same_but_time(f->c_full, f->c_part, 1));
 }
 
+void assert_budget_run_resumes(const char *command, const char *minutes, const int stops[2],
+                               const resume_files *f)
+{
+    static char out[1 << 16];
+    char cmd[8192], said[128];
+    snprintf(cmd, sizeof(cmd), "%s --metrics %s --checkpoint %s", command, f->m_full, f->c_full);
+    assert_int_equal(run_command(cmd, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "plan 1 at step 25"));
+    assert_non_null(strstr(out, "plan 5 at step"));
+    snprintf(said, sizeof(said), "%% of the %s-minute budget; the schedule ran to its end",
+             minutes);
+    assert_non_null(strstr(out, said));
+    const double used = last_value(f->m_full, "budget", "budget_used");
+    assert_true(used > 0.97 && used <= 1.0);
+    assert_true(last_value(f->m_full, "budget", "plans") == 5.0);
+    assert_resume_is_bit_exact(command, stops, f);
+}
+
 void rewrite_checkpoint(const char *src, const char *dst, const char *const *keys, size_t nkeys,
                         const char *drop_key, const char *extra)
 {

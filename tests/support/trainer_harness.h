@@ -63,6 +63,13 @@ void resume_files_init(resume_files *f, const char *prefix);
  * resumed to the end, each saying so: the same metrics and final
  * checkpoint, bit for bit, as m_full and c_full of the run through. */
 void assert_resume_is_bit_exact(const char *command, const int stops[2], const resume_files *f);
+/* A --minutes run of `command` (with EX_TEST_CLOCK, so that its plans are
+ * the same on every machine) into m_full and c_full: it plans at step 25
+ * and at each fraction of the budget (5 plans), uses 97-100% of the budget
+ * ("% of the <minutes>-minute budget; the schedule ran to its end"); then
+ * the same run stopped and resumed at stops (assert_resume_is_bit_exact). */
+void assert_budget_run_resumes(const char *command, const char *minutes, const int stops[2],
+                               const resume_files *f);
 
 /* Copies the checkpoint src to dst with the metadata keys[0..nkeys) of src
  * but drop_key (none: NULL; nkeys 0: a file without metadata, as older

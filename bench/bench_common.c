@@ -229,9 +229,11 @@ void bench_print_setup(const bench_options *o, const char *bench)
                bench, srp_version_string(), srp_gemm_backend(), srp_openblas_core(),
                srp_precision_name(srp_precision_active()));
     else
-        printf("%s: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s, precision %s\n",
+        printf("%s: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s, precision %s%s%s%s\n",
                bench, srp_version_string(), srp_gemm_backend(), srp_openblas_core(),
-               srp_precision_name(srp_precision_active()));
+               srp_precision_name(srp_precision_active()),
+               srp_precision_auto_choice()[0] ? " (auto: " : "", srp_precision_auto_choice(),
+               srp_precision_auto_choice()[0] ? ")" : "");
 }
 
 void bench_fill(float *x, size_t n, unsigned seed)

@@ -82,6 +82,64 @@ void srp_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alp
                 (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
 }
 
+#ifdef SRP_HAVE_ONEDNN_BF16_GEMM
+/* Exported by oneDNN (DNNL_API) but declared in no public header: row-major
+ * like dnnl_sgemm, bf16 as its 16 bits (src/CMakeLists.txt checks that it
+ * links). */
+dnnl_status_t dnnl_gemm_bf16bf16f32(char transa, char transb, dnnl_dim_t m, dnnl_dim_t n,
+                                    dnnl_dim_t k, float alpha, const uint16_t *a, dnnl_dim_t lda,
+                                    const uint16_t *b, dnnl_dim_t ldb, float beta, float *c,
+                                    dnnl_dim_t ldc);
+#endif
+
+int srp_bf16_gemm_built(void)
+{
+#ifdef SRP_HAVE_ONEDNN_BF16_GEMM
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+static float bf16_to_float(uint16_t h)
+{
+    const uint32_t bits = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &bits, sizeof(x));
+    return x;
+}
+
+void srp_bf16_gemm_portable(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                            const uint16_t *a, size_t lda, const uint16_t *b, size_t ldb,
+                            float beta, float *c, size_t ldc)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            float s = 0.0f;
+            for (size_t p = 0; p < k; p++)
+                s += bf16_to_float(trans_a ? a[p * lda + i] : a[i * lda + p]) *
+                     bf16_to_float(trans_b ? b[j * ldb + p] : b[p * ldb + j]);
+            float *cij = c + i * ldc + j;
+            *cij = beta == 0.0f ? alpha * s : alpha * s + beta * *cij;
+        }
+}
+
+void srp_bf16_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                   const uint16_t *a, size_t lda, const uint16_t *b, size_t ldb, float beta,
+                   float *c, size_t ldc)
+{
+#ifdef SRP_HAVE_ONEDNN_BF16_GEMM
+    /* It fails only on arguments we never pass or when it cannot get
+     * memory; the portable loop then computes the same product, slowly,
+     * so that no GEMM is ever skipped. */
+    if (dnnl_gemm_bf16bf16f32(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', (dnnl_dim_t)m,
+                              (dnnl_dim_t)n, (dnnl_dim_t)k, alpha, a, (dnnl_dim_t)lda, b,
+                              (dnnl_dim_t)ldb, beta, c, (dnnl_dim_t)ldc) == dnnl_success)
+        return;
+#endif
+    srp_bf16_gemm_portable(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 /* ---- batched GEMM plans ---- */
 
 #define BGEMM_ONEDNN_MIN_MNK 20000

@@ -46,11 +46,20 @@ struct srp_conv {
 
 static int ok(dnnl_status_t s) { return s == dnnl_success; }
 
-/* dims in the plain layout tag (NCHW, OIHW or a vector). */
+/* dims in the layout tag (NCHW, OIHW, a vector, or oneDNN's choice). */
 static int plain_md(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims,
-                    dnnl_format_tag_t tag)
+                    dnnl_format_tag_t tag, dnnl_data_type_t type)
 {
-    return ok(dnnl_memory_desc_init_by_tag(md, ndims, dims, dnnl_f32, tag));
+    return ok(dnnl_memory_desc_init_by_tag(md, ndims, dims, type, tag));
+}
+
+/* md in another data type, its layout kept (a blocked layout's strides
+ * count elements, so they hold for any type). */
+static dnnl_memory_desc_t retyped(const dnnl_memory_desc_t *md, dnnl_data_type_t type)
+{
+    dnnl_memory_desc_t t = *md;
+    t.data_type = type;
+    return t;
 }
 
 static dnnl_primitive_attr_t user_scratchpad(void)
@@ -161,7 +170,9 @@ void srp_conv_destroy(srp_conv *p)
 
 /* The three passes and the reorders around them, with the activations in
  * layout `tag` (dnnl_format_tag_any: oneDNN's choice). 0 when oneDNN
- * refuses, or offers only its reference kernel. */
+ * refuses, or offers only its reference kernel. With bf16 inputs, the
+ * passes read x, the weight and dy in bf16 (the reorders into their layouts
+ * round them, to nearest even) and write y, dx and dW in fp32. */
 static int build(srp_conv *p, const srp_conv_desc *d, dnnl_format_tag_t tag, dnnl_engine_t engine)
 {
     const size_t oh = (d->height + 2 * d->padding - d->kernel) / d->stride + 1;
@@ -175,11 +186,15 @@ static int build(srp_conv *p, const srp_conv_desc *d, dnnl_format_tag_t tag, dnn
                       b_dims = {(dnnl_dim_t)d->out_ch},
                       strides = {(dnnl_dim_t)d->stride, (dnnl_dim_t)d->stride},
                       pad = {(dnnl_dim_t)d->padding, (dnnl_dim_t)d->padding};
-    dnnl_memory_desc_t x_user, y_user, w_user, b_md, x_want, y_want, w_any;
-    if (!plain_md(&x_user, 4, x_dims, dnnl_nchw) || !plain_md(&y_user, 4, y_dims, dnnl_nchw) ||
-        !plain_md(&w_user, 4, w_dims, dnnl_oihw) || !plain_md(&b_md, 1, b_dims, dnnl_a) ||
-        !plain_md(&x_want, 4, x_dims, tag) || !plain_md(&y_want, 4, y_dims, tag) ||
-        !plain_md(&w_any, 4, w_dims, dnnl_format_tag_any))
+    const dnnl_data_type_t in = d->bf16_inputs ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t x_user, y_user, w_user, b_md, x_want, y_want, w_any, dw_any;
+    if (!plain_md(&x_user, 4, x_dims, dnnl_nchw, dnnl_f32) ||
+        !plain_md(&y_user, 4, y_dims, dnnl_nchw, dnnl_f32) ||
+        !plain_md(&w_user, 4, w_dims, dnnl_oihw, dnnl_f32) ||
+        !plain_md(&b_md, 1, b_dims, dnnl_a, dnnl_f32) || !plain_md(&x_want, 4, x_dims, tag, in) ||
+        !plain_md(&y_want, 4, y_dims, tag, dnnl_f32) ||
+        !plain_md(&w_any, 4, w_dims, dnnl_format_tag_any, in) ||
+        !plain_md(&dw_any, 4, w_dims, dnnl_format_tag_any, dnnl_f32))
         return 0;
     const dnnl_memory_desc_t *bias = d->bias ? &b_md : NULL;
 
@@ -190,22 +205,29 @@ static int build(srp_conv *p, const srp_conv_desc *d, dnnl_format_tag_t tag, dnn
                                                      dnnl_convolution_direct, &x_want, &w_any, bias,
                                                      &y_want, strides, pad, pad)) &&
                make_pass(&p->fwd, &op, NULL, engine, &scratch, &fwd_pd);
-    /* The backward passes on the forward's layouts of x and y. */
+    /* The backward passes on the forward's layouts of x and y: dy in the
+     * inputs' type, dx in fp32. */
     const dnnl_memory_desc_t *x_md =
         made ? dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_src_md, 0) : NULL;
     const dnnl_memory_desc_t *y_md =
         made ? dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_dst_md, 0) : NULL;
+    dnnl_memory_desc_t dy_md, dx_md;
+    if (made && x_md && y_md) {
+        dy_md = retyped(y_md, in);
+        dx_md = retyped(x_md, dnnl_f32);
+    }
     made = made && x_md && y_md &&
-           ok(dnnl_convolution_backward_data_desc_init(&op, dnnl_convolution_direct, x_md, &w_any,
-                                                       y_md, strides, pad, pad)) &&
+           ok(dnnl_convolution_backward_data_desc_init(&op, dnnl_convolution_direct, &dx_md,
+                                                       &w_any, &dy_md, strides, pad, pad)) &&
            make_pass(&p->bwd_data, &op, fwd_pd, engine, &scratch, &data_pd) &&
            ok(dnnl_convolution_backward_weights_desc_init(&op, dnnl_convolution_direct, x_md,
-                                                          &w_any, bias, y_md, strides, pad, pad)) &&
+                                                          &dw_any, bias, &dy_md, strides, pad,
+                                                          pad)) &&
            make_pass(&p->bwd_weights, &op, fwd_pd, engine, &scratch, &weights_pd);
     made = made && make_tensor(&p->x, &x_user, x_md, 0, engine, &scratch) &&
            make_tensor(&p->y, &y_user, y_md, 1, engine, &scratch) &&
-           make_tensor(&p->dy, &y_user, y_md, 0, engine, &scratch) &&
-           make_tensor(&p->dx, &x_user, x_md, 1, engine, &scratch) &&
+           make_tensor(&p->dy, &y_user, &dy_md, 0, engine, &scratch) &&
+           make_tensor(&p->dx, &x_user, &dx_md, 1, engine, &scratch) &&
            make_tensor(&p->w_fwd, &w_user,
                        dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_weights_md, 0), 0, engine,
                        &scratch) &&

@@ -174,9 +174,13 @@ srp_status srp_conv2d_create(srp_conv2d **out, const srp_conv2d_config *cfg, siz
     lc.init_std = cfg->init_std;
     lc.power_iters = cfg->power_iters;
     lc.seed = cfg->seed;
-    srp_status st = srp_linear_create_fp32(&c->lin, &lc); /* the convolution stays fp32 */
-    const srp_conv_desc d = {max_batch, c->in_ch,  c->out_ch,  max_height, max_width,
-                             c->kernel, c->stride, c->padding, cfg->bias != 0};
+    /* The layer holds W, sigma and gamma; the products are the door's or
+     * im2col's, so its own GEMMs never run. */
+    srp_status st = srp_linear_create_fp32(&c->lin, &lc);
+    const srp_conv_desc d = {max_batch,  c->in_ch,    c->out_ch,
+                             max_height, max_width,   c->kernel,
+                             c->stride,  c->padding,  cfg->bias != 0,
+                             srp_gemm_inputs_active() == SRP_INPUTS_BF16_NATIVE};
     if (st == SRP_OK)
         st = srp_conv_create(&c->door, &d);
     if (st != SRP_OK) {

@@ -3,6 +3,7 @@
 #define SRP_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "crc32.h"
 #define SRP_UNSTABLE_API /* the library times its own parts (profile.h) */
@@ -202,6 +203,7 @@ void srp_bgemm_destroy(srp_bgemm *g);
 typedef struct {
     size_t batch, in_ch, out_ch, height, width, kernel, stride, padding;
     int bias;
+    int bf16_inputs; /* x, w_hat and dy rounded to bf16 (the native path) */
 } srp_conv_desc;
 typedef struct srp_conv srp_conv;
 srp_status srp_conv_create(srp_conv **out, const srp_conv_desc *d);
@@ -284,8 +286,33 @@ void srp_softmax_backward_row(const float *p, float *da_to_ds, size_t keys, size
 float srp_bf16_round(float x);
 /* dst = bf16(src) for rows of cols floats. src: [rows][ld], dst: [rows][cols] */
 void srp_bf16_round_rows(const float *src, size_t ld, size_t rows, size_t cols, float *dst);
-/* Rows a layer rounds at a time: its bf16 scratch holds this many. */
+/* Rows a layer rounds at a time: its bf16 scratch holds this many (the
+ * reference path's; the native path's larger chunks pay for the GEMM's
+ * fixed cost per call). */
 #define SRP_BF16_CHUNK_ROWS 256
+#define SRP_BF16_NATIVE_CHUNK_ROWS 1024
+/* dst = the bits of bf16(src), rounded as srp_bf16_round does.
+ * src: [rows][ld], dst: [rows][cols] */
+void srp_bf16_pack_rows(const float *src, size_t ld, size_t rows, size_t cols, uint16_t *dst);
+/* How the layers created from now on multiply (core.h's precision, and
+ * which of bf16's two paths). */
+typedef enum {
+    SRP_INPUTS_FP32 = 0,
+    SRP_INPUTS_BF16_REFERENCE, /* rounded in floats, the fp32 GEMM */
+    SRP_INPUTS_BF16_NATIVE     /* packed to bf16, srp_bf16_gemm */
+} srp_gemm_inputs;
+srp_gemm_inputs srp_gemm_inputs_active(void);
+/* Whether this build has the native bf16 GEMM (oneDNN's). */
+int srp_bf16_gemm_built(void);
+/* c = alpha op(a) op(b) + beta c with bf16 inputs (their bits) and fp32
+ * accumulation and output, as srp_sgemm (blas.c): oneDNN's bf16 GEMM, or
+ * the portable loop below where it fails or the build lacks it. */
+void srp_bf16_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                   const uint16_t *a, size_t lda, const uint16_t *b, size_t ldb, float beta,
+                   float *c, size_t ldc);
+void srp_bf16_gemm_portable(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                            const uint16_t *a, size_t lda, const uint16_t *b, size_t ldb,
+                            float beta, float *c, size_t ldc);
 
 /* ---- linear layer internals (linear.c) ---- */
 

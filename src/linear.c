@@ -11,8 +11,10 @@
  * G^T x goes to a layer-owned scratch so that s, and a finiteness check of
  * the whole gradient, come from one pass over it before anything is added.
  * A layer created under bf16 GEMM inputs (precision.c) rounds W once per
- * forward, and x and G in chunks of SRP_BF16_CHUNK_ROWS rows, before each
- * of the three products; everything else stays fp32.
+ * forward, and x and G in chunks of rows, before each of the three
+ * products: natively into bf16's bits for oneDNN's bf16 GEMM, or on the
+ * reference path into floats for the fp32 GEMM. Everything else stays
+ * fp32.
  * The math and the official-code semantics are in linear.h; what was tried
  * for speed and not kept, in docs/PERFORMANCE.md. */
 #include <math.h>
@@ -44,10 +46,15 @@ struct srp_linear {
     double *bias_acc;     /* [out] scratch: column sums of G */
     double *bias_partial; /* [BIAS_CHUNKS][out] scratch for them */
     double pending_s;     /* <G^T x, W> of a prepared backward */
-    int bf16;             /* GEMM inputs rounded to bf16 (the precision at create) */
-    float *w_bf16;        /* [out][in]: W rounded, by the last forward_prepare */
-    float *x_bf16;        /* [SRP_BF16_CHUNK_ROWS][in] scratch: rows of x rounded */
-    float *g_bf16;        /* [SRP_BF16_CHUNK_ROWS][out] scratch: rows of G rounded */
+    srp_gemm_inputs inputs; /* fp32 or bf16's path (the precision at create) */
+    /* The reference path: */
+    float *w_bf16; /* [out][in]: W rounded, by the last forward_prepare */
+    float *x_bf16; /* [SRP_BF16_CHUNK_ROWS][in] scratch: rows of x rounded */
+    float *g_bf16; /* [SRP_BF16_CHUNK_ROWS][out] scratch: rows of G rounded */
+    /* The native path, the same in bf16's bits: */
+    uint16_t *w_b16; /* [out][in] */
+    uint16_t *x_b16; /* [SRP_BF16_NATIVE_CHUNK_ROWS][in] */
+    uint16_t *g_b16; /* [SRP_BF16_NATIVE_CHUNK_ROWS][out] */
     srp_call_order order; /* which forward the backward may differentiate */
 };
 
@@ -123,14 +130,20 @@ static void layout(void *obj, srp_arena *a)
     SRP_ARENA_DOUBLES(a, o, &l->bias_acc);
     SRP_ARENA_DOUBLES(a, BIAS_CHUNKS * o, &l->bias_partial);
     SRP_ARENA_FLOATS(a, l->has_bias ? o : 0, &l->b, &l->db);
-    SRP_ARENA_FLOATS(a, l->bf16 ? in * o : 0, &l->w_bf16);
-    SRP_ARENA_FLOATS(a, l->bf16 ? SRP_BF16_CHUNK_ROWS * in : 0, &l->x_bf16);
-    SRP_ARENA_FLOATS(a, l->bf16 ? SRP_BF16_CHUNK_ROWS * o : 0, &l->g_bf16);
+    const int reference = l->inputs == SRP_INPUTS_BF16_REFERENCE;
+    SRP_ARENA_FLOATS(a, reference ? in * o : 0, &l->w_bf16);
+    SRP_ARENA_FLOATS(a, reference ? SRP_BF16_CHUNK_ROWS * in : 0, &l->x_bf16);
+    SRP_ARENA_FLOATS(a, reference ? SRP_BF16_CHUNK_ROWS * o : 0, &l->g_bf16);
+    const int native = l->inputs == SRP_INPUTS_BF16_NATIVE;
+    l->w_b16 = srp_arena_take(a, native ? in * o : 0, sizeof(uint16_t));
+    l->x_b16 = srp_arena_take(a, native ? SRP_BF16_NATIVE_CHUNK_ROWS * in : 0, sizeof(uint16_t));
+    l->g_b16 = srp_arena_take(a, native ? SRP_BF16_NATIVE_CHUNK_ROWS * o : 0, sizeof(uint16_t));
 }
 
-/* bf16: round the GEMMs' inputs (the precision at create, or fp32 for a
- * module that multiplies W itself). */
-static srp_status create_layer(srp_linear **out, const srp_linear_config *cfg, int bf16)
+/* inputs: the precision at create, or fp32 for a module that multiplies W
+ * itself. */
+static srp_status create_layer(srp_linear **out, const srp_linear_config *cfg,
+                               srp_gemm_inputs inputs)
 {
     if (!out)
         return srp_fail_null("srp_linear_create", "out", (const void *const[]){out}, 1);
@@ -143,7 +156,7 @@ static srp_status create_layer(srp_linear **out, const srp_linear_config *cfg, i
     const size_t in = cfg->in_features, o = cfg->out_features;
     srp_linear *l =
         SRP_ARENA_NEW(srp_linear, layout, .in = in, .out = o, .has_bias = cfg->bias != 0,
-                      .mode = cfg->reparam, .power_iters = cfg->power_iters, .bf16 = bf16);
+                      .mode = cfg->reparam, .power_iters = cfg->power_iters, .inputs = inputs);
     if (!l)
         return SRP_ERR_NOMEM;
 
@@ -176,12 +189,12 @@ static srp_status create_layer(srp_linear **out, const srp_linear_config *cfg, i
 
 srp_status srp_linear_create(srp_linear **out, const srp_linear_config *cfg)
 {
-    return create_layer(out, cfg, srp_precision_active() == SRP_PRECISION_BF16);
+    return create_layer(out, cfg, srp_gemm_inputs_active());
 }
 
 srp_status srp_linear_create_fp32(srp_linear **out, const srp_linear_config *cfg)
 {
-    return create_layer(out, cfg, 0);
+    return create_layer(out, cfg, SRP_INPUTS_FP32);
 }
 
 void srp_linear_destroy(srp_linear *l) { free(l); }
@@ -199,7 +212,7 @@ float *srp_linear_u(srp_linear *l) { return l ? l->u : NULL; }
 float *srp_linear_v(srp_linear *l) { return l ? l->v : NULL; }
 float srp_linear_sigma(const srp_linear *l) { return l ? l->sigma : NAN; }
 float srp_linear_forward_scale(const srp_linear *l) { return l->last_scale; }
-int srp_linear_rounds_to_bf16(const srp_linear *l) { return l->bf16; }
+int srp_linear_rounds_to_bf16(const srp_linear *l) { return l->inputs != SRP_INPUTS_FP32; }
 float srp_linear_prepared_scale(const srp_linear *l) { return l->cand_scale; }
 
 srp_status srp_linear_set_sigma(srp_linear *l, float sigma)
@@ -289,11 +302,14 @@ srp_status srp_linear_forward_prepare(srp_linear *l, int training)
     }
     l->cand_sigma = sigma;
     l->cand_scale = scale;
-    if (l->bf16) {
+    if (l->inputs != SRP_INPUTS_FP32) {
         /* The rounded W serves this forward and its backward's dx. */
         const uint64_t t0 = srp_profile_begin();
-        srp_bf16_round_rows(l->w, l->in, l->out, l->in, l->w_bf16);
-        srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
+        if (l->inputs == SRP_INPUTS_BF16_NATIVE)
+            srp_bf16_pack_rows(l->w, l->in, l->out, l->in, l->w_b16);
+        else
+            srp_bf16_round_rows(l->w, l->in, l->out, l->in, l->w_bf16);
+        srp_profile_end(SRP_PROF_BF16_ROUNDING, t0);
     }
     return SRP_OK;
 }
@@ -304,18 +320,27 @@ void srp_linear_forward_compute(srp_linear *l, const float *x, size_t n, float *
 }
 
 /* The forward's product with bf16 inputs: y (+)= scale bf16(x) bf16(W)^T,
- * SRP_BF16_CHUNK_ROWS rows of x rounded at a time. x: [n][in], y: [n][ldy] */
+ * a chunk of rows of x rounded at a time. x: [n][in], y: [n][ldy] */
 static void forward_product_bf16(srp_linear *l, float scale, const float *x, size_t n, float beta,
                                  float *y, size_t ldy)
 {
-    for (size_t r = 0; r < n; r += SRP_BF16_CHUNK_ROWS) {
-        const size_t rows = n - r < SRP_BF16_CHUNK_ROWS ? n - r : SRP_BF16_CHUNK_ROWS;
+    const int native = l->inputs == SRP_INPUTS_BF16_NATIVE;
+    const size_t chunk = native ? SRP_BF16_NATIVE_CHUNK_ROWS : SRP_BF16_CHUNK_ROWS;
+    for (size_t r = 0; r < n; r += chunk) {
+        const size_t rows = n - r < chunk ? n - r : chunk;
         uint64_t t0 = srp_profile_begin();
-        srp_bf16_round_rows(x + r * l->in, l->in, rows, l->in, l->x_bf16);
-        srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
+        if (native)
+            srp_bf16_pack_rows(x + r * l->in, l->in, rows, l->in, l->x_b16);
+        else
+            srp_bf16_round_rows(x + r * l->in, l->in, rows, l->in, l->x_bf16);
+        srp_profile_end(SRP_PROF_BF16_ROUNDING, t0);
         t0 = srp_profile_begin();
-        srp_sgemm(0, 1, rows, l->out, l->in, scale, l->x_bf16, l->in, l->w_bf16, l->in, beta,
-                  y + r * ldy, ldy);
+        if (native)
+            srp_bf16_gemm(0, 1, rows, l->out, l->in, scale, l->x_b16, l->in, l->w_b16, l->in,
+                          beta, y + r * ldy, ldy);
+        else
+            srp_sgemm(0, 1, rows, l->out, l->in, scale, l->x_bf16, l->in, l->w_bf16, l->in, beta,
+                      y + r * ldy, ldy);
         srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
     }
 }
@@ -333,7 +358,7 @@ void srp_linear_forward_scaled(srp_linear *l, float scale, const float *x, size_
         srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
         beta = 1.0f;
     }
-    if (l->bf16) {
+    if (l->inputs != SRP_INPUTS_FP32) {
         forward_product_bf16(l, scale, x, n, beta, y, ldy);
         return;
     }
@@ -484,12 +509,44 @@ static srp_status take_weight_grad(srp_linear *l)
     return SRP_OK;
 }
 
-/* The backward's products with bf16 inputs, SRP_BF16_CHUNK_ROWS rows of G
- * and x rounded at a time: dx (+)= scale bf16(G) bf16(W), and
+/* The native path's backward products: dx (+)= scale bf16(G) bf16(W), and
  * gtx = sum over the chunks of bf16(G)^T bf16(x) (or xtg, its transpose,
  * when out > in, as the fp32 path does it). x: [n][in], dy: [n][lddy] */
-static void backward_products_bf16(srp_linear *l, const float *x, const float *dy, size_t lddy,
-                                   size_t n, float *dx, int add_dx)
+static void backward_products_native(srp_linear *l, const float *x, const float *dy,
+                                     size_t lddy, size_t n, float *dx, int add_dx)
+{
+    const size_t in = l->in, out = l->out;
+    for (size_t r = 0; r < n; r += SRP_BF16_NATIVE_CHUNK_ROWS) {
+        const size_t rows =
+            n - r < SRP_BF16_NATIVE_CHUNK_ROWS ? n - r : SRP_BF16_NATIVE_CHUNK_ROWS;
+        const float beta = r > 0 ? 1.0f : 0.0f; /* the first chunk writes, the rest add */
+        uint64_t t0 = srp_profile_begin();
+        srp_bf16_pack_rows(dy + r * lddy, lddy, rows, out, l->g_b16);
+        srp_bf16_pack_rows(x + r * in, in, rows, in, l->x_b16);
+        srp_profile_end(SRP_PROF_BF16_ROUNDING, t0);
+        t0 = srp_profile_begin();
+        if (dx)
+            srp_bf16_gemm(0, 0, rows, in, out, l->last_scale, l->g_b16, out, l->w_b16, in,
+                          add_dx ? 1.0f : 0.0f, dx + r * in, in);
+        if (l->xtg)
+            srp_bf16_gemm(1, 0, in, out, rows, 1.0f, l->x_b16, in, l->g_b16, out, beta, l->xtg,
+                          out);
+        else
+            srp_bf16_gemm(1, 0, out, in, rows, 1.0f, l->g_b16, out, l->x_b16, in, beta, l->gtx,
+                          in);
+        srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
+    }
+    if (l->xtg) {
+        const uint64_t t0 = srp_profile_begin();
+        transpose(l->xtg, in, out, l->gtx);
+        srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
+    }
+}
+
+/* The reference path's backward products: the native path's, rounded into
+ * floats, SRP_BF16_CHUNK_ROWS rows at a time, and the fp32 GEMM. */
+static void backward_products_reference(srp_linear *l, const float *x, const float *dy,
+                                        size_t lddy, size_t n, float *dx, int add_dx)
 {
     const size_t in = l->in, out = l->out;
     for (size_t r = 0; r < n; r += SRP_BF16_CHUNK_ROWS) {
@@ -498,7 +555,7 @@ static void backward_products_bf16(srp_linear *l, const float *x, const float *d
         uint64_t t0 = srp_profile_begin();
         srp_bf16_round_rows(dy + r * lddy, lddy, rows, out, l->g_bf16);
         srp_bf16_round_rows(x + r * in, in, rows, in, l->x_bf16);
-        srp_profile_end(SRP_PROF_LINEAR_EXTRA, t0);
+        srp_profile_end(SRP_PROF_BF16_ROUNDING, t0);
         t0 = srp_profile_begin();
         if (dx)
             srp_sgemm(0, 0, rows, in, out, l->last_scale, l->g_bf16, out, l->w_bf16, in,
@@ -542,8 +599,10 @@ static void backward_products_fp32(srp_linear *l, const float *x, const float *d
 srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy, size_t lddy,
                                        size_t n, float *dx, int add_dx)
 {
-    if (l->bf16)
-        backward_products_bf16(l, x, dy, lddy, n, dx, add_dx);
+    if (l->inputs == SRP_INPUTS_BF16_NATIVE)
+        backward_products_native(l, x, dy, lddy, n, dx, add_dx);
+    else if (l->inputs == SRP_INPUTS_BF16_REFERENCE)
+        backward_products_reference(l, x, dy, lddy, n, dx, add_dx);
     else
         backward_products_fp32(l, x, dy, lddy, n, dx, add_dx);
 

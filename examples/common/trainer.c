@@ -562,13 +562,15 @@ static ex_code run(ex_trainer *t, ex_error *err)
     ex_code code = h->other_job ? h->other_job(t, &done, err) : EX_OK;
     if (code != EX_OK || done)
         return code;
+    const int automatic = o->precision == SRP_PRECISION_AUTO;
     printf("%s: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s, %d threads, "
-           "precision %s%s\n",
+           "precision %s%s%s%s\n",
            h->program, srp_version_string(), srp_gemm_backend(), srp_openblas_core(),
            srp_get_num_threads(), srp_precision_name(srp_precision_active()),
-           o->precision == SRP_PRECISION_AUTO ? " (auto)"
-           : reference                        ? " (reference path)"
-                                              : "");
+           automatic   ? " (auto: "
+           : reference ? " (reference path)"
+                       : "",
+           automatic ? srp_precision_auto_choice() : "", automatic ? ")" : "");
     if ((code = ex_dist_agree(&t->dist, build(t, err), err)) != EX_OK)
         return code;
     if (h->describe_data)

@@ -113,18 +113,22 @@ SRP_API const char *srp_openblas_core(void);
  * (weights, gradients, optimizer state, gamma, sigma, u, v, the power
  * iteration, softmax, the entropies, the loss) stay fp32 in any case.
  *   SRP_PRECISION_FP32: fp32 inputs (the default).
- *   SRP_PRECISION_BF16: bf16 inputs, which pay on CPUs that multiply bf16
- *     natively (avx512_bf16 or AMX) through oneDNN. This version has no
- *     native bf16 GEMM yet: the request is refused with SRP_ERR_UNSUPPORTED,
- *     and srp_last_error_detail() says why (the build has no oneDNN, the
- *     CPU lacks avx512_bf16 and AMX, or the path is not built). What bf16
- *     rounds is settled and tested on the reference path below: a linear's
- *     x, W and dy (linear.h); the attention's logits, the convolution,
- *     the embedding and every state stay fp32.
- *   SRP_PRECISION_AUTO: bf16 where the CPU does it fast and the path
- *     exists, else fp32 (today: fp32 everywhere).
- * Process-wide, like srp_set_num_threads; set it before creating layers.
- * Another value: SRP_ERR_INVALID_ARG. Nothing changes on failure. */
+ *   SRP_PRECISION_BF16: the linears' GEMM inputs (x, W and dy, linear.h)
+ *     rounded to bf16 (to nearest, ties to even) and multiplied by oneDNN's
+ *     bf16 GEMM with fp32 accumulation: about twice as fast as fp32 on CPUs
+ *     that multiply bf16 natively (avx512_bf16 or AMX). Refused with
+ *     SRP_ERR_UNSUPPORTED elsewhere, srp_last_error_detail() saying what
+ *     the build (oneDNN and its bf16 GEMM) or the CPU lacks. The
+ *     attention's own products, the convolution, the embedding and every
+ *     state stay fp32.
+ *   SRP_PRECISION_AUTO: bf16 where it runs natively and a one-time probe
+ *     (the first AUTO request of the process, a few milliseconds) finds
+ *     it at least 1.1x as fast as fp32 at a model's shape; fp32 otherwise,
+ *     without an error. srp_precision_auto_choice() says why.
+ * Process-wide, like srp_set_num_threads; set it before creating
+ * layers. Another value: SRP_ERR_INVALID_ARG. Nothing changes on failure.
+ * Results are bit-identical run to run for a given backend, thread count
+ * and precision. */
 typedef enum { SRP_PRECISION_FP32 = 0, SRP_PRECISION_BF16, SRP_PRECISION_AUTO } srp_precision;
 SRP_API srp_status srp_set_precision(srp_precision p);
 /* The precision of the layers created from now on: FP32 or BF16, never
@@ -132,6 +136,11 @@ SRP_API srp_status srp_set_precision(srp_precision p);
 SRP_API srp_precision srp_precision_active(void);
 /* "fp32", "bf16", "auto"; "unknown" for another value. */
 SRP_API const char *srp_precision_name(srp_precision p);
+/* Why the process's AUTO requests choose what they choose (the choice is
+ * srp_precision_active() after one): "oneDNN's bf16 GEMM ran 1.93x as
+ * fast as fp32 at a model's shape", or what the build or the CPU lacks
+ * ("bf16 needs a CPU with avx512_bf16 or AMX; ..."); "" before any. */
+SRP_API const char *srp_precision_auto_choice(void);
 #ifdef SRP_UNSTABLE_API
 /* Unstable: bf16 GEMM inputs on any CPU through the reference path. Layers
  * created from now on round their GEMMs' inputs to bf16 (to nearest, ties
@@ -139,8 +148,13 @@ SRP_API const char *srp_precision_name(srp_precision p);
  * values are exact: the results of a native bf16 GEMM with fp32
  * accumulation, up to the order of the sums, and slower than fp32. For
  * tests of what bf16 does to a model and to the entropy bound, and as the
- * yardstick of a native path. srp_set_precision(FP32 or AUTO) ends it. */
+ * yardstick of the native path. srp_set_precision ends it. */
 SRP_API void srp_set_precision_bf16_reference(void);
+/* Unstable: the native path (oneDNN's bf16 GEMM) whatever the CPU: where
+ * the CPU lacks avx512_bf16 and AMX, oneDNN emulates it, slower than fp32.
+ * For testing the native path on every machine. SRP_ERR_UNSUPPORTED when
+ * the build has no oneDNN bf16 GEMM. */
+SRP_API srp_status srp_set_precision_bf16_any_cpu(void);
 #endif
 
 /* ======================================================================

@@ -39,6 +39,7 @@ typedef enum {
     SRP_PROF_OPTIMIZER,       /* optimizer steps, zeroing and clipping of gradients */
     SRP_PROF_ENTROPY,         /* entropy statistics and the Theorem 3.1 bound */
     SRP_PROF_FINITE_CHECK,    /* the forwards' checks of their outputs for NaN/Inf */
+    SRP_PROF_BF16_ROUNDING,   /* bf16 GEMM inputs: rounding x, W and dy (core.h) */
     SRP_PROF_COUNT
 } srp_profile_part;
 

@@ -109,7 +109,10 @@ static float bf16_to_float(uint16_t h)
     return x;
 }
 
-void srp_bf16_gemm_portable(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+/* The product in plain loops: where oneDNN's GEMM fails, and the whole
+ * native path of a build without oneDNN (srp_set_precision_bf16_any_cpu
+ * tests it there). c: [m][ldc] */
+static void bf16_gemm_loops(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                             const uint16_t *a, size_t lda, const uint16_t *b, size_t ldb,
                             float beta, float *c, size_t ldc)
 {
@@ -130,14 +133,14 @@ void srp_bf16_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float
 {
 #ifdef SRP_HAVE_ONEDNN_BF16_GEMM
     /* It fails only on arguments we never pass or when it cannot get
-     * memory; the portable loop then computes the same product, slowly,
+     * memory; plain loops then compute the same product, slowly,
      * so that no GEMM is ever skipped. */
     if (dnnl_gemm_bf16bf16f32(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', (dnnl_dim_t)m,
                               (dnnl_dim_t)n, (dnnl_dim_t)k, alpha, a, (dnnl_dim_t)lda, b,
                               (dnnl_dim_t)ldb, beta, c, (dnnl_dim_t)ldc) == dnnl_success)
         return;
 #endif
-    srp_bf16_gemm_portable(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    bf16_gemm_loops(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* ---- batched GEMM plans ---- */

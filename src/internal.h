@@ -203,7 +203,9 @@ void srp_bgemm_destroy(srp_bgemm *g);
 typedef struct {
     size_t batch, in_ch, out_ch, height, width, kernel, stride, padding;
     int bias;
-    int bf16_inputs; /* x, w_hat and dy rounded to bf16 (the native path) */
+    /* x, w_hat and dy rounded to bf16 (the native path), where oneDNN has
+     * a kernel for the shape that is found right; fp32 otherwise */
+    int bf16_inputs;
 } srp_conv_desc;
 typedef struct srp_conv srp_conv;
 srp_status srp_conv_create(srp_conv **out, const srp_conv_desc *d);
@@ -306,13 +308,10 @@ srp_gemm_inputs srp_gemm_inputs_active(void);
 int srp_bf16_gemm_built(void);
 /* c = alpha op(a) op(b) + beta c with bf16 inputs (their bits) and fp32
  * accumulation and output, as srp_sgemm (blas.c): oneDNN's bf16 GEMM, or
- * the portable loop below where it fails or the build lacks it. */
+ * plain loops where it fails or the build lacks it. */
 void srp_bf16_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                    const uint16_t *a, size_t lda, const uint16_t *b, size_t ldb, float beta,
                    float *c, size_t ldc);
-void srp_bf16_gemm_portable(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
-                            const uint16_t *a, size_t lda, const uint16_t *b, size_t ldb,
-                            float beta, float *c, size_t ldc);
 
 /* ---- linear layer internals (linear.c) ---- */
 

@@ -150,11 +150,11 @@ SRP_API const char *srp_precision_auto_choice(void);
  * tests of what bf16 does to a model and to the entropy bound, and as the
  * yardstick of the native path. srp_set_precision ends it. */
 SRP_API void srp_set_precision_bf16_reference(void);
-/* Unstable: the native path (oneDNN's bf16 GEMM) whatever the CPU: where
- * the CPU lacks avx512_bf16 and AMX, oneDNN emulates it, slower than fp32.
- * For testing the native path on every machine. SRP_ERR_UNSUPPORTED when
- * the build has no oneDNN bf16 GEMM. */
-SRP_API srp_status srp_set_precision_bf16_any_cpu(void);
+/* Unstable: the native path whatever the CPU and the build, for testing it
+ * on every machine: oneDNN's bf16 GEMM, which oneDNN emulates where the CPU
+ * lacks avx512_bf16 and AMX; in a build without it, a plain loop (blas.c).
+ * Both are slower than fp32 there. srp_set_precision ends it. */
+SRP_API void srp_set_precision_bf16_any_cpu(void);
 #endif
 
 /* ======================================================================

@@ -600,9 +600,12 @@ static void test_minus_infinite_logit_gives_a_finite_entropy(void **state)
     (void)state;
     /* D = 2, one head: per token x = (x0, x1), q = g (x1, 0),
      * k = g (x0, 0), v = g (0, x1), through the fused qkv (rows 0-1 q,
-     * 2-3 k, 4-5 v) with gamma = g sigma. Tokens (0.1, 10), (0.2, 10) and
-     * (-3e38, 10): every row's logits are g^2 [0.71, 1.41, -Inf] (q . k
-     * overflows; at g = 2 the third key is -Inf itself). */
+     * 2-3 k, 4-5 v) with g in W and gamma = sigma. Tokens (0.1, 10),
+     * (0.2, 10) and (-3e38, 10): every row's logits are g^2 [0.71, 1.41,
+     * -Inf] (q . k overflows; at g = 2 the third key is -Inf itself). g is
+     * in W, not in gamma: a GEMM may apply its scale to x before the
+     * product (oneDNN's AVX-512 kernels do), and g x0 = -Inf times W's 0
+     * would make q and v NaN, an overflow the forward rightly refuses. */
     const float x[6] = {0.1f, 10.0f, 0.2f, 10.0f, -3e38f, 10.0f};
     for (int causal = 0; causal < 2; causal++)
         for (int g = 1; g <= 2; g++) {
@@ -612,11 +615,11 @@ static void test_minus_infinite_logit_gives_a_finite_entropy(void **state)
             float *w = srp_linear_weight(qkv), y[6];
             memset(w, 0, sizeof(float) * 6 * 2);
             memset(srp_linear_bias(qkv), 0, sizeof(float) * 6);
-            w[0 * 2 + 1] = 1.0f; /* q = (x1, 0) */
-            w[2 * 2 + 0] = 1.0f; /* k = (x0, 0) */
-            w[5 * 2 + 1] = 1.0f; /* v = (0, x1) */
+            w[0 * 2 + 1] = (float)g; /* q = g (x1, 0) */
+            w[2 * 2 + 0] = (float)g; /* k = g (x0, 0) */
+            w[5 * 2 + 1] = (float)g; /* v = g (0, x1) */
             assert_ok(srp_linear_reinit_sigma(qkv));
-            *srp_linear_gamma(qkv) = (float)g * srp_linear_sigma(qkv);
+            *srp_linear_gamma(qkv) = srp_linear_sigma(qkv); /* scale 1 */
             assert_ok(srp_attention_forward(a, x, 1, 3, y, SRP_EVAL));
             for (size_t i = 0; i < 6; i++)
                 assert_true(isfinite(y[i]));

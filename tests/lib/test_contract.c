@@ -1652,8 +1652,7 @@ static srp_status bad_dist_call(world *w, int which)
     EACH(SRP_ERR_INVALID_ARG, 2, bad_file_call(w, which, 8))                                       \
     /* data-parallel training, one process (dist.h) */                                             \
     EACH(SRP_ERR_INVALID_ARG, 21, bad_dist_call(w, which))                                         \
-    /* the precision of the GEMM inputs: no native bf16 in this version */                         \
-    X(SRP_ERR_UNSUPPORTED, srp_set_precision(SRP_PRECISION_BF16))                                  \
+    /* the precision of the GEMM inputs (bf16's refusal depends on the CPU: test_core) */          \
     X(SRP_ERR_INVALID_ARG, srp_set_precision((srp_precision)7))                                    \
     /* non-finite numbers (section 3 of ROBUSTNESS.md) */                                          \
     X(SRP_ERR_NUMERIC, with_bad_value(w, &w->x[3], NAN, lin_fwd_train))                            \

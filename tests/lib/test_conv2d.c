@@ -8,6 +8,7 @@
  * other shape as im2col and a GEMM; the tests run each case both ways: a
  * layer made for exactly the case's shape, and one made larger. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -823,6 +824,165 @@ static void test_forward_backward_allocate_nothing(void **state)
 }
 #endif
 
+/* ---------------- bf16 inputs ---------------- */
+
+/* x rounded to the nearest bf16, ties to even (test-side, from the bits). */
+static double bf16(double x)
+{
+    const float f = (float)x;
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof(bits));
+    bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+    float r;
+    memcpy(&r, &bits, sizeof(r));
+    return r;
+}
+
+static double gamma_f32(double k) { return k * 0x1p-24 / (1.0 - k * 0x1p-24); }
+
+/* dx = conv's adjoint on dy, dw = sum of dy x over every output, in double
+ * (scale 1, as SRP_REPARAM_NONE). dy: [B][K][OH][OW] */
+static void ref_conv_backward(const conv_problem *P, const double *dy, double *dx, double *dw)
+{
+    const conv_shape *s = &P->s;
+    const size_t OH = out_side(s, s->height), OW = out_side(s, s->width), k = s->kernel;
+    memset(dx, 0, sizeof(double) * x_count(s));
+    memset(dw, 0, sizeof(double) * w_count(s));
+    for (size_t b = 0; b < s->batch; b++)
+        for (size_t o = 0; o < s->out_ch; o++)
+            for (size_t i = 0; i < OH; i++)
+                for (size_t j = 0; j < OW; j++) {
+                    const double g = dy[((b * s->out_ch + o) * OH + i) * OW + j];
+                    for (size_t c = 0; c < s->in_ch; c++)
+                        for (size_t p = 0; p < k; p++)
+                            for (size_t q = 0; q < k; q++) {
+                                const long iy = (long)(i * s->stride + p) - (long)s->padding;
+                                const long ix = (long)(j * s->stride + q) - (long)s->padding;
+                                if (iy < 0 || ix < 0 || iy >= (long)s->height ||
+                                    ix >= (long)s->width)
+                                    continue;
+                                const size_t xi =
+                                    ((b * s->in_ch + c) * s->height + (size_t)iy) * s->width +
+                                    (size_t)ix;
+                                const size_t wi = ((o * s->in_ch + c) * k + p) * k + q;
+                                dx[xi] += g * P->lin.w[wi];
+                                dw[wi] += g * P->x[xi];
+                            }
+                }
+}
+
+/* Whether |got - want| <= tol m elementwise; prints the first miss when
+ * loud. */
+static int within(const float *got, const double *want, const double *m, size_t n, double tol,
+                  const char *what, int loud)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs((double)got[i] - want[i]) <= tol * m[i])) {
+            if (loud)
+                print_error("%s[%zu]: %.9g, reference %.9g, allowed %.3g\n", what, i,
+                            (double)got[i], want[i], tol * m[i]);
+            return 0;
+        }
+    return 1;
+}
+
+/* y, dx and dW of a layer on x and dy against the sums in double of the
+ * inputs rounded to bf16 (rounded) or as they are, within fp32's
+ * gamma_{k+2} sum |a||b| for k terms: what a convolution that sums in fp32
+ * gives. Returns whether they are within. */
+static int matches_sums(srp_conv2d *l, const conv_shape *s, const float *x, const float *dy,
+                        const float *y, const float *dx, int rounded, int loud)
+{
+    const size_t nx = x_count(s), ny = y_count(s), nw = w_count(s);
+    const size_t most = ny > nx + nw ? ny : nx + nw; /* y, then dx and dW side by side */
+    double *want = malloc(sizeof(double) * most), *m = malloc(sizeof(double) * most);
+    double *dyr = malloc(sizeof(double) * ny), *dya = malloc(sizeof(double) * ny);
+    assert_true(want && m && dyr && dya);
+    /* P: the inputs; A: their magnitudes, the sums the tolerances scale */
+    conv_problem P, A;
+    problem_init(&P, l, s, x);
+    problem_init(&A, l, s, x);
+    for (size_t j = 0; j < nx; j++) {
+        P.x[j] = rounded ? bf16(P.x[j]) : P.x[j];
+        A.x[j] = fabs(P.x[j]);
+    }
+    for (size_t j = 0; j < nw; j++) {
+        P.lin.w[j] = rounded ? bf16(P.lin.w[j]) : P.lin.w[j];
+        A.lin.w[j] = fabs(P.lin.w[j]);
+    }
+    for (size_t o = 0; o < s->out_ch; o++)
+        A.lin.b[o] = fabs(A.lin.b[o]);
+    for (size_t j = 0; j < ny; j++) {
+        dyr[j] = rounded ? bf16(dy[j]) : dy[j];
+        dya[j] = fabs(dyr[j]);
+    }
+    const size_t kk = s->kernel * s->kernel;
+    const double tol_y = gamma_f32((double)(s->in_ch * kk) + 2.0);
+    const double tol_dx = gamma_f32((double)(s->out_ch * kk) + 2.0);
+    const double tol_dw =
+        gamma_f32((double)(s->batch * out_side(s, s->height) * out_side(s, s->width)) + 2.0);
+    ref_conv_forward(&P, want);
+    ref_conv_forward(&A, m);
+    int good = within(y, want, m, ny, tol_y, "y", loud);
+    ref_conv_backward(&P, dyr, want, want + nx);
+    ref_conv_backward(&A, dya, m, m + nx);
+    good = good && within(dx, want, m, nx, tol_dx, "dx", loud) &&
+           within(srp_conv2d_weight_grad(l), want + nx, m + nx, nw, tol_dw, "dW", loud);
+    problem_free(&P);
+    problem_free(&A);
+    free(want), free(m), free(dyr), free(dya);
+    return good;
+}
+
+/* Under bf16 GEMM inputs (core.h), on a CPU that multiplies bf16, the
+ * door's convolution reads x, the weight and dy rounded to bf16 and sums
+ * in fp32, where oneDNN has a kernel for the shape that is found right
+ * (blas_conv.c), and stays fp32 elsewhere. Each shape's y, dx and dW
+ * against the sums of the rounded inputs in double, within fp32's own
+ * error, as test_bf16.c holds the linear: not rounding, or rounding an
+ * output instead, misses it by orders of magnitude (2^-8 against 2^-24
+ * k). The 3x3 shapes (the ViT stem's second layer among them, and
+ * channels that pad oneDNN's blocks) must round; the 1x1 ones may stay
+ * fp32, and then meet the unrounded sums. */
+static void test_bf16_inputs(void **state)
+{
+    (void)state;
+    if (srp_set_precision(SRP_PRECISION_BF16) != SRP_OK) {
+        print_message("bf16 does not run here: %s\n", srp_last_error_detail());
+        skip();
+    }
+    const conv_shape shapes[] = {{3, 2, 5, 3, 7, 9, 2, 1},  {4, 48, 96, 3, 14, 14, 2, 1},
+                                 {2, 16, 24, 3, 5, 6, 1, 1}, {2, 16, 32, 1, 5, 6, 1, 0},
+                                 {2, 16, 24, 1, 5, 6, 1, 0}};
+    srp_rng r = seeded_rng(300);
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        const conv_shape *s = &shapes[i];
+        assert_ok(srp_set_precision(SRP_PRECISION_BF16));
+        srp_conv2d *l = make_layer(s, SRP_REPARAM_NONE, 1, 0, 30 + i); /* the door's shape */
+        assert_ok(srp_set_precision(SRP_PRECISION_FP32));
+        randomize_layer(l, s, &r);
+        const size_t nx = x_count(s), ny = y_count(s);
+        float *x = malloc(sizeof(float) * nx), *dx = malloc(sizeof(float) * nx);
+        float *y = malloc(sizeof(float) * ny), *dy = malloc(sizeof(float) * ny);
+        assert_true(x && dx && y && dy);
+        fill_normal_f(&r, x, nx, 1.0);
+        fill_normal_f(&r, dy, ny, 1.0);
+        assert_ok(srp_conv2d_forward(l, x, s->batch, s->height, s->width, y, SRP_TRAIN));
+        srp_conv2d_zero_grad(l);
+        assert_ok(srp_conv2d_backward(l, x, dy, dx));
+        if (s->kernel == 3) {
+            assert_true(matches_sums(l, s, x, dy, y, dx, 1, 1));
+        } else {
+            const int rounded = matches_sums(l, s, x, dy, y, dx, 1, 0);
+            print_message("%zux%zu kernel, %zu -> %zu channels: %s\n", s->kernel, s->kernel,
+                          s->in_ch, s->out_ch, rounded ? "bf16" : "fp32");
+            assert_true(rounded || matches_sums(l, s, x, dy, y, dx, 0, 1));
+        }
+        free(x), free(dx), free(y), free(dy);
+        srp_conv2d_destroy(l);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -837,6 +997,7 @@ int main(void)
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_params_and_state_refs),
         cmocka_unit_test(test_matches_official_pytorch_semantics),
+        cmocka_unit_test(test_bf16_inputs),
 #ifdef SRP_COUNT_ALLOCS
         cmocka_unit_test(test_forward_backward_allocate_nothing),
 #endif

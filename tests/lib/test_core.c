@@ -94,20 +94,41 @@ static void test_threads_round_trip(void **state)
     srp_set_num_threads(1); /* the tests' default (tests/CMakeLists.txt) */
 }
 
-/* Only fp32 runs in this version: auto resolves to it, bf16 is refused with
- * the reason, and a refused or invalid request changes nothing. */
+/* fp32 always runs; bf16 runs where the build has oneDNN's bf16 GEMM and
+ * the CPU avx512_bf16 or AMX, and is refused elsewhere with the reason;
+ * auto takes one of the two and says why; a refused or invalid request
+ * changes nothing. */
 static void test_precision(void **state)
 {
     (void)state;
     assert_int_equal(srp_precision_active(), SRP_PRECISION_FP32);
+    assert_string_equal(srp_precision_auto_choice(), "");
+    const srp_status bf16 = srp_set_precision(SRP_PRECISION_BF16);
+    if (bf16 == SRP_OK) {
+        assert_int_equal(srp_precision_active(), SRP_PRECISION_BF16);
+    } else {
+        assert_int_equal(bf16, SRP_ERR_UNSUPPORTED);
+        const char *why = srp_last_error_detail();
+        assert_non_null(strstr(why, "srp_set_precision: "));
+        assert_true(strstr(why, "avx512_bf16 or AMX") || strstr(why, "oneDNN"));
+        assert_int_equal(srp_precision_active(), SRP_PRECISION_FP32);
+    }
+    print_message("bf16 here: %s\n", bf16 == SRP_OK ? "runs" : srp_last_error_detail());
+    assert_int_equal(srp_set_precision(SRP_PRECISION_FP32), SRP_OK);
     assert_int_equal(srp_set_precision(SRP_PRECISION_AUTO), SRP_OK);
-    assert_int_equal(srp_precision_active(), SRP_PRECISION_FP32);
-    assert_int_equal(srp_set_precision(SRP_PRECISION_BF16), SRP_ERR_UNSUPPORTED);
-    assert_non_null(strstr(srp_last_error_detail(), "srp_set_precision: "));
-    assert_non_null(strstr(srp_last_error_detail(), "bf16"));
-    assert_int_equal(srp_precision_active(), SRP_PRECISION_FP32);
+    const srp_precision chosen = srp_precision_active();
+    const char *why = srp_precision_auto_choice();
+    print_message("auto: %s (%s)\n", srp_precision_name(chosen), why);
+    if (bf16 != SRP_OK) /* auto can only fall back, and says what is missing */
+        assert_int_equal(chosen, SRP_PRECISION_FP32);
+    else /* auto measured */
+        assert_non_null(strstr(why, "as fast as fp32"));
+    assert_int_not_equal(chosen, SRP_PRECISION_AUTO);
+    assert_int_equal(srp_set_precision(SRP_PRECISION_AUTO), SRP_OK); /* decided once */
+    assert_int_equal(srp_precision_active(), chosen);
     assert_int_equal(srp_set_precision((srp_precision)7), SRP_ERR_INVALID_ARG);
     assert_non_null(strstr(srp_last_error_detail(), "precision 7"));
+    assert_int_equal(srp_precision_active(), chosen);
     assert_int_equal(srp_set_precision(SRP_PRECISION_FP32), SRP_OK);
     assert_int_equal(srp_precision_active(), SRP_PRECISION_FP32);
     assert_string_equal(srp_precision_name(SRP_PRECISION_FP32), "fp32");

@@ -80,31 +80,67 @@ static size_t scratch_bytes(const_dnnl_primitive_desc_t pd)
     return md ? dnnl_memory_desc_get_size(md) : 0;
 }
 
-/* 1 when pd runs one of oneDNN's real kernels, not its reference one. With
- * bf16 inputs, only the kernels test_conv2d found right: in oneDNN 2.6 the
- * bf16 1x1 kernel's backward-data pass and the GEMM-based forward write
- * wrong fp32 outputs at some shapes. */
-static int fast_kernel(const_dnnl_primitive_desc_t pd, int bf16)
+/* 1 when pd runs one of oneDNN's real kernels, not its reference one. */
+static int fast_kernel(const_dnnl_primitive_desc_t pd)
 {
     const char *impl = NULL;
-    if (!ok(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl)) || !impl)
-        return 0;
-    if (bf16)
-        return strncmp(impl, "jit_bf16:", 9) == 0 || strncmp(impl, "brgconv:", 8) == 0;
-    return strncmp(impl, "ref", 3) != 0;
+    return ok(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl)) && impl &&
+           strncmp(impl, "ref", 3) != 0;
+}
+
+/* With bf16 inputs, 1 only for the kernels test_conv2d found right: in
+ * oneDNN 2.6 the bf16 1x1 kernel's backward-data pass and the GEMM-based
+ * forward write wrong fp32 outputs at some shapes. */
+static int trusted_bf16_kernel(const_dnnl_primitive_desc_t pd)
+{
+    const char *impl = NULL;
+    return ok(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl)) && impl &&
+           (strcmp(impl, "jit_bf16:avx512_core_bf16") == 0 ||
+            strcmp(impl, "brgconv:avx512_core_bf16") == 0);
+}
+
+/* oneDNN's first offer for op_desc that kernel accepts, or NULL: its offers
+ * are in its order of preference. */
+static dnnl_primitive_desc_t first_accepted(const_dnnl_op_desc_t op_desc,
+                                            const_dnnl_primitive_attr_t attr,
+                                            dnnl_engine_t engine,
+                                            const_dnnl_primitive_desc_t hint,
+                                            int (*kernel)(const_dnnl_primitive_desc_t))
+{
+    dnnl_primitive_desc_iterator_t it = NULL;
+    if (!ok(dnnl_primitive_desc_iterator_create(&it, op_desc, attr, engine, hint)))
+        return NULL;
+    dnnl_primitive_desc_t found = NULL;
+    do {
+        dnnl_primitive_desc_t pd = dnnl_primitive_desc_iterator_fetch(it);
+        if (pd && kernel(pd))
+            found = pd;
+        else if (pd)
+            dnnl_primitive_desc_destroy(pd);
+    } while (!found && ok(dnnl_primitive_desc_iterator_next(it)));
+    dnnl_primitive_desc_iterator_destroy(it);
+    return found;
 }
 
 /* A primitive of op_desc (hint: the forward's, for a backward pass); the
  * largest scratchpad so far in *scratch. *pd_out keeps the descriptor when
- * asked for (the caller destroys it). Fails on a reference kernel. */
+ * asked for (the caller destroys it). In fp32, oneDNN's first offer, which
+ * must not be its reference kernel; with bf16 inputs, its first trusted
+ * one. */
 static int make_pass(dnnl_primitive_t *prim, const_dnnl_op_desc_t op_desc,
                      const_dnnl_primitive_desc_t hint, dnnl_engine_t engine, int bf16,
                      size_t *scratch, dnnl_primitive_desc_t *pd_out)
 {
     dnnl_primitive_attr_t attr = user_scratchpad();
     dnnl_primitive_desc_t pd = NULL;
-    int made = attr && ok(dnnl_primitive_desc_create(&pd, op_desc, attr, engine, hint)) &&
-               fast_kernel(pd, bf16) && ok(dnnl_primitive_create(prim, pd));
+    int made = 0;
+    if (attr && bf16) {
+        pd = first_accepted(op_desc, attr, engine, hint, trusted_bf16_kernel);
+        made = pd && ok(dnnl_primitive_create(prim, pd));
+    } else if (attr) {
+        made = ok(dnnl_primitive_desc_create(&pd, op_desc, attr, engine, hint)) &&
+               fast_kernel(pd) && ok(dnnl_primitive_create(prim, pd));
+    }
     if (attr)
         dnnl_primitive_attr_destroy(attr);
     if (made && scratch_bytes(pd) > *scratch)

@@ -409,7 +409,8 @@ static srp_status masked_bound_terms(srp_attention *a, const char *call, float *
  *     float GEMM of the rounded factors errs by gamma_{D+2} r times the
  *     same: so gamma_{D+2} in eq and ek becomes (r - 1) + r gamma_{D+2}
  *     (barring underflow, which the fp32 model also sets aside: below
- *     2^-126 bf16's error is absolute, at most 2^-134).
+ *     2^-126 bf16's error is absolute, at most 2^-134, and up to 2^-126
+ *     where the CPU's conversion instruction reads a subnormal as 0).
  *     The attention's own products (S and P V) stay fp32.
  *     No term is a multiple of the exact row's norm, which the shift c_i
  *     can make much larger than s. The softmax's t_j = fl(s_j - m) errs by

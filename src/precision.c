@@ -43,8 +43,6 @@ static _Atomic srp_gemm_inputs active = SRP_INPUTS_FP32;
 /* Whether the CPU's conversion instruction packs bf16 (set when bf16 is
  * found native here): 2.5x the speed of the plain loop. */
 static _Atomic int pack_by_instruction;
-/* Why auto chose what it chose, for the programs' first lines. */
-static char auto_choice[160] = "";
 
 /* Whether the CPU has avx512_bf16 or AMX (oneDNN's ISA masks nest: AMX
  * includes avx512_bf16); if so, the conversion instruction packs from now
@@ -62,22 +60,25 @@ static int cpu_multiplies_bf16(void)
     return 0;
 }
 
-/* SRP_OK when the native bf16 GEMM can run here: the build has it, the CPU
- * multiplies bf16, and it computes a small product exactly. Otherwise the reason, in
- * srp_last_error_detail(). */
-static srp_status native_bf16_check(void)
+/* NULL when the native bf16 GEMM can run here: the build has it, the CPU
+ * multiplies bf16, and it computes a small product exactly. Otherwise why
+ * not, written into why. */
+static const char *native_bf16_missing(char *why, size_t size)
 {
-    if (!srp_bf16_gemm_built())
-        return srp_fail(SRP_ERR_UNSUPPORTED,
-                        "srp_set_precision: bf16 GEMM inputs need the oneDNN backend with its "
-                        "bf16 GEMM; this build has %s",
-                        srp_gemm_backend());
+    if (!srp_bf16_gemm_built()) {
+        snprintf(why, size,
+                 "bf16 GEMM inputs need the oneDNN backend with its bf16 GEMM; this build has %s",
+                 srp_gemm_backend());
+        return why;
+    }
 #ifdef SRP_HAVE_ONEDNN
-    if (!cpu_multiplies_bf16())
-        return srp_fail(SRP_ERR_UNSUPPORTED,
-                        "srp_set_precision: bf16 needs a CPU with avx512_bf16 or AMX; this one "
-                        "has neither (oneDNN's ISA mask 0x%x)",
-                        (unsigned)dnnl_get_effective_cpu_isa());
+    if (!cpu_multiplies_bf16()) {
+        snprintf(why, size,
+                 "bf16 needs a CPU with avx512_bf16 or AMX; this one has neither (oneDNN's ISA "
+                 "mask 0x%x)",
+                 (unsigned)dnnl_get_effective_cpu_isa());
+        return why;
+    }
 #endif
     /* c = a b^T with small integers, exact in bf16 and in the sums:
      * a: [3][5], b: [4][5], c: [3][4] */
@@ -95,13 +96,13 @@ static srp_status native_bf16_check(void)
             float want = 0.0f;
             for (int k = 0; k < 5; k++)
                 want += a[r * 5 + k] * b[j * 5 + k];
-            if (c[r * 4 + j] != want)
-                return srp_fail(SRP_ERR_UNSUPPORTED,
-                                "srp_set_precision: oneDNN's bf16 GEMM failed its check "
-                                "(%g where %g is exact)",
-                                (double)c[r * 4 + j], (double)want);
+            if (c[r * 4 + j] != want) {
+                snprintf(why, size, "oneDNN's bf16 GEMM failed its check (%g where %g is exact)",
+                         (double)c[r * 4 + j], (double)want);
+                return why;
+            }
         }
-    return SRP_OK;
+    return NULL;
 }
 
 static double seconds_now(void)
@@ -148,24 +149,27 @@ static double bf16_speedup_probe(void)
     return speedup;
 }
 
-/* auto: bf16 where it runs natively and the probe finds it at least 10%
- * faster than fp32 (not on a Xeon of the AVX-512 era without AMX, where
- * oneDNN emulates it); otherwise fp32, silently. Decided once a process,
- * so that every auto request of a run picks the same. */
+/* auto: bf16 where it runs natively and the probe finds it at least 1.1x
+ * as fast as fp32; otherwise fp32, silently. Decided once a process, so
+ * that every auto request of a run picks the same; the reason is published
+ * after it is written, for any thread to read. */
 static srp_gemm_inputs auto_inputs = SRP_INPUTS_FP32;
+static char auto_reason[192];
+static _Atomic(const char *) auto_choice = "";
 static pthread_once_t auto_once = PTHREAD_ONCE_INIT;
 static void choose_auto(void)
 {
-    if (native_bf16_check() != SRP_OK) {
-        snprintf(auto_choice, sizeof(auto_choice), "%s",
-                 srp_last_error_detail() + strlen("srp_set_precision: "));
-        return;
+    if (!native_bf16_missing(auto_reason, sizeof(auto_reason))) {
+        const double speedup = bf16_speedup_probe();
+        if (speedup > 0.0)
+            snprintf(auto_reason, sizeof(auto_reason),
+                     "oneDNN's bf16 GEMM ran %.2fx as fast as fp32 at a model's shape", speedup);
+        else
+            snprintf(auto_reason, sizeof(auto_reason),
+                     "the probe of bf16's speed could not get its buffers");
+        auto_inputs = speedup >= 1.1 ? SRP_INPUTS_BF16_NATIVE : SRP_INPUTS_FP32;
     }
-    const double speedup = bf16_speedup_probe();
-    const int bf16 = speedup >= 1.1;
-    snprintf(auto_choice, sizeof(auto_choice),
-             "oneDNN's bf16 GEMM ran %.2fx as fast as fp32 at a model's shape", speedup);
-    auto_inputs = bf16 ? SRP_INPUTS_BF16_NATIVE : SRP_INPUTS_FP32;
+    auto_choice = auto_reason;
 }
 
 srp_status srp_set_precision(srp_precision p)
@@ -177,10 +181,11 @@ srp_status srp_set_precision(srp_precision p)
         active = auto_inputs;
         return SRP_OK;
     case SRP_PRECISION_BF16: {
-        const srp_status st = native_bf16_check();
-        if (st == SRP_OK)
-            active = SRP_INPUTS_BF16_NATIVE;
-        return st;
+        char why[192];
+        if (native_bf16_missing(why, sizeof(why)))
+            return srp_fail(SRP_ERR_UNSUPPORTED, "srp_set_precision: %s", why);
+        active = SRP_INPUTS_BF16_NATIVE;
+        return SRP_OK;
     }
     }
     return srp_fail(SRP_ERR_INVALID_ARG,

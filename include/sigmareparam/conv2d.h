@@ -25,7 +25,15 @@
  *     dx = conv2d's transpose of G with W_hat
  *     dW += (gamma/sigma) dL/dW_hat - (gamma s / sigma^2) v u^T,  s = <dL/dW_hat, W>
  *     dgamma += s / sigma           db += sum_{b,i,j} G[b][.][i][j]
- * the linear's formulas with its G^T x replaced by dL/dW_hat. */
+ * the linear's formulas with its G^T x replaced by dL/dW_hat.
+ *
+ * Precision (core.h): a layer created under srp_set_precision(BF16) reads
+ * x, W_hat and dy rounded to bf16 and sums in fp32 when it runs its
+ * largest shape (the maxima given at create) on one of oneDNN's bf16
+ * kernels that the tests found right (3x3 kernels on CPUs with
+ * avx512_bf16 or AMX; not oneDNN 2.6's 1x1 and GEMM-based ones, which
+ * give wrong outputs); every other shape, and every layer elsewhere, in
+ * fp32. The gradients, sigma and every output stay fp32. */
 #ifndef SIGMAREPARAM_CONV2D_H
 #define SIGMAREPARAM_CONV2D_H
 

@@ -115,12 +115,13 @@ SRP_API const char *srp_openblas_core(void);
  *   SRP_PRECISION_FP32: fp32 inputs (the default).
  *   SRP_PRECISION_BF16: the linears' GEMM inputs (x, W and dy, linear.h)
  *     rounded to bf16 (to nearest, ties to even) and multiplied by oneDNN's
- *     bf16 GEMM with fp32 accumulation: about twice as fast as fp32 on CPUs
- *     that multiply bf16 natively (avx512_bf16 or AMX). Refused with
+ *     bf16 GEMM with fp32 accumulation, about twice as fast as fp32's on
+ *     CPUs that multiply bf16 natively (avx512_bf16 or AMX); the
+ *     convolution's too (conv2d.h), where oneDNN has a bf16 kernel for
+ *     its shape that the tests found right. Refused with
  *     SRP_ERR_UNSUPPORTED elsewhere, srp_last_error_detail() saying what
  *     the build (oneDNN and its bf16 GEMM) or the CPU lacks. The
- *     attention's own products, the convolution, the embedding and every
- *     state stay fp32.
+ *     attention's own products, the embedding and every state stay fp32.
  *   SRP_PRECISION_AUTO: bf16 where it runs natively and a one-time probe
  *     (the first AUTO request of the process, a few milliseconds) finds
  *     it at least 1.1x as fast as fp32 at a model's shape; fp32 otherwise,

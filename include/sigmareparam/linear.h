@@ -19,10 +19,13 @@
  *    W_hat is never formed: gamma/sigma rides in the GEMM's alpha and the
  *    sigma term is one rank-1 update.
  * Precision (core.h): a layer created while bf16 GEMM inputs are active
- * rounds x, W and dy to bf16 before each of the three products (y, dx and
- * G^T x, so dW and dgamma); u, v, sigma, gamma, the bias, the gradients and
- * every output stay fp32. srp_linear_forward_weight gives W_hat in fp32
- * for the caller's own product.
+ * rounds x, W and dy to bf16 (to nearest, ties to even) before each of the
+ * three products (y, dx and G^T x, so dW and dgamma), which sum in fp32;
+ * u, v, sigma, gamma, the bias, the gradients and every output stay fp32.
+ * On the native path (srp_set_precision(SRP_PRECISION_BF16)) a subnormal
+ * input, below 2^-126, may be read as 0, as the CPU's conversion
+ * instruction reads it. srp_linear_forward_weight gives W_hat in fp32 for
+ * the caller's own product.
  * Differences from the official code, on purpose: the bias starts at 0
  * (nn.Linear's default init is uniform), and the weight init truncates at
  * +-2 std (PyTorch's trunc_normal_ default truncates at +-2 absolute, which

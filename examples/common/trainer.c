@@ -562,7 +562,12 @@ static ex_code run(ex_trainer *t, ex_error *err)
     ex_code code = h->other_job ? h->other_job(t, &done, err) : EX_OK;
     if (code != EX_OK || done)
         return code;
+    /* auto resolved: what runs is what the checkpoint's fingerprint
+     * records, so that a resume where auto picks otherwise (another CPU, a
+     * busy one) is refused rather than silently not bit-exact */
     const int automatic = o->precision == SRP_PRECISION_AUTO;
+    if (automatic)
+        t->opt->precision = srp_precision_active();
     printf("%s: libsigmareparam %s, GEMM backend %s, OpenBLAS kernels %s, %d threads, "
            "precision %s%s%s%s\n",
            h->program, srp_version_string(), srp_gemm_backend(), srp_openblas_core(),

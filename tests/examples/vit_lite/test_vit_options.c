@@ -155,12 +155,43 @@ static void test_stem_spellings_are_one_run(void **state)
     free(text);
 }
 
+/* --precision auto is recorded as what it resolved to (the first line
+ * says which), so that a checkpoint resumes under the precision that wrote
+ * it: an explicit request of that precision resumes, the other one is
+ * refused. */
+static void test_auto_precision_is_recorded_resolved(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    char metrics[512], ckpt[512];
+    scratch_path(metrics, sizeof(metrics), "auto.jsonl");
+    scratch_path(ckpt, sizeof(ckpt), "auto.ckpt");
+    const char *tiny = "--dataset synthetic --synthetic-train 64 --synthetic-test 16 --dim 16 "
+                       "--depth 1 --heads 2 --mlp-dim 16 --stem 0 --batch 16 --epochs 2";
+    assert_int_equal(run_train(out, "%s --precision auto --stop-after-steps 2 --checkpoint %s "
+                                    "--metrics %s",
+                               tiny, ckpt, metrics),
+                     0);
+    const int bf16 = strstr(out, " threads, precision bf16 (auto: ") != NULL;
+    assert_true(bf16 || strstr(out, " threads, precision fp32 (auto: "));
+    char *text = read_text(metrics);
+    assert_non_null(strstr(text, bf16 ? " precision=bf16 " : " precision=fp32 "));
+    free(text);
+    assert_int_equal(run_train(out, "%s --precision %s --resume %s", tiny, bf16 ? "fp32" : "bf16",
+                               ckpt),
+                     2);
+    assert_int_equal(run_train(out, "%s --precision %s --resume %s", tiny, bf16 ? "bf16" : "fp32",
+                               ckpt),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_flips_by_dataset),
         cmocka_unit_test(test_stem_spellings_are_one_run),
+        cmocka_unit_test(test_auto_precision_is_recorded_resolved),
     };
     return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

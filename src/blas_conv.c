@@ -102,8 +102,7 @@ static int trusted_bf16_kernel(const_dnnl_primitive_desc_t pd)
 /* oneDNN's first offer for op_desc that kernel accepts, or NULL: its offers
  * are in its order of preference. */
 static dnnl_primitive_desc_t first_accepted(const_dnnl_op_desc_t op_desc,
-                                            const_dnnl_primitive_attr_t attr,
-                                            dnnl_engine_t engine,
+                                            const_dnnl_primitive_attr_t attr, dnnl_engine_t engine,
                                             const_dnnl_primitive_desc_t hint,
                                             int (*kernel)(const_dnnl_primitive_desc_t))
 {
@@ -243,10 +242,10 @@ static int build(srp_conv *p, const srp_conv_desc *d, dnnl_format_tag_t tag, dnn
     size_t scratch = 0;
     dnnl_convolution_desc_t op;
     dnnl_primitive_desc_t fwd_pd = NULL, data_pd = NULL, weights_pd = NULL;
-    int made = ok(dnnl_convolution_forward_desc_init(&op, dnnl_forward_training,
-                                                     dnnl_convolution_direct, &x_want, &w_any, bias,
-                                                     &y_want, strides, pad, pad)) &&
-               make_pass(&p->fwd, &op, NULL, engine, d->bf16_inputs, &scratch, &fwd_pd);
+    int made =
+        ok(dnnl_convolution_forward_desc_init(&op, dnnl_forward_training, dnnl_convolution_direct,
+                                              &x_want, &w_any, bias, &y_want, strides, pad, pad)) &&
+        make_pass(&p->fwd, &op, NULL, engine, d->bf16_inputs, &scratch, &fwd_pd);
     /* The backward passes on the forward's layouts of x and y: dy in the
      * inputs' type, dx in fp32. */
     const dnnl_memory_desc_t *x_md =
@@ -259,14 +258,12 @@ static int build(srp_conv *p, const srp_conv_desc *d, dnnl_format_tag_t tag, dnn
         dx_md = retyped(x_md, dnnl_f32);
     }
     made = made && x_md && y_md &&
-           ok(dnnl_convolution_backward_data_desc_init(&op, dnnl_convolution_direct, &dx_md,
-                                                       &w_any, &dy_md, strides, pad, pad)) &&
+           ok(dnnl_convolution_backward_data_desc_init(&op, dnnl_convolution_direct, &dx_md, &w_any,
+                                                       &dy_md, strides, pad, pad)) &&
            make_pass(&p->bwd_data, &op, fwd_pd, engine, d->bf16_inputs, &scratch, &data_pd) &&
-           ok(dnnl_convolution_backward_weights_desc_init(&op, dnnl_convolution_direct, x_md,
-                                                          &dw_any, bias, &dy_md, strides, pad,
-                                                          pad)) &&
-           make_pass(&p->bwd_weights, &op, fwd_pd, engine, d->bf16_inputs, &scratch,
-                     &weights_pd);
+           ok(dnnl_convolution_backward_weights_desc_init(
+               &op, dnnl_convolution_direct, x_md, &dw_any, bias, &dy_md, strides, pad, pad)) &&
+           make_pass(&p->bwd_weights, &op, fwd_pd, engine, d->bf16_inputs, &scratch, &weights_pd);
     made = made && make_tensor(&p->x, &x_user, x_md, 0, engine, &scratch) &&
            make_tensor(&p->y, &y_user, y_md, 1, engine, &scratch) &&
            make_tensor(&p->dy, &y_user, &dy_md, 0, engine, &scratch) &&

@@ -177,10 +177,18 @@ srp_status srp_conv2d_create(srp_conv2d **out, const srp_conv2d_config *cfg, siz
     /* The layer holds W, sigma and gamma; the products are the door's or
      * im2col's, so its own GEMMs never run. */
     srp_status st = srp_linear_create_fp32(&c->lin, &lc);
-    const srp_conv_desc d = {max_batch,  c->in_ch,    c->out_ch,
-                             max_height, max_width,   c->kernel,
-                             c->stride,  c->padding,  cfg->bias != 0,
-                             srp_gemm_inputs_active() == SRP_INPUTS_BF16_NATIVE};
+    const srp_conv_desc d = {
+        .batch = max_batch,
+        .in_ch = c->in_ch,
+        .out_ch = c->out_ch,
+        .height = max_height,
+        .width = max_width,
+        .kernel = c->kernel,
+        .stride = c->stride,
+        .padding = c->padding,
+        .bias = cfg->bias != 0,
+        .bf16_inputs = srp_gemm_inputs_active() == SRP_INPUTS_BF16_NATIVE,
+    };
     if (st == SRP_OK)
         st = srp_conv_create(&c->door, &d);
     if (st != SRP_OK) {

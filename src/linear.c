@@ -52,9 +52,9 @@ struct srp_linear {
     float *x_bf16; /* [SRP_BF16_CHUNK_ROWS][in] scratch: rows of x rounded */
     float *g_bf16; /* [SRP_BF16_CHUNK_ROWS][out] scratch: rows of G rounded */
     /* The native path, the same in bf16's bits: */
-    uint16_t *w_b16; /* [out][in] */
-    uint16_t *x_b16; /* [SRP_BF16_NATIVE_CHUNK_ROWS][in] */
-    uint16_t *g_b16; /* [SRP_BF16_NATIVE_CHUNK_ROWS][out] */
+    uint16_t *w_b16;      /* [out][in] */
+    uint16_t *x_b16;      /* [SRP_BF16_NATIVE_CHUNK_ROWS][in] */
+    uint16_t *g_b16;      /* [SRP_BF16_NATIVE_CHUNK_ROWS][out] */
     srp_call_order order; /* which forward the backward may differentiate */
 };
 
@@ -336,8 +336,8 @@ static void forward_product_bf16(srp_linear *l, float scale, const float *x, siz
         srp_profile_end(SRP_PROF_BF16_ROUNDING, t0);
         t0 = srp_profile_begin();
         if (native)
-            srp_bf16_gemm(0, 1, rows, l->out, l->in, scale, l->x_b16, l->in, l->w_b16, l->in,
-                          beta, y + r * ldy, ldy);
+            srp_bf16_gemm(0, 1, rows, l->out, l->in, scale, l->x_b16, l->in, l->w_b16, l->in, beta,
+                          y + r * ldy, ldy);
         else
             srp_sgemm(0, 1, rows, l->out, l->in, scale, l->x_bf16, l->in, l->w_bf16, l->in, beta,
                       y + r * ldy, ldy);
@@ -512,13 +512,12 @@ static srp_status take_weight_grad(srp_linear *l)
 /* The native path's backward products: dx (+)= scale bf16(G) bf16(W), and
  * gtx = sum over the chunks of bf16(G)^T bf16(x) (or xtg, its transpose,
  * when out > in, as the fp32 path does it). x: [n][in], dy: [n][lddy] */
-static void backward_products_native(srp_linear *l, const float *x, const float *dy,
-                                     size_t lddy, size_t n, float *dx, int add_dx)
+static void backward_products_native(srp_linear *l, const float *x, const float *dy, size_t lddy,
+                                     size_t n, float *dx, int add_dx)
 {
     const size_t in = l->in, out = l->out;
     for (size_t r = 0; r < n; r += SRP_BF16_NATIVE_CHUNK_ROWS) {
-        const size_t rows =
-            n - r < SRP_BF16_NATIVE_CHUNK_ROWS ? n - r : SRP_BF16_NATIVE_CHUNK_ROWS;
+        const size_t rows = n - r < SRP_BF16_NATIVE_CHUNK_ROWS ? n - r : SRP_BF16_NATIVE_CHUNK_ROWS;
         const float beta = r > 0 ? 1.0f : 0.0f; /* the first chunk writes, the rest add */
         uint64_t t0 = srp_profile_begin();
         srp_bf16_pack_rows(dy + r * lddy, lddy, rows, out, l->g_b16);
@@ -532,8 +531,7 @@ static void backward_products_native(srp_linear *l, const float *x, const float 
             srp_bf16_gemm(1, 0, in, out, rows, 1.0f, l->x_b16, in, l->g_b16, out, beta, l->xtg,
                           out);
         else
-            srp_bf16_gemm(1, 0, out, in, rows, 1.0f, l->g_b16, out, l->x_b16, in, beta, l->gtx,
-                          in);
+            srp_bf16_gemm(1, 0, out, in, rows, 1.0f, l->g_b16, out, l->x_b16, in, beta, l->gtx, in);
         srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
     }
     if (l->xtg) {
@@ -545,8 +543,8 @@ static void backward_products_native(srp_linear *l, const float *x, const float 
 
 /* The reference path's backward products: the native path's, rounded into
  * floats, SRP_BF16_CHUNK_ROWS rows at a time, and the fp32 GEMM. */
-static void backward_products_reference(srp_linear *l, const float *x, const float *dy,
-                                        size_t lddy, size_t n, float *dx, int add_dx)
+static void backward_products_reference(srp_linear *l, const float *x, const float *dy, size_t lddy,
+                                        size_t n, float *dx, int add_dx)
 {
     const size_t in = l->in, out = l->out;
     for (size_t r = 0; r < n; r += SRP_BF16_CHUNK_ROWS) {

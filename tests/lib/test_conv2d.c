@@ -951,8 +951,10 @@ static void test_bf16_inputs(void **state)
         print_message("bf16 does not run here: %s\n", srp_last_error_detail());
         skip();
     }
-    const conv_shape shapes[] = {{3, 2, 5, 3, 7, 9, 2, 1},  {4, 48, 96, 3, 14, 14, 2, 1},
-                                 {2, 16, 24, 3, 5, 6, 1, 1}, {2, 16, 32, 1, 5, 6, 1, 0},
+    const conv_shape shapes[] = {{3, 2, 5, 3, 7, 9, 2, 1},
+                                 {4, 48, 96, 3, 14, 14, 2, 1},
+                                 {2, 16, 24, 3, 5, 6, 1, 1},
+                                 {2, 16, 32, 1, 5, 6, 1, 0},
                                  {2, 16, 24, 1, 5, 6, 1, 0}};
     srp_rng r = seeded_rng(300);
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {

@@ -168,8 +168,9 @@ static void test_auto_precision_is_recorded_resolved(void **state)
     scratch_path(ckpt, sizeof(ckpt), "auto.ckpt");
     const char *tiny = "--dataset synthetic --synthetic-train 64 --synthetic-test 16 --dim 16 "
                        "--depth 1 --heads 2 --mlp-dim 16 --stem 0 --batch 16 --epochs 2";
-    assert_int_equal(run_train(out, "%s --precision auto --stop-after-steps 2 --checkpoint %s "
-                                    "--metrics %s",
+    assert_int_equal(run_train(out,
+                               "%s --precision auto --stop-after-steps 2 --checkpoint %s "
+                               "--metrics %s",
                                tiny, ckpt, metrics),
                      0);
     const int bf16 = strstr(out, " threads, precision bf16 (auto: ") != NULL;
@@ -177,12 +178,10 @@ static void test_auto_precision_is_recorded_resolved(void **state)
     char *text = read_text(metrics);
     assert_non_null(strstr(text, bf16 ? " precision=bf16 " : " precision=fp32 "));
     free(text);
-    assert_int_equal(run_train(out, "%s --precision %s --resume %s", tiny, bf16 ? "fp32" : "bf16",
-                               ckpt),
-                     2);
-    assert_int_equal(run_train(out, "%s --precision %s --resume %s", tiny, bf16 ? "bf16" : "fp32",
-                               ckpt),
-                     0);
+    assert_int_equal(
+        run_train(out, "%s --precision %s --resume %s", tiny, bf16 ? "fp32" : "bf16", ckpt), 2);
+    assert_int_equal(
+        run_train(out, "%s --precision %s --resume %s", tiny, bf16 ? "bf16" : "fp32", ckpt), 0);
 }
 
 int main(void)

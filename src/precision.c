@@ -9,6 +9,7 @@
  *    native path's results up to the order of the sums, on any CPU, slower
  *    than fp32: the yardstick the native path is tested against.
  * A bf16 request the build or the CPU cannot serve says why it is refused. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>

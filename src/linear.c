@@ -319,28 +319,57 @@ void srp_linear_forward_compute(srp_linear *l, const float *x, size_t n, float *
     srp_linear_forward_scaled(l, l->cand_scale, x, n, y, ldy);
 }
 
+/* A bf16 layer's rounded operands: W (rounded by forward_prepare), and the
+ * chunk of x or of G rounded last. On the native path in bf16's bits, on
+ * the reference path in floats. */
+typedef enum { ROUNDED_W, ROUNDED_X, ROUNDED_G } rounded_operand;
+
+/* Rows of x or G rounded at a time: the size of the layer's scratch. */
+static size_t rounded_chunk_rows(const srp_linear *l)
+{
+    return l->inputs == SRP_INPUTS_BF16_NATIVE ? SRP_BF16_NATIVE_CHUNK_ROWS : SRP_BF16_CHUNK_ROWS;
+}
+
+/* The chunk's operand op = bf16(src). src: [rows][ld] */
+static void round_chunk(srp_linear *l, rounded_operand op, const float *src, size_t ld, size_t rows,
+                        size_t cols)
+{
+    if (l->inputs == SRP_INPUTS_BF16_NATIVE)
+        srp_bf16_pack_rows(src, ld, rows, cols, op == ROUNDED_X ? l->x_b16 : l->g_b16);
+    else
+        srp_bf16_round_rows(src, ld, rows, cols, op == ROUNDED_X ? l->x_bf16 : l->g_bf16);
+}
+
+/* c = alpha op(a) op(b) + beta c on two rounded operands, as srp_sgemm:
+ * oneDNN's bf16 GEMM on the native path, the fp32 GEMM on the reference
+ * one. */
+static void rounded_gemm(const srp_linear *l, int trans_a, int trans_b, size_t m, size_t n,
+                         size_t k, float alpha, rounded_operand a, size_t lda, rounded_operand b,
+                         size_t ldb, float beta, float *c, size_t ldc)
+{
+    if (l->inputs == SRP_INPUTS_BF16_NATIVE) {
+        const uint16_t *const bits[3] = {l->w_b16, l->x_b16, l->g_b16};
+        srp_bf16_gemm(trans_a, trans_b, m, n, k, alpha, bits[a], lda, bits[b], ldb, beta, c, ldc);
+    } else {
+        const float *const floats[3] = {l->w_bf16, l->x_bf16, l->g_bf16};
+        srp_sgemm(trans_a, trans_b, m, n, k, alpha, floats[a], lda, floats[b], ldb, beta, c, ldc);
+    }
+}
+
 /* The forward's product with bf16 inputs: y (+)= scale bf16(x) bf16(W)^T,
  * a chunk of rows of x rounded at a time. x: [n][in], y: [n][ldy] */
 static void forward_product_bf16(srp_linear *l, float scale, const float *x, size_t n, float beta,
                                  float *y, size_t ldy)
 {
-    const int native = l->inputs == SRP_INPUTS_BF16_NATIVE;
-    const size_t chunk = native ? SRP_BF16_NATIVE_CHUNK_ROWS : SRP_BF16_CHUNK_ROWS;
+    const size_t chunk = rounded_chunk_rows(l);
     for (size_t r = 0; r < n; r += chunk) {
         const size_t rows = n - r < chunk ? n - r : chunk;
         uint64_t t0 = srp_profile_begin();
-        if (native)
-            srp_bf16_pack_rows(x + r * l->in, l->in, rows, l->in, l->x_b16);
-        else
-            srp_bf16_round_rows(x + r * l->in, l->in, rows, l->in, l->x_bf16);
+        round_chunk(l, ROUNDED_X, x + r * l->in, l->in, rows, l->in);
         srp_profile_end(SRP_PROF_BF16_ROUNDING, t0);
         t0 = srp_profile_begin();
-        if (native)
-            srp_bf16_gemm(0, 1, rows, l->out, l->in, scale, l->x_b16, l->in, l->w_b16, l->in, beta,
-                          y + r * ldy, ldy);
-        else
-            srp_sgemm(0, 1, rows, l->out, l->in, scale, l->x_bf16, l->in, l->w_bf16, l->in, beta,
-                      y + r * ldy, ldy);
+        rounded_gemm(l, 0, 1, rows, l->out, l->in, scale, ROUNDED_X, l->in, ROUNDED_W, l->in, beta,
+                     y + r * ldy, ldy);
         srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
     }
 }
@@ -509,59 +538,31 @@ static srp_status take_weight_grad(srp_linear *l)
     return SRP_OK;
 }
 
-/* The native path's backward products: dx (+)= scale bf16(G) bf16(W), and
- * gtx = sum over the chunks of bf16(G)^T bf16(x) (or xtg, its transpose,
- * when out > in, as the fp32 path does it). x: [n][in], dy: [n][lddy] */
-static void backward_products_native(srp_linear *l, const float *x, const float *dy, size_t lddy,
-                                     size_t n, float *dx, int add_dx)
+/* The backward's products with bf16 inputs, a chunk of rows of G and x
+ * rounded at a time: dx (+)= scale bf16(G) bf16(W), and gtx = sum over the
+ * chunks of bf16(G)^T bf16(x) (or xtg, its transpose, when out > in, as the
+ * fp32 path does it). x: [n][in], dy: [n][lddy] */
+static void backward_products_bf16(srp_linear *l, const float *x, const float *dy, size_t lddy,
+                                   size_t n, float *dx, int add_dx)
 {
-    const size_t in = l->in, out = l->out;
-    for (size_t r = 0; r < n; r += SRP_BF16_NATIVE_CHUNK_ROWS) {
-        const size_t rows = n - r < SRP_BF16_NATIVE_CHUNK_ROWS ? n - r : SRP_BF16_NATIVE_CHUNK_ROWS;
+    const size_t in = l->in, out = l->out, chunk = rounded_chunk_rows(l);
+    for (size_t r = 0; r < n; r += chunk) {
+        const size_t rows = n - r < chunk ? n - r : chunk;
         const float beta = r > 0 ? 1.0f : 0.0f; /* the first chunk writes, the rest add */
         uint64_t t0 = srp_profile_begin();
-        srp_bf16_pack_rows(dy + r * lddy, lddy, rows, out, l->g_b16);
-        srp_bf16_pack_rows(x + r * in, in, rows, in, l->x_b16);
+        round_chunk(l, ROUNDED_G, dy + r * lddy, lddy, rows, out);
+        round_chunk(l, ROUNDED_X, x + r * in, in, rows, in);
         srp_profile_end(SRP_PROF_BF16_ROUNDING, t0);
         t0 = srp_profile_begin();
         if (dx)
-            srp_bf16_gemm(0, 0, rows, in, out, l->last_scale, l->g_b16, out, l->w_b16, in,
-                          add_dx ? 1.0f : 0.0f, dx + r * in, in);
+            rounded_gemm(l, 0, 0, rows, in, out, l->last_scale, ROUNDED_G, out, ROUNDED_W, in,
+                         add_dx ? 1.0f : 0.0f, dx + r * in, in);
         if (l->xtg)
-            srp_bf16_gemm(1, 0, in, out, rows, 1.0f, l->x_b16, in, l->g_b16, out, beta, l->xtg,
-                          out);
+            rounded_gemm(l, 1, 0, in, out, rows, 1.0f, ROUNDED_X, in, ROUNDED_G, out, beta, l->xtg,
+                         out);
         else
-            srp_bf16_gemm(1, 0, out, in, rows, 1.0f, l->g_b16, out, l->x_b16, in, beta, l->gtx, in);
-        srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
-    }
-    if (l->xtg) {
-        const uint64_t t0 = srp_profile_begin();
-        transpose(l->xtg, in, out, l->gtx);
-        srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
-    }
-}
-
-/* The reference path's backward products: the native path's, rounded into
- * floats, SRP_BF16_CHUNK_ROWS rows at a time, and the fp32 GEMM. */
-static void backward_products_reference(srp_linear *l, const float *x, const float *dy, size_t lddy,
-                                        size_t n, float *dx, int add_dx)
-{
-    const size_t in = l->in, out = l->out;
-    for (size_t r = 0; r < n; r += SRP_BF16_CHUNK_ROWS) {
-        const size_t rows = n - r < SRP_BF16_CHUNK_ROWS ? n - r : SRP_BF16_CHUNK_ROWS;
-        const float beta = r > 0 ? 1.0f : 0.0f; /* the first chunk writes, the rest add */
-        uint64_t t0 = srp_profile_begin();
-        srp_bf16_round_rows(dy + r * lddy, lddy, rows, out, l->g_bf16);
-        srp_bf16_round_rows(x + r * in, in, rows, in, l->x_bf16);
-        srp_profile_end(SRP_PROF_BF16_ROUNDING, t0);
-        t0 = srp_profile_begin();
-        if (dx)
-            srp_sgemm(0, 0, rows, in, out, l->last_scale, l->g_bf16, out, l->w_bf16, in,
-                      add_dx ? 1.0f : 0.0f, dx + r * in, in);
-        if (l->xtg)
-            srp_sgemm(1, 0, in, out, rows, 1.0f, l->x_bf16, in, l->g_bf16, out, beta, l->xtg, out);
-        else
-            srp_sgemm(1, 0, out, in, rows, 1.0f, l->g_bf16, out, l->x_bf16, in, beta, l->gtx, in);
+            rounded_gemm(l, 1, 0, out, in, rows, 1.0f, ROUNDED_G, out, ROUNDED_X, in, beta, l->gtx,
+                         in);
         srp_profile_end(SRP_PROF_LINEAR_GEMM, t0);
     }
     if (l->xtg) {
@@ -597,10 +598,8 @@ static void backward_products_fp32(srp_linear *l, const float *x, const float *d
 srp_status srp_linear_backward_prepare(srp_linear *l, const float *x, const float *dy, size_t lddy,
                                        size_t n, float *dx, int add_dx)
 {
-    if (l->inputs == SRP_INPUTS_BF16_NATIVE)
-        backward_products_native(l, x, dy, lddy, n, dx, add_dx);
-    else if (l->inputs == SRP_INPUTS_BF16_REFERENCE)
-        backward_products_reference(l, x, dy, lddy, n, dx, add_dx);
+    if (l->inputs != SRP_INPUTS_FP32)
+        backward_products_bf16(l, x, dy, lddy, n, dx, add_dx);
     else
         backward_products_fp32(l, x, dy, lddy, n, dx, add_dx);
 

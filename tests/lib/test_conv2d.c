@@ -48,6 +48,18 @@ typedef struct {
     double *x, *r; /* x: [B][C][H][W], r: [B][K][OH][OW] */
 } conv_problem;
 
+/* The index in x [B][C][H][W] that kernel tap (p, q) of output pixel
+ * (i, j) reads in image b, channel c; -1 where it falls in the padding. */
+static long tap_input(const conv_shape *s, size_t b, size_t c, size_t i, size_t j, size_t p,
+                      size_t q)
+{
+    const long iy = (long)(i * s->stride + p) - (long)s->padding;
+    const long ix = (long)(j * s->stride + q) - (long)s->padding;
+    if (iy < 0 || ix < 0 || iy >= (long)s->height || ix >= (long)s->width)
+        return -1;
+    return (long)(((b * s->in_ch + c) * s->height + (size_t)iy) * s->width + (size_t)ix);
+}
+
 /* y = conv2d(x, W_hat) + b, summed naively. y: [B][K][OH][OW] */
 static void ref_conv_forward(const conv_problem *P, double *y)
 {
@@ -62,15 +74,10 @@ static void ref_conv_forward(const conv_problem *P, double *y)
                     for (size_t c = 0; c < s->in_ch; c++)
                         for (size_t p = 0; p < k; p++)
                             for (size_t q = 0; q < k; q++) {
-                                const long iy = (long)(i * s->stride + p) - (long)s->padding;
-                                const long ix = (long)(j * s->stride + q) - (long)s->padding;
-                                if (iy < 0 || ix < 0 || iy >= (long)s->height ||
-                                    ix >= (long)s->width)
-                                    continue;
-                                acc += P->lin.w[((o * s->in_ch + c) * k + p) * k + q] *
-                                       P->x[((b * s->in_ch + c) * s->height + (size_t)iy) *
-                                                s->width +
-                                            (size_t)ix];
+                                const long xi = tap_input(s, b, c, i, j, p, q);
+                                if (xi >= 0)
+                                    acc +=
+                                        P->lin.w[((o * s->in_ch + c) * k + p) * k + q] * P->x[xi];
                             }
                     y[((b * s->out_ch + o) * OH + i) * OW + j] = scale * acc + P->lin.b[o];
                 }
@@ -856,14 +863,9 @@ static void ref_conv_backward(const conv_problem *P, const double *dy, double *d
                     for (size_t c = 0; c < s->in_ch; c++)
                         for (size_t p = 0; p < k; p++)
                             for (size_t q = 0; q < k; q++) {
-                                const long iy = (long)(i * s->stride + p) - (long)s->padding;
-                                const long ix = (long)(j * s->stride + q) - (long)s->padding;
-                                if (iy < 0 || ix < 0 || iy >= (long)s->height ||
-                                    ix >= (long)s->width)
+                                const long xi = tap_input(s, b, c, i, j, p, q);
+                                if (xi < 0)
                                     continue;
-                                const size_t xi =
-                                    ((b * s->in_ch + c) * s->height + (size_t)iy) * s->width +
-                                    (size_t)ix;
                                 const size_t wi = ((o * s->in_ch + c) * k + p) * k + q;
                                 dx[xi] += g * P->lin.w[wi];
                                 dw[wi] += g * P->x[xi];

@@ -12,7 +12,7 @@ static uint64_t g_nanos[SRP_PROF_COUNT], g_calls[SRP_PROF_COUNT];
 static const char *const k_names[SRP_PROF_COUNT] = {
     "linear gemm", "linear extra", "power iteration", "attention core", "attention copy",
     "gelu",        "elementwise",  "layernorm",       "loss",           "optimizer",
-    "entropy",     "finite check", "bf16 rounding",
+    "entropy",     "finite check", "bf16 rounding",   "convolution",
 };
 
 void srp_profile_enable(int on) { __atomic_store_n(&g_enabled, on != 0, __ATOMIC_RELAXED); }

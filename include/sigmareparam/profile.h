@@ -40,6 +40,7 @@ typedef enum {
     SRP_PROF_ENTROPY,         /* entropy statistics and the Theorem 3.1 bound */
     SRP_PROF_FINITE_CHECK,    /* the forwards' checks of their outputs for NaN/Inf */
     SRP_PROF_BF16_ROUNDING,   /* bf16 GEMM inputs: rounding x, W and dy (core.h) */
+    SRP_PROF_CONVOLUTION,     /* srp_conv2d's passes: oneDNN's kernels, or im2col and GEMMs */
     SRP_PROF_COUNT
 } srp_profile_part;
 

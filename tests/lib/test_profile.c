@@ -41,6 +41,30 @@ static void test_counts_only_while_enabled(void **state)
     assert_true(srp_profile_seconds(SRP_PROF_LINEAR_GEMM) == 0.0);
 }
 
+/* A convolution's time is its own part, not the linears' GEMMs it shares
+ * a layer object with: the step's breakdown tells the stem apart. */
+static void test_convolution_is_its_own_part(void **state)
+{
+    (void)state;
+    srp_conv2d_config cfg = srp_conv2d_config_default(2, 4, 3);
+    srp_conv2d *c = NULL;
+    assert_ok(srp_conv2d_create(&c, &cfg, 2, 6, 6));
+    float x[2 * 2 * 6 * 6], y[2 * 4 * 4 * 4], dy[2 * 4 * 4 * 4];
+    srp_rng r = seeded_rng(5);
+    fill_normal_f(&r, x, 2 * 2 * 6 * 6, 1.0);
+    fill_normal_f(&r, dy, 2 * 4 * 4 * 4, 1.0);
+    srp_profile_reset();
+    srp_profile_enable(1);
+    assert_ok(srp_conv2d_forward(c, x, 2, 6, 6, y, SRP_TRAIN));
+    assert_ok(srp_conv2d_backward(c, x, dy, NULL));
+    srp_profile_enable(0);
+    assert_true(srp_profile_calls(SRP_PROF_CONVOLUTION) >= 2);
+    assert_int_equal(srp_profile_calls(SRP_PROF_LINEAR_GEMM), 0);
+    assert_int_equal(srp_profile_calls(SRP_PROF_POWER_ITER), 1);
+    srp_profile_reset();
+    srp_conv2d_destroy(c);
+}
+
 static void test_names_and_unknown_parts(void **state)
 {
     (void)state;
@@ -61,6 +85,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_only_while_enabled),
+        cmocka_unit_test(test_convolution_is_its_own_part),
         cmocka_unit_test(test_names_and_unknown_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,24 +39,24 @@ static const ex_opt_spec k_specs[] = {
     {"embed-std", EX_OPT_FLOAT, OFF(model.embed_std), 1e-6, 100, NULL, 0, 1, "1",
      "std of the token and position embeddings at init (and the fixed positions' scale)"},
     /* optimization */
-    {.name = "optimizer", .type = EX_OPT_SHARED, .offset = OFF(optimizer), .def = "adamw"},
-    {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(lr), .def = "0.016"},
-    {.name = "momentum", .type = EX_OPT_SHARED, .offset = OFF(momentum)},
-    {"beta2", EX_OPT_FLOAT, OFF(beta2), 0, 0.99999, NULL, 0, 1, "0.99", "AdamW's beta2"},
-    {"weight-decay", EX_OPT_FLOAT, OFF(weight_decay), 0, 10, NULL, 0, 1, "0.1",
+    {.name = "optimizer", .type = EX_OPT_SHARED, .offset = OFF(optim.optimizer), .def = "adamw"},
+    {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(optim.lr), .def = "0.016"},
+    {.name = "momentum", .type = EX_OPT_SHARED, .offset = OFF(optim.momentum)},
+    {"beta2", EX_OPT_FLOAT, OFF(optim.beta2), 0, 0.99999, NULL, 0, 1, "0.99", "AdamW's beta2"},
+    {"weight-decay", EX_OPT_FLOAT, OFF(optim.weight_decay), 0, 10, NULL, 0, 1, "0.1",
      "weight decay (matrices only; decoupled for AdamW)"},
-    {.name = "gamma-lr-mult", .type = EX_OPT_SHARED, .offset = OFF(gamma_lr_mult)},
-    {"embed-lr-mult", EX_OPT_FLOAT, OFF(embed_lr_mult), 0, 1e4, NULL, 0, 1, "1",
+    {.name = "gamma-lr-mult", .type = EX_OPT_SHARED, .offset = OFF(optim.gamma_lr_mult)},
+    {"embed-lr-mult", EX_OPT_FLOAT, OFF(optim.embed_lr_mult), 0, 1e4, NULL, 0, 1, "1",
      "lr multiplier of the embeddings and biases"},
-    {.name = "schedule", .type = EX_OPT_SHARED, .offset = OFF(schedule)},
-    {.name = "warmup", .type = EX_OPT_SHARED, .offset = OFF(warmup_steps), .def = "100"},
-    {.name = "min-lr", .type = EX_OPT_SHARED, .offset = OFF(min_lr)},
+    {.name = "schedule", .type = EX_OPT_SHARED, .offset = OFF(optim.schedule)},
+    {.name = "warmup", .type = EX_OPT_SHARED, .offset = OFF(optim.warmup_steps), .def = "100"},
+    {.name = "min-lr", .type = EX_OPT_SHARED, .offset = OFF(optim.min_lr)},
     {.name = "clip", .type = EX_OPT_SHARED, .offset = OFF(run.clip), .def = "1"},
     /* run */
     {"batch", EX_OPT_SIZE, OFF(run.batch), 1, 65536, NULL, 0, 1, "32", "sequences per step"},
-    {"minutes", EX_OPT_FLOAT, OFF(minutes), 0, 1e6, NULL, 0, 0, "8",
+    {"minutes", EX_OPT_FLOAT, OFF(optim.minutes), 0, 1e6, NULL, 0, 0, "8",
      "wall-clock budget of the training, evaluations included (0: no limit; see --steps)"},
-    {"steps", EX_OPT_U64, OFF(steps), 0, 1e12, NULL, 0, 1, NULL,
+    {"steps", EX_OPT_U64, OFF(optim.steps), 0, 1e12, NULL, 0, 1, NULL,
      "training steps; 0: as many as --minutes allows (the schedule's length is then estimated "
      "from the first steps' speed)"},
     {.name = "threads", .type = EX_OPT_SHARED, .offset = OFF(run.threads)},
@@ -109,18 +109,16 @@ static ex_code check(void *opts, ex_error *err)
     lm_options *o = opts;
     o->model.max_batch = o->run.batch;
     o->model.seed = o->run.seed;
-    if (o->model.dim % o->model.heads != 0)
-        return ex_fail(err, EX_USAGE, "--heads %zu must divide --dim %zu", o->model.heads,
-                       o->model.dim);
-    if (o->run.plot_only && !o->run.plot_path)
-        return ex_fail(err, EX_USAGE, "--plot-only needs --plot FILE.png");
+    const ex_code common = ex_train_options_check(&o->run, o->model.dim, o->model.heads, err);
+    if (common != EX_OK)
+        return common;
     if (o->generate_path && o->sample == 0)
         return ex_fail(err, EX_USAGE, "--generate needs --sample N (how many bytes)");
     const ex_code files = ex_model_files_check(&o->run, err);
     if (files != EX_OK)
         return files;
-    if (!o->generate_path && !o->run.plot_only && !o->run.eval_only && o->steps == 0 &&
-        !(o->minutes > 0.0f))
+    if (!o->generate_path && !o->run.plot_only && !o->run.eval_only && o->optim.steps == 0 &&
+        !(o->optim.minutes > 0.0f))
         return ex_fail(err, EX_USAGE, "give --steps N or --minutes M (or both)");
     return EX_OK;
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/budget.h"
 #include "common/options.h"
 #include "lm_model.h"
 
@@ -14,16 +15,9 @@ typedef struct {
     ex_train_options run; /* batch, threads, seed, clip, output, resume, collapse watch */
     lm_config model;
 
-    /* optimization */
-    int optimizer; /* srp_optim_kind */
-    float lr, momentum, weight_decay, beta2, min_lr;
-    float gamma_lr_mult, embed_lr_mult; /* gammas; embeddings and biases */
-    int schedule;                       /* srp_lr_kind */
-    uint64_t warmup_steps;
+    ex_schedule_options optim; /* the optimizer, the schedule, --steps, --minutes */
 
     /* run */
-    float minutes;         /* wall-clock budget of the training (0: --steps only) */
-    uint64_t steps;        /* 0: as many as --minutes allows */
     const char *text_path; /* NULL: the default corpus */
     uint64_t eval_every;   /* steps between validation evaluations */
     size_t eval_windows;   /* context windows of each periodic evaluation (0: all) */

@@ -42,15 +42,12 @@ lm_config lm_config_default(void)
 }
 
 /* Each architecture's name, linears and norm placement. */
-static const struct {
-    const char *name;
-    int sigma;
-    srp_norm_placement norm;
-} k_archs[LM_ARCH_COUNT] = {[LM_ARCH_SIGMA] = {"sigma", 1, SRP_NORM_NONE},
-                            [LM_ARCH_SIGMA_PRELN] = {"sigma-preln", 1, SRP_NORM_PRE},
-                            [LM_ARCH_PRELN] = {"preln", 0, SRP_NORM_PRE},
-                            [LM_ARCH_POSTLN] = {"postln", 0, SRP_NORM_POST},
-                            [LM_ARCH_SIGMA_POSTLN] = {"sigma-postln", 1, SRP_NORM_POST}};
+static const ex_arch k_archs[LM_ARCH_COUNT] = {
+    [LM_ARCH_SIGMA] = {"sigma", 1, SRP_NORM_NONE},
+    [LM_ARCH_SIGMA_PRELN] = {"sigma-preln", 1, SRP_NORM_PRE},
+    [LM_ARCH_PRELN] = {"preln", 0, SRP_NORM_PRE},
+    [LM_ARCH_POSTLN] = {"postln", 0, SRP_NORM_POST},
+    [LM_ARCH_SIGMA_POSTLN] = {"sigma-postln", 1, SRP_NORM_POST}};
 
 const char *lm_arch_name(lm_arch a) { return a < LM_ARCH_COUNT ? k_archs[a].name : "unknown"; }
 
@@ -73,16 +70,12 @@ static void fixed_positions(float *pos, size_t context, size_t dim, float scale)
 /* The blocks' configuration; their seeds are drawn by ex_stack_init. */
 static srp_block_config block_config(const lm_config *c)
 {
-    const size_t D = c->dim;
-    srp_block_config bc = srp_block_config_default(D, c->heads, c->mlp_dim);
+    srp_block_config bc = ex_block_config(c->dim, c->heads, c->mlp_dim, k_archs[c->arch].sigma,
+                                          c->gamma_init, c->init_gain);
     bc.norm = k_archs[c->arch].norm;
     bc.norm_eps = LN_EPS;
     bc.causal = 1;
     bc.qkv_sigma = c->qkv_sigma;
-    bc.qkv = linear_config(c, D, 3 * D, NULL);
-    bc.proj = linear_config(c, D, D, NULL);
-    bc.fc1 = linear_config(c, D, c->mlp_dim, NULL);
-    bc.fc2 = linear_config(c, c->mlp_dim, D, NULL);
     bc.norm1_name = "ln1";
     bc.norm2_name = "ln2";
     return bc;
@@ -244,10 +237,8 @@ srp_attention *lm_attention_at(lm_model *m, size_t layer)
 struct lm_decoder {
     lm_model *m;
     size_t max_batch;
-    srp_block_cache **caches; /* [depth] */
-    float *x;                 /* [max_batch][D]: the residual stream of the new position */
-    float *normed;            /* [max_batch][D]: the final LayerNorm's output */
-    float *logits;            /* [max_batch][256] */
+    ex_stack_cache cache; /* the blocks' caches; cache.x: the new position's stream */
+    float *logits;        /* [max_batch][256] */
 };
 
 srp_status lm_decoder_create(lm_decoder **out, lm_model *m, size_t max_batch)
@@ -260,47 +251,34 @@ srp_status lm_decoder_create(lm_decoder **out, lm_model *m, size_t max_batch)
         return SRP_ERR_NOMEM;
     d->m = m;
     d->max_batch = max_batch;
-    const size_t depth = m->stack.depth, D = m->cfg.dim;
-    srp_status st = SRP_ERR_NOMEM;
-    d->caches = calloc(depth, sizeof(*d->caches));
-    if (!d->caches || !ex_alloc_floats(&d->x, max_batch * D) ||
-        !ex_alloc_floats(&d->normed, max_batch * D) ||
-        !ex_alloc_floats(&d->logits, max_batch * LM_VOCAB))
-        goto fail;
-    for (size_t l = 0; l < depth; l++)
-        if ((st = srp_block_cache_create(&d->caches[l], m->stack.blocks[l], max_batch,
-                                         m->cfg.context)) != SRP_OK)
-            goto fail;
+    srp_status st =
+        ex_stack_cache_init(&d->cache, &m->stack, m->cfg.dim, max_batch, m->cfg.context);
+    if (st == SRP_OK && !ex_alloc_floats(&d->logits, max_batch * LM_VOCAB))
+        st = SRP_ERR_NOMEM;
+    if (st != SRP_OK) {
+        lm_decoder_destroy(d);
+        return st;
+    }
     *out = d;
     return SRP_OK;
-fail:
-    lm_decoder_destroy(d);
-    return st;
 }
 
 void lm_decoder_destroy(lm_decoder *d)
 {
     if (!d)
         return;
-    for (size_t l = 0; d->caches && l < d->m->stack.depth; l++)
-        srp_block_cache_destroy(d->caches[l]);
-    free(d->caches);
-    free(d->x);
-    free(d->normed);
+    ex_stack_cache_free(&d->cache);
     free(d->logits);
     free(d);
 }
 
 void lm_decoder_reset(lm_decoder *d)
 {
-    for (size_t l = 0; d && l < d->m->stack.depth; l++)
-        srp_block_cache_reset(d->caches[l]);
+    if (d)
+        ex_stack_cache_reset(&d->cache);
 }
 
-size_t lm_decoder_length(const lm_decoder *d)
-{
-    return d ? srp_block_cache_length(d->caches[0]) : 0;
-}
+size_t lm_decoder_length(const lm_decoder *d) { return d ? ex_stack_cache_length(&d->cache) : 0; }
 
 srp_status lm_decode(lm_decoder *d, const uint32_t *tokens, size_t batch, const float **logits)
 {
@@ -312,19 +290,13 @@ srp_status lm_decode(lm_decoder *d, const uint32_t *tokens, size_t batch, const 
         return SRP_ERR_SHAPE;
     /* lm_forward's path for one position: embedding plus position t, the
      * blocks (each from its cache), the final LayerNorm, the head */
-    EX_TRY(srp_embedding_forward(m->wte, tokens, batch, d->x));
+    float *x = d->cache.x;
+    EX_TRY(srp_embedding_forward(m->wte, tokens, batch, x));
     for (size_t b = 0; b < batch; b++)
         for (size_t i = 0; i < D; i++)
-            d->x[b * D + i] += m->pos[t * D + i];
-    for (size_t l = 0; l < m->stack.depth; l++)
-        EX_TRY(srp_block_decode(m->stack.blocks[l], d->caches[l], d->x, batch, d->x));
-    const float *f = d->x;
-    srp_layernorm *ln = m->stack.norm;
-    if (ln) {
-        EX_TRY(srp_layernorm_forward(d->x, srp_layernorm_weight(ln), srp_layernorm_bias(ln), batch,
-                                     D, srp_layernorm_eps(ln), d->normed, NULL, NULL));
-        f = d->normed;
-    }
+            x[b * D + i] += m->pos[t * D + i];
+    const float *f;
+    EX_TRY(ex_stack_decode(&d->cache, batch, &f));
     if (m->head)
         EX_TRY(srp_linear_forward(m->head, f, batch, d->logits, SRP_EVAL));
     else

@@ -108,8 +108,6 @@ static void model_config_record(const lm_config *c, uint64_t *rec)
 static void metadata(ex_trainer *t, ex_metadata *meta)
 {
     const lm_config *c = lm_get_config(lt(t)->model);
-    static const char *const gamma_inits[] = {"sigma0", "one"};
-    static const char *const qkv_sigmas[] = {"fused", "qk-v", "separate"};
     ex_metadata_init(meta, "char-lm", NULL);
     ex_metadata_add(meta, "arch", "%s", lm_arch_name(c->arch));
     ex_metadata_add(meta, "context", "%zu", c->context);
@@ -119,8 +117,8 @@ static void metadata(ex_trainer *t, ex_metadata *meta)
     ex_metadata_add(meta, "mlp-dim", "%zu", c->mlp_dim);
     ex_metadata_add(meta, "positions", "%s", c->positions == LM_POS_FIXED ? "fixed" : "learned");
     ex_metadata_add(meta, "tied-head", "%d", c->tied_head);
-    ex_metadata_add(meta, "gamma-init", "%s", gamma_inits[c->gamma_init]);
-    ex_metadata_add(meta, "qkv-sigma", "%s", qkv_sigmas[c->qkv_sigma]);
+    ex_metadata_add(meta, "gamma-init", "%s", ex_gamma_init_name(c->gamma_init));
+    ex_metadata_add(meta, "qkv-sigma", "%s", ex_qkv_sigma_name(c->qkv_sigma));
 }
 
 /* One batch of an evaluation: windows first .. first + rows - 1 (the
@@ -243,8 +241,7 @@ static ex_code generate(lm_model *m, const char *prompt, size_t n, float tempera
 static void model_refs(ex_trainer *base, srp_tensor_list *list)
 {
     lm_trainer *t = lt(base);
-    const size_t n = CONFIG_FIELDS;
-    srp_tensor_list_add(list, "model.config", NULL, SRP_DTYPE_U64, 1, &n, t->config);
+    ex_trainer_shape_ref(list, t->config, CONFIG_FIELDS);
     lm_model_state_refs(t->model, list);
 }
 
@@ -254,10 +251,9 @@ static ex_code generate_from_checkpoint(lm_trainer *t, ex_error *err)
     const lm_options *o = &t->opt;
     uint64_t *config = t->config;
     /* The shape first, to build the model that the rest is checked against. */
-    const srp_tensor_ref shape = {"model.config", SRP_DTYPE_U64, 1, {CONFIG_FIELDS}, config};
-    const srp_status loaded = srp_checkpoint_load(o->generate_path, &shape, 1);
-    if (loaded != SRP_OK)
-        return ex_fail_statusf(err, loaded, "loading the checkpoint %s", o->generate_path);
+    ex_code code = ex_trainer_load_shape(o->generate_path, config, CONFIG_FIELDS, err);
+    if (code != EX_OK)
+        return code;
     lm_config c = lm_config_default();
     c.context = config[0];
     c.dim = config[1];
@@ -270,22 +266,16 @@ static ex_code generate_from_checkpoint(lm_trainer *t, ex_error *err)
     c.gamma_init = (srp_gamma_init)config[8];
     c.qkv_sigma = (srp_qkv_sigma)config[9];
     c.max_batch = 1;
-    srp_status st = config[5] < LM_ARCH_COUNT && config[6] <= LM_POS_FIXED &&
-                            config[8] <= SRP_GAMMA_INIT_ONE && config[9] <= SRP_QKV_SIGMA_SEPARATE
-                        ? lm_create(&t->model, &c)
-                        : SRP_ERR_FORMAT;
+    const srp_status st = config[5] < LM_ARCH_COUNT && config[6] <= LM_POS_FIXED &&
+                                  config[8] <= SRP_GAMMA_INIT_ONE &&
+                                  config[9] <= SRP_QKV_SIGMA_SEPARATE
+                              ? lm_create(&t->model, &c)
+                              : SRP_ERR_FORMAT;
     if (st != SRP_OK)
         return ex_fail_statusf(err, st, "%s: its model configuration is not valid",
                                o->generate_path);
     /* The rest, the file's metadata checked against this model's. */
-    ex_code code = ex_trainer_load(&t->base, o->generate_path, 1, err);
-    /* The file wrote each sigma into its layer: a bad one is refused. */
-    const ex_linear_names *linears = lm_linears(t->model);
-    for (size_t i = 0; code == EX_OK && i < linears->count; i++) {
-        srp_linear *l = linears->linears[i];
-        if ((st = srp_linear_set_sigma(l, srp_linear_sigma(l))) != SRP_OK)
-            code = ex_fail_statusf(err, st, "%s: a sigma in it is not valid", o->generate_path);
-    }
+    code = ex_trainer_load_model(&t->base, o->generate_path, lm_linears(t->model), err);
     return code == EX_OK
                ? generate(t->model, o->prompt, o->sample, o->temperature, o->run.seed, err)
                : code;
@@ -370,15 +360,7 @@ static ex_code build(ex_trainer *base, ex_error *err)
      * uniform attention whatever the row's length. */
     base->normalized = 1;
     base->average_decay = o->ema;
-    const float e = o->embed_lr_mult, lr_mult[5] = {1.0f, e, o->gamma_lr_mult, 1.0f, e};
-    srp_optim_config oc = srp_optim_config_default((srp_optim_kind)o->optimizer);
-    oc.weight_decay = o->weight_decay;
-    oc.momentum = o->momentum;
-    oc.beta2 = o->beta2;
-    if ((code = ex_trainer_create_optimizer(base, &oc, lr_mult, 0, NULL, err)) != EX_OK)
-        return code;
-    if ((code = ex_schedule_init(&t->schedule, (srp_lr_kind)o->schedule, o->lr, o->min_lr,
-                                 o->warmup_steps, o->steps, o->minutes, err)) != EX_OK)
+    if ((code = ex_schedule_build(&t->schedule, &o->optim, base, err)) != EX_OK)
         return code;
     const size_t rows = base->local_batch * o->model.context;
     t->tokens = malloc(sizeof(uint32_t) * rows);
@@ -409,10 +391,7 @@ static void describe_model(ex_trainer *base)
            "lr %g | batch %zu\n",
            lm_arch_name(c->arch), c->depth, c->dim, c->heads, c->context,
            c->positions == LM_POS_FIXED ? "fixed" : "learned", c->tied_head ? "tied" : "untied",
-           o->optimizer == SRP_OPTIM_ADAMW  ? "AdamW"
-           : o->optimizer == SRP_OPTIM_LARS ? "LARS"
-                                            : "SGD",
-           (double)o->lr, o->run.batch);
+           ex_optimizer_name(o->optim.optimizer), (double)o->optim.lr, o->run.batch);
 }
 
 /* ---- checkpoints ---- */

@@ -216,3 +216,17 @@ void ex_schedule_state_refs(ex_schedule *s, srp_tensor_list *list)
     srp_tensor_list_add(list, "train.budget.from_clock", NULL, SRP_DTYPE_F64, 0, NULL,
                         &b->from_clock);
 }
+
+ex_code ex_schedule_build(ex_schedule *s, const ex_schedule_options *o, ex_trainer *t,
+                          ex_error *err)
+{
+    const float e = o->embed_lr_mult, lr_mult[5] = {1.0f, e, o->gamma_lr_mult, 1.0f, e};
+    srp_optim_config oc = srp_optim_config_default((srp_optim_kind)o->optimizer);
+    oc.weight_decay = o->weight_decay;
+    oc.momentum = o->momentum;
+    oc.beta2 = o->beta2;
+    const ex_code code = ex_trainer_create_optimizer(t, &oc, lr_mult, 0, NULL, err);
+    return code == EX_OK ? ex_schedule_init(s, (srp_lr_kind)o->schedule, o->lr, o->min_lr,
+                                            o->warmup_steps, o->steps, o->minutes, err)
+                         : code;
+}

@@ -115,4 +115,24 @@ void ex_schedule_report(const ex_schedule *s, ex_trainer *t);
 /* The plans in the checkpoint, as train.budget.*. */
 void ex_schedule_state_refs(ex_schedule *s, srp_tensor_list *list);
 
+/* ---- the options of a trainer on this schedule ---- */
+
+/* Its optimizer's and its schedule's options (the LM's, the translator's),
+ * a member of its options struct that its table's rows fill. */
+typedef struct {
+    int optimizer; /* srp_optim_kind */
+    float lr, momentum, weight_decay, beta2, min_lr;
+    float gamma_lr_mult, embed_lr_mult; /* gammas; embeddings and biases */
+    int schedule;                       /* srp_lr_kind */
+    uint64_t warmup_steps;
+    float minutes;  /* wall-clock budget of the training (0: --steps only) */
+    uint64_t steps; /* 0: as many as --minutes allows */
+} ex_schedule_options;
+
+/* For build, once t->params holds the model's parameters: the optimizer
+ * (gammas at gamma_lr_mult, embeddings and biases at embed_lr_mult, the
+ * rest at the lr) and the schedule s. */
+ex_code ex_schedule_build(ex_schedule *s, const ex_schedule_options *o, ex_trainer *t,
+                          ex_error *err);
+
 #endif

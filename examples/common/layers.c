@@ -56,6 +56,18 @@ srp_linear_config ex_linear_config(size_t in, size_t out, int sigma, srp_gamma_i
     return lc;
 }
 
+srp_block_config ex_block_config(size_t dim, size_t heads, size_t mlp_dim, int sigma,
+                                 srp_gamma_init gamma_init, float init_gain)
+{
+    const size_t D = dim;
+    srp_block_config bc = srp_block_config_default(D, heads, mlp_dim);
+    bc.qkv = ex_linear_config(D, 3 * D, sigma, gamma_init, init_gain, NULL);
+    bc.proj = ex_linear_config(D, D, sigma, gamma_init, init_gain, NULL);
+    bc.fc1 = ex_linear_config(D, mlp_dim, sigma, gamma_init, init_gain, NULL);
+    bc.fc2 = ex_linear_config(mlp_dim, D, sigma, gamma_init, init_gain, NULL);
+    return bc;
+}
+
 srp_status ex_stack_init(ex_stack *s, const srp_block_config *bc, size_t depth,
                          const char *norm_name, size_t max_batch, size_t max_tokens, srp_rng *rng,
                          ex_linear_names *names)
@@ -176,4 +188,55 @@ void ex_stack_state_refs(ex_stack *s, srp_tensor_list *list)
 srp_attention *ex_stack_attention(ex_stack *s, size_t layer)
 {
     return layer < s->depth ? srp_block_attention(s->blocks[layer]) : NULL;
+}
+
+srp_status ex_stack_cache_init(ex_stack_cache *c, ex_stack *s, size_t dim, size_t max_batch,
+                               size_t max_tokens)
+{
+    memset(c, 0, sizeof(*c));
+    c->stack = s;
+    c->caches = calloc(s->depth, sizeof(*c->caches));
+    if (!c->caches || !ex_alloc_floats(&c->x, max_batch * dim) ||
+        !ex_alloc_floats(&c->normed, max_batch * dim))
+        return SRP_ERR_NOMEM;
+    for (size_t l = 0; l < s->depth; l++)
+        EX_TRY(srp_block_cache_create(&c->caches[l], s->blocks[l], max_batch, max_tokens));
+    return SRP_OK;
+}
+
+void ex_stack_cache_free(ex_stack_cache *c)
+{
+    for (size_t l = 0; c->caches && l < c->stack->depth; l++)
+        srp_block_cache_destroy(c->caches[l]);
+    free(c->caches);
+    free(c->x);
+    free(c->normed);
+    memset(c, 0, sizeof(*c));
+}
+
+void ex_stack_cache_reset(ex_stack_cache *c)
+{
+    for (size_t l = 0; l < c->stack->depth; l++)
+        srp_block_cache_reset(c->caches[l]);
+}
+
+size_t ex_stack_cache_length(const ex_stack_cache *c)
+{
+    return srp_block_cache_length(c->caches[0]);
+}
+
+srp_status ex_stack_decode(ex_stack_cache *c, size_t batch, const float **out)
+{
+    const ex_stack *s = c->stack;
+    for (size_t l = 0; l < s->depth; l++)
+        EX_TRY(srp_block_decode(s->blocks[l], c->caches[l], c->x, batch, c->x));
+    *out = c->x;
+    srp_layernorm *ln = s->norm;
+    if (ln) {
+        EX_TRY(srp_layernorm_forward(c->x, srp_layernorm_weight(ln), srp_layernorm_bias(ln), batch,
+                                     srp_layernorm_dim(ln), srp_layernorm_eps(ln), c->normed, NULL,
+                                     NULL));
+        *out = c->normed;
+    }
+    return SRP_OK;
 }

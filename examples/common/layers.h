@@ -28,11 +28,25 @@ int ex_linear_names_add(ex_linear_names *t, srp_linear *l, const char *prefix, c
 /* Every linear's srp_linear_params under its name, in table order. */
 void ex_linear_names_params(const ex_linear_names *t, srp_param_list *list);
 
+/* A model's --arch: sigmaReparam or plain linears, the LayerNorms'
+ * placement. */
+typedef struct {
+    const char *name;
+    int sigma;
+    srp_norm_placement norm;
+} ex_arch;
+
 /* A linear of a model whose linears share their mode (sigmaReparam or
  * plain), gamma_init and gain: weights ~ N(0, (0.02 gain)^2), truncated;
  * the seed drawn from rng (NULL: left to whoever creates it). */
 srp_linear_config ex_linear_config(size_t in, size_t out, int sigma, srp_gamma_init gamma_init,
                                    float init_gain, srp_rng *rng);
+
+/* A block of such a model (srp_block_config_default of dim, heads and
+ * mlp_dim) with its four linears so configured (ex_linear_config); their
+ * seeds are left to ex_stack_init. */
+srp_block_config ex_block_config(size_t dim, size_t heads, size_t mlp_dim, int sigma,
+                                 srp_gamma_init gamma_init, float init_gain);
 
 /* The trunk: x_{l+1} = block_l(x_l) for l < depth, then the final
  * LayerNorm (when it has one) of x_depth; rows = batch x tokens. */
@@ -79,5 +93,26 @@ void ex_stack_norm_params(ex_stack *s, srp_param_list *list);
 void ex_stack_state_refs(ex_stack *s, srp_tensor_list *list);
 /* Block layer's attention (NULL out of range). */
 srp_attention *ex_stack_attention(ex_stack *s, size_t layer);
+
+/* Cached decoding through a trunk (srp_block_decode): the eval forward
+ * one position at a time, each block's keys and values kept in its cache,
+ * for up to max_batch sequences of up to max_tokens positions. */
+typedef struct {
+    ex_stack *stack;
+    srp_block_cache **caches; /* [depth] */
+    float *x;                 /* [max_batch][D]: the new position's input, which the model writes */
+    float *normed;            /* [max_batch][D]: the final LayerNorm's output */
+} ex_stack_cache;
+
+/* Free it either way. */
+srp_status ex_stack_cache_init(ex_stack_cache *c, ex_stack *s, size_t dim, size_t max_batch,
+                               size_t max_tokens);
+void ex_stack_cache_free(ex_stack_cache *c);
+void ex_stack_cache_reset(ex_stack_cache *c);
+/* Positions decoded since the last reset. */
+size_t ex_stack_cache_length(const ex_stack_cache *c);
+/* x [batch][D] through the blocks, each from its cache, then the final
+ * LayerNorm: *out [batch][D], x itself or normed. */
+srp_status ex_stack_decode(ex_stack_cache *c, size_t batch, const float **out);
 
 #endif

@@ -95,6 +95,32 @@ static const ex_opt_spec k_shared[] = {
      "PyTorch) instead of a random init"},
 };
 
+ex_code ex_train_options_check(const ex_train_options *o, size_t dim, size_t heads, ex_error *err)
+{
+    if (dim % heads != 0)
+        return ex_fail(err, EX_USAGE, "--heads %zu must divide --dim %zu", heads, dim);
+    if (o->plot_only && !o->plot_path)
+        return ex_fail(err, EX_USAGE, "--plot-only needs --plot FILE.png");
+    return EX_OK;
+}
+
+const char *ex_gamma_init_name(srp_gamma_init g)
+{
+    static const char *const names[] = {"sigma0", "one"};
+    return names[g];
+}
+
+const char *ex_qkv_sigma_name(srp_qkv_sigma q)
+{
+    static const char *const names[] = {"fused", "qk-v", "separate"};
+    return names[q];
+}
+
+const char *ex_optimizer_name(int optimizer)
+{
+    return optimizer == SRP_OPTIM_ADAMW ? "AdamW" : optimizer == SRP_OPTIM_LARS ? "LARS" : "SGD";
+}
+
 /* The table's rows with the shared ones taken in: *rows[MAX_ROWS]. */
 static size_t table_rows(const ex_opt_table *t, ex_opt_spec *rows)
 {

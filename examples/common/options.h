@@ -82,10 +82,22 @@ typedef struct {
     const char *init_from;     /* start from this safetensors model */
 } ex_train_options;
 
+/* What every trainer's check asks of its options: --heads divides --dim,
+ * --plot-only has a --plot to draw; EX_USAGE otherwise. */
+ex_code ex_train_options_check(const ex_train_options *o, size_t dim, size_t heads, ex_error *err);
+
 /* For a table with the "model-files" rows: they go together (--eval-only
  * needs a model to score, --logits --eval-only, --init-from no --resume);
  * EX_USAGE otherwise. */
 ex_code ex_model_files_check(const ex_train_options *o, ex_error *err);
+
+/* The shared choices' values as a command line gives them, which the
+ * checkpoints' metadata records: "sigma0", "qk-v" ... */
+const char *ex_gamma_init_name(srp_gamma_init g);
+const char *ex_qkv_sigma_name(srp_qkv_sigma q);
+/* --optimizer's value (srp_optim_kind) as the trainers' lines print it:
+ * "SGD", "LARS", "AdamW". */
+const char *ex_optimizer_name(int optimizer);
 
 /* Parses argv into opts, which start with the table's defaults, and runs
  * the table's check. --help or -h prints the usage to stdout and returns

@@ -166,6 +166,34 @@ ex_code ex_trainer_load(ex_trainer *t, const char *path, int model_only, ex_erro
                       : ex_checkpoint_load(checkpoint_fill, t, path, 0, &meta, check_run, err);
 }
 
+#define SHAPE_NAME "model.config"
+
+void ex_trainer_shape_ref(srp_tensor_list *list, uint64_t *shape, size_t n)
+{
+    srp_tensor_list_add(list, SHAPE_NAME, NULL, SRP_DTYPE_U64, 1, &n, shape);
+}
+
+ex_code ex_trainer_load_shape(const char *path, uint64_t *shape, size_t n, ex_error *err)
+{
+    const srp_tensor_ref ref = {SHAPE_NAME, SRP_DTYPE_U64, 1, {n}, shape};
+    const srp_status st = srp_checkpoint_load(path, &ref, 1);
+    return st == SRP_OK ? EX_OK : ex_fail_statusf(err, st, "loading the checkpoint %s", path);
+}
+
+ex_code ex_trainer_load_model(ex_trainer *t, const char *path, const ex_linear_names *linears,
+                              ex_error *err)
+{
+    ex_code code = ex_trainer_load(t, path, 1, err);
+    /* The file wrote each sigma into its layer: a bad one is refused. */
+    for (size_t i = 0; code == EX_OK && i < linears->count; i++) {
+        srp_linear *l = linears->linears[i];
+        const srp_status st = srp_linear_set_sigma(l, srp_linear_sigma(l));
+        if (st != SRP_OK)
+            code = ex_fail_statusf(err, st, "%s: a sigma in it is not valid", path);
+    }
+    return code;
+}
+
 ex_code ex_trainer_load_average(ex_trainer *t, const char *path, int *found, ex_error *err)
 {
     *found = 0;

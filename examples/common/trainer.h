@@ -160,6 +160,15 @@ ex_code ex_trainer_create_optimizer(ex_trainer *t, const srp_optim_config *oc,
  * path: nothing); a load of the whole run, or of the model alone. */
 ex_code ex_trainer_save(ex_trainer *t, ex_error *err);
 ex_code ex_trainer_load(ex_trainer *t, const char *path, int model_only, ex_error *err);
+/* A job without training (--generate, --init) takes its model out of a
+ * checkpoint: first the model's shape, the n numbers that model_refs
+ * lists as "model.config" (ex_trainer_shape_ref), to build the model
+ * with; then the model alone (ex_trainer_load), each sigma that the file
+ * wrote into the model's linears checked. */
+void ex_trainer_shape_ref(srp_tensor_list *list, uint64_t *shape, size_t n);
+ex_code ex_trainer_load_shape(const char *path, uint64_t *shape, size_t n, ex_error *err);
+ex_code ex_trainer_load_model(ex_trainer *t, const char *path, const ex_linear_names *linears,
+                              ex_error *err);
 /* --eval-only: the weight average out of a training checkpoint, when the
  * run has one and the file too (*found). */
 ex_code ex_trainer_load_average(ex_trainer *t, const char *path, int *found, ex_error *err);

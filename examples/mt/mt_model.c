@@ -51,14 +51,11 @@ mt_config mt_config_default(void)
                        .embed_std = 0.02f};
 }
 
-static const struct {
-    const char *name;
-    int sigma;
-    srp_norm_placement norm;
-} k_archs[MT_ARCH_COUNT] = {[MT_ARCH_SIGMA_POSTLN] = {"sigma-postln", 1, SRP_NORM_POST},
-                            [MT_ARCH_SIGMA] = {"sigma", 1, SRP_NORM_NONE},
-                            [MT_ARCH_POSTLN] = {"postln", 0, SRP_NORM_POST},
-                            [MT_ARCH_PRELN] = {"preln", 0, SRP_NORM_PRE}};
+static const ex_arch k_archs[MT_ARCH_COUNT] = {
+    [MT_ARCH_SIGMA_POSTLN] = {"sigma-postln", 1, SRP_NORM_POST},
+    [MT_ARCH_SIGMA] = {"sigma", 1, SRP_NORM_NONE},
+    [MT_ARCH_POSTLN] = {"postln", 0, SRP_NORM_POST},
+    [MT_ARCH_PRELN] = {"preln", 0, SRP_NORM_PRE}};
 
 const char *mt_arch_name(mt_arch a) { return a < MT_ARCH_COUNT ? k_archs[a].name : "unknown"; }
 
@@ -71,18 +68,14 @@ static srp_linear_config linear_config(const mt_config *c, size_t in, size_t out
  * ex_stack_init_named, and the cross-attention's here. */
 static srp_block_config block_config(const mt_config *c, int cross)
 {
-    const size_t D = c->dim;
-    srp_block_config bc = srp_block_config_default(D, c->heads, c->mlp_dim);
+    srp_block_config bc = ex_block_config(c->dim, c->heads, c->mlp_dim, k_archs[c->arch].sigma,
+                                          c->gamma_init, c->init_gain);
     bc.norm = k_archs[c->arch].norm;
     bc.norm_eps = LN_EPS;
     bc.causal = cross;
     bc.cross = cross;
     bc.max_memory_tokens = c->max_src;
     bc.qkv_sigma = c->qkv_sigma;
-    bc.qkv = linear_config(c, D, 3 * D, NULL);
-    bc.proj = linear_config(c, D, D, NULL);
-    bc.fc1 = linear_config(c, D, c->mlp_dim, NULL);
-    bc.fc2 = linear_config(c, c->mlp_dim, D, NULL);
     return bc;
 }
 
@@ -367,10 +360,8 @@ srp_attention *mt_attention_at(mt_model *m, size_t layer)
 struct mt_decoder {
     mt_model *m;
     size_t max_batch;
-    srp_block_cache **caches; /* [dec_layers] */
-    float *x;                 /* [max_batch][D]: the residual stream of the new position */
-    float *normed;            /* [max_batch][D]: the final LayerNorm's output */
-    float *logits;            /* [max_batch][MT_VOCAB] */
+    ex_stack_cache cache; /* the decoder blocks' caches; cache.x: the new position's stream */
+    float *logits;        /* [max_batch][MT_VOCAB] */
 };
 
 srp_status mt_decoder_create(mt_decoder **out, mt_model *m, size_t max_batch)
@@ -383,33 +374,23 @@ srp_status mt_decoder_create(mt_decoder **out, mt_model *m, size_t max_batch)
         return SRP_ERR_NOMEM;
     d->m = m;
     d->max_batch = max_batch;
-    const size_t depth = m->dec.depth, D = m->cfg.dim;
-    srp_status st = SRP_ERR_NOMEM;
-    d->caches = calloc(depth, sizeof(*d->caches));
-    if (!d->caches || !ex_alloc_floats(&d->x, max_batch * D) ||
-        !ex_alloc_floats(&d->normed, max_batch * D) ||
-        !ex_alloc_floats(&d->logits, max_batch * MT_VOCAB))
-        goto fail;
-    for (size_t l = 0; l < depth; l++)
-        if ((st = srp_block_cache_create(&d->caches[l], m->dec.blocks[l], max_batch,
-                                         m->cfg.max_tgt + 1)) != SRP_OK)
-            goto fail;
+    srp_status st =
+        ex_stack_cache_init(&d->cache, &m->dec, m->cfg.dim, max_batch, m->cfg.max_tgt + 1);
+    if (st == SRP_OK && !ex_alloc_floats(&d->logits, max_batch * MT_VOCAB))
+        st = SRP_ERR_NOMEM;
+    if (st != SRP_OK) {
+        mt_decoder_destroy(d);
+        return st;
+    }
     *out = d;
     return SRP_OK;
-fail:
-    mt_decoder_destroy(d);
-    return st;
 }
 
 void mt_decoder_destroy(mt_decoder *d)
 {
     if (!d)
         return;
-    for (size_t l = 0; d->caches && l < d->m->dec.depth; l++)
-        srp_block_cache_destroy(d->caches[l]);
-    free(d->caches);
-    free(d->x);
-    free(d->normed);
+    ex_stack_cache_free(&d->cache);
     free(d->logits);
     free(d);
 }
@@ -422,15 +403,12 @@ srp_status mt_decoder_start(mt_decoder *d)
     if (m->batch == 0)
         return SRP_ERR_ORDER;
     for (size_t l = 0; l < m->dec.depth; l++)
-        EX_TRY(srp_block_cache_set_memory(d->caches[l], m->memory, m->batch, m->src_tokens,
+        EX_TRY(srp_block_cache_set_memory(d->cache.caches[l], m->memory, m->batch, m->src_tokens,
                                           m->src_len));
     return SRP_OK;
 }
 
-size_t mt_decoder_length(const mt_decoder *d)
-{
-    return d ? srp_block_cache_length(d->caches[0]) : 0;
-}
+size_t mt_decoder_length(const mt_decoder *d) { return d ? ex_stack_cache_length(&d->cache) : 0; }
 
 srp_status mt_decoder_step(mt_decoder *d, const uint32_t *tokens, size_t batch,
                            const float **logits)
@@ -443,20 +421,14 @@ srp_status mt_decoder_step(mt_decoder *d, const uint32_t *tokens, size_t batch,
         return SRP_ERR_SHAPE;
     /* mt_decode's path for one position: embedding plus position t, the
      * blocks (each from its cache), the final LayerNorm, the head */
-    EX_TRY(srp_embedding_forward(m->tgt.wte, tokens, batch, d->x));
+    float *x = d->cache.x;
+    EX_TRY(srp_embedding_forward(m->tgt.wte, tokens, batch, x));
     const float scale = m->tgt.scale;
     for (size_t b = 0; b < batch; b++)
         for (size_t i = 0; i < D; i++)
-            d->x[b * D + i] = scale * d->x[b * D + i] + m->tgt.pos[t * D + i]; /* 1 x is x */
-    for (size_t l = 0; l < m->dec.depth; l++)
-        EX_TRY(srp_block_decode(m->dec.blocks[l], d->caches[l], d->x, batch, d->x));
-    const float *f = d->x;
-    srp_layernorm *ln = m->dec.norm;
-    if (ln) {
-        EX_TRY(srp_layernorm_forward(d->x, srp_layernorm_weight(ln), srp_layernorm_bias(ln), batch,
-                                     D, srp_layernorm_eps(ln), d->normed, NULL, NULL));
-        f = d->normed;
-    }
+            x[b * D + i] = scale * x[b * D + i] + m->tgt.pos[t * D + i]; /* 1 x is x */
+    const float *f;
+    EX_TRY(ex_stack_decode(&d->cache, batch, &f));
     EX_TRY(m->head ? srp_linear_forward(m->head, f, batch, d->logits, SRP_EVAL)
                    : srp_embedding_logits(m->tgt.wte, f, batch, d->logits));
     if (logits)
@@ -469,6 +441,6 @@ srp_status mt_decoder_select(mt_decoder *d, const size_t *rows, size_t batch)
     if (!d || !rows || batch == 0 || batch > d->max_batch)
         return SRP_ERR_INVALID_ARG;
     for (size_t l = 0; l < d->m->dec.depth; l++)
-        EX_TRY(srp_block_cache_select(d->caches[l], rows, batch));
+        EX_TRY(srp_block_cache_select(d->cache.caches[l], rows, batch));
     return SRP_OK;
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/budget.h"
 #include "common/options.h"
 #include "mt_model.h"
 
@@ -16,19 +17,12 @@ typedef struct {
     ex_train_options run; /* batch, threads, seed, clip, output, resume, collapse watch */
     mt_config model;
 
-    /* optimization */
-    int optimizer; /* srp_optim_kind */
-    float lr, momentum, weight_decay, beta2, min_lr;
-    float gamma_lr_mult, embed_lr_mult;
-    int schedule; /* srp_lr_kind */
-    uint64_t warmup_steps;
+    ex_schedule_options optim; /* the optimizer, the schedule, --steps, --minutes */
     float label_smoothing;
 
     /* data and run */
     const char *lang, *locale_dir;
-    size_t max_bytes; /* the corpus's cap on either side (the splits depend on it) */
-    float minutes;    /* wall-clock budget of the training (0: --steps only) */
-    uint64_t steps;
+    size_t max_bytes;    /* the corpus's cap on either side (the splits depend on it) */
     uint64_t eval_every; /* steps between validation cross-entropies */
     size_t eval_pairs;   /* validation pairs of each periodic evaluation (0: all) */
 

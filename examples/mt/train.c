@@ -386,8 +386,6 @@ static void model_config_record(const mt_config *c, uint64_t *rec)
 static void metadata(ex_trainer *t, ex_metadata *meta)
 {
     const mt_config *c = mt_get_config(mt(t)->model);
-    static const char *const gamma_inits[] = {"sigma0", "one"};
-    static const char *const qkv_sigmas[] = {"fused", "qk-v", "separate"};
     static const char *const ties[] = {"none", "enc-dec", "all"};
     ex_metadata_init(meta, "mt", NULL);
     ex_metadata_add(meta, "arch", "%s", mt_arch_name(c->arch));
@@ -397,16 +395,15 @@ static void metadata(ex_trainer *t, ex_metadata *meta)
     ex_metadata_add(meta, "dec-layers", "%zu", c->dec_layers);
     ex_metadata_add(meta, "heads", "%zu", c->heads);
     ex_metadata_add(meta, "mlp-dim", "%zu", c->mlp_dim);
-    ex_metadata_add(meta, "gamma-init", "%s", gamma_inits[c->gamma_init]);
-    ex_metadata_add(meta, "qkv-sigma", "%s", qkv_sigmas[c->qkv_sigma]);
+    ex_metadata_add(meta, "gamma-init", "%s", ex_gamma_init_name(c->gamma_init));
+    ex_metadata_add(meta, "qkv-sigma", "%s", ex_qkv_sigma_name(c->qkv_sigma));
     ex_metadata_add(meta, "tie-embeddings", "%s", ties[c->tie]);
 }
 
 static void model_refs(ex_trainer *base, srp_tensor_list *list)
 {
     mt_trainer *t = mt(base);
-    const size_t n = CONFIG_FIELDS;
-    srp_tensor_list_add(list, "model.config", NULL, SRP_DTYPE_U64, 1, &n, t->config);
+    ex_trainer_shape_ref(list, t->config, CONFIG_FIELDS);
     mt_model_state_refs(t->model, list);
 }
 
@@ -458,11 +455,8 @@ static void describe_model(ex_trainer *base)
     printf("translator: %s, %zu+%zu blocks, dim %zu, %zu heads, mlp %zu, up to %zu bytes | %s, "
            "lr %g, label smoothing %g | batch %zu\n",
            mt_arch_name(c->arch), c->enc_layers, c->dec_layers, c->dim, c->heads, c->mlp_dim,
-           c->max_src,
-           o->optimizer == SRP_OPTIM_ADAMW  ? "AdamW"
-           : o->optimizer == SRP_OPTIM_LARS ? "LARS"
-                                            : "SGD",
-           (double)o->lr, (double)o->label_smoothing, o->run.batch);
+           c->max_src, ex_optimizer_name(o->optim.optimizer), (double)o->optim.lr,
+           (double)o->label_smoothing, o->run.batch);
 }
 
 /* ---- set-up ---- */
@@ -550,15 +544,7 @@ static ex_code build(ex_trainer *base, ex_error *err)
     base->heads = o->model.heads;
     base->tokens = o->model.max_tgt + 1;
     base->normalized = 1; /* rows of every length: 1 is uniform attention */
-    const float e = o->embed_lr_mult, lr_mult[5] = {1.0f, e, o->gamma_lr_mult, 1.0f, e};
-    srp_optim_config oc = srp_optim_config_default((srp_optim_kind)o->optimizer);
-    oc.weight_decay = o->weight_decay;
-    oc.momentum = o->momentum;
-    oc.beta2 = o->beta2;
-    if ((code = ex_trainer_create_optimizer(base, &oc, lr_mult, 0, NULL, err)) != EX_OK)
-        return code;
-    if ((code = ex_schedule_init(&t->schedule, (srp_lr_kind)o->schedule, o->lr, o->min_lr,
-                                 o->warmup_steps, o->steps, o->minutes, err)) != EX_OK)
+    if ((code = ex_schedule_build(&t->schedule, &o->optim, base, err)) != EX_OK)
         return code;
     if ((code = alloc_buffers(t, base->local_batch, err)) != EX_OK)
         return code;
@@ -661,10 +647,9 @@ static ex_code translate_from_checkpoint(mt_trainer *t, ex_error *err)
 {
     const mt_options *o = &t->opt;
     uint64_t *v = t->config;
-    const srp_tensor_ref shape = {"model.config", SRP_DTYPE_U64, 1, {CONFIG_FIELDS}, v};
-    const srp_status loaded = srp_checkpoint_load(o->init_path, &shape, 1);
-    if (loaded != SRP_OK)
-        return ex_fail_statusf(err, loaded, "loading the checkpoint %s", o->init_path);
+    ex_code code = ex_trainer_load_shape(o->init_path, v, CONFIG_FIELDS, err);
+    if (code != EX_OK)
+        return code;
     mt_config c = mt_config_default();
     c.max_src = v[0];
     c.max_tgt = v[1];
@@ -678,21 +663,14 @@ static ex_code translate_from_checkpoint(mt_trainer *t, ex_error *err)
     c.qkv_sigma = (srp_qkv_sigma)v[9];
     c.tie = (mt_tie)v[10];
     c.max_batch = o->run.batch;
-    srp_status st = v[7] < MT_ARCH_COUNT && v[8] <= SRP_GAMMA_INIT_ONE &&
-                            v[9] <= SRP_QKV_SIGMA_SEPARATE && v[10] < MT_TIE_COUNT &&
-                            v[0] <= 1024 && v[1] <= 1024
-                        ? mt_create(&t->model, &c)
-                        : SRP_ERR_FORMAT;
+    const srp_status st = v[7] < MT_ARCH_COUNT && v[8] <= SRP_GAMMA_INIT_ONE &&
+                                  v[9] <= SRP_QKV_SIGMA_SEPARATE && v[10] < MT_TIE_COUNT &&
+                                  v[0] <= 1024 && v[1] <= 1024
+                              ? mt_create(&t->model, &c)
+                              : SRP_ERR_FORMAT;
     if (st != SRP_OK)
         return ex_fail_statusf(err, st, "%s: its model configuration is not valid", o->init_path);
-    ex_code code = ex_trainer_load(&t->base, o->init_path, 1, err);
-    /* the file wrote each sigma into its layer: a bad one is refused */
-    const ex_linear_names *linears = mt_linears(t->model);
-    for (size_t i = 0; code == EX_OK && i < linears->count; i++) {
-        srp_linear *l = linears->linears[i];
-        if ((st = srp_linear_set_sigma(l, srp_linear_sigma(l))) != SRP_OK)
-            code = ex_fail_statusf(err, st, "%s: a sigma in it is not valid", o->init_path);
-    }
+    code = ex_trainer_load_model(&t->base, o->init_path, mt_linears(t->model), err);
     if (code == EX_OK)
         code = alloc_buffers(t, c.max_batch, err);
     return code == EX_OK ? translate_texts(t, err) : code;

@@ -78,15 +78,11 @@ static srp_linear_config linear_config(const vit_config *c, size_t in, size_t ou
  * draws their seeds from its own seed; ex_stack_init draws the seeds. */
 static srp_block_config block_config(const vit_config *c)
 {
-    const size_t D = c->dim;
-    srp_block_config bc = srp_block_config_default(D, c->heads, c->mlp_dim);
+    srp_block_config bc = ex_block_config(c->dim, c->heads, c->mlp_dim, c->sigma_reparam,
+                                          c->gamma_init, c->init_gain);
     bc.norm = c->layernorm ? SRP_NORM_PRE : SRP_NORM_NONE;
     bc.norm_eps = LN_EPS;
     bc.qkv_sigma = c->qkv_sigma;
-    bc.qkv = linear_config(c, D, 3 * D, NULL);
-    bc.proj = linear_config(c, D, D, NULL);
-    bc.fc1 = linear_config(c, D, c->mlp_dim, NULL);
-    bc.fc2 = linear_config(c, c->mlp_dim, D, NULL);
     return bc;
 }
 

@@ -234,8 +234,6 @@ static void state_refs(ex_trainer *base, srp_tensor_list *list)
 static void model_metadata(ex_trainer *t, ex_metadata *meta)
 {
     const vit_config *c = vit_get_config(vt(t)->model);
-    static const char *const gamma_inits[] = {"sigma0", "one"};
-    static const char *const qkv_sigmas[] = {"fused", "qk-v", "separate"};
     /* A file of an older build would load its stem's kernels permuted: they
      * had the same shapes, channels last, before the stem moved onto
      * srp_conv2d. Without a stem, its shapes can tell. */
@@ -259,8 +257,8 @@ static void model_metadata(ex_trainer *t, ex_metadata *meta)
     ex_metadata_add(meta, "mlp-dim", "%zu", c->mlp_dim);
     ex_metadata_add(meta, "no-sn", "%d", !c->sigma_reparam);
     ex_metadata_add(meta, "layernorm", "%d", c->layernorm);
-    ex_metadata_add(meta, "gamma-init", "%s", gamma_inits[c->gamma_init]);
-    ex_metadata_add(meta, "qkv-sigma", "%s", qkv_sigmas[c->qkv_sigma]);
+    ex_metadata_add(meta, "gamma-init", "%s", ex_gamma_init_name(c->gamma_init));
+    ex_metadata_add(meta, "qkv-sigma", "%s", ex_qkv_sigma_name(c->qkv_sigma));
     ex_metadata_add(meta, "pool", "%s", c->pool == VIT_POOL_MEAN ? "mean" : "cls");
 }
 

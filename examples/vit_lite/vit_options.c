@@ -163,14 +163,12 @@ static ex_code check(void *opts, ex_error *err)
     vit_stem_format(o->model.stem_layers, o->model.stem_channels, o->model.stem_strides,
                     o->stem_text, sizeof(o->stem_text));
     o->stem = o->stem_text;
-    if (o->model.dim % o->model.heads != 0)
-        return ex_fail(err, EX_USAGE, "--heads %zu must divide --dim %zu", o->model.heads,
-                       o->model.dim);
+    const ex_code common = ex_train_options_check(&o->run, o->model.dim, o->model.heads, err);
+    if (common != EX_OK)
+        return common;
     const ex_code files = ex_model_files_check(&o->run, err);
     if (files != EX_OK)
         return files;
-    if (o->run.plot_only && !o->run.plot_path)
-        return ex_fail(err, EX_USAGE, "--plot-only needs --plot FILE.png");
     if ((o->dataset == VIT_DATA_MNIST || o->dataset == VIT_DATA_CIFAR10) && !o->data_dir)
         return ex_fail(err, EX_USAGE, "--dataset %s needs --data-dir (%s)",
                        vit_dataset_name(o->dataset),

@@ -173,17 +173,7 @@ static void test_backward_matches_differences(void **state)
             tok[i] = 'a' + (uint32_t)srp_rng_below(&r, 4);
             targets[i] = 'a' + (int)srp_rng_below(&r, 4);
         }
-        for (size_t i = 0; i < count; i++) { /* non-trivial values everywhere */
-            const srp_param_kind kind = srp_param_list_kind(plist, i);
-            if (kind == SRP_PARAM_GAMMA)
-                params[i].data[0] = 1.2f + 0.3f * (float)srp_rng_uniform(&r);
-            else if (kind == SRP_PARAM_BIAS || kind == SRP_PARAM_NORM)
-                fill_normal_f(&r, params[i].data, params[i].size, 0.3);
-            if (kind == SRP_PARAM_NORM && strstr(params[i].name, "weight"))
-                for (size_t j = 0; j < params[i].size; j++)
-                    params[i].data[j] += 1.0f;
-            memset(params[i].grad, 0, sizeof(float) * params[i].size);
-        }
+        randomize_params(plist, &r); /* non-trivial values everywhere */
         const float *logits;
         float *dlogits = malloc(sizeof(float) * B * T * LM_VOCAB);
         assert_non_null(dlogits);

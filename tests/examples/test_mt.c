@@ -127,17 +127,7 @@ static void backward_matches_differences(const mt_config *cfg, uint64_t seed)
     uint32_t src[B * S], tgt[B * T];
     int labels[B * T];
     tiny_batch(&r, src, tgt, labels);
-    for (size_t i = 0; i < count; i++) { /* non-trivial values everywhere */
-        const srp_param_kind kind = srp_param_list_kind(plist, i);
-        if (kind == SRP_PARAM_GAMMA)
-            params[i].data[0] = 1.2f + 0.3f * (float)srp_rng_uniform(&r);
-        else if (kind == SRP_PARAM_BIAS || kind == SRP_PARAM_NORM)
-            fill_normal_f(&r, params[i].data, params[i].size, 0.3);
-        if (kind == SRP_PARAM_NORM && strstr(params[i].name, "weight"))
-            for (size_t j = 0; j < params[i].size; j++)
-                params[i].data[j] += 1.0f;
-        memset(params[i].grad, 0, sizeof(float) * params[i].size);
-    }
+    randomize_params(plist, &r); /* non-trivial values everywhere */
     mt_problem P = {m, src, tgt, labels, 0.1f};
     float *dlogits = malloc(sizeof(float) * B * T * MT_VOCAB);
     assert_non_null(dlogits);

@@ -350,6 +350,22 @@ void randomize_block(srp_block *b, srp_rng *r, float gamma_step)
     }
 }
 
+void randomize_params(srp_param_list *list, srp_rng *r)
+{
+    srp_param *params = srp_param_list_entries(list);
+    for (size_t i = 0; i < srp_param_list_count(list); i++) {
+        const srp_param_kind kind = srp_param_list_kind(list, i);
+        if (kind == SRP_PARAM_GAMMA)
+            params[i].data[0] = 1.2f + 0.3f * (float)srp_rng_uniform(r);
+        else if (kind == SRP_PARAM_BIAS || kind == SRP_PARAM_NORM)
+            fill_normal_f(r, params[i].data, params[i].size, 0.3);
+        if (kind == SRP_PARAM_NORM && strstr(params[i].name, "weight"))
+            for (size_t j = 0; j < params[i].size; j++)
+                params[i].data[j] += 1.0f;
+        memset(params[i].grad, 0, sizeof(float) * params[i].size);
+    }
+}
+
 static uint64_t splitmix_mix(uint64_t key, uint64_t i)
 {
     uint64_t z = key + (i + 1) * 0x9E3779B97F4A7C15ull;

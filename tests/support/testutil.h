@@ -92,6 +92,11 @@ srp_linear *make_linear(size_t in, size_t out, srp_reparam mode, int bias, uint6
  * and gamma = sigma (0.7 + gamma_step i) for linear i (so gamma != sigma);
  * each LayerNorm's weight ~ 1 + N(0, 0.3^2) and bias ~ N(0, 0.3^2). */
 void randomize_block(srp_block *b, srp_rng *r, float gamma_step);
+/* A whole model's parameters made non-trivial for its gradient check, by
+ * kind: each gamma 1.2 + U(0, 0.3), biases and LayerNorm parameters
+ * ~ N(0, 0.3^2) (the LayerNorm weights 1 more); the rest kept; every
+ * gradient zeroed. */
+void randomize_params(srp_param_list *list, srp_rng *r);
 /* The dropout and drop-path masks' rule that block.h documents, written
  * out again so that the tests check the library against its header:
  * m[i] = 1 / (1 - p) (as the float scale the library applies) when

@@ -104,7 +104,7 @@ typedef struct {
     float *normed;            /* [max_batch][D]: the final LayerNorm's output */
 } ex_stack_cache;
 
-/* Free it either way. */
+/* dim: D, the stack's width. Free it either way. */
 srp_status ex_stack_cache_init(ex_stack_cache *c, ex_stack *s, size_t dim, size_t max_batch,
                                size_t max_tokens);
 void ex_stack_cache_free(ex_stack_cache *c);

@@ -107,13 +107,13 @@ ex_code ex_train_options_check(const ex_train_options *o, size_t dim, size_t hea
 const char *ex_gamma_init_name(srp_gamma_init g)
 {
     static const char *const names[] = {"sigma0", "one"};
-    return names[g];
+    return (size_t)g < sizeof(names) / sizeof(names[0]) ? names[g] : "unknown";
 }
 
 const char *ex_qkv_sigma_name(srp_qkv_sigma q)
 {
     static const char *const names[] = {"fused", "qk-v", "separate"};
-    return names[q];
+    return (size_t)q < sizeof(names) / sizeof(names[0]) ? names[q] : "unknown";
 }
 
 const char *ex_optimizer_name(int optimizer)

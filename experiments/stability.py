@@ -63,6 +63,11 @@ LM_ARMS = [
                                           "--init-gain", "1"], 4e-3),
 ]
 LM_DEPTHS = [2, 4, 8, 16]
+# experiments/mt_depth.py's section of the report, between these lines,
+# placed before MT_DEPTH_BEFORE: a rewrite of the report keeps it.
+MT_DEPTH_BEGIN = "<!-- experiments/mt_depth.py writes from here -->"
+MT_DEPTH_END = "<!-- to here -->"
+MT_DEPTH_BEFORE = "## Entropy collapse as it happens"
 
 
 def settings(quick):
@@ -98,13 +103,13 @@ def settings(quick):
 # Running and reading one run
 # ---------------------------------------------------------------------------
 
-def run(exe, flags, name, out):
+def run(exe, flags, name, out, threads=2):
     """Runs a trainer once (or reuses a finished run's files); its record."""
     metrics = os.path.join(out, name + ".jsonl")
     log = os.path.join(out, name + ".log")
     done = os.path.join(out, name + ".exit")
     if not os.path.exists(done):
-        cmd = [exe, "--threads", "2", "--log-every", "1", "--bound-every", "10",
+        cmd = [exe, "--threads", str(threads), "--log-every", "1", "--bound-every", "10",
                "--metrics", metrics] + flags
         t0 = time.time()
         with open(log, "w") as f:
@@ -679,7 +684,17 @@ In words: %s.
         run_table(depth, "val_bpc", "val bpc", "depth"),
         reading(vit, lm, depth, trained, total))
     with open(cfg["report"], "w") as f:
-        f.write(text)
+        f.write(with_kept_section(text, cfg["report"]))
+
+
+def with_kept_section(text, path):
+    """text with the translation depth section of the report at path, if any."""
+    old = open(path).read() if os.path.exists(path) else ""
+    if MT_DEPTH_BEGIN not in old or MT_DEPTH_END not in old:
+        return text
+    kept = old[old.index(MT_DEPTH_BEGIN):old.index(MT_DEPTH_END) + len(MT_DEPTH_END)]
+    at = text.index(MT_DEPTH_BEFORE)
+    return text[:at] + kept + "\n\n" + text[at:]
 
 
 def reading(vit, lm, depth, trained, total):

@@ -11,11 +11,9 @@ spikes, collapse warnings). Writes its section into docs/RESULTS.md between
 two marker lines, which stability.py keeps when it rewrites the rest.
 --quick: tiny runs on the same path, reported to runs/mt-depth-quick/.
 """
-import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stability  # noqa: E402  (beside this file)
@@ -171,16 +169,7 @@ def write(cfg, text):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny runs on the same path")
-    args = ap.parse_args()
-    cfg = settings(args.quick)
-    os.makedirs(cfg["out"], exist_ok=True)
-    t0 = time.time()
-
-    def log(msg):
-        print("[%5.0f s] %s" % (time.time() - t0, msg), flush=True)
-
+    args, cfg, log = stability.start(__doc__, settings)
     arms = sweep(cfg, log)
     seconds = sum(stability.RUN_SECONDS.values())
     write(cfg, section(cfg, arms, seconds, args.quick))

@@ -729,17 +729,24 @@ def reading(vit, lm, depth, trained, total):
     return "\n".join(lines)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny runs on the same path (about a minute)")
+def start(doc, settings_of):
+    """A study's command line (--quick), its settings, its output folder and
+    a log that stamps each line with the seconds since the start."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny runs on the same path")
     args = ap.parse_args()
-    cfg = settings(args.quick)
+    cfg = settings_of(args.quick)
     os.makedirs(cfg["out"], exist_ok=True)
     t0 = time.time()
 
     def log(msg):
         print("[%5.0f s] %s" % (time.time() - t0, msg), flush=True)
 
+    return args, cfg, log
+
+
+def main():
+    args, cfg, log = start(__doc__, settings)
     vit = vit_sweep(cfg, log)
     lm = lm_sweep(cfg, log)
     depth = depth_sweep(cfg, log)

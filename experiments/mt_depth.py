@@ -78,13 +78,14 @@ def sweep(cfg, log):
         for lr in cfg["grid"]:
             r = train(cfg, flags, cfg["depths"][0], lr, 0, "%s-search-lr%g" % (key, lr))
             scores.append((r["bpb"] if stability.finite(r["bpb"]) else float("inf"), lr))
-            log("%s lr %g (search, %d+%d): val bpb %s" % (key, lr, cfg["depths"][0],
-                                                         cfg["depths"][0], stability.fmt(r["bpb"], 4)))
+            log("%s lr %g (search, %d+%d): val bpb %s" % (
+                key, lr, cfg["depths"][0], cfg["depths"][0], stability.fmt(r["bpb"], 4)))
         base = min(scores)[1]
         arm = dict(label=label, flags=flags, base=base, search=scores, runs={})
         for depth in cfg["depths"]:
             for seed in cfg["seeds"]:
-                r = train(cfg, flags, depth, base, seed, "%s-d%d-lr%g-seed%d" % (key, depth, base, seed))
+                name = "%s-d%d-lr%g-seed%d" % (key, depth, base, seed)
+                r = train(cfg, flags, depth, base, seed, name)
                 arm["runs"][(depth, seed)] = r
                 log("%s %d+%d seed %d: val bpb %s, chrF2 %s%s%s, %d warnings" % (
                     key, depth, depth, seed, stability.fmt(r["bpb"], 4),
@@ -94,36 +95,46 @@ def sweep(cfg, log):
     return arms
 
 
-def cell(arm, depth, cfg, metric, digits):
+def cell(arm, depth, cfg, metric):
+    """Bits per byte: mean ± std over the seeds; chrF2: the mean, then each
+    seed's. Diverged and spiked runs counted after."""
     runs = [arm["runs"][(depth, s)] for s in cfg["seeds"]]
-    text = stability.mean_std([r[metric] for r in runs])
-    if not any(stability.finite(r[metric]) for r in runs):
+    values = [r[metric] for r in runs if stability.finite(r[metric])]
+    if not values:
         text = "-"
-    elif digits == 2:  # chrF: one decimal place less than mean_std's
-        vals = [r[metric] for r in runs if stability.finite(r[metric])]
-        mean = sum(vals) / len(vals)
-        text = "%.2f" % mean + (" (%s)" % ", ".join("%.2f" % v for v in vals) if len(vals) > 1
-                               else "")
+    elif metric == "bpb":
+        text = stability.mean_std(values)
+    else:
+        text = "%.2f" % (sum(values) / len(values))
+        if len(values) > 1:
+            text += " (%s)" % ", ".join("%.2f" % v for v in values)
     notes = [w for w in ("diverged", "spiked") if sum(r[w] for r in runs)]
     if notes:
         text += " (%s)" % ", ".join("%d %s" % (sum(r[w] for r in runs), w) for w in notes)
     return text
 
 
+def copy_baseline(cfg, arms):
+    """The copy baseline's validation chrF2, from a run's metrics header."""
+    name = next(iter(next(iter(arms.values()))["runs"].values()))["name"]
+    with open(os.path.join(cfg["out"], name + ".jsonl")) as f:
+        return json.loads(f.readline()).get("copy_chrf_val")
+
+
 def section(cfg, arms, seconds, quick):
     depths = cfg["depths"]
     head = "| arm | lr | " + " | ".join("%d+%d" % (d, d) for d in depths) + " |"
     rule = "|---|---|" + "---|" * len(depths)
-    def lr(a):  # a base at the grid's end may not be the arm's best
-        return "%g%s" % (a["base"], " (grid's end)" if a["base"] in (min(cfg["grid"]),
-                                                                      max(cfg["grid"])) else "")
+    def base_text(a):  # a base at the grid's end may not be the arm's best
+        end = a["base"] in (min(cfg["grid"]), max(cfg["grid"]))
+        return "%g%s" % (a["base"], " (grid's end)" if end else "")
 
-    bpb_rows = ["| %s | %s | %s |" % (a["label"], lr(a), " | ".join(
-        cell(a, d, cfg, "bpb", 4) for d in depths)) for a in arms.values()]
-    chrf_rows = ["| %s | %s | %s |" % (a["label"], lr(a), " | ".join(
-        cell(a, d, cfg, "chrf", 2) for d in depths)) for a in arms.values()]
+    def rows(metric):
+        return ["| %s | %s | %s |" % (a["label"], base_text(a), " | ".join(
+            cell(a, d, cfg, metric) for d in depths)) for a in arms.values()]
+
     search = "; ".join("%s: %s" % (k, ", ".join(
-        "%g → %s" % (lr, stability.fmt(b, 4) if b != float("inf") else "diverged")
+        "%g → %s" % (lr, stability.fmt(b, 4) if b != float("inf") else "no result")
         for b, lr in sorted(a["search"], key=lambda t: t[1]))) for k, a in arms.items())
     runs = [r for a in arms.values() for r in a["runs"].values()]
     healthy = sum(1 for r in runs if not r["unhealthy"] and not r["failed"])
@@ -132,8 +143,9 @@ def section(cfg, arms, seconds, quick):
         "## Translation: depth, sigmaReparam + post-LN against post-LN and pre-LN",
         "",
         "Produced by `bash experiments/mt-depth.sh%s` (%d runs, one thread each, %.0f minutes "
-        "in all, the sum of the runs' wall times, on %s): `mt-train` (docs/translation.md), English to German, with its defaults but for "
-        "`%s`, encoder and decoder of the same depth, seeds %s. Each arm's lr is the lowest "
+        "in all, the sum of the runs' wall times, on %s): `mt-train` (docs/translation.md), "
+        "English to German, with its defaults but for `%s`, encoder and decoder of the same "
+        "depth, seeds %s. Each arm's lr is the lowest "
         "final validation bits per byte over %s at %d+%d blocks, seed 0 (%s). The test split is "
         "not used. %d of %d runs healthy (neither diverged nor spiked; a diverged run's cell "
         "counts only its healthy seeds). Healthy says nothing of a run that stalls: read the "
@@ -145,11 +157,12 @@ def section(cfg, arms, seconds, quick):
         "",
         "Final validation bits per target byte (mean ± std over the seeds; lower is better):",
         "",
-        head, rule] + bpb_rows + [
+        head, rule] + rows("bpb") + [
         "",
-        "Validation chrF2, greedy (the mean, then each seed; the copy baseline is 25.34):",
+        "Validation chrF2, greedy (the mean, then each seed; the copy baseline's is %s):"
+        % stability.fmt(copy_baseline(cfg, arms), 2),
         "",
-        head, rule] + chrf_rows + ["", END, ""])
+        head, rule] + rows("chrf") + ["", END, ""])
 
 
 def write(cfg, text):

@@ -251,8 +251,7 @@ srp_status lm_decoder_create(lm_decoder **out, lm_model *m, size_t max_batch)
         return SRP_ERR_NOMEM;
     d->m = m;
     d->max_batch = max_batch;
-    srp_status st =
-        ex_stack_cache_init(&d->cache, &m->stack, m->cfg.dim, max_batch, m->cfg.context);
+    srp_status st = ex_stack_cache_init(&d->cache, &m->stack, max_batch, m->cfg.context);
     if (st == SRP_OK && !ex_alloc_floats(&d->logits, max_batch * LM_VOCAB))
         st = SRP_ERR_NOMEM;
     if (st != SRP_OK) {

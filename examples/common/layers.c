@@ -190,11 +190,14 @@ srp_attention *ex_stack_attention(ex_stack *s, size_t layer)
     return layer < s->depth ? srp_block_attention(s->blocks[layer]) : NULL;
 }
 
-srp_status ex_stack_cache_init(ex_stack_cache *c, ex_stack *s, size_t dim, size_t max_batch,
+srp_status ex_stack_cache_init(ex_stack_cache *c, const ex_stack *s, size_t max_batch,
                                size_t max_tokens)
 {
     memset(c, 0, sizeof(*c));
     c->stack = s;
+    if (s->depth == 0)
+        return SRP_ERR_INVALID_ARG;
+    const size_t dim = srp_block_dim(s->blocks[0]);
     c->caches = calloc(s->depth, sizeof(*c->caches));
     if (!c->caches || !ex_alloc_floats(&c->x, max_batch * dim) ||
         !ex_alloc_floats(&c->normed, max_batch * dim))

@@ -98,14 +98,15 @@ srp_attention *ex_stack_attention(ex_stack *s, size_t layer);
  * one position at a time, each block's keys and values kept in its cache,
  * for up to max_batch sequences of up to max_tokens positions. */
 typedef struct {
-    ex_stack *stack;
+    const ex_stack *stack;
     srp_block_cache **caches; /* [depth] */
     float *x;                 /* [max_batch][D]: the new position's input, which the model writes */
     float *normed;            /* [max_batch][D]: the final LayerNorm's output */
 } ex_stack_cache;
 
-/* dim: D, the stack's width. Free it either way. */
-srp_status ex_stack_cache_init(ex_stack_cache *c, ex_stack *s, size_t dim, size_t max_batch,
+/* For a stack of at least one block (SRP_ERR_INVALID_ARG otherwise). Free
+ * it either way. */
+srp_status ex_stack_cache_init(ex_stack_cache *c, const ex_stack *s, size_t max_batch,
                                size_t max_tokens);
 void ex_stack_cache_free(ex_stack_cache *c);
 void ex_stack_cache_reset(ex_stack_cache *c);

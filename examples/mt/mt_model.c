@@ -374,8 +374,7 @@ srp_status mt_decoder_create(mt_decoder **out, mt_model *m, size_t max_batch)
         return SRP_ERR_NOMEM;
     d->m = m;
     d->max_batch = max_batch;
-    srp_status st =
-        ex_stack_cache_init(&d->cache, &m->dec, m->cfg.dim, max_batch, m->cfg.max_tgt + 1);
+    srp_status st = ex_stack_cache_init(&d->cache, &m->dec, max_batch, m->cfg.max_tgt + 1);
     if (st == SRP_OK && !ex_alloc_floats(&d->logits, max_batch * MT_VOCAB))
         st = SRP_ERR_NOMEM;
     if (st != SRP_OK) {

@@ -369,17 +369,11 @@ static void im2col_forward(srp_conv2d *c, const float *x, size_t batch, size_t H
     const float *bias = srp_linear_bias(c->lin), *w = srp_linear_weight(c->lin);
     for (size_t b0 = 0; b0 < batch; b0 += c->group) {
         const size_t n = batch - b0 < c->group ? batch - b0 : c->group, cols_n = n * pixels;
-        uint64_t t0 = srp_profile_begin();
         im2col(c, x + b0 * c->in_ch * H * W, n, H, W, OH, OW, c->cols);
-        srp_profile_end(SRP_PROF_CONVOLUTION, t0);
-        t0 = srp_profile_begin();
         /* Y = scale W cols: [K][n pixels] = [K][patch] x [patch][n pixels] */
         srp_sgemm(0, 0, c->out_ch, cols_n, c->patch, scale, w, c->patch, c->cols, cols_n, 0.0f,
                   c->prod, cols_n);
-        srp_profile_end(SRP_PROF_CONVOLUTION, t0);
-        t0 = srp_profile_begin();
         ungroup(c, c->prod, n, pixels, bias, y + b0 * c->out_ch * pixels);
-        srp_profile_end(SRP_PROF_CONVOLUTION, t0);
     }
 }
 
@@ -392,23 +386,16 @@ static void im2col_backward(srp_conv2d *c, const float *x, const float *dy, floa
         c->db_acc[o] = 0.0;
     for (size_t b0 = 0; b0 < c->batch; b0 += c->group) {
         const size_t n = c->batch - b0 < c->group ? c->batch - b0 : c->group, cols_n = n * pixels;
-        uint64_t t0 = srp_profile_begin();
         group_gradient(c, dy + b0 * c->out_ch * pixels, n, pixels, c->prod, c->db_acc);
         im2col(c, x + b0 * c->in_ch * H * W, n, H, W, OH, OW, c->cols);
-        srp_profile_end(SRP_PROF_CONVOLUTION, t0);
-        t0 = srp_profile_begin();
         /* dW_hat (+)= G cols^T: [K][patch] = [K][n pixels] x [n pixels][patch] */
         srp_sgemm(0, 1, c->out_ch, c->patch, cols_n, 1.0f, c->prod, cols_n, c->cols, cols_n,
                   b0 ? 1.0f : 0.0f, c->dw_hat, c->patch);
         if (dx) /* dcols = scale W^T G: [patch][n pixels] = [patch][K] x [K][n pixels] */
             srp_sgemm(1, 0, c->patch, cols_n, c->out_ch, scale, w, c->patch, c->prod, cols_n, 0.0f,
                       c->cols, cols_n);
-        srp_profile_end(SRP_PROF_CONVOLUTION, t0);
-        if (dx) {
-            t0 = srp_profile_begin();
+        if (dx)
             col2im(c, c->cols, n, H, W, OH, OW, dx + b0 * c->in_ch * H * W);
-            srp_profile_end(SRP_PROF_CONVOLUTION, t0);
-        }
     }
     for (size_t o = 0; o < c->out_ch; o++)
         c->db[o] = (float)c->db_acc[o];
@@ -460,8 +447,11 @@ srp_status srp_conv2d_forward(srp_conv2d *c, const float *x, size_t batch, size_
         done = srp_conv_forward(c->door, x, c->w_hat, srp_linear_bias(c->lin), y);
         srp_profile_end(SRP_PROF_CONVOLUTION, t0);
     }
-    if (!done)
+    if (!done) {
+        const uint64_t t0 = srp_profile_begin();
         im2col_forward(c, x, batch, height, width, OH, OW, scale, y);
+        srp_profile_end(SRP_PROF_CONVOLUTION, t0);
+    }
     /* NaN or Inf in x or b, or an overflow: reported here, the layer as it
      * was. */
     const uint64_t t0 = srp_profile_begin();
@@ -498,8 +488,11 @@ srp_status srp_conv2d_backward(srp_conv2d *c, const float *x, const float *dy, f
         done = srp_conv_backward(c->door, x, c->w_hat, dy, c->dw_hat, c->db, dx);
         srp_profile_end(SRP_PROF_CONVOLUTION, t0);
     }
-    if (!done)
+    if (!done) {
+        const uint64_t t0 = srp_profile_begin();
         im2col_backward(c, x, dy, dx, scale);
+        srp_profile_end(SRP_PROF_CONVOLUTION, t0);
+    }
     st = srp_linear_backward_weight(c->lin, c->dw_hat, c->db);
     if (st == SRP_ERR_NUMERIC)
         return srp_fail(st, "srp_conv2d_backward: NaN or Inf in the gradient of the weight or "

@@ -51,6 +51,7 @@ typedef struct {
     srp_qkv_sigma qkv_sigma;                    /* SRP_QKV_SIGMA_FUSED */
     float init_gain; /* linear weights ~ N(0, (0.02 gain)^2), truncated: 1 */
     float embed_std; /* token and learned position embeddings: 0.02 */
+    ex_regularizers reg; /* the blocks' (layers.h): off */
     uint64_t seed;
 } lm_config;
 

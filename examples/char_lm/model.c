@@ -71,7 +71,7 @@ static void fixed_positions(float *pos, size_t context, size_t dim, float scale)
 static srp_block_config block_config(const lm_config *c)
 {
     srp_block_config bc = ex_block_config(c->dim, c->heads, c->mlp_dim, k_archs[c->arch].sigma,
-                                          c->gamma_init, c->init_gain);
+                                          c->gamma_init, c->init_gain, &c->reg);
     bc.norm = k_archs[c->arch].norm;
     bc.norm_eps = LN_EPS;
     bc.causal = 1;

@@ -387,11 +387,13 @@ static void describe_model(ex_trainer *base)
     lm_trainer *t = lt(base);
     const lm_options *o = &t->opt;
     const lm_config *c = lm_get_config(t->model);
-    printf("char LM: %s, %zu blocks, dim %zu, %zu heads, context %zu, %s positions, %s head | %s, "
-           "lr %g | batch %zu\n",
+    char reg[128];
+    printf("char LM: %s, %zu blocks, dim %zu, %zu heads, context %zu, %s positions, %s head%s | "
+           "%s, lr %g | batch %zu\n",
            lm_arch_name(c->arch), c->depth, c->dim, c->heads, c->context,
            c->positions == LM_POS_FIXED ? "fixed" : "learned", c->tied_head ? "tied" : "untied",
-           ex_optimizer_name(o->optim.optimizer), (double)o->optim.lr, o->run.batch);
+           ex_regularizers_text(&c->reg, reg, sizeof(reg)), ex_optimizer_name(o->optim.optimizer),
+           (double)o->optim.lr, o->run.batch);
 }
 
 /* ---- checkpoints ---- */

@@ -56,8 +56,26 @@ srp_linear_config ex_linear_config(size_t in, size_t out, int sigma, srp_gamma_i
     return lc;
 }
 
+const char *ex_regularizers_text(const ex_regularizers *r, char *buf, size_t len)
+{
+    const struct {
+        const char *name;
+        float rate;
+    } rates[] = {{"attention dropout", r->attn_dropout},
+                 {"MLP dropout", r->mlp_dropout},
+                 {"drop path", r->drop_path}};
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++)
+        if (rates[i].rate > 0.0f && used < len)
+            used += (size_t)snprintf(buf + used, len - used, ", %s %g", rates[i].name,
+                                     (double)rates[i].rate);
+    return buf;
+}
+
 srp_block_config ex_block_config(size_t dim, size_t heads, size_t mlp_dim, int sigma,
-                                 srp_gamma_init gamma_init, float init_gain)
+                                 srp_gamma_init gamma_init, float init_gain,
+                                 const ex_regularizers *reg)
 {
     const size_t D = dim;
     srp_block_config bc = srp_block_config_default(D, heads, mlp_dim);
@@ -65,6 +83,9 @@ srp_block_config ex_block_config(size_t dim, size_t heads, size_t mlp_dim, int s
     bc.proj = ex_linear_config(D, D, sigma, gamma_init, init_gain, NULL);
     bc.fc1 = ex_linear_config(D, mlp_dim, sigma, gamma_init, init_gain, NULL);
     bc.fc2 = ex_linear_config(mlp_dim, D, sigma, gamma_init, init_gain, NULL);
+    bc.attn_dropout = reg->attn_dropout;
+    bc.mlp_dropout = reg->mlp_dropout;
+    bc.drop_path = reg->drop_path;
     return bc;
 }
 
@@ -97,6 +118,11 @@ srp_status ex_stack_init_named(ex_stack *s, const srp_block_config *bc, size_t d
         c.attn_seed = srp_rng_next_u64(rng);
         c.fc1.seed = srp_rng_next_u64(rng);
         c.fc2.seed = srp_rng_next_u64(rng);
+        srp_rng masks; /* not drawn from rng: the weights stay those of the run without */
+        srp_rng_seed(&masks, c.attn_seed ^ UINT64_C(0x6d61736b73)); /* "masks" */
+        c.dropout_seed = srp_rng_next_u64(&masks);
+        /* stochastic depth's linear rule (DeiT, timm): 0 at the first block */
+        c.drop_path = depth > 1 ? bc->drop_path * (float)l / (float)(depth - 1) : 0.0f;
         EX_TRY(srp_block_create(&s->blocks[l], &c, max_batch, max_tokens));
         snprintf(prefix, sizeof(prefix), "%s.%zu", s->prefix, l);
         for (size_t i = 0; i < srp_block_linear_count(s->blocks[l]); i++) {

@@ -42,11 +42,24 @@ typedef struct {
 srp_linear_config ex_linear_config(size_t in, size_t out, int sigma, srp_gamma_init gamma_init,
                                    float init_gain, srp_rng *rng);
 
+/* The blocks' regularizers (srp_block_config's rates; all 0: off), which
+ * every trainer takes as --attn-dropout, --mlp-dropout and --drop-path.
+ * drop_path is the last block's: a stack rises to it linearly from 0 at
+ * its first block (DeiT's and timm's rule; a stack of one block has none). */
+typedef struct {
+    float attn_dropout, mlp_dropout, drop_path;
+} ex_regularizers;
+
+/* The rates that are on, as the trainers' model lines print them:
+ * ", attention dropout 0.1, drop path 0.2"; "" with none. Returns buf. */
+const char *ex_regularizers_text(const ex_regularizers *r, char *buf, size_t len);
+
 /* A block of such a model (srp_block_config_default of dim, heads and
- * mlp_dim) with its four linears so configured (ex_linear_config); their
- * seeds are left to ex_stack_init. */
+ * mlp_dim) with its four linears so configured (ex_linear_config) and reg's
+ * rates; the seeds are left to ex_stack_init. */
 srp_block_config ex_block_config(size_t dim, size_t heads, size_t mlp_dim, int sigma,
-                                 srp_gamma_init gamma_init, float init_gain);
+                                 srp_gamma_init gamma_init, float init_gain,
+                                 const ex_regularizers *reg);
 
 /* The trunk: x_{l+1} = block_l(x_l) for l < depth, then the final
  * LayerNorm (when it has one) of x_depth; rows = batch x tokens. */
@@ -63,9 +76,11 @@ typedef struct {
 } ex_stack;
 
 /* depth blocks of bc (their seeds drawn from rng, block by block, in the
- * order attention, fc1, fc2) for max_batch x max_tokens rows, their linears
- * appended to names under blocks.<l>; a final LayerNorm of bc's eps named
- * norm_name (NULL: none). Free it either way. */
+ * order attention, fc1, fc2; each block's regularizer state seeded from
+ * its attention's seed, so that its masks are its own and turning a
+ * regularizer on leaves the initial weights as they were) for max_batch x max_tokens rows, their
+ * linears appended to names under blocks.<l>; a final LayerNorm of bc's eps named norm_name (NULL:
+ * none). Free it either way. */
 srp_status ex_stack_init(ex_stack *s, const srp_block_config *bc, size_t depth,
                          const char *norm_name, size_t max_batch, size_t max_tokens, srp_rng *rng,
                          ex_linear_names *names);

@@ -69,7 +69,7 @@ static srp_linear_config linear_config(const mt_config *c, size_t in, size_t out
 static srp_block_config block_config(const mt_config *c, int cross)
 {
     srp_block_config bc = ex_block_config(c->dim, c->heads, c->mlp_dim, k_archs[c->arch].sigma,
-                                          c->gamma_init, c->init_gain);
+                                          c->gamma_init, c->init_gain, &c->reg);
     bc.norm = k_archs[c->arch].norm;
     bc.norm_eps = LN_EPS;
     bc.causal = cross;

@@ -64,6 +64,7 @@ typedef struct {
     float init_gain;               /* linear weights ~ N(0, (0.02 gain)^2), truncated: 1 */
     float embed_std;               /* token and position embeddings: 0.02 (mt-train's default: 1) */
     mt_tie tie;                    /* MT_TIE_NONE */
+    ex_regularizers reg;           /* the blocks' (layers.h): off */
     uint64_t seed;
 } mt_config;
 

@@ -33,6 +33,7 @@ static const ex_opt_spec k_specs[] = {
     {"max-bytes", EX_OPT_SIZE, OFF(max_bytes), 2, 1024, NULL, 0, 1, "128",
      "the corpus keeps the pairs whose two sides fit this many bytes (the model's length "
      "caps; the splits and the copy baseline of docs/translation-corpus.md are at 128)"},
+    {.name = "regularizers", .type = EX_OPT_SHARED, .offset = OFF(model.reg)},
     /* optimization */
     {.name = "optimizer", .type = EX_OPT_SHARED, .offset = OFF(optim.optimizer), .def = "adamw"},
     {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(optim.lr), .def = "0.002"},

@@ -452,11 +452,13 @@ static void describe_model(ex_trainer *base)
     mt_trainer *t = mt(base);
     const mt_options *o = &t->opt;
     const mt_config *c = mt_get_config(t->model);
-    printf("translator: %s, %zu+%zu blocks, dim %zu, %zu heads, mlp %zu, up to %zu bytes | %s, "
+    char reg[128];
+    printf("translator: %s, %zu+%zu blocks, dim %zu, %zu heads, mlp %zu, up to %zu bytes%s | %s, "
            "lr %g, label smoothing %g | batch %zu\n",
            mt_arch_name(c->arch), c->enc_layers, c->dec_layers, c->dim, c->heads, c->mlp_dim,
-           c->max_src, ex_optimizer_name(o->optim.optimizer), (double)o->optim.lr,
-           (double)o->label_smoothing, o->run.batch);
+           c->max_src, ex_regularizers_text(&c->reg, reg, sizeof(reg)),
+           ex_optimizer_name(o->optim.optimizer), (double)o->optim.lr, (double)o->label_smoothing,
+           o->run.batch);
 }
 
 /* ---- set-up ---- */

@@ -79,7 +79,7 @@ static srp_linear_config linear_config(const vit_config *c, size_t in, size_t ou
 static srp_block_config block_config(const vit_config *c)
 {
     srp_block_config bc = ex_block_config(c->dim, c->heads, c->mlp_dim, c->sigma_reparam,
-                                          c->gamma_init, c->init_gain);
+                                          c->gamma_init, c->init_gain, &c->reg);
     bc.norm = c->layernorm ? SRP_NORM_PRE : SRP_NORM_NONE;
     bc.norm_eps = LN_EPS;
     bc.qkv_sigma = c->qkv_sigma;

@@ -562,12 +562,14 @@ static void describe_model(ex_trainer *base)
 {
     vit_trainer *t = vt(base);
     const vit_config *c = vit_get_config(t->model);
-    printf("ViT-lite: %zu blocks, dim %zu, %zu heads, %zu tokens, %s%s | %s, %zu train / %zu val "
-           "/ %zu test | %llu steps of %zu\n",
+    char reg[128];
+    printf("ViT-lite: %zu blocks, dim %zu, %zu heads, %zu tokens, %s%s%s | %s, %zu train / %zu "
+           "val / %zu test | %llu steps of %zu\n",
            c->depth, c->dim, c->heads, vit_tokens(t->model),
            c->sigma_reparam ? "sigmaReparam" : "plain linears", c->layernorm ? " + LayerNorm" : "",
-           vit_dataset_name(t->opt.dataset), t->data.train.count, t->data.val.count,
-           t->data.test.count, (unsigned long long)t->total_steps, t->opt.run.batch);
+           ex_regularizers_text(&c->reg, reg, sizeof(reg)), vit_dataset_name(t->opt.dataset),
+           t->data.train.count, t->data.val.count, t->data.test.count,
+           (unsigned long long)t->total_steps, t->opt.run.batch);
 }
 
 static void cleanup(ex_trainer *base)

@@ -39,6 +39,7 @@ typedef struct {
     srp_qkv_sigma qkv_sigma;                    /* SRP_QKV_SIGMA_FUSED */
     vit_pool pool;                              /* VIT_POOL_CLS */
     float init_gain;                            /* weights ~ N(0, 0.02 gain), truncated */
+    ex_regularizers reg;                        /* the blocks' (layers.h): off */
     uint64_t seed;
 } vit_config;
 

@@ -207,6 +207,75 @@ static void test_stack_names(void **state)
     ex_linear_names_free(&k.names);
 }
 
+/* ex_block_config takes the regularizers' rates; in a stack, each block's
+ * regularizer state is its own, and the initial weights are those of the
+ * stack without regularizers. */
+static void test_regularizers_reach_the_blocks(void **state)
+{
+    (void)state;
+    const ex_regularizers off = {0}, on = {0.125f, 0.25f, 0.375f};
+    const srp_block_config bc = ex_block_config(D, H, MLP, 1, SRP_GAMMA_INIT_SIGMA0, 1.0f, &on);
+    assert_true(bc.attn_dropout == 0.125f && bc.mlp_dropout == 0.25f && bc.drop_path == 0.375f);
+    const srp_block_config plain = ex_block_config(D, H, MLP, 1, SRP_GAMMA_INIT_SIGMA0, 1.0f, &off);
+    assert_true(plain.attn_dropout == 0.0f && plain.mlp_dropout == 0.0f && plain.drop_path == 0.0f);
+    char text[128];
+    assert_string_equal(ex_regularizers_text(&off, text, sizeof(text)), "");
+    assert_string_equal(ex_regularizers_text(&on, text, sizeof(text)),
+                        ", attention dropout 0.125, MLP dropout 0.25, drop path 0.375");
+    const ex_regularizers some = {0.5f, 0.0f, 0.25f};
+    assert_string_equal(ex_regularizers_text(&some, text, sizeof(text)),
+                        ", attention dropout 0.5, drop path 0.25");
+
+    ex_stack s[2];
+    ex_linear_names names[2];
+    for (int i = 0; i < 2; i++) {
+        srp_rng r = seeded_rng(4);
+        assert_true(ex_linear_names_init(&names[i], 16));
+        assert_ok(ex_stack_init(&s[i], i ? &bc : &plain, DEPTH, NULL, B, T, &r, &names[i]));
+    }
+    for (int l = 0; l < DEPTH; l++) {
+        srp_linear *a = srp_block_linear(s[0].blocks[l], 0, NULL);
+        srp_linear *b = srp_block_linear(s[1].blocks[l], 0, NULL);
+        assert_memory_equal(srp_linear_weight(a), srp_linear_weight(b), sizeof(float) * D * 3 * D);
+    }
+    const srp_rng *r0 = srp_block_dropout_rng(s[1].blocks[0]);
+    const srp_rng *r1 = srp_block_dropout_rng(s[1].blocks[1]);
+    assert_memory_not_equal(r0, r1, sizeof(*r0));
+
+    /* the masks act in training forwards only */
+    srp_rng r = seeded_rng(6);
+    fill_normal_f(&r, s[0].xs[0], B * T * D, 1.0);
+    memcpy(s[1].xs[0], s[0].xs[0], sizeof(float) * B * T * D);
+    for (int training = 0; training < 2; training++) {
+        const float *y[2];
+        for (int i = 0; i < 2; i++)
+            assert_ok(ex_stack_forward(&s[i], B, T, training ? SRP_TRAIN : SRP_EVAL, &y[i]));
+        const int same = memcmp(y[0], y[1], sizeof(float) * B * T * D) == 0;
+        assert_int_equal(same, !training);
+    }
+    for (int i = 0; i < 2; i++) {
+        ex_stack_free(&s[i]);
+        ex_linear_names_free(&names[i]);
+    }
+
+    /* drop path alone rises from 0 at the first block: that block keeps no
+     * random state, the last one does */
+    const ex_regularizers path = {0.0f, 0.0f, 0.5f};
+    const srp_block_config pc = ex_block_config(D, H, MLP, 1, SRP_GAMMA_INIT_SIGMA0, 1.0f, &path);
+    srp_rng r2 = seeded_rng(4);
+    assert_true(ex_linear_names_init(&names[0], 16));
+    assert_ok(ex_stack_init(&s[0], &pc, DEPTH, NULL, B, T, &r2, &names[0]));
+    srp_tensor_list *refs;
+    assert_ok(srp_tensor_list_create(&refs));
+    ex_stack_state_refs(&s[0], refs);
+    assert_ok(srp_tensor_list_status(refs));
+    assert_true(srp_tensor_list_find(refs, "blocks.0.dropout_rng") == SIZE_MAX);
+    assert_true(srp_tensor_list_find(refs, "blocks.1.dropout_rng") != SIZE_MAX);
+    srp_tensor_list_destroy(refs);
+    ex_stack_free(&s[0]);
+    ex_linear_names_free(&names[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -214,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_linear_config),
         cmocka_unit_test(test_stack_is_its_layers),
         cmocka_unit_test(test_stack_names),
+        cmocka_unit_test(test_regularizers_reach_the_blocks),
     };
     return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

@@ -54,10 +54,21 @@ static void test_checkpoint_keeps_power_iteration_state(void **state)
     vit_destroy(m[1]);
 }
 
+/* Whether the n bytes at p hold the string s. */
+static int bytes_contain(const char *p, size_t n, const char *s)
+{
+    const size_t len = strlen(s);
+    for (size_t i = 0; i + len <= n; i++)
+        if (memcmp(p + i, s, len) == 0)
+            return 1;
+    return 0;
+}
+
 /* Stopped inside an epoch and resumed, a run gives the same metrics and the
  * same final checkpoint, bit for bit, as a run never stopped. */
-/* The plain recipe, and the default one's stem, erasing, weight average and
- * test-time flips (each with its own state to carry across a resume). */
+/* The plain recipe, the default one's stem, erasing, weight average and
+ * test-time flips, and the blocks' regularizers (each with its own state to
+ * carry across a resume). */
 static void resume_is_bit_exact(const char *recipe)
 {
     static char out[1 << 16];
@@ -77,6 +88,22 @@ static void resume_is_bit_exact(const char *recipe)
     /* Resuming with other training options is refused. */
     assert_int_equal(run_train(out, "%s --lr 0.5 --resume %s", common, f.c_part), 2);
     assert_non_null(strstr(out, "other training options"));
+    if (strstr(recipe, "--drop-path")) {
+        /* the blocks' random states are in the checkpoint, and the rates in
+         * its options: the same run without them is another run */
+        size_t n;
+        char *bytes = read_file_bytes(f.c_full, &n);
+        assert_non_null(bytes);
+        assert_true(bytes_contain(bytes, n, "blocks.1.dropout_rng"));
+        assert_true(bytes_contain(bytes, n, "blocks.1.attn.dropout_rng"));
+        free(bytes);
+        assert_int_equal(run_train(out,
+                                   SMALL_MODEL "--epochs 2 --augment --checkpoint-every 5 "
+                                               "--resume %s",
+                                   f.c_part),
+                         2);
+        assert_non_null(strstr(out, "other training options"));
+    }
 
     /* --eval-only reads the model back, with its weight average when the
      * run kept one, and gives the run's test accuracy and loss. */
@@ -113,6 +140,7 @@ static void test_resume_is_bit_exact(void **state)
     (void)state;
     resume_is_bit_exact("");
     resume_is_bit_exact("--stem 4,4 --erase 0.5 --ema 0.99 --tta-flip");
+    resume_is_bit_exact("--attn-dropout 0.1 --mlp-dropout 0.1 --drop-path 0.2");
 }
 
 /* A checkpoint carries its model's configuration, and a load checks it:

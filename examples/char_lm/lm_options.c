@@ -38,7 +38,7 @@ static const ex_opt_spec k_specs[] = {
      "linear weights ~ truncated N(0, (0.02 gain)^2)"},
     {"embed-std", EX_OPT_FLOAT, OFF(model.embed_std), 1e-6, 100, NULL, 0, 1, "1",
      "std of the token and position embeddings at init (and the fixed positions' scale)"},
-    {.name = "regularizers", .type = EX_OPT_SHARED, .offset = OFF(model.reg)},
+    {.name = "regularizers", .type = EX_OPT_SHARED, .offset = OFF(run)},
     /* optimization */
     {.name = "optimizer", .type = EX_OPT_SHARED, .offset = OFF(optim.optimizer), .def = "adamw"},
     {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(optim.lr), .def = "0.016"},
@@ -110,6 +110,7 @@ static ex_code check(void *opts, ex_error *err)
     lm_options *o = opts;
     o->model.max_batch = o->run.batch;
     o->model.seed = o->run.seed;
+    o->model.reg = o->run.reg;
     const ex_code common = ex_train_options_check(&o->run, o->model.dim, o->model.heads, err);
     if (common != EX_OK)
         return common;

@@ -57,9 +57,14 @@ static ex_code open_checked(srp_checkpoint **out, const char *path, const ex_met
     return EX_OK;
 }
 
+/* A run's own tensors, and the blocks' mask states, which only training
+ * reads: a model alone loads without them. */
 static int is_run_state(const char *name)
 {
-    return strncmp(name, "train.", 6) == 0 || strncmp(name, "optim.", 6) == 0;
+    const char *masks = ".dropout_rng";
+    const size_t n = strlen(name), m = strlen(masks);
+    return strncmp(name, "train.", 6) == 0 || strncmp(name, "optim.", 6) == 0 ||
+           (n > m && strcmp(name + n - m, masks) == 0);
 }
 
 /* model_only: the file's tensors that are neither the model's (list) nor

@@ -118,6 +118,8 @@ srp_status ex_stack_init_named(ex_stack *s, const srp_block_config *bc, size_t d
         c.attn_seed = srp_rng_next_u64(rng);
         c.fc1.seed = srp_rng_next_u64(rng);
         c.fc2.seed = srp_rng_next_u64(rng);
+        if (c.cross)
+            c.cross_seed = srp_rng_next_u64(rng);
         srp_rng masks; /* not drawn from rng: the weights stay those of the run without */
         srp_rng_seed(&masks, c.attn_seed ^ UINT64_C(0x6d61736b73)); /* "masks" */
         c.dropout_seed = srp_rng_next_u64(&masks);

@@ -75,12 +75,13 @@ typedef struct {
     float *d_normed; /* [max rows][D]: the gradient of normed */
 } ex_stack;
 
-/* depth blocks of bc (their seeds drawn from rng, block by block, in the
- * order attention, fc1, fc2; each block's regularizer state seeded from
- * its attention's seed, so that its masks are its own and turning a
- * regularizer on leaves the initial weights as they were) for max_batch x max_tokens rows, their
- * linears appended to names under blocks.<l>; a final LayerNorm of bc's eps named norm_name (NULL:
- * none). Free it either way. */
+/* depth blocks of bc for max_batch x max_tokens rows, their linears
+ * appended to names under blocks.<l>; a final LayerNorm of bc's eps named
+ * norm_name (NULL: none). Free it either way. The seeds are drawn from
+ * rng, block by block, in the order attention, fc1, fc2 and (a decoder
+ * block) its cross-attention; each block's regularizer state is seeded
+ * from its attention's seed, so that its masks are its own and turning a
+ * regularizer on leaves the initial weights as they were. */
 srp_status ex_stack_init(ex_stack *s, const srp_block_config *bc, size_t depth,
                          const char *norm_name, size_t max_batch, size_t max_tokens, srp_rng *rng,
                          ex_linear_names *names);

@@ -7,10 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layers.h"
-
 #define RUN(field) offsetof(ex_train_options, field)
-#define REG(field) offsetof(ex_regularizers, field)
 _Static_assert(sizeof(srp_precision) == sizeof(int) && SRP_PRECISION_FP32 == 0 &&
                    SRP_PRECISION_BF16 == 1 && SRP_PRECISION_AUTO == 2 &&
                    EX_PRECISION_BF16_REFERENCE == 3,
@@ -48,11 +45,11 @@ static const ex_opt_spec k_shared[] = {
     /* the blocks' regularizers (layers.h), in training forwards only; a
      * checkpoint of a run without them resumes as before */
     {.name = "regularizers", .type = EX_OPT_SHARED},
-    {"attn-dropout", EX_OPT_FLOAT, REG(attn_dropout), 0, 0.99, NULL, 0, EX_OPT_UNLESS_DEFAULT, "0",
-     "dropout on the attention weights after the softmax (0: off)"},
-    {"mlp-dropout", EX_OPT_FLOAT, REG(mlp_dropout), 0, 0.99, NULL, 0, EX_OPT_UNLESS_DEFAULT, "0",
-     "dropout on each MLP's output (0: off)"},
-    {"drop-path", EX_OPT_FLOAT, REG(drop_path), 0, 0.99, NULL, 0, EX_OPT_UNLESS_DEFAULT, "0",
+    {"attn-dropout", EX_OPT_FLOAT, RUN(reg.attn_dropout), 0, 0.99, NULL, 0, EX_OPT_UNLESS_DEFAULT,
+     "0", "dropout on the attention weights after the softmax (0: off)"},
+    {"mlp-dropout", EX_OPT_FLOAT, RUN(reg.mlp_dropout), 0, 0.99, NULL, 0, EX_OPT_UNLESS_DEFAULT,
+     "0", "dropout on each MLP's output (0: off)"},
+    {"drop-path", EX_OPT_FLOAT, RUN(reg.drop_path), 0, 0.99, NULL, 0, EX_OPT_UNLESS_DEFAULT, "0",
      "stochastic depth: each block's attention and MLP branches dropped per example, with "
      "this probability in the last block, rising to it from 0 in the first (0: off)"},
     /* output and resume (none is part of the fingerprint) */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "error.h"
+#include "layers.h"
 
 typedef enum {
     EX_OPT_SIZE,   /* size_t in [lo, hi] */
@@ -63,6 +64,7 @@ typedef struct {
 typedef struct {
     size_t batch;            /* the global batch, over every rank */
     size_t threads;          /* 0: one per CPU */
+    ex_regularizers reg;     /* the blocks' (layers.h): the model's config takes them */
     srp_precision precision; /* of the GEMM inputs (srp_set_precision), or: */
 #define EX_PRECISION_BF16_REFERENCE 3 /* bf16 on the library's reference path (core.h) */
     uint64_t seed;

@@ -36,6 +36,14 @@ ex_code ex_trainer_create_optimizer(ex_trainer *t, const srp_optim_config *oc,
  * weight average. */
 static ex_code build(ex_trainer *t, ex_error *err)
 {
+    const ex_regularizers *reg = &t->opt->reg;
+    /* Every rank draws the same masks for its own examples (the blocks
+     * index them by the example's place in the local batch). */
+    if (t->dist.size > 1 &&
+        (reg->attn_dropout > 0.0f || reg->mlp_dropout > 0.0f || reg->drop_path > 0.0f))
+        return ex_fail(err, EX_USAGE,
+                       "--attn-dropout, --mlp-dropout and --drop-path run in one process only: "
+                       "under mpirun every rank would draw the same masks");
     ex_code code = ex_dist_split_batch(&t->dist, t->opt->batch, &t->local_batch, err);
     if (code == EX_OK)
         code = t->hooks->build(t, err);

@@ -174,8 +174,7 @@ srp_status mt_create(mt_model **out, const mt_config *cfg)
                              &m->linears);
     if (st != SRP_OK)
         goto fail;
-    srp_block_config dec = block_config(c, 1);
-    dec.cross_seed = srp_rng_next_u64(&rng);
+    const srp_block_config dec = block_config(c, 1);
     st = ex_stack_init_named(&m->dec, &dec, c->dec_layers, "decoder.blocks",
                              pre ? "decoder.ln_f" : NULL, c->max_batch, T, &rng, &m->linears);
     if (st != SRP_OK)

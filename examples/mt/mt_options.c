@@ -33,7 +33,7 @@ static const ex_opt_spec k_specs[] = {
     {"max-bytes", EX_OPT_SIZE, OFF(max_bytes), 2, 1024, NULL, 0, 1, "128",
      "the corpus keeps the pairs whose two sides fit this many bytes (the model's length "
      "caps; the splits and the copy baseline of docs/translation-corpus.md are at 128)"},
-    {.name = "regularizers", .type = EX_OPT_SHARED, .offset = OFF(model.reg)},
+    {.name = "regularizers", .type = EX_OPT_SHARED, .offset = OFF(run)},
     /* optimization */
     {.name = "optimizer", .type = EX_OPT_SHARED, .offset = OFF(optim.optimizer), .def = "adamw"},
     {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(optim.lr), .def = "0.002"},
@@ -107,6 +107,7 @@ static ex_code check(void *opts, ex_error *err)
     mt_options *o = opts;
     o->model.max_batch = o->run.batch;
     o->model.seed = o->run.seed;
+    o->model.reg = o->run.reg;
     o->model.max_src = o->max_bytes;
     o->model.max_tgt = o->max_bytes;
     const ex_code common = ex_train_options_check(&o->run, o->model.dim, o->model.heads, err);

@@ -171,6 +171,7 @@ static ex_code build(ex_trainer *base, ex_error *err)
     o->model.classes = (size_t)tr->classes;
     o->model.max_batch = base->local_batch;
     o->model.seed = o->run.seed;
+    o->model.reg = o->run.reg;
     srp_status st = vit_create(&t->model, &o->model);
     if (st != SRP_OK)
         return ex_fail_status(err, st, "creating the model");

@@ -45,7 +45,7 @@ static const ex_opt_spec k_specs[] = {
      "what the head reads: the class token, or the mean of all tokens"},
     {"init-gain", EX_OPT_FLOAT, OFF(model.init_gain), 1e-4, 100, NULL, 0, 1, "4",
      "weights ~ truncated N(0, 0.02 gain)"},
-    {.name = "regularizers", .type = EX_OPT_SHARED, .offset = OFF(model.reg)},
+    {.name = "regularizers", .type = EX_OPT_SHARED, .offset = OFF(run)},
     /* optimization */
     {.name = "optimizer", .type = EX_OPT_SHARED, .offset = OFF(optimizer), .def = "lars"},
     {.name = "lr", .type = EX_OPT_SHARED, .offset = OFF(lr), .def = "2"},

@@ -374,6 +374,16 @@ static void test_checkpoint_holds_its_model_and_collapse_schema(void **state)
                      2);
     assert_non_null(strstr(out, "depth is 1 in the file, 2 here"));
     assert_int_equal(run_lm(out, "--generate %s --sample 8", ckpt), 0);
+    /* the blocks' mask states, which only training reads, do not stop it */
+    char masked[512];
+    scratch_path(masked, sizeof(masked), "masked.ckpt");
+    assert_int_equal(run_lm(out,
+                            META_LM "--depth 2 --text %s --steps 3 --attn-dropout 0.1 "
+                                    "--drop-path 0.2 --checkpoint %s",
+                            text, masked),
+                     0);
+    assert_non_null(strstr(out, ", attention dropout 0.1, drop path 0.2 |"));
+    assert_int_equal(run_lm(out, "--generate %s --sample 8", masked), 0);
     /* An older build's file, without metadata: its shapes decide, strictly. */
     char copy[512];
     scratch_path(copy, sizeof(copy), "old.ckpt");

@@ -306,7 +306,8 @@ static void test_help_on_one_rank_stops_every_rank(void **state)
 
 /* Stopped and resumed on 2 ranks, a run ends as the uninterrupted 2-rank
  * run does, bit for bit; resuming on 1 rank is refused with the reason;
- * a batch the ranks cannot split is a usage error. */
+ * a batch the ranks cannot split, and the blocks' regularizers, are usage
+ * errors. */
 static void test_resume_at_the_same_rank_count(void **state)
 {
     (void)state;
@@ -333,6 +334,10 @@ static void test_resume_at_the_same_rank_count(void **state)
 
     assert_int_equal(run_ranks(2, VIT_TRAIN_EXE, 1, VIT_ARGS " --batch 63", out, sizeof(out)), 2);
     assert_non_null(strstr(out, "must split evenly over the 2 ranks"));
+    /* every rank would draw the same masks for its own examples */
+    assert_int_equal(run_ranks(2, VIT_TRAIN_EXE, 1, VIT_ARGS " --drop-path 0.1", out, sizeof(out)),
+                     2);
+    assert_non_null(strstr(out, "under mpirun every rank would draw the same masks"));
 }
 
 int main(void)

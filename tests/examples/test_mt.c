@@ -216,6 +216,30 @@ static void test_tied_backward_matches_differences(void **state)
  * an unpadded position, bit for bit; a target token changes no logit
  * before it (causal); a source byte changes the logits of every target
  * position of its own sequence and of no other. */
+/* Each decoder block's cross-attention has weights of its own from the
+ * start, as each block's self-attention has. */
+static void test_decoder_blocks_start_apart(void **state)
+{
+    (void)state;
+    const mt_config c = tiny_config(MT_ARCH_SIGMA_POSTLN);
+    mt_model *m;
+    assert_ok(mt_create(&m, &c));
+    const ex_linear_names *t = mt_linears(m);
+    srp_linear *proj[2] = {NULL, NULL};
+    for (size_t i = 0; i < t->count; i++)
+        for (int l = 0; l < 2; l++) {
+            char name[64];
+            snprintf(name, sizeof(name), "decoder.blocks.%d.cross_attn.proj", l);
+            if (strcmp(t->names[i], name) == 0)
+                proj[l] = t->linears[i];
+        }
+    assert_non_null(proj[0]);
+    assert_non_null(proj[1]);
+    assert_memory_not_equal(srp_linear_weight(proj[0]), srp_linear_weight(proj[1]),
+                            sizeof(float) * c.dim * c.dim);
+    mt_destroy(m);
+}
+
 static void test_padding_and_causality(void **state)
 {
     (void)state;
@@ -459,10 +483,11 @@ static void reference_search(mt_model *m, const char *source, size_t K, char *ou
  * the same searches give by full recomputation, for several sources at
  * once (of different lengths, so that their rows are selected apart), in
  * every architecture. The head's bias for EOS is raised so that
- * hypotheses end at different lengths, some before the limit (with more,
- * the length-normalised score prefers the empty translation; with none,
- * every one runs to the limit). Without the caches' row selection the
- * beam search's texts differ (checked once). */
+ * hypotheses end at different lengths, some before the limit and some at
+ * it, for these initial weights (the last assertion checks it; with much
+ * more, the length-normalised score prefers short translations only).
+ * Without the caches' row selection the beam search's texts differ
+ * (checked once). */
 static void test_translate_matches_recomputation(void **state)
 {
     (void)state;
@@ -478,7 +503,7 @@ static void test_translate_matches_recomputation(void **state)
         assert_ok(mt_model_params(m, plist));
         for (size_t i = 0; i < srp_param_list_count(plist); i++) /* EOS a little more likely */
             if (strcmp(srp_param_list_entries(plist)[i].name, "head.bias") == 0)
-                srp_param_list_entries(plist)[i].data[MT_EOS] = 0.5f;
+                srp_param_list_entries(plist)[i].data[MT_EOS] = 0.05f;
         srp_param_list_destroy(plist);
         for (size_t K = 1; K <= 3; K += 2) {
             mt_translator *tr;
@@ -585,10 +610,11 @@ static void test_trainer_learns_resumes_and_translates(void **state)
     assert_int_equal(run_mt(again, "--init %s", f.c_full), 2);
     assert_non_null(strstr(again, "--init needs --translate"));
 
-    /* the same from a checkpoint of a tied model (the tie is recorded) */
+    /* the same from a checkpoint of a tied model (the tie is recorded),
+     * trained with the regularizers: --init skips their mask states */
     assert_int_equal(run_mt(out,
-                            "%s --tie-embeddings all --steps 20 --checkpoint %s --translate "
-                            "'open page 9'",
+                            "%s --tie-embeddings all --attn-dropout 0.1 --mlp-dropout 0.1 "
+                            "--steps 20 --checkpoint %s --translate 'open page 9'",
                             common, f.c_part),
                      0);
     last = out + strlen(out) - 1;
@@ -625,6 +651,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backward_matches_differences),
         cmocka_unit_test(test_tied_backward_matches_differences),
+        cmocka_unit_test(test_decoder_blocks_start_apart),
         cmocka_unit_test(test_padding_and_causality),
         cmocka_unit_test(test_cached_decoding_matches_recomputation),
 #ifdef SRP_COUNT_ALLOCS

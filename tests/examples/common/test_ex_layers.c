@@ -233,11 +233,14 @@ static void test_regularizers_reach_the_blocks(void **state)
         assert_true(ex_linear_names_init(&names[i], 16));
         assert_ok(ex_stack_init(&s[i], i ? &bc : &plain, DEPTH, NULL, B, T, &r, &names[i]));
     }
-    for (int l = 0; l < DEPTH; l++) {
-        srp_linear *a = srp_block_linear(s[0].blocks[l], 0, NULL);
-        srp_linear *b = srp_block_linear(s[1].blocks[l], 0, NULL);
-        assert_memory_equal(srp_linear_weight(a), srp_linear_weight(b), sizeof(float) * D * 3 * D);
-    }
+    for (int l = 0; l < DEPTH; l++)
+        for (size_t i = 0; i < srp_block_linear_count(s[0].blocks[l]); i++) {
+            srp_linear *a = srp_block_linear(s[0].blocks[l], i, NULL);
+            srp_linear *b = srp_block_linear(s[1].blocks[l], i, NULL);
+            assert_memory_equal(srp_linear_weight(a), srp_linear_weight(b),
+                                sizeof(float) * srp_linear_in_features(a) *
+                                    srp_linear_out_features(a));
+        }
     const srp_rng *r0 = srp_block_dropout_rng(s[1].blocks[0]);
     const srp_rng *r1 = srp_block_dropout_rng(s[1].blocks[1]);
     assert_memory_not_equal(r0, r1, sizeof(*r0));

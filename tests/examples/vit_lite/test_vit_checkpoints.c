@@ -103,6 +103,8 @@ static void resume_is_bit_exact(const char *recipe)
                                    f.c_part),
                          2);
         assert_non_null(strstr(out, "other training options"));
+        /* ... but its model is this model: evaluating it needs no rates */
+        assert_int_equal(run_train(out, SMALL_MODEL "--eval-only --resume %s", f.c_full), 0);
     }
 
     /* --eval-only reads the model back, with its weight average when the

@@ -77,8 +77,8 @@ srp_status lm_backward(lm_model *m, const float *dlogits);
  * order: wte, wpe (learned positions), every linear as lm_linears orders
  * them, each block's ln1 and ln2, ln_f. state_refs: the parameters,
  * each sigmaReparam layer's u, v, sigma and the blocks' mask states (with
- * regularizers), for checkpoints (the layers' own state refs). linears: each block's (under
- * blocks.<l>), then lm_head (untied). */
+ * regularizers), for checkpoints (the layers' own state refs). linears:
+ * each block's (under blocks.<l>), then lm_head (untied). */
 srp_status lm_model_params(lm_model *m, srp_param_list *list);
 srp_status lm_model_state_refs(lm_model *m, srp_tensor_list *list);
 const ex_linear_names *lm_linears(const lm_model *m);
